@@ -1,0 +1,361 @@
+"""ONNX ModelProto (or a path, or bytes) -> a `builtin.module` of `onnx` dialect ops.
+
+The module holds one `func.func @main` whose arguments and results carry the graph's input and
+output names (`ember.name`). Initializers, and Constant tensors too large to read inline, go to
+the module's weight store and appear as `onnx.weight "name"`. Everything the model does that ember
+cannot import is collected and raised at once, as one `ModelImportError` naming every node.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, ModelProto, TypeProto, numpy_helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    f32,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Region, SSAValue
+
+from ember.dialects import onnx as onnx_dialect
+from ember.dialects.constants import dense_from_numpy
+from ember.dialects.dtypes import element_type_from_onnx, is_supported_onnx_dtype, onnx_dtype_name
+from ember.dialects.tensor_types import UNKNOWN, tensor_type
+from ember.dialects.weights import WeightStore, attach_weights
+from ember.errors import ModelImportError, NodeProblem
+
+_Opt = onnx.defs.OpSchema.FormalParameterOption
+# Constant tensors with more elements than this become weights rather than inline attributes.
+INLINE_CONSTANT_LIMIT = 16
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(model: ModelProto | str | os.PathLike | bytes) -> tuple[ModelProto, str]:
+    """A ModelProto with external data loaded, and a name for it to use in messages."""
+    if isinstance(model, ModelProto):
+        return model, model.graph.name or "model"
+    if isinstance(model, bytes | bytearray):
+        try:
+            return onnx.load_from_string(bytes(model)), "model bytes"
+        except Exception as e:  # protobuf raises its own DecodeError types
+            raise ModelImportError(f"not an ONNX model: {e}", "model bytes") from None
+    path = Path(model)
+    if not path.is_file():
+        raise ModelImportError(f"no such file: {path}", str(path))
+    try:
+        return onnx.load(str(path), load_external_data=True), str(path)
+    except Exception as e:
+        raise ModelImportError(f"cannot read the model: {e}", str(path)) from None
+
+
+def default_opset(model: ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in _DEFAULT_DOMAINS:
+            return entry.version
+    return 1 if model.ir_version < 3 else onnx.defs.onnx_opset_version()
+
+
+def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
+    """Import an ONNX model into the `onnx` dialect (see the module docstring)."""
+    proto, source = load_model(model)
+    return _Importer(proto, source).run()
+
+
+def _type_problem(tp: TypeProto) -> str | None:
+    kind = tp.WhichOneof("value")
+    if kind != "tensor_type":
+        return f"{kind or 'untyped'} values are not supported (only tensors)"
+    if not is_supported_onnx_dtype(tp.tensor_type.elem_type):
+        return f"element type {onnx_dtype_name(tp.tensor_type.elem_type)} is not supported"
+    return None
+
+
+def _xdsl_type(tp: TypeProto) -> Attribute:
+    tensor = tp.tensor_type
+    element = element_type_from_onnx(tensor.elem_type)
+    if not tensor.HasField("shape"):
+        return tensor_type(None, element)
+    dims: list[int | str] = []
+    for d in tensor.shape.dim:
+        if d.HasField("dim_value") and d.dim_value >= 0:
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or UNKNOWN)
+    return tensor_type(dims, element)
+
+
+def _property(attr: AttributeProto, value_name: str, store: WeightStore) -> Attribute:
+    A = AttributeProto
+    if attr.type == A.INT:
+        return IntegerAttr(attr.i, i64)
+    if attr.type == A.FLOAT:
+        return FloatAttr(float(attr.f), f32)
+    if attr.type == A.STRING:
+        return StringAttr(attr.s.decode("utf-8", errors="replace"))
+    if attr.type == A.INTS:
+        return DenseArrayBase.from_list(i64, list(attr.ints))
+    if attr.type == A.FLOATS:
+        return DenseArrayBase.from_list(f32, [float(x) for x in attr.floats])
+    if attr.type == A.STRINGS:
+        return ArrayAttr([StringAttr(s.decode("utf-8", errors="replace")) for s in attr.strings])
+    if attr.type == A.TENSOR:
+        return dense_from_numpy(numpy_helper.to_array(attr.t))
+    raise AssertionError("checked by _node_problems")
+
+
+class _Importer:
+    def __init__(self, model: ModelProto, source: str) -> None:
+        self.model = model
+        self.source = source
+        self.opset = default_opset(model)
+        self.store = WeightStore()
+        self.values: dict[str, SSAValue] = {}
+        self.types: dict[str, TypeProto] = {}
+        self.initializers: dict[str, onnx.TensorProto] = {}
+        self.problems: list[NodeProblem] = []
+
+    # -- checks --------------------------------------------------------------------------------
+    def _collect_types(self) -> None:
+        graph = self.model.graph
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
+        except Exception:  # inference is a help, not a requirement: fall back to declared types
+            inferred = graph
+        for vi in [*inferred.value_info, *graph.value_info, *graph.input, *graph.output]:
+            if vi.type.WhichOneof("value") is not None:
+                self.types[vi.name] = vi.type
+        for t in graph.initializer:
+            tp = TypeProto()
+            tp.tensor_type.elem_type = t.data_type
+            tp.tensor_type.shape.dim.extend(
+                [TypeProto.Tensor().shape.dim.add(dim_value=d) for d in t.dims]
+            )
+            self.types[t.name] = tp
+            self.initializers[t.name] = t
+        for s in graph.sparse_initializer:
+            self.problems.append(NodeProblem(s.values.name, "initializer",
+                                             "sparse initializers are not supported"))
+
+    def _node_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
+        reasons = []
+        if node.domain not in _DEFAULT_DOMAINS:
+            return [f"operator domain '{node.domain}' is not supported"]
+        cls = onnx_dialect.op_class(node.op_type, self.opset)
+        if cls is None:
+            return [f"unknown operator at opset {self.opset}"]
+        for attr in node.attribute:
+            if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                reasons.append(f"subgraph attribute '{attr.name}' is not supported")
+            elif attr.name not in cls.ATTR_SPECS:
+                reasons.append(f"attribute '{attr.name}' is not defined for {node.op_type}")
+            elif attr.type not in _ATTRIBUTE_TYPES:
+                reasons.append(f"attribute '{attr.name}' of type "
+                               f"{AttributeProto.AttributeType.Name(attr.type)} is not supported")
+            elif attr.ref_attr_name:
+                reasons.append(f"attribute '{attr.name}' refers to a function attribute")
+        for name in node.input:
+            if name and name not in defined:
+                reasons.append(f"input '{name}' is not produced by any earlier node or input")
+            elif name in self.types and (why := _type_problem(self.types[name])):
+                reasons.append(f"input '{name}': {why}")
+        for name in node.output:
+            if name in self.types and (why := _type_problem(self.types[name])):
+                reasons.append(f"output '{name}': {why}")
+        if not reasons:
+            reasons += self._arity_problems(node, cls)
+        return reasons
+
+    @staticmethod
+    def _arity_problems(node: onnx.NodeProto, cls: type[onnx_dialect.OnnxOp]) -> list[str]:
+        reasons = []
+        for what, given, specs in (("inputs", node.input, cls.INPUT_SPECS),
+                                   ("outputs", node.output, cls.OUTPUT_SPECS)):
+            variadic = bool(specs) and specs[-1][2] == _Opt.Variadic
+            required = sum(1 for _, _, o in specs if o == _Opt.Single)
+            if len(given) > len(specs) and not variadic:
+                reasons.append(f"{len(given)} {what} given, at most {len(specs)} allowed")
+            for i, (name, _, option) in enumerate(specs):
+                if option == _Opt.Single and (i >= len(given) or not given[i]):
+                    reasons.append(f"required {what[:-1]} '{name}' is missing")
+            del required
+        return reasons
+
+    def _check(self) -> None:
+        graph = self.model.graph
+        defined = {i.name for i in graph.input} | set(self.initializers)
+        for vi in graph.input:
+            if vi.name not in self.initializers and (why := _type_problem(vi.type)):
+                self.problems.append(NodeProblem(vi.name, "graph input", why))
+        for node in graph.node:
+            for reason in self._node_problems(node, defined):
+                self.problems.append(NodeProblem(node.name, node.op_type, reason))
+            defined.update(o for o in node.output if o)
+        for vi in graph.output:
+            if vi.name not in defined:
+                self.problems.append(NodeProblem(vi.name, "graph output",
+                                                 "is not produced by any node or input"))
+        if self.problems:
+            raise ModelImportError(self.problems, self.source)
+
+    # -- building ------------------------------------------------------------------------------
+    def _value_type(self, name: str, node: onnx.NodeProto) -> Attribute:
+        tp = self.types.get(name) or self._type_from_schema(name, node)
+        if tp is None:
+            problem = NodeProblem(node.name, node.op_type,
+                                  f"the type of output '{name}' could not be inferred")
+            raise ModelImportError([problem], self.source)
+        return _xdsl_type(tp)
+
+    def _type_from_schema(self, name: str, node: onnx.NodeProto) -> TypeProto | None:
+        """An unranked type for an output ONNX's inference left untyped (e.g. Dropout's mask)."""
+        schema = onnx.defs.get_schema(node.op_type, self.opset, "")
+        index = min(list(node.output).index(name), len(schema.outputs) - 1)
+        type_str = schema.outputs[index].type_str
+        elem = None
+        for i, formal in enumerate(schema.inputs):
+            if formal.type_str == type_str and i < len(node.input) and node.input[i] in self.types:
+                elem = self.types[node.input[i]].tensor_type.elem_type
+                break
+        if elem is None:
+            allowed = next((c.allowed_type_strs for c in schema.type_constraints
+                            if c.type_param_str == type_str), [type_str])
+            if len(allowed) != 1 or not allowed[0].startswith("tensor("):
+                return None
+            names = {onnx_dtype_name(v): v for v in onnx.TensorProto.DataType.values()}
+            elem = names.get(allowed[0][len("tensor("):-1])
+            if elem is None:
+                return None
+        tp = TypeProto()
+        tp.tensor_type.elem_type = elem
+        return tp
+
+    def _weight(self, name: str, block: Block) -> SSAValue:
+        array = numpy_helper.to_array(self.initializers[name])
+        return self._add_weight(name, array, block)
+
+    def _add_weight(self, name: str, array: np.ndarray, block: Block) -> SSAValue:
+        key = self.store.add(name, array)
+        op = onnx_dialect.WeightOp.create(
+            properties={"ref": StringAttr(key)},
+            result_types=[tensor_type(array.shape, element_type_from_numpy_dtype(array))],
+        )
+        block.add_op(op)
+        self.values[name] = op.result
+        return op.result
+
+    def _operand(self, name: str, block: Block) -> SSAValue:
+        if name not in self.values and name in self.initializers:
+            return self._weight(name, block)
+        return self.values[name]
+
+    def _node(self, node: onnx.NodeProto, block: Block) -> None:
+        cls = onnx_dialect.op_class(node.op_type, self.opset)
+        assert cls is not None
+        if node.op_type == "Constant" and self._constant_as_weight(node, block):
+            return
+        operands: list[SSAValue] = []
+        sizes = []
+        for i, (_, _, option) in enumerate(cls.INPUT_SPECS):
+            if option == _Opt.Variadic:
+                names = [n for n in node.input[i:] if n]
+                operands += [self._operand(n, block) for n in names]
+                sizes.append(len(names))
+            elif i < len(node.input) and node.input[i]:
+                operands.append(self._operand(node.input[i], block))
+                sizes.append(1)
+            else:
+                sizes.append(0)
+        result_types, result_names, result_sizes = [], [], []
+        for i, (_, _, option) in enumerate(cls.OUTPUT_SPECS):
+            names = [n for n in node.output[i:]] if option == _Opt.Variadic else (
+                [node.output[i]] if i < len(node.output) and node.output[i] else [])
+            names = [n for n in names if n]
+            result_types += [self._value_type(n, node) for n in names]
+            result_names += names
+            result_sizes.append(len(names))
+        properties: dict[str, Attribute] = {}
+        for attr in node.attribute:
+            properties[attr.name] = _property(attr, node.output[0] if node.output else "", self.store)
+        if cls.irdl_options:
+            if any(getattr(o, "attribute_name", "") == "operandSegmentSizes" for o in cls.irdl_options):
+                properties["operandSegmentSizes"] = DenseArrayBase.from_list(i32, sizes)
+            if any(getattr(o, "attribute_name", "") == "resultSegmentSizes" for o in cls.irdl_options):
+                properties["resultSegmentSizes"] = DenseArrayBase.from_list(i32, result_sizes)
+        attributes = {"ember.node": StringAttr(node.name)} if node.name else {}
+        op = cls.create(operands=operands, result_types=result_types, properties=properties,
+                        attributes=attributes)
+        block.add_op(op)
+        for name, result in zip(result_names, op.results, strict=True):
+            self.values[name] = result
+
+    def _constant_as_weight(self, node: onnx.NodeProto, block: Block) -> bool:
+        for attr in node.attribute:
+            if attr.name == "value" and attr.type == AttributeProto.TENSOR:
+                array = numpy_helper.to_array(attr.t)
+                if array.size > INLINE_CONSTANT_LIMIT:
+                    self._add_weight(node.output[0], array, block)
+                    return True
+        return False
+
+    def run(self) -> ModuleOp:
+        graph = self.model.graph
+        self._collect_types()
+        self._check()
+        inputs = [vi for vi in graph.input if vi.name not in self.initializers]
+        arg_types = [_xdsl_type(vi.type) for vi in inputs]
+        block = Block(arg_types=arg_types)
+        for vi, arg in zip(inputs, block.args, strict=True):
+            self.values[vi.name] = arg
+        for node in graph.node:
+            self._node(node, block)
+        results = [self._operand(vi.name, block) for vi in graph.output]
+        block.add_op(func.ReturnOp(*results))
+        fn = func.FuncOp(
+            "main",
+            (arg_types, [r.type for r in results]),
+            Region(block),
+            arg_attrs=ArrayAttr([_name_attr(vi.name) for vi in inputs]),
+            res_attrs=ArrayAttr([_name_attr(vi.name) for vi in graph.output]),
+        )
+        module = ModuleOp([fn], attributes={"onnx.opset": IntegerAttr(self.opset, i64)})
+        attach_weights(module, self.store)
+        return module
+
+
+_ATTRIBUTE_TYPES = {AttributeProto.INT, AttributeProto.FLOAT, AttributeProto.STRING,
+                    AttributeProto.INTS, AttributeProto.FLOATS, AttributeProto.STRINGS,
+                    AttributeProto.TENSOR}
+
+
+def _name_attr(name: str) -> DictionaryAttr:
+    return DictionaryAttr({"ember.name": StringAttr(name)})
+
+
+def element_type_from_numpy_dtype(array: np.ndarray) -> Attribute:
+    from ember.dialects.dtypes import element_type_from_numpy
+
+    return element_type_from_numpy(array.dtype)
+
+
+def graph_io_names(module: ModuleOp) -> tuple[Sequence[str], Sequence[str]]:
+    """The ONNX names of the main function's inputs and outputs."""
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+
+    def names(attrs: Any) -> list[str]:
+        return [a.data["ember.name"].data for a in attrs.data] if attrs else []
+
+    return names(fn.arg_attrs), names(fn.res_attrs)

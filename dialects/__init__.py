@@ -1,0 +1,25 @@
+"""ember's dialects: `onnx` (generated from ONNX's schemas), `nn` and `kernel`."""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+
+
+def ember_context() -> Context:
+    """A context with every dialect ember's IR may hold (builtin, func, arith, math, onnx, nn)."""
+    from xdsl.dialects.arith import Arith
+    from xdsl.dialects.builtin import Builtin
+    from xdsl.dialects.func import Func
+    from xdsl.dialects.math import Math
+
+    from ember.dialects.onnx import ONNX
+
+    ctx = Context()
+    for dialect in (Builtin, Func, Arith, Math, ONNX):
+        ctx.load_dialect(dialect)
+    try:
+        from ember.dialects.nn import NN
+    except ImportError:  # the nn dialect is optional while it is being built
+        return ctx
+    ctx.load_dialect(NN)
+    return ctx
