@@ -135,8 +135,13 @@ class _Importer:
             inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
         except Exception:  # inference is a help, not a requirement: fall back to declared types
             inferred = graph
-        for vi in [*inferred.value_info, *graph.value_info, *graph.input, *graph.output]:
-            if vi.type.WhichOneof("value") is not None:
+        for vi in [*graph.value_info, *graph.input, *graph.output,
+                   *inferred.value_info, *inferred.input, *inferred.output]:
+            kind = vi.type.WhichOneof("value")
+            if kind is None:
+                continue
+            has_shape = kind == "tensor_type" and vi.type.tensor_type.HasField("shape")
+            if vi.name not in self.types or has_shape:
                 self.types[vi.name] = vi.type
         for t in graph.initializer:
             tp = TypeProto()

@@ -41,6 +41,8 @@ from xdsl.irdl import (
 )
 from xdsl.traits import Pure
 
+from ember.dialects.attributes import attribute_value
+
 _Opt = OpSchema.FormalParameterOption
 _AT = OpSchema.AttrType
 
@@ -60,9 +62,11 @@ _RESERVED = set(dir(IRDLOperation)) | {"name", "traits", "irdl_options"}
 
 
 def _field(name: str, taken: set[str]) -> str:
+    # computed here, after OnnxOp is defined, so its own members are reserved too
+    reserved = _RESERVED | set(vars(OnnxOp))
     """A Python field name for an ONNX input/output/attribute name."""
     field = "".join(c if c.isalnum() or c == "_" else "_" for c in name).strip("_") or "value"
-    if field[0].isdigit() or keyword.iskeyword(field) or field in _RESERVED:
+    if field[0].isdigit() or keyword.iskeyword(field) or field in reserved:
         field += "_"
     while field in taken:
         field += "_"
@@ -81,17 +85,17 @@ class OnnxOp(IRDLOperation):
     # onnx attribute name -> (python field, AttrType, required, default python value)
     ATTR_SPECS: ClassVar[dict[str, tuple[str, Any, bool, Any]]] = {}
 
-    def input(self, name: str) -> SSAValue | None:
+    def onnx_input(self, name: str) -> SSAValue | None:
         """The value bound to a single or optional formal input, or None when absent."""
         for onnx_name, field, option in self.INPUT_SPECS:
             if onnx_name == name:
                 value = getattr(self, field)
                 if option == _Opt.Variadic:
-                    raise TypeError(f"{self.ONNX_TYPE} input {name} is variadic: use inputs()")
+                    raise TypeError(f"{self.ONNX_TYPE} input {name} is variadic")
                 return value
         return None
 
-    def variadic_input(self) -> Sequence[SSAValue]:
+    def onnx_variadic_input(self) -> Sequence[SSAValue]:
         onnx_name, field, option = self.INPUT_SPECS[-1]
         assert option == _Opt.Variadic, f"{self.ONNX_TYPE} has no variadic input"
         return getattr(self, field)
@@ -114,25 +118,6 @@ class OnnxOp(IRDLOperation):
     def node_name(self) -> str:
         attr = self.attributes.get("ember.node")
         return attr.data if isinstance(attr, StringAttr) else ""
-
-
-def attribute_value(attr: Attribute) -> Any:
-    """Python data of a property: int, float, str, list, or numpy array for tensors."""
-    if isinstance(attr, IntegerAttr):
-        return attr.value.data
-    if isinstance(attr, FloatAttr):
-        return attr.value.data
-    if isinstance(attr, StringAttr):
-        return attr.data
-    if isinstance(attr, DenseArrayBase):
-        return list(attr.get_values())
-    if isinstance(attr, ArrayAttr):
-        return [attribute_value(a) for a in attr.data]
-    if isinstance(attr, DenseIntOrFPElementsAttr):
-        from ember.dialects.constants import dense_to_numpy
-
-        return dense_to_numpy(attr)
-    raise TypeError(f"no Python value for attribute {attr}")
 
 
 def _default(attr: OpSchema.Attribute) -> Any:

@@ -19,6 +19,8 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, ParametrizedAttribute, SSAValue
 from xdsl.irdl import irdl_attr_definition, param_def
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -32,6 +34,24 @@ class LayoutAttr(ParametrizedAttribute):
     name = "nn.layout"
     format: StringAttr = param_def()
     symbols: ArrayAttr[StringAttr] = param_def()
+
+    # text: #nn.layout<NHWC>, #nn.layout<["batch"]>, #nn.layout<NHWC, ["batch"]>
+    def print_parameters(self, printer: Printer) -> None:
+        parts = [self.format.data] if self.format.data else []
+        if self.symbols.data:
+            parts.append("[" + ", ".join(f'"{s.data}"' for s in self.symbols.data) + "]")
+        printer.print_string("<" + ", ".join(parts) + ">")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        parser.parse_punctuation("<")
+        fmt = parser.parse_optional_identifier() or ""
+        symbols: list[StringAttr] = []
+        if not fmt or parser.parse_optional_punctuation(","):
+            symbols = parser.parse_comma_separated_list(
+                parser.Delimiter.SQUARE, lambda: StringAttr(parser.parse_str_literal()))
+        parser.parse_punctuation(">")
+        return [StringAttr(fmt), ArrayAttr(symbols)]
 
 
 def tensor_type(shape: Sequence[Dim] | None, element_type: Attribute, fmt: str = "") -> Attribute:

@@ -1,0 +1,187 @@
+"""What every `nn` op shares: result types inferred from operands and properties, verified.
+
+An nn op defines `infer()` (its result types, symbolic dims kept symbolic) and, where constant
+folding may evaluate it, `evaluate()` (numpy). `build()` makes an op with inferred result types;
+the verifier checks that the declared result types agree with inference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from xdsl.dialects.builtin import TensorType, UnrankedTensorType, f32
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.irdl import IRDLOperation, ParsePropInAttrDict
+from xdsl.utils.exceptions import VerifyException
+
+from ember.dialects.attributes import attribute_value, to_attribute
+from ember.dialects.tensor_types import (
+    UNKNOWN,
+    Dim,
+    Shape,
+    element_type_of,
+    format_of,
+    shape_of,
+    tensor_type,
+)
+from ember.errors import ShapeError
+
+_PENDING = UnrankedTensorType(f32)
+OpT = TypeVar("OpT", bound="NNOp")
+
+
+class NNOp(IRDLOperation):
+    """Base of the nn ops (properties print in the attribute dictionary)."""
+
+    irdl_options = (ParsePropInAttrDict(),)
+
+    def infer(self) -> list[Attribute]:
+        """Result types from operand types and properties (default: as declared)."""
+        return [r.type for r in self.results]
+
+    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Numpy semantics, used by constant folding; ops that cannot be folded raise."""
+        raise ShapeError(f"{self.name} cannot be evaluated at compile time")
+
+    def prop(self, name: str, default: Any = None) -> Any:
+        attr = self.properties.get(name)
+        return default if attr is None else attribute_value(attr)
+
+    def operand_shape(self, index: int) -> Shape:
+        shape = shape_of(self.operands[index])
+        if shape is None:
+            raise ShapeError(f"{self.name}: operand #{index} has unknown rank")
+        return shape
+
+    def verify_(self) -> None:
+        try:
+            inferred = self.infer()
+        except ShapeError as e:
+            raise VerifyException(str(e)) from None
+        for i, (result, want) in enumerate(zip(self.results, inferred, strict=True)):
+            if not types_compatible(result.type, want):
+                raise VerifyException(
+                    f"{self.name}: result #{i} has type {result.type}, but its operands and "
+                    f"properties give {want}"
+                )
+
+
+def set_result_types(op: Operation, types: Sequence[Attribute]) -> bool:
+    """Give `op`'s results new types; True if any changed."""
+    changed = False
+    for result, t in zip(op.results, types, strict=True):
+        if result.type != t:
+            result._type = t  # xDSL has no public setter; results keep their uses
+            changed = True
+    return changed
+
+
+def build(cls: type[OpT], operands: Sequence[SSAValue], properties: dict[str, Any] | None = None,
+          *, num_results: int = 1, result_types: Sequence[Attribute] | None = None) -> OpT:
+    """Make an nn op; its result types are inferred unless given."""
+    props = {k: to_attribute(v) for k, v in (properties or {}).items() if v is not None}
+    op = cls.create(operands=list(operands), properties=props,
+                    result_types=list(result_types or [_PENDING] * num_results))
+    if result_types is None:
+        set_result_types(op, op.infer())
+    return op
+
+
+def types_compatible(declared: Attribute, inferred: Attribute) -> bool:
+    if isinstance(declared, UnrankedTensorType) or isinstance(inferred, UnrankedTensorType):
+        return element_type_of(declared) == element_type_of(inferred)
+    if not isinstance(declared, TensorType) or not isinstance(inferred, TensorType):
+        return declared == inferred
+    if declared.element_type != inferred.element_type or format_of(declared) != format_of(inferred):
+        return False
+    a, b = shape_of(declared), shape_of(inferred)
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(x == y or isinstance(x, str) or isinstance(y, str) for x, y in zip(a, b))
+
+
+# -- dims ---------------------------------------------------------------------------------------
+
+def normalize_axis(axis: int, rank: int, op: str = "") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"{op}: axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def dims_equal(a: Dim, b: Dim) -> bool:
+    return a == b and a != UNKNOWN
+
+
+def dim_product(dims: Sequence[Dim]) -> Dim:
+    """Product of dims: an int when all are static, else a symbolic product ('?' if unknown)."""
+    ints = math.prod(d for d in dims if isinstance(d, int))
+    symbols = sorted(d for d in dims if isinstance(d, str))
+    if not symbols or ints == 0:
+        return ints
+    if UNKNOWN in symbols:
+        return UNKNOWN
+    return "*".join(([str(ints)] if ints != 1 else []) + symbols)
+
+
+def dim_factors(d: Dim) -> tuple[int, list[str]]:
+    if isinstance(d, int):
+        return d, []
+    if d == UNKNOWN:
+        return 1, [UNKNOWN]
+    n, syms = 1, []
+    for part in d.split("*"):
+        if part.isdigit():
+            n *= int(part)
+        else:
+            syms.append(part)
+    return n, syms
+
+
+def dim_quotient(total: Dim, part: Dim) -> Dim:
+    """total / part where it is exact (symbols cancel), else '?'."""
+    tn, ts = dim_factors(total)
+    pn, ps = dim_factors(part)
+    if UNKNOWN in ts or UNKNOWN in ps or pn == 0 or tn % pn:
+        return UNKNOWN
+    rest = list(ts)
+    for s in ps:
+        if s not in rest:
+            return UNKNOWN
+        rest.remove(s)
+    return dim_product([tn // pn, *rest])
+
+
+def broadcast_shapes(*shapes: Shape, op: str = "") -> Shape:
+    """Multidirectional (numpy) broadcasting, symbols kept where they decide a dim."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        result: Dim = 1
+        for d in dims:
+            if d == 1 or d == result:
+                continue
+            if result == 1:
+                result = d
+            elif isinstance(d, int) and isinstance(result, int):
+                raise ShapeError(f"{op}: shapes {[list(s) for s in shapes]} do not broadcast")
+            elif isinstance(result, str) and isinstance(d, int):
+                result = d
+            elif isinstance(result, str) and isinstance(d, str):
+                result = UNKNOWN
+        out.append(result)
+    return tuple(out)
+
+
+def like(value: SSAValue | Attribute, shape: Sequence[Dim] | None = None,
+         element_type: Attribute | None = None) -> Attribute:
+    """A tensor type like `value`'s with another shape and/or element type."""
+    t = value.type if isinstance(value, SSAValue) else value
+    return tensor_type(
+        shape_of(t) if shape is None else tuple(shape),
+        element_type or element_type_of(t),
+        format_of(t),
+    )

@@ -1,0 +1,141 @@
+"""NNBuilder: what a legalizer uses to make nn ops in place of one ONNX node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ember.dialects.constants import dense_from_numpy, dense_to_numpy
+from ember.dialects.dtypes import element_type_from_numpy, numpy_dtype
+from ember.dialects.nn.base import NNOp, OpT, build, like
+from ember.dialects.nn.elementwise import (
+    BinaryOp,
+    CastOp,
+    ConstantOp,
+    FillOp,
+    UnaryOp,
+    WeightOp,
+)
+from ember.dialects.onnx import OnnxOp
+from ember.dialects.tensor_types import element_type_of, shape_of, static_shape, tensor_type
+from ember.dialects.weights import WeightStore
+from ember.errors import ShapeError, UnsupportedError
+
+# Constants with more elements than this are kept in the weight store, not inline.
+INLINE_LIMIT = 16
+
+
+def constant_value(value: SSAValue, store: WeightStore) -> np.ndarray | None:
+    """The numpy value of an nn constant, weight or static fill; None if not a constant."""
+    op = value.owner
+    if isinstance(op, ConstantOp):
+        return dense_to_numpy(op.value)
+    if isinstance(op, WeightOp):
+        return store[op.ref.data] if op.ref.data in store else None
+    if isinstance(op, FillOp) and op.shape is None and static_shape(op.output) is not None:
+        return op.evaluate([])[0]
+    return None
+
+
+def make_constant(array: np.ndarray, store: WeightStore, name: str = "const") -> Operation:
+    """An `nn.constant` for a small array, else an `nn.weight` of a new store entry."""
+    array = np.asarray(array)
+    if array.size <= INLINE_LIMIT:
+        return build(ConstantOp, [], {"value": dense_from_numpy(array)})
+    ref = store.add(name, array)
+    return build(WeightOp, [], {"ref": ref},
+                 result_types=[tensor_type(array.shape, element_type_from_numpy(array.dtype))])
+
+
+class NNBuilder:
+    """Inserts nn ops before `node`; errors name the node."""
+
+    def __init__(self, node: OnnxOp, store: WeightStore) -> None:
+        self.node = node
+        self.store = store
+
+    # -- errors --------------------------------------------------------------------------------
+    def unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"node '{self.node.node_name}' ({self.node.ONNX_TYPE}): {what}")
+
+    # -- making ops ----------------------------------------------------------------------------
+    def insert(self, op: OpT) -> OpT:
+        Rewriter.insert_op(op, InsertPoint.before(self.node))
+        return op
+
+    def op(self, cls: type[OpT], operands: Sequence[SSAValue], props: dict[str, Any] | None = None,
+           *, result_types: Sequence[Attribute] | None = None, num_results: int = 1) -> OpT:
+        try:
+            op = build(cls, operands, props, result_types=result_types, num_results=num_results)
+        except ShapeError as e:
+            raise ShapeError(f"node '{self.node.node_name}' ({self.node.ONNX_TYPE}): {e}") from None
+        return self.insert(op)
+
+    def value(self, cls: type[NNOp], operands: Sequence[SSAValue], **props: Any) -> SSAValue:
+        return self.op(cls, operands, props).results[0]
+
+    def unary(self, fn: str, x: SSAValue, alpha: float | None = None,
+              beta: float | None = None) -> SSAValue:
+        return self.value(UnaryOp, [x], fn=fn, alpha=alpha, beta=beta)
+
+    def binary(self, fn: str, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self.value(BinaryOp, [x, y], fn=fn)
+
+    def cast(self, x: SSAValue, element_type: Attribute) -> SSAValue:
+        if element_type_of(x) == element_type:
+            return x
+        return self.value(CastOp, [x], to=element_type)
+
+    def constant(self, array: np.ndarray | float | int, like: SSAValue | None = None) -> SSAValue:
+        """A constant; with `like`, a scalar is made in `like`'s element type."""
+        array = np.asarray(array)
+        if like is not None:
+            array = array.astype(numpy_dtype(element_type_of(like)))
+        name = f"{self.node.node_name or self.node.ONNX_TYPE}.const"
+        return self.insert(make_constant(array, self.store, name)).results[0]
+
+    def reshape(self, x: SSAValue, target: Sequence) -> SSAValue:
+        """x reshaped to `target` (static or symbolic dims); x itself if already that shape."""
+        from ember.dialects.nn.movement import ReshapeOp
+
+        if tuple(target) == shape_of(x):
+            return x
+        return self.op(ReshapeOp, [x], result_types=[like(x, tuple(target))]).results[0]
+
+    # -- reading inputs ------------------------------------------------------------------------
+    def const(self, value: SSAValue | None) -> np.ndarray | None:
+        return None if value is None else constant_value(value, self.store)
+
+    def required_const(self, name: str) -> np.ndarray | None:
+        """The value of input `name`, which must be a constant if present."""
+        value = self.node.onnx_input(name)
+        if value is None:
+            return None
+        array = self.const(value)
+        if array is None:
+            raise self.unsupported(f"input '{name}' must be a constant (it is computed at run time)")
+        return array
+
+    def ints(self, name: str, default: Sequence[int] | None = None) -> list[int] | None:
+        """An int list given as attribute (older opsets) or as a constant input (newer ones)."""
+        if self.node.has_attr(name):
+            return [int(v) for v in self.node.attr(name)]
+        array = self.required_const(name) if _has_input(self.node, name) else None
+        if array is not None:
+            return [int(v) for v in np.asarray(array).reshape(-1)]
+        return None if default is None else list(default)
+
+    def shape(self, value: SSAValue) -> tuple:
+        shape = shape_of(value)
+        if shape is None:
+            raise self.unsupported("an operand has unknown rank")
+        return shape
+
+
+def _has_input(node: OnnxOp, name: str) -> bool:
+    return any(n == name for n, _, _ in node.INPUT_SPECS)
+

@@ -1,0 +1,54 @@
+"""Shared test helpers: tiny ONNX models built in code, run through ember's nn level and ONNX's
+reference evaluator, compared."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+from ember.compiler.interpret import interpret
+from ember.compiler.onnx_importer import import_onnx
+from ember.dialects import ember_context
+from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
+
+
+def single_node_model(op_type: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] = ("y",),
+                      *, initializers: dict[str, np.ndarray] | None = None, opset: int = 21,
+                      **attrs) -> onnx.ModelProto:
+    """A model of one node; `inputs` are graph inputs, `initializers` are weights."""
+    initializers = initializers or {}
+    names = list(inputs) + list(initializers)
+    node = helper.make_node(op_type, names, list(outputs), name=f"{op_type.lower()}0", **attrs)
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+         for n, a in inputs.items()],
+        [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in outputs],
+        [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def legalize(model: onnx.ModelProto):
+    module = import_onnx(model)
+    ConvertOnnxToNN().apply(ember_context(), module)
+    module.verify()
+    return module
+
+
+def check_against_reference(model: onnx.ModelProto, inputs: dict[str, np.ndarray],
+                            rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Legalize `model` to nn, interpret it, and compare with onnx.reference (dtype and values)."""
+    module = legalize(model)
+    got = interpret(module, inputs)
+    want = ReferenceEvaluator(model).run(None, inputs)
+    names = [o.name for o in model.graph.output]
+    for name, expected in zip(names, want, strict=True):
+        actual = got[name]
+        assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
+        assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)

@@ -1,0 +1,58 @@
+"""convert-onnx-to-nn on elementwise operators: numbers against onnx.reference."""
+
+import numpy as np
+import pytest
+
+from tests.onnx_cases import check_against_reference, single_node_model
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((2, 3, 4)).astype(np.float32)
+Y = rng.standard_normal((3, 4)).astype(np.float32) + 3
+
+
+@pytest.mark.parametrize("op_type,attrs", [
+    ("Relu", {}), ("LeakyRelu", {"alpha": 0.2}), ("Elu", {}), ("Selu", {}), ("Sigmoid", {}),
+    ("HardSigmoid", {}), ("HardSwish", {}), ("Softplus", {}), ("Tanh", {}), ("Exp", {}),
+    ("Abs", {}), ("Neg", {}), ("Erf", {}), ("Gelu", {}), ("Gelu", {"approximate": "tanh"}),
+])
+def test_unary(op_type, attrs):
+    check_against_reference(single_node_model(op_type, {"x": X}, **attrs), {"x": X})
+
+
+@pytest.mark.parametrize("op_type", ["Sqrt", "Log", "Reciprocal"])
+def test_unary_positive(op_type):
+    x = np.abs(X) + 0.5
+    check_against_reference(single_node_model(op_type, {"x": x}), {"x": x})
+
+
+@pytest.mark.parametrize("op_type", ["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum",
+                                     "Mean", "Equal", "Less", "Greater", "LessOrEqual",
+                                     "GreaterOrEqual"])
+def test_binary_broadcast(op_type):
+    x = np.abs(X) if op_type == "Pow" else X
+    check_against_reference(single_node_model(op_type, {"x": x, "y": Y}), {"x": x, "y": Y},
+                            rtol=1e-5)
+
+
+@pytest.mark.parametrize("op_type", ["And", "Or", "Xor"])
+def test_logical(op_type):
+    a, b = X > 0, Y > 3
+    check_against_reference(single_node_model(op_type, {"a": a, "b": b}), {"a": a, "b": b})
+
+
+def test_not_where_cast():
+    c = X > 0
+    check_against_reference(single_node_model("Not", {"c": c}), {"c": c})
+    check_against_reference(single_node_model("Where", {"c": c, "x": X, "y": Y}),
+                            {"c": c, "x": X, "y": Y})
+    check_against_reference(single_node_model("Cast", {"x": X * 10}, to=6), {"x": X * 10})
+
+
+def test_clip_constant_and_computed_bounds():
+    lo, hi = np.array(-0.5, np.float32), np.array(0.5, np.float32)
+    check_against_reference(
+        single_node_model("Clip", {"x": X}, initializers={"lo": lo, "hi": hi}), {"x": X})
+    check_against_reference(single_node_model("Clip", {"x": X, "lo": lo, "hi": hi}),
+                            {"x": X, "lo": lo, "hi": hi})
+    check_against_reference(single_node_model("Clip", {"x": X}, opset=6, min=-0.1, max=0.2),
+                            {"x": X})
