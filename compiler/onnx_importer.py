@@ -33,7 +33,12 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from ember.dialects import onnx as onnx_dialect
 from ember.dialects.constants import dense_from_numpy
-from ember.dialects.dtypes import element_type_from_onnx, is_supported_onnx_dtype, onnx_dtype_name
+from ember.dialects.dtypes import (
+    element_type_from_numpy,
+    element_type_from_onnx,
+    is_supported_onnx_dtype,
+    onnx_dtype_name,
+)
 from ember.dialects.tensor_types import UNKNOWN, tensor_type
 from ember.dialects.weights import WeightStore, attach_weights
 from ember.errors import ModelImportError, NodeProblem
@@ -98,7 +103,7 @@ def _xdsl_type(tp: TypeProto) -> Attribute:
     return tensor_type(dims, element)
 
 
-def _property(attr: AttributeProto, value_name: str, store: WeightStore) -> Attribute:
+def _property(attr: AttributeProto) -> Attribute:
     A = AttributeProto
     if attr.type == A.INT:
         return IntegerAttr(attr.i, i64)
@@ -190,13 +195,11 @@ class _Importer:
         for what, given, specs in (("inputs", node.input, cls.INPUT_SPECS),
                                    ("outputs", node.output, cls.OUTPUT_SPECS)):
             variadic = bool(specs) and specs[-1][2] == _Opt.Variadic
-            required = sum(1 for _, _, o in specs if o == _Opt.Single)
             if len(given) > len(specs) and not variadic:
                 reasons.append(f"{len(given)} {what} given, at most {len(specs)} allowed")
             for i, (name, _, option) in enumerate(specs):
                 if option == _Opt.Single and (i >= len(given) or not given[i]):
                     reasons.append(f"required {what[:-1]} '{name}' is missing")
-            del required
         return reasons
 
     def _check(self) -> None:
@@ -256,7 +259,7 @@ class _Importer:
         key = self.store.add(name, array)
         op = onnx_dialect.WeightOp.create(
             properties={"ref": StringAttr(key)},
-            result_types=[tensor_type(array.shape, element_type_from_numpy_dtype(array))],
+            result_types=[tensor_type(array.shape, element_type_from_numpy(array.dtype))],
         )
         block.add_op(op)
         self.values[name] = op.result
@@ -292,14 +295,11 @@ class _Importer:
             result_types += [self._value_type(n, node) for n in names]
             result_names += names
             result_sizes.append(len(names))
-        properties: dict[str, Attribute] = {}
-        for attr in node.attribute:
-            properties[attr.name] = _property(attr, node.output[0] if node.output else "", self.store)
-        if cls.irdl_options:
-            if any(getattr(o, "attribute_name", "") == "operandSegmentSizes" for o in cls.irdl_options):
-                properties["operandSegmentSizes"] = DenseArrayBase.from_list(i32, sizes)
-            if any(getattr(o, "attribute_name", "") == "resultSegmentSizes" for o in cls.irdl_options):
-                properties["resultSegmentSizes"] = DenseArrayBase.from_list(i32, result_sizes)
+        properties = {attr.name: _property(attr) for attr in node.attribute}
+        if cls.OPERAND_SEGMENTS:
+            properties["operandSegmentSizes"] = DenseArrayBase.from_list(i32, sizes)
+        if cls.RESULT_SEGMENTS:
+            properties["resultSegmentSizes"] = DenseArrayBase.from_list(i32, result_sizes)
         attributes = {"ember.node": StringAttr(node.name)} if node.name else {}
         op = cls.create(operands=operands, result_types=result_types, properties=properties,
                         attributes=attributes)
@@ -348,12 +348,6 @@ _ATTRIBUTE_TYPES = {AttributeProto.INT, AttributeProto.FLOAT, AttributeProto.STR
 
 def _name_attr(name: str) -> DictionaryAttr:
     return DictionaryAttr({"ember.name": StringAttr(name)})
-
-
-def element_type_from_numpy_dtype(array: np.ndarray) -> Attribute:
-    from ember.dialects.dtypes import element_type_from_numpy
-
-    return element_type_from_numpy(array.dtype)
 
 
 def graph_io_names(module: ModuleOp) -> tuple[Sequence[str], Sequence[str]]:

@@ -12,7 +12,8 @@ def dense_from_numpy(array: np.ndarray) -> DenseIntOrFPElementsAttr:
     array = np.asarray(array)
     element_type = element_type_from_numpy(array.dtype)
     data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
-    return DenseIntOrFPElementsAttr(TensorType(element_type, array.shape), BytesAttr(data.tobytes()))
+    return DenseIntOrFPElementsAttr(TensorType(element_type, array.shape),
+                                    BytesAttr(data.tobytes()))
 
 
 def dense_to_numpy(attr: DenseIntOrFPElementsAttr) -> np.ndarray:

@@ -35,8 +35,8 @@ from xdsl.irdl import (
     opt_result_def,
     prop_def,
     result_def,
-    var_operand_def,
     traits_def,
+    var_operand_def,
     var_result_def,
 )
 from xdsl.traits import Pure
@@ -84,6 +84,9 @@ class OnnxOp(IRDLOperation):
     OUTPUT_SPECS: ClassVar[tuple[tuple[str, str, Any], ...]] = ()
     # onnx attribute name -> (python field, AttrType, required, default python value)
     ATTR_SPECS: ClassVar[dict[str, tuple[str, Any, bool, Any]]] = {}
+    # whether the op carries operandSegmentSizes / resultSegmentSizes
+    OPERAND_SEGMENTS: ClassVar[bool] = False
+    RESULT_SEGMENTS: ClassVar[bool] = False
 
     def onnx_input(self, name: str) -> SSAValue | None:
         """The value bound to a single or optional formal input, or None when absent."""
@@ -168,9 +171,11 @@ def _make_op(schema: OpSchema, op_name: str) -> type[OnnxOp]:
             body[field] = opt_prop_def(constraint, prop_name=a.name)
         attrs[a.name] = (field, a.type, a.required, _default(a))
     options = []
-    if sum(o != _Opt.Single for _, _, o in inputs) > 1:
+    body["OPERAND_SEGMENTS"] = sum(o != _Opt.Single for _, _, o in inputs) > 1
+    body["RESULT_SEGMENTS"] = sum(o != _Opt.Single for _, _, o in outputs) > 1
+    if body["OPERAND_SEGMENTS"]:
         options.append(AttrSizedOperandSegments(as_property=True))
-    if sum(o != _Opt.Single for _, _, o in outputs) > 1:
+    if body["RESULT_SEGMENTS"]:
         options.append(AttrSizedResultSegments(as_property=True))
     body["irdl_options"] = tuple(options)
     body["INPUT_SPECS"] = tuple(inputs)
@@ -183,7 +188,8 @@ def _make_op(schema: OpSchema, op_name: str) -> type[OnnxOp]:
     return irdl_op_definition(type(cls_name, (OnnxOp,), body))
 
 
-_CLASS_CONSTANTS = ("ONNX_TYPE", "SINCE_VERSION", "INPUT_SPECS", "OUTPUT_SPECS", "ATTR_SPECS")
+_CLASS_CONSTANTS = ("ONNX_TYPE", "SINCE_VERSION", "INPUT_SPECS", "OUTPUT_SPECS", "ATTR_SPECS",
+                    "OPERAND_SEGMENTS", "RESULT_SEGMENTS")
 
 # Ops with a side effect or randomness must not be merged by CSE or folded away.
 _IMPURE = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     ArrayAttr,
@@ -58,8 +59,11 @@ def tensor_type(shape: Sequence[Dim] | None, element_type: Attribute, fmt: str =
     """The builtin tensor type for a shape of ints and symbols (None: unranked)."""
     if shape is None:
         return UnrankedTensorType(element_type)
+    shape = [int(d) if isinstance(d, int | np.integer) else str(d) for d in shape]
     symbols = [d for d in shape if isinstance(d, str)]
     dims = [d if isinstance(d, int) else DYNAMIC_INDEX for d in shape]
+    if all(s == UNKNOWN for s in symbols) and not fmt:
+        symbols = []
     if not symbols and not fmt:
         return TensorType(element_type, dims)
     names = ArrayAttr([StringAttr("" if s == UNKNOWN else s) for s in symbols])

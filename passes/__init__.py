@@ -1,0 +1,59 @@
+"""ember's passes, registered by name, and the named pipelines.
+
+A pipeline is a list of pass names; `--passes a,b,c` spells one by hand. Every pass is a
+`ModulePass` in its own module, named after the pass (`fold_constants.py` -> `fold-constants`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
+from xdsl.transforms.dead_code_elimination import DeadCodeElimination
+
+from ember.errors import PipelineError
+
+
+def _ember_passes() -> list[type[ModulePass]]:
+    from ember.passes.canonicalize import Canonicalize
+    from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
+    from ember.passes.fold_constants import FoldConstants
+    from ember.passes.infer_shapes import InferShapes
+
+    return [ConvertOnnxToNN, InferShapes, FoldConstants, Canonicalize,
+            CommonSubexpressionElimination, DeadCodeElimination]
+
+
+def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Pass name -> a function returning its class (xDSL's registry shape)."""
+    return {p.name: (lambda p=p: p) for p in _ember_passes()}
+
+
+PIPELINES: dict[str, list[str]] = {
+    # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, dead code gone
+    "default": ["convert-onnx-to-nn", "fold-constants", "canonicalize", "cse", "dce"],
+    "legalize": ["convert-onnx-to-nn"],
+    "none": [],
+}
+
+
+def pass_names(spec: str) -> list[str]:
+    """Names in a comma-separated pass list, checked against the registry."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    known = available_passes()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PipelineError(f"unknown pass(es): {', '.join(unknown)}; "
+                            f"available: {', '.join(sorted(known))}")
+    return names
+
+
+def pipeline_names(name: str) -> list[str]:
+    if name not in PIPELINES:
+        raise PipelineError(f"unknown pipeline '{name}'; available: {', '.join(sorted(PIPELINES))}")
+    return list(PIPELINES[name])
+
+
+def make_pass(name: str) -> ModulePass:
+    return available_passes()[name]()()

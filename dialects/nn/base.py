@@ -100,7 +100,8 @@ def types_compatible(declared: Attribute, inferred: Attribute) -> bool:
     a, b = shape_of(declared), shape_of(inferred)
     if a is None or b is None or len(a) != len(b):
         return False
-    return all(x == y or isinstance(x, str) or isinstance(y, str) for x, y in zip(a, b))
+    return all(x == y or isinstance(x, str) or isinstance(y, str)
+               for x, y in zip(a, b, strict=True))
 
 
 # -- dims ---------------------------------------------------------------------------------------

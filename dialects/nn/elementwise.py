@@ -164,7 +164,8 @@ class SelectOp(NNOp):
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = (
-        "$condition `,` $true_value `,` $false_value attr-dict `:` functional-type(operands, results)"
+        "$condition `,` $true_value `,` $false_value attr-dict `:` "
+        "functional-type(operands, results)"
     )
 
     def infer(self) -> list[Attribute]:

@@ -12,15 +12,15 @@ from xdsl.dialects.builtin import FunctionType, ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from ember.dialects.onnx import OnnxOp, WeightOp
 from ember.dialects.nn.elementwise import WeightOp as NNWeightOp
+from ember.dialects.onnx import OnnxOp, WeightOp
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError, UnsupportedError
 from ember.passes.convert_onnx_to_nn import builder as _builder
-from ember.passes.convert_onnx_to_nn.registry import LEGALIZERS
 
 # the legalizer families register themselves on import
 from ember.passes.convert_onnx_to_nn import elementwise as _elementwise  # noqa: F401, E402
+from ember.passes.convert_onnx_to_nn.registry import LEGALIZERS
 
 for _family in ("linear", "reduction", "movement", "quant"):
     try:
@@ -40,8 +40,8 @@ class ConvertOnnxToNN(ModulePass):
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         store = weights_of(module)
         onnx_ops = [op for op in module.walk() if isinstance(op, OnnxOp)]
-        missing = sorted({f"{_describe(op)}: no lowering to nn for {op.ONNX_TYPE}"
-                          for op in onnx_ops if op.ONNX_TYPE not in LEGALIZERS})
+        missing = list(dict.fromkeys(f"{_describe(op)}: no lowering to nn for {op.ONNX_TYPE}"
+                                     for op in onnx_ops if op.ONNX_TYPE not in LEGALIZERS))
         if missing:
             raise UnsupportedError(
                 f"{len(missing)} node(s) cannot be legalized:\n  - " + "\n  - ".join(missing))

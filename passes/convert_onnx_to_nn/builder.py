@@ -117,7 +117,8 @@ class NNBuilder:
             return None
         array = self.const(value)
         if array is None:
-            raise self.unsupported(f"input '{name}' must be a constant (it is computed at run time)")
+            raise self.unsupported(
+                f"input '{name}' must be a constant (it is computed at run time)")
         return array
 
     def ints(self, name: str, default: Sequence[int] | None = None) -> list[int] | None:

@@ -1,0 +1,102 @@
+"""The `ember` command: subcommands in the style of trtexec and Polygraphy.
+
+Each subcommand is a thin shell over a Python function of the same name; flag groups shared by
+several subcommands are defined once below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ember.errors import EmberError
+
+
+def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("passes")
+    which = group.add_mutually_exclusive_group()
+    which.add_argument("--pipeline", help="a named pipeline (default: default)")
+    which.add_argument("--passes", help="a comma-separated list of passes, e.g. a,b,c")
+    group.add_argument("--stop-after", metavar="PASS", help="stop after this pass")
+
+
+def _opt(args: argparse.Namespace) -> int:
+    from ember.compiler.opt import opt
+
+    opt(args.model, pipeline=args.pipeline, passes=args.passes,
+        print_ir_after_all=args.print_ir_after_all, print_ir_before=args.print_ir_before,
+        print_ir_after=args.print_ir_after, dump_dir=args.dump_dir, time_passes=args.time_passes,
+        stop_after=args.stop_after, output=args.output)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ember.compiler.demo import demo
+
+    demo(args.model, pipeline=args.pipeline or "default")
+    return 0
+
+
+def _list_passes(args: argparse.Namespace) -> int:
+    from ember.passes import PIPELINES, available_passes
+
+    for name, factory in sorted(available_passes().items()):
+        cls = factory()
+        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()
+        summary = doc[0].split(": ", 1)[-1] if doc else ""
+        print(f"{name:20} {summary}")
+    for name, names in PIPELINES.items():
+        print(f"pipeline {name}: {','.join(names)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ember", description="ember: an inference compiler "
+                                     "for NVIDIA GPUs (ONNX -> xDSL -> CUDA C -> plan)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("opt", help="run passes over a model and print the IR (like mlir-opt)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n"
+                              "  ember opt model.onnx --pipeline default --print-ir-after-all\n"
+                              "  ember opt model.onnx --passes convert-onnx-to-nn,fold-constants "
+                              "--dump-dir stages/\n"
+                              "  ember opt in.mlir --passes canonicalize,cse -o out.mlir")
+    p.add_argument("model", help="an ONNX model or an .mlir file")
+    _add_pipeline_flags(p)
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after each pass")
+    p.add_argument("--print-ir-before", action="append", default=[], metavar="PASS",
+                   help="print the IR before this pass (repeatable)")
+    p.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after this pass (repeatable)")
+    p.add_argument("--dump-dir", help="write the IR of each stage to a numbered file here")
+    p.add_argument("--time-passes", action="store_true", help="print each pass's time to stderr")
+    p.add_argument("-o", "--output", help="write the final IR here instead of stdout")
+    p.set_defaults(run=_opt)
+
+    p = sub.add_parser("demo", help="compile a built-in example model and check its output",
+                       epilog="example: ember demo --model resnet50")
+    p.add_argument("--model", default="resnet50",
+                   help="one of ONNX's packaged light models (default: resnet50)")
+    p.add_argument("--pipeline", help="the pipeline to compile with (default: default)")
+    p.set_defaults(run=_demo)
+
+    p = sub.add_parser("passes", help="list the passes and pipelines")
+    p.set_defaults(run=_list_passes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except EmberError as e:
+        print(f"ember {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Quantization nn ops: `nn.quantize` (float -> integer) and `nn.dequantize` (integer -> float),
+with ONNX QuantizeLinear/DequantizeLinear semantics: per-tensor (scalar scale), per-axis (1-D scale
+along `axis`) and blocked (scale shaped like x but `ceil(dim / block_size)` along `axis`)."""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.dialects.builtin import IntegerAttr, IntegerType, Signedness
+from xdsl.ir import Attribute, TypeAttribute
+from xdsl.irdl import (
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    result_def,
+    traits_def,
+)
+from xdsl.traits import Pure
+
+from ember.dialects.dtypes import is_float, numpy_dtype
+from ember.dialects.nn.base import NNOp, like, normalize_axis
+from ember.dialects.tensor_types import Shape, element_type_of
+from ember.errors import ShapeError
+
+UI8 = IntegerType(8, Signedness.UNSIGNED)
+
+
+def _fmt(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _check_params(op: NNOp, x: Shape, index: int, what: str) -> None:
+    """A scale or zero point: scalar / one element, 1-D along `axis`, or blocked along `axis`."""
+    p = op.operand_shape(index)
+    size = 1
+    for d in p:
+        size = size * d if isinstance(d, int) and isinstance(size, int) else None
+    if size == 1 and len(p) <= 1:
+        return
+    block = op.prop("block_size", 0) or 0
+    axis = normalize_axis(op.prop("axis", 1), len(x), op.name)
+    if not block:
+        if len(p) != 1:
+            raise ShapeError(f"{op.name}: the {what} {_fmt(p)} must be a scalar or 1-D along "
+                             f"axis {axis} of the input {_fmt(x)} (or give block_size)")
+        d = x[axis]
+        if isinstance(d, int) and isinstance(p[0], int) and p[0] != d:
+            raise ShapeError(f"{op.name}: the {what} has {p[0]} values but axis {axis} of the "
+                             f"input {_fmt(x)} has {d}")
+        return
+    if block < 0:
+        raise ShapeError(f"{op.name}: block_size must be positive, not {block}")
+    if len(p) != len(x):
+        raise ShapeError(f"{op.name}: a blocked {what} {_fmt(p)} must have the input's rank "
+                         f"({_fmt(x)})")
+    for i, (a, b) in enumerate(zip(x, p, strict=True)):
+        if not (isinstance(a, int) and isinstance(b, int)):
+            continue
+        want = -(-a // block) if i == axis else a
+        if b != want:
+            raise ShapeError(f"{op.name}: the blocked {what} {_fmt(p)} does not fit the input "
+                             f"{_fmt(x)} with block_size {block} along axis {axis}")
+
+
+def _expand(op: NNOp, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A scale or zero point broadcastable to `shape` (ONNX's reshape_input)."""
+    if value.ndim == 0:
+        return value
+    if value.size == 1:
+        return value.reshape(-1)[0]
+    axis = normalize_axis(op.prop("axis", 1), len(shape), op.name)
+    block = op.prop("block_size", 0) or 0
+    if not block:
+        dims = [1] * len(shape)
+        dims[axis] = value.size
+        return value.reshape(dims)
+    value = np.repeat(value, block, axis=axis)
+    return value.take(indices=range(shape[axis]), axis=axis)
+
+
+def _integer_range(t: Attribute) -> tuple[int, int]:
+    info = np.iinfo(numpy_dtype(t))
+    return int(info.min), int(info.max)
+
+
+@irdl_op_definition
+class QuantizeOp(NNOp):
+    """y = saturate(round_half_even(x / scale) + zero_point), in zero_point's element type (or
+    `to`, else ui8). `saturate` only matters for float8 results, which ember does not yet have."""
+
+    name = "nn.quantize"
+    input = operand_def()
+    scale = operand_def()
+    zero_point = opt_operand_def()
+    axis = opt_prop_def(IntegerAttr)
+    block_size = opt_prop_def(IntegerAttr)
+    saturate = opt_prop_def(IntegerAttr)
+    to = opt_prop_def(TypeAttribute)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `,` $scale (`,` $zero_point^)? attr-dict `:` functional-type(operands, results)"
+    )
+
+    def result_element_type(self) -> Attribute:
+        if self.zero_point is not None:
+            zp = element_type_of(self.zero_point)
+            if self.to is not None and self.to != zp:
+                raise ShapeError(f"nn.quantize: `to` {self.to} differs from the zero point's "
+                                 f"element type {zp}")
+            return zp
+        return self.to if self.to is not None else UI8
+
+    def infer(self) -> list[Attribute]:
+        x = self.operand_shape(0)
+        if not is_float(element_type_of(self.input)):
+            raise ShapeError(f"nn.quantize: the input must be a float tensor, not "
+                             f"{element_type_of(self.input)}")
+        out = self.result_element_type()
+        if not isinstance(out, IntegerType) or out.width.data == 1:
+            raise ShapeError(f"nn.quantize: cannot quantize to {out} (an integer type is needed)")
+        _check_params(self, x, 1, "scale")
+        if self.zero_point is not None:
+            _check_params(self, x, 2, "zero point")
+        return [like(self.input, element_type=out)]
+
+    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x, scale = inputs[0], inputs[1]
+        out = self.result_element_type()
+        q = np.rint(x / _expand(self, scale, x.shape)).astype(np.int64)
+        if len(inputs) > 2:
+            q = q + _expand(self, inputs[2], x.shape).astype(np.int64)
+        lo, hi = _integer_range(out)
+        return [np.clip(q, lo, hi).astype(numpy_dtype(out))]
+
+
+@irdl_op_definition
+class DequantizeOp(NNOp):
+    """y = (x - zero_point) * scale, in the scale's element type (or `to`)."""
+
+    name = "nn.dequantize"
+    input = operand_def()
+    scale = operand_def()
+    zero_point = opt_operand_def()
+    axis = opt_prop_def(IntegerAttr)
+    block_size = opt_prop_def(IntegerAttr)
+    to = opt_prop_def(TypeAttribute)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `,` $scale (`,` $zero_point^)? attr-dict `:` functional-type(operands, results)"
+    )
+
+    def infer(self) -> list[Attribute]:
+        x = self.operand_shape(0)
+        scale_type = element_type_of(self.scale)
+        if not is_float(scale_type):
+            raise ShapeError(f"nn.dequantize: the scale must be a float tensor, not {scale_type}")
+        if self.zero_point is not None and element_type_of(self.zero_point) != element_type_of(
+                self.input):
+            raise ShapeError(f"nn.dequantize: the zero point's element type "
+                             f"{element_type_of(self.zero_point)} differs from the input's "
+                             f"{element_type_of(self.input)}")
+        _check_params(self, x, 1, "scale")
+        if self.zero_point is not None:
+            _check_params(self, x, 2, "zero point")
+        out = self.to if self.to is not None else scale_type
+        if not is_float(out):
+            raise ShapeError(f"nn.dequantize: cannot dequantize to {out} (a float type is needed)")
+        return [like(self.input, element_type=out)]
+
+    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x, scale = inputs[0], inputs[1]
+        dx = x.astype(np.float32)
+        if len(inputs) > 2:
+            dx = dx - _expand(self, inputs[2], x.shape)
+        y = dx * _expand(self, scale, x.shape)
+        out = self.to if self.to is not None else element_type_of(self.scale)
+        return [np.asarray(y).astype(numpy_dtype(out))]
+
+
+OPS = [QuantizeOp, DequantizeOp]

@@ -1,0 +1,610 @@
+"""Legalizers of ONNX's data-movement operators: reshapes, transposes, slices, joins, gathers, pads,
+resizes, constants and shape queries."""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.ir import Attribute, SSAValue
+from xdsl.rewriter import Rewriter
+
+from ember.dialects.dtypes import element_type_from_numpy
+from ember.dialects.nn.base import broadcast_shapes, dim_product, dim_quotient, like, normalize_axis
+from ember.dialects.nn.elementwise import FillOp, scalar_attr
+from ember.dialects.nn.movement import (
+    BIG,
+    ConcatOp,
+    CumSumOp,
+    ExpandOp,
+    GatherElementsOp,
+    GatherOp,
+    PadOp,
+    RangeOp,
+    ReshapeOp,
+    ResizeOp,
+    ShapeOfOp,
+    SliceOp,
+    TileOp,
+    TransposeOp,
+    TriluOp,
+    range_values,
+    resolve_reshape,
+    slice_bounds,
+)
+from ember.dialects.onnx import OnnxOp
+from ember.dialects.tensor_types import (
+    element_type_of,
+    is_static,
+    shape_of,
+    static_shape,
+    tensor_type,
+)
+from ember.errors import EmberError, ShapeError
+from ember.passes.convert_onnx_to_nn.builder import NNBuilder
+from ember.passes.convert_onnx_to_nn.registry import legalizes
+
+INT64_MAX = 2**63 - 1
+
+# Operations on constants are folded at legalization when their inputs are at most this big, so
+# shape computations (Shape -> Gather -> Concat -> Reshape) give later nodes constant inputs.
+FOLD_LIMIT = 4096
+
+
+def _emit(b: NNBuilder, cls: type, operands: list[SSAValue], props: dict | None = None,
+          result_types: list[Attribute] | None = None) -> SSAValue:
+    """An nn op's result, or a constant when every operand is a small constant."""
+    op = b.op(cls, operands, props, result_types=result_types)
+    arrays = [b.const(v) for v in operands]
+    if operands and all(a is not None and a.size <= FOLD_LIMIT for a in arrays):
+        try:
+            out = op.evaluate(arrays)[0]
+        except EmberError:
+            return op.results[0]
+        Rewriter.erase_op(op)
+        return b.constant(out)
+    return op.results[0]
+
+
+def _value(b: NNBuilder, cls: type, operands: list[SSAValue], **props) -> SSAValue:
+    return _emit(b, cls, operands, props)
+
+
+def _reshape(b: NNBuilder, x: SSAValue, dims: list) -> SSAValue:
+    array = b.const(x)
+    if array is not None and array.size <= FOLD_LIMIT and all(isinstance(d, int) for d in dims):
+        return b.constant(array.reshape(dims))
+    return b.reshape(x, dims)
+
+
+def _onnx_type(op: OnnxOp, value: SSAValue, rank: int) -> Attribute | None:
+    """The type ONNX's shape inference gave an output, when it is ranked as expected and agrees
+    in element type with `value` (used where ember alone cannot know the dims)."""
+    t = op.results[0].type
+    shape = shape_of(t)
+    if shape is None or len(shape) != rank or element_type_of(t) != element_type_of(value):
+        return None
+    return tensor_type(shape, element_type_of(value))
+
+
+def _axis(b: NNBuilder, axis: int, rank: int) -> int:
+    try:
+        return normalize_axis(axis, rank, b.node.ONNX_TYPE)
+    except ShapeError as e:
+        raise b.unsupported(str(e)) from None
+
+
+# -- reshapes -----------------------------------------------------------------------------------
+
+@legalizes("Reshape")
+def reshape(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.onnx_input("data")
+    allowzero = bool(op.attr("allowzero", 0))
+    if op.has_attr("shape"):  # opset 1-4
+        target = [int(d) for d in op.attr("shape")]
+    else:
+        shape = op.onnx_input("shape")
+        array = b.const(shape)
+        if array is None:
+            n = static_shape(shape)
+            if n is None or len(n) != 1:
+                raise b.unsupported("a computed shape must be 1-D of static length")
+            t = _onnx_type(op, x, n[0])
+            return [b.op(ReshapeOp, [x, shape], {"allowzero": allowzero or None},
+                         result_types=[t] if t else None).results[0]]
+        target = [int(d) for d in np.asarray(array).reshape(-1)]
+    try:
+        dims = resolve_reshape(b.shape(x), target, allowzero)
+    except ShapeError as e:
+        raise b.unsupported(str(e)) from None
+    return [_reshape(b, x, dims)]
+
+
+@legalizes("Flatten")
+def flatten(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    shape = b.shape(x)
+    axis = op.attr("axis", 1)
+    if not -len(shape) <= axis <= len(shape):
+        raise b.unsupported(f"axis {axis} is out of range for rank {len(shape)}")
+    if axis < 0:
+        axis += len(shape)
+    return [_reshape(b, x, [dim_product(shape[:axis]), dim_product(shape[axis:])])]
+
+
+@legalizes("Squeeze")
+def squeeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    shape = b.shape(x)
+    axes = b.ints("axes")
+    if axes is None:
+        if not is_static(shape):
+            raise b.unsupported("Squeeze without axes needs static dims (which dims are 1?)")
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    axes = {_axis(b, a, len(shape)) for a in axes}
+    for a in axes:
+        if isinstance(shape[a], int) and shape[a] != 1:
+            raise b.unsupported(f"cannot squeeze axis {a} of size {shape[a]}")
+    return [_reshape(b, x, [d for i, d in enumerate(shape) if i not in axes])]
+
+
+@legalizes("Unsqueeze")
+def unsqueeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    shape = list(b.shape(x))
+    axes = b.ints("axes")
+    if axes is None:
+        raise b.unsupported("Unsqueeze needs axes")
+    rank = len(shape) + len(axes)
+    axes = sorted(_axis(b, a, rank) for a in axes)
+    if len(set(axes)) != len(axes):
+        raise b.unsupported(f"repeated axes {axes}")
+    dims = iter(shape)
+    return [_reshape(b, x, [1 if i in axes else next(dims) for i in range(rank)])]
+
+
+# -- transposes, DepthToSpace -------------------------------------------------------------------
+
+def _transpose(b: NNBuilder, x: SSAValue, perm: list[int]) -> SSAValue:
+    if perm == list(range(len(perm))):
+        return x
+    return _value(b, TransposeOp, [x], perm=perm)
+
+
+@legalizes("Transpose")
+def transpose(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    rank = len(b.shape(x))
+    perm = op.attr("perm")
+    perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
+    perm = [p + rank if p < 0 else p for p in perm]
+    return [_value(b, TransposeOp, [x], perm=perm)]
+
+
+def _nchw(b: NNBuilder, x: SSAValue) -> tuple:
+    shape = b.shape(x)
+    if len(shape) != 4:
+        raise b.unsupported(f"the input must be 4-D, got rank {len(shape)}")
+    return shape
+
+
+@legalizes("DepthToSpace")
+def depth_to_space(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    n, c, h, w = _nchw(b, x)
+    k = int(op.attr("blocksize"))
+    c2 = dim_quotient(c, k * k)
+    if isinstance(c, int) and c % (k * k):
+        raise b.unsupported(f"channels {c} are not divisible by blocksize^2 = {k * k}")
+    if op.attr("mode", "DCR") == "DCR":
+        y = _reshape(b, x, [n, k, k, c2, h, w])
+        y = _transpose(b, y, [0, 3, 4, 1, 5, 2])
+    else:
+        y = _reshape(b, x, [n, c2, k, k, h, w])
+        y = _transpose(b, y, [0, 1, 4, 2, 5, 3])
+    return [_reshape(b, y, [n, c2, dim_product([h, k]), dim_product([w, k])])]
+
+
+@legalizes("SpaceToDepth")
+def space_to_depth(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    n, c, h, w = _nchw(b, x)
+    k = int(op.attr("blocksize"))
+    for d in (h, w):
+        if isinstance(d, int) and d % k:
+            raise b.unsupported(f"spatial dim {d} is not divisible by blocksize {k}")
+    h2, w2 = dim_quotient(h, k), dim_quotient(w, k)
+    y = _reshape(b, x, [n, c, h2, k, w2, k])
+    crd = op.attr("mode", "DCR") == "CRD"
+    y = _transpose(b, y, [0, 1, 3, 5, 2, 4] if crd else [0, 3, 5, 1, 2, 4])
+    return [_reshape(b, y, [n, dim_product([c, k * k]), h2, w2])]
+
+
+# -- slices and joins ---------------------------------------------------------------------------
+
+def _slice(b: NNBuilder, x: SSAValue, starts: dict[int, int], ends: dict[int, int],
+           steps: dict[int, int]) -> SSAValue:
+    """x sliced along the given axes (ONNX values); other axes whole."""
+    shape = b.shape(x)
+    s_all, e_all, st_all = [], [], []
+    for i, d in enumerate(shape):
+        s, e, st = starts.get(i, 0), ends.get(i, INT64_MAX), steps.get(i, 1)
+        if st == 0:
+            raise b.unsupported(f"step 0 on axis {i}")
+        if isinstance(d, int):
+            s, e = slice_bounds(s, e, st, d)
+            if e < 0:  # "through index 0" going backwards: -1 would count from the end
+                e = -d - 1
+        else:
+            s, e = max(min(s, INT64_MAX), -INT64_MAX), max(min(e, INT64_MAX), -INT64_MAX)
+            if st > 0 and e >= BIG:
+                e = INT64_MAX
+        s_all.append(s)
+        e_all.append(e)
+        st_all.append(st)
+    if all(isinstance(d, int) and s == 0 and e == d and st == 1
+           for d, s, e, st in zip(shape, s_all, e_all, st_all, strict=True)):
+        return x
+    return _value(b, SliceOp, [x], starts=s_all, ends=e_all, steps=st_all)
+
+
+@legalizes("Slice")
+def slice_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    rank = len(b.shape(x))
+    starts, ends = b.ints("starts"), b.ints("ends")
+    if starts is None or ends is None or len(starts) != len(ends):
+        raise b.unsupported("starts and ends must be given, of equal length")
+    axes = b.ints("axes", list(range(len(starts))))
+    steps = b.ints("steps", [1] * len(starts))
+    if not len(axes) == len(steps) == len(starts):
+        raise b.unsupported("starts, ends, axes and steps differ in length")
+    axes = [_axis(b, a, rank) for a in axes]
+    if len(set(axes)) != len(axes):
+        raise b.unsupported(f"repeated axes {axes}")
+    return [_slice(b, x, dict(zip(axes, starts, strict=True)), dict(zip(axes, ends, strict=True)),
+                   dict(zip(axes, steps, strict=True)))]
+
+
+@legalizes("Split")
+def split(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    shape = b.shape(x)
+    axis = _axis(b, op.attr("axis", 0), len(shape))
+    count = len(op.results)
+    sizes = b.ints("split")
+    d = shape[axis]
+    if sizes is None:
+        if not isinstance(d, int):
+            raise b.unsupported(f"splitting symbolic dim '{d}' needs static split sizes")
+        n = int(op.attr("num_outputs", count) or count)
+        chunk = -(-d // n)
+        sizes = [min(chunk, max(d - i * chunk, 0)) for i in range(n)]
+        if not op.has_attr("num_outputs") and d % n:
+            raise b.unsupported(f"dim {d} does not split evenly into {n} outputs")
+    if len(sizes) != count:
+        raise b.unsupported(f"{len(sizes)} split sizes for {count} outputs")
+    if isinstance(d, int) and sum(sizes) != d:
+        raise b.unsupported(f"split sizes {sizes} do not add up to dim {d}")
+    results, start = [], 0
+    for size in sizes:
+        results.append(_slice(b, x, {axis: start}, {axis: start + size}, {axis: 1}))
+        start += size
+    return results
+
+
+@legalizes("Concat")
+def concat(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    values = list(op.operands)
+    if len(values) == 1:
+        return [values[0]]
+    return [_value(b, ConcatOp, values, axis=int(op.attr("axis", 0)))]
+
+
+# -- gathers, expand, tile, pad -----------------------------------------------------------------
+
+@legalizes("Gather")
+def gather(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    data, indices = op.operands
+    axis = _axis(b, op.attr("axis", 0), len(b.shape(data)))
+    known = _shape_dims(b, data)
+    index = b.const(indices)
+    if known is not None and index is not None:  # dims picked from a shape: static ones fold
+        try:
+            picked = np.take(np.array(known, dtype=object), np.asarray(index))
+        except IndexError:
+            raise b.unsupported(f"indices {np.asarray(index).tolist()} are out of range") from None
+        if all(isinstance(d, int) for d in np.ravel(picked)):
+            return [b.constant(np.asarray(picked, dtype=np.int64))]
+    return [_value(b, GatherOp, [data, indices], axis=axis)]
+
+
+def _shape_dims(b: NNBuilder, value: SSAValue) -> tuple | None:
+    """The dims (ints and symbols) a `nn.shape_of` result holds, else None."""
+    owner = value.owner
+    return owner.dims() if isinstance(owner, ShapeOfOp) else None
+
+
+@legalizes("GatherElements")
+def gather_elements(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    data, indices = op.operands
+    axis = _axis(b, op.attr("axis", 0), len(b.shape(data)))
+    return [_value(b, GatherElementsOp, [data, indices], axis=axis)]
+
+
+@legalizes("Expand")
+def expand(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x, shape = op.operands
+    array = b.const(shape)
+    if array is None:
+        n = static_shape(shape)
+        if n is None or len(n) != 1:
+            raise b.unsupported("a computed shape must be 1-D of static length")
+        t = _onnx_type(op, x, max(n[0], len(b.shape(x))))
+        return [b.op(ExpandOp, [x, shape], result_types=[t] if t else None).results[0]]
+    target = tuple(int(d) for d in np.asarray(array).reshape(-1))
+    try:
+        out = broadcast_shapes(b.shape(x), target, op="Expand")
+    except ShapeError as e:
+        raise b.unsupported(str(e)) from None
+    if out == b.shape(x):
+        return [x]
+    return [_emit(b, ExpandOp, [x], result_types=[like(x, out)])]
+
+
+@legalizes("Tile")
+def tile(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    repeats = [int(r) for r in np.asarray(b.required_const("repeats")).reshape(-1)]
+    return [_value(b, TileOp, [x], repeats=repeats)]
+
+
+@legalizes("Pad")
+def pad(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    rank = len(b.shape(x))
+    mode = op.attr("mode", "constant")
+    if op.has_attr("pads") or op.has_attr("paddings"):  # opset < 11
+        pads = [int(p) for p in op.attr("pads", op.attr("paddings"))]
+        value = float(op.attr("value", 0.0))
+    else:
+        pads = b.ints("pads")
+        if pads is None:
+            raise b.unsupported("pads must be given")
+        cv = b.required_const("constant_value")
+        value = 0.0 if cv is None or np.asarray(cv).size == 0 else np.asarray(cv).reshape(-1)[0]
+        value = float(value)
+        axes = b.ints("axes") if op.onnx_input("axes") is not None else None
+        if axes is not None:
+            axes = [_axis(b, a, rank) for a in axes]
+            if len(pads) != 2 * len(axes):
+                raise b.unsupported(f"{len(pads)} pads for {len(axes)} axes")
+            full = [0] * (2 * rank)
+            for i, a in enumerate(axes):
+                full[a], full[rank + a] = pads[i], pads[len(axes) + i]
+            pads = full
+    if len(pads) != 2 * rank:
+        raise b.unsupported(f"{len(pads)} pads for rank {rank}")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise b.unsupported(f"mode '{mode}' is not supported")
+    if not any(pads):
+        return [x]
+    return [_value(b, PadOp, [x], pads=pads, mode=mode,
+                    value=value if mode == "constant" else None)]
+
+
+# -- resize -------------------------------------------------------------------------------------
+
+def _floats(b: NNBuilder, op: OnnxOp, name: str) -> list[float] | None:
+    """A float list given as constant input (empty or absent: None)."""
+    if op.onnx_input(name) is None:
+        return None
+    array = np.asarray(b.required_const(name)).reshape(-1)
+    return None if array.size == 0 else [float(v) for v in array]
+
+
+def _resize(b: NNBuilder, op: OnnxOp, x: SSAValue, props: dict, scales: list[float] | None,
+            sizes: list[int] | None, axes: list[int] | None, roi: list[float] | None,
+            policy: str = "stretch") -> SSAValue:
+    shape = b.shape(x)
+    rank = len(shape)
+    axes = list(range(rank)) if axes is None else [_axis(b, a, rank) for a in axes]
+    full_scales = [1.0] * rank
+    full_sizes: list[int] | None = None
+    if sizes is not None:
+        if len(sizes) != len(axes):
+            raise b.unsupported(f"{len(sizes)} sizes for {len(axes)} axes")
+        for a in axes:
+            if not isinstance(shape[a], int):
+                raise b.unsupported(f"sizes on symbolic dim '{shape[a]}' are not supported")
+        ratios = [s / shape[a] for s, a in zip(sizes, axes, strict=True)]
+        full_sizes = [d if isinstance(d, int) else -1 for d in shape]
+        if policy == "stretch":
+            for a, s, r in zip(axes, sizes, ratios, strict=True):
+                full_scales[a], full_sizes[a] = r, int(s)
+        else:
+            if policy not in ("not_larger", "not_smaller"):
+                raise b.unsupported(f"keep_aspect_ratio_policy '{policy}' is not supported")
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for a in axes:
+                full_scales[a], full_sizes[a] = scale, int(scale * shape[a] + 0.5)
+    elif scales is not None:
+        if len(scales) != len(axes):
+            raise b.unsupported(f"{len(scales)} scales for {len(axes)} axes")
+        for a, s in zip(axes, scales, strict=True):
+            full_scales[a] = s
+    else:
+        raise b.unsupported("one of scales and sizes must be given")
+    if props.get("coordinate_transformation_mode") == "tf_crop_and_resize":
+        if roi is None:
+            raise b.unsupported("tf_crop_and_resize needs a constant roi")
+        full_roi = [0.0] * rank + [1.0] * rank
+        n = len(axes)
+        if len(roi) != 2 * n:
+            raise b.unsupported(f"roi has {len(roi)} entries for {n} axes")
+        for i, a in enumerate(axes):
+            full_roi[a], full_roi[rank + a] = roi[i], roi[n + i]
+        props["roi"] = full_roi
+    if props.get("mode") not in ("nearest", "linear", "cubic"):
+        raise b.unsupported(f"mode '{props.get('mode')}' is not supported")
+    return _value(b, ResizeOp, [x], scales=full_scales, sizes=full_sizes, **props)
+
+
+@legalizes("Resize")
+def resize(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    mode = op.attr("mode", "nearest")
+    if op.onnx_input("roi") is None and op.onnx_input("sizes") is None and op.SINCE_VERSION < 11:
+        props = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
+                 "nearest_mode": "floor"}
+        return [_resize(b, op, x, props, _floats(b, op, "scales"), None, None, None)]
+    props = {
+        "mode": mode,
+        "coordinate_transformation_mode": op.attr("coordinate_transformation_mode", "half_pixel"),
+        "nearest_mode": op.attr("nearest_mode", "round_prefer_floor"),
+        "cubic_coeff_a": float(op.attr("cubic_coeff_a", -0.75)),
+        "exclude_outside": bool(op.attr("exclude_outside", 0)),
+        "extrapolation_value": float(op.attr("extrapolation_value", 0.0)),
+        "antialias": bool(op.attr("antialias", 0)) or None,
+    }
+    sizes = _floats(b, op, "sizes")
+    scales = None if sizes is not None else _floats(b, op, "scales")
+    roi = None
+    if props["coordinate_transformation_mode"] == "tf_crop_and_resize":
+        roi = _floats(b, op, "roi")
+    axes = b.ints("axes") if op.has_attr("axes") else None
+    return [_resize(b, op, x, props, scales, None if sizes is None else [int(s) for s in sizes],
+                    axes, roi, op.attr("keep_aspect_ratio_policy", "stretch"))]
+
+
+@legalizes("Upsample")
+def upsample(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    scales = ([float(s) for s in op.attr("scales")] if op.has_attr("scales")
+              else _floats(b, op, "scales"))
+    mode = op.attr("mode", "nearest")
+    props = {"mode": "linear" if mode in ("linear", "bilinear") else mode,
+             "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return [_resize(b, op, x, props, scales, None, None, None)]
+
+
+# -- identities and constants -------------------------------------------------------------------
+
+def _fill(b: NNBuilder, like_value: SSAValue, value, element: Attribute) -> SSAValue:
+    """A tensor shaped like `like_value` full of `value`."""
+    shape = b.shape(like_value)
+    props = {"value": scalar_attr(value, element)}
+    if is_static(shape):
+        return b.op(FillOp, [], props, result_types=[tensor_type(shape, element)]).results[0]
+    dims = b.value(ShapeOfOp, [like_value])
+    return b.op(FillOp, [dims], props,
+                result_types=[tensor_type(shape, element)]).results[0]
+
+
+@legalizes("Identity")
+def identity(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    return [op.operands[0]]
+
+
+@legalizes("Dropout")
+def dropout(b: NNBuilder, op: OnnxOp) -> list[SSAValue | None]:
+    x = op.operands[0]
+    training = b.required_const("training_mode")
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+        ratio = b.required_const("ratio")
+        ratio = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
+        if ratio != 0:
+            raise b.unsupported("training_mode=true with a non-zero ratio is random")
+    mask = None
+    if len(op.results) > 1 and op.results[1].uses:
+        mask = _fill(b, x, True, element_type_of(op.results[1]))  # bool since opset 10, T before
+    return [x, mask]
+
+
+def _constant_array(b: NNBuilder, op: OnnxOp) -> np.ndarray:
+    if op.has_attr("value"):
+        return np.asarray(op.attr("value"))
+    if op.has_attr("value_float"):
+        return np.array(op.attr("value_float"), np.float32)
+    if op.has_attr("value_floats"):
+        return np.array(op.attr("value_floats"), np.float32)
+    if op.has_attr("value_int"):
+        return np.array(op.attr("value_int"), np.int64)
+    if op.has_attr("value_ints"):
+        return np.array(op.attr("value_ints"), np.int64)
+    if op.has_attr("value_string") or op.has_attr("value_strings"):
+        raise b.unsupported("string constants are not supported")
+    raise b.unsupported("no value given")
+
+
+@legalizes("Constant")
+def constant(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    return [b.constant(_constant_array(b, op))]
+
+
+@legalizes("ConstantOfShape")
+def constant_of_shape(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    shape = op.operands[0]
+    value = np.asarray(op.attr("value")) if op.has_attr("value") else np.zeros(1, np.float32)
+    if value.size != 1:
+        raise b.unsupported("value must hold one element")
+    element = element_type_from_numpy(value.dtype)
+    props = {"value": scalar_attr(value.reshape(-1)[0].item(), element)}
+    array = b.const(shape)
+    if array is not None:
+        dims = [int(d) for d in np.asarray(array).reshape(-1)]
+        return [b.op(FillOp, [], props, result_types=[tensor_type(dims, element)]).results[0]]
+    n = static_shape(shape)
+    if n is None or len(n) != 1:
+        raise b.unsupported("a computed shape must be 1-D of static length")
+    t = op.results[0].type
+    declared = shape_of(t)
+    dims = declared if declared is not None and len(declared) == n[0] else ["?"] * n[0]
+    return [b.op(FillOp, [shape], props, result_types=[tensor_type(dims, element)]).results[0]]
+
+
+@legalizes("Shape")
+def shape(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    dims = b.shape(x)
+    start, end = op.attr("start", 0), op.attr("end")
+    picked = dims[slice(start, end)]
+    if is_static(picked):
+        return [b.constant(np.array(picked, np.int64))]
+    return [b.value(ShapeOfOp, [x], start=start or None, end=end)]
+
+
+@legalizes("Size")
+def size(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    n = dim_product(b.shape(op.operands[0]))
+    if not isinstance(n, int):
+        raise b.unsupported(f"the size of a tensor with symbolic dims ({n}) is not supported")
+    return [b.constant(np.array(n, np.int64))]
+
+
+@legalizes("Range")
+def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    values = list(op.operands)
+    arrays = [b.const(v) for v in values]
+    if all(a is not None for a in arrays):
+        try:
+            out = range_values(*(np.asarray(a).reshape(()) for a in arrays))
+        except ShapeError as e:
+            raise b.unsupported(str(e)) from None
+        return [b.constant(out)]
+    return [b.value(RangeOp, values)]
+
+
+@legalizes("Trilu")
+def trilu(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    k = b.required_const("k")
+    k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
+    return [_value(b, TriluOp, [op.operands[0]], upper=bool(op.attr("upper", 1)), k=k)]
+
+
+@legalizes("CumSum")
+def cumsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x = op.operands[0]
+    axis = int(np.asarray(b.required_const("axis")).reshape(-1)[0])
+    axis = _axis(b, axis, len(b.shape(x)))
+    return [_value(b, CumSumOp, [x], axis=axis, exclusive=bool(op.attr("exclusive", 0)),
+                    reverse=bool(op.attr("reverse", 0)))]
+

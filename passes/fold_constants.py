@@ -1,0 +1,206 @@
+"""fold-constants: evaluate at compile time what does not depend on the network's inputs.
+
+Walks each function forward once. Every nn op first gets its result types re-inferred (so shapes
+refined upstream flow down); an op whose operands are all constants is replaced by its value
+(small values inline as `nn.constant`, larger ones as new weights in the store). Shape arithmetic
+is folded symbolically too: `nn.shape_of` of a tensor with symbolic dims yields known dims, and
+Gather/Slice/Concat/Reshape/Cast and integer arithmetic on them are tracked, so the
+Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains of PyTorch exports end as a static
+`nn.reshape` (its target may keep symbols, e.g. `?x768` with `["N"]`). After this pass no
+`nn.reshape`, `nn.expand` or `nn.fill` whose shape operand is known keeps that operand.
+Dead producers are left for `dce`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ember.dialects.nn.base import (
+    NNOp,
+    broadcast_shapes,
+    build,
+    dim_product,
+    dim_quotient,
+    like,
+    set_result_types,
+)
+from ember.dialects.nn.elementwise import BinaryOp, CastOp, ConstantOp, FillOp, WeightOp
+from ember.dialects.nn.movement import ReshapeOp, ShapeOfOp, resolve_reshape
+from ember.dialects.tensor_types import UNKNOWN, shape_of
+from ember.dialects.weights import WeightStore, weights_of
+from ember.errors import PassError, ShapeError
+from ember.passes.convert_onnx_to_nn import update_function_type
+from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+
+# Ops that only move elements: evaluating them on an object array of dims moves the dims.
+_STRUCTURAL = {"nn.gather", "nn.slice", "nn.concat", "nn.reshape", "nn.transpose"}
+
+
+@dataclass(frozen=True)
+class FoldConstants(ModulePass):
+    name = "fold-constants"
+
+    # Do not materialize a folded value larger than this many elements.
+    max_elements: int = 1 << 26
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        store = weights_of(module)
+        for fn in list(module.walk()):
+            if isinstance(fn, func.FuncOp):
+                _Folder(store, self.max_elements).run(fn)
+                update_function_type(fn)
+
+
+class _Folder:
+    def __init__(self, store: WeightStore, max_elements: int) -> None:
+        self.store = store
+        self.max_elements = max_elements
+        self.symbolic: dict[SSAValue, np.ndarray] = {}  # object arrays of dims (int | str)
+
+    def run(self, fn: func.FuncOp) -> None:
+        for op in list(fn.body.block.ops):
+            if not isinstance(op, NNOp):
+                continue
+            try:
+                self._visit(op)
+            except ShapeError as e:
+                raise PassError(f"fold-constants: {op.name}: {e}") from None
+
+    def _visit(self, op: NNOp) -> None:
+        set_result_types(op, op.infer())
+        replacement = self._static_form(op)
+        if replacement is not None:
+            op = self._replace(op, replacement)
+        if isinstance(op, ConstantOp | WeightOp) or (isinstance(op, FillOp) and op.shape is None):
+            return
+        values = [constant_value(v, self.store) for v in op.operands]
+        if all(v is not None for v in values) and self._small_enough(op):
+            try:
+                results = op.evaluate(values)  # type: ignore[arg-type]
+            except ShapeError:
+                return
+            except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+                raise PassError(f"fold-constants: evaluating {op.name} failed: {e}") from None
+            new = [make_constant(np.asarray(r), self.store, self._name(op)) for r in results]
+            for n in new:
+                Rewriter.insert_op(n, InsertPoint.before(op))
+            for old, n in zip(op.results, new, strict=True):
+                old.replace_all_uses_with(n.results[0])
+            Rewriter.erase_op(op)
+            return
+        self._track_symbolic(op)
+
+    # -- static forms --------------------------------------------------------------------------
+    def _known(self, value: SSAValue) -> np.ndarray | None:
+        array = constant_value(value, self.store)
+        return array if array is not None else self.symbolic.get(value)
+
+    def _static_form(self, op: NNOp) -> Operation | None:
+        if isinstance(op, ReshapeOp) and op.shape is not None:
+            target = self._known(op.shape)
+            if target is None:
+                return None
+            dims = resolve_reshape(shape_of(op.input), list(target.reshape(-1)),
+                                   bool(op.prop("allowzero")))
+            return build(ReshapeOp, [op.input], result_types=[like(op.input, dims)])
+        if isinstance(op, FillOp) and op.shape is not None:
+            target = self._known(op.shape)
+            if target is None:
+                return None
+            return build(FillOp, [], {"value": op.value},
+                         result_types=[like(op.output, list(target.reshape(-1)))])
+        if op.name == "nn.expand" and len(op.operands) == 2:
+            target = self._known(op.operands[1])
+            if target is None:
+                return None
+            dims = broadcast_shapes(shape_of(op.operands[0]), tuple(target.reshape(-1)))
+            return build(type(op), [op.operands[0]], result_types=[like(op.operands[0], dims)])
+        return None
+
+    def _replace(self, op: NNOp, new: Operation) -> NNOp:
+        Rewriter.insert_op(new, InsertPoint.before(op))
+        for old, n in zip(op.results, new.results, strict=True):
+            old.replace_all_uses_with(n)
+        Rewriter.erase_op(op)
+        return new  # type: ignore[return-value]
+
+    # -- symbolic shapes -----------------------------------------------------------------------
+    def _track_symbolic(self, op: NNOp) -> None:
+        result: np.ndarray | None = None
+        if isinstance(op, ShapeOfOp):
+            result = np.array(op.dims(), dtype=object)
+        elif op.name in _STRUCTURAL or isinstance(op, CastOp):
+            inputs = [self._known(v) for v in op.operands]
+            if any(v is None for v in inputs) or not any(v in self.symbolic for v in op.operands):
+                return
+            if isinstance(op, CastOp):
+                result = inputs[0]
+            else:
+                try:
+                    result = op.evaluate(inputs)[0]
+                except (ShapeError, ValueError, TypeError, IndexError):
+                    return
+        elif isinstance(op, BinaryOp):
+            result = self._symbolic_arith(op)
+        if result is None:
+            return
+        result = np.asarray(result, dtype=object)
+        if all(isinstance(d, int | np.integer) for d in result.reshape(-1)):
+            const = make_constant(result.astype(np.int64), self.store)
+            Rewriter.insert_op(const, InsertPoint.before(op))
+            op.results[0].replace_all_uses_with(const.results[0])
+            Rewriter.erase_op(op)
+            return
+        self.symbolic[op.results[0]] = result
+
+    def _symbolic_arith(self, op: BinaryOp) -> np.ndarray | None:
+        fn = op.fn.data
+        if fn not in ("mul", "div", "add", "sub") or not any(v in self.symbolic
+                                                              for v in op.operands):
+            return None
+        a, b = (self._known(v) for v in op.operands)
+        if a is None or b is None:
+            return None
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+
+        def one(x, y):
+            x = int(x) if isinstance(x, np.integer) else x
+            y = int(y) if isinstance(y, np.integer) else y
+            if isinstance(x, int) and isinstance(y, int):
+                return {"mul": x * y, "div": int(x / y) if y else UNKNOWN, "add": x + y,
+                        "sub": x - y}[fn]
+            if fn == "mul":
+                return dim_product([x, y])
+            if fn == "div":
+                return dim_quotient(x, y)
+            return UNKNOWN
+
+        out = np.empty(a.shape, dtype=object)
+        for idx in np.ndindex(a.shape):
+            out[idx] = one(a[idx], b[idx])
+        return out
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _small_enough(self, op: NNOp) -> bool:
+        for r in op.results:
+            shape = shape_of(r)
+            if shape is None or any(isinstance(d, str) for d in shape):
+                return True  # evaluation decides; sizes come from constant operands
+            if dim_product(shape) > self.max_elements:
+                return False
+        return True
+
+    def _name(self, op: NNOp) -> str:
+        for v in op.operands:
+            if isinstance(v.owner, WeightOp):
+                return f"{v.owner.ref.data}.folded"
+        return "folded"
+

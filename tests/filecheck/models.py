@@ -1,0 +1,50 @@
+"""Small ONNX models for the IR tests: `python models.py NAME OUT.onnx`."""
+
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+
+def reshape_chain(batch):
+    """PyTorch's `x.view(x.size(0), -1)`: Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+    nodes = [
+        h.make_node("Shape", ["x"], ["shape"], name="shape"),
+        h.make_node("Gather", ["shape", "zero"], ["n"], name="gather", axis=0),
+        h.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsqueeze"),
+        h.make_node("Concat", ["n1", "minus_one"], ["target"], name="concat", axis=0),
+        h.make_node("Reshape", ["x", "target"], ["y"], name="reshape"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one")]
+    graph = h.make_graph(nodes, "reshape_chain",
+                         [h.make_tensor_value_info("x", T.FLOAT, [batch, 8, 4, 4])],
+                         [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def conv_relu_add():
+    """A residual block's tail with named weights: Relu(Conv(x, W, B)) + x."""
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "conv1.weight")
+    b = numpy_helper.from_array(np.zeros(4, np.float32), "conv1.bias")
+    nodes = [h.make_node("Conv", ["x", "conv1.weight", "conv1.bias"], ["c"], name="conv1",
+                         pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c"], ["r"], name="relu1"),
+             h.make_node("Add", ["r", "x"], ["y"], name="add1")]
+    graph = h.make_graph(nodes, "block", [h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["N", 4, 8, 8])], [w, b])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+MODELS = {
+    "reshape_chain_static": lambda: reshape_chain(2),
+    "reshape_chain_symbolic": lambda: reshape_chain("N"),
+    "conv_relu_add": conv_relu_add,
+}
+
+if __name__ == "__main__":
+    onnx.save(MODELS[sys.argv[1]](), sys.argv[2])
