@@ -50,3 +50,7 @@ class PipelineError(EmberError):
 
 class PlanError(EmberError):
     """A plan file that is truncated, corrupt, foreign or built for another GPU."""
+
+
+class CudaError(EmberError):
+    """A CUDA driver call failed; names the step and kernel."""

@@ -24,7 +24,9 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IntegerAttr,
     ModuleOp,
+    NoneType,
     StringAttr,
+    UnrankedTensorType,
     f32,
     i32,
     i64,
@@ -143,8 +145,8 @@ class _Importer:
         for vi in [*graph.value_info, *graph.input, *graph.output,
                    *inferred.value_info, *inferred.input, *inferred.output]:
             kind = vi.type.WhichOneof("value")
-            if kind is None:
-                continue
+            if kind is None or (kind == "tensor_type" and vi.type.tensor_type.elem_type == 0):
+                continue  # no type, or UNDEFINED element type: as good as none
             has_shape = kind == "tensor_type" and vi.type.tensor_type.HasField("shape")
             if vi.name not in self.types or has_shape:
                 self.types[vi.name] = vi.type
@@ -222,10 +224,8 @@ class _Importer:
     # -- building ------------------------------------------------------------------------------
     def _value_type(self, name: str, node: onnx.NodeProto) -> Attribute:
         tp = self.types.get(name) or self._type_from_schema(name, node)
-        if tp is None:
-            problem = NodeProblem(node.name, node.op_type,
-                                  f"the type of output '{name}' could not be inferred")
-            raise ModelImportError([problem], self.source)
+        if tp is None:  # ONNX could not type it: `tensor<*xnone>`, for nn inference to decide
+            return UnrankedTensorType(NoneType())
         return _xdsl_type(tp)
 
     def _type_from_schema(self, name: str, node: onnx.NodeProto) -> TypeProto | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from xdsl.context import Context
 
+from ember.dialects import xdsl_fixes  # noqa: F401  (printing/parsing fixes, applied on import)
+
 
 def ember_context() -> Context:
     """A context with every dialect ember's IR may hold (builtin, func, arith, math, onnx, nn)."""

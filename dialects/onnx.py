@@ -199,7 +199,7 @@ _IMPURE = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLi
 def _generate() -> tuple[list[type[OnnxOp]], dict[tuple[str, int], type[OnnxOp]]]:
     by_name: dict[str, list[OpSchema]] = {}
     for s in onnx.defs.get_all_schemas_with_history():
-        if s.domain == "" and not s.deprecated:
+        if s.domain == "":  # deprecated schemas too: older opsets still use them
             by_name.setdefault(s.name, []).append(s)
     ops: list[type[OnnxOp]] = []
     by_version: dict[tuple[str, int], type[OnnxOp]] = {}

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from xdsl.dialects.builtin import IntegerAttr
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -23,10 +24,12 @@ from ember.dialects.nn.elementwise import (
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of, shape_of, static_shape, tensor_type
 from ember.dialects.weights import WeightStore
-from ember.errors import ShapeError, UnsupportedError
+from ember.errors import EmberError, ShapeError, UnsupportedError
 
 # Constants with more elements than this are kept in the weight store, not inline.
 INLINE_LIMIT = 16
+# Ops on constants with at most this many elements are evaluated while legalizing.
+FOLD_LIMIT = 4096
 
 
 def constant_value(value: SSAValue, store: WeightStore) -> np.ndarray | None:
@@ -58,6 +61,18 @@ class NNBuilder:
         self.node = node
         self.store = store
 
+    @property
+    def opset(self) -> int:
+        """The model's default-domain opset (`onnx.opset` on the module). One op class serves
+        every opset where the schema's signature did not change, so its SINCE_VERSION is not it."""
+        parent = self.node.parent_op()
+        while parent is not None:
+            attr = parent.attributes.get("onnx.opset")
+            if isinstance(attr, IntegerAttr):
+                return attr.value.data
+            parent = parent.parent_op()
+        return self.node.SINCE_VERSION
+
     # -- errors --------------------------------------------------------------------------------
     def unsupported(self, what: str) -> UnsupportedError:
         return UnsupportedError(f"node '{self.node.node_name}' ({self.node.ONNX_TYPE}): {what}")
@@ -75,8 +90,24 @@ class NNBuilder:
             raise ShapeError(f"node '{self.node.node_name}' ({self.node.ONNX_TYPE}): {e}") from None
         return self.insert(op)
 
+    def emit(self, cls: type[NNOp], operands: Sequence[SSAValue],
+             props: dict[str, Any] | None = None, *,
+             result_types: Sequence[Attribute] | None = None) -> SSAValue:
+        """The op's one result; a constant instead when every operand is a small constant, so
+        shape computations (Shape -> Gather -> Concat -> Reshape) give later nodes constants."""
+        op = self.op(cls, operands, props, result_types=result_types)
+        arrays = [self.const(v) for v in operands]
+        if operands and all(a is not None and a.size <= FOLD_LIMIT for a in arrays):
+            try:
+                out = op.evaluate(arrays)[0]  # type: ignore[arg-type]
+            except EmberError:
+                return op.results[0]
+            Rewriter.erase_op(op)
+            return self.constant(out)
+        return op.results[0]
+
     def value(self, cls: type[NNOp], operands: Sequence[SSAValue], **props: Any) -> SSAValue:
-        return self.op(cls, operands, props).results[0]
+        return self.emit(cls, operands, props)
 
     def unary(self, fn: str, x: SSAValue, alpha: float | None = None,
               beta: float | None = None) -> SSAValue:
@@ -104,7 +135,7 @@ class NNBuilder:
 
         if tuple(target) == shape_of(x):
             return x
-        return self.op(ReshapeOp, [x], result_types=[like(x, tuple(target))]).results[0]
+        return self.emit(ReshapeOp, [x], result_types=[like(x, tuple(target))])
 
     # -- reading inputs ------------------------------------------------------------------------
     def const(self, value: SSAValue | None) -> np.ndarray | None:

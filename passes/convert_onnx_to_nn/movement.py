@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 from xdsl.ir import Attribute, SSAValue
-from xdsl.rewriter import Rewriter
 
 from ember.dialects.dtypes import element_type_from_numpy
 from ember.dialects.nn.base import broadcast_shapes, dim_product, dim_quotient, like, normalize_axis
@@ -38,42 +37,11 @@ from ember.dialects.tensor_types import (
     static_shape,
     tensor_type,
 )
-from ember.errors import EmberError, ShapeError
+from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 
 INT64_MAX = 2**63 - 1
-
-# Operations on constants are folded at legalization when their inputs are at most this big, so
-# shape computations (Shape -> Gather -> Concat -> Reshape) give later nodes constant inputs.
-FOLD_LIMIT = 4096
-
-
-def _emit(b: NNBuilder, cls: type, operands: list[SSAValue], props: dict | None = None,
-          result_types: list[Attribute] | None = None) -> SSAValue:
-    """An nn op's result, or a constant when every operand is a small constant."""
-    op = b.op(cls, operands, props, result_types=result_types)
-    arrays = [b.const(v) for v in operands]
-    if operands and all(a is not None and a.size <= FOLD_LIMIT for a in arrays):
-        try:
-            out = op.evaluate(arrays)[0]
-        except EmberError:
-            return op.results[0]
-        Rewriter.erase_op(op)
-        return b.constant(out)
-    return op.results[0]
-
-
-def _value(b: NNBuilder, cls: type, operands: list[SSAValue], **props) -> SSAValue:
-    return _emit(b, cls, operands, props)
-
-
-def _reshape(b: NNBuilder, x: SSAValue, dims: list) -> SSAValue:
-    array = b.const(x)
-    if array is not None and array.size <= FOLD_LIMIT and all(isinstance(d, int) for d in dims):
-        return b.constant(array.reshape(dims))
-    return b.reshape(x, dims)
-
 
 def _onnx_type(op: OnnxOp, value: SSAValue, rank: int) -> Attribute | None:
     """The type ONNX's shape inference gave an output, when it is ranked as expected and agrees
@@ -115,7 +83,7 @@ def reshape(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         dims = resolve_reshape(b.shape(x), target, allowzero)
     except ShapeError as e:
         raise b.unsupported(str(e)) from None
-    return [_reshape(b, x, dims)]
+    return [b.reshape(x, dims)]
 
 
 @legalizes("Flatten")
@@ -127,7 +95,7 @@ def flatten(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         raise b.unsupported(f"axis {axis} is out of range for rank {len(shape)}")
     if axis < 0:
         axis += len(shape)
-    return [_reshape(b, x, [dim_product(shape[:axis]), dim_product(shape[axis:])])]
+    return [b.reshape(x, [dim_product(shape[:axis]), dim_product(shape[axis:])])]
 
 
 @legalizes("Squeeze")
@@ -143,7 +111,7 @@ def squeeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     for a in axes:
         if isinstance(shape[a], int) and shape[a] != 1:
             raise b.unsupported(f"cannot squeeze axis {a} of size {shape[a]}")
-    return [_reshape(b, x, [d for i, d in enumerate(shape) if i not in axes])]
+    return [b.reshape(x, [d for i, d in enumerate(shape) if i not in axes])]
 
 
 @legalizes("Unsqueeze")
@@ -158,7 +126,7 @@ def unsqueeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if len(set(axes)) != len(axes):
         raise b.unsupported(f"repeated axes {axes}")
     dims = iter(shape)
-    return [_reshape(b, x, [1 if i in axes else next(dims) for i in range(rank)])]
+    return [b.reshape(x, [1 if i in axes else next(dims) for i in range(rank)])]
 
 
 # -- transposes, DepthToSpace -------------------------------------------------------------------
@@ -166,7 +134,7 @@ def unsqueeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 def _transpose(b: NNBuilder, x: SSAValue, perm: list[int]) -> SSAValue:
     if perm == list(range(len(perm))):
         return x
-    return _value(b, TransposeOp, [x], perm=perm)
+    return b.value(TransposeOp, [x], perm=perm)
 
 
 @legalizes("Transpose")
@@ -176,7 +144,7 @@ def transpose(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     perm = op.attr("perm")
     perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
     perm = [p + rank if p < 0 else p for p in perm]
-    return [_value(b, TransposeOp, [x], perm=perm)]
+    return [b.value(TransposeOp, [x], perm=perm)]
 
 
 def _nchw(b: NNBuilder, x: SSAValue) -> tuple:
@@ -195,12 +163,12 @@ def depth_to_space(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if isinstance(c, int) and c % (k * k):
         raise b.unsupported(f"channels {c} are not divisible by blocksize^2 = {k * k}")
     if op.attr("mode", "DCR") == "DCR":
-        y = _reshape(b, x, [n, k, k, c2, h, w])
+        y = b.reshape(x, [n, k, k, c2, h, w])
         y = _transpose(b, y, [0, 3, 4, 1, 5, 2])
     else:
-        y = _reshape(b, x, [n, c2, k, k, h, w])
+        y = b.reshape(x, [n, c2, k, k, h, w])
         y = _transpose(b, y, [0, 1, 4, 2, 5, 3])
-    return [_reshape(b, y, [n, c2, dim_product([h, k]), dim_product([w, k])])]
+    return [b.reshape(y, [n, c2, dim_product([h, k]), dim_product([w, k])])]
 
 
 @legalizes("SpaceToDepth")
@@ -212,10 +180,10 @@ def space_to_depth(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         if isinstance(d, int) and d % k:
             raise b.unsupported(f"spatial dim {d} is not divisible by blocksize {k}")
     h2, w2 = dim_quotient(h, k), dim_quotient(w, k)
-    y = _reshape(b, x, [n, c, h2, k, w2, k])
+    y = b.reshape(x, [n, c, h2, k, w2, k])
     crd = op.attr("mode", "DCR") == "CRD"
     y = _transpose(b, y, [0, 1, 3, 5, 2, 4] if crd else [0, 3, 5, 1, 2, 4])
-    return [_reshape(b, y, [n, dim_product([c, k * k]), h2, w2])]
+    return [b.reshape(y, [n, dim_product([c, k * k]), h2, w2])]
 
 
 # -- slices and joins ---------------------------------------------------------------------------
@@ -243,7 +211,7 @@ def _slice(b: NNBuilder, x: SSAValue, starts: dict[int, int], ends: dict[int, in
     if all(isinstance(d, int) and s == 0 and e == d and st == 1
            for d, s, e, st in zip(shape, s_all, e_all, st_all, strict=True)):
         return x
-    return _value(b, SliceOp, [x], starts=s_all, ends=e_all, steps=st_all)
+    return b.value(SliceOp, [x], starts=s_all, ends=e_all, steps=st_all)
 
 
 @legalizes("Slice")
@@ -296,7 +264,7 @@ def concat(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     values = list(op.operands)
     if len(values) == 1:
         return [values[0]]
-    return [_value(b, ConcatOp, values, axis=int(op.attr("axis", 0)))]
+    return [b.value(ConcatOp, values, axis=int(op.attr("axis", 0)))]
 
 
 # -- gathers, expand, tile, pad -----------------------------------------------------------------
@@ -314,7 +282,7 @@ def gather(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
             raise b.unsupported(f"indices {np.asarray(index).tolist()} are out of range") from None
         if all(isinstance(d, int) for d in np.ravel(picked)):
             return [b.constant(np.asarray(picked, dtype=np.int64))]
-    return [_value(b, GatherOp, [data, indices], axis=axis)]
+    return [b.value(GatherOp, [data, indices], axis=axis)]
 
 
 def _shape_dims(b: NNBuilder, value: SSAValue) -> tuple | None:
@@ -327,7 +295,7 @@ def _shape_dims(b: NNBuilder, value: SSAValue) -> tuple | None:
 def gather_elements(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     data, indices = op.operands
     axis = _axis(b, op.attr("axis", 0), len(b.shape(data)))
-    return [_value(b, GatherElementsOp, [data, indices], axis=axis)]
+    return [b.value(GatherElementsOp, [data, indices], axis=axis)]
 
 
 @legalizes("Expand")
@@ -347,14 +315,14 @@ def expand(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         raise b.unsupported(str(e)) from None
     if out == b.shape(x):
         return [x]
-    return [_emit(b, ExpandOp, [x], result_types=[like(x, out)])]
+    return [b.emit(ExpandOp, [x], result_types=[like(x, out)])]
 
 
 @legalizes("Tile")
 def tile(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     repeats = [int(r) for r in np.asarray(b.required_const("repeats")).reshape(-1)]
-    return [_value(b, TileOp, [x], repeats=repeats)]
+    return [b.value(TileOp, [x], repeats=repeats)]
 
 
 @legalizes("Pad")
@@ -387,7 +355,7 @@ def pad(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         raise b.unsupported(f"mode '{mode}' is not supported")
     if not any(pads):
         return [x]
-    return [_value(b, PadOp, [x], pads=pads, mode=mode,
+    return [b.value(PadOp, [x], pads=pads, mode=mode,
                     value=value if mode == "constant" else None)]
 
 
@@ -445,7 +413,7 @@ def _resize(b: NNBuilder, op: OnnxOp, x: SSAValue, props: dict, scales: list[flo
         props["roi"] = full_roi
     if props.get("mode") not in ("nearest", "linear", "cubic"):
         raise b.unsupported(f"mode '{props.get('mode')}' is not supported")
-    return _value(b, ResizeOp, [x], scales=full_scales, sizes=full_sizes, **props)
+    return b.value(ResizeOp, [x], scales=full_scales, sizes=full_sizes, **props)
 
 
 @legalizes("Resize")
@@ -597,7 +565,7 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 def trilu(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     k = b.required_const("k")
     k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
-    return [_value(b, TriluOp, [op.operands[0]], upper=bool(op.attr("upper", 1)), k=k)]
+    return [b.value(TriluOp, [op.operands[0]], upper=bool(op.attr("upper", 1)), k=k)]
 
 
 @legalizes("CumSum")
@@ -605,6 +573,6 @@ def cumsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     axis = int(np.asarray(b.required_const("axis")).reshape(-1)[0])
     axis = _axis(b, axis, len(b.shape(x)))
-    return [_value(b, CumSumOp, [x], axis=axis, exclusive=bool(op.attr("exclusive", 0)),
+    return [b.value(CumSumOp, [x], axis=axis, exclusive=bool(op.attr("exclusive", 0)),
                     reverse=bool(op.attr("reverse", 0)))]
 

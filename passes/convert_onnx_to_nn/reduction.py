@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from xdsl.dialects.builtin import IntegerAttr
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx, is_float
@@ -35,18 +34,6 @@ _REDUCE = {
 
 def _x(op: OnnxOp) -> SSAValue:
     return op.operands[0]
-
-
-def opset(op: OnnxOp) -> int:
-    """The model's default-domain opset (`onnx.opset` on the module). An op class is shared by
-    the opsets where its schema's signature did not change, so its SINCE_VERSION is not it."""
-    parent = op.parent_op()
-    while parent is not None:
-        attr = parent.attributes.get("onnx.opset")
-        if isinstance(attr, IntegerAttr):
-            return attr.value.data
-        parent = parent.parent_op()
-    return op.SINCE_VERSION
 
 
 def _outputs_used(op: OnnxOp, first: int) -> bool:
@@ -136,7 +123,7 @@ def softmax(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = _x(op)
     rank = len(b.shape(x))
     log = op.ONNX_TYPE == "LogSoftmax"
-    new = opset(op) >= 13
+    new = b.opset >= 13
     axis = int(op.attr("axis")) if op.has_attr("axis") else (-1 if new else 1)
     axis = normalize_axis(axis, rank, op.ONNX_TYPE)
     if new or axis == rank - 1 or rank == 0:
@@ -184,7 +171,7 @@ def group_norm(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if len(shape) < 2:
         raise b.unsupported(f"the input must have rank >= 2, not {len(shape)}")
     channels = shape[1]
-    if opset(op) < 21:  # scale and bias per group: repeat them per channel
+    if b.opset < 21:  # scale and bias per group: repeat them per channel
         if not isinstance(channels, int) or channels % groups:
             raise b.unsupported(f"{channels} channels do not split into {groups} groups")
         values = []
