@@ -47,8 +47,11 @@ def _fmt(shape: Shape) -> str:
 
 
 def _accumulate_dtype(dtype: np.dtype) -> np.dtype:
-    """Compute float16 and bfloat16 in float32 (as GPUs accumulate); others in their own type."""
-    return np.dtype(np.float32) if dtype == np.float16 or dtype.name == "bfloat16" else dtype
+    """Floats accumulate in float64: this is the reference semantics, and a sum computed the
+    same way for every output element keeps equal inputs giving bit-equal outputs (BLAS blocking
+    in float32 does not). Integers accumulate in their own type."""
+    return np.dtype(np.float64) if np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16" \
+        else dtype
 
 
 # -- matmul -------------------------------------------------------------------------------------
