@@ -27,8 +27,8 @@ Relu LeakyRelu Elu Selu HardSigmoid HardSwish Softplus Gelu Clip Min Max Mean Su
 Greater LessOrEqual GreaterOrEqual And Or Not Xor Cast CastLike BatchNormalization
 InstanceNormalization LayerNormalization GroupNormalization Softmax LogSoftmax ReduceSum ReduceMean
 ReduceMax ReduceMin ReduceProd ReduceL2 ReduceSumSquare ArgMax ArgMin MaxPool AveragePool
-GlobalAveragePool GlobalMaxPool Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice Gather
-GatherElements Expand Tile Pad Resize LRN DepthToSpace SpaceToDepth Identity Dropout Constant
+GlobalAveragePool GlobalMaxPool Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice
+Gather GatherElements Expand Tile Pad Resize LRN DepthToSpace SpaceToDepth Identity Dropout Constant
 ConstantOfShape Shape Size Range Trilu CumSum Einsum QuantizeLinear DequantizeLinear
 """.split())
 
@@ -124,7 +124,8 @@ def main() -> int:
     print("foundation-op cases: " + ", ".join(f"{k} {v}" for k, v in leg.items()))
     for reason, names in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
         shown = names if args.verbose else names[:4]
-        print(f"  {len(names):4d}  {reason}  [{', '.join(shown)}{' ...' if len(names) > len(shown) else ''}]")
+        more = " ..." if len(names) > len(shown) else ""
+        print(f"  {len(names):4d}  {reason}  [{', '.join(shown)}{more}]")
     return 1 if imp["crashed"] or leg["crashed"] else 0
 
 
