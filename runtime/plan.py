@@ -1,0 +1,481 @@
+"""The plan file container: a fixed header, a JSON manifest, 256-byte-aligned binary sections and a
+SHA-256 trailer. The compiler writes it with `write_plan`; the runtime maps it with `read_plan`.
+This layer treats the manifest as opaque data except for the `sections` table it maintains, and
+never evaluates, unpickles or imports anything a plan names: a plan is data.
+
+Byte layout (all integers little-endian; offsets are absolute, from the start of the file):
+
+    0   8  magic            b"EMBERPLN"
+    8   2  format version   u16, FORMAT_VERSION
+    10  2  flags            u16, must be 0
+    12  32 ember version    ASCII, NUL-padded
+    44  8  manifest length  u64, bytes of UTF-8 JSON at HEADER_SIZE
+    52  8  total length     u64, bytes of the whole file, trailer included
+    60  4  reserved         must be 0
+    64  …  manifest         a JSON object; manifest["sections"] = {name: {"offset", "size"}}
+    …      sections         each at an offset that is a multiple of SECTION_ALIGNMENT; zero padding
+    -32 32 checksum         SHA-256 of every byte before it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mmap
+import operator
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
+
+import numpy as np
+
+import ember
+from ember.errors import PlanError
+
+MAGIC = b"EMBERPLN"
+FORMAT_VERSION = 1
+SECTION_ALIGNMENT = 256
+CHECKSUM_SIZE = 32
+SECTIONS_KEY = "sections"
+
+_HEADER = struct.Struct("<8sHH32sQQI")
+HEADER_SIZE = _HEADER.size  # 64
+_VERSION_FIELD = 32
+_MAX_NDIM = 64
+
+SectionData = bytes | bytearray | memoryview | np.ndarray
+
+
+def _align(n: int) -> int:
+    return -(-n // SECTION_ALIGNMENT) * SECTION_ALIGNMENT
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _as_bytes_view(name: str, value: object) -> memoryview:
+    """A flat, C-contiguous byte view of one section's payload, without copying where possible."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise PlanError(f"section '{name}': arrays of Python objects cannot go into a plan")
+        flat = np.ascontiguousarray(value).reshape(-1)
+        return memoryview(flat.view(np.uint8))
+    if isinstance(value, bytes | bytearray | memoryview):
+        view = memoryview(value)
+        if view.c_contiguous:
+            try:
+                return view.cast("B")
+            except (TypeError, ValueError):
+                pass
+        return memoryview(view.tobytes())
+    raise PlanError(
+        f"section '{name}': expected bytes, bytearray, memoryview or numpy array, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _layout(
+    manifest: Mapping[str, Any], sections: Mapping[str, SectionData]
+) -> tuple[bytes, list[tuple[int, memoryview]], int]:
+    """Header + manifest bytes, the (offset, payload) list and the total length of the plan."""
+    if not isinstance(manifest, Mapping):
+        raise PlanError(f"the manifest must be a dict, got {type(manifest).__name__}")
+    if SECTIONS_KEY in manifest:
+        raise PlanError(
+            f"manifest key '{SECTIONS_KEY}' is reserved: the plan writer fills it with the "
+            "section table"
+        )
+    if not isinstance(sections, Mapping):
+        raise PlanError(f"sections must be a dict of name -> bytes, got {type(sections).__name__}")
+    payloads: list[tuple[str, memoryview]] = []
+    for name, value in sections.items():
+        if not isinstance(name, str) or not name:
+            raise PlanError(f"section names must be non-empty strings, got {name!r}")
+        payloads.append((name, _as_bytes_view(name, value)))
+
+    version = ember.__version__.encode("ascii", "replace")
+    if len(version) > _VERSION_FIELD:
+        raise PlanError(f"ember version {ember.__version__!r} does not fit the plan header")
+
+    # Section offsets depend on the manifest's length, which depends on the offsets it records:
+    # grow the data start until the serialized manifest fits in front of it.
+    data_start = _align(HEADER_SIZE + 2)
+    while True:
+        table: dict[str, dict[str, int]] = {}
+        placed: list[tuple[int, memoryview]] = []
+        cursor = data_start
+        for name, payload in payloads:
+            table[name] = {"offset": cursor, "size": payload.nbytes}
+            placed.append((cursor, payload))
+            cursor = _align(cursor + payload.nbytes)
+        try:
+            text = json.dumps(
+                {**manifest, SECTIONS_KEY: table}, ensure_ascii=False, allow_nan=False
+            ).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as e:
+            raise PlanError(f"the manifest is not JSON-serializable: {e}") from e
+        if _align(HEADER_SIZE + len(text)) <= data_start:
+            break
+        data_start = _align(HEADER_SIZE + len(text))
+
+    data_end = max([HEADER_SIZE + len(text)] + [off + p.nbytes for off, p in placed])
+    total = data_end + CHECKSUM_SIZE
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, version, len(text), total, 0)
+    return header + text, placed, total
+
+
+def _emit(out: BinaryIO, head: bytes, placed: list[tuple[int, memoryview]], total: int) -> None:
+    """Write the plan to `out`, padding between pieces and hashing as it goes."""
+    digest = hashlib.sha256()
+
+    def put(chunk: bytes | memoryview) -> None:
+        digest.update(chunk)
+        out.write(chunk)
+
+    position = 0
+    for offset, piece in [(0, memoryview(head)), *placed]:
+        if offset > position:
+            put(bytes(offset - position))
+        put(piece)
+        position = offset + piece.nbytes
+    if total - CHECKSUM_SIZE > position:
+        put(bytes(total - CHECKSUM_SIZE - position))
+    out.write(digest.digest())
+
+
+def plan_bytes(manifest: Mapping[str, Any], sections: Mapping[str, SectionData]) -> bytes:
+    """The plan for `manifest` and `sections` as one bytes object."""
+    head, placed, total = _layout(manifest, sections)
+    out = io.BytesIO()
+    _emit(out, head, placed, total)
+    return out.getvalue()
+
+
+def write_plan(
+    path: str | os.PathLike[str],
+    manifest: Mapping[str, Any],
+    sections: Mapping[str, SectionData],
+) -> None:
+    """Write a plan file atomically: a failure at any point leaves `path` as it was."""
+    head, placed, total = _layout(manifest, sections)
+    path = os.fspath(path)
+    directory, base = os.path.split(os.path.abspath(path))
+    temp = ""
+    try:
+        while True:
+            temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        with open(fd, "wb") as out:
+            _emit(out, head, placed, total)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+        temp = ""
+    except OSError as e:
+        raise PlanError(f"cannot write plan '{path}': {e}") from e
+    finally:
+        if temp:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class Plan:
+    """A validated plan: its manifest and read-only, zero-copy views of its sections."""
+
+    def __init__(
+        self,
+        view: memoryview,
+        mapping: mmap.mmap | None,
+        where: str,
+        format_version: int,
+        ember_version: str,
+        manifest: dict[str, Any],
+        table: dict[str, tuple[int, int]],
+    ) -> None:
+        self._view: memoryview | None = view
+        self._mapping = mapping
+        self._where = where
+        self._table = table
+        self.format_version = format_version
+        self.ember_version = ember_version
+        self.manifest = manifest
+
+    @property
+    def section_names(self) -> tuple[str, ...]:
+        return tuple(self._table)
+
+    @property
+    def closed(self) -> bool:
+        return self._view is None
+
+    def _require_open(self) -> memoryview:
+        if self._view is None:
+            raise PlanError(f"{self._where}: the plan is closed")
+        return self._view
+
+    def section(self, name: str) -> memoryview:
+        """The bytes of section `name`, read-only and without a copy."""
+        view = self._require_open()
+        if name not in self._table:
+            known = ", ".join(repr(n) for n in self._table) or "none"
+            raise PlanError(f"{self._where}: no section '{name}' (sections: {known})")
+        offset, size = self._table[name]
+        return view[offset : offset + size]
+
+    def array(
+        self, section: str, offset: int, dtype: Any, shape: int | Iterable[int]
+    ) -> np.ndarray:
+        """A read-only numpy view of `shape` elements of `dtype` at `offset` within `section`."""
+        where = f"{self._where}: section '{section}'"
+        data = self.section(section)
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError) as e:
+            raise PlanError(f"{where}: invalid dtype {dtype!r}") from e
+        if dt.hasobject or dt.itemsize == 0:
+            raise PlanError(f"{where}: dtype {dt} cannot be read from a plan")
+        raw_dims = [shape] if not isinstance(shape, Iterable) else list(shape)
+        if isinstance(offset, bool) or any(isinstance(d, bool) for d in raw_dims):
+            raise PlanError(f"{where}: shape and offset must be integers, not booleans")
+        try:
+            dims = tuple(operator.index(d) for d in raw_dims)
+            offset = operator.index(offset)
+        except TypeError as e:
+            raise PlanError(f"{where}: shape and offset must be integers ({e})") from e
+        if len(dims) > _MAX_NDIM or any(d < 0 for d in dims):
+            raise PlanError(f"{where}: invalid shape {dims}")
+        count = 1
+        for d in dims:
+            count *= d
+        nbytes = count * dt.itemsize
+        if offset < 0 or offset + nbytes > data.nbytes:
+            raise PlanError(
+                f"{where}: {nbytes} bytes at offset {offset} run past the section's "
+                f"{data.nbytes} bytes"
+            )
+        if offset % dt.alignment:
+            raise PlanError(
+                f"{where}: offset {offset} is not aligned to {dt.alignment} bytes for {dt}"
+            )
+        array = np.frombuffer(data[offset : offset + nbytes], dtype=dt).reshape(dims)
+        array.flags.writeable = False
+        return array
+
+    def close(self) -> None:
+        """Release the plan's memory; the mapping goes once no returned view still uses it."""
+        if self._view is None:
+            return
+        view, mapping = self._view, self._mapping
+        self._view = self._mapping = None
+        try:
+            view.release()
+            if mapping is not None:
+                mapping.close()
+        except BufferError:
+            pass  # sections or arrays handed out still point into it; it is unmapped after them
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._table)} sections"
+        return (
+            f"<Plan {self._where}: format {self.format_version}, "
+            f"ember {self.ember_version}, {state}>"
+        )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _parse(view: memoryview, where: str, mapping: mmap.mmap | None) -> Plan:
+    size = view.nbytes
+    if size < len(MAGIC) and MAGIC.startswith(view.tobytes()):
+        raise PlanError(
+            f"{where}: truncated: {size} bytes, less than the {HEADER_SIZE}-byte header"
+        )
+    if view[: len(MAGIC)] != MAGIC:
+        raise PlanError(f"{where}: not an ember plan (bad magic bytes)")
+    if size < HEADER_SIZE:
+        raise PlanError(
+            f"{where}: truncated: {size} bytes, less than the {HEADER_SIZE}-byte header"
+        )
+    _, version, flags, raw_ember, manifest_len, total, reserved = _HEADER.unpack(view[:HEADER_SIZE])
+    if version > FORMAT_VERSION:
+        raise PlanError(
+            f"{where}: plan format version {version} is newer than this ember supports "
+            f"(format version {FORMAT_VERSION}, ember {ember.__version__}); upgrade ember or "
+            "rebuild the plan with this version"
+        )
+    if version < 1:
+        raise PlanError(f"{where}: unknown plan format version {version}")
+    if flags or reserved:
+        raise PlanError(f"{where}: corrupt header (unknown flags or reserved bytes set)")
+    if total > size:
+        raise PlanError(f"{where}: truncated: the header says {total} bytes, there are {size}")
+    if total < size:
+        raise PlanError(
+            f"{where}: corrupt: {size - total} unexpected bytes after the {total}-byte plan"
+        )
+    if total < HEADER_SIZE + CHECKSUM_SIZE or manifest_len > total - HEADER_SIZE - CHECKSUM_SIZE:
+        raise PlanError(
+            f"{where}: corrupt: a {manifest_len}-byte manifest does not fit a {total}-byte plan"
+        )
+    data_end = total - CHECKSUM_SIZE
+    if hashlib.sha256(view[:data_end]).digest() != view[data_end:]:
+        raise PlanError(f"{where}: corrupt: checksum mismatch (the file was damaged or altered)")
+
+    try:
+        ember_version = raw_ember.rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError as e:
+        raise PlanError(f"{where}: corrupt header: ember version is not ASCII") from e
+    if "\0" in ember_version:
+        raise PlanError(f"{where}: corrupt header: malformed ember version")
+
+    manifest_end = HEADER_SIZE + manifest_len
+    try:
+        manifest = json.loads(
+            bytes(view[HEADER_SIZE:manifest_end]).decode("utf-8"),
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PlanError(f"{where}: corrupt manifest: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise PlanError(
+            f"{where}: corrupt manifest: expected a JSON object, got {type(manifest).__name__}"
+        )
+    table = _section_table(manifest, where, manifest_end, data_end)
+    return Plan(view, mapping, where, version, ember_version, manifest, table)
+
+
+def _section_table(
+    manifest: dict[str, Any], where: str, data_start: int, data_end: int
+) -> dict[str, tuple[int, int]]:
+    """Check the manifest's section table against the file and return name -> (offset, size)."""
+    entries = manifest.get(SECTIONS_KEY)
+    if not isinstance(entries, dict):
+        raise PlanError(f"{where}: corrupt manifest: no '{SECTIONS_KEY}' table")
+    table: dict[str, tuple[int, int]] = {}
+    for name, entry in entries.items():
+        bad = f"{where}: corrupt section table: section '{name}'"
+        if not isinstance(entry, dict):
+            raise PlanError(f"{bad} is not an object")
+        offset, size = entry.get("offset"), entry.get("size")
+        if not all(type(v) is int and v >= 0 for v in (offset, size)):
+            raise PlanError(f"{bad} needs non-negative integer 'offset' and 'size'")
+        if offset % SECTION_ALIGNMENT:
+            raise PlanError(f"{bad} at offset {offset} is not {SECTION_ALIGNMENT}-byte aligned")
+        if offset < data_start or offset + size > data_end:
+            raise PlanError(
+                f"{bad} ({size} bytes at offset {offset}) lies outside the data area "
+                f"[{data_start}, {data_end})"
+            )
+        table[name] = (offset, size)
+    spans = sorted((off, off + size, name) for name, (off, size) in table.items() if size)
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise PlanError(f"{where}: corrupt section table: '{first}' overlaps '{second}'")
+    return table
+
+
+def read_plan(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> Plan:
+    """Validate a plan and return it; a path is memory-mapped read-only, so weights are zero-copy.
+
+    Any malformed, truncated, foreign or altered plan raises `PlanError` saying what is wrong.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        if not view.c_contiguous or view.format != "B" or view.ndim != 1:
+            view = memoryview(view.tobytes())
+        return _parse(view.toreadonly(), "plan <bytes>", None)
+    if not isinstance(source, str | os.PathLike):
+        raise PlanError(f"read_plan expects a path or bytes, got {type(source).__name__}")
+    path = os.fspath(source)
+    where = f"plan '{path}'"
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise PlanError(f"{where}: not a regular file")
+        if info.st_size == 0:
+            raise PlanError(f"{where}: the file is empty")
+        with open(path, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise PlanError(f"cannot read {where}: {e}") from e
+    view = memoryview(mapping)
+    try:
+        return _parse(view, where, mapping)
+    except BaseException:
+        try:
+            view.release()
+            mapping.close()
+        except BufferError:
+            pass  # a traceback still holds a slice; the mapping goes with it
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Target check
+
+
+def _arch(value: object, what: str) -> str:
+    """Normalize 'sm_90', 'sm_90a', '90' or '9.0' to 'sm_90' / 'sm_90a'."""
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if text.startswith("sm_"):
+        text = text[3:]
+    elif "." in text:
+        major, _, minor = text.partition(".")
+        text = major + minor
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    if not digits.isdigit() or len(text) - len(digits) > 1:
+        raise PlanError(f"{what} {value!r} is not a GPU architecture like 'sm_90'")
+    return f"sm_{text}"
+
+
+def check_target(
+    manifest_target: Mapping[str, Any], device_arch: str, allow_rejit: bool = False
+) -> bool:
+    """Refuse a plan built for another GPU arch unless re-JIT from PTX is allowed.
+
+    Returns True when the arch differs and the caller must re-JIT, False when the CUBIN fits.
+    """
+    if not isinstance(manifest_target, Mapping) or "arch" not in manifest_target:
+        raise PlanError("the plan's manifest has no target 'arch'")
+    built = _arch(manifest_target["arch"], "the plan's target arch")
+    device = _arch(device_arch, "the device arch")
+    if built == device:
+        return False
+    if allow_rejit:
+        return True
+    raise PlanError(
+        f"plan built for {built}, this GPU is {device}; rebuild, or allow re-JIT from PTX"
+    )
