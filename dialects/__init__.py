@@ -8,20 +8,18 @@ from ember.dialects import xdsl_fixes  # noqa: F401  (printing/parsing fixes, ap
 
 
 def ember_context() -> Context:
-    """A context with every dialect ember's IR may hold (builtin, func, arith, math, onnx, nn)."""
+    """A context with every dialect ember's IR may hold (builtin, func, arith, math, onnx, nn,
+    kernel)."""
     from xdsl.dialects.arith import Arith
     from xdsl.dialects.builtin import Builtin
     from xdsl.dialects.func import Func
     from xdsl.dialects.math import Math
 
+    from ember.dialects.kernel import KERNEL
+    from ember.dialects.nn import NN
     from ember.dialects.onnx import ONNX
 
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, Math, ONNX):
+    for dialect in (Builtin, Func, Arith, Math, ONNX, NN, KERNEL):
         ctx.load_dialect(dialect)
-    try:
-        from ember.dialects.nn import NN
-    except ImportError:  # the nn dialect is optional while it is being built
-        return ctx
-    ctx.load_dialect(NN)
     return ctx

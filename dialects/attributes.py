@@ -9,6 +9,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    DictionaryAttr,
     FloatAttr,
     IntegerAttr,
     IntegerType,
@@ -34,6 +35,8 @@ def attribute_value(attr: Attribute) -> Any:
         return list(attr.get_values())
     if isinstance(attr, ArrayAttr):
         return [attribute_value(a) for a in attr.data]
+    if isinstance(attr, DictionaryAttr):
+        return {k: attribute_value(v) for k, v in attr.data.items()}
     if isinstance(attr, DenseIntOrFPElementsAttr):
         from ember.dialects.constants import dense_to_numpy
 
@@ -55,6 +58,8 @@ def to_attribute(value: Any) -> Attribute:
         return FloatAttr(float(value), f64)
     if isinstance(value, str):
         return StringAttr(value)
+    if isinstance(value, dict):
+        return DictionaryAttr({str(k): to_attribute(v) for k, v in value.items()})
     if isinstance(value, np.ndarray):
         from ember.dialects.constants import dense_from_numpy
 

@@ -17,11 +17,12 @@ from ember.errors import PipelineError
 
 def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.canonicalize import Canonicalize
+    from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
     from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.infer_shapes import InferShapes
 
-    return [ConvertOnnxToNN, InferShapes, FoldConstants, Canonicalize,
+    return [ConvertOnnxToNN, InferShapes, FoldConstants, Canonicalize, ConvertNNToKernel,
             CommonSubexpressionElimination, DeadCodeElimination]
 
 
@@ -34,6 +35,9 @@ PIPELINES: dict[str, list[str]] = {
     # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, dead code gone
     "default": ["convert-onnx-to-nn", "fold-constants", "canonicalize", "cse", "dce"],
     "legalize": ["convert-onnx-to-nn"],
+    # default, then each nn op becomes the kernel that runs it
+    "kernels": ["convert-onnx-to-nn", "fold-constants", "canonicalize", "cse", "dce",
+                "convert-nn-to-kernel"],
     "none": [],
 }
 

@@ -38,8 +38,8 @@ class RemoveNoOp(RewritePattern):
             rewriter.replace_op(op, [], [x])
         elif name == "nn.transpose" and list(op.prop("perm")) == sorted(op.prop("perm")):
             rewriter.replace_op(op, [], [x])
-        elif name == "nn.slice" and static_shape(x) is not None and all(
-                s == 1 for s in op.prop("steps", [1])):
+        elif name == "nn.slice" and len(op.operands) == 1 and static_shape(x) is not None \
+                and all(s == 1 for s in op.prop("steps", [1])):
             rewriter.replace_op(op, [], [x])
 
 

@@ -6,9 +6,14 @@ refined upstream flow down); an op whose operands are all constants is replaced 
 is folded symbolically too: `nn.shape_of` of a tensor with symbolic dims yields known dims, and
 Gather/Slice/Concat/Reshape/Cast and integer arithmetic on them are tracked, so the
 Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains of PyTorch exports end as a static
-`nn.reshape` (its target may keep symbols, e.g. `?x768` with `["N"]`). After this pass no
-`nn.reshape`, `nn.expand` or `nn.fill` whose shape operand is known keeps that operand.
-Dead producers are left for `dce`.
+`nn.reshape` (its target may keep symbols, e.g. `?x768` with `["N"]`).
+
+Ops that take run-time parameters as operands (`nn.reshape`/`nn.expand`/`nn.fill` shapes,
+`nn.slice`, `nn.pad`, `nn.tile`, `nn.resize`, `nn.squeeze`/`nn.unsqueeze`, `nn.trilu`,
+`nn.cumsum`, `nn.reduce` axes) become their static forms once those operands are known: each such
+op's `static_form(known)` says what it becomes. After this pass no such op whose parameter
+operands are known (as constants, or as dims for shapes) keeps them. Dead producers are left for
+`dce`.
 """
 
 from __future__ import annotations
@@ -25,15 +30,16 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.nn.base import (
     NNOp,
-    broadcast_shapes,
     build,
     dim_product,
     dim_quotient,
     like,
+    normalize_axis,
     set_result_types,
 )
 from ember.dialects.nn.elementwise import BinaryOp, CastOp, ConstantOp, FillOp, WeightOp
-from ember.dialects.nn.movement import ReshapeOp, ShapeOfOp, resolve_reshape
+from ember.dialects.nn.movement import ShapeOfOp, known_ints
+from ember.dialects.nn.reduction import ReduceOp
 from ember.dialects.tensor_types import UNKNOWN, shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
@@ -104,26 +110,12 @@ class _Folder:
         return array if array is not None else self.symbolic.get(value)
 
     def _static_form(self, op: NNOp) -> Operation | None:
-        if isinstance(op, ReshapeOp) and op.shape is not None:
-            target = self._known(op.shape)
-            if target is None:
-                return None
-            dims = resolve_reshape(shape_of(op.input), list(target.reshape(-1)),
-                                   bool(op.prop("allowzero")))
-            return build(ReshapeOp, [op.input], result_types=[like(op.input, dims)])
-        if isinstance(op, FillOp) and op.shape is not None:
-            target = self._known(op.shape)
-            if target is None:
-                return None
-            return build(FillOp, [], {"value": op.value},
-                         result_types=[like(op.output, list(target.reshape(-1)))])
-        if op.name == "nn.expand" and len(op.operands) == 2:
-            target = self._known(op.operands[1])
-            if target is None:
-                return None
-            dims = broadcast_shapes(shape_of(op.operands[0]), tuple(target.reshape(-1)))
-            return build(type(op), [op.operands[0]], result_types=[like(op.operands[0], dims)])
-        return None
+        method = getattr(op, "static_form", None)
+        other = _STATIC_FORMS.get(type(op))
+        if (method is None and other is None) or not op.operands:
+            return None
+        known = [self._known(v) for v in op.operands]
+        return method(known) if method is not None else other(op, known)  # type: ignore[misc]
 
     def _replace(self, op: NNOp, new: Operation) -> NNOp:
         Rewriter.insert_op(new, InsertPoint.before(op))
@@ -204,3 +196,24 @@ class _Folder:
                 return f"{v.owner.ref.data}.folded"
         return "folded"
 
+
+
+# -- static forms of ops defined elsewhere ---------------------------------------------------------
+
+def _fill_static_form(op: FillOp, known: list) -> NNOp | None:
+    if op.shape is None or known[0] is None:
+        return None
+    dims = [int(d) if isinstance(d, np.integer) else d for d in known[0].reshape(-1).tolist()]
+    return build(FillOp, [], {"value": op.value}, result_types=[like(op.output, dims)])
+
+
+def _reduce_static_form(op: ReduceOp, known: list) -> NNOp | None:
+    axes = None if op.dynamic_axes is None else known_ints(known[1])
+    if axes is None:
+        return None
+    rank = len(op.operand_shape(0))
+    axes = sorted({normalize_axis(a, rank, op.name) for a in axes})
+    return build(ReduceOp, [op.input], {"fn": op.fn, "axes": axes, "keepdims": op.keepdims})
+
+
+_STATIC_FORMS = {FillOp: _fill_static_form, ReduceOp: _reduce_static_form}

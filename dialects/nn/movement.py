@@ -2,18 +2,28 @@
 
 Each op computes its result type from its operand types and properties (symbolic dims are kept
 where they decide a dim, "?" where they cannot), and `evaluate` gives ONNX's numpy semantics.
+
+Parameters that ONNX may compute at run time (reshape/expand shapes, slice starts/ends/axes/steps,
+pad pads/value/axes, tile repeats, resize roi/scales/sizes, squeeze/unsqueeze axes, trilu k,
+cumsum axis) can instead be optional operands, in ONNX's own form: the result then keeps its rank
+and the dims the value cannot change ("?" elsewhere, or what the declared result type knows), and
+`evaluate` reads the value. `static_form(known)` (known: a value per operand, None where unknown)
+gives the equivalent op with those parameters as properties once they are known (fold-constants).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i64
-from xdsl.ir import Attribute
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i32, i64
+from xdsl.ir import Attribute, SSAValue
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
@@ -28,6 +38,7 @@ from xdsl.traits import Pure
 from ember.dialects.nn.base import (
     NNOp,
     broadcast_shapes,
+    build,
     dim_product,
     dim_quotient,
     like,
@@ -45,6 +56,7 @@ from ember.errors import ShapeError
 
 # ONNX uses INT64_MAX / INT64_MIN for "to the end" in Slice; anything this large is "unbounded".
 BIG = 2**62
+INT64_MAX = 2**63 - 1
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -111,6 +123,102 @@ def _scaled(d: Dim, k: int) -> Dim:
     return d if k == 1 else dim_product([d, k])
 
 
+# -- run-time parameters ---------------------------------------------------------------------------
+
+SEGMENTED = (ParsePropInAttrDict(), AttrSizedOperandSegments(as_property=True))
+
+
+def dynamic_format(*pairs: tuple[str, str], tail: str = "") -> str:
+    """Assembly format `$input kw(%v : type) ... attr-dict : type($input) -> type($output)` with
+    one optional `kw(...)` group per (keyword, operand)."""
+    groups = " ".join(f"(`{kw}` `(` ${name}^ `:` type(${name}) `)`)?" for kw, name in pairs)
+    return f"$input {groups} {tail}attr-dict `:` type($input) `->` type($output)"
+
+
+def segments(*values: SSAValue | None) -> tuple[list[SSAValue], dict[str, Attribute]]:
+    """Operands (None: an absent optional one) and the `operandSegmentSizes` property of an op
+    with several optional operands, in the order the op defines them."""
+    sizes = [int(v is not None) for v in values]
+    return ([v for v in values if v is not None],
+            {"operandSegmentSizes": DenseArrayBase.from_list(i32, sizes)})
+
+
+def known_ints(array: Any) -> list[int] | None:
+    """The ints of a known operand value; None if unknown or symbolic (dims as strings)."""
+    if array is None:
+        return None
+    flat = np.asarray(array).reshape(-1)
+    if not all(isinstance(v, int | np.integer) for v in flat.tolist()):
+        return None
+    return [int(v) for v in flat.tolist()]
+
+
+def known_floats(array: Any) -> list[float] | None:
+    if array is None:
+        return None
+    flat = np.asarray(array).reshape(-1)
+    if flat.dtype == object:
+        return None
+    return [float(v) for v in flat.tolist()]
+
+
+def _length(value: SSAValue | None) -> int | None:
+    """The static length of a 1-D operand (a scalar counts as 1); None if not known."""
+    if value is None:
+        return None
+    shape = shape_of(value)
+    if shape is None or len(shape) > 1:
+        return None
+    n = shape[0] if shape else 1
+    return n if isinstance(n, int) else None
+
+
+def _one(array: Any, name: str, op: str) -> Any:
+    flat = np.asarray(array).reshape(-1)
+    if flat.size != 1:
+        raise ShapeError(f"{op}: {name} must hold one value, got {flat.size}")
+    return flat[0]
+
+
+class DynamicParams:
+    """What ops with run-time parameter operands share (mixed into NNOp subclasses)."""
+
+    DYNAMIC: ClassVar[tuple[str, ...]] = ()  # the optional operands that carry run-time parameters
+
+    @classmethod
+    def create(cls, *, operands: Sequence[SSAValue] = (), properties: Mapping[str, Attribute] = {},
+               **kwargs: Any) -> Any:
+        """As Operation.create; an op of several parameter operands made with the input alone
+        (its static form) gets its operand segment sizes filled in."""
+        if (len(cls.DYNAMIC) > 1 and len(operands) == 1
+                and "operandSegmentSizes" not in properties):
+            properties = {**properties, **segments(operands[0], *[None] * len(cls.DYNAMIC))[1]}
+        return super().create(operands=operands, properties=properties,  # type: ignore[misc]
+                              **kwargs)
+
+    def dynamic(self) -> bool:
+        return any(getattr(self, n) is not None for n in self.DYNAMIC)
+
+    def by_operand(self, arrays: Sequence[Any]) -> dict[str, Any]:
+        """Values of the present parameter operands by operand name."""
+        values = dict(zip(self.operands, arrays, strict=True))  # type: ignore[attr-defined]
+        return {n: values[getattr(self, n)] for n in self.DYNAMIC if getattr(self, n) is not None}
+
+    def refined(self, dims: Sequence[Dim]) -> Attribute:
+        """The input's type with `dims`; an unknown dim is taken from the declared result type
+        where that has the same rank (ONNX's inference may know more than the operand types)."""
+        declared = shape_of(self.output)  # type: ignore[attr-defined]
+        dims = list(dims)
+        if declared is not None and len(declared) == len(dims):
+            dims = [b if a == UNKNOWN else a for a, b in zip(dims, declared, strict=True)]
+        return like(self.input, dims)  # type: ignore[attr-defined]
+
+    def static_props(self, drop: Sequence[str] = ()) -> dict[str, Attribute]:
+        """The properties a static form keeps (segment sizes and `drop` left out)."""
+        return {k: v for k, v in self.properties.items()  # type: ignore[attr-defined]
+                if k != "operandSegmentSizes" and k not in drop}
+
+
 # -- reshape and shapes --------------------------------------------------------------------------
 
 @irdl_op_definition
@@ -152,6 +260,14 @@ class ReshapeOp(NNOp):
             return [x.reshape(target)]
         target = resolve_reshape(x.shape, [int(d) for d in inputs[1]], bool(self.prop("allowzero")))
         return [x.reshape(target)]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        if self.shape is None or known[1] is None:
+            return None
+        target = [int(d) if isinstance(d, np.integer) else d
+                  for d in np.asarray(known[1]).reshape(-1).tolist()]
+        dims = resolve_reshape(shape_of(self.input), target, bool(self.prop("allowzero")))
+        return build(ReshapeOp, [self.input], result_types=[like(self.input, dims)])
 
 
 @irdl_op_definition
@@ -223,24 +339,82 @@ def slice_length(start: int, end: int, step: int) -> int:
     return max(0, -(-(start - end) // -step))
 
 
+def slice_params(shape: Sequence[Dim], starts: Sequence[int], ends: Sequence[int],
+                 axes: Sequence[int] | None = None, steps: Sequence[int] | None = None,
+                 ) -> tuple[list[int], list[int], list[int]]:
+    """ONNX Slice's starts/ends/axes/steps as nn.slice's per-dim starts/ends/steps: static dims
+    clamped to [0, dim] ("through index 0 backwards" as -(dim + 1)), symbolic ones kept."""
+    rank = len(shape)
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    steps = [1] * len(starts) if steps is None else list(steps)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ShapeError("nn.slice: starts, ends, axes and steps differ in length")
+    axes = [normalize_axis(int(a), rank, "nn.slice") for a in axes]
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"nn.slice: repeated axes {axes}")
+    by_axis = {a: (int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps,
+                                                                    strict=True)}
+    s_all, e_all, st_all = [], [], []
+    for i, d in enumerate(shape):
+        s, e, st = by_axis.get(i, (0, INT64_MAX, 1))
+        if st == 0:
+            raise ShapeError(f"nn.slice: step 0 on axis {i}")
+        if isinstance(d, int):
+            s, e = slice_bounds(s, e, st, d)
+            if e < 0:  # "through index 0" going backwards: -1 would count from the end
+                e = -d - 1
+        else:
+            s, e = max(min(s, INT64_MAX), -INT64_MAX), max(min(e, INT64_MAX), -INT64_MAX)
+            if st > 0 and e >= BIG:
+                e = INT64_MAX
+        s_all.append(s)
+        e_all.append(e)
+        st_all.append(st)
+    return s_all, e_all, st_all
+
+
 @irdl_op_definition
-class SliceOp(NNOp):
+class SliceOp(DynamicParams, NNOp):
     """`input[starts:ends:steps]` with one entry per input dim, in ONNX's terms (negative values
     count from the end, then clamp; |value| >= 2^62 is unbounded). Legalization stores static
-    dims clamped to [0, dim], writing "through index 0 backwards" as -(dim + 1)."""
+    dims clamped to [0, dim], writing "through index 0 backwards" as -(dim + 1).
+
+    Run-time form: ONNX Slice's `starts`, `ends` and optional `axes`, `steps` as 1-D operands
+    (no properties); the dims they may touch are unknown."""
 
     name = "nn.slice"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_starts", "dyn_ends", "dyn_axes", "dyn_steps")
     input = operand_def()
-    starts = prop_def(DenseArrayBase)
-    ends = prop_def(DenseArrayBase)
-    steps = prop_def(DenseArrayBase)
+    dyn_starts = opt_operand_def()
+    dyn_ends = opt_operand_def()
+    dyn_axes = opt_operand_def()
+    dyn_steps = opt_operand_def()
+    starts = opt_prop_def(DenseArrayBase)
+    ends = opt_prop_def(DenseArrayBase)
+    steps = opt_prop_def(DenseArrayBase)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    irdl_options = SEGMENTED
+    assembly_format = dynamic_format(("starts", "dyn_starts"), ("ends", "dyn_ends"),
+                                     ("axes", "dyn_axes"), ("steps", "dyn_steps"))
 
     def infer(self) -> list[Attribute]:
         shape = self.operand_shape(0)
         rank = len(shape)
+        if self.dynamic():
+            if any(self.properties.get(n) is not None for n in ("starts", "ends", "steps")):
+                raise ShapeError("nn.slice: give starts/ends/steps as properties or as operands, "
+                                 "not both")
+            if self.dyn_starts is None or self.dyn_ends is None:
+                raise ShapeError("nn.slice: run-time slicing needs starts and ends operands")
+            n = _length(self.dyn_starts)
+            if n is not None and n > rank:
+                raise ShapeError(f"nn.slice: {n} starts for rank {rank}")
+            if self.dyn_axes is None and n is not None:  # the first n axes
+                return [self.refined([UNKNOWN] * n + list(shape[n:]))]
+            return [self.refined([UNKNOWN] * rank)]
+        if self.starts is None or self.ends is None or self.steps is None:
+            raise ShapeError("nn.slice: needs starts, ends and steps")
         starts = _ints("starts", self.prop("starts"), rank, self.name)
         ends = _ints("ends", self.prop("ends"), rank, self.name)
         steps = _ints("steps", self.prop("steps"), rank, self.name)
@@ -256,14 +430,37 @@ class SliceOp(NNOp):
                 out.append(UNKNOWN)
         return [like(self.input, out)]
 
+    def _params(self, shape: Sequence[Dim], values: dict[str, Any]) -> tuple | None:
+        """Per-dim starts/ends/steps from the parameter operands' values (None if unknown)."""
+        got = {n: known_ints(values.get(n)) for n in self.DYNAMIC}
+        if any(got[n] is None for n in self.DYNAMIC if getattr(self, n) is not None):
+            return None
+        return slice_params(shape, got["dyn_starts"], got["dyn_ends"], got["dyn_axes"],
+                            got["dyn_steps"])
+
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = inputs[0]
+        if self.dynamic():
+            params = self._params(x.shape, self.by_operand(inputs))
+            if params is None:
+                raise ShapeError("nn.slice: starts/ends/axes/steps must be integers")
+            starts, ends, steps = params
+        else:
+            starts, ends, steps = self.prop("starts"), self.prop("ends"), self.prop("steps")
         index = []
-        for d, s, e, st in zip(x.shape, self.prop("starts"), self.prop("ends"),
-                               self.prop("steps"), strict=True):
+        for d, s, e, st in zip(x.shape, starts, ends, steps, strict=True):
             s, e = slice_bounds(int(s), int(e), int(st), d)
             index.append(slice(s, None if e < 0 else e, int(st)))
         return [np.ascontiguousarray(x[tuple(index)])]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        if not self.dynamic():
+            return None
+        params = self._params(self.operand_shape(0), self.by_operand(known))
+        if params is None:
+            return None
+        starts, ends, steps = params
+        return build(SliceOp, [self.input], {"starts": starts, "ends": ends, "steps": steps})
 
 
 @irdl_op_definition
@@ -417,60 +614,128 @@ class ExpandOp(NNOp):
         shape = np.broadcast_shapes(x.shape, tuple(target))
         return [np.ascontiguousarray(np.broadcast_to(x, shape))]
 
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        if self.shape is None or known[1] is None:
+            return None
+        target = tuple(int(d) if isinstance(d, np.integer) else d
+                       for d in np.asarray(known[1]).reshape(-1).tolist())
+        dims = broadcast_shapes(shape_of(self.input), target, op=self.name)
+        return build(ExpandOp, [self.input], result_types=[like(self.input, dims)])
+
 
 @irdl_op_definition
-class TileOp(NNOp):
-    """`input` repeated `repeats[i]` times along each dim i."""
+class TileOp(DynamicParams, NNOp):
+    """`input` repeated `repeats[i]` times along each dim i (or by the run-time 1-D `repeats`
+    operand, which leaves the dims unknown)."""
 
     name = "nn.tile"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_repeats",)
     input = operand_def()
-    repeats = prop_def(DenseArrayBase)
+    dyn_repeats = opt_operand_def()
+    repeats = opt_prop_def(DenseArrayBase)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    assembly_format = dynamic_format(("repeats", "dyn_repeats"))
 
     def infer(self) -> list[Attribute]:
         shape = self.operand_shape(0)
+        if self.dyn_repeats is not None:
+            if self.repeats is not None:
+                raise ShapeError("nn.tile: give repeats as a property or an operand, not both")
+            n = _length(self.dyn_repeats)
+            if n is not None and n != len(shape):
+                raise ShapeError(f"nn.tile: {n} repeats for rank {len(shape)}")
+            return [self.refined([0 if d == 0 else UNKNOWN for d in shape])]
+        if self.repeats is None:
+            raise ShapeError("nn.tile: needs repeats")
         repeats = _ints("repeats", self.prop("repeats"), len(shape), self.name)
         if any(r < 0 for r in repeats):
             raise ShapeError(f"nn.tile: negative repeats {repeats}")
         return [like(self.input, [_scaled(d, r) for d, r in zip(shape, repeats, strict=True)])]
 
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.tile(inputs[0], self.prop("repeats"))]
+        x = inputs[0]
+        if self.dyn_repeats is None:
+            return [np.tile(x, self.prop("repeats"))]
+        repeats = _ints("repeats", known_ints(inputs[1]) or [], x.ndim, self.name)
+        if any(r < 0 for r in repeats):
+            raise ShapeError(f"nn.tile: negative repeats {repeats}")
+        return [np.tile(x, repeats)]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        repeats = None if self.dyn_repeats is None else known_ints(known[1])
+        if repeats is None:
+            return None
+        return build(TileOp, [self.input], {"repeats": repeats})
 
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
+def full_pads(rank: int, pads: Sequence[int], axes: Sequence[int] | None = None) -> list[int]:
+    """ONNX Pad's `pads` (for `axes`, default all) as [begin_0..begin_n, end_0..end_n]."""
+    pads = [int(p) for p in pads]
+    if axes is None:
+        if len(pads) != 2 * rank:
+            raise ShapeError(f"nn.pad: {len(pads)} pads for rank {rank}")
+        return pads
+    axes = [normalize_axis(int(a), rank, "nn.pad") for a in axes]
+    if len(pads) != 2 * len(axes):
+        raise ShapeError(f"nn.pad: {len(pads)} pads for {len(axes)} axes")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a], full[rank + a] = pads[i], pads[len(axes) + i]
+    return full
+
+
 @irdl_op_definition
-class PadOp(NNOp):
+class PadOp(DynamicParams, NNOp):
     """`input` padded by `pads` = [begin_0, ..., begin_n, end_0, ..., end_n] (negative crops) with
-    `mode` constant (filled with `value`), reflect, edge or wrap."""
+    `mode` constant (filled with `value`), reflect, edge or wrap.
+
+    Run-time forms: ONNX Pad's `pads` (with optional `axes`) as operands, leaving the dims
+    unknown; the fill value as a one-element `value` operand (exact in the input's type)."""
 
     name = "nn.pad"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_pads", "dyn_value", "dyn_axes")
     input = operand_def()
-    pads = prop_def(DenseArrayBase)
+    dyn_pads = opt_operand_def()
+    dyn_value = opt_operand_def()
+    dyn_axes = opt_operand_def()
+    pads = opt_prop_def(DenseArrayBase)
     mode = prop_def(StringAttr)
     value = opt_prop_def(FloatAttr)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    irdl_options = SEGMENTED
+    assembly_format = dynamic_format(("pads", "dyn_pads"), ("value", "dyn_value"),
+                                     ("axes", "dyn_axes"))
 
     def infer(self) -> list[Attribute]:
         shape = self.operand_shape(0)
         rank = len(shape)
+        mode = self.prop("mode")
+        if mode not in PAD_MODES:
+            raise ShapeError(f"nn.pad: unknown mode '{mode}'")
+        if self.dyn_value is not None and (self.value is not None or mode != "constant"):
+            raise ShapeError("nn.pad: a value operand needs mode constant and no value property")
+        if self.dyn_pads is not None:
+            if self.pads is not None:
+                raise ShapeError("nn.pad: give pads as a property or an operand, not both")
+            return [self.refined([UNKNOWN] * rank)]
+        if self.dyn_axes is not None:
+            raise ShapeError("nn.pad: an axes operand needs a pads operand")
+        if self.pads is None:
+            raise ShapeError("nn.pad: needs pads")
         pads = _ints("pads", self.prop("pads"), 2 * rank, self.name)
-        if self.prop("mode") not in PAD_MODES:
-            raise ShapeError(f"nn.pad: unknown mode '{self.prop('mode')}'")
         out: list[Dim] = []
         for i, d in enumerate(shape):
             extra = pads[i] + pads[rank + i]
             if isinstance(d, int):
                 if d + extra < 0:
                     raise ShapeError(f"nn.pad: pads {pads} crop dim {i} below zero")
-                if self.prop("mode") != "constant" and d == 0 and extra > 0:
-                    raise ShapeError(f"nn.pad: mode {self.prop('mode')} cannot pad an empty dim")
+                if mode != "constant" and d == 0 and extra > 0:
+                    raise ShapeError(f"nn.pad: mode {mode} cannot pad an empty dim")
                 out.append(d + extra)
             else:
                 out.append(d if extra == 0 else UNKNOWN)
@@ -479,16 +744,54 @@ class PadOp(NNOp):
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = inputs[0]
         rank = x.ndim
-        pads = [int(p) for p in self.prop("pads")]
+        values = self.by_operand(inputs)
+        if self.dyn_pads is not None:
+            pads = known_ints(values["dyn_pads"])
+            axes = known_ints(values["dyn_axes"]) if self.dyn_axes is not None else None
+            if pads is None or (self.dyn_axes is not None and axes is None):
+                raise ShapeError("nn.pad: pads and axes must be integers")
+            pads = full_pads(rank, pads, axes)
+        else:
+            pads = [int(p) for p in self.prop("pads")]
+        for i in range(rank):
+            if x.shape[i] + pads[i] + pads[rank + i] < 0:
+                raise ShapeError(f"nn.pad: pads {pads} crop dim {i} below zero")
         crop = tuple(slice(max(-pads[i], 0), x.shape[i] - max(-pads[rank + i], 0))
                      for i in range(rank))
         x = x[crop]
         width = [(max(pads[i], 0), max(pads[rank + i], 0)) for i in range(rank)]
         mode = self.prop("mode")
         if mode == "constant":
-            value = np.array(self.prop("value", 0.0)).astype(x.dtype)
+            if self.dyn_value is not None:
+                flat = np.asarray(values["dyn_value"]).reshape(-1)
+                value = (flat[0] if flat.size else np.zeros((), x.dtype)).astype(x.dtype)
+            else:
+                value = np.array(self.prop("value", 0.0)).astype(x.dtype)
             return [np.pad(x, width, mode="constant", constant_values=value)]
         return [np.pad(x, width, mode=mode)]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        if not self.dynamic():
+            return None
+        values = self.by_operand(known)
+        props = self.static_props()
+        pads_value, value_value, changed = self.dyn_pads, self.dyn_value, False
+        if self.dyn_pads is not None:
+            pads = known_ints(values["dyn_pads"])
+            axes = known_ints(values["dyn_axes"]) if self.dyn_axes is not None else None
+            if pads is not None and (self.dyn_axes is None or axes is not None):
+                props["pads"] = full_pads(len(self.operand_shape(0)), pads, axes)
+                pads_value, changed = None, True
+        if self.dyn_value is not None:
+            flat = known_floats(values["dyn_value"])
+            if flat is not None:
+                props["value"] = flat[0] if flat else 0.0
+                value_value, changed = None, True
+        if not changed:
+            return None
+        operands, sizes = segments(self.input, pads_value, value_value,
+                                   self.dyn_axes if pads_value is not None else None)
+        return build(PadOp, operands, {**props, **sizes})
 
 
 # -- resize ---------------------------------------------------------------------------------------
@@ -593,13 +896,75 @@ def _resize_axis(data: np.ndarray, axis: int, out_len: int, scale: float, op: Re
 RESIZE_MODES = ("nearest", "linear", "cubic")
 
 
+def resize_params(shape: Sequence[Dim], scales: Sequence[float] | None,
+                  sizes: Sequence[int] | None, axes: Sequence[int] | None = None,
+                  roi: Sequence[float] | None = None, policy: str = "stretch",
+                  crop: bool = False) -> tuple[list[float], list[int] | None, list[float] | None]:
+    """ONNX Resize's scales / sizes / roi (for `axes`, default all; with keep_aspect_ratio_policy)
+    as nn.resize's per-dim scales, sizes (-1 where not static) and roi (only with `crop`, i.e.
+    tf_crop_and_resize). `sizes` win over `scales`; an empty list counts as not given."""
+    rank = len(shape)
+    axes = list(range(rank)) if axes is None else [normalize_axis(int(a), rank, "nn.resize")
+                                                   for a in axes]
+    sizes = list(sizes) if sizes else None
+    scales = list(scales) if scales else None
+    full_scales = [1.0] * rank
+    full_sizes: list[int] | None = None
+    if sizes is not None:
+        if len(sizes) != len(axes):
+            raise ShapeError(f"nn.resize: {len(sizes)} sizes for {len(axes)} axes")
+        for a in axes:
+            if not isinstance(shape[a], int):
+                raise ShapeError(f"nn.resize: sizes on symbolic dim '{shape[a]}' are not "
+                                 "supported")
+        ratios = [s / shape[a] for s, a in zip(sizes, axes, strict=True)]  # type: ignore[operator]
+        full_sizes = [d if isinstance(d, int) else -1 for d in shape]
+        if policy == "stretch":
+            for a, s, r in zip(axes, sizes, ratios, strict=True):
+                full_scales[a], full_sizes[a] = r, int(s)
+        else:
+            if policy not in ("not_larger", "not_smaller"):
+                raise ShapeError(f"nn.resize: keep_aspect_ratio_policy '{policy}' is not "
+                                 "supported")
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for a in axes:
+                full_scales[a] = scale
+                full_sizes[a] = int(scale * shape[a] + 0.5)  # type: ignore[operator]
+    elif scales is not None:
+        if len(scales) != len(axes):
+            raise ShapeError(f"nn.resize: {len(scales)} scales for {len(axes)} axes")
+        for a, s in zip(axes, scales, strict=True):
+            full_scales[a] = float(s)
+    else:
+        raise ShapeError("nn.resize: one of scales and sizes must be given")
+    full_roi = None
+    if crop:
+        if not roi:
+            raise ShapeError("nn.resize: tf_crop_and_resize needs a roi")
+        full_roi = [0.0] * rank + [1.0] * rank
+        n = len(axes)
+        if len(roi) != 2 * n:
+            raise ShapeError(f"nn.resize: roi has {len(roi)} entries for {n} axes")
+        for i, a in enumerate(axes):
+            full_roi[a], full_roi[rank + a] = float(roi[i]), float(roi[n + i])
+    return full_scales, full_sizes, full_roi
+
+
 @irdl_op_definition
-class ResizeOp(NNOp):
+class ResizeOp(DynamicParams, NNOp):
     """Interpolated resize (ONNX Resize): one `scales` entry per dim; the output size is the
-    result type (`sizes`, -1 where not static, when given; else floor(dim * scale))."""
+    result type (`sizes`, -1 where not static, when given; else floor(dim * scale)).
+
+    Run-time form: ONNX Resize's `roi` (tf_crop_and_resize only), `scales` and `sizes` as 1-D
+    operands with its `axes` and `keep_aspect_ratio_policy` as properties (no scales/sizes/roi
+    properties); the dims of `axes` are unknown."""
 
     name = "nn.resize"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_roi", "dyn_scales", "dyn_sizes")
     input = operand_def()
+    dyn_roi = opt_operand_def()
+    dyn_scales = opt_operand_def()
+    dyn_sizes = opt_operand_def()
     mode = prop_def(StringAttr)
     coordinate_transformation_mode = opt_prop_def(StringAttr)
     nearest_mode = opt_prop_def(StringAttr)
@@ -607,18 +972,39 @@ class ResizeOp(NNOp):
     exclude_outside = opt_prop_def(IntegerAttr)
     extrapolation_value = opt_prop_def(FloatAttr)
     antialias = opt_prop_def(IntegerAttr)
-    scales = prop_def(DenseArrayBase)
+    scales = opt_prop_def(DenseArrayBase)
     sizes = opt_prop_def(DenseArrayBase)
     roi = opt_prop_def(DenseArrayBase)
+    axes = opt_prop_def(DenseArrayBase)
+    keep_aspect_ratio_policy = opt_prop_def(StringAttr)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    irdl_options = SEGMENTED
+    assembly_format = dynamic_format(("roi", "dyn_roi"), ("scales", "dyn_scales"),
+                                     ("sizes", "dyn_sizes"))
+
+    def _crop(self) -> bool:
+        return self.prop("coordinate_transformation_mode") == "tf_crop_and_resize"
 
     def infer(self) -> list[Attribute]:
         shape = self.operand_shape(0)
         rank = len(shape)
         if self.prop("mode") not in RESIZE_MODES:
             raise ShapeError(f"nn.resize: unknown mode '{self.prop('mode')}'")
+        if self.dynamic():
+            if any(self.properties.get(n) is not None for n in ("scales", "sizes", "roi")):
+                raise ShapeError("nn.resize: give scales/sizes/roi as properties or as "
+                                 "operands, not both")
+            if self.dyn_scales is None and self.dyn_sizes is None:
+                raise ShapeError("nn.resize: needs a scales or sizes operand")
+            axes = self.prop("axes")
+            axes = range(rank) if axes is None else {normalize_axis(a, rank, self.name)
+                                                     for a in axes}
+            return [self.refined([UNKNOWN if i in axes else d for i, d in enumerate(shape)])]
+        if self.axes is not None or self.keep_aspect_ratio_policy is not None:
+            raise ShapeError("nn.resize: axes and keep_aspect_ratio_policy go with operands")
+        if self.scales is None:
+            raise ShapeError("nn.resize: needs scales")
         scales = [float(s) for s in self.prop("scales")]
         if len(scales) != rank:
             raise ShapeError(f"nn.resize: {len(scales)} scales for rank {rank}")
@@ -640,6 +1026,20 @@ class ResizeOp(NNOp):
                 out.append(d if s == 1 else UNKNOWN)
         return [like(self.input, out)]
 
+    def _params(self, shape: Sequence[Dim], values: dict[str, Any]) -> tuple | None:
+        """Per-dim scales, sizes and roi from the parameter operands' values (None if unknown)."""
+        got: dict[str, Any] = {}
+        for name, read in (("dyn_roi", known_floats), ("dyn_scales", known_floats),
+                           ("dyn_sizes", known_ints)):
+            got[name] = None
+            if getattr(self, name) is not None:
+                got[name] = read(values.get(name))
+                if got[name] is None:
+                    return None
+        return resize_params(shape, got["dyn_scales"], got["dyn_sizes"], self.prop("axes"),
+                             got["dyn_roi"], self.prop("keep_aspect_ratio_policy", "stretch"),
+                             self._crop())
+
     def output_sizes(self, in_shape: Sequence[int]) -> list[int]:
         sizes = self.prop("sizes") or [-1] * len(in_shape)
         return [int(n) if n >= 0 else int(math.floor(d * s))
@@ -647,10 +1047,22 @@ class ResizeOp(NNOp):
 
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = inputs[0]
+        if self.dynamic():
+            params = self._params(x.shape, self.by_operand(inputs))
+            if params is None:
+                raise ShapeError("nn.resize: roi, scales and sizes must be numbers")
+            scales, sizes, roi = params
+            sizes = [int(n) if n >= 0 else int(math.floor(d * s))
+                     for d, s, n in zip(x.shape, scales, sizes or [-1] * x.ndim, strict=True)]
+        else:
+            scales = [float(s) for s in self.prop("scales")]
+            sizes = self.output_sizes(x.shape)
+            roi = self.prop("roi")
+        return [self._resize(x, scales, sizes, roi)]
+
+    def _resize(self, x: np.ndarray, scales: list[float], sizes: list[int],
+                roi: list[float] | None) -> np.ndarray:
         rank = x.ndim
-        scales = [float(s) for s in self.prop("scales")]
-        sizes = self.output_sizes(x.shape)
-        roi = self.prop("roi")
         result = x.astype(np.float64)
         for axis in range(rank):
             axis_roi = None if roi is None else (float(roi[axis]), float(roi[rank + axis]))
@@ -662,7 +1074,21 @@ class ResizeOp(NNOp):
         if np.issubdtype(x.dtype, np.integer):
             info = np.iinfo(x.dtype)
             result = np.clip(np.round(result), info.min, info.max)
-        return [result.astype(x.dtype)]
+        return result.astype(x.dtype)
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        if not self.dynamic():
+            return None
+        try:
+            params = self._params(self.operand_shape(0), self.by_operand(known))
+        except ShapeError:  # e.g. sizes on a symbolic dim: stays a run-time resize
+            return None
+        if params is None:
+            return None
+        scales, sizes, roi = params
+        props = self.static_props(drop=("axes", "keep_aspect_ratio_policy"))
+        return build(ResizeOp, [self.input], {**props, "scales": scales, "sizes": sizes,
+                                              "roi": roi})
 
 
 # -- generators and triangular/cumulative ops ---------------------------------------------------
@@ -708,48 +1134,79 @@ def range_values(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.
 
 
 @irdl_op_definition
-class TriluOp(NNOp):
-    """Upper (`upper`) or lower triangle of the last two dims from diagonal `k`; rest zero."""
+class TriluOp(DynamicParams, NNOp):
+    """Upper (`upper`) or lower triangle of the last two dims from diagonal `k` (default 0, or
+    the run-time scalar operand `k`); the rest zero."""
 
     name = "nn.trilu"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_k",)
     input = operand_def()
+    dyn_k = opt_operand_def()
     upper = prop_def(IntegerAttr)
-    k = prop_def(IntegerAttr)
+    k = opt_prop_def(IntegerAttr)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    assembly_format = dynamic_format(("k", "dyn_k"))
 
     def infer(self) -> list[Attribute]:
         if len(self.operand_shape(0)) < 2:
             raise ShapeError("nn.trilu: the input must have rank 2 or more")
+        if self.dyn_k is not None:
+            if self.k is not None:
+                raise ShapeError("nn.trilu: give k as a property or an operand, not both")
+            if _length(self.dyn_k) not in (1, None):
+                raise ShapeError("nn.trilu: k must be a scalar")
         return [like(self.input)]
 
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         fn = np.triu if self.prop("upper") else np.tril
-        return [fn(inputs[0], self.prop("k"))]
+        k = self.prop("k", 0) if self.dyn_k is None else int(_one(inputs[1], "k", self.name))
+        return [fn(inputs[0], k)]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        k = None if self.dyn_k is None else known_ints(known[1])
+        if k is None or len(k) != 1:
+            return None
+        return build(TriluOp, [self.input], {"upper": self.upper, "k": k[0]})
 
 
 @irdl_op_definition
-class CumSumOp(NNOp):
-    """Running sum along `axis`; `exclusive` leaves the element itself out, `reverse` runs from
-    the end."""
+class CumSumOp(DynamicParams, NNOp):
+    """Running sum along `axis` (or the run-time scalar operand `axis`, ONNX semantics: negative
+    counts from the end); `exclusive` leaves the element itself out, `reverse` runs from the
+    end."""
 
     name = "nn.cumsum"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_axis",)
     input = operand_def()
-    axis = prop_def(IntegerAttr)
+    dyn_axis = opt_operand_def()
+    axis = opt_prop_def(IntegerAttr)
     exclusive = prop_def(IntegerAttr)
     reverse = prop_def(IntegerAttr)
     output = result_def()
     traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+    assembly_format = dynamic_format(("axis", "dyn_axis"))
 
     def infer(self) -> list[Attribute]:
-        normalize_axis(self.prop("axis"), len(self.operand_shape(0)), self.name)
+        rank = len(self.operand_shape(0))
+        if self.dyn_axis is not None:
+            if self.axis is not None:
+                raise ShapeError("nn.cumsum: give axis as a property or an operand, not both")
+            if _length(self.dyn_axis) not in (1, None):
+                raise ShapeError("nn.cumsum: axis must be a scalar")
+            if rank == 0:
+                raise ShapeError("nn.cumsum: the input must have rank 1 or more")
+        elif self.axis is None:
+            raise ShapeError("nn.cumsum: needs an axis")
+        else:
+            normalize_axis(self.prop("axis"), rank, self.name)
         return [like(self.input)]
 
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = inputs[0]
-        axis = normalize_axis(self.prop("axis"), x.ndim, self.name)
+        axis = self.prop("axis") if self.dyn_axis is None else int(_one(inputs[1], "axis",
+                                                                         self.name))
+        axis = normalize_axis(axis, x.ndim, self.name)
         if self.prop("reverse"):
             x = np.flip(x, axis)
         out = np.cumsum(x, axis=axis, dtype=x.dtype)
@@ -761,6 +1218,111 @@ class CumSumOp(NNOp):
             out = np.flip(out, axis)
         return [np.ascontiguousarray(out)]
 
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        axis = None if self.dyn_axis is None else known_ints(known[1])
+        if axis is None or len(axis) != 1:
+            return None
+        axis = normalize_axis(axis[0], len(self.operand_shape(0)), self.name)
+        return build(CumSumOp, [self.input], {**self.static_props(), "axis": axis})
+
+
+# -- squeeze / unsqueeze by run-time axes ------------------------------------------------------
+
+def unsqueeze_dims(shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
+    """ONNX Unsqueeze: size-1 dims at `axes` (in terms of the result's rank)."""
+    rank = len(shape) + len(axes)
+    axes = sorted(normalize_axis(int(a), rank, "nn.unsqueeze") for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"nn.unsqueeze: repeated axes {axes}")
+    dims = iter(shape)
+    return [1 if i in axes else next(dims) for i in range(rank)]
+
+
+def squeeze_dims(shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
+    """ONNX Squeeze: the dims at `axes` (each of size 1) left out."""
+    picked = {normalize_axis(int(a), len(shape), "nn.squeeze") for a in axes}
+    for a in sorted(picked):
+        if isinstance(shape[a], int) and shape[a] != 1:
+            raise ShapeError(f"nn.squeeze: cannot squeeze axis {a} of size {shape[a]}")
+    return [d for i, d in enumerate(shape) if i not in picked]
+
+
+class _AxesReshape(DynamicParams):
+    """nn.squeeze / nn.unsqueeze: a reshape decided by the run-time 1-D `axes` operand (its
+    length static); the static form is an nn.reshape."""
+
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("axes",)
+
+    def _dims(self, shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
+        raise NotImplementedError
+
+    def _rank(self, rank: int, n: int) -> int:
+        raise NotImplementedError
+
+    def infer(self) -> list[Attribute]:
+        shape = self.operand_shape(0)  # type: ignore[attr-defined]
+        n = _length(self.axes)  # type: ignore[attr-defined]
+        if n is None or len(shape_of(self.axes) or ()) != 1:  # type: ignore[attr-defined]
+            raise ShapeError(f"{self.name}: axes must be 1-D of static length")  # type: ignore
+        rank = self._rank(len(shape), n)
+        if rank < 0:
+            raise ShapeError(f"{self.name}: {n} axes for rank {len(shape)}")  # type: ignore
+        return [self.refined([UNKNOWN] * rank)]
+
+    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x, axes = inputs[0], known_ints(inputs[1])
+        if axes is None:
+            raise ShapeError(f"{self.name}: axes must be integers")  # type: ignore
+        dims = self._dims(x.shape, axes)
+        if len(dims) != self._rank(x.ndim, len(axes)):
+            raise ShapeError(f"{self.name}: repeated axes {axes}")  # type: ignore
+        return [x.reshape(dims)]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        axes = known_ints(known[1])
+        if axes is None:
+            return None
+        dims = self._dims(self.operand_shape(0), axes)  # type: ignore[attr-defined]
+        return build(ReshapeOp, [self.input],  # type: ignore[attr-defined]
+                     result_types=[like(self.input, dims)])  # type: ignore[attr-defined]
+
+
+@irdl_op_definition
+class SqueezeOp(_AxesReshape, NNOp):
+    """`input` without its size-1 dims at the run-time `axes` (ONNX Squeeze)."""
+
+    name = "nn.squeeze"
+    input = operand_def()
+    axes = operand_def()
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $axes attr-dict `:` functional-type(operands, results)"
+
+    def _dims(self, shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
+        return squeeze_dims(shape, axes)
+
+    def _rank(self, rank: int, n: int) -> int:
+        return rank - n
+
+
+@irdl_op_definition
+class UnsqueezeOp(_AxesReshape, NNOp):
+    """`input` with size-1 dims inserted at the run-time `axes` (ONNX Unsqueeze: axes in terms
+    of the result's rank)."""
+
+    name = "nn.unsqueeze"
+    input = operand_def()
+    axes = operand_def()
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $axes attr-dict `:` functional-type(operands, results)"
+
+    def _dims(self, shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
+        return unsqueeze_dims(shape, axes)
+
+    def _rank(self, rank: int, n: int) -> int:
+        return rank + n
+
 
 OPS = [ReshapeOp, ShapeOfOp, TransposeOp, SliceOp, ConcatOp, GatherOp, GatherElementsOp,
-       ExpandOp, TileOp, PadOp, ResizeOp, RangeOp, TriluOp, CumSumOp]
+       ExpandOp, TileOp, PadOp, ResizeOp, RangeOp, TriluOp, CumSumOp, SqueezeOp, UnsqueezeOp]

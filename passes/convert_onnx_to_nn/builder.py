@@ -22,6 +22,7 @@ from ember.dialects.nn.elementwise import (
     WeightOp,
 )
 from ember.dialects.onnx import OnnxOp
+from ember.dialects.origin import set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of, static_shape, tensor_type
 from ember.dialects.weights import WeightStore
 from ember.errors import EmberError, ShapeError, UnsupportedError
@@ -80,6 +81,7 @@ class NNBuilder:
     # -- making ops ----------------------------------------------------------------------------
     def insert(self, op: OpT) -> OpT:
         Rewriter.insert_op(op, InsertPoint.before(self.node))
+        set_origin(op, [self.node.node_name])
         return op
 
     def op(self, cls: type[OpT], operands: Sequence[SSAValue], props: dict[str, Any] | None = None,

@@ -7,10 +7,17 @@ import numpy as np
 from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.dtypes import element_type_from_numpy
-from ember.dialects.nn.base import broadcast_shapes, dim_product, dim_quotient, like, normalize_axis
+from ember.dialects.nn.base import (
+    NNOp,
+    broadcast_shapes,
+    dim_product,
+    dim_quotient,
+    like,
+    normalize_axis,
+    set_result_types,
+)
 from ember.dialects.nn.elementwise import FillOp, scalar_attr
 from ember.dialects.nn.movement import (
-    BIG,
     ConcatOp,
     CumSumOp,
     ExpandOp,
@@ -22,12 +29,19 @@ from ember.dialects.nn.movement import (
     ResizeOp,
     ShapeOfOp,
     SliceOp,
+    SqueezeOp,
     TileOp,
     TransposeOp,
     TriluOp,
+    UnsqueezeOp,
+    full_pads,
     range_values,
+    resize_params,
     resolve_reshape,
-    slice_bounds,
+    segments,
+    slice_params,
+    squeeze_dims,
+    unsqueeze_dims,
 )
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import (
@@ -41,16 +55,37 @@ from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 
-INT64_MAX = 2**63 - 1
 
-def _onnx_type(op: OnnxOp, value: SSAValue, rank: int) -> Attribute | None:
-    """The type ONNX's shape inference gave an output, when it is ranked as expected and agrees
-    in element type with `value` (used where ember alone cannot know the dims)."""
-    t = op.results[0].type
+def _onnx_type(op: OnnxOp, value: SSAValue, rank: int, index: int = 0) -> Attribute | None:
+    """The type ONNX's shape inference gave output `index`, when it is ranked as expected and
+    agrees in element type with `value` (used where ember alone cannot know the dims)."""
+    t = op.results[index].type
     shape = shape_of(t)
     if shape is None or len(shape) != rank or element_type_of(t) != element_type_of(value):
         return None
     return tensor_type(shape, element_type_of(value))
+
+
+def _run_time(b: NNBuilder, op: OnnxOp, *names: str) -> bool:
+    """Whether any of the named ONNX inputs is given but not a compile-time constant."""
+    return any(op.onnx_input(n) is not None and b.const(op.onnx_input(n)) is None for n in names)
+
+
+def _dynamic(b: NNBuilder, cls: type[NNOp], operands: list[SSAValue], props: dict,
+             hint: Attribute | None) -> SSAValue:
+    """An op with run-time parameter operands; the dims it cannot infer are taken from ONNX's
+    inference (`hint`, the declared output type) where that has them."""
+    op = b.op(cls, operands, props, result_types=[hint] if hint else None)
+    if hint is not None:
+        try:
+            set_result_types(op, op.infer())
+        except ShapeError as e:
+            raise b.unsupported(str(e)) from None
+    return op.results[0]
+
+
+def _shape_error(b: NNBuilder, e: ShapeError):
+    return b.unsupported(str(e).split(": ", 1)[-1] if str(e).startswith("nn.") else str(e))
 
 
 def _axis(b: NNBuilder, axis: int, rank: int) -> int:
@@ -102,31 +137,42 @@ def flatten(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 def squeeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     shape = b.shape(x)
+    if not op.has_attr("axes") and _run_time(b, op, "axes"):
+        axes_value = op.onnx_input("axes")
+        n = static_shape(axes_value)
+        if n is None or len(n) != 1:
+            raise b.unsupported("run-time axes must be a 1-D tensor of static length")
+        hint = _onnx_type(op, x, len(shape) - n[0])
+        return [_dynamic(b, SqueezeOp, [x, axes_value], {}, hint)]
     axes = b.ints("axes")
     if axes is None:
         if not is_static(shape):
             raise b.unsupported("Squeeze without axes needs static dims (which dims are 1?)")
         axes = [i for i, d in enumerate(shape) if d == 1]
-    axes = {_axis(b, a, len(shape)) for a in axes}
-    for a in axes:
-        if isinstance(shape[a], int) and shape[a] != 1:
-            raise b.unsupported(f"cannot squeeze axis {a} of size {shape[a]}")
-    return [b.reshape(x, [d for i, d in enumerate(shape) if i not in axes])]
+    try:
+        return [b.reshape(x, squeeze_dims(shape, axes))]
+    except ShapeError as e:
+        raise _shape_error(b, e) from None
 
 
 @legalizes("Unsqueeze")
 def unsqueeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     shape = list(b.shape(x))
+    if not op.has_attr("axes") and _run_time(b, op, "axes"):
+        axes_value = op.onnx_input("axes")
+        n = static_shape(axes_value)
+        if n is None or len(n) != 1:
+            raise b.unsupported("run-time axes must be a 1-D tensor of static length")
+        hint = _onnx_type(op, x, len(shape) + n[0])
+        return [_dynamic(b, UnsqueezeOp, [x, axes_value], {}, hint)]
     axes = b.ints("axes")
     if axes is None:
         raise b.unsupported("Unsqueeze needs axes")
-    rank = len(shape) + len(axes)
-    axes = sorted(_axis(b, a, rank) for a in axes)
-    if len(set(axes)) != len(axes):
-        raise b.unsupported(f"repeated axes {axes}")
-    dims = iter(shape)
-    return [b.reshape(x, [1 if i in axes else next(dims) for i in range(rank)])]
+    try:
+        return [b.reshape(x, unsqueeze_dims(shape, axes))]
+    except ShapeError as e:
+        raise _shape_error(b, e) from None
 
 
 # -- transposes, DepthToSpace -------------------------------------------------------------------
@@ -188,48 +234,37 @@ def space_to_depth(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 
 # -- slices and joins ---------------------------------------------------------------------------
 
-def _slice(b: NNBuilder, x: SSAValue, starts: dict[int, int], ends: dict[int, int],
-           steps: dict[int, int]) -> SSAValue:
+def _slice(b: NNBuilder, x: SSAValue, starts: list[int], ends: list[int],
+           axes: list[int] | None = None, steps: list[int] | None = None) -> SSAValue:
     """x sliced along the given axes (ONNX values); other axes whole."""
     shape = b.shape(x)
-    s_all, e_all, st_all = [], [], []
-    for i, d in enumerate(shape):
-        s, e, st = starts.get(i, 0), ends.get(i, INT64_MAX), steps.get(i, 1)
-        if st == 0:
-            raise b.unsupported(f"step 0 on axis {i}")
-        if isinstance(d, int):
-            s, e = slice_bounds(s, e, st, d)
-            if e < 0:  # "through index 0" going backwards: -1 would count from the end
-                e = -d - 1
-        else:
-            s, e = max(min(s, INT64_MAX), -INT64_MAX), max(min(e, INT64_MAX), -INT64_MAX)
-            if st > 0 and e >= BIG:
-                e = INT64_MAX
-        s_all.append(s)
-        e_all.append(e)
-        st_all.append(st)
+    try:
+        s_all, e_all, st_all = slice_params(shape, starts, ends, axes, steps)
+    except ShapeError as e:
+        raise _shape_error(b, e) from None
     if all(isinstance(d, int) and s == 0 and e == d and st == 1
            for d, s, e, st in zip(shape, s_all, e_all, st_all, strict=True)):
         return x
     return b.value(SliceOp, [x], starts=s_all, ends=e_all, steps=st_all)
 
 
+_SLICE_INPUTS = ("starts", "ends", "axes", "steps")
+
+
 @legalizes("Slice")
 def slice_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     rank = len(b.shape(x))
+    if not op.has_attr("starts") and _run_time(b, op, *_SLICE_INPUTS):
+        values = [op.onnx_input(n) for n in _SLICE_INPUTS]
+        if values[0] is None or values[1] is None:
+            raise b.unsupported("starts and ends must be given")
+        operands, props = segments(x, *values)
+        return [_dynamic(b, SliceOp, operands, props, _onnx_type(op, x, rank))]
     starts, ends = b.ints("starts"), b.ints("ends")
     if starts is None or ends is None or len(starts) != len(ends):
         raise b.unsupported("starts and ends must be given, of equal length")
-    axes = b.ints("axes", list(range(len(starts))))
-    steps = b.ints("steps", [1] * len(starts))
-    if not len(axes) == len(steps) == len(starts):
-        raise b.unsupported("starts, ends, axes and steps differ in length")
-    axes = [_axis(b, a, rank) for a in axes]
-    if len(set(axes)) != len(axes):
-        raise b.unsupported(f"repeated axes {axes}")
-    return [_slice(b, x, dict(zip(axes, starts, strict=True)), dict(zip(axes, ends, strict=True)),
-                   dict(zip(axes, steps, strict=True)))]
+    return [_slice(b, x, starts, ends, b.ints("axes"), b.ints("steps"))]
 
 
 @legalizes("Split")
@@ -238,6 +273,8 @@ def split(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     shape = b.shape(x)
     axis = _axis(b, op.attr("axis", 0), len(shape))
     count = len(op.results)
+    if not op.has_attr("split") and _run_time(b, op, "split"):
+        return _split_at_run_time(b, op, x, axis)
     sizes = b.ints("split")
     d = shape[axis]
     if sizes is None:
@@ -254,8 +291,32 @@ def split(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         raise b.unsupported(f"split sizes {sizes} do not add up to dim {d}")
     results, start = [], 0
     for size in sizes:
-        results.append(_slice(b, x, {axis: start}, {axis: start + size}, {axis: 1}))
+        results.append(_slice(b, x, [start], [start + size], [axis], [1]))
         start += size
+    return results
+
+
+def _split_at_run_time(b: NNBuilder, op: OnnxOp, x: SSAValue, axis: int) -> list[SSAValue]:
+    """Split by run-time sizes: output i is x[ends[i] - sizes[i] : ends[i]] along `axis`, with
+    the offsets a running sum of the sizes (all of it folds once the sizes are constants)."""
+    sizes = op.onnx_input("split")
+    count = len(op.results)
+    n = static_shape(sizes)
+    if n is None or len(n) != 1:
+        raise b.unsupported("run-time split sizes must be a 1-D tensor of static length")
+    if n[0] != count:
+        raise b.unsupported(f"{n[0]} split sizes for {count} outputs")
+    sizes = b.cast(sizes, element_type_from_numpy(np.dtype(np.int64)))
+    starts = b.value(CumSumOp, [sizes], axis=0, exclusive=True, reverse=False)
+    ends = b.value(CumSumOp, [sizes], axis=0, exclusive=False, reverse=False)
+    axes = b.constant(np.array([axis], np.int64))
+    rank = len(b.shape(x))
+    results = []
+    for i in range(count):
+        one = {"starts": [i], "ends": [i + 1], "steps": [1]}
+        operands, props = segments(x, b.value(SliceOp, [starts], **one),
+                                   b.value(SliceOp, [ends], **one), axes, None)
+        results.append(_dynamic(b, SliceOp, operands, props, _onnx_type(op, x, rank, i)))
     return results
 
 
@@ -321,6 +382,9 @@ def expand(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 @legalizes("Tile")
 def tile(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
+    if _run_time(b, op, "repeats"):
+        repeats = op.onnx_input("repeats")
+        return [_dynamic(b, TileOp, [x, repeats], {}, _onnx_type(op, x, len(b.shape(x))))]
     repeats = [int(r) for r in np.asarray(b.required_const("repeats")).reshape(-1)]
     return [b.value(TileOp, [x], repeats=repeats)]
 
@@ -330,90 +394,90 @@ def pad(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     rank = len(b.shape(x))
     mode = op.attr("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise b.unsupported(f"mode '{mode}' is not supported")
+    value_operand = None
     if op.has_attr("pads") or op.has_attr("paddings"):  # opset < 11
         pads = [int(p) for p in op.attr("pads", op.attr("paddings"))]
         value = float(op.attr("value", 0.0))
     else:
-        pads = b.ints("pads")
-        if pads is None:
+        if op.onnx_input("pads") is None:
             raise b.unsupported("pads must be given")
-        cv = b.required_const("constant_value")
-        value = 0.0 if cv is None or np.asarray(cv).size == 0 else np.asarray(cv).reshape(-1)[0]
-        value = float(value)
+        value = 0.0
+        if mode == "constant" and _run_time(b, op, "constant_value"):
+            value_operand = op.onnx_input("constant_value")
+        else:
+            cv = b.const(op.onnx_input("constant_value"))
+            if cv is not None and np.asarray(cv).size:
+                value = float(np.asarray(cv).reshape(-1)[0])
+        if _run_time(b, op, "pads", "axes"):
+            operands, props = segments(x, op.onnx_input("pads"), value_operand,
+                                       op.onnx_input("axes"))
+            props.update(mode=mode, value=value if mode == "constant" and value_operand is None
+                         else None)
+            return [_dynamic(b, PadOp, operands, props, _onnx_type(op, x, rank))]
+        pads = b.ints("pads")
         axes = b.ints("axes") if op.onnx_input("axes") is not None else None
-        if axes is not None:
-            axes = [_axis(b, a, rank) for a in axes]
-            if len(pads) != 2 * len(axes):
-                raise b.unsupported(f"{len(pads)} pads for {len(axes)} axes")
-            full = [0] * (2 * rank)
-            for i, a in enumerate(axes):
-                full[a], full[rank + a] = pads[i], pads[len(axes) + i]
-            pads = full
+        try:
+            pads = full_pads(rank, pads, axes)
+        except ShapeError as e:
+            raise _shape_error(b, e) from None
     if len(pads) != 2 * rank:
         raise b.unsupported(f"{len(pads)} pads for rank {rank}")
-    if mode not in ("constant", "reflect", "edge", "wrap"):
-        raise b.unsupported(f"mode '{mode}' is not supported")
     if not any(pads):
         return [x]
+    if value_operand is not None:
+        operands, props = segments(x, None, value_operand, None)
+        return [b.value(PadOp, operands, pads=pads, mode=mode, **props)]
     return [b.value(PadOp, [x], pads=pads, mode=mode,
                     value=value if mode == "constant" else None)]
 
 
 # -- resize -------------------------------------------------------------------------------------
 
-def _floats(b: NNBuilder, op: OnnxOp, name: str) -> list[float] | None:
-    """A float list given as constant input (empty or absent: None)."""
-    if op.onnx_input(name) is None:
-        return None
-    array = np.asarray(b.required_const(name)).reshape(-1)
-    return None if array.size == 0 else [float(v) for v in array]
+def _resize_input(b: NNBuilder, op: OnnxOp, name: str) -> tuple[list[float] | None, bool]:
+    """A Resize parameter: its constant values (None if absent or empty) and whether it is
+    instead computed at run time."""
+    value = op.onnx_input(name)
+    if value is None:
+        return None, False
+    array = b.const(value)
+    if array is None:
+        return None, static_shape(value) != (0,)
+    array = np.asarray(array).reshape(-1)
+    return (None if array.size == 0 else [float(v) for v in array]), False
 
 
-def _resize(b: NNBuilder, op: OnnxOp, x: SSAValue, props: dict, scales: list[float] | None,
-            sizes: list[int] | None, axes: list[int] | None, roi: list[float] | None,
-            policy: str = "stretch") -> SSAValue:
-    shape = b.shape(x)
-    rank = len(shape)
-    axes = list(range(rank)) if axes is None else [_axis(b, a, rank) for a in axes]
-    full_scales = [1.0] * rank
-    full_sizes: list[int] | None = None
-    if sizes is not None:
-        if len(sizes) != len(axes):
-            raise b.unsupported(f"{len(sizes)} sizes for {len(axes)} axes")
-        for a in axes:
-            if not isinstance(shape[a], int):
-                raise b.unsupported(f"sizes on symbolic dim '{shape[a]}' are not supported")
-        ratios = [s / shape[a] for s, a in zip(sizes, axes, strict=True)]
-        full_sizes = [d if isinstance(d, int) else -1 for d in shape]
-        if policy == "stretch":
-            for a, s, r in zip(axes, sizes, ratios, strict=True):
-                full_scales[a], full_sizes[a] = r, int(s)
-        else:
-            if policy not in ("not_larger", "not_smaller"):
-                raise b.unsupported(f"keep_aspect_ratio_policy '{policy}' is not supported")
-            scale = min(ratios) if policy == "not_larger" else max(ratios)
-            for a in axes:
-                full_scales[a], full_sizes[a] = scale, int(scale * shape[a] + 0.5)
-    elif scales is not None:
-        if len(scales) != len(axes):
-            raise b.unsupported(f"{len(scales)} scales for {len(axes)} axes")
-        for a, s in zip(axes, scales, strict=True):
-            full_scales[a] = s
-    else:
-        raise b.unsupported("one of scales and sizes must be given")
-    if props.get("coordinate_transformation_mode") == "tf_crop_and_resize":
-        if roi is None:
-            raise b.unsupported("tf_crop_and_resize needs a constant roi")
-        full_roi = [0.0] * rank + [1.0] * rank
-        n = len(axes)
-        if len(roi) != 2 * n:
-            raise b.unsupported(f"roi has {len(roi)} entries for {n} axes")
-        for i, a in enumerate(axes):
-            full_roi[a], full_roi[rank + a] = roi[i], roi[n + i]
-        props["roi"] = full_roi
+def _resize(b: NNBuilder, op: OnnxOp, x: SSAValue, props: dict, inputs: dict[str, str],
+            axes: list[int] | None = None, policy: str = "stretch",
+            scales: list[float] | None = None) -> SSAValue:
+    """x resized by the ONNX inputs named in `inputs` ("roi"/"scales"/"sizes" -> input name) or
+    `scales` given as an attribute; a run-time op when any input that matters is computed at
+    run time."""
     if props.get("mode") not in ("nearest", "linear", "cubic"):
         raise b.unsupported(f"mode '{props.get('mode')}' is not supported")
-    return b.value(ResizeOp, [x], scales=full_scales, sizes=full_sizes, **props)
+    crop = props.get("coordinate_transformation_mode") == "tf_crop_and_resize"
+    got = {k: _resize_input(b, op, n) for k, n in inputs.items() if crop or k != "roi"}
+    sizes, roi = got.get("sizes", (None, False))[0], got.get("roi", (None, False))[0]
+    scales = scales if scales is not None else got.get("scales", (None, False))[0]
+    if any(run_time for _, run_time in got.values()):
+        present = {k: op.onnx_input(inputs[k]) for k, (v, run_time) in got.items()
+                   if v is not None or run_time}
+        operands, seg = segments(x, present.get("roi"), present.get("scales"),
+                                 present.get("sizes"))
+        dyn_props = {**props, **seg, "axes": axes,
+                     "keep_aspect_ratio_policy": None if policy == "stretch" else policy}
+        return _dynamic(b, ResizeOp, operands, dyn_props, _onnx_type(op, x, len(b.shape(x))))
+    try:
+        full_scales, full_sizes, full_roi = resize_params(
+            b.shape(x), scales, None if sizes is None else [int(s) for s in sizes], axes, roi,
+            policy, crop)
+    except ShapeError as e:
+        raise _shape_error(b, e) from None
+    return b.value(ResizeOp, [x], scales=full_scales, sizes=full_sizes, roi=full_roi, **props)
+
+
+_RESIZE_INPUTS = {"roi": "roi", "scales": "scales", "sizes": "sizes"}
 
 
 @legalizes("Resize")
@@ -423,7 +487,7 @@ def resize(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if op.onnx_input("roi") is None and op.onnx_input("sizes") is None and op.SINCE_VERSION < 11:
         props = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
                  "nearest_mode": "floor"}
-        return [_resize(b, op, x, props, _floats(b, op, "scales"), None, None, None)]
+        return [_resize(b, op, x, props, {"scales": "scales"})]
     props = {
         "mode": mode,
         "coordinate_transformation_mode": op.attr("coordinate_transformation_mode", "half_pixel"),
@@ -433,25 +497,20 @@ def resize(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         "extrapolation_value": float(op.attr("extrapolation_value", 0.0)),
         "antialias": bool(op.attr("antialias", 0)) or None,
     }
-    sizes = _floats(b, op, "sizes")
-    scales = None if sizes is not None else _floats(b, op, "scales")
-    roi = None
-    if props["coordinate_transformation_mode"] == "tf_crop_and_resize":
-        roi = _floats(b, op, "roi")
-    axes = b.ints("axes") if op.has_attr("axes") else None
-    return [_resize(b, op, x, props, scales, None if sizes is None else [int(s) for s in sizes],
-                    axes, roi, op.attr("keep_aspect_ratio_policy", "stretch"))]
+    axes = [int(a) for a in op.attr("axes")] if op.has_attr("axes") else None
+    return [_resize(b, op, x, props, _RESIZE_INPUTS, axes,
+                    op.attr("keep_aspect_ratio_policy", "stretch"))]
 
 
 @legalizes("Upsample")
 def upsample(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
-    scales = ([float(s) for s in op.attr("scales")] if op.has_attr("scales")
-              else _floats(b, op, "scales"))
     mode = op.attr("mode", "nearest")
     props = {"mode": "linear" if mode in ("linear", "bilinear") else mode,
              "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
-    return [_resize(b, op, x, props, scales, None, None, None)]
+    if op.has_attr("scales"):  # opset 7
+        return [_resize(b, op, x, props, {}, scales=[float(s) for s in op.attr("scales")])]
+    return [_resize(b, op, x, props, {"scales": "scales"})]
 
 
 # -- identities and constants -------------------------------------------------------------------
@@ -563,16 +622,21 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 
 @legalizes("Trilu")
 def trilu(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x, upper = op.operands[0], bool(op.attr("upper", 1))
+    if _run_time(b, op, "k"):
+        return [b.value(TriluOp, [x, op.onnx_input("k")], upper=upper)]
     k = b.required_const("k")
     k = 0 if k is None else int(np.asarray(k).reshape(-1)[0])
-    return [b.value(TriluOp, [op.operands[0]], upper=bool(op.attr("upper", 1)), k=k)]
+    return [b.value(TriluOp, [x], upper=upper, k=k)]
 
 
 @legalizes("CumSum")
 def cumsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
+    flags = {"exclusive": bool(op.attr("exclusive", 0)), "reverse": bool(op.attr("reverse", 0))}
+    if _run_time(b, op, "axis"):
+        return [b.value(CumSumOp, [x, op.onnx_input("axis")], **flags)]
     axis = int(np.asarray(b.required_const("axis")).reshape(-1)[0])
     axis = _axis(b, axis, len(b.shape(x)))
-    return [b.value(CumSumOp, [x], axis=axis, exclusive=bool(op.attr("exclusive", 0)),
-                    reverse=bool(op.attr("reverse", 0)))]
+    return [b.value(CumSumOp, [x], axis=axis, **flags)]
 

@@ -8,7 +8,9 @@ from onnx import TensorProto, helper
 
 from ember.compiler.interpret import interpret
 from ember.dialects import ember_context
-from ember.dialects.nn.movement import ResizeOp, SliceOp
+from ember.dialects.nn.base import NNOp
+from ember.dialects.nn.movement import PadOp, ResizeOp, SliceOp
+from ember.dialects.tensor_types import shape_of
 from ember.errors import UnsupportedError
 from tests.onnx_cases import check_against_reference, legalize, single_node_model
 
@@ -328,16 +330,15 @@ def test_nn_text_round_trips():
 
 # -- errors --------------------------------------------------------------------------------------
 
-def test_non_constant_slice_starts_is_unsupported():
-    model = single_node_model("Slice", {"x": X, "s": np.array([0], I64)},
-                              initializers={"e": np.array([1], I64)})
-    with pytest.raises(UnsupportedError, match=r"node 'slice0' \(Slice\).*'starts'"):
+def test_dropout_training_mode_at_run_time_is_unsupported():
+    model = single_node_model("Dropout", {"x": X, "r": np.array(0.5, np.float32),
+                                          "t": np.array(True)})
+    with pytest.raises(UnsupportedError, match=r"node 'dropout0' \(Dropout\).*"
+                                               r"'training_mode' must be a constant"):
         legalize(model)
 
 
 @pytest.mark.parametrize("op_type,inputs,inits,attrs,pattern", [
-    ("Tile", {"x": X, "r": np.array([1, 1, 2], I64)}, {}, {}, "'repeats' must be a constant"),
-    ("CumSum", {"x": X, "a": np.array(0, I64)}, {}, {}, "'axis' must be a constant"),
     ("Concat", {"x": X, "y": X[:, :2, :3]}, {}, {"axis": 1}, "differs between operands"),
 ])
 def test_bad_inputs_name_the_node(op_type, inputs, inits, attrs, pattern):
@@ -455,3 +456,133 @@ def test_symbolic_full_reverse_slice_keeps_the_symbol():
     module, y = _run(symbolic_model("Slice", ["N", 3, 4], inits), X)
     assert 'tensor<?x3x4xf32, #nn.layout<["N"]>>' in str(module)
     np.testing.assert_array_equal(y, X[::-1])
+
+
+# -- parameters computed at run time -------------------------------------------------------------
+
+F32 = np.float32
+
+
+@pytest.mark.parametrize("op_type,inputs,inits,outputs,attrs", [
+    ("Slice", {"x": X, "s": np.array([0, 1], I64), "e": np.array([2, 3], I64),
+               "a": np.array([0, 2], I64), "st": np.array([1, 1], I64)}, {}, ("y",), {}),
+    ("Slice", {"x": X, "s": np.array([-1, 10], I64), "e": np.array([-4, -100], I64)},
+     {"a": np.array([2, 1], I64), "st": np.array([-1, -2], I64)}, ("y",), {}),
+    ("Slice", {"x": X, "s": np.array([1], I64), "e": np.array([2**63 - 1], I64)}, {}, ("y",),
+     {}),
+    ("Split", {"x": X, "sp": np.array([1, 3], I64)}, {}, ("a", "b"), {"axis": 2}),
+    ("Split", {"x": X, "sp": np.array([0, 2], I64)}, {}, ("a", "b"), {"axis": -3}),
+    ("Unsqueeze", {"x": X, "a": np.array([0, -1], I64)}, {}, ("y",), {}),
+    ("Unsqueeze", {"x": X, "a": np.array([4, 1], I64)}, {}, ("y",), {}),
+    ("Squeeze", {"x": X[:1, :, 1:2], "a": np.array([0, -1], I64)}, {}, ("y",), {}),
+    ("Tile", {"x": X, "r": np.array([2, 1, 3], I64)}, {}, ("y",), {}),
+    ("Pad", {"x": X, "p": np.array([0, 1, 2, 0, 2, 1], I64), "v": np.array(1.5, F32)}, {},
+     ("y",), {}),
+    ("Pad", {"x": X, "p": np.array([1, 2], I64)}, {"v": np.array(0, F32),
+                                                    "a": np.array([-1], I64)}, ("y",), {}),
+    ("Pad", {"x": X, "p": np.array([0, 1, 2, 0, 2, 1], I64)}, {}, ("y",), {"mode": "reflect"}),
+    ("Pad", {"x": X, "p": np.array([0, 1, 2, 0, 1, 3], I64)}, {}, ("y",), {"mode": "edge"}),
+    ("Trilu", {"x": X, "k": np.array(-1, I64)}, {}, ("y",), {"upper": 0}),
+    ("Trilu", {"x": X, "k": np.array(2, I64)}, {}, ("y",), {}),
+    ("CumSum", {"x": X, "a": np.array(-3, I64)}, {}, ("y",), {"exclusive": 1, "reverse": 1}),
+    ("CumSum", {"x": np.arange(12, dtype=np.int32).reshape(3, 4), "a": np.array(1, np.int32)},
+     {}, ("y",), {}),
+])
+def test_run_time_parameters(op_type, inputs, inits, outputs, attrs):
+    check(op_type, inputs, inits, outputs=outputs, **attrs)
+
+
+def test_pad_run_time_value_only():
+    """Constant pads, run-time fill value: the pads are properties, the dims are known."""
+    xi = np.arange(12, dtype=np.int64).reshape(3, 4)
+    node = helper.make_node("Pad", ["x", "p", "v"], ["y"], name="pad0")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.INT64, [3, 4]),
+                      helper.make_tensor_value_info("v", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)],
+        [onnx.numpy_helper.from_array(np.array([1, 0, 0, 2], I64), "p")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    module = legalize(model)
+    pad = next(op for op in module.walk() if isinstance(op, PadOp))
+    assert pad.prop("pads") == [1, 0, 0, 2] and pad.dyn_value is not None
+    assert "tensor<4x6xi64>" in str(module)
+    # the value is exact, not through a float
+    check_against_reference(model, {"x": xi, "v": np.array(2**60 + 1, I64)})
+
+
+@pytest.mark.parametrize("inputs,inits,attrs", [
+    ({"sc": np.array([1, 1, 2, 1.5], F32)}, {}, {"mode": "linear"}),
+    ({"sz": np.array([1, 2, 7, 3], I64)}, {}, {"mode": "cubic"}),
+    ({"sz": np.array([5, 5], I64)}, {}, {"mode": "nearest", "axes": [3, 2],
+                                         "keep_aspect_ratio_policy": "not_larger"}),
+    ({"roi": np.array([0.1, 0.2, 0.9, 0.7], F32), "sc": np.array([2, 0.5], F32)}, {},
+     {"mode": "linear", "axes": [2, 3], "coordinate_transformation_mode": "tf_crop_and_resize",
+      "extrapolation_value": 9.0}),
+])
+def test_resize_run_time_parameters(inputs, inits, attrs):
+    names = {"roi": "", "sc": "", "sz": ""}
+    given = {**inputs, **inits}
+    node_inputs = ["x"] + [n if n in given else "" for n in names]
+    while node_inputs[-1] == "":
+        node_inputs.pop()
+    node = helper.make_node("Resize", node_inputs, ["y"], name="resize0", **attrs)
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+         for n, a in {"x": IMG, **inputs}.items()],
+        [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)],
+        [onnx.numpy_helper.from_array(a, n) for n, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    module = legalize(model)
+    resize = next(op for op in module.walk() if isinstance(op, ResizeOp))
+    assert resize.dynamic()
+    check_against_reference(model, {"x": IMG, **inputs}, rtol=1e-4)
+
+
+def test_run_time_parameters_keep_what_is_known():
+    """Rank, untouched dims and symbols survive run-time parameters; the IR text round-trips."""
+    from xdsl.parser import Parser
+
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    nodes = [
+        helper.make_node("Slice", ["x", "s", "e"], ["sl"]),
+        helper.make_node("Trilu", ["x", "k"], ["tl"]),
+        helper.make_node("CumSum", ["x", "k"], ["cs"]),
+        helper.make_node("Tile", ["x", "r"], ["tt"]),
+        helper.make_node("Unsqueeze", ["x", "s"], ["us"]),
+        helper.make_node("Pad", ["x", "p", "", "s"], ["pd"]),
+        helper.make_node("Resize", ["x", "", "", "sz"], ["rs"], axes=[2]),
+    ]
+    outs = ["sl", "tl", "cs", "tt", "us", "pd", "rs"]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f, ["N", 3, 4]),
+                     helper.make_tensor_value_info("s", i64, [1]),
+                     helper.make_tensor_value_info("e", i64, [1]),
+                     helper.make_tensor_value_info("k", i64, []),
+                     helper.make_tensor_value_info("r", i64, [3]),
+                     helper.make_tensor_value_info("p", i64, [2]),
+                     helper.make_tensor_value_info("sz", i64, [1])],
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    module = legalize(model)
+    text = str(module)
+    assert "nn.slice %0 starts(%1 : tensor<1xi64>) ends(%2 : tensor<1xi64>) :" in text
+    assert "nn.trilu %0 k(%3 : tensor<i64>) {upper = true} :" in text
+    assert "nn.unsqueeze %0, %1 : (tensor<?x3x4xf32, " in text
+    shapes = {op.name: shape_of(op.results[0]) for op in module.walk() if isinstance(op, NNOp)}
+    assert shapes["nn.slice"][1:] == (3, 4)  # only the first dim is touched
+    assert shapes["nn.trilu"] == shapes["nn.cumsum"] == ("N", 3, 4)
+    assert len(shapes["nn.tile"]) == 3 and len(shapes["nn.pad"]) == 3
+    assert len(shapes["nn.unsqueeze"]) == 4
+    assert shapes["nn.resize"][:2] == ("N", 3)  # only axis 2 is resized
+    assert str(Parser(ember_context(), text).parse_module()) == text
+    inputs = {"x": X, "s": np.array([1], I64), "e": np.array([2], I64), "k": np.array(1, I64),
+              "r": np.array([1, 2, 1], I64), "p": np.array([1, 0], I64),
+              "sz": np.array([6], I64)}
+    got = interpret(module, inputs)
+    from onnx.reference import ReferenceEvaluator
+
+    want = ReferenceEvaluator(model).run(None, inputs)
+    for name, w in zip(outs, want, strict=True):
+        assert got[name].dtype == w.dtype and got[name].shape == w.shape, name
+        np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-5, err_msg=name)

@@ -1,0 +1,151 @@
+"""The TensorRT-shaped build API: Builder, BuilderConfig, OnnxParser -> serialized plan bytes.
+
+    builder = ember.Builder()
+    network = builder.create_network()
+    ember.OnnxParser(network).parse_from_file("model.onnx")
+    config = builder.create_builder_config()
+    plan = builder.build_serialized_network(network, config)
+    engine = ember.Runtime().deserialize_cuda_engine(plan)
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from ember.compiler.network import NetworkDefinition
+from ember.compiler.onnx_importer import import_onnx, load_model
+from ember.compiler.pipeline import resolve_passes, run_passes
+from ember.compiler.plan_builder import build_plan
+from ember.errors import EmberError, UnsupportedError
+from ember.runtime.plan import plan_bytes
+
+
+class BuilderFlag(enum.IntFlag):
+    FP16 = 1
+    INT8 = 2
+    REFIT = 4
+    STRICT_TYPES = 8
+
+
+@dataclass
+class OptimizationProfile:
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=dict)
+
+    def set_shape(self, name: str, min: tuple, opt: tuple, max: tuple) -> None:
+        self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+
+
+@dataclass
+class BuilderConfig:
+    flags: BuilderFlag = BuilderFlag(0)
+    pipeline: str = "default"
+    target_arch: str | None = None      # e.g. "sm_90": compile CUDA kernels for this GPU
+    profiles: list[OptimizationProfile] = field(default_factory=list)
+
+    def set_flag(self, flag: BuilderFlag) -> None:
+        self.flags |= flag
+
+    def clear_flag(self, flag: BuilderFlag) -> None:
+        self.flags &= ~flag
+
+    def get_flag(self, flag: BuilderFlag) -> bool:
+        return bool(self.flags & flag)
+
+    def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+
+class Builder:
+    def __init__(self, logger: Any = None) -> None:
+        self.logger = logger
+
+    def create_network(self, flags: int = 0) -> NetworkDefinition:
+        return NetworkDefinition()
+
+    def create_builder_config(self) -> BuilderConfig:
+        return BuilderConfig()
+
+    def create_optimization_profile(self) -> OptimizationProfile:
+        return OptimizationProfile()
+
+    def build_serialized_network(self, network: NetworkDefinition,
+                                 config: BuilderConfig | None = None) -> bytes:
+        manifest, sections = build_model(network.to_onnx(), config or BuilderConfig())
+        return plan_bytes(manifest, sections)
+
+
+class OnnxParser:
+    """Fills a NetworkDefinition from an ONNX model; errors are kept like TensorRT's parser's."""
+
+    def __init__(self, network: NetworkDefinition, logger: Any = None) -> None:
+        self.network = network
+        self.errors: list[str] = []
+
+    @property
+    def num_errors(self) -> int:
+        return len(self.errors)
+
+    def get_error(self, index: int) -> str:
+        return self.errors[index]
+
+    def parse(self, model: bytes | onnx.ModelProto) -> bool:
+        try:
+            proto, _ = load_model(model)
+            import_onnx(proto)  # validates: every offending node is reported
+        except EmberError as e:
+            self.errors.append(str(e))
+            return False
+        self.network.parsed_model = proto
+        return True
+
+    def parse_from_file(self, path: str | os.PathLike) -> bool:
+        try:
+            proto, _ = load_model(path)
+        except EmberError as e:
+            self.errors.append(str(e))
+            return False
+        return self.parse(proto)
+
+
+def _apply_profiles(model: onnx.ModelProto, config: BuilderConfig) -> onnx.ModelProto:
+    """Static shapes for a plan: symbolic input dims take the first profile's `opt` shape."""
+    if not config.profiles:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    shapes = config.profiles[0].shapes
+    for vi in model.graph.input:
+        if vi.name in shapes:
+            _, opt, _ = shapes[vi.name]
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) != len(opt):
+                raise EmberError(f"profile shape for '{vi.name}' has rank {len(opt)}, the input "
+                                 f"has rank {len(dims)}")
+            for d, v in zip(dims, opt, strict=True):
+                d.Clear()
+                d.dim_value = int(v)
+    return model
+
+
+def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
+                config: BuilderConfig | None = None) -> tuple[dict, dict]:
+    """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan."""
+    config = config or BuilderConfig()
+    if config.flags & (BuilderFlag.FP16 | BuilderFlag.INT8):
+        raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
+    proto, _ = load_model(model)
+    module = import_onnx(_apply_profiles(proto, config))
+    run_passes(module, [*resolve_passes(config.pipeline), "convert-nn-to-kernel"])
+    target: dict[str, Any] = {"device": "any"}
+    manifest, sections = build_plan(module, target=target)
+    if config.target_arch is not None:
+        from ember.codegen.plan_kernels import add_cuda_kernels
+
+        add_cuda_kernels(manifest, sections, config.target_arch)
+    return manifest, sections

@@ -1,0 +1,225 @@
+"""Kernel-level module -> plan manifest and sections (DESIGN §4).
+
+Every tensor gets a buffer: graph inputs and outputs are bound at run time, weights and constants
+live in the `weights` section, activations get arena offsets from the memory plan, and views alias
+their base. Each step names its template, its parameters (the CPU executor's descriptor) and the
+ONNX nodes it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Attribute, SSAValue
+
+import ember
+from ember.compiler.memory_plan import ALIGNMENT, Interval, plan_arena
+from ember.compiler.onnx_importer import graph_io_names
+from ember.dialects.attributes import attribute_value
+from ember.dialects.constants import dense_to_numpy
+from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
+from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
+from ember.dialects.origin import origin_of
+from ember.dialects.tensor_types import element_type_of, format_of, static_shape
+from ember.dialects.weights import weights_of
+from ember.errors import EmberError
+
+
+def json_value(value: Any) -> Any:
+    """Python data as strict JSON (non-finite floats as {"float": "inf"})."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else {"float": repr(f)}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    if isinstance(value, Attribute):
+        return numpy_dtype(value).name
+    return value
+
+
+@dataclass
+class _Buffer:
+    id: int
+    kind: str                       # input | output | weight | arena | view
+    dtype: str
+    shape: list[int]
+    offset: int = 0
+    base: int | None = None
+    name: str | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "dtype": self.dtype,
+                               "shape": self.shape}
+        if self.kind in ("weight", "arena"):
+            out["offset"] = self.offset
+        if self.base is not None:
+            out["base"] = self.base
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class _PlanState:
+    buffers: list[_Buffer] = field(default_factory=list)
+    by_value: dict[SSAValue, _Buffer] = field(default_factory=dict)
+    weights: bytearray = field(default_factory=bytearray)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    first_write: dict[int, int] = field(default_factory=dict)
+    last_read: dict[int, int] = field(default_factory=dict)
+
+    def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
+        shape = static_shape(value)
+        if shape is None:
+            raise EmberError(f"cannot plan {value.type}: shapes must be static in a plan")
+        buf = _Buffer(len(self.buffers), kind, numpy_dtype(element_type_of(value)).name,
+                      list(shape), **kw)
+        self.buffers.append(buf)
+        self.by_value[value] = buf
+        return buf
+
+    def add_weight(self, value: SSAValue, array: np.ndarray) -> None:
+        pad = -len(self.weights) % ALIGNMENT
+        self.weights.extend(b"\0" * pad)
+        array = np.ascontiguousarray(array, dtype=numpy_dtype(element_type_of(value)))
+        self.new(value, "weight", offset=len(self.weights))
+        self.weights.extend(array.tobytes())
+
+    def root(self, buf: _Buffer) -> _Buffer:
+        while buf.base is not None:
+            buf = self.buffers[buf.base]
+        return buf
+
+
+def _region_descriptor(op: ElementwiseOp) -> dict[str, Any]:
+    """The scalar region as a list of ops over numbered values (inputs first)."""
+    block = op.body.block
+    index: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+    ops = []
+    result = None
+    for s in block.ops:
+        if isinstance(s, YieldOp):
+            result = index[s.value]
+            continue
+        assert isinstance(s, ScalarOp)
+        entry: dict[str, Any] = {"fn": s.fn.data, "args": [index[a] for a in s.args],
+                                 "dtype": numpy_dtype(s.result.type).name}
+        for k in ("alpha", "beta"):
+            if k in s.properties:
+                entry[k] = attribute_value(s.properties[k])
+        index[s.result] = len(block.args) + len(ops)
+        ops.append(entry)
+    return {"ops": ops, "result": result}
+
+
+def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and sections of a plan for a module at the kernel level."""
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    store = weights_of(module)
+    in_names, out_names = graph_io_names(module)
+    state = _PlanState()
+    for name, arg in zip(in_names, fn.body.block.args, strict=True):
+        state.new(arg, "input", name=name)
+    ret = None
+    for op in fn.body.block.ops:
+        if isinstance(op, WeightOp):
+            state.add_weight(op.output, store[op.ref.data])
+        elif isinstance(op, ConstantOp):
+            state.add_weight(op.output, dense_to_numpy(op.value))
+        elif isinstance(op, FillOp):
+            state.add_weight(op.output, op.evaluate([])[0])
+        elif isinstance(op, ViewOp):
+            base = state.by_value[op.input]
+            state.new(op.output, "view", base=base.id)
+        elif isinstance(op, LaunchOp | ElementwiseOp):
+            _add_step(state, op)
+        elif isinstance(op, func.ReturnOp):
+            ret = op
+        else:
+            raise EmberError(f"cannot plan {op.name}: run convert-nn-to-kernel first")
+    assert ret is not None
+    outputs = []
+    for name, value in zip(out_names, ret.arguments, strict=True):
+        buf = state.by_value[value]
+        state.last_read[state.root(buf).id] = len(state.steps)
+        outputs.append({"name": name, "dtype": buf.dtype, "shape": buf.shape,
+                        "format": format_of(value) or _default_format(buf.shape),
+                        "buffer": buf.id})
+    intervals = [Interval(b.id, state.first_write[b.id],
+                          state.last_read.get(b.id, state.first_write[b.id]), b.nbytes)
+                 for b in state.buffers if b.kind == "arena"]
+    offsets, arena_bytes = plan_arena(intervals)
+    for b in state.buffers:
+        if b.kind == "arena":
+            b.offset = offsets[b.id]
+    inputs = [{"name": b.name, "dtype": b.dtype, "shape": b.shape,
+               "format": _default_format(b.shape), "buffer": b.id}
+              for b in state.buffers if b.kind == "input"]
+    manifest = {
+        "ember_version": ember.__version__,
+        "target": target or {"device": "any"},
+        "inputs": inputs,
+        "outputs": outputs,
+        "buffers": [b.manifest() for b in state.buffers],
+        "arena_bytes": arena_bytes,
+        "activation_bytes": sum(iv.nbytes for iv in intervals),
+        "weights_bytes": len(state.weights),
+        "steps": state.steps,
+    }
+    _check_io_names(in_names, out_names)
+    return json_value(manifest), {"weights": bytes(state.weights)}
+
+
+def _default_format(shape: list[int]) -> str:
+    return "NCHW" if len(shape) == 4 else ""
+
+
+def _check_io_names(ins: list[str], outs: list[str]) -> None:
+    dup = {n for n in ins + outs if (ins + outs).count(n) > 1 and n not in set(ins) & set(outs)}
+    if dup:
+        raise EmberError(f"I/O names must be unique: {sorted(dup)}")
+
+
+def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
+    index = len(state.steps)
+    ins = [state.by_value[v] for v in op.operands]
+    for b in ins:
+        root = state.root(b)
+        state.last_read[root.id] = max(state.last_read.get(root.id, index), index)
+    outs = [state.new(r, "arena") for r in op.results]
+    for b in outs:
+        state.first_write[b.id] = index
+    if isinstance(op, LaunchOp):
+        template = op.template.data
+        params = attribute_value(op.params)
+    else:
+        template = "elementwise"
+        params = {"region": _region_descriptor(op),
+                  "in_shapes": [b.shape for b in ins], "in_dtypes": [b.dtype for b in ins],
+                  "out_shapes": [b.shape for b in outs], "out_dtypes": [b.dtype for b in outs]}
+    state.steps.append({
+        "name": f"{template}_{index}",
+        "template": template,
+        "params": params,
+        "inputs": [b.id for b in ins],
+        "outputs": [b.id for b in outs],
+        "origin": origin_of(op),
+    })
+

@@ -1,0 +1,123 @@
+"""convert-nn-to-kernel: each nn op becomes the kernel that runs it.
+
+After this pass the function holds only `kernel.launch`, `kernel.elementwise`, `kernel.view`
+and the data ops `nn.weight` / `nn.constant`. Elementwise nn ops (unary, binary, select, cast)
+become `kernel.elementwise` with a one-op scalar region; `nn.reshape` becomes `kernel.view`; every
+other nn op becomes `kernel.launch "<op>"` whose params are the op's properties plus the static
+shapes and dtypes of its operands and results. Shapes must be static here: a symbolic dim is an
+error naming the op (dynamic shapes are resolved by optimization profiles before this pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, Region
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from ember.dialects.attributes import attribute_value, to_attribute
+from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
+from ember.dialects.nn.base import NNOp
+from ember.dialects.nn.elementwise import (
+    BinaryOp,
+    CastOp,
+    ConstantOp,
+    FillOp,
+    SelectOp,
+    UnaryOp,
+    WeightOp,
+)
+from ember.dialects.nn.movement import ReshapeOp
+from ember.dialects.origin import origin_of
+from ember.dialects.tensor_types import element_type_of, static_shape
+from ember.errors import PassError
+
+_DATA = (ConstantOp, WeightOp)
+# ops whose extra operands are run-time values of what are properties in their static form
+_RUNTIME_PARAMETERS = {"nn.slice", "nn.pad", "nn.resize", "nn.tile", "nn.trilu", "nn.cumsum",
+                       "nn.squeeze", "nn.unsqueeze", "nn.expand", "nn.reduce"}
+
+
+def dtype_name(t: Attribute) -> str:
+    return numpy_dtype(element_type_of(t)).name
+
+
+def kernel_params(op: NNOp) -> dict[str, Any]:
+    """The op's properties as Python data, and its operand/result shapes and dtypes."""
+    params: dict[str, Any] = {}
+    for name, attr in op.properties.items():
+        if name == "operandSegmentSizes":
+            continue
+        value = attribute_value(attr)
+        params[name] = dtype_name(value) if isinstance(value, Attribute) else value
+    params["in_shapes"] = [list(_static(op, v)) for v in op.operands]
+    params["in_dtypes"] = [dtype_name(v.type) for v in op.operands]
+    params["out_shapes"] = [list(_static(op, v)) for v in op.results]
+    params["out_dtypes"] = [dtype_name(v.type) for v in op.results]
+    return params
+
+
+def _static(op: NNOp, value) -> tuple[int, ...]:
+    shape = static_shape(value)
+    if shape is None:
+        raise PassError(f"convert-nn-to-kernel: {op.name} has a non-static shape "
+                        f"({value.type}); give the model static input shapes or a profile")
+    return shape
+
+
+def _origin(op: NNOp) -> dict[str, Attribute]:
+    names = origin_of(op)
+    return {"origin": ArrayAttr([StringAttr(n) for n in names])} if names else {}
+
+
+def _scalar_fn(op: NNOp) -> tuple[str, dict[str, Attribute]]:
+    if isinstance(op, UnaryOp | BinaryOp):
+        props = {k: op.properties[k] for k in ("alpha", "beta") if k in op.properties}
+        return op.fn.data, props
+    if isinstance(op, SelectOp):
+        return "select", {}
+    return "cast", {}
+
+
+def _elementwise(op: NNOp) -> ElementwiseOp:
+    types = [element_type_of(v) for v in op.operands]
+    block = Block(arg_types=types)
+    fn, props = _scalar_fn(op)
+    scalar = ScalarOp.create(operands=list(block.args),
+                             result_types=[element_type_of(op.results[0])],
+                             properties={"fn": StringAttr(fn), **props})
+    block.add_ops([scalar, YieldOp.create(operands=[scalar.result])])
+    return ElementwiseOp.create(operands=list(op.operands), result_types=[op.results[0].type],
+                                regions=[Region(block)], properties=_origin(op))
+
+
+class ConvertNNToKernel(ModulePass):
+    name = "convert-nn-to-kernel"
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        for op in list(module.walk()):
+            if not isinstance(op, NNOp) or isinstance(op, _DATA):
+                continue
+            for v in (*op.operands, *op.results):
+                _static(op, v)
+            if op.name in _RUNTIME_PARAMETERS and len(op.operands) > 1:
+                raise PassError(f"convert-nn-to-kernel: {op.name} has run-time parameters "
+                                "(operands beyond its input); only constant ones can be planned")
+            if isinstance(op, UnaryOp | BinaryOp | SelectOp | CastOp):
+                new = _elementwise(op)
+            elif isinstance(op, ReshapeOp) and op.shape is None:
+                new = ViewOp.create(operands=[op.input], result_types=[op.output.type])
+            elif isinstance(op, FillOp) and op.shape is None:
+                continue  # a constant: the plan stores its one value
+            else:
+                params = DictionaryAttr({k: to_attribute(v) for k, v in kernel_params(op).items()})
+                new = LaunchOp.create(
+                    operands=list(op.operands), result_types=[r.type for r in op.results],
+                    properties={"template": StringAttr(op.name.removeprefix("nn.")),
+                                "params": params, **_origin(op)})
+            new.location = op.location
+            Rewriter.replace_op(op, new)

@@ -1,0 +1,78 @@
+"""The CPU executor: runs a plan's steps with numpy, from the same manifest as the CUDA executor.
+
+Each step's template has a numpy implementation (`ember.runtime.cpu_kernels`); activations are
+written into this context's arena at the offsets of the memory plan, so a wrong plan shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ember.errors import EmberError, PlanError
+from ember.runtime import cpu_kernels
+
+if TYPE_CHECKING:
+    from ember.runtime.engine import Engine
+
+
+class StepError(EmberError):
+    """A step failed while running; names the step and its ONNX origin."""
+
+
+class CpuExecutor:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.arena = np.zeros(engine.arena_bytes, dtype=np.uint8)
+        for step in engine.steps:
+            if step.get("template") not in cpu_kernels.KERNELS:
+                raise PlanError(f"step {step.get('name')!r}: unknown template "
+                                f"{step.get('template')!r}")
+
+    def _view(self, buffers: list[np.ndarray | None], index: int,
+              inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        b = self.engine.buffers[index]
+        dtype, shape = np.dtype(b["dtype"]), tuple(b["shape"])
+        kind = b["kind"]
+        if kind == "arena":
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            off = b["offset"]
+            if off < 0 or off + nbytes > self.arena.size:
+                raise PlanError(f"buffer #{index} lies outside the arena")
+            return self.arena[off:off + nbytes].view(dtype).reshape(shape)
+        if kind == "weight":
+            return self.engine.plan.array("weights", b["offset"], dtype, shape)
+        if kind == "view":
+            base = buffers[b["base"]]
+            if base is None:
+                base = self._view(buffers, b["base"], inputs)
+            return base.reshape(shape)
+        if kind == "input":
+            return inputs[b["name"]]
+        raise PlanError(f"buffer #{index}: kind {kind!r} cannot be read")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        engine = self.engine
+        buffers: list[np.ndarray | None] = [None] * len(engine.buffers)
+
+        def get(i: int) -> np.ndarray:
+            if buffers[i] is None:
+                buffers[i] = self._view(buffers, i, inputs)
+            return buffers[i]
+
+        for step in engine.steps:
+            args = [get(i) for i in step["inputs"]]
+            try:
+                results = cpu_kernels.KERNELS[step["template"]](args, step["params"])
+            except EmberError:
+                raise
+            except Exception as e:  # numpy raising inside a template: name the step
+                raise StepError(f"step {step['name']} ({', '.join(step.get('origin', []))}): "
+                                f"{type(e).__name__}: {e}") from e
+            for i, r in zip(step["outputs"], results, strict=True):
+                out = get(i)
+                np.copyto(out, np.asarray(r).reshape(out.shape), casting="unsafe")
+        return {name: np.array(get(desc.buffer))
+                for name, desc in engine.tensors.items() if not desc.is_input}

@@ -1,0 +1,208 @@
+"""Runtime -> Engine -> ExecutionContext (DESIGN §5), TensorRT-shaped.
+
+An Engine is a loaded plan: I/O names, dtypes, shapes, formats, and the step list. Each
+ExecutionContext owns its activation arena, so several contexts of one engine run at once from
+threads. This module imports numpy, the standard library and the rest of `ember.runtime` only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ember.errors import EmberError, PlanError
+from ember.runtime.plan import Plan, read_plan
+
+
+class InputError(EmberError):
+    """Inputs that do not match the engine: a wrong name, dtype or shape."""
+
+
+@dataclass(frozen=True)
+class TensorDesc:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    format: str
+    buffer: int
+    is_input: bool
+
+
+def decode(value: Any) -> Any:
+    """Manifest JSON -> Python data (non-finite floats were stored as {"float": "inf"})."""
+    if isinstance(value, dict):
+        if set(value) == {"float"}:
+            return float(value["float"])
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def _field(d: Mapping, key: str, kind: type, where: str) -> Any:
+    if key not in d or not isinstance(d[key], kind) or isinstance(d[key], bool) and kind is int:
+        raise PlanError(f"manifest: {where} lacks a valid '{key}'")
+    return d[key]
+
+
+class Engine:
+    """A deserialized plan. Query I/O with the TensorRT names; make contexts to run it."""
+
+    def __init__(self, plan: Plan, device: str = "auto") -> None:
+        self.plan = plan
+        m = plan.manifest
+        self.manifest = m
+        self.buffers: list[dict[str, Any]] = _field(m, "buffers", list, "the plan")
+        self.steps: list[dict[str, Any]] = [decode(s) for s in _field(m, "steps", list, "the plan")]
+        self.arena_bytes: int = _field(m, "arena_bytes", int, "the plan")
+        self.tensors: dict[str, TensorDesc] = {}
+        for is_input, key in ((True, "inputs"), (False, "outputs")):
+            for t in _field(m, key, list, "the plan"):
+                name = _field(t, "name", str, key)
+                self.tensors[name] = TensorDesc(name, np.dtype(_field(t, "dtype", str, name)),
+                                                tuple(_field(t, "shape", list, name)),
+                                                t.get("format", ""), _field(t, "buffer", int, name),
+                                                is_input)
+        self._check_buffers()
+        self.weights = plan.section("weights") if "weights" in plan.section_names else None
+        self.device = _pick_device(device, m)
+
+    def _check_buffers(self) -> None:
+        for i, b in enumerate(self.buffers):
+            if b.get("id") != i or b.get("kind") not in ("input", "output", "weight", "arena",
+                                                          "view"):
+                raise PlanError(f"manifest: buffer #{i} is malformed")
+            try:
+                np.dtype(b["dtype"])
+            except (TypeError, KeyError) as e:
+                raise PlanError(f"manifest: buffer #{i} has a bad dtype") from e
+            if b["kind"] == "view" and not (isinstance(b.get("base"), int)
+                                             and 0 <= b["base"] < i):
+                raise PlanError(f"manifest: view buffer #{i} has a bad base")
+        for s in self.steps:
+            for key in ("inputs", "outputs"):
+                ids = s.get(key)
+                if not isinstance(ids, list) or not all(isinstance(j, int) and
+                                                        0 <= j < len(self.buffers) for j in ids):
+                    raise PlanError(f"manifest: step {s.get('name')!r} has bad {key}")
+
+    # -- TensorRT-style queries ----------------------------------------------------------------
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self.tensors)
+
+    def get_tensor_name(self, index: int) -> str:
+        return list(self.tensors)[index]
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self._desc(name).shape
+
+    def get_tensor_dtype(self, name: str) -> np.dtype:
+        return self._desc(name).dtype
+
+    def get_tensor_format(self, name: str) -> str:
+        return self._desc(name).format
+
+    def get_tensor_mode(self, name: str) -> str:
+        return "INPUT" if self._desc(name).is_input else "OUTPUT"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, t in self.tensors.items() if t.is_input]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, t in self.tensors.items() if not t.is_input]
+
+    def _desc(self, name: str) -> TensorDesc:
+        if name not in self.tensors:
+            raise InputError(f"no I/O tensor named '{name}'; the engine has "
+                             f"{', '.join(self.tensors)}")
+        return self.tensors[name]
+
+    def create_execution_context(self) -> ExecutionContext:
+        return ExecutionContext(self)
+
+    def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,
+                 **named: np.ndarray) -> dict[str, np.ndarray]:
+        return self.create_execution_context().execute({**(inputs or {}), **named})
+
+
+def _pick_device(device: str, manifest: Mapping) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise EmberError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+    if device == "cpu":
+        return "cpu"
+    has_cuda_code = bool(manifest.get("kernels"))
+    if device == "cuda":
+        if not has_cuda_code:
+            raise EmberError("this plan holds no CUDA kernels (it was built without --arch); "
+                             "rebuild with a target arch, or run it with device='cpu'")
+        return "cuda"
+    if has_cuda_code:
+        from ember.runtime.cuda import cuda_available
+
+        if cuda_available():
+            return "cuda"
+    return "cpu"
+
+
+class ExecutionContext:
+    """Runs the engine's steps with its own activation memory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        if engine.device == "cuda":
+            from ember.runtime.cuda_executor import CudaExecutor
+
+            self._executor = CudaExecutor(engine)
+        else:
+            from ember.runtime.cpu_executor import CpuExecutor
+
+            self._executor = CpuExecutor(engine)
+
+    def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        engine = self.engine
+        unknown = [n for n in inputs if n not in engine.tensors or not engine.tensors[n].is_input]
+        if unknown:
+            raise InputError(f"unknown input(s) {', '.join(map(repr, unknown))}; expected "
+                             f"{', '.join(engine.input_names)}")
+        missing = [n for n in engine.input_names if n not in inputs]
+        if missing:
+            raise InputError(f"missing input(s) {', '.join(map(repr, missing))}")
+        checked = {}
+        for name, value in inputs.items():
+            desc = engine.tensors[name]
+            array = np.asarray(value)
+            if array.dtype != desc.dtype:
+                raise InputError(f"input '{name}': expected dtype {desc.dtype}, got {array.dtype}")
+            if array.shape != desc.shape:
+                raise InputError(f"input '{name}': expected shape {list(desc.shape)}, got "
+                                 f"{list(array.shape)}")
+            checked[name] = np.ascontiguousarray(array)
+        return checked
+
+    def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """numpy in, numpy out (by name)."""
+        checked = self._check_inputs(inputs)
+        with self._lock:  # one run at a time per context: its arena is not shared
+            return self._executor.run(checked)
+
+
+class Runtime:
+    """Loads plans: `Runtime().deserialize_cuda_engine(plan_bytes)` as in TensorRT."""
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+
+    def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
+        return Engine(read_plan(bytes(plan)), self.device)
+
+    def load(self, path: str | os.PathLike) -> Engine:
+        return Engine(read_plan(path), self.device)
