@@ -1,5 +1,38 @@
-"""ember: an inference compiler for NVIDIA GPUs (ONNX -> xDSL dialects -> CUDA C -> plan)."""
+"""ember: an inference compiler for NVIDIA GPUs (ONNX -> xDSL dialects -> CUDA C -> plan).
+
+The TensorRT-shaped API is re-exported here; the compiler is imported lazily, so
+`from ember.runtime import ...` on a deployment machine never loads xDSL or ONNX.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.errors import EmberError, ModelImportError, PlanError, UnsupportedError  # noqa: F401
 
 __version__ = "0.1.0"
 
-from ember.errors import EmberError, ModelImportError, PlanError, UnsupportedError  # noqa: F401
+_LAZY = {
+    "Builder": "ember.compiler.builder",
+    "BuilderConfig": "ember.compiler.builder",
+    "BuilderFlag": "ember.compiler.builder",
+    "OnnxParser": "ember.compiler.builder",
+    "compile": "ember.compiler.builder",
+    "NetworkDefinition": "ember.compiler.network",
+    "ActivationType": "ember.compiler.network",
+    "ElementWiseOperation": "ember.compiler.network",
+    "PoolingType": "ember.compiler.network",
+    "ReduceOperation": "ember.compiler.network",
+    "MatrixOperation": "ember.compiler.network",
+    "Runtime": "ember.runtime.engine",
+    "Engine": "ember.runtime.engine",
+    "ExecutionContext": "ember.runtime.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")

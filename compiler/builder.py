@@ -149,3 +149,30 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
 
         add_cuda_kernels(manifest, sections, config.target_arch)
     return manifest, sections
+
+
+def detect_arch() -> str | None:
+    """The arch of GPU 0 (e.g. "sm_90"), or None where there is no GPU."""
+    from ember.runtime.cuda import Device, cuda_available
+
+    return Device(0).arch if cuda_available() else None
+
+
+def compile(model: onnx.ModelProto | str | os.PathLike | bytes, *, fp16: bool = False,
+            device: str = "auto", arch: str | None = None, pipeline: str = "default"):
+    """Build and load in one step: `ember.compile("model.onnx")(x=...)` -> outputs by name.
+
+    CUDA kernels are built for `arch`, or for the GPU present when device is "auto"/"cuda"."""
+    from ember.runtime.engine import Engine
+    from ember.runtime.plan import read_plan
+
+    config = BuilderConfig(pipeline=pipeline)
+    if fp16:
+        config.set_flag(BuilderFlag.FP16)
+    if arch is None and device != "cpu":
+        arch = detect_arch()
+        if arch is None and device == "cuda":
+            raise EmberError("device='cuda' was asked for, but no GPU is visible")
+    config.target_arch = arch
+    manifest, sections = build_model(model, config)
+    return Engine(read_plan(plan_bytes(manifest, sections)), device)

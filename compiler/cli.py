@@ -31,10 +31,25 @@ def _opt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace) -> int:
+    from ember.compiler.commands import build
+
+    build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
+          verbose=args.verbose)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ember.compiler.commands import run
+
+    run(args.model, inputs=args.inputs, outputs=args.outputs, device=args.device)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ember.compiler.demo import demo
 
-    demo(args.model, pipeline=args.pipeline or "default")
+    demo(args.model, pipeline=args.pipeline or "default", device=args.device)
     return 0
 
 
@@ -75,11 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the final IR here instead of stdout")
     p.set_defaults(run=_opt)
 
+    p = sub.add_parser("build", help="compile an ONNX model into a plan file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  ember build model.onnx -o model.plan\n"
+                              "  ember build model.onnx -o model.plan --arch sm_90 --verbose")
+    p.add_argument("model", help="an ONNX model")
+    p.add_argument("-o", "--output", required=True, help="the plan file to write")
+    p.add_argument("--arch", help="compile CUDA kernels for this GPU (e.g. sm_90); "
+                                  "works without a GPU. Default: a CPU-only plan")
+    p.add_argument("--pipeline", help="the pipeline (default: default)")
+    p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
+    p.set_defaults(run=_build)
+
+    p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",
+                       epilog="example: ember run model.plan --inputs in.npz --outputs out.npz")
+    p.add_argument("model", help="a plan file, or an ONNX model to build first")
+    p.add_argument("--inputs", help=".npz of inputs by name (default: random)")
+    p.add_argument("--outputs", help="write the outputs here (.npz)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(run=_run)
+
     p = sub.add_parser("demo", help="compile a built-in example model and check its output",
                        epilog="example: ember demo --model resnet50")
     p.add_argument("--model", default="resnet50",
                    help="one of ONNX's packaged light models (default: resnet50)")
     p.add_argument("--pipeline", help="the pipeline to compile with (default: default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to run (default: the GPU if there is one)")
     p.set_defaults(run=_demo)
 
     p = sub.add_parser("passes", help="list the passes and pipelines")

@@ -1,8 +1,5 @@
-"""`ember demo`: the README's main job — compile one of ONNX's packaged models and check it.
-
-At this stage the compiled nn IR runs on the CPU through the nn reference interpreter; the plan
-build and GPU runtime take its place as they land.
-"""
+"""`ember demo`: the README's main job — build one of ONNX's packaged models into a plan, run it
+(on the GPU when there is one, else on the CPU) and check it against its stored output."""
 
 from __future__ import annotations
 
@@ -12,44 +9,42 @@ from typing import TextIO
 
 import numpy as np
 
-from ember.compiler.interpret import interpret
+from ember.compiler.builder import BuilderConfig, build_model, detect_arch
 from ember.compiler.models import light_model_case
-from ember.compiler.onnx_importer import import_onnx
-from ember.compiler.pipeline import resolve_passes, run_passes
 from ember.errors import EmberError
 
 
-def count_ops(module) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in module.walk():
-        if op.name.startswith(("onnx.", "nn.")):
-            counts[op.name] = counts.get(op.name, 0) + 1
-    return counts
+def demo(model: str = "resnet50", pipeline: str = "default", device: str = "auto",
+         out: TextIO | None = None, rtol: float = 1e-3, atol: float = 1e-4,
+         repeats: int = 10) -> bool:
+    from ember.runtime.engine import Engine
+    from ember.runtime.plan import plan_bytes, read_plan
 
-
-def demo(model: str = "resnet50", pipeline: str = "default", out: TextIO | None = None,
-         rtol: float = 1e-3, atol: float = 1e-4) -> bool:
     out = out or sys.stdout
     path, inputs, expected = light_model_case(model)
+    arch = detect_arch() if device != "cpu" else None
     t0 = time.perf_counter()
-    module = import_onnx(path)
-    imported = sum(count_ops(module).values())
+    manifest, sections = build_model(path, BuilderConfig(pipeline=pipeline, target_arch=arch))
+    plan = plan_bytes(manifest, sections)
     t1 = time.perf_counter()
-    run = run_passes(module, resolve_passes(pipeline))
-    t2 = time.perf_counter()
-    outputs = interpret(module, inputs)
-    t3 = time.perf_counter()
-    got = next(iter(outputs.values()))
+    engine = Engine(read_plan(plan), device)
+    context = engine.create_execution_context()
+    got = next(iter(context.execute(inputs).values()))  # warm-up, and the checked result
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        context.execute(inputs)
+        times.append(time.perf_counter() - start)
     ok = got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol)
     err = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("nan")
-    out.write(f"model      {path.name}\n")
-    out.write(f"import     {imported} onnx ops in {t1 - t0:.3f} s\n")
-    out.write(f"pipeline   {pipeline}: {', '.join(run.passes)} in {t2 - t1:.3f} s\n")
-    ops = count_ops(module)
-    out.write(f"nn ops     {sum(ops.values())}: " +
-              ", ".join(f"{k.removeprefix('nn.')}×{v}" for k, v in sorted(ops.items())) + "\n")
-    out.write(f"run (cpu)  {t3 - t2:.3f} s, nn reference interpreter\n")
-    out.write(f"check      max |ember - stored| = {err:.2e} (rtol {rtol}, atol {atol}): "
+    out.write(f"model     {path.name}\n")
+    out.write(f"build     {len(manifest['steps'])} steps, plan {len(plan) / 2**20:.1f} MiB "
+              f"({'CUDA ' + arch if arch else 'CPU only'}) in {t1 - t0:.2f} s\n")
+    out.write(f"memory    arena {manifest['arena_bytes'] / 2**20:.1f} MiB for "
+              f"{manifest['activation_bytes'] / 2**20:.1f} MiB of activations\n")
+    out.write(f"run       {engine.device}: median {np.median(times) * 1e3:.2f} ms "
+              f"over {repeats} runs (host to host)\n")
+    out.write(f"check     max |ember - stored| = {err:.2e} (rtol {rtol}, atol {atol}): "
               f"{'OK' if ok else 'MISMATCH'}\n")
     if not ok:
         raise EmberError(f"{path.name}: output differs from the stored output (max error {err})")

@@ -1,0 +1,89 @@
+"""What `ember build` and `ember run` do, as Python functions (the CLI is a thin shell on these)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from ember.compiler.builder import BuilderConfig, build_model
+from ember.errors import EmberError
+
+
+def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | None = None,
+          pipeline: str = "default", verbose: bool = False, out: TextIO | None = None) -> dict:
+    """ONNX -> plan file (written atomically: a failed build leaves no file)."""
+    from ember.runtime.plan import write_plan
+
+    out = out or sys.stdout
+    start = time.perf_counter()
+    manifest, sections = build_model(model, BuilderConfig(pipeline=pipeline, target_arch=arch))
+    write_plan(output, manifest, sections)
+    seconds = time.perf_counter() - start
+    if verbose:
+        for step in manifest["steps"]:
+            out.write(f"  {step['name']:28} {step['template']:14} <- "
+                      f"{', '.join(step.get('origin', [])) or '-'}\n")
+    out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
+              f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "
+              f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
+              f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
+              f"{'CUDA ' + arch if arch else 'CPU only'}, {seconds:.2f} s\n")
+    return manifest
+
+
+def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for name in engine.input_names:
+        dtype, shape = engine.get_tensor_dtype(name), engine.get_tensor_shape(name)
+        if np.issubdtype(dtype, np.floating):
+            feed[name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feed[name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feed[name] = rng.integers(0, 10, shape).astype(dtype)
+    return feed
+
+
+def load_engine(path: str | os.PathLike, device: str = "auto"):
+    """A plan file, or an ONNX model built on the fly."""
+    from ember.runtime.engine import Runtime
+
+    if Path(path).suffix == ".onnx":
+        from ember.compiler.builder import compile as compile_model
+
+        return compile_model(path, device=device)
+    return Runtime(device).load(path)
+
+
+def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
+        outputs: str | os.PathLike | None = None, device: str = "auto",
+        out: TextIO | None = None) -> dict[str, np.ndarray]:
+    out = out or sys.stdout
+    engine = load_engine(model, device)
+    if inputs is not None:
+        try:
+            with np.load(inputs) as data:
+                feed = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as e:
+            raise EmberError(f"cannot read inputs from {inputs}: {e}") from None
+    else:
+        feed = random_inputs(engine)
+    start = time.perf_counter()
+    result = engine(feed)
+    seconds = time.perf_counter() - start
+    for name, value in result.items():
+        summary = (f"mean {value.mean():.6g} std {value.std():.6g} min {value.min():.6g} "
+                   f"max {value.max():.6g}" if value.size and value.dtype != bool else "")
+        out.write(f"{name}: {value.dtype}{list(value.shape)} {summary}\n")
+    out.write(f"ran on {engine.device} in {seconds * 1e3:.2f} ms\n")
+    if outputs is not None:
+        tmp = Path(str(outputs) + ".tmp.npz")
+        np.savez(tmp, **result)
+        tmp.replace(outputs)
+    return result

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo and (when
+# present) the benchmarks and conformance, in one call of the device tool:
+#   device run, carry [".gpu-wheels"], command "bash tools/gpu_check.sh"
+# `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
+#   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck
+set -uo pipefail
+OUT=${OUT:-/tmp/ember-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --find-links .gpu-wheels xdsl lit filecheck 2>&1 | tail -2
+python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import cuda.bindings, numpy, onnx; print('cuda-bindings', cuda.bindings.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"
+echo "== pytest -m cuda"
+python3 -m pytest -m cuda -q -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/cuda_tests.log" | tail -25
+echo "== demo on the GPU"
+python3 -m ember.compiler.cli demo --device cuda 2>&1 | tee "$OUT/demo.log"
+if [ -f tools/backend_conformance.py ] && [ "${CONFORMANCE:-1}" = 1 ]; then
+  echo "== conformance on the GPU"
+  python3 tools/backend_conformance.py --device cuda > "$OUT/conformance_cuda.log" 2>&1
+  tail -5 "$OUT/conformance_cuda.log"
+fi
+if [ -d benchmarks ] && ls benchmarks/*.py >/dev/null 2>&1 && [ "${BENCH:-0}" = 1 ]; then
+  echo "== benchmarks"
+  for b in benchmarks/*.py; do python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -20; done
+fi
