@@ -162,7 +162,7 @@ def cast_like(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     return [b.cast(op.operands[0], element_type_of(op.operands[1]))]
 
 
-def _limit(b: NNBuilder, op: OnnxOp, name: str, x: SSAValue, low: bool) -> float | SSAValue | None:
+def _limit(b: NNBuilder, op: OnnxOp, name: str) -> float | SSAValue | None:
     """A Clip bound: a float when constant, a value when computed, None when absent."""
     if op.has_attr(name):  # opset < 11
         return float(op.attr(name))
@@ -176,7 +176,7 @@ def _limit(b: NNBuilder, op: OnnxOp, name: str, x: SSAValue, low: bool) -> float
 @legalizes("Clip")
 def clip(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = _first_input(op)
-    low, high = _limit(b, op, "min", x, True), _limit(b, op, "max", x, False)
+    low, high = _limit(b, op, "min"), _limit(b, op, "max")
     if isinstance(low, SSAValue) or isinstance(high, SSAValue):
         result = x
         if low is not None:
