@@ -10,18 +10,15 @@ error naming the op (dynamic shapes are resolved by optimization profiles before
 
 from __future__ import annotations
 
-from typing import Any
-
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, Region
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
-from ember.dialects.attributes import attribute_value, to_attribute
-from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.attributes import to_attribute
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
-from ember.dialects.nn.base import NNOp
+from ember.dialects.nn.base import NNOp, dtype_name, kernel_params
 from ember.dialects.nn.elementwise import (
     BinaryOp,
     CastOp,
@@ -36,29 +33,12 @@ from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import element_type_of, static_shape
 from ember.errors import PassError
 
+__all__ = ["ConvertNNToKernel", "dtype_name", "kernel_params"]  # kernel_params: nn.base's
+
 _DATA = (ConstantOp, WeightOp)
 # ops whose extra operands are run-time values of what are properties in their static form
 _RUNTIME_PARAMETERS = {"nn.slice", "nn.pad", "nn.resize", "nn.tile", "nn.trilu", "nn.cumsum",
                        "nn.squeeze", "nn.unsqueeze", "nn.expand", "nn.reduce"}
-
-
-def dtype_name(t: Attribute) -> str:
-    return numpy_dtype(element_type_of(t)).name
-
-
-def kernel_params(op: NNOp) -> dict[str, Any]:
-    """The op's properties as Python data, and its operand/result shapes and dtypes."""
-    params: dict[str, Any] = {}
-    for name, attr in op.properties.items():
-        if name == "operandSegmentSizes":
-            continue
-        value = attribute_value(attr)
-        params[name] = dtype_name(value) if isinstance(value, Attribute) else value
-    params["in_shapes"] = [list(_static(op, v)) for v in op.operands]
-    params["in_dtypes"] = [dtype_name(v.type) for v in op.operands]
-    params["out_shapes"] = [list(_static(op, v)) for v in op.results]
-    params["out_dtypes"] = [dtype_name(v.type) for v in op.results]
-    return params
 
 
 def _static(op: NNOp, value) -> tuple[int, ...]:
@@ -114,7 +94,7 @@ class ConvertNNToKernel(ModulePass):
             elif isinstance(op, FillOp) and op.shape is None:
                 continue  # a constant: the plan stores its one value
             else:
-                params = DictionaryAttr({k: to_attribute(v) for k, v in kernel_params(op).items()})
+                params = DictionaryAttr({k: to_attribute(v) for k, v in op.kernel_params().items()})
                 new = LaunchOp.create(
                     operands=list(op.operands), result_types=[r.type for r in op.results],
                     properties={"template": StringAttr(op.name.removeprefix("nn.")),

@@ -1,13 +1,16 @@
 """What every `nn` op shares: result types inferred from operands and properties, verified.
 
-An nn op defines `infer()` (its result types, symbolic dims kept symbolic) and, where constant
-folding may evaluate it, `evaluate()` (numpy). `build()` makes an op with inferred result types;
+An nn op defines `infer()` (its result types, symbolic dims kept symbolic). Its numpy semantics
+live once, in the runtime's CPU kernels (`ember.runtime.cpu_kernels.KERNELS`, keyed by the op name
+without "nn."): `evaluate()` calls the kernel with `kernel_params()`, the same parameters
+convert-nn-to-kernel puts on `kernel.launch`. `build()` makes an op with inferred result types;
 the verifier checks that the declared result types agree with inference.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -18,6 +21,7 @@ from xdsl.irdl import IRDLOperation, ParsePropInAttrDict
 from xdsl.utils.exceptions import VerifyException
 
 from ember.dialects.attributes import attribute_value, to_attribute
+from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.tensor_types import (
     UNKNOWN,
     Dim,
@@ -25,9 +29,12 @@ from ember.dialects.tensor_types import (
     element_type_of,
     format_of,
     shape_of,
+    static_shape,
     tensor_type,
 )
 from ember.errors import ShapeError
+from ember.runtime.cpu_kernels import KERNELS
+from ember.runtime.cpu_kernels.common import normalize_axis as normalize_axis  # re-exported
 
 _PENDING = UnrankedTensorType(f32)
 OpT = TypeVar("OpT", bound="NNOp")
@@ -43,8 +50,16 @@ class NNOp(IRDLOperation):
         return [r.type for r in self.results]
 
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Numpy semantics, used by constant folding; ops that cannot be folded raise."""
-        raise ShapeError(f"{self.name} cannot be evaluated at compile time")
+        """Numpy semantics (constant folding, the reference interpreter): the runtime's CPU
+        kernel of this op; ops without one (weights) raise."""
+        kernel = KERNELS.get(self.name.removeprefix("nn."))
+        if kernel is None:
+            raise ShapeError(f"{self.name} cannot be evaluated at compile time")
+        return kernel(list(inputs), self.kernel_params(inputs))
+
+    def kernel_params(self, inputs: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+        """The kernel's params (see `kernel_params`)."""
+        return kernel_params(self, inputs)
 
     def prop(self, name: str, default: Any = None) -> Any:
         attr = self.properties.get(name)
@@ -104,13 +119,89 @@ def types_compatible(declared: Attribute, inferred: Attribute) -> bool:
                for x, y in zip(a, b, strict=True))
 
 
+def dtype_name(t: Attribute) -> str:
+    """The numpy dtype name of a type's element type (or of an element type)."""
+    return numpy_dtype(element_type_of(t)).name
+
+
+def kernel_params(op: NNOp, inputs: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """What every kernel of `op` gets, as JSON-like data: the op's properties (type properties as
+    numpy dtype names), "dynamic" (the present run-time parameter operands of ops with several
+    optional ones), in_shapes / in_dtypes / out_shapes / out_dtypes.
+
+    Without `inputs` (a plan) every shape must be static (else ShapeError). With `inputs`
+    (evaluate) the input shapes and dtypes are the arrays'; result dims are made concrete with
+    the symbols the inputs bind, None where still unknown (out_shapes[i] is None if unranked)."""
+    params: dict[str, Any] = {}
+    for name, attr in op.properties.items():
+        if name == "operandSegmentSizes":
+            continue
+        value = attribute_value(attr)
+        if isinstance(value, Attribute):
+            value = dtype_name(value)
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        params[name] = value
+    present = [n for n in getattr(op, "DYNAMIC", ()) if getattr(op, n) is not None]
+    if present:
+        params["dynamic"] = present
+    if inputs is None:
+        def static(v: SSAValue) -> list[int]:
+            shape = static_shape(v)
+            if shape is None:
+                raise ShapeError(f"{op.name} has a non-static shape ({v.type})")
+            return list(shape)
+
+        params["in_shapes"] = [static(v) for v in op.operands]
+        params["in_dtypes"] = [dtype_name(v.type) for v in op.operands]
+        params["out_shapes"] = [static(v) for v in op.results]
+    else:
+        arrays = [np.asarray(a) for a in inputs]
+        bindings: dict[str, int] = {}
+        for v, a in zip(op.operands, arrays, strict=False):
+            bindings.update(bind_symbols(shape_of(v), a.shape))
+        params["in_shapes"] = [list(a.shape) for a in arrays]
+        params["in_dtypes"] = [a.dtype.name for a in arrays]
+        outs: list[list[int | None] | None] = []
+        for r in op.results:
+            shape = shape_of(r)
+            outs.append(None if shape is None else
+                        [d if d >= 0 else None for d in concrete_shape(shape, bindings)])
+        params["out_shapes"] = outs
+    params["out_dtypes"] = [dtype_name(v.type) for v in op.results]
+    return params
+
+
+def concrete_shape(shape: Sequence[Dim], bindings: dict[str, int]) -> list[int]:
+    """Dims of a (possibly symbolic) shape made concrete with symbol values seen at run time;
+    a dim that stays unknown is -1 (numpy's reshape infers it)."""
+    out = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+            continue
+        value = 1
+        for part in d.split("*"):
+            if part.isdigit():
+                value *= int(part)
+            elif part in bindings:
+                value *= bindings[part]
+            else:
+                value = -1
+                break
+        out.append(value)
+    return out
+
+
+def bind_symbols(shape: Sequence[Dim] | None, actual: Sequence[int]) -> dict[str, int]:
+    """Symbol -> value for the plain symbols of `shape` given the actual dims."""
+    if shape is None:
+        return {}
+    return {d: int(a) for d, a in zip(shape, actual, strict=False)
+            if isinstance(d, str) and re.fullmatch(r"[^*?]+", d)}
+
+
 # -- dims ---------------------------------------------------------------------------------------
-
-def normalize_axis(axis: int, rank: int, op: str = "") -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ShapeError(f"{op}: axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
-
 
 def dims_equal(a: Dim, b: Dim) -> bool:
     return a == b and a != UNKNOWN

@@ -7,7 +7,6 @@ from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
     FloatAttr,
     IntegerAttr,
-    IntegerType,
     StringAttr,
     i1,
 )
@@ -91,13 +90,6 @@ class FillOp(NNOp):
                 return [tensor_type(["?"] * n[0], element)]
         return [self.output.type]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        from ember.dialects.dtypes import numpy_dtype
-
-        shape = tuple(int(d) for d in inputs[0]) if inputs else shape_of(self.output)
-        dtype = numpy_dtype(element_type_of(self.output))
-        return [np.full(shape, self.prop("value"), dtype=dtype)]
-
 
 @irdl_op_definition
 class UnaryOp(NNOp):
@@ -116,10 +108,6 @@ class UnaryOp(NNOp):
         if self.fn.data not in UNARY:
             raise ShapeError(f"nn.unary: unknown function '{self.fn.data}'")
         return [like(self.input, element_type=i1 if UNARY[self.fn.data][1] else None)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        fn = UNARY[self.fn.data][0]
-        return [np.asarray(fn(inputs[0], self.prop("alpha", 0.0), self.prop("beta", 0.0)))]
 
 
 @irdl_op_definition
@@ -146,12 +134,6 @@ class BinaryOp(NNOp):
         shape = broadcast_shapes(self.operand_shape(0), self.operand_shape(1), op=f"nn.binary {fn}")
         return [like(self.lhs, shape, i1 if BINARY[fn][1] else None)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        out = BINARY[self.fn.data][0](inputs[0], inputs[1])
-        if not BINARY[self.fn.data][1]:
-            out = np.asarray(out).astype(inputs[0].dtype)
-        return [np.asarray(out)]
-
 
 @irdl_op_definition
 class SelectOp(NNOp):
@@ -176,9 +158,6 @@ class SelectOp(NNOp):
         shape = broadcast_shapes(*(self.operand_shape(i) for i in range(3)), op="nn.select")
         return [like(self.true_value, shape)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.where(inputs[0], inputs[1], inputs[2])]
-
 
 @irdl_op_definition
 class CastOp(NNOp):
@@ -193,19 +172,6 @@ class CastOp(NNOp):
 
     def infer(self) -> list[Attribute]:
         return [like(self.input, element_type=self.to)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        from ember.dialects.dtypes import numpy_dtype
-
-        dtype = numpy_dtype(self.to)
-        x = inputs[0]
-        if np.issubdtype(x.dtype, np.floating) and np.issubdtype(dtype, np.integer):
-            with np.errstate(invalid="ignore"):
-                x = np.trunc(x)
-        if isinstance(self.to, IntegerType) and self.to.width.data == 1:
-            return [x != 0]
-        with np.errstate(invalid="ignore", over="ignore"):
-            return [x.astype(dtype)]
 
 
 def scalar_attr(value: float | int | bool, element_type: Attribute) -> Attribute:

@@ -7,10 +7,8 @@ through a 1-wide, stride-1, unpadded window), else they become "?".
 
 from __future__ import annotations
 
-import itertools
 import string
 
-import numpy as np
 from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr
 from xdsl.ir import Attribute
 from xdsl.irdl import (
@@ -44,14 +42,6 @@ def _dims_match(a: Dim, b: Dim) -> bool:
 
 def _fmt(shape: Shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _accumulate_dtype(dtype: np.dtype) -> np.dtype:
-    """Floats accumulate in float64: this is the reference semantics, and a sum computed the
-    same way for every output element keeps equal inputs giving bit-equal outputs (BLAS blocking
-    in float32 does not). Integers accumulate in their own type."""
-    return np.dtype(np.float64) if np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16" \
-        else dtype
 
 
 # -- matmul -------------------------------------------------------------------------------------
@@ -93,16 +83,6 @@ class MatMulOp(NNOp):
         batch = broadcast_shapes(a2[:-2], b2[:-2], op="nn.matmul (batch dims)")
         out = (*batch, *(() if len(a) == 1 else (a2[-2],)), *(() if len(b) == 1 else (b2[-1],)))
         return [like(self.lhs, out)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        a, b = inputs
-        if self.prop("transpose_a", False):
-            a = np.swapaxes(a, -1, -2)
-        if self.prop("transpose_b", False):
-            b = np.swapaxes(b, -1, -2)
-        dtype = np.result_type(a, b)
-        acc = _accumulate_dtype(dtype)
-        return [np.asarray(np.matmul(a.astype(acc), b.astype(acc))).astype(dtype)]
 
 
 # -- convolution --------------------------------------------------------------------------------
@@ -192,37 +172,6 @@ class ConvOp(_ConvBase):
             raise ShapeError(f"nn.conv: input {_fmt(x)}, weight {_fmt(w)}: {e}") from None
         return [like(self.input, (x[0], w[0], *spatial))]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x, w = inputs[0], inputs[1]
-        dtype = x.dtype
-        acc = _accumulate_dtype(dtype)
-        nd = x.ndim - 2
-        strides, pads = list(self.prop("strides")), list(self.prop("pads"))
-        dilations, groups = list(self.prop("dilations")), int(self.prop("groups"))
-        n, c = x.shape[:2]
-        m, kernel = w.shape[0], w.shape[2:]
-        xp = np.pad(x.astype(acc), [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)])
-        span = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
-        view = np.lib.stride_tricks.sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
-        # view: [N, C, *positions, *span] -> take every stride-th position, every dilation-th tap
-        view = view[(slice(None), slice(None),
-                     *(slice(None, None, s) for s in strides),
-                     *(slice(None, None, d) for d in dilations))]
-        out_spatial = view.shape[2:2 + nd]
-        cg, mg = c // groups, m // groups
-        view = view.reshape(n, groups, cg, *out_spatial, *kernel)
-        wg = w.astype(acc).reshape(groups, mg, cg, *kernel)
-        parts = []
-        for g in range(groups):
-            # contract channels and kernel taps: [N, *out] x [mg] -> [N, *out, mg]
-            axes_v = [1] + list(range(2 + nd, 2 + 2 * nd))
-            axes_w = [1] + list(range(2, 2 + nd))
-            parts.append(np.tensordot(view[:, g], wg[g], axes=(axes_v, axes_w)))
-        out = np.moveaxis(np.concatenate(parts, axis=-1), -1, 1)
-        if len(inputs) > 2:
-            out = out + inputs[2].astype(acc).reshape(1, m, *([1] * nd))
-        return [np.ascontiguousarray(out.astype(dtype))]
-
 
 @irdl_op_definition
 class ConvTransposeOp(_ConvBase):
@@ -267,41 +216,6 @@ class ConvTransposeOp(_ConvBase):
             else:
                 spatial.append(UNKNOWN)
         return [like(self.input, (x[0], channels, *spatial))]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x, w = inputs[0], inputs[1]
-        dtype = x.dtype
-        acc = _accumulate_dtype(dtype)
-        nd = x.ndim - 2
-        strides, pads = list(self.prop("strides")), list(self.prop("pads"))
-        dilations, groups = list(self.prop("dilations")), int(self.prop("groups"))
-        out_pad = self._output_padding(nd)
-        n, c, size = x.shape[0], x.shape[1], x.shape[2:]
-        mg, kernel = w.shape[1], w.shape[2:]
-        cg = c // groups
-        xg = x.astype(acc).reshape(n, groups, cg, *size)
-        wg = w.astype(acc).reshape(groups, cg, mg, *kernel)
-        # columns [N, G, mg, *size, *kernel]
-        cols = np.stack([np.tensordot(xg[:, g], wg[g], axes=([1], [0])) for g in range(groups)],
-                        axis=1)  # [N, G, *size, mg, *kernel]
-        cols = np.moveaxis(cols, 2 + nd, 2)
-        full = [strides[i] * (size[i] - 1) + dilations[i] * (kernel[i] - 1) + 1 + out_pad[i]
-                for i in range(nd)]
-        before = [max(0, -pads[i]) for i in range(nd)]
-        after = [max(0, -pads[nd + i]) for i in range(nd)]
-        buf = np.zeros((n, groups, mg, *(before[i] + full[i] + after[i] for i in range(nd))), acc)
-        for taps in itertools.product(*(range(k) for k in kernel)):
-            starts = [before[i] + taps[i] * dilations[i] for i in range(nd)]
-            region = tuple(slice(starts[i], starts[i] + strides[i] * (size[i] - 1) + 1, strides[i])
-                           for i in range(nd))
-            buf[(slice(None), slice(None), slice(None), *region)] += cols[(..., *taps)]
-        crop = tuple(slice(before[i] + max(0, pads[i]),
-                           before[i] + full[i] - max(0, pads[nd + i])) for i in range(nd))
-        out = buf[(slice(None), slice(None), slice(None), *crop)]
-        out = out.reshape(n, groups * mg, *out.shape[3:])
-        if len(inputs) > 2:
-            out = out + inputs[2].astype(acc).reshape(1, groups * mg, *([1] * nd))
-        return [np.ascontiguousarray(out.astype(dtype))]
 
 
 # -- einsum -------------------------------------------------------------------------------------
@@ -388,13 +302,6 @@ class EinsumOp(NNOp):
             sizes[lab] = static.pop() if static else (symbols.pop() if len(symbols) == 1
                                                       else UNKNOWN)
         return [like(self.inputs[0], tuple(sizes[lab] for lab in out))]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        dtype = np.result_type(*inputs)
-        acc = _accumulate_dtype(dtype)
-        eq = self.equation.data.replace(" ", "")
-        out = np.einsum(eq, *(a.astype(acc) for a in inputs))
-        return [np.asarray(out).astype(dtype)]
 
 
 OPS = [MatMulOp, ConvOp, ConvTransposeOp, EinsumOp]

@@ -14,7 +14,6 @@ gives the equivalent op with those parameters as properties once they are known 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -53,70 +52,32 @@ from ember.dialects.tensor_types import (
     tensor_type,
 )
 from ember.errors import ShapeError
-
-# ONNX uses INT64_MAX / INT64_MIN for "to the end" in Slice; anything this large is "unbounded".
-BIG = 2**62
-INT64_MAX = 2**63 - 1
-
+from ember.runtime.cpu_kernels.common import BIG, known_floats, known_ints
+from ember.runtime.cpu_kernels.movement import (
+    PAD_MODES,
+    RESIZE_MODES,
+    copy_zero_dims,
+    full_pads,
+    resize_params,
+    slice_bounds,
+    slice_length,
+    slice_params,
+    squeeze_dims,
+    unsqueeze_dims,
+)
+from ember.runtime.cpu_kernels.movement import ints as _ints
+from ember.runtime.cpu_kernels.movement import range_values as range_values  # re-exported
 
 # -- helpers -------------------------------------------------------------------------------------
 
 def resolve_reshape(input_shape: tuple, target: list, allowzero: bool = False) -> list:
     """ONNX Reshape's target dims: 0 copies the input dim (unless allowzero), -1 is inferred."""
-    out = []
-    for i, d in enumerate(target):
-        if isinstance(d, int) and d == 0 and not allowzero:
-            if i >= len(input_shape):
-                raise ShapeError(
-                    f"reshape: dim #{i} is 0 but the input has rank {len(input_shape)}")
-            out.append(input_shape[i])
-        else:
-            out.append(d)
-    if out.count(-1) > 1:
-        raise ShapeError("reshape: more than one -1 in the target shape")
-    if any(isinstance(d, int) and d < -1 for d in out):
-        raise ShapeError(f"reshape: invalid target dim in {list(target)}")
+    out = copy_zero_dims(input_shape, target, allowzero)
     if -1 in out:
         i = out.index(-1)
         known = dim_product([d for j, d in enumerate(out) if j != i])
         out[i] = dim_quotient(dim_product(list(input_shape)), known)
     return out
-
-
-def concrete_shape(shape: Sequence[Dim], bindings: dict[str, int]) -> list[int]:
-    """Dims of a (possibly symbolic) shape made concrete with symbol values seen at run time;
-    a dim that stays unknown is -1 (numpy's reshape infers it)."""
-    out = []
-    for d in shape:
-        if isinstance(d, int):
-            out.append(d)
-            continue
-        value = 1
-        for part in d.split("*"):
-            if part.isdigit():
-                value *= int(part)
-            elif part in bindings:
-                value *= bindings[part]
-            else:
-                value = -1
-                break
-        out.append(value)
-    return out
-
-
-def bind_symbols(shape: Sequence[Dim] | None, actual: Sequence[int]) -> dict[str, int]:
-    """Symbol -> value for the plain symbols of `shape` given the actual dims."""
-    if shape is None:
-        return {}
-    return {d: int(a) for d, a in zip(shape, actual, strict=False)
-            if isinstance(d, str) and re.fullmatch(r"[^*?]+", d)}
-
-
-def _ints(name: str, values: Sequence[int], rank: int, op: str) -> list[int]:
-    values = [int(v) for v in values]
-    if len(values) != rank:
-        raise ShapeError(f"{op}: {name} has {len(values)} entries for rank {rank}")
-    return values
 
 
 def _scaled(d: Dim, k: int) -> Dim:
@@ -143,25 +104,6 @@ def segments(*values: SSAValue | None) -> tuple[list[SSAValue], dict[str, Attrib
             {"operandSegmentSizes": DenseArrayBase.from_list(i32, sizes)})
 
 
-def known_ints(array: Any) -> list[int] | None:
-    """The ints of a known operand value; None if unknown or symbolic (dims as strings)."""
-    if array is None:
-        return None
-    flat = np.asarray(array).reshape(-1)
-    if not all(isinstance(v, int | np.integer) for v in flat.tolist()):
-        return None
-    return [int(v) for v in flat.tolist()]
-
-
-def known_floats(array: Any) -> list[float] | None:
-    if array is None:
-        return None
-    flat = np.asarray(array).reshape(-1)
-    if flat.dtype == object:
-        return None
-    return [float(v) for v in flat.tolist()]
-
-
 def _length(value: SSAValue | None) -> int | None:
     """The static length of a 1-D operand (a scalar counts as 1); None if not known."""
     if value is None:
@@ -171,13 +113,6 @@ def _length(value: SSAValue | None) -> int | None:
         return None
     n = shape[0] if shape else 1
     return n if isinstance(n, int) else None
-
-
-def _one(array: Any, name: str, op: str) -> Any:
-    flat = np.asarray(array).reshape(-1)
-    if flat.size != 1:
-        raise ShapeError(f"{op}: {name} must hold one value, got {flat.size}")
-    return flat[0]
 
 
 class DynamicParams:
@@ -250,17 +185,6 @@ class ReshapeOp(NNOp):
             raise ShapeError(f"nn.reshape: {a} elements cannot become {b}")
         return [out]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        if self.shape is None:
-            target = concrete_shape(shape_of(self.output) or (),
-                                    bind_symbols(shape_of(self.input), x.shape))
-            if target.count(-1) > 1:
-                raise ShapeError(f"nn.reshape: cannot resolve {shape_of(self.output)} at run time")
-            return [x.reshape(target)]
-        target = resolve_reshape(x.shape, [int(d) for d in inputs[1]], bool(self.prop("allowzero")))
-        return [x.reshape(target)]
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         if self.shape is None or known[1] is None:
             return None
@@ -290,9 +214,6 @@ class ShapeOfOp(NNOp):
     def infer(self) -> list[Attribute]:
         return [tensor_type([len(self.dims())], i64)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.array(inputs[0].shape[slice(self.prop("start", 0), self.prop("end"))], np.int64)]
-
 
 # -- permutations, slices, joins ------------------------------------------------------------------
 
@@ -313,64 +234,6 @@ class TransposeOp(NNOp):
         if sorted(perm) != list(range(len(shape))):
             raise ShapeError(f"nn.transpose: perm {perm} is not a permutation of rank {len(shape)}")
         return [like(self.input, [shape[p] for p in perm])]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.ascontiguousarray(np.transpose(inputs[0], self.prop("perm")))]
-
-
-def slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
-    """ONNX Slice's clamping of one axis: negative starts/ends count from the end; the result
-    lies in [0, dim] for positive steps and [-1, dim - 1] for negative ones."""
-    if step == 0:
-        raise ShapeError("nn.slice: a step must not be 0")
-    if start < 0:
-        start += dim
-    if end < 0:
-        end += dim
-    if step > 0:
-        return min(max(start, 0), dim), min(max(end, 0), dim)
-    return min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
-
-
-def slice_length(start: int, end: int, step: int) -> int:
-    """Number of elements of a clamped slice."""
-    if step > 0:
-        return max(0, -(-(end - start) // step))
-    return max(0, -(-(start - end) // -step))
-
-
-def slice_params(shape: Sequence[Dim], starts: Sequence[int], ends: Sequence[int],
-                 axes: Sequence[int] | None = None, steps: Sequence[int] | None = None,
-                 ) -> tuple[list[int], list[int], list[int]]:
-    """ONNX Slice's starts/ends/axes/steps as nn.slice's per-dim starts/ends/steps: static dims
-    clamped to [0, dim] ("through index 0 backwards" as -(dim + 1)), symbolic ones kept."""
-    rank = len(shape)
-    axes = list(range(len(starts))) if axes is None else list(axes)
-    steps = [1] * len(starts) if steps is None else list(steps)
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise ShapeError("nn.slice: starts, ends, axes and steps differ in length")
-    axes = [normalize_axis(int(a), rank, "nn.slice") for a in axes]
-    if len(set(axes)) != len(axes):
-        raise ShapeError(f"nn.slice: repeated axes {axes}")
-    by_axis = {a: (int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps,
-                                                                    strict=True)}
-    s_all, e_all, st_all = [], [], []
-    for i, d in enumerate(shape):
-        s, e, st = by_axis.get(i, (0, INT64_MAX, 1))
-        if st == 0:
-            raise ShapeError(f"nn.slice: step 0 on axis {i}")
-        if isinstance(d, int):
-            s, e = slice_bounds(s, e, st, d)
-            if e < 0:  # "through index 0" going backwards: -1 would count from the end
-                e = -d - 1
-        else:
-            s, e = max(min(s, INT64_MAX), -INT64_MAX), max(min(e, INT64_MAX), -INT64_MAX)
-            if st > 0 and e >= BIG:
-                e = INT64_MAX
-        s_all.append(s)
-        e_all.append(e)
-        st_all.append(st)
-    return s_all, e_all, st_all
 
 
 @irdl_op_definition
@@ -438,21 +301,6 @@ class SliceOp(DynamicParams, NNOp):
         return slice_params(shape, got["dyn_starts"], got["dyn_ends"], got["dyn_axes"],
                             got["dyn_steps"])
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        if self.dynamic():
-            params = self._params(x.shape, self.by_operand(inputs))
-            if params is None:
-                raise ShapeError("nn.slice: starts/ends/axes/steps must be integers")
-            starts, ends, steps = params
-        else:
-            starts, ends, steps = self.prop("starts"), self.prop("ends"), self.prop("steps")
-        index = []
-        for d, s, e, st in zip(x.shape, starts, ends, steps, strict=True):
-            s, e = slice_bounds(int(s), int(e), int(st), d)
-            index.append(slice(s, None if e < 0 else e, int(st)))
-        return [np.ascontiguousarray(x[tuple(index)])]
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         if not self.dynamic():
             return None
@@ -505,17 +353,8 @@ class ConcatOp(NNOp):
             out.append(ints.pop() if ints else (dims[0] if len(set(dims)) == 1 else UNKNOWN))
         return [like(self.inputs[0], out)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.concatenate(inputs, axis=self.prop("axis"))]
-
 
 # -- gathers --------------------------------------------------------------------------------------
-
-def _fix_indices(indices: np.ndarray, dim: int, op: str) -> np.ndarray:
-    indices = np.asarray(indices).astype(np.int64)
-    if indices.size and (indices.min() < -dim or indices.max() >= dim):
-        raise ShapeError(f"{op}: an index is out of range for a dim of {dim}")
-    return np.where(indices < 0, indices + dim, indices)
 
 
 @irdl_op_definition
@@ -534,11 +373,6 @@ class GatherOp(NNOp):
         data, indices = self.operand_shape(0), self.operand_shape(1)
         axis = normalize_axis(self.prop("axis"), len(data), self.name)
         return [like(self.data, data[:axis] + indices + data[axis + 1:])]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        data, indices = inputs
-        axis = normalize_axis(self.prop("axis"), data.ndim, self.name)
-        return [np.take(data, _fix_indices(indices, data.shape[axis], self.name), axis=axis)]
 
 
 @irdl_op_definition
@@ -559,12 +393,6 @@ class GatherElementsOp(NNOp):
             raise ShapeError(f"{self.name}: data has rank {len(data)}, indices {len(indices)}")
         normalize_axis(self.prop("axis"), len(data), self.name)
         return [like(self.data, indices)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        data, indices = inputs
-        axis = normalize_axis(self.prop("axis"), data.ndim, self.name)
-        idx = _fix_indices(indices, data.shape[axis], self.name)
-        return [np.take_along_axis(data, idx, axis=axis)]
 
 
 # -- broadcasts and repeats ------------------------------------------------------------------------
@@ -602,17 +430,6 @@ class ExpandOp(NNOp):
                 for a, b in zip(result, target, strict=True)):
             raise ShapeError(f"nn.expand: {list(shape)} does not broadcast to {list(target)}")
         return [out]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        if self.shape is not None:
-            target = [int(d) for d in inputs[1]]
-        else:
-            target = concrete_shape(shape_of(self.output) or (),
-                                    bind_symbols(shape_of(self.input), x.shape))
-            target = [1 if d < 0 else d for d in target]  # unknown: taken from the input
-        shape = np.broadcast_shapes(x.shape, tuple(target))
-        return [np.ascontiguousarray(np.broadcast_to(x, shape))]
 
     def static_form(self, known: list[Any]) -> NNOp | None:
         if self.shape is None or known[1] is None:
@@ -653,39 +470,11 @@ class TileOp(DynamicParams, NNOp):
             raise ShapeError(f"nn.tile: negative repeats {repeats}")
         return [like(self.input, [_scaled(d, r) for d, r in zip(shape, repeats, strict=True)])]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        if self.dyn_repeats is None:
-            return [np.tile(x, self.prop("repeats"))]
-        repeats = _ints("repeats", known_ints(inputs[1]) or [], x.ndim, self.name)
-        if any(r < 0 for r in repeats):
-            raise ShapeError(f"nn.tile: negative repeats {repeats}")
-        return [np.tile(x, repeats)]
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         repeats = None if self.dyn_repeats is None else known_ints(known[1])
         if repeats is None:
             return None
         return build(TileOp, [self.input], {"repeats": repeats})
-
-
-PAD_MODES = ("constant", "reflect", "edge", "wrap")
-
-
-def full_pads(rank: int, pads: Sequence[int], axes: Sequence[int] | None = None) -> list[int]:
-    """ONNX Pad's `pads` (for `axes`, default all) as [begin_0..begin_n, end_0..end_n]."""
-    pads = [int(p) for p in pads]
-    if axes is None:
-        if len(pads) != 2 * rank:
-            raise ShapeError(f"nn.pad: {len(pads)} pads for rank {rank}")
-        return pads
-    axes = [normalize_axis(int(a), rank, "nn.pad") for a in axes]
-    if len(pads) != 2 * len(axes):
-        raise ShapeError(f"nn.pad: {len(pads)} pads for {len(axes)} axes")
-    full = [0] * (2 * rank)
-    for i, a in enumerate(axes):
-        full[a], full[rank + a] = pads[i], pads[len(axes) + i]
-    return full
 
 
 @irdl_op_definition
@@ -741,35 +530,6 @@ class PadOp(DynamicParams, NNOp):
                 out.append(d if extra == 0 else UNKNOWN)
         return [like(self.input, out)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        rank = x.ndim
-        values = self.by_operand(inputs)
-        if self.dyn_pads is not None:
-            pads = known_ints(values["dyn_pads"])
-            axes = known_ints(values["dyn_axes"]) if self.dyn_axes is not None else None
-            if pads is None or (self.dyn_axes is not None and axes is None):
-                raise ShapeError("nn.pad: pads and axes must be integers")
-            pads = full_pads(rank, pads, axes)
-        else:
-            pads = [int(p) for p in self.prop("pads")]
-        for i in range(rank):
-            if x.shape[i] + pads[i] + pads[rank + i] < 0:
-                raise ShapeError(f"nn.pad: pads {pads} crop dim {i} below zero")
-        crop = tuple(slice(max(-pads[i], 0), x.shape[i] - max(-pads[rank + i], 0))
-                     for i in range(rank))
-        x = x[crop]
-        width = [(max(pads[i], 0), max(pads[rank + i], 0)) for i in range(rank)]
-        mode = self.prop("mode")
-        if mode == "constant":
-            if self.dyn_value is not None:
-                flat = np.asarray(values["dyn_value"]).reshape(-1)
-                value = (flat[0] if flat.size else np.zeros((), x.dtype)).astype(x.dtype)
-            else:
-                value = np.array(self.prop("value", 0.0)).astype(x.dtype)
-            return [np.pad(x, width, mode="constant", constant_values=value)]
-        return [np.pad(x, width, mode=mode)]
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         if not self.dynamic():
             return None
@@ -795,159 +555,6 @@ class PadOp(DynamicParams, NNOp):
 
 
 # -- resize ---------------------------------------------------------------------------------------
-
-def _nearest_weights(ratio: np.ndarray, rule: str) -> np.ndarray:
-    """Weights of the two neighbours [floor, floor + 1] of each source coordinate."""
-    if rule == "round_prefer_floor":
-        up = ratio > 0.5
-    elif rule == "round_prefer_ceil":
-        up = ratio >= 0.5
-    elif rule == "floor":
-        up = np.zeros_like(ratio, dtype=bool)
-    elif rule == "ceil":
-        up = ratio > 0
-    else:
-        raise ShapeError(f"nn.resize: unknown nearest_mode '{rule}'")
-    return np.stack([~up, up], axis=-1).astype(np.float64)
-
-
-def _cubic_kernel(x: np.ndarray, a: float) -> np.ndarray:
-    x = np.abs(x)
-    near = ((a + 2) * x - (a + 3)) * x * x + 1
-    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
-
-
-def _source_coords(mode: str, out_len: int, in_len: int, scale: float,
-                   roi: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Source coordinate of each output index along one axis (and where it extrapolates)."""
-    y = np.arange(out_len, dtype=np.float64)
-    scaled_len = scale * in_len
-    outside = None
-    if mode == "align_corners":
-        x = np.zeros(out_len) if scaled_len == 1 else y * (in_len - 1) / (scaled_len - 1)
-    elif mode == "asymmetric":
-        x = y / scale
-    elif mode == "tf_crop_and_resize":
-        lo, hi = roi if roi is not None else (0.0, 1.0)
-        if scaled_len == 1:
-            x = np.full(out_len, (hi - lo) * (in_len - 1) / 2)
-        else:
-            x = y * (hi - lo) * (in_len - 1) / (scaled_len - 1)
-        x = x + lo * (in_len - 1)
-        outside = (x < 0) | (x > in_len - 1)
-    elif mode == "pytorch_half_pixel":
-        x = np.full(out_len, -0.5) if scaled_len == 1 else (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel_symmetric":
-        offset = in_len / 2 * (1 - out_len / scaled_len)
-        x = offset + (y + 0.5) / scale - 0.5
-    else:
-        raise ShapeError(f"nn.resize: unknown coordinate_transformation_mode '{mode}'")
-    return x, outside
-
-
-def _resize_axis(data: np.ndarray, axis: int, out_len: int, scale: float, op: ResizeOp,
-                 roi: tuple[float, float] | None) -> np.ndarray:
-    in_len = data.shape[axis]
-    if out_len == 0 or in_len == 0:
-        shape = list(data.shape)
-        shape[axis] = out_len
-        return np.zeros(shape, data.dtype)
-    x, outside = _source_coords(op.prop("coordinate_transformation_mode", "half_pixel"),
-                                out_len, in_len, scale, roi)
-    base = np.floor(x)
-    ratio = x - base
-    base = base.astype(np.int64)
-    mode = op.prop("mode", "nearest")
-    antialias = bool(op.prop("antialias", False)) and scale < 1
-    if mode == "nearest":
-        weights = _nearest_weights(ratio, op.prop("nearest_mode", "round_prefer_floor"))
-        offsets = np.array([0, 1])
-    elif mode in ("linear", "cubic"):
-        half = 1 if mode == "linear" else 2  # the kernel's support radius
-        s = min(scale, 1.0) if antialias else 1.0
-        first = int(np.floor(-half / s)) + 1
-        offsets = np.arange(first, 1 - first + 1) if antialias else np.arange(1 - half, half + 1)
-        dist = (offsets[None, :] - ratio[:, None]) * s
-        if mode == "linear":
-            weights = np.clip(1 - np.abs(dist), 0, None)
-        else:
-            weights = _cubic_kernel(dist, op.prop("cubic_coeff_a", -0.75))
-        if antialias:
-            weights = weights / weights.sum(axis=1, keepdims=True)
-    else:
-        raise ShapeError(f"nn.resize: unknown mode '{mode}'")
-    index = base[:, None] + offsets[None, :]
-    if op.prop("exclude_outside", False):
-        weights = np.where((index < 0) | (index >= in_len), 0.0, weights)
-        total = weights.sum(axis=1, keepdims=True)
-        weights = weights / np.where(total == 0, 1.0, total)
-    gathered = np.take(data, np.clip(index, 0, in_len - 1), axis=axis)
-    w_shape = (1,) * axis + weights.shape + (1,) * (data.ndim - axis - 1)
-    result = (gathered * weights.reshape(w_shape)).sum(axis=axis + 1)
-    if outside is not None and outside.any():
-        m_shape = (1,) * axis + (out_len,) + (1,) * (data.ndim - axis - 1)
-        result = np.where(outside.reshape(m_shape), op.prop("extrapolation_value", 0.0), result)
-    return result
-
-
-RESIZE_MODES = ("nearest", "linear", "cubic")
-
-
-def resize_params(shape: Sequence[Dim], scales: Sequence[float] | None,
-                  sizes: Sequence[int] | None, axes: Sequence[int] | None = None,
-                  roi: Sequence[float] | None = None, policy: str = "stretch",
-                  crop: bool = False) -> tuple[list[float], list[int] | None, list[float] | None]:
-    """ONNX Resize's scales / sizes / roi (for `axes`, default all; with keep_aspect_ratio_policy)
-    as nn.resize's per-dim scales, sizes (-1 where not static) and roi (only with `crop`, i.e.
-    tf_crop_and_resize). `sizes` win over `scales`; an empty list counts as not given."""
-    rank = len(shape)
-    axes = list(range(rank)) if axes is None else [normalize_axis(int(a), rank, "nn.resize")
-                                                   for a in axes]
-    sizes = list(sizes) if sizes else None
-    scales = list(scales) if scales else None
-    full_scales = [1.0] * rank
-    full_sizes: list[int] | None = None
-    if sizes is not None:
-        if len(sizes) != len(axes):
-            raise ShapeError(f"nn.resize: {len(sizes)} sizes for {len(axes)} axes")
-        for a in axes:
-            if not isinstance(shape[a], int):
-                raise ShapeError(f"nn.resize: sizes on symbolic dim '{shape[a]}' are not "
-                                 "supported")
-        ratios = [s / shape[a] for s, a in zip(sizes, axes, strict=True)]  # type: ignore[operator]
-        full_sizes = [d if isinstance(d, int) else -1 for d in shape]
-        if policy == "stretch":
-            for a, s, r in zip(axes, sizes, ratios, strict=True):
-                full_scales[a], full_sizes[a] = r, int(s)
-        else:
-            if policy not in ("not_larger", "not_smaller"):
-                raise ShapeError(f"nn.resize: keep_aspect_ratio_policy '{policy}' is not "
-                                 "supported")
-            scale = min(ratios) if policy == "not_larger" else max(ratios)
-            for a in axes:
-                full_scales[a] = scale
-                full_sizes[a] = int(scale * shape[a] + 0.5)  # type: ignore[operator]
-    elif scales is not None:
-        if len(scales) != len(axes):
-            raise ShapeError(f"nn.resize: {len(scales)} scales for {len(axes)} axes")
-        for a, s in zip(axes, scales, strict=True):
-            full_scales[a] = float(s)
-    else:
-        raise ShapeError("nn.resize: one of scales and sizes must be given")
-    full_roi = None
-    if crop:
-        if not roi:
-            raise ShapeError("nn.resize: tf_crop_and_resize needs a roi")
-        full_roi = [0.0] * rank + [1.0] * rank
-        n = len(axes)
-        if len(roi) != 2 * n:
-            raise ShapeError(f"nn.resize: roi has {len(roi)} entries for {n} axes")
-        for i, a in enumerate(axes):
-            full_roi[a], full_roi[rank + a] = float(roi[i]), float(roi[n + i])
-    return full_scales, full_sizes, full_roi
 
 
 @irdl_op_definition
@@ -1040,42 +647,6 @@ class ResizeOp(DynamicParams, NNOp):
                              got["dyn_roi"], self.prop("keep_aspect_ratio_policy", "stretch"),
                              self._crop())
 
-    def output_sizes(self, in_shape: Sequence[int]) -> list[int]:
-        sizes = self.prop("sizes") or [-1] * len(in_shape)
-        return [int(n) if n >= 0 else int(math.floor(d * s))
-                for d, s, n in zip(in_shape, self.prop("scales"), sizes, strict=True)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        if self.dynamic():
-            params = self._params(x.shape, self.by_operand(inputs))
-            if params is None:
-                raise ShapeError("nn.resize: roi, scales and sizes must be numbers")
-            scales, sizes, roi = params
-            sizes = [int(n) if n >= 0 else int(math.floor(d * s))
-                     for d, s, n in zip(x.shape, scales, sizes or [-1] * x.ndim, strict=True)]
-        else:
-            scales = [float(s) for s in self.prop("scales")]
-            sizes = self.output_sizes(x.shape)
-            roi = self.prop("roi")
-        return [self._resize(x, scales, sizes, roi)]
-
-    def _resize(self, x: np.ndarray, scales: list[float], sizes: list[int],
-                roi: list[float] | None) -> np.ndarray:
-        rank = x.ndim
-        result = x.astype(np.float64)
-        for axis in range(rank):
-            axis_roi = None if roi is None else (float(roi[axis]), float(roi[rank + axis]))
-            trivial_roi = axis_roi is None or (math.isclose(axis_roi[0], 0.0)
-                                               and math.isclose(axis_roi[1], 1.0))
-            if math.isclose(scales[axis], 1.0) and sizes[axis] == x.shape[axis] and trivial_roi:
-                continue
-            result = _resize_axis(result, axis, sizes[axis], scales[axis], self, axis_roi)
-        if np.issubdtype(x.dtype, np.integer):
-            info = np.iinfo(x.dtype)
-            result = np.clip(np.round(result), info.min, info.max)
-        return result.astype(x.dtype)
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         if not self.dynamic():
             return None
@@ -1121,17 +692,6 @@ class RangeOp(NNOp):
             return [tensor_type(declared, element)]
         return [tensor_type([UNKNOWN], element)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [range_values(*(np.asarray(v).reshape(()) for v in inputs))]
-
-
-def range_values(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """ONNX Range: max(ceil((limit - start) / delta), 0) elements start + i * delta."""
-    dtype = np.asarray(start).dtype
-    if delta == 0:
-        raise ShapeError("nn.range: delta must not be 0")
-    return np.arange(start, limit, delta).astype(dtype)
-
 
 @irdl_op_definition
 class TriluOp(DynamicParams, NNOp):
@@ -1157,11 +717,6 @@ class TriluOp(DynamicParams, NNOp):
             if _length(self.dyn_k) not in (1, None):
                 raise ShapeError("nn.trilu: k must be a scalar")
         return [like(self.input)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        fn = np.triu if self.prop("upper") else np.tril
-        k = self.prop("k", 0) if self.dyn_k is None else int(_one(inputs[1], "k", self.name))
-        return [fn(inputs[0], k)]
 
     def static_form(self, known: list[Any]) -> NNOp | None:
         k = None if self.dyn_k is None else known_ints(known[1])
@@ -1202,22 +757,6 @@ class CumSumOp(DynamicParams, NNOp):
             normalize_axis(self.prop("axis"), rank, self.name)
         return [like(self.input)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = inputs[0]
-        axis = self.prop("axis") if self.dyn_axis is None else int(_one(inputs[1], "axis",
-                                                                         self.name))
-        axis = normalize_axis(axis, x.ndim, self.name)
-        if self.prop("reverse"):
-            x = np.flip(x, axis)
-        out = np.cumsum(x, axis=axis, dtype=x.dtype)
-        if self.prop("exclusive"):  # shifted by one: [0, x0, x0 + x1, ...]
-            zero = np.zeros_like(np.take(out, [0], axis=axis))
-            out = np.concatenate([zero, np.delete(out, -1, axis=axis)], axis=axis) \
-                if x.shape[axis] else out
-        if self.prop("reverse"):
-            out = np.flip(out, axis)
-        return [np.ascontiguousarray(out)]
-
     def static_form(self, known: list[Any]) -> NNOp | None:
         axis = None if self.dyn_axis is None else known_ints(known[1])
         if axis is None or len(axis) != 1:
@@ -1227,24 +766,6 @@ class CumSumOp(DynamicParams, NNOp):
 
 
 # -- squeeze / unsqueeze by run-time axes ------------------------------------------------------
-
-def unsqueeze_dims(shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
-    """ONNX Unsqueeze: size-1 dims at `axes` (in terms of the result's rank)."""
-    rank = len(shape) + len(axes)
-    axes = sorted(normalize_axis(int(a), rank, "nn.unsqueeze") for a in axes)
-    if len(set(axes)) != len(axes):
-        raise ShapeError(f"nn.unsqueeze: repeated axes {axes}")
-    dims = iter(shape)
-    return [1 if i in axes else next(dims) for i in range(rank)]
-
-
-def squeeze_dims(shape: Sequence[Dim], axes: Sequence[int]) -> list[Dim]:
-    """ONNX Squeeze: the dims at `axes` (each of size 1) left out."""
-    picked = {normalize_axis(int(a), len(shape), "nn.squeeze") for a in axes}
-    for a in sorted(picked):
-        if isinstance(shape[a], int) and shape[a] != 1:
-            raise ShapeError(f"nn.squeeze: cannot squeeze axis {a} of size {shape[a]}")
-    return [d for i, d in enumerate(shape) if i not in picked]
 
 
 class _AxesReshape(DynamicParams):
@@ -1268,15 +789,6 @@ class _AxesReshape(DynamicParams):
         if rank < 0:
             raise ShapeError(f"{self.name}: {n} axes for rank {len(shape)}")  # type: ignore
         return [self.refined([UNKNOWN] * rank)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x, axes = inputs[0], known_ints(inputs[1])
-        if axes is None:
-            raise ShapeError(f"{self.name}: axes must be integers")  # type: ignore
-        dims = self._dims(x.shape, axes)
-        if len(dims) != self._rank(x.ndim, len(axes)):
-            raise ShapeError(f"{self.name}: repeated axes {axes}")  # type: ignore
-        return [x.reshape(dims)]
 
     def static_form(self, known: list[Any]) -> NNOp | None:
         axes = known_ints(known[1])

@@ -4,7 +4,6 @@ along `axis`) and blocked (scale shaped like x but `ceil(dim / block_size)` alon
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.dialects.builtin import IntegerAttr, IntegerType, Signedness
 from xdsl.ir import Attribute, TypeAttribute
 from xdsl.irdl import (
@@ -17,7 +16,7 @@ from xdsl.irdl import (
 )
 from xdsl.traits import Pure
 
-from ember.dialects.dtypes import is_float, numpy_dtype
+from ember.dialects.dtypes import is_float
 from ember.dialects.nn.base import NNOp, like, normalize_axis
 from ember.dialects.tensor_types import Shape, element_type_of
 from ember.errors import ShapeError
@@ -62,27 +61,6 @@ def _check_params(op: NNOp, x: Shape, index: int, what: str) -> None:
                              f"{_fmt(x)} with block_size {block} along axis {axis}")
 
 
-def _expand(op: NNOp, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A scale or zero point broadcastable to `shape` (ONNX's reshape_input)."""
-    if value.ndim == 0:
-        return value
-    if value.size == 1:
-        return value.reshape(-1)[0]
-    axis = normalize_axis(op.prop("axis", 1), len(shape), op.name)
-    block = op.prop("block_size", 0) or 0
-    if not block:
-        dims = [1] * len(shape)
-        dims[axis] = value.size
-        return value.reshape(dims)
-    value = np.repeat(value, block, axis=axis)
-    return value.take(indices=range(shape[axis]), axis=axis)
-
-
-def _integer_range(t: Attribute) -> tuple[int, int]:
-    info = np.iinfo(numpy_dtype(t))
-    return int(info.min), int(info.max)
-
-
 @irdl_op_definition
 class QuantizeOp(NNOp):
     """y = saturate(round_half_even(x / scale) + zero_point), in zero_point's element type (or
@@ -124,15 +102,6 @@ class QuantizeOp(NNOp):
             _check_params(self, x, 2, "zero point")
         return [like(self.input, element_type=out)]
 
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x, scale = inputs[0], inputs[1]
-        out = self.result_element_type()
-        q = np.rint(x / _expand(self, scale, x.shape)).astype(np.int64)
-        if len(inputs) > 2:
-            q = q + _expand(self, inputs[2], x.shape).astype(np.int64)
-        lo, hi = _integer_range(out)
-        return [np.clip(q, lo, hi).astype(numpy_dtype(out))]
-
 
 @irdl_op_definition
 class DequantizeOp(NNOp):
@@ -168,15 +137,6 @@ class DequantizeOp(NNOp):
         if not is_float(out):
             raise ShapeError(f"nn.dequantize: cannot dequantize to {out} (a float type is needed)")
         return [like(self.input, element_type=out)]
-
-    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x, scale = inputs[0], inputs[1]
-        dx = x.astype(np.float32)
-        if len(inputs) > 2:
-            dx = dx - _expand(self, inputs[2], x.shape)
-        y = dx * _expand(self, scale, x.shape)
-        out = self.to if self.to is not None else element_type_of(self.scale)
-        return [np.asarray(y).astype(numpy_dtype(out))]
 
 
 OPS = [QuantizeOp, DequantizeOp]

@@ -1,0 +1,74 @@
+"""Plan steps -> CUDA kernels: emit each step's template, compile them all with NVRTC (in
+parallel, cached), and pack CUBIN, PTX and source into plan sections.
+
+Identical kernels (same template and parameters) share one compiled entry: a kernel's name is its
+template plus a hash of its source, so every step that needs it points at the same CUBIN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ember.codegen.nvrtc import compile_many, nvrtc_version, parse_arch
+from ember.codegen.templates import KernelSpec, emitter
+from ember.errors import EmberError, UnsupportedError
+
+SECTION_ALIGN = 256
+_PLACEHOLDER = "__ember_kernel__"
+
+
+def emit_step(step: dict[str, Any]) -> tuple[str, KernelSpec]:
+    """The kernel of one plan step: (name, spec). Errors name the step and its ONNX origin."""
+    template = step.get("template")
+    where = f"step {step.get('name')!r}"
+    if step.get("origin"):
+        where += f" (ONNX {', '.join(step['origin'])})"
+    try:
+        spec = emitter(str(template))(_PLACEHOLDER, step["params"])
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{where}: template '{template}': {e}") from None
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+        raise EmberError(f"{where}: template '{template}' cannot emit a kernel for its "
+                         f"parameters ({type(e).__name__}: {e})") from e
+    digest = hashlib.sha256(spec.source.encode()).hexdigest()[:12]
+    name = f"{template}_{digest}"
+    return name, KernelSpec(spec.source.replace(_PLACEHOLDER, name), spec.grid, spec.block,
+                            spec.shared_bytes)
+
+
+def _pad_to(buf: bytearray, align: int) -> None:
+    buf.extend(b"\0" * (-len(buf) % align))
+
+
+def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch: str) -> None:
+    """Compile every step of `manifest` for `arch` (e.g. "sm_90"); adds sections "cubin", "ptx"
+    and "cuda_source", the manifest's "kernels" and "target", and each step's "cuda" launch."""
+    major, minor = parse_arch(arch)
+    arch_name = f"sm_{major}{minor}"
+    emitted = [emit_step(step) for step in manifest["steps"]]
+    unique: dict[str, KernelSpec] = {}
+    for name, spec in emitted:
+        unique.setdefault(name, spec)
+    names = list(unique)
+    compiled = compile_many([(n, unique[n].source) for n in names], arch=arch_name)
+    cubin, ptx, src = bytearray(), bytearray(), bytearray()
+    kernels = []
+    for name, entry in zip(names, compiled, strict=True):
+        record: dict[str, Any] = {"name": name}
+        for key, buf, data in (("cubin", cubin, entry.cubin), ("ptx", ptx, entry.ptx or b""),
+                               ("source", src, unique[name].source.encode())):
+            _pad_to(buf, SECTION_ALIGN)
+            record[f"{key}_offset"] = len(buf)
+            record[f"{key}_size"] = len(data)
+            buf.extend(data)
+        kernels.append(record)
+    for step, (name, spec) in zip(manifest["steps"], emitted, strict=True):
+        step["cuda"] = {"kernel": name, "grid": list(spec.grid), "block": list(spec.block),
+                        "shared": int(spec.shared_bytes)}
+    manifest["kernels"] = kernels
+    nv_major, nv_minor = nvrtc_version()
+    manifest["target"] = {"device": "cuda", "arch": arch_name, "nvrtc": [nv_major, nv_minor]}
+    sections["cubin"] = bytes(cubin)
+    sections["ptx"] = bytes(ptx)
+    sections["cuda_source"] = bytes(src)

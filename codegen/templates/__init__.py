@@ -1,0 +1,162 @@
+"""Kernel templates: one module per template, each `emit(name, params) -> KernelSpec`.
+
+A template turns one plan step's parameters (the nn op's properties plus the static shapes and
+dtypes of its operands and results) into readable CUDA C for one tactic. Every kernel's signature
+is `extern "C" __global__ void <name>(const T* in0, ..., T* out0, ...)`: pointers only, every
+size a compile-time constant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ember.codegen.scalar_c import PRELUDE, c_type
+from ember.errors import UnsupportedError
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel: its CUDA C source and launch configuration."""
+
+    source: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_bytes: int = 0
+
+
+# template name (a plan step's "template") -> module in this package
+TEMPLATES: tuple[str, ...] = (
+    "elementwise", "matmul", "conv", "pool", "reduce", "softmax", "batch_norm", "layer_norm",
+    "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
+)
+
+
+def emitter(template: str) -> Callable[[str, dict], KernelSpec]:
+    """The `emit` function of a template; UnsupportedError when there is none."""
+    if template not in TEMPLATES:
+        raise UnsupportedError(f"CUDA codegen: no kernel template for '{template}' "
+                               f"(templates: {', '.join(TEMPLATES)})")
+    return importlib.import_module(f"ember.codegen.templates.{template}").emit
+
+
+# -- helpers shared by the templates ------------------------------------------------------------
+
+MAX_GRID_X = 2**31 - 1
+GRID_STRIDE_BLOCKS = 65536  # grid-stride kernels launch at most this many blocks
+
+
+def prod(values: Sequence[int]) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def strides_of(shape: Sequence[int]) -> list[int]:
+    """Row-major element strides."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= int(d)
+    return out[::-1]
+
+
+def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int]) -> list[int]:
+    """Strides of `shape` read at `out_shape`'s coordinates under numpy broadcasting (0 where a
+    dim is broadcast)."""
+    rank = len(out_shape)
+    padded = [1] * (rank - len(shape)) + [int(d) for d in shape]
+    st = strides_of(padded)
+    return [0 if padded[i] == 1 and out_shape[i] != 1 else st[i] for i in range(rank)]
+
+
+def index_type(*sizes: int) -> str:
+    """`int` while every index fits, else `long long`."""
+    return "int" if max(sizes, default=0) < 2**31 - 1 else "long long"
+
+
+def decompose(var: str, shape: Sequence[int], prefix: str, indent: str = "    ",
+              itype: str = "int") -> list[str]:
+    """C lines splitting flat index `var` (row-major over `shape`) into `<prefix>0..` coords."""
+    lines = [f"{indent}{itype} {prefix}rest = {var};"]
+    for k in range(len(shape) - 1, -1, -1):
+        if k == 0:
+            lines.append(f"{indent}{itype} {prefix}{k} = {prefix}rest;")
+        else:
+            lines.append(f"{indent}{itype} {prefix}{k} = {prefix}rest % {shape[k]};")
+            lines.append(f"{indent}{prefix}rest /= {shape[k]};")
+    return lines
+
+
+def linear(prefix: str, strides: Sequence[int], skip_zero: bool = True) -> str:
+    """`c0 * s0 + c1 * s1 + ...` over coords `<prefix>k` (zero strides left out)."""
+    terms = [f"{prefix}{k} * {s}" if s != 1 else f"{prefix}{k}"
+             for k, s in enumerate(strides) if not (skip_zero and s == 0)]
+    return " + ".join(terms) if terms else "0"
+
+
+def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str]) -> str:
+    args = [f"const {c_type(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
+    args += [f"{c_type(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
+    return f'extern "C" __global__ void {name}({", ".join(args)})'
+
+
+def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],
+           prelude: bool = False, helpers: str = "") -> str:
+    """A kernel's full text: the tactic comment, helpers, the signature and body."""
+    head = [f"// {line}" for line in [tactic, *header_lines]]
+    parts = ["\n".join(head), ""]
+    if prelude:
+        parts += [PRELUDE]
+    if helpers:
+        parts += [helpers]
+    parts += [sig + " {", *body, "}", ""]
+    return "\n".join(parts)
+
+
+def grid_1d(n: int, block: int = 256) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    blocks = max(1, min(-(-n // block), GRID_STRIDE_BLOCKS))
+    return (blocks, 1, 1), (block, 1, 1)
+
+
+def grid_stride_loop(n: int, itype: str) -> str:
+    return (f"    for ({itype} i = ({itype})blockIdx.x * blockDim.x + threadIdx.x; i < {n}; "
+            f"i += ({itype})blockDim.x * gridDim.x) {{")
+
+
+def block_size_for(n: int, lo: int = 32, hi: int = 256) -> int:
+    """The power-of-two block size for a cooperative reduction over `n` values."""
+    b = lo
+    while b < hi and b < n:
+        b *= 2
+    return b
+
+
+BLOCK_REDUCE = """\
+// tree reduction over a power-of-two block; every thread gets the result
+struct SumOp { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
+struct ProdOp { template <typename T> __device__ T operator()(T a, T b) const { return a * b; } };
+struct MaxOp {  // NaN wins, as numpy's maximum
+    template <typename T>
+    __device__ T operator()(T a, T b) const { return a >= b || a != a ? a : b; }
+};
+struct MinOp {
+    template <typename T>
+    __device__ T operator()(T a, T b) const { return a <= b || a != a ? a : b; }
+};
+template <typename T, typename Op>
+__device__ T block_reduce(T v, T* smem, Op op) {
+    int tid = threadIdx.x;
+    smem[tid] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (tid < s) smem[tid] = op(smem[tid], smem[tid + s]);
+        __syncthreads();
+    }
+    T r = smem[0];
+    __syncthreads();
+    return r;
+}
+"""

@@ -1,0 +1,18 @@
+"""group_norm: normalize each group of channels over its channels and spatial dims, then scale and
+shift per channel. One thread block per (batch, group) row, two-pass mean / variance."""
+
+from __future__ import annotations
+
+from ember.codegen.templates import KernelSpec, prod
+from ember.codegen.templates.layer_norm import normalized_rows
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    shape = list(params["in_shapes"][0])
+    groups = int(params["groups"])
+    channels, spatial = shape[1], prod(shape[2:])
+    per_group = channels // groups
+    rows, length = shape[0] * groups, per_group * spatial
+    affine = [f"            const int c = (row % {groups}) * {per_group} + j / {spatial};",
+              "            y[j] = (x[j] - mean) * inv * in1[c] + in2[c];"]
+    return normalized_rows(name, params, rows, length, f"group_norm groups={groups}", affine)

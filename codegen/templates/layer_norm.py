@@ -1,0 +1,77 @@
+"""layer_norm: normalize over dims axis..end, then scale (+ bias) broadcast to those dims. One
+thread block per row: mean, then variance of the centred values (two passes), by block trees."""
+
+from __future__ import annotations
+
+from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.templates import (
+    BLOCK_REDUCE,
+    KernelSpec,
+    block_size_for,
+    broadcast_strides,
+    decompose,
+    linear,
+    prod,
+    signature,
+    source,
+)
+from ember.errors import UnsupportedError
+
+
+def param_index(shape: list[int], inner: list[int], body: list[str], k: int) -> str:
+    """Index into a parameter broadcast to the normalized dims, at flat position `j`."""
+    if list(shape) == list(inner) or prod(shape) == prod(inner):
+        return "j"
+    if prod(shape) == 1:
+        return "0"
+    body += decompose("j", inner, f"p{k}_", "            ")
+    return linear(f"p{k}_", broadcast_strides(shape, inner))
+
+
+def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
+                    affine: list[str]) -> KernelSpec:
+    dtype = params["out_dtypes"][0]
+    if dtype not in ("float32", "float64"):
+        raise UnsupportedError(f"CUDA {what}: element type {dtype} is not supported")
+    t = c_type(dtype)
+    f = "" if dtype == "float64" else "f"
+    eps = c_literal(float(params["epsilon"]), dtype)
+    block = block_size_for(length, hi=512)
+    body = [f"    __shared__ {t} smem[{block}];",
+            f"    for (int row = blockIdx.x; row < {rows}; row += gridDim.x) {{",
+            f"        const {t}* x = in0 + (size_t)row * {length};",
+            f"        {t}* y = out0 + (size_t)row * {length};",
+            f"        {t} s = 0;",
+            f"        for (int j = threadIdx.x; j < {length}; j += {block}) s += x[j];",
+            f"        const {t} mean = block_reduce(s, smem, SumOp()) / ({t}){length};",
+            f"        {t} q = 0;",
+            f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
+            f"            const {t} d = x[j] - mean;",
+            "            q += d * d;",
+            "        }",
+            f"        const {t} inv = rsqrt{f}(block_reduce(q, smem, SumOp()) / ({t}){length} "
+            f"+ {eps});",
+            f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
+            *affine,
+            "        }",
+            "    }"]
+    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
+                  [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
+                   "two-pass mean / variance with shared-memory trees"],
+                  signature(name, params["in_dtypes"], [dtype]), body, helpers=BLOCK_REDUCE)
+    return KernelSpec(text, (max(1, min(rows, 65535)), 1, 1), (block, 1, 1), 0)
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    shape = list(params["in_shapes"][0])
+    axis = int(params["axis"])
+    inner = shape[axis:]
+    rows, length = prod(shape[:axis]), prod(inner)
+    affine: list[str] = []
+    s_idx = param_index(list(params["in_shapes"][1]), inner, affine, 1)
+    expr = f"(x[j] - mean) * inv * in1[{s_idx}]"
+    if len(params["in_shapes"]) > 2:
+        b_idx = param_index(list(params["in_shapes"][2]), inner, affine, 2)
+        expr += f" + in2[{b_idx}]"
+    affine.append(f"            y[j] = {expr};")
+    return normalized_rows(name, params, rows, length, f"layer_norm axis {axis}", affine)

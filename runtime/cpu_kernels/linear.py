@@ -1,0 +1,108 @@
+"""Linear-algebra kernels: matmul, N-d convolution and transposed convolution, einsum.
+Floats accumulate in float64 (see `accumulate_dtype`)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from ember.runtime.cpu_kernels.common import accumulate_dtype
+
+
+def matmul(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """numpy matmul; `transpose_a`/`transpose_b` swap the last two dims of that operand first."""
+    a, b = inputs
+    if params.get("transpose_a"):
+        a = np.swapaxes(a, -1, -2)
+    if params.get("transpose_b"):
+        b = np.swapaxes(b, -1, -2)
+    dtype = np.result_type(a, b)
+    acc = accumulate_dtype(dtype)
+    return [np.asarray(np.matmul(a.astype(acc), b.astype(acc))).astype(dtype)]
+
+
+def _conv_params(params: dict[str, Any]) -> tuple[list[int], list[int], list[int], int]:
+    return (list(params["strides"]), list(params["pads"]), list(params["dilations"]),
+            int(params["groups"]))
+
+
+def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX Conv (cross-correlation) with explicit pads [begin..., end...]; optional bias."""
+    x, w = inputs[0], inputs[1]
+    dtype = x.dtype
+    acc = accumulate_dtype(dtype)
+    nd = x.ndim - 2
+    strides, pads, dilations, groups = _conv_params(params)
+    n, c = x.shape[:2]
+    m, kernel = w.shape[0], w.shape[2:]
+    xp = np.pad(x.astype(acc), [(0, 0), (0, 0)] + [(pads[i], pads[nd + i]) for i in range(nd)])
+    span = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
+    view = np.lib.stride_tricks.sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
+    # view: [N, C, *positions, *span] -> take every stride-th position, every dilation-th tap
+    view = view[(slice(None), slice(None),
+                 *(slice(None, None, s) for s in strides),
+                 *(slice(None, None, d) for d in dilations))]
+    out_spatial = view.shape[2:2 + nd]
+    cg, mg = c // groups, m // groups
+    view = view.reshape(n, groups, cg, *out_spatial, *kernel)
+    wg = w.astype(acc).reshape(groups, mg, cg, *kernel)
+    parts = []
+    for g in range(groups):
+        # contract channels and kernel taps: [N, *out] x [mg] -> [N, *out, mg]
+        axes_v = [1] + list(range(2 + nd, 2 + 2 * nd))
+        axes_w = [1] + list(range(2, 2 + nd))
+        parts.append(np.tensordot(view[:, g], wg[g], axes=(axes_v, axes_w)))
+    out = np.moveaxis(np.concatenate(parts, axis=-1), -1, 1)
+    if len(inputs) > 2:
+        out = out + inputs[2].astype(acc).reshape(1, m, *([1] * nd))
+    return [np.ascontiguousarray(out.astype(dtype))]
+
+
+def conv_transpose(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX ConvTranspose with explicit pads (a negative pad adds zeros on that side)."""
+    x, w = inputs[0], inputs[1]
+    dtype = x.dtype
+    acc = accumulate_dtype(dtype)
+    nd = x.ndim - 2
+    strides, pads, dilations, groups = _conv_params(params)
+    out_pad = list(params.get("output_padding") or [0] * nd)
+    n, c, size = x.shape[0], x.shape[1], x.shape[2:]
+    mg, kernel = w.shape[1], w.shape[2:]
+    cg = c // groups
+    xg = x.astype(acc).reshape(n, groups, cg, *size)
+    wg = w.astype(acc).reshape(groups, cg, mg, *kernel)
+    # columns [N, G, mg, *size, *kernel]
+    cols = np.stack([np.tensordot(xg[:, g], wg[g], axes=([1], [0])) for g in range(groups)],
+                    axis=1)  # [N, G, *size, mg, *kernel]
+    cols = np.moveaxis(cols, 2 + nd, 2)
+    full = [strides[i] * (size[i] - 1) + dilations[i] * (kernel[i] - 1) + 1 + out_pad[i]
+            for i in range(nd)]
+    before = [max(0, -pads[i]) for i in range(nd)]
+    after = [max(0, -pads[nd + i]) for i in range(nd)]
+    buf = np.zeros((n, groups, mg, *(before[i] + full[i] + after[i] for i in range(nd))), acc)
+    for taps in itertools.product(*(range(k) for k in kernel)):
+        starts = [before[i] + taps[i] * dilations[i] for i in range(nd)]
+        region = tuple(slice(starts[i], starts[i] + strides[i] * (size[i] - 1) + 1, strides[i])
+                       for i in range(nd))
+        buf[(slice(None), slice(None), slice(None), *region)] += cols[(..., *taps)]
+    crop = tuple(slice(before[i] + max(0, pads[i]),
+                       before[i] + full[i] - max(0, pads[nd + i])) for i in range(nd))
+    out = buf[(slice(None), slice(None), slice(None), *crop)]
+    out = out.reshape(n, groups * mg, *out.shape[3:])
+    if len(inputs) > 2:
+        out = out + inputs[2].astype(acc).reshape(1, groups * mg, *([1] * nd))
+    return [np.ascontiguousarray(out.astype(dtype))]
+
+
+def einsum(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """numpy einsum of the `equation`."""
+    dtype = np.result_type(*inputs)
+    acc = accumulate_dtype(dtype)
+    eq = params["equation"].replace(" ", "")
+    out = np.einsum(eq, *(a.astype(acc) for a in inputs))
+    return [np.asarray(out).astype(dtype)]
+
+
+KERNELS = {"matmul": matmul, "conv": conv, "conv_transpose": conv_transpose, "einsum": einsum}

@@ -1,0 +1,168 @@
+"""The CUDA executor: runs a plan's steps as the CUDA kernels compiled into it.
+
+Per engine (shared by its contexts): the loaded modules and the weights, uploaded once. Per
+executor (one per ExecutionContext): its activation arena, its input/output device buffers, a
+stream and every launch's packed arguments, so `run()` only copies inputs in, launches, and copies
+outputs out. Views alias their base's device address. Imports: numpy, the standard library,
+ember.errors and ember.runtime only (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ember.errors import CudaError, PlanError
+from ember.runtime import cuda
+from ember.runtime.plan import check_target
+
+if TYPE_CHECKING:
+    from ember.runtime.engine import Engine
+
+_shared_lock = threading.Lock()
+
+
+def _nbytes(buffer: Mapping[str, Any]) -> int:
+    return int(np.prod(buffer["shape"], dtype=np.int64)) * np.dtype(buffer["dtype"]).itemsize
+
+
+class _EngineState:
+    """What every context of one engine shares on the GPU: modules, functions, weights."""
+
+    def __init__(self, engine: Engine) -> None:
+        m = engine.manifest
+        self.device = cuda.default_device()
+        target = m.get("target") or {}
+        rejit = check_target(target, self.device.arch,
+                             allow_rejit=bool(getattr(engine, "allow_rejit", False)))
+        plan = engine.plan
+        names = plan.section_names
+        cubin = plan.section("cubin") if "cubin" in names else None
+        ptx = plan.section("ptx") if "ptx" in names else None
+        self.functions: dict[str, cuda.Function] = {}
+        self.modules: list[cuda.Module] = []
+        for k in m.get("kernels") or []:
+            name = k.get("name")
+            if not isinstance(name, str) or not name.isidentifier():
+                raise PlanError(f"manifest: kernel entry {k!r} has a bad name")
+            image = None if rejit else _slice(cubin, k, "cubin", name)
+            text = _slice(ptx, k, "ptx", name) if ptx is not None and k.get("ptx_size") else None
+            module = cuda.Module.load(image, text, device=self.device, name=f"kernel {name}")
+            self.modules.append(module)
+            self.functions[name] = module.function(name)
+        weights = engine.weights
+        self.weights = cuda.DeviceBuffer(len(weights) if weights is not None else 0, self.device)
+        if weights is not None and len(weights):
+            self.weights.upload(np.frombuffer(weights, dtype=np.uint8))
+
+    @staticmethod
+    def of(engine: Engine) -> _EngineState:
+        with _shared_lock:
+            state = getattr(engine, "_cuda_state", None)
+            if state is None:
+                state = _EngineState(engine)
+                engine._cuda_state = state  # type: ignore[attr-defined]
+            return state
+
+
+def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
+           name: str) -> bytes:
+    if section is None:
+        raise PlanError(f"the plan has no '{key}' section for kernel {name}")
+    off, size = kernel.get(f"{key}_offset"), kernel.get(f"{key}_size")
+    if not (isinstance(off, int) and isinstance(size, int) and 0 <= off
+            and off + size <= len(section)):
+        raise PlanError(f"manifest: kernel {name} has a bad {key} range")
+    return bytes(section[off:off + size])
+
+
+@dataclass
+class _Launch:
+    function: cuda.Function
+    grid: tuple[int, ...]
+    block: tuple[int, ...]
+    shared: int
+    args: cuda.PackedArgs
+    what: str
+
+
+class CudaExecutor:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.state = _EngineState.of(engine)
+        dev = self.state.device
+        self.stream = cuda.Stream(dev)
+        self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
+        self._owned: list[cuda.DeviceBuffer] = []
+        self.ptrs = self._addresses()
+        self.inputs = [(name, self.ptrs[d.buffer]) for name, d in engine.tensors.items()
+                       if d.is_input]
+        self.outputs = [(name, self.ptrs[d.buffer], d.dtype, d.shape)
+                        for name, d in engine.tensors.items() if not d.is_input]
+        self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+
+    def _addresses(self) -> list[int]:
+        engine, dev = self.engine, self.state.device
+        wsize = self.state.weights.nbytes
+        ptrs: list[int] = []
+        for i, b in enumerate(engine.buffers):
+            kind, n = b["kind"], _nbytes(b)
+            if kind == "arena":
+                off = b.get("offset")
+                if not isinstance(off, int) or off < 0 or off + n > engine.arena_bytes:
+                    raise PlanError(f"buffer #{i} lies outside the arena")
+                ptrs.append(self.arena.ptr + off)
+            elif kind == "weight":
+                off = b.get("offset")
+                if not isinstance(off, int) or off < 0 or off + n > wsize:
+                    raise PlanError(f"buffer #{i} lies outside the weights section")
+                ptrs.append(self.state.weights.ptr + off)
+            elif kind == "view":
+                ptrs.append(ptrs[b["base"]])
+            else:  # input / output: bound by this executor
+                buf = cuda.DeviceBuffer(max(n, 1), dev)
+                self._owned.append(buf)
+                ptrs.append(buf.ptr)
+        return ptrs
+
+    def _launch(self, index: int, step: Mapping[str, Any]) -> _Launch:
+        name = step.get("name")
+        launch = step.get("cuda")
+        if not isinstance(launch, Mapping) or launch.get("kernel") not in self.state.functions:
+            raise PlanError(f"step {index} ({name}): no CUDA kernel in the plan for template "
+                            f"{step.get('template')!r}")
+        kernel = launch["kernel"]
+        args = cuda.pack_args([("ptr", self.ptrs[j]) for j in (*step["inputs"],
+                                                                *step["outputs"])])
+        try:
+            grid = tuple(int(v) for v in launch["grid"])
+            block = tuple(int(v) for v in launch["block"])
+            shared = int(launch.get("shared", 0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlanError(f"step {index} ({name}): bad launch dimensions") from e
+        function = self.state.functions[kernel]
+        if shared > 48 * 1024:
+            function.set_max_dynamic_shared(shared)
+        return _Launch(function, grid, block, shared, args,
+                       f"step {index} ({name}, kernel {kernel})")
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stream = self.stream
+        for name, ptr in self.inputs:
+            cuda.copy_htod(ptr, inputs[name], stream)
+        for ln in self.launches:
+            cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args, what=ln.what)
+        results: dict[str, np.ndarray] = {}
+        for name, ptr, dtype, shape in self.outputs:
+            out = np.empty(shape, dtype=dtype)
+            cuda.copy_dtoh(out, ptr, stream)
+            results[name] = out
+        try:
+            stream.synchronize()
+        except CudaError as e:
+            raise CudaError(f"running the plan's {len(self.launches)} steps: {e}") from None
+        return results

@@ -1,0 +1,163 @@
+"""The TensorRT-shaped API end to end on the CPU: network or parser -> plan -> engine -> outputs."""
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import ember
+from ember.compiler.builder import build_model
+from ember.runtime.engine import InputError
+from ember.runtime.plan import write_plan
+
+rng = np.random.default_rng(0)
+
+
+def small_cnn() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)  # the same weights every call
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv.b")
+    fc = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc.w")
+    nodes = [h.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1] * 4),
+             h.make_node("Relu", ["c"], ["r"], name="relu"),
+             h.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             h.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+             h.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             h.make_node("MatMul", ["f", "fc.w"], ["m"], name="fc"),
+             h.make_node("Softmax", ["m"], ["y"], name="softmax")]
+    graph = h.make_graph(nodes, "cnn", [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 5])], [w, b, fc])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+X = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+
+def test_parser_builder_runtime_flow():
+    builder = ember.Builder()
+    network = builder.create_network()
+    parser = ember.OnnxParser(network)
+    assert parser.parse(small_cnn().SerializeToString())
+    config = builder.create_builder_config()
+    plan = builder.build_serialized_network(network, config)
+    engine = ember.Runtime(device="cpu").deserialize_cuda_engine(plan)
+    assert engine.num_io_tensors == 2
+    assert engine.get_tensor_name(0) == "x" and engine.get_tensor_mode("y") == "OUTPUT"
+    assert engine.get_tensor_shape("x") == (2, 3, 8, 8)
+    assert engine.get_tensor_format("x") == "NCHW"
+    out = engine.create_execution_context().execute({"x": X})["y"]
+    want = ReferenceEvaluator(small_cnn()).run(None, {"x": X})[0]
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
+def test_parser_keeps_errors():
+    network = ember.Builder().create_network()
+    parser = ember.OnnxParser(network)
+    model = small_cnn()
+    model.graph.node[1].op_type = "NoSuchOp"
+    assert not parser.parse(model.SerializeToString())
+    assert parser.num_errors == 1 and "NoSuchOp" in parser.get_error(0)
+
+
+def test_layer_api():
+    builder = ember.Builder()
+    net = builder.create_network()
+    x = net.add_input("x", np.float32, (2, 3, 8, 8))
+    kernel = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    conv = net.add_convolution(x, 4, (3, 3), kernel, np.zeros(4, np.float32), padding=(1, 1))
+    act = net.add_activation(conv.get_output(0), ember.ActivationType.RELU)
+    pool = net.add_pooling(act.get_output(0), ember.PoolingType.MAX, (2, 2))
+    red = net.add_reduce(pool.get_output(0), ember.ReduceOperation.AVG, (2, 3), keep_dims=False)
+    net.mark_output(red.get_output(0))
+    engine = ember.Runtime("cpu").deserialize_cuda_engine(
+        builder.build_serialized_network(net, builder.create_builder_config()))
+    (name,) = engine.output_names
+    got = engine({"x": X})[name]
+    # the same computation in numpy
+    xp = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    conv_ref = np.zeros((2, 4, 8, 8))
+    for i in range(3):
+        for j in range(3):
+            conv_ref += np.einsum("nchw,oc->nohw", xp[:, :, i:i + 8, j:j + 8], kernel[:, :, i, j])
+    pooled = np.maximum(conv_ref, 0).reshape(2, 4, 4, 2, 4, 2).max(axis=(3, 5))
+    np.testing.assert_allclose(got, pooled.mean(axis=(2, 3)), rtol=1e-5, atol=1e-5)
+
+
+def test_input_errors_name_what_was_expected():
+    engine = ember.compile(small_cnn(), device="cpu")
+    with pytest.raises(InputError, match="unknown input.*'z'.*expected x"):
+        engine({"x": X, "z": X})
+    with pytest.raises(InputError, match="missing input.*'x'"):
+        engine({})
+    with pytest.raises(InputError, match="expected dtype float32, got float64"):
+        engine({"x": X.astype(np.float64)})
+    with pytest.raises(InputError, match=r"expected shape \[2, 3, 8, 8\], got \[1, 3, 8, 8\]"):
+        engine({"x": X[:1]})
+
+
+def test_contexts_from_threads_agree():
+    engine = ember.compile(small_cnn(), device="cpu")
+    want = engine({"x": X})["y"]
+    results = []
+
+    def work(seed):
+        ctx = engine.create_execution_context()
+        x = np.random.default_rng(seed).standard_normal(X.shape).astype(np.float32)
+        for _ in range(3):
+            results.append((seed, ctx.execute({"x": x})["y"]))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reference = {s: engine({"x": np.random.default_rng(s).standard_normal(X.shape)
+                            .astype(np.float32)})["y"] for s in range(4)}
+    assert len(results) == 12
+    for seed, value in results:
+        np.testing.assert_array_equal(value, reference[seed])
+    assert want.shape == (2, 5)
+
+
+def test_backend_convention():
+    rep = ember.backend.prepare(small_cnn(), "CPU")
+    (y,) = rep.run([X])
+    np.testing.assert_allclose(y, ReferenceEvaluator(small_cnn()).run(None, {"x": X})[0],
+                               rtol=1e-5, atol=1e-6)
+    assert ember.backend.supports_device("CPU")
+
+
+def test_plan_runs_in_a_process_without_the_compiler(tmp_path):
+    manifest, sections = build_model(small_cnn())
+    write_plan(tmp_path / "cnn.plan", manifest, sections)
+    np.save(tmp_path / "x.npy", X)
+    code = f"""
+import sys, numpy as np
+from ember.runtime.engine import Runtime
+engine = Runtime("cpu").load({str(tmp_path / 'cnn.plan')!r})
+y = engine({{"x": np.load({str(tmp_path / 'x.npy')!r})}})["y"]
+assert "xdsl" not in sys.modules and "onnx" not in sys.modules, sorted(sys.modules)
+np.save({str(tmp_path / 'y.npy')!r}, y)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    want = ReferenceEvaluator(small_cnn()).run(None, {"x": X})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-6)
+
+
+def test_failed_build_leaves_no_plan(tmp_path):
+    from ember.compiler.commands import build
+
+    model = small_cnn()
+    model.graph.node[0].op_type = "NoSuchOp"
+    onnx.save(model, tmp_path / "bad.onnx")
+    with pytest.raises(ember.EmberError):
+        build(tmp_path / "bad.onnx", tmp_path / "bad.plan")
+    assert not any(p.suffix in (".plan", ".tmp") or "plan" in p.name
+                   for p in tmp_path.iterdir() if p.name != "bad.onnx")
