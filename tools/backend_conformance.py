@@ -1,5 +1,6 @@
-"""ONNX's node test cases (onnx.backend.test.case.node) through the whole plan path on the CPU:
-build_model -> plan bytes -> Runtime(device="cpu") -> execute, outputs checked against the stored
+"""ONNX's node test cases (onnx.backend.test.case.node) through the whole plan path:
+build_model -> plan bytes -> Runtime(device) -> execute (CPU, or CUDA with kernels built for the
+GPU present: `--device cuda`), outputs checked against the stored
 ones (rtol 1e-3, atol 1e-5 for floats; exact for ints and bools; dtype and shape exact).
 
 A case whose build rejects run-time parameters (or the non-static shapes they cause) is built
@@ -7,6 +8,7 @@ again with those inputs' values as constants (initializers); such cases are coun
 as "const-params". Prints pass / unsupported / fail per op type and in total.
 
     python tools/backend_conformance.py [--filter 'test_conv*'] [--verbose] [--jobs N]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -65,10 +67,19 @@ def _compare(name: str, have: np.ndarray, want: np.ndarray) -> str | None:
     return None
 
 
+DEVICE = "cpu"
+
+
+def _build(model):
+    from ember.compiler.builder import BuilderConfig, build_model, detect_arch
+
+    arch = detect_arch() if DEVICE == "cuda" else None
+    return build_model(model, BuilderConfig(target_arch=arch))
+
+
 def run_case(case) -> tuple[str, str, str, str]:
     """(case name, op type, status, detail): status is pass, pass-const, unsupported or fail."""
     warnings.filterwarnings("ignore")
-    from ember.compiler.builder import build_model
     from ember.errors import EmberError, UnsupportedError
     from ember.runtime.engine import Runtime
     from ember.runtime.plan import plan_bytes
@@ -87,7 +98,7 @@ def run_case(case) -> tuple[str, str, str, str]:
     const = False
     try:
         try:
-            manifest, sections = build_model(model)
+            manifest, sections = _build(model)
         except EmberError as e:
             if isinstance(e, UnsupportedError) or not any(s in str(e) for s in
                                                           _PARAMETER_ERRORS):
@@ -98,14 +109,14 @@ def run_case(case) -> tuple[str, str, str, str]:
             params = in_names[1:]
             model = _with_constants(model, params, datasets[0][0])
             datasets = [({n: v for n, v in d.items() if n not in params}, o) for d, o in datasets]
-            manifest, sections = build_model(model)
+            manifest, sections = _build(model)
             const = True
     except EmberError as e:
         return case.name, op, "unsupported", f"{type(e).__name__}: {str(e).splitlines()[0]}"
     except Exception as e:  # a compiler crash
         return case.name, op, "fail", f"build crashed: {type(e).__name__}: {e}"
     try:
-        engine = Runtime(device="cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+        engine = Runtime(device=DEVICE).deserialize_cuda_engine(plan_bytes(manifest, sections))
         for inputs, outputs in datasets:
             got = engine.create_execution_context().execute(inputs)
             for name, want in zip(out_names, outputs, strict=True):
@@ -122,7 +133,10 @@ def main() -> int:
     parser.add_argument("--filter", default="*")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per CPU)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     warnings.filterwarnings("ignore")
     from onnx.backend.test.case.node import collect_testcases
 
