@@ -41,14 +41,27 @@ def _pad_to(buf: bytearray, align: int) -> None:
     buf.extend(b"\0" * (-len(buf) % align))
 
 
-def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch: str) -> None:
+def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch: str, *,
+                     cpu_fallback: bool = True) -> None:
     """Compile every step of `manifest` for `arch` (e.g. "sm_90"); adds sections "cubin", "ptx"
-    and "cuda_source", the manifest's "kernels" and "target", and each step's "cuda" launch."""
+    and "cuda_source", the manifest's "kernels" and "target", and each step's "cuda" launch.
+
+    A step whose template has no CUDA implementation runs on the host (`"device": "cpu"`, with
+    the reason in `"fallback"`) when `cpu_fallback` is set; otherwise it is an UnsupportedError."""
     major, minor = parse_arch(arch)
     arch_name = f"sm_{major}{minor}"
-    emitted = [emit_step(step) for step in manifest["steps"]]
+    emitted: list[tuple[str, KernelSpec] | None] = []
+    for step in manifest["steps"]:
+        try:
+            emitted.append(emit_step(step))
+        except UnsupportedError as e:
+            if not cpu_fallback:
+                raise
+            step["device"] = "cpu"
+            step["fallback"] = str(e)
+            emitted.append(None)
     unique: dict[str, KernelSpec] = {}
-    for name, spec in emitted:
+    for name, spec in filter(None, emitted):
         unique.setdefault(name, spec)
     names = list(unique)
     compiled = compile_many([(n, unique[n].source) for n in names], arch=arch_name)
@@ -63,7 +76,10 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
             record[f"{key}_size"] = len(data)
             buf.extend(data)
         kernels.append(record)
-    for step, (name, spec) in zip(manifest["steps"], emitted, strict=True):
+    for step, entry in zip(manifest["steps"], emitted, strict=True):
+        if entry is None:
+            continue
+        name, spec = entry
         step["cuda"] = {"kernel": name, "grid": list(spec.grid), "block": list(spec.block),
                         "shared": int(spec.shared_bytes)}
     manifest["kernels"] = kernels

@@ -46,6 +46,8 @@ class BuilderConfig:
     flags: BuilderFlag = BuilderFlag(0)
     pipeline: str = "default"
     target_arch: str | None = None      # e.g. "sm_90": compile CUDA kernels for this GPU
+    # a step whose template has no CUDA kernel yet runs on the host inside a GPU plan
+    allow_cpu_fallback: bool = True
     profiles: list[OptimizationProfile] = field(default_factory=list)
 
     def set_flag(self, flag: BuilderFlag) -> None:
@@ -147,7 +149,8 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if config.target_arch is not None:
         from ember.codegen.plan_kernels import add_cuda_kernels
 
-        add_cuda_kernels(manifest, sections, config.target_arch)
+        add_cuda_kernels(manifest, sections, config.target_arch,
+                         cpu_fallback=config.allow_cpu_fallback)
     return manifest, sections
 
 

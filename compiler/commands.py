@@ -26,13 +26,18 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     seconds = time.perf_counter() - start
     if verbose:
         for step in manifest["steps"]:
+            where = "  [host]" if step.get("device") == "cpu" else ""
             out.write(f"  {step['name']:28} {step['template']:14} <- "
-                      f"{', '.join(step.get('origin', [])) or '-'}\n")
+                      f"{', '.join(step.get('origin', [])) or '-'}{where}\n")
     out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
               f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
               f"{'CUDA ' + arch if arch else 'CPU only'}, {seconds:.2f} s\n")
+    host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]
+    if arch and host:
+        out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "
+                  f"{', '.join(host)}\n")
     return manifest
 
 

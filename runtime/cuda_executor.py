@@ -81,6 +81,17 @@ def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
 
 
 @dataclass
+class _HostStep:
+    """A step without a CUDA kernel (per-layer CPU fallback): run with numpy between launches."""
+
+    template: str
+    params: Mapping[str, Any]
+    inputs: list[tuple[int, np.dtype, tuple[int, ...]]]
+    outputs: list[tuple[int, np.dtype, tuple[int, ...]]]
+    what: str
+
+
+@dataclass
 class _Launch:
     function: cuda.Function
     grid: tuple[int, ...]
@@ -104,6 +115,7 @@ class CudaExecutor:
         self.outputs = [(name, self.ptrs[d.buffer], d.dtype, d.shape)
                         for name, d in engine.tensors.items() if not d.is_input]
         self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+        self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
 
     def _addresses(self) -> list[int]:
         engine, dev = self.engine, self.state.device
@@ -129,7 +141,24 @@ class CudaExecutor:
                 ptrs.append(buf.ptr)
         return ptrs
 
-    def _launch(self, index: int, step: Mapping[str, Any]) -> _Launch:
+    def _host_step(self, index: int, step: Mapping[str, Any]) -> _HostStep:
+        from ember.runtime import cpu_kernels
+
+        template = step.get("template")
+        if template not in cpu_kernels.KERNELS:
+            raise PlanError(f"step {index} ({step.get('name')}): unknown template {template!r}")
+
+        def desc(j: int) -> tuple[int, np.dtype, tuple[int, ...]]:
+            b = self.engine.buffers[j]
+            return self.ptrs[j], np.dtype(b["dtype"]), tuple(b["shape"])
+
+        return _HostStep(template, step["params"], [desc(j) for j in step["inputs"]],
+                         [desc(j) for j in step["outputs"]],
+                         f"step {index} ({step.get('name')}, on the host)")
+
+    def _launch(self, index: int, step: Mapping[str, Any]) -> _Launch | _HostStep:
+        if step.get("device") == "cpu":
+            return self._host_step(index, step)
         name = step.get("name")
         launch = step.get("cuda")
         if not isinstance(launch, Mapping) or launch.get("kernel") not in self.state.functions:
@@ -150,11 +179,33 @@ class CudaExecutor:
         return _Launch(function, grid, block, shared, args,
                        f"step {index} ({name}, kernel {kernel})")
 
+    def _run_on_host(self, step: _HostStep) -> None:
+        from ember.runtime import cpu_kernels
+
+        self.stream.synchronize()
+        args = []
+        for ptr, dtype, shape in step.inputs:
+            array = np.empty(shape, dtype=dtype)
+            if array.nbytes:
+                cuda.copy_dtoh(array, ptr)
+            args.append(array)
+        try:
+            results = cpu_kernels.KERNELS[step.template](args, step.params)
+        except Exception as e:  # numpy failing inside a template: name the step
+            raise CudaError(f"{step.what}: {type(e).__name__}: {e}") from e
+        for (ptr, dtype, shape), value in zip(step.outputs, results, strict=True):
+            array = np.ascontiguousarray(np.asarray(value, dtype=dtype).reshape(shape))
+            if array.nbytes:
+                cuda.copy_htod(ptr, array)
+
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         stream = self.stream
         for name, ptr in self.inputs:
             cuda.copy_htod(ptr, inputs[name], stream)
         for ln in self.launches:
+            if isinstance(ln, _HostStep):
+                self._run_on_host(ln)
+                continue
             cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args, what=ln.what)
         results: dict[str, np.ndarray] = {}
         for name, ptr, dtype, shape in self.outputs:

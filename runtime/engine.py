@@ -138,7 +138,8 @@ def _pick_device(device: str, manifest: Mapping) -> str:
         raise EmberError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
     if device == "cpu":
         return "cpu"
-    has_cuda_code = bool(manifest.get("kernels"))
+    target = manifest.get("target")
+    has_cuda_code = isinstance(target, Mapping) and target.get("device") == "cuda"
     if device == "cuda":
         if not has_cuda_code:
             raise EmberError("this plan holds no CUDA kernels (it was built without --arch); "

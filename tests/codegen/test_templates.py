@@ -161,3 +161,26 @@ def test_light_models_compile_for_sm_90():
             assert k["cubin_offset"] % 256 == 0
             blob = sections["cubin"][k["cubin_offset"]:k["cubin_offset"] + k["cubin_size"]]
             assert blob.startswith(b"\x7fELF"), (name, k["name"])
+
+
+def test_steps_without_a_cuda_template_fall_back_to_the_host():
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    from ember.compiler.builder import BuilderConfig, build_model
+    from ember.errors import UnsupportedError
+
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["r"], name="relu"),
+                          h.make_node("ArgMax", ["r"], ["y"], name="argmax", axis=1)], "g",
+                         [h.make_tensor_value_info("x", T.FLOAT, [2, 5])],
+                         [h.make_tensor_value_info("y", T.INT64, [2, 1])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    manifest, sections = build_model(model, BuilderConfig(target_arch="sm_90"))
+    relu, argmax = manifest["steps"]
+    assert "device" not in relu and relu["cuda"]["kernel"].startswith("elementwise_")
+    assert argmax["device"] == "cpu" and "arg_reduce" in argmax["fallback"]
+    assert "argmax" in argmax["fallback"]  # names the ONNX node
+    with pytest.raises(UnsupportedError, match="arg_reduce"):
+        build_model(model, BuilderConfig(target_arch="sm_90", allow_cpu_fallback=False))

@@ -173,6 +173,32 @@ def test_contexts_share_weights_and_run_twice():
     np.testing.assert_array_equal(b, c)
 
 
+# Templates without a CUDA kernel yet (run on the host inside a GPU plan), and a plan of views only
+HOST_CASES = {
+    "argmax_between_kernels": _model([helper.make_node("Relu", ["x0"], ["r"]),
+                                      helper.make_node("ArgMax", ["r"], ["a"], axis=1),
+                                      helper.make_node("Cast", ["a"], ["f"], to=F),
+                                      helper.make_node("Sigmoid", ["f"], ["y"])],
+                                     [("x0", [3, 7])], [("y", F)]),
+    "cumsum": _one("CumSum", [[4, 5]], inits=[("axis", np.array(1))]),
+    "views_only": _model([helper.make_node("Flatten", ["x0"], ["y"], axis=1)],
+                         [("x0", [2, 3, 4])], [("y", F)]),
+}
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", sorted(HOST_CASES))
+def test_host_fallback_and_kernelless_plans_run_on_cuda(case):
+    model = HOST_CASES[case]
+    engine = Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(*_build(model)))
+    assert engine.device == "cuda"
+    feeds = _inputs(model)
+    (expected,) = ReferenceEvaluator(model).run(None, feeds)
+    got = engine.create_execution_context().execute(feeds)["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 @needs_gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2",
