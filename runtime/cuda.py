@@ -458,7 +458,8 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
 
 
 def copy_htod(ptr: int, array: np.ndarray, stream: Stream | None = None) -> None:
-    """Copy a host array to device address ``ptr``. Without a stream: synchronous. With one:
+    """Copy a host array to device address ``ptr``. Without a stream: synchronous (finished on
+    return, for every stream). With one:
     the array is first copied into pinned staging memory owned by the stream (so the caller may
     reuse ``array`` at once), then copied asynchronously."""
     src = _contiguous(array)
@@ -469,6 +470,9 @@ def copy_htod(ptr: int, array: np.ndarray, stream: Stream | None = None) -> None
     if stream is None:
         _any_context()
         check(cu.cuMemcpyHtoD(dst, src.ctypes.data, n), f"copy {n} bytes to device")
+        # from pageable memory the DMA may still be in flight on return, and non-blocking
+        # streams do not wait for the legacy stream: finish it before anything reads it
+        check(cu.cuCtxSynchronize(), f"copy {n} bytes to device")
         return
     stream.device.set_current()
     staging = stream._staging(n)

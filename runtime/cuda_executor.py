@@ -182,21 +182,21 @@ class CudaExecutor:
     def _run_on_host(self, step: _HostStep) -> None:
         from ember.runtime import cpu_kernels
 
-        self.stream.synchronize()
+        # stream-ordered copies: the stream is non-blocking, so it does not wait for copies
+        # issued on the legacy default stream
         args = []
         for ptr, dtype, shape in step.inputs:
             array = np.empty(shape, dtype=dtype)
-            if array.nbytes:
-                cuda.copy_dtoh(array, ptr)
+            cuda.copy_dtoh(array, ptr, self.stream)
             args.append(array)
+        self.stream.synchronize()
         try:
             results = cpu_kernels.KERNELS[step.template](args, step.params)
         except Exception as e:  # numpy failing inside a template: name the step
             raise CudaError(f"{step.what}: {type(e).__name__}: {e}") from e
         for (ptr, dtype, shape), value in zip(step.outputs, results, strict=True):
             array = np.ascontiguousarray(np.asarray(value, dtype=dtype).reshape(shape))
-            if array.nbytes:
-                cuda.copy_htod(ptr, array)
+            cuda.copy_htod(ptr, array, self.stream)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         stream = self.stream
