@@ -83,6 +83,7 @@ def bench_one(model, onnx_bytes: bytes, feed: dict[str, np.ndarray], device: str
         if "compile" in peers:
             compiled = torch.compile(tm)
             times["torch.compile"] = time_it(lambda: compiled(*targs), repeats, sync)
+    model.to("cpu")  # the next batch exports from the CPU again
     if "ort" in peers:
         sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         times["onnxruntime (cpu)"] = time_it(lambda: sess.run(None, feed), repeats)
