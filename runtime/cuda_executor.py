@@ -80,13 +80,26 @@ def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
     return bytes(section[off:off + size])
 
 
+class _ExternalStream:
+    """A caller's CUstream (a handle), enough to record events on and wait for them."""
+
+    def __init__(self, handle: Any, device: cuda.Device) -> None:
+        self.handle = handle if isinstance(handle, cuda.cu.CUstream) else cuda.cu.CUstream(
+            int(handle))
+        self.device = device
+
+    def wait_event(self, event: cuda.Event) -> None:
+        self.device.set_current()
+        cuda.check(cuda.cu.cuStreamWaitEvent(self.handle, event.handle, 0), "cuStreamWaitEvent")
+
+
 @dataclass
 class _HostStep:
     """A step without a CUDA kernel (per-layer CPU fallback): run with numpy between launches."""
 
     template: str
     params: Mapping[str, Any]
-    inputs: list[tuple[int, np.dtype, tuple[int, ...]]]
+    inputs: list[tuple[int, np.dtype, tuple[int, ...]]]   # (buffer id, dtype, shape)
     outputs: list[tuple[int, np.dtype, tuple[int, ...]]]
     what: str
 
@@ -110,11 +123,15 @@ class CudaExecutor:
         self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
         self._owned: list[cuda.DeviceBuffer] = []
         self.ptrs = self._addresses()
-        self.inputs = [(name, self.ptrs[d.buffer]) for name, d in engine.tensors.items()
-                       if d.is_input]
-        self.outputs = [(name, self.ptrs[d.buffer], d.dtype, d.shape)
-                        for name, d in engine.tensors.items() if not d.is_input]
         self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+        # where each buffer's address is used, so a bound address can replace it in place
+        self._roots = [self._root(j) for j in range(len(engine.buffers))]
+        self._arg_uses: dict[int, list[tuple[cuda.PackedArgs, int]]] = {}
+        self._copy_out: dict[int, int] = {}  # output buffer -> bound address to copy it to
+        for ln, step in zip(self.launches, engine.steps, strict=True):
+            if isinstance(ln, _Launch):
+                for k, j in enumerate((*step["inputs"], *step["outputs"])):
+                    self._arg_uses.setdefault(self._roots[j], []).append((ln.args, k))
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
 
     def _addresses(self) -> list[int]:
@@ -150,7 +167,7 @@ class CudaExecutor:
 
         def desc(j: int) -> tuple[int, np.dtype, tuple[int, ...]]:
             b = self.engine.buffers[j]
-            return self.ptrs[j], np.dtype(b["dtype"]), tuple(b["shape"])
+            return j, np.dtype(b["dtype"]), tuple(b["shape"])
 
         return _HostStep(template, step["params"], [desc(j) for j in step["inputs"]],
                          [desc(j) for j in step["outputs"]],
@@ -185,33 +202,79 @@ class CudaExecutor:
         # stream-ordered copies: the stream is non-blocking, so it does not wait for copies
         # issued on the legacy default stream
         args = []
-        for ptr, dtype, shape in step.inputs:
+        for j, dtype, shape in step.inputs:
             array = np.empty(shape, dtype=dtype)
-            cuda.copy_dtoh(array, ptr, self.stream)
+            cuda.copy_dtoh(array, self.ptrs[j], self.stream)
             args.append(array)
         self.stream.synchronize()
         try:
             results = cpu_kernels.KERNELS[step.template](args, step.params)
         except Exception as e:  # numpy failing inside a template: name the step
             raise CudaError(f"{step.what}: {type(e).__name__}: {e}") from e
-        for (ptr, dtype, shape), value in zip(step.outputs, results, strict=True):
+        for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
             array = np.ascontiguousarray(np.asarray(value, dtype=dtype).reshape(shape))
-            cuda.copy_htod(ptr, array, self.stream)
+            cuda.copy_htod(self.ptrs[j], array, self.stream)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stream = self.stream
-        for name, ptr in self.inputs:
-            cuda.copy_htod(ptr, inputs[name], stream)
+    def _root(self, j: int) -> int:
+        while self.engine.buffers[j]["kind"] == "view":
+            j = self.engine.buffers[j]["base"]
+        return j
+
+    def bind(self, buffer: int, ptr: int, *, is_output: bool) -> None:
+        """Use device address `ptr` for an I/O tensor's buffer from now on. The buffer it views
+        (or it) is rebound everywhere; an output that views an input or a weight is copied out
+        to `ptr` after the launches instead."""
+        root = self._roots[buffer]
+        if is_output and self.engine.buffers[root]["kind"] in ("input", "weight"):
+            self._copy_out[buffer] = ptr
+            return
+        for j, r in enumerate(self._roots):
+            if r == root:
+                self.ptrs[j] = ptr
+        for args, k in self._arg_uses.get(root, []):
+            args.set(k, ptr)
+
+    def address(self, buffer: int) -> int:
+        return self._copy_out.get(buffer, self.ptrs[buffer])
+
+    def _launch_all(self) -> None:
         for ln in self.launches:
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)
                 continue
-            cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args, what=ln.what)
+            cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
+                        what=ln.what)
+
+    def run_async(self, stream_handle: int) -> None:
+        """Run on bound device addresses, ordered after and before the work of the caller's
+        stream (through events); no copies and, without host steps, no host wait."""
+        before, after = cuda.Event(timing=False), cuda.Event(timing=False)
+        external = _ExternalStream(stream_handle, self.state.device)
+        before.record(external)
+        self.stream.wait_event(before)
+        self._launch_all()
+        for buffer, ptr in self._copy_out.items():
+            n = _nbytes(self.engine.buffers[buffer])
+            if n:
+                cuda.check(cuda.cu.cuMemcpyDtoDAsync(ptr, self.ptrs[buffer], n,
+                                                     self.stream.handle),
+                           f"copy of output buffer #{buffer} to its bound address")
+        after.record(self.stream)
+        external.wait_event(after)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        stream = self.stream
+        engine = self.engine
+        for name, d in engine.tensors.items():
+            if d.is_input:
+                cuda.copy_htod(self.ptrs[d.buffer], inputs[name], stream)
+        self._launch_all()
         results: dict[str, np.ndarray] = {}
-        for name, ptr, dtype, shape in self.outputs:
-            out = np.empty(shape, dtype=dtype)
-            cuda.copy_dtoh(out, ptr, stream)
-            results[name] = out
+        for name, d in engine.tensors.items():
+            if not d.is_input:
+                out = np.empty(d.shape, dtype=d.dtype)
+                cuda.copy_dtoh(out, self.ptrs[d.buffer], stream)
+                results[name] = out
         try:
             stream.synchronize()
         except CudaError as e:

@@ -189,6 +189,30 @@ class ExecutionContext:
             checked[name] = np.ascontiguousarray(array)
         return checked
 
+    # -- TensorRT's bound-address path (CUDA) -------------------------------------------------
+    def _cuda(self, what: str):
+        if self.engine.device != "cuda":
+            raise EmberError(f"{what} needs the CUDA executor; this engine runs on the CPU "
+                             "(use execute() with numpy arrays)")
+        return self._executor
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        """Bind a device address (an int) for an I/O tensor, used by execute_async_v3."""
+        desc = self.engine._desc(name)
+        self._cuda("set_tensor_address").bind(desc.buffer, int(ptr), is_output=not desc.is_input)
+        return True
+
+    def get_tensor_address(self, name: str) -> int:
+        return self._cuda("get_tensor_address").address(self.engine._desc(name).buffer)
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        """Enqueue the plan on a CUDA stream (a CUstream or its integer handle), reading and
+        writing the bound device addresses; returns without waiting for the GPU."""
+        executor = self._cuda("execute_async_v3")
+        with self._lock:
+            executor.run_async(stream_handle)
+        return True
+
     def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """numpy in, numpy out (by name)."""
         checked = self._check_inputs(inputs)

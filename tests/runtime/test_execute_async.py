@@ -1,0 +1,75 @@
+"""TensorRT's bound-address path: set_tensor_address + execute_async_v3 on a caller's stream."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+from ember.compiler.builder import BuilderConfig, build_model
+from ember.errors import EmberError
+from ember.runtime import cuda
+from ember.runtime.engine import Runtime
+from ember.runtime.plan import plan_bytes
+
+rng = np.random.default_rng(3)
+W = rng.standard_normal((16, 8)).astype(np.float32)
+
+
+def _model():
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Relu", ["m"], ["r"]),
+             h.make_node("Flatten", ["r"], ["y"], axis=0)]  # the output is a view of an arena
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [4, 16])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 32])],
+                         [numpy_helper.from_array(W, "w")])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_cpu_engines_say_the_bound_path_needs_cuda():
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(*build_model(_model())))
+    ctx = engine.create_execution_context()
+    with pytest.raises(EmberError, match="execute_async_v3 needs the CUDA executor"):
+        ctx.execute_async_v3(0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.cuda_available(), reason="no CUDA GPU visible")
+def test_execute_async_v3_on_bound_addresses():
+    plan = plan_bytes(*build_model(_model(), BuilderConfig(target_arch=cuda.Device().arch)))
+    engine = Runtime("cuda").deserialize_cuda_engine(plan)
+    ctx = engine.create_execution_context()
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    want = np.maximum(x @ W, 0).reshape(1, 32)
+    with cuda.DeviceBuffer(x.nbytes) as dx, cuda.DeviceBuffer(want.nbytes) as dy:
+        dx.upload(x)
+        assert ctx.set_tensor_address("x", dx.ptr) and ctx.set_tensor_address("y", dy.ptr)
+        assert ctx.get_tensor_address("y") == dy.ptr
+        stream = cuda.Stream()
+        for _ in range(3):
+            assert ctx.execute_async_v3(stream.handle)
+        stream.synchronize()
+        got = np.empty_like(want)
+        dy.download(got)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.cuda_available(), reason="no CUDA GPU visible")
+def test_output_that_views_an_input_is_copied_to_its_address():
+    graph = h.make_graph([h.make_node("Flatten", ["x"], ["y"], axis=0)], "g",
+                         [h.make_tensor_value_info("x", T.FLOAT, [4, 16])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 64])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    plan = plan_bytes(*build_model(model, BuilderConfig(target_arch=cuda.Device().arch)))
+    ctx = Runtime("cuda").deserialize_cuda_engine(plan).create_execution_context()
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    with cuda.DeviceBuffer(x.nbytes) as dx, cuda.DeviceBuffer(x.nbytes) as dy:
+        dx.upload(x)
+        ctx.set_tensor_address("x", dx.ptr)
+        ctx.set_tensor_address("y", dy.ptr)
+        stream = cuda.Stream()
+        ctx.execute_async_v3(stream.handle)
+        stream.synchronize()
+        got = np.empty((1, 64), np.float32)
+        dy.download(got)
+    np.testing.assert_array_equal(got, x.reshape(1, 64))
