@@ -186,7 +186,8 @@ class ExecutionContext:
             if array.shape != desc.shape:
                 raise InputError(f"input '{name}': expected shape {list(desc.shape)}, got "
                                  f"{list(array.shape)}")
-            checked[name] = np.ascontiguousarray(array)
+            # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
+            checked[name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
         return checked
 
     # -- TensorRT's bound-address path (CUDA) -------------------------------------------------

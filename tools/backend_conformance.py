@@ -29,7 +29,9 @@ _PARAMETER_ERRORS = ("run-time parameters", "non-static shape", "shapes must be 
 def _array(x):
     from onnx import numpy_helper
 
-    return numpy_helper.to_array(x) if hasattr(x, "data_type") else x
+    if hasattr(x, "data_type"):
+        return numpy_helper.to_array(x)
+    return np.asarray(x) if isinstance(x, np.generic) else x  # 0-d data comes as numpy scalars
 
 
 def _op_type(case) -> str:
