@@ -30,7 +30,11 @@ class KernelSpec:
 TEMPLATES: tuple[str, ...] = (
     "elementwise", "matmul", "conv", "pool", "reduce", "softmax", "batch_norm", "layer_norm",
     "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
+    "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
+    "quantize", "dequantize", "range", "fill",
 )
+# templates whose module name differs (a submodule named `range` would shadow the builtin here)
+_MODULES = {"range": "range_"}
 
 
 def emitter(template: str) -> Callable[[str, dict], KernelSpec]:
@@ -38,7 +42,8 @@ def emitter(template: str) -> Callable[[str, dict], KernelSpec]:
     if template not in TEMPLATES:
         raise UnsupportedError(f"CUDA codegen: no kernel template for '{template}' "
                                f"(templates: {', '.join(TEMPLATES)})")
-    return importlib.import_module(f"ember.codegen.templates.{template}").emit
+    return importlib.import_module(
+        f"ember.codegen.templates.{_MODULES.get(template, template)}").emit
 
 
 # -- helpers shared by the templates ------------------------------------------------------------

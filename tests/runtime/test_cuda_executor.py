@@ -104,6 +104,50 @@ CASES = {
     "pad_wrap": _one("Pad", [[3, 4]], inits=[("p", np.array([1, 2, 1, 3]))], mode="wrap"),
     "expand": _one("Expand", [[3, 1]], inits=[("s", np.array([2, 3, 4]))]),
     "tile": _one("Tile", [[2, 3]], inits=[("r", np.array([2, 3]))]),
+    "argmax": _one("ArgMax", [[3, 7, 5]], out_elem=TensorProto.INT64, axis=1),
+    "argmin_last": _one("ArgMin", [[3, 7, 5]], out_elem=TensorProto.INT64, axis=-1, keepdims=0,
+                        select_last_index=1),
+    "convtranspose_groups_outpad": _one("ConvTranspose", [[1, 4, 5, 5]],
+                                        inits=[("w", _w(4, 3, 3, 3)), ("b", _w(6))],
+                                        strides=[2, 2], pads=[1, 1, 1, 1],
+                                        output_padding=[1, 1], group=2),
+    "convtranspose_1d_dilated": _one("ConvTranspose", [[2, 2, 7]], inits=[("w", _w(2, 3, 2))],
+                                     dilations=[2], pads=[1, 0]),
+    "resize_nearest": _model([helper.make_node("Resize", ["x0", "", "s"], ["y"], mode="nearest",
+                                               nearest_mode="round_prefer_ceil",
+                                               coordinate_transformation_mode="asymmetric")],
+                             [("x0", [1, 2, 4, 5])], [("y", F)],
+                             [("s", np.array([1, 1, 2, 1.5], np.float32))]),
+    "resize_linear": _model([helper.make_node("Resize", ["x0", "", "s"], ["y"], mode="linear")],
+                            [("x0", [1, 2, 6, 5])], [("y", F)],
+                            [("s", np.array([1, 1, 0.5, 1.6], np.float32))]),
+    "resize_linear_align": _model([helper.make_node("Resize", ["x0", "", "", "z"], ["y"],
+                                                    mode="linear",
+                                                    coordinate_transformation_mode=
+                                                    "align_corners")],
+                                  [("x0", [1, 1, 4, 4])], [("y", F)],
+                                  [("z", np.array([1, 1, 7, 3]))]),
+    "resize_cubic": _model([helper.make_node("Resize", ["x0", "", "s"], ["y"], mode="cubic")],
+                           [("x0", [1, 1, 5, 5])], [("y", F)],
+                           [("s", np.array([1, 1, 1.4, 2], np.float32))]),
+    "cumsum": _one("CumSum", [[4, 5]], inits=[("axis", np.array(1))]),
+    "cumsum_exclusive_reverse": _one("CumSum", [[4, 5]], inits=[("axis", np.array(0))],
+                                     exclusive=1, reverse=1),
+    "trilu_upper": _one("Trilu", [[2, 4, 5]], inits=[("k", np.array(1))], upper=1),
+    "trilu_lower": _one("Trilu", [[5, 4]], inits=[("k", np.array(-1))], upper=0),
+    "gather_elements": _one("GatherElements", [[3, 4]],
+                            inits=[("i", np.array([[0, -1], [-4, 3], [2, -2]]))], axis=1),
+    "einsum_bmm": _one("Einsum", [[2, 3, 4], [2, 4, 5]], equation="bij,bjk->bik"),
+    "quantize_per_axis": _one("QuantizeLinear", [[2, 3, 4]],
+                              inits=[("s", np.array([0.01, 0.02, 0.05], np.float32)),
+                                     ("z", np.array([-3, 0, 7], np.int8))],
+                              out_elem=TensorProto.INT8, axis=1),
+    "qdq_per_axis": _model([helper.make_node("QuantizeLinear", ["x0", "s", "z"], ["q"], axis=1),
+                            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"],
+                                             axis=1)],
+                           [("x0", [2, 3, 4])], [("y", F)],
+                           [("s", np.array([0.01, 0.02, 0.05], np.float32)),
+                            ("z", np.array([128, 100, 0], np.uint8))]),
 }
 
 
@@ -129,6 +173,27 @@ def _lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np
     return (x / (bias + alpha / size * total) ** beta).astype(x.dtype)
 
 
+def _conv_transpose_2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads,
+                       output_padding, group: int) -> np.ndarray:
+    """ONNX ConvTranspose (2-D, no dilation) by scattering each input element: onnx.reference's
+    ConvTranspose mishandles group > 1."""
+    n, c, h, wd = x.shape
+    mg, kh, kw = w.shape[1:]
+    cg = c // group
+    full = [strides[0] * (h - 1) + kh + output_padding[0],
+            strides[1] * (wd - 1) + kw + output_padding[1]]
+    buf = np.zeros((n, group * mg, *full), np.float64)
+    for ci in range(c):
+        g = ci // cg
+        for i in range(h):
+            for j in range(wd):
+                top, left = i * strides[0], j * strides[1]
+                buf[:, g * mg:(g + 1) * mg, top:top + kh, left:left + kw] += (
+                    x[:, ci, i, j][:, None, None, None] * w[ci][None])
+    out = buf[:, :, pads[0]:full[0] - pads[2], pads[1]:full[1] - pads[3]]
+    return (out + b.reshape(1, -1, 1, 1)).astype(np.float32)
+
+
 def _build(model) -> tuple[dict, dict]:
     return build_model(model.SerializeToString(), BuilderConfig(target_arch="sm_90"))
 
@@ -138,6 +203,9 @@ def test_case_builds(case):
     """Every case's kernels compile (no GPU needed)."""
     manifest, sections = _build(CASES[case])
     assert manifest["kernels"] or not manifest["steps"]
+    on_host = [(step["name"], step["fallback"]) for step in manifest["steps"]
+               if step.get("device") == "cpu"]
+    assert not on_host, on_host
 
 
 @needs_gpu
@@ -153,6 +221,10 @@ def test_case_matches_reference(case):
         feeds = {k: np.abs(v) + 0.1 for k, v in feeds.items()}
     if case == "lrn":  # onnx.reference's LRN loops over the batch dim, not the channels
         expected = _lrn(feeds["x0"], size=5, alpha=1e-2, beta=0.75, bias=1.0)
+    elif case == "convtranspose_groups_outpad":
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        expected = _conv_transpose_2d(feeds["x0"], inits["w"], inits["b"], [2, 2],
+                                      [1, 1, 1, 1], [1, 1], group=2)
     else:
         (expected,) = ReferenceEvaluator(model).run(None, feeds)
     got = engine.create_execution_context().execute(feeds)["y"]
@@ -173,14 +245,16 @@ def test_contexts_share_weights_and_run_twice():
     np.testing.assert_array_equal(b, c)
 
 
-# Templates without a CUDA kernel yet (run on the host inside a GPU plan), and a plan of views only
+# Steps CUDA codegen does not cover (float16 runs on the host inside a GPU plan), and a plan of
+# views only
 HOST_CASES = {
     "argmax_between_kernels": _model([helper.make_node("Relu", ["x0"], ["r"]),
-                                      helper.make_node("ArgMax", ["r"], ["a"], axis=1),
+                                      helper.make_node("Cast", ["r"], ["h"],
+                                                       to=TensorProto.FLOAT16),
+                                      helper.make_node("ArgMax", ["h"], ["a"], axis=1),
                                       helper.make_node("Cast", ["a"], ["f"], to=F),
                                       helper.make_node("Sigmoid", ["f"], ["y"])],
                                      [("x0", [3, 7])], [("y", F)]),
-    "cumsum": _one("CumSum", [[4, 5]], inits=[("axis", np.array(1))]),
     "views_only": _model([helper.make_node("Flatten", ["x0"], ["y"], axis=1)],
                          [("x0", [2, 3, 4])], [("y", F)]),
 }

@@ -1,0 +1,54 @@
+"""cumsum: running sum along `axis` (`exclusive` leaves the element itself out, `reverse` runs
+from the end). One thread per line of the axis, summing sequentially in the element type as
+numpy's cumsum does."""
+
+from __future__ import annotations
+
+from ember.codegen.scalar_c import c_type
+from ember.codegen.templates import (
+    KernelSpec,
+    grid_1d,
+    grid_stride_loop,
+    index_type,
+    prod,
+    signature,
+    source,
+)
+from ember.errors import UnsupportedError
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    shape = list(params["in_shapes"][0])
+    dtype = params["out_dtypes"][0]
+    if len(params["in_shapes"]) > 1 or params.get("axis") is None:
+        raise UnsupportedError("CUDA cumsum: a run-time axis is not supported")
+    if dtype == "bool" or not shape:
+        raise UnsupportedError(f"CUDA cumsum: {dtype} input of rank {len(shape)}")
+    axis = int(params["axis"]) % len(shape)
+    exclusive, reverse = bool(params.get("exclusive")), bool(params.get("reverse"))
+    dim, inner = shape[axis], prod(shape[axis + 1:])
+    n = prod(shape) // dim if dim else 0
+    itype = index_type(prod(shape))
+    t = c_type(dtype)
+    loop = (f"for (long long j = {dim - 1}; j >= 0; --j)" if reverse
+            else f"for (long long j = 0; j < {dim}; ++j)")
+    update = (["            const size_t at = (size_t)j * " + f"{inner};",
+               "            out0[at] = acc;", "            acc += line[at];"] if exclusive
+              else ["            const size_t at = (size_t)j * " + f"{inner};",
+                    "            acc += line[at];", "            out0[at] = acc;"])
+    body = [grid_stride_loop(n, itype),
+            f"        const size_t base = (size_t)(i / {inner}) * {dim * inner} + i % {inner};",
+            f"        const {t}* line = in0 + base;",
+            f"        {t}* out_line = out0 + base;",
+            f"        {t} acc = 0;",
+            f"        {loop} {{",
+            *(u.replace("out0[", "out_line[") for u in update),
+            "        }",
+            "    }"]
+    grid, block = grid_1d(n)
+    text = source(f"cumsum axis {axis} of {shape} {dtype} exclusive={int(exclusive)} "
+                  f"reverse={int(reverse)}",
+                  [f"tactic: one thread per line ({n} lines of {dim}, stride {inner}), "
+                   "sequential sum in the element type, grid-stride loop, block 256"],
+                  signature(name, [dtype], [dtype]), body)
+    return KernelSpec(text, grid, block, 0)

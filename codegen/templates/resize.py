@@ -1,0 +1,173 @@
+"""resize: ONNX Resize (nearest with every nearest_mode, linear, cubic; every
+coordinate_transformation_mode, exclude_outside, antialias, tf_crop_and_resize's extrapolation)
+as a separable gather. The per-axis source indices and weights are computed here, with the numpy
+kernel's own coordinate and weight rules, and baked into the kernel as constant tables; each
+thread sums the taps' product of weights for one output element."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.templates import (
+    KernelSpec,
+    decompose,
+    grid_1d,
+    grid_stride_loop,
+    index_type,
+    prod,
+    signature,
+    source,
+    strides_of,
+)
+from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.movement import (
+    _cubic_kernel,
+    _nearest_weights,
+    _source_coords,
+)
+
+MAX_TABLE = 1 << 18  # table entries (index + weight pairs) one kernel may bake in
+
+
+def _axis_table(params: dict, in_len: int, out_len: int, scale: float,
+                roi: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices [out, taps] clipped to the input, weights [out, taps], outside [out]) of one axis,
+    exactly as `cpu_kernels.movement._resize_axis` weighs its gather."""
+    x, outside = _source_coords(params.get("coordinate_transformation_mode", "half_pixel"),
+                                out_len, in_len, scale, roi)
+    base = np.floor(x)
+    ratio = x - base
+    base = base.astype(np.int64)
+    mode = params.get("mode", "nearest")
+    antialias = bool(params.get("antialias", False)) and scale < 1
+    if mode == "nearest":
+        weights = _nearest_weights(ratio, params.get("nearest_mode", "round_prefer_floor"))
+        offsets = np.array([0, 1])
+    elif mode in ("linear", "cubic"):
+        half = 1 if mode == "linear" else 2
+        s = min(scale, 1.0) if antialias else 1.0
+        first = int(np.floor(-half / s)) + 1
+        offsets = np.arange(first, 1 - first + 1) if antialias else np.arange(1 - half, half + 1)
+        dist = (offsets[None, :] - ratio[:, None]) * s
+        if mode == "linear":
+            weights = np.clip(1 - np.abs(dist), 0, None)
+        else:
+            weights = _cubic_kernel(dist, params.get("cubic_coeff_a", -0.75))
+        if antialias:
+            weights = weights / weights.sum(axis=1, keepdims=True)
+    else:
+        raise UnsupportedError(f"CUDA resize: unknown mode '{mode}'")
+    index = base[:, None] + offsets[None, :]
+    if params.get("exclude_outside", False):
+        weights = np.where((index < 0) | (index >= in_len), 0.0, weights)
+        total = weights.sum(axis=1, keepdims=True)
+        weights = weights / np.where(total == 0, 1.0, total)
+    flags = np.zeros(out_len, bool) if outside is None else outside
+    return np.clip(index, 0, in_len - 1), weights, flags
+
+
+def _table(ctype: str, name: str, values: np.ndarray) -> str:
+    flat = values.reshape(-1).tolist()
+    if ctype == "double":
+        items = [repr(float(v)) for v in flat]
+    else:
+        items = [str(int(v)) for v in flat]
+    rows = [", ".join(items[i:i + 12]) for i in range(0, len(items), 12)]
+    return (f"__device__ const {ctype} {name}[{len(flat)}] = {{\n    "
+            + ",\n    ".join(rows) + "\n};")
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    shape = list(params["in_shapes"][0])
+    out_shape = list(params["out_shapes"][0])
+    dtype = params["out_dtypes"][0]
+    if len(params["in_shapes"]) > 1:
+        raise UnsupportedError("CUDA resize: run-time roi / scales / sizes are not supported")
+    if dtype == "bool":
+        raise UnsupportedError("CUDA resize: bool input is not supported")
+    t = c_type(dtype)
+    rank = len(shape)
+    scales = [float(s) for s in params["scales"]]
+    sizes = params.get("sizes") or [-1] * rank
+    sizes = [int(n) if n >= 0 else int(math.floor(d * s))
+             for d, s, n in zip(shape, scales, sizes, strict=True)]
+    if sizes != out_shape:
+        raise UnsupportedError(f"CUDA resize: sizes {sizes} differ from the result {out_shape}")
+    if 0 in shape:
+        raise UnsupportedError(f"CUDA resize: empty input {shape}")
+    roi = params.get("roi")
+    axes, tables, taps = [], [], []
+    for a in range(rank):
+        axis_roi = None if roi is None else (float(roi[a]), float(roi[rank + a]))
+        trivial_roi = axis_roi is None or (math.isclose(axis_roi[0], 0.0)
+                                           and math.isclose(axis_roi[1], 1.0))
+        if math.isclose(scales[a], 1.0) and sizes[a] == shape[a] and trivial_roi:
+            continue
+        index, weights, outside = _axis_table(params, shape[a], sizes[a], scales[a], axis_roi)
+        axes.append(a)
+        tables.append((index, weights, outside))
+        taps.append(index.shape[1])
+    entries = sum(idx.size for idx, _, _ in tables)
+    if entries > MAX_TABLE:
+        raise UnsupportedError(f"CUDA resize: {entries} table entries exceed {MAX_TABLE}")
+    extrapolate = any(o.any() for _, _, o in tables)
+    helpers = []
+    for a, (index, weights, outside) in zip(axes, tables, strict=True):
+        helpers.append(_table("int", f"index{a}", index))
+        helpers.append(_table("double", f"weight{a}", weights))
+        if extrapolate:
+            helpers.append(_table("int", f"outside{a}", outside.astype(int)))
+            helpers.append(_table("double", f"weight_sum{a}", weights.sum(axis=1)))
+    n = prod(out_shape)
+    itype = index_type(n, prod(shape))
+    in_st = strides_of(shape)
+    body = [grid_stride_loop(n, itype)]
+    body += decompose("i", out_shape, "o", "        ", itype)
+    fixed = " + ".join(f"(size_t)o{d} * {in_st[d]}" for d in range(rank)
+                       if d not in axes and in_st[d]) or "0"
+    body += [f"        const size_t base = {fixed};", "        double acc = 0;"]
+    indent = "        "
+    terms = []
+    for a, nt in zip(axes, taps, strict=True):
+        body.append(f"{indent}for (int t{a} = 0; t{a} < {nt}; ++t{a}) {{")
+        indent += "    "
+        body.append(f"{indent}const int e{a} = (int)o{a} * {nt} + t{a};")
+        terms.append(a)
+    weight = " * ".join(f"weight{a}[e{a}]" for a in terms) or "1.0"
+    at = " + ".join(f"(size_t)index{a}[e{a}] * {in_st[a]}" for a in terms) or "0"
+    body.append(f"{indent}acc += {weight} * (double)in0[base + {at}];")
+    for _ in terms:
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    if extrapolate:
+        # the last axis whose coordinate falls outside the roi sets the value to the
+        # extrapolation value; the later axes only scale it by their weight sums
+        value = c_literal(float(params.get("extrapolation_value", 0.0)), "float64")
+        body.append("        double fill = 0; bool filled = false;")
+        for a in axes:
+            body += [f"        if (filled) fill *= weight_sum{a}[o{a}];",
+                     f"        if (outside{a}[o{a}]) {{ fill = {value}; filled = true; }}"]
+        body.append("        if (filled) acc = fill;")
+    if dtype in ("float32", "float64"):
+        body.append(f"        out0[i] = ({t})acc;")
+    else:
+        info = np.iinfo(np.dtype(dtype))
+        body.append(f"        out0[i] = ({t})fmin(fmax(rint(acc), {float(info.min)!r}), "
+                    f"{float(info.max)!r});")
+    body.append("    }")
+    grid, block = grid_1d(n)
+    mode = params.get("mode", "nearest")
+    detail = (f"nearest_mode={params.get('nearest_mode', 'round_prefer_floor')}"
+              if mode == "nearest" else f"cubic_coeff_a={params.get('cubic_coeff_a', -0.75)}"
+              if mode == "cubic" else "")
+    text = source(f"resize {mode} {shape} -> {out_shape} {dtype} coordinate_transformation_mode="
+                  f"{params.get('coordinate_transformation_mode', 'half_pixel')} {detail}".rstrip(),
+                  ["tactic: separable gather, one thread per output element (grid-stride loop, "
+                   "block 256);",
+                   f"resized axes {axes} with {taps} taps each: source indices and weights "
+                   "precomputed per output coordinate (index<a>, weight<a>), sums in double"],
+                  signature(name, [dtype], [dtype]), body, helpers="\n".join(helpers))
+    return KernelSpec(text, grid, block, 0)
