@@ -122,6 +122,10 @@ def _apply_profiles(model: onnx.ModelProto, config: BuilderConfig) -> onnx.Model
         return model
     model = onnx.ModelProto.FromString(model.SerializeToString())
     shapes = config.profiles[0].shapes
+    unknown = set(shapes) - {vi.name for vi in model.graph.input}
+    if unknown:
+        raise EmberError(f"profile names unknown input(s) {sorted(unknown)}; the model's inputs "
+                         f"are {[vi.name for vi in model.graph.input]}")
     for vi in model.graph.input:
         if vi.name in shapes:
             _, opt, _ = shapes[vi.name]

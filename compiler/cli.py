@@ -35,7 +35,7 @@ def _build(args: argparse.Namespace) -> int:
     from ember.compiler.commands import build
 
     build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
-          verbose=args.verbose)
+          shapes=args.shapes, verbose=args.verbose)
     return 0
 
 
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="compile CUDA kernels for this GPU (e.g. sm_90); "
                                   "works without a GPU. Default: a CPU-only plan")
     p.add_argument("--pipeline", help="the pipeline (default: default)")
+    p.add_argument("--shapes", help="static shapes for symbolic inputs, e.g. x:1x3x224x224,m:1x128")
     p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
     p.set_defaults(run=_build)
 

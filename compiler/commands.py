@@ -14,14 +14,37 @@ from ember.compiler.builder import BuilderConfig, build_model
 from ember.errors import EmberError
 
 
+def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
+    """trtexec's `--shapes=input:1x3x224x224,mask:1x128` -> {name: dims}."""
+    shapes = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, sep, dims = item.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split("x"))
+        except ValueError:
+            raise EmberError(f"--shapes: '{item}' is not NAME:D0xD1x..., e.g. x:1x3x224x224") \
+                from None
+    return shapes
+
+
 def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | None = None,
-          pipeline: str = "default", verbose: bool = False, out: TextIO | None = None) -> dict:
+          pipeline: str = "default", shapes: str | None = None, verbose: bool = False,
+          out: TextIO | None = None) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file)."""
+    from ember.compiler.builder import OptimizationProfile
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
-    manifest, sections = build_model(model, BuilderConfig(pipeline=pipeline, target_arch=arch))
+    config = BuilderConfig(pipeline=pipeline, target_arch=arch)
+    if shapes:
+        profile = OptimizationProfile()
+        for name, dims in parse_shapes(shapes).items():
+            profile.set_shape(name, dims, dims, dims)
+        config.add_optimization_profile(profile)
+    manifest, sections = build_model(model, config)
     write_plan(output, manifest, sections)
     seconds = time.perf_counter() - start
     if verbose:

@@ -161,3 +161,21 @@ def test_failed_build_leaves_no_plan(tmp_path):
         build(tmp_path / "bad.onnx", tmp_path / "bad.plan")
     assert not any(p.suffix in (".plan", ".tmp") or "plan" in p.name
                    for p in tmp_path.iterdir() if p.name != "bad.onnx")
+
+
+def test_symbolic_batch_builds_with_a_profile_shape(tmp_path, capsys):
+    from ember.compiler.cli import main
+
+    model = small_cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, tmp_path / "dyn.onnx")
+    assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "a.plan")]) == 1
+    assert "non-static shape" in capsys.readouterr().err
+    assert not (tmp_path / "a.plan").exists()
+    assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "a.plan"),
+                 "--shapes", "x:2x3x8x8"]) == 0
+    engine = ember.Runtime("cpu").load(tmp_path / "a.plan")
+    assert engine.get_tensor_shape("x") == (2, 3, 8, 8)
+    assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "b.plan"),
+                 "--shapes", "z:2x3x8x8"]) == 1
+    assert "unknown input" in capsys.readouterr().err
