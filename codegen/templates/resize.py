@@ -22,12 +22,8 @@ from ember.codegen.templates import (
     source,
     strides_of,
 )
-from ember.errors import UnsupportedError
-from ember.runtime.cpu_kernels.movement import (
-    _cubic_kernel,
-    _nearest_weights,
-    _source_coords,
-)
+from ember.errors import ShapeError, UnsupportedError
+from ember.runtime.cpu_kernels.movement import resize_taps
 
 MAX_TABLE = 1 << 18  # table entries (index + weight pairs) one kernel may bake in
 
@@ -35,38 +31,12 @@ MAX_TABLE = 1 << 18  # table entries (index + weight pairs) one kernel may bake 
 def _axis_table(params: dict, in_len: int, out_len: int, scale: float,
                 roi: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices [out, taps] clipped to the input, weights [out, taps], outside [out]) of one axis,
-    exactly as `cpu_kernels.movement._resize_axis` weighs its gather."""
-    x, outside = _source_coords(params.get("coordinate_transformation_mode", "half_pixel"),
-                                out_len, in_len, scale, roi)
-    base = np.floor(x)
-    ratio = x - base
-    base = base.astype(np.int64)
-    mode = params.get("mode", "nearest")
-    antialias = bool(params.get("antialias", False)) and scale < 1
-    if mode == "nearest":
-        weights = _nearest_weights(ratio, params.get("nearest_mode", "round_prefer_floor"))
-        offsets = np.array([0, 1])
-    elif mode in ("linear", "cubic"):
-        half = 1 if mode == "linear" else 2
-        s = min(scale, 1.0) if antialias else 1.0
-        first = int(np.floor(-half / s)) + 1
-        offsets = np.arange(first, 1 - first + 1) if antialias else np.arange(1 - half, half + 1)
-        dist = (offsets[None, :] - ratio[:, None]) * s
-        if mode == "linear":
-            weights = np.clip(1 - np.abs(dist), 0, None)
-        else:
-            weights = _cubic_kernel(dist, params.get("cubic_coeff_a", -0.75))
-        if antialias:
-            weights = weights / weights.sum(axis=1, keepdims=True)
-    else:
-        raise UnsupportedError(f"CUDA resize: unknown mode '{mode}'")
-    index = base[:, None] + offsets[None, :]
-    if params.get("exclude_outside", False):
-        weights = np.where((index < 0) | (index >= in_len), 0.0, weights)
-        total = weights.sum(axis=1, keepdims=True)
-        weights = weights / np.where(total == 0, 1.0, total)
-    flags = np.zeros(out_len, bool) if outside is None else outside
-    return np.clip(index, 0, in_len - 1), weights, flags
+    from the CPU kernel's own `resize_taps`, so both compute the same function."""
+    try:
+        index, weights, outside = resize_taps(params, in_len, out_len, scale, roi)
+    except ShapeError as e:
+        raise UnsupportedError(f"CUDA resize: {e}") from None
+    return index, weights, np.zeros(out_len, bool) if outside is None else outside
 
 
 def _table(ctype: str, name: str, values: np.ndarray) -> str:

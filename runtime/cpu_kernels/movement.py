@@ -323,13 +323,12 @@ def _source_coords(mode: str, out_len: int, in_len: int, scale: float,
     return x, outside
 
 
-def _resize_axis(data: np.ndarray, axis: int, out_len: int, scale: float,
-                 params: dict[str, Any], roi: tuple[float, float] | None) -> np.ndarray:
-    in_len = data.shape[axis]
-    if out_len == 0 or in_len == 0:
-        shape = list(data.shape)
-        shape[axis] = out_len
-        return np.zeros(shape, data.dtype)
+def resize_taps(params: dict[str, Any], in_len: int, out_len: int, scale: float,
+                roi: tuple[float, float] | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One axis of a resize: for each output position, the input indices it reads (clipped to
+    the input, [out, taps]), their weights ([out, taps]) and which positions fall outside the
+    ROI (tf_crop_and_resize; None otherwise). The CUDA template bakes the same tables in."""
     x, outside = _source_coords(params.get("coordinate_transformation_mode", "half_pixel"),
                                 out_len, in_len, scale, roi)
     base = np.floor(x)
@@ -359,7 +358,18 @@ def _resize_axis(data: np.ndarray, axis: int, out_len: int, scale: float,
         weights = np.where((index < 0) | (index >= in_len), 0.0, weights)
         total = weights.sum(axis=1, keepdims=True)
         weights = weights / np.where(total == 0, 1.0, total)
-    gathered = np.take(data, np.clip(index, 0, in_len - 1), axis=axis)
+    return np.clip(index, 0, in_len - 1), weights, outside
+
+
+def _resize_axis(data: np.ndarray, axis: int, out_len: int, scale: float,
+                 params: dict[str, Any], roi: tuple[float, float] | None) -> np.ndarray:
+    in_len = data.shape[axis]
+    if out_len == 0 or in_len == 0:
+        shape = list(data.shape)
+        shape[axis] = out_len
+        return np.zeros(shape, data.dtype)
+    index, weights, outside = resize_taps(params, in_len, out_len, scale, roi)
+    gathered = np.take(data, index, axis=axis)
     w_shape = (1,) * axis + weights.shape + (1,) * (data.ndim - axis - 1)
     result = (gathered * weights.reshape(w_shape)).sum(axis=axis + 1)
     if outside is not None and outside.any():
