@@ -26,7 +26,12 @@ class EmberRep(BackendRep):
             feed = dict(inputs)
         else:
             arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-            feed = dict(zip(names, arrays, strict=False))
+            if len(arrays) != len(names):
+                from ember.errors import EmberError
+
+                raise EmberError(f"{len(arrays)} input(s) given, the model takes {len(names)}: "
+                                 f"{', '.join(names)}")
+            feed = dict(zip(names, arrays, strict=True))
         out = self.engine(feed)
         return tuple(out[n] for n in self.engine.output_names)
 

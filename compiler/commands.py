@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import TextIO
 
@@ -95,11 +96,7 @@ def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
     out = out or sys.stdout
     engine = load_engine(model, device)
     if inputs is not None:
-        try:
-            with np.load(inputs) as data:
-                feed = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as e:
-            raise EmberError(f"cannot read inputs from {inputs}: {e}") from None
+        feed = load_npz(inputs)
     else:
         feed = random_inputs(engine)
     start = time.perf_counter()
@@ -111,7 +108,35 @@ def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
         out.write(f"{name}: {value.dtype}{list(value.shape)} {summary}\n")
     out.write(f"ran on {engine.device} in {seconds * 1e3:.2f} ms\n")
     if outputs is not None:
-        tmp = Path(str(outputs) + ".tmp.npz")
-        np.savez(tmp, **result)
-        tmp.replace(outputs)
+        save_npz(outputs, result)
     return result
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays by name from an .npz file (as `np.savez` writes them)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise EmberError(f"cannot read inputs from {path}: {e}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise EmberError(f"{path}: expected an .npz of arrays by input name (np.savez), "
+                         "not a single array")
+    with data:
+        try:
+            return {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise EmberError(f"cannot read inputs from {path}: {e}") from None
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays by name as an .npz, atomically (names like 'file' are fine here)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w") as z:
+            for name, array in arrays.items():
+                with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

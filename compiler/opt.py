@@ -87,8 +87,11 @@ def opt(model: str | os.PathLike | ModuleOp, *, pipeline: str | None = None,
 
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _print_timings(run: PipelineRun, err: TextIO) -> None:

@@ -134,6 +134,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     store = weights_of(module)
     in_names, out_names = graph_io_names(module)
+    _check_io_names(list(in_names), list(out_names))
     state = _PlanState()
     for name, arg in zip(in_names, fn.body.block.args, strict=True):
         state.new(arg, "input", name=name)
@@ -169,9 +170,11 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
     for b in state.buffers:
         if b.kind == "arena":
             b.offset = offsets[b.id]
-    inputs = [{"name": b.name, "dtype": b.dtype, "shape": b.shape,
-               "format": _default_format(b.shape), "buffer": b.id}
-              for b in state.buffers if b.kind == "input"]
+    inputs = [{"name": name, "dtype": state.by_value[arg].dtype,
+               "shape": state.by_value[arg].shape,
+               "format": format_of(arg) or _default_format(state.by_value[arg].shape),
+               "buffer": state.by_value[arg].id}
+              for name, arg in zip(in_names, fn.body.block.args, strict=True)]
     manifest = {
         "ember_version": ember.__version__,
         "target": target or {"device": "any"},
@@ -183,7 +186,6 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
         "weights_bytes": len(state.weights),
         "steps": state.steps,
     }
-    _check_io_names(in_names, out_names)
     return json_value(manifest), {"weights": bytes(state.weights)}
 
 
@@ -192,9 +194,14 @@ def _default_format(shape: list[int]) -> str:
 
 
 def _check_io_names(ins: list[str], outs: list[str]) -> None:
-    dup = {n for n in ins + outs if (ins + outs).count(n) > 1 and n not in set(ins) & set(outs)}
+    both = sorted(set(ins) & set(outs))
+    if both:
+        raise EmberError(f"{both} name both a graph input and a graph output; an engine's I/O "
+                         "names must be unique (give the passthrough output its own name, e.g. "
+                         "with an Identity node)")
+    dup = sorted({n for n in outs if outs.count(n) > 1})
     if dup:
-        raise EmberError(f"I/O names must be unique: {sorted(dup)}")
+        raise EmberError(f"graph output(s) {dup} are listed more than once")
 
 
 def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:

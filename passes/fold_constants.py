@@ -28,6 +28,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import (
     NNOp,
     build,
@@ -40,7 +41,7 @@ from ember.dialects.nn.base import (
 from ember.dialects.nn.elementwise import BinaryOp, CastOp, ConstantOp, FillOp, WeightOp
 from ember.dialects.nn.movement import ShapeOfOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
-from ember.dialects.tensor_types import UNKNOWN, shape_of
+from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
 from ember.passes.convert_onnx_to_nn import update_function_type
@@ -146,7 +147,8 @@ class _Folder:
             return
         result = np.asarray(result, dtype=object)
         if all(isinstance(d, int | np.integer) for d in result.reshape(-1)):
-            const = make_constant(result.astype(np.int64), self.store)
+            dtype = numpy_dtype(element_type_of(op.results[0]))
+            const = make_constant(result.astype(dtype), self.store)
             Rewriter.insert_op(const, InsertPoint.before(op))
             op.results[0].replace_all_uses_with(const.results[0])
             Rewriter.erase_op(op)

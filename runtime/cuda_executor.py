@@ -128,6 +128,7 @@ class CudaExecutor:
         self._roots = [self._root(j) for j in range(len(engine.buffers))]
         self._arg_uses: dict[int, list[tuple[cuda.PackedArgs, int]]] = {}
         self._copy_out: dict[int, int] = {}  # output buffer -> bound address to copy it to
+        self._bound_by: dict[int, int] = {}   # root buffer -> the I/O buffer bound onto it
         for ln, step in zip(self.launches, engine.steps, strict=True):
             if isinstance(ln, _Launch):
                 for k, j in enumerate((*step["inputs"], *step["outputs"])):
@@ -152,7 +153,7 @@ class CudaExecutor:
                 ptrs.append(self.state.weights.ptr + off)
             elif kind == "view":
                 ptrs.append(ptrs[b["base"]])
-            else:  # input / output: bound by this executor
+            else:  # an input: a buffer of this executor until an address is bound
                 buf = cuda.DeviceBuffer(max(n, 1), dev)
                 self._owned.append(buf)
                 ptrs.append(buf.ptr)
@@ -225,9 +226,11 @@ class CudaExecutor:
         (or it) is rebound everywhere; an output that views an input or a weight is copied out
         to `ptr` after the launches instead."""
         root = self._roots[buffer]
-        if is_output and self.engine.buffers[root]["kind"] in ("input", "weight"):
+        shared = self._bound_by.get(root, buffer) != buffer  # another output owns this root
+        if is_output and (shared or self.engine.buffers[root]["kind"] in ("input", "weight")):
             self._copy_out[buffer] = ptr
             return
+        self._bound_by[root] = buffer
         for j, r in enumerate(self._roots):
             if r == root:
                 self.ptrs[j] = ptr

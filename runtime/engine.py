@@ -11,11 +11,11 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ember.errors import EmberError, PlanError
+from ember.runtime.manifest import validate
 from ember.runtime.plan import Plan, read_plan
 
 
@@ -33,63 +33,25 @@ class TensorDesc:
     is_input: bool
 
 
-def decode(value: Any) -> Any:
-    """Manifest JSON -> Python data (non-finite floats were stored as {"float": "inf"})."""
-    if isinstance(value, dict):
-        if set(value) == {"float"}:
-            return float(value["float"])
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-
-def _field(d: Mapping, key: str, kind: type, where: str) -> Any:
-    if key not in d or not isinstance(d[key], kind) or isinstance(d[key], bool) and kind is int:
-        raise PlanError(f"manifest: {where} lacks a valid '{key}'")
-    return d[key]
-
-
 class Engine:
     """A deserialized plan. Query I/O with the TensorRT names; make contexts to run it."""
 
-    def __init__(self, plan: Plan, device: str = "auto") -> None:
+    def __init__(self, plan: Plan, device: str = "auto", *, allow_rejit: bool = False) -> None:
         self.plan = plan
-        m = plan.manifest
-        self.manifest = m
-        self.buffers: list[dict[str, Any]] = _field(m, "buffers", list, "the plan")
-        self.steps: list[dict[str, Any]] = [decode(s) for s in _field(m, "steps", list, "the plan")]
-        self.arena_bytes: int = _field(m, "arena_bytes", int, "the plan")
+        self.manifest = m = plan.manifest
+        self.weights = plan.section("weights") if "weights" in plan.section_names else None
+        self.buffers, self.steps = validate(m, len(self.weights) if self.weights else 0)
+        self.arena_bytes: int = m["arena_bytes"]
         self.tensors: dict[str, TensorDesc] = {}
         for is_input, key in ((True, "inputs"), (False, "outputs")):
-            for t in _field(m, key, list, "the plan"):
-                name = _field(t, "name", str, key)
-                self.tensors[name] = TensorDesc(name, np.dtype(_field(t, "dtype", str, name)),
-                                                tuple(_field(t, "shape", list, name)),
-                                                t.get("format", ""), _field(t, "buffer", int, name),
-                                                is_input)
-        self._check_buffers()
-        self.weights = plan.section("weights") if "weights" in plan.section_names else None
-        self.device = _pick_device(device, m)
-
-    def _check_buffers(self) -> None:
-        for i, b in enumerate(self.buffers):
-            if b.get("id") != i or b.get("kind") not in ("input", "output", "weight", "arena",
-                                                          "view"):
-                raise PlanError(f"manifest: buffer #{i} is malformed")
-            try:
-                np.dtype(b["dtype"])
-            except (TypeError, KeyError) as e:
-                raise PlanError(f"manifest: buffer #{i} has a bad dtype") from e
-            if b["kind"] == "view" and not (isinstance(b.get("base"), int)
-                                             and 0 <= b["base"] < i):
-                raise PlanError(f"manifest: view buffer #{i} has a bad base")
-        for s in self.steps:
-            for key in ("inputs", "outputs"):
-                ids = s.get(key)
-                if not isinstance(ids, list) or not all(isinstance(j, int) and
-                                                        0 <= j < len(self.buffers) for j in ids):
-                    raise PlanError(f"manifest: step {s.get('name')!r} has bad {key}")
+            for t in m[key]:
+                self.tensors[t["name"]] = TensorDesc(
+                    t["name"], np.dtype(t["dtype"]), tuple(t["shape"]), t.get("format", ""),
+                    t["buffer"], is_input)
+        self.allow_rejit = allow_rejit
+        self.device = _pick_device(device, m, allow_rejit)
+        self._default_context: ExecutionContext | None = None
+        self._lock = threading.Lock()
 
     # -- TensorRT-style queries ----------------------------------------------------------------
     @property
@@ -130,10 +92,14 @@ class Engine:
 
     def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,
                  **named: np.ndarray) -> dict[str, np.ndarray]:
-        return self.create_execution_context().execute({**(inputs or {}), **named})
+        """Run on this engine's own context (made once: each context holds device memory)."""
+        with self._lock:
+            if self._default_context is None:
+                self._default_context = self.create_execution_context()
+        return self._default_context.execute({**(inputs or {}), **named})
 
 
-def _pick_device(device: str, manifest: Mapping) -> str:
+def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise EmberError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
     if device == "cpu":
@@ -146,9 +112,14 @@ def _pick_device(device: str, manifest: Mapping) -> str:
                              "rebuild with a target arch, or run it with device='cpu'")
         return "cuda"
     if has_cuda_code:
-        from ember.runtime.cuda import cuda_available
+        from ember.runtime.cuda import cuda_available, default_device
+        from ember.runtime.plan import check_target
 
         if cuda_available():
+            try:  # a plan for another GPU runs on the CPU rather than not at all
+                check_target(target, default_device().arch, allow_rejit)
+            except PlanError:
+                return "cpu"
             return "cuda"
     return "cpu"
 
@@ -224,11 +195,13 @@ class ExecutionContext:
 class Runtime:
     """Loads plans: `Runtime().deserialize_cuda_engine(plan_bytes)` as in TensorRT."""
 
-    def __init__(self, device: str = "auto") -> None:
+    def __init__(self, device: str = "auto", *, allow_rejit: bool = False) -> None:
+        """`allow_rejit`: run a plan built for another GPU arch by JIT-compiling its PTX."""
         self.device = device
+        self.allow_rejit = allow_rejit
 
     def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
-        return Engine(read_plan(bytes(plan)), self.device)
+        return Engine(read_plan(bytes(plan)), self.device, allow_rejit=self.allow_rejit)
 
     def load(self, path: str | os.PathLike) -> Engine:
-        return Engine(read_plan(path), self.device)
+        return Engine(read_plan(path), self.device, allow_rejit=self.allow_rejit)

@@ -179,3 +179,26 @@ def test_symbolic_batch_builds_with_a_profile_shape(tmp_path, capsys):
     assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "b.plan"),
                  "--shapes", "z:2x3x8x8"]) == 1
     assert "unknown input" in capsys.readouterr().err
+
+
+def test_ember_run_reads_and_writes_npz(tmp_path, capsys):
+    from ember.compiler.cli import main
+    from ember.compiler.commands import save_npz
+
+    manifest, sections = build_model(small_cnn())
+    write_plan(tmp_path / "cnn.plan", manifest, sections)
+    save_npz(tmp_path / "in.npz", {"x": X})
+    assert main(["run", str(tmp_path / "cnn.plan"), "--inputs", str(tmp_path / "in.npz"),
+                 "--outputs", str(tmp_path / "out.npz"), "--device", "cpu"]) == 0
+    with np.load(tmp_path / "out.npz") as out:
+        want = ReferenceEvaluator(small_cnn()).run(None, {"x": X})[0]
+        np.testing.assert_allclose(out["y"], want, rtol=1e-5, atol=1e-6)
+    np.save(tmp_path / "x.npy", X)
+    assert main(["run", str(tmp_path / "cnn.plan"), "--inputs", str(tmp_path / "x.npy")]) == 1
+    assert "not a single array" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04garbage")
+    assert main(["run", str(tmp_path / "cnn.plan"), "--inputs", str(tmp_path / "bad.npz")]) == 1
+    assert "cannot read inputs" in capsys.readouterr().err
+    save_npz(tmp_path / "odd.npz", {"file": X})
+    with np.load(tmp_path / "odd.npz") as odd:
+        np.testing.assert_array_equal(odd["file"], X)

@@ -1,0 +1,137 @@
+"""Validation of a plan's manifest at load, so the executors can trust it: a malformed or hostile
+manifest gets a PlanError naming what is wrong, never a KeyError, an out-of-bounds copy or a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ember.errors import PlanError
+
+BUFFER_KINDS = ("input", "weight", "arena", "view")
+_MAX_RANK = 64
+
+
+def decode(value: Any) -> Any:
+    """Manifest JSON -> Python data (non-finite floats were stored as {"float": "inf"})."""
+    if isinstance(value, dict):
+        if set(value) == {"float"}:
+            text = value["float"]
+            if not isinstance(text, str):
+                raise PlanError("manifest: a {\"float\": ...} value is not a string")
+            try:
+                return float(text)
+            except ValueError:
+                raise PlanError(f"manifest: {text!r} is not a float") from None
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def _int(value: Any, what: str, lo: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise PlanError(f"manifest: {what} must be an integer ≥ {lo}, not {value!r}")
+    return value
+
+
+def _dtype(value: Any, what: str) -> np.dtype:
+    try:
+        dtype = np.dtype(value) if isinstance(value, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc" or dtype.itemsize == 0:
+        raise PlanError(f"manifest: {what} has a bad dtype {value!r}")
+    return dtype
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_RANK:
+        raise PlanError(f"manifest: {what} has a bad shape {value!r}")
+    return tuple(_int(d, f"a dim of {what}") for d in value)
+
+
+def nbytes(buffer: Mapping[str, Any]) -> int:
+    return math.prod(buffer["shape"]) * np.dtype(buffer["dtype"]).itemsize
+
+
+def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict], list[dict]]:
+    """Check the buffers, I/O descriptors and steps; return (buffers, decoded steps)."""
+    if not isinstance(manifest, Mapping):
+        raise PlanError("manifest: not an object")
+    arena = _int(manifest.get("arena_bytes"), "arena_bytes")
+    buffers = manifest.get("buffers")
+    if not isinstance(buffers, list):
+        raise PlanError("manifest: 'buffers' must be a list")
+    for i, b in enumerate(buffers):
+        where = f"buffer #{i}"
+        if not isinstance(b, dict) or b.get("id") != i or b.get("kind") not in BUFFER_KINDS:
+            raise PlanError(f"manifest: {where} is malformed")
+        _dtype(b.get("dtype"), where)
+        _shape(b.get("shape"), where)
+        size = nbytes(b)
+        kind = b["kind"]
+        if kind in ("arena", "weight"):
+            off = _int(b.get("offset"), f"{where}'s offset")
+            limit = arena if kind == "arena" else weights_bytes
+            if off + size > limit:
+                raise PlanError(f"manifest: {where} ({size} bytes at {off}) lies outside the "
+                                f"{'arena' if kind == 'arena' else 'weights section'}")
+        elif kind == "view":
+            base = b.get("base")
+            if not (isinstance(base, int) and not isinstance(base, bool) and 0 <= base < i):
+                raise PlanError(f"manifest: {where} views a bad base {base!r}")
+            if nbytes(buffers[base]) != size:
+                raise PlanError(f"manifest: {where} differs in size from the buffer it views")
+        elif not isinstance(b.get("name"), str):
+            raise PlanError(f"manifest: input {where} has no name")
+    names: set[str] = set()
+    for key in ("inputs", "outputs"):
+        descs = manifest.get(key)
+        if not isinstance(descs, list):
+            raise PlanError(f"manifest: '{key}' must be a list")
+        for t in descs:
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+                raise PlanError(f"manifest: an entry of '{key}' is malformed")
+            name = t["name"]
+            if name in names:
+                raise PlanError(f"manifest: I/O name '{name}' appears twice")
+            names.add(name)
+            j = t.get("buffer")
+            if not (isinstance(j, int) and not isinstance(j, bool) and 0 <= j < len(buffers)):
+                raise PlanError(f"manifest: I/O tensor '{name}' names a bad buffer {j!r}")
+            b = buffers[j]
+            if (_dtype(t.get("dtype"), name) != np.dtype(b["dtype"])
+                    or _shape(t.get("shape"), name) != tuple(b["shape"])):
+                raise PlanError(f"manifest: I/O tensor '{name}' disagrees with its buffer")
+            if key == "inputs" and (b["kind"] != "input" or b["name"] != name):
+                raise PlanError(f"manifest: input '{name}' is not bound to its input buffer")
+            if not isinstance(t.get("format", ""), str):
+                raise PlanError(f"manifest: I/O tensor '{name}' has a bad format")
+    raw_steps = manifest.get("steps")
+    if not isinstance(raw_steps, list):
+        raise PlanError("manifest: 'steps' must be a list")
+    steps = []
+    for i, s in enumerate(raw_steps):
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str) \
+                or not isinstance(s.get("template"), str) or not isinstance(s.get("params"), dict):
+            raise PlanError(f"manifest: step #{i} is malformed")
+        origin = s.get("origin", [])
+        if not isinstance(origin, list) or not all(isinstance(o, str) for o in origin):
+            raise PlanError(f"manifest: step {s['name']!r} has a bad origin")
+        for key in ("inputs", "outputs"):
+            ids = s.get(key)
+            if not isinstance(ids, list) or not all(
+                    isinstance(j, int) and not isinstance(j, bool) and 0 <= j < len(buffers)
+                    for j in ids):
+                raise PlanError(f"manifest: step {s['name']!r} has bad {key}")
+        for j in s["outputs"]:
+            if buffers[j]["kind"] != "arena":
+                raise PlanError(f"manifest: step {s['name']!r} writes buffer #{j}, which is "
+                                f"not an activation")
+        steps.append(decode(s))
+    return buffers, steps
