@@ -73,3 +73,30 @@ def test_output_that_views_an_input_is_copied_to_its_address():
         got = np.empty((1, 64), np.float32)
         dy.download(got)
     np.testing.assert_array_equal(got, x.reshape(1, 64))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.cuda_available(), reason="no CUDA GPU visible")
+def test_two_outputs_on_one_buffer_are_both_written():
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["y"]),
+                          h.make_node("Flatten", ["y"], ["z"], axis=0)], "g",
+                         [h.make_tensor_value_info("x", T.FLOAT, [4, 16])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [4, 16]),
+                          h.make_tensor_value_info("z", T.FLOAT, [1, 64])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    plan = plan_bytes(*build_model(model, BuilderConfig(target_arch=cuda.Device().arch)))
+    ctx = Runtime("cuda").deserialize_cuda_engine(plan).create_execution_context()
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    with cuda.DeviceBuffer(x.nbytes) as dx, cuda.DeviceBuffer(x.nbytes) as dy, \
+            cuda.DeviceBuffer(x.nbytes) as dz:
+        dx.upload(x)
+        for name, buf in (("x", dx), ("y", dy), ("z", dz)):
+            ctx.set_tensor_address(name, buf.ptr)
+        stream = cuda.Stream()
+        ctx.execute_async_v3(stream.handle)
+        stream.synchronize()
+        y, z = np.empty((4, 16), np.float32), np.empty((1, 64), np.float32)
+        dy.download(y)
+        dz.download(z)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(z, np.maximum(x, 0).reshape(1, 64))
