@@ -147,7 +147,8 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
     proto, _ = load_model(model)
     module = import_onnx(_apply_profiles(proto, config))
-    run_passes(module, [*resolve_passes(config.pipeline), "convert-nn-to-kernel"])
+    run_passes(module, [*resolve_passes(config.pipeline), "convert-nn-to-kernel",
+                        "fuse-elementwise"])
     target: dict[str, Any] = {"device": "any"}
     manifest, sections = build_plan(module, target=target)
     if config.target_arch is not None:

@@ -19,11 +19,14 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.canonicalize import Canonicalize
     from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
     from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
+    from ember.passes.fold_batch_norm import FoldBatchNorm
     from ember.passes.fold_constants import FoldConstants
+    from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.infer_shapes import InferShapes
 
-    return [ConvertOnnxToNN, InferShapes, FoldConstants, Canonicalize, ConvertNNToKernel,
-            CommonSubexpressionElimination, DeadCodeElimination]
+    return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
+            ConvertNNToKernel, FuseElementwise, CommonSubexpressionElimination,
+            DeadCodeElimination]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -32,12 +35,14 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 
 PIPELINES: dict[str, list[str]] = {
-    # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, dead code gone
-    "default": ["convert-onnx-to-nn", "fold-constants", "canonicalize", "cse", "dce"],
+    # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, BatchNorm
+    # folded away, dead code gone
+    "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
+                "dce"],
     "legalize": ["convert-onnx-to-nn"],
-    # default, then each nn op becomes the kernel that runs it
-    "kernels": ["convert-onnx-to-nn", "fold-constants", "canonicalize", "cse", "dce",
-                "convert-nn-to-kernel"],
+    # default, then each nn op becomes the kernel that runs it, elementwise chains fused
+    "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
+                "dce", "convert-nn-to-kernel", "fuse-elementwise"],
     "none": [],
 }
 
