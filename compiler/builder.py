@@ -148,7 +148,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     proto, _ = load_model(model)
     module = import_onnx(_apply_profiles(proto, config))
     run_passes(module, [*resolve_passes(config.pipeline), "convert-nn-to-kernel",
-                        "fuse-elementwise"])
+                        "fuse-elementwise", "fuse-epilogues"])
     target: dict[str, Any] = {"device": "any"}
     manifest, sections = build_plan(module, target=target)
     if config.target_arch is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Attribute, Block, SSAValue
 
 import ember
 from ember.compiler.memory_plan import ALIGNMENT, Interval, plan_arena
@@ -107,9 +107,8 @@ class _PlanState:
         return buf
 
 
-def _region_descriptor(op: ElementwiseOp) -> dict[str, Any]:
-    """The scalar region as a list of ops over numbered values (inputs first)."""
-    block = op.body.block
+def _region_descriptor(block: Block) -> dict[str, Any]:
+    """A scalar region as a list of ops over numbered values (block arguments first)."""
     index: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
     ops = []
     result = None
@@ -216,9 +215,15 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
     if isinstance(op, LaunchOp):
         template = op.template.data
         params = attribute_value(op.params)
+        if op.epilogue is not None:
+            # value 0 is the kernel's own result, 1.. the trailing (extra) inputs
+            extra = ins[len(ins) - len(op.epilogue_inputs):]
+            params["epilogue"] = {**_region_descriptor(op.epilogue.block),
+                                  "in_shapes": [b.shape for b in extra],
+                                  "in_dtypes": [b.dtype for b in extra]}
     else:
         template = "elementwise"
-        params = {"region": _region_descriptor(op),
+        params = {"region": _region_descriptor(op.body.block),
                   "in_shapes": [b.shape for b in ins], "in_dtypes": [b.dtype for b in ins],
                   "out_shapes": [b.shape for b in outs], "out_dtypes": [b.dtype for b in outs]}
     state.steps.append({

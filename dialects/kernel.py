@@ -3,7 +3,10 @@
 - `kernel.launch "conv" (%x, %w, %b) {params = {...}, origin = [...]}`: a template (conv, matmul,
   pool, reduce, softmax, transpose, ...) with its static parameters: the nn op's properties plus
   the shapes and element types of its operands and results (`in_shapes`, `out_shapes`,
-  `out_dtypes`). CPU and CUDA implementations of a template read the same parameters.
+  `out_dtypes`). CPU and CUDA implementations of a template read the same parameters. An
+  optional `epilogue` region (conv, matmul) maps each output element before it is stored:
+  block argument 0 is the kernel's own value, the rest are the trailing extra operands' elements
+  (broadcast to the output shape); it ends with `kernel.yield`.
 - `kernel.elementwise (%a, %b) {...} ({ ^bb0(%s0: f32, %s1: f32): ... kernel.yield %r })`: one
   output element computed from the inputs' elements (broadcast to the output shape) by a scalar
   region of `kernel.scalar` ops. Fusion moves scalar ops into these regions.
@@ -14,13 +17,14 @@
 from __future__ import annotations
 
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
-from xdsl.ir import Attribute, Dialect
+from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
     opt_prop_def,
+    opt_region_def,
     prop_def,
     region_def,
     result_def,
@@ -46,9 +50,27 @@ class LaunchOp(IRDLOperation):
     tactic = opt_prop_def(DictionaryAttr)
     inputs = var_operand_def()
     outputs = var_result_def()
+    epilogue = opt_region_def("single_block")
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$template `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
+    assembly_format = ("$template `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
+                       " (`epilogue` $epilogue^)?")
+
+    def verify_(self) -> None:
+        if self.epilogue is None:
+            return
+        block = self.epilogue.block
+        if len(self.outputs) != 1 or not 1 <= len(block.args) <= len(self.inputs) + 1:
+            raise VerifyException("kernel.launch: an epilogue needs one result and one block "
+                                  "argument for it plus one per extra (trailing) input")
+        if not isinstance(block.last_op, YieldOp):
+            raise VerifyException("kernel.launch: the epilogue must end with kernel.yield")
+
+    @property
+    def epilogue_inputs(self) -> tuple[SSAValue, ...]:
+        """The trailing operands the epilogue reads (none without an epilogue)."""
+        extra = len(self.epilogue.block.args) - 1 if self.epilogue is not None else 0
+        return tuple(self.inputs[len(self.inputs) - extra:]) if extra else ()
 
 
 @irdl_op_definition
@@ -83,7 +105,7 @@ class ScalarOp(IRDLOperation):
     beta = opt_prop_def(Attribute)
     args = var_operand_def()
     result = result_def()
-    traits = traits_def(Pure(), HasParent(ElementwiseOp))
+    traits = traits_def(Pure(), HasParent(ElementwiseOp, LaunchOp))
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$fn $args attr-dict `:` functional-type($args, $result)"
 
@@ -100,7 +122,7 @@ class ScalarOp(IRDLOperation):
 class YieldOp(IRDLOperation):
     name = "kernel.yield"
     value = operand_def()
-    traits = traits_def(IsTerminator(), HasParent(ElementwiseOp))
+    traits = traits_def(IsTerminator(), HasParent(ElementwiseOp, LaunchOp))
     assembly_format = "$value attr-dict `:` type($value)"
 
 

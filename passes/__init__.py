@@ -22,10 +22,11 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fold_batch_norm import FoldBatchNorm
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.fuse_elementwise import FuseElementwise
+    from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.infer_shapes import InferShapes
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
-            ConvertNNToKernel, FuseElementwise, CommonSubexpressionElimination,
+            ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination]
 
 
@@ -40,9 +41,10 @@ PIPELINES: dict[str, list[str]] = {
     "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
                 "dce"],
     "legalize": ["convert-onnx-to-nn"],
-    # default, then each nn op becomes the kernel that runs it, elementwise chains fused
+    # default, then each nn op becomes the kernel that runs it, elementwise chains fused, and
+    # those that post-process a conv / matmul moved into it as its epilogue
     "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
-                "dce", "convert-nn-to-kernel", "fuse-elementwise"],
+                "dce", "convert-nn-to-kernel", "fuse-elementwise", "fuse-epilogues"],
     "none": [],
 }
 

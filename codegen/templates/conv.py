@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
 from ember.codegen.templates import KernelSpec, decompose, prod, signature, source
+from ember.codegen.templates.elementwise import (
+    epilogue_dtypes,
+    epilogue_lines,
+    epilogue_summary,
+    uses_mod,
+)
 from ember.errors import UnsupportedError
 
 TILE = 16
@@ -73,15 +79,18 @@ def emit(name: str, params: dict) -> KernelSpec:
     if has_bias:
         body.append("        acc += in2[oc];")
     pos = " + ".join([f"o{d + 1} * {prod(out_spatial[d + 1:])}" for d in range(nd)]) or "0"
-    body += [f"        out0[((size_t)o0 * {cout} + oc) * {prod(out_spatial)} + {pos}] = acc;",
-             "    }"]
+    body.append(f"        const size_t oi = ((size_t)o0 * {cout} + oc) * {prod(out_spatial)}"
+                f" + {pos};")
+    body += epilogue_lines(params, "acc", "oi", "        ")
+    body += ["        out0[oi] = acc;", "    }"]
     text = source(f"conv {nd}-d x{list(x_shape)} w{list(w_shape)} -> {list(out_shape)} "
                   f"strides={strides} pads={pads} dilations={dilations} groups={groups} "
                   f"bias={int(has_bias)} {dtype}",
                   [f"tactic: implicit GEMM, {TILE}x{TILE} output tile per block (out channels x "
                    "positions), im2col gathered into shared memory; group on grid z",
-                   f"GEMM per group: M={mg} N={n_total} K={k_total}"],
-                  signature(name, params["in_dtypes"], [dtype]), body)
+                   f"GEMM per group: M={mg} N={n_total} K={k_total}", *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype]), body,
+                  prelude=uses_mod(params))
     grid = (-(-n_total // TILE), -(-mg // TILE), groups)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")

@@ -12,6 +12,12 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.elementwise import (
+    epilogue_dtypes,
+    epilogue_lines,
+    epilogue_summary,
+    uses_mod,
+)
 from ember.errors import UnsupportedError
 
 TILE = 16
@@ -75,13 +81,17 @@ def emit(name: str, params: dict) -> KernelSpec:
              f"        for (int j = 0; j < {TILE}; ++j) acc += As[ty][j] * Bs[j][tx];",
              "        __syncthreads();",
              "    }",
-             f"    if (row < {m} && col < {n}) out0[(size_t)b * {m * n} + (size_t)row * {n} + col]"
-             " = acc;"]
+             f"    if (row < {m} && col < {n}) {{",
+             f"        const size_t oi = (size_t)b * {m * n} + (size_t)row * {n} + col;",
+             *epilogue_lines(params, "acc", "oi", "        "),
+             "        out0[oi] = acc;",
+             "    }"]
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: shared-memory tiled GEMM, {TILE}x{TILE} tile per block, one output "
-                   "per thread; batch on grid z"],
-                  signature(name, params["in_dtypes"][:2], [dtype]), body)
+                   "per thread; batch on grid z", *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype]),
+                  body, prelude=uses_mod(params))
     grid = (-(-n // TILE), -(-m // TILE), nbatch)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")

@@ -1,8 +1,10 @@
 """Elementwise kernels: `elementwise` (a scalar region over broadcast inputs) and the one-op
-templates unary / binary / select / cast / fill that the nn ops of those names evaluate with."""
+templates unary / binary / select / cast / fill that the nn ops of those names evaluate with;
+`with_epilogue` runs the same region evaluator as a conv's / matmul's epilogue."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -70,6 +72,22 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
     if shape is not None and all(isinstance(d, int) for d in shape):
         result = np.broadcast_to(result, tuple(shape))
     return [result]
+
+
+def with_epilogue(kernel: Any) -> Any:
+    """`kernel` followed by its step's `epilogue` region, if any: the trailing inputs the
+    epilogue reads are split off first, and the region maps the kernel's result (value 0)."""
+    @functools.wraps(kernel)
+    def run(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+        epilogue = params.get("epilogue")
+        if epilogue is None:
+            return kernel(inputs, params)
+        own = len(inputs) - len(epilogue["in_shapes"])
+        (result,) = kernel(inputs[:own], params)
+        region = {"ops": epilogue["ops"], "result": epilogue["result"]}
+        (out,) = elementwise([result, *inputs[own:]], {**params, "region": region})
+        return [np.ascontiguousarray(out)]
+    return run
 
 
 def fill(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:

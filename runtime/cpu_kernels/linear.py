@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ember.runtime.cpu_kernels.common import accumulate_dtype
+from ember.runtime.cpu_kernels.elementwise import with_epilogue
 
 
 def matmul(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
@@ -105,4 +106,6 @@ def einsum(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]
     return [np.asarray(out).astype(dtype)]
 
 
-KERNELS = {"matmul": matmul, "conv": conv, "conv_transpose": conv_transpose, "einsum": einsum}
+# a step's `epilogue` (fuse-epilogues) runs on the result before it is returned
+KERNELS = {"matmul": with_epilogue(matmul), "conv": with_epilogue(conv),
+           "conv_transpose": conv_transpose, "einsum": einsum}
