@@ -148,6 +148,27 @@ CASES = {
                            [("x0", [2, 3, 4])], [("y", F)],
                            [("s", np.array([0.01, 0.02, 0.05], np.float32)),
                             ("z", np.array([128, 100, 0], np.uint8))]),
+    # fuse-epilogues: the elementwise consumers run inside the conv / matmul kernel
+    "conv_bias_relu_fused": _model(
+        [helper.make_node("Conv", ["x0", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["y"])],
+        [("x0", [2, 4, 7, 7])], [("y", F)], [("w", _w(6, 4, 3, 3)), ("b", _w(6))]),
+    "conv_residual_relu_fused": _model(
+        [helper.make_node("Conv", ["x0", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["c", "x0"], ["a"]), helper.make_node("Relu", ["a"], ["y"])],
+        [("x0", [1, 8, 9, 9])], [("y", F)], [("w", _w(8, 8, 3, 3))]),
+    "conv_channel_scale_fused": _model(
+        [helper.make_node("Conv", ["x0", "w"], ["c"]),
+         helper.make_node("Mul", ["c", "s"], ["y"])],
+        [("x0", [1, 3, 5, 5])], [("y", F)], [("w", _w(4, 3, 1, 1)), ("s", _w(4, 1, 1))]),
+    "matmul_bias_gelu_fused": _model(
+        [helper.make_node("MatMul", ["x0", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["s"]),
+         helper.make_node("Gelu", ["s"], ["y"])],
+        [("x0", [2, 5, 33])], [("y", F)], [("w", _w(33, 17)), ("b", _w(17))]),
+    "gemm_sigmoid_fused": _model(
+        [helper.make_node("Gemm", ["x0", "w", "b"], ["g"], transB=1),
+         helper.make_node("Sigmoid", ["g"], ["y"])],
+        [("x0", [3, 40])], [("y", F)], [("w", _w(24, 40)), ("b", _w(24))]),
 }
 
 

@@ -17,7 +17,7 @@ from ember.runtime.plan import plan_bytes
 
 def _plan():
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
-    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Relu", ["m"], ["r"]),
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Softmax", ["m"], ["r"]),
              h.make_node("Flatten", ["r"], ["y"], axis=0)]
     graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [2, 4])],
                          [h.make_tensor_value_info("y", T.FLOAT, [1, 8])], [w])
