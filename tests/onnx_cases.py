@@ -33,6 +33,29 @@ def single_node_model(op_type: str, inputs: dict[str, np.ndarray], outputs: Sequ
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def small_cnn(seed: int = 0) -> onnx.ModelProto:
+    """Conv -> Relu -> MaxPool -> GlobalAveragePool -> Flatten -> MatMul -> Softmax, x [2,3,8,8],
+    seeded weights (the same model every call)."""
+    from onnx import TensorProto, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv.b")
+    fc = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc.w")
+    nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1] * 4),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "fc.w"], ["m"], name="fc"),
+             helper.make_node("Softmax", ["m"], ["y"], name="softmax")]
+    graph = helper.make_graph(
+        nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])], [w, b, fc])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def legalize(model: onnx.ModelProto):
     module = import_onnx(model)
     ConvertOnnxToNN().apply(ember_context(), module)

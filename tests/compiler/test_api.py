@@ -7,34 +7,16 @@ import threading
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto as T
-from onnx import helper as h
-from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import ember
 from ember.compiler.builder import build_model
 from ember.runtime.engine import InputError
 from ember.runtime.plan import write_plan
+from tests.onnx_cases import small_cnn
 
 rng = np.random.default_rng(0)
 
-
-def small_cnn() -> onnx.ModelProto:
-    rng = np.random.default_rng(1)  # the same weights every call
-    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.w")
-    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv.b")
-    fc = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc.w")
-    nodes = [h.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1] * 4),
-             h.make_node("Relu", ["c"], ["r"], name="relu"),
-             h.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
-             h.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
-             h.make_node("Flatten", ["g"], ["f"], name="flatten"),
-             h.make_node("MatMul", ["f", "fc.w"], ["m"], name="fc"),
-             h.make_node("Softmax", ["m"], ["y"], name="softmax")]
-    graph = h.make_graph(nodes, "cnn", [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 8, 8])],
-                         [h.make_tensor_value_info("y", T.FLOAT, [2, 5])], [w, b, fc])
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
 X = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
