@@ -53,13 +53,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# xDSL's own passes, reused as they are
+_REUSED = {"cse": "common subexpression elimination (xDSL's pass)",
+           "dce": "dead code elimination: drops what reaches no output (xDSL's pass)"}
+
+
 def _list_passes(args: argparse.Namespace) -> int:
     from ember.passes import PIPELINES, available_passes
 
     for name, factory in sorted(available_passes().items()):
         cls = factory()
         doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()
-        summary = doc[0].split(": ", 1)[-1] if doc else ""
+        summary = _REUSED.get(name) or (doc[0].split(": ", 1)[-1] if doc else "")
         print(f"{name:20} {summary}")
     for name, names in PIPELINES.items():
         print(f"pipeline {name}: {','.join(names)}")
