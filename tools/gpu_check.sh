@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo and (when
-# present) the benchmarks and conformance, in one call of the device tool:
+# The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo, the GPU
+# conformance sweep (CONFORMANCE=0 skips it) and the benchmarks (BENCH=0 skips them), in one
+# call of the device tool (about 4 minutes on an H100):
 #   device run, carry [".gpu-wheels"], command "bash tools/gpu_check.sh"
 # `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
 #   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck
@@ -21,7 +22,9 @@ if [ -f tools/backend_conformance.py ] && [ "${CONFORMANCE:-1}" = 1 ]; then
   python3 tools/backend_conformance.py --device cuda > "$OUT/conformance_cuda.log" 2>&1
   tail -5 "$OUT/conformance_cuda.log"
 fi
-if [ -d benchmarks ] && ls benchmarks/*.py >/dev/null 2>&1 && [ "${BENCH:-0}" = 1 ]; then
-  echo "== benchmarks"
-  for b in benchmarks/*.py; do python3 "$b" 2>&1 | tee -a "$OUT/bench.log" | tail -20; done
+if [ "${BENCH:-1}" = 1 ]; then
+  echo "== benchmarks (benchmarks/RESULTS.md)"
+  python3 -W ignore benchmarks/bench_models.py --models resnet50,mobilenet_v2,bert \
+    --peers eager,ort --repeats 10 2>&1 | grep -vE 'torch.onnx.export|Warning' \
+    | tee "$OUT/bench.log" | tail -32
 fi
