@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 from onnx import TensorProto
 from xdsl.dialects.builtin import (
@@ -30,8 +31,8 @@ _TABLE: list[tuple[int, np.dtype, Attribute]] = [
     (TensorProto.UINT32, np.dtype(np.uint32), IntegerType(32, Signedness.UNSIGNED)),
     (TensorProto.UINT64, np.dtype(np.uint64), IntegerType(64, Signedness.UNSIGNED)),
     (TensorProto.BOOL, np.dtype(np.bool_), IntegerType(1)),
+    (TensorProto.BFLOAT16, np.dtype(ml_dtypes.bfloat16), BFloat16Type()),
 ]
-_BF16 = (TensorProto.BFLOAT16, BFloat16Type())
 
 _BY_ONNX = {o: (n, x) for o, n, x in _TABLE}
 _BY_NUMPY = {n: x for _, n, x in _TABLE}
@@ -46,12 +47,10 @@ def onnx_dtype_name(onnx_dtype: int) -> str:
 
 
 def is_supported_onnx_dtype(onnx_dtype: int) -> bool:
-    return onnx_dtype in _BY_ONNX or onnx_dtype == _BF16[0]
+    return onnx_dtype in _BY_ONNX
 
 
 def element_type_from_onnx(onnx_dtype: int) -> Attribute:
-    if onnx_dtype == _BF16[0]:
-        return _BF16[1]
     if onnx_dtype not in _BY_ONNX:
         raise UnsupportedError(f"element type {onnx_dtype_name(onnx_dtype)} is not supported")
     return _BY_ONNX[onnx_dtype][1]
@@ -65,17 +64,13 @@ def element_type_from_numpy(dtype: np.dtype | type) -> Attribute:
 
 
 def numpy_dtype(element_type: Attribute) -> np.dtype:
-    """The numpy dtype that holds values of an xDSL element type (bf16 has none: float32)."""
-    if isinstance(element_type, BFloat16Type):
-        return np.dtype(np.float32)
+    """The numpy dtype that holds values of an xDSL element type (bf16: ml_dtypes')."""
     if element_type not in _BY_XDSL:
         raise UnsupportedError(f"element type {element_type} has no numpy dtype")
     return _BY_XDSL[element_type][1]
 
 
 def onnx_dtype(element_type: Attribute) -> int:
-    if isinstance(element_type, BFloat16Type):
-        return _BF16[0]
     if element_type not in _BY_XDSL:
         raise UnsupportedError(f"element type {element_type} has no ONNX dtype")
     return _BY_XDSL[element_type][0]

@@ -40,6 +40,13 @@ def _int(value: Any, what: str, lo: int = 0) -> int:
 
 
 def _dtype(value: Any, what: str) -> np.dtype:
+    if value == "bfloat16":  # numpy knows it once ml_dtypes (an onnx dependency) registers it
+        try:
+            import ml_dtypes  # noqa: F401
+        except ImportError:
+            raise PlanError(f"manifest: {what} is bfloat16, which needs the ml_dtypes "
+                            "package") from None
+        return np.dtype("bfloat16")
     try:
         dtype = np.dtype(value) if isinstance(value, str) else None
     except TypeError:
