@@ -49,10 +49,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     write_plan(output, manifest, sections)
     seconds = time.perf_counter() - start
     if verbose:
-        for step in manifest["steps"]:
-            where = "  [host]" if step.get("device") == "cpu" else ""
-            out.write(f"  {step['name']:28} {step['template']:14} <- "
-                      f"{', '.join(step.get('origin', [])) or '-'}{where}\n")
+        out.write(layer_table(manifest))
     out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
@@ -63,6 +60,27 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "
                   f"{', '.join(host)}\n")
     return manifest
+
+
+_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
+
+
+def layer_table(manifest: dict) -> str:
+    """One line per kernel: the ONNX nodes fused into it, its output format and precision, where it
+    runs; then `kernels: N`."""
+    lines = [f"  {'kernel':28} {'template':14} {'out':>22} {'prec':5} {'on':4}  onnx nodes"]
+    buffers = manifest["buffers"]
+    for step in manifest["steps"]:
+        out = buffers[step["outputs"][0]]
+        shape = "x".join(map(str, out["shape"])) or "scalar"
+        layout = "NCHW" if len(out["shape"]) == 4 else "plain"
+        origin = ", ".join(step.get("origin", [])) or "-"
+        where = "host" if step.get("device") == "cpu" else (
+            "gpu" if "cuda" in step else "cpu")
+        lines.append(f"  {step['name']:28} {step['template']:14} {shape + ' ' + layout:>22} "
+                     f"{_PRECISION.get(out['dtype'], out['dtype']):5} {where:4}  {origin}")
+    lines.append(f"kernels: {len(manifest['steps'])}")
+    return "\n".join(lines) + "\n"
 
 
 def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:

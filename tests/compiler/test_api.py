@@ -184,3 +184,15 @@ def test_ember_run_reads_and_writes_npz(tmp_path, capsys):
     save_npz(tmp_path / "odd.npz", {"file": X})
     with np.load(tmp_path / "odd.npz") as odd:
         np.testing.assert_array_equal(odd["file"], X)
+
+
+def test_build_verbose_prints_the_layer_table(tmp_path, capsys):
+    from ember.compiler.cli import main
+
+    onnx.save(small_cnn(), tmp_path / "cnn.onnx")
+    assert main(["build", str(tmp_path / "cnn.onnx"), "-o", str(tmp_path / "cnn.plan"),
+                 "--verbose"]) == 0
+    out = capsys.readouterr().out
+    conv_line = next(line for line in out.splitlines() if line.strip().startswith("conv_"))
+    assert "2x4x8x8 NCHW fp32" in conv_line and conv_line.endswith("conv, relu")  # relu fused
+    assert "kernels: 5" in out.splitlines()  # flatten is a view: no kernel
