@@ -115,8 +115,12 @@ class _Launch:
 
 
 class CudaExecutor:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
         self.engine = engine
+        # replay the launches as one CUDA graph (captured at the first run, again after a bind);
+        # plans with host steps cannot be captured and launch one by one
+        self.cuda_graph = cuda_graph
+        self._graph: cuda.GraphExec | None = None
         self.state = _EngineState.of(engine)
         dev = self.state.device
         self.stream = cuda.Stream(dev)
@@ -236,11 +240,26 @@ class CudaExecutor:
                 self.ptrs[j] = ptr
         for args, k in self._arg_uses.get(root, []):
             args.set(k, ptr)
+        if self._graph is not None:  # a captured graph holds the old addresses
+            self._graph.close()
+            self._graph = None
 
     def address(self, buffer: int) -> int:
         return self._copy_out.get(buffer, self.ptrs[buffer])
 
     def _launch_all(self) -> None:
+        if self.cuda_graph and not self.host_steps:
+            if self._graph is None:
+                cuda.begin_capture(self.stream)
+                try:
+                    self._launch_each()
+                finally:
+                    self._graph = cuda.end_capture(self.stream)
+            self._graph.launch(self.stream)
+            return
+        self._launch_each()
+
+    def _launch_each(self) -> None:
         for ln in self.launches:
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)

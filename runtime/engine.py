@@ -87,8 +87,9 @@ class Engine:
                              f"{', '.join(self.tensors)}")
         return self.tensors[name]
 
-    def create_execution_context(self) -> ExecutionContext:
-        return ExecutionContext(self)
+    def create_execution_context(self, *, cuda_graph: bool = False) -> ExecutionContext:
+        """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines)."""
+        return ExecutionContext(self, cuda_graph=cuda_graph)
 
     def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,
                  **named: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,13 +128,13 @@ def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False) -> s
 class ExecutionContext:
     """Runs the engine's steps with its own activation memory."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 
-            self._executor = CudaExecutor(engine)
+            self._executor = CudaExecutor(engine, cuda_graph=cuda_graph)
         else:
             from ember.runtime.cpu_executor import CpuExecutor
 
