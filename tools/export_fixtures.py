@@ -1,0 +1,50 @@
+"""Export small PyTorch models to ONNX as test fixtures (run where torch is installed, e.g. the
+GPU host): a 2-layer BERT encoder with BERT-base's graph shape (hidden 64, 4 heads, seq 16, a
+100-token vocabulary) exported exactly as benchmarks/bench_models.py exports BERT-base.
+
+    python tools/export_fixtures.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def bert_tiny() -> bytes:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = BertModel(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, intermediate_size=128,
+                                             max_position_embeddings=32))
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+    model = Encoder().eval()
+    ids = torch.from_numpy(np.arange(32, dtype=np.int64).reshape(2, 16) % 100)
+    mask = torch.ones((2, 16), dtype=torch.int64)
+    buf = io.BytesIO()
+    torch.onnx.export(model, (ids, mask), buf, input_names=["input_ids", "attention_mask"],
+                      output_names=["y"], opset_version=17, dynamo=False)
+    return buf.getvalue()
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bert_tiny.onnx").write_bytes(bert_tiny())
+    print("wrote", out / "bert_tiny.onnx")
+
+
+if __name__ == "__main__":
+    main()
