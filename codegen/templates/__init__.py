@@ -102,10 +102,12 @@ def linear(prefix: str, strides: Sequence[int], skip_zero: bool = True) -> str:
     return " + ".join(terms) if terms else "0"
 
 
-def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str]) -> str:
+def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
+              launch_bounds: tuple[int, int] | None = None) -> str:
     args = [f"const {c_type(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
     args += [f"{c_type(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
-    return f'extern "C" __global__ void {name}({", ".join(args)})'
+    bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
+    return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 
 
 def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],

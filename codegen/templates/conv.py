@@ -1,97 +1,254 @@
-"""conv: N-d convolution (groups, strides, pads, dilations, optional bias) as an implicit GEMM:
-per group, C[M = out channels, N = batch x output positions] = W[M, K = in channels x taps] @
-im2col(x)[K, N], with the im2col tile gathered straight from the input into shared memory."""
+"""conv: N-d convolution (groups, strides, pads, dilations, optional bias, epilogue), NCHW or
+NHWC (`params["layout"]`), with two tactics:
+
+- implicit GEMM on the register-tiled main loop of `gemm_tiles`, per group (grid z). NCHW:
+  C[M = out channels, N = batch x output positions] = W[M, K = channels x taps] @ im2col(x);
+  NHWC (weights OHWI): C[M = batch x output positions, N = out channels] = im2col(x) @ W^T with
+  K = taps x channels, channels fastest, so both operands are read along contiguous memory.
+- direct: one thread per output element looping over its group's channels and taps — for
+  depthwise and other convs with too few output channels per group to fill a GEMM tile.
+
+Layout contract (NHWC): in_shapes[0] = [N, *spatial, C], in_shapes[1] = [K, *kernel, C/groups],
+out_shapes[0] = [N, *out_spatial, K]; epilogue inputs in the same physical order.
+"""
 
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
-from ember.codegen.templates import KernelSpec, decompose, prod, signature, source
+from ember.codegen.templates import (
+    KernelSpec,
+    decompose,
+    grid_1d,
+    grid_stride_loop,
+    index_type,
+    prod,
+    signature,
+    source,
+)
 from ember.codegen.templates.elementwise import (
     epilogue_dtypes,
     epilogue_lines,
     epilogue_summary,
     uses_mod,
 )
+from ember.codegen.templates.gemm_tiles import Operand, choose_tile, dense, mainloop
 from ember.errors import UnsupportedError
 
-TILE = 16
+DIRECT_BELOW = 8  # out channels per group under which the direct tactic runs
+
+
+class _Conv:
+    """A conv's sizes, in logical terms whatever the layout."""
+
+    def __init__(self, params: dict) -> None:
+        self.nhwc = params.get("layout", "NCHW") == "NHWC"
+        x_shape, w_shape = list(params["in_shapes"][0]), list(params["in_shapes"][1])
+        out_shape = list(params["out_shapes"][0])
+        if self.nhwc:  # physical [N, *S, C] / [K, *R, C/g] -> logical order
+            x_shape = [x_shape[0], x_shape[-1], *x_shape[1:-1]]
+            w_shape = [w_shape[0], w_shape[-1], *w_shape[1:-1]]
+            out_shape = [out_shape[0], out_shape[-1], *out_shape[1:-1]]
+        self.nd = len(x_shape) - 2
+        self.strides, self.pads = list(params["strides"]), list(params["pads"])
+        self.dilations, self.groups = list(params["dilations"]), int(params["groups"])
+        self.batch, self.channels, self.spatial = x_shape[0], x_shape[1], x_shape[2:]
+        self.cout, self.kernel = w_shape[0], w_shape[2:]
+        self.out_spatial = out_shape[2:]
+        self.cg, self.mg = self.channels // self.groups, self.cout // self.groups
+        self.taps = prod(self.kernel)
+        self.k_total = self.cg * self.taps
+        self.positions = self.batch * prod(self.out_spatial)
+        self.has_bias = len(params["in_shapes"]) > 2
+
+    def window(self, slot: str, pixel: str, indent: str = "") -> list[str]:
+        """Lines splitting output pixel index `pixel` (batch x positions) into `img<slot>` and
+        the window's first input coordinate `s<slot>_<d>` per spatial dim."""
+        lines = [f"{indent}const bool ok{slot} = ({pixel}) < {self.positions};"]
+        lines += decompose(f"(ok{slot} ? ({pixel}) : 0)", [self.batch, *self.out_spatial],
+                           f"p{slot}_", indent)
+        lines.append(f"{indent}const int img{slot} = p{slot}_0;")
+        for d in range(self.nd):
+            lines.append(f"{indent}const int s{slot}_{d} = p{slot}_{d + 1} * {self.strides[d]}"
+                         f" - {self.pads[d]};")
+        return lines
+
+    def tap_coords(self, slot: str, tap: str) -> tuple[list[str], list[str]]:
+        """(lines, bound checks) for kernel tap index `tap`: input coordinates `i_<d>`."""
+        lines, conds = [], []
+        for d in range(self.nd):
+            inner = prod(self.kernel[d + 1:])
+            r = (f"({tap} / {inner}) % {self.kernel[d]}" if inner > 1
+                 else f"{tap} % {self.kernel[d]}")
+            lines.append(f"const int i_{d} = s{slot}_{d} + ({r}) * {self.dilations[d]};")
+            conds.append(f"(unsigned)i_{d} < {self.spatial[d]}u")
+        return lines, conds
+
+    def trivial_window(self) -> bool:
+        """1x1 taps, stride 1, no padding: im2col is the input itself."""
+        return (all(k == 1 for k in self.kernel) and all(s == 1 for s in self.strides)
+                and not any(self.pads))
+
+
+def _im2col_nchw(cv: _Conv) -> Operand:
+    """Element (n = pixel, k = channel x taps) of the NCHW input's im2col matrix (group g)."""
+    plane = prod(cv.spatial)
+
+    if cv.trivial_window():
+        def setup(slot: str, mn: str) -> list[str]:
+            lines = [f"const bool ok{slot} = ({mn}) < {cv.positions};",
+                     f"const int q{slot} = ok{slot} ? ({mn}) : 0;"]
+            return lines + [f"const size_t at{slot} = ((size_t)(q{slot} / {plane}) * "
+                            f"{cv.channels} + (size_t)g * {cv.cg}) * {plane} + q{slot} % {plane};"]
+
+        def load(slot: str, k: str) -> tuple[list[str], str, str]:
+            return [], f"ok{slot} && {k} < {cv.k_total}", f"at{slot} + (size_t){k} * {plane}"
+
+        return Operand("in0", False, setup, load)
+
+    def setup(slot: str, mn: str) -> list[str]:
+        return cv.window(slot, mn) + [
+            f"const size_t at{slot} = ((size_t)img{slot} * {cv.channels} + (size_t)g * {cv.cg})"
+            f" * {plane};"]
+
+    def load(slot: str, k: str) -> tuple[list[str], str, str]:
+        lines, conds = cv.tap_coords(slot, f"({k} % {cv.taps})")
+        index = f"{k} / {cv.taps}"
+        for d in range(cv.nd):
+            index = f"({index}) * {cv.spatial[d]} + i_{d}"
+        cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
+        return lines, cond, f"at{slot} + (size_t)({index})"
+
+    return Operand("in0", False, setup, load)
+
+
+def _im2col_nhwc(cv: _Conv) -> Operand:
+    """Element (m = pixel, k = taps x channel, channel fastest) of the NHWC input's im2col."""
+    def setup(slot: str, mn: str) -> list[str]:
+        return cv.window(slot, mn) + [
+            f"const size_t at{slot} = (size_t)img{slot} * {prod(cv.spatial) * cv.channels}"
+            f" + (size_t)g * {cv.cg};"]
+
+    def load(slot: str, k: str) -> tuple[list[str], str, str]:
+        lines, conds = cv.tap_coords(slot, f"({k} / {cv.cg})")
+        pos = "0"
+        for d in range(cv.nd):
+            pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+        cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
+        return lines, cond, f"at{slot} + (size_t)({pos}) * {cv.channels} + {k} % {cv.cg}"
+
+    return Operand("in0", True, setup, load)
+
+
+def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
+    t = c_type(dtype)
+    out_plane = prod(cv.out_spatial)
+    weights = "(size_t)g * " + str(cv.mg * cv.k_total)
+    if cv.nhwc:
+        m_size, n_size = cv.positions, cv.mg
+        a_op, b_op = _im2col_nhwc(cv), dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights)
+    else:
+        m_size, n_size = cv.mg, cv.positions
+        a_op, b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights), _im2col_nchw(cv)
+    tile = choose_tile(m_size, n_size, cv.groups)
+
+    def col_setup(n: str, indent: str) -> list[str]:
+        if cv.nhwc:
+            return []
+        return [f"{indent}const size_t obase = (size_t)({n} / {out_plane}) * "
+                f"{cv.cout * out_plane} + {n} % {out_plane};"]
+
+    def store(m: str, n: str, value: str, indent: str) -> list[str]:
+        if cv.nhwc:
+            oc, at = f"g * {cv.mg} + {n}", f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
+        else:
+            oc, at = f"g * {cv.mg} + {m}", f"obase + (size_t)(g * {cv.mg} + {m}) * {out_plane}"
+        lines = [f"{indent}const size_t oi = {at};", f"{indent}{t} acc = {value};"]
+        if cv.has_bias:
+            lines.append(f"{indent}acc += in2[{oc}];")
+        return lines + epilogue_lines(params, "acc", "oi", indent) + [f"{indent}out0[oi] = acc;"]
+
+    body = ["    const int g = blockIdx.z;  // group"]
+    body += mainloop(tile, m_size, n_size, cv.k_total, a_op, b_op, dtype,
+                     f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store, col_setup)
+    layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
+    text = source(_title(params, cv, dtype),
+                  [f"tactic: implicit GEMM ({layout}), {tile}, double-buffered shared memory, "
+                   "im2col gathered on the fly; group on grid z",
+                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
+                   *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
+                            launch_bounds=(tile.threads, 512 // tile.threads)),
+                  body, prelude=uses_mod(params))
+    grid = (-(-n_size // tile.bn), -(-m_size // tile.bm), cv.groups)
+    if grid[1] > 65535 or grid[2] > 65535:
+        raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), 0)
+
+
+def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
+    t = c_type(dtype)
+    total = cv.positions * cv.cout
+    itype = index_type(total, prod(params["in_shapes"][0]))
+    if cv.nhwc:
+        order = [cv.batch, *cv.out_spatial, cv.cout]
+    else:
+        order = [cv.batch, cv.cout, *cv.out_spatial]
+    body = [grid_stride_loop(total, itype)]
+    body += decompose("i", order, "o", "        ", itype)
+    oc = f"o{len(order) - 1}" if cv.nhwc else "o1"
+    space = [f"o{d + 1}" for d in range(cv.nd)] if cv.nhwc else [f"o{d + 2}"
+                                                                  for d in range(cv.nd)]
+    body += [f"        const int oc = {oc}, g = oc / {cv.mg};",
+             f"        {t} acc = 0;",
+             f"        for (int c = 0; c < {cv.cg}; ++c) {{",
+             f"            for (int tap = 0; tap < {cv.taps}; ++tap) {{"]
+    conds, pos = [], "0"
+    for d in range(cv.nd):
+        inner = prod(cv.kernel[d + 1:])
+        r = f"(tap / {inner}) % {cv.kernel[d]}" if inner > 1 else f"tap % {cv.kernel[d]}"
+        body.append(f"                const int i_{d} = {space[d]} * {cv.strides[d]} - "
+                    f"{cv.pads[d]} + ({r}) * {cv.dilations[d]};")
+        conds.append(f"(unsigned)i_{d} < {cv.spatial[d]}u")
+        pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+    plane = prod(cv.spatial)
+    if cv.nhwc:
+        x_at = (f"((size_t)o0 * {plane} + ({pos})) * {cv.channels} + g * {cv.cg} + c")
+        w_at = f"((size_t)oc * {cv.taps} + tap) * {cv.cg} + c"
+    else:
+        x_at = f"((size_t)o0 * {cv.channels} + g * {cv.cg} + c) * {plane} + ({pos})"
+        w_at = f"((size_t)oc * {cv.cg} + c) * {cv.taps} + tap"
+    body += [f"                if ({' && '.join(conds) or 'true'}) "
+             f"acc += in0[{x_at}] * in1[{w_at}];",
+             "            }",
+             "        }"]
+    if cv.has_bias:
+        body.append("        acc += in2[oc];")
+    body += epilogue_lines(params, "acc", "i", "        ")
+    body += ["        out0[i] = acc;", "    }"]
+    text = source(_title(params, cv, dtype),
+                  ["tactic: direct, one thread per output element over its group's "
+                   f"{cv.cg} channel(s) x {cv.taps} taps ({'NHWC' if cv.nhwc else 'NCHW'})",
+                   *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype]),
+                  body, prelude=uses_mod(params))
+    grid, block = grid_1d(total)
+    return KernelSpec(text, grid, block, 0)
+
+
+def _title(params: dict, cv: _Conv, dtype: str) -> str:
+    return (f"conv {cv.nd}-d x{list(params['in_shapes'][0])} w{list(params['in_shapes'][1])} -> "
+            f"{list(params['out_shapes'][0])} strides={cv.strides} pads={cv.pads} "
+            f"dilations={cv.dilations} groups={cv.groups} bias={int(cv.has_bias)} {dtype}")
 
 
 def emit(name: str, params: dict) -> KernelSpec:
-    x_shape, w_shape = params["in_shapes"][0], params["in_shapes"][1]
-    has_bias = len(params["in_shapes"]) > 2
-    out_shape = params["out_shapes"][0]
     dtype = params["out_dtypes"][0]
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA conv: element type {dtype} is not supported")
-    nd = len(x_shape) - 2
-    strides, pads = list(params["strides"]), list(params["pads"])
-    dilations, groups = list(params["dilations"]), int(params["groups"])
-    batch, channels, spatial = x_shape[0], x_shape[1], list(x_shape[2:])
-    cout, kernel = w_shape[0], list(w_shape[2:])
-    out_spatial = list(out_shape[2:])
-    cg, mg = channels // groups, cout // groups
-    k_total = cg * prod(kernel)
-    n_total = batch * prod(out_spatial)
-    t = c_type(dtype)
-    body = [f"    __shared__ {t} Ws[{TILE}][{TILE} + 1];",
-            f"    __shared__ {t} Xs[{TILE}][{TILE} + 1];",
-            "    const int tx = threadIdx.x, ty = threadIdx.y;",
-            "    const int g = blockIdx.z;  // group",
-            f"    const int m = blockIdx.y * {TILE} + ty;  // output channel within the group",
-            f"    const int col = blockIdx.x * {TILE} + tx;  // batch x output position",
-            f"    const int col_ok = col < {n_total};"]
-    body += decompose("(col_ok ? col : 0)", [batch, *out_spatial], "o", "    ")
-    for d in range(nd):
-        body.append(f"    const int start{d} = o{d + 1} * {strides[d]} - {pads[d]};")
-    body += [f"    const {t}* x = in0 + ((size_t)o0 * {channels} + (size_t)g * {cg}) * "
-             f"{prod(spatial)};",
-             f"    const {t}* w = in1 + (size_t)g * {mg * k_total};",
-             f"    {t} acc = 0;",
-             f"    for (int k0 = 0; k0 < {k_total}; k0 += {TILE}) {{",
-             "        {",
-             "            const int kk = k0 + tx;",
-             f"            Ws[ty][tx] = (m < {mg} && kk < {k_total})",
-             f"                ? w[(size_t)m * {k_total} + kk] : ({t})0;",
-             "        }",
-             "        {",
-             "            const int kk = k0 + ty;",
-             f"            {t} v = 0;",
-             f"            if (col_ok && kk < {k_total}) {{"]
-    body += decompose("kk", [cg, *kernel], "r", "                ")
-    conds, index = [], "r0"
-    for d in range(nd):
-        body.append(f"                const int i{d} = start{d} + r{d + 1} * {dilations[d]};")
-        conds.append(f"(unsigned)i{d} < {spatial[d]}u")
-        index = f"({index}) * {spatial[d]} + i{d}"
-    cond = " && ".join(conds) or "true"
-    body += [f"                if ({cond}) v = x[{index}];",
-             "            }",
-             "            Xs[ty][tx] = v;",
-             "        }",
-             "        __syncthreads();",
-             "        #pragma unroll",
-             f"        for (int j = 0; j < {TILE}; ++j) acc += Ws[ty][j] * Xs[j][tx];",
-             "        __syncthreads();",
-             "    }",
-             f"    if (m < {mg} && col_ok) {{",
-             f"        const int oc = g * {mg} + m;"]
-    if has_bias:
-        body.append("        acc += in2[oc];")
-    pos = " + ".join([f"o{d + 1} * {prod(out_spatial[d + 1:])}" for d in range(nd)]) or "0"
-    body.append(f"        const size_t oi = ((size_t)o0 * {cout} + oc) * {prod(out_spatial)}"
-                f" + {pos};")
-    body += epilogue_lines(params, "acc", "oi", "        ")
-    body += ["        out0[oi] = acc;", "    }"]
-    text = source(f"conv {nd}-d x{list(x_shape)} w{list(w_shape)} -> {list(out_shape)} "
-                  f"strides={strides} pads={pads} dilations={dilations} groups={groups} "
-                  f"bias={int(has_bias)} {dtype}",
-                  [f"tactic: implicit GEMM, {TILE}x{TILE} output tile per block (out channels x "
-                   "positions), im2col gathered into shared memory; group on grid z",
-                   f"GEMM per group: M={mg} N={n_total} K={k_total}", *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype]), body,
-                  prelude=uses_mod(params))
-    grid = (-(-n_total // TILE), -(-mg // TILE), groups)
-    if grid[1] > 65535 or grid[2] > 65535:
-        raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (TILE, TILE, 1), 0)
+    layout = params.get("layout", "NCHW")
+    if layout not in ("NCHW", "NHWC"):
+        raise UnsupportedError(f"CUDA conv: layout {layout} is not supported")
+    cv = _Conv(params)
+    if cv.mg < DIRECT_BELOW:
+        return _direct(name, params, cv, dtype)
+    return _gemm(name, params, cv, dtype)

@@ -1,5 +1,5 @@
-"""matmul: batched numpy matmul with broadcast batch dims and transpose_a/b, as a shared-memory
-tiled GEMM (16x16 output tile per block, one output element per thread)."""
+"""matmul: batched numpy matmul with broadcast batch dims and transpose_a/b, as the register-tiled
+GEMM main loop of `gemm_tiles` (tile chosen by the shape), the epilogue applied at the store."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
+from ember.codegen.templates.gemm_tiles import choose_tile, dense, mainloop
 from ember.errors import UnsupportedError
-
-TILE = 16
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -47,17 +46,13 @@ def emit(name: str, params: dict) -> KernelSpec:
     a_mat, b_mat = a_rows * a_cols, b_rows * b_cols
     a_bs = [s * a_mat for s in broadcast_strides(a_shape[:-2], batch)] if batch else []
     b_bs = [s * b_mat for s in broadcast_strides(b_shape[:-2], batch)] if batch else []
-    t = c_type(dtype)
-    a_at = (f"in0[a_base + (size_t)(kk) * {a_cols} + row]" if ta
-            else f"in0[a_base + (size_t)row * {a_cols} + (kk)]")
-    b_at = (f"in1[b_base + (size_t)col * {b_cols} + (kk)]" if tb
-            else f"in1[b_base + (size_t)(kk) * {b_cols} + col]")
-    body = [f"    __shared__ {t} As[{TILE}][{TILE} + 1];",
-            f"    __shared__ {t} Bs[{TILE}][{TILE} + 1];",
-            "    const int tx = threadIdx.x, ty = threadIdx.y;",
-            f"    const int row = blockIdx.y * {TILE} + ty;  // of C (M)",
-            f"    const int col = blockIdx.x * {TILE} + tx;  // of C (N)",
-            "    const int b = blockIdx.z;"]
+    tile = choose_tile(m, n, nbatch)
+    # element (m, k) of A and (n, k) of B, each from its batch's base
+    a_op = (dense("in0", m, k, 1, a_cols, "a_base") if ta
+            else dense("in0", m, k, a_cols, 1, "a_base"))
+    b_op = (dense("in1", n, k, b_cols, 1, "b_base") if tb
+            else dense("in1", n, k, 1, b_cols, "b_base"))
+    body = ["    const int b = blockIdx.z;"]
     if batch:
         body += decompose("b", batch, "bc", "    ")
         a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s) or "0"
@@ -65,34 +60,24 @@ def emit(name: str, params: dict) -> KernelSpec:
     else:
         a_off = b_off = "0"
     body += [f"    const size_t a_base = {a_off};",
-             f"    const size_t b_base = {b_off};",
-             f"    {t} acc = 0;",
-             f"    for (int k0 = 0; k0 < {k}; k0 += {TILE}) {{",
-             "        {",
-             "            const int kk = k0 + tx;  // A tile: row ty of the block, column tx",
-             f"            As[ty][tx] = (row < {m} && kk < {k}) ? {a_at} : ({t})0;",
-             "        }",
-             "        {",
-             "            const int kk = k0 + ty;  // B tile: row ty, column tx of the block",
-             f"            Bs[ty][tx] = (col < {n} && kk < {k}) ? {b_at} : ({t})0;",
-             "        }",
-             "        __syncthreads();",
-             "        #pragma unroll",
-             f"        for (int j = 0; j < {TILE}; ++j) acc += As[ty][j] * Bs[j][tx];",
-             "        __syncthreads();",
-             "    }",
-             f"    if (row < {m} && col < {n}) {{",
-             f"        const size_t oi = (size_t)b * {m * n} + (size_t)row * {n} + col;",
-             *epilogue_lines(params, "acc", "oi", "        "),
-             "        out0[oi] = acc;",
-             "    }"]
+             f"    const size_t b_base = {b_off};"]
+
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
+                f"{indent}{c_type(dtype)} acc = {value};",
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = acc;"]
+
+    body += mainloop(tile, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
+                     f"blockIdx.x * {tile.bn}", store)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
-                  [f"tactic: shared-memory tiled GEMM, {TILE}x{TILE} tile per block, one output "
-                   "per thread; batch on grid z", *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype]),
+                  [f"tactic: register-tiled GEMM, {tile}, double-buffered shared memory; "
+                   "batch on grid z", *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
+                            launch_bounds=(tile.threads, 512 // tile.threads)),
                   body, prelude=uses_mod(params))
-    grid = (-(-n // TILE), -(-m // TILE), nbatch)
+    grid = (-(-n // tile.bn), -(-m // tile.bm), nbatch)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (TILE, TILE, 1), 0)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), 0)

@@ -3,6 +3,8 @@ across a few parameter sets; and building the light_* models for sm_90 compiles 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ember.codegen.nvrtc import compile_cuda
@@ -172,7 +174,8 @@ def test_template_compiles(template, index):
     params = CASES[template][index]
     step = {"name": f"{template}_{index}", "template": template, "params": params}
     name, spec = emit_step(step)
-    assert f'extern "C" __global__ void {name}(' in spec.source
+    assert re.search(rf'extern "C" __global__ void (__launch_bounds__\(\d+, \d+\) )?{name}\(',
+                     spec.source)
     assert spec.source.startswith("// ")  # the tactic comment
     assert all(v >= 1 for v in (*spec.grid, *spec.block))
     kernel = compile_cuda(spec.source, name=name, arch="sm_90")

@@ -1,0 +1,234 @@
+"""The register-tiled GEMM main loop that matmul and conv share.
+
+C[m, n] = sum_k A[m, k] * B[k, n] for one block tile of BM x BN outputs: 256 threads, each
+computing TM x TN outputs in registers; K walked BK at a time through two shared-memory buffers
+(the next tile's global loads are in flight while the current one is multiplied, one barrier per
+step). A is kept k-major in shared memory (As[k][m]) so that each thread reads its TM rows as
+float4s; a thread's rows (and columns) are split into groups of 4 spread across the tile, which
+keeps a warp's shared-memory reads free of bank conflicts. Every output's sum runs over k in
+order, so equal inputs give bit-equal outputs wherever they sit.
+
+Templates describe their operands with `Operand`s: how a thread finds element (mn, k) of A
+(mn = m) or B (mn = n). An operand whose consecutive k are adjacent in memory is loaded with
+threads spread along k, otherwise along mn, so that a warp's global loads stay coalesced either
+way. The template supplies the store (`store(m, n, value)` lines) for the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ember.codegen.scalar_c import c_type
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One block tile shape (a tactic of the GEMM main loop)."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+    @property
+    def threads(self) -> int:
+        return (self.bm // self.tm) * (self.bn // self.tn)
+
+    def __str__(self) -> str:
+        return f"{self.bm}x{self.bn}x{self.bk} tile, {self.tm}x{self.tn} per thread"
+
+
+# candidate tiles, each with the relative efficiency of its inner loop (shared-memory bytes per
+# FMA, latency hiding): bigger tiles reuse more, smaller ones fill more multiprocessors
+TILES: tuple[tuple[Tile, float], ...] = (
+    (Tile(128, 128, 8, 8, 8), 1.0),
+    (Tile(128, 64, 8, 8, 4), 0.85),
+    (Tile(64, 128, 8, 4, 8), 0.85),
+    (Tile(64, 64, 8, 4, 4), 0.7),
+    (Tile(32, 64, 8, 2, 4), 0.45),
+    (Tile(64, 32, 8, 4, 2), 0.45),
+)
+# tiles a tactic sweep may try beyond TILES (benchmarks/bench_kernels.py --sweep)
+SWEEP_TILES: tuple[Tile, ...] = (
+    Tile(128, 128, 16, 8, 8), Tile(128, 64, 16, 8, 4), Tile(64, 128, 16, 4, 8),
+    Tile(64, 64, 16, 4, 4), Tile(64, 64, 8, 4, 8), Tile(64, 128, 8, 8, 8), Tile(128, 64, 8, 8, 8),
+    Tile(64, 64, 16, 8, 4),
+)
+SM_COUNT = 132  # H100 SXM; the choice only needs the order of magnitude
+BLOCKS_PER_SM = 2
+# set by a tactic sweep to force one tile on every GEMM emitted (None: choose by shape)
+forced_tile: Tile | None = None
+
+
+def choose_tile(m: int, n: int, batch: int = 1) -> Tile:
+    """The tile with the least estimated time: whole waves of blocks times each block's work
+    over its tile's efficiency."""
+    if forced_tile is not None:
+        return forced_tile
+    best: tuple[float, int, Tile] | None = None
+    for rank, (tile, eff) in enumerate(TILES):
+        blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+        waves = -(-blocks // (SM_COUNT * BLOCKS_PER_SM))
+        cost = waves * tile.bm * tile.bn / eff
+        if best is None or (cost, rank) < best[:2]:
+            best = (cost, rank, tile)
+    assert best is not None
+    return best[2]
+
+
+@dataclass(frozen=True)
+class Operand:
+    """How a thread reads element (mn, k) of one GEMM operand.
+
+    `setup(slot, mn)` gives the lines run once per thread for each of its fixed mn indices
+    (`slot` names that index's variables); `load(slot, k)` gives (lines, condition, address)
+    for element (mn of `slot`, k): the lines run first (k is a C variable), then the element is
+    `ptr[address]` when the condition holds, else 0.
+    `k_contiguous`: consecutive k are adjacent in memory (threads are then spread along k)."""
+
+    ptr: str
+    k_contiguous: bool
+    setup: Callable[[str, str], list[str]]
+    load: Callable[[str, str], tuple[list[str], str, str]]
+
+
+def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
+          base: str = "0") -> Operand:
+    """A matrix whose (mn, k) element sits at base + mn * stride_mn + k * stride_k."""
+
+    def setup(slot: str, mn: str) -> list[str]:
+        return [f"const bool ok{slot} = ({mn}) < {rows};",
+                f"const size_t at{slot} = {base} + (size_t)({mn}) * {stride_mn};"]
+
+    def load(slot: str, k: str) -> tuple[list[str], str, str]:
+        scaled = f"(size_t){k}" + (f" * {stride_k}" if stride_k != 1 else "")
+        return [], f"ok{slot} && {k} < {k_total}", f"at{slot} + {scaled}"
+
+    return Operand(ptr, stride_k == 1, setup, load)
+
+
+def _rows(tile_rows: int, per_thread: int, thread: str, i: int | str) -> str:
+    """Tile row of a thread's `i`th register row (groups of 4 spread over the tile); `i` is a
+    number or a C expression."""
+    if per_thread <= 4:
+        return f"{thread} * {per_thread} + {i}"
+    groups = per_thread // 4
+    if isinstance(i, int):
+        return f"{i // 4 * (tile_rows // groups)} + {thread} * 4 + {i % 4}"
+    return f"({i}) / 4 * {tile_rows // groups} + {thread} * 4 + ({i}) % 4"
+
+
+def mainloop(tile: Tile, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]],
+             col_setup: Callable[[str, str], list[str]] = lambda n, indent: []) -> list[str]:
+    """The body of a GEMM kernel computing rows [m0, m0 + BM) x columns [n0, n0 + BN) of
+    C (M = m, N = n, K = k). `store(m, n, value, indent)` gives the lines storing one in-range
+    output (m, n: C's row and column variables); `col_setup(n, indent)` lines run once per
+    output column before its rows are stored."""
+    t = c_type(dtype)
+    bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+    threads = tile.threads
+    vec = dtype == "float32" and tm % 4 == 0 and tn % 4 == 0
+    la, lb = bm * bk // threads, bn * bk // threads
+    assert la * threads == bm * bk and lb * threads == bn * bk, tile
+    assert threads % bk == 0 and threads % bm == 0 and threads % bn == 0, tile
+    lines = [f"    __shared__ __align__(16) {t} As[2][{bk}][{bm} + 4];",
+             f"    __shared__ __align__(16) {t} Bs[2][{bk}][{bn} + 4];",
+             "    const int tid = threadIdx.x;",
+             f"    const int tx = tid % {bn // tn}, ty = tid / {bn // tn};",
+             f"    const int m0 = {m0}, n0 = {n0};"]
+
+    # which (mn, k) each thread loads: spread along k when k is contiguous, else along mn
+    def plan(op: Operand, rows: int, count: int, name: str) -> tuple[list[str], list]:
+        setup, loads = [], []
+        if op.k_contiguous:
+            lanes = threads // bk  # rows covered per pass
+            for i in range(count):
+                slot = f"{name}{i}"
+                setup += [f"    {s}" for s in op.setup(slot, f"{'m0' if name == 'a' else 'n0'}"
+                                                       f" + tid / {bk} + {i * lanes}")]
+                loads.append((slot, f"tid % {bk}", f"tid / {bk} + {i * lanes}"))
+        else:
+            slot = f"{name}0"
+            setup += [f"    {s}" for s in op.setup(slot, f"{'m0' if name == 'a' else 'n0'}"
+                                                   f" + tid % {rows}")]
+            lanes = threads // rows
+            for i in range(count):
+                loads.append((slot, f"tid / {rows} + {i * lanes}", f"tid % {rows}"))
+        return setup, loads
+
+    a_setup, a_loads = plan(a, bm, la, "a")
+    b_setup, b_loads = plan(b, bn, lb, "b")
+    lines += a_setup + b_setup
+    lines += [f"    {t} ra[{la}], rb[{lb}];",
+              f"    {t} c_acc[{tm}][{tn}];",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {tm}; ++i)",
+              "        #pragma unroll",
+              f"        for (int j = 0; j < {tn}; ++j) c_acc[i][j] = 0;"]
+
+    def fetch(k0: str, indent: str) -> list[str]:
+        out = []
+        for reg, op, loads in (("ra", a, a_loads), ("rb", b, b_loads)):
+            for i, (slot, kk, _) in enumerate(loads):
+                pre, cond, at = op.load(slot, "kv")
+                out += [f"{indent}{{", f"{indent}    const int kv = {k0} + {kk};",
+                        *(f"{indent}    {line}" for line in pre),
+                        f"{indent}    {reg}[{i}] = ({cond}) ? {op.ptr}[{at}] : ({t})0;",
+                        f"{indent}}}"]
+        return out
+
+    def stash(buf: str, indent: str) -> list[str]:
+        out = []
+        for reg, arr, loads in (("ra", "As", a_loads), ("rb", "Bs", b_loads)):
+            for i, (_, kk, mn) in enumerate(loads):
+                out.append(f"{indent}{arr}[{buf}][{kk}][{mn}] = {reg}[{i}];")
+        return out
+
+    a_rows = [_rows(bm, tm, "ty", i) for i in range(tm)]  # as C expressions
+    b_cols = [_rows(bn, tn, "tx", j) for j in range(tn)]
+    lines += fetch("0", "    ") + stash("0", "    ")
+    lines += ["    __syncthreads();",
+              f"    for (int k0 = 0, cur = 0; k0 < {k}; k0 += {bk}, cur ^= 1) {{",
+              f"        const bool more = k0 + {bk} < {k};",
+              "        if (more) {"]
+    lines += fetch(f"k0 + {bk}", "            ")
+    lines += ["        }",
+              "        #pragma unroll",
+              f"        for (int kk = 0; kk < {bk}; ++kk) {{",
+              f"            {t} fa[{tm}], fb[{tn}];"]
+    if vec:
+        for g in range(tm // 4):
+            lines.append(f"            *(float4*)&fa[{4 * g}] = "
+                         f"*(const float4*)&As[cur][kk][{a_rows[4 * g]}];")
+        for g in range(tn // 4):
+            lines.append(f"            *(float4*)&fb[{4 * g}] = "
+                         f"*(const float4*)&Bs[cur][kk][{b_cols[4 * g]}];")
+    else:
+        lines += [f"            fa[{i}] = As[cur][kk][{r}];" for i, r in enumerate(a_rows)]
+        lines += [f"            fb[{j}] = Bs[cur][kk][{c}];" for j, c in enumerate(b_cols)]
+    lines += ["            #pragma unroll",
+              f"            for (int i = 0; i < {tm}; ++i)",
+              "                #pragma unroll",
+              f"                for (int j = 0; j < {tn}; ++j) c_acc[i][j] += fa[i] * fb[j];",
+              "        }",
+              "        if (more) {"]
+    lines += stash("cur ^ 1", "            ")
+    lines += ["        }",
+              "        __syncthreads();",
+              "    }"]
+    # outputs: column by column (a column's own setup once), rows inside
+    lines += ["    #pragma unroll",
+              f"    for (int j = 0; j < {tn}; ++j) {{",
+              f"        const int n = n0 + {_rows(bn, tn, 'tx', 'j')};",
+              f"        if (n >= {n}) continue;"]
+    lines += col_setup("n", "        ")
+    lines += ["        #pragma unroll",
+              f"        for (int i = 0; i < {tm}; ++i) {{",
+              f"            const int m = m0 + {_rows(bm, tm, 'ty', 'i')};",
+              f"            if (m >= {m}) continue;"]
+    lines += store("m", "n", "c_acc[i][j]", "            ")
+    lines += ["        }", "    }"]
+    return lines
