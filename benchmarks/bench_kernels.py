@@ -89,7 +89,7 @@ def sweep(model, feed, flops: float, torch_ms: float, repeats: int) -> None:
     """Time the case once per GEMM tile (the direct conv tactic ignores the tile)."""
     from ember.codegen.templates import gemm_tiles
 
-    tiles = [t for t, _ in gemm_tiles.TILES] + list(gemm_tiles.SWEEP_TILES)
+    tiles = [t for t, _, _ in gemm_tiles.TILES] + list(gemm_tiles.SWEEP_TILES)
     try:
         for tile in tiles:
             gemm_tiles.forced_tile = tile

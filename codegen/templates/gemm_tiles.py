@@ -40,42 +40,46 @@ class Tile:
         return f"{self.bm}x{self.bn}x{self.bk} tile, {self.tm}x{self.tn} per thread"
 
 
-# candidate tiles, each with the relative efficiency of its inner loop (shared-memory bytes per
-# FMA, latency hiding): bigger tiles reuse more, smaller ones fill more multiprocessors
-TILES: tuple[tuple[Tile, float], ...] = (
-    (Tile(128, 128, 8, 8, 8), 1.0),
-    (Tile(128, 64, 8, 8, 4), 0.85),
-    (Tile(64, 128, 8, 4, 8), 0.85),
-    (Tile(64, 64, 8, 4, 4), 0.7),
-    (Tile(32, 64, 8, 2, 4), 0.45),
-    (Tile(64, 32, 8, 4, 2), 0.45),
+# candidate tiles: (tile, efficiency of its inner loop relative to the best, registers per
+# thread as NVRTC allocates them for sm_90). Efficiencies are measured rates on a 4096^3 GEMM
+# on an H100 (`benchmarks/bench_kernels.py --sweep`, NOTES.md): bigger tiles reuse more of each
+# load, smaller ones fill more multiprocessors.
+TILES: tuple[tuple[Tile, float, int], ...] = (
+    (Tile(128, 128, 16, 8, 8), 1.0, 128),
+    (Tile(64, 64, 16, 8, 4), 0.95, 96),
+    (Tile(128, 64, 16, 8, 4), 0.88, 96),
+    (Tile(64, 128, 16, 4, 8), 0.85, 96),
+    (Tile(64, 64, 16, 4, 4), 0.73, 80),
+    (Tile(32, 64, 8, 2, 4), 0.45, 72),
+    (Tile(64, 32, 8, 4, 2), 0.45, 72),
 )
-# tiles a tactic sweep may try beyond TILES (benchmarks/bench_kernels.py --sweep)
+# more tiles a tactic sweep tries (benchmarks/bench_kernels.py --sweep)
 SWEEP_TILES: tuple[Tile, ...] = (
-    Tile(128, 128, 16, 8, 8), Tile(128, 64, 16, 8, 4), Tile(64, 128, 16, 4, 8),
-    Tile(64, 64, 16, 4, 4), Tile(64, 64, 8, 4, 8), Tile(64, 128, 8, 8, 8), Tile(128, 64, 8, 8, 8),
-    Tile(64, 64, 16, 8, 4),
+    Tile(128, 128, 8, 8, 8), Tile(128, 64, 8, 8, 4), Tile(64, 128, 8, 4, 8),
+    Tile(64, 64, 8, 4, 4), Tile(64, 64, 8, 4, 8), Tile(64, 128, 8, 8, 8), Tile(128, 64, 8, 8, 8),
 )
 SM_COUNT = 132  # H100 SXM; the choice only needs the order of magnitude
-BLOCKS_PER_SM = 2
+REGISTERS_PER_SM = 65536
 # set by a tactic sweep to force one tile on every GEMM emitted (None: choose by shape)
 forced_tile: Tile | None = None
 
 
+def estimated_cost(tile: Tile, eff: float, regs: int, m: int, n: int, batch: int) -> float:
+    """Relative time of a GEMM with `tile`: the busiest multiprocessor's blocks times a block's
+    work over the tile's efficiency, slowed where too few warps are resident to hide latency."""
+    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+    per_sm = -(-blocks // SM_COUNT)
+    resident = min(per_sm, REGISTERS_PER_SM // (tile.threads * regs), 2048 // tile.threads)
+    warps = resident * tile.threads // 32
+    utilization = min(1.0, 0.6 + 0.4 * warps / 16)
+    return per_sm * tile.bm * tile.bn / (eff * utilization)
+
+
 def choose_tile(m: int, n: int, batch: int = 1) -> Tile:
-    """The tile with the least estimated time: whole waves of blocks times each block's work
-    over its tile's efficiency."""
+    """The candidate tile with the least `estimated_cost` (the first on ties)."""
     if forced_tile is not None:
         return forced_tile
-    best: tuple[float, int, Tile] | None = None
-    for rank, (tile, eff) in enumerate(TILES):
-        blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
-        waves = -(-blocks // (SM_COUNT * BLOCKS_PER_SM))
-        cost = waves * tile.bm * tile.bn / eff
-        if best is None or (cost, rank) < best[:2]:
-            best = (cost, rank, tile)
-    assert best is not None
-    return best[2]
+    return min(TILES, key=lambda c: estimated_cost(*c, m, n, batch))[0]
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,9 @@ def test_tile_choice_prefers_filling_the_gpu():
     assert choose_tile(4096, 4096) == TILES[0][0]  # big: the biggest tile
     small = choose_tile(1024, 768)  # BERT's 768-wide GEMMs: 48 big tiles would idle the GPU
     assert small.bm * small.bn < 128 * 128
-    for tile, _ in TILES:
-        assert tile.threads == 256 and tile.bm * tile.bk % tile.threads == 0
+    for tile, eff, regs in TILES:
+        assert tile.bm * tile.bk % tile.threads == 0 and tile.threads % tile.bm == 0
+        assert 0 < eff <= 1 and regs <= 128
 
 
 @pytest.mark.parametrize("case", sorted(MATMULS))
