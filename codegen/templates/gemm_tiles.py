@@ -42,8 +42,8 @@ class Tile:
 
 # candidate tiles: (tile, efficiency of its inner loop relative to the best, registers per
 # thread as NVRTC allocates them for sm_90). Efficiencies are measured rates on a 4096^3 GEMM
-# on an H100 (`benchmarks/bench_kernels.py --sweep`, NOTES.md): bigger tiles reuse more of each
-# load, smaller ones fill more multiprocessors.
+# on an H100 (`benchmarks/bench_kernels.py --sweep`, NOTES.md; the two smallest are estimates):
+# bigger tiles reuse more of each load, smaller ones fill more multiprocessors.
 TILES: tuple[tuple[Tile, float, int], ...] = (
     (Tile(128, 128, 16, 8, 8), 1.0, 128),
     (Tile(64, 64, 16, 8, 4), 0.95, 96),
@@ -52,6 +52,9 @@ TILES: tuple[tuple[Tile, float, int], ...] = (
     (Tile(64, 64, 16, 4, 4), 0.73, 80),
     (Tile(32, 64, 8, 2, 4), 0.45, 72),
     (Tile(64, 32, 8, 4, 2), 0.45, 72),
+    # small GEMMs (batch 1) are latency-bound: more, smaller blocks finish sooner
+    (Tile(32, 32, 16, 2, 2), 0.3, 48),
+    (Tile(16, 16, 16, 1, 1), 0.15, 40),
 )
 # more tiles a tactic sweep tries (benchmarks/bench_kernels.py --sweep)
 SWEEP_TILES: tuple[Tile, ...] = (
@@ -71,7 +74,7 @@ def estimated_cost(tile: Tile, eff: float, regs: int, m: int, n: int, batch: int
     per_sm = -(-blocks // SM_COUNT)
     resident = min(per_sm, REGISTERS_PER_SM // (tile.threads * regs), 2048 // tile.threads)
     warps = resident * tile.threads // 32
-    utilization = min(1.0, 0.6 + 0.4 * warps / 16)
+    utilization = min(1.0, warps / 16) ** 0.5
     return per_sm * tile.bm * tile.bn / (eff * utilization)
 
 
