@@ -13,6 +13,7 @@ from typing import Any
 from ember.codegen.nvrtc import compile_many, nvrtc_version, parse_arch
 from ember.codegen.templates import KernelSpec, emitter
 from ember.errors import EmberError, UnsupportedError
+from ember.runtime.manifest import decode
 
 SECTION_ALIGN = 256
 _PLACEHOLDER = "__ember_kernel__"
@@ -25,7 +26,8 @@ def emit_step(step: dict[str, Any]) -> tuple[str, KernelSpec]:
     if step.get("origin"):
         where += f" (ONNX {', '.join(step['origin'])})"
     try:
-        spec = emitter(str(template))(_PLACEHOLDER, step["params"])
+        # params as the runtime reads them (non-finite floats are encoded in the manifest)
+        spec = emitter(str(template))(_PLACEHOLDER, decode(step["params"]))
     except UnsupportedError as e:
         raise UnsupportedError(f"{where}: template '{template}': {e}") from None
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
@@ -34,7 +36,7 @@ def emit_step(step: dict[str, Any]) -> tuple[str, KernelSpec]:
     digest = hashlib.sha256(spec.source.encode()).hexdigest()[:12]
     name = f"{template}_{digest}"
     return name, KernelSpec(spec.source.replace(_PLACEHOLDER, name), spec.grid, spec.block,
-                            spec.shared_bytes)
+                            spec.shared_bytes, spec.counter_bytes, spec.workspace_bytes)
 
 
 def _pad_to(buf: bytearray, align: int) -> None:
@@ -82,6 +84,9 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
         name, spec = entry
         step["cuda"] = {"kernel": name, "grid": list(spec.grid), "block": list(spec.block),
                         "shared": int(spec.shared_bytes)}
+        if spec.workspace_bytes:
+            step["cuda"]["counters"] = int(spec.counter_bytes)
+            step["cuda"]["workspace"] = int(spec.workspace_bytes)
     manifest["kernels"] = kernels
     nv_major, nv_minor = nvrtc_version()
     manifest["target"] = {"device": "cuda", "arch": arch_name, "nvrtc": [nv_major, nv_minor]}

@@ -24,6 +24,10 @@ class KernelSpec:
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     shared_bytes: int = 0
+    # zeroed device scratch the kernel takes as its last two arguments (split-K): its own
+    # `counters` (bytes), and `ws` (bytes) that steps share; 0: neither argument
+    counter_bytes: int = 0
+    workspace_bytes: int = 0
 
 
 # template name (a plan step's "template") -> module in this package
@@ -31,7 +35,7 @@ TEMPLATES: tuple[str, ...] = (
     "elementwise", "matmul", "conv", "pool", "reduce", "softmax", "batch_norm", "layer_norm",
     "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
     "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
-    "quantize", "dequantize", "range", "fill",
+    "quantize", "dequantize", "range", "fill", "attention",
 )
 # templates whose module name differs (a submodule named `range` would shadow the builtin here)
 _MODULES = {"range": "range_"}
@@ -103,9 +107,11 @@ def linear(prefix: str, strides: Sequence[int], skip_zero: bool = True) -> str:
 
 
 def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
-              launch_bounds: tuple[int, int] | None = None) -> str:
+              launch_bounds: tuple[int, int] | None = None, workspace: bool = False) -> str:
     args = [f"const {c_type(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
     args += [f"{c_type(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
+    if workspace:
+        args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
     bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 

@@ -31,7 +31,7 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import Operand, choose_tile, dense, mainloop
+from ember.codegen.templates.gemm_tiles import Operand, choose, dense, mainloop
 from ember.errors import UnsupportedError
 
 DIRECT_BELOW = 8  # out channels per group under which the direct tactic runs
@@ -149,7 +149,8 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     else:
         m_size, n_size = cv.mg, cv.positions
         a_op, b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights), _im2col_nchw(cv)
-    tile = choose_tile(m_size, n_size, cv.groups)
+    gemm = choose(m_size, n_size, cv.k_total, cv.groups)
+    tile = gemm.tile
 
     def col_setup(n: str, indent: str) -> list[str]:
         if cv.nhwc:
@@ -167,22 +168,25 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
             lines.append(f"{indent}acc += in2[{oc}];")
         return lines + epilogue_lines(params, "acc", "oi", indent) + [f"{indent}out0[oi] = acc;"]
 
-    body = ["    const int g = blockIdx.z;  // group"]
-    body += mainloop(tile, m_size, n_size, cv.k_total, a_op, b_op, dtype,
+    body = [f"    const int g = blockIdx.z / {gemm.splits};  // group"]
+    body += mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
                      f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store, col_setup)
     layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
     text = source(_title(params, cv, dtype),
-                  [f"tactic: implicit GEMM ({layout}), {tile}, double-buffered shared memory, "
+                  [f"tactic: implicit GEMM ({layout}), {gemm}, double-buffered shared memory, "
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
                    *epilogue_summary(params)],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
-                            launch_bounds=(tile.threads, 512 // tile.threads)),
+                            launch_bounds=(tile.threads, 512 // tile.threads),
+                            workspace=gemm.splits > 1),
                   body, prelude=uses_mod(params))
-    grid = (-(-n_size // tile.bn), -(-m_size // tile.bm), cv.groups)
+    grid = gemm.grid(m_size, n_size, cv.groups)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), 0)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), 0,
+                      *gemm.workspace_bytes(m_size, n_size, cv.groups,
+                                           8 if dtype == "float64" else 4))
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:

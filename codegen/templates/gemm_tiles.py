@@ -67,22 +67,80 @@ REGISTERS_PER_SM = 65536
 forced_tile: Tile | None = None
 
 
-def estimated_cost(tile: Tile, eff: float, regs: int, m: int, n: int, batch: int) -> float:
-    """Relative time of a GEMM with `tile`: the busiest multiprocessor's blocks times a block's
-    work over the tile's efficiency, slowed where too few warps are resident to hide latency."""
-    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+@dataclass(frozen=True)
+class Gemm:
+    """A GEMM tactic: the block tile and how many slices K is split into (split-K: each slice's
+    block writes its partial tile to a workspace; the last to finish sums the slices in order
+    and stores, so results do not depend on which block finishes first)."""
+
+    tile: Tile
+    splits: int = 1
+
+    def k_slice(self, k: int) -> int:
+        """Length of each slice of K (a multiple of the tile's BK)."""
+        chunks = -(-k // self.tile.bk)
+        return -(-chunks // self.splits) * self.tile.bk
+
+    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
+        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch * self.splits)
+
+    def workspace_bytes(self, m: int, n: int, batch: int, itemsize: int) -> tuple[int, int]:
+        """(counter bytes, partial bytes) of zeroed scratch a launch needs: one arrival counter
+        per output tile (each step its own: a kernel leaves them zeroed for the next run) and
+        every slice's partial tile (steps may share: they run in stream order). (0, 0) without
+        split-K."""
+        if self.splits == 1:
+            return 0, 0
+        gx, gy, _ = self.grid(m, n, batch)
+        tiles = gx * gy * batch
+        return tiles * 4, tiles * self.splits * self.tile.bm * self.tile.bn * itemsize
+
+    def __str__(self) -> str:
+        return str(self.tile) + (f", split-K x{self.splits}" if self.splits > 1 else "")
+
+
+SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+def estimated_cost(gemm: Gemm, eff: float, regs: int, m: int, n: int, k: int,
+                   batch: int) -> float:
+    """Relative time of a GEMM tactic: the busiest multiprocessor's blocks times a block's
+    work (its K slice, plus reading every slice back when split) over the tile's efficiency,
+    slowed where too few warps are resident to hide latency."""
+    tile = gemm.tile
+    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch * gemm.splits
     per_sm = -(-blocks // SM_COUNT)
     resident = min(per_sm, REGISTERS_PER_SM // (tile.threads * regs), 2048 // tile.threads)
     warps = resident * tile.threads // 32
     utilization = min(1.0, warps / 16) ** 0.5
-    return per_sm * tile.bm * tile.bn / (eff * utilization)
+    work = gemm.k_slice(k) + (8 * gemm.splits if gemm.splits > 1 else 0)
+    return per_sm * tile.bm * tile.bn * work / (eff * utilization)
+
+
+def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> Gemm:
+    """The tactic with the least `estimated_cost` (the first on ties). Split-K only where each
+    slice keeps at least two BK steps."""
+    if forced_tile is not None:
+        return Gemm(forced_tile)
+    best: tuple[float, Gemm] | None = None
+    for tile, eff, regs in TILES:
+        chunks = -(-k // tile.bk)
+        for splits in SPLITS if split_k else (1,):
+            if splits > 1 and chunks < 2 * splits:
+                break
+            gemm = Gemm(tile, splits)
+            # slices actually used once K is cut into whole BK steps
+            gemm = Gemm(tile, -(-chunks // (gemm.k_slice(k) // tile.bk)))
+            cost = estimated_cost(gemm, eff, regs, m, n, k, batch)
+            if best is None or cost < best[0]:
+                best = (cost, gemm)
+    assert best is not None
+    return best[1]
 
 
 def choose_tile(m: int, n: int, batch: int = 1) -> Tile:
-    """The candidate tile with the least `estimated_cost` (the first on ties)."""
-    if forced_tile is not None:
-        return forced_tile
-    return min(TILES, key=lambda c: estimated_cost(*c, m, n, batch))[0]
+    """The tile `choose` picks without split-K."""
+    return choose(m, n, 1024, batch, split_k=False).tile
 
 
 @dataclass(frozen=True)
@@ -116,6 +174,44 @@ def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
     return Operand(ptr, stride_k == 1, setup, load)
 
 
+def _split_k_reduce(gemm: Gemm, t: str) -> list[str]:
+    """Lines after the main loop of a split-K block: store this slice's partial tile; the last
+    block of the tile to arrive sums all slices in slice order into c_acc and goes on to the
+    store, the others return."""
+    tile, splits = gemm.tile, gemm.splits
+    size, threads = tile.bm * tile.bn, tile.threads
+    return [
+        "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
+        f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
+        " + blockIdx.x;",
+        f"    {t}* part = ({t}*)ws + (size_t)tile_id * {splits * size};",
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {tile.tm}; ++i)",
+        "        #pragma unroll",
+        f"        for (int j = 0; j < {tile.tn}; ++j)",
+        f"            part[(size_t)(blockIdx.z % {splits}) * {size} + (i * {tile.tn} + j) * "
+        f"{threads} + tid] = c_acc[i][j];",
+        "    __threadfence();",
+        "    __syncthreads();",
+        "    __shared__ bool last_block;",
+        f"    if (tid == 0) last_block = atomicAdd(&counters[tile_id], 1u) == {splits - 1};",
+        "    __syncthreads();",
+        "    if (!last_block) return;",
+        "    __threadfence();",
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {tile.tm}; ++i)",
+        "        #pragma unroll",
+        f"        for (int j = 0; j < {tile.tn}; ++j) {{",
+        f"            {t} v = 0;",
+        f"            for (int s = 0; s < {splits}; ++s)",
+        f"                v += __ldcg(&part[(size_t)s * {size} + (i * {tile.tn} + j) * {threads}"
+        " + tid]);",
+        "            c_acc[i][j] = v;",
+        "        }",
+        "    if (tid == 0) counters[tile_id] = 0;  // ready for the next run",
+    ]
+
+
 def _rows(tile_rows: int, per_thread: int, thread: str, i: int | str) -> str:
     """Tile row of a thread's `i`th register row (groups of 4 spread over the tile); `i` is a
     number or a C expression."""
@@ -127,13 +223,20 @@ def _rows(tile_rows: int, per_thread: int, thread: str, i: int | str) -> str:
     return f"({i}) / 4 * {tile_rows // groups} + {thread} * 4 + ({i}) % 4"
 
 
-def mainloop(tile: Tile, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
+def mainloop(gemm: Gemm | Tile, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
              m0: str, n0: str, store: Callable[[str, str, str, str], list[str]],
              col_setup: Callable[[str, str], list[str]] = lambda n, indent: []) -> list[str]:
     """The body of a GEMM kernel computing rows [m0, m0 + BM) x columns [n0, n0 + BN) of
     C (M = m, N = n, K = k). `store(m, n, value, indent)` gives the lines storing one in-range
     output (m, n: C's row and column variables); `col_setup(n, indent)` lines run once per
-    output column before its rows are stored."""
+    output column before its rows are stored.
+
+    With split-K the grid's z is (batch x splits) — the caller reads its batch or group as
+    `blockIdx.z / splits` — and the kernel takes a last argument `ws`, the zeroed workspace of
+    `Gemm.workspace_bytes`: arguments `counters` and `ws`."""
+    if isinstance(gemm, Tile):
+        gemm = Gemm(gemm)
+    tile, splits = gemm.tile, gemm.splits
     t = c_type(dtype)
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     threads = tile.threads
@@ -196,10 +299,15 @@ def mainloop(tile: Tile, m: int, n: int, k: int, a: Operand, b: Operand, dtype: 
 
     a_rows = [_rows(bm, tm, "ty", i) for i in range(tm)]  # as C expressions
     b_cols = [_rows(bn, tn, "tx", j) for j in range(tn)]
-    lines += fetch("0", "    ") + stash("0", "    ")
+    if splits > 1:
+        lines += [f"    const int k_begin = (int)(blockIdx.z % {splits}) * {gemm.k_slice(k)};",
+                  f"    const int k_end = min({k}, k_begin + {gemm.k_slice(k)});"]
+    else:
+        lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
+    lines += fetch("k_begin", "    ") + stash("0", "    ")
     lines += ["    __syncthreads();",
-              f"    for (int k0 = 0, cur = 0; k0 < {k}; k0 += {bk}, cur ^= 1) {{",
-              f"        const bool more = k0 + {bk} < {k};",
+              f"    for (int k0 = k_begin, cur = 0; k0 < k_end; k0 += {bk}, cur ^= 1) {{",
+              f"        const bool more = k0 + {bk} < k_end;",
               "        if (more) {"]
     lines += fetch(f"k0 + {bk}", "            ")
     lines += ["        }",
@@ -226,6 +334,8 @@ def mainloop(tile: Tile, m: int, n: int, k: int, a: Operand, b: Operand, dtype: 
     lines += ["        }",
               "        __syncthreads();",
               "    }"]
+    if splits > 1:
+        lines += _split_k_reduce(gemm, t)
     # outputs: column by column (a column's own setup once), rows inside
     lines += ["    #pragma unroll",
               f"    for (int j = 0; j < {tn}; ++j) {{",

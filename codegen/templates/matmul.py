@@ -18,7 +18,7 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import choose_tile, dense, mainloop
+from ember.codegen.templates.gemm_tiles import choose, dense, mainloop
 from ember.errors import UnsupportedError
 
 
@@ -46,13 +46,14 @@ def emit(name: str, params: dict) -> KernelSpec:
     a_mat, b_mat = a_rows * a_cols, b_rows * b_cols
     a_bs = [s * a_mat for s in broadcast_strides(a_shape[:-2], batch)] if batch else []
     b_bs = [s * b_mat for s in broadcast_strides(b_shape[:-2], batch)] if batch else []
-    tile = choose_tile(m, n, nbatch)
+    gemm = choose(m, n, k, nbatch)
+    tile = gemm.tile
     # element (m, k) of A and (n, k) of B, each from its batch's base
     a_op = (dense("in0", m, k, 1, a_cols, "a_base") if ta
             else dense("in0", m, k, a_cols, 1, "a_base"))
     b_op = (dense("in1", n, k, b_cols, 1, "b_base") if tb
             else dense("in1", n, k, 1, b_cols, "b_base"))
-    body = ["    const int b = blockIdx.z;"]
+    body = [f"    const int b = blockIdx.z / {gemm.splits};"]
     if batch:
         body += decompose("b", batch, "bc", "    ")
         a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s) or "0"
@@ -68,16 +69,18 @@ def emit(name: str, params: dict) -> KernelSpec:
                 *epilogue_lines(params, "acc", "oi", indent),
                 f"{indent}out0[oi] = acc;"]
 
-    body += mainloop(tile, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
+    body += mainloop(gemm, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
                      f"blockIdx.x * {tile.bn}", store)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
-                  [f"tactic: register-tiled GEMM, {tile}, double-buffered shared memory; "
+                  [f"tactic: register-tiled GEMM, {gemm}, double-buffered shared memory; "
                    "batch on grid z", *epilogue_summary(params)],
                   signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
-                            launch_bounds=(tile.threads, 512 // tile.threads)),
+                            launch_bounds=(tile.threads, 512 // tile.threads),
+                            workspace=gemm.splits > 1),
                   body, prelude=uses_mod(params))
-    grid = (-(-n // tile.bn), -(-m // tile.bm), nbatch)
+    grid = gemm.grid(m, n, nbatch)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), 0)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), 0,
+                      *gemm.workspace_bytes(m, n, nbatch, 8 if dtype == "float64" else 4))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ember.codegen.templates.gemm_tiles import TILES, choose_tile
+from ember.codegen.templates.gemm_tiles import TILES, choose, choose_tile
 from ember.compiler.builder import BuilderConfig, build_model
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from ember.runtime.cuda import cuda_available
@@ -70,6 +70,8 @@ MATMULS = {
     "batched_broadcast": ([3, 1, 33, 40], [4, 40, 17], False),
     "vector_matrix": ([1, 300], [300, 200], True),
     "tall": ([1000, 24], [24, 8], False),
+    "split_k": ([16, 4096], [4096, 64], False),
+    "split_k_gemm": ([2, 2048], [2048, 1000], True),
 }
 # (x shape, w shape, attributes, bias)
 CONVS = {
@@ -87,6 +89,7 @@ CONVS = {
     "few_out_channels": ([1, 6, 5, 5], [3, 6, 3, 3], {}, True),
     "conv1d": ([2, 12, 30], [20, 12, 5], {"pads": [2, 2]}, True),
     "conv3d": ([1, 4, 5, 6, 7], [8, 4, 3, 3, 3], {"pads": [1, 1, 1, 1, 1, 1]}, True),
+    "split_k_deep": ([1, 512, 7, 7], [512, 512, 3, 3], {"pads": [1, 1, 1, 1]}, True),
 }
 
 
@@ -127,9 +130,13 @@ def _conv_expected(feeds, model):
 
 
 def _run_gpu(model, feeds):
+    """The output, checked to be bit-equal over two runs (split-K's counters reset)."""
     manifest, sections = _plan(model)
     engine = Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
-    return engine.create_execution_context().execute(feeds)["y"]
+    ctx = engine.create_execution_context()
+    first = ctx.execute(feeds)["y"]
+    np.testing.assert_array_equal(ctx.execute(feeds)["y"], first)
+    return first
 
 
 def _feeds(model, seed):
@@ -139,6 +146,14 @@ def _feeds(model, seed):
         shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
         feeds[vi.name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
+
+
+def test_split_k_for_long_k_and_few_tiles():
+    assert choose(16, 64, 4096).splits > 1
+    assert choose(4096, 4096, 4096).splits == 1
+    manifest, _ = _plan(_matmul_model(*MATMULS["split_k"], True, 0))
+    (launch,) = [s["cuda"] for s in manifest["steps"] if s["template"] == "matmul"]
+    assert launch["workspace"] > 0 and launch["grid"][2] > 1
 
 
 def test_tile_choice_prefers_filling_the_gpu():
@@ -162,6 +177,38 @@ def test_conv_builds_without_host_steps(case):
     x, w, attrs, bias = CONVS[case]
     manifest, _ = _plan(_conv_model(x, w, attrs, bias, 0))
     assert all(step.get("device") != "cpu" for step in manifest["steps"])
+
+
+def _chain_model(seed: int):
+    """Two split-K matmuls of different tile counts back to back: the second's counters must
+    not meet the first's partial tiles in the shared workspace."""
+    rng = _rng(seed)
+    w1 = (rng.standard_normal((4096, 512)) / 64).astype(np.float32)
+    w2 = (rng.standard_normal((512, 48)) / 22).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", F, [8, 4096])],
+                              [helper.make_tensor_value_info("y", F, None)],
+                              [numpy_helper.from_array(w1, "w1"),
+                               numpy_helper.from_array(w2, "w2")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w1, w2
+
+
+def test_chain_has_two_split_k_steps():
+    manifest, _ = _plan(_chain_model(0)[0])
+    launches = [s["cuda"] for s in manifest["steps"] if s["template"] == "matmul"]
+    assert len(launches) == 2 and all(ln.get("workspace") for ln in launches)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_split_k_chain_matches_float64():
+    model, w1, w2 = _chain_model(3)
+    feeds = _feeds(model, 3)
+    want = np.maximum(feeds["x"].astype(np.float64) @ w1, 0) @ w2
+    for _ in range(2):  # a fresh context each time: zeroed workspaces, then reused ones
+        np.testing.assert_allclose(_run_gpu(model, feeds), want, rtol=1e-4, atol=1e-4)
 
 
 @needs_gpu
