@@ -16,18 +16,24 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
+    from ember.passes.assign_layouts import AssignLayouts
+    from ember.passes.cancel_transposes import CancelTransposes
     from ember.passes.canonicalize import Canonicalize
     from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
     from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
     from ember.passes.fold_batch_norm import FoldBatchNorm
     from ember.passes.fold_constants import FoldConstants
+    from ember.passes.fold_pad import FoldPad
+    from ember.passes.fuse_attention import FuseAttention
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.infer_shapes import InferShapes
+    from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
-            DeadCodeElimination]
+            DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
+            FuseAttention]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -37,14 +43,22 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 PIPELINES: dict[str, list[str]] = {
     # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, BatchNorm
-    # folded away, dead code gone
-    "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
-                "dce"],
+    # folded away, zero pads folded into convs/pools, transposes/reshapes composed (or absorbed
+    # by matmuls), dead code gone
+    "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
+                "cancel-transposes", "canonicalize", "cse", "dce", "merge-parallel-matmuls",
+                "fuse-attention"],
     "legalize": ["convert-onnx-to-nn"],
-    # default, then each nn op becomes the kernel that runs it, elementwise chains fused, and
+    # only what a plan needs: nn ops with static shapes, then one kernel per nn op (no BatchNorm
+    # or pad folding, no fusion, NCHW throughout); BuilderConfig(optimize=False) builds with it
+    "unoptimized": ["convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"],
+    # default, then each nn op becomes the kernel that runs it, each 4-D activation gets the
+    # format its kernels prefer (reformats where they differ), elementwise chains fused, and
     # those that post-process a conv / matmul moved into it as its epilogue
-    "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "canonicalize", "cse",
-                "dce", "convert-nn-to-kernel", "fuse-elementwise", "fuse-epilogues"],
+    "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
+                "cancel-transposes", "canonicalize", "cse", "dce", "merge-parallel-matmuls",
+                "fuse-attention", "convert-nn-to-kernel",
+                "assign-layouts", "fuse-elementwise", "fuse-epilogues"],
     "none": [],
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,12 +122,14 @@ class CudaExecutor:
         # plans with host steps cannot be captured and launch one by one
         self.cuda_graph = cuda_graph
         self._graph: cuda.GraphExec | None = None
+        self._events: list[cuda.Event] | None = None  # made at the first profiled run
         self.state = _EngineState.of(engine)
         dev = self.state.device
         self.stream = cuda.Stream(dev)
         self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
         self._owned: list[cuda.DeviceBuffer] = []
         self.ptrs = self._addresses()
+        self.workspace, self._counter_offsets = self._workspace()
         self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
         # where each buffer's address is used, so a bound address can replace it in place
         self._roots = [self._root(j) for j in range(len(engine.buffers))]
@@ -138,6 +141,29 @@ class CudaExecutor:
                 for k, j in enumerate((*step["inputs"], *step["outputs"])):
                     self._arg_uses.setdefault(self._roots[j], []).append((ln.args, k))
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
+
+    def _workspace(self) -> tuple[cuda.DeviceBuffer, dict[int, int]]:
+        """Zeroed scratch for the steps that ask for it (split-K): one area of partial tiles
+        that they share (steps run in stream order), and each step's own arrival counters
+        (a kernel leaves its counters zeroed for the next run). Returns the buffer and each
+        step's counter offset in it; the shared area starts after the last counters."""
+        offsets: dict[int, int] = {}
+        counters, shared = 0, 0
+        for i, step in enumerate(self.engine.steps):
+            launch = step.get("cuda")
+            if not isinstance(launch, Mapping) or not launch.get("workspace"):
+                continue
+            sizes = (launch.get("counters", 0), launch["workspace"])
+            if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
+                raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes {sizes!r}")
+            offsets[i] = counters
+            counters += -(-sizes[0] // 256) * 256
+            shared = max(shared, sizes[1])
+        self._shared_offset = counters
+        buf = cuda.DeviceBuffer(max(counters + shared, 1), self.state.device)
+        buf.zero(self.stream)
+        self.stream.synchronize()  # whatever stream a run is issued on sees the zeros
+        return buf, offsets
 
     def _addresses(self) -> list[int]:
         engine, dev = self.engine, self.state.device
@@ -187,14 +213,18 @@ class CudaExecutor:
             raise PlanError(f"step {index} ({name}): no CUDA kernel in the plan for template "
                             f"{step.get('template')!r}")
         kernel = launch["kernel"]
-        args = cuda.pack_args([("ptr", self.ptrs[j]) for j in (*step["inputs"],
-                                                                *step["outputs"])])
         try:
             grid = tuple(int(v) for v in launch["grid"])
             block = tuple(int(v) for v in launch["block"])
             shared = int(launch.get("shared", 0))
+            workspace = int(launch.get("workspace", 0))
         except (KeyError, TypeError, ValueError) as e:
             raise PlanError(f"step {index} ({name}): bad launch dimensions") from e
+        ptrs = [("ptr", self.ptrs[j]) for j in (*step["inputs"], *step["outputs"])]
+        if workspace:  # split-K: this step's counters, then the shared partial tiles
+            ptrs.append(("ptr", self.workspace.ptr + self._counter_offsets[index]))
+            ptrs.append(("ptr", self.workspace.ptr + self._shared_offset))
+        args = cuda.pack_args(ptrs)
         function = self.state.functions[kernel]
         if shared > 48 * 1024:
             function.set_max_dynamic_shared(shared)
@@ -247,7 +277,10 @@ class CudaExecutor:
     def address(self, buffer: int) -> int:
         return self._copy_out.get(buffer, self.ptrs[buffer])
 
-    def _launch_all(self) -> None:
+    def _launch_all(self, timed: bool = False) -> None:
+        if timed:
+            self._launch_timed()
+            return
         if self.cuda_graph and not self.host_steps:
             if self._graph is None:
                 cuda.begin_capture(self.stream)
@@ -267,14 +300,37 @@ class CudaExecutor:
             cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
                         what=ln.what)
 
-    def run_async(self, stream_handle: int) -> None:
+    def _launch_timed(self) -> None:
+        """Every step between two timing events, launched one by one even in a CUDA-graph
+        context (events recorded inside a replayed graph would not time its steps)."""
+        events = self._events
+        if events is None:
+            dev = self.state.device
+            events = self._events = [cuda.Event(dev) for _ in range(len(self.launches) + 1)]
+        stream = self.stream
+        events[0].record(stream)
+        for ln, end in zip(self.launches, events[1:], strict=True):
+            if isinstance(ln, _HostStep):
+                self._run_on_host(ln)
+            else:
+                cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args,
+                            what=ln.what)
+            end.record(stream)
+
+    def _step_times(self, times: list[float]) -> None:
+        """Append each step's milliseconds from the last timed launch (waits for it)."""
+        events = self._events or []
+        times.extend(a.elapsed_ms(b) for a, b in pairwise(events))
+
+    def run_async(self, stream_handle: int, times: list[float] | None = None) -> None:
         """Run on bound device addresses, ordered after and before the work of the caller's
-        stream (through events); no copies and, without host steps, no host wait."""
+        stream (through events); no copies and, without host steps, no host wait. With
+        `times` (profiling) each step is timed, which waits for the GPU."""
         before, after = cuda.Event(timing=False), cuda.Event(timing=False)
         external = _ExternalStream(stream_handle, self.state.device)
         before.record(external)
         self.stream.wait_event(before)
-        self._launch_all()
+        self._launch_all(times is not None)
         for buffer, ptr in self._copy_out.items():
             n = _nbytes(self.engine.buffers[buffer])
             if n:
@@ -283,14 +339,18 @@ class CudaExecutor:
                            f"copy of output buffer #{buffer} to its bound address")
         after.record(self.stream)
         external.wait_event(after)
+        if times is not None:
+            self._step_times(times)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray],
+            times: list[float] | None = None) -> dict[str, np.ndarray]:
+        """Copy in, launch, copy out; with `times` (profiling), append each step's ms."""
         stream = self.stream
         engine = self.engine
         for name, d in engine.tensors.items():
             if d.is_input:
                 cuda.copy_htod(self.ptrs[d.buffer], inputs[name], stream)
-        self._launch_all()
+        self._launch_all(times is not None)
         results: dict[str, np.ndarray] = {}
         for name, d in engine.tensors.items():
             if not d.is_input:
@@ -301,4 +361,6 @@ class CudaExecutor:
             stream.synchronize()
         except CudaError as e:
             raise CudaError(f"running the plan's {len(self.launches)} steps: {e}") from None
+        if times is not None:
+            self._step_times(times)
         return results

@@ -15,7 +15,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ember.runtime.cpu_kernels import elementwise, linear, movement, quant, reduction
+from ember.runtime.cpu_kernels import (
+    attention,
+    elementwise,
+    linear,
+    movement,
+    quant,
+    reduction,
+)
 
 Kernel = Callable[[list[np.ndarray], dict], list[np.ndarray]]
 
@@ -25,6 +32,7 @@ KERNELS: dict[str, Kernel] = {
     **reduction.KERNELS,
     **movement.KERNELS,
     **quant.KERNELS,
+    **attention.KERNELS,
 }
 
 __all__ = ["KERNELS", "Kernel"]

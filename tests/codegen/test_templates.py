@@ -161,6 +161,14 @@ CASES: dict[str, list[dict]] = {
               _p([[], [], []], [[5]])],
     "fill": [_p([[2]], [[3, 4]], dtypes=["int64"], value=1.5),
              _p([[1]], [[6]], dtypes=["int64"], out_dtypes=["int64"], value=-3)],
+    "attention": [
+        _p([[2, 16, 192]] * 3 + [[2, 1, 16, 16]], [[2, 16, 64]], num_heads=4, head_dim=16,
+           scale=0.25, k_offset=64, v_offset=128),
+        _p([[1, 40, 256], [1, 70, 256], [1, 70, 256], [1, 1, 1, 70]], [[1, 40, 256]],
+           dtypes=[F, F, F, "bool"], num_heads=2, head_dim=128, scale=0.088, masked_value=-1e4),
+        _p([[3, 5, 24], [3, 9, 24], [3, 9, 24]], [[3, 5, 24]], dtypes=["float64"] * 3,
+           out_dtypes=["float64"], num_heads=3, head_dim=8, scale=0.35),
+    ],
 }
 
 

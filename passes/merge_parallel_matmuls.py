@@ -1,0 +1,142 @@
+"""merge-parallel-matmuls: matmuls that read the same input with constant weights become one
+matmul over the weights side by side (a transformer's Q, K and V projections: one GEMM, N = 3·H·D).
+
+After this pass no two `nn.matmul` of one block share their left operand while each has a constant
+2-D right operand (no transposes) of the same K and element type. Each such group becomes one
+matmul with the weights concatenated along N, followed, where any member was followed by the
+`nn.binary "add"` of a constant bias along N (its only user), by one add of the concatenated
+biases (zeros for members without one); each member's value becomes an `nn.slice` of its columns.
+fuse-attention reads such slices as column offsets into the packed tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ember.dialects.nn.base import build
+from ember.dialects.nn.elementwise import BinaryOp, WeightOp
+from ember.dialects.nn.linear import MatMulOp
+from ember.dialects.nn.movement import SliceOp
+from ember.dialects.origin import origin_of, set_origin
+from ember.dialects.tensor_types import element_type_of, shape_of, static_shape
+from ember.dialects.weights import WeightStore, weights_of
+from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+
+
+@dataclass
+class _Member:
+    matmul: MatMulOp
+    weight: np.ndarray
+    bias_add: BinaryOp | None
+    bias: np.ndarray | None
+
+    @property
+    def value(self) -> SSAValue:
+        """What the member's users read: the bias add's result, else the matmul's."""
+        return (self.bias_add or self.matmul).results[0]
+
+
+def _bias(matmul: MatMulOp, store: WeightStore) -> tuple[BinaryOp, np.ndarray] | None:
+    """The add of a constant [N] bias that is the matmul's only user, and the bias."""
+    if matmul.output.uses.get_length() != 1:
+        return None
+    add = next(iter(matmul.output.uses)).operation
+    if not isinstance(add, BinaryOp) or add.fn.data != "add" or add.lhs is add.rhs \
+            or add.output.type != matmul.output.type:
+        return None
+    other = add.rhs if add.lhs is matmul.output else add.lhs
+    bias = constant_value(other, store)
+    n = shape_of(matmul.output)[-1]
+    if bias is None or element_type_of(other) != element_type_of(matmul.output) \
+            or bias.size != n or any(d != 1 for d in bias.shape[:-1]):
+        return None
+    return add, bias.reshape(-1)
+
+
+def _member(op: Operation, store: WeightStore) -> _Member | None:
+    if not isinstance(op, MatMulOp) or op.prop("transpose_a") or op.prop("transpose_b"):
+        return None
+    a, out = shape_of(op.lhs), shape_of(op.output)
+    weight = constant_value(op.rhs, store)
+    if a is None or len(a) < 2 or out is None or weight is None or weight.ndim != 2 \
+            or element_type_of(op.rhs) != element_type_of(op.lhs):
+        return None
+    bias = _bias(op, store)
+    return _Member(op, weight, *(bias or (None, None)))
+
+
+def _groups(block: Block, store: WeightStore) -> list[list[_Member]]:
+    """Members by (left operand, K, element type), in program order; groups of two or more."""
+    groups: dict[tuple, list[_Member]] = {}
+    for op in block.ops:
+        m = _member(op, store)
+        if m is not None:
+            key = (m.matmul.lhs, m.weight.shape[0], element_type_of(m.matmul.lhs))
+            groups.setdefault(key, []).append(m)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _name(value: SSAValue) -> str:
+    return value.owner.ref.data if isinstance(value.owner, WeightOp) else "const"
+
+
+def _erase_if_unused(ops: list[Operation]) -> None:
+    for op in ops:
+        if op.parent is not None and all(r.uses.get_length() == 0 for r in op.results):
+            Rewriter.erase_op(op)
+
+
+def _merge(group: list[_Member], store: WeightStore) -> None:
+    first = group[0].matmul
+    weight = np.concatenate([m.weight for m in group], axis=1)
+    tag = "+".join(_name(m.matmul.rhs) for m in group)
+    w_op = make_constant(weight, store, tag)
+    Rewriter.insert_op(w_op, InsertPoint.before(first))
+    matmul = build(MatMulOp, [first.lhs, w_op.results[0]])
+    set_origin(matmul, [n for m in group for n in origin_of(m.matmul)])
+    Rewriter.insert_op(matmul, InsertPoint.before(first))
+    packed, last = matmul.output, matmul
+    if any(m.bias_add is not None for m in group):
+        bias = np.concatenate([m.bias if m.bias is not None
+                               else np.zeros(m.weight.shape[1], weight.dtype) for m in group])
+        b_op = make_constant(bias.astype(weight.dtype), store, f"{tag}.bias")
+        add = build(BinaryOp, [matmul.output, b_op.results[0]], {"fn": "add"})
+        set_origin(add, [n for m in group if m.bias_add for n in origin_of(m.bias_add)])
+        Rewriter.insert_op([b_op, add], InsertPoint.after(matmul))
+        packed, last = add.output, add
+    dims = static_shape(packed)
+    rank = len(shape_of(packed))
+    offset = 0
+    for m in group:
+        n = m.weight.shape[1]
+        ends = [d if isinstance(d, int) else 2**62 for d in (dims or shape_of(packed))]
+        ends[-1] = offset + n
+        piece = build(SliceOp, [packed], {"starts": [0] * (rank - 1) + [offset], "ends": ends,
+                                          "steps": [1] * rank})
+        set_origin(piece, origin_of(m.matmul))
+        Rewriter.insert_op(piece, InsertPoint.after(last))
+        m.value.replace_all_uses_with(piece.output)
+        last, offset = piece, offset + n
+        constants = [v.owner for v in (m.matmul.rhs, *(m.bias_add.operands if m.bias_add else ()))
+                     if isinstance(v.owner, Operation) and not v.owner.operands]
+        _erase_if_unused([op for op in (m.bias_add, m.matmul, *constants) if op is not None])
+
+
+class MergeParallelMatmuls(ModulePass):
+    name = "merge-parallel-matmuls"
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        store = weights_of(module)
+        blocks = {op.parent_block() for op in module.walk() if isinstance(op, MatMulOp)}
+        for block in blocks:
+            if block is None:
+                continue
+            for group in _groups(block, store):
+                _merge(group, store)
