@@ -49,6 +49,15 @@ class BuilderConfig:
     # a step whose template has no CUDA kernel yet runs on the host inside a GPU plan
     allow_cpu_fallback: bool = True
     profiles: list[OptimizationProfile] = field(default_factory=list)
+    # formats the network's 4-D inputs and outputs may take (TensorRT's allowed_formats): ONNX's
+    # NCHW unless NHWC is allowed too, then the builder picks what the first/last kernels want
+    allowed_io_formats: tuple[str, ...] = ("NCHW",)
+    # the assign-layouts pass: each activation in the format its kernels prefer (False: NCHW only)
+    assign_layouts: bool = True
+    # False: only the passes a plan needs (the "unoptimized" pipeline: legalize, fold constants,
+    # one kernel per nn op), whatever `pipeline` says: no folding, fusion or layout choice. The
+    # baseline that differential tests compare the optimized build with.
+    optimize: bool = True
 
     def set_flag(self, flag: BuilderFlag) -> None:
         self.flags |= flag
@@ -59,9 +68,25 @@ class BuilderConfig:
     def get_flag(self, flag: BuilderFlag) -> bool:
         return bool(self.flags & flag)
 
+    def set_allowed_io_formats(self, *formats: str) -> None:
+        """Allow network I/O in these formats: "NCHW" (ONNX's; TensorRT's LINEAR) and "NHWC"
+        (TensorRT's HWC). An NHWC input is fed, and an NHWC output returned, as [N, H, W, C]."""
+        names = []
+        for f in formats:
+            name = _IO_FORMATS.get(str(getattr(f, "name", f)).upper())
+            if name is None:
+                raise EmberError(f"unknown I/O format {f!r}; allowed: NCHW (LINEAR), NHWC (HWC)")
+            names.append(name)
+        if not names:
+            raise EmberError("set_allowed_io_formats: give at least one format")
+        self.allowed_io_formats = tuple(dict.fromkeys(names))
+
     def add_optimization_profile(self, profile: OptimizationProfile) -> int:
         self.profiles.append(profile)
         return len(self.profiles) - 1
+
+
+_IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC"}
 
 
 class Builder:
@@ -147,8 +172,17 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
     proto, _ = load_model(model)
     module = import_onnx(_apply_profiles(proto, config))
-    run_passes(module, [*resolve_passes(config.pipeline), "convert-nn-to-kernel",
-                        "fuse-elementwise", "fuse-epilogues"])
+    if config.optimize:
+        names = resolve_passes(config.pipeline)
+        names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
+        layouts = names.index("assign-layouts")
+        run_passes(module, names[:layouts])
+        if config.assign_layouts:
+            _assign_layouts(module, config)
+        run_passes(module, names[layouts + 1:]
+                   + [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names])
+    else:
+        run_passes(module, resolve_passes("unoptimized"))
     target: dict[str, Any] = {"device": "any"}
     manifest, sections = build_plan(module, target=target)
     if config.target_arch is not None:
@@ -157,6 +191,19 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         add_cuda_kernels(manifest, sections, config.target_arch,
                          cpu_fallback=config.allow_cpu_fallback)
     return manifest, sections
+
+
+def _assign_layouts(module: Any, config: BuilderConfig) -> None:
+    """assign-layouts with the config's I/O formats; conv stays NCHW in GPU builds until the
+    CUDA conv template reads `layout: NHWC` (assign_layouts.CUDA_CONV_NHWC)."""
+    from ember.dialects import ember_context
+    from ember.passes import assign_layouts
+
+    pass_ = assign_layouts.AssignLayouts(
+        io_formats=",".join(config.allowed_io_formats),
+        conv_nhwc=config.target_arch is None or assign_layouts.CUDA_CONV_NHWC)
+    pass_.apply(ember_context(), module)
+    module.verify()
 
 
 def detect_arch() -> str | None:

@@ -26,9 +26,10 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
 from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
-from ember.dialects.tensor_types import element_type_of, format_of, static_shape
+from ember.dialects.tensor_types import element_type_of, format_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
+from ember.passes.assign_layouts import physical_shape
 
 
 def json_value(value: Any) -> Any:
@@ -58,10 +59,13 @@ class _Buffer:
     offset: int = 0
     base: int | None = None
     name: str | None = None
+    format: str = ""                # a 4-D tensor's format: its shape is in that byte order
 
     def manifest(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "dtype": self.dtype,
                                "shape": self.shape}
+        if self.format not in ("", "NCHW"):
+            out["format"] = self.format  # NCHW, ONNX's, goes without saying
         if self.kind in ("weight", "arena"):
             out["offset"] = self.offset
         if self.base is not None:
@@ -85,11 +89,11 @@ class _PlanState:
     last_read: dict[int, int] = field(default_factory=dict)
 
     def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
-        shape = static_shape(value)
+        shape = physical_shape(value)
         if shape is None:
             raise EmberError(f"cannot plan {value.type}: shapes must be static in a plan")
         buf = _Buffer(len(self.buffers), kind, numpy_dtype(element_type_of(value)).name,
-                      list(shape), **kw)
+                      list(shape), format=_format(value, shape), **kw)
         self.buffers.append(buf)
         self.by_value[value] = buf
         return buf
@@ -160,8 +164,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
         buf = state.by_value[value]
         state.last_read[state.root(buf).id] = len(state.steps)
         outputs.append({"name": name, "dtype": buf.dtype, "shape": buf.shape,
-                        "format": format_of(value) or _default_format(buf.shape),
-                        "buffer": buf.id})
+                        "format": _format(value, buf.shape), "buffer": buf.id})
     intervals = [Interval(b.id, state.first_write[b.id],
                           state.last_read.get(b.id, state.first_write[b.id]), b.nbytes)
                  for b in state.buffers if b.kind == "arena"]
@@ -171,7 +174,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
             b.offset = offsets[b.id]
     inputs = [{"name": name, "dtype": state.by_value[arg].dtype,
                "shape": state.by_value[arg].shape,
-               "format": format_of(arg) or _default_format(state.by_value[arg].shape),
+               "format": _format(arg, state.by_value[arg].shape),
                "buffer": state.by_value[arg].id}
               for name, arg in zip(in_names, fn.body.block.args, strict=True)]
     manifest = {
@@ -188,8 +191,10 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
     return json_value(manifest), {"weights": bytes(state.weights)}
 
 
-def _default_format(shape: list[int]) -> str:
-    return "NCHW" if len(shape) == 4 else ""
+def _format(value: SSAValue, shape: Any) -> str:
+    """A 4-D tensor's format (NCHW where its type names none); "" for other ranks. I/O shapes
+    and buffer shapes are in the format's byte order (an NHWC input is fed as [N, H, W, C])."""
+    return (format_of(value) or "NCHW") if len(shape) == 4 else ""
 
 
 def _check_io_names(ins: list[str], outs: list[str]) -> None:

@@ -1,6 +1,7 @@
 """pool: N-d max / avg / lp pooling, one thread per output element walking its window.
 avg divides by the count of input positions in the window, or with count_include_pad of input
-and pad positions (not those a ceil-mode window adds past the end pad)."""
+and pad positions (not those a ceil-mode window adds past the end pad). `layout: NHWC` (2-d):
+input [N, H, W, C] and output [N, P, Q, C], a warp's threads reading neighbouring channels."""
 
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ def emit(name: str, params: dict) -> KernelSpec:
     include_pad = bool(params.get("count_include_pad", False))
     p = float(params.get("p", 2.0) or 2.0)
     nd = len(kernel)
-    spatial = list(x_shape[2:])
+    nhwc = params.get("layout") == "NHWC"
+    if nhwc and len(x_shape) != 4:
+        raise UnsupportedError(f"CUDA pool: layout NHWC needs a 4-D input, got {list(x_shape)}")
+    # NCHW: out index c0 c1 | c2.. spatial; NHWC: c0 | c1.. spatial | c(nd+1) the channel
+    spatial = list(x_shape[1:3] if nhwc else x_shape[2:])
+    channels = x_shape[3] if nhwc else 1
+    first = 1 if nhwc else 2
     n = prod(out_shape)
     itype = index_type(n, prod(x_shape))
     t = c_type(dtype)
@@ -43,7 +50,11 @@ def emit(name: str, params: dict) -> KernelSpec:
         init = "0"
     body = [grid_stride_loop(n, itype)]
     body += decompose("i", out_shape, "c", "        ", itype)
-    body.append(f"        const {t}* x = in0 + ((size_t)c0 * {x_shape[1]} + c1) * {prod(spatial)};")
+    if nhwc:
+        body.append(f"        const {t}* x = in0 + (size_t)c0 * {prod(spatial) * channels} + c3;")
+    else:
+        body.append(f"        const {t}* x = in0 + ((size_t)c0 * {x_shape[1]} + c1) * "
+                    f"{prod(spatial)};")
     body.append(f"        {acc_t} acc = {init};")
     if fn == "avg":
         body.append("        int count = 0;")
@@ -51,10 +62,10 @@ def emit(name: str, params: dict) -> KernelSpec:
     for d in range(nd):
         body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
         indent += "    "
-        body.append(f"{indent}const int i{d} = c{d + 2} * {strides[d]} - {pads[d]} + "
+        body.append(f"{indent}const int i{d} = c{d + first} * {strides[d]} - {pads[d]} + "
                     f"k{d} * {dilations[d]};")
     inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
-    index = " + ".join(f"i{d} * {prod(spatial[d + 1:])}" for d in range(nd)) or "0"
+    index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
     if fn == "avg" and include_pad:
         padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
                              for d in range(nd))
@@ -84,7 +95,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         body.append("        out0[i] = acc;")
     body.append("    }")
     grid, block = grid_1d(n)
-    text = source(f"pool {fn} {nd}-d {list(x_shape)} -> {list(out_shape)} kernel={kernel} "
+    text = source(f"pool {fn} {nd}-d{' NHWC' if nhwc else ''} {list(x_shape)} -> "
+                  f"{list(out_shape)} kernel={kernel} "
                   f"strides={strides} pads={pads} dilations={dilations}"
                   + (f" count_include_pad={int(include_pad)}" if fn == "avg" else "")
                   + (f" p={p}" if fn == "lp" else ""),

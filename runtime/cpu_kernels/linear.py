@@ -30,7 +30,12 @@ def _conv_params(params: dict[str, Any]) -> tuple[list[int], list[int], list[int
 
 
 def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    """ONNX Conv (cross-correlation) with explicit pads [begin..., end...]; optional bias."""
+    """ONNX Conv (cross-correlation) with explicit pads [begin..., end...]; optional bias.
+    `layout: NHWC`: x is [N, H, W, C], w is OHWI [K, R, S, C/g], the result [N, P, Q, K]."""
+    if params.get("layout") == "NHWC":
+        x, w = np.transpose(inputs[0], (0, 3, 1, 2)), np.transpose(inputs[1], (0, 3, 1, 2))
+        (out,) = conv([x, w, *inputs[2:]], {**params, "layout": "NCHW"})
+        return [np.ascontiguousarray(np.transpose(out, (0, 2, 3, 1)))]
     x, w = inputs[0], inputs[1]
     dtype = x.dtype
     acc = accumulate_dtype(dtype)

@@ -234,7 +234,11 @@ def pool_array(x: np.ndarray, fn: str, kernel: list[int], strides: list[int], pa
 
 
 def pool(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    """N-d max / avg / lp pooling with explicit pads [begin..., end...]."""
+    """N-d max / avg / lp pooling with explicit pads [begin..., end...]; `layout: NHWC`: the
+    input and result are [N, H, W, C]."""
+    if params.get("layout") == "NHWC":
+        (out,) = pool([np.transpose(inputs[0], (0, 3, 1, 2))], {**params, "layout": "NCHW"})
+        return [np.ascontiguousarray(np.transpose(out, (0, 2, 3, 1)))]
     return [pool_array(inputs[0], params["fn"], list(params["kernel"]), list(params["strides"]),
                        list(params["pads"]), list(params["dilations"]),
                        bool(params["ceil_mode"]), bool(params.get("count_include_pad")),
