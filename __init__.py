@@ -27,6 +27,10 @@ _LAZY = {
     "Runtime": "ember.runtime.engine",
     "Engine": "ember.runtime.engine",
     "ExecutionContext": "ember.runtime.engine",
+    "EngineInspector": "ember.runtime.inspector",
+    "LayerInformationFormat": "ember.runtime.inspector",
+    "Profiler": "ember.runtime.profiler",
+    "IProfiler": "ember.runtime.profiler",
 }
 
 

@@ -62,25 +62,12 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     return manifest
 
 
-_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
-
-
 def layer_table(manifest: dict) -> str:
-    """One line per kernel: the ONNX nodes fused into it, its output format and precision, where it
-    runs; then `kernels: N`."""
-    lines = [f"  {'kernel':28} {'template':14} {'out':>22} {'prec':5} {'on':4}  onnx nodes"]
-    buffers = manifest["buffers"]
-    for step in manifest["steps"]:
-        out = buffers[step["outputs"][0]]
-        shape = "x".join(map(str, out["shape"])) or "scalar"
-        layout = "NCHW" if len(out["shape"]) == 4 else "plain"
-        origin = ", ".join(step.get("origin", [])) or "-"
-        where = "host" if step.get("device") == "cpu" else (
-            "gpu" if "cuda" in step else "cpu")
-        lines.append(f"  {step['name']:28} {step['template']:14} {shape + ' ' + layout:>22} "
-                     f"{_PRECISION.get(out['dtype'], out['dtype']):5} {where:4}  {origin}")
-    lines.append(f"kernels: {len(manifest['steps'])}")
-    return "\n".join(lines) + "\n"
+    """One line per kernel, then `reformats: R` and `kernels: N`: the runtime's engine inspector
+    prints it (`ember.runtime.inspector`), so `ember inspect` shows the same table."""
+    from ember.runtime.inspector import layer_table as table
+
+    return table(manifest)
 
 
 def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,6 +115,28 @@ def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
     if outputs is not None:
         save_npz(outputs, result)
     return result
+
+
+def inspect(model: str | os.PathLike, *, format: str = "text", layer: int | None = None,
+            arch: str | None = None, out: TextIO | None = None) -> str:
+    """A plan's layers (the engine inspector): the table ending with `kernels: N`, or JSON; one
+    layer with `layer`. An ONNX model is built first (a CPU plan, or for `arch`)."""
+    from ember.runtime.inspector import EngineInspector
+
+    out = out or sys.stdout
+    if Path(model).suffix == ".onnx":
+        manifest, _ = build_model(model, BuilderConfig(target_arch=arch))
+        inspector = EngineInspector(manifest)
+    else:
+        from ember.runtime.engine import Runtime
+
+        inspector = Runtime("cpu").load(model).create_engine_inspector()
+    if layer is None:
+        text = inspector.get_engine_information(format)
+    else:
+        text = inspector.get_layer_information(layer, format)
+    out.write(text if text.endswith("\n") else text + "\n")
+    return text
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@ written into this context's arena at the offsets of the memory plan, so a wrong 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,7 +54,9 @@ class CpuExecutor:
             return inputs[b["name"]]
         raise PlanError(f"buffer #{index}: kind {kind!r} cannot be read")
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray],
+            times: list[float] | None = None) -> dict[str, np.ndarray]:
+        """Run every step; with `times` (profiling), append each step's milliseconds to it."""
         engine = self.engine
         buffers: list[np.ndarray | None] = [None] * len(engine.buffers)
 
@@ -62,17 +65,27 @@ class CpuExecutor:
                 buffers[i] = self._view(buffers, i, inputs)
             return buffers[i]
 
-        for step in engine.steps:
-            args = [get(i) for i in step["inputs"]]
-            try:
-                results = cpu_kernels.KERNELS[step["template"]](args, step["params"])
-            except EmberError:
-                raise
-            except Exception as e:  # numpy raising inside a template: name the step
-                raise StepError(f"step {step['name']} ({', '.join(step.get('origin', []))}): "
-                                f"{type(e).__name__}: {e}") from e
-            for i, r in zip(step["outputs"], results, strict=True):
-                out = get(i)
-                np.copyto(out, np.asarray(r).reshape(out.shape), casting="unsafe")
+        if times is None:
+            for step in engine.steps:
+                _run_step(step, get)
+        else:
+            for step in engine.steps:
+                start = time.perf_counter()
+                _run_step(step, get)
+                times.append((time.perf_counter() - start) * 1e3)
         return {name: np.array(get(desc.buffer))
                 for name, desc in engine.tensors.items() if not desc.is_input}
+
+
+def _run_step(step: Mapping, get: Callable[[int], np.ndarray]) -> None:
+    args = [get(i) for i in step["inputs"]]
+    try:
+        results = cpu_kernels.KERNELS[step["template"]](args, step["params"])
+    except EmberError:
+        raise
+    except Exception as e:  # numpy raising inside a template: name the step
+        raise StepError(f"step {step['name']} ({', '.join(step.get('origin', []))}): "
+                        f"{type(e).__name__}: {e}") from e
+    for i, r in zip(step["outputs"], results, strict=True):
+        out = get(i)
+        np.copyto(out, np.asarray(r).reshape(out.shape), casting="unsafe")

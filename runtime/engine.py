@@ -11,12 +11,17 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ember.errors import EmberError, PlanError
 from ember.runtime.manifest import validate
 from ember.runtime.plan import Plan, read_plan
+
+if TYPE_CHECKING:
+    from ember.runtime.inspector import EngineInspector
+    from ember.runtime.profiler import Profiler
 
 
 class InputError(EmberError):
@@ -87,6 +92,21 @@ class Engine:
                              f"{', '.join(self.tensors)}")
         return self.tensors[name]
 
+    @property
+    def num_layers(self) -> int:
+        """The plan's steps: one kernel launch (or host step) each."""
+        return len(self.steps)
+
+    def create_engine_inspector(self) -> EngineInspector:
+        """TensorRT's IEngineInspector: per-layer and whole-engine information, text or JSON."""
+        from ember.runtime.inspector import EngineInspector
+
+        return EngineInspector(self)
+
+    @property
+    def inspector(self) -> EngineInspector:
+        return self.create_engine_inspector()
+
     def create_execution_context(self, *, cuda_graph: bool = False) -> ExecutionContext:
         """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines)."""
         return ExecutionContext(self, cuda_graph=cuda_graph)
@@ -131,6 +151,7 @@ class ExecutionContext:
     def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
         self.engine = engine
         self._lock = threading.Lock()
+        self._profiler: Profiler | None = None
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 
@@ -139,6 +160,28 @@ class ExecutionContext:
             from ember.runtime.cpu_executor import CpuExecutor
 
             self._executor = CpuExecutor(engine)
+
+    @property
+    def profiler(self) -> Profiler | None:
+        """TensorRT's `context.profiler`: when set (an `ember.Profiler`, or any object with
+        `report_layer_time(name, ms)`), every run times each step and reports it there. A
+        CUDA-graph context launches its steps one by one while profiled; execute_async_v3 then
+        waits for the GPU before it returns. None (the default) turns profiling off."""
+        return self._profiler
+
+    @profiler.setter
+    def profiler(self, profiler: Profiler | None) -> None:
+        if profiler is not None and not callable(getattr(profiler, "report_layer_time", None)):
+            raise EmberError(f"a profiler needs a report_layer_time(layer_name, ms) method; "
+                             f"got {type(profiler).__name__}")
+        self._profiler = profiler
+
+    def _report(self, profiler: Profiler, times: list[float]) -> None:
+        from ember.runtime.profiler import GRAPH_NOTE, deliver
+
+        executor = self._executor
+        graph = getattr(executor, "cuda_graph", False) and not getattr(executor, "host_steps", 0)
+        deliver(profiler, self.engine.steps, times, GRAPH_NOTE if graph else None)
 
     def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         engine = self.engine
@@ -180,17 +223,30 @@ class ExecutionContext:
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         """Enqueue the plan on a CUDA stream (a CUstream or its integer handle), reading and
-        writing the bound device addresses; returns without waiting for the GPU."""
+        writing the bound device addresses; returns without waiting for the GPU (unless a
+        profiler is set: reading the step times waits)."""
         executor = self._cuda("execute_async_v3")
+        profiler = self._profiler
         with self._lock:
-            executor.run_async(stream_handle)
+            if profiler is None:
+                executor.run_async(stream_handle)
+                return True
+            times: list[float] = []
+            executor.run_async(stream_handle, times)
+        self._report(profiler, times)
         return True
 
     def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """numpy in, numpy out (by name)."""
         checked = self._check_inputs(inputs)
+        profiler = self._profiler
         with self._lock:  # one run at a time per context: its arena is not shared
-            return self._executor.run(checked)
+            if profiler is None:
+                return self._executor.run(checked)
+            times: list[float] = []
+            result = self._executor.run(checked, times)
+        self._report(profiler, times)
+        return result
 
 
 class Runtime:

@@ -1,0 +1,208 @@
+"""The engine inspector (TensorRT's IEngineInspector): what each kernel of a plan is — its template,
+the ONNX nodes fused into it, the formats it reads and writes, precision, where it runs and its CUDA
+launch — as one-line text or JSON. `ember build --verbose` and `ember inspect` print its table.
+Reads the manifest only (numpy and the standard library; never the compiler).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ember.errors import EmberError
+
+if TYPE_CHECKING:
+    from ember.runtime.engine import Engine
+
+
+class LayerInformationFormat(enum.Enum):
+    """TensorRT's LayerInformationFormat: ONELINE is a table row per layer, JSON a document."""
+
+    ONELINE = "text"
+    JSON = "json"
+
+    TEXT = "text"  # an alias of ONELINE, for the `--format text` spelling
+
+
+_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64",
+              "int8": "int8", "int32": "int32", "int64": "int64", "bool": "bool"}
+
+
+def _as_format(fmt: LayerInformationFormat | str) -> LayerInformationFormat:
+    if isinstance(fmt, LayerInformationFormat):
+        return fmt
+    text = str(getattr(fmt, "name", fmt)).lower()
+    for member in LayerInformationFormat:
+        if text in (member.value, member.name.lower()):
+            return member
+    raise EmberError(f"unknown layer information format {fmt!r}; use 'text' (ONELINE) or 'json'")
+
+
+def tensor_format(buffer: Mapping[str, Any] | None,
+                  params: Mapping[str, Any] | None = None) -> str:
+    """A buffer's format: its own "format"/"layout" key, else the kernel's (the step params'),
+    else NCHW for a 4-D activation (ONNX's) and "plain" for the others."""
+    if buffer is None:
+        return "-"
+    if buffer.get("kind") == "weight":  # weights are in the kernel's own order (OIHW, OHWI, ...)
+        params = None
+    for source in (buffer, params or {}):
+        for key in ("format", "layout"):
+            value = source.get(key)
+            if isinstance(value, str) and value and (source is buffer
+                                                     or len(buffer["shape"]) == 4):
+                return value
+    return "NCHW" if len(buffer["shape"]) == 4 and buffer.get("kind") != "weight" else "plain"
+
+
+def _dims(values: Sequence[int]) -> str:
+    """A launch's grid or block with its trailing 1s dropped: [8, 4, 1] -> "8x4"."""
+    dims = [int(v) for v in values]
+    while len(dims) > 1 and dims[-1] == 1:
+        dims.pop()
+    return "x".join(map(str, dims))
+
+
+class EngineInspector:
+    """Layer and engine information of a plan (TensorRT's `engine.create_engine_inspector()`).
+
+    Made from an Engine, or from a plan's manifest (the compiler's `ember build --verbose`)."""
+
+    def __init__(self, engine: Engine | Mapping[str, Any]) -> None:
+        if isinstance(engine, Mapping):
+            self.engine = None
+            self.manifest: Mapping[str, Any] = engine
+            self._buffers: Sequence[Mapping[str, Any]] = engine["buffers"]
+            self._steps: Sequence[Mapping[str, Any]] = engine["steps"]
+        else:
+            self.engine = engine
+            self.manifest = engine.manifest
+            self._buffers, self._steps = engine.buffers, engine.steps
+        target = self.manifest.get("target")
+        self._cuda_plan = isinstance(target, Mapping) and target.get("device") == "cuda"
+        # TensorRT's inspector reads shapes through a context; ember's plans are static
+        self.execution_context = None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._steps)
+
+    # -- structured ------------------------------------------------------------------------------
+    def layer(self, index: int) -> dict[str, Any]:
+        """Layer `index` as a dict: what get_layer_information's JSON holds."""
+        if not (isinstance(index, int) and 0 <= index < len(self._steps)):
+            raise EmberError(f"layer index {index!r} out of range: the engine has "
+                             f"{len(self._steps)} layer(s)")
+        step = self._steps[index]
+        params = step.get("params") or {}
+        ins = [self._tensor(j, params) for j in step.get("inputs", [])]
+        outs = [self._tensor(j, params) for j in step.get("outputs", [])]
+        if step.get("device") == "cpu":
+            device = "cpu"
+        elif "cuda" in step or self._cuda_plan:
+            device = "cuda"
+        else:
+            device = "cpu"
+        info: dict[str, Any] = {
+            "index": index,
+            "name": step.get("name"),
+            "template": step.get("template"),
+            "origin": list(step.get("origin", [])),
+            "format_in": ins[0]["format"] if ins else "-",
+            "format_out": outs[0]["format"] if outs else "-",
+            "precision": _PRECISION.get(outs[0]["dtype"], outs[0]["dtype"]) if outs else "-",
+            "device": device,
+            "inputs": ins,
+            "outputs": outs,
+        }
+        if "reformat" in params:
+            info["reformat"] = params["reformat"]
+        if isinstance(params.get("layout"), str):
+            info["layout"] = params["layout"]
+        if step.get("fallback"):
+            info["fallback"] = step["fallback"]
+        launch = step.get("cuda")
+        if isinstance(launch, Mapping):
+            info["cuda"] = {k: launch[k] for k in ("kernel", "grid", "block", "shared")
+                            if k in launch}
+        return info
+
+    def _tensor(self, j: int, params: Mapping[str, Any]) -> dict[str, Any]:
+        b = self._buffers[j]
+        return {"buffer": j, "kind": b.get("kind"), "dtype": b.get("dtype"),
+                "shape": list(b.get("shape", [])), "format": tensor_format(b, params)}
+
+    def layers(self) -> list[dict[str, Any]]:
+        return [self.layer(i) for i in range(len(self._steps))]
+
+    # -- TensorRT's IEngineInspector -------------------------------------------------------------
+    def get_layer_information(self, index: int,
+                              format: LayerInformationFormat | str = LayerInformationFormat.ONELINE
+                              ) -> str:
+        """Layer `index`: its table row (ONELINE / "text") or a JSON object ("json")."""
+        info = self.layer(index)
+        if _as_format(format) is LayerInformationFormat.JSON:
+            return json.dumps(info)
+        return self._row(info)
+
+    def get_engine_information(self,
+                               format: LayerInformationFormat | str = LayerInformationFormat.ONELINE
+                               ) -> str:
+        """Every layer: the table ending with `kernels: N` ("text"), or one JSON document with
+        "layers", "bindings", "kernels", "reformats" and "target" ("json")."""
+        layers = self.layers()
+        reformats = sum("reformat" in info for info in layers)
+        if _as_format(format) is LayerInformationFormat.JSON:
+            return json.dumps({"layers": layers, "bindings": self._bindings(),
+                               "kernels": len(layers), "reformats": reformats,
+                               "target": self.manifest.get("target"),
+                               "arena_bytes": self.manifest.get("arena_bytes")}, indent=1)
+        lines = [self._header(), *(self._row(info) for info in layers),
+                 f"reformats: {reformats}", f"kernels: {len(layers)}"]
+        return "\n".join(lines) + "\n"
+
+    def _bindings(self) -> list[dict[str, Any]]:
+        return [{"name": t.get("name"), "mode": mode, "dtype": t.get("dtype"),
+                 "shape": t.get("shape"), "format": t.get("format", "")}
+                for mode, key in (("INPUT", "inputs"), ("OUTPUT", "outputs"))
+                for t in self.manifest.get(key, [])]
+
+    # -- the table ---------------------------------------------------------------------------------
+    def _header(self) -> str:
+        launch = f" {'cuda kernel <<<grid, block>>>':42}" if self._cuda_plan else ""
+        return (f"  {'kernel':28} {'template':14} {'in':5} {'out':>22} {'prec':5} {'on':4}"
+                f"{launch}  onnx nodes")
+
+    def _row(self, info: Mapping[str, Any]) -> str:
+        """kernel, template, the format it reads (its first input's), its output's shape (in byte
+        order) and format, precision, where it runs ("host": a CPU fallback inside a GPU plan),
+        the CUDA launch in GPU plans, and the ONNX nodes fused into it (last)."""
+        out = info["outputs"][0] if info["outputs"] else None
+        shape = ("x".join(map(str, out["shape"])) or "scalar") if out else "-"
+        template = "reformat" if "reformat" in info else info["template"]
+        if info["device"] == "cuda":
+            where = "gpu"
+        else:
+            where = "host" if self._cuda_plan else "cpu"
+        launch = ""
+        if self._cuda_plan:
+            cuda = info.get("cuda")
+            text = "-"
+            if cuda:
+                text = (f"{cuda.get('kernel')} <<<{_dims(cuda.get('grid', [1]))}, "
+                        f"{_dims(cuda.get('block', [1]))}>>>")
+            launch = f" {text:42}"
+        origin = ", ".join(info["origin"]) or "-"
+        return (f"  {info['name']:28} {template:14} {info['format_in']:5} "
+                f"{shape + ' ' + info['format_out']:>22} {info['precision']:5} {where:4}"
+                f"{launch}  {origin}")
+
+
+def layer_table(manifest: Mapping[str, Any]) -> str:
+    """The layer table of a manifest (`ember build --verbose`), ending with `kernels: N`."""
+    return EngineInspector(manifest).get_engine_information(LayerInformationFormat.ONELINE)
+
+
+__all__ = ["EngineInspector", "LayerInformationFormat", "layer_table", "tensor_format"]
