@@ -75,3 +75,16 @@ def check_against_reference(model: onnx.ModelProto, inputs: dict[str, np.ndarray
         assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
         assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
         np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)
+
+
+def node_graph_model(nodes: list[tuple], inputs: dict[str, np.ndarray], outputs: list[str],
+                     initializers: dict[str, np.ndarray], opset: int = 21) -> onnx.ModelProto:
+    """A float32 graph of (op_type, inputs, output, attrs) nodes, each named after its output."""
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node(op, ins, [out], name=out, **attrs) for op, ins, out, attrs in nodes],
+        "g",
+        [helper.make_tensor_value_info(n, f32, a.shape) for n, a in inputs.items()],
+        [helper.make_tensor_value_info(o, f32, None) for o in outputs],
+        [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo, the GPU
 # conformance sweep (CONFORMANCE=0 skips it) and the benchmarks (BENCH=0 skips them), in one
-# call of the device tool (about 4 minutes on an H100):
+# call of the device tool (about 6 minutes on an H100; PEERS=eager,ort skips torch.compile):
 #   device run, carry [".gpu-wheels"], command "bash tools/gpu_check.sh"
 # `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
 #   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck
@@ -25,6 +25,8 @@ fi
 if [ "${BENCH:-1}" = 1 ]; then
   echo "== benchmarks (benchmarks/RESULTS.md)"
   python3 -W ignore benchmarks/bench_models.py --models resnet50,mobilenet_v2,bert \
-    --peers eager,ort --repeats 10 2>&1 | grep -vE 'torch.onnx.export|Warning' \
-    | tee "$OUT/bench.log" | tail -32
+    --peers "${PEERS:-eager,compile,ort}" --repeats 10 2>&1 | grep -vE 'torch.onnx.export|Warning' \
+    | tee "$OUT/bench.log" | grep -E "^(resnet|mobilenet|bert)"
+  echo "== kernels alone vs cuBLAS/cuDNN"
+  python3 benchmarks/bench_kernels.py --repeats 10 2>&1 | tee "$OUT/bench_kernels.log" | tail -16
 fi

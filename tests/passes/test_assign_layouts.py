@@ -11,7 +11,6 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler.builder import BuilderConfig, build_model
@@ -27,6 +26,7 @@ from ember.passes.assign_layouts import AssignLayouts
 from ember.runtime.cpu_kernels.reduction import pool as cpu_pool
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.onnx_cases import node_graph_model
 
 rng = np.random.default_rng(0)
 F32 = onnx.TensorProto.FLOAT
@@ -38,14 +38,7 @@ def _w(*shape: int) -> np.ndarray:
 
 def _model(nodes: list[tuple], inputs: dict[str, np.ndarray], outputs: list[str],
            initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """A graph of (op_type, inputs, output, attrs) nodes, each named after its output."""
-    graph = helper.make_graph(
-        [helper.make_node(op, ins, [out], name=out, **attrs) for op, ins, out, attrs in nodes],
-        "g",
-        [helper.make_tensor_value_info(n, F32, a.shape) for n, a in inputs.items()],
-        [helper.make_tensor_value_info(o, F32, None) for o in outputs],
-        [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return node_graph_model(nodes, inputs, outputs, initializers, opset=17)
 
 
 def _run(model, feeds: dict[str, np.ndarray], config: BuilderConfig | None = None):

@@ -4,7 +4,6 @@ unchanged on the CPU executor, kernels compiled by NVRTC, fewer steps on the lig
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler import builder
@@ -12,6 +11,7 @@ from ember.compiler.builder import BuilderConfig, build_model
 from ember.compiler.models import LIGHT_MODELS, light_model_path
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.onnx_cases import node_graph_model
 
 rng = np.random.default_rng(0)
 F32 = onnx.TensorProto.FLOAT
@@ -23,14 +23,7 @@ def _w(*shape: int) -> np.ndarray:
 
 def _model(nodes: list[tuple], inputs: dict[str, np.ndarray], outputs: list[str],
            initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """A graph of (op_type, inputs, output, attrs) nodes, each named after its output."""
-    graph = helper.make_graph(
-        [helper.make_node(op, ins, [out], name=out, **attrs) for op, ins, out, attrs in nodes],
-        "g",
-        [helper.make_tensor_value_info(n, F32, a.shape) for n, a in inputs.items()],
-        [helper.make_tensor_value_info(o, F32, None) for o in outputs],
-        [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    return node_graph_model(nodes, inputs, outputs, initializers, opset=21)
 
 
 X = _w(1, 4, 6, 6)
