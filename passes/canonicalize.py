@@ -19,7 +19,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.transforms.canonicalize import CanonicalizePass
 
 from ember.dialects.nn.base import NNOp, build
-from ember.dialects.tensor_types import static_shape
+from ember.dialects.tensor_types import UNKNOWN, shape_of, static_shape
 
 
 class RemoveNoOp(RewritePattern):
@@ -33,7 +33,11 @@ class RemoveNoOp(RewritePattern):
             return
         name = op.name
         if name in ("nn.reshape", "nn.expand") and len(op.operands) == 1:
-            rewriter.replace_op(op, [], [x])
+            # equal types are equal shapes only where no dim is an anonymous unknown ("?"):
+            # tensor<?x?xf32> -> tensor<?x?xf32> may reshape [2, 6] into [3, 4]
+            shape = shape_of(x)
+            if shape is not None and UNKNOWN not in shape:
+                rewriter.replace_op(op, [], [x])
         elif name == "nn.cast" or (name == "nn.concat" and len(op.operands) == 1):
             rewriter.replace_op(op, [], [x])
         elif name == "nn.transpose" and list(op.prop("perm")) == sorted(op.prop("perm")):
@@ -51,6 +55,10 @@ class MergeReshapes(RewritePattern):
             return
         inner = op.operands[0].owner
         if getattr(inner, "name", None) != "nn.reshape" or len(inner.operands) != 1:
+            return
+        # a run-time reshape target with two or more anonymous unknown dims cannot stand alone
+        shape = shape_of(op.results[0])
+        if shape is None or list(shape).count(UNKNOWN) > 1:
             return
         new = build(type(op), [inner.operands[0]], result_types=[op.results[0].type])
         rewriter.replace_op(op, new)

@@ -16,4 +16,13 @@ builtin.module {
     %0 = nn.cast %x {to = f32} : tensor<2xf32> -> tensor<2xf32>
     func.return %0 : tensor<2xf32>
   }
+
+  // Equal types with anonymous unknown dims are not equal shapes: the reshape stays.
+  // CHECK-LABEL: func.func @anonymous_unknown_reshape_stays
+  // CHECK-NEXT:    %[[R:.*]] = nn.reshape %{{.*}} : (tensor<?x?xf32>) -> tensor<?x?xf32>
+  // CHECK-NEXT:    func.return %[[R]]
+  func.func @anonymous_unknown_reshape_stays(%x: tensor<?x?xf32>) -> tensor<?x?xf32> {
+    %0 = nn.reshape %x : (tensor<?x?xf32>) -> tensor<?x?xf32>
+    func.return %0 : tensor<?x?xf32>
+  }
 }
