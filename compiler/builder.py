@@ -58,6 +58,10 @@ class BuilderConfig:
     # one kernel per nn op), whatever `pipeline` says: no folding, fusion or layout choice. The
     # baseline that differential tests compare the optimized build with.
     optimize: bool = True
+    # time each conv/matmul step's candidate tactics on the GPU and keep the fastest (TensorRT's
+    # tactic selection). None: when the build targets the GPU present; True: required (an error
+    # without that GPU); False: the cost model's choice, no timing.
+    autotune: bool | None = None
 
     def set_flag(self, flag: BuilderFlag) -> None:
         self.flags |= flag
@@ -188,9 +192,26 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if config.target_arch is not None:
         from ember.codegen.plan_kernels import add_cuda_kernels
 
+        if _should_autotune(config):
+            from ember.codegen.autotune import autotune
+
+            manifest["autotune"] = autotune(manifest, config.target_arch)
         add_cuda_kernels(manifest, sections, config.target_arch,
                          cpu_fallback=config.allow_cpu_fallback)
     return manifest, sections
+
+
+def _should_autotune(config: BuilderConfig) -> bool:
+    if config.autotune is False:
+        return False
+    from ember.codegen.nvrtc import parse_arch
+
+    present = detect_arch()
+    same = present is not None and parse_arch(present) == parse_arch(str(config.target_arch))
+    if config.autotune and not same:
+        raise EmberError(f"autotune needs a {config.target_arch} GPU to time tactics on; "
+                         f"the GPU here is {present or 'absent'}")
+    return same
 
 
 def _assign_layouts(module: Any, config: BuilderConfig) -> None:

@@ -31,7 +31,7 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import Operand, choose, dense, mainloop
+from ember.codegen.templates.gemm_tiles import Operand, candidates, dense, gemm_for, mainloop
 from ember.errors import UnsupportedError
 
 DIRECT_BELOW = 8  # out channels per group under which the direct tactic runs
@@ -149,7 +149,7 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     else:
         m_size, n_size = cv.mg, cv.positions
         a_op, b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights), _im2col_nchw(cv)
-    gemm = choose(m_size, n_size, cv.k_total, cv.groups)
+    gemm = gemm_for(params, m_size, n_size, cv.k_total, cv.groups)
     tile = gemm.tile
 
     def col_setup(n: str, indent: str) -> list[str]:
@@ -243,6 +243,18 @@ def _title(params: dict, cv: _Conv, dtype: str) -> str:
     return (f"conv {cv.nd}-d x{list(params['in_shapes'][0])} w{list(params['in_shapes'][1])} -> "
             f"{list(params['out_shapes'][0])} strides={cv.strides} pads={cv.pads} "
             f"dilations={cv.dilations} groups={cv.groups} bias={int(cv.has_bias)} {dtype}")
+
+
+def tactics(params: dict) -> list[dict]:
+    """The GEMM tactics worth timing for this step (none for the direct tactic)."""
+    if params["out_dtypes"][0] not in ("float32", "float64") or \
+            params.get("layout", "NCHW") not in ("NCHW", "NHWC"):
+        return []
+    cv = _Conv(params)
+    if cv.mg < DIRECT_BELOW:
+        return []
+    m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
+    return candidates(m, n, cv.k_total, cv.groups)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

@@ -117,12 +117,10 @@ def estimated_cost(gemm: Gemm, eff: float, regs: int, m: int, n: int, k: int,
     return per_sm * tile.bm * tile.bn * work / (eff * utilization)
 
 
-def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> Gemm:
-    """The tactic with the least `estimated_cost` (the first on ties). Split-K only where each
-    slice keeps at least two BK steps."""
-    if forced_tile is not None:
-        return Gemm(forced_tile)
-    best: tuple[float, Gemm] | None = None
+def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list[Gemm]:
+    """Every candidate tactic, least `estimated_cost` first (stable on ties). Split-K only
+    where each slice keeps at least two BK steps."""
+    scored: list[tuple[float, int, Gemm]] = []
     for tile, eff, regs in TILES:
         chunks = -(-k // tile.bk)
         for splits in SPLITS if split_k else (1,):
@@ -131,11 +129,43 @@ def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> Gemm
             gemm = Gemm(tile, splits)
             # slices actually used once K is cut into whole BK steps
             gemm = Gemm(tile, -(-chunks // (gemm.k_slice(k) // tile.bk)))
-            cost = estimated_cost(gemm, eff, regs, m, n, k, batch)
-            if best is None or cost < best[0]:
-                best = (cost, gemm)
-    assert best is not None
-    return best[1]
+            if any(g == gemm for _, _, g in scored):
+                continue
+            scored.append((estimated_cost(gemm, eff, regs, m, n, k, batch), len(scored), gemm))
+    return [g for _, _, g in sorted(scored)]
+
+
+def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> Gemm:
+    """The tactic with the least `estimated_cost`."""
+    if forced_tile is not None:
+        return Gemm(forced_tile)
+    return ranked(m, n, k, batch, split_k)[0]
+
+
+def tactic_params(gemm: Gemm) -> dict:
+    """A tactic as a plan step's `params["tactic"]` records it."""
+    t = gemm.tile
+    return {"tile": [t.bm, t.bn, t.bk, t.tm, t.tn], "splits": gemm.splits}
+
+
+def gemm_for(params: dict, m: int, n: int, k: int, batch: int) -> Gemm:
+    """The tactic a step's params name (`params["tactic"]`, set by the autotuner), else the
+    cost model's choice. A named tactic must be one of the candidate tiles."""
+    tactic = params.get("tactic")
+    if not tactic or forced_tile is not None:
+        return choose(m, n, k, batch)
+    tile = Tile(*(int(v) for v in tactic["tile"]))
+    if tile not in [t for t, _, _ in TILES]:
+        raise ValueError(f"tactic tile {tile} is not one of the GEMM tiles")
+    splits = int(tactic.get("splits", 1))
+    if not 1 <= splits <= -(-k // tile.bk):
+        raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
+    return Gemm(tile, splits)
+
+
+def candidates(m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
+    """The `top` tactics by estimated cost, as params["tactic"] values, for an autotuner."""
+    return [tactic_params(g) for g in ranked(m, n, k, batch)[:top]]
 
 
 def choose_tile(m: int, n: int, batch: int = 1) -> Tile:

@@ -18,17 +18,15 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import choose, dense, mainloop
+from ember.codegen.templates.gemm_tiles import candidates, dense, gemm_for, mainloop
 from ember.errors import UnsupportedError
 
 
-def emit(name: str, params: dict) -> KernelSpec:
+def _geometry(params: dict) -> tuple:
+    """(m, n, k, a_shape, b_shape, ta, tb, batch dims) with 1-D operands promoted:
+    a [K] -> [1, K], b [K] -> [K, 1]; the batch dims broadcast from both operands'."""
     a_shape, b_shape = (list(s) for s in params["in_shapes"][:2])
-    dtype = params["out_dtypes"][0]
-    if dtype not in ("float32", "float64"):
-        raise UnsupportedError(f"CUDA matmul: element type {dtype} is not supported")
     ta, tb = bool(params.get("transpose_a", False)), bool(params.get("transpose_b", False))
-    # 1-D operands are promoted: a [K] -> [1, K], b [K] -> [K, 1]
     if len(a_shape) == 1:
         a_shape, ta = [1, a_shape[0]], False
     if len(b_shape) == 1:
@@ -36,17 +34,32 @@ def emit(name: str, params: dict) -> KernelSpec:
     m = a_shape[-1] if ta else a_shape[-2]
     k = a_shape[-2] if ta else a_shape[-1]
     n = b_shape[-2] if tb else b_shape[-1]
-    a_rows, a_cols = a_shape[-2], a_shape[-1]
-    b_rows, b_cols = b_shape[-2], b_shape[-1]
-    # the output's batch dims are the broadcast of both operands' batch dims
     nb = max(len(a_shape), len(b_shape)) - 2
     batch = [max(x, y) for x, y in zip([1] * (nb - len(a_shape) + 2) + a_shape[:-2],
                                        [1] * (nb - len(b_shape) + 2) + b_shape[:-2], strict=True)]
+    return m, n, k, a_shape, b_shape, ta, tb, batch
+
+
+def tactics(params: dict) -> list[dict]:
+    """The GEMM tactics worth timing for this step (best estimated first)."""
+    if params["out_dtypes"][0] not in ("float32", "float64"):
+        return []
+    m, n, k, *_, batch = _geometry(params)
+    return candidates(m, n, k, prod(batch))
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    dtype = params["out_dtypes"][0]
+    if dtype not in ("float32", "float64"):
+        raise UnsupportedError(f"CUDA matmul: element type {dtype} is not supported")
+    m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
+    a_rows, a_cols = a_shape[-2], a_shape[-1]
+    b_rows, b_cols = b_shape[-2], b_shape[-1]
     nbatch = prod(batch)
     a_mat, b_mat = a_rows * a_cols, b_rows * b_cols
     a_bs = [s * a_mat for s in broadcast_strides(a_shape[:-2], batch)] if batch else []
     b_bs = [s * b_mat for s in broadcast_strides(b_shape[:-2], batch)] if batch else []
-    gemm = choose(m, n, k, nbatch)
+    gemm = gemm_for(params, m, n, k, nbatch)
     tile = gemm.tile
     # element (m, k) of A and (n, k) of B, each from its batch's base
     a_op = (dense("in0", m, k, 1, a_cols, "a_base") if ta

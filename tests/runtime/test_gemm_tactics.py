@@ -238,3 +238,51 @@ def test_conv_tactic_matches_float64(case):
         want = _conv_expected(feeds, model)
         assert got.shape == want.shape and np.isfinite(got).all()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_named_tactic_is_emitted_and_checked():
+    from ember.codegen.templates import matmul
+
+    params = {"in_shapes": [[256, 512], [512, 384]], "in_dtypes": ["float32"] * 2,
+              "out_shapes": [[256, 384]], "out_dtypes": ["float32"]}
+    options = matmul.tactics(params)
+    assert len(options) >= 2 and options[0] != options[1]
+    for tactic in options:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        bm, bn, bk, tm, tn = tactic["tile"]
+        assert f"{bm}x{bn}x{bk} tile, {tm}x{tn} per thread" in spec.source
+        assert spec.grid[2] == tactic["splits"]
+    with pytest.raises(ValueError, match="not one of the GEMM tiles"):
+        matmul.emit("k", {**params, "tactic": {"tile": [8, 8, 8, 1, 1], "splits": 1}})
+
+
+def test_autotune_required_without_that_gpu_is_a_clear_error():
+    if cuda_available():
+        pytest.skip("a GPU is present: autotune runs")
+    from ember.errors import EmberError
+
+    model = _matmul_model(*MATMULS["square_128"], False, 0)
+    with pytest.raises(EmberError, match="autotune needs a sm_90 GPU"):
+        build_model(model.SerializeToString(), BuilderConfig(target_arch="sm_90", autotune=True))
+    manifest, _ = _plan(model)  # autotune=None: no GPU, no timing, the cost model's tactic
+    assert "autotune" not in manifest
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_autotune_times_tactics_caches_them_and_stays_correct(tmp_path, monkeypatch):
+    from ember.compiler.builder import detect_arch
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    model = _matmul_model([512, 768], [768, 1024], True, True, 5)
+    config = BuilderConfig(target_arch=detect_arch(), autotune=True)
+    manifest, sections = build_model(model.SerializeToString(), config)
+    assert manifest["autotune"]["steps"] == 1 and manifest["autotune"]["timed"] >= 2
+    (step,) = [s for s in manifest["steps"] if s["template"] == "matmul"]
+    assert step["params"]["tactic"]["tile"]
+    feeds = _feeds(model, 5)
+    engine = Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feeds)["y"]
+    np.testing.assert_allclose(got, _matmul_reference(feeds, model), rtol=1e-4, atol=1e-4)
+    again, _ = build_model(model.SerializeToString(), config)
+    assert again["autotune"]["cached"] == 1 and again["autotune"]["timed"] == 0

@@ -1,0 +1,160 @@
+"""Autotuning: time each GEMM step's candidate tactics on the GPU and keep the fastest.
+
+A template that has choices exposes `tactics(params) -> [tactic, ...]` (best estimated first);
+each tactic is a small dict the template reads back from `params["tactic"]`. For every such step
+with two or more candidates, every candidate kernel is compiled (NVRTC, in parallel, cached),
+launched on random inputs in device buffers of the step's shapes, and timed with CUDA events;
+the fastest is written into the step's params, so `plan_kernels` emits it and the plan records
+the choice. Results are kept in a timing cache (`tactics.json` beside the NVRTC cache, keyed by
+GPU name, template and parameters), so rebuilding a model times nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ember.codegen.nvrtc import compile_many
+from ember.codegen.plan_kernels import emit_step
+from ember.codegen.templates import TEMPLATES, KernelSpec
+from ember.runtime.manifest import decode
+
+WARMUP, REPEATS = 2, 10
+
+
+def cache_path() -> Path:
+    root = os.environ.get("EMBER_CACHE_DIR") or os.path.join(Path.home(), ".cache", "ember")
+    return Path(root) / "tactics.json"
+
+
+def _tactics(step: dict[str, Any]) -> list[dict]:
+    template = step.get("template")
+    if template not in TEMPLATES or step.get("device") == "cpu":
+        return []
+    module = importlib.import_module(f"ember.codegen.templates.{template}")
+    pick = getattr(module, "tactics", None)
+    return pick(decode(step["params"])) if pick else []
+
+
+def _key(device: str, step: dict[str, Any]) -> str:
+    params = {k: v for k, v in step["params"].items() if k != "tactic"}
+    text = json.dumps([device, step["template"], params], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _buffers(step: dict[str, Any], spec: KernelSpec, cuda, rng: np.random.Generator,
+             stream) -> list:
+    """Device buffers for one launch: random inputs (epilogue inputs too), outputs, and the
+    zeroed split-K scratch."""
+    params = decode(step["params"])
+    shapes = list(params["in_shapes"])
+    dtypes = list(params["in_dtypes"])
+    epilogue = params.get("epilogue")
+    if epilogue:
+        shapes += epilogue["in_shapes"]
+        dtypes += epilogue["in_dtypes"]
+    bufs = []
+    for shape, dtype in zip(shapes, dtypes, strict=True):
+        data = rng.standard_normal(int(np.prod(shape))).astype(dtype)
+        buf = cuda.DeviceBuffer(max(data.nbytes, 1))
+        buf.upload(data, stream)
+        bufs.append(buf)
+    for shape, dtype in zip(params["out_shapes"], params["out_dtypes"], strict=True):
+        bufs.append(cuda.DeviceBuffer(max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)))
+    if spec.workspace_bytes:
+        for size in (spec.counter_bytes, spec.workspace_bytes):
+            buf = cuda.DeviceBuffer(size)
+            buf.zero(stream)
+            bufs.append(buf)
+    return bufs
+
+
+def _time(spec: KernelSpec, function, bufs: list, cuda, stream) -> float:
+    args = cuda.pack_args([("ptr", b.ptr) for b in bufs])
+    for _ in range(WARMUP):
+        cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
+    start, end = cuda.Event(), cuda.Event()
+    start.record(stream)
+    for _ in range(REPEATS):
+        cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
+    end.record(stream)
+    return start.elapsed_ms(end) / REPEATS
+
+
+def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> dict[str, int]:
+    """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
+    Returns counts: steps tuned, kernels timed, steps answered from the timing cache."""
+    from ember.runtime import cuda
+
+    device = cuda.default_device()
+    device_name = f"{device.name}/{arch}"
+    path = cache_path()
+    cache = _load_cache(path) if use_cache else {}
+    stats = {"steps": 0, "timed": 0, "cached": 0}
+    todo: list[tuple[dict[str, Any], list[tuple[dict, str, KernelSpec]]]] = []
+    for step in manifest["steps"]:
+        options = _tactics(step)
+        if len(options) < 2:
+            continue
+        stats["steps"] += 1
+        key = _key(device_name, step)
+        if key in cache and cache[key] in options:
+            step["params"]["tactic"] = cache[key]
+            stats["cached"] += 1
+            continue
+        emitted = []
+        for tactic in options:
+            trial = dict(step, params={**step["params"], "tactic": tactic})
+            name, spec = emit_step(trial)
+            emitted.append((tactic, name, spec))
+        todo.append((step, emitted))
+    if not todo:
+        return stats
+    unique = {name: spec.source for _, emitted in todo for _, name, spec in emitted}
+    compiled = dict(zip(unique, compile_many(list(unique.items()), arch=arch), strict=True))
+    rng = np.random.default_rng(0)
+    stream = cuda.Stream(device)
+    for step, emitted in todo:
+        best: tuple[float, dict] | None = None
+        for tactic, name, spec in emitted:
+            module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx, device=device,
+                                      name=name)
+            try:
+                bufs = _buffers(step, spec, cuda, rng, stream)
+                ms = _time(spec, module.function(name), bufs, cuda, stream)
+            finally:
+                stream.synchronize()
+                module.unload()
+            stats["timed"] += 1
+            if best is None or ms < best[0]:
+                best = (ms, tactic)
+        assert best is not None
+        step["params"]["tactic"] = best[1]
+        cache[_key(device_name, step)] = best[1]
+    if use_cache:
+        _save_cache(path, cache)
+    return stats
