@@ -35,7 +35,8 @@ def _build(args: argparse.Namespace) -> int:
     from ember.compiler.commands import build
 
     build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
-          shapes=args.shapes, verbose=args.verbose)
+          shapes=args.shapes, verbose=args.verbose,
+          autotune={"auto": None, "on": True, "off": False}[args.autotune])
     return 0
 
 
@@ -113,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", help="the pipeline (default: default)")
     p.add_argument("--shapes", help="static shapes for symbolic inputs, e.g. x:1x3x224x224,m:1x128")
     p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
+    p.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",
+                   help="time conv/matmul tactics on the GPU (auto: when --arch is the GPU here)")
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",

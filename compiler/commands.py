@@ -32,14 +32,14 @@ def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
 
 def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | None = None,
           pipeline: str = "default", shapes: str | None = None, verbose: bool = False,
-          out: TextIO | None = None) -> dict:
+          out: TextIO | None = None, autotune: bool | None = None) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file)."""
     from ember.compiler.builder import OptimizationProfile
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
-    config = BuilderConfig(pipeline=pipeline, target_arch=arch)
+    config = BuilderConfig(pipeline=pipeline, target_arch=arch, autotune=autotune)
     if shapes:
         profile = OptimizationProfile()
         for name, dims in parse_shapes(shapes).items():
@@ -55,6 +55,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
               f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
               f"{'CUDA ' + arch if arch else 'CPU only'}, {seconds:.2f} s\n")
+    tuned = manifest.get("autotune")
+    if tuned:
+        out.write(f"autotuned {tuned['steps']} step(s): {tuned['timed']} kernel(s) timed, "
+                  f"{tuned['cached']} from the timing cache\n")
     host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]
     if arch and host:
         out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "
