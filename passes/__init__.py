@@ -27,13 +27,14 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_attention import FuseAttention
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
+    from ember.passes.fuse_normalization import FuseNormalization
     from ember.passes.infer_shapes import InferShapes
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention]
+            FuseAttention, FuseNormalization]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -44,10 +45,10 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 PIPELINES: dict[str, list[str]] = {
     # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, BatchNorm
     # folded away, zero pads folded into convs/pools, transposes/reshapes composed (or absorbed
-    # by matmuls), dead code gone
+    # by matmuls), decomposed normalizations and softmax recognized, dead code gone
     "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
-                "cancel-transposes", "canonicalize", "cse", "dce", "merge-parallel-matmuls",
-                "fuse-attention"],
+                "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
+                "merge-parallel-matmuls", "fuse-attention"],
     "legalize": ["convert-onnx-to-nn"],
     # only what a plan needs: nn ops with static shapes, then one kernel per nn op (no BatchNorm
     # or pad folding, no fusion, NCHW throughout); BuilderConfig(optimize=False) builds with it
@@ -56,8 +57,8 @@ PIPELINES: dict[str, list[str]] = {
     # format its kernels prefer (reformats where they differ), elementwise chains fused, and
     # those that post-process a conv / matmul moved into it as its epilogue
     "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
-                "cancel-transposes", "canonicalize", "cse", "dce", "merge-parallel-matmuls",
-                "fuse-attention", "convert-nn-to-kernel",
+                "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
+                "merge-parallel-matmuls", "fuse-attention", "convert-nn-to-kernel",
                 "assign-layouts", "fuse-elementwise", "fuse-epilogues"],
     "none": [],
 }

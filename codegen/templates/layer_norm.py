@@ -1,5 +1,6 @@
 """layer_norm: normalize over dims axis..end, then scale (+ bias) broadcast to those dims. One
-thread block per row: mean, then variance of the centred values (two passes), by block trees."""
+thread block per row: mean, then variance of the centred values (two passes), by block trees;
+the RMS variant (`rms`) skips the mean and divides by the root mean square (one pass)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def param_index(shape: list[int], inner: list[int], body: list[str], k: int) -> 
 
 
 def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
-                    affine: list[str]) -> KernelSpec:
+                    affine: list[str], centred: bool = True) -> KernelSpec:
+    """One block per row of `length`: `mean` (0 unless `centred`) and `inv` = 1 / sqrt(mean of
+    (x - mean)² + eps) by block trees, then the `affine` lines write y[j]."""
     dtype = params["out_dtypes"][0]
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA {what}: element type {dtype} is not supported")
@@ -37,13 +40,19 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     f = "" if dtype == "float64" else "f"
     eps = c_literal(float(params["epsilon"]), dtype)
     block = block_size_for(length, hi=512)
+    if centred:
+        mean = [f"        {t} s = 0;",
+                f"        for (int j = threadIdx.x; j < {length}; j += {block}) s += x[j];",
+                f"        const {t} mean = block_reduce(s, smem, SumOp()) / ({t}){length};"]
+        passes = "two-pass mean / variance"
+    else:
+        mean = [f"        const {t} mean = 0;"]
+        passes = "one-pass mean square"
     body = [f"    __shared__ {t} smem[{block}];",
             f"    for (int row = blockIdx.x; row < {rows}; row += gridDim.x) {{",
             f"        const {t}* x = in0 + (size_t)row * {length};",
             f"        {t}* y = out0 + (size_t)row * {length};",
-            f"        {t} s = 0;",
-            f"        for (int j = threadIdx.x; j < {length}; j += {block}) s += x[j];",
-            f"        const {t} mean = block_reduce(s, smem, SumOp()) / ({t}){length};",
+            *mean,
             f"        {t} q = 0;",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
             f"            const {t} d = x[j] - mean;",
@@ -57,7 +66,7 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
             "    }"]
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
-                   "two-pass mean / variance with shared-memory trees"],
+                   f"{passes} with shared-memory trees"],
                   signature(name, params["in_dtypes"], [dtype]), body, helpers=BLOCK_REDUCE)
     return KernelSpec(text, (max(1, min(rows, 65535)), 1, 1), (block, 1, 1), 0)
 
@@ -68,10 +77,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     inner = shape[axis:]
     rows, length = prod(shape[:axis]), prod(inner)
     affine: list[str] = []
+    rms = bool(params.get("rms", False))
     s_idx = param_index(list(params["in_shapes"][1]), inner, affine, 1)
-    expr = f"(x[j] - mean) * inv * in1[{s_idx}]"
+    expr = f"{'x[j]' if rms else '(x[j] - mean)'} * inv * in1[{s_idx}]"
     if len(params["in_shapes"]) > 2:
         b_idx = param_index(list(params["in_shapes"][2]), inner, affine, 2)
         expr += f" + in2[{b_idx}]"
     affine.append(f"            y[j] = {expr};")
-    return normalized_rows(name, params, rows, length, f"layer_norm axis {axis}", affine)
+    what = f"{'rms_norm' if rms else 'layer_norm'} axis {axis}"
+    return normalized_rows(name, params, rows, length, what, affine, centred=not rms)

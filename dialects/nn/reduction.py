@@ -165,11 +165,13 @@ class BatchNormOp(NNOp):
 @irdl_op_definition
 class LayerNormOp(NNOp):
     """Normalize over dims `axis`..end: (x - mean) / sqrt(var + epsilon) * scale (+ bias);
-    scale and bias broadcast to those dims."""
+    scale and bias broadcast to those dims. With `rms` (RMSNorm) nothing is subtracted:
+    x / sqrt(mean(x²) + epsilon) * scale (+ bias)."""
 
     name = "nn.layer_norm"
     axis = prop_def(IntegerAttr)
     epsilon = prop_def(FloatAttr)
+    rms = opt_prop_def(IntegerAttr)
     input = operand_def()
     scale = operand_def()
     bias = opt_operand_def()

@@ -119,11 +119,12 @@ def batch_norm(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndar
 
 
 def layer_norm(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    """Normalize over dims `axis`..end, then * scale (+ bias)."""
+    """Normalize over dims `axis`..end, then * scale (+ bias); `rms`: divide by the root mean
+    square instead of centring and dividing by the standard deviation."""
     x = inputs[0]
     axes = tuple(range(params["axis"], x.ndim))
     xf = x.astype(np.float64)
-    mean = xf.mean(axis=axes, keepdims=True)
+    mean = 0.0 if params.get("rms") else xf.mean(axis=axes, keepdims=True)
     var = np.square(xf - mean).mean(axis=axes, keepdims=True)
     y = (xf - mean) / np.sqrt(var + params["epsilon"]) * inputs[1].astype(np.float64)
     if len(inputs) > 2:
