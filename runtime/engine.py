@@ -213,8 +213,12 @@ class ExecutionContext:
         return self._executor
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
-        """Bind a device address (an int) for an I/O tensor, used by execute_async_v3."""
+        """Bind a device address (an int) for an I/O tensor, used by execute_async_v3. It must be
+        16-byte aligned (kernels read with vector loads); TensorRT asks for 256."""
         desc = self.engine._desc(name)
+        if int(ptr) % 16:
+            raise EmberError(f"set_tensor_address({name!r}): address {int(ptr):#x} is not "
+                             "16-byte aligned")
         self._cuda("set_tensor_address").bind(desc.buffer, int(ptr), is_output=not desc.is_input)
         return True
 

@@ -187,11 +187,16 @@ class Operand:
     k_contiguous: bool
     setup: Callable[[str, str], list[str]]
     load: Callable[[str, str], tuple[list[str], str, str]]
+    # four consecutive elements along the contiguous dim may be read as one float4: the caller
+    # vouches that the address of every fourth one is 16-byte aligned and that a group of four
+    # is either wholly in range or wholly out (the contiguous extent is a multiple of 4)
+    vec4: bool = False
 
 
 def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
-          base: str = "0") -> Operand:
-    """A matrix whose (mn, k) element sits at base + mn * stride_mn + k * stride_k."""
+          base: str = "0", vec4: bool = False) -> Operand:
+    """A matrix whose (mn, k) element sits at base + mn * stride_mn + k * stride_k; `vec4`:
+    see `Operand` (the caller checks alignment of base and strides)."""
 
     def setup(slot: str, mn: str) -> list[str]:
         return [f"const bool ok{slot} = ({mn}) < {rows};",
@@ -201,7 +206,10 @@ def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
         scaled = f"(size_t){k}" + (f" * {stride_k}" if stride_k != 1 else "")
         return [], f"ok{slot} && {k} < {k_total}", f"at{slot} + {scaled}"
 
-    return Operand(ptr, stride_k == 1, setup, load)
+    contiguous = stride_k == 1 or stride_mn == 1
+    extent = k_total if stride_k == 1 else rows
+    return Operand(ptr, stride_k == 1, setup, load,
+                   vec4 and contiguous and extent % 4 == 0)
 
 
 def _split_k_reduce(gemm: Gemm, t: str) -> list[str]:
@@ -270,7 +278,7 @@ def mainloop(gemm: Gemm | Tile, m: int, n: int, k: int, a: Operand, b: Operand, 
     t = c_type(dtype)
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     threads = tile.threads
-    vec = dtype == "float32" and tm % 4 == 0 and tn % 4 == 0
+    vec_frag = dtype == "float32" and tm % 4 == 0 and tn % 4 == 0  # float4 shared reads
     la, lb = bm * bk // threads, bn * bk // threads
     assert la * threads == bm * bk and lb * threads == bn * bk, tile
     assert threads % bk == 0 and threads % bm == 0 and threads % bn == 0, tile
@@ -280,29 +288,41 @@ def mainloop(gemm: Gemm | Tile, m: int, n: int, k: int, a: Operand, b: Operand, 
              f"    const int tx = tid % {bn // tn}, ty = tid / {bn // tn};",
              f"    const int m0 = {m0}, n0 = {n0};"]
 
-    # which (mn, k) each thread loads: spread along k when k is contiguous, else along mn
-    def plan(op: Operand, rows: int, count: int, name: str) -> tuple[list[str], list]:
+    # which (mn, k) each thread loads: spread along k when k is contiguous, else along mn;
+    # four at a time (one float4) where the operand allows it
+    def vectorized(op: Operand, rows: int) -> bool:
+        return (op.vec4 and dtype == "float32" and rows * bk % (threads * 4) == 0
+                and threads % (bk // 4 if op.k_contiguous else rows // 4) == 0)
+
+    def plan(op: Operand, rows: int, name: str) -> tuple[list[str], list, bool]:
+        vec = vectorized(op, rows)
+        step = 4 if vec else 1
+        count = rows * bk // (threads * step)
+        first = "m0" if name == "a" else "n0"
         setup, loads = [], []
         if op.k_contiguous:
-            lanes = threads // bk  # rows covered per pass
+            across = bk // step  # threads along k
+            lanes = threads // across  # rows covered per pass
             for i in range(count):
                 slot = f"{name}{i}"
-                setup += [f"    {s}" for s in op.setup(slot, f"{'m0' if name == 'a' else 'n0'}"
-                                                       f" + tid / {bk} + {i * lanes}")]
-                loads.append((slot, f"tid % {bk}", f"tid / {bk} + {i * lanes}"))
+                row = f"tid / {across} + {i * lanes}"
+                setup += [f"    {s}" for s in op.setup(slot, f"{first} + {row}")]
+                loads.append((slot, f"tid % {across} * {step}", row))
         else:
+            across = rows // step  # threads along mn
             slot = f"{name}0"
-            setup += [f"    {s}" for s in op.setup(slot, f"{'m0' if name == 'a' else 'n0'}"
-                                                   f" + tid % {rows}")]
-            lanes = threads // rows
+            col = f"tid % {across} * {step}"
+            setup += [f"    {s}" for s in op.setup(slot, f"{first} + {col}")]
+            lanes = threads // across
             for i in range(count):
-                loads.append((slot, f"tid / {rows} + {i * lanes}", f"tid % {rows}"))
-        return setup, loads
+                loads.append((slot, f"tid / {across} + {i * lanes}", col))
+        return setup, loads, vec
 
-    a_setup, a_loads = plan(a, bm, la, "a")
-    b_setup, b_loads = plan(b, bn, lb, "b")
+    a_setup, a_loads, a_vec = plan(a, bm, "a")
+    b_setup, b_loads, b_vec = plan(b, bn, "b")
     lines += a_setup + b_setup
-    lines += [f"    {t} ra[{la}], rb[{lb}];",
+    ra_t, rb_t = ("float4" if a_vec else t), ("float4" if b_vec else t)
+    lines += [f"    {ra_t} ra[{len(a_loads)}];", f"    {rb_t} rb[{len(b_loads)}];",
               f"    {t} c_acc[{tm}][{tn}];",
               "    #pragma unroll",
               f"    for (int i = 0; i < {tm}; ++i)",
@@ -311,20 +331,29 @@ def mainloop(gemm: Gemm | Tile, m: int, n: int, k: int, a: Operand, b: Operand, 
 
     def fetch(k0: str, indent: str) -> list[str]:
         out = []
-        for reg, op, loads in (("ra", a, a_loads), ("rb", b, b_loads)):
+        for reg, op, loads, vec in (("ra", a, a_loads, a_vec), ("rb", b, b_loads, b_vec)):
             for i, (slot, kk, _) in enumerate(loads):
                 pre, cond, at = op.load(slot, "kv")
+                value = (f"*(const float4*)&{op.ptr}[{at}]" if vec else f"{op.ptr}[{at}]")
+                zero = "make_float4(0.f, 0.f, 0.f, 0.f)" if vec else f"({t})0"
                 out += [f"{indent}{{", f"{indent}    const int kv = {k0} + {kk};",
                         *(f"{indent}    {line}" for line in pre),
-                        f"{indent}    {reg}[{i}] = ({cond}) ? {op.ptr}[{at}] : ({t})0;",
+                        f"{indent}    {reg}[{i}] = ({cond}) ? {value} : {zero};",
                         f"{indent}}}"]
         return out
 
     def stash(buf: str, indent: str) -> list[str]:
         out = []
-        for reg, arr, loads in (("ra", "As", a_loads), ("rb", "Bs", b_loads)):
+        for reg, arr, op, loads, vec in (("ra", "As", a, a_loads, a_vec),
+                                         ("rb", "Bs", b, b_loads, b_vec)):
             for i, (_, kk, mn) in enumerate(loads):
-                out.append(f"{indent}{arr}[{buf}][{kk}][{mn}] = {reg}[{i}];")
+                if not vec:
+                    out.append(f"{indent}{arr}[{buf}][{kk}][{mn}] = {reg}[{i}];")
+                elif op.k_contiguous:  # four k of one row: four rows of the k-major tile
+                    out += [f"{indent}{arr}[{buf}][{kk} + {j}][{mn}] = {reg}[{i}].{c};"
+                            for j, c in enumerate("xyzw")]
+                else:  # four mn of one k: one float4 store
+                    out.append(f"{indent}*(float4*)&{arr}[{buf}][{kk}][{mn}] = {reg}[{i}];")
         return out
 
     a_rows = [_rows(bm, tm, "ty", i) for i in range(tm)]  # as C expressions
@@ -344,7 +373,7 @@ def mainloop(gemm: Gemm | Tile, m: int, n: int, k: int, a: Operand, b: Operand, 
               "        #pragma unroll",
               f"        for (int kk = 0; kk < {bk}; ++kk) {{",
               f"            {t} fa[{tm}], fb[{tn}];"]
-    if vec:
+    if vec_frag:
         for g in range(tm // 4):
             lines.append(f"            *(float4*)&fa[{4 * g}] = "
                          f"*(const float4*)&As[cur][kk][{a_rows[4 * g]}];")

@@ -62,10 +62,13 @@ def emit(name: str, params: dict) -> KernelSpec:
     gemm = gemm_for(params, m, n, k, nbatch)
     tile = gemm.tile
     # element (m, k) of A and (n, k) of B, each from its batch's base
-    a_op = (dense("in0", m, k, 1, a_cols, "a_base") if ta
-            else dense("in0", m, k, a_cols, 1, "a_base"))
-    b_op = (dense("in1", n, k, b_cols, 1, "b_base") if tb
-            else dense("in1", n, k, 1, b_cols, "b_base"))
+    # float4 loads where every row start (and batch base) is 16-byte aligned
+    a_vec = a_cols % 4 == 0 and all(s_ % 4 == 0 for s_ in a_bs)
+    b_vec = b_cols % 4 == 0 and all(s_ % 4 == 0 for s_ in b_bs)
+    a_op = (dense("in0", m, k, 1, a_cols, "a_base", a_vec) if ta
+            else dense("in0", m, k, a_cols, 1, "a_base", a_vec))
+    b_op = (dense("in1", n, k, b_cols, 1, "b_base", b_vec) if tb
+            else dense("in1", n, k, 1, b_cols, "b_base", b_vec))
     body = [f"    const int b = blockIdx.z / {gemm.splits};"]
     if batch:
         body += decompose("b", batch, "bc", "    ")

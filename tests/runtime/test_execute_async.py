@@ -42,6 +42,8 @@ def test_execute_async_v3_on_bound_addresses():
     want = np.maximum(x @ W, 0).reshape(1, 32)
     with cuda.DeviceBuffer(x.nbytes) as dx, cuda.DeviceBuffer(want.nbytes) as dy:
         dx.upload(x)
+        with pytest.raises(EmberError, match="not 16-byte aligned"):
+            ctx.set_tensor_address("x", dx.ptr + 4)
         assert ctx.set_tensor_address("x", dx.ptr) and ctx.set_tensor_address("y", dy.ptr)
         assert ctx.get_tensor_address("y") == dy.ptr
         stream = cuda.Stream()

@@ -286,3 +286,55 @@ def test_autotune_times_tactics_caches_them_and_stays_correct(tmp_path, monkeypa
     np.testing.assert_allclose(got, _matmul_reference(feeds, model), rtol=1e-4, atol=1e-4)
     again, _ = build_model(model.SerializeToString(), config)
     assert again["autotune"]["cached"] == 1 and again["autotune"]["timed"] == 0
+
+
+# (a shape, b shape, transpose_a, transpose_b): aligned (float4 loads) and not
+DIRECT = [([96, 64], [64, 128], False, False), ([64, 96], [64, 128], True, False),
+          ([96, 64], [128, 64], False, True), ([2, 40, 36], [36, 52], False, False),
+          ([33, 17], [17, 29], False, False), ([8, 1024], [1024, 64], False, False)]
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", range(len(DIRECT)))
+def test_every_matmul_tactic_matches_float64(case):
+    """Each candidate tactic (tile, split-K, float4 or scalar loads) launched on its own."""
+    from ember.codegen.nvrtc import compile_cuda
+    from ember.codegen.plan_kernels import emit_step
+    from ember.codegen.templates import matmul
+    from ember.compiler.builder import detect_arch
+    from ember.runtime import cuda
+
+    a_shape, b_shape, ta, tb = DIRECT[case]
+    rng = _rng(case)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    a64 = np.swapaxes(a, -1, -2) if ta else a
+    b64 = np.swapaxes(b, -1, -2) if tb else b
+    want = a64.astype(np.float64) @ b64.astype(np.float64)
+    params = {"in_shapes": [a_shape, b_shape], "in_dtypes": ["float32"] * 2,
+              "out_shapes": [list(want.shape)], "out_dtypes": ["float32"],
+              "transpose_a": ta, "transpose_b": tb}
+    tactics = matmul.tactics(params)
+    assert len(tactics) >= 2
+    for tactic in tactics:
+        name, spec = emit_step({"name": "mm", "template": "matmul",
+                                "params": {**params, "tactic": tactic}})
+        kernel = compile_cuda(spec.source, name=name, arch=detect_arch())
+        module = cuda.Module.load(kernel.cubin, kernel.ptx, name=name)
+        bufs = [cuda.DeviceBuffer(a.nbytes), cuda.DeviceBuffer(b.nbytes),
+                cuda.DeviceBuffer(want.size * 4)]
+        bufs[0].upload(a)
+        bufs[1].upload(b)
+        if spec.workspace_bytes:
+            bufs += [cuda.DeviceBuffer(spec.counter_bytes), cuda.DeviceBuffer(spec.workspace_bytes)]
+            bufs[3].zero()
+        args = cuda.pack_args([("ptr", buf.ptr) for buf in bufs])
+        got = []
+        for _ in range(2):  # twice: split-K counters must come back to zero
+            cuda.launch(module.function(name), spec.grid, spec.block, spec.shared_bytes, None,
+                        args)
+            got.append(bufs[2].download(np.empty(want.shape, np.float32)))
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-4, err_msg=str(tactic))
+        module.unload()
