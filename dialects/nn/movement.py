@@ -14,15 +14,13 @@ gives the equivalent op with those parameters as properties once they are known 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i32, i64
-from xdsl.ir import Attribute, SSAValue
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i64
+from xdsl.ir import Attribute
 from xdsl.irdl import (
-    AttrSizedOperandSegments,
-    ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
@@ -42,6 +40,13 @@ from ember.dialects.nn.base import (
     dim_quotient,
     like,
     normalize_axis,
+)
+from ember.dialects.nn.dynamic_params import (
+    SEGMENTED,
+    DynamicParams,
+    dynamic_format,
+    operand_length,
+    segments,
 )
 from ember.dialects.tensor_types import (
     UNKNOWN,
@@ -82,76 +87,6 @@ def resolve_reshape(input_shape: tuple, target: list, allowzero: bool = False) -
 
 def _scaled(d: Dim, k: int) -> Dim:
     return d if k == 1 else dim_product([d, k])
-
-
-# -- run-time parameters ---------------------------------------------------------------------------
-
-SEGMENTED = (ParsePropInAttrDict(), AttrSizedOperandSegments(as_property=True))
-
-
-def dynamic_format(*pairs: tuple[str, str], tail: str = "") -> str:
-    """Assembly format `$input kw(%v : type) ... attr-dict : type($input) -> type($output)` with
-    one optional `kw(...)` group per (keyword, operand)."""
-    groups = " ".join(f"(`{kw}` `(` ${name}^ `:` type(${name}) `)`)?" for kw, name in pairs)
-    return f"$input {groups} {tail}attr-dict `:` type($input) `->` type($output)"
-
-
-def segments(*values: SSAValue | None) -> tuple[list[SSAValue], dict[str, Attribute]]:
-    """Operands (None: an absent optional one) and the `operandSegmentSizes` property of an op
-    with several optional operands, in the order the op defines them."""
-    sizes = [int(v is not None) for v in values]
-    return ([v for v in values if v is not None],
-            {"operandSegmentSizes": DenseArrayBase.from_list(i32, sizes)})
-
-
-def _length(value: SSAValue | None) -> int | None:
-    """The static length of a 1-D operand (a scalar counts as 1); None if not known."""
-    if value is None:
-        return None
-    shape = shape_of(value)
-    if shape is None or len(shape) > 1:
-        return None
-    n = shape[0] if shape else 1
-    return n if isinstance(n, int) else None
-
-
-class DynamicParams:
-    """What ops with run-time parameter operands share (mixed into NNOp subclasses)."""
-
-    DYNAMIC: ClassVar[tuple[str, ...]] = ()  # the optional operands that carry run-time parameters
-
-    @classmethod
-    def create(cls, *, operands: Sequence[SSAValue] = (), properties: Mapping[str, Attribute] = {},
-               **kwargs: Any) -> Any:
-        """As Operation.create; an op of several parameter operands made with the input alone
-        (its static form) gets its operand segment sizes filled in."""
-        if (len(cls.DYNAMIC) > 1 and len(operands) == 1
-                and "operandSegmentSizes" not in properties):
-            properties = {**properties, **segments(operands[0], *[None] * len(cls.DYNAMIC))[1]}
-        return super().create(operands=operands, properties=properties,  # type: ignore[misc]
-                              **kwargs)
-
-    def dynamic(self) -> bool:
-        return any(getattr(self, n) is not None for n in self.DYNAMIC)
-
-    def by_operand(self, arrays: Sequence[Any]) -> dict[str, Any]:
-        """Values of the present parameter operands by operand name."""
-        values = dict(zip(self.operands, arrays, strict=True))  # type: ignore[attr-defined]
-        return {n: values[getattr(self, n)] for n in self.DYNAMIC if getattr(self, n) is not None}
-
-    def refined(self, dims: Sequence[Dim]) -> Attribute:
-        """The input's type with `dims`; an unknown dim is taken from the declared result type
-        where that has the same rank (ONNX's inference may know more than the operand types)."""
-        declared = shape_of(self.output)  # type: ignore[attr-defined]
-        dims = list(dims)
-        if declared is not None and len(declared) == len(dims):
-            dims = [b if a == UNKNOWN else a for a, b in zip(dims, declared, strict=True)]
-        return like(self.input, dims)  # type: ignore[attr-defined]
-
-    def static_props(self, drop: Sequence[str] = ()) -> dict[str, Attribute]:
-        """The properties a static form keeps (segment sizes and `drop` left out)."""
-        return {k: v for k, v in self.properties.items()  # type: ignore[attr-defined]
-                if k != "operandSegmentSizes" and k not in drop}
 
 
 # -- reshape and shapes --------------------------------------------------------------------------
@@ -270,7 +205,7 @@ class SliceOp(DynamicParams, NNOp):
                                  "not both")
             if self.dyn_starts is None or self.dyn_ends is None:
                 raise ShapeError("nn.slice: run-time slicing needs starts and ends operands")
-            n = _length(self.dyn_starts)
+            n = operand_length(self.dyn_starts)
             if n is not None and n > rank:
                 raise ShapeError(f"nn.slice: {n} starts for rank {rank}")
             if self.dyn_axes is None and n is not None:  # the first n axes
@@ -459,7 +394,7 @@ class TileOp(DynamicParams, NNOp):
         if self.dyn_repeats is not None:
             if self.repeats is not None:
                 raise ShapeError("nn.tile: give repeats as a property or an operand, not both")
-            n = _length(self.dyn_repeats)
+            n = operand_length(self.dyn_repeats)
             if n is not None and n != len(shape):
                 raise ShapeError(f"nn.tile: {n} repeats for rank {len(shape)}")
             return [self.refined([0 if d == 0 else UNKNOWN for d in shape])]
@@ -714,7 +649,7 @@ class TriluOp(DynamicParams, NNOp):
         if self.dyn_k is not None:
             if self.k is not None:
                 raise ShapeError("nn.trilu: give k as a property or an operand, not both")
-            if _length(self.dyn_k) not in (1, None):
+            if operand_length(self.dyn_k) not in (1, None):
                 raise ShapeError("nn.trilu: k must be a scalar")
         return [like(self.input)]
 
@@ -747,7 +682,7 @@ class CumSumOp(DynamicParams, NNOp):
         if self.dyn_axis is not None:
             if self.axis is not None:
                 raise ShapeError("nn.cumsum: give axis as a property or an operand, not both")
-            if _length(self.dyn_axis) not in (1, None):
+            if operand_length(self.dyn_axis) not in (1, None):
                 raise ShapeError("nn.cumsum: axis must be a scalar")
             if rank == 0:
                 raise ShapeError("nn.cumsum: the input must have rank 1 or more")
@@ -782,7 +717,7 @@ class _AxesReshape(DynamicParams):
 
     def infer(self) -> list[Attribute]:
         shape = self.operand_shape(0)  # type: ignore[attr-defined]
-        n = _length(self.axes)  # type: ignore[attr-defined]
+        n = operand_length(self.axes)  # type: ignore[attr-defined]
         if n is None or len(shape_of(self.axes) or ()) != 1:  # type: ignore[attr-defined]
             raise ShapeError(f"{self.name}: axes must be 1-D of static length")  # type: ignore
         rank = self._rank(len(shape), n)

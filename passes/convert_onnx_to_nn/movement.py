@@ -16,6 +16,7 @@ from ember.dialects.nn.base import (
     normalize_axis,
     set_result_types,
 )
+from ember.dialects.nn.dynamic_params import segments
 from ember.dialects.nn.elementwise import FillOp, scalar_attr
 from ember.dialects.nn.movement import (
     ConcatOp,
@@ -38,7 +39,6 @@ from ember.dialects.nn.movement import (
     range_values,
     resize_params,
     resolve_reshape,
-    segments,
     slice_params,
     squeeze_dims,
     unsqueeze_dims,
