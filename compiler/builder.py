@@ -54,6 +54,9 @@ class BuilderConfig:
     allowed_io_formats: tuple[str, ...] = ("NCHW",)
     # the assign-layouts pass: each activation in the format its kernels prefer (False: NCHW only)
     assign_layouts: bool = True
+    # whether assign-layouts may use the channel-packed NC4HW4 (depthwise convs run vectorized
+    # in it); None: the default of the day, `assign_layouts.PACKED_FORMAT`
+    packed_format: bool | None = None
     # False: only the passes a plan needs (the "unoptimized" pipeline: legalize, fold constants,
     # one kernel per nn op), whatever `pipeline` says: no folding, fusion or layout choice. The
     # baseline that differential tests compare the optimized build with.
@@ -73,13 +76,17 @@ class BuilderConfig:
         return bool(self.flags & flag)
 
     def set_allowed_io_formats(self, *formats: str) -> None:
-        """Allow network I/O in these formats: "NCHW" (ONNX's; TensorRT's LINEAR) and "NHWC"
-        (TensorRT's HWC). An NHWC input is fed, and an NHWC output returned, as [N, H, W, C]."""
+        """Allow network I/O in these formats: "NCHW" (ONNX's; TensorRT's LINEAR), "NHWC"
+        (TensorRT's HWC) and "NC4HW4" (TensorRT's CHW4). An NHWC input is fed, and an NHWC
+        output returned, as [N, H, W, C]; an NC4HW4 one as [N, ceil(C/4), H, W, 4] (channel c at
+        [:, c // 4, :, :, c % 4]; the pad lanes of an input are ignored, of an output
+        unspecified)."""
         names = []
         for f in formats:
             name = _IO_FORMATS.get(str(getattr(f, "name", f)).upper())
             if name is None:
-                raise EmberError(f"unknown I/O format {f!r}; allowed: NCHW (LINEAR), NHWC (HWC)")
+                raise EmberError(f"unknown I/O format {f!r}; allowed: NCHW (LINEAR), NHWC (HWC), "
+                                 "NC4HW4 (CHW4)")
             names.append(name)
         if not names:
             raise EmberError("set_allowed_io_formats: give at least one format")
@@ -90,7 +97,8 @@ class BuilderConfig:
         return len(self.profiles) - 1
 
 
-_IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC"}
+_IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC",
+               "NC4HW4": "NC4HW4", "CHW4": "NC4HW4", "NC/4HW4": "NC4HW4"}
 
 
 class Builder:
@@ -216,13 +224,16 @@ def _should_autotune(config: BuilderConfig) -> bool:
 
 def _assign_layouts(module: Any, config: BuilderConfig) -> None:
     """assign-layouts with the config's I/O formats; conv stays NCHW in GPU builds until the
-    CUDA conv template reads `layout: NHWC` (assign_layouts.CUDA_CONV_NHWC)."""
+    CUDA conv template reads `layout: NHWC` (assign_layouts.CUDA_CONV_NHWC); NC4HW4 as
+    `config.packed_format` says, else `assign_layouts.PACKED_FORMAT`."""
     from ember.dialects import ember_context
     from ember.passes import assign_layouts
 
     pass_ = assign_layouts.AssignLayouts(
         io_formats=",".join(config.allowed_io_formats),
-        conv_nhwc=config.target_arch is None or assign_layouts.CUDA_CONV_NHWC)
+        conv_nhwc=config.target_arch is None or assign_layouts.CUDA_CONV_NHWC,
+        packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
+        else config.packed_format)
     pass_.apply(ember_context(), module)
     module.verify()
 

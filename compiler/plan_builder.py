@@ -26,7 +26,7 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
 from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
-from ember.dialects.tensor_types import element_type_of, format_of
+from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
 from ember.passes.assign_layouts import physical_shape
@@ -193,8 +193,11 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
 
 def _format(value: SSAValue, shape: Any) -> str:
     """A 4-D tensor's format (NCHW where its type names none); "" for other ranks. I/O shapes
-    and buffer shapes are in the format's byte order (an NHWC input is fed as [N, H, W, C])."""
-    return (format_of(value) or "NCHW") if len(shape) == 4 else ""
+    and buffer shapes are in the format's byte order (an NHWC input is fed as [N, H, W, C]; an
+    NC4HW4 one, 5-D, as [N, ceil(C/4), H, W, 4])."""
+    logical = shape_of(value)
+    rank = len(logical) if logical is not None else len(shape)
+    return (format_of(value) or "NCHW") if rank == 4 else ""
 
 
 def _check_io_names(ins: list[str], outs: list[str]) -> None:

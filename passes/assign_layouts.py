@@ -1,5 +1,6 @@
-"""assign-layouts: each 4-D activation gets a format, NCHW (ONNX's) or NHWC, recorded in its type
-(`tensor<1x64x56x56xf32, #nn.layout<NHWC>>`: the logical dims stay NCHW, the format orders bytes).
+"""assign-layouts: each 4-D activation gets a format, NCHW (ONNX's), NHWC or the channel-packed
+NC4HW4 (`layout_formats`), recorded in its type (`tensor<1x64x56x56xf32, #nn.layout<NHWC>>`: the
+logical dims stay NCHW, the format orders bytes).
 
 After this pass every 4-D activation carries a format; each kernel reads its operands in the
 format it runs in, with a reformat (`kernel.launch "transpose"`, params `reformat = "A->B"`) only
@@ -7,6 +8,15 @@ where a producer's format differs from what a consumer needs, and none back to b
 in NHWC have their params in physical terms: conv and pool gain `layout = "NHWC"` (conv weights
 OHWI), layout-agnostic templates get permuted shapes and axes. Network I/O keeps NCHW unless
 `io-formats` allows NHWC. Runs after convert-nn-to-kernel, before fuse-elementwise.
+
+NC4HW4 (`packed`, off by default: `PACKED_FORMAT`): regions of kernels that compute exactly in it
+(`packable`: conv, pool, elementwise whose broadcast operands are per channel or scalar, concat,
+reduce over N/H/W) run packed where their NC4HW4-preferring convs (depthwise, C % 4 == 0)
+outnumber the reformats at the border; this is decided before NHWC. Packed kernels' params are
+physical ([N, ceil(C/4), H, W, 4]); conv gains `layout = "NC4HW4"`, `channels` (its logical C)
+and, for depthwise with its weight in the store, `weight_layout = "C4RS4"` (weight
+[ceil(C/4), R, S, 4], zero pad channels; otherwise OIHW). Reformats from or to NC4HW4 are
+`kernel.launch "reformat"` (params `reformat = "A->B"`, `channels`).
 """
 
 from __future__ import annotations
@@ -31,31 +41,37 @@ from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, format_of, static_shape, tensor_type
 from ember.dialects.weights import weights_of
+from ember.passes.layout_formats import (
+    NC4HW4,
+    NCHW,
+    NHWC,
+    PERMS,
+    canonical_format,
+    physical_shape,
+    same_bytes,
+)
+from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight
 
-NCHW, NHWC = "NCHW", "NHWC"
-# physical dim k of a 4-D tensor in a format is its logical (NCHW) dim PERMS[format][k]
-PERMS: dict[str, tuple[int, ...]] = {NCHW: (0, 1, 2, 3), NHWC: (0, 2, 3, 1)}
 # Whether GPU builds may run conv in NHWC (codegen/templates/conv.py implements it). Off: on the
 # H100 the FP32 implicit-GEMM conv is a little faster in NCHW (ResNet-50 batch 32: 9.58 ms NCHW
 # vs 9.93 NHWC; MobileNetV2 1.85 vs 1.89; NOTES.md), so NHWC would only add reformats.
 CUDA_CONV_NHWC = False
+# Whether builds use the channel-packed NC4HW4 format (BuilderConfig.packed_format overrides).
+# Off by measurement: depthwise runs vectorized (float4) in it, but the GEMM convs' stride-4
+# reads cost more than that saves in FP32 on the H100 (MobileNetV2 batch 32: 2.51 ms packed vs
+# 1.84 NCHW; batch 1 0.31 vs 0.30; NOTES.md). Meant for kernels that read whole packs (INT8/FP16).
+PACKED_FORMAT = False
 # templates that read their params in physical terms: their NHWC form needs no template change
 _AGNOSTIC = ("pool", "concat", "softmax", "transpose", "slice", "pad", "reduce")
 _DATA = (WeightOp, ConstantOp, FillOp)
 
 
-def physical_shape(t: Attribute | SSAValue) -> tuple[int, ...] | None:
-    """The static shape in byte order: logical dims permuted by the format."""
-    shape = static_shape(t)
-    fmt = format_of(t)
-    if shape is None or len(shape) != 4 or fmt not in PERMS:
-        return shape
-    return tuple(shape[p] for p in PERMS[fmt])
-
-
-def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True) -> str | None:
+def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
+                     packed: bool = False) -> str | None:
     """The policy: the format a kernel runs fastest in, or None where it runs in any (its params
-    rewritten in physical terms) and follows its producers."""
+    rewritten in physical terms) and follows its producers. With `packed`, a depthwise conv over
+    C % 4 == 0 channels prefers NC4HW4 (its direct tactic runs vectorized, 4 channels a thread).
+    """
     if isinstance(op, ElementwiseOp):
         return None
     template, p = op.template.data, attribute_value(op.params)
@@ -63,8 +79,10 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True) ->
     if shape is None or len(shape) != 4 or template not in ("conv", *_AGNOSTIC):
         return NCHW
     if template == "conv":
-        if p.get("layout") == NHWC:
-            return NHWC
+        if p.get("layout") in (NHWC, NC4HW4):
+            return p["layout"]
+        if packed and _depthwise(op) and shape[1] % 4 == 0:
+            return NC4HW4
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
     if p.get("dynamic") or len(op.inputs) > 1 and template not in ("concat",):
         return NCHW  # run-time parameter operands are logical
@@ -74,9 +92,54 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True) ->
     return None
 
 
+def _depthwise(op: LaunchOp) -> bool:
+    """A conv with one input and one output channel per group (groups = C_in = C_out)."""
+    p = attribute_value(op.params)
+    x, w = static_shape(op.inputs[0]), static_shape(op.inputs[1])
+    return (x is not None and w is not None and len(x) == 4 and len(w) == 4
+            and int(p.get("groups", 1)) == x[1] == w[0] and w[1] == 1)
+
+
+def packable(op: Operation) -> bool:
+    """Whether a kernel computes exactly in NC4HW4 with its params in physical terms: every
+    channel (pad lanes included) on its own, so that pad lanes never reach a real one."""
+    if isinstance(op, ElementwiseOp):
+        out = static_shape(op.results[0])
+        if out is None or len(out) != 4:
+            return False
+        for v in op.inputs:
+            shape = static_shape(v)
+            if shape is None or len(shape) > 4:
+                return False
+            full = (1,) * (4 - len(shape)) + tuple(shape)
+            if int(np.prod(full)) != 1 and full[1] != out[1]:
+                return False  # e.g. an [H, W] mask: no per-lane physical form
+        return True
+    if not isinstance(op, LaunchOp) or is_reformat(op) or not op.inputs:
+        return False
+    template, p = op.template.data, attribute_value(op.params)
+    shapes = [static_shape(v) for v in op.inputs]
+    if shapes[0] is None or len(shapes[0]) != 4 or p.get("dynamic") or op.epilogue_inputs \
+            or not all(_rank4(r) for r in op.results):
+        return False
+    if template == "conv":
+        return len(op.inputs) in (2, 3) and "layout" not in p and shapes[1] is not None \
+            and len(shapes[1]) == 4
+    if template == "pool":
+        return len(op.inputs) == 1 and "layout" not in p
+    if template == "concat":
+        axis = int(p["axis"]) % 4
+        return all(s is not None and len(s) == 4 for s in shapes) and (
+            axis in (2, 3) or axis == 1 and all(s[1] % 4 == 0 for s in shapes))
+    if template == "reduce":
+        axes = [int(a) % 4 for a in p.get("axes") or []]
+        return len(op.inputs) == 1 and bool(p.get("keepdims")) and bool(axes) and 1 not in axes
+    return False
+
+
 def is_reformat(op: Operation | Block | None) -> bool:
-    return isinstance(op, LaunchOp) and op.template.data == "transpose" \
-        and "reformat" in op.params.data
+    return isinstance(op, LaunchOp) and (op.template.data == "reformat" or (
+        op.template.data == "transpose" and "reformat" in op.params.data))
 
 
 def _rank4(v: SSAValue) -> bool:
@@ -88,9 +151,7 @@ def _fmt(v: SSAValue) -> str:
     return format_of(v) or NCHW
 
 
-def _same_bytes(shape: Sequence[int], a: str, b: str) -> bool:
-    """Whether `shape` has the same bytes in formats a and b (dims of 1 do not count)."""
-    return [d for d in PERMS[a] if shape[d] != 1] == [d for d in PERMS[b] if shape[d] != 1]
+_same_bytes = same_bytes
 
 
 def _is_data(v: SSAValue) -> bool:
@@ -111,14 +172,20 @@ def _relabel(v: SSAValue, fmt: str) -> SSAValue:
     return Rewriter.replace_value_with_new_type(v, tensor_type(shape, element_type_of(v), fmt))
 
 
-def _reformat_op(v: SSAValue, fmt: str, perm: Sequence[int], label: str,
+def _reformat_op(v: SSAValue, fmt: str, perm: Sequence[int] | None, label: str,
                  names: list[str]) -> LaunchOp:
+    """A reformat of `v` to `fmt`: a `transpose` between NCHW and NHWC (`perm`), else a
+    `reformat` launch (packing pads lanes with zeros, unpacking drops them)."""
     out = tensor_type(static_shape(v), element_type_of(v), fmt)
     dtype = dtype_name(v.type)
-    params = {"perm": list(perm), "reformat": label, "in_shapes": [list(physical_shape(v))],
-              "in_dtypes": [dtype], "out_shapes": [list(physical_shape(out))],
-              "out_dtypes": [dtype]}
-    props: dict[str, Attribute] = {"template": StringAttr("transpose"),
+    io = {"in_shapes": [list(physical_shape(v))], "in_dtypes": [dtype],
+          "out_shapes": [list(physical_shape(out))], "out_dtypes": [dtype]}
+    if perm is not None:
+        template, params = "transpose", {"perm": list(perm), "reformat": label, **io}
+    else:
+        template = "reformat"
+        params = {"reformat": label, "channels": static_shape(v)[1], **io}
+    props: dict[str, Attribute] = {"template": StringAttr(template),
                                    "params": to_attribute(params)}
     if names:
         props["origin"] = ArrayAttr([StringAttr(n) for n in names])
@@ -127,34 +194,54 @@ def _reformat_op(v: SSAValue, fmt: str, perm: Sequence[int], label: str,
     return op
 
 
-def _reformat_perm(src: str, dst: str) -> list[int]:
+def _reformat_perm(src: str, dst: str) -> list[int] | None:
+    if src not in PERMS or dst not in PERMS:
+        return None
     inverse = [PERMS[src].index(d) for d in range(4)]
     return [inverse[PERMS[dst][k]] for k in range(4)]
 
 
 class _Assigner:
     def __init__(self, module: ModuleOp, fn: func.FuncOp, io_formats: set[str],
-                 conv_nhwc: bool) -> None:
+                 conv_nhwc: bool, packed: bool = False) -> None:
         self.module, self.fn, self.block = module, fn, fn.body.block
-        self.io_formats, self.conv_nhwc = io_formats, conv_nhwc
+        self.io_formats, self.conv_nhwc, self.use_packed = io_formats, conv_nhwc, packed
         self.converted: dict[tuple[SSAValue, str], SSAValue] = {}
         self.nhwc: set[Operation | SSAValue] = set()
+        self.packed: set[Operation | SSAValue] = set()
+        self.packed_weights: set[Operation] = set()
 
-    # -- which convs (and inputs) run in NHWC: per region, where it pays ---------------------------
+    # -- which kernels (and inputs) run in NC4HW4 / NHWC: per region, where it pays --------------
+
+    def _io_kind(self, fmt: str) -> str:
+        return "flex" if fmt in self.io_formats else "fixed"
 
     def _kind(self, node: Operation | SSAValue) -> str:
-        """strong (wants NHWC), flex (any format) or fixed (NCHW) for the region analysis."""
+        """strong (wants NHWC), flex (any format) or fixed (NCHW) for the NHWC region analysis
+        (kernels already packed are fixed: their border costs a reformat either way)."""
+        if node in self.packed:
+            return "fixed"
         if isinstance(node, SSAValue) or isinstance(node, func.ReturnOp):
-            return "flex" if NHWC in self.io_formats else "fixed"
+            return self._io_kind(NHWC)
         if isinstance(node, ElementwiseOp) or (isinstance(node, LaunchOp)
                                                and not is_reformat(node)):
             pref = preferred_format(node, conv_nhwc=self.conv_nhwc)
             return "flex" if pref is None else "strong" if pref == NHWC else "fixed"
         return "fixed"
 
-    def select(self) -> None:
-        """A region (kernels joined through activations that can change format) runs in NHWC
-        when its NHWC-preferring convs outnumber the reformats at its border."""
+    def _packed_kind(self, node: Operation | SSAValue) -> str:
+        """strong (wants NC4HW4), flex (computes exactly in it) or fixed."""
+        if isinstance(node, SSAValue) or isinstance(node, func.ReturnOp):
+            return self._io_kind(NC4HW4)
+        if not packable(node):
+            return "fixed"
+        pref = preferred_format(node, conv_nhwc=self.conv_nhwc, packed=True)
+        return "strong" if pref == NC4HW4 else "flex"
+
+    def select(self, fmt: str = NHWC) -> set[Operation | SSAValue]:
+        """A region (kernels joined through activations that can change format) runs in `fmt`
+        when its `fmt`-preferring kernels outnumber the reformats at its border."""
+        kind = self._kind if fmt == NHWC else self._packed_kind
         parent: dict[object, object] = {}
 
         def root(x: object) -> object:
@@ -163,32 +250,32 @@ class _Assigner:
             return x
 
         edges = []
-        for v in self._activations():
+        for v in self._activations(fmt):
             src = v.owner if not isinstance(v.owner, Block) else v
             for use in v.uses:
                 user = use.operation
                 if isinstance(user, LaunchOp) and user.template.data == "conv" and use.index == 1:
                     continue  # a weight: not an activation edge
                 edges.append((v, src, user))
-                if self._kind(src) != "fixed" and self._kind(user) != "fixed":
+                if kind(src) != "fixed" and kind(user) != "fixed":
                     parent[root(src)] = root(user)
         border: dict[object, set[SSAValue]] = {}
         for v, src, user in edges:
-            if (self._kind(src) == "fixed") != (self._kind(user) == "fixed"):
-                inside = user if self._kind(src) == "fixed" else src
+            if (kind(src) == "fixed") != (kind(user) == "fixed"):
+                inside = user if kind(src) == "fixed" else src
                 border.setdefault(root(inside), set()).add(v)
         nodes = [*self.block.args, *self.block.ops]
-        strong = Counter(root(n) for n in nodes if self._kind(n) == "strong")
+        strong = Counter(root(n) for n in nodes if kind(n) == "strong")
         chosen = {r for r, n in strong.items() if n > len(border.get(r, ()))}
-        self.nhwc = {n for n in nodes if self._kind(n) != "fixed" and root(n) in chosen}
+        return {n for n in nodes if kind(n) != "fixed" and root(n) in chosen}
 
-    def _activations(self) -> list[SSAValue]:
-        """4-D values computed at run time whose bytes differ between the formats."""
+    def _activations(self, fmt: str = NHWC) -> list[SSAValue]:
+        """4-D values computed at run time whose bytes differ between NCHW and `fmt`."""
         values = [*self.block.args]
         for op in self.block.ops:
             if not isinstance(op, _DATA):
                 values.extend(op.results)
-        return [v for v in values if _rank4(v) and not _same_bytes(static_shape(v), NCHW, NHWC)]
+        return [v for v in values if _rank4(v) and not _same_bytes(static_shape(v), NCHW, fmt)]
 
     # -- operands in the format a kernel reads ----------------------------------------------------
 
@@ -236,7 +323,8 @@ class _Assigner:
                 array, base = store[owner.ref.data], owner.ref.data
             else:
                 array, base = dense_to_numpy(owner.value), "constant"
-            array = np.asarray(array).reshape(shape).transpose(PERMS[fmt])
+            array = np.asarray(array).reshape(shape)
+            array = pack(array) if fmt == NC4HW4 else array.transpose(PERMS[fmt])
             ref = store.add(f"{base}.{'OHWI' if fmt == NHWC else fmt}",
                             np.ascontiguousarray(array))
             new = WeightOp.create(properties={"ref": StringAttr(ref)}, result_types=[t])
@@ -247,6 +335,8 @@ class _Assigner:
         shape = static_shape(v)
         if shape is None or len(shape) > 4:
             return v
+        if fmt == NC4HW4 and int(np.prod(shape)) == 1:
+            return v  # a scalar broadcasts over every lane as it is
         if len(shape) == 4:
             return self.convert(v, fmt, consumer)
         if fmt == NCHW or int(np.prod(shape)) == 1:
@@ -263,11 +353,34 @@ class _Assigner:
 
     # -- the walk ----------------------------------------------------------------------------------
 
+    def _depthwise_weight(self, w: SSAValue) -> SSAValue | None:
+        """A depthwise conv weight [C, 1, R, S] as [ceil(C/4), R, S, 4] (a plain 4-D type: no
+        format), or None where its values are not known at compile time."""
+        if (w, "C4RS4") in self.converted:
+            return self.converted[(w, "C4RS4")]
+        owner, store = w.owner, weights_of(self.module)
+        if isinstance(owner, WeightOp) and owner.ref.data in store:
+            array, base = store[owner.ref.data], owner.ref.data
+        elif isinstance(owner, ConstantOp):
+            array, base = dense_to_numpy(owner.value), "constant"
+        else:
+            return None
+        array = pack_depthwise_weight(np.asarray(array).reshape(static_shape(w)))
+        ref = store.add(f"{base}.C4RS4", array)
+        new = self._insert_after(w, WeightOp.create(
+            properties={"ref": StringAttr(ref)},
+            result_types=[tensor_type(array.shape, element_type_of(w))]))
+        self.converted[(w, "C4RS4")] = new
+        return new
+
     def run(self) -> None:
-        self.select()
+        if self.use_packed:
+            self.packed = self.select(NC4HW4)
+        self.nhwc = self.select(NHWC)
         for arg in self.block.args:
             if _rank4(arg):
-                _relabel(arg, NHWC if arg in self.nhwc else NCHW)
+                _relabel(arg, NC4HW4 if arg in self.packed else
+                         NHWC if arg in self.nhwc else NCHW)
         for op in list(self.block.ops):
             if isinstance(op, ViewOp):
                 v = op.input
@@ -291,15 +404,19 @@ class _Assigner:
         """The most common format among the op's activation operands; a tie (or none) goes to
         the format of the op's region."""
         formats = Counter(_fmt(v) for v in op.operands if _rank4(v) and not _is_data(v)
+                          and _fmt(v) in PERMS
                           and not _same_bytes(static_shape(v), NCHW, NHWC))
         region = NHWC if op in self.nhwc else NCHW
         return max((region, *formats), key=lambda f: (formats[f], f == region))
 
     def _kernel(self, op: ElementwiseOp | LaunchOp) -> None:
-        pref = preferred_format(op, conv_nhwc=self.conv_nhwc)
-        if pref == NHWC and op not in self.nhwc:
-            pref = NCHW
-        fmt = pref or self._follow(op)
+        if op in self.packed:
+            fmt = NC4HW4
+        else:
+            pref = preferred_format(op, conv_nhwc=self.conv_nhwc)
+            if pref == NHWC and op not in self.nhwc or pref == NC4HW4:
+                pref = NCHW
+            fmt = pref or self._follow(op)
         if isinstance(op, ElementwiseOp):
             for i, v in enumerate(op.inputs):
                 op.operands[i] = self.broadcast(v, fmt, op)
@@ -309,6 +426,14 @@ class _Assigner:
             for i, v in enumerate(op.inputs):
                 if i >= own:
                     op.operands[i] = self.broadcast(v, fmt, op)
+                elif fmt == NC4HW4 and op.template.data == "conv" and i == 1:
+                    # OIHW (GEMM, address functions only) or packed (depthwise)
+                    packed = self._depthwise_weight(v) if _depthwise(op) else None
+                    if packed is not None:
+                        op.operands[i] = packed
+                        self.packed_weights.add(op)
+                    else:
+                        op.operands[i] = self.convert(v, NCHW, op)
                 elif _rank4(v):
                     op.operands[i] = self.convert(v, fmt, op)
         for r in op.results:
@@ -316,6 +441,9 @@ class _Assigner:
                 _relabel(r, fmt)
         if isinstance(op, LaunchOp) and fmt == NHWC:
             op.properties["params"] = to_attribute(_physical_params(op))
+        elif isinstance(op, LaunchOp) and fmt == NC4HW4:
+            op.properties["params"] = to_attribute(
+                _packed_params(op, op in self.packed_weights))
 
 
 def _physical_params(op: LaunchOp) -> dict:
@@ -346,6 +474,22 @@ def _physical_params(op: LaunchOp) -> dict:
     return p
 
 
+def _packed_params(op: LaunchOp, packed_weight: bool) -> dict:
+    """The launch's params for its 4-D operands and results in NC4HW4: physical shapes (axes
+    keep their numbers: the lane is a new last axis)."""
+    p = attribute_value(op.params)
+    own = len(p.get("in_shapes", []))
+    p["in_shapes"] = [list(physical_shape(v)) for v in op.inputs[:own]]
+    p["out_shapes"] = [list(physical_shape(r)) for r in op.results]
+    if op.template.data in ("conv", "pool"):
+        p["layout"] = NC4HW4
+    if op.template.data == "conv":
+        p["channels"] = static_shape(op.inputs[0])[1]
+        if packed_weight:
+            p["weight_layout"] = "C4RS4"
+    return p
+
+
 def cancel_reformats(block: Block) -> None:
     """Back-to-back reformats compose: A->B->A disappears, A->B->C becomes one A->C."""
     for op in list(block.ops):
@@ -353,14 +497,18 @@ def cancel_reformats(block: Block) -> None:
             continue
         first = op.inputs[0].owner
         source = first.inputs[0]
-        p1, p2 = attribute_value(first.params)["perm"], attribute_value(op.params)["perm"]
-        perm = [p1[k] for k in p2]
-        if perm == list(range(len(perm))) and _fmt(source) == _fmt(op.outputs[0]):
+        src, dst = _fmt(source), _fmt(op.outputs[0])
+        if src == dst:  # A->B->A (NC4HW4's pad lanes are don't-care: unpack->pack cancels too)
             op.outputs[0].replace_all_uses_with(source)
             Rewriter.erase_op(op)
         else:
-            label = f"{_fmt(source)}->{_fmt(op.outputs[0])}"
-            new = _reformat_op(source, _fmt(op.outputs[0]), perm, label, _names(op))
+            perm = None
+            if first.template.data == op.template.data == "transpose":
+                p1, p2 = attribute_value(first.params)["perm"], attribute_value(op.params)["perm"]
+                perm = [p1[k] for k in p2]
+            else:
+                perm = _reformat_perm(src, dst)
+            new = _reformat_op(source, dst, perm, f"{src}->{dst}", _names(op))
             Rewriter.replace_op(op, new)
         if not first.outputs[0].uses:
             Rewriter.erase_op(first)
@@ -374,16 +522,19 @@ class AssignLayouts(ModulePass):
     """Formats the network's 4-D inputs and outputs may take, comma-separated ("NCHW,NHWC")."""
     conv_nhwc: bool = True
     """Whether conv may run in NHWC (False for GPU builds until the CUDA conv template can)."""
+    packed: bool = False
+    """Whether kernels may run in the channel-packed NC4HW4 (`PACKED_FORMAT` for builds)."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
-        io_formats = {f.strip().upper() for f in self.io_formats.split(",") if f.strip()}
+        io_formats = {canonical_format(f) or f.strip().upper()
+                      for f in self.io_formats.split(",") if f.strip()}
         for fn in [op for op in module.walk() if isinstance(op, func.FuncOp)]:
-            _Assigner(module, fn, io_formats | {NCHW}, self.conv_nhwc).run()
+            _Assigner(module, fn, io_formats | {NCHW}, self.conv_nhwc, self.packed).run()
             cancel_reformats(fn.body.block)
             results = [v.type for v in fn.body.block.last_op.operands]
             fn.function_type = FunctionType.from_lists(
                 [a.type for a in fn.body.block.args], results)
 
 
-__all__ = ["AssignLayouts", "CUDA_CONV_NHWC", "NCHW", "NHWC", "PERMS", "cancel_reformats",
-           "is_reformat", "physical_shape", "preferred_format"]
+__all__ = ["AssignLayouts", "CUDA_CONV_NHWC", "NC4HW4", "NCHW", "NHWC", "PACKED_FORMAT", "PERMS",
+           "cancel_reformats", "is_reformat", "packable", "physical_shape", "preferred_format"]

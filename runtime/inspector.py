@@ -172,7 +172,7 @@ class EngineInspector:
     # -- the table ---------------------------------------------------------------------------------
     def _header(self) -> str:
         launch = f" {'cuda kernel <<<grid, block>>>':42}" if self._cuda_plan else ""
-        return (f"  {'kernel':28} {'template':14} {'in':5} {'out':>22} {'prec':5} {'on':4}"
+        return (f"  {'kernel':28} {'template':14} {'in':6} {'out':>22} {'prec':5} {'on':4}"
                 f"{launch}  onnx nodes")
 
     def _row(self, info: Mapping[str, Any]) -> str:
@@ -195,7 +195,7 @@ class EngineInspector:
                         f"{_dims(cuda.get('block', [1]))}>>>")
             launch = f" {text:42}"
         origin = ", ".join(info["origin"]) or "-"
-        return (f"  {info['name']:28} {template:14} {info['format_in']:5} "
+        return (f"  {info['name']:28} {template:14} {info['format_in']:6} "
                 f"{shape + ' ' + info['format_out']:>22} {info['precision']:5} {where:4}"
                 f"{launch}  {origin}")
 

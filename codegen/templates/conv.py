@@ -10,6 +10,14 @@ NHWC (`params["layout"]`), with two tactics:
 
 Layout contract (NHWC): in_shapes[0] = [N, *spatial, C], in_shapes[1] = [K, *kernel, C/groups],
 out_shapes[0] = [N, *out_spatial, K]; epilogue inputs in the same physical order.
+
+Layout contract (NC4HW4, 2-d): in_shapes[0] = [N, ceil(C/4), H, W, 4] (`channels` = C; channel c
+at block c // 4, lane c % 4), out_shapes[0] = [N, ceil(K/4), P, Q, 4]; in_shapes[1] OIHW, or with
+`weight_layout = "C4RS4"` (depthwise: groups = C = K) [ceil(C/4), R, S, 4] with zero pad
+channels; the bias stays [K]; epilogue inputs physical. The GEMM reads and writes through its
+address functions (pad lanes never read, never written); the direct tactic for depthwise float32
+runs one thread per 4 channels of an output pixel (float4 loads and store; pad lanes computed,
+don't care); other direct convs one thread per output element.
 """
 
 from __future__ import annotations
@@ -42,9 +50,18 @@ class _Conv:
 
     def __init__(self, params: dict) -> None:
         self.nhwc = params.get("layout", "NCHW") == "NHWC"
+        self.packed = params.get("layout", "NCHW") == "NC4HW4"
+        self.packed_w = self.packed and params.get("weight_layout") == "C4RS4"
         x_shape, w_shape = list(params["in_shapes"][0]), list(params["in_shapes"][1])
         out_shape = list(params["out_shapes"][0])
-        if self.nhwc:  # physical [N, *S, C] / [K, *R, C/g] -> logical order
+        if self.packed:  # [N, C4, H, W, 4] -> logical [N, C, H, W]
+            channels = int(params["channels"])
+            if self.packed_w:  # [C4, R, S, 4] -> [C, 1, R, S]
+                w_shape = [channels, 1, *w_shape[1:-1]]
+            x_shape = [x_shape[0], channels, *x_shape[2:-1]]
+            out_shape = [out_shape[0], w_shape[0], *out_shape[2:-1]]
+            self.blocks, self.out_blocks = -(-channels // 4), -(-w_shape[0] // 4)
+        elif self.nhwc:  # physical [N, *S, C] / [K, *R, C/g] -> logical order
             x_shape = [x_shape[0], x_shape[-1], *x_shape[1:-1]]
             w_shape = [w_shape[0], w_shape[-1], *w_shape[1:-1]]
             out_shape = [out_shape[0], out_shape[-1], *out_shape[1:-1]]
@@ -139,6 +156,28 @@ def _im2col_nhwc(cv: _Conv) -> Operand:
     return Operand("in0", True, setup, load)
 
 
+def _im2col_packed(cv: _Conv) -> Operand:
+    """Element (n = pixel, k = channel x taps) of the NC4HW4 input's im2col matrix (group g):
+    channel ch at ((img * C4 + ch / 4) * H * W + pos) * 4 + ch % 4."""
+    plane = prod(cv.spatial)
+
+    def setup(slot: str, mn: str) -> list[str]:
+        return cv.window(slot, mn) + [
+            f"const size_t at{slot} = (size_t)img{slot} * {cv.blocks * plane * 4};"]
+
+    def load(slot: str, k: str) -> tuple[list[str], str, str]:
+        lines, conds = cv.tap_coords(slot, f"({k} % {cv.taps})")
+        lines.append(f"const int ch_ = g * {cv.cg} + {k} / {cv.taps};")
+        pos = "0"
+        for d in range(cv.nd):
+            pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+        cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
+        return lines, cond, (f"at{slot} + ((size_t)(ch_ >> 2) * {plane} + ({pos})) * 4 + "
+                             "(ch_ & 3)")
+
+    return Operand("in0", False, setup, load)
+
+
 def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     t = c_type(dtype)
     out_plane = prod(cv.out_spatial)
@@ -148,19 +187,26 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         a_op, b_op = _im2col_nhwc(cv), dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights)
     else:
         m_size, n_size = cv.mg, cv.positions
-        a_op, b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights), _im2col_nchw(cv)
+        a_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights)
+        b_op = _im2col_packed(cv) if cv.packed else _im2col_nchw(cv)
     gemm = gemm_for(params, m_size, n_size, cv.k_total, cv.groups)
     tile = gemm.tile
 
     def col_setup(n: str, indent: str) -> list[str]:
         if cv.nhwc:
             return []
+        if cv.packed:
+            return [f"{indent}const size_t obase = (size_t)({n} / {out_plane}) * "
+                    f"{cv.out_blocks * out_plane * 4} + (size_t)({n} % {out_plane}) * 4;"]
         return [f"{indent}const size_t obase = (size_t)({n} / {out_plane}) * "
                 f"{cv.cout * out_plane} + {n} % {out_plane};"]
 
     def store(m: str, n: str, value: str, indent: str) -> list[str]:
         if cv.nhwc:
             oc, at = f"g * {cv.mg} + {n}", f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
+        elif cv.packed:
+            oc = f"(g * {cv.mg} + {m})"
+            at = f"obase + (size_t)({oc} >> 2) * {out_plane * 4} + ({oc} & 3)"
         else:
             oc, at = f"g * {cv.mg} + {m}", f"obase + (size_t)(g * {cv.mg} + {m}) * {out_plane}"
         lines = [f"{indent}const size_t oi = {at};", f"{indent}{t} acc = {value};"]
@@ -171,7 +217,8 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     body = [f"    const int g = blockIdx.z / {gemm.splits};  // group"]
     body += mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
                      f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store, col_setup)
-    layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
+    layout = "NHWC, weights OHWI" if cv.nhwc else "NC4HW4, weights OIHW" if cv.packed \
+        else "NCHW"
     text = source(_title(params, cv, dtype),
                   [f"tactic: implicit GEMM ({layout}), {gemm}, double-buffered shared memory, "
                    "im2col gathered on the fly; group on grid z",
@@ -192,7 +239,7 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     t = c_type(dtype)
     total = cv.positions * cv.cout
-    itype = index_type(total, prod(params["in_shapes"][0]))
+    itype = index_type(total, prod(params["in_shapes"][0]), prod(params["out_shapes"][0]))
     if cv.nhwc:
         order = [cv.batch, *cv.out_spatial, cv.cout]
     else:
@@ -218,6 +265,11 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     if cv.nhwc:
         x_at = (f"((size_t)o0 * {plane} + ({pos})) * {cv.channels} + g * {cv.cg} + c")
         w_at = f"((size_t)oc * {cv.taps} + tap) * {cv.cg} + c"
+    elif cv.packed:
+        ch = f"(g * {cv.cg} + c)"
+        x_at = f"(((size_t)o0 * {cv.blocks} + ({ch} >> 2)) * {plane} + ({pos})) * 4 + ({ch} & 3)"
+        w_at = (f"((size_t)(oc >> 2) * {cv.taps} + tap) * 4 + (oc & 3)" if cv.packed_w
+                else f"((size_t)oc * {cv.cg} + c) * {cv.taps} + tap")
     else:
         x_at = f"((size_t)o0 * {cv.channels} + g * {cv.cg} + c) * {plane} + ({pos})"
         w_at = f"((size_t)oc * {cv.cg} + c) * {cv.taps} + tap"
@@ -227,13 +279,73 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
              "        }"]
     if cv.has_bias:
         body.append("        acc += in2[oc];")
-    body += epilogue_lines(params, "acc", "i", "        ")
-    body += ["        out0[i] = acc;", "    }"]
+    out = "i"
+    if cv.packed:
+        out = "oi"
+        out_plane = prod(cv.out_spatial)
+        body.append(f"        const size_t oi = (((size_t)o0 * {cv.out_blocks} + (oc >> 2)) * "
+                    f"{out_plane} + (i % {out_plane})) * 4 + (oc & 3);")
+    body += epilogue_lines(params, "acc", out, "        ")
+    body += [f"        out0[{out}] = acc;", "    }"]
+    fmt = "NHWC" if cv.nhwc else "NC4HW4" if cv.packed else "NCHW"
     text = source(_title(params, cv, dtype),
                   ["tactic: direct, one thread per output element over its group's "
-                   f"{cv.cg} channel(s) x {cv.taps} taps ({'NHWC' if cv.nhwc else 'NCHW'})",
+                   f"{cv.cg} channel(s) x {cv.taps} taps ({fmt})",
                    *epilogue_summary(params)],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype]),
+                  body, prelude=uses_mod(params))
+    grid, block = grid_1d(total)
+    return KernelSpec(text, grid, block, 0)
+
+
+def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
+    """Depthwise float32 in NC4HW4: one thread per (image, channel block, output pixel), the 4
+    lanes in a float4 (input, packed weight and result)."""
+    out_plane, plane = prod(cv.out_spatial), prod(cv.spatial)
+    total = cv.batch * cv.out_blocks * out_plane
+    itype = index_type(total * 4, prod(params["in_shapes"][0]))
+    body = [grid_stride_loop(total, itype)]
+    body += decompose("i", [cv.batch * cv.out_blocks, *cv.out_spatial], "o", "        ", itype)
+    body += ["        const int cb = o0 % " + str(cv.out_blocks) + ";",
+             f"        const float4* x = (const float4*)in0 + (size_t)o0 * {plane};",
+             f"        const float4* w = (const float4*)in1 + (size_t)cb * {cv.taps};",
+             "        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);"]
+    indent = "        "
+    for d in range(cv.nd):
+        body.append(f"{indent}for (int r{d} = 0; r{d} < {cv.kernel[d]}; ++r{d}) {{")
+        indent += "    "
+        body.append(f"{indent}const int i_{d} = o{d + 1} * {cv.strides[d]} - {cv.pads[d]} + "
+                    f"r{d} * {cv.dilations[d]};")
+        body.append(f"{indent}if ((unsigned)i_{d} >= {cv.spatial[d]}u) continue;")
+    pos, tap = "0", "0"
+    for d in range(cv.nd):
+        pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+        tap = f"({tap}) * {cv.kernel[d]} + r{d}"
+    body += [f"{indent}const float4 v = x[{pos}];",
+             f"{indent}const float4 k = w[{tap}];",
+             f"{indent}acc.x += v.x * k.x; acc.y += v.y * k.y; "
+             "acc.z += v.z * k.z; acc.w += v.w * k.w;"]
+    for _ in range(cv.nd):
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    lanes = ("x", "y", "z", "w")
+    if cv.has_bias:
+        for lane, name_ in enumerate(lanes):
+            body.append(f"        if (cb * 4 + {lane} < {cv.cout}) acc.{name_} += in2[cb * 4 + "
+                        f"{lane}];")
+    if params.get("epilogue") is not None:
+        for lane, name_ in enumerate(lanes):
+            body.append("        {")
+            body.append(f"            const size_t oi = (size_t)i * 4 + {lane};")
+            body.append(f"            float a = acc.{name_};")
+            body += epilogue_lines(params, "a", "oi", "            ")
+            body += [f"            acc.{name_} = a;", "        }"]
+    body += ["        ((float4*)out0)[i] = acc;", "    }"]
+    text = source(_title(params, cv, "float32"),
+                  ["tactic: direct vectorized (NC4HW4, weights C4RS4), one thread per 4 channels "
+                   f"of an output pixel over {cv.taps} taps, float4 loads and store",
+                   *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], ["float32"]),
                   body, prelude=uses_mod(params))
     grid, block = grid_1d(total)
     return KernelSpec(text, grid, block, 0)
@@ -248,10 +360,12 @@ def _title(params: dict, cv: _Conv, dtype: str) -> str:
 def tactics(params: dict) -> list[dict]:
     """The GEMM tactics worth timing for this step (none for the direct tactic)."""
     if params["out_dtypes"][0] not in ("float32", "float64") or \
-            params.get("layout", "NCHW") not in ("NCHW", "NHWC"):
+            params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
         return []
     cv = _Conv(params)
     if cv.mg < DIRECT_BELOW:
+        return []
+    if cv.packed_w:
         return []
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
     return candidates(m, n, cv.k_total, cv.groups)
@@ -262,9 +376,11 @@ def emit(name: str, params: dict) -> KernelSpec:
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA conv: element type {dtype} is not supported")
     layout = params.get("layout", "NCHW")
-    if layout not in ("NCHW", "NHWC"):
+    if layout not in ("NCHW", "NHWC", "NC4HW4"):
         raise UnsupportedError(f"CUDA conv: layout {layout} is not supported")
     cv = _Conv(params)
-    if cv.mg < DIRECT_BELOW:
+    if cv.packed_w and dtype == "float32" and cv.cg == 1 and cv.mg == 1:
+        return _direct_packed(name, params, cv)
+    if cv.mg < DIRECT_BELOW or cv.packed_w:
         return _direct(name, params, cv, dtype)
     return _gemm(name, params, cv, dtype)

@@ -1,7 +1,10 @@
 """pool: N-d max / avg / lp pooling, one thread per output element walking its window.
 avg divides by the count of input positions in the window, or with count_include_pad of input
 and pad positions (not those a ceil-mode window adds past the end pad). `layout: NHWC` (2-d):
-input [N, H, W, C] and output [N, P, Q, C], a warp's threads reading neighbouring channels."""
+input [N, H, W, C] and output [N, P, Q, C], a warp's threads reading neighbouring channels.
+`layout: NC4HW4` (2-d): input [N, C4, H, W, 4] and output [N, C4, P, Q, 4], every lane pooled on
+its own; float32 runs one thread per output pixel's 4 lanes (float4 loads and store), other
+dtypes one thread per output element."""
 
 from __future__ import annotations
 
@@ -33,11 +36,16 @@ def emit(name: str, params: dict) -> KernelSpec:
     p = float(params.get("p", 2.0) or 2.0)
     nd = len(kernel)
     nhwc = params.get("layout") == "NHWC"
-    if nhwc and len(x_shape) != 4:
-        raise UnsupportedError(f"CUDA pool: layout NHWC needs a 4-D input, got {list(x_shape)}")
+    packed = params.get("layout") == "NC4HW4"
+    if nhwc and len(x_shape) != 4 or packed and len(x_shape) != 5:
+        raise UnsupportedError(f"CUDA pool: layout {params['layout']} needs a "
+                               f"{4 + packed}-D input, got {list(x_shape)}")
+    if packed and dtype == "float32":
+        return _emit_packed(name, params, fn, kernel, strides, pads, dilations, include_pad, p)
     # NCHW: out index c0 c1 | c2.. spatial; NHWC: c0 | c1.. spatial | c(nd+1) the channel
-    spatial = list(x_shape[1:3] if nhwc else x_shape[2:])
-    channels = x_shape[3] if nhwc else 1
+    # NC4HW4: c0 c1 | c2 c3 spatial | c4 the lane
+    spatial = list(x_shape[1:3] if nhwc else x_shape[2:4] if packed else x_shape[2:])
+    channels = x_shape[3] if nhwc else 4 if packed else 1
     first = 1 if nhwc else 2
     n = prod(out_shape)
     itype = index_type(n, prod(x_shape))
@@ -52,6 +60,9 @@ def emit(name: str, params: dict) -> KernelSpec:
     body += decompose("i", out_shape, "c", "        ", itype)
     if nhwc:
         body.append(f"        const {t}* x = in0 + (size_t)c0 * {prod(spatial) * channels} + c3;")
+    elif packed:
+        body.append(f"        const {t}* x = in0 + ((size_t)c0 * {x_shape[1]} + c1) * "
+                    f"{prod(spatial) * 4} + c4;")
     else:
         body.append(f"        const {t}* x = in0 + ((size_t)c0 * {x_shape[1]} + c1) * "
                     f"{prod(spatial)};")
@@ -95,7 +106,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         body.append("        out0[i] = acc;")
     body.append("    }")
     grid, block = grid_1d(n)
-    text = source(f"pool {fn} {nd}-d{' NHWC' if nhwc else ''} {list(x_shape)} -> "
+    text = source(f"pool {fn} {nd}-d{' ' + params['layout'] if nhwc or packed else ''} "
+                  f"{list(x_shape)} -> "
                   f"{list(out_shape)} kernel={kernel} "
                   f"strides={strides} pads={pads} dilations={dilations}"
                   + (f" count_include_pad={int(include_pad)}" if fn == "avg" else "")
@@ -103,6 +115,71 @@ def emit(name: str, params: dict) -> KernelSpec:
                   ["tactic: one thread per output element walking its window, grid-stride "
                    "loop, block 256"],
                   signature(name, params["in_dtypes"][:1], [dtype]), body)
+    return KernelSpec(text, grid, block, 0)
+
+
+def _emit_packed(name: str, params: dict, fn: str, kernel: list[int], strides: list[int],
+                 pads: list[int], dilations: list[int], include_pad: bool, p: float
+                 ) -> KernelSpec:
+    """float32 NC4HW4: one thread per (image, channel block, output pixel), its 4 lanes read
+    and written as float4s."""
+    x_shape, out_shape = params["in_shapes"][0], params["out_shapes"][0]
+    spatial, nd = list(x_shape[2:4]), 2
+    n = prod(out_shape[:4])
+    itype = index_type(n * 4, prod(x_shape))
+    init = c_literal(float("-inf"), "float32") if fn == "max" else "0.f"
+    body = [grid_stride_loop(n, itype)]
+    body += decompose("i", [out_shape[0] * out_shape[1], *out_shape[2:4]], "c", "        ", itype)
+    body += [f"        const float4* x = (const float4*)in0 + (size_t)c0 * {prod(spatial)};",
+             f"        float acc[4] = {{{init}, {init}, {init}, {init}}};"]
+    if fn == "avg":
+        body.append("        int count = 0;")
+    indent = "        "
+    for d in range(nd):
+        body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
+        indent += "    "
+        body.append(f"{indent}const int i{d} = c{d + 1} * {strides[d]} - {pads[d]} + "
+                    f"k{d} * {dilations[d]};")
+    if fn == "avg" and include_pad:
+        padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
+                             for d in range(nd))
+        body.append(f"{indent}if ({padded}) ++count;")
+    inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd))
+    body += [f"{indent}if ({inside}) {{",
+             f"{indent}    const float4 v4 = x[i0 * {spatial[1]} + i1];",
+             f"{indent}    const float v[4] = {{v4.x, v4.y, v4.z, v4.w}};"]
+    if fn == "avg" and not include_pad:
+        body.append(f"{indent}    ++count;")
+    body.append(f"{indent}    #pragma unroll")
+    body.append(f"{indent}    for (int l = 0; l < 4; ++l) {{")
+    if fn == "max":
+        body.append(f"{indent}        if (v[l] > acc[l] || v[l] != v[l]) acc[l] = v[l];")
+    elif fn == "avg":
+        body.append(f"{indent}        acc[l] += v[l];")
+    else:
+        body.append(f"{indent}        acc[l] += powf(fabsf(v[l]), {p!r}f);")
+    body += [f"{indent}    }}", f"{indent}}}"]
+    for _ in range(nd):
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    if fn == "avg":
+        body.append("        const float4 r = make_float4(acc[0] / (float)count, acc[1] / "
+                    "(float)count, acc[2] / (float)count, acc[3] / (float)count);")
+    elif fn == "lp":
+        body.append(f"        const float q = {1.0 / p!r}f;")
+        body.append("        const float4 r = make_float4(powf(acc[0], q), powf(acc[1], q), "
+                    "powf(acc[2], q), powf(acc[3], q));")
+    else:
+        body.append("        const float4 r = make_float4(acc[0], acc[1], acc[2], acc[3]);")
+    body += ["        ((float4*)out0)[i] = r;", "    }"]
+    grid, block = grid_1d(n)
+    text = source(f"pool {fn} 2-d NC4HW4 {list(x_shape)} -> {list(out_shape)} kernel={kernel} "
+                  f"strides={strides} pads={pads} dilations={dilations}"
+                  + (f" count_include_pad={int(include_pad)}" if fn == "avg" else "")
+                  + (f" p={p}" if fn == "lp" else ""),
+                  ["tactic: one thread per output pixel's 4 channel lanes (float4 loads and "
+                   "store) walking its window, grid-stride loop, block 256"],
+                  signature(name, params["in_dtypes"][:1], ["float32"]), body)
     return KernelSpec(text, grid, block, 0)
 
 

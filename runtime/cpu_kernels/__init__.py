@@ -18,6 +18,7 @@ import numpy as np
 from ember.runtime.cpu_kernels import (
     attention,
     elementwise,
+    layout,
     linear,
     movement,
     quant,
@@ -29,6 +30,7 @@ Kernel = Callable[[list[np.ndarray], dict], list[np.ndarray]]
 KERNELS: dict[str, Kernel] = {
     **elementwise.KERNELS,
     **linear.KERNELS,
+    **layout.KERNELS,
     **reduction.KERNELS,
     **movement.KERNELS,
     **quant.KERNELS,

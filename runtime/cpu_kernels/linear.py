@@ -10,6 +10,7 @@ import numpy as np
 
 from ember.runtime.cpu_kernels.common import accumulate_dtype
 from ember.runtime.cpu_kernels.elementwise import with_epilogue
+from ember.runtime.cpu_kernels.layout import pack, unpack
 
 
 def matmul(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
@@ -31,7 +32,17 @@ def _conv_params(params: dict[str, Any]) -> tuple[list[int], list[int], list[int
 
 def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """ONNX Conv (cross-correlation) with explicit pads [begin..., end...]; optional bias.
-    `layout: NHWC`: x is [N, H, W, C], w is OHWI [K, R, S, C/g], the result [N, P, Q, K]."""
+    `layout: NHWC`: x is [N, H, W, C], w is OHWI [K, R, S, C/g], the result [N, P, Q, K].
+    `layout: NC4HW4`: x is [N, ceil(C/4), H, W, 4] (`channels` = C), the result [N, ceil(K/4), P,
+    Q, 4] (pad lanes zero here; readers ignore them); w is OIHW, or with `weight_layout: C4RS4`
+    (depthwise) [ceil(C/4), R, S, 4]."""
+    if params.get("layout") == "NC4HW4":
+        channels = int(params["channels"])
+        x, w = unpack(inputs[0], channels), inputs[1]
+        if params.get("weight_layout") == "C4RS4":
+            w = w.transpose(0, 3, 1, 2).reshape(-1, 1, *w.shape[1:3])[:channels]
+        (out,) = conv([x, w, *inputs[2:]], {**params, "layout": "NCHW"})
+        return [pack(out)]
     if params.get("layout") == "NHWC":
         x, w = np.transpose(inputs[0], (0, 3, 1, 2)), np.transpose(inputs[1], (0, 3, 1, 2))
         (out,) = conv([x, w, *inputs[2:]], {**params, "layout": "NCHW"})

@@ -11,6 +11,7 @@ import numpy as np
 
 from ember.errors import ShapeError
 from ember.runtime.cpu_kernels.common import UNKNOWN, normalize_axis
+from ember.runtime.cpu_kernels.layout import pack, unpack
 
 REDUCE_FUNCTIONS = ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
                     "log_sum_exp")
@@ -236,7 +237,12 @@ def pool_array(x: np.ndarray, fn: str, kernel: list[int], strides: list[int], pa
 
 def pool(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """N-d max / avg / lp pooling with explicit pads [begin..., end...]; `layout: NHWC`: the
-    input and result are [N, H, W, C]."""
+    input and result are [N, H, W, C]; `layout: NC4HW4`: [N, C4, H, W, 4], every lane pooled
+    on its own (pad lanes too: readers ignore them)."""
+    if params.get("layout") == "NC4HW4":
+        x = inputs[0]
+        (out,) = pool([unpack(x)], {**params, "layout": "NCHW"})
+        return [pack(out)]
     if params.get("layout") == "NHWC":
         (out,) = pool([np.transpose(inputs[0], (0, 3, 1, 2))], {**params, "layout": "NCHW"})
         return [np.ascontiguousarray(np.transpose(out, (0, 2, 3, 1)))]

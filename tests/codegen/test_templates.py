@@ -70,10 +70,26 @@ CASES: dict[str, list[dict]] = {
            groups=1),
         _p([[1, 2, 4, 5, 6], [2, 1, 2, 2, 2]], [[1, 2, 3, 4, 5]], strides=[1, 1, 1],
            pads=[0, 0, 0, 0, 0, 0], dilations=[1, 1, 1], groups=2),
+        # NC4HW4 (assign-layouts' packed format): implicit GEMM, OIHW weights, C = 6, K = 10
+        _p([[2, 2, 9, 9, 4], [10, 6, 3, 3], [10]], [[2, 3, 9, 9, 4]], strides=[1, 1],
+           pads=[1, 1, 1, 1], dilations=[1, 1], groups=1, layout="NC4HW4", channels=6),
+        # NC4HW4 depthwise, packed C4RS4 weights, vectorized, bias and a fused residual add
+        _p([[1, 3, 8, 8, 4], [3, 3, 3, 4], [12]], [[1, 3, 4, 4, 4]], strides=[2, 2],
+           pads=[1, 1, 1, 1], dilations=[1, 1], groups=12, layout="NC4HW4", channels=12,
+           weight_layout="C4RS4",
+           epilogue={"ops": [{"fn": "add", "args": [0, 1], "dtype": F}], "result": 2,
+                     "in_shapes": [[1, 3, 4, 4, 4]], "in_dtypes": [F]}),
+        # NC4HW4 grouped (2 out channels per group): the scalar direct tactic, OIHW weights
+        _p([[1, 2, 6, 6, 4], [12, 3, 3, 3]], [[1, 3, 6, 6, 4]], strides=[1, 1],
+           pads=[1, 1, 1, 1], dilations=[1, 1], groups=2, layout="NC4HW4", channels=6),
     ],
     "pool": [
         _p([[1, 3, 9, 9]], [[1, 3, 4, 4]], fn="max", kernel=[3, 3], strides=[2, 2],
            pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=False),
+        *(_p([[2, 2, 9, 9, 4]], [[2, 2, 5, 5, 4]], [dt], [dt], fn=fn, kernel=[3, 3],
+             strides=[2, 2], pads=[1, 1, 1, 1], dilations=[1, 1], ceil_mode=False,
+             count_include_pad=fn == "avg", layout="NC4HW4")
+          for fn in ("max", "avg", "lp") for dt in (F, "float64")),
         _p([[1, 3, 9, 9]], [[1, 3, 5, 5]], fn="avg", kernel=[3, 3], strides=[2, 2],
            pads=[1, 1, 1, 1], dilations=[1, 1], ceil_mode=False, count_include_pad=True),
         _p([[1, 3, 9]], [[1, 3, 5]], fn="lp", kernel=[2], strides=[2], pads=[0, 1],
@@ -171,6 +187,13 @@ CASES: dict[str, list[dict]] = {
            dtypes=[F, F, F, "bool"], num_heads=2, head_dim=128, scale=0.088, masked_value=-1e4),
         _p([[3, 5, 24], [3, 9, 24], [3, 9, 24]], [[3, 5, 24]], dtypes=["float64"] * 3,
            out_dtypes=["float64"], num_heads=3, head_dim=8, scale=0.35),
+    ],
+    "reformat": [
+        _p([[2, 6, 5, 7]], [[2, 2, 5, 7, 4]], reformat="NCHW->NC4HW4", channels=6),
+        _p([[2, 2, 5, 7, 4]], [[2, 6, 5, 7]], reformat="NC4HW4->NCHW", channels=6),
+        _p([[2, 5, 7, 8]], [[2, 2, 5, 7, 4]], reformat="NHWC->NC4HW4", channels=8),
+        _p([[2, 3, 5, 7, 4]], [[2, 5, 7, 9]], ["int64"], ["int64"], reformat="NC4HW4->NHWC",
+           channels=9),
     ],
 }
 

@@ -1,0 +1,73 @@
+"""reformat: a 4-D tensor from one format to another (NCHW, NHWC, NC4HW4: `params["reformat"]`
+= "SRC->DST", `channels` = the logical C). One thread per result element: its logical
+coordinate read from the source's layout; packing writes zeros to pad lanes (C % 4 != 0)."""
+
+from __future__ import annotations
+
+from ember.codegen.scalar_c import c_type
+from ember.codegen.templates import (
+    KernelSpec,
+    decompose,
+    grid_1d,
+    grid_stride_loop,
+    index_type,
+    prod,
+    signature,
+    source,
+)
+from ember.errors import UnsupportedError
+
+FORMATS = ("NCHW", "NHWC", "NC4HW4")
+
+
+def _logical(fmt: str, shape: list[int], channels: int) -> list[int]:
+    """[N, C, H, W] of a physical shape in `fmt`."""
+    if fmt == "NHWC":
+        return [shape[0], shape[3], shape[1], shape[2]]
+    if fmt == "NC4HW4":
+        return [shape[0], channels, shape[2], shape[3]]
+    return list(shape)
+
+
+def _coords(fmt: str) -> list[str]:
+    """Lines naming the logical n, c, h, w of result coordinates o0.. in `fmt`."""
+    if fmt == "NHWC":
+        return ["        const long long n = o0, c = o3, h = o1, w = o2;"]
+    if fmt == "NC4HW4":
+        return ["        const long long n = o0, c = o1 * 4 + o4, h = o2, w = o3;"]
+    return ["        const long long n = o0, c = o1, h = o2, w = o3;"]
+
+
+def _address(fmt: str, dims: list[int]) -> str:
+    """The flat index of logical (n, c, h, w) in `fmt`."""
+    _, c, h, w = dims
+    if fmt == "NHWC":
+        return f"((n * {h} + h) * {w} + w) * {c} + c"
+    if fmt == "NC4HW4":
+        return f"(((n * {-(-c // 4)} + (c >> 2)) * {h} + h) * {w} + w) * 4 + (c & 3)"
+    return f"((n * {c} + c) * {h} + h) * {w} + w"
+
+
+def emit(name: str, params: dict) -> KernelSpec:
+    src, dst = params["reformat"].split("->")
+    if src not in FORMATS or dst not in FORMATS:
+        raise UnsupportedError(f"CUDA reformat: {params['reformat']} is not supported")
+    channels = int(params["channels"])
+    in_shape, out_shape = list(params["in_shapes"][0]), list(params["out_shapes"][0])
+    dtype = params["out_dtypes"][0]
+    dims = _logical(src, in_shape, channels)
+    n = prod(out_shape)
+    itype = index_type(n, prod(in_shape))
+    body = [grid_stride_loop(n, itype)]
+    body += decompose("i", out_shape, "o", "        ", itype)
+    body += _coords(dst)
+    if dst == "NC4HW4" and channels % 4:
+        body.append(f"        if (c >= {channels}) {{ out0[i] = ({c_type(dtype)})0; continue; }}")
+    body += [f"        out0[i] = in0[{_address(src, dims)}];", "    }"]
+    grid, block = grid_1d(n)
+    text = source(f"reformat {src}->{dst} {in_shape} -> {out_shape} {dtype}",
+                  ["tactic: one thread per result element reading its logical coordinate "
+                   "from the source layout, grid-stride loop, block 256"
+                   + ("; pad lanes written as zeros" if dst == "NC4HW4" and channels % 4 else "")],
+                  signature(name, params["in_dtypes"], [dtype]), body)
+    return KernelSpec(text, grid, block, 0)
