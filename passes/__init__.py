@@ -24,6 +24,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fold_batch_norm import FoldBatchNorm
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.fold_pad import FoldPad
+    from ember.passes.fold_scale_shift import FoldScaleShift
     from ember.passes.fuse_attention import FuseAttention
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
@@ -34,7 +35,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention, FuseNormalization]
+            FuseAttention, FuseNormalization, FoldScaleShift]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -44,10 +45,11 @@ def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 PIPELINES: dict[str, list[str]] = {
     # ONNX import -> nn, every shape inferred, constants and shape arithmetic folded, BatchNorm
-    # folded away, zero pads folded into convs/pools, transposes/reshapes composed (or absorbed
-    # by matmuls), decomposed normalizations and softmax recognized, dead code gone
-    "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
-                "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
+    # and multiplies/adds by constants folded into conv/matmul weights, zero pads folded into
+    # convs/pools, transposes/reshapes composed (or absorbed by matmuls), decomposed
+    # normalizations and softmax recognized, dead code gone
+    "default": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-scale-shift",
+                "fold-pad", "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
                 "merge-parallel-matmuls", "fuse-attention"],
     "legalize": ["convert-onnx-to-nn"],
     # only what a plan needs: nn ops with static shapes, then one kernel per nn op (no BatchNorm
@@ -56,8 +58,8 @@ PIPELINES: dict[str, list[str]] = {
     # default, then each nn op becomes the kernel that runs it, each 4-D activation gets the
     # format its kernels prefer (reformats where they differ), elementwise chains fused, and
     # those that post-process a conv / matmul moved into it as its epilogue
-    "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-pad",
-                "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
+    "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-scale-shift",
+                "fold-pad", "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
                 "merge-parallel-matmuls", "fuse-attention", "convert-nn-to-kernel",
                 "assign-layouts", "fuse-elementwise", "fuse-epilogues"],
     "none": [],
