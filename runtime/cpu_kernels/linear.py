@@ -65,13 +65,21 @@ def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     cg, mg = c // groups, m // groups
     view = view.reshape(n, groups, cg, *out_spatial, *kernel)
     wg = w.astype(acc).reshape(groups, mg, cg, *kernel)
-    parts = []
-    for g in range(groups):
-        # contract channels and kernel taps: [N, *out] x [mg] -> [N, *out, mg]
+    if groups == 1:
+        # contract channels and kernel taps: [N, *out] x [M] -> [N, *out, M]
         axes_v = [1] + list(range(2 + nd, 2 + 2 * nd))
         axes_w = [1] + list(range(2, 2 + nd))
-        parts.append(np.tensordot(view[:, g], wg[g], axes=(axes_v, axes_w)))
-    out = np.moveaxis(np.concatenate(parts, axis=-1), -1, 1)
+        out = np.moveaxis(np.tensordot(view[:, 0], wg[0], axes=(axes_v, axes_w)), -1, 1)
+    elif cg == 1 and mg == 1:  # depthwise: one multiply-add over the whole tensor per tap
+        view = view.reshape(n, groups, *out_spatial, *kernel)
+        wd = wg.reshape(groups, *kernel)
+        out = np.zeros((n, m, *out_spatial), acc)
+        for tap in itertools.product(*(range(k) for k in kernel)):
+            out += view[(..., *tap)] * wd[(slice(None), *tap)].reshape(-1, *[1] * nd)
+    else:  # every group at once (a Python loop over the groups is much slower)
+        o, k = "opqr"[:nd], "stuv"[:nd]
+        out = np.einsum(f"ngc{o}{k},gmc{k}->ngm{o}", view, wg, optimize=True)
+        out = out.reshape(n, m, *out_spatial)
     if len(inputs) > 2:
         out = out + inputs[2].astype(acc).reshape(1, m, *([1] * nd))
     return [np.ascontiguousarray(out.astype(dtype))]
