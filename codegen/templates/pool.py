@@ -67,14 +67,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         body.append(f"        const {t}* x = in0 + ((size_t)c0 * {x_shape[1]} + c1) * "
                     f"{prod(spatial)};")
     body.append(f"        {acc_t} acc = {init};")
-    if fn == "avg":
-        body.append("        int count = 0;")
-    indent = "        "
-    for d in range(nd):
-        body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
-        indent += "    "
-        body.append(f"{indent}const int i{d} = c{d + first} * {strides[d]} - {pads[d]} + "
-                    f"k{d} * {dilations[d]};")
+    indent = _window_loops(body, fn, kernel, strides, pads, dilations, first)
     inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
     index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
     if fn == "avg" and include_pad:
@@ -132,14 +125,7 @@ def _emit_packed(name: str, params: dict, fn: str, kernel: list[int], strides: l
     body += decompose("i", [out_shape[0] * out_shape[1], *out_shape[2:4]], "c", "        ", itype)
     body += [f"        const float4* x = (const float4*)in0 + (size_t)c0 * {prod(spatial)};",
              f"        float acc[4] = {{{init}, {init}, {init}, {init}}};"]
-    if fn == "avg":
-        body.append("        int count = 0;")
-    indent = "        "
-    for d in range(nd):
-        body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
-        indent += "    "
-        body.append(f"{indent}const int i{d} = c{d + 1} * {strides[d]} - {pads[d]} + "
-                    f"k{d} * {dilations[d]};")
+    indent = _window_loops(body, fn, kernel, strides, pads, dilations, 1)
     if fn == "avg" and include_pad:
         padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
                              for d in range(nd))
@@ -188,3 +174,18 @@ def _int_min(dtype: str) -> str:
 
     v = int(np.iinfo(np.dtype(dtype)).min)
     return "(-9223372036854775807LL - 1)" if dtype == "int64" else str(v)
+
+
+def _window_loops(body: list[str], fn: str, kernel, strides, pads, dilations,
+                  first: int) -> str:
+    """Append the nested loops over a pooling window (input coordinates `i<d>` from output
+    coordinates `c<d + first>`, and avg's `count`); returns the loop body's indent."""
+    if fn == "avg":
+        body.append("        int count = 0;")
+    indent = "        "
+    for d in range(len(kernel)):
+        body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
+        indent += "    "
+        body.append(f"{indent}const int i{d} = c{d + first} * {strides[d]} - {pads[d]} + "
+                    f"k{d} * {dilations[d]};")
+    return indent
