@@ -23,6 +23,7 @@ import numpy as np
 from ember.codegen.nvrtc import compile_many
 from ember.codegen.plan_kernels import emit_step
 from ember.codegen.templates import TEMPLATES, KernelSpec
+from ember.errors import EmberError
 from ember.runtime.manifest import decode
 
 WARMUP, REPEATS = 2, 10
@@ -66,10 +67,8 @@ def _save_cache(path: Path, data: dict[str, Any]) -> None:
         pass  # a cache that cannot be written only costs time
 
 
-def _buffers(step: dict[str, Any], spec: KernelSpec, cuda, rng: np.random.Generator,
-             stream) -> list:
-    """Device buffers for one launch: random inputs (epilogue inputs too), outputs, and the
-    zeroed split-K scratch."""
+def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> list:
+    """Device buffers of a step's operands: random inputs (epilogue inputs too), then outputs."""
     params = decode(step["params"])
     shapes = list(params["in_shapes"])
     dtypes = list(params["in_dtypes"])
@@ -85,6 +84,12 @@ def _buffers(step: dict[str, Any], spec: KernelSpec, cuda, rng: np.random.Genera
         bufs.append(buf)
     for shape, dtype in zip(params["out_shapes"], params["out_dtypes"], strict=True):
         bufs.append(cuda.DeviceBuffer(max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)))
+    return bufs
+
+
+def _scratch(spec: KernelSpec, cuda, stream) -> list:
+    """The zeroed split-K counters and partial tiles a candidate takes (none without)."""
+    bufs = []
     if spec.workspace_bytes:
         for size in (spec.counter_bytes, spec.workspace_bytes):
             buf = cuda.DeviceBuffer(size)
@@ -140,19 +145,24 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     stream = cuda.Stream(device)
     for step, emitted in todo:
         best: tuple[float, dict] | None = None
+        operands = _buffers(step, cuda, rng, stream)
         for tactic, name, spec in emitted:
-            module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx, device=device,
-                                      name=name)
             try:
-                bufs = _buffers(step, spec, cuda, rng, stream)
-                ms = _time(spec, module.function(name), bufs, cuda, stream)
-            finally:
-                stream.synchronize()
-                module.unload()
+                module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
+                                          device=device, name=name)
+                try:
+                    bufs = operands + _scratch(spec, cuda, stream)
+                    ms = _time(spec, module.function(name), bufs, cuda, stream)
+                finally:
+                    stream.synchronize()
+                    module.unload()
+            except EmberError:  # a candidate that cannot run here (resources) is not chosen
+                continue
             stats["timed"] += 1
             if best is None or ms < best[0]:
                 best = (ms, tactic)
-        assert best is not None
+        if best is None:  # none ran: the cost model's choice stands
+            continue
         step["params"]["tactic"] = best[1]
         cache[_key(device_name, step)] = best[1]
     if use_cache:

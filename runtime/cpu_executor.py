@@ -79,13 +79,9 @@ class CpuExecutor:
 
 def _run_step(step: Mapping, get: Callable[[int], np.ndarray]) -> None:
     args = [get(i) for i in step["inputs"]]
-    try:
-        results = cpu_kernels.KERNELS[step["template"]](args, step["params"])
-    except EmberError:
-        raise
-    except Exception as e:  # numpy raising inside a template: name the step
-        raise StepError(f"step {step['name']} ({', '.join(step.get('origin', []))}): "
-                        f"{type(e).__name__}: {e}") from e
+    results = cpu_kernels.call(step["template"], args, step["params"],
+                               f"step {step['name']} ({', '.join(step.get('origin', []))})",
+                               StepError)
     for i, r in zip(step["outputs"], results, strict=True):
         out = get(i)
         np.copyto(out, np.asarray(r).reshape(out.shape), casting="unsafe")

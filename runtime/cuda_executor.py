@@ -242,10 +242,7 @@ class CudaExecutor:
             cuda.copy_dtoh(array, self.ptrs[j], self.stream)
             args.append(array)
         self.stream.synchronize()
-        try:
-            results = cpu_kernels.KERNELS[step.template](args, step.params)
-        except Exception as e:  # numpy failing inside a template: name the step
-            raise CudaError(f"{step.what}: {type(e).__name__}: {e}") from e
+        results = cpu_kernels.call(step.template, args, step.params, step.what, CudaError)
         for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
             array = np.ascontiguousarray(np.asarray(value, dtype=dtype).reshape(shape))
             cuda.copy_htod(self.ptrs[j], array, self.stream)

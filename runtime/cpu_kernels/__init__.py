@@ -37,4 +37,21 @@ KERNELS: dict[str, Kernel] = {
     **attention.KERNELS,
 }
 
-__all__ = ["KERNELS", "Kernel"]
+
+
+def call(template: str, args: list[np.ndarray], params: dict, what: str,
+         error: type[Exception]) -> list[np.ndarray]:
+    """Run one template's numpy semantics; numpy failing inside it becomes `error` naming the
+    step (`what`). Both executors (the CPU one, and host steps inside GPU plans) go through
+    here."""
+    from ember.errors import EmberError
+
+    try:
+        return KERNELS[template](args, params)
+    except EmberError:
+        raise
+    except Exception as e:
+        raise error(f"{what}: {type(e).__name__}: {e}") from e
+
+
+__all__ = ["KERNELS", "Kernel", "call"]
