@@ -231,7 +231,8 @@ def _assign_layouts(module: Any, config: BuilderConfig) -> None:
 
     pass_ = assign_layouts.AssignLayouts(
         io_formats=",".join(config.allowed_io_formats),
-        conv_nhwc=config.target_arch is None or assign_layouts.CUDA_CONV_NHWC,
+        conv_nhwc=(assign_layouts.CPU_CONV_NHWC if config.target_arch is None
+                   else assign_layouts.CUDA_CONV_NHWC),
         packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
         else config.packed_format)
     pass_.apply(ember_context(), module)

@@ -56,6 +56,9 @@ from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight
 # H100 the FP32 implicit-GEMM conv is a little faster in NCHW (ResNet-50 batch 32: 9.58 ms NCHW
 # vs 9.93 NHWC; MobileNetV2 1.85 vs 1.89; NOTES.md), so NHWC would only add reformats.
 CUDA_CONV_NHWC = False
+# The same for CPU builds: the numpy conv is NCHW-native, so NHWC costs two transposes per conv
+# (light_resnet50 on the CPU executor: 269 ms with NHWC convs vs 175 ms NCHW).
+CPU_CONV_NHWC = False
 # Whether builds use the channel-packed NC4HW4 format (BuilderConfig.packed_format overrides).
 # Off by measurement: depthwise runs vectorized (float4) in it, but the GEMM convs' stride-4
 # reads cost more than that saves in FP32 on the H100 (MobileNetV2 batch 32: 2.51 ms packed vs
@@ -536,5 +539,6 @@ class AssignLayouts(ModulePass):
                 [a.type for a in fn.body.block.args], results)
 
 
-__all__ = ["AssignLayouts", "CUDA_CONV_NHWC", "NC4HW4", "NCHW", "NHWC", "PACKED_FORMAT", "PERMS",
-           "cancel_reformats", "is_reformat", "packable", "physical_shape", "preferred_format"]
+__all__ = ["AssignLayouts", "CPU_CONV_NHWC", "CUDA_CONV_NHWC", "NC4HW4", "NCHW", "NHWC",
+           "PACKED_FORMAT", "PERMS", "cancel_reformats", "is_reformat", "packable",
+           "physical_shape", "preferred_format"]

@@ -29,6 +29,14 @@ from ember.runtime.plan import plan_bytes
 from tests.onnx_cases import node_graph_model
 
 rng = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_builds_use_nhwc(monkeypatch):
+    """These tests exercise NHWC: let CPU builds run conv in it (off by default: slower)."""
+    from ember.passes import assign_layouts
+
+    monkeypatch.setattr(assign_layouts, "CPU_CONV_NHWC", True)
 F32 = onnx.TensorProto.FLOAT
 
 
