@@ -31,6 +31,18 @@ class CpuExecutor:
             if step.get("template") not in cpu_kernels.KERNELS:
                 raise PlanError(f"step {step.get('name')!r}: unknown template "
                                 f"{step.get('template')!r}")
+        # views of the arena and the weights (and views of those) are made once, here; only
+        # those that read a run's inputs are made per run
+        self._static: list[np.ndarray | None] = [None] * len(engine.buffers)
+        for i in range(len(engine.buffers)):
+            if self._root_kind(i) != "input":
+                self._static[i] = self._view(self._static, i, {})
+
+    def _root_kind(self, index: int) -> str:
+        b = self.engine.buffers[index]
+        while b["kind"] == "view":
+            b = self.engine.buffers[b["base"]]
+        return b["kind"]
 
     def _view(self, buffers: list[np.ndarray | None], index: int,
               inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -58,7 +70,7 @@ class CpuExecutor:
             times: list[float] | None = None) -> dict[str, np.ndarray]:
         """Run every step; with `times` (profiling), append each step's milliseconds to it."""
         engine = self.engine
-        buffers: list[np.ndarray | None] = [None] * len(engine.buffers)
+        buffers = list(self._static)
 
         def get(i: int) -> np.ndarray:
             if buffers[i] is None:
