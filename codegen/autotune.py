@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ember.codegen.nvrtc import compile_many
+from ember.codegen.nvrtc import CompileError, compile_many
 from ember.codegen.plan_kernels import emit_step
 from ember.codegen.templates import TEMPLATES, KernelSpec
 from ember.errors import EmberError
@@ -110,6 +110,21 @@ def _time(spec: KernelSpec, function, bufs: list, cuda, stream) -> float:
     return start.elapsed_ms(end) / REPEATS
 
 
+def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
+    """Compile every candidate (in parallel); if some fail, compile one by one and keep those
+    that succeed (a candidate that does not compile is not chosen)."""
+    try:
+        return dict(zip(sources, compile_many(list(sources.items()), arch=arch), strict=True))
+    except CompileError:
+        compiled = {}
+        for name, source in sources.items():
+            try:
+                compiled[name] = compile_many([(name, source)], arch=arch)[0]
+            except CompileError:
+                continue
+        return compiled
+
+
 def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> dict[str, int]:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
     Returns counts: steps tuned, kernels timed, steps answered from the timing cache."""
@@ -140,13 +155,15 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     if not todo:
         return stats
     unique = {name: spec.source for _, emitted in todo for _, name, spec in emitted}
-    compiled = dict(zip(unique, compile_many(list(unique.items()), arch=arch), strict=True))
+    compiled = _compile(unique, arch)
     rng = np.random.default_rng(0)
     stream = cuda.Stream(device)
     for step, emitted in todo:
         best: tuple[float, dict] | None = None
         operands = _buffers(step, cuda, rng, stream)
         for tactic, name, spec in emitted:
+            if name not in compiled:  # did not compile: not a candidate here
+                continue
             try:
                 module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
                                           device=device, name=name)

@@ -8,7 +8,8 @@
   kernel's epilogue.)
 
 Only where the conv/matmul result has no other user, its weight (and bias) are constants, the
-result is float, and the multiply or add does not broadcast the result to a bigger shape. The
+result is float, the constant is finite (and non-zero for a division), and the multiply or add
+does not broadcast the result to a bigger shape. The
 new weights are store entries named after the old ones and the folded node; the folded op's
 origin lists both. BatchNorm not directly after a conv reaches this pass as such a multiply-add
 (fold-batch-norm), so BatchNorm after a Linear folds into its weight too.
@@ -90,6 +91,9 @@ class FoldScaleShift(ModulePass):
         if c is None or not np.issubdtype(np.asarray(c).dtype, np.floating):
             return False
         fn = op.fn.data
+        c = np.asarray(c, np.float64)
+        if not np.isfinite(c).all() or (fn == "div" and (c == 0).any()):
+            return False  # inf/NaN (or 1/0) in a weight would turn exact zeros into NaN
         if isinstance(producer, ConvOp):
             v = _vector(np.asarray(c), tuple(out_shape), 1)
             new = None if v is None else self._conv(op, producer, fn, v, store)

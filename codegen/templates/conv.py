@@ -368,7 +368,7 @@ def tactics(params: dict) -> list[dict]:
     if cv.packed_w:
         return []
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
-    return candidates(m, n, cv.k_total, cv.groups)
+    return candidates(m, n, cv.k_total, cv.groups, params)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

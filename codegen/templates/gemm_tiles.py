@@ -36,6 +36,10 @@ class Tile:
     def threads(self) -> int:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
+    def shared_bytes(self, itemsize: int) -> int:
+        """Static shared memory of the main loop: two buffers of A's and B's padded tiles."""
+        return 2 * self.bk * ((self.bm + 4) + (self.bn + 4)) * itemsize
+
     def __str__(self) -> str:
         return f"{self.bm}x{self.bn}x{self.bk} tile, {self.tm}x{self.tn} per thread"
 
@@ -61,6 +65,7 @@ SWEEP_TILES: tuple[Tile, ...] = (
     Tile(128, 128, 8, 8, 8), Tile(128, 64, 8, 8, 4), Tile(64, 128, 8, 4, 8),
     Tile(64, 64, 8, 4, 4), Tile(64, 64, 8, 4, 8), Tile(64, 128, 8, 8, 8), Tile(128, 64, 8, 8, 8),
 )
+SHARED_LIMIT = 48 * 1024  # static shared memory a block may declare
 SM_COUNT = 132  # H100 SXM; the choice only needs the order of magnitude
 REGISTERS_PER_SM = 65536
 # set by a tactic sweep to force one tile on every GEMM emitted (None: choose by shape)
@@ -117,11 +122,15 @@ def estimated_cost(gemm: Gemm, eff: float, regs: int, m: int, n: int, k: int,
     return per_sm * tile.bm * tile.bn * work / (eff * utilization)
 
 
-def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list[Gemm]:
-    """Every candidate tactic, least `estimated_cost` first (stable on ties). Split-K only
-    where each slice keeps at least two BK steps."""
+def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
+           itemsize: int = 4) -> list[Gemm]:
+    """Every candidate tactic, least `estimated_cost` first (stable on ties). Tiles whose
+    shared memory does not fit (float64's big tiles) are left out; split-K only where each
+    slice keeps at least two BK steps."""
     scored: list[tuple[float, int, Gemm]] = []
     for tile, eff, regs in TILES:
+        if tile.shared_bytes(itemsize) > SHARED_LIMIT:
+            continue
         chunks = -(-k // tile.bk)
         for splits in SPLITS if split_k else (1,):
             if splits > 1 and chunks < 2 * splits:
@@ -135,11 +144,12 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list
     return [g for _, _, g in sorted(scored)]
 
 
-def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> Gemm:
+def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
+           itemsize: int = 4) -> Gemm:
     """The tactic with the least `estimated_cost`."""
     if forced_tile is not None:
         return Gemm(forced_tile)
-    return ranked(m, n, k, batch, split_k)[0]
+    return ranked(m, n, k, batch, split_k, itemsize)[0]
 
 
 def tactic_params(gemm: Gemm) -> dict:
@@ -148,24 +158,31 @@ def tactic_params(gemm: Gemm) -> dict:
     return {"tile": [t.bm, t.bn, t.bk, t.tm, t.tn], "splits": gemm.splits}
 
 
+def _itemsize(params: dict) -> int:
+    return 8 if params["out_dtypes"][0] == "float64" else 4
+
+
 def gemm_for(params: dict, m: int, n: int, k: int, batch: int) -> Gemm:
     """The tactic a step's params name (`params["tactic"]`, set by the autotuner), else the
-    cost model's choice. A named tactic must be one of the candidate tiles."""
+    cost model's choice. A named tactic must be one of the candidate tiles and fit."""
     tactic = params.get("tactic")
     if not tactic or forced_tile is not None:
-        return choose(m, n, k, batch)
+        return choose(m, n, k, batch, itemsize=_itemsize(params))
     tile = Tile(*(int(v) for v in tactic["tile"]))
     if tile not in [t for t, _, _ in TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the GEMM tiles")
+    if tile.shared_bytes(_itemsize(params)) > SHARED_LIMIT:
+        raise ValueError(f"tactic tile {tile} needs more than {SHARED_LIMIT} bytes of shared "
+                         "memory for this element type")
     splits = int(tactic.get("splits", 1))
     if not 1 <= splits <= -(-k // tile.bk):
         raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
     return Gemm(tile, splits)
 
 
-def candidates(m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
+def candidates(m: int, n: int, k: int, batch: int, params: dict, top: int = 4) -> list[dict]:
     """The `top` tactics by estimated cost, as params["tactic"] values, for an autotuner."""
-    return [tactic_params(g) for g in ranked(m, n, k, batch)[:top]]
+    return [tactic_params(g) for g in ranked(m, n, k, batch, itemsize=_itemsize(params))[:top]]
 
 
 def choose_tile(m: int, n: int, batch: int = 1) -> Tile:

@@ -45,7 +45,7 @@ def tactics(params: dict) -> list[dict]:
     if params["out_dtypes"][0] not in ("float32", "float64"):
         return []
     m, n, k, *_, batch = _geometry(params)
-    return candidates(m, n, k, prod(batch))
+    return candidates(m, n, k, prod(batch), params)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

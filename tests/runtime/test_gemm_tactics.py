@@ -338,3 +338,21 @@ def test_every_matmul_tactic_matches_float64(case):
         np.testing.assert_array_equal(got[0], got[1])
         np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-4, err_msg=str(tactic))
         module.unload()
+
+
+def test_float64_tactics_fit_shared_memory_and_compile():
+    """float64 tiles are twice the bytes: only those within the 48 KB static limit are chosen."""
+    from ember.codegen.nvrtc import compile_cuda
+    from ember.codegen.templates import conv, matmul
+
+    mm = {"in_shapes": [[2048, 2048], [2048, 2048]], "in_dtypes": ["float64"] * 2,
+          "out_shapes": [[2048, 2048]], "out_dtypes": ["float64"]}
+    cv = {"in_shapes": [[32, 256, 14, 14], [256, 256, 3, 3]], "in_dtypes": ["float64"] * 2,
+          "out_shapes": [[32, 256, 14, 14]], "out_dtypes": ["float64"], "strides": [1, 1],
+          "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    for module, params in ((matmul, mm), (conv, cv)):
+        for tactic in [None, *module.tactics(params)]:
+            spec = module.emit("k", {**params, "tactic": tactic} if tactic else params)
+            assert compile_cuda(spec.source, name="k", arch="sm_90").cubin
+    with pytest.raises(ValueError, match="shared memory"):
+        matmul.emit("k", {**mm, "tactic": {"tile": [128, 128, 16, 8, 8], "splits": 1}})

@@ -57,4 +57,15 @@ builtin.module {
     %m = nn.binary "mul" %c, %s : tensor<1x1x2x2xf32>, tensor<f32> -> tensor<1x1x2x2xf32>
     func.return %m : tensor<1x1x2x2xf32>
   }
+
+  // A division by a constant with a zero in it stays (1/0 in a weight makes NaN of zeros).
+  // CHECK-LABEL: func.func @divide_by_zero_stays
+  // CHECK:         nn.binary "div"
+  func.func @divide_by_zero_stays(%x: tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32> {
+    %w = nn.constant dense<2.0> : tensor<2x2x1x1xf32>
+    %c = nn.conv %x, %w {strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x2x2x2xf32>, tensor<2x2x1x1xf32>) -> tensor<1x2x2x2xf32>
+    %s = nn.constant dense<[[[0.0]], [[2.0]]]> : tensor<2x1x1xf32>
+    %m = nn.binary "div" %c, %s : tensor<1x2x2x2xf32>, tensor<2x1x1xf32> -> tensor<1x2x2x2xf32>
+    func.return %m : tensor<1x2x2x2xf32>
+  }
 }
