@@ -13,18 +13,22 @@ from __future__ import annotations
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.nn.base import build
-from ember.dialects.nn.elementwise import BinaryOp, WeightOp
+from ember.dialects.nn.elementwise import BinaryOp
 from ember.dialects.nn.linear import ConvOp
 from ember.dialects.nn.reduction import BatchNormOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import shape_of
 from ember.dialects.weights import WeightStore, weights_of
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.passes.convert_onnx_to_nn.builder import (
+    constant_value,
+    insert_before,
+    make_constant,
+    weight_name,
+)
 
 
 def _scale_shift(bn: BatchNormOp, store: WeightStore) -> tuple[np.ndarray, np.ndarray] | None:
@@ -35,10 +39,6 @@ def _scale_shift(bn: BatchNormOp, store: WeightStore) -> tuple[np.ndarray, np.nd
     gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in values)
     s = gamma / np.sqrt(var + bn.epsilon.value.data)
     return s, beta - mean * s
-
-
-def _name(value: SSAValue, fallback: str) -> str:
-    return value.owner.ref.data if isinstance(value.owner, WeightOp) else fallback
 
 
 class FoldBatchNorm(ModulePass):
@@ -59,11 +59,6 @@ class FoldBatchNorm(ModulePass):
                 continue
             self._to_scale_shift(op, s, t, store)
 
-    @staticmethod
-    def _insert(op: Operation, before: Operation) -> Operation:
-        Rewriter.insert_op(op, InsertPoint.before(before))
-        return op
-
     def _into_conv(self, bn: BatchNormOp, conv: ConvOp, s: np.ndarray, t: np.ndarray,
                    store: WeightStore) -> bool:
         weight = constant_value(conv.weight, store)
@@ -76,9 +71,9 @@ class FoldBatchNorm(ModulePass):
         b0 = np.zeros(s.size) if bias is None else bias.astype(np.float64)
         b = (b0 * s + t).astype(dtype)
         tag = "+".join(origin_of(bn)) or "batch_norm"
-        name = _name(conv.weight, "conv.weight")
-        w_op = self._insert(make_constant(w, store, f"{name}+{tag}"), conv)
-        b_op = self._insert(make_constant(b, store, f"{_name(conv.bias, name)}+{tag}.bias"
+        name = weight_name(conv.weight, "conv.weight")
+        w_op = insert_before(make_constant(w, store, f"{name}+{tag}"), conv)
+        b_op = insert_before(make_constant(b, store, f"{weight_name(conv.bias, name)}+{tag}.bias"
                                           if conv.bias is not None else f"{name}+{tag}.bias"),
                             conv)
         new = build(ConvOp, [conv.input, w_op.results[0], b_op.results[0]],
@@ -95,11 +90,11 @@ class FoldBatchNorm(ModulePass):
         shape = shape_of(bn.input)
         dtype = constant_value(bn.scale, store).dtype
         per_channel = (-1,) + (1,) * (len(shape) - 2)  # channels on dim 1
-        s_op = self._insert(make_constant(s.astype(dtype).reshape(per_channel), store,
+        s_op = insert_before(make_constant(s.astype(dtype).reshape(per_channel), store,
                                           "batch_norm.scale"), bn)
-        t_op = self._insert(make_constant(t.astype(dtype).reshape(per_channel), store,
+        t_op = insert_before(make_constant(t.astype(dtype).reshape(per_channel), store,
                                           "batch_norm.shift"), bn)
-        mul = self._insert(build(BinaryOp, [bn.input, s_op.results[0]], {"fn": "mul"}), bn)
+        mul = insert_before(build(BinaryOp, [bn.input, s_op.results[0]], {"fn": "mul"}), bn)
         add = build(BinaryOp, [mul.results[0], t_op.results[0]], {"fn": "add"})
         for new in (mul, add):
             set_origin(new, origin_of(bn))

@@ -25,12 +25,17 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.nn.base import build
-from ember.dialects.nn.elementwise import BinaryOp, WeightOp
+from ember.dialects.nn.elementwise import BinaryOp
 from ember.dialects.nn.linear import ConvOp, MatMulOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import shape_of
 from ember.dialects.weights import WeightStore, weights_of
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.passes.convert_onnx_to_nn.builder import (
+    constant_value,
+    insert_before,
+    make_constant,
+    weight_name,
+)
 
 SCALES, SHIFTS = ("mul", "div"), ("add", "sub")
 
@@ -59,10 +64,6 @@ def _vector(c: np.ndarray, out_shape: tuple, axis: int) -> np.ndarray | None:
     if not isinstance(n, int) or padded.shape[axis] not in (1, n):
         return None
     return np.broadcast_to(padded.reshape(-1).astype(np.float64), (n,))
-
-
-def _name(value: SSAValue, fallback: str) -> str:
-    return value.owner.ref.data if isinstance(value.owner, WeightOp) else fallback
 
 
 class FoldScaleShift(ModulePass):
@@ -131,10 +132,10 @@ class FoldScaleShift(ModulePass):
             b = b * s
         else:
             b = b + v if fn == "add" else b - v
-        name, tag = _name(conv.weight, "conv.weight"), self._tag(op)
+        name, tag = weight_name(conv.weight, "conv.weight"), self._tag(op)
         w_op = (conv.weight.owner if fn in SHIFTS
-                else self._insert(make_constant(w, store, f"{name}+{tag}"), conv))
-        b_op = self._insert(make_constant(b.astype(dtype), store, f"{name}+{tag}.bias"), conv)
+                else insert_before(make_constant(w, store, f"{name}+{tag}"), conv))
+        b_op = insert_before(make_constant(b.astype(dtype), store, f"{name}+{tag}.bias"), conv)
         return build(ConvOp, [conv.input, w_op.results[0], b_op.results[0]],
                      dict(conv.properties), result_types=[op.output.type])
 
@@ -146,13 +147,8 @@ class FoldScaleShift(ModulePass):
         s = 1.0 / v if fn == "div" else v
         transposed = mm.transpose_b is not None and mm.transpose_b.value.data
         scaled = weight.astype(np.float64) * (s[:, None] if transposed else s[None, :])
-        w_op = self._insert(make_constant(scaled.astype(weight.dtype), store,
-                                          f"{_name(mm.rhs, 'matmul.weight')}+{self._tag(op)}"),
-                            mm)
+        name = f"{weight_name(mm.rhs, 'matmul.weight')}+{self._tag(op)}"
+        w_op = insert_before(make_constant(scaled.astype(weight.dtype), store, name), mm)
         return build(MatMulOp, [mm.lhs, w_op.results[0]], dict(mm.properties),
                      result_types=[op.output.type])
 
-    @staticmethod
-    def _insert(op: Operation, before: Operation) -> Operation:
-        Rewriter.insert_op(op, InsertPoint.before(before))
-        return op

@@ -21,13 +21,13 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.nn.base import build
-from ember.dialects.nn.elementwise import BinaryOp, WeightOp
+from ember.dialects.nn.elementwise import BinaryOp
 from ember.dialects.nn.linear import MatMulOp
 from ember.dialects.nn.movement import SliceOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of, static_shape
 from ember.dialects.weights import WeightStore, weights_of
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant, weight_name
 
 
 @dataclass
@@ -83,10 +83,6 @@ def _groups(block: Block, store: WeightStore) -> list[list[_Member]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _name(value: SSAValue) -> str:
-    return value.owner.ref.data if isinstance(value.owner, WeightOp) else "const"
-
-
 def _erase_if_unused(ops: list[Operation]) -> None:
     for op in ops:
         if op.parent is not None and all(r.uses.get_length() == 0 for r in op.results):
@@ -96,7 +92,7 @@ def _erase_if_unused(ops: list[Operation]) -> None:
 def _merge(group: list[_Member], store: WeightStore) -> None:
     first = group[0].matmul
     weight = np.concatenate([m.weight for m in group], axis=1)
-    tag = "+".join(_name(m.matmul.rhs) for m in group)
+    tag = "+".join(weight_name(m.matmul.rhs) for m in group)
     w_op = make_constant(weight, store, tag)
     Rewriter.insert_op(w_op, InsertPoint.before(first))
     matmul = build(MatMulOp, [first.lhs, w_op.results[0]])

@@ -55,6 +55,18 @@ def make_constant(array: np.ndarray, store: WeightStore, name: str = "const") ->
                  result_types=[tensor_type(array.shape, element_type_from_numpy(array.dtype))])
 
 
+def weight_name(value: SSAValue, fallback: str = "const") -> str:
+    """The store name of the weight `value` reads (to name weights derived from it), else
+    `fallback`."""
+    return value.owner.ref.data if isinstance(value.owner, WeightOp) else fallback
+
+
+def insert_before(op: Operation, before: Operation) -> Operation:
+    """Insert `op` before `before`; returns `op`."""
+    Rewriter.insert_op(op, InsertPoint.before(before))
+    return op
+
+
 class NNBuilder:
     """Inserts nn ops before `node`; errors name the node."""
 
