@@ -89,13 +89,24 @@ class _Conv:
                          f" - {self.pads[d]};")
         return lines
 
+    def position(self, outer: str = "0") -> str:
+        """Row-major flat index of input coordinates `i_<d>` within a plane, after `outer`
+        planes (e.g. a channel index)."""
+        index = outer
+        for d in range(self.nd):
+            index = f"({index}) * {self.spatial[d]} + i_{d}"
+        return index
+
+    def tap_offset(self, tap: str, d: int) -> str:
+        """Kernel offset along spatial dim `d` of flat tap index `tap`."""
+        inner = prod(self.kernel[d + 1:])
+        return f"({tap} / {inner}) % {self.kernel[d]}" if inner > 1 else f"{tap} % {self.kernel[d]}"
+
     def tap_coords(self, slot: str, tap: str) -> tuple[list[str], list[str]]:
         """(lines, bound checks) for kernel tap index `tap`: input coordinates `i_<d>`."""
         lines, conds = [], []
         for d in range(self.nd):
-            inner = prod(self.kernel[d + 1:])
-            r = (f"({tap} / {inner}) % {self.kernel[d]}" if inner > 1
-                 else f"{tap} % {self.kernel[d]}")
+            r = self.tap_offset(tap, d)
             lines.append(f"const int i_{d} = s{slot}_{d} + ({r}) * {self.dilations[d]};")
             conds.append(f"(unsigned)i_{d} < {self.spatial[d]}u")
         return lines, conds
@@ -129,9 +140,7 @@ def _im2col_nchw(cv: _Conv) -> Operand:
 
     def load(slot: str, k: str) -> tuple[list[str], str, str]:
         lines, conds = cv.tap_coords(slot, f"({k} % {cv.taps})")
-        index = f"{k} / {cv.taps}"
-        for d in range(cv.nd):
-            index = f"({index}) * {cv.spatial[d]} + i_{d}"
+        index = cv.position(f"{k} / {cv.taps}")
         cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
         return lines, cond, f"at{slot} + (size_t)({index})"
 
@@ -147,9 +156,7 @@ def _im2col_nhwc(cv: _Conv) -> Operand:
 
     def load(slot: str, k: str) -> tuple[list[str], str, str]:
         lines, conds = cv.tap_coords(slot, f"({k} / {cv.cg})")
-        pos = "0"
-        for d in range(cv.nd):
-            pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+        pos = cv.position()
         cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
         return lines, cond, f"at{slot} + (size_t)({pos}) * {cv.channels} + {k} % {cv.cg}"
 
@@ -168,9 +175,7 @@ def _im2col_packed(cv: _Conv) -> Operand:
     def load(slot: str, k: str) -> tuple[list[str], str, str]:
         lines, conds = cv.tap_coords(slot, f"({k} % {cv.taps})")
         lines.append(f"const int ch_ = g * {cv.cg} + {k} / {cv.taps};")
-        pos = "0"
-        for d in range(cv.nd):
-            pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
+        pos = cv.position()
         cond = " && ".join([f"ok{slot}", f"{k} < {cv.k_total}", *conds])
         return lines, cond, (f"at{slot} + ((size_t)(ch_ >> 2) * {plane} + ({pos})) * 4 + "
                              "(ch_ & 3)")
@@ -253,14 +258,11 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
              f"        {t} acc = 0;",
              f"        for (int c = 0; c < {cv.cg}; ++c) {{",
              f"            for (int tap = 0; tap < {cv.taps}; ++tap) {{"]
-    conds, pos = [], "0"
+    conds, pos = [], cv.position()
     for d in range(cv.nd):
-        inner = prod(cv.kernel[d + 1:])
-        r = f"(tap / {inner}) % {cv.kernel[d]}" if inner > 1 else f"tap % {cv.kernel[d]}"
         body.append(f"                const int i_{d} = {space[d]} * {cv.strides[d]} - "
-                    f"{cv.pads[d]} + ({r}) * {cv.dilations[d]};")
+                    f"{cv.pads[d]} + ({cv.tap_offset('tap', d)}) * {cv.dilations[d]};")
         conds.append(f"(unsigned)i_{d} < {cv.spatial[d]}u")
-        pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
     plane = prod(cv.spatial)
     if cv.nhwc:
         x_at = (f"((size_t)o0 * {plane} + ({pos})) * {cv.channels} + g * {cv.cg} + c")
@@ -317,9 +319,8 @@ def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
         body.append(f"{indent}const int i_{d} = o{d + 1} * {cv.strides[d]} - {cv.pads[d]} + "
                     f"r{d} * {cv.dilations[d]};")
         body.append(f"{indent}if ((unsigned)i_{d} >= {cv.spatial[d]}u) continue;")
-    pos, tap = "0", "0"
+    pos, tap = cv.position(), "0"
     for d in range(cv.nd):
-        pos = f"({pos}) * {cv.spatial[d]} + i_{d}"
         tap = f"({tap}) * {cv.kernel[d]} + r{d}"
     body += [f"{indent}const float4 v = x[{pos}];",
              f"{indent}const float4 k = w[{tap}];",
