@@ -25,6 +25,7 @@ from ember.codegen.plan_kernels import emit_step
 from ember.codegen.templates import TEMPLATES, KernelSpec
 from ember.errors import EmberError
 from ember.runtime.manifest import decode
+from ember.runtime.symbolic import params_symbolic, substitute_shapes
 
 WARMUP, REPEATS = 2, 10
 
@@ -41,6 +42,15 @@ def _tactics(step: dict[str, Any]) -> list[dict]:
     module = importlib.import_module(f"ember.codegen.templates.{template}")
     pick = getattr(module, "tactics", None)
     return pick(decode(step["params"])) if pick else []
+
+
+def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
+    try:
+        emit_step(dict(step, params={**step["params"], "tactic": tactic}),
+                  {k: tuple(v) for k, v in symbols.items()})
+    except EmberError:
+        return False
+    return True
 
 
 def _key(device: str, step: dict[str, Any]) -> str:
@@ -136,14 +146,25 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     cache = _load_cache(path) if use_cache else {}
     stats = {"steps": 0, "timed": 0, "cached": 0}
     todo: list[tuple[dict[str, Any], list[tuple[dict, str, KernelSpec]]]] = []
-    for step in manifest["steps"]:
+    # a step with symbolic dims is timed at the profile's opt shapes (as a static kernel); the
+    # tactic chosen there goes into its params, and its symbolic kernel uses it at every shape
+    opt = {k: v[1] for k, v in (manifest.get("symbols") or {}).items()}
+    for plan_step in manifest["steps"]:
+        step = plan_step
+        if opt and params_symbolic(plan_step["params"]):
+            step = dict(plan_step, params=substitute_shapes(plan_step["params"], opt),
+                        plan_step=plan_step)
         options = _tactics(step)
+        if step is not plan_step:  # only tactics the symbolic kernel can take (no split-K on K)
+            options = [t for t in options if _emits(plan_step, t, manifest["symbols"])]
         if len(options) < 2:
             continue
         stats["steps"] += 1
         key = _key(device_name, step)
+        if step is not plan_step:
+            key = _key(device_name, dict(step, template=f"{step['template']}[symbolic]"))
         if key in cache and cache[key] in options:
-            step["params"]["tactic"] = cache[key]
+            step["params"]["tactic"] = plan_step["params"]["tactic"] = cache[key]
             stats["cached"] += 1
             continue
         emitted = []
@@ -181,7 +202,10 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
         if best is None:  # none ran: the cost model's choice stands
             continue
         step["params"]["tactic"] = best[1]
-        cache[_key(device_name, step)] = best[1]
+        plan_step = step.get("plan_step", step)
+        plan_step["params"]["tactic"] = best[1]
+        cache[_key(device_name, step if plan_step is step else
+                   dict(step, template=f"{step['template']}[symbolic]"))] = best[1]
     if use_cache:
         _save_cache(path, cache)
     return stats

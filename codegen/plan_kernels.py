@@ -7,27 +7,52 @@ template plus a hash of its source, so every step that needs it points at the sa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from ember.codegen.nvrtc import compile_many, nvrtc_version, parse_arch
+from ember.codegen.symbolic import (
+    C_PREFIX,
+    SymbolicError,
+    is_sym,
+    symbol_bounds,
+    symbolize,
+    upper,
+)
 from ember.codegen.templates import KernelSpec, emitter
 from ember.errors import EmberError, UnsupportedError
 from ember.runtime.manifest import decode
+from ember.runtime.symbolic import params_symbolic
 
 SECTION_ALIGN = 256
 _PLACEHOLDER = "__ember_kernel__"
 
 
-def emit_step(step: dict[str, Any]) -> tuple[str, KernelSpec]:
-    """The kernel of one plan step: (name, spec). Errors name the step and its ONNX origin."""
+def emit_step(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]] | None = None
+              ) -> tuple[str, KernelSpec]:
+    """The kernel of one plan step: (name, spec). Errors name the step and its ONNX origin.
+
+    A step whose shapes hold symbolic dims (the plan's `symbols`: name -> (min, opt, max)) is
+    emitted with those dims as `Sym`s: its kernel takes one `int sz_<symbol>` argument per
+    symbol it uses, after its pointers, and the spec's grid holds expressions (JSON, see
+    ember.runtime.symbolic) that the runtime evaluates; its scratch is sized for the max."""
     template = step.get("template")
     where = f"step {step.get('name')!r}"
     if step.get("origin"):
         where += f" (ONNX {', '.join(step['origin'])})"
+    # params as the runtime reads them (non-finite floats are encoded in the manifest)
+    params = decode(step["params"])
+    symbolic = params_symbolic(params)
     try:
-        # params as the runtime reads them (non-finite floats are encoded in the manifest)
-        spec = emitter(str(template))(_PLACEHOLDER, decode(step["params"]))
+        if symbolic:
+            with symbol_bounds(symbols or {}):
+                spec = emitter(str(template))(_PLACEHOLDER, symbolize(params))
+                spec = _symbolic_spec(spec)
+        else:
+            spec = emitter(str(template))(_PLACEHOLDER, params)
     except UnsupportedError as e:
         raise UnsupportedError(f"{where}: template '{template}': {e}") from None
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
@@ -35,8 +60,28 @@ def emit_step(step: dict[str, Any]) -> tuple[str, KernelSpec]:
                          f"parameters ({type(e).__name__}: {e})") from e
     digest = hashlib.sha256(spec.source.encode()).hexdigest()[:12]
     name = f"{template}_{digest}"
-    return name, KernelSpec(spec.source.replace(_PLACEHOLDER, name), spec.grid, spec.block,
-                            spec.shared_bytes, spec.counter_bytes, spec.workspace_bytes)
+    return name, dataclasses.replace(spec, source=spec.source.replace(_PLACEHOLDER, name))
+
+
+_SIZE_ARG = re.compile(rf"\b{C_PREFIX}([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def _symbolic_spec(spec: KernelSpec) -> KernelSpec:
+    """A template's spec over Syms as the plan stores it: the symbols its source uses become
+    trailing `int` arguments; grid entries become expressions; scratch sizes their max."""
+    used = sorted(set(_SIZE_ARG.findall(spec.source)))
+    text = spec.source
+    if used:
+        head = f"{_PLACEHOLDER}("
+        at = text.index(head)
+        close = text.index(")", at)
+        extra = ", ".join(f"const int {C_PREFIX}{s}" for s in used)
+        text = f"{text[:close]}, {extra}{text[close:]}"
+    if is_sym(spec.shared_bytes) or is_sym(spec.block[0]) or is_sym(spec.block[1]):
+        raise SymbolicError("its block shape or shared memory depends on a symbolic size")
+    grid = tuple(g.to_json() if is_sym(g) else int(g) for g in spec.grid)
+    return KernelSpec(text, grid, spec.block, spec.shared_bytes, upper(spec.counter_bytes),
+                      upper(spec.workspace_bytes), size_args=tuple(used))
 
 
 def _pad_to(buf: bytearray, align: int) -> None:
@@ -53,9 +98,10 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
     major, minor = parse_arch(arch)
     arch_name = f"sm_{major}{minor}"
     emitted: list[tuple[str, KernelSpec] | None] = []
+    symbols = {k: tuple(v) for k, v in (manifest.get("symbols") or {}).items()}
     for step in manifest["steps"]:
         try:
-            emitted.append(emit_step(step))
+            emitted.append(emit_step(step, symbols))
         except UnsupportedError as e:
             if not cpu_fallback:
                 raise
@@ -84,6 +130,8 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
         name, spec = entry
         step["cuda"] = {"kernel": name, "grid": list(spec.grid), "block": list(spec.block),
                         "shared": int(spec.shared_bytes)}
+        if spec.size_args:  # symbols whose values follow the kernel's pointers
+            step["cuda"]["sizes"] = list(spec.size_args)
         if spec.workspace_bytes:
             step["cuda"]["counters"] = int(spec.counter_bytes)
             step["cuda"]["workspace"] = int(spec.workspace_bytes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,27 +154,84 @@ class OnnxParser:
         return self.parse(proto)
 
 
-def _apply_profiles(model: onnx.ModelProto, config: BuilderConfig) -> onnx.ModelProto:
-    """Static shapes for a plan: symbolic input dims take the first profile's `opt` shape."""
+def _apply_profiles(model: onnx.ModelProto, config: BuilderConfig
+                    ) -> tuple[onnx.ModelProto, dict[str, tuple[int, int, int]]]:
+    """The model's input dims as a plan keeps them, and the plan's symbols.
+
+    Without profiles the model is as it came (a symbolic input dim is an error later, naming the
+    op). With them, an input dim whose min and max agree in every profile becomes that static
+    value; any other keeps (or gets) a symbol, whose range is the union of the profiles' ranges
+    and whose opt (the size tactics are chosen for) is the first profile's. Kernels take each
+    symbol's value as an argument at run time."""
     if not config.profiles:
-        return model
+        inits = {t.name for t in model.graph.initializer}
+        dynamic = [f"'{vi.name}' {_dims(vi)}" for vi in model.graph.input
+                   if vi.name not in inits and "?" in str(_dims(vi, "?"))]
+        if dynamic:
+            raise EmberError(f"input(s) {', '.join(dynamic)} have dynamic dims: give their "
+                             "shapes (`--shapes`) or an optimization profile (`--min-shapes`, "
+                             "`--opt-shapes`, `--max-shapes`; "
+                             "`config.add_optimization_profile`)")
+        return model, {}
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    shapes = config.profiles[0].shapes
-    unknown = set(shapes) - {vi.name for vi in model.graph.input}
-    if unknown:
-        raise EmberError(f"profile names unknown input(s) {sorted(unknown)}; the model's inputs "
-                         f"are {[vi.name for vi in model.graph.input]}")
+    names = [vi.name for vi in model.graph.input]
+    for profile in config.profiles:
+        unknown = set(profile.shapes) - set(names)
+        if unknown:
+            raise EmberError(f"profile names unknown input(s) {sorted(unknown)}; the model's "
+                             f"inputs are {names}")
+    symbols: dict[str, tuple[int, int, int]] = {}
     for vi in model.graph.input:
-        if vi.name in shapes:
-            _, opt, _ = shapes[vi.name]
-            dims = vi.type.tensor_type.shape.dim
-            if len(dims) != len(opt):
+        ranges = [p.shapes[vi.name] for p in config.profiles if vi.name in p.shapes]
+        dims = vi.type.tensor_type.shape.dim
+        if not ranges:
+            continue
+        if len(ranges) != len(config.profiles):
+            raise EmberError(f"input '{vi.name}' has a shape in some optimization profiles but "
+                             "not in all of them")
+        for lo, opt, hi in ranges:
+            if not len(lo) == len(opt) == len(hi) == len(dims):
                 raise EmberError(f"profile shape for '{vi.name}' has rank {len(opt)}, the input "
                                  f"has rank {len(dims)}")
-            for d, v in zip(dims, opt, strict=True):
+        for axis, d in enumerate(dims):
+            lo = min(int(r[0][axis]) for r in ranges)
+            hi = max(int(r[2][axis]) for r in ranges)
+            opt = int(ranges[0][1][axis])
+            where = f"input '{vi.name}' dim {axis}"
+            if not 0 <= lo <= opt <= hi or any(not r[0][axis] <= r[1][axis] <= r[2][axis]
+                                               for r in ranges):
+                raise EmberError(f"profile for {where}: min ≤ opt ≤ max does not hold "
+                                 f"({[[r[0][axis], r[1][axis], r[2][axis]] for r in ranges]})")
+            if d.HasField("dim_value") and d.dim_value > 0:
+                if (lo, hi) != (d.dim_value, d.dim_value):
+                    raise EmberError(f"profile for {where} asks [{lo}, {hi}], but the model "
+                                     f"fixes it at {d.dim_value}")
+                continue
+            if lo == hi:
                 d.Clear()
-                d.dim_value = int(v)
-    return model
+                d.dim_value = lo
+                continue
+            if lo == 0:
+                raise EmberError(f"profile for {where}: a symbolic dim must be at least 1")
+            name = d.dim_param if _SYMBOL.fullmatch(d.dim_param or "") else (
+                re.sub(r"\W", "_", f"{vi.name}_{axis}").lstrip("0123456789") or f"dim_{axis}")
+            if symbols.setdefault(name, (lo, opt, hi)) != (lo, opt, hi):
+                raise EmberError(f"symbol '{name}' ({where}) has the range [{lo}, {hi}] (opt "
+                                 f"{opt}), but another input gives it {symbols[name]}")
+            d.Clear()
+            d.dim_param = name
+    return model, symbols
+
+
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _dims(vi: onnx.ValueInfoProto, symbolic: str | None = None) -> list:
+    """An input's dims: ints, and its symbols (or `symbolic` for each dynamic dim)."""
+    if not vi.type.HasField("tensor_type"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else symbolic or d.dim_param or "?"
+            for d in vi.type.tensor_type.shape.dim]
 
 
 def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
@@ -183,7 +241,8 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if config.flags & (BuilderFlag.FP16 | BuilderFlag.INT8):
         raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
     proto, _ = load_model(model)
-    module = import_onnx(_apply_profiles(proto, config))
+    proto, symbols = _apply_profiles(proto, config)
+    module = import_onnx(proto)
     if config.optimize:
         names = resolve_passes(config.pipeline)
         names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
@@ -196,7 +255,8 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     else:
         run_passes(module, resolve_passes("unoptimized"))
     target: dict[str, Any] = {"device": "any"}
-    manifest, sections = build_plan(module, target=target)
+    manifest, sections = build_plan(module, target=target, symbols=symbols,
+                                    profiles=[p.shapes for p in config.profiles])
     if config.target_arch is not None:
         from ember.codegen.plan_kernels import add_cuda_kernels
 

@@ -36,7 +36,8 @@ def _build(args: argparse.Namespace) -> int:
 
     build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
           shapes=args.shapes, verbose=args.verbose,
-          autotune={"auto": None, "on": True, "off": False}[args.autotune])
+          autotune={"auto": None, "on": True, "off": False}[args.autotune],
+          min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes)
     return 0
 
 
@@ -106,13 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="compile an ONNX model into a plan file",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  ember build model.onnx -o model.plan\n"
-                              "  ember build model.onnx -o model.plan --arch sm_90 --verbose")
+                              "  ember build model.onnx -o model.plan --arch sm_90 --verbose\n"
+                              "  ember build model.onnx -o model.plan --min-shapes x:1x3x224x224 "
+                              "--opt-shapes x:8x3x224x224 --max-shapes x:32x3x224x224")
     p.add_argument("model", help="an ONNX model")
     p.add_argument("-o", "--output", required=True, help="the plan file to write")
     p.add_argument("--arch", help="compile CUDA kernels for this GPU (e.g. sm_90); "
                                   "works without a GPU. Default: a CPU-only plan")
     p.add_argument("--pipeline", help="the pipeline (default: default)")
     p.add_argument("--shapes", help="static shapes for symbolic inputs, e.g. x:1x3x224x224,m:1x128")
+    for which, what in (("min", "smallest"), ("opt", "tuned-for"), ("max", "largest")):
+        p.add_argument(f"--{which}-shapes", metavar="SHAPES",
+                       help=f"the {what} shape of each dynamic input, e.g. x:1x3x224x224; with "
+                            "all three, dims that vary stay dynamic (kernels take them at run "
+                            "time)" if which == "min" else f"the {what} shape of each dynamic "
+                            "input")
     p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
     p.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",
                    help="time conv/matmul tactics on the GPU (auto: when --arch is the GPU here)")

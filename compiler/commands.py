@@ -30,20 +30,47 @@ def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def profile_from_flags(shapes: str | None = None, min_shapes: str | None = None,
+                       opt_shapes: str | None = None, max_shapes: str | None = None):
+    """trtexec's shape flags as an optimization profile (None without any): `--shapes` fixes
+    each named input's shape; `--min-shapes/--opt-shapes/--max-shapes` (all three, naming the
+    same inputs) give each a range, and the plan keeps the dims that vary symbolic."""
+    from ember.compiler.builder import OptimizationProfile
+
+    ranges = [min_shapes, opt_shapes, max_shapes]
+    if not shapes and not any(ranges):
+        return None
+    profile = OptimizationProfile()
+    for name, dims in parse_shapes(shapes or "").items():
+        profile.set_shape(name, dims, dims, dims)
+    if any(ranges):
+        if not all(ranges):
+            raise EmberError("--min-shapes, --opt-shapes and --max-shapes go together: give "
+                             "all three")
+        lo, opt, hi = (parse_shapes(r) for r in ranges)  # type: ignore[arg-type]
+        if not set(lo) == set(opt) == set(hi):
+            raise EmberError(f"--min/--opt/--max-shapes must name the same inputs; they name "
+                             f"{sorted(lo)}, {sorted(opt)} and {sorted(hi)}")
+        for name in lo:
+            if name in profile.shapes:
+                raise EmberError(f"input '{name}' is in --shapes and in --min/--max-shapes")
+            profile.set_shape(name, lo[name], opt[name], hi[name])
+    return profile
+
+
 def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | None = None,
           pipeline: str = "default", shapes: str | None = None, verbose: bool = False,
-          out: TextIO | None = None, autotune: bool | None = None) -> dict:
+          out: TextIO | None = None, autotune: bool | None = None,
+          min_shapes: str | None = None, opt_shapes: str | None = None,
+          max_shapes: str | None = None) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file)."""
-    from ember.compiler.builder import OptimizationProfile
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
     config = BuilderConfig(pipeline=pipeline, target_arch=arch, autotune=autotune)
-    if shapes:
-        profile = OptimizationProfile()
-        for name, dims in parse_shapes(shapes).items():
-            profile.set_shape(name, dims, dims, dims)
+    profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
+    if profile is not None:
         config.add_optimization_profile(profile)
     manifest, sections = build_model(model, config)
     write_plan(output, manifest, sections)
@@ -55,6 +82,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
               f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
               f"{'CUDA ' + arch if arch else 'CPU only'}, {seconds:.2f} s\n")
+    if manifest.get("symbols"):
+        out.write("dynamic dims (min, opt, max; the arena is planned for max): " + ", ".join(
+            f"{k} {tuple(v)}" for k, v in manifest["symbols"].items()) + "\n")
     tuned = manifest.get("autotune")
     if tuned:
         out.write(f"autotuned {tuned['steps']} step(s): {tuned['timed']} kernel(s) timed, "
@@ -79,6 +109,8 @@ def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
     feed = {}
     for name in engine.input_names:
         dtype, shape = engine.get_tensor_dtype(name), engine.get_tensor_shape(name)
+        if -1 in shape:  # a dynamic input: the profile's opt shape
+            shape = engine.get_tensor_profile_shape(name, 0)[1]
         if np.issubdtype(dtype, np.floating):
             feed[name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == np.bool_:

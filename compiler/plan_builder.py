@@ -29,7 +29,8 @@ from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
-from ember.passes.assign_layouts import physical_shape
+from ember.passes.layout_formats import FORMATS, NC4HW4, physical_of
+from ember.runtime.symbolic import dim_value, size_form
 
 
 def json_value(value: Any) -> Any:
@@ -74,9 +75,11 @@ class _Buffer:
             out["name"] = self.name
         return out
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+    def nbytes(self, symbols: dict[str, tuple[int, int, int]]) -> int:
+        """Bytes at the profile's max shapes (a symbolic dim is a monomial, so a buffer is
+        never bigger at a smaller shape: the arena planned at max serves every shape)."""
+        maxima = {k: v[2] for k, v in symbols.items()}
+        return math.prod(dim_value(d, maxima) for d in self.shape) * np.dtype(self.dtype).itemsize
 
 
 @dataclass
@@ -87,11 +90,10 @@ class _PlanState:
     steps: list[dict[str, Any]] = field(default_factory=list)
     first_write: dict[int, int] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
+    symbols: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
-        shape = physical_shape(value)
-        if shape is None:
-            raise EmberError(f"cannot plan {value.type}: shapes must be static in a plan")
+        shape = plan_shape(value, self.symbols)
         buf = _Buffer(len(self.buffers), kind, numpy_dtype(element_type_of(value)).name,
                       list(shape), format=_format(value, shape), **kw)
         self.buffers.append(buf)
@@ -131,14 +133,36 @@ def _region_descriptor(block: Block) -> dict[str, Any]:
     return {"ops": ops, "result": result}
 
 
-def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
+def plan_shape(value: SSAValue, symbols: dict[str, tuple[int, int, int]]) -> list[int | str]:
+    """A value's buffer shape (in its format's byte order): ints, and monomials ("768*N") of
+    the plan's symbols where a dim is symbolic."""
+    logical = shape_of(value)
+    if logical is None or any(isinstance(d, str) and ("?" in d or not all(
+            p.isdigit() or p in symbols for p in d.split("*"))) for d in logical):
+        known = f"; the plan's symbols are {sorted(symbols)}" if symbols else (
+            "; give the model static input shapes or an optimization profile")
+        raise EmberError(f"cannot plan {value.type}: every dim must be static or a product of "
+                         f"symbols that the profile bounds{known}")
+    fmt = format_of(value)
+    if len(logical) == 4 and fmt in FORMATS:
+        if fmt == NC4HW4 and isinstance(logical[1], str):
+            raise EmberError(f"cannot plan {value.type}: NC4HW4 needs a static channel count")
+        return list(physical_of(logical, fmt))
+    return list(logical)
+
+
+def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
+               symbols: dict[str, tuple[int, int, int]] | None = None,
+               profiles: list[dict[str, Any]] | None = None,
                ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and sections of a plan for a module at the kernel level."""
+    """The manifest and sections of a plan for a module at the kernel level. `symbols`: the
+    (min, opt, max) of each symbolic input dim (see builder._apply_profiles); `profiles`: the
+    optimization profiles, input name -> (min, opt, max) shapes, as the engine reports them."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     store = weights_of(module)
     in_names, out_names = graph_io_names(module)
     _check_io_names(list(in_names), list(out_names))
-    state = _PlanState()
+    state = _PlanState(symbols=dict(symbols or {}))
     for name, arg in zip(in_names, fn.body.block.args, strict=True):
         state.new(arg, "input", name=name)
     ret = None
@@ -151,7 +175,13 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
             state.add_weight(op.output, op.evaluate([])[0])
         elif isinstance(op, ViewOp):
             base = state.by_value[op.input]
-            state.new(op.output, "view", base=base.id)
+            view = state.new(op.output, "view", base=base.id)
+            if size_form(view.shape) != size_form(base.shape):
+                raise EmberError(
+                    f"a reshape ({', '.join(origin_of(op)) or 'kernel.view'}) of {base.shape} to "
+                    f"{view.shape} keeps the element count only for some values of the "
+                    f"symbols {sorted(state.symbols)}: the model fixes a dim the profile lets "
+                    "vary (e.g. a Reshape to a constant batch)")
         elif isinstance(op, LaunchOp | ElementwiseOp):
             _add_step(state, op)
         elif isinstance(op, func.ReturnOp):
@@ -166,7 +196,8 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
         outputs.append({"name": name, "dtype": buf.dtype, "shape": buf.shape,
                         "format": _format(value, buf.shape), "buffer": buf.id})
     intervals = [Interval(b.id, state.first_write[b.id],
-                          state.last_read.get(b.id, state.first_write[b.id]), b.nbytes)
+                          state.last_read.get(b.id, state.first_write[b.id]),
+                          b.nbytes(state.symbols))
                  for b in state.buffers if b.kind == "arena"]
     offsets, arena_bytes = plan_arena(intervals)
     for b in state.buffers:
@@ -188,6 +219,10 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None
         "weights_bytes": len(state.weights),
         "steps": state.steps,
     }
+    if state.symbols:
+        manifest["symbols"] = {k: list(v) for k, v in state.symbols.items()}
+        manifest["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()}
+                                for p in profiles or []]
     return json_value(manifest), {"weights": bytes(state.weights)}
 
 

@@ -107,6 +107,15 @@ def static_shape(t: Attribute | SSAValue) -> tuple[int, ...] | None:
     return shape if is_static(shape) else None  # type: ignore[return-value]
 
 
+def plan_dims(t: Attribute | SSAValue) -> Shape | None:
+    """The shape if every dim is static or a product of named symbols (what a plan can hold:
+    kernels take the symbols' values at run time); None where a dim is unknown."""
+    shape = shape_of(t)
+    if shape is None or any(isinstance(d, str) and UNKNOWN in d for d in shape):
+        return None
+    return shape
+
+
 def same_type_with(t: Attribute, *, shape: Sequence[Dim] | None = None,
                    element_type: Attribute | None = None) -> Attribute:
     """`t` with its shape or element type replaced."""
@@ -119,5 +128,5 @@ def same_type_with(t: Attribute, *, shape: Sequence[Dim] | None = None,
 
 __all__ = [
     "Dim", "Shape", "UNKNOWN", "LayoutAttr", "NoneAttr", "tensor_type", "shape_of", "format_of",
-    "element_type_of", "is_static", "static_shape", "same_type_with",
+    "element_type_of", "is_static", "static_shape", "plan_dims", "same_type_with",
 ]

@@ -4,8 +4,9 @@ After this pass the function holds only `kernel.launch`, `kernel.elementwise`, `
 and the data ops `nn.weight` / `nn.constant`. Elementwise nn ops (unary, binary, select, cast)
 become `kernel.elementwise` with a one-op scalar region; `nn.reshape` becomes `kernel.view`; every
 other nn op becomes `kernel.launch "<op>"` whose params are the op's properties plus the static
-shapes and dtypes of its operands and results. Shapes must be static here: a symbolic dim is an
-error naming the op (dynamic shapes are resolved by optimization profiles before this pass).
+shapes and dtypes of its operands and results. Every dim must be static or a product of named
+symbols (an optimization profile's dynamic input dims, whose values kernels take at run time); an
+unknown dim is an error naming the op.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ember.dialects.nn.elementwise import (
 )
 from ember.dialects.nn.movement import ReshapeOp
 from ember.dialects.origin import origin_of
-from ember.dialects.tensor_types import element_type_of, static_shape
+from ember.dialects.tensor_types import element_type_of, plan_dims
 from ember.errors import PassError
 
 __all__ = ["ConvertNNToKernel", "dtype_name", "kernel_params"]  # kernel_params: nn.base's
@@ -41,11 +42,13 @@ _RUNTIME_PARAMETERS = {"nn.slice", "nn.pad", "nn.resize", "nn.tile", "nn.trilu",
                        "nn.squeeze", "nn.unsqueeze", "nn.expand", "nn.reduce"}
 
 
-def _static(op: NNOp, value) -> tuple[int, ...]:
-    shape = static_shape(value)
+def _static(op: NNOp, value) -> tuple:
+    shape = plan_dims(value)
     if shape is None:
-        raise PassError(f"convert-nn-to-kernel: {op.name} has a non-static shape "
-                        f"({value.type}); give the model static input shapes or a profile")
+        raise PassError(f"convert-nn-to-kernel: {op.name} has a shape with an unknown dim "
+                        f"({value.type}); give the model static input shapes or an "
+                        "optimization profile (a symbolic dim must be a named input dim, or "
+                        "a product of them)")
     return shape
 
 

@@ -38,7 +38,14 @@ from ember.dialects.nn.base import (
     normalize_axis,
     set_result_types,
 )
-from ember.dialects.nn.elementwise import BinaryOp, CastOp, ConstantOp, FillOp, WeightOp
+from ember.dialects.nn.elementwise import (
+    BinaryOp,
+    CastOp,
+    ConstantOp,
+    FillOp,
+    SelectOp,
+    WeightOp,
+)
 from ember.dialects.nn.movement import ShapeOfOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
 from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
@@ -143,6 +150,8 @@ class _Folder:
                     return
         elif isinstance(op, BinaryOp):
             result = self._symbolic_arith(op)
+        elif isinstance(op, SelectOp):
+            result = self._symbolic_select(op)
         if result is None:
             return
         result = np.asarray(result, dtype=object)
@@ -155,8 +164,20 @@ class _Folder:
             return
         self.symbolic[op.results[0]] = result
 
+    def _symbolic_select(self, op: SelectOp) -> np.ndarray | None:
+        """Where(cond, a, b) with a constant cond over dims (PyTorch's expand: a -1 in the
+        target shape becomes 1)."""
+        cond, a, b = (self._known(v) for v in op.operands)
+        if cond is None or a is None or b is None or op.operands[0] in self.symbolic \
+                or not any(v in self.symbolic for v in op.operands[1:]):
+            return None
+        return np.where(np.asarray(cond, dtype=bool), np.asarray(a, dtype=object),
+                        np.asarray(b, dtype=object))
+
     def _symbolic_arith(self, op: BinaryOp) -> np.ndarray | None:
         fn = op.fn.data
+        if fn == "eq" and any(v in self.symbolic for v in op.operands):
+            return self._symbolic_equal(op)
         if fn not in ("mul", "div", "add", "sub") or not any(v in self.symbolic
                                                               for v in op.operands):
             return None
@@ -182,8 +203,35 @@ class _Folder:
             out[idx] = one(a[idx], b[idx])
         return out
 
+    def _symbolic_equal(self, op: BinaryOp) -> np.ndarray | None:
+        """dims == dims where the answer holds for every value of the symbols (a symbolic dim
+        is at least 1): equal symbols, or a symbol against a number below 1; else unknown."""
+        a, b = (self._known(v) for v in op.operands)
+        if a is None or b is None:
+            return None
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+        out = np.empty(a.shape, dtype=bool)
+        for idx in np.ndindex(a.shape):
+            x, y = (int(v) if isinstance(v, np.integer) else v for v in (a[idx], b[idx]))
+            if isinstance(x, int) and isinstance(y, int):
+                out[idx] = x == y
+            elif isinstance(x, str) and isinstance(y, str) and x == y and x != UNKNOWN:
+                out[idx] = True
+            elif isinstance(x, int) and x < 1 or isinstance(y, int) and y < 1:
+                out[idx] = False
+            else:
+                return None
+        return out
+
     # -- helpers -------------------------------------------------------------------------------
     def _small_enough(self, op: NNOp) -> bool:
+        """Whether to fold: not a result with a named symbolic dim (its size is the network
+        input's, so it is no constant: an expand of a constant to [N, 4]), nor one too big."""
+        for r in op.results:
+            shape = shape_of(r)
+            if shape is not None and any(isinstance(d, str) and UNKNOWN not in d
+                                         for d in shape):
+                return False
         for r in op.results:
             shape = shape_of(r)
             if shape is None or any(isinstance(d, str) for d in shape):

@@ -24,7 +24,7 @@ from xdsl.pattern_rewriter import (
 
 from ember.dialects.kernel import ElementwiseOp, YieldOp
 from ember.dialects.origin import origin_of, set_origin
-from ember.dialects.tensor_types import static_shape
+from ember.dialects.tensor_types import plan_dims
 
 
 def _origin_names(op: ElementwiseOp) -> list[str]:
@@ -45,8 +45,8 @@ def _fusible_producer(consumer: ElementwiseOp) -> ElementwiseOp | None:
             continue
         if any(use.operation is not consumer for use in producer.output.uses):
             continue
-        shape = static_shape(producer.output)
-        if shape is not None and shape == static_shape(consumer.output):
+        shape = plan_dims(producer.output)  # static, or the same symbolic dims
+        if shape is not None and shape == plan_dims(consumer.output):
             return producer
     return None
 

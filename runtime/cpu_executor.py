@@ -14,6 +14,7 @@ import numpy as np
 
 from ember.errors import EmberError, PlanError
 from ember.runtime import cpu_kernels
+from ember.runtime.symbolic import params_symbolic, shape_value, substitute_shapes
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -31,12 +32,26 @@ class CpuExecutor:
             if step.get("template") not in cpu_kernels.KERNELS:
                 raise PlanError(f"step {step.get('name')!r}: unknown template "
                                 f"{step.get('template')!r}")
-        # views of the arena and the weights (and views of those) are made once, here; only
-        # those that read a run's inputs are made per run
-        self._static: list[np.ndarray | None] = [None] * len(engine.buffers)
-        for i in range(len(engine.buffers)):
+        self._symbolic = [params_symbolic(step["params"]) for step in engine.steps]
+        self._bound: tuple[tuple[int, ...], list, list] | None = None
+        if not engine.symbols:
+            self._bind({})
+
+    def _bind(self, values: Mapping[str, int]) -> tuple[list, list]:
+        """Views of the arena and the weights (and views of those) at these symbol values, and
+        each step's params with its shapes made concrete; made once per binding. Views of a
+        run's inputs are made per run."""
+        key = tuple(values[s] for s in self.engine.symbols)
+        if self._bound is not None and self._bound[0] == key:
+            return self._bound[1], self._bound[2]
+        views: list[np.ndarray | None] = [None] * len(self.engine.buffers)
+        for i in range(len(self.engine.buffers)):
             if self._root_kind(i) != "input":
-                self._static[i] = self._view(self._static, i, {})
+                views[i] = self._view(views, i, {}, values)
+        params = [substitute_shapes(step["params"], values) if symbolic else step["params"]
+                  for step, symbolic in zip(self.engine.steps, self._symbolic, strict=True)]
+        self._bound = (key, views, params)
+        return views, params
 
     def _root_kind(self, index: int) -> str:
         b = self.engine.buffers[index]
@@ -45,9 +60,9 @@ class CpuExecutor:
         return b["kind"]
 
     def _view(self, buffers: list[np.ndarray | None], index: int,
-              inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+              inputs: Mapping[str, np.ndarray], values: Mapping[str, int]) -> np.ndarray:
         b = self.engine.buffers[index]
-        dtype, shape = np.dtype(b["dtype"]), tuple(b["shape"])
+        dtype, shape = np.dtype(b["dtype"]), shape_value(b["shape"], values)
         kind = b["kind"]
         if kind == "arena":
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -60,38 +75,37 @@ class CpuExecutor:
         if kind == "view":
             base = buffers[b["base"]]
             if base is None:
-                base = self._view(buffers, b["base"], inputs)
+                base = self._view(buffers, b["base"], inputs, values)
             return base.reshape(shape)
         if kind == "input":
             return inputs[b["name"]]
         raise PlanError(f"buffer #{index}: kind {kind!r} cannot be read")
 
-    def run(self, inputs: Mapping[str, np.ndarray],
+    def run(self, inputs: Mapping[str, np.ndarray], values: Mapping[str, int],
             times: list[float] | None = None) -> dict[str, np.ndarray]:
-        """Run every step; with `times` (profiling), append each step's milliseconds to it."""
+        """Run every step at these symbol values (none for a static plan); with `times`
+        (profiling), append each step's milliseconds to it."""
         engine = self.engine
-        buffers = list(self._static)
+        views, params = self._bind(values)
+        buffers = list(views)
 
         def get(i: int) -> np.ndarray:
             if buffers[i] is None:
-                buffers[i] = self._view(buffers, i, inputs)
+                buffers[i] = self._view(buffers, i, inputs, values)
             return buffers[i]
 
-        if times is None:
-            for step in engine.steps:
-                _run_step(step, get)
-        else:
-            for step in engine.steps:
-                start = time.perf_counter()
-                _run_step(step, get)
+        for step, p in zip(engine.steps, params, strict=True):
+            start = time.perf_counter() if times is not None else 0.0
+            _run_step(step, p, get)
+            if times is not None:
                 times.append((time.perf_counter() - start) * 1e3)
         return {name: np.array(get(desc.buffer))
                 for name, desc in engine.tensors.items() if not desc.is_input}
 
 
-def _run_step(step: Mapping, get: Callable[[int], np.ndarray]) -> None:
+def _run_step(step: Mapping, params: Mapping, get: Callable[[int], np.ndarray]) -> None:
     args = [get(i) for i in step["inputs"]]
-    results = cpu_kernels.call(step["template"], args, step["params"],
+    results = cpu_kernels.call(step["template"], args, params,
                                f"step {step['name']} ({', '.join(step.get('origin', []))})",
                                StepError)
     for i, r in zip(step["outputs"], results, strict=True):

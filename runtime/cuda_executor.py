@@ -9,6 +9,7 @@ ember.errors and ember.runtime only (DESIGN §5).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 from ember.errors import CudaError, PlanError
 from ember.runtime import cuda
 from ember.runtime.plan import check_target
+from ember.runtime.symbolic import check_expr, expr_value, shape_value, substitute_shapes
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
 _shared_lock = threading.Lock()
 
 
-def _nbytes(buffer: Mapping[str, Any]) -> int:
-    return int(np.prod(buffer["shape"], dtype=np.int64)) * np.dtype(buffer["dtype"]).itemsize
+def _nbytes(buffer: Mapping[str, Any], values: Mapping[str, int]) -> int:
+    """A buffer's bytes at these symbol values (the max ones to size memory)."""
+    return math.prod(shape_value(buffer["shape"], values)) * np.dtype(buffer["dtype"]).itemsize
 
 
 class _EngineState:
@@ -96,13 +99,15 @@ class _ExternalStream:
 
 @dataclass
 class _HostStep:
-    """A step without a CUDA kernel (per-layer CPU fallback): run with numpy between launches."""
+    """A step without a CUDA kernel (per-layer CPU fallback): run with numpy between launches.
+    `params`, and the shapes, are the current binding's (see CudaExecutor._bind)."""
 
     template: str
     params: Mapping[str, Any]
     inputs: list[tuple[int, np.dtype, tuple[int, ...]]]   # (buffer id, dtype, shape)
     outputs: list[tuple[int, np.dtype, tuple[int, ...]]]
     what: str
+    step: Mapping[str, Any]
 
 
 @dataclass
@@ -113,6 +118,14 @@ class _Launch:
     shared: int
     args: cuda.PackedArgs
     what: str
+    grid_exprs: tuple[Any, ...] = ()   # a symbolic step's grid, evaluated per binding
+    sizes: tuple[str, ...] = ()        # symbols passed after the pointers, in order
+    first_size: int = 0                # index of the first size argument
+
+    @property
+    def empty(self) -> bool:
+        """A symbolic launch with no blocks at this binding (a static one always has some)."""
+        return bool(self.grid_exprs) and min(self.grid) <= 0
 
 
 class CudaExecutor:
@@ -128,9 +141,14 @@ class CudaExecutor:
         self.stream = cuda.Stream(dev)
         self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
         self._owned: list[cuda.DeviceBuffer] = []
+        self._maxima = {k: v[2] for k, v in engine.symbols.items()}
         self.ptrs = self._addresses()
         self.workspace, self._counter_offsets = self._workspace()
         self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+        self._binding: tuple[int, ...] | None = None
+        self._values: Mapping[str, int] = {}
+        if not engine.symbols:
+            self._bind({})
         # where each buffer's address is used, so a bound address can replace it in place
         self._roots = [self._root(j) for j in range(len(engine.buffers))]
         self._arg_uses: dict[int, list[tuple[cuda.PackedArgs, int]]] = {}
@@ -170,7 +188,7 @@ class CudaExecutor:
         wsize = self.state.weights.nbytes
         ptrs: list[int] = []
         for i, b in enumerate(engine.buffers):
-            kind, n = b["kind"], _nbytes(b)
+            kind, n = b["kind"], _nbytes(b, self._maxima)
             if kind == "arena":
                 off = b.get("offset")
                 if not isinstance(off, int) or off < 0 or off + n > engine.arena_bytes:
@@ -196,13 +214,8 @@ class CudaExecutor:
         if template not in cpu_kernels.KERNELS:
             raise PlanError(f"step {index} ({step.get('name')}): unknown template {template!r}")
 
-        def desc(j: int) -> tuple[int, np.dtype, tuple[int, ...]]:
-            b = self.engine.buffers[j]
-            return j, np.dtype(b["dtype"]), tuple(b["shape"])
-
-        return _HostStep(template, step["params"], [desc(j) for j in step["inputs"]],
-                         [desc(j) for j in step["outputs"]],
-                         f"step {index} ({step.get('name')}, on the host)")
+        return _HostStep(template, step["params"], [], [],
+                         f"step {index} ({step.get('name')}, on the host)", step)
 
     def _launch(self, index: int, step: Mapping[str, Any]) -> _Launch | _HostStep:
         if step.get("device") == "cpu":
@@ -213,23 +226,72 @@ class CudaExecutor:
             raise PlanError(f"step {index} ({name}): no CUDA kernel in the plan for template "
                             f"{step.get('template')!r}")
         kernel = launch["kernel"]
+        symbols = self.engine.symbols
+        what = f"step {index} ({name}, kernel {kernel})"
         try:
-            grid = tuple(int(v) for v in launch["grid"])
+            grid_exprs = tuple(launch["grid"])
+            if not 1 <= len(grid_exprs) <= 3:
+                raise ValueError("grid")
+            for g in grid_exprs:
+                check_expr(g, symbols, f"{what}'s grid")
             block = tuple(int(v) for v in launch["block"])
             shared = int(launch.get("shared", 0))
             workspace = int(launch.get("workspace", 0))
+            sizes = tuple(launch.get("sizes", ()))
         except (KeyError, TypeError, ValueError) as e:
-            raise PlanError(f"step {index} ({name}): bad launch dimensions") from e
+            raise PlanError(f"{what}: bad launch dimensions") from e
+        if any(not isinstance(z, str) or z not in symbols for z in sizes):
+            raise PlanError(f"{what}: its size arguments {list(sizes)} name unknown symbols")
         ptrs = [("ptr", self.ptrs[j]) for j in (*step["inputs"], *step["outputs"])]
         if workspace:  # split-K: this step's counters, then the shared partial tiles
             ptrs.append(("ptr", self.workspace.ptr + self._counter_offsets[index]))
             ptrs.append(("ptr", self.workspace.ptr + self._shared_offset))
-        args = cuda.pack_args(ptrs)
+        first_size = len(ptrs)
+        args = cuda.pack_args([*ptrs, *(("i32", 0) for _ in sizes)])
         function = self.state.functions[kernel]
         if shared > 48 * 1024:
             function.set_max_dynamic_shared(shared)
-        return _Launch(function, grid, block, shared, args,
-                       f"step {index} ({name}, kernel {kernel})")
+        static = all(isinstance(g, int) for g in grid_exprs)
+        return _Launch(function, grid_exprs if static else (1,), block, shared, args, what,
+                       () if static else grid_exprs, sizes, first_size)
+
+    def _bind(self, values: Mapping[str, int]) -> None:
+        """Make the launches ready for these symbol values (once per new binding): each
+        symbolic step's grid and size arguments, each host step's shapes and params. A
+        captured CUDA graph holds the old ones and is captured again."""
+        key = tuple(values[s] for s in self.engine.symbols)
+        if key == self._binding:
+            return
+        # every grid first: a binding that fails leaves the launches as they were
+        grids = {}
+        for i, ln in enumerate(self.launches):
+            if isinstance(ln, _Launch) and ln.grid_exprs:
+                grid = tuple(expr_value(g, values) for g in ln.grid_exprs)
+                if max(grid) > 2**31 - 1 or (len(grid) > 1 and max(grid[1:]) > 65535):
+                    raise PlanError(f"{ln.what}: grid {grid} at {dict(values)} is too large")
+                grids[i] = grid
+        self._binding = None
+        buffers = self.engine.buffers
+        for i, ln in enumerate(self.launches):
+            if isinstance(ln, _HostStep):
+                step = ln.step
+
+                def desc(j: int) -> tuple[int, np.dtype, tuple[int, ...]]:
+                    return j, np.dtype(buffers[j]["dtype"]), shape_value(buffers[j]["shape"],
+                                                                         values)
+
+                ln.inputs = [desc(j) for j in step["inputs"]]
+                ln.outputs = [desc(j) for j in step["outputs"]]
+                ln.params = substitute_shapes(step["params"], values) if values else step["params"]
+                continue
+            if ln.grid_exprs:
+                ln.grid = grids[i]
+            for k, z in enumerate(ln.sizes):
+                ln.args.set(ln.first_size + k, values[z])
+        self._binding, self._values = key, dict(values)
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None
 
     def _run_on_host(self, step: _HostStep) -> None:
         from ember.runtime import cpu_kernels
@@ -294,6 +356,8 @@ class CudaExecutor:
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)
                 continue
+            if ln.empty:
+                continue
             cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
                         what=ln.what)
 
@@ -309,7 +373,7 @@ class CudaExecutor:
         for ln, end in zip(self.launches, events[1:], strict=True):
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)
-            else:
+            elif not ln.empty:
                 cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args,
                             what=ln.what)
             end.record(stream)
@@ -319,17 +383,19 @@ class CudaExecutor:
         events = self._events or []
         times.extend(a.elapsed_ms(b) for a, b in pairwise(events))
 
-    def run_async(self, stream_handle: int, times: list[float] | None = None) -> None:
-        """Run on bound device addresses, ordered after and before the work of the caller's
-        stream (through events); no copies and, without host steps, no host wait. With
-        `times` (profiling) each step is timed, which waits for the GPU."""
+    def run_async(self, stream_handle: int, values: Mapping[str, int],
+                  times: list[float] | None = None) -> None:
+        """Run on bound device addresses at these symbol values, ordered after and before the
+        work of the caller's stream (through events); no copies and, without host steps, no
+        host wait. With `times` (profiling) each step is timed, which waits for the GPU."""
+        self._bind(values)
         before, after = cuda.Event(timing=False), cuda.Event(timing=False)
         external = _ExternalStream(stream_handle, self.state.device)
         before.record(external)
         self.stream.wait_event(before)
         self._launch_all(times is not None)
         for buffer, ptr in self._copy_out.items():
-            n = _nbytes(self.engine.buffers[buffer])
+            n = _nbytes(self.engine.buffers[buffer], values)
             if n:
                 cuda.check(cuda.cu.cuMemcpyDtoDAsync(ptr, self.ptrs[buffer], n,
                                                      self.stream.handle),
@@ -339,9 +405,11 @@ class CudaExecutor:
         if times is not None:
             self._step_times(times)
 
-    def run(self, inputs: Mapping[str, np.ndarray],
+    def run(self, inputs: Mapping[str, np.ndarray], values: Mapping[str, int],
             times: list[float] | None = None) -> dict[str, np.ndarray]:
-        """Copy in, launch, copy out; with `times` (profiling), append each step's ms."""
+        """Copy in, launch, copy out at these symbol values; with `times` (profiling), append
+        each step's ms."""
+        self._bind(values)
         stream = self.stream
         engine = self.engine
         for name, d in engine.tensors.items():
@@ -351,7 +419,7 @@ class CudaExecutor:
         results: dict[str, np.ndarray] = {}
         for name, d in engine.tensors.items():
             if not d.is_input:
-                out = np.empty(d.shape, dtype=d.dtype)
+                out = np.empty(shape_value(d.spec, values), dtype=d.dtype)
                 cuda.copy_dtoh(out, self.ptrs[d.buffer], stream)
                 results[name] = out
         try:

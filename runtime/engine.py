@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ember.errors import EmberError, PlanError
-from ember.runtime.manifest import validate
+from ember.runtime.manifest import symbols_of, validate
 from ember.runtime.plan import Plan, read_plan
+from ember.runtime.symbolic import bind_symbols, dim_value, shape_value
 
 if TYPE_CHECKING:
     from ember.runtime.inspector import EngineInspector
@@ -32,10 +33,15 @@ class InputError(EmberError):
 class TensorDesc:
     name: str
     dtype: np.dtype
-    shape: tuple[int, ...]
+    spec: tuple[int | str, ...]    # dims: ints, and monomials of the plan's symbols ("N")
     format: str
     buffer: int
     is_input: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """TensorRT's form: -1 where a dim is symbolic."""
+        return tuple(d if isinstance(d, int) else -1 for d in self.spec)
 
 
 class Engine:
@@ -46,6 +52,8 @@ class Engine:
         self.manifest = m = plan.manifest
         self.weights = plan.section("weights") if "weights" in plan.section_names else None
         self.buffers, self.steps = validate(m, len(self.weights) if self.weights else 0)
+        # symbolic dims: name -> (min, opt, max); kernels take their values at run time
+        self.symbols = symbols_of(m)
         self.arena_bytes: int = m["arena_bytes"]
         self.tensors: dict[str, TensorDesc] = {}
         for is_input, key in ((True, "inputs"), (False, "outputs")):
@@ -67,7 +75,31 @@ class Engine:
         return list(self.tensors)[index]
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """The shape, -1 where a dim is dynamic (an optimization profile's range; a context's
+        `get_tensor_shape` gives the run's)."""
         return self._desc(name).shape
+
+    @property
+    def num_optimization_profiles(self) -> int:
+        return max(1, len(self.manifest.get("profiles") or []))
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int = 0
+                                 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) shapes of an input in an optimization profile. A plan's kernels
+        serve every profile: each symbol's range is the union of the profiles'."""
+        desc = self._desc(name)
+        if not 0 <= profile_index < self.num_optimization_profiles:
+            raise EmberError(f"profile index {profile_index} out of range; the engine has "
+                             f"{self.num_optimization_profiles} profile(s)")
+        profiles = self.manifest.get("profiles") or []
+        if not desc.is_input:
+            raise EmberError(f"'{name}' is an output; profiles give input shapes")
+        shapes = profiles[profile_index].get(name) if profiles else None
+        if isinstance(shapes, list) and len(shapes) == 3:
+            return tuple(tuple(int(d) for d in s) for s in shapes)  # type: ignore[return-value]
+        lo, opt, hi = (shape_value(desc.spec, {k: v[i] for k, v in self.symbols.items()})
+                       for i in range(3))
+        return lo, opt, hi
 
     def get_tensor_dtype(self, name: str) -> np.dtype:
         return self._desc(name).dtype
@@ -152,6 +184,13 @@ class ExecutionContext:
         self.engine = engine
         self._lock = threading.Lock()
         self._profiler: Profiler | None = None
+        # input shapes set for execute_async_v3 (TensorRT's set_input_shape), and the symbol
+        # values they give
+        self._input_shapes: dict[str, tuple[int, ...]] = {
+            n: t.spec for n, t in engine.tensors.items()
+            if t.is_input and all(isinstance(d, int) for d in t.spec)}  # type: ignore[misc]
+        self._values: dict[str, int] | None = {} if not engine.symbols else None
+        self._profile = 0
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 
@@ -198,12 +237,96 @@ class ExecutionContext:
             array = np.asarray(value)
             if array.dtype != desc.dtype:
                 raise InputError(f"input '{name}': expected dtype {desc.dtype}, got {array.dtype}")
-            if array.shape != desc.shape:
-                raise InputError(f"input '{name}': expected shape {list(desc.shape)}, got "
+            if not engine.symbols and array.shape != desc.spec:
+                raise InputError(f"input '{name}': expected shape {list(desc.spec)}, got "
                                  f"{list(array.shape)}")
             # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
             checked[name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
         return checked
+
+    def _bind(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
+        """Symbol values from input shapes, each checked against the active profile."""
+        engine = self.engine
+        if not engine.symbols:
+            return {}
+        ranges = dict(engine.symbols)
+        profiles = engine.manifest.get("profiles") or []
+        if len(profiles) > 1:  # the active profile's own range
+            for name, t in engine.tensors.items():
+                entry = profiles[self._profile].get(name)
+                if not t.is_input or not isinstance(entry, list) or len(entry) != 3:
+                    continue
+                for axis, d in enumerate(t.spec):
+                    if isinstance(d, str) and d in ranges:
+                        lo, hi = int(entry[0][axis]), int(entry[2][axis])
+                        ranges[d] = (max(lo, ranges[d][0]), ranges[d][1], min(hi, ranges[d][2]))
+        specs = [(n, t.spec) for n, t in engine.tensors.items() if t.is_input]
+        return bind_symbols(specs, shapes, ranges, InputError)
+
+    # -- dynamic shapes (TensorRT's names) ---------------------------------------------------
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        """The shape of an input for execute_async_v3 (within the active profile). Output
+        shapes follow (`get_tensor_shape`) once every dynamic input has one."""
+        desc = self.engine._desc(name)
+        if not desc.is_input:
+            raise InputError(f"'{name}' is an output; set_input_shape takes inputs")
+        shape = tuple(int(d) for d in shape)
+        trial = {**self._input_shapes, name: shape}
+        # this input alone now; all of them together (one value per symbol) once all are set
+        self._bind_partial(name, desc.spec, shape)
+        done = all(n in trial for n in self.engine.input_names)
+        values = self._bind(trial) if done else None
+        with self._lock:
+            self._input_shapes = trial
+            self._values = values
+        return True
+
+    def _bind_partial(self, name: str, spec: tuple, shape: tuple[int, ...]) -> None:
+        """One input's shape alone: its rank, static dims and symbols' ranges."""
+        if len(spec) != len(shape) or any(isinstance(d, int) and d != a
+                                          for d, a in zip(spec, shape, strict=False)):
+            raise InputError(f"input '{name}': expected shape {list(spec)}, got {list(shape)}")
+        for axis, (d, a) in enumerate(zip(spec, shape, strict=True)):
+            if isinstance(d, str) and d in self.engine.symbols:
+                lo, _, hi = self.engine.symbols[d]
+                if not lo <= a <= hi:
+                    raise InputError(f"input '{name}': dim {axis} ('{d}') is {a}, outside the "
+                                     f"optimization profiles' range [{lo}, {hi}]")
+
+    @property
+    def all_binding_shapes_specified(self) -> bool:
+        return self._values is not None
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """An I/O tensor's shape in this context: the set input shapes and what they give the
+        outputs; -1 for a dim not yet known."""
+        desc = self.engine._desc(name)
+        if desc.is_input and name in self._input_shapes:
+            return tuple(self._input_shapes[name])
+        if self._values is None:
+            return desc.shape
+        return tuple(dim_value(d, self._values) for d in desc.spec)
+
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: int = 0) -> bool:
+        """Choose the profile whose ranges bound this context's input shapes (one plan's kernels
+        serve every profile)."""
+        if not 0 <= profile_index < self.engine.num_optimization_profiles:
+            raise EmberError(f"profile index {profile_index} out of range; the engine has "
+                             f"{self.engine.num_optimization_profiles} profile(s)")
+        previous, self._profile = self._profile, profile_index
+        if self._values is not None and self.engine.symbols:
+            try:  # the input shapes already set must fit the new profile
+                values = self._bind(self._input_shapes)
+            except InputError:
+                self._profile = previous
+                raise
+            with self._lock:
+                self._values = values
+        return True
+
+    @property
+    def active_optimization_profile(self) -> int:
+        return self._profile
 
     # -- TensorRT's bound-address path (CUDA) -------------------------------------------------
     def _cuda(self, what: str):
@@ -232,23 +355,29 @@ class ExecutionContext:
         executor = self._cuda("execute_async_v3")
         profiler = self._profiler
         with self._lock:
+            values = self._values
+            if values is None:
+                missing = [n for n in self.engine.input_names if n not in self._input_shapes]
+                raise InputError(f"execute_async_v3: set_input_shape first for the dynamic "
+                                 f"input(s) {', '.join(map(repr, missing))}")
             if profiler is None:
-                executor.run_async(stream_handle)
+                executor.run_async(stream_handle, values)
                 return True
             times: list[float] = []
-            executor.run_async(stream_handle, times)
+            executor.run_async(stream_handle, values, times)
         self._report(profiler, times)
         return True
 
     def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """numpy in, numpy out (by name)."""
         checked = self._check_inputs(inputs)
+        values = self._bind({n: a.shape for n, a in checked.items()})
         profiler = self._profiler
         with self._lock:  # one run at a time per context: its arena is not shared
             if profiler is None:
-                return self._executor.run(checked)
+                return self._executor.run(checked, values)
             times: list[float] = []
-            result = self._executor.run(checked, times)
+            result = self._executor.run(checked, values, times)
         self._report(profiler, times)
         return result
 

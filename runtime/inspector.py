@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ember.errors import EmberError
+from ember.runtime.symbolic import expr_text
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -59,10 +60,10 @@ def tensor_format(buffer: Mapping[str, Any] | None,
 
 def _dims(values: Sequence[int]) -> str:
     """A launch's grid or block with its trailing 1s dropped: [8, 4, 1] -> "8x4"."""
-    dims = [int(v) for v in values]
+    dims = list(values)  # ints, or expressions over the plan's symbols
     while len(dims) > 1 and dims[-1] == 1:
         dims.pop()
-    return "x".join(map(str, dims))
+    return "x".join(expr_text(d) for d in dims)
 
 
 class EngineInspector:
@@ -82,7 +83,8 @@ class EngineInspector:
             self._buffers, self._steps = engine.buffers, engine.steps
         target = self.manifest.get("target")
         self._cuda_plan = isinstance(target, Mapping) and target.get("device") == "cuda"
-        # TensorRT's inspector reads shapes through a context; ember's plans are static
+        # TensorRT's inspector reads shapes through a context; here a dynamic dim is its
+        # symbol ("N", "8*N"), bound by the inputs' shapes at run time
         self.execution_context = None
 
     @property

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ember.errors import PlanError
+from ember.runtime.symbolic import SYMBOL, check_dim, dim_value, size_form
 
 BUFFER_KINDS = ("input", "weight", "arena", "view")
 _MAX_RANK = 64
@@ -56,14 +57,51 @@ def _dtype(value: Any, what: str) -> np.dtype:
     return dtype
 
 
-def _shape(value: Any, what: str) -> tuple[int, ...]:
+def _shape(value: Any, what: str, symbols: Mapping[str, Any] | None = None) -> tuple:
+    """A shape of ints and (with `symbols`) monomials of the plan's symbols."""
     if not isinstance(value, list) or len(value) > _MAX_RANK:
         raise PlanError(f"manifest: {what} has a bad shape {value!r}")
+    if symbols:
+        for d in value:
+            check_dim(d, symbols, what)
+        return tuple(value)
     return tuple(_int(d, f"a dim of {what}") for d in value)
 
 
-def nbytes(buffer: Mapping[str, Any]) -> int:
-    return math.prod(buffer["shape"]) * np.dtype(buffer["dtype"]).itemsize
+def nbytes(buffer: Mapping[str, Any], maxima: Mapping[str, int] | None = None) -> int:
+    """A buffer's bytes (at the symbols' `maxima` where its shape is symbolic)."""
+    return (math.prod(dim_value(d, maxima or {}) for d in buffer["shape"])
+            * np.dtype(buffer["dtype"]).itemsize)
+
+
+def symbols_of(manifest: Mapping[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """The plan's symbols: name -> (min, opt, max), checked."""
+    raw = manifest.get("symbols", {})
+    if not isinstance(raw, Mapping) or len(raw) > _MAX_RANK:
+        raise PlanError("manifest: 'symbols' must be an object")
+    out = {}
+    for name, r in raw.items():
+        if not SYMBOL.fullmatch(name) or not isinstance(r, list) or len(r) != 3:
+            raise PlanError(f"manifest: symbol {name!r} is malformed")
+        lo, opt, hi = (_int(v, f"a bound of symbol {name!r}", 1) for v in r)
+        if not lo <= opt <= hi or hi > 2**31 - 1:  # kernels take them as int
+            raise PlanError(f"manifest: symbol {name!r} has a bad range {r!r}")
+        out[name] = (lo, opt, hi)
+    return out
+
+
+def _check_profiles(manifest: Mapping[str, Any]) -> None:
+    """"profiles": a list of {input name: [min, opt, max] shapes of ints}."""
+    profiles = manifest.get("profiles", [])
+    if not isinstance(profiles, list) or len(profiles) > 1024:
+        raise PlanError("manifest: 'profiles' must be a list")
+    for k, p in enumerate(profiles):
+        if not isinstance(p, Mapping) or not all(
+                isinstance(v, list) and len(v) == 3 and all(
+                    isinstance(s, list) and len(s) <= _MAX_RANK and all(
+                        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s)
+                    for s in v) for v in p.values()):
+            raise PlanError(f"manifest: optimization profile #{k} is malformed")
 
 
 def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict], list[dict]]:
@@ -71,6 +109,9 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
     if not isinstance(manifest, Mapping):
         raise PlanError("manifest: not an object")
     arena = _int(manifest.get("arena_bytes"), "arena_bytes")
+    symbols = symbols_of(manifest)
+    _check_profiles(manifest)
+    maxima = {k: v[2] for k, v in symbols.items()}
     buffers = manifest.get("buffers")
     if not isinstance(buffers, list):
         raise PlanError("manifest: 'buffers' must be a list")
@@ -79,8 +120,8 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
         if not isinstance(b, dict) or b.get("id") != i or b.get("kind") not in BUFFER_KINDS:
             raise PlanError(f"manifest: {where} is malformed")
         _dtype(b.get("dtype"), where)
-        _shape(b.get("shape"), where)
-        size = nbytes(b)
+        _shape(b.get("shape"), where, symbols)
+        size = nbytes(b, maxima)
         kind = b["kind"]
         if kind in ("arena", "weight"):
             off = _int(b.get("offset"), f"{where}'s offset")
@@ -92,7 +133,8 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
             base = b.get("base")
             if not (isinstance(base, int) and not isinstance(base, bool) and 0 <= base < i):
                 raise PlanError(f"manifest: {where} views a bad base {base!r}")
-            if nbytes(buffers[base]) != size:
+            if (np.dtype(b["dtype"]).itemsize, size_form(b["shape"])) != (
+                    np.dtype(buffers[base]["dtype"]).itemsize, size_form(buffers[base]["shape"])):
                 raise PlanError(f"manifest: {where} differs in size from the buffer it views")
         elif not isinstance(b.get("name"), str):
             raise PlanError(f"manifest: input {where} has no name")
@@ -113,7 +155,7 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
                 raise PlanError(f"manifest: I/O tensor '{name}' names a bad buffer {j!r}")
             b = buffers[j]
             if (_dtype(t.get("dtype"), name) != np.dtype(b["dtype"])
-                    or _shape(t.get("shape"), name) != tuple(b["shape"])):
+                    or _shape(t.get("shape"), name, symbols) != tuple(b["shape"])):
                 raise PlanError(f"manifest: I/O tensor '{name}' disagrees with its buffer")
             if key == "inputs" and (b["kind"] != "input" or b["name"] != name):
                 raise PlanError(f"manifest: input '{name}' is not bound to its input buffer")

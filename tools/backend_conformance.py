@@ -8,7 +8,14 @@ again with those inputs' values as constants (initializers); such cases are coun
 as "const-params". Prints pass / unsupported / fail per op type and in total.
 
     python tools/backend_conformance.py [--filter 'test_conv*'] [--verbose] [--jobs N]
-        [--device cuda]
+        [--device cuda] [--symbolic] [--arch sm_90]
+
+`--symbolic` builds each case with dynamic shapes: every input dim 0 of size ≥ 2 becomes a
+symbol (one per distinct size) whose optimization profile is [1, size, size], so kernels take it
+as an argument, and runs it at the stored size. A case whose shapes cannot stay symbolic (an
+unknown dim) counts as unsupported. `--arch` builds CUDA kernels for that arch without running
+them on a GPU (run on the CPU): the summary then counts the steps left on the host, by template
+and reason.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 _PARAMETER_ERRORS = ("run-time parameters", "non-static shape", "shapes must be static",
-                     "cannot plan")
+                     "cannot plan", "unknown dim", "dynamic dims")
 
 
 def _array(x):
@@ -71,13 +78,41 @@ def _compare(name: str, have: np.ndarray, want: np.ndarray) -> str | None:
 
 
 DEVICE = "cpu"
+SYMBOLIC = False
+ARCH: str | None = None
 
 
-def _build(model):
+def _build(model, datasets=None):
     from ember.compiler.builder import BuilderConfig, build_model, detect_arch
 
-    arch = detect_arch() if DEVICE == "cuda" else None
-    return build_model(model, BuilderConfig(target_arch=arch))
+    arch = detect_arch() if DEVICE == "cuda" else ARCH
+    config = BuilderConfig(target_arch=arch, autotune=False if ARCH else None)
+    if SYMBOLIC and datasets:
+        model, profile = _symbolic(model, datasets[0][0])
+        if profile.shapes:
+            config.add_optimization_profile(profile)
+    return build_model(model, config)
+
+
+def _symbolic(model, inputs):
+    """The model with each input's dim 0 (size ≥ 2) named "d<size>", and a profile [1, size]."""
+    import onnx
+
+    from ember.compiler.builder import OptimizationProfile
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    profile = OptimizationProfile()
+    for vi in model.graph.input:
+        value = inputs.get(vi.name)
+        if (value is None or not vi.type.HasField("tensor_type") or value.ndim == 0
+                or value.shape[0] < 2):
+            continue
+        dim = vi.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_param = f"d{value.shape[0]}"
+        shape = tuple(value.shape)
+        profile.set_shape(vi.name, (1, *shape[1:]), shape, shape)
+    return model, profile
 
 
 def run_case(case) -> tuple[str, str, str, str]:
@@ -101,7 +136,7 @@ def run_case(case) -> tuple[str, str, str, str]:
     const = False
     try:
         try:
-            manifest, sections = _build(model)
+            manifest, sections = _build(model, datasets)
         except EmberError as e:
             if isinstance(e, UnsupportedError) or not any(s in str(e) for s in
                                                           _PARAMETER_ERRORS):
@@ -112,7 +147,7 @@ def run_case(case) -> tuple[str, str, str, str]:
             params = in_names[1:]
             model = _with_constants(model, params, datasets[0][0])
             datasets = [({n: v for n, v in d.items() if n not in params}, o) for d, o in datasets]
-            manifest, sections = _build(model)
+            manifest, sections = _build(model, datasets)
             const = True
     except EmberError as e:
         return case.name, op, "unsupported", f"{type(e).__name__}: {str(e).splitlines()[0]}"
@@ -128,8 +163,10 @@ def run_case(case) -> tuple[str, str, str, str]:
                     return case.name, op, "fail", problem
     except Exception as e:
         return case.name, op, "fail", f"run: {type(e).__name__}: {str(e).splitlines()[0][:150]}"
-    host = sum(s.get("device") == "cpu" for s in manifest["steps"])
-    return case.name, op, "pass-const" if const else "pass", f"host steps {host}" if host else ""
+    host = [f"{s['template']}: {s.get('fallback', '').split(': ', 2)[-1][:90]}"
+            for s in manifest["steps"] if s.get("device") == "cpu"]
+    return (case.name, op, "pass-const" if const else "pass",
+            f"host steps {len(host)}|" + "|".join(host) if host else "")
 
 
 def main() -> int:
@@ -138,9 +175,12 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per CPU)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--symbolic", action="store_true",
+                        help="dynamic dim 0 on every input (see the module docstring)")
+    parser.add_argument("--arch", help="build CUDA kernels for this arch, run on the CPU")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, SYMBOLIC, ARCH
+    DEVICE, SYMBOLIC, ARCH = args.device, args.symbolic, args.arch
     warnings.filterwarnings("ignore")
     from onnx.backend.test.case.node import collect_testcases
 
@@ -151,10 +191,12 @@ def main() -> int:
     per_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     details: dict[str, list[str]] = collections.defaultdict(list)
     host_fallback = 0
+    reasons: collections.Counter = collections.Counter()
     for name, op, status, detail in results:
         per_op[op][status] += 1
         if status.startswith("pass") and detail.startswith("host steps"):
             host_fallback += 1
+            reasons.update(detail.split("|")[1:])
         elif status != "pass":
             details[status].append(f"{name}: {detail}" if detail else name)
     total = collections.Counter()
@@ -170,9 +212,11 @@ def main() -> int:
     print(f"passed {passed} of {len(cases)} ({total['pass-const']} with run-time parameter "
           f"inputs compiled as constants); unsupported {total['unsupported']}; "
           f"failed {total['fail']}")
-    if DEVICE == "cuda":
+    if DEVICE == "cuda" or ARCH:
         print(f"{host_fallback} of the passing cases ran some steps on the host (no CUDA kernel "
               f"for their template yet)")
+        for reason, count in reasons.most_common(40 if args.verbose else 15):
+            print(f"  {count:4d}  {reason}")
     for status in ("pass-const", "fail", "unsupported"):
         items = details.get(status, [])
         if not items:

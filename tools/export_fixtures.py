@@ -1,6 +1,7 @@
 """Export small PyTorch models to ONNX as test fixtures (run where torch is installed, e.g. the
 GPU host): a 2-layer BERT encoder with BERT-base's graph shape (hidden 64, 4 heads, seq 16, a
-100-token vocabulary) exported exactly as benchmarks/bench_models.py exports BERT-base.
+100-token vocabulary) exported exactly as benchmarks/bench_models.py exports BERT-base; and the
+same with a dynamic batch axis, as benchmarks/bench_dynamic.py exports it.
 
     python tools/export_fixtures.py OUT_DIR
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 
-def bert_tiny() -> bytes:
+def bert_tiny(dynamic_batch: bool = False) -> bytes:
     import torch
     from transformers import BertConfig, BertModel
 
@@ -35,7 +36,9 @@ def bert_tiny() -> bytes:
     mask = torch.ones((2, 16), dtype=torch.int64)
     buf = io.BytesIO()
     torch.onnx.export(model, (ids, mask), buf, input_names=["input_ids", "attention_mask"],
-                      output_names=["y"], opset_version=17, dynamo=False)
+                      output_names=["y"], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch"} for n in ("input_ids", "attention_mask", "y")}
+                      if dynamic_batch else None)
     return buf.getvalue()
 
 
@@ -43,7 +46,8 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     (out / "bert_tiny.onnx").write_bytes(bert_tiny())
-    print("wrote", out / "bert_tiny.onnx")
+    (out / "bert_tiny_dynamic.onnx").write_bytes(bert_tiny(dynamic_batch=True))
+    print("wrote", out / "bert_tiny.onnx", out / "bert_tiny_dynamic.onnx")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo, the GPU
-# conformance sweep (CONFORMANCE=0 skips it) and the benchmarks (BENCH=0 skips them), in one
+# conformance sweep (CONFORMANCE=0 skips it; SYMBOLIC=0 skips its dynamic-shape run), the
+# dynamic-vs-static benchmark (DYNAMIC=0 skips it) and the benchmarks (BENCH=0 skips them), in one
 # call of the device tool (about 6 minutes on an H100; PEERS=eager,ort skips torch.compile):
 #   device run, carry [".gpu-wheels"], command "bash tools/gpu_check.sh"
 # `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
@@ -21,6 +22,17 @@ if [ -f tools/backend_conformance.py ] && [ "${CONFORMANCE:-1}" = 1 ]; then
   echo "== conformance on the GPU"
   python3 tools/backend_conformance.py --device cuda > "$OUT/conformance_cuda.log" 2>&1
   tail -5 "$OUT/conformance_cuda.log"
+fi
+if [ -f tools/backend_conformance.py ] && [ "${SYMBOLIC:-1}" = 1 ]; then
+  echo "== conformance on the GPU with dynamic dim 0 (kernels take it as an argument)"
+  python3 tools/backend_conformance.py --device cuda --symbolic > "$OUT/conformance_symbolic.log" 2>&1
+  grep -A12 "^passed" "$OUT/conformance_symbolic.log"
+  grep -A12 "^fail (" "$OUT/conformance_symbolic.log"
+fi
+if [ "${DYNAMIC:-1}" = 1 ]; then
+  echo "== dynamic batch vs static plans (benchmarks/bench_dynamic.py)"
+  (cd benchmarks && python3 -W ignore bench_dynamic.py --repeats 10 2>&1 \
+    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_dynamic.log")
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   echo "== benchmarks (benchmarks/RESULTS.md)"

@@ -3,7 +3,9 @@
 A template turns one plan step's parameters (the nn op's properties plus the static shapes and
 dtypes of its operands and results) into readable CUDA C for one tactic. Every kernel's signature
 is `extern "C" __global__ void <name>(const T* in0, ..., T* out0, ...)`: pointers only, every
-size a compile-time constant.
+static size a compile-time constant. Where a plan's dims are symbolic, shapes arrive as `Sym`s
+(codegen/symbolic.py): they print as C expressions over `int sz_<symbol>` arguments that
+plan_kernels appends to the signature, and a template's grid may hold them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ember.codegen.scalar_c import PRELUDE, c_type
+from ember.codegen.symbolic import cdiv, is_sym, smin, upper
 from ember.errors import UnsupportedError
 
 
@@ -28,6 +31,9 @@ class KernelSpec:
     # `counters` (bytes), and `ws` (bytes) that steps share; 0: neither argument
     counter_bytes: int = 0
     workspace_bytes: int = 0
+    # symbols whose values the kernel takes as trailing `int sz_<name>` arguments (a plan with
+    # dynamic shapes; set by plan_kernels, not by templates)
+    size_args: tuple[str, ...] = ()
 
 
 # template name (a plan step's "template") -> module in this package
@@ -59,7 +65,7 @@ GRID_STRIDE_BLOCKS = 65536  # grid-stride kernels launch at most this many block
 def prod(values: Sequence[int]) -> int:
     out = 1
     for v in values:
-        out *= int(v)
+        out = out * v
     return out
 
 
@@ -68,7 +74,7 @@ def strides_of(shape: Sequence[int]) -> list[int]:
     out, acc = [], 1
     for d in reversed(shape):
         out.append(acc)
-        acc *= int(d)
+        acc = acc * d
     return out[::-1]
 
 
@@ -76,14 +82,14 @@ def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int]) -> list[in
     """Strides of `shape` read at `out_shape`'s coordinates under numpy broadcasting (0 where a
     dim is broadcast)."""
     rank = len(out_shape)
-    padded = [1] * (rank - len(shape)) + [int(d) for d in shape]
+    padded = [1] * (rank - len(shape)) + list(shape)
     st = strides_of(padded)
     return [0 if padded[i] == 1 and out_shape[i] != 1 else st[i] for i in range(rank)]
 
 
 def index_type(*sizes: int) -> str:
-    """`int` while every index fits, else `long long`."""
-    return "int" if max(sizes, default=0) < 2**31 - 1 else "long long"
+    """`int` while every index fits (at the profile's max shapes), else `long long`."""
+    return "int" if max((upper(s) for s in sizes), default=0) < 2**31 - 1 else "long long"
 
 
 def decompose(var: str, shape: Sequence[int], prefix: str, indent: str = "    ",
@@ -130,8 +136,15 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
 
 
 def grid_1d(n: int, block: int = 256) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    if is_sym(n):  # a run-time size is at least 1
+        return (smin(cdiv(n, block), GRID_STRIDE_BLOCKS), 1, 1), (block, 1, 1)
     blocks = max(1, min(-(-n // block), GRID_STRIDE_BLOCKS))
     return (blocks, 1, 1), (block, 1, 1)
+
+
+def grid_blocks(n: int, limit: int = 65535) -> int:
+    """Blocks of a loop striding over `n` rows, one block per row up to `limit`."""
+    return smin(n, limit) if is_sym(n) else max(1, min(n, limit))
 
 
 def grid_stride_loop(n: int, itype: str) -> str:
@@ -141,7 +154,7 @@ def grid_stride_loop(n: int, itype: str) -> str:
 
 def block_size_for(n: int, lo: int = 32, hi: int = 256) -> int:
     """The power-of-two block size for a cooperative reduction over `n` values."""
-    b = lo
+    b, n = lo, upper(n)
     while b < hi and b < n:
         b *= 2
     return b

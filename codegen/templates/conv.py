@@ -23,6 +23,7 @@ don't care); other direct convs one thread per output element.
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -234,7 +235,7 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                             workspace=gemm.splits > 1),
                   body, prelude=uses_mod(params))
     grid = gemm.grid(m_size, n_size, cv.groups)
-    if grid[1] > 65535 or grid[2] > 65535:
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
     return KernelSpec(text, grid, (tile.threads, 1, 1), 0,
                       *gemm.workspace_bytes(m_size, n_size, cv.groups,

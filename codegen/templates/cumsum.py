@@ -5,6 +5,7 @@ numpy's cumsum does."""
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     grid_1d,
@@ -27,7 +28,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     axis = int(params["axis"]) % len(shape)
     exclusive, reverse = bool(params.get("exclusive")), bool(params.get("reverse"))
     dim, inner = shape[axis], prod(shape[axis + 1:])
-    n = prod(shape) // dim if dim else 0
+    n = prod(shape) // dim if is_sym(dim) or dim else 0
     itype = index_type(prod(shape))
     t = c_type(dtype)
     loop = (f"for (long long j = {dim - 1}; j >= 0; --j)" if reverse

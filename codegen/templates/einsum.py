@@ -6,6 +6,7 @@ here (a repeated label adds its strides — a diagonal —, a broadcast "..." di
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import SymbolicError, is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -21,6 +22,16 @@ from ember.dialects.nn.linear import parse_einsum
 from ember.errors import ShapeError, UnsupportedError
 
 
+def _broadcast(a: int, b: int) -> int:
+    """The broadcast size of a "..." dim of sizes a and b, one of them symbolic."""
+    if a == 1 or a == b:
+        return b
+    if b == 1:
+        return a
+    # whether the symbolic size is 1 (a broadcast, stride 0) is known only at run time
+    raise SymbolicError(f"einsum broadcasts '...' dims of sizes {a} and {b}")
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     shapes = [list(s) for s in params["in_shapes"]]
     dtype = params["out_dtypes"][0]
@@ -34,7 +45,10 @@ def emit(name: str, params: dict) -> KernelSpec:
     sizes: dict[str, int] = {}
     for term, shape in zip(terms, shapes, strict=True):
         for lab, d in zip(term, shape, strict=True):
-            sizes[lab] = max(sizes.get(lab, 1), d) if lab.isdigit() else d
+            if lab.isdigit() and (is_sym(d) or is_sym(sizes.get(lab, 1))):
+                sizes[lab] = _broadcast(sizes.get(lab, 1), d)
+            else:
+                sizes[lab] = max(sizes.get(lab, 1), d) if lab.isdigit() else d
     summed = [lab for term in terms for lab in term if lab not in out]
     summed = list(dict.fromkeys(summed))
     # per operand: label -> element stride (0 where a "..." dim of size 1 broadcasts)
@@ -58,7 +72,7 @@ def emit(name: str, params: dict) -> KernelSpec:
 
     def offset(k: int, coord: dict[str, str]) -> str:
         terms_ = [f"(size_t){coord[lab]} * {s}" for lab, s in op_strides[k].items()
-                  if s and lab in coord]
+                  if s != 0 and lab in coord]
         return " + ".join(terms_) or "0"
 
     out_coord = {lab: f"o{j}" for j, lab in enumerate(out)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
@@ -47,5 +48,13 @@ def copy_kernel(name: str, params: dict, strides: Sequence[int], what: str, base
 
 def emit(name: str, params: dict) -> KernelSpec:
     out_shape = list(params["out_shapes"][0])
-    return copy_kernel(name, params, broadcast_strides(params["in_shapes"][0], out_shape),
-                       "expand")
+    shape = list(params["in_shapes"][0])
+    padded = [1] * (len(out_shape) - len(shape)) + shape
+    modulo = None
+    if any(is_sym(d) and d != o for d, o in zip(padded, out_shape, strict=True)):
+        # a symbolic input dim not provably the output's is 1 (broadcast) or the output's
+        # length at run time: c % dim reads coordinate 0 or c
+        modulo = [d if is_sym(d) and d != o else o for d, o in zip(padded, out_shape,
+                                                                     strict=True)]
+    return copy_kernel(name, params, broadcast_strides(shape, out_shape), "expand",
+                       modulo=modulo)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import is_sym, typical
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,12 @@ def _itemsize(params: dict) -> int:
 def gemm_for(params: dict, m: int, n: int, k: int, batch: int) -> Gemm:
     """The tactic a step's params name (`params["tactic"]`, set by the autotuner), else the
     cost model's choice. A named tactic must be one of the candidate tiles and fit."""
+    # symbolic sizes: chosen for the profile's opt shapes; no split-K along a symbolic K
+    split_k = not is_sym(k)
+    m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     tactic = params.get("tactic")
     if not tactic or forced_tile is not None:
-        return choose(m, n, k, batch, itemsize=_itemsize(params))
+        return choose(m, n, k, batch, split_k=split_k, itemsize=_itemsize(params))
     tile = Tile(*(int(v) for v in tactic["tile"]))
     if tile not in [t for t, _, _ in TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the GEMM tiles")
@@ -175,7 +179,7 @@ def gemm_for(params: dict, m: int, n: int, k: int, batch: int) -> Gemm:
         raise ValueError(f"tactic tile {tile} needs more than {SHARED_LIMIT} bytes of shared "
                          "memory for this element type")
     splits = int(tactic.get("splits", 1))
-    if not 1 <= splits <= -(-k // tile.bk):
+    if not 1 <= splits <= -(-k // tile.bk) or (splits > 1 and not split_k):
         raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
     return Gemm(tile, splits)
 

@@ -11,6 +11,7 @@ from ember.codegen.templates import (
     block_size_for,
     broadcast_strides,
     decompose,
+    grid_blocks,
     linear,
     prod,
     signature,
@@ -68,7 +69,7 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
                    f"{passes} with shared-memory trees"],
                   signature(name, params["in_dtypes"], [dtype]), body, helpers=BLOCK_REDUCE)
-    return KernelSpec(text, (max(1, min(rows, 65535)), 1, 1), (block, 1, 1), 0)
+    return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

@@ -4,6 +4,7 @@ GEMM main loop of `gemm_tiles` (tile chosen by the shape), the epilogue applied 
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
@@ -35,8 +36,9 @@ def _geometry(params: dict) -> tuple:
     k = a_shape[-2] if ta else a_shape[-1]
     n = b_shape[-2] if tb else b_shape[-1]
     nb = max(len(a_shape), len(b_shape)) - 2
-    batch = [max(x, y) for x, y in zip([1] * (nb - len(a_shape) + 2) + a_shape[:-2],
-                                       [1] * (nb - len(b_shape) + 2) + b_shape[:-2], strict=True)]
+    batch = [y if x == 1 else x for x, y in zip([1] * (nb - len(a_shape) + 2) + a_shape[:-2],
+                                                [1] * (nb - len(b_shape) + 2) + b_shape[:-2],
+                                                strict=True)]
     return m, n, k, a_shape, b_shape, ta, tb, batch
 
 
@@ -72,8 +74,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     body = [f"    const int b = blockIdx.z / {gemm.splits};"]
     if batch:
         body += decompose("b", batch, "bc", "    ")
-        a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s) or "0"
-        b_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(b_bs) if s) or "0"
+        a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s != 0) or "0"
+        b_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(b_bs) if s != 0) or "0"
     else:
         a_off = b_off = "0"
     body += [f"    const size_t a_base = {a_off};",
@@ -96,7 +98,7 @@ def emit(name: str, params: dict) -> KernelSpec:
                             workspace=gemm.splits > 1),
                   body, prelude=uses_mod(params))
     grid = gemm.grid(m, n, nbatch)
-    if grid[1] > 65535 or grid[2] > 65535:
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
     return KernelSpec(text, grid, (tile.threads, 1, 1), 0,
                       *gemm.workspace_bytes(m, n, nbatch, 8 if dtype == "float64" else 4))

@@ -4,6 +4,7 @@ element mapping each coordinate back into the (cropped) input."""
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -19,7 +20,7 @@ from ember.errors import UnsupportedError
 
 
 def emit(name: str, params: dict) -> KernelSpec:
-    shape = [int(d) for d in params["in_shapes"][0]]
+    shape = [d if is_sym(d) else int(d) for d in params["in_shapes"][0]]
     out_shape = list(params["out_shapes"][0])
     dtype = params["out_dtypes"][0]
     mode = params["mode"]
@@ -52,6 +53,11 @@ def emit(name: str, params: dict) -> KernelSpec:
         else:  # reflect (no repeat of the edge)
             if length == 1:
                 body.append("            j = 0;")
+            elif is_sym(length):  # a kept length of 1 (period 0) is known only at run time
+                period = 2 * (length - 1)
+                body.append(f"            if ({length} == 1) j = 0;")
+                body.append(f"            else {{ j %= {period}; if (j < 0) j += {period}; "
+                            f"if (j >= {length}) j = {period} - j; }}")
             else:
                 period = 2 * (length - 1)
                 body.append(f"            j %= {period}; if (j < 0) j += {period};")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.codegen.scalar_c import c_type
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -33,6 +34,11 @@ def param_index(params: dict, x_shape: list[int], p_shape: list[int], op: str,
     block = int(params.get("block_size") or 0)
     inner = prod(x_shape[axis + 1:])
     if not block:
+        count = prod(p_shape)
+        if is_sym(count) and count != x_shape[axis]:
+            # a run-time count is 1 (per tensor: index 0) or the axis's length (per axis); the
+            # second `%` covers both
+            return [], f"((i / {inner}) % {x_shape[axis]}) % {count}", f"per axis {axis} or tensor"
         if prod(p_shape) != x_shape[axis]:
             raise UnsupportedError(f"CUDA {op}: a scale of shape {p_shape} for axis {axis} of "
                                    f"{x_shape}")

@@ -12,6 +12,7 @@ from ember.codegen.templates import (
     KernelSpec,
     block_size_for,
     decompose,
+    grid_blocks,
     linear,
     prod,
     signature,
@@ -66,7 +67,7 @@ def emit(name: str, params: dict) -> KernelSpec:
              .replace("SQRT", "sqrt" + math_sfx).replace("LOG", "log" + math_sfx))
     mapped = mapped.replace("EXP", "exp" + math_sfx)
     block = block_size_for(n_red)
-    blocks = max(1, min(n_out, 65535))
+    blocks = grid_blocks(n_out)
     body = [f"    __shared__ {acc} smem[{block}];",
             f"    for (int o = blockIdx.x; o < {n_out}; o += gridDim.x) {{"]
     body += decompose("o", kept_shape, "k", "        ") if kept_shape else []

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.symbolic import SymbolicError, is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -50,6 +51,16 @@ def _table(ctype: str, name: str, values: np.ndarray) -> str:
             + ",\n    ".join(rows) + "\n};")
 
 
+def _scaled(d: int, scale: float) -> int:
+    """floor(d * scale); a symbolic d only where the axis is not resized."""
+    if is_sym(d):
+        if scale != 1.0:
+            raise SymbolicError(f"resize bakes per-axis tables: the symbolic size {d} is "
+                                f"scaled by {scale}")
+        return d
+    return int(math.floor(d * scale))
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     shape = list(params["in_shapes"][0])
     out_shape = list(params["out_shapes"][0])
@@ -62,8 +73,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     rank = len(shape)
     scales = [float(s) for s in params["scales"]]
     sizes = params.get("sizes") or [-1] * rank
-    sizes = [int(n) if n >= 0 else int(math.floor(d * s))
-             for d, s, n in zip(shape, scales, sizes, strict=True)]
+    sizes = [int(n) if n >= 0 else _scaled(d, s) for d, s, n in zip(shape, scales, sizes,
+                                                                     strict=True)]
     if sizes != out_shape:
         raise UnsupportedError(f"CUDA resize: sizes {sizes} differ from the result {out_shape}")
     if 0 in shape:
@@ -76,6 +87,9 @@ def emit(name: str, params: dict) -> KernelSpec:
                                            and math.isclose(axis_roi[1], 1.0))
         if math.isclose(scales[a], 1.0) and sizes[a] == shape[a] and trivial_roi:
             continue
+        if is_sym(shape[a]) or is_sym(sizes[a]):
+            raise SymbolicError(f"resize bakes per-axis tables: axis {a} of {shape} -> "
+                                f"{out_shape} must be static")
         index, weights, outside = _axis_table(params, shape[a], sizes[a], scales[a], axis_roi)
         axes.append(a)
         tables.append((index, weights, outside))
@@ -97,7 +111,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     body = [grid_stride_loop(n, itype)]
     body += decompose("i", out_shape, "o", "        ", itype)
     fixed = " + ".join(f"(size_t)o{d} * {in_st[d]}" for d in range(rank)
-                       if d not in axes and in_st[d]) or "0"
+                       if d not in axes and in_st[d] != 0) or "0"
     body += [f"        const size_t base = {fixed};", "        double acc = 0;"]
     indent = "        "
     terms = []

@@ -8,6 +8,7 @@ from ember.codegen.templates import (
     BLOCK_REDUCE,
     KernelSpec,
     block_size_for,
+    grid_blocks,
     prod,
     signature,
     source,
@@ -53,4 +54,4 @@ def emit(name: str, params: dict) -> KernelSpec:
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
                    "shared-memory trees for max and sum"],
                   signature(name, [dtype], [dtype]), body, helpers=BLOCK_REDUCE)
-    return KernelSpec(text, (max(1, min(rows, 65535)), 1, 1), (block, 1, 1), 0)
+    return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)

@@ -28,8 +28,8 @@ from ember.dialects.tensor_types import (
     Shape,
     element_type_of,
     format_of,
+    plan_dims,
     shape_of,
-    static_shape,
     tensor_type,
 )
 from ember.errors import ShapeError
@@ -129,7 +129,8 @@ def kernel_params(op: NNOp, inputs: Sequence[np.ndarray] | None = None) -> dict[
     numpy dtype names), "dynamic" (the present run-time parameter operands of ops with several
     optional ones), in_shapes / in_dtypes / out_shapes / out_dtypes.
 
-    Without `inputs` (a plan) every shape must be static (else ShapeError). With `inputs`
+    Without `inputs` (a plan) every dim must be static or a product of symbols ("768*N", bound
+    at run time), else ShapeError. With `inputs`
     (evaluate) the input shapes and dtypes are the arrays'; result dims are made concrete with
     the symbols the inputs bind, None where still unknown (out_shapes[i] is None if unranked)."""
     params: dict[str, Any] = {}
@@ -146,10 +147,10 @@ def kernel_params(op: NNOp, inputs: Sequence[np.ndarray] | None = None) -> dict[
     if present:
         params["dynamic"] = present
     if inputs is None:
-        def static(v: SSAValue) -> list[int]:
-            shape = static_shape(v)
+        def static(v: SSAValue) -> list[Dim]:
+            shape = plan_dims(v)
             if shape is None:
-                raise ShapeError(f"{op.name} has a non-static shape ({v.type})")
+                raise ShapeError(f"{op.name} has a shape with an unknown dim ({v.type})")
             return list(shape)
 
         params["in_shapes"] = [static(v) for v in op.operands]

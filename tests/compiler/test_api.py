@@ -152,7 +152,7 @@ def test_symbolic_batch_builds_with_a_profile_shape(tmp_path, capsys):
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     onnx.save(model, tmp_path / "dyn.onnx")
     assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "a.plan")]) == 1
-    assert "non-static shape" in capsys.readouterr().err
+    assert "input(s) 'x' ['N', 3, 8, 8] have dynamic dims" in capsys.readouterr().err
     assert not (tmp_path / "a.plan").exists()
     assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "a.plan"),
                  "--shapes", "x:2x3x8x8"]) == 0
@@ -161,6 +161,35 @@ def test_symbolic_batch_builds_with_a_profile_shape(tmp_path, capsys):
     assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "b.plan"),
                  "--shapes", "z:2x3x8x8"]) == 1
     assert "unknown input" in capsys.readouterr().err
+
+
+def test_cli_builds_a_dynamic_batch_plan_that_runs_any_batch_of_its_range(tmp_path, capsys):
+    from ember.compiler.cli import main
+
+    model = small_cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, tmp_path / "dyn.onnx")
+    plan = tmp_path / "dyn.plan"
+    assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(plan), "--min-shapes",
+                 "x:1x3x8x8", "--opt-shapes", "x:2x3x8x8", "--max-shapes", "x:6x3x8x8"]) == 0
+    assert "dynamic dims (min, opt, max; the arena is planned for max): N (1, 2, 6)" in \
+        capsys.readouterr().out
+    engine = ember.Runtime("cpu").load(plan)
+    assert engine.get_tensor_shape("x") == (-1, 3, 8, 8)
+    assert engine.get_tensor_profile_shape("x", 0) == ((1, 3, 8, 8), (2, 3, 8, 8), (6, 3, 8, 8))
+    static = ember.compile(small_cnn(), device="cpu")  # batch 2
+    for batch in (1, 5):
+        x = np.concatenate([X] * 3)[:batch]
+        got = engine(x=x)["y"]
+        for i in range(batch):
+            pair = np.concatenate([x[i:i + 1], x[i:i + 1]])
+            np.testing.assert_allclose(got[i], static(x=pair)["y"][0], rtol=1e-6, atol=1e-7)
+    assert main(["run", str(plan), "--device", "cpu"]) == 0  # random inputs at the opt shape
+    assert "y: float32[2, " in capsys.readouterr().out
+    assert main(["build", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "c.plan"),
+                 "--min-shapes", "x:1x3x8x8", "--max-shapes", "x:6x3x8x8"]) == 1
+    assert "go together" in capsys.readouterr().err
+    assert not (tmp_path / "c.plan").exists()
 
 
 def test_ember_run_reads_and_writes_npz(tmp_path, capsys):

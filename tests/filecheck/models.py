@@ -27,6 +27,33 @@ def reshape_chain(batch):
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
+def expand_chain():
+    """PyTorch's `t.expand(x.size(0), 4)`: the target shape from Shape -> Gather -> Concat, and
+    a -1 turned into 1 through ConstantOfShape -> Mul(-1) -> Equal -> Where."""
+    nodes = [
+        h.make_node("Shape", ["x"], ["shape"], name="shape"),
+        h.make_node("Gather", ["shape", "zero"], ["n"], name="gather", axis=0),
+        h.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsqueeze"),
+        h.make_node("Concat", ["n1", "four"], ["size"], name="concat", axis=0),
+        h.make_node("ConstantOfShape", ["two"], ["ones"], name="ones",
+                    value=numpy_helper.from_array(np.array([1], np.int64))),
+        h.make_node("Mul", ["ones", "minus_one"], ["neg"], name="neg"),
+        h.make_node("Equal", ["size", "neg"], ["is_neg"], name="equal"),
+        h.make_node("Where", ["is_neg", "ones", "size"], ["target"], name="where"),
+        h.make_node("Expand", ["t", "target"], ["y"], name="expand"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([4], np.int64), "four"),
+             numpy_helper.from_array(np.array([2], np.int64), "two"),
+             numpy_helper.from_array(np.array(-1, np.int64), "minus_one"),
+             numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "t")]
+    graph = h.make_graph(nodes, "expand_chain",
+                         [h.make_tensor_value_info("x", T.FLOAT, ["N", 3])],
+                         [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
 def conv_relu_add():
     """A residual block's tail with named weights: Relu(Conv(x, W, B)) + x."""
     w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "conv1.weight")
@@ -44,6 +71,7 @@ MODELS = {
     "reshape_chain_static": lambda: reshape_chain(2),
     "reshape_chain_symbolic": lambda: reshape_chain("N"),
     "conv_relu_add": conv_relu_add,
+    "expand_chain": expand_chain,
 }
 
 if __name__ == "__main__":

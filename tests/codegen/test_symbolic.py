@@ -1,0 +1,48 @@
+"""`Sym`, the symbolic size templates compute with: canonical arithmetic, C text, the runtime's
+JSON expressions, and the questions it refuses."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ember.codegen.symbolic import Sym, SymbolicError, cdiv, smin, symbol_bounds, upper
+from ember.runtime.symbolic import expr_value
+
+N, M = Sym("N"), Sym("M")
+
+
+def test_arithmetic_is_canonical_and_provable():
+    assert Sym.parse("768*N") == N * 768 == 768 * N
+    assert N * 3 * 224 * 224 // 4 == N * 37632
+    assert (N * 768) % 4 == 0 and (N * 768) // N == 768
+    assert (N + 1) - N == 1 and N - N == 0
+    assert N != 1 and (N == 1) is False  # provable equality only
+
+
+@pytest.mark.parametrize("expr", [N + 1, 2 * N + 1, N * M + N, cdiv(N * 5 + 3, 4),
+                                  smin(cdiv(N * 100, 256), 65536), (N * 5 + 3) // 2,
+                                  (N * 7) % 3, -(-(N * 3) // 8)])
+def test_json_and_c_agree_with_python_for_every_binding(expr):
+    for n, m in itertools.product((1, 2, 7, 300), (1, 5)):
+        values = {"N": n, "M": m}
+        assert expr_value(expr.to_json(), values) == expr.value(values)
+        c = expr.c().replace("sz_N", str(n)).replace("sz_M", str(m)).replace("(long long)", "")
+        c = c.replace("/", "//").replace("min(", "min(")  # operands are never negative
+        assert eval(c) == expr.value(values), (expr.c(), values)  # noqa: S307 - test-only text
+
+
+def test_c_text():
+    assert (N + 1).c() == "(sz_N + 1)"
+    assert (N * 3).c() == "(sz_N*3)" and N.c() == "sz_N"
+    with symbol_bounds({"N": (1, 2, 100000), "M": (1, 2, 100000)}):
+        assert upper(N * M) == 10**10
+        assert (N + N * M).c() == "((long long)sz_N + (long long)sz_M*sz_N)"
+
+
+def test_questions_only_a_number_answers_are_refused():
+    for question in (lambda: N < 4, lambda: max(N, 1), lambda: int(N), lambda: range(N),
+                     lambda: bool(N), lambda: (N - 5) // 2, lambda: (N - 5) % 3):
+        with pytest.raises(SymbolicError):
+            question()
