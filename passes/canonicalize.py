@@ -37,14 +37,14 @@ class RemoveNoOp(RewritePattern):
             # tensor<?x?xf32> -> tensor<?x?xf32> may reshape [2, 6] into [3, 4]
             shape = shape_of(x)
             if shape is not None and UNKNOWN not in shape:
-                rewriter.replace_op(op, [], [x])
+                rewriter.replace(op, [], [x])
         elif name == "nn.cast" or (name == "nn.concat" and len(op.operands) == 1):
-            rewriter.replace_op(op, [], [x])
+            rewriter.replace(op, [], [x])
         elif name == "nn.transpose" and list(op.prop("perm")) == sorted(op.prop("perm")):
-            rewriter.replace_op(op, [], [x])
+            rewriter.replace(op, [], [x])
         elif name == "nn.slice" and len(op.operands) == 1 and static_shape(x) is not None \
                 and all(s == 1 for s in op.prop("steps", [1])):
-            rewriter.replace_op(op, [], [x])
+            rewriter.replace(op, [], [x])
 
 
 class MergeReshapes(RewritePattern):
@@ -61,7 +61,7 @@ class MergeReshapes(RewritePattern):
         if shape is None or list(shape).count(UNKNOWN) > 1:
             return
         new = build(type(op), [inner.operands[0]], result_types=[op.results[0].type])
-        rewriter.replace_op(op, new)
+        rewriter.replace(op, new)
 
 
 class ComposeTransposes(RewritePattern):
@@ -75,7 +75,7 @@ class ComposeTransposes(RewritePattern):
             return
         p, q = list(inner.prop("perm")), list(op.prop("perm"))
         new = build(type(op), [inner.operands[0]], {"perm": [p[i] for i in q]})
-        rewriter.replace_op(op, new)
+        rewriter.replace(op, new)
 
 
 class Canonicalize(ModulePass):
