@@ -45,8 +45,9 @@ def build(onnx_bytes: bytes, feed_shapes: dict | None = None):
         config.add_optimization_profile(profile)
     manifest, sections = build_model(onnx_bytes, config)
     host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]
+    variants = sum(bool(s.get("cuda", {}).get("variants")) for s in manifest["steps"])
     engine = ember.Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
-    return engine, len(manifest["steps"]), host
+    return engine, f"{len(manifest['steps'])} steps ({variants} with a small-batch kernel)", host
 
 
 def time_bound(engine, feed: dict[str, np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - report and go on with the next model
             print(f"# {name}: the dynamic build failed: {type(e).__name__}: {e}", flush=True)
             continue
-        print(f"# {name}: dynamic plan {steps} steps, {len(host)} on the host {host[:5]}, "
+        print(f"# {name}: dynamic plan {steps}, {len(host)} on the host {host[:5]}, "
               f"range {lo}..{hi}, tuned for {opt}", flush=True)
         for batch in batches:
             feed = inputs_for(kind, batch, rng)

@@ -12,7 +12,6 @@ GPU name, template and parameters), so rebuilding a model times nothing twice.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ember.codegen.nvrtc import CompileError, compile_many
-from ember.codegen.plan_kernels import emit_step
-from ember.codegen.templates import TEMPLATES, KernelSpec
+from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step
+from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
 from ember.errors import EmberError
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import params_symbolic, substitute_shapes
@@ -39,9 +38,22 @@ def _tactics(step: dict[str, Any]) -> list[dict]:
     template = step.get("template")
     if template not in TEMPLATES or step.get("device") == "cpu":
         return []
-    module = importlib.import_module(f"ember.codegen.templates.{template}")
-    pick = getattr(module, "tactics", None)
+    pick = getattr(template_module(template), "tactics", None)
     return pick(decode(step["params"])) if pick else []
+
+
+def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, Any], str]]:
+    """(the step as timed, the params key its tactic goes to). A step with symbolic dims is
+    timed as a static kernel at the profile's opt shapes ("tactic", which its kernel uses), and
+    a conv/matmul also at the min shapes ("tactic_small", for its small-shape variant, see
+    plan_kernels._small_variants)."""
+    if not symbols or not params_symbolic(step["params"]):
+        return [(step, "tactic")]
+    points = [({k: v[1] for k, v in symbols.items()}, "tactic")]
+    if step.get("template") in VARIANT_TEMPLATES and any(v[0] < v[1] for v in symbols.values()):
+        points.append(({k: v[0] for k, v in symbols.items()}, "tactic_small"))
+    return [(dict(step, params=substitute_shapes(step["params"], values)), slot)
+            for values, slot in points]
 
 
 def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
@@ -54,7 +66,7 @@ def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
 
 
 def _key(device: str, step: dict[str, Any]) -> str:
-    params = {k: v for k, v in step["params"].items() if k != "tactic"}
+    params = {k: v for k, v in step["params"].items() if k not in ("tactic", "tactic_small")}
     text = json.dumps([device, step["template"], params], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -145,41 +157,35 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     path = cache_path()
     cache = _load_cache(path) if use_cache else {}
     stats = {"steps": 0, "timed": 0, "cached": 0}
-    todo: list[tuple[dict[str, Any], list[tuple[dict, str, KernelSpec]]]] = []
-    # a step with symbolic dims is timed at the profile's opt shapes (as a static kernel); the
-    # tactic chosen there goes into its params, and its symbolic kernel uses it at every shape
-    opt = {k: v[1] for k, v in (manifest.get("symbols") or {}).items()}
+    todo: list[tuple[dict, dict, str, str, list[tuple[dict, str, KernelSpec]]]] = []
+    symbols = manifest.get("symbols") or {}
     for plan_step in manifest["steps"]:
-        step = plan_step
-        if opt and params_symbolic(plan_step["params"]):
-            step = dict(plan_step, params=substitute_shapes(plan_step["params"], opt),
-                        plan_step=plan_step)
-        options = _tactics(step)
-        if step is not plan_step:  # only tactics the symbolic kernel can take (no split-K on K)
-            options = [t for t in options if _emits(plan_step, t, manifest["symbols"])]
-        if len(options) < 2:
-            continue
-        stats["steps"] += 1
-        key = _key(device_name, step)
-        if step is not plan_step:
-            key = _key(device_name, dict(step, template=f"{step['template']}[symbolic]"))
-        if key in cache and cache[key] in options:
-            step["params"]["tactic"] = plan_step["params"]["tactic"] = cache[key]
-            stats["cached"] += 1
-            continue
-        emitted = []
-        for tactic in options:
-            trial = dict(step, params={**step["params"], "tactic": tactic})
-            name, spec = emit_step(trial)
-            emitted.append((tactic, name, spec))
-        todo.append((step, emitted))
+        for step, slot in _timing_points(plan_step, symbols):
+            options = _tactics(step)
+            if step is not plan_step:  # only tactics the symbolic kernel takes (no split-K on K)
+                options = [t for t in options if _emits(plan_step, t, symbols)]
+            if len(options) < 2:
+                continue
+            stats["steps"] += 1
+            key = _key(device_name, step if step is plan_step else
+                       dict(step, template=f"{step['template']}[symbolic]"))
+            if key in cache and cache[key] in options:
+                plan_step["params"][slot] = cache[key]
+                stats["cached"] += 1
+                continue
+            emitted = []
+            for tactic in options:
+                trial = dict(step, params={**step["params"], "tactic": tactic})
+                name, spec = emit_step(trial)
+                emitted.append((tactic, name, spec))
+            todo.append((step, plan_step, slot, key, emitted))
     if not todo:
         return stats
-    unique = {name: spec.source for _, emitted in todo for _, name, spec in emitted}
+    unique = {name: spec.source for *_, emitted in todo for _, name, spec in emitted}
     compiled = _compile(unique, arch)
     rng = np.random.default_rng(0)
     stream = cuda.Stream(device)
-    for step, emitted in todo:
+    for step, plan_step, slot, key, emitted in todo:
         best: tuple[float, dict] | None = None
         operands = _buffers(step, cuda, rng, stream)
         for tactic, name, spec in emitted:
@@ -201,11 +207,8 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 best = (ms, tactic)
         if best is None:  # none ran: the cost model's choice stands
             continue
-        step["params"]["tactic"] = best[1]
-        plan_step = step.get("plan_step", step)
-        plan_step["params"]["tactic"] = best[1]
-        cache[_key(device_name, step if plan_step is step else
-                   dict(step, template=f"{step['template']}[symbolic]"))] = best[1]
+        plan_step["params"][slot] = best[1]
+        cache[key] = best[1]
     if use_cache:
         _save_cache(path, cache)
     return stats

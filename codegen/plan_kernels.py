@@ -50,7 +50,7 @@ def emit_step(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]] 
         if symbolic:
             with symbol_bounds(symbols or {}):
                 spec = emitter(str(template))(_PLACEHOLDER, symbolize(params))
-                spec = _symbolic_spec(spec)
+                spec = _symbolic_spec(spec, symbols or {})
         else:
             spec = emitter(str(template))(_PLACEHOLDER, params)
     except UnsupportedError as e:
@@ -63,13 +63,10 @@ def emit_step(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]] 
     return name, dataclasses.replace(spec, source=spec.source.replace(_PLACEHOLDER, name))
 
 
-_SIZE_ARG = re.compile(rf"\b{C_PREFIX}([A-Za-z_][A-Za-z0-9_]*)\b")
-
-
-def _symbolic_spec(spec: KernelSpec) -> KernelSpec:
+def _symbolic_spec(spec: KernelSpec, symbols: Mapping[str, Any]) -> KernelSpec:
     """A template's spec over Syms as the plan stores it: the symbols its source uses become
     trailing `int` arguments; grid entries become expressions; scratch sizes their max."""
-    used = sorted(set(_SIZE_ARG.findall(spec.source)))
+    used = sorted(s for s in symbols if re.search(rf"\b{C_PREFIX}{s}\b", spec.source))
     text = spec.source
     if used:
         head = f"{_PLACEHOLDER}("
@@ -98,6 +95,7 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
     major, minor = parse_arch(arch)
     arch_name = f"sm_{major}{minor}"
     emitted: list[tuple[str, KernelSpec] | None] = []
+    variants: list[list[tuple[dict[str, int], str, KernelSpec]]] = []
     symbols = {k: tuple(v) for k, v in (manifest.get("symbols") or {}).items()}
     for step in manifest["steps"]:
         try:
@@ -108,8 +106,11 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
             step["device"] = "cpu"
             step["fallback"] = str(e)
             emitted.append(None)
+        variants.append(_small_variants(step, symbols, emitted[-1]))
     unique: dict[str, KernelSpec] = {}
     for name, spec in filter(None, emitted):
+        unique.setdefault(name, spec)
+    for name, spec in (v[1:] for vs in variants for v in vs):
         unique.setdefault(name, spec)
     names = list(unique)
     compiled = compile_many([(n, unique[n].source) for n in names], arch=arch_name)
@@ -124,20 +125,60 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
             record[f"{key}_size"] = len(data)
             buf.extend(data)
         kernels.append(record)
-    for step, entry in zip(manifest["steps"], emitted, strict=True):
+    for step, entry, small in zip(manifest["steps"], emitted, variants, strict=True):
         if entry is None:
             continue
-        name, spec = entry
-        step["cuda"] = {"kernel": name, "grid": list(spec.grid), "block": list(spec.block),
-                        "shared": int(spec.shared_bytes)}
-        if spec.size_args:  # symbols whose values follow the kernel's pointers
-            step["cuda"]["sizes"] = list(spec.size_args)
-        if spec.workspace_bytes:
-            step["cuda"]["counters"] = int(spec.counter_bytes)
-            step["cuda"]["workspace"] = int(spec.workspace_bytes)
+        step["cuda"] = _launch_record(*entry)
+        if small:
+            step["cuda"]["variants"] = [{"when": when, **_launch_record(name, spec)}
+                                        for when, name, spec in small]
     manifest["kernels"] = kernels
     nv_major, nv_minor = nvrtc_version()
     manifest["target"] = {"device": "cuda", "arch": arch_name, "nvrtc": [nv_major, nv_minor]}
     sections["cubin"] = bytes(cubin)
     sections["ptx"] = bytes(ptx)
     sections["cuda_source"] = bytes(src)
+
+
+def _launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:
+    record: dict[str, Any] = {"kernel": name, "grid": list(spec.grid),
+                              "block": list(spec.block), "shared": int(spec.shared_bytes)}
+    if spec.size_args:  # symbols whose values follow the kernel's pointers
+        record["sizes"] = list(spec.size_args)
+    if spec.workspace_bytes:
+        record["counters"] = int(spec.counter_bytes)
+        record["workspace"] = int(spec.workspace_bytes)
+    return record
+
+
+# templates whose tactic (tile, split-K) depends on the shape: a symbolic step also gets a
+# kernel tuned for the profile's small shapes
+VARIANT_TEMPLATES = ("conv", "matmul")
+
+
+def _small_variants(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]],
+                    primary: tuple[str, KernelSpec] | None
+                    ) -> list[tuple[dict[str, int], str, KernelSpec]]:
+    """A conv/matmul step with symbolic dims is tuned for the profile's opt shapes; where its
+    symbols may go well below opt, a second kernel tuned for their min (the autotuner's
+    `tactic_small`, else the cost model's choice there) runs while every such symbol is at most
+    the geometric mean of its min and opt (the step's "variants", picked per binding). None
+    where it would be the same kernel."""
+    if primary is None or step.get("template") not in VARIANT_TEMPLATES \
+            or not params_symbolic(step["params"]):
+        return []
+    used = primary[1].size_args
+    when = {s: int((symbols[s][0] * symbols[s][1]) ** 0.5) for s in used
+            if symbols[s][0] < symbols[s][1]}
+    when = {s: v for s, v in when.items() if v >= symbols[s][0]}
+    if not when:
+        return []
+    small = {k: (lo, lo if k in when else opt, hi) for k, (lo, opt, hi) in symbols.items()}
+    params = {k: v for k, v in step["params"].items() if k not in ("tactic", "tactic_small")}
+    if step["params"].get("tactic_small"):
+        params["tactic"] = step["params"]["tactic_small"]
+    try:
+        name, spec = emit_step(dict(step, params=params), small)
+    except (UnsupportedError, EmberError):
+        return []
+    return [] if name == primary[0] else [(when, name, spec)]

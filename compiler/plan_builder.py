@@ -91,6 +91,7 @@ class _PlanState:
     first_write: dict[int, int] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     symbols: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    constraints: dict[str, int] = field(default_factory=dict)  # symbol -> the value it must have
 
     def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
         shape = plan_shape(value, self.symbols)
@@ -221,6 +222,8 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
     }
     if state.symbols:
         manifest["symbols"] = {k: list(v) for k, v in state.symbols.items()}
+        if state.constraints:
+            manifest["constraints"] = dict(state.constraints)
         manifest["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()}
                                 for p in profiles or []]
     return json_value(manifest), {"weights": bytes(state.weights)}
@@ -246,6 +249,30 @@ def _check_io_names(ins: list[str], outs: list[str]) -> None:
         raise EmberError(f"graph output(s) {dup} are listed more than once")
 
 
+def _broadcast_constraints(state: _PlanState, template: str, params: dict[str, Any]) -> None:
+    """A symbolic input dim that broadcasts against a static dim d > 1 (elementwise ops, an
+    epilogue's inputs, expand) is valid only when the symbol's value is d (or 1, which ember's
+    kernels do not read as a broadcast): record `symbol == d`; the runtime refuses other values
+    with an error instead of reading past the input."""
+    groups = []
+    if template in ("elementwise", "expand"):
+        groups.append((params.get("in_shapes", []), params.get("out_shapes", [[]])[0]))
+    epilogue = params.get("epilogue")
+    if epilogue:
+        groups.append((epilogue["in_shapes"], params["out_shapes"][0]))
+    for shapes, out in groups:
+        for shape in shapes:
+            for d, o in zip(reversed(shape), reversed(out), strict=False):
+                if isinstance(d, str) and isinstance(o, int) and o > 1:
+                    if d not in state.symbols:
+                        raise EmberError(f"a dim {d!r} broadcasts against {o}: only a plain "
+                                         "symbol can be checked at run time")
+                    state.constraints.setdefault(d, o)
+                    if state.constraints[d] != o:
+                        raise EmberError(f"symbol '{d}' must equal both {state.constraints[d]}"
+                                         f" and {o} to broadcast")
+
+
 def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
     index = len(state.steps)
     ins = [state.by_value[v] for v in op.operands]
@@ -269,6 +296,7 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
         params = {"region": _region_descriptor(op.body.block),
                   "in_shapes": [b.shape for b in ins], "in_dtypes": [b.dtype for b in ins],
                   "out_shapes": [b.shape for b in outs], "out_dtypes": [b.dtype for b in outs]}
+    _broadcast_constraints(state, template, params)
     state.steps.append({
         "name": f"{template}_{index}",
         "template": template,

@@ -46,7 +46,7 @@ from ember.dialects.nn.elementwise import (
     SelectOp,
     WeightOp,
 )
-from ember.dialects.nn.movement import ShapeOfOp, known_ints
+from ember.dialects.nn.movement import RangeOp, ShapeOfOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
 from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
@@ -266,4 +266,22 @@ def _reduce_static_form(op: ReduceOp, known: list) -> NNOp | None:
     return build(ReduceOp, [op.input], {"fn": op.fn, "axes": axes, "keepdims": op.keepdims})
 
 
-_STATIC_FORMS = {FillOp: _fill_static_form, ReduceOp: _reduce_static_form}
+def _range_static_form(op: RangeOp, known: list) -> NNOp | None:
+    """Range(0, n, 1) with n a symbolic dim (`arange(x.size(0))` under a dynamic batch): its
+    length is n. The static-length form reads start and delta only; its limit operand is the
+    start (the run-time n is not a tensor), its result type says the length."""
+    start, limit, delta = known
+    if start is None or limit is None or delta is None or op.limit is op.start:
+        return None
+    dims = [d for d in np.asarray(limit, dtype=object).reshape(-1).tolist()]
+    if len(dims) != 1 or not isinstance(dims[0], str) or UNKNOWN in dims[0]:
+        return None
+    first, step = (np.asarray(v).reshape(-1) for v in (start, delta))
+    if first.size != 1 or step.size != 1 or first[0] != 0 or step[0] != 1:
+        return None
+    return build(RangeOp, [op.start, op.start, op.delta],
+                 result_types=[like(op.output, [dims[0]])])
+
+
+_STATIC_FORMS = {FillOp: _fill_static_form, ReduceOp: _reduce_static_form,
+                 RangeOp: _range_static_form}

@@ -42,7 +42,7 @@ from ember.dialects.nn.linear import MatMulOp
 from ember.dialects.nn.movement import ReshapeOp, SliceOp, TransposeOp
 from ember.dialects.nn.reduction import SoftmaxOp
 from ember.dialects.origin import origin_of, set_origin
-from ember.dialects.tensor_types import element_type_of, shape_of
+from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import constant_value
@@ -126,8 +126,11 @@ def _heads(value: SSAValue, perm: list[int], store: WeightStore, match: _Match,
         return None
     x, out = reshape.input, shape_of(reshape.output)
     xs = shape_of(x)
-    if xs is None or len(xs) != 3 or len(out) != 4 or not all(isinstance(d, int) for d in out) \
-            or list(xs[:2]) != list(out[:2]) or xs[2] != out[2] * out[3]:
+    # batch and sequence may be symbolic (the same on both sides), heads and head dim not
+    if xs is None or len(xs) != 3 or len(out) != 4 or not all(isinstance(d, int)
+                                                              for d in (*out[2:], xs[2])) \
+            or list(xs[:2]) != list(out[:2]) or UNKNOWN in xs[:2] \
+            or xs[2] != out[2] * out[3]:
         return None
     match.ops += [*owned, reshape]
     offset = 0

@@ -73,6 +73,16 @@ class _EngineState:
             return state
 
 
+def _launch_records(step: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A step's CUDA launch and its kernel variants' (none for a host step)."""
+    launch = step.get("cuda")
+    if not isinstance(launch, Mapping) or step.get("device") == "cpu":
+        return []
+    variants = launch.get("variants", [])
+    return [launch, *(v for v in variants if isinstance(v, Mapping))] \
+        if isinstance(variants, list) else [launch]
+
+
 def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
            name: str) -> bytes:
     if section is None:
@@ -144,7 +154,11 @@ class CudaExecutor:
         self._maxima = {k: v[2] for k, v in engine.symbols.items()}
         self.ptrs = self._addresses()
         self.workspace, self._counter_offsets = self._workspace()
-        self.launches = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+        # each step's kernel variants for small symbol values ((bounds, launch), first match
+        # wins; else the step's own launch): `_bind` puts the one chosen in self.launches
+        self._variants: dict[int, list[tuple[dict[str, int], _Launch]]] = {}
+        self._mains = [self._launch(i, s) for i, s in enumerate(engine.steps)]
+        self.launches = list(self._mains)
         self._binding: tuple[int, ...] | None = None
         self._values: Mapping[str, int] = {}
         if not engine.symbols:
@@ -154,10 +168,11 @@ class CudaExecutor:
         self._arg_uses: dict[int, list[tuple[cuda.PackedArgs, int]]] = {}
         self._copy_out: dict[int, int] = {}  # output buffer -> bound address to copy it to
         self._bound_by: dict[int, int] = {}   # root buffer -> the I/O buffer bound onto it
-        for ln, step in zip(self.launches, engine.steps, strict=True):
+        for i, (ln, step) in enumerate(zip(self._mains, engine.steps, strict=True)):
             if isinstance(ln, _Launch):
-                for k, j in enumerate((*step["inputs"], *step["outputs"])):
-                    self._arg_uses.setdefault(self._roots[j], []).append((ln.args, k))
+                for each in (ln, *(v for _, v in self._variants.get(i, []))):
+                    for k, j in enumerate((*step["inputs"], *step["outputs"])):
+                        self._arg_uses.setdefault(self._roots[j], []).append((each.args, k))
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
 
     def _workspace(self) -> tuple[cuda.DeviceBuffer, dict[int, int]]:
@@ -168,15 +183,19 @@ class CudaExecutor:
         offsets: dict[int, int] = {}
         counters, shared = 0, 0
         for i, step in enumerate(self.engine.steps):
-            launch = step.get("cuda")
-            if not isinstance(launch, Mapping) or not launch.get("workspace"):
-                continue
-            sizes = (launch.get("counters", 0), launch["workspace"])
-            if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
-                raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes {sizes!r}")
-            offsets[i] = counters
-            counters += -(-sizes[0] // 256) * 256
-            shared = max(shared, sizes[1])
+            own = 0  # a step's kernel variants never run together: they share its counters
+            for launch in _launch_records(step):
+                if not launch.get("workspace"):
+                    continue
+                sizes = (launch.get("counters", 0), launch["workspace"])
+                if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
+                    raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes "
+                                    f"{sizes!r}")
+                own = max(own, sizes[0])
+                shared = max(shared, sizes[1])
+            if own:
+                offsets[i] = counters
+                counters += -(-own // 256) * 256
         self._shared_offset = counters
         buf = cuda.DeviceBuffer(max(counters + shared, 1), self.state.device)
         buf.zero(self.stream)
@@ -220,8 +239,24 @@ class CudaExecutor:
     def _launch(self, index: int, step: Mapping[str, Any]) -> _Launch | _HostStep:
         if step.get("device") == "cpu":
             return self._host_step(index, step)
-        name = step.get("name")
         launch = step.get("cuda")
+        main = self._kernel_launch(index, step, launch)
+        variants = launch.get("variants", [])  # type: ignore[union-attr]
+        if not isinstance(variants, list):
+            raise PlanError(f"step {index} ({step.get('name')}): bad kernel variants")
+        for v in variants:
+            when = v.get("when") if isinstance(v, Mapping) else None
+            if not isinstance(when, Mapping) or not when or not all(
+                    z in self.engine.symbols and isinstance(t, int) and not isinstance(t, bool)
+                    for z, t in when.items()):
+                raise PlanError(f"step {index} ({step.get('name')}): a kernel variant has a "
+                                f"bad 'when' {when!r}")
+            self._variants.setdefault(index, []).append(
+                (dict(when), self._kernel_launch(index, step, v)))
+        return main
+
+    def _kernel_launch(self, index: int, step: Mapping[str, Any], launch: Any) -> _Launch:
+        name = step.get("name")
         if not isinstance(launch, Mapping) or launch.get("kernel") not in self.state.functions:
             raise PlanError(f"step {index} ({name}): no CUDA kernel in the plan for template "
                             f"{step.get('template')!r}")
@@ -262,15 +297,21 @@ class CudaExecutor:
         key = tuple(values[s] for s in self.engine.symbols)
         if key == self._binding:
             return
-        # every grid first: a binding that fails leaves the launches as they were
+        # each step's kernel for these values, then every grid: a binding that fails leaves
+        # the launches as they were
+        chosen = list(self.launches)
+        for i, options in self._variants.items():
+            chosen[i] = next((v for when, v in options
+                              if all(values[z] <= t for z, t in when.items())), self._mains[i])
         grids = {}
-        for i, ln in enumerate(self.launches):
+        for i, ln in enumerate(chosen):
             if isinstance(ln, _Launch) and ln.grid_exprs:
                 grid = tuple(expr_value(g, values) for g in ln.grid_exprs)
                 if max(grid) > 2**31 - 1 or (len(grid) > 1 and max(grid[1:]) > 65535):
                     raise PlanError(f"{ln.what}: grid {grid} at {dict(values)} is too large")
                 grids[i] = grid
         self._binding = None
+        self.launches = chosen
         buffers = self.engine.buffers
         for i, ln in enumerate(self.launches):
             if isinstance(ln, _HostStep):

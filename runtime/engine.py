@@ -261,7 +261,12 @@ class ExecutionContext:
                         lo, hi = int(entry[0][axis]), int(entry[2][axis])
                         ranges[d] = (max(lo, ranges[d][0]), ranges[d][1], min(hi, ranges[d][2]))
         specs = [(n, t.spec) for n, t in engine.tensors.items() if t.is_input]
-        return bind_symbols(specs, shapes, ranges, InputError)
+        values = bind_symbols(specs, shapes, ranges, InputError)
+        for symbol, size in (engine.manifest.get("constraints") or {}).items():
+            if values[symbol] != size:
+                raise InputError(f"'{symbol}' is {values[symbol]}, but the model broadcasts it "
+                                 f"against a dim of {size}: it must be {size}")
+        return values
 
     # -- dynamic shapes (TensorRT's names) ---------------------------------------------------
     def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:

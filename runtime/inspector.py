@@ -129,6 +129,11 @@ class EngineInspector:
         if isinstance(launch, Mapping):
             info["cuda"] = {k: launch[k] for k in ("kernel", "grid", "block", "shared")
                             if k in launch}
+            variants = launch.get("variants")
+            if isinstance(variants, list) and variants:  # kernels for small dynamic dims
+                info["cuda"]["variants"] = [
+                    {k: v[k] for k in ("when", "kernel", "grid", "block", "shared") if k in v}
+                    for v in variants if isinstance(v, Mapping)]
         return info
 
     def _tensor(self, j: int, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +200,9 @@ class EngineInspector:
             if cuda:
                 text = (f"{cuda.get('kernel')} <<<{_dims(cuda.get('grid', [1]))}, "
                         f"{_dims(cuda.get('block', [1]))}>>>")
+                for v in cuda.get("variants", []):
+                    when = ", ".join(f"{k} ≤ {t}" for k, t in v.get("when", {}).items())
+                    text += f" | {when}: {v.get('kernel')}"
             launch = f" {text:42}"
         origin = ", ".join(info["origin"]) or "-"
         return (f"  {info['name']:28} {template:14} {info['format_in']:6} "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 from ember.codegen.scalar_c import PRELUDE, c_type
 from ember.codegen.symbolic import cdiv, is_sym, smin, upper
@@ -47,13 +48,17 @@ TEMPLATES: tuple[str, ...] = (
 _MODULES = {"range": "range_"}
 
 
-def emitter(template: str) -> Callable[[str, dict], KernelSpec]:
-    """The `emit` function of a template; UnsupportedError when there is none."""
+def template_module(template: str) -> ModuleType:
+    """The module of a template (`emit`, and `tactics` where it has choices)."""
     if template not in TEMPLATES:
         raise UnsupportedError(f"CUDA codegen: no kernel template for '{template}' "
                                f"(templates: {', '.join(TEMPLATES)})")
-    return importlib.import_module(
-        f"ember.codegen.templates.{_MODULES.get(template, template)}").emit
+    return importlib.import_module(f"ember.codegen.templates.{_MODULES.get(template, template)}")
+
+
+def emitter(template: str) -> Callable[[str, dict], KernelSpec]:
+    """The `emit` function of a template; UnsupportedError when there is none."""
+    return template_module(template).emit
 
 
 # -- helpers shared by the templates ------------------------------------------------------------

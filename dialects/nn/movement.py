@@ -118,6 +118,13 @@ class ReshapeOp(NNOp):
         a, b = dim_product(self.operand_shape(0)), dim_product(shape_of(out) or ())
         if isinstance(a, int) and isinstance(b, int) and a != b:
             raise ShapeError(f"nn.reshape: {a} elements cannot become {b}")
+        dims = shape_of(out)
+        if dims is not None and dims.count(UNKNOWN) == 1 and a != UNKNOWN:
+            # one unknown dim: the input's element count over the others (symbols cancel)
+            rest = dim_product([d for d in dims if d != UNKNOWN])
+            missing = dim_quotient(a, rest)
+            if missing != UNKNOWN:
+                return [like(out, [missing if d == UNKNOWN else d for d in dims])]
         return [out]
 
     def static_form(self, known: list[Any]) -> NNOp | None:
@@ -602,7 +609,9 @@ class ResizeOp(DynamicParams, NNOp):
 @irdl_op_definition
 class RangeOp(NNOp):
     """`start, start + delta, ...` up to (excluding) `limit`; operands are scalars. The length is
-    only known when the operands are (folding makes the op a constant then)."""
+    only known when the operands are (folding makes the op a constant then), or where the result
+    type declares it: fold-constants gives `Range(0, n, 1)` with a symbolic n the type `[n]` and
+    the start as its limit operand, and kernels then read start and delta only."""
 
     name = "nn.range"
     start = operand_def()

@@ -480,7 +480,13 @@ def range_values(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.
 
 
 def range_(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    return [range_values(*(np.asarray(v).reshape(()) for v in inputs))]
+    start, limit, delta = (np.asarray(v).reshape(()) for v in inputs)
+    out = (params.get("out_shapes") or [None])[0]
+    if out and isinstance(out[0], int) and out[0] >= 0:  # the length its type declares
+        if delta == 0:
+            raise ShapeError("nn.range: delta must not be 0")
+        return [(start + np.arange(out[0]) * delta).astype(start.dtype)]
+    return [range_values(start, limit, delta)]
 
 
 def trilu(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:

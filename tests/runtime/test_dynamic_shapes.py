@@ -4,6 +4,8 @@ everywhere, CUDA with the `cuda` marker), against onnxruntime / onnx.reference."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -30,8 +32,9 @@ def _profile(**shapes) -> OptimizationProfile:
 
 
 def _engine(model, *profiles, device="cpu", arch=None, **config):
+    config.setdefault("autotune", False)
     manifest, sections = build_model(model, BuilderConfig(
-        target_arch=arch, profiles=list(profiles), autotune=False, **config))
+        target_arch=arch, profiles=list(profiles), **config))
     return Runtime(device=device).deserialize_cuda_engine(plan_bytes(manifest, sections)), \
         manifest
 
@@ -98,6 +101,22 @@ def test_one_symbol_given_two_values_is_refused():
     np.testing.assert_array_equal(engine(a=ones, b=ones)["y"], 2 * ones)
     with pytest.raises(InputError, match="another input gives 'N' = 3"):
         engine(a=ones, b=np.ones((2, 4), np.float32))
+
+
+def test_a_symbol_broadcast_against_a_static_dim_must_equal_it():
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["a", "b"], ["y"])], "add",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["N", 4]),
+         onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [3, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3, 4])]),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    engine, manifest = _engine(model, _profile(a=((1, 4), (3, 4), (5, 4))))
+    assert manifest["constraints"] == {"N": 3}
+    b = np.ones((3, 4), np.float32)
+    np.testing.assert_array_equal(engine(a=2 * b, b=b)["y"], 3 * b)
+    with pytest.raises(InputError, match="'N' is 1, but the model broadcasts it against a dim "
+                                         "of 3"):
+        engine(a=np.ones((1, 4), np.float32), b=b)
 
 
 def test_bad_profiles_are_build_errors():
@@ -208,6 +227,47 @@ def test_light_model_with_dynamic_batch_on_cpu(name):
     for i in range(3):
         np.testing.assert_allclose(got[i:i + 1], engine({name_: batch[i:i + 1]})[
             engine.output_names[0]], rtol=1e-5, atol=1e-6)
+
+
+BERT_DYNAMIC = Path(__file__).parents[1] / "models" / "bert_tiny_dynamic.onnx"
+BERT_PROFILE = {n: ((1, 16), (2, 16), (4, 16)) for n in ("input_ids", "attention_mask")}
+
+
+def _bert_feeds(batch: int) -> dict[str, np.ndarray]:
+    ids = RNG.integers(0, 100, (batch, 16)).astype(np.int64)
+    mask = np.ones((batch, 16), np.int64)
+    mask[0, 11:] = 0  # a padded row: the mask path (Range over the batch) matters
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_bert_exported_with_a_dynamic_batch_on_cpu():
+    """PyTorch's export with dynamic_axes: Shape/Equal/Where/Expand and Range(0, batch) chains
+    fold to symbolic forms; attention still fuses (one kernel per layer)."""
+    model = onnx.load(str(BERT_DYNAMIC))
+    engine, manifest = _engine(model, _profile(**BERT_PROFILE))
+    assert manifest["symbols"] == {"batch": [1, 2, 4]}
+    assert [s["template"] for s in manifest["steps"]].count("attention") == 2
+    for batch in (1, 3, 4):
+        feeds = _bert_feeds(batch)
+        np.testing.assert_allclose(engine(feeds)["y"], _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_and_matmul_steps_get_a_kernel_tuned_for_small_batches():
+    path, _, _ = light_model_case("squeezenet")
+    model, profile = _dynamic_batch(onnx.load(str(path)), 32)
+    profile.shapes["data_0"] = (profile.shapes["data_0"][0], (8, 3, 224, 224),
+                                profile.shapes["data_0"][2])
+    manifest, _ = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False,
+                                                   profiles=[profile]))
+    with_variants = [s for s in manifest["steps"] if s["cuda"].get("variants")]
+    assert with_variants and all(s["template"] in ("conv", "matmul") for s in with_variants)
+    for step in with_variants:
+        (variant,) = step["cuda"]["variants"]
+        assert variant["when"] == {"N": 2}  # ⌊√(min · opt)⌋ = ⌊√8⌋
+        assert variant["kernel"] != step["cuda"]["kernel"]
+    from ember.runtime.inspector import layer_table
+
+    assert "| N ≤ 2: conv_" in layer_table(manifest)
 
 
 def _dynamic_batch(model: onnx.ModelProto, max_batch: int):
@@ -349,3 +409,18 @@ def test_light_model_with_dynamic_batch_on_gpu(name):
     cpu, _ = _engine(model, profile)
     np.testing.assert_allclose(engine({name_: batch})[out], cpu({name_: batch})[out],
                                rtol=1e-3, atol=1e-4)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_bert_exported_with_a_dynamic_batch_on_gpu():
+    model = onnx.load(str(BERT_DYNAMIC))
+    # autotuned: symbolic steps are timed at the opt shapes (batch 2)
+    engine, manifest = _gpu_engine(model, _profile(**BERT_PROFILE), autotune=True)
+    assert manifest["autotune"]["steps"] > 0
+    assert not [s for s in manifest["steps"] if s.get("device") == "cpu"]
+    context = engine.create_execution_context(cuda_graph=True)
+    for batch in (4, 1, 3):
+        feeds = _bert_feeds(batch)
+        np.testing.assert_allclose(context.execute(feeds)["y"], _ort(model, feeds), rtol=1e-4,
+                                   atol=1e-5)

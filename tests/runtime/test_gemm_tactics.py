@@ -356,3 +356,14 @@ def test_float64_tactics_fit_shared_memory_and_compile():
             assert compile_cuda(spec.source, name="k", arch="sm_90").cubin
     with pytest.raises(ValueError, match="shared memory"):
         matmul.emit("k", {**mm, "tactic": {"tile": [128, 128, 16, 8, 8], "splits": 1}})
+
+
+def test_the_tactics_query_reaches_every_template_module():
+    """Templates whose module name differs from the template's (range -> range_) too."""
+    from ember.codegen.autotune import _tactics
+    from ember.codegen.templates import TEMPLATES
+
+    assert _tactics({"template": "range", "params": {}}) == []
+    for template in TEMPLATES:
+        if template not in ("matmul", "conv"):
+            assert _tactics({"template": template, "params": {}}) == [], template
