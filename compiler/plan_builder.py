@@ -91,7 +91,8 @@ class _PlanState:
     first_write: dict[int, int] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     symbols: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    constraints: dict[str, int] = field(default_factory=dict)  # symbol -> the value it must have
+    # (dim, size): a symbolic dim that must have that size (an ordered set)
+    constraints: dict[tuple[str, int], None] = field(default_factory=dict)
 
     def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
         shape = plan_shape(value, self.symbols)
@@ -223,7 +224,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
     if state.symbols:
         manifest["symbols"] = {k: list(v) for k, v in state.symbols.items()}
         if state.constraints:
-            manifest["constraints"] = dict(state.constraints)
+            manifest["constraints"] = [list(c) for c in state.constraints]
         manifest["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()}
                                 for p in profiles or []]
     return json_value(manifest), {"weights": bytes(state.weights)}
@@ -251,9 +252,9 @@ def _check_io_names(ins: list[str], outs: list[str]) -> None:
 
 def _broadcast_constraints(state: _PlanState, template: str, params: dict[str, Any]) -> None:
     """A symbolic input dim that broadcasts against a static dim d > 1 (elementwise ops, an
-    epilogue's inputs, expand) is valid only when the symbol's value is d (or 1, which ember's
-    kernels do not read as a broadcast): record `symbol == d`; the runtime refuses other values
-    with an error instead of reading past the input."""
+    epilogue's inputs, expand) is valid only when it is d (or 1, which ember's kernels do not
+    read as a broadcast): record `dim == d` (the dim may be a product, "5*N"); the runtime
+    refuses other values with an error instead of reading past the input."""
     groups = []
     if template in ("elementwise", "expand"):
         groups.append((params.get("in_shapes", []), params.get("out_shapes", [[]])[0]))
@@ -264,13 +265,7 @@ def _broadcast_constraints(state: _PlanState, template: str, params: dict[str, A
         for shape in shapes:
             for d, o in zip(reversed(shape), reversed(out), strict=False):
                 if isinstance(d, str) and isinstance(o, int) and o > 1:
-                    if d not in state.symbols:
-                        raise EmberError(f"a dim {d!r} broadcasts against {o}: only a plain "
-                                         "symbol can be checked at run time")
-                    state.constraints.setdefault(d, o)
-                    if state.constraints[d] != o:
-                        raise EmberError(f"symbol '{d}' must equal both {state.constraints[d]}"
-                                         f" and {o} to broadcast")
+                    state.constraints.setdefault((d, o), None)
 
 
 def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:

@@ -262,10 +262,10 @@ class ExecutionContext:
                         ranges[d] = (max(lo, ranges[d][0]), ranges[d][1], min(hi, ranges[d][2]))
         specs = [(n, t.spec) for n, t in engine.tensors.items() if t.is_input]
         values = bind_symbols(specs, shapes, ranges, InputError)
-        for symbol, size in (engine.manifest.get("constraints") or {}).items():
-            if values[symbol] != size:
-                raise InputError(f"'{symbol}' is {values[symbol]}, but the model broadcasts it "
-                                 f"against a dim of {size}: it must be {size}")
+        for dim, size in engine.manifest.get("constraints") or []:
+            if dim_value(dim, values) != size:
+                raise InputError(f"'{dim}' is {dim_value(dim, values)}, but the model "
+                                 f"broadcasts it against a dim of {size}: it must be {size}")
         return values
 
     # -- dynamic shapes (TensorRT's names) ---------------------------------------------------

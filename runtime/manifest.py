@@ -87,11 +87,13 @@ def symbols_of(manifest: Mapping[str, Any]) -> dict[str, tuple[int, int, int]]:
         if not lo <= opt <= hi or hi > 2**31 - 1:  # kernels take them as int
             raise PlanError(f"manifest: symbol {name!r} has a bad range {r!r}")
         out[name] = (lo, opt, hi)
-    constraints = manifest.get("constraints", {})
-    if not isinstance(constraints, Mapping) or not all(
-            k in out and isinstance(v, int) and not isinstance(v, bool) and v > 0
-            for k, v in constraints.items()):
-        raise PlanError("manifest: 'constraints' must map the plan's symbols to sizes")
+    constraints = manifest.get("constraints", [])
+    if not isinstance(constraints, list) or len(constraints) > 4096 or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[1], int)
+            and not isinstance(c[1], bool) and c[1] > 0 for c in constraints):
+        raise PlanError("manifest: 'constraints' must be a list of [dim, size]")
+    for dim, _ in constraints:
+        check_dim(dim, out, "a constraint")
     return out
 
 
