@@ -243,6 +243,14 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     proto, _ = load_model(model)
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
+    if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
+        from xdsl.dialects.builtin import DictionaryAttr
+
+        from ember.dialects.attributes import to_attribute
+        from ember.passes.fold_constants import SYMBOL_MAXIMA
+
+        module.attributes[SYMBOL_MAXIMA] = DictionaryAttr(
+            {k: to_attribute(v[2]) for k, v in symbols.items()})
     if config.optimize:
         names = resolve_passes(config.pipeline)
         names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]

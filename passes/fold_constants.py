@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from ember.dialects.attributes import attribute_value
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import (
     NNOp,
@@ -46,13 +47,15 @@ from ember.dialects.nn.elementwise import (
     SelectOp,
     WeightOp,
 )
-from ember.dialects.nn.movement import RangeOp, ShapeOfOp, known_ints
+from ember.dialects.nn.movement import GatherOp, RangeOp, ShapeOfOp, SliceOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
-from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
+from ember.dialects.origin import origin_of
+from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of, tensor_type
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
 from ember.passes.convert_onnx_to_nn import update_function_type
 from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.runtime.symbolic import dim_value
 
 # Ops that only move elements: evaluating them on an object array of dims moves the dims.
 _STRUCTURAL = {"nn.gather", "nn.slice", "nn.concat", "nn.reshape", "nn.transpose"}
@@ -69,14 +72,25 @@ class FoldConstants(ModulePass):
         store = weights_of(module)
         for fn in list(module.walk()):
             if isinstance(fn, func.FuncOp):
-                _Folder(store, self.max_elements).run(fn)
+                _Folder(store, self.max_elements, symbol_maxima(module)).run(fn)
                 update_function_type(fn)
 
 
+SYMBOL_MAXIMA = "ember.symbol_max"  # module attribute: each symbol's profile max (the builder's)
+
+
+def symbol_maxima(module: ModuleOp) -> dict[str, int]:
+    attr = module.attributes.get(SYMBOL_MAXIMA)
+    return {k: attribute_value(v) for k, v in attr.data.items()} \
+        if isinstance(attr, DictionaryAttr) else {}
+
+
 class _Folder:
-    def __init__(self, store: WeightStore, max_elements: int) -> None:
+    def __init__(self, store: WeightStore, max_elements: int,
+                 maxima: dict[str, int] | None = None) -> None:
         self.store = store
         self.max_elements = max_elements
+        self.maxima = maxima or {}
         self.symbolic: dict[SSAValue, np.ndarray] = {}  # object arrays of dims (int | str)
 
     def run(self, fn: func.FuncOp) -> None:
@@ -123,7 +137,42 @@ class _Folder:
         if (method is None and other is None) or not op.operands:
             return None
         known = [self._known(v) for v in op.operands]
-        return method(known) if method is not None else other(op, known)  # type: ignore[misc]
+        new = method(known) if method is not None else other(op, known)  # type: ignore[misc]
+        if new is None and isinstance(op, SliceOp):
+            new = self._symbolic_slice(op, known)
+        return new
+
+    def _symbolic_slice(self, op: SliceOp, known: list) -> NNOp | None:
+        """x[..., 0:n] along one axis with n a symbolic dim (`buffer[:, :seq_len]` under a
+        dynamic sequence): a gather of x at Range(0, n) (length n), since a static slice's ends
+        are numbers. ONNX clamps the end to the dim; the gather reads positions below n, so the
+        profile must keep n within the dim (plan_builder records `n <= dim` as a constraint)."""
+        values = op.by_operand(known)
+        starts, ends = known_ints(values.get("dyn_starts")), values.get("dyn_ends")
+        axes = known_ints(values.get("dyn_axes")) if op.dyn_axes is not None else [0]
+        steps = known_ints(values.get("dyn_steps")) if op.dyn_steps is not None else [1]
+        if starts != [0] or steps != [1] or axes is None or len(axes) != 1 or ends is None:
+            return None
+        end = np.asarray(ends, dtype=object).reshape(-1).tolist()
+        shape = op.operand_shape(0)
+        axis = axes[0] + len(shape) if axes[0] < 0 else axes[0]
+        if len(end) != 1 or not isinstance(end[0], str) or UNKNOWN in end[0] \
+                or not 0 <= axis < len(shape) or not isinstance(shape[axis], int):
+            return None
+        if all(p.isdigit() or p in self.maxima for p in end[0].split("*")):
+            longest = dim_value(end[0], self.maxima)
+            if longest > shape[axis]:
+                raise PassError(
+                    f"fold-constants: {op.name} ({', '.join(origin_of(op)) or 'slice'}) slices "
+                    f"0:{end[0]} of a dim of {shape[axis]}, and the profile lets {end[0]} reach "
+                    f"{longest}: ONNX would clamp the end there; keep the profile's max at "
+                    f"most {shape[axis]}")
+        zero, one = (make_constant(np.array(v, np.int64), self.store) for v in (0, 1))
+        positions = build(RangeOp, [zero.results[0], zero.results[0], one.results[0]],
+                          result_types=[tensor_type([end[0]], i64)])
+        for new in (zero, one, positions):
+            Rewriter.insert_op(new, InsertPoint.before(op))
+        return build(GatherOp, [op.input, positions.output], {"axis": axis})
 
     def _replace(self, op: NNOp, new: Operation) -> NNOp:
         Rewriter.insert_op(new, InsertPoint.before(op))

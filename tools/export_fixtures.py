@@ -1,7 +1,8 @@
 """Export small PyTorch models to ONNX as test fixtures (run where torch is installed, e.g. the
 GPU host): a 2-layer BERT encoder with BERT-base's graph shape (hidden 64, 4 heads, seq 16, a
 100-token vocabulary) exported exactly as benchmarks/bench_models.py exports BERT-base; and the
-same with a dynamic batch axis, as benchmarks/bench_dynamic.py exports it.
+same with a dynamic batch axis (as benchmarks/bench_dynamic.py exports it), and with dynamic
+batch and sequence axes.
 
     python tools/export_fixtures.py OUT_DIR
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 
-def bert_tiny(dynamic_batch: bool = False) -> bytes:
+def bert_tiny(dynamic_batch: bool = False, dynamic_seq: bool = False) -> bytes:
     import torch
     from transformers import BertConfig, BertModel
 
@@ -37,7 +38,8 @@ def bert_tiny(dynamic_batch: bool = False) -> bytes:
     buf = io.BytesIO()
     torch.onnx.export(model, (ids, mask), buf, input_names=["input_ids", "attention_mask"],
                       output_names=["y"], opset_version=17, dynamo=False,
-                      dynamic_axes={n: {0: "batch"} for n in ("input_ids", "attention_mask", "y")}
+                      dynamic_axes={n: {0: "batch", **({1: "sequence"} if dynamic_seq else {})}
+                                    for n in ("input_ids", "attention_mask", "y")}
                       if dynamic_batch else None)
     return buf.getvalue()
 
@@ -47,7 +49,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bert_tiny.onnx").write_bytes(bert_tiny())
     (out / "bert_tiny_dynamic.onnx").write_bytes(bert_tiny(dynamic_batch=True))
-    print("wrote", out / "bert_tiny.onnx", out / "bert_tiny_dynamic.onnx")
+    (out / "bert_tiny_dynamic_seq.onnx").write_bytes(bert_tiny(dynamic_batch=True,
+                                                               dynamic_seq=True))
+    print("wrote", *(out / f"bert_tiny{s}.onnx" for s in ("", "_dynamic", "_dynamic_seq")))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def _mask_lines(params: dict, t: str) -> list[str]:
     sk = params["in_shapes"][1][1]
     st = broadcast_strides(params["in_shapes"][3], [b, int(params["num_heads"]), sq, sk])
     terms = [f"(size_t){c}" + (f" * {s}" if s != 1 else "")
-             for c, s in zip(("b", "h", "qi", "key"), st, strict=True) if s]
+             for c, s in zip(("b", "h", "qi", "key"), st, strict=True) if s != 0]
     index = " + ".join(terms) or "0"
     if params["in_dtypes"][3] == "bool":
         value = decode(params.get("masked_value", {"float": "-inf"}))  # plan JSON: -inf as a dict

@@ -195,6 +195,8 @@ CASES: dict[str, list[dict]] = {
         _p([[2, 3, 5, 7, 4]], [[2, 5, 7, 9]], ["int64"], ["int64"], reformat="NC4HW4->NHWC",
            channels=9),
     ],
+    "shape_of": [_p([[2, 3, 4]], [[3]], out_dtypes=["int64"]),
+                 _p([[2, 3, 4]], [[2]], out_dtypes=["int64"], start=1)],
 }
 
 
@@ -217,12 +219,12 @@ def test_template_compiles(template, index):
 
 
 def test_unknown_template_and_function_are_named():
-    with pytest.raises(UnsupportedError, match="shape_of"):
-        emitter("shape_of")
+    with pytest.raises(UnsupportedError, match="nonzero"):
+        emitter("nonzero")
     with pytest.raises(UnsupportedError, match="'frobnicate'"):
         scalar_expr("frobnicate", ["x"], [F], F)
-    with pytest.raises(UnsupportedError, match="step 'shape_of_3'.*shape_of"):
-        emit_step({"name": "shape_of_3", "template": "shape_of", "params": {}})
+    with pytest.raises(UnsupportedError, match="step 'nonzero_3'.*nonzero"):
+        emit_step({"name": "nonzero_3", "template": "nonzero", "params": {}})
 
 
 def test_scalar_table_spellings():

@@ -54,6 +54,25 @@ def expand_chain():
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
+def slice_to_length():
+    """HF's `position_ids[:, :seq_len]` with a dynamic sequence: Slice's end from Shape."""
+    nodes = [
+        h.make_node("Shape", ["x"], ["shape"], name="shape"),
+        h.make_node("Gather", ["shape", "one"], ["n"], name="gather", axis=0),
+        h.make_node("Unsqueeze", ["n", "axes"], ["end"], name="unsqueeze"),
+        h.make_node("Slice", ["ids", "start", "end", "axis"], ["y"], name="slice"),
+    ]
+    inits = [numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes"),
+             numpy_helper.from_array(np.array([0], np.int64), "start"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis"),
+             numpy_helper.from_array(np.arange(32, dtype=np.int64).reshape(1, 32), "ids")]
+    graph = h.make_graph(nodes, "slice_to_length",
+                         [h.make_tensor_value_info("x", T.INT64, ["B", "S"])],
+                         [h.make_tensor_value_info("y", T.INT64, None)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
 def conv_relu_add():
     """A residual block's tail with named weights: Relu(Conv(x, W, B)) + x."""
     w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "conv1.weight")
@@ -72,6 +91,7 @@ MODELS = {
     "reshape_chain_symbolic": lambda: reshape_chain("N"),
     "conv_relu_add": conv_relu_add,
     "expand_chain": expand_chain,
+    "slice_to_length": slice_to_length,
 }
 
 if __name__ == "__main__":

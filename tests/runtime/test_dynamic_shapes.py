@@ -270,6 +270,36 @@ def test_conv_and_matmul_steps_get_a_kernel_tuned_for_small_batches():
     assert "| N ≤ 2: conv_" in layer_table(manifest)
 
 
+BERT_DYNAMIC_SEQ = BERT_DYNAMIC.with_name("bert_tiny_dynamic_seq.onnx")
+SEQ_PROFILE = {n: ((1, 1), (2, 16), (4, 32)) for n in ("input_ids", "attention_mask")}
+
+
+def _seq_feeds(batch: int, seq: int) -> dict[str, np.ndarray]:
+    ids = RNG.integers(0, 100, (batch, seq)).astype(np.int64)
+    mask = np.ones((batch, seq), np.int64)
+    mask[0, seq // 2 + 1:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_bert_with_dynamic_batch_and_sequence_on_cpu():
+    """position_ids[:, :seq] becomes a gather at Range(0, seq); the mask's Shape stays a
+    (tiny) kernel; attention still fuses."""
+    model = onnx.load(str(BERT_DYNAMIC_SEQ))
+    engine, manifest = _engine(model, _profile(**SEQ_PROFILE))
+    assert manifest["symbols"] == {"batch": [1, 2, 4], "sequence": [1, 16, 32]}
+    assert [s["template"] for s in manifest["steps"]].count("attention") == 2
+    for batch, seq in ((1, 1), (3, 16), (4, 32), (2, 7)):
+        feeds = _seq_feeds(batch, seq)
+        np.testing.assert_allclose(engine(feeds)["y"], _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+def test_a_profile_past_a_sliced_buffer_is_a_build_error():
+    long = {n: ((1, 1), (2, 16), (4, 64)) for n in ("input_ids", "attention_mask")}
+    with pytest.raises(EmberError, match=r"/bert/embeddings/Slice\) slices 0:sequence of a dim "
+                                         r"of 32, and the profile lets sequence reach 64"):
+        _engine(onnx.load(str(BERT_DYNAMIC_SEQ)), _profile(**long))
+
+
 def _dynamic_batch(model: onnx.ModelProto, max_batch: int):
     inits = {t.name for t in model.graph.initializer}
     profile = OptimizationProfile()
@@ -422,5 +452,18 @@ def test_bert_exported_with_a_dynamic_batch_on_gpu():
     context = engine.create_execution_context(cuda_graph=True)
     for batch in (4, 1, 3):
         feeds = _bert_feeds(batch)
+        np.testing.assert_allclose(context.execute(feeds)["y"], _ort(model, feeds), rtol=1e-4,
+                                   atol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_bert_with_dynamic_batch_and_sequence_on_gpu():
+    model = onnx.load(str(BERT_DYNAMIC_SEQ))
+    engine, manifest = _gpu_engine(model, _profile(**SEQ_PROFILE), autotune=True)
+    assert not [s for s in manifest["steps"] if s.get("device") == "cpu"]
+    context = engine.create_execution_context(cuda_graph=True)
+    for batch, seq in ((4, 32), (1, 1), (3, 16), (2, 7)):
+        feeds = _seq_feeds(batch, seq)
         np.testing.assert_allclose(context.execute(feeds)["y"], _ort(model, feeds), rtol=1e-4,
                                    atol=1e-5)
