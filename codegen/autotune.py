@@ -50,7 +50,11 @@ def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, 
     if not symbols or not params_symbolic(step["params"]):
         return [(step, "tactic")]
     points = [({k: v[1] for k, v in symbols.items()}, "tactic")]
-    if step.get("template") in VARIANT_TEMPLATES and any(v[0] < v[1] for v in symbols.values()):
+    shapes = [*step["params"].get("in_shapes", []), *step["params"].get("out_shapes", [])]
+    used = {p for shape in shapes if shape for d in shape if isinstance(d, str)
+            for p in d.split("*") if p in symbols}
+    if step.get("template") in VARIANT_TEMPLATES and any(symbols[k][0] < symbols[k][1]
+                                                         for k in used):
         points.append(({k: v[0] for k, v in symbols.items()}, "tactic_small"))
     return [(dict(step, params=substitute_shapes(step["params"], values)), slot)
             for values, slot in points]

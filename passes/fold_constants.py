@@ -146,7 +146,9 @@ class _Folder:
         """x[..., 0:n] along one axis with n a symbolic dim (`buffer[:, :seq_len]` under a
         dynamic sequence): a gather of x at Range(0, n) (length n), since a static slice's ends
         are numbers. ONNX clamps the end to the dim; the gather reads positions below n, so the
-        profile must keep n within the dim (plan_builder records `n <= dim` as a constraint)."""
+        profile must keep n within the dim: checked here against the builder's `ember.symbol_max`
+        (a module without it, e.g. in ember-opt, is rewritten unchecked; plans come from the
+        builder)."""
         values = op.by_operand(known)
         starts, ends = known_ints(values.get("dyn_starts")), values.get("dyn_ends")
         axes = known_ints(values.get("dyn_axes")) if op.dyn_axes is not None else [0]

@@ -254,7 +254,8 @@ class ExecutionContext:
         if len(profiles) > 1:  # the active profile's own range
             for name, t in engine.tensors.items():
                 entry = profiles[self._profile].get(name)
-                if not t.is_input or not isinstance(entry, list) or len(entry) != 3:
+                if not t.is_input or not isinstance(entry, list) or len(entry) != 3 \
+                        or any(len(s) != len(t.spec) for s in entry):
                     continue
                 for axis, d in enumerate(t.spec):
                     if isinstance(d, str) and d in ranges:

@@ -482,10 +482,11 @@ def range_values(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.
 def range_(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     start, limit, delta = (np.asarray(v).reshape(()) for v in inputs)
     out = (params.get("out_shapes") or [None])[0]
-    if out and isinstance(out[0], int) and out[0] >= 0:  # the length its type declares
-        if delta == 0:
-            raise ShapeError("nn.range: delta must not be 0")
-        return [(start + np.arange(out[0]) * delta).astype(start.dtype)]
+    if out and out[0] is not None and limit == start:  # the static-length form: see nn.range
+        if not isinstance(out[0], int):
+            raise ShapeError("nn.range: its length is a symbolic dim its result type holds, "
+                             "and no value is bound for it here")
+        return [start + np.arange(out[0], dtype=start.dtype) * delta]
     return [range_values(start, limit, delta)]
 
 

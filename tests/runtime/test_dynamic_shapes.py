@@ -467,3 +467,34 @@ def test_bert_with_dynamic_batch_and_sequence_on_gpu():
         feeds = _seq_feeds(batch, seq)
         np.testing.assert_allclose(context.execute(feeds)["y"], _ort(model, feeds), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_the_static_length_range_reads_its_length_from_its_type():
+    from ember.errors import ShapeError
+    from ember.runtime.cpu_kernels.movement import range_
+
+    zero, one = np.array(0), np.array(1)
+    np.testing.assert_array_equal(range_([zero, zero, one], {"out_shapes": [[4]]})[0],
+                                  np.arange(4))
+    with pytest.raises(ShapeError, match="symbolic dim"):  # never an empty array instead
+        range_([zero, zero, one], {"out_shapes": [["N"]]})
+    half = np.array(0.5, np.float32)  # an ordinary range keeps numpy's arange, in its dtype
+    got = range_([half, np.array(3.0, np.float32), half], {"out_shapes": [[5]]})[0]
+    np.testing.assert_array_equal(got, np.arange(0.5, 3.0, 0.5, dtype=np.float32))
+
+
+def test_the_nn_interpreter_runs_a_module_with_symbolic_folds():
+    """The reference interpreter binds the inputs' symbols, so the static-length Range (and the
+    gather that replaced BERT's position-id slice) get their run-time length there too."""
+    from ember.compiler.builder import _apply_profiles
+    from ember.compiler.interpret import interpret
+    from ember.compiler.onnx_importer import import_onnx
+    from ember.compiler.pipeline import resolve_passes, run_passes
+
+    model = onnx.load(str(BERT_DYNAMIC_SEQ))
+    proto, _ = _apply_profiles(model, BuilderConfig(profiles=[_profile(**SEQ_PROFILE)]))
+    module = import_onnx(proto)
+    run_passes(module, resolve_passes("default"))
+    feeds = _seq_feeds(3, 7)
+    (got,) = interpret(module, feeds).values()
+    np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
