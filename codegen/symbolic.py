@@ -330,7 +330,7 @@ def _value(a: Any, values: Mapping[str, int]) -> int:
     if isinstance(a, Sym):
         return a.value(values)
     x, y = _value(a.args[0], values), _value(a.args[1], values)
-    return {"+": lambda: x + y, "//": lambda: x // y, "%": lambda: x % y,
+    return {"//": lambda: x // y, "%": lambda: x % y,
             "cdiv": lambda: -(-x // y), "min": lambda: min(x, y),
             "max": lambda: max(x, y)}[a.op]()
 
@@ -343,8 +343,6 @@ def _c(a: Any, wide: bool) -> str:
     if isinstance(a, Sym):
         return a.c(wide)
     x, y = _c(a.args[0], wide), _c(a.args[1], wide)
-    if a.op == "+":
-        return f"({x})" if y == "0" else f"({x} + {y})"
     if a.op == "cdiv":
         return f"(({x} + {y} - 1) / {y})"
     if a.op in ("min", "max"):
@@ -357,8 +355,6 @@ def _json(a: Any) -> Any:
         return a
     if isinstance(a, Sym):
         return a.to_json()
-    if a.op == "+":
-        return _json(a.args[0])
     return [a.op, _json(a.args[0]), _json(a.args[1])]
 
 
