@@ -17,11 +17,41 @@ from ember.compiler.builder import compile as _compile
 
 
 class EmberRep(BackendRep):
-    def __init__(self, engine) -> None:
+    """A prepared model. One with dynamic input dims (and no profile to build them with) is
+    built at its first run for the shapes given, and again for each new set of shapes (the
+    last few plans are kept)."""
+
+    KEEP = 8  # plans a dynamic model keeps, one per set of input shapes
+
+    def __init__(self, engine=None, *, model: onnx.ModelProto | None = None,
+                 device: str = "cpu") -> None:
         self.engine = engine
+        self._model, self._device = model, device
+        self._by_shapes: dict[tuple, Any] = {}
+        if engine is None:
+            inits = {t.name for t in model.graph.initializer}  # type: ignore[union-attr]
+            self._names = [vi.name for vi in model.graph.input  # type: ignore[union-attr]
+                           if vi.name not in inits]
+
+    def _engine_for(self, feed: Mapping[str, np.ndarray]):
+        """The engine built for these input shapes (a static plan each)."""
+        from ember.compiler.builder import OptimizationProfile
+
+        shapes = tuple((n, np.shape(feed[n])) for n in self._names if n in feed)
+        engine = self._by_shapes.pop(shapes, None)
+        if engine is None:
+            profile = OptimizationProfile()
+            for name, shape in shapes:
+                profile.set_shape(name, shape, shape, shape)
+            engine = _compile(self._model, device=self._device,  # type: ignore[arg-type]
+                              profiles=[profile])
+            while len(self._by_shapes) >= self.KEEP:
+                self._by_shapes.pop(next(iter(self._by_shapes)))
+        self._by_shapes[shapes] = engine  # most recently used last
+        return engine
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
-        names = self.engine.input_names
+        names = self.engine.input_names if self.engine is not None else self._names
         if isinstance(inputs, Mapping):
             feed = dict(inputs)
         else:
@@ -32,8 +62,9 @@ class EmberRep(BackendRep):
                 raise EmberError(f"{len(arrays)} input(s) given, the model takes {len(names)}: "
                                  f"{', '.join(names)}")
             feed = dict(zip(names, arrays, strict=True))
-        out = self.engine(feed)
-        return tuple(out[n] for n in self.engine.output_names)
+        engine = self.engine if self.engine is not None else self._engine_for(feed)
+        out = engine(feed)
+        return tuple(out[n] for n in engine.output_names)
 
 
 class EmberBackend(Backend):
@@ -52,6 +83,8 @@ class EmberBackend(Backend):
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> EmberRep:
+        if _dynamic_inputs(model):  # built at run time, for the shapes given
+            return EmberRep(model=model, device=cls._device(device))
         return EmberRep(_compile(model, device=cls._device(device)))
 
     @classmethod
@@ -63,6 +96,13 @@ class EmberBackend(Backend):
     def run_node(cls, node: onnx.NodeProto, inputs: Sequence[np.ndarray], device: str = "CPU",
                  outputs_info: Any = None, **kwargs: Any) -> tuple[np.ndarray, ...]:
         raise NotImplementedError("ember compiles whole models: use prepare() or run_model()")
+
+
+def _dynamic_inputs(model: onnx.ModelProto) -> bool:
+    inits = {t.name for t in model.graph.initializer}
+    return any(vi.name not in inits and vi.type.HasField("tensor_type")
+               and any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)
+               for vi in model.graph.input)
 
 
 prepare = EmberBackend.prepare

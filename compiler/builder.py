@@ -315,14 +315,16 @@ def detect_arch() -> str | None:
 
 
 def compile(model: onnx.ModelProto | str | os.PathLike | bytes, *, fp16: bool = False,
-            device: str = "auto", arch: str | None = None, pipeline: str = "default"):
+            device: str = "auto", arch: str | None = None, pipeline: str = "default",
+            profiles: list[OptimizationProfile] | None = None):
     """Build and load in one step: `ember.compile("model.onnx")(x=...)` -> outputs by name.
 
-    CUDA kernels are built for `arch`, or for the GPU present when device is "auto"/"cuda"."""
+    CUDA kernels are built for `arch`, or for the GPU present when device is "auto"/"cuda".
+    `profiles`: optimization profiles for a model with dynamic input dims."""
     from ember.runtime.engine import Engine
     from ember.runtime.plan import read_plan
 
-    config = BuilderConfig(pipeline=pipeline)
+    config = BuilderConfig(pipeline=pipeline, profiles=list(profiles or []))
     if fp16:
         config.set_flag(BuilderFlag.FP16)
     if arch is None and device != "cpu":

@@ -116,6 +116,19 @@ def test_backend_convention():
     assert ember.backend.supports_device("CPU")
 
 
+def test_backend_builds_a_dynamic_model_for_each_set_of_input_shapes():
+    model = small_cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    rep = ember.backend.prepare(model, "CPU")
+    reference = ReferenceEvaluator(small_cnn())
+    for batch in (1, 2, 1):
+        x = np.concatenate([X, X])[:batch]
+        (y,) = rep.run([x])
+        np.testing.assert_allclose(y[:batch], reference.run(None, {"x": np.concatenate(
+            [x, X])[:2]})[0][:batch], rtol=1e-5, atol=1e-6)
+    assert len(rep._by_shapes) == 2  # one plan per set of shapes, reused
+
+
 def test_plan_runs_in_a_process_without_the_compiler(tmp_path):
     manifest, sections = build_model(small_cnn())
     write_plan(tmp_path / "cnn.plan", manifest, sections)
