@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ember.codegen.nvrtc import CompileError, compile_many
-from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step
+from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
 from ember.errors import EmberError
 from ember.runtime.manifest import decode
@@ -42,22 +42,28 @@ def _tactics(step: dict[str, Any]) -> list[dict]:
     return pick(decode(step["params"])) if pick else []
 
 
-def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, Any], str]]:
-    """(the step as timed, the params key its tactic goes to). A step with symbolic dims is
+def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, Any], tuple]]:
+    """(the step as timed, where in its params the tactic goes). A step with symbolic dims is
     timed as a static kernel at the profile's opt shapes ("tactic", which its kernel uses), and
-    a conv/matmul also at the min shapes ("tactic_small", for its small-shape variant, see
-    plan_kernels._small_variants)."""
+    a conv/matmul also with each set of its symbols at their min ("tactic_small"[set], for its
+    small-shape kernels, see plan_kernels._small_variants)."""
     if not symbols or not params_symbolic(step["params"]):
-        return [(step, "tactic")]
-    points = [({k: v[1] for k, v in symbols.items()}, "tactic")]
-    shapes = [*step["params"].get("in_shapes", []), *step["params"].get("out_shapes", [])]
-    used = {p for shape in shapes if shape for d in shape if isinstance(d, str)
-            for p in d.split("*") if p in symbols}
-    if step.get("template") in VARIANT_TEMPLATES and any(symbols[k][0] < symbols[k][1]
-                                                         for k in used):
-        points.append(({k: v[0] for k, v in symbols.items()}, "tactic_small"))
+        return [(step, ("tactic",))]
+    opt = {k: v[1] for k, v in symbols.items()}
+    points = [(opt, ("tactic",))]
+    if step.get("template") in VARIANT_TEMPLATES:
+        for subset in small_subsets(step["params"], symbols):
+            points.append(({**opt, **{k: symbols[k][0] for k in subset}},
+                           ("tactic_small", ",".join(subset))))
     return [(dict(step, params=substitute_shapes(step["params"], values)), slot)
             for values, slot in points]
+
+
+def _put(params: dict[str, Any], slot: tuple, value: dict) -> None:
+    if len(slot) == 1:
+        params[slot[0]] = value
+    else:
+        params.setdefault(slot[0], {})[slot[1]] = value
 
 
 def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
@@ -161,7 +167,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     path = cache_path()
     cache = _load_cache(path) if use_cache else {}
     stats = {"steps": 0, "timed": 0, "cached": 0}
-    todo: list[tuple[dict, dict, str, str, list[tuple[dict, str, KernelSpec]]]] = []
+    todo: list[tuple[dict, dict, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
     symbols = manifest.get("symbols") or {}
     for plan_step in manifest["steps"]:
         for step, slot in _timing_points(plan_step, symbols):
@@ -174,7 +180,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
             key = _key(device_name, step if step is plan_step else
                        dict(step, template=f"{step['template']}[symbolic]"))
             if key in cache and cache[key] in options:
-                plan_step["params"][slot] = cache[key]
+                _put(plan_step["params"], slot, cache[key])
                 stats["cached"] += 1
                 continue
             emitted = []
@@ -211,7 +217,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 best = (ms, tactic)
         if best is None:  # none ran: the cost model's choice stands
             continue
-        plan_step["params"][slot] = best[1]
+        _put(plan_step["params"], slot, best[1])
         cache[key] = best[1]
     if use_cache:
         _save_cache(path, cache)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -156,29 +157,50 @@ def _launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:
 VARIANT_TEMPLATES = ("conv", "matmul")
 
 
+def small_subsets(params: Mapping[str, Any], symbols: Mapping[str, tuple[int, int, int]]
+                  ) -> list[tuple[str, ...]]:
+    """The sets of a step's symbols that get a kernel tuned for their min, most specific first:
+    every non-empty subset of the symbols its shapes use whose min is well below opt (one set of
+    all of them where there are more than two)."""
+    shapes = [*params.get("in_shapes", []), *params.get("out_shapes", [])]
+    used = sorted({p for shape in shapes if shape for d in shape if isinstance(d, str)
+                   for p in d.split("*") if p in symbols})
+    varying = [s for s in used if symbols[s][0] < symbols[s][1]
+               and small_threshold(symbols[s]) >= symbols[s][0]]
+    if len(varying) > 2:
+        return [tuple(varying)]
+    return [c for r in range(len(varying), 0, -1) for c in itertools.combinations(varying, r)]
+
+
+def small_threshold(bounds: tuple[int, int, int]) -> int:
+    """A symbol counts as small up to ⌊√(min · opt)⌋."""
+    return int((bounds[0] * bounds[1]) ** 0.5)
+
+
 def _small_variants(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]],
                     primary: tuple[str, KernelSpec] | None
                     ) -> list[tuple[dict[str, int], str, KernelSpec]]:
-    """A conv/matmul step with symbolic dims is tuned for the profile's opt shapes; where its
-    symbols may go well below opt, a second kernel tuned for their min (the autotuner's
-    `tactic_small`, else the cost model's choice there) runs while every such symbol is at most
-    the geometric mean of its min and opt (the step's "variants", picked per binding). None
-    where it would be the same kernel."""
+    """A conv/matmul step with symbolic dims is tuned for the profile's opt shapes; where some
+    of its symbols may go well below opt, more kernels are tuned with those at their min (the
+    autotuner's `tactic_small[<symbols>]`, else the cost model's choice there). Each runs while
+    its symbols are at most ⌊√(min · opt)⌋, the most specific first (the step's "variants",
+    picked per binding). Kernels equal to one already listed are left out."""
     if primary is None or step.get("template") not in VARIANT_TEMPLATES \
             or not params_symbolic(step["params"]):
         return []
-    used = primary[1].size_args
-    when = {s: int((symbols[s][0] * symbols[s][1]) ** 0.5) for s in used
-            if symbols[s][0] < symbols[s][1]}
-    when = {s: v for s, v in when.items() if v >= symbols[s][0]}
-    if not when:
-        return []
-    small = {k: (lo, lo if k in when else opt, hi) for k, (lo, opt, hi) in symbols.items()}
+    tuned = step["params"].get("tactic_small") or {}
     params = {k: v for k, v in step["params"].items() if k not in ("tactic", "tactic_small")}
-    if step["params"].get("tactic_small"):
-        params["tactic"] = step["params"]["tactic_small"]
-    try:
-        name, spec = emit_step(dict(step, params=params), small)
-    except (UnsupportedError, EmberError):
-        return []
-    return [] if name == primary[0] else [(when, name, spec)]
+    out: list[tuple[dict[str, int], str, KernelSpec]] = []
+    seen = {primary[0]}
+    for subset in small_subsets(step["params"], symbols):
+        small = {k: (lo, lo if k in subset else opt, hi) for k, (lo, opt, hi) in symbols.items()}
+        tactic = tuned.get(",".join(subset)) if isinstance(tuned, Mapping) else None
+        try:
+            name, spec = emit_step(dict(step, params={**params, **(
+                {"tactic": tactic} if tactic else {})}), small)
+        except (UnsupportedError, EmberError):
+            continue
+        if name not in seen:
+            seen.add(name)
+            out.append(({z: small_threshold(symbols[z]) for z in subset}, name, spec))
+    return out

@@ -300,6 +300,19 @@ def test_a_profile_past_a_sliced_buffer_is_a_build_error():
         _engine(onnx.load(str(BERT_DYNAMIC_SEQ)), _profile(**long))
 
 
+WIDE_SEQ_PROFILE = {n: ((1, 1), (16, 32), (64, 32)) for n in ("input_ids", "attention_mask")}
+
+
+def test_each_set_of_small_symbols_gets_its_own_kernel():
+    manifest, _ = build_model(onnx.load(str(BERT_DYNAMIC_SEQ)), BuilderConfig(
+        target_arch="sm_90", autotune=False, profiles=[_profile(**WIDE_SEQ_PROFILE)]))
+    whens = [[v["when"] for v in s["cuda"].get("variants", [])] for s in manifest["steps"]
+             if s["template"] == "matmul"]
+    # small thresholds: batch ⌊√16⌋ = 4, sequence ⌊√32⌋ = 5; both small first
+    assert [{"batch": 4, "sequence": 5}, {"sequence": 5}] in whens
+    assert all(w and w[0] == {"batch": 4, "sequence": 5} for w in whens)
+
+
 def _dynamic_batch(model: onnx.ModelProto, max_batch: int):
     inits = {t.name for t in model.graph.initializer}
     profile = OptimizationProfile()
@@ -498,3 +511,18 @@ def test_the_nn_interpreter_runs_a_module_with_symbolic_folds():
     feeds = _seq_feeds(3, 7)
     (got,) = interpret(module, feeds).values()
     np.testing.assert_allclose(got, _ort(model, feeds), rtol=1e-4, atol=1e-5)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_bert_runs_each_small_shape_kernel_on_gpu():
+    """A wide profile: shapes that pick the both-small, sequence-small and opt kernels."""
+    model = onnx.load(str(BERT_DYNAMIC_SEQ))
+    engine, manifest = _gpu_engine(model, _profile(**WIDE_SEQ_PROFILE), autotune=True)
+    assert any(len(s["cuda"].get("variants", [])) > 1 for s in manifest["steps"]
+               if s["template"] == "matmul")
+    context = engine.create_execution_context(cuda_graph=True)
+    for batch, seq in ((1, 1), (16, 3), (64, 32), (2, 32), (3, 5)):
+        feeds = _seq_feeds(batch, seq)
+        np.testing.assert_allclose(context.execute(feeds)["y"], _ort(model, feeds), rtol=1e-4,
+                                   atol=1e-5)
