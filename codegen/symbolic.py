@@ -379,21 +379,11 @@ def upper(x: int | Sym) -> int:
     return _bound(x, 2)
 
 
-def lower(x: int | Sym) -> int:
-    return _bound(x, 0)
-
-
 def smin(a: int | Sym, b: int | Sym) -> int | Sym:
     """min() that works on symbolic sizes (a run-time min where either is symbolic)."""
     if isinstance(a, int) and isinstance(b, int):
         return min(a, b)
     return _atom("min", a, b)
-
-
-def smax(a: int | Sym, b: int | Sym) -> int | Sym:
-    if isinstance(a, int) and isinstance(b, int):
-        return max(a, b)
-    return _atom("max", a, b)
 
 
 def cdiv(a: int | Sym, b: int) -> int | Sym:

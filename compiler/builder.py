@@ -23,6 +23,7 @@ from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pipeline import resolve_passes, run_passes
 from ember.compiler.plan_builder import build_plan
 from ember.errors import EmberError, UnsupportedError
+from ember.passes.fold_constants import set_symbol_maxima
 from ember.runtime.plan import plan_bytes
 
 
@@ -244,13 +245,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
-        from xdsl.dialects.builtin import DictionaryAttr
-
-        from ember.dialects.attributes import to_attribute
-        from ember.passes.fold_constants import SYMBOL_MAXIMA
-
-        module.attributes[SYMBOL_MAXIMA] = DictionaryAttr(
-            {k: to_attribute(v[2]) for k, v in symbols.items()})
+        set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
     if config.optimize:
         names = resolve_passes(config.pipeline)
         names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]

@@ -28,7 +28,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from ember.dialects.attributes import attribute_value
+from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import (
     NNOp,
@@ -77,6 +77,12 @@ class FoldConstants(ModulePass):
 
 
 SYMBOL_MAXIMA = "ember.symbol_max"  # module attribute: each symbol's profile max (the builder's)
+
+
+def set_symbol_maxima(module: ModuleOp, maxima: dict[str, int]) -> None:
+    """Record each symbol's profile max on the module (the builder does, for `symbol_maxima`)."""
+    module.attributes[SYMBOL_MAXIMA] = DictionaryAttr(
+        {k: to_attribute(v) for k, v in maxima.items()})
 
 
 def symbol_maxima(module: ModuleOp) -> dict[str, int]:

@@ -18,7 +18,7 @@ import numpy as np
 from ember.errors import EmberError, PlanError
 from ember.runtime.manifest import symbols_of, validate
 from ember.runtime.plan import Plan, read_plan
-from ember.runtime.symbolic import bind_symbols, dim_value, shape_value
+from ember.runtime.symbolic import dim_value, shape_value, symbol_values
 
 if TYPE_CHECKING:
     from ember.runtime.inspector import EngineInspector
@@ -262,7 +262,7 @@ class ExecutionContext:
                         lo, hi = int(entry[0][axis]), int(entry[2][axis])
                         ranges[d] = (max(lo, ranges[d][0]), ranges[d][1], min(hi, ranges[d][2]))
         specs = [(n, t.spec) for n, t in engine.tensors.items() if t.is_input]
-        values = bind_symbols(specs, shapes, ranges, InputError)
+        values = symbol_values(specs, shapes, ranges, InputError)
         for dim, size in engine.manifest.get("constraints") or []:
             if dim_value(dim, values) != size:
                 raise InputError(f"'{dim}' is {dim_value(dim, values)}, but the model "

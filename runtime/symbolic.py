@@ -23,15 +23,6 @@ _MAX_DEPTH = 32
 _LIMIT = 1 << 62
 
 
-def is_symbolic(dim: Any) -> bool:
-    return isinstance(dim, str)
-
-
-def dim_symbols(dim: Any) -> list[str]:
-    """The symbols of a dim (none for an int)."""
-    return [p for p in dim.split("*") if not p.isdigit()] if isinstance(dim, str) else []
-
-
 def check_dim(dim: Any, symbols: Mapping[str, Any], what: str) -> None:
     """A dim is an int ≥ 0 or a monomial over declared symbols."""
     if isinstance(dim, int) and not isinstance(dim, bool):
@@ -152,7 +143,7 @@ def params_symbolic(params: Mapping[str, Any]) -> bool:
     return any(isinstance(d, str) for s in shapes if s for d in s)
 
 
-def bind_symbols(specs: Sequence[tuple[str, Sequence[int | str]]],
+def symbol_values(specs: Sequence[tuple[str, Sequence[int | str]]],
                  shapes: Mapping[str, Sequence[int]], symbols: Mapping[str, Sequence[int]],
                  error: type[Exception]) -> dict[str, int]:
     """Symbol values from the inputs' actual shapes. `specs`: (input name, manifest shape);
