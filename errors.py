@@ -54,3 +54,24 @@ class PlanError(EmberError):
 
 class CudaError(EmberError):
     """A CUDA driver call failed; names the step and kernel."""
+
+
+class InputError(EmberError):
+    """Inputs that do not match the engine: a wrong name, dtype or shape."""
+
+
+class StepError(EmberError):
+    """A step failed while running; names the step and its ONNX origin."""
+
+
+class SymbolicError(UnsupportedError):
+    """A template asked a symbolic size a question only a number answers."""
+
+
+class CompileError(EmberError):
+    """NVRTC rejected a kernel; the message names the kernel and holds NVRTC's log."""
+
+    def __init__(self, message: str, *, kernel: str = "", log: str = "") -> None:
+        super().__init__(message)
+        self.kernel = kernel
+        self.log = log

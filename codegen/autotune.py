@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ember.codegen.nvrtc import CompileError, compile_many
+from ember.codegen.nvrtc import compile_many
 from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
-from ember.errors import EmberError
+from ember.errors import CompileError, EmberError
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import params_symbolic, substitute_shapes
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from ember.errors import EmberError
+from ember.errors import CompileError
+from ember.runtime.arch import arch_string, normalize_arch, parse_arch, ptx_arch
 
 try:  # cuda-python >= 12.x
     from cuda.bindings import nvrtc as _nvrtc
@@ -56,15 +57,6 @@ __all__ = [
     "ptx_arch",
     "supported_archs",
 ]
-
-
-class CompileError(EmberError):
-    """NVRTC rejected a kernel; the message names the kernel and holds NVRTC's log."""
-
-    def __init__(self, message: str, *, kernel: str = "", log: str = "") -> None:
-        super().__init__(message)
-        self.kernel = kernel
-        self.log = log
 
 
 @dataclass(frozen=True)
@@ -125,53 +117,6 @@ def supported_archs() -> tuple[int, ...]:
     except (AttributeError, CompileError):  # pragma: no cover - very old NVRTC
         return ()
     return tuple(int(a) for a in archs)
-
-
-# --------------------------------------------------------------------------------------------
-# arch strings
-
-_ARCH_RE = re.compile(r"^(?:sm_|compute_|sm|compute)?(\d+)(?:\.(\d+))?([af]?)$")
-
-
-def parse_arch(arch: str | int | tuple[int, int]) -> tuple[int, int]:
-    """Compute capability of an arch given as "sm_90", "sm_90a", "compute_90", "90", "9.0",
-    90 or (9, 0); returns (major, minor), e.g. (9, 0). "sm_120" is (12, 0)."""
-    if isinstance(arch, tuple):
-        major, minor = arch
-        return int(major), int(minor)
-    if isinstance(arch, int):
-        return arch // 10, arch % 10
-    m = _ARCH_RE.match(str(arch).strip().lower())
-    if not m:
-        raise ValueError(f"not a CUDA arch: {arch!r} (expected e.g. 'sm_90' or '9.0')")
-    digits, dotted, _ = m.groups()
-    if dotted is not None:
-        return int(digits), int(dotted)
-    if len(digits) < 2:
-        raise ValueError(f"not a CUDA arch: {arch!r} (expected e.g. 'sm_90' or '9.0')")
-    return int(digits[:-1]), int(digits[-1])
-
-
-def _arch_suffix(arch: str) -> str:
-    m = _ARCH_RE.match(str(arch).strip().lower())
-    return m.group(3) if m else ""
-
-
-def arch_string(major: int, minor: int, suffix: str = "") -> str:
-    """(9, 0) -> "sm_90"; suffix "a" gives the arch-specific target "sm_90a"."""
-    return f"sm_{int(major)}{int(minor)}{suffix}"
-
-
-def _normalize_arch(arch: str | int | tuple[int, int]) -> str:
-    major, minor = parse_arch(arch)
-    suffix = _arch_suffix(arch) if isinstance(arch, str) else ""
-    return arch_string(major, minor, suffix)
-
-
-def ptx_arch(arch: str | int | tuple[int, int]) -> str:
-    """The virtual arch for PTX of a real one: "sm_90" -> "compute_90", "sm_90a" ->
-    "compute_90a"."""
-    return "compute_" + _normalize_arch(arch)[3:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,7 +426,7 @@ def compile_cuda(
     """Compile one CUDA C source with NVRTC: CUBIN for ``arch`` and (``want_ptx``) PTX for the
     matching ``compute_XX``. ``name`` names the kernel in errors and the NVRTC program
     (``<name>.cu``). Raises :class:`CompileError` with NVRTC's log on failure."""
-    arch_n = _normalize_arch(arch)
+    arch_n = normalize_arch(arch)
     supported = supported_archs()
     major, minor = parse_arch(arch_n)
     if supported and major * 10 + minor not in supported:

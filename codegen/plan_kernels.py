@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ember.codegen.nvrtc import compile_many, nvrtc_version, parse_arch
+from ember.codegen.nvrtc import compile_many, nvrtc_version
 from ember.codegen.symbolic import (
     C_PREFIX,
     SymbolicError,
@@ -25,8 +25,9 @@ from ember.codegen.symbolic import (
 )
 from ember.codegen.templates import KernelSpec, emitter
 from ember.errors import EmberError, UnsupportedError
+from ember.runtime.arch import parse_arch
 from ember.runtime.manifest import decode
-from ember.runtime.symbolic import params_symbolic
+from ember.runtime.symbolic import dim_symbols, params_symbolic
 
 SECTION_ALIGN = 256
 _PLACEHOLDER = "__ember_kernel__"
@@ -163,8 +164,8 @@ def small_subsets(params: Mapping[str, Any], symbols: Mapping[str, tuple[int, in
     every non-empty subset of the symbols its shapes use whose min is well below opt (one set of
     all of them where there are more than two)."""
     shapes = [*params.get("in_shapes", []), *params.get("out_shapes", [])]
-    used = sorted({p for shape in shapes if shape for d in shape if isinstance(d, str)
-                   for p in d.split("*") if p in symbols})
+    used = sorted({p for shape in shapes if shape for d in shape for p in dim_symbols(d)
+                   if p in symbols})
     varying = [s for s in used if symbols[s][0] < symbols[s][1]
                and small_threshold(symbols[s]) >= symbols[s][0]]
     if len(varying) > 2:

@@ -24,17 +24,14 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ember.errors import UnsupportedError
+from ember.errors import SymbolicError
+from ember.runtime.symbolic import dim_factors
 
 C_PREFIX = "sz_"
 _INT_MAX = 2**31 - 1
 _NO_BOUNDS: Mapping[str, tuple[int, int, int]] = MappingProxyType({})
 _BOUNDS: contextvars.ContextVar[Mapping[str, tuple[int, int, int]]] = contextvars.ContextVar(
     "ember_symbol_bounds", default=_NO_BOUNDS)
-
-
-class SymbolicError(UnsupportedError):
-    """A template asked a symbolic size a question only a number answers."""
 
 
 @contextlib.contextmanager
@@ -83,11 +80,10 @@ class Sym:
     @staticmethod
     def parse(dim: int | str) -> int | Sym:
         """A manifest dim ("768*N") as an int or a Sym."""
-        if isinstance(dim, int):
-            return dim
-        out: int | Sym = 1
-        for part in dim.split("*"):
-            out = out * (int(part) if part.isdigit() else Sym(part))
+        const, names = dim_factors(dim)
+        out: int | Sym = const
+        for name in names:
+            out = out * Sym(name)
         return out
 
     @staticmethod

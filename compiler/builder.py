@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
+from xdsl.passes import ModulePass
 
 from ember.compiler.network import NetworkDefinition
 from ember.compiler.onnx_importer import import_onnx, load_model
@@ -246,17 +247,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     module = import_onnx(proto)
     if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
         set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
-    if config.optimize:
-        names = resolve_passes(config.pipeline)
-        names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
-        layouts = names.index("assign-layouts")
-        run_passes(module, names[:layouts])
-        if config.assign_layouts:
-            _assign_layouts(module, config)
-        run_passes(module, names[layouts + 1:]
-                   + [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names])
-    else:
-        run_passes(module, resolve_passes("unoptimized"))
+    run_passes(module, pipeline_for(config))
     target: dict[str, Any] = {"device": "any"}
     manifest, sections = build_plan(module, target=target, symbols=symbols,
                                     profiles=[p.shapes for p in config.profiles])
@@ -275,7 +266,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
 def _should_autotune(config: BuilderConfig) -> bool:
     if config.autotune is False:
         return False
-    from ember.codegen.nvrtc import parse_arch
+    from ember.runtime.arch import parse_arch
 
     present = detect_arch()
     same = present is not None and parse_arch(present) == parse_arch(str(config.target_arch))
@@ -285,21 +276,33 @@ def _should_autotune(config: BuilderConfig) -> bool:
     return same
 
 
-def _assign_layouts(module: Any, config: BuilderConfig) -> None:
-    """assign-layouts with the config's I/O formats; conv stays NCHW in GPU builds until the
-    CUDA conv template reads `layout: NHWC` (assign_layouts.CUDA_CONV_NHWC); NC4HW4 as
-    `config.packed_format` says, else `assign_layouts.PACKED_FORMAT`."""
-    from ember.dialects import ember_context
-    from ember.passes import assign_layouts
+def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
+    """The passes a build with `config` runs, with their options: the config's pipeline, then
+    whatever of convert-nn-to-kernel, assign-layouts, fuse-elementwise and fuse-epilogues it
+    lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU builds until the CUDA
+    conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
+    says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off).
+    `BuilderConfig(optimize=False)` gives the "unoptimized" pipeline. `pipeline_text` spells the
+    list in `ember-opt -p` syntax."""
+    from ember.passes import assign_layouts, make_pass
 
-    pass_ = assign_layouts.AssignLayouts(
-        io_formats=",".join(config.allowed_io_formats),
-        conv_nhwc=(assign_layouts.CPU_CONV_NHWC if config.target_arch is None
-                   else assign_layouts.CUDA_CONV_NHWC),
-        packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
-        else config.packed_format)
-    pass_.apply(ember_context(), module)
-    module.verify()
+    if not config.optimize:
+        return [make_pass(n) for n in resolve_passes("unoptimized")]
+    names = resolve_passes(config.pipeline)
+    names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
+    names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
+    passes: list[ModulePass] = []
+    for name in names:
+        if name != "assign-layouts":
+            passes.append(make_pass(name))
+        elif config.assign_layouts:
+            passes.append(assign_layouts.AssignLayouts(
+                io_formats=",".join(config.allowed_io_formats),
+                conv_nhwc=(assign_layouts.CPU_CONV_NHWC if config.target_arch is None
+                           else assign_layouts.CUDA_CONV_NHWC),
+                packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
+                else config.packed_format))
+    return passes
 
 
 def detect_arch() -> str | None:

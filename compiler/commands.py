@@ -11,7 +11,8 @@ from typing import TextIO
 
 import numpy as np
 
-from ember.compiler.builder import BuilderConfig, build_model
+from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
 
 
@@ -76,6 +77,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     write_plan(output, manifest, sections)
     seconds = time.perf_counter() - start
     if verbose:
+        out.write(f"pipeline: {pipeline_text(pipeline_for(config))}\n")
         out.write(layer_table(manifest))
     out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "

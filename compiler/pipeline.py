@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
-from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.arg_spec import parse_pipeline
+from xdsl.utils.exceptions import ArgSpecParseError, VerifyException
 
 from ember.dialects import ember_context
 from ember.errors import PassError, PipelineError
-from ember.passes import make_pass, pass_names, pipeline_names
+from ember.passes import available_passes, make_pass, pass_names, pipeline_names
 
 # called after each pass with (index, pass, module); index counts from 1
 AfterPass = Callable[[int, ModulePass, ModuleOp], None]
@@ -50,19 +51,46 @@ def resolve_passes(pipeline: str | Sequence[str] | None = None,
     return pass_names(",".join(pipeline))
 
 
-def run_passes(module: ModuleOp, names: Sequence[str], *, ctx: Context | None = None,
-               stop_after: str | None = None, after_pass: AfterPass | None = None,
-               verify: bool = True) -> PipelineRun:
-    """Run `names` in order over `module` (in place), verifying after each pass."""
+def pipeline_text(passes: Sequence[ModulePass]) -> str:
+    """A pass list in `ember-opt -p` (xDSL) syntax, every option spelled out:
+    `fold-constants,assign-layouts{io_formats="NCHW" conv_nhwc=false packed=false}`."""
+    return ",".join(str(p.pipeline_pass_spec(include_default=True)) for p in passes)
+
+
+def parse_pipeline_text(text: str) -> list[ModulePass]:
+    """The passes of a `pipeline_text` (or any `-p` spec of ember's passes), with options."""
+    known = available_passes()
+    try:
+        specs = list(parse_pipeline(text))
+    except ArgSpecParseError as e:  # a BaseException in xDSL 0.74; its message spans lines
+        reason = str(e).strip().splitlines()[-1].strip()
+        raise PipelineError(f"cannot parse the pass pipeline {text!r}: {reason}") from None
+    unknown = [s.name for s in specs if s.name not in known]
+    if unknown:
+        raise PipelineError(f"unknown pass(es): {', '.join(unknown)}; "
+                            f"available: {', '.join(sorted(known))}")
+    try:
+        return [known[s.name]().from_pass_spec(s) for s in specs]
+    except Exception as e:  # a wrong option name or value
+        raise PipelineError(f"bad pass options in {text!r}: {e}") from None
+
+
+def run_passes(module: ModuleOp, names: Sequence[str | ModulePass], *,
+               ctx: Context | None = None, stop_after: str | None = None,
+               after_pass: AfterPass | None = None, verify: bool = True) -> PipelineRun:
+    """Run `names` (pass names, or passes with their options) in order over `module` (in
+    place), verifying after each pass."""
     ctx = ctx or ember_context()
+    passes = [make_pass(n) if isinstance(n, str) else n for n in names]
+    names = [p.name for p in passes]
     if stop_after is not None:
         if stop_after not in names:
             raise PipelineError(f"--stop-after={stop_after}: that pass is not in the pipeline "
                                 f"({', '.join(names)})")
-        names = list(names[: list(names).index(stop_after) + 1])
+        passes = passes[: names.index(stop_after) + 1]
+        names = names[: len(passes)]
     run = PipelineRun(list(names))
-    for i, name in enumerate(names, 1):
-        p = make_pass(name)
+    for i, (name, p) in enumerate(zip(names, passes, strict=True), 1):
         start = time.perf_counter()
         p.apply(ctx, module)
         run.timings.append(PassTiming(name, time.perf_counter() - start))

@@ -30,7 +30,7 @@ from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
 from ember.passes.layout_formats import FORMATS, NC4HW4, physical_of
-from ember.runtime.symbolic import dim_value, size_form
+from ember.runtime.symbolic import dim_value, is_monomial_over, size_form
 
 
 def json_value(value: Any) -> Any:
@@ -139,8 +139,8 @@ def plan_shape(value: SSAValue, symbols: dict[str, tuple[int, int, int]]) -> lis
     """A value's buffer shape (in its format's byte order): ints, and monomials ("768*N") of
     the plan's symbols where a dim is symbolic."""
     logical = shape_of(value)
-    if logical is None or any(isinstance(d, str) and ("?" in d or not all(
-            p.isdigit() or p in symbols for p in d.split("*"))) for d in logical):
+    if logical is None or any(isinstance(d, str) and ("?" in d or not is_monomial_over(
+            d, symbols)) for d in logical):
         known = f"; the plan's symbols are {sorted(symbols)}" if symbols else (
             "; give the model static input shapes or an optimization profile")
         raise EmberError(f"cannot plan {value.type}: every dim must be static or a product of "

@@ -55,7 +55,7 @@ from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
 from ember.passes.convert_onnx_to_nn import update_function_type
 from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
-from ember.runtime.symbolic import dim_value
+from ember.runtime.symbolic import dim_value, is_monomial_over
 
 # Ops that only move elements: evaluating them on an object array of dims moves the dims.
 _STRUCTURAL = {"nn.gather", "nn.slice", "nn.concat", "nn.reshape", "nn.transpose"}
@@ -167,7 +167,7 @@ class _Folder:
         if len(end) != 1 or not isinstance(end[0], str) or UNKNOWN in end[0] \
                 or not 0 <= axis < len(shape) or not isinstance(shape[axis], int):
             return None
-        if all(p.isdigit() or p in self.maxima for p in end[0].split("*")):
+        if is_monomial_over(end[0], self.maxima):
             longest = dim_value(end[0], self.maxima)
             if longest > shape[axis]:
                 raise PassError(

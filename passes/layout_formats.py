@@ -1,9 +1,8 @@
-"""Tensor formats of 4-D activations and their byte order, for assign-layouts and the plan.
+"""Tensor formats of typed IR values, for assign-layouts and the plan builder.
 
-A format orders a logical NCHW tensor's bytes: NCHW (ONNX's), NHWC (channels last) and NC4HW4
-(TensorRT's kCHW4: [N, ceil(C/4), H, W, 4], channel c at block c // 4, lane c % 4; the pad lanes
-of a C % 4 != 0 tensor are "don't care"). The logical dims in a type stay NCHW whatever the
-format; `physical_shape` gives the buffer's shape.
+The formats themselves (NCHW, NHWC, NC4HW4) are defined once in `ember.runtime.formats`; this
+module reads them off IR types. The logical dims in a type stay NCHW whatever the format;
+`physical_shape` gives the buffer's shape.
 """
 
 from __future__ import annotations
@@ -13,30 +12,21 @@ from collections.abc import Sequence
 from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.tensor_types import format_of, static_shape
+from ember.runtime.formats import (  # noqa: F401  (re-exported for the passes)
+    ALIASES,
+    FORMATS,
+    LANES,
+    NC4HW4,
+    NCHW,
+    NHWC,
+    PERMS,
+    blocks,
+    physical_of,
+)
 
-NCHW, NHWC, NC4HW4 = "NCHW", "NHWC", "NC4HW4"
-LANES = 4
-FORMATS = (NCHW, NHWC, NC4HW4)
-# physical dim k of a 4-D tensor in a permuting format is its logical (NCHW) dim PERMS[format][k]
-PERMS: dict[str, tuple[int, ...]] = {NCHW: (0, 1, 2, 3), NHWC: (0, 2, 3, 1)}
 # the order of a format's bytes over "atoms": N, C blocks of 4 (Cb), the lane in a block (Cl), H, W
 _ATOMS = {NCHW: ("N", "Cb", "Cl", "H", "W"), NHWC: ("N", "H", "W", "Cb", "Cl"),
           NC4HW4: ("N", "Cb", "H", "W", "Cl")}
-# TensorRT's names of the formats
-ALIASES = {"LINEAR": NCHW, "HWC": NHWC, "CHW4": NC4HW4, "NC/4HW4": NC4HW4}
-
-
-def blocks(channels: int) -> int:
-    """ceil(C / 4): the channel blocks of an NC4HW4 tensor."""
-    return -(-int(channels) // LANES)
-
-
-def physical_of(shape: Sequence[int], fmt: str) -> tuple[int, ...]:
-    """A logical 4-D shape's byte-order shape in `fmt` (NC4HW4 is 5-D)."""
-    if fmt == NC4HW4:
-        n, c, h, w = shape
-        return (n, blocks(c), h, w, LANES)
-    return tuple(shape[p] for p in PERMS.get(fmt, PERMS[NCHW]))
 
 
 def physical_shape(t: Attribute | SSAValue) -> tuple[int, ...] | None:

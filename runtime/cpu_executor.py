@@ -12,16 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ember.errors import EmberError, PlanError
+from ember.errors import PlanError, StepError
 from ember.runtime import cpu_kernels
 from ember.runtime.symbolic import params_symbolic, shape_value, substitute_shapes
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
-
-
-class StepError(EmberError):
-    """A step failed while running; names the step and its ONNX origin."""
 
 
 class CpuExecutor:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ember.errors import CudaError
+from ember.runtime.arch import arch_string
 
 try:
     from cuda.bindings import driver as cu
@@ -175,8 +176,7 @@ class Device:
     @property
     def arch(self) -> str:
         """ "sm_90" for a compute capability 9.0 GPU."""
-        major, minor = self.compute_capability
-        return f"sm_{major}{minor}"
+        return arch_string(*self.compute_capability)
 
     def attribute(self, attr) -> int:
         res = cu.cuDeviceGetAttribute(attr, self.handle)

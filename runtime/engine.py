@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ember.errors import EmberError, PlanError
+from ember.errors import EmberError, InputError, PlanError
 from ember.runtime.manifest import symbols_of, validate
 from ember.runtime.plan import Plan, read_plan
 from ember.runtime.symbolic import dim_value, shape_value, symbol_values
@@ -23,10 +23,6 @@ from ember.runtime.symbolic import dim_value, shape_value, symbol_values
 if TYPE_CHECKING:
     from ember.runtime.inspector import EngineInspector
     from ember.runtime.profiler import Profiler
-
-
-class InputError(EmberError):
-    """Inputs that do not match the engine: a wrong name, dtype or shape."""
 
 
 @dataclass(frozen=True)

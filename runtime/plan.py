@@ -35,6 +35,7 @@ import numpy as np
 
 import ember
 from ember.errors import PlanError
+from ember.runtime.arch import normalize_arch
 
 MAGIC = b"EMBERPLN"
 FORMAT_VERSION = 1
@@ -449,16 +450,10 @@ def read_plan(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -
 
 def _arch(value: object, what: str) -> str:
     """Normalize 'sm_90', 'sm_90a', '90' or '9.0' to 'sm_90' / 'sm_90a'."""
-    text = str(value).strip().lower() if isinstance(value, str | int) else ""
-    if text.startswith("sm_"):
-        text = text[3:]
-    elif "." in text:
-        major, _, minor = text.partition(".")
-        text = major + minor
-    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    if not digits.isdigit() or len(text) - len(digits) > 1:
-        raise PlanError(f"{what} {value!r} is not a GPU architecture like 'sm_90'")
-    return f"sm_{text}"
+    try:
+        return normalize_arch(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        raise PlanError(f"{what} {value!r} is not a GPU architecture like 'sm_90'") from None
 
 
 def check_target(

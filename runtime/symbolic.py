@@ -23,6 +23,30 @@ _MAX_DEPTH = 32
 _LIMIT = 1 << 62
 
 
+def dim_factors(dim: int | str) -> tuple[int, list[str]]:
+    """A dim as (constant, symbols in order): 12 -> (12, []), "768*N" -> (768, ["N"]),
+    "N*S" -> (1, ["N", "S"]). The one parser of monomial dims; every layer reads them here."""
+    if isinstance(dim, int):
+        return dim, []
+    const, names = 1, []
+    for part in dim.split("*"):
+        if _DIGITS.fullmatch(part):
+            const *= int(part)
+        else:
+            names.append(part)
+    return const, names
+
+
+def dim_symbols(dim: int | str) -> list[str]:
+    """The symbols a dim names ("768*N" -> ["N"]; none for an int)."""
+    return dim_factors(dim)[1]
+
+
+def is_monomial_over(dim: int | str, symbols: Any) -> bool:
+    """Whether a dim is an int or a product of a constant and symbols all in `symbols`."""
+    return all(SYMBOL.fullmatch(p) and p in symbols for p in dim_symbols(dim))
+
+
 def check_dim(dim: Any, symbols: Mapping[str, Any], what: str) -> None:
     """A dim is an int ≥ 0 or a monomial over declared symbols."""
     if isinstance(dim, int) and not isinstance(dim, bool):
@@ -31,21 +55,17 @@ def check_dim(dim: Any, symbols: Mapping[str, Any], what: str) -> None:
         return
     if not isinstance(dim, str) or not dim or len(dim) > 256:
         raise PlanError(f"manifest: {what} has a bad dim {dim!r}")
-    for part in dim.split("*"):
-        if _DIGITS.fullmatch(part):
-            continue
+    for part in dim_symbols(dim):
         if not SYMBOL.fullmatch(part) or part not in symbols:
             raise PlanError(f"manifest: {what} names an unknown symbol {part!r} in dim {dim!r}")
 
 
 def dim_value(dim: int | str, values: Mapping[str, int]) -> int:
     """A dim's value once the symbols are bound (`values`: symbol -> int)."""
-    if isinstance(dim, int):
-        return dim
-    out = 1
-    for part in dim.split("*"):
-        out *= int(part) if part.isdigit() else values[part]
-    return out
+    const, names = dim_factors(dim)
+    for name in names:
+        const *= values[name]
+    return const
 
 
 def shape_value(shape: Sequence[int | str], values: Mapping[str, int]) -> tuple[int, ...]:
@@ -57,14 +77,9 @@ def size_form(shape: Sequence[int | str]) -> tuple[int, list[str]]:
     at every binding of the symbols exactly when these are equal."""
     const, names = 1, []
     for d in shape:
-        if isinstance(d, int):
-            const *= d
-            continue
-        for part in d.split("*"):
-            if part.isdigit():
-                const *= int(part)
-            else:
-                names.append(part)
+        c, symbols = dim_factors(d)
+        const *= c
+        names += symbols
     return const, sorted(names) if const else []
 
 

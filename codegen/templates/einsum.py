@@ -6,7 +6,7 @@ here (a repeated label adds its strides — a diagonal —, a broadcast "..." di
 from __future__ import annotations
 
 from ember.codegen.scalar_c import c_type
-from ember.codegen.symbolic import SymbolicError, is_sym
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -19,7 +19,7 @@ from ember.codegen.templates import (
     strides_of,
 )
 from ember.dialects.nn.linear import parse_einsum
-from ember.errors import ShapeError, UnsupportedError
+from ember.errors import ShapeError, SymbolicError, UnsupportedError
 
 
 def _broadcast(a: int, b: int) -> int:

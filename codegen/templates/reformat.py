@@ -16,8 +16,7 @@ from ember.codegen.templates import (
     source,
 )
 from ember.errors import UnsupportedError
-
-FORMATS = ("NCHW", "NHWC", "NC4HW4")
+from ember.runtime.formats import FORMATS
 
 
 def _logical(fmt: str, shape: list[int], channels: int) -> list[int]:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ember.codegen.scalar_c import c_literal, c_type
-from ember.codegen.symbolic import SymbolicError, is_sym
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -23,7 +23,7 @@ from ember.codegen.templates import (
     source,
     strides_of,
 )
-from ember.errors import ShapeError, UnsupportedError
+from ember.errors import ShapeError, SymbolicError, UnsupportedError
 from ember.runtime.cpu_kernels.movement import resize_taps
 
 MAX_TABLE = 1 << 18  # table entries (index + weight pairs) one kernel may bake in

@@ -35,6 +35,7 @@ from ember.dialects.tensor_types import (
 from ember.errors import ShapeError
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cpu_kernels.common import normalize_axis as normalize_axis  # re-exported
+from ember.runtime.symbolic import dim_factors as monomial_factors
 
 _PENDING = UnrankedTensorType(f32)
 OpT = TypeVar("OpT", bound="NNOp")
@@ -181,15 +182,9 @@ def concrete_shape(shape: Sequence[Dim], bindings: dict[str, int]) -> list[int]:
         if isinstance(d, int):
             out.append(d)
             continue
-        value = 1
-        for part in d.split("*"):
-            if part.isdigit():
-                value *= int(part)
-            elif part in bindings:
-                value *= bindings[part]
-            else:
-                value = -1
-                break
+        value, names = dim_factors(d)
+        for name in names:
+            value = value * bindings[name] if name in bindings and value >= 0 else -1
         out.append(value)
     return out
 
@@ -220,17 +215,10 @@ def dim_product(dims: Sequence[Dim]) -> Dim:
 
 
 def dim_factors(d: Dim) -> tuple[int, list[str]]:
-    if isinstance(d, int):
-        return d, []
+    """(constant, symbols) of a dim; an unknown dim is (1, ['?'])."""
     if d == UNKNOWN:
         return 1, [UNKNOWN]
-    n, syms = 1, []
-    for part in d.split("*"):
-        if part.isdigit():
-            n *= int(part)
-        else:
-            syms.append(part)
-    return n, syms
+    return monomial_factors(d)
 
 
 def dim_quotient(total: Dim, part: Dim) -> Dim:

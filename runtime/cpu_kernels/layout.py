@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-NC4HW4 = "NC4HW4"
-LANES = 4
+from ember.runtime.formats import LANES, NC4HW4, NHWC
 
 
 def pack(x: np.ndarray) -> np.ndarray:
@@ -35,7 +34,7 @@ def unpack(x: np.ndarray, channels: int | None = None) -> np.ndarray:
 
 def to_logical(x: np.ndarray, fmt: str, channels: int | None = None) -> np.ndarray:
     """A 4-D tensor's bytes in `fmt` -> logical NCHW."""
-    if fmt == "NHWC":
+    if fmt == NHWC:
         return np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))
     if fmt == NC4HW4:
         return unpack(x, channels)
@@ -44,7 +43,7 @@ def to_logical(x: np.ndarray, fmt: str, channels: int | None = None) -> np.ndarr
 
 def from_logical(x: np.ndarray, fmt: str) -> np.ndarray:
     """Logical NCHW -> the bytes of `fmt`."""
-    if fmt == "NHWC":
+    if fmt == NHWC:
         return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
     if fmt == NC4HW4:
         return pack(x)

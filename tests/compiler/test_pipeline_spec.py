@@ -1,0 +1,65 @@
+"""The builder's pipeline is a spec (`pipeline_for(config)`): every pass it runs, with options,
+printable in `ember-opt -p` syntax and parsed back to the same passes."""
+
+from __future__ import annotations
+
+import io
+
+import onnx
+import pytest
+
+from ember.compiler.builder import BuilderConfig, pipeline_for
+from ember.compiler.commands import build
+from ember.compiler.pipeline import parse_pipeline_text, pipeline_text
+from ember.errors import PipelineError
+from tests.filecheck.models import conv_relu_add
+
+
+def _names(config: BuilderConfig) -> list[str]:
+    return [p.name for p in pipeline_for(config)]
+
+
+def test_default_build_pipeline_ends_with_the_kernel_passes():
+    names = _names(BuilderConfig())
+    assert names[0] == "convert-onnx-to-nn"
+    assert names[-4:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
+                          "fuse-epilogues"]
+
+
+def test_assign_layouts_takes_the_config_as_options():
+    config = BuilderConfig(target_arch="sm_90", packed_format=True)
+    config.set_allowed_io_formats("NCHW", "NHWC")
+    text = pipeline_text(pipeline_for(config))
+    assert 'assign-layouts{io_formats="NCHW,NHWC" conv_nhwc=false packed=true}' in text
+    assert "assign-layouts" not in _names(BuilderConfig(assign_layouts=False))
+
+
+def test_unoptimized_config_runs_the_unoptimized_pipeline():
+    assert _names(BuilderConfig(optimize=False)) == [
+        "convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"]
+
+
+@pytest.mark.parametrize("config", [BuilderConfig(), BuilderConfig(target_arch="sm_90"),
+                                    BuilderConfig(pipeline="legalize", packed_format=True)])
+def test_pipeline_text_parses_back_to_the_same_passes(config):
+    text = pipeline_text(pipeline_for(config))
+    assert pipeline_text(parse_pipeline_text(text)) == text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("fold-constants,no-such-pass", "unknown pass"),
+    ("assign-layouts{colour=1}", "bad pass options"),
+    ("assign-layouts{", "cannot parse"),
+])
+def test_bad_pipeline_text_is_a_pipeline_error(text, message):
+    with pytest.raises(PipelineError, match=message):
+        parse_pipeline_text(text)
+
+
+def test_build_verbose_prints_the_pipeline(tmp_path):
+    path = tmp_path / "block.onnx"
+    onnx.save(conv_relu_add(), path)
+    out = io.StringIO()
+    build(path, tmp_path / "block.plan", shapes="x:1x4x8x8", verbose=True, out=out)
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("pipeline: "))
+    assert line == "pipeline: " + pipeline_text(pipeline_for(BuilderConfig()))
