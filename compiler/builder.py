@@ -281,7 +281,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     whatever of convert-nn-to-kernel, assign-layouts, fuse-elementwise and fuse-epilogues it
     lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU builds until the CUDA
     conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
-    says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off).
+    says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off),
+    and for a CUDA target select-tactics (the cost model's tactic on each conv/matmul op).
     `BuilderConfig(optimize=False)` gives the "unoptimized" pipeline. `pipeline_text` spells the
     list in `ember-opt -p` syntax."""
     from ember.passes import assign_layouts, make_pass
@@ -291,6 +292,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     names = resolve_passes(config.pipeline)
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
+    if config.target_arch is not None and "select-tactics" not in names:
+        names.append("select-tactics")
     passes: list[ModulePass] = []
     for name in names:
         if name != "assign-layouts":

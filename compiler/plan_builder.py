@@ -280,6 +280,8 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
     if isinstance(op, LaunchOp):
         template = op.template.data
         params = attribute_value(op.params)
+        if op.tactic is not None:  # set by select-tactics
+            params["tactic"] = attribute_value(op.tactic)
         if op.epilogue is not None:
             # value 0 is the kernel's own result, 1.. the trailing (extra) inputs
             extra = ins[len(ins) - len(op.epilogue_inputs):]

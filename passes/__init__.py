@@ -16,6 +16,8 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
+    # select-tactics reads the templates' tactic spaces, so it lives in codegen (DESIGN §1)
+    from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
     from ember.passes.cancel_transposes import CancelTransposes
     from ember.passes.canonicalize import Canonicalize
@@ -35,7 +37,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention, FuseNormalization, FoldScaleShift]
+            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
@@ -57,11 +59,12 @@ PIPELINES: dict[str, list[str]] = {
     "unoptimized": ["convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"],
     # default, then each nn op becomes the kernel that runs it, each 4-D activation gets the
     # format its kernels prefer (reformats where they differ), elementwise chains fused, and
-    # those that post-process a conv / matmul moved into it as its epilogue
+    # those that post-process a conv / matmul moved into it as its epilogue; each conv / matmul
+    # then gets the cost model's tactic (printed as its `tactic` attribute)
     "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-scale-shift",
                 "fold-pad", "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
                 "merge-parallel-matmuls", "fuse-attention", "convert-nn-to-kernel",
-                "assign-layouts", "fuse-elementwise", "fuse-epilogues"],
+                "assign-layouts", "fuse-elementwise", "fuse-epilogues", "select-tactics"],
     "none": [],
 }
 

@@ -63,3 +63,31 @@ def test_build_verbose_prints_the_pipeline(tmp_path):
     build(path, tmp_path / "block.plan", shapes="x:1x4x8x8", verbose=True, out=out)
     line = next(x for x in out.getvalue().splitlines() if x.startswith("pipeline: "))
     assert line == "pipeline: " + pipeline_text(pipeline_for(BuilderConfig()))
+
+
+def _matmul_model() -> onnx.ModelProto:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((512, 256), np.float32), "fc.weight")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "fc.weight"], ["y"], name="fc")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 256])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cuda_build_runs_select_tactics_and_the_plan_records_its_choice():
+    from ember.codegen.templates.gemm_tiles import choose, tactic_params
+    from ember.compiler.builder import build_model
+
+    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    assert _names(config)[-1] == "select-tactics"
+    assert "select-tactics" not in _names(BuilderConfig())  # CPU plans have no tactics
+    manifest, sections = build_model(_matmul_model(), config)
+    (step,) = manifest["steps"]
+    chosen = tactic_params(choose(64, 256, 512))
+    assert step["params"]["tactic"] == chosen
+    source = sections["cuda_source"].decode()
+    tile = chosen["tile"]
+    assert f"{tile[0]}x{tile[1]}x{tile[2]} tile" in source

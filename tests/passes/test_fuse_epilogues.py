@@ -119,7 +119,7 @@ def test_light_model_steps(name, monkeypatch):
     path = light_model_path(name)  # shipped with onnx, a dependency: always present
     before, after = LIGHT_STEPS[name]
     assert len(build_model(str(path))[0]["steps"]) == after
-    run_passes = builder.run_passes
-    monkeypatch.setattr(builder, "run_passes", lambda module, names: run_passes(
-        module, [n for n in names if n != "fuse-epilogues"]))
+    pipeline_for = builder.pipeline_for
+    monkeypatch.setattr(builder, "pipeline_for", lambda config: [
+        p for p in pipeline_for(config) if p.name != "fuse-epilogues"])
     assert len(build_model(str(path))[0]["steps"]) == before
