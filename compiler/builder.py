@@ -303,6 +303,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 io_formats=",".join(config.allowed_io_formats),
                 conv_nhwc=(assign_layouts.CPU_CONV_NHWC if config.target_arch is None
                            else assign_layouts.CUDA_CONV_NHWC),
+                half_conv_nhwc=config.target_arch is not None,
                 packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
                 else config.packed_format))
     return passes

@@ -70,10 +70,12 @@ _DATA = (WeightOp, ConstantOp, FillOp)
 
 
 def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
-                     packed: bool = False) -> str | None:
+                     packed: bool = False, half_conv_nhwc: bool = False) -> str | None:
     """The policy: the format a kernel runs fastest in, or None where it runs in any (its params
     rewritten in physical terms) and follows its producers. With `packed`, a depthwise conv over
     C % 4 == 0 channels prefers NC4HW4 (its direct tactic runs vectorized, 4 channels a thread).
+    With `half_conv_nhwc`, an FP16/BF16 conv over C % 8 == 0 channels prefers NHWC (the
+    tensor-core conv copies 8 channels of a pixel as one 16-byte chunk).
     """
     if isinstance(op, ElementwiseOp):
         return None
@@ -86,6 +88,8 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
             return p["layout"]
         if packed and _depthwise(op) and shape[1] % 4 == 0:
             return NC4HW4
+        if half_conv_nhwc and p["out_dtypes"][0] in ("float16", "bfloat16"):
+            return NHWC if p.get("groups") == 1 and shape[1] % 8 == 0 else NCHW
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
     if p.get("dynamic") or len(op.inputs) > 1 and template not in ("concat",):
         return NCHW  # run-time parameter operands are logical
@@ -206,9 +210,10 @@ def _reformat_perm(src: str, dst: str) -> list[int] | None:
 
 class _Assigner:
     def __init__(self, module: ModuleOp, fn: func.FuncOp, io_formats: set[str],
-                 conv_nhwc: bool, packed: bool = False) -> None:
+                 conv_nhwc: bool, packed: bool = False, half_conv_nhwc: bool = False) -> None:
         self.module, self.fn, self.block = module, fn, fn.body.block
         self.io_formats, self.conv_nhwc, self.use_packed = io_formats, conv_nhwc, packed
+        self.half_conv_nhwc = half_conv_nhwc
         self.converted: dict[tuple[SSAValue, str], SSAValue] = {}
         self.nhwc: set[Operation | SSAValue] = set()
         self.packed: set[Operation | SSAValue] = set()
@@ -228,7 +233,8 @@ class _Assigner:
             return self._io_kind(NHWC)
         if isinstance(node, ElementwiseOp) or (isinstance(node, LaunchOp)
                                                and not is_reformat(node)):
-            pref = preferred_format(node, conv_nhwc=self.conv_nhwc)
+            pref = preferred_format(node, conv_nhwc=self.conv_nhwc,
+                                    half_conv_nhwc=self.half_conv_nhwc)
             return "flex" if pref is None else "strong" if pref == NHWC else "fixed"
         return "fixed"
 
@@ -238,7 +244,8 @@ class _Assigner:
             return self._io_kind(NC4HW4)
         if not packable(node):
             return "fixed"
-        pref = preferred_format(node, conv_nhwc=self.conv_nhwc, packed=True)
+        pref = preferred_format(node, conv_nhwc=self.conv_nhwc, packed=True,
+                                half_conv_nhwc=self.half_conv_nhwc)
         return "strong" if pref == NC4HW4 else "flex"
 
     def select(self, fmt: str = NHWC) -> set[Operation | SSAValue]:
@@ -416,7 +423,8 @@ class _Assigner:
         if op in self.packed:
             fmt = NC4HW4
         else:
-            pref = preferred_format(op, conv_nhwc=self.conv_nhwc)
+            pref = preferred_format(op, conv_nhwc=self.conv_nhwc,
+                                    half_conv_nhwc=self.half_conv_nhwc)
             if pref == NHWC and op not in self.nhwc or pref == NC4HW4:
                 pref = NCHW
             fmt = pref or self._follow(op)
@@ -527,12 +535,16 @@ class AssignLayouts(ModulePass):
     """Whether conv may run in NHWC (False for GPU builds until the CUDA conv template can)."""
     packed: bool = False
     """Whether kernels may run in the channel-packed NC4HW4 (`PACKED_FORMAT` for builds)."""
+    half_conv_nhwc: bool = False
+    """Whether FP16/BF16 convs over C % 8 == 0 channels run in NHWC (GPU builds: the
+    tensor-core conv reads 16-byte channel chunks)."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         io_formats = {canonical_format(f) or f.strip().upper()
                       for f in self.io_formats.split(",") if f.strip()}
         for fn in [op for op in module.walk() if isinstance(op, func.FuncOp)]:
-            _Assigner(module, fn, io_formats | {NCHW}, self.conv_nhwc, self.packed).run()
+            _Assigner(module, fn, io_formats | {NCHW}, self.conv_nhwc, self.packed,
+                      self.half_conv_nhwc).run()
             cancel_reformats(fn.body.block)
             results = [v.type for v in fn.body.block.last_op.operands]
             fn.function_type = FunctionType.from_lists(

@@ -22,11 +22,14 @@ don't care); other direct convs one thread per output element.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ember.codegen.scalar_c import c_type
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
+    gemm_mma,
     grid_1d,
     grid_stride_loop,
     index_type,
@@ -242,6 +245,54 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                                            8 if dtype == "float64" else 4))
 
 
+def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
+    """FP16/BF16 implicit GEMM on the tensor-core main loop: NHWC as the FP32 form (16-byte
+    chunks of 8 channels where C and C/groups are multiples of 8), NCHW with the im2col
+    gathered element by element."""
+    if params.get("epilogue") is not None:
+        raise UnsupportedError(f"CUDA conv: a fused epilogue on {dtype} is not supported yet")
+    out_plane = prod(cv.out_spatial)
+    weights = "(size_t)g * " + str(cv.mg * cv.k_total)
+    w_vec = cv.k_total % 8 == 0
+    if cv.nhwc:
+        m_size, n_size = cv.positions, cv.mg
+        a_op = dataclasses.replace(_im2col_nhwc(cv),
+                                   vec8=cv.cg % 8 == 0 and cv.channels % 8 == 0)
+        b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec)
+    else:
+        m_size, n_size = cv.mg, cv.positions
+        a_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec)
+        b_op = _im2col_nchw(cv)
+    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
+    tile = gemm.tile
+
+    def store(m: str, n: str, value: str, indent: str) -> list[str]:
+        if cv.nhwc:
+            oc, at = f"g * {cv.mg} + {n}", f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
+        else:
+            oc = f"g * {cv.mg} + {m}"
+            at = (f"(size_t)({n} / {out_plane}) * {cv.cout * out_plane} + (size_t)({oc}) * "
+                  f"{out_plane} + {n} % {out_plane}")
+        bias = f" + ld_f(in2[{oc}])" if cv.has_bias else ""
+        return [f"{indent}out0[{at}] = st_f({value}{bias});"]
+
+    body = [f"    const int g = blockIdx.z / {gemm.splits};  // group"]
+    body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
+                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
+    text = source(_title(params, cv, dtype),
+                  [f"tactic: implicit GEMM on tensor cores ({layout}), {gemm}, FP32 "
+                   "accumulation, im2col gathered on the fly; group on grid z",
+                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}"],
+                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, gemm.splits > 1),
+                  body, helpers=gemm_mma.helpers(dtype) + gemm_mma.convert_helpers(dtype))
+    grid = gemm.grid(m_size, n_size, cv.groups)
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
+        raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      *gemm.workspace_bytes(m_size, n_size, cv.groups))
+
+
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     t = c_type(dtype)
     total = cv.positions * cv.cout
@@ -359,9 +410,17 @@ def _title(params: dict, cv: _Conv, dtype: str) -> str:
             f"dilations={cv.dilations} groups={cv.groups} bias={int(cv.has_bias)} {dtype}")
 
 
+def _tensor_core(params: dict) -> bool:
+    """FP16/BF16 input, weights, bias and output of one type (NCHW or NHWC): tensor cores."""
+    dtypes = {*params["in_dtypes"], params["out_dtypes"][0]}
+    return (len(dtypes) == 1 and dtypes <= set(gemm_mma.HALF_TYPES)
+            and params.get("layout", "NCHW") in ("NCHW", "NHWC"))
+
+
 def tactics(params: dict) -> list[dict]:
     """The GEMM tactics worth timing for this step (none for the direct tactic)."""
-    if params["out_dtypes"][0] not in ("float32", "float64") or \
+    tensor_core = _tensor_core(params)
+    if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
         return []
     cv = _Conv(params)
@@ -370,11 +429,15 @@ def tactics(params: dict) -> list[dict]:
     if cv.packed_w:
         return []
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
+    if tensor_core:
+        return gemm_mma.candidates(m, n, cv.k_total, cv.groups)
     return candidates(m, n, cv.k_total, cv.groups, params)
 
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if _tensor_core(params) and _Conv(params).mg >= DIRECT_BELOW:
+        return _gemm_mma(name, params, _Conv(params), dtype)
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA conv: element type {dtype} is not supported")
     layout = params.get("layout", "NCHW")

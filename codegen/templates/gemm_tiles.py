@@ -212,12 +212,14 @@ class Operand:
     # vouches that the address of every fourth one is 16-byte aligned and that a group of four
     # is either wholly in range or wholly out (the contiguous extent is a multiple of 4)
     vec4: bool = False
+    # the same for eight 2-byte elements (one 16-byte chunk: the tensor-core main loop)
+    vec8: bool = False
 
 
 def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
-          base: str = "0", vec4: bool = False) -> Operand:
-    """A matrix whose (mn, k) element sits at base + mn * stride_mn + k * stride_k; `vec4`:
-    see `Operand` (the caller checks alignment of base and strides)."""
+          base: str = "0", vec4: bool = False, vec8: bool = False) -> Operand:
+    """A matrix whose (mn, k) element sits at base + mn * stride_mn + k * stride_k; `vec4`,
+    `vec8`: see `Operand` (the caller checks alignment of base and strides)."""
 
     def setup(slot: str, mn: str) -> list[str]:
         return [f"const bool ok{slot} = ({mn}) < {rows};",
@@ -230,7 +232,8 @@ def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
     contiguous = stride_k == 1 or stride_mn == 1
     extent = k_total if stride_k == 1 else rows
     return Operand(ptr, stride_k == 1, setup, load,
-                   vec4 and contiguous and extent % 4 == 0)
+                   vec4 and contiguous and extent % 4 == 0,
+                   vec8 and contiguous and extent % 8 == 0)
 
 
 def _split_k_reduce(gemm: Gemm, t: str) -> list[str]:

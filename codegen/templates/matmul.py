@@ -1,5 +1,6 @@
-"""matmul: batched numpy matmul with broadcast batch dims and transpose_a/b, as the register-tiled
-GEMM main loop of `gemm_tiles` (tile chosen by the shape), the epilogue applied at the store."""
+"""matmul: batched numpy matmul with broadcast batch dims and transpose_a/b, the epilogue applied
+at the store. FP32/FP64: the register-tiled GEMM main loop of `gemm_tiles`; FP16/BF16: the
+tensor-core main loop of `gemm_mma` (FP32 accumulation). The tile is chosen by the shape."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
     decompose,
+    gemm_mma,
     prod,
     signature,
     source,
@@ -42,16 +44,79 @@ def _geometry(params: dict) -> tuple:
     return m, n, k, a_shape, b_shape, ta, tb, batch
 
 
+def _tensor_core(params: dict) -> bool:
+    """FP16/BF16 operands and result of one type: the tensor-core path."""
+    dtypes = {*params["in_dtypes"][:2], params["out_dtypes"][0]}
+    return len(dtypes) == 1 and dtypes <= set(gemm_mma.HALF_TYPES)
+
+
 def tactics(params: dict) -> list[dict]:
     """The GEMM tactics worth timing for this step (best estimated first)."""
+    m, n, k, *_, batch = _geometry(params)
+    if _tensor_core(params):
+        return gemm_mma.candidates(m, n, k, prod(batch))
     if params["out_dtypes"][0] not in ("float32", "float64"):
         return []
-    m, n, k, *_, batch = _geometry(params)
     return candidates(m, n, k, prod(batch), params)
+
+
+def _batch_offsets(batch: list, a_bs: list, b_bs: list) -> list[str]:
+    """Lines giving `b` (the batch index) and each operand's base offset for it."""
+    body = []
+    if batch:
+        body += decompose("b", batch, "bc", "    ")
+        a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s != 0) or "0"
+        b_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(b_bs) if s != 0) or "0"
+    else:
+        a_off = b_off = "0"
+    return body + [f"    const size_t a_base = {a_off};", f"    const size_t b_base = {b_off};"]
+
+
+def _emit_mma(name: str, params: dict) -> KernelSpec:
+    dtype = params["out_dtypes"][0]
+    if params.get("epilogue") is not None:
+        raise UnsupportedError(f"CUDA matmul: a fused epilogue on {dtype} is not supported yet")
+    m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
+    a_cols, b_cols = a_shape[-1], b_shape[-1]
+    nbatch = prod(batch)
+    a_bs = ([s * a_shape[-2] * a_cols for s in broadcast_strides(a_shape[:-2], batch)]
+            if batch else [])
+    b_bs = ([s * b_shape[-2] * b_cols for s in broadcast_strides(b_shape[:-2], batch)]
+            if batch else [])
+    gemm = gemm_mma.mma_for(params, m, n, k, nbatch)
+    tile = gemm.tile
+    # 16-byte chunks where every row start (and batch base) is 16-byte aligned
+    a_vec = a_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in a_bs)
+    b_vec = b_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in b_bs)
+    a_op = (dense("in0", m, k, 1, a_cols, "a_base", vec8=a_vec) if ta
+            else dense("in0", m, k, a_cols, 1, "a_base", vec8=a_vec))
+    b_op = (dense("in1", n, k, b_cols, 1, "b_base", vec8=b_vec) if tb
+            else dense("in1", n, k, 1, b_cols, "b_base", vec8=b_vec))
+    body = [f"    const int b = blockIdx.z / {gemm.splits};"]
+    body += _batch_offsets(batch, a_bs, b_bs)
+
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        return [f"{indent}out0[(size_t)b * {m * n} + (size_t){row} * {n} + {col}] = "
+                f"st_f({value});"]
+
+    body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
+                              f"blockIdx.x * {tile.bn}", store)
+    text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
+                  f"transpose_b={int(tb)} {dtype}",
+                  [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z"],
+                  gemm_mma.mma_signature(name, 2, tile, gemm.splits > 1), body,
+                  helpers=gemm_mma.helpers(dtype) + gemm_mma.convert_helpers(dtype))
+    grid = gemm.grid(m, n, nbatch)
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
+        raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      *gemm.workspace_bytes(m, n, nbatch))
 
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if _tensor_core(params):
+        return _emit_mma(name, params)
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA matmul: element type {dtype} is not supported")
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
@@ -72,14 +137,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     b_op = (dense("in1", n, k, b_cols, 1, "b_base", b_vec) if tb
             else dense("in1", n, k, 1, b_cols, "b_base", b_vec))
     body = [f"    const int b = blockIdx.z / {gemm.splits};"]
-    if batch:
-        body += decompose("b", batch, "bc", "    ")
-        a_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(a_bs) if s != 0) or "0"
-        b_off = " + ".join(f"(size_t)bc{i} * {s}" for i, s in enumerate(b_bs) if s != 0) or "0"
-    else:
-        a_off = b_off = "0"
-    body += [f"    const size_t a_base = {a_off};",
-             f"    const size_t b_base = {b_off};"]
+    body += _batch_offsets(batch, a_bs, b_bs)
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
         return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",

@@ -30,7 +30,8 @@ def test_assign_layouts_takes_the_config_as_options():
     config = BuilderConfig(target_arch="sm_90", packed_format=True)
     config.set_allowed_io_formats("NCHW", "NHWC")
     text = pipeline_text(pipeline_for(config))
-    assert 'assign-layouts{io_formats="NCHW,NHWC" conv_nhwc=false packed=true}' in text
+    assert ('assign-layouts{io_formats="NCHW,NHWC" conv_nhwc=false packed=true '
+            'half_conv_nhwc=true}') in text
     assert "assign-layouts" not in _names(BuilderConfig(assign_layouts=False))
 
 

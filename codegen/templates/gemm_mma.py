@@ -1,0 +1,445 @@
+"""The tensor-core GEMM main loop (FP16/BF16 operands, FP32 accumulation) that matmul and conv
+share: `mma.sync.m16n8k16` fed by `ldmatrix` from a multi-stage `cp.async` pipeline.
+
+C[m, n] = sum_k A[m, k] * B[n, k] for one block tile of BM x BN outputs. The block's warps form
+a WM x WN grid, each computing a (BM / WM) x (BN / WN) warp tile as 16 x 8 MMA fragments held in
+registers. K is walked BK at a time through `stages` shared-memory buffers: while the tensor
+cores multiply stage s, the copies of the next stages are in flight (`cp.async`, 16 bytes per
+thread, zero-filled out of range). An operand is kept in shared memory in its own contiguous
+order — k-major rows [mn][BK + 8] when its consecutive k are adjacent in memory, else
+[BK][BMN + 8] — and `ldmatrix` (`.trans` for the second form) turns either into the fragments
+`mma` wants; the 8-element row padding keeps `ldmatrix` free of bank conflicts. Operands whose
+16-byte chunks cannot be proven aligned and wholly in or out of range (odd sizes, im2col with a
+channel count not a multiple of 8) are loaded element by element instead (same pipeline,
+synchronous loads).
+
+Operands are `gemm_tiles.Operand`s with `vec8` meaning: eight consecutive elements along the
+contiguous dim may be copied as one 16-byte chunk. The caller supplies the store of each output.
+Split-K works as in `gemm_tiles`: slices meet in a zeroed workspace and the last block to arrive
+sums them in slice order, so results do not depend on block timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ember.codegen.symbolic import is_sym, typical
+from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
+
+HALF_TYPES = ("float16", "bfloat16")
+PTX_TYPE = {"float16": "f16", "bfloat16": "bf16"}
+SHARED_OPT_IN = 227 * 1024  # dynamic shared memory a block may opt in to on sm_90
+
+
+@dataclass(frozen=True)
+class MmaTile:
+    """One tensor-core tactic: block tile, warp grid, K step and pipeline depth."""
+
+    bm: int
+    bn: int
+    bk: int
+    wm: int
+    wn: int
+    stages: int
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.wm * self.wn
+
+    @property
+    def mi(self) -> int:  # 16-row MMA fragments per warp
+        return self.bm // self.wm // 16
+
+    @property
+    def ni(self) -> int:  # 8-column MMA fragments per warp
+        return self.bn // self.wn // 8
+
+    def shared_bytes(self) -> int:
+        """Dynamic shared memory: every stage's A and B tiles (either layout: the padded
+        k-major form is the larger one for BK <= BMN)."""
+        return self.stages * (self.stage_elems(self.bm) + self.stage_elems(self.bn)) * 2
+
+    def stage_elems(self, rows: int) -> int:
+        return max(rows * (self.bk + 8), self.bk * (rows + 8))
+
+    def as_list(self) -> list[int]:
+        return [self.bm, self.bn, self.bk, self.wm, self.wn, self.stages]
+
+    def __str__(self) -> str:
+        return (f"{self.bm}x{self.bn}x{self.bk} tile, {self.wm}x{self.wn} warps of "
+                f"{self.bm // self.wm}x{self.bn // self.wn}, {self.stages} stages")
+
+
+# candidate tiles with the relative efficiency of their inner loop (bigger warp tiles reuse
+# each fragment more; estimates until a sweep on the H200 measures them)
+MMA_TILES: tuple[tuple[MmaTile, float], ...] = (
+    (MmaTile(128, 256, 32, 2, 4, 3), 1.0),
+    (MmaTile(128, 128, 32, 2, 2, 4), 0.95),
+    (MmaTile(256, 128, 32, 4, 2, 3), 1.0),
+    (MmaTile(128, 64, 32, 2, 2, 4), 0.8),
+    (MmaTile(64, 128, 32, 2, 2, 4), 0.8),
+    (MmaTile(64, 64, 32, 2, 2, 4), 0.6),
+    (MmaTile(64, 32, 32, 2, 1, 4), 0.4),
+    (MmaTile(32, 64, 32, 1, 2, 4), 0.4),
+)
+SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+@dataclass(frozen=True)
+class MmaGemm:
+    """A tensor-core tactic: the tile and how many slices K is split into."""
+
+    tile: MmaTile
+    splits: int = 1
+
+    def k_slice(self, k: int) -> int:
+        chunks = -(-k // self.tile.bk)
+        return -(-chunks // self.splits) * self.tile.bk
+
+    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
+        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch * self.splits)
+
+    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
+        """(counter bytes, FP32 partial-tile bytes) of zeroed scratch (split-K only)."""
+        if self.splits == 1:
+            return 0, 0
+        gx, gy, _ = self.grid(m, n, batch)
+        tiles = gx * gy * batch
+        return tiles * 4, tiles * self.splits * self.tile.bm * self.tile.bn * 4
+
+    def tactic(self) -> dict:
+        """The tactic as a kernel op's `tactic` attribute / a plan step's params record it."""
+        return {"mma": self.tile.as_list(), "splits": self.splits}
+
+    def __str__(self) -> str:
+        return (f"mma.sync m16n8k16, {self.tile}"
+                + (f", split-K x{self.splits}" if self.splits > 1 else ""))
+
+
+def estimated_cost(gemm: MmaGemm, eff: float, m: int, n: int, k: int, batch: int) -> float:
+    """Relative time: waves of blocks over the multiprocessors times a block's work over its
+    efficiency; a block tile mostly outside the matrix still costs its whole work."""
+    tile = gemm.tile
+    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch * gemm.splits
+    per_sm = -(-blocks // SM_COUNT)
+    work = gemm.k_slice(k) + (16 * gemm.splits if gemm.splits > 1 else 0)
+    return per_sm * tile.bm * tile.bn * work / eff
+
+
+def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list[MmaGemm]:
+    scored: list[tuple[float, int, MmaGemm]] = []
+    for tile, eff in MMA_TILES:
+        chunks = -(-k // tile.bk)
+        for splits in SPLITS if split_k else (1,):
+            if splits > 1 and chunks < 2 * splits:
+                break
+            gemm = MmaGemm(tile, splits)
+            gemm = MmaGemm(tile, -(-chunks // (gemm.k_slice(k) // tile.bk)))
+            if any(g == gemm for _, _, g in scored):
+                continue
+            scored.append((estimated_cost(gemm, eff, m, n, k, batch), len(scored), gemm))
+    return [g for _, _, g in sorted(scored, key=lambda s: (s[0], s[1]))]
+
+
+def mma_for(params: dict, m: int, n: int, k: int, batch: int) -> MmaGemm:
+    """The tactic a step's params name (`params["tactic"]` with an "mma" tile), else the cost
+    model's choice (at the profile's opt shapes; no split-K along a symbolic K)."""
+    split_k = not is_sym(k)
+    m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
+    tactic = params.get("tactic")
+    if not tactic or "mma" not in tactic:
+        return ranked(m, n, k, batch, split_k)[0]
+    tile = MmaTile(*(int(v) for v in tactic["mma"]))
+    if tile not in [t for t, _ in MMA_TILES]:
+        raise ValueError(f"tactic tile {tile} is not one of the tensor-core tiles")
+    splits = int(tactic.get("splits", 1))
+    if not 1 <= splits <= -(-k // tile.bk) or (splits > 1 and not split_k):
+        raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
+    return MmaGemm(tile, splits)
+
+
+def candidates(m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
+    """The `top` tactics by estimated cost, as `tactic` values, for select-tactics/autotune."""
+    return [g.tactic() for g in ranked(typical(m), typical(n), typical(k), typical(batch),
+                                       not is_sym(k))[:top]]
+
+
+def helpers(dtype: str) -> str:
+    """Device functions the main loop calls (inline PTX: no CUDA headers needed)."""
+    ptx = PTX_TYPE[dtype]
+    return f"""\
+__device__ __forceinline__ unsigned smem_addr(const void* p) {{
+    unsigned a;
+    asm("{{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }}" : "=r"(a) : "l"(p));
+    return a;
+}}
+// 16 bytes global -> shared, bypassing L1; zero-filled when !valid
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :: "r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}}
+__device__ __forceinline__ void cp_async_commit() {{ asm volatile("cp.async.commit_group;"); }}
+template <int N> __device__ __forceinline__ void cp_async_wait() {{
+    asm volatile("cp.async.wait_group %0;" :: "n"(N));
+}}
+__device__ __forceinline__ void ldsm_x4(unsigned* r, const void* p) {{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{%0, %1, %2, %3}}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {{%0, %1, %2, %3}}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}}
+// c += a (16x16, row) * b (16x8, col), {ptx} operands, f32 accumulators
+__device__ __forceinline__ void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.{ptx}.{ptx}.f32 "
+                 "{{%0, %1, %2, %3}}, {{%4, %5, %6, %7}}, {{%8, %9}}, {{%0, %1, %2, %3}};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}}
+"""
+
+
+def _loads(op: Operand, rows: int, tile: MmaTile, name: str, origin: str
+           ) -> tuple[list[str], list[tuple[str, str, str, int]], bool]:
+    """How the block's threads copy one operand's BK-slice: (setup lines, per-copy
+    (slot, k offset, mn offset, width), vectorized). Vectorized: one 16-byte chunk of 8
+    elements along the contiguous dim per copy; else single elements, each thread keeping
+    one mn (k-major operands loop over k, so a thread's reads are consecutive)."""
+    threads, bk = tile.threads, tile.bk
+    setup: list[str] = []
+    copies: list[tuple[str, str, str, int]] = []
+    if op.vec8 and op.k_contiguous and threads % (bk // 8) == 0 and \
+            rows * bk // 8 % threads == 0:
+        across = bk // 8
+        lanes = threads // across
+        for i in range(rows * bk // 8 // threads):
+            slot = f"{name}{i}"
+            row = f"tid / {across} + {i * lanes}"
+            setup += [f"    {s}" for s in op.setup(slot, f"{origin} + {row}")]
+            copies.append((slot, f"tid % {across} * 8", row, 8))
+        return setup, copies, True
+    if op.vec8 and not op.k_contiguous and threads % (rows // 8) == 0 and \
+            rows * bk // 8 % threads == 0:
+        across = rows // 8
+        slot = f"{name}0"
+        col = f"tid % {across} * 8"
+        setup += [f"    {s}" for s in op.setup(slot, f"{origin} + {col}")]
+        lanes = threads // across
+        for i in range(rows * bk // 8 // threads):
+            copies.append((slot, f"tid / {across} + {i * lanes}", col, 8))
+        return setup, copies, True
+    assert threads % rows == 0 or rows % threads == 0, (tile, rows)
+    per_row = max(1, threads // rows)  # threads sharing one mn, interleaved along k
+    for r in range(max(1, rows // threads)):
+        slot = f"{name}{r}"
+        mn = f"tid % {min(rows, threads)} + {r * threads}"
+        setup += [f"    {s}" for s in op.setup(slot, f"{origin} + {mn}")]
+        for j in range(bk // per_row):
+            copies.append((slot, f"tid / {min(rows, threads)} + {j * per_row}", mn, 1))
+    return setup, copies, False
+
+
+def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]]) -> list[str]:
+    """The body of a tensor-core GEMM kernel computing rows [m0, m0 + BM) x columns
+    [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
+    (`value` is a float expression). The kernel declares `extern __shared__` memory of
+    `tile.shared_bytes()`; with split-K its last arguments are `counters` and `ws`."""
+    tile, splits = gemm.tile, gemm.splits
+    bm, bn, bk = tile.bm, tile.bn, tile.bk
+    wtm, wtn = bm // tile.wm, bn // tile.wn
+    mi_n, ni_n = tile.mi, tile.ni
+    assert ni_n % 2 == 0 and bk % 16 == 0, tile
+    a_setup, a_copies, a_vec = _loads(a, bm, tile, "a", "m0")
+    b_setup, b_copies, b_vec = _loads(b, bn, tile, "b", "n0")
+    a_kmaj, b_kmaj = a.k_contiguous, b.k_contiguous
+    a_stage, b_stage = tile.stage_elems(bm), tile.stage_elems(bn)
+    a_ld = bk + 8 if a_kmaj else bm + 8  # leading dim of a stage's tile
+    b_ld = bk + 8 if b_kmaj else bn + 8
+    lines = ["    extern __shared__ __align__(16) unsigned short smem[];",
+             "    unsigned short* As = smem;",
+             f"    unsigned short* Bs = smem + {tile.stages * a_stage};",
+             "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
+             f"    const int wm = warp / {tile.wn}, wn = warp % {tile.wn};",
+             f"    const int m0 = {m0}, n0 = {n0};"]
+    lines += a_setup + b_setup
+    if splits > 1:
+        lines += [f"    const int k_begin = (int)(blockIdx.z % {splits}) * {gemm.k_slice(k)};",
+                  f"    const int k_end = min({k}, k_begin + {gemm.k_slice(k)});"]
+    else:
+        lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
+    lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
+              f"    float acc[{mi_n}][{ni_n}][4];",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {mi_n}; ++i)",
+              "        #pragma unroll",
+              f"        for (int j = 0; j < {ni_n}; ++j)",
+              "            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;"]
+
+    def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
+             kmaj: bool, indent: str) -> list[str]:
+        out = []
+        for slot, kk, mn, _ in copies:
+            pre, cond, at = op.load(slot, "kv")
+            dst = (f"{arr}[st * {stage_elems} + ({mn}) * {ld} + {kk}]" if kmaj
+                   else f"{arr}[st * {stage_elems} + ({kk}) * {ld} + {mn}]")
+            out += [f"{indent}{{", f"{indent}    const int kv = k0 + {kk};",
+                    *(f"{indent}    {line}" for line in pre)]
+            if vec:
+                out += [f"{indent}    const bool v_ = {cond};",
+                        f"{indent}    cp_async16(&{dst}, v_ ? (const void*)&{op.ptr}[{at}] : "
+                        f"(const void*){op.ptr}, v_);"]
+            else:
+                out.append(f"{indent}    {dst} = ({cond}) ? "
+                           f"((const unsigned short*){op.ptr})[{at}] : (unsigned short)0;")
+            out.append(f"{indent}}}")
+        return out
+
+    load_tile = (copy(a, a_copies, a_vec, "As", a_stage, a_ld, a_kmaj, "        ")
+                 + copy(b, b_copies, b_vec, "Bs", b_stage, b_ld, b_kmaj, "        "))
+    lines += ["    // prologue: the first stages' copies in flight",
+              "    #pragma unroll",
+              f"    for (int s = 0; s < {tile.stages - 1}; ++s) {{",
+              "        if (s < k_tiles) {",
+              f"            const int st = s, k0 = k_begin + s * {bk};",
+              *("    " + x for x in load_tile),
+              "        }",
+              "        cp_async_commit();",
+              "    }",
+              "    for (int kt = 0; kt < k_tiles; ++kt) {",
+              f"        cp_async_wait<{tile.stages - 2}>();",
+              "        __syncthreads();  // stage kt landed; stage kt - 1 is free",
+              f"        if (kt + {tile.stages - 1} < k_tiles) {{",
+              f"            const int st = (kt + {tile.stages - 1}) % {tile.stages};",
+              f"            const int k0 = k_begin + (kt + {tile.stages - 1}) * {bk};",
+              *("    " + x for x in load_tile),
+              "        }",
+              "        cp_async_commit();",
+              f"        const unsigned short* as = As + (kt % {tile.stages}) * {a_stage};",
+              f"        const unsigned short* bs = Bs + (kt % {tile.stages}) * {b_stage};",
+              "        #pragma unroll",
+              f"        for (int kk = 0; kk < {bk}; kk += 16) {{",
+              f"            unsigned af[{mi_n}][4], bf[{ni_n}][2];",
+              "            #pragma unroll",
+              f"            for (int i = 0; i < {mi_n}; ++i) {{",
+              f"                const int r = wm * {wtm} + i * 16;"]
+    if a_kmaj:  # lanes 0-15 rows at k, 16-31 rows at k + 8
+        lines.append(f"                ldsm_x4(af[i], &as[(r + (lane & 15)) * {a_ld} + kk + "
+                     "(lane >> 4) * 8]);")
+    else:  # [k][m]: matrix j = lane / 8 covers k + (j / 2) * 8, m + (j % 2) * 8
+        lines.append(f"                ldsm_x4_trans(af[i], &as[(kk + (lane >> 4) * 8 + "
+                     f"(lane & 7)) * {a_ld} + r + ((lane >> 3) & 1) * 8]);")
+    lines += ["            }",
+              "            #pragma unroll",
+              f"            for (int j = 0; j < {ni_n}; j += 2) {{",
+              f"                const int c = wn * {wtn} + j * 8;",
+              "                unsigned q[4];"]
+    if b_kmaj:  # matrix j: n + (j / 2) * 8, k + (j % 2) * 8
+        lines.append(f"                ldsm_x4(q, &bs[(c + (lane >> 4) * 8 + (lane & 7)) * "
+                     f"{b_ld} + kk + ((lane >> 3) & 1) * 8]);")
+    else:  # [k][n]: matrix j covers k + (j % 2) * 8, n + (j / 2) * 8
+        lines.append(f"                ldsm_x4_trans(q, &bs[(kk + ((lane >> 3) & 1) * 8 + "
+                     f"(lane & 7)) * {b_ld} + c + (lane >> 4) * 8]);")
+    lines += ["                bf[j][0] = q[0]; bf[j][1] = q[1];",
+              "                bf[j + 1][0] = q[2]; bf[j + 1][1] = q[3];",
+              "            }",
+              "            #pragma unroll",
+              f"            for (int i = 0; i < {mi_n}; ++i)",
+              "                #pragma unroll",
+              f"                for (int j = 0; j < {ni_n}; ++j)",
+              "                    mma_16816(acc[i][j], af[i], bf[j][0], bf[j][1]);",
+              "        }",
+              "    }",
+              "    cp_async_wait<0>();"]
+    if splits > 1:
+        lines += _split_k_reduce(gemm)
+    # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
+    lines += ["    #pragma unroll",
+              f"    for (int i = 0; i < {mi_n}; ++i)",
+              "        #pragma unroll",
+              f"        for (int j = 0; j < {ni_n}; ++j)",
+              "            #pragma unroll",
+              "            for (int e = 0; e < 4; ++e) {",
+              f"                const int m = m0 + wm * {wtm} + i * 16 + (lane >> 2) + "
+              "(e >> 1) * 8;",
+              f"                const int n = n0 + wn * {wtn} + j * 8 + (lane & 3) * 2 + (e & 1);",
+              f"                if (m >= {m} || n >= {n}) continue;"]
+    lines += store("m", "n", "acc[i][j][e]", "                ")
+    lines += ["            }"]
+    return lines
+
+
+def _split_k_reduce(gemm: MmaGemm) -> list[str]:
+    """After the main loop of a split-K block: store this slice's partial tile (FP32); the last
+    block of the tile to arrive sums all slices in slice order into acc, the others return."""
+    tile, splits = gemm.tile, gemm.splits
+    size, threads = tile.bm * tile.bn, tile.threads
+    per = tile.mi * tile.ni * 4
+    return [
+        "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
+        f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
+        " + blockIdx.x;",
+        f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
+        "    float* flat = &acc[0][0][0];",
+        "    #pragma unroll",
+        f"    for (int r = 0; r < {per}; ++r)",
+        f"        part[(size_t)(blockIdx.z % {splits}) * {size} + r * {threads} + tid] = flat[r];",
+        "    __threadfence();",
+        "    __syncthreads();",
+        "    __shared__ bool last_block;",
+        f"    if (tid == 0) last_block = atomicAdd(&counters[tile_id], 1u) == {splits - 1};",
+        "    __syncthreads();",
+        "    if (!last_block) return;",
+        "    __threadfence();",
+        "    #pragma unroll",
+        f"    for (int r = 0; r < {per}; ++r) {{",
+        "        float v = 0.f;",
+        f"        for (int s = 0; s < {splits}; ++s)",
+        f"            v += __ldcg(&part[(size_t)s * {size} + r * {threads} + tid]);",
+        "        flat[r] = v;",
+        "    }",
+        "    if (tid == 0) counters[tile_id] = 0;  // ready for the next run",
+    ]
+
+
+STORAGE = "unsigned short"  # a 2-byte element's bits; the helpers convert to and from float
+
+
+def convert_helpers(dtype: str) -> str:
+    """`ld_f(bits) -> float` and `st_f(float) -> bits` for a half type (round to nearest
+    even)."""
+    if dtype == "float16":
+        return """\
+__device__ __forceinline__ float ld_f(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ unsigned short st_f(float f) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+"""
+    return """\
+__device__ __forceinline__ float ld_f(unsigned short h) {
+    return __uint_as_float((unsigned)h << 16);
+}
+__device__ __forceinline__ unsigned short st_f(float f) {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+"""
+
+
+def mma_signature(name: str, n_inputs: int, tile: MmaTile, workspace: bool) -> str:
+    """`extern "C"` signature of a tensor-core kernel: 2-byte element pointers."""
+    args = [f"const {STORAGE}* __restrict__ in{i}" for i in range(n_inputs)]
+    args.append(f"{STORAGE}* __restrict__ out0")
+    if workspace:
+        args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
+    return (f'extern "C" __global__ void __launch_bounds__({tile.threads}) '
+            f'{name}({", ".join(args)})')

@@ -1,0 +1,221 @@
+"""The tensor-core (FP16/BF16, FP32 accumulation) matmul and conv tactics against numpy in
+float64 on the same half-precision inputs: every tile of `gemm_mma.MMA_TILES` forced in turn,
+partial tiles, transposes, batch broadcasting, split-K, vectorized (16-byte) and element-wise
+operand copies, NHWC and NCHW convs. Building (NVRTC) runs everywhere; running needs a GPU."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from ember.codegen.templates import gemm_mma
+from ember.compiler.builder import BuilderConfig, build_model
+from ember.runtime.cpu_kernels.linear import conv as conv_reference
+from ember.runtime.cuda import cuda_available
+from ember.runtime.engine import Runtime
+from ember.runtime.plan import plan_bytes
+
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+ONNX_TYPE = {"float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}
+NP_TYPE = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+
+
+def _half(rng: np.random.Generator, shape, dtype: str, scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(NP_TYPE[dtype])
+
+
+def _matmul_model(a_shape, b_shape, dtype: str, trans_b: bool, seed: int):
+    """y = x @ w (w a weight, given [N, K] through Gemm transB when asked) or x @ x2."""
+    rng = np.random.default_rng(seed)
+    t = ONNX_TYPE[dtype]
+    if trans_b:
+        w = _half(rng, (b_shape[1], b_shape[0]), dtype)
+        node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
+        inits, ins = [numpy_helper.from_array(w, "w")], [
+            helper.make_tensor_value_info("x", t, a_shape)]
+    else:
+        node = helper.make_node("MatMul", ["x", "x2"], ["y"])
+        inits, ins = [], [helper.make_tensor_value_info("x", t, a_shape),
+                          helper.make_tensor_value_info("x2", t, b_shape)]
+    graph = helper.make_graph([node], "mm", ins, [helper.make_tensor_value_info("y", t, None)],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), rng
+
+
+def _conv_model(x_shape, w_shape, attrs, dtype: str, seed: int):
+    rng = np.random.default_rng(seed)
+    t = ONNX_TYPE[dtype]
+    w = _half(rng, w_shape, dtype, 1 / np.sqrt(np.prod(w_shape[1:])))
+    b = _half(rng, w_shape[0], dtype)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", t, x_shape)],
+                              [helper.make_tensor_value_info("y", t, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), rng, w, b
+
+
+# (a shape, b shape, Gemm with transB)
+MATMULS = {
+    "square": ([256, 256], [256, 256], False),
+    "bert_qkv_weight_nk": ([128, 768], [768, 768], True),
+    "odd_sizes": ([37, 45], [45, 29], False),
+    "batched_broadcast": ([3, 1, 33, 40], [4, 40, 24], False),
+    "split_k": ([16, 4096], [4096, 64], False),
+    "vector_matrix": ([1, 320], [320, 200], True),
+}
+# (x shape, w shape, attributes): NHWC with 16-byte chunks where C % 8 == 0, else NCHW
+CONVS = {
+    "3x3_nhwc": ([2, 64, 14, 14], [64, 64, 3, 3], {"pads": [1, 1, 1, 1]}),
+    "1x1_stride2_nhwc": ([2, 32, 9, 9], [48, 32, 1, 1], {"strides": [2, 2]}),
+    "7x7_c3_nchw": ([2, 3, 32, 32], [16, 3, 7, 7], {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    "grouped_nchw": ([1, 32, 10, 10], [32, 8, 3, 3], {"group": 4, "pads": [1, 1, 1, 1]}),
+    "deep_split_k_nhwc": ([1, 256, 7, 7], [64, 256, 3, 3], {"pads": [1, 1, 1, 1]}),
+}
+
+
+def _build(model, nhwc: bool = False) -> tuple[dict, dict]:
+    """A plan for sm_90 (NHWC I/O allowed where asked: a lone conv then runs in NHWC without
+    reformats around it, as inside a network)."""
+    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    if nhwc:
+        config.set_allowed_io_formats("NCHW", "NHWC")
+    return build_model(model, config)
+
+
+def _tensor_core_steps(manifest: dict) -> list[dict]:
+    return [s for s in manifest["steps"] if s["template"] in ("matmul", "conv")]
+
+
+def _relative_l2(out: np.ndarray, ref: np.ndarray) -> float:
+    ref = ref.astype(np.float64)
+    return float(np.linalg.norm(out.astype(np.float64) - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(MATMULS))
+def test_half_matmul_builds_a_tensor_core_kernel(case: str, dtype: str) -> None:
+    a_shape, b_shape, trans_b = MATMULS[case]
+    model, _ = _matmul_model(a_shape, b_shape, dtype, trans_b, seed=1)
+    manifest, sections = _build(model)
+    steps = _tensor_core_steps(manifest)
+    assert len(steps) == 1 and steps[0].get("device") != "cpu", steps
+    source = sections["cuda_source"].decode(errors="replace")
+    assert "mma.sync.aligned.m16n8k16.row.col.f32" in source
+    assert ("f16.f16" if dtype == "float16" else "bf16.bf16") in source
+
+
+@pytest.mark.parametrize("case", list(CONVS))
+def test_half_conv_builds_a_tensor_core_kernel(case: str) -> None:
+    x_shape, w_shape, attrs = CONVS[case]
+    model, *_ = _conv_model(x_shape, w_shape, attrs, "float16", seed=2)
+    manifest, sections = _build(model, nhwc=True)
+    (step,) = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert step.get("device") != "cpu", step
+    assert step["params"].get("layout", "NCHW") == ("NHWC" if "nhwc" in case else "NCHW")
+    assert "ldmatrix" in sections["cuda_source"].decode(errors="replace")
+
+
+def test_every_tile_compiles_for_both_half_types() -> None:
+    """Each tile, both operand orders (ldmatrix and ldmatrix.trans), split-K: NVRTC accepts
+    every kernel the tactic space can emit."""
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import emitter
+
+    sources = []
+    for dtype in ("float16", "bfloat16"):
+        for i, (tile, _) in enumerate(gemm_mma.MMA_TILES):
+            for ta, splits in ((False, 1), (True, 2)):
+                a = [512, 256] if ta else [256, 512]
+                params = {"in_shapes": [a, [512, 256]], "out_shapes": [[256, 256]],
+                          "in_dtypes": [dtype, dtype], "out_dtypes": [dtype],
+                          "transpose_a": ta, "transpose_b": False,
+                          "tactic": {"mma": tile.as_list(), "splits": splits}}
+                spec = emitter("matmul")(f"k_{dtype}_{i}_{int(ta)}", params)
+                assert spec.shared_bytes == tile.shared_bytes()
+                sources.append((f"k_{dtype}_{i}_{int(ta)}", spec.source))
+    assert len(compile_many(sources, arch="sm_90")) == len(sources)
+
+
+def test_named_tactic_outside_the_space_is_refused() -> None:
+    params = {"in_shapes": [[64, 64], [64, 64]], "out_shapes": [[64, 64]],
+              "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"],
+              "tactic": {"mma": [48, 64, 32, 1, 2, 3], "splits": 1}}
+    with pytest.raises(ValueError, match="not one of the tensor-core tiles"):
+        gemm_mma.mma_for(params, 64, 64, 64, 1)
+
+
+def _run(manifest: dict, sections: dict, feed: dict) -> np.ndarray:
+    engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+    return engine.create_execution_context().execute(feed)["y"]
+
+
+def _matmul_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.matmul(x.astype(np.float64), w.astype(np.float64))
+
+
+# tolerance: FP32 accumulation over K of products of exact half inputs, one rounding to the
+# storage type at the end (2^-11 relative for float16, 2^-8 for bfloat16)
+TOLERANCE = {"float16": 2e-3, "bfloat16": 8e-3}
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(MATMULS))
+def test_half_matmul_matches_float64(case: str, dtype: str) -> None:
+    a_shape, b_shape, trans_b = MATMULS[case]
+    model, rng = _matmul_model(a_shape, b_shape, dtype, trans_b, seed=3)
+    x = _half(rng, a_shape, dtype)
+    feed = {"x": x}
+    if trans_b:
+        w = numpy_helper.to_array(model.graph.initializer[0]).T
+    else:
+        w = feed["x2"] = _half(rng, b_shape, dtype)
+    out = _run(*_build(model), feed)
+    assert out.dtype == NP_TYPE[dtype]
+    assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype]
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_mma.MMA_TILES], ids=str)
+def test_every_tile_matches_float64(tile: gemm_mma.MmaTile, monkeypatch) -> None:
+    """Each tile forced in turn, on a GEMM with partial tiles in M, N and K, A transposed
+    (ldmatrix.trans) and B [N, K] (ldmatrix): every fragment and store index is exercised."""
+    monkeypatch.setattr(gemm_mma, "MMA_TILES", ((tile, 1.0),))
+    rng = np.random.default_rng(4)
+    m, n, k = 300, 264, 200
+    x, w = _half(rng, (k, m), "float16"), _half(rng, (n, k), "float16")
+    t = TensorProto.FLOAT16
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, transB=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", t, [k, m])],
+                              [helper.make_tensor_value_info("y", t, None)],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out = _run(*_build(model), {"x": x})
+    assert _relative_l2(out, _matmul_reference(x.T, w.T)) < TOLERANCE["float16"]
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(CONVS))
+def test_half_conv_matches_float64(case: str, dtype: str) -> None:
+    x_shape, w_shape, attrs = CONVS[case]
+    model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=5)
+    x = _half(rng, x_shape, dtype)
+    manifest, sections = _build(model, nhwc=True)
+    nhwc = manifest["inputs"][0]["format"] == "NHWC"
+    assert nhwc == ("nhwc" in case)
+    out = _run(manifest, sections, {"x": x.transpose(0, 2, 3, 1) if nhwc else x})
+    if nhwc:
+        out = out.transpose(0, 3, 1, 2)
+    nd = len(x_shape) - 2
+    (ref,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+                            {"strides": attrs.get("strides", [1] * nd),
+                             "pads": attrs.get("pads", [0] * 2 * nd), "dilations": [1] * nd,
+                             "groups": attrs.get("group", 1)})
+    assert out.shape == ref.shape
+    assert _relative_l2(out, ref) < TOLERANCE[dtype]
