@@ -34,12 +34,12 @@ def cache_path() -> Path:
     return Path(root) / "tactics.json"
 
 
-def _tactics(step: dict[str, Any]) -> list[dict]:
+def _tactics(step: dict[str, Any], arch: str) -> list[dict]:
     template = step.get("template")
     if template not in TEMPLATES or step.get("device") == "cpu":
         return []
     pick = getattr(template_module(template), "tactics", None)
-    return pick(decode(step["params"])) if pick else []
+    return pick(decode(step["params"]), arch) if pick else []
 
 
 def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, Any], tuple]]:
@@ -171,7 +171,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     symbols = manifest.get("symbols") or {}
     for plan_step in manifest["steps"]:
         for step, slot in _timing_points(plan_step, symbols):
-            options = _tactics(step)
+            options = _tactics(step, arch)
             if step is not plan_step:  # only tactics the symbolic kernel takes (no split-K on K)
                 options = [t for t in options if _emits(plan_step, t, symbols)]
             if len(options) < 2:

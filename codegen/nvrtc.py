@@ -478,6 +478,22 @@ def compile_cuda(
     return entry
 
 
+# a kernel whose source carries this line uses sm_90a-only instructions (wgmma): it compiles for
+# the arch-specific target of an sm_90 build and for no other arch
+ARCH_SPECIFIC_SM90A = "// target: sm_90a (wgmma)"
+
+
+def kernel_arch(name: str, source: str, arch: str) -> str:
+    """The target one kernel compiles for in a build for `arch`: `arch` itself, or "sm_90a"
+    for a kernel marked `ARCH_SPECIFIC_SM90A` in an sm_90 build (CompileError elsewhere)."""
+    if ARCH_SPECIFIC_SM90A not in source:
+        return arch
+    if parse_arch(arch) != (9, 0):
+        raise CompileError(f"kernel '{name}' uses sm_90a instructions (wgmma) but the build "
+                           f"targets {arch}", kernel=name)
+    return "sm_90a"
+
+
 def compile_many(
     kernels: Sequence[tuple[str, str]],
     arch: str = "sm_90",
@@ -498,7 +514,8 @@ def compile_many(
         name, source = item
         try:
             return compile_cuda(
-                source, name=name, arch=arch, options=opts, want_ptx=want_ptx, cache=cache
+                source, name=name, arch=kernel_arch(name, source, arch), options=opts,
+                want_ptx=want_ptx, cache=cache
             )
         except CompileError as e:
             return e

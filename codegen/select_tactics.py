@@ -10,6 +10,8 @@ the profile's opt shapes (and tunes small-shape variants). On the GPU the autotu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -19,12 +21,17 @@ from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp
 from ember.runtime.symbolic import params_symbolic
 
-# templates whose module offers `tactics(params)`, best estimated first
+# templates whose module offers `tactics(params, arch)`, best estimated first
 TUNABLE = ("conv", "matmul")
 
 
+@dataclass(frozen=True)
 class SelectTactics(ModulePass):
     name = "select-tactics"
+
+    arch: str = ""
+    """The build's target ("sm_90": FP16/BF16 GEMMs may take Hopper's wgmma tactics, which
+    compile for sm_90a); empty: tactics every arch runs."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         for op in module.walk():
@@ -34,6 +41,6 @@ class SelectTactics(ModulePass):
             params = attribute_value(op.params)
             if params_symbolic(params):
                 continue
-            options = template_module(op.template.data).tactics(params)
+            options = template_module(op.template.data).tactics(params, self.arch or None)
             if options:
                 op.properties["tactic"] = to_attribute(options[0])

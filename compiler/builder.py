@@ -296,7 +296,11 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names.append("select-tactics")
     passes: list[ModulePass] = []
     for name in names:
-        if name != "assign-layouts":
+        if name == "select-tactics" and config.target_arch is not None:
+            from ember.codegen.select_tactics import SelectTactics
+
+            passes.append(SelectTactics(arch=config.target_arch))
+        elif name != "assign-layouts":
             passes.append(make_pass(name))
         elif config.assign_layouts:
             passes.append(assign_layouts.AssignLayouts(

@@ -30,6 +30,7 @@ from ember.codegen.templates import (
     KernelSpec,
     decompose,
     gemm_mma,
+    gemm_wgmma,
     grid_1d,
     grid_stride_loop,
     index_type,
@@ -246,25 +247,21 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 
 
 def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
-    """FP16/BF16 implicit GEMM on the tensor-core main loop: NHWC as the FP32 form (16-byte
-    chunks of 8 channels where C and C/groups are multiples of 8), NCHW with the im2col
-    gathered element by element."""
+    """FP16/BF16 implicit GEMM on tensor cores: `gemm_mma`'s mma.sync loop, or `gemm_wgmma`'s
+    where the tactic names it (NHWC, channels in multiples of 8, an sm_90 build)."""
     if params.get("epilogue") is not None:
         raise UnsupportedError(f"CUDA conv: a fused epilogue on {dtype} is not supported yet")
     out_plane = prod(cv.out_spatial)
-    weights = "(size_t)g * " + str(cv.mg * cv.k_total)
-    w_vec = cv.k_total % 8 == 0
-    if cv.nhwc:
-        m_size, n_size = cv.positions, cv.mg
-        a_op = dataclasses.replace(_im2col_nhwc(cv),
-                                   vec8=cv.cg % 8 == 0 and cv.channels % 8 == 0)
-        b_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec)
+    m_size, n_size, a_op, b_op = _mma_operands(cv)
+    tactic = params.get("tactic") or {}
+    wgmma = "wgmma" in tactic
+    if wgmma:
+        gemm = gemm_wgmma.wgmma_for(tactic)
+        if not gemm_wgmma.usable(a_op, b_op):
+            raise ValueError("tactic wgmma needs NHWC with channels in multiples of 8")
     else:
-        m_size, n_size = cv.mg, cv.positions
-        a_op = dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec)
-        b_op = _im2col_nchw(cv)
-    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
-    tile = gemm.tile
+        gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
+    tile, splits = gemm.tile, getattr(gemm, "splits", 1)
 
     def store(m: str, n: str, value: str, indent: str) -> list[str]:
         if cv.nhwc:
@@ -276,21 +273,44 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         bias = f" + ld_f(in2[{oc}])" if cv.has_bias else ""
         return [f"{indent}out0[{at}] = st_f({value}{bias});"]
 
-    body = [f"    const int g = blockIdx.z / {gemm.splits};  // group"]
-    body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
-                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    body = [f"    const int g = blockIdx.z / {splits};  // group"]
+    m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
+    if wgmma:
+        body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, m0, n0, store)
+        helpers = gemm_wgmma.helpers(dtype, tile.bn)
+    else:
+        body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
+                                  store)
+        helpers = gemm_mma.helpers(dtype)
     layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
     text = source(_title(params, cv, dtype),
                   [f"tactic: implicit GEMM on tensor cores ({layout}), {gemm}, FP32 "
                    "accumulation, im2col gathered on the fly; group on grid z",
-                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}"],
-                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, gemm.splits > 1),
-                  body, helpers=gemm_mma.helpers(dtype) + gemm_mma.convert_helpers(dtype))
+                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
+                   *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
+                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, splits > 1),
+                  body, helpers=helpers + gemm_mma.convert_helpers(dtype))
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
-                      *gemm.workspace_bytes(m_size, n_size, cv.groups))
+    scratch = (0, 0) if wgmma else gemm.workspace_bytes(m_size, n_size, cv.groups)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), *scratch)
+
+
+def _mma_operands(cv: _Conv) -> tuple[int, int, Operand, Operand]:
+    """(M, N, A, B) of the tensor-core implicit GEMM per group: NHWC as the FP32 form, with
+    16-byte chunks of 8 channels where C and C/groups are multiples of 8; NCHW with the
+    im2col gathered element by element."""
+    weights = "(size_t)g * " + str(cv.mg * cv.k_total)
+    w_vec = cv.k_total % 8 == 0
+    if cv.nhwc:
+        a_op = dataclasses.replace(_im2col_nhwc(cv),
+                                   vec8=cv.cg % 8 == 0 and cv.channels % 8 == 0)
+        return (cv.positions, cv.mg, a_op,
+                dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec))
+    return (cv.mg, cv.positions,
+            dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec),
+            _im2col_nchw(cv))
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
@@ -417,8 +437,9 @@ def _tensor_core(params: dict) -> bool:
             and params.get("layout", "NCHW") in ("NCHW", "NHWC"))
 
 
-def tactics(params: dict) -> list[dict]:
-    """The GEMM tactics worth timing for this step (none for the direct tactic)."""
+def tactics(params: dict, arch: str | None = None) -> list[dict]:
+    """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
+    build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels)."""
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -430,7 +451,9 @@ def tactics(params: dict) -> list[dict]:
         return []
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
     if tensor_core:
-        return gemm_mma.candidates(m, n, cv.k_total, cv.groups)
+        _, _, a_op, b_op = _mma_operands(cv)
+        return gemm_mma.candidates(m, n, cv.k_total, cv.groups, wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op))
     return candidates(m, n, cv.k_total, cv.groups, params)
 
 

@@ -159,10 +159,17 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int) -> MmaGemm:
     return MmaGemm(tile, splits)
 
 
-def candidates(m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
-    """The `top` tactics by estimated cost, as `tactic` values, for select-tactics/autotune."""
-    return [g.tactic() for g in ranked(typical(m), typical(n), typical(k), typical(batch),
-                                       not is_sym(k))[:top]]
+def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
+               wgmma: bool = False) -> list[dict]:
+    """The `top` tactics by estimated cost, as `tactic` values, for select-tactics/autotune;
+    with `wgmma` (an sm_90 build, both operands K-major in 16-byte chunks) Hopper's tiles
+    compete too."""
+    mma = ranked(typical(m), typical(n), typical(k), typical(batch), not is_sym(k))
+    if wgmma:
+        from ember.codegen.templates import gemm_wgmma
+
+        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top)
+    return [g.tactic() for g in mma[:top]]
 
 
 def helpers(dtype: str) -> str:
@@ -435,7 +442,7 @@ __device__ __forceinline__ unsigned short st_f(float f) {
 """
 
 
-def mma_signature(name: str, n_inputs: int, tile: MmaTile, workspace: bool) -> str:
+def mma_signature(name: str, n_inputs: int, tile, workspace: bool) -> str:
     """`extern "C"` signature of a tensor-core kernel: 2-byte element pointers."""
     args = [f"const {STORAGE}* __restrict__ in{i}" for i in range(n_inputs)]
     args.append(f"{STORAGE}* __restrict__ out0")

@@ -11,6 +11,7 @@ from ember.codegen.templates import (
     broadcast_strides,
     decompose,
     gemm_mma,
+    gemm_wgmma,
     prod,
     signature,
     source,
@@ -50,11 +51,32 @@ def _tensor_core(params: dict) -> bool:
     return len(dtypes) == 1 and dtypes <= set(gemm_mma.HALF_TYPES)
 
 
-def tactics(params: dict) -> list[dict]:
-    """The GEMM tactics worth timing for this step (best estimated first)."""
+def _operands(params: dict) -> tuple:
+    """(A, B) as the tensor-core loops read them: 16-byte chunks where every row start (and
+    batch base) is 16-byte aligned."""
+    m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
+    a_cols, b_cols = a_shape[-1], b_shape[-1]
+    a_bs = ([s * a_shape[-2] * a_cols for s in broadcast_strides(a_shape[:-2], batch)]
+            if batch else [])
+    b_bs = ([s * b_shape[-2] * b_cols for s in broadcast_strides(b_shape[:-2], batch)]
+            if batch else [])
+    a_vec = a_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in a_bs)
+    b_vec = b_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in b_bs)
+    a_op = (dense("in0", m, k, 1, a_cols, "a_base", vec8=a_vec) if ta
+            else dense("in0", m, k, a_cols, 1, "a_base", vec8=a_vec))
+    b_op = (dense("in1", n, k, b_cols, 1, "b_base", vec8=b_vec) if tb
+            else dense("in1", n, k, 1, b_cols, "b_base", vec8=b_vec))
+    return a_op, b_op, a_bs, b_bs
+
+
+def tactics(params: dict, arch: str | None = None) -> list[dict]:
+    """The GEMM tactics worth timing for this step (best estimated first); `arch`: the build's
+    target (sm_90 adds Hopper's wgmma tiles where both operands are K-major)."""
     m, n, k, *_, batch = _geometry(params)
     if _tensor_core(params):
-        return gemm_mma.candidates(m, n, k, prod(batch))
+        a_op, b_op, *_ = _operands(params)
+        return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op))
     if params["out_dtypes"][0] not in ("float32", "float64"):
         return []
     return candidates(m, n, k, prod(batch), params)
@@ -77,40 +99,42 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     if params.get("epilogue") is not None:
         raise UnsupportedError(f"CUDA matmul: a fused epilogue on {dtype} is not supported yet")
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
-    a_cols, b_cols = a_shape[-1], b_shape[-1]
     nbatch = prod(batch)
-    a_bs = ([s * a_shape[-2] * a_cols for s in broadcast_strides(a_shape[:-2], batch)]
-            if batch else [])
-    b_bs = ([s * b_shape[-2] * b_cols for s in broadcast_strides(b_shape[:-2], batch)]
-            if batch else [])
-    gemm = gemm_mma.mma_for(params, m, n, k, nbatch)
-    tile = gemm.tile
-    # 16-byte chunks where every row start (and batch base) is 16-byte aligned
-    a_vec = a_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in a_bs)
-    b_vec = b_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in b_bs)
-    a_op = (dense("in0", m, k, 1, a_cols, "a_base", vec8=a_vec) if ta
-            else dense("in0", m, k, a_cols, 1, "a_base", vec8=a_vec))
-    b_op = (dense("in1", n, k, b_cols, 1, "b_base", vec8=b_vec) if tb
-            else dense("in1", n, k, 1, b_cols, "b_base", vec8=b_vec))
-    body = [f"    const int b = blockIdx.z / {gemm.splits};"]
+    a_op, b_op, a_bs, b_bs = _operands(params)
+    tactic = params.get("tactic") or {}
+    wgmma = "wgmma" in tactic
+    if wgmma:
+        gemm = gemm_wgmma.wgmma_for(tactic)
+        if not gemm_wgmma.usable(a_op, b_op):
+            raise ValueError("tactic wgmma needs both operands K-major in 16-byte chunks")
+    else:
+        gemm = gemm_mma.mma_for(params, m, n, k, nbatch)
+    tile, splits = gemm.tile, getattr(gemm, "splits", 1)
+    body = [f"    const int b = blockIdx.z / {splits};"]
     body += _batch_offsets(batch, a_bs, b_bs)
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
         return [f"{indent}out0[(size_t)b * {m * n} + (size_t){row} * {n} + {col}] = "
                 f"st_f({value});"]
 
-    body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
-                              f"blockIdx.x * {tile.bn}", store)
+    m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
+    if wgmma:
+        body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, m0, n0, store)
+        helpers = gemm_wgmma.helpers(dtype, tile.bn)
+    else:
+        body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
+        helpers = gemm_mma.helpers(dtype)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
-                  [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z"],
-                  gemm_mma.mma_signature(name, 2, tile, gemm.splits > 1), body,
-                  helpers=gemm_mma.helpers(dtype) + gemm_mma.convert_helpers(dtype))
+                  [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z",
+                   *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
+                  gemm_mma.mma_signature(name, 2, tile, splits > 1), body,
+                  helpers=helpers + gemm_mma.convert_helpers(dtype))
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
-                      *gemm.workspace_bytes(m, n, nbatch))
+    scratch = (0, 0) if wgmma else gemm.workspace_bytes(m, n, nbatch)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), *scratch)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

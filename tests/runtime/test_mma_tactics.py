@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ember.codegen.templates import gemm_mma
+from ember.codegen.templates import gemm_mma, gemm_wgmma
 from ember.compiler.builder import BuilderConfig, build_model
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from ember.runtime.cuda import cuda_available
@@ -138,6 +138,45 @@ def test_every_tile_compiles_for_both_half_types() -> None:
     assert len(compile_many(sources, arch="sm_90")) == len(sources)
 
 
+def test_every_wgmma_tile_compiles_for_sm90a() -> None:
+    """Hopper's tiles, both half types, a conv and a matmul: NVRTC targets sm_90a for them in
+    an sm_90 build (the marked source) and refuses them for any other arch."""
+    from ember.codegen.nvrtc import CompileError, compile_many
+    from ember.codegen.templates import emitter
+
+    sources = []
+    for dtype in ("float16", "bfloat16"):
+        for i, (tile, _) in enumerate(gemm_wgmma.WGMMA_TILES):
+            params = {"in_shapes": [[300, 264], [200, 264]], "out_shapes": [[300, 200]],
+                      "in_dtypes": [dtype, dtype], "out_dtypes": [dtype], "transpose_b": True,
+                      "tactic": {"wgmma": tile.as_list()}}
+            spec = emitter("matmul")(f"w_{dtype}_{i}", params)
+            assert gemm_wgmma.ARCH_SPECIFIC in spec.source and spec.block[0] == tile.threads
+            sources.append((f"w_{dtype}_{i}", spec.source))
+    conv = {"in_shapes": [[2, 9, 9, 32], [64, 3, 3, 32]], "out_shapes": [[2, 9, 9, 64]],
+            "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"], "layout": "NHWC",
+            "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1,
+            "tactic": {"wgmma": [64, 64, 8]}}
+    sources.append(("w_conv", emitter("conv")("w_conv", conv).source))
+    assert {k.arch for k in compile_many(sources, arch="sm_90")} == {"sm_90a"}
+    with pytest.raises(CompileError, match="sm_90a"):
+        compile_many(sources[:1], arch="sm_80")
+
+
+def test_wgmma_needs_k_major_operands_and_an_sm90_target() -> None:
+    from ember.codegen.templates import matmul
+
+    nk = {"in_shapes": [[1024, 768], [3072, 768]], "out_shapes": [[1024, 3072]],
+          "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"], "transpose_b": True}
+    kn = {**nk, "in_shapes": [[1024, 768], [768, 3072]], "transpose_b": False}
+    assert any("wgmma" in t for t in matmul.tactics(nk, "sm_90"))
+    assert not any("wgmma" in t for t in matmul.tactics(nk, "sm_80"))
+    assert not any("wgmma" in t for t in matmul.tactics(nk))
+    assert not any("wgmma" in t for t in matmul.tactics(kn, "sm_90"))  # B n-contiguous
+    with pytest.raises(ValueError, match="K-major"):
+        matmul.emit("k", {**kn, "tactic": {"wgmma": [128, 128, 6]}})
+
+
 def test_named_tactic_outside_the_space_is_refused() -> None:
     params = {"in_shapes": [[64, 64], [64, 64]], "out_shapes": [[64, 64]],
               "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"],
@@ -196,6 +235,27 @@ def test_every_tile_matches_float64(tile: gemm_mma.MmaTile, monkeypatch) -> None
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     out = _run(*_build(model), {"x": x})
     assert _relative_l2(out, _matmul_reference(x.T, w.T)) < TOLERANCE["float16"]
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_wgmma.WGMMA_TILES], ids=str)
+def test_every_wgmma_tile_matches_float64(tile: gemm_wgmma.WgmmaTile, dtype: str,
+                                          monkeypatch) -> None:
+    """Each Hopper tile forced in turn (select-tactics' choice in an sm_90 build) on partial
+    tiles in M, N and K, and on a K that spans several pipeline stages."""
+    monkeypatch.setattr(gemm_wgmma, "WGMMA_TILES", ((tile, 1.0),))
+    monkeypatch.setattr(gemm_wgmma, "SPEEDUP_OVER_MMA", 1e9)
+    for seed, (m, n, k) in enumerate([(300, 264, 200), (130, 70, 1000)]):
+        model, rng = _matmul_model([m, k], [k, n], dtype, trans_b=True, seed=10 + seed)
+        x = _half(rng, (m, k), dtype)
+        manifest, sections = _build(model)
+        (step,) = _tensor_core_steps(manifest)
+        assert step["params"]["tactic"] == {"wgmma": tile.as_list()}
+        w = numpy_helper.to_array(model.graph.initializer[0]).T
+        out = _run(manifest, sections, {"x": x})
+        assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype]
 
 
 @pytest.mark.cuda

@@ -1,0 +1,255 @@
+"""The Hopper tensor-core GEMM main loop: `wgmma.mma_async` (sm_90a) on FP16/BF16 operands in
+128-byte-swizzled shared memory, FP32 accumulation in registers.
+
+C[m, n] = sum_k A[m, k] * B[n, k] for one block tile of BM x BN, both operands K-major (their
+consecutive k adjacent in memory, 16-byte aligned chunks of 8: `Operand.vec8`). The block is
+BM / 64 warpgroups of 128 threads; warpgroup w owns rows [64 w, 64 w + 64) and issues one
+`wgmma.m64n{BN}k16` per 16 k. K is walked 64 at a time through `stages` shared-memory buffers
+filled by every thread's `cp.async` copies (16 bytes each, zero-filled out of range) into the
+128-byte swizzle pattern the wgmma descriptors name: row r's 16-byte chunk c sits at chunk
+c ^ (r % 8) of its 128-byte row, 8 rows to a 1024-byte atom. The copies are ordinary
+(generic-proxy) writes, so each thread fences them to the async proxy before the barrier that
+lets the warpgroups read them.
+
+Kernels using this loop compile only for sm_90a (`ARCH_SPECIFIC`); `gemm_mma` stays the
+tactic for every other target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ember.codegen.nvrtc import ARCH_SPECIFIC_SM90A
+from ember.codegen.symbolic import typical
+from ember.codegen.templates.gemm_mma import PTX_TYPE
+from ember.codegen.templates.gemm_mma import helpers as mma_helpers
+from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
+
+ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
+BK = 64  # one 128-byte swizzle row of 2-byte elements
+
+
+@dataclass(frozen=True)
+class WgmmaTile:
+    """A Hopper tactic: BM = 64 x warpgroups rows, BN columns per wgmma, pipeline depth."""
+
+    bm: int
+    bn: int
+    stages: int
+
+    @property
+    def groups(self) -> int:
+        return self.bm // 64
+
+    @property
+    def threads(self) -> int:
+        return 128 * self.groups
+
+    def shared_bytes(self) -> int:
+        # stages of A and B tiles, plus 1 KB to align the first to a swizzle atom
+        return self.stages * (self.bm + self.bn) * BK * 2 + 1024
+
+    def as_list(self) -> list[int]:
+        return [self.bm, self.bn, self.stages]
+
+    def __str__(self) -> str:
+        return (f"{self.bm}x{self.bn}x{BK} tile, {self.groups} warpgroup(s) of m64n{self.bn}k16, "
+                f"{self.stages} stages")
+
+
+WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
+    (WgmmaTile(128, 256, 4), 1.0),
+    (WgmmaTile(256, 128, 4), 1.0),
+    (WgmmaTile(128, 128, 6), 0.9),
+    (WgmmaTile(64, 128, 6), 0.7),
+    (WgmmaTile(64, 64, 8), 0.5),
+)
+
+
+@dataclass(frozen=True)
+class WgmmaGemm:
+    tile: WgmmaTile
+
+    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
+        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
+
+    def tactic(self) -> dict:
+        return {"wgmma": self.tile.as_list()}
+
+    def __str__(self) -> str:
+        return f"wgmma (sm_90a), {self.tile}"
+
+
+def usable(a: Operand, b: Operand) -> bool:
+    """Both operands K-major in 16-byte chunks: what the swizzled copies need."""
+    return a.k_contiguous and b.k_contiguous and a.vec8 and b.vec8
+
+
+def estimated_cost(tile: WgmmaTile, eff: float, m: int, n: int, k: int, batch: int) -> float:
+    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+    per_sm = -(-blocks // SM_COUNT)
+    return per_sm * tile.bm * tile.bn * -(-k // BK) * BK / eff
+
+
+def ranked(m: int, n: int, k: int, batch: int = 1) -> list[WgmmaGemm]:
+    m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
+    scored = sorted((estimated_cost(t, e, m, n, k, batch), i, WgmmaGemm(t))
+                    for i, (t, e) in enumerate(WGMMA_TILES))
+    return [g for _, _, g in scored]
+
+
+# how much faster a wgmma tile's inner loop runs than an mma.sync tile of the same efficiency
+# (4096^3 FP16 on the H200: 452 TFLOP/s for the best wgmma tile, 277 for the best mma.sync)
+SPEEDUP_OVER_MMA = 1.6
+
+
+def targets(arch: str | None) -> bool:
+    """Whether a build for `arch` may use wgmma: sm_90 exactly (its PTX is not forward
+    compatible, so other archs keep mma.sync)."""
+    from ember.runtime.arch import parse_arch
+
+    return arch is not None and parse_arch(arch) == (9, 0)
+
+
+def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
+    """The `top` tactics of both families by estimated cost (wgmma's scaled by
+    `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first."""
+    from ember.codegen.templates import gemm_mma
+
+    m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
+    scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch),
+               i, g.tactic()) for i, g in enumerate(mma)]
+    scored += [(estimated_cost(t, e, m, n, k, batch) / SPEEDUP_OVER_MMA, len(mma) + i,
+                WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
+    return [t for _, _, t in sorted(scored, key=lambda s: (s[0], s[1]))[:top]]
+
+
+def wgmma_for(tactic: dict) -> WgmmaGemm:
+    tile = WgmmaTile(*(int(v) for v in tactic["wgmma"]))
+    if tile not in [t for t, _ in WGMMA_TILES]:
+        raise ValueError(f"tactic tile {tile} is not one of the wgmma tiles")
+    return WgmmaGemm(tile)
+
+
+def helpers(dtype: str, bn: int) -> str:
+    """`mma_helpers` plus the descriptor, fence and wgmma instruction of an m64n{bn}k16."""
+    ptx = PTX_TYPE[dtype]
+    regs = bn // 2
+    outs = ", ".join(f"%{i}" for i in range(regs))
+    binds = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
+    return mma_helpers(dtype) + f"""\
+// shared-memory matrix descriptor: 128-byte swizzle, 1024-byte stride between 8-row atoms
+__device__ __forceinline__ unsigned long long wgmma_desc(const void* p) {{
+    unsigned long long a = smem_addr(p);
+    return ((a & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+}}
+__device__ __forceinline__ void wgmma_fence() {{ asm volatile("wgmma.fence.sync.aligned;"); }}
+__device__ __forceinline__ void wgmma_commit() {{
+    asm volatile("wgmma.commit_group.sync.aligned;");
+}}
+// pins an accumulator register in program order around the asynchronous wgmma
+__device__ __forceinline__ void fence_operand(float& x) {{
+    asm volatile("" : "+f"(x) :: "memory");
+}}
+template <int N> __device__ __forceinline__ void wgmma_wait() {{
+    asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
+}}
+__device__ __forceinline__ void async_proxy_fence() {{
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}}
+// d (64 x {bn}, this thread's {regs} f32) += A (64 x 16, K-major) * B ({bn} x 16, K-major)
+__device__ __forceinline__ void wgmma_{bn}(float* d, unsigned long long da,
+                                         unsigned long long db) {{
+    asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
+                 "wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.{ptx}.{ptx} "
+                 "{{{outs}}}, %{regs}, %{regs + 1}, p, 1, 1, 0, 0;\\n}}"
+                 : {binds}
+                 : "l"(da), "l"(db));
+}}
+"""
+
+
+def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand,
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]]) -> list[str]:
+    """The body of a wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN) of C;
+    `store(m, n, value, indent)` stores one in-range output (`value` a float expression)."""
+    tile = gemm.tile
+    bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
+    a_stage, b_stage = bm * BK, bn * BK  # elements
+    lines = ["    extern __shared__ __align__(16) unsigned char smem_raw[];",
+             "    // the first tile starts at a 1024-byte swizzle atom",
+             "    unsigned short* As = (unsigned short*)(((size_t)smem_raw + 1023) & "
+             "~(size_t)1023);",
+             f"    unsigned short* Bs = As + {stages * a_stage};",
+             "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
+             "    const int group = warp >> 2;  // warpgroup",
+             "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
+             f"    const int m0 = {m0}, n0 = {n0};",
+             "    const int k_tiles = " + f"({k} + {BK - 1}) / {BK};"]
+    copies = []
+    for name, op, rows, arr, stage in (("a", a, bm, "As", a_stage), ("b", b, bn, "Bs", b_stage)):
+        for i in range(rows * 8 // threads):
+            slot = f"{name}{i}"
+            row = f"(tid >> 3) + {i * threads // 8}"
+            lines += [f"    {s}" for s in op.setup(slot, f"{origin(name)} + {row}")]
+            pre, cond, at = op.load(slot, "kv")
+            dst = (f"&{arr}[st * {stage} + ({row}) * {BK} + "
+                   f"((((tid & 7) ^ (({row}) & 7))) << 3)]")
+            copies += ["        {", "            const int kv = k0 + (tid & 7) * 8;",
+                       *(f"            {p}" for p in pre),
+                       f"            const bool v_ = {cond};",
+                       f"            cp_async16({dst}, v_ ? (const void*)&{op.ptr}[{at}] : "
+                       f"(const void*){op.ptr}, v_);",
+                       "        }"]
+    lines += [f"    float acc[{bn // 2}];",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {bn // 2}; ++i) acc[i] = 0.f;",
+              "    // copies run S - 2 tiles ahead, one wgmma batch stays in flight: the barrier",
+              "    // after every thread waited for its wgmma of tile kt - 2 frees that stage",
+              "    #pragma unroll",
+              f"    for (int s = 0; s < {stages - 2}; ++s) {{",
+              "        if (s < k_tiles) {",
+              f"            const int st = s, k0 = s * {BK};",
+              *("    " + c for c in copies),
+              "        }",
+              "        cp_async_commit();",
+              "    }",
+              "    for (int kt = 0; kt < k_tiles; ++kt) {",
+              f"        cp_async_wait<{stages - 3}>();",
+              "        async_proxy_fence();  // this thread's copies, visible to wgmma",
+              "        __syncthreads();",
+              f"        if (kt + {stages - 2} < k_tiles) {{",
+              f"            const int st = (kt + {stages - 2}) % {stages};",
+              f"            const int k0 = (kt + {stages - 2}) * {BK};",
+              *("    " + c for c in copies),
+              "        }",
+              "        cp_async_commit();",
+              f"        const unsigned short* as = As + (kt % {stages}) * {a_stage} + "
+              f"group * {64 * BK};",
+              f"        const unsigned short* bs = Bs + (kt % {stages}) * {b_stage};",
+              "        wgmma_fence();",
+              "        #pragma unroll",
+              f"        for (int ks = 0; ks < {BK // 16}; ++ks)",
+              f"            wgmma_{bn}(acc, wgmma_desc(as + ks * 16), wgmma_desc(bs + ks * 16));",
+              "        wgmma_commit();",
+              "        wgmma_wait<1>();",
+              "    }",
+              "    wgmma_wait<0>();",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {bn // 2}; ++i) fence_operand(acc[i]);",
+              "    cp_async_wait<0>();",
+              "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
+              "(i / 4) * 8 + (lane % 4) * 2 + i % 2",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {bn // 2}; ++i) {{",
+              "        const int m = m0 + group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8;",
+              "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);",
+              f"        if (m >= {m} || n >= {n}) continue;"]
+    lines += store("m", "n", "acc[i]", "        ")
+    lines += ["    }"]
+    return lines
+
+
+def origin(name: str) -> str:
+    return "m0" if name == "a" else "n0"
