@@ -290,6 +290,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if not config.optimize:
         return [make_pass(n) for n in resolve_passes("unoptimized")]
     names = resolve_passes(config.pipeline)
+    if config.target_arch is not None and "kmajor-matmul-weights" not in names:
+        names.append("kmajor-matmul-weights")  # tensor cores read matmul weights K-major
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
     if config.target_arch is not None and "select-tactics" not in names:

@@ -32,12 +32,13 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.fuse_normalization import FuseNormalization
     from ember.passes.infer_shapes import InferShapes
+    from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics]
+            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
