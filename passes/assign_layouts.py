@@ -74,8 +74,9 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
     """The policy: the format a kernel runs fastest in, or None where it runs in any (its params
     rewritten in physical terms) and follows its producers. With `packed`, a depthwise conv over
     C % 4 == 0 channels prefers NC4HW4 (its direct tactic runs vectorized, 4 channels a thread).
-    With `half_conv_nhwc`, an FP16/BF16 conv over C % 8 == 0 channels prefers NHWC (the
-    tensor-core conv copies 8 channels of a pixel as one 16-byte chunk).
+    With `half_conv_nhwc`, an FP16/BF16 conv over C % 8 == 0 channels (an FP32 one allowed TF32
+    over C % 4 == 0) prefers NHWC (the tensor-core conv copies a pixel's channels in 16-byte
+    chunks).
     """
     if isinstance(op, ElementwiseOp):
         return None
@@ -90,6 +91,8 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
             return NC4HW4
         if half_conv_nhwc and p["out_dtypes"][0] in ("float16", "bfloat16"):
             return NHWC if p.get("groups") == 1 and shape[1] % 8 == 0 else NCHW
+        if half_conv_nhwc and p.get("tf32"):  # TF32 tensor cores read 4-channel chunks
+            return NHWC if p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
     if p.get("dynamic") or len(op.inputs) > 1 and template not in ("concat",):
         return NCHW  # run-time parameter operands are logical
@@ -536,8 +539,8 @@ class AssignLayouts(ModulePass):
     packed: bool = False
     """Whether kernels may run in the channel-packed NC4HW4 (`PACKED_FORMAT` for builds)."""
     half_conv_nhwc: bool = False
-    """Whether FP16/BF16 convs over C % 8 == 0 channels run in NHWC (GPU builds: the
-    tensor-core conv reads 16-byte channel chunks)."""
+    """Whether FP16/BF16 convs over C % 8 == 0 channels, and FP32 ones allowed TF32 over
+    C % 4 == 0, run in NHWC (GPU builds: the tensor-core conv reads 16-byte channel chunks)."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         io_formats = {canonical_format(f) or f.strip().upper()

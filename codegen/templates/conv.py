@@ -249,7 +249,11 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """FP16/BF16 implicit GEMM on tensor cores: `gemm_mma`'s mma.sync loop, or `gemm_wgmma`'s
     where the tactic names it (NHWC, channels in multiples of 8, an sm_90 build)."""
-    if params.get("epilogue") is not None:
+    half = dtype != "float32"
+    if not half and not params.get("tf32"):
+        raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
+                         "not allowed (no tf32 marker from assign-precision)")
+    if half and params.get("epilogue") is not None:
         raise UnsupportedError(f"CUDA conv: a fused epilogue on {dtype} is not supported yet")
     out_plane = prod(cv.out_spatial)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
@@ -257,8 +261,8 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     wgmma = "wgmma" in tactic
     if wgmma:
         gemm = gemm_wgmma.wgmma_for(tactic)
-        if not gemm_wgmma.usable(a_op, b_op):
-            raise ValueError("tactic wgmma needs NHWC with channels in multiples of 8")
+        if not gemm_wgmma.usable(a_op, b_op, dtype):
+            raise ValueError("tactic wgmma needs NHWC with channels in 16-byte chunks")
     else:
         gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
     tile, splits = gemm.tile, getattr(gemm, "splits", 1)
@@ -270,13 +274,18 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
             oc = f"g * {cv.mg} + {m}"
             at = (f"(size_t)({n} / {out_plane}) * {cv.cout * out_plane} + (size_t)({oc}) * "
                   f"{out_plane} + {n} % {out_plane}")
-        bias = f" + ld_f(in2[{oc}])" if cv.has_bias else ""
-        return [f"{indent}out0[{at}] = st_f({value}{bias});"]
+        if half:
+            bias = f" + ld_f(in2[{oc}])" if cv.has_bias else ""
+            return [f"{indent}out0[{at}] = st_f({value}{bias});"]
+        bias = [f"{indent}acc += in2[{oc}];"] if cv.has_bias else []
+        return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};", *bias,
+                *epilogue_lines(params, "acc", "oi", indent), f"{indent}out0[oi] = acc;"]
 
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
-        body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, m0, n0, store)
+        body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
+                                    store)
         helpers = gemm_wgmma.helpers(dtype, tile.bn)
     else:
         body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
@@ -287,9 +296,13 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                   [f"tactic: implicit GEMM on tensor cores ({layout}), {gemm}, FP32 "
                    "accumulation, im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
+                   *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
-                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, splits > 1),
-                  body, helpers=helpers + gemm_mma.convert_helpers(dtype))
+                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, splits > 1)
+                  if half else signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
+                                         [dtype], launch_bounds=(tile.threads, 1)),
+                  body, prelude=uses_mod(params),
+                  helpers=helpers + (gemm_mma.convert_helpers(dtype) if half else ""))
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
@@ -302,14 +315,15 @@ def _mma_operands(cv: _Conv) -> tuple[int, int, Operand, Operand]:
     16-byte chunks of 8 channels where C and C/groups are multiples of 8; NCHW with the
     im2col gathered element by element."""
     weights = "(size_t)g * " + str(cv.mg * cv.k_total)
-    w_vec = cv.k_total % 8 == 0
+    w_vec = {"vec4": cv.k_total % 4 == 0, "vec8": cv.k_total % 8 == 0}
     if cv.nhwc:
         a_op = dataclasses.replace(_im2col_nhwc(cv),
+                                   vec4=cv.cg % 4 == 0 and cv.channels % 4 == 0,
                                    vec8=cv.cg % 8 == 0 and cv.channels % 8 == 0)
         return (cv.positions, cv.mg, a_op,
-                dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec))
+                dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, **w_vec))
     return (cv.mg, cv.positions,
-            dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, vec8=w_vec),
+            dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, **w_vec),
             _im2col_nchw(cv))
 
 
@@ -453,13 +467,26 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
     if tensor_core:
         _, _, a_op, b_op = _mma_operands(cv)
         return gemm_mma.candidates(m, n, cv.k_total, cv.groups, wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op))
+                                   and gemm_wgmma.usable(a_op, b_op, params["out_dtypes"][0]))
+    if _tf32_wgmma(params, cv, arch):
+        return [g.tactic() for g in gemm_wgmma.ranked(m, n, cv.k_total, cv.groups)]
     return candidates(m, n, cv.k_total, cv.groups, params)
+
+
+def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:
+    """An FP32 NHWC conv allowed TF32 (`params["tf32"]`) in an sm_90 build, channels in 16-byte
+    chunks: Hopper's TF32 wgmma tactics."""
+    if not params.get("tf32") or not cv.nhwc or not gemm_wgmma.targets(arch) \
+            or {*params["in_dtypes"], params["out_dtypes"][0]} != {"float32"}:
+        return False
+    _, _, a_op, b_op = _mma_operands(cv)
+    return gemm_wgmma.usable(a_op, b_op, "float32")
 
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
-    if _tensor_core(params) and _Conv(params).mg >= DIRECT_BELOW:
+    wgmma = "wgmma" in (params.get("tactic") or {})
+    if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA conv: element type {dtype} is not supported")

@@ -172,32 +172,39 @@ def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
     return [g.tactic() for g in mma[:top]]
 
 
-def helpers(dtype: str) -> str:
-    """Device functions the main loop calls (inline PTX: no CUDA headers needed)."""
-    ptx = PTX_TYPE[dtype]
-    return f"""\
-__device__ __forceinline__ unsigned smem_addr(const void* p) {{
+def async_helpers() -> str:
+    """Shared-memory address, `cp.async` and `ldmatrix` device functions (inline PTX: no CUDA
+    headers needed)."""
+    return """\
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned a;
-    asm("{{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }}" : "=r"(a) : "l"(p));
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
     return a;
-}}
+}
 // 16 bytes global -> shared, bypassing L1; zero-filled when !valid
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {{
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
                  :: "r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
-}}
-__device__ __forceinline__ void cp_async_commit() {{ asm volatile("cp.async.commit_group;"); }}
-template <int N> __device__ __forceinline__ void cp_async_wait() {{
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;" :: "n"(N));
-}}
-__device__ __forceinline__ void ldsm_x4(unsigned* r, const void* p) {{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {{%0, %1, %2, %3}}, [%4];"
+}
+__device__ __forceinline__ void ldsm_x4(unsigned* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
-}}
-__device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {{%0, %1, %2, %3}}, [%4];"
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
-}}
+}
+"""
+
+
+def helpers(dtype: str) -> str:
+    """`async_helpers` plus the m16n8k16 MMA of `dtype` operands."""
+    ptx = PTX_TYPE[dtype]
+    return async_helpers() + f"""\
 // c += a (16x16, row) * b (16x8, col), {ptx} operands, f32 accumulators
 __device__ __forceinline__ void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned b1) {{
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.{ptx}.{ptx}.f32 "
@@ -278,12 +285,12 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     else:
         lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
     lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
-              f"    float acc[{mi_n}][{ni_n}][4];",
+              f"    float frag[{mi_n}][{ni_n}][4];",
               "    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
               "        #pragma unroll",
               f"        for (int j = 0; j < {ni_n}; ++j)",
-              "            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;"]
+              "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = 0.f;"]
 
     def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
              kmaj: bool, indent: str) -> list[str]:
@@ -356,7 +363,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               f"            for (int i = 0; i < {mi_n}; ++i)",
               "                #pragma unroll",
               f"                for (int j = 0; j < {ni_n}; ++j)",
-              "                    mma_16816(acc[i][j], af[i], bf[j][0], bf[j][1]);",
+              "                    mma_16816(frag[i][j], af[i], bf[j][0], bf[j][1]);",
               "        }",
               "    }",
               "    cp_async_wait<0>();"]
@@ -373,14 +380,14 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               "(e >> 1) * 8;",
               f"                const int n = n0 + wn * {wtn} + j * 8 + (lane & 3) * 2 + (e & 1);",
               f"                if (m >= {m} || n >= {n}) continue;"]
-    lines += store("m", "n", "acc[i][j][e]", "                ")
+    lines += store("m", "n", "frag[i][j][e]", "                ")
     lines += ["            }"]
     return lines
 
 
 def _split_k_reduce(gemm: MmaGemm) -> list[str]:
     """After the main loop of a split-K block: store this slice's partial tile (FP32); the last
-    block of the tile to arrive sums all slices in slice order into acc, the others return."""
+    block of the tile to arrive sums all slices in slice order into frag, the others return."""
     tile, splits = gemm.tile, gemm.splits
     size, threads = tile.bm * tile.bn, tile.threads
     per = tile.mi * tile.ni * 4
@@ -389,7 +396,7 @@ def _split_k_reduce(gemm: MmaGemm) -> list[str]:
         f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
         " + blockIdx.x;",
         f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
-        "    float* flat = &acc[0][0][0];",
+        "    float* flat = &frag[0][0][0];",
         "    #pragma unroll",
         f"    for (int r = 0; r < {per}; ++r)",
         f"        part[(size_t)(blockIdx.z % {splits}) * {size} + r * {threads} + tid] = flat[r];",

@@ -1,15 +1,16 @@
-"""The Hopper tensor-core GEMM main loop: `wgmma.mma_async` (sm_90a) on FP16/BF16 operands in
-128-byte-swizzled shared memory, FP32 accumulation in registers.
+"""The Hopper tensor-core GEMM main loop: `wgmma.mma_async` (sm_90a) on FP16/BF16 operands, or
+FP32 operands read as TF32, in 128-byte-swizzled shared memory, FP32 accumulation in registers.
 
 C[m, n] = sum_k A[m, k] * B[n, k] for one block tile of BM x BN, both operands K-major (their
-consecutive k adjacent in memory, 16-byte aligned chunks of 8: `Operand.vec8`). The block is
-BM / 64 warpgroups of 128 threads; warpgroup w owns rows [64 w, 64 w + 64) and issues one
-`wgmma.m64n{BN}k16` per 16 k. K is walked 64 at a time through `stages` shared-memory buffers
-filled by every thread's `cp.async` copies (16 bytes each, zero-filled out of range) into the
-128-byte swizzle pattern the wgmma descriptors name: row r's 16-byte chunk c sits at chunk
-c ^ (r % 8) of its 128-byte row, 8 rows to a 1024-byte atom. The copies are ordinary
-(generic-proxy) writes, so each thread fences them to the async proxy before the barrier that
-lets the warpgroups read them.
+consecutive k adjacent in memory, in 16-byte aligned chunks: `Operand.vec8` for the halves,
+`vec4` for FP32). The block is BM / 64 warpgroups of 128 threads; warpgroup w owns rows
+[64 w, 64 w + 64) and issues one `wgmma.m64n{BN}k16` (k8 for TF32) per 32 bytes of k. K is
+walked 128 bytes (64 halves, 32 floats) at a time through `stages` shared-memory buffers filled
+by every thread's `cp.async` copies (16 bytes each, zero-filled out of range) into the 128-byte
+swizzle pattern the wgmma descriptors name: row r's 16-byte chunk c sits at chunk c ^ (r % 8)
+of its 128-byte row, 8 rows to a 1024-byte atom. The copies are ordinary (generic-proxy)
+writes, so each thread fences them to the async proxy before the barrier that lets the
+warpgroups read them. TF32 reads the top 19 bits of each FP32 operand (truncation).
 
 Kernels using this loop compile only for sm_90a (`ARCH_SPECIFIC`); `gemm_mma` stays the
 tactic for every other target.
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 
 from ember.codegen.nvrtc import ARCH_SPECIFIC_SM90A
 from ember.codegen.symbolic import typical
-from ember.codegen.templates.gemm_mma import PTX_TYPE
-from ember.codegen.templates.gemm_mma import helpers as mma_helpers
+from ember.codegen.templates.gemm_mma import async_helpers
 from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
-BK = 64  # one 128-byte swizzle row of 2-byte elements
+ROW_BYTES = 128  # one swizzle row: the K extent of a stage
+# operand dtype -> (wgmma operand type, element bytes)
+WGMMA_TYPES = {"float16": ("f16", 2), "bfloat16": ("bf16", 2), "float32": ("tf32", 4)}
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,14 @@ class WgmmaTile:
 
     def shared_bytes(self) -> int:
         # stages of A and B tiles, plus 1 KB to align the first to a swizzle atom
-        return self.stages * (self.bm + self.bn) * BK * 2 + 1024
+        return self.stages * (self.bm + self.bn) * ROW_BYTES + 1024
 
     def as_list(self) -> list[int]:
         return [self.bm, self.bn, self.stages]
 
     def __str__(self) -> str:
-        return (f"{self.bm}x{self.bn}x{BK} tile, {self.groups} warpgroup(s) of m64n{self.bn}k16, "
-                f"{self.stages} stages")
+        return (f"{self.bm}x{self.bn} tile x 128 bytes of k, {self.groups} warpgroup(s) of "
+                f"m64n{self.bn}, {self.stages} stages")
 
 
 WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
@@ -81,15 +83,16 @@ class WgmmaGemm:
         return f"wgmma (sm_90a), {self.tile}"
 
 
-def usable(a: Operand, b: Operand) -> bool:
+def usable(a: Operand, b: Operand, dtype: str) -> bool:
     """Both operands K-major in 16-byte chunks: what the swizzled copies need."""
-    return a.k_contiguous and b.k_contiguous and a.vec8 and b.vec8
+    vec = (a.vec4 and b.vec4) if dtype == "float32" else (a.vec8 and b.vec8)
+    return a.k_contiguous and b.k_contiguous and vec
 
 
 def estimated_cost(tile: WgmmaTile, eff: float, m: int, n: int, k: int, batch: int) -> float:
     blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
     per_sm = -(-blocks // SM_COUNT)
-    return per_sm * tile.bm * tile.bn * -(-k // BK) * BK / eff
+    return per_sm * tile.bm * tile.bn * -(-k // 64) * 64 / eff
 
 
 def ranked(m: int, n: int, k: int, batch: int = 1) -> list[WgmmaGemm]:
@@ -133,12 +136,16 @@ def wgmma_for(tactic: dict) -> WgmmaGemm:
 
 
 def helpers(dtype: str, bn: int) -> str:
-    """`mma_helpers` plus the descriptor, fence and wgmma instruction of an m64n{bn}k16."""
-    ptx = PTX_TYPE[dtype]
+    """`async_helpers` plus the descriptor, fences and the wgmma instruction (m64n{bn}, 32 bytes
+    of k) of `dtype` operands."""
+    ptx, size = WGMMA_TYPES[dtype]
+    kk = 32 // size
     regs = bn // 2
     outs = ", ".join(f"%{i}" for i in range(regs))
     binds = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
-    return mma_helpers(dtype) + f"""\
+    # scale-a, scale-b (and for the halves transpose-a, transpose-b: both K-major)
+    imm = "1, 1, 0, 0" if size == 2 else "1, 1"
+    return async_helpers() + f"""\
 // shared-memory matrix descriptor: 128-byte swizzle, 1024-byte stride between 8-row atoms
 __device__ __forceinline__ unsigned long long wgmma_desc(const void* p) {{
     unsigned long long a = smem_addr(p);
@@ -158,35 +165,36 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {{
 __device__ __forceinline__ void async_proxy_fence() {{
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }}
-// d (64 x {bn}, this thread's {regs} f32) += A (64 x 16, K-major) * B ({bn} x 16, K-major)
+// d (64 x {bn}, this thread's {regs} f32) += A (64 x {kk}, K-major) * B ({bn} x {kk}, K-major)
 __device__ __forceinline__ void wgmma_{bn}(float* d, unsigned long long da,
                                          unsigned long long db) {{
     asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
-                 "wgmma.mma_async.sync.aligned.m64n{bn}k16.f32.{ptx}.{ptx} "
-                 "{{{outs}}}, %{regs}, %{regs + 1}, p, 1, 1, 0, 0;\\n}}"
+                 "wgmma.mma_async.sync.aligned.m64n{bn}k{kk}.f32.{ptx}.{ptx} "
+                 "{{{outs}}}, %{regs}, %{regs + 1}, p, {imm};\\n}}"
                  : {binds}
                  : "l"(da), "l"(db));
 }}
 """
 
 
-def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand,
+def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
              m0: str, n0: str, store: Callable[[str, str, str, str], list[str]]) -> list[str]:
     """The body of a wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN) of C;
     `store(m, n, value, indent)` stores one in-range output (`value` a float expression)."""
     tile = gemm.tile
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
-    a_stage, b_stage = bm * BK, bn * BK  # elements
+    size = WGMMA_TYPES[dtype][1]
+    bk, chunk = ROW_BYTES // size, 16 // size  # elements of k per stage and per 16 bytes
+    a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES  # bytes
     lines = ["    extern __shared__ __align__(16) unsigned char smem_raw[];",
              "    // the first tile starts at a 1024-byte swizzle atom",
-             "    unsigned short* As = (unsigned short*)(((size_t)smem_raw + 1023) & "
-             "~(size_t)1023);",
-             f"    unsigned short* Bs = As + {stages * a_stage};",
+             "    unsigned char* As = (unsigned char*)(((size_t)smem_raw + 1023) & ~(size_t)1023);",
+             f"    unsigned char* Bs = As + {stages * a_stage};",
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
              "    const int group = warp >> 2;  // warpgroup",
              "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
              f"    const int m0 = {m0}, n0 = {n0};",
-             "    const int k_tiles = " + f"({k} + {BK - 1}) / {BK};"]
+             "    const int k_tiles = " + f"({k} + {bk - 1}) / {bk};"]
     copies = []
     for name, op, rows, arr, stage in (("a", a, bm, "As", a_stage), ("b", b, bn, "Bs", b_stage)):
         for i in range(rows * 8 // threads):
@@ -194,23 +202,23 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand,
             row = f"(tid >> 3) + {i * threads // 8}"
             lines += [f"    {s}" for s in op.setup(slot, f"{origin(name)} + {row}")]
             pre, cond, at = op.load(slot, "kv")
-            dst = (f"&{arr}[st * {stage} + ({row}) * {BK} + "
-                   f"((((tid & 7) ^ (({row}) & 7))) << 3)]")
-            copies += ["        {", "            const int kv = k0 + (tid & 7) * 8;",
+            dst = (f"&{arr}[st * {stage} + ({row}) * {ROW_BYTES} + "
+                   f"((((tid & 7) ^ (({row}) & 7))) << 4)]")
+            copies += ["        {", f"            const int kv = k0 + (tid & 7) * {chunk};",
                        *(f"            {p}" for p in pre),
                        f"            const bool v_ = {cond};",
                        f"            cp_async16({dst}, v_ ? (const void*)&{op.ptr}[{at}] : "
                        f"(const void*){op.ptr}, v_);",
                        "        }"]
-    lines += [f"    float acc[{bn // 2}];",
+    lines += [f"    float frag[{bn // 2}];",
               "    #pragma unroll",
-              f"    for (int i = 0; i < {bn // 2}; ++i) acc[i] = 0.f;",
+              f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = 0.f;",
               "    // copies run S - 2 tiles ahead, one wgmma batch stays in flight: the barrier",
               "    // after every thread waited for its wgmma of tile kt - 2 frees that stage",
               "    #pragma unroll",
               f"    for (int s = 0; s < {stages - 2}; ++s) {{",
               "        if (s < k_tiles) {",
-              f"            const int st = s, k0 = s * {BK};",
+              f"            const int st = s, k0 = s * {bk};",
               *("    " + c for c in copies),
               "        }",
               "        cp_async_commit();",
@@ -221,23 +229,23 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand,
               "        __syncthreads();",
               f"        if (kt + {stages - 2} < k_tiles) {{",
               f"            const int st = (kt + {stages - 2}) % {stages};",
-              f"            const int k0 = (kt + {stages - 2}) * {BK};",
+              f"            const int k0 = (kt + {stages - 2}) * {bk};",
               *("    " + c for c in copies),
               "        }",
               "        cp_async_commit();",
-              f"        const unsigned short* as = As + (kt % {stages}) * {a_stage} + "
-              f"group * {64 * BK};",
-              f"        const unsigned short* bs = Bs + (kt % {stages}) * {b_stage};",
+              f"        const unsigned char* as = As + (kt % {stages}) * {a_stage} + "
+              f"group * {64 * ROW_BYTES};",
+              f"        const unsigned char* bs = Bs + (kt % {stages}) * {b_stage};",
               "        wgmma_fence();",
               "        #pragma unroll",
-              f"        for (int ks = 0; ks < {BK // 16}; ++ks)",
-              f"            wgmma_{bn}(acc, wgmma_desc(as + ks * 16), wgmma_desc(bs + ks * 16));",
+              "        for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
+              f"            wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));",
               "        wgmma_commit();",
               "        wgmma_wait<1>();",
               "    }",
               "    wgmma_wait<0>();",
               "    #pragma unroll",
-              f"    for (int i = 0; i < {bn // 2}; ++i) fence_operand(acc[i]);",
+              f"    for (int i = 0; i < {bn // 2}; ++i) fence_operand(frag[i]);",
               "    cp_async_wait<0>();",
               "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
               "(i / 4) * 8 + (lane % 4) * 2 + i % 2",
@@ -246,7 +254,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand,
               "        const int m = m0 + group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8;",
               "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);",
               f"        if (m >= {m} || n >= {n}) continue;"]
-    lines += store("m", "n", "acc[i]", "        ")
+    lines += store("m", "n", "frag[i]", "        ")
     lines += ["    }"]
     return lines
 

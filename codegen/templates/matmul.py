@@ -60,12 +60,15 @@ def _operands(params: dict) -> tuple:
             if batch else [])
     b_bs = ([s * b_shape[-2] * b_cols for s in broadcast_strides(b_shape[:-2], batch)]
             if batch else [])
-    a_vec = a_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in a_bs)
-    b_vec = b_cols % 8 == 0 and all(s_ % 8 == 0 for s_ in b_bs)
-    a_op = (dense("in0", m, k, 1, a_cols, "a_base", vec8=a_vec) if ta
-            else dense("in0", m, k, a_cols, 1, "a_base", vec8=a_vec))
-    b_op = (dense("in1", n, k, b_cols, 1, "b_base", vec8=b_vec) if tb
-            else dense("in1", n, k, 1, b_cols, "b_base", vec8=b_vec))
+    def aligned(cols, bases, e: int) -> bool:  # rows of e elements start 16-byte aligned
+        return cols % e == 0 and all(s_ % e == 0 for s_ in bases)
+
+    a_v = {"vec4": aligned(a_cols, a_bs, 4), "vec8": aligned(a_cols, a_bs, 8)}
+    b_v = {"vec4": aligned(b_cols, b_bs, 4), "vec8": aligned(b_cols, b_bs, 8)}
+    a_op = (dense("in0", m, k, 1, a_cols, "a_base", **a_v) if ta
+            else dense("in0", m, k, a_cols, 1, "a_base", **a_v))
+    b_op = (dense("in1", n, k, b_cols, 1, "b_base", **b_v) if tb
+            else dense("in1", n, k, 1, b_cols, "b_base", **b_v))
     return a_op, b_op, a_bs, b_bs
 
 
@@ -73,13 +76,26 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
     """The GEMM tactics worth timing for this step (best estimated first); `arch`: the build's
     target (sm_90 adds Hopper's wgmma tiles where both operands are K-major)."""
     m, n, k, *_, batch = _geometry(params)
+    dtype = params["out_dtypes"][0]
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op))
-    if params["out_dtypes"][0] not in ("float32", "float64"):
+                                   and gemm_wgmma.usable(a_op, b_op, dtype))
+    if _tf32_wgmma(params, arch):
+        return [g.tactic() for g in gemm_wgmma.ranked(m, n, k, prod(batch))]
+    if dtype not in ("float32", "float64"):
         return []
     return candidates(m, n, k, prod(batch), params)
+
+
+def _tf32_wgmma(params: dict, arch: str | None) -> bool:
+    """An FP32 matmul allowed TF32 (`params["tf32"]`, set by assign-precision) in an sm_90 build
+    with both operands K-major in 16-byte chunks: Hopper's TF32 wgmma tactics."""
+    if not params.get("tf32") or params["out_dtypes"][0] != "float32" \
+            or set(params["in_dtypes"][:2]) != {"float32"} or not gemm_wgmma.targets(arch):
+        return False
+    a_op, b_op, *_ = _operands(params)
+    return gemm_wgmma.usable(a_op, b_op, "float32")
 
 
 def _batch_offsets(batch: list, a_bs: list, b_bs: list) -> list[str]:
@@ -95,8 +111,14 @@ def _batch_offsets(batch: list, a_bs: list, b_bs: list) -> list[str]:
 
 
 def _emit_mma(name: str, params: dict) -> KernelSpec:
+    """Tensor cores: FP16/BF16 (mma.sync or wgmma), or FP32 as TF32 (wgmma, the tactic names
+    it)."""
     dtype = params["out_dtypes"][0]
-    if params.get("epilogue") is not None:
+    half = dtype != "float32"
+    if not half and not params.get("tf32"):
+        raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
+                         "not allowed (no tf32 marker from assign-precision)")
+    if half and params.get("epilogue") is not None:
         raise UnsupportedError(f"CUDA matmul: a fused epilogue on {dtype} is not supported yet")
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     nbatch = prod(batch)
@@ -105,7 +127,7 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     wgmma = "wgmma" in tactic
     if wgmma:
         gemm = gemm_wgmma.wgmma_for(tactic)
-        if not gemm_wgmma.usable(a_op, b_op):
+        if not gemm_wgmma.usable(a_op, b_op, dtype):
             raise ValueError("tactic wgmma needs both operands K-major in 16-byte chunks")
     else:
         gemm = gemm_mma.mma_for(params, m, n, k, nbatch)
@@ -114,22 +136,29 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     body += _batch_offsets(batch, a_bs, b_bs)
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
-        return [f"{indent}out0[(size_t)b * {m * n} + (size_t){row} * {n} + {col}] = "
-                f"st_f({value});"]
+        at = f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}"
+        if half:
+            return [f"{indent}out0[{at}] = st_f({value});"]
+        return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};",
+                *epilogue_lines(params, "acc", "oi", indent), f"{indent}out0[oi] = acc;"]
 
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
-        body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, m0, n0, store)
+        body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
         helpers = gemm_wgmma.helpers(dtype, tile.bn)
     else:
         body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
         helpers = gemm_mma.helpers(dtype)
+    sig = (gemm_mma.mma_signature(name, 2, tile, splits > 1) if half else
+           signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
+                     launch_bounds=(tile.threads, 1)))
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z",
+                   *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
-                  gemm_mma.mma_signature(name, 2, tile, splits > 1), body,
-                  helpers=helpers + gemm_mma.convert_helpers(dtype))
+                  sig, body, prelude=uses_mod(params),
+                  helpers=helpers + (gemm_mma.convert_helpers(dtype) if half else ""))
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
@@ -139,7 +168,7 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
-    if _tensor_core(params):
+    if _tensor_core(params) or dtype == "float32" and "wgmma" in (params.get("tactic") or {}):
         return _emit_mma(name, params)
     if dtype not in ("float32", "float64"):
         raise UnsupportedError(f"CUDA matmul: element type {dtype} is not supported")

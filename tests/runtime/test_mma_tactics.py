@@ -152,6 +152,7 @@ def test_every_wgmma_tile_compiles_for_sm90a() -> None:
                       "tactic": {"wgmma": tile.as_list()}}
             spec = emitter("matmul")(f"w_{dtype}_{i}", params)
             assert gemm_wgmma.ARCH_SPECIFIC in spec.source and spec.block[0] == tile.threads
+            assert spec.shared_bytes == tile.shared_bytes() <= gemm_mma.SHARED_OPT_IN
             sources.append((f"w_{dtype}_{i}", spec.source))
     conv = {"in_shapes": [[2, 9, 9, 32], [64, 3, 3, 32]], "out_shapes": [[2, 9, 9, 64]],
             "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"], "layout": "NHWC",
@@ -161,6 +162,32 @@ def test_every_wgmma_tile_compiles_for_sm90a() -> None:
     assert {k.arch for k in compile_many(sources, arch="sm_90")} == {"sm_90a"}
     with pytest.raises(CompileError, match="sm_90a"):
         compile_many(sources[:1], arch="sm_80")
+
+
+def test_tf32_takes_wgmma_only_when_allowed() -> None:
+    """FP32 GEMMs marked tf32 (assign-precision) get Hopper's TF32 tactics in an sm_90 build;
+    unmarked ones keep the FP32 register tiles, and a forced wgmma tactic is refused."""
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import conv, emitter, matmul
+
+    mm = {"in_shapes": [[256, 128], [96, 128]], "out_shapes": [[256, 96]],
+          "in_dtypes": ["float32"] * 2, "out_dtypes": ["float32"], "transpose_b": True}
+    assert not any("wgmma" in t for t in matmul.tactics(mm, "sm_90"))
+    tactics = matmul.tactics({**mm, "tf32": True}, "sm_90")
+    assert tactics and all("wgmma" in t for t in tactics)
+    assert not any("wgmma" in t for t in matmul.tactics({**mm, "tf32": True}, "sm_80"))
+    with pytest.raises(ValueError, match="TF32"):
+        emitter("matmul")("k", {**mm, "tactic": tactics[0]})
+    cv = {"in_shapes": [[2, 9, 9, 12], [16, 3, 3, 12], [16]], "out_shapes": [[2, 9, 9, 16]],
+          "in_dtypes": ["float32"] * 3, "out_dtypes": ["float32"], "layout": "NHWC",
+          "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1,
+          "tf32": True}
+    (best, *_) = conv.tactics(cv, "sm_90")
+    sources = [("tf32_mm", emitter("matmul")("tf32_mm", {**mm, "tf32": True,
+                                                          "tactic": tactics[0]}).source),
+               ("tf32_cv", emitter("conv")("tf32_cv", {**cv, "tactic": best}).source)]
+    assert all("m64n" in s and ".tf32.tf32" in s for _, s in sources)
+    assert {k.arch for k in compile_many(sources, arch="sm_90")} == {"sm_90a"}
 
 
 def test_wgmma_needs_k_major_operands_and_an_sm90_target() -> None:
