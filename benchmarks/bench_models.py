@@ -1,38 +1,89 @@
 """ember against the engines its users would pick instead, same model, inputs and GPU, one process.
 
-Models are built in PyTorch with seeded random weights and exported to ONNX: ResNet-50,
-MobileNetV2 (batch 1 and 32) and a BERT-base encoder (seq 128, batch 1 and 8). FP32, TF32 off
-everywhere. Prints median latency and throughput per engine, ember's ratio to each peer, ember's
-kernel count per model and, with --layers N, ember's N slowest kernels (per-layer profiler).
+Models are built in PyTorch with seeded random weights and exported to ONNX (FP32 inputs and
+outputs in every precision: ember casts at the edges): ResNet-50, MobileNetV2 (batch 1 and 32)
+and a BERT-base encoder (seq 128, batch 1 and 8); `tiny` (a small CNN and a 2-layer BERT) is a
+smoke test for the CPU. Each model runs in each `--precision` (precisions.py says what each
+means to ember's builder and to PyTorch):
 
-Peers: `eager` (PyTorch), `compile` (torch.compile, default mode; compiled afresh per model and
-batch, the compilation and warm-up calls untimed), `ort` (onnxruntime, CPU provider).
+- fp32: ember strict (TF32 cleared); peers in float32 with TF32 off.
+- tf32: ember with BuilderFlag.TF32; peers in float32 with TF32 on.
+- fp16 / bf16: ember with BuilderFlag.FP16 / BF16; peers run the model in that dtype
+  (channels-last for the CNNs).
 
-    python benchmarks/bench_models.py [--models resnet50,mobilenet_v2,bert]
-        [--peers eager,compile,ort] [--repeats 30] [--layers 10] [--cpu]
+Peers: `eager` (PyTorch), `compile` (torch.compile in each of --compile-modes, made afresh per
+model, batch and precision; its compilation and warm-up calls are not timed), `ort`
+(onnxruntime, CPU provider, the FP32 model, timed once per model and batch). The figure to
+beat is the best torch.compile mode; each model, batch and precision ends with a line giving
+it and ember's time over it (ember with device I/O and a CUDA graph on the GPU). Every engine
+also gets its TFLOP/s — the model's FLOPs (2 x the multiply-adds of its Conv/MatMul/Gemm nodes,
+counted once from the ONNX graph) over its time — and their % of the matmul ceiling of that
+precision measured at the start of the same run (ceilings.py). Accuracy: rel-L2 of every
+engine's first output against PyTorch eager in FP32 (TF32 off). A table of the run closes it.
+
+A failure (an engine that does not build or run) is printed where it happens, the run goes on
+with the other engines and ends with the list of failures and exit status 1 (--fail-fast: stop
+at the first). A precision whose ember builder flag is missing stops the run before it starts.
+
+    python benchmarks/bench_models.py [--models resnet50,mobilenet_v2,bert] [--precision fp32,fp16]
+        [--batches small,large] [--peers eager,compile,ort]
+        [--compile-modes default,reduce-overhead] [--repeats 30] [--layers 10] [--device cuda]
+    python benchmarks/bench_models.py --device cpu --models tiny --peers eager,ort --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
+import math
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+from precisions import (
+    build_engine,
+    check_precisions,
+    is_half,
+    parse_precisions,
+    set_torch_precision,
+)
 
 PEERS = ("eager", "compile", "ort")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# name -> (input kind, (small batch, large batch))
+MODELS = {"resnet50": ("image", (1, 32)), "mobilenet_v2": ("image", (1, 32)),
+          "bert": ("text", (1, 8)), "tiny_cnn": ("image", (1, 4)), "tiny_bert": ("text", (1, 2))}
+ALIASES = {"tiny": ("tiny_cnn", "tiny_bert")}
+BATCHES = ("small", "large")
+# ONNX ops that multiply-add but are not counted: a model holding one is refused by model_flops
+UNCOUNTED = ("ConvTranspose", "Einsum", "MatMulInteger", "ConvInteger", "QLinearConv",
+             "QLinearMatMul", "If", "Loop", "Scan")
+
+
+def parse_list(spec: str, choices: tuple[str, ...], option: str,
+               aliases: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
+    """`a,b` -> ("a", "b") in order, without repeats, aliases expanded; an unknown name (or an
+    empty list) is an error naming the option."""
+    names: list[str] = []
+    for item in (p.strip() for p in spec.split(",")):
+        if item:
+            names += (aliases or {}).get(item, (item,))
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in choices]
+    if unknown or not names:
+        raise SystemExit(f"{option}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
+                         f"choose from {', '.join([*choices, *(aliases or {})])}")
+    return tuple(names)
 
 
 def parse_peers(spec: str) -> tuple[str, ...]:
     """`eager,compile,ort` -> the peers in that order; an unknown name is an error."""
-    peers = tuple(p.strip() for p in spec.split(",") if p.strip())
-    unknown = [p for p in peers if p not in PEERS]
-    if unknown:
-        raise SystemExit(f"--peers: unknown {', '.join(unknown)}; choose from {', '.join(PEERS)}")
-    return peers
+    return parse_list(spec, PEERS, "--peers")
 
 
 def build_torch(name: str):
@@ -43,15 +94,24 @@ def build_torch(name: str):
         import torchvision
 
         return getattr(torchvision.models, name)(weights=None).eval(), "image"
-    if name == "bert":
+    if name == "tiny_cnn":
+        nn = torch.nn
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval(), "image"
+    if name in ("bert", "tiny_bert"):
         from transformers import BertConfig, BertModel
 
+        config = BertConfig() if name == "bert" else BertConfig(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+
         class Encoder(torch.nn.Module):
-            """BERT-base's encoder output from (input_ids, attention_mask), positionally."""
+            """BERT's encoder output from (input_ids, attention_mask), positionally."""
 
             def __init__(self) -> None:
                 super().__init__()
-                self.bert = BertModel(BertConfig())
+                self.bert = BertModel(config)
 
             def forward(self, input_ids, attention_mask):
                 return self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
@@ -77,6 +137,81 @@ def export(model, kind: str, feed: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def fold_small_constants(model, limit: int = 1 << 16):
+    """`model` with every node whose inputs are all constants and whose inputs and outputs are
+    all small (at most `limit` elements) evaluated (onnx.reference) into initializers: the
+    exporter's shape arithmetic (ConstantOfShape, Equal, Where feeding an Expand), which ONNX
+    shape inference does not propagate."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+              if math.prod(t.dims) <= limit}
+    kept, folded = [], []
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if (node.op_type in UNCOUNTED or node.domain not in ("", "ai.onnx")
+                or not all(name in values for name in inputs)):
+            kept.append(node)
+            continue
+        try:
+            outs = ReferenceEvaluator(node).run(None, {name: values[name] for name in inputs})
+        except Exception:  # onnx.reference cannot run it: leave it to shape inference
+            outs = None
+        if outs is None or any(np.asarray(out).size > limit for out in outs):
+            kept.append(node)
+            continue
+        for name, out in zip(node.output, outs, strict=True):
+            values[name] = np.asarray(out)
+            folded.append(numpy_helper.from_array(np.asarray(out), name))
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(kept)
+    result.graph.initializer.extend(folded)
+    return result
+
+
+def model_flops(model: bytes) -> float:
+    """2 x the multiply-adds of the model's Conv, MatMul and Gemm nodes, with shapes from ONNX
+    shape inference (after fold_small_constants). A node of those whose shapes are unknown, or
+    a node of UNCOUNTED, is an error (never a silent undercount)."""
+    import onnx
+
+    proto = fold_small_constants(onnx.load_from_string(model))
+    proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    graph = proto.graph
+    shapes: dict[str, list[int]] = {t.name: list(t.dims) for t in graph.initializer}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [d.dim_value for d in dims]
+
+    def shape(node, name: str) -> list[int]:
+        if name not in shapes:
+            raise ValueError(f"model_flops: {node.op_type} node '{node.name}': the shape of "
+                             f"'{name}' is unknown after ONNX shape inference")
+        return shapes[name]
+
+    total = 0
+    for node in graph.node:
+        if node.op_type in UNCOUNTED:
+            raise ValueError(f"model_flops: {node.op_type} node '{node.name}' is not counted")
+        if node.op_type == "Conv":  # Y [N, K, *spatial], W [K, C/group, *kernel]
+            out, weight = shape(node, node.output[0]), shape(node, node.input[1])
+            total += math.prod(out) * math.prod(weight[1:])
+        elif node.op_type == "MatMul":  # Y [..., M, N] = A [..., M, K] @ B [..., K, N]
+            a, out = shape(node, node.input[0]), shape(node, node.output[0])
+            total += math.prod(out) * a[-1]
+        elif node.op_type == "Gemm":  # Y [M, N] = op(A) op(B); op(A) [M, K]
+            a, out = shape(node, node.input[0]), shape(node, node.output[0])
+            trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+            total += math.prod(out) * a[0 if trans_a else 1]
+    return 2.0 * total
+
+
 def time_it(fn: Callable[[], object], repeats: int, sync: Callable[[], object] = lambda: None,
             warmup: int = 1) -> float:
     """Median milliseconds of `repeats` calls, after `warmup` untimed ones."""
@@ -99,11 +234,26 @@ def relative_error(ours: np.ndarray, theirs: np.ndarray) -> float:
                  / max(float(np.max(np.abs(theirs))), 1e-30))
 
 
+def rel_l2(ours: np.ndarray, reference: np.ndarray) -> float:
+    """||ours - reference|| / ||reference|| (issue 10's accuracy measure)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    return float(np.linalg.norm(np.asarray(ours, np.float64) - reference)
+                 / max(float(np.linalg.norm(reference)), 1e-30))
+
+
 def kernel_summary(engine) -> str:
     """ember's kernel count (and host steps of a GPU plan), as the inspector counts them."""
     layers = engine.create_engine_inspector().layers()
     host = sum(info["device"] == "cpu" for info in layers) if engine.device == "cuda" else 0
     return f"kernels: {len(layers)}" + (f" ({host} on the host)" if host else "")
+
+
+def precision_summary(engine) -> str:
+    """How many of ember's kernels write each precision, e.g. "fp16 52, fp32 4"."""
+    counts: dict[str, int] = {}
+    for info in engine.create_engine_inspector().layers():
+        counts[info["precision"]] = counts.get(info["precision"], 0) + 1
+    return ", ".join(f"{p} {n}" for p, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def slowest_layers(engine, feed: Mapping[str, np.ndarray], top: int, runs: int = 10) -> str:
@@ -119,85 +269,74 @@ def slowest_layers(engine, feed: Mapping[str, np.ndarray], top: int, runs: int =
     return profiler.report(top=top)
 
 
-def bench_ember(onnx_bytes: bytes, feed: dict[str, np.ndarray], device: str,
-                repeats: int) -> tuple[dict[str, float], np.ndarray, object]:
-    """ember's median ms (host-to-host; on the GPU also device I/O, with and without a CUDA
-    graph), its first output and the engine."""
-    import ember
+@dataclass
+class Cell:
+    """One model, batch and precision: each engine's median ms, its rel-L2 against FP32 torch,
+    and the engines that failed."""
 
-    times: dict[str, float] = {}
-    engine = ember.compile(onnx_bytes, device=device)
+    model: str
+    batch: int
+    precision: str
+    flops: float
+    times: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} b{self.batch} {self.precision}"
+
+
+class Failures:
+    """Where an engine fails: say so at once, remember it for the closing list (or, fail-fast,
+    stop the run)."""
+
+    def __init__(self, fail_fast: bool) -> None:
+        self.fail_fast = fail_fast
+        self.items: list[str] = []
+
+    def attempt(self, cell: Cell, engine: str, fn: Callable[..., object],
+                *args: object) -> object | None:
+        try:
+            return fn(*args)
+        except Exception as error:
+            if self.fail_fast:
+                raise
+            traceback.print_exc()
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            print(f"# FAILED {cell.label} {engine}: {reason}", flush=True)
+            cell.failed[engine] = reason
+            self.items.append(f"{cell.label} {engine}: {reason}")
+            return None
+
+
+def ember_ms(times: Mapping[str, float]) -> tuple[str, float] | None:
+    """ember's figure: device I/O with a CUDA graph on the GPU, host-to-host on the CPU."""
+    for name in ("ember (device I/O, graph)", "ember"):
+        if name in times:
+            return name, times[name]
+    return None
+
+
+def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], device: str,
+                repeats: int, layers: int, reference: np.ndarray) -> None:
+    """ember's median ms into `cell` (host-to-host; on the GPU also device I/O, with and
+    without a CUDA graph), after a build through the builder API in the cell's precision."""
+    start = time.perf_counter()
+    engine, flags = build_engine(onnx_bytes, cell.precision, device)
+    print(f"# {cell.label} ember: build {time.perf_counter() - start:.1f} s (flags {flags}), "
+          f"{kernel_summary(engine)}; precisions written: {precision_summary(engine)}",
+          flush=True)
     ctx = engine.create_execution_context()
-    times["ember"] = time_it(lambda: ctx.execute(feed), repeats)
-    ours = next(iter(ctx.execute(feed).values()))
+    cell.errors["ember"] = rel_l2(next(iter(ctx.execute(feed).values())), reference)
+    cell.times["ember"] = time_it(lambda: ctx.execute(feed), repeats)
     if engine.device == "cuda":
-        times["ember (device I/O)"] = _time_bound(engine, feed, repeats)
-        times["ember (device I/O, graph)"] = _time_bound(engine, feed, repeats, cuda_graph=True)
-    return times, ours, engine
-
-
-def bench_ort(onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
-              ours: np.ndarray | None = None) -> dict[str, float]:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    if ours is not None:
-        error = relative_error(ours, sess.run(None, feed)[0])
-        print(f"# ember vs onnxruntime: max |diff| / max |ort| = {error:.2e}", flush=True)
-    return {"onnxruntime (cpu)": time_it(lambda: sess.run(None, feed), repeats)}
-
-
-def bench_torch(model, feed: dict[str, np.ndarray], device: str, peers: tuple[str, ...],
-                repeats: int, ours: np.ndarray) -> dict[str, float]:
-    """PyTorch eager and torch.compile on the same inputs; each checked against ember's output.
-    torch.compile is made afresh for this model and batch (after `torch.compiler.reset()`, so no
-    dynamic-shape recompile from the previous batch); its first call compiles, and that and two
-    more warm-up calls are not timed."""
-    import torch
-
-    times: dict[str, float] = {}
-    tm = model.to(device)
-    targs = [torch.from_numpy(v).to(device) for v in feed.values()]
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def first(out):
-        return (out[0] if isinstance(out, tuple) else out).float().cpu().numpy()
-
-    with torch.inference_mode():
-        error = relative_error(ours, first(tm(*targs)))
-        print(f"# ember vs torch: max |diff| / max |torch| = {error:.2e}", flush=True)
-        if "eager" in peers:
-            times["torch eager"] = time_it(lambda: tm(*targs), repeats, sync)
-        if "compile" in peers:
-            torch.compiler.reset()
-            compiled = torch.compile(tm)
-            start = time.perf_counter()
-            out = first(compiled(*targs))
-            sync()
-            seconds = time.perf_counter() - start
-            print(f"# torch.compile: first call (compilation) {seconds:.1f} s; ember vs "
-                  f"compiled: max |diff| / max |torch| = {relative_error(ours, out):.2e}",
-                  flush=True)
-            times["torch.compile"] = time_it(lambda: compiled(*targs), repeats, sync, warmup=3)
-    model.to("cpu")  # the next batch exports from the CPU again
-    return times
-
-
-def bench_one(model, onnx_bytes: bytes, feed: dict[str, np.ndarray], device: str,
-              peers: tuple[str, ...], repeats: int, layers: int = 0,
-              label: str = "") -> dict[str, float]:
-    """Median ms per engine for one model and batch; prints ember's kernel count (and with
-    `layers`, its slowest kernels)."""
-    times, ours, engine = bench_ember(onnx_bytes, feed, device, repeats)
-    print(f"# {label} ember {kernel_summary(engine)}", flush=True)
+        cell.times["ember (device I/O)"] = _time_bound(engine, feed, repeats)
+        cell.times["ember (device I/O, graph)"] = _time_bound(engine, feed, repeats,
+                                                              cuda_graph=True)
     if layers:
         report = slowest_layers(engine, feed, layers, runs=min(repeats, 10))
         print("".join(f"# {line}\n" for line in report.splitlines()), end="", flush=True)
-    if model is not None and ("eager" in peers or "compile" in peers):
-        times.update(bench_torch(model, feed, device, peers, repeats, ours))
-    if "ort" in peers:
-        times.update(bench_ort(onnx_bytes, feed, repeats, ours))
-    return times
 
 
 def _time_bound(engine, feed: dict[str, np.ndarray], repeats: int,
@@ -219,45 +358,255 @@ def _time_bound(engine, feed: dict[str, np.ndarray], repeats: int,
     return time_it(lambda: ctx.execute_async_v3(stream.handle), repeats, stream.synchronize)
 
 
-HEADER = f"{'model':18} {'engine':26} {'median ms':>10} {'items/s':>10} {'ember speedup':>14}"
+def bench_ort(onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
+              reference: np.ndarray) -> tuple[float, float]:
+    """onnxruntime (CPU provider) on the FP32 model: median ms and rel-L2 against `reference`."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    error = rel_l2(sess.run(None, feed)[0], reference)
+    return time_it(lambda: sess.run(None, feed), repeats), error
 
 
-def format_rows(label: str, batch: int, times: Mapping[str, float]) -> list[str]:
-    """One line per engine; `ember speedup` is the engine's time over ember's (host-to-host)."""
-    return [f"{label:18} {name:26} {ms:10.2f} {batch / ms * 1e3:10.1f} "
-            f"{ms / times['ember']:13.2f}x" for name, ms in times.items()]
+def _first(out) -> np.ndarray:
+    return (out[0] if isinstance(out, tuple) else out).float().cpu().numpy()
+
+
+def torch_inputs(feed: dict[str, np.ndarray], device: str, dtype, channels_last: bool) -> list:
+    """The feed as torch tensors on `device`: floating ones in `dtype` (4-D ones channels-last
+    where asked), integer ones as they are."""
+    import torch
+
+    targs = []
+    for value in feed.values():
+        tensor = torch.from_numpy(value).to(device)
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+            if channels_last and tensor.dim() == 4:
+                tensor = tensor.contiguous(memory_format=torch.channels_last)
+        targs.append(tensor)
+    return targs
+
+
+def torch_reference(model, feed: dict[str, np.ndarray], device: str) -> np.ndarray:
+    """PyTorch eager in FP32 with TF32 off: the output every engine's rel-L2 is measured
+    against."""
+    import torch
+
+    set_torch_precision("fp32")
+    tm = copy.deepcopy(model).to(device)
+    with torch.inference_mode():
+        out = _first(tm(*torch_inputs(feed, device, torch.float32, False)))
+    del tm
+    return out
+
+
+def bench_torch(cell: Cell, model, kind: str, feed: dict[str, np.ndarray], device: str,
+                peers: tuple[str, ...], modes: tuple[str, ...], repeats: int,
+                reference: np.ndarray, failures: Failures) -> None:
+    """PyTorch eager and torch.compile (each of `modes`) in the cell's precision: a copy of the
+    model in its dtype (channels-last for CNNs in fp16/bf16), TF32 as the precision says. Each
+    torch.compile is made afresh (after `torch.compiler.reset()`, so no recompile from the
+    previous batch or mode); its first call compiles, and that and three more warm-up calls are
+    not timed. A mode that should replay CUDA graphs but skipped them is reported."""
+    import torch
+
+    dtype = set_torch_precision(cell.precision)
+    channels_last = kind == "image" and is_half(cell.precision)
+    tm = copy.deepcopy(model).to(device=device, dtype=dtype)
+    if channels_last:
+        tm = tm.to(memory_format=torch.channels_last)
+    targs = torch_inputs(feed, device, dtype, channels_last)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def eager() -> None:
+        cell.errors["torch eager"] = rel_l2(_first(tm(*targs)), reference)
+        cell.times["torch eager"] = time_it(lambda: tm(*targs), repeats, sync)
+
+    def compiled(mode: str) -> None:
+        from torch._dynamo.utils import counters
+
+        name = f"torch.compile {mode}"
+        torch.compiler.reset()
+        skips = counters["inductor"]["cudagraph_skips"]
+        fn = torch.compile(tm, mode=mode)
+        start = time.perf_counter()
+        out = _first(fn(*targs))
+        sync()
+        print(f"# {cell.label} {name}: first call (compilation) "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+        cell.errors[name] = rel_l2(out, reference)
+        cell.times[name] = time_it(lambda: fn(*targs), repeats, sync, warmup=3)
+        skipped = counters["inductor"]["cudagraph_skips"] - skips
+        if skipped and "no-cudagraphs" not in mode and mode != "default":
+            print(f"# WARNING {cell.label} {name}: inductor skipped CUDA graphs {skipped}x "
+                  "(its log says why); timed as it ran", flush=True)
+
+    with torch.inference_mode():
+        if "eager" in peers:
+            failures.attempt(cell, "torch eager", eager)
+        if "compile" in peers:
+            for mode in modes:
+                failures.attempt(cell, f"torch.compile {mode}", compiled, mode)
+    torch.compiler.reset()
+
+
+def best_compile(times: Mapping[str, float]) -> tuple[str, float] | None:
+    """The fastest torch.compile mode of a cell: the figure to beat."""
+    modes = [(name, ms) for name, ms in times.items() if name.startswith("torch.compile")]
+    return min(modes, key=lambda item: item[1]) if modes else None
+
+
+HEADER = (f"{'model':24} {'engine':30} {'median ms':>10} {'items/s':>10} {'TFLOP/s':>8} "
+          f"{'% ceil':>7} {'vs ember':>9}")
+
+
+def format_rows(cell: Cell, ceiling: float) -> list[str]:
+    """One line per engine: median ms, items/s, TFLOP/s, % of the precision's matmul ceiling and
+    `vs ember`, the engine's time over ember's (>1: ember is faster); a failed engine's line
+    says FAILED."""
+    ours = ember_ms(cell.times)
+    rows = []
+    for name, ms in cell.times.items():
+        tflops = cell.flops / ms / 1e9
+        ratio = f"{ms / ours[1]:8.2f}x" if ours else f"{'-':>9}"
+        rows.append(f"{cell.label:24} {name:30} {ms:10.3f} {cell.batch / ms * 1e3:10.1f} "
+                    f"{tflops:8.3g} {100 * tflops / ceiling:6.1f}% {ratio}")
+    rows += [f"{cell.label:24} {name:30} FAILED" for name in cell.failed]
+    return rows
+
+
+def verdict(cell: Cell, ceiling: float) -> str:
+    """The cell's closing line: the figure to beat (the best torch.compile mode) and ember's time
+    over it, with ember's TFLOP/s and % of the ceiling."""
+    ours, best = ember_ms(cell.times), best_compile(cell.times)
+    if ours is None:
+        return f"# {cell.label}: ember FAILED"
+    tflops = cell.flops / ours[1] / 1e9
+    text = (f"# {cell.label}: {ours[0]} {ours[1]:.3f} ms, {tflops:.3g} TFLOP/s = "
+            f"{100 * tflops / ceiling:.1f}% of the {cell.precision} matmul ceiling")
+    if best is None:
+        return text + "; no torch.compile figure to beat (not asked for, or every mode FAILED)"
+    return (text + f"; figure to beat: {best[0]} {best[1]:.3f} ms; ember / best torch.compile "
+            f"= {ours[1] / best[1]:.2f}x")
+
+
+def markdown_table(cells: list[Cell], ceilings: Mapping[str, float]) -> list[str]:
+    """The run as one markdown table (RESULTS.md's): ember's figure, its TFLOP/s and % of the
+    ceiling, each peer's ms, the best torch.compile mode and ember's time over it."""
+    peers: list[str] = []
+    for cell in cells:
+        peers += [n for n in [*cell.times, *cell.failed]
+                  if not n.startswith("ember") and n not in peers]
+    head = ["model", "batch", "precision", "ember ms", "TFLOP/s", "% ceiling", *peers,
+            "best torch.compile", "ember / best compile", "ember rel-L2"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        ours, best = ember_ms(cell.times), best_compile(cell.times)
+        row = [cell.model, str(cell.batch), cell.precision]
+        if ours:
+            tflops = cell.flops / ours[1] / 1e9
+            row += [f"{ours[1]:.3f}", f"{tflops:.3g}",
+                    f"{100 * tflops / ceilings[cell.precision]:.1f}%"]
+        else:
+            row += ["FAILED", "-", "-"]
+        row += [f"{cell.times[p]:.3f}" if p in cell.times
+                else "FAILED" if p in cell.failed else "-" for p in peers]
+        row += [f"{best[0].removeprefix('torch.compile ')} {best[1]:.3f}" if best else "-",
+                f"{ours[1] / best[1]:.2f}x" if ours and best else "-",
+                f"{cell.errors['ember']:.1e}" if "ember" in cell.errors else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,mobilenet_v2,bert")
-    parser.add_argument("--peers", default="eager,ort",
-                        help="any of eager,compile,ort (compile: minutes of build per model)")
+    parser.add_argument("--models", default="resnet50,mobilenet_v2,bert",
+                        help=f"any of {', '.join([*MODELS, *ALIASES])}")
+    parser.add_argument("--precision", default="fp32",
+                        help="a comma list of fp32, tf32, fp16, bf16")
+    parser.add_argument("--batches", default="small,large",
+                        help="small (1) and/or large (32 for CNNs, 8 for BERT)")
+    parser.add_argument("--peers", default="eager,compile,ort",
+                        help="any of eager,compile,ort (compile: tens of seconds of build per "
+                             "model, batch, precision and mode)")
+    parser.add_argument("--compile-modes", default="default,reduce-overhead",
+                        help=f"torch.compile modes, any of {', '.join(COMPILE_MODES)}")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--layers", type=int, default=0, metavar="N",
-                        help="print ember's N slowest kernels per model and batch (profiler)")
-    parser.add_argument("--cpu", action="store_true", help="compare with onnxruntime on the CPU")
+                        help="print ember's N slowest kernels per model, batch and precision")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cuda (default; an error where there is no GPU) or cpu (smoke test)")
+    parser.add_argument("--cpu", action="store_true", help="the same as --device cpu")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop at the first engine that fails")
     args = parser.parse_args(argv)
+    models = parse_list(args.models, tuple(MODELS), "--models", ALIASES)
+    precisions = parse_precisions(args.precision)
+    batches = parse_list(args.batches, BATCHES, "--batches")
     peers = parse_peers(args.peers)
+    modes = parse_list(args.compile_modes, COMPILE_MODES, "--compile-modes")
+    check_precisions(precisions)
+    device = "cpu" if args.cpu else args.device
 
     import torch
+    from ceilings import copy_bandwidth, matmul_ceiling
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")  # TF32 off for torch.compile's kernels too
-    device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no GPU (--device cpu is the smoke test)")
+    if device == "cuda":
+        print(f"# GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}", flush=True)
+    print(f"# copy bandwidth: {copy_bandwidth(device):.0f} GB/s", flush=True)
+    ceilings: dict[str, float] = {}
+    for precision in precisions:
+        ceilings[precision], where = matmul_ceiling(precision, device)
+        print(f"# {precision} matmul ceiling: {ceilings[precision]:.4g} TFLOP/s (torch.matmul "
+              f"{where})", flush=True)
+    failures = Failures(args.fail_fast)
+    cells: list[Cell] = []
     rng = np.random.default_rng(0)
     print(HEADER, flush=True)
-    for name in args.models.split(","):
+    for name in models:
         model, kind = build_torch(name)
-        for batch in ((1, 8) if kind == "text" else (1, 32)):
+        small, large = MODELS[name][1]
+        for batch in [small] * ("small" in batches) + [large] * ("large" in batches):
             feed = inputs_for(kind, batch, rng)
             onnx_bytes = export(model, kind, feed)
-            label = f"{name} b{batch}"
-            times = bench_one(model, onnx_bytes, feed, device, peers, args.repeats,
-                              args.layers, label)
-            for line in format_rows(label, batch, times):
-                print(line, flush=True)
+            flops = model_flops(onnx_bytes)
+            reference = torch_reference(model, feed, device)
+            print(f"# {name} b{batch}: {flops / 1e9:.2f} GFLOP (2 x multiply-adds of its "
+                  "Conv/MatMul/Gemm nodes)", flush=True)
+            ort_cell, ort = Cell(name, batch, "fp32", flops), None
+            if "ort" in peers:
+                ort = failures.attempt(ort_cell, "onnxruntime (cpu)", bench_ort, onnx_bytes,
+                                       feed, args.repeats, reference)
+                if ort is not None:
+                    ms, error = ort
+                    print(f"# {name} b{batch} onnxruntime (cpu, fp32 model): {ms:.3f} ms, "
+                          f"rel-L2 {error:.1e}", flush=True)
+            for precision in precisions:
+                cell = Cell(name, batch, precision, flops)
+                cells.append(cell)
+                failures.attempt(cell, "ember", bench_ember, cell, onnx_bytes, feed, device,
+                                 args.repeats, args.layers, reference)
+                if "eager" in peers or "compile" in peers:
+                    bench_torch(cell, model, kind, feed, device, peers, modes, args.repeats,
+                                reference, failures)
+                if ort is not None:
+                    cell.times["onnxruntime (cpu)"], cell.errors["onnxruntime (cpu)"] = ort
+                cell.failed.update(ort_cell.failed)
+                print("# " + cell.label + " accuracy, rel-L2 vs torch eager fp32: " + ", ".join(
+                    f"{engine} {error:.1e}" for engine, error in cell.errors.items()),
+                    flush=True)
+                for line in format_rows(cell, ceilings[precision]):
+                    print(line, flush=True)
+                print(verdict(cell, ceilings[precision]), flush=True)
+    print(f"\n# the run: device {device}; " + ", ".join(
+        f"{p} matmul ceiling {c:.4g} TFLOP/s" for p, c in ceilings.items()))
+    print("\n".join(markdown_table(cells, ceilings)))
+    if failures.items:
+        print(f"\n# {len(failures.items)} FAILED:", *failures.items, sep="\n#   ")
+        return 1
     return 0
 
 
