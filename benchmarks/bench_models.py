@@ -248,12 +248,12 @@ def kernel_summary(engine) -> str:
     return f"kernels: {len(layers)}" + (f" ({host} on the host)" if host else "")
 
 
-def precision_summary(engine) -> str:
-    """How many of ember's kernels write each precision, e.g. "fp16 52, fp32 4"."""
+def precision_counts(engine) -> dict[str, int]:
+    """How many of ember's kernels write each precision, most first: {"fp16": 52, "fp32": 4}."""
     counts: dict[str, int] = {}
     for info in engine.create_engine_inspector().layers():
         counts[info["precision"]] = counts.get(info["precision"], 0) + 1
-    return ", ".join(f"{p} {n}" for p, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def slowest_layers(engine, feed: Mapping[str, np.ndarray], top: int, runs: int = 10) -> str:
@@ -324,9 +324,13 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], devi
     without a CUDA graph), after a build through the builder API in the cell's precision."""
     start = time.perf_counter()
     engine, flags = build_engine(onnx_bytes, cell.precision, device)
+    counts = precision_counts(engine)
     print(f"# {cell.label} ember: build {time.perf_counter() - start:.1f} s (flags {flags}), "
-          f"{kernel_summary(engine)}; precisions written: {precision_summary(engine)}",
-          flush=True)
+          f"{kernel_summary(engine)}; precisions written: "
+          f"{', '.join(f'{p} {n}' for p, n in counts.items())}", flush=True)
+    if is_half(cell.precision) and cell.precision not in counts:
+        print(f"# WARNING {cell.label}: ember's plan has no {cell.precision} kernel (flags "
+              f"{flags}): its times are those of a higher precision", flush=True)
     ctx = engine.create_execution_context()
     cell.errors["ember"] = rel_l2(next(iter(ctx.execute(feed).values())), reference)
     cell.times["ember"] = time_it(lambda: ctx.execute(feed), repeats)

@@ -1,44 +1,122 @@
 #!/usr/bin/env bash
-# The one GPU-host script: install ember there, run the `cuda` tests, the GPU demo, the GPU
-# conformance sweep (CONFORMANCE=0 skips it; SYMBOLIC=0 skips its dynamic-shape run), the
-# dynamic-vs-static benchmark (DYNAMIC=0 skips it) and the benchmarks (BENCH=0 skips them), in one
-# call of the device tool (about 6 minutes on an H100; PEERS=eager,ort skips torch.compile):
-#   device run, carry [".gpu-wheels"], command "bash tools/gpu_check.sh"
+# The one GPU-host script: install ember there (from the carried `.gpu-wheels`), then run the
+# parts PARTS names, in this order (default: all of them):
+#   tests        pytest -m cuda                                   ~2 min on the H200 (session 4)
+#   demo         ember demo --device cuda                         ~10 s
+#   conformance  tools/backend_conformance.py --device cuda       ~30 s
+#   symbolic     the same with dynamic dim 0                      ~30 s
+#   dynamic      benchmarks/bench_dynamic.py (dynamic vs static plans, FP32)   a few minutes
+#   models       benchmarks/bench_models.py at PRECISION (default fp32,fp16) for MODEL_LIST
+#                (default resnet50,mobilenet_v2,bert), BATCHES (default small,large), PEERS
+#                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead)
+#   kernels      benchmarks/bench_kernels.py at KERNEL_PRECISION (default fp32,fp16,bf16;
+#                KERNEL_IO=fp32 for FP32 I/O in the tensor-core cases)
+# The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
+# kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
+# benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
+#
+# The device tool runs one command for at most 10 minutes: run it in these calls, each with
+# carry [".gpu-wheels"] (times are estimates; each part prints its own, `== <part> done in N s`):
+#   1. PARTS="tests demo conformance symbolic kernels" bash tools/gpu_check.sh      (~5-6 min)
+#   2. PARTS=models MODEL_LIST=resnet50 bash tools/gpu_check.sh                     (~3-4 min)
+#   3. PARTS=models MODEL_LIST=mobilenet_v2 bash tools/gpu_check.sh                 (~3 min)
+#   4. PARTS=models MODEL_LIST=bert bash tools/gpu_check.sh                         (~3-4 min)
+#   5. (when dynamic shapes matter) PARTS=dynamic bash tools/gpu_check.sh           (~3 min)
+# A model call holds fp32 and fp16 for both batches: per batch and precision an ember build
+# (tactics timed on the GPU) and two torch.compile builds of 10-20 s each. If one runs long,
+# split it by BATCHES=small / BATCHES=large.
 # `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
 #   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck
 set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+PARTS=${PARTS:-tests demo conformance symbolic dynamic models kernels}
+REPEATS=${REPEATS:-10}
+failed=()
+ran=()
+
+want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
+  local part=$1 switch
+  shift
+  [[ " $PARTS " == *" $part "* ]] || return 1
+  for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
+}
+for part in $PARTS; do
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels)"
+       exit 2 ;;
+  esac
+done
+
+# finish PART STATUS [LOG]: record the part's exit status and time; a failed part shows the end
+# of its log
+finish() {
+  local part=$1 status=$2 log=${3:-}
+  ran+=("$part")
+  echo "== $part done in $((SECONDS - start)) s (exit $status)"
+  if [ "$status" != 0 ]; then
+    failed+=("$part (exit $status)")
+    if [ -n "$log" ]; then echo "== the end of $log:"; tail -15 "$log"; fi
+  fi
+}
+
 python3 -m pip install -q --no-index --find-links .gpu-wheels xdsl lit filecheck 2>&1 | tail -2
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import cuda.bindings, numpy, onnx; print('cuda-bindings', cuda.bindings.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"
-echo "== pytest -m cuda"
-python3 -m pytest -m cuda -q -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/cuda_tests.log" | tail -25
-echo "== demo on the GPU"
-python3 -m ember.compiler.cli demo --device cuda 2>&1 | tee "$OUT/demo.log"
-if [ -f tools/backend_conformance.py ] && [ "${CONFORMANCE:-1}" = 1 ]; then
-  echo "== conformance on the GPU"
-  python3 tools/backend_conformance.py --device cuda > "$OUT/conformance_cuda.log" 2>&1
-  tail -5 "$OUT/conformance_cuda.log"
+echo "parts: $PARTS"
+
+if want tests TESTS; then
+  echo "== pytest -m cuda"; start=$SECONDS
+  python3 -m pytest -m cuda -q -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/cuda_tests.log" | tail -25
+  finish tests "${PIPESTATUS[0]}" "$OUT/cuda_tests.log"
 fi
-if [ -f tools/backend_conformance.py ] && [ "${SYMBOLIC:-1}" = 1 ]; then
+if want demo DEMO; then
+  echo "== demo on the GPU"; start=$SECONDS
+  python3 -m ember.compiler.cli demo --device cuda 2>&1 | tee "$OUT/demo.log"
+  finish demo "${PIPESTATUS[0]}"
+fi
+if [ -f tools/backend_conformance.py ] && want conformance CONFORMANCE; then
+  echo "== conformance on the GPU"; start=$SECONDS
+  python3 tools/backend_conformance.py --device cuda > "$OUT/conformance_cuda.log" 2>&1
+  status=$?
+  tail -5 "$OUT/conformance_cuda.log"
+  finish conformance $status "$OUT/conformance_cuda.log"
+fi
+if [ -f tools/backend_conformance.py ] && want symbolic SYMBOLIC; then
   echo "== conformance on the GPU with dynamic dim 0 (kernels take it as an argument)"
+  start=$SECONDS
   python3 tools/backend_conformance.py --device cuda --symbolic > "$OUT/conformance_symbolic.log" 2>&1
+  status=$?
   grep -A12 "^passed" "$OUT/conformance_symbolic.log"
   grep -A12 "^fail (" "$OUT/conformance_symbolic.log"
+  finish symbolic $status "$OUT/conformance_symbolic.log"
 fi
-if [ "${DYNAMIC:-1}" = 1 ]; then
-  echo "== dynamic batch vs static plans (benchmarks/bench_dynamic.py)"
-  (cd benchmarks && python3 -W ignore bench_dynamic.py --repeats 10 2>&1 \
-    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_dynamic.log")
+if want dynamic DYNAMIC; then
+  echo "== dynamic batch vs static plans (benchmarks/bench_dynamic.py)"; start=$SECONDS
+  (cd benchmarks && python3 -W ignore bench_dynamic.py --repeats "$REPEATS" 2>&1 \
+    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_dynamic.log"; exit "${PIPESTATUS[0]}")
+  finish dynamic $? "$OUT/bench_dynamic.log"
 fi
-if [ "${BENCH:-1}" = 1 ]; then
-  echo "== benchmarks (benchmarks/RESULTS.md)"
-  python3 -W ignore benchmarks/bench_models.py --models resnet50,mobilenet_v2,bert \
-    --peers "${PEERS:-eager,compile,ort}" --repeats 10 2>&1 | grep -vE 'torch.onnx.export|Warning' \
-    | tee "$OUT/bench.log" | grep -E "^(resnet|mobilenet|bert)"
-  echo "== kernels alone vs cuBLAS/cuDNN"
-  python3 benchmarks/bench_kernels.py --repeats 10 2>&1 | tee "$OUT/bench_kernels.log" | tail -16
+if want models BENCH MODELS; then
+  echo "== models (benchmarks/bench_models.py; full log: bench_models.log)"; start=$SECONDS
+  python3 -W ignore benchmarks/bench_models.py --models "${MODEL_LIST:-resnet50,mobilenet_v2,bert}" \
+    --precision "${PRECISION:-fp32,fp16}" --batches "${BATCHES:-small,large}" \
+    --peers "${PEERS:-eager,compile,ort}" --compile-modes "${COMPILE_MODES:-default,reduce-overhead}" \
+    --repeats "$REPEATS" 2>&1 | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
+    | grep -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
+  finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
 fi
+if want kernels BENCH KERNELS; then
+  echo "== kernels alone vs cuBLAS/cuDNN (benchmarks/bench_kernels.py)"; start=$SECONDS
+  python3 -W ignore benchmarks/bench_kernels.py --precision "${KERNEL_PRECISION:-fp32,fp16,bf16}" \
+    --io "${KERNEL_IO:-model}" --repeats "$REPEATS" 2>&1 | tee "$OUT/bench_kernels.log" \
+    | grep -vE '^#  |^  File|^    |^Traceback'
+  finish kernels "${PIPESTATUS[0]}" "$OUT/bench_kernels.log"
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "== FAILED parts: ${failed[*]} (logs in \$OUT)"
+  exit 1
+fi
+echo "== passed: ${ran[*]:-nothing ran}"
