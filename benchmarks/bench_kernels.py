@@ -261,7 +261,7 @@ def main() -> int:
           "the fp16 GEMM 4096^3 and the conv: >= 0.80); err = rel-L2 against FP32 (TF32 off) on "
           "the same rounded inputs")
     if failed:
-        print(f"# {len(failed)} FAILED:", *failed, sep="\n#   ")
+        print(f"# {len(failed)} FAILED:", *(f"FAILED {item}" for item in failed), sep="\n#   ")
         return 1
     return 0
 

@@ -609,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{p} matmul ceiling {c:.4g} TFLOP/s" for p, c in ceilings.items()))
     print("\n".join(markdown_table(cells, ceilings)))
     if failures.items:
-        print(f"\n# {len(failures.items)} FAILED:", *failures.items, sep="\n#   ")
+        print(f"\n# {len(failures.items)} FAILED:", *(f"FAILED {item}" for item in failures.items),
+              sep="\n#   ")
         return 1
     return 0
 

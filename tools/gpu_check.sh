@@ -112,7 +112,7 @@ if want kernels BENCH KERNELS; then
   echo "== kernels alone vs cuBLAS/cuDNN (benchmarks/bench_kernels.py)"; start=$SECONDS
   python3 -W ignore benchmarks/bench_kernels.py --precision "${KERNEL_PRECISION:-fp32,fp16,bf16}" \
     --io "${KERNEL_IO:-model}" --repeats "$REPEATS" 2>&1 | tee "$OUT/bench_kernels.log" \
-    | grep -vE '^#  |^  File|^    |^Traceback'
+    | grep -vE '^  File|^    |^Traceback'
   finish kernels "${PIPESTATUS[0]}" "$OUT/bench_kernels.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
