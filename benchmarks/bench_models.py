@@ -278,6 +278,7 @@ class Cell:
     batch: int
     precision: str
     flops: float
+    device: str
     times: dict[str, float] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
@@ -310,20 +311,40 @@ class Failures:
             return None
 
 
-def ember_ms(times: Mapping[str, float]) -> tuple[str, float] | None:
-    """ember's figure: device I/O with a CUDA graph on the GPU, host-to-host on the CPU."""
-    for name in ("ember (device I/O, graph)", "ember"):
-        if name in times:
-            return name, times[name]
-    return None
+def ember_ms(cell: Cell) -> tuple[str, float] | None:
+    """ember's figure: device I/O with a CUDA graph on the GPU, host-to-host on the CPU (None
+    where that one failed)."""
+    name = "ember (device I/O, graph)" if cell.device == "cuda" else "ember"
+    return (name, cell.times[name]) if name in cell.times else None
 
 
-def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], device: str,
-                repeats: int, layers: int, reference: np.ndarray) -> None:
-    """ember's median ms into `cell` (host-to-host; on the GPU also device I/O, with and
-    without a CUDA graph), after a build through the builder API in the cell's precision."""
+def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
+                layers: int, reference: np.ndarray, failures: Failures) -> None:
+    """ember's median ms into `cell`: host-to-host and, on the GPU, device I/O without and with a
+    CUDA graph (each its own engine in the failure list), after a build through the builder API
+    in the cell's precision."""
+    engine = failures.attempt(cell, "ember", _ember_host, cell, onnx_bytes, feed, repeats,
+                              reference)
+    if engine is None:
+        return
+    if cell.device == "cuda":
+        for name, graph in (("ember (device I/O)", False), ("ember (device I/O, graph)", True)):
+            ms = failures.attempt(cell, name, _time_bound, engine, feed, repeats, graph)
+            if ms is not None:
+                cell.times[name] = ms
+    if layers:
+        report = failures.attempt(cell, "ember --layers", slowest_layers, engine, feed, layers,
+                                  min(repeats, 10))
+        if report is not None:
+            print("".join(f"# {line}\n" for line in str(report).splitlines()), end="",
+                  flush=True)
+
+
+def _ember_host(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
+                reference: np.ndarray):
+    """Build ember's engine, check its output and time it host-to-host; the engine."""
     start = time.perf_counter()
-    engine, flags = build_engine(onnx_bytes, cell.precision, device)
+    engine, flags = build_engine(onnx_bytes, cell.precision, cell.device)
     counts = precision_counts(engine)
     print(f"# {cell.label} ember: build {time.perf_counter() - start:.1f} s (flags {flags}), "
           f"{kernel_summary(engine)}; precisions written: "
@@ -334,13 +355,7 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], devi
     ctx = engine.create_execution_context()
     cell.errors["ember"] = rel_l2(next(iter(ctx.execute(feed).values())), reference)
     cell.times["ember"] = time_it(lambda: ctx.execute(feed), repeats)
-    if engine.device == "cuda":
-        cell.times["ember (device I/O)"] = _time_bound(engine, feed, repeats)
-        cell.times["ember (device I/O, graph)"] = _time_bound(engine, feed, repeats,
-                                                              cuda_graph=True)
-    if layers:
-        report = slowest_layers(engine, feed, layers, runs=min(repeats, 10))
-        print("".join(f"# {line}\n" for line in report.splitlines()), end="", flush=True)
+    return engine
 
 
 def _time_bound(engine, feed: dict[str, np.ndarray], repeats: int,
@@ -469,7 +484,7 @@ def format_rows(cell: Cell, ceiling: float) -> list[str]:
     """One line per engine: median ms, items/s, TFLOP/s, % of the precision's matmul ceiling and
     `vs ember`, the engine's time over ember's (>1: ember is faster); a failed engine's line
     says FAILED."""
-    ours = ember_ms(cell.times)
+    ours = ember_ms(cell)
     rows = []
     for name, ms in cell.times.items():
         tflops = cell.flops / ms / 1e9
@@ -483,7 +498,7 @@ def format_rows(cell: Cell, ceiling: float) -> list[str]:
 def verdict(cell: Cell, ceiling: float) -> str:
     """The cell's closing line: the figure to beat (the best torch.compile mode) and ember's time
     over it, with ember's TFLOP/s and % of the ceiling."""
-    ours, best = ember_ms(cell.times), best_compile(cell.times)
+    ours, best = ember_ms(cell), best_compile(cell.times)
     if ours is None:
         return f"# {cell.label}: ember FAILED"
     tflops = cell.flops / ours[1] / 1e9
@@ -506,7 +521,7 @@ def markdown_table(cells: list[Cell], ceilings: Mapping[str, float]) -> list[str
             "best torch.compile", "ember / best compile", "ember rel-L2"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
-        ours, best = ember_ms(cell.times), best_compile(cell.times)
+        ours, best = ember_ms(cell), best_compile(cell.times)
         row = [cell.model, str(cell.batch), cell.precision]
         if ours:
             tflops = cell.flops / ours[1] / 1e9
@@ -580,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             reference = torch_reference(model, feed, device)
             print(f"# {name} b{batch}: {flops / 1e9:.2f} GFLOP (2 x multiply-adds of its "
                   "Conv/MatMul/Gemm nodes)", flush=True)
-            ort_cell, ort = Cell(name, batch, "fp32", flops), None
+            ort_cell, ort = Cell(name, batch, "fp32", flops, device), None
             if "ort" in peers:
                 ort = failures.attempt(ort_cell, "onnxruntime (cpu)", bench_ort, onnx_bytes,
                                        feed, args.repeats, reference)
@@ -589,10 +604,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# {name} b{batch} onnxruntime (cpu, fp32 model): {ms:.3f} ms, "
                           f"rel-L2 {error:.1e}", flush=True)
             for precision in precisions:
-                cell = Cell(name, batch, precision, flops)
+                cell = Cell(name, batch, precision, flops, device)
                 cells.append(cell)
-                failures.attempt(cell, "ember", bench_ember, cell, onnx_bytes, feed, device,
-                                 args.repeats, args.layers, reference)
+                bench_ember(cell, onnx_bytes, feed, args.repeats, args.layers, reference,
+                            failures)
                 if "eager" in peers or "compile" in peers:
                     bench_torch(cell, model, kind, feed, device, peers, modes, args.repeats,
                                 reference, failures)
