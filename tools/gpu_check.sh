@@ -17,11 +17,12 @@
 #
 # The device tool runs one command for at most 10 minutes: run it in these calls, each with
 # carry [".gpu-wheels"] (times are estimates; each part prints its own, `== <part> done in N s`):
-#   1. PARTS="tests demo conformance symbolic kernels" bash tools/gpu_check.sh      (~5-6 min)
+#   1. PARTS="tests demo conformance symbolic" bash tools/gpu_check.sh              (~4 min)
 #   2. PARTS=models MODEL_LIST=resnet50 bash tools/gpu_check.sh                     (~3-4 min)
 #   3. PARTS=models MODEL_LIST=mobilenet_v2 bash tools/gpu_check.sh                 (~3 min)
 #   4. PARTS=models MODEL_LIST=bert bash tools/gpu_check.sh                         (~3-4 min)
-#   5. (when dynamic shapes matter) PARTS=dynamic bash tools/gpu_check.sh           (~3 min)
+#   5. PARTS=kernels bash tools/gpu_check.sh                                        (~2 min)
+#   6. (when dynamic shapes matter) PARTS=dynamic bash tools/gpu_check.sh           (~3 min)
 # A model call holds fp32 and fp16 for both batches: per batch and precision an ember build
 # (tactics timed on the GPU) and two torch.compile builds of 10-20 s each. If one runs long,
 # split it by BATCHES=small / BATCHES=large.
