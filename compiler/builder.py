@@ -237,17 +237,28 @@ def _dims(vi: onnx.ValueInfoProto, symbolic: str | None = None) -> list:
 
 
 def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
-                config: BuilderConfig | None = None) -> tuple[dict, dict]:
-    """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan."""
+                config: BuilderConfig | None = None, *,
+                dump_dir: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan.
+    `dump_dir`: write every stage there (`compiler.opt.StageDump`), replayable by `ember-opt`."""
     config = config or BuilderConfig()
     if config.flags & (BuilderFlag.FP16 | BuilderFlag.INT8):
         raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
+    passes = pipeline_for(config)
+    dump = None
+    if dump_dir is not None:  # checked before any work
+        from ember.compiler.opt import StageDump
+
+        dump = StageDump(dump_dir, passes)
     proto, _ = load_model(model)
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
         set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
-    run_passes(module, pipeline_for(config))
+    if dump is not None:
+        dump.run(module, passes)
+    else:
+        run_passes(module, passes)
     target: dict[str, Any] = {"device": "any"}
     manifest, sections = build_plan(module, target=target, symbols=symbols,
                                     profiles=[p.shapes for p in config.profiles])

@@ -27,7 +27,7 @@ def _opt(args: argparse.Namespace) -> int:
     opt(args.model, pipeline=args.pipeline, passes=args.passes,
         print_ir_after_all=args.print_ir_after_all, print_ir_before=args.print_ir_before,
         print_ir_after=args.print_ir_after, dump_dir=args.dump_dir, time_passes=args.time_passes,
-        stop_after=args.stop_after, output=args.output)
+        stop_after=args.stop_after, output=args.output, print_weights=args.print_weights)
     return 0
 
 
@@ -37,7 +37,8 @@ def _build(args: argparse.Namespace) -> int:
     build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
           shapes=args.shapes, verbose=args.verbose,
           autotune={"auto": None, "on": True, "off": False}[args.autotune],
-          min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes)
+          min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes,
+          dump_dir=args.dump_dir)
     return 0
 
 
@@ -99,7 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the IR before this pass (repeatable)")
     p.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
                    help="print the IR after this pass (repeatable)")
-    p.add_argument("--dump-dir", help="write the IR of each stage to a numbered file here")
+    p.add_argument("--dump-dir", metavar="DIR",
+                   help="write the IR of each stage to a numbered .mlir file in DIR, with "
+                        "DIR/pipeline.txt and the weights once in DIR/weights.npz (see ember "
+                        "build --dump-dir)")
+    p.add_argument("--print-weights", action="store_true",
+                   help="print each weight's bytes in the printed IR's resource section "
+                        "(elided by default; --dump-dir stages refer to DIR/weights.npz)")
     p.add_argument("--time-passes", action="store_true", help="print each pass's time to stderr")
     p.add_argument("-o", "--output", help="write the final IR here instead of stdout")
     p.set_defaults(run=_opt)
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  ember build model.onnx -o model.plan\n"
                               "  ember build model.onnx -o model.plan --arch sm_90 --verbose\n"
+                              "  ember build model.onnx -o model.plan --dump-dir stages/\n"
                               "  ember build model.onnx -o model.plan --min-shapes x:1x3x224x224 "
                               "--opt-shapes x:8x3x224x224 --max-shapes x:32x3x224x224")
     p.add_argument("model", help="an ONNX model")
@@ -125,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
     p.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",
                    help="time conv/matmul tactics on the GPU (auto: when --arch is the GPU here)")
+    p.add_argument("--dump-dir", metavar="DIR",
+                   help="write each stage of the pipeline to DIR as a numbered .mlir file "
+                        "(00-input.mlir first), the pipeline to DIR/pipeline.txt and the weights "
+                        "once to DIR/weights.npz, which the stages name in their resource "
+                        "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
+                        "prints the last stage again. Stage files already in DIR are removed")
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",

@@ -63,8 +63,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           pipeline: str = "default", shapes: str | None = None, verbose: bool = False,
           out: TextIO | None = None, autotune: bool | None = None,
           min_shapes: str | None = None, opt_shapes: str | None = None,
-          max_shapes: str | None = None) -> dict:
-    """ONNX -> plan file (written atomically: a failed build leaves no file)."""
+          max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None) -> dict:
+    """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
+    each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`)."""
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
@@ -73,7 +74,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
         config.add_optimization_profile(profile)
-    manifest, sections = build_model(model, config)
+    manifest, sections = build_model(model, config, dump_dir=dump_dir)
     write_plan(output, manifest, sections)
     seconds = time.perf_counter() - start
     if verbose:

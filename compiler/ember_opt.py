@@ -1,13 +1,24 @@
 """`ember-opt`: xDSL's opt driver over `.mlir` text (and `.onnx` files), with ember's dialects
-and passes registered: `ember-opt in.mlir -p fold-constants,dce | filecheck in.mlir`."""
+and passes registered: `ember-opt in.mlir -p fold-constants,dce | filecheck in.mlir`.
+
+Weights: a `.mlir` input brings the weights its resource section holds (`{-# dialect_resources:
+{ember: {"name": "0x..."}} #-}`) or names (`{-# external_resources: {ember: {weights:
+"weights.npz"}} #-}`, a file beside the input, as `--dump-dir` writes); the output refers to that
+file again while it holds every weight the result uses, and elides them otherwise, unless
+`--print-weights`."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import IO
 
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.arg_spec import parse_spec
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from ember.dialects import ember_context
+from ember.dialects.weights import parse_module, weights_section
 from ember.passes import available_passes
 
 
@@ -18,17 +29,39 @@ class EmberOptMain(xDSLOptMain):
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
 
-        def parse_onnx(io: IO[bytes]):
+        def parse_mlir(io: IO[bytes]) -> ModuleOp:
+            name = self.args.input_file
+            return parse_module(self.ctx, io.read().decode(),
+                                Path(name) if name is not None else None,
+                                allow_implicit_module=not self.args.no_implicit_module)
+
+        def parse_onnx(io: IO[bytes]) -> ModuleOp:
             from ember.compiler.onnx_importer import import_onnx
 
             return import_onnx(io.read())
 
+        self.available_frontends["mlir"] = parse_mlir
         self.available_frontends["onnx"] = parse_onnx
 
     def register_all_passes(self) -> None:
         super().register_all_passes()
         for name, factory in available_passes().items():
             self.register_pass(name, factory)
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--print-weights", action="store_true",
+            help="print each weight's bytes in the output's resource section (MLIR's blob hex); "
+                 "by default they are elided, or referred to in the weights file the input "
+                 "named while it holds them all")
+
+    def output_resulting_program(self, prog: ModuleOp) -> str:
+        text = super().output_resulting_program(prog)
+        if parse_spec(self.args.target).name != "mlir":
+            return text
+        return text.rstrip("\n") + weights_section(
+            prog, inline_weights=self.args.print_weights) + "\n"
 
 
 def main() -> None:

@@ -43,7 +43,10 @@ def test_print_before_after_stop_and_dump(model_path, tmp_path):
     assert "IR Dump After convert-onnx-to-nn" in text and "IR Dump Before fold-constants" in text
     assert "dce" not in err.getvalue() and "fold-constants" in err.getvalue()
     files = sorted(p.name for p in (tmp_path / "stages").iterdir())
-    assert files == ["00-input.mlir", "01-convert-onnx-to-nn.mlir", "02-fold-constants.mlir"]
+    assert files == ["00-input.mlir", "01-convert-onnx-to-nn.mlir", "02-fold-constants.mlir",
+                     "pipeline.txt", "weights.npz"]
+    pipeline = (tmp_path / "stages" / "pipeline.txt").read_text()
+    assert pipeline.startswith("convert-onnx-to-nn,fold-constants{") and "dce" not in pipeline
 
 
 def test_output_file_and_mlir_input(model_path, tmp_path):
