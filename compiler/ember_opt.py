@@ -70,7 +70,10 @@ def main() -> None:
     from ember.errors import EmberError
 
     try:
-        EmberOptMain(description="ember's modular optimizer driver").run()
+        EmberOptMain(description="ember's modular optimizer driver. A .mlir input brings its "
+                     "weights: the bytes in its resource section, or the .npz it names there "
+                     "(resolved beside the input; `ember build --dump-dir` writes one); "
+                     "the output elides them unless --print-weights.").run()
     except EmberError as e:
         print(f"ember-opt: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -206,7 +206,8 @@ def _section(kind: str, entries: dict[str, str]) -> str:
 
 
 _SECTION_START = re.compile(r"^\{-#", re.MULTILINE)
-_TOKEN = re.compile(r'\s*(?:(#-\})|([{}:,])|"([^"\\]*(?:\\.[^"\\]*)*)"|([A-Za-z_][\w.$-]*))')
+_SKIP = re.compile(r"(?:\s|//[^\n]*)*")  # blanks and comments
+_TOKEN = re.compile(r'(#-\})|([{}:,])|"([^"\\]*(?:\\.[^"\\]*)*)"|([A-Za-z_][\w.$-]*)')
 
 
 def _split_section(text: str) -> tuple[str, str | None]:
@@ -224,14 +225,16 @@ def _unquote(s: str) -> str:
 def _parse_section(text: str, where: str) -> dict[str, dict[str, str]]:
     """`kind: {ember: {key: "value", ...}}, ...` up to `#-}` -> {kind: {key: value}}."""
     tokens: list[str] = []
-    pos = 0
-    while pos < len(text.rstrip()):
+    pos = _SKIP.match(text).end()
+    while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
             raise EmberError(f"{where}: cannot read the weights section near "
                              f"{text[pos:pos + 20].strip()!r}")
         tokens.append(m[1] or m[2] or ("\0" + _unquote(m[3]) if m[3] is not None else m[4]))
-        pos = m.end()
+        pos = _SKIP.match(text, m.end()).end()
+    if tokens.count("#-}") != 1 or tokens[-1] != "#-}":
+        raise EmberError(f"{where}: the weights section must end the text, with one '#-}}'")
     it = iter(tokens)
 
     def expect(what: str) -> str:
