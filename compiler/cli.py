@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time conv/matmul tactics on the GPU (auto: when --arch is the GPU here)")
     p.add_argument("--dump-dir", metavar="DIR",
                    help="write each stage of the pipeline to DIR as a numbered .mlir file "
-                        "(00-input.mlir first), the pipeline to DIR/pipeline.txt and the weights "
+                        "(00-input.mlir first; ops carry their locations, the ONNX nodes they "
+                        "came from), the pipeline to DIR/pipeline.txt and the weights "
                         "once to DIR/weights.npz, which the stages name in their resource "
                         "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
                         "prints the last stage again. Stage files already in DIR are removed")

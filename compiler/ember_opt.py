@@ -5,11 +5,13 @@ Weights: a `.mlir` input brings the weights its resource section holds (`{-# dia
 {ember: {"name": "0x..."}} #-}`) or names (`{-# external_resources: {ember: {weights:
 "weights.npz"}} #-}`, a file beside the input, as `--dump-dir` writes); the output refers to that
 file again while it holds every weight the result uses, and elides them otherwise, unless
-`--print-weights`."""
+`--print-weights`. An input with locations (`loc(...)`, ops' ONNX origins, as dumped stages
+have) prints them back, as `--print-debuginfo` does."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +23,8 @@ from ember.dialects import ember_context
 from ember.dialects.weights import parse_module, weights_section
 from ember.passes import available_passes
 
+_LOCATION = re.compile(r"\bloc\(")
+
 
 class EmberOptMain(xDSLOptMain):
     def register_all_dialects(self) -> None:
@@ -31,8 +35,10 @@ class EmberOptMain(xDSLOptMain):
 
         def parse_mlir(io: IO[bytes]) -> ModuleOp:
             name = self.args.input_file
-            return parse_module(self.ctx, io.read().decode(),
-                                Path(name) if name is not None else None,
+            text = io.read().decode()
+            if _LOCATION.search(text):  # print them back, as a stage of --dump-dir has them
+                self.args.print_debuginfo = True
+            return parse_module(self.ctx, text, Path(name) if name is not None else None,
                                 allow_implicit_module=not self.args.no_implicit_module)
 
         def parse_onnx(io: IO[bytes]) -> ModuleOp:
@@ -73,7 +79,8 @@ def main() -> None:
         EmberOptMain(description="ember's modular optimizer driver. A .mlir input brings its "
                      "weights: the bytes in its resource section, or the .npz it names there "
                      "(resolved beside the input; `ember build --dump-dir` writes one); "
-                     "the output elides them unless --print-weights.").run()
+                     "the output elides them unless --print-weights. An input with "
+                     "locations (loc(...)) prints them back.").run()
     except EmberError as e:
         print(f"ember-opt: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -47,7 +47,9 @@ def load_module(path: str | os.PathLike) -> ModuleOp:
 class StageDump:
     """A pass run written to a folder: `00-input.mlir`, then `NN-<pass>.mlir` after each pass,
     `pipeline.txt` (the passes in `ember-opt -p` syntax) and `weights.npz`, written once, which
-    every stage refers to by name. So `ember-opt DIR/00-input.mlir -p "$(cat
+    every stage refers to by name. Stages print each op's location (its ONNX origin, which
+    passes read: fold-batch-norm names weights after it, kernels keep it), so any stage replays
+    the rest of the pipeline to the same last stage; `ember-opt DIR/00-input.mlir -p "$(cat
     DIR/pipeline.txt)"` prints the last stage again. Stage files of an earlier dump there are
     removed first; the folder is checked (and `pipeline.txt` written) before any work."""
 
@@ -76,7 +78,8 @@ class StageDump:
             raise EmberError(f"--dump-dir: cannot write {path}: {e.strerror or e}") from None
 
     def stage(self, index: int, name: str, module: ModuleOp) -> None:
-        self._write(f"{index:02d}-{name}.mlir", print_module(module, weights_file=self.WEIGHTS))
+        self._write(f"{index:02d}-{name}.mlir",
+                    print_module(module, weights_file=self.WEIGHTS, debuginfo=True))
 
     def run(self, module: ModuleOp, passes: Sequence[ModulePass], *,
             stop_after: str | None = None, after_pass: AfterPass | None = None) -> PipelineRun:

@@ -12,6 +12,7 @@ readable; `parse_module` reads either form back.
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.parser import Parser
+from xdsl.printer import Printer
 
 from ember.dialects.dtypes import numpy_dtype
 from ember.errors import EmberError
@@ -102,10 +104,13 @@ def weight_types(module: ModuleOp) -> dict[str, TensorType]:
 # -- text ----------------------------------------------------------------------------------------
 
 def print_module(module: ModuleOp, *, inline_weights: bool = False,
-                 weights_file: str | None = None) -> str:
-    """The module's text: its IR, then `weights_section`."""
-    return str(module) + weights_section(module, inline_weights=inline_weights,
-                                         weights_file=weights_file) + "\n"
+                 weights_file: str | None = None, debuginfo: bool = False) -> str:
+    """The module's text: its IR (with each op's location, i.e. its ONNX origin, if
+    `debuginfo`), then `weights_section`."""
+    out = io.StringIO()
+    Printer(stream=out, print_debuginfo=debuginfo).print_op(module)
+    return out.getvalue() + weights_section(module, inline_weights=inline_weights,
+                                            weights_file=weights_file) + "\n"
 
 
 def weights_section(module: ModuleOp, *, inline_weights: bool = False,

@@ -21,7 +21,7 @@ from ember.compiler.ember_opt import EmberOptMain
 from ember.compiler.models import light_model_path
 from ember.compiler.onnx_importer import import_onnx
 from ember.compiler.opt import load_module
-from ember.compiler.pipeline import lower, pipeline_text
+from ember.compiler.pipeline import lower, parse_pipeline_text, pipeline_text, run_passes
 from ember.compiler.plan_builder import build_plan
 from ember.dialects import ember_context
 from ember.dialects.nn.elementwise import WeightOp
@@ -91,12 +91,15 @@ def test_small_model_dump_replays_to_the_last_stage(tmp_path, capsys, shapes):
         assert text.endswith('\n{-#\n  external_resources: {\n    ember: {\n      weights: '
                              '"weights.npz"\n    }\n  }\n#-}\n') and "0x" not in text
 
-    # every stage re-parses with its weights: the last one packs into the same plan the build
-    # made, weight bytes included
-    for stage in stages:
+    # every stage re-parses with its weights and origins, and replays the rest of the pipeline
+    # to the last stage; the last one packs into the same plan the build made, weight bytes
+    # included
+    for k, stage in enumerate(stages):
         module = load_module(stage)
         for name in weight_types(module):
             np.testing.assert_array_equal(weights_of(module)[name], saved[name])
+        run_passes(module, parse_pipeline_text((dump / "pipeline.txt").read_text().strip())[k:])
+        assert print_module(module, debuginfo=True) == stages[-1].read_text(), stage.name
     with read_plan(tmp_path / "block.plan") as built:
         symbols = {k: tuple(v) for k, v in built.manifest.get("symbols", {}).items()}
         manifest, sections = build_plan(load_module(stages[-1]), symbols=symbols)
@@ -120,7 +123,7 @@ def test_light_resnet50_for_sm90_dump_replays_with_ember_opt(tmp_path):
     stages = _stages(dump)
     assert stages[0].name == "00-input.mlir" and stages[-1].name.endswith("-select-tactics.mlir")
     last = stages[-1].read_text()
-    assert last.count("kernel.launch") >= 57 and "tactic" in last
+    assert last.count("kernel.launch") >= 57 and "tactic" in last and 'loc(fused["n0"' in last
     pipeline = (dump / "pipeline.txt").read_text().strip()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, "-m", "ember.compiler.ember_opt", str(stages[0]),
