@@ -81,7 +81,7 @@ class StageDump:
         self._write(f"{index:02d}-{name}.mlir",
                     print_module(module, weights_file=self.WEIGHTS, debuginfo=True))
 
-    def run(self, module: ModuleOp, passes: Sequence[ModulePass], *,
+    def run(self, module: ModuleOp, passes: Sequence[str | ModulePass], *,
             stop_after: str | None = None, after_pass: AfterPass | None = None) -> PipelineRun:
         """`run_passes` with every stage written; the weights are written even if a pass fails,
         so the stages before it replay."""
