@@ -378,6 +378,11 @@ SCALAR_C: dict[str, Rule] = {
 }
 
 
+# functions whose result is one of their value arguments (or 0, ±1): a half in, the same half
+# out, with no rounding needed
+_PICKS_AN_ARGUMENT = frozenset({"select", "max", "min", "relu", "neg", "abs", "sign"})
+
+
 def scalar_expr(fn: str, args: Sequence[str], arg_dtypes: Sequence[str], out_dtype: str,
                 alpha: float | None = None, beta: float | None = None) -> str:
     """The C expression of scalar function `fn` over argument expressions `args` (of dtypes
@@ -401,4 +406,7 @@ def scalar_expr(fn: str, args: Sequence[str], arg_dtypes: Sequence[str], out_dty
     c = CScalar(dtype_name(dtype), float(alpha or 0.0), float(beta or 0.0))
     compute_type(c.dtype)
     expr = rule(c, list(args))
-    return round_to(expr, out_name) if is_half(out_name) else expr
+    if not is_half(out_name) or (fn in _PICKS_AN_ARGUMENT and c.dtype == out_name):
+        return expr
+    return round_to(expr, out_name)
+

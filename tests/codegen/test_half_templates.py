@@ -30,7 +30,7 @@ from ember.codegen.scalar_c import (
     storage_type,
     store_from_float,
 )
-from ember.compiler.builder import BuilderConfig, build_model
+from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cuda import cuda_available
@@ -108,6 +108,13 @@ def _odd(h, np_h):
                   [("p", np.array(1.5, np_h))])
 
 
+def _dynamic(h, np_h):
+    # a symbolic batch: the pair count is an expression over the kernel's size argument
+    nodes = [helper.make_node("Mul", ["x0", "s"], ["m"]),
+             helper.make_node("Gelu", ["m"], ["y"])]
+    return _model(nodes, [("x0", ["N", 6], h)], [("y", h)], [("s", _w(np_h, 6))], opset=20)
+
+
 def _where(h, np_h):
     nodes = [helper.make_node("Less", ["x0", "x1"], ["c"]),
              helper.make_node("Where", ["c", "x0", "x1"], ["y"])]
@@ -161,6 +168,8 @@ CASES: dict[str, Case] = {
     "elementwise_pairs": Case(_chain, ("elementwise",)),
     "elementwise_odd": Case(_odd, ("elementwise",), data="positive"),
     "elementwise_where": Case(_where, ("elementwise",)),
+    "elementwise_dynamic": Case(_dynamic, ("elementwise",), config={"profiles": [
+        OptimizationProfile({"x0": ((1, 6), (2, 6), (4, 6))})]}),
     "elementwise_casts": Case(_casts, ("elementwise",)),
     "softmax": Case(_one("Softmax", [[2, 3, 40]], axis=1), ("softmax",)),
     "log_softmax": Case(_one("LogSoftmax", [[2, 70]], axis=-1), ("softmax",)),
@@ -258,7 +267,8 @@ def _feeds(model: onnx.ModelProto, data: str, seed: int = 0) -> dict[str, np.nda
     for vi in model.graph.input:
         if vi.name in inits:
             continue
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        shape = [d.dim_value if d.HasField("dim_value") else 3
+                 for d in vi.type.tensor_type.shape.dim]
         elem = vi.type.tensor_type.elem_type
         if elem == I64:
             feeds[vi.name] = rng.integers(-20, 20, shape).astype(np.int64)
