@@ -19,6 +19,12 @@ def stored(value: str, dtype: str) -> str:
     return store_from_float(value, dtype) if is_half(dtype) else value
 
 
+def cast_to(value: str, dtype: str) -> str:
+    """Computed `value` as a stored `dtype` element: converted for a half, `(T)value` otherwise
+    (parenthesize `value` unless it is one term)."""
+    return store_from_float(value, dtype) if is_half(dtype) else f"({c_type(dtype)}){value}"
+
+
 def compute_literal(value: float, dtype: str) -> str:
     """A literal of `value` in the type `dtype` is computed in (float for a half, not rounded to
     the half: the reference computes with it in float64)."""

@@ -20,7 +20,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
-from ember.codegen.templates.half import is_float, stored
+from ember.codegen.templates.half import cast_to, is_float, stored
 from ember.errors import UnsupportedError
 
 
@@ -95,10 +95,10 @@ def emit(name: str, params: dict) -> KernelSpec:
         indent = indent[:-4]
         body.append(f"{indent}}}")
     if fn == "avg":
-        body.append(f"        out0[i] = {_cast(f'(acc / ({acc_t})count)', dtype)};")
+        body.append(f"        out0[i] = {cast_to(f'(acc / ({acc_t})count)', dtype)};")
     elif fn == "lp":
         pw = "powf" if acc_t == "float" else "pow"
-        body.append(f"        out0[i] = {_cast(f'{pw}(acc, ({acc_t}){1.0 / p!r})', dtype)};")
+        body.append(f"        out0[i] = {cast_to(f'{pw}(acc, ({acc_t}){1.0 / p!r})', dtype)};")
     else:
         body.append(f"        out0[i] = {stored('acc', dtype)};")
     body.append("    }")
@@ -113,11 +113,6 @@ def emit(name: str, params: dict) -> KernelSpec:
                    "loop, block 256"],
                   signature(name, params["in_dtypes"][:1], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)
-
-
-def _cast(value: str, dtype: str) -> str:
-    """`value` converted to a stored `dtype` element."""
-    return stored(value, dtype) if is_half(dtype) else f"({c_type(dtype)}){value}"
 
 
 def _emit_packed(name: str, params: dict, fn: str, kernel: list[int], strides: list[int],

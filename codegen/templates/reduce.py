@@ -20,7 +20,7 @@ from ember.codegen.templates import (
     source,
     strides_of,
 )
-from ember.codegen.templates.half import is_float, stored
+from ember.codegen.templates.half import cast_to, is_float
 from ember.errors import UnsupportedError
 
 # fn -> (combine functor, map of x, finalize of r over count n)
@@ -92,7 +92,7 @@ def emit(name: str, params: dict) -> KernelSpec:
              f"            v = {combine}()(v, ({acc})({mapped}));",
              "        }",
              f"        const {acc} r = block_reduce(v, smem, {combine}());",
-             f"        if (threadIdx.x == 0) out0[o] = {_store(final, dtype)};",
+             f"        if (threadIdx.x == 0) out0[o] = {cast_to(f'({final})', dtype)};",
              "    }"]
     text = source(f"reduce {fn} over axes {axes} of {shape} {dtype}",
                   [f"tactic: one block of {block} threads per output element ({n_out} outputs "
@@ -100,8 +100,3 @@ def emit(name: str, params: dict) -> KernelSpec:
                   signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
                   helpers=BLOCK_REDUCE)
     return KernelSpec(text, (blocks, 1, 1), (block, 1, 1), 0)
-
-
-def _store(value: str, dtype: str) -> str:
-    return stored(value, dtype) if is_half(dtype) else f"({c_type(dtype)})({value})"
-
