@@ -30,6 +30,8 @@ from ember.codegen.scalar_c import (
     storage_type,
     store_from_float,
 )
+from ember.codegen.templates import KernelSpec, grid_1d, grid_stride_loop, signature, source
+from ember.codegen.templates.elementwise import epilogue_dtypes, epilogue_lines
 from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels import KERNELS
@@ -454,24 +456,76 @@ def _direct_inputs(template: str, params: dict, np_h: np.dtype) -> list[np.ndarr
 def test_direct_cases_on_gpu_match_their_cpu_kernels(dtype):
     """One launch of each kernel on its own against the template's numpy kernel (exact for the
     copies, one unit in the last place for attention)."""
-    from ember.runtime import cuda
-
     np_h = HALVES[dtype][1]
-    device = cuda.default_device()
     for template, params in _direct_cases(dtype).items():
         name, spec = emit_step({"name": template, "template": template, "params": params})
-        compiled = compile_cuda(spec.source, name=name, arch=device.arch)
-        function = cuda.Module.load(compiled.cubin, compiled.ptx, name=name).function(name)
         inputs = _direct_inputs(template, params, np_h)
         want = KERNELS[template](inputs, params)[0]
-        got = np.full(params["out_shapes"][0], np.nan, np_h)
-        buffers = [cuda.DeviceBuffer(a.nbytes) for a in (*inputs, got)]
-        for buffer, a in zip(buffers, inputs, strict=False):
-            buffer.upload(a)
-        buffers[-1].upload(got)
-        args = cuda.pack_args([("ptr", b.ptr) for b in buffers])
-        cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, None, args)
-        device.synchronize()
-        buffers[-1].download(got)
+        got = _launch(spec, name, inputs, params["out_shapes"][0], np_h)
         assert_within_ulps(got, np.ascontiguousarray(want).astype(np_h),
                            1 if template == "attention" else 0, f"{template} {dtype}")
+
+
+def _launch(spec: KernelSpec, name: str, inputs: list[np.ndarray], out_shape: list[int],
+            out_dtype: np.dtype) -> np.ndarray:
+    """Run one kernel (pointer arguments: the inputs, then the result) on the GPU."""
+    from ember.runtime import cuda
+
+    device = cuda.default_device()
+    compiled = compile_cuda(spec.source, name=name, arch=device.arch)
+    function = cuda.Module.load(compiled.cubin, compiled.ptx, name=name).function(name)
+    got = np.full(out_shape, np.nan, out_dtype)
+    buffers = [cuda.DeviceBuffer(a.nbytes) for a in (*inputs, got)]
+    for buffer, a in zip(buffers, (*inputs, got), strict=True):
+        buffer.upload(a)
+    args = cuda.pack_args([("ptr", b.ptr) for b in buffers])
+    cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, None, args)
+    device.synchronize()
+    return buffers[-1].download(got)
+
+
+# -- the epilogue contract a GEMM kernel relies on ------------------------------------------------
+
+def _epilogue_kernel(dtype: str) -> tuple[KernelSpec, dict]:
+    """A stand-in for a half GEMM: its float accumulator `acc` (here 3·x), then
+    `epilogue_lines(params, "acc", "i", indent)` (+ bias row, relu), then the store of `acc` by
+    `store_from_float` — as matmul / conv do for a float16 / bfloat16 result."""
+    params = {"in_shapes": [[4, 6]], "in_dtypes": [dtype], "out_shapes": [[4, 6]],
+              "out_dtypes": [dtype],
+              "epilogue": {"ops": [{"fn": "add", "args": [0, 1], "dtype": dtype},
+                                   {"fn": "relu", "args": [2], "dtype": dtype}],
+                           "result": 3, "in_shapes": [[6]], "in_dtypes": [dtype]}}
+    body = [grid_stride_loop(24, "int"),
+            f"        float acc = {load_float('in0[i]', dtype)} * 3.0f;",
+            *epilogue_lines(params, "acc", "i", "        "),
+            f"        out0[i] = {store_from_float('acc', dtype)};",
+            "    }"]
+    sig = signature("epilogue_contract", [dtype, *epilogue_dtypes(params)], [dtype], halves=True)
+    grid, block = grid_1d(24)
+    return KernelSpec(source("epilogue contract", [], sig, body), grid, block), params
+
+
+def _epilogue_reference(x: np.ndarray, bias: np.ndarray, params: dict) -> np.ndarray:
+    """The CPU executor's order: the kernel's result rounded to its type, then the region."""
+    result = (x.astype(np.float64) * 3).astype(x.dtype)
+    region = {k: params["epilogue"][k] for k in ("ops", "result")}
+    return KERNELS["elementwise"]([result, bias], {**params, "region": region})[0]
+
+
+@pytest.mark.parametrize("dtype", sorted(HALVES))
+def test_epilogue_lines_on_a_half_result_compile(dtype):
+    spec, _ = _epilogue_kernel(dtype)
+    assert f"const {storage_type(dtype)}* __restrict__ in1" in spec.source  # the bias
+    assert compile_cuda(spec.source, name="epilogue_contract", arch="sm_90").cubin
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", sorted(HALVES))
+def test_epilogue_lines_on_a_half_result_match_the_cpu_order(dtype):
+    np_h = HALVES[dtype][1]
+    spec, params = _epilogue_kernel(dtype)
+    rng = np.random.default_rng(0)
+    x, bias = rng.standard_normal((4, 6)).astype(np_h), rng.standard_normal(6).astype(np_h)
+    got = _launch(spec, "epilogue_contract", [x, bias], [4, 6], np_h)
+    assert_within_ulps(got, _epilogue_reference(x, bias, params), 1, dtype)
