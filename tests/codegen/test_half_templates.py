@@ -43,7 +43,6 @@ F, I64 = TensorProto.FLOAT, TensorProto.INT64
 HALVES = {"float16": (TensorProto.FLOAT16, np.dtype(np.float16)),
           "bfloat16": (TensorProto.BFLOAT16, np.dtype(ml_dtypes.bfloat16))}
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
-HALF = "HALF"  # placeholder elem type in case builders, replaced by the half under test
 
 
 def _model(nodes, inputs, outputs, inits=(), opset: int = 21) -> onnx.ModelProto:
