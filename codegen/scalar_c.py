@@ -4,11 +4,19 @@ One table, keyed like `functions.UNARY` / `BINARY`: each entry is a function of 
 context (the C type being computed, its literals and math-function spellings) and the argument
 expressions, returning one C expression. The elementwise template prints a kernel's scalar region
 through it; other templates use `c_type` / `c_literal`.
+
+Half precision (float16, bfloat16) is opt-in: `c_type` refuses it, so a template that does not
+know about it falls back to the host. A template that does stores halves as 2-byte structs
+(`storage_type`, no arithmetic on them compiles), computes in float (`compute_type`), and
+converts at the edges (`load_float`, `store_from_float`, `round_to`); `HALF_PRELUDE` defines
+them without `cuda_fp16.h` (inline PTX and integer ops), and `half_prelude` gives it to a
+kernel whose text uses them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,18 +56,131 @@ __device__ __forceinline__ double ember_mod(double x, double y) {
 """
 
 
+# half-precision dtype name -> its C storage type (defined by HALF_PRELUDE)
+HALF_TYPES: dict[str, str] = {"float16": "ember_half", "bfloat16": "ember_bf16"}
+
+# Storage, conversions and rounding of the half types, without cuda_fp16.h (NVRTC on a machine
+# with only the NVRTC wheel has no such header). `bits` is the IEEE binary16 / bfloat16 pattern;
+# the *2 pairs are 4-byte aligned, for two-element loads and stores.
+HALF_PRELUDE = """\
+// half storage: 2-byte structs with no arithmetic; compute in float through these helpers
+struct __align__(2) ember_half { unsigned short bits; };
+struct __align__(2) ember_bf16 { unsigned short bits; };
+struct __align__(4) ember_half2 { ember_half x, y; };
+struct __align__(4) ember_bf162 { ember_bf16 x, y; };
+__device__ __forceinline__ float ember_load(ember_half h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
+    return f;
+}
+__device__ __forceinline__ float ember_load(ember_bf16 h) {
+    return __uint_as_float((unsigned int)h.bits << 16);
+}
+__device__ __forceinline__ ember_half ember_to_half(float f) {  // round to nearest even
+    ember_half h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ ember_bf16 ember_to_bf16(float f) {  // round to nearest even
+    unsigned int u = __float_as_uint(f);
+    ember_bf16 h;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays a (quiet) NaN
+        h.bits = (unsigned short)((u >> 16) | 0x40u);
+        return h;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    h.bits = (unsigned short)(u >> 16);
+    return h;
+}
+__device__ __forceinline__ float ember_round_half(float f) { return ember_load(ember_to_half(f)); }
+__device__ __forceinline__ float ember_round_bf16(float f) { return ember_load(ember_to_bf16(f)); }
+"""
+_HALF_NAMES = re.compile(r"\bember_(half|bf16|load|to_half|to_bf16|round_half|round_bf16)\b")
+_TO = {"float16": "ember_to_half", "bfloat16": "ember_to_bf16"}
+_ROUND = {"float16": "ember_round_half", "bfloat16": "ember_round_bf16"}
+
+
+def dtype_name(dtype: str) -> str:
+    """numpy's name of a dtype ("bfloat16" without needing ml_dtypes registered)."""
+    text = str(dtype)
+    return text if text in HALF_TYPES else np.dtype(dtype).name
+
+
+def is_half(dtype: str) -> bool:
+    """Whether `dtype` is float16 or bfloat16."""
+    return str(dtype) in HALF_TYPES
+
+
+def storage_type(dtype: str) -> str:
+    """The C type of one element in memory: `ember_half` / `ember_bf16` (2-byte structs) for the
+    halves, `c_type` otherwise. Pointers, shared tiles of stored values, and plain copies use it."""
+    name = dtype_name(dtype)
+    return HALF_TYPES[name] if name in HALF_TYPES else c_type(name)
+
+
+def compute_type(dtype: str) -> str:
+    """The C type a kernel computes `dtype` values in: float for the halves, `c_type` otherwise."""
+    return "float" if is_half(dtype_name(dtype)) else c_type(dtype)
+
+
+def _primary(expr: str) -> str:
+    return expr if re.fullmatch(r"[\w.]+", expr) else f"({expr})"
+
+
+def load_float(expr: str, dtype: str) -> str:
+    """`expr` (an element of `storage_type(dtype)`) as a `compute_type(dtype)` expression: exact
+    (float) for the halves, `expr` itself otherwise."""
+    return f"ember_load({expr})" if is_half(dtype_name(dtype)) else expr
+
+
+def store_from_float(value: str, dtype: str) -> str:
+    """A `storage_type(dtype)` expression of `value` (a float, or any C arithmetic value): rounded
+    to nearest even for the halves (a double goes through float), a C cast otherwise."""
+    name = dtype_name(dtype)
+    if name in HALF_TYPES:
+        return f"{_TO[name]}({value})"
+    return f"({c_type(name)}){_primary(value)}"
+
+
+def round_to(value: str, dtype: str) -> str:
+    """`value` (float) rounded to the precision of `dtype`, still a float, for the halves (what
+    storing and loading again gives); `value` itself otherwise."""
+    name = dtype_name(dtype)
+    return f"{_ROUND[name]}({value})" if name in HALF_TYPES else value
+
+
+def half_prelude(text: str) -> str:
+    """HALF_PRELUDE where kernel text `text` uses its names, else ""."""
+    return HALF_PRELUDE if _HALF_NAMES.search(text) else ""
+
+
 def c_type(dtype: str) -> str:
-    """The C type of a numpy dtype name; float16 and others are not supported (FP32 builds)."""
-    name = np.dtype(dtype).name
+    """The C type of a numpy dtype name. The halves are refused (UnsupportedError naming them):
+    a template computes on them only through `storage_type` / `load_float` / `store_from_float`,
+    so one that has not opted in falls back to the host instead of computing on raw bits."""
+    name = dtype_name(dtype)
     if name not in C_TYPES:
         raise UnsupportedError(f"CUDA codegen: element type {name} is not supported "
                                f"(supported: {', '.join(C_TYPES)})")
     return C_TYPES[name]
 
 
+def rounded_to_half(value: float, dtype: str) -> float:
+    """`value` rounded (to nearest even, through float32) to the half type `dtype`, as a float."""
+    f = np.float32(value)
+    if dtype_name(dtype) == "float16" or math.isnan(f) or math.isinf(f):
+        return float(np.float16(f)) if dtype_name(dtype) == "float16" else float(f)
+    u = int(np.array(f).view(np.uint32))
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return float(np.array(u, np.uint32).view(np.float32))
+
+
 def c_literal(value: float | int | bool, dtype: str) -> str:
-    """A C literal of `value` in `dtype` (inf/nan spelled with CUDA's macros)."""
-    name = np.dtype(dtype).name
+    """A C literal of `value` in `dtype` (inf/nan spelled with CUDA's macros). For a half type:
+    the float literal (its `compute_type`) of `value` rounded to that type."""
+    name = dtype_name(dtype)
+    if name in HALF_TYPES:
+        return c_literal(rounded_to_half(float(value), name), "float32")
     if name == "bool":
         return "true" if value else "false"
     if name in ("float32", "float64"):
@@ -94,17 +215,22 @@ class CScalar:
 
     @property
     def t(self) -> str:
-        return c_type(self.dtype)
+        return compute_type(self.dtype)
 
     @property
     def is_float(self) -> bool:
-        return self.dtype in ("float32", "float64")
+        return self.dtype in ("float32", "float64") or is_half(self.dtype)
 
     def m(self, name: str) -> str:
-        """A math function for this type: "exp" -> "expf" for float, "exp" for double."""
-        return name + "f" if self.dtype == "float32" else name
+        """A math function for this type: "exp" -> "expf" for float (and the halves, computed in
+        float), "exp" for double."""
+        return name if self.dtype == "float64" else name + "f"
 
     def lit(self, v: float) -> str:
+        """A literal in the computing type (parameters of a half op are not rounded to it: the
+        reference computes with them in float64)."""
+        if is_half(self.dtype):
+            return c_literal(v, "float32")
         return c_literal(v, self.dtype if self.is_float else "float64")
 
     @property
@@ -252,19 +378,35 @@ SCALAR_C: dict[str, Rule] = {
 }
 
 
+# functions whose result is one of their value arguments (or 0, ±1): a half in, the same half
+# out, with no rounding needed
+_PICKS_AN_ARGUMENT = frozenset({"select", "max", "min", "relu", "neg", "abs", "sign"})
+
+
 def scalar_expr(fn: str, args: Sequence[str], arg_dtypes: Sequence[str], out_dtype: str,
                 alpha: float | None = None, beta: float | None = None) -> str:
     """The C expression of scalar function `fn` over argument expressions `args` (of dtypes
-    `arg_dtypes`), converted to `out_dtype`'s C type."""
+    `arg_dtypes`), converted to `out_dtype`'s C type.
+
+    Values of a half type are `compute_type` (float) expressions holding values of that type: a
+    half result is computed in float and rounded to the half (`round_to`), so a chain of half
+    ops rounds after each op as the numpy reference does."""
+    out_name = dtype_name(out_dtype)
     if fn == "cast":
-        if np.dtype(out_dtype).name == "bool":
+        if out_name == "bool":
             return f"({args[0]} != 0)"
-        return f"({c_type(out_dtype)})({args[0]})"
+        if is_half(out_name):
+            return round_to(f"(float)({args[0]})", out_name)
+        return f"({c_type(out_name)})({args[0]})"
     rule = SCALAR_C.get(fn)
     if rule is None:
         raise UnsupportedError(f"CUDA codegen: no C expression for scalar function '{fn}'")
     # the computing type: select's is its value operands', the others' their first operand's
     dtype = arg_dtypes[1] if fn == "select" else arg_dtypes[0]
-    c = CScalar(np.dtype(dtype).name, float(alpha or 0.0), float(beta or 0.0))
-    c_type(c.dtype)
-    return rule(c, list(args))
+    c = CScalar(dtype_name(dtype), float(alpha or 0.0), float(beta or 0.0))
+    compute_type(c.dtype)
+    expr = rule(c, list(args))
+    if not is_half(out_name) or (fn in _PICKS_AN_ARGUMENT and c.dtype == out_name):
+        return expr
+    return round_to(expr, out_name)
+

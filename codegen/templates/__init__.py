@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ember.codegen.scalar_c import PRELUDE, c_type
+from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
 from ember.codegen.symbolic import cdiv, is_sym, smin, upper
 from ember.errors import UnsupportedError
 
@@ -118,9 +118,13 @@ def linear(prefix: str, strides: Sequence[int], skip_zero: bool = True) -> str:
 
 
 def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
-              launch_bounds: tuple[int, int] | None = None, workspace: bool = False) -> str:
-    args = [f"const {c_type(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
-    args += [f"{c_type(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
+              launch_bounds: tuple[int, int] | None = None, workspace: bool = False,
+              halves: bool = False) -> str:
+    """`halves`: the template handles float16/bfloat16 (pointers of their `storage_type`);
+    without it a half operand is an UnsupportedError (`c_type`), so the step runs on the host."""
+    ptr = storage_type if halves else c_type
+    args = [f"const {ptr(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
+    args += [f"{ptr(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
     if workspace:
         args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
     bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
@@ -129,9 +133,13 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
 
 def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],
            prelude: bool = False, helpers: str = "") -> str:
-    """A kernel's full text: the tactic comment, helpers, the signature and body."""
+    """A kernel's full text: the tactic comment, helpers, the signature and body (and the half
+    types' definitions where the kernel uses them)."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
+    halves = half_prelude("\n".join([helpers, sig, *body]))
+    if halves:
+        parts += [halves]
     if prelude:
         parts += [PRELUDE]
     if helpers:

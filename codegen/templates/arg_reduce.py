@@ -1,10 +1,10 @@
 """arg_reduce: the int64 index of the max / min along `axis` (the first one, or the last with
 `select_last_index`; a NaN wins as in numpy's argmax/argmin). One thread per output element
-scans its line of the reduced axis."""
+scans its line of the reduced axis (float16 / bfloat16 compared as floats)."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import compute_type, load_float, storage_type
 from ember.codegen.templates import (
     KernelSpec,
     grid_1d,
@@ -36,16 +36,16 @@ def emit(name: str, params: dict) -> KernelSpec:
     last = bool(params.get("select_last_index"))
     n = prod(shape) // dim
     itype = index_type(prod(shape))
-    t = c_type(dtype)
+    t, st = compute_type(dtype), storage_type(dtype)
     better = ">" if fn == "max" else "<"
     first, step, cond = (f"{dim - 1}", "--j", "j >= 0") if last else ("0", "++j", f"j < {dim}")
     body = [grid_stride_loop(n, itype),
-            f"        const {t}* line = in0 + (i / {inner}) * {dim * inner} + i % {inner};",
+            f"        const {st}* line = in0 + (i / {inner}) * {dim * inner} + i % {inner};",
             f"        long long best_j = {first};",
-            f"        {t} best = line[(size_t)best_j * {inner}];",
+            f"        {t} best = {load_float(f'line[(size_t)best_j * {inner}]', dtype)};",
             f"        for (long long j = {first}; {cond}; {step}) {{",
             "            if (best != best) break;  // a NaN is final",
-            f"            const {t} v = line[(size_t)j * {inner}];",
+            f"            const {t} v = {load_float(f'line[(size_t)j * {inner}]', dtype)};",
             f"            if (v {better} best || v != v) {{ best = v; best_j = j; }}",
             "        }",
             "        out0[i] = best_j;",
@@ -56,5 +56,5 @@ def emit(name: str, params: dict) -> KernelSpec:
                   ["tactic: one thread per output element scans the reduced axis "
                    f"({dim} values, stride {inner}), grid-stride loop, block 256;",
                    "ties keep the first value met (scanning from the end for select_last_index)"],
-                  signature(name, [dtype], ["int64"]), body)
+                  signature(name, [dtype], ["int64"], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -1,11 +1,14 @@
 """attention: softmax(scale · Q Kᵀ + mask) V in one pass over the keys (flash-attention style).
 One block per (batch, head, tile of query rows); K/V tiles of one warp's width staged in shared
-memory; each warp owns some query rows and keeps their running max, sum and output in registers."""
+memory; each warp owns some query rows and keeps their running max, sum and output in registers.
+float16 / bfloat16 Q, K, V (and mask) are loaded into float tiles and computed in float (CUDA
+cores, not tensor cores), the output rounded once on the store."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import compute_type, load_float
 from ember.codegen.templates import KernelSpec, broadcast_strides, signature, source
+from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
 from ember.runtime.manifest import decode
 
@@ -44,21 +47,21 @@ def _mask_lines(params: dict, t: str) -> list[str]:
     index = " + ".join(terms) or "0"
     if params["in_dtypes"][3] == "bool":
         value = decode(params.get("masked_value", {"float": "-inf"}))  # plan JSON: -inf as a dict
-        masked = c_literal(float(value), params["out_dtypes"][0])
+        masked = compute_literal(float(value), params["out_dtypes"][0])
         return [f"                if (!in3[{index}]) s = {masked};"]
-    return [f"                s += ({t})in3[{index}];"]
+    return [f"                s += ({t}){load_float(f'in3[{index}]', params['in_dtypes'][3])};"]
 
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
-    if dtype not in ("float32", "float64") or any(d != dtype for d in params["in_dtypes"][:3]):
+    if not is_float(dtype) or any(d != dtype for d in params["in_dtypes"][:3]):
         raise UnsupportedError(f"CUDA attention: element type {dtype} is not supported")
     heads, dim = int(params["num_heads"]), int(params["head_dim"])
     if dim > MAX_HEAD_DIM:
         raise UnsupportedError(f"CUDA attention: head_dim {dim} > {MAX_HEAD_DIM}")
     (b, sq, wq), (_, sk, wk), (_, _, wv) = params["in_shapes"][:3]
     qo, ko, vo = (int(params.get(f"{x}_offset", 0)) for x in "qkv")
-    t = c_type(dtype)
+    t = compute_type(dtype)
     f = "" if dtype == "float64" else "f"
     size = 8 if dtype == "float64" else 4
     shared = size * (BLOCK_Q * dim + BLOCK_K * (dim + 1) + BLOCK_K * dim)
@@ -69,8 +72,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     per_lane = -(-dim // 32)  # output dims per lane: lane + 32·a
     q_tiles = -(-sq // BLOCK_Q)
     blocks = b * heads * q_tiles
-    neg_inf = c_literal(float("-inf"), dtype)
-    scale = c_literal(float(decode(params["scale"])), dtype)
+    neg_inf = compute_literal(float("-inf"), dtype)
+    scale = compute_literal(float(decode(params["scale"])), dtype)
+    q_at = load_float(f"in0[((size_t)b * {sq} + qi) * {wq} + {qo} + h * {dim} + d]", dtype)
+    k_at = load_float(f"in1[row * {wk} + {ko} + h * {dim} + d]", dtype)
+    v_at = load_float(f"in2[row * {wv} + {vo} + h * {dim} + d]", dtype)
+    out_at = f"out0[((size_t)b * {sq} + qi) * {heads * dim} + h * {dim} + d]"
     body = [
         f"    __shared__ {t} Qs[{BLOCK_Q}][{dim}];",
         f"    __shared__ {t} Ks[{BLOCK_K}][{dim + 1}];  // +1: lanes read rows, no bank conflicts",
@@ -81,8 +88,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;",
         f"    for (int i = threadIdx.x; i < {BLOCK_Q * dim}; i += {WARPS * 32}) {{",
         f"        const int r = i / {dim}, d = i % {dim}, qi = tile * {BLOCK_Q} + r;",
-        f"        Qs[r][d] = qi < {sq} ? in0[((size_t)b * {sq} + qi) * {wq} + {qo} + h * {dim} + d]"
-        " : 0;",
+        f"        Qs[r][d] = qi < {sq} ? {q_at} : 0;",
         "    }",
         f"    {t} m[{rows}], l[{rows}], acc[{rows}][{per_lane}];",
         "    #pragma unroll",
@@ -97,8 +103,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"        for (int i = threadIdx.x; i < {BLOCK_K * dim}; i += {WARPS * 32}) {{",
         f"            const int r = i / {dim}, d = i % {dim}, key = k0 + r;",
         f"            const size_t row = ((size_t)b * {sk} + key);",
-        f"            Ks[r][d] = key < {sk} ? in1[row * {wk} + {ko} + h * {dim} + d] : 0;",
-        f"            Vs[r][d] = key < {sk} ? in2[row * {wv} + {vo} + h * {dim} + d] : 0;",
+        f"            Ks[r][d] = key < {sk} ? {k_at} : 0;",
+        f"            Vs[r][d] = key < {sk} ? {v_at} : 0;",
         "        }",
         "        __syncthreads();",
         "        const int key = k0 + lane;",
@@ -142,8 +148,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        #pragma unroll",
         f"        for (int a = 0; a < {per_lane}; ++a) {{",
         "            const int d = lane + 32 * a;",
-        f"            if (d < {dim}) out0[((size_t)b * {sq} + qi) * {heads * dim} + h * {dim} + d]"
-        " = acc[r][a] * inv;",
+        f"            if (d < {dim}) {out_at} = {stored('acc[r][a] * inv', dtype)};",
         "        }",
         "    }",
     ]
@@ -155,6 +160,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         [f"tactic: one block of {WARPS} warps per ({b} batch, {heads} heads, {q_tiles} tiles of "
          f"{BLOCK_Q} queries); {BLOCK_K}-key K/V tiles in shared memory; online softmax per row",
          f"q cols {qo}+ of {wq}, k cols {ko}+ of {wk}, v cols {vo}+ of {wv}; scale {scale}"],
-        signature(name, params["in_dtypes"], [dtype], launch_bounds=(WARPS * 32, 1)), body,
+        signature(name, params["in_dtypes"], [dtype], launch_bounds=(WARPS * 32, 1),
+                  halves=True), body,
         helpers=HELPERS)
     return KernelSpec(text, (blocks, 1, 1), (WARPS * 32, 1, 1), 0)

@@ -1,5 +1,5 @@
 """concat: inputs joined along one axis; one thread per output element picks its input by the
-position along the axis."""
+position along the axis (elements copied as stored, a half as its 2 bytes)."""
 
 from __future__ import annotations
 
@@ -46,5 +46,5 @@ def emit(name: str, params: dict) -> KernelSpec:
     grid, block = grid_1d(n)
     text = source(f"concat axis {axis} of {len(shapes)} inputs -> {out_shape} {dtype}",
                   ["tactic: one thread per output element, grid-stride loop, block 256"],
-                  signature(name, params["in_dtypes"], [dtype]), body)
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -1,10 +1,10 @@
 """cumsum: running sum along `axis` (`exclusive` leaves the element itself out, `reverse` runs
 from the end). One thread per line of the axis, summing sequentially in the element type as
-numpy's cumsum does."""
+numpy's cumsum does (float16 / bfloat16: in float, rounded to the type after each add)."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import compute_type, is_half, load_float, round_to, storage_type
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
@@ -15,6 +15,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.half import stored
 from ember.errors import UnsupportedError
 
 
@@ -30,17 +31,20 @@ def emit(name: str, params: dict) -> KernelSpec:
     dim, inner = shape[axis], prod(shape[axis + 1:])
     n = prod(shape) // dim if is_sym(dim) or dim else 0
     itype = index_type(prod(shape))
-    t = c_type(dtype)
+    t, st = compute_type(dtype), storage_type(dtype)
+    add = round_to(f"acc + {load_float('line[at]', dtype)}", dtype)
+    acc = stored("acc", dtype)
     loop = (f"for (long long j = {dim - 1}; j >= 0; --j)" if reverse
             else f"for (long long j = 0; j < {dim}; ++j)")
+    step = f"            acc = {add};" if is_half(dtype) else "            acc += line[at];"
     update = (["            const size_t at = (size_t)j * " + f"{inner};",
-               "            out0[at] = acc;", "            acc += line[at];"] if exclusive
+               f"            out0[at] = {acc};", step] if exclusive
               else ["            const size_t at = (size_t)j * " + f"{inner};",
-                    "            acc += line[at];", "            out0[at] = acc;"])
+                    step, f"            out0[at] = {acc};"])
     body = [grid_stride_loop(n, itype),
             f"        const size_t base = (size_t)(i / {inner}) * {dim * inner} + i % {inner};",
-            f"        const {t}* line = in0 + base;",
-            f"        {t}* out_line = out0 + base;",
+            f"        const {st}* line = in0 + base;",
+            f"        {st}* out_line = out0 + base;",
             f"        {t} acc = 0;",
             f"        {loop} {{",
             *(u.replace("out0[", "out_line[") for u in update),
@@ -51,5 +55,5 @@ def emit(name: str, params: dict) -> KernelSpec:
                   f"reverse={int(reverse)}",
                   [f"tactic: one thread per line ({n} lines of {dim}, stride {inner}), "
                    "sequential sum in the element type, grid-stride loop, block 256"],
-                  signature(name, [dtype], [dtype]), body)
+                  signature(name, [dtype], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

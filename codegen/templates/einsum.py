@@ -1,11 +1,12 @@
 """einsum: numpy einsum of one or two operands as a strided contraction: one thread per output
 element loops over the summed labels; each operand is read through per-label strides computed
 here (a repeated label adds its strides — a diagonal —, a broadcast "..." dim has stride 0).
-"bij,bjk->bik" is a batched matmul, "ii->i" a diagonal, "ij->" a full sum."""
+"bij,bjk->bik" is a batched matmul, "ii->i" a diagonal, "ij->" a full sum. float16 / bfloat16
+operands are loaded into floats and summed in float."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import c_type, is_half, load_float, storage_type, store_from_float
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
@@ -65,8 +66,9 @@ def emit(name: str, params: dict) -> KernelSpec:
     n = prod(out_shape)
     n_sum = prod(sizes[lab] for lab in summed)
     itype = index_type(n, *(prod(s) for s in shapes))
-    t = c_type(dtype)
-    acc_t = "float" if dtype == "float32" else t
+    half = is_half(dtype)
+    t = storage_type(dtype) if half else c_type(dtype)
+    acc_t = "float" if dtype == "float32" or half else t
     body = [grid_stride_loop(n, itype)]
     body += decompose("i", out_shape, "o", "        ", itype)
 
@@ -80,7 +82,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     for k in range(len(shapes)):
         body.append(f"        const {t}* a{k} = in{k} + {offset(k, out_coord)};")
     body.append(f"        {acc_t} acc = 0;")
-    product = " * ".join(f"({acc_t})a{k}[{offset(k, sum_coord)}]" for k in range(len(shapes)))
+    product = " * ".join(f"({acc_t}){load_float(f'a{k}[{offset(k, sum_coord)}]', dtype)}"
+                         for k in range(len(shapes)))
     if summed:
         body.append(f"        for (long long r = 0; r < {n_sum}; ++r) {{")
         body += decompose("r", [sizes[lab] for lab in summed], "r", "            ", "long long")
@@ -88,12 +91,13 @@ def emit(name: str, params: dict) -> KernelSpec:
         body.append("        }")
     else:
         body.append(f"        acc = {product};")
-    body += [f"        out0[i] = ({t})acc;", "    }"]
+    body += [f"        out0[i] = {store_from_float('acc', dtype) if half else f'({t})acc'};",
+             "    }"]
     grid, block = grid_1d(n)
     labels = ", ".join(f"{lab}={sizes[lab]}" for lab in sizes)
     text = source(f"einsum '{equation}' {shapes} -> {out_shape} {dtype}",
                   ["tactic: one thread per output element (grid-stride loop, block 256) sums "
                    f"over the labels {summed or 'none'} ({n_sum} terms);",
                    f"label sizes: {labels}; operand strides per label: {op_strides}"],
-                  signature(name, params["in_dtypes"], [dtype]), body)
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

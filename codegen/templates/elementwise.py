@@ -1,12 +1,25 @@
 """elementwise: a scalar region over broadcast inputs, one thread per output element
 (grid-stride loop); each input is read through its own broadcast strides, computed here.
+Half-precision values are computed in float (rounded to their type after each op, as the numpy
+reference rounds); where a half is involved and the last output dim is even, each thread takes
+two neighbouring elements with 4-byte loads and stores of the half pairs.
 `epilogue_lines` prints the same region as a conv's / matmul's epilogue."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ember.codegen.scalar_c import c_type, scalar_expr
+from ember.codegen.scalar_c import (
+    c_type,
+    compute_type,
+    is_half,
+    load_float,
+    round_to,
+    scalar_expr,
+    storage_type,
+    store_from_float,
+)
+from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
@@ -21,36 +34,45 @@ from ember.codegen.templates import (
 )
 
 
+def _at(shape: Sequence[int], out_shape: Sequence[int], index: str, prefix: str) -> str:
+    """Where input `shape` is read at output index `index` (coordinates `<prefix>c0..`)."""
+    if list(shape) == list(out_shape):
+        return index
+    if prod(shape) == 1:
+        return "0"
+    return linear(f"{prefix}c", broadcast_strides(shape, out_shape))
+
+
+def _needs_coords(shapes: Sequence[Sequence[int]], out_shape: Sequence[int]) -> bool:
+    return any(list(s) != list(out_shape) and prod(s) != 1 for s in shapes)
+
+
 def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[str],
                 out_shape: Sequence[int], index: str, prefix: str, indent: str,
                 itype: str = "int", number_from: int = 0) -> list[str]:
     """C lines defining `<prefix><number_from + k>` = the element of input `in<first + k>` at
     output index `index`, read through its broadcast strides (coordinates `<prefix>c0..` where
-    needed)."""
+    needed), as a `compute_type` value (a half is loaded into a float)."""
     lines: list[str] = []
-    if any(list(s) != list(out_shape) and prod(s) != 1 for s in shapes):
+    if _needs_coords(shapes, out_shape):
         lines += decompose(index, out_shape, f"{prefix}c", indent, itype)
     for k, (shape, dt) in enumerate(zip(shapes, dtypes, strict=True)):
-        if list(shape) == list(out_shape):
-            at = index
-        elif prod(shape) == 1:
-            at = "0"
-        else:
-            at = linear(f"{prefix}c", broadcast_strides(shape, out_shape))
-        lines.append(f"{indent}const {c_type(dt)} {prefix}{number_from + k} = "
-                     f"in{first + k}[{at}];")
+        at = _at(shape, out_shape, index, prefix)
+        lines.append(f"{indent}const {compute_type(dt)} {prefix}{number_from + k} = "
+                     f"{load_float(f'in{first + k}[{at}]', dt)};")
     return lines
 
 
 def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str) -> list[str]:
     """C lines computing a region's ops over values `<prefix>0..` (of `dtypes`), each op's result
-    the next numbered value; the result is `<prefix><region["result"]>`."""
+    the next numbered value; the result is `<prefix><region["result"]>`. A value of a half type
+    is a float holding a value of that type."""
     dtypes, lines = list(dtypes), []
     for op in region["ops"]:
         args = [f"{prefix}{a}" for a in op["args"]]
         expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
                            op.get("alpha"), op.get("beta"))
-        lines.append(f"{indent}const {c_type(op['dtype'])} {prefix}{len(dtypes)} = {expr};"
+        lines.append(f"{indent}const {compute_type(op['dtype'])} {prefix}{len(dtypes)} = {expr};"
                      f"  // {op['fn']}")
         dtypes.append(op["dtype"])
     return lines
@@ -59,18 +81,31 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str) 
 def epilogue_lines(params: dict, value: str, index: str, indent: str) -> list[str]:
     """C lines applying a launch's `epilogue` to `value` (the output element at flat output
     index `index`), assigning the result back to `value`; none without an epilogue. Its extra
-    inputs are the kernel's last pointer arguments."""
+    inputs are the kernel's last pointer arguments (declare them with `epilogue_dtypes` and
+    `signature(..., halves=True)` where one may be a half).
+
+    The contract for an output dtype `T = params["out_dtypes"][0]`: `value` is an lvalue of
+    `compute_type(T)` (float for float16 / bfloat16, as a GEMM accumulates). For a half `T` the
+    region starts from `value` rounded to `T` (the reference rounds the kernel's result before
+    its epilogue) and leaves in `value` a float already rounded to `T`; the caller stores it with
+    `store_from_float(value, T)` — as it does with no epilogue (where these lines are empty).
+    Extra inputs of half types are loaded into floats. Kernels using it get the half prelude
+    from `source` automatically."""
     epilogue = params.get("epilogue")
     if epilogue is None:
         return []
     out_shape, dtype = params["out_shapes"][0], params["out_dtypes"][0]
     first = len(params["in_shapes"])
     lines = [f"{indent}// epilogue: {', '.join(op['fn'] for op in epilogue['ops']) or 'copy'}",
-             f"{indent}const {c_type(dtype)} e0 = {value};"]
+             f"{indent}const {compute_type(dtype)} e0 = {round_to(value, dtype)};"]
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
                          index, "e", indent, "size_t", number_from=1)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent)
-    lines.append(f"{indent}{value} = ({c_type(dtype)})e{epilogue['result']};")
+    result = f"e{epilogue['result']}"
+    if is_half(dtype):
+        lines.append(f"{indent}{value} = {round_to(result, dtype)};")
+    else:
+        lines.append(f"{indent}{value} = ({c_type(dtype)}){result};")
     return lines
 
 
@@ -95,22 +130,81 @@ def uses_mod(params: dict) -> bool:
     return bool(epilogue) and any(op["fn"] == "mod" for op in epilogue["ops"])
 
 
+def _pairs_ok(params: dict) -> bool:
+    """Whether two neighbouring elements per thread (half pairs) fit: a half is involved and the
+    last output dim is even, so a pair never straddles a row and every input is read at an even
+    index (a whole pair) or broadcast along the last dim (one value for both)."""
+    out_shape = params["out_shapes"][0]
+    dtypes = [*params["in_dtypes"], params["out_dtypes"][0]]
+    if not out_shape or not any(is_half(t) for t in dtypes):
+        return False
+    last = out_shape[-1]
+    return not is_sym(last) and last > 0 and last % 2 == 0
+
+
+def _pair_lines(params: dict, itype: str) -> list[str]:
+    """The loop body of the paired path: element i = 2·p and i + 1."""
+    in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
+    out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    region = params["region"]
+    ind = "        "
+    body = [f"{ind}const {itype} i = 2 * p;"]
+    if _needs_coords(in_shapes, out_shape):
+        body += decompose("i", out_shape, "c", ind, itype)
+    for k, (shape, dt) in enumerate(zip(in_shapes, in_dtypes, strict=True)):
+        at = _at(shape, out_shape, "i", "")
+        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+        single = prod(shape) == 1 or padded[-1] == 1  # one value for both elements
+        ct = compute_type(dt)
+        if single:
+            body.append(f"{ind}const {ct} a{k} = {load_float(f'in{k}[{at}]', dt)}, b{k} = a{k};")
+        elif is_half(dt):
+            pair = f"p{k}"
+            body.append(f"{ind}const {storage_type(dt)}2 {pair} = "
+                        f"*(const {storage_type(dt)}2*)(in{k} + {at});")
+            body.append(f"{ind}const {ct} a{k} = {load_float(pair + '.x', dt)}, "
+                        f"b{k} = {load_float(pair + '.y', dt)};")
+        else:
+            body.append(f"{ind}const {ct} a{k} = in{k}[{at}], b{k} = in{k}[{at} + 1];")
+    body += region_lines(region, in_dtypes, "a", ind)
+    body += region_lines(region, in_dtypes, "b", ind)
+    a, b = f"a{region['result']}", f"b{region['result']}"
+    if is_half(out_dtype):
+        st = storage_type(out_dtype)
+        body.append(f"{ind}*({st}2*)(out0 + i) = {st}2{{{store_from_float(a, out_dtype)}, "
+                    f"{store_from_float(b, out_dtype)}}};")
+    else:
+        body.append(f"{ind}out0[i] = {store_from_float(a, out_dtype)};")
+        body.append(f"{ind}out0[i + 1] = {store_from_float(b, out_dtype)};")
+    return body
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
     out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
     region = params["region"]
     n = prod(out_shape)
     itype = index_type(n)
-    body = [grid_stride_loop(n, itype)]
-    body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype)
-    body += region_lines(region, in_dtypes, "v", "        ")
-    body.append(f"        out0[i] = ({c_type(out_dtype)})v{region['result']};")
-    body.append("    }")
     fns = ", ".join(op["fn"] for op in region["ops"]) or "copy"
-    grid, block = grid_1d(n)
+    if _pairs_ok(params):
+        pairs = prod(out_shape[:-1]) * (out_shape[-1] // 2)
+        body = [f"    for ({itype} p = ({itype})blockIdx.x * blockDim.x + threadIdx.x; "
+                f"p < {pairs}; p += ({itype})blockDim.x * gridDim.x) {{"]
+        body += _pair_lines(params, itype)
+        tactic = ("tactic: two neighbouring elements per thread (4-byte loads and stores of "
+                  "half pairs), computed in float; grid-stride loop, block 256;")
+        grid, block = grid_1d(pairs)
+    else:
+        body = [grid_stride_loop(n, itype)]
+        body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype)
+        body += region_lines(region, in_dtypes, "v", "        ")
+        result = f"v{region['result']}"
+        body.append(f"        out0[i] = {store_from_float(result, out_dtype)};")
+        tactic = "tactic: one thread per output element, grid-stride loop, block 256;"
+        grid, block = grid_1d(n)
+    body.append("    }")
     text = source(f"elementwise [{fns}] -> {out_dtype}{list(out_shape)}",
-                  ["tactic: one thread per output element, grid-stride loop, block 256;",
-                   "inputs read through numpy broadcast strides"],
-                  signature(name, in_dtypes, [out_dtype]), body,
+                  [tactic, "inputs read through numpy broadcast strides"],
+                  signature(name, in_dtypes, [out_dtype], halves=True), body,
                   prelude=any(op["fn"] == "mod" for op in region["ops"]))
     return KernelSpec(text, grid, block, 0)

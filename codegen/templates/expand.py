@@ -1,12 +1,13 @@
 """expand: numpy broadcast of the input to the output shape; one thread per output element
 (grid-stride) reading through broadcast strides. `copy_kernel` is shared by the other
-gather-by-strides templates (transpose, slice, tile)."""
+gather-by-strides templates (transpose, slice, tile). Elements are copied as stored (a half as
+its 2 bytes), so every element type is copied the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import storage_type
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
@@ -41,8 +42,8 @@ def copy_kernel(name: str, params: dict, strides: Sequence[int], what: str, base
     grid, block = grid_1d(n)
     text = source(f"{what}: {params['in_shapes'][0]} -> {out_shape} {dtype}",
                   ["tactic: one thread per output element, grid-stride loop, block 256"],
-                  signature(name, params["in_dtypes"][:1], [dtype]), body)
-    c_type(dtype)
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body)
+    storage_type(dtype)
     return KernelSpec(text, grid, block, 0)
 
 

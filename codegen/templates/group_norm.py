@@ -4,7 +4,7 @@ shift per channel. One thread block per (batch, group) row, two-pass mean / vari
 from __future__ import annotations
 
 from ember.codegen.templates import KernelSpec, prod
-from ember.codegen.templates.layer_norm import normalized_rows
+from ember.codegen.templates.layer_norm import normalized_rows, param, store_line
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -14,5 +14,6 @@ def emit(name: str, params: dict) -> KernelSpec:
     per_group = channels // groups
     rows, length = shape[0] * groups, per_group * spatial
     affine = [f"            const int c = (row % {groups}) * {per_group} + j / {spatial};",
-              "            y[j] = (x[j] - mean) * inv * in1[c] + in2[c];"]
+              store_line(f"(XJ - mean) * inv * {param(params, 1, 'c')} + {param(params, 2, 'c')}",
+                         params["out_dtypes"][0])]
     return normalized_rows(name, params, rows, length, f"group_norm groups={groups}", affine)

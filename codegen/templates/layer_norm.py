@@ -1,10 +1,11 @@
 """layer_norm: normalize over dims axis..end, then scale (+ bias) broadcast to those dims. One
 thread block per row: mean, then variance of the centred values (two passes), by block trees;
-the RMS variant (`rms`) skips the mean and divides by the root mean square (one pass)."""
+the RMS variant (`rms`) skips the mean and divides by the root mean square (one pass).
+float16 / bfloat16 operands are loaded into floats and the row computed in float."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
     KernelSpec,
@@ -17,6 +18,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
 
 
@@ -30,46 +32,61 @@ def param_index(shape: list[int], inner: list[int], body: list[str], k: int) -> 
     return linear(f"p{k}_", broadcast_strides(shape, inner))
 
 
+def param(params: dict, k: int, index: str) -> str:
+    """Operand `in<k>` at `index` as a computing-type expression."""
+    return load_float(f"in{k}[{index}]", params["in_dtypes"][k])
+
+
 def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
                     affine: list[str], centred: bool = True) -> KernelSpec:
     """One block per row of `length`: `mean` (0 unless `centred`) and `inv` = 1 / sqrt(mean of
-    (x - mean)² + eps) by block trees, then the `affine` lines write y[j]."""
+    (x - mean)² + eps) by block trees, then the `affine` lines compute `yj`, stored as y[j].
+    `xj` is x[j] as a computing-type (float for a half) expression."""
     dtype = params["out_dtypes"][0]
-    if dtype not in ("float32", "float64"):
-        raise UnsupportedError(f"CUDA {what}: element type {dtype} is not supported")
-    t = c_type(dtype)
+    if not is_float(dtype) or any(not is_float(d) for d in params["in_dtypes"]):
+        raise UnsupportedError(f"CUDA {what}: element types {params['in_dtypes']} -> {dtype} "
+                               "are not supported")
+    t = compute_type(dtype)
     f = "" if dtype == "float64" else "f"
-    eps = c_literal(float(params["epsilon"]), dtype)
+    eps = compute_literal(float(params["epsilon"]), dtype)
     block = block_size_for(length, hi=512)
+    xj = load_float("x[j]", dtype)
     if centred:
         mean = [f"        {t} s = 0;",
-                f"        for (int j = threadIdx.x; j < {length}; j += {block}) s += x[j];",
+                f"        for (int j = threadIdx.x; j < {length}; j += {block}) s += {xj};",
                 f"        const {t} mean = block_reduce(s, smem, SumOp()) / ({t}){length};"]
         passes = "two-pass mean / variance"
     else:
         mean = [f"        const {t} mean = 0;"]
         passes = "one-pass mean square"
+    st = storage_type(dtype) if is_half(dtype) else t
     body = [f"    __shared__ {t} smem[{block}];",
             f"    for (int row = blockIdx.x; row < {rows}; row += gridDim.x) {{",
-            f"        const {t}* x = in0 + (size_t)row * {length};",
-            f"        {t}* y = out0 + (size_t)row * {length};",
+            f"        const {st}* x = in0 + (size_t)row * {length};",
+            f"        {st}* y = out0 + (size_t)row * {length};",
             *mean,
             f"        {t} q = 0;",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
-            f"            const {t} d = x[j] - mean;",
+            f"            const {t} d = {xj} - mean;",
             "            q += d * d;",
             "        }",
             f"        const {t} inv = rsqrt{f}(block_reduce(q, smem, SumOp()) / ({t}){length} "
             f"+ {eps});",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
-            *affine,
+            *[line.replace("XJ", xj) for line in affine],
             "        }",
             "    }"]
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
                    f"{passes} with shared-memory trees"],
-                  signature(name, params["in_dtypes"], [dtype]), body, helpers=BLOCK_REDUCE)
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body,
+                  helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
+
+
+def store_line(value: str, dtype: str) -> str:
+    """The affine line storing `value` as y[j]."""
+    return f"            y[j] = {stored(value, dtype)};"
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -80,10 +97,10 @@ def emit(name: str, params: dict) -> KernelSpec:
     affine: list[str] = []
     rms = bool(params.get("rms", False))
     s_idx = param_index(list(params["in_shapes"][1]), inner, affine, 1)
-    expr = f"{'x[j]' if rms else '(x[j] - mean)'} * inv * in1[{s_idx}]"
+    expr = f"{'XJ' if rms else '(XJ - mean)'} * inv * {param(params, 1, s_idx)}"
     if len(params["in_shapes"]) > 2:
         b_idx = param_index(list(params["in_shapes"][2]), inner, affine, 2)
-        expr += f" + in2[{b_idx}]"
-    affine.append(f"            y[j] = {expr};")
+        expr += f" + {param(params, 2, b_idx)}"
+    affine.append(store_line(expr, params["out_dtypes"][0]))
     what = f"{'rms_norm' if rms else 'layer_norm'} axis {axis}"
     return normalized_rows(name, params, rows, length, what, affine, centred=not rms)

@@ -1,9 +1,10 @@
 """pad: constant / reflect / edge / wrap padding (negative pads crop); one thread per output
-element mapping each coordinate back into the (cropped) input."""
+element mapping each coordinate back into the (cropped) input. Elements are copied as stored (a
+half as its 2 bytes); a half's pad value is rounded to it, as the reference does."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import c_literal, c_type, is_half, store_from_float
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
@@ -28,9 +29,12 @@ def emit(name: str, params: dict) -> KernelSpec:
         raise UnsupportedError(f"CUDA pad: unknown mode '{mode}'")
     rank = len(shape)
     pads = [int(p) for p in params["pads"]]
-    t = c_type(dtype)
-    value = c_literal(float(params.get("value", 0.0) or 0.0), dtype) \
-        if dtype in ("float32", "float64", "bool") else f"({t}){int(params.get('value') or 0)}"
+    if is_half(dtype):
+        value = store_from_float(c_literal(float(params.get("value", 0.0) or 0.0), dtype), dtype)
+    else:
+        t = c_type(dtype)
+        value = c_literal(float(params.get("value", 0.0) or 0.0), dtype) \
+            if dtype in ("float32", "float64", "bool") else f"({t}){int(params.get('value') or 0)}"
     st = strides_of(shape)
     n = prod(out_shape)
     itype = index_type(n, prod(shape))
@@ -69,5 +73,5 @@ def emit(name: str, params: dict) -> KernelSpec:
     grid, block = grid_1d(n)
     text = source(f"pad {mode} pads={pads} {shape} -> {out_shape} {dtype}",
                   ["tactic: one thread per output element, grid-stride loop, block 256"],
-                  signature(name, params["in_dtypes"][:1], [dtype]), body)
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -4,11 +4,12 @@ and pad positions (not those a ceil-mode window adds past the end pad). `layout:
 input [N, H, W, C] and output [N, P, Q, C], a warp's threads reading neighbouring channels.
 `layout: NC4HW4` (2-d): input [N, C4, H, W, 4] and output [N, C4, P, Q, 4], every lane pooled on
 its own; float32 runs one thread per output pixel's 4 lanes (float4 loads and store), other
-dtypes one thread per output element."""
+dtypes one thread per output element. float16 / bfloat16 are loaded into floats (max compares,
+avg and lp sum in float) and rounded once on the store."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import c_literal, c_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -19,6 +20,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.half import cast_to, is_float, stored
 from ember.errors import UnsupportedError
 
 
@@ -28,7 +30,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if fn not in ("max", "avg", "lp"):
         raise UnsupportedError(f"CUDA pool: unknown function '{fn}'")
-    if fn != "max" and dtype not in ("float32", "float64"):
+    if fn != "max" and not is_float(dtype):
         raise UnsupportedError(f"CUDA pool: {fn} pooling of {dtype} is not supported")
     kernel, strides = list(params["kernel"]), list(params["strides"])
     pads, dilations = list(params["pads"]), list(params["dilations"])
@@ -49,10 +51,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     first = 1 if nhwc else 2
     n = prod(out_shape)
     itype = index_type(n, prod(x_shape))
-    t = c_type(dtype)
-    acc_t = t if fn == "max" else ("double" if dtype == "float64" else "float")
+    half = is_half(dtype)
+    t = storage_type(dtype) if half else c_type(dtype)
+    acc_t = ("float" if half else t) if fn == "max" else ("double" if dtype == "float64"
+                                                           else "float")
     if fn == "max":
-        init = (c_literal(float("-inf"), dtype) if dtype in ("float32", "float64")
+        init = (c_literal(float("-inf"), "float32" if half else dtype) if is_float(dtype)
                 else f"({t})({'0' if dtype == 'bool' else _int_min(dtype)})")
     else:
         init = "0"
@@ -75,7 +79,7 @@ def emit(name: str, params: dict) -> KernelSpec:
                              for d in range(nd))
         body.append(f"{indent}if ({padded}) ++count;")
     body.append(f"{indent}if ({inside}) {{")
-    body.append(f"{indent}    const {acc_t} v = x[{index}];")
+    body.append(f"{indent}    const {acc_t} v = {load_float(f'x[{index}]', dtype)};")
     if fn == "max":
         body.append(f"{indent}    if (v > acc || v != v) acc = v;")
     elif fn == "avg":
@@ -91,12 +95,12 @@ def emit(name: str, params: dict) -> KernelSpec:
         indent = indent[:-4]
         body.append(f"{indent}}}")
     if fn == "avg":
-        body.append(f"        out0[i] = ({t})(acc / ({acc_t})count);")
+        body.append(f"        out0[i] = {cast_to(f'(acc / ({acc_t})count)', dtype)};")
     elif fn == "lp":
         pw = "powf" if acc_t == "float" else "pow"
-        body.append(f"        out0[i] = ({t}){pw}(acc, ({acc_t}){1.0 / p!r});")
+        body.append(f"        out0[i] = {cast_to(f'{pw}(acc, ({acc_t}){1.0 / p!r})', dtype)};")
     else:
-        body.append("        out0[i] = acc;")
+        body.append(f"        out0[i] = {stored('acc', dtype)};")
     body.append("    }")
     grid, block = grid_1d(n)
     text = source(f"pool {fn} {nd}-d{' ' + params['layout'] if nhwc or packed else ''} "
@@ -107,7 +111,7 @@ def emit(name: str, params: dict) -> KernelSpec:
                   + (f" p={p}" if fn == "lp" else ""),
                   ["tactic: one thread per output element walking its window, grid-stride "
                    "loop, block 256"],
-                  signature(name, params["in_dtypes"][:1], [dtype]), body)
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)
 
 

@@ -1,12 +1,13 @@
 """reduce: sum / mean / max / min / prod / l1 / l2 / sum_square / log_sum / log_sum_exp over the
 given axes. One thread block per output element: threads stride over the reduced elements and
-combine with a shared-memory tree (log_sum_exp takes a max pass first)."""
+combine with a shared-memory tree (log_sum_exp takes a max pass first). float16 / bfloat16
+accumulate in float, rounded once on the store."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import c_literal, c_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
     KernelSpec,
@@ -19,6 +20,7 @@ from ember.codegen.templates import (
     source,
     strides_of,
 )
+from ember.codegen.templates.half import cast_to, is_float
 from ember.errors import UnsupportedError
 
 # fn -> (combine functor, map of x, finalize of r over count n)
@@ -51,16 +53,16 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if fn not in _FNS:
         raise UnsupportedError(f"CUDA reduce: unknown function '{fn}'")
-    is_float = dtype in ("float32", "float64")
-    if not is_float and (dtype == "bool" or fn not in ("sum", "max", "min", "prod")):
+    floating = is_float(dtype)
+    if not floating and (dtype == "bool" or fn not in ("sum", "max", "min", "prod")):
         raise UnsupportedError(f"CUDA reduce: {fn} over {dtype} is not supported")
     axes = sorted(int(a) for a in params["axes"])
     kept = [d for d in range(len(shape)) if d not in axes]
     st = strides_of(shape)
     kept_shape, red_shape = [shape[d] for d in kept], [shape[d] for d in axes]
     n_out, n_red = prod(kept_shape), prod(red_shape)
-    t = c_type(dtype)
-    acc = "double" if dtype == "float64" else ("float" if is_float else t)
+    t = storage_type(dtype) if is_half(dtype) else c_type(dtype)
+    acc = "double" if dtype == "float64" else ("float" if floating else t)
     math_sfx = "" if acc == "double" else "f"
     combine, mapped, final = _FNS[fn]
     final = (final.replace("ACC", acc).replace("{n}", str(n_red))
@@ -74,7 +76,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     body.append(f"        const {t}* x0 = in0 + (size_t)({linear('k', [st[d] for d in kept])});")
     loop = f"        for (int j = threadIdx.x; j < {n_red}; j += {block}) {{"
     red_lines = decompose("j", red_shape, "r", "            ")
-    at = f"x0[{linear('r', [st[d] for d in axes])}]"
+    at = load_float(f"x0[{linear('r', [st[d] for d in axes])}]", dtype)
     if fn == "log_sum_exp":
         neg_inf = c_literal(float("-inf"), "float64" if acc == "double" else "float32")
         body += [f"        {acc} mx = {neg_inf};",
@@ -90,11 +92,11 @@ def emit(name: str, params: dict) -> KernelSpec:
              f"            v = {combine}()(v, ({acc})({mapped}));",
              "        }",
              f"        const {acc} r = block_reduce(v, smem, {combine}());",
-             f"        if (threadIdx.x == 0) out0[o] = ({t})({final});",
+             f"        if (threadIdx.x == 0) out0[o] = {cast_to(f'({final})', dtype)};",
              "    }"]
     text = source(f"reduce {fn} over axes {axes} of {shape} {dtype}",
                   [f"tactic: one block of {block} threads per output element ({n_out} outputs "
                    f"x {n_red} reduced), shared-memory tree"],
-                  signature(name, params["in_dtypes"][:1], [dtype]), body, helpers=BLOCK_REDUCE)
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
+                  helpers=BLOCK_REDUCE)
     return KernelSpec(text, (blocks, 1, 1), (block, 1, 1), 0)
-

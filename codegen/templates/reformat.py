@@ -1,10 +1,10 @@
 """reformat: a 4-D tensor from one format to another (NCHW, NHWC, NC4HW4: `params["reformat"]`
 = "SRC->DST", `channels` = the logical C). One thread per result element: its logical
-coordinate read from the source's layout; packing writes zeros to pad lanes (C % 4 != 0)."""
+coordinate read from the source's layout; packing writes zeros to pad lanes (C % 4 != 0).
+Elements are copied as stored (a half as its 2 bytes)."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -15,6 +15,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.half import zero
 from ember.errors import UnsupportedError
 from ember.runtime.formats import FORMATS
 
@@ -61,12 +62,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     body += decompose("i", out_shape, "o", "        ", itype)
     body += _coords(dst)
     if dst == "NC4HW4" and channels % 4:
-        body.append(f"        if (c >= {channels}) {{ out0[i] = ({c_type(dtype)})0; continue; }}")
+        body.append(f"        if (c >= {channels}) {{ out0[i] = {zero(dtype)}; continue; }}")
     body += [f"        out0[i] = in0[{_address(src, dims)}];", "    }"]
     grid, block = grid_1d(n)
     text = source(f"reformat {src}->{dst} {in_shape} -> {out_shape} {dtype}",
                   ["tactic: one thread per result element reading its logical coordinate "
                    "from the source layout, grid-stride loop, block 256"
                    + ("; pad lanes written as zeros" if dst == "NC4HW4" and channels % 4 else "")],
-                  signature(name, params["in_dtypes"], [dtype]), body)
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -2,7 +2,8 @@
 coordinate_transformation_mode, exclude_outside, antialias, tf_crop_and_resize's extrapolation)
 as a separable gather. The per-axis source indices and weights are computed here, with the numpy
 kernel's own coordinate and weight rules, and baked into the kernel as constant tables; each
-thread sums the taps' product of weights for one output element."""
+thread sums the taps' product of weights for one output element (in double; float16 / bfloat16
+loaded into floats and the sum rounded once on the store)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import math
 
 import numpy as np
 
-from ember.codegen.scalar_c import c_literal, c_type
+from ember.codegen.scalar_c import (
+    c_literal,
+    is_half,
+    load_float,
+    storage_type,
+    store_from_float,
+)
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
@@ -69,7 +76,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         raise UnsupportedError("CUDA resize: run-time roi / scales / sizes are not supported")
     if dtype == "bool":
         raise UnsupportedError("CUDA resize: bool input is not supported")
-    t = c_type(dtype)
+    t = storage_type(dtype)
     rank = len(shape)
     scales = [float(s) for s in params["scales"]]
     sizes = params.get("sizes") or [-1] * rank
@@ -122,7 +129,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         terms.append(a)
     weight = " * ".join(f"weight{a}[e{a}]" for a in terms) or "1.0"
     at = " + ".join(f"(size_t)index{a}[e{a}] * {in_st[a]}" for a in terms) or "0"
-    body.append(f"{indent}acc += {weight} * (double)in0[base + {at}];")
+    body.append(f"{indent}acc += {weight} * (double){load_float(f'in0[base + {at}]', dtype)};")
     for _ in terms:
         indent = indent[:-4]
         body.append(f"{indent}}}")
@@ -135,7 +142,9 @@ def emit(name: str, params: dict) -> KernelSpec:
             body += [f"        if (filled) fill *= weight_sum{a}[o{a}];",
                      f"        if (outside{a}[o{a}]) {{ fill = {value}; filled = true; }}"]
         body.append("        if (filled) acc = fill;")
-    if dtype in ("float32", "float64"):
+    if is_half(dtype):
+        body.append(f"        out0[i] = {store_from_float('(float)acc', dtype)};")
+    elif dtype in ("float32", "float64"):
         body.append(f"        out0[i] = ({t})acc;")
     else:
         info = np.iinfo(np.dtype(dtype))
@@ -153,5 +162,6 @@ def emit(name: str, params: dict) -> KernelSpec:
                    "block 256);",
                    f"resized axes {axes} with {taps} taps each: source indices and weights "
                    "precomputed per output coordinate (index<a>, weight<a>), sums in double"],
-                  signature(name, [dtype], [dtype]), body, helpers="\n".join(helpers))
+                  signature(name, [dtype], [dtype], halves=True), body,
+                  helpers="\n".join(helpers))
     return KernelSpec(text, grid, block, 0)

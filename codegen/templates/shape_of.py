@@ -15,5 +15,5 @@ def emit(name: str, params: dict) -> KernelSpec:
     text = source(f"shape_of dims {params.get('start', 0)}:{params.get('end')} of {shape}",
                   ["tactic: one thread writes the dims (symbolic ones are the kernel's size "
                    "arguments)"],
-                  signature(name, params["in_dtypes"][:1], ["int64"]), body)
+                  signature(name, params["in_dtypes"][:1], ["int64"], halves=True), body)
     return KernelSpec(text, (1, 1, 1), (32, 1, 1), 0)

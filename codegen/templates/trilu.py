@@ -1,9 +1,8 @@
 """trilu: the upper (j - i >= k) or lower (j - i <= k) triangle of the last two dims, the rest
-zero. One thread per element."""
+zero. One thread per element, copying elements as stored (a half as its 2 bytes)."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
 from ember.codegen.templates import (
     KernelSpec,
     grid_1d,
@@ -13,6 +12,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.half import zero
 from ember.errors import UnsupportedError
 
 
@@ -27,15 +27,14 @@ def emit(name: str, params: dict) -> KernelSpec:
     rows, cols = shape[-2], shape[-1]
     n = prod(shape)
     itype = index_type(n)
-    t = c_type(dtype)
     keep = f"col - row >= {k}" if upper else f"col - row <= {k}"
     body = [grid_stride_loop(n, itype),
             f"        const long long col = i % {cols};",
             f"        const long long row = (i / {cols}) % {rows};",
-            f"        out0[i] = ({keep}) ? in0[i] : ({t})0;",
+            f"        out0[i] = ({keep}) ? in0[i] : {zero(dtype)};",
             "    }"]
     grid, block = grid_1d(n)
     text = source(f"trilu {'upper' if upper else 'lower'} k={k} of {shape} {dtype}",
                   ["tactic: one thread per element, grid-stride loop, block 256"],
-                  signature(name, [dtype], [dtype]), body)
+                  signature(name, [dtype], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -262,19 +262,20 @@ def test_steps_without_a_cuda_template_fall_back_to_the_host():
     from ember.compiler.builder import BuilderConfig, build_model
     from ember.errors import UnsupportedError
 
-    # no template has a float16 kernel: the ArgMax over a float16 tensor runs on the host
+    # dequantize has no float16 kernel: the DequantizeLinear to float16 runs on the host
     graph = h.make_graph([h.make_node("Relu", ["x"], ["r"], name="relu"),
-                          h.make_node("ArgMax", ["h"], ["y"], name="argmax", axis=1)], "g",
-                         [h.make_tensor_value_info("x", T.FLOAT, [2, 5]),
-                          h.make_tensor_value_info("h", T.FLOAT16, [2, 5])],
+                          h.make_node("DequantizeLinear", ["q", "s"], ["y"], name="dequant")],
+                         "g", [h.make_tensor_value_info("x", T.FLOAT, [2, 5]),
+                               h.make_tensor_value_info("q", T.INT8, [2, 5])],
                          [h.make_tensor_value_info("r", T.FLOAT, [2, 5]),
-                          h.make_tensor_value_info("y", T.INT64, [2, 1])])
-    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+                          h.make_tensor_value_info("y", T.FLOAT16, [2, 5])],
+                         [h.make_tensor("s", T.FLOAT16, [], [0.5])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)])
     onnx.checker.check_model(model)
     manifest, sections = build_model(model, BuilderConfig(target_arch="sm_90"))
-    relu, argmax = manifest["steps"]
+    relu, dequant = manifest["steps"]
     assert "device" not in relu and relu["cuda"]["kernel"].startswith("elementwise_")
-    assert argmax["device"] == "cpu" and "arg_reduce" in argmax["fallback"]
-    assert "argmax" in argmax["fallback"] and "float16" in argmax["fallback"]
+    assert dequant["device"] == "cpu" and "dequantize" in dequant["fallback"]
+    assert "dequant" in dequant["fallback"] and "float16" in dequant["fallback"]
     with pytest.raises(UnsupportedError, match="float16"):
         build_model(model, BuilderConfig(target_arch="sm_90", allow_cpu_fallback=False))

@@ -266,16 +266,17 @@ def test_contexts_share_weights_and_run_twice():
     np.testing.assert_array_equal(b, c)
 
 
-# Steps CUDA codegen does not cover (float16 runs on the host inside a GPU plan), and a plan of
-# views only
+# Steps CUDA codegen does not cover (a float16 dequantize runs on the host inside a GPU plan),
+# and a plan of views only
 HOST_CASES = {
-    "argmax_between_kernels": _model([helper.make_node("Relu", ["x0"], ["r"]),
-                                      helper.make_node("Cast", ["r"], ["h"],
-                                                       to=TensorProto.FLOAT16),
-                                      helper.make_node("ArgMax", ["h"], ["a"], axis=1),
-                                      helper.make_node("Cast", ["a"], ["f"], to=F),
-                                      helper.make_node("Sigmoid", ["f"], ["y"])],
-                                     [("x0", [3, 7])], [("y", F)]),
+    "dequantize_between_kernels": _model(
+        [helper.make_node("Relu", ["x0"], ["r"]),
+         helper.make_node("QuantizeLinear", ["r", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "sh"], ["h"]),
+         helper.make_node("Cast", ["h"], ["f"], to=F),
+         helper.make_node("Sigmoid", ["f"], ["y"])],
+        [("x0", [3, 7])], [("y", F)],
+        [("s", np.float32(0.05)), ("z", np.int8(0)), ("sh", np.float16(0.05))]),
     "views_only": _model([helper.make_node("Flatten", ["x0"], ["y"], axis=1)],
                          [("x0", [2, 3, 4])], [("y", F)]),
 }
