@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import c_type, load_float, store_from_float
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -249,12 +249,9 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """FP16/BF16 implicit GEMM on tensor cores: `gemm_mma`'s mma.sync loop, or `gemm_wgmma`'s
     where the tactic names it (NHWC, channels in multiples of 8, an sm_90 build)."""
-    half = dtype != "float32"
-    if not half and not params.get("tf32"):
+    if dtype == "float32" and not params.get("tf32"):
         raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
                          "not allowed (no tf32 marker from assign-precision)")
-    if half and params.get("epilogue") is not None:
-        raise UnsupportedError(f"CUDA conv: a fused epilogue on {dtype} is not supported yet")
     out_plane = prod(cv.out_spatial)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     tactic = params.get("tactic") or {}
@@ -274,12 +271,11 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
             oc = f"g * {cv.mg} + {m}"
             at = (f"(size_t)({n} / {out_plane}) * {cv.cout * out_plane} + (size_t)({oc}) * "
                   f"{out_plane} + {n} % {out_plane}")
-        if half:
-            bias = f" + ld_f(in2[{oc}])" if cv.has_bias else ""
-            return [f"{indent}out0[{at}] = st_f({value}{bias});"]
-        bias = [f"{indent}acc += in2[{oc}];"] if cv.has_bias else []
+        bias = ([f"{indent}acc += {load_float(f'in2[{oc}]', dtype)};"] if cv.has_bias
+                else [])
         return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};", *bias,
-                *epilogue_lines(params, "acc", "oi", indent), f"{indent}out0[oi] = acc;"]
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
@@ -298,11 +294,9 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
-                  gemm_mma.mma_signature(name, len(params["in_dtypes"]), tile, splits > 1)
-                  if half else signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
-                                         [dtype], launch_bounds=(tile.threads, 1)),
-                  body, prelude=uses_mod(params),
-                  helpers=helpers + (gemm_mma.convert_helpers(dtype) if half else ""))
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
+                            launch_bounds=(tile.threads, 1), workspace=splits > 1, halves=True),
+                  body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")

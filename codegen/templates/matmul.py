@@ -4,7 +4,7 @@ tensor-core main loop of `gemm_mma` (FP32 accumulation). The tile is chosen by t
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
+from ember.codegen.scalar_c import c_type, store_from_float
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -114,12 +114,9 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     """Tensor cores: FP16/BF16 (mma.sync or wgmma), or FP32 as TF32 (wgmma, the tactic names
     it)."""
     dtype = params["out_dtypes"][0]
-    half = dtype != "float32"
-    if not half and not params.get("tf32"):
+    if dtype == "float32" and not params.get("tf32"):
         raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
                          "not allowed (no tf32 marker from assign-precision)")
-    if half and params.get("epilogue") is not None:
-        raise UnsupportedError(f"CUDA matmul: a fused epilogue on {dtype} is not supported yet")
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     nbatch = prod(batch)
     a_op, b_op, a_bs, b_bs = _operands(params)
@@ -136,11 +133,10 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     body += _batch_offsets(batch, a_bs, b_bs)
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
-        at = f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}"
-        if half:
-            return [f"{indent}out0[{at}] = st_f({value});"]
-        return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};",
-                *epilogue_lines(params, "acc", "oi", indent), f"{indent}out0[oi] = acc;"]
+        return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
+                f"{indent}float acc = {value};",
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
@@ -149,16 +145,14 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     else:
         body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
         helpers = gemm_mma.helpers(dtype)
-    sig = (gemm_mma.mma_signature(name, 2, tile, splits > 1) if half else
-           signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
-                     launch_bounds=(tile.threads, 1)))
+    sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
+                    launch_bounds=(tile.threads, 1), workspace=splits > 1, halves=True)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z",
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
-                  sig, body, prelude=uses_mod(params),
-                  helpers=helpers + (gemm_mma.convert_helpers(dtype) if half else ""))
+                  sig, body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")

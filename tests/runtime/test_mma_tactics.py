@@ -117,6 +117,36 @@ def test_half_conv_builds_a_tensor_core_kernel(case: str) -> None:
     assert "ldmatrix" in sections["cuda_source"].decode(errors="replace")
 
 
+def _epilogue_model(dtype: str, seed: int):
+    """y = relu(conv(x) + b + x) over 64 channels, z = relu(Gemm(x2, w, bias)): epilogues
+    (bias, residual, activation) fused into a tensor-core conv and matmul."""
+    rng = np.random.default_rng(seed)
+    t = ONNX_TYPE[dtype]
+    inits = {"w": _half(rng, (64, 64, 3, 3), dtype, 1 / 24), "b": _half(rng, 64, dtype),
+             "wm": _half(rng, (96, 128), dtype, 1 / 12), "bm": _half(rng, 96, dtype)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "x"], ["r"]),
+             helper.make_node("Relu", ["r"], ["y"]),
+             helper.make_node("Gemm", ["x2", "wm", "bm"], ["g"], transB=1),
+             helper.make_node("Relu", ["g"], ["z"])]
+    graph = helper.make_graph(
+        nodes, "epi", [helper.make_tensor_value_info("x", t, [2, 64, 12, 12]),
+                       helper.make_tensor_value_info("x2", t, [40, 128])],
+        [helper.make_tensor_value_info("y", t, None), helper.make_tensor_value_info("z", t, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), rng, inits
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_epilogues_fuse_into_tensor_core_kernels(dtype: str) -> None:
+    model, *_ = _epilogue_model(dtype, seed=6)
+    manifest, sections = _build(model, nhwc=True)
+    steps = _tensor_core_steps(manifest)
+    assert len(steps) == 2 and all(s.get("device") != "cpu" for s in steps), steps
+    assert all(s["params"].get("epilogue") for s in steps)
+    assert len(manifest["steps"]) == 2  # nothing left outside the two kernels
+
+
 def test_every_tile_compiles_for_both_half_types() -> None:
     """Each tile, both operand orders (ldmatrix and ldmatrix.trans), split-K: NVRTC accepts
     every kernel the tactic space can emit."""
@@ -283,6 +313,27 @@ def test_every_wgmma_tile_matches_float64(tile: gemm_wgmma.WgmmaTile, dtype: str
         w = numpy_helper.to_array(model.graph.initializer[0]).T
         out = _run(manifest, sections, {"x": x})
         assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype]
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_epilogues_match_float64(dtype: str) -> None:
+    model, rng, w = _epilogue_model(dtype, seed=7)
+    x, x2 = _half(rng, (2, 64, 12, 12), dtype), _half(rng, (40, 128), dtype)
+    manifest, sections = _build(model, nhwc=True)
+    nhwc = manifest["inputs"][0]["format"] == "NHWC"
+    engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+    out = engine.create_execution_context().execute(
+        {"x": x.transpose(0, 2, 3, 1) if nhwc else x, "x2": x2})
+    y = out["y"].transpose(0, 3, 1, 2) if nhwc else out["y"]
+    f = {k: v.astype(np.float64) for k, v in w.items()}
+    (c,) = conv_reference([x.astype(np.float64), f["w"], f["b"]],
+                          {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
+                           "groups": 1})
+    assert _relative_l2(y, np.maximum(c + x.astype(np.float64), 0)) < TOLERANCE[dtype]
+    z = np.maximum(x2.astype(np.float64) @ f["wm"].T + f["bm"], 0)
+    assert _relative_l2(out["z"], z) < TOLERANCE[dtype]
 
 
 @pytest.mark.cuda
