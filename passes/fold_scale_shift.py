@@ -36,6 +36,7 @@ from ember.passes.convert_onnx_to_nn.builder import (
     make_constant,
     weight_name,
 )
+from ember.runtime.cpu_kernels.common import is_floating
 
 SCALES, SHIFTS = ("mul", "div"), ("add", "sub")
 
@@ -89,7 +90,7 @@ class FoldScaleShift(ModulePass):
         if result.uses.get_length() != 1 or op.output.type != result.type or out_shape is None:
             return False
         c = constant_value(other, store)
-        if c is None or not np.issubdtype(np.asarray(c).dtype, np.floating):
+        if c is None or not is_floating(np.asarray(c).dtype):
             return False
         fn = op.fn.data
         c = np.asarray(c, np.float64)
@@ -121,7 +122,7 @@ class FoldScaleShift(ModulePass):
         weight = constant_value(conv.weight, store)
         bias = constant_value(conv.bias, store) if conv.bias is not None else None
         if weight is None or (conv.bias is not None and bias is None) \
-                or not np.issubdtype(weight.dtype, np.floating):
+                or not is_floating(weight.dtype):
             return None
         dtype = weight.dtype
         b = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
@@ -142,7 +143,7 @@ class FoldScaleShift(ModulePass):
     def _matmul(self, op: BinaryOp, mm: MatMulOp, fn: str, v: np.ndarray,
                 store: WeightStore) -> Operation | None:
         weight = constant_value(mm.rhs, store)
-        if weight is None or weight.ndim != 2 or not np.issubdtype(weight.dtype, np.floating):
+        if weight is None or weight.ndim != 2 or not is_floating(weight.dtype):
             return None
         s = 1.0 / v if fn == "div" else v
         transposed = mm.transpose_b is not None and mm.transpose_b.value.data

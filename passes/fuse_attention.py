@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, i1
 from xdsl.ir import Operation, SSAValue
@@ -46,6 +45,7 @@ from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import constant_value
+from ember.runtime.cpu_kernels.common import is_floating
 
 Q_PERM, K_PERM, KT_PERM = [0, 2, 1, 3], [0, 2, 1, 3], [0, 2, 3, 1]
 
@@ -64,7 +64,7 @@ def _only_user(value: SSAValue) -> Operation | None:
 
 def _scalar(value: SSAValue, store: WeightStore) -> float | None:
     c = constant_value(value, store)
-    if c is None or c.size != 1 or c.ndim > 4 or not np.issubdtype(c.dtype, np.floating):
+    if c is None or c.size != 1 or c.ndim > 4 or not is_floating(c.dtype):
         return None
     return float(c.reshape(-1)[0])
 

@@ -16,6 +16,7 @@ from ember.dialects.nn.reduction import GroupNormOp, LayerNormOp, ReduceOp
 from ember.dialects.tensor_types import Dim, element_type_of, shape_of
 from ember.dialects.weights import WeightStore
 from ember.passes.convert_onnx_to_nn.builder import constant_value
+from ember.runtime.cpu_kernels.common import is_floating
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Chain:
 def scalar(value: SSAValue, store: WeightStore) -> float | None:
     """The value of a one-element floating-point constant."""
     c = constant_value(value, store)
-    if c is None or c.size != 1 or not np.issubdtype(c.dtype, np.floating):
+    if c is None or c.size != 1 or not is_floating(c.dtype):
         return None
     return float(c.reshape(-1)[0])
 

@@ -12,6 +12,7 @@ from ember.dialects.tensor_types import element_type_of
 from ember.errors import UnsupportedError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
+from ember.runtime.cpu_kernels.common import is_floating
 
 # ONNX op -> (nn.unary function, ONNX attribute for alpha, ONNX attribute for beta)
 _UNARY = {
@@ -187,7 +188,7 @@ def clip(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                               else b.constant(high, like=x))
         return [result]
     dtype = numpy_dtype(element_type_of(x))
-    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+    info = np.finfo(dtype) if is_floating(dtype) else np.iinfo(dtype)
     low = float(info.min) if low is None else low
     high = float(info.max) if high is None else high
     return [b.unary("clip", x, low, high)]

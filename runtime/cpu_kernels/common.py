@@ -20,12 +20,18 @@ def normalize_axis(axis: int, rank: int, op: str = "") -> int:
     return axis % rank if rank else 0
 
 
+def is_floating(dtype: np.dtype) -> bool:
+    """A floating-point dtype, ml_dtypes' bfloat16 included (numpy's `np.floating` test says
+    False for it)."""
+    dtype = np.dtype(dtype)
+    return np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16"
+
+
 def accumulate_dtype(dtype: np.dtype) -> np.dtype:
     """Floats accumulate in float64: this is the reference semantics, and a sum computed the
     same way for every output element keeps equal inputs giving bit-equal outputs (BLAS blocking
     in float32 does not). Integers accumulate in their own type."""
-    return np.dtype(np.float64) if np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16" \
-        else dtype
+    return np.dtype(np.float64) if is_floating(dtype) else dtype
 
 
 def out_dtype(params: dict[str, Any], index: int = 0) -> np.dtype | None:

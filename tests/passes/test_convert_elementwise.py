@@ -56,3 +56,12 @@ def test_clip_constant_and_computed_bounds():
                             {"x": X, "lo": lo, "hi": hi})
     check_against_reference(single_node_model("Clip", {"x": X}, opset=6, min=-0.1, max=0.2),
                             {"x": X})
+
+
+def test_clip_without_bounds_on_bfloat16():
+    """ml_dtypes' bfloat16 is a float (numpy's `np.floating` test says it is not): an unbounded
+    Clip takes its finfo limits instead of failing in `np.iinfo`."""
+    import ml_dtypes
+
+    x = X.astype(ml_dtypes.bfloat16)
+    check_against_reference(single_node_model("Clip", {"x": x}), {"x": x})
