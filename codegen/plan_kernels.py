@@ -1,5 +1,6 @@
-"""Plan steps -> CUDA kernels: emit each step's template, compile them all with NVRTC (in
-parallel, cached), and pack CUBIN, PTX and source into plan sections.
+"""Plan steps -> CUDA kernels: emit each step's template (`emit_cuda.emit_step`, the function
+the emit-cuda pass shows), compile them all with NVRTC (in parallel, cached), and pack CUBIN, PTX
+and source into plan sections.
 
 Identical kernels (same template and parameters) share one compiled entry: a kernel's name is its
 template plus a hash of its source, so every step that needs it points at the same CUBIN.
@@ -7,80 +8,18 @@ template plus a hash of its source, so every step that needs it points at the sa
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from ember.codegen.emit_cuda import emit_step
 from ember.codegen.nvrtc import compile_many, nvrtc_version
-from ember.codegen.symbolic import (
-    C_PREFIX,
-    SymbolicError,
-    is_sym,
-    symbol_bounds,
-    symbolize,
-    upper,
-)
-from ember.codegen.templates import KernelSpec, emitter
+from ember.codegen.templates import KernelSpec
 from ember.errors import EmberError, UnsupportedError
 from ember.runtime.arch import parse_arch
-from ember.runtime.manifest import decode
 from ember.runtime.symbolic import dim_symbols, params_symbolic
 
 SECTION_ALIGN = 256
-_PLACEHOLDER = "__ember_kernel__"
-
-
-def emit_step(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]] | None = None
-              ) -> tuple[str, KernelSpec]:
-    """The kernel of one plan step: (name, spec). Errors name the step and its ONNX origin.
-
-    A step whose shapes hold symbolic dims (the plan's `symbols`: name -> (min, opt, max)) is
-    emitted with those dims as `Sym`s: its kernel takes one `int sz_<symbol>` argument per
-    symbol it uses, after its pointers, and the spec's grid holds expressions (JSON, see
-    ember.runtime.symbolic) that the runtime evaluates; its scratch is sized for the max."""
-    template = step.get("template")
-    where = f"step {step.get('name')!r}"
-    if step.get("origin"):
-        where += f" (ONNX {', '.join(step['origin'])})"
-    # params as the runtime reads them (non-finite floats are encoded in the manifest)
-    params = decode(step["params"])
-    symbolic = params_symbolic(params)
-    try:
-        if symbolic:
-            with symbol_bounds(symbols or {}):
-                spec = emitter(str(template))(_PLACEHOLDER, symbolize(params))
-                spec = _symbolic_spec(spec, symbols or {})
-        else:
-            spec = emitter(str(template))(_PLACEHOLDER, params)
-    except UnsupportedError as e:
-        raise UnsupportedError(f"{where}: template '{template}': {e}") from None
-    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
-        raise EmberError(f"{where}: template '{template}' cannot emit a kernel for its "
-                         f"parameters ({type(e).__name__}: {e})") from e
-    digest = hashlib.sha256(spec.source.encode()).hexdigest()[:12]
-    name = f"{template}_{digest}"
-    return name, dataclasses.replace(spec, source=spec.source.replace(_PLACEHOLDER, name))
-
-
-def _symbolic_spec(spec: KernelSpec, symbols: Mapping[str, Any]) -> KernelSpec:
-    """A template's spec over Syms as the plan stores it: the symbols its source uses become
-    trailing `int` arguments; grid entries become expressions; scratch sizes their max."""
-    used = sorted(s for s in symbols if re.search(rf"\b{C_PREFIX}{s}\b", spec.source))
-    text = spec.source
-    if used:
-        head = f"{_PLACEHOLDER}("
-        at = text.index(head)
-        close = text.index(")", at)
-        extra = ", ".join(f"const int {C_PREFIX}{s}" for s in used)
-        text = f"{text[:close]}, {extra}{text[close:]}"
-    if is_sym(spec.shared_bytes) or is_sym(spec.block[0]) or is_sym(spec.block[1]):
-        raise SymbolicError("its block shape or shared memory depends on a symbolic size")
-    grid = tuple(g.to_json() if is_sym(g) else int(g) for g in spec.grid)
-    return KernelSpec(text, grid, spec.block, spec.shared_bytes, upper(spec.counter_bytes),
-                      upper(spec.workspace_bytes), size_args=tuple(used))
 
 
 def _pad_to(buf: bytearray, align: int) -> None:

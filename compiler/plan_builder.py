@@ -15,40 +15,21 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute, Block, SSAValue
+from xdsl.ir import SSAValue
 
 import ember
+from ember.codegen.kernel_step import json_value, kernel_step, plan_shape
 from ember.compiler.memory_plan import ALIGNMENT, Interval, plan_arena
 from ember.compiler.onnx_importer import graph_io_names
-from ember.dialects.attributes import attribute_value
 from ember.dialects.constants import dense_to_numpy
 from ember.dialects.dtypes import numpy_dtype
-from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
+from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp, ViewOp
 from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
-from ember.passes.layout_formats import FORMATS, NC4HW4, physical_of
-from ember.runtime.symbolic import dim_value, is_monomial_over, size_form
-
-
-def json_value(value: Any) -> Any:
-    """Python data as strict JSON (non-finite floats as {"float": "inf"})."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else {"float": repr(f)}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
-    if isinstance(value, Attribute):
-        return numpy_dtype(value).name
-    return value
+from ember.runtime.symbolic import dim_value, size_form
 
 
 @dataclass
@@ -115,44 +96,6 @@ class _PlanState:
         return buf
 
 
-def _region_descriptor(block: Block) -> dict[str, Any]:
-    """A scalar region as a list of ops over numbered values (block arguments first)."""
-    index: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
-    ops = []
-    result = None
-    for s in block.ops:
-        if isinstance(s, YieldOp):
-            result = index[s.value]
-            continue
-        assert isinstance(s, ScalarOp)
-        entry: dict[str, Any] = {"fn": s.fn.data, "args": [index[a] for a in s.args],
-                                 "dtype": numpy_dtype(s.result.type).name}
-        for k in ("alpha", "beta"):
-            if k in s.properties:
-                entry[k] = attribute_value(s.properties[k])
-        index[s.result] = len(block.args) + len(ops)
-        ops.append(entry)
-    return {"ops": ops, "result": result}
-
-
-def plan_shape(value: SSAValue, symbols: dict[str, tuple[int, int, int]]) -> list[int | str]:
-    """A value's buffer shape (in its format's byte order): ints, and monomials ("768*N") of
-    the plan's symbols where a dim is symbolic."""
-    logical = shape_of(value)
-    if logical is None or any(isinstance(d, str) and ("?" in d or not is_monomial_over(
-            d, symbols)) for d in logical):
-        known = f"; the plan's symbols are {sorted(symbols)}" if symbols else (
-            "; give the model static input shapes or an optimization profile")
-        raise EmberError(f"cannot plan {value.type}: every dim must be static or a product of "
-                         f"symbols that the profile bounds{known}")
-    fmt = format_of(value)
-    if len(logical) == 4 and fmt in FORMATS:
-        if fmt == NC4HW4 and isinstance(logical[1], str):
-            raise EmberError(f"cannot plan {value.type}: NC4HW4 needs a static channel count")
-        return list(physical_of(logical, fmt))
-    return list(logical)
-
-
 def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
                symbols: dict[str, tuple[int, int, int]] | None = None,
                profiles: list[dict[str, Any]] | None = None,
@@ -186,6 +129,10 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
                     "vary (e.g. a Reshape to a constant batch)")
         elif isinstance(op, LaunchOp | ElementwiseOp):
             _add_step(state, op)
+        elif isinstance(op, CudaOp):
+            # emit-cuda's record of a kernel's source: a CUDA build emits each step's kernel
+            # through the same function, with the autotuner's tactic where it timed one
+            continue
         elif isinstance(op, func.ReturnOp):
             ret = op
         else:
@@ -277,22 +224,7 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
     outs = [state.new(r, "arena") for r in op.results]
     for b in outs:
         state.first_write[b.id] = index
-    if isinstance(op, LaunchOp):
-        template = op.template.data
-        params = attribute_value(op.params)
-        if op.tactic is not None:  # set by select-tactics
-            params["tactic"] = attribute_value(op.tactic)
-        if op.epilogue is not None:
-            # value 0 is the kernel's own result, 1.. the trailing (extra) inputs
-            extra = ins[len(ins) - len(op.epilogue_inputs):]
-            params["epilogue"] = {**_region_descriptor(op.epilogue.block),
-                                  "in_shapes": [b.shape for b in extra],
-                                  "in_dtypes": [b.dtype for b in extra]}
-    else:
-        template = "elementwise"
-        params = {"region": _region_descriptor(op.body.block),
-                  "in_shapes": [b.shape for b in ins], "in_dtypes": [b.dtype for b in ins],
-                  "out_shapes": [b.shape for b in outs], "out_dtypes": [b.dtype for b in outs]}
+    template, params = kernel_step(op, state.symbols)
     _broadcast_constraints(state, template, params)
     state.steps.append({
         "name": f"{template}_{index}",

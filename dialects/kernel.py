@@ -11,12 +11,15 @@
   output element computed from the inputs' elements (broadcast to the output shape) by a scalar
   region of `kernel.scalar` ops. Fusion moves scalar ops into these regions.
 - `kernel.view %x`: the same bytes seen with another shape (a reshape): no kernel runs.
+- `kernel.cuda "conv_<hash>"(%y) grid [...] block [...] shared N : type { | C text }`: the CUDA C
+  that the emit-cuda pass emitted for the kernel op defining %y, with its launch geometry; the
+  source prints as lines after `|`, so it reads as C.
 `origin` names the ONNX nodes a kernel came from; `tactic` records the choices codegen made.
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, StringAttr
 from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -32,6 +35,8 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
+from xdsl.parser import Parser
+from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
@@ -137,4 +142,124 @@ class ViewOp(IRDLOperation):
     assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
 
 
-KERNEL = Dialect("kernel", [LaunchOp, ElementwiseOp, ScalarOp, YieldOp, ViewOp], [])
+@irdl_op_definition
+class CudaOp(IRDLOperation):
+    """The CUDA kernel of the kernel op whose results are its operands: the kernel's name
+    (template + hash of the source), launch grid (ints; C expressions over the `sz_<symbol>`
+    arguments where sizes are symbolic), block, dynamic shared bytes, `scratch` (split-K
+    counter and workspace bytes), `sizes` (symbols passed as trailing `int` arguments) and the
+    C text. It reads the kernel's results only to name it: nothing runs here."""
+
+    name = "kernel.cuda"
+    kernel = prop_def(StringAttr)
+    grid = prop_def(ArrayAttr)
+    block = prop_def(ArrayAttr[IntAttr])
+    shared = prop_def(IntAttr)
+    scratch = opt_prop_def(ArrayAttr[IntAttr])
+    sizes = opt_prop_def(ArrayAttr[StringAttr])
+    source = prop_def(StringAttr)
+    kernels = var_operand_def()
+
+    def verify_(self) -> None:
+        if len(self.grid) != 3 or len(self.block) != 3 or not all(
+                isinstance(g, IntAttr | StringAttr) for g in self.grid):
+            raise VerifyException("kernel.cuda: grid and block have 3 entries (grid: ints or "
+                                  "C expressions)")
+        if self.scratch is not None and len(self.scratch) != 2:
+            raise VerifyException("kernel.cuda: scratch is [counter bytes, workspace bytes]")
+        if not self.source.data.endswith("\n"):
+            raise VerifyException("kernel.cuda: the source ends with a newline")
+        if f" {self.kernel.data}(" not in self.source.data:
+            raise VerifyException(f"kernel.cuda: the source defines no kernel "
+                                  f"'{self.kernel.data}'")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_string_literal(self.kernel.data)
+        printer.print_string("(")
+        printer.print_list(self.kernels, printer.print_operand)
+        printer.print_string(") grid ")
+        with printer.in_square_brackets():
+            printer.print_list(self.grid, lambda g: printer.print_string_literal(g.data)
+                               if isinstance(g, StringAttr) else printer.print_string(
+                                   str(g.data)))
+        for key, values in (("block", self.block), ("shared", [self.shared]),
+                            ("scratch", self.scratch)):
+            if values is None:
+                continue
+            printer.print_string(f" {key} ")
+            text = ", ".join(str(v.data) for v in values)
+            printer.print_string(f"[{text}]" if key != "shared" else text)
+        if self.sizes is not None:
+            printer.print_string(" sizes [")
+            printer.print_list(self.sizes, lambda z: printer.print_string_literal(z.data))
+            printer.print_string("]")
+        printer.print_string(" : ")
+        printer.print_list((v.type for v in self.kernels), printer.print_attribute)
+        printer.print_string(" {")
+        for line in self.source.data[:-1].split("\n"):
+            printer._print_new_line()
+            printer.print_string(f"| {line}" if line else "|")
+        printer._print_new_line()
+        printer.print_string("}")
+
+    @classmethod
+    def parse(cls, parser: Parser) -> CudaOp:
+        kernel = parser.parse_str_literal("kernel name")
+        at = parser.pos
+        operands = parser.parse_comma_separated_list(
+            parser.Delimiter.PAREN, parser.parse_unresolved_operand)
+        parser.parse_keyword("grid")
+        grid = parser.parse_comma_separated_list(
+            parser.Delimiter.SQUARE, lambda: StringAttr(s) if (
+                s := parser.parse_optional_str_literal()) is not None
+            else IntAttr(parser.parse_integer(allow_boolean=False)))
+        parser.parse_keyword("block")
+        block = _parse_ints(parser)
+        parser.parse_keyword("shared")
+        props: dict[str, Attribute] = {
+            "kernel": StringAttr(kernel), "grid": ArrayAttr(grid), "block": ArrayAttr(block),
+            "shared": IntAttr(parser.parse_integer(allow_boolean=False))}
+        if parser.parse_optional_keyword("scratch"):
+            props["scratch"] = ArrayAttr(_parse_ints(parser))
+        if parser.parse_optional_keyword("sizes"):
+            props["sizes"] = ArrayAttr(parser.parse_comma_separated_list(
+                parser.Delimiter.SQUARE, lambda: StringAttr(parser.parse_str_literal())))
+        parser.parse_punctuation(":")
+        types = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
+        props["source"] = StringAttr(_parse_text_block(parser))
+        return cls.create(operands=parser.resolve_operands(operands, types, at),
+                          properties=props)
+
+
+def _parse_ints(parser: Parser) -> list[IntAttr]:
+    return parser.parse_comma_separated_list(
+        parser.Delimiter.SQUARE, lambda: IntAttr(parser.parse_integer(allow_boolean=False)))
+
+
+def _parse_text_block(parser: Parser) -> str:
+    """`{` then lines that each start with `|` (the text after `| `), then `}`: raw text that
+    the MLIR lexer could not tokenize, read straight from the input."""
+    if parser.parse_optional_punctuation("{") is None:
+        parser.raise_error("expected '{' and the kernel's source as lines starting with '|'")
+    text = parser.lexer.input.content
+    pos = parser._current_token.span.start  # the lexer has read one token past the brace
+    lines = []
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < len(text) and text[pos] == "}":
+            break
+        if pos >= len(text) or text[pos] != "|":
+            parser.raise_error("expected a source line starting with '|' or the closing '}'",
+                               pos)
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos + 1:end]
+        lines.append(line[1:] if line.startswith(" ") else line)
+        pos = end
+    parser._resume_from(pos + 1)
+    return "\n".join(lines) + "\n"
+
+
+KERNEL = Dialect("kernel", [LaunchOp, ElementwiseOp, ScalarOp, YieldOp, ViewOp, CudaOp], [])

@@ -16,7 +16,9 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
-    # select-tactics reads the templates' tactic spaces, so it lives in codegen (DESIGN §1)
+    # select-tactics reads the templates' tactic spaces and emit-cuda runs them, so they live
+    # in codegen (DESIGN §1)
+    from ember.codegen.emit_cuda import EmitCuda
     from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
     from ember.passes.cancel_transposes import CancelTransposes
@@ -38,7 +40,8 @@ def _ember_passes() -> list[type[ModulePass]]:
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights]
+            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
+            EmitCuda]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -4,19 +4,22 @@ A template turns one plan step's parameters (the nn op's properties plus the sta
 dtypes of its operands and results) into readable CUDA C for one tactic. Every kernel's signature
 is `extern "C" __global__ void <name>(const T* in0, ..., T* out0, ...)`: pointers only, every
 static size a compile-time constant. Where a plan's dims are symbolic, shapes arrive as `Sym`s
-(codegen/symbolic.py): they print as C expressions over `int sz_<symbol>` arguments that
-plan_kernels appends to the signature, and a template's grid may hold them.
+(codegen/symbolic.py): they print as C expressions over `const int sz_<symbol>` arguments that
+`signature` declares after the pointers (one per symbol of the params being emitted, see
+`size_arguments`), and a template's grid may hold them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
 from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
-from ember.codegen.symbolic import cdiv, is_sym, smin, upper
+from ember.codegen.symbolic import C_PREFIX, cdiv, is_sym, smin, upper
 from ember.errors import UnsupportedError
 
 
@@ -33,7 +36,7 @@ class KernelSpec:
     counter_bytes: int = 0
     workspace_bytes: int = 0
     # symbols whose values the kernel takes as trailing `int sz_<name>` arguments (a plan with
-    # dynamic shapes; set by plan_kernels, not by templates)
+    # dynamic shapes): those `signature` declared, recorded by the emitter (codegen/emit_cuda.py)
     size_args: tuple[str, ...] = ()
 
 
@@ -117,16 +120,40 @@ def linear(prefix: str, strides: Sequence[int], skip_zero: bool = True) -> str:
     return " + ".join(terms) if terms else "0"
 
 
+# the symbols of the params being emitted, and the signatures declared for them (see below)
+_SIZE_ARGS: contextvars.ContextVar[tuple[tuple[str, ...], list[tuple[str, ...]]] | None] = \
+    contextvars.ContextVar("ember_size_args", default=None)
+
+
+@contextlib.contextmanager
+def size_arguments(symbols: Sequence[str]) -> Iterator[list[tuple[str, ...]]]:
+    """While a template emits from params over the Syms `symbols`, `signature` declares one
+    `const int sz_<symbol>` argument per symbol (in this order, after the pointers); yields
+    the list of what each `signature` call declared, for the emitter to check and record."""
+    declared: list[tuple[str, ...]] = []
+    token = _SIZE_ARGS.set((tuple(symbols), declared))
+    try:
+        yield declared
+    finally:
+        _SIZE_ARGS.reset(token)
+
+
 def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
               launch_bounds: tuple[int, int] | None = None, workspace: bool = False,
               halves: bool = False) -> str:
-    """`halves`: the template handles float16/bfloat16 (pointers of their `storage_type`);
+    """`extern "C" __global__ void name(inputs, outputs[, counters, ws][, sizes])`: the
+    kernel's pointers, then an `int` per symbolic size of the params (`size_arguments`).
+    `halves`: the template handles float16/bfloat16 (pointers of their `storage_type`);
     without it a half operand is an UnsupportedError (`c_type`), so the step runs on the host."""
     ptr = storage_type if halves else c_type
     args = [f"const {ptr(t)}* __restrict__ in{i}" for i, t in enumerate(in_dtypes)]
     args += [f"{ptr(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
     if workspace:
         args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
+    sizes = _SIZE_ARGS.get()
+    if sizes is not None:
+        args += [f"const int {C_PREFIX}{s}" for s in sizes[0]]
+        sizes[1].append(sizes[0])
     bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 

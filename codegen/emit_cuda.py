@@ -1,0 +1,158 @@
+"""emit-cuda: each kernel op's CUDA C, emitted by its template and shown in the IR.
+
+`emit_step` turns one plan step (template + params, see codegen/kernel_step.py) into a named
+kernel; the plan (codegen/plan_kernels.py), the autotuner and this pass all emit through it.
+After the pass every `kernel.launch` / `kernel.elementwise` is followed by a `kernel.cuda` op
+holding its kernel's name, launch geometry and source (the op's own, rerunning the pass replaces
+them), or, where its template has no CUDA kernel for it, carries `cuda_fallback = "<reason>"`
+(the plan runs that step on the host).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, IntAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ember.codegen.kernel_step import json_value, kernel_step
+from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bounds, symbolize, upper
+from ember.codegen.templates import KernelSpec, emitter, size_arguments
+from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
+from ember.dialects.origin import origin_of
+from ember.errors import EmberError, PassError, UnsupportedError
+from ember.runtime.manifest import decode
+from ember.runtime.symbolic import dim_symbols, expr_text, params_symbolic
+
+_PLACEHOLDER = "__ember_kernel__"
+
+
+def emit_step(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]] | None = None
+              ) -> tuple[str, KernelSpec]:
+    """The kernel of one plan step: (name, spec). Errors name the step and its ONNX origin.
+
+    A step whose shapes hold symbolic dims (the plan's `symbols`: name -> (min, opt, max)) is
+    emitted with those dims as `Sym`s: its kernel takes one `int sz_<symbol>` argument per
+    symbol of its shapes, after its pointers (declared by `templates.signature`), and the
+    spec's grid holds expressions (JSON, see ember.runtime.symbolic) that the runtime
+    evaluates; its scratch is sized for the max."""
+    template = step.get("template")
+    where = f"step {step.get('name')!r}"
+    if step.get("origin"):
+        where += f" (ONNX {', '.join(step['origin'])})"
+    # params as the runtime reads them (non-finite floats are encoded in the manifest)
+    params = decode(step["params"])
+    try:
+        if params_symbolic(params):
+            sizes = shape_symbols(params)
+            with symbol_bounds(symbols or {}), size_arguments(sizes) as declared:
+                spec = emitter(str(template))(_PLACEHOLDER, symbolize(params))
+                spec = _symbolic_spec(spec, sizes, declared)
+        else:
+            spec = emitter(str(template))(_PLACEHOLDER, params)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{where}: template '{template}': {e}") from None
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+        raise EmberError(f"{where}: template '{template}' cannot emit a kernel for its "
+                         f"parameters ({type(e).__name__}: {e})") from e
+    digest = hashlib.sha256(spec.source.encode()).hexdigest()[:12]
+    name = f"{template}_{digest}"
+    return name, dataclasses.replace(spec, source=spec.source.replace(_PLACEHOLDER, name))
+
+
+def shape_symbols(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The symbols of a step's shapes (in_shapes, out_shapes, an epilogue's in_shapes), sorted:
+    its kernel's size arguments, in order."""
+    shapes = [*params.get("in_shapes", []), *params.get("out_shapes", [])]
+    epilogue = params.get("epilogue")
+    if isinstance(epilogue, Mapping):
+        shapes += epilogue.get("in_shapes", [])
+    return tuple(sorted({s for shape in shapes if shape for d in shape if isinstance(d, str)
+                         for s in dim_symbols(d)}))
+
+
+def _symbolic_spec(spec: KernelSpec, sizes: tuple[str, ...],
+                   declared: list[tuple[str, ...]]) -> KernelSpec:
+    """A template's spec over Syms as the plan stores it: its size arguments recorded, grid
+    entries as expressions, scratch sized for the max."""
+    if not declared:
+        missing = [s for s in sizes if re.search(rf"\b{C_PREFIX}{s}\b", spec.source)]
+        if missing:
+            raise EmberError(f"the kernel uses {[C_PREFIX + s for s in missing]} but its "
+                             "signature does not declare them (build it with "
+                             "codegen.templates.signature)")
+    if is_sym(spec.shared_bytes) or is_sym(spec.block[0]) or is_sym(spec.block[1]):
+        raise SymbolicError("its block shape or shared memory depends on a symbolic size")
+    grid = tuple(g.to_json() if is_sym(g) else int(g) for g in spec.grid)
+    return KernelSpec(spec.source, grid, spec.block, spec.shared_bytes, upper(spec.counter_bytes),
+                      upper(spec.workspace_bytes), size_args=sizes if declared else ())
+
+
+def parse_symbol_ranges(text: str) -> dict[str, tuple[int, int, int]]:
+    """`"N=1:8:64,M=2:2:4"` -> {"N": (1, 8, 64), "M": (2, 2, 4)} (min:opt:max)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(\d+):(\d+):(\d+)", item)
+        if m is None or not 1 <= int(m[2]) <= int(m[3]) <= int(m[4]):
+            raise PassError(f"emit-cuda: symbols: '{item}' is not NAME=MIN:OPT:MAX with "
+                            "1 <= MIN <= OPT <= MAX")
+        out[m[1]] = (int(m[2]), int(m[3]), int(m[4]))
+    return out
+
+
+class EmitCuda(ModulePass):
+    """`symbols`: each symbolic size's range, "N=1:8:64,..." (min:opt:max), as a build's
+    optimization profile gives it; needed where a kernel's shapes are symbolic."""
+
+    name = "emit-cuda"
+    symbols: str = ""
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        bounds = parse_symbol_ranges(self.symbols)
+        for op in [op for op in module.walk() if isinstance(op, CudaOp)]:
+            Rewriter.erase_op(op)
+        for fn in module.ops:
+            if not isinstance(fn, func.FuncOp):
+                continue
+            kernels = [op for op in fn.body.block.ops if isinstance(op, LaunchOp | ElementwiseOp)]
+            for index, op in enumerate(kernels):
+                _emit(op, index, bounds)
+
+
+def _emit(op: LaunchOp | ElementwiseOp, index: int,
+          bounds: Mapping[str, tuple[int, int, int]]) -> None:
+    template, params = kernel_step(op, bounds)
+    step = {"name": f"{template}_{index}", "template": template, "params": json_value(params),
+            "origin": origin_of(op)}
+    unbounded = [s for s in shape_symbols(step["params"]) if s not in bounds]
+    if unbounded:
+        raise PassError(f"emit-cuda: {op.name} {step['name']} has symbolic sizes {unbounded}; "
+                        f"give their ranges as emit-cuda{{symbols=\"{unbounded[0]}=MIN:OPT:MAX\"}}")
+    op.attributes.pop("cuda_fallback", None)
+    try:
+        name, spec = emit_step(step, bounds)
+    except UnsupportedError as e:
+        op.attributes["cuda_fallback"] = StringAttr(str(e))
+        return
+    props: dict[str, Attribute] = {
+        "kernel": StringAttr(name),
+        "grid": ArrayAttr([IntAttr(g) if isinstance(g, int) else StringAttr(expr_text(g))
+                           for g in spec.grid]),
+        "block": ArrayAttr([IntAttr(int(b)) for b in spec.block]),
+        "shared": IntAttr(int(spec.shared_bytes)),
+        "source": StringAttr(spec.source)}
+    if spec.workspace_bytes:
+        props["scratch"] = ArrayAttr([IntAttr(int(spec.counter_bytes)),
+                                      IntAttr(int(spec.workspace_bytes))])
+    if spec.size_args:
+        props["sizes"] = ArrayAttr([StringAttr(s) for s in spec.size_args])
+    cuda = CudaOp.create(operands=list(op.results), properties=props)
+    Rewriter.insert_op(cuda, InsertPoint.after(op))

@@ -1,0 +1,106 @@
+"""A kernel op as the data its template reads: the template name and its parameters, as a plan
+step stores them. The plan builder and the emit-cuda pass both take a step from here, so the
+kernel that emit-cuda shows is the kernel the plan runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from xdsl.ir import Attribute, Block, SSAValue
+
+from ember.dialects.attributes import attribute_value
+from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
+from ember.dialects.tensor_types import element_type_of, format_of, shape_of
+from ember.errors import EmberError
+from ember.runtime.formats import FORMATS, NC4HW4, physical_of
+from ember.runtime.symbolic import is_monomial_over
+
+
+def json_value(value: Any) -> Any:
+    """Python data as strict JSON (non-finite floats as {"float": "inf"})."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if math.isfinite(f) else {"float": repr(f)}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    if isinstance(value, Attribute):
+        return numpy_dtype(value).name
+    return value
+
+
+def plan_shape(value: SSAValue, symbols: Mapping[str, tuple[int, int, int]]
+               ) -> list[int | str]:
+    """A value's buffer shape (in its format's byte order): ints, and monomials ("768*N") of
+    the plan's symbols where a dim is symbolic."""
+    logical = shape_of(value)
+    if logical is None or any(isinstance(d, str) and ("?" in d or not is_monomial_over(
+            d, symbols)) for d in logical):
+        known = f"; the plan's symbols are {sorted(symbols)}" if symbols else (
+            "; give the model static input shapes or an optimization profile")
+        raise EmberError(f"cannot plan {value.type}: every dim must be static or a product of "
+                         f"symbols that the profile bounds{known}")
+    fmt = format_of(value)
+    if len(logical) == 4 and fmt in FORMATS:
+        if fmt == NC4HW4 and isinstance(logical[1], str):
+            raise EmberError(f"cannot plan {value.type}: NC4HW4 needs a static channel count")
+        return list(physical_of(logical, fmt))
+    return list(logical)
+
+
+def region_descriptor(block: Block) -> dict[str, Any]:
+    """A scalar region as a list of ops over numbered values (block arguments first)."""
+    index: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+    ops = []
+    result = None
+    for s in block.ops:
+        if isinstance(s, YieldOp):
+            result = index[s.value]
+            continue
+        assert isinstance(s, ScalarOp)
+        entry: dict[str, Any] = {"fn": s.fn.data, "args": [index[a] for a in s.args],
+                                 "dtype": numpy_dtype(s.result.type).name}
+        for k in ("alpha", "beta"):
+            if k in s.properties:
+                entry[k] = attribute_value(s.properties[k])
+        index[s.result] = len(block.args) + len(ops)
+        ops.append(entry)
+    return {"ops": ops, "result": result}
+
+
+def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, int, int]]
+                ) -> tuple[str, dict[str, Any]]:
+    """(template, params) of a kernel op: a launch's params with its tactic (select-tactics)
+    and epilogue; an elementwise op's region over its operands' buffer shapes and dtypes.
+    Shapes are `plan_shape`s over `symbols`; values are Python data (see `json_value`)."""
+    if isinstance(op, LaunchOp):
+        params = attribute_value(op.params)
+        if op.tactic is not None:
+            params["tactic"] = attribute_value(op.tactic)
+        if op.epilogue is not None:
+            # value 0 is the kernel's own result, 1.. the trailing (extra) inputs
+            extra = op.epilogue_inputs
+            params["epilogue"] = {**region_descriptor(op.epilogue.block),
+                                  "in_shapes": [plan_shape(v, symbols) for v in extra],
+                                  "in_dtypes": [_dtype(v) for v in extra]}
+        return op.template.data, params
+    return "elementwise", {
+        "region": region_descriptor(op.body.block),
+        "in_shapes": [plan_shape(v, symbols) for v in op.inputs],
+        "in_dtypes": [_dtype(v) for v in op.inputs],
+        "out_shapes": [plan_shape(v, symbols) for v in op.results],
+        "out_dtypes": [_dtype(v) for v in op.results]}
+
+
+def _dtype(value: SSAValue) -> str:
+    return numpy_dtype(element_type_of(value)).name
