@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from xdsl.context import Context
@@ -28,6 +29,7 @@ from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bound
 from ember.codegen.templates import KernelSpec, emitter, size_arguments
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
+from ember.dialects.tensor_types import shape_of
 from ember.errors import EmberError, PassError, UnsupportedError
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import dim_symbols, expr_text, params_symbolic
@@ -108,6 +110,7 @@ def parse_symbol_ranges(text: str) -> dict[str, tuple[int, int, int]]:
     return out
 
 
+@dataclass(frozen=True)
 class EmitCuda(ModulePass):
     """`symbols`: each symbolic size's range, "N=1:8:64,..." (min:opt:max), as a build's
     optimization profile gives it; needed where a kernel's shapes are symbolic."""
@@ -129,13 +132,15 @@ class EmitCuda(ModulePass):
 
 def _emit(op: LaunchOp | ElementwiseOp, index: int,
           bounds: Mapping[str, tuple[int, int, int]]) -> None:
+    unbounded = sorted({s for v in (*op.operands, *op.results) for d in shape_of(v) or ()
+                        if isinstance(d, str) for s in dim_symbols(d) if s not in bounds})
+    if unbounded:
+        raise PassError(f"emit-cuda: {op.name} (kernel {index}{_origin(op)}) has symbolic "
+                        f"sizes {unbounded}: give their ranges, as in "
+                        f"emit-cuda{{symbols=\"{unbounded[0]}=MIN:OPT:MAX\"}}")
     template, params = kernel_step(op, bounds)
     step = {"name": f"{template}_{index}", "template": template, "params": json_value(params),
             "origin": origin_of(op)}
-    unbounded = [s for s in shape_symbols(step["params"]) if s not in bounds]
-    if unbounded:
-        raise PassError(f"emit-cuda: {op.name} {step['name']} has symbolic sizes {unbounded}; "
-                        f"give their ranges as emit-cuda{{symbols=\"{unbounded[0]}=MIN:OPT:MAX\"}}")
     op.attributes.pop("cuda_fallback", None)
     try:
         name, spec = emit_step(step, bounds)
@@ -156,3 +161,8 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
         props["sizes"] = ArrayAttr([StringAttr(s) for s in spec.size_args])
     cuda = CudaOp.create(operands=list(op.results), properties=props)
     Rewriter.insert_op(cuda, InsertPoint.after(op))
+
+
+def _origin(op: LaunchOp | ElementwiseOp) -> str:
+    names = origin_of(op)
+    return f", ONNX {', '.join(names)}" if names else ""
