@@ -5,8 +5,8 @@ A step whose shapes hold a symbolic dim ("N", "768*N") reaches its template with
 `Sym`s. Arithmetic (+ - * // %) builds canonical expressions (sums of constant-times-atom
 products), so `prod(in_shape) == prod(out_shape)` holds when it holds for every value, and
 `(768*N) % 4 == 0` is provably true. Printed into C (an f-string), a Sym is an expression over
-the kernel's size arguments (`sz_N`, one `int` argument per symbol it uses, appended to the
-signature by `codegen/plan_kernels.py`); stored as a launch dimension it is the runtime's JSON
+the kernel's size arguments (`sz_N`, one `int` argument per symbol of the step's shapes,
+declared by `templates.signature`); stored as a launch dimension it is the runtime's JSON
 expression (`ember.runtime.symbolic`).
 
 What a Sym cannot answer raises `SymbolicError`: an order comparison (`<`, `max()`), `int()`,

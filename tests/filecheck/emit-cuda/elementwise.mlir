@@ -1,7 +1,9 @@
 // RUN: ember-opt %s -p convert-nn-to-kernel,fuse-elementwise,emit-cuda | filecheck %s
+// RUN: ember-opt %s -p convert-nn-to-kernel,fuse-elementwise,emit-cuda | ember-opt | filecheck %s
 
 // A bias add and relu fused into one elementwise kernel: one thread per output element (a
 // grid-stride loop), the bias read through its broadcast strides, the region as C expressions.
+// The kernel.cuda op parses back (second RUN line).
 builtin.module {
   func.func @main(%x: tensor<2x3xf32>, %b: tensor<3xf32>) -> tensor<2x3xf32> {
     %a = nn.binary "add" %x, %b : tensor<2x3xf32>, tensor<3xf32> -> tensor<2x3xf32>
