@@ -138,6 +138,17 @@ def size_arguments(symbols: Sequence[str]) -> Iterator[list[tuple[str, ...]]]:
         _SIZE_ARGS.reset(token)
 
 
+def size_parameters() -> list[str]:
+    """`const int sz_<symbol>` for each symbolic size of the params being emitted (see
+    `size_arguments`): the last parameters of every kernel signature. A template that writes
+    its own signature appends these."""
+    sizes = _SIZE_ARGS.get()
+    if sizes is None:
+        return []
+    sizes[1].append(sizes[0])
+    return [f"const int {C_PREFIX}{s}" for s in sizes[0]]
+
+
 def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
               launch_bounds: tuple[int, int] | None = None, workspace: bool = False,
               halves: bool = False) -> str:
@@ -150,10 +161,7 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
     args += [f"{ptr(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
     if workspace:
         args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
-    sizes = _SIZE_ARGS.get()
-    if sizes is not None:
-        args += [f"const int {C_PREFIX}{s}" for s in sizes[0]]
-        sizes[1].append(sizes[0])
+    args += size_parameters()
     bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 

@@ -132,3 +132,15 @@ def test_a_kernel_using_sizes_it_does_not_declare_is_an_error(monkeypatch):
     assert spec.size_args == ("N",)
     assert f"void {name}(const float* __restrict__ in0, float* __restrict__ out0, " \
            "const int sz_N)" in spec.source
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gemm_kernels_declare_their_sizes_whatever_writes_the_signature(dtype):
+    # FP16 GEMMs take the tensor-core template, whose signature is its own (gemm_mma)
+    step = {"name": "mm", "template": "matmul",
+            "params": {"in_shapes": [["N", 128], [128, 64]], "in_dtypes": [dtype, dtype],
+                       "out_shapes": [["N", 64]], "out_dtypes": [dtype]}}
+    name, spec = emit_step(step, {"N": (1, 64, 256)})
+    head = spec.source[spec.source.index(f" {name}("):]
+    assert head[:head.index(")")].endswith(", const int sz_N")
+    assert spec.size_args == ("N",) and "sz_N" in head[head.index(")"):]
