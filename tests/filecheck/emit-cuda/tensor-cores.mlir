@@ -1,0 +1,32 @@
+// RUN: ember-opt %s -p 'kmajor-matmul-weights,convert-nn-to-kernel,fuse-epilogues,select-tactics{arch="sm_90"},emit-cuda' | filecheck %s
+// RUN: ember-opt %s -p 'kmajor-matmul-weights,convert-nn-to-kernel,fuse-epilogues,select-tactics{arch="sm_80"},emit-cuda' | filecheck %s --check-prefix=AMPERE
+
+// FP16 matmuls with their relu fused: in an sm_90 build the big K-major one takes Hopper's
+// wgmma (its source marked for sm_90a, dynamic shared memory for the swizzled stages), the
+// small one mma.sync with split-K; an sm_80 build keeps mma.sync for both. The epilogue
+// computes in float and stores through the half conversion.
+builtin.module {
+  func.func @main(%a: tensor<1024x768xf16>, %b: tensor<3072x768xf16>, %c: tensor<16x512xf16>, %d: tensor<512x64xf16>) -> (tensor<1024x3072xf16>, tensor<16x64xf16>) {
+    %m = nn.matmul %a, %b {transpose_b = true} : (tensor<1024x768xf16>, tensor<3072x768xf16>) -> tensor<1024x3072xf16>
+    %r = nn.unary "relu" %m : tensor<1024x3072xf16> -> tensor<1024x3072xf16>
+    %n = nn.matmul %c, %d : (tensor<16x512xf16>, tensor<512x64xf16>) -> tensor<16x64xf16>
+    func.return %r, %n : tensor<1024x3072xf16>, tensor<16x64xf16>
+  }
+}
+
+// CHECK:      kernel.launch "matmul"(%a, %b) {{.*}}tactic = {wgmma = array<i64: 128, 256, 4>}}
+// CHECK:      kernel.cuda "[[K:matmul_[0-9a-f]{12}]]"(%{{.*}}) grid [12, 8, 1] block [256, 1, 1] shared 197632 : tensor<1024x3072xf16> {
+// CHECK-NEXT: | // matmul [1 x (1024 x 768) @ (768 x 3072)] transpose_a=0 transpose_b=1 float16
+// CHECK-NEXT: | // tactic: tensor cores, wgmma (sm_90a), 128x256 tile x 128 bytes of k, 2 warpgroup(s) of m64n256, 4 stages
+// CHECK-NEXT: | // epilogue fused: [relu]
+// CHECK-NEXT: | // target: sm_90a (wgmma)
+// CHECK:      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16
+// CHECK:      | extern "C" __global__ void __launch_bounds__(256, 1) [[K]](const ember_half* __restrict__ in0, const ember_half* __restrict__ in1, ember_half* __restrict__ out0) {
+// CHECK:      |         out0[oi] = ember_to_half(acc);
+// CHECK:      kernel.launch "matmul"(%c, %d) {{.*}}tactic = {mma = array<i64: {{.*}}>, splits = {{[0-9]+}} : i64}}
+// CHECK:      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+// CHECK:      ldsm_x4_trans(
+
+// AMPERE-NOT: wgmma
+// AMPERE:     tactic = {mma = array<i64: {{.*}}>
+// AMPERE:     mma.sync.aligned.m16n8k16
