@@ -39,6 +39,14 @@ def __getattr__(name: str) -> Any:
 
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in ("float32", "float16", "bfloat16"):  # TensorRT's DataType names, as numpy dtypes
+        import numpy as np
+
+        if name == "bfloat16":
+            import ml_dtypes  # registers bfloat16 with numpy (an onnx dependency)
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(name)
     if name in ("backend", "compiler", "runtime", "dialects", "passes", "codegen"):
         return importlib.import_module(f"ember.{name}")
     raise AttributeError(f"module 'ember' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import Any
 import onnx
 from xdsl.passes import ModulePass
 
-from ember.compiler.network import NetworkDefinition
+from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pipeline import resolve_passes, run_passes
 from ember.compiler.plan_builder import build_plan
@@ -29,10 +29,19 @@ from ember.runtime.plan import plan_bytes
 
 
 class BuilderFlag(enum.IntFlag):
+    """TensorRT's builder flags. FP16 / BF16 / TF32: a layer *may* run in that precision
+    (assign-precision says which do); OBEY / PREFER_PRECISION_CONSTRAINTS: what per-layer
+    precisions are (an error where impossible / a warning); STRICT_TYPES (deprecated in
+    TensorRT) is OBEY."""
+
     FP16 = 1
     INT8 = 2
     REFIT = 4
     STRICT_TYPES = 8
+    TF32 = 16
+    BF16 = 32
+    OBEY_PRECISION_CONSTRAINTS = 64
+    PREFER_PRECISION_CONSTRAINTS = 128
 
 
 @dataclass
@@ -46,7 +55,15 @@ class OptimizationProfile:
 
 @dataclass
 class BuilderConfig:
+    """What a build does. Constructed directly it is strict FP32 (no TF32), so a plain
+    `BuilderConfig()` keeps FP32 results bit for bit; `Builder.create_builder_config()` sets
+    TF32 as TensorRT's does."""
+
     flags: BuilderFlag = BuilderFlag(0)
+    # per-layer precisions by ONNX node name ("fp32", "fp16", "bf16"; TensorRT's
+    # `layer.precision`) and output types by (node, output index) (`layer.set_output_type`)
+    layer_precisions: dict[str, str] = field(default_factory=dict)
+    layer_output_types: dict[tuple[str, int], str] = field(default_factory=dict)
     pipeline: str = "default"
     target_arch: str | None = None      # e.g. "sm_90": compile CUDA kernels for this GPU
     # a step whose template has no CUDA kernel yet runs on the host inside a GPU plan
@@ -99,6 +116,48 @@ class BuilderConfig:
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
+    @property
+    def precision_constraints(self) -> str:
+        """"obey", "prefer" or "none", from the flags (OBEY wins over PREFER)."""
+        if self.flags & (BuilderFlag.OBEY_PRECISION_CONSTRAINTS | BuilderFlag.STRICT_TYPES):
+            return "obey"
+        return "prefer" if self.flags & BuilderFlag.PREFER_PRECISION_CONSTRAINTS else "none"
+
+    def set_precision_constraints(self, mode: str) -> None:
+        """trtexec's `--precisionConstraints obey|prefer|none` as flags."""
+        if mode not in ("obey", "prefer", "none"):
+            raise EmberError(f"precision constraints must be obey, prefer or none, not {mode!r}")
+        self.clear_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS
+                        | BuilderFlag.PREFER_PRECISION_CONSTRAINTS | BuilderFlag.STRICT_TYPES)
+        if mode != "none":
+            self.set_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS if mode == "obey"
+                          else BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+
+    def set_layer_precisions(self, spec: str | dict[str, Any]) -> None:
+        """Per-layer precisions: trtexec's "NODE:fp32,NODE2:fp16" or {node: precision}
+        (precision a name or a dtype: "fp16", np.float16, ember.float16)."""
+        from ember.passes.assign_precision import parse_layer_precisions
+
+        items = parse_layer_precisions(spec, "--layer-precisions") if isinstance(spec, str) \
+            else spec
+        for node, precision in items.items():
+            self.layer_precisions[str(node)] = precision_name(precision, f"layer '{node}'")
+
+    def precision_options(self) -> dict[str, Any]:
+        """The assign-precision pass's options for this config ({} when there is nothing to
+        assign: strict FP32 without per-layer precisions)."""
+        options = {"fp16": self.get_flag(BuilderFlag.FP16), "bf16": self.get_flag(BuilderFlag.BF16),
+                   "tf32": self.get_flag(BuilderFlag.TF32),
+                   "constraints": self.precision_constraints,
+                   "layer_precisions": ",".join(f"{n}:{p}"
+                                                for n, p in self.layer_precisions.items()),
+                   "output_types": ",".join(f"{n}:{i}:{p}"
+                                            for (n, i), p in self.layer_output_types.items())}
+        if not (options["fp16"] or options["bf16"] or options["tf32"]
+                or options["layer_precisions"] or options["output_types"]):
+            return {}
+        return options
+
 
 _IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC",
                "NC4HW4": "NC4HW4", "CHW4": "NC4HW4", "NC/4HW4": "NC4HW4"}
@@ -112,14 +171,17 @@ class Builder:
         return NetworkDefinition()
 
     def create_builder_config(self) -> BuilderConfig:
-        return BuilderConfig()
+        """A config with TF32 allowed, as TensorRT's builder gives (clear_flag(TF32) for
+        strict FP32)."""
+        return BuilderConfig(flags=BuilderFlag.TF32)
 
     def create_optimization_profile(self) -> OptimizationProfile:
         return OptimizationProfile()
 
     def build_serialized_network(self, network: NetworkDefinition,
                                  config: BuilderConfig | None = None) -> bytes:
-        manifest, sections = build_model(network.to_onnx(), config or BuilderConfig())
+        config = network.apply_layer_precisions(config or BuilderConfig())
+        manifest, sections = build_model(network.to_onnx(), config)
         return plan_bytes(manifest, sections)
 
 
@@ -242,8 +304,9 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan.
     `dump_dir`: write every stage there (`compiler.opt.StageDump`), replayable by `ember-opt`."""
     config = config or BuilderConfig()
-    if config.flags & (BuilderFlag.FP16 | BuilderFlag.INT8):
-        raise UnsupportedError("FP16/INT8 builds are not implemented yet (FP32 only)")
+    if config.flags & BuilderFlag.INT8:
+        raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
+                               "are)")
     passes = pipeline_for(config)
     dump = None
     if dump_dir is not None:  # checked before any work
@@ -251,6 +314,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
 
         dump = StageDump(dump_dir, passes)
     proto, _ = load_model(model)
+    _check_layer_names(proto, config)
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
@@ -274,6 +338,18 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     return manifest, sections
 
 
+def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:
+    """Per-layer precisions must name nodes of the model (a typo is never ignored)."""
+    names = [n for n in config.layer_precisions] + [n for n, _ in config.layer_output_types]
+    if not names:
+        return
+    nodes = {n.name for n in model.graph.node}
+    unknown = sorted({n for n in names if n not in nodes})
+    if unknown:
+        raise EmberError(f"per-layer precision names {', '.join(repr(n) for n in unknown)}, "
+                         "which the model has no node of (layers are named by ONNX node name)")
+
+
 def _should_autotune(config: BuilderConfig) -> bool:
     if config.autotune is False:
         return False
@@ -294,12 +370,31 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
     says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off),
     and for a CUDA target select-tactics (the cost model's tactic on each conv/matmul op).
-    `BuilderConfig(optimize=False)` gives the "unoptimized" pipeline. `pipeline_text` spells the
-    list in `ember-opt -p` syntax."""
+    With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
+    options) runs after the nn-level optimizations, before kmajor-matmul-weights and
+    convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
+    "unoptimized" pipeline (with assign-precision too). `pipeline_text` spells the list in
+    `ember-opt -p` syntax."""
     from ember.passes import assign_layouts, make_pass
+    from ember.passes.assign_precision import AssignPrecision
+
+    precision = config.precision_options()
+
+    def with_precision(names: list[str]) -> list[str]:
+        # before the passes that read element types (kmajor-matmul-weights) and the kernels
+        if precision and "assign-precision" not in names:
+            at = next((i for i, n in enumerate(names)
+                       if n in ("kmajor-matmul-weights", "convert-nn-to-kernel")), len(names))
+            names.insert(at, "assign-precision")
+        return names
+
+    def make(name: str) -> ModulePass:
+        if name == "assign-precision" and precision:
+            return AssignPrecision(**precision)
+        return make_pass(name)
 
     if not config.optimize:
-        return [make_pass(n) for n in resolve_passes("unoptimized")]
+        return [make(n) for n in with_precision(resolve_passes("unoptimized"))]
     names = resolve_passes(config.pipeline)
     if config.target_arch is not None and "kmajor-matmul-weights" not in names:
         names.append("kmajor-matmul-weights")  # tensor cores read matmul weights K-major
@@ -308,13 +403,13 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None and "select-tactics" not in names:
         names.append("select-tactics")
     passes: list[ModulePass] = []
-    for name in names:
+    for name in with_precision(names):
         if name == "select-tactics" and config.target_arch is not None:
             from ember.codegen.select_tactics import SelectTactics
 
             passes.append(SelectTactics(arch=config.target_arch))
         elif name != "assign-layouts":
-            passes.append(make_pass(name))
+            passes.append(make(name))
         elif config.assign_layouts:
             passes.append(assign_layouts.AssignLayouts(
                 io_formats=",".join(config.allowed_io_formats),
@@ -333,19 +428,55 @@ def detect_arch() -> str | None:
     return Device(0).arch if cuda_available() else None
 
 
+PRECISION_OPTIONS = ("fp16", "bf16", "tf32", "layer_precisions", "precision_constraints")
+
+
+def precision_config(config: BuilderConfig, *, fp16: bool = False, bf16: bool = False,
+                     tf32: bool = False, layer_precisions: str | dict | None = None,
+                     precision_constraints: str | None = None) -> BuilderConfig:
+    """Set the precision options of `ember.compile` / `ember.backend` / the CLI on `config`."""
+    for flag, on in ((BuilderFlag.FP16, fp16), (BuilderFlag.BF16, bf16),
+                     (BuilderFlag.TF32, tf32)):
+        if on:
+            config.set_flag(flag)
+        else:
+            config.clear_flag(flag)
+    if layer_precisions:
+        config.set_layer_precisions(layer_precisions)
+    if precision_constraints is not None:
+        config.set_precision_constraints(precision_constraints)
+    return config
+
+
+def refuse_unknown_options(options: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
+    """Options nobody reads are an error naming them, never ignored."""
+    if options:
+        raise EmberError(f"{where}: unknown option(s) {', '.join(sorted(options))}; known: "
+                         f"{', '.join(known)}")
+
+
 def compile(model: onnx.ModelProto | str | os.PathLike | bytes, *, fp16: bool = False,
-            device: str = "auto", arch: str | None = None, pipeline: str = "default",
-            profiles: list[OptimizationProfile] | None = None):
+            bf16: bool = False, tf32: bool = False, device: str = "auto",
+            arch: str | None = None, pipeline: str = "default",
+            profiles: list[OptimizationProfile] | None = None,
+            layer_precisions: str | dict | None = None,
+            precision_constraints: str | None = None, **options: Any):
     """Build and load in one step: `ember.compile("model.onnx")(x=...)` -> outputs by name.
 
     CUDA kernels are built for `arch`, or for the GPU present when device is "auto"/"cuda".
-    `profiles`: optimization profiles for a model with dynamic input dims."""
+    `profiles`: optimization profiles for a model with dynamic input dims. Strict FP32 unless
+    `fp16` / `bf16` / `tf32` allow lower precisions (Polygraphy's defaults); `layer_precisions`
+    ("NODE:fp32,..." or {node: precision}) with `precision_constraints` ("obey", "prefer",
+    "none") pin layers. Unknown options are an error."""
     from ember.runtime.engine import Engine
     from ember.runtime.plan import read_plan
 
-    config = BuilderConfig(pipeline=pipeline, profiles=list(profiles or []))
-    if fp16:
-        config.set_flag(BuilderFlag.FP16)
+    refuse_unknown_options(options, "ember.compile",
+                           ("device", "arch", "pipeline", "profiles", *PRECISION_OPTIONS))
+    config = precision_config(BuilderConfig(pipeline=pipeline, profiles=list(profiles or [])),
+                              fp16=fp16, bf16=bf16, tf32=tf32,
+                              layer_precisions=layer_precisions,
+                              precision_constraints=precision_constraints)
     if arch is None and device != "cpu":
         arch = detect_arch()
         if arch is None and device == "cuda":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -67,18 +68,52 @@ _DTYPES = {np.dtype(t): helper.np_dtype_to_tensor_dtype(np.dtype(t))
            for t in (np.float32, np.float16, np.int32, np.int64, np.int8, np.bool_)}
 
 
+_PRECISION_NAMES = {"fp32": "fp32", "float32": "fp32", "float": "fp32", "fp16": "fp16",
+                    "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16"}
+
+
+def precision_name(value: Any, what: str = "precision") -> str:
+    """"fp32" / "fp16" / "bf16" for a name or a dtype (np.float16, ember.float16, "half")."""
+    name = value if isinstance(value, str) else getattr(value, "name", None)
+    if name is None:
+        try:
+            name = np.dtype(value).name
+        except TypeError:
+            name = repr(value)
+    precision = _PRECISION_NAMES.get(str(name).lower())
+    if precision is None:
+        raise EmberError(f"{what}: precision {value!r} is not one of fp32, fp16, bf16")
+    return precision
+
+
 class Tensor:
     def __init__(self, network: NetworkDefinition, name: str) -> None:
         self.network = network
         self.name = name
 
 
+_DTYPE_OF = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _dtype(precision: str) -> np.dtype:
+    if precision == "bf16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(_DTYPE_OF[precision])
+
+
 class Layer:
+    """One ONNX node of the network. `precision` and `set_output_type` are TensorRT's per-layer
+    constraints: the builder honours them under OBEY_PRECISION_CONSTRAINTS (an error where it
+    cannot), else follows them where it can (a warning elsewhere)."""
+
     def __init__(self, network: NetworkDefinition, name: str, outputs: list[Tensor]) -> None:
         self.network = network
         self.name = name
         self._outputs = outputs
-        self.precision: np.dtype | None = None  # per-layer precision (honoured by a later issue)
+        self._precision: str | None = None
+        self._output_types: dict[int, str] = {}
 
     @property
     def num_outputs(self) -> int:
@@ -86,6 +121,47 @@ class Layer:
 
     def get_output(self, index: int) -> Tensor:
         return self._outputs[index]
+
+    @property
+    def precision(self) -> np.dtype:
+        """The precision the layer computes in (float32 until set): ember.float16, np.float16
+        or "fp16" set it."""
+        return _dtype(self._precision or "fp32")
+
+    @precision.setter
+    def precision(self, value: object) -> None:
+        self._check_name()
+        self._precision = precision_name(value, f"layer '{self.name}'")
+
+    @property
+    def precision_is_set(self) -> bool:
+        return self._precision is not None
+
+    def reset_precision(self) -> None:
+        self._precision = None
+
+    def set_output_type(self, index: int, dtype: object) -> None:
+        """Store output `index` in `dtype` (a cast after the layer where it computes in
+        another precision)."""
+        self._check_name()
+        if not 0 <= index < self.num_outputs:
+            raise EmberError(f"layer '{self.name}' has {self.num_outputs} output(s), no "
+                             f"#{index}")
+        self._output_types[index] = precision_name(dtype, f"layer '{self.name}' output #{index}")
+
+    def get_output_type(self, index: int) -> np.dtype:
+        return _dtype(self._output_types.get(index, "fp32"))
+
+    def output_type_is_set(self, index: int) -> bool:
+        return index in self._output_types
+
+    def reset_output_type(self, index: int) -> None:
+        self._output_types.pop(index, None)
+
+    def _check_name(self) -> None:
+        if not self.name:
+            raise EmberError("this layer's ONNX node has no name: per-layer precisions are "
+                             "keyed by node name (name the model's nodes)")
 
 
 class NetworkDefinition:
@@ -100,6 +176,8 @@ class NetworkDefinition:
         self.initializers: list[onnx.TensorProto] = []
         self.parsed_model: onnx.ModelProto | None = None
         self._count = 0
+        self._layers: list[Layer] = []
+        self._parsed_layers: list[Layer] | None = None
 
     def _name(self, kind: str) -> str:
         self._count += 1
@@ -111,7 +189,47 @@ class NetworkDefinition:
         outs = [f"{name}_out{i}" for i in range(num_outputs)]
         self.nodes.append(helper.make_node(op_type, [i.name if isinstance(i, Tensor) else i
                                                      for i in inputs], outs, name=name, **attrs))
-        return Layer(self, name, [Tensor(self, o) for o in outs])
+        layer = Layer(self, name, [Tensor(self, o) for o in outs])
+        self._layers.append(layer)
+        return layer
+
+    # -- layers ----------------------------------------------------------------------------------
+    def _all_layers(self) -> list[Layer]:
+        if self.parsed_model is None:
+            return self._layers
+        if self._parsed_layers is None:  # one Layer per node of the parsed model, kept
+            self._parsed_layers = [Layer(self, n.name, [Tensor(self, o) for o in n.output])
+                                   for n in self.parsed_model.graph.node]
+        return self._parsed_layers
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._all_layers())
+
+    def get_layer(self, index: int) -> Layer:
+        layers = self._all_layers()
+        if not 0 <= index < len(layers):
+            raise EmberError(f"layer index {index} out of range: the network has "
+                             f"{len(layers)} layer(s)")
+        return layers[index]
+
+    def __iter__(self):
+        return iter(self._all_layers())
+
+    def apply_layer_precisions(self, config):
+        """`config` with this network's per-layer precisions and output types added (a copy;
+        the config's own entries win)."""
+        import dataclasses
+
+        precisions = {layer.name: layer._precision for layer in self._all_layers()
+                      if layer._precision is not None}
+        types = {(layer.name, i): t for layer in self._all_layers()
+                 for i, t in layer._output_types.items()}
+        if not precisions and not types:
+            return config
+        return dataclasses.replace(config,
+                                   layer_precisions={**precisions, **config.layer_precisions},
+                                   layer_output_types={**types, **config.layer_output_types})
 
     def _weights(self, array: np.ndarray, kind: str = "w") -> str:
         name = self._name(kind)

@@ -14,6 +14,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     StringAttr,
+    UnitAttr,
     f64,
     i64,
 )
@@ -43,6 +44,8 @@ def attribute_value(attr: Attribute) -> Any:
         return dense_to_numpy(attr)
     if isinstance(attr, TypeAttribute):
         return attr
+    if isinstance(attr, UnitAttr):  # a flag property (nn.conv's `tf32`)
+        return True
     raise TypeError(f"no Python value for attribute {attr}")
 
 

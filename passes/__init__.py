@@ -21,6 +21,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.codegen.emit_cuda import EmitCuda
     from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
+    from ember.passes.assign_precision import AssignPrecision
     from ember.passes.cancel_transposes import CancelTransposes
     from ember.passes.canonicalize import Canonicalize
     from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
@@ -41,7 +42,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            EmitCuda]
+            EmitCuda, AssignPrecision]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -4,7 +4,7 @@ are the runtime's `attention` kernel."""
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, i1
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, UnitAttr, i1
 from xdsl.ir import Attribute
 from xdsl.irdl import (
     irdl_op_definition,
@@ -49,6 +49,7 @@ class AttentionOp(NNOp):
     k_offset = opt_prop_def(IntegerAttr)
     v_offset = opt_prop_def(IntegerAttr)
     masked_value = opt_prop_def(FloatAttr)
+    tf32 = opt_prop_def(UnitAttr)  # may use TF32 tensor cores (assign-precision, TF32 allowed)
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr
 from xdsl.ir import Attribute
 from xdsl.irdl import (
     irdl_op_definition,
@@ -56,6 +56,7 @@ class MatMulOp(NNOp):
     rhs = operand_def()
     transpose_a = opt_prop_def(IntegerAttr)
     transpose_b = opt_prop_def(IntegerAttr)
+    tf32 = opt_prop_def(UnitAttr)  # may use TF32 tensor cores (assign-precision, TF32 allowed)
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
@@ -108,6 +109,7 @@ class _ConvBase(NNOp):
     pads = prop_def(DenseArrayBase)
     dilations = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
+    tf32 = opt_prop_def(UnitAttr)  # may use TF32 tensor cores (assign-precision, TF32 allowed)
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = (
@@ -274,6 +276,7 @@ class EinsumOp(NNOp):
 
     name = "nn.einsum"
     equation = prop_def(StringAttr)
+    tf32 = opt_prop_def(UnitAttr)  # may use TF32 tensor cores (assign-precision, TF32 allowed)
     inputs = var_operand_def()
     output = result_def()
     traits = traits_def(Pure())

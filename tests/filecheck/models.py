@@ -86,10 +86,26 @@ def conv_relu_add():
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
+def conv_relu_softmax():
+    """Conv -> Relu -> Softmax with named weights (assign-precision's FP16 chain)."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                                "conv1.weight")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv1.bias")
+    nodes = [h.make_node("Conv", ["x", "conv1.weight", "conv1.bias"], ["c"], name="conv1",
+                         pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c"], ["r"], name="relu1"),
+             h.make_node("Softmax", ["r"], ["y"], name="softmax1", axis=1)]
+    graph = h.make_graph(nodes, "chain", [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 8, 8])], [w, b])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
 MODELS = {
     "reshape_chain_static": lambda: reshape_chain(2),
     "reshape_chain_symbolic": lambda: reshape_chain("N"),
     "conv_relu_add": conv_relu_add,
+    "conv_relu_softmax": conv_relu_softmax,
     "expand_chain": expand_chain,
     "slice_to_length": slice_to_length,
 }
