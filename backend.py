@@ -2,6 +2,10 @@
 
     rep = ember.backend.prepare(model, device="CPU")
     outputs = rep.run([x])        # a list in graph output order
+
+Strict FP32 by default (as Polygraphy); `prepare(model, fp16=True)` (or bf16 / tf32 /
+layer_precisions / precision_constraints, `ember.compile`'s options) allows lower precisions.
+Any other option is an error, never ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
+from ember.compiler.builder import PRECISION_OPTIONS, refuse_unknown_options
 from ember.compiler.builder import compile as _compile
+
+
+def _precision_options(kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The precision options among `kwargs`; anything else is refused."""
+    refuse_unknown_options({k: v for k, v in kwargs.items() if k not in PRECISION_OPTIONS},
+                           where, PRECISION_OPTIONS)
+    return dict(kwargs)
 
 
 class EmberRep(BackendRep):
@@ -24,9 +36,10 @@ class EmberRep(BackendRep):
     KEEP = 8  # plans a dynamic model keeps, one per set of input shapes
 
     def __init__(self, engine=None, *, model: onnx.ModelProto | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", options: Mapping[str, Any] | None = None) -> None:
         self.engine = engine
         self._model, self._device = model, device
+        self._options = dict(options or {})  # precision options of each build
         self._by_shapes: dict[tuple, Any] = {}
         if engine is None:
             inits = {t.name for t in model.graph.initializer}  # type: ignore[union-attr]
@@ -44,13 +57,14 @@ class EmberRep(BackendRep):
             for name, shape in shapes:
                 profile.set_shape(name, shape, shape, shape)
             engine = _compile(self._model, device=self._device,  # type: ignore[arg-type]
-                              profiles=[profile])
+                              profiles=[profile], **self._options)
             while len(self._by_shapes) >= self.KEEP:
                 self._by_shapes.pop(next(iter(self._by_shapes)))
         self._by_shapes[shapes] = engine  # most recently used last
         return engine
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        refuse_unknown_options(kwargs, "ember.backend run", ())
         names = self.engine.input_names if self.engine is not None else self._names
         if isinstance(inputs, Mapping):
             feed = dict(inputs)
@@ -83,14 +97,17 @@ class EmberBackend(Backend):
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> EmberRep:
+        """Build `model` (strict FP32 unless fp16 / bf16 / tf32 / layer_precisions /
+        precision_constraints say otherwise; other options are an error)."""
+        options = _precision_options(kwargs, "ember.backend.prepare")
         if _dynamic_inputs(model):  # built at run time, for the shapes given
-            return EmberRep(model=model, device=cls._device(device))
-        return EmberRep(_compile(model, device=cls._device(device)))
+            return EmberRep(model=model, device=cls._device(device), options=options)
+        return EmberRep(_compile(model, device=cls._device(device), **options))
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU",
                   **kwargs: Any) -> tuple[np.ndarray, ...]:
-        return cls.prepare(model, device).run(inputs)
+        return cls.prepare(model, device, **kwargs).run(inputs)
 
     @classmethod
     def run_node(cls, node: onnx.NodeProto, inputs: Sequence[np.ndarray], device: str = "CPU",

@@ -143,6 +143,23 @@ class BuilderConfig:
         for node, precision in items.items():
             self.layer_precisions[str(node)] = precision_name(precision, f"layer '{node}'")
 
+    def set_layer_output_types(self, spec: str | dict[tuple[str, int], Any]) -> None:
+        """Per-layer output types: trtexec's "NODE:fp16,SPLIT:fp16+fp32" (one type per output,
+        in order) or {(node, index): precision}."""
+        if isinstance(spec, str):
+            items: dict[tuple[str, int], Any] = {}
+            for item in filter(None, (s.strip() for s in spec.split(","))):
+                node, sep, types = item.rpartition(":")
+                if not sep or not node or not types:
+                    raise EmberError(f"--layer-output-types: '{item}' is not NODE:TYPE[+TYPE...]")
+                for index, t in enumerate(types.split("+")):
+                    items[(node, index)] = t
+        else:
+            items = dict(spec)
+        for (node, index), precision in items.items():
+            self.layer_output_types[(str(node), int(index))] = precision_name(
+                precision, f"layer '{node}' output #{index}")
+
     def precision_options(self) -> dict[str, Any]:
         """The assign-precision pass's options for this config ({} when there is nothing to
         assign: strict FP32 without per-layer precisions)."""
@@ -428,11 +445,13 @@ def detect_arch() -> str | None:
     return Device(0).arch if cuda_available() else None
 
 
-PRECISION_OPTIONS = ("fp16", "bf16", "tf32", "layer_precisions", "precision_constraints")
+PRECISION_OPTIONS = ("fp16", "bf16", "tf32", "layer_precisions", "layer_output_types",
+                     "precision_constraints")
 
 
 def precision_config(config: BuilderConfig, *, fp16: bool = False, bf16: bool = False,
                      tf32: bool = False, layer_precisions: str | dict | None = None,
+                     layer_output_types: str | dict | None = None,
                      precision_constraints: str | None = None) -> BuilderConfig:
     """Set the precision options of `ember.compile` / `ember.backend` / the CLI on `config`."""
     for flag, on in ((BuilderFlag.FP16, fp16), (BuilderFlag.BF16, bf16),
@@ -443,6 +462,8 @@ def precision_config(config: BuilderConfig, *, fp16: bool = False, bf16: bool = 
             config.clear_flag(flag)
     if layer_precisions:
         config.set_layer_precisions(layer_precisions)
+    if layer_output_types:
+        config.set_layer_output_types(layer_output_types)
     if precision_constraints is not None:
         config.set_precision_constraints(precision_constraints)
     return config
@@ -460,14 +481,16 @@ def compile(model: onnx.ModelProto | str | os.PathLike | bytes, *, fp16: bool = 
             arch: str | None = None, pipeline: str = "default",
             profiles: list[OptimizationProfile] | None = None,
             layer_precisions: str | dict | None = None,
+            layer_output_types: str | dict | None = None,
             precision_constraints: str | None = None, **options: Any):
     """Build and load in one step: `ember.compile("model.onnx")(x=...)` -> outputs by name.
 
     CUDA kernels are built for `arch`, or for the GPU present when device is "auto"/"cuda".
     `profiles`: optimization profiles for a model with dynamic input dims. Strict FP32 unless
     `fp16` / `bf16` / `tf32` allow lower precisions (Polygraphy's defaults); `layer_precisions`
-    ("NODE:fp32,..." or {node: precision}) with `precision_constraints` ("obey", "prefer",
-    "none") pin layers. Unknown options are an error."""
+    ("NODE:fp32,..." or {node: precision}) and `layer_output_types` ("NODE:fp16" or
+    {(node, index): precision}) with `precision_constraints` ("obey", "prefer", "none") pin
+    layers. Unknown options are an error."""
     from ember.runtime.engine import Engine
     from ember.runtime.plan import read_plan
 
@@ -476,6 +499,7 @@ def compile(model: onnx.ModelProto | str | os.PathLike | bytes, *, fp16: bool = 
     config = precision_config(BuilderConfig(pipeline=pipeline, profiles=list(profiles or [])),
                               fp16=fp16, bf16=bf16, tf32=tf32,
                               layer_precisions=layer_precisions,
+                              layer_output_types=layer_output_types,
                               precision_constraints=precision_constraints)
     if arch is None and device != "cpu":
         arch = detect_arch()

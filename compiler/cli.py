@@ -21,6 +21,39 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--stop-after", metavar="PASS", help="stop after this pass")
 
 
+def _add_precision_flags(p: argparse.ArgumentParser, *, tf32: bool) -> None:
+    """trtexec's precision flags (its spellings too). `tf32`: whether TF32 is allowed by
+    default (trtexec's `build`: yes, `--noTF32` clears it; Polygraphy's `run`: no, `--tf32`)."""
+    group = p.add_argument_group("precision (a layer MAY run in an allowed precision)")
+    group.add_argument("--fp16", action="store_true", help="allow FP16")
+    group.add_argument("--bf16", action="store_true", help="allow BF16")
+    which = group.add_mutually_exclusive_group()
+    which.add_argument("--tf32", dest="tf32", action="store_true", default=None,
+                       help="allow TF32 for FP32 conv/matmul" + (" (the default)" if tf32
+                                                                 else ""))
+    which.add_argument("--noTF32", "--no-tf32", dest="tf32", action="store_false",
+                       help="strict FP32: no TF32" + ("" if tf32 else " (the default)"))
+    group.add_argument("--layer-precisions", "--layerPrecisions", metavar="SPEC",
+                       help="per-layer precisions by ONNX node name, e.g. conv1:fp32,fc:fp16")
+    group.add_argument("--layer-output-types", "--layerOutputTypes", metavar="SPEC",
+                       help="per-layer output types, e.g. conv1:fp16 (several outputs: "
+                            "split:fp16+fp32)")
+    group.add_argument("--precision-constraints", "--precisionConstraints",
+                       choices=["obey", "prefer", "none"], default=None,
+                       help="obey: per-layer precisions or an error; prefer: where possible, "
+                            "else a warning; none (default): hints, followed as prefer")
+
+
+def _precision(args: argparse.Namespace) -> dict:
+    """The precision flags given (tf32 only when --tf32 / --noTF32 was: each command has its
+    own default)."""
+    flags = {"fp16": args.fp16, "bf16": args.bf16,
+             "layer_precisions": args.layer_precisions,
+             "layer_output_types": args.layer_output_types,
+             "precision_constraints": args.precision_constraints}
+    return flags if args.tf32 is None else {**flags, "tf32": args.tf32}
+
+
 def _opt(args: argparse.Namespace) -> int:
     from ember.compiler.opt import opt
 
@@ -38,21 +71,23 @@ def _build(args: argparse.Namespace) -> int:
           shapes=args.shapes, verbose=args.verbose,
           autotune={"auto": None, "on": True, "off": False}[args.autotune],
           min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes,
-          dump_dir=args.dump_dir)
+          dump_dir=args.dump_dir, **_precision(args))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from ember.compiler.commands import run
 
-    run(args.model, inputs=args.inputs, outputs=args.outputs, device=args.device)
+    run(args.model, inputs=args.inputs, outputs=args.outputs, device=args.device,
+        **_precision(args))
     return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from ember.compiler.commands import inspect
 
-    inspect(args.model, format=args.format, layer=args.layer, arch=args.arch)
+    inspect(args.model, format=args.format, layer=args.layer, arch=args.arch,
+            **_precision(args))
     return 0
 
 
@@ -116,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  ember build model.onnx -o model.plan\n"
                               "  ember build model.onnx -o model.plan --arch sm_90 --verbose\n"
                               "  ember build model.onnx -o model.plan --dump-dir stages/\n"
+                              "  ember build model.onnx -o model.plan --fp16 --layer-precisions "
+                              "conv1:fp32 --precision-constraints obey\n"
                               "  ember build model.onnx -o model.plan --min-shapes x:1x3x224x224 "
                               "--opt-shapes x:8x3x224x224 --max-shapes x:32x3x224x224")
     p.add_argument("model", help="an ONNX model")
@@ -140,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "once to DIR/weights.npz, which the stages name in their resource "
                         "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
                         "prints the last stage again. Stage files already in DIR are removed")
+    _add_precision_flags(p, tf32=True)
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",
@@ -148,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help=".npz of inputs by name (default: random)")
     p.add_argument("--outputs", help="write the outputs here (.npz)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_precision_flags(p, tf32=False)
     p.set_defaults(run=_run)
 
     p = sub.add_parser("inspect", help="print a plan's layers: template, ONNX nodes, formats, "
@@ -163,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, metavar="INDEX", help="only this layer (step)")
     p.add_argument("--arch", help="for an ONNX model: build CUDA kernels for this GPU "
                                   "(e.g. sm_90); default: a CPU plan")
+    _add_precision_flags(p, tf32=True)
     p.set_defaults(run=_inspect)
 
     p = sub.add_parser("demo", help="compile a built-in example model and check its output",

@@ -11,7 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
-from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.compiler.builder import BuilderConfig, build_model, pipeline_for, precision_config
 from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
 
@@ -63,14 +63,18 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           pipeline: str = "default", shapes: str | None = None, verbose: bool = False,
           out: TextIO | None = None, autotune: bool | None = None,
           min_shapes: str | None = None, opt_shapes: str | None = None,
-          max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None) -> dict:
+          max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None,
+          **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
-    each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`)."""
+    each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
+    `precision`: fp16, bf16, tf32 (allowed unless tf32=False, as trtexec), layer_precisions,
+    layer_output_types, precision_constraints (`ember.compile`'s meanings)."""
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
     config = BuilderConfig(pipeline=pipeline, target_arch=arch, autotune=autotune)
+    precision_config(config, **{"tf32": True, **precision})
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
         config.add_optimization_profile(profile)
@@ -123,22 +127,33 @@ def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
     return feed
 
 
-def load_engine(path: str | os.PathLike, device: str = "auto"):
-    """A plan file, or an ONNX model built on the fly."""
+def load_engine(path: str | os.PathLike, device: str = "auto", **precision):
+    """A plan file, or an ONNX model built on the fly (strict FP32 unless `precision` allows
+    more, as `ember.compile`)."""
     from ember.runtime.engine import Runtime
 
     if Path(path).suffix == ".onnx":
         from ember.compiler.builder import compile as compile_model
 
-        return compile_model(path, device=device)
+        return compile_model(path, device=device, **precision)
+    _refuse_precision_for_plan(path, precision)
     return Runtime(device).load(path)
+
+
+def _refuse_precision_for_plan(path: str | os.PathLike, precision: dict) -> None:
+    """Precision flags build an ONNX model; a plan was built already (never ignore them)."""
+    given = sorted(k for k, v in precision.items() if v or (k == "tf32" and v is not None))
+    if given:
+        raise EmberError(f"{path} is a plan, built already: precision options "
+                         f"({', '.join(given)}) apply when building an ONNX model")
 
 
 def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
         outputs: str | os.PathLike | None = None, device: str = "auto",
-        out: TextIO | None = None) -> dict[str, np.ndarray]:
+        out: TextIO | None = None, **precision) -> dict[str, np.ndarray]:
+    """Run a plan (or an ONNX model, built strict FP32 unless `precision` says otherwise)."""
     out = out or sys.stdout
-    engine = load_engine(model, device)
+    engine = load_engine(model, device, **precision)
     if inputs is not None:
         feed = load_npz(inputs)
     else:
@@ -157,17 +172,21 @@ def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
 
 
 def inspect(model: str | os.PathLike, *, format: str = "text", layer: int | None = None,
-            arch: str | None = None, out: TextIO | None = None) -> str:
+            arch: str | None = None, out: TextIO | None = None, **precision) -> str:
     """A plan's layers (the engine inspector): the table ending with `kernels: N`, or JSON; one
-    layer with `layer`. An ONNX model is built first (a CPU plan, or for `arch`)."""
+    layer with `layer`. An ONNX model is built first (a CPU plan, or for `arch`; `precision`
+    as `build`'s, TF32 allowed unless tf32=False)."""
     from ember.runtime.inspector import EngineInspector
 
     out = out or sys.stdout
     if Path(model).suffix == ".onnx":
-        manifest, _ = build_model(model, BuilderConfig(target_arch=arch))
+        config = precision_config(BuilderConfig(target_arch=arch), **{"tf32": True, **precision})
+        manifest, _ = build_model(model, config)
         inspector = EngineInspector(manifest)
     else:
         from ember.runtime.engine import Runtime
+
+        _refuse_precision_for_plan(model, precision)
 
         inspector = Runtime("cpu").load(model).create_engine_inspector()
     if layer is None:

@@ -1,6 +1,7 @@
 """The engine inspector (TensorRT's IEngineInspector): what each kernel of a plan is — its template,
-the ONNX nodes fused into it, the formats it reads and writes, precision, where it runs and its CUDA
-launch — as one-line text or JSON. `ember build --verbose` and `ember inspect` print its table.
+the ONNX nodes fused into it, the formats it reads and writes, precision, where it runs, its CUDA
+launch and tactic — as one-line text or JSON. `ember build --verbose` and `ember inspect` print
+its table.
 Reads the manifest only (numpy and the standard library; never the compiler).
 """
 
@@ -56,6 +57,26 @@ def tensor_format(buffer: Mapping[str, Any] | None,
                                                      or len(buffer["shape"]) == 4):
                 return value
     return "NCHW" if len(buffer["shape"]) == 4 and buffer.get("kind") != "weight" else "plain"
+
+
+def _precision(params: Mapping[str, Any], outs: Sequence[Mapping[str, Any]]) -> str:
+    """What a kernel computes in: its op's own result type (`out_dtypes`, before an epilogue
+    that may cast it), else its output buffer's; "tf32" for an FP32 conv/matmul that may use
+    TF32."""
+    names = params.get("out_dtypes")
+    dtype = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else (
+        outs[0]["dtype"] if outs else None)
+    if dtype is None:
+        return "-"
+    if dtype == "float32" and params.get("tf32"):
+        return "tf32"
+    return _PRECISION.get(dtype, dtype)
+
+
+def _tactic_text(tactic: Mapping[str, Any]) -> str:
+    """A tactic in one word: tile=64x64x16x8x4,splits=2."""
+    return ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in tactic.items())
 
 
 def _dims(values: Sequence[int]) -> str:
@@ -114,11 +135,15 @@ class EngineInspector:
             "origin": list(step.get("origin", [])),
             "format_in": ins[0]["format"] if ins else "-",
             "format_out": outs[0]["format"] if outs else "-",
-            "precision": _PRECISION.get(outs[0]["dtype"], outs[0]["dtype"]) if outs else "-",
+            "precision": _precision(params, outs),
             "device": device,
             "inputs": ins,
             "outputs": outs,
         }
+        if isinstance(params.get("tactic"), Mapping):  # select-tactics' or the autotuner's
+            info["tactic"] = dict(params["tactic"])
+        if params.get("tf32"):
+            info["tf32"] = True
         if "reformat" in params:
             info["reformat"] = params["reformat"]
         if isinstance(params.get("layout"), str):
@@ -178,13 +203,14 @@ class EngineInspector:
 
     # -- the table ---------------------------------------------------------------------------------
     def _header(self) -> str:
-        launch = f" {'cuda kernel <<<grid, block>>>':42}" if self._cuda_plan else ""
+        launch = f" {'cuda kernel <<<grid, block>>> [tactic]':42}" if self._cuda_plan else ""
         return (f"  {'kernel':28} {'template':14} {'in':6} {'out':>22} {'prec':5} {'on':4}"
                 f"{launch}  onnx nodes")
 
     def _row(self, info: Mapping[str, Any]) -> str:
         """kernel, template, the format it reads (its first input's), its output's shape (in byte
-        order) and format, precision, where it runs ("host": a CPU fallback inside a GPU plan),
+        order) and format, precision (what it computes in: fp32, tf32, fp16, bf16), where it
+        runs ("host": a CPU fallback inside a GPU plan),
         the CUDA launch in GPU plans, and the ONNX nodes fused into it (last)."""
         out = info["outputs"][0] if info["outputs"] else None
         shape = ("x".join(map(str, out["shape"])) or "scalar") if out else "-"
@@ -203,6 +229,8 @@ class EngineInspector:
                 for v in cuda.get("variants", []):
                     when = ", ".join(f"{k} ≤ {t}" for k, t in v.get("when", {}).items())
                     text += f" | {when}: {v.get('kernel')}"
+            if info.get("tactic"):
+                text += f" [{_tactic_text(info['tactic'])}]"
             launch = f" {text:42}"
         origin = ", ".join(info["origin"]) or "-"
         return (f"  {info['name']:28} {template:14} {info['format_in']:6} "

@@ -30,8 +30,11 @@ def _empty_value(fn: str, dtype: np.dtype):
 
 
 def reduce_array(fn: str, x: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """ONNX Reduce* semantics in numpy; the result has x's dtype."""
+    """ONNX Reduce* semantics in numpy; the result has x's dtype. FP16 / BF16 tensors are
+    reduced in float64 (their kernels accumulate in FP32) and rounded to the storage type."""
     dtype = x.dtype
+    if dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16"):
+        return reduce_array(fn, x.astype(np.float64), axes, keepdims).astype(dtype)
     if x.size == 0 and fn in ("max", "min", "log_sum", "log_sum_exp"):
         shape = [1 if i in axes else d for i, d in enumerate(x.shape)
                  if keepdims or i not in axes]

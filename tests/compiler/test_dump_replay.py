@@ -15,7 +15,7 @@ from onnx import helper as h
 from onnx import numpy_helper
 from xdsl.dialects.builtin import StringAttr, TensorType, f32
 
-from ember.compiler.builder import BuilderConfig, pipeline_for
+from ember.compiler.builder import BuilderConfig, BuilderFlag, pipeline_for
 from ember.compiler.cli import main
 from ember.compiler.ember_opt import EmberOptMain
 from ember.compiler.models import light_model_path
@@ -75,7 +75,7 @@ def test_small_model_dump_replays_to_the_last_stage(tmp_path, capsys, shapes):
     assert main(["build", str(model), "-o", str(tmp_path / "block.plan"), "--dump-dir",
                  str(dump), *shapes]) == 0
     stages = _stages(dump)
-    passes = pipeline_for(BuilderConfig())
+    passes = pipeline_for(BuilderConfig(flags=BuilderFlag.TF32))  # `ember build` allows TF32
     assert [p.name for p in stages] == ["00-input.mlir"] + [
         f"{i:02d}-{p.name}.mlir" for i, p in enumerate(passes, 1)]
     assert (dump / "pipeline.txt").read_text() == pipeline_text(passes) + "\n"
