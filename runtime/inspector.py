@@ -61,11 +61,18 @@ def tensor_format(buffer: Mapping[str, Any] | None,
 
 def _precision(params: Mapping[str, Any], outs: Sequence[Mapping[str, Any]]) -> str:
     """What a kernel computes in: its op's own result type (`out_dtypes`, before an epilogue
-    that may cast it), else its output buffer's; "tf32" for an FP32 conv/matmul that may use
-    TF32."""
+    that may cast it; an elementwise kernel's last non-cast op's), else its output buffer's;
+    "tf32" for an FP32 conv/matmul that may use TF32."""
     names = params.get("out_dtypes")
     dtype = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else (
         outs[0]["dtype"] if outs else None)
+    region = params.get("region")
+    if isinstance(region, Mapping) and isinstance(region.get("ops"), list):
+        # an elementwise kernel computes in its last op's type, casts to its output aside
+        computed = [op.get("dtype") for op in region["ops"]
+                    if isinstance(op, Mapping) and op.get("fn") != "cast"]
+        if computed and isinstance(computed[-1], str):
+            dtype = computed[-1]
     if dtype is None:
         return "-"
     if dtype == "float32" and params.get("tf32"):

@@ -1,0 +1,126 @@
+"""assign-precision on ONNX models: what it converts, where it casts, what it refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+from ember.compiler.onnx_importer import import_onnx
+from ember.compiler.pipeline import run_passes
+from ember.dialects.nn.elementwise import CastOp, WeightOp
+from ember.dialects.tensor_types import element_type_of
+from ember.dialects.weights import weights_of
+from ember.errors import PassError
+from ember.passes.assign_precision import AssignPrecision, parse_output_types
+from tests.onnx_cases import small_cnn
+
+
+def _lower(model: onnx.ModelProto, **options):
+    module = import_onnx(model)
+    run_passes(module, ["convert-onnx-to-nn", "fold-constants", "canonicalize", "dce",
+                        AssignPrecision(**options)])
+    return module
+
+
+def _ops(module, name: str) -> list:
+    return [op for op in module.walk() if op.name == name]
+
+
+def _types(op) -> list[str]:
+    return [str(element_type_of(v)) for v in (*op.operands, *op.results)]
+
+
+def test_fp16_converts_weights_at_build_time_and_keeps_io_types():
+    module = _lower(small_cnn(), fp16=True)
+    fn = next(op for op in module.walk() if op.name == "func.func")
+    assert [str(element_type_of(t)) for t in fn.function_type.inputs.data] == ["f32"]
+    assert [str(element_type_of(t)) for t in fn.function_type.outputs.data] == ["f32"]
+    casts = _ops(module, "nn.cast")
+    assert len(casts) == 2  # the input in, the output out: none on a weight
+    assert not any(isinstance(c.input.owner, WeightOp) for c in casts)
+    store = weights_of(module)
+    w = small_cnn().graph.initializer[0]
+    np.testing.assert_array_equal(store[f"{w.name}.fp16"],
+                                  numpy_helper.to_array(w).astype(np.float16))
+    assert {str(element_type_of(r)) for op in module.walk() if op.name in
+            ("nn.conv", "nn.pool", "nn.matmul", "nn.softmax") for r in op.results} == {"f16"}
+    refs = {op.ref.data for op in module.walk() if isinstance(op, WeightOp)}
+    assert w.name not in refs  # the FP32 original is gone from the module
+
+
+def _movement_model() -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    nodes = [h.make_node("Transpose", ["x"], ["t"], name="tr", perm=[1, 0]),
+             h.make_node("MatMul", ["t", "w"], ["m"], name="mm"),
+             h.make_node("Reshape", ["m", "shape"], ["y"], name="rs"),
+             h.make_node("ArgMax", ["y"], ["am"], name="am", axis=0, keepdims=0)]
+    shape = numpy_helper.from_array(np.array([-1], np.int64), "shape")
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [4, 2])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [6]),
+                          h.make_tensor_value_info("am", T.INT64, [])], [w, shape])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_movement_follows_its_input_and_integers_are_untouched():
+    module = _lower(_movement_model(), fp16=True)
+    (tr,) = _ops(module, "nn.transpose")
+    assert _types(tr) == ["f32", "f32"]  # reads the f32 input: no cast in front of it
+    (mm,) = _ops(module, "nn.matmul")
+    assert _types(mm) == ["f16", "f16", "f16"]
+    (rs,) = _ops(module, "nn.reshape")
+    assert _types(rs)[0] == "f16" and _types(rs)[-1] == "f16"  # follows the f16 matmul
+    (am,) = _ops(module, "nn.arg_reduce")
+    assert _types(am) == ["f16", "i64"]
+
+
+def test_pinned_layer_under_obey():
+    module = _lower(small_cnn(), fp16=True, constraints="obey", layer_precisions="fc:fp32")
+    (mm,) = _ops(module, "nn.matmul")
+    assert _types(mm) == ["f32", "f32", "f32"]
+    (conv,) = _ops(module, "nn.conv")
+    assert _types(conv)[-1] == "f16"
+
+
+def test_output_type_stores_the_result_in_that_type():
+    # an FP32 build storing the conv's output in FP16: f32 -> f16 -> f32 rounds, so it stays
+    module = _lower(small_cnn(), constraints="obey", output_types="conv:0:fp16")
+    (conv,) = _ops(module, "nn.conv")
+    assert _types(conv)[-1] == "f32"
+    (cast,) = [u.operation for u in conv.results[0].uses]
+    assert isinstance(cast, CastOp) and str(cast.to) == "f16"
+    (back,) = [u.operation for u in cast.output.uses]
+    assert isinstance(back, CastOp) and str(back.to) == "f32"
+    # in an FP16 build an FP32 output type read by FP16 ops cancels (f16 -> f32 -> f16 is exact)
+    module = _lower(small_cnn(), fp16=True, output_types="conv:0:fp32")
+    (conv,) = _ops(module, "nn.conv")
+    assert [u.operation.name for u in conv.results[0].uses] == ["nn.unary"]
+
+
+def test_impossible_pin_obey_raises_prefer_warns():
+    model = _movement_model()
+    why = r"node 'am' \(nn.arg_reduce\): output #0 is i64, not a floating-point tensor"
+    with pytest.raises(PassError, match=why):
+        _lower(model, constraints="obey", output_types="am:0:fp16")
+    with pytest.warns(UserWarning, match=why):
+        module = _lower(model, constraints="prefer", output_types="am:0:fp16")
+    (am,) = _ops(module, "nn.arg_reduce")
+    assert _types(am) == ["f32", "i64"]
+
+
+def test_unmatched_name_is_a_warning_in_the_pass():
+    with pytest.warns(UserWarning, match="nosuch.*matches no op"):
+        _lower(small_cnn(), fp16=True, layer_precisions="nosuch:fp32")
+
+
+def test_bad_specs_are_errors():
+    with pytest.raises(PassError, match="NODE:PRECISION"):
+        _lower(small_cnn(), layer_precisions="conv:int8")
+    with pytest.raises(PassError, match="constraints must be"):
+        _lower(small_cnn(), fp16=True, constraints="maybe")
+    with pytest.raises(PassError, match="NODE:INDEX:PRECISION"):
+        parse_output_types("conv:fp16")
+    assert parse_output_types("a:b:1:bf16") == {("a:b", 1): "bf16"}
