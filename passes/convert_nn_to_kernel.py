@@ -4,7 +4,9 @@ After this pass the function holds only `kernel.launch`, `kernel.elementwise`, `
 and the data ops `nn.weight` / `nn.constant`. Elementwise nn ops (unary, binary, select, cast)
 become `kernel.elementwise` with a one-op scalar region; `nn.reshape` becomes `kernel.view`; every
 other nn op becomes `kernel.launch "<op>"` whose params are the op's properties plus the static
-shapes and dtypes of its operands and results. Every dim must be static or a product of named
+shapes and dtypes of its operands and results (so assign-precision's `tf32` marker on a conv /
+matmul / einsum / attention becomes `params["tf32"] = true`, which the CUDA templates read).
+Every dim must be static or a product of named
 symbols (an optimization profile's dynamic input dims, whose values kernels take at run time); an
 unknown dim is an error naming the op.
 """
