@@ -6,9 +6,8 @@ become `kernel.elementwise` with a one-op scalar region; `nn.reshape` becomes `k
 other nn op becomes `kernel.launch "<op>"` whose params are the op's properties plus the static
 shapes and dtypes of its operands and results (so assign-precision's `tf32` marker on a conv /
 matmul / einsum / attention becomes `params["tf32"] = true`, which the CUDA templates read).
-Every dim must be static or a product of named
-symbols (an optimization profile's dynamic input dims, whose values kernels take at run time); an
-unknown dim is an error naming the op.
+Every dim must be static or a product of named symbols (an optimization profile's dynamic input
+dims, whose values kernels take at run time); an unknown dim is an error naming the op.
 """
 
 from __future__ import annotations
