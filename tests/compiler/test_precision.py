@@ -323,3 +323,17 @@ def test_cli_run_is_strict_and_refuses_flags_for_a_plan(tmp_path, capsys):
 def test_bad_precision_spec_is_an_error():
     with pytest.raises(PassError, match="NODE:PRECISION"):
         BuilderConfig().set_layer_precisions("conv")
+
+
+def test_layer_table_shows_tactic_and_tf32_in_a_cuda_plan():
+    from ember.runtime.inspector import EngineInspector
+
+    config = BuilderConfig(target_arch="sm_90", flags=BuilderFlag.TF32, autotune=False)
+    manifest, _ = build_model(small_cnn(), config)
+    inspector = EngineInspector(manifest)
+    index = next(i for i, s in enumerate(manifest["steps"]) if s["template"] == "matmul")
+    info = inspector.layer(index)
+    tactic = manifest["steps"][index]["params"]["tactic"]
+    assert info["tactic"] == tactic and info["tf32"] and info["precision"] == "tf32"
+    row = inspector.get_layer_information(index)
+    assert f"[tile={'x'.join(map(str, tactic['tile']))},splits={tactic['splits']}]" in row
