@@ -19,6 +19,7 @@ from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model, pipe
 from ember.compiler.cli import main
 from ember.compiler.pipeline import parse_pipeline_text, pipeline_text
 from ember.errors import EmberError, PassError
+from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 from tests.onnx_cases import single_node_model, small_cnn
@@ -337,3 +338,15 @@ def test_layer_table_shows_tactic_and_tf32_in_a_cuda_plan():
     assert info["tactic"] == tactic and info["tf32"] and info["precision"] == "tf32"
     row = inspector.get_layer_information(index)
     assert f"[tile={'x'.join(map(str, tactic['tile']))},splits={tactic['splits']}]" in row
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("option", ["fp16", "bf16", "tf32"])
+def test_compile_on_the_gpu_matches_the_cpu(option):
+    engine = ember.compile(small_cnn(), device="cuda", **{option: True})
+    assert engine.device == "cuda"
+    precisions = set(_precisions(engine).values())
+    assert option in precisions, precisions
+    want = ember.compile(small_cnn(), device="cpu")({"x": X})["y"]
+    assert _rel_l2(engine({"x": X})["y"], want) < 1e-2
