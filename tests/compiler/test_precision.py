@@ -17,7 +17,7 @@ from onnx import numpy_helper
 import ember
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model, pipeline_for
 from ember.compiler.cli import main
-from ember.compiler.pipeline import parse_pipeline_text, pipeline_text
+from ember.compiler.pipeline import parse_pipeline_text, pipeline_text, run_passes
 from ember.errors import EmberError, PassError
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
@@ -350,3 +350,23 @@ def test_compile_on_the_gpu_matches_the_cpu(option):
     assert option in precisions, precisions
     want = ember.compile(small_cnn(), device="cpu")({"x": X})["y"]
     assert _rel_l2(engine({"x": X})["y"], want) < 1e-2
+
+
+def test_bf16_build_dumps_stages_that_replay(tmp_path):
+    """`--dump-dir` of a BF16 build: the assign-precision stage holds the BF16 weights and
+    replays the rest of the pipeline to the last stage."""
+    from ember.compiler.opt import load_module
+    from ember.dialects.weights import print_module, weights_of
+
+    path, dump = tmp_path / "cnn.onnx", tmp_path / "stages"
+    onnx.save(small_cnn(), path)
+    assert main(["build", str(path), "-o", str(tmp_path / "cnn.plan"), "--bf16",
+                 "--dump-dir", str(dump)]) == 0
+    stages = sorted(p for p in dump.iterdir() if p.suffix == ".mlir")
+    k = next(i for i, p in enumerate(stages) if p.name.endswith("-assign-precision.mlir"))
+    module = load_module(stages[k])
+    w = numpy_helper.to_array(small_cnn().graph.initializer[0])
+    np.testing.assert_array_equal(weights_of(module)["conv.w.bf16"], w.astype(BF16))
+    passes = parse_pipeline_text((dump / "pipeline.txt").read_text().strip())
+    run_passes(module, passes[k:])
+    assert print_module(module, debuginfo=True) == stages[-1].read_text()
