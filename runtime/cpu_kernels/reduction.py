@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ember.errors import ShapeError
-from ember.runtime.cpu_kernels.common import UNKNOWN, normalize_axis
+from ember.runtime.cpu_kernels.common import UNKNOWN, is_floating, normalize_axis
 from ember.runtime.cpu_kernels.layout import pack, unpack
 
 REDUCE_FUNCTIONS = ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
@@ -33,7 +33,7 @@ def reduce_array(fn: str, x: np.ndarray, axes: tuple[int, ...], keepdims: bool) 
     """ONNX Reduce* semantics in numpy; the result has x's dtype. FP16 / BF16 tensors are
     reduced in float64 (their kernels accumulate in FP32) and rounded to the storage type."""
     dtype = x.dtype
-    if dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16"):
+    if dtype.itemsize == 2 and is_floating(dtype):
         return reduce_array(fn, x.astype(np.float64), axes, keepdims).astype(dtype)
     if x.size == 0 and fn in ("max", "min", "log_sum", "log_sum_exp"):
         shape = [1 if i in axes else d for i, d in enumerate(x.shape)
