@@ -462,9 +462,10 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
         _, _, a_op, b_op = _mma_operands(cv)
         return gemm_mma.candidates(m, n, cv.k_total, cv.groups, wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, params["out_dtypes"][0]))
+    fp32 = candidates(m, n, cv.k_total, cv.groups, params)
     if _tf32_wgmma(params, cv, arch):
-        return [g.tactic() for g in gemm_wgmma.ranked(m, n, cv.k_total, cv.groups)]
-    return candidates(m, n, cv.k_total, cv.groups, params)
+        return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups)
+    return fp32
 
 
 def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:

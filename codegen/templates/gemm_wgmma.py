@@ -128,6 +128,14 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     return [t for _, _, t in sorted(scored, key=lambda s: (s[0], s[1]))[:top]]
 
 
+def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
+                    top: int = 4) -> list[dict]:
+    """An FP32 GEMM allowed TF32: the best wgmma tiles first, then the best FP32 register tile
+    (with its split-K, which wgmma lacks: a small GEMM with a long K may still want it), for the
+    autotuner to time; the cost model's choice is the first wgmma tile."""
+    return [g.tactic() for g in ranked(m, n, k, batch)[:top - 1]] + fp32[:1]
+
+
 def wgmma_for(tactic: dict) -> WgmmaGemm:
     tile = WgmmaTile(*(int(v) for v in tactic["wgmma"]))
     if tile not in [t for t, _ in WGMMA_TILES]:

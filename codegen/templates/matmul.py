@@ -81,11 +81,12 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, dtype))
-    if _tf32_wgmma(params, arch):
-        return [g.tactic() for g in gemm_wgmma.ranked(m, n, k, prod(batch))]
     if dtype not in ("float32", "float64"):
         return []
-    return candidates(m, n, k, prod(batch), params)
+    fp32 = candidates(m, n, k, prod(batch), params)
+    if _tf32_wgmma(params, arch):
+        return gemm_wgmma.tf32_candidates(fp32, m, n, k, prod(batch))
+    return fp32
 
 
 def _tf32_wgmma(params: dict, arch: str | None) -> bool:
