@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ember.codegen.scalar_c import c_type, load_float, store_from_float
+from ember.codegen.scalar_c import c_type, compute_type, load_float, store_from_float
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -322,7 +322,7 @@ def _mma_operands(cv: _Conv) -> tuple[int, int, Operand, Operand]:
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
-    t = c_type(dtype)
+    t = compute_type(dtype)  # float for FP16/BF16: loaded into float, stored converted
     total = cv.positions * cv.cout
     itype = index_type(total, prod(params["in_shapes"][0]), prod(params["out_shapes"][0]))
     if cv.nhwc:
@@ -356,11 +356,11 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         x_at = f"((size_t)o0 * {cv.channels} + g * {cv.cg} + c) * {plane} + ({pos})"
         w_at = f"((size_t)oc * {cv.cg} + c) * {cv.taps} + tap"
     body += [f"                if ({' && '.join(conds) or 'true'}) "
-             f"acc += in0[{x_at}] * in1[{w_at}];",
+             f"acc += {load_float(f'in0[{x_at}]', dtype)} * {load_float(f'in1[{w_at}]', dtype)};",
              "            }",
              "        }"]
     if cv.has_bias:
-        body.append("        acc += in2[oc];")
+        body.append(f"        acc += {load_float('in2[oc]', dtype)};")
     out = "i"
     if cv.packed:
         out = "oi"
@@ -368,13 +368,14 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         body.append(f"        const size_t oi = (((size_t)o0 * {cv.out_blocks} + (oc >> 2)) * "
                     f"{out_plane} + (i % {out_plane})) * 4 + (oc & 3);")
     body += epilogue_lines(params, "acc", out, "        ")
-    body += [f"        out0[{out}] = acc;", "    }"]
+    body += [f"        out0[{out}] = {store_from_float('acc', dtype)};", "    }"]
     fmt = "NHWC" if cv.nhwc else "NC4HW4" if cv.packed else "NCHW"
     text = source(_title(params, cv, dtype),
                   ["tactic: direct, one thread per output element over its group's "
                    f"{cv.cg} channel(s) x {cv.taps} taps ({fmt})",
                    *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype]),
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
+                            halves=True),
                   body, prelude=uses_mod(params))
     grid, block = grid_1d(total)
     return KernelSpec(text, grid, block, 0)
@@ -483,7 +484,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     wgmma = "wgmma" in (params.get("tactic") or {})
     if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)
-    if dtype not in ("float32", "float64"):
+    if dtype not in ("float32", "float64", *gemm_mma.HALF_TYPES):
         raise UnsupportedError(f"CUDA conv: element type {dtype} is not supported")
     layout = params.get("layout", "NCHW")
     if layout not in ("NCHW", "NHWC", "NC4HW4"):

@@ -10,7 +10,9 @@ by every thread's `cp.async` copies (16 bytes each, zero-filled out of range) in
 swizzle pattern the wgmma descriptors name: row r's 16-byte chunk c sits at chunk c ^ (r % 8)
 of its 128-byte row, 8 rows to a 1024-byte atom. The copies are ordinary (generic-proxy)
 writes, so each thread fences them to the async proxy before the barrier that lets the
-warpgroups read them. TF32 reads the top 19 bits of each FP32 operand (truncation).
+warpgroups read them. For TF32 each thread first rounds its own landed chunks to nearest
+(`cvt.rna.tf32`): the tensor cores alone would truncate each operand, a bias that grows with
+depth (ResNet-50's softmax moved 1.1e-2 rel-L2 from FP32 with truncation).
 
 Kernels using this loop compile only for sm_90a (`ARCH_SPECIFIC`); `gemm_mma` stays the
 tactic for every other target.
@@ -170,6 +172,16 @@ __device__ __forceinline__ void fence_operand(float& x) {{
 template <int N> __device__ __forceinline__ void wgmma_wait() {{
     asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
 }}
+__device__ __forceinline__ void tf32_round4(float4* p) {{  // to nearest, ties away
+    float4 v = *p;
+    unsigned r0, r1, r2, r3;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r0) : "f"(v.x));
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r1) : "f"(v.y));
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r2) : "f"(v.z));
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r3) : "f"(v.w));
+    *p = make_float4(__uint_as_float(r0), __uint_as_float(r1), __uint_as_float(r2),
+                     __uint_as_float(r3));
+}}
 __device__ __forceinline__ void async_proxy_fence() {{
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }}
@@ -203,7 +215,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
              "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
              f"    const int m0 = {m0}, n0 = {n0};",
              "    const int k_tiles = " + f"({k} + {bk - 1}) / {bk};"]
-    copies = []
+    copies, rounds = [], []
     for name, op, rows, arr, stage in (("a", a, bm, "As", a_stage), ("b", b, bn, "Bs", b_stage)):
         for i in range(rows * 8 // threads):
             slot = f"{name}{i}"
@@ -212,6 +224,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
             pre, cond, at = op.load(slot, "kv")
             dst = (f"&{arr}[st * {stage} + ({row}) * {ROW_BYTES} + "
                    f"((((tid & 7) ^ (({row}) & 7))) << 4)]")
+            rounds.append(f"        tf32_round4((float4*){dst.replace('st *', 'cur *')});")
             copies += ["        {", f"            const int kv = k0 + (tid & 7) * {chunk};",
                        *(f"            {p}" for p in pre),
                        f"            const bool v_ = {cond};",
@@ -233,6 +246,10 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    }",
               "    for (int kt = 0; kt < k_tiles; ++kt) {",
               f"        cp_async_wait<{stages - 3}>();",
+              *([f"        const int cur = kt % {stages};",
+                 "        // TF32: this thread's chunks of tile kt rounded to nearest (the tensor",
+                 "        // cores would truncate), before the fence that publishes them"]
+                + rounds if dtype == "float32" else []),
               "        async_proxy_fence();  // this thread's copies, visible to wgmma",
               "        __syncthreads();",
               f"        if (kt + {stages - 2} < k_tiles) {{",

@@ -73,6 +73,9 @@ CONVS = {
     "grouped_nchw": ([1, 32, 10, 10], [32, 8, 3, 3], {"group": 4, "pads": [1, 1, 1, 1]}),
     "deep_split_k_nhwc": ([1, 256, 7, 7], [64, 256, 3, 3], {"pads": [1, 1, 1, 1]}),
 }
+# the direct kernel (depthwise), checked on the GPU with the same reference
+DIRECT_CONVS = {"depthwise_nchw": ([2, 32, 10, 10], [32, 1, 3, 3], {"group": 32,
+                                                                    "pads": [1, 1, 1, 1]})}
 
 
 def _build(model, nhwc: bool = False) -> tuple[dict, dict]:
@@ -145,6 +148,18 @@ def test_half_epilogues_fuse_into_tensor_core_kernels(dtype: str) -> None:
     assert len(steps) == 2 and all(s.get("device") != "cpu" for s in steps), steps
     assert all(s["params"].get("epilogue") for s in steps)
     assert len(manifest["steps"]) == 2  # nothing left outside the two kernels
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_depthwise_conv_runs_the_direct_kernel(dtype: str) -> None:
+    """Too few output channels per group for a GEMM tile: the direct kernel, in float from
+    half storage (MobileNetV2's depthwise convs)."""
+    model, *_ = _conv_model([2, 32, 10, 10], [32, 1, 3, 3], {"group": 32, "pads": [1] * 4},
+                            dtype, seed=8)
+    manifest, sections = _build(model)
+    (step,) = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert step.get("device") != "cpu", step
+    assert "tactic: direct" in sections["cuda_source"].decode(errors="replace")
 
 
 def test_every_tile_compiles_for_both_half_types() -> None:
@@ -339,9 +354,9 @@ def test_half_epilogues_match_float64(dtype: str) -> None:
 @pytest.mark.cuda
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("case", list(CONVS))
+@pytest.mark.parametrize("case", [*CONVS, *DIRECT_CONVS])
 def test_half_conv_matches_float64(case: str, dtype: str) -> None:
-    x_shape, w_shape, attrs = CONVS[case]
+    x_shape, w_shape, attrs = {**CONVS, **DIRECT_CONVS}[case]
     model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=5)
     x = _half(rng, x_shape, dtype)
     manifest, sections = _build(model, nhwc=True)
