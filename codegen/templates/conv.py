@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 from ember.codegen.scalar_c import c_type, compute_type, load_float, store_from_float
-from ember.codegen.symbolic import is_sym, upper
+from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -264,26 +264,18 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
     tile, splits = gemm.tile, getattr(gemm, "splits", 1)
 
-    # a pair of neighbouring columns: two channels of a pixel (NHWC) or two pixels of a
-    # channel plane (NCHW), adjacent in memory; even-aligned where these sizes are even
-    pairable = (cv.cout % 2 == 0 and cv.mg % 2 == 0) if cv.nhwc else out_plane % 2 == 0
-    pairable = pairable and not any(is_sym(d) for d in (cv.cout, out_plane))
-
-    def store(m: str, n: str, values: list[str], indent: str) -> list[str]:
+    def store(m: str, n: str, value: str, indent: str) -> list[str]:
         if cv.nhwc:
-            at = f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
-
-            def bias(k: int) -> str:
-                return load_float(f"in2[g * {cv.mg} + {n} + {k}]", dtype)
+            oc, at = f"g * {cv.mg} + {n}", f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
         else:
             oc = f"g * {cv.mg} + {m}"
             at = (f"(size_t)({n} / {out_plane}) * {cv.cout * out_plane} + (size_t)({oc}) * "
                   f"{out_plane} + {n} % {out_plane}")
-
-            def bias(k: int) -> str:
-                return load_float(f"in2[{oc}]", dtype)
-        return gemm_mma.store_pair(params, dtype, at, n, n_size, values, indent,
-                                   bias if cv.has_bias else None, pairable)
+        bias = ([f"{indent}acc += {load_float(f'in2[{oc}]', dtype)};"] if cv.has_bias
+                else [])
+        return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};", *bias,
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"

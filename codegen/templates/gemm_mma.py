@@ -24,9 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ember.codegen.scalar_c import store_from_float
 from ember.codegen.symbolic import is_sym, typical
-from ember.codegen.templates.elementwise import epilogue_lines
 from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 
 HALF_TYPES = ("float16", "bfloat16")
@@ -371,57 +369,19 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               "    cp_async_wait<0>();"]
     if splits > 1:
         lines += _split_k_reduce(gemm)
-    # fragment (i, j) elements 2 h, 2 h + 1: row g (+ 8 for h = 1), columns 2 t, 2 t + 1
-    # (g = lane / 4, t = lane % 4): stored as pairs of neighbouring columns
+    # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
     lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
               "        #pragma unroll",
               f"        for (int j = 0; j < {ni_n}; ++j)",
               "            #pragma unroll",
-              "            for (int h = 0; h < 2; ++h) {",
-              f"                const int m = m0 + wm * {wtm} + i * 16 + (lane >> 2) + h * 8;",
-              f"                const int n = n0 + wn * {wtn} + j * 8 + (lane & 3) * 2;",
+              "            for (int e = 0; e < 4; ++e) {",
+              f"                const int m = m0 + wm * {wtm} + i * 16 + (lane >> 2) + "
+              "(e >> 1) * 8;",
+              f"                const int n = n0 + wn * {wtn} + j * 8 + (lane & 3) * 2 + (e & 1);",
               f"                if (m >= {m} || n >= {n}) continue;"]
-    lines += store("m", "n", ["frag[i][j][2 * h]", "frag[i][j][2 * h + 1]"], "                ")
+    lines += store("m", "n", "frag[i][j][e]", "                ")
     lines += ["            }"]
-    return lines
-
-
-PAIR_TYPES = {"float16": "ember_half2", "bfloat16": "ember_bf162", "float32": "float2"}
-
-
-def store_pair(params: dict, dtype: str, oi: str, n: str, n_total, values: list[str],
-               indent: str, bias: Callable[[int], str] | None = None,
-               pairable: bool = False) -> list[str]:
-    """Lines storing two neighbouring outputs of a GEMM tile: `values[k]` (floats) of column
-    `n + k` at `out0[oi + k]` (the second only where `n + 1 < n_total`), each with `bias(k)`
-    added and the launch's epilogue applied. `pairable`: the caller vouches that `oi` is even
-    and the two elements adjacent, so both go out in one 4-byte (halves) or 8-byte store."""
-    lines = [f"{indent}const size_t oi = {oi};",
-             f"{indent}const bool pair = {n} + 1 < {n_total};"]
-    lines += [f"{indent}float acc{k} = {v};" for k, v in enumerate(values)]
-    for k in range(2):
-        inner = indent + "    "
-        body = [f"{inner}float acc = acc{k};"]
-        if bias is not None:
-            body.append(f"{inner}acc += {bias(k)};")
-        body += epilogue_lines(params, "acc", f"oi + {k}" if k else "oi", inner)
-        body.append(f"{inner}acc{k} = acc;")
-        lines += [f"{indent}{'if (pair) ' if k else ''}{{", *body, f"{indent}}}"]
-    out = [store_from_float(f"acc{k}", dtype) for k in range(2)]
-    if pairable:
-        t = PAIR_TYPES[dtype]
-        lines += [f"{indent}if (pair) {{",
-                  f"{indent}    {t} p_;",
-                  f"{indent}    p_.x = {out[0]};",
-                  f"{indent}    p_.y = {out[1]};",
-                  f"{indent}    *({t}*)&out0[oi] = p_;",
-                  f"{indent}}} else {{",
-                  f"{indent}    out0[oi] = {out[0]};",
-                  f"{indent}}}"]
-    else:
-        lines += [f"{indent}out0[oi] = {out[0]};",
-                  f"{indent}if (pair) out0[oi + 1] = {out[1]};"]
     return lines
 
 

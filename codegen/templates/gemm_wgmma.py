@@ -272,14 +272,14 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    #pragma unroll",
               f"    for (int i = 0; i < {bn // 2}; ++i) fence_operand(frag[i]);",
               "    cp_async_wait<0>();",
-              "    // accumulators i, i + 1 (i even): row wr + lane / 4 (+ 8 for i % 4 = 2), "
-              "columns (i / 4) * 8 + (lane % 4) * 2 + 0, 1: stored as pairs",
+              "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
+              "(i / 4) * 8 + (lane % 4) * 2 + i % 2",
               "    #pragma unroll",
-              f"    for (int i = 0; i < {bn // 2}; i += 2) {{",
+              f"    for (int i = 0; i < {bn // 2}; ++i) {{",
               "        const int m = m0 + group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8;",
-              "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2;",
+              "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);",
               f"        if (m >= {m} || n >= {n}) continue;"]
-    lines += store("m", "n", ["frag[i]", "frag[i + 1]"], "        ")
+    lines += store("m", "n", "frag[i]", "        ")
     lines += ["    }"]
     return lines
 

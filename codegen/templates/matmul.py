@@ -4,8 +4,8 @@ tensor-core main loop of `gemm_mma` (FP32 accumulation). The tile is chosen by t
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type
-from ember.codegen.symbolic import is_sym, upper
+from ember.codegen.scalar_c import c_type, store_from_float
+from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
@@ -133,12 +133,11 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     body = [f"    const int b = blockIdx.z / {splits};"]
     body += _batch_offsets(batch, a_bs, b_bs)
 
-    # neighbouring columns are adjacent; a pair starts at an even index where N is even
-    pairable = not is_sym(n) and n % 2 == 0
-
-    def store(row: str, col: str, values: list[str], indent: str) -> list[str]:
-        return gemm_mma.store_pair(params, dtype, f"(size_t)b * {m * n} + (size_t){row} * {n} + "
-                                   f"{col}", col, n, values, indent, pairable=pairable)
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
+                f"{indent}float acc = {value};",
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:

@@ -22,7 +22,7 @@ builtin.module {
 // CHECK-NEXT: | // target: sm_90a (wgmma)
 // CHECK:      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16
 // CHECK:      | extern "C" __global__ void __launch_bounds__(256, 1) [[K]](const ember_half* __restrict__ in0, const ember_half* __restrict__ in1, ember_half* __restrict__ out0) {
-// CHECK:      |             *(ember_half2*)&out0[oi] = p_;
+// CHECK:      |         out0[oi] = ember_to_half(acc);
 // CHECK:      kernel.launch "matmul"(%c, %d) {{.*}}tactic = {mma = array<i64: {{.*}}>, splits = {{[0-9]+}} : i64}}
 // CHECK:      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // CHECK:      ldsm_x4_trans(
