@@ -131,6 +131,8 @@ def _scratch(spec: KernelSpec, cuda, stream) -> list:
 
 
 def _time(spec: KernelSpec, function, bufs: list, cuda, stream) -> float:
+    if spec.shared_bytes > 48 * 1024:  # as the executor does: opt in to the dynamic shared memory
+        function.set_max_dynamic_shared(spec.shared_bytes)
     args = cuda.pack_args([("ptr", b.ptr) for b in bufs])
     for _ in range(WARMUP):
         cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
@@ -159,14 +161,15 @@ def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
 
 def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> dict[str, int]:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
-    Returns counts: steps tuned, kernels timed, steps answered from the timing cache."""
+    Returns counts: steps tuned, kernels timed, steps answered from the timing cache, and
+    candidates that failed to launch (not chosen; the count shows in the plan's "autotune")."""
     from ember.runtime import cuda
 
     device = cuda.default_device()
     device_name = f"{device.name}/{arch}"
     path = cache_path()
     cache = _load_cache(path) if use_cache else {}
-    stats = {"steps": 0, "timed": 0, "cached": 0}
+    stats = {"steps": 0, "timed": 0, "cached": 0, "failed": 0}
     todo: list[tuple[dict, dict, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
     symbols = manifest.get("symbols") or {}
     for plan_step in manifest["steps"]:
@@ -211,6 +214,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                     stream.synchronize()
                     module.unload()
             except EmberError:  # a candidate that cannot run here (resources) is not chosen
+                stats["failed"] += 1
                 continue
             stats["timed"] += 1
             if best is None or ms < best[0]:

@@ -94,8 +94,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
             f"{k} {tuple(v)}" for k, v in manifest["symbols"].items()) + "\n")
     tuned = manifest.get("autotune")
     if tuned:
+        failed = (f", {tuned['failed']} candidate(s) failed to launch (not chosen)"
+                  if tuned.get("failed") else "")
         out.write(f"autotuned {tuned['steps']} step(s): {tuned['timed']} kernel(s) timed, "
-                  f"{tuned['cached']} from the timing cache\n")
+                  f"{tuned['cached']} from the timing cache{failed}\n")
     host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]
     if arch and host:
         out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "

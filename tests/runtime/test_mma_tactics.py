@@ -332,6 +332,26 @@ def test_every_wgmma_tile_matches_float64(tile: gemm_wgmma.WgmmaTile, dtype: str
 
 @pytest.mark.cuda
 @needs_gpu
+def test_autotune_times_every_candidate_including_big_shared_memory(tmp_path,
+                                                                     monkeypatch) -> None:
+    """wgmma and the big mma.sync tiles take more than 48 KB of dynamic shared memory: the
+    autotuner opts each in as the executor does, so every candidate is timed and none fails
+    (before, each failed to launch and the small tiles won by default)."""
+    from ember.compiler.builder import detect_arch
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    model, rng = _matmul_model([1024, 768], [768, 3072], "float16", trans_b=True, seed=12)
+    manifest, sections = build_model(model, BuilderConfig(target_arch=detect_arch(),
+                                                          autotune=True))
+    stats = manifest["autotune"]
+    assert stats["steps"] == 1 and stats["timed"] == 4 and stats["failed"] == 0, stats
+    x = _half(rng, (1024, 768), "float16")
+    w = numpy_helper.to_array(model.graph.initializer[0]).T
+    assert _relative_l2(_run(manifest, sections, {"x": x}), _matmul_reference(x, w)) < 2e-3
+
+
+@pytest.mark.cuda
+@needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_epilogues_match_float64(dtype: str) -> None:
     model, rng, w = _epilogue_model(dtype, seed=7)
