@@ -249,20 +249,11 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """FP16/BF16 implicit GEMM on tensor cores: `gemm_mma`'s mma.sync loop, or `gemm_wgmma`'s
     where the tactic names it (NHWC, channels in multiples of 8, an sm_90 build)."""
-    if dtype == "float32" and not params.get("tf32"):
-        raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
-                         "not allowed (no tf32 marker from assign-precision)")
     out_plane = prod(cv.out_spatial)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
-    tactic = params.get("tactic") or {}
-    wgmma = "wgmma" in tactic
-    if wgmma:
-        gemm = gemm_wgmma.wgmma_for(tactic)
-        if not gemm_wgmma.usable(a_op, b_op, dtype):
-            raise ValueError("tactic wgmma needs NHWC with channels in 16-byte chunks")
-    else:
-        gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
-    tile, splits = gemm.tile, getattr(gemm, "splits", 1)
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m_size, n_size,
+                                              cv.k_total, cv.groups)
+    tile, splits = gemm.tile, gemm.splits
 
     def store(m: str, n: str, value: str, indent: str) -> list[str]:
         if cv.nhwc:

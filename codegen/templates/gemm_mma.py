@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.symbolic import is_sym, typical
-from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
+from ember.codegen.templates.gemm_tiles import SM_COUNT, Gemm, Operand
 
 HALF_TYPES = ("float16", "bfloat16")
 PTX_TYPE = {"float16": "f16", "bfloat16": "bf16"}
@@ -87,26 +87,14 @@ SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
 @dataclass(frozen=True)
-class MmaGemm:
-    """A tensor-core tactic: the tile and how many slices K is split into."""
+class MmaGemm(Gemm):
+    """A tensor-core tactic: the tile and how many slices K is split into (`Gemm`'s split-K,
+    with FP32 partial tiles whatever the element type)."""
 
     tile: MmaTile
-    splits: int = 1
 
-    def k_slice(self, k: int) -> int:
-        chunks = -(-k // self.tile.bk)
-        return -(-chunks // self.splits) * self.tile.bk
-
-    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
-        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch * self.splits)
-
-    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
-        """(counter bytes, FP32 partial-tile bytes) of zeroed scratch (split-K only)."""
-        if self.splits == 1:
-            return 0, 0
-        gx, gy, _ = self.grid(m, n, batch)
-        tiles = gx * gy * batch
-        return tiles * 4, tiles * self.splits * self.tile.bm * self.tile.bn * 4
+    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:  # type: ignore[override]
+        return super().workspace_bytes(m, n, batch, 4)
 
     def tactic(self) -> dict:
         """The tactic as a kernel op's `tactic` attribute / a plan step's params record it."""

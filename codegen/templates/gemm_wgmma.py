@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ember.codegen.nvrtc import ARCH_SPECIFIC_SM90A
 from ember.codegen.symbolic import typical
+from ember.codegen.templates import gemm_mma
 from ember.codegen.templates.gemm_mma import async_helpers
 from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 
@@ -74,6 +75,7 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
 @dataclass(frozen=True)
 class WgmmaGemm:
     tile: WgmmaTile
+    splits = 1  # no split-K: the tactic is for GEMMs that fill the GPU with whole tiles
 
     def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
         return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
@@ -120,8 +122,6 @@ def targets(arch: str | None) -> bool:
 def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
     """The `top` tactics of both families by estimated cost (wgmma's scaled by
     `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first."""
-    from ember.codegen.templates import gemm_mma
-
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch),
                i, g.tactic()) for i, g in enumerate(mma)]
@@ -136,6 +136,22 @@ def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
     (with its split-K, which wgmma lacks: a small GEMM with a long K may still want it), for the
     autotuner to time; the cost model's choice is the first wgmma tile."""
     return [g.tactic() for g in ranked(m, n, k, batch)[:top - 1]] + fp32[:1]
+
+
+def tensor_core_gemm(params: dict, dtype: str, a: Operand, b: Operand, m: int, n: int, k: int,
+                     batch: int) -> tuple[gemm_mma.MmaGemm | WgmmaGemm, bool]:
+    """The tensor-core tactic a matmul/conv step runs, and whether it is wgmma: the one its
+    params name (a wgmma tactic needs both operands K-major in 16-byte chunks, and FP32 operands
+    the step's TF32 marker), else the mma.sync cost model's choice."""
+    tactic = params.get("tactic") or {}
+    if "wgmma" not in tactic:
+        return gemm_mma.mma_for(params, m, n, k, batch), False
+    if dtype == "float32" and not params.get("tf32"):
+        raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
+                         "not allowed (no tf32 marker from assign-precision)")
+    if not usable(a, b, dtype):
+        raise ValueError("tactic wgmma needs both operands K-major in 16-byte chunks")
+    return wgmma_for(tactic), True
 
 
 def wgmma_for(tactic: dict) -> WgmmaGemm:

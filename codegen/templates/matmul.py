@@ -115,21 +115,11 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     """Tensor cores: FP16/BF16 (mma.sync or wgmma), or FP32 as TF32 (wgmma, the tactic names
     it)."""
     dtype = params["out_dtypes"][0]
-    if dtype == "float32" and not params.get("tf32"):
-        raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
-                         "not allowed (no tf32 marker from assign-precision)")
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     nbatch = prod(batch)
     a_op, b_op, a_bs, b_bs = _operands(params)
-    tactic = params.get("tactic") or {}
-    wgmma = "wgmma" in tactic
-    if wgmma:
-        gemm = gemm_wgmma.wgmma_for(tactic)
-        if not gemm_wgmma.usable(a_op, b_op, dtype):
-            raise ValueError("tactic wgmma needs both operands K-major in 16-byte chunks")
-    else:
-        gemm = gemm_mma.mma_for(params, m, n, k, nbatch)
-    tile, splits = gemm.tile, getattr(gemm, "splits", 1)
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m, n, k, nbatch)
+    tile, splits = gemm.tile, gemm.splits
     body = [f"    const int b = blockIdx.z / {splits};"]
     body += _batch_offsets(batch, a_bs, b_bs)
 
