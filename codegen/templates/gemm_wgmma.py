@@ -236,7 +236,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
         for i in range(rows * 8 // threads):
             slot = f"{name}{i}"
             row = f"(tid >> 3) + {i * threads // 8}"
-            lines += [f"    {s}" for s in op.setup(slot, f"{origin(name)} + {row}")]
+            lines += [f"    {s}" for s in op.setup(slot, f"{_origin(name)} + {row}")]
             pre, cond, at = op.load(slot, "kv")
             dst = (f"&{arr}[st * {stage} + ({row}) * {ROW_BYTES} + "
                    f"((((tid & 7) ^ (({row}) & 7))) << 4)]")
@@ -300,5 +300,5 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     return lines
 
 
-def origin(name: str) -> str:
+def _origin(name: str) -> str:
     return "m0" if name == "a" else "n0"
