@@ -5,8 +5,12 @@ each tactic is a small dict the template reads back from `params["tactic"]`. For
 with two or more candidates, every candidate kernel is compiled (NVRTC, in parallel, cached),
 launched on random inputs in device buffers of the step's shapes, and timed with CUDA events;
 the fastest is written into the step's params, so `plan_kernels` emits it and the plan records
-the choice. Results are kept in a timing cache (`tactics.json` beside the NVRTC cache, keyed by
-GPU name, template and parameters), so rebuilding a model times nothing twice.
+the choice. A candidate is chosen only if it computes what the others do: its output (poisoned
+with NaN before it runs) is compared with that of the first candidate that ran (the cost
+model's choice); one with unwritten or non-finite elements, or more than `AGREEMENT` rel-L2
+away, is rejected and counted. Results are kept in a timing cache (`tactics.json` beside the
+NVRTC cache, keyed by GPU name, template and parameters), so rebuilding a model times nothing
+twice.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from ember.runtime.manifest import decode
 from ember.runtime.symbolic import params_symbolic, substitute_shapes
 
 WARMUP, REPEATS = 2, 10
+# how far (rel-L2) a candidate's output may be from the reference candidate's: tactics differ in
+# summation order and in TF32 / half rounding, never by more than this on random inputs
+AGREEMENT = 1e-2
 
 
 def cache_path() -> Path:
@@ -119,6 +126,41 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
     return bufs
 
 
+def _outputs(step: dict[str, Any]) -> list[tuple[int, np.dtype]]:
+    """(elements, dtype) of a step's outputs, in the order `_buffers` puts them last."""
+    params = decode(step["params"])
+    return [(int(np.prod(shape)), np.dtype(dtype))
+            for shape, dtype in zip(params["out_shapes"], params["out_dtypes"], strict=True)]
+
+
+def _poison(outputs: list, bufs: list, stream) -> None:
+    """Fill a step's float outputs with NaN, so that elements a kernel leaves unwritten show."""
+    for (size, dtype), buf in zip(outputs, bufs[len(bufs) - len(outputs):], strict=True):
+        if dtype.kind == "f" or dtype.name == "bfloat16":
+            buf.upload(np.full(size, np.nan, dtype), stream)
+
+
+def _result(outputs: list, bufs: list, stream) -> np.ndarray:
+    """The first output of a candidate's run, as float64."""
+    size, dtype = outputs[0]
+    out = bufs[len(bufs) - len(outputs)].download(np.empty(size, dtype), stream)
+    stream.synchronize()
+    return out.astype(np.float64)
+
+
+def disagreement(out: np.ndarray, reference: np.ndarray | None) -> str | None:
+    """Why a candidate's output cannot be trusted (None: it can): non-finite elements, or more
+    than `AGREEMENT` rel-L2 from the reference candidate's (None: it is the first)."""
+    bad = int(np.count_nonzero(~np.isfinite(out)))
+    if bad:
+        return f"{bad} unwritten or non-finite output element(s)"
+    if reference is None:
+        return None
+    scale = max(float(np.linalg.norm(reference)), 1e-30)
+    error = float(np.linalg.norm(out - reference)) / scale
+    return f"{error:.2e} rel-L2 from the reference tactic" if error > AGREEMENT else None
+
+
 def _scratch(spec: KernelSpec, cuda, stream) -> list:
     """The zeroed split-K counters and partial tiles a candidate takes (none without)."""
     bufs = []
@@ -161,15 +203,16 @@ def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
 
 def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> dict[str, int]:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
-    Returns counts: steps tuned, kernels timed, steps answered from the timing cache, and
-    candidates that failed to launch (not chosen; the count shows in the plan's "autotune")."""
+    Returns counts: steps tuned, kernels timed, steps answered from the timing cache,
+    candidates that failed to launch, and candidates rejected for computing something else than
+    the reference candidate (neither is chosen; the counts show in the plan's "autotune")."""
     from ember.runtime import cuda
 
     device = cuda.default_device()
     device_name = f"{device.name}/{arch}"
     path = cache_path()
     cache = _load_cache(path) if use_cache else {}
-    stats = {"steps": 0, "timed": 0, "cached": 0, "failed": 0}
+    stats = {"steps": 0, "timed": 0, "cached": 0, "failed": 0, "rejected": 0}
     todo: list[tuple[dict, dict, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
     symbols = manifest.get("symbols") or {}
     for plan_step in manifest["steps"]:
@@ -200,7 +243,9 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     stream = cuda.Stream(device)
     for step, plan_step, slot, key, emitted in todo:
         best: tuple[float, dict] | None = None
+        reference: np.ndarray | None = None
         operands = _buffers(step, cuda, rng, stream)
+        outputs = _outputs(step)
         for tactic, name, spec in emitted:
             if name not in compiled:  # did not compile: not a candidate here
                 continue
@@ -208,8 +253,10 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
                                           device=device, name=name)
                 try:
+                    _poison(outputs, operands, stream)
                     bufs = operands + _scratch(spec, cuda, stream)
                     ms = _time(spec, module.function(name), bufs, cuda, stream)
+                    out = _result(outputs, operands, stream)
                 finally:
                     stream.synchronize()
                     module.unload()
@@ -217,6 +264,10 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 stats["failed"] += 1
                 continue
             stats["timed"] += 1
+            if disagreement(out, reference) is not None:  # computes something else: never chosen
+                stats["rejected"] += 1
+                continue
+            reference = out if reference is None else reference
             if best is None or ms < best[0]:
                 best = (ms, tactic)
         if best is None:  # none ran: the cost model's choice stands

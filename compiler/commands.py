@@ -96,6 +96,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if tuned:
         failed = (f", {tuned['failed']} candidate(s) failed to launch (not chosen)"
                   if tuned.get("failed") else "")
+        if tuned.get("rejected"):
+            failed += (f", {tuned['rejected']} rejected for results that disagree with the "
+                       "reference tactic")
         out.write(f"autotuned {tuned['steps']} step(s): {tuned['timed']} kernel(s) timed, "
                   f"{tuned['cached']} from the timing cache{failed}\n")
     host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]

@@ -5,6 +5,8 @@ asymmetric padding, 1-d/3-d convs, the direct (depthwise) tactic and fused epilo
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -367,3 +369,53 @@ def test_the_tactics_query_reaches_every_template_module():
     for template in TEMPLATES:
         if template not in ("matmul", "conv"):
             assert _tactics({"template": template, "params": {}}, "sm_90") == [], template
+
+
+def test_autotune_trusts_only_candidates_that_agree():
+    """The check the autotuner applies to every candidate's output: unwritten (NaN) or
+    non-finite elements, or a result farther than AGREEMENT from the reference candidate's."""
+    from ember.codegen.autotune import AGREEMENT, disagreement
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(1000)
+    assert disagreement(ref, None) is None
+    assert disagreement(ref * (1 + AGREEMENT / 10), ref) is None  # another summation order
+    assert "rel-L2" in disagreement(ref * 1.05, ref)
+    poisoned = ref.copy()
+    poisoned[7] = np.nan  # an element the kernel never wrote
+    assert "1 unwritten" in disagreement(poisoned, None)
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_autotune_rejects_a_planted_wrong_candidate(tmp_path, monkeypatch):
+    """A candidate that computes something else is never chosen, however fast it runs: the
+    second candidate's kernel is planted to store half of each result; the plan keeps a correct
+    tactic and the rejection is counted."""
+    from ember.codegen import autotune
+    from ember.compiler.builder import detect_arch
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    real_emit = autotune.emit_step
+    tactics = []
+
+    def emit(step, *args):
+        name, spec = real_emit(step, *args)
+        tactics.append(step["params"]["tactic"])
+        if len(tactics) == 2:  # the planted candidate
+            spec = dataclasses.replace(spec, source=spec.source.replace(
+                "out0[oi] = acc;", "out0[oi] = acc * 0.5f;"))
+            assert "acc * 0.5f" in spec.source
+        return name, spec
+
+    monkeypatch.setattr(autotune, "emit_step", emit)
+    model = _matmul_model([512, 768], [768, 1024], True, True, 5)
+    manifest, sections = build_model(model.SerializeToString(),
+                                     BuilderConfig(target_arch=detect_arch(), autotune=True))
+    assert manifest["autotune"]["rejected"] == 1, manifest["autotune"]
+    (step,) = [s for s in manifest["steps"] if s["template"] == "matmul"]
+    assert step["params"]["tactic"] != tactics[1]
+    feeds = _feeds(model, 5)
+    engine = Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feeds)["y"]
+    np.testing.assert_allclose(got, _matmul_reference(feeds, model), rtol=1e-4, atol=1e-4)
