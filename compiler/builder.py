@@ -401,7 +401,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         # before the passes that read element types (kmajor-matmul-weights) and the kernels
         if precision and "assign-precision" not in names:
             at = next((i for i, n in enumerate(names)
-                       if n in ("kmajor-matmul-weights", "convert-nn-to-kernel")), len(names))
+                       if n in ("pad-conv-channels", "kmajor-matmul-weights",
+                                "convert-nn-to-kernel")), len(names))
             names.insert(at, "assign-precision")
         return names
 
@@ -413,8 +414,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if not config.optimize:
         return [make(n) for n in with_precision(resolve_passes("unoptimized"))]
     names = resolve_passes(config.pipeline)
-    if config.target_arch is not None and "kmajor-matmul-weights" not in names:
-        names.append("kmajor-matmul-weights")  # tensor cores read matmul weights K-major
+    if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
+        names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
     if config.target_arch is not None and "select-tactics" not in names:

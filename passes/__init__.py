@@ -37,11 +37,13 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.infer_shapes import InferShapes
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
+    from ember.passes.pad_conv_channels import PadConvChannels
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
+            PadConvChannels,
             EmitCuda, AssignPrecision]
 
 

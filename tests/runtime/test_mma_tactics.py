@@ -69,7 +69,9 @@ MATMULS = {
 CONVS = {
     "3x3_nhwc": ([2, 64, 14, 14], [64, 64, 3, 3], {"pads": [1, 1, 1, 1]}),
     "1x1_stride2_nhwc": ([2, 32, 9, 9], [48, 32, 1, 1], {"strides": [2, 2]}),
-    "7x7_c3_nchw": ([2, 3, 32, 32], [16, 3, 7, 7], {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    # 3 channels padded to 8 (pad-conv-channels), then NHWC like the others
+    "7x7_c3_padded_nhwc": ([2, 3, 32, 32], [16, 3, 7, 7], {"strides": [2, 2],
+                                                            "pads": [3, 3, 3, 3]}),
     "grouped_nchw": ([1, 32, 10, 10], [32, 8, 3, 3], {"group": 4, "pads": [1, 1, 1, 1]}),
     "deep_split_k_nhwc": ([1, 256, 7, 7], [64, 256, 3, 3], {"pads": [1, 1, 1, 1]}),
 }
@@ -160,6 +162,26 @@ def test_half_depthwise_conv_runs_the_direct_kernel(dtype: str) -> None:
     (step,) = [s for s in manifest["steps"] if s["template"] == "conv"]
     assert step.get("device") != "cpu", step
     assert "tactic: direct" in sections["cuda_source"].decode(errors="replace")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_three_channel_conv_is_padded_and_exact_on_the_cpu_executor(dtype: str) -> None:
+    """pad-conv-channels in a GPU build: the 3-channel conv reads 8 zero-padded channels (input
+    and weight) in NHWC; the same plan on the CPU executor equals the unpadded conv."""
+    x_shape, w_shape, attrs = CONVS["7x7_c3_padded_nhwc"]
+    model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=9)
+    manifest, sections = _build(model, nhwc=True)
+    (conv,) = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert conv["params"]["layout"] == "NHWC" and conv["params"]["in_shapes"][1][-1] == 8
+    assert "pad" in [s["template"] for s in manifest["steps"]]
+    x = _half(rng, x_shape, dtype)
+    engine = Runtime(device="cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    out = engine.create_execution_context().execute({"x": x.transpose(0, 2, 3, 1)})["y"]
+    out = out.transpose(0, 3, 1, 2)
+    (ref,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+                            {"strides": [2, 2], "pads": [3, 3, 3, 3], "dilations": [1, 1],
+                             "groups": 1})
+    assert _relative_l2(out, ref) < TOLERANCE[dtype] / 4  # one rounding to the storage type
 
 
 def test_every_tile_compiles_for_both_half_types() -> None:
