@@ -291,8 +291,8 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    scratch = (0, 0) if wgmma else gemm.workspace_bytes(m_size, n_size, cv.groups)
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), *scratch)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      *gemm.workspace_bytes(m_size, n_size, cv.groups))
 
 
 def _mma_operands(cv: _Conv) -> tuple[int, int, Operand, Operand]:

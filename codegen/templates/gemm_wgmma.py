@@ -80,6 +80,9 @@ class WgmmaGemm:
     def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
         return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
 
+    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
+        return 0, 0  # no split-K, no scratch
+
     def tactic(self) -> dict:
         return {"wgmma": self.tile.as_list()}
 

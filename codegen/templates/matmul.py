@@ -1,6 +1,7 @@
 """matmul: batched numpy matmul with broadcast batch dims and transpose_a/b, the epilogue applied
-at the store. FP32/FP64: the register-tiled GEMM main loop of `gemm_tiles`; FP16/BF16: the
-tensor-core main loop of `gemm_mma` (FP32 accumulation). The tile is chosen by the shape."""
+at the store. FP32/FP64: the register-tiled GEMM main loop of `gemm_tiles`; FP16/BF16: tensor
+cores, `gemm_mma`'s mma.sync loop or (sm_90 builds, K-major operands) `gemm_wgmma`'s, FP32
+accumulation; FP32 allowed TF32: `gemm_wgmma` too. The tactic is the step's, else the shape's."""
 
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def _operands(params: dict) -> tuple:
             if batch else [])
     b_bs = ([s * b_shape[-2] * b_cols for s in broadcast_strides(b_shape[:-2], batch)]
             if batch else [])
+
     def aligned(cols, bases, e: int) -> bool:  # rows of e elements start 16-byte aligned
         return cols % e == 0 and all(s_ % e == 0 for s_ in bases)
 
@@ -147,8 +149,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    scratch = (0, 0) if wgmma else gemm.workspace_bytes(m, n, nbatch)
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), *scratch)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      *gemm.workspace_bytes(m, n, nbatch))
 
 
 def emit(name: str, params: dict) -> KernelSpec:
