@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ember.codegen.emit_cuda import emit_step
@@ -26,26 +27,43 @@ def _pad_to(buf: bytearray, align: int) -> None:
     buf.extend(b"\0" * (-len(buf) % align))
 
 
-def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch: str, *,
-                     cpu_fallback: bool = True) -> None:
-    """Compile every step of `manifest` for `arch` (e.g. "sm_90"); adds sections "cubin", "ptx"
-    and "cuda_source", the manifest's "kernels" and "target", and each step's "cuda" launch.
+@dataclass
+class CudaKernels:
+    """What `compile_cuda_kernels` built, for the packer (`compiler/pack.py`) to put into the
+    plan: per step its launch record (None for a host step) and host-fallback reason (None for
+    a kernel step), the kernel records, the target, and the "cubin", "ptx" and "cuda_source"
+    sections."""
+
+    launches: list[dict[str, Any] | None]
+    fallbacks: list[str | None]
+    kernels: list[dict[str, Any]]
+    target: dict[str, Any]
+    sections: dict[str, bytes]
+
+
+def compile_cuda_kernels(steps: list[Mapping[str, Any]],
+                         symbols: Mapping[str, tuple[int, int, int]], arch: str, *,
+                         cpu_fallback: bool = True) -> CudaKernels:
+    """Compile every step (manifest step JSON) for `arch` (e.g. "sm_90"): the sections "cubin",
+    "ptx" and "cuda_source", the manifest's "kernels" and "target", and each step's "cuda"
+    launch. Reads the steps, writes nothing into them.
 
     A step whose template has no CUDA implementation runs on the host (`"device": "cpu"`, with
     the reason in `"fallback"`) when `cpu_fallback` is set; otherwise it is an UnsupportedError."""
     major, minor = parse_arch(arch)
     arch_name = f"sm_{major}{minor}"
     emitted: list[tuple[str, KernelSpec] | None] = []
+    fallbacks: list[str | None] = []
     variants: list[list[tuple[dict[str, int], str, KernelSpec]]] = []
-    symbols = {k: tuple(v) for k, v in (manifest.get("symbols") or {}).items()}
-    for step in manifest["steps"]:
+    symbols = {k: tuple(v) for k, v in symbols.items()}
+    for step in steps:
         try:
             emitted.append(emit_step(step, symbols))
+            fallbacks.append(None)
         except UnsupportedError as e:
             if not cpu_fallback:
                 raise
-            step["device"] = "cpu"
-            step["fallback"] = str(e)
+            fallbacks.append(str(e))
             emitted.append(None)
         variants.append(_small_variants(step, symbols, emitted[-1]))
     unique: dict[str, KernelSpec] = {}
@@ -66,19 +84,21 @@ def add_cuda_kernels(manifest: dict[str, Any], sections: dict[str, bytes], arch:
             record[f"{key}_size"] = len(data)
             buf.extend(data)
         kernels.append(record)
-    for step, entry, small in zip(manifest["steps"], emitted, variants, strict=True):
+    launches: list[dict[str, Any] | None] = []
+    for entry, small in zip(emitted, variants, strict=True):
         if entry is None:
+            launches.append(None)
             continue
-        step["cuda"] = _launch_record(*entry)
+        launch = _launch_record(*entry)
         if small:
-            step["cuda"]["variants"] = [{"when": when, **_launch_record(name, spec)}
-                                        for when, name, spec in small]
-    manifest["kernels"] = kernels
+            launch["variants"] = [{"when": when, **_launch_record(name, spec)}
+                                  for when, name, spec in small]
+        launches.append(launch)
     nv_major, nv_minor = nvrtc_version()
-    manifest["target"] = {"device": "cuda", "arch": arch_name, "nvrtc": [nv_major, nv_minor]}
-    sections["cubin"] = bytes(cubin)
-    sections["ptx"] = bytes(ptx)
-    sections["cuda_source"] = bytes(src)
+    return CudaKernels(
+        launches, fallbacks, kernels,
+        {"device": "cuda", "arch": arch_name, "nvrtc": [nv_major, nv_minor]},
+        {"cubin": bytes(cubin), "ptx": bytes(ptx), "cuda_source": bytes(src)})
 
 
 def _launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:

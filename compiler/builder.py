@@ -21,8 +21,8 @@ from xdsl.passes import ModulePass
 
 from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
+from ember.compiler.pack import pack
 from ember.compiler.pipeline import resolve_passes, run_passes
-from ember.compiler.plan_builder import build_plan
 from ember.errors import EmberError, UnsupportedError
 from ember.passes.fold_constants import set_symbol_maxima
 from ember.runtime.plan import plan_bytes
@@ -340,19 +340,11 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         dump.run(module, passes)
     else:
         run_passes(module, passes)
-    target: dict[str, Any] = {"device": "any"}
-    manifest, sections = build_plan(module, target=target, symbols=symbols,
-                                    profiles=[p.shapes for p in config.profiles])
-    if config.target_arch is not None:
-        from ember.codegen.plan_kernels import add_cuda_kernels
-
-        if _should_autotune(config):
-            from ember.codegen.autotune import autotune
-
-            manifest["autotune"] = autotune(manifest, config.target_arch)
-        add_cuda_kernels(manifest, sections, config.target_arch,
-                         cpu_fallback=config.allow_cpu_fallback)
-    return manifest, sections
+    packed = pack(module, symbols=symbols, profiles=[p.shapes for p in config.profiles],
+                  target_arch=config.target_arch,
+                  autotune=config.target_arch is not None and _should_autotune(config),
+                  cpu_fallback=config.allow_cpu_fallback)
+    return packed.manifest.to_json(), dict(packed.sections)
 
 
 def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:

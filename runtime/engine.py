@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ember.errors import EmberError, InputError, PlanError
-from ember.runtime.manifest import symbols_of, validate
+from ember.runtime.manifest import symbols_of
+from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
 from ember.runtime.symbolic import dim_value, shape_value, symbol_values
 
@@ -47,7 +48,10 @@ class Engine:
         self.plan = plan
         self.manifest = m = plan.manifest
         self.weights = plan.section("weights") if "weights" in plan.section_names else None
-        self.buffers, self.steps = validate(m, len(self.weights) if self.weights else 0)
+        # the typed manifest (runtime.manifest_schema), validated; the executors read the
+        # buffers and the decoded steps
+        self.schema, self.buffers, self.steps = load(
+            m, len(self.weights) if self.weights else 0)
         # symbolic dims: name -> (min, opt, max); kernels take their values at run time
         self.symbols = symbols_of(m)
         self.arena_bytes: int = m["arena_bytes"]
