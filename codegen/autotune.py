@@ -4,20 +4,23 @@ A template that has choices exposes `tactics(params) -> [tactic, ...]` (best est
 each tactic is a small dict the template reads back from `params["tactic"]`. For every such step
 with two or more candidates, every candidate kernel is compiled (NVRTC, in parallel, cached),
 launched on random inputs in device buffers of the step's shapes, and timed with CUDA events;
-the fastest is written into the step's params, so `plan_kernels` emits it and the plan records
-the choice. A candidate is chosen only if it computes what the others do: its output (poisoned
-with NaN before it runs) is compared with that of the first candidate that ran (the cost
-model's choice); one with unwritten or non-finite elements, or more than `AGREEMENT` rel-L2
-away, is rejected and counted. Results are kept in a timing cache (`tactics.json` beside the
-NVRTC cache, keyed by GPU name, template and parameters), so rebuilding a model times nothing
-twice.
+the fastest is returned (`Tuning.choices`, which `Tuning.apply` writes into copies of the
+steps' params for the packer, compiler/pack.py), so `plan_kernels` emits it and the plan
+records the choice. A candidate is chosen only if it computes what the others do: its output
+(poisoned with NaN before it runs) is compared with that of the first candidate that ran
+(the cost model's choice); one with unwritten or non-finite elements, or more than
+`AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in a timing cache
+(`tactics.json` beside the NVRTC cache, keyed by GPU name, template and parameters), so
+rebuilding a model times nothing twice.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,31 @@ def _put(params: dict[str, Any], slot: tuple, value: dict) -> None:
         params[slot[0]] = value
     else:
         params.setdefault(slot[0], {})[slot[1]] = value
+
+
+@dataclass
+class Tuning:
+    """The autotuner's result: counts (steps tuned, kernels timed, steps answered from the
+    timing cache, candidates that failed to launch or were rejected) and the choices, in the
+    order they were made: (step index, where in its params the tactic goes, the tactic)."""
+
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"steps": 0, "timed": 0, "cached": 0, "failed": 0,
+                                 "rejected": 0})
+    choices: list[tuple[int, tuple, dict]] = field(default_factory=list)
+
+    def apply(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The steps with the chosen tactics in their params (copies: `steps` stay as they
+        are)."""
+        out = [dict(s) for s in steps]
+        touched: set[int] = set()
+        for index, slot, tactic in self.choices:
+            if index not in touched:
+                touched.add(index)
+                params = copy.deepcopy(out[index]["params"])
+                out[index]["params"] = params
+            _put(out[index]["params"], slot, tactic)
+        return out
 
 
 def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
@@ -201,21 +229,23 @@ def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
         return compiled
 
 
-def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> dict[str, int]:
+def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> Tuning:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
-    Returns counts: steps tuned, kernels timed, steps answered from the timing cache,
-    candidates that failed to launch, and candidates rejected for computing something else than
-    the reference candidate (neither is chosen; the counts show in the plan's "autotune")."""
+    Reads `manifest`'s steps and symbols, writes nothing into them. Returns the choices and
+    the counts: steps tuned, kernels timed, steps answered from the timing cache, candidates
+    that failed to launch, and candidates rejected for computing something else than the
+    reference candidate (neither is chosen; the counts show in the plan's "autotune")."""
     from ember.runtime import cuda
 
     device = cuda.default_device()
     device_name = f"{device.name}/{arch}"
     path = cache_path()
     cache = _load_cache(path) if use_cache else {}
-    stats = {"steps": 0, "timed": 0, "cached": 0, "failed": 0, "rejected": 0}
-    todo: list[tuple[dict, dict, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
+    tuning = Tuning()
+    stats = tuning.stats
+    todo: list[tuple[dict, int, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
     symbols = manifest.get("symbols") or {}
-    for plan_step in manifest["steps"]:
+    for index, plan_step in enumerate(manifest["steps"]):
         for step, slot in _timing_points(plan_step, symbols):
             options = _tactics(step, arch)
             if step is not plan_step:  # only tactics the symbolic kernel takes (no split-K on K)
@@ -226,7 +256,7 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
             key = _key(device_name, step if step is plan_step else
                        dict(step, template=f"{step['template']}[symbolic]"))
             if key in cache and cache[key] in options:
-                _put(plan_step["params"], slot, cache[key])
+                tuning.choices.append((index, slot, cache[key]))
                 stats["cached"] += 1
                 continue
             emitted = []
@@ -234,14 +264,14 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 trial = dict(step, params={**step["params"], "tactic": tactic})
                 name, spec = emit_step(trial)
                 emitted.append((tactic, name, spec))
-            todo.append((step, plan_step, slot, key, emitted))
+            todo.append((step, index, slot, key, emitted))
     if not todo:
-        return stats
+        return tuning
     unique = {name: spec.source for *_, emitted in todo for _, name, spec in emitted}
     compiled = _compile(unique, arch)
     rng = np.random.default_rng(0)
     stream = cuda.Stream(device)
-    for step, plan_step, slot, key, emitted in todo:
+    for step, index, slot, key, emitted in todo:
         best: tuple[float, dict] | None = None
         reference: np.ndarray | None = None
         operands = _buffers(step, cuda, rng, stream)
@@ -272,8 +302,8 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
                 best = (ms, tactic)
         if best is None:  # none ran: the cost model's choice stands
             continue
-        _put(plan_step["params"], slot, best[1])
+        tuning.choices.append((index, slot, best[1]))
         cache[key] = best[1]
     if use_cache:
         _save_cache(path, cache)
-    return stats
+    return tuning

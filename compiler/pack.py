@@ -2,7 +2,9 @@
 (`plan_builder.build_plan`), tune tactics where asked (`codegen.autotune`), compile the CUDA
 kernels (`codegen.plan_kernels`), and pack all of it into the manifest's typed schema
 (`runtime.manifest_schema.Manifest`, validated as the loader validates it) and the sections.
-Nothing writes into the manifest after it is packed: it is frozen, and `to_json` hands out copies.
+The autotuner and the CUDA compiler return their results (tactics; launch records, kernels,
+target) to this packer and write into no manifest; nothing writes into the manifest after it is
+packed: it is frozen, and `to_json` hands out copies.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from ember.compiler.plan_builder import build_plan
+from ember.errors import EmberError
 from ember.runtime.manifest_schema import Manifest
 from ember.runtime.plan import plan_bytes
 
@@ -40,17 +43,19 @@ def pack(module: ModuleOp, *, symbols: Mapping[str, tuple[int, int, int]] | None
                                  profiles=list(profiles or []))
     if target_arch is None:
         if autotune:
-            raise ValueError("autotune needs a target arch")
+            raise EmberError("autotune needs a target arch to tune for")
         return Packed(Manifest.from_json(draft, weights_bytes=len(sections["weights"])),
                       sections)
     from ember.codegen.plan_kernels import compile_cuda_kernels
 
+    tuned: dict[str, Any] = {}
     if autotune:
         from ember.codegen.autotune import autotune as tune
 
-        # the one writer into the draft's steps, before anything reads them: each tuned step's
-        # params["tactic"] (and "tactic_small") become the autotuner's choice
-        draft["autotune"] = tune(draft, target_arch)
+        tuning = tune(draft, target_arch)
+        # each tuned step's params["tactic"] (and "tactic_small") become the autotuner's choice
+        draft = {**draft, "steps": tuning.apply(draft["steps"])}
+        tuned = {"autotune": tuning.stats}
     cuda = compile_cuda_kernels(draft["steps"], draft.get("symbols") or {}, target_arch,
                                 cpu_fallback=cpu_fallback)
     steps = []
@@ -60,7 +65,7 @@ def pack(module: ModuleOp, *, symbols: Mapping[str, tuple[int, int, int]] | None
         if launch is not None:
             extra["cuda"] = launch
         steps.append({**step, **extra})
-    manifest = Manifest.from_json({**draft, "target": cuda.target, "steps": steps,
+    manifest = Manifest.from_json({**draft, "target": cuda.target, "steps": steps, **tuned,
                                    "kernels": cuda.kernels},
                                   weights_bytes=len(sections["weights"]))
     return Packed(manifest, {**sections, **cuda.sections})

@@ -311,7 +311,7 @@ class Kernel:
         return Kernel(name, *(_int(d[k], f"kernel {name}'s {k}") for k in Kernel._KEYS[1:]))
 
 
-AUTOTUNE_COUNTS = ("steps", "timed", "cached", "failed")
+AUTOTUNE_COUNTS = ("steps", "timed", "cached", "failed", "rejected")
 
 
 @dataclass(frozen=True)
