@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.symbolic import is_sym, typical
-from ember.codegen.templates.gemm_tiles import SM_COUNT, Gemm, Operand
+from ember.codegen.templates.gemm_tiles import SM_COUNT, Gemm, Operand, split_choices
 
 HALF_TYPES = ("float16", "bfloat16")
 PTX_TYPE = {"float16": "f16", "bfloat16": "bf16"}
@@ -83,9 +83,6 @@ MMA_TILES: tuple[tuple[MmaTile, float], ...] = (
     (MmaTile(64, 32, 32, 2, 1, 4), 0.4),
     (MmaTile(32, 64, 32, 1, 2, 4), 0.4),
 )
-SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
-
-
 @dataclass(frozen=True)
 class MmaGemm(Gemm):
     """A tensor-core tactic: the tile and how many slices K is split into (`Gemm`'s split-K,
@@ -118,14 +115,7 @@ def estimated_cost(gemm: MmaGemm, eff: float, m: int, n: int, k: int, batch: int
 def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list[MmaGemm]:
     scored: list[tuple[float, int, MmaGemm]] = []
     for tile, eff in MMA_TILES:
-        chunks = -(-k // tile.bk)
-        for splits in SPLITS if split_k else (1,):
-            if splits > 1 and chunks < 2 * splits:
-                break
-            gemm = MmaGemm(tile, splits)
-            gemm = MmaGemm(tile, -(-chunks // (gemm.k_slice(k) // tile.bk)))
-            if any(g == gemm for _, _, g in scored):
-                continue
+        for gemm in split_choices(MmaGemm, tile, k, split_k):
             scored.append((estimated_cost(gemm, eff, m, n, k, batch), len(scored), gemm))
     return [g for _, _, g in sorted(scored, key=lambda s: (s[0], s[1]))]
 

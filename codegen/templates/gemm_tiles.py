@@ -132,17 +132,24 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
     for tile, eff, regs in TILES:
         if tile.shared_bytes(itemsize) > SHARED_LIMIT:
             continue
-        chunks = -(-k // tile.bk)
-        for splits in SPLITS if split_k else (1,):
-            if splits > 1 and chunks < 2 * splits:
-                break
-            gemm = Gemm(tile, splits)
-            # slices actually used once K is cut into whole BK steps
-            gemm = Gemm(tile, -(-chunks // (gemm.k_slice(k) // tile.bk)))
-            if any(g == gemm for _, _, g in scored):
-                continue
+        for gemm in split_choices(Gemm, tile, k, split_k):
             scored.append((estimated_cost(gemm, eff, regs, m, n, k, batch), len(scored), gemm))
     return [g for _, _, g in sorted(scored)]
+
+
+def split_choices(kind: type, tile, k: int, split_k: bool = True) -> list:
+    """The distinct split-K tactics (`kind(tile, splits)`: a `Gemm` or a tensor-core one) of one
+    tile for K: the slice counts actually used once K is cut into whole BK steps, each slice
+    keeping at least two BK steps; no split when `split_k` is off."""
+    chunks = -(-k // tile.bk)
+    out: list = []
+    for splits in SPLITS if split_k else (1,):
+        if splits > 1 and chunks < 2 * splits:
+            break
+        gemm = kind(tile, -(-chunks // (kind(tile, splits).k_slice(k) // tile.bk)))
+        if gemm not in out:
+            out.append(gemm)
+    return out
 
 
 def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
