@@ -25,7 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.symbolic import is_sym, typical
-from ember.codegen.templates.gemm_tiles import SM_COUNT, Gemm, Operand, split_choices
+from ember.codegen.templates.gemm_tiles import (
+    SM_COUNT,
+    Gemm,
+    Operand,
+    split_choices,
+    split_k_arrival,
+)
 
 HALF_TYPES = ("float16", "bfloat16")
 PTX_TYPE = {"float16": "f16", "bfloat16": "bf16"}
@@ -378,13 +384,7 @@ def _split_k_reduce(gemm: MmaGemm) -> list[str]:
         "    #pragma unroll",
         f"    for (int r = 0; r < {per}; ++r)",
         f"        part[(size_t)(blockIdx.z % {splits}) * {size} + r * {threads} + tid] = flat[r];",
-        "    __threadfence();",
-        "    __syncthreads();",
-        "    __shared__ bool last_block;",
-        f"    if (tid == 0) last_block = atomicAdd(&counters[tile_id], 1u) == {splits - 1};",
-        "    __syncthreads();",
-        "    if (!last_block) return;",
-        "    __threadfence();",
+        *split_k_arrival(splits),
         "    #pragma unroll",
         f"    for (int r = 0; r < {per}; ++r) {{",
         "        float v = 0.f;",

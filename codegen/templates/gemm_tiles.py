@@ -243,6 +243,18 @@ def dense(ptr: str, rows: int, k_total: int, stride_mn: int, stride_k: int,
                    vec8 and contiguous and extent % 8 == 0)
 
 
+def split_k_arrival(splits: int) -> list[str]:
+    """Lines after a split-K block stored its partial tile (`tile_id`, `counters`): the last of
+    the tile's `splits` blocks to arrive goes on to sum the slices, the others return."""
+    return ["    __threadfence();",
+            "    __syncthreads();",
+            "    __shared__ bool last_block;",
+            f"    if (tid == 0) last_block = atomicAdd(&counters[tile_id], 1u) == {splits - 1};",
+            "    __syncthreads();",
+            "    if (!last_block) return;",
+            "    __threadfence();"]
+
+
 def _split_k_reduce(gemm: Gemm, t: str) -> list[str]:
     """Lines after the main loop of a split-K block: store this slice's partial tile; the last
     block of the tile to arrive sums all slices in slice order into c_acc and goes on to the
@@ -260,13 +272,7 @@ def _split_k_reduce(gemm: Gemm, t: str) -> list[str]:
         f"        for (int j = 0; j < {tile.tn}; ++j)",
         f"            part[(size_t)(blockIdx.z % {splits}) * {size} + (i * {tile.tn} + j) * "
         f"{threads} + tid] = c_acc[i][j];",
-        "    __threadfence();",
-        "    __syncthreads();",
-        "    __shared__ bool last_block;",
-        f"    if (tid == 0) last_block = atomicAdd(&counters[tile_id], 1u) == {splits - 1};",
-        "    __syncthreads();",
-        "    if (!last_block) return;",
-        "    __threadfence();",
+        *split_k_arrival(splits),
         "    #pragma unroll",
         f"    for (int i = 0; i < {tile.tm}; ++i)",
         "        #pragma unroll",
