@@ -26,6 +26,7 @@ class LayerTime:
     name: str
     template: str = ""
     origin: tuple[str, ...] = ()
+    tactic: str = ""
     total_ms: float = 0.0
     count: int = 0
 
@@ -70,8 +71,9 @@ class Profiler:
             for step in steps:
                 name = step["name"]
                 if name not in self._layers:
-                    self._layers[name] = LayerTime(name, str(step.get("template", "")),
-                                                   tuple(step.get("origin", ())))
+                    self._layers[name] = LayerTime(
+                        name, str(step.get("template", "")), tuple(step.get("origin", ())),
+                        tactic_text(step.get("params", {}).get("tactic")))
         for step, ms in zip(steps, times_ms, strict=True):
             self.report_layer_time(step["name"], ms)
 
@@ -79,7 +81,7 @@ class Profiler:
     def layers(self) -> list[LayerTime]:
         """Every timed step, the most total time first."""
         with self._lock:
-            timed = [LayerTime(e.name, e.template, e.origin, e.total_ms, e.count)
+            timed = [LayerTime(e.name, e.template, e.origin, e.tactic, e.total_ms, e.count)
                      for e in self._layers.values() if e.count]
         return sorted(timed, key=lambda e: e.total_ms, reverse=True)
 
@@ -94,21 +96,36 @@ class Profiler:
             self.notes.clear()
 
     def report(self, top: int | None = None) -> str:
-        """The steps sorted by time (mean ms per run, share of the run), with template and ONNX
-        nodes; `top` keeps the slowest N."""
+        """The steps sorted by time (mean ms per run, share of the run), with template, tactic
+        and ONNX nodes; `top` keeps the slowest N."""
         layers = self.layers()
         total = sum(e.mean_ms for e in layers)
-        lines = [f"  {'kernel':28} {'template':14} {'ms/run':>9} {'%':>6}  onnx nodes"]
+        lines = [f"  {'kernel':28} {'template':14} {'ms/run':>9} {'%':>6}  {'tactic':22} "
+                 "onnx nodes"]
         for e in layers[:top] if top is not None else layers:
             share = 100.0 * e.mean_ms / total if total else 0.0
             lines.append(f"  {e.name:28} {e.template:14} {e.mean_ms:9.4f} {share:5.1f}%  "
-                         f"{short_origin(e.origin)}")
+                         f"{e.tactic or '-':22} {short_origin(e.origin)}")
         shown = len(layers) if top is None else min(top, len(layers))
         lines.append(f"total: {total:.4f} ms per run over {len(layers)} step(s), "
                      f"{self.runs} run(s) profiled" + ("" if shown == len(layers)
                                                         else f"; slowest {shown} shown"))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+
+def tactic_text(tactic: Any) -> str:
+    """A step's `tactic` param in a few characters: `wgmma 128x256x4`, `mma 64x64x32x2x2x4
+    splits 2` (no `splits 1`); "" without one."""
+    if not isinstance(tactic, Mapping):
+        return ""
+    parts = []
+    for key, value in tactic.items():
+        if isinstance(value, (list, tuple)):
+            parts.append(f"{key} {'x'.join(str(v) for v in value)}")
+        elif not (key == "splits" and value == 1):
+            parts.append(f"{key} {value}")
+    return " ".join(parts)
 
 
 def short_origin(origin: Sequence[str], width: int = 90) -> str:

@@ -29,6 +29,7 @@ from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
+    gemm_epilogue,
     gemm_mma,
     gemm_wgmma,
     grid_1d,
@@ -268,16 +269,22 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                 *epilogue_lines(params, "acc", "oi", indent),
                 f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
+    staged = cv.nhwc and gemm_epilogue.row_store(
+        params, dtype, n_size, [cv.cout],
+        lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}",
+        (lambda n: load_float(f"in2[g * {cv.mg} + {n}]", dtype)) if cv.has_bias else None)
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
-                                    store)
+                                    staged or store)
         helpers = gemm_wgmma.helpers(dtype, tile.bn)
     else:
         body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
-                                  store)
+                                  staged or store)
         helpers = gemm_mma.helpers(dtype)
+    if staged:
+        helpers += gemm_epilogue.helpers(dtype)
     layout = "NHWC, weights OHWI" if cv.nhwc else "NCHW"
     text = source(_title(params, cv, dtype),
                   [f"tactic: implicit GEMM on tensor cores ({layout}), {gemm}, FP32 "

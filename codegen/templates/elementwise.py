@@ -7,7 +7,7 @@ two neighbouring elements with 4-byte loads and stores of the half pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ember.codegen.scalar_c import (
     c_type,
@@ -49,17 +49,20 @@ def _needs_coords(shapes: Sequence[Sequence[int]], out_shape: Sequence[int]) -> 
 
 def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[str],
                 out_shape: Sequence[int], index: str, prefix: str, indent: str,
-                itype: str = "int", number_from: int = 0) -> list[str]:
+                itype: str = "int", number_from: int = 0,
+                loaded: Mapping[int, str] | None = None) -> list[str]:
     """C lines defining `<prefix><number_from + k>` = the element of input `in<first + k>` at
     output index `index`, read through its broadcast strides (coordinates `<prefix>c0..` where
-    needed), as a `compute_type` value (a half is loaded into a float)."""
+    needed), as a `compute_type` value (a half is loaded into a float). `loaded[k]`, where
+    given, is input k's value already loaded by the caller (a `compute_type` expression)."""
+    loaded = loaded or {}
     lines: list[str] = []
-    if _needs_coords(shapes, out_shape):
+    if _needs_coords([s for k, s in enumerate(shapes) if k not in loaded], out_shape):
         lines += decompose(index, out_shape, f"{prefix}c", indent, itype)
     for k, (shape, dt) in enumerate(zip(shapes, dtypes, strict=True)):
-        at = _at(shape, out_shape, index, prefix)
-        lines.append(f"{indent}const {compute_type(dt)} {prefix}{number_from + k} = "
-                     f"{load_float(f'in{first + k}[{at}]', dt)};")
+        value = (loaded[k] if k in loaded
+                 else load_float(f"in{first + k}[{_at(shape, out_shape, index, prefix)}]", dt))
+        lines.append(f"{indent}const {compute_type(dt)} {prefix}{number_from + k} = {value};")
     return lines
 
 
@@ -78,7 +81,8 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str) 
     return lines
 
 
-def epilogue_lines(params: dict, value: str, index: str, indent: str) -> list[str]:
+def epilogue_lines(params: dict, value: str, index: str, indent: str,
+                   loaded: Mapping[int, str] | None = None) -> list[str]:
     """C lines applying a launch's `epilogue` to `value` (the output element at flat output
     index `index`), assigning the result back to `value`; none without an epilogue. Its extra
     inputs are the kernel's last pointer arguments (declare them with `epilogue_dtypes` and
@@ -89,8 +93,8 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str) -> list[st
     region starts from `value` rounded to `T` (the reference rounds the kernel's result before
     its epilogue) and leaves in `value` a float already rounded to `T`; the caller stores it with
     `store_from_float(value, T)` — as it does with no epilogue (where these lines are empty).
-    Extra inputs of half types are loaded into floats. Kernels using it get the half prelude
-    from `source` automatically."""
+    Extra inputs of half types are loaded into floats (`loaded`: as `read_inputs`'). Kernels
+    using it get the half prelude from `source` automatically."""
     epilogue = params.get("epilogue")
     if epilogue is None:
         return []
@@ -99,7 +103,7 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str) -> list[st
     lines = [f"{indent}// epilogue: {', '.join(op['fn'] for op in epilogue['ops']) or 'copy'}",
              f"{indent}const {compute_type(dtype)} e0 = {round_to(value, dtype)};"]
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
-                         index, "e", indent, "size_t", number_from=1)
+                         index, "e", indent, "size_t", number_from=1, loaded=loaded)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent)
     result = f"e{epilogue['result']}"
     if is_half(dtype):

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.symbolic import is_sym, typical
+from ember.codegen.templates import gemm_epilogue
+from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_tiles import (
     SM_COUNT,
     Gemm,
@@ -240,10 +242,12 @@ def _loads(op: Operand, rows: int, tile: MmaTile, name: str, origin: str
 
 
 def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
-             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]]) -> list[str]:
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
+             ) -> list[str]:
     """The body of a tensor-core GEMM kernel computing rows [m0, m0 + BM) x columns
     [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
-    (`value` is a float expression). The kernel declares `extern __shared__` memory of
+    (`value` is a float expression); a `RowStore` stages the outputs through shared memory
+    instead (`gemm_epilogue`; the kernel then needs `gemm_epilogue.helpers`). The kernel declares `extern __shared__` memory of
     `tile.shared_bytes()`; with split-K its last arguments are `counters` and `ws`."""
     tile, splits = gemm.tile, gemm.splits
     bm, bn, bk = tile.bm, tile.bn, tile.bk
@@ -353,6 +357,8 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               "    cp_async_wait<0>();"]
     if splits > 1:
         lines += _split_k_reduce(gemm)
+    if isinstance(store, RowStore):
+        return lines + _staged_store(gemm, m, n, store)
     # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
     lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
@@ -367,6 +373,26 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     lines += store("m", "n", "frag[i][j][e]", "                ")
     lines += ["            }"]
     return lines
+
+
+def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
+    """The outputs through shared memory (`gemm_epilogue`): fragment (i, j) pair h holds row
+    g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4)."""
+    tile = gemm.tile
+    wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
+    assert st.shared_elems(tile.bm, tile.bn) * 2 <= tile.shared_bytes(), tile
+    return [*gemm_epilogue.declare(st, "smem"),
+            "    #pragma unroll",
+            f"    for (int i = 0; i < {tile.mi}; ++i)",
+            "        #pragma unroll",
+            f"        for (int j = 0; j < {tile.ni}; ++j)",
+            "            #pragma unroll",
+            "            for (int h = 0; h < 2; ++h)",
+            *gemm_epilogue.stage_pair(
+                st, f"wm * {wtm} + i * 16 + (lane >> 2) + h * 8",
+                f"wn * {wtn} + j * 8 + (lane & 3) * 2", "frag[i][j][2 * h]",
+                "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                "),
+            *gemm_epilogue.drain(st, tile.bm, tile.bn, tile.threads, m, n, "m0", "n0")]
 
 
 def _split_k_reduce(gemm: MmaGemm) -> list[str]:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from ember.codegen.nvrtc import ARCH_SPECIFIC_SM90A
 from ember.codegen.symbolic import typical
-from ember.codegen.templates import gemm_mma
+from ember.codegen.templates import gemm_epilogue, gemm_mma
+from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import async_helpers
 from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 
@@ -217,9 +218,11 @@ __device__ __forceinline__ void wgmma_{bn}(float* d, unsigned long long da,
 
 
 def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
-             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]]) -> list[str]:
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
+             ) -> list[str]:
     """The body of a wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN) of C;
-    `store(m, n, value, indent)` stores one in-range output (`value` a float expression)."""
+    `store(m, n, value, indent)` stores one in-range output (`value` a float expression), or a
+    `RowStore` stages them through shared memory (`gemm_epilogue`)."""
     tile = gemm.tile
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]
@@ -292,8 +295,19 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               f"    for (int i = 0; i < {bn // 2}; ++i) fence_operand(frag[i]);",
               "    cp_async_wait<0>();",
               "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
-              "(i / 4) * 8 + (lane % 4) * 2 + i % 2",
-              "    #pragma unroll",
+              "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
+    if isinstance(store, RowStore):
+        assert store.shared_elems(bm, bn) * 2 <= tile.shared_bytes(), tile
+        return lines + [
+            *gemm_epilogue.declare(store, "As"),
+            "    #pragma unroll",
+            f"    for (int i = 0; i < {bn // 2}; i += 2)",
+            *gemm_epilogue.stage_pair(
+                store, "group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8",
+                "(i >> 2) * 8 + (lane & 3) * 2", "frag[i]", "frag[i + 1]", "n0", n, bn,
+                "        "),
+            *gemm_epilogue.drain(store, bm, bn, threads, m, n, "m0", "n0")]
+    lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {bn // 2}; ++i) {{",
               "        const int m = m0 + group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8;",
               "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);",

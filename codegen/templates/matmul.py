@@ -11,6 +11,7 @@ from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
     decompose,
+    gemm_epilogue,
     gemm_mma,
     gemm_wgmma,
     prod,
@@ -131,13 +132,17 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
                 *epilogue_lines(params, "acc", "oi", indent),
                 f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
+    staged = gemm_epilogue.row_store(
+        params, dtype, n, [], lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}")
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
-        body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
+        body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, staged or store)
         helpers = gemm_wgmma.helpers(dtype, tile.bn)
     else:
-        body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, store)
+        body += gemm_mma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, staged or store)
         helpers = gemm_mma.helpers(dtype)
+    if staged:
+        helpers += gemm_epilogue.helpers(dtype)
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
                     launch_bounds=(tile.threads, 1), workspace=splits > 1, halves=True)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "

@@ -152,6 +152,22 @@ def test_half_epilogues_fuse_into_tensor_core_kernels(dtype: str) -> None:
     assert len(manifest["steps"]) == 2  # nothing left outside the two kernels
 
 
+def test_half_rows_leave_through_shared_memory_in_16_byte_stores() -> None:
+    """gemm_epilogue: an NHWC conv over 64 channels and a matmul with N = 96 stage their outputs
+    in shared memory and store 16 bytes at a time, the conv's residual read 16 bytes at a time;
+    an odd N stores element by element. (The GPU tests above check both give the same
+    numbers.)"""
+    model, *_ = _epilogue_model("float16", seed=6)
+    source = _build(model, nhwc=True)[1]["cuda_source"].decode(errors="replace")
+    assert source.count("stage the outputs") == 2
+    assert source.count("*(uint4*)&out0[oi] = h.v;") == 2
+    assert "__ldg((const uint4*)&in3[oi])" in source  # the conv's residual (in3: after bias)
+    a_shape, b_shape, trans_b = MATMULS["odd_sizes"]
+    model, _ = _matmul_model(a_shape, b_shape, "float16", trans_b, seed=1)
+    source = _build(model)[1]["cuda_source"].decode(errors="replace")
+    assert "mma.sync" in source and "stage the outputs" not in source
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_depthwise_conv_runs_the_direct_kernel(dtype: str) -> None:
     """Too few output channels per group for a GEMM tile: the direct kernel, in float from

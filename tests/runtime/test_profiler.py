@@ -12,7 +12,7 @@ from ember.errors import EmberError
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
-from ember.runtime.profiler import GRAPH_NOTE, Profiler, short_origin
+from ember.runtime.profiler import GRAPH_NOTE, Profiler, short_origin, tactic_text
 from tests.onnx_cases import small_cnn
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
@@ -46,6 +46,8 @@ def test_profiler_times_every_step(engine):
     assert [e.total_ms for e in layers] == sorted((e.total_ms for e in layers), reverse=True)
     conv = next(e for e in layers if e.name == "conv_0")
     assert conv.template == "conv" and conv.origin == ("conv", "relu")
+    step = next(s for s in engine.steps if s["name"] == "conv_0")
+    assert conv.tactic == tactic_text(step["params"].get("tactic"))
     assert profiler.total_ms() == pytest.approx(sum(e.mean_ms for e in layers))
     report = profiler.report()
     rows = report.splitlines()[1:1 + engine.num_layers]
@@ -59,6 +61,13 @@ def test_profiler_times_every_step(engine):
     assert profiler.runs == 3
     profiler.reset()
     assert profiler.runs == 0 and profiler.layers() == []
+
+
+def test_tactic_text_is_short_and_drops_one_split():
+    assert tactic_text({"wgmma": [128, 256, 4]}) == "wgmma 128x256x4"
+    assert tactic_text({"mma": [64, 64, 32, 2, 2, 4], "splits": 1}) == "mma 64x64x32x2x2x4"
+    assert tactic_text({"tile": [64, 64], "splits": 3}) == "tile 64x64 splits 3"
+    assert tactic_text(None) == ""
 
 
 def test_any_object_with_report_layer_time(engine):
