@@ -74,9 +74,9 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
     """The policy: the format a kernel runs fastest in, or None where it runs in any (its params
     rewritten in physical terms) and follows its producers. With `packed`, a depthwise conv over
     C % 4 == 0 channels prefers NC4HW4 (its direct tactic runs vectorized, 4 channels a thread).
-    With `half_conv_nhwc`, an FP16/BF16 conv over C % 8 == 0 channels (an FP32 one allowed TF32
-    over C % 4 == 0) prefers NHWC (the tensor-core conv copies a pixel's channels in 16-byte
-    chunks).
+    With `half_conv_nhwc`, an FP16/BF16 conv (ungrouped or depthwise) over C % 8 == 0 channels
+    (an FP32 one allowed TF32 over C % 4 == 0) prefers NHWC (the tensor-core conv copies a
+    pixel's channels in 16-byte chunks).
     """
     if isinstance(op, ElementwiseOp):
         return None
@@ -90,7 +90,10 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
         if packed and _depthwise(op) and shape[1] % 4 == 0:
             return NC4HW4
         if half_conv_nhwc and p["out_dtypes"][0] in ("float16", "bfloat16"):
-            return NHWC if p.get("groups") == 1 and shape[1] % 8 == 0 else NCHW
+            # depthwise too: its direct kernel reads neighbouring channels in NHWC, so the
+            # tensor-core convs around it (MobileNetV2's) need no reformats
+            return (NHWC if (p.get("groups") == 1 or _depthwise(op)) and shape[1] % 8 == 0
+                    else NCHW)
         if half_conv_nhwc and p.get("tf32"):  # TF32 tensor cores read 4-channel chunks
             return NHWC if p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW

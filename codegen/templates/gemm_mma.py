@@ -247,8 +247,9 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     """The body of a tensor-core GEMM kernel computing rows [m0, m0 + BM) x columns
     [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
     (`value` is a float expression); a `RowStore` stages the outputs through shared memory
-    instead (`gemm_epilogue`; the kernel then needs `gemm_epilogue.helpers`). The kernel declares `extern __shared__` memory of
-    `tile.shared_bytes()`; with split-K its last arguments are `counters` and `ws`."""
+    instead (`gemm_epilogue`; the kernel then needs `gemm_epilogue.helpers`). The kernel
+    declares `extern __shared__` memory of `tile.shared_bytes()`; with split-K its last
+    arguments are `counters` and `ws`."""
     tile, splits = gemm.tile, gemm.splits
     bm, bn, bk = tile.bm, tile.bn, tile.bk
     wtm, wtn = bm // tile.wm, bn // tile.wn

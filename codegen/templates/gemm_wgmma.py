@@ -69,6 +69,9 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     (WgmmaTile(256, 128, 4), 1.0),
     (WgmmaTile(128, 128, 6), 0.9),
     (WgmmaTile(64, 128, 6), 0.7),
+    # 64 columns: GEMMs with N = 64 (ResNet-50's first convs and layer1) waste none of them
+    (WgmmaTile(256, 64, 5), 0.75),
+    (WgmmaTile(128, 64, 8), 0.7),
     (WgmmaTile(64, 64, 8), 0.5),
 )
 

@@ -68,35 +68,71 @@ def emit(name: str, params: dict) -> KernelSpec:
     final = (final.replace("ACC", acc).replace("{n}", str(n_red))
              .replace("SQRT", "sqrt" + math_sfx).replace("LOG", "log" + math_sfx))
     mapped = mapped.replace("EXP", "exp" + math_sfx)
-    block = block_size_for(n_red)
-    blocks = grid_blocks(n_out)
-    body = [f"    __shared__ {acc} smem[{block}];",
-            f"    for (int o = blockIdx.x; o < {n_out}; o += gridDim.x) {{"]
-    body += decompose("o", kept_shape, "k", "        ") if kept_shape else []
-    body.append(f"        const {t}* x0 = in0 + (size_t)({linear('k', [st[d] for d in kept])});")
-    loop = f"        for (int j = threadIdx.x; j < {n_red}; j += {block}) {{"
-    red_lines = decompose("j", red_shape, "r", "            ")
+    x0 = f"const {t}* x0 = in0 + (size_t)({linear('k', [st[d] for d in kept])});"
     at = load_float(f"x0[{linear('r', [st[d] for d in axes])}]", dtype)
-    if fn == "log_sum_exp":
-        neg_inf = c_literal(float("-inf"), "float64" if acc == "double" else "float32")
-        body += [f"        {acc} mx = {neg_inf};",
-                 loop, *red_lines,
-                 f"            const {acc} x = {at};",
-                 "            if (!isinf(x) && (x > mx || x != x)) mx = x;",
-                 "        }",
-                 "        mx = block_reduce(mx, smem, MaxOp());",
-                 f"        const {acc} m = isfinite(mx) ? mx : ({acc})0;"]
-    body += [f"        {acc} v = {_identity(fn, dtype if acc == t else 'float32')};",
-             loop, *red_lines,
-             f"            const {acc} x = {at};",
-             f"            v = {combine}()(v, ({acc})({mapped}));",
-             "        }",
-             f"        const {acc} r = block_reduce(v, smem, {combine}());",
-             f"        if (threadIdx.x == 0) out0[o] = {cast_to(f'({final})', dtype)};",
-             "    }"]
-    text = source(f"reduce {fn} over axes {axes} of {shape} {dtype}",
-                  [f"tactic: one block of {block} threads per output element ({n_out} outputs "
-                   f"x {n_red} reduced), shared-memory tree"],
+    identity = _identity(fn, dtype if acc == t else "float32")
+    if _per_thread(axes, shape, n_out):
+        # one thread per output: neighbouring threads read neighbouring elements
+        body = ["    const int o = blockIdx.x * blockDim.x + threadIdx.x;",
+                f"    if (o >= {n_out}) return;",
+                *decompose("o", kept_shape, "k", "    "), f"    {x0}",
+                *_accumulate(fn, acc, identity, at, mapped, red_shape, n_red, "    ",
+                             f"    for (int j = 0; j < {n_red}; ++j) {{"),
+                f"    const {acc} r = v;",
+                f"    out0[o] = {cast_to(f'({final})', dtype)};"]
+        tactic = (f"tactic: one thread per output element ({n_out} outputs x {n_red} reduced), "
+                  "neighbouring threads on neighbouring elements")
+        block, grid = 256, -(-n_out // 256)
+    else:
+        block = block_size_for(n_red)
+        grid = grid_blocks(n_out)
+        body = [f"    __shared__ {acc} smem[{block}];",
+                f"    for (int o = blockIdx.x; o < {n_out}; o += gridDim.x) {{",
+                *(decompose("o", kept_shape, "k", "        ") if kept_shape else []),
+                f"        {x0}",
+                *_accumulate(fn, acc, identity, at, mapped, red_shape, n_red, "        ",
+                             f"        for (int j = threadIdx.x; j < {n_red}; j += {block}) {{",
+                             block_combine=combine),
+                f"        const {acc} r = block_reduce(v, smem, {combine}());",
+                f"        if (threadIdx.x == 0) out0[o] = {cast_to(f'({final})', dtype)};",
+                "    }"]
+        tactic = (f"tactic: one block of {block} threads per output element ({n_out} outputs "
+                  f"x {n_red} reduced), shared-memory tree")
+    text = source(f"reduce {fn} over axes {axes} of {shape} {dtype}", [tactic],
                   signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
                   helpers=BLOCK_REDUCE)
-    return KernelSpec(text, (blocks, 1, 1), (block, 1, 1), 0)
+    return KernelSpec(text, (grid, 1, 1), (block, 1, 1), 0)
+
+
+def _accumulate(fn: str, acc: str, identity: str, at: str, mapped: str, red_shape: list,
+                n_red: int, indent: str, loop: str, block_combine: str | None = None
+                ) -> list[str]:
+    """Lines leaving this thread's combination of its reduced elements (read by `loop`) in `v`;
+    log_sum_exp first finds their max `m` (over the block with `block_combine`)."""
+    combine = _FNS[fn][0]
+    red_lines = decompose("j", red_shape, "r", indent + "    ")
+    lines = []
+    if fn == "log_sum_exp":
+        neg_inf = c_literal(float("-inf"), "float64" if acc == "double" else "float32")
+        lines += [f"{indent}{acc} mx = {neg_inf};", loop, *red_lines,
+                  f"{indent}    const {acc} x = {at};",
+                  f"{indent}    if (!isinf(x) && (x > mx || x != x)) mx = x;",
+                  f"{indent}}}"]
+        if block_combine:
+            lines.append(f"{indent}mx = block_reduce(mx, smem, MaxOp());")
+        lines.append(f"{indent}const {acc} m = isfinite(mx) ? mx : ({acc})0;")
+    return lines + [f"{indent}{acc} v = {identity};", loop, *red_lines,
+                    f"{indent}    const {acc} x = {at};",
+                    f"{indent}    v = {combine}()(v, ({acc})({mapped}));",
+                    f"{indent}}}"]
+
+
+# outputs from which a reduction that keeps the innermost dim runs one thread per output
+PER_THREAD_OUTPUTS = 2048
+
+
+def _per_thread(axes: list[int], shape: list, n_out) -> bool:
+    """Whether the innermost dim is kept and there are enough outputs for one thread each (a
+    global average pool in NHWC); else one block per output."""
+    return (bool(axes) and len(shape) - 1 not in axes and isinstance(n_out, int)
+            and n_out >= PER_THREAD_OUTPUTS)

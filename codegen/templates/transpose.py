@@ -1,13 +1,74 @@
-"""transpose: out dim i is input dim perm[i]; one thread per output element reading the input
-through permuted strides."""
+"""transpose: out dim i is input dim perm[i]. A perm that swaps two adjacent groups of dims —
+[B, R, S] -> [B, S, R], as the NCHW <-> NHWC reformats do — goes through shared-memory tiles, so
+both the reads (along S) and the writes (along R) are coalesced; any other perm (or symbolic
+shape) takes one thread per output element reading the input through permuted strides."""
 
 from __future__ import annotations
 
-from ember.codegen.templates import KernelSpec, strides_of
+from ember.codegen.scalar_c import storage_type
+from ember.codegen.symbolic import is_sym
+from ember.codegen.templates import KernelSpec, prod, signature, source, strides_of
 from ember.codegen.templates.expand import copy_kernel
+
+TILE = 32  # rows and columns of a tile (fewer where the dim is shorter)
+THREADS = 256
+
+
+def swapped_groups(perm: list[int]) -> tuple[int, int] | None:
+    """(a, b) where perm = [0, .., a - 1, b, .., n - 1, a, .., b - 1] with a < b < n (the dims
+    from a on, split at b, swap places), else None."""
+    n = len(perm)
+    for a in range(n):
+        if perm[a] != a:
+            break
+    else:
+        return None
+    for b in range(a + 1, n):
+        if perm == list(range(a)) + list(range(b, n)) + list(range(a, b)):
+            return a, b
+    return None
 
 
 def emit(name: str, params: dict) -> KernelSpec:
     perm = [int(p) for p in params["perm"]]
-    st = strides_of(params["in_shapes"][0])
+    shape = list(params["in_shapes"][0])
+    groups = swapped_groups(perm)
+    if groups is not None and not any(is_sym(d) for d in shape):
+        a, b = groups
+        return _tiled(name, params, prod(shape[:a]), prod(shape[a:b]), prod(shape[b:]), perm)
+    st = strides_of(shape)
     return copy_kernel(name, params, [st[p] for p in perm], f"transpose perm={perm}")
+
+
+def _tiled(name: str, params: dict, batch: int, rows: int, cols: int,
+           perm: list[int]) -> KernelSpec:
+    """[batch, rows, cols] -> [batch, cols, rows]: a block per tile of rt x ct elements, read
+    row by row (consecutive threads along cols) into shared memory, written column by column
+    (consecutive threads along rows)."""
+    dtype = params["out_dtypes"][0]
+    t = storage_type(dtype)
+    rt, ct = min(TILE, rows), min(TILE, cols)
+    grid = (-(-cols // ct), -(-rows // rt), batch)
+    body = [f"    __shared__ {t} tile[{rt}][{ct + 1}];",
+            f"    const int r0 = blockIdx.y * {rt}, c0 = blockIdx.x * {ct};",
+            f"    const size_t base = (size_t)blockIdx.z * {rows * cols};",
+            f"    for (int f = threadIdx.x; f < {rt * ct}; f += {THREADS}) {{",
+            f"        const int r = f / {ct}, c = f % {ct};",
+            f"        if (r0 + r < {rows} && c0 + c < {cols})",
+            f"            tile[r][c] = in0[base + (size_t)(r0 + r) * {cols} + c0 + c];",
+            "    }",
+            "    __syncthreads();",
+            f"    for (int f = threadIdx.x; f < {rt * ct}; f += {THREADS}) {{",
+            f"        const int c = f / {rt}, r = f % {rt};",
+            f"        if (r0 + r < {rows} && c0 + c < {cols})",
+            f"            out0[base + (size_t)(c0 + c) * {rows} + r0 + r] = tile[r][c];",
+            "    }"]
+    text = source(f"transpose perm={perm}: {params['in_shapes'][0]} -> "
+                  f"{list(params['out_shapes'][0])} {dtype}",
+                  [f"tactic: [{batch}, {rows}, {cols}] -> [{batch}, {cols}, {rows}] through "
+                   f"{rt}x{ct} shared-memory tiles, reads and writes coalesced"],
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body)
+    if grid[1] > 65535 or grid[2] > 65535:
+        st = strides_of(list(params["in_shapes"][0]))
+        return copy_kernel(name, params, [st[p] for p in perm], f"transpose perm={perm}")
+    return KernelSpec(text, grid, (THREADS, 1, 1), 0)

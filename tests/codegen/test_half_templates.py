@@ -199,6 +199,12 @@ CASES: dict[str, Case] = {
     "global_avgpool": Case(_one("GlobalAveragePool", [[1, 8, 5, 5]]), ("reduce",), data="grid"),
     "global_maxpool": Case(_one("GlobalMaxPool", [[1, 8, 5, 5]]), ("reduce",), ulps=0),
     "reduce_sum": Case(_reduce("ReduceSum"), ("reduce",), data="grid"),
+    # the innermost dim kept, enough outputs for one thread each (GlobalAveragePool in NHWC)
+    "reduce_mean_per_thread": Case(_reduce("ReduceMean", axes=(1, 2), shape=(2, 3, 5, 1100)),
+                                   ("reduce",), data="grid"),
+    "reduce_log_sum_exp_per_thread": Case(
+        _reduce("ReduceLogSumExp", axes=(0, 1), shape=(3, 4, 2100)), ("reduce",), data="grid",
+        ulps=2),
     "reduce_mean": Case(_reduce("ReduceMean"), ("reduce",), data="grid"),
     "reduce_max": Case(_reduce("ReduceMax", axes=(1,)), ("reduce",), ulps=0),
     "reduce_min": Case(_reduce("ReduceMin"), ("reduce",), ulps=0),
@@ -229,6 +235,14 @@ CASES: dict[str, Case] = {
         mode="nearest"), ("resize",), ulps=0),
     "transpose": Case(_one("Transpose", [[2, 3, 4, 5]], perm=[0, 2, 3, 1]), ("transpose",),
                       ulps=0),
+    # shared-memory tiles with ragged edges both ways (NCHW -> NHWC and back), and the
+    # per-element kernel for a perm that is not two swapped groups
+    "transpose_tiled_to_nhwc": Case(_one("Transpose", [[2, 40, 9, 7]], perm=[0, 2, 3, 1]),
+                                    ("transpose",), ulps=0),
+    "transpose_tiled_to_nchw": Case(_one("Transpose", [[2, 9, 7, 40]], perm=[0, 3, 1, 2]),
+                                    ("transpose",), ulps=0),
+    "transpose_per_element": Case(_one("Transpose", [[2, 3, 4, 5]], perm=[0, 2, 1, 3]),
+                                  ("transpose",), ulps=0),
     "concat": Case(_one("Concat", [[1, 4, 3, 3], [1, 2, 3, 3], [1, 5, 3, 3]], axis=1),
                    ("concat",), ulps=0),
     "slice": Case(_one("Slice", [[6, 7]], inits=[("st", np.array([1, -1])),

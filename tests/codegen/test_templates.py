@@ -102,6 +102,9 @@ CASES: dict[str, list[dict]] = {
         _p([[1, 1024, 7, 7]], [[1, 1024, 1, 1]], fn=fn, axes=[2, 3], keepdims=True)
         for fn in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
                    "log_sum_exp")
+    ] + [  # the innermost dim kept, 2048 outputs: one thread per output (NHWC global pools)
+        _p([[2, 7, 7, 1024]], [[2, 1, 1, 1024]], fn=fn, axes=[1, 2], keepdims=True)
+        for fn in ("mean", "max", "l2", "log_sum_exp")
     ] + [_p([[3, 4, 5]], [[4]], fn="sum", axes=[0, 2], keepdims=False),
          _p([[3, 4]], [[3]], fn="max", axes=[1], keepdims=False, dtypes=["int64"],
             out_dtypes=["int64"])],
@@ -116,7 +119,9 @@ CASES: dict[str, list[dict]] = {
     "group_norm": [_p([[2, 6, 4, 4], [6], [6]], [[2, 6, 4, 4]], groups=3, epsilon=1e-5)],
     "lrn": [_p([[1, 96, 54, 54]], [[1, 96, 54, 54]], size=5, alpha=1e-4, beta=0.75, bias=1.0)],
     "transpose": [_p([[1, 4, 28, 5, 5]], [[1, 28, 4, 5, 5]], perm=[0, 2, 1, 3, 4]),
-                  _p([[2, 3]], [[3, 2]], perm=[1, 0], dtypes=["int64"], out_dtypes=["int64"])],
+                  _p([[2, 3]], [[3, 2]], perm=[1, 0], dtypes=["int64"], out_dtypes=["int64"]),
+                  _p([[2, 40, 9, 7]], [[2, 9, 7, 40]], perm=[0, 2, 3, 1]),
+                  _p([[2, 9, 7, 40]], [[2, 40, 9, 7]], perm=[0, 3, 1, 2])],
     "concat": [_p([[1, 64, 5, 5], [1, 32, 5, 5]], [[1, 96, 5, 5]], axis=1),
                _p([[2, 3], [2, 0], [2, 1]], [[2, 4]], axis=-1)],
     "slice": [_p([[5, 6]], [[2, 3]], starts=[1, 5], ends=[5, -7], steps=[2, -2])],
@@ -279,3 +284,28 @@ def test_steps_without_a_cuda_template_fall_back_to_the_host():
     assert "dequant" in dequant["fallback"] and "float16" in dequant["fallback"]
     with pytest.raises(UnsupportedError, match="float16"):
         build_model(model, BuilderConfig(target_arch="sm_90", allow_cpu_fallback=False))
+
+
+def test_reduce_keeping_the_innermost_dim_runs_one_thread_per_output():
+    """A global pool in NHWC (H, W reduced, C innermost) takes a thread per output, so a warp
+    reads 32 neighbouring channels; reducing the innermost dim keeps a block per output."""
+    nhwc = emitter("reduce")("k", _p([[2, 7, 7, 1024]], [[2, 1, 1, 1024]], fn="mean",
+                                     axes=[1, 2], keepdims=True))
+    assert "one thread per output element (2048 outputs x 49 reduced" in nhwc.source
+    assert nhwc.grid == (8, 1, 1) and nhwc.block == (256, 1, 1)
+    nchw = emitter("reduce")("k", _p([[2, 1024, 7, 7]], [[2, 1024, 1, 1]], fn="mean",
+                                     axes=[2, 3], keepdims=True))
+    assert "one block of 64 threads per output element" in nchw.source
+
+
+def test_transpose_of_two_swapped_groups_goes_through_shared_memory_tiles():
+    from ember.codegen.templates.transpose import swapped_groups
+
+    assert swapped_groups([0, 2, 3, 1]) == (1, 2) and swapped_groups([0, 3, 1, 2]) == (1, 3)
+    assert swapped_groups([1, 0]) == (0, 1) and swapped_groups([0, 2, 1, 3]) is None
+    nhwc = emitter("transpose")("k", _p([[32, 8, 224, 224]], [[32, 224, 224, 8]],
+                                        perm=[0, 2, 3, 1]))
+    assert "[32, 8, 50176] -> [32, 50176, 8] through 8x32 shared-memory tiles" in nhwc.source
+    assert nhwc.grid == (1568, 1, 32)
+    other = emitter("transpose")("k", _p([[2, 3, 4, 5]], [[2, 4, 3, 5]], perm=[0, 2, 1, 3]))
+    assert "one thread per output element" in other.source

@@ -75,9 +75,13 @@ CONVS = {
     "grouped_nchw": ([1, 32, 10, 10], [32, 8, 3, 3], {"group": 4, "pads": [1, 1, 1, 1]}),
     "deep_split_k_nhwc": ([1, 256, 7, 7], [64, 256, 3, 3], {"pads": [1, 1, 1, 1]}),
 }
-# the direct kernel (depthwise), checked on the GPU with the same reference
-DIRECT_CONVS = {"depthwise_nchw": ([2, 32, 10, 10], [32, 1, 3, 3], {"group": 32,
-                                                                    "pads": [1, 1, 1, 1]})}
+# the direct kernel (depthwise), checked on the GPU with the same reference: NHWC where
+# C % 8 == 0 (as the tensor-core convs around it in MobileNetV2), else NCHW
+DIRECT_CONVS = {
+    "depthwise_nhwc": ([2, 32, 10, 10], [32, 1, 3, 3], {"group": 32, "pads": [1, 1, 1, 1]}),
+    "depthwise_stride2_nchw": ([2, 12, 9, 9], [12, 1, 3, 3], {"group": 12, "strides": [2, 2],
+                                                              "pads": [1, 1, 1, 1]}),
+}
 
 
 def _build(model, nhwc: bool = False) -> tuple[dict, dict]:
@@ -166,6 +170,30 @@ def test_half_rows_leave_through_shared_memory_in_16_byte_stores() -> None:
     model, _ = _matmul_model(a_shape, b_shape, "float16", trans_b, seed=1)
     source = _build(model)[1]["cuda_source"].decode(errors="replace")
     assert "mma.sync" in source and "stage the outputs" not in source
+
+
+def test_half_inverted_residual_runs_nhwc_without_reformats() -> None:
+    """MobileNetV2's block in FP16: 1x1 expand, 3x3 depthwise, 1x1 project. The depthwise conv
+    prefers NHWC as the tensor-core convs do, so nothing is reformatted between them."""
+    rng = np.random.default_rng(3)
+    t = ONNX_TYPE["float16"]
+    inits = {"w1": _half(rng, (48, 16, 1, 1), "float16", 0.25),
+             "wd": _half(rng, (48, 1, 3, 3), "float16", 0.3),
+             "w2": _half(rng, (16, 48, 1, 1), "float16", 0.15)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "wd"], ["d"], group=48, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["dr"]),
+             helper.make_node("Conv", ["dr", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "block",
+                              [helper.make_tensor_value_info("x", t, [2, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", t, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    manifest, _ = _build(model, nhwc=True)
+    convs = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert [s["params"].get("layout") for s in convs] == ["NHWC"] * 3
+    assert [s["template"] for s in manifest["steps"]] == ["conv"] * 3
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

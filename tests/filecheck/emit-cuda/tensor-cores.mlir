@@ -3,8 +3,8 @@
 
 // FP16 matmuls with their relu fused: in an sm_90 build the big K-major one takes Hopper's
 // wgmma (its source marked for sm_90a, dynamic shared memory for the swizzled stages), the
-// small one mma.sync with split-K; an sm_80 build keeps mma.sync for both. The epilogue
-// computes in float and stores through the half conversion.
+// small one mma.sync with split-K; an sm_80 build keeps mma.sync for both. The outputs are
+// staged in shared memory, the epilogue computes in float and 16 bytes are stored at a time.
 builtin.module {
   func.func @main(%a: tensor<1024x768xf16>, %b: tensor<3072x768xf16>, %c: tensor<16x512xf16>, %d: tensor<512x64xf16>) -> (tensor<1024x3072xf16>, tensor<16x64xf16>) {
     %m = nn.matmul %a, %b {transpose_b = true} : (tensor<1024x768xf16>, tensor<3072x768xf16>) -> tensor<1024x3072xf16>
@@ -22,7 +22,9 @@ builtin.module {
 // CHECK-NEXT: | // target: sm_90a (wgmma)
 // CHECK:      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16
 // CHECK:      | extern "C" __global__ void __launch_bounds__(256, 1) [[K]](const ember_half* __restrict__ in0, const ember_half* __restrict__ in1, ember_half* __restrict__ out0) {
-// CHECK:      |         out0[oi] = ember_to_half(acc);
+// CHECK:      |     __syncthreads();  // the pipeline's shared memory is free: stage the outputs
+// CHECK:      |             h.e[e] = ember_to_half(acc);
+// CHECK:      |         *(uint4*)&out0[oi] = h.v;
 // CHECK:      kernel.launch "matmul"(%c, %d) {{.*}}tactic = {mma = array<i64: {{.*}}>, splits = {{[0-9]+}} : i64}}
 // CHECK:      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // CHECK:      ldsm_x4_trans(
