@@ -378,7 +378,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU builds until the CUDA
     conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
     says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off),
-    and for a CUDA target select-tactics (the cost model's tactic on each conv/matmul op).
+    and for a CUDA target fold-channel-pad after assign-layouts and select-tactics (the cost
+    model's tactic on each conv/matmul op).
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
@@ -409,6 +410,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
+    if config.target_arch is not None and "fold-channel-pad" not in names:
+        names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
     names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
     if config.target_arch is not None and "select-tactics" not in names:
         names.append("select-tactics")

@@ -27,6 +27,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
     from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
     from ember.passes.fold_batch_norm import FoldBatchNorm
+    from ember.passes.fold_channel_pad import FoldChannelPad
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.fold_pad import FoldPad
     from ember.passes.fold_scale_shift import FoldScaleShift
@@ -43,7 +44,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            PadConvChannels,
+            PadConvChannels, FoldChannelPad,
             EmitCuda, AssignPrecision]
 
 

@@ -1,10 +1,15 @@
 """reformat: a 4-D tensor from one format to another (NCHW, NHWC, NC4HW4: `params["reformat"]`
 = "SRC->DST", `channels` = the logical C). One thread per result element: its logical
 coordinate read from the source's layout; packing writes zeros to pad lanes (C % 4 != 0).
-Elements are copied as stored (a half as its 2 bytes)."""
+NCHW->NHWC may pad the channels with zeros to `padded_channels` (`fold-channel-pad`); where a
+padded pixel is 16 bytes, one thread writes each pixel whole. Elements are copied as stored (a
+half as its 2 bytes)."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from ember.codegen.scalar_c import storage_type
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -55,19 +60,56 @@ def emit(name: str, params: dict) -> KernelSpec:
     channels = int(params["channels"])
     in_shape, out_shape = list(params["in_shapes"][0]), list(params["out_shapes"][0])
     dtype = params["out_dtypes"][0]
+    padded = params.get("padded_channels")
+    if padded is not None and (src, dst) != ("NCHW", "NHWC"):
+        raise UnsupportedError(f"CUDA reformat: padded_channels with {params['reformat']}")
     dims = _logical(src, in_shape, channels)
+    if padded is not None and int(padded) * _bytes(dtype) == 16:
+        return _pixel_pack(name, params, dims, int(padded))
     n = prod(out_shape)
     itype = index_type(n, prod(in_shape))
     body = [grid_stride_loop(n, itype)]
     body += decompose("i", out_shape, "o", "        ", itype)
     body += _coords(dst)
-    if dst == "NC4HW4" and channels % 4:
+    if dst == "NC4HW4" and channels % 4 or padded is not None:
         body.append(f"        if (c >= {channels}) {{ out0[i] = {zero(dtype)}; continue; }}")
     body += [f"        out0[i] = in0[{_address(src, dims)}];", "    }"]
     grid, block = grid_1d(n)
     text = source(f"reformat {src}->{dst} {in_shape} -> {out_shape} {dtype}",
                   ["tactic: one thread per result element reading its logical coordinate "
                    "from the source layout, grid-stride loop, block 256"
-                   + ("; pad lanes written as zeros" if dst == "NC4HW4" and channels % 4 else "")],
+                   + ("; pad lanes written as zeros" if dst == "NC4HW4" and channels % 4
+                      or padded is not None else "")],
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body)
+    return KernelSpec(text, grid, block, 0)
+
+
+def _bytes(dtype: str) -> int:
+    return 2 if dtype in ("float16", "bfloat16") else np.dtype(dtype).itemsize
+
+
+def _pixel_pack(name: str, params: dict, dims: list[int], padded: int) -> KernelSpec:
+    """NCHW -> NHWC with the channels padded to 16 bytes a pixel: one thread per pixel reads
+    its channels from their planes (neighbouring threads, neighbouring pixels) and stores the
+    padded pixel with one 16-byte store."""
+    dtype = params["out_dtypes"][0]
+    t = storage_type(dtype)
+    n, c, h, w = dims
+    plane = h * w
+    pixels = n * plane
+    itype = index_type(pixels * padded, n * c * plane)
+    body = [grid_stride_loop(pixels, itype),
+            f"        const {itype} img = i / {plane}, p = i % {plane};",
+            f"        union {{ uint4 v; {t} e[{padded}]; }} px;",
+            "        #pragma unroll",
+            f"        for (int k = 0; k < {padded}; ++k)",
+            f"            px.e[k] = k < {c} ? in0[(img * {c} + k) * {plane} + p] : {zero(dtype)};",
+            f"        *(uint4*)&out0[i * {padded}] = px.v;",
+            "    }"]
+    grid, block = grid_1d(pixels)
+    text = source(f"reformat NCHW->NHWC {list(params['in_shapes'][0])} -> "
+                  f"{list(params['out_shapes'][0])} {dtype}",
+                  [f"tactic: one thread per pixel, its {c} channels read from their planes, "
+                   f"padded to {padded} with zeros and stored as 16 bytes, grid-stride loop"],
                   signature(name, params["in_dtypes"], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)

@@ -62,9 +62,14 @@ def pack_depthwise_weight(w: np.ndarray) -> np.ndarray:
 
 def reformat(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """params["reformat"] = "SRC->DST" over NCHW / NHWC / NC4HW4; params["channels"] = the
-    logical C (the pad lanes of an NC4HW4 source are dropped, those of a result are zero)."""
+    logical C (the pad lanes of an NC4HW4 source are dropped, those of a result are zero);
+    `padded_channels` (NCHW->NHWC): the result's channels, zeros after the first C."""
     src, dst = params["reformat"].split("->")
     logical = to_logical(inputs[0], src, int(params["channels"]))
+    padded = params.get("padded_channels")
+    if padded is not None:
+        extra = int(padded) - logical.shape[1]
+        logical = np.pad(logical, [(0, 0), (0, extra), (0, 0), (0, 0)])
     return [from_logical(logical, dst)]
 
 

@@ -228,6 +228,48 @@ def test_three_channel_conv_is_padded_and_exact_on_the_cpu_executor(dtype: str) 
     assert _relative_l2(out, ref) < TOLERANCE[dtype] / 4  # one rounding to the storage type
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_channel_pad_folds_into_the_nhwc_reformat_of_an_nchw_input(dtype: str) -> None:
+    """An NCHW network input of 3 channels: fold-channel-pad makes pad-conv-channels' pad and
+    assign-layouts' NCHW->NHWC transpose one reformat writing 8 channels a pixel (16 bytes);
+    the plan on the CPU executor equals the unpadded conv, and on the GPU (below) too."""
+    x_shape, w_shape, attrs = CONVS["7x7_c3_padded_nhwc"]
+    model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=10)
+    # two more convs: running the three in NHWC pays for the two reformats
+    w2 = _half(rng, (16, 16, 1, 1), dtype, 1 / 4)
+    graph = model.graph
+    graph.node[0].output[0] = "c"
+    graph.node.extend([helper.make_node("Conv", ["c", "w2"], ["c2"]),
+                       helper.make_node("Conv", ["c2", "w2"], ["y"])])
+    graph.initializer.append(numpy_helper.from_array(w2, "w2"))
+    manifest, sections = _build(model)
+    assert [s["template"] for s in manifest["steps"]] == ["reformat", "conv", "conv", "conv",
+                                                          "transpose"]
+    reformat = manifest["steps"][0]["params"]
+    assert (reformat["reformat"], reformat["channels"], reformat["padded_channels"]) == \
+        ("NCHW->NHWC", 3, 8)
+    source = sections["cuda_source"].decode(errors="replace")
+    assert "padded to 8 with zeros and stored as 16 bytes" in source
+    x = _half(rng, x_shape, dtype)
+    (c,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+                          {"strides": [2, 2], "pads": [3, 3, 3, 3], "dilations": [1, 1],
+                           "groups": 1})
+    for _ in range(2):  # stored as the half type in between
+        c = c.astype(NP_TYPE[dtype]).astype(np.float64)
+        (c,) = conv_reference([c, w2.astype(np.float64)],
+                              {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                               "groups": 1})
+    ref = c
+    plan = plan_bytes(manifest, sections)
+    out = Runtime(device="cpu").deserialize_cuda_engine(plan).create_execution_context() \
+        .execute({"x": x})["y"]
+    assert _relative_l2(out, ref) < TOLERANCE[dtype] / 4
+    if cuda_available():
+        out = Runtime(device="cuda").deserialize_cuda_engine(plan).create_execution_context() \
+            .execute({"x": x})["y"]
+        assert _relative_l2(out, ref) < TOLERANCE[dtype]
+
+
 def test_every_tile_compiles_for_both_half_types() -> None:
     """Each tile, both operand orders (ldmatrix and ldmatrix.trans), split-K: NVRTC accepts
     every kernel the tactic space can emit."""
