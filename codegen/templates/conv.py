@@ -293,7 +293,8 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
-                            launch_bounds=(tile.threads, 1), workspace=splits > 1, halves=True),
+                            launch_bounds=(tile.threads, tile.resident), workspace=splits > 1,
+                    halves=True),
                   body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:

@@ -56,6 +56,10 @@ class MmaTile:
         return 32 * self.wm * self.wn
 
     @property
+    def resident(self) -> int:  # blocks per multiprocessor it is compiled for
+        return 1
+
+    @property
     def mi(self) -> int:  # 16-row MMA fragments per warp
         return self.bm // self.wm // 16
 

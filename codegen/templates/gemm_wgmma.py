@@ -32,6 +32,7 @@ from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
 ROW_BYTES = 128  # one swizzle row: the K extent of a stage
+SHARED_PER_SM = 228 * 1024  # sm_90: shared memory per multiprocessor (1 KB of it per block)
 # operand dtype -> (wgmma operand type, element bytes)
 WGMMA_TYPES = {"float16": ("f16", 2), "bfloat16": ("bf16", 2), "float32": ("tf32", 4)}
 
@@ -56,6 +57,13 @@ class WgmmaTile:
         # stages of A and B tiles, plus 1 KB to align the first to a swizzle atom
         return self.stages * (self.bm + self.bn) * ROW_BYTES + 1024
 
+    @property
+    def resident(self) -> int:
+        """Blocks per multiprocessor the tile is compiled for (`__launch_bounds__`): two where
+        their shared memory fits, so one block's prologue and epilogue overlap the other's
+        main loop (short-K GEMMs: BERT's)."""
+        return 2 if self.shared_bytes() <= SHARED_PER_SM // 2 - 1024 else 1
+
     def as_list(self) -> list[int]:
         return [self.bm, self.bn, self.stages]
 
@@ -68,6 +76,9 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     (WgmmaTile(128, 256, 4), 1.0),
     (WgmmaTile(256, 128, 4), 1.0),
     (WgmmaTile(128, 128, 6), 0.9),
+    # two blocks per multiprocessor (3-4 stages each): for GEMMs with a short K
+    (WgmmaTile(128, 128, 3), 0.9),
+    (WgmmaTile(128, 64, 4), 0.7),
     (WgmmaTile(64, 128, 6), 0.7),
     # 64 columns: GEMMs with N = 64 (ResNet-50's first convs and layer1) waste none of them
     (WgmmaTile(256, 64, 5), 0.75),

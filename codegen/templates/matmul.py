@@ -144,7 +144,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     if staged:
         helpers += gemm_epilogue.helpers(dtype)
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
-                    launch_bounds=(tile.threads, 1), workspace=splits > 1, halves=True)
+                    launch_bounds=(tile.threads, tile.resident), workspace=splits > 1,
+                    halves=True)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z",

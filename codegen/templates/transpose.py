@@ -1,7 +1,9 @@
 """transpose: out dim i is input dim perm[i]. A perm that swaps two adjacent groups of dims —
-[B, R, S] -> [B, S, R], as the NCHW <-> NHWC reformats do — goes through shared-memory tiles, so
-both the reads (along S) and the writes (along R) are coalesced; any other perm (or symbolic
-shape) takes one thread per output element reading the input through permuted strides."""
+[B, R, S] -> [B, S, R], as the NCHW <-> NHWC reformats do — with R and S at least a tile long
+goes through shared-memory tiles, so both the reads (along S) and the writes (along R) are
+coalesced; any other perm (or a symbolic shape) takes one thread per output element reading
+the input through permuted strides. (Tiles of 8 x 32 for an image's 8 padded channels were
+slower than the per-element kernel on the H200, 0.056 vs 0.042 ms at [32, 8, 224, 224].)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import KernelSpec, prod, signature, source, strides_of
 from ember.codegen.templates.expand import copy_kernel
 
-TILE = 32  # rows and columns of a tile (fewer where the dim is shorter)
+TILE = 32  # rows and columns of a tile
 THREADS = 256
 
 
@@ -35,7 +37,9 @@ def emit(name: str, params: dict) -> KernelSpec:
     groups = swapped_groups(perm)
     if groups is not None and not any(is_sym(d) for d in shape):
         a, b = groups
-        return _tiled(name, params, prod(shape[:a]), prod(shape[a:b]), prod(shape[b:]), perm)
+        rows, cols = prod(shape[a:b]), prod(shape[b:])
+        if min(rows, cols) >= TILE:
+            return _tiled(name, params, prod(shape[:a]), rows, cols, perm)
     st = strides_of(shape)
     return copy_kernel(name, params, [st[p] for p in perm], f"transpose perm={perm}")
 
@@ -47,7 +51,7 @@ def _tiled(name: str, params: dict, batch: int, rows: int, cols: int,
     (consecutive threads along rows)."""
     dtype = params["out_dtypes"][0]
     t = storage_type(dtype)
-    rt, ct = min(TILE, rows), min(TILE, cols)
+    rt = ct = TILE
     grid = (-(-cols // ct), -(-rows // rt), batch)
     body = [f"    __shared__ {t} tile[{rt}][{ct + 1}];",
             f"    const int r0 = blockIdx.y * {rt}, c0 = blockIdx.x * {ct};",

@@ -303,9 +303,12 @@ def test_transpose_of_two_swapped_groups_goes_through_shared_memory_tiles():
 
     assert swapped_groups([0, 2, 3, 1]) == (1, 2) and swapped_groups([0, 3, 1, 2]) == (1, 3)
     assert swapped_groups([1, 0]) == (0, 1) and swapped_groups([0, 2, 1, 3]) is None
-    nhwc = emitter("transpose")("k", _p([[32, 8, 224, 224]], [[32, 224, 224, 8]],
+    nhwc = emitter("transpose")("k", _p([[32, 64, 56, 56]], [[32, 56, 56, 64]],
                                         perm=[0, 2, 3, 1]))
-    assert "[32, 8, 50176] -> [32, 50176, 8] through 8x32 shared-memory tiles" in nhwc.source
-    assert nhwc.grid == (1568, 1, 32)
+    assert "[32, 64, 3136] -> [32, 3136, 64] through 32x32 shared-memory tiles" in nhwc.source
+    assert nhwc.grid == (98, 2, 32)
+    few = emitter("transpose")("k", _p([[32, 8, 224, 224]], [[32, 224, 224, 8]],
+                                       perm=[0, 2, 3, 1]))
+    assert "one thread per output element" in few.source
     other = emitter("transpose")("k", _p([[2, 3, 4, 5]], [[2, 4, 3, 5]], perm=[0, 2, 1, 3]))
     assert "one thread per output element" in other.source
