@@ -272,6 +272,7 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     staged = cv.nhwc and gemm_epilogue.row_store(
         params, dtype, n_size, [cv.cout],
         lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}",
+        lambda n: f"g * {cv.mg} + {n}",
         (lambda n: load_float(f"in2[g * {cv.mg} + {n}]", dtype)) if cv.has_bias else None)
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"

@@ -1,22 +1,22 @@
-"""The staged epilogue of the tensor-core GEMM loops (`gemm_mma`, `gemm_wgmma`) for half outputs
+"""The staged epilogue of the tensor-core GEMM loops (`gemm_mma`, `gemm_wgmma`) for outputs
 stored row by row: each thread's accumulator pairs go through shared memory, so the outputs leave
-the block as 16-byte stores of eight neighbouring elements.
+the block as 16-byte stores of neighbouring elements (eight halves or four floats).
 
 An MMA fragment gives each thread two adjacent columns of a row, so storing straight from the
 registers writes 4 bytes per row per thread, 8 rows per warp instruction: sectors a quarter used,
 four times the memory traffic a 1x1 convolution's output needs (ResNet-50's layer1 ran at 4x its
 memory floor). Here the block instead
 1. adds each column's bias to its accumulators, rounds them to the output type (what the
-   unstaged store rounds before the epilogue) and writes the pairs into a BM x (BN + 8) tile of
-   the (then free) pipeline shared memory — 8 elements of row padding keep the pair writes of a
-   warp on 32 different banks;
+   unstaged store rounds before the epilogue) and writes the pairs into a BM x (BN + one chunk)
+   tile of the (then free) pipeline shared memory — the 16 bytes of row padding keep a warp's
+   pair writes of halves on 32 different banks;
 2. after a barrier, walks the tile in 16-byte chunks, one per thread at a time, consecutive
-   threads along a row: applies the fused elementwise epilogue to the 8 values (reading each
-   extra input of the output's own shape and a half type with one 16-byte load) and stores them
-   with one 16-byte store.
-The results are identical to the unstaged store's. It applies where C[m, n] sits at
-`index(m, n)`, consecutive along n, with N and every row start a multiple of 8 elements (NHWC
-convs with C_out % 8 == 0 per group, row-major matmuls with N % 8 == 0).
+   threads along a row: applies the fused elementwise epilogue to the chunk's values (reading
+   each extra input of the output's own shape and element size with one 16-byte load) and
+   stores them with one 16-byte store.
+The results are identical to the unstaged store's. It applies to FP16/BF16 and FP32 (TF32)
+outputs where C[m, n] sits at `index(m, n)`, consecutive along n, with N and every row start a
+multiple of a chunk (NHWC convs whose C_out per group is, row-major matmuls whose N is).
 """
 
 from __future__ import annotations
@@ -28,39 +28,45 @@ from ember.codegen.scalar_c import is_half, load_float, storage_type, store_from
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates.elementwise import epilogue_lines
 
-CHUNK = 8  # elements per 16-byte store
-PAD = 8  # elements of padding per staged row
+VECTOR_BYTES = 16  # one store, one chunk
+
+
+def chunk(dtype: str) -> int:
+    """Elements of `dtype` in a 16-byte chunk (and of padding per staged row)."""
+    return VECTOR_BYTES // (2 if is_half(dtype) else 4)
 
 
 @dataclass(frozen=True)
 class RowStore:
     """How a GEMM's outputs reach memory row by row. `index(m, n)` is the flat output index of
-    C[m, n] (a C expression, consecutive along n); `bias(n)` the float expression of column n's
-    bias, or None; `params` the launch's (its `epilogue` and `out_shapes`)."""
+    C[m, n] (a C expression, consecutive along n); `column(n)` the output's innermost
+    coordinate of column n; `bias(n)` the float expression of column n's bias, or None;
+    `params` the launch's (its `epilogue` and `out_shapes`)."""
 
     params: dict
     dtype: str
     index: Callable[[str, str], str]
+    column: Callable[[str], str]
     bias: Callable[[str], str] | None = None
 
     def ld(self, bn: int) -> int:
-        return bn + PAD
+        return bn + chunk(self.dtype)
 
-    def shared_elems(self, bm: int, bn: int) -> int:
-        return bm * self.ld(bn)
+    def shared_bytes(self, bm: int, bn: int) -> int:
+        return bm * self.ld(bn) * VECTOR_BYTES // chunk(self.dtype)
 
 
 def row_store(params: dict, dtype: str, n: int | str, row_starts: list[int],
-              index: Callable[[str, str], str],
+              index: Callable[[str, str], str], column: Callable[[str], str],
               bias: Callable[[str], str] | None = None) -> RowStore | None:
-    """A `RowStore` where one applies: a half output, N a static multiple of 8 and each of
-    `row_starts` (the constant offsets rows may start at: batch or group bases) a multiple of
-    8; else None (the loops store element by element)."""
-    if not is_half(dtype) or is_sym(n) or int(n) % CHUNK:
+    """A `RowStore` where one applies: a half or float32 output, N a static multiple of a
+    16-byte chunk and each of `row_starts` (the constant offsets rows may start at: batch or
+    group bases) too; else None (the loops store element by element)."""
+    if not (is_half(dtype) or dtype == "float32") or is_sym(n) or int(n) % chunk(dtype):
         return None
-    if any(is_sym(s) or int(s) % CHUNK for s in row_starts):
+    if any(is_sym(s) or int(s) % chunk(dtype) for s in row_starts):
         return None
-    return RowStore(params, dtype, index, bias)
+    return RowStore(params, dtype, index, column, bias)
 
 
 def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: int | str,
@@ -94,7 +100,8 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
     the epilogue and stores them."""
     t = storage_type(st.dtype)
-    per_row = bn // CHUNK
+    size = chunk(st.dtype)
+    per_row = bn // size
     params = st.params
     epilogue = params.get("epilogue")
     loaded: dict[int, str] = {}
@@ -105,20 +112,22 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
         for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                             strict=True)):
             if list(shape) == out_shape and storage_type(dt) == t:
-                vec_loads.append(f"        pack8 r{k};  r{k}.v = __ldg((const uint4*)&"
+                vec_loads.append(f"        pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
                                  f"in{first + k}[oi]);")
                 loaded[k] = load_float(f"r{k}.e[e]", dt)
+            elif _innermost_only(shape, out_shape):  # per channel / column: no index division
+                loaded[k] = load_float(f"in{first + k}[{st.column('n')} + e]", dt)
     lines = ["    __syncthreads();",
              f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
-             f"        const int r = c / {per_row}, cc = c % {per_row} * {CHUNK};",
+             f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
              f"        const int m = {m0} + r, n = {n0} + cc;",
              f"        if (m >= {m} || n >= {n}) continue;",
              f"        const size_t oi = {st.index('m', 'n')};",
-             f"        pack8 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];"]
+             f"        pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];"]
     if epilogue is not None:
         lines += vec_loads
         lines += ["        #pragma unroll",
-                  f"        for (int e = 0; e < {CHUNK}; ++e) {{",
+                  f"        for (int e = 0; e < {size}; ++e) {{",
                   f"            float acc = {load_float('h.e[e]', st.dtype)};",
                   *epilogue_lines(params, "acc", "oi + e", "            ", loaded=loaded),
                   f"            h.e[e] = {store_from_float('acc', st.dtype)};",
@@ -127,6 +136,13 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     return lines
 
 
+def _innermost_only(shape: list, out_shape: list) -> bool:
+    """Whether an input broadcasts along every dim but the output's innermost, which it has
+    whole (a bias or a per-channel scale of an NHWC conv)."""
+    lead = [1] * (len(out_shape) - len(shape)) + list(shape)
+    return len(shape) >= 1 and lead[-1] == out_shape[-1] and all(d == 1 for d in lead[:-1])
+
+
 def helpers(dtype: str) -> str:
-    """The 16-byte view of eight stored elements the drain uses."""
-    return f"union pack8 {{ uint4 v; {storage_type(dtype)} e[{CHUNK}]; }};\n"
+    """The 16-byte view of a chunk of stored elements the drain uses."""
+    return f"union pack16 {{ uint4 v; {storage_type(dtype)} e[{chunk(dtype)}]; }};\n"

@@ -385,7 +385,7 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
     g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4)."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
-    assert st.shared_elems(tile.bm, tile.bn) * 2 <= tile.shared_bytes(), tile
+    assert st.shared_bytes(tile.bm, tile.bn) <= tile.shared_bytes(), tile
     return [*gemm_epilogue.declare(st, "smem"),
             "    #pragma unroll",
             f"    for (int i = 0; i < {tile.mi}; ++i)",

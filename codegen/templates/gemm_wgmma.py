@@ -311,7 +311,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
               "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
     if isinstance(store, RowStore):
-        assert store.shared_elems(bm, bn) * 2 <= tile.shared_bytes(), tile
+        assert store.shared_bytes(bm, bn) <= tile.shared_bytes(), tile
         return lines + [
             *gemm_epilogue.declare(store, "As"),
             "    #pragma unroll",

@@ -133,7 +133,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
                 f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
 
     staged = gemm_epilogue.row_store(
-        params, dtype, n, [], lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}")
+        params, dtype, n, [], lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}",
+        lambda col: col)
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, staged or store)

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ember.codegen.templates import gemm_mma, gemm_wgmma
-from ember.compiler.builder import BuilderConfig, build_model
+from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
@@ -436,6 +436,38 @@ def test_every_wgmma_tile_matches_float64(tile: gemm_wgmma.WgmmaTile, dtype: str
         w = numpy_helper.to_array(model.graph.initializer[0]).T
         out = _run(manifest, sections, {"x": x})
         assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype]
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_wgmma.WGMMA_TILES], ids=str)
+def test_every_wgmma_tile_in_tf32_matches_float64(tile: gemm_wgmma.WgmmaTile,
+                                                  monkeypatch) -> None:
+    """FP32 allowed TF32 (BuilderFlag.TF32): each Hopper tile in turn, with the bias and relu
+    staged through shared memory as float32 (16-byte chunks of four)."""
+    monkeypatch.setattr(gemm_wgmma, "WGMMA_TILES", ((tile, 1.0),))
+    rng = np.random.default_rng(20)
+    m, n, k = 300, 264, 200
+    x, w = rng.standard_normal((m, k)), rng.standard_normal((n, k))
+    bias = rng.standard_normal(n)
+    t = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+         helper.make_node("Relu", ["g"], ["y"])], "tf32",
+        [helper.make_tensor_value_info("x", t, [m, k])],
+        [helper.make_tensor_value_info("y", t, None)],
+        [numpy_helper.from_array(w.astype(np.float32), "w"),
+         numpy_helper.from_array(bias.astype(np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    config.set_flag(BuilderFlag.TF32)
+    manifest, sections = build_model(model, config)
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["tactic"] == {"wgmma": tile.as_list()}
+    assert "stage the outputs" in sections["cuda_source"].decode(errors="replace")
+    out = _run(manifest, sections, {"x": x.astype(np.float32)})
+    ref = np.maximum(x.astype(np.float32).astype(np.float64) @ w.T + bias, 0)
+    assert _relative_l2(out, ref) < 4e-3  # operands rounded to TF32 (10-bit mantissa)
 
 
 @pytest.mark.cuda
