@@ -19,7 +19,8 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
 - Constants (`nn.weight`, `nn.constant`, a static `nn.fill`) are converted at build time: an op
   that needs a weight in FP16 reads a new FP16 weight (`<name>.fp16` in the weight store), never
   a run-time cast of it. Only a weight whose data the module lacks (IR parsed from text) is cast.
-- The function's inputs and outputs keep their declared types: casts at the edges.
+- The function's inputs and outputs keep their declared types: casts at the edges, whose origin
+  names the tensor they serve (`cast(input:x)`, `cast(output:y)`; no ONNX node made them).
 - Per-layer precisions (`layer_precisions`, "NODE:fp32,NODE2:fp16", keyed by ONNX node name,
   i.e. an op's origin) pin an op to that precision, with casts around it; a fused op with several
   origins takes FP32 if any of them is pinned to FP32. Per-layer output types
@@ -50,13 +51,13 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, UnitAttr
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Attribute, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.nn.base import NNOp, build, like, set_result_types
 from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp
-from ember.dialects.origin import origin_of
+from ember.dialects.origin import edge_origin, origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of
 from ember.dialects.weights import weights_of
 from ember.errors import PassError
@@ -184,12 +185,23 @@ class _Assigner:
         for i, (v, t) in enumerate(zip(ret.operands, declared, strict=True)):
             if element_type_of(v) != element_type_of(t):
                 ret.operands[i] = self._as(v, element_type_of(t))
+                _name_edge_cast(ret.operands[i], edge_origin("cast", self.fn, "output", i))
 
     def _as(self, value: SSAValue, element_type: Attribute) -> SSAValue:
-        """`value` in `element_type` (see `ValueConverter`)."""
+        """`value` in `element_type` (see `ValueConverter`); a cast of a function input is named
+        after it."""
         new = self.converter.convert(value, element_type)
         self.original[new] = element_type
+        if isinstance(value, BlockArgument) and value.owner is self.block:
+            _name_edge_cast(new, edge_origin("cast", self.fn, "input", value.index))
         return new
+
+
+def _name_edge_cast(value: SSAValue, name: str) -> None:
+    """Give the cast making `value` the origin `name`, unless it has one (an output's cast may
+    be shared with a user inside the function, whose name it keeps)."""
+    if isinstance(value.owner, CastOp) and not origin_of(value.owner):
+        set_origin(value.owner, [name])
 
 
 __all__ = ["AssignPrecision", "CONSTRAINTS", "PRECISIONS", "cancel_casts",
