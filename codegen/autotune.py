@@ -30,6 +30,7 @@ from ember.codegen.nvrtc import compile_many
 from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
 from ember.errors import CompileError, EmberError
+from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import params_symbolic, substitute_shapes
 
@@ -149,7 +150,7 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
         buf = cuda.DeviceBuffer(max(data.nbytes, 1))
         buf.upload(data, stream)
         bufs.append(buf)
-    for shape, dtype in zip(params["out_shapes"], params["out_dtypes"], strict=True):
+    for shape, dtype in zip(params["out_shapes"], _stored(params), strict=True):
         bufs.append(cuda.DeviceBuffer(max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)))
     return bufs
 
@@ -158,7 +159,12 @@ def _outputs(step: dict[str, Any]) -> list[tuple[int, np.dtype]]:
     """(elements, dtype) of a step's outputs, in the order `_buffers` puts them last."""
     params = decode(step["params"])
     return [(int(np.prod(shape)), np.dtype(dtype))
-            for shape, dtype in zip(params["out_shapes"], params["out_dtypes"], strict=True)]
+            for shape, dtype in zip(params["out_shapes"], _stored(params), strict=True)]
+
+
+def _stored(params: dict[str, Any]) -> list[str]:
+    """The dtypes of a step's output buffers (a fused epilogue cast changes the first)."""
+    return [stored_dtype(params), *params["out_dtypes"][1:]] if params["out_dtypes"] else []
 
 
 def _poison(outputs: list, bufs: list, stream) -> None:

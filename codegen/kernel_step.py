@@ -81,8 +81,9 @@ def region_descriptor(block: Block) -> dict[str, Any]:
 def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, int, int]]
                 ) -> tuple[str, dict[str, Any]]:
     """(template, params) of a kernel op: a launch's params with its tactic (select-tactics)
-    and epilogue; an elementwise op's region over its operands' buffer shapes and dtypes.
-    Shapes are `plan_shape`s over `symbols`; values are Python data (see `json_value`)."""
+    and epilogue (with `out_dtype`, the type it stores, where that is not the kernel's own
+    result type: a fused cast); an elementwise op's region over its operands' buffer shapes and
+    dtypes. Shapes are `plan_shape`s over `symbols`; values are Python data (see `json_value`)."""
     if isinstance(op, LaunchOp):
         params = attribute_value(op.params)
         if op.tactic is not None:
@@ -93,6 +94,9 @@ def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, i
             params["epilogue"] = {**region_descriptor(op.epilogue.block),
                                   "in_shapes": [plan_shape(v, symbols) for v in extra],
                                   "in_dtypes": [_dtype(v) for v in extra]}
+            stored = _dtype(op.outputs[0])
+            if stored != params["out_dtypes"][0]:  # the epilogue ends in a cast
+                params["epilogue"]["out_dtype"] = stored
         return op.template.data, params
     return "elementwise", {
         "region": region_descriptor(op.body.block),

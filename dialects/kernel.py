@@ -6,7 +6,9 @@
   `out_dtypes`). CPU and CUDA implementations of a template read the same parameters. An
   optional `epilogue` region (conv, matmul) maps each output element before it is stored:
   block argument 0 is the kernel's own value, the rest are the trailing extra operands' elements
-  (broadcast to the output shape); it ends with `kernel.yield`.
+  (broadcast to the output shape); it ends with `kernel.yield`. The launch's result has the
+  yielded type, which an epilogue ending in a cast makes differ from `out_dtypes` (the type the
+  template computes its own value in).
 - `kernel.elementwise (%a, %b) {...} ({ ^bb0(%s0: f32, %s1: f32): ... kernel.yield %r })`: one
   output element computed from the inputs' elements (broadcast to the output shape) by a scalar
   region of `kernel.scalar` ops. Fusion moves scalar ops into these regions.

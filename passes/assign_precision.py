@@ -19,7 +19,8 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
 - Constants (`nn.weight`, `nn.constant`, a static `nn.fill`) are converted at build time: an op
   that needs a weight in FP16 reads a new FP16 weight (`<name>.fp16` in the weight store), never
   a run-time cast of it. Only a weight whose data the module lacks (IR parsed from text) is cast.
-- The function's inputs and outputs keep their declared types: casts at the edges.
+- The function's inputs and outputs keep their declared types: casts at the edges, whose origin
+  names the tensor they serve (`cast(input:x)`, `cast(output:y)`; no ONNX node made them).
 - Per-layer precisions (`layer_precisions`, "NODE:fp32,NODE2:fp16", keyed by ONNX node name,
   i.e. an op's origin) pin an op to that precision, with casts around it; a fused op with several
   origins takes FP32 if any of them is pinned to FP32. Per-layer output types
@@ -38,6 +39,8 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
   compute exactly, which "may" allows.
 
 With both FP16 and BF16 the low precision is FP16 (more mantissa; ember does not time both).
+The policy lives in `precision_policy`, the conversion of values (casts, converted constants,
+cast pairs) in `precision_casts`; this module walks the function and rewrites it.
 """
 
 from __future__ import annotations
@@ -45,85 +48,31 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import (
-    BFloat16Type,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    ModuleOp,
-    UnitAttr,
-)
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
+from xdsl.ir import Attribute, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import NNOp, build, like, set_result_types
-from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp, scalar_attr
-from ember.dialects.origin import origin_of
+from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp
+from ember.dialects.origin import edge_origin, origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of
 from ember.dialects.weights import weights_of
 from ember.errors import PassError
 from ember.passes.convert_onnx_to_nn import update_function_type
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
-
-F32 = Float32Type()
-PRECISIONS: dict[str, Attribute] = {"fp32": F32, "fp16": Float16Type(), "bf16": BFloat16Type()}
-CONSTRAINTS = ("none", "prefer", "obey")
-
-COMPUTE = {"nn.conv", "nn.conv_transpose", "nn.matmul", "nn.einsum", "nn.attention", "nn.unary",
-           "nn.binary", "nn.select", "nn.pool", "nn.softmax", "nn.layer_norm", "nn.group_norm",
-           "nn.batch_norm", "nn.reduce", "nn.lrn"}
-MOVEMENT = {"nn.reshape", "nn.transpose", "nn.slice", "nn.concat", "nn.gather",
-            "nn.gather_elements", "nn.expand", "nn.tile", "nn.pad", "nn.trilu", "nn.squeeze",
-            "nn.unsqueeze", "nn.arg_reduce"}
-AGNOSTIC = {"nn.shape_of"}  # reads only its input's shape
-TF32_OPS = {"nn.conv", "nn.conv_transpose", "nn.matmul", "nn.einsum", "nn.attention"}
-_SUFFIX = {"f16": "fp16", "bf16": "bf16", "f32": "fp32"}
-
-
-def precision_name(element_type: Attribute) -> str:
-    return {Float16Type(): "fp16", BFloat16Type(): "bf16", F32: "fp32"}.get(element_type,
-                                                                          str(element_type))
-
-
-def parse_layer_precisions(spec: str, what: str = "layer_precisions") -> dict[str, str]:
-    """"NODE:fp32,NODE2:fp16" -> {node: precision}; the node name may hold ':'."""
-    out: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        node, sep, prec = item.rpartition(":")
-        prec = prec.strip().lower()
-        if not sep or not node or prec not in PRECISIONS:
-            raise PassError(f"{what}: '{item}' is not NODE:PRECISION with PRECISION one of "
-                            f"{', '.join(PRECISIONS)}")
-        out[node] = prec
-    return out
-
-
-def parse_output_types(spec: str) -> dict[tuple[str, int], str]:
-    """"NODE:INDEX:fp16,..." -> {(node, index): precision}."""
-    out: dict[tuple[str, int], str] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        head, sep, prec = item.rpartition(":")
-        node, sep2, index = head.rpartition(":")
-        prec = prec.strip().lower()
-        if not (sep and sep2 and node and index.isdigit()) or prec not in PRECISIONS:
-            raise PassError(f"output_types: '{item}' is not NODE:INDEX:PRECISION with PRECISION "
-                            f"one of {', '.join(PRECISIONS)}")
-        out[(node, int(index))] = prec
-    return out
-
-
-def _exact(src: Attribute, dst: Attribute) -> bool:
-    """Whether every value of `src` converts to `dst` exactly."""
-    if src == dst:
-        return True
-    if isinstance(src, Float16Type | BFloat16Type):
-        return isinstance(dst, Float32Type | Float64Type)
-    return isinstance(src, Float32Type) and isinstance(dst, Float64Type)
+from ember.passes.precision_casts import ValueConverter, cancel_casts
+from ember.passes.precision_policy import (
+    CONSTRAINTS,
+    F32,
+    PRECISIONS,
+    TF32_OPS,
+    PrecisionPolicy,
+    parse_layer_precisions,
+    parse_output_types,
+    precision_name,
+)
 
 
 @dataclass(frozen=True)
@@ -164,19 +113,21 @@ class AssignPrecision(ModulePass):
 
 
 class _Assigner:
+    """One function's rewriting: each op's values in the precision the policy gives it."""
+
     def __init__(self, spec: AssignPrecision, module: ModuleOp, fn: func.FuncOp,
                  low: Attribute | None, pins: dict[str, str],
                  outputs: dict[tuple[str, int], str], seen: set[str]) -> None:
-        self.spec, self.fn, self.low = spec, fn, low
-        self.store = weights_of(module)
-        self.pins, self.outputs, self.seen = pins, outputs, seen
+        self.spec, self.fn = spec, fn
+        self.outputs, self.seen = outputs, seen
         self.block = fn.body.block
         # the element type each value had before this pass: only FP32 ones change
         self.original: dict[SSAValue, Attribute] = {a: element_type_of(a) for a in self.block.args}
         for op in self.block.ops:
             for r in op.results:
                 self.original[r] = element_type_of(r)
-        self.converted: dict[tuple[SSAValue, Attribute], SSAValue] = {}
+        self.policy = PrecisionPolicy(low, spec.constraints, pins, self.original, seen)
+        self.converter = ValueConverter(weights_of(module))
 
     def run(self) -> None:
         for op in list(self.block.ops):
@@ -186,60 +137,13 @@ class _Assigner:
                 if not (isinstance(op, FillOp) and op.shape is None):
                     self._visit(op)
 
-    # -- deciding ------------------------------------------------------------------------------
-    def _is_f32(self, value: SSAValue) -> bool:
-        return isinstance(self.original.get(value, element_type_of(value)), Float32Type)
-
-    def _pin(self, op: NNOp) -> tuple[str, str] | None:
-        """(node, precision) pinned for `op` (FP32 first among several origins)."""
-        pinned = [(n, self.pins[n]) for n in origin_of(op) if n in self.pins]
-        self.seen.update(n for n, _ in pinned)
-        if not pinned:
-            return None
-        return next((p for p in pinned if p[1] == "fp32"), pinned[0])
-
-    def _refuse(self, op: NNOp, node: str, why: str) -> None:
-        message = f"assign-precision: node '{node}' ({op.name}): {why}"
-        if self.spec.constraints == "obey":
-            raise PassError(message + " (OBEY_PRECISION_CONSTRAINTS)")
-        warnings.warn(message + "; it keeps the precision ember assigns", stacklevel=2)
-
-    def _precision(self, op: NNOp) -> Attribute | None:
-        """The element type `op`'s FP32 values take; None: leave the op as it is."""
-        floats = [v for v in (*op.operands, *op.results) if self._is_f32(v)]
-        pin = self._pin(op)
-        if op.name in AGNOSTIC:
-            if pin is not None and pin[1] != "fp32":
-                self._refuse(op, pin[0], "computes nothing in floating point")
-            return None
-        if op.name in COMPUTE:
-            default = self.low or F32
-        elif op.name in MOVEMENT:
-            data = [element_type_of(v) for v in op.operands if self._is_f32(v)]
-            default = (self.low or F32) if len(set(data)) > 1 else (data[0] if data else F32)
-        else:
-            default = F32
-        if pin is None:
-            return default if floats else None
-        node, name = pin
-        want = PRECISIONS[name]
-        if not floats:
-            if want != F32:
-                self._refuse(op, node, f"has no FP32 tensor to run in {name}")
-            return None
-        if op.name not in COMPUTE and op.name not in MOVEMENT and want != F32:
-            self._refuse(op, node, f"cannot run in {name}: ember keeps {op.name} in FP32")
-            return default
-        return want
-
-    # -- rewriting -----------------------------------------------------------------------------
     def _visit(self, op: NNOp) -> None:
-        precision = self._precision(op)
+        precision = self.policy.precision(op)
         if precision is not None:
             for i, v in enumerate(op.operands):
-                if self._is_f32(v) and element_type_of(v) != precision:
-                    op.operands[i] = self._as(v, precision, op)
-            want = [like(r, element_type=precision) if self._is_f32(r) else r.type
+                if self.policy.is_f32(v) and element_type_of(v) != precision:
+                    op.operands[i] = self._as(v, precision)
+            want = [like(r, element_type=precision) if self.policy.is_f32(r) else r.type
                     for r in op.results]
             set_result_types(op, want)
             inferred = op.infer()
@@ -258,13 +162,14 @@ class _Assigner:
                     continue
                 self.seen.add(name)
                 if index >= len(op.results):
-                    self._refuse(op, node, f"has no output #{index} after import "
-                                 f"({len(op.results)} result(s))")
+                    self.policy.refuse(op, node, f"has no output #{index} after import "
+                                       f"({len(op.results)} result(s))")
                     continue
                 result, want = op.results[index], PRECISIONS[prec]
-                if not self._is_f32(result) and element_type_of(result) != want:
-                    self._refuse(op, node, f"output #{index} is {element_type_of(result)}, "
-                                 f"not a floating-point tensor to make {prec}")
+                if not self.policy.is_f32(result) and element_type_of(result) != want:
+                    self.policy.refuse(op, node, f"output #{index} is "
+                                       f"{element_type_of(result)}, not a floating-point "
+                                       f"tensor to make {prec}")
                     continue
                 if element_type_of(result) == want:
                     continue
@@ -279,58 +184,24 @@ class _Assigner:
         declared = self.fn.function_type.outputs.data
         for i, (v, t) in enumerate(zip(ret.operands, declared, strict=True)):
             if element_type_of(v) != element_type_of(t):
-                ret.operands[i] = self._as(v, element_type_of(t), ret)
+                ret.operands[i] = self._as(v, element_type_of(t))
+                _name_edge_cast(ret.operands[i], edge_origin("cast", self.fn, "output", i))
 
-    def _as(self, value: SSAValue, element_type: Attribute, user: Operation) -> SSAValue:
-        """`value` in `element_type`: a converted constant, or one cast shared by all users."""
-        key = (value, element_type)
-        if key in self.converted:
-            return self.converted[key]
-        owner = value.owner
-        array = constant_value(value, self.store) if isinstance(owner, Operation) else None
-        if array is not None:
-            new = self._constant(owner, array, element_type)
-        else:
-            new = build(CastOp, [value], {"to": element_type})
-        if isinstance(owner, Block):
-            Rewriter.insert_op(new, InsertPoint.at_start(owner))
-        else:
-            Rewriter.insert_op(new, InsertPoint.after(owner))
-        self.converted[key] = new.results[0]
-        self.original[new.results[0]] = element_type
-        return new.results[0]
-
-    def _constant(self, owner: Operation, array: np.ndarray, element_type: Attribute) -> NNOp:
-        dtype = numpy_dtype(element_type)
-        if isinstance(owner, FillOp):
-            return build(FillOp, [], {"value": scalar_attr(float(array.reshape(-1)[0]),
-                                                           element_type)},
-                         result_types=[like(owner.output, element_type=element_type)])
-        name = owner.ref.data if isinstance(owner, WeightOp) else "const"
-        new = make_constant(np.asarray(array).astype(dtype), self.store,
-                            f"{name}.{_SUFFIX.get(str(element_type), str(element_type))}")
-        new.location = owner.location
+    def _as(self, value: SSAValue, element_type: Attribute) -> SSAValue:
+        """`value` in `element_type` (see `ValueConverter`); a cast of a function input is named
+        after it."""
+        new = self.converter.convert(value, element_type)
+        self.original[new] = element_type
+        if isinstance(value, BlockArgument) and value.owner is self.block:
+            _name_edge_cast(new, edge_origin("cast", self.fn, "input", value.index))
         return new
 
 
-def cancel_casts(block: Block) -> None:
-    """Fold `cast(cast(x))` whose first cast is exact into one cast (none when it returns x's
-    type), drop casts to the same type, and erase casts and constants nothing reads."""
-    for op in list(block.ops):
-        if not isinstance(op, CastOp):
-            continue
-        source = op.input
-        while isinstance(source.owner, CastOp) and _exact(element_type_of(source.owner.input),
-                                                          element_type_of(source)):
-            source = source.owner.input
-        if element_type_of(source) == op.to:
-            op.output.replace_all_uses_with(source)
-        elif source is not op.input:
-            op.operands[0] = source
-    for op in reversed(list(block.ops)):
-        if (isinstance(op, CastOp | ConstantOp | WeightOp | FillOp) and op.parent is block
-                and not any(r.uses for r in op.results)):
-            Rewriter.erase_op(op)
+def _name_edge_cast(value: SSAValue, name: str) -> None:
+    """Give the cast making `value` the origin `name`, unless it has one (an output's cast may
+    be shared with a user inside the function, whose name it keeps)."""
+    if isinstance(value.owner, CastOp) and not origin_of(value.owner):
+        set_origin(value.owner, [name])
 
 
 __all__ = ["AssignPrecision", "CONSTRAINTS", "PRECISIONS", "cancel_casts",

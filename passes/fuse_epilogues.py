@@ -2,18 +2,30 @@
 becomes that kernel's epilogue (one kernel, no round trip through memory).
 
 After this pass no `kernel.launch "conv"` / `"matmul"` result whose only user is one
-`kernel.elementwise` of the same result type remains: the elementwise op's scalar region moves
-into the launch's `epilogue` region (block argument 0 is the launch's own value, the others its
-other inputs), those inputs join the launch's operands at the end (read with broadcasting, as the
-elementwise kernel read them), and the origins merge in program order. Launches that already have
-an epilogue and elementwise ops with a tactic are left alone.
+`kernel.elementwise` of the same shape and format remains: the elementwise op's scalar region
+moves into the launch's `epilogue` region (block argument 0 is the launch's own value, the others
+its other inputs), those inputs join the launch's operands at the end (read with broadcasting,
+as the elementwise kernel read them), and the origins merge in program order. The elementwise
+result may have another float type (f16 / bf16 / f32) than the launch's: a region ending in a
+cast (assign-precision's casts around an FP32-pinned layer or at the network's edges) makes the
+launch store the cast type directly; its params keep the type it computes in (`out_dtypes`).
+A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
+the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
+tactic are left alone.
 """
 
 from __future__ import annotations
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    ModuleOp,
+    StringAttr,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -23,27 +35,50 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from ember.dialects.kernel import ElementwiseOp, LaunchOp
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
 from ember.dialects.origin import origin_of, set_origin
+from ember.dialects.tensor_types import element_type_of, same_type_with
 from ember.passes.fuse_elementwise import _origin_names
 
 EPILOGUE_TEMPLATES = ("conv", "matmul")
+# the types an epilogue may store instead of the launch's own: the templates compute each of
+# them in a float and store it with `store_from_float`
+STORED_TYPES = (Float16Type, BFloat16Type, Float32Type)
 
 
-def _fusible_launch(op: ElementwiseOp) -> LaunchOp | None:
-    """The conv / matmul launch among `op`'s inputs whose only user is `op`, if any."""
+def _only_user(value: SSAValue, op: Operation) -> bool:
+    return all(use.operation is op for use in value.uses)
+
+
+def _stores(own: Attribute, wanted: Attribute) -> bool:
+    """Whether a launch whose result is of type `own` can store `wanted` instead: the same
+    type, or the same shape and format in another of the STORED_TYPES."""
+    if own == wanted:
+        return True
+    own_e, want_e = element_type_of(own), element_type_of(wanted)
+    return (isinstance(own_e, STORED_TYPES) and isinstance(want_e, STORED_TYPES)
+            and same_type_with(own, element_type=want_e) == wanted)
+
+
+def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
+    """The conv / matmul launch among `op`'s inputs whose only user is `op` (or a view whose
+    only user is `op`, where `op` reads nothing else), if any; with that view."""
     if op.tactic is not None:
         return None
     for value in op.inputs:
-        launch = value.owner
+        launch, view = value.owner, None
+        if isinstance(launch, ViewOp) and len(op.inputs) == 1 and _only_user(value, op):
+            view, launch = launch, launch.input.owner
         if (not isinstance(launch, LaunchOp) or launch.template.data not in EPILOGUE_TEMPLATES
                 or launch.epilogue is not None or launch.tactic is not None
                 or len(launch.outputs) != 1 or launch.parent_block() is not op.parent_block()):
             continue
-        if any(use.operation is not op for use in launch.outputs[0].uses):
+        if not _only_user(launch.outputs[0], view or op):
             continue
-        if launch.outputs[0].type == op.output.type:
-            return launch
+        if view is None and _stores(launch.outputs[0].type, op.output.type):
+            return launch, None
+        if view is not None and _stores(view.output.type, op.output.type):
+            return launch, view
     return None
 
 
@@ -68,10 +103,11 @@ class FuseEpilogue(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ElementwiseOp, rewriter: PatternRewriter) -> None:
-        launch = _fusible_launch(op)
-        if launch is None:
+        found = _fusible_launch(op)
+        if found is None:
             return
-        acc = launch.outputs[0]
+        launch, view = found
+        acc = view.output if view is not None else launch.outputs[0]
         extra = list(dict.fromkeys(v for v in op.inputs if v is not acc))
         block = _epilogue_block(op, acc, extra)
         names = list(dict.fromkeys([*_origin_names(launch), *_origin_names(op)]))
@@ -79,13 +115,20 @@ class FuseEpilogue(RewritePattern):
         props = dict(launch.properties)
         if names:
             props["origin"] = ArrayAttr([StringAttr(n) for n in names])
-        fused = LaunchOp.create(operands=[*launch.inputs, *extra],
-                                result_types=[op.output.type], properties=props,
-                                regions=[Region(block)])
+        stored = same_type_with(launch.outputs[0].type,
+                                element_type=element_type_of(op.output))
+        fused = LaunchOp.create(operands=[*launch.inputs, *extra], result_types=[stored],
+                                properties=props, regions=[Region(block)])
         set_origin(fused, names)
         if not names:
             fused.location = launch.location
-        rewriter.replace(op, fused)
+        if view is None:
+            rewriter.replace(op, fused)
+        else:  # the view of the launch's (cast) result, after it
+            moved = ViewOp.create(operands=[fused.outputs[0]], result_types=[op.output.type])
+            moved.location = view.location
+            rewriter.replace(op, [fused, moved], [moved.output])
+            rewriter.erase(view)
         rewriter.erase(launch)
 
 

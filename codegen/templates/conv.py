@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ember.codegen.scalar_c import c_type, compute_type, load_float, store_from_float
+from ember.codegen.scalar_c import c_type, compute_type, is_half, load_float, store_from_float
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -42,11 +42,13 @@ from ember.codegen.templates import (
 from ember.codegen.templates.elementwise import (
     epilogue_dtypes,
     epilogue_lines,
+    epilogue_store,
     epilogue_summary,
     uses_mod,
 )
 from ember.codegen.templates.gemm_tiles import Operand, candidates, dense, gemm_for, mainloop
 from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 DIRECT_BELOW = 8  # out channels per group under which the direct tactic runs
 
@@ -223,7 +225,8 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         lines = [f"{indent}const size_t oi = {at};", f"{indent}{t} acc = {value};"]
         if cv.has_bias:
             lines.append(f"{indent}acc += in2[{oc}];")
-        return lines + epilogue_lines(params, "acc", "oi", indent) + [f"{indent}out0[oi] = acc;"]
+        return lines + epilogue_lines(params, "acc", "oi", indent) + [
+            f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
 
     body = [f"    const int g = blockIdx.z / {gemm.splits};  // group"]
     body += mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
@@ -235,9 +238,10 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
                    *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
+                            [stored_dtype(params)],
                             launch_bounds=(tile.threads, 512 // tile.threads),
-                            workspace=gemm.splits > 1),
+                            workspace=gemm.splits > 1, halves=is_half(stored_dtype(params))),
                   body, prelude=uses_mod(params))
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
@@ -267,9 +271,10 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                 else [])
         return [f"{indent}const size_t oi = {at};", f"{indent}float acc = {value};", *bias,
                 *epilogue_lines(params, "acc", "oi", indent),
-                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
+                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
 
-    staged = cv.nhwc and gemm_epilogue.row_store(
+    # staged 16-byte stores hold the kernel's own half type: a fused cast stores element-wise
+    staged = cv.nhwc and stored_dtype(params) == dtype and gemm_epilogue.row_store(
         params, dtype, n_size, [cv.cout],
         lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}",
         lambda n: f"g * {cv.mg} + {n}",
@@ -293,9 +298,9 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total}",
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
-                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
-                            launch_bounds=(tile.threads, tile.resident), workspace=splits > 1,
-                    halves=True),
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
+                            [stored_dtype(params)], launch_bounds=(tile.threads, tile.resident),
+                            workspace=splits > 1, halves=True),
                   body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
@@ -368,14 +373,14 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         body.append(f"        const size_t oi = (((size_t)o0 * {cv.out_blocks} + (oc >> 2)) * "
                     f"{out_plane} + (i % {out_plane})) * 4 + (oc & 3);")
     body += epilogue_lines(params, "acc", out, "        ")
-    body += [f"        out0[{out}] = {store_from_float('acc', dtype)};", "    }"]
+    body += [f"        out0[{out}] = {store_from_float('acc', stored_dtype(params))};", "    }"]
     fmt = "NHWC" if cv.nhwc else "NC4HW4" if cv.packed else "NCHW"
     text = source(_title(params, cv, dtype),
                   ["tactic: direct, one thread per output element over its group's "
                    f"{cv.cg} channel(s) x {cv.taps} taps ({fmt})",
                    *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
-                            halves=True),
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
+                            [stored_dtype(params)], halves=True),
                   body, prelude=uses_mod(params))
     grid, block = grid_1d(total)
     return KernelSpec(text, grid, block, 0)
@@ -490,8 +495,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     if layout not in ("NCHW", "NHWC", "NC4HW4"):
         raise UnsupportedError(f"CUDA conv: layout {layout} is not supported")
     cv = _Conv(params)
-    if cv.packed_w and dtype == "float32" and cv.cg == 1 and cv.mg == 1:
-        return _direct_packed(name, params, cv)
+    if cv.packed_w and dtype == stored_dtype(params) == "float32" and cv.cg == 1 and cv.mg == 1:
+        return _direct_packed(name, params, cv)  # float4 stores: an epilogue cast goes direct
     if cv.mg < DIRECT_BELOW or cv.packed_w:
         return _direct(name, params, cv, dtype)
     return _gemm(name, params, cv, dtype)

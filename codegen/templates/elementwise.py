@@ -32,6 +32,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 
 def _at(shape: Sequence[int], out_shape: Sequence[int], index: str, prefix: str) -> str:
@@ -88,17 +89,20 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     inputs are the kernel's last pointer arguments (declare them with `epilogue_dtypes` and
     `signature(..., halves=True)` where one may be a half).
 
-    The contract for an output dtype `T = params["out_dtypes"][0]`: `value` is an lvalue of
-    `compute_type(T)` (float for float16 / bfloat16, as a GEMM accumulates). For a half `T` the
-    region starts from `value` rounded to `T` (the reference rounds the kernel's result before
-    its epilogue) and leaves in `value` a float already rounded to `T`; the caller stores it with
-    `store_from_float(value, T)` — as it does with no epilogue (where these lines are empty).
-    Extra inputs of half types are loaded into floats (`loaded`: as `read_inputs`'). Kernels
-    using it get the half prelude from `source` automatically."""
+    The contract for the kernel's own result dtype `T = params["out_dtypes"][0]` and the dtype
+    it stores, `S = stored_dtype(params)` (T, unless the epilogue ends in a cast to another
+    float type): `value` is an lvalue of `compute_type(T)` (float for float16 / bfloat16, as a
+    GEMM accumulates). For a half `T` the region starts from `value` rounded to `T` (the
+    reference rounds the kernel's result before its epilogue); it leaves in `value` the result,
+    already rounded to `S` for a half `S`; the caller stores it with `store_from_float(value, S)`
+    and declares `out0` of type S — as it does with no epilogue (where these lines are empty and
+    S is T). Extra inputs of half types are loaded into floats (`loaded`: as `read_inputs`').
+    Kernels using it get the half prelude from `source` automatically."""
     epilogue = params.get("epilogue")
     if epilogue is None:
         return []
     out_shape, dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    stored = stored_dtype(params)
     first = len(params["in_shapes"])
     lines = [f"{indent}// epilogue: {', '.join(op['fn'] for op in epilogue['ops']) or 'copy'}",
              f"{indent}const {compute_type(dtype)} e0 = {round_to(value, dtype)};"]
@@ -106,10 +110,10 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
                          index, "e", indent, "size_t", number_from=1, loaded=loaded)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent)
     result = f"e{epilogue['result']}"
-    if is_half(dtype):
-        lines.append(f"{indent}{value} = {round_to(result, dtype)};")
+    if is_half(stored):
+        lines.append(f"{indent}{value} = {round_to(result, stored)};")
     else:
-        lines.append(f"{indent}{value} = ({c_type(dtype)}){result};")
+        lines.append(f"{indent}{value} = ({c_type(stored)}){result};")
     return lines
 
 
@@ -119,8 +123,20 @@ def epilogue_summary(params: dict) -> list[str]:
     if epilogue is None:
         return []
     fns = ", ".join(op["fn"] for op in epilogue["ops"]) or "copy"
+    stored = f", stored as {epilogue['out_dtype']}" if epilogue.get("out_dtype") else ""
     return [f"epilogue fused: [{fns}] on each output before the store, "
-            f"{len(epilogue['in_shapes'])} extra input(s) read through broadcast strides"]
+            f"{len(epilogue['in_shapes'])} extra input(s) read through broadcast strides"
+            f"{stored}"]
+
+
+def epilogue_store(params: dict, value: str) -> str:
+    """The element a conv / matmul stores for `value` (what `epilogue_lines` leaves in it), in
+    the step's `stored_dtype`: converted with `store_from_float`, except where a kernel stores
+    its own FP32 / FP64 result (a register tile's accumulator, stored as it is)."""
+    stored = stored_dtype(params)
+    if stored == params["out_dtypes"][0] and not is_half(stored):
+        return value
+    return store_from_float(value, stored)
 
 
 def epilogue_dtypes(params: dict) -> list[str]:

@@ -5,7 +5,7 @@ accumulation; FP32 allowed TF32: `gemm_wgmma` too. The tactic is the step's, els
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_type, store_from_float
+from ember.codegen.scalar_c import c_type, is_half
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -21,11 +21,13 @@ from ember.codegen.templates import (
 from ember.codegen.templates.elementwise import (
     epilogue_dtypes,
     epilogue_lines,
+    epilogue_store,
     epilogue_summary,
     uses_mod,
 )
 from ember.codegen.templates.gemm_tiles import candidates, dense, gemm_for, mainloop
 from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 
 def _geometry(params: dict) -> tuple:
@@ -130,9 +132,10 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
         return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
                 f"{indent}float acc = {value};",
                 *epilogue_lines(params, "acc", "oi", indent),
-                f"{indent}out0[oi] = {store_from_float('acc', dtype)};"]
+                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
 
-    staged = gemm_epilogue.row_store(
+    # staged 16-byte stores hold the kernel's own type: a fused cast stores element-wise
+    staged = stored_dtype(params) == dtype and gemm_epilogue.row_store(
         params, dtype, n, [], lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}",
         lambda col: col)
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
@@ -144,9 +147,9 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
         helpers = gemm_mma.helpers(dtype)
     if staged:
         helpers += gemm_epilogue.helpers(dtype)
-    sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
-                    launch_bounds=(tile.threads, tile.resident), workspace=splits > 1,
-                    halves=True)
+    sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)],
+                    [stored_dtype(params)], launch_bounds=(tile.threads, tile.resident),
+                    workspace=splits > 1, halves=True)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: tensor cores, {gemm}, FP32 accumulation; batch on grid z",
@@ -190,7 +193,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
                 f"{indent}{c_type(dtype)} acc = {value};",
                 *epilogue_lines(params, "acc", "oi", indent),
-                f"{indent}out0[oi] = acc;"]
+                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
 
     body += mainloop(gemm, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
                      f"blockIdx.x * {tile.bn}", store)
@@ -198,9 +201,10 @@ def emit(name: str, params: dict) -> KernelSpec:
                   f"transpose_b={int(tb)} {dtype}",
                   [f"tactic: register-tiled GEMM, {gemm}, double-buffered shared memory; "
                    "batch on grid z", *epilogue_summary(params)],
-                  signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [dtype],
+                  signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)],
+                            [stored_dtype(params)],
                             launch_bounds=(tile.threads, 512 // tile.threads),
-                            workspace=gemm.splits > 1),
+                            workspace=gemm.splits > 1, halves=is_half(stored_dtype(params))),
                   body, prelude=uses_mod(params))
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:

@@ -42,6 +42,14 @@ def out_dtype(params: dict[str, Any], index: int = 0) -> np.dtype | None:
     return np.dtype(names[index])
 
 
+def stored_dtype(params: dict[str, Any]) -> str:
+    """The dtype name a conv / matmul step stores its result in: its epilogue's `out_dtype` where
+    the epilogue ends in a cast to another type (fuse-epilogues), else `out_dtypes[0]`, the type
+    the kernel itself computes its result in."""
+    epilogue = params.get("epilogue") or {}
+    return epilogue.get("out_dtype") or params["out_dtypes"][0]
+
+
 def out_shape(params: dict[str, Any], index: int = 0) -> list[int | None] | None:
     """Result #index's shape; None (unranked) or None entries where not known."""
     shapes = params.get("out_shapes") or []

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ember.errors import ShapeError
-from ember.runtime.cpu_kernels.common import out_dtype, out_shape, to_dtype
+from ember.runtime.cpu_kernels.common import out_dtype, out_shape, stored_dtype, to_dtype
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
 
 
@@ -76,7 +76,8 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
 
 def with_epilogue(kernel: Any) -> Any:
     """`kernel` followed by its step's `epilogue` region, if any: the trailing inputs the
-    epilogue reads are split off first, and the region maps the kernel's result (value 0)."""
+    epilogue reads are split off first, and the region maps the kernel's result (value 0, in
+    the kernel's own type) to the type the step stores (`stored_dtype`)."""
     @functools.wraps(kernel)
     def run(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
         epilogue = params.get("epilogue")
@@ -85,7 +86,8 @@ def with_epilogue(kernel: Any) -> Any:
         own = len(inputs) - len(epilogue["in_shapes"])
         (result,) = kernel(inputs[:own], params)
         region = {"ops": epilogue["ops"], "result": epilogue["result"]}
-        (out,) = elementwise([result, *inputs[own:]], {**params, "region": region})
+        (out,) = elementwise([result, *inputs[own:]],
+                             {**params, "region": region, "out_dtypes": [stored_dtype(params)]})
         return [np.ascontiguousarray(out)]
     return run
 

@@ -15,6 +15,7 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 import ember
+from ember.compiler import builder as builder_module
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model, pipeline_for
 from ember.compiler.cli import main
 from ember.compiler.pipeline import parse_pipeline_text, pipeline_text, run_passes
@@ -169,24 +170,65 @@ def _four_layer_model() -> onnx.ModelProto:
 
 
 def _precisions(engine) -> dict[str, str]:
-    """ONNX node -> the precision of the kernel it runs in (the layer table's JSON)."""
+    """ONNX node -> the precision of the kernel it runs in (the layer table's JSON); the casts
+    assign-precision adds at the network's edges (origin `cast(input:x)`) are no nodes."""
     doc = json.loads(engine.inspector.get_engine_information("json"))
-    return {node: layer["precision"] for layer in doc["layers"] for node in layer["origin"]}
+    return {node: layer["precision"] for layer in doc["layers"] for node in layer["origin"]
+            if not node.startswith("cast(")}
 
 
 def test_two_layers_pinned_fp32_under_obey_run_in_fp32():
     config = BuilderConfig(flags=BuilderFlag.FP16 | BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     config.set_layer_precisions({"conv2": np.float32, "fc": "fp32"})
     engine = _engine(_four_layer_model(), config)
-    # the relus are not pinned: FP16, each with the cast to its neighbour's type fused in
+    # the relus are not pinned: FP16, each fused with the cast to its neighbour's type into the
+    # conv before it (relu2 into the FP32 conv2, whose precision its kernel shows)
     assert _precisions(engine) == {"conv1": "fp16", "relu1": "fp16", "conv2": "fp32",
-                                   "relu2": "fp16", "conv3": "fp16", "fc": "fp32"}
+                                   "relu2": "fp32", "conv3": "fp16", "fc": "fp32"}
     want = _engine(_four_layer_model(), BuilderConfig())({"x": X})["y"]
     got = engine({"x": X})["y"]
     assert 0 < _rel_l2(got, want) < 1e-2
     table = engine.inspector.get_engine_information()
-    conv2 = next(r for r in table.splitlines() if r.rstrip().endswith(" conv2"))
+    conv2 = next(r for r in table.splitlines() if r.rstrip().endswith(" conv2, relu2"))
     assert " fp32 " in conv2
+
+
+def test_casts_around_pinned_layers_fuse_into_their_neighbours(monkeypatch):
+    """FP16 convs around an FP32-pinned conv and before an FP32-pinned fc: each cast between
+    the precisions becomes the epilogue of the conv before it (the kernel stores the cast
+    type), so 3 of 8 kernels go; the results are the unfused plan's, bit for bit, and within
+    FP16 error of onnxruntime's FP32 ones. Only the network input's cast stays a kernel, named
+    after its tensor in the layer table."""
+    import onnxruntime
+
+    config = BuilderConfig(flags=BuilderFlag.FP16 | BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    config.set_layer_precisions("conv2:fp32,fc:fp32")
+    manifest, sections = build_model(_four_layer_model(), config)
+    engine = Runtime(device="cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    assert [s["template"] for s in manifest["steps"]] == [
+        "elementwise", "conv", "conv", "conv", "matmul"]
+    assert [s["origin"] for s in manifest["steps"]] == [
+        ["cast(input:x)"], ["conv1", "relu1"], ["conv2", "relu2"], ["conv3"], ["fc"]]
+    stores = [(s["params"]["out_dtypes"], s["params"].get("epilogue", {}).get("out_dtype"))
+              for s in manifest["steps"][1:4]]
+    assert stores == [(["float16"], "float32"), (["float32"], "float16"),
+                      (["float16"], "float32")]
+    table = engine.inspector.get_engine_information()
+    assert table.splitlines()[1].rstrip().endswith(" cast(input:x)")
+    assert "kernels: 5" in table
+    got = engine({"x": X})["y"]
+
+    pipeline_for = builder_module.pipeline_for
+    monkeypatch.setattr(builder_module, "pipeline_for", lambda c: [
+        p for p in pipeline_for(c) if p.name != "fuse-epilogues"])
+    unfused = _engine(_four_layer_model(), config)
+    assert unfused.inspector.get_engine_information().rstrip().endswith("kernels: 8")
+    np.testing.assert_array_equal(got, unfused({"x": X})["y"])
+
+    session = onnxruntime.InferenceSession(_four_layer_model().SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {"x": X})
+    assert 0 < _rel_l2(got, want) < 1e-2
 
 
 def test_network_api_layer_precision_and_output_type():

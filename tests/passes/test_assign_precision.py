@@ -52,6 +52,40 @@ def test_fp16_converts_weights_at_build_time_and_keeps_io_types():
     assert w.name not in refs  # the FP32 original is gone from the module
 
 
+def test_edge_casts_are_named_after_their_tensors():
+    """No ONNX node made the casts at the network's edges: their origin names the input or
+    output they serve, and the layer table shows it (the output's after the softmax kernel)."""
+    from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
+    from ember.dialects.origin import origin_of
+    from ember.runtime.inspector import layer_table
+
+    module = _lower(small_cnn(), fp16=True)
+    assert [origin_of(c) for c in _ops(module, "nn.cast")] == [["cast(input:x)"],
+                                                               ["cast(output:y)"]]
+    manifest, _ = build_model(small_cnn(), BuilderConfig(flags=BuilderFlag.FP16))
+    assert [s["origin"] for s in manifest["steps"] if s["template"] == "elementwise"] == [
+        ["cast(input:x)"], ["cast(output:y)"]]
+    rows = layer_table(manifest).splitlines()
+    assert rows[1].rstrip().endswith(" cast(input:x)")
+    assert next(r for r in rows if r.strip().startswith("softmax")) == rows[-4]
+    assert rows[-3].rstrip().endswith(" cast(output:y)")
+
+
+def test_edge_cast_without_a_tensor_name_is_named_by_position():
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, StringAttr
+
+    from ember.dialects.origin import origin_of
+
+    module = import_onnx(small_cnn())
+    fn = next(op for op in module.walk() if isinstance(op, func.FuncOp))
+    fn.arg_attrs = ArrayAttr([DictionaryAttr({})])
+    fn.res_attrs = ArrayAttr([DictionaryAttr({"ember.name": StringAttr("probs")})])
+    run_passes(module, ["convert-onnx-to-nn", "fold-constants", AssignPrecision(fp16=True)])
+    assert [origin_of(c) for c in _ops(module, "nn.cast")] == [["cast(input:#0)"],
+                                                               ["cast(output:probs)"]]
+
+
 def _movement_model() -> onnx.ModelProto:
     w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
     nodes = [h.make_node("Transpose", ["x"], ["t"], name="tr", perm=[1, 0]),

@@ -123,3 +123,100 @@ def test_light_model_steps(name, monkeypatch):
     monkeypatch.setattr(builder, "pipeline_for", lambda config: [
         p for p in pipeline_for(config) if p.name != "fuse-epilogues"])
     assert len(build_model(str(path))[0]["steps"]) == before
+
+
+# -- casts that change the stored type -------------------------------------------------------------
+
+F16 = onnx.TensorProto.FLOAT16
+
+
+def _typed_model(nodes: list, inputs: dict[str, np.ndarray], outputs: dict[str, int],
+                 initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A graph of (op_type, inputs, output, attrs) nodes with typed inputs / outputs."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node(op, ins, [out], name=out, **attrs)
+         for op, ins, out, attrs in nodes], "g",
+        [onnx.helper.make_tensor_value_info(
+            n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+         for n, a in inputs.items()],
+        [onnx.helper.make_tensor_value_info(o, t, None) for o, t in outputs.items()],
+        [onnx.numpy_helper.from_array(a, n) for n, a in initializers.items()])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+
+
+X16 = _w(1, 8, 6, 6).astype(np.float16)
+W16 = {"w": (_w(8, 8, 3, 3) / 8).astype(np.float16)}
+# case -> (model, feeds, the stored dtype of the one conv / matmul step)
+CAST_CASES = {
+    # FP32 conv + relu, result kept in FP16 (an FP32-pinned layer before FP16 ones)
+    "conv_relu_to_fp16": (
+        _typed_model([("Conv", ["x", "w", "b"], "c", {"pads": [1, 1, 1, 1]}),
+                      ("Relu", ["c"], "r", {}), ("Cast", ["r"], "y", {"to": F16})],
+                     {"x": X}, {"y": F16}, CONV), {"x": X}, "float16"),
+    # FP16 conv, result kept in FP32 (an FP32 output, or an FP32-pinned layer after it)
+    "half_conv_to_fp32": (
+        _typed_model([("Conv", ["x", "w"], "c", {"pads": [1, 1, 1, 1]}),
+                      ("Cast", ["c"], "y", {"to": F32})], {"x": X16}, {"y": F32}, W16),
+        {"x": X16}, "float32"),
+    # FP16 conv, flattened, then cast: the cast still fuses, the flatten is a view after it
+    "half_conv_flatten_to_fp32": (
+        _typed_model([("Conv", ["x", "w"], "c", {"pads": [1, 1, 1, 1]}),
+                      ("Flatten", ["c"], "f", {}), ("Cast", ["f"], "y", {"to": F32})],
+                     {"x": X16}, {"y": F32}, W16), {"x": X16}, "float32"),
+    # FP16 matmul with a bias, result kept in FP32
+    "half_matmul_bias_to_fp32": (
+        _typed_model([("MatMul", ["a", "wm"], "m", {}), ("Add", ["m", "bm"], "s", {}),
+                      ("Cast", ["s"], "y", {"to": F32})],
+                     {"a": A.astype(np.float16)}, {"y": F32},
+                     {"wm": _w(8, 5).astype(np.float16), "bm": _w(5).astype(np.float16)}),
+        {"a": A.astype(np.float16)}, "float32"),
+}
+
+
+def _tensor_core_steps(manifest: dict) -> list[dict]:
+    return [s for s in manifest["steps"] if s["template"] in ("conv", "matmul")]
+
+
+def _without_fuse_epilogues(monkeypatch) -> None:
+    pipeline_for = builder.pipeline_for
+    monkeypatch.setattr(builder, "pipeline_for", lambda config: [
+        p for p in pipeline_for(config) if p.name != "fuse-epilogues"])
+
+
+@pytest.mark.parametrize("case", sorted(CAST_CASES))
+def test_cast_fuses_and_numbers_are_unchanged(case, monkeypatch):
+    """The cast joins the kernel (one step, no elementwise one), which stores the cast type;
+    the CPU executor's result equals the unfused plan's bit for bit and the reference's."""
+    model, feeds, stored = CAST_CASES[case]
+    manifest, sections = build_model(model)
+    (step,) = manifest["steps"]
+    assert step["params"]["epilogue"]["out_dtype"] == stored
+    assert step["params"]["out_dtypes"] != [stored]  # the type the kernel computes in
+    assert "cast" in [op["fn"] for op in step["params"]["epilogue"]["ops"]]
+    assert [o["dtype"] for o in manifest["outputs"]] == [stored]
+    got = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))(feeds)["y"]
+    assert got.dtype == np.dtype(stored)
+
+    _without_fuse_epilogues(monkeypatch)
+    unfused, unfused_sections = build_model(model)
+    assert len(unfused["steps"]) == 2 and unfused["steps"][-1]["template"] == "elementwise"
+    want = Runtime("cpu").deserialize_cuda_engine(plan_bytes(unfused, unfused_sections))(feeds)
+    np.testing.assert_array_equal(got, want["y"])
+    (ref,) = ReferenceEvaluator(model).run(None, feeds)
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
+                               rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("case", sorted(CAST_CASES))
+def test_cast_fused_kernels_compile(case):
+    """NVRTC compiles each kernel with its out pointer in the cast type (no GPU needed)."""
+    model, _, stored = CAST_CASES[case]
+    manifest, sections = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["epilogue"]["out_dtype"] == stored
+    on_host = [s["name"] for s in manifest["steps"] if s.get("device") == "cpu"]
+    assert not on_host, on_host
+    source = sections["cuda_source"].decode(errors="replace")
+    pointer = {"float32": "float*", "float16": "ember_half*"}[stored]
+    assert f"{pointer} __restrict__ out0" in source
+    assert f"stored as {stored}" in source
