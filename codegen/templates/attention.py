@@ -35,7 +35,7 @@ __device__ T warp_sum(T v) {
 """
 
 
-def _mask_lines(params: dict, t: str) -> list[str]:
+def mask_lines(params: dict, t: str) -> list[str]:
     """C lines that apply the mask (in3) to score `s` of query `qi`, key `key`."""
     if len(params["in_shapes"]) < 4:
         return []
@@ -56,6 +56,10 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(d != dtype for d in params["in_dtypes"][:3]):
         raise UnsupportedError(f"CUDA attention: element type {dtype} is not supported")
+    from ember.codegen.templates import attention_mma  # it imports this module's mask_lines
+
+    if attention_mma.accepts(params):
+        return attention_mma.emit(name, params)
     heads, dim = int(params["num_heads"]), int(params["head_dim"])
     if dim > MAX_HEAD_DIM:
         raise UnsupportedError(f"CUDA attention: head_dim {dim} > {MAX_HEAD_DIM}")
@@ -118,7 +122,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"            if (key >= {sk} || qi >= {sq}) {{",
         f"                s = {neg_inf};",
         "            } else {",
-        *_mask_lines(params, t),
+        *mask_lines(params, t),
         "            }",
         f"            const {t} m_new = fmax{f}(m[r], warp_max(s));",
         "            // a row with no finite score yet: exp(-inf - 0) = 0 instead of NaN",
