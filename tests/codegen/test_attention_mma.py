@@ -1,8 +1,10 @@
 """The tensor-core attention kernel (codegen/templates/attention_mma.py): `attention.emit` picks it
 for float16 / bfloat16 Q, K, V with head_dim % 16 == 0 up to 128 and 16-byte aligned row chunks,
 and keeps the CUDA-core kernel otherwise; every variant compiles with NVRTC for sm_80 and sm_90
-without spilling (no GPU needed). On a GPU (`cuda` marker) each variant, launched on its own,
-matches numpy in float64 on the same half inputs, and a fused FP16 model runs it end to end."""
+without spilling, and a few run on warps emulated on the CPU (tests/codegen/simt_emulator.py)
+against numpy in float64: no GPU needed. On a GPU (`cuda` marker) each variant, launched on its
+own, matches numpy in float64 on the same half inputs, beats the CUDA-core kernel on BERT-base's
+shape, and a fused FP16 model runs it end to end."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ember.errors import UnsupportedError
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.codegen import simt_emulator
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 NP_TYPE = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -159,6 +162,57 @@ def test_static_full_tiles_skip_the_bounds() -> None:
     assert "key >= 77" in spec.source
 
 
+# -- on emulated warps (CPU, g++) ----------------------------------------------------------------
+
+needs_gxx = pytest.mark.skipif(not simt_emulator.available(), reason="no g++")
+EMULATED = [("bool_mask_fully_masked_row", "float16"), ("d48_ragged", "float16"),
+            ("sq_ne_sk", "float16"), ("additive_f32_mask_1hqk", "bfloat16"),
+            ("d128_s128", "bfloat16")]
+
+
+@needs_gxx
+def test_emulator_reproduces_the_gpu_verified_gemm(tmp_path) -> None:
+    """The emulated ldmatrix (both forms) and mma layouts give gemm_mma's FP16 GEMM (checked on
+    the H200 by tests/runtime/test_mma_tactics.py) for a k-major and a row-major B."""
+    from tests.runtime.test_mma_tactics import _matmul_model
+
+    for trans_b in (False, True):
+        model, rng = _matmul_model([70, 96], [96, 40], "float16", trans_b, seed=1)
+        manifest, _ = build_model(model, BuilderConfig(target_arch="sm_80", autotune=False))
+        (step,) = [s for s in manifest["steps"] if s["template"] == "matmul"]
+        name, spec = emit_step(step)
+        assert MMA in spec.source
+        x = rng.standard_normal((70, 96)).astype(np.float16)
+        if trans_b:
+            w = numpy_helper.to_array(model.graph.initializer[0])
+            inputs, want = [x, w], x.astype(np.float64) @ w.astype(np.float64).T
+        else:
+            x2 = rng.standard_normal((96, 40)).astype(np.float16)
+            inputs, want = [x, x2], x.astype(np.float64) @ x2.astype(np.float64)
+        got = simt_emulator.run(spec, name, inputs, [70, 40], np.dtype(np.float16), tmp_path)
+        assert _relative_l2(got, want) <= TOLERANCE["float16"], trans_b
+
+
+@needs_gxx
+@pytest.mark.parametrize("case,dtype", EMULATED)
+def test_variant_on_emulated_warps_matches_float64(case: str, dtype: str, tmp_path) -> None:
+    params = _variants(dtype)[case]
+    name, spec = _emit(params)
+    inputs = _inputs(params)
+    got = simt_emulator.run(spec, name, inputs, params["out_shapes"][0], NP_TYPE[dtype],
+                            tmp_path)
+    _check(case, dtype, got, _reference(inputs, params))
+
+
+def _check(case: str, dtype: str, got: np.ndarray, want: np.ndarray) -> None:
+    assert np.isfinite(got.astype(np.float32)).all(), f"{case}: non-finite outputs"
+    err = _relative_l2(got, want)
+    assert err <= TOLERANCE[dtype], f"{case} {dtype}: relative L2 {err:.2e}"
+    if case == "bool_mask_fully_masked_row":  # query 3 sees no key: zeros, as numpy's guard
+        assert not got[:, 3].astype(np.float32).any()
+        assert np.abs(want[:, 3]).max() == 0
+
+
 # -- on the GPU ----------------------------------------------------------------------------------
 
 def _inputs(params: dict, seed: int = 0) -> list[np.ndarray]:
@@ -256,13 +310,7 @@ def test_variant_on_gpu_matches_float64(case: str, dtype: str) -> None:
     assert MMA in spec.source
     inputs = _inputs(params)
     got, _ = _launch(spec, name, inputs, params["out_shapes"][0], NP_TYPE[dtype])
-    want = _reference(inputs, params)
-    assert np.isfinite(got.astype(np.float32)).all(), f"{case}: non-finite outputs"
-    err = _relative_l2(got, want)
-    assert err <= TOLERANCE[dtype], f"{case} {dtype}: relative L2 {err:.2e}"
-    if case == "bool_mask_fully_masked_row":  # query 3 sees no key: zeros, as numpy's guard
-        assert not got[:, 3].astype(np.float32).any()
-        assert np.abs(want[:, 3]).max() == 0
+    _check(case, dtype, got, _reference(inputs, params))
 
 
 @needs_gpu
