@@ -1,6 +1,7 @@
 """attention on tensor cores (FP16/BF16, FP32 accumulation), FlashAttention-2 style: one block of
 4 warps per 64 query rows of one (batch, head), each warp 16 rows; K/V tiles of 64 keys copied
-with `cp.async` into two shared buffers; S = Q Kᵀ and O += P V by `mma.sync.m16n8k16`, the online
+with `cp.async` into two shared buffers each, the next tile's copies in flight while one
+is computed; S = Q Kᵀ and O += P V by `mma.sync.m16n8k16`, the online
 softmax on the accumulator fragments in registers. `attention.emit` picks it for half Q/K/V whose
 rows `accepts` proves 16-byte aligned; the CUDA-core kernel there covers the rest."""
 
@@ -84,9 +85,8 @@ def _copy_setup(pointers: list[tuple[str, str, str, int | Sym, int]], dim: int,
 def _copy_tile(ptrs: list[tuple[str, str, str, int | Sym]], row0: str, rows: int | Sym,
                dim: int, indent: str) -> list[str]:
     """`cp.async` of rows [row0, row0 + 64) of one head into shared tiles, per operand (shared
-    tile, this thread's pointer from `_copy_setup`, fallback pointer, row width), committed
-    as one group. Rows past `rows` are zero-filled (their scores are masked; zero V rows keep
-    0 · garbage out of O)."""
+    tile, this thread's pointer from `_copy_setup`, fallback pointer, row width). Rows past
+    `rows` are zero-filled (their scores are masked; zero V rows keep 0 · garbage out of O)."""
     per_pass, whole = _chunks(dim)
     lines = [f"{indent}#pragma unroll",
              f"{indent}for (int i = 0; i < {dim // 16}; ++i) {{"]
@@ -101,7 +101,7 @@ def _copy_tile(ptrs: list[tuple[str, str, str, int | Sym]], row0: str, rows: int
                else f"{ptr} + (size_t)({row0} + r) * {width} + col")
         lines.append(f"{indent}    cp_async16({tile} + r * {dim + 8} + col, ok ? "
                      f"(const void*)({src}) : (const void*){base}, ok);")
-    return lines + [f"{indent}}}", f"{indent}cp_async_commit();"]
+    return lines + [f"{indent}}}"]
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -139,8 +139,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     score.append("                sc[j][e] = s;")
 
     q_ptrs = [("Qs", "qg", "in0", wq)]
-    kv_ptrs = [(f"Ks + st * {BLOCK_K * ld}", "kg", "in1", wk),
-               (f"Vs + st * {BLOCK_K * ld}", "vg", "in2", wv)]
+    k_ptrs = [(f"Ks + st * {BLOCK_K * ld}", "kg", "in1", wk)]
+    v_ptrs = [(f"Vs + st * {BLOCK_K * ld}", "vg", "in2", wv)]
     in_t = out_t = storage_type(dtype)
     body = [
         "    extern __shared__ __align__(16) unsigned short smem[];",
@@ -158,13 +158,18 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    const int kv_tiles = {kv_tiles};",
         *_copy_setup([("qg", "in0", f"b * {sq}", wq, qo), ("kg", "in1", f"b * {sk}", wk, ko),
                       ("vg", "in2", f"b * {sk}", wv, vo)], dim, in_t),
-        "    // group 0: the Q tile; group 1: K/V tile 0 into buffer 0",
+        "    // cp.async groups: the Q tile, K tile 0, V tile 0 (buffer 0), then per tile kt the",
+        "    // K and V tiles kt + 1 (empty groups after the last): S waits only for K",
         *_copy_tile(q_ptrs, "q0", sq, dim, "    "),
+        "    cp_async_commit();",
         "    {",
         "        const int st = 0, k0 = 0;",
-        *_copy_tile(kv_ptrs, "k0", sk, dim, "        "),
+        *_copy_tile(k_ptrs, "k0", sk, dim, "        "),
+        "        cp_async_commit();",
+        *_copy_tile(v_ptrs, "k0", sk, dim, "        "),
+        "        cp_async_commit();",
         "    }",
-        "    cp_async_wait<1>();",
+        "    cp_async_wait<2>();",
         "    __syncthreads();  // the Q tile landed",
         "    // Q as A fragments (row-major 16x16 per k16 step): ldmatrix matrices 0-3 are rows",
         "    // 0-7 / 8-15 at columns +0, then the same at +8, i.e. a0 a1 a2 a3",
@@ -179,11 +184,19 @@ def emit(name: str, params: dict) -> KernelSpec:
         "    // rows g and g + 8: running max (log2 domain) and this lane's part of the sum",
         f"    float m[2] = {{{neg_inf}, {neg_inf}}}, l[2] = {{0.f, 0.f}};",
         "    for (int kt = 0; kt < kv_tiles; ++kt) {",
-        "        cp_async_wait<0>();",
-        "        __syncthreads();  // tile kt landed; every warp is done with tile kt - 1",
-        "        if (kt + 1 < kv_tiles) {  // prefetch into the buffer tile kt - 1 used",
+        "        cp_async_wait<1>();",
+        "        __syncthreads();  // K tile kt landed; every warp is done with tile kt - 1",
+        "        {  // prefetch tile kt + 1 into the buffers tile kt - 1 used",
+        "            const bool more = kt + 1 < kv_tiles;",
         f"            const int st = (kt + 1) & 1, k0 = (kt + 1) * {BLOCK_K};",
-        *_copy_tile(kv_ptrs, "k0", sk, dim, "            "),
+        "            if (more) {",
+        *_copy_tile(k_ptrs, "k0", sk, dim, "                "),
+        "            }",
+        "            cp_async_commit();",
+        "            if (more) {",
+        *_copy_tile(v_ptrs, "k0", sk, dim, "                "),
+        "            }",
+        "            cp_async_commit();",
         "        }",
         f"        const unsigned short* ks = Ks + (kt & 1) * {BLOCK_K * ld};",
         f"        const unsigned short* vs = Vs + (kt & 1) * {BLOCK_K * ld};",
@@ -246,6 +259,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        // the A fragment of k16 step kk (a0: row g keys 2t.., a1: row g + 8, a2 a3: +8",
         "        // keys); V rows [key][d] are the row-major B operand: ldmatrix .trans, matrices",
         "        // keys +0 / +8 at d +0 (b0 b1 of fragment j), then at d +8 (fragment j + 1)",
+        "        cp_async_wait<2>();",
+        "        __syncthreads();  // V tile kt landed",
         "        #pragma unroll",
         f"        for (int kk = 0; kk < {BLOCK_K // 16}; ++kk) {{",
         "            const unsigned pa[4] = {pack2(sc[2 * kk][0], sc[2 * kk][1]),",
@@ -288,8 +303,9 @@ def emit(name: str, params: dict) -> KernelSpec:
          f"block of {WARPS} warps per ({b} batch, {heads} heads, {q_tiles} tiles of {BLOCK_Q} "
          f"queries), 16 query rows per warp",
          f"Q tile -> A fragments (ldmatrix) once; {BLOCK_K}-key K/V tiles by cp.async, double "
-         "buffered; S = Q Kᵀ (K via ldmatrix), online softmax on the S fragments (FP32, quad "
-         "shuffles), P reused from registers as the A operand of P V (V via ldmatrix.trans)",
+         "buffered, K and V in separate groups (S needs only K); S = Q Kᵀ (K via ldmatrix), "
+         "online softmax on the S fragments (FP32, quad shuffles), P reused from registers as "
+         "the A operand of P V (V via ldmatrix.trans)",
          f"q cols {qo}+ of {wq}, k cols {ko}+ of {wk}, v cols {vo}+ of {wv}; "
          f"scale {compute_literal(scale, dtype)}"],
         signature(name, params["in_dtypes"], [dtype], launch_bounds=(WARPS * 32, 1),
