@@ -36,6 +36,8 @@ HEADER = r"""
 #define __align__(n) alignas(n)
 #define __shared__
 struct Dim3 { unsigned x, y, z; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 thread_local Dim3 threadIdx, blockIdx;
 static Dim3 blockDim, gridDim;
 static std::barrier<>* g_block_bar;
