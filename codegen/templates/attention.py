@@ -2,12 +2,13 @@
 One block per (batch, head, tile of query rows); K/V tiles of one warp's width staged in shared
 memory; each warp owns some query rows and keeps their running max, sum and output in registers.
 float16 / bfloat16 Q, K, V (and mask) are loaded into float tiles and computed in float (CUDA
-cores, not tensor cores), the output rounded once on the store."""
+cores, not tensor cores), the output rounded once on the store — where `attention_mma`'s
+tensor-core kernel does not take them (head_dim % 16, rows not in 16-byte chunks)."""
 
 from __future__ import annotations
 
 from ember.codegen.scalar_c import compute_type, load_float
-from ember.codegen.templates import KernelSpec, broadcast_strides, signature, source
+from ember.codegen.templates import KernelSpec, attention_mma, broadcast_strides, signature, source
 from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
 from ember.runtime.manifest import decode
@@ -35,7 +36,7 @@ __device__ T warp_sum(T v) {
 """
 
 
-def mask_lines(params: dict, t: str) -> list[str]:
+def _mask_lines(params: dict, t: str) -> list[str]:
     """C lines that apply the mask (in3) to score `s` of query `qi`, key `key`."""
     if len(params["in_shapes"]) < 4:
         return []
@@ -56,8 +57,6 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(d != dtype for d in params["in_dtypes"][:3]):
         raise UnsupportedError(f"CUDA attention: element type {dtype} is not supported")
-    from ember.codegen.templates import attention_mma  # it imports this module's mask_lines
-
     if attention_mma.accepts(params):
         return attention_mma.emit(name, params)
     heads, dim = int(params["num_heads"]), int(params["head_dim"])
@@ -122,7 +121,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"            if (key >= {sk} || qi >= {sq}) {{",
         f"                s = {neg_inf};",
         "            } else {",
-        *mask_lines(params, t),
+        *_mask_lines(params, t),
         "            }",
         f"            const {t} m_new = fmax{f}(m[r], warp_max(s));",
         "            // a row with no finite score yet: exp(-inf - 0) = 0 instead of NaN",

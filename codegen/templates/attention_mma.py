@@ -7,10 +7,9 @@ rows `accepts` proves 16-byte aligned; the CUDA-core kernel there covers the res
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import storage_type
+from ember.codegen.scalar_c import load_float, storage_type
 from ember.codegen.symbolic import Sym, is_sym
-from ember.codegen.templates import KernelSpec, signature, source
-from ember.codegen.templates.attention import mask_lines
+from ember.codegen.templates import KernelSpec, broadcast_strides, signature, source
 from ember.codegen.templates.gemm_mma import HALF_TYPES, PTX_TYPE, helpers
 from ember.codegen.templates.half import compute_literal
 from ember.runtime.manifest import decode
@@ -104,6 +103,70 @@ def _copy_tile(ptrs: list[tuple[str, str, str, int | Sym]], row0: str, rows: int
     return lines + [f"{indent}}}"]
 
 
+def _times(expr: str, stride: int | Sym) -> str:
+    """`expr * stride`, `expr` for a stride of 1, "" for 0."""
+    return "" if stride == 0 else expr if stride == 1 else f"{expr} * {stride}"
+
+
+def _scores(params: dict, dtype: str, b: int | Sym, heads: int, sq: int | Sym, sk: int | Sym,
+            scale: float) -> tuple[list[str], list[str], str]:
+    """(lines before the key loop, lines of each K tile, the factor to the log2 domain) taking
+    the S fragments `sc` to the scores: scale, the mask (in3: additive, or boolean:
+    `masked_value` where false), -inf for keys past Sk. Without a mask the scores are finite
+    and scale · log2 e goes in at once (exp2 then needs no multiply); a mask's value stays
+    apart, since times log2 e a huge finite one (float's min) would become -inf and turn a
+    fully masked row's uniform weights into zeros. Each lane reads the mask of its rows g
+    and g + 8 (clamped to Sq - 1: rows past Sq are never stored) from one pointer per row; a
+    tile wholly inside Sk skips the key bound."""
+    def lit(v: float) -> str:
+        return compute_literal(v, dtype)
+
+    setup: list[str] = []
+    masked = len(params["in_shapes"]) > 3
+    value = f"sc[j][e] * {lit(scale if masked else scale * LOG2E)}"
+    if masked:
+        mask_t = params["in_dtypes"][3]
+        sb, sh, sqs, sks = broadcast_strides(params["in_shapes"][3], [b, heads, sq, sk])
+        base = " + ".join(x for x in [_times("(size_t)b", sb), _times("(size_t)h", sh),
+                                      _times("(size_t)(2 * t)", sks)] if x)
+        rows = ["mrow"] if sqs == 0 else ["mrow0", "mrow1"]
+        setup.append("    // this lane's mask rows (g, g + 8) at its first key, 2 t")
+        for r, ptr in enumerate(rows):
+            row = _times(f"(size_t)min(q0 + warp * 16 + g{f' + {8 * r}' if r else ''}, "
+                         f"{sq} - 1)", sqs)
+            setup.append(f"    const {storage_type(mask_t)}* {ptr} = in3"
+                         + "".join(f" + {x}" for x in (base, row) if x) + ";")
+        row_ptr = rows[0] if sqs == 0 else "(e < 2 ? mrow0 : mrow1)"
+        at = f"{row_ptr}[{_times(f'(size_t)(kt * {BLOCK_K} + j * 8 + (e & 1))', sks) or 0}]"
+        if mask_t == "bool":
+            off = float(decode(params.get("masked_value", {"float": "-inf"})))
+            value = f"({at} ? {value} : {lit(off)})"
+        else:
+            value = f"fmaf(sc[j][e], {lit(scale)}, {load_float(at, mask_t)})"
+
+    def loop(checked: bool, indent: str) -> list[str]:
+        body = [f"{indent}#pragma unroll",
+                f"{indent}for (int j = 0; j < {BLOCK_K // 8}; ++j) {{",
+                f"{indent}    #pragma unroll"]
+        if checked:
+            body += [f"{indent}    for (int e = 0; e < 4; ++e) {{",
+                     f"{indent}        const int key = kt * {BLOCK_K} + j * 8 + 2 * t + (e & 1);",
+                     f"{indent}        sc[j][e] = key < {sk} ? {value} : {lit(float('-inf'))};",
+                     f"{indent}    }}"]
+        else:
+            body += [f"{indent}    for (int e = 0; e < 4; ++e) sc[j][e] = {value};"]
+        return body + [f"{indent}}}"]
+
+    lines = ["        // scores: scale" + (", mask" if masked else " (and log2 e)")
+             + (", keys past Sk -inf" if is_sym(sk) or sk % BLOCK_K else "")]
+    if is_sym(sk) or sk % BLOCK_K:
+        lines += [f"        if ((kt + 1) * {BLOCK_K} <= {sk}) {{", *loop(False, "            "),
+                  "        } else {", *loop(True, "            "), "        }"]
+    else:
+        lines += loop(False, "        ")
+    return setup, lines, "" if not masked else f" * {lit(LOG2E)}"
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     heads, dim = int(params["num_heads"]), int(params["head_dim"])
@@ -116,28 +179,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     blocks = b * heads * q_tiles
     neg_inf = compute_literal(float("-inf"), dtype)
     scale = float(decode(params["scale"]))
-    masked = mask_lines(params, "float")
-    # scores live in the log2 domain (exp2); without a mask the scale folds into one multiply
-    first = compute_literal(scale if masked else scale * LOG2E, dtype)
-    bounds = []  # keys past Sk (a partial last tile); rows past Sq only guard the mask's reads
-    if is_sym(sk) or sk % BLOCK_K:
-        bounds.append(f"key >= {sk}")
-    if masked and (is_sym(sq) or sq % BLOCK_Q):
-        bounds.append(f"qi >= {sq}")
-    score = [f"                float s = sc[j][e] * {first};"]
-    if bounds:
-        score += [f"                if ({' || '.join(bounds)}) {{",
-                  f"                    s = {neg_inf};",
-                  "                }" + (" else {" if masked else "")]
-        if masked:
-            score += [f"                    {line.strip()}" for line in masked]
-            score.append("                }")
-    else:
-        score += [f"                {line.strip()}" for line in masked]
-    if masked:
-        score.append(f"                s *= {compute_literal(LOG2E, dtype)};")
-    score.append("                sc[j][e] = s;")
-
+    mask_setup, score, to_log2 = _scores(params, dtype, b, heads, sq, sk, scale)
     q_ptrs = [("Qs", "qg", "in0", wq)]
     k_ptrs = [(f"Ks + st * {BLOCK_K * ld}", "kg", "in1", wk)]
     v_ptrs = [(f"Vs + st * {BLOCK_K * ld}", "vg", "in2", wv)]
@@ -181,8 +223,9 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    float o[{ns}][4];",
         "    #pragma unroll",
         f"    for (int j = 0; j < {ns}; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;",
-        "    // rows g and g + 8: running max (log2 domain) and this lane's part of the sum",
+        "    // rows g and g + 8: running max and this lane's part of the sum",
         f"    float m[2] = {{{neg_inf}, {neg_inf}}}, l[2] = {{0.f, 0.f}};",
+        *mask_setup,
         "    for (int kt = 0; kt < kv_tiles; ++kt) {",
         "        cp_async_wait<1>();",
         "        __syncthreads();  // K tile kt landed; every warp is done with tile kt - 1",
@@ -217,16 +260,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "                mma_16816(sc[j + 1], qf[kk], kb[2], kb[3]);",
         "            }",
         "        }",
-        "        // scale, mask, bounds; then to the log2 domain",
-        "        #pragma unroll",
-        f"        for (int j = 0; j < {BLOCK_K // 8}; ++j) {{",
-        "            #pragma unroll",
-        "            for (int e = 0; e < 4; ++e) {",
-        "                const int qi = q0 + warp * 16 + g + (e >> 1) * 8;",
-        f"                const int key = kt * {BLOCK_K} + j * 8 + 2 * t + (e & 1);",
         *score,
-        "            }",
-        "        }",
         "        // online softmax: a row's 64 scores sit in the 4 lanes of its quad",
         "        #pragma unroll",
         "        for (int r = 0; r < 2; ++r) {",
@@ -239,13 +273,13 @@ def emit(name: str, params: dict) -> KernelSpec:
         "            const float m_new = fmaxf(m[r], mx);",
         "            // a row with no finite score yet: exp2(-inf - 0) = 0 instead of NaN",
         f"            const float m_use = m_new == {neg_inf} ? 0.f : m_new;",
-        "            const float alpha = exp2f(m[r] - m_use);",
+        f"            const float alpha = exp2f((m[r] - m_use){to_log2});",
         "            m[r] = m_new;",
         "            float sum = 0.f;",
         "            #pragma unroll",
         f"            for (int j = 0; j < {BLOCK_K // 8}; ++j) {{",
-        "                sc[j][2 * r] = exp2f(sc[j][2 * r] - m_use);",
-        "                sc[j][2 * r + 1] = exp2f(sc[j][2 * r + 1] - m_use);",
+        f"                sc[j][2 * r] = exp2f((sc[j][2 * r] - m_use){to_log2});",
+        f"                sc[j][2 * r + 1] = exp2f((sc[j][2 * r + 1] - m_use){to_log2});",
         "                sum += sc[j][2 * r] + sc[j][2 * r + 1];",
         "            }",
         "            l[r] = l[r] * alpha + sum;",

@@ -28,6 +28,8 @@ HEADER = r"""
 #include <cstring>
 #include <thread>
 #include <vector>
+using std::max;
+using std::min;
 #define __global__
 #define __device__
 #define __forceinline__ inline

@@ -74,6 +74,10 @@ def _variants(dtype: str) -> dict[str, dict]:
         "bool_mask_fully_masked_row": p(dtype, 2, 70, 70, 2, 64, mask=([2, 1, 70, 70], "bool")),
         "bool_mask_finite_value": p(dtype, 2, 64, 64, 2, 32, mask=([2, 2, 64, 64], "bool"),
                                     masked_value=-1e4),
+        # float's min, not -inf: a fully masked row averages V uniformly (no overflow to -inf)
+        "bool_mask_float_min": p(dtype, 2, 70, 70, 2, 64, mask=([2, 1, 70, 70], "bool"),
+                                 masked_value=float(np.finfo(np.float32).min)),
+        "additive_f32_min_mask": p(dtype, 2, 70, 70, 2, 32, mask=([2, 1, 1, 70], "float32")),
         "bert_base": p(dtype, 8, 128, 128, 12, 64, packed=True, mask=([8, 1, 1, 128], dtype)),
     }
 
@@ -147,26 +151,27 @@ def test_variant_compiles_without_spills(case: str, dtype: str, arch: str) -> No
 
 def test_symbolic_batch_and_sequence_compile() -> None:
     """A plan with dynamic batch and sequence: bounds and tile counts over the size arguments."""
-    params = _params("float16", "B", "S", "S", 2, 64, packed=True, mask=(["B", 1, 1, "S"],
+    params = _params("float16", "B", "S", "S", 2, 64, packed=True, mask=(["B", 1, "S", "S"],
                                                                          "float16"))
     name, spec = emit_step({"name": "attention", "template": "attention", "params": params},
                            {"B": (1, 2, 8), "S": (1, 64, 512)})
     assert MMA in spec.source and spec.size_args == ("B", "S")
-    assert "key >= sz_S" in spec.source and "qi >= sz_S" in spec.source
+    assert "key < sz_S" in spec.source and "min(q0 + warp * 16 + g, sz_S - 1)" in spec.source
     assert compile_cuda(spec.source, name=name, arch="sm_90").cubin
 
 
-def test_static_full_tiles_skip_the_bounds() -> None:
+def test_only_a_partial_key_tile_checks_the_bound() -> None:
     _, spec = _emit(_variants("float16")["d64_s128"])
-    assert "key >= " not in spec.source and "qi >= 128" in spec.source  # only the store's guard
+    assert "key < " not in spec.source
     _, spec = _emit(_variants("float16")["d64_ragged_77"])
-    assert "key >= 77" in spec.source
+    assert "if ((kt + 1) * 64 <= 77) {" in spec.source and "key < 77" in spec.source
 
 
 # -- on emulated warps (CPU, g++) ----------------------------------------------------------------
 
 needs_gxx = pytest.mark.skipif(not simt_emulator.available(), reason="no g++")
 EMULATED = [("bool_mask_fully_masked_row", "float16"), ("d48_ragged", "float16"),
+            ("bool_mask_float_min", "float16"), ("additive_f32_min_mask", "float16"),
             ("sq_ne_sk", "float16"), ("additive_f32_mask_1hqk", "bfloat16"),
             ("d128_s128", "bfloat16")]
 
@@ -199,7 +204,7 @@ def test_emulator_reproduces_the_gpu_verified_gemm(tmp_path) -> None:
 def test_variant_on_emulated_warps_matches_float64(case: str, dtype: str, tmp_path) -> None:
     params = _variants(dtype)[case]
     name, spec = _emit(params)
-    inputs = _inputs(params)
+    inputs = _inputs(params, case)
     got = simt_emulator.run(spec, name, inputs, params["out_shapes"][0], NP_TYPE[dtype],
                             tmp_path)
     _check(case, dtype, got, _reference(inputs, params))
@@ -216,9 +221,14 @@ def _check(case: str, dtype: str, got: np.ndarray, want: np.ndarray) -> None:
 
 # -- on the GPU ----------------------------------------------------------------------------------
 
-def _inputs(params: dict, seed: int = 0) -> list[np.ndarray]:
-    """Normal Q, K, V; masks: additive with -10000 on a key tail per batch (and one -inf), bool
-    with a key tail of each batch off and (fully masked) query row 3 off everywhere."""
+# additive masks filled with float's min instead of -10000 / -inf (the last batch entirely)
+ADDITIVE_FILL = {"additive_f32_min_mask": float(np.finfo(np.float32).min)}
+
+
+def _inputs(params: dict, case: str, seed: int = 0) -> list[np.ndarray]:
+    """Normal Q, K, V; masks: additive with -10000 on a key tail of batch 0 (and -inf at key
+    1 of the last batch, or `ADDITIVE_FILL` for both and the whole last batch), bool with a
+    key tail of batch 0 off and (fully masked) query row 3 off everywhere."""
     rng = np.random.default_rng(seed)
     np_h = NP_TYPE[params["out_dtypes"][0]]
     xs = [rng.standard_normal(s).astype(np_h) for s in params["in_shapes"][:3]]
@@ -232,8 +242,12 @@ def _inputs(params: dict, seed: int = 0) -> list[np.ndarray]:
                 mask[..., 3, :] = False
         else:
             mask = (rng.standard_normal(shape) * 0.5).astype(np.float32)
-            mask[0, ..., sk - 11:] = -10000.0
-            mask[-1, ..., 1] = -np.inf
+            fill = ADDITIVE_FILL.get(case)
+            mask[0, ..., sk - 11:] = -10000.0 if fill is None else fill
+            if fill is None:
+                mask[-1, ..., 1] = -np.inf
+            else:
+                mask[-1] = fill
             mask = mask.astype(np_h if kind in NP_TYPE else kind)
         xs.append(mask)
     return xs
@@ -309,7 +323,7 @@ def test_variant_on_gpu_matches_float64(case: str, dtype: str) -> None:
     params = _variants(dtype)[case]
     name, spec = _emit(params)
     assert MMA in spec.source
-    inputs = _inputs(params)
+    inputs = _inputs(params, case)
     got, _ = _launch(spec, name, inputs, params["out_shapes"][0], NP_TYPE[dtype])
     _check(case, dtype, got, _reference(inputs, params))
 
@@ -320,7 +334,7 @@ def test_bert_base_faster_than_the_cuda_core_kernel(monkeypatch) -> None:
     """BERT-base (batch 8, 12 heads, 128 tokens, head_dim 64, FP16, key mask): the tensor-core
     kernel against the CUDA-core one it replaces (63 µs on the H200 before), both correct."""
     params = _variants("float16")["bert_base"]
-    inputs = _inputs(params)
+    inputs = _inputs(params, "bert_base")
     want = _reference(inputs, params)
     name, spec = _emit(params)
     got, mma_ms = _launch(spec, name, inputs, params["out_shapes"][0], NP_TYPE["float16"], 200)
