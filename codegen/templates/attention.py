@@ -2,12 +2,13 @@
 One block per (batch, head, tile of query rows); K/V tiles of one warp's width staged in shared
 memory; each warp owns some query rows and keeps their running max, sum and output in registers.
 float16 / bfloat16 Q, K, V (and mask) are loaded into float tiles and computed in float (CUDA
-cores, not tensor cores), the output rounded once on the store."""
+cores, not tensor cores), the output rounded once on the store — where `attention_mma`'s
+tensor-core kernel does not take them (head_dim % 16, rows not in 16-byte chunks)."""
 
 from __future__ import annotations
 
 from ember.codegen.scalar_c import compute_type, load_float
-from ember.codegen.templates import KernelSpec, broadcast_strides, signature, source
+from ember.codegen.templates import KernelSpec, attention_mma, broadcast_strides, signature, source
 from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
 from ember.runtime.manifest import decode
@@ -56,6 +57,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(d != dtype for d in params["in_dtypes"][:3]):
         raise UnsupportedError(f"CUDA attention: element type {dtype} is not supported")
+    if attention_mma.accepts(params):
+        return attention_mma.emit(name, params)
     heads, dim = int(params["num_heads"]), int(params["head_dim"])
     if dim > MAX_HEAD_DIM:
         raise UnsupportedError(f"CUDA attention: head_dim {dim} > {MAX_HEAD_DIM}")
