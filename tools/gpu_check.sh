@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The one GPU-host script: install ember there (from the carried `.gpu-wheels`), then run the
 # parts PARTS names, in this order (default: all of them):
-#   tests        pytest -m cuda                                   ~2 min on the H200 (session 4)
+#   tests        pytest -m cuda over TEST_PATHS (default tests)   ~7 min on the H200 for all of
+#                tests (session 6): more than one call's 10 minutes with installing; split it,
+#                e.g. TEST_PATHS="tests/runtime tests/codegen" then "tests/compiler tests/passes"
 #   demo         ember demo --device cuda                         ~10 s
 #   conformance  tools/backend_conformance.py --device cuda       ~30 s
 #   symbolic     the same with dynamic dim 0                      ~30 s
 #   dynamic      benchmarks/bench_dynamic.py (dynamic vs static plans, FP32)   a few minutes
 #   models       benchmarks/bench_models.py at PRECISION (default fp32,fp16) for MODEL_LIST
 #                (default resnet50,mobilenet_v2,bert), BATCHES (default small,large), PEERS
-#                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead)
+#                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead);
+#                LAYERS=N prints ember's N slowest kernels (with their tactics) per model
 #   kernels      benchmarks/bench_kernels.py at KERNEL_PRECISION (default fp32,fp16,bf16;
 #                KERNEL_IO=fp32 for FP32 I/O in the tensor-core cases)
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
@@ -70,7 +73,9 @@ echo "parts: $PARTS"
 
 if want tests TESTS; then
   echo "== pytest -m cuda"; start=$SECONDS
-  python3 -m pytest -m cuda -q -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/cuda_tests.log" | tail -25
+  # shellcheck disable=SC2086  # TEST_PATHS is a list
+  python3 -m pytest -m cuda -q -p no:cacheprovider -rs ${TEST_PATHS:-tests} 2>&1 \
+    | tee "$OUT/cuda_tests.log" | tail -25
   finish tests "${PIPESTATUS[0]}" "$OUT/cuda_tests.log"
 fi
 if want demo DEMO; then
@@ -105,7 +110,8 @@ if want models BENCH MODELS; then
   python3 -W ignore benchmarks/bench_models.py --models "${MODEL_LIST:-resnet50,mobilenet_v2,bert}" \
     --precision "${PRECISION:-fp32,fp16}" --batches "${BATCHES:-small,large}" \
     --peers "${PEERS:-eager,compile,ort}" --compile-modes "${COMPILE_MODES:-default,reduce-overhead}" \
-    --repeats "$REPEATS" 2>&1 | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
+    --repeats "$REPEATS" ${LAYERS:+--layers "$LAYERS"} 2>&1 \
+    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
     | grep -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
   finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
 fi
