@@ -386,6 +386,67 @@ def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     return KernelSpec(text, grid, block, 0)
 
 
+def _chunked_depthwise(params: dict, cv: _Conv, dtype: str) -> bool:
+    """An NHWC depthwise conv of halves or floats whose channels come in 16-byte chunks: the
+    direct tactic takes a chunk of channels per thread."""
+    size = gemm_epilogue.chunk(dtype) if dtype in (*gemm_mma.HALF_TYPES, "float32") else 0
+    return (cv.nhwc and size > 0 and cv.cg == 1 and cv.mg == 1 and cv.channels % size == 0
+            and stored_dtype(params) == dtype and all(isinstance(d, int) for d in
+                                                      (cv.positions, *cv.spatial)))
+
+
+def _direct_chunks(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
+    """Depthwise NHWC, one thread per 16-byte chunk of an output pixel's channels: each tap's
+    inputs are one 16-byte load, the outputs one 16-byte store (neighbouring threads on
+    neighbouring chunks), the epilogue applied to the chunk in registers."""
+    size = gemm_epilogue.chunk(dtype)
+    chunks = cv.channels // size
+    total = cv.positions * chunks
+    itype = index_type(total * size, prod(params["in_shapes"][0]))
+    plane = prod(cv.spatial)
+    body = [grid_stride_loop(total, itype),
+            f"        const {itype} pix = i / {chunks};",
+            f"        const int c0 = (int)(i % {chunks}) * {size};"]
+    body += decompose("pix", [cv.batch, *cv.out_spatial], "o", "        ", itype)
+    body += [f"        float acc[{size}];",
+             "        #pragma unroll",
+             f"        for (int e = 0; e < {size}; ++e) acc[e] = 0.0f;",
+             f"        for (int tap = 0; tap < {cv.taps}; ++tap) {{"]
+    conds = []
+    for d in range(cv.nd):
+        body.append(f"            const int i_{d} = o{d + 1} * {cv.strides[d]} - {cv.pads[d]} + "
+                    f"({cv.tap_offset('tap', d)}) * {cv.dilations[d]};")
+        conds.append(f"(unsigned)i_{d} < {cv.spatial[d]}u")
+    body += [f"            if (!({' && '.join(conds) or 'true'})) continue;",
+             "            pack16 x;",
+             f"            x.v = __ldg((const uint4*)&in0[((size_t)o0 * {plane} + "
+             f"({cv.position()})) * {cv.channels} + c0]);",
+             "            #pragma unroll",
+             f"            for (int e = 0; e < {size}; ++e)",
+             f"                acc[e] += {load_float('x.e[e]', dtype)} * "
+             f"{load_float(f'in1[(c0 + e) * {cv.taps} + tap]', dtype)};",
+             "        }",
+             f"        const size_t oi = (size_t)pix * {cv.cout} + c0;",
+             "        pack16 h;",
+             "        #pragma unroll",
+             f"        for (int e = 0; e < {size}; ++e)",
+             "            h.e[e] = " + store_from_float(
+                 "acc[e]" + (f" + {load_float('in2[c0 + e]', dtype)}" if cv.has_bias else ""),
+                 dtype) + ";",
+             *gemm_epilogue.chunk_epilogue(params, dtype, "h", "c0", "        "),
+             "        *(uint4*)&out0[oi] = h.v;",
+             "    }"]
+    text = source(_title(params, cv, dtype),
+                  [f"tactic: direct depthwise (NHWC), one thread per {size} channels of an "
+                   f"output pixel over {cv.taps} taps, 16-byte loads and stores",
+                   *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
+                            halves=True),
+                  body, prelude=uses_mod(params), helpers=gemm_epilogue.helpers(dtype))
+    grid, block = grid_1d(total)
+    return KernelSpec(text, grid, block, 0)
+
+
 def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
     """Depthwise float32 in NC4HW4: one thread per (image, channel block, output pixel), the 4
     lanes in a float4 (input, packed weight and result)."""
@@ -497,6 +558,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     cv = _Conv(params)
     if cv.packed_w and dtype == stored_dtype(params) == "float32" and cv.cg == 1 and cv.mg == 1:
         return _direct_packed(name, params, cv)  # float4 stores: an epilogue cast goes direct
+    if _chunked_depthwise(params, cv, dtype):
+        return _direct_chunks(name, params, cv, dtype)
     if cv.mg < DIRECT_BELOW or cv.packed_w:
         return _direct(name, params, cv, dtype)
     return _gemm(name, params, cv, dtype)

@@ -99,41 +99,48 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
           m0: str, n0: str) -> list[str]:
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
     the epilogue and stores them."""
-    t = storage_type(st.dtype)
     size = chunk(st.dtype)
     per_row = bn // size
-    params = st.params
+    return ["    __syncthreads();",
+            f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
+            f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
+            f"        const int m = {m0} + r, n = {n0} + cc;",
+            f"        if (m >= {m} || n >= {n}) continue;",
+            f"        const size_t oi = {st.index('m', 'n')};",
+            f"        pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
+            *chunk_epilogue(st.params, st.dtype, "h", st.column("n"), "        "),
+            "        *(uint4*)&out0[oi] = h.v;",
+            "    }"]
+
+
+def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: str
+                   ) -> list[str]:
+    """Lines applying a launch's epilogue in place to `values`, a `pack16` of stored `dtype`
+    outputs at flat indices `oi`, `oi` + 1, ... whose innermost coordinate starts at `column`
+    (none without an epilogue). Extra inputs of the output's shape and element size are read
+    16 bytes at once; those broadcast along all but the innermost dim, by `column`."""
     epilogue = params.get("epilogue")
+    if epilogue is None:
+        return []
+    t = storage_type(dtype)
     loaded: dict[int, str] = {}
-    vec_loads: list[str] = []
-    if epilogue is not None:
-        out_shape = list(params["out_shapes"][0])
-        first = len(params["in_shapes"])
-        for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
-                                            strict=True)):
-            if list(shape) == out_shape and storage_type(dt) == t:
-                vec_loads.append(f"        pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
-                                 f"in{first + k}[oi]);")
-                loaded[k] = load_float(f"r{k}.e[e]", dt)
-            elif _innermost_only(shape, out_shape):  # per channel / column: no index division
-                loaded[k] = load_float(f"in{first + k}[{st.column('n')} + e]", dt)
-    lines = ["    __syncthreads();",
-             f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
-             f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
-             f"        const int m = {m0} + r, n = {n0} + cc;",
-             f"        if (m >= {m} || n >= {n}) continue;",
-             f"        const size_t oi = {st.index('m', 'n')};",
-             f"        pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];"]
-    if epilogue is not None:
-        lines += vec_loads
-        lines += ["        #pragma unroll",
-                  f"        for (int e = 0; e < {size}; ++e) {{",
-                  f"            float acc = {load_float('h.e[e]', st.dtype)};",
-                  *epilogue_lines(params, "acc", "oi + e", "            ", loaded=loaded),
-                  f"            h.e[e] = {store_from_float('acc', st.dtype)};",
-                  "        }"]
-    lines += ["        *(uint4*)&out0[oi] = h.v;", "    }"]
-    return lines
+    lines: list[str] = []
+    out_shape = list(params["out_shapes"][0])
+    first = len(params["in_shapes"])
+    for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
+                                        strict=True)):
+        if list(shape) == out_shape and storage_type(dt) == t:
+            lines.append(f"{indent}pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
+                         f"in{first + k}[oi]);")
+            loaded[k] = load_float(f"r{k}.e[e]", dt)
+        elif _innermost_only(shape, out_shape):  # per channel / column: no index division
+            loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
+    return lines + [f"{indent}#pragma unroll",
+                    f"{indent}for (int e = 0; e < {chunk(dtype)}; ++e) {{",
+                    f"{indent}    float acc = {load_float(f'{values}.e[e]', dtype)};",
+                    *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded),
+                    f"{indent}    {values}.e[e] = {store_from_float('acc', dtype)};",
+                    f"{indent}}}"]
 
 
 def _innermost_only(shape: list, out_shape: list) -> bool:

@@ -49,6 +49,7 @@ static inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
 static inline int my_lane() { return threadIdx.x & 31; }
 static inline int my_warp() { return threadIdx.x >> 5; }
 static inline void warp_sync() { g_warp_bar[my_warp()]->arrive_and_wait(); }
+template <typename T> static inline T __ldg(const T* p) { return *p; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }

@@ -1,0 +1,77 @@
+"""16-byte chunks of outputs on emulated warps (CPU, g++; `simt_emulator`): the depthwise NHWC
+conv that takes a chunk of channels per thread, and the mma.sync conv whose outputs go through
+shared memory (`gemm_epilogue`), each with an epilogue reading a residual (16-byte loads) and
+a per-channel scale (read by column), against numpy in float64 with the kernel's roundings.
+The GPU runs the same kernels in tests/runtime/test_mma_tactics.py."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from ember.codegen.templates import conv
+from ember.runtime.cpu_kernels.linear import conv as conv_reference
+from tests.codegen import simt_emulator
+
+needs_gxx = pytest.mark.skipif(not simt_emulator.available(), reason="no g++")
+NP = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32}
+
+
+def _params(dtype: str, n: int, hw: int, c: int, k: int, groups: int, stride: int, oh: int
+            ) -> dict:
+    """An NHWC 3x3 conv with bias, then relu((y + residual) * scale[c]) fused."""
+    return {"in_shapes": [[n, hw, hw, c], [k, 3, 3, c // groups], [k]], "in_dtypes": [dtype] * 3,
+            "out_shapes": [[n, oh, oh, k]], "out_dtypes": [dtype], "layout": "NHWC",
+            "strides": [stride] * 2, "pads": [1] * 4, "dilations": [1, 1], "groups": groups,
+            "epilogue": {"in_shapes": [[n, oh, oh, k], [1, 1, 1, k]],
+                         "in_dtypes": [dtype, dtype],
+                         "ops": [{"fn": "add", "args": [0, 1], "dtype": dtype},
+                                 {"fn": "mul", "args": [3, 2], "dtype": dtype},
+                                 {"fn": "relu", "args": [4], "dtype": dtype}],
+                         "result": 5}}
+
+
+def _check(params: dict, dtype: str, tactic_text: str, tmp_path, tolerance: float) -> None:
+    n, hw, _, c = params["in_shapes"][0]
+    k, _, _, cg = params["in_shapes"][1]
+    oh = params["out_shapes"][0][1]
+    stride, groups = params["strides"][0], params["groups"]
+    rng = np.random.default_rng(1)
+    npt = NP[dtype]
+    x = rng.standard_normal((n, hw, hw, c)).astype(npt)
+    w = (rng.standard_normal((k, 3, 3, cg)) / np.sqrt(9 * cg)).astype(npt)
+    b, scale = rng.standard_normal(k).astype(npt), rng.standard_normal((1, 1, 1, k)).astype(npt)
+    res = rng.standard_normal((n, oh, oh, k)).astype(npt)
+    spec = conv.emit("k", params)
+    assert tactic_text in spec.source
+    out = simt_emulator.run(spec, "k", [x, w, b, res, scale], [n, oh, oh, k], npt, tmp_path)
+    f64 = np.float64
+    (y,) = conv_reference([x.astype(f64).transpose(0, 3, 1, 2), w.astype(f64).transpose(0, 3, 1, 2),
+                           b.astype(f64)], {"strides": [stride] * 2, "pads": [1] * 4,
+                                            "dilations": [1, 1], "groups": groups})
+    y = y.transpose(0, 2, 3, 1).astype(npt).astype(f64)  # the kernel rounds before its epilogue
+    y = (y + res.astype(f64)).astype(npt).astype(f64) * scale.astype(f64)
+    ref = np.maximum(y, 0)
+    err = np.linalg.norm(out.astype(f64) - ref) / np.linalg.norm(ref)
+    assert err < tolerance, err
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_nhwc_takes_a_chunk_of_channels_per_thread(dtype: str, stride: int,
+                                                             tmp_path) -> None:
+    hw = 9 if stride == 1 else 10
+    oh = (hw + 2 - 3) // stride + 1
+    params = _params(dtype, 2, hw, 16, 16, 16, stride, oh)
+    tolerance = {"float16": 2e-3, "bfloat16": 8e-3, "float32": 1e-6}[dtype]
+    _check(params, dtype, "one thread per", tmp_path, tolerance)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_tensor_core_conv_stages_its_outputs_with_the_epilogue(dtype: str, tmp_path) -> None:
+    params = _params(dtype, 1, 12, 16, 40, 1, 1, 12)
+    params["tactic"] = {"mma": [64, 64, 32, 2, 2, 4], "splits": 1}  # partial tiles in N
+    _check(params, dtype, "stage the outputs", tmp_path, {"float16": 2e-3, "bfloat16": 8e-3}[dtype])
