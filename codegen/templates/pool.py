@@ -20,6 +20,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.gemm_epilogue import chunk, helpers
 from ember.codegen.templates.half import cast_to, is_float, stored
 from ember.errors import UnsupportedError
 
@@ -44,6 +45,10 @@ def emit(name: str, params: dict) -> KernelSpec:
                                f"{4 + packed}-D input, got {list(x_shape)}")
     if packed and dtype == "float32":
         return _emit_packed(name, params, fn, kernel, strides, pads, dilations, include_pad, p)
+    if nhwc and fn in ("max", "avg") and dtype in ("float16", "bfloat16", "float32") \
+            and x_shape[3] % chunk(dtype) == 0:
+        return _emit_nhwc_chunks(name, params, fn, kernel, strides, pads, dilations,
+                                 include_pad)
     # NCHW: out index c0 c1 | c2.. spatial; NHWC: c0 | c1.. spatial | c(nd+1) the channel
     # NC4HW4: c0 c1 | c2 c3 spatial | c4 the lane
     spatial = list(x_shape[1:3] if nhwc else x_shape[2:4] if packed else x_shape[2:])
@@ -170,6 +175,64 @@ def _emit_packed(name: str, params: dict, fn: str, kernel: list[int], strides: l
                   ["tactic: one thread per output pixel's 4 channel lanes (float4 loads and "
                    "store) walking its window, grid-stride loop, block 256"],
                   signature(name, params["in_dtypes"][:1], ["float32"]), body)
+    return KernelSpec(text, grid, block, 0)
+
+
+def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strides: list[int],
+                      pads: list[int], dilations: list[int], include_pad: bool) -> KernelSpec:
+    """max / avg in NHWC over halves or floats whose channels come in 16-byte chunks: one
+    thread per chunk of an output pixel's channels, one 16-byte load per window position and
+    one 16-byte store (neighbouring threads on neighbouring chunks)."""
+    x_shape, out_shape = list(params["in_shapes"][0]), list(params["out_shapes"][0])
+    dtype = params["out_dtypes"][0]
+    size = chunk(dtype)
+    nd, spatial, channels = len(kernel), x_shape[1:3], x_shape[3]
+    shape = [*out_shape[:-1], channels // size]  # c3: the chunk
+    n = prod(shape)
+    itype = index_type(n * size, prod(x_shape))
+    init = c_literal(float("-inf"), "float32") if fn == "max" else "0.0f"
+    body = [grid_stride_loop(n, itype)]
+    body += decompose("i", shape, "c", "        ", itype)
+    body += [f"        const {storage_type(dtype)}* x = in0 + (size_t)c0 * "
+             f"{prod(spatial) * channels} + c3 * {size};",
+             f"        float acc[{size}];",
+             "        #pragma unroll",
+             f"        for (int e = 0; e < {size}; ++e) acc[e] = {init};"]
+    indent = _window_loops(body, fn, kernel, strides, pads, dilations, 1)
+    inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
+    index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
+    if fn == "avg" and include_pad:
+        padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
+                             for d in range(nd))
+        body.append(f"{indent}if ({padded}) ++count;")
+    update = "if (v > acc[e] || v != v) acc[e] = v;" if fn == "max" else "acc[e] += v;"
+    body += [f"{indent}if ({inside}) {{",
+             f"{indent}    pack16 xv;  xv.v = __ldg((const uint4*)&x[{index}]);",
+             f"{indent}    #pragma unroll",
+             f"{indent}    for (int e = 0; e < {size}; ++e) {{",
+             f"{indent}        const float v = {load_float('xv.e[e]', dtype)};",
+             f"{indent}        {update}",
+             f"{indent}    }}"]
+    if fn == "avg" and not include_pad:
+        body.append(f"{indent}    ++count;")
+    body.append(f"{indent}}}")
+    for _ in range(nd):
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    value = "acc[e]" if fn == "max" else "acc[e] / (float)count"
+    body += ["        pack16 h;",
+             "        #pragma unroll",
+             f"        for (int e = 0; e < {size}; ++e) h.e[e] = {cast_to(f'({value})', dtype)};",
+             f"        *(uint4*)&out0[i * {size}] = h.v;",
+             "    }"]
+    grid, block = grid_1d(n)
+    text = source(f"pool {fn} {nd}-d NHWC {x_shape} -> {out_shape} kernel={kernel} "
+                  f"strides={strides} pads={pads} dilations={dilations}"
+                  + (f" count_include_pad={int(include_pad)}" if fn == "avg" else ""),
+                  [f"tactic: one thread per {size} channels of an output pixel walking its "
+                   "window, 16-byte loads and stores, grid-stride loop, block 256"],
+                  signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
+                  helpers=helpers(dtype))
     return KernelSpec(text, grid, block, 0)
 
 

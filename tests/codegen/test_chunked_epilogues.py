@@ -75,3 +75,27 @@ def test_tensor_core_conv_stages_its_outputs_with_the_epilogue(dtype: str, tmp_p
     params = _params(dtype, 1, 12, 16, 40, 1, 1, 12)
     params["tactic"] = {"mma": [64, 64, 32, 2, 2, 4], "splits": 1}  # partial tiles in N
     _check(params, dtype, "stage the outputs", tmp_path, {"float16": 2e-3, "bfloat16": 8e-3}[dtype])
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("fn,include_pad", [("max", False), ("avg", False), ("avg", True)])
+def test_nhwc_pool_takes_a_chunk_of_channels_per_thread(dtype: str, fn: str, include_pad: bool,
+                                                        tmp_path) -> None:
+    from ember.codegen.templates import pool
+    from ember.runtime.cpu_kernels.reduction import pool as pool_reference
+
+    npt = NP[dtype]
+    x = np.random.default_rng(2).standard_normal((2, 9, 9, 16)).astype(npt)
+    attrs = {"fn": fn, "kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+             "dilations": [1, 1], "ceil_mode": False, "count_include_pad": include_pad}
+    params = {**attrs, "in_shapes": [[2, 9, 9, 16]], "in_dtypes": [dtype],
+              "out_shapes": [[2, 5, 5, 16]], "out_dtypes": [dtype], "layout": "NHWC"}
+    spec = pool.emit("k", params)
+    assert "16-byte loads and stores" in spec.source
+    out = simt_emulator.run(spec, "k", [x], [2, 5, 5, 16], npt, tmp_path)
+    (ref,) = pool_reference([x.astype(np.float64).transpose(0, 3, 1, 2)], attrs)
+    ref = ref.transpose(0, 2, 3, 1).astype(npt)  # rounded once, as the kernel stores (float32:
+    # summed in float, not float64)
+    np.testing.assert_allclose(out.astype(np.float64), ref.astype(np.float64),
+                               rtol=2e-5 if dtype == "float32" else 0, atol=0)
