@@ -11,7 +11,8 @@ records the choice. A candidate is chosen only if it computes what the others do
 (the cost model's choice); one with unwritten or non-finite elements, or more than
 `AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in a timing cache
 (`tactics.json` beside the NVRTC cache, keyed by GPU name, template and parameters), so
-rebuilding a model times nothing twice.
+rebuilding a model times nothing twice. `time_kernels` times whole kernels (the fastest of
+their tactics) for choose-formats, which compares a kernel's formats by their times.
 """
 
 from __future__ import annotations
@@ -313,3 +314,64 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
     if use_cache:
         _save_cache(path, cache)
     return tuning
+
+
+def time_kernels(steps: list[dict[str, Any]], arch: str, *, use_cache: bool = True
+                 ) -> list[float | None]:
+    """The time (ms) of each step's kernel on the GPU present (which must be `arch`): the
+    fastest of its candidate tactics (`tactics(params, arch)`; the template's own choice where
+    it offers none), None where none compiled and ran. Steps are static (no symbolic dims).
+    Times are kept in the timing cache (keyed by GPU, template and params), as tactics are.
+    Nothing here checks results: the autotuner checks the tactic the plan finally runs."""
+    from ember.runtime import cuda
+
+    device = cuda.default_device()
+    device_name = f"{device.name}/{arch}"
+    path = cache_path()
+    cache = _load_cache(path) if use_cache else {}
+    times: list[float | None] = [None] * len(steps)
+    todo: list[tuple[int, str, dict, list[tuple[str, KernelSpec]]]] = []
+    for index, step in enumerate(steps):
+        key = _key(device_name, dict(step, template=f"{step['template']}[time]"))
+        cached = cache.get(key)
+        if isinstance(cached, dict) and isinstance(cached.get("ms"), float):
+            times[index] = cached["ms"]
+            continue
+        emitted = []
+        for tactic in _tactics(step, arch) or [None]:
+            trial = step if tactic is None else dict(step, params={**step["params"],
+                                                                   "tactic": tactic})
+            try:
+                emitted.append(emit_step(trial))
+            except EmberError:  # a tactic this shape does not take
+                continue
+        todo.append((index, key, step, emitted))
+    if not todo:
+        return times
+    compiled = _compile({name: spec.source for *_, emitted in todo for name, spec in emitted},
+                        arch)
+    rng = np.random.default_rng(0)
+    stream = cuda.Stream(device)
+    for index, key, step, emitted in todo:
+        operands = _buffers(step, cuda, rng, stream)
+        for name, spec in emitted:
+            if name not in compiled:
+                continue
+            try:
+                module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
+                                          device=device, name=name)
+                try:
+                    ms = _time(spec, module.function(name),
+                               operands + _scratch(spec, cuda, stream), cuda, stream)
+                finally:
+                    stream.synchronize()
+                    module.unload()
+            except EmberError:  # cannot run here (resources): not a candidate
+                continue
+            best = times[index]
+            times[index] = ms if best is None else min(best, ms)
+        if times[index] is not None:
+            cache[key] = {"ms": float(times[index])}
+    if use_cache:
+        _save_cache(path, cache)
+    return times

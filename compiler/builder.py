@@ -378,8 +378,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU builds until the CUDA
     conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
     says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off),
-    and for a CUDA target fold-channel-pad after assign-layouts and select-tactics (the cost
-    model's tactic on each conv/matmul op).
+    and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
+    the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
+    cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
+    conv/matmul op).
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
@@ -410,6 +412,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
+    if config.target_arch is not None and config.assign_layouts \
+            and "choose-formats" not in names:
+        names.insert(names.index("assign-layouts"), "choose-formats")
     if config.target_arch is not None and "fold-channel-pad" not in names:
         names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
     names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
@@ -421,6 +426,14 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
             from ember.codegen.select_tactics import SelectTactics
 
             passes.append(SelectTactics(arch=config.target_arch))
+        elif name == "choose-formats" and config.target_arch is not None:
+            from ember.passes.choose_formats import ChooseFormats
+
+            passes.append(ChooseFormats(
+                source="measured" if _should_autotune(config) else "model",
+                arch=config.target_arch, io_formats=",".join(config.allowed_io_formats),
+                packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
+                else config.packed_format))
         elif name != "assign-layouts":
             passes.append(make(name))
         elif config.assign_layouts:

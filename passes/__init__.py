@@ -24,6 +24,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.assign_precision import AssignPrecision
     from ember.passes.cancel_transposes import CancelTransposes
     from ember.passes.canonicalize import Canonicalize
+    from ember.passes.choose_formats import ChooseFormats
     from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
     from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
     from ember.passes.fold_batch_norm import FoldBatchNorm
@@ -45,7 +46,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
             PadConvChannels, FoldChannelPad,
-            EmitCuda, AssignPrecision]
+            EmitCuda, AssignPrecision, ChooseFormats]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -17,6 +17,10 @@ physical ([N, ceil(C/4), H, W, 4]); conv gains `layout = "NC4HW4"`, `channels` (
 and, for depthwise with its weight in the store, `weight_layout = "C4RS4"` (weight
 [ceil(C/4), R, S, 4], zero pad channels; otherwise OIHW). Reformats from or to NC4HW4 are
 `kernel.launch "reformat"` (params `reformat = "A->B"`, `channels`).
+
+Where choose-formats ran (the function carries its `formats` summary), its choice replaces the
+policy: each kernel op runs in its `format` attribute, each network input in the format recorded
+for it; kernels without one follow their operands as flexible kernels do.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, format_of, static_shape, tensor_type
 from ember.dialects.weights import weights_of
+from ember.errors import PassError
+from ember.passes.format_choice import chosen_formats
 from ember.passes.layout_formats import (
     NC4HW4,
     NCHW,
@@ -224,6 +230,8 @@ class _Assigner:
         self.nhwc: set[Operation | SSAValue] = set()
         self.packed: set[Operation | SSAValue] = set()
         self.packed_weights: set[Operation] = set()
+        # choose-formats' decisions (None: the policy decides)
+        self.chosen = chosen_formats(fn)
 
     # -- which kernels (and inputs) run in NC4HW4 / NHWC: per region, where it pays --------------
 
@@ -390,9 +398,20 @@ class _Assigner:
         return new
 
     def run(self) -> None:
-        if self.use_packed:
-            self.packed = self.select(NC4HW4)
-        self.nhwc = self.select(NHWC)
+        if self.chosen is not None:
+            for node, fmt in self.chosen.items():
+                if fmt == NC4HW4 and isinstance(node, Operation) and not packable(node):
+                    raise PassError(f"assign-layouts: {_describe(node)} was chosen to run in "
+                                    "NC4HW4, which it cannot compute in")
+                if fmt not in (NCHW, NHWC, NC4HW4):
+                    raise PassError(f"assign-layouts: {_describe(node)} has the unknown format "
+                                    f"{fmt!r}")
+            self.packed = {n for n, f in self.chosen.items() if f == NC4HW4}
+            self.nhwc = {n for n, f in self.chosen.items() if f == NHWC}
+        else:
+            if self.use_packed:
+                self.packed = self.select(NC4HW4)
+            self.nhwc = self.select(NHWC)
         for arg in self.block.args:
             if _rank4(arg):
                 _relabel(arg, NC4HW4 if arg in self.packed else
@@ -428,6 +447,8 @@ class _Assigner:
     def _kernel(self, op: ElementwiseOp | LaunchOp) -> None:
         if op in self.packed:
             fmt = NC4HW4
+        elif self.chosen is not None and op in self.chosen:
+            fmt = self.chosen[op]
         else:
             pref = preferred_format(op, conv_nhwc=self.conv_nhwc,
                                     half_conv_nhwc=self.half_conv_nhwc)
@@ -461,6 +482,14 @@ class _Assigner:
         elif isinstance(op, LaunchOp) and fmt == NC4HW4:
             op.properties["params"] = to_attribute(
                 _packed_params(op, op in self.packed_weights))
+
+
+def _describe(node: Operation | SSAValue) -> str:
+    if isinstance(node, SSAValue):
+        return f"network input #{node.index}" if isinstance(node.owner, Block) else "a value"
+    names = _names(node)
+    kind = f"'{node.template.data}'" if isinstance(node, LaunchOp) else node.name
+    return f"kernel {kind}" + (f" ({', '.join(names)})" if names else "")
 
 
 def _physical_params(op: LaunchOp) -> dict:
