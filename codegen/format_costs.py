@@ -155,6 +155,7 @@ class ModelCosts:
     """The cost model: seconds estimated from shapes, without a GPU."""
 
     source = "model"
+    launch_seconds = LAUNCH_S
 
     def __init__(self, arch: str | None = None) -> None:
         self.arch = arch or None

@@ -22,7 +22,7 @@ from xdsl.passes import ModulePass
 from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pack import pack
-from ember.compiler.pipeline import resolve_passes, run_passes
+from ember.compiler.pipeline import AfterPass, resolve_passes, run_passes
 from ember.errors import EmberError, UnsupportedError
 from ember.passes.fold_constants import set_symbol_maxima
 from ember.runtime.plan import plan_bytes
@@ -317,9 +317,12 @@ def _dims(vi: onnx.ValueInfoProto, symbolic: str | None = None) -> list:
 
 def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
                 config: BuilderConfig | None = None, *,
-                dump_dir: str | os.PathLike | None = None) -> tuple[dict, dict]:
+                dump_dir: str | os.PathLike | None = None,
+                after_pass: AfterPass | None = None) -> tuple[dict, dict]:
     """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan.
-    `dump_dir`: write every stage there (`compiler.opt.StageDump`), replayable by `ember-opt`."""
+    `dump_dir`: write every stage there (`compiler.opt.StageDump`), replayable by `ember-opt`.
+    `after_pass(index, pass, module)`: called after each pass (`run_passes`'), e.g. to read
+    what a pass decided."""
     config = config or BuilderConfig()
     if config.flags & BuilderFlag.INT8:
         raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
@@ -337,9 +340,9 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
         set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
     if dump is not None:
-        dump.run(module, passes)
+        dump.run(module, passes, after_pass=after_pass)
     else:
-        run_passes(module, passes)
+        run_passes(module, passes, after_pass=after_pass)
     packed = pack(module, symbols=symbols, profiles=[p.shapes for p in config.profiles],
                   target_arch=config.target_arch,
                   autotune=config.target_arch is not None and _should_autotune(config),

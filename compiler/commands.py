@@ -78,11 +78,21 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
         config.add_optimization_profile(profile)
-    manifest, sections = build_model(model, config, dump_dir=dump_dir)
+    formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
+
+    def read_formats(index: int, p, module) -> None:
+        if p.name == "choose-formats":
+            from ember.passes.choose_formats import format_report
+
+            formats.append(format_report(module))
+
+    manifest, sections = build_model(model, config, dump_dir=dump_dir,
+                                     after_pass=read_formats if verbose else None)
     write_plan(output, manifest, sections)
     seconds = time.perf_counter() - start
     if verbose:
         out.write(f"pipeline: {pipeline_text(pipeline_for(config))}\n")
+        out.write("".join(formats))
         out.write(layer_table(manifest))
     out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "

@@ -9,8 +9,9 @@ candidate is costed by `source`: "model" (`codegen.format_costs.ModelCosts`, no 
 `format_choice.solve` picks the assignment. After this pass every such kernel op carries
 `format = "NHWC"` (what assign-layouts applies), layout-sensitive ones (costs that differ) also
 `format_costs = {NCHW = 41.2, NHWC = 11.7}` (microseconds), and the function a summary:
-`formats = {source, kernels_us, reformats, reformats_us, args}`. The IR is otherwise unchanged:
-run assign-layouts next.
+`formats = {source, kernels_us, reformats, reformats_us, args}` (reformats_us: the reformats'
+time and that of the elementwise kernels they keep from fusing into their producers). The IR
+is otherwise unchanged: run assign-layouts next.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from ember.passes.format_choice import (
 from ember.passes.layout_formats import FORMATS, NC4HW4, NCHW, NHWC, canonical_format, same_bytes
 
 SOURCES = ("model", "measured")
+# kernels that take an elementwise epilogue (fuse-epilogues)
+EPILOGUE_HOSTS = ("conv", "matmul")
 _DATA = (WeightOp, ConstantOp, FillOp)
 
 
@@ -190,8 +193,28 @@ class _Chooser:
         for key, cost in zip(keys, self.costs.reformats(keys), strict=True):
             pairs[key] = cost
         for v, producer, consumers in found:
-            self.graph.add_value(_value_name(v), producer, consumers,
-                                 lambda s, d, v=v: pairs.get((v, s, d), 0.0))
+            extra = self._unfused(v, consumers)
+
+            def cost(s: str, d: str, v: SSAValue = v, extra: float = extra) -> float:
+                c = pairs.get((v, s, d))
+                return 0.0 if c is None else c + extra
+
+            self.graph.add_value(_value_name(v), producer, consumers, cost)
+
+    def _unfused(self, v: SSAValue, consumers: list[int]) -> float:
+        """What a reformat of `v` costs besides its bytes: an elementwise kernel that is its
+        only reader fuses into its producer (a conv's or matmul's epilogue, or the elementwise
+        kernel before it: fuse-epilogues, fuse-elementwise) only in the producer's format;
+        with a reformat between them it is a kernel of its own (a launch, its reads, writes)."""
+        owner = v.owner
+        uses = list(v.uses)
+        if len(consumers) != 1 or len(uses) != 1 \
+                or not isinstance(use := uses[0].operation, ElementwiseOp):
+            return 0.0
+        if not (isinstance(owner, ElementwiseOp)
+                or isinstance(owner, LaunchOp) and owner.template.data in EPILOGUE_HOSTS):
+            return 0.0
+        return self.costs.launch_seconds + min(self.graph.nodes[self.node_of[use]].costs.values())
 
     def _record(self, assignment: list[str]) -> None:
         graph = self.graph

@@ -42,12 +42,16 @@ class Node:
 
 @dataclass
 class Value:
-    """An activation: produced by one node, read by others; `reformat(src, dst)` in seconds."""
+    """An activation: produced by one node, read by others; `reformat(src, dst)` in seconds
+    (asked only for src != dst)."""
 
     name: str
     producer: int
     consumers: list[int]
     reformat: Callable[[str, str], float]
+
+    def cost(self, src: str, dst: str) -> float:
+        return 0.0 if src == dst else self.reformat(src, dst)
 
 
 class FormatGraph:
@@ -125,7 +129,10 @@ def solve(graph: FormatGraph) -> list[str]:
       `best[n][f]` plus the reformats its consumers (already decided) need of its outputs,
       counting one reformat per distinct format, as assign-layouts inserts them;
     - then local improvement: each node in turn moves to the format that lowers the exact total
-      with its neighbours fixed, until none does (never worse than the DP's answer).
+      with its neighbours fixed, until none does (never worse than the DP's answer); the same
+      from every single-format start (each node in that format where it can run in it), and
+      the cheapest of these answers wins, so the result is never worse than running the graph
+      in one format.
 
     Exact on chains and on trees where every value has one consumer (the forward pass is then
     the textbook DP and the backward pass its backtracking). With fan-out the forward pass is
@@ -144,7 +151,7 @@ def solve(graph: FormatGraph) -> list[str]:
             for v in node.inputs:
                 value = values[v]
                 share = sum(len(values[o].consumers) for o in nodes[value.producer].outputs)
-                total += min(best[value.producer][g] / share + value.reformat(g, f)
+                total += min(best[value.producer][g] / share + value.cost(g, f)
                              for g in nodes[value.producer].costs)
             row[f] = total
         best.append(row)
@@ -156,13 +163,28 @@ def solve(graph: FormatGraph) -> list[str]:
             cost = best[n][f]
             for v in node.outputs:
                 wanted = dict.fromkeys(assignment[c] for c in values[v].consumers)
-                cost += sum(values[v].reformat(f, dst) for dst in wanted if dst != f)
+                cost += sum(values[v].cost(f, dst) for dst in wanted)
             if not choice or _better(cost, low):
                 choice, low = f, cost
         assignment[n] = choice
-    for _ in range(len(nodes) + 1):
+    best_assignment = _improve(graph, assignment)
+    best_cost = graph.total_cost(best_assignment)
+    for fmt in dict.fromkeys(f for node in nodes for f in node.costs):
+        uniform = _improve(graph, [fmt if fmt in node.costs else next(iter(node.costs))
+                                   for node in nodes])
+        cost = graph.total_cost(uniform)
+        if _better(cost, best_cost):
+            best_assignment, best_cost = uniform, cost
+    return best_assignment
+
+
+def _improve(graph: FormatGraph, assignment: list[str]) -> list[str]:
+    """Local improvement: each node in turn moves to the format that lowers the total with its
+    neighbours fixed, until none does."""
+    assignment = list(assignment)
+    for _ in range(len(graph.nodes) + 1):
         changed = False
-        for n, node in enumerate(nodes):
+        for n, node in enumerate(graph.nodes):
             current = graph._local_cost(n, assignment[n], assignment)
             for f in node.costs:
                 cost = graph._local_cost(n, f, assignment)
