@@ -159,11 +159,17 @@ class ModelCosts:
 
     def __init__(self, arch: str | None = None) -> None:
         self.arch = arch or None
+        self._bytes: dict[tuple[SSAValue, str], int] = {}  # (reading a type's shape is slow)
+
+    def bytes(self, v: SSAValue, fmt: str) -> int:
+        if (v, fmt) not in self._bytes:
+            self._bytes[(v, fmt)] = value_bytes(v, fmt)
+        return self._bytes[(v, fmt)]
 
     def kernel(self, op: Operation, fmt: str) -> float:
-        moved = sum(value_bytes(v, fmt if _is_activation(op, i, v) else NCHW)
+        moved = sum(self.bytes(v, fmt if _is_activation(op, i, v) else NCHW)
                     for i, v in enumerate(op.operands))
-        moved += sum(value_bytes(r, fmt) for r in op.results)
+        moved += sum(self.bytes(r, fmt) for r in op.results)
         seconds = moved / BANDWIDTH
         if isinstance(op, LaunchOp) and op.template.data == "conv":
             seconds = max(seconds, conv_seconds(ConvGeometry(op), fmt, self.arch))
@@ -172,7 +178,7 @@ class ModelCosts:
     def reformat(self, v: SSAValue, src: str, dst: str) -> float:
         if src == dst or static_shape(v) is None:
             return 0.0  # (the pass asks nothing of a value whose formats share their bytes)
-        return LAUNCH_S + (value_bytes(v, src) + value_bytes(v, dst)) / BANDWIDTH
+        return LAUNCH_S + (self.bytes(v, src) + self.bytes(v, dst)) / BANDWIDTH
 
     def kernels(self, requests: Sequence[tuple[Operation, str]]) -> list[float]:
         return [self.kernel(op, fmt) for op, fmt in requests]

@@ -16,6 +16,7 @@ is otherwise unchanged: run assign-layouts next.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from xdsl.dialects.builtin import (
     f64,
     i64,
 )
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from ember.dialects.attributes import attribute_value
@@ -58,7 +59,12 @@ _DATA = (WeightOp, ConstantOp, FillOp)
 
 
 def _rank4(v: SSAValue) -> bool:
-    shape = static_shape(v)
+    return _rank4_type(v.type)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rank4_type(t: Attribute) -> bool:  # (types are immutable; reading a shape is slow)
+    shape = static_shape(t)
     return shape is not None and len(shape) == 4
 
 
