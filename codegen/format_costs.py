@@ -13,6 +13,7 @@ in every format but for NC4HW4's pad lanes, which the model counts).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -227,8 +228,8 @@ def reformat_step(v: SSAValue, src: str, dst: str) -> dict[str, Any]:
 
 
 class MeasuredCosts(ModelCosts):
-    """Conv and pool kernels and reformats timed on the GPU present (which must be `arch`);
-    the model for the rest and wherever nothing could be timed."""
+    """Conv and pool kernels with a choice of formats, and reformats, timed on the GPU present
+    (which must be `arch`); the model for the rest and wherever nothing could be timed."""
 
     source = "measured"
 
@@ -242,8 +243,12 @@ class MeasuredCosts(ModelCosts):
         from ember.codegen.autotune import time_kernels
 
         out = super().kernels(requests)
+        # only kernels with a choice to make, of static shapes
+        formats = Counter(op for op, _ in requests)
         timed = [i for i, (op, _) in enumerate(requests)
-                 if isinstance(op, LaunchOp) and op.template.data in MEASURED]
+                 if isinstance(op, LaunchOp) and op.template.data in MEASURED
+                 and formats[op] > 1 and all(static_shape(v) is not None
+                                             for v in (*op.operands, *op.results))]
         steps = [{"name": f"{requests[i][0].template.data}_{requests[i][1]}",
                   "template": requests[i][0].template.data,
                   "params": format_params(requests[i][0], requests[i][1])} for i in timed]
