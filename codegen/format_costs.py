@@ -146,6 +146,8 @@ def conv_seconds(cv: ConvGeometry, fmt: str, arch: str | None) -> float:
     if fmt == NHWC:
         seconds *= FP32_NHWC_SLOWDOWN
         if cv.tf32 and cv.chunks(4) and gemm_wgmma.targets(arch):
+            # the register tile stays a candidate in NHWC (the autotuner times both; without
+            # it select-tactics runs the best wgmma tile there)
             seconds = min(seconds, _wgmma_seconds(m, n, cv.k, cv.groups) * TF32_SLOWDOWN)
     elif fmt == NC4HW4:
         seconds *= PACKED_GEMM_SLOWDOWN
