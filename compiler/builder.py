@@ -81,6 +81,10 @@ class BuilderConfig:
     # one kernel per nn op), whatever `pipeline` says: no folding, fusion or layout choice. The
     # baseline that differential tests compare the optimized build with.
     optimize: bool = True
+    # how GPU builds choose each 4-D kernel's format (choose-formats): "measured" (kernels and
+    # reformats timed on the GPU), "model" (the cost model), "preferred" (assign-layouts' fixed
+    # policy, no choose-formats); None: measured when the build autotunes, else the model
+    format_choice: str | None = None
     # time each conv/matmul step's candidate tactics on the GPU and keep the fastest (TensorRT's
     # tactic selection). None: when the build targets the GPU present; True: required (an error
     # without that GPU); False: the cost model's choice, no timing.
@@ -415,8 +419,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
-    if config.target_arch is not None and config.assign_layouts \
-            and "choose-formats" not in names:
+    source = _format_source(config)
+    if source is not None and "choose-formats" not in names:
         names.insert(names.index("assign-layouts"), "choose-formats")
     if config.target_arch is not None and "fold-channel-pad" not in names:
         names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
@@ -433,8 +437,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
             from ember.passes.choose_formats import ChooseFormats
 
             passes.append(ChooseFormats(
-                source="measured" if _should_autotune(config) else "model",
-                arch=config.target_arch, io_formats=",".join(config.allowed_io_formats),
+                source=source or "model", arch=config.target_arch,
+                io_formats=",".join(config.allowed_io_formats),
                 packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
                 else config.packed_format))
         elif name != "assign-layouts":
@@ -448,6 +452,26 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
                 else config.packed_format))
     return passes
+
+
+FORMAT_CHOICES = ("measured", "model", "preferred")
+
+
+def _format_source(config: BuilderConfig) -> str | None:
+    """choose-formats' cost source for `config` (None: the build does not run it: CPU builds,
+    `assign_layouts` off, or format_choice "preferred")."""
+    choice = config.format_choice
+    if choice is not None and choice not in FORMAT_CHOICES:
+        raise EmberError(f"format_choice must be one of {', '.join(FORMAT_CHOICES)} (or None), "
+                         f"not {choice!r}")
+    if config.target_arch is None or not config.assign_layouts or choice == "preferred":
+        return None
+    measured = _should_autotune(config)
+    if choice == "measured" and not measured:
+        raise EmberError(f"format_choice='measured' times kernels on a {config.target_arch} GPU "
+                         "while building; this build does not autotune (no such GPU here, or "
+                         "autotune=False): use 'model'")
+    return choice or ("measured" if measured else "model")
 
 
 def detect_arch() -> str | None:

@@ -228,6 +228,18 @@ def test_gpu_builds_choose_formats_by_the_cost_model_cpu_builds_do_not():
     assert "choose-formats" not in [p.name for p in pipeline_for(_config(assign_layouts=False))]
 
 
+def test_the_config_can_ask_for_a_format_choice():
+    assert "choose-formats" not in [p.name for p in
+                                    pipeline_for(_config(format_choice="preferred"))]
+    choose = next(p for p in pipeline_for(_config(format_choice="model"))
+                  if p.name == "choose-formats")
+    assert choose.source == "model"
+    with pytest.raises(EmberError, match="format_choice='measured' times kernels on a sm_90"):
+        pipeline_for(_config(format_choice="measured"))
+    with pytest.raises(EmberError, match="format_choice must be one of measured, model, "):
+        pipeline_for(_config(format_choice="fastest"))
+
+
 def test_gpu_builds_that_autotune_measure(monkeypatch):
     from ember.compiler import builder
 
