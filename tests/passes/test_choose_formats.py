@@ -403,6 +403,54 @@ def test_format_report_is_empty_without_choose_formats():
     assert format_report(module) == ""
 
 
+def test_time_kernels_keeps_each_steps_fastest_tactic_and_caches(tmp_path, monkeypatch):
+    """`autotune.time_kernels` with the GPU stood in for (the launches "take" a time set by
+    the tactic's tile): every candidate tactic of a conv is compiled and timed, the fastest
+    counts, a kernel without tactics is timed once, and a rebuild reads the timing cache."""
+    from types import SimpleNamespace
+
+    from ember.codegen import autotune
+    from ember.codegen.format_costs import format_params, reformat_step
+    from ember.runtime import cuda
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    module = _through(_single_conv(8, 64, 56), _config(), "convert-nn-to-kernel")
+    conv = next(op for op in _kernels(module) if isinstance(op, LaunchOp))
+    steps = [{"name": f"conv_{f}", "template": "conv", "params": format_params(conv, f)}
+             for f in ("NCHW", "NHWC")]
+    steps.append(dict(reformat_step(conv.inputs[0], "NCHW", "NHWC"), name="reformat"))
+    compiled: list[str] = []
+    launches: dict[str, float] = {}
+
+    def compile_stub(sources, arch):
+        compiled.extend(sources)
+        return {name: SimpleNamespace(cubin=b"", ptx="") for name in sources}
+
+    def time_stub(spec, function, bufs, cuda_, stream):
+        ms = 1.0 + spec.shared_bytes / 1e5 + spec.grid[0] * spec.grid[1] / 1e4
+        launches[function] = ms
+        return ms
+
+    loaded = SimpleNamespace(function=lambda name: name, unload=lambda: None)
+    monkeypatch.setattr(autotune, "_compile", compile_stub)
+    monkeypatch.setattr(autotune, "_time", time_stub)
+    monkeypatch.setattr(autotune, "_buffers", lambda step, cuda_, rng, stream: [])
+    monkeypatch.setattr(autotune, "_scratch", lambda spec, cuda_, stream: [])
+    monkeypatch.setattr(cuda, "default_device", lambda: SimpleNamespace(name="H200"))
+    monkeypatch.setattr(cuda, "Stream", lambda device: SimpleNamespace(synchronize=lambda: None))
+    monkeypatch.setattr(cuda, "Module", SimpleNamespace(load=lambda *a, **k: loaded))
+    times = autotune.time_kernels(steps, "sm_90")
+    tactics = [autotune._tactics(s, "sm_90") for s in steps]
+    assert len(tactics[0]) > 1 and len(tactics[1]) > 1 and tactics[2] == []
+    assert len(compiled) == len(launches) == len(tactics[0]) + len(tactics[1]) + 1
+    for step, time, options in zip(steps, times, tactics, strict=True):
+        names = [autotune.emit_step(dict(step, params={**step["params"], "tactic": t}))[0]
+                 for t in options] or [autotune.emit_step(step)[0]]
+        assert time == min(launches[n] for n in names)
+    compiled.clear()
+    assert autotune.time_kernels(steps, "sm_90") == times and compiled == []
+
+
 # -- on the GPU (the lead runs these on the H200) --------------------------------------------------
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
