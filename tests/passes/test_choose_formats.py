@@ -292,6 +292,21 @@ def test_one_big_conv_is_worth_its_two_reformats():
     assert _policy_layouts(model) == [None]
 
 
+def test_nhwc_network_io_where_allowed_saves_the_reformats():
+    model = _single_conv(8, 64, 56)
+    config = _config()
+    config.set_allowed_io_formats("NCHW", "NHWC")
+    manifest, sections = build_model(model, config)
+    assert [s["params"].get("layout") for s in _convs(manifest)] == ["NHWC"]
+    assert _reformats(manifest) == []
+    assert [t["format"] for t in (*manifest["inputs"], *manifest["outputs"])] == ["NHWC"] * 2
+    x = np.random.default_rng(1).standard_normal((8, 64, 56, 56)).astype(np.float16)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0].astype(np.float64)
+    engine = Runtime(device="cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine({"x": x.transpose(0, 2, 3, 1)})["y"].transpose(0, 3, 1, 2).astype(np.float64)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-2
+
+
 def test_one_tiny_conv_is_not_worth_its_two_reformats():
     manifest, _ = build_model(_single_conv(1, 8, 4), _config())
     assert [s["params"].get("layout") for s in _convs(manifest)] == [None]
