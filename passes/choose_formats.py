@@ -41,7 +41,8 @@ from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import static_shape
 from ember.errors import PassError
-from ember.passes.assign_layouts import is_reformat, packable, preferred_format
+from ember.passes import assign_layouts
+from ember.passes.assign_layouts import _depthwise, is_reformat, packable, preferred_format
 from ember.passes.fold_channel_pad import _channel_pad
 from ember.passes.format_choice import (
     FORMAT_ATTR,
@@ -53,6 +54,9 @@ from ember.passes.format_choice import (
 from ember.passes.layout_formats import FORMATS, NC4HW4, NCHW, NHWC, canonical_format, same_bytes
 
 SOURCES = ("model", "measured")
+# what a kernel in a format other than the policy's (assign-layouts') costs more, so that ties
+# keep today's choice (seconds: far below any real difference)
+PREFERENCE = 1e-12
 # kernels that take an elementwise epilogue (fuse-epilogues)
 EPILOGUE_HOSTS = ("conv", "matmul")
 _DATA = (WeightOp, ConstantOp, FillOp)
@@ -78,7 +82,9 @@ def _activation_use(op: Operation, index: int) -> bool:
 
 
 def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
-    """The formats a kernel may run in, NCHW first (ties go to it)."""
+    """The formats a kernel may run in, NCHW first. Conv: NHWC where it is ungrouped or
+    depthwise (the forms the CUDA templates are checked in), NC4HW4 where it computes exactly
+    in it."""
     flex = [NCHW, NHWC] + ([NC4HW4] if packed and packable(op) else [])
     if isinstance(op, ElementwiseOp):
         return flex
@@ -87,8 +93,11 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
         if p.get("layout") in FORMATS:
             return [p["layout"]]
         shapes = [static_shape(v) for v in (*op.inputs[:2], op.results[0])]
-        static = all(s is not None and len(s) == 4 for s in shapes)
-        return flex if static and not p.get("dynamic") else [NCHW]
+        if not all(s is not None and len(s) == 4 for s in shapes) or p.get("dynamic"):
+            return [NCHW]
+        if int(p.get("groups", 1)) != 1 and not _depthwise(op):
+            return [f for f in flex if f != NHWC]
+        return flex
     if _channel_pad(op) is not None:
         return [NCHW]  # fold-channel-pad makes it and the reformat after it one reformat
     pref = preferred_format(op, conv_nhwc=True)
@@ -135,6 +144,12 @@ class _Chooser:
         self.graph = FormatGraph()
         self.node_of: dict[Operation | SSAValue, int] = {}
         self.kernels: list[Operation] = []
+        self.costs_of: dict[Operation, dict[str, float]] = {}
+
+    def _preferred(self, op: Operation) -> str | None:
+        """assign-layouts' policy for GPU builds (None: any format)."""
+        return preferred_format(op, conv_nhwc=assign_layouts.CUDA_CONV_NHWC, packed=self.packed,
+                                half_conv_nhwc=True)
 
     def _add(self, key: Operation | SSAValue, name: str, formats: list[str]) -> int:
         self.node_of[key] = self.graph.add_node(name, dict.fromkeys(formats, 0.0))
@@ -162,7 +177,11 @@ class _Chooser:
                 self._add(op, op.name, [NCHW])  # views and the rest read and write NCHW
         requests = [(op, f) for op in self.kernels for f in graph.nodes[self.node_of[op]].costs]
         for (op, f), cost in zip(requests, self.costs.kernels(requests), strict=True):
-            graph.nodes[self.node_of[op]].costs[f] = cost
+            self.costs_of.setdefault(op, {})[f] = cost
+            # where formats cost the same, the policy's choice (today's) wins
+            preferred = self._preferred(op)
+            graph.nodes[self.node_of[op]].costs[f] = cost + (
+                PREFERENCE if preferred is not None and f != preferred else 0.0)
         self._values(sinks)
         assignment = solve(graph)
         self._record(assignment)
@@ -227,11 +246,11 @@ class _Chooser:
         for op in self.kernels:
             n = self.node_of[op]
             op.attributes[FORMAT_ATTR] = StringAttr(assignment[n])
-            costs = graph.nodes[n].costs
+            costs = self.costs_of[op]
             if len(set(costs.values())) > 1:
                 op.attributes[FORMAT_COSTS_ATTR] = DictionaryAttr(
                     {f: FloatAttr(_us(c), f64) for f, c in costs.items()})
-        kernels = sum(node.costs[f] for node, f in zip(graph.nodes, assignment, strict=True))
+        kernels = sum(self.costs_of[op][assignment[self.node_of[op]]] for op in self.kernels)
         reformats = graph.reformats(assignment)
         moved = sum(graph.value_cost(v, assignment) for v in range(len(graph.values)))
         self.fn.attributes[SUMMARY_ATTR] = DictionaryAttr({

@@ -231,7 +231,10 @@ def test_packed_chains_on_gpu(case, c):
 
     model, feeds = _graph(case, c)
     arch = detect_arch()
-    manifest, engine, got = _run(model, feeds, _packed(target_arch=arch), device="cuda")
+    # the policy's packed regions (choose-formats finds these small chains not worth their
+    # reformats): the packed kernels are what is checked here
+    manifest, engine, got = _run(model, feeds, _packed(target_arch=arch,
+                                                       format_choice="preferred"), device="cuda")
     assert engine.device == "cuda"
     assert all(s.get("device", "cuda") == "cuda" for s in manifest["steps"]), \
         layer_table(manifest)
