@@ -98,8 +98,6 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
         if int(p.get("groups", 1)) != 1 and not _depthwise(op):
             return [f for f in flex if f != NHWC]
         return flex
-    if _channel_pad(op) is not None:
-        return [NCHW]  # fold-channel-pad makes it and the reformat after it one reformat
     pref = preferred_format(op, conv_nhwc=True)
     return flex if pref is None else [pref]
 
@@ -217,6 +215,13 @@ class _Chooser:
         keys = list(pairs)
         for key, cost in zip(keys, self.costs.reformats(keys), strict=True):
             pairs[key] = cost
+        for v, _, _ in found:
+            if (v, NCHW, NHWC) in pairs and isinstance(v.owner, LaunchOp) \
+                    and _channel_pad(v.owner) is not None and len(list(v.uses)) == 1:
+                # fold-channel-pad makes an NCHW channel pad and this reformat one reformat:
+                # the pad kernel's time is saved
+                pairs[(v, NCHW, NHWC)] = max(pairs[(v, NCHW, NHWC)]
+                                             - self.costs_of[v.owner][NCHW], 0.0)
         for v, producer, consumers in found:
             extra = self._unfused(v, consumers)
 

@@ -365,15 +365,18 @@ def test_measured_costs_override_the_model(monkeypatch):
     assert summary["source"] == "measured" and summary["reformats"] == 0
 
 
-@pytest.mark.parametrize("name", ["resnet50", "squeezenet"])
-def test_strict_fp32_plans_are_the_policys(name, monkeypatch):
-    """Strict FP32 sm_90 light models: the cost model agrees with the policy (FP32 convs are
-    a little faster in NCHW), so every step runs the same kernel with choose-formats or
+@pytest.mark.parametrize("name,flags", [("resnet50", BuilderFlag(0)),
+                                        ("squeezenet", BuilderFlag(0)),
+                                        ("resnet50", BuilderFlag.FP16)])
+def test_light_model_plans_are_the_policys(name, flags, monkeypatch):
+    """sm_90 light models where the cost model agrees with the policy: strict FP32 (FP32 convs
+    are a little faster in NCHW) and ResNet-50 in FP16 (every conv NHWC, the input's channel
+    pad folded into its one reformat): every step runs the same kernel with choose-formats or
     without it."""
     from ember.compiler import builder
     from ember.compiler.models import light_model_path
 
-    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    config = BuilderConfig(flags=flags, target_arch="sm_90", autotune=False)
     path = str(light_model_path(name))
     chosen, _ = build_model(path, config)
     full = builder.pipeline_for
