@@ -338,12 +338,13 @@ def ember_ms(cell: Cell) -> tuple[str, float] | None:
 
 
 def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
-                layers: int, reference: np.ndarray, failures: Failures) -> None:
+                layers: int, reference: np.ndarray, failures: Failures,
+                format_choice: str | None = None) -> None:
     """ember's median ms into `cell`: host-to-host and, on the GPU, device I/O without and with a
     CUDA graph (each its own engine in the failure list), after a build through the builder API
     in the cell's precision."""
     engine = failures.attempt(cell, "ember", _ember_host, cell, onnx_bytes, feed, repeats,
-                              reference)
+                              reference, format_choice)
     if engine is None:
         return
     if cell.device == "cuda":
@@ -360,10 +361,11 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
 
 
 def _ember_host(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
-                reference: np.ndarray):
+                reference: np.ndarray, format_choice: str | None = None):
     """Build ember's engine, check its output and time it host-to-host; the engine."""
     start = time.perf_counter()
-    engine, flags = build_engine(onnx_bytes, cell.precision, cell.device)
+    engine, flags = build_engine(onnx_bytes, cell.precision, cell.device,
+                                 format_choice=format_choice)
     counts = precision_counts(engine)
     print(f"# {cell.label} ember: build {time.perf_counter() - start:.1f} s (flags {flags}), "
           f"{kernel_summary(engine)}; precisions written: "
@@ -573,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--layers", type=int, default=0, metavar="N",
                         help="print ember's N slowest kernels per model, batch and precision")
+    parser.add_argument("--format-choice", choices=("measured", "model", "preferred"),
+                        help="how ember's GPU build picks each kernel's format "
+                             "(BuilderConfig.format_choice; default: measured, as it autotunes)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cuda (default; an error where there is no GPU) or cpu (smoke test)")
     parser.add_argument("--cpu", action="store_true", help="the same as --device cpu")
@@ -626,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 cell = Cell(name, batch, precision, flops, device)
                 cells.append(cell)
                 bench_ember(cell, onnx_bytes, feed, args.repeats, args.layers, reference,
-                            failures)
+                            failures, args.format_choice)
                 if "eager" in peers or "compile" in peers:
                     bench_torch(cell, model, kind, feed, device, peers, modes, args.repeats,
                                 reference, failures)

@@ -61,8 +61,9 @@ def check_precisions(precisions: tuple[str, ...]) -> None:
 
 
 def builder_config(builder: Any, precision: str, arch: str | None,
-                   io_formats: tuple[str, ...] = ()) -> Any:
-    """A BuilderConfig for `precision` targeting `arch` (None: a CPU plan)."""
+                   io_formats: tuple[str, ...] = (), format_choice: str | None = None) -> Any:
+    """A BuilderConfig for `precision` targeting `arch` (None: a CPU plan); `format_choice`:
+    BuilderConfig.format_choice (None: the builder's default)."""
     from ember.compiler.builder import BuilderFlag
 
     config = builder.create_builder_config()
@@ -75,6 +76,8 @@ def builder_config(builder: Any, precision: str, arch: str | None,
         config.set_flag(flag)
     if io_formats:
         config.set_allowed_io_formats(*io_formats)
+    if format_choice is not None:
+        config.format_choice = format_choice
     return config
 
 
@@ -87,7 +90,8 @@ def flag_names(config: Any) -> str:
 
 
 def build_engine(model: bytes, precision: str, device: str,
-                 io_formats: tuple[str, ...] = ()) -> tuple[Any, str]:
+                 io_formats: tuple[str, ...] = (), format_choice: str | None = None
+                 ) -> tuple[Any, str]:
     """ember's engine for the ONNX `model` in `precision` through the builder API (Builder,
     OnnxParser, BuilderConfig, Runtime), on "cuda" (kernels for the GPU present, tactics timed on
     it) or "cpu"; and the flags the build had, for the log."""
@@ -104,7 +108,7 @@ def build_engine(model: bytes, precision: str, device: str,
         arch = detect_arch()
         if arch is None:
             raise ember.EmberError("device cuda was asked for, but ember sees no GPU")
-    config = builder_config(builder, precision, arch, io_formats)
+    config = builder_config(builder, precision, arch, io_formats, format_choice)
     plan = builder.build_serialized_network(network, config)
     return ember.Runtime(device).deserialize_cuda_engine(plan), flag_names(config)
 

@@ -11,7 +11,8 @@
 #   models       benchmarks/bench_models.py at PRECISION (default fp32,fp16) for MODEL_LIST
 #                (default resnet50,mobilenet_v2,bert), BATCHES (default small,large), PEERS
 #                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead);
-#                LAYERS=N prints ember's N slowest kernels (with their tactics) per model
+#                LAYERS=N prints ember's N slowest kernels (with their tactics) per model;
+#                FORMAT_CHOICE=measured|model|preferred: how ember's build picks formats
 #   kernels      benchmarks/bench_kernels.py at KERNEL_PRECISION (default fp32,fp16,bf16;
 #                KERNEL_IO=fp32 for FP32 I/O in the tensor-core cases)
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
@@ -110,7 +111,8 @@ if want models BENCH MODELS; then
   python3 -W ignore benchmarks/bench_models.py --models "${MODEL_LIST:-resnet50,mobilenet_v2,bert}" \
     --precision "${PRECISION:-fp32,fp16}" --batches "${BATCHES:-small,large}" \
     --peers "${PEERS:-eager,compile,ort}" --compile-modes "${COMPILE_MODES:-default,reduce-overhead}" \
-    --repeats "$REPEATS" ${LAYERS:+--layers "$LAYERS"} 2>&1 \
+    --repeats "$REPEATS" ${LAYERS:+--layers "$LAYERS"} \
+    ${FORMAT_CHOICE:+--format-choice "$FORMAT_CHOICE"} 2>&1 \
     | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
     | grep -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
   finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
