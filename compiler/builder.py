@@ -388,7 +388,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
     cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
-    conv/matmul op).
+    conv/matmul op); plan-memory (arena offsets) last.
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
@@ -414,7 +414,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         return make_pass(name)
 
     if not config.optimize:
-        return [make(n) for n in with_precision(resolve_passes("unoptimized"))]
+        return [make(n) for n in with_precision(resolve_passes("unoptimized"))] + [
+            make("plan-memory")]
     names = resolve_passes(config.pipeline)
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
@@ -451,6 +452,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 half_conv_nhwc=config.target_arch is not None,
                 packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
                 else config.packed_format))
+    if "plan-memory" not in names:  # last: the offsets are of the final kernels
+        passes.append(make("plan-memory"))
     return passes
 
 

@@ -1,9 +1,10 @@
 """Kernel-level module -> plan manifest and sections (DESIGN §4).
 
 Every tensor gets a buffer: graph inputs and outputs are bound at run time, weights and constants
-live in the `weights` section, activations get arena offsets from the memory plan, and views alias
-their base. Each step names its template, its parameters (the CPU executor's descriptor) and the
-ONNX nodes it came from.
+live in the `weights` section, activations take the arena offsets that plan-memory recorded on
+their kernel ops (`arena`, and the function's `ember.arena_bytes`), and views alias their base.
+Each step names its template, its parameters (the CPU executor's descriptor) and the ONNX nodes
+it came from.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
 import ember
 from ember.codegen.kernel_step import json_value, kernel_step, plan_shape
-from ember.compiler.memory_plan import ALIGNMENT, Interval, plan_arena
 from ember.compiler.onnx_importer import graph_io_names
 from ember.dialects.constants import dense_to_numpy
 from ember.dialects.dtypes import numpy_dtype
@@ -29,6 +29,13 @@ from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
+from ember.passes.plan_memory import (
+    ACTIVATION_BYTES,
+    ALIGNMENT,
+    ARENA_BYTES,
+    Interval,
+    arena_conflicts,
+)
 from ember.runtime.symbolic import dim_value, size_form
 
 
@@ -38,7 +45,7 @@ class _Buffer:
     kind: str                       # input | output | weight | arena | view
     dtype: str
     shape: list[int]
-    offset: int = 0
+    offset: int | None = None       # weights: in the section; arena: plan-memory's
     base: int | None = None
     name: str | None = None
     format: str = ""                # a 4-D tensor's format: its shape is in that byte order
@@ -144,14 +151,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
         state.last_read[state.root(buf).id] = len(state.steps)
         outputs.append({"name": name, "dtype": buf.dtype, "shape": buf.shape,
                         "format": _format(value, buf.shape), "buffer": buf.id})
-    intervals = [Interval(b.id, state.first_write[b.id],
-                          state.last_read.get(b.id, state.first_write[b.id]),
-                          b.nbytes(state.symbols))
-                 for b in state.buffers if b.kind == "arena"]
-    offsets, arena_bytes = plan_arena(intervals)
-    for b in state.buffers:
-        if b.kind == "arena":
-            b.offset = offsets[b.id]
+    arena_bytes, activation_bytes = _memory_plan(fn, state)
     inputs = [{"name": name, "dtype": state.by_value[arg].dtype,
                "shape": state.by_value[arg].shape,
                "format": _format(arg, state.by_value[arg].shape),
@@ -164,7 +164,7 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
         "outputs": outputs,
         "buffers": [b.manifest() for b in state.buffers],
         "arena_bytes": arena_bytes,
-        "activation_bytes": sum(iv.nbytes for iv in intervals),
+        "activation_bytes": activation_bytes,
         "weights_bytes": len(state.weights),
         "steps": state.steps,
     }
@@ -175,6 +175,30 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
         manifest["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()}
                                 for p in profiles or []]
     return json_value(manifest), {"weights": bytes(state.weights)}
+
+
+def _memory_plan(fn: func.FuncOp, state: _PlanState) -> tuple[int, int]:
+    """The arena size and unshared activation bytes that plan-memory recorded, its offsets set
+    on the arena buffers; refused where the plan is missing, or stale (offsets that let two
+    live buffers share bytes, e.g. after the IR changed or with other symbol maxima)."""
+    recorded = [fn.attributes.get(ARENA_BYTES), fn.attributes.get(ACTIVATION_BYTES)]
+    if not all(isinstance(a, IntegerAttr) for a in recorded) or any(
+            b.kind == "arena" and b.offset is None for b in state.buffers):
+        raise EmberError("the module has no memory plan (the function's ember.arena_bytes, "
+                         "each kernel op's arena offsets): run plan-memory before packing")
+    arena_bytes, activation_bytes = (a.value.data for a in recorded)
+    arena = [b for b in state.buffers if b.kind == "arena"]
+    intervals = [Interval(b.id, state.first_write[b.id],
+                          state.last_read.get(b.id, state.first_write[b.id]),
+                          b.nbytes(state.symbols)) for b in arena]
+    problems = arena_conflicts(intervals, {b.id: b.offset for b in arena}, arena_bytes)
+    if problems or activation_bytes != sum(iv.nbytes for iv in intervals):
+        detail = "; ".join(problems[:3]) or (
+            f"{activation_bytes} activation bytes recorded, "
+            f"{sum(iv.nbytes for iv in intervals)} planned")
+        raise EmberError(f"the module's memory plan does not fit its buffers ({detail}): "
+                         "rerun plan-memory after the last pass that changes kernels")
+    return arena_bytes, activation_bytes
 
 
 def _format(value: SSAValue, shape: Any) -> str:
@@ -221,7 +245,8 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
     for b in ins:
         root = state.root(b)
         state.last_read[root.id] = max(state.last_read.get(root.id, index), index)
-    outs = [state.new(r, "arena") for r in op.results]
+    offsets = list(op.arena.get_values()) if op.arena is not None else [None] * len(op.results)
+    outs = [state.new(r, "arena", offset=o) for r, o in zip(op.results, offsets, strict=True)]
     for b in outs:
         state.first_write[b.id] = index
     template, params = kernel_step(op, state.symbols)

@@ -16,12 +16,20 @@
 - `kernel.cuda "conv_<hash>"(%y) grid [...] block [...] shared N : type { | C text }`: the CUDA C
   that the emit-cuda pass emitted for the kernel op defining %y, with its launch geometry; the
   source prints as lines after `|`, so it reads as C.
-`origin` names the ONNX nodes a kernel came from; `tactic` records the choices codegen made.
+`origin` names the ONNX nodes a kernel came from; `tactic` records the choices codegen made;
+`arena` (set by plan-memory) is each result's byte offset in the activation arena.
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, StringAttr
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    IntAttr,
+    StringAttr,
+    i64,
+)
 from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -55,6 +63,7 @@ class LaunchOp(IRDLOperation):
     params = prop_def(DictionaryAttr)
     origin = opt_prop_def(ArrayAttr)
     tactic = opt_prop_def(DictionaryAttr)
+    arena = opt_prop_def(DenseArrayBase)
     inputs = var_operand_def()
     outputs = var_result_def()
     epilogue = opt_region_def("single_block")
@@ -64,6 +73,7 @@ class LaunchOp(IRDLOperation):
                        " (`epilogue` $epilogue^)?")
 
     def verify_(self) -> None:
+        _verify_arena(self, self.arena)
         if self.epilogue is None:
             return
         block = self.epilogue.block
@@ -85,6 +95,7 @@ class ElementwiseOp(IRDLOperation):
     name = "kernel.elementwise"
     origin = opt_prop_def(ArrayAttr)
     tactic = opt_prop_def(DictionaryAttr)
+    arena = opt_prop_def(DenseArrayBase)
     inputs = var_operand_def()
     output = result_def()
     body = region_def("single_block")
@@ -95,11 +106,22 @@ class ElementwiseOp(IRDLOperation):
     )
 
     def verify_(self) -> None:
+        _verify_arena(self, self.arena)
         block = self.body.block
         if len(block.args) != len(self.inputs):
             raise VerifyException("kernel.elementwise: one block argument per input")
         if not isinstance(block.last_op, YieldOp):
             raise VerifyException("kernel.elementwise: the region must end with kernel.yield")
+
+
+def _verify_arena(op: IRDLOperation, arena: DenseArrayBase | None) -> None:
+    """`arena`: one byte offset (i64, >= 0) per result."""
+    if arena is None:
+        return
+    offsets = arena.get_values()
+    if arena.elt_type != i64 or len(offsets) != len(op.results) or min(offsets, default=0) < 0:
+        raise VerifyException(f"{op.name}: arena holds one offset (i64, >= 0) per result, "
+                              f"got {arena} for {len(op.results)} result(s)")
 
 
 @irdl_op_definition

@@ -40,13 +40,14 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
     from ember.passes.pad_conv_channels import PadConvChannels
+    from ember.passes.plan_memory import PlanMemory
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
             PadConvChannels, FoldChannelPad,
-            EmitCuda, AssignPrecision, ChooseFormats]
+            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -121,9 +121,11 @@ def test_light_resnet50_for_sm90_dump_replays_with_ember_opt(tmp_path):
     assert main(["build", str(light_model_path("resnet50")), "-o", str(plan), "--arch", "sm_90",
                  "--autotune", "off", "--dump-dir", str(dump)]) == 0
     stages = _stages(dump)
-    assert stages[0].name == "00-input.mlir" and stages[-1].name.endswith("-select-tactics.mlir")
+    assert stages[0].name == "00-input.mlir" and stages[-2].name.endswith("-select-tactics.mlir")
+    assert stages[-1].name.endswith("-plan-memory.mlir")
     last = stages[-1].read_text()
     assert last.count("kernel.launch") >= 57 and "tactic" in last and 'loc(fused["n0"' in last
+    assert "ember.arena_bytes = " in last and last.count("arena = array<i64: ") >= 57
     pipeline = (dump / "pipeline.txt").read_text().strip()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, "-m", "ember.compiler.ember_opt", str(stages[0]),

@@ -22,8 +22,8 @@ def _names(config: BuilderConfig) -> list[str]:
 def test_default_build_pipeline_ends_with_the_kernel_passes():
     names = _names(BuilderConfig())
     assert names[0] == "convert-onnx-to-nn"
-    assert names[-4:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
-                          "fuse-epilogues"]
+    assert names[-5:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
+                          "fuse-epilogues", "plan-memory"]
 
 
 def test_assign_layouts_takes_the_config_as_options():
@@ -37,7 +37,7 @@ def test_assign_layouts_takes_the_config_as_options():
 
 def test_unoptimized_config_runs_the_unoptimized_pipeline():
     assert _names(BuilderConfig(optimize=False)) == [
-        "convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"]
+        "convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel", "plan-memory"]
 
 
 @pytest.mark.parametrize("config", [BuilderConfig(), BuilderConfig(target_arch="sm_90"),
@@ -84,7 +84,7 @@ def test_cuda_build_runs_select_tactics_and_the_plan_records_its_choice():
     from ember.compiler.builder import build_model
 
     config = BuilderConfig(target_arch="sm_90", autotune=False)
-    assert _names(config)[-1] == "select-tactics"
+    assert _names(config)[-2:] == ["select-tactics", "plan-memory"]
     assert "select-tactics" not in _names(BuilderConfig())  # CPU plans have no tactics
     manifest, sections = build_model(_matmul_model(), config)
     (step,) = manifest["steps"]

@@ -65,7 +65,7 @@ def test_pipeline_carries_the_precision_options():
     assert pipeline_text(parse_pipeline_text(text)) == text
     unoptimized = [p.name for p in pipeline_for(BuilderConfig(flags=BuilderFlag.BF16,
                                                               optimize=False))]
-    assert unoptimized[-2:] == ["assign-precision", "convert-nn-to-kernel"]
+    assert unoptimized[-3:] == ["assign-precision", "convert-nn-to-kernel", "plan-memory"]
 
 
 def test_precision_constraints_from_flags():

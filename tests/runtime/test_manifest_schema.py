@@ -130,12 +130,14 @@ def test_the_loader_validates_through_the_schema():
 _MATMUL_RELU = """
 builtin.module {
   func.func @main(%x: tensor<2x3xf32> {ember.name = "x"}, %w: tensor<3x4xf32> {ember.name = "w"})
-      -> (tensor<2x4xf32> {ember.name = "y"}) {
+      -> (tensor<2x4xf32> {ember.name = "y"})
+      attributes {ember.arena_bytes = 512 : i64, ember.activation_bytes = 64 : i64} {
     %y = kernel.launch "matmul"(%x, %w) {params = {
         in_shapes = [array<i64: 2, 3>, array<i64: 3, 4>], in_dtypes = ["float32", "float32"],
-        out_shapes = [array<i64: 2, 4>], out_dtypes = ["float32"]}}
+        out_shapes = [array<i64: 2, 4>], out_dtypes = ["float32"]}, arena = array<i64: 0>}
         : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
-    %z = kernel.elementwise(%y) : (tensor<2x4xf32>) -> tensor<2x4xf32> {
+    %z = kernel.elementwise(%y) attributes {arena = array<i64: 256>}
+        : (tensor<2x4xf32>) -> tensor<2x4xf32> {
     ^bb0(%0: f32):
       %1 = kernel.scalar "relu" %0 : (f32) -> f32
       kernel.yield %1 : f32
@@ -217,7 +219,7 @@ def test_pack_cuda_records_and_host_fallback():
     from ember.compiler.pipeline import run_passes
 
     module = _module(_ATTENTION_256)
-    run_passes(module, ["convert-nn-to-kernel"])
+    run_passes(module, ["convert-nn-to-kernel", "plan-memory"])
     packed = pack(module, target_arch="sm_90")
     attention, relu = packed.manifest.steps
     assert (attention.device, attention.cuda) == ("cpu", None)
