@@ -153,19 +153,41 @@ def _median(fn, sync, repeats: int, inner: int = 10) -> float:
     return statistics.median(samples) * 1e3
 
 
-def sweep(model, feed, flops: float, torch_ms: float, repeats: int) -> None:
-    """Time the case once per GEMM tile (the direct conv tactic ignores the tile)."""
+def sweep_config(arch: str, tile: str):
+    """A strict FP32 build for `arch` with one GEMM tile forced on every conv/matmul
+    (select-tactics' `tile` option), not autotuned."""
+    from ember.compiler.builder import BuilderConfig
+
+    return BuilderConfig(target_arch=arch, autotune=False, forced_tile=tile)
+
+
+def sweep_tiles() -> list[str]:
+    """Every GEMM tile of `gemm_tiles` (TILES, then SWEEP_TILES) as select-tactics spells it."""
     from ember.codegen.templates import gemm_tiles
 
     tiles = [t for t, _, _ in gemm_tiles.TILES] + list(gemm_tiles.SWEEP_TILES)
-    try:
-        for tile in tiles:
-            gemm_tiles.forced_tile = tile
-            ms, _ = time_ember(ember_engine(model, "fp32"), feed, repeats)
-            print(f"    {str(tile):34} {ms:9.3f} {flops / ms / 1e9:8.1f} "
-                  f"{torch_ms / ms:6.2f}", flush=True)
-    finally:
-        gemm_tiles.forced_tile = None
+    return [",".join(str(v) for v in (t.bm, t.bn, t.bk, t.tm, t.tn)) for t in tiles]
+
+
+def sweep(model, feed, flops: float, torch_ms: float, repeats: int) -> None:
+    """Time the case once per GEMM tile; a case whose kernel has no FP32 GEMM tile (a direct
+    conv) prints the build's reason instead."""
+    from ember.codegen.templates.gemm_tiles import parse_tile
+    from ember.compiler.builder import build_model, detect_arch
+    from ember.errors import EmberError
+    from ember.runtime.engine import Runtime
+    from ember.runtime.plan import plan_bytes
+
+    arch = detect_arch()
+    for tile in sweep_tiles():
+        try:
+            plan = plan_bytes(*build_model(model, sweep_config(arch, tile)))
+        except EmberError as e:
+            print(f"    no sweep: {e}", flush=True)
+            return
+        ms, _ = time_ember(Runtime("cuda").deserialize_cuda_engine(plan), feed, repeats)
+        print(f"    {str(parse_tile(tile)):34} {ms:9.3f} {flops / ms / 1e9:8.1f} "
+              f"{torch_ms / ms:6.2f}", flush=True)
 
 
 def rel_l2(ours, reference) -> float:

@@ -6,6 +6,13 @@ choice (the template's best-estimated candidate, what codegen would pick by itse
 emits exactly that tactic. Steps with symbolic sizes are left to codegen, which picks theirs at
 the profile's opt shapes (and tunes small-shape variants). On the GPU the autotuner
 (`codegen/autotune.py`) still times candidates and overrides this choice in the plan.
+
+Options: `arch`, the build's target; `sms`, the multiprocessors the FP32 tiles' cost model fills
+(`gemm_tiles.SM_COUNT` unless given); `tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced
+on every conv/matmul without split-K, for a tactic sweep (`benchmarks/bench_kernels.py
+--sweep`). An option that cannot take effect on a kernel (a forced tile it has no such tactic
+for or that does not fit it, another SM count for tensor-core or symbolic kernels, whose cost
+models assume SM_COUNT) is an error naming the kernel.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from ember.codegen.templates import template_module
+from ember.codegen.templates import gemm_tiles, template_module
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp
+from ember.dialects.origin import origin_of
+from ember.errors import PassError
 from ember.runtime.symbolic import params_symbolic
 
-# templates whose module offers `tactics(params, arch)`, best estimated first
+# templates whose module offers `tactics(params, arch, sms)`, best estimated first
 TUNABLE = ("conv", "matmul")
 
 
@@ -33,14 +42,70 @@ class SelectTactics(ModulePass):
     """The build's target ("sm_90": FP16/BF16 GEMMs may take Hopper's wgmma tactics, which
     compile for sm_90a); empty: tactics every arch runs."""
 
+    sms: int = gemm_tiles.SM_COUNT
+    """Multiprocessors of the target GPU, as the FP32 tiles' cost model counts them."""
+
+    tile: str = ""
+    """An FP32 register tile "BM,BN,BK,TM,TN" (gemm_tiles' TILES or SWEEP_TILES) forced on
+    every conv/matmul, without split-K; empty: the cost model chooses."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
+        if self.sms < 1:
+            raise PassError(f"select-tactics: sms={self.sms} is not a multiprocessor count")
+        try:
+            forced = gemm_tiles.parse_tile(self.tile) if self.tile else None
+        except ValueError as e:
+            raise PassError(f"select-tactics: {e}") from None
         for op in module.walk():
             if not isinstance(op, LaunchOp) or op.template.data not in TUNABLE \
-                    or op.tactic is not None:
+                    or op.tactic is not None and forced is None:
                 continue
             params = attribute_value(op.params)
             if params_symbolic(params):
+                if forced is not None or self.sms != gemm_tiles.SM_COUNT:
+                    raise PassError(f"select-tactics: {_where(op)} has symbolic sizes: codegen "
+                                    "chooses its tactic at the profile's opt shapes, so "
+                                    f"{self._options()} cannot apply to it")
                 continue
-            options = template_module(op.template.data).tactics(params, self.arch or None)
-            if options:
+            options = template_module(op.template.data).tactics(params, self.arch or None,
+                                                                self.sms)
+            if self.sms != gemm_tiles.SM_COUNT and any("tile" not in o for o in options):
+                raise PassError(f"select-tactics: {_where(op)} has tensor-core tactics, whose "
+                                f"cost models assume {gemm_tiles.SM_COUNT} multiprocessors "
+                                f"(gemm_tiles.SM_COUNT): sms={self.sms} cannot apply to it")
+            if forced is not None:
+                op.properties["tactic"] = to_attribute(_forced(op, forced, params, options))
+            elif options:
                 op.properties["tactic"] = to_attribute(options[0])
+
+    def _options(self) -> str:
+        given = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                 for k, v in (("sms", self.sms), ("tile", self.tile))
+                 if v != getattr(SelectTactics, k)]
+        return " ".join(given)
+
+
+def _forced(op: LaunchOp, tile: gemm_tiles.Tile, params: dict, options: list[dict]) -> dict:
+    """The tactic of a forced tile for one kernel, or an error naming the kernel."""
+    if not any("tile" in o for o in options):
+        reason = ("it has tensor-core tactics only, no FP32 register tile" if options
+                  else "it has no GEMM tactic (a direct kernel)")
+        raise PassError(f"select-tactics: tile '{_spelled(tile)}' cannot be forced on "
+                        f"{_where(op)}: {reason}")
+    try:
+        gemm_tiles.tile_fits(tile, params)
+    except ValueError as e:
+        raise PassError(f"select-tactics: tile '{_spelled(tile)}' cannot be forced on "
+                        f"{_where(op)}: {e}") from None
+    return gemm_tiles.tactic_params(gemm_tiles.Gemm(tile))
+
+
+def _spelled(tile: gemm_tiles.Tile) -> str:
+    return ",".join(str(v) for v in (tile.bm, tile.bn, tile.bk, tile.tm, tile.tn))
+
+
+def _where(op: LaunchOp) -> str:
+    origin = origin_of(op)
+    return f"kernel.launch '{op.template.data}'" + (
+        f" (ONNX {', '.join(origin)})" if origin
+        else f" -> {', '.join(str(r.type) for r in op.results)}")

@@ -89,6 +89,13 @@ class BuilderConfig:
     # tactic selection). None: when the build targets the GPU present; True: required (an error
     # without that GPU); False: the cost model's choice, no timing.
     autotune: bool | None = None
+    # the target GPU's multiprocessors as select-tactics' FP32 cost model counts them (its
+    # `sms` option; None: gemm_tiles.SM_COUNT, an H100/H200). CUDA targets only.
+    sm_count: int | None = None
+    # one FP32 register tile "BM,BN,BK,TM,TN" forced on every conv/matmul, without split-K
+    # (select-tactics' `tile` option; benchmarks/bench_kernels.py --sweep). CUDA targets only,
+    # without autotuning (which would replace it).
+    forced_tile: str | None = None
 
     def set_flag(self, flag: BuilderFlag) -> None:
         self.flags |= flag
@@ -367,6 +374,11 @@ def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:
 
 
 def _should_autotune(config: BuilderConfig) -> bool:
+    if config.forced_tile is not None:
+        if config.autotune:
+            raise EmberError(f"forced_tile={config.forced_tile!r} and autotune=True: the "
+                             "autotuner would replace the forced tile")
+        return False
     if config.autotune is False:
         return False
     from ember.runtime.arch import parse_arch
@@ -388,7 +400,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
     cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
-    conv/matmul op); plan-memory (arena offsets) last.
+    conv/matmul op, with the config's `sm_count` and `forced_tile`); plan-memory (arena
+    offsets) last.
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
@@ -398,6 +411,11 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     from ember.passes.assign_precision import AssignPrecision
 
     precision = config.precision_options()
+    if config.target_arch is None:
+        given = [f for f in ("sm_count", "forced_tile") if getattr(config, f) is not None]
+        if given:
+            raise EmberError(f"BuilderConfig {', '.join(given)}: tactics are chosen for CUDA "
+                             "targets only; give target_arch")
 
     def with_precision(names: list[str]) -> list[str]:
         # before the passes that read element types (kmajor-matmul-weights) and the kernels
@@ -433,7 +451,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         if name == "select-tactics" and config.target_arch is not None:
             from ember.codegen.select_tactics import SelectTactics
 
-            passes.append(SelectTactics(arch=config.target_arch))
+            passes.append(SelectTactics(
+                arch=config.target_arch, tile=config.forced_tile or "",
+                **({} if config.sm_count is None else {"sms": config.sm_count})))
         elif name == "choose-formats" and config.target_arch is not None:
             from ember.passes.choose_formats import ChooseFormats
 

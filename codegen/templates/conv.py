@@ -46,7 +46,14 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import Operand, candidates, dense, gemm_for, mainloop
+from ember.codegen.templates.gemm_tiles import (
+    SM_COUNT,
+    Operand,
+    candidates,
+    dense,
+    gemm_for,
+    mainloop,
+)
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
@@ -512,9 +519,10 @@ def _tensor_core(params: dict) -> bool:
             and params.get("layout", "NCHW") in ("NCHW", "NHWC"))
 
 
-def tactics(params: dict, arch: str | None = None) -> list[dict]:
+def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[dict]:
     """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
-    build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels)."""
+    build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
+    the multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -529,7 +537,7 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
         _, _, a_op, b_op = _mma_operands(cv)
         return gemm_mma.candidates(m, n, cv.k_total, cv.groups, wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, params["out_dtypes"][0]))
-    fp32 = candidates(m, n, cv.k_total, cv.groups, params)
+    fp32 = candidates(m, n, cv.k_total, cv.groups, params, sms=sms)
     if _tf32_wgmma(params, cv, arch):
         return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups)
     return fp32

@@ -67,10 +67,10 @@ SWEEP_TILES: tuple[Tile, ...] = (
     Tile(64, 64, 8, 4, 4), Tile(64, 64, 8, 4, 8), Tile(64, 128, 8, 8, 8), Tile(128, 64, 8, 8, 8),
 )
 SHARED_LIMIT = 48 * 1024  # static shared memory a block may declare
-SM_COUNT = 132  # H100 SXM; the choice only needs the order of magnitude
+# multiprocessors the cost model fills (H100 SXM, H200); select-tactics{sms} gives another
+# count, the choice only needs the order of magnitude
+SM_COUNT = 132
 REGISTERS_PER_SM = 65536
-# set by a tactic sweep to force one tile on every GEMM emitted (None: choose by shape)
-forced_tile: Tile | None = None
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,13 @@ SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
 def estimated_cost(gemm: Gemm, eff: float, regs: int, m: int, n: int, k: int,
-                   batch: int) -> float:
-    """Relative time of a GEMM tactic: the busiest multiprocessor's blocks times a block's
-    work (its K slice, plus reading every slice back when split) over the tile's efficiency,
-    slowed where too few warps are resident to hide latency."""
+                   batch: int, sms: int = SM_COUNT) -> float:
+    """Relative time of a GEMM tactic on `sms` multiprocessors: the busiest one's blocks times
+    a block's work (its K slice, plus reading every slice back when split) over the tile's
+    efficiency, slowed where too few warps are resident to hide latency."""
     tile = gemm.tile
     blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch * gemm.splits
-    per_sm = -(-blocks // SM_COUNT)
+    per_sm = -(-blocks // sms)
     resident = min(per_sm, REGISTERS_PER_SM // (tile.threads * regs), 2048 // tile.threads)
     warps = resident * tile.threads // 32
     utilization = min(1.0, warps / 16) ** 0.5
@@ -124,7 +124,7 @@ def estimated_cost(gemm: Gemm, eff: float, regs: int, m: int, n: int, k: int,
 
 
 def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
-           itemsize: int = 4) -> list[Gemm]:
+           itemsize: int = 4, sms: int = SM_COUNT) -> list[Gemm]:
     """Every candidate tactic, least `estimated_cost` first (stable on ties). Tiles whose
     shared memory does not fit (float64's big tiles) are left out; split-K only where each
     slice keeps at least two BK steps."""
@@ -133,7 +133,8 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
         if tile.shared_bytes(itemsize) > SHARED_LIMIT:
             continue
         for gemm in split_choices(Gemm, tile, k, split_k):
-            scored.append((estimated_cost(gemm, eff, regs, m, n, k, batch), len(scored), gemm))
+            scored.append((estimated_cost(gemm, eff, regs, m, n, k, batch, sms), len(scored),
+                           gemm))
     return [g for _, _, g in sorted(scored)]
 
 
@@ -153,11 +154,9 @@ def split_choices(kind: type, tile, k: int, split_k: bool = True) -> list:
 
 
 def choose(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
-           itemsize: int = 4) -> Gemm:
+           itemsize: int = 4, sms: int = SM_COUNT) -> Gemm:
     """The tactic with the least `estimated_cost`."""
-    if forced_tile is not None:
-        return Gemm(forced_tile)
-    return ranked(m, n, k, batch, split_k, itemsize)[0]
+    return ranked(m, n, k, batch, split_k, itemsize, sms)[0]
 
 
 def tactic_params(gemm: Gemm) -> dict:
@@ -170,30 +169,51 @@ def _itemsize(params: dict) -> int:
     return 8 if params["out_dtypes"][0] == "float64" else 4
 
 
+def parse_tile(text: str) -> Tile:
+    """A tile as select-tactics{tile} spells it: "BM,BN,BK,TM,TN" (the order of a `tactic`'s
+    `tile`), one of TILES or SWEEP_TILES."""
+    try:
+        tile = Tile(*(int(v) for v in text.split(",")))
+    except (TypeError, ValueError):
+        raise ValueError(f"tile '{text}' is not BM,BN,BK,TM,TN (five integers)") from None
+    if tile not in [t for t, _, _ in TILES] + list(SWEEP_TILES):
+        known = " ".join(",".join(str(v) for v in (t.bm, t.bn, t.bk, t.tm, t.tn))
+                         for t in [t for t, _, _ in TILES] + list(SWEEP_TILES))
+        raise ValueError(f"tile '{text}' is not one of the GEMM tiles ({known})")
+    return tile
+
+
+def tile_fits(tile: Tile, params: dict) -> None:
+    """Refuse a tile whose shared memory does not fit a step's element type."""
+    if tile.shared_bytes(_itemsize(params)) > SHARED_LIMIT:
+        raise ValueError(f"tactic tile {tile} needs more than {SHARED_LIMIT} bytes of shared "
+                         f"memory for {params['out_dtypes'][0]}")
+
+
 def gemm_for(params: dict, m: int, n: int, k: int, batch: int) -> Gemm:
-    """The tactic a step's params name (`params["tactic"]`, set by the autotuner), else the
-    cost model's choice. A named tactic must be one of the candidate tiles and fit."""
+    """The tactic a step's params name (`params["tactic"]`: select-tactics' choice, the
+    autotuner's, or a tile a sweep forced), else the cost model's choice. A named tactic must
+    be one of the tiles (TILES or SWEEP_TILES) and fit."""
     # symbolic sizes: chosen for the profile's opt shapes; no split-K along a symbolic K
     split_k = not is_sym(k)
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     tactic = params.get("tactic")
-    if not tactic or forced_tile is not None:
+    if not tactic:
         return choose(m, n, k, batch, split_k=split_k, itemsize=_itemsize(params))
-    tile = Tile(*(int(v) for v in tactic["tile"]))
-    if tile not in [t for t, _, _ in TILES]:
-        raise ValueError(f"tactic tile {tile} is not one of the GEMM tiles")
-    if tile.shared_bytes(_itemsize(params)) > SHARED_LIMIT:
-        raise ValueError(f"tactic tile {tile} needs more than {SHARED_LIMIT} bytes of shared "
-                         "memory for this element type")
+    tile = parse_tile(",".join(str(int(v)) for v in tactic["tile"]))
+    tile_fits(tile, params)
     splits = int(tactic.get("splits", 1))
     if not 1 <= splits <= -(-k // tile.bk) or (splits > 1 and not split_k):
         raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
     return Gemm(tile, splits)
 
 
-def candidates(m: int, n: int, k: int, batch: int, params: dict, top: int = 4) -> list[dict]:
-    """The `top` tactics by estimated cost, as params["tactic"] values, for an autotuner."""
-    return [tactic_params(g) for g in ranked(m, n, k, batch, itemsize=_itemsize(params))[:top]]
+def candidates(m: int, n: int, k: int, batch: int, params: dict, top: int = 4,
+               sms: int = SM_COUNT) -> list[dict]:
+    """The `top` tactics by estimated cost on `sms` multiprocessors, as params["tactic"]
+    values, for select-tactics and the autotuner."""
+    return [tactic_params(g) for g in ranked(m, n, k, batch, itemsize=_itemsize(params),
+                                             sms=sms)[:top]]
 
 
 def choose_tile(m: int, n: int, batch: int = 1) -> Tile:

@@ -25,7 +25,7 @@ from ember.codegen.templates.elementwise import (
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.gemm_tiles import candidates, dense, gemm_for, mainloop
+from ember.codegen.templates.gemm_tiles import SM_COUNT, candidates, dense, gemm_for, mainloop
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
@@ -77,9 +77,10 @@ def _operands(params: dict) -> tuple:
     return a_op, b_op, a_bs, b_bs
 
 
-def tactics(params: dict, arch: str | None = None) -> list[dict]:
+def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[dict]:
     """The GEMM tactics worth timing for this step (best estimated first); `arch`: the build's
-    target (sm_90 adds Hopper's wgmma tiles where both operands are K-major)."""
+    target (sm_90 adds Hopper's wgmma tiles where both operands are K-major); `sms`: the
+    multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
     m, n, k, *_, batch = _geometry(params)
     dtype = params["out_dtypes"][0]
     if _tensor_core(params):
@@ -88,7 +89,7 @@ def tactics(params: dict, arch: str | None = None) -> list[dict]:
                                    and gemm_wgmma.usable(a_op, b_op, dtype))
     if dtype not in ("float32", "float64"):
         return []
-    fp32 = candidates(m, n, k, prod(batch), params)
+    fp32 = candidates(m, n, k, prod(batch), params, sms=sms)
     if _tf32_wgmma(params, arch):
         return gemm_wgmma.tf32_candidates(fp32, m, n, k, prod(batch))
     return fp32
