@@ -4,7 +4,7 @@ Every tensor gets a buffer: graph inputs and outputs are bound at run time, weig
 live in the `weights` section, activations take the arena offsets that plan-memory recorded on
 their kernel ops (`arena`, and the function's `ember.arena_bytes`), and views alias their base.
 Each step names its template, its parameters (the CPU executor's descriptor) and the ONNX nodes
-it came from.
+it came from. The manifest is built as the schema's dataclasses (runtime/manifest_schema.py).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ember.passes.plan_memory import (
     Interval,
     arena_conflicts,
 )
+from ember.runtime.manifest_schema import Buffer, Manifest, Step, Target, TensorInfo
 from ember.runtime.symbolic import dim_value, size_form
 
 
@@ -50,18 +51,17 @@ class _Buffer:
     name: str | None = None
     format: str = ""                # a 4-D tensor's format: its shape is in that byte order
 
-    def manifest(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "dtype": self.dtype,
-                               "shape": self.shape}
-        if self.format not in ("", "NCHW"):
-            out["format"] = self.format  # NCHW, ONNX's, goes without saying
-        if self.kind in ("weight", "arena"):
-            out["offset"] = self.offset
-        if self.base is not None:
-            out["base"] = self.base
-        if self.name is not None:
-            out["name"] = self.name
-        return out
+    def schema(self) -> Buffer:
+        return Buffer(self.id, self.kind, self.dtype, tuple(json_value(self.shape)),
+                      # NCHW, ONNX's, goes without saying
+                      format=self.format if self.format not in ("", "NCHW") else None,
+                      offset=self.offset if self.kind in ("weight", "arena") else None,
+                      base=self.base, name=self.name)
+
+    def io(self, name: str, value: SSAValue) -> TensorInfo:
+        """The graph input or output `name` bound to this buffer."""
+        return TensorInfo(name, self.dtype, tuple(json_value(self.shape)), self.id,
+                          _format(value, self.shape))
 
     def nbytes(self, symbols: dict[str, tuple[int, int, int]]) -> int:
         """Bytes at the profile's max shapes (a symbolic dim is a monomial, so a buffer is
@@ -75,7 +75,7 @@ class _PlanState:
     buffers: list[_Buffer] = field(default_factory=list)
     by_value: dict[SSAValue, _Buffer] = field(default_factory=dict)
     weights: bytearray = field(default_factory=bytearray)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     first_write: dict[int, int] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     symbols: dict[str, tuple[int, int, int]] = field(default_factory=dict)
@@ -103,13 +103,12 @@ class _PlanState:
         return buf
 
 
-def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
-               symbols: dict[str, tuple[int, int, int]] | None = None,
-               profiles: list[dict[str, Any]] | None = None,
-               ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and sections of a plan for a module at the kernel level. `symbols`: the
-    (min, opt, max) of each symbolic input dim (see builder._apply_profiles); `profiles`: the
-    optimization profiles, input name -> (min, opt, max) shapes, as the engine reports them."""
+def build_plan(module: ModuleOp, *, symbols: dict[str, tuple[int, int, int]] | None = None,
+               profiles: list[dict[str, Any]] | None = None) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest (a CPU plan's: target "any") and sections of a plan for a module at the
+    kernel level. `symbols`: the (min, opt, max) of each symbolic input dim (see
+    builder._apply_profiles); `profiles`: the optimization profiles, input name -> (min, opt,
+    max) shapes, as the engine reports them."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     store = weights_of(module)
     in_names, out_names = graph_io_names(module)
@@ -149,32 +148,23 @@ def build_plan(module: ModuleOp, *, target: dict[str, Any] | None = None,
     for name, value in zip(out_names, ret.arguments, strict=True):
         buf = state.by_value[value]
         state.last_read[state.root(buf).id] = len(state.steps)
-        outputs.append({"name": name, "dtype": buf.dtype, "shape": buf.shape,
-                        "format": _format(value, buf.shape), "buffer": buf.id})
+        outputs.append(buf.io(name, value))
     arena_bytes, activation_bytes = _memory_plan(fn, state)
-    inputs = [{"name": name, "dtype": state.by_value[arg].dtype,
-               "shape": state.by_value[arg].shape,
-               "format": _format(arg, state.by_value[arg].shape),
-               "buffer": state.by_value[arg].id}
-              for name, arg in zip(in_names, fn.body.block.args, strict=True)]
-    manifest = {
-        "ember_version": ember.__version__,
-        "target": target or {"device": "any"},
-        "inputs": inputs,
-        "outputs": outputs,
-        "buffers": [b.manifest() for b in state.buffers],
-        "arena_bytes": arena_bytes,
-        "activation_bytes": activation_bytes,
-        "weights_bytes": len(state.weights),
-        "steps": state.steps,
-    }
-    if state.symbols:
-        manifest["symbols"] = {k: list(v) for k, v in state.symbols.items()}
-        if state.constraints:
-            manifest["constraints"] = [list(c) for c in state.constraints]
-        manifest["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()}
-                                for p in profiles or []]
-    return json_value(manifest), {"weights": bytes(state.weights)}
+    symbolic = bool(state.symbols)
+    manifest = Manifest(
+        ember_version=ember.__version__, target=Target("any"),
+        inputs=tuple(state.by_value[arg].io(name, arg)
+                     for name, arg in zip(in_names, fn.body.block.args, strict=True)),
+        outputs=tuple(outputs), buffers=tuple(b.schema() for b in state.buffers),
+        arena_bytes=arena_bytes, activation_bytes=activation_bytes,
+        weights_bytes=len(state.weights), steps=tuple(state.steps),
+        symbols={k: tuple(json_value(v)) for k, v in state.symbols.items()} if symbolic
+        else None,
+        constraints=tuple(state.constraints) if symbolic and state.constraints else None,
+        profiles=tuple(json_value({name: [list(s) for s in shapes]
+                                   for name, shapes in p.items()}) for p in profiles or [])
+        if symbolic else None)
+    return manifest, {"weights": bytes(state.weights)}
 
 
 def _memory_plan(fn: func.FuncOp, state: _PlanState) -> tuple[int, int]:
@@ -251,12 +241,7 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
         state.first_write[b.id] = index
     template, params = kernel_step(op, state.symbols)
     _broadcast_constraints(state, template, params)
-    state.steps.append({
-        "name": f"{template}_{index}",
-        "template": template,
-        "params": params,
-        "inputs": [b.id for b in ins],
-        "outputs": [b.id for b in outs],
-        "origin": origin_of(op),
-    })
+    state.steps.append(Step(f"{template}_{index}", template, json_value(params),
+                            tuple(b.id for b in ins), tuple(b.id for b in outs),
+                            tuple(origin_of(op))))
 

@@ -103,7 +103,7 @@ def test_small_model_dump_replays_to_the_last_stage(tmp_path, capsys, shapes):
     with read_plan(tmp_path / "block.plan") as built:
         symbols = {k: tuple(v) for k, v in built.manifest.get("symbols", {}).items()}
         manifest, sections = build_plan(load_module(stages[-1]), symbols=symbols)
-        assert len(built.manifest["steps"]) == len(manifest["steps"])
+        assert len(built.manifest["steps"]) == len(manifest.steps)
         assert bytes(built.section("weights")) == bytes(sections["weights"])
     assert "conv.weight+" in stages[-1].read_text()  # BatchNorm folded into a new weight
 

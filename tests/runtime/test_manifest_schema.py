@@ -182,6 +182,18 @@ def _module(text: str):
     return parse_module(ember_context(), text)
 
 
+def test_the_plan_builder_builds_the_schema():
+    from ember.compiler.plan_builder import build_plan
+    from ember.runtime.manifest_schema import Target
+
+    manifest, sections = build_plan(_module(_MATMUL_RELU))
+    assert isinstance(manifest, Manifest) and manifest.target == Target("any")
+    assert [b.offset for b in manifest.buffers] == [None, None, 0, 256]  # plan-memory's
+    assert manifest.steps[1].params["region"]["ops"][0]["fn"] == "relu"
+    assert Manifest.from_json(manifest.to_json(),
+                              weights_bytes=len(sections["weights"])) == manifest
+
+
 def test_pack_kernel_ir_to_manifest_text():
     import ember
 
