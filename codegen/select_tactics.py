@@ -56,6 +56,9 @@ class SelectTactics(ModulePass):
             forced = gemm_tiles.parse_tile(self.tile) if self.tile else None
         except ValueError as e:
             raise PassError(f"select-tactics: {e}") from None
+        if forced is not None and self.sms != gemm_tiles.SM_COUNT:
+            raise PassError(f"select-tactics: tile='{self.tile}' forces every tactic, so "
+                            f"sms={self.sms} (the cost model's) would have no effect: give one")
         for op in module.walk():
             if not isinstance(op, LaunchOp) or op.template.data not in TUNABLE \
                     or op.tactic is not None and forced is None:

@@ -90,7 +90,8 @@ class BuilderConfig:
     # without that GPU); False: the cost model's choice, no timing.
     autotune: bool | None = None
     # the target GPU's multiprocessors as select-tactics' FP32 cost model counts them (its
-    # `sms` option; None: gemm_tiles.SM_COUNT, an H100/H200). CUDA targets only.
+    # `sms` option; None: gemm_tiles.SM_COUNT, an H100/H200). CUDA targets only, without
+    # autotuning (which times on the GPU present instead).
     sm_count: int | None = None
     # one FP32 register tile "BM,BN,BK,TM,TN" forced on every conv/matmul, without split-K
     # (select-tactics' `tile` option; benchmarks/bench_kernels.py --sweep). CUDA targets only,
@@ -374,10 +375,14 @@ def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:
 
 
 def _should_autotune(config: BuilderConfig) -> bool:
-    if config.forced_tile is not None:
+    # a forced tile or another SM count is for the cost model: the autotuner would time (and
+    # choose) for the GPU present instead
+    given = [f"{f}={getattr(config, f)!r}" for f in ("forced_tile", "sm_count")
+             if getattr(config, f) is not None]
+    if given:
         if config.autotune:
-            raise EmberError(f"forced_tile={config.forced_tile!r} and autotune=True: the "
-                             "autotuner would replace the forced tile")
+            raise EmberError(f"{', '.join(given)} and autotune=True: the autotuner would "
+                             "replace the cost model's choice they make")
         return False
     if config.autotune is False:
         return False
