@@ -444,6 +444,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     source = _format_source(config)
+    if source == "model" and config.sm_count is not None:
+        raise EmberError(f"BuilderConfig sm_count={config.sm_count}: choose-formats' cost model "
+                         "(codegen/format_costs.py) assumes gemm_tiles.SM_COUNT "
+                         "multiprocessors; give format_choice='preferred' with it")
     if source is not None and "choose-formats" not in names:
         names.insert(names.index("assign-layouts"), "choose-formats")
     if config.target_arch is not None and "fold-channel-pad" not in names:

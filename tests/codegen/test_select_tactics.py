@@ -79,7 +79,8 @@ def test_sm_count_is_the_cost_models():
     model, _, _ = _matmul(1024, 1024, 1024)
     chosen = {}
     for sms in (8, 132, 1000):
-        config = BuilderConfig(target_arch="sm_90", autotune=False, sm_count=sms)
+        config = BuilderConfig(target_arch="sm_90", autotune=False, sm_count=sms,
+                               format_choice="preferred")
         manifest, _ = build_model(model, config)
         chosen[sms] = manifest["steps"][0]["params"]["tactic"]
         assert chosen[sms] == gemm_tiles.tactic_params(gemm_tiles.choose(1024, 1024, 1024,
@@ -97,9 +98,12 @@ def test_sm_count_is_the_cost_models():
      "sm_count=100 and autotune=True: the autotuner would replace"),
     (BuilderConfig(target_arch="sm_90", autotune=False, forced_tile="64,64,16,8"),
      "tile '64,64,16,8' is not BM,BN,BK,TM,TN"),
-    (BuilderConfig(target_arch="sm_90", autotune=False, sm_count=8, forced_tile="64,64,16,8,4"),
+    (BuilderConfig(target_arch="sm_90", autotune=False, sm_count=8, forced_tile="64,64,16,8,4",
+                   format_choice="preferred"),
      "forces every tactic, so sms=8 .* would have no effect"),
-    (BuilderConfig(target_arch="sm_90", autotune=False, sm_count=0),
+    (BuilderConfig(target_arch="sm_90", autotune=False, sm_count=8),
+     "sm_count=8: choose-formats' cost model .* give format_choice='preferred'"),
+    (BuilderConfig(target_arch="sm_90", autotune=False, sm_count=0, format_choice="preferred"),
      "sms=0 is not a multiprocessor count"),
 ])
 def test_options_that_cannot_take_effect_are_errors(config, message):
