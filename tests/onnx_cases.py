@@ -33,6 +33,28 @@ def single_node_model(op_type: str, inputs: dict[str, np.ndarray], outputs: Sequ
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def attention_nodes() -> list[onnx.NodeProto]:
+    """BERT's self-attention core over inputs q, k, v [b, s, heads * d] and initializers heads
+    ([b, s, heads, d]), merged ([b, s, heads * d]), sqrt_d and mask: split into heads,
+    scores / sqrt_d + mask, softmax, P V, heads merged into y (what fuse-attention fuses)."""
+    n: list[onnx.NodeProto] = []
+
+    def node(op, ins, out, **attrs):
+        n.append(helper.make_node(op, ins, [out], **attrs))
+
+    for x, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        node("Reshape", [x, "heads"], f"{x}4")
+        node("Transpose", [f"{x}4"], f"{x}h", perm=perm)
+    node("MatMul", ["qh", "kh"], "scores")
+    node("Div", ["scores", "sqrt_d"], "scaled")
+    node("Add", ["scaled", "mask"], "masked")
+    node("Softmax", ["masked"], "p", axis=-1)
+    node("MatMul", ["p", "vh"], "ctx")
+    node("Transpose", ["ctx"], "ctx_t", perm=[0, 2, 1, 3])
+    node("Reshape", ["ctx_t", "merged"], "y")
+    return n
+
+
 def small_cnn(seed: int = 0) -> onnx.ModelProto:
     """Conv -> Relu -> MaxPool -> GlobalAveragePool -> Flatten -> MatMul -> Softmax, x [2,3,8,8],
     seeded weights (the same model every call)."""

@@ -53,6 +53,17 @@ def _mask_lines(params: dict, t: str) -> list[str]:
     return [f"                s += ({t}){load_float(f'in3[{index}]', params['in_dtypes'][3])};"]
 
 
+def title(params: dict) -> str:
+    """The first line of an attention kernel's text: its sizes, type and mask."""
+    (b, sq, _), (_, sk, _) = params["in_shapes"][:2]
+    heads, dim = int(params["num_heads"]), int(params["head_dim"])
+    mask = ""
+    if len(params["in_shapes"]) > 3:
+        mask = f", mask {params['in_shapes'][3]} {params['in_dtypes'][3]}"
+    return (f"attention {b}x{heads} heads of {dim}, {sq} queries x {sk} keys, "
+            f"{params['out_dtypes'][0]}{mask}")
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(d != dtype for d in params["in_dtypes"][:3]):
@@ -155,11 +166,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        }",
         "    }",
     ]
-    mask = ""
-    if len(params["in_shapes"]) > 3:
-        mask = f", mask {params['in_shapes'][3]} {params['in_dtypes'][3]}"
     text = source(
-        f"attention {b}x{heads} heads of {dim}, {sq} queries x {sk} keys, {dtype}{mask}",
+        title(params),
         [f"tactic: one block of {WARPS} warps per ({b} batch, {heads} heads, {q_tiles} tiles of "
          f"{BLOCK_Q} queries); {BLOCK_K}-key K/V tiles in shared memory; online softmax per row",
          f"q cols {qo}+ of {wq}, k cols {ko}+ of {wk}, v cols {vo}+ of {wv}; scale {scale}"],

@@ -328,11 +328,10 @@ def emit(name: str, params: dict) -> KernelSpec:
         "pack2(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);",
         "    }",
     ]
-    mask = ""
-    if len(params["in_shapes"]) > 3:
-        mask = f", mask {params['in_shapes'][3]} {params['in_dtypes'][3]}"
+    from ember.codegen.templates.attention import title
+
     text = source(
-        f"attention {b}x{heads} heads of {dim}, {sq} queries x {sk} keys, {dtype}{mask}",
+        title(params),
         [f"tactic: tensor cores (mma.sync m16n8k16, FP32 accumulation), FlashAttention-2: one "
          f"block of {WARPS} warps per ({b} batch, {heads} heads, {q_tiles} tiles of {BLOCK_Q} "
          f"queries), 16 query rows per warp",

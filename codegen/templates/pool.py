@@ -77,12 +77,7 @@ def emit(name: str, params: dict) -> KernelSpec:
                     f"{prod(spatial)};")
     body.append(f"        {acc_t} acc = {init};")
     indent = _window_loops(body, fn, kernel, strides, pads, dilations, first)
-    inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
-    index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
-    if fn == "avg" and include_pad:
-        padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
-                             for d in range(nd))
-        body.append(f"{indent}if ({padded}) ++count;")
+    inside, index = _window_position(body, indent, fn, spatial, channels, pads, include_pad)
     body.append(f"{indent}if ({inside}) {{")
     body.append(f"{indent}    const {acc_t} v = {load_float(f'x[{index}]', dtype)};")
     if fn == "max":
@@ -199,12 +194,7 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
              "        #pragma unroll",
              f"        for (int e = 0; e < {size}; ++e) acc[e] = {init};"]
     indent = _window_loops(body, fn, kernel, strides, pads, dilations, 1)
-    inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
-    index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
-    if fn == "avg" and include_pad:
-        padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
-                             for d in range(nd))
-        body.append(f"{indent}if ({padded}) ++count;")
+    inside, index = _window_position(body, indent, fn, spatial, channels, pads, include_pad)
     update = "if (v > acc[e] || v != v) acc[e] = v;" if fn == "max" else "acc[e] += v;"
     body += [f"{indent}if ({inside}) {{",
              f"{indent}    pack16 xv;  xv.v = __ldg((const uint4*)&x[{index}]);",
@@ -241,6 +231,21 @@ def _int_min(dtype: str) -> str:
 
     v = int(np.iinfo(np.dtype(dtype)).min)
     return "(-9223372036854775807LL - 1)" if dtype == "int64" else str(v)
+
+
+def _window_position(body: list[str], indent: str, fn: str, spatial: list, channels: int,
+                     pads: list[int], include_pad: bool) -> tuple[str, str]:
+    """Inside the window loops: (the test that input position `i<d>` is inside the input, its
+    offset from the image's first element); avg with count_include_pad counts every position
+    inside the pads (appended to `body`)."""
+    nd = len(spatial)
+    inside = " && ".join(f"(unsigned)i{d} < {spatial[d]}u" for d in range(nd)) or "true"
+    index = " + ".join(f"i{d} * {prod(spatial[d + 1:]) * channels}" for d in range(nd)) or "0"
+    if fn == "avg" and include_pad:
+        padded = " && ".join(f"i{d} >= -{pads[d]} && i{d} < {spatial[d] + pads[nd + d]}"
+                             for d in range(nd))
+        body.append(f"{indent}if ({padded}) ++count;")
+    return inside, index
 
 
 def _window_loops(body: list[str], fn: str, kernel, strides, pads, dilations,

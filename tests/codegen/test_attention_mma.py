@@ -25,6 +25,7 @@ from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 from tests.codegen import simt_emulator
+from tests.onnx_cases import attention_nodes
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 NP_TYPE = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -355,21 +356,7 @@ def test_bert_base_faster_than_the_cuda_core_kernel(monkeypatch) -> None:
 def _bert_attention_model(b: int, s: int, heads: int, dim: int):
     """Q, K, V [b, s, heads·dim] split into heads, scores / sqrt(dim) + mask [b, 1, 1, s],
     softmax, P V, heads merged (float16: fuse-attention reads the scale constant)."""
-    n = []
-
-    def node(op, ins, out, **attrs):
-        n.append(helper.make_node(op, ins, [out], **attrs))
-
-    for x, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
-        node("Reshape", [x, "heads"], f"{x}4")
-        node("Transpose", [f"{x}4"], f"{x}h", perm=perm)
-    node("MatMul", ["qh", "kh"], "scores")
-    node("Div", ["scores", "sqrt_d"], "scaled")
-    node("Add", ["scaled", "mask"], "masked")
-    node("Softmax", ["masked"], "p", axis=-1)
-    node("MatMul", ["p", "vh"], "ctx")
-    node("Transpose", ["ctx"], "ctx_t", perm=[0, 2, 1, 3])
-    node("Reshape", ["ctx_t", "merged"], "y")
+    n = attention_nodes()
     mask = np.zeros((b, 1, 1, s), np.float16)
     mask[0, ..., s - 5:] = -10000.0
     f16 = TensorProto.FLOAT16

@@ -38,6 +38,7 @@ from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.onnx_cases import attention_nodes
 
 F, I64 = TensorProto.FLOAT, TensorProto.INT64
 HALVES = {"float16": (TensorProto.FLOAT16, np.dtype(np.float16)),
@@ -139,21 +140,7 @@ def _attention(h, np_h):
     """Q, K, V [2, 5, 16] split into 2 heads of 8, scores / sqrt(8) + mask, softmax, PV, merge:
     fuse-attention makes one attention step."""
     b, s, heads, d = 2, 5, 2, 8
-    n = []
-
-    def node(op, ins, out, **attrs):
-        n.append(helper.make_node(op, ins, [out], **attrs))
-
-    for x, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
-        node("Reshape", [x, "heads"], f"{x}4")
-        node("Transpose", [f"{x}4"], f"{x}h", perm=perm)
-    node("MatMul", ["qh", "kh"], "scores")
-    node("Div", ["scores", "sqrt_d"], "scaled")
-    node("Add", ["scaled", "mask"], "masked")
-    node("Softmax", ["masked"], "p", axis=-1)
-    node("MatMul", ["p", "vh"], "ctx")
-    node("Transpose", ["ctx"], "ctx_t", perm=[0, 2, 1, 3])
-    node("Reshape", ["ctx_t", "merged"], "y")
+    n = attention_nodes()
     mask = np.zeros((b, 1, 1, s), np_h)
     mask[0, ..., 3:] = -10000.0
     return _model(n, [(x, [b, s, heads * d], h) for x in "qkv"], [("y", h)],
