@@ -93,12 +93,12 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
     if template == "conv":
         if p.get("layout") in (NHWC, NC4HW4):
             return p["layout"]
-        if packed and _depthwise(op) and shape[1] % 4 == 0:
+        if packed and depthwise(op) and shape[1] % 4 == 0:
             return NC4HW4
         if half_conv_nhwc and p["out_dtypes"][0] in ("float16", "bfloat16"):
             # depthwise too: its direct kernel reads neighbouring channels in NHWC, so the
             # tensor-core convs around it (MobileNetV2's) need no reformats
-            return (NHWC if (p.get("groups") == 1 or _depthwise(op)) and shape[1] % 8 == 0
+            return (NHWC if (p.get("groups") == 1 or depthwise(op)) and shape[1] % 8 == 0
                     else NCHW)
         if half_conv_nhwc and p.get("tf32"):  # TF32 tensor cores read 4-channel chunks
             return NHWC if p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
@@ -111,7 +111,7 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
     return None
 
 
-def _depthwise(op: LaunchOp) -> bool:
+def depthwise(op: LaunchOp) -> bool:
     """A conv with one input and one output channel per group (groups = C_in = C_out)."""
     p = attribute_value(op.params)
     x, w = static_shape(op.inputs[0]), static_shape(op.inputs[1])
@@ -466,7 +466,7 @@ class _Assigner:
                     op.operands[i] = self.broadcast(v, fmt, op)
                 elif fmt == NC4HW4 and op.template.data == "conv" and i == 1:
                     # OIHW (GEMM, address functions only) or packed (depthwise)
-                    packed = self._depthwise_weight(v) if _depthwise(op) else None
+                    packed = self._depthwise_weight(v) if depthwise(op) else None
                     if packed is not None:
                         op.operands[i] = packed
                         self.packed_weights.add(op)

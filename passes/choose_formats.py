@@ -42,8 +42,8 @@ from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import static_shape
 from ember.errors import PassError
 from ember.passes import assign_layouts
-from ember.passes.assign_layouts import _depthwise, is_reformat, packable, preferred_format
-from ember.passes.fold_channel_pad import _channel_pad
+from ember.passes.assign_layouts import depthwise, is_reformat, packable, preferred_format
+from ember.passes.fold_channel_pad import channel_pad
 from ember.passes.format_choice import (
     FORMAT_ATTR,
     FORMAT_COSTS_ATTR,
@@ -95,7 +95,7 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
         shapes = [static_shape(v) for v in (*op.inputs[:2], op.results[0])]
         if not all(s is not None and len(s) == 4 for s in shapes) or p.get("dynamic"):
             return [NCHW]
-        if int(p.get("groups", 1)) != 1 and not _depthwise(op):
+        if int(p.get("groups", 1)) != 1 and not depthwise(op):
             return [f for f in flex if f != NHWC]
         return flex
     pref = preferred_format(op, conv_nhwc=True)
@@ -217,7 +217,7 @@ class _Chooser:
             pairs[key] = cost
         for v, _, _ in found:
             if (v, NCHW, NHWC) in pairs and isinstance(v.owner, LaunchOp) \
-                    and _channel_pad(v.owner) is not None and len(list(v.uses)) == 1:
+                    and channel_pad(v.owner) is not None and len(list(v.uses)) == 1:
                 # fold-channel-pad makes an NCHW channel pad and this reformat one reformat:
                 # the pad kernel's time is saved
                 pairs[(v, NCHW, NHWC)] = max(pairs[(v, NCHW, NHWC)]

@@ -24,7 +24,7 @@ from ember.dialects.kernel import LaunchOp
 from ember.dialects.origin import origin_of, set_origin
 
 
-def _channel_pad(op: LaunchOp) -> int | None:
+def channel_pad(op: LaunchOp) -> int | None:
     """The padded channel count of a constant-zero pad of dim 1's end only, else None."""
     p = attribute_value(op.params)
     pads = [int(x) for x in p.get("pads", [])]
@@ -50,7 +50,7 @@ class FoldChannelPad(ModulePass):
             if params.get("reformat") != "NCHW->NHWC" or not isinstance(pad, LaunchOp) \
                     or pad.results[0].uses.get_length() != 1:
                 continue
-            padded = _channel_pad(pad)
+            padded = channel_pad(pad)
             if padded is None:
                 continue
             pad_params = attribute_value(pad.params)

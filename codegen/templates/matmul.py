@@ -5,6 +5,8 @@ accumulation; FP32 allowed TF32: `gemm_wgmma` too. The tactic is the step's, els
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ember.codegen.scalar_c import c_type, is_half
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
@@ -117,6 +119,25 @@ def _batch_offsets(batch: list, a_bs: list, b_bs: list) -> list[str]:
     return body + [f"    const size_t a_base = {a_off};", f"    const size_t b_base = {b_off};"]
 
 
+def _output_index(m, n) -> Callable[[str, str], str]:
+    """The flat output index of C[row, col] of batch `b`."""
+    return lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}"
+
+
+def _element_store(params: dict, m, n, acc_type: str) -> Callable[[str, str, str, str], list[str]]:
+    """The GEMM loops' `store(row, col, value, indent)`: one output through the epilogue, the
+    value held in `acc_type`."""
+    index = _output_index(m, n)
+
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        return [f"{indent}const size_t oi = {index(row, col)};",
+                f"{indent}{acc_type} acc = {value};",
+                *epilogue_lines(params, "acc", "oi", indent),
+                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
+
+    return store
+
+
 def _emit_mma(name: str, params: dict) -> KernelSpec:
     """Tensor cores: FP16/BF16 (mma.sync or wgmma), or FP32 as TF32 (wgmma, the tactic names
     it)."""
@@ -129,16 +150,10 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     body = [f"    const int b = blockIdx.z / {splits};"]
     body += _batch_offsets(batch, a_bs, b_bs)
 
-    def store(row: str, col: str, value: str, indent: str) -> list[str]:
-        return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
-                f"{indent}float acc = {value};",
-                *epilogue_lines(params, "acc", "oi", indent),
-                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
-
+    store = _element_store(params, m, n, "float")
     # staged 16-byte stores hold the kernel's own type: a fused cast stores element-wise
     staged = stored_dtype(params) == dtype and gemm_epilogue.row_store(
-        params, dtype, n, [], lambda row, col: f"(size_t)b * {m * n} + (size_t){row} * {n} + {col}",
-        lambda col: col)
+        params, dtype, n, [], _output_index(m, n), lambda col: col)
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m, n, k, a_op, b_op, dtype, m0, n0, staged or store)
@@ -190,12 +205,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     body = [f"    const int b = blockIdx.z / {gemm.splits};"]
     body += _batch_offsets(batch, a_bs, b_bs)
 
-    def store(row: str, col: str, value: str, indent: str) -> list[str]:
-        return [f"{indent}const size_t oi = (size_t)b * {m * n} + (size_t){row} * {n} + {col};",
-                f"{indent}{c_type(dtype)} acc = {value};",
-                *epilogue_lines(params, "acc", "oi", indent),
-                f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
-
+    store = _element_store(params, m, n, c_type(dtype))
     body += mainloop(gemm, m, n, k, a_op, b_op, dtype, f"blockIdx.y * {tile.bm}",
                      f"blockIdx.x * {tile.bn}", store)
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a={int(ta)} "

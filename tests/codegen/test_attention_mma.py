@@ -170,7 +170,10 @@ def test_only_a_partial_key_tile_checks_the_bound() -> None:
 
 # -- on emulated warps (CPU, g++) ----------------------------------------------------------------
 
-needs_gxx = pytest.mark.skipif(not simt_emulator.available(), reason="no g++")
+needs_gxx = pytest.mark.skipif(
+    not simt_emulator.available(),
+    reason="g++ not found: these tests run the kernels' CUDA C on emulated warps compiled with g++ "
+           "(install g++ to run them without a GPU)")
 EMULATED = [("bool_mask_fully_masked_row", "float16"), ("d48_ragged", "float16"),
             ("bool_mask_float_min", "float16"), ("additive_f32_min_mask", "float16"),
             ("sq_ne_sk", "float16"), ("additive_f32_mask_1hqk", "bfloat16"),

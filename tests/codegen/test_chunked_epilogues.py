@@ -14,7 +14,10 @@ from ember.codegen.templates import conv
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from tests.codegen import simt_emulator
 
-needs_gxx = pytest.mark.skipif(not simt_emulator.available(), reason="no g++")
+needs_gxx = pytest.mark.skipif(
+    not simt_emulator.available(),
+    reason="g++ not found: these tests run the kernels' CUDA C on emulated warps compiled with g++ "
+           "(install g++ to run them without a GPU)")
 NP = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32}
 
 
