@@ -4,20 +4,18 @@ A template that has choices exposes `tactics(params) -> [tactic, ...]` (best est
 each tactic is a small dict the template reads back from `params["tactic"]`. For every such step
 with two or more candidates, every candidate kernel is compiled (NVRTC, in parallel, cached),
 launched on random inputs in device buffers of the step's shapes, and timed with CUDA events;
-the fastest is returned (`Tuning.choices`, which `Tuning.apply` writes into copies of the
-steps' params for the packer, compiler/pack.py), so `plan_kernels` emits it and the plan
-records the choice. A candidate is chosen only if it computes what the others do: its output
-(poisoned with NaN before it runs) is compared with that of the first candidate that ran
-(the cost model's choice); one with unwritten or non-finite elements, or more than
-`AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in a timing cache
-(`tactics.json` beside the NVRTC cache, keyed by GPU name, template and parameters), so
+the fastest is returned (`Tuning.choices`: select-tactics sets them on the kernel ops, so
+emit-cuda emits them and the plan records them). A candidate is chosen only if it computes
+what the others do: its output (poisoned with NaN before it runs) is compared with that of the
+first candidate that ran (the cost model's choice); one with unwritten or non-finite elements,
+or more than `AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in a timing
+cache (`tactics.json` beside the NVRTC cache, keyed by GPU name, template and parameters), so
 rebuilding a model times nothing twice. `time_kernels` times whole kernels (the fastest of
 their tactics) for choose-formats, which compares a kernel's formats by their times.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -27,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ember.codegen.emit_cuda import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.nvrtc import compile_many
-from ember.codegen.plan_kernels import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
 from ember.errors import CompileError, EmberError
 from ember.runtime.cpu_kernels.common import stored_dtype
@@ -58,7 +56,7 @@ def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, 
     """(the step as timed, where in its params the tactic goes). A step with symbolic dims is
     timed as a static kernel at the profile's opt shapes ("tactic", which its kernel uses), and
     a conv/matmul also with each set of its symbols at their min ("tactic_small"[set], for its
-    small-shape kernels, see plan_kernels._small_variants)."""
+    small-shape kernels, see emit_cuda.small_variants)."""
     if not symbols or not params_symbolic(step["params"]):
         return [(step, ("tactic",))]
     opt = {k: v[1] for k, v in symbols.items()}
@@ -71,13 +69,6 @@ def _timing_points(step: dict[str, Any], symbols: dict) -> list[tuple[dict[str, 
             for values, slot in points]
 
 
-def _put(params: dict[str, Any], slot: tuple, value: dict) -> None:
-    if len(slot) == 1:
-        params[slot[0]] = value
-    else:
-        params.setdefault(slot[0], {})[slot[1]] = value
-
-
 @dataclass
 class Tuning:
     """The autotuner's result: counts (steps tuned, kernels timed, steps answered from the
@@ -88,19 +79,6 @@ class Tuning:
         default_factory=lambda: {"steps": 0, "timed": 0, "cached": 0, "failed": 0,
                                  "rejected": 0})
     choices: list[tuple[int, tuple, dict]] = field(default_factory=list)
-
-    def apply(self, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The steps with the chosen tactics in their params (copies: `steps` stay as they
-        are)."""
-        out = [dict(s) for s in steps]
-        touched: set[int] = set()
-        for index, slot, tactic in self.choices:
-            if index not in touched:
-                touched.add(index)
-                params = copy.deepcopy(out[index]["params"])
-                out[index]["params"] = params
-            _put(out[index]["params"], slot, tactic)
-        return out
 
 
 def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
@@ -238,7 +216,8 @@ def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
 
 def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> Tuning:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
-    Reads `manifest`'s steps and symbols, writes nothing into them. Returns the choices and
+    Reads `manifest`'s "steps" (as plan steps: name, template, params, origin) and "symbols"
+    (name -> [min, opt, max]), writes nothing into them. Returns the choices and
     the counts: steps tuned, kernels timed, steps answered from the timing cache, candidates
     that failed to launch, and candidates rejected for computing something else than the
     reference candidate (neither is chosen; the counts show in the plan's "autotune")."""

@@ -5,13 +5,18 @@ kernel; the plan (codegen/plan_kernels.py), the autotuner and this pass all emit
 After the pass every `kernel.launch` / `kernel.elementwise` is followed by a `kernel.cuda` op
 holding its kernel's name, launch geometry and source (the op's own, rerunning the pass replaces
 them), or, where its template has no CUDA kernel for it, carries `cuda_fallback = "<reason>"`
-(the plan runs that step on the host).
+(the plan runs that step on the host). A conv/matmul with symbolic sizes also gets kernels for
+the profile's small shapes (each a `kernel.cuda` with `when`: symbol -> the largest value it
+runs for), most specific first, with the autotuner's `small_tactics` where it timed them. The
+symbols' ranges are the module's profile (`ember.symbols`) unless the `symbols` option gives
+them. The packer compiles these kernels as they stand (compiler/pack.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +24,15 @@ from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, IntAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    IntAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    i64,
+)
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -29,10 +42,11 @@ from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bound
 from ember.codegen.templates import KernelSpec, emitter, size_arguments
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
+from ember.dialects.symbol_ranges import symbol_ranges
 from ember.dialects.tensor_types import shape_of
 from ember.errors import EmberError, PassError, UnsupportedError
 from ember.runtime.manifest import decode
-from ember.runtime.symbolic import dim_symbols, expr_text, params_symbolic
+from ember.runtime.symbolic import dim_symbols, expr_from_text, expr_text, params_symbolic
 
 _PLACEHOLDER = "__ember_kernel__"
 
@@ -119,7 +133,7 @@ class EmitCuda(ModulePass):
     symbols: str = ""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
-        bounds = parse_symbol_ranges(self.symbols)
+        bounds = parse_symbol_ranges(self.symbols) if self.symbols else symbol_ranges(module)
         for op in [op for op in module.walk() if isinstance(op, CudaOp)]:
             Rewriter.erase_op(op)
         for fn in module.ops:
@@ -136,7 +150,8 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
                         if isinstance(d, str) for s in dim_symbols(d) if s not in bounds})
     if unbounded:
         raise PassError(f"emit-cuda: {op.name} (kernel {index}{_origin(op)}) has symbolic "
-                        f"sizes {unbounded}: give their ranges, as in "
+                        f"sizes {unbounded} that the module's profile (ember.symbols) does not "
+                        f"bound: give their ranges, as in "
                         f"emit-cuda{{symbols=\"{unbounded[0]}=MIN:OPT:MAX\"}}")
     template, params = kernel_step(op, bounds)
     step = {"name": f"{template}_{index}", "template": template, "params": json_value(params),
@@ -147,6 +162,16 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
     except UnsupportedError as e:
         op.attributes["cuda_fallback"] = StringAttr(str(e))
         return
+    at = op
+    for when, kernel, emitted in [(None, name, spec), *small_variants(step, bounds, name)]:
+        cuda = CudaOp.create(operands=list(op.results),
+                             properties=_cuda_props(kernel, emitted, when))
+        Rewriter.insert_op(cuda, InsertPoint.after(at))
+        at = cuda
+
+
+def _cuda_props(name: str, spec: KernelSpec, when: dict[str, int] | None
+                ) -> dict[str, Attribute]:
     props: dict[str, Attribute] = {
         "kernel": StringAttr(name),
         "grid": ArrayAttr([IntAttr(g) if isinstance(g, int) else StringAttr(expr_text(g))
@@ -159,8 +184,73 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
                                       IntAttr(int(spec.workspace_bytes))])
     if spec.size_args:
         props["sizes"] = ArrayAttr([StringAttr(s) for s in spec.size_args])
-    cuda = CudaOp.create(operands=list(op.results), properties=props)
-    Rewriter.insert_op(cuda, InsertPoint.after(op))
+    if when is not None:
+        props["when"] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in when.items()})
+    return props
+
+
+def spec_of(cuda: CudaOp) -> KernelSpec:
+    """The kernel a `kernel.cuda` op records, as its template emitted it (grid expressions as
+    JSON, see ember.runtime.symbolic)."""
+    scratch = [s.data for s in cuda.scratch] if cuda.scratch is not None else [0, 0]
+    return KernelSpec(
+        cuda.source.data,
+        tuple(g.data if isinstance(g, IntAttr) else expr_from_text(g.data) for g in cuda.grid),
+        tuple(b.data for b in cuda.block), cuda.shared.data, scratch[0], scratch[1],
+        tuple(z.data for z in cuda.sizes) if cuda.sizes is not None else ())
+
+
+# templates whose tactic (tile, split-K) depends on the shape: a symbolic step also gets a
+# kernel tuned for the profile's small shapes
+VARIANT_TEMPLATES = ("conv", "matmul")
+
+
+def small_subsets(params: Mapping[str, Any], symbols: Mapping[str, tuple[int, int, int]]
+                  ) -> list[tuple[str, ...]]:
+    """The sets of a step's symbols that get a kernel tuned for their min, most specific first:
+    every non-empty subset of the symbols its shapes use whose min is well below opt (one set of
+    all of them where there are more than two)."""
+    shapes = [*params.get("in_shapes", []), *params.get("out_shapes", [])]
+    used = sorted({p for shape in shapes if shape for d in shape for p in dim_symbols(d)
+                   if p in symbols})
+    varying = [s for s in used if symbols[s][0] < symbols[s][1]
+               and small_threshold(symbols[s]) >= symbols[s][0]]
+    if len(varying) > 2:
+        return [tuple(varying)]
+    return [c for r in range(len(varying), 0, -1) for c in itertools.combinations(varying, r)]
+
+
+def small_threshold(bounds: tuple[int, int, int]) -> int:
+    """A symbol counts as small up to ⌊√(min · opt)⌋."""
+    return int((bounds[0] * bounds[1]) ** 0.5)
+
+
+def small_variants(step: dict[str, Any], symbols: Mapping[str, tuple[int, int, int]],
+                   primary: str) -> list[tuple[dict[str, int], str, KernelSpec]]:
+    """A conv/matmul step with symbolic dims is tuned for the profile's opt shapes; where some
+    of its symbols may go well below opt, more kernels are tuned with those at their min (the
+    autotuner's `tactic_small[<symbols>]`, else the cost model's choice there). Each runs while
+    its symbols are at most ⌊√(min · opt)⌋, the most specific first (the step's "variants",
+    picked per binding). Kernels equal to the primary (`primary`: its name) or to one already
+    listed are left out."""
+    if step.get("template") not in VARIANT_TEMPLATES or not params_symbolic(step["params"]):
+        return []
+    tuned = step["params"].get("tactic_small") or {}
+    params = {k: v for k, v in step["params"].items() if k not in ("tactic", "tactic_small")}
+    out: list[tuple[dict[str, int], str, KernelSpec]] = []
+    seen = {primary}
+    for subset in small_subsets(step["params"], symbols):
+        small = {k: (lo, lo if k in subset else opt, hi) for k, (lo, opt, hi) in symbols.items()}
+        tactic = tuned.get(",".join(subset)) if isinstance(tuned, Mapping) else None
+        try:
+            name, spec = emit_step(dict(step, params={**params, **(
+                {"tactic": tactic} if tactic else {})}), small)
+        except (UnsupportedError, EmberError):
+            continue
+        if name not in seen:
+            seen.add(name)
+            out.append(({z: small_threshold(symbols[z]) for z in subset}, name, spec))
+    return out
 
 
 def _origin(op: LaunchOp | ElementwiseOp) -> str:

@@ -80,14 +80,17 @@ def region_descriptor(block: Block) -> dict[str, Any]:
 
 def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, int, int]]
                 ) -> tuple[str, dict[str, Any]]:
-    """(template, params) of a kernel op: a launch's params with its tactic (select-tactics)
-    and epilogue (with `out_dtype`, the type it stores, where that is not the kernel's own
-    result type: a fused cast); an elementwise op's region over its operands' buffer shapes and
-    dtypes. Shapes are `plan_shape`s over `symbols`; values are Python data (see `json_value`)."""
+    """(template, params) of a kernel op: a launch's params with its tactic (select-tactics;
+    its `small_tactics` as "tactic_small") and epilogue (with `out_dtype`, the type it stores,
+    where that is not the kernel's own result type: a fused cast); an elementwise op's region
+    over its operands' buffer shapes and dtypes. Shapes are `plan_shape`s over `symbols`;
+    values are Python data (see `json_value`)."""
     if isinstance(op, LaunchOp):
         params = attribute_value(op.params)
         if op.tactic is not None:
             params["tactic"] = attribute_value(op.tactic)
+        if op.small_tactics is not None:  # the autotuner's, for small-shape variants
+            params["tactic_small"] = attribute_value(op.small_tactics)
         if op.epilogue is not None:
             # value 0 is the kernel's own result, 1.. the trailing (extra) inputs
             extra = op.epilogue_inputs

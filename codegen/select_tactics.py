@@ -4,15 +4,23 @@ After this pass every `kernel.launch` of a template with tactic choices (conv, m
 split-K) and static shapes carries `tactic = {splits = ..., tile = [...]}`, the cost model's
 choice (the template's best-estimated candidate, what codegen would pick by itself), and codegen
 emits exactly that tactic. Steps with symbolic sizes are left to codegen, which picks theirs at
-the profile's opt shapes (and tunes small-shape variants). On the GPU the autotuner
-(`codegen/autotune.py`) still times candidates and overrides this choice in the plan.
+the profile's opt shapes (and tunes small-shape variants).
+
+With `autotune` (a build for the GPU present) the candidates of every conv/matmul are then
+timed on that GPU (`codegen/autotune.py`, with its timing cache) and the fastest replaces the
+cost model's `tactic`; a symbolic kernel gets the tactic timed at the profile's opt shapes and
+`small_tactics` ("N,S" -> tactic) for its small-shape variants, timed at those symbols' min
+(the profile's ranges: the module's `ember.symbols`). The counts (kernels tuned, timed, answered
+from the cache, failed, rejected) are the module's `ember.autotune`, which the plan reports.
 
 Options: `arch`, the build's target; `sms`, the multiprocessors the FP32 tiles' cost model fills
 (`gemm_tiles.SM_COUNT` unless given); `tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced
 on every conv/matmul without split-K, for a tactic sweep (`benchmarks/bench_kernels.py
---sweep`). An option that cannot take effect on a kernel (a forced tile it has no such tactic
-for or that does not fit it, another SM count for tensor-core or symbolic kernels, whose cost
-models assume SM_COUNT) is an error naming the kernel.
+--sweep`); `autotune`, time candidates on the GPU present, which must be `arch`. An option
+that cannot take effect on a kernel (a forced tile it has no such tactic for or that does not
+fit it, another SM count for tensor-core or symbolic kernels, whose cost models assume
+SM_COUNT) is an error naming the kernel; so is autotune with `tile` or `sms` (the autotuner
+would replace the choice they make).
 """
 
 from __future__ import annotations
@@ -20,14 +28,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from ember.codegen.kernel_step import json_value, kernel_step
 from ember.codegen.templates import gemm_tiles, template_module
 from ember.dialects.attributes import attribute_value, to_attribute
-from ember.dialects.kernel import LaunchOp
+from ember.dialects.kernel import ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
+from ember.dialects.symbol_ranges import symbol_ranges
 from ember.errors import PassError
+from ember.runtime.arch import parse_arch
 from ember.runtime.symbolic import params_symbolic
 
 # templates whose module offers `tactics(params, arch, sms)`, best estimated first
@@ -49,7 +61,17 @@ class SelectTactics(ModulePass):
     """An FP32 register tile "BM,BN,BK,TM,TN" (gemm_tiles' TILES or SWEEP_TILES) forced on
     every conv/matmul, without split-K; empty: the cost model chooses."""
 
+    autotune: bool = False
+    """Time each conv/matmul's candidates on the GPU present (an `arch` GPU) and keep the
+    fastest; off: the cost model's choice stands."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
+        if self.autotune and not self.arch:
+            raise PassError("select-tactics: autotune needs arch, the GPU present's (e.g. "
+                            "sm_90)")
+        if self.autotune and self._options():
+            raise PassError(f"select-tactics: autotune and {self._options()}: the autotuner "
+                            "would replace the cost model's choice they make")
         if self.sms < 1:
             raise PassError(f"select-tactics: sms={self.sms} is not a multiprocessor count")
         try:
@@ -80,12 +102,53 @@ class SelectTactics(ModulePass):
                 op.properties["tactic"] = to_attribute(_forced(op, forced, params, options))
             elif options:
                 op.properties["tactic"] = to_attribute(options[0])
+        if self.autotune:
+            _autotune(module, self.arch)
 
     def _options(self) -> str:
         given = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                  for k, v in (("sms", self.sms), ("tile", self.tile))
                  if v != getattr(SelectTactics, k)]
         return " ".join(given)
+
+
+AUTOTUNE_COUNTS = "ember.autotune"  # module attribute: the autotuner's counts, for the plan
+
+
+def gpu_arch() -> str | None:
+    """The arch of the GPU present ("sm_90"), None without one."""
+    from ember.runtime.cuda import Device, cuda_available
+
+    return Device(0).arch if cuda_available() else None
+
+
+def _autotune(module: ModuleOp, arch: str) -> None:
+    """Time every tunable kernel's candidates on the GPU present and set the fastest."""
+    from ember.codegen.autotune import autotune
+
+    present = gpu_arch()
+    if present is None or parse_arch(present) != parse_arch(arch):
+        raise PassError(f"select-tactics: autotune times tactics on a {arch} GPU; the GPU "
+                        f"here is {present or 'absent'}")
+    ranges = symbol_ranges(module)
+    kernels = [op for fn in module.ops if isinstance(fn, func.FuncOp)
+               for op in fn.body.block.ops if isinstance(op, LaunchOp | ElementwiseOp)]
+    steps = []
+    for index, op in enumerate(kernels):
+        template, params = kernel_step(op, ranges)
+        steps.append({"name": f"{template}_{index}", "template": template,
+                      "params": json_value(params), "origin": origin_of(op)})
+    tuning = autotune({"steps": steps, "symbols": {k: list(v) for k, v in ranges.items()}},
+                      arch)
+    small: dict[int, dict[str, dict]] = {}
+    for index, slot, tactic in tuning.choices:
+        if slot == ("tactic",):
+            kernels[index].properties["tactic"] = to_attribute(tactic)
+        else:
+            small.setdefault(index, {})[slot[1]] = tactic
+    for index, tactics in small.items():
+        kernels[index].properties["small_tactics"] = to_attribute(tactics)
+    module.attributes[AUTOTUNE_COUNTS] = to_attribute(tuning.stats)
 
 
 def _forced(op: LaunchOp, tile: gemm_tiles.Tile, params: dict, options: list[dict]) -> dict:

@@ -23,8 +23,8 @@ from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pack import pack
 from ember.compiler.pipeline import AfterPass, resolve_passes, run_passes
+from ember.dialects.symbol_ranges import set_symbol_ranges
 from ember.errors import EmberError, UnsupportedError
-from ember.passes.fold_constants import set_symbol_maxima
 from ember.runtime.plan import plan_bytes
 
 
@@ -349,16 +349,14 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     _check_layer_names(proto, config)
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
-    if symbols:  # passes that must keep a symbol in range read its max (fold-constants)
-        set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
+    if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)
+        set_symbol_ranges(module, symbols)
     if dump is not None:
         dump.run(module, passes, after_pass=after_pass)
     else:
         run_passes(module, passes, after_pass=after_pass)
-    packed = pack(module, symbols=symbols, profiles=[p.shapes for p in config.profiles],
-                  target_arch=config.target_arch,
-                  autotune=config.target_arch is not None and _should_autotune(config),
-                  cpu_fallback=config.allow_cpu_fallback)
+    packed = pack(module, profiles=[p.shapes for p in config.profiles],
+                  target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback)
     return packed.manifest.to_json(), dict(packed.sections)
 
 
@@ -405,8 +403,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
     cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
-    conv/matmul op, with the config's `sm_count` and `forced_tile`); plan-memory (arena
-    offsets) last.
+    conv/matmul op, with the config's `sm_count` and `forced_tile`; timed on the GPU present
+    when the build autotunes); then plan-memory (arena offsets) and, for a CUDA target,
+    emit-cuda (each kernel's CUDA C, or its host fallback), which the packer compiles.
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
@@ -438,7 +437,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
 
     if not config.optimize:
         return [make(n) for n in with_precision(resolve_passes("unoptimized"))] + [
-            make("plan-memory")]
+            make("plan-memory")] + ([make("emit-cuda")] if config.target_arch else [])
     names = resolve_passes(config.pipeline)
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
@@ -462,6 +461,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
 
             passes.append(SelectTactics(
                 arch=config.target_arch, tile=config.forced_tile or "",
+                autotune=_should_autotune(config),
                 **({} if config.sm_count is None else {"sms": config.sm_count})))
         elif name == "choose-formats" and config.target_arch is not None:
             from ember.passes.choose_formats import ChooseFormats
@@ -481,8 +481,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 half_conv_nhwc=config.target_arch is not None,
                 packed=assign_layouts.PACKED_FORMAT if config.packed_format is None
                 else config.packed_format))
-    if "plan-memory" not in names:  # last: the offsets are of the final kernels
+    if "plan-memory" not in names:  # the offsets are of the final kernels
         passes.append(make("plan-memory"))
+    if config.target_arch is not None and "emit-cuda" not in names:
+        passes.append(make("emit-cuda"))
     return passes
 
 
@@ -508,9 +510,9 @@ def _format_source(config: BuilderConfig) -> str | None:
 
 def detect_arch() -> str | None:
     """The arch of GPU 0 (e.g. "sm_90"), or None where there is no GPU."""
-    from ember.runtime.cuda import Device, cuda_available
+    from ember.codegen.select_tactics import gpu_arch
 
-    return Device(0).arch if cuda_available() else None
+    return gpu_arch()
 
 
 PRECISION_OPTIONS = ("fp16", "bf16", "tf32", "layer_precisions", "layer_output_types",

@@ -6,16 +6,25 @@ Weights: a `.mlir` input brings the weights its resource section holds (`{-# dia
 "weights.npz"}} #-}`, a file beside the input, as `--dump-dir` writes); the output refers to that
 file again while it holds every weight the result uses, and elides them otherwise, unless
 `--print-weights`. An input with locations (`loc(...)`, ops' ONNX origins, as dumped stages
-have) prints them back, as `--print-debuginfo` does."""
+have) prints them back, as `--print-debuginfo` does.
+
+`-t manifest` prints the plan manifest that the packer makes of the final IR (JSON, an entry
+per line):
+`-t manifest` a CPU plan's, `-t 'manifest{arch="sm_90"}'` a GPU plan's (its kernels compiled
+by NVRTC, which needs no GPU), so the packer is tested as text like the passes."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.targets import Target
 from xdsl.utils.arg_spec import parse_spec
 from xdsl.xdsl_opt_main import xDSLOptMain
 
@@ -24,6 +33,36 @@ from ember.dialects.weights import parse_module, weights_section
 from ember.passes import available_passes
 
 _LOCATION = re.compile(r"\bloc\(")
+
+
+@dataclass(frozen=True)
+class ManifestTarget(Target):
+    """The packed plan's manifest (compiler/pack.py), as JSON."""
+
+    name = "manifest"
+    arch: str = ""
+
+    def emit(self, ctx: Context, module: ModuleOp, output: IO[str]) -> None:
+        from ember.compiler.pack import pack
+
+        manifest = pack(module, target_arch=self.arch or None).manifest.to_json()
+        output.write(manifest_text(manifest))
+
+
+def manifest_text(manifest: dict) -> str:
+    """A manifest as JSON, one top-level key per line and each entry of its lists (steps,
+    buffers, kernels, ...) on a line of its own."""
+    lines = ["{"]
+    for k, (key, value) in enumerate(manifest.items()):
+        comma = "," if k < len(manifest) - 1 else ""
+        if isinstance(value, list) and value:
+            lines.append(f"  {json.dumps(key)}: [")
+            lines += [f"    {json.dumps(v)}{',' if i < len(value) - 1 else ''}"
+                      for i, v in enumerate(value)]
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    return "\n".join(lines + ["}"]) + "\n"
 
 
 class EmberOptMain(xDSLOptMain):
@@ -48,6 +87,10 @@ class EmberOptMain(xDSLOptMain):
 
         self.available_frontends["mlir"] = parse_mlir
         self.available_frontends["onnx"] = parse_onnx
+
+    def register_all_targets(self) -> None:
+        super().register_all_targets()
+        self.available_targets["manifest"] = lambda: ManifestTarget
 
     def register_all_passes(self) -> None:
         super().register_all_passes()

@@ -1,10 +1,12 @@
 """The final kernel-level module -> a plan, in one step: lay out buffers and steps
-(`plan_builder.build_plan`, the manifest's typed schema), tune tactics where asked
-(`codegen.autotune`), compile the CUDA kernels (`codegen.plan_kernels`), and pack all of it into
-one `runtime.manifest_schema.Manifest` (validated as the loader validates it) and the sections.
-The autotuner and the CUDA compiler read steps as JSON and return their results (tactics;
-launch records, kernels, target) to this packer, which writes them into the schema; nothing
-writes into the manifest after it is packed: it is frozen, and `to_json` hands out copies.
+(`plan_builder.build_plan`, the manifest's typed schema), compile the CUDA kernels that emit-cuda
+recorded in the IR (`codegen.plan_kernels`), and pack all of it into one
+`runtime.manifest_schema.Manifest` (validated as the loader validates it) and the sections.
+
+Everything the plan says is read from the IR: the profile's symbols (`ember.symbols`), each
+kernel op's tactic (select-tactics), its arena offsets (plan-memory), its CUDA kernels or host
+fallback (emit-cuda) and the autotuner's counts (`ember.autotune`). Nothing writes into the
+manifest after it is packed: it is frozen, and `to_json` hands out copies.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 from ember.compiler.plan_builder import build_plan
-from ember.errors import EmberError
+from ember.dialects.attributes import attribute_value
+from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
+from ember.dialects.origin import origin_of
+from ember.dialects.symbol_ranges import symbol_ranges
+from ember.errors import EmberError, UnsupportedError
 from ember.runtime.manifest_schema import CudaLaunch, Kernel, Manifest, Target
 from ember.runtime.plan import plan_bytes
 
@@ -33,45 +40,76 @@ class Packed:
         return plan_bytes(self.manifest.to_json(), self.sections)
 
 
-def pack(module: ModuleOp, *, symbols: Mapping[str, tuple[int, int, int]] | None = None,
-         profiles: Sequence[Mapping[str, Any]] | None = None, target_arch: str | None = None,
-         autotune: bool = False, cpu_fallback: bool = True) -> Packed:
-    """The plan of a module at the kernel level. `symbols`, `profiles`: as `build_plan` takes
-    them; `target_arch`: compile CUDA kernels for it (None: a CPU-only plan); `autotune`: time
-    the tactics on the GPU present first (which must be `target_arch`); `cpu_fallback`: steps
-    without a CUDA kernel run on the host rather than fail the build."""
-    manifest, sections = build_plan(module, symbols=dict(symbols or {}),
+def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = None,
+         target_arch: str | None = None, cpu_fallback: bool = True) -> Packed:
+    """The plan of a module at the kernel level. `profiles`: the optimization profiles, input
+    name -> (min, opt, max) shapes, as the engine reports them (the symbols' ranges are the
+    module's); `target_arch`: compile the CUDA kernels that emit-cuda recorded for it (None: a
+    CPU-only plan); `cpu_fallback`: steps without a CUDA kernel (emit-cuda's `cuda_fallback`)
+    run on the host rather than fail the build."""
+    manifest, sections = build_plan(module, symbols=symbol_ranges(module),
                                     profiles=list(profiles or []))
     if target_arch is None:
-        if autotune:
-            raise EmberError("autotune needs a target arch to tune for")
         return Packed(_validated(manifest, sections), sections)
+    from ember.codegen.emit_cuda import spec_of
     from ember.codegen.plan_kernels import compile_cuda_kernels
 
-    steps = [s.to_json() for s in manifest.steps]
-    counts = None
-    if autotune:
-        from ember.codegen.autotune import autotune as tune
-
-        tuning = tune(manifest.to_json(), target_arch)
-        # each tuned step's params["tactic"] (and "tactic_small") become the autotuner's choice
-        steps = tuning.apply(steps)
-        counts = tuning.stats
-    symbols = manifest.symbols or {}
-    cuda = compile_cuda_kernels(steps, symbols, target_arch, cpu_fallback=cpu_fallback)
+    kernels, fallbacks = [], []
+    for op, cudas in _kernel_ops(module):
+        reason = op.attributes.get("cuda_fallback")
+        if reason is not None:
+            if not cpu_fallback:
+                raise UnsupportedError(attribute_value(reason))
+            fallbacks.append(attribute_value(reason))
+            kernels.append(None)
+            continue
+        if not cudas:
+            raise EmberError(f"{_where(op, len(kernels))} has no CUDA kernel: run emit-cuda "
+                             f"before packing a plan for {target_arch}")
+        fallbacks.append(None)
+        kernels.append([(attribute_value(c.when) if c.when is not None else None,
+                         c.kernel.data, spec_of(c)) for c in cudas])
+    cuda = compile_cuda_kernels(kernels, target_arch)
     packed = []
-    for step, tuned, launch, fallback in zip(manifest.steps, steps, cuda.launches,
-                                             cuda.fallbacks, strict=True):
+    symbols = manifest.symbols or {}
+    for step, launch, fallback in zip(manifest.steps, cuda.launches, fallbacks, strict=True):
         packed.append(dataclasses.replace(
-            step, params=tuned["params"], device="cpu" if fallback else None,
-            fallback=fallback or None,
+            step, device="cpu" if fallback else None, fallback=fallback or None,
             cuda=None if launch is None else CudaLaunch.from_json(
                 launch, f"step {step.name!r}'s cuda launch", symbols)))
+    counts = module.attributes.get("ember.autotune")
     manifest = dataclasses.replace(
-        manifest, target=Target.from_json(cuda.target), steps=tuple(packed), autotune=counts,
+        manifest, target=Target.from_json(cuda.target), steps=tuple(packed),
+        autotune=None if counts is None else attribute_value(counts),
         kernels=tuple(Kernel.from_json(k, f"kernel #{i}") for i, k in enumerate(cuda.kernels)))
     sections = {**sections, **cuda.sections}
     return Packed(_validated(manifest, sections), sections)
+
+
+def _kernel_ops(module: ModuleOp) -> list[tuple[LaunchOp | ElementwiseOp, list[CudaOp]]]:
+    """Each kernel op (the plan's steps, in order) with the `kernel.cuda` ops that emit-cuda
+    placed after it (its own kernel first, then its variants)."""
+    out: list[tuple[LaunchOp | ElementwiseOp, list[CudaOp]]] = []
+    index: dict[LaunchOp | ElementwiseOp, list[CudaOp]] = {}
+    for fn in module.ops:
+        if not isinstance(fn, func.FuncOp):
+            continue
+        for op in fn.body.block.ops:
+            if isinstance(op, LaunchOp | ElementwiseOp):
+                out.append((op, index.setdefault(op, [])))
+            elif isinstance(op, CudaOp):
+                owner = op.kernels[0].owner if op.kernels else None
+                if owner not in index:
+                    raise EmberError(f"kernel.cuda '{op.kernel.data}' does not follow the "
+                                     "kernel op whose results it names: rerun emit-cuda")
+                index[owner].append(op)
+    return out
+
+
+def _where(op: LaunchOp | ElementwiseOp, index: int) -> str:
+    template = op.template.data if isinstance(op, LaunchOp) else "elementwise"
+    origin = origin_of(op)
+    return f"step '{template}_{index}'" + (f" (ONNX {', '.join(origin)})" if origin else "")
 
 
 def _validated(manifest: Manifest, sections: Mapping[str, bytes]) -> Manifest:

@@ -16,8 +16,12 @@
 - `kernel.cuda "conv_<hash>"(%y) grid [...] block [...] shared N : type { | C text }`: the CUDA C
   that the emit-cuda pass emitted for the kernel op defining %y, with its launch geometry; the
   source prints as lines after `|`, so it reads as C.
-`origin` names the ONNX nodes a kernel came from; `tactic` records the choices codegen made;
-`arena` (set by plan-memory) is each result's byte offset in the activation arena.
+`origin` names the ONNX nodes a kernel came from; `tactic` is the tactic select-tactics chose
+(at the profile's opt shapes where sizes are symbolic), `small_tactics` those the autotuner timed
+for the kernels of small shapes (symbol set "N,S" -> tactic); `arena` (set by plan-memory) is
+each result's byte offset in the activation arena. After emit-cuda a kernel op is followed by its
+`kernel.cuda` op(s) (a symbolic conv/matmul: then one per small-shape variant, each with `when`),
+or carries `cuda_fallback = "<reason>"`: it runs on the host.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
     IntAttr,
+    IntegerAttr,
     StringAttr,
     i64,
 )
@@ -63,6 +68,7 @@ class LaunchOp(IRDLOperation):
     params = prop_def(DictionaryAttr)
     origin = opt_prop_def(ArrayAttr)
     tactic = opt_prop_def(DictionaryAttr)
+    small_tactics = opt_prop_def(DictionaryAttr)
     arena = opt_prop_def(DenseArrayBase)
     inputs = var_operand_def()
     outputs = var_result_def()
@@ -172,7 +178,8 @@ class CudaOp(IRDLOperation):
     (template + hash of the source), launch grid (ints; C expressions over the `sz_<symbol>`
     arguments where sizes are symbolic), block, dynamic shared bytes, `scratch` (split-K
     counter and workspace bytes), `sizes` (symbols passed as trailing `int` arguments) and the
-    C text. It reads the kernel's results only to name it: nothing runs here."""
+    C text; a small-shape variant's `when` (symbol -> the largest value it runs for). It reads
+    the kernel's results only to name it: nothing runs here."""
 
     name = "kernel.cuda"
     kernel = prop_def(StringAttr)
@@ -181,6 +188,7 @@ class CudaOp(IRDLOperation):
     shared = prop_def(IntAttr)
     scratch = opt_prop_def(ArrayAttr[IntAttr])
     sizes = opt_prop_def(ArrayAttr[StringAttr])
+    when = opt_prop_def(DictionaryAttr)
     source = prop_def(StringAttr)
     kernels = var_operand_def()
 
@@ -191,6 +199,10 @@ class CudaOp(IRDLOperation):
                                   "C expressions)")
         if self.scratch is not None and len(self.scratch) != 2:
             raise VerifyException("kernel.cuda: scratch is [counter bytes, workspace bytes]")
+        if self.when is not None and not all(
+                isinstance(v, IntegerAttr) and v.value.data >= 1
+                for v in self.when.data.values()):
+            raise VerifyException("kernel.cuda: when maps symbols to integers >= 1")
         if not self.source.data.endswith("\n"):
             raise VerifyException("kernel.cuda: the source ends with a newline")
         if f" {self.kernel.data}(" not in self.source.data:
@@ -218,6 +230,9 @@ class CudaOp(IRDLOperation):
             printer.print_string(" sizes [")
             printer.print_list(self.sizes, lambda z: printer.print_string_literal(z.data))
             printer.print_string("]")
+        if self.when is not None:
+            printer.print_string(" when ")
+            printer.print_attribute(self.when)
         printer.print_string(" : ")
         printer.print_list((v.type for v in self.kernels), printer.print_attribute)
         printer.print_string(" {")
@@ -249,6 +264,11 @@ class CudaOp(IRDLOperation):
         if parser.parse_optional_keyword("sizes"):
             props["sizes"] = ArrayAttr(parser.parse_comma_separated_list(
                 parser.Delimiter.SQUARE, lambda: StringAttr(parser.parse_str_literal())))
+        if parser.parse_optional_keyword("when"):
+            when = parser.parse_attribute()
+            if not isinstance(when, DictionaryAttr):
+                parser.raise_error("expected a dictionary after 'when'")
+            props["when"] = when
         parser.parse_punctuation(":")
         types = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
         props["source"] = StringAttr(_parse_text_block(parser))

@@ -25,7 +25,9 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.tensor_types import format_of
 from ember.errors import EmberError
+from ember.runtime.formats import FORMATS, physical_of
 
 # ops that name a weight of the store in their `ref` property
 WEIGHT_OPS = ("onnx.weight", "nn.weight")
@@ -193,7 +195,11 @@ def _blob(name: str, store: WeightStore, t: TensorType) -> str:
 
 
 def _check(name: str, array: np.ndarray, t: TensorType, where: str) -> None:
+    # a laid-out weight's array is in its format's byte order (an NHWC conv weight is OHWI)
     dtype, shape = numpy_dtype(t.element_type), tuple(t.get_shape())
+    fmt = format_of(t)
+    if len(shape) == 4 and fmt in FORMATS:
+        shape = tuple(physical_of(shape, fmt))
     if array.dtype != dtype or array.shape != shape:
         raise EmberError(f"weight '{name}' in {where} is {array.dtype}{list(array.shape)}, but "
                          f"the IR types it {t}")

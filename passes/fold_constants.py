@@ -50,6 +50,7 @@ from ember.dialects.nn.elementwise import (
 from ember.dialects.nn.movement import GatherOp, RangeOp, ShapeOfOp, SliceOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
 from ember.dialects.origin import origin_of
+from ember.dialects.symbol_ranges import symbol_ranges
 from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of, tensor_type
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
@@ -76,19 +77,24 @@ class FoldConstants(ModulePass):
                 update_function_type(fn)
 
 
-SYMBOL_MAXIMA = "ember.symbol_max"  # module attribute: each symbol's profile max (the builder's)
+# module attribute: each symbol's max (a module without the profile's ranges, `ember.symbols`)
+SYMBOL_MAXIMA = "ember.symbol_max"
 
 
 def set_symbol_maxima(module: ModuleOp, maxima: dict[str, int]) -> None:
-    """Record each symbol's profile max on the module (the builder does, for `symbol_maxima`)."""
+    """Record each symbol's max on the module, for `symbol_maxima` (the builder records the
+    whole ranges instead, `symbol_ranges.set_symbol_ranges`)."""
     module.attributes[SYMBOL_MAXIMA] = DictionaryAttr(
         {k: to_attribute(v) for k, v in maxima.items()})
 
 
 def symbol_maxima(module: ModuleOp) -> dict[str, int]:
+    """Each symbol's max: the profile's (`ember.symbols`, dialects/symbol_ranges.py), else the
+    module's `ember.symbol_max`."""
     attr = module.attributes.get(SYMBOL_MAXIMA)
-    return {k: attribute_value(v) for k, v in attr.data.items()} \
-        if isinstance(attr, DictionaryAttr) else {}
+    if isinstance(attr, DictionaryAttr):
+        return {k: attribute_value(v) for k, v in attr.data.items()}
+    return {k: v[2] for k, v in symbol_ranges(module).items()}
 
 
 class _Folder:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ember.errors import PlanError
+from ember.errors import PlanError, SymbolicError
 
 SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -133,6 +133,49 @@ def expr_text(expr: Any) -> str:
         return f"({a} {expr[0]} {b})" if expr[0] in ("+", "*", "//", "%") else \
             f"{expr[0]}({a}, {b})"
     return str(expr)
+
+
+def expr_from_text(text: str) -> Any:
+    """`expr_text`'s output read back into an expression: "min(cdiv(4*N, 256), 65536)" ->
+    ["min", ["cdiv", "4*N", 256], 65536]. Malformed text is a SymbolicError naming it."""
+    expr, end = _read_expr(text, 0, text)
+    if end != len(text):
+        raise SymbolicError(f"launch expression {text!r}: unexpected text at {end}")
+    return expr
+
+
+_FUNCTIONS = ("min", "max", "cdiv")
+_INFIX = (" + ", " * ", " // ", " % ")
+
+
+def _read_expr(text: str, at: int, whole: str, depth: int = 0) -> tuple[Any, int]:
+    if depth > _MAX_DEPTH:
+        raise SymbolicError(f"launch expression {whole!r} nests too deep")
+    if text.startswith("(", at):
+        a, at = _read_expr(text, at + 1, whole, depth + 1)
+        infix = next((o for o in _INFIX if text.startswith(o, at)), None)
+        if infix is None:
+            raise SymbolicError(f"launch expression {whole!r}: expected an operator at {at}")
+        b, at = _read_expr(text, at + len(infix), whole, depth + 1)
+        if not text.startswith(")", at):
+            raise SymbolicError(f"launch expression {whole!r}: expected ')' at {at}")
+        return [infix.strip(), a, b], at + 1
+    fn = next((f for f in _FUNCTIONS if text.startswith(f + "(", at)), None)
+    if fn is not None:
+        a, at = _read_expr(text, at + len(fn) + 1, whole, depth + 1)
+        if not text.startswith(", ", at):
+            raise SymbolicError(f"launch expression {whole!r}: expected ', ' at {at}")
+        b, at = _read_expr(text, at + 2, whole, depth + 1)
+        if not text.startswith(")", at):
+            raise SymbolicError(f"launch expression {whole!r}: expected ')' at {at}")
+        return [fn, a, b], at + 1
+    end = at
+    while end < len(text) and (text[end].isascii() and (text[end].isalnum() or text[end] in "_*")):
+        end += 1
+    atom = text[at:end]
+    if not atom:
+        raise SymbolicError(f"launch expression {whole!r}: expected a size at {at}")
+    return (int(atom) if atom.isdigit() else atom), end
 
 
 def substitute_shapes(params: Mapping[str, Any], values: Mapping[str, int]) -> dict[str, Any]:

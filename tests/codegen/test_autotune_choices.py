@@ -1,6 +1,6 @@
-"""The autotuner returns its choices to the packer instead of writing into a manifest: checked
-on the CPU through the timing cache (a cached choice is answered without a GPU), down to the
-packed plan's kernel."""
+"""The autotuner returns its choices, which select-tactics sets on the kernel ops (so the IR
+shows them and emit-cuda emits them): checked on the CPU through the timing cache (a cached
+choice is answered without a GPU), down to the packed plan's kernel."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import pytest
 
 import ember.compiler.builder as builder
 from ember.codegen import autotune as tuner
-from ember.compiler.builder import BuilderConfig, build_model
+from ember.codegen import select_tactics
+from ember.codegen.emit_cuda import emit_step
+from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model, pipeline_for
+from ember.compiler.pipeline import pipeline_text
+from ember.dialects.attributes import to_attribute
 from ember.runtime import cuda
 from tests.runtime.test_gemm_tactics import _matmul_model
 
@@ -23,6 +27,7 @@ ARCH = "sm_90"
 def fake_gpu(tmp_path, monkeypatch):
     """A "GPU" named FakeGPU whose timing cache lives in tmp_path; no kernel is ever timed."""
     monkeypatch.setattr(cuda, "default_device", lambda: SimpleNamespace(name="FakeGPU"))
+    monkeypatch.setattr(select_tactics, "gpu_arch", lambda: ARCH)
     monkeypatch.setattr(tuner, "cache_path", lambda: tmp_path / "tactics.json")
     return tmp_path / "tactics.json"
 
@@ -52,19 +57,26 @@ def test_autotune_returns_choices_and_writes_no_manifest(fake_gpu):
     assert tuning.stats == {"steps": len(chosen), "timed": 0, "cached": len(chosen), "failed": 0,
                             "rejected": 0}
     assert tuning.choices == [(i, ("tactic",), t) for i, t in chosen.items()]
-    steps = tuning.apply(manifest["steps"])
-    assert manifest == before
-    for i, step in enumerate(steps):
-        want = chosen.get(i, manifest["steps"][i]["params"].get("tactic"))
-        assert step["params"].get("tactic") == want
 
 
-def test_the_packer_puts_the_tuned_tactics_into_the_plan(fake_gpu, monkeypatch):
+def test_select_tactics_sets_the_tuned_tactics_and_the_plan_runs_them(fake_gpu, monkeypatch):
     model = _matmul_model([64, 96], [96, 128], True, True, 3).SerializeToString()
     untuned, _ = build_model(model, BuilderConfig(target_arch=ARCH, autotune=False))
     chosen = _cache_the_last_candidates(untuned, fake_gpu)
     monkeypatch.setattr(builder, "_should_autotune", lambda config: True)
-    tuned, sections = build_model(model, BuilderConfig(target_arch=ARCH, autotune=True))
+    config = BuilderConfig(target_arch=ARCH, autotune=True)
+    assert 'select-tactics{arch="sm_90" sms=132 tile="" autotune=true}' in pipeline_text(
+        pipeline_for(config))
+    stages = {}
+    tuned, sections = build_model(model, config, after_pass=lambda i, p, m: stages.setdefault(
+        p.name, str(m)))
+    # the IR after select-tactics shows the tuned tactics and the counts
+    counts = ", ".join(f"{k} = {v} : i64" for k, v in (
+        ("steps", len(chosen)), ("timed", 0), ("cached", len(chosen)), ("failed", 0),
+        ("rejected", 0)))
+    assert f"ember.autotune = {{{counts}}}" in stages["select-tactics"]
+    for tactic in chosen.values():
+        assert _tactic_text(tactic) in stages["select-tactics"]
     assert tuned["autotune"] == {"steps": len(chosen), "timed": 0, "cached": len(chosen),
                                  "failed": 0, "rejected": 0}
     assert list(tuned).index("autotune") == list(tuned).index("kernels") - 1
@@ -73,3 +85,53 @@ def test_the_packer_puts_the_tuned_tactics_into_the_plan(fake_gpu, monkeypatch):
         # the tuned tactic's kernel is the one compiled and launched
         assert tuned["steps"][i]["cuda"]["kernel"] != untuned["steps"][i]["cuda"]["kernel"]
         assert tuned["steps"][i]["cuda"]["kernel"] in {k["name"] for k in tuned["kernels"]}
+
+
+def _tactic_text(tactic: dict) -> str:
+    """A tactic as the IR prints it (the properties' dictionary)."""
+    return f"tactic = {to_attribute(tactic)}"
+
+
+def test_a_symbolic_kernel_gets_its_tuned_tactic_and_small_tactics(fake_gpu, monkeypatch):
+    """A matmul over a symbolic batch: timed at the profile's opt (its `tactic`) and at the
+    batch's min (`small_tactics`, for the small-shape kernel), both shown in the IR and run by
+    the plan's kernel and its variant."""
+    model = _matmul_model(["N", 96], [96, 128], True, True, 3).SerializeToString()
+    profile = OptimizationProfile()
+    profile.set_shape("x", (1, 96), (64, 96), (256, 96))
+    untuned, _ = build_model(model, BuilderConfig(target_arch=ARCH, autotune=False,
+                                                  profiles=[profile]))
+    (step,) = [s for s in untuned["steps"] if s["template"] == "matmul"]
+    assert "tactic" not in step["params"]  # codegen picks at opt
+    symbols = untuned["symbols"]
+    cache, chosen = {}, {}
+    for timed, slot in tuner._timing_points(step, symbols):
+        options = [t for t in tuner._tactics(timed, ARCH) if tuner._emits(step, t, symbols)]
+        assert len(options) >= 2
+        key = tuner._key(f"FakeGPU/{ARCH}", dict(timed, template="matmul[symbolic]"))
+        # not the cost model's first candidate; a different one for each slot
+        cache[key] = chosen[slot] = options[-1] if slot == ("tactic",) else options[-2]
+    assert set(chosen) == {("tactic",), ("tactic_small", "N")}
+    fake_gpu.write_text(json.dumps(cache))
+    monkeypatch.setattr(builder, "_should_autotune", lambda config: True)
+    stages = {}
+    tuned, _ = build_model(model, BuilderConfig(target_arch=ARCH, autotune=True,
+                                                profiles=[profile]),
+                           after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    shown = stages["select-tactics"]
+    assert _tactic_text(chosen[("tactic",)]) in shown
+    assert f'small_tactics = {{N = {to_attribute(chosen[("tactic_small", "N")])}}}' in shown
+    (step,) = [s for s in tuned["steps"] if s["template"] == "matmul"]
+    assert step["params"]["tactic"] == chosen[("tactic",)]
+    assert step["params"]["tactic_small"] == {"N": chosen[("tactic_small", "N")]}
+    # the plan runs the kernels emit-cuda emitted for those tactics
+    want = emit_step(dict(step, params={k: v for k, v in step["params"].items()
+                                        if k != "tactic_small"}),
+                     {k: tuple(v) for k, v in symbols.items()})[0]
+    assert step["cuda"]["kernel"] == want
+    (variant,) = step["cuda"]["variants"]
+    assert variant["when"] == {"N": 8}  # ⌊√(1 · 64)⌋
+    assert variant["kernel"] != step["cuda"]["kernel"]
+    assert "cuda_fallback" not in stages["emit-cuda"]
+    assert stages["emit-cuda"].count('kernel.cuda "matmul_') == 2
+    assert 'when {N = 8 : i64}' in stages["emit-cuda"]

@@ -23,7 +23,7 @@ from ember.compiler.plan_builder import build_plan
 from ember.dialects import ember_context
 from ember.dialects.kernel import CudaOp
 from ember.errors import EmberError, PassError
-from ember.passes.fold_constants import set_symbol_maxima
+from ember.dialects.symbol_ranges import set_symbol_ranges
 from ember.runtime.symbolic import expr_text
 from tests.dynamic_models import attention_block, cnn
 
@@ -42,7 +42,7 @@ def _kernel_module(model, profile=None):
     config = BuilderConfig(target_arch="sm_90", autotune=False, profiles=profiles)
     proto, symbols = _apply_profiles(model, config)
     module = import_onnx(proto)
-    set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})  # as build_model does
+    set_symbol_ranges(module, symbols)  # as build_model does
     run_passes(module, pipeline_for(config))
     return module, symbols
 

@@ -17,8 +17,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from ember.codegen.emit_cuda import emit_step
 from ember.codegen.nvrtc import compile_cuda
-from ember.codegen.plan_kernels import emit_step
 from ember.codegen.scalar_c import (
     HALF_PRELUDE,
     c_literal,

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from ember.codegen.emit_cuda import emit_step
 from ember.codegen.nvrtc import compile_cuda
-from ember.codegen.plan_kernels import emit_step
 from ember.codegen.scalar_c import SCALAR_C, scalar_expr
 from ember.codegen.templates import TEMPLATES, emitter
 from ember.errors import UnsupportedError

@@ -21,9 +21,11 @@ from ember.compiler.ember_opt import EmberOptMain
 from ember.compiler.models import light_model_path
 from ember.compiler.onnx_importer import import_onnx
 from ember.compiler.opt import load_module
+from ember.compiler.pack import pack
 from ember.compiler.pipeline import lower, parse_pipeline_text, pipeline_text, run_passes
 from ember.compiler.plan_builder import build_plan
 from ember.dialects import ember_context
+from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.nn.elementwise import WeightOp
 from ember.dialects.weights import parse_module, print_module, weight_types, weights_of
 from ember.errors import EmberError, PassError
@@ -121,11 +123,25 @@ def test_light_resnet50_for_sm90_dump_replays_with_ember_opt(tmp_path):
     assert main(["build", str(light_model_path("resnet50")), "-o", str(plan), "--arch", "sm_90",
                  "--autotune", "off", "--dump-dir", str(dump)]) == 0
     stages = _stages(dump)
-    assert stages[0].name == "00-input.mlir" and stages[-2].name.endswith("-select-tactics.mlir")
-    assert stages[-1].name.endswith("-plan-memory.mlir")
+    assert stages[0].name == "00-input.mlir" and stages[-3].name.endswith("-select-tactics.mlir")
+    assert stages[-2].name.endswith("-plan-memory.mlir")
+    assert stages[-1].name.endswith("-emit-cuda.mlir")
     last = stages[-1].read_text()
     assert last.count("kernel.launch") >= 57 and "tactic" in last and 'loc(fused["n0"' in last
     assert "ember.arena_bytes = " in last and last.count("arena = array<i64: ") >= 57
+    # the last stage shows each kernel op's tactic and device: its CUDA kernel (kernel.cuda,
+    # name = template + hash of the source) or its host fallback with the reason
+    module = load_module(stages[-1])
+    ops = list(next(iter(module.ops)).body.block.ops)
+    kernels = [op for op in ops if isinstance(op, LaunchOp | ElementwiseOp)]
+    for op in kernels:
+        after = ops[ops.index(op) + 1]
+        assert isinstance(after, CudaOp) and after.kernels[0].owner is op or \
+            "cuda_fallback" in op.attributes
+        if isinstance(op, LaunchOp) and op.template.data in ("conv", "matmul"):
+            assert op.tactic is not None
+    # the plan packed from the last stage is the plan the build wrote, byte for byte
+    assert pack(module, target_arch="sm_90").plan_bytes() == plan.read_bytes()
     pipeline = (dump / "pipeline.txt").read_text().strip()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, "-m", "ember.compiler.ember_opt", str(stages[0]),

@@ -84,8 +84,11 @@ def test_cuda_build_runs_select_tactics_and_the_plan_records_its_choice():
     from ember.compiler.builder import build_model
 
     config = BuilderConfig(target_arch="sm_90", autotune=False)
-    assert _names(config)[-2:] == ["select-tactics", "plan-memory"]
-    assert "select-tactics" not in _names(BuilderConfig())  # CPU plans have no tactics
+    assert _names(config)[-3:] == ["select-tactics", "plan-memory", "emit-cuda"]
+    # CPU plans have no tactics and no CUDA kernels
+    assert not {"select-tactics", "emit-cuda"} & set(_names(BuilderConfig()))
+    assert _names(BuilderConfig(target_arch="sm_90", optimize=False))[-2:] == [
+        "plan-memory", "emit-cuda"]
     manifest, sections = build_model(_matmul_model(), config)
     (step,) = manifest["steps"]
     chosen = tactic_params(choose(64, 256, 512))

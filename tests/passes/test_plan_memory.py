@@ -24,7 +24,7 @@ from ember.compiler.pack import pack
 from ember.compiler.pipeline import run_passes
 from ember.dialects.kernel import ElementwiseOp, LaunchOp
 from ember.errors import EmberError
-from ember.passes.fold_constants import set_symbol_maxima
+from ember.dialects.symbol_ranges import set_symbol_ranges
 from ember.passes.plan_memory import (
     ACTIVATION_BYTES,
     ALIGNMENT,
@@ -54,7 +54,7 @@ def _planned(path: str, config: BuilderConfig):
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:
-        set_symbol_maxima(module, {k: v[2] for k, v in symbols.items()})
+        set_symbol_ranges(module, symbols)
     run_passes(module, pipeline_for(config))
     return module, symbols
 

@@ -15,7 +15,7 @@ from ember.compiler.models import light_model_path
 from ember.compiler.pack import pack
 from ember.dialects import ember_context
 from ember.dialects.weights import parse_module
-from ember.errors import PlanError, UnsupportedError
+from ember.errors import EmberError, PlanError, UnsupportedError
 from ember.runtime.engine import Runtime
 from ember.runtime.manifest_schema import CudaLaunch, Manifest
 from ember.runtime.plan import plan_bytes, read_plan
@@ -226,12 +226,16 @@ builtin.module {
 
 
 def test_pack_cuda_records_and_host_fallback():
-    """NVRTC compiles without a GPU: the packer puts compile_cuda_kernels' records into the
-    schema (a step its template cannot emit runs on the host, with the reason)."""
+    """NVRTC compiles without a GPU: the packer compiles the kernels emit-cuda recorded and puts
+    their records into the schema (a step its template cannot emit runs on the host, with the
+    reason); without emit-cuda's records it refuses to pack for a GPU."""
     from ember.compiler.pipeline import run_passes
 
     module = _module(_ATTENTION_256)
     run_passes(module, ["convert-nn-to-kernel", "plan-memory"])
+    with pytest.raises(EmberError, match="step 'attention_0' has no CUDA kernel: run emit-cuda"):
+        pack(module, target_arch="sm_90")
+    run_passes(module, ["emit-cuda"])
     packed = pack(module, target_arch="sm_90")
     attention, relu = packed.manifest.steps
     assert (attention.device, attention.cuda) == ("cpu", None)

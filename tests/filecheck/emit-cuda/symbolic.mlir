@@ -17,4 +17,4 @@ builtin.module {
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, float* __restrict__ out0, const int sz_N) {
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < (sz_N*8); i += (int)blockDim.x * gridDim.x) {
 
-// NORANGE: error: emit-cuda: kernel.elementwise (kernel 0) has symbolic sizes ['N']: give their ranges, as in emit-cuda{symbols="N=MIN:OPT:MAX"}
+// NORANGE: error: emit-cuda: kernel.elementwise (kernel 0) has symbolic sizes ['N'] that the module's profile (ember.symbols) does not bound: give their ranges, as in emit-cuda{symbols="N=MIN:OPT:MAX"}
