@@ -4,10 +4,13 @@ symbols that templates compute with as if it were an int.
 A step whose shapes hold a symbolic dim ("N", "768*N") reaches its template with those dims as
 `Sym`s. Arithmetic (+ - * // %) builds canonical expressions (sums of constant-times-atom
 products), so `prod(in_shape) == prod(out_shape)` holds when it holds for every value, and
-`(768*N) % 4 == 0` is provably true. Printed into C (an f-string), a Sym is an expression over
-the kernel's size arguments (`sz_N`, one `int` argument per symbol of the step's shapes,
-declared by `templates.signature`); stored as a launch dimension it is the runtime's JSON
-expression (`ember.runtime.symbolic`).
+`(768*N) % 4 == 0` is provably true. The products are multiplied and divided by the runtime's
+`monomial_product`/`monomial_quotient` and a Sym's value is the runtime's `expr_value` of its JSON
+form: Sym adds terms, prints C and builds run-time atoms (// % cdiv min) over that arithmetic.
+
+Printed into C (an f-string), a Sym is an expression over the kernel's size arguments (`sz_N`,
+one `int` argument per symbol of the step's shapes, declared by `templates.signature`); stored as
+a launch dimension it is the runtime's JSON expression (`ember.runtime.symbolic`).
 
 What a Sym cannot answer raises `SymbolicError`: an order comparison (`<`, `max()`), `int()`,
 `range()`, `bool()`. Equality is provable equality: `Sym("N") == 1` is False although N may be
@@ -25,7 +28,16 @@ from types import MappingProxyType
 from typing import Any
 
 from ember.errors import SymbolicError
-from ember.runtime.symbolic import dim_factors
+from ember.runtime.symbolic import (
+    MAX,
+    OPT,
+    dim_factors,
+    expr_value,
+    monomial_dim,
+    monomial_product,
+    monomial_quotient,
+    profile_values,
+)
 
 C_PREFIX = "sz_"
 _INT_MAX = 2**31 - 1
@@ -123,8 +135,8 @@ class Sym:
         terms: dict[tuple, int] = {}
         for ka, va in self.terms.items():
             for kb, vb in other.items():
-                k = tuple(sorted(ka + kb, key=_key))
-                terms[k] = terms.get(k, 0) + va * vb
+                v, k = monomial_product((va, ka), (vb, kb), key=_key)
+                terms[k] = terms.get(k, 0) + v
         return Sym._make(terms)
 
     __rmul__ = __mul__
@@ -136,9 +148,6 @@ class Sym:
             raise SymbolicError(f"'{op}' of the symbolic size {self.key()}, which may be "
                                 "negative")
 
-    def _divisible(self, d: int) -> bool:
-        return all(v % d == 0 for v in self.terms.values())
-
     def __floordiv__(self, other: Any) -> int | Sym:
         if isinstance(other, bool) or not isinstance(other, int | Sym):
             return NotImplemented
@@ -147,15 +156,14 @@ class Sym:
                 raise SymbolicError(f"symbolic size {self} divided by {other}")
             if other == 1:
                 return self
-            if self._divisible(other):
-                return Sym._make({k: v // other for k, v in self.terms.items()})
+        exact = _exact_quotient(self, other)
+        if exact is not None:
+            return exact
+        if isinstance(other, int):
             if all(v < 0 for v in self.terms.values()):  # -(-x // d): a ceiling division
                 return -_atom("cdiv", -self, other)
             self._non_negative("//")
             return _atom("//", self, other)
-        exact = _exact_quotient(self, other)
-        if exact is not None:
-            return exact
         self._non_negative("//")
         other._non_negative("//")
         return _atom("//", self, other)
@@ -170,17 +178,13 @@ class Sym:
     def __mod__(self, other: Any) -> int | Sym:
         if isinstance(other, bool) or not isinstance(other, int | Sym):
             return NotImplemented
-        if isinstance(other, int):
-            if other <= 0:
-                raise SymbolicError(f"symbolic size {self} modulo {other}")
-            if other == 1 or self._divisible(other):
-                return 0
-            self._non_negative("%")
-            return _atom("%", self, other)
+        if isinstance(other, int) and other <= 0:
+            raise SymbolicError(f"symbolic size {self} modulo {other}")
         if _exact_quotient(self, other) is not None:
             return 0
         self._non_negative("%")
-        other._non_negative("%")
+        if isinstance(other, Sym):
+            other._non_negative("%")
         return _atom("%", self, other)
 
     def __rmod__(self, other: Any) -> int | Sym:
@@ -227,19 +231,15 @@ class Sym:
         return out
 
     def value(self, values: Mapping[str, int]) -> int:
-        total = 0
-        for atoms, c in self.terms.items():
-            for a in atoms:
-                c *= _value(a, values)
-            total += c
-        return total
+        """The value once the symbols are bound (`values`: symbol -> int)."""
+        return expr_value(self.to_json(), values)
 
     # -- output ----------------------------------------------------------------------------
     def c(self, wide: bool | None = None) -> str:
         """A C expression over the `sz_` arguments; `long long` where its upper bound might
         not fit an int (`wide` forces either)."""
         if wide is None:  # (outside `symbol_bounds`, e.g. in a debugger: int)
-            wide = bool(_BOUNDS.get()) and _bound(self, 2) > _INT_MAX
+            wide = bool(_BOUNDS.get()) and _bound(self, MAX) > _INT_MAX
         cast = "(long long)" if wide else ""
         terms = []
         for atoms, coeff in self.terms.items():
@@ -268,9 +268,9 @@ class Sym:
             plain = [a for a in atoms if isinstance(a, str)]
             term: Any
             if coeff > 0 and plain:
-                term = "*".join(([str(coeff)] if coeff != 1 else []) + plain)
+                term = monomial_dim((coeff, plain))
             else:
-                term = coeff if not plain else ["*", coeff, "*".join(plain)]
+                term = coeff if not plain else ["*", coeff, monomial_dim((1, plain))]
             for a in atoms:
                 if not isinstance(a, str):
                     term = _json(a) if term == 1 else ["*", term, _json(a)]
@@ -290,21 +290,18 @@ def _atom(op: str, a: Any, b: Any) -> Sym:
     return Sym({(_Node(op, a, b),): 1})
 
 
-def _exact_quotient(a: Sym, b: Sym) -> int | Sym | None:
-    """a / b where b is one product term dividing every term of a."""
-    if len(b.terms) != 1:
+def _exact_quotient(a: Sym, b: int | Sym) -> int | Sym | None:
+    """a / b where b is one product term (or an int) dividing every term of a."""
+    divisor = _lift(b)
+    if len(divisor) != 1:
         return None
-    (batoms, bc), = b.terms.items()
+    (batoms, bc), = divisor.items()
     terms: dict[tuple, int] = {}
     for atoms, c in a.terms.items():
-        rest = list(atoms)
-        for x in batoms:
-            if x not in rest:
-                return None
-            rest.remove(x)
-        if c % bc:
+        quotient = monomial_quotient((c, atoms), (bc, batoms))
+        if quotient is None:
             return None
-        terms[tuple(rest)] = terms.get(tuple(rest), 0) + c // bc
+        terms[quotient[1]] = terms.get(quotient[1], 0) + quotient[0]
     return Sym._make(terms)
 
 
@@ -316,19 +313,6 @@ def _symbols(a: Any) -> set[str]:
     if isinstance(a, _Node):
         return _symbols(a.args[0]) | _symbols(a.args[1])
     return set()
-
-
-def _value(a: Any, values: Mapping[str, int]) -> int:
-    if isinstance(a, str):
-        return values[a]
-    if isinstance(a, int):
-        return a
-    if isinstance(a, Sym):
-        return a.value(values)
-    x, y = _value(a.args[0], values), _value(a.args[1], values)
-    return {"//": lambda: x // y, "%": lambda: x % y,
-            "cdiv": lambda: -(-x // y), "min": lambda: min(x, y),
-            "max": lambda: max(x, y)}[a.op]()
 
 
 def _c(a: Any, wide: bool) -> str:
@@ -362,17 +346,17 @@ def _bound(x: Any, which: int) -> int:
     missing = x.symbols() - set(bounds)
     if missing:
         raise SymbolicError(f"no profile range for symbol(s) {sorted(missing)}")
-    return x.value({s: b[which] for s, b in bounds.items()})
+    return x.value(profile_values(bounds, which))
 
 
 def typical(x: int | Sym) -> int:
     """The value at the optimization profile's opt shapes (for tactic choices)."""
-    return _bound(x, 1)
+    return _bound(x, OPT)
 
 
 def upper(x: int | Sym) -> int:
     """The value at the profile's max shapes (for buffer sizes and index widths)."""
-    return _bound(x, 2)
+    return _bound(x, MAX)
 
 
 def smin(a: int | Sym, b: int | Sym) -> int | Sym:
@@ -386,7 +370,7 @@ def cdiv(a: int | Sym, b: int) -> int | Sym:
     """ceil(a / b) for b > 0."""
     if isinstance(a, int):
         return -(-a // b)
-    if b == 1 or a._divisible(b):
+    if b == 1 or _exact_quotient(a, b) is not None:
         return a // b
     return _atom("cdiv", a, b)
 

@@ -5,13 +5,17 @@ symbol (its manifest's "symbols": name -> [min, opt, max]). A dim in a manifest 
 a monomial string, "c*a*b" (a constant times symbols, as shape inference writes products); a
 kernel's launch dimensions are expressions over them, as JSON: an int, a monomial string, or
 [op, a, b] with op one of + * // % cdiv min max. Everything here only reads data: a malformed
-expression is a PlanError, never evaluated as code. Imports: the standard library only.
+expression is a PlanError, never evaluated as code. The arithmetic of dims (product, exact
+quotient, value at a binding or at the profile's bounds) is formed here and nowhere else; codegen's
+`Sym` multiplies and divides its terms with `monomial_product`/`monomial_quotient`. Imports: the
+standard library only.
 """
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ember.errors import PlanError, SymbolicError
@@ -21,13 +25,15 @@ _DIGITS = re.compile(r"[0-9]{1,18}")
 _OPS = ("+", "*", "//", "%", "cdiv", "min", "max")
 _MAX_DEPTH = 32
 _LIMIT = 1 << 62
+MIN, OPT, MAX = 0, 1, 2  # positions in a symbol's [min, opt, max]
+Monomial = tuple[int, tuple[Any, ...]]
 
 
 def dim_factors(dim: int | str) -> tuple[int, list[str]]:
     """A dim as (constant, symbols in order): 12 -> (12, []), "768*N" -> (768, ["N"]),
     "N*S" -> (1, ["N", "S"]). The one parser of monomial dims; every layer reads them here."""
-    if isinstance(dim, int):
-        return dim, []
+    if not isinstance(dim, str):
+        return operator.index(dim), []  # an int (a numpy integer too)
     const, names = 1, []
     for part in dim.split("*"):
         if _DIGITS.fullmatch(part):
@@ -75,12 +81,82 @@ def shape_value(shape: Sequence[int | str], values: Mapping[str, int]) -> tuple[
 def size_form(shape: Sequence[int | str]) -> tuple[int, list[str]]:
     """A shape's element count as (constant, sorted symbols): two shapes hold as many elements
     at every binding of the symbols exactly when these are equal."""
-    const, names = 1, []
-    for d in shape:
-        c, symbols = dim_factors(d)
-        const *= c
-        names += symbols
-    return const, sorted(names) if const else []
+    const, names = _product(shape)
+    return const, list(names) if const else []
+
+
+# -- arithmetic -----------------------------------------------------------------------------------
+# A monomial is (constant, factors in order). A dim's factors are its symbol names; codegen's `Sym`
+# also has factors that are run-time expressions (a quotient, a min), ordered by a key it gives.
+
+def monomial_product(a: Monomial, b: Monomial,
+                     key: Callable[[Any], Any] | None = None) -> Monomial:
+    """a * b: the constants multiplied, the factors merged in `key` order."""
+    return a[0] * b[0], tuple(sorted(a[1] + b[1], key=key))
+
+
+def monomial_quotient(a: Monomial, b: Monomial) -> Monomial | None:
+    """a / b where it is exact: b's constant divides a's and each factor of b (as often as it
+    occurs) is one of a's; else None. Exact means for every value of the symbols, so N / N is 1
+    but 0 / N is None (a factor of N is missing)."""
+    if b[0] == 0 or a[0] % b[0]:
+        return None
+    rest = list(a[1])
+    for factor in b[1]:
+        if factor not in rest:
+            return None
+        rest.remove(factor)
+    return a[0] // b[0], tuple(rest)
+
+
+def monomial_dim(monomial: tuple[int, Iterable[str]]) -> int | str:
+    """A monomial over symbol names as the canonical dim: an int where no symbol is left (or the
+    constant is 0), else "c*a*b" with the symbols sorted and a constant of 1 left out."""
+    const, names = monomial[0], sorted(monomial[1])
+    if not names or const == 0:
+        return const
+    return "*".join(([str(const)] if const != 1 else []) + names)
+
+
+def _product(dims: Iterable[int | str]) -> Monomial:
+    out: Monomial = (1, ())
+    for d in dims:
+        const, names = dim_factors(d)
+        out = monomial_product(out, (const, tuple(names)))
+    return out
+
+
+def dim_product(dims: Iterable[int | str]) -> int | str:
+    """The product of dims as the canonical dim: [768, "N"] -> "768*N", ["S", "2*N", 3] ->
+    "6*N*S", [4, 6] -> 24."""
+    return monomial_dim(_product(dims))
+
+
+def dim_quotient(total: int | str, part: int | str) -> int | str:
+    """total / part as the canonical dim where part divides total for every value of the
+    symbols ("768*N" / 4 -> "192*N", "N*S" / "S" -> "N"); else a SymbolicError naming both."""
+    const, names = dim_factors(total)
+    divisor, divisor_names = dim_factors(part)
+    quotient = monomial_quotient((const, tuple(names)), (divisor, tuple(divisor_names)))
+    if quotient is None:
+        raise SymbolicError(f"the dim {total!r} is not a multiple of {part!r} for every value "
+                            "of its symbols")
+    return monomial_dim(quotient)
+
+
+def profile_values(ranges: Mapping[str, Sequence[int]], which: int) -> dict[str, int]:
+    """Each symbol at its profile's min, opt or max (`which`: MIN, OPT or MAX); `ranges`:
+    symbol -> [min, opt, max], as a manifest's "symbols"."""
+    return {name: r[which] for name, r in ranges.items()}
+
+
+def dim_bounds(dim: int | str, ranges: Mapping[str, Sequence[int]]) -> tuple[int, int]:
+    """The least and greatest value of a dim over the profile's ranges: its value at the
+    symbols' mins and at their maxes (a monomial grows with each of its symbols)."""
+    missing = [s for s in dim_symbols(dim) if s not in ranges]
+    if missing:
+        raise SymbolicError(f"no profile range for symbol(s) {missing} of the dim {dim!r}")
+    return dim_value(dim, profile_values(ranges, MIN)), dim_value(dim, profile_values(ranges, MAX))
 
 
 def check_expr(expr: Any, symbols: Mapping[str, Any], what: str, depth: int = 0) -> None:

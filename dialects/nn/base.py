@@ -9,7 +9,6 @@ the verifier checks that the declared result types agree with inference.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -32,10 +31,10 @@ from ember.dialects.tensor_types import (
     shape_of,
     tensor_type,
 )
-from ember.errors import ShapeError
+from ember.errors import ShapeError, SymbolicError
+from ember.runtime import symbolic
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cpu_kernels.common import normalize_axis as normalize_axis  # re-exported
-from ember.runtime.symbolic import dim_factors as monomial_factors
 
 _PENDING = UnrankedTensorType(f32)
 OpT = TypeVar("OpT", bound="NNOp")
@@ -177,16 +176,8 @@ def kernel_params(op: NNOp, inputs: Sequence[np.ndarray] | None = None) -> dict[
 def concrete_shape(shape: Sequence[Dim], bindings: dict[str, int]) -> list[int]:
     """Dims of a (possibly symbolic) shape made concrete with symbol values seen at run time;
     a dim that stays unknown is -1 (numpy's reshape infers it)."""
-    out = []
-    for d in shape:
-        if isinstance(d, int):
-            out.append(d)
-            continue
-        value, names = dim_factors(d)
-        for name in names:
-            value = value * bindings[name] if name in bindings and value >= 0 else -1
-        out.append(value)
-    return out
+    return [symbolic.dim_value(d, bindings) if all(
+        s in bindings for s in symbolic.dim_symbols(d)) else -1 for d in shape]
 
 
 def bind_symbols(shape: Sequence[Dim] | None, actual: Sequence[int]) -> dict[str, int]:
@@ -204,35 +195,30 @@ def dims_equal(a: Dim, b: Dim) -> bool:
 
 
 def dim_product(dims: Sequence[Dim]) -> Dim:
-    """Product of dims: an int when all are static, else a symbolic product ('?' if unknown)."""
-    ints = math.prod(d for d in dims if isinstance(d, int))
-    symbols = sorted(d for d in dims if isinstance(d, str))
-    if not symbols or ints == 0:
-        return ints
-    if UNKNOWN in symbols:
+    """Product of dims (`ember.runtime.symbolic.dim_product`): an int when all are static, else
+    the canonical symbolic product; 0 where a dim is 0, else '?' where one is unknown."""
+    if any(isinstance(d, int | np.integer) and d == 0 for d in dims):
+        return 0
+    if any(_unknown(d) for d in dims):
         return UNKNOWN
-    return "*".join(([str(ints)] if ints != 1 else []) + symbols)
-
-
-def dim_factors(d: Dim) -> tuple[int, list[str]]:
-    """(constant, symbols) of a dim; an unknown dim is (1, ['?'])."""
-    if d == UNKNOWN:
-        return 1, [UNKNOWN]
-    return monomial_factors(d)
+    return symbolic.dim_product(dims)
 
 
 def dim_quotient(total: Dim, part: Dim) -> Dim:
-    """total / part where it is exact (symbols cancel), else '?'."""
-    tn, ts = dim_factors(total)
-    pn, ps = dim_factors(part)
-    if UNKNOWN in ts or UNKNOWN in ps or pn == 0 or tn % pn:
+    """total / part where it is exact for every value of the symbols (they cancel), else '?'."""
+    if _unknown(total) or _unknown(part):
         return UNKNOWN
-    rest = list(ts)
-    for s in ps:
-        if s not in rest:
-            return UNKNOWN
-        rest.remove(s)
-    return dim_product([tn // pn, *rest])
+    try:
+        return symbolic.dim_quotient(total, part)
+    except SymbolicError:
+        return UNKNOWN
+
+
+def _unknown(d: Any) -> bool:
+    """'?' (or a product naming it), or no dim at all (a float from a folded Mul)."""
+    if isinstance(d, str):
+        return UNKNOWN in symbolic.dim_symbols(d)
+    return not isinstance(d, int | np.integer)
 
 
 def broadcast_shapes(*shapes: Shape, op: str = "") -> Shape:
