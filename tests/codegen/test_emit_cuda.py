@@ -22,8 +22,8 @@ from ember.compiler.pipeline import run_passes
 from ember.compiler.plan_builder import build_plan
 from ember.dialects import ember_context
 from ember.dialects.kernel import CudaOp
-from ember.errors import EmberError, PassError
 from ember.dialects.symbol_ranges import set_symbol_ranges
+from ember.errors import EmberError, PassError
 from ember.runtime.symbolic import expr_text
 from tests.dynamic_models import attention_block, cnn
 

@@ -23,8 +23,8 @@ from ember.compiler.opt import opt
 from ember.compiler.pack import pack
 from ember.compiler.pipeline import run_passes
 from ember.dialects.kernel import ElementwiseOp, LaunchOp
-from ember.errors import EmberError
 from ember.dialects.symbol_ranges import set_symbol_ranges
+from ember.errors import EmberError
 from ember.passes.plan_memory import (
     ACTIVATION_BYTES,
     ALIGNMENT,
