@@ -439,6 +439,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         return [make(n) for n in with_precision(resolve_passes("unoptimized"))] + [
             make("plan-memory")] + ([make("emit-cuda")] if config.target_arch else [])
     names = resolve_passes(config.pipeline)
+    if config.target_arch is None and "fold-qdq" not in names and "convert-onnx-to-nn" in names:
+        # Q/DQ convs and matmuls run on integers on the CPU; GPU builds keep them dequantized
+        # (float) until the integer tensor-core kernels exist
+        names.insert(names.index("convert-onnx-to-nn") + 1, "fold-qdq")
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]

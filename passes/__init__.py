@@ -31,6 +31,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fold_channel_pad import FoldChannelPad
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.fold_pad import FoldPad
+    from ember.passes.fold_qdq import FoldQDQ
     from ember.passes.fold_scale_shift import FoldScaleShift
     from ember.passes.fuse_attention import FuseAttention
     from ember.passes.fuse_elementwise import FuseElementwise
@@ -47,7 +48,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
             PadConvChannels, FoldChannelPad,
-            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory]
+            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

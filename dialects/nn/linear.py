@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, StringAttr, UnitAttr
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, StringAttr, UnitAttr
 from xdsl.ir import Attribute
 from xdsl.irdl import (
     irdl_op_definition,
@@ -35,6 +35,19 @@ def _same_element_type(op: NNOp, *indices: int) -> Attribute:
     return types[0]
 
 
+I32 = IntegerType(32)
+
+
+def accumulated_type(op: NNOp, *indices: int) -> Attribute:
+    """The result element type of a matmul / conv over `indices`: 8-bit integer operands (int8
+    or uint8, mixed as ONNX MatMulInteger / ConvInteger allow) accumulate into int32; otherwise
+    the operands' common type."""
+    types = [element_type_of(op.operands[i]) for i in indices]
+    if all(isinstance(t, IntegerType) and t.width.data == 8 for t in types):
+        return I32
+    return _same_element_type(op, *indices)
+
+
 def _dims_match(a: Dim, b: Dim) -> bool:
     """False only where two dims are known to differ."""
     return not (isinstance(a, int) and isinstance(b, int) and a != b)
@@ -49,7 +62,8 @@ def _fmt(shape: Shape) -> str:
 @irdl_op_definition
 class MatMulOp(NNOp):
     """numpy `matmul`: 1-D operands are promoted (and the added dim dropped), batch dims
-    broadcast. `transpose_a`/`transpose_b` swap the last two dims of that operand first."""
+    broadcast. `transpose_a`/`transpose_b` swap the last two dims of that operand first.
+    8-bit integer operands accumulate into int32 (ONNX MatMulInteger with zero points 0)."""
 
     name = "nn.matmul"
     lhs = operand_def()
@@ -73,7 +87,7 @@ class MatMulOp(NNOp):
         return shape
 
     def infer(self) -> list[Attribute]:
-        _same_element_type(self, 0, 1)
+        element = accumulated_type(self, 0, 1)
         a = self._operand(0, bool(self.prop("transpose_a", False)))
         b = self._operand(1, bool(self.prop("transpose_b", False)))
         a2 = (1, *a) if len(a) == 1 else a
@@ -83,7 +97,7 @@ class MatMulOp(NNOp):
                              f"contracted dim ({a2[-1]} vs {b2[-2]})")
         batch = broadcast_shapes(a2[:-2], b2[:-2], op="nn.matmul (batch dims)")
         out = (*batch, *(() if len(a) == 1 else (a2[-2],)), *(() if len(b) == 1 else (b2[-1],)))
-        return [like(self.lhs, out)]
+        return [like(self.lhs, out, element)]
 
 
 # -- convolution --------------------------------------------------------------------------------
@@ -152,7 +166,8 @@ class ConvOp(_ConvBase):
     """N-d convolution (cross-correlation) as ONNX Conv, with explicit pads.
 
     input [N, C, *spatial], weight [M, C/groups, *kernel], bias [M]; pads are
-    [begin_0, ..., begin_{n-1}, end_0, ..., end_{n-1}]."""
+    [begin_0, ..., begin_{n-1}, end_0, ..., end_{n-1}]. 8-bit integer input and weight
+    accumulate into int32, without bias (ONNX ConvInteger with zero points 0)."""
 
     name = "nn.conv"
 
@@ -167,12 +182,15 @@ class ConvOp(_ConvBase):
         if any(p < 0 for p in pads):
             raise ShapeError(f"nn.conv: pads {pads} must not be negative")
         self._check_bias(w[0])
+        element = accumulated_type(self, 0, 1)
+        if element == I32 and self.bias is not None:
+            raise ShapeError("nn.conv: an integer (ConvInteger) conv takes no bias")
         try:
             spatial = [_window_out(x[2 + i], w[2 + i], strides[i], dilations[i],
                                    pads[i] + pads[nd + i]) for i in range(nd)]
         except ShapeError as e:
             raise ShapeError(f"nn.conv: input {_fmt(x)}, weight {_fmt(w)}: {e}") from None
-        return [like(self.input, (x[0], w[0], *spatial))]
+        return [like(self.input, (x[0], w[0], *spatial), element)]
 
 
 @irdl_op_definition

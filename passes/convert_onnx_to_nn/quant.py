@@ -55,4 +55,7 @@ def dequantize(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if to is not None and to == element_type_of(scale):
         to = None
     operands = [x, scale] + ([zp] if zp is not None else [])
-    return [b.value(DequantizeOp, operands, to=to, **_common(op))]
+    # kept even over constants (a quantized weight): fold-qdq reads the integer weight and its
+    # scales from it; fold-constants folds what fold-qdq leaves
+    props = {k: v for k, v in {"to": to, **_common(op)}.items() if v is not None}
+    return [b.op(DequantizeOp, operands, props).results[0]]

@@ -8,9 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from ember.runtime.cpu_kernels.common import accumulate_dtype
+from ember.runtime.cpu_kernels.common import accumulate_dtype, out_dtype
 from ember.runtime.cpu_kernels.elementwise import with_epilogue
 from ember.runtime.cpu_kernels.layout import pack, unpack
+
+
+def _linear_dtypes(a: np.ndarray, b: np.ndarray, params: dict[str, Any]
+                   ) -> tuple[np.dtype, np.dtype]:
+    """(result, accumulation) dtypes of a matmul / conv: 8-bit integer operands give int32
+    (ONNX MatMulInteger / ConvInteger), summed exactly in int64; floats sum in float64."""
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu" and a.dtype.itemsize == b.dtype.itemsize == 1:
+        return np.dtype(np.int32), np.dtype(np.int64)
+    dtype = out_dtype(params) or np.result_type(a, b)
+    return dtype, accumulate_dtype(dtype)
 
 
 def matmul(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
@@ -20,8 +30,7 @@ def matmul(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]
         a = np.swapaxes(a, -1, -2)
     if params.get("transpose_b"):
         b = np.swapaxes(b, -1, -2)
-    dtype = np.result_type(a, b)
-    acc = accumulate_dtype(dtype)
+    dtype, acc = _linear_dtypes(a, b, params)
     return [np.asarray(np.matmul(a.astype(acc), b.astype(acc))).astype(dtype)]
 
 
@@ -48,8 +57,7 @@ def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
         (out,) = conv([x, w, *inputs[2:]], {**params, "layout": "NCHW"})
         return [np.ascontiguousarray(np.transpose(out, (0, 2, 3, 1)))]
     x, w = inputs[0], inputs[1]
-    dtype = x.dtype
-    acc = accumulate_dtype(dtype)
+    dtype, acc = _linear_dtypes(x, w, params)
     nd = x.ndim - 2
     strides, pads, dilations, groups = _conv_params(params)
     n, c = x.shape[:2]
@@ -88,8 +96,7 @@ def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
 def conv_transpose(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """ONNX ConvTranspose with explicit pads (a negative pad adds zeros on that side)."""
     x, w = inputs[0], inputs[1]
-    dtype = x.dtype
-    acc = accumulate_dtype(dtype)
+    dtype, acc = _linear_dtypes(x, w, params)
     nd = x.ndim - 2
     strides, pads, dilations, groups = _conv_params(params)
     out_pad = list(params.get("output_padding") or [0] * nd)

@@ -225,7 +225,7 @@ def test_a_stage_without_its_weights_file_is_a_clear_error(tmp_path, capsys):
                  str(dump)]) == 0
     (dump / "weights.npz").unlink()
     with pytest.raises(EmberError, match="cannot read weights .*weights.npz"):
-        load_module(dump / "03-fold-batch-norm.mlir")
+        load_module(dump / "04-fold-batch-norm.mlir")
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
@@ -253,7 +253,7 @@ def test_a_failing_build_leaves_no_plan_and_its_stages_replay(tmp_path, capsys, 
             raise PassError("this pass fails on purpose")
 
     real = builder.pipeline_for
-    monkeypatch.setattr(builder, "pipeline_for", lambda config: real(config)[:3] + [Fail()])
+    monkeypatch.setattr(builder, "pipeline_for", lambda config: real(config)[:4] + [Fail()])
     model = tmp_path / "block.onnx"
     onnx.save(_static(_block(), 1), model)
     dump, plan = tmp_path / "d", tmp_path / "p.plan"
@@ -265,9 +265,9 @@ def test_a_failing_build_leaves_no_plan_and_its_stages_replay(tmp_path, capsys, 
     assert not plan.exists() and not list(tmp_path.glob("*.tmp")) and not list(
         tmp_path.glob(".p.plan*"))
     assert [p.name for p in _stages(dump)] == ["00-input.mlir", "01-convert-onnx-to-nn.mlir",
-                                                "02-fold-constants.mlir",
-                                                "03-fold-batch-norm.mlir"]
+                                                "02-fold-qdq.mlir", "03-fold-constants.mlir",
+                                                "04-fold-batch-norm.mlir"]
     assert (dump / "notes.txt").read_text() == "mine"
     assert (dump / "pipeline.txt").read_text().endswith(",fail\n")
-    module = load_module(dump / "03-fold-batch-norm.mlir")
+    module = load_module(dump / "04-fold-batch-norm.mlir")
     assert any("+" in n for n in weight_types(module))  # the folded weight, from weights.npz

@@ -1,0 +1,156 @@
+"""fold-qdq: convs and matmuls between DequantizeLinear nodes run on 8-bit integers
+(TensorRT's explicit quantization: the Q/DQ nodes of a quantized model say where INT8 goes).
+
+A conv whose input is `dequantize(xq, sx)` and whose weight is `dequantize(wq, sw)`, with
+- `xq` int8 with one scale (per tensor), zero point 0 or none,
+- `wq` a constant int8 weight with one scale per output channel (axis 0) or per tensor, zero
+  point 0 or none,
+becomes the integer conv and its dequantization, a multiply by one float per output channel:
+
+    y = conv(dequantize(xq, sx), dequantize(wq, sw), b)
+ -> y = cast<f32>(conv(xq, wq) : i32) * (sx · sw)[channel] + b
+
+and a matmul `dequantize(xq, sx) @ dequantize(wq, sw)` with a constant 2-D weight [K, N] (per
+column: axis 1, or per tensor) likewise (its bias add stays where it was). The float tail is
+elementwise, so fuse-epilogues moves it into the integer kernel; the quantize that feeds the
+next layer stays a kernel of its own. Integer sums are exact (int32 accumulation).
+
+Not folded (they keep running in floating point, as the model's arithmetic says): zero points
+other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
+activation scales, blocked scales, a weight that is not a constant, grouped matmuls.
+Runs right after convert-onnx-to-nn, before fold-constants would fold the weights' dequantize
+into float weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.nn.base import build, set_result_types
+from ember.dialects.nn.elementwise import BinaryOp, CastOp
+from ember.dialects.nn.linear import ConvOp, MatMulOp
+from ember.dialects.nn.quant import DequantizeOp
+from ember.dialects.origin import origin_of, set_origin
+from ember.dialects.tensor_types import element_type_of, shape_of
+from ember.dialects.weights import WeightStore, weights_of
+from ember.passes.convert_onnx_to_nn.builder import constant_value, insert_before, make_constant
+
+I8 = IntegerType(8, Signedness.SIGNLESS)
+
+
+class FoldQDQ(ModulePass):
+    name = "fold-qdq"
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        store = weights_of(module)
+        for op in list(module.walk()):
+            if isinstance(op, ConvOp):
+                _fold(op, store, weight_axis=0, out_axis=1)
+            elif isinstance(op, MatMulOp) and not op.prop("transpose_a", False):
+                w_shape = shape_of(op.rhs)
+                if w_shape is not None and len(w_shape) == 2:
+                    transposed = bool(op.prop("transpose_b", False))
+                    _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
+
+
+def _per_tensor_int8(dq: Operation, store: WeightStore) -> tuple[SSAValue, float] | None:
+    """(the int8 input, its one scale) of a dequantize with zero point 0 (or none)."""
+    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != I8 \
+            or dq.prop("block_size", 0):
+        return None
+    scale = constant_value(dq.scale, store)
+    if scale is None or scale.size != 1 or not _zero(dq, store):
+        return None
+    return dq.input, float(np.asarray(scale, np.float64).reshape(()))
+
+
+def _weight_int8(dq: Operation, store: WeightStore, axis: int
+                 ) -> tuple[SSAValue, np.ndarray] | None:
+    """(the constant int8 weight, its scales: one, or one per index of `axis`) of a dequantize
+    with zero point 0 (or none)."""
+    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != I8 \
+            or dq.prop("block_size", 0) or constant_value(dq.input, store) is None:
+        return None
+    scale = constant_value(dq.scale, store)
+    shape = shape_of(dq.input)
+    if scale is None or shape is None or not _zero(dq, store):
+        return None
+    scale = np.asarray(scale, np.float64)
+    if scale.size == 1:
+        return dq.input, scale.reshape(1)
+    dq_axis = dq.prop("axis", 1) % len(shape)
+    if scale.ndim != 1 or dq_axis != axis % len(shape):
+        return None
+    return dq.input, scale
+
+
+def _folded(value: SSAValue, store: WeightStore) -> np.ndarray | None:
+    """A constant's value, or a dequantized constant's (a bias quantized to int32)."""
+    array = constant_value(value, store)
+    dq = value.owner
+    if array is None and isinstance(dq, DequantizeOp):
+        arrays = [constant_value(v, store) for v in dq.operands]
+        if all(a is not None for a in arrays):
+            array = dq.evaluate(arrays)[0]
+    return array
+
+
+def _zero(dq: DequantizeOp, store: WeightStore) -> bool:
+    if dq.zero_point is None:
+        return True
+    zp = constant_value(dq.zero_point, store)
+    return zp is not None and not np.any(zp)
+
+
+def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_axis: int
+          ) -> None:
+    x_dq, w_dq = op.operands[0].owner, op.operands[1].owner
+    x = _per_tensor_int8(x_dq, store)
+    w = _weight_int8(w_dq, store, weight_axis)
+    out = shape_of(op.results[0])
+    if x is None or w is None or out is None:
+        return
+    (xq, sx), (wq, sw) = x, w
+    channels = out[out_axis]
+    if not isinstance(channels, int) or sw.size not in (1, channels):
+        return
+    bias = None
+    if isinstance(op, ConvOp) and op.bias is not None:
+        bias = _folded(op.bias, store)
+        if bias is None:
+            return
+    float_type = element_type_of(op.results[0])
+    dtype = numpy_dtype(float_type)
+    shape = [1] * len(out)
+    shape[out_axis] = channels
+    integer = type(op).create(operands=[xq, wq], properties=dict(op.properties),
+                              result_types=[op.results[0].type])
+    set_result_types(integer, integer.infer())
+    made = [integer, build(CastOp, [integer.results[0]], {"to": float_type})]
+    scale = np.broadcast_to(sx * sw, (channels,)).astype(dtype).reshape(shape)
+    made.append(make_constant(scale, store, "qdq.scale"))
+    made.append(build(BinaryOp, [made[1].results[0], made[2].results[0]], {"fn": "mul"}))
+    if bias is not None:
+        bshape = [1] * len(out)
+        bshape[1] = channels
+        made.append(make_constant(np.asarray(bias).astype(dtype).reshape(bshape), store,
+                                  "qdq.bias"))
+        made.append(build(BinaryOp, [made[-2].results[0], made[-1].results[0]],
+                          {"fn": "add"}))
+    names = origin_of(op)
+    bias_dq = op.bias.owner if isinstance(op, ConvOp) and op.bias is not None else None
+    for new in made:
+        insert_before(new, op)
+        if names:
+            set_origin(new, names)
+    op.results[0].replace_all_uses_with(made[-1].results[0])
+    Rewriter.erase_op(op)
+    for dq in (x_dq, w_dq, bias_dq):
+        if isinstance(dq, DequantizeOp) and not dq.results[0].uses:
+            Rewriter.erase_op(dq)

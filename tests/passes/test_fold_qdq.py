@@ -1,0 +1,122 @@
+"""fold-qdq: models quantized by onnxruntime's quantizer (QDQ format) run their convs and
+matmuls on int8 with int32 sums on the CPU executor, and give onnxruntime's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.runtime.engine import Runtime
+from ember.runtime.plan import plan_bytes
+
+
+def _init(rng, name, *shape, scale=0.2):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def _cnn() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    rng = np.random.default_rng(0)
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             h.make_node("Relu", ["c2"], ["r2"]),
+             h.make_node("GlobalAveragePool", ["r2"], ["p"]), h.make_node("Flatten", ["p"], ["f"]),
+             h.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1)]
+    graph = h.make_graph(
+        nodes, "cnn", [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 16, 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2, 10])],
+        [_init(rng, "w1", 8, 3, 3, 3), _init(rng, "b1", 8), _init(rng, "w2", 16, 8, 3, 3),
+         _init(rng, "b2", 16), _init(rng, "fc", 10, 16), _init(rng, "fcb", 10)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 3, 16, 16)}
+
+
+def _mlp() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """Linear layers as PyTorch exports them: MatMul by a [K, N] weight, then Add."""
+    rng = np.random.default_rng(1)
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["m1"]), h.make_node("Add", ["m1", "b1"], ["a1"]),
+             h.make_node("Relu", ["a1"], ["r1"]), h.make_node("MatMul", ["r1", "w2"], ["m2"]),
+             h.make_node("Add", ["m2", "b2"], ["y"])]
+    graph = h.make_graph(
+        nodes, "mlp", [h.make_tensor_value_info("x", T.FLOAT, [4, 8, 32])],
+        [h.make_tensor_value_info("y", T.FLOAT, [4, 8, 16])],
+        [_init(rng, "w1", 32, 64), _init(rng, "b1", 64), _init(rng, "w2", 64, 16),
+         _init(rng, "b2", 16)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (4, 8, 32)}
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, shapes: dict[str, tuple]) -> None:
+        self.batches = iter([{k: np.random.default_rng(i).standard_normal(s).astype(np.float32)
+                              for k, s in shapes.items()} for i in range(8)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def _quantized(tmp_path, make, symmetric: bool) -> tuple[str, str, dict[str, tuple]]:
+    model, shapes = make()
+    fp32, qdq = str(tmp_path / "fp32.onnx"), str(tmp_path / "qdq.onnx")
+    onnx.save(model, fp32)
+    options = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                   extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}) \
+        if symmetric else {}
+    quantize_static(fp32, qdq, _Reader(shapes), quant_format=QuantFormat.QDQ, per_channel=True,
+                    **options)
+    return fp32, qdq, shapes
+
+
+def _run(path: str, feed: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+    manifest, sections = build_model(onnx.load(path), BuilderConfig())
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    return manifest, engine.create_execution_context().execute(feed)["y"]
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("make, linear", [(_cnn, ("conv", "conv", "matmul")),
+                                          (_mlp, ("matmul", "matmul"))], ids=["cnn", "mlp"])
+def test_symmetric_int8_model_runs_its_convs_and_matmuls_on_int8(tmp_path, make, linear):
+    fp32, qdq, shapes = _quantized(tmp_path, make, symmetric=True)
+    feed = {k: np.random.default_rng(7).standard_normal(s).astype(np.float32)
+            for k, s in shapes.items()}
+    manifest, got = _run(qdq, feed)
+    steps = [s for s in manifest["steps"] if s["template"] in ("conv", "matmul")]
+    assert tuple(s["template"] for s in steps) == linear
+    for step in steps:  # int8 in, int32 sums out; dequantized by the elementwise step after
+        assert step["params"]["in_dtypes"][:2] == ["int8", "int8"]
+        assert step["params"]["out_dtypes"] == ["int32"]
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    reference = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5  # onnxruntime's integer arithmetic, up to float rounding
+    assert _rel(got, reference) < 5e-2  # and an INT8 model's distance from FP32
+
+
+def test_asymmetric_uint8_model_keeps_float_arithmetic_and_matches(tmp_path):
+    """onnxruntime's default (uint8 activations with zero points): not TensorRT's INT8, so the
+    Q/DQ nodes run dequantized, in float, as the model says."""
+    _, qdq, shapes = _quantized(tmp_path, _cnn, symmetric=False)
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    manifest, got = _run(qdq, feed)
+    assert all(s["params"]["in_dtypes"][0] == "float32" for s in manifest["steps"]
+               if s["template"] in ("conv", "matmul"))
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 2e-2
+
+
+def test_fold_qdq_runs_in_cpu_builds_only_until_the_gpu_has_int8_kernels():
+    assert "fold-qdq" in [p.name for p in pipeline_for(BuilderConfig())]
+    assert "fold-qdq" not in [p.name for p in pipeline_for(BuilderConfig(target_arch="sm_90"))]
