@@ -95,10 +95,10 @@ def _conv_pads(b: NNBuilder, op: OnnxOp, xs: tuple, kernel: list, strides: list[
 @legalizes("Conv")
 def conv(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x, w, bias = op.onnx_input("X"), op.onnx_input("W"), op.onnx_input("B")
-    return [_conv(b, op, x, w, bias)]
+    return [conv_from_attrs(b, op, x, w, bias)]
 
 
-def _conv(b: NNBuilder, op: OnnxOp, x: SSAValue, w: SSAValue,
+def conv_from_attrs(b: NNBuilder, op: OnnxOp, x: SSAValue, w: SSAValue,
           bias: SSAValue | None) -> SSAValue:
     xs, ws, nd = _spatial(b, x, w)
     kernel = _kernel(b, op, ws, nd)
@@ -213,7 +213,7 @@ def einsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     return [b.value(EinsumOp, inputs, equation=equation.replace(" ", ""))]
 
 
-def _minus_zero_point(b: NNBuilder, x: SSAValue, zp: SSAValue | None,
+def minus_zero_point(b: NNBuilder, x: SSAValue, zp: SSAValue | None,
                       target: Sequence | None = None) -> SSAValue:
     """x - zp in i32 (zp reshaped to `target` first, where given)."""
     x = b.cast(x, I32)
@@ -232,8 +232,8 @@ def matmul_integer(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     target = None
     if azp is not None and len(b.shape(azp)) == 1 and len(a_shape) >= 2 and b.shape(azp)[0] != 1:
         target = [b.shape(azp)[0], 1]  # per-row zero points
-    return [b.value(MatMulOp, [_minus_zero_point(b, a, azp, target),
-                               _minus_zero_point(b, bm, bzp)])]
+    return [b.value(MatMulOp, [minus_zero_point(b, a, azp, target),
+                               minus_zero_point(b, bm, bzp)])]
 
 
 @legalizes("ConvInteger")
@@ -244,6 +244,6 @@ def conv_integer(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     target = None
     if wzp is not None and len(b.shape(wzp)) == 1 and b.shape(wzp)[0] != 1:
         target = [b.shape(wzp)[0], *([1] * (nd + 1))]  # per output channel
-    x32 = _minus_zero_point(b, x, xzp)
-    w32 = _minus_zero_point(b, w, wzp, target)
-    return [_conv(b, op, x32, w32, None)]
+    x32 = minus_zero_point(b, x, xzp)
+    w32 = minus_zero_point(b, w, wzp, target)
+    return [conv_from_attrs(b, op, x32, w32, None)]

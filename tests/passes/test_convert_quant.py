@@ -153,3 +153,64 @@ def test_verifier_errors():
     with pytest.raises(ShapeError, match="zero point's element type"):
         build(DequantizeOp, [q, s, x])
     assert element_type_of(build(DequantizeOp, [q, s, z]).output) == f32
+
+
+# -- QLinearConv, QLinearMatMul, DynamicQuantizeLinear (passes/convert_onnx_to_nn/qlinear.py) --
+
+def _q(shape, dtype):
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
+def test_qlinear_conv_against_the_reference(dtype, per_channel):
+    x, w = _q((1, 3, 7, 7), dtype), _q((4, 3, 3, 3), dtype)
+    channels = 4 if per_channel else 1
+    inits = {"x_scale": np.array(0.02, np.float32), "x_zero_point": np.array(5, dtype),
+             "w": w, "w_scale": (rng.random(channels) * 0.01 + 0.005).astype(np.float32),
+             "w_zero_point": np.full(channels, 2 if dtype == np.uint8 else -1, dtype),
+             "y_scale": np.array(0.3, np.float32), "y_zero_point": np.array(7, dtype),
+             "B": rng.integers(-500, 500, 4).astype(np.int32)}
+    if not per_channel:
+        inits["w_scale"], inits["w_zero_point"] = inits["w_scale"][0], inits["w_zero_point"][0]
+    inputs = {"x": x}
+    names = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
+             "y_zero_point", "B"]
+    model = single_node_model("QLinearConv", inputs, initializers=inits, pads=[1, 1, 1, 1],
+                              strides=[2, 2])
+    model.graph.node[0].input[:] = names
+    check_against_reference(model, inputs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_qlinear_matmul_per_column(dtype):
+    a, b = _q((2, 5, 6), dtype), _q((6, 3), dtype)
+    inits = {"a_scale": np.array(0.03, np.float32),
+             "a_zero_point": np.array(-2 if dtype == np.int8 else 9, dtype),
+             "b": b, "b_scale": (rng.random((3,)) * 0.05 + 0.01).astype(np.float32),
+             "b_zero_point": _q((3,), dtype),
+             "y_scale": np.array(0.4, np.float32), "y_zero_point": np.array(3, dtype)}
+    names = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale",
+             "y_zero_point"]
+    model = single_node_model("QLinearMatMul", {"a": a}, initializers=inits)
+    model.graph.node[0].input[:] = names
+    check_against_reference(model, {"a": a}, rtol=0, atol=0)
+
+
+def test_dynamic_quantize_linear_against_the_reference():
+    x = (rng.standard_normal((3, 4, 5)) * 3 + 1).astype(np.float32)
+    model = single_node_model("DynamicQuantizeLinear", {"x": x},
+                              outputs=("y", "y_scale", "y_zero_point"))
+    check_against_reference(model, {"x": x}, rtol=0, atol=0)
+
+
+def test_qlinear_matmul_refuses_a_per_row_scale():
+    a, b = _q((5, 6), np.int8), _q((6, 3), np.int8)
+    inits = {"a_scale": np.full(5, 0.1, np.float32), "a_zero_point": np.array(0, np.int8),
+             "b": b, "b_scale": np.array(0.1, np.float32), "b_zero_point": np.array(0, np.int8),
+             "y_scale": np.array(0.4, np.float32), "y_zero_point": np.array(0, np.int8)}
+    model = single_node_model("QLinearMatMul", {"a": a}, initializers=inits)
+    model.graph.node[0].input[:] = ["a", *inits]
+    with pytest.raises(EmberError, match="a_scale has shape \\[5\\]; it is per tensor"):
+        legalize(model)
