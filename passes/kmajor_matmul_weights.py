@@ -1,13 +1,13 @@
-"""kmajor-matmul-weights: FP16/BF16 matmul weights stored K-major for the tensor cores.
+"""kmajor-matmul-weights: FP16/BF16 and INT8 matmul weights stored K-major for the tensor cores.
 
-After this pass no FP16/BF16 `nn.matmul` reads a constant weight B of rank >= 2 as stored
-[..., K, N]: the weight is stored transposed ([..., N, K], a new store entry named
-`<weight>.T`) and the matmul's `transpose_b` is set, so both operands are K-major (consecutive
-k adjacent), which Hopper's wgmma tactic requires and every tensor-core tactic reads in 16-byte
-chunks. PyTorch exports Linear layers as MatMul with a [in, out] weight, so this is every such
-layer of a transformer. Results are unchanged (the same values, read in another order); the
-original weight stays where something else reads it. GPU builds run it after precision
-assignment.
+After this pass no FP16/BF16 `nn.matmul` (nor an int8 one, summing into int32) reads a
+constant weight B of rank >= 2 as stored [..., K, N]: the weight is stored transposed
+([..., N, K], a new store entry named `<weight>.T`) and the matmul's `transpose_b` is set, so
+both operands are K-major (consecutive k adjacent), which Hopper's wgmma tactic and the INT8
+tactics require and every tensor-core tactic reads in 16-byte chunks. PyTorch exports Linear
+layers as MatMul with a [in, out] weight, so this is every such layer of a transformer.
+Results are unchanged (the same values, read in another order); the original weight stays
+where something else reads it. GPU builds run it after precision assignment.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ from ember.passes.convert_onnx_to_nn.builder import (
 HALF = ("f16", "bf16")
 
 
+def _int8(op: MatMulOp) -> bool:
+    return all(str(element_type_of(v)) == "i8" for v in (op.lhs, op.rhs))
+
+
 class KMajorMatmulWeights(ModulePass):
     name = "kmajor-matmul-weights"
 
@@ -40,7 +44,7 @@ class KMajorMatmulWeights(ModulePass):
         transposed: dict[object, object] = {}  # weight op -> its transposed copy
         for op in list(module.walk()):
             if not isinstance(op, MatMulOp) or op.prop("transpose_b", False) \
-                    or str(element_type_of(op.output)) not in HALF:
+                    or str(element_type_of(op.output)) not in HALF and not _int8(op):
                 continue
             w = op.rhs.owner
             shape = shape_of(op.rhs)

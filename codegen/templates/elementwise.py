@@ -83,7 +83,8 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str) 
 
 
 def epilogue_lines(params: dict, value: str, index: str, indent: str,
-                   loaded: Mapping[int, str] | None = None) -> list[str]:
+                   loaded: Mapping[int, str] | None = None, result: str | None = None
+                   ) -> list[str]:
     """C lines applying a launch's `epilogue` to `value` (the output element at flat output
     index `index`), assigning the result back to `value`; none without an epilogue. Its extra
     inputs are the kernel's last pointer arguments (declare them with `epilogue_dtypes` and
@@ -97,6 +98,8 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     already rounded to `S` for a half `S`; the caller stores it with `store_from_float(value, S)`
     and declares `out0` of type S — as it does with no epilogue (where these lines are empty and
     S is T). Extra inputs of half types are loaded into floats (`loaded`: as `read_inputs`').
+    `result`: another lvalue (of S's compute type) to leave the result in, where `value` cannot
+    hold it (an integer GEMM's int32 sum dequantized to float).
     Kernels using it get the half prelude from `source` automatically."""
     epilogue = params.get("epilogue")
     if epilogue is None:
@@ -109,11 +112,12 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
                          index, "e", indent, "size_t", number_from=1, loaded=loaded)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent)
-    result = f"e{epilogue['result']}"
+    last = f"e{epilogue['result']}"
+    target = result or value
     if is_half(stored):
-        lines.append(f"{indent}{value} = {round_to(result, stored)};")
+        lines.append(f"{indent}{target} = {round_to(last, stored)};")
     else:
-        lines.append(f"{indent}{value} = ({c_type(stored)}){result};")
+        lines.append(f"{indent}{target} = ({c_type(stored)}){last};")
     return lines
 
 

@@ -191,8 +191,22 @@ __device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {
 """
 
 
+INT8 = "int8"
+
+
 def helpers(dtype: str) -> str:
-    """`async_helpers` plus the m16n8k16 MMA of `dtype` operands."""
+    """`async_helpers` plus the MMA of `dtype` operands: m16n8k16 with f32 accumulators for
+    FP16/BF16, m16n8k32 with s32 accumulators for INT8."""
+    if dtype == INT8:
+        return async_helpers() + """\
+// c += a (16x32, row) * b (32x8, col), s8 operands, s32 accumulators (exact)
+__device__ __forceinline__ void mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+"""
     ptx = PTX_TYPE[dtype]
     return async_helpers() + f"""\
 // c += a (16x16, row) * b (16x8, col), {ptx} operands, f32 accumulators
@@ -253,8 +267,18 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     (`value` is a float expression); a `RowStore` stages the outputs through shared memory
     instead (`gemm_epilogue`; the kernel then needs `gemm_epilogue.helpers`). The kernel
     declares `extern __shared__` memory of `tile.shared_bytes()`; with split-K its last
-    arguments are `counters` and `ws`."""
+    arguments are `counters` and `ws`.
+
+    INT8 (`dtype` "int8"): both operands K-major, read as 16-bit pairs of int8 along K (`k`
+    and the operands count those pairs, so a BK of 32 pairs is 64 int8), and each m16n8k16
+    fragment of pairs is an m16n8k32 int8 fragment (the byte layouts agree); the accumulators
+    are int (s32, exact) and `value` an int expression. No split-K and no staged store."""
     tile, splits = gemm.tile, gemm.splits
+    integer = dtype == INT8
+    if integer and (splits > 1 or isinstance(store, RowStore) or not a.k_contiguous
+                    or not b.k_contiguous):
+        raise ValueError("INT8 tensor cores read K-major operands, without split-K or a "
+                         "staged store")
     bm, bn, bk = tile.bm, tile.bn, tile.bk
     wtm, wtn = bm // tile.wm, bn // tile.wn
     mi_n, ni_n = tile.mi, tile.ni
@@ -278,12 +302,13 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     else:
         lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
     lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
-              f"    float frag[{mi_n}][{ni_n}][4];",
+              f"    {'int' if integer else 'float'} frag[{mi_n}][{ni_n}][4];",
               "    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
               "        #pragma unroll",
               f"        for (int j = 0; j < {ni_n}; ++j)",
-              "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = 0.f;"]
+              "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = "
+              f"{'0' if integer else '0.f'};"]
 
     def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
              kmaj: bool, indent: str) -> list[str]:
@@ -356,7 +381,8 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               f"            for (int i = 0; i < {mi_n}; ++i)",
               "                #pragma unroll",
               f"                for (int j = 0; j < {ni_n}; ++j)",
-              "                    mma_16816(frag[i][j], af[i], bf[j][0], bf[j][1]);",
+              f"                    {'mma_16832_s8' if integer else 'mma_16816'}(frag[i][j], "
+              "af[i], bf[j][0], bf[j][1]);",
               "        }",
               "    }",
               "    cp_async_wait<0>();"]

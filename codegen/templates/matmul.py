@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ember.codegen.scalar_c import c_type, is_half
+from ember.codegen.scalar_c import c_type, compute_type, is_half
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -51,6 +51,22 @@ def _geometry(params: dict) -> tuple:
     return m, n, k, a_shape, b_shape, ta, tb, batch
 
 
+def _int8(params: dict) -> bool:
+    """int8 x int8 -> int32 (fold-qdq's, ONNX MatMulInteger's without zero points)."""
+    return params["in_dtypes"][:2] == ["int8", "int8"] and params["out_dtypes"][0] == "int32"
+
+
+def _int8_geometry(params: dict) -> tuple:
+    """An INT8 matmul's geometry with K counted in int8 pairs (16-bit units): the tensor-core
+    loop reads both operands K-major, 16 bytes at a time; else UnsupportedError."""
+    m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
+    if ta or not tb or k % 16:
+        raise UnsupportedError(
+            f"CUDA matmul: INT8 needs both operands K-major (A [M, K], B [N, K]: transpose_b) "
+            f"and K % 16 == 0 (transpose_a={int(ta)}, transpose_b={int(tb)}, K={k})")
+    return m, n, k // 2, a_shape, b_shape, batch
+
+
 def _tensor_core(params: dict) -> bool:
     """FP16/BF16 operands and result of one type: the tensor-core path."""
     dtypes = {*params["in_dtypes"][:2], params["out_dtypes"][0]}
@@ -85,6 +101,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
     m, n, k, *_, batch = _geometry(params)
     dtype = params["out_dtypes"][0]
+    if _int8(params):
+        m, n, pairs, *_, batch = _int8_geometry(params)
+        return [t for t in gemm_mma.candidates(m, n, pairs, prod(batch), top=8)
+                if t["splits"] == 1][:4]
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
@@ -179,8 +199,58 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
                       *gemm.workspace_bytes(m, n, nbatch))
 
 
+def _emit_int8(name: str, params: dict) -> KernelSpec:
+    """INT8 tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums); the epilogue (the
+    dequantizing multiply, bias, activation: fold-qdq's, fused) applied to each int32 sum."""
+    m, n, pairs, a_shape, b_shape, batch = _int8_geometry(params)
+    nbatch = prod(batch)
+    a_bs = ([s * a_shape[-2] * a_shape[-1] // 2 for s in broadcast_strides(a_shape[:-2], batch)]
+            if batch else [])
+    b_bs = ([s * b_shape[-2] * b_shape[-1] // 2 for s in broadcast_strides(b_shape[:-2], batch)]
+            if batch else [])
+    # int8 pairs as 16-bit elements: rows of K / 2 pairs, 16-byte chunks of 8 pairs
+    a_op = dense("a16", m, pairs, pairs, 1, "a_base", vec8=True)
+    b_op = dense("b16", n, pairs, pairs, 1, "b_base", vec8=True)
+    gemm = gemm_mma.mma_for(params, m, n, pairs, nbatch)
+    if gemm.splits > 1:
+        raise UnsupportedError("CUDA matmul: INT8 tactics have no split-K")
+    tile = gemm.tile
+    stored = stored_dtype(params)
+    index = _output_index(m, n)
+
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        lines = [f"{indent}const size_t oi = {index(row, col)};",
+                 f"{indent}const int acc = {value};"]
+        if not params.get("epilogue"):
+            return lines + [f"{indent}out0[oi] = acc;"]
+        return lines + [f"{indent}{compute_type(stored)} res;",
+                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
+                        f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
+
+    body = ["    const int b = blockIdx.z;",
+            "    const unsigned short* a16 = (const unsigned short*)in0;",
+            "    const unsigned short* b16 = (const unsigned short*)in1;"]
+    body += _batch_offsets(batch, a_bs, b_bs)
+    body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8,
+                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
+                    launch_bounds=(tile.threads, tile.resident), halves=True)
+    k = pairs * 2
+    text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
+                  "int8 -> int32",
+                  [f"tactic: INT8 tensor cores, mma.sync m16n8k32 s8, {tile}, int32 "
+                   "accumulation; batch on grid z", *epilogue_summary(params)],
+                  sig, body, prelude=uses_mod(params), helpers=gemm_mma.helpers(gemm_mma.INT8))
+    grid = gemm.grid(m, n, nbatch)
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
+        raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes())
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if _int8(params):
+        return _emit_int8(name, params)
     if _tensor_core(params) or dtype == "float32" and "wgmma" in (params.get("tactic") or {}):
         return _emit_mma(name, params)
     if dtype not in ("float32", "float64"):

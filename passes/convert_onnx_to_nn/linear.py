@@ -215,7 +215,10 @@ def einsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 
 def minus_zero_point(b: NNBuilder, x: SSAValue, zp: SSAValue | None,
                       target: Sequence | None = None) -> SSAValue:
-    """x - zp in i32 (zp reshaped to `target` first, where given)."""
+    """x - zp in i32 (zp reshaped to `target` first, where given); int8 x without a zero point
+    stays int8 (an int8 conv/matmul sums into int32 itself, on the INT8 tensor cores)."""
+    if zp is None and str(element_type_of(x)) == "i8":
+        return x
     x = b.cast(x, I32)
     if zp is None:
         return x
@@ -232,8 +235,8 @@ def matmul_integer(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     target = None
     if azp is not None and len(b.shape(azp)) == 1 and len(a_shape) >= 2 and b.shape(azp)[0] != 1:
         target = [b.shape(azp)[0], 1]  # per-row zero points
-    return [b.value(MatMulOp, [minus_zero_point(b, a, azp, target),
-                               minus_zero_point(b, bm, bzp)])]
+    return [b.value(MatMulOp, list(_same_integers(b, minus_zero_point(b, a, azp, target),
+                                                  minus_zero_point(b, bm, bzp))))]
 
 
 @legalizes("ConvInteger")
@@ -244,6 +247,13 @@ def conv_integer(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     target = None
     if wzp is not None and len(b.shape(wzp)) == 1 and b.shape(wzp)[0] != 1:
         target = [b.shape(wzp)[0], *([1] * (nd + 1))]  # per output channel
-    x32 = minus_zero_point(b, x, xzp)
-    w32 = minus_zero_point(b, w, wzp, target)
+    x32, w32 = _same_integers(b, minus_zero_point(b, x, xzp),
+                              minus_zero_point(b, w, wzp, target))
     return [conv_from_attrs(b, op, x32, w32, None)]
+
+
+def _same_integers(b: NNBuilder, x: SSAValue, y: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """Both int8 (summed into int32 by the op), else both int32."""
+    if element_type_of(x) == element_type_of(y):
+        return x, y
+    return b.cast(x, I32), b.cast(y, I32)

@@ -1,6 +1,7 @@
 """Run a tensor-core kernel's CUDA C on the CPU (g++), for tests on machines without a GPU: one OS
 thread per CUDA thread, `__syncthreads` and the warp collectives (`__shfl_xor_sync`, `ldmatrix`
-x4 with and without .trans, `mma.sync.m16n8k16` with FP32 accumulation) emulated per the PTX
+x4 with and without .trans, `mma.sync.m16n8k16` with FP32 accumulation, `m16n8k32` s8 with
+s32 accumulation) emulated per the PTX
 ISA's fragment layouts, `cp.async` copies deferred to the `cp.async.wait_group` that covers them
 (the latest the hardware may do them) and shared memory filled with NaNs. The kernel's inline-PTX
 helpers are dropped and replaced by these; the emulation of the layouts is itself checked on
@@ -181,6 +182,31 @@ static inline void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned 
             const unsigned ra = x_reg[w][4 * (row % 8) + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)];
             const unsigned rb = x_reg[w][4 * col + (k % 8) / 2][4 + (k >= 8)];
             acc += half_of(ra, k % 2) * half_of(rb, k % 2);
+        }
+        out[e] = acc;
+    }
+    warp_sync();
+    for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+// m16n8k32 s8 (row.col), lane = 4 g + t: A a0 (row g, k 4t..4t + 3, one byte each), a1 (row
+// g + 8), a2 (k + 16), a3 (both); B b0 (k 4t..4t + 3, column g), b1 (k + 16); C as m16n8k16
+static inline int s8_of(unsigned reg, int byte) { return (signed char)(reg >> (8 * byte)); }
+static inline void mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1) {
+    const int w = my_warp(), l = my_lane();
+    for (int i = 0; i < 4; ++i) x_reg[w][l][i] = a[i];
+    x_reg[w][l][4] = b0;
+    x_reg[w][l][5] = b1;
+    warp_sync();
+    int out[4];
+    const int g = l / 4, t = l % 4;
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+        int acc = c[e];
+        for (int k = 0; k < 32; ++k) {
+            const unsigned ra = x_reg[w][4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)];
+            const unsigned rb = x_reg[w][4 * col + (k % 16) / 4][4 + (k >= 16)];
+            acc += s8_of(ra, k % 4) * s8_of(rb, k % 4);
         }
         out[e] = acc;
     }

@@ -1,0 +1,140 @@
+"""INT8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) for matmul, on emulated warps (CPU,
+g++; `simt_emulator`): exact int32 sums against numpy, each tactic, batches, ragged M/N, and the
+dequantizing epilogue fold-qdq leaves (cast, per-column scale, bias, relu) fused. Compiled by
+NVRTC here; run on the GPU by the `cuda` test at the end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ember.codegen.nvrtc import compile_many
+from ember.codegen.templates import matmul
+from ember.errors import UnsupportedError
+from ember.runtime.cuda import cuda_available
+from tests.codegen import simt_emulator
+
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+needs_gxx = pytest.mark.skipif(
+    not simt_emulator.available(),
+    reason="g++ not found: these tests run the kernels' CUDA C on emulated warps compiled with g++ "
+           "(install g++ to run them without a GPU)")
+
+
+def _params(batch: list[int], m: int, n: int, k: int, epilogue: bool = False) -> dict:
+    params = {"transpose_b": True, "in_shapes": [[*batch, m, k], [n, k]],
+              "in_dtypes": ["int8", "int8"], "out_shapes": [[*batch, m, n]],
+              "out_dtypes": ["int32"]}
+    if epilogue:  # relu(float(acc) * scale[n] + bias[n]), stored as float32
+        params["epilogue"] = {
+            "in_shapes": [[1, n], [n]], "in_dtypes": ["float32", "float32"],
+            "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                    {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                    {"fn": "add", "args": [4, 2], "dtype": "float32"},
+                    {"fn": "relu", "args": [5], "dtype": "float32"}],
+            "result": 6, "out_dtype": "float32"}
+    return params
+
+
+def _int8(rng, shape):
+    return rng.integers(-128, 128, shape).astype(np.int8)
+
+
+@needs_gxx
+@pytest.mark.parametrize("batch, m, n, k", [([], 64, 96, 128), ([2], 37, 40, 48),
+                                            ([], 130, 72, 272)],
+                         ids=["aligned", "batch-ragged", "ragged-deep"])
+def test_int8_matmul_sums_exactly_for_every_tactic(batch, m, n, k, tmp_path):
+    params = _params(batch, m, n, k)
+    rng = np.random.default_rng(0)
+    a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
+    want = np.matmul(a.astype(np.int64), b.astype(np.int64).T)
+    tactics = matmul.tactics(params, "sm_90")
+    assert len(tactics) >= 2 and all(t["splits"] == 1 for t in tactics)
+    for tactic in tactics:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        assert "mma_16832_s8(frag[i][j]" in spec.source
+        got = simt_emulator.run(spec, "k", [a, b], [*batch, m, n], np.int32, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gxx
+def test_int8_matmul_applies_the_dequantizing_epilogue(tmp_path):
+    m, n, k = 48, 64, 96
+    params = _params([], m, n, k, epilogue=True)
+    rng = np.random.default_rng(1)
+    a, b = _int8(rng, (m, k)), _int8(rng, (n, k))
+    scale = (rng.random((1, n)) * 1e-3).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    spec = matmul.emit("k", params)
+    got = simt_emulator.run(spec, "k", [a, b, scale, bias], [m, n], np.float32, tmp_path)
+    acc = (a.astype(np.int64) @ b.astype(np.int64).T).astype(np.float32)
+    want = np.maximum(acc * scale + bias, 0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
+    params = _params([], 64, 96, 128, epilogue=True)
+    sources = [(f"k{i}", matmul.emit(f"k{i}", {**params, "tactic": t}).source)
+               for i, t in enumerate(matmul.tactics(params, "sm_90"))]
+    for entry in compile_many(sources, arch="sm_90"):
+        assert b"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in entry.ptx
+
+
+@pytest.mark.parametrize("change, why", [({"transpose_b": False}, "K-major"),
+                                         ({"in_shapes": [[4, 40], [8, 40]]}, "K % 16")])
+def test_int8_matmul_it_cannot_run_says_why(change, why):
+    params = {**_params([], 4, 8, 32), **change}
+    if not params["transpose_b"]:
+        params["in_shapes"] = [[4, 32], [32, 8]]
+    with pytest.raises(UnsupportedError, match=why):
+        matmul.emit("k", params)
+
+
+def _matmul_integer_model(m: int, k: int, n: int, seed: int = 0):
+    """ONNX MatMulInteger of an int8 input by an int8 [K, N] weight, without zero points."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper
+
+    w = _int8(np.random.default_rng(seed), (k, n))
+    graph = h.make_graph([h.make_node("MatMulInteger", ["a", "w"], ["y"])], "mmi",
+                         [h.make_tensor_value_info("a", T.INT8, [m, k])],
+                         [h.make_tensor_value_info("y", T.INT32, [m, n])],
+                         [numpy_helper.from_array(w, "w")])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), w
+
+
+def test_matmul_integer_builds_to_the_int8_tensor_core_kernel_for_sm90():
+    """kmajor-matmul-weights stores the [K, N] weight [N, K]; the plan's kernel is the s8 MMA
+    one (no host step); the CPU executor runs the same plan's steps exactly."""
+    from ember.compiler.builder import BuilderConfig, build_model
+    from ember.runtime.engine import Runtime
+    from ember.runtime.plan import plan_bytes
+
+    model, w = _matmul_integer_model(64, 96, 80)
+    manifest, sections = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
+    (step,) = manifest["steps"]
+    assert step["params"]["transpose_b"] and step["params"]["in_dtypes"] == ["int8", "int8"]
+    assert "device" not in step and step["cuda"]["kernel"].startswith("matmul_")
+    assert b"mma_16832_s8(frag" in sections["cuda_source"]
+    a = _int8(np.random.default_rng(3), (64, 96))
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute({"a": a})["y"]
+    np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_int8_matmul_on_the_gpu_sums_exactly():
+    from ember.compiler.builder import BuilderConfig, build_model, detect_arch
+    from ember.runtime.engine import Runtime
+    from ember.runtime.plan import plan_bytes
+
+    model, w = _matmul_integer_model(200, 512, 136, seed=4)
+    manifest, sections = build_model(model, BuilderConfig(target_arch=detect_arch()))
+    assert manifest["steps"][0]["cuda"]["kernel"].startswith("matmul_")
+    a = _int8(np.random.default_rng(5), (200, 512))
+    engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute({"a": a})["y"]
+    np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
