@@ -506,6 +506,69 @@ def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
     return KernelSpec(text, grid, block, 0)
 
 
+def _int8(params: dict) -> bool:
+    """int8 input and weight summed into int32 (fold-qdq's; ONNX ConvInteger without zero
+    points)."""
+    return params["in_dtypes"][:2] == ["int8", "int8"] and params["out_dtypes"][0] == "int32"
+
+
+def _int8_conv(params: dict) -> _Conv:
+    """An INT8 conv's sizes with its channels counted in int8 pairs (16-bit units), as the
+    tensor-core loop reads them: NHWC input, OHWI weight, channels (per group) % 16 == 0; else
+    UnsupportedError."""
+    cv = _Conv(params)
+    if not cv.nhwc or cv.cg % 16 or cv.channels % 16 or cv.has_bias:
+        raise UnsupportedError(
+            f"CUDA conv: INT8 needs NHWC, channels per group in multiples of 16 and no bias "
+            f"(layout {params.get('layout', 'NCHW')}, {cv.cg} channels per group)")
+    x_shape, w_shape = (list(s) for s in params["in_shapes"][:2])
+    pairs = dict(params, in_shapes=[[*x_shape[:-1], x_shape[-1] // 2],
+                                    [*w_shape[:-1], w_shape[-1] // 2]])
+    return _Conv(pairs)
+
+
+def _gemm_int8(name: str, params: dict) -> KernelSpec:
+    """INT8 implicit GEMM on tensor cores (mma.sync m16n8k32 s8 x s8 -> s32, exact sums): the
+    mma.sync loop over int8 pairs as 16-bit elements (NHWC im2col, OHWI weights, 16-byte
+    chunks), the dequantizing epilogue fold-qdq leaves fused."""
+    cv = _int8_conv(params)
+    m_size, n_size, a_op, b_op = _mma_operands(cv)
+    a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
+    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
+    if gemm.splits > 1:
+        raise UnsupportedError("CUDA conv: INT8 tactics have no split-K")
+    tile = gemm.tile
+    stored = stored_dtype(params)
+
+    def store(m: str, n: str, value: str, indent: str) -> list[str]:
+        lines = [f"{indent}const size_t oi = (size_t){m} * {cv.cout} + g * {cv.mg} + {n};",
+                 f"{indent}const int acc = {value};"]
+        if not params.get("epilogue"):
+            return lines + [f"{indent}out0[oi] = acc;"]
+        return lines + [f"{indent}{compute_type(stored)} res;",
+                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
+                        f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
+
+    body = ["    const int g = blockIdx.z;  // group",
+            "    const unsigned short* x16 = (const unsigned short*)in0;",
+            "    const unsigned short* w16 = (const unsigned short*)in1;"]
+    body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, gemm_mma.INT8,
+                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    text = source(_title(params, _Conv(params), "int8 -> int32"),
+                  [f"tactic: implicit GEMM on INT8 tensor cores (NHWC, weights OHWI), "
+                   f"mma.sync m16n8k32 s8, {tile} (K in int8 pairs), int32 accumulation, "
+                   "im2col gathered on the fly; group on grid z",
+                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
+                   *epilogue_summary(params)],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
+                            launch_bounds=(tile.threads, tile.resident), halves=True),
+                  body, prelude=uses_mod(params), helpers=gemm_mma.helpers(gemm_mma.INT8))
+    grid = gemm.grid(m_size, n_size, cv.groups)
+    if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
+        raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes())
+
+
 def _title(params: dict, cv: _Conv, dtype: str) -> str:
     return (f"conv {cv.nd}-d x{list(params['in_shapes'][0])} w{list(params['in_shapes'][1])} -> "
             f"{list(params['out_shapes'][0])} strides={cv.strides} pads={cv.pads} "
@@ -523,6 +586,13 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
     build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
     the multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
+    if _int8(params):
+        try:
+            cv = _int8_conv(params)
+        except UnsupportedError:
+            return []
+        return [t for t in gemm_mma.candidates(cv.positions, cv.mg, cv.k_total, cv.groups,
+                                               top=8) if t["splits"] == 1][:4]
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -555,6 +625,8 @@ def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if _int8(params):
+        return _gemm_int8(name, params)
     wgmma = "wgmma" in (params.get("tactic") or {})
     if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)

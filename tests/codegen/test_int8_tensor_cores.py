@@ -1,7 +1,8 @@
-"""INT8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) for matmul, on emulated warps (CPU,
-g++; `simt_emulator`): exact int32 sums against numpy, each tactic, batches, ragged M/N, and the
-dequantizing epilogue fold-qdq leaves (cast, per-column scale, bias, relu) fused. Compiled by
-NVRTC here; run on the GPU by the `cuda` test at the end."""
+"""INT8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) for matmul and the NHWC implicit-GEMM
+conv, on emulated warps (CPU, g++; `simt_emulator`): exact int32 sums against numpy, each
+tactic, batches, ragged M/N, strides, and the dequantizing epilogue fold-qdq leaves (cast,
+per-channel scale, bias, relu) fused. Compiled by NVRTC here; run on the GPU by the `cuda`
+test."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
     params = _params([], 64, 96, 128, epilogue=True)
     sources = [(f"k{i}", matmul.emit(f"k{i}", {**params, "tactic": t}).source)
                for i, t in enumerate(matmul.tactics(params, "sm_90"))]
+    from ember.codegen.templates import conv
+
+    conv_params = _conv_params(2, 9, 32, 24, 2, epilogue=True)
+    sources += [(f"c{i}", conv.emit(f"c{i}", {**conv_params, "tactic": t}).source)
+                for i, t in enumerate(conv.tactics(conv_params, "sm_90"))]
     for entry in compile_many(sources, arch="sm_90"):
         assert b"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in entry.ptx
 
@@ -138,3 +144,67 @@ def test_int8_matmul_on_the_gpu_sums_exactly():
     engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute({"a": a})["y"]
     np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
+
+
+# -- INT8 implicit-GEMM conv (NHWC, OHWI weights) --------------------------------------------
+
+def _conv_params(n: int, hw: int, c: int, k: int, stride: int, epilogue: bool) -> dict:
+    oh = (hw + 2 - 3) // stride + 1
+    params = {"in_shapes": [[n, hw, hw, c], [k, 3, 3, c]], "in_dtypes": ["int8", "int8"],
+              "out_shapes": [[n, oh, oh, k]], "out_dtypes": ["int32"], "layout": "NHWC",
+              "strides": [stride] * 2, "pads": [1] * 4, "dilations": [1, 1], "groups": 1}
+    if epilogue:  # relu(float(acc) * scale[k] + bias[k]), stored as float32
+        params["epilogue"] = {
+            "in_shapes": [[1, 1, 1, k], [1, 1, 1, k]], "in_dtypes": ["float32", "float32"],
+            "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                    {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                    {"fn": "add", "args": [4, 2], "dtype": "float32"},
+                    {"fn": "relu", "args": [5], "dtype": "float32"}],
+            "result": 6, "out_dtype": "float32"}
+    return params
+
+
+@needs_gxx
+@pytest.mark.parametrize("stride", [1, 2])
+def test_int8_conv_sums_exactly_for_every_tactic(stride, tmp_path):
+    from ember.codegen.templates import conv
+    from ember.runtime.cpu_kernels.linear import conv as reference
+
+    params = _conv_params(2, 9, 32, 24, stride, epilogue=False)
+    rng = np.random.default_rng(2)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    (want,) = reference([x, w], params)
+    tactics = conv.tactics(params, "sm_90")
+    assert len(tactics) >= 2
+    for tactic in tactics[:2]:
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        assert "mma_16832_s8(frag[i][j]" in spec.source
+        got = simt_emulator.run(spec, "k", [x, w], params["out_shapes"][0], np.int32, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gxx
+def test_int8_conv_applies_the_dequantizing_epilogue(tmp_path):
+    from ember.codegen.templates import conv
+    from ember.runtime.cpu_kernels.linear import conv as reference
+
+    params = _conv_params(1, 8, 16, 16, 1, epilogue=True)
+    rng = np.random.default_rng(3)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    scale = (rng.random((1, 1, 1, 16)) * 1e-3).astype(np.float32)
+    bias = rng.standard_normal((1, 1, 1, 16)).astype(np.float32)
+    spec = conv.emit("k", params)
+    got = simt_emulator.run(spec, "k", [x, w, scale, bias], params["out_shapes"][0],
+                            np.float32, tmp_path)
+    (acc,) = reference([x, w], {k: v for k, v in params.items() if k != "epilogue"})
+    np.testing.assert_allclose(got, np.maximum(acc.astype(np.float32) * scale + bias, 0),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_int8_conv_it_cannot_run_says_why():
+    from ember.codegen.templates import conv
+
+    params = _conv_params(1, 8, 24, 16, 1, epilogue=False)  # 24 channels: not 16k
+    assert conv.tactics(params, "sm_90") == []
+    with pytest.raises(UnsupportedError, match="multiples of 16"):
+        conv.emit("k", params)
