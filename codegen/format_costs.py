@@ -54,6 +54,10 @@ DIRECT_MACS = 8e12
 # depthwise FP32 in NC4HW4 with packed weights runs 4 channels a thread on float4s (estimate)
 PACKED_DEPTHWISE_SPEEDUP = 1.4
 HALF = ("float16", "bfloat16")
+# INT8 tensor cores do twice the MACs of FP16 per instruction (m16n8k32 vs m16n8k16)
+INT8_SPEEDUP = 2.0
+# a step with no CUDA kernel in a format runs on the host: MAC/s of the numpy conv, roughly
+HOST_MACS = 2e10
 
 
 def _itemsize(v: SSAValue) -> int:
@@ -132,6 +136,10 @@ def conv_seconds(cv: ConvGeometry, fmt: str, arch: str | None) -> float:
         m, n = cv.positions, cv.mg
     else:
         m, n = cv.mg, cv.positions
+    if cv.dtypes == {"int8", "int32"}:  # INT8 tensor cores: NHWC over 16k channels only
+        if fmt == NHWC and cv.chunks(16) and cv.groups == 1:
+            return _mma_seconds(m, n, cv.k // 2, cv.groups) / INT8_SPEEDUP
+        return cv.positions * cv.cout * cv.k / HOST_MACS
     if len(cv.dtypes) == 1 and cv.dtype in HALF and fmt != NC4HW4:
         seconds = _mma_seconds(m, n, cv.k, cv.groups)
         if fmt == NHWC and cv.chunks(8):

@@ -439,9 +439,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         return [make(n) for n in with_precision(resolve_passes("unoptimized"))] + [
             make("plan-memory")] + ([make("emit-cuda")] if config.target_arch else [])
     names = resolve_passes(config.pipeline)
-    if config.target_arch is None and "fold-qdq" not in names and "convert-onnx-to-nn" in names:
-        # Q/DQ convs and matmuls run on integers on the CPU; GPU builds keep them dequantized
-        # (float) until the integer tensor-core kernels exist
+    if "fold-qdq" not in names and "convert-onnx-to-nn" in names:
+        # Q/DQ convs and matmuls run on int8 (on the GPU: those the INT8 tensor cores take)
         names.insert(names.index("convert-onnx-to-nn") + 1, "fold-qdq")
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
@@ -467,6 +466,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 arch=config.target_arch, tile=config.forced_tile or "",
                 autotune=_should_autotune(config),
                 **({} if config.sm_count is None else {"sms": config.sm_count})))
+        elif name == "fold-qdq" and config.target_arch is not None:
+            from ember.passes.fold_qdq import FoldQDQ
+
+            passes.append(FoldQDQ(multiple=16))
         elif name == "choose-formats" and config.target_arch is not None:
             from ember.passes.choose_formats import ChooseFormats
 

@@ -81,8 +81,8 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
     rewritten in physical terms) and follows its producers. With `packed`, a depthwise conv over
     C % 4 == 0 channels prefers NC4HW4 (its direct tactic runs vectorized, 4 channels a thread).
     With `half_conv_nhwc`, an FP16/BF16 conv (ungrouped or depthwise) over C % 8 == 0 channels
-    (an FP32 one allowed TF32 over C % 4 == 0) prefers NHWC (the tensor-core conv copies a
-    pixel's channels in 16-byte chunks).
+    (an FP32 one allowed TF32 over C % 4 == 0, an int8 one over C % 16 == 0) prefers NHWC (the
+    tensor-core conv copies a pixel's channels in 16-byte chunks).
     """
     if isinstance(op, ElementwiseOp):
         return None
@@ -100,6 +100,9 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
             # tensor-core convs around it (MobileNetV2's) need no reformats
             return (NHWC if (p.get("groups") == 1 or depthwise(op)) and shape[1] % 8 == 0
                     else NCHW)
+        if half_conv_nhwc and p["in_dtypes"][:2] == ["int8", "int8"]:
+            # the INT8 tensor-core conv reads 16 channels (16 bytes) at a time, NHWC only
+            return NHWC if p.get("groups") == 1 and shape[1] % 16 == 0 else NCHW
         if half_conv_nhwc and p.get("tf32"):  # TF32 tensor cores read 4-channel chunks
             return NHWC if p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW

@@ -17,12 +17,16 @@ next layer stays a kernel of its own. Integer sums are exact (int32 accumulation
 
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
-activation scales, blocked scales, a weight that is not a constant, grouped matmuls.
+activation scales, blocked scales, a weight that is not a constant, and (option `multiple`)
+convs / matmuls whose channels per group / K are not multiples of it: GPU builds fold only
+what the INT8 tensor cores take (16), so a first conv over 3 channels stays float.
 Runs right after convert-onnx-to-nn, before fold-constants would fold the weights' dequantize
 into float weights.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
@@ -39,24 +43,41 @@ from ember.dialects.nn.quant import DequantizeOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
+from ember.errors import PassError
 from ember.passes.convert_onnx_to_nn.builder import constant_value, insert_before, make_constant
 
 I8 = IntegerType(8, Signedness.SIGNLESS)
 
 
+@dataclass(frozen=True)
 class FoldQDQ(ModulePass):
     name = "fold-qdq"
 
+    multiple: int = 1
+    """Fold only convs whose input channels per group, and matmuls whose K, are multiples of
+    this (GPU builds: 16, what the INT8 tensor cores read at a time; others stay float)."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
+        if self.multiple < 1:
+            raise PassError(f"fold-qdq: multiple={self.multiple} must be at least 1")
         store = weights_of(module)
         for op in list(module.walk()):
             if isinstance(op, ConvOp):
+                x, w = shape_of(op.input), shape_of(op.weight)
+                if x is None or w is None or not _multiple(w[1], self.multiple):
+                    continue
                 _fold(op, store, weight_axis=0, out_axis=1)
             elif isinstance(op, MatMulOp) and not op.prop("transpose_a", False):
                 w_shape = shape_of(op.rhs)
                 if w_shape is not None and len(w_shape) == 2:
                     transposed = bool(op.prop("transpose_b", False))
+                    if not _multiple(w_shape[1 if transposed else 0], self.multiple):
+                        continue
                     _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
+
+
+def _multiple(dim: object, multiple: int) -> bool:
+    return isinstance(dim, int) and dim % multiple == 0
 
 
 def _per_tensor_int8(dq: Operation, store: WeightStore) -> tuple[SSAValue, float] | None:

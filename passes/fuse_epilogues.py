@@ -9,6 +9,8 @@ as the elementwise kernel read them), and the origins merge in program order. Th
 result may have another float type (f16 / bf16 / f32) than the launch's: a region ending in a
 cast (assign-precision's casts around an FP32-pinned layer or at the network's edges) makes the
 launch store the cast type directly; its params keep the type it computes in (`out_dtypes`).
+An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes them to a
+float the same way.
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
 tactic are left alone.
@@ -22,6 +24,7 @@ from xdsl.dialects.builtin import (
     BFloat16Type,
     Float16Type,
     Float32Type,
+    IntegerType,
     ModuleOp,
     StringAttr,
 )
@@ -56,7 +59,9 @@ def _stores(own: Attribute, wanted: Attribute) -> bool:
     if own == wanted:
         return True
     own_e, want_e = element_type_of(own), element_type_of(wanted)
-    return (isinstance(own_e, STORED_TYPES) and isinstance(want_e, STORED_TYPES)
+    # an int8 conv / matmul's int32 sums are dequantized to a float by the epilogue
+    return ((isinstance(own_e, STORED_TYPES) or own_e == IntegerType(32))
+            and isinstance(want_e, STORED_TYPES)
             and same_type_with(own, element_type=want_e) == wanted)
 
 

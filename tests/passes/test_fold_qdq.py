@@ -1,5 +1,6 @@
 """fold-qdq: models quantized by onnxruntime's quantizer (QDQ format) run their convs and
-matmuls on int8 with int32 sums on the CPU executor, and give onnxruntime's results."""
+matmuls on int8 with int32 sums (on the CPU executor, and in GPU plans on the INT8 tensor-core
+kernels where the channels allow), and give onnxruntime's results."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from onnxruntime.quantization import (
 )
 
 from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.compiler.pipeline import pipeline_text
+from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -117,6 +120,54 @@ def test_asymmetric_uint8_model_keeps_float_arithmetic_and_matches(tmp_path):
     assert _rel(got, want) < 2e-2
 
 
-def test_fold_qdq_runs_in_cpu_builds_only_until_the_gpu_has_int8_kernels():
+def test_gpu_builds_fold_what_the_int8_tensor_cores_take():
     assert "fold-qdq" in [p.name for p in pipeline_for(BuilderConfig())]
-    assert "fold-qdq" not in [p.name for p in pipeline_for(BuilderConfig(target_arch="sm_90"))]
+    assert 'fold-qdq{multiple=16}' in pipeline_text(pipeline_for(
+        BuilderConfig(target_arch="sm_90", autotune=False)))
+
+
+def _cnn16() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """_cnn with 16 channels after the first conv: its second conv and the Gemm take INT8 tensor
+    cores; the first conv (3 input channels) stays float on the GPU."""
+    model, shapes = _cnn()
+    rng = np.random.default_rng(2)
+    inits = {t.name: t for t in model.graph.initializer}
+    for name, shape in (("w1", (16, 3, 3, 3)), ("b1", (16,)), ("w2", (16, 16, 3, 3))):
+        inits[name].CopyFrom(_init(rng, name, *shape))
+    return model, shapes
+
+
+def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(tmp_path):
+    _, qdq, shapes = _quantized(tmp_path, _cnn16, symmetric=True)
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
+                                                                   autotune=False))
+    linear = [s for s in manifest["steps"] if s["template"] in ("conv", "matmul")]
+    assert [(s["template"], s["params"]["in_dtypes"][0], s["params"].get("layout"))
+            for s in linear] == [("conv", "float32", None), ("conv", "int8", "NHWC"),
+                                 ("matmul", "int8", None)]
+    assert not any(s.get("device") == "cpu" for s in manifest["steps"])
+    for step in linear[1:]:  # the dequantizing multiply and bias fused into the int8 kernel
+        assert step["params"]["epilogue"]["out_dtype"] == "float32"
+        kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
+        text = sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]]
+        assert b"mma_16832_s8(frag" in text
+    # the same plan on the CPU executor: onnxruntime's integer results
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feed)["y"]
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.cuda
+def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path):
+    from ember.compiler.builder import detect_arch
+
+    _, qdq, shapes = _quantized(tmp_path, _cnn16, symmetric=True)
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=detect_arch()))
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feed)["y"]
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5

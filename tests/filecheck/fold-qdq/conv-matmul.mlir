@@ -1,4 +1,5 @@
 // RUN: ember-opt %s -p fold-qdq | filecheck %s
+// RUN: ember-opt %s -p 'fold-qdq{multiple=16}' | filecheck %s --check-prefix=GPU
 
 // A conv between dequantizes of an int8 activation (one scale, zero point 0) and an int8
 // weight (a scale per output channel) becomes the integer conv (int32 sums), a cast, a
@@ -39,3 +40,9 @@ builtin.module {
 // CHECK:      %[[U:.*]] = nn.dequantize %uq, %sx
 // CHECK:      %[[V:.*]] = nn.conv %[[U]], %w {{{.*}}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x2x2xf32>
 // CHECK:      func.return %[[Y]], %[[R]], %[[V]]
+
+// With multiple=16 (GPU builds: what the INT8 tensor cores read at a time) the 2-channel conv
+// and the K = 4 matmul stay float.
+// GPU-NOT:  i32
+// GPU:      nn.conv %x, %w, %b
+// GPU:      nn.matmul %a, %m
