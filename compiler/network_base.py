@@ -128,7 +128,8 @@ class Unsupported:
         return self if layer is None else self.default
 
     def __set__(self, layer: Any, value: Any) -> None:
-        if value == self.default:
+        if value == self.default or (isinstance(self.default, str) and
+                                     getattr(value, "name", None) == self.default):
             return
         what = layer._what() if isinstance(layer, Layer) else f"tensor '{layer.name}'"
         raise UnsupportedError(f"{what}.{self.name} = {value!r}: {self.why}")
@@ -231,9 +232,44 @@ class Tensor:
 
     __slots__ = ("_network", "_name", "_producer", "_input_dtype", "_input_dims")
 
-    location = Unsupported(None, "ember places every tensor on the device it builds for")
+    location = Unsupported("DEVICE", "ember places every tensor on the device it builds for")
     allowed_formats = Unsupported(None, "use BuilderConfig.allowed_io_formats for network I/O")
     dynamic_range = Unsupported(None, "INT8 builds are not implemented")
+    broadcast_across_batch = Unsupported(False, "implicit batch dims are gone (TensorRT 10)")
+
+    def set_dynamic_range(self, min: float, max: float) -> bool:
+        raise UnsupportedError(f"tensor '{self.name}'.set_dynamic_range: INT8 builds are not "
+                               "implemented")
+
+    def reset_dynamic_range(self) -> None:
+        raise UnsupportedError(f"tensor '{self.name}'.reset_dynamic_range: INT8 builds are not "
+                               "implemented")
+
+    @property
+    def is_shape_tensor(self) -> bool:
+        raise UnsupportedError(f"tensor '{self.name}'.is_shape_tensor: ember does not tell "
+                               "shape tensors apart (shape computations fold at build time)")
+
+    @property
+    def is_execution_tensor(self) -> bool:
+        raise UnsupportedError(f"tensor '{self.name}'.is_execution_tensor: ember does not tell "
+                               "shape tensors apart (shape computations fold at build time)")
+
+    def set_dimension_name(self, index: int, name: str) -> None:
+        """Name a network input's dynamic dim: inputs that share a name share the size (the
+        plan's symbol)."""
+        dims = self._input_dims
+        if dims is None:
+            raise EmberError(f"tensor '{self.name}': only a network input's dims can be named")
+        if not 0 <= index < len(dims) or (isinstance(dims[index], int) and dims[index] >= 0):
+            raise EmberError(f"tensor '{self.name}': dim #{index} is not a dynamic dim of "
+                             f"{self.shape}")
+        self._input_dims = dims[:index] + (str(name),) + dims[index + 1:]
+        self._network._touch()
+
+    def get_dimension_name(self, index: int) -> str | None:
+        dims = self._input_dims or ()
+        return dims[index] if 0 <= index < len(dims) and isinstance(dims[index], str) else None
 
     def __init__(self, network: NetworkDefinition, name: str, producer: Layer | None = None,
                  dtype: np.dtype | None = None, dims: tuple | None = None) -> None:

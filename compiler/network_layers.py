@@ -620,6 +620,10 @@ class NormalizationLayer(Layer):
                                 "implemented (the ONNX GroupNormalization op is)")
     compute_precision = Unsupported(None, "the normalization computes in its input's type")
 
+    @property
+    def is_v2(self) -> bool:
+        return False
+
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         x, scale, bias = ins
         axes = g.ints(self._sub("axes"), mask_axes(self.axes))
@@ -680,7 +684,10 @@ class _AxesTensorLayer(Layer):
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         axes = ins[1]
-        if self._in_dtype(1) != np.int64:
+        producer = self._input(1)._producer
+        if isinstance(producer, ConstantLayer):  # static axes: shapes stay inferable
+            axes = g.ints(self._sub("axes"), np.asarray(producer.weights).reshape(-1))
+        elif self._in_dtype(1) != np.int64:
             axes = g.node("Cast", [axes], [self._sub("axes64")], self._sub("cast"),
                           to=helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)))
         g.node(self.ONNX, [ins[0], axes], outs, self.name)

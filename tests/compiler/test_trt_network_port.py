@@ -608,3 +608,240 @@ def test_unimplemented_layers_raise_naming_them():
     other = ember.Builder().create_network().add_input("x", np.float32, (1,))
     with pytest.raises(EmberError, match="another network"):
         network.add_identity(other)
+
+
+# -- every operation of the enums, and the API walked ----------------------------------------------
+
+_UNARY = {"EXP": np.exp, "LOG": np.log, "SQRT": np.sqrt, "RECIP": lambda v: 1 / v,
+          "ABS": np.abs, "NEG": np.negative, "SIN": np.sin, "COS": np.cos, "TAN": np.tan,
+          "SINH": np.sinh, "COSH": np.cosh, "ASIN": lambda v: np.arcsin(v / 4),
+          "ACOS": lambda v: np.arccos(v / 4), "ATAN": np.arctan, "ASINH": np.arcsinh,
+          "ACOSH": lambda v: np.arccosh(v + 1), "ATANH": lambda v: np.arctanh(v / 4),
+          "CEIL": np.ceil, "FLOOR": np.floor, "ERF": None, "SIGN": np.sign, "ROUND": np.round}
+
+
+def test_every_unary_and_elementwise_and_reduce_operation():
+    import math
+
+    x = (rng.random((2, 3, 4)) * 3 + 0.1).astype(np.float32)
+    y = (rng.random((2, 3, 4)) * 3 + 0.1).astype(np.float32)
+    network = ember.Builder().create_network()
+    tx = network.add_input("x", np.float32, x.shape)
+    ty = network.add_input("y", np.float32, y.shape)
+    quarter = network.add_constant((1, 1, 1), np.array([0.25], np.float32))
+    cases = {}
+    for op in trt.UnaryOperation:
+        if op.name in ("NOT", "ISINF", "ISNAN"):
+            continue
+        src = tx
+        if op.name in ("ASIN", "ACOS", "ATANH"):
+            src = network.add_elementwise(tx, quarter.get_output(0),
+                                          trt.ElementWiseOperation.PROD).get_output(0)
+        elif op.name == "ACOSH":
+            one = network.add_constant((1, 1, 1), np.ones(1, np.float32))
+            src = network.add_elementwise(tx, one.get_output(0),
+                                          trt.ElementWiseOperation.SUM).get_output(0)
+        cases[f"unary {op.name}"] = network.add_unary(src, op)
+    for op in trt.ElementWiseOperation:
+        if op.name in ("AND", "OR", "XOR"):
+            continue
+        cases[f"ew {op.name}"] = network.add_elementwise(tx, ty, op)
+    for op in trt.ReduceOperation:
+        cases[f"reduce {op.name}"] = network.add_reduce(tx, op, 0b110, False)
+    for layer in cases.values():
+        network.mark_output(layer.get_output(0))
+    _, out = run(network, {"x": x, "y": y})
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    ew = {"SUM": x64 + y64, "PROD": x64 * y64, "MAX": np.maximum(x64, y64),
+          "MIN": np.minimum(x64, y64), "SUB": x64 - y64, "DIV": x64 / y64, "POW": x64 ** y64,
+          "FLOOR_DIV": np.floor(x64 / y64), "EQUAL": x == y, "GREATER": x > y, "LESS": x < y}
+    red = {"SUM": np.sum, "PROD": np.prod, "MAX": np.max, "MIN": np.min, "AVG": np.mean}
+    for key, layer in cases.items():
+        kind, name = key.split()
+        if kind == "unary":
+            fn = _UNARY[name] or np.vectorize(math.erf)
+            want = fn(x64)
+        elif kind == "ew":
+            want = ew[name]
+        else:
+            want = red[name](x64, axis=(1, 2))
+        np.testing.assert_allclose(out[layer.get_output(0).name], want, rtol=2e-5, atol=2e-5,
+                                   err_msg=key)
+
+
+def test_gelu_einsum_squeeze_cumulative_prelu_and_gather_elements():
+    import math
+
+    x = rng.standard_normal((2, 1, 4)).astype(np.float32)
+    network, inp = _net(x.shape)
+    gelu = network.add_activation(inp, trt.ActivationType.GELU_ERF)
+    gelu_tanh = network.add_activation(inp, trt.ActivationType.GELU_TANH)
+    ein = network.add_einsum([inp, inp], "abc,abd->acd")
+    axes = network.add_constant((1,), np.array([1], np.int64))
+    sq = network.add_squeeze(inp, axes.get_output(0))
+    unsq = network.add_unsqueeze(sq.get_output(0), axes.get_output(0))
+    axis = network.add_constant((), np.array(2, np.int32))
+    cum = network.add_cumulative(inp, axis.get_output(0), trt.CumulativeOperation.SUM, False,
+                                 False)
+    cum.reverse = True
+    slopes = network.add_constant((1, 1, 4), np.array([0.1, 0.2, 0.3, 0.4], np.float32))
+    prelu = network.add_parametric_relu(inp, slopes.get_output(0))
+    idx = network.add_constant((2, 1, 4), rng.integers(0, 4, (2, 1, 4)).astype(np.int64))
+    gel = network.add_gather_v2(inp, idx.get_output(0), trt.GatherMode.ELEMENT)
+    gel.axis = 2
+    outs = (gelu, gelu_tanh, ein, sq, unsq, cum, prelu, gel)
+    for layer in outs:
+        network.mark_output(layer.get_output(0))
+    assert sq.get_output(0).shape == (2, 4) and unsq.get_output(0).shape == (2, 1, 4)
+    _, out = run(network, {"x": x})
+    got = [out[layer.get_output(0).name] for layer in outs]
+    x64 = x.astype(np.float64)
+    close(got[0], x64 * 0.5 * (1 + np.vectorize(math.erf)(x64 / np.sqrt(2))))
+    close(got[1], 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3))))
+    close(got[2], np.einsum("abc,abd->acd", x64, x64))
+    close(got[3], x64[:, 0])
+    close(got[4], x64)
+    close(got[5], np.flip(np.cumsum(np.flip(x64, 2), 2), 2))
+    close(got[6], np.where(x64 > 0, x64, x64 * np.array([0.1, 0.2, 0.3, 0.4])))
+    close(got[7], np.take_along_axis(x64, idx.weights, 2))
+
+
+def test_resize_attributes():
+    x = rng.standard_normal((1, 1, 3, 4)).astype(np.float32)
+    network, inp = _net(x.shape)
+    lin = network.add_resize(inp)
+    lin.scales = (1.0, 1.0, 2.0, 2.0)
+    lin.resize_mode = trt.InterpolationMode.LINEAR
+    lin.coordinate_transformation = trt.ResizeCoordinateTransformation.ALIGN_CORNERS
+    network.mark_output(lin.get_output(0))
+    assert lin.get_output(0).shape == (1, 1, 6, 8)
+    _, out = run(network, {"x": x})
+
+    def interp(v, n_out):  # align corners along the last axis
+        pos = np.arange(n_out) * (v.shape[-1] - 1) / (n_out - 1)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, v.shape[-1] - 1)
+        return v[..., lo] * (1 - (pos - lo)) + v[..., hi] * (pos - lo)
+
+    want = interp(interp(x.astype(np.float64), 8).swapaxes(2, 3), 6).swapaxes(2, 3)
+    close(out[lin.get_output(0).name], want)
+
+
+def test_unnamed_nodes_of_a_parsed_model_take_precisions():
+    from tests.onnx_cases import small_cnn
+
+    model = small_cnn()
+    for node in model.graph.node:
+        node.name = ""
+    builder = ember.Builder()
+    network = builder.create_network()
+    assert ember.OnnxParser(network).parse(model)
+    conv = next(layer for layer in network if layer.type == trt.LayerType.CONVOLUTION)
+    assert conv.name  # a generated name, carried by the model the builder gets
+    assert [n.name for n in network.to_onnx().graph.node] == [la.name for la in network]
+    config = builder.create_builder_config()
+    config.set_flag(ember.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    conv.precision = "fp16"
+    engine, _ = run(network, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)},
+                    builder, config)
+    doc = json.loads(engine.inspector.get_engine_information("json"))
+    assert {la["precision"] for la in doc["layers"] if conv.name in la["origin"]} == {"fp16"}
+
+
+# TensorRT 10's INetworkDefinition methods and each layer kind's attributes (the Python API's
+# names): each exists in ember, working or raising UnsupportedError when used
+_NETWORK_METHODS = """add_input add_convolution_nd add_activation add_pooling_nd add_lrn add_scale
+add_scale_nd add_softmax add_concatenation add_deconvolution_nd add_elementwise add_unary
+add_padding_nd add_shuffle add_slice add_reduce add_topk add_gather add_scatter add_gather_v2
+add_ragged_softmax add_matrix_multiply add_constant add_identity add_cast add_plugin_v2
+add_plugin_v3 add_plugin add_parametric_relu add_resize add_loop add_shape add_select
+add_assertion add_grid_sample add_nms add_fill add_quantize add_dequantize add_dynamic_quantize
+add_if_conditional add_einsum add_one_hot add_non_zero add_reverse_sequence add_normalization
+add_cumulative add_squeeze add_unsqueeze mark_output unmark_output get_layer get_input
+get_output num_layers num_inputs num_outputs name mark_weights_refittable remove_tensor
+set_weights_name mark_debug unmark_debug is_debug_tensor""".split()
+
+_LAYER_ATTRS = {
+    "conv": "num_output_maps pre_padding post_padding padding_mode num_groups kernel bias "
+            "kernel_size_nd stride_nd padding_nd dilation_nd",
+    "deconv": "num_output_maps pre_padding post_padding padding_mode num_groups kernel bias "
+              "kernel_size_nd stride_nd padding_nd dilation_nd",
+    "pool": "type pre_padding post_padding padding_mode blend_factor "
+            "average_count_excludes_padding window_size_nd stride_nd padding_nd",
+    "act": "type alpha beta", "softmax": "axes", "concat": "axis", "ew": "op", "unary": "op",
+    "reduce": "op axes keep_dims", "pad": "pre_padding_nd post_padding_nd",
+    "shuffle": "first_transpose reshape_dims second_transpose zero_is_placeholder",
+    "slice": "start shape stride mode axes", "matmul": "op0 op1", "cast": "to_type",
+    "const": "weights shape", "gather": "axis num_elementwise_dims mode",
+    "resize": "shape scales resize_mode coordinate_transformation selector_for_single_pixel "
+              "nearest_rounding exclude_outside cubic_coeff",
+    "fill": "shape operation alpha beta to_type", "scale": "mode shift scale power channel_axis",
+    "norm": "epsilon axes num_groups compute_precision is_v2", "einsum": "equation",
+    "cum": "op exclusive reverse",
+}
+_ILAYER = ("name metadata num_ranks type num_inputs num_outputs precision precision_is_set "
+           "set_input get_input get_output reset_precision set_output_type get_output_type "
+           "output_type_is_set reset_output_type").split()
+_ITENSOR = ("name shape dtype broadcast_across_batch location allowed_formats is_network_input "
+            "is_network_output dynamic_range set_dynamic_range reset_dynamic_range "
+            "set_dimension_name get_dimension_name").split()
+
+
+def test_every_tensorrt_network_name_exists():
+    network, inp = _net((1, 3, 8, 8))
+    w = np.zeros((3, 3, 3, 3), np.float32)
+    ax = network.add_constant((1,), np.array([0], np.int64)).get_output(0)
+    layers = {
+        "conv": network.add_convolution_nd(inp, 3, (3, 3), w),
+        "deconv": network.add_deconvolution_nd(inp, 3, (3, 3), w),
+        "pool": network.add_pooling_nd(inp, trt.PoolingType.MAX, (2, 2)),
+        "act": network.add_activation(inp, trt.ActivationType.RELU),
+        "softmax": network.add_softmax(inp), "concat": network.add_concatenation([inp]),
+        "ew": network.add_elementwise(inp, inp, trt.ElementWiseOperation.SUM),
+        "unary": network.add_unary(inp, trt.UnaryOperation.EXP),
+        "reduce": network.add_reduce(inp, trt.ReduceOperation.SUM, 2, True),
+        "pad": network.add_padding_nd(inp, (1, 1), (1, 1)), "shuffle": network.add_shuffle(inp),
+        "slice": network.add_slice(inp, (0,) * 4, (1,) * 4, (1,) * 4),
+        "matmul": network.add_matrix_multiply(inp, trt.MatrixOperation.NONE, inp,
+                                              trt.MatrixOperation.NONE),
+        "cast": network.add_cast(inp, np.float16),
+        "const": network.add_constant((1,), np.ones(1, np.float32)),
+        "gather": network.add_gather(inp, ax, 0), "resize": network.add_resize(inp),
+        "fill": network.add_fill((2,), trt.FillOperation.LINSPACE),
+        "scale": network.add_scale(inp, trt.ScaleMode.UNIFORM),
+        "norm": network.add_normalization(inp, inp, inp, 2),
+        "einsum": network.add_einsum([inp], "abcd->abcd"),
+        "cum": network.add_cumulative(inp, ax, trt.CumulativeOperation.SUM, False, False),
+    }
+    for name in _NETWORK_METHODS:
+        assert getattr(network, name) is not None, name
+    for kind, names in _LAYER_ATTRS.items():
+        for name in names.split() + _ILAYER:
+            getattr(layers[kind], name)  # no AttributeError
+    for name in _ITENSOR:
+        getattr(inp, name)
+    with pytest.raises(UnsupportedError, match="set_dynamic_range"):
+        inp.set_dynamic_range(-1.0, 1.0)
+    with pytest.raises(UnsupportedError, match="is_shape_tensor"):
+        _ = inp.is_shape_tensor
+    with pytest.raises(UnsupportedError, match="refit"):
+        network.mark_weights_refittable("conv_1/kernel")
+    with pytest.raises(UnsupportedError, match="location"):
+        inp.location = "HOST"
+    inp.location = types.SimpleNamespace(name="DEVICE")  # TensorRT's default: a no-op
+
+
+def test_dimension_names_make_inputs_share_a_dynamic_dim():
+    network = ember.Builder().create_network()
+    a = network.add_input("a", np.float32, (-1, 4))
+    b = network.add_input("b", np.float32, (-1, 4))
+    a.set_dimension_name(0, "batch")
+    b.set_dimension_name(0, "batch")
+    assert a.get_dimension_name(0) == "batch" and a.shape == (-1, 4)
+    s = network.add_elementwise(a, b, trt.ElementWiseOperation.SUM)
+    network.mark_output(s.get_output(0))
+    dims = [d.dim_param for vi in network.to_onnx().graph.input
+            for d in vi.type.tensor_type.shape.dim if d.dim_param]
+    assert dims == ["batch", "batch"]
+    with pytest.raises(EmberError, match="not a dynamic dim"):
+        a.set_dimension_name(1, "four")
