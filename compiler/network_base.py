@@ -135,45 +135,45 @@ class Unsupported:
         raise UnsupportedError(f"{what}.{self.name} = {value!r}: {self.why}")
 
 
-def _dims(layer: Layer, value: Any, what: str) -> tuple[int, ...]:
+def as_dims(layer: Layer, value: Any, what: str) -> tuple[int, ...]:
     return int_tuple(value, what)
 
 
-def _dims_or_none(layer: Layer, value: Any, what: str) -> tuple[int, ...] | None:
+def as_dims_or_none(layer: Layer, value: Any, what: str) -> tuple[int, ...] | None:
     return None if value is None else int_tuple(value, what)
 
 
-def _int(layer: Layer, value: Any, what: str) -> int:
+def as_int(layer: Layer, value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise EmberError(f"{what}: {value!r} is not an int")
     return int(value)
 
 
-def _positive(layer: Layer, value: Any, what: str) -> int:
-    value = _int(layer, value, what)
+def as_positive(layer: Layer, value: Any, what: str) -> int:
+    value = as_int(layer, value, what)
     if value < 1:
         raise EmberError(f"{what}: {value} must be at least 1")
     return value
 
 
-def _float(layer: Layer, value: Any, what: str) -> float:
+def as_float(layer: Layer, value: Any, what: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
         raise EmberError(f"{what}: {value!r} is not a number") from None
 
 
-def _bool(layer: Layer, value: Any, what: str) -> bool:
+def as_bool(layer: Layer, value: Any, what: str) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise EmberError(f"{what}: {value!r} is not a bool")
     return bool(value)
 
 
-def _enum(kind: type) -> Callable[[Layer, Any, str], Any]:
+def as_enum(kind: type) -> Callable[[Layer, Any, str], Any]:
     return lambda layer, value, what: enum_value(kind, value, what)
 
 
-def _dtype_attr(layer: Layer, value: Any, what: str) -> np.dtype:
+def as_dtype(layer: Layer, value: Any, what: str) -> np.dtype:
     return numpy_dtype(value, what)
 
 
@@ -197,11 +197,11 @@ def weights_array(value: Any, what: str) -> np.ndarray | None:
     return array
 
 
-def _weights(layer: Layer, value: Any, what: str) -> np.ndarray | None:
+def as_weights(layer: Layer, value: Any, what: str) -> np.ndarray | None:
     return weights_array(value, what)
 
 
-def _float_weights(layer: Layer, value: Any, what: str) -> np.ndarray | None:
+def as_float_weights(layer: Layer, value: Any, what: str) -> np.ndarray | None:
     array = weights_array(value, what)
     if array is not None and array.dtype.kind != "f" and array.dtype.name != "bfloat16":
         raise EmberError(f"{what}: float weights expected, got {array.dtype}")
@@ -510,3 +510,8 @@ class LayerView:
 
     def __repr__(self) -> str:
         return repr(self._layer)
+
+
+def default_axis(layer: Layer) -> int:
+    """TensorRT's default softmax / concatenation axis: rank - 3, or 0 below rank 3."""
+    return max(len(layer._in_shape(0)) - 3, 0)
