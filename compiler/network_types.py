@@ -274,7 +274,7 @@ def data_type(dtype: np.dtype) -> Any:
     else the numpy dtype."""
     import ember
 
-    kind = getattr(ember, "DataType", None) if "DataType" in getattr(ember, "_LAZY", {}) else None
+    kind = getattr(ember, "DataType", None)
     trt_name = _NUMPY_TO_TRT.get(np.dtype(dtype).name)
     if kind is None or trt_name is None:
         return np.dtype(dtype)

@@ -845,3 +845,58 @@ def test_dimension_names_make_inputs_share_a_dynamic_dim():
     assert dims == ["batch", "batch"]
     with pytest.raises(EmberError, match="not a dynamic dim"):
         a.set_dimension_name(1, "four")
+
+
+def test_scale_power_and_elementwise_mode():
+    x = (rng.random((2, 3, 2, 4)) + 0.5).astype(np.float32)
+    network, inp = _net(x.shape)
+    scale = rng.random((2, 4)).astype(np.float32) + 0.5
+    sc = network.add_scale_nd(inp, trt.ScaleMode.ELEMENTWISE, None, scale, None, 2)
+    sc.power = np.array([2.0], np.float32) * np.ones((2, 4), np.float32)
+    sc.shift = np.full((2, 4), 0.25, np.float32)
+    uni = network.add_scale(inp, trt.ScaleMode.UNIFORM, power=np.array([3.0], np.float32))
+    for layer in (sc, uni):
+        network.mark_output(layer.get_output(0))
+    assert uni.channel_axis == 1  # add_scale: the third dim from the end
+    _, out = run(network, {"x": x})
+    x64 = x.astype(np.float64)
+    close(out[sc.get_output(0).name], (x64 * scale + 0.25) ** 2)
+    close(out[uni.get_output(0).name], x64 ** 3)
+
+
+def test_inputs_layers_and_connections_change_after_creation():
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    network, inp = _net((1, 2, 4, 4))
+    other = network.add_input("other", np.float32, (1, 2, 6, 6))
+
+    class Weights:  # anything with .numpy(), as TensorRT's Weights
+        def __init__(self, a):
+            self.a = a
+
+        def numpy(self):
+            return self.a
+
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    conv = network.add_convolution_nd(inp, 3, (3, 3), Weights(w), np.zeros(0, np.float32))
+    assert conv.bias is None  # empty weights: no bias
+    network.mark_output(conv.get_output(0))
+    assert conv.get_output(0).shape == (1, 3, 2, 2)
+    inp.shape = (1, 2, 6, 6)
+    assert conv.get_output(0).shape == (1, 3, 4, 4)
+    conv.set_input(0, other)
+    assert conv.get_input(0) is other and conv.num_inputs == 1
+    assert network.num_layers == len(network) == 1 and network[0] == conv
+    assert network.get_layer(0).type == trt.LayerType.CONVOLUTION
+    assert [la.name for la in network] == [conv.name]
+    _, out = run(network, {"x": x, "other": 2 * x})
+    close(out[conv.get_output(0).name], conv2d(2 * x, w))
+    act = network.add_activation(conv.get_output(0), trt.ActivationType.RELU)
+    conv.set_input(0, act.get_output(0))
+    with pytest.raises(EmberError, match="cycle"):
+        network.to_onnx()
+    with pytest.raises(EmberError, match="out of range"):
+        network.get_layer(2)
+    network.unmark_output(conv.get_output(0))
+    assert network.num_outputs == 0
+    with pytest.raises(EmberError, match="not a network output"):
+        network.unmark_output(conv.get_output(0))
