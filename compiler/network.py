@@ -570,5 +570,13 @@ class NetworkDefinition:
         return known[tensor.name]
 
 
-# TensorRT's interface names for the classes
+# TensorRT's interface names for the classes (`isinstance(layer, trt.IConvolutionLayer)`)
 ILayer, ITensor, INetworkDefinition = Layer, Tensor, NetworkDefinition
+LAYER_CLASSES = (ConvolutionLayer, DeconvolutionLayer, PoolingLayer, ActivationLayer,
+                 ElementWiseLayer, UnaryLayer, ReduceLayer, ShuffleLayer, MatrixMultiplyLayer,
+                 SoftMaxLayer, ConcatenationLayer, SliceLayer, ResizeLayer, IdentityLayer,
+                 CastLayer, SelectLayer, FillLayer, ShapeLayer, GatherLayer, ConstantLayer,
+                 ScaleLayer, NormalizationLayer, PaddingLayer, ParametricReLULayer, EinsumLayer,
+                 SqueezeLayer, UnsqueezeLayer, CumulativeLayer)
+globals().update({f"I{cls.__name__}": cls for cls in LAYER_CLASSES})
+__all__ += ["ILayer", "ITensor", "INetworkDefinition"] + [f"I{c.__name__}" for c in LAYER_CLASSES]

@@ -13,6 +13,7 @@ import pytest
 
 import ember
 from ember.errors import EmberError, UnsupportedError
+from ember.runtime.cuda import cuda_available
 
 rng = np.random.default_rng(12)
 
@@ -84,12 +85,16 @@ def pool2d(x, window, stride, kind="max", pre=(0, 0), post=(0, 0), count_pad=Fal
     return out
 
 
-def run(network, inputs, builder=None, config=None):
+def run(network, inputs, builder=None, config=None, device="cpu"):
     builder = builder or ember.Builder()
     config = config or builder.create_builder_config()
     config.clear_flag(ember.BuilderFlag.TF32)  # compared with float64: strict FP32
+    if device == "cuda":
+        from ember.compiler.builder import detect_arch
+
+        config.target_arch = detect_arch()
     plan = builder.build_serialized_network(network, config)
-    engine = ember.Runtime(device="cpu").deserialize_cuda_engine(plan)
+    engine = ember.Runtime(device=device).deserialize_cuda_engine(plan)
     return engine, engine(inputs)
 
 
@@ -204,6 +209,18 @@ def test_mnist_network_api_sample_builds_and_matches_numpy():
     x = rng.standard_normal(ModelData.INPUT_SHAPE).astype(np.float32)
     engine, out = run(network, {"data": x}, builder)
     assert engine.output_names == ["prob"]
+    close(out["prob"], mnist_reference(x, weights), 1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_mnist_network_api_sample_on_the_gpu():
+    weights = mnist_weights()
+    network = ember.Builder().create_network()
+    populate_network(network, weights)
+    x = rng.standard_normal(ModelData.INPUT_SHAPE).astype(np.float32)
+    engine, out = run(network, {"data": x}, device="cuda")
+    assert engine.device == "cuda"
     close(out["prob"], mnist_reference(x, weights), 1e-4)
 
 
@@ -900,3 +917,14 @@ def test_inputs_layers_and_connections_change_after_creation():
     assert network.num_outputs == 0
     with pytest.raises(EmberError, match="not a network output"):
         network.unmark_output(conv.get_output(0))
+
+
+def test_tensorrt_interface_names():
+    from ember.compiler import network as api
+
+    net, inp = _net()
+    pool = net.add_pooling_nd(inp, trt.PoolingType.MAX, (2, 2))
+    assert isinstance(pool, api.IPoolingLayer) and isinstance(pool, api.ILayer)
+    assert isinstance(inp, api.ITensor) and isinstance(net, api.INetworkDefinition)
+    assert pool.type == trt.PoolingType.MAX  # as TensorRT's IPoolingLayer.type
+    assert net.get_layer(0).type == trt.LayerType.POOLING  # as TensorRT's ILayer.type
