@@ -375,6 +375,9 @@ class Layer:
 
     @property
     def type(self) -> LayerType:
+        return self._layer_type()
+
+    def _layer_type(self) -> LayerType:
         return self.TYPE
 
     @property
@@ -492,8 +495,7 @@ class LayerView:
 
     @property
     def type(self) -> LayerType:
-        return self._layer.TYPE if not hasattr(type(self._layer), "op_type") else \
-            self._layer.type
+        return self._layer._layer_type()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._layer, name)

@@ -77,8 +77,7 @@ class OnnxNodeLayer(Layer):
     KIND = "node"
     EXTRA_INPUTS: ClassVar[dict[int, str | None]] = {}
 
-    @property
-    def type(self) -> LayerType:
+    def _layer_type(self) -> LayerType:
         return _TYPES.get(self._node.op_type, LayerType.PLUGIN_V3)
 
     @property
