@@ -459,6 +459,31 @@ class Layer:
         t = self._input(index)
         return t._input_dtype if t._input_dtype is not None else self._network._infer(t)[1]
 
+    def _dtype_of_output(self) -> np.dtype | None:
+        """The type this layer's outputs have when it does not take its first input's (a
+        cast's, a constant's); None: the first input's."""
+        return None
+
+    def _weight_dtype(self) -> np.dtype:
+        """The type a layer's float weights take: its input's (as TensorRT converts them),
+        followed up the first inputs to the layer that sets it (no shape inference)."""
+        t = self._input(0)
+        while t._input_dtype is None:
+            layer = t._producer
+            dtype = layer._dtype_of_output()
+            if dtype is not None:
+                break
+            if not layer._inputs or layer._inputs[0] is None:
+                dtype = self._network._infer(t)[1]
+                break
+            t = layer._inputs[0]
+        else:
+            dtype = t._input_dtype
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f" and dtype.name != "bfloat16":
+            raise EmberError(f"{self._what()}: input of type {dtype}, a float type is needed")
+        return dtype
+
     def _input(self, index: int) -> Tensor:
         t = self._inputs[index] if index < len(self._inputs) else None
         if t is None:

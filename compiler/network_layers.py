@@ -106,13 +106,14 @@ class ConvolutionLayer(_Windowed):
         if kernel.size % per_map:
             raise EmberError(f"{self._what()}: {kernel.size} kernel weights are not "
                              f"{m} maps x C/groups x {'x'.join(map(str, k))}")
-        w = kernel.astype(np.float32).reshape(m, -1, *k)
+        dtype = self._weight_dtype()
+        w = kernel.astype(dtype).reshape(m, -1, *k)
         weights = [g.weight(self._sub("kernel"), w)]
         if self.bias is not None:
             if self.bias.size != m:
                 raise EmberError(f"{self._what()}: {self.bias.size} bias weights for {m} "
                                  "output maps")
-            weights.append(g.weight(self._sub("bias"), self.bias.astype(np.float32).reshape(m)))
+            weights.append(g.weight(self._sub("bias"), self.bias.astype(dtype).reshape(m)))
         g.node("Conv", [ins[0], *weights], outs, self.name, dilations=list(self.dilation_nd),
                group=self.num_groups, **attrs)
 
@@ -143,10 +144,11 @@ class DeconvolutionLayer(_Windowed):
         if m % groups or kernel.size % (int(np.prod(k)) * (m // groups)):
             raise EmberError(f"{self._what()}: {kernel.size} kernel weights are not C x "
                              f"{m}/{groups} maps x {'x'.join(map(str, k))}")
-        w = kernel.astype(np.float32).reshape(-1, m // groups, *k)
+        dtype = self._weight_dtype()
+        w = kernel.astype(dtype).reshape(-1, m // groups, *k)
         weights = [g.weight(self._sub("kernel"), w)]
         if self.bias is not None:
-            weights.append(g.weight(self._sub("bias"), self.bias.astype(np.float32).reshape(m)))
+            weights.append(g.weight(self._sub("bias"), self.bias.astype(dtype).reshape(m)))
         g.node("ConvTranspose", [ins[0], *weights], outs, self.name,
                dilations=list(self.dilation_nd), group=groups, **attrs)
 
@@ -346,7 +348,7 @@ class ScaleLayer(Layer):
         if -1 in want or array.size != int(np.prod(want)):
             raise EmberError(f"{self._what()}: {array.size} {what} weights for mode "
                              f"{self.mode.name} on input shape {shape} (channel axis {axis})")
-        return array.astype(np.float32).reshape(want)
+        return array.astype(self._weight_dtype()).reshape(want)
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         steps = [(op, w, attr) for op, w, attr in (("Mul", self.scale, "scale"),

@@ -213,6 +213,9 @@ class CastLayer(Layer):
     __slots__ = ()
     to_type = Attr(as_dtype)
 
+    def _dtype_of_output(self) -> np.dtype | None:
+        return self.to_type
+
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         g.node("Cast", ins, outs, self.name, to=helper.np_dtype_to_tensor_dtype(self.to_type))
 
@@ -230,6 +233,9 @@ class ShapeLayer(Layer):
     TYPE = LayerType.SHAPE
     KIND = "shape"
     __slots__ = ()
+
+    def _dtype_of_output(self) -> np.dtype | None:
+        return np.dtype(np.int64)
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         g.node("Shape", ins, outs, self.name)
@@ -257,6 +263,9 @@ class ConstantLayer(Layer):
     __slots__ = ()
     weights = Attr(as_weights)
     shape = Attr(as_dims)
+
+    def _dtype_of_output(self) -> np.dtype | None:
+        return None if self.weights is None else self.weights.dtype
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         w = self._require(self.weights, "weights")
@@ -328,6 +337,9 @@ class FillLayer(Layer):
     alpha = Attr(as_float, 0.0)
     beta = Attr(lambda layer, v, what: tuple(float(b) for b in np.atleast_1d(v)), (1.0,))
     to_type = Attr(as_dtype, np.dtype(np.float32))
+
+    def _dtype_of_output(self) -> np.dtype | None:
+        return self.to_type
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         if self.operation != FillOperation.LINSPACE:

@@ -77,6 +77,9 @@ class OnnxNodeLayer(Layer):
     KIND = "node"
     EXTRA_INPUTS: ClassVar[dict[int, str | None]] = {}
 
+    def _dtype_of_output(self) -> np.dtype | None:
+        return self._network._infer(self._outputs[0])[1] if self._outputs else None
+
     def _layer_type(self) -> LayerType:
         return _TYPES.get(self._node.op_type, LayerType.PLUGIN_V3)
 

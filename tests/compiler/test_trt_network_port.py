@@ -928,3 +928,29 @@ def test_tensorrt_interface_names():
     assert isinstance(inp, api.ITensor) and isinstance(net, api.INetworkDefinition)
     assert pool.type == trt.PoolingType.MAX  # as TensorRT's IPoolingLayer.type
     assert net.get_layer(0).type == trt.LayerType.POOLING  # as TensorRT's ILayer.type
+
+
+def test_float16_tensors_take_the_weights_in_their_type():
+    """As TensorRT converts weights to the type of the tensor they meet: a float16 input and a
+    float16 cast feed convolutions and scales with float32 weights."""
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    network = ember.Builder().create_network()
+    half = network.add_input("h", np.float16, x.shape)
+    full = network.add_input("f", np.float32, x.shape)
+    conv_h = network.add_convolution_nd(half, 3, (3, 3), w, np.ones(3, np.float32))
+    cast = network.add_cast(full, np.float16)
+    act = network.add_activation(cast.get_output(0), trt.ActivationType.RELU)
+    conv_c = network.add_convolution_nd(act.get_output(0), 3, (3, 3), w)
+    sc = network.add_scale(conv_c.get_output(0), trt.ScaleMode.CHANNEL,
+                           scale=np.array([1.0, 2.0, 3.0], np.float32))
+    for layer in (conv_h, sc):
+        network.mark_output(layer.get_output(0))
+    assert conv_h.get_output(0).dtype in (np.float16, getattr(ember, "float16", None))
+    _, out = run(network, {"h": x.astype(np.float16), "f": x})
+    want = conv2d(x.astype(np.float16), w.astype(np.float16), np.ones(3))
+    assert out[conv_h.get_output(0).name].dtype == np.float16
+    close(out[conv_h.get_output(0).name], want, 2e-2)
+    want = conv2d(np.maximum(x.astype(np.float16), 0), w.astype(np.float16)) * \
+        np.array([1, 2, 3]).reshape(1, 3, 1, 1)
+    close(out[sc.get_output(0).name], want, 5e-2)
