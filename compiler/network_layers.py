@@ -46,10 +46,9 @@ def _spatial(fill: int, size_attr: str) -> Callable[[Layer], tuple[int, ...]]:
 
 class _Windowed(Layer):
     """What convolution, deconvolution and pooling share: strides and paddings per spatial dim
-    of the kernel/window (`SIZE`)."""
+    of the kernel/window."""
 
     __slots__ = ()
-    SIZE: ClassVar[str]
     stride_nd = Attr(as_dims, _spatial(1, "kernel_size_nd"))
     pre_padding = Attr(as_dims, _spatial(0, "kernel_size_nd"))
     post_padding = Attr(as_dims, _spatial(0, "kernel_size_nd"))
@@ -65,20 +64,32 @@ class _Windowed(Layer):
         self.pre_padding = value
         self.post_padding = value
 
-    def _window_attrs(self, size: tuple[int, ...], *, ceil_ok: bool) -> dict[str, Any]:
+    def _window_attrs(self, size: tuple[int, ...], *, ceil_ok: bool,
+                      extents: Sequence[int] | None = None) -> dict[str, Any]:
+        """ONNX's kernel_shape, strides and pads (or auto_pad / ceil_mode). EXPLICIT_ROUND_UP
+        where ONNX has no ceil_mode (convolution, `extents` = dilated kernel sizes): more post
+        padding, which the windows past the end would read as zeros."""
         self._check_rank({"stride_nd": self.stride_nd, "pre_padding": self.pre_padding,
                           "post_padding": self.post_padding}, len(size))
         attrs: dict[str, Any] = {"kernel_shape": list(size), "strides": list(self.stride_nd)}
         mode = self.padding_mode
+        pre, post = list(self.pre_padding), list(self.post_padding)
         if mode in (PaddingMode.SAME_UPPER, PaddingMode.SAME_LOWER):
             attrs["auto_pad"] = mode.name
-        else:
-            attrs["pads"] = list(self.pre_padding) + list(self.post_padding)
-            if mode == PaddingMode.EXPLICIT_ROUND_UP:
-                if not ceil_ok:
-                    raise UnsupportedError(f"{self._what()}.padding_mode = EXPLICIT_ROUND_UP is "
-                                           "not supported for this layer kind")
-                attrs["ceil_mode"] = 1
+            return attrs
+        if mode == PaddingMode.EXPLICIT_ROUND_UP and ceil_ok:
+            attrs["ceil_mode"] = 1
+        elif mode == PaddingMode.EXPLICIT_ROUND_UP:
+            if extents is None:
+                raise UnsupportedError(f"{self._what()}.padding_mode = EXPLICIT_ROUND_UP is not "
+                                       "supported for this layer kind")
+            spatial = self._in_shape(0)[-len(size):]
+            if -1 in spatial:
+                raise UnsupportedError(f"{self._what()}.padding_mode = EXPLICIT_ROUND_UP needs "
+                                       f"static spatial dims, the input has {spatial}")
+            post = [p + (-(n + a + p - e)) % st for n, a, p, e, st in
+                    zip(spatial, pre, post, extents, self.stride_nd, strict=True)]
+        attrs["pads"] = pre + post
         return attrs
 
 
@@ -98,8 +109,9 @@ class ConvolutionLayer(_Windowed):
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         k = self.kernel_size_nd
-        attrs = self._window_attrs(k, ceil_ok=False)
         self._check_rank({"dilation_nd": self.dilation_nd}, len(k))
+        attrs = self._window_attrs(k, ceil_ok=False, extents=[
+            (n - 1) * d + 1 for n, d in zip(k, self.dilation_nd, strict=True)])
         m = self.num_output_maps
         kernel = self._require(self.kernel, "kernel")
         per_map = int(np.prod(k)) * m
@@ -134,11 +146,19 @@ class DeconvolutionLayer(_Windowed):
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         k = self.kernel_size_nd
-        if self.padding_mode != PaddingMode.EXPLICIT_ROUND_DOWN:
-            raise UnsupportedError(f"{self._what()}.padding_mode = {self.padding_mode.name}: "
-                                   "deconvolutions take explicit padding only")
-        attrs = self._window_attrs(k, ceil_ok=False)
         self._check_rank({"dilation_nd": self.dilation_nd}, len(k))
+        attrs = self._window_attrs(k, ceil_ok=True)
+        attrs.pop("ceil_mode", None)  # TensorRT: both explicit modes give (I-1)*S + DK - B - A
+        mode = self.padding_mode
+        if mode in (PaddingMode.SAME_UPPER, PaddingMode.SAME_LOWER):
+            # TensorRT's SAME for deconvolutions: P = max(DK - S, 0), the odd one after (UPPER)
+            # or before (LOWER); the output is min(I * S, (I - 1) * S + DK)
+            del attrs["auto_pad"]
+            total = [max((n - 1) * d + 1 - st, 0)
+                     for n, d, st in zip(k, self.dilation_nd, self.stride_nd, strict=True)]
+            small = [p // 2 for p in total]
+            large = [p - q for p, q in zip(total, small, strict=True)]
+            attrs["pads"] = small + large if mode == PaddingMode.SAME_UPPER else large + small
         m, groups = self.num_output_maps, self.num_groups
         kernel = self._require(self.kernel, "kernel")
         if m % groups or kernel.size % (int(np.prod(k)) * (m // groups)):

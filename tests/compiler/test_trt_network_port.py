@@ -283,6 +283,20 @@ def test_same_padding_mode():
     close(out[conv.get_output(0).name], conv2d(x, w, stride=(2, 2), pre=(1, 1), post=(2, 2)))
 
 
+def test_convolution_rounding_up():
+    x = rng.standard_normal((1, 2, 8, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    network, inp = _net(x.shape)
+    conv = network.add_convolution_nd(inp, 3, (3, 3), w)
+    conv.stride_nd = (2, 3)
+    conv.padding_mode = trt.PaddingMode.EXPLICIT_ROUND_UP
+    network.mark_output(conv.get_output(0))
+    # ceil((8 - 3) / 2) + 1 = 4 rows (one past the end, read as zero); ceil(6 / 3) + 1 = 3
+    assert conv.get_output(0).shape == (1, 3, 4, 3)
+    _, out = run(network, {"x": x})
+    close(out[conv.get_output(0).name], conv2d(x, w, stride=(2, 3), post=(1, 0)))
+
+
 def test_pooling_attributes():
     x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
     network, inp = _net(x.shape)
@@ -326,6 +340,11 @@ def test_deconvolution():
                                                                       x[:, :, i, j], w)
     close(out[deconv.get_output(0).name],
           full[:, :, 1:-1, 1:-1] + np.arange(3).reshape(1, 3, 1, 1))
+    deconv.padding_mode = trt.PaddingMode.SAME_LOWER  # P = 3 - 2 = 1, before the output
+    assert deconv.get_output(0).shape == (1, 3, 10, 10)
+    _, out = run(network, {"x": x})
+    close(out[deconv.get_output(0).name],
+          full[:, :, 1:, 1:] + np.arange(3).reshape(1, 3, 1, 1))
 
 
 def test_shuffle_transposes_reshape_and_placeholder():
