@@ -11,9 +11,15 @@ becomes the integer conv and its dequantization, a multiply by one float per out
  -> y = cast<f32>(conv(xq, wq) : i32) * (sx · sw)[channel] + b
 
 and a matmul `dequantize(xq, sx) @ dequantize(wq, sw)` with a constant 2-D weight [K, N] (per
-column: axis 1, or per tensor) likewise (its bias add stays where it was). The float tail is
-elementwise, so fuse-epilogues moves it into the integer kernel; the quantize that feeds the
-next layer stays a kernel of its own. Integer sums are exact (int32 accumulation).
+column: axis 1, or per tensor) likewise (its bias add stays where it was). Integer sums are
+exact (int32 accumulation).
+
+Then every per-tensor float32 <-> 8/16-bit quantize and dequantize left, with a constant scale
+and zero point, becomes elementwise arithmetic in float32, as the quantize kernels compute it:
+quantize(x) = cast(clip(round(x / s) + zp, min, max)), dequantize(q) = (cast(q) - zp) * s. So
+fuse-elementwise and fuse-epilogues merge a conv's dequantizing tail, its activation and the
+quantize feeding the next layer into the conv (which then stores int8), and a
+dequantize -> relu -> quantize between layers into one kernel.
 
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
@@ -30,16 +36,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness
+from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import build, set_result_types
-from ember.dialects.nn.elementwise import BinaryOp, CastOp
+from ember.dialects.nn.elementwise import BinaryOp, CastOp, UnaryOp
 from ember.dialects.nn.linear import ConvOp, MatMulOp
-from ember.dialects.nn.quant import DequantizeOp
+from ember.dialects.nn.quant import DequantizeOp, QuantizeOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
@@ -74,6 +80,66 @@ class FoldQDQ(ModulePass):
                     if not _multiple(w_shape[1 if transposed else 0], self.multiple):
                         continue
                     _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
+        for op in list(module.walk()):
+            if isinstance(op, QuantizeOp | DequantizeOp) and op.parent is not None:
+                _expand(op, store)
+
+
+def _scalar(value: SSAValue | None, store: WeightStore) -> float | None:
+    """The one value of a constant scale or zero point (0 where there is none)."""
+    if value is None:
+        return 0.0
+    array = constant_value(value, store)
+    if array is None or array.size != 1:
+        return None
+    return float(np.asarray(array, np.float64).reshape(()))
+
+
+def _expand(op: QuantizeOp | DequantizeOp, store: WeightStore) -> None:
+    """A per-tensor float32 <-> 8/16-bit quantize or dequantize with constant scale and zero
+    point as elementwise arithmetic, so it fuses with its neighbours (into a conv's epilogue):
+    quantize(x) = cast(clip(round(x / s) + zp, lo, hi)), dequantize(q) = (cast(q) - zp) * s,
+    in float32 as the quantize kernels compute them."""
+    scale, zp = _scalar(op.scale, store), _scalar(op.zero_point, store)
+    if scale is None or zp is None or op.prop("block_size", 0):
+        return
+    quantize = isinstance(op, QuantizeOp)
+    real, integer = (op.input, op.output) if quantize else (op.output, op.input)
+    int_type = element_type_of(integer)
+    if element_type_of(real) != f32 or not isinstance(int_type, IntegerType) \
+            or int_type.width.data not in (8, 16):
+        return
+    made: list[Operation] = []
+
+    def const(value: float) -> SSAValue:
+        made.append(make_constant(np.array(value, np.float32), store, "qdq.const"))
+        return made[-1].results[0]
+
+    def emit(new: Operation) -> SSAValue:
+        made.append(new)
+        return new.results[0]
+
+    if quantize:
+        info = np.iinfo(numpy_dtype(int_type))
+        y = emit(build(BinaryOp, [op.input, const(scale)], {"fn": "div"}))
+        y = emit(build(UnaryOp, [y], {"fn": "round"}))
+        if zp:
+            y = emit(build(BinaryOp, [y, const(zp)], {"fn": "add"}))
+        y = emit(build(UnaryOp, [y], {"fn": "clip", "alpha": float(info.min),
+                                      "beta": float(info.max)}))
+        y = emit(build(CastOp, [y], {"to": int_type}))
+    else:
+        y = emit(build(CastOp, [op.input], {"to": f32}))
+        if zp:
+            y = emit(build(BinaryOp, [y, const(zp)], {"fn": "sub"}))
+        y = emit(build(BinaryOp, [y, const(scale)], {"fn": "mul"}))
+    names = origin_of(op)
+    for new in made:
+        insert_before(new, op)
+        if names:
+            set_origin(new, names)
+    op.results[0].replace_all_uses_with(y)
+    Rewriter.erase_op(op)
 
 
 def _multiple(dim: object, multiple: int) -> bool:

@@ -10,7 +10,7 @@ result may have another float type (f16 / bf16 / f32) than the launch's: a regio
 cast (assign-precision's casts around an FP32-pinned layer or at the network's edges) makes the
 launch store the cast type directly; its params keep the type it computes in (`out_dtypes`).
 An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes them to a
-float the same way.
+float the same way, and one that quantizes the result back to int8 for the next layer.
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
 tactic are left alone.
@@ -59,10 +59,14 @@ def _stores(own: Attribute, wanted: Attribute) -> bool:
     if own == wanted:
         return True
     own_e, want_e = element_type_of(own), element_type_of(wanted)
-    # an int8 conv / matmul's int32 sums are dequantized to a float by the epilogue
-    return ((isinstance(own_e, STORED_TYPES) or own_e == IntegerType(32))
-            and isinstance(want_e, STORED_TYPES)
-            and same_type_with(own, element_type=want_e) == wanted)
+    if same_type_with(own, element_type=want_e) != wanted:
+        return False
+    if own_e == IntegerType(32):
+        # an int8 conv / matmul's int32 sums, dequantized to a float by the epilogue (and maybe
+        # requantized to 8 bits for the next layer)
+        return isinstance(want_e, STORED_TYPES) or isinstance(want_e, IntegerType) \
+            and want_e.width.data == 8
+    return isinstance(own_e, STORED_TYPES) and isinstance(want_e, STORED_TYPES)
 
 
 def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:

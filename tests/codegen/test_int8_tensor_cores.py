@@ -208,3 +208,27 @@ def test_int8_conv_it_cannot_run_says_why():
     assert conv.tactics(params, "sm_90") == []
     with pytest.raises(UnsupportedError, match="multiples of 16"):
         conv.emit("k", params)
+
+
+@needs_gxx
+def test_int8_matmul_requantizes_to_int8_in_its_epilogue(tmp_path):
+    """fold-qdq's requantize for the next layer, fused: int8 = clip(round(acc * s), -128, 127)."""
+    m, n, k = 32, 48, 64
+    params = _params([], m, n, k)
+    params["epilogue"] = {
+        "in_shapes": [[1, n]], "in_dtypes": ["float32"],
+        "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                {"fn": "mul", "args": [2, 1], "dtype": "float32"},
+                {"fn": "round", "args": [3], "dtype": "float32"},
+                {"fn": "clip", "args": [4], "dtype": "float32", "alpha": -128.0, "beta": 127.0},
+                {"fn": "cast", "args": [5], "dtype": "int8"}],
+        "result": 6, "out_dtype": "int8"}
+    rng = np.random.default_rng(4)
+    a, b = _int8(rng, (m, k)), _int8(rng, (n, k))
+    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    spec = matmul.emit("k", params)
+    got = simt_emulator.run(spec, "k", [a, b, scale], [m, n], np.int8, tmp_path)
+    acc = (a.astype(np.int64) @ b.astype(np.int64).T).astype(np.float32)
+    want = np.clip(np.rint(acc * scale), -128, 127).astype(np.int8)
+    assert (np.abs(want.astype(int)) == 128).any()  # some saturate
+    np.testing.assert_array_equal(got, want)

@@ -4,8 +4,8 @@
 // A conv between dequantizes of an int8 activation (one scale, zero point 0) and an int8
 // weight (a scale per output channel) becomes the integer conv (int32 sums), a cast, a
 // multiply by sx * sw[channel] (0.5 * [0.25, 0.125] = [0.125, 0.0625]) and the bias add; the
-// matmul likewise, its weight scaled per column (axis 1). A dequantize with a non-zero zero
-// point, or of uint8 data, stays as it is (float arithmetic).
+// matmul likewise, its weight scaled per column (axis 1). A conv reading uint8 data (or with a
+// non-zero zero point) stays float; its per-tensor dequantize becomes arithmetic (quantize.mlir).
 builtin.module {
   func.func @main(%xq: tensor<1x2x4x4xi8>, %aq: tensor<3x4xi8>, %uq: tensor<1x2x4x4xui8>) -> (tensor<1x2x2x2xf32>, tensor<3x2xf32>, tensor<1x2x2x2xf32>) {
     %sx = nn.constant dense<5.000000e-01> : tensor<f32>
@@ -37,7 +37,8 @@ builtin.module {
 // CHECK-NEXT: %[[MF:.*]] = nn.cast %[[MACC]] {to = f32}
 // CHECK-NEXT: %[[MS:.*]] = nn.constant dense<{{\[}}[5.000000e-01, 2.000000e+00]]> : tensor<1x2xf32>
 // CHECK-NEXT: %[[R:.*]] = nn.binary "mul" %[[MF]], %[[MS]]
-// CHECK:      %[[U:.*]] = nn.dequantize %uq, %sx
+// CHECK:      %[[UF:.*]] = nn.cast %uq {to = f32}
+// CHECK:      %[[U:.*]] = nn.binary "mul" %[[UF]]
 // CHECK:      %[[V:.*]] = nn.conv %[[U]], %w {{{.*}}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x2x2xf32>
 // CHECK:      func.return %[[Y]], %[[R]], %[[V]]
 
