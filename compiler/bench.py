@@ -53,11 +53,14 @@ NOT_IMPLEMENTED = {
 GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no transfers to skip",
             "useSpinWait": "no GPU to wait on"}
 PERCENTILES = (90.0, 95.0, 99.0)
-# builder-side flags: given with --loadEngine (a plan built already) they are an error
-BUILD_FLAGS = ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16", "int8",
-               "best", "noTF32", "stronglyTyped", "layerPrecisions", "layerOutputTypes",
-               "precisionConstraints", "inputIOFormats", "outputIOFormats", "memPoolSize",
-               "timingCacheFile", "builderOptimizationLevel")
+# builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
+BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
+                              "int8", "best", "stronglyTyped", "inputIOFormats",
+                              "outputIOFormats", "memPoolSize", "timingCacheFile",
+                              "builderOptimizationLevel")}
+BUILD_FLAGS.update(tf32="noTF32", layer_precisions="layerPrecisions",
+                   layer_output_types="layerOutputTypes",
+                   precision_constraints="precisionConstraints")
 # trtexec's I/O formats -> ember's (those ember has)
 IO_FORMATS = {"chw": "NCHW", "linear": "NCHW", "hwc": "NHWC", "chw4": "NC4HW4"}
 IO_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int32": "int32",
@@ -70,6 +73,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
+    from ember.compiler.cli import _add_precision_flags  # the flag group every subcommand shares
+
     p = _Parser(prog=prog, allow_abbrev=False, description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     g = p.add_argument_group("model (one of)")
@@ -84,17 +89,12 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     for which in ("min", "opt", "max"):
         g.add_argument(f"--{which}Shapes", metavar="SPEC",
                        help=f"the optimization profile's {which} shapes, e.g. x:1x3x224x224")
-    g.add_argument("--fp16", action="store_true", help="allow FP16 layers")
-    g.add_argument("--bf16", action="store_true", help="allow BF16 layers")
     g.add_argument("--int8", action="store_true", help="(ember has no INT8: an error)")
     g.add_argument("--best", action="store_true", help="(needs INT8: an error)")
-    g.add_argument("--noTF32", action="store_true", help="strict FP32 (TF32 is allowed by "
-                                                         "default, as trtexec)")
     g.add_argument("--stronglyTyped", action="store_true",
                    help="types as the model gives them: no precision flags")
-    g.add_argument("--layerPrecisions", metavar="SPEC", help="e.g. conv1:fp32,fc:fp16")
-    g.add_argument("--layerOutputTypes", metavar="SPEC", help="e.g. conv1:fp16")
-    g.add_argument("--precisionConstraints", choices=["obey", "prefer", "none"])
+    _add_precision_flags(p, tf32=True)  # --fp16 --bf16 --noTF32 --layerPrecisions ...
+    g = p.add_argument_group("I/O formats and builder options")
     g.add_argument("--inputIOFormats", metavar="SPEC",
                    help="type:format per input, e.g. fp32:chw,fp32:hwc (chw, hwc, chw4)")
     g.add_argument("--outputIOFormats", metavar="SPEC", help="type:format per output")
@@ -179,7 +179,10 @@ def _num(x: float) -> str:
 
 # -- building ------------------------------------------------------------------------------------
 def _refuse_build_flags(args: argparse.Namespace) -> None:
-    given = [f"--{f}" for f in BUILD_FLAGS if getattr(args, f) not in (None, False)]
+    given = [f"--{'tf32' if args.tf32 and dest == 'tf32' else flag}"
+             for dest, flag in BUILD_FLAGS.items()
+             if getattr(args, dest) is not None and (getattr(args, dest) is not False
+                                                     or dest == "tf32")]
     if given:
         raise EmberError(f"{', '.join(given)}: build flag(s) with --loadEngine, a plan built "
                          "already; they apply with --onnx")
@@ -202,8 +205,9 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
         raise EmberError(f"--builderOptimizationLevel={level}: ember has levels 0 (no fusion), "
                          "1-2 (no autotuning) and 3 (the default); none searches further")
     if args.stronglyTyped:
-        mixed = [f"--{f}" for f in ("fp16", "bf16", "layerPrecisions", "layerOutputTypes",
-                                    "precisionConstraints") if getattr(args, f)]
+        mixed = [f"--{BUILD_FLAGS[f]}" for f in ("fp16", "bf16", "layer_precisions",
+                                                 "layer_output_types", "precision_constraints")
+                 if getattr(args, f)]
         if mixed:
             raise EmberError(f"--stronglyTyped with {', '.join(mixed)}: a strongly typed "
                              "network takes its types from the model, not from precision flags")
@@ -242,10 +246,10 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
 
     _refuse_unsupported(args)
     config = BuilderConfig(target_arch=arch)
-    precision_config(config, fp16=args.fp16, bf16=args.bf16, tf32=not args.noTF32,
-                     layer_precisions=args.layerPrecisions,
-                     layer_output_types=args.layerOutputTypes,
-                     precision_constraints=args.precisionConstraints)
+    precision_config(config, fp16=args.fp16, bf16=args.bf16, tf32=args.tf32 is not False,
+                     layer_precisions=args.layer_precisions,
+                     layer_output_types=args.layer_output_types,
+                     precision_constraints=args.precision_constraints)
     ranges = (args.minShapes, args.optShapes, args.maxShapes)
     profile = profile_from_flags(None if any(ranges) else args.shapes, *ranges)
     if profile is not None:
@@ -312,7 +316,7 @@ def _load_inputs(spec: str | None, engine, shapes: Mapping[str, tuple[int, ...]]
     rng = np.random.default_rng(0)
     feed = {}
     for name in engine.input_names:
-        dtype, shape = np.dtype(engine.get_tensor_dtype(name)), shapes[name]
+        dtype, shape = engine.tensors[name].dtype, shapes[name]
         if name in given:
             path = given[name]
             try:
@@ -448,7 +452,7 @@ class _CudaRunner:
         self.out_buffers = {}
         for name in engine.output_names:
             shape = self.context.get_tensor_shape(name)
-            host = np.empty(shape, np.dtype(engine.get_tensor_dtype(name)))
+            host = np.empty(shape, engine.tensors[name].dtype)
             buf = cuda.DeviceBuffer(max(host.nbytes, 16))
             self.outputs[name], self.out_buffers[name] = host, buf
             self.context.set_tensor_address(name, buf.ptr)
@@ -478,6 +482,8 @@ class _CudaRunner:
                 pass
         stream.synchronize()
         at = [self.origin_ms + self.origin.elapsed_ms(e) for e in ev]
+        if not self.transfers:  # no copies: the transfers took no time (not an event pair's
+            at[0], at[3] = at[1], at[2]  # few-microsecond resolution)
         return InferenceTime(enq_start, enq_end, at[1], at[2], at[0], at[1], at[2], at[3])
 
     def read_outputs(self) -> dict[str, np.ndarray]:
