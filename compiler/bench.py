@@ -190,7 +190,8 @@ def _refuse_build_flags(args: argparse.Namespace) -> None:
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
     if args.int8:
-        raise EmberError("--int8: ember has no INT8 kernels yet")
+        raise EmberError("--int8: ember has no INT8 by builder flag (calibrated, implicit "
+                         "INT8) yet; a Q/DQ model runs its quantized layers without it")
     if args.best:
         raise EmberError("--best: it allows INT8, which ember has no kernels for yet; use "
                          "--fp16 (or --bf16)")
@@ -439,7 +440,6 @@ class _CudaRunner:
         self.context = engine.create_execution_context(cuda_graph=cuda_graph)
         self.feed, self.clock, self.transfers, self.spin = feed, clock, transfers, spin
         self.stream = cuda.Stream()
-        self.buffers = []
         for name, array in feed.items():
             self.context.set_input_shape(name, array.shape)
         self.inputs = {}
@@ -464,6 +464,7 @@ class _CudaRunner:
 
     def infer(self) -> InferenceTime:
         cuda, stream, ev = self.cuda, self.stream, self.events
+        stream.device.set_current()  # each --infStreams stream runs on a thread of its own
         ev[0].record(stream)
         if self.transfers:
             for name, buf in self.inputs.items():

@@ -249,8 +249,32 @@ def test_build_flags_take_effect(models, tmp_path):
           "--inputIOFormats=fp32:chw", "--outputIOFormats=fp32:chw")
 
 
+def test_strongly_typed_keeps_the_models_types(tmp_path):
+    """`trtexec --onnx=model.onnx --stronglyTyped` on an FP16 model: its layers stay FP16."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((16, 8)).astype(np.float16)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+         onnx.helper.make_node("Relu", ["m"], ["y"], name="relu")], "half",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT16, [4, 16])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT16, [4, 8])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    path = tmp_path / "half.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              path)
+    x = rng.standard_normal((4, 16)).astype(np.float16)
+    x.tofile(tmp_path / "x.bin")
+    bench(f"--onnx={path}", "--stronglyTyped", "--device=cpu", "--iterations=1", "--warmUp=0",
+          "--duration=0", f"--loadInputs=x:{tmp_path / 'x.bin'}",
+          f"--exportLayerInfo={tmp_path / 'l.json'}", f"--exportOutput={tmp_path / 'o.json'}")
+    layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+    assert {layer["precision"] for layer in layers} == {"fp16"}
+    want = np.maximum(x.astype(np.float64) @ w.astype(np.float64), 0)
+    np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"], want, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("flags, message", [
-    (["--int8"], "--int8: ember has no INT8"),
+    (["--int8"], "--int8: ember has no INT8 by builder flag"),
     (["--best"], "--best: it allows INT8"),
     (["--memPoolSize=workspace:1024"], "--memPoolSize=workspace:1024"),
     (["--timingCacheFile=cache.bin"], "--timingCacheFile=cache.bin: not implemented"),
@@ -304,23 +328,6 @@ def test_plan_flags_and_gpu_flags(models, tmp_path):
     data[:1].tofile(short)
     bad = bench(f"--loadEngine={plan}", f"--loadInputs=x:{short}", "--device=cpu", check=False)
     assert bad.returncode == 1 and "holds 192 float32 value(s); 'x' takes 384" in bad.stderr
-
-
-def test_step_costs_of_a_matmul_and_attention():
-    from ember.runtime.step_costs import step_cost
-
-    matmul = {"template": "matmul", "params": {
-        "transpose_b": True, "in_shapes": [["N", 64], [32, 64]],
-        "in_dtypes": ["float16", "float16"], "out_shapes": [["N", 32]],
-        "out_dtypes": ["float16"], "tf32": False}}
-    cost = step_cost(matmul, {"N": 8})
-    assert cost.flops == 2 * 8 * 32 * 64 and cost.math == "fp16"
-    assert cost.bytes == 2 * (8 * 64 + 32 * 64 + 8 * 32)
-    attention = {"template": "attention", "params": {
-        "num_heads": 4, "head_dim": 16, "scale": 0.25,
-        "in_shapes": [[2, 10, 64], [2, 12, 64], [2, 12, 64]],
-        "in_dtypes": ["float32"] * 3, "out_shapes": [[2, 10, 64]], "out_dtypes": ["float32"]}}
-    assert step_cost(attention).flops == 4 * 2 * 4 * 10 * 12 * 16
 
 
 # -- on the GPU (run on an H200 host) ------------------------------------------------------------
