@@ -879,7 +879,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "ember-trtexec") -> int:
         args = parse_args(argv, prog)
         print(f"&&&& RUNNING ember.trtexec # {command}", flush=True)
         status = bench(args)
-    except EmberError as e:
+    except (EmberError, OSError) as e:  # OSError: a file to read or write (--export*, ...)
         print(f"{prog}: error: {e}", file=sys.stderr)
         print(f"&&&& FAILED ember.trtexec # {command}")
         return 1

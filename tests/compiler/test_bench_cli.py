@@ -303,6 +303,15 @@ def test_unknown_and_unimplemented_flags_are_one_line_errors(models, flags, mess
     assert "=== Performance summary ===" not in done.stdout
 
 
+def test_a_file_that_cannot_be_written_is_a_one_line_error(models, tmp_path):
+    done = bench(f"--onnx={models / 'static.onnx'}", "--device=cpu", "--iterations=1",
+                 "--warmUp=0", "--duration=0", f"--exportTimes={tmp_path / 'no' / 't.json'}",
+                 check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("ember bench: error: ") and "t.json" in done.stderr
+    assert "&&&& FAILED" in done.stdout
+
+
 def test_plan_flags_and_gpu_flags(models, tmp_path):
     plan = tmp_path / "m.plan"
     bench(f"--onnx={models / 'static.onnx'}", f"--saveEngine={plan}", "--skipInference",
