@@ -628,7 +628,7 @@ def report(trace: Trace, log: Log, *, device: str, avg_runs: int, streams: int,
 # -- per-step profile ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Peaks:
-    """A roofline: FLOP/s by math unit ("fp32", "tf32", "fp16") and bytes/s."""
+    """A roofline: FLOP/s (integer ops for "int8") by math unit and bytes/s."""
 
     flops: dict[str, float]
     bandwidth: float | None
@@ -636,8 +636,8 @@ class Peaks:
 
 
 # FLOPs per clock per multiprocessor (dense): FP32 SIMT, TF32 and FP16/BF16 tensor cores
-_PER_SM_CLOCK = {(8, 0): {"fp32": 128, "tf32": 1024, "fp16": 2048},
-                 (9, 0): {"fp32": 256, "tf32": 2048, "fp16": 4096}}
+_PER_SM_CLOCK = {(8, 0): {"fp32": 128, "tf32": 1024, "fp16": 2048, "int8": 4096},
+                 (9, 0): {"fp32": 256, "tf32": 2048, "fp16": 4096, "int8": 8192}}
 
 
 def gpu_peaks() -> Peaks:
@@ -697,7 +697,7 @@ def profile_text(rows: list[dict[str, Any]], count: int, peaks: Peaks | None) ->
     for r in rows:
         lines.append(f"{r['timeMs']:11.2f}{r['averageMs']:13.4f}{r['medianMs']:13.4f}"
                      f"{r['percentage']:10.1f}{opt(r['tflops'], '.4g'):>10}"
-                     f"{opt(r['gbps'], '.4g'):>10}{opt(r['rooflinePercent'], '.1f'):>13}   "
+                     f"{opt(r['gbps'], '.4g'):>10}{opt(r['rooflinePercent'], '.3g'):>13}   "
                      f"{r['name']}")
     total = sum(r["timeMs"] for r in rows)
     lines.append(f"{total:11.2f}{total / count if count else 0:13.4f}"
@@ -826,7 +826,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     runners[0].infer()
                 runners[0].context.profiler = None
             values = _symbol_values(engine, shapes)
-            peaks = (Peaks({k: args.peakTflops * 1e12 for k in ("fp32", "tf32", "fp16")},
+            peaks = (Peaks({k: args.peakTflops * 1e12 for k in ("fp32", "tf32", "fp16", "int8")},
                            args.peakBandwidth * 1e9, "given")
                      if args.peakTflops is not None else gpu_peaks() if on == "cuda" else None)
             if peaks is not None and not peaks.flops:

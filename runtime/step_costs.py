@@ -24,7 +24,8 @@ _PER_INPUT_ELEMENT = {"softmax": 5, "reduce": 1, "arg_reduce": 1, "batch_norm": 
 @dataclass(frozen=True)
 class StepCost:
     """One step's work: `flops` (None where a dim is unknown) and `bytes` moved; `math`: the
-    unit the FLOPs run on ("fp16" for half types, "tf32" for FP32 on tensor cores, "fp32")."""
+    unit the FLOPs run on ("int8" for 8-bit integer operands, "fp16" for half types, "tf32" for
+    FP32 on tensor cores, "fp32")."""
 
     flops: int | None
     bytes: int | None
@@ -132,7 +133,9 @@ def step_cost(step: Mapping[str, Any], values: Mapping[str, int] | None = None) 
     dtypes = set(in_dtypes[:2]) | set(out_dtypes[:1])
     tactic = params.get("tactic")
     on_tensor_cores = isinstance(tactic, Mapping) and any(k in tactic for k in ("mma", "wgmma"))
-    if dtypes & {"float16", "bfloat16"}:
+    if dtypes & {"int8", "uint8"}:
+        unit = "int8"
+    elif dtypes & {"float16", "bfloat16"}:
         unit = "fp16"
     elif params.get("tf32") and on_tensor_cores:
         unit = "tf32"

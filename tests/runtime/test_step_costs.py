@@ -46,3 +46,11 @@ def test_tf32_only_on_tensor_core_tactics_and_unknown_dims():
     assert cost.flops is None and cost.bytes is None
     copy = {"template": "transpose", "params": {**params, "perm": [1, 0]}}
     assert step_cost(copy).flops == 0 and step_cost(copy).bytes == 3 * 64 * 64 * 4
+
+
+def test_int8_operands_count_on_the_integer_unit():
+    params = {"in_shapes": [[4, 32], [32, 8]], "in_dtypes": ["int8", "int8"],
+              "out_shapes": [[4, 8]], "out_dtypes": ["int32"]}
+    cost = step_cost({"template": "matmul", "params": params})
+    assert cost.math == "int8" and cost.flops == 2 * 4 * 8 * 32
+    assert cost.bytes == 4 * 32 + 32 * 8 + 4 * 8 * 4
