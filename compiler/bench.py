@@ -42,8 +42,7 @@ NOT_IMPLEMENTED = {
     "--staticPlugins": "ember has no plugins", "--dynamicPlugins": "ember has no plugins",
     "--noBuilderCache": "ember's timing cache is $EMBER_CACHE_DIR/tactics.json",
     "--profilingVerbosity": "ember's profile always names each step's ONNX nodes",
-    "--percentile": "the summary gives percentiles 90, 95 and 99",
-    "--dumpOutput": "use --exportOutput", "--dumpLayerInfo": "use --exportLayerInfo",
+    "--dumpOutput": "use --exportOutput",
     "--exposeDMA": "", "--useManagedMemory": "", "--noCudaGraph": "",
     "--refit": "", "--versionCompatible": "", "--hardwareCompatibilityLevel": "",
     "--tacticSources": "", "--saveTimingCache": "", "--maxAuxStreams": "",
@@ -52,7 +51,7 @@ NOT_IMPLEMENTED = {
 # GPU-only flags -> what they would act on (on the CPU executor each is reported n/a)
 GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no transfers to skip",
             "useSpinWait": "no GPU to wait on"}
-PERCENTILES = (90.0, 95.0, 99.0)
+PERCENTILES = "90,95,99"  # trtexec's default --percentile
 # builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
                               "int8", "best", "stronglyTyped", "inputIOFormats",
@@ -130,6 +129,9 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--exportProfile", metavar="FILE", help="the per-step profile as JSON")
     g.add_argument("--exportTimes", metavar="FILE", help="each inference's times as JSON")
     g.add_argument("--exportLayerInfo", metavar="FILE", help="the engine's layers as JSON")
+    g.add_argument("--dumpLayerInfo", action="store_true", help="print the engine's layers")
+    g.add_argument("--percentile", default=PERCENTILES, metavar="P,...",
+                   help=f"the summary's percentiles, each in [0, 100] (default {PERCENTILES})")
     g.add_argument("--separateProfileRun", action="store_true",
                    help="profile in runs of their own, after the timed ones")
     g.add_argument("--peakTflops", type=float, metavar="T",
@@ -567,7 +569,18 @@ def median(sorted_values: Sequence[float]) -> float:
     return sorted_values[m] if n % 2 else (sorted_values[m - 1] + sorted_values[m]) / 2
 
 
-def perf_string(values: Sequence[float | None], why_na: str) -> str:
+def parse_percentiles(spec: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(p) for p in spec.split(","))
+    except ValueError:
+        raise EmberError(f"--percentile={spec}: not a comma-separated list of numbers") from None
+    if not all(0 <= p <= 100 for p in values):
+        raise EmberError(f"--percentile={spec}: each percentile must be in [0, 100]")
+    return values
+
+
+def perf_string(values: Sequence[float | None], why_na: str,
+                percentiles: Sequence[float] = (90.0, 95.0, 99.0)) -> str:
     """`min = .. ms, max = .. ms, mean = .. ms, median = .. ms, percentile(90%) = .. ms, ...`;
     `n/a (why)` where the figure was not measured."""
     if not values or any(v is None for v in values):
@@ -576,11 +589,11 @@ def perf_string(values: Sequence[float | None], why_na: str) -> str:
     text = (f"min = {_num(v[0])} ms, max = {_num(v[-1])} ms, mean = {_num(sum(v) / len(v))} ms, "
             f"median = {_num(median(v))} ms")
     return text + "".join(f", percentile({_num(p)}%) = {_num(percentile(v, p))} ms"
-                          for p in PERCENTILES)
+                          for p in percentiles)
 
 
 def report(trace: Trace, log: Log, *, device: str, avg_runs: int, streams: int,
-           cuda_graph: bool) -> None:
+           cuda_graph: bool, percentiles: Sequence[float] = (90.0, 95.0, 99.0)) -> None:
     """trtexec's prolog, trace averages and `=== Performance summary ===`."""
     t = trace.timings
     cpu = device == "cpu"
@@ -599,11 +612,11 @@ def report(trace: Trace, log: Log, *, device: str, avg_runs: int, streams: int,
     why = "the CPU executor: no transfers"
     log("=== Performance summary ===")
     log(f"Throughput: {_num(len(t) / (trace.walltime_ms / 1e3)) if trace.walltime_ms else 0} qps")
-    log(f"Latency: {perf_string([x.latency for x in t], why)}")
-    log(f"Enqueue Time: {perf_string([x.enqueue for x in t], why)}")
-    log(f"H2D Latency: {perf_string([x.h2d for x in t], why)}")
-    log(f"GPU Compute Time: {perf_string([x.compute for x in t], why)}")
-    log(f"D2H Latency: {perf_string([x.d2h for x in t], why)}")
+    log(f"Latency: {perf_string([x.latency for x in t], why, percentiles)}")
+    log(f"Enqueue Time: {perf_string([x.enqueue for x in t], why, percentiles)}")
+    log(f"H2D Latency: {perf_string([x.h2d for x in t], why, percentiles)}")
+    log(f"GPU Compute Time: {perf_string([x.compute for x in t], why, percentiles)}")
+    log(f"D2H Latency: {perf_string([x.d2h for x in t], why, percentiles)}")
     log(f"Total Host Walltime: {_num(trace.walltime_ms / 1e3)} s")
     compute = sum(x.compute for x in t) / len(t) if t else 0.0
     log(f"Total GPU Compute Time: {_num(compute * len(t) / 1e3)} s")
@@ -753,6 +766,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.separateProfileRun and not (args.dumpProfile or args.exportProfile):
         raise EmberError("--separateProfileRun: profiles nothing without --dumpProfile or "
                          "--exportProfile")
+    percentiles = parse_percentiles(args.percentile)
     if (args.peakTflops is None) != (args.peakBandwidth is None):
         raise EmberError("--peakTflops and --peakBandwidth go together (a roofline needs both)")
     device = args.device
@@ -782,6 +796,9 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.exportLayerInfo:
         Path(args.exportLayerInfo).write_text(
             engine.create_engine_inspector().get_engine_information("json"))
+    if args.dumpLayerInfo:
+        log("Layer Information:")
+        log(engine.create_engine_inspector().get_engine_information("text").rstrip("\n"))
     if args.skipInference:
         log("Skipped inference phase since --skipInference is added.")
         return 0
@@ -817,7 +834,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
         trace = run_benchmark(runners, warmup_ms=args.warmUp, iterations=args.iterations,
                               duration_s=args.duration, clock=clock)
         report(trace, log, device=on, avg_runs=args.avgRuns, streams=args.infStreams,
-               cuda_graph=args.useCudaGraph)
+               cuda_graph=args.useCudaGraph, percentiles=percentiles)
         if profiling:
             if args.separateProfileRun:
                 times = LayerTimes()

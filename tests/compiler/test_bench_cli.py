@@ -178,6 +178,19 @@ def test_inference_flags_take_effect(models, tmp_path):
     assert "Multiple inference streams are used" in out
     assert "[V] === Explanations of the performance metrics ===" in out
     assert "[V] Pipeline:" in out
+    # trtexec's --percentile: the summary's percentiles, in trtexec's nearest-rank manner
+    picked = bench(f"--onnx={models / 'static.onnx'}", "--iterations=10", "--warmUp=0",
+                   "--duration=0", "--device=cpu", "--percentile=50,100",
+                   f"--exportTimes={tmp_path / 'p.json'}", "--dumpLayerInfo")
+    line = re.search(r"GPU Compute Time: (.*)$", picked.stdout, re.M).group(1)
+    computes = sorted(t["computeMs"] for t in json.loads((tmp_path / "p.json").read_text()))
+    assert "percentile(90%)" not in line
+    assert float(re.search(rf"percentile\(50%\) = {NUMBER} ms", line).group(1)) == \
+        pytest.approx(computes[4], rel=1e-5)  # int(0.5 * 10) = 5 values above it
+    assert float(re.search(rf"percentile\(100%\) = {NUMBER} ms", line).group(1)) == \
+        pytest.approx(computes[-1], rel=1e-5)
+    assert "[I] Layer Information:" in picked.stdout
+    assert re.search(r"\[I\] kernels: \d+$", picked.stdout, re.M)
     times = json.loads((tmp_path / "t.json").read_text())
     assert len(times) == queries
     for t in times:
@@ -291,6 +304,7 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
     (["--loadInputs=x:nowhere.bin"], "--loadInputs: cannot read 'nowhere.bin'"),
     (["--shapes=x:1x3x8x8"], "but the model fixes it at 2"),
     (["--separateProfileRun"], "--separateProfileRun: profiles nothing"),
+    (["--percentile=90,101"], "--percentile=90,101: each percentile must be in [0, 100]"),
 ])
 def test_unknown_and_unimplemented_flags_are_one_line_errors(models, flags, message):
     done = bench(f"--onnx={models / 'static.onnx'}", "--device=cpu", "--iterations=1",
