@@ -214,12 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to run (default: the GPU if there is one)")
     p.set_defaults(run=_demo)
 
+    # `ember bench` parses trtexec's flags itself (compiler/bench.py): main() hands it argv
+    sub.add_parser("bench", add_help=False, help="trtexec's command line: build or load, time "
+                   "inferences, print trtexec's performance summary (ember bench --help)")
+
     p = sub.add_parser("passes", help="list the passes and pipelines")
     p.set_defaults(run=_list_passes)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from ember.compiler.bench import main as bench
+
+        return bench(argv[1:], prog="ember bench")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -1,0 +1,422 @@
+"""`ember bench` / `ember-trtexec`: trtexec command lines (from TensorRT's documentation) run as a
+user runs them, in a subprocess, their summary parsed with the regular expressions scripts use."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from ember.runtime import cuda
+from tests.dynamic_models import cnn
+
+NUMBER = r"([0-9.]+(?:e[-+]?[0-9]+)?)"
+STATS = ("min", "max", "mean", "median", r"percentile\(90%\)", r"percentile\(95%\)",
+         r"percentile\(99%\)")
+
+
+def bench(*args: str, module: str = "ember.compiler.cli", check: bool = True
+          ) -> subprocess.CompletedProcess:
+    """`python -m ember.compiler.cli bench ARGS` (or the ember-trtexec module) as a user runs it."""
+    argv = [sys.executable, "-m", module, *(["bench"] if module.endswith("cli") else []), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    return done
+
+
+def summary(stdout: str) -> dict[str, dict[str, float]]:
+    """The performance summary as scripts grep it: each timed line's statistics."""
+    out = {}
+    for name in ("Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time", "D2H Latency"):
+        line = re.search(rf"\] \[I\] {name}: (.*)$", stdout, re.M)
+        assert line, f"no '{name}:' line in\n{stdout}"
+        if line.group(1).startswith("n/a"):
+            continue
+        out[name] = {re.sub(r"\W", "", s): float(re.search(rf"{s} = {NUMBER} ms",
+                                                             line.group(1)).group(1))
+                     for s in STATS}
+    return out
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    for i, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type.lower()}{i}"
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("bench")
+    onnx.save(_named(cnn(2)), d / "static.onnx")
+    onnx.save(_named(cnn("N")), d / "dynamic.onnx")
+    return d
+
+
+def _ort(path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed),
+                    strict=True))
+
+
+def _outputs(path: Path) -> dict[str, np.ndarray]:
+    data = json.loads(path.read_text())
+    return {o["name"]: np.array(o["values"]).reshape([int(d) for d in o["dimensions"].split("x")])
+            for o in data}
+
+
+# -- trtexec's documented command lines ------------------------------------------------------------
+def test_build_then_benchmark_loaded_engine(models, tmp_path):
+    """`trtexec --onnx=model.onnx --saveEngine=g1.trt --skipInference`, then
+    `trtexec --loadEngine=g1.trt --iterations=20 --warmUp=0` (with --duration=0, so the count
+    is 20)."""
+    plan = tmp_path / "g1.trt"
+    built = bench(f"--onnx={models / 'static.onnx'}", f"--saveEngine={plan}", "--skipInference",
+                  "--device=cpu")
+    assert plan.stat().st_size > 0
+    assert "=== Performance summary ===" not in built.stdout
+    assert "&&&& PASSED" in built.stdout
+    ran = bench(f"--loadEngine={plan}", "--iterations=20", "--warmUp=0", "--duration=0",
+                "--device=cpu")
+    out = ran.stdout
+    assert re.search(r"Timing trace has 20 queries over", out)
+    p99 = re.search(rf"Latency:.*percentile\(99%\) = {NUMBER} ms", out)
+    assert p99 and float(p99.group(1)) > 0
+    gpu = re.search(rf"GPU Compute Time: min = {NUMBER} ms, max = {NUMBER} ms, mean = {NUMBER}",
+                    out)
+    assert gpu and 0 < float(gpu.group(1)) <= float(gpu.group(3)) <= float(gpu.group(2))
+    stats = summary(out)
+    for s in stats.values():
+        assert s["min"] <= s["median"] <= s["max"]
+        assert s["min"] <= s["percentile90"] <= s["percentile95"] <= s["percentile99"] <= s["max"]
+    assert "H2D Latency" not in stats and "D2H Latency" not in stats  # n/a on the CPU
+    assert re.search(r"H2D Latency: n/a", out)
+    qps = float(re.search(rf"Throughput: {NUMBER} qps", out).group(1))
+    wall = float(re.search(rf"Total Host Walltime: {NUMBER} s", out).group(1))
+    assert qps == pytest.approx(20 / wall, rel=1e-3)
+    total = float(re.search(rf"Total GPU Compute Time: {NUMBER} s", out).group(1))
+    assert total == pytest.approx(stats["GPU Compute Time"]["mean"] * 20 / 1e3, rel=1e-3)
+    assert re.search(r"^\[\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d\] \[I\] === Performance summary ===$",
+                     out, re.M)
+
+
+def test_dynamic_shape_build_runs_at_shapes(models, tmp_path):
+    """`trtexec --onnx=model.onnx --minShapes=input:1x3x244x244 --optShapes=input:16x3x244x244
+    --maxShapes=input:32x3x244x244 --shapes=input:5x3x244x244` (on a small CNN)."""
+    x = tmp_path / "x.bin"
+    data = np.random.default_rng(1).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    data.tofile(x)
+    ran = bench(f"--onnx={models / 'dynamic.onnx'}", "--minShapes=x:1x3x8x8",
+                "--optShapes=x:4x3x8x8", "--maxShapes=x:8x3x8x8", "--shapes=x:5x3x8x8",
+                f"--loadInputs=x:{x}", f"--exportOutput={tmp_path / 'out.json'}",
+                "--iterations=3", "--warmUp=0", "--duration=0", "--device=cpu")
+    assert "Input shapes: x: 5x3x8x8" in ran.stdout
+    got = _outputs(tmp_path / "out.json")
+    np.testing.assert_allclose(got["y"], _ort(models / "dynamic.onnx", {"x": data})["y"],
+                               rtol=1e-4, atol=1e-6)
+    # without --shapes the runs take the profile's opt shape
+    opt = bench(f"--onnx={models / 'dynamic.onnx'}", "--minShapes=x:1x3x8x8",
+                "--optShapes=x:4x3x8x8", "--maxShapes=x:8x3x8x8", "--iterations=1",
+                "--warmUp=0", "--duration=0", "--device=cpu",
+                f"--exportOutput={tmp_path / 'opt.json'}")
+    assert "Input shapes: x: 4x3x8x8" in opt.stdout
+    assert _outputs(tmp_path / "opt.json")["y"].shape == (4, 10)
+    wide = bench(f"--onnx={models / 'dynamic.onnx'}", "--minShapes=x:1x3x8x8",
+                 "--optShapes=x:4x3x8x8", "--maxShapes=x:8x3x8x8", "--shapes=x:9x3x8x8",
+                 "--device=cpu", check=False)
+    assert wide.returncode == 1 and "outside" in wide.stderr
+
+
+def test_light_resnet50_output_matches_onnxruntime(tmp_path):
+    """A real model: light ResNet-50 on given inputs, --exportOutput against onnxruntime."""
+    from ember.compiler.models import light_model_case
+
+    path, feed, _ = light_model_case("resnet50")
+    (name, x), = feed.items()
+    x.tofile(tmp_path / "data.bin")
+    bench(f"--onnx={path}", f"--loadInputs={name}:{tmp_path / 'data.bin'}", "--iterations=1",
+          "--warmUp=0", "--duration=0", "--device=cpu", "--noTF32",
+          f"--exportOutput={tmp_path / 'out.json'}")
+    got = _outputs(tmp_path / "out.json")
+    want = _ort(path, feed)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+
+
+def test_ember_trtexec_entry_point_and_flag_value_forms(models, tmp_path):
+    """The console script's module, with `--flag value` as well as `--flag=value`."""
+    assert 'ember-trtexec = "ember.compiler.bench:main"' in (
+        Path(__file__).parents[2] / "pyproject.toml").read_text()
+    ran = bench("--onnx", str(models / "static.onnx"), "--iterations", "4", "--warmUp", "0",
+                "--duration", "0", "--device", "cpu", module="ember.compiler.bench")
+    assert "Timing trace has 4 queries" in ran.stdout
+    assert "&&&& PASSED ember.trtexec # ember-trtexec --onnx" in ran.stdout
+
+
+# -- each flag takes effect ------------------------------------------------------------------------
+def test_inference_flags_take_effect(models, tmp_path):
+    ran = bench(f"--onnx={models / 'static.onnx'}", "--iterations=12", "--avgRuns=4",
+                "--warmUp=30", "--duration=0.3", "--infStreams=2", "--device=cpu",
+                f"--exportTimes={tmp_path / 't.json'}", "--verbose")
+    out = ran.stdout
+    warm = re.search(rf"Warmup completed (\d+) queries over {NUMBER} ms", out)
+    assert int(warm.group(1)) >= 2 and float(warm.group(2)) >= 30  # two streams warm up
+    queries = int(re.search(r"Timing trace has (\d+) queries", out).group(1))
+    assert queries >= 12
+    assert float(re.search(rf"Total Host Walltime: {NUMBER} s", out).group(1)) >= 0.3
+    assert len(re.findall(r"Average on 4 runs - GPU latency: [0-9.e-]+ ms - Host latency:", out)) \
+        == queries // 4
+    assert "Multiple inference streams are used" in out
+    assert "[V] === Explanations of the performance metrics ===" in out
+    assert "[V] Pipeline:" in out
+    # trtexec's --percentile: the summary's percentiles, in trtexec's nearest-rank manner
+    picked = bench(f"--onnx={models / 'static.onnx'}", "--iterations=10", "--warmUp=0",
+                   "--duration=0", "--device=cpu", "--percentile=50,100",
+                   f"--exportTimes={tmp_path / 'p.json'}", "--dumpLayerInfo")
+    line = re.search(r"GPU Compute Time: (.*)$", picked.stdout, re.M).group(1)
+    computes = sorted(t["computeMs"] for t in json.loads((tmp_path / "p.json").read_text()))
+    assert "percentile(90%)" not in line
+    assert float(re.search(rf"percentile\(50%\) = {NUMBER} ms", line).group(1)) == \
+        pytest.approx(computes[4], rel=1e-5)  # int(0.5 * 10) = 5 values above it
+    assert float(re.search(rf"percentile\(100%\) = {NUMBER} ms", line).group(1)) == \
+        pytest.approx(computes[-1], rel=1e-5)
+    assert "[I] Layer Information:" in picked.stdout
+    assert re.search(r"\[I\] kernels: \d+$", picked.stdout, re.M)
+    times = json.loads((tmp_path / "t.json").read_text())
+    assert len(times) == queries
+    for t in times:
+        assert t["h2dMs"] is None and t["d2hMs"] is None
+        assert t["computeMs"] == pytest.approx(t["endComputeMs"] - t["startComputeMs"])
+        assert t["latencyMs"] == pytest.approx(t["computeMs"])
+
+
+def test_dump_profile_with_roofline(models, tmp_path):
+    ran = bench(f"--onnx={models / 'static.onnx'}", "--iterations=5", "--warmUp=0",
+                "--duration=0", "--device=cpu", "--dumpProfile", "--separateProfileRun",
+                "--peakTflops=0.5", "--peakBandwidth=20",
+                f"--exportProfile={tmp_path / 'p.json'}",
+                f"--exportLayerInfo={tmp_path / 'l.json'}")
+    out = ran.stdout
+    assert "=== Profile (5 iterations ) ===" in out
+    layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+    profile = json.loads((tmp_path / "p.json").read_text())
+    assert profile[0] == {"count": 5}
+    rows = profile[1:]
+    assert [r["name"] for r in rows] == [layer["name"] for layer in layers]
+    assert sum(r["percentage"] for r in rows) == pytest.approx(100)
+    conv = next(r for r in rows if r["template"] == "conv")
+    # x [2,3,8,8] * w [16,3,3,3] (pad 1): 2*16*8*8 outputs of 27 MACs, then the ReLU epilogue
+    # (fused into the conv or a step of its own)
+    epilogue = 2 * 16 * 8 * 8 if conv["flops"] != 2 * 2048 * 27 else 0
+    assert conv["flops"] == 2 * 2048 * 27 + epilogue
+    assert conv["bytes"] == 4 * (2 * 3 * 8 * 8 + 16 * 27 + 16 + 2 * 16 * 8 * 8)
+    for r in rows:
+        seconds = r["averageMs"] / 1e3
+        assert r["gbps"] == pytest.approx(r["bytes"] / seconds / 1e9)
+        bound = max(r["flops"] / 0.5e12, r["bytes"] / 20e9)
+        assert r["rooflinePercent"] == pytest.approx(100 * bound / seconds)
+        line = re.search(rf"^.*\[I\] .* {re.escape(r['name'])}$", out, re.M)
+        assert line, r["name"]
+    assert re.search(r"\[I\] +[0-9.]+ +[0-9.]+ +[0-9.]+ +100\.0 +Total$", out, re.M)
+    # profiled during the timed runs (warm-up included) vs in runs of its own
+    shared = bench(f"--onnx={models / 'static.onnx'}", "--iterations=5", "--warmUp=40",
+                   "--duration=0", "--device=cpu", f"--exportProfile={tmp_path / 'q.json'}")
+    warmups = int(re.search(r"Warmup completed (\d+)", shared.stdout).group(1))
+    assert json.loads((tmp_path / "q.json").read_text())[0] == {"count": 5 + warmups}
+    # no peaks on the CPU unless given: n/a, never invented
+    plain = bench(f"--onnx={models / 'static.onnx'}", "--iterations=2", "--warmUp=0",
+                  "--duration=0", "--device=cpu", "--dumpProfile")
+    assert "roofline: n/a" in plain.stdout
+
+
+def test_build_flags_take_effect(models, tmp_path):
+    def precisions(*flags: str) -> dict[str, str]:
+        bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
+              f"--exportLayerInfo={tmp_path / 'l.json'}", *flags)
+        layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+        return {layer["template"]: layer["precision"] for layer in layers}
+
+    assert precisions()["conv"] == "tf32"  # trtexec allows TF32 by default
+    assert precisions("--noTF32")["conv"] == "fp32"
+    assert precisions("--fp16")["conv"] == "fp16"
+    assert precisions("--bf16")["matmul"] == "bf16"
+    pinned = precisions("--fp16", "--layerPrecisions=conv0:fp32", "--precisionConstraints=obey")
+    assert pinned["conv"] in ("fp32", "tf32") and pinned["matmul"] == "fp16"
+    bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
+          f"--exportLayerInfo={tmp_path / 'l3.json'}")
+    bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
+          "--builderOptimizationLevel=0", f"--exportLayerInfo={tmp_path / 'l0.json'}")
+    fused = json.loads((tmp_path / "l3.json").read_text())["layers"]
+    unfused = json.loads((tmp_path / "l0.json").read_text())["layers"]
+    assert len(unfused) > len(fused)
+    bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
+          "--inputIOFormats=fp32:chw", "--outputIOFormats=fp32:chw")
+
+
+def test_strongly_typed_keeps_the_models_types(tmp_path):
+    """`trtexec --onnx=model.onnx --stronglyTyped` on an FP16 model: its layers stay FP16."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((16, 8)).astype(np.float16)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+         onnx.helper.make_node("Relu", ["m"], ["y"], name="relu")], "half",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT16, [4, 16])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT16, [4, 8])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    path = tmp_path / "half.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              path)
+    x = rng.standard_normal((4, 16)).astype(np.float16)
+    x.tofile(tmp_path / "x.bin")
+    bench(f"--onnx={path}", "--stronglyTyped", "--device=cpu", "--iterations=1", "--warmUp=0",
+          "--duration=0", f"--loadInputs=x:{tmp_path / 'x.bin'}",
+          f"--exportLayerInfo={tmp_path / 'l.json'}", f"--exportOutput={tmp_path / 'o.json'}")
+    layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+    assert {layer["precision"] for layer in layers} == {"fp16"}
+    want = np.maximum(x.astype(np.float64) @ w.astype(np.float64), 0)
+    np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"], want, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--int8"], "--int8: ember has no INT8 by builder flag"),
+    (["--best"], "--best: it allows INT8"),
+    (["--memPoolSize=workspace:1024"], "--memPoolSize=workspace:1024"),
+    (["--timingCacheFile=cache.bin"], "--timingCacheFile=cache.bin: not implemented"),
+    (["--builderOptimizationLevel=5"], "--builderOptimizationLevel=5"),
+    (["--stronglyTyped", "--fp16"], "--stronglyTyped with --fp16"),
+    (["--inputIOFormats=fp16:chw"], "--inputIOFormats: 'x' is float32"),
+    (["--inputIOFormats=fp32:chw16"], "format 'chw16' is not one ember has"),
+    (["--inputIOFormats=fp32:hwc"], "--inputIOFormats: the builder chose NCHW for 'x'"),
+    (["--useDLACore=0"], "--useDLACore: trtexec's flag is not implemented"),
+    (["--streams=2"], "--streams: trtexec's flag is not implemented by ember (use --infStreams"),
+    (["--noSuchFlag=1"], "--noSuchFlag: unknown flag"),
+    (["--iterations=many"], "--iterations: invalid int value"),
+    (["--loadInputs=y:nowhere.bin"], "--loadInputs: the engine has no input 'y'"),
+    (["--loadInputs=x:nowhere.bin"], "--loadInputs: cannot read 'nowhere.bin'"),
+    (["--shapes=x:1x3x8x8"], "but the model fixes it at 2"),
+    (["--separateProfileRun"], "--separateProfileRun: profiles nothing"),
+    (["--percentile=90,101"], "--percentile=90,101: each percentile must be in [0, 100]"),
+])
+def test_unknown_and_unimplemented_flags_are_one_line_errors(models, flags, message):
+    done = bench(f"--onnx={models / 'static.onnx'}", "--device=cpu", "--iterations=1",
+                 "--warmUp=0", "--duration=0", *flags, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ember bench: error: "), done.stderr
+    assert message in lines[0]
+    assert "=== Performance summary ===" not in done.stdout
+
+
+def test_a_file_that_cannot_be_written_is_a_one_line_error(models, tmp_path):
+    done = bench(f"--onnx={models / 'static.onnx'}", "--device=cpu", "--iterations=1",
+                 "--warmUp=0", "--duration=0", f"--exportTimes={tmp_path / 'no' / 't.json'}",
+                 check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("ember bench: error: ") and "t.json" in done.stderr
+    assert "&&&& FAILED" in done.stdout
+
+
+def test_plan_flags_and_gpu_flags(models, tmp_path):
+    plan = tmp_path / "m.plan"
+    bench(f"--onnx={models / 'static.onnx'}", f"--saveEngine={plan}", "--skipInference",
+          "--device=cpu")
+    done = bench(f"--loadEngine={plan}", "--fp16", "--device=cpu", check=False)
+    assert done.returncode == 1 and "--fp16: build flag(s) with --loadEngine" in done.stderr
+    both = bench(f"--loadEngine={plan}", f"--onnx={models / 'static.onnx'}", check=False)
+    assert both.returncode == 1 and "one of them" in both.stderr
+    cpu = bench(f"--loadEngine={plan}", "--useCudaGraph", "--noDataTransfers", "--useSpinWait",
+                "--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu")
+    for flag in ("useCudaGraph", "noDataTransfers", "useSpinWait"):
+        assert re.search(rf"\[W\] --{flag}: n/a on the CPU executor", cpu.stdout)
+    data = np.zeros((2, 3, 8, 8), np.float32)
+    np.save(tmp_path / "x.npy", data)
+    fed = bench(f"--loadEngine={plan}", f"--loadInputs=x:{tmp_path / 'x.npy'}", "--iterations=1",
+                "--warmUp=0", "--duration=0", "--device=cpu",
+                f"--exportOutput={tmp_path / 'o.json'}")
+    assert "PASSED" in fed.stdout
+    np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"],
+                               _ort(models / "static.onnx", {"x": data})["y"], rtol=1e-4,
+                               atol=1e-6)
+    short = tmp_path / "short.bin"
+    data[:1].tofile(short)
+    bad = bench(f"--loadEngine={plan}", f"--loadInputs=x:{short}", "--device=cpu", check=False)
+    assert bad.returncode == 1 and "holds 192 float32 value(s); 'x' takes 384" in bad.stderr
+
+
+# -- on the GPU (run on an H200 host) ------------------------------------------------------------
+needs_gpu = [pytest.mark.cuda,
+             pytest.mark.skipif(not cuda.cuda_available(), reason="no CUDA GPU visible")]
+
+
+def _gpu(f):
+    for mark in needs_gpu:
+        f = mark(f)
+    return f
+
+
+@_gpu
+def test_gpu_benchmark_with_cuda_graph(models, tmp_path):
+    """`trtexec --loadEngine=g1.trt --useCudaGraph --iterations=50` (after a build with
+    --saveEngine), on the GPU."""
+    plan = tmp_path / "g1.trt"
+    bench(f"--onnx={models / 'static.onnx'}", f"--saveEngine={plan}", "--skipInference",
+          "--device=cuda")
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    x.tofile(tmp_path / "x.bin")
+    ran = bench(f"--loadEngine={plan}", "--useCudaGraph", "--iterations=50", "--warmUp=0",
+                "--duration=0", "--device=cuda", f"--loadInputs=x:{tmp_path / 'x.bin'}",
+                f"--exportOutput={tmp_path / 'o.json'}", f"--exportTimes={tmp_path / 't.json'}")
+    out = ran.stdout
+    assert re.search(rf"Latency:.*percentile\(99%\) = {NUMBER} ms", out)
+    stats = summary(out)
+    assert set(stats) == {"Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time",
+                          "D2H Latency"}
+    assert stats["GPU Compute Time"]["min"] > 0 and stats["H2D Latency"]["max"] > 0
+    assert stats["Latency"]["mean"] == pytest.approx(
+        stats["H2D Latency"]["mean"] + stats["GPU Compute Time"]["mean"]
+        + stats["D2H Latency"]["mean"], rel=1e-3)
+    assert "Timing trace has 50 queries" in out
+    np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"],
+                               _ort(models / "static.onnx", {"x": x})["y"], rtol=1e-2,
+                               atol=1e-3)  # TF32 allowed, as trtexec
+    for t in json.loads((tmp_path / "t.json").read_text()):
+        assert t["startH2dMs"] <= t["endH2dMs"] <= t["startComputeMs"] < t["endComputeMs"] \
+            <= t["startD2hMs"] <= t["endD2hMs"]
+
+
+@_gpu
+def test_gpu_no_transfers_spin_wait_streams_profile(models, tmp_path):
+    ran = bench(f"--onnx={models / 'static.onnx'}", "--noDataTransfers", "--useSpinWait",
+                "--infStreams=2", "--iterations=20", "--warmUp=0", "--duration=0",
+                "--device=cuda", "--dumpProfile", "--separateProfileRun",
+                f"--exportProfile={tmp_path / 'p.json'}")
+    stats = summary(ran.stdout)
+    assert stats["H2D Latency"]["max"] == 0 and stats["D2H Latency"]["max"] == 0
+    assert "roofline: " in ran.stdout and "roofline: n/a" not in ran.stdout
+    rows = json.loads((tmp_path / "p.json").read_text())[1:]
+    assert rows and all(r["rooflinePercent"] is not None and r["rooflinePercent"] > 0
+                        for r in rows if r["bytes"])
+
+
+@_gpu
+def test_gpu_dynamic_shape_build(models, tmp_path):
+    x = np.random.default_rng(3).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    x.tofile(tmp_path / "x.bin")
+    bench(f"--onnx={models / 'dynamic.onnx'}", "--minShapes=x:1x3x8x8", "--optShapes=x:4x3x8x8",
+          "--maxShapes=x:8x3x8x8", "--shapes=x:5x3x8x8", "--device=cuda", "--noTF32",
+          f"--loadInputs=x:{tmp_path / 'x.bin'}", f"--exportOutput={tmp_path / 'o.json'}",
+          "--iterations=5", "--warmUp=0", "--duration=0", "--useCudaGraph")
+    np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"],
+                               _ort(models / "dynamic.onnx", {"x": x})["y"], rtol=1e-4,
+                               atol=1e-6)
+
