@@ -354,7 +354,9 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if dump is not None:
         dump.run(module, passes, after_pass=after_pass)
     else:
-        run_passes(module, passes, after_pass=after_pass)
+        # verified once, at the end: after every pass it is most of a build's time (`ember
+        # opt` and --dump-dir builds verify after each pass)
+        run_passes(module, passes, after_pass=after_pass, verify="last")
     packed = pack(module, profiles=[p.shapes for p in config.profiles],
                   target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback)
     return packed.manifest.to_json(), dict(packed.sections)

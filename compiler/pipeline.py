@@ -77,9 +77,12 @@ def parse_pipeline_text(text: str) -> list[ModulePass]:
 
 def run_passes(module: ModuleOp, names: Sequence[str | ModulePass], *,
                ctx: Context | None = None, stop_after: str | None = None,
-               after_pass: AfterPass | None = None, verify: bool = True) -> PipelineRun:
+               after_pass: AfterPass | None = None, verify: bool | str = True) -> PipelineRun:
     """Run `names` (pass names, or passes with their options) in order over `module` (in
-    place), verifying after each pass."""
+    place), verifying after each pass (`verify=True`, as mlir-opt does), after the last one
+    only (`"last"`: the builder's, verification being most of a build's time), or never."""
+    if verify not in (True, False, "last"):
+        raise PipelineError(f"verify must be True, False or 'last', not {verify!r}")
     ctx = ctx or ember_context()
     passes = [make_pass(n) if isinstance(n, str) else n for n in names]
     names = [p.name for p in passes]
@@ -94,11 +97,14 @@ def run_passes(module: ModuleOp, names: Sequence[str | ModulePass], *,
         start = time.perf_counter()
         p.apply(ctx, module)
         run.timings.append(PassTiming(name, time.perf_counter() - start))
-        if verify:
+        if verify is True or verify == "last" and i == len(passes):
             try:
                 module.verify()
             except VerifyException as e:
-                raise PassError(f"the IR does not verify after {name}: {e}") from None
+                where = name if verify is True else (
+                    f"the pipeline (its last pass: {name}; `ember opt` verifies after each "
+                    "pass, to find the one at fault)")
+                raise PassError(f"the IR does not verify after {where}: {e}") from None
         if after_pass is not None:
             after_pass(i, p, module)
     return run

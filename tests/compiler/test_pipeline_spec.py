@@ -96,3 +96,40 @@ def test_cuda_build_runs_select_tactics_and_the_plan_records_its_choice():
     source = sections["cuda_source"].decode()
     tile = chosen["tile"]
     assert f"{tile[0]}x{tile[1]}x{tile[2]} tile" in source
+
+
+def test_a_build_verifies_once_at_the_end_and_names_where_to_look(monkeypatch):
+    """The builder verifies after its last pass only (verification is most of a build's time);
+    IR a pass broke is still refused, with a pointer to `ember opt`, which verifies each pass."""
+    from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+    from xdsl.passes import ModulePass
+
+    from ember.compiler import builder
+    from ember.compiler.builder import build_model
+    from ember.compiler.pipeline import run_passes
+    from ember.dialects.kernel import ElementwiseOp, LaunchOp
+    from ember.errors import PassError, PipelineError
+
+    class Break(ModulePass):
+        name = "break"
+
+        def apply(self, ctx, module):  # a negative arena offset: the kernel verifier refuses it
+            op = next(o for o in module.walk() if isinstance(o, LaunchOp | ElementwiseOp))
+            op.properties["arena"] = DenseArrayBase.from_list(i64, [-1])
+
+    real_pipeline, real_verify = builder.pipeline_for, ModuleOp.verify
+    calls = []
+
+    def counting_verify(self, *args, **kwargs):
+        calls.append(1)
+        return real_verify(self, *args, **kwargs)
+
+    monkeypatch.setattr(builder, "pipeline_for",
+                        lambda config: [*real_pipeline(config), Break()])
+    monkeypatch.setattr(ModuleOp, "verify", counting_verify)
+    with pytest.raises(PassError, match=r"does not verify after the pipeline \(its last pass: "
+                                        r"break; `ember opt` verifies after each pass"):
+        build_model(_matmul_model(), BuilderConfig())
+    assert len(calls) == 1
+    with pytest.raises(PipelineError, match="verify must be"):
+        run_passes(ModuleOp([]), [], verify="sometimes")
