@@ -19,7 +19,8 @@ and zero point, becomes elementwise arithmetic in float32, as the quantize kerne
 quantize(x) = cast(clip(round(x / s) + zp, min, max)), dequantize(q) = (cast(q) - zp) * s. So
 fuse-elementwise and fuse-epilogues merge a conv's dequantizing tail, its activation and the
 quantize feeding the next layer into the conv (which then stores int8), and a
-dequantize -> relu -> quantize between layers into one kernel.
+dequantize -> relu -> quantize between layers into one kernel. Before that, a max pool between
+a dequantize and a quantize of the same scale and zero point runs on the int8 data.
 
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
@@ -46,6 +47,7 @@ from ember.dialects.nn.base import build, set_result_types
 from ember.dialects.nn.elementwise import BinaryOp, CastOp, UnaryOp
 from ember.dialects.nn.linear import ConvOp, MatMulOp
 from ember.dialects.nn.quant import DequantizeOp, QuantizeOp
+from ember.dialects.nn.reduction import PoolOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
@@ -81,8 +83,36 @@ class FoldQDQ(ModulePass):
                         continue
                     _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
         for op in list(module.walk()):
+            if isinstance(op, QuantizeOp) and op.parent is not None:
+                _int8_max_pool(op, store)
+        for op in list(module.walk()):
             if isinstance(op, QuantizeOp | DequantizeOp) and op.parent is not None:
                 _expand(op, store)
+
+
+def _int8_max_pool(q: QuantizeOp, store: WeightStore) -> None:
+    """quantize(maxpool(dequantize(x, s, zp)), s, zp) with one positive scale and zero point on
+    both sides is maxpool(x) on the int8 data itself (max commutes with a positive scale)."""
+    pool = q.input.owner
+    if not isinstance(pool, PoolOp) or pool.fn.data != "max":
+        return
+    dq = pool.input.owner
+    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != element_type_of(q.output):
+        return
+    sides = [(_scalar(o.scale, store), _scalar(o.zero_point, store)) for o in (dq, q)]
+    if None in sides[0] or sides[0] != sides[1] or not sides[0][0] > 0 \
+            or dq.prop("block_size", 0) or q.prop("block_size", 0):
+        return
+    int8_pool = PoolOp.create(operands=[dq.input], properties=dict(pool.properties),
+                              result_types=[q.output.type])
+    insert_before(int8_pool, q)
+    if origin_of(pool):
+        set_origin(int8_pool, origin_of(pool))
+    q.output.replace_all_uses_with(int8_pool.results[0])
+    Rewriter.erase_op(q)
+    for op in (pool, dq):
+        if not op.results[0].uses:
+            Rewriter.erase_op(op)
 
 
 def _scalar(value: SSAValue | None, store: WeightStore) -> float | None:

@@ -20,6 +20,7 @@ from onnxruntime.quantization import (
 
 from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
 from ember.compiler.pipeline import pipeline_text
+from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
@@ -168,6 +169,40 @@ def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path):
     manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=detect_arch()))
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feed)["y"]
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5
+
+
+def _conv_pool_conv() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """conv -> relu -> max pool -> conv over 16 channels (ResNet's stem shape, smaller)."""
+    rng = np.random.default_rng(3)
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+             h.make_node("Conv", ["p1", "w2", "b2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = h.make_graph(
+        nodes, "stem", [h.make_tensor_value_info("x", T.FLOAT, [2, 16, 16, 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2, 16, 8, 8])],
+        [_init(rng, "w1", 16, 16, 3, 3), _init(rng, "b1", 16), _init(rng, "w2", 16, 16, 3, 3),
+         _init(rng, "b2", 16)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 16, 16, 16)}
+
+
+@pytest.mark.parametrize("arch", [None, "sm_90"], ids=["cpu", "sm90"])
+def test_data_stays_int8_from_conv_through_max_pool_to_conv(tmp_path, arch):
+    """quantize -> conv (its epilogue requantizes) -> max pool on int8 -> conv: no float tensor
+    between the layers; onnxruntime's output exactly (the GPU plan run by the CPU executor)."""
+    _, qdq, shapes = _quantized(tmp_path, _conv_pool_conv, symmetric=True)
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=arch,
+                                                                   autotune=False))
+    kernels = [(s["template"], s["params"]["in_dtypes"][0], stored_dtype(s["params"]))
+               for s in manifest["steps"] if s["template"] != "transpose"]
+    assert kernels == [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
+                       ("pool", "int8", "int8"), ("conv", "int8", "float32")]
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
     want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5
