@@ -190,17 +190,39 @@ def _conv_pool_conv() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 16, 16, 16)}
 
 
+def _residual() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """conv -> relu = a; conv -> relu -> conv, + a, relu (a ResNet basic block)."""
+    rng = np.random.default_rng(4)
+    nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c0"], ["a"]),
+             h.make_node("Conv", ["a", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+             h.make_node("Add", ["c2", "a"], ["s"]), h.make_node("Relu", ["s"], ["y"])]
+    weights = [_init(rng, f"{k}{i}", *shape, scale=0.1) for i in range(3)
+               for k, shape in (("w", (32, 32, 3, 3)), ("b", (32,)))]
+    graph = h.make_graph(nodes, "block", [h.make_tensor_value_info("x", T.FLOAT, [2, 32, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 32, 8, 8])], weights)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 32, 8, 8)}
+
+
 @pytest.mark.parametrize("arch", [None, "sm_90"], ids=["cpu", "sm90"])
-def test_data_stays_int8_from_conv_through_max_pool_to_conv(tmp_path, arch):
-    """quantize -> conv (its epilogue requantizes) -> max pool on int8 -> conv: no float tensor
-    between the layers; onnxruntime's output exactly (the GPU plan run by the CPU executor)."""
-    _, qdq, shapes = _quantized(tmp_path, _conv_pool_conv, symmetric=True)
+@pytest.mark.parametrize("make, kernels", [
+    (_conv_pool_conv, [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
+                       ("pool", "int8", "int8"), ("conv", "int8", "float32")]),
+    (_residual, [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
+                 ("conv", "int8", "int8"), ("conv", "int8", "float32")])],
+    ids=["conv-pool-conv", "residual-block"])
+def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
+    """quantize -> conv (its epilogue requantizes) -> max pool on int8 -> conv, and a residual
+    block whose add (reading the int8 skip tensor) and relu fuse into the last conv: no float
+    tensor between the layers; onnxruntime's output exactly (the GPU plan run by the CPU
+    executor)."""
+    _, qdq, shapes = _quantized(tmp_path, make, symmetric=True)
     manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=arch,
                                                                    autotune=False))
-    kernels = [(s["template"], s["params"]["in_dtypes"][0], stored_dtype(s["params"]))
-               for s in manifest["steps"] if s["template"] != "transpose"]
-    assert kernels == [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
-                       ("pool", "int8", "int8"), ("conv", "int8", "float32")]
+    assert [(s["template"], s["params"]["in_dtypes"][0], stored_dtype(s["params"]))
+            for s in manifest["steps"] if s["template"] != "transpose"] == kernels
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
