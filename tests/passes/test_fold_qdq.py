@@ -160,20 +160,6 @@ def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(
     assert _rel(got, want) < 1e-5
 
 
-@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
-@pytest.mark.cuda
-def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path):
-    from ember.compiler.builder import detect_arch
-
-    _, qdq, shapes = _quantized(tmp_path, _cnn16, symmetric=True)
-    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=detect_arch()))
-    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
-    engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
-    got = engine.create_execution_context().execute(feed)["y"]
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    assert _rel(got, want) < 1e-5
-
-
 def _conv_pool_conv() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     """conv -> relu -> max pool -> conv over 16 channels (ResNet's stem shape, smaller)."""
     rng = np.random.default_rng(3)
@@ -225,6 +211,23 @@ def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
             for s in manifest["steps"] if s["template"] != "transpose"] == kernels
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine.create_execution_context().execute(feed)["y"]
+    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.cuda
+@pytest.mark.parametrize("make", [_cnn16, _conv_pool_conv, _residual],
+                         ids=["cnn16", "conv-pool-conv", "residual-block"])
+def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path, make):
+    from ember.compiler.builder import detect_arch
+
+    _, qdq, shapes = _quantized(tmp_path, make, symmetric=True)
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=detect_arch()))
+    assert not any(s.get("device") == "cpu" for s in manifest["steps"])
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
     want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5
