@@ -150,8 +150,8 @@ def test_context_shapes_follow_set_input_shape():
     assert context.all_binding_shapes_specified
     assert context.get_tensor_shape("x") == (5, 3, 8, 8)
     assert context.get_tensor_shape("y") == (5, 10)
-    with pytest.raises(InputError, match="outside"):
-        context.set_input_shape("x", (0, 3, 8, 8))
+    assert not context.set_input_shape("x", (0, 3, 8, 8))  # TensorRT's answer; logged
+    assert context.get_tensor_shape("x") == (5, 3, 8, 8)
 
 
 def test_several_profiles_make_one_range_and_each_bounds_its_context():
