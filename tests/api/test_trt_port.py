@@ -31,7 +31,7 @@ BACKENDS = ["cpu", pytest.param("cuda", marks=[
 def _cpu_builds(request, monkeypatch):
     """Builders target the GPU present, as TensorRT's do; the CPU flows build CPU plans even on
     a GPU machine (as on one without a GPU), so their host buffers meet a CPU engine."""
-    if "backend" in request.fixturenames and request.getfixturevalue("backend") == "cuda":
+    if request.node.get_closest_marker("cuda"):  # the GPU variants
         return
     from ember.compiler import builder
 
@@ -315,3 +315,30 @@ def test_execute_v2_and_bound_host_memory():
     context.set_tensor_address("y", y2)
     assert context.execute_async_v3(0) and np.array_equal(y, y2)
     assert context.get_tensor_address("y") == y2.ctypes.data
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_execute_v2_on_cudart_device_buffers():
+    """TensorRT's synchronous execute_v2 with cudart allocations, on a plan for the GPU here."""
+    from cuda.bindings import runtime as cudart
+
+    engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(_plan())
+    assert engine.device == "cuda"
+    context = engine.create_execution_context()
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y = np.empty((2, 10), np.float32)
+    dx = common.cuda_call(cudart.cudaMalloc(x.nbytes))
+    dy = common.cuda_call(cudart.cudaMalloc(y.nbytes))
+    try:
+        common.cuda_call(cudart.cudaMemcpy(dx, x.ctypes.data, x.nbytes,
+                                           cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        # a pageable cudaMemcpy may return before its DMA lands; ember runs on its own stream
+        common.cuda_call(cudart.cudaDeviceSynchronize())
+        assert context.execute_v2([dx, dy])
+        common.cuda_call(cudart.cudaMemcpy(y.ctypes.data, dy, y.nbytes,
+                                           cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+    finally:
+        common.cuda_call(cudart.cudaFree(dx))
+        common.cuda_call(cudart.cudaFree(dy))
+    _check_close(y, _ort(cnn(2), {"x": x})[0], "cuda")
