@@ -342,3 +342,30 @@ def test_execute_v2_on_cudart_device_buffers():
         common.cuda_call(cudart.cudaFree(dx))
         common.cuda_call(cudart.cudaFree(dy))
     _check_close(y, _ort(cnn(2), {"x": x})[0], "cuda")
+
+
+def test_strongly_typed_network_keeps_the_networks_types():
+    """FP16 in the ONNX graph stays FP16 without any precision flag; flags that would change
+    types are refused (tests/api/test_never_ignored.py)."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((16, 8)).astype(np.float16)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Cast", ["x"], ["xh"], to=onnx.TensorProto.FLOAT16),
+         onnx.helper.make_node("MatMul", ["xh", "w"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 16])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT16, [4, 8])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)],
+                                   ir_version=8)
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    assert trt.OnnxParser(network, builder.logger).parse(model.SerializeToString())
+    engine = trt.Runtime(builder.logger).deserialize_cuda_engine(
+        builder.build_serialized_network(network, builder.create_builder_config()))
+    assert engine.get_tensor_dtype("x") == trt.float32
+    assert engine.get_tensor_dtype("y") == trt.float16
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    y = engine.create_execution_context().execute({"x": x})["y"]
+    assert y.dtype == np.float16
+    want = x.astype(np.float16).astype(np.float64) @ w.astype(np.float64)
+    np.testing.assert_allclose(y.astype(np.float64), want, rtol=1e-2, atol=1e-2)
