@@ -108,7 +108,7 @@ def engine_feed(engine, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     format, or a dtype other than the model's, is an error."""
     out = {}
     for name, value in feed.items():
-        fmt, dtype = engine.tensors[name].format, np.dtype(engine.get_tensor_dtype(name))
+        fmt, dtype = engine.tensors[name].format, engine.tensors[name].dtype
         if dtype != value.dtype:
             raise ValueError(f"input '{name}': the plan takes {dtype}, the model declared "
                              f"{value.dtype}")

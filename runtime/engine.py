@@ -72,7 +72,7 @@ def workspace_bytes(steps: Sequence[Mapping[str, Any]]) -> int:
                 own = max(own, int(launch.get("counters", 0)))
                 shared = max(shared, int(launch["workspace"]))
         counters += -(-own // 256) * 256
-    return counters + shared if shared or counters else 0
+    return counters + shared
 
 
 class Engine(ContextManaged):
@@ -144,8 +144,12 @@ class Engine(ContextManaged):
 
     def get_tensor_dtype(self, name: str) -> DataType:
         """The DataType (numpy takes it as a dtype: `np.dtype(engine.get_tensor_dtype(n))`;
-        `trt.nptype` gives the scalar type)."""
-        return DataType.from_numpy(self._desc(name).dtype)
+        `trt.nptype` gives the scalar type). An I/O type TensorRT has no DataType for (float64,
+        int16, ...) is an error naming it; `engine.tensors[name].dtype` is ember's numpy dtype."""
+        try:
+            return DataType.from_numpy(self._desc(name).dtype)
+        except UnsupportedError as e:
+            raise UnsupportedError(f"tensor '{name}': {e}") from None
 
     def get_tensor_format(self, name: str) -> TensorFormat:
         """LINEAR (NCHW, and every tensor that is not 4-D), HWC (NHWC) or CHW4 (NC4HW4);

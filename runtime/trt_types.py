@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ember.errors import EmberError
+from ember.errors import EmberError, UnsupportedError
 from ember.runtime import formats
 
 
@@ -63,7 +63,7 @@ class DataType(enum.Enum):
         name = np.dtype(dtype).name
         member = _FROM_NUMPY.get(name)
         if member is None:
-            raise EmberError(f"numpy dtype {name} has no TensorRT DataType")
+            raise UnsupportedError(f"numpy dtype {name} has no TensorRT DataType")
         return member
 
 

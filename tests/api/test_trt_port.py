@@ -369,3 +369,15 @@ def test_strongly_typed_network_keeps_the_networks_types():
     assert y.dtype == np.float16
     want = x.astype(np.float16).astype(np.float64) @ w.astype(np.float64)
     np.testing.assert_allclose(y.astype(np.float64), want, rtol=1e-2, atol=1e-2)
+
+
+def test_an_io_type_tensorrt_lacks_is_named_not_guessed():
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [2])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE, [2])])
+    engine = trt.compile(onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), device="cpu")
+    with pytest.raises(trt.EmberError, match="tensor 'x': numpy dtype float64 has no"):
+        engine.get_tensor_dtype("x")
+    assert engine.tensors["x"].dtype == np.float64  # ember's own answer
