@@ -81,8 +81,15 @@ def __getattr__(name: str) -> Any:
         return DTYPE_ALIASES[name]
     if name in ("backend", "compiler", "runtime", "dialects", "passes", "codegen"):
         return importlib.import_module(f"ember.{name}")
+    if name[:1].isupper():  # the network API's own TensorRT names (its __all__: layer kinds, ...)
+        network = importlib.import_module("ember.compiler.network")
+        if name in getattr(network, "__all__", ()):
+            return getattr(network, name)
     raise AttributeError(f"module 'ember' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_DTYPES})
+    import sys
+
+    network = sys.modules.get("ember.compiler.network")
+    return sorted({*globals(), *_LAZY, *_DTYPES, *getattr(network, "__all__", ())})

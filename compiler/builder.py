@@ -464,7 +464,7 @@ class Builder(ContextManaged):
         see `build_serialized_network`)."""
         network_flags(flags)
         network = NetworkDefinition()
-        network._creation_flags = flags
+        network.flags = flags  # TensorRT's INetworkDefinition.flags
         return network
 
     def create_builder_config(self) -> BuilderConfig:
@@ -495,7 +495,7 @@ class Builder(ContextManaged):
             raise EmberError(f"build_serialized_network takes a BuilderConfig "
                              f"(builder.create_builder_config()), not {type(config).__name__}")
         config.check()
-        strongly_typed = bool(getattr(network, "_creation_flags", 0)
+        strongly_typed = bool(getattr(network, "flags", 0)
                               >> NetworkDefinitionCreationFlag.STRONGLY_TYPED.value & 1)
         if strongly_typed:
             _check_strongly_typed(config, "the config")

@@ -229,6 +229,8 @@ class ContextManaged:
     entering gives the object; leaving frees nothing early (memory goes with the last
     reference, as in TensorRT 10, whose context managers are no-ops too)."""
 
+    __slots__ = ()  # a base of slotted classes too
+
     def __enter__(self):
         return self
 
