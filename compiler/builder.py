@@ -124,23 +124,25 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS})
 _WHY_NOT = {
     BuilderFlag.INT8: "INT8 builds (calibration, Q/DQ kernels) are not implemented yet",
-    BuilderFlag.FP8: "FP8 builds are not implemented", BuilderFlag.INT4: "INT4 is not "
-    "implemented", BuilderFlag.FP4: "FP4 is not implemented",
+    BuilderFlag.FP8: "FP8 builds are not implemented",
+    BuilderFlag.INT4: "INT4 builds are not implemented",
+    BuilderFlag.FP4: "FP4 builds are not implemented",
     BuilderFlag.REFIT: "refittable engines are not implemented (weights are packed into the "
-    "plan)", BuilderFlag.REFIT_IDENTICAL: "refit is not implemented",
+                       "plan)",
+    BuilderFlag.REFIT_IDENTICAL: "refit is not implemented",
     BuilderFlag.REFIT_INDIVIDUAL: "refit is not implemented",
     BuilderFlag.STRIP_PLAN: "plans always hold their weights (refit is not implemented)",
     BuilderFlag.DEBUG: "per-layer synchronization is not implemented (ember.Profiler times "
-    "each step)",
+                       "each step)",
     BuilderFlag.GPU_FALLBACK: "ember has no DLA: every layer runs on the GPU (or the host)",
     BuilderFlag.SAFETY_SCOPE: "ember has no safety runtime",
     BuilderFlag.DIRECT_IO: "I/O formats are chosen with set_allowed_io_formats",
-    BuilderFlag.DISABLE_TIMING_CACHE: "the autotuner's timing cache cannot be turned off "
-    "from the config yet",
+    BuilderFlag.DISABLE_TIMING_CACHE: "the autotuner's timing cache cannot be turned off from "
+                                      "the config yet",
     BuilderFlag.ERROR_ON_TIMING_CACHE_MISS: "the timing cache API is not implemented yet",
     BuilderFlag.EDITABLE_TIMING_CACHE: "the timing cache API is not implemented yet",
-    BuilderFlag.DISABLE_COMPILATION_CACHE: "kernels are compiled for each build (no "
-    "compilation cache to disable)",
+    BuilderFlag.DISABLE_COMPILATION_CACHE: "kernels are compiled for each build (there is no "
+                                           "compilation cache to disable)",
 }
 
 
