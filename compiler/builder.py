@@ -35,6 +35,7 @@ from ember.compiler.trt_names import (
 )
 from ember.dialects.symbol_ranges import set_symbol_ranges
 from ember.errors import EmberError, ModelImportError, UnsupportedError
+from ember.runtime import formats
 from ember.runtime.engine import launches, workspace_bytes
 from ember.runtime.inspector import ProfilingVerbosity
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
@@ -415,8 +416,8 @@ class BuilderConfig(ContextManaged):
         return options
 
 
-_IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC",
-               "NC4HW4": "NC4HW4", "CHW4": "NC4HW4", "NC/4HW4": "NC4HW4"}
+# ember's format names and TensorRT's (runtime/formats.py)
+_IO_FORMATS = {**{f: f for f in formats.FORMATS}, **formats.ALIASES}
 
 
 _NO_LIMIT = 2**63 - 1

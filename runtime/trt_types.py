@@ -125,16 +125,13 @@ class TensorFormat(enum.Enum):
 
     @property
     def ember_format(self) -> str | None:
-        return _EMBER_FORMAT.get(self)
+        return formats.ALIASES.get(self.name)
 
     @classmethod
     def of(cls, fmt: str) -> TensorFormat:
         """The TensorFormat of one of ember's format names ("" / "plain": LINEAR)."""
-        return {formats.NHWC: cls.HWC, formats.NC4HW4: cls.CHW4}.get(fmt, cls.LINEAR)
-
-
-_EMBER_FORMAT = {TensorFormat.LINEAR: formats.NCHW, TensorFormat.HWC: formats.NHWC,
-                 TensorFormat.CHW4: formats.NC4HW4}
+        names = {v: k for k, v in formats.ALIASES.items() if k in cls.__members__}
+        return cls[names.get(fmt, "LINEAR")]
 
 
 class Dims(tuple):
