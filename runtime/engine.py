@@ -449,9 +449,11 @@ class ExecutionContext(ContextManaged):
             return Dims(desc.shape)
         return Dims(dim_value(d, self._values) for d in desc.spec)
 
-    def set_optimization_profile_async(self, profile_index: int, stream_handle: int = 0) -> bool:
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: Any = 0) -> bool:
         """Choose the profile whose ranges bound this context's input shapes (one plan's kernels
-        serve every profile)."""
+        serve every profile; nothing is enqueued on the stream). As in TensorRT, input shapes
+        already set that the profile cannot take give False (the reason logged as an ERROR) and
+        keep the active profile; an index out of range is an error."""
         if not 0 <= profile_index < self.engine.num_optimization_profiles:
             raise EmberError(f"profile index {profile_index} out of range; the engine has "
                              f"{self.engine.num_optimization_profiles} profile(s)")
@@ -459,9 +461,11 @@ class ExecutionContext(ContextManaged):
         if self._values is not None and self.engine.symbols:
             try:  # the input shapes already set must fit the new profile
                 values = self._bind(self._input_shapes)
-            except InputError:
+            except InputError as e:
                 self._profile = previous
-                raise
+                emit(self.engine.logger, Severity.ERROR,
+                     f"set_optimization_profile_async({profile_index}): {e}")
+                return False
             with self._lock:
                 self._values = values
         return True

@@ -194,6 +194,11 @@ def test_dynamic_shapes_with_two_profiles(backend):
     assert not context.set_input_shape("x", (12, 3, 8, 8))
     assert context.get_tensor_shape("x") == (3, 3, 8, 8)
     assert any("[1, 4]" in m for m in logger.texts(trt.ILogger.ERROR))
+    # a profile that cannot take the shapes already set: False, logged, the profile kept
+    assert context.set_optimization_profile_async(1, 0) is False
+    assert context.active_optimization_profile == 0
+    assert any(m.startswith("set_optimization_profile_async(1)")
+               for m in logger.texts(trt.ILogger.ERROR))
 
 
 def test_allocate_buffers_from_a_profile_max():
