@@ -248,6 +248,7 @@ def test_network_api_layer_precision_and_output_type():
     with pytest.raises(EmberError, match="not one of fp32, fp16, bf16"):
         conv.precision = np.int8
     config = builder.create_builder_config()
+    config.target_arch = None  # the CPU executor's plan wherever this runs
     config.clear_flag(BuilderFlag.TF32)
     config.set_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     engine = ember.Runtime(device="cpu").deserialize_cuda_engine(
@@ -275,6 +276,7 @@ def test_parsed_network_layers_take_precisions():
     assert names == [n.name for n in small_cnn().graph.node]
     network.get_layer(names.index("fc")).precision = "fp32"
     config = builder.create_builder_config()
+    config.target_arch = None  # the CPU executor's plan wherever this runs
     config.set_flag(BuilderFlag.FP16 | BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     engine = ember.Runtime(device="cpu").deserialize_cuda_engine(
         builder.build_serialized_network(network, config))
