@@ -52,27 +52,42 @@ class TensorDesc:
 
 
 def launches(step: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A step's CUDA launch records: its launch and its kernel variants ([] for a host step)."""
+    """A step's CUDA launch and its kernel variants' (none for a host step)."""
     launch = step.get("cuda")
-    if not isinstance(launch, Mapping):
+    if not isinstance(launch, Mapping) or step.get("device") == "cpu":
         return []
-    variants = launch.get("variants")
-    return [launch, *(v for v in variants or [] if isinstance(v, Mapping))]
+    variants = launch.get("variants", [])
+    return [launch, *(v for v in variants if isinstance(v, Mapping))] \
+        if isinstance(variants, list) else [launch]
+
+
+def workspace_layout(steps: Sequence[Mapping[str, Any]]) -> tuple[dict[int, int], int, int]:
+    """The zeroed scratch memory of the steps that ask for it (split-K), besides the arena:
+    each step's own arrival counters (256-byte aligned; a kernel leaves them zeroed for the
+    next run) and one area of partial tiles that they share (steps run in stream order).
+    Returns each such step's counter offset, the shared area's offset (after the last
+    counters) and the total bytes."""
+    offsets: dict[int, int] = {}
+    counters, shared = 0, 0
+    for i, step in enumerate(steps):
+        own = 0  # a step's kernel variants never run together: they share its counters
+        for launch in launches(step):
+            if not launch.get("workspace"):
+                continue
+            sizes = (launch.get("counters", 0), launch["workspace"])
+            if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
+                raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes {sizes!r}")
+            own = max(own, sizes[0])
+            shared = max(shared, sizes[1])
+        if own:
+            offsets[i] = counters
+            counters += -(-own // 256) * 256
+    return offsets, counters, counters + shared
 
 
 def workspace_bytes(steps: Sequence[Mapping[str, Any]]) -> int:
-    """The zeroed scratch memory a plan's kernels need besides the arena (split-K): each step's
-    arrival counters (256-byte aligned) and one partial-sum area they share, as the CUDA
-    executor lays it out."""
-    counters, shared = 0, 0
-    for step in steps:
-        own = 0
-        for launch in launches(step):
-            if launch.get("workspace"):
-                own = max(own, int(launch.get("counters", 0)))
-                shared = max(shared, int(launch["workspace"]))
-        counters += -(-own // 256) * 256
-    return counters + shared
+    """The kernel workspace a plan's contexts allocate (`workspace_layout`'s total)."""
+    return workspace_layout(steps)[2]
 
 
 class Engine(ContextManaged):
