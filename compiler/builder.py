@@ -124,7 +124,8 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS})
 _WHY_NOT = {
-    BuilderFlag.INT8: "INT8 builds (calibration, Q/DQ kernels) are not implemented yet",
+    BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
+                      "and matmuls run on int8 without the flag (CPU builds)",
     BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
@@ -453,7 +454,8 @@ class Builder(ContextManaged):
 
     @property
     def platform_has_fast_int8(self) -> bool:
-        """False: ember builds no INT8 kernels (BuilderFlag.INT8 is an error)."""
+        """False: ember has no GPU integer kernels yet (Q/DQ layers run on int8 in CPU plans
+        only; BuilderFlag.INT8, implicit INT8, is an error)."""
         return False
 
     @property
