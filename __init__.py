@@ -92,4 +92,5 @@ def __dir__() -> list[str]:
     import sys
 
     network = sys.modules.get("ember.compiler.network")
-    return sorted({*globals(), *_LAZY, *_DTYPES, *getattr(network, "__all__", ())})
+    return sorted({*globals(), *_LAZY, *_DTYPES,
+                   *(n for n in getattr(network, "__all__", ()) if n[:1].isupper())})

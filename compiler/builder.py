@@ -125,7 +125,7 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS})
 _WHY_NOT = {
     BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
-                      "and matmuls run on int8 without the flag (CPU builds)",
+                      "and matmuls run on int8 without the flag (explicit quantization)",
     BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
@@ -454,9 +454,10 @@ class Builder(ContextManaged):
 
     @property
     def platform_has_fast_int8(self) -> bool:
-        """False: ember has no GPU integer kernels yet (Q/DQ layers run on int8 in CPU plans
-        only; BuilderFlag.INT8, implicit INT8, is an error)."""
-        return False
+        """A GPU whose tensor cores run ember's int8 kernels (mma.sync m16n8k32: sm_80 and
+        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 (implicit
+        INT8, calibration) is an error."""
+        return _arch_number() >= 80
 
     @property
     def num_DLA_cores(self) -> int:
