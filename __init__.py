@@ -12,41 +12,85 @@ from ember.errors import EmberError, ModelImportError, PlanError, UnsupportedErr
 
 __version__ = "0.1.0"
 
+# public name -> "module" (the same name there) or "module:name"; TensorRT's I* interface names
+# are the classes that implement them
 _LAZY = {
     "Builder": "ember.compiler.builder",
+    "IBuilder": "ember.compiler.builder:Builder",
     "BuilderConfig": "ember.compiler.builder",
+    "IBuilderConfig": "ember.compiler.builder:BuilderConfig",
     "BuilderFlag": "ember.compiler.builder",
+    "OptimizationProfile": "ember.compiler.builder",
+    "IOptimizationProfile": "ember.compiler.builder:OptimizationProfile",
     "OnnxParser": "ember.compiler.builder",
     "compile": "ember.compiler.builder",
+    "NetworkDefinitionCreationFlag": "ember.compiler.trt_names",
+    "MemoryPoolType": "ember.compiler.trt_names",
+    "ErrorCode": "ember.compiler.trt_names",
+    "ParserError": "ember.compiler.trt_names",
+    "IParserError": "ember.compiler.trt_names:ParserError",
     "NetworkDefinition": "ember.compiler.network",
+    "INetworkDefinition": "ember.compiler.network:NetworkDefinition",
+    "ITensor": "ember.compiler.network:Tensor",
+    "ILayer": "ember.compiler.network:Layer",
     "ActivationType": "ember.compiler.network",
     "ElementWiseOperation": "ember.compiler.network",
     "PoolingType": "ember.compiler.network",
     "ReduceOperation": "ember.compiler.network",
     "MatrixOperation": "ember.compiler.network",
     "Runtime": "ember.runtime.engine",
+    "IRuntime": "ember.runtime.engine:Runtime",
     "Engine": "ember.runtime.engine",
+    "ICudaEngine": "ember.runtime.engine:Engine",
     "ExecutionContext": "ember.runtime.engine",
+    "IExecutionContext": "ember.runtime.engine:ExecutionContext",
     "EngineInspector": "ember.runtime.inspector",
+    "IEngineInspector": "ember.runtime.inspector:EngineInspector",
     "LayerInformationFormat": "ember.runtime.inspector",
+    "ProfilingVerbosity": "ember.runtime.inspector",
     "Profiler": "ember.runtime.profiler",
     "IProfiler": "ember.runtime.profiler",
+    "Logger": "ember.runtime.logger",
+    "ILogger": "ember.runtime.logger",
+    "DataType": "ember.runtime.trt_types",
+    "TensorIOMode": "ember.runtime.trt_types",
+    "TensorFormat": "ember.runtime.trt_types",
+    "Dims": "ember.runtime.trt_types",
+    "Dims2": "ember.runtime.trt_types",
+    "Dims3": "ember.runtime.trt_types",
+    "Dims4": "ember.runtime.trt_types",
+    "DimsHW": "ember.runtime.trt_types",
+    "IHostMemory": "ember.runtime.trt_types:HostMemory",
+    "volume": "ember.runtime.trt_types",
+    "nptype": "ember.runtime.trt_types",
 }
+# TensorRT's DataType aliases: `trt.float32` is DataType.FLOAT (numpy takes it as a dtype)
+_DTYPES = ("float32", "float16", "bfloat16", "int8", "int32", "int64", "bool", "uint8", "fp8",
+           "int4", "fp4")
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in ("float32", "float16", "bfloat16"):  # TensorRT's DataType names, as numpy dtypes
-        import numpy as np
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    if name in _DTYPES:
+        from ember.runtime.trt_types import DTYPE_ALIASES
 
-        if name == "bfloat16":
-            import ml_dtypes  # registers bfloat16 with numpy (an onnx dependency)
-
-            return np.dtype(ml_dtypes.bfloat16)
-        return np.dtype(name)
+        return DTYPE_ALIASES[name]
     if name in ("backend", "compiler", "runtime", "dialects", "passes", "codegen"):
         return importlib.import_module(f"ember.{name}")
+    if name[:1].isupper():  # the network API's own TensorRT names (its __all__: layer kinds, ...)
+        network = importlib.import_module("ember.compiler.network")
+        if name in getattr(network, "__all__", ()):
+            return getattr(network, name)
     raise AttributeError(f"module 'ember' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    import sys
+
+    network = sys.modules.get("ember.compiler.network")
+    return sorted({*globals(), *_LAZY, *_DTYPES,
+                   *(n for n in getattr(network, "__all__", ()) if n[:1].isupper())})

@@ -108,7 +108,7 @@ def engine_feed(engine, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     format, or a dtype other than the model's, is an error."""
     out = {}
     for name, value in feed.items():
-        fmt, dtype = engine.get_tensor_format(name), engine.get_tensor_dtype(name)
+        fmt, dtype = engine.tensors[name].format, engine.tensors[name].dtype
         if dtype != value.dtype:
             raise ValueError(f"input '{name}': the plan takes {dtype}, the model declared "
                              f"{value.dtype}")
@@ -134,7 +134,7 @@ def time_ember(engine, feed, repeats: int) -> tuple[float, np.ndarray]:
         ctx.set_tensor_address(name, bufs[name].ptr)
     stream = cuda.Stream()
     out = ctx.execute(feed)["y"]
-    if engine.get_tensor_format("y") == "NHWC":
+    if engine.tensors["y"].format == "NHWC":
         out = out.transpose(0, 3, 1, 2)
     return _median(lambda: ctx.execute_async_v3(stream.handle), stream.synchronize,
                    repeats), out

@@ -102,7 +102,8 @@ def build_engine(model: bytes, precision: str, device: str,
     network = builder.create_network()
     parser = ember.OnnxParser(network)
     if not parser.parse(model):
-        raise ember.EmberError("; ".join(parser.get_error(i) for i in range(parser.num_errors)))
+        raise ember.EmberError("; ".join(str(parser.get_error(i))
+                                         for i in range(parser.num_errors)))
     arch = None
     if device == "cuda":
         arch = detect_arch()

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import re
+import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,43 +26,205 @@ from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pack import pack
 from ember.compiler.pipeline import AfterPass, resolve_passes, run_passes
+from ember.compiler.trt_names import (
+    ErrorCode,
+    MemoryPoolType,
+    NetworkDefinitionCreationFlag,
+    ParserError,
+    network_flags,
+)
 from ember.dialects.symbol_ranges import set_symbol_ranges
-from ember.errors import EmberError, UnsupportedError
+from ember.errors import EmberError, ModelImportError, UnsupportedError
+from ember.runtime import formats
+from ember.runtime.engine import launches, workspace_bytes
+from ember.runtime.inspector import ProfilingVerbosity
+from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.plan import plan_bytes
+from ember.runtime.trt_types import ContextManaged, Dims, HostMemory
 
 
-class BuilderFlag(enum.IntFlag):
-    """TensorRT's builder flags. FP16 / BF16 / TF32: a layer *may* run in that precision
+class BuilderFlag(enum.Enum):
+    """TensorRT's builder flags, numbered as TensorRT 10 numbers them: `int(flag)` is the flag's
+    bit in `config.flags`, so TensorRT's `config.flags = 1 << int(BuilderFlag.FP16)` works, and
+    `a | b` of flags is that bit field too (ember's shorthand: `set_flag(FP16 | TF32)`,
+    `BuilderConfig(flags=FP16 | OBEY_PRECISION_CONSTRAINTS)`).
+
+    What ember does with each: FP16 / BF16 / TF32: a layer *may* run in that precision
     (assign-precision says which do); OBEY / PREFER_PRECISION_CONSTRAINTS: what per-layer
-    precisions are (an error where impossible / a warning); STRICT_TYPES (deprecated in
-    TensorRT) is OBEY."""
+    precisions are (an error where impossible / a warning); STRICT_TYPES (TensorRT 8's, gone
+    from 10) is OBEY. Every other flag is an error naming it when set (`IMPLEMENTED`)."""
 
-    FP16 = 1
-    INT8 = 2
+    FP16 = 0
+    INT8 = 1
+    DEBUG = 2
+    GPU_FALLBACK = 3
     REFIT = 4
-    STRICT_TYPES = 8
-    TF32 = 16
-    BF16 = 32
-    OBEY_PRECISION_CONSTRAINTS = 64
-    PREFER_PRECISION_CONSTRAINTS = 128
+    DISABLE_TIMING_CACHE = 5
+    TF32 = 6
+    SPARSE_WEIGHTS = 7
+    SAFETY_SCOPE = 8
+    OBEY_PRECISION_CONSTRAINTS = 9
+    PREFER_PRECISION_CONSTRAINTS = 10
+    DIRECT_IO = 11
+    REJECT_EMPTY_ALGORITHMS = 12
+    VERSION_COMPATIBLE = 13
+    EXCLUDE_LEAN_RUNTIME = 14
+    FP8 = 15
+    ERROR_ON_TIMING_CACHE_MISS = 16
+    BF16 = 17
+    DISABLE_COMPILATION_CACHE = 18
+    STRIP_PLAN = 19
+    REFIT_IDENTICAL = 20
+    WEIGHT_STREAMING = 21
+    INT4 = 22
+    REFIT_INDIVIDUAL = 23
+    STRICT_NANS = 24
+    MONITOR_MEMORY = 25
+    FP4 = 26
+    EDITABLE_TIMING_CACHE = 27
+    DISTRIBUTIVE_INDEPENDENCE = 28
+    # aliases, as TensorRT has them
+    WEIGHTLESS = 19
+    STRICT_TYPES = 9
+
+    def __int__(self) -> int:
+        return self.value
+
+    __index__ = __int__
+
+    @property
+    def bit(self) -> int:
+        return 1 << self.value
+
+    def __or__(self, other: BuilderFlag | int) -> int:
+        return self.bit | _mask(other)
+
+    __ror__ = __or__
+
+    def __and__(self, other: BuilderFlag | int) -> int:
+        return self.bit & _mask(other)
+
+    __rand__ = __and__
+
+    def __invert__(self) -> int:
+        return ~self.bit
+
+
+def _mask(flags: BuilderFlag | int) -> int:
+    if isinstance(flags, BuilderFlag):
+        return flags.bit
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise EmberError(f"builder flags are BuilderFlag members or a bit field of them "
+                         f"(1 << int(flag)), not {flags!r}")
+    return flags
+
+
+# the flags a build honours; why each of the others is refused
+IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.TF32,
+                               BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
+                               BuilderFlag.PREFER_PRECISION_CONSTRAINTS})
+_WHY_NOT = {
+    BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
+                      "and matmuls run on int8 without the flag (explicit quantization)",
+    BuilderFlag.FP8: "FP8 builds are not implemented",
+    BuilderFlag.INT4: "INT4 builds are not implemented",
+    BuilderFlag.FP4: "FP4 builds are not implemented",
+    BuilderFlag.REFIT: "refittable engines are not implemented (weights are packed into the "
+                       "plan)",
+    BuilderFlag.REFIT_IDENTICAL: "refit is not implemented",
+    BuilderFlag.REFIT_INDIVIDUAL: "refit is not implemented",
+    BuilderFlag.STRIP_PLAN: "plans always hold their weights (refit is not implemented)",
+    BuilderFlag.DEBUG: "per-layer synchronization is not implemented (ember.Profiler times "
+                       "each step)",
+    BuilderFlag.GPU_FALLBACK: "ember has no DLA: every layer runs on the GPU (or the host)",
+    BuilderFlag.SAFETY_SCOPE: "ember has no safety runtime",
+    BuilderFlag.DIRECT_IO: "I/O formats are chosen with set_allowed_io_formats",
+    BuilderFlag.DISABLE_TIMING_CACHE: "the autotuner's timing cache cannot be turned off from "
+                                      "the config yet",
+    BuilderFlag.ERROR_ON_TIMING_CACHE_MISS: "the timing cache API is not implemented yet",
+    BuilderFlag.EDITABLE_TIMING_CACHE: "the timing cache API is not implemented yet",
+    BuilderFlag.DISABLE_COMPILATION_CACHE: "kernels are compiled for each build (there is no "
+                                           "compilation cache to disable)",
+}
+
+
+def _check_flags(mask: int, where: str) -> int:
+    """`mask` if every flag in it is one ember honours; else an error naming the others."""
+    mask = _mask(mask)
+    known = sum(f.bit for f in BuilderFlag)
+    if mask < 0 or mask & ~known:
+        raise EmberError(f"{where}: bits {mask & ~known if mask >= 0 else mask:#x} name no "
+                         "BuilderFlag")
+    refused = [f for f in BuilderFlag if mask & f.bit and f not in IMPLEMENTED_FLAGS]
+    if refused:
+        raise UnsupportedError(f"{where}: " + "; ".join(
+            f"BuilderFlag.{f.name} is not implemented"
+            + (f" ({_WHY_NOT[f]})" if f in _WHY_NOT else "") for f in refused))
+    return mask
+
+
+class OptimizationProfile(ContextManaged):
+    """TensorRT's IOptimizationProfile: (min, opt, max) shapes of the network's dynamic inputs."""
+
+    def __init__(self, shapes: dict[str, tuple] | None = None) -> None:
+        self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        for name, (lo, opt, hi) in (shapes or {}).items():
+            self.set_shape(name, lo, opt, hi)
+
+    def set_shape(self, input: str, min: tuple, opt: tuple, max: tuple) -> None:
+        self.shapes[str(input)] = (tuple(int(d) for d in min), tuple(int(d) for d in opt),
+                                   tuple(int(d) for d in max))
+
+    def get_shape(self, input: str) -> list[Dims]:
+        """[min, opt, max] of an input (empty where the profile does not name it)."""
+        return [Dims(s) for s in self.shapes.get(str(input), ())]
+
+    def set_shape_input(self, input: str, *values: Any) -> None:
+        raise UnsupportedError(f"set_shape_input('{input}'): shape-tensor inputs are not "
+                               "implemented (give their values as constants)")
+
+    def __bool__(self) -> bool:
+        """A profile is valid when every shape it holds has min ≤ opt ≤ max dim by dim."""
+        return all(len(lo) == len(opt) == len(hi)
+                   and all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True))
+                   for lo, opt, hi in self.shapes.values())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OptimizationProfile) and self.shapes == other.shapes
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"OptimizationProfile({self.shapes})"
+
+
+# TensorRT config attributes ember does not have, and why (setting one is an error naming it)
+_NOT_CONFIG = {
+    "int8_calibrator": "INT8 calibration is not implemented",
+    "progress_monitor": "build progress monitors (IProgressMonitor) are not implemented yet",
+    "algorithm_selector": "tactics are chosen by ember's autotuner (autotune, forced_tile)",
+    "default_device_type": "ember has no DLA", "DLA_core": "ember has no DLA",
+    "engine_capability": "ember builds the standard engine capability only",
+    "builder_optimization_level": "ember's optimization switch is BuilderConfig.optimize "
+    "(and `pipeline`)",
+    "max_aux_streams": "plans run on one stream",
+    "hardware_compatibility_level": "plans are built for one GPU arch (target_arch)",
+    "runtime_platform": "plans run on the platform they were built on",
+    "avg_timing_iterations": "the autotuner's repeat count is its own",
+    "plugins_to_serialize": "plugins are not implemented",
+    "tiling_optimization_level": "not implemented", "l2_limit_for_tiling": "not implemented",
+    "max_num_tactics": "not implemented",
+}
 
 
 @dataclass
-class OptimizationProfile:
-    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(
-        default_factory=dict)
-
-    def set_shape(self, name: str, min: tuple, opt: tuple, max: tuple) -> None:
-        self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
-
-
-@dataclass
-class BuilderConfig:
+class BuilderConfig(ContextManaged):
     """What a build does. Constructed directly it is strict FP32 (no TF32), so a plain
     `BuilderConfig()` keeps FP32 results bit for bit; `Builder.create_builder_config()` sets
-    TF32 as TensorRT's does."""
+    TF32 as TensorRT's does. Setting an attribute it does not have is an error naming it."""
 
-    flags: BuilderFlag = BuilderFlag(0)
+    # TensorRT's bit field (1 << int(BuilderFlag.X)); a BuilderFlag member is its own bit
+    flags: int = 0
     # per-layer precisions by ONNX node name ("fp32", "fp16", "bf16"; TensorRT's
     # `layer.precision`) and output types by (node, output index) (`layer.set_output_type`)
     layer_precisions: dict[str, str] = field(default_factory=dict)
@@ -97,22 +262,63 @@ class BuilderConfig:
     # (select-tactics' `tile` option; benchmarks/bench_kernels.py --sweep). CUDA targets only,
     # without autotuning (which would replace it).
     forced_tile: str | None = None
+    # TensorRT's memory pools (set_memory_pool_limit): bytes by MemoryPoolType; a built plan
+    # over a limit is refused, naming the kernels
+    memory_pool_limits: dict[MemoryPoolType, int] = field(default_factory=dict)
+    # ember's plans always keep every layer's detail (the inspector's JSON): DETAILED only
+    profiling_verbosity: ProfilingVerbosity = ProfilingVerbosity.DETAILED
 
-    def set_flag(self, flag: BuilderFlag) -> None:
-        self.flags |= flag
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "flags":
+            value = _check_flags(value, "BuilderConfig.flags")
+        elif name == "profiling_verbosity":
+            if value is not ProfilingVerbosity.DETAILED:
+                raise UnsupportedError(
+                    f"profiling_verbosity {value!r}: ember's plans always keep each layer's "
+                    "details; only ProfilingVerbosity.DETAILED is implemented")
+        elif name not in _CONFIG_NAMES:
+            why = _NOT_CONFIG.get(name, "no such setting")
+            raise UnsupportedError(f"BuilderConfig.{name} is not implemented ({why})")
+        object.__setattr__(self, name, value)
 
-    def clear_flag(self, flag: BuilderFlag) -> None:
-        self.flags &= ~flag
+    def set_flag(self, flag: BuilderFlag | int) -> None:
+        self.flags = self.flags | _mask(flag)
+
+    def clear_flag(self, flag: BuilderFlag | int) -> None:
+        self.flags = self.flags & ~_mask(flag)
 
     def get_flag(self, flag: BuilderFlag) -> bool:
-        return bool(self.flags & flag)
+        return bool(self.flags & _mask(flag))
+
+    # -- memory pools (TensorRT's names) ---------------------------------------------------------
+    def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
+        """Bound a memory pool: WORKSPACE, the plan's kernel scratch memory (split-K partial
+        sums; the activation arena is not part of it, as in TensorRT): a plan that needs more
+        is refused, naming the kernels. Other pools are errors."""
+        if not isinstance(pool, MemoryPoolType):
+            raise EmberError(f"set_memory_pool_limit: {pool!r} is not a MemoryPoolType")
+        if pool is not MemoryPoolType.WORKSPACE:
+            why = {MemoryPoolType.TACTIC_DRAM: "the autotuner's timing buffers are not bounded",
+                   MemoryPoolType.TACTIC_SHARED_MEMORY: "kernels' static shared memory is not "
+                   "known before they are loaded on a GPU"}.get(pool, "ember has no DLA")
+            raise UnsupportedError(f"MemoryPoolType.{pool.name} is not implemented ({why})")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 0:
+            raise EmberError(f"set_memory_pool_limit({pool.name}): the size must be an integer "
+                             f"number of bytes ≥ 0, not {pool_size!r}")
+        self.memory_pool_limits[pool] = pool_size
+
+    def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
+        """The limit set, else "no limit": 2**63 - 1 (TensorRT gives the GPU's memory)."""
+        if not isinstance(pool, MemoryPoolType):
+            raise EmberError(f"get_memory_pool_limit: {pool!r} is not a MemoryPoolType")
+        return self.memory_pool_limits.get(pool, _NO_LIMIT)
 
     def set_allowed_io_formats(self, *formats: str) -> None:
         """Allow network I/O in these formats: "NCHW" (ONNX's; TensorRT's LINEAR), "NHWC"
-        (TensorRT's HWC) and "NC4HW4" (TensorRT's CHW4). An NHWC input is fed, and an NHWC
-        output returned, as [N, H, W, C]; an NC4HW4 one as [N, ceil(C/4), H, W, 4] (channel c at
-        [:, c // 4, :, :, c % 4]; the pad lanes of an input are ignored, of an output
-        unspecified)."""
+        (TensorRT's HWC) and "NC4HW4" (TensorRT's CHW4), by name or TensorFormat. An NHWC
+        input is fed, and an NHWC output returned, as [N, H, W, C]; an NC4HW4 one as
+        [N, ceil(C/4), H, W, 4] (channel c at [:, c // 4, :, :, c % 4]; the pad lanes of an
+        input are ignored, of an output unspecified)."""
         names = []
         for f in formats:
             name = _IO_FORMATS.get(str(getattr(f, "name", f)).upper())
@@ -125,22 +331,45 @@ class BuilderConfig:
         self.allowed_io_formats = tuple(dict.fromkeys(names))
 
     def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+        if not isinstance(profile, OptimizationProfile):
+            raise EmberError(f"add_optimization_profile takes a profile from "
+                             f"builder.create_optimization_profile(), not {profile!r}")
+        if not profile:
+            raise EmberError(f"optimization profile {profile!r}: min ≤ opt ≤ max does not "
+                             "hold for every dim")
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
     @property
+    def num_optimization_profiles(self) -> int:
+        return len(self.profiles)
+
+    def check(self) -> None:
+        """Refuse settings that this config's build would not read: the GPU-only ones
+        (autotune=True, format_choice) in a CPU build. Builder.build_serialized_network calls
+        it first."""
+        if self.target_arch is None:
+            given = [f"{name}={getattr(self, name)!r}" for name in ("format_choice",)
+                     if getattr(self, name) is not None]
+            if self.autotune:
+                given.append("autotune=True")
+            if given:
+                raise EmberError(f"BuilderConfig {', '.join(given)}: GPU builds only; this "
+                                 "config builds a CPU plan (give target_arch)")
+
+    @property
     def precision_constraints(self) -> str:
         """"obey", "prefer" or "none", from the flags (OBEY wins over PREFER)."""
-        if self.flags & (BuilderFlag.OBEY_PRECISION_CONSTRAINTS | BuilderFlag.STRICT_TYPES):
+        if self.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS):
             return "obey"
-        return "prefer" if self.flags & BuilderFlag.PREFER_PRECISION_CONSTRAINTS else "none"
+        return "prefer" if self.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
 
     def set_precision_constraints(self, mode: str) -> None:
         """trtexec's `--precisionConstraints obey|prefer|none` as flags."""
         if mode not in ("obey", "prefer", "none"):
             raise EmberError(f"precision constraints must be obey, prefer or none, not {mode!r}")
         self.clear_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS
-                        | BuilderFlag.PREFER_PRECISION_CONSTRAINTS | BuilderFlag.STRICT_TYPES)
+                        | BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
         if mode != "none":
             self.set_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS if mode == "obey"
                           else BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
@@ -188,63 +417,266 @@ class BuilderConfig:
         return options
 
 
-_IO_FORMATS = {"NCHW": "NCHW", "LINEAR": "NCHW", "NHWC": "NHWC", "HWC": "NHWC",
-               "NC4HW4": "NC4HW4", "CHW4": "NC4HW4", "NC/4HW4": "NC4HW4"}
+# ember's format names and TensorRT's (runtime/formats.py)
+_IO_FORMATS = {**{f: f for f in formats.FORMATS}, **formats.ALIASES}
 
 
-class Builder:
-    def __init__(self, logger: Any = None) -> None:
-        self.logger = logger
+_NO_LIMIT = 2**63 - 1
+_CONFIG_NAMES = frozenset(f.name for f in dataclasses.fields(BuilderConfig))
 
+
+def _refuse_attribute(obj: object, name: str, why: str = "") -> None:
+    raise UnsupportedError(f"{type(obj).__name__}.{name} is not implemented"
+                           + (f" ({why})" if why else "") + "; setting it would do nothing")
+
+
+class Builder(ContextManaged):
+    """TensorRT's IBuilder: networks, configs and profiles, and the build. It reports through
+    its logger (a default WARNING Logger without one): each pass (VERBOSE), the plan it built
+    (INFO), the compiler's warnings (WARNING) and a failed build's error (ERROR, then raised)."""
+
+    def __init__(self, logger: ILogger | None = None) -> None:
+        object.__setattr__(self, "logger", check_logger(logger, "Builder"))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _refuse_attribute(self, name, "ember's builder has no settings of its own: see "
+                          "BuilderConfig")
+
+    # -- the platform ----------------------------------------------------------------------------
+    @property
+    def platform_has_fast_fp16(self) -> bool:
+        """A GPU with native FP16 arithmetic is present (sm_53 and newer)."""
+        return _arch_number() >= 53
+
+    @property
+    def platform_has_tf32(self) -> bool:
+        return _arch_number() >= 80
+
+    @property
+    def platform_has_fast_int8(self) -> bool:
+        """A GPU whose tensor cores run ember's int8 kernels (mma.sync m16n8k32: sm_80 and
+        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 (implicit
+        INT8, calibration) is an error."""
+        return _arch_number() >= 80
+
+    @property
+    def num_DLA_cores(self) -> int:
+        return 0
+
+    # -- what a build is made of -----------------------------------------------------------------
     def create_network(self, flags: int = 0) -> NetworkDefinition:
-        return NetworkDefinition()
+        """A network; `flags` is TensorRT's bit field of NetworkDefinitionCreationFlag
+        (EXPLICIT_BATCH: how every ember network is; STRONGLY_TYPED: the network's types stand,
+        see `build_serialized_network`)."""
+        network_flags(flags)
+        network = NetworkDefinition()
+        network.flags = flags  # TensorRT's INetworkDefinition.flags
+        return network
 
     def create_builder_config(self) -> BuilderConfig:
-        """A config with TF32 allowed, as TensorRT's builder gives (clear_flag(TF32) for
-        strict FP32)."""
-        return BuilderConfig(flags=BuilderFlag.TF32)
+        """A config as TensorRT's builder gives it: for the GPU present (`target_arch`; the CPU
+        where there is none) with TF32 allowed (clear_flag(TF32) for strict FP32)."""
+        return BuilderConfig(flags=BuilderFlag.TF32, target_arch=detect_arch())
 
     def create_optimization_profile(self) -> OptimizationProfile:
         return OptimizationProfile()
 
+    def is_network_supported(self, network: NetworkDefinition, config: BuilderConfig) -> bool:
+        """Whether `network` builds with `config` (builds it: ember has no cheaper answer)."""
+        try:
+            self.build_serialized_network(network, config)
+        except EmberError:
+            return False
+        return True
+
+    # -- the build -------------------------------------------------------------------------------
     def build_serialized_network(self, network: NetworkDefinition,
-                                 config: BuilderConfig | None = None) -> bytes:
-        config = network.apply_layer_precisions(config or BuilderConfig())
-        manifest, sections = build_model(network.to_onnx(), config)
-        return plan_bytes(manifest, sections)
+                                 config: BuilderConfig | None = None) -> HostMemory:
+        """The plan (TensorRT's IHostMemory: bytes). A build that fails raises the error
+        (TensorRT returns None) after logging it. In a STRONGLY_TYPED network the types are the
+        network's: precision flags (FP16, BF16, OBEY/PREFER_PRECISION_CONSTRAINTS) and
+        per-layer precisions are errors; TF32 stays a math mode, as in TensorRT."""
+        config = config if config is not None else BuilderConfig()
+        if not isinstance(config, BuilderConfig):
+            raise EmberError(f"build_serialized_network takes a BuilderConfig "
+                             f"(builder.create_builder_config()), not {type(config).__name__}")
+        config.check()
+        strongly_typed = bool(getattr(network, "flags", 0)
+                              >> NetworkDefinitionCreationFlag.STRONGLY_TYPED.value & 1)
+        if strongly_typed:
+            _check_strongly_typed(config, "the config")
+        config = network.apply_layer_precisions(config)
+        if strongly_typed:
+            _check_strongly_typed(config, "the network's layers")
+        manifest, sections = self._build(network.to_onnx(), config)
+        return HostMemory(plan_bytes(manifest, sections))
+
+    def build_engine_with_config(self, network: NetworkDefinition, config: BuilderConfig):
+        """Build and load in one step (TensorRT 10's `build_engine_with_config`)."""
+        from ember.runtime.engine import Runtime
+
+        return Runtime(self.logger).deserialize_cuda_engine(
+            self.build_serialized_network(network, config))
+
+    def _build(self, model: onnx.ModelProto, config: BuilderConfig) -> tuple[dict, dict]:
+        logger = self.logger
+        target = config.target_arch or "the CPU"
+        emit(logger, Severity.INFO, f"building {len(model.graph.node)} ONNX node(s) for "
+             f"{target}, flags {_flag_names(config.flags)}")
+        start = last = time.perf_counter()
+
+        def after_pass(index: int, p: ModulePass, module: Any) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            emit(logger, Severity.VERBOSE, f"pass {index} {p.name}: {(now - last) * 1e3:.1f} ms")
+            last = now
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                manifest, sections = build_model(model, config, after_pass=after_pass)
+                check_memory_limits(manifest, config)
+            except EmberError as e:
+                _forward_warnings(logger, caught)
+                emit(logger, Severity.ERROR, str(e))
+                raise
+        _forward_warnings(logger, caught)
+        steps = manifest["steps"]
+        host = sum(1 for s in steps if s.get("device") == "cpu")
+        emit(logger, Severity.INFO,
+             f"built a plan of {len(steps)} kernel(s)"
+             + (f" ({host} on the host)" if host and config.target_arch else "")
+             + f" for {target} in {time.perf_counter() - start:.2f} s: activation arena "
+             f"{manifest['arena_bytes']} bytes, workspace {workspace_bytes(steps)} bytes")
+        return manifest, sections
 
 
-class OnnxParser:
-    """Fills a NetworkDefinition from an ONNX model; errors are kept like TensorRT's parser's."""
+def _arch_number() -> int:
+    arch = detect_arch()
+    return int(arch.removeprefix("sm_").rstrip("a")) if arch else 0
 
-    def __init__(self, network: NetworkDefinition, logger: Any = None) -> None:
+
+def _flag_names(flags: int) -> str:
+    return "|".join(f.name for f in BuilderFlag if flags & f.bit) or "none"
+
+
+def _forward_warnings(logger: ILogger, caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        emit(logger, Severity.WARNING, str(w.message))
+
+
+_TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
+                  BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+
+
+def _check_strongly_typed(config: BuilderConfig, where: str) -> None:
+    given = [f"BuilderFlag.{f.name}" for f in _TYPE_CHANGING if config.get_flag(f)]
+    given += [f"layer '{n}' precision" for n in config.layer_precisions]
+    given += [f"layer '{n}' output {i} type" for n, i in config.layer_output_types]
+    if given:
+        raise EmberError(f"a STRONGLY_TYPED network takes its types from the network; "
+                         f"{where} set {', '.join(given)}, which would change them (build "
+                         "without NetworkDefinitionCreationFlag.STRONGLY_TYPED to let the "
+                         "builder choose precisions)")
+
+
+def check_memory_limits(manifest: dict, config: BuilderConfig) -> None:
+    """Refuse a plan over the config's memory pool limits, naming the kernels that need it."""
+    limits = config.memory_pool_limits
+    steps = manifest["steps"]
+    limit = limits.get(MemoryPoolType.WORKSPACE)
+    need = workspace_bytes(steps)
+    if limit is not None and need > limit:
+        users = [f"{s.get('name')} ({max(int(ln.get('workspace', 0)) for ln in launches(s))} B)"
+                 for s in steps if any(ln.get("workspace") for ln in launches(s))]
+        raise EmberError(f"the plan needs {need} bytes of kernel workspace (split-K partial "
+                         f"sums of {', '.join(users)}), over the WORKSPACE memory pool limit of "
+                         f"{limit} bytes (config.set_memory_pool_limit)")
+
+
+class OnnxParser(ContextManaged):
+    """Fills a NetworkDefinition from an ONNX model (TensorRT's OnnxParser). A model that does
+    not import, or holds operators ember cannot lower, gives False; `get_error(i)` then gives
+    each problem as a ParserError (`desc()`, `node()`, `code()`), also logged as ERROR."""
+
+    def __init__(self, network: NetworkDefinition, logger: ILogger | None = None) -> None:
         self.network = network
-        self.errors: list[str] = []
+        self.logger = check_logger(logger, "OnnxParser")
+        self._errors: list[ParserError] = []
 
     @property
     def num_errors(self) -> int:
-        return len(self.errors)
+        return len(self._errors)
 
-    def get_error(self, index: int) -> str:
-        return self.errors[index]
+    def get_error(self, index: int) -> ParserError:
+        if not 0 <= index < len(self._errors):
+            raise EmberError(f"parser error index {index} out of range: there are "
+                             f"{len(self._errors)}")
+        return self._errors[index]
 
-    def parse(self, model: bytes | onnx.ModelProto) -> bool:
+    def clear_errors(self) -> None:
+        self._errors.clear()
+
+    def supports_operator(self, op_name: str) -> bool:
+        """Whether ember lowers the ONNX operator `op_name` (default domain)."""
+        from ember.passes.convert_onnx_to_nn.registry import LEGALIZERS
+
+        return op_name in LEGALIZERS
+
+    def _fail(self, errors: list[ParserError]) -> bool:
+        for e in errors:
+            self._errors.append(e)
+            emit(self.logger, Severity.ERROR, str(e))
+        return False
+
+    def parse(self, model: bytes | onnx.ModelProto, path: str | None = None) -> bool:
+        """`path`: where the model's external data lives (a folder or the model's own path)."""
+        if path is not None:
+            raise UnsupportedError("OnnxParser.parse(path=...): external-data models are read "
+                                   "with parse_from_file(path)")
         try:
             proto, _ = load_model(model)
-            import_onnx(proto)  # validates: every offending node is reported
         except EmberError as e:
-            self.errors.append(str(e))
-            return False
+            return self._fail([ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, str(e),
+                                           func="parse")])
+        return self._parse(proto)
+
+    def parse_from_file(self, model: str | os.PathLike) -> bool:
+        try:
+            proto, _ = load_model(model)
+        except EmberError as e:
+            return self._fail([ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, str(e),
+                                           func="parse_from_file")])
+        return self._parse(proto)
+
+    def _parse(self, proto: onnx.ModelProto) -> bool:
+        nodes = list(proto.graph.node)
+        index = {}
+        for i, n in enumerate(nodes):
+            index.setdefault((n.name, n.op_type), i)
+        try:
+            import_onnx(proto)  # validates: every offending node is reported
+        except ModelImportError as e:
+            return self._fail([
+                ParserError(ErrorCode.UNSUPPORTED_NODE, p.reason,
+                            index.get((p.node, p.op_type), -1), p.node, p.op_type, "import_onnx")
+                for p in e.problems])
+        except EmberError as e:
+            return self._fail([ParserError(ErrorCode.INVALID_GRAPH, str(e), func="import_onnx")])
+        unsupported = [ParserError(ErrorCode.UNSUPPORTED_NODE,
+                                   f"no lowering to nn for {n.op_type}", i, n.name, n.op_type,
+                                   "supports_operator")
+                       for i, n in enumerate(nodes)
+                       if n.domain in ("", "ai.onnx") and not self.supports_operator(n.op_type)]
+        if unsupported:
+            return self._fail(unsupported)
         self.network.parsed_model = proto
+        opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+                    default=0)
+        emit(self.logger, Severity.INFO,
+             f"parsed an ONNX model of {len(nodes)} node(s), opset {opset}")
         return True
 
-    def parse_from_file(self, path: str | os.PathLike) -> bool:
-        try:
-            proto, _ = load_model(path)
-        except EmberError as e:
-            self.errors.append(str(e))
-            return False
-        return self.parse(proto)
 
 
 def _apply_profiles(model: onnx.ModelProto, config: BuilderConfig

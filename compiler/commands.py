@@ -130,7 +130,7 @@ def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     feed = {}
     for name in engine.input_names:
-        dtype, shape = engine.get_tensor_dtype(name), engine.get_tensor_shape(name)
+        dtype, shape = engine.tensors[name].dtype, engine.get_tensor_shape(name)
         if -1 in shape:  # a dynamic input: the profile's opt shape
             shape = engine.get_tensor_profile_shape(name, 0)[1]
         if np.issubdtype(dtype, np.floating):

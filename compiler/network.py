@@ -73,6 +73,7 @@ from ember.compiler.network_types import (  # noqa: F401  (the public names of t
     numpy_dtype,
 )
 from ember.errors import EmberError, UnsupportedError
+from ember.runtime.trt_types import ContextManaged
 
 __all__ = ["NetworkDefinition", "Tensor", "Layer", "precision_name"] + [e.__name__ for e in ENUMS]
 
@@ -124,7 +125,7 @@ _UNSUPPORTED = {
 }
 
 
-class NetworkDefinition:
+class NetworkDefinition(ContextManaged):
     """A graph under construction (TensorRT's INetworkDefinition); `to_onnx()` gives the model
     the builder compiles."""
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ember.errors import CudaError, PlanError
 from ember.runtime import cuda
+from ember.runtime.engine import workspace_layout
 from ember.runtime.plan import check_target
 from ember.runtime.symbolic import check_expr, expr_value, shape_value, substitute_shapes
 
@@ -71,16 +72,6 @@ class _EngineState:
                 state = _EngineState(engine)
                 engine._cuda_state = state  # type: ignore[attr-defined]
             return state
-
-
-def _launch_records(step: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A step's CUDA launch and its kernel variants' (none for a host step)."""
-    launch = step.get("cuda")
-    if not isinstance(launch, Mapping) or step.get("device") == "cpu":
-        return []
-    variants = launch.get("variants", [])
-    return [launch, *(v for v in variants if isinstance(v, Mapping))] \
-        if isinstance(variants, list) else [launch]
 
 
 def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
@@ -176,28 +167,10 @@ class CudaExecutor:
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
 
     def _workspace(self) -> tuple[cuda.DeviceBuffer, dict[int, int]]:
-        """Zeroed scratch for the steps that ask for it (split-K): one area of partial tiles
-        that they share (steps run in stream order), and each step's own arrival counters
-        (a kernel leaves its counters zeroed for the next run). Returns the buffer and each
-        step's counter offset in it; the shared area starts after the last counters."""
-        offsets: dict[int, int] = {}
-        counters, shared = 0, 0
-        for i, step in enumerate(self.engine.steps):
-            own = 0  # a step's kernel variants never run together: they share its counters
-            for launch in _launch_records(step):
-                if not launch.get("workspace"):
-                    continue
-                sizes = (launch.get("counters", 0), launch["workspace"])
-                if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
-                    raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes "
-                                    f"{sizes!r}")
-                own = max(own, sizes[0])
-                shared = max(shared, sizes[1])
-            if own:
-                offsets[i] = counters
-                counters += -(-own // 256) * 256
-        self._shared_offset = counters
-        buf = cuda.DeviceBuffer(max(counters + shared, 1), self.state.device)
+        """Zeroed scratch for the steps that ask for it (split-K), laid out by
+        `engine.workspace_layout`. Returns the buffer and each step's counter offset in it."""
+        offsets, self._shared_offset, total = workspace_layout(self.engine.steps)
+        buf = cuda.DeviceBuffer(max(total, 1), self.state.device)
         buf.zero(self.stream)
         self.stream.synchronize()  # whatever stream a run is issued on sees the zeros
         return buf, offsets

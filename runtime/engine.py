@@ -7,19 +7,29 @@ threads. This module imports numpy, the standard library and the rest of `ember.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ember.errors import EmberError, InputError, PlanError
+from ember.errors import EmberError, InputError, PlanError, UnsupportedError
+from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.manifest import symbols_of
 from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
 from ember.runtime.symbolic import dim_value, shape_value, symbol_values
+from ember.runtime.trt_types import (
+    ContextManaged,
+    DataType,
+    Dims,
+    HostMemory,
+    TensorFormat,
+    TensorIOMode,
+)
 
 if TYPE_CHECKING:
     from ember.runtime.inspector import EngineInspector
@@ -41,10 +51,52 @@ class TensorDesc:
         return tuple(d if isinstance(d, int) else -1 for d in self.spec)
 
 
-class Engine:
-    """A deserialized plan. Query I/O with the TensorRT names; make contexts to run it."""
+def launches(step: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A step's CUDA launch and its kernel variants' (none for a host step)."""
+    launch = step.get("cuda")
+    if not isinstance(launch, Mapping) or step.get("device") == "cpu":
+        return []
+    variants = launch.get("variants", [])
+    return [launch, *(v for v in variants if isinstance(v, Mapping))] \
+        if isinstance(variants, list) else [launch]
 
-    def __init__(self, plan: Plan, device: str = "auto", *, allow_rejit: bool = False) -> None:
+
+def workspace_layout(steps: Sequence[Mapping[str, Any]]) -> tuple[dict[int, int], int, int]:
+    """The zeroed scratch memory of the steps that ask for it (split-K), besides the arena:
+    each step's own arrival counters (256-byte aligned; a kernel leaves them zeroed for the
+    next run) and one area of partial tiles that they share (steps run in stream order).
+    Returns each such step's counter offset, the shared area's offset (after the last
+    counters) and the total bytes."""
+    offsets: dict[int, int] = {}
+    counters, shared = 0, 0
+    for i, step in enumerate(steps):
+        own = 0  # a step's kernel variants never run together: they share its counters
+        for launch in launches(step):
+            if not launch.get("workspace"):
+                continue
+            sizes = (launch.get("counters", 0), launch["workspace"])
+            if not all(isinstance(v, int) and 0 < v <= 1 << 34 for v in sizes):
+                raise PlanError(f"step {i} ({step.get('name')}): bad workspace sizes {sizes!r}")
+            own = max(own, sizes[0])
+            shared = max(shared, sizes[1])
+        if own:
+            offsets[i] = counters
+            counters += -(-own // 256) * 256
+    return offsets, counters, counters + shared
+
+
+def workspace_bytes(steps: Sequence[Mapping[str, Any]]) -> int:
+    """The kernel workspace a plan's contexts allocate (`workspace_layout`'s total)."""
+    return workspace_layout(steps)[2]
+
+
+class Engine(ContextManaged):
+    """A deserialized plan (TensorRT's ICudaEngine). Query I/O with the TensorRT names; make
+    contexts to run it. `logger` receives the runtime's messages (a WARNING Logger if None)."""
+
+    def __init__(self, plan: Plan, device: str = "auto", *, allow_rejit: bool = False,
+                 logger: ILogger | None = None) -> None:
+        self.logger = check_logger(logger, "Engine")
         self.plan = plan
         self.manifest = m = plan.manifest
         self.weights = plan.section("weights") if "weights" in plan.section_names else None
@@ -62,9 +114,14 @@ class Engine:
                     t["name"], np.dtype(t["dtype"]), tuple(t["shape"]), t.get("format", ""),
                     t["buffer"], is_input)
         self.allow_rejit = allow_rejit
-        self.device = _pick_device(device, m, allow_rejit)
+        self.device = _pick_device(device, m, allow_rejit, self.logger)
         self._default_context: ExecutionContext | None = None
         self._lock = threading.Lock()
+        self.name = ""
+        emit(self.logger, Severity.INFO,
+             f"loaded a plan of {len(self.steps)} kernel(s) for the {self.device.upper()}: "
+             f"{len(self.input_names)} input(s), {len(self.output_names)} output(s), activation "
+             f"arena {self.arena_bytes} bytes")
 
     # -- TensorRT-style queries ----------------------------------------------------------------
     @property
@@ -74,17 +131,17 @@ class Engine:
     def get_tensor_name(self, index: int) -> str:
         return list(self.tensors)[index]
 
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+    def get_tensor_shape(self, name: str) -> Dims:
         """The shape, -1 where a dim is dynamic (an optimization profile's range; a context's
         `get_tensor_shape` gives the run's)."""
-        return self._desc(name).shape
+        return Dims(self._desc(name).shape)
 
     @property
     def num_optimization_profiles(self) -> int:
         return max(1, len(self.manifest.get("profiles") or []))
 
     def get_tensor_profile_shape(self, name: str, profile_index: int = 0
-                                 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+                                 ) -> tuple[Dims, Dims, Dims]:
         """(min, opt, max) shapes of an input in an optimization profile. A plan's kernels
         serve every profile: each symbol's range is the union of the profiles'."""
         desc = self._desc(name)
@@ -96,19 +153,73 @@ class Engine:
             raise EmberError(f"'{name}' is an output; profiles give input shapes")
         shapes = profiles[profile_index].get(name) if profiles else None
         if isinstance(shapes, list) and len(shapes) == 3:
-            return tuple(tuple(int(d) for d in s) for s in shapes)  # type: ignore[return-value]
-        lo, opt, hi = (shape_value(desc.spec, {k: v[i] for k, v in self.symbols.items()})
-                       for i in range(3))
-        return lo, opt, hi
+            return tuple(Dims(s) for s in shapes)  # type: ignore[return-value]
+        return tuple(Dims(shape_value(desc.spec, {k: v[i] for k, v in self.symbols.items()}))
+                     for i in range(3))  # type: ignore[return-value]
 
-    def get_tensor_dtype(self, name: str) -> np.dtype:
-        return self._desc(name).dtype
+    def get_tensor_dtype(self, name: str) -> DataType:
+        """The DataType (numpy takes it as a dtype: `np.dtype(engine.get_tensor_dtype(n))`;
+        `trt.nptype` gives the scalar type). An I/O type TensorRT has no DataType for (float64,
+        int16, ...) is an error naming it; `engine.tensors[name].dtype` is ember's numpy dtype."""
+        try:
+            return DataType.from_numpy(self._desc(name).dtype)
+        except UnsupportedError as e:
+            raise UnsupportedError(f"tensor '{name}': {e}") from None
 
-    def get_tensor_format(self, name: str) -> str:
-        return self._desc(name).format
+    def get_tensor_format(self, name: str) -> TensorFormat:
+        """LINEAR (NCHW, and every tensor that is not 4-D), HWC (NHWC) or CHW4 (NC4HW4);
+        ember's own name is `engine.tensors[name].format`."""
+        return TensorFormat.of(self._desc(name).format)
 
-    def get_tensor_mode(self, name: str) -> str:
-        return "INPUT" if self._desc(name).is_input else "OUTPUT"
+    def get_tensor_format_desc(self, name: str) -> str:
+        desc = self._desc(name)
+        fmt = TensorFormat.of(desc.format)
+        what = {TensorFormat.LINEAR: "Row major linear", TensorFormat.HWC: "Channel major",
+                TensorFormat.CHW4: "Four wide channel vectorized row major"}[fmt]
+        return f"{what} {DataType.from_numpy(desc.dtype).name} format (k{fmt.name})"
+
+    def get_tensor_vectorized_dim(self, name: str) -> int:
+        """The dim that CHW4 packs by 4 (1, the channels); -1 for the other formats."""
+        return 1 if self.get_tensor_format(name) is TensorFormat.CHW4 else -1
+
+    def get_tensor_components_per_element(self, name: str) -> int:
+        return 4 if self.get_tensor_format(name) is TensorFormat.CHW4 else 1
+
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        return TensorIOMode.INPUT if self._desc(name).is_input else TensorIOMode.OUTPUT
+
+    def is_shape_inference_io(self, name: str) -> bool:
+        """False: ember has no shape-tensor I/O."""
+        self._desc(name)
+        return False
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Kernel scratch memory each context allocates besides the arena (split-K)."""
+        return workspace_bytes(self.steps)
+
+    @property
+    def device_memory_size(self) -> int:
+        """Device memory an execution context allocates: the activation arena and the kernel
+        workspace (at the profiles' max shapes)."""
+        return self.arena_bytes + self.workspace_bytes
+
+    device_memory_size_v2 = device_memory_size
+
+    @property
+    def refittable(self) -> bool:
+        return False
+
+    @property
+    def profiling_verbosity(self):
+        """DETAILED: a plan keeps every layer's detail (the inspector's JSON)."""
+        from ember.runtime.inspector import ProfilingVerbosity
+
+        return ProfilingVerbosity.DETAILED
+
+    def serialize(self) -> HostMemory:
+        """The plan's bytes (TensorRT's IHostMemory), loadable by `Runtime`."""
+        return HostMemory(self.plan._require_open())
 
     @property
     def input_names(self) -> list[str]:
@@ -152,7 +263,8 @@ class Engine:
         return self._default_context.execute({**(inputs or {}), **named})
 
 
-def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False) -> str:
+def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False,
+                 logger: ILogger | None = None) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise EmberError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
     if device == "cpu":
@@ -171,17 +283,44 @@ def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False) -> s
         if cuda_available():
             try:  # a plan for another GPU runs on the CPU rather than not at all
                 check_target(target, default_device().arch, allow_rejit)
-            except PlanError:
+            except PlanError as e:
+                if logger is not None:
+                    emit(logger, Severity.WARNING, f"the plan runs on the CPU: {e}")
                 return "cpu"
             return "cuda"
     return "cpu"
 
 
-class ExecutionContext:
-    """Runs the engine's steps with its own activation memory."""
+# TensorRT context attributes ember does not have, and why (setting one is an error naming it)
+_NOT_CONTEXT = {
+    "debug_sync": "per-step synchronization is not implemented (ember.Profiler times each step)",
+    "error_recorder": "errors are raised as ember.errors exceptions",
+    "nvtx_verbosity": "ember emits no NVTX ranges", "persistent_cache_limit": "not implemented",
+    "enqueue_emits_profile": "a set profiler is reported on every run",
+    "temporary_allocator": "not implemented", "device_memory": "each context owns its memory",
+}
+
+
+class ExecutionContext(ContextManaged):
+    """Runs the engine's steps with its own activation memory (TensorRT's IExecutionContext).
+
+    Bound-address execution (`set_tensor_address` + `execute_async_v3` / `execute_v2`) works on
+    both executors: on the GPU an address is a device pointer; on the CPU it is a host address
+    (`array.ctypes.data` of a C-contiguous buffer large enough for the tensor, or the numpy
+    array itself), and execute_async_v3 has finished when it returns."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _NOT_CONTEXT:
+            raise UnsupportedError(f"ExecutionContext.{name} is not implemented "
+                                   f"({_NOT_CONTEXT[name]}); setting it would do nothing")
+        if not (name.startswith("_") or name in ("engine", "profiler", "name")):
+            raise UnsupportedError(f"ExecutionContext has no setting '{name}'")
+        object.__setattr__(self, name, value)
 
     def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
         self.engine = engine
+        self.name = ""
+        self._host_addresses: dict[str, int | np.ndarray] = {}
         self._lock = threading.Lock()
         self._profiler: Profiler | None = None
         # input shapes set for execute_async_v3 (TensorRT's set_input_shape), and the symbol
@@ -270,22 +409,34 @@ class ExecutionContext:
         return values
 
     # -- dynamic shapes (TensorRT's names) ---------------------------------------------------
-    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+    def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
         """The shape of an input for execute_async_v3 (within the active profile). Output
-        shapes follow (`get_tensor_shape`) once every dynamic input has one."""
+        shapes follow (`get_tensor_shape`) once every dynamic input has one. As in TensorRT, a
+        shape the engine cannot take gives False (the reason goes to the engine's logger as an
+        ERROR) and leaves the context's shapes as they were; an unknown name is an error."""
         desc = self.engine._desc(name)
         if not desc.is_input:
             raise InputError(f"'{name}' is an output; set_input_shape takes inputs")
         shape = tuple(int(d) for d in shape)
         trial = {**self._input_shapes, name: shape}
-        # this input alone now; all of them together (one value per symbol) once all are set
-        self._bind_partial(name, desc.spec, shape)
-        done = all(n in trial for n in self.engine.input_names)
-        values = self._bind(trial) if done else None
+        try:  # this input alone now; all of them together (one value per symbol) once all set
+            self._bind_partial(name, desc.spec, shape)
+            done = all(n in trial for n in self.engine.input_names)
+            values = self._bind(trial) if done else None
+        except InputError as e:
+            emit(self.engine.logger, Severity.ERROR, f"set_input_shape: {e}")
+            return False
         with self._lock:
             self._input_shapes = trial
             self._values = values
         return True
+
+    def infer_shapes(self) -> list[str]:
+        """The inputs whose shapes are still needed before the outputs' shapes are known
+        ([] once all are: TensorRT's `infer_shapes`)."""
+        if self._values is not None:
+            return []
+        return [n for n in self.engine.input_names if n not in self._input_shapes]
 
     def _bind_partial(self, name: str, spec: tuple, shape: tuple[int, ...]) -> None:
         """One input's shape alone: its rank, static dims and symbols' ranges."""
@@ -303,19 +454,21 @@ class ExecutionContext:
     def all_binding_shapes_specified(self) -> bool:
         return self._values is not None
 
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+    def get_tensor_shape(self, name: str) -> Dims:
         """An I/O tensor's shape in this context: the set input shapes and what they give the
         outputs; -1 for a dim not yet known."""
         desc = self.engine._desc(name)
         if desc.is_input and name in self._input_shapes:
-            return tuple(self._input_shapes[name])
+            return Dims(self._input_shapes[name])
         if self._values is None:
-            return desc.shape
-        return tuple(dim_value(d, self._values) for d in desc.spec)
+            return Dims(desc.shape)
+        return Dims(dim_value(d, self._values) for d in desc.spec)
 
-    def set_optimization_profile_async(self, profile_index: int, stream_handle: int = 0) -> bool:
+    def set_optimization_profile_async(self, profile_index: int, stream_handle: Any = 0) -> bool:
         """Choose the profile whose ranges bound this context's input shapes (one plan's kernels
-        serve every profile)."""
+        serve every profile; nothing is enqueued on the stream). As in TensorRT, input shapes
+        already set that the profile cannot take give False (the reason logged as an ERROR) and
+        keep the active profile; an index out of range is an error."""
         if not 0 <= profile_index < self.engine.num_optimization_profiles:
             raise EmberError(f"profile index {profile_index} out of range; the engine has "
                              f"{self.engine.num_optimization_profiles} profile(s)")
@@ -323,9 +476,11 @@ class ExecutionContext:
         if self._values is not None and self.engine.symbols:
             try:  # the input shapes already set must fit the new profile
                 values = self._bind(self._input_shapes)
-            except InputError:
+            except InputError as e:
                 self._profile = previous
-                raise
+                emit(self.engine.logger, Severity.ERROR,
+                     f"set_optimization_profile_async({profile_index}): {e}")
+                return False
             with self._lock:
                 self._values = values
         return True
@@ -341,23 +496,96 @@ class ExecutionContext:
                              "(use execute() with numpy arrays)")
         return self._executor
 
-    def set_tensor_address(self, name: str, ptr: int) -> bool:
-        """Bind a device address (an int) for an I/O tensor, used by execute_async_v3. It must be
-        16-byte aligned (kernels read with vector loads); TensorRT asks for 256."""
+    def set_tensor_address(self, name: str, ptr: int | np.ndarray) -> bool:
+        """Bind the address of an I/O tensor's memory, used by execute_async_v3: a device
+        address (an int) for a CUDA engine, a host address or a numpy array for a CPU engine.
+        It must be 16-byte aligned (kernels read with vector loads); TensorRT asks for 256."""
         desc = self.engine._desc(name)
-        if int(ptr) % 16:
-            raise EmberError(f"set_tensor_address({name!r}): address {int(ptr):#x} is not "
+        if self.engine.device != "cuda":
+            if isinstance(ptr, np.ndarray):
+                if not (ptr.flags.c_contiguous and (desc.is_input or ptr.flags.writeable)):
+                    raise EmberError(f"set_tensor_address({name!r}): the array must be "
+                                     "C-contiguous" + ("" if desc.is_input else " and writable"))
+                self._host_addresses[name] = ptr
+                return True
+            if isinstance(ptr, bool) or not isinstance(ptr, int) or ptr <= 0:
+                raise EmberError(f"set_tensor_address({name!r}): a CPU engine takes a host "
+                                 f"address (array.ctypes.data) or a numpy array, not {ptr!r}")
+        ptr = int(ptr)
+        if ptr % 16:
+            raise EmberError(f"set_tensor_address({name!r}): address {ptr:#x} is not "
                              "16-byte aligned")
-        self._cuda("set_tensor_address").bind(desc.buffer, int(ptr), is_output=not desc.is_input)
+        if self.engine.device != "cuda":
+            self._host_addresses[name] = ptr
+            return True
+        self._cuda("set_tensor_address").bind(desc.buffer, ptr, is_output=not desc.is_input)
         return True
 
     def get_tensor_address(self, name: str) -> int:
+        if self.engine.device != "cuda":
+            bound = self._host_addresses.get(self.engine._desc(name).name, 0)
+            return bound.ctypes.data if isinstance(bound, np.ndarray) else bound
         return self._cuda("get_tensor_address").address(self.engine._desc(name).buffer)
 
-    def execute_async_v3(self, stream_handle: int) -> bool:
+    def execute_v2(self, bindings: Sequence[int]) -> bool:
+        """Run to completion on the addresses `bindings` (one per I/O tensor, in
+        `engine.get_tensor_name` order), as TensorRT's synchronous execute_v2."""
+        names = list(self.engine.tensors)
+        if len(bindings) != len(names):
+            raise EmberError(f"execute_v2: {len(bindings)} binding(s) for the engine's "
+                             f"{len(names)} I/O tensors ({', '.join(names)})")
+        for name, ptr in zip(names, bindings, strict=True):
+            self.set_tensor_address(name, ptr)
+        if self.engine.device != "cuda":
+            return self._execute_host()
+        from ember.runtime import cuda
+
+        stream = cuda.Stream(self._executor.state.device)
+        self.execute_async_v3(stream.handle)
+        stream.synchronize()
+        return True
+
+    def _host_view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The bound host memory of an I/O tensor as an array of `shape`."""
+        desc = self.engine.tensors[name]
+        bound = self._host_addresses.get(name)
+        if bound is None:
+            raise InputError(f"no address bound for '{name}': set_tensor_address first")
+        count = int(np.prod(shape, dtype=np.int64))
+        if isinstance(bound, np.ndarray):
+            if bound.nbytes < count * desc.dtype.itemsize:
+                raise InputError(f"the array bound for '{name}' holds {bound.nbytes} bytes; "
+                                 f"{list(shape)} {desc.dtype} needs "
+                                 f"{count * desc.dtype.itemsize}")
+            flat = bound.reshape(-1).view(np.uint8)[:count * desc.dtype.itemsize]
+        else:
+            flat = np.ctypeslib.as_array(
+                (ctypes.c_ubyte * (count * desc.dtype.itemsize)).from_address(bound))
+        return flat.view(desc.dtype).reshape(shape)
+
+    def _execute_host(self) -> bool:
+        """A CPU engine's bound-address run: inputs read from, outputs written to host memory."""
+        with self._lock:
+            values = self._values
+        if values is None:
+            missing = [n for n in self.engine.input_names if n not in self._input_shapes]
+            raise InputError(f"execute: set_input_shape first for the dynamic input(s) "
+                             f"{', '.join(map(repr, missing))}")
+        inputs = {n: self._host_view(n, tuple(self.get_tensor_shape(n)))
+                  for n in self.engine.input_names}
+        outputs = {n: self._host_view(n, tuple(self.get_tensor_shape(n)))
+                   for n in self.engine.output_names}
+        for name, array in self.execute(inputs).items():
+            np.copyto(outputs[name], array)
+        return True
+
+    def execute_async_v3(self, stream_handle: Any) -> bool:
         """Enqueue the plan on a CUDA stream (a CUstream or its integer handle), reading and
         writing the bound device addresses; returns without waiting for the GPU (unless a
-        profiler is set: reading the step times waits)."""
+        profiler is set: reading the step times waits). A CPU engine runs on the bound host
+        memory and has finished when this returns (the stream has nothing left to wait for)."""
+        if self.engine.device != "cuda":
+            return self._execute_host()
         executor = self._cuda("execute_async_v3")
         profiler = self._profiler
         with self._lock:
@@ -388,16 +616,53 @@ class ExecutionContext:
         return result
 
 
-class Runtime:
-    """Loads plans: `Runtime().deserialize_cuda_engine(plan_bytes)` as in TensorRT."""
+_NOT_RUNTIME = {
+    "max_threads": "not implemented", "DLA_core": "ember has no DLA",
+    "engine_host_code_allowed": "plans hold no host code", "error_recorder": "errors are raised "
+    "as ember.errors exceptions", "gpu_allocator": "contexts allocate their own memory",
+    "temporary_directory": "not implemented", "tempfile_control_flags": "not implemented",
+}
 
-    def __init__(self, device: str = "auto", *, allow_rejit: bool = False) -> None:
-        """`allow_rejit`: run a plan built for another GPU arch by JIT-compiling its PTX."""
-        self.device = device
-        self.allow_rejit = allow_rejit
+
+class Runtime(ContextManaged):
+    """Loads plans: `Runtime(logger).deserialize_cuda_engine(plan)` as in TensorRT.
+
+    `device`: "auto" (the GPU when the plan has kernels for the one present, else the CPU),
+    "cuda" or "cpu". ember's older spelling `Runtime("cuda")` (the device first) still works.
+    `allow_rejit`: run a plan built for another GPU arch by JIT-compiling its PTX."""
+
+    def __init__(self, logger: ILogger | str | None = None, *, device: str | None = None,
+                 allow_rejit: bool = False) -> None:
+        if isinstance(logger, str):
+            if device is not None:
+                raise EmberError(f"Runtime({logger!r}, device={device!r}): the first argument "
+                                 "is the logger (TensorRT's); give the device once, as device=")
+            logger, device = None, logger
+        object.__setattr__(self, "logger", check_logger(logger, "Runtime"))
+        object.__setattr__(self, "device", device or "auto")
+        object.__setattr__(self, "allow_rejit", allow_rejit)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        why = _NOT_RUNTIME.get(name, "no such setting")
+        raise UnsupportedError(f"Runtime.{name} is not implemented ({why}); setting it would "
+                               "do nothing")
+
+    @property
+    def num_DLA_cores(self) -> int:
+        return 0
 
     def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
-        return Engine(read_plan(bytes(plan)), self.device, allow_rejit=self.allow_rejit)
+        """An Engine from plan bytes (IHostMemory, bytes, a buffer). A bad plan is a PlanError
+        (TensorRT returns None), logged as an ERROR first."""
+        return self._engine(lambda: read_plan(bytes(plan)))
 
     def load(self, path: str | os.PathLike) -> Engine:
-        return Engine(read_plan(path), self.device, allow_rejit=self.allow_rejit)
+        """An Engine from a plan file (memory-mapped)."""
+        return self._engine(lambda: read_plan(path))
+
+    def _engine(self, read) -> Engine:
+        try:
+            return Engine(read(), self.device, allow_rejit=self.allow_rejit, logger=self.logger)
+        except EmberError as e:
+            emit(self.logger, Severity.ERROR, str(e))
+            raise

@@ -19,8 +19,21 @@ if TYPE_CHECKING:
     from ember.runtime.engine import Engine
 
 
+class ProfilingVerbosity(enum.Enum):
+    """TensorRT's ProfilingVerbosity, numbered as TensorRT numbers it. ember's plans always keep
+    every layer's detail: an engine's is DETAILED, and the builder refuses the others."""
+
+    LAYER_NAMES_ONLY = 0
+    NONE = 1
+    DETAILED = 2
+
+    def __int__(self) -> int:
+        return self.value
+
+
 class LayerInformationFormat(enum.Enum):
-    """TensorRT's LayerInformationFormat: ONELINE is a table row per layer, JSON a document."""
+    """TensorRT's LayerInformationFormat: ONELINE is a table row per layer, JSON a document
+    with TensorRT's keys (ProfilingVerbosity.DETAILED's)."""
 
     ONELINE = "text"
     JSON = "json"
@@ -84,6 +97,24 @@ def _tactic_text(tactic: Mapping[str, Any]) -> str:
     """A tactic in one word: tile=64x64x16x8x4,splits=2."""
     return ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in tactic.items())
+
+
+_FORMAT_WORDS = {"NCHW": "Row major linear", "plain": "Row major linear",
+                 "NHWC": "Channel major", "NC4HW4": "Four wide channel vectorized row major"}
+_TYPE_WORDS = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "int8": "Int8",
+               "int32": "Int32", "int64": "Int64", "bool": "Bool", "uint8": "UInt8",
+               "float64": "FP64"}
+
+
+def _format_datatype(tensor: Mapping[str, Any]) -> str:
+    """TensorRT's "Format/Datatype" words: "Row major linear FP32", "Channel major FP16
+    format" (NHWC), ... (a weight: its dtype alone)."""
+    dtype = _TYPE_WORDS.get(str(tensor.get("dtype")), str(tensor.get("dtype")))
+    fmt = tensor.get("format")
+    if tensor.get("kind") == "weight" or fmt not in _FORMAT_WORDS:
+        return f"{fmt or 'plain'} {dtype}"
+    suffix = " format" if fmt in ("NHWC", "NC4HW4") else ""
+    return f"{_FORMAT_WORDS[fmt]} {dtype}{suffix}"
 
 
 def _dims(values: Sequence[int]) -> str:
@@ -180,33 +211,62 @@ class EngineInspector:
     def get_layer_information(self, index: int,
                               format: LayerInformationFormat | str = LayerInformationFormat.ONELINE
                               ) -> str:
-        """Layer `index`: its table row (ONELINE / "text") or a JSON object ("json")."""
+        """Layer `index`: its table row (ONELINE / "text") or a JSON object ("json") with
+        TensorRT's keys (`trt_layer`)."""
         info = self.layer(index)
         if _as_format(format) is LayerInformationFormat.JSON:
-            return json.dumps(info)
+            return json.dumps(self.trt_layer(info))
         return self._row(info)
 
     def get_engine_information(self,
                                format: LayerInformationFormat | str = LayerInformationFormat.ONELINE
                                ) -> str:
-        """Every layer: the table ending with `kernels: N` ("text"), or one JSON document with
-        "layers", "bindings", "kernels", "reformats" and "target" ("json")."""
+        """Every layer: the table ending with `kernels: N` ("text"), or one JSON document as
+        TensorRT writes it ("json"): "Layers" (each as `trt_layer`) and "Bindings" (the I/O
+        tensor names), with ember's "Kernels", "Reformats", "Target" and "ArenaBytes"."""
         layers = self.layers()
         reformats = sum("reformat" in info for info in layers)
         if _as_format(format) is LayerInformationFormat.JSON:
-            return json.dumps({"layers": layers, "bindings": self._bindings(),
-                               "kernels": len(layers), "reformats": reformats,
-                               "target": self.manifest.get("target"),
-                               "arena_bytes": self.manifest.get("arena_bytes")}, indent=1)
+            return json.dumps({"Layers": [self.trt_layer(info) for info in layers],
+                               "Bindings": [t.get("name") for key in ("inputs", "outputs")
+                                            for t in self.manifest.get(key, [])],
+                               "Kernels": len(layers), "Reformats": reformats,
+                               "Target": self.manifest.get("target"),
+                               "ArenaBytes": self.manifest.get("arena_bytes")}, indent=1)
         lines = [self._header(), *(self._row(info) for info in layers),
                  f"reformats: {reformats}", f"kernels: {len(layers)}"]
         return "\n".join(lines) + "\n"
 
-    def _bindings(self) -> list[dict[str, Any]]:
-        return [{"name": t.get("name"), "mode": mode, "dtype": t.get("dtype"),
-                 "shape": t.get("shape"), "format": t.get("format", "")}
-                for mode, key in (("INPUT", "inputs"), ("OUTPUT", "outputs"))
-                for t in self.manifest.get(key, [])]
+    def trt_layer(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        """A layer (`layer(i)`) with TensorRT's DETAILED keys: "Name", "LayerType" (the kernel
+        template, "Reformat" for a reformat), "Inputs"/"Outputs" (each "Name", "Location",
+        "Dimensions", "Format/Datatype"), "ParameterType", "Metadata" (the ONNX nodes fused
+        into it, as "[ONNX Layer: a] [ONNX Layer: b]"), "TacticName"; then ember's own:
+        "Precision", "Device", "Launch" (grid, block, shared memory), "Fallback"."""
+        names = {t.get("buffer"): t.get("name") for key in ("inputs", "outputs")
+                 for t in self.manifest.get(key, [])}
+        location = "Host" if info["device"] == "cpu" else "Device"
+
+        def tensors(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+            return [{"Name": names.get(t["buffer"]) or f"{t['kind'] or 'tensor'}#{t['buffer']}",
+                     "Location": location, "Dimensions": t["shape"],
+                     "Format/Datatype": _format_datatype(t)} for t in items]
+
+        layer_type = "Reformat" if "reformat" in info else info["template"]
+        out: dict[str, Any] = {
+            "Name": info["name"], "LayerType": layer_type,
+            "Inputs": tensors(info["inputs"]), "Outputs": tensors(info["outputs"]),
+            "ParameterType": layer_type,
+            "Metadata": " ".join(f"[ONNX Layer: {n}]" for n in info["origin"]),
+            "TacticName": _tactic_text(info["tactic"]) if info.get("tactic") else (
+                info["cuda"]["kernel"] if info.get("cuda") else f"{info['template']}-numpy"),
+            "Precision": info["precision"], "Device": info["device"],
+        }
+        if info.get("cuda"):
+            out["Launch"] = info["cuda"]
+        if info.get("fallback"):
+            out["Fallback"] = info["fallback"]
+        return out
 
     # -- the table ---------------------------------------------------------------------------------
     def _header(self) -> str:
@@ -250,4 +310,5 @@ def layer_table(manifest: Mapping[str, Any]) -> str:
     return EngineInspector(manifest).get_engine_information(LayerInformationFormat.ONELINE)
 
 
-__all__ = ["EngineInspector", "LayerInformationFormat", "layer_table", "tensor_format"]
+__all__ = ["EngineInspector", "LayerInformationFormat", "ProfilingVerbosity", "layer_table",
+           "tensor_format"]

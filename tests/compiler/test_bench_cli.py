@@ -207,11 +207,11 @@ def test_dump_profile_with_roofline(models, tmp_path):
                 f"--exportLayerInfo={tmp_path / 'l.json'}")
     out = ran.stdout
     assert "=== Profile (5 iterations ) ===" in out
-    layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+    layers = json.loads((tmp_path / "l.json").read_text())["Layers"]
     profile = json.loads((tmp_path / "p.json").read_text())
     assert profile[0] == {"count": 5}
     rows = profile[1:]
-    assert [r["name"] for r in rows] == [layer["name"] for layer in layers]
+    assert [r["name"] for r in rows] == [layer["Name"] for layer in layers]
     assert sum(r["percentage"] for r in rows) == pytest.approx(100)
     conv = next(r for r in rows if r["template"] == "conv")
     # x [2,3,8,8] * w [16,3,3,3] (pad 1): 2*16*8*8 outputs of 27 MACs, then the ReLU epilogue
@@ -242,8 +242,8 @@ def test_build_flags_take_effect(models, tmp_path):
     def precisions(*flags: str) -> dict[str, str]:
         bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
               f"--exportLayerInfo={tmp_path / 'l.json'}", *flags)
-        layers = json.loads((tmp_path / "l.json").read_text())["layers"]
-        return {layer["template"]: layer["precision"] for layer in layers}
+        layers = json.loads((tmp_path / "l.json").read_text())["Layers"]
+        return {layer["LayerType"]: layer["Precision"] for layer in layers}
 
     assert precisions()["conv"] == "tf32"  # trtexec allows TF32 by default
     assert precisions("--noTF32")["conv"] == "fp32"
@@ -255,8 +255,8 @@ def test_build_flags_take_effect(models, tmp_path):
           f"--exportLayerInfo={tmp_path / 'l3.json'}")
     bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
           "--builderOptimizationLevel=0", f"--exportLayerInfo={tmp_path / 'l0.json'}")
-    fused = json.loads((tmp_path / "l3.json").read_text())["layers"]
-    unfused = json.loads((tmp_path / "l0.json").read_text())["layers"]
+    fused = json.loads((tmp_path / "l3.json").read_text())["Layers"]
+    unfused = json.loads((tmp_path / "l0.json").read_text())["Layers"]
     assert len(unfused) > len(fused)
     bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
           "--inputIOFormats=fp32:chw", "--outputIOFormats=fp32:chw")
@@ -280,8 +280,8 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
     bench(f"--onnx={path}", "--stronglyTyped", "--device=cpu", "--iterations=1", "--warmUp=0",
           "--duration=0", f"--loadInputs=x:{tmp_path / 'x.bin'}",
           f"--exportLayerInfo={tmp_path / 'l.json'}", f"--exportOutput={tmp_path / 'o.json'}")
-    layers = json.loads((tmp_path / "l.json").read_text())["layers"]
-    assert {layer["precision"] for layer in layers} == {"fp16"}
+    layers = json.loads((tmp_path / "l.json").read_text())["Layers"]
+    assert {layer["Precision"] for layer in layers} == {"fp16"}
     want = np.maximum(x.astype(np.float64) @ w.astype(np.float64), 0)
     np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"], want, rtol=2e-2, atol=2e-2)
 

@@ -96,7 +96,7 @@ def _check(name: str, flags: tuple[BuilderFlag, ...], arch: str | None = None) -
     """Each of `flags` against the CPU executor's FP32, output by output."""
     path, inputs, _ = light_model_case(name)
     model = realistic_weights(onnx.load(str(path)))
-    want = _run(model, BuilderFlag(0), inputs)
+    want = _run(model, 0, inputs)
     for flag in flags:
         got = _run(model, flag, inputs, arch)
         errors = {k: _rel_l2(got[k], want[k]) for k in want}

@@ -5,7 +5,6 @@ attribute against a numpy float64 forward pass on the CPU executor, renaming, an
 from __future__ import annotations
 
 import enum
-import json
 import types
 
 import numpy as np
@@ -18,27 +17,7 @@ from ember.runtime.cuda import cuda_available
 rng = np.random.default_rng(12)
 
 
-def _with_dims(module):
-    """`ember` with Dims2/Dims4 as tuples and the network API's enums where the module lacks
-    them (they come with the TensorRT-names work on another branch, which owns
-    `ember/__init__.py`; drop this shim when both are merged)."""
-    from ember.compiler import network
-
-    extra = {name: (lambda *d: tuple(d)) for name in ("Dims2", "Dims4")
-             if not hasattr(module, name)}
-    extra |= {name: getattr(network, name) for name in network.__all__
-              if not hasattr(module, name)}
-    if not extra:
-        return module
-
-    class Namespace(types.SimpleNamespace):
-        def __getattr__(self, name):
-            return getattr(module, name)
-
-    return Namespace(**extra)
-
-
-trt = _with_dims(ember)
+trt = ember  # TensorRT's names, the network API's included (ember/__init__.py)
 
 
 # -- numpy float64 references --------------------------------------------------------------------
@@ -93,6 +72,8 @@ def run(network, inputs, builder=None, config=None, device="cpu"):
         from ember.compiler.builder import detect_arch
 
         config.target_arch = detect_arch()
+    else:  # create_builder_config targets the GPU present, as TensorRT's
+        config.target_arch = None
     plan = builder.build_serialized_network(network, config)
     engine = ember.Runtime(device=device).deserialize_cuda_engine(plan)
     return engine, engine(inputs)
@@ -536,8 +517,7 @@ def test_identity_cast_select_shape_gather_fill_resize():
 # -- names -----------------------------------------------------------------------------------------
 
 def _origins(engine) -> set[str]:
-    doc = json.loads(engine.inspector.get_engine_information("json"))
-    return {node for layer in doc["layers"] for node in layer["origin"]}
+    return {node for layer in engine.inspector.layers() for node in layer["origin"]}
 
 
 def test_renamed_layers_and_tensors_reach_the_engine():
@@ -556,9 +536,8 @@ def test_renamed_layers_and_tensors_reach_the_engine():
     engine, out = run(network, {"image": x}, config=config)
     assert engine.get_tensor_name(0) == "image" and engine.output_names == ["features"]
     assert "stem" in _origins(engine)
-    doc = json.loads(engine.inspector.get_engine_information("json"))
-    assert {layer["precision"] for layer in doc["layers"] if "stem" in layer["origin"]} == \
-        {"fp16"}
+    assert {layer["precision"] for layer in engine.inspector.layers()
+            if "stem" in layer["origin"]} == {"fp16"}
     want = np.maximum(conv2d(x.astype(np.float16), w.astype(np.float16)), 0)
     close(out["features"], want, 2e-2)
     with pytest.raises(EmberError, match="has a layer of that name"):
@@ -780,8 +759,8 @@ def test_unnamed_nodes_of_a_parsed_model_take_precisions():
     conv.precision = "fp16"
     engine, _ = run(network, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)},
                     builder, config)
-    doc = json.loads(engine.inspector.get_engine_information("json"))
-    assert {la["precision"] for la in doc["layers"] if conv.name in la["origin"]} == {"fp16"}
+    assert {la["precision"] for la in engine.inspector.layers()
+            if conv.name in la["origin"]} == {"fp16"}
 
 
 # TensorRT 10's INetworkDefinition methods and each layer kind's attributes (the Python API's

@@ -26,6 +26,7 @@ from ember.passes.assign_layouts import AssignLayouts
 from ember.runtime.cpu_kernels.reduction import pool as cpu_pool
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from ember.runtime.trt_types import TensorFormat
 from tests.onnx_cases import node_graph_model
 
 rng = np.random.default_rng(0)
@@ -173,14 +174,14 @@ def test_nhwc_io_when_allowed():
     manifest, engine, got = _run(model, {"x": x_nhwc}, config)
     assert manifest["inputs"][0]["format"] == "NHWC"
     assert manifest["inputs"][0]["shape"] == [1, 10, 10, 8]
-    assert engine.get_tensor_format("x") == "NHWC" and engine.get_tensor_format("y") == "NHWC"
+    assert engine.get_tensor_format("x") == engine.get_tensor_format("y") == TensorFormat.HWC
     assert _reformats(manifest) == []
     (want,) = ReferenceEvaluator(model).run(None, {"x": X})
     np.testing.assert_allclose(got["y"], want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
     # by default the same model keeps ONNX's NCHW at its edges
     manifest, engine, got = _run(model, {"x": X})
-    assert engine.get_tensor_format("x") == "NCHW" and manifest["inputs"][0]["shape"] == [1, 8,
-                                                                                           10, 10]
+    assert engine.get_tensor_format("x") == TensorFormat.LINEAR
+    assert manifest["inputs"][0]["shape"] == [1, 8, 10, 10]
     np.testing.assert_allclose(got["y"], want, rtol=1e-4, atol=1e-4)
 
 
@@ -198,7 +199,7 @@ def test_resnet_input_stays_nchw_when_first_conv_wants_it():
     config = BuilderConfig()
     config.set_allowed_io_formats("NCHW", "NHWC")
     manifest, engine, got = _run(str(path), inputs, config)
-    assert engine.get_tensor_format(manifest["inputs"][0]["name"]) == "NCHW"
+    assert engine.get_tensor_format(manifest["inputs"][0]["name"]) == TensorFormat.LINEAR
     assert len(_reformats(manifest)) <= 2
     np.testing.assert_allclose(next(iter(got.values())), expected, rtol=1e-3, atol=1e-4)
 

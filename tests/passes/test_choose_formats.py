@@ -365,8 +365,8 @@ def test_measured_costs_override_the_model(monkeypatch):
     assert summary["source"] == "measured" and summary["reformats"] == 0
 
 
-@pytest.mark.parametrize("name,flags", [("resnet50", BuilderFlag(0)),
-                                        ("squeezenet", BuilderFlag(0)),
+@pytest.mark.parametrize("name,flags", [("resnet50", 0),
+                                        ("squeezenet", 0),
                                         ("resnet50", BuilderFlag.FP16)])
 def test_light_model_plans_are_the_policys(name, flags, monkeypatch):
     """sm_90 light models where the cost model agrees with the policy: strict FP32 (FP32 convs

@@ -17,6 +17,7 @@ from ember.runtime.cpu_kernels.reduction import pool as cpu_pool
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from ember.runtime.trt_types import TensorFormat
 from tests.onnx_cases import node_graph_model
 
 rng = np.random.default_rng(7)
@@ -177,11 +178,12 @@ def test_nc4hw4_io(c):
     (want,) = ReferenceEvaluator(model).run(None, {"x": x})
     if c % 4:
         manifest, engine, got = _run(model, {"x": x}, config)
-        assert engine.get_tensor_format("x") == "NCHW" and _packed_steps(manifest) == []
+        assert engine.get_tensor_format("x") == TensorFormat.LINEAR
+        assert _packed_steps(manifest) == []
         np.testing.assert_allclose(got["y"], want, rtol=1e-4, atol=1e-4)
         return
     manifest, engine, got = _run(model, {"x": pack(x)}, config)
-    assert engine.get_tensor_format("x") == "NC4HW4" and engine.get_tensor_format("y") == "NC4HW4"
+    assert engine.get_tensor_format("x") == engine.get_tensor_format("y") == TensorFormat.CHW4
     assert manifest["inputs"][0]["shape"] == [2, 2, 9, 9, 4]
     assert _reformats(manifest) == []
     np.testing.assert_allclose(unpack(got["y"], c), want, rtol=1e-4, atol=1e-4)

@@ -150,8 +150,8 @@ def test_context_shapes_follow_set_input_shape():
     assert context.all_binding_shapes_specified
     assert context.get_tensor_shape("x") == (5, 3, 8, 8)
     assert context.get_tensor_shape("y") == (5, 10)
-    with pytest.raises(InputError, match="outside"):
-        context.set_input_shape("x", (0, 3, 8, 8))
+    assert not context.set_input_shape("x", (0, 3, 8, 8))  # TensorRT's answer; logged
+    assert context.get_tensor_shape("x") == (5, 3, 8, 8)
 
 
 def test_several_profiles_make_one_range_and_each_bounds_its_context():
@@ -199,9 +199,9 @@ def test_switching_profile_rechecks_the_shapes_already_set():
     context = engine.create_execution_context()
     context.set_optimization_profile_async(1)
     context.set_input_shape("x", (12, 3, 8, 8))
-    with pytest.raises(InputError, match=r"\[1, 4\]"):
-        context.set_optimization_profile_async(0)
+    assert not context.set_optimization_profile_async(0)  # TensorRT's answer; logged
     assert context.active_optimization_profile == 1
+    assert context.get_tensor_shape("y") == (12, 10)
 
 
 def test_a_reshape_that_fixes_the_batch_is_a_build_error():

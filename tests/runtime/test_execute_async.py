@@ -25,11 +25,19 @@ def _model():
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
-def test_cpu_engines_say_the_bound_path_needs_cuda():
+def test_cpu_engines_run_the_bound_path_on_host_memory():
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(*build_model(_model())))
     ctx = engine.create_execution_context()
-    with pytest.raises(EmberError, match="execute_async_v3 needs the CUDA executor"):
+    with pytest.raises(EmberError, match="no address bound for 'x'"):
         ctx.execute_async_v3(0)
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    y = np.full((1, 32), np.nan, np.float32)
+    ctx.set_tensor_address("x", x.ctypes.data)
+    ctx.set_tensor_address("y", y.ctypes.data)
+    assert ctx.execute_async_v3(0)  # a CPU run has finished when it returns
+    np.testing.assert_allclose(y, np.maximum(x @ W, 0).reshape(1, 32), rtol=1e-5, atol=1e-6)
+    with pytest.raises(EmberError, match="host address"):
+        ctx.set_tensor_address("x", 0)
 
 
 @pytest.mark.cuda

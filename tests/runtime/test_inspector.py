@@ -58,9 +58,8 @@ def test_layer_information_text(cpu_plan):
     assert inspector.get_layer_information(0, LayerInformationFormat.TEXT) == row
 
 
-def test_layer_information_json(cpu_plan):
-    inspector = _engine(cpu_plan).inspector
-    info = json.loads(inspector.get_layer_information(0, LayerInformationFormat.JSON))
+def test_layer_information_structured(cpu_plan):
+    info = _engine(cpu_plan).inspector.layer(0)
     assert info["name"] == "conv_0" and info["template"] == "conv"
     assert info["origin"] == ["conv", "relu"]
     assert (info["format_in"], info["format_out"]) == ("NCHW", "NCHW")
@@ -69,8 +68,23 @@ def test_layer_information_json(cpu_plan):
     assert info["inputs"][1]["kind"] == "weight" and info["inputs"][1]["format"] == "plain"
     assert info["outputs"][0]["shape"] == [2, 4, 8, 8]
     assert "cuda" not in info
-    softmax = json.loads(inspector.get_layer_information(STEPS - 1, "json"))
+    softmax = _engine(cpu_plan).inspector.layer(STEPS - 1)
     assert softmax["format_out"] == "plain" and softmax["origin"] == ["softmax"]
+
+
+def test_layer_information_json_has_tensorrts_keys(cpu_plan):
+    inspector = _engine(cpu_plan).inspector
+    info = json.loads(inspector.get_layer_information(0, LayerInformationFormat.JSON))
+    assert (info["Name"], info["LayerType"], info["ParameterType"]) == ("conv_0", "conv", "conv")
+    assert info["Metadata"] == "[ONNX Layer: conv] [ONNX Layer: relu]"
+    assert info["Inputs"][0] == {"Name": "x", "Location": "Host", "Dimensions": [2, 3, 8, 8],
+                                 "Format/Datatype": "Row major linear FP32"}
+    assert info["Inputs"][1]["Name"] == "weight#1"
+    assert info["Inputs"][1]["Format/Datatype"] == "plain FP32"
+    assert info["Outputs"][0]["Dimensions"] == [2, 4, 8, 8]
+    assert (info["Precision"], info["Device"], info["TacticName"]) == ("fp32", "cpu",
+                                                                      "conv-numpy")
+    assert "Launch" not in info
 
 
 def test_engine_information_text_ends_with_kernel_count(cpu_plan):
@@ -83,16 +97,19 @@ def test_engine_information_text_ends_with_kernel_count(cpu_plan):
 
 def test_engine_information_json(cpu_plan):
     doc = json.loads(_engine(cpu_plan).inspector.get_engine_information("json"))
-    assert doc["kernels"] == STEPS == len(doc["layers"]) and doc["reformats"] == 0
-    assert [layer["index"] for layer in doc["layers"]] == list(range(STEPS))
-    assert {(b["name"], b["mode"]) for b in doc["bindings"]} == {("x", "INPUT"), ("y", "OUTPUT")}
+    assert doc["Kernels"] == STEPS == len(doc["Layers"]) and doc["Reformats"] == 0
+    assert [layer["Name"] for layer in doc["Layers"]][0] == "conv_0"
+    assert doc["Bindings"] == ["x", "y"]
 
 
 def test_cuda_plan_shows_kernel_and_launch(cuda_plan):
     inspector = _engine(cuda_plan).inspector
-    info = json.loads(inspector.get_layer_information(0, "json"))
+    info = inspector.layer(0)
     assert info["device"] == "cuda"
     assert info["cuda"]["kernel"].startswith("conv_") and len(info["cuda"]["grid"]) == 3
+    trt_info = json.loads(inspector.get_layer_information(0, "json"))
+    assert trt_info["Launch"] == info["cuda"] and trt_info["Inputs"][0]["Location"] == "Device"
+    assert trt_info["TacticName"]
     row = inspector.get_layer_information(0)
     grid, block = info["cuda"]["grid"][0], info["cuda"]["block"][0]
     assert f"{info['cuda']['kernel']} <<<{grid}, {block}>>>" in row and " gpu " in row
@@ -138,7 +155,8 @@ def test_reformat_steps_are_counted(cpu_plan):
     assert inspector.get_layer_information(1).split()[1] == "reformat"
     assert inspector.layer(1)["reformat"] == "NCHW->NHWC"
     assert "reformats: 1" in inspector.get_engine_information().splitlines()
-    assert json.loads(inspector.get_engine_information("json"))["reformats"] == 1
+    assert json.loads(inspector.get_engine_information("json"))["Reformats"] == 1
+    assert json.loads(inspector.get_layer_information(1, "json"))["LayerType"] == "Reformat"
 
 
 def test_bad_format_and_index(cpu_plan):
@@ -160,9 +178,9 @@ def test_cli_inspect_prints_the_build_table(tmp_path, capsys):
     inspected = capsys.readouterr().out
     assert inspected.endswith(f"kernels: {STEPS}\n") and inspected in built  # the same table
     assert main(["inspect", str(plan), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kernels"] == STEPS
+    assert json.loads(capsys.readouterr().out)["Kernels"] == STEPS
     assert main(["inspect", str(plan), "--format", "json", "--layer", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["name"] == "pool_1"
+    assert json.loads(capsys.readouterr().out)["Name"] == "pool_1"
     assert main(["inspect", str(tmp_path / "cnn.onnx"), "--layer", "0"]) == 0
     assert capsys.readouterr().out.split()[0] == "conv_0"
     assert main(["inspect", str(plan), "--layer", "99"]) == 1
