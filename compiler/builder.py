@@ -768,6 +768,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     `after_pass(index, pass, module)`: called after each pass (`run_passes`'), e.g. to read
     what a pass decided."""
     config = config or BuilderConfig()
+    config.check()
     if config.flags & BuilderFlag.INT8:
         raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
                                "are)")
