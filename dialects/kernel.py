@@ -55,6 +55,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
+from ember.dialects.kernel_templates import check_launch
 from ember.dialects.nn.functions import BINARY, UNARY
 
 # kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
@@ -80,14 +81,19 @@ class LaunchOp(IRDLOperation):
 
     def verify_(self) -> None:
         _verify_arena(self, self.arena)
-        if self.epilogue is None:
-            return
-        block = self.epilogue.block
-        if len(self.outputs) != 1 or not 1 <= len(block.args) <= len(self.inputs) + 1:
-            raise VerifyException("kernel.launch: an epilogue needs one result and one block "
-                                  "argument for it plus one per extra (trailing) input")
-        if not isinstance(block.last_op, YieldOp):
-            raise VerifyException("kernel.launch: the epilogue must end with kernel.yield")
+        extra = None
+        if self.epilogue is not None:
+            block = self.epilogue.block
+            if len(self.outputs) != 1 or not 1 <= len(block.args) <= len(self.inputs) + 1:
+                raise VerifyException("kernel.launch: an epilogue needs one result and one "
+                                      "block argument for it plus one per extra (trailing) "
+                                      "input")
+            if not isinstance(block.last_op, YieldOp):
+                raise VerifyException("kernel.launch: the epilogue must end with kernel.yield")
+            extra = len(block.args) - 1
+        # the params its template's descriptor declares (dialects/kernel_templates.py)
+        check_launch(self.template.data, self.params, len(self.inputs), len(self.outputs),
+                     extra)
 
     @property
     def epilogue_inputs(self) -> tuple[SSAValue, ...]:

@@ -40,6 +40,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.constants import dense_to_numpy
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
+from ember.dialects.kernel_templates import TEMPLATES, Layout, descriptor
 from ember.dialects.nn.base import dtype_name
 from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of, set_origin
@@ -70,8 +71,10 @@ CPU_CONV_NHWC = False
 # reads cost more than that saves in FP32 on the H100 (MobileNetV2 batch 32: 2.51 ms packed vs
 # 1.84 NCHW; batch 1 0.31 vs 0.30; NOTES.md). Meant for kernels that read whole packs (INT8/FP16).
 PACKED_FORMAT = False
-# templates that read their params in physical terms: their NHWC form needs no template change
-_AGNOSTIC = ("pool", "concat", "softmax", "transpose", "slice", "pad", "reduce")
+# launch templates that run in any format: an NHWC / NC4HW4 form of their own (conv, pool) or
+# params in physical terms; the rest read NCHW (each descriptor's `layout` says which)
+_ANY_FORMAT = frozenset(t for t, d in TEMPLATES.items() if d.op == "kernel.launch"
+                        and d.layout in (Layout.NHWC_FORM, Layout.PHYSICAL))
 _DATA = (WeightOp, ConstantOp, FillOp)
 
 
@@ -88,7 +91,7 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
         return None
     template, p = op.template.data, attribute_value(op.params)
     shape = static_shape(op.inputs[0]) if op.inputs else None
-    if shape is None or len(shape) != 4 or template not in ("conv", *_AGNOSTIC):
+    if shape is None or len(shape) != 4 or template not in _ANY_FORMAT:
         return NCHW
     if template == "conv":
         if p.get("layout") in (NHWC, NC4HW4):
@@ -496,30 +499,15 @@ def _describe(node: Operation | SSAValue) -> str:
 
 
 def _physical_params(op: LaunchOp) -> dict:
-    """The launch's params for its operands and results in their formats (byte order)."""
+    """The launch's params for its operands and results in their formats (byte order): the
+    shapes here, the rest (`layout`, axes, pads, perm) by its template's descriptor."""
     p = attribute_value(op.params)
-    template = op.template.data
-    src = _fmt(op.inputs[0])
-    perm = PERMS[src]
     own = len(p.get("in_shapes", []))
     p["in_shapes"] = [list(physical_shape(v)) for v in op.inputs[:own]]
     p["out_shapes"] = [list(physical_shape(r)) for r in op.results]
-    if template in ("conv", "pool"):
-        p["layout"] = NHWC
-    elif template in ("concat", "softmax"):
-        p["axis"] = perm.index(int(p["axis"]) % 4)
-    elif template == "reduce":
-        p["axes"] = sorted(perm.index(int(a) % 4) for a in p["axes"])
-    elif template == "slice":
-        for key in ("starts", "ends", "steps"):
-            p[key] = [p[key][d] for d in perm]
-    elif template == "pad":
-        pads = p["pads"]
-        p["pads"] = [pads[d] for d in perm] + [pads[4 + d] for d in perm]
-    elif template == "transpose":
-        out = PERMS.get(_fmt(op.results[0]), PERMS[NCHW])
-        inverse = [perm.index(d) for d in range(4)]
-        p["perm"] = [inverse[int(p["perm"][out[k]])] for k in range(4)]
+    rewrite = descriptor(op.template.data).nhwc
+    if rewrite is not None:
+        rewrite(p, PERMS[_fmt(op.inputs[0])], PERMS.get(_fmt(op.results[0]), PERMS[NCHW]))
     return p
 
 
@@ -530,12 +518,9 @@ def _packed_params(op: LaunchOp, packed_weight: bool) -> dict:
     own = len(p.get("in_shapes", []))
     p["in_shapes"] = [list(physical_shape(v)) for v in op.inputs[:own]]
     p["out_shapes"] = [list(physical_shape(r)) for r in op.results]
-    if op.template.data in ("conv", "pool"):
-        p["layout"] = NC4HW4
-    if op.template.data == "conv":
-        p["channels"] = static_shape(op.inputs[0])[1]
-        if packed_weight:
-            p["weight_layout"] = "C4RS4"
+    rewrite = descriptor(op.template.data).packed  # conv, pool: `layout` (conv: `channels`, ...)
+    if rewrite is not None:
+        rewrite(p, static_shape(op.inputs[0])[1], packed_weight)
     return p
 
 

@@ -20,6 +20,7 @@ from types import ModuleType
 
 from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
 from ember.codegen.symbolic import C_PREFIX, cdiv, is_sym, smin, upper
+from ember.dialects.kernel_templates import descriptor
 from ember.errors import UnsupportedError
 
 
@@ -40,15 +41,14 @@ class KernelSpec:
     size_args: tuple[str, ...] = ()
 
 
-# template name (a plan step's "template") -> module in this package
+# the templates with a CUDA kernel (a plan step's "template"); each one's module in this package
+# is its descriptor's `emitter` (ember.dialects.kernel_templates)
 TEMPLATES: tuple[str, ...] = (
     "elementwise", "matmul", "conv", "pool", "reduce", "softmax", "batch_norm", "layer_norm",
     "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
     "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
     "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of",
 )
-# templates whose module name differs (a submodule named `range` would shadow the builtin here)
-_MODULES = {"range": "range_"}
 
 
 def template_module(template: str) -> ModuleType:
@@ -56,7 +56,7 @@ def template_module(template: str) -> ModuleType:
     if template not in TEMPLATES:
         raise UnsupportedError(f"CUDA codegen: no kernel template for '{template}' "
                                f"(templates: {', '.join(TEMPLATES)})")
-    return importlib.import_module(f"ember.codegen.templates.{_MODULES.get(template, template)}")
+    return importlib.import_module(descriptor(template).emitter)
 
 
 def emitter(template: str) -> Callable[[str, dict], KernelSpec]:

@@ -6,7 +6,7 @@ builtin.module {
   func.func @round_trip(%x: tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32> {
     %a = kernel.launch "transpose"(%x) {params = {perm = array<i64: 0, 2, 3, 1>, reformat = "NCHW->NHWC", in_shapes = [array<i64: 1, 8, 4, 4>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 4, 4, 8>], out_dtypes = ["float32"]}} : (tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32, #nn.layout<NHWC>>
     %b = kernel.launch "transpose"(%a) {params = {perm = array<i64: 0, 3, 1, 2>, reformat = "NHWC->NCHW", in_shapes = [array<i64: 1, 4, 4, 8>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 8, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x8x4x4xf32, #nn.layout<NHWC>>) -> tensor<1x8x4x4xf32>
-    %y = kernel.launch "lrn"(%b) {params = {size = 3 : i64, alpha = 1.000000e-04 : f64, beta = 7.500000e-01 : f64, bias = 1.000000e+00 : f64}} : (tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32>
+    %y = kernel.launch "lrn"(%b) {params = {size = 3 : i64, alpha = 1.000000e-04 : f64, beta = 7.500000e-01 : f64, bias = 1.000000e+00 : f64, in_shapes = [array<i64: 1, 8, 4, 4>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 8, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x8x4x4xf32>) -> tensor<1x8x4x4xf32>
     func.return %y : tensor<1x8x4x4xf32>
   }
 }

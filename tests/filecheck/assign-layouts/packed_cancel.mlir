@@ -6,7 +6,7 @@ builtin.module {
   func.func @round_trip(%x: tensor<1x6x4x4xf32>) -> tensor<1x6x4x4xf32> {
     %a = kernel.launch "reformat"(%x) {params = {reformat = "NCHW->NC4HW4", channels = 6 : i64, in_shapes = [array<i64: 1, 6, 4, 4>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 2, 4, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x6x4x4xf32>) -> tensor<1x6x4x4xf32, #nn.layout<NC4HW4>>
     %b = kernel.launch "reformat"(%a) {params = {reformat = "NC4HW4->NCHW", channels = 6 : i64, in_shapes = [array<i64: 1, 2, 4, 4, 4>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 6, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x6x4x4xf32, #nn.layout<NC4HW4>>) -> tensor<1x6x4x4xf32>
-    %y = kernel.launch "lrn"(%b) {params = {size = 3 : i64, alpha = 1.000000e-04 : f64, beta = 7.500000e-01 : f64, bias = 1.000000e+00 : f64}} : (tensor<1x6x4x4xf32>) -> tensor<1x6x4x4xf32>
+    %y = kernel.launch "lrn"(%b) {params = {size = 3 : i64, alpha = 1.000000e-04 : f64, beta = 7.500000e-01 : f64, bias = 1.000000e+00 : f64, in_shapes = [array<i64: 1, 6, 4, 4>], in_dtypes = ["float32"], out_shapes = [array<i64: 1, 6, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x6x4x4xf32>) -> tensor<1x6x4x4xf32>
     func.return %y : tensor<1x6x4x4xf32>
   }
 }

@@ -102,7 +102,7 @@ builtin.module {
       %9 = kernel.scalar "abs" %8 : (f32) -> f32
       kernel.yield %9 : f32
     }
-    %l = kernel.launch "softmax"(%x) {params = {axis = 1 : i64}} : (tensor<2x3xf32>) -> tensor<2x3xf32>
+    %l = kernel.launch "softmax"(%x) {params = {axis = 1 : i64, log = false, in_shapes = [array<i64: 2, 3>], in_dtypes = ["float32"], out_shapes = [array<i64: 2, 3>], out_dtypes = ["float32"]}} : (tensor<2x3xf32>) -> tensor<2x3xf32>
     %u = kernel.elementwise(%s, %l) : (tensor<3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32> {
     ^bb0(%10: f32, %11: f32):
       %12 = kernel.scalar "mul" %10, %11 : (f32, f32) -> f32

@@ -5,7 +5,7 @@
 // the type it computes in (out_dtypes = float16).
 builtin.module {
   func.func @to_f32(%x: tensor<1x2x4x4xf16>, %w: tensor<2x2x3x3xf16>) -> tensor<1x2x4x4xf32> {
-    %c = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64, out_dtypes = ["float16"]}, origin = ["conv"]} : (tensor<1x2x4x4xf16>, tensor<2x2x3x3xf16>) -> tensor<1x2x4x4xf16>
+    %c = kernel.launch "conv"(%x, %w) {params = {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64, in_shapes = [array<i64: 1, 2, 4, 4>, array<i64: 2, 2, 3, 3>], in_dtypes = ["float16", "float16"], out_shapes = [array<i64: 1, 2, 4, 4>], out_dtypes = ["float16"]}, origin = ["conv"]} : (tensor<1x2x4x4xf16>, tensor<2x2x3x3xf16>) -> tensor<1x2x4x4xf16>
     %y = kernel.elementwise(%c) attributes {origin = ["relu"]} : (tensor<1x2x4x4xf16>) -> tensor<1x2x4x4xf32> {
     ^bb0(%0: f16):
       %1 = kernel.scalar "relu" %0 : (f16) -> f16
@@ -17,7 +17,7 @@ builtin.module {
 }
 
 // CHECK-LABEL: func.func @to_f32
-// CHECK-NEXT:    %[[Y:.*]] = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64, out_dtypes = ["float16"]}, origin = ["conv", "relu"]} : (tensor<1x2x4x4xf16>, tensor<2x2x3x3xf16>) -> tensor<1x2x4x4xf32> epilogue {
+// CHECK-NEXT:    %[[Y:.*]] = kernel.launch "conv"(%x, %w) {params = {{{.*}}out_dtypes = ["float16"]}, origin = ["conv", "relu"]} : (tensor<1x2x4x4xf16>, tensor<2x2x3x3xf16>) -> tensor<1x2x4x4xf32> epilogue {
 // CHECK-NEXT:    ^bb0(%[[ACC:.*]]: f16):
 // CHECK-NEXT:      %[[R:.*]] = kernel.scalar "relu" %[[ACC]] : (f16) -> f16
 // CHECK-NEXT:      %[[C:.*]] = kernel.scalar "cast" %[[R]] : (f16) -> f32
@@ -29,7 +29,7 @@ builtin.module {
 // stores f16.
 builtin.module {
   func.func @to_f16(%a: tensor<3x8xf32>, %b: tensor<8x5xf32>, %r: tensor<3x5xf16>) -> tensor<3x5xf16> {
-    %m = kernel.launch "matmul"(%a, %b) {params = {out_dtypes = ["float32"]}} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
+    %m = kernel.launch "matmul"(%a, %b) {params = {in_shapes = [array<i64: 3, 8>, array<i64: 8, 5>], in_dtypes = ["float32", "float32"], out_shapes = [array<i64: 3, 5>], out_dtypes = ["float32"]}} : (tensor<3x8xf32>, tensor<8x5xf32>) -> tensor<3x5xf32>
     %y = kernel.elementwise(%m, %r) : (tensor<3x5xf32>, tensor<3x5xf16>) -> tensor<3x5xf16> {
     ^bb0(%0: f32, %1: f16):
       %2 = kernel.scalar "cast" %0 : (f32) -> f16
@@ -41,7 +41,7 @@ builtin.module {
 }
 
 // CHECK-LABEL: func.func @to_f16
-// CHECK-NEXT:    %[[Y:.*]] = kernel.launch "matmul"(%a, %b, %r) {params = {out_dtypes = ["float32"]}} : (tensor<3x8xf32>, tensor<8x5xf32>, tensor<3x5xf16>) -> tensor<3x5xf16> epilogue {
+// CHECK-NEXT:    %[[Y:.*]] = kernel.launch "matmul"(%a, %b, %r) {params = {{{.*}}out_dtypes = ["float32"]}} : (tensor<3x8xf32>, tensor<8x5xf32>, tensor<3x5xf16>) -> tensor<3x5xf16> epilogue {
 // CHECK-NEXT:    ^bb0(%{{.*}}: f32, %{{.*}}: f16):
 // CHECK-NEXT:      kernel.scalar "cast"
 // CHECK-NEXT:      kernel.scalar "add"
@@ -53,7 +53,7 @@ builtin.module {
 // launch stores f32 and the view moves after it.
 builtin.module {
   func.func @view(%x: tensor<2x2x4x4xf16>, %w: tensor<4x2x3x3xf16>) -> tensor<2x64xf32> {
-    %c = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64}, origin = ["conv"]} : (tensor<2x2x4x4xf16>, tensor<4x2x3x3xf16>) -> tensor<2x4x4x4xf16>
+    %c = kernel.launch "conv"(%x, %w) {params = {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64, in_shapes = [array<i64: 2, 2, 4, 4>, array<i64: 4, 2, 3, 3>], in_dtypes = ["float16", "float16"], out_shapes = [array<i64: 2, 4, 4, 4>], out_dtypes = ["float16"]}, origin = ["conv"]} : (tensor<2x2x4x4xf16>, tensor<4x2x3x3xf16>) -> tensor<2x4x4x4xf16>
     %f = kernel.view %c : tensor<2x4x4x4xf16> -> tensor<2x64xf16>
     %y = kernel.elementwise(%f) : (tensor<2x64xf16>) -> tensor<2x64xf32> {
     ^bb0(%0: f16):
@@ -65,7 +65,7 @@ builtin.module {
 }
 
 // CHECK-LABEL: func.func @view
-// CHECK-NEXT:    %[[C:.*]] = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64}, origin = ["conv"]} : (tensor<2x2x4x4xf16>, tensor<4x2x3x3xf16>) -> tensor<2x4x4x4xf32> epilogue {
+// CHECK-NEXT:    %[[C:.*]] = kernel.launch "conv"(%x, %w) {params = {{{.*}}groups = 1 : i64{{.*}}}, origin = ["conv"]} : (tensor<2x2x4x4xf16>, tensor<4x2x3x3xf16>) -> tensor<2x4x4x4xf32> epilogue {
 // CHECK-NEXT:    ^bb0(%[[ACC:.*]]: f16):
 // CHECK-NEXT:      %[[K:.*]] = kernel.scalar "cast" %[[ACC]] : (f16) -> f32
 // CHECK-NEXT:      kernel.yield %[[K]] : f32
@@ -77,13 +77,13 @@ builtin.module {
 // and a view whose elementwise user reads another input (it would need the view's shape).
 builtin.module {
   func.func @left(%x: tensor<1x2x4x4xf32>, %w: tensor<2x2x3x3xf32>, %z: tensor<1x32xf32>) -> (tensor<1x2x4x4xf64>, tensor<1x32xf32>) {
-    %c = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x4x4xf32>
+    %c = kernel.launch "conv"(%x, %w) {params = {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64, in_shapes = [array<i64: 1, 2, 4, 4>, array<i64: 2, 2, 3, 3>], in_dtypes = ["float32", "float32"], out_shapes = [array<i64: 1, 2, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x4x4xf32>
     %d = kernel.elementwise(%c) : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf64> {
     ^bb0(%0: f32):
       %1 = kernel.scalar "cast" %0 : (f32) -> f64
       kernel.yield %1 : f64
     }
-    %e = kernel.launch "conv"(%x, %w) {params = {groups = 1 : i64}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x4x4xf32>
+    %e = kernel.launch "conv"(%x, %w) {params = {strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, groups = 1 : i64, in_shapes = [array<i64: 1, 2, 4, 4>, array<i64: 2, 2, 3, 3>], in_dtypes = ["float32", "float32"], out_shapes = [array<i64: 1, 2, 4, 4>], out_dtypes = ["float32"]}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x4x4xf32>
     %v = kernel.view %e : tensor<1x2x4x4xf32> -> tensor<1x32xf32>
     %s = kernel.elementwise(%v, %z) : (tensor<1x32xf32>, tensor<1x32xf32>) -> tensor<1x32xf32> {
     ^bb0(%2: f32, %3: f32):

@@ -1,0 +1,406 @@
+"""Kernel templates: one descriptor per template, the one place that says what a template is.
+
+A `TemplateDescriptor` declares a template's params (name -> `Param`: its kind, whether it is
+required, the values a closed string takes), which kernel op carries it (`kernel.launch`, or
+`kernel.elementwise` for scalar regions), how it behaves when assign-layouts gives its 4-D
+operands another format (`Layout`, and the functions that rewrite its params for NHWC / NC4HW4),
+whether it takes an epilogue, its numpy reference (the runtime's CPU kernel) and its CUDA emitter
+(a module of `ember.codegen.templates`, named as text: dialects do not import codegen; codegen
+resolves it). `kernel.launch`'s verifier checks its params against its template's descriptor
+(`check_launch`), so IR that parses, and every pass's output, has typed params.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from onnx import TensorProto
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    i64,
+)
+from xdsl.ir import Attribute
+from xdsl.utils.exceptions import VerifyException
+
+from ember.dialects.dtypes import element_type_from_onnx, is_supported_onnx_dtype, numpy_dtype
+from ember.runtime.cpu_kernels import KERNELS, Kernel
+from ember.runtime.cpu_kernels.functions import BINARY, UNARY
+from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES
+from ember.runtime.cpu_kernels.reduction import REDUCE_FUNCTIONS
+from ember.runtime.formats import FORMATS, NC4HW4, NCHW, NHWC
+
+# -- kinds of param values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a param's attribute must be: `text` says it in errors, `test` checks it."""
+
+    text: str
+    test: Callable[[Attribute], bool] = field(repr=False, compare=False)
+
+
+def _is_bool(a: Attribute) -> bool:
+    return isinstance(a, IntegerAttr) and isinstance(a.type, IntegerType) \
+        and a.type.width.data == 1
+
+
+def _is_int(a: Attribute) -> bool:
+    return isinstance(a, IntegerAttr) and not _is_bool(a)
+
+
+def _is_dim(a: Attribute) -> bool:
+    """A dim: an int, or a symbolic one ("N", "768*N"); an unknown dim ("?") cannot run."""
+    return _is_int(a) or isinstance(a, StringAttr) and a.data != "" and "?" not in a.data
+
+
+def _is_shape(a: Attribute) -> bool:
+    if isinstance(a, DenseArrayBase):  # a static shape (an empty one for scalars)
+        return a.elt_type == i64
+    return isinstance(a, ArrayAttr) and all(_is_dim(d) for d in a.data)
+
+
+def _dtype_names() -> frozenset[str]:
+    return frozenset(numpy_dtype(element_type_from_onnx(d)).name
+                     for d in TensorProto.DataType.values() if is_supported_onnx_dtype(d))
+
+
+DTYPE_NAMES = _dtype_names()
+
+INT = Kind("an int (i64)", _is_int)
+FLOAT = Kind("a float", lambda a: isinstance(a, FloatAttr))
+BOOL = Kind("a bool", _is_bool)
+NUMBER = Kind("a number or bool", lambda a: isinstance(a, IntegerAttr | FloatAttr))
+STR = Kind("a string", lambda a: isinstance(a, StringAttr))
+DTYPE = Kind("a dtype name", lambda a: isinstance(a, StringAttr) and a.data in DTYPE_NAMES)
+INTS = Kind("an int list (array<i64: ...>)",
+            lambda a: isinstance(a, DenseArrayBase) and a.elt_type == i64)
+FLOATS = Kind("a number list (array<f64: ...>)", lambda a: isinstance(a, DenseArrayBase))
+STRS = Kind("a string list", lambda a: isinstance(a, ArrayAttr)
+            and all(isinstance(s, StringAttr) for s in a.data))
+SHAPES = Kind("a shape list (one entry per tensor, each array<i64: ...> or a list of ints and "
+              "symbolic dims such as \"768*N\")",
+              lambda a: isinstance(a, ArrayAttr) and all(_is_shape(s) for s in a.data))
+DTYPES = Kind(f"a dtype name list ({', '.join(sorted(DTYPE_NAMES))})",
+              lambda a: isinstance(a, ArrayAttr)
+              and all(isinstance(s, StringAttr) and s.data in DTYPE_NAMES for s in a.data))
+
+
+def list_of(kind: Kind) -> Kind:
+    return Kind(f"a list of {kind.text}", lambda a: isinstance(a, ArrayAttr)
+                and all(kind.test(x) for x in a.data))
+
+
+def dict_of(fields: Mapping[str, Param]) -> Kind:
+    """A nested dictionary with declared fields."""
+    text = "a dictionary {" + ", ".join(
+        f"{k}{'' if p.required else '?'}" for k, p in fields.items()) + "}"
+    return Kind(text, lambda a: isinstance(a, DictionaryAttr) and _fields_problem(
+        a.data, fields) is None)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One param: its kind, whether every instance has it, and for a string the values it may
+    take (None: any)."""
+
+    kind: Kind
+    required: bool = False
+    values: tuple[str, ...] | None = None
+
+    def problem(self, attr: Attribute) -> str | None:
+        """What is wrong with `attr` as this param (None: nothing)."""
+        if not self.kind.test(attr):
+            return f"must be {self.kind.text}, got {attr}"
+        if self.values is not None and attr.data not in self.values:  # type: ignore[attr-defined]
+            return f"must be one of {', '.join(self.values)}, got \"{attr.data}\""  # type: ignore
+        return None
+
+
+def _fields_problem(data: Mapping[str, Attribute], fields: Mapping[str, Param]) -> str | None:
+    for key, attr in data.items():
+        param = fields.get(key)
+        if param is None:
+            return f"unknown key '{key}'"
+        problem = param.problem(attr)
+        if problem is not None:
+            return f"'{key}' {problem}"
+    missing = [k for k, p in fields.items() if p.required and k not in data]
+    return f"missing '{missing[0]}'" if missing else None
+
+
+def req(kind: Kind, values: Sequence[str] | None = None) -> Param:
+    return Param(kind, True, None if values is None else tuple(values))
+
+
+def opt(kind: Kind, values: Sequence[str] | None = None) -> Param:
+    return Param(kind, False, None if values is None else tuple(values))
+
+
+# -- layouts ------------------------------------------------------------------------------------
+
+
+class Layout(enum.Enum):
+    """How a template meets its 4-D operands' formats (assign-layouts)."""
+
+    NCHW_ONLY = "nchw-only"
+    """Reads logical NCHW: assign-layouts gives it NCHW operands (reformats where needed)."""
+    NHWC_FORM = "nhwc-form"
+    """Has kernels of its own for NHWC (and NC4HW4), chosen by its `layout` param."""
+    PHYSICAL = "physical"
+    """Layout-agnostic: runs in its operands' format with shapes and axes in byte order."""
+    REFORMAT = "reformat"
+    """Converts between formats; its params name both."""
+
+
+# Each rewrites a launch's params (already with physical in/out shapes) for operands in NHWC:
+# `perm` is the input's format permutation (physical dim k = logical dim perm[k]), `out_perm`
+# the result's. Each packed one does the same for NC4HW4 given the logical channel count.
+NhwcRewrite = Callable[[dict[str, Any], Sequence[int], Sequence[int]], None]
+PackedRewrite = Callable[[dict[str, Any], int, bool], None]
+
+
+def _nhwc_layout(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    p["layout"] = NHWC
+
+
+def _nhwc_axis(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    p["axis"] = perm.index(int(p["axis"]) % 4)
+
+
+def _nhwc_axes(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    p["axes"] = sorted(perm.index(int(a) % 4) for a in p["axes"])
+
+
+def _nhwc_slice(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    for key in ("starts", "ends", "steps"):
+        p[key] = [p[key][d] for d in perm]
+
+
+def _nhwc_pad(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    pads = p["pads"]
+    p["pads"] = [pads[d] for d in perm] + [pads[4 + d] for d in perm]
+
+
+def _nhwc_transpose(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
+    inverse = [perm.index(d) for d in range(4)]
+    p["perm"] = [inverse[int(p["perm"][out_perm[k]])] for k in range(4)]
+
+
+def _packed_pool(p: dict[str, Any], channels: int, packed_weight: bool) -> None:
+    p["layout"] = NC4HW4
+
+
+def _packed_conv(p: dict[str, Any], channels: int, packed_weight: bool) -> None:
+    """Conv in NC4HW4 keeps its logical channel count; a depthwise weight packed by
+    assign-layouts is [ceil(C/4), R, S, 4] (`weight_layout = "C4RS4"`), else OIHW."""
+    p["layout"] = NC4HW4
+    p["channels"] = channels
+    if packed_weight:
+        p["weight_layout"] = "C4RS4"
+
+
+# -- the descriptors ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateDescriptor:
+    """One kernel template: its params, its kernel op, its layout behaviour, its numpy reference
+    (`ember.runtime.cpu_kernels`) and its CUDA emitter module (None: it runs on the host)."""
+
+    name: str
+    params: Mapping[str, Param]
+    reference: Kernel = field(repr=False)
+    emitter: str | None = None
+    layout: Layout = Layout.NCHW_ONLY
+    nhwc: NhwcRewrite | None = field(default=None, repr=False)
+    packed: PackedRewrite | None = field(default=None, repr=False)
+    epilogue: bool = False
+    op: str = "kernel.launch"
+    required: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "required",
+                           tuple(k for k, p in self.params.items() if p.required))
+
+
+# every instance has the static shapes and dtypes of its operands and results
+IO: dict[str, Param] = {"in_shapes": req(SHAPES), "in_dtypes": req(DTYPES),
+                        "out_shapes": req(SHAPES), "out_dtypes": req(DTYPES)}
+# ops with optional run-time parameter operands name those present (nn ops' `DYNAMIC`);
+# convert-nn-to-kernel plans only their constant forms, nn's evaluate() passes them
+DYNAMIC: dict[str, Param] = {"dynamic": opt(STRS)}
+# a conv / matmul / einsum / attention assign-precision allows TF32 tensor cores
+TF32: dict[str, Param] = {"tf32": opt(BOOL)}
+REFORMATS = tuple(f"{a}->{b}" for a in FORMATS for b in FORMATS if a != b)
+_CONV = {"strides": req(INTS), "pads": req(INTS), "dilations": req(INTS), "groups": req(INT)}
+_REGION_OP = dict_of({"fn": req(STR), "args": req(INTS), "dtype": req(DTYPE),
+                      "alpha": opt(FLOAT), "beta": opt(FLOAT)})
+_REGION = dict_of({"ops": req(list_of(_REGION_OP)), "result": req(INT)})
+
+
+def _emitter(module: str) -> str:
+    return f"ember.codegen.templates.{module}"
+
+
+def _template(name: str, params: Mapping[str, Param], *, cuda: str | None = "",
+              **kw: Any) -> TemplateDescriptor:
+    """A descriptor: params plus IO; `cuda` names the emitter module ("" : the template's name,
+    None: no CUDA kernel); the reference is the CPU executor's kernel of that name."""
+    emitter = None if cuda is None else _emitter(cuda or name)
+    return TemplateDescriptor(name, {**params, **IO}, KERNELS[name], emitter, **kw)
+
+
+_DESCRIPTORS = [
+    # linear algebra
+    _template("conv", {**_CONV, **TF32,
+                       "layout": opt(STR, FORMATS), "channels": opt(INT),
+                       "weight_layout": opt(STR, ("C4RS4",))},
+              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packed=_packed_conv, epilogue=True),
+    _template("matmul", {"transpose_a": opt(BOOL), "transpose_b": opt(BOOL), **TF32},
+              epilogue=True),
+    _template("conv_transpose", {**_CONV, "output_padding": opt(INTS), **TF32}),
+    _template("einsum", {"equation": req(STR), **TF32}),
+    _template("attention", {"num_heads": req(INT), "head_dim": req(INT), "scale": req(FLOAT),
+                            "q_offset": opt(INT), "k_offset": opt(INT), "v_offset": opt(INT),
+                            "masked_value": opt(FLOAT), **TF32}),
+    # reductions and normalizations
+    _template("reduce", {"fn": req(STR, REDUCE_FUNCTIONS), "axes": opt(INTS),
+                         "keepdims": req(BOOL)},
+              layout=Layout.PHYSICAL, nhwc=_nhwc_axes),
+    _template("arg_reduce", {"fn": req(STR, ("max", "min")), "axis": req(INT),
+                             "keepdims": req(BOOL), "select_last_index": req(BOOL)}),
+    _template("softmax", {"axis": req(INT), "log": req(BOOL)},
+              layout=Layout.PHYSICAL, nhwc=_nhwc_axis),
+    _template("pool", {"fn": req(STR, ("max", "avg", "lp")), "kernel": req(INTS),
+                       "strides": req(INTS), "pads": req(INTS), "dilations": req(INTS),
+                       "ceil_mode": req(BOOL), "count_include_pad": opt(BOOL), "p": opt(FLOAT),
+                       "layout": opt(STR, FORMATS)},
+              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packed=_packed_pool),
+    _template("batch_norm", {"epsilon": req(FLOAT)}),
+    _template("layer_norm", {"axis": req(INT), "epsilon": req(FLOAT), "rms": opt(BOOL)}),
+    _template("group_norm", {"groups": req(INT), "epsilon": req(FLOAT)}),
+    _template("lrn", {"size": req(INT), "alpha": req(FLOAT), "beta": req(FLOAT),
+                      "bias": req(FLOAT)}),
+    _template("cumsum", {"axis": opt(INT), "exclusive": req(BOOL), "reverse": req(BOOL),
+                         **DYNAMIC}),
+    # data movement
+    _template("transpose", {"perm": req(INTS),
+                            "reformat": opt(STR, (f"{NCHW}->{NHWC}", f"{NHWC}->{NCHW}"))},
+              layout=Layout.PHYSICAL, nhwc=_nhwc_transpose),
+    _template("slice", {"starts": opt(INTS), "ends": opt(INTS), "steps": opt(INTS), **DYNAMIC},
+              layout=Layout.PHYSICAL, nhwc=_nhwc_slice),
+    _template("concat", {"axis": req(INT)}, layout=Layout.PHYSICAL, nhwc=_nhwc_axis),
+    _template("pad", {"pads": opt(INTS), "mode": req(STR, PAD_MODES), "value": opt(FLOAT),
+                      **DYNAMIC},
+              layout=Layout.PHYSICAL, nhwc=_nhwc_pad),
+    _template("gather", {"axis": req(INT)}),
+    _template("gather_elements", {"axis": req(INT)}),
+    _template("expand", {}),
+    _template("tile", {"repeats": opt(INTS), **DYNAMIC}),
+    _template("resize", {
+        "mode": req(STR, RESIZE_MODES),
+        "coordinate_transformation_mode": opt(STR, (
+            "half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+            "asymmetric", "tf_crop_and_resize")),
+        "nearest_mode": opt(STR, ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")),
+        "cubic_coeff_a": opt(FLOAT), "exclude_outside": opt(BOOL),
+        "extrapolation_value": opt(FLOAT), "antialias": opt(BOOL), "scales": opt(FLOATS),
+        "sizes": opt(INTS), "roi": opt(FLOATS), "axes": opt(INTS),
+        "keep_aspect_ratio_policy": opt(STR, ("stretch", "not_larger", "not_smaller")),
+        **DYNAMIC}),
+    _template("trilu", {"upper": req(BOOL), "k": opt(INT), **DYNAMIC}),
+    _template("range", {}, cuda="range_"),  # a module `range` would shadow the builtin there
+    _template("fill", {"value": req(NUMBER)}),
+    _template("shape_of", {"start": opt(INT), "end": opt(INT)}),
+    _template("reshape", {"allowzero": opt(BOOL)}, cuda=None),
+    _template("squeeze", DYNAMIC, cuda=None),
+    _template("unsqueeze", DYNAMIC, cuda=None),
+    # quantization
+    _template("quantize", {"axis": opt(INT), "block_size": opt(INT), "saturate": opt(BOOL),
+                           "to": opt(DTYPE)}),
+    _template("dequantize", {"axis": opt(INT), "block_size": opt(INT), "to": opt(DTYPE)}),
+    # formats: between NCHW and NHWC a reformat is a `transpose` (params `reformat`, `perm`);
+    # from or to NC4HW4 it is this, with the logical channel count (`padded_channels`: the
+    # NHWC result's channels, zeros after `channels`, where fold-channel-pad folded a pad)
+    _template("reformat", {"reformat": req(STR, REFORMATS), "channels": req(INT),
+                           "padded_channels": opt(INT)},
+              layout=Layout.REFORMAT),
+    # scalar regions: kernel.elementwise ops (a plan step's `region` over numbered values);
+    # the single-op forms are the nn ops' own semantics (nn's evaluate()), fused into regions
+    _template("elementwise", {"region": req(_REGION)}, layout=Layout.PHYSICAL,
+              op="kernel.elementwise"),
+    _template("unary", {"fn": req(STR, tuple(UNARY)), "alpha": opt(FLOAT), "beta": opt(FLOAT)},
+              cuda=None, layout=Layout.PHYSICAL, op="kernel.elementwise"),
+    _template("binary", {"fn": req(STR, tuple(BINARY))}, cuda=None, layout=Layout.PHYSICAL,
+              op="kernel.elementwise"),
+    _template("select", {}, cuda=None, layout=Layout.PHYSICAL, op="kernel.elementwise"),
+    _template("cast", {"to": req(DTYPE)}, cuda=None, layout=Layout.PHYSICAL,
+              op="kernel.elementwise"),
+]
+
+TEMPLATES: dict[str, TemplateDescriptor] = {d.name: d for d in _DESCRIPTORS}
+# the templates a kernel.launch runs
+LAUNCH_TEMPLATES = tuple(t for t, d in TEMPLATES.items() if d.op == "kernel.launch")
+
+
+def descriptor(template: str) -> TemplateDescriptor:
+    """The descriptor of a template; KeyError naming the known ones where there is none."""
+    d = TEMPLATES.get(template)
+    if d is None:
+        raise KeyError(f"unknown kernel template '{template}' (templates: "
+                       f"{', '.join(sorted(TEMPLATES))})")
+    return d
+
+
+def check_launch(template: str, params: DictionaryAttr, inputs: int, outputs: int,
+                 epilogue_inputs: int | None) -> None:
+    """VerifyException unless `params` are what `template` declares: no unknown key, every
+    required one, each of its kind (and closed strings one of their values), one in_shape /
+    in_dtype per own operand (those before an epilogue's extra inputs) and one out_shape /
+    out_dtype per result. `epilogue_inputs`: None without an epilogue region."""
+    d = TEMPLATES.get(template)
+    where = f"kernel.launch '{template}'"
+    if d is None:
+        raise VerifyException(f"kernel.launch: unknown template '{template}' (templates: "
+                              f"{', '.join(sorted(LAUNCH_TEMPLATES))})")
+    if d.op != "kernel.launch":
+        raise VerifyException(f"{where}: this template is a {d.op} op, not a launch")
+    data = params.data
+    declared = d.params
+    for key, attr in data.items():
+        param = declared.get(key)
+        if param is None:
+            raise VerifyException(f"{where}: unknown param '{key}' ({template} takes: "
+                                  f"{', '.join(sorted(declared))})")
+        problem = param.problem(attr)
+        if problem is not None:
+            raise VerifyException(f"{where}: param '{key}' {problem}")
+    for key in d.required:
+        if key not in data:
+            raise VerifyException(f"{where}: missing required param '{key}' "
+                                  f"({declared[key].kind.text})")
+    if epilogue_inputs is not None and not d.epilogue:
+        raise VerifyException(f"{where}: this template takes no epilogue (those that do: "
+                              f"{', '.join(t for t, x in TEMPLATES.items() if x.epilogue)})")
+    own = inputs - (epilogue_inputs or 0)
+    for key, want in (("in_shapes", own), ("in_dtypes", own), ("out_shapes", outputs),
+                      ("out_dtypes", outputs)):
+        have = len(data[key])  # type: ignore[arg-type]
+        if have != want:
+            raise VerifyException(f"{where}: param '{key}' has {have} entries for {want} "
+                                  f"{'operand' if key.startswith('in') else 'result'}(s)")
+
+
+__all__ = ["BOOL", "DTYPES", "FLOAT", "INT", "INTS", "LAUNCH_TEMPLATES", "SHAPES", "STR",
+           "TEMPLATES", "Kind", "Layout", "Param", "TemplateDescriptor", "check_launch",
+           "descriptor"]
