@@ -36,7 +36,7 @@ from ember.runtime.cpu_kernels import KERNELS, Kernel
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
 from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES
 from ember.runtime.cpu_kernels.reduction import REDUCE_FUNCTIONS
-from ember.runtime.formats import FORMATS, NC4HW4, NCHW, NHWC
+from ember.runtime.formats import FORMATS, NC4HW4, NCHW, NHWC, PERMS
 
 # -- kinds of param values ----------------------------------------------------------------------
 
@@ -167,6 +167,13 @@ class Layout(enum.Enum):
 # the result's. Each packed one does the same for NC4HW4 given the logical channel count.
 NhwcRewrite = Callable[[dict[str, Any], Sequence[int], Sequence[int]], None]
 PackedRewrite = Callable[[dict[str, Any], int, bool], None]
+# Whether a layout-agnostic instance (its logical params) has an NHWC form at all.
+NhwcWhen = Callable[[dict[str, Any]], bool]
+# Whether an instance computes exactly in NC4HW4 (every channel, pad lanes included, on its
+# own): its logical params and its own operands' static shapes (None where not static); the
+# pass has checked what every template needs (a 4-D first operand and results, no run-time
+# parameters, no epilogue inputs).
+Packable = Callable[[dict[str, Any], list[tuple[int, ...] | None]], bool]
 
 
 def _nhwc_layout(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[int]) -> None:
@@ -196,6 +203,40 @@ def _nhwc_transpose(p: dict[str, Any], perm: Sequence[int], out_perm: Sequence[i
     p["perm"] = [inverse[int(p["perm"][out_perm[k]])] for k in range(4)]
 
 
+def _reduce_nhwc_when(p: dict[str, Any]) -> bool:
+    """A reduce that drops its axes keeps the others' order in NHWC only where the kept dims
+    are in NHWC order already."""
+    if p.get("keepdims"):
+        return True
+    kept = [d for d in range(4) if d not in [a % 4 for a in p["axes"]]]
+    return [d for d in PERMS[NHWC] if d in kept] == kept
+
+
+def _rank4(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and len(shape) == 4
+
+
+def _conv_packable(p: dict[str, Any], shapes: list[tuple[int, ...] | None]) -> bool:
+    return len(shapes) in (2, 3) and "layout" not in p and _rank4(shapes[1])
+
+
+def _pool_packable(p: dict[str, Any], shapes: list[tuple[int, ...] | None]) -> bool:
+    return len(shapes) == 1 and "layout" not in p
+
+
+def _concat_packable(p: dict[str, Any], shapes: list[tuple[int, ...] | None]) -> bool:
+    """Along H or W; along C only where no input has pad lanes."""
+    axis = int(p["axis"]) % 4
+    return all(_rank4(s) for s in shapes) and (
+        axis in (2, 3) or axis == 1 and all(s[1] % 4 == 0 for s in shapes))  # type: ignore
+
+
+def _reduce_packable(p: dict[str, Any], shapes: list[tuple[int, ...] | None]) -> bool:
+    """Over N, H or W with the dims kept (the lanes are never reduced together)."""
+    axes = [int(a) % 4 for a in p.get("axes") or []]
+    return len(shapes) == 1 and bool(p.get("keepdims")) and bool(axes) and 1 not in axes
+
+
 def _packed_pool(p: dict[str, Any], channels: int, packed_weight: bool) -> None:
     p["layout"] = NC4HW4
 
@@ -223,6 +264,8 @@ class TemplateDescriptor:
     emitter: str | None = None
     layout: Layout = Layout.NCHW_ONLY
     nhwc: NhwcRewrite | None = field(default=None, repr=False)
+    nhwc_when: NhwcWhen | None = field(default=None, repr=False)  # None: always
+    packable: Packable | None = field(default=None, repr=False)  # None: never
     packed: PackedRewrite | None = field(default=None, repr=False)
     epilogue: bool = False
     op: str = "kernel.launch"
@@ -265,7 +308,8 @@ _DESCRIPTORS = [
     _template("conv", {**_CONV, **TF32,
                        "layout": opt(STR, FORMATS), "channels": opt(INT),
                        "weight_layout": opt(STR, ("C4RS4",))},
-              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packed=_packed_conv, epilogue=True),
+              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packable=_conv_packable,
+              packed=_packed_conv, epilogue=True),
     _template("matmul", {"transpose_a": opt(BOOL), "transpose_b": opt(BOOL), **TF32},
               epilogue=True),
     _template("conv_transpose", {**_CONV, "output_padding": opt(INTS), **TF32}),
@@ -276,7 +320,8 @@ _DESCRIPTORS = [
     # reductions and normalizations
     _template("reduce", {"fn": req(STR, REDUCE_FUNCTIONS), "axes": opt(INTS),
                          "keepdims": req(BOOL)},
-              layout=Layout.PHYSICAL, nhwc=_nhwc_axes),
+              layout=Layout.PHYSICAL, nhwc=_nhwc_axes, nhwc_when=_reduce_nhwc_when,
+              packable=_reduce_packable),
     _template("arg_reduce", {"fn": req(STR, ("max", "min")), "axis": req(INT),
                              "keepdims": req(BOOL), "select_last_index": req(BOOL)}),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},
@@ -285,7 +330,8 @@ _DESCRIPTORS = [
                        "strides": req(INTS), "pads": req(INTS), "dilations": req(INTS),
                        "ceil_mode": req(BOOL), "count_include_pad": opt(BOOL), "p": opt(FLOAT),
                        "layout": opt(STR, FORMATS)},
-              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packed=_packed_pool),
+              layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packable=_pool_packable,
+              packed=_packed_pool),
     _template("batch_norm", {"epsilon": req(FLOAT)}),
     _template("layer_norm", {"axis": req(INT), "epsilon": req(FLOAT), "rms": opt(BOOL)}),
     _template("group_norm", {"groups": req(INT), "epsilon": req(FLOAT)}),
@@ -299,7 +345,8 @@ _DESCRIPTORS = [
               layout=Layout.PHYSICAL, nhwc=_nhwc_transpose),
     _template("slice", {"starts": opt(INTS), "ends": opt(INTS), "steps": opt(INTS), **DYNAMIC},
               layout=Layout.PHYSICAL, nhwc=_nhwc_slice),
-    _template("concat", {"axis": req(INT)}, layout=Layout.PHYSICAL, nhwc=_nhwc_axis),
+    _template("concat", {"axis": req(INT)}, layout=Layout.PHYSICAL, nhwc=_nhwc_axis,
+              packable=_concat_packable),
     _template("pad", {"pads": opt(INTS), "mode": req(STR, PAD_MODES), "value": opt(FLOAT),
                       **DYNAMIC},
               layout=Layout.PHYSICAL, nhwc=_nhwc_pad),

@@ -111,10 +111,8 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
         return NHWC if conv_nhwc and p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW
     if p.get("dynamic") or len(op.inputs) > 1 and template not in ("concat",):
         return NCHW  # run-time parameter operands are logical
-    if template == "reduce" and not p.get("keepdims"):
-        kept = [d for d in range(4) if d not in [a % 4 for a in p["axes"]]]
-        return None if [d for d in PERMS[NHWC] if d in kept] == kept else NCHW
-    return None
+    when = descriptor(template).nhwc_when
+    return None if when is None or when(p) else NCHW
 
 
 def depthwise(op: LaunchOp) -> bool:
@@ -142,24 +140,15 @@ def packable(op: Operation) -> bool:
         return True
     if not isinstance(op, LaunchOp) or is_reformat(op) or not op.inputs:
         return False
-    template, p = op.template.data, attribute_value(op.params)
+    test = descriptor(op.template.data).packable  # conv, pool, concat, reduce
+    if test is None:
+        return False
+    p = attribute_value(op.params)
     shapes = [static_shape(v) for v in op.inputs]
     if shapes[0] is None or len(shapes[0]) != 4 or p.get("dynamic") or op.epilogue_inputs \
             or not all(_rank4(r) for r in op.results):
         return False
-    if template == "conv":
-        return len(op.inputs) in (2, 3) and "layout" not in p and shapes[1] is not None \
-            and len(shapes[1]) == 4
-    if template == "pool":
-        return len(op.inputs) == 1 and "layout" not in p
-    if template == "concat":
-        axis = int(p["axis"]) % 4
-        return all(s is not None and len(s) == 4 for s in shapes) and (
-            axis in (2, 3) or axis == 1 and all(s[1] % 4 == 0 for s in shapes))
-    if template == "reduce":
-        axes = [int(a) % 4 for a in p.get("axes") or []]
-        return len(op.inputs) == 1 and bool(p.get("keepdims")) and bool(axes) and 1 not in axes
-    return False
+    return test(p, shapes)
 
 
 def is_reformat(op: Operation | Block | None) -> bool:

@@ -79,6 +79,8 @@ def test_layout_behaviour():
         d = TEMPLATES[t]
         assert (d.nhwc is not None) == (d.layout in (Layout.NHWC_FORM, Layout.PHYSICAL)), t
     assert {t for t, d in TEMPLATES.items() if d.packed} == {"conv", "pool"}
+    assert {t for t, d in TEMPLATES.items() if d.packable} == {"conv", "pool", "concat",
+                                                                "reduce"}
     assert {t for t, d in TEMPLATES.items() if d.epilogue} == {"conv", "matmul"}
 
 
@@ -100,6 +102,22 @@ def test_nhwc_rewrites():
     p = {}
     descriptor("conv").packed(p, 6, True)
     assert p == {"layout": "NC4HW4", "channels": 6, "weight_layout": "C4RS4"}
+
+
+def test_when_a_template_has_a_format():
+    reduce = descriptor("reduce")
+    # dropping H and W leaves [N, C] in either format; dropping C leaves N, H, W in NHWC order;
+    # dropping W leaves [N, C, H], which NHWC would order [N, H, C]
+    assert reduce.nhwc_when({"axes": [2, 3], "keepdims": False})
+    assert reduce.nhwc_when({"axes": [1], "keepdims": False})
+    assert not reduce.nhwc_when({"axes": [-1], "keepdims": False})
+    assert reduce.nhwc_when({"axes": [-1], "keepdims": True})
+    assert reduce.packable({"axes": [2, 3], "keepdims": True}, [(1, 8, 4, 4)])
+    assert not reduce.packable({"axes": [1], "keepdims": True}, [(1, 8, 4, 4)])  # the lanes
+    concat = descriptor("concat").packable
+    assert concat({"axis": 1}, [(1, 8, 4, 4), (1, 4, 4, 4)])
+    assert not concat({"axis": 1}, [(1, 6, 4, 4), (1, 4, 4, 4)])  # pad lanes in between
+    assert concat({"axis": 3}, [(1, 6, 4, 4), (1, 6, 4, 2)])
 
 
 _KINDS = {"IntegerAttr": (INT, BOOL), "FloatAttr": (FLOAT,), "StringAttr": (STR,),
