@@ -92,7 +92,7 @@ class LaunchOp(IRDLOperation):
                 raise VerifyException("kernel.launch: the epilogue must end with kernel.yield")
             extra = len(block.args) - 1
         # the params its template's descriptor declares (dialects/kernel_templates.py)
-        check_launch(self.template.data, self.params, len(self.inputs), len(self.outputs),
+        check_launch(self.template.data, self.params, self.inputs.types, self.outputs.types,
                      extra)
 
     @property

@@ -32,6 +32,8 @@ from xdsl.ir import Attribute
 from xdsl.utils.exceptions import VerifyException
 
 from ember.dialects.dtypes import element_type_from_onnx, is_supported_onnx_dtype, numpy_dtype
+from ember.dialects.tensor_types import element_type_of
+from ember.errors import EmberError
 from ember.runtime.cpu_kernels import KERNELS, Kernel
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
 from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES
@@ -409,12 +411,30 @@ def descriptor(template: str) -> TemplateDescriptor:
     return d
 
 
-def check_launch(template: str, params: DictionaryAttr, inputs: int, outputs: int,
-                 epilogue_inputs: int | None) -> None:
+_DTYPE_OF: dict[Attribute, str] = {}
+
+
+def _dtype_of(t: Attribute) -> str:
+    """The dtype name of a tensor type's element type (its text where it has none)."""
+    element = element_type_of(t)
+    name = _DTYPE_OF.get(element)
+    if name is None:
+        try:
+            name = numpy_dtype(element).name
+        except EmberError:
+            name = str(element)
+        _DTYPE_OF[element] = name
+    return name
+
+
+def check_launch(template: str, params: DictionaryAttr, inputs: Sequence[Attribute],
+                 outputs: Sequence[Attribute], epilogue_inputs: int | None) -> None:
     """VerifyException unless `params` are what `template` declares: no unknown key, every
     required one, each of its kind (and closed strings one of their values), one in_shape /
     in_dtype per own operand (those before an epilogue's extra inputs) and one out_shape /
-    out_dtype per result. `epilogue_inputs`: None without an epilogue region."""
+    out_dtype per result, the dtypes the operands' and results' element types (but for the
+    result of an epilogue, which may cast). `inputs` / `outputs`: the operand and result types;
+    `epilogue_inputs`: None without an epilogue region."""
     d = TEMPLATES.get(template)
     where = f"kernel.launch '{template}'"
     if d is None:
@@ -439,13 +459,22 @@ def check_launch(template: str, params: DictionaryAttr, inputs: int, outputs: in
     if epilogue_inputs is not None and not d.epilogue:
         raise VerifyException(f"{where}: this template takes no epilogue (those that do: "
                               f"{', '.join(t for t, x in TEMPLATES.items() if x.epilogue)})")
-    own = inputs - (epilogue_inputs or 0)
-    for key, want in (("in_shapes", own), ("in_dtypes", own), ("out_shapes", outputs),
-                      ("out_dtypes", outputs)):
+    own = len(inputs) - (epilogue_inputs or 0)
+    for key, want in (("in_shapes", own), ("in_dtypes", own), ("out_shapes", len(outputs)),
+                      ("out_dtypes", len(outputs))):
         have = len(data[key])  # type: ignore[arg-type]
         if have != want:
             raise VerifyException(f"{where}: param '{key}' has {have} entries for {want} "
                                   f"{'operand' if key.startswith('in') else 'result'}(s)")
+    checked = [("in_dtypes", inputs[:own])]
+    if epilogue_inputs is None:
+        checked.append(("out_dtypes", outputs))
+    for key, types in checked:
+        for i, (name, t) in enumerate(zip(data[key], types, strict=True)):  # type: ignore
+            if name.data != _dtype_of(t):  # type: ignore[attr-defined]
+                what = "operand" if key == "in_dtypes" else "result"
+                raise VerifyException(f"{where}: param '{key}' says {what} #{i} is "
+                                      f"\"{name.data}\", but its type is {t}")  # type: ignore
 
 
 __all__ = ["BOOL", "DTYPES", "FLOAT", "INT", "INTS", "LAUNCH_TEMPLATES", "SHAPES", "STR",

@@ -271,6 +271,10 @@ def test_good_params_verify():
     ("softmax", 'axis = 1 : i64, log = false, in_shapes = [array<i64: 2, 8>, array<i64: 2, 8>]'
      ', in_dtypes = ["float32"], out_shapes = [array<i64: 2, 8>], out_dtypes = ["float32"]',
      r"kernel.launch 'softmax': param 'in_shapes' has 2 entries for 1 operand\(s\)"),
+    ("softmax", 'axis = 1 : i64, log = false, in_shapes = [array<i64: 2, 8>], in_dtypes = '
+     '["float16"], out_shapes = [array<i64: 2, 8>], out_dtypes = ["float32"]',
+     r"kernel.launch 'softmax': param 'in_dtypes' says operand #0 is \"float16\", but its "
+     r"type is tensor<2x8xf32>"),
 ])
 def test_bad_params(template, params, message):
     with pytest.raises(VerifyException, match=message):

@@ -135,3 +135,15 @@ builtin.module {
 }
 
 // CHECK: kernel.launch 'elementwise': this template is a kernel.elementwise op, not a launch
+
+// -----
+
+// A dtype that is not the operand's.
+builtin.module {
+  func.func @f(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+    %y = kernel.launch "softmax"(%x) {params = {axis = 1 : i64, log = false, in_shapes = [array<i64: 2, 8>], in_dtypes = ["float16"], out_shapes = [array<i64: 2, 8>], out_dtypes = ["float32"]}} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+    func.return %y : tensor<2x8xf32>
+  }
+}
+
+// CHECK: kernel.launch 'softmax': param 'in_dtypes' says operand #0 is "float16", but its type is tensor<2x8xf32>
