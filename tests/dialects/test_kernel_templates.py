@@ -68,6 +68,34 @@ def test_elementwise_templates_are_not_launches():
     assert not elementwise & set(LAUNCH_TEMPLATES)
 
 
+def test_elementwise_step_params_match_the_descriptor():
+    """A kernel.elementwise op's plan params (its region as data) are what the elementwise
+    descriptor declares, nested region included; a region op without its dtype is not."""
+    from ember.codegen.kernel_step import kernel_step
+
+    module = parse_module(ember_context(), """builtin.module {
+  func.func @f(%x: tensor<2x8xf32>, %b: tensor<8xf32>) -> tensor<2x8xf16> {
+    %y = kernel.elementwise(%x, %b) : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf16> {
+    ^bb0(%0: f32, %1: f32):
+      %2 = kernel.scalar "add" %0, %1 : (f32, f32) -> f32
+      %3 = kernel.scalar "leaky_relu" %2 {alpha = 1.000000e-01 : f64} : (f32) -> f32
+      %4 = kernel.scalar "cast" %3 : (f32) -> f16
+      kernel.yield %4 : f16
+    }
+    func.return %y : tensor<2x8xf16>
+  }
+}""")
+    op = next(o for o in module.walk() if o.name == "kernel.elementwise")
+    template, params = kernel_step(op, {})
+    declared = descriptor(template).params
+    assert set(params) == set(declared)
+    for key, value in params.items():
+        assert declared[key].problem(to_attribute(value)) is None, key
+    del params["region"]["ops"][1]["dtype"]
+    assert "a dictionary {ops, result}" in declared["region"].problem(
+        to_attribute(params["region"]))
+
+
 def test_layout_behaviour():
     by_layout = {layout: {t for t in LAUNCH_TEMPLATES if TEMPLATES[t].layout is layout}
                  for layout in Layout}
