@@ -539,15 +539,8 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
         raise UnsupportedError("CUDA conv: INT8 tactics have no split-K")
     tile = gemm.tile
     stored = stored_dtype(params)
-
-    def store(m: str, n: str, value: str, indent: str) -> list[str]:
-        lines = [f"{indent}const size_t oi = (size_t){m} * {cv.cout} + g * {cv.mg} + {n};",
-                 f"{indent}const int acc = {value};"]
-        if not params.get("epilogue"):
-            return lines + [f"{indent}out0[oi] = acc;"]
-        return lines + [f"{indent}{compute_type(stored)} res;",
-                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
-                        f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
+    store = gemm_epilogue.int32_store(
+        params, lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}")
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",

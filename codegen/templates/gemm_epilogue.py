@@ -24,9 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ember.codegen.scalar_c import is_half, load_float, storage_type, store_from_float
+from ember.codegen.scalar_c import (
+    compute_type,
+    is_half,
+    load_float,
+    storage_type,
+    store_from_float,
+)
 from ember.codegen.symbolic import is_sym
-from ember.codegen.templates.elementwise import epilogue_lines
+from ember.codegen.templates.elementwise import epilogue_lines, epilogue_store
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 VECTOR_BYTES = 16  # one store, one chunk
 
@@ -153,3 +160,22 @@ def _innermost_only(shape: list, out_shape: list) -> bool:
 def helpers(dtype: str) -> str:
     """The 16-byte view of a chunk of stored elements the drain uses."""
     return f"union pack16 {{ uint4 v; {storage_type(dtype)} e[{chunk(dtype)}]; }};\n"
+
+
+def int32_store(params: dict, index: Callable[[str, str], str]
+                ) -> Callable[[str, str, str, str], list[str]]:
+    """An INT8 GEMM's `store(row, col, value, indent)`: the int32 sum stored as it is, or put
+    through the epilogue (which dequantizes it, and may requantize to int8) into the stored
+    dtype. `index(row, col)`: the output element's flat index."""
+    stored = stored_dtype(params)
+
+    def store(row: str, col: str, value: str, indent: str) -> list[str]:
+        lines = [f"{indent}const size_t oi = {index(row, col)};",
+                 f"{indent}const int acc = {value};"]
+        if not params.get("epilogue"):
+            return lines + [f"{indent}out0[oi] = acc;"]
+        return lines + [f"{indent}{compute_type(stored)} res;",
+                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
+                        f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
+
+    return store

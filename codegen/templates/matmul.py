@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ember.codegen.scalar_c import c_type, compute_type, is_half
+from ember.codegen.scalar_c import c_type, is_half
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -216,16 +216,7 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
         raise UnsupportedError("CUDA matmul: INT8 tactics have no split-K")
     tile = gemm.tile
     stored = stored_dtype(params)
-    index = _output_index(m, n)
-
-    def store(row: str, col: str, value: str, indent: str) -> list[str]:
-        lines = [f"{indent}const size_t oi = {index(row, col)};",
-                 f"{indent}const int acc = {value};"]
-        if not params.get("epilogue"):
-            return lines + [f"{indent}out0[oi] = acc;"]
-        return lines + [f"{indent}{compute_type(stored)} res;",
-                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
-                        f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
+    store = gemm_epilogue.int32_store(params, _output_index(m, n))
 
     body = ["    const int b = blockIdx.z;",
             "    const unsigned short* a16 = (const unsigned short*)in0;",
