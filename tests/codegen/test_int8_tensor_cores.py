@@ -26,15 +26,19 @@ def _params(batch: list[int], m: int, n: int, k: int, epilogue: bool = False) ->
     params = {"transpose_b": True, "in_shapes": [[*batch, m, k], [n, k]],
               "in_dtypes": ["int8", "int8"], "out_shapes": [[*batch, m, n]],
               "out_dtypes": ["int32"]}
-    if epilogue:  # relu(float(acc) * scale[n] + bias[n]), stored as float32
-        params["epilogue"] = {
-            "in_shapes": [[1, n], [n]], "in_dtypes": ["float32", "float32"],
+    if epilogue:
+        params["epilogue"] = _dequantize_relu([[1, n], [n]])
+    return params
+
+
+def _dequantize_relu(in_shapes: list) -> dict:
+    """relu(float(acc) * scale + bias), stored as float32 (fold-qdq's tail, fused)."""
+    return {"in_shapes": in_shapes, "in_dtypes": ["float32", "float32"],
             "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
                     {"fn": "mul", "args": [3, 1], "dtype": "float32"},
                     {"fn": "add", "args": [4, 2], "dtype": "float32"},
                     {"fn": "relu", "args": [5], "dtype": "float32"}],
             "result": 6, "out_dtype": "float32"}
-    return params
 
 
 def _int8(rng, shape):
@@ -153,14 +157,8 @@ def _conv_params(n: int, hw: int, c: int, k: int, stride: int, epilogue: bool) -
     params = {"in_shapes": [[n, hw, hw, c], [k, 3, 3, c]], "in_dtypes": ["int8", "int8"],
               "out_shapes": [[n, oh, oh, k]], "out_dtypes": ["int32"], "layout": "NHWC",
               "strides": [stride] * 2, "pads": [1] * 4, "dilations": [1, 1], "groups": 1}
-    if epilogue:  # relu(float(acc) * scale[k] + bias[k]), stored as float32
-        params["epilogue"] = {
-            "in_shapes": [[1, 1, 1, k], [1, 1, 1, k]], "in_dtypes": ["float32", "float32"],
-            "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
-                    {"fn": "mul", "args": [3, 1], "dtype": "float32"},
-                    {"fn": "add", "args": [4, 2], "dtype": "float32"},
-                    {"fn": "relu", "args": [5], "dtype": "float32"}],
-            "result": 6, "out_dtype": "float32"}
+    if epilogue:
+        params["epilogue"] = _dequantize_relu([[1, 1, 1, k], [1, 1, 1, k]])
     return params
 
 
