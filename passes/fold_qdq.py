@@ -62,8 +62,9 @@ class FoldQDQ(ModulePass):
     name = "fold-qdq"
 
     multiple: int = 1
-    """Fold only convs whose input channels per group, and matmuls whose K, are multiples of
-    this (GPU builds: 16, what the INT8 tensor cores read at a time; others stay float)."""
+    """Fold only convs whose input channels, and matmuls whose K, are multiples of this, and
+    with a multiple > 1 only ungrouped convs (GPU builds: 16, what the INT8 tensor cores read
+    at a time; the others stay float)."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.multiple < 1:
@@ -71,9 +72,10 @@ class FoldQDQ(ModulePass):
         store = weights_of(module)
         for op in list(module.walk()):
             if isinstance(op, ConvOp):
-                x, w = shape_of(op.input), shape_of(op.weight)
-                if x is None or w is None or not _multiple(w[1], self.multiple):
-                    continue
+                w = shape_of(op.weight)
+                if w is None or not _multiple(w[1], self.multiple) \
+                        or self.multiple > 1 and op.prop("groups", 1) != 1:
+                    continue  # (the INT8 tensor-core conv runs ungrouped, NHWC)
                 _fold(op, store, weight_axis=0, out_axis=1)
             elif isinstance(op, MatMulOp) and not op.prop("transpose_a", False):
                 w_shape = shape_of(op.rhs)
