@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ember.errors import EmberError
+from ember.errors import EmberError, UnsupportedError
+from ember.runtime.trt_types import DataType
 
 
 class LayerType(enum.IntEnum):
@@ -239,46 +240,37 @@ def enum_value(kind: type[enum.IntEnum], value: Any, what: str) -> Any:
                      f"{', '.join(kind.__members__)})")
 
 
-# TensorRT's DataType names and numbers -> numpy (None: a type ember has no numpy dtype for)
-_TRT_DTYPES: dict[str, tuple[int, str | None]] = {
-    "FLOAT": (0, "float32"), "HALF": (1, "float16"), "INT8": (2, "int8"), "INT32": (3, "int32"),
-    "BOOL": (4, "bool"), "UINT8": (5, "uint8"), "FP8": (6, None), "BF16": (7, "bfloat16"),
-    "INT64": (8, "int64"), "INT4": (9, None), "FP4": (10, None)}
-_NUMPY_TO_TRT = {np_name: trt for trt, (_, np_name) in _TRT_DTYPES.items() if np_name}
-
-
 def numpy_dtype(value: Any, what: str = "dtype") -> np.dtype:
     """A numpy dtype for np.float32 / "float32" / a TensorRT DataType (`trt.float32`,
     `DataType.HALF`, anything whose `.name` is one of TensorRT's) / its number."""
     name = getattr(value, "name", None)
-    if not isinstance(value, np.dtype) and isinstance(name, str) and name.upper() in _TRT_DTYPES:
-        np_name = _TRT_DTYPES[name.upper()][1]
+    if isinstance(value, DataType):
+        member = value
+    elif not isinstance(value, np.dtype) and isinstance(name, str) \
+            and name.upper() in DataType.__members__:
+        member = DataType[name.upper()]
     elif isinstance(value, int) and not isinstance(value, bool):
-        np_name = next((n for v, n in _TRT_DTYPES.values() if v == value), "?")
+        member = next((m for m in DataType if m.value == value), None)
+        if member is None:
+            raise EmberError(f"{what}: {value!r} has no numpy type ember computes in")
     else:
         try:
             return np.dtype(value)
         except TypeError:
             raise EmberError(f"{what}: {value!r} is not a dtype") from None
-    if np_name is None or np_name == "?":
-        raise EmberError(f"{what}: {value!r} has no numpy type ember computes in")
-    if np_name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(np_name)
+    try:
+        return member.dtype
+    except TypeError:
+        raise EmberError(f"{what}: {value!r} has no numpy type ember computes in") from None
 
 
 def data_type(dtype: np.dtype) -> Any:
-    """What `ITensor.dtype` returns: TensorRT's `DataType` member where `ember.DataType` exists,
-    else the numpy dtype."""
-    import ember
-
-    kind = getattr(ember, "DataType", None)
-    trt_name = _NUMPY_TO_TRT.get(np.dtype(dtype).name)
-    if kind is None or trt_name is None:
+    """What `ITensor.dtype` returns: TensorRT's `DataType` member, or the numpy dtype where
+    TensorRT has none (float64)."""
+    try:
+        return DataType.from_numpy(dtype)
+    except UnsupportedError:
         return np.dtype(dtype)
-    return kind[trt_name]
 
 
 def int_tuple(values: Iterable[Any] | int, what: str) -> tuple[int, ...]:
