@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
 import re
 import time
@@ -40,10 +39,10 @@ from ember.runtime.engine import launches, workspace_bytes
 from ember.runtime.inspector import ProfilingVerbosity
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.plan import plan_bytes
-from ember.runtime.trt_types import ContextManaged, Dims, HostMemory
+from ember.runtime.trt_types import ContextManaged, Dims, HostMemory, Numbered
 
 
-class BuilderFlag(enum.Enum):
+class BuilderFlag(Numbered):
     """TensorRT's builder flags, numbered as TensorRT 10 numbers them: `int(flag)` is the flag's
     bit in `config.flags`, so TensorRT's `config.flags = 1 << int(BuilderFlag.FP16)` works, and
     `a | b` of flags is that bit field too (ember's shorthand: `set_flag(FP16 | TF32)`,
@@ -87,10 +86,7 @@ class BuilderFlag(enum.Enum):
     WEIGHTLESS = 19
     STRICT_TYPES = 9
 
-    def __int__(self) -> int:
-        return self.value
-
-    __index__ = __int__
+    __index__ = Numbered.__int__
 
     @property
     def bit(self) -> int:

@@ -8,16 +8,10 @@ from __future__ import annotations
 import enum
 
 from ember.errors import EmberError, UnsupportedError
+from ember.runtime.trt_types import Numbered
 
 
-class _Numbered(enum.Enum):
-    """An enum whose `int()` is TensorRT's number (a bit position for the flag enums)."""
-
-    def __int__(self) -> int:
-        return self.value
-
-
-class NetworkDefinitionCreationFlag(_Numbered):
+class NetworkDefinitionCreationFlag(Numbered):
     """`builder.create_network(1 << int(flag) | ...)`. EXPLICIT_BATCH is how every ember
     network is (accepted, as TensorRT 10 accepts it); STRONGLY_TYPED: tensor types come from
     the network, and precision flags or per-layer precisions that would change them are
@@ -46,7 +40,7 @@ def network_flags(flags: int) -> frozenset[NetworkDefinitionCreationFlag]:
     return frozenset(members)
 
 
-class MemoryPoolType(_Numbered):
+class MemoryPoolType(Numbered):
     """`config.set_memory_pool_limit(pool, bytes)`. WORKSPACE bounds the plan's kernel scratch
     memory (split-K partial sums: `engine.workspace_bytes`); a plan over it is refused, naming
     the kernels. The other pools are errors naming them (no DLA; timing buffers and static
@@ -60,7 +54,7 @@ class MemoryPoolType(_Numbered):
     TACTIC_SHARED_MEMORY = 5
 
 
-class ErrorCode(_Numbered):
+class ErrorCode(Numbered):
     """The ONNX parser's error codes (`parser.get_error(i).code()`)."""
 
     SUCCESS = 0

@@ -14,21 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from ember.errors import EmberError
 from ember.runtime.symbolic import expr_text
+from ember.runtime.trt_types import Numbered
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
 
 
-class ProfilingVerbosity(enum.Enum):
+class ProfilingVerbosity(Numbered):
     """TensorRT's ProfilingVerbosity, numbered as TensorRT numbers it. ember's plans always keep
     every layer's detail: an engine's is DETAILED, and the builder refuses the others."""
 
     LAYER_NAMES_ONLY = 0
     NONE = 1
     DETAILED = 2
-
-    def __int__(self) -> int:
-        return self.value
 
 
 class LayerInformationFormat(enum.Enum):

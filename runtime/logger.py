@@ -6,14 +6,14 @@ Imports: the standard library only.
 
 from __future__ import annotations
 
-import enum
 import sys
 from typing import Any
 
 from ember.errors import EmberError
+from ember.runtime.trt_types import Numbered
 
 
-class Severity(enum.Enum):
+class Severity(Numbered):
     """TensorRT's ILogger.Severity, numbered as TensorRT numbers it (lower is more severe)."""
 
     INTERNAL_ERROR = 0
@@ -21,9 +21,6 @@ class Severity(enum.Enum):
     WARNING = 2
     INFO = 3
     VERBOSE = 4
-
-    def __int__(self) -> int:
-        return self.value
 
     def __lt__(self, other: Severity) -> bool:
         if not isinstance(other, Severity):

@@ -16,7 +16,15 @@ from ember.errors import EmberError, UnsupportedError
 from ember.runtime import formats
 
 
-class DataType(enum.Enum):
+class Numbered(enum.Enum):
+    """An enum whose `int()` is TensorRT's number for the member (a bit position for the flag
+    enums)."""
+
+    def __int__(self) -> int:
+        return self.value
+
+
+class DataType(Numbered):
     """TensorRT's DataType, numbered as TensorRT numbers it. A member is accepted wherever numpy
     takes a dtype (`np.dtype(DataType.HALF)`, `a.astype(trt.float32)`), through its `dtype`;
     `itemsize` is bytes per element (0.5 for the 4-bit types)."""
@@ -32,9 +40,6 @@ class DataType(enum.Enum):
     INT64 = 8
     INT4 = 9
     FP4 = 10
-
-    def __int__(self) -> int:
-        return self.value
 
     @property
     def itemsize(self) -> float:
@@ -90,18 +95,15 @@ def nptype(trt_type: DataType) -> type:
     return np.dtype(_NUMPY[trt_type]).type
 
 
-class TensorIOMode(enum.Enum):
+class TensorIOMode(Numbered):
     """What an engine's tensor is (`engine.get_tensor_mode`)."""
 
     NONE = 0
     INPUT = 1
     OUTPUT = 2
 
-    def __int__(self) -> int:
-        return self.value
 
-
-class TensorFormat(enum.Enum):
+class TensorFormat(Numbered):
     """TensorRT's tensor formats, numbered as TensorRT numbers them. ember has three of them:
     LINEAR (ONNX's NCHW, and every tensor that is not 4-D), HWC (NHWC) and CHW4 (NC4HW4);
     `ember_format` gives ember's name, and None for the ones ember does not implement."""
@@ -119,9 +121,6 @@ class TensorFormat(enum.Enum):
     DLA_HWC4 = 10
     HWC16 = 11
     DHWC = 12
-
-    def __int__(self) -> int:
-        return self.value
 
     @property
     def ember_format(self) -> str | None:
