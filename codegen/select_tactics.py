@@ -115,18 +115,12 @@ class SelectTactics(ModulePass):
 AUTOTUNE_COUNTS = "ember.autotune"  # module attribute: the autotuner's counts, for the plan
 
 
-def gpu_arch() -> str | None:
-    """The arch of the GPU present ("sm_90"), None without one."""
-    from ember.runtime.cuda import Device, cuda_available
-
-    return Device(0).arch if cuda_available() else None
-
-
 def _autotune(module: ModuleOp, arch: str) -> None:
     """Time every tunable kernel's candidates on the GPU present and set the fastest."""
     from ember.codegen.autotune import autotune
+    from ember.runtime import cuda
 
-    present = gpu_arch()
+    present = cuda.gpu_arch()
     if present is None or parse_arch(present) != parse_arch(arch):
         raise PassError(f"select-tactics: autotune times tactics on a {arch} GPU; the GPU "
                         f"here is {present or 'absent'}")

@@ -948,7 +948,7 @@ def _format_source(config: BuilderConfig) -> str | None:
 
 def detect_arch() -> str | None:
     """The arch of GPU 0 (e.g. "sm_90"), or None where there is no GPU."""
-    from ember.codegen.select_tactics import gpu_arch
+    from ember.runtime.cuda import gpu_arch
 
     return gpu_arch()
 

@@ -41,3 +41,8 @@ def symbol_ranges(module: ModuleOp) -> dict[str, tuple[int, int, int]]:
                              f"1 <= min <= opt <= max, got {value}")
         out[name] = (bounds[0], bounds[1], bounds[2])
     return out
+
+
+def symbol_maxima(module: ModuleOp) -> dict[str, int]:
+    """Each symbol's profile max (what fold-constants and plan-memory size and check against)."""
+    return {k: v[2] for k, v in symbol_ranges(module).items()}

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, i64
+from xdsl.dialects.builtin import ModuleOp, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import (
     NNOp,
@@ -50,7 +49,7 @@ from ember.dialects.nn.elementwise import (
 from ember.dialects.nn.movement import GatherOp, RangeOp, ShapeOfOp, SliceOp, known_ints
 from ember.dialects.nn.reduction import ReduceOp
 from ember.dialects.origin import origin_of
-from ember.dialects.symbol_ranges import symbol_ranges
+from ember.dialects.symbol_ranges import symbol_maxima
 from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of, tensor_type
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
@@ -75,26 +74,6 @@ class FoldConstants(ModulePass):
             if isinstance(fn, func.FuncOp):
                 _Folder(store, self.max_elements, symbol_maxima(module)).run(fn)
                 update_function_type(fn)
-
-
-# module attribute: each symbol's max (a module without the profile's ranges, `ember.symbols`)
-SYMBOL_MAXIMA = "ember.symbol_max"
-
-
-def set_symbol_maxima(module: ModuleOp, maxima: dict[str, int]) -> None:
-    """Record each symbol's max on the module, for `symbol_maxima` (the builder records the
-    whole ranges instead, `symbol_ranges.set_symbol_ranges`)."""
-    module.attributes[SYMBOL_MAXIMA] = DictionaryAttr(
-        {k: to_attribute(v) for k, v in maxima.items()})
-
-
-def symbol_maxima(module: ModuleOp) -> dict[str, int]:
-    """Each symbol's max: the profile's (`ember.symbols`, dialects/symbol_ranges.py), else the
-    module's `ember.symbol_max`."""
-    attr = module.attributes.get(SYMBOL_MAXIMA)
-    if isinstance(attr, DictionaryAttr):
-        return {k: attribute_value(v) for k, v in attr.data.items()}
-    return {k: v[2] for k, v in symbol_ranges(module).items()}
 
 
 class _Folder:
@@ -158,7 +137,7 @@ class _Folder:
         """x[..., 0:n] along one axis with n a symbolic dim (`buffer[:, :seq_len]` under a
         dynamic sequence): a gather of x at Range(0, n) (length n), since a static slice's ends
         are numbers. ONNX clamps the end to the dim; the gather reads positions below n, so the
-        profile must keep n within the dim: checked here against the builder's `ember.symbol_max`
+        profile must keep n within the dim: checked here against the profile max (`ember.symbols`)
         (a module without it, e.g. in ember-opt, is rewritten unchecked; plans come from the
         builder)."""
         values = op.by_operand(known)

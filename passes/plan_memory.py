@@ -8,7 +8,7 @@ one offset per result, and each function `ember.arena_bytes` (the arena's size) 
 writes it to the last step that reads it (a `kernel.view` keeps its base alive; a function result
 lives to the end). Offsets are assigned first-fit over the lifetimes, largest first, aligned, so
 two activations share bytes only when their lifetimes do not overlap. Symbolic buffers are sized
-at the profile's max (the module's `ember.symbol_max`): a symbolic dim is a monomial, so a
+at the profile's max (the module's `ember.symbols`): a symbolic dim is a monomial, so a
 buffer is never bigger at a smaller shape and the arena planned at max serves every shape.
 Rerunning the pass plans again from scratch.
 """
@@ -29,9 +29,9 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp, ViewOp
 from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
+from ember.dialects.symbol_ranges import SYMBOL_RANGES, symbol_maxima
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.errors import PassError
-from ember.passes.fold_constants import SYMBOL_MAXIMA, symbol_maxima
 from ember.runtime.formats import FORMATS, NC4HW4, physical_of
 from ember.runtime.symbolic import dim_value, is_monomial_over
 
@@ -104,7 +104,7 @@ def buffer_bytes(value: SSAValue, maxima: Mapping[str, int], where: str) -> int:
     if logical is None or any(isinstance(d, str) and ("?" in d or not is_monomial_over(
             d, maxima)) for d in logical):
         known = f"the module's symbols are {sorted(maxima)}" if maxima else (
-            f"the module records no symbol maxima ({SYMBOL_MAXIMA}): give the model static "
+            f"the module records no symbol maxima ({SYMBOL_RANGES}): give the model static "
             "input shapes or an optimization profile")
         raise PassError(f"plan-memory: cannot size {value.type} ({where}): every dim must be "
                         f"static or a product of symbols with a profile max; {known}")

@@ -143,6 +143,12 @@ def cuda_available() -> bool:
         return False
 
 
+
+def gpu_arch() -> str | None:
+    """The arch of GPU 0 ("sm_90"), None where there is none."""
+    return Device(0).arch if cuda_available() else None
+
+
 # --------------------------------------------------------------------------------------------
 # device and context
 

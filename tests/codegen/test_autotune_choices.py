@@ -12,7 +12,6 @@ import pytest
 
 import ember.compiler.builder as builder
 from ember.codegen import autotune as tuner
-from ember.codegen import select_tactics
 from ember.codegen.emit_cuda import emit_step
 from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model, pipeline_for
 from ember.compiler.pipeline import pipeline_text
@@ -27,7 +26,7 @@ ARCH = "sm_90"
 def fake_gpu(tmp_path, monkeypatch):
     """A "GPU" named FakeGPU whose timing cache lives in tmp_path; no kernel is ever timed."""
     monkeypatch.setattr(cuda, "default_device", lambda: SimpleNamespace(name="FakeGPU"))
-    monkeypatch.setattr(select_tactics, "gpu_arch", lambda: ARCH)
+    monkeypatch.setattr(cuda, "gpu_arch", lambda: ARCH)
     monkeypatch.setattr(tuner, "cache_path", lambda: tmp_path / "tactics.json")
     return tmp_path / "tactics.json"
 
