@@ -7,6 +7,12 @@ import numpy as np
 from onnx import TensorProto
 from xdsl.dialects.builtin import (
     BFloat16Type,
+    Float4E2M1FNType,
+    Float8E4M3FNType,
+    Float8E4M3FNUZType,
+    Float8E5M2FNUZType,
+    Float8E5M2Type,
+    Float8E8M0FNUType,
     Float16Type,
     Float32Type,
     Float64Type,
@@ -32,7 +38,23 @@ _TABLE: list[tuple[int, np.dtype, Attribute]] = [
     (TensorProto.UINT64, np.dtype(np.uint64), IntegerType(64, Signedness.UNSIGNED)),
     (TensorProto.BOOL, np.dtype(np.bool_), IntegerType(1)),
     (TensorProto.BFLOAT16, np.dtype(ml_dtypes.bfloat16), BFloat16Type()),
+    # storage-only types (ml_dtypes', one element per byte): cast to and from, moved, quantized
+    # to; no arithmetic is lowered on them and CUDA codegen refuses them (host steps)
+    (TensorProto.FLOAT8E4M3FN, np.dtype(ml_dtypes.float8_e4m3fn), Float8E4M3FNType()),
+    (TensorProto.FLOAT8E4M3FNUZ, np.dtype(ml_dtypes.float8_e4m3fnuz), Float8E4M3FNUZType()),
+    (TensorProto.FLOAT8E5M2, np.dtype(ml_dtypes.float8_e5m2), Float8E5M2Type()),
+    (TensorProto.FLOAT8E5M2FNUZ, np.dtype(ml_dtypes.float8_e5m2fnuz), Float8E5M2FNUZType()),
+    (TensorProto.FLOAT8E8M0, np.dtype(ml_dtypes.float8_e8m0fnu), Float8E8M0FNUType()),
+    (TensorProto.FLOAT4E2M1, np.dtype(ml_dtypes.float4_e2m1fn), Float4E2M1FNType()),
+    (TensorProto.INT4, np.dtype(ml_dtypes.int4), IntegerType(4)),
+    (TensorProto.UINT4, np.dtype(ml_dtypes.uint4), IntegerType(4, Signedness.UNSIGNED)),
+    (TensorProto.INT2, np.dtype(ml_dtypes.int2), IntegerType(2)),
+    (TensorProto.UINT2, np.dtype(ml_dtypes.uint2), IntegerType(2, Signedness.UNSIGNED)),
 ]
+
+# the float8 types ONNX Cast's `saturate` applies to
+FLOAT8_SATURATING = (Float8E4M3FNType, Float8E4M3FNUZType, Float8E5M2Type, Float8E5M2FNUZType,
+                     Float8E8M0FNUType)
 
 _BY_ONNX = {o: (n, x) for o, n, x in _TABLE}
 _BY_NUMPY = {n: x for _, n, x in _TABLE}
@@ -77,7 +99,13 @@ def onnx_dtype(element_type: Attribute) -> int:
 
 
 def is_float(element_type: Attribute) -> bool:
+    """A float type ember computes in (the float8/float4 storage types are not)."""
     return isinstance(element_type, Float16Type | Float32Type | Float64Type | BFloat16Type)
+
+
+def is_storage_float(element_type: Attribute) -> bool:
+    """A float8/float4 type: stored, cast to and from and quantized to; never computed in."""
+    return isinstance(element_type, (*FLOAT8_SATURATING, Float4E2M1FNType))
 
 
 def is_bool(element_type: Attribute) -> bool:

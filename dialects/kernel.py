@@ -59,7 +59,7 @@ from ember.dialects.kernel_templates import check_launch
 from ember.dialects.nn.functions import BINARY, UNARY
 
 # kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
-SCALAR_EXTRA = {"select": 3, "cast": 1}
+SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1}
 
 
 @irdl_op_definition

@@ -393,7 +393,7 @@ _DESCRIPTORS = [
     _template("binary", {"fn": req(STR, tuple(BINARY))}, cuda=None, layout=Layout.PHYSICAL,
               op="kernel.elementwise"),
     _template("select", {}, cuda=None, layout=Layout.PHYSICAL, op="kernel.elementwise"),
-    _template("cast", {"to": req(DTYPE)}, cuda=None, layout=Layout.PHYSICAL,
+    _template("cast", {"to": req(DTYPE), "saturate": opt(BOOL)}, cuda=None, layout=Layout.PHYSICAL,
               op="kernel.elementwise"),
 ]
 

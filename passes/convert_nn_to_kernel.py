@@ -64,7 +64,7 @@ def _scalar_fn(op: NNOp) -> tuple[str, dict[str, Attribute]]:
         return op.fn.data, props
     if isinstance(op, SelectOp):
         return "select", {}
-    return "cast", {}
+    return ("saturate_cast" if op.properties.get("saturate") else "cast"), {}
 
 
 def _elementwise(op: NNOp) -> ElementwiseOp:

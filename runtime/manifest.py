@@ -40,14 +40,19 @@ def _int(value: Any, what: str, lo: int = 0) -> int:
     return value
 
 
+# ml_dtypes' types (an onnx dependency): numpy knows their names once ml_dtypes is imported
+ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+             "float8_e8m0fnu", "float4_e2m1fn", "int4", "uint4", "int2", "uint2")
+
+
 def _dtype(value: Any, what: str) -> np.dtype:
-    if value == "bfloat16":  # numpy knows it once ml_dtypes (an onnx dependency) registers it
+    if value in ML_DTYPES:
         try:
             import ml_dtypes  # noqa: F401
         except ImportError:
-            raise PlanError(f"manifest: {what} is bfloat16, which needs the ml_dtypes "
+            raise PlanError(f"manifest: {what} is {value}, which needs the ml_dtypes "
                             "package") from None
-        return np.dtype("bfloat16")
+        return np.dtype(value)
     try:
         dtype = np.dtype(value) if isinstance(value, str) else None
     except TypeError:

@@ -68,7 +68,8 @@ def _compare(name: str, have: np.ndarray, want: np.ndarray) -> str | None:
         return f"{name}: dtype {have.dtype} != {want.dtype}"
     if have.shape != want.shape:
         return f"{name}: shape {have.shape} != {want.shape}"
-    if np.issubdtype(want.dtype, np.floating) or want.dtype.name == "bfloat16":
+    if np.issubdtype(want.dtype, np.floating) or want.dtype.name == "bfloat16" \
+            or want.dtype.name.startswith(("float8", "float4")):  # ml_dtypes' floats
         have, want = have.astype(np.float64), want.astype(np.float64)
         if not np.allclose(have, want, rtol=1e-3, atol=1e-5, equal_nan=True):
             return f"{name}: max abs diff {np.nanmax(np.abs(have - want.astype(have.dtype)))}"

@@ -8,6 +8,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IntegerAttr,
     StringAttr,
+    UnitAttr,
     i1,
 )
 from xdsl.ir import Attribute, TypeAttribute
@@ -161,10 +162,13 @@ class SelectOp(NNOp):
 
 @irdl_op_definition
 class CastOp(NNOp):
-    """Convert each element to the element type `to` (float -> int truncates, as ONNX Cast)."""
+    """Convert each element to the element type `to` (float -> int truncates, as ONNX Cast).
+    `saturate` (float8 results only, ONNX Cast's default): values beyond the type's range
+    become its largest finite value instead of inf/NaN."""
 
     name = "nn.cast"
     to = prop_def(TypeAttribute)
+    saturate = opt_prop_def(UnitAttr)
     input = operand_def()
     output = result_def()
     traits = traits_def(Pure())

@@ -16,7 +16,7 @@ from xdsl.irdl import (
 )
 from xdsl.traits import Pure
 
-from ember.dialects.dtypes import is_float
+from ember.dialects.dtypes import is_float, is_storage_float
 from ember.dialects.nn.base import NNOp, like, normalize_axis
 from ember.dialects.tensor_types import Shape, element_type_of
 from ember.errors import ShapeError
@@ -64,7 +64,8 @@ def _check_params(op: NNOp, x: Shape, index: int, what: str) -> None:
 @irdl_op_definition
 class QuantizeOp(NNOp):
     """y = saturate(round_half_even(x / scale) + zero_point), in zero_point's element type (or
-    `to`, else ui8). `saturate` only matters for float8 results, which ember does not yet have."""
+    `to`, else ui8); to a float8/float4 type: x / scale + zero_point rounded to nearest even,
+    `saturate` (default 1) clamping float8 results to the type's range."""
 
     name = "nn.quantize"
     input = operand_def()
@@ -95,8 +96,9 @@ class QuantizeOp(NNOp):
             raise ShapeError(f"nn.quantize: the input must be a float tensor, not "
                              f"{element_type_of(self.input)}")
         out = self.result_element_type()
-        if not isinstance(out, IntegerType) or out.width.data == 1:
-            raise ShapeError(f"nn.quantize: cannot quantize to {out} (an integer type is needed)")
+        if not (isinstance(out, IntegerType) and out.width.data > 1 or is_storage_float(out)):
+            raise ShapeError(f"nn.quantize: cannot quantize to {out} (an integer, float8 or "
+                             f"float4 type is needed)")
         _check_params(self, x, 1, "scale")
         if self.zero_point is not None:
             _check_params(self, x, 2, "zero point")

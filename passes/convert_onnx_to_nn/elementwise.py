@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from xdsl.ir import SSAValue
+from xdsl.dialects.builtin import Float8E8M0FNUType, UnitAttr
+from xdsl.ir import Attribute, SSAValue
 
-from ember.dialects.dtypes import element_type_from_onnx, is_float, numpy_dtype
-from ember.dialects.nn.elementwise import SelectOp
+from ember.dialects.dtypes import (
+    FLOAT8_SATURATING,
+    element_type_from_onnx,
+    is_float,
+    numpy_dtype,
+)
+from ember.dialects.nn.elementwise import CastOp, SelectOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import UnsupportedError
@@ -155,12 +161,26 @@ def cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         to = element_type_from_onnx(op.attr("to"))
     except UnsupportedError as e:
         raise b.unsupported(str(e)) from None
-    return [b.cast(_first_input(op), to)]
+    return [_saturating_cast(b, op, _first_input(op), to)]
 
 
 @legalizes("CastLike")
 def cast_like(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
-    return [b.cast(op.operands[0], element_type_of(op.operands[1]))]
+    return [_saturating_cast(b, op, op.operands[0], element_type_of(op.operands[1]))]
+
+
+def _saturating_cast(b: NNBuilder, op: OnnxOp, x: SSAValue, to: Attribute) -> SSAValue:
+    """Cast/CastLike: `saturate` (default 1) applies to float8 results only (ONNX says so)."""
+    saturate = op.attr("saturate", 1)
+    if saturate not in (0, 1):
+        raise b.unsupported(f"saturate={saturate} (must be 0 or 1)")
+    # round_mode applies to float8e8m0 results only (ONNX says so); "up" is its default
+    if isinstance(to, Float8E8M0FNUType) and op.attr("round_mode", "up") != "up":
+        raise b.unsupported(f"round_mode={op.attr('round_mode')!r}: casts to float8e8m0 "
+                            "round up only")
+    if not saturate or not isinstance(to, FLOAT8_SATURATING) or element_type_of(x) == to:
+        return b.cast(x, to)
+    return b.value(CastOp, [x], to=to, saturate=UnitAttr())
 
 
 def _limit(b: NNBuilder, op: OnnxOp, name: str) -> float | SSAValue | None:

@@ -93,8 +93,8 @@ def dynamic_quantize(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     axes = list(range(len(b.shape(x))))
     zero = b.constant(0.0, like=x)
     if axes:
-        low = b.value(ReduceOp, [x], fn="min", axes=axes, keepdims=0)
-        high = b.value(ReduceOp, [x], fn="max", axes=axes, keepdims=0)
+        low = b.value(ReduceOp, [x], fn="min", axes=axes, keepdims=False)
+        high = b.value(ReduceOp, [x], fn="max", axes=axes, keepdims=False)
     else:
         low = high = x
     low, high = b.binary("min", low, zero), b.binary("max", high, zero)

@@ -21,10 +21,11 @@ def normalize_axis(axis: int, rank: int, op: str = "") -> int:
 
 
 def is_floating(dtype: np.dtype) -> bool:
-    """A floating-point dtype, ml_dtypes' bfloat16 included (numpy's `np.floating` test says
-    False for it)."""
+    """A floating-point dtype, ml_dtypes' bfloat16, float8 and float4 included (numpy's
+    `np.floating` test says False for them)."""
     dtype = np.dtype(dtype)
-    return np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16"
+    return np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16" \
+        or dtype.name.startswith(("float8", "float4", "float6"))
 
 
 def accumulate_dtype(dtype: np.dtype) -> np.dtype:

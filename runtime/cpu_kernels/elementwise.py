@@ -10,20 +10,80 @@ from typing import Any
 import numpy as np
 
 from ember.errors import ShapeError
-from ember.runtime.cpu_kernels.common import out_dtype, out_shape, stored_dtype, to_dtype
+from ember.runtime.cpu_kernels.common import (
+    is_floating,
+    out_dtype,
+    out_shape,
+    stored_dtype,
+    to_dtype,
+)
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
 
 
-def cast(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """ONNX Cast: float -> int truncates; anything -> bool is `!= 0`."""
+def cast(x: np.ndarray, dtype: np.dtype, saturate: bool = False) -> np.ndarray:
+    """ONNX Cast: float -> int truncates; anything -> bool is `!= 0`. The storage-only types
+    (ml_dtypes' float8/float4/int4/int2) convert through float32 (integers through int64) with
+    round-to-nearest-even; float4 and the 4-/2-bit integers saturate, as ONNX's reference does.
+    `saturate` (float8 results): values beyond the range become the largest finite value, and
+    infinities too where the type has none but is not FNUZ (ONNX's saturation table)."""
     x = np.asarray(x)
+    dtype = np.dtype(dtype)
     if dtype == np.bool_:
         return x != 0
-    if np.issubdtype(x.dtype, np.floating) and np.issubdtype(dtype, np.integer):
+    if _narrow(x.dtype):  # through a wide type: ml_dtypes converts to few others directly
+        x = x.astype(np.float32 if is_floating(x.dtype) else np.int64)
+    floating = is_floating(x.dtype)
+    if floating and (np.issubdtype(dtype, np.integer) or _narrow_int(dtype)):
         with np.errstate(invalid="ignore"):
             x = np.trunc(x)
+    if _narrow(dtype):
+        x = x.astype(np.float32) if floating or is_floating(dtype) else x.astype(np.int64)
+        if dtype.name == "float8_e8m0fnu":
+            return _to_e8m0(x, dtype, saturate)
+        x = _narrow_range(x, dtype, floating, saturate)
     with np.errstate(invalid="ignore", over="ignore"):
         return x.astype(dtype)
+
+
+def _narrow_range(x: np.ndarray, dtype: np.dtype, floating: bool, saturate: bool) -> np.ndarray:
+    """x brought into the storage-only type's range as ONNX's reference does: a float out of
+    a 4-/2-bit integer's range becomes 0 (the conversion is undefined; the reference gives 0),
+    an integer wraps; float4 clamps; float8 clamps (infinities included) when saturating."""
+    import ml_dtypes  # the storage-only dtypes are ml_dtypes' (an onnx dependency)
+
+    if _narrow_int(dtype):
+        info = ml_dtypes.iinfo(dtype)
+        if floating:
+            return np.where((x >= info.min) & (x <= info.max), x, 0)
+        span = int(info.max) - int(info.min) + 1
+        return (x - int(info.min)) % span + int(info.min)
+    if dtype.name.startswith("float4") or saturate:
+        top = float(ml_dtypes.finfo(dtype).max)
+        return np.clip(x, -top, top)  # NaN stays NaN
+    return x
+
+
+def _to_e8m0(x: np.ndarray, dtype: np.dtype, saturate: bool) -> np.ndarray:
+    """float32 -> float8_e8m0fnu (a power of two: float32's exponent byte), rounding up (ONNX
+    Cast's default round_mode); NaN and infinities become its NaN (0xFF); a value rounding past
+    the largest power becomes it when saturating, else NaN. The sign is dropped."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    exponent = ((bits >> 23) & 0xFF).astype(np.int64)
+    special = exponent == 0xFF
+    exponent = exponent + ((bits & 0x7FFFFF) != 0)
+    exponent = np.where(exponent > 0xFE, 0xFE if saturate else 0xFF, exponent)
+    exponent = np.where(special, 0xFF, exponent)
+    return exponent.astype(np.uint8).view(dtype)
+
+
+def _narrow(dtype: np.dtype) -> bool:
+    """One of ml_dtypes' storage-only types (not bfloat16, which converts like a float)."""
+    return dtype.name.startswith(("float8", "float4", "float6", "int4", "uint4", "int2",
+                                  "uint2"))
+
+
+def _narrow_int(dtype: np.dtype) -> bool:
+    return dtype.name in ("int4", "uint4", "int2", "uint2")
 
 
 def scalar_fn(fn: str, args: list[np.ndarray], dtype: np.dtype | None,
@@ -32,10 +92,10 @@ def scalar_fn(fn: str, args: list[np.ndarray], dtype: np.dtype | None,
     result in `dtype` where given."""
     if fn == "select":
         out = np.where(args[0], args[1], args[2])
-    elif fn == "cast":
+    elif fn in ("cast", "saturate_cast"):
         if dtype is None:
             raise ShapeError("cast: the result dtype is not known")
-        return cast(args[0], dtype)
+        return cast(args[0], dtype, saturate=fn == "saturate_cast")
     elif fn in UNARY:
         f = UNARY[fn][0]
         out = np.asarray(f(np.asarray(args[0]), 0.0 if alpha is None else alpha,
@@ -109,6 +169,6 @@ KERNELS = {
     "unary": _one_op(lambda p: p["fn"]),
     "binary": _one_op(lambda p: p["fn"]),
     "select": _one_op(lambda p: "select"),
-    "cast": _one_op(lambda p: "cast"),
+    "cast": _one_op(lambda p: "saturate_cast" if p.get("saturate") else "cast"),
     "fill": fill,
 }

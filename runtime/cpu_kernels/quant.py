@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ember.runtime.cpu_kernels.common import normalize_axis, out_dtype
+from ember.runtime.cpu_kernels.common import is_floating, normalize_axis, out_dtype
+from ember.runtime.cpu_kernels.elementwise import cast
 
 
 def _expand(params: dict[str, Any], value: np.ndarray, shape: tuple[int, ...],
@@ -32,11 +33,24 @@ def quantize(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarra
     """saturate(round_half_even(x / scale) + zero_point) in the result dtype."""
     x, scale = inputs[0], inputs[1]
     dtype = out_dtype(params) or (inputs[2].dtype if len(inputs) > 2 else np.dtype(np.uint8))
-    q = np.rint(x / _expand(params, scale, x.shape, "nn.quantize")).astype(np.int64)
+    y = x / _expand(params, scale, x.shape, "nn.quantize")
+    if is_floating(dtype):  # float8 / float4: no integer rounding; the cast rounds
+        if len(inputs) > 2:
+            y = y + _expand(params, inputs[2], x.shape, "nn.quantize").astype(np.float32)
+        return [cast(y, dtype, saturate=bool(params.get("saturate", True)))]
+    q = np.rint(y).astype(np.int64)
     if len(inputs) > 2:
         q = q + _expand(params, inputs[2], x.shape, "nn.quantize").astype(np.int64)
-    info = np.iinfo(dtype)
+    info = _iinfo(dtype)
     return [np.clip(q, int(info.min), int(info.max)).astype(dtype)]
+
+
+def _iinfo(dtype: np.dtype) -> Any:
+    if np.issubdtype(dtype, np.integer):
+        return np.iinfo(dtype)
+    import ml_dtypes  # int4 / int2 (an onnx dependency)
+
+    return ml_dtypes.iinfo(dtype)
 
 
 def dequantize(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
