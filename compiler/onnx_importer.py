@@ -78,7 +78,11 @@ def default_opset(model: ModelProto) -> int:
 
 def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     """Import an ONNX model into the `onnx` dialect (see the module docstring)."""
+    from ember.compiler.onnx_functions import expand_functions
+    from ember.passes.convert_onnx_to_nn import LEGALIZERS
+
     proto, source = load_model(model)
+    proto = expand_functions(proto, native=LEGALIZERS.__contains__)
     return _Importer(proto, source).run()
 
 
