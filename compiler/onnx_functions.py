@@ -27,28 +27,41 @@ def expand_functions(model: ModelProto, native: Callable[[str], bool]) -> ModelP
     defines a function replaced by that function's body, and the model's local functions
     inlined; the model itself when there is nothing to expand. A node whose body needs input
     types shape inference cannot give stays as it is (the legalizer then names it)."""
-    opset = _default_opset(model)
     for _ in range(_MAX_DEPTH):
-        types = _value_types(model)
+        opset = _default_opset(model)  # inlined bodies may raise it
+        candidates = [i for i, node in enumerate(model.graph.node)
+                      if node.domain in _DEFAULT_DOMAINS and not native(node.op_type)
+                      and _defines_body(node.op_type, opset)]
+        if not candidates and not model.functions:
+            return model
+        model = _copy(model)  # the caller's model is never changed
+        types = _value_types(model) if candidates else {}
         bodies: list[FunctionProto] = []
-        for index, node in enumerate(model.graph.node):
-            if node.domain not in _DEFAULT_DOMAINS or native(node.op_type):
-                continue
+        for index in candidates:
+            node = model.graph.node[index]
             body = _body(node, opset, types)
             if body is None:
                 continue
-            body.overload = node.overload = f"ember_expand_{len(model.functions) + index}"
+            _fill_defaults(node, opset)
+            body.overload = node.overload = f"ember_expand_{index}"
             _name_nodes(body, node)
             bodies.append(body)
         if not bodies and not model.functions:
             return model
-        model = _copy(model) if bodies else model
         model.functions.extend(bodies)
         model.ir_version = max(model.ir_version, 10)  # overloads: IR version 10
         model = onnx.inliner.inline_local_functions(model)
         if not bodies:
             return model
     return model
+
+
+def _defines_body(op_type: str, opset: int) -> bool:
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return False
+    return schema.has_function or schema.has_context_dependent_function
 
 
 def _default_opset(model: ModelProto) -> int:
@@ -88,7 +101,7 @@ def _body(node: NodeProto, opset: int, types: dict[str, TypeProto]) -> FunctionP
         versions = [v for v in schema.function_opset_versions if v <= opset]
         if not versions:
             return None
-        body = schema.get_function_with_opset_version(max(versions))
+        body = _proto(schema.get_function_with_opset_version(max(versions)))
     elif schema.has_context_dependent_function:
         versions = [v for v in schema.context_dependent_function_opset_versions if v <= opset]
         if not versions:
@@ -105,13 +118,33 @@ def _body(node: NodeProto, opset: int, types: dict[str, TypeProto]) -> FunctionP
             return None
         if not data:
             return None
-        body = FunctionProto.FromString(data) if isinstance(data, bytes) else data
+        body = _proto(data)
     else:
         return None
     copy = FunctionProto()
     copy.CopyFrom(body)
     copy.name, copy.domain = node.op_type, node.domain
+    # a body defined at an older opset is read at the model's (onnx.inliner inlines only
+    # bodies that import the model's opset); the importer checks its nodes at that opset
+    for entry in copy.opset_import:
+        if entry.domain in _DEFAULT_DOMAINS:
+            entry.version = opset
     return copy
+
+
+def _fill_defaults(node: NodeProto, opset: int) -> None:
+    """Give `node` the schema's default of each attribute it omits: a body refers to its
+    node's attributes by name, and the inliner drops a reference to an absent one."""
+    schema = onnx.defs.get_schema(node.op_type, opset, "")
+    given = {a.name for a in node.attribute}
+    for name, spec in schema.attributes.items():
+        if name not in given and spec.default_value.type != onnx.AttributeProto.UNDEFINED:
+            node.attribute.append(spec.default_value)
+
+
+def _proto(body: bytes | FunctionProto) -> FunctionProto:
+    """onnx's schema methods give serialized bodies (bytes) or protos, by version."""
+    return FunctionProto.FromString(body) if isinstance(body, bytes) else body
 
 
 def _name_nodes(body: FunctionProto, node: NodeProto) -> None:

@@ -49,7 +49,9 @@ def test_rms_normalization_runs_its_body_and_names_the_node():
                    [helper.make_tensor_value_info("x", F, [2, 5, 8])],
                    [helper.make_tensor_value_info("y", F, [2, 5, 8])],
                    [onnx.numpy_helper.from_array(scale, "scale")])
+    before = model.SerializeToString()
     manifest = _check(model, {"x": x})
+    assert model.SerializeToString() == before  # the caller's model is not changed
     origins = {o for step in manifest["steps"] for o in step.get("origin", [])}
     assert origins and all(o.startswith("rms/") for o in origins), origins
 
@@ -84,6 +86,15 @@ def test_model_local_functions_are_inlined():
                    [helper.make_tensor_value_info("y", F, [3, 4])],
                    functions=[fn], extra_opsets=[helper.make_opsetid("my.fns", 1)])
     _check(model, {"x": rng.standard_normal((3, 4)).astype(np.float32)})
+
+
+def test_a_body_using_another_function_op_and_schema_defaults():
+    """SwiGLU's body uses Swish (itself a function) without alpha: the schema's default."""
+    a, b = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    model = _model([helper.make_node("SwiGLU", ["a", "b"], ["y"], name="glu")],
+                   [helper.make_tensor_value_info(n, F, [3, 4]) for n in "ab"],
+                   [helper.make_tensor_value_info("y", F, [3, 4])], opset=28)
+    _check(model, {"a": a, "b": b})
 
 
 def test_native_ops_and_plain_models_are_left_alone():
