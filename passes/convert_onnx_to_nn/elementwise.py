@@ -9,7 +9,6 @@ from xdsl.ir import Attribute, SSAValue
 from ember.dialects.dtypes import (
     FLOAT8_SATURATING,
     element_type_from_onnx,
-    is_float,
     numpy_dtype,
 )
 from ember.dialects.nn.elementwise import CastOp, SelectOp
@@ -125,11 +124,10 @@ def binary(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
 
 @legalizes("Mod")
 def mod(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
-    fmod = op.attr("fmod", 0)
+    """fmod=1: C's fmod (the dividend's sign); fmod=0: the divisor's sign, as Python's % (on
+    floats too since onnx 1.20; on older opsets it was undefined for floats)."""
     x, y = op.operands
-    if not fmod and is_float(element_type_of(x)):
-        raise b.unsupported("Mod with fmod=0 on floats is not allowed by ONNX")
-    return [b.binary("fmod" if fmod else "mod", x, y)]
+    return [b.binary("fmod" if op.attr("fmod", 0) else "mod", x, y)]
 
 
 @legalizes("BitShift")

@@ -65,3 +65,15 @@ def test_clip_without_bounds_on_bfloat16():
 
     x = X.astype(ml_dtypes.bfloat16)
     check_against_reference(single_node_model("Clip", {"x": x}), {"x": x})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_mod_takes_the_divisors_or_the_dividends_sign(fmod, dtype):
+    """fmod=0 is Python's % (the divisor's sign), on floats too (onnx >= 1.20)."""
+    x = np.array([5, -5, 5, -5, 7, 0, -9, 3], dtype)
+    y = np.array([3, 3, -3, -3, 2, 4, 4, -7], dtype)
+    if dtype != np.int32:
+        x, y = x + dtype(0.25), y * dtype(1.5)
+    model = single_node_model("Mod", {"x": x, "y": y}, fmod=fmod, opset=13)
+    check_against_reference(model, {"x": x, "y": y})
