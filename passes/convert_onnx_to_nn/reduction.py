@@ -9,6 +9,7 @@ from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx, is_float
 from ember.dialects.nn.base import dim_product, like, normalize_axis
+from ember.dialects.nn.elementwise import SelectOp
 from ember.dialects.nn.reduction import (
     ArgReduceOp,
     BatchNormOp,
@@ -305,3 +306,48 @@ def global_pool(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         raise b.unsupported(f"p={p} is not supported")
     return [b.value(PoolOp, [x], fn="lp", kernel=list(kernel), strides=[1] * n,
                     pads=[0] * (2 * n), dilations=[1] * n, ceil_mode=False, p=p)]
+
+
+def _iota(b: NNBuilder, n: int, axis: int, rank: int) -> SSAValue:
+    """0, 1, ..., n-1 (i64) along `axis` of a rank-`rank` tensor, 1 along the others."""
+    dims = [1] * rank
+    dims[axis] = n
+    return b.constant(np.arange(n, dtype=np.int64).reshape(dims))
+
+
+@legalizes("Hardmax")
+def hardmax(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """1 where the first max along `axis` is, 0 elsewhere: (iota == argmax) in x's type; before
+    opset 13 over the dims axis..end taken together (as Softmax)."""
+    x = _x(op)
+    rank = len(b.shape(x))
+    new = b.opset >= 13
+    axis = int(op.attr("axis")) if op.has_attr("axis") else (-1 if new else 1)
+    axis = normalize_axis(axis, rank, op.ONNX_TYPE)
+    flat = x if new or axis == rank - 1 else _flatten_2d(b, x, axis)
+    at = axis if flat is x else 1
+    n = b.shape(flat)[at]
+    if not isinstance(n, int):
+        raise b.unsupported(f"the hardmax axis has a symbolic size ({n})")
+    index = b.value(ArgReduceOp, [flat], fn="max", axis=at, keepdims=True,
+                    select_last_index=False)
+    hit = b.binary("eq", _iota(b, n, at, len(b.shape(flat))), index)
+    y = b.cast(hit, element_type_of(x))
+    return [y if flat is x else _unflatten(b, y, x)]
+
+
+@legalizes("LpNormalization")
+def lp_normalization(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """x / ||x||_p along `axis` (p 1 or 2); a zero norm gives 0, as ONNX's reference."""
+    x = _x(op)
+    p = int(op.attr("p", 2))
+    if p not in (1, 2):
+        raise b.unsupported(f"p={p} (ONNX allows 1 or 2)")
+    axis = normalize_axis(int(op.attr("axis", -1)), len(b.shape(x)), op.ONNX_TYPE)
+    if p == 1:
+        norm = reduce(b, b.unary("abs", x), "sum", [axis], keepdims=True)
+    else:
+        norm = b.unary("sqrt", reduce(b, b.binary("mul", x, x), "sum", [axis], keepdims=True))
+    # a zero norm means x is 0 along the axis: dividing by 1 instead gives those zeros
+    zero = b.binary("eq", norm, b.constant(0, like=norm))
+    return [b.binary("div", x, b.value(SelectOp, [zero, b.constant(1, like=norm), norm]))]
