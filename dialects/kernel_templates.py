@@ -36,7 +36,7 @@ from ember.dialects.tensor_types import element_type_of
 from ember.errors import EmberError
 from ember.runtime.cpu_kernels import KERNELS, Kernel
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
-from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES
+from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES, SCATTER_REDUCTIONS
 from ember.runtime.cpu_kernels.reduction import REDUCE_FUNCTIONS
 from ember.runtime.formats import FORMATS, NC4HW4, NCHW, NHWC, PERMS
 
@@ -354,6 +354,10 @@ _DESCRIPTORS = [
               layout=Layout.PHYSICAL, nhwc=_nhwc_pad),
     _template("gather", {"axis": req(INT)}),
     _template("gather_elements", {"axis": req(INT)}),
+    _template("scatter_elements", {"axis": req(INT), "reduction": req(STR, SCATTER_REDUCTIONS)},
+              cuda=None),
+    _template("scatter_nd", {"reduction": req(STR, SCATTER_REDUCTIONS)}, cuda=None),
+    _template("gather_nd", {"batch_dims": req(INT)}, cuda=None),
     _template("expand", {}),
     _template("tile", {"repeats": opt(INTS), **DYNAMIC}),
     _template("resize", {

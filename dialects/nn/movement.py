@@ -61,6 +61,7 @@ from ember.runtime.cpu_kernels.common import BIG, known_floats, known_ints
 from ember.runtime.cpu_kernels.movement import (
     PAD_MODES,
     RESIZE_MODES,
+    SCATTER_REDUCTIONS,
     copy_zero_dims,
     full_pads,
     resize_params,
@@ -335,6 +336,88 @@ class GatherElementsOp(NNOp):
             raise ShapeError(f"{self.name}: data has rank {len(data)}, indices {len(indices)}")
         normalize_axis(self.prop("axis"), len(data), self.name)
         return [like(self.data, indices)]
+
+
+@irdl_op_definition
+class ScatterElementsOp(NNOp):
+    """`data` with `updates` written (or combined by `reduction`) at `indices` along `axis`:
+    out[..., indices[i, j, ...], ...] = updates[i, j, ...] (ONNX ScatterElements)."""
+
+    name = "nn.scatter_elements"
+    data = operand_def()
+    indices = operand_def()
+    updates = operand_def()
+    axis = prop_def(IntegerAttr)
+    reduction = prop_def(StringAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = ("$data `,` $indices `,` $updates attr-dict `:` "
+                       "functional-type(operands, results)")
+
+    def infer(self) -> list[Attribute]:
+        data, indices, updates = (self.operand_shape(i) for i in range(3))
+        if len(indices) != len(data) or list(indices) != list(updates):
+            raise ShapeError(f"{self.name}: indices {list(indices)} and updates "
+                             f"{list(updates)} must match and have data's rank {len(data)}")
+        normalize_axis(self.prop("axis"), len(data), self.name)
+        _check_reduction(self)
+        return [like(self.data)]
+
+
+@irdl_op_definition
+class ScatterNDOp(NNOp):
+    """`data` with slices `updates[i...]` written (or combined by `reduction`) at the index
+    tuples `indices[i..., :]` (ONNX ScatterND)."""
+
+    name = "nn.scatter_nd"
+    data = operand_def()
+    indices = operand_def()
+    updates = operand_def()
+    reduction = prop_def(StringAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = ("$data `,` $indices `,` $updates attr-dict `:` "
+                       "functional-type(operands, results)")
+
+    def infer(self) -> list[Attribute]:
+        data, indices, updates = (self.operand_shape(i) for i in range(3))
+        k = indices[-1] if indices else None
+        if not isinstance(k, int) or not 1 <= k <= len(data) \
+                or list(updates) != list(indices[:-1]) + list(data[k:]):
+            raise ShapeError(f"{self.name}: indices {list(indices)} and updates "
+                             f"{list(updates)} do not fit data {list(data)}")
+        _check_reduction(self)
+        return [like(self.data)]
+
+
+@irdl_op_definition
+class GatherNDOp(NNOp):
+    """Slices of `data` at the index tuples `indices[..., :]`, the first `batch_dims` dims
+    shared (ONNX GatherND)."""
+
+    name = "nn.gather_nd"
+    data = operand_def()
+    indices = operand_def()
+    batch_dims = prop_def(IntegerAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$data `,` $indices attr-dict `:` functional-type(operands, results)"
+
+    def infer(self) -> list[Attribute]:
+        data, indices = self.operand_shape(0), self.operand_shape(1)
+        b = self.prop("batch_dims")
+        k = indices[-1] if indices else None
+        if not isinstance(k, int) or not 0 <= b < min(len(data), len(indices)) \
+                or not 1 <= k <= len(data) - b or list(indices[:b]) != list(data[:b]):
+            raise ShapeError(f"{self.name}: indices {list(indices)} (batch_dims {b}) do not "
+                             f"fit data {list(data)}")
+        return [like(self.data, list(indices[:-1]) + list(data[b + k:]))]
+
+
+def _check_reduction(op: NNOp) -> None:
+    if op.prop("reduction") not in SCATTER_REDUCTIONS:
+        raise ShapeError(f"{op.name}: reduction must be one of {', '.join(SCATTER_REDUCTIONS)}, "
+                         f"not {op.prop('reduction')!r}")
 
 
 # -- broadcasts and repeats ------------------------------------------------------------------------
@@ -781,4 +864,5 @@ class UnsqueezeOp(_AxesReshape, NNOp):
 
 
 OPS = [ReshapeOp, ShapeOfOp, TransposeOp, SliceOp, ConcatOp, GatherOp, GatherElementsOp,
+       ScatterElementsOp, ScatterNDOp, GatherNDOp,
        ExpandOp, TileOp, PadOp, ResizeOp, RangeOp, TriluOp, CumSumOp, SqueezeOp, UnsqueezeOp]

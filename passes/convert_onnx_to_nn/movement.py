@@ -23,11 +23,14 @@ from ember.dialects.nn.movement import (
     CumSumOp,
     ExpandOp,
     GatherElementsOp,
+    GatherNDOp,
     GatherOp,
     PadOp,
     RangeOp,
     ReshapeOp,
     ResizeOp,
+    ScatterElementsOp,
+    ScatterNDOp,
     ShapeOfOp,
     SliceOp,
     SqueezeOp,
@@ -357,6 +360,28 @@ def gather_elements(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     data, indices = op.operands
     axis = _axis(b, op.attr("axis", 0), len(b.shape(data)))
     return [b.value(GatherElementsOp, [data, indices], axis=axis)]
+
+
+@legalizes("ScatterElements", "Scatter")
+def scatter_elements(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """ScatterElements (and Scatter, its opset 9-10 name): `reduction` from opset 16."""
+    data, indices, updates = op.operands
+    axis = _axis(b, op.attr("axis", 0), len(b.shape(data)))
+    return [b.value(ScatterElementsOp, [data, indices, updates], axis=axis,
+                    reduction=str(op.attr("reduction", "none")))]
+
+
+@legalizes("ScatterND")
+def scatter_nd(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    data, indices, updates = op.operands
+    return [b.value(ScatterNDOp, [data, indices, updates],
+                    reduction=str(op.attr("reduction", "none")))]
+
+
+@legalizes("GatherND")
+def gather_nd(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    data, indices = op.operands
+    return [b.value(GatherNDOp, [data, indices], batch_dims=int(op.attr("batch_dims", 0)))]
 
 
 @legalizes("Expand")

@@ -191,6 +191,54 @@ def gather_elements(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np
     return [np.take_along_axis(data, idx, axis=axis)]
 
 
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+_COMBINE = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter(out: np.ndarray, where: tuple, updates: np.ndarray, reduction: str) -> np.ndarray:
+    """out[where] = updates (duplicates: the last wins, which ONNX leaves undefined), or
+    combined with `reduction` one update at a time (duplicates accumulate)."""
+    if reduction == "none":
+        out[where] = updates
+    else:
+        _COMBINE[reduction].at(out, where, updates)
+    return out
+
+
+def scatter_elements(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    data, indices, updates = (np.asarray(a) for a in inputs)
+    axis = normalize_axis(params["axis"], data.ndim, "nn.scatter_elements")
+    idx = fix_indices(indices, data.shape[axis], "nn.scatter_elements")
+    where = list(np.indices(idx.shape, sparse=True))
+    where[axis] = idx
+    return [_scatter(data.copy(), tuple(where), updates, params["reduction"])]
+
+
+def scatter_nd(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    data, indices, updates = (np.asarray(a) for a in inputs)
+    k = indices.shape[-1]
+    tuples = indices.reshape(-1, k).astype(np.int64)
+    cols = [fix_indices(tuples[:, d], data.shape[d], "nn.scatter_nd") for d in range(k)]
+    slices = updates.reshape((-1, *data.shape[k:]))
+    return [_scatter(data.copy(), tuple(cols), slices, params["reduction"])]
+
+
+def gather_nd(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    data, indices = np.asarray(inputs[0]), np.asarray(inputs[1])
+    b = params["batch_dims"]
+    k = indices.shape[-1]
+    batch = int(np.prod(data.shape[:b], dtype=np.int64))
+    flat_data = data.reshape((batch, *data.shape[b:]))
+    flat_idx = indices.reshape((batch, -1, k)).astype(np.int64)
+    rows = []
+    for n in range(batch):
+        cols = tuple(fix_indices(flat_idx[n, :, d], flat_data.shape[1 + d], "nn.gather_nd")
+                     for d in range(k))
+        rows.append(flat_data[n][cols])
+    out = np.stack(rows) if rows else np.zeros((0,), data.dtype)
+    return [out.reshape((*indices.shape[:-1], *data.shape[b + k:]))]
+
+
 # -- broadcasts and repeats ------------------------------------------------------------------------
 
 def expand(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
@@ -547,6 +595,7 @@ def _axes_reshape(dims_of, name: str):
 KERNELS = {
     "reshape": reshape, "shape_of": shape_of, "transpose": transpose, "slice": slice_,
     "concat": concat, "gather": gather, "gather_elements": gather_elements, "expand": expand,
+    "scatter_elements": scatter_elements, "scatter_nd": scatter_nd, "gather_nd": gather_nd,
     "tile": tile, "pad": pad, "resize": resize, "range": range_, "trilu": trilu,
     "cumsum": cumsum, "squeeze": _axes_reshape(squeeze_dims, "nn.squeeze"),
     "unsqueeze": _axes_reshape(unsqueeze_dims, "nn.unsqueeze"),
