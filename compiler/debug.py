@@ -169,8 +169,10 @@ def reference_outputs(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
                                  "(pip install onnxruntime, or --reference onnx-reference)") \
                     from None
         else:
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3  # its warnings (unused initializers) are not ours
             try:
-                session = onnxruntime.InferenceSession(model.SerializeToString(),
+                session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                        providers=["CPUExecutionProvider"])
                 values = session.run(names, dict(feeds))
             except Exception as e:  # onnxruntime's own exception types

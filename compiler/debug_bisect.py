@@ -5,8 +5,9 @@ only name a layer of the finished engine.
 nn-level stages run on the reference interpreter (`compiler/interpret.py`, each op's numpy
 semantics); kernel-level stages are packed as they stand (plan-memory first if they have no
 memory plan yet) into a CPU plan and run on the CPU executor. The imported ONNX stage is the
-reference itself. With `device="cuda"` the finished plan also runs on the GPU, so a
-difference that only the CUDA kernels make is told apart from one a pass makes.
+reference itself. With a device runner (the CLI's `--device cuda`) the finished plan also runs
+on the GPU, so a difference that only the CUDA kernels make is told apart from one a pass
+makes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from xdsl.passes import ModulePass
 from ember.compiler.debug import (
     OutputError,
     Report,
+    Runner,
     Tolerance,
     engine_runner,
     errors_text,
@@ -144,11 +146,12 @@ def execute_stage(module: ModuleOp, feeds: Mapping[str, np.ndarray]) -> dict[str
 
 def bisect(model: str | onnx.ModelProto, passes: Sequence[ModulePass], *,
            feeds: Mapping[str, np.ndarray] | None = None, tolerance: Tolerance | None = None,
-           reference: str = "auto", seed: int = 0, device: str = "cpu",
+           reference: str = "auto", seed: int = 0, device_runner: Runner | None = None,
            target_arch: str | None = None) -> BisectResult:
     """Run `passes` over the imported `model` one at a time, run each stage's IR on `feeds`
-    (seeded random inputs by default) and compare with the reference. `device="cuda"` also
-    runs the finished plan (packed for `target_arch`) on the GPU."""
+    (seeded random inputs by default) and compare with the reference. `device_runner(plan,
+    feeds)`: also run the finished plan, packed for `target_arch`, with it (e.g. the GPU's
+    engine) where every stage matched."""
     from ember.compiler.debug import seeded_inputs
     from ember.compiler.onnx_importer import import_onnx
     from ember.compiler.pipeline import pipeline_text, run_passes
@@ -193,12 +196,14 @@ def bisect(model: str | onnx.ModelProto, passes: Sequence[ModulePass], *,
         if result.first_divergence is None:
             result.first_divergence = stage
         return result
-    if device == "cuda" and result.first_divergence is None:
+    if device_runner is not None and result.first_divergence is None:
         from ember.compiler.pack import pack
 
-        got = engine_runner("cuda")(pack(module, target_arch=target_arch).plan_bytes(), feeds)
+        with np.errstate(all="ignore"):
+            got = device_runner(pack(module, target_arch=target_arch).plan_bytes(), feeds)
         errors = output_errors(got, want, tolerance)
-        result.stages.append(Stage(len(passes) + 1, f"plan on {target_arch}", "plan",
+        result.stages.append(Stage(len(passes) + 1, f"plan on {target_arch or 'the CPU'}",
+                                   "plan",
                                    "match" if passed(errors) else "diverges", errors))
     return result
 
@@ -259,5 +264,6 @@ def run(args: argparse.Namespace) -> Report:
     model = load_onnx(args.model)
     feeds = inputs_from_args(args, model)
     result = bisect(model, build_passes(args), feeds=feeds, tolerance=tolerance,
-                    reference=args.reference, device=args.device, target_arch=args.arch)
+                    reference=args.reference, target_arch=args.arch,
+                    device_runner=engine_runner("cuda") if args.device == "cuda" else None)
     return result.report()

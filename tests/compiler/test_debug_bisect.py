@@ -21,7 +21,7 @@ from xdsl.passes import ModulePass
 
 import ember.passes
 from ember.compiler.builder import BuilderConfig, pipeline_for
-from ember.compiler.debug import Tolerance
+from ember.compiler.debug import Tolerance, engine_runner
 from ember.compiler.debug_bisect import bisect
 from ember.compiler.pipeline import parse_pipeline_text
 from ember.dialects.nn.elementwise import WeightOp
@@ -139,6 +139,24 @@ def test_tolerance_decides_what_diverges(monkeypatch) -> None:
     assert loose.first_divergence is None
 
 
+def test_a_device_that_differs_while_no_pass_does_fails() -> None:
+    cpu = engine_runner("cpu")
+
+    def off_by_one(plan, feeds):  # a device whose kernels compute something else
+        return {k: v + 1 for k, v in cpu(plan, feeds).items()}
+
+    result = bisect(conv_bn_model(), _cpu_passes(), device_runner=off_by_one)
+    assert result.first_divergence is None and result.status == 1
+    last = result.stages[-1]
+    assert last.level == "plan" and last.status == "diverges"
+    assert abs(last.errors[0].max_abs - 1) < 1e-5
+    report = result.report()
+    assert report.status == 1 and "ember debug tactics" in report.text
+    assert report.data["status"] == "fails"
+    fine = bisect(conv_bn_model(), _cpu_passes(), device_runner=cpu)
+    assert fine.status == 0 and fine.stages[-1].status == "match"
+
+
 def _ember(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     """`python -m ember.compiler.cli debug bisect ARGS`, or the same after `code` plants
     something (a user cannot monkeypatch; the planted pass stands in for a real bug)."""
@@ -193,3 +211,18 @@ def test_build_flags_with_a_hand_written_pass_list_are_refused(tmp_path, flag) -
     onnx.save(conv_bn_model(), tmp_path / "m.onnx")
     done = _ember(str(tmp_path / "m.onnx"), "--passes", "convert-onnx-to-nn", flag)
     assert done.returncode == 2 and flag.split("=")[0] in done.stderr
+
+
+@pytest.mark.cuda
+def test_the_finished_plan_also_runs_on_the_gpu() -> None:
+    from ember.compiler.builder import detect_arch
+    from ember.runtime.cuda import cuda_available
+
+    if not cuda_available():
+        pytest.skip("no CUDA GPU visible")
+    arch = detect_arch()
+    result = bisect(conv_bn_model(), pipeline_for(BuilderConfig(target_arch=arch)),
+                    device_runner=engine_runner("cuda"), target_arch=arch)
+    last = result.stages[-1]
+    assert last.level == "plan" and last.name == f"plan on {arch}"
+    assert last.status == "match" and result.status == 0
