@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,23 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [vi for vi in model.graph.input if vi.name not in inits]
 
 
+def with_static_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]
+                       ) -> onnx.ModelProto:
+    """A copy of `model` whose inputs have the given shapes (the interpreter and the plan run
+    at these)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for vi in model.graph.input:
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) != len(shapes[vi.name]):
+                raise EmberError(f"input '{vi.name}' has rank {len(dims)}, the shape given "
+                                 f"{list(shapes[vi.name])} has rank {len(shapes[vi.name])}")
+            for d, n in zip(dims, shapes[vi.name], strict=True):
+                d.Clear()
+                d.dim_value = int(n)
+    return model
+
+
 def seeded_inputs(model: onnx.ModelProto, seed: int = 0,
                   shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
     """Random inputs by name (float: standard normal; bool: coin flips; integers: 0..9), the
@@ -205,10 +223,11 @@ def engine_runner(device: str) -> Runner:
 
 # -- the CLI ------------------------------------------------------------------------------------
 
-def add_common_flags(p: argparse.ArgumentParser, *, atol: float, rtol: float) -> None:
+def add_common_flags(p: argparse.ArgumentParser, *, atol: float, rtol: float,
+                     note: str = "") -> None:
     """Input data, reference and tolerance flags (Polygraphy's spellings)."""
     data = p.add_argument_group("inputs and reference")
-    data.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    data.add_argument("--seed", type=int, help="seed of the random inputs (default 0)")
     data.add_argument("--shapes", metavar="SHAPES",
                       help="shapes of inputs with dynamic dims, e.g. x:1x3x224x224")
     data.add_argument("--load-inputs", metavar="NPZ",
@@ -217,8 +236,10 @@ def add_common_flags(p: argparse.ArgumentParser, *, atol: float, rtol: float) ->
                       help="what computes the expected outputs (auto: onnxruntime where it is "
                            "installed, else onnx.reference)")
     tol = p.add_argument_group("tolerance (|got - want| <= atol + rtol * |want|)")
-    tol.add_argument("--atol", type=float, default=None, help=f"absolute (default {atol:g})")
-    tol.add_argument("--rtol", type=float, default=None, help=f"relative (default {rtol:g})")
+    tol.add_argument("--atol", type=float, default=None,
+                     help=f"absolute (default {atol:g}{note})")
+    tol.add_argument("--rtol", type=float, default=None,
+                     help=f"relative (default {rtol:g}{note})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -227,6 +248,11 @@ def inputs_from_args(args: argparse.Namespace, model: onnx.ModelProto) -> dict[s
 
     shapes = parse_shapes(args.shapes) if args.shapes else None
     if args.load_inputs:
+        given = [f for f, v in (("--seed", args.seed), ("--shapes", args.shapes))
+                 if v is not None]
+        if given:
+            raise EmberError(f"--load-inputs gives the inputs: {' and '.join(given)} would "
+                             "have no effect")
         feeds = load_npz(args.load_inputs)
         wanted = [vi.name for vi in graph_inputs(model)]
         missing = [n for n in wanted if n not in feeds]
@@ -238,7 +264,7 @@ def inputs_from_args(args: argparse.Namespace, model: onnx.ModelProto) -> dict[s
                                  f"not inputs of the model: {', '.join(extra)}" if extra
                                  else ""])))
         return feeds
-    return seeded_inputs(model, args.seed, shapes)
+    return seeded_inputs(model, 0 if args.seed is None else args.seed, shapes)
 
 
 def tolerance_from_args(args: argparse.Namespace, atol: float, rtol: float) -> Tolerance:
@@ -270,15 +296,21 @@ def as_json(value: Any) -> Any:
 
 
 _EPILOG = {
-    "bisect": "example:\n  ember debug bisect model.onnx\n"
+    "bisect": "examples:\n  ember debug bisect model.onnx\n"
               "  ember debug bisect model.onnx --arch sm_90 --atol 1e-3 --json\n"
               "  ember debug bisect model.onnx -p 'convert-onnx-to-nn,fold-constants,"
-              "convert-nn-to-kernel'",
-    "tactics": "example (on a GPU):\n  ember debug tactics model.onnx\n"
-               "  ember debug tactics model.onnx --fp16 --atol 1e-2 --rtol 1e-2 --json",
-    "precision": "example:\n  ember debug precision model.onnx --fp16 --atol 1e-3 --rtol 1e-3\n"
+              "convert-nn-to-kernel'\n"
+              "exit status: 0 a pass is named, or every stage matches; 1 no pass diverges "
+              "but the plan on the device does; 2 bad usage",
+    "tactics": "examples (on a GPU):\n  ember debug tactics model.onnx\n"
+               "  ember debug tactics model.onnx --fp16 --atol 1e-2 --rtol 1e-2 --json\n"
+               "exit status: 0 a bad tactic is named, or the build matches; 1 the outputs "
+               "are wrong and excluding no single tactic fixes them; 2 bad usage (or no GPU)",
+    "precision": "examples:\n  ember debug precision model.onnx --fp16 --atol 1e-3 --rtol 1e-3\n"
                  "  then: ember build model.onnx -o model.plan --fp16 --layer-precisions "
-                 "NODE:fp32,... --precision-constraints obey",
+                 "NODE:fp32,... --precision-constraints obey\n"
+                 "exit status: 0 a set is found (maybe empty); 1 even every layer in FP32 "
+                 "misses the tolerance; 2 bad usage",
 }
 
 
@@ -295,12 +327,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     which = p.add_subparsers(dest="debug_command", required=True, metavar="SUBCOMMAND")
     for name, module in (("bisect", debug_bisect), ("tactics", debug_tactics),
                          ("precision", debug_precision)):
-        q = which.add_parser(name, help=module.HELP, description=module.HELP,
+        q = which.add_parser(name, help=module.HELP, description=textwrap.fill(module.HELP, 79),
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog=_EPILOG[name])
         q.add_argument("model", help="an ONNX model")
         module.add_flags(q)
-        add_common_flags(q, atol=module.ATOL, rtol=module.RTOL)
+        add_common_flags(q, atol=module.ATOL, rtol=module.RTOL,
+                         note=getattr(module, "TOLERANCE_NOTE", ""))
         q.set_defaults(run=run, debug_run=module.run)
 
 

@@ -34,12 +34,15 @@ from ember.compiler.debug import (
     passed,
     reference_outputs,
     tolerance_from_args,
+    with_static_shapes,
 )
 from ember.errors import EmberError
 
 HELP = ("run the build pass by pass, execute the IR after each pass, and name the first pass "
         "whose outputs diverge from the reference")
 ATOL, RTOL = 1e-4, 1e-3
+LOOSE = 1e-2  # both, with --fp16 / --bf16
+TOLERANCE_NOTE = f"; {LOOSE:g} with --fp16 or --bf16"
 
 
 @dataclass
@@ -95,23 +98,6 @@ class BisectResult:
                 "reference": self.reference, "tolerance": self.tolerance,
                 "pipeline": self.pipeline, "stages": self.stages}
         return Report(self.status, "\n".join(lines), data)
-
-
-def with_static_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]
-                       ) -> onnx.ModelProto:
-    """A copy of `model` whose inputs have the given shapes (the interpreter and the plan run
-    at these)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    for vi in model.graph.input:
-        if vi.name in shapes:
-            dims = vi.type.tensor_type.shape.dim
-            if len(dims) != len(shapes[vi.name]):
-                raise EmberError(f"input '{vi.name}' has rank {len(dims)}, the shape given "
-                                 f"{list(shapes[vi.name])} has rank {len(shapes[vi.name])}")
-            for d, n in zip(dims, shapes[vi.name], strict=True):
-                d.Clear()
-                d.dim_value = int(n)
-    return model
 
 
 def level_of(module: ModuleOp) -> str:
@@ -260,7 +246,7 @@ def run(args: argparse.Namespace) -> Report:
         if not cuda_available():
             raise EmberError("--device cuda: no CUDA GPU is visible")
     loose = args.fp16 or args.bf16
-    tolerance = tolerance_from_args(args, 1e-2 if loose else ATOL, 1e-2 if loose else RTOL)
+    tolerance = tolerance_from_args(args, LOOSE if loose else ATOL, LOOSE if loose else RTOL)
     model = load_onnx(args.model)
     feeds = inputs_from_args(args, model)
     result = bisect(model, build_passes(args), feeds=feeds, tolerance=tolerance,

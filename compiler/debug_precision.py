@@ -35,6 +35,7 @@ from ember.compiler.debug import (
     reference_outputs,
     seeded_inputs,
     tolerance_from_args,
+    with_static_shapes,
 )
 from ember.errors import EmberError
 
@@ -167,6 +168,7 @@ def debug_precision(model: str | onnx.ModelProto, *, precision: str = "fp16",
     proto = load_onnx(model)
     tolerance = tolerance or Tolerance(ATOL, RTOL)
     feeds = seeded_inputs(proto, 0) if feeds is None else feeds
+    proto = with_static_shapes(proto, {k: v.shape for k, v in feeds.items()})
     want, used = reference_outputs(proto, feeds, reference)
     names, unnamed = float_nodes(proto)
     if candidates is not None:

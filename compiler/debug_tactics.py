@@ -36,6 +36,7 @@ from ember.compiler.debug import (
     reference_outputs,
     seeded_inputs,
     tolerance_from_args,
+    with_static_shapes,
 )
 from ember.errors import EmberError
 
@@ -194,6 +195,7 @@ def debug_tactics(model: str | onnx.ModelProto, *, target_arch: str,
     proto = load_onnx(model)
     tolerance = tolerance or Tolerance(ATOL, RTOL)
     feeds = seeded_inputs(proto, 0) if feeds is None else feeds
+    proto = with_static_shapes(proto, {k: v.shape for k, v in feeds.items()})
     want, used = reference_outputs(proto, feeds, reference)
     config = precision_config(BuilderConfig(target_arch=target_arch, autotune=autotune),
                               **precision)

@@ -200,6 +200,27 @@ def test_cli_bad_usage_is_one_line_and_status_2(tmp_path) -> None:
     assert done.returncode == 2 and "--shapes names z" in done.stderr
 
 
+def test_cli_dynamic_dims_take_shapes_or_inputs(tmp_path) -> None:
+    model = conv_bn_model()
+    for vi in (model.graph.input[0], model.graph.output[0]):
+        vi.type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, tmp_path / "m.onnx")
+    done = _ember(str(tmp_path / "m.onnx"))
+    assert done.returncode == 2 and "--shapes" in done.stderr and "'x'" in done.stderr
+    done = _ember(str(tmp_path / "m.onnx"), "--shapes", "x:3x3x4x4", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["status"] == "passed" and data["stages"][-1]["errors"][0]["size"] == 15
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 3, 4, 4), np.float32))
+    done = _ember(str(tmp_path / "m.onnx"), "--load-inputs", str(tmp_path / "in.npz"),
+                  "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["stages"][1]["errors"][0][
+        "size"] == 5
+    done = _ember(str(tmp_path / "m.onnx"), "--load-inputs", str(tmp_path / "in.npz"),
+                  "--seed", "2")
+    assert done.returncode == 2 and "--seed" in done.stderr
+
+
 def test_cli_help_has_an_example() -> None:
     done = _ember("--help")
     assert done.returncode == 0 and "example" in done.stdout

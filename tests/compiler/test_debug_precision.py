@@ -84,6 +84,16 @@ def test_the_fp16_build_fails_and_the_set_found_meets_the_tolerance_when_rebuilt
     assert report.data["layer_precisions"] == "big:fp32,softmax:fp32"
 
 
+def test_a_dynamic_batch_builds_at_the_shape_of_the_inputs() -> None:
+    model = overflow_model()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    feeds = seeded_inputs(model, 1, {"x": (3, 16)})
+    result = debug_precision(model, feeds=feeds)
+    assert result.fp32 == ["big", "softmax"]
+    assert all(e.size == 24 for t in result.trials for e in t.errors)
+
+
 def test_a_build_that_already_passes_needs_no_fp32_layer() -> None:
     result = debug_precision(overflow_model(scale=1.0), tolerance=Tolerance(1e-2, 1e-2))
     assert result.fp32 == [] and result.status == 0 and len(result.trials) == 1
