@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 import ember.passes
-from ember.compiler.builder import BuilderConfig, pipeline_for
+from ember.compiler.builder import BuilderConfig, pipeline_for, precision_config
 from ember.compiler.debug import Tolerance, engine_runner
 from ember.compiler.debug_bisect import bisect
 from ember.compiler.pipeline import parse_pipeline_text
@@ -247,3 +247,25 @@ def test_the_finished_plan_also_runs_on_the_gpu() -> None:
     last = result.stages[-1]
     assert last.level == "plan" and last.name == f"plan on {arch}"
     assert last.status == "match" and result.status == 0
+
+
+def test_a_gpu_build_is_bisected_on_the_cpu() -> None:
+    """sm_90's passes (kmajor weights, choose-formats, select-tactics, emit-cuda) run; every
+    stage still executes on the CPU."""
+    passes = pipeline_for(BuilderConfig(target_arch="sm_90"))
+    result = bisect(conv_bn_model(), passes)
+    assert result.status == 0 and result.first_divergence is None
+    names = [s.name for s in result.stages]
+    assert {"kmajor-matmul-weights", "select-tactics", "emit-cuda"} <= set(names)
+    assert all(s.status == "match" for s in result.stages[1:])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the weights overflow FP16 when cast
+def test_fp16_overflow_is_pinned_on_assign_precision() -> None:
+    from tests.compiler.test_debug_precision import overflow_model
+
+    passes = pipeline_for(precision_config(BuilderConfig(), fp16=True))
+    result = bisect(overflow_model(), passes, tolerance=Tolerance(1e-2, 1e-2))
+    first = result.first_divergence
+    assert first.name == "assign-precision" and first.level == "nn"
+    assert first.errors[0].nan > 0
