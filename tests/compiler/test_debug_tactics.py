@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx import helper as h
 
-from ember.compiler.debug import Tolerance, engine_runner
+from ember.compiler.debug import Tolerance, as_json, engine_runner
 from ember.compiler.debug_tactics import debug_tactics, tactic_key
 from ember.runtime import cpu_kernels
 from ember.runtime.cuda import cuda_available
@@ -80,6 +80,9 @@ def test_a_planted_bad_tactic_is_named(monkeypatch, which) -> None:
     report = result.report()
     assert f"bad tactic: {bad} (kernels of fc{which}, relu{which})" in report.text
     assert report.data["bad_tactics"] == [bad]
+    data = json.loads(json.dumps(as_json(report.data)))  # what --json prints
+    assert data["status"] == "found" and data["trials"][which]["passed"]
+    assert data["kernels"][which]["nodes"] == [f"fc{which}", f"relu{which}"]
 
 
 def test_a_wrong_output_no_tactic_explains_fails(monkeypatch) -> None:
