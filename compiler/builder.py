@@ -758,17 +758,19 @@ def _dims(vi: onnx.ValueInfoProto, symbolic: str | None = None) -> list:
 def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
                 config: BuilderConfig | None = None, *,
                 dump_dir: str | os.PathLike | None = None,
-                after_pass: AfterPass | None = None) -> tuple[dict, dict]:
+                after_pass: AfterPass | None = None,
+                passes: list[ModulePass] | None = None) -> tuple[dict, dict]:
     """ONNX -> (manifest, sections): import, the config's pipeline, kernels, the plan.
     `dump_dir`: write every stage there (`compiler.opt.StageDump`), replayable by `ember-opt`.
     `after_pass(index, pass, module)`: called after each pass (`run_passes`'), e.g. to read
-    what a pass decided."""
+    what a pass decided. `passes`: run these instead of `pipeline_for(config)` (`ember debug`
+    edits that list; the packer still checks the result is a plan)."""
     config = config or BuilderConfig()
     config.check()
     if config.flags & BuilderFlag.INT8:
         raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
                                "are)")
-    passes = pipeline_for(config)
+    passes = pipeline_for(config) if passes is None else list(passes)
     dump = None
     if dump_dir is not None:  # checked before any work
         from ember.compiler.opt import StageDump
