@@ -304,8 +304,10 @@ def write(cache: TimingCache, path: str | os.PathLike) -> None:
     data = bytes(cache.serialize())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, mode)  # mkstemp's 0600 is for the temporary, not the cache
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()

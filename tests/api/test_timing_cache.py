@@ -71,16 +71,21 @@ def stand_in_gpu(tmp_path, monkeypatch):
 def _stand_in(tmp_path, monkeypatch) -> StandIn:
     done = StandIn()
 
-    def compile_stub(sources, arch):
-        done.compiled.extend(sources)
-        return {name: SimpleNamespace(cubin=b"", ptx="") for name in sources}
+    def compile_stub(kernels, arch, on_done=None):
+        out = []
+        for name, _ in kernels:
+            done.compiled.append(name)
+            out.append(SimpleNamespace(cubin=b"", ptx=""))
+            if on_done is not None:
+                on_done(name)
+        return out
 
     def time_stub(spec, function, bufs, cuda_, stream):
         done.timed.append(function)
         return 1.0 + zlib.crc32(function.encode()) % 1000 / 100
 
     loaded = SimpleNamespace(function=lambda name: name, unload=lambda: None)
-    monkeypatch.setattr(autotune, "_compile", compile_stub)
+    monkeypatch.setattr(autotune, "compile_many", compile_stub)
     monkeypatch.setattr(autotune, "_time", time_stub)
     monkeypatch.setattr(autotune, "_buffers", lambda step, cuda_, rng, stream: [])
     monkeypatch.setattr(autotune, "_scratch", lambda spec, cuda_, stream: [])
