@@ -208,6 +208,9 @@ class TimingCache:
     def __len__(self) -> int:
         return sum(len(e) for e in self._entries.values())
 
+    def __bool__(self) -> bool:  # a cache object, empty or not (TensorRT code tests `if cache:`)
+        return True
+
     def lookup(self, env: Environment, key: str) -> dict[str, Any] | None:
         entry = self._entries.get(env, {}).get(key)
         return None if entry is None else entry.value
@@ -442,9 +445,10 @@ class Session:
             self.changed = True
 
     def close(self) -> None:
-        """Write a default cache back (an unwritable one only costs time later)."""
+        """Write a default cache back, with what other builds wrote there meanwhile (an
+        unwritable one only costs time later)."""
         if self.changed and self.use.path is not None and self.use.cache is not None:
             try:
-                write(self.use.cache, self.use.path)
+                update_file(self.use.cache, self.use.path)
             except TimingCacheError:
                 pass

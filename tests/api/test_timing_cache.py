@@ -577,3 +577,54 @@ def test_a_foreign_cache_on_the_gpu_warns_and_the_plan_is_correct(tmp_path, monk
     want = ort.InferenceSession(model.SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+
+
+# -- TensorRT's flow: a timing cache file kept across builds (as Polygraphy's loaders keep it) ---
+TRT_LOGGER = trt.Logger(trt.Logger.WARNING)
+
+
+def build_engine_with_timing_cache(model_bytes, timing_cache_path):
+    builder = trt.Builder(TRT_LOGGER)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, TRT_LOGGER)
+    if not parser.parse(model_bytes):
+        return None
+    config = builder.create_builder_config()
+    config.clear_flag(trt.BuilderFlag.TF32)
+    try:
+        with open(timing_cache_path, "rb") as f:
+            cache = config.create_timing_cache(f.read())
+    except FileNotFoundError:
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    engine_bytes = builder.build_serialized_network(network, config)
+    timing_cache = config.get_timing_cache()
+    try:
+        with open(timing_cache_path, "rb") as f:
+            prev_cache = config.create_timing_cache(f.read())
+    except FileNotFoundError:
+        prev_cache = None
+    if timing_cache:
+        if prev_cache is not None:
+            assert timing_cache.combine(prev_cache, ignore_mismatch=True)
+        with timing_cache.serialize() as buffer, open(timing_cache_path, "wb") as f:
+            f.write(buffer)
+    return engine_bytes
+
+
+def test_timing_cache_round_trip_port(stand_in_gpu, tmp_path):
+    model = _mlp()
+    path = str(tmp_path / "timing.cache")
+    counts, plans = [], []
+    for _ in range(2):
+        engine_bytes = build_engine_with_timing_cache(model.SerializeToString(), path)
+        counts.append(read_plan(bytes(engine_bytes)).manifest["autotune"])
+        plans.append(_read(bytes(engine_bytes)))
+    assert counts[0]["timed"] > 0 and counts[1]["timed"] == 0
+    assert counts[1]["cached"] == counts[0]["steps"] and plans[0] == plans[1]
+    # the sm_90 plan, run by the CPU executor, computes the model
+    engine = trt.Runtime(TRT_LOGGER, device="cpu").deserialize_cuda_engine(engine_bytes)
+    x = np.random.default_rng(6).standard_normal((64, 96)).astype(np.float32)
+    got = engine.create_execution_context().execute({"x": x})["y"]
+    w1, w2 = (numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer)
+    np.testing.assert_allclose(got, (np.maximum(x @ w1.T, 0) @ w2.T), rtol=1e-4, atol=1e-4)
