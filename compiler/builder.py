@@ -580,11 +580,12 @@ class Builder(ContextManaged):
         return HostMemory(plan_bytes(manifest, sections))
 
     def build_engine_with_config(self, network: NetworkDefinition, config: BuilderConfig):
-        """Build and load in one step (TensorRT 10's `build_engine_with_config`)."""
+        """Build and load in one step (TensorRT 10's `build_engine_with_config`); None when
+        the progress monitor cancels the build."""
         from ember.runtime.engine import Runtime
 
-        return Runtime(self.logger).deserialize_cuda_engine(
-            self.build_serialized_network(network, config))
+        plan = self.build_serialized_network(network, config)
+        return None if plan is None else Runtime(self.logger).deserialize_cuda_engine(plan)
 
     def _build(self, model: onnx.ModelProto, config: BuilderConfig) -> tuple[dict, dict]:
         logger = self.logger

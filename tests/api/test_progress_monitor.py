@@ -139,6 +139,8 @@ def test_cancelling_in_the_passes_returns_none_and_logs_why():
     errors = [m for s, m in logger.messages if s == trt.ILogger.ERROR]
     assert errors == ["the build was cancelled: the progress monitor's step_complete("
                       "'Running passes', 3) returned False"]
+    config.progress_monitor = Recorder(cancel_at=("Packing plan", 1))
+    assert builder.build_engine_with_config(_network(_mlp()), config) is None
     # the same build without cancelling gives a plan
     config.progress_monitor = Recorder()
     assert builder.build_serialized_network(_network(_mlp()), config) is not None

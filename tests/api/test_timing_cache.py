@@ -538,8 +538,16 @@ def test_a_warm_gpu_build_times_nothing_and_is_faster(tmp_path, monkeypatch):
     arch = cuda.gpu_arch()
     onnx.save(_resnetish(), tmp_path / "r.onnx")
     path = tmp_path / "r.cache"
-    seconds, manifests = [], []
+    seconds, manifests, launches = [], [], []
+    real_time = autotune._time
+
+    def counted(*args):  # every kernel timed: the autotuner's and choose-formats' (time_kernels)
+        launches[-1] += 1
+        return real_time(*args)
+
+    monkeypatch.setattr(autotune, "_time", counted)
     for _ in range(2):
+        launches.append(0)
         start = time.perf_counter()
         manifests.append(build(tmp_path / "r.onnx", tmp_path / "r.plan", arch=arch,
                                autotune=True, timing_cache=path, quiet=True))
@@ -547,6 +555,7 @@ def test_a_warm_gpu_build_times_nothing_and_is_faster(tmp_path, monkeypatch):
     cold, warm = (m["autotune"] for m in manifests)
     assert cold["timed"] > 0 and cold["cached"] == 0, cold
     assert warm["timed"] == 0 and warm["cached"] == cold["steps"], warm
+    assert launches[0] >= cold["timed"] and launches[1] == 0, launches
     print(f"cold build {seconds[0]:.2f} s, warm {seconds[1]:.2f} s "
           f"({seconds[1] / seconds[0]:.2f} of cold)")
     assert seconds[1] < seconds[0]
