@@ -65,8 +65,3 @@ def phase(name: str, num_steps: int) -> Iterator[Phase]:
     finally:
         _OPEN.reset(token)
         listener.phase_finish(name)
-
-
-def reporting() -> bool:
-    """Whether anybody listens (to skip work done only to report)."""
-    return _LISTENER.get() is not None

@@ -13,6 +13,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,8 +265,6 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_flag(BuilderFlag.DISABLE_TIMING_CACHE)
     if args.errorOnTimingCacheMiss:
         config.set_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
-    if args.timingCacheFile:
-        config.set_timing_cache(timing_cache.load(args.timingCacheFile), ignore_mismatch=True)
     precision_config(config, fp16=args.fp16, bf16=args.bf16, tf32=args.tf32 is not False,
                      layer_precisions=args.layer_precisions,
                      layer_output_types=args.layer_output_types,
@@ -299,7 +298,15 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_allowed_io_formats(*sorted({f for _, fs in wanted.values() for f in fs}
                                               | {"NCHW"}))
     start = time.perf_counter()
-    manifest, sections = build_model(args.onnx, config)
+    with warnings.catch_warnings(record=True) as caught:  # trtexec's [W] lines
+        warnings.simplefilter("always")
+        try:
+            if args.timingCacheFile:
+                config.set_timing_cache(timing_cache.load(args.timingCacheFile), True)
+            manifest, sections = build_model(args.onnx, config)
+        finally:
+            for w in caught:
+                log(str(w.message), "W")
     if args.timingCacheFile:
         timing_cache.update_file(config.timing_cache, args.timingCacheFile)
         log(f"Saved the timing cache to {args.timingCacheFile}")

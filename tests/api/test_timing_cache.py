@@ -637,3 +637,16 @@ def test_timing_cache_round_trip_port(stand_in_gpu, tmp_path):
     got = engine.create_execution_context().execute({"x": x})["y"]
     w1, w2 = (numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer)
     np.testing.assert_allclose(got, (np.maximum(x @ w1.T, 0) @ w2.T), rtol=1e-4, atol=1e-4)
+
+
+def test_ember_bench_reports_a_corrupt_timing_cache_file_as_a_warning_line(tmp_path, capsys):
+    from ember.compiler.bench import main as bench
+
+    onnx.save(_mlp(), tmp_path / "m.onnx")
+    path = tmp_path / "m.cache"
+    path.write_bytes(b"\x00\x01 not a cache")
+    assert bench([f"--onnx={tmp_path / 'm.onnx'}", "--device=cpu", "--skipInference",
+                  f"--timingCacheFile={path}"]) == 0
+    out = capsys.readouterr().out
+    assert "[W] timing cache" in out and "not an ember timing cache" in out
+    assert len(timing_cache.read(path)) == 0  # rewritten as a valid (empty) cache
