@@ -21,6 +21,8 @@ _LAZY = {
     "IBuilderConfig": "ember.compiler.builder:BuilderConfig",
     "BuilderFlag": "ember.compiler.builder",
     "OptimizationProfile": "ember.compiler.builder",
+    "IProgressMonitor": "ember.compiler.progress",
+    "ITimingCache": "ember.codegen.timing_cache:TimingCache",
     "IOptimizationProfile": "ember.compiler.builder:OptimizationProfile",
     "OnnxParser": "ember.compiler.builder",
     "compile": "ember.compiler.builder",

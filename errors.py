@@ -75,3 +75,11 @@ class CompileError(EmberError):
         super().__init__(message)
         self.kernel = kernel
         self.log = log
+
+
+class BuildCancelled(EmberError):
+    """A build stopped because its progress monitor asked (`step_complete` returned False)."""
+
+
+class TimingCacheError(EmberError):
+    """A timing cache that cannot be read (corrupt, truncated, foreign format) or written."""

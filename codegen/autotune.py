@@ -8,26 +8,26 @@ the fastest is returned (`Tuning.choices`: select-tactics sets them on the kerne
 emit-cuda emits them and the plan records them). A candidate is chosen only if it computes
 what the others do: its output (poisoned with NaN before it runs) is compared with that of the
 first candidate that ran (the cost model's choice); one with unwritten or non-finite elements,
-or more than `AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in a timing
-cache (`tactics.json` beside the NVRTC cache, keyed by GPU name, template and parameters), so
-rebuilding a model times nothing twice. `time_kernels` times whole kernels (the fastest of
-their tactics) for choose-formats, which compares a kernel's formats by their times.
+or more than `AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in the build's
+timing cache (`codegen/timing_cache.py`: keyed by kernel signature and by GPU, compute
+capability, NVRTC and ember versions), so rebuilding a model times nothing twice.
+`time_kernels` times whole kernels (the fastest of their tactics) for choose-formats, which
+compares a kernel's formats by their times. Both report their progress (`codegen/progress.py`):
+a step per candidate kernel compiled and per kernel timed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ember.codegen import progress
 from ember.codegen.emit_cuda import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.nvrtc import compile_many
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
+from ember.codegen.timing_cache import Session, environment
 from ember.errors import CompileError, EmberError
 from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.manifest import decode
@@ -37,11 +37,6 @@ WARMUP, REPEATS = 2, 10
 # how far (rel-L2) a candidate's output may be from the reference candidate's: tactics differ in
 # summation order and in TF32 / half rounding, never by more than this on random inputs
 AGREEMENT = 1e-2
-
-
-def cache_path() -> Path:
-    root = os.environ.get("EMBER_CACHE_DIR") or os.path.join(Path.home(), ".cache", "ember")
-    return Path(root) / "tactics.json"
 
 
 def _tactics(step: dict[str, Any], arch: str) -> list[dict]:
@@ -88,30 +83,6 @@ def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
     except EmberError:
         return False
     return True
-
-
-def _key(device: str, step: dict[str, Any]) -> str:
-    params = {k: v for k, v in step["params"].items() if k not in ("tactic", "tactic_small")}
-    text = json.dumps([device, step["template"], params], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _load_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_cache(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
-        tmp.replace(path)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
 
 
 def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> list:
@@ -202,31 +173,33 @@ def _time(spec: KernelSpec, function, bufs: list, cuda, stream) -> float:
 def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
     """Compile every candidate (in parallel); if some fail, compile one by one and keep those
     that succeed (a candidate that does not compile is not chosen)."""
-    try:
-        return dict(zip(sources, compile_many(list(sources.items()), arch=arch), strict=True))
-    except CompileError:
-        compiled = {}
-        for name, source in sources.items():
-            try:
-                compiled[name] = compile_many([(name, source)], arch=arch)[0]
-            except CompileError:
-                continue
-        return compiled
+    with progress.phase("Compiling candidate kernels", len(set(sources.values()))) as done:
+        try:
+            return dict(zip(sources, compile_many(list(sources.items()), arch=arch,
+                                                  on_done=lambda name: done.step()),
+                            strict=True))
+        except CompileError:
+            compiled = {}
+            for name, source in sources.items():
+                try:
+                    compiled[name] = compile_many([(name, source)], arch=arch)[0]
+                except CompileError:
+                    continue
+            return compiled
 
 
-def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> Tuning:
+def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
     """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
     Reads `manifest`'s "steps" (as plan steps: name, template, params, origin) and "symbols"
     (name -> [min, opt, max]), writes nothing into them. Returns the choices and
     the counts: steps tuned, kernels timed, steps answered from the timing cache, candidates
     that failed to launch, and candidates rejected for computing something else than the
-    reference candidate (neither is chosen; the counts show in the plan's "autotune")."""
+    reference candidate (neither is chosen; the counts show in the plan's "autotune").
+    The timing cache is the build's (`timing_cache.using`), else the default one."""
     from ember.runtime import cuda
 
     device = cuda.default_device()
-    device_name = f"{device.name}/{arch}"
-    path = cache_path()
-    cache = _load_cache(path) if use_cache else {}
+    cache = Session(environment(device.name, arch))
     tuning = Tuning()
     stats = tuning.stats
     todo: list[tuple[dict, int, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
@@ -239,83 +212,85 @@ def autotune(manifest: dict[str, Any], arch: str, *, use_cache: bool = True) -> 
             if len(options) < 2:
                 continue
             stats["steps"] += 1
-            key = _key(device_name, step if step is plan_step else
-                       dict(step, template=f"{step['template']}[symbolic]"))
-            if key in cache and cache[key] in options:
-                tuning.choices.append((index, slot, cache[key]))
+            kind = "tactic" if step is plan_step else "tactic-symbolic"
+            cached = cache.get(kind, step)
+            if cached is not None and cached.get("tactic") in options:
+                # the template's own dict (its key order: the IR and the plan print it)
+                tuning.choices.append((index, slot, options[options.index(cached["tactic"])]))
                 stats["cached"] += 1
                 continue
+            cache.miss(step)
             emitted = []
             for tactic in options:
                 trial = dict(step, params={**step["params"], "tactic": tactic})
                 name, spec = emit_step(trial)
                 emitted.append((tactic, name, spec))
-            todo.append((step, index, slot, key, emitted))
+            todo.append((step, index, slot, kind, emitted))
     if not todo:
         return tuning
     unique = {name: spec.source for *_, emitted in todo for _, name, spec in emitted}
     compiled = _compile(unique, arch)
     rng = np.random.default_rng(0)
     stream = cuda.Stream(device)
-    for step, index, slot, key, emitted in todo:
-        best: tuple[float, dict] | None = None
-        reference: np.ndarray | None = None
-        operands = _buffers(step, cuda, rng, stream)
-        outputs = _outputs(step)
-        for tactic, name, spec in emitted:
-            if name not in compiled:  # did not compile: not a candidate here
-                continue
-            try:
-                module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
-                                          device=device, name=name)
+    count = sum(1 for *_, emitted in todo for _, name, _ in emitted if name in compiled)
+    with progress.phase("Timing tactics", count) as timed:
+        for step, index, slot, kind, emitted in todo:
+            best: tuple[float, dict] | None = None
+            reference: np.ndarray | None = None
+            operands = _buffers(step, cuda, rng, stream)
+            outputs = _outputs(step)
+            for tactic, name, spec in emitted:
+                if name not in compiled:  # did not compile: not a candidate here
+                    continue
                 try:
-                    _poison(outputs, operands, stream)
-                    bufs = operands + _scratch(spec, cuda, stream)
-                    ms = _time(spec, module.function(name), bufs, cuda, stream)
-                    out = _result(outputs, operands, stream)
-                finally:
-                    stream.synchronize()
-                    module.unload()
-            except EmberError:  # a candidate that cannot run here (resources) is not chosen
-                stats["failed"] += 1
+                    module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
+                                              device=device, name=name)
+                    try:
+                        _poison(outputs, operands, stream)
+                        bufs = operands + _scratch(spec, cuda, stream)
+                        ms = _time(spec, module.function(name), bufs, cuda, stream)
+                        out = _result(outputs, operands, stream)
+                    finally:
+                        stream.synchronize()
+                        module.unload()
+                except EmberError:  # a candidate that cannot run here (resources): not chosen
+                    stats["failed"] += 1
+                    timed.step()
+                    continue
+                stats["timed"] += 1
+                timed.step()
+                if disagreement(out, reference) is not None:  # computes something else
+                    stats["rejected"] += 1
+                    continue
+                reference = out if reference is None else reference
+                if best is None or ms < best[0]:
+                    best = (ms, tactic)
+            if best is None:  # none ran: the cost model's choice stands
                 continue
-            stats["timed"] += 1
-            if disagreement(out, reference) is not None:  # computes something else: never chosen
-                stats["rejected"] += 1
-                continue
-            reference = out if reference is None else reference
-            if best is None or ms < best[0]:
-                best = (ms, tactic)
-        if best is None:  # none ran: the cost model's choice stands
-            continue
-        tuning.choices.append((index, slot, best[1]))
-        cache[key] = best[1]
-    if use_cache:
-        _save_cache(path, cache)
+            tuning.choices.append((index, slot, best[1]))
+            cache.put(kind, step, {"tactic": best[1], "ms": float(best[0])})
+    cache.close()
     return tuning
 
 
-def time_kernels(steps: list[dict[str, Any]], arch: str, *, use_cache: bool = True
-                 ) -> list[float | None]:
+def time_kernels(steps: list[dict[str, Any]], arch: str) -> list[float | None]:
     """The time (ms) of each step's kernel on the GPU present (which must be `arch`): the
     fastest of its candidate tactics (`tactics(params, arch)`; the template's own choice where
     it offers none), None where none compiled and ran. Steps are static (no symbolic dims).
-    Times are kept in the timing cache (keyed by GPU, template and params), as tactics are.
-    Nothing here checks results: the autotuner checks the tactic the plan finally runs."""
+    Times are kept in the timing cache, as tactics are. Nothing here checks results: the
+    autotuner checks the tactic the plan finally runs."""
     from ember.runtime import cuda
 
     device = cuda.default_device()
-    device_name = f"{device.name}/{arch}"
-    path = cache_path()
-    cache = _load_cache(path) if use_cache else {}
+    cache = Session(environment(device.name, arch))
     times: list[float | None] = [None] * len(steps)
-    todo: list[tuple[int, str, dict, list[tuple[str, KernelSpec]]]] = []
+    todo: list[tuple[int, dict, list[tuple[str, KernelSpec]]]] = []
     for index, step in enumerate(steps):
-        key = _key(device_name, dict(step, template=f"{step['template']}[time]"))
-        cached = cache.get(key)
-        if isinstance(cached, dict) and isinstance(cached.get("ms"), float):
+        cached = cache.get("time", step)
+        if cached is not None and isinstance(cached.get("ms"), float):
             times[index] = cached["ms"]
             continue
+        cache.miss(step)
         emitted = []
         for tactic in _tactics(step, arch) or [None]:
             trial = step if tactic is None else dict(step, params={**step["params"],
@@ -324,33 +299,36 @@ def time_kernels(steps: list[dict[str, Any]], arch: str, *, use_cache: bool = Tr
                 emitted.append(emit_step(trial))
             except EmberError:  # a tactic this shape does not take
                 continue
-        todo.append((index, key, step, emitted))
+        todo.append((index, step, emitted))
     if not todo:
         return times
     compiled = _compile({name: spec.source for *_, emitted in todo for name, spec in emitted},
                         arch)
     rng = np.random.default_rng(0)
     stream = cuda.Stream(device)
-    for index, key, step, emitted in todo:
-        operands = _buffers(step, cuda, rng, stream)
-        for name, spec in emitted:
-            if name not in compiled:
-                continue
-            try:
-                module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
-                                          device=device, name=name)
+    count = sum(1 for *_, emitted in todo for name, _ in emitted if name in compiled)
+    with progress.phase("Timing kernels", count) as timed:
+        for index, step, emitted in todo:
+            operands = _buffers(step, cuda, rng, stream)
+            for name, spec in emitted:
+                if name not in compiled:
+                    continue
                 try:
-                    ms = _time(spec, module.function(name),
-                               operands + _scratch(spec, cuda, stream), cuda, stream)
+                    module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
+                                              device=device, name=name)
+                    try:
+                        ms = _time(spec, module.function(name),
+                                   operands + _scratch(spec, cuda, stream), cuda, stream)
+                    finally:
+                        stream.synchronize()
+                        module.unload()
+                except EmberError:  # cannot run here (resources): not a candidate
+                    continue
                 finally:
-                    stream.synchronize()
-                    module.unload()
-            except EmberError:  # cannot run here (resources): not a candidate
-                continue
-            best = times[index]
-            times[index] = ms if best is None else min(best, ms)
-        if times[index] is not None:
-            cache[key] = {"ms": float(times[index])}
-    if use_cache:
-        _save_cache(path, cache)
+                    timed.step()
+                best = times[index]
+                times[index] = ms if best is None else min(best, ms)
+            if times[index] is not None:
+                cache.put("time", step, {"ms": float(times[index])})
+    cache.close()
     return times

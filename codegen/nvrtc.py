@@ -24,8 +24,8 @@ import site
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -502,9 +502,12 @@ def compile_many(
     options: Iterable[str] = (),
     want_ptx: bool = True,
     cache: bool = True,
+    on_done: Callable[[str], None] | None = None,
 ) -> list[CompiledKernel]:
     """Compile ``[(name, source), ...]`` in parallel threads; results in the input order.
-    Identical sources compile once. If any fail, one CompileError lists every failure."""
+    Identical sources compile once. If any fail, one CompileError lists every failure.
+    ``on_done(name)``: called in the calling thread as each distinct source is done (the build's
+    progress); an exception it raises stops the compilation (kernels not started are not)."""
     opts = tuple(options)
     if not kernels:
         return []
@@ -530,10 +533,24 @@ def compile_many(
             unique.append((name, source))
         slot.append(first[source])
     if workers <= 1 or len(unique) == 1:
-        done = [one(k) for k in unique]
+        done = []
+        for k in unique:
+            done.append(one(k))
+            if on_done is not None:
+                on_done(k[0])
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ember-nvrtc") as pool:
-            done = list(pool.map(one, unique))
+            futures = {pool.submit(one, k): i for i, k in enumerate(unique)}
+            results: list[CompiledKernel | CompileError | None] = [None] * len(unique)
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    if on_done is not None:
+                        on_done(unique[futures[future]][0])
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            done = results
     errors = [r for r in done if isinstance(r, CompileError)]
     if errors:
         names = ", ".join(f"'{e.kernel}'" for e in errors)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ember.codegen import progress
 from ember.codegen.nvrtc import compile_many, nvrtc_version
 from ember.codegen.templates import KernelSpec
 from ember.runtime.arch import parse_arch
@@ -53,7 +54,9 @@ def compile_cuda_kernels(steps: Sequence[Sequence[StepKernel] | None], arch: str
         for _, name, spec in kernels[1:]:
             unique.setdefault(name, spec)
     names = list(unique)
-    compiled = compile_many([(n, unique[n].source) for n in names], arch=arch_name)
+    sources = [(n, unique[n].source) for n in names]
+    with progress.phase("Compiling kernels", len({source for _, source in sources})) as done:
+        compiled = compile_many(sources, arch=arch_name, on_done=lambda name: done.step())
     cubin, ptx, src = bytearray(), bytearray(), bytearray()
     records = []
     for name, entry in zip(names, compiled, strict=True):

@@ -13,6 +13,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,6 @@ NOT_IMPLEMENTED = {
     "--calib": "ember has no INT8", "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
     "--sparsity": "ember has no structured sparsity", "--plugins": "ember has no plugins",
     "--staticPlugins": "ember has no plugins", "--dynamicPlugins": "ember has no plugins",
-    "--noBuilderCache": "ember's timing cache is $EMBER_CACHE_DIR/tactics.json",
     "--profilingVerbosity": "ember's profile always names each step's ONNX nodes",
     "--dumpOutput": "use --exportOutput",
     "--exposeDMA": "", "--useManagedMemory": "", "--noCudaGraph": "",
@@ -56,6 +56,7 @@ PERCENTILES = "90,95,99"  # trtexec's default --percentile
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
                               "int8", "best", "stronglyTyped", "inputIOFormats",
                               "outputIOFormats", "memPoolSize", "timingCacheFile",
+                              "noBuilderCache", "errorOnTimingCacheMiss",
                               "builderOptimizationLevel")}
 BUILD_FLAGS.update(tf32="noTF32", layer_precisions="layerPrecisions",
                    layer_output_types="layerOutputTypes",
@@ -99,7 +100,12 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--outputIOFormats", metavar="SPEC", help="type:format per output")
     g.add_argument("--memPoolSize", metavar="SPEC", help="(ember has no pool limits: an error)")
     g.add_argument("--timingCacheFile", metavar="FILE",
-                   help="(not implemented: ember's timing cache is $EMBER_CACHE_DIR/tactics.json)")
+                   help="load the timing cache from FILE and save it back extended (default: "
+                        "$EMBER_CACHE_DIR/timing.cache)")
+    g.add_argument("--noBuilderCache", action="store_true",
+                   help="no timing cache: time every kernel, keep nothing")
+    g.add_argument("--errorOnTimingCacheMiss", action="store_true",
+                   help="a kernel the timing cache cannot answer is an error naming it")
     g.add_argument("--builderOptimizationLevel", type=int, metavar="N",
                    help="0: one kernel per op, no fusion or layout choice; 1-2: no autotuning; "
                         "3: the default")
@@ -200,9 +206,10 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
     if args.memPoolSize:
         raise EmberError(f"--memPoolSize={args.memPoolSize}: ember's builder has no memory "
                          "pool limits yet")
-    if args.timingCacheFile:
-        raise EmberError(f"--timingCacheFile={args.timingCacheFile}: not implemented; ember's "
-                         "timing cache is $EMBER_CACHE_DIR/tactics.json (~/.cache/ember)")
+    if args.noBuilderCache and (args.timingCacheFile or args.errorOnTimingCacheMiss):
+        other = "--timingCacheFile" if args.timingCacheFile else "--errorOnTimingCacheMiss"
+        raise EmberError(f"--noBuilderCache with {other}: without a timing cache there is none "
+                         "to load, save or miss")
     level = args.builderOptimizationLevel
     if level is not None and not 0 <= level <= 3:
         raise EmberError(f"--builderOptimizationLevel={level}: ember has levels 0 (no fusion), "
@@ -248,7 +255,16 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
     from ember.compiler.commands import profile_from_flags
 
     _refuse_unsupported(args)
+    from ember.codegen import timing_cache
+    from ember.compiler.builder import BuilderFlag
+    from ember.compiler.progress import terminal_bars
+
     config = BuilderConfig(target_arch=arch)
+    config.progress_monitor = terminal_bars()
+    if args.noBuilderCache:
+        config.set_flag(BuilderFlag.DISABLE_TIMING_CACHE)
+    if args.errorOnTimingCacheMiss:
+        config.set_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
     precision_config(config, fp16=args.fp16, bf16=args.bf16, tf32=args.tf32 is not False,
                      layer_precisions=args.layer_precisions,
                      layer_output_types=args.layer_output_types,
@@ -282,7 +298,18 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_allowed_io_formats(*sorted({f for _, fs in wanted.values() for f in fs}
                                               | {"NCHW"}))
     start = time.perf_counter()
-    manifest, sections = build_model(args.onnx, config)
+    with warnings.catch_warnings(record=True) as caught:  # trtexec's [W] lines
+        warnings.simplefilter("always")
+        try:
+            if args.timingCacheFile:
+                config.set_timing_cache(timing_cache.load(args.timingCacheFile), True)
+            manifest, sections = build_model(args.onnx, config)
+        finally:
+            for w in caught:
+                log(str(w.message), "W")
+    if args.timingCacheFile:
+        timing_cache.update_file(config.timing_cache, args.timingCacheFile)
+        log(f"Saved the timing cache to {args.timingCacheFile}")
     for t in [*manifest["inputs"], *manifest["outputs"]]:
         if t["name"] in wanted:
             flag, formats = wanted[t["name"]]

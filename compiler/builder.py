@@ -21,10 +21,13 @@ from typing import Any
 import onnx
 from xdsl.passes import ModulePass
 
+from ember.codegen import progress, timing_cache
+from ember.codegen.timing_cache import TimingCache
 from ember.compiler.network import NetworkDefinition, precision_name
 from ember.compiler.onnx_importer import import_onnx, load_model
 from ember.compiler.pack import pack
 from ember.compiler.pipeline import AfterPass, resolve_passes, run_passes
+from ember.compiler.progress import check_monitor
 from ember.compiler.trt_names import (
     ErrorCode,
     MemoryPoolType,
@@ -33,7 +36,13 @@ from ember.compiler.trt_names import (
     network_flags,
 )
 from ember.dialects.symbol_ranges import set_symbol_ranges
-from ember.errors import EmberError, ModelImportError, UnsupportedError
+from ember.errors import (
+    BuildCancelled,
+    EmberError,
+    ModelImportError,
+    TimingCacheError,
+    UnsupportedError,
+)
 from ember.runtime import formats
 from ember.runtime.engine import launches, workspace_bytes
 from ember.runtime.inspector import ProfilingVerbosity
@@ -51,7 +60,9 @@ class BuilderFlag(Numbered):
     What ember does with each: FP16 / BF16 / TF32: a layer *may* run in that precision
     (assign-precision says which do); OBEY / PREFER_PRECISION_CONSTRAINTS: what per-layer
     precisions are (an error where impossible / a warning); STRICT_TYPES (TensorRT 8's, gone
-    from 10) is OBEY. Every other flag is an error naming it when set (`IMPLEMENTED`)."""
+    from 10) is OBEY; DISABLE_TIMING_CACHE: the autotuner reads and writes no timing cache;
+    ERROR_ON_TIMING_CACHE_MISS: a kernel the timing cache cannot answer is an error naming it.
+    Every other flag is an error naming it when set (`IMPLEMENTED`)."""
 
     FP16 = 0
     INT8 = 1
@@ -118,7 +129,9 @@ def _mask(flags: BuilderFlag | int) -> int:
 # the flags a build honours; why each of the others is refused
 IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.TF32,
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
-                               BuilderFlag.PREFER_PRECISION_CONSTRAINTS})
+                               BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
+                               BuilderFlag.DISABLE_TIMING_CACHE,
+                               BuilderFlag.ERROR_ON_TIMING_CACHE_MISS})
 _WHY_NOT = {
     BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
                       "and matmuls run on int8 without the flag (explicit quantization)",
@@ -135,10 +148,9 @@ _WHY_NOT = {
     BuilderFlag.GPU_FALLBACK: "ember has no DLA: every layer runs on the GPU (or the host)",
     BuilderFlag.SAFETY_SCOPE: "ember has no safety runtime",
     BuilderFlag.DIRECT_IO: "I/O formats are chosen with set_allowed_io_formats",
-    BuilderFlag.DISABLE_TIMING_CACHE: "the autotuner's timing cache cannot be turned off from "
-                                      "the config yet",
-    BuilderFlag.ERROR_ON_TIMING_CACHE_MISS: "the timing cache API is not implemented yet",
-    BuilderFlag.EDITABLE_TIMING_CACHE: "the timing cache API is not implemented yet",
+    BuilderFlag.EDITABLE_TIMING_CACHE: "ITimingCache.query/update are not implemented: "
+                                       "ember's entries are keyed by kernel signature, not "
+                                       "TensorRT's TimingCacheKey",
     BuilderFlag.DISABLE_COMPILATION_CACHE: "kernels are compiled for each build (there is no "
                                            "compilation cache to disable)",
 }
@@ -197,7 +209,6 @@ class OptimizationProfile(ContextManaged):
 # TensorRT config attributes ember does not have, and why (setting one is an error naming it)
 _NOT_CONFIG = {
     "int8_calibrator": "INT8 calibration is not implemented",
-    "progress_monitor": "build progress monitors (IProgressMonitor) are not implemented yet",
     "algorithm_selector": "tactics are chosen by ember's autotuner (autotune, forced_tile)",
     "default_device_type": "ember has no DLA", "DLA_core": "ember has no DLA",
     "engine_capability": "ember builds the standard engine capability only",
@@ -263,10 +274,21 @@ class BuilderConfig(ContextManaged):
     memory_pool_limits: dict[MemoryPoolType, int] = field(default_factory=dict)
     # ember's plans always keep every layer's detail (the inspector's JSON): DETAILED only
     profiling_verbosity: ProfilingVerbosity = ProfilingVerbosity.DETAILED
+    # the timing cache the autotuner reads and extends (set_timing_cache); None: the default
+    # cache file, $EMBER_CACHE_DIR/timing.cache (codegen/timing_cache.py)
+    timing_cache: TimingCache | None = None
+    # TensorRT's IProgressMonitor: told of the build's phases and steps; may cancel the build
+    progress_monitor: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "flags":
             value = _check_flags(value, "BuilderConfig.flags")
+        elif name == "progress_monitor":
+            value = check_monitor(value)
+        elif name == "timing_cache":
+            if value is not None and not isinstance(value, TimingCache):
+                raise EmberError(f"BuilderConfig.timing_cache takes an ITimingCache "
+                                 f"(config.create_timing_cache), not {type(value).__name__}")
         elif name == "profiling_verbosity":
             if value is not ProfilingVerbosity.DETAILED:
                 raise UnsupportedError(
@@ -302,6 +324,43 @@ class BuilderConfig(ContextManaged):
             raise EmberError(f"set_memory_pool_limit({pool.name}): the size must be an integer "
                              f"number of bytes ≥ 0, not {pool_size!r}")
         self.memory_pool_limits[pool] = pool_size
+
+    # -- the timing cache (TensorRT's names) ------------------------------------------------------
+    def create_timing_cache(self, serialized_timing_cache: bytes) -> TimingCache:
+        """A timing cache from `ITimingCache.serialize()`'s bytes (b"": an empty one). Bytes
+        that are not a cache ember can read give an empty one, with a warning saying why."""
+        if not isinstance(serialized_timing_cache, bytes | bytearray | memoryview):
+            raise EmberError(f"create_timing_cache takes bytes, not "
+                             f"{type(serialized_timing_cache).__name__}")
+        if not bytes(serialized_timing_cache):
+            return TimingCache()
+        try:
+            return TimingCache.deserialize(serialized_timing_cache)
+        except TimingCacheError as e:
+            warnings.warn(f"create_timing_cache: invalid timing cache ({e}); an empty one is "
+                          "used instead", stacklevel=2)
+            return TimingCache()
+
+    def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+        """Builds with this config read and extend `cache`. A cache made on another GPU or
+        with other NVRTC/ember versions is not set (False, with a warning naming what differs)
+        unless `ignore_mismatch`: then its entries from elsewhere are kept but never used."""
+        if not isinstance(cache, TimingCache):
+            raise EmberError(f"set_timing_cache takes an ITimingCache (create_timing_cache), "
+                             f"not {type(cache).__name__}")
+        local = timing_cache.here()
+        differs = sorted({d for env in (cache.environment, *cache.counts())
+                          for d in env.differences(local)})
+        if differs and not ignore_mismatch:
+            warnings.warn(f"set_timing_cache: the cache was made elsewhere ({', '.join(differs)});"
+                          " not set (ignore_mismatch=True sets it: its entries measured "
+                          "elsewhere are kept and never used)", stacklevel=2)
+            return False
+        self.timing_cache = cache
+        return True
+
+    def get_timing_cache(self) -> TimingCache | None:
+        return self.timing_cache
 
     def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
         """The limit set, else "no limit": 2**63 - 1 (TensorRT gives the GPU's memory)."""
@@ -352,6 +411,14 @@ class BuilderConfig(ContextManaged):
             if given:
                 raise EmberError(f"BuilderConfig {', '.join(given)}: GPU builds only; this "
                                  "config builds a CPU plan (give target_arch)")
+        if self.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):
+            given = (["BuilderFlag.ERROR_ON_TIMING_CACHE_MISS"]
+                     if self.get_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS) else [])
+            given += ["a timing cache (set_timing_cache)"] if self.timing_cache is not None else []
+            if given:
+                raise EmberError(f"BuilderFlag.DISABLE_TIMING_CACHE with {' and '.join(given)}: "
+                                 "with no timing cache, every kernel would miss and no cache "
+                                 "would be read or extended")
 
     @property
     def precision_constraints(self) -> str:
@@ -487,11 +554,13 @@ class Builder(ContextManaged):
 
     # -- the build -------------------------------------------------------------------------------
     def build_serialized_network(self, network: NetworkDefinition,
-                                 config: BuilderConfig | None = None) -> HostMemory:
+                                 config: BuilderConfig | None = None) -> HostMemory | None:
         """The plan (TensorRT's IHostMemory: bytes). A build that fails raises the error
-        (TensorRT returns None) after logging it. In a STRONGLY_TYPED network the types are the
-        network's: precision flags (FP16, BF16, OBEY/PREFER_PRECISION_CONSTRAINTS) and
-        per-layer precisions are errors; TF32 stays a math mode, as in TensorRT."""
+        (TensorRT returns None) after logging it; one that the config's progress monitor
+        cancels returns None, as TensorRT's does, after logging why. In a STRONGLY_TYPED
+        network the types are the network's: precision flags (FP16, BF16, OBEY/PREFER_
+        PRECISION_CONSTRAINTS) and per-layer precisions are errors; TF32 stays a math mode,
+        as in TensorRT."""
         config = config if config is not None else BuilderConfig()
         if not isinstance(config, BuilderConfig):
             raise EmberError(f"build_serialized_network takes a BuilderConfig "
@@ -504,15 +573,19 @@ class Builder(ContextManaged):
         config = network.apply_layer_precisions(config)
         if strongly_typed:
             _check_strongly_typed(config, "the network's layers")
-        manifest, sections = self._build(network.to_onnx(), config)
+        try:
+            manifest, sections = self._build(network.to_onnx(), config)
+        except BuildCancelled:
+            return None
         return HostMemory(plan_bytes(manifest, sections))
 
     def build_engine_with_config(self, network: NetworkDefinition, config: BuilderConfig):
-        """Build and load in one step (TensorRT 10's `build_engine_with_config`)."""
+        """Build and load in one step (TensorRT 10's `build_engine_with_config`); None when
+        the progress monitor cancels the build."""
         from ember.runtime.engine import Runtime
 
-        return Runtime(self.logger).deserialize_cuda_engine(
-            self.build_serialized_network(network, config))
+        plan = self.build_serialized_network(network, config)
+        return None if plan is None else Runtime(self.logger).deserialize_cuda_engine(plan)
 
     def _build(self, model: onnx.ModelProto, config: BuilderConfig) -> tuple[dict, dict]:
         logger = self.logger
@@ -771,6 +844,20 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
                                "are)")
     passes = pipeline_for(config) if passes is None else list(passes)
+    with progress.listening(config.progress_monitor), timing_cache.using(
+            config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
+            error_on_miss=config.get_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)), \
+            progress.phase("Building plan", 2) as building:
+        manifest, sections = _build_phases(model, config, passes, building, dump_dir,
+                                           after_pass)
+    return manifest, sections
+
+
+def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: BuilderConfig,
+                  passes: list[ModulePass], building: progress.Phase,
+                  dump_dir: str | os.PathLike | None, after_pass: AfterPass | None
+                  ) -> tuple[dict, dict]:
+    """build_model's work, reported as its phases: the passes (a step each), then packing."""
     dump = None
     if dump_dir is not None:  # checked before any work
         from ember.compiler.opt import StageDump
@@ -782,14 +869,24 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     module = import_onnx(proto)
     if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)
         set_symbol_ranges(module, symbols)
-    if dump is not None:
-        dump.run(module, passes, after_pass=after_pass)
-    else:
-        # verified once, at the end: after every pass it is most of a build's time (`ember
-        # opt` and --dump-dir builds verify after each pass)
-        run_passes(module, passes, after_pass=after_pass, verify="last")
-    packed = pack(module, profiles=[p.shapes for p in config.profiles],
-                  target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback)
+    with progress.phase("Running passes", len(passes)) as ran:
+        def each_pass(index: int, p: ModulePass, module: Any) -> None:
+            if after_pass is not None:
+                after_pass(index, p, module)
+            ran.step()
+
+        if dump is not None:
+            dump.run(module, passes, after_pass=each_pass)
+        else:
+            # verified once, at the end: after every pass it is most of a build's time (`ember
+            # opt` and --dump-dir builds verify after each pass)
+            run_passes(module, passes, after_pass=each_pass, verify="last")
+    building.step()
+    with progress.phase("Packing plan", 1) as packing:
+        packed = pack(module, profiles=[p.shapes for p in config.profiles],
+                      target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback)
+        packing.step()
+    building.step()
     return packed.manifest.to_json(), dict(packed.sections)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ember.errors import EmberError
 
@@ -67,12 +69,26 @@ def _opt(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from ember.compiler.commands import build
 
-    build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
-          shapes=args.shapes, verbose=args.verbose,
-          autotune={"auto": None, "on": True, "off": False}[args.autotune],
-          min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes,
-          dump_dir=args.dump_dir, **_precision(args))
+    with _warnings_as_lines("build"):
+        build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
+              shapes=args.shapes, verbose=args.verbose,
+              autotune={"auto": None, "on": True, "off": False}[args.autotune],
+              min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
+              max_shapes=args.max_shapes, dump_dir=args.dump_dir,
+              timing_cache=args.timing_cache, quiet=args.quiet, **_precision(args))
     return 0
+
+
+@contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """The compiler's warnings as `ember COMMAND: warning: ...` lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"ember {command}: warning: {w.message}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -151,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  ember build model.onnx -o model.plan\n"
                               "  ember build model.onnx -o model.plan --arch sm_90 --verbose\n"
                               "  ember build model.onnx -o model.plan --dump-dir stages/\n"
+                              "  ember build model.onnx -o model.plan --timing-cache "
+                              "model.cache -q\n"
                               "  ember build model.onnx -o model.plan --fp16 --layer-precisions "
                               "conv1:fp32 --precision-constraints obey\n"
                               "  ember build model.onnx -o model.plan --min-shapes x:1x3x224x224 "
@@ -167,9 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "all three, dims that vary stay dynamic (kernels take them at run "
                             "time)" if which == "min" else f"the {what} shape of each dynamic "
                             "input")
-    p.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress bars and no summary (errors only)")
     p.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",
                    help="time conv/matmul tactics on the GPU (auto: when --arch is the GPU here)")
+    p.add_argument("--timing-cache", "--timingCacheFile", metavar="FILE",
+                   help="read the autotuner's timing cache from FILE and write it back extended "
+                        "(atomically); entries measured on another GPU or with other "
+                        "NVRTC/ember versions are kept but not used (a warning says what "
+                        "differs); an unreadable FILE is reported and rewritten. Default: "
+                        "$EMBER_CACHE_DIR/timing.cache")
     p.add_argument("--dump-dir", metavar="DIR",
                    help="write each stage of the pipeline to DIR as a numbered .mlir file "
                         "(00-input.mlir first; ops carry their locations, the ONNX nodes they "

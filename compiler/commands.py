@@ -64,16 +64,25 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           out: TextIO | None = None, autotune: bool | None = None,
           min_shapes: str | None = None, opt_shapes: str | None = None,
           max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None,
+          timing_cache: str | os.PathLike | None = None, quiet: bool = False,
           **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
+    `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
+    see codegen/timing_cache.py). Progress bars on stderr when it is a terminal; `quiet`: no
+    bars and no summary.
     `precision`: fp16, bf16, tf32 (allowed unless tf32=False, as trtexec), layer_precisions,
     layer_output_types, precision_constraints (`ember.compile`'s meanings)."""
+    from ember.codegen import timing_cache as tc
+    from ember.compiler.progress import terminal_bars
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
     config = BuilderConfig(pipeline=pipeline, target_arch=arch, autotune=autotune)
+    config.progress_monitor = terminal_bars(quiet)
+    if timing_cache is not None:
+        config.set_timing_cache(tc.load(timing_cache), ignore_mismatch=True)
     precision_config(config, **{"tf32": True, **precision})
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
@@ -89,7 +98,11 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     manifest, sections = build_model(model, config, dump_dir=dump_dir,
                                      after_pass=read_formats if verbose else None)
     write_plan(output, manifest, sections)
+    if config.timing_cache is not None:
+        tc.update_file(config.timing_cache, timing_cache)
     seconds = time.perf_counter() - start
+    if quiet:
+        return manifest
     if verbose:
         out.write(f"pipeline: {pipeline_text(pipeline_for(config))}\n")
         out.write("".join(formats))

@@ -63,6 +63,11 @@ def _pipeline(config: BuilderConfig) -> str:
 def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
     config = BuilderConfig(flags=BuilderFlag.TF32 if flag is not BuilderFlag.TF32 else 0)
     before = (config.flags, _pipeline(config))
+    if flag in TIMING_CACHE_FLAGS:  # they change what the autotuner reads, not the pipeline
+        from tests.api.test_timing_cache import check_timing_cache_flag
+
+        check_timing_cache_flag(flag)
+        return
     if flag in IMPLEMENTED_FLAGS:
         config.set_flag(flag)
         assert config.get_flag(flag)
@@ -85,6 +90,9 @@ def test_flags_are_a_bit_field_as_tensorrts():
     assert config.get_flag(trt.BuilderFlag.BF16)
     with pytest.raises(EmberError, match="name no BuilderFlag"):
         config.flags = 1 << 40
+
+
+TIMING_CACHE_FLAGS = (BuilderFlag.DISABLE_TIMING_CACHE, BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
 
 
 # -- BuilderConfig settings ------------------------------------------------------------------------
@@ -112,6 +120,10 @@ SETTINGS = {
 VACUOUS = {
     "allow_cpu_fallback": "every kernel of the test model has a CUDA template: False changes "
                           "nothing until one lacks it (then the build fails, naming the step)",
+    "timing_cache": "read and extended only by a build that times kernels on the GPU present "
+                    "(tests/api/test_timing_cache.py builds with one, on a stand-in GPU)",
+    "progress_monitor": "changes no plan: it is told of the build's phases and may cancel it "
+                        "(tests/api/test_progress_monitor.py)",
 }
 
 
@@ -149,7 +161,7 @@ def test_gpu_settings_in_a_cpu_build_are_refused():
             trt.Builder().build_serialized_network(network, BuilderConfig(**setting))
 
 
-TRT_CONFIG_ATTRIBUTES = ["int8_calibrator", "progress_monitor", "algorithm_selector",
+TRT_CONFIG_ATTRIBUTES = ["int8_calibrator", "algorithm_selector",
                          "default_device_type", "DLA_core", "engine_capability",
                          "builder_optimization_level", "max_aux_streams", "avg_timing_iterations",
                          "hardware_compatibility_level", "no_such_setting"]

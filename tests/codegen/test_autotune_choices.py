@@ -5,13 +5,13 @@ choice is answered without a GPU), down to the packed plan's kernel."""
 from __future__ import annotations
 
 import copy
-import json
 from types import SimpleNamespace
 
 import pytest
 
 import ember.compiler.builder as builder
 from ember.codegen import autotune as tuner
+from ember.codegen import timing_cache
 from ember.codegen.emit_cuda import emit_step
 from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model, pipeline_for
 from ember.compiler.pipeline import pipeline_text
@@ -24,23 +24,34 @@ ARCH = "sm_90"
 
 @pytest.fixture
 def fake_gpu(tmp_path, monkeypatch):
-    """A "GPU" named FakeGPU whose timing cache lives in tmp_path; no kernel is ever timed."""
+    """A "GPU" named FakeGPU whose (default) timing cache lives in tmp_path; no kernel is ever
+    timed."""
     monkeypatch.setattr(cuda, "default_device", lambda: SimpleNamespace(name="FakeGPU"))
     monkeypatch.setattr(cuda, "gpu_arch", lambda: ARCH)
-    monkeypatch.setattr(tuner, "cache_path", lambda: tmp_path / "tactics.json")
-    return tmp_path / "tactics.json"
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    return tmp_path / "timing.cache"
+
+
+def _cached(entries: dict[str, tuple[dict, dict]], path) -> None:
+    """Write a timing cache of FakeGPU's entries: kind -> (timed step, tactic)."""
+    cache = timing_cache.TimingCache(timing_cache.environment("FakeGPU", ARCH))
+    for kind, (step, tactic) in entries:
+        cache.record(cache.environment, timing_cache.kernel_key(kind, step["template"],
+                                                                step["params"]),
+                     "", {"tactic": tactic})
+    timing_cache.write(cache, path)
 
 
 def _cache_the_last_candidates(manifest: dict, path) -> dict[int, dict]:
     """Put each tunable step's last candidate (not the cost model's first) in the cache."""
-    cache, chosen = {}, {}
+    entries, chosen = [], {}
     for index, step in enumerate(manifest["steps"]):
         for timed, slot in tuner._timing_points(step, manifest.get("symbols") or {}):
             options = tuner._tactics(timed, ARCH)
             if len(options) >= 2 and slot == ("tactic",):
-                cache[tuner._key(f"FakeGPU/{ARCH}", timed)] = options[-1]
+                entries.append(("tactic", (timed, options[-1])))
                 chosen[index] = options[-1]
-    path.write_text(json.dumps(cache))
+    _cached(entries, path)
     return chosen
 
 
@@ -103,15 +114,15 @@ def test_a_symbolic_kernel_gets_its_tuned_tactic_and_small_tactics(fake_gpu, mon
     (step,) = [s for s in untuned["steps"] if s["template"] == "matmul"]
     assert "tactic" not in step["params"]  # codegen picks at opt
     symbols = untuned["symbols"]
-    cache, chosen = {}, {}
+    entries, chosen = [], {}
     for timed, slot in tuner._timing_points(step, symbols):
         options = [t for t in tuner._tactics(timed, ARCH) if tuner._emits(step, t, symbols)]
         assert len(options) >= 2
-        key = tuner._key(f"FakeGPU/{ARCH}", dict(timed, template="matmul[symbolic]"))
         # not the cost model's first candidate; a different one for each slot
-        cache[key] = chosen[slot] = options[-1] if slot == ("tactic",) else options[-2]
+        chosen[slot] = options[-1] if slot == ("tactic",) else options[-2]
+        entries.append(("tactic-symbolic", (timed, chosen[slot])))
     assert set(chosen) == {("tactic",), ("tactic_small", "N")}
-    fake_gpu.write_text(json.dumps(cache))
+    _cached(entries, fake_gpu)
     monkeypatch.setattr(builder, "_should_autotune", lambda config: True)
     stages = {}
     tuned, _ = build_model(model, BuilderConfig(target_arch=ARCH, autotune=True,

@@ -6,7 +6,6 @@ them, the builder's wiring (cost model without a GPU, timing when the build auto
 from __future__ import annotations
 
 import itertools
-import json
 
 import numpy as np
 import onnx
@@ -491,7 +490,9 @@ def test_time_kernels_times_a_conv_in_each_format_and_caches(tmp_path, monkeypat
     steps.append(dict(reformat_step(conv.inputs[0], "NCHW", "NHWC"), name="reformat"))
     times = autotune.time_kernels(steps, arch)
     assert all(isinstance(t, float) and t > 0 for t in times), times
-    cached = [v for v in json.loads((tmp_path / "tactics.json").read_text()).values()]
+    from ember.codegen.timing_cache import read
+
+    cached = [value for *_, value in read(tmp_path / "timing.cache").items()]
     assert sorted(v["ms"] for v in cached) == sorted(times)
 
     def no_compiling(*args, **kwargs):
