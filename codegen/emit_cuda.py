@@ -157,6 +157,10 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
     step = {"name": f"{template}_{index}", "template": template, "params": json_value(params),
             "origin": origin_of(op)}
     op.attributes.pop("cuda_fallback", None)
+    if params.get("dynamic"):  # the kernels take parameters at build time
+        op.attributes["cuda_fallback"] = StringAttr(
+            f"run-time parameters ({', '.join(params['dynamic'])}) are read on the host")
+        return
     try:
         name, spec = emit_step(step, bounds)
     except UnsupportedError as e:

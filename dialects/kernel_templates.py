@@ -340,7 +340,7 @@ _DESCRIPTORS = [
     _template("lrn", {"size": req(INT), "alpha": req(FLOAT), "beta": req(FLOAT),
                       "bias": req(FLOAT)}),
     _template("cumsum", {"axis": opt(INT), "exclusive": req(BOOL), "reverse": req(BOOL),
-                         **DYNAMIC}),
+                         "product": opt(BOOL), **DYNAMIC}),
     # data movement
     _template("transpose", {"perm": req(INTS),
                             "reformat": opt(STR, (f"{NCHW}->{NHWC}", f"{NHWC}->{NCHW}"))},

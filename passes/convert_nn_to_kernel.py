@@ -39,10 +39,6 @@ __all__ = ["ConvertNNToKernel", "dtype_name", "kernel_params"]  # kernel_params:
 
 _DATA = (ConstantOp, WeightOp)
 # ops whose extra operands are run-time values of what are properties in their static form
-_RUNTIME_PARAMETERS = {"nn.slice", "nn.pad", "nn.resize", "nn.tile", "nn.trilu", "nn.cumsum",
-                       "nn.squeeze", "nn.unsqueeze", "nn.expand", "nn.reduce"}
-
-
 def _static(op: NNOp, value) -> tuple:
     shape = plan_dims(value)
     if shape is None:
@@ -88,9 +84,6 @@ class ConvertNNToKernel(ModulePass):
                 continue
             for v in (*op.operands, *op.results):
                 _static(op, v)
-            if op.name in _RUNTIME_PARAMETERS and len(op.operands) > 1:
-                raise PassError(f"convert-nn-to-kernel: {op.name} has run-time parameters "
-                                "(operands beyond its input); only constant ones can be planned")
             if isinstance(op, UnaryOp | BinaryOp | SelectOp | CastOp):
                 new = _elementwise(op)
             elif isinstance(op, ReshapeOp) and op.shape is None:

@@ -101,9 +101,9 @@ class CpuExecutor:
 
 def _run_step(step: Mapping, params: Mapping, get: Callable[[int], np.ndarray]) -> None:
     args = [get(i) for i in step["inputs"]]
-    results = cpu_kernels.call(step["template"], args, params,
-                               f"step {step['name']} ({', '.join(step.get('origin', []))})",
-                               StepError)
+    what = f"step {step['name']} ({', '.join(step.get('origin', []))})"
+    results = cpu_kernels.call(step["template"], args, params, what, StepError)
     for i, r in zip(step["outputs"], results, strict=True):
         out = get(i)
-        np.copyto(out, np.asarray(r).reshape(out.shape), casting="unsafe")
+        np.copyto(out, cpu_kernels.fitted(r, out.shape, params, what, StepError),
+                  casting="unsafe")

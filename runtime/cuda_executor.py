@@ -320,7 +320,8 @@ class CudaExecutor:
         self.stream.synchronize()
         results = cpu_kernels.call(step.template, args, step.params, step.what, CudaError)
         for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
-            array = np.ascontiguousarray(np.asarray(value, dtype=dtype).reshape(shape))
+            fit = cpu_kernels.fitted(value, shape, step.params, step.what, CudaError)
+            array = np.ascontiguousarray(fit, dtype=dtype)
             cuda.copy_htod(self.ptrs[j], array, self.stream)
 
     def _root(self, j: int) -> int:

@@ -24,6 +24,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
     if len(params["in_shapes"]) > 1 or params.get("axis") is None:
         raise UnsupportedError("CUDA cumsum: a run-time axis is not supported")
+    if params.get("product"):
+        raise UnsupportedError("CUDA cumsum: no running-product (CumProd) kernel yet")
     if dtype == "bool" or not shape:
         raise UnsupportedError(f"CUDA cumsum: {dtype} input of rank {len(shape)}")
     axis = int(params["axis"]) % len(shape)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i64
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, UnitAttr, i64
 from xdsl.ir import Attribute
 from xdsl.irdl import (
     irdl_op_definition,
@@ -754,9 +754,9 @@ class TriluOp(DynamicParams, NNOp):
 
 @irdl_op_definition
 class CumSumOp(DynamicParams, NNOp):
-    """Running sum along `axis` (or the run-time scalar operand `axis`, ONNX semantics: negative
-    counts from the end); `exclusive` leaves the element itself out, `reverse` runs from the
-    end."""
+    """Running sum (running product with `product`: ONNX CumProd) along `axis` (or the
+    run-time scalar operand `axis`, ONNX semantics: negative counts from the end); `exclusive`
+    leaves the element itself out, `reverse` runs from the end."""
 
     name = "nn.cumsum"
     DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_axis",)
@@ -765,6 +765,7 @@ class CumSumOp(DynamicParams, NNOp):
     axis = opt_prop_def(IntegerAttr)
     exclusive = prop_def(IntegerAttr)
     reverse = prop_def(IntegerAttr)
+    product = opt_prop_def(UnitAttr)
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = dynamic_format(("axis", "dyn_axis"))

@@ -4,6 +4,7 @@ resizes, constants and shape queries."""
 from __future__ import annotations
 
 import numpy as np
+from xdsl.dialects.builtin import UnitAttr
 from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.dtypes import element_type_from_numpy
@@ -655,10 +656,12 @@ def trilu(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     return [b.value(TriluOp, [x], upper=upper, k=k)]
 
 
-@legalizes("CumSum")
+@legalizes("CumSum", "CumProd")
 def cumsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     flags = {"exclusive": bool(op.attr("exclusive", 0)), "reverse": bool(op.attr("reverse", 0))}
+    if op.ONNX_TYPE == "CumProd":
+        flags["product"] = UnitAttr()
     if _run_time(b, op, "axis"):
         return [b.value(CumSumOp, [x, op.onnx_input("axis")], **flags)]
     axis = int(np.asarray(b.required_const("axis")).reshape(-1)[0])

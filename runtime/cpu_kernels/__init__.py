@@ -54,4 +54,20 @@ def call(template: str, args: list[np.ndarray], params: dict, what: str,
         raise error(f"{what}: {type(e).__name__}: {e}") from e
 
 
-__all__ = ["KERNELS", "Kernel", "call"]
+def fitted(value: np.ndarray, shape: tuple, params: dict, what: str,
+           error: type[Exception]) -> np.ndarray:
+    """A step's result in its planned buffer shape. A kernel may give the same elements in
+    another shape (a layout's logical view); a step whose run-time parameters (params
+    "dynamic") give another shape than the build planned is an error naming it."""
+    value = np.asarray(value)
+    if value.shape == tuple(shape):
+        return value
+    if params.get("dynamic") or value.size != int(np.prod(shape, dtype=np.int64)):
+        raise error(f"{what}: the result has shape {list(value.shape)} where the plan has "
+                    f"{list(shape)}" + (" (its run-time parameters "
+                                        f"{', '.join(params['dynamic'])} give another shape "
+                                        "than the build's)" if params.get("dynamic") else ""))
+    return value.reshape(shape)
+
+
+__all__ = ["KERNELS", "Kernel", "call", "fitted"]

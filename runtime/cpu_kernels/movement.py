@@ -546,16 +546,19 @@ def trilu(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
 
 
 def cumsum(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    """Running sum along axis; `exclusive` leaves the element out, `reverse` runs from the end."""
+    """Running sum (product with `product`) along axis; `exclusive` leaves the element out,
+    `reverse` runs from the end."""
     x = np.asarray(inputs[0])
     axis = params.get("axis") if len(inputs) == 1 else int(one(inputs[1], "axis", "nn.cumsum"))
     axis = normalize_axis(axis, x.ndim, "nn.cumsum")
     if params.get("reverse"):
         x = np.flip(x, axis)
-    out = np.cumsum(x, axis=axis, dtype=x.dtype)
-    if params.get("exclusive"):  # shifted by one: [0, x0, x0 + x1, ...]
-        zero = np.zeros_like(np.take(out, [0], axis=axis))
-        out = np.concatenate([zero, np.delete(out, -1, axis=axis)], axis=axis) \
+    running = np.cumprod if params.get("product") else np.cumsum
+    out = running(x, axis=axis, dtype=x.dtype)
+    if params.get("exclusive"):  # shifted by one: [identity, x0, x0 (+|*) x1, ...]
+        first = (np.ones_like if params.get("product") else np.zeros_like)(
+            np.take(out, [0], axis=axis))
+        out = np.concatenate([first, np.delete(out, -1, axis=axis)], axis=axis) \
             if x.shape[axis] else out
     if params.get("reverse"):
         out = np.flip(out, axis)

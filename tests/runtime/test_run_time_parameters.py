@@ -1,0 +1,74 @@
+"""Run-time parameter inputs (ONNX parameters given as tensors at run time: Slice starts, Trilu k,
+CumSum axis, ...) where the build knows the result shape: the plan reads them when it runs
+(host steps in CUDA plans, which say why), and a value that would give another shape than the
+build planned is an error naming the step, never a silent reshape."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from ember.compiler.builder import BuilderConfig, build_model
+from ember.errors import StepError
+from ember.runtime.engine import Runtime
+from ember.runtime.plan import plan_bytes
+
+X = np.arange(24, dtype=np.float32).reshape(4, 6)
+
+
+def _model(node, params: dict[str, tuple[int, list]], out_shape):
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(X.shape))]
+    inputs += [helper.make_tensor_value_info(n, t, s) for n, (t, s) in params.items()]
+    graph = helper.make_graph([node], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _context(model, arch=None):
+    manifest, sections = build_model(model, BuilderConfig(target_arch=arch))
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    return manifest, engine.create_execution_context()
+
+
+I64 = TensorProto.INT64
+SLICE = _model(helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="cut"),
+               {"starts": (I64, [1]), "ends": (I64, [1]), "axes": (I64, [1])}, [4, 3])
+
+
+@pytest.mark.parametrize("start, end", [(0, 3), (2, 5), (-3, 100)])
+def test_slice_bounds_read_at_run_time(start, end):
+    feed = {"x": X, "starts": np.array([start]), "ends": np.array([end]),
+            "axes": np.array([1])}
+    _, context = _context(SLICE)
+    want = ReferenceEvaluator(SLICE).run(None, feed)[0]
+    np.testing.assert_array_equal(context.execute(feed)["y"], want)
+
+
+def test_bounds_giving_another_shape_than_planned_are_refused_naming_the_step():
+    _, context = _context(SLICE)
+    feed = {"x": X, "starts": np.array([0]), "ends": np.array([4]), "axes": np.array([1])}
+    with pytest.raises(StepError, match=r"cut.*\[4, 4\] where the plan has \[4, 3\].*run-time "
+                                        r"parameters"):
+        context.execute(feed)
+
+
+@pytest.mark.parametrize("k", [-2, 0, 1, 4])
+def test_trilu_k_and_cumsum_axis_at_run_time(k):
+    trilu = _model(helper.make_node("Trilu", ["x", "k"], ["y"], upper=0), {"k": (I64, [])},
+                   [4, 6])
+    feed = {"x": X, "k": np.array(k)}
+    np.testing.assert_array_equal(_context(trilu)[1].execute(feed)["y"],
+                                  ReferenceEvaluator(trilu).run(None, feed)[0])
+    cumsum = _model(helper.make_node("CumSum", ["x", "axis"], ["y"], reverse=1),
+                    {"axis": (I64, [])}, [4, 6])
+    feed = {"x": X, "axis": np.array(k % 2)}
+    np.testing.assert_array_equal(_context(cumsum)[1].execute(feed)["y"],
+                                  ReferenceEvaluator(cumsum).run(None, feed)[0])
+
+
+def test_a_cuda_plan_reads_them_on_the_host_and_says_why():
+    manifest, context = _context(SLICE, arch="sm_90")
+    (step,) = [s for s in manifest["steps"] if s["template"] == "slice"]
+    assert step["device"] == "cpu" and "run-time parameters" in step["fallback"]
+    feed = {"x": X, "starts": np.array([3]), "ends": np.array([6]), "axes": np.array([-1])}
+    np.testing.assert_array_equal(context.execute(feed)["y"], X[:, 3:6])
