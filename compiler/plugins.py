@@ -33,7 +33,7 @@ from ember.runtime import plugins as _registry
 from ember.runtime.plugins import DEFAULT_VERSION, REQUIRED, label, split_name
 from ember.runtime.trt_types import DataType
 
-# -- what the plugin's functions see ----------------------------------------------------------------
+# -- what the plugin's functions see -------------------------------------------------------------
 
 
 class SymbolicDim(str):
@@ -78,7 +78,12 @@ class TensorDesc:
 
     @shape_expr.setter
     def shape_expr(self, value: Iterable[Any]) -> None:
-        self._shape = Shape(SymbolicDim(d) if isinstance(d, str) else int(d) for d in value)
+        from ember.codegen.symbolic import is_sym
+
+        # a kernel generator of a plan with dynamic shapes sees its run-time sizes as C
+        # expressions over the kernel's size arguments (codegen's Sym: arithmetic works)
+        self._shape = Shape(SymbolicDim(d) if isinstance(d, str) else d if is_sym(d)
+                            else int(d) for d in value)
 
     shape = shape_expr
 
@@ -182,7 +187,7 @@ class AutoTuneCombination:
         return out
 
 
-# -- registration -----------------------------------------------------------------------------------
+# -- registration --------------------------------------------------------------------------------
 
 
 def _is_desc(annotation: Any) -> bool:
@@ -351,7 +356,7 @@ def check_dtypes(found: _registry.PluginDefinition, in_shapes: Sequence, in_dtyp
                       f"supports ({'; '.join(c.io_types for c in combos)})")
 
 
-# -- attributes -------------------------------------------------------------------------------------
+# -- attributes ----------------------------------------------------------------------------------
 
 
 def plugin_attributes(qualified: str, version: str, given: Mapping[str, Any], where: str
@@ -431,7 +436,7 @@ def plugin_outputs(qualified: str, version: str, in_shapes: Sequence, in_dtypes:
     return outs
 
 
-# -- compiling a plugin's kernel alone ---------------------------------------------------------------
+# -- compiling a plugin's kernel alone -----------------------------------------------------------
 
 
 def compile_plugin(qualified: str, inputs: Sequence[TensorDesc], attrs: Mapping[str, Any]
@@ -466,7 +471,7 @@ def plugin_compile_error(e: CompileError, plugin_kernels: Mapping[str, str]) -> 
                         kernel=e.kernel, log=e.log)
 
 
-# -- TensorRT's classic registry: creators and plugin fields ---------------------------------------
+# -- TensorRT's classic registry: creators and plugin fields -------------------------------------
 
 
 class PluginFieldType(enum.IntEnum):
@@ -610,7 +615,7 @@ def get_plugin_registry() -> PluginRegistry:
     return _REGISTRY
 
 
-# -- `ember.plugin.op.<namespace>.<name>(inputs..., attrs...)` for network.add_plugin -------------
+# -- `ember.plugin.op.<namespace>.<name>(inputs..., attrs...)` for network.add_plugin ------------
 
 
 @dataclass

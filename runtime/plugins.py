@@ -111,7 +111,7 @@ def deregister(qualified: str, version: str = DEFAULT_VERSION) -> bool:
     return _PLUGINS.pop((namespace, name, str(version)), None) is not None
 
 
-# -- the numpy reference --------------------------------------------------------------------------
+# -- the numpy reference -------------------------------------------------------------------------
 
 def impl(qualified: str, version: str = DEFAULT_VERSION) -> Callable[[Callable], Callable]:
     """Decorator registering a plugin's numpy reference (TensorRT's `tensorrt.plugin.impl`
@@ -175,7 +175,7 @@ def reference_of(qualified: str, version: str, where: str = "") -> Callable[...,
     return found.reference
 
 
-# -- the CPU executor's kernel ----------------------------------------------------------------------
+# -- the CPU executor's kernel -------------------------------------------------------------------
 
 def attribute_values(params: Mapping[str, Any]) -> dict[str, Any]:
     """A plugin step's attributes as the plugin's functions take them (the `arrays` ones as
