@@ -29,8 +29,7 @@ class CpuExecutor:
                 raise PlanError(f"step {step.get('name')!r}: unknown template "
                                 f"{step.get('template')!r}")
             if step["template"] == "plugin":  # its numpy reference: this process registers it
-                plugins.reference_of(step["params"]["plugin"], step["params"]["version"],
-                                     f"step {step.get('name')!r}")
+                plugins.check_reference(step, f"step {step.get('name')!r}")
         self._symbolic = [params_symbolic(step["params"]) for step in engine.steps]
         self._bound: tuple[tuple[int, ...], list, list] | None = None
         if not engine.symbols:

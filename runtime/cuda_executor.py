@@ -208,8 +208,7 @@ class CudaExecutor:
         if template == "plugin":  # a plugin without a CUDA kernel: this process's reference
             from ember.runtime import plugins
 
-            plugins.reference_of(step["params"]["plugin"], step["params"]["version"],
-                                 f"step {index} ({step.get('name')}, on the host)")
+            plugins.check_reference(step, f"step {index} ({step.get('name')}, on the host)")
         return _HostStep(template, step["params"], [], [],
                          f"step {index} ({step.get('name')}, on the host)", step)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ember.errors import PluginError
+from ember.errors import PlanError, PluginError
 
 DEFAULT_VERSION = "1"
 
@@ -186,17 +186,41 @@ def attribute_values(params: Mapping[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def plugin_of(params: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """A plugin step's (name, version); PlanError where the plan does not say them."""
+    qualified, version = params.get("plugin"), params.get("version")
+    attrs, arrays = params.get("attrs"), params.get("arrays", {})
+    if not (isinstance(qualified, str) and isinstance(version, str) and isinstance(attrs, dict)
+            and isinstance(arrays, dict)):
+        raise PlanError(f"{where}: a plugin step needs 'plugin' and 'version' (strings) and "
+                        "'attrs' (an object)")
+    return qualified, version
+
+
+def check_reference(step: Mapping[str, Any], where: str) -> None:
+    """PluginError unless the plugin of a plugin step has its numpy reference here."""
+    reference_of(*plugin_of(step.get("params") or {}, where), where)
+
+
 def run_plugin(inputs: list[np.ndarray], params: dict) -> list[np.ndarray]:
     """KERNELS["plugin"]: the step's plugin's numpy reference on the inputs."""
-    qualified, version = params["plugin"], params["version"]
+    qualified, version = plugin_of(params, "a plugin step")
     fn = reference_of(qualified, version)
     outs = fn(inputs, attribute_values(params), params["out_shapes"], params["out_dtypes"])
-    return [np.asarray(o, dtype=np.dtype(d)) for o, d in
-            zip(outs, params["out_dtypes"], strict=True)]
+    results = []
+    for i, (o, shape, dtype) in enumerate(zip(outs, params["out_shapes"], params["out_dtypes"],
+                                              strict=True)):
+        o = np.asarray(o)
+        if shape is not None and None not in shape and o.shape != tuple(shape):
+            raise PluginError(f"{label(qualified, version)}: its reference gave output #{i} "
+                              f"of shape {list(o.shape)}, the plan's is {list(shape)}")
+        results.append(o.astype(np.dtype(dtype), copy=False))
+    return results
 
 
 KERNELS = {"plugin": run_plugin}
 
-__all__ = ["DEFAULT_VERSION", "KERNELS", "REQUIRED", "PluginDefinition", "definition",
-           "definitions", "deregister", "impl", "label", "qualified_name", "reference_of",
-           "register_reference", "run_plugin", "split_name", "versions"]
+__all__ = ["DEFAULT_VERSION", "KERNELS", "REQUIRED", "PluginDefinition", "check_reference",
+           "definition", "definitions", "deregister", "impl", "label", "plugin_of",
+           "qualified_name", "reference_of", "register_reference", "run_plugin", "split_name",
+           "versions"]

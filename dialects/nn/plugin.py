@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import DictionaryAttr, StringAttr
 from xdsl.ir import Attribute
-from xdsl.irdl import irdl_op_definition, opt_prop_def, prop_def, var_operand_def, var_result_def
+from xdsl.irdl import (
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from ember.dialects.attributes import attribute_value
@@ -38,6 +46,7 @@ class PluginOp(NNOp):
     arrays = opt_prop_def(DictionaryAttr)
     inputs = var_operand_def()
     outputs = var_result_def()
+    traits = traits_def(Pure())  # a function of its inputs: CSE and DCE apply
     assembly_format = "$plugin `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
 
     @property

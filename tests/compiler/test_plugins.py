@@ -427,3 +427,16 @@ def test_dynamic_shapes_reach_the_kernel_as_size_arguments(plugin):
         np.testing.assert_allclose(engine(x=x)["y"], 3.0 * x.astype(np.float64), rtol=1e-6)
     finally:
         registry.deregister("my.domain::Scale")
+
+
+def test_malformed_plugin_step_and_wrong_reference_output(plugin):
+    from ember.errors import PlanError, StepError
+    from ember.runtime.cpu_kernels import KERNELS
+
+    with pytest.raises(PlanError, match="a plugin step needs 'plugin' and 'version'"):
+        KERNELS["plugin"]([np.zeros(2, np.float32)], {"plugin": 3, "attrs": {}})
+    registry.register_reference(NAME, lambda x, alpha: np.zeros(5))
+    engine = Runtime("cpu").deserialize_cuda_engine(build(custom_model()))
+    with pytest.raises((PluginError, StepError), match=r"gave output #0 of shape \[5\], the "
+                                                       r"plan's is \[4, 16\]"):
+        engine(x=np.zeros((4, 16), np.float32))
