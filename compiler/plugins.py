@@ -436,6 +436,23 @@ def plugin_outputs(qualified: str, version: str, in_shapes: Sequence, in_dtypes:
     return outs
 
 
+def load_plugin_files(paths: Sequence[str]) -> None:
+    """Run Python files that register plugins (the CLI's `--plugins`): each as a script of its
+    own, its errors PluginError naming the file."""
+    import runpy
+    from pathlib import Path
+
+    for path in paths:
+        if not Path(path).is_file():
+            raise PluginError(f"--plugins: no such file: {path}")
+        try:
+            runpy.run_path(str(path), run_name="__ember_plugins__")
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError(f"--plugins {path}: {type(e).__name__}: {e}") from e
+
+
 # -- compiling a plugin's kernel alone -----------------------------------------------------------
 
 
@@ -650,4 +667,5 @@ __all__ = ["AutoTuneCombination", "KernelLaunchParams", "PluginCall", "PluginCre
            "PluginField", "PluginFieldCollection", "PluginFieldType", "PluginRegistry",
            "PluginV3", "Shape", "SymbolicDim", "TensorDesc", "TensorRTPhase", "aot_impl",
            "autotune", "cdiv", "compile_plugin", "from_shape_expr", "get_plugin_registry", "impl",
+           "load_plugin_files",
            "op", "plugin_attributes", "plugin_outputs", "register"]

@@ -71,7 +71,8 @@ def lookup(node: onnx.NodeProto, opsets: Mapping[str, int]) -> PluginNode | str:
                   if (d := plugins.definition(qualified, v)) and d.describe is not None]
         hint = f"; registered versions: {', '.join(others)}" if others else ""
         return (f"no plugin registered as '{qualified}' version {version}{hint} (register "
-                f"one with ember.plugin.register(\"{qualified}\"))")
+                f"one with ember.plugin.register(\"{qualified}\"); the ember command: "
+                "--plugins FILE.py)")
     given = {k: _value(a) for k, a in attrs.items() if k not in _LOOKUP_ATTRIBUTES}
     return PluginNode(qualified, version, given)
 

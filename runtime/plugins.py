@@ -171,7 +171,7 @@ def reference_of(qualified: str, version: str, where: str = "") -> Callable[...,
             f"registered in this process{hint}; a plan carries no Python code, so to run it on "
             f"the CPU register one before loading: @ember.runtime.plugins.impl("
             f"\"{qualified}\", version=\"{version}\") on a function of the inputs and "
-            "attributes")
+            "attributes (the ember command: --plugins FILE.py)")
     return found.reference
 
 

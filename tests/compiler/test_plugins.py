@@ -440,3 +440,41 @@ def test_malformed_plugin_step_and_wrong_reference_output(plugin):
     with pytest.raises((PluginError, StepError), match=r"gave output #0 of shape \[5\], the "
                                                        r"plan's is \[4, 16\]"):
         engine(x=np.zeros((4, 16), np.float32))
+
+
+def test_ember_command_loads_plugin_files(tmp_path):
+    """`--plugins FILE.py` on build / inspect / run: the build process registers the plugin,
+    the running one only the reference."""
+    defs = tmp_path / "defs.py"
+    defs.write_text(textwrap.dedent(f"""\
+        import ember.plugin as trtp
+        from ember.plugin import TensorDesc
+
+        @trtp.register({NAME!r})
+        def desc(x: TensorDesc, alpha: float) -> TensorDesc:
+            return x.like()
+        """))
+    (tmp_path / "ref.py").write_text(REFERENCE)
+    model = custom_model(alpha=0.5)
+    onnx.save(model, tmp_path / "m.onnx")
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+
+    def ember_cli(*args):
+        return subprocess.run([sys.executable, "-m", "ember.compiler.cli", *map(str, args)],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    done = ember_cli("build", "m.onnx", "-o", "m.plan")
+    assert done.returncode == 1 and "the ember command: --plugins FILE.py" in done.stderr
+    done = ember_cli("build", "m.onnx", "-o", "m.plan", "--plugins", defs)
+    assert done.returncode == 0, done.stderr
+    done = ember_cli("run", "m.plan", "--device", "cpu", "--inputs", "in.npz")
+    assert done.returncode == 1 and "has no numpy reference registered" in done.stderr
+    done = ember_cli("run", "m.plan", "--device", "cpu", "--inputs", "in.npz", "--outputs",
+                     "out.npz", "--plugins", "ref.py")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["y"],
+                               model_reference(model, x, 0.5), rtol=1e-5, atol=1e-5)
+    done = ember_cli("inspect", "m.plan")
+    assert "plugin: my.domain::ScaledSoftplus version 1 (plugin_1; numpy reference not " \
+           "registered in this process)" in done.stdout
