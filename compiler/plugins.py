@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,9 @@ class SymbolicDim(str):
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __floordiv__ = _no
 
 
-class Shape(tuple):
-    """A tensor's dims (ints, or `SymbolicDim`s): TensorRT's ShapeExpr as ember has it."""
+class Shape(list):
+    """A tensor's dims (ints, or `SymbolicDim`s): TensorRT's ShapeExpr as ember has it (a
+    shape function may change an output's dims in place)."""
 
     def numel(self) -> Any:
         out: Any = 1
@@ -199,22 +201,32 @@ def _is_desc(annotation: Any) -> bool:
 class _Signature:
     inputs: list[str]
     attributes: dict[str, Any]  # name -> default (REQUIRED)
-    kinds: dict[str, str]  # name -> "int" | "float" | "str" | "bool" | "list" | "array"
+    kinds: dict[str, str]  # name -> its kind (`_kind`)
 
 
 def _kind(annotation: Any) -> str:
-    text = annotation if isinstance(annotation, str) else repr(annotation)
+    """An attribute's kind from its annotation (a string under `from __future__ import
+    annotations`): "array[<dtype>]" (a numpy array, `npt.NDArray[np.int32]`), "list", "bool",
+    "int", "float", "str", or "any" (the value as the model gives it)."""
     if annotation is inspect.Parameter.empty:
         return "any"
-    for kind, names in (("array", ("NDArray", "ndarray")), ("list", ("list", "List", "tuple",
-                                                                     "Tuple", "Sequence")),
-                        ("bool", ("bool",)), ("int", ("int",)), ("float", ("float",)),
-                        ("str", ("str",))):
-        if annotation in (bool, int, float, str) and kind == annotation.__name__:
-            return kind
-        if any(n in str(text) for n in names):
-            return kind
-    return "any"
+    if annotation in (bool, int, float, str):
+        return annotation.__name__
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    if "NDArray" in text or "ndarray" in text:
+        m = re.search(r"(?:np|numpy)\.(\w+)\]*$", text.replace(" ", ""))
+        return f"array[{np.dtype(m[1]).name}]" if m and _is_dtype(m[1]) else "array[]"
+    if re.match(r"(typing\.|collections\.abc\.)?(list|List|tuple|Tuple|Sequence)\b", text):
+        return "list"
+    return text if text in ("bool", "int", "float", "str") else "any"
+
+
+def _is_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def _signature(fn: Callable, qualified: str) -> _Signature:
@@ -408,8 +420,11 @@ def _convert(value: Any, kind: str) -> Any:
         return str(value)
     if kind == "list":
         return np.asarray(value).reshape(-1).tolist()
-    if kind == "array" or isinstance(value, np.ndarray):
-        return np.asarray(value)
+    if kind.startswith("array["):
+        dtype = kind[len("array["):-1]
+        return np.asarray(value, dtype=np.dtype(dtype)) if dtype else np.asarray(value)
+    if isinstance(value, np.ndarray):
+        return value
     if isinstance(value, tuple):
         return list(value)
     if not isinstance(value, int | float | str | bool | list):
@@ -578,7 +593,9 @@ class PluginCreator:
     def field_names(self) -> PluginFieldCollection:
         sig = _SIGNATURES.get((self._def.qualified, self._def.version))
         kinds = {"int": PluginFieldType.INT64, "float": PluginFieldType.FLOAT32,
-                 "str": PluginFieldType.CHAR, "bool": PluginFieldType.INT8}
+                 "str": PluginFieldType.CHAR, "bool": PluginFieldType.INT8,
+                 **{f"array[{np.dtype(d).name}]": t for t, d in _FIELD_DTYPES.items()
+                    if t != PluginFieldType.CHAR}}
         return PluginFieldCollection(
             PluginField(k, None, kinds.get(sig.kinds[k], PluginFieldType.UNKNOWN))
             for k in (sig.attributes if sig else {}))

@@ -478,3 +478,44 @@ def test_ember_command_loads_plugin_files(tmp_path):
     done = ember_cli("inspect", "m.plan")
     assert "plugin: my.domain::ScaledSoftplus version 1 (plugin_1; numpy reference not " \
            "registered in this process)" in done.stdout
+
+
+def test_array_attribute_and_in_place_shape_edit_as_tensorrts_circ_pad_sample():
+    """TensorRT's circular-padding sample's shape function, ported: `pads` an int32 array
+    attribute (ONNX ints), the output's last dims grown in place."""
+    import numpy.typing as npt
+
+    name = "my.domain::CircPad"
+
+    @trtp.register(name)
+    def desc(x: TensorDesc, pads: npt.NDArray[np.int32]) -> TensorDesc:
+        out = x.like()
+        for i in range(np.size(pads) // 2):
+            out.shape_expr[x.ndim - i - 1] += int(pads[i * 2] + pads[i * 2 + 1])
+        return out
+
+    @trtp.impl(name)
+    def reference(x, pads, outputs, stream):
+        assert pads.dtype == np.int32
+        widths = [(0, 0)] * (x.ndim - len(pads) // 2) + [
+            (int(pads[2 * i]), int(pads[2 * i + 1])) for i in reversed(range(len(pads) // 2))]
+        outputs[0][...] = np.pad(x, widths, mode="wrap")
+
+    try:
+        creator = trtp.get_plugin_registry().get_creator("CircPad", "1", "my.domain")
+        assert [(f.name, f.type) for f in creator.field_names] == [
+            ("pads", trtp.PluginFieldType.INT32)]
+        node = helper.make_node("CircPad", ["x"], ["y"], domain="my.domain", pads=[1, 1, 2, 0])
+        graph = helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("my.domain", 1)])
+        text = str(import_onnx(model))
+        assert "-> tensor<1x2x5x6xf32>" in text and 'arrays = {pads = "int32"}' in text
+        engine = Runtime("cpu").deserialize_cuda_engine(build(model))
+        x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
+        np.testing.assert_array_equal(engine(x=x)["y"],
+                                      np.pad(x, [(0, 0), (0, 0), (2, 0), (1, 1)], mode="wrap"))
+    finally:
+        registry.deregister(name)
