@@ -347,25 +347,36 @@ def autotune(qualified: str, version: str = DEFAULT_VERSION) -> Callable[[Callab
         found = _registry.definition(qualified, version, create=True)
         assert found is not None
         _AUTOTUNE[(found.qualified, found.version)] = fn
+        found.supports = lambda shapes, dtypes, outs: _allowed(found, shapes, dtypes, outs)[0]
         return fn
     return decorate
 
 
-def check_dtypes(found: _registry.PluginDefinition, in_shapes: Sequence, in_dtypes: Sequence[str],
-                 outs: Sequence[tuple[tuple, str]]) -> None:
-    """PluginError unless the plugin's autotune function (if any) allows these dtypes."""
+def _allowed(found: _registry.PluginDefinition, in_shapes: Sequence, in_dtypes: Sequence[str],
+             outs: Sequence[tuple[tuple, str]]) -> tuple[bool, list[AutoTuneCombination]]:
+    """Whether the plugin's autotune function allows these dtypes (True without one), and
+    its combinations."""
     fn = _AUTOTUNE.get((found.qualified, found.version))
     if fn is None:
-        return
+        return True, []
     combos = fn(*_descs(in_shapes, in_dtypes),
                 outputs=tuple(TensorDesc(s, d) for s, d in outs))
     have = [*in_dtypes, *(d for _, d in outs)]
     for combo in combos:
         choices = combo.choices(len(have), found.label)
         if all(h in c for h, c in zip(have, choices, strict=True)):
-            return
-    raise PluginError(f"{found.label}: dtypes ({', '.join(have)}) are not among those it "
-                      f"supports ({'; '.join(c.io_types for c in combos)})")
+            return True, combos
+    return False, combos
+
+
+def check_dtypes(found: _registry.PluginDefinition, in_shapes: Sequence, in_dtypes: Sequence[str],
+                 outs: Sequence[tuple[tuple, str]]) -> None:
+    """PluginError unless the plugin's autotune function (if any) allows these dtypes."""
+    ok, combos = _allowed(found, in_shapes, in_dtypes, outs)
+    if not ok:
+        have = [*in_dtypes, *(d for _, d in outs)]
+        raise PluginError(f"{found.label}: dtypes ({', '.join(have)}) are not among those it "
+                          f"supports ({'; '.join(c.io_types for c in combos)})")
 
 
 # -- attributes ----------------------------------------------------------------------------------

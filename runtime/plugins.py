@@ -49,8 +49,9 @@ class PluginDefinition:
     """One registered plugin. `describe(in_shapes, in_dtypes, attrs) -> [(shape, dtype)]`: its
     outputs (dims ints or symbolic dims such as "N"; dtypes numpy names); `emit(in_shapes,
     in_dtypes, out_shapes, out_dtypes, attrs) -> (kernel name, CUDA C source, grid, block,
-    shared bytes)`: its kernel; `dtypes`: the dtype combinations it supports (one tuple of
-    input then output dtype names each; None: any); `reference(inputs, attrs, out_shapes,
+    shared bytes)`: its kernel; `supports(in_shapes, in_dtypes, outs) -> bool`: whether it
+    runs at these dtypes (None: it declares none, so it keeps the dtypes it is given);
+    `reference(inputs, attrs, out_shapes,
     out_dtypes) -> outputs`: its numpy semantics. Each is None until registered; `attributes`:
     name -> default (`REQUIRED` where it has none), None until the shape function says."""
 
@@ -61,7 +62,7 @@ class PluginDefinition:
     describe: Callable[..., list[tuple[tuple, str]]] | None = field(default=None, repr=False)
     emit: Callable[..., tuple[str, str, tuple, tuple, int]] | None = field(default=None,
                                                                            repr=False)
-    dtypes: list[tuple[str, ...]] | None = None
+    supports: Callable[..., bool] | None = field(default=None, repr=False)
     reference: Callable[..., list[np.ndarray]] | None = field(default=None, repr=False)
 
     @property

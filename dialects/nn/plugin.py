@@ -86,6 +86,24 @@ class PluginOp(NNOp):
         return [tensor_type(shape, element_type_from_numpy(np.dtype(dtype)))
                 for shape, dtype in outs]
 
+    def runs_in(self, element_type: Attribute) -> bool:
+        """Whether the plugin declares (ember.plugin.autotune) that it computes in
+        `element_type` where it is given float32: its float32 inputs and outputs in that type."""
+        found = self.definition
+        if found is None or found.describe is None or found.supports is None:
+            return False
+        low = dtype_name(element_type)
+        shapes = [tuple(shape_of(v) or ()) for v in self.inputs]
+        dtypes = [low if d == "float32" else d for d in (dtype_name(v.type) for v in self.inputs)]
+        try:
+            outs = found.describe(shapes, dtypes, self.attribute_values())
+            if [d for _, d in outs] != [low if dtype_name(r.type) == "float32" else
+                                        dtype_name(r.type) for r in self.results]:
+                return False
+            return bool(found.supports(shapes, dtypes, outs))
+        except EmberError:
+            return False
+
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         raise ShapeError(f"nn.plugin '{self.plugin.data}' is not evaluated at build time")
 

@@ -519,3 +519,32 @@ def test_array_attribute_and_in_place_shape_edit_as_tensorrts_circ_pad_sample():
                                       np.pad(x, [(0, 0), (0, 0), (2, 0), (1, 1)], mode="wrap"))
     finally:
         registry.deregister(name)
+
+
+@pytest.mark.parametrize("declared", [None, "FP32, FP32", "FP32|FP16, FP32|FP16"])
+def test_fp16_builds_give_a_plugin_fp16_only_where_it_declares_it(plugin, declared):
+    """Under FP16 a plugin keeps float32 (casts around it) unless its autotune function lists
+    FP16; then its inputs, outputs and kernel are half."""
+    if declared is not None:
+        @trtp.autotune(NAME)
+        def tune(x, outputs):
+            return [trtp.AutoTuneCombination(declared)]
+
+    def half_reference(x, alpha, outputs, stream):
+        outputs[0][...] = alpha * np.log1p(np.exp(x.astype(np.float64)))
+
+    registry.register_reference(NAME, half_reference)
+    model = custom_model(shape=(8, 64), alpha=0.5)
+    from ember.compiler.builder import precision_config
+
+    config = precision_config(BuilderConfig(target_arch=None), fp16=True)
+    manifest, sections = build_model(model, config)
+    step = next(s for s in manifest["steps"] if s["template"] == "plugin")
+    half = declared is not None and "FP16" in declared
+    want = ["float16" if half else "float32"]
+    assert (step["params"]["in_dtypes"], step["params"]["out_dtypes"]) == (want, want)
+    engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    x = RNG.standard_normal((8, 64)).astype(np.float32)
+    y = engine(x=x)["y"]
+    reference = model_reference(model, x, 0.5)
+    assert np.abs(y - reference).max() / np.abs(reference).max() < 1e-2
