@@ -14,7 +14,8 @@ from onnx import helper
 
 from ember.compiler.network_base import Emitter, Layer, Tensor
 from ember.compiler.network_types import LayerType
-from ember.compiler.plugins import PluginCall, PluginV3, plugin_attributes, plugin_outputs
+from ember.compiler.plugins import PluginCall, plugin_attributes, plugin_outputs
+from ember.compiler.plugins_registry import PluginV3
 from ember.errors import EmberError, UnsupportedError
 from ember.runtime import plugins
 
