@@ -65,6 +65,17 @@ _LAZY = {
     "IHostMemory": "ember.runtime.trt_types:HostMemory",
     "volume": "ember.runtime.trt_types",
     "nptype": "ember.runtime.trt_types",
+    # plugins (`ember.plugin` is TensorRT's `tensorrt.plugin`: the decorators)
+    "get_plugin_registry": "ember.compiler.plugins_registry",
+    "PluginRegistry": "ember.compiler.plugins_registry",
+    "IPluginRegistry": "ember.compiler.plugins_registry:PluginRegistry",
+    "IPluginCreatorV3One": "ember.compiler.plugins_registry:PluginCreator",
+    "IPluginV3": "ember.compiler.plugins_registry:PluginV3",
+    "PluginField": "ember.compiler.plugins_registry",
+    "PluginFieldCollection": "ember.compiler.plugins_registry",
+    "PluginFieldType": "ember.compiler.plugins_registry",
+    "TensorRTPhase": "ember.compiler.plugins_registry",
+    "PluginError": "ember.errors",
 }
 # TensorRT's DataType aliases: `trt.float32` is DataType.FLOAT (numpy takes it as a dtype)
 _DTYPES = ("float32", "float16", "bfloat16", "int8", "int32", "int64", "bool", "uint8", "fp8",

@@ -83,3 +83,8 @@ class BuildCancelled(EmberError):
 
 class TimingCacheError(EmberError):
     """A timing cache that cannot be read (corrupt, truncated, foreign format) or written."""
+
+
+class PluginError(EmberError):
+    """A plugin that is not registered, registered wrongly, or whose functions fail; names the
+    plugin (namespace::name and version)."""

@@ -218,7 +218,7 @@ _NOT_CONFIG = {
     "hardware_compatibility_level": "plans are built for one GPU arch (target_arch)",
     "runtime_platform": "plans run on the platform they were built on",
     "avg_timing_iterations": "the autotuner's repeat count is its own",
-    "plugins_to_serialize": "plugins are not implemented",
+    "plugins_to_serialize": "a plan carries its plugins' kernels, never plugin libraries",
     "tiling_optimization_level": "not implemented", "l2_limit_for_tiling": "not implemented",
     "max_num_tactics": "not implemented",
 }

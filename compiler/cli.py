@@ -46,6 +46,12 @@ def _add_precision_flags(p: argparse.ArgumentParser, *, tf32: bool) -> None:
                             "else a warning; none (default): hints, followed as prefer")
 
 
+def _add_plugin_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugins", nargs="+", metavar="FILE.py", default=[],
+                   help="Python files to run first, which register plugins (ember.plugin's "
+                        "decorators: shape function, kernel, numpy reference)")
+
+
 def _precision(args: argparse.Namespace) -> dict:
     """The precision flags given (tf32 only when --tf32 / --noTF32 was: each command has its
     own default)."""
@@ -160,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(elided by default; --dump-dir stages refer to DIR/weights.npz)")
     p.add_argument("--time-passes", action="store_true", help="print each pass's time to stderr")
     p.add_argument("-o", "--output", help="write the final IR here instead of stdout")
+    _add_plugin_flags(p)
     p.set_defaults(run=_opt)
 
     p = sub.add_parser("build", help="compile an ONNX model into a plan file",
@@ -205,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
                         "prints the last stage again. Stage files already in DIR are removed")
     _add_precision_flags(p, tf32=True)
+    _add_plugin_flags(p)
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", help="write the outputs here (.npz)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_precision_flags(p, tf32=False)
+    _add_plugin_flags(p)
     p.set_defaults(run=_run)
 
     p = sub.add_parser("inspect", help="print a plan's layers: template, ONNX nodes, formats, "
@@ -230,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="for an ONNX model: build CUDA kernels for this GPU "
                                   "(e.g. sm_90); default: a CPU plan")
     _add_precision_flags(p, tf32=True)
+    _add_plugin_flags(p)
     p.set_defaults(run=_inspect)
 
     p = sub.add_parser("demo", help="compile a built-in example model and check its output",
@@ -262,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench(argv[1:], prog="ember bench")
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "plugins", None):
+            from ember.compiler.plugins import load_plugin_files
+
+            load_plugin_files(args.plugins)
         return args.run(args)
     except EmberError as e:
         print(f"ember {args.command}: error: {e}", file=sys.stderr)

@@ -72,6 +72,7 @@ from ember.compiler.network_types import (  # noqa: F401  (the public names of t
     UnaryOperation,
     numpy_dtype,
 )
+from ember.compiler.plugins_network import PluginV3Layer, plugin_call_layer, plugin_v3_layer
 from ember.errors import EmberError, UnsupportedError
 from ember.runtime.trt_types import ContextManaged
 
@@ -86,9 +87,8 @@ _UNSUPPORTED = {
     "add_scatter": "ember has no Scatter kernel (ScatterElements / ScatterND)",
     "add_lrn": "LRN through the network API is not implemented (the ONNX LRN op is)",
     "add_ragged_softmax": "ragged softmax is not implemented",
-    "add_plugin_v2": "plugins are not implemented",
-    "add_plugin_v3": "plugins are not implemented",
-    "add_plugin": "plugins are not implemented",
+    "add_plugin_v2": "IPluginV2 objects are Python code at run time; ember plans carry none "
+                     "(use ember.plugin and add_plugin_v3 / add_plugin)",
     "add_loop": "loops are not implemented (plans are straight-line)",
     "add_if_conditional": "conditionals are not implemented (plans are straight-line)",
     "add_assertion": "assertions are not implemented",
@@ -482,6 +482,17 @@ class NetworkDefinition(ContextManaged):
         return self._add(CumulativeLayer(self, [input, axis], op=op, exclusive=exclusive,
                                          reverse=reverse))
 
+    def add_plugin_v3(self, inputs: Sequence[Tensor], shape_inputs: Sequence[Tensor],
+                      plugin: Any) -> PluginV3Layer:
+        """A plugin a creator made (`get_plugin_registry().get_creator(...).create_plugin`)."""
+        return self._add(plugin_v3_layer(self, inputs, shape_inputs, plugin))
+
+    def add_plugin(self, call: Any, aot: bool | None = None) -> PluginV3Layer:
+        """A plugin call `ember.plugin.op.<namespace>.<name>(inputs..., attrs...)` (TensorRT's
+        `add_plugin`); ember's plugins are always ahead-of-time kernels (`aot=False`, a Python
+        implementation at run time, is refused)."""
+        return self._add(plugin_call_layer(self, call, aot))
+
     # -- to ONNX -----------------------------------------------------------------------------------
     def _emit(self, g: Emitter, layers: Sequence[Layer]) -> None:
         if self._parsed is not None:
@@ -496,13 +507,17 @@ class NetworkDefinition(ContextManaged):
             [d if isinstance(d, str) or d >= 0 else f"{t.name}_dim{i}"
              for i, d in enumerate(t._input_dims)]) for t in self._inputs]
         graph = helper.make_graph(g.nodes, self._name, inputs + g.weight_inputs, list(outputs),
-                                  g.initializers)
+                                  g.initializers, value_info=g.value_infos)
+        opsets = [helper.make_opsetid(d, v) for d, v in g.opsets.items()]
         if self._parsed is not None:
             model = onnx.ModelProto()
             model.CopyFrom(self._parsed)
             model.graph.CopyFrom(graph)
+            have = {o.domain for o in model.opset_import}
+            model.opset_import.extend(o for o in opsets if o.domain not in have)
             return model
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.OPSET)])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.OPSET),
+                                                       *opsets])
 
     def _ordered(self, roots: Sequence[Layer]) -> list[Layer]:
         """`roots` and the layers they depend on, each after its inputs' producers (layers

@@ -65,6 +65,8 @@ class Emitter:
         self.nodes: list = []
         self.initializers: list = []
         self.weight_inputs: list = []
+        self.value_infos: list = []  # types ONNX cannot infer (a plugin's outputs)
+        self.opsets: dict[str, int] = {}  # custom domains the nodes use (plugins)
 
     def node(self, op_type: str, inputs: Sequence[str | None], outputs: Sequence[str],
              name: str, **attrs: Any) -> str:

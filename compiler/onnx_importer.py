@@ -33,6 +33,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
+from ember.compiler import plugins_onnx
 from ember.dialects import onnx as onnx_dialect
 from ember.dialects.constants import dense_from_numpy
 from ember.dialects.dtypes import (
@@ -138,6 +139,8 @@ class _Importer:
         self.types: dict[str, TypeProto] = {}
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.problems: list[NodeProblem] = []
+        self.opsets = {e.domain: e.version for e in model.opset_import}
+        self.plugins: dict[tuple, plugins_onnx.PluginNode] = {}  # node outputs -> plugin
 
     # -- checks --------------------------------------------------------------------------------
     def _collect_types(self) -> None:
@@ -168,11 +171,16 @@ class _Importer:
 
     def _node_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
         reasons = []
-        if node.domain not in _DEFAULT_DOMAINS:
-            return [f"operator domain '{node.domain}' is not supported"]
-        cls = onnx_dialect.op_class(node.op_type, self.opset)
-        if cls is None:
-            return [f"unknown operator at opset {self.opset}"]
+        cls = None if node.domain not in _DEFAULT_DOMAINS else \
+            onnx_dialect.op_class(node.op_type, self.opset)
+        if cls is None:  # not an ONNX operator: a registered plugin, or an error naming it
+            match = plugins_onnx.lookup(node, self.opsets)
+            if isinstance(match, str):
+                if node.domain not in _DEFAULT_DOMAINS:
+                    return [f"operator domain '{node.domain}' is not supported ({match})"]
+                return [f"unknown operator at opset {self.opset} ({match})"]
+            self.plugins[tuple(node.output)] = match
+            return self._input_problems(node, defined) or plugins_onnx.node_problems(node, match)
         for attr in node.attribute:
             if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
                 reasons.append(f"subgraph attribute '{attr.name}' is not supported")
@@ -183,6 +191,13 @@ class _Importer:
                                f"{AttributeProto.AttributeType.Name(attr.type)} is not supported")
             elif attr.ref_attr_name:
                 reasons.append(f"attribute '{attr.name}' refers to a function attribute")
+        reasons += self._input_problems(node, defined)
+        if not reasons:
+            reasons += self._arity_problems(node, cls)
+        return reasons
+
+    def _input_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
+        reasons = []
         for name in node.input:
             if name and name not in defined:
                 reasons.append(f"input '{name}' is not produced by any earlier node or input")
@@ -191,8 +206,6 @@ class _Importer:
         for name in node.output:
             if name in self.types and (why := _type_problem(self.types[name])):
                 reasons.append(f"output '{name}': {why}")
-        if not reasons:
-            reasons += self._arity_problems(node, cls)
         return reasons
 
     @staticmethod
@@ -275,6 +288,12 @@ class _Importer:
         return self.values[name]
 
     def _node(self, node: onnx.NodeProto, block: Block) -> None:
+        match = self.plugins.get(tuple(node.output))
+        if match is not None:  # a plugin imports as `nn.plugin`: its semantics are its own
+            op = plugins_onnx.plugin_op(node, match, [self._operand(n, block) for n in node.input])
+            block.add_op(op)
+            self.values.update(zip(node.output, op.results, strict=True))
+            return
         cls = onnx_dialect.op_class(node.op_type, self.opset)
         assert cls is not None
         if node.op_type == "Constant" and self._constant_as_weight(node, block):

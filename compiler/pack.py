@@ -24,7 +24,7 @@ from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
 from ember.dialects.symbol_ranges import symbol_ranges
-from ember.errors import EmberError, UnsupportedError
+from ember.errors import CompileError, EmberError, UnsupportedError
 from ember.runtime.manifest_schema import CudaLaunch, Kernel, Manifest, Target
 from ember.runtime.plan import plan_bytes
 
@@ -69,7 +69,12 @@ def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = Non
         fallbacks.append(None)
         kernels.append([(attribute_value(c.when) if c.when is not None else None,
                          c.kernel.data, spec_of(c)) for c in cudas])
-    cuda = compile_cuda_kernels(kernels, target_arch)
+    try:
+        cuda = compile_cuda_kernels(kernels, target_arch)
+    except CompileError as e:  # a plugin's kernel: name the plugin (the user's code)
+        from ember.compiler.plugins import plugin_compile_error
+
+        raise plugin_compile_error(e, _plugin_kernels(module)) from None
     packed = []
     symbols = manifest.symbols or {}
     for step, launch, fallback in zip(manifest.steps, cuda.launches, fallbacks, strict=True):
@@ -104,6 +109,15 @@ def _kernel_ops(module: ModuleOp) -> list[tuple[LaunchOp | ElementwiseOp, list[C
                                      "kernel op whose results it names: rerun emit-cuda")
                 index[owner].append(op)
     return out
+
+
+def _plugin_kernels(module: ModuleOp) -> dict[str, str]:
+    """Kernel name -> the plugin it runs (`plugin 'ns::name' (version v)`)."""
+    from ember.runtime.plugins import label
+
+    return {c.kernel.data: label(op.params.data["plugin"].data, op.params.data["version"].data)
+            for op, cudas in _kernel_ops(module) for c in cudas
+            if isinstance(op, LaunchOp) and op.template.data == "plugin"}
 
 
 def _where(op: LaunchOp | ElementwiseOp, index: int) -> str:

@@ -92,6 +92,7 @@ STRS = Kind("a string list", lambda a: isinstance(a, ArrayAttr)
 SHAPES = Kind("a shape list (one entry per tensor, each array<i64: ...> or a list of ints and "
               "symbolic dims such as \"768*N\")",
               lambda a: isinstance(a, ArrayAttr) and all(_is_shape(s) for s in a.data))
+ATTRS = Kind("a dictionary of attribute values", lambda a: isinstance(a, DictionaryAttr))
 DTYPES = Kind(f"a dtype name list ({', '.join(sorted(DTYPE_NAMES))})",
               lambda a: isinstance(a, ArrayAttr)
               and all(isinstance(s, StringAttr) and s.data in DTYPE_NAMES for s in a.data))
@@ -382,6 +383,10 @@ _DESCRIPTORS = [
     _template("quantize", {"axis": opt(INT), "block_size": opt(INT), "saturate": opt(BOOL),
                            "to": opt(DTYPE)}),
     _template("dequantize", {"axis": opt(INT), "block_size": opt(INT), "to": opt(DTYPE)}),
+    # a registered plugin (ember.plugin): its name, version and attribute values; its kernel
+    # is the plugin's CUDA C, its reference the one the loading process registers
+    _template("plugin", {"plugin": req(STR), "version": req(STR), "attrs": req(ATTRS),
+                         "arrays": opt(ATTRS)}),
     # formats: between NCHW and NHWC a reformat is a `transpose` (params `reformat`, `perm`);
     # from or to NC4HW4 it is this, with the logical channel count (`padded_channels`: the
     # NHWC result's channels, zeros after `channels`, where fold-channel-pad folded a pad)
@@ -481,6 +486,6 @@ def check_launch(template: str, params: DictionaryAttr, inputs: Sequence[Attribu
                                       f"\"{name.data}\", but its type is {t}")  # type: ignore
 
 
-__all__ = ["BOOL", "DTYPES", "FLOAT", "INT", "INTS", "LAUNCH_TEMPLATES", "SHAPES", "STR",
+__all__ = ["ATTRS", "BOOL", "DTYPES", "FLOAT", "INT", "INTS", "LAUNCH_TEMPLATES", "SHAPES", "STR",
            "TEMPLATES", "Kind", "Layout", "Param", "TemplateDescriptor", "check_launch",
            "descriptor"]

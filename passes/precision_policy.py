@@ -96,7 +96,7 @@ class PrecisionPolicy:
             if pin is not None and pin[1] != "fp32":
                 self.refuse(op, pin[0], "computes nothing in floating point")
             return None
-        if op.name in COMPUTE:
+        if op.name in COMPUTE or self.low is not None and _plugin_runs_in(op, self.low):
             default = self.low or F32
         elif op.name in MOVEMENT:
             data = [element_type_of(v) for v in op.operands if self.is_f32(v)]
@@ -111,10 +111,16 @@ class PrecisionPolicy:
             if want != F32:
                 self.refuse(op, node, f"has no FP32 tensor to run in {name}")
             return None
-        if op.name not in COMPUTE and op.name not in MOVEMENT and want != F32:
+        if op.name not in COMPUTE and op.name not in MOVEMENT and want != F32 and \
+                not _plugin_runs_in(op, want):
             self.refuse(op, node, f"cannot run in {name}: ember keeps {op.name} in FP32")
             return default
         return want
+
+
+def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
+    """A plugin runs in a lower precision only where it declares it supports it."""
+    return op.name == "nn.plugin" and op.runs_in(element_type)  # type: ignore[attr-defined]
 
 
 __all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "F32", "MOVEMENT", "PRECISIONS",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ember.errors import PlanError, StepError
-from ember.runtime import cpu_kernels
+from ember.runtime import cpu_kernels, plugins
 from ember.runtime.symbolic import params_symbolic, shape_value, substitute_shapes
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ class CpuExecutor:
             if step.get("template") not in cpu_kernels.KERNELS:
                 raise PlanError(f"step {step.get('name')!r}: unknown template "
                                 f"{step.get('template')!r}")
+            if step["template"] == "plugin":  # its numpy reference: this process registers it
+                plugins.check_reference(step, f"step {step.get('name')!r}")
         self._symbolic = [params_symbolic(step["params"]) for step in engine.steps]
         self._bound: tuple[tuple[int, ...], list, list] | None = None
         if not engine.symbols:

@@ -205,7 +205,10 @@ class CudaExecutor:
         template = step.get("template")
         if template not in cpu_kernels.KERNELS:
             raise PlanError(f"step {index} ({step.get('name')}): unknown template {template!r}")
+        if template == "plugin":  # a plugin without a CUDA kernel: this process's reference
+            from ember.runtime import plugins
 
+            plugins.check_reference(step, f"step {index} ({step.get('name')}, on the host)")
         return _HostStep(template, step["params"], [], [],
                          f"step {index} ({step.get('name')}, on the host)", step)
 

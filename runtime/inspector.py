@@ -186,6 +186,8 @@ class EngineInspector:
             info["layout"] = params["layout"]
         if step.get("fallback"):
             info["fallback"] = step["fallback"]
+        if step.get("template") == "plugin":
+            info["plugin"] = {k: params.get(k) for k in ("plugin", "version", "attrs")}
         launch = step.get("cuda")
         if isinstance(launch, Mapping):
             info["cuda"] = {k: launch[k] for k in ("kernel", "grid", "block", "shared")
@@ -224,16 +226,42 @@ class EngineInspector:
         tensor names), with ember's "Kernels", "Reformats", "Target" and "ArenaBytes"."""
         layers = self.layers()
         reformats = sum("reformat" in info for info in layers)
+        used = self.plugins()
         if _as_format(format) is LayerInformationFormat.JSON:
             return json.dumps({"Layers": [self.trt_layer(info) for info in layers],
                                "Bindings": [t.get("name") for key in ("inputs", "outputs")
                                             for t in self.manifest.get(key, [])],
                                "Kernels": len(layers), "Reformats": reformats,
                                "Target": self.manifest.get("target"),
-                               "ArenaBytes": self.manifest.get("arena_bytes")}, indent=1)
-        lines = [self._header(), *(self._row(info) for info in layers),
-                 f"reformats: {reformats}", f"kernels: {len(layers)}"]
+                               "ArenaBytes": self.manifest.get("arena_bytes"),
+                               "Plugins": used}, indent=1)
+        lines = [self._header(), *(self._row(info) for info in layers)]
+        lines += [f"plugin: {p['plugin']} version {p['version']} ({', '.join(p['layers'])}; "
+                  f"numpy reference {'registered' if p['reference'] else 'not registered'} "
+                  "in this process)" for p in used]
+        lines += [f"reformats: {reformats}", f"kernels: {len(layers)}"]
         return "\n".join(lines) + "\n"
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """The plugins the plan uses: name, version, the layers that run each, and whether its
+        numpy reference (what the CPU executor runs) is registered in this process."""
+        from ember.runtime import plugins
+
+        used: dict[tuple[str, str], dict[str, Any]] = {}
+        for step in self._steps:
+            if step.get("template") != "plugin":
+                continue
+            params = step.get("params") or {}
+            key = (str(params.get("plugin")), str(params.get("version")))
+            try:
+                found = plugins.definition(*key)
+            except EmberError:  # a malformed name: listed as it stands
+                found = None
+            entry = used.setdefault(key, {"plugin": key[0], "version": key[1], "layers": [],
+                                          "reference": found is not None and
+                                          found.reference is not None})
+            entry["layers"].append(str(step.get("name")))
+        return list(used.values())
 
     def trt_layer(self, info: Mapping[str, Any]) -> dict[str, Any]:
         """A layer (`layer(i)`) with TensorRT's DETAILED keys: "Name", "LayerType" (the kernel

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ember.runtime import plugins
 from ember.runtime.cpu_kernels import (
     attention,
     elementwise,
@@ -35,6 +36,7 @@ KERNELS: dict[str, Kernel] = {
     **movement.KERNELS,
     **quant.KERNELS,
     **attention.KERNELS,
+    **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
 }
 
 

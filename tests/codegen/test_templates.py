@@ -206,7 +206,8 @@ CASES: dict[str, list[dict]] = {
 
 
 def test_every_template_has_cases():
-    assert set(CASES) == set(TEMPLATES)
+    # a plugin's kernel is the plugin's own (tests/compiler/test_plugins.py compiles one)
+    assert set(CASES) == set(TEMPLATES) - {"plugin"}
 
 
 @pytest.mark.parametrize("template,index", [(t, i) for t, cs in CASES.items()

@@ -25,6 +25,7 @@ from ember.dialects import ember_context
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp
 from ember.dialects.kernel_templates import (
+    ATTRS,
     BOOL,
     DTYPE,
     FLOAT,
@@ -149,7 +150,8 @@ def test_when_a_template_has_a_format():
 
 
 _KINDS = {"IntegerAttr": (INT, BOOL), "FloatAttr": (FLOAT,), "StringAttr": (STR,),
-          "DenseArrayBase": (INTS, FLOATS), "TypeAttribute": (DTYPE,), "UnitAttr": (BOOL,)}
+          "DenseArrayBase": (INTS, FLOATS), "TypeAttribute": (DTYPE,), "UnitAttr": (BOOL,),
+          "DictionaryAttr": (ATTRS,)}
 
 
 @pytest.mark.parametrize("op", [op for op in NN.operations
