@@ -49,8 +49,18 @@ EXAMPLES = """examples:
 
 # -- error statistics --------------------------------------------------------------------------
 
-# |abs error| histogram: exactly 0, then one bin per decade from 1e-9 to 1, then above 1
-_EDGES = [0.0] + [10.0 ** k for k in range(-9, 1)] + [np.inf]
+# |abs error| histogram: exactly 0, below 1e-8, one bin per decade up to 1, then 1 and above
+_DECADES = [10.0 ** k for k in range(-8, 1)]
+_BIN_LABELS = (["0", "< 1e-8"] + [f"[{a:.0e}, {b:.0e})".replace("e-0", "e-").replace("e+00", "")
+                                   for a, b in zip(_DECADES, _DECADES[1:], strict=False)]
+               + [">= 1"])
+
+
+def _histogram(absdiff: np.ndarray) -> list[int]:
+    nonzero = np.nan_to_num(absdiff[absdiff != 0], nan=np.inf)
+    bins = np.bincount(np.searchsorted(_DECADES, nonzero, side="right"),
+                       minlength=len(_DECADES) + 1)
+    return [int(np.count_nonzero(absdiff == 0))] + bins.tolist()
 
 
 @dataclass
@@ -113,9 +123,7 @@ def compare_arrays(name: str, got: np.ndarray, expected: np.ndarray, tol: Tolera
             setattr(result, f"max_{kind}", float(np.max(diff)))
             setattr(result, f"mean_{kind}", float(np.mean(diff)))
             setattr(result, f"median_{kind}", float(np.median(diff)))
-        result.histogram = np.histogram(np.nan_to_num(absdiff, nan=np.inf), _EDGES)[0].tolist()
-        result.histogram[0] = int(np.count_nonzero(absdiff == 0))  # bin [0, 1e-9) -> exactly 0
-        result.histogram[1] += int(np.count_nonzero((absdiff > 0) & (absdiff < 1e-9)))
+        result.histogram = _histogram(absdiff)
     mismatch = (np.isnan(absdiff) | (absdiff > atol)) & (np.isnan(reldiff) | (reldiff > rtol))
     result.mismatches = int(np.count_nonzero(mismatch))
     if stat == "elemwise":
@@ -127,8 +135,7 @@ def compare_arrays(name: str, got: np.ndarray, expected: np.ndarray, tol: Tolera
 
 
 def _histogram_lines(counts: Sequence[int], width: int = 30) -> list[str]:
-    labels = ["0"] + ["(0, 1e-9]"] + [f"(1e{k - 1}, 1e{k}]" for k in range(-8, 1)] + ["> 1"]
-    labels[-2] = "(0.1, 1]"
+    labels = _BIN_LABELS
     used = [i for i, c in enumerate(counts) if c]
     if not used:
         return []
@@ -136,7 +143,7 @@ def _histogram_lines(counts: Sequence[int], width: int = 30) -> list[str]:
     lines = []
     for i in range(used[0], used[-1] + 1):
         bar = "#" * max(1, round(width * counts[i] / top)) if counts[i] else ""
-        lines.append(f"      {labels[i]:>14} | {bar:{width}} {counts[i]}")
+        lines.append(f"      {labels[i]:>12} | {bar:{width}} {counts[i]}")
     return lines
 
 
@@ -230,6 +237,26 @@ def surviving_tensors(model: onnx.ModelProto, steps: Sequence[Mapping[str, Any]]
                 layers.append(Layer(name, node.name, node.op_type, step["name"],
                                     tuple(step.get("origin", ()))))
     return layers
+
+
+def named_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy whose unnamed nodes are named `<OpType>_<index>` (ember's plan maps
+    each kernel back to ONNX nodes by name, so per-layer comparison needs them named)."""
+    if all(node.name for node in model.graph.node):
+        return model
+    import onnx
+
+    named = onnx.ModelProto.FromString(model.SerializeToString())
+    taken = {node.name for node in named.graph.node}
+    for i, node in enumerate(named.graph.node):
+        if not node.name:
+            name, k = f"{node.op_type}_{i}", 0
+            while name in taken:
+                k += 1
+                name = f"{node.op_type}_{i}_{k}"
+            node.name = name
+            taken.add(name)
+    return named
 
 
 def layers_of(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]], device: str,
@@ -347,6 +374,7 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
 
     marked: dict[str, list[Layer]] = {}
     if per_layer:
+        proto = named_nodes(proto)
         for b in backends:
             if b.startswith("ember-"):
                 marked[b] = layers_of(proto, {k: v.shape for k, v in feed.items()},
@@ -379,7 +407,10 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
             result.outputs.append(c)
             _print_output(c, out)
         if per_layer:
-            steps = runs[b].steps or runs[against].steps or []
+            # the tensors of this pair's ember plan (of the first ember backend's, for a pair
+            # with no ember side)
+            steps = runs[b].steps or runs[against].steps or next(
+                (r.steps for r in runs.values() if r.steps), [])
             layers = surviving_tensors(proto, steps) if steps else []
             names = [layer.tensor for layer in layers
                      if layer.tensor in got and layer.tensor in expected]
@@ -470,5 +501,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["BACKENDS", "CompareResult", "Layer", "OutputComparison", "add_parser",
-           "compare", "compare_arrays", "layers_of", "run", "run_backend", "surviving_tensors",
-           "with_outputs"]
+           "compare", "compare_arrays", "layers_of", "named_nodes", "run", "run_backend",
+           "surviving_tensors", "with_outputs"]

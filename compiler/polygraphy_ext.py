@@ -81,10 +81,11 @@ class EmberRunner(BaseRunner):
         from ember.compiler.builder import OptimizationProfile
         from ember.compiler.builder import compile as compile_model
         from ember.compiler.commands import build_for_shapes
-        from ember.compiler.compare import layers_of, with_outputs
+        from ember.compiler.compare import layers_of, named_nodes, with_outputs
 
         model = self.model
         if self.outputs == MARK_ALL:
+            model = named_nodes(model)  # kernels map back to ONNX nodes by name
             # which tensors survive fusion, read from a build for these shapes (with
             # profiles: the first one's opt shapes)
             built = dict(shapes) if not self.profiles else {
