@@ -117,7 +117,7 @@ def add_input_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--load-inputs", metavar="FILE",
                        help="inputs by name from an .npz (np.savez) or a .json file ({name: "
                             "nested list}, or Polygraphy's --save-inputs JSON)")
-    group.add_argument("--seed", type=int, default=1,
+    group.add_argument("--seed", type=int, default=None,
                        help="seed of the random inputs (default: 1, Polygraphy's)")
     group.add_argument("--input-range", nargs="+", metavar="RANGE",
                        help="range of the random values: lo,hi for every input and/or "
@@ -188,9 +188,10 @@ def input_data(args: argparse.Namespace) -> InputData:
             ranges[name] = (lo, hi)
         else:
             default = (lo, hi)
-    if args.load_inputs is not None and args.input_range:
-        raise FlagError("--input-range shapes random inputs; --load-inputs gives them: give one")
-    return InputData(args.load_inputs, args.seed, ranges, default)
+    for flag, given in (("--input-range", args.input_range), ("--seed", args.seed)):
+        if args.load_inputs is not None and given is not None:
+            raise FlagError(f"{flag} is for random inputs; --load-inputs gives them: give one")
+    return InputData(args.load_inputs, 1 if args.seed is None else args.seed, ranges, default)
 
 
 def load_inputs(path: str) -> dict[str, np.ndarray]:

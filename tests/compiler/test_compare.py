@@ -256,6 +256,7 @@ def test_bad_usage_is_exit_status_2(small, capsys):
             (["--backends", "ember-cpu"], "two backends or more"),
             (["--against", "reference"], "--against reference is not among"),
             (["--input-range", "a,b"], "--input-range: 'a,b'"),
+            (["--seed", "3", "--load-inputs", "x.npz"], "--seed is for random inputs"),
             (["--atol", "y:x"], "--atol: 'y:x'"),
             (["--shapes", "nope:1x2"], "--shapes names nope"),
             (["--per-layer", "--backends", "onnxruntime,reference"], "list an ember backend")):
