@@ -102,7 +102,8 @@ class OutputComparison:
 def compare_arrays(name: str, got: np.ndarray, expected: np.ndarray, tol: Tolerances,
                    backend: str = "", against: str = "") -> OutputComparison:
     """Hold `got` to `expected` as Polygraphy does: rel error = abs error / |expected| (an
-    expected 0 counts as 2e-16); `stat` elemwise fails where any element is over both atol and
+    expected 0 counts as 2e-16), equal infinities agree (Polygraphy's
+    `--infinities-compare-equal`); `stat` elemwise fails where any element is over both atol and
     rtol (NaN fails), max/mean/median fail where the statistic is over both."""
     atol, rtol, stat = tol.of(name)
     got, expected = np.asarray(got), np.asarray(expected)
@@ -114,10 +115,13 @@ def compare_arrays(name: str, got: np.ndarray, expected: np.ndarray, tol: Tolera
     if got.dtype == np.bool_ and expected.dtype == np.bool_:
         absdiff = np.logical_xor(got, expected).astype(np.float64)
     else:
-        absdiff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+        with np.errstate(invalid="ignore"):  # inf - inf: equal infinities are set to 0 below
+            absdiff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+        absdiff[got == expected] = 0.0  # as Polygraphy's --infinities-compare-equal
     denominator = np.abs(expected.astype(np.float64))
     denominator[denominator == 0] = np.finfo(np.float64).eps
-    reldiff = absdiff / denominator
+    with np.errstate(invalid="ignore"):  # inf / inf: NaN, which fails
+        reldiff = absdiff / denominator
     if absdiff.size:
         for kind, diff in (("abs", absdiff), ("rel", reldiff)):
             setattr(result, f"max_{kind}", float(np.max(diff)))
@@ -441,14 +445,21 @@ def _print_output(c: OutputComparison, out: TextIO) -> None:
         out.write("    abs error histogram (elements per range):\n" + "\n".join(lines) + "\n")
 
 
+def _tail(name: str, width: int) -> str:
+    """A long name's end (where ONNX exporters put the op: .../self/query/MatMul)."""
+    return name if len(name) <= width else "…" + name[len(name) - width + 1:]
+
+
 def _print_layers(backend: str, against: str, pairs: list[tuple[Layer, OutputComparison]],
                   first: tuple[Layer, OutputComparison] | None, out: TextIO) -> None:
     out.write(f"per layer, {backend} vs {against}: {len(pairs)} tensor(s) that survive ember's "
               "fusion, in ONNX node order\n")
-    out.write(f"    {'step':16} {'ONNX nodes':28} {'tensor':24} {'max abs':>9} {'max rel':>9}\n")
+    out.write(f"    {'step':16} {'ONNX node (+ others fused into the kernel)':44} "
+              f"{'tensor':32} {'max abs':>9} {'max rel':>9}\n")
     for layer, c in pairs:
-        nodes = ",".join(layer.origin) or layer.node
-        out.write(f"    {layer.step or '-':16} {nodes[:28]:28} {layer.tensor[:24]:24} "
+        others = len(layer.origin) - 1 if layer.node in layer.origin else len(layer.origin)
+        node = _tail(layer.node, 40 if others else 44) + (f" +{others}" if others else "")
+        out.write(f"    {layer.step or '-':16} {node:44} {_tail(layer.tensor, 32):32} "
                   f"{c.max_abs:9.2g} {c.max_rel:9.2g}  {'PASS' if c.passed else 'FAIL'}\n")
     if first is None:
         out.write(f"no layer of {backend} diverges\n")

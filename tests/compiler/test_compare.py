@@ -83,6 +83,10 @@ def test_error_statistics_and_histogram():
     assert compare_arrays("y", got, expected, Tolerances(1e-5, 0.0, "median")).passed
     nan = compare_arrays("y", np.array([np.nan]), np.array([1.0]), Tolerances(1.0, 1.0, "max"))
     assert not nan.passed
+    inf = compare_arrays("y", np.array([-np.inf, 1.0, np.inf]), np.array([-np.inf, 1.0, np.inf]),
+                         Tolerances(0.0, 0.0))
+    assert inf.passed and inf.max_abs == 0
+    assert not compare_arrays("y", np.array([np.inf]), np.array([-np.inf]), Tolerances()).passed
     shaped = compare_arrays("y", np.zeros(3), np.zeros(4), Tolerances())
     assert not shaped.passed and "shape [3]" in shaped.problem
 
@@ -241,6 +245,15 @@ def test_per_layer_with_three_backends(small):
     ember_side = [layer.tensor for layer, _ in result.layers["ember-cpu"]]
     assert ember_side == [layer.tensor for layer, _ in result.layers["reference"]]
     assert ember_side[-1] == "y" and "c" not in ember_side  # conv+relu fused: only r survives
+
+
+def test_bert_per_layer_passes():
+    """BERT-tiny's fused attention, layer norms and GELUs, and its -inf attention mask."""
+    out = io.StringIO()
+    result = compare(str(MODELS / "bert_tiny.onnx"), backends=["ember-cpu", "onnxruntime"],
+                     per_layer=True, tol=Tolerances(1e-5, 1e-4), out=out)
+    assert result.passed, out.getvalue()
+    assert len(result.layers["ember-cpu"]) > 10
 
 
 def test_per_layer_passes_unplanted():
