@@ -27,9 +27,9 @@ from tests.dynamic_models import cnn
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 MODELS = Path(__file__).parent.parent / "models"
-# the five quick light models by default (~15 s on 2 cores); EMBER_ALL_LIGHT=1 runs all nine
-# (~35-80 s more: vgg19, densenet121, alexnet and zfnet512 are the slow ones on numpy)
-QUICK = ("squeezenet", "shufflenet", "inception_v1", "inception_v2", "resnet50")
+# three quick light models by default (~6 s on 2 cores); EMBER_ALL_LIGHT=1 runs all nine
+# (~35-80 s: vgg19, densenet121, alexnet and zfnet512 are the slow ones on numpy)
+QUICK = ("squeezenet", "shufflenet", "inception_v1")
 LIGHT = LIGHT_MODELS if os.environ.get("EMBER_ALL_LIGHT") else QUICK
 
 
@@ -276,6 +276,9 @@ def test_bad_usage_is_exit_status_2(small, capsys):
         assert main(["compare", model, *args]) == 2, args
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exit:  # argparse's own usage errors: 2 as well
+        main(["compare", model, "--check-error-stat"])
+    assert exit.value.code == 2
 
 
 def test_dynamic_model_is_built_for_the_given_shapes(small):
@@ -290,9 +293,9 @@ def test_dynamic_model_is_built_for_the_given_shapes(small):
 
 # -- as a user runs them -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["squeezenet", "shufflenet"])
-def test_ember_compare_command_passes(name):
-    done = ember("compare", str(light_model_path(name)), "--backends", "ember-cpu,onnxruntime")
+def test_ember_compare_command_passes():
+    done = ember("compare", str(light_model_path("squeezenet")), "--backends",
+                 "ember-cpu,onnxruntime")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[ember-cpu vs onnxruntime]" in done.stdout and done.stdout.rstrip().splitlines()[
         -1].startswith("PASS: 1 of 1")
@@ -306,14 +309,8 @@ def test_ember_compare_command_fails_and_bad_usage(small, tmp_path):
                  "--load-inputs", str(tmp_path / "x.npz"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL" in done.stdout and "Traceback" not in done.stderr
-    done = ember("compare", str(small / "cnn.onnx"), "--backends", "ember-cpu,onnxruntime",
-                 "--per-layer", "--load-inputs", str(tmp_path / "x.npz"))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "no layer of ember-cpu diverges" in done.stdout
     done = ember("compare", str(small / "cnn.onnx"), "--backends", "ember-cpu,nope")
     assert done.returncode == 2 and done.stderr.startswith("ember compare: error: unknown")
-    done = ember("compare", str(small / "cnn.onnx"), "--check-error-stat")
-    assert done.returncode == 2  # argparse's own usage errors too
 
 
 # -- ember run: dynamic inputs built for the shapes given (issue 13 item 7) ---------------------
