@@ -294,7 +294,7 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
     for name in todo:
         info = infos.get(name)
         if info is None:
-            raise EmberError(f"--per-layer: ONNX shape inference gives no type for tensor "
+            raise EmberError(f"ONNX shape inference gives no type for tensor "
                              f"'{name}', so it cannot be marked as an output")
         marked.graph.output.append(info)
     return marked
