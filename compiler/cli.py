@@ -1,7 +1,7 @@
 """The `ember` command: subcommands in the style of trtexec and Polygraphy.
 
 Each subcommand is a thin shell over a Python function of the same name; flag groups shared by
-several subcommands are defined once below.
+several subcommands are defined once, in compiler/flag_groups.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ember.compiler.flag_groups import add_build_flags as _add_precision_flags
+from ember.compiler.flag_groups import add_model_flags
+from ember.compiler.flag_groups import build_options as _precision
 from ember.errors import EmberError
 
 
@@ -23,43 +26,10 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--stop-after", metavar="PASS", help="stop after this pass")
 
 
-def _add_precision_flags(p: argparse.ArgumentParser, *, tf32: bool) -> None:
-    """trtexec's precision flags (its spellings too). `tf32`: whether TF32 is allowed by
-    default (trtexec's `build`: yes, `--noTF32` clears it; Polygraphy's `run`: no, `--tf32`)."""
-    group = p.add_argument_group("precision (a layer MAY run in an allowed precision)")
-    group.add_argument("--fp16", action="store_true", help="allow FP16")
-    group.add_argument("--bf16", action="store_true", help="allow BF16")
-    which = group.add_mutually_exclusive_group()
-    which.add_argument("--tf32", dest="tf32", action="store_true", default=None,
-                       help="allow TF32 for FP32 conv/matmul" + (" (the default)" if tf32
-                                                                 else ""))
-    which.add_argument("--noTF32", "--no-tf32", dest="tf32", action="store_false",
-                       help="strict FP32: no TF32" + ("" if tf32 else " (the default)"))
-    group.add_argument("--layer-precisions", "--layerPrecisions", metavar="SPEC",
-                       help="per-layer precisions by ONNX node name, e.g. conv1:fp32,fc:fp16")
-    group.add_argument("--layer-output-types", "--layerOutputTypes", metavar="SPEC",
-                       help="per-layer output types, e.g. conv1:fp16 (several outputs: "
-                            "split:fp16+fp32)")
-    group.add_argument("--precision-constraints", "--precisionConstraints",
-                       choices=["obey", "prefer", "none"], default=None,
-                       help="obey: per-layer precisions or an error; prefer: where possible, "
-                            "else a warning; none (default): hints, followed as prefer")
-
-
 def _add_plugin_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugins", nargs="+", metavar="FILE.py", default=[],
                    help="Python files to run first, which register plugins (ember.plugin's "
                         "decorators: shape function, kernel, numpy reference)")
-
-
-def _precision(args: argparse.Namespace) -> dict:
-    """The precision flags given (tf32 only when --tf32 / --noTF32 was: each command has its
-    own default)."""
-    flags = {"fp16": args.fp16, "bf16": args.bf16,
-             "layer_precisions": args.layer_precisions,
-             "layer_output_types": args.layer_output_types,
-             "precision_constraints": args.precision_constraints}
-    return flags if args.tf32 is None else {**flags, "tf32": args.tf32}
 
 
 def _opt(args: argparse.Namespace) -> int:
@@ -101,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     from ember.compiler.commands import run
 
     run(args.model, inputs=args.inputs, outputs=args.outputs, device=args.device,
-        **_precision(args))
+        shapes=args.shapes, **_precision(args))
     return 0
 
 
@@ -216,8 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",
-                       epilog="example: ember run model.plan --inputs in.npz --outputs out.npz")
-    p.add_argument("model", help="a plan file, or an ONNX model to build first")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n"
+                              "  ember run model.plan --inputs in.npz --outputs out.npz\n"
+                              "  ember run dynamic.onnx --inputs in.npz  (built for their shapes)\n"
+                              "  ember run dynamic.onnx --shapes x:4x3x224x224")
+    add_model_flags(p, "a plan file, or an ONNX model to build first (its dynamic inputs "
+                       "for the shapes of the inputs given)")
     p.add_argument("--inputs", help=".npz of inputs by name (default: random)")
     p.add_argument("--outputs", help="write the outputs here (.npz)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -250,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to run (default: the GPU if there is one)")
     p.set_defaults(run=_demo)
+
+    from ember.compiler import compare
+
+    compare.add_parser(sub)
 
     # `ember bench` parses trtexec's flags itself (compiler/bench.py): main() hands it argv
     sub.add_parser("bench", add_help=False, help="trtexec's command line: build or load, time "

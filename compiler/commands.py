@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -155,17 +156,44 @@ def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
     return feed
 
 
-def load_engine(path: str | os.PathLike, device: str = "auto", **precision):
+def load_engine(path: str | os.PathLike, device: str = "auto",
+                input_shapes: Mapping[str, tuple[int, ...]] | None = None, **precision):
     """A plan file, or an ONNX model built on the fly (strict FP32 unless `precision` allows
-    more, as `ember.compile`)."""
+    more, as `ember.compile`); an ONNX model's dynamic inputs are built for their shapes in
+    `input_shapes` (`build_for_shapes`)."""
     from ember.runtime.engine import Runtime
 
     if Path(path).suffix == ".onnx":
-        from ember.compiler.builder import compile as compile_model
-
-        return compile_model(path, device=device, **precision)
+        return build_for_shapes(path, input_shapes or {}, device, **precision)
+    if input_shapes:
+        raise EmberError(f"{path} is a plan, built already for its shapes: input shapes "
+                         "(--shapes) apply when building an ONNX model")
     _refuse_precision_for_plan(path, precision)
     return Runtime(device).load(path)
+
+
+def build_for_shapes(model, input_shapes: Mapping[str, tuple[int, ...]],
+                     device: str = "auto", **options):
+    """`ember.compile` with each dynamic input of `model` fixed at its shape in
+    `input_shapes` (an optimization profile with min = opt = max; a static input's shape is
+    checked when the engine runs). A dynamic input without a shape is an error naming it."""
+    from ember.compiler.builder import OptimizationProfile
+    from ember.compiler.builder import compile as compile_model
+    from ember.compiler.flag_groups import input_shapes as fill_shapes
+    from ember.compiler.flag_groups import model_inputs
+    from ember.compiler.onnx_importer import load_model
+
+    proto, _ = load_model(model)
+    specs = model_inputs(proto)
+    dynamic = [s for s in specs if s.dynamic]
+    if not dynamic:
+        return compile_model(proto, device=device, **options)
+    shapes = fill_shapes(dynamic, {k: v for k, v in input_shapes.items()
+                                   if k in {s.name for s in dynamic}})
+    profile = OptimizationProfile()
+    for name, shape in shapes.items():
+        profile.set_shape(name, shape, shape, shape)
+    return compile_model(proto, device=device, profiles=[profile], **options)
 
 
 def _refuse_precision_for_plan(path: str | os.PathLike, precision: dict) -> None:
@@ -178,13 +206,20 @@ def _refuse_precision_for_plan(path: str | os.PathLike, precision: dict) -> None
 
 def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
         outputs: str | os.PathLike | None = None, device: str = "auto",
-        out: TextIO | None = None, **precision) -> dict[str, np.ndarray]:
-    """Run a plan (or an ONNX model, built strict FP32 unless `precision` says otherwise)."""
+        shapes: str | None = None, out: TextIO | None = None,
+        **precision) -> dict[str, np.ndarray]:
+    """Run a plan (or an ONNX model, built strict FP32 unless `precision` says otherwise, its
+    dynamic inputs for the shapes of `inputs`, else of `shapes`: "x:1x3x224x224,...")."""
     out = out or sys.stdout
-    engine = load_engine(model, device, **precision)
-    if inputs is not None:
-        feed = load_npz(inputs)
-    else:
+    feed = load_npz(inputs) if inputs is not None else None
+    given = parse_shapes(shapes) if shapes else {}
+    if feed is not None and given:
+        raise EmberError("--shapes gives the shapes of random inputs; --inputs gives inputs "
+                         "with their shapes: give one")
+    if feed is not None and Path(model).suffix == ".onnx":
+        given = {k: v.shape for k, v in feed.items()}
+    engine = load_engine(model, device, given, **precision)
+    if feed is None:
         feed = random_inputs(engine)
     start = time.perf_counter()
     result = engine(feed)
