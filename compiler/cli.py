@@ -245,9 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False, help="trtexec's command line: build or load, time "
                    "inferences, print trtexec's performance summary (ember bench --help)")
 
-    from ember.compiler import debug
+    from ember.compiler import debug, refit
 
     debug.add_parser(sub)
+    refit.add_parser(sub)
 
     p = sub.add_parser("passes", help="list the passes and pipelines")
     p.set_defaults(run=_list_passes)
