@@ -75,7 +75,8 @@ def _build(args: argparse.Namespace) -> int:
               autotune={"auto": None, "on": True, "off": False}[args.autotune],
               min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
               max_shapes=args.max_shapes, dump_dir=args.dump_dir,
-              timing_cache=args.timing_cache, quiet=args.quiet, **_precision(args))
+              timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
+              strip_weights=args.strip_weights, **_precision(args))
     return 0
 
 
@@ -204,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "once to DIR/weights.npz, which the stages name in their resource "
                         "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
                         "prints the last stage again. Stage files already in DIR are removed")
+    p.add_argument("--refit", action="store_true",
+                   help="a refittable plan: `ember refit` gives it another model's weights")
+    p.add_argument("--strip-weights", "--stripWeights", action="store_true",
+                   help="leave the refittable weights out of the plan (refit it from the "
+                        "ONNX model at deployment: `ember refit`)")
     _add_precision_flags(p, tf32=True)
     p.set_defaults(run=_build)
 

@@ -335,11 +335,12 @@ class Refitter(ContextManaged):
             buf = engine.buffers[w.buffer]
             dtype, shape = np.dtype(buf["dtype"]), tuple(buf["shape"])
             try:
-                made = refit_recipes.replay(w.recipe, given)
+                with np.errstate(over="ignore", invalid="ignore"):  # validated below
+                    out = np.ascontiguousarray(refit_recipes.replay(w.recipe, given)).astype(
+                        dtype, copy=False)
             except (ValueError, TypeError, IndexError, KeyError) as e:
                 raise self._error(engine, f"refit of the weight made from {sorted(w.leaves)} "
                                   f"failed: {type(e).__name__}: {e}") from None
-            out = np.ascontiguousarray(made).astype(dtype, copy=False)
             if out.size != int(np.prod(shape)):
                 raise self._error(engine, f"refit: the weight made from {sorted(w.leaves)} has "
                                   f"{out.size} elements, its buffer {list(shape)}")
