@@ -326,7 +326,7 @@ class Refitter(ContextManaged):
                               "were folded together with weights that were set (set them too, "
                               "e.g. from the model with OnnxParserRefitter)")
         given = self._pending.arrays
-        if not given:
+        if not given and not engine.needs_refit:
             return True
         updates: list[tuple[int, bytes]] = []
         for w in table.weights:

@@ -326,6 +326,20 @@ def test_strip_plan_is_small_and_runs_once_refit(tmp_path):
     assert bytes(engine.serialize()) == full  # refit at load, the plan comes out whole
 
 
+def test_a_stripped_plan_without_refittable_weights_runs_once_refit():
+    nodes = [h.make_node("Relu", ["x"], ["y"])]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [2, 3])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 3])])
+    engine = _engine(_plan(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]),
+                           BuilderFlag.STRIP_PLAN))
+    assert engine.needs_refit
+    refitter = ember.Refitter(engine)
+    assert refitter.get_all_weights() == [] and refitter.get_missing_weights() == []
+    assert refitter.refit_cuda_engine()
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    np.testing.assert_array_equal(engine(x=x)["y"], np.maximum(x, 0))
+
+
 def test_a_tampered_refit_section_is_a_plan_error():
     manifest, sections = build_model(resnet_block(0), BuilderConfig(flags=BuilderFlag.REFIT))
     table = json.loads(sections["refit"])
@@ -357,7 +371,7 @@ def test_refit_on_the_gpu(tmp_path):
         rebuilt = ember.Runtime(device="cuda").deserialize_cuda_engine(
             _plan(new, flags, target_arch=arch, autotune=False))
         (expected,) = ReferenceEvaluator(new).run(None, {"x": X})
-        tol = 3e-2 if flags & BuilderFlag.FP16 else 1e-4
+        tol = 1e-1 if flags & BuilderFlag.FP16 else 1e-4
         got = context.execute({"x": X})["y"]  # made before the refit: the new weights
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
         np.testing.assert_allclose(got, rebuilt(x=X)["y"], rtol=tol, atol=tol)
