@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ember.errors import EmberError, PlanError
+from ember.errors import EmberError, PlanError, UnsupportedError
 from ember.runtime import refit_recipes
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.plan import Plan, plan_bytes
@@ -233,8 +233,7 @@ class Refitter(ContextManaged):
     def __init__(self, engine: Engine, logger: ILogger | None = None) -> None:
         object.__setattr__(self, "logger", check_logger(logger, "Refitter"))
         if getattr(engine, "refit_table", None) is None:
-            raise self._error(engine if hasattr(engine, "plan") else None,
-                              "the engine was not built with BuilderFlag.REFIT (or STRIP_PLAN): "
+            raise self._error("the engine was not built with BuilderFlag.REFIT (or STRIP_PLAN): "
                               "its weights cannot be refit; rebuild it with the flag")
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "weights_validation", True)
@@ -245,11 +244,11 @@ class Refitter(ContextManaged):
             object.__setattr__(self, name, bool(value))
             return
         if name == "max_threads":
-            raise EmberError("Refitter.max_threads is not implemented (refit runs on the "
+            raise UnsupportedError("Refitter.max_threads is not implemented (refit runs on the "
                              "calling thread); setting it would do nothing")
         raise EmberError(f"Refitter has no setting '{name}'")
 
-    def _error(self, engine: Engine | None, message: str) -> EmberError:
+    def _error(self, message: str) -> EmberError:
         emit(self.logger, Severity.ERROR, message)
         return EmberError(message)
 
@@ -283,7 +282,7 @@ class Refitter(ContextManaged):
         EmberError naming the weight and why."""
         if location is not None and str(getattr(location, "name", location)).upper() \
                 not in ("HOST", "KHOST"):
-            raise self._error(self.engine, f"set_named_weights('{name}'): only host weights "
+            raise self._error(f"set_named_weights('{name}'): only host weights "
                               f"(TensorLocation.HOST) are implemented, not {location!r}")
         table = self._table
         source = table.sources.get(name)
@@ -291,17 +290,17 @@ class Refitter(ContextManaged):
             why = table.constants.get(name)
             detail = (f"the build folded it where a refit cannot follow ({why.why})"
                       if why is not None else "the plan has no weights of that name")
-            raise self._error(self.engine, f"weights '{name}' are not refittable: {detail}. "
+            raise self._error(f"weights '{name}' are not refittable: {detail}. "
                               f"Refittable: {', '.join(table.sources) or 'none'}")
         array = as_array(weights, name)
         if array.dtype.name != source.dtype or tuple(array.shape) != source.shape:
-            raise self._error(self.engine, f"weights '{name}': given {array.dtype.name} "
+            raise self._error(f"weights '{name}': given {array.dtype.name} "
                               f"{list(array.shape)}, the plan was built with {source.dtype} "
                               f"{list(source.shape)}; refit cannot change a weight's shape or "
                               "dtype (rebuild instead)")
         if self.weights_validation and array.dtype.kind in "fc" \
                 and not np.isfinite(array).all():
-            raise self._error(self.engine, f"weights '{name}' hold NaN or infinite values "
+            raise self._error(f"weights '{name}' hold NaN or infinite values "
                               "(refitter.weights_validation = False accepts them)")
         self._pending.arrays[name] = np.array(array, copy=True)
         return True
@@ -311,7 +310,7 @@ class Refitter(ContextManaged):
         checks every initializer of the new model so)."""
         constant = self._table.constants.get(name)
         if constant is not None and digest(array) != constant.digest:
-            raise self._error(self.engine, f"initializer '{name}' differs from the build's, but "
+            raise self._error(f"initializer '{name}' differs from the build's, but "
                               f"the plan cannot take new values for it: {constant.why}. "
                               "Rebuild the plan from the new model")
 
@@ -322,7 +321,7 @@ class Refitter(ContextManaged):
         engine, table = self.engine, self._table
         missing = self.get_missing_weights()
         if missing:
-            raise self._error(engine, f"refit_cuda_engine: missing weights {missing}: they "
+            raise self._error(f"refit_cuda_engine: missing weights {missing}: they "
                               "were folded together with weights that were set (set them too, "
                               "e.g. from the model with OnnxParserRefitter)")
         given = self._pending.arrays
@@ -339,13 +338,13 @@ class Refitter(ContextManaged):
                     out = np.ascontiguousarray(refit_recipes.replay(w.recipe, given)).astype(
                         dtype, copy=False)
             except (ValueError, TypeError, IndexError, KeyError) as e:
-                raise self._error(engine, f"refit of the weight made from {sorted(w.leaves)} "
+                raise self._error(f"refit of the weight made from {sorted(w.leaves)} "
                                   f"failed: {type(e).__name__}: {e}") from None
             if out.size != int(np.prod(shape)):
-                raise self._error(engine, f"refit: the weight made from {sorted(w.leaves)} has "
+                raise self._error(f"refit: the weight made from {sorted(w.leaves)} has "
                                   f"{out.size} elements, its buffer {list(shape)}")
             if self.weights_validation and out.dtype.kind == "f" and not np.isfinite(out).all():
-                raise self._error(engine, f"refit: the {dtype} weight made from "
+                raise self._error(f"refit: the {dtype} weight made from "
                                   f"{sorted(w.leaves)} overflows (NaN or infinite values): "
                                   "the new weights do not fit the plan's precision")
             updates.append((int(buf["offset"]), out.tobytes()))
