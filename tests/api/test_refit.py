@@ -201,6 +201,22 @@ def test_folded_weights_are_refit_together():
     assert refitter.refit_cuda_engine()
 
 
+def test_one_refitter_refits_again():
+    """TensorRT's engine_refit_onnx_bidaf flow: fake weights, then the real ones, by name."""
+    new = resnet_block(1)
+    real = {t.name: numpy_helper.to_array(t) for t in new.graph.initializer}
+    engine = _engine(_plan(resnet_block(0)))
+    refitter = ember.Refitter(engine, ember.Logger())
+    (expected,) = ReferenceEvaluator(new).run(None, {"x": X})
+    for weights, right in (({n: np.ones_like(a) for n, a in real.items()}, False), (real, True)):
+        for name in refitter.get_all_weights():
+            refitter.set_named_weights(name, weights[name])
+        assert len(refitter.get_missing_weights()) == 0
+        assert refitter.refit_cuda_engine()
+        out = engine.create_execution_context().execute({"x": X})["y"]
+        assert np.allclose(out, expected, rtol=1e-5, atol=1e-5) == right
+
+
 def test_mismatches_are_refused_naming_the_weight(tmp_path):
     engine = _engine(_plan(resnet_block(0)))
     refitter = ember.Refitter(engine)
