@@ -63,6 +63,9 @@ _LAZY = {
     "Dims4": "ember.runtime.trt_types",
     "DimsHW": "ember.runtime.trt_types",
     "IHostMemory": "ember.runtime.trt_types:HostMemory",
+    "Refitter": "ember.runtime.refit",
+    "IRefitter": "ember.runtime.refit:Refitter",
+    "OnnxParserRefitter": "ember.compiler.refit",
     "volume": "ember.runtime.trt_types",
     "nptype": "ember.runtime.trt_types",
     # plugins (`ember.plugin` is TensorRT's `tensorrt.plugin`: the decorators)

@@ -61,7 +61,9 @@ class BuilderFlag(Numbered):
     (assign-precision says which do); OBEY / PREFER_PRECISION_CONSTRAINTS: what per-layer
     precisions are (an error where impossible / a warning); STRICT_TYPES (TensorRT 8's, gone
     from 10) is OBEY; DISABLE_TIMING_CACHE: the autotuner reads and writes no timing cache;
-    ERROR_ON_TIMING_CACHE_MISS: a kernel the timing cache cannot answer is an error naming it.
+    ERROR_ON_TIMING_CACHE_MISS: a kernel the timing cache cannot answer is an error naming it;
+    REFIT (and REFIT_IDENTICAL, the same here): a plan `ember.Refitter` updates; STRIP_PLAN:
+    one without its refittable weights, refit at deployment (compiler/refit_build.py).
     Every other flag is an error naming it when set (`IMPLEMENTED`)."""
 
     FP16 = 0
@@ -131,18 +133,19 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
                                BuilderFlag.DISABLE_TIMING_CACHE,
-                               BuilderFlag.ERROR_ON_TIMING_CACHE_MISS})
+                               BuilderFlag.ERROR_ON_TIMING_CACHE_MISS, BuilderFlag.REFIT,
+                               BuilderFlag.REFIT_IDENTICAL, BuilderFlag.STRIP_PLAN})
+# a plan whose weights a Refitter can change (compiler/refit_build.py); REFIT_IDENTICAL is
+# REFIT (any new weights refit, identical ones too); STRIP_PLAN implies it
+REFIT_FLAGS = BuilderFlag.REFIT | BuilderFlag.REFIT_IDENTICAL | BuilderFlag.STRIP_PLAN
 _WHY_NOT = {
     BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
                       "and matmuls run on int8 without the flag (explicit quantization)",
     BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
-    BuilderFlag.REFIT: "refittable engines are not implemented (weights are packed into the "
-                       "plan)",
-    BuilderFlag.REFIT_IDENTICAL: "refit is not implemented",
-    BuilderFlag.REFIT_INDIVIDUAL: "refit is not implemented",
-    BuilderFlag.STRIP_PLAN: "plans always hold their weights (refit is not implemented)",
+    BuilderFlag.REFIT_INDIVIDUAL: "weights are not marked refittable one by one; "
+                                  "BuilderFlag.REFIT makes every weight it can refittable",
     BuilderFlag.DEBUG: "per-layer synchronization is not implemented (ember.Profiler times "
                        "each step)",
     BuilderFlag.GPU_FALLBACK: "ember has no DLA: every layer runs on the GPU (or the host)",
@@ -869,8 +872,16 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
     module = import_onnx(proto)
     if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)
         set_symbol_ranges(module, symbols)
+    refit = config.flags & REFIT_FLAGS
+    trace = None
+    if refit:  # the folding passes keep each weight's recipe
+        from ember.compiler.refit_build import blame, start_trace
+
+        trace = start_trace(module, proto)
     with progress.phase("Running passes", len(passes)) as ran:
         def each_pass(index: int, p: ModulePass, module: Any) -> None:
+            if trace is not None:
+                blame(trace, p.name)
             if after_pass is not None:
                 after_pass(index, p, module)
             ran.step()
@@ -883,11 +894,19 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
             run_passes(module, passes, after_pass=each_pass, verify="last")
     building.step()
     with progress.phase("Packing plan", 1) as packing:
+        weight_refs: dict[int, str] = {}
         packed = pack(module, profiles=[p.shapes for p in config.profiles],
-                      target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback)
+                      target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback,
+                      weight_refs=weight_refs)
+        sections = dict(packed.sections)
+        if refit:
+            from ember.compiler.refit_build import refit_sections
+
+            sections = refit_sections(module, packed.manifest, sections, weight_refs,
+                                      strip=bool(config.flags & BuilderFlag.STRIP_PLAN))
         packing.step()
     building.step()
-    return packed.manifest.to_json(), dict(packed.sections)
+    return packed.manifest.to_json(), sections
 
 
 def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:

@@ -51,7 +51,8 @@ def _build(args: argparse.Namespace) -> int:
               autotune={"auto": None, "on": True, "off": False}[args.autotune],
               min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
               max_shapes=args.max_shapes, dump_dir=args.dump_dir,
-              timing_cache=args.timing_cache, quiet=args.quiet, **_precision(args))
+              timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
+              strip_weights=args.strip_weights, **_precision(args))
     return 0
 
 
@@ -181,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "once to DIR/weights.npz, which the stages name in their resource "
                         "section; `ember-opt DIR/00-input.mlir -p \"$(cat DIR/pipeline.txt)\"` "
                         "prints the last stage again. Stage files already in DIR are removed")
+    p.add_argument("--refit", action="store_true",
+                   help="a refittable plan: `ember refit` gives it another model's weights")
+    p.add_argument("--strip-weights", "--stripWeights", action="store_true",
+                   help="leave the refittable weights out of the plan (refit it from the "
+                        "ONNX model at deployment: `ember refit`)")
     _add_precision_flags(p, tf32=True)
     _add_plugin_flags(p)
     p.set_defaults(run=_build)
@@ -234,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False, help="trtexec's command line: build or load, time "
                    "inferences, print trtexec's performance summary (ember bench --help)")
 
-    from ember.compiler import debug
+    from ember.compiler import debug, refit
 
     debug.add_parser(sub)
+    refit.add_parser(sub)
 
     p = sub.add_parser("passes", help="list the passes and pipelines")
     p.set_defaults(run=_list_passes)

@@ -12,7 +12,13 @@ from typing import TextIO
 
 import numpy as np
 
-from ember.compiler.builder import BuilderConfig, build_model, pipeline_for, precision_config
+from ember.compiler.builder import (
+    BuilderConfig,
+    BuilderFlag,
+    build_model,
+    pipeline_for,
+    precision_config,
+)
 from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
 
@@ -66,14 +72,16 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           min_shapes: str | None = None, opt_shapes: str | None = None,
           max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None,
           timing_cache: str | os.PathLike | None = None, quiet: bool = False,
-          **precision) -> dict:
+          refit: bool = False, strip_weights: bool = False, **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
     `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
     see codegen/timing_cache.py). Progress bars on stderr when it is a terminal; `quiet`: no
     bars and no summary.
     `precision`: fp16, bf16, tf32 (allowed unless tf32=False, as trtexec), layer_precisions,
-    layer_output_types, precision_constraints (`ember.compile`'s meanings)."""
+    layer_output_types, precision_constraints (`ember.compile`'s meanings). `refit`: a plan
+    `ember refit` can give new weights (BuilderFlag.REFIT); `strip_weights`: one without its
+    refittable weights (STRIP_PLAN), refit at deployment."""
     from ember.codegen import timing_cache as tc
     from ember.compiler.progress import terminal_bars
     from ember.runtime.plan import write_plan
@@ -85,6 +93,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if timing_cache is not None:
         config.set_timing_cache(tc.load(timing_cache), ignore_mismatch=True)
     precision_config(config, **{"tf32": True, **precision})
+    for flag, on in ((BuilderFlag.REFIT, refit), (BuilderFlag.STRIP_PLAN, strip_weights)):
+        if on:
+            config.set_flag(flag)
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
         config.add_optimization_profile(profile)

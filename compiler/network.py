@@ -109,9 +109,12 @@ _UNSUPPORTED = {
     "add_kv_cache_update": "KV caches are not implemented",
     "add_moe": "mixture of experts is not implemented",
     "add_dist_collective": "ember builds for one GPU",
-    "mark_weights_refittable": "refit is not implemented",
-    "unmark_weights_refittable": "refit is not implemented",
-    "are_weights_marked_refittable": "refit is not implemented",
+    "mark_weights_refittable": "weights are not marked refittable one by one "
+    "(REFIT_INDIVIDUAL): BuilderFlag.REFIT makes every weight it can refittable",
+    "unmark_weights_refittable": "weights are not marked refittable one by one "
+    "(REFIT_INDIVIDUAL): BuilderFlag.REFIT makes every weight it can refittable",
+    "are_weights_marked_refittable": "weights are not marked refittable one by one "
+    "(REFIT_INDIVIDUAL): BuilderFlag.REFIT makes every weight it can refittable",
     "set_weights_name": "weights are named after their layer (<layer>/kernel, ...)",
     "mark_debug": "debug tensors are not implemented",
     "unmark_debug": "debug tensors are not implemented",

@@ -41,14 +41,16 @@ class Packed:
 
 
 def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = None,
-         target_arch: str | None = None, cpu_fallback: bool = True) -> Packed:
+         target_arch: str | None = None, cpu_fallback: bool = True,
+         weight_refs: dict[int, str] | None = None) -> Packed:
     """The plan of a module at the kernel level. `profiles`: the optimization profiles, input
     name -> (min, opt, max) shapes, as the engine reports them (the symbols' ranges are the
     module's); `target_arch`: compile the CUDA kernels that emit-cuda recorded for it (None: a
     CPU-only plan); `cpu_fallback`: steps without a CUDA kernel (emit-cuda's `cuda_fallback`)
-    run on the host rather than fail the build."""
+    run on the host rather than fail the build; `weight_refs`: filled with each weight
+    buffer's store name."""
     manifest, sections = build_plan(module, symbols=symbol_ranges(module),
-                                    profiles=list(profiles or []))
+                                    profiles=list(profiles or []), weight_refs=weight_refs)
     if target_arch is None:
         return Packed(_validated(manifest, sections), sections)
     from ember.codegen.emit_cuda import spec_of

@@ -104,11 +104,13 @@ class _PlanState:
 
 
 def build_plan(module: ModuleOp, *, symbols: dict[str, tuple[int, int, int]] | None = None,
-               profiles: list[dict[str, Any]] | None = None) -> tuple[Manifest, dict[str, bytes]]:
+               profiles: list[dict[str, Any]] | None = None,
+               weight_refs: dict[int, str] | None = None) -> tuple[Manifest, dict[str, bytes]]:
     """The manifest (a CPU plan's: target "any") and sections of a plan for a module at the
     kernel level. `symbols`: the (min, opt, max) of each symbolic input dim (see
     builder._apply_profiles); `profiles`: the optimization profiles, input name -> (min, opt,
-    max) shapes, as the engine reports them."""
+    max) shapes, as the engine reports them; `weight_refs`: filled with each weight buffer's
+    store name (for a REFIT build's recipes)."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     store = weights_of(module)
     in_names, out_names = graph_io_names(module)
@@ -120,6 +122,8 @@ def build_plan(module: ModuleOp, *, symbols: dict[str, tuple[int, int, int]] | N
     for op in fn.body.block.ops:
         if isinstance(op, WeightOp):
             state.add_weight(op.output, store[op.ref.data])
+            if weight_refs is not None:
+                weight_refs[len(state.buffers) - 1] = op.ref.data
         elif isinstance(op, ConstantOp):
             state.add_weight(op.output, dense_to_numpy(op.value))
         elif isinstance(op, FillOp):

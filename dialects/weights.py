@@ -49,6 +49,8 @@ class WeightStore:
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
         self.file: WeightFile | None = None
+        # a REFIT build's runtime.refit_recipes.RecipeTrace (how entries came from initializers)
+        self.refit = None
 
     def __contains__(self, name: str) -> bool:
         return name in self._arrays

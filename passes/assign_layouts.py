@@ -38,7 +38,6 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.attributes import attribute_value, to_attribute
-from ember.dialects.constants import dense_to_numpy
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
 from ember.dialects.kernel_templates import TEMPLATES, Layout, descriptor
 from ember.dialects.nn.base import dtype_name
@@ -47,6 +46,7 @@ from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, format_of, static_shape, tensor_type
 from ember.dialects.weights import weights_of
 from ember.errors import PassError
+from ember.passes.convert_onnx_to_nn.builder import record_recipe, traced_value
 from ember.passes.format_choice import chosen_formats
 from ember.passes.layout_formats import (
     NC4HW4,
@@ -58,6 +58,7 @@ from ember.passes.layout_formats import (
     same_bytes,
 )
 from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight
+from ember.runtime.refit_recipes import node
 
 # Whether GPU builds may run conv in NHWC (codegen/templates/conv.py implements it). Off: on the
 # H100 the FP32 implicit-GEMM conv is a little faster in NCHW (ResNet-50 batch 32: 9.58 ms NCHW
@@ -336,16 +337,20 @@ class _Assigner:
             new: Operation = FillOp.create(properties=dict(owner.properties), result_types=[t])
         else:
             store = weights_of(self.module)
-            if isinstance(owner, WeightOp):
-                if owner.ref.data not in store:
-                    return None  # a module parsed from text: reformat at run time instead
-                array, base = store[owner.ref.data], owner.ref.data
-            else:
-                array, base = dense_to_numpy(owner.value), "constant"
+            array, recipe = traced_value(v, store)
+            if array is None:
+                return None  # a module parsed from text: reformat at run time instead
+            base = owner.ref.data if isinstance(owner, WeightOp) else "constant"
             array = np.asarray(array).reshape(shape)
-            array = pack(array) if fmt == NC4HW4 else array.transpose(PERMS[fmt])
+            recipe = node("reshape", [recipe], shape=list(shape))
+            if fmt == NC4HW4:
+                array, recipe = pack(array), node("pack_nc4hw4", [recipe])
+            else:
+                array = array.transpose(PERMS[fmt])
+                recipe = node("transpose", [recipe], perm=list(PERMS[fmt]))
             ref = store.add(f"{base}.{'OHWI' if fmt == NHWC else fmt}",
                             np.ascontiguousarray(array))
+            record_recipe(store, ref, recipe)
             new = WeightOp.create(properties={"ref": StringAttr(ref)}, result_types=[t])
         return self._insert_after(v, new)
 
@@ -378,14 +383,16 @@ class _Assigner:
         if (w, "C4RS4") in self.converted:
             return self.converted[(w, "C4RS4")]
         owner, store = w.owner, weights_of(self.module)
-        if isinstance(owner, WeightOp) and owner.ref.data in store:
-            array, base = store[owner.ref.data], owner.ref.data
-        elif isinstance(owner, ConstantOp):
-            array, base = dense_to_numpy(owner.value), "constant"
-        else:
+        if not isinstance(owner, WeightOp | ConstantOp):
             return None
+        array, recipe = traced_value(w, store)
+        if array is None:
+            return None
+        base = owner.ref.data if isinstance(owner, WeightOp) else "constant"
         array = pack_depthwise_weight(np.asarray(array).reshape(static_shape(w)))
+        recipe = node("pack_depthwise", [node("reshape", [recipe], shape=list(static_shape(w)))])
         ref = store.add(f"{base}.C4RS4", array)
+        record_recipe(store, ref, recipe)
         new = self._insert_after(w, WeightOp.create(
             properties={"ref": StringAttr(ref)},
             result_types=[tensor_type(array.shape, element_type_of(w))]))

@@ -10,7 +10,6 @@ conv's origin lists both nodes.
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -24,21 +23,18 @@ from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.passes.convert_onnx_to_nn.builder import (
-    constant_value,
     insert_before,
     make_constant,
+    traced_value,
     weight_name,
 )
+from ember.runtime.refit_recipes import apply, node
 
 
-def _scale_shift(bn: BatchNormOp, store: WeightStore) -> tuple[np.ndarray, np.ndarray] | None:
-    """(s, t) with bn(x) = x·s + t per channel, in float64; None if a parameter is not constant."""
-    values = [constant_value(v, store) for v in (bn.scale, bn.bias, bn.mean, bn.var)]
-    if any(v is None for v in values):
-        return None
-    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in values)
-    s = gamma / np.sqrt(var + bn.epsilon.value.data)
-    return s, beta - mean * s
+def _bn_params(bn: BatchNormOp, store: WeightStore) -> list[tuple] | None:
+    """(value, refit recipe) of γ, β, mean and var; None if one is not constant."""
+    traced = [traced_value(v, store) for v in (bn.scale, bn.bias, bn.mean, bn.var)]
+    return None if any(a is None for a, _ in traced) else traced
 
 
 class FoldBatchNorm(ModulePass):
@@ -49,33 +45,36 @@ class FoldBatchNorm(ModulePass):
         for op in list(module.walk()):
             if not isinstance(op, BatchNormOp):
                 continue
-            folded = _scale_shift(op, store)
-            if folded is None:
+            params = _bn_params(op, store)
+            if params is None:
                 continue
-            s, t = folded
             producer = op.input.owner
             if isinstance(producer, ConvOp) and op.input.uses.get_length() == 1 \
-                    and self._into_conv(op, producer, s, t, store):
+                    and self._into_conv(op, producer, params, store):
                 continue
-            self._to_scale_shift(op, s, t, store)
+            self._to_scale_shift(op, params, store)
 
-    def _into_conv(self, bn: BatchNormOp, conv: ConvOp, s: np.ndarray, t: np.ndarray,
+    def _into_conv(self, bn: BatchNormOp, conv: ConvOp, params: list[tuple],
                    store: WeightStore) -> bool:
-        weight = constant_value(conv.weight, store)
-        bias = constant_value(conv.bias, store) if conv.bias is not None else None
+        weight, w_recipe = traced_value(conv.weight, store)
+        bias, b_recipe = traced_value(conv.bias, store) if conv.bias is not None else (None, None)
+        (gamma, g), (beta, be), (mean, m), (var, v) = params
         if weight is None or (conv.bias is not None and bias is None) \
-                or weight.shape[0] != s.size:
+                or weight.shape[0] != gamma.size:
             return False
-        dtype = weight.dtype
-        w = (weight.astype(np.float64) * s.reshape(-1, *[1] * (weight.ndim - 1))).astype(dtype)
-        b0 = np.zeros(s.size) if bias is None else bias.astype(np.float64)
-        b = (b0 * s + t).astype(dtype)
+        eps, dtype = bn.epsilon.value.data, weight.dtype
+        w = apply("bn_conv_weight", [weight, gamma, var], eps=eps)
+        extra = [] if bias is None else [bias]
+        b = apply("bn_conv_bias", [gamma, beta, mean, var, *extra], eps=eps, dtype=dtype.name)
+        w_recipe = node("bn_conv_weight", [w_recipe, g, v], eps=eps)
+        b_recipe = node("bn_conv_bias", [g, be, m, v] + ([b_recipe] if extra else []), eps=eps,
+                        dtype=dtype.name)
         tag = "+".join(origin_of(bn)) or "batch_norm"
         name = weight_name(conv.weight, "conv.weight")
-        w_op = insert_before(make_constant(w, store, f"{name}+{tag}"), conv)
+        w_op = insert_before(make_constant(w, store, f"{name}+{tag}", w_recipe), conv)
         b_op = insert_before(make_constant(b, store, f"{weight_name(conv.bias, name)}+{tag}.bias"
-                                          if conv.bias is not None else f"{name}+{tag}.bias"),
-                            conv)
+                                          if conv.bias is not None else f"{name}+{tag}.bias",
+                                           b_recipe), conv)
         new = build(ConvOp, [conv.input, w_op.results[0], b_op.results[0]],
                     dict(conv.properties), result_types=[bn.output.type])
         set_origin(new, origin_of(conv) + origin_of(bn))
@@ -85,15 +84,18 @@ class FoldBatchNorm(ModulePass):
         Rewriter.erase_op(conv)
         return True
 
-    def _to_scale_shift(self, bn: BatchNormOp, s: np.ndarray, t: np.ndarray,
+    def _to_scale_shift(self, bn: BatchNormOp, params: list[tuple],
                         store: WeightStore) -> None:
         shape = shape_of(bn.input)
-        dtype = constant_value(bn.scale, store).dtype
+        (gamma, g), (beta, be), (mean, m), (var, v) = params
+        eps, dtype = bn.epsilon.value.data, gamma.dtype.name
         per_channel = (-1,) + (1,) * (len(shape) - 2)  # channels on dim 1
-        s_op = insert_before(make_constant(s.astype(dtype).reshape(per_channel), store,
-                                          "batch_norm.scale"), bn)
-        t_op = insert_before(make_constant(t.astype(dtype).reshape(per_channel), store,
-                                          "batch_norm.shift"), bn)
+        s = apply("bn_scale", [gamma, var], eps=eps, dtype=dtype, shape=per_channel)
+        t = apply("bn_shift", [gamma, beta, mean, var], eps=eps, dtype=dtype, shape=per_channel)
+        s_op = insert_before(make_constant(s, store, "batch_norm.scale", node(
+            "bn_scale", [g, v], eps=eps, dtype=dtype, shape=per_channel)), bn)
+        t_op = insert_before(make_constant(t, store, "batch_norm.shift", node(
+            "bn_shift", [g, be, m, v], eps=eps, dtype=dtype, shape=per_channel)), bn)
         mul = insert_before(build(BinaryOp, [bn.input, s_op.results[0]], {"fn": "mul"}), bn)
         add = build(BinaryOp, [mul.results[0], t_op.results[0]], {"fn": "add"})
         for new in (mul, add):

@@ -54,7 +54,12 @@ from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of, tens
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError, ShapeError
 from ember.passes.convert_onnx_to_nn import update_function_type
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.passes.convert_onnx_to_nn.builder import (
+    constant_value,
+    evaluated_recipe,
+    make_constant,
+    traced_value,
+)
 from ember.runtime.symbolic import dim_value, is_monomial_over
 
 # Ops that only move elements: evaluating them on an object array of dims moves the dims.
@@ -100,7 +105,8 @@ class _Folder:
             op = self._replace(op, replacement)
         if isinstance(op, ConstantOp | WeightOp) or (isinstance(op, FillOp) and op.shape is None):
             return
-        values = [constant_value(v, self.store) for v in op.operands]
+        traced = [traced_value(v, self.store) for v in op.operands]
+        values = [a for a, _ in traced]
         if all(v is not None for v in values) and self._small_enough(op):
             try:
                 results = op.evaluate(values)  # type: ignore[arg-type]
@@ -108,7 +114,10 @@ class _Folder:
                 return
             except (ValueError, TypeError, IndexError, FloatingPointError) as e:
                 raise PassError(f"fold-constants: evaluating {op.name} failed: {e}") from None
-            new = [make_constant(np.asarray(r), self.store, self._name(op)) for r in results]
+            made = [evaluated_recipe(op, values, [r for _, r in traced], i)
+                    if self.store.refit is not None else None for i in range(len(results))]
+            new = [make_constant(np.asarray(r), self.store, self._name(op), recipe)
+                   for r, recipe in zip(results, made, strict=True)]
             for n in new:
                 Rewriter.insert_op(n, InsertPoint.before(op))
             for old, n in zip(op.results, new, strict=True):
@@ -118,8 +127,9 @@ class _Folder:
         self._track_symbolic(op)
 
     # -- static forms --------------------------------------------------------------------------
-    def _known(self, value: SSAValue) -> np.ndarray | None:
-        array = constant_value(value, self.store)
+    def _known(self, value: SSAValue, bake: bool = True) -> np.ndarray | None:
+        # bake=False: the caller bakes what it absorbs itself (a REFIT build's bookkeeping)
+        array = constant_value(value, self.store) if bake else traced_value(value, self.store)[0]
         return array if array is not None else self.symbolic.get(value)
 
     def _static_form(self, op: NNOp) -> Operation | None:
@@ -127,10 +137,14 @@ class _Folder:
         other = _STATIC_FORMS.get(type(op))
         if (method is None and other is None) or not op.operands:
             return None
-        known = [self._known(v) for v in op.operands]
+        known = [self._known(v, bake=False) for v in op.operands]
         new = method(known) if method is not None else other(op, known)  # type: ignore[misc]
         if new is None and isinstance(op, SliceOp):
             new = self._symbolic_slice(op, known)
+        if new is not None:  # the operands the static form no longer reads are in its params
+            for v in op.operands:
+                if v not in new.operands:
+                    constant_value(v, self.store)
         return new
 
     def _symbolic_slice(self, op: SliceOp, known: list) -> NNOp | None:
@@ -180,8 +194,10 @@ class _Folder:
         if isinstance(op, ShapeOfOp):
             result = np.array(op.dims(), dtype=object)
         elif op.name in _STRUCTURAL or isinstance(op, CastOp):
+            if not any(v in self.symbolic for v in op.operands):
+                return
             inputs = [self._known(v) for v in op.operands]
-            if any(v is None for v in inputs) or not any(v in self.symbolic for v in op.operands):
+            if any(v is None for v in inputs):
                 return
             if isinstance(op, CastOp):
                 result = inputs[0]
@@ -209,9 +225,11 @@ class _Folder:
     def _symbolic_select(self, op: SelectOp) -> np.ndarray | None:
         """Where(cond, a, b) with a constant cond over dims (PyTorch's expand: a -1 in the
         target shape becomes 1)."""
+        if op.operands[0] in self.symbolic or not any(v in self.symbolic
+                                                      for v in op.operands[1:]):
+            return None
         cond, a, b = (self._known(v) for v in op.operands)
-        if cond is None or a is None or b is None or op.operands[0] in self.symbolic \
-                or not any(v in self.symbolic for v in op.operands[1:]):
+        if cond is None or a is None or b is None:
             return None
         return np.where(np.asarray(cond, dtype=bool), np.asarray(a, dtype=object),
                         np.asarray(b, dtype=object))

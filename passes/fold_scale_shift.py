@@ -31,12 +31,13 @@ from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.passes.convert_onnx_to_nn.builder import (
-    constant_value,
     insert_before,
     make_constant,
+    traced_value,
     weight_name,
 )
 from ember.runtime.cpu_kernels.common import is_floating
+from ember.runtime.refit_recipes import Recipe, apply, node
 
 SCALES, SHIFTS = ("mul", "div"), ("add", "sub")
 
@@ -89,19 +90,24 @@ class FoldScaleShift(ModulePass):
         out_shape = shape_of(result)
         if result.uses.get_length() != 1 or op.output.type != result.type or out_shape is None:
             return False
-        c = constant_value(other, store)
+        c, c_recipe = traced_value(other, store)
         if c is None or not is_floating(np.asarray(c).dtype):
             return False
         fn = op.fn.data
         c = np.asarray(c, np.float64)
         if not np.isfinite(c).all() or (fn == "div" and (c == 0).any()):
             return False  # inf/NaN (or 1/0) in a weight would turn exact zeros into NaN
-        if isinstance(producer, ConvOp):
-            v = _vector(np.asarray(c), tuple(out_shape), 1)
-            new = None if v is None else self._conv(op, producer, fn, v, store)
+        axis = 1 if isinstance(producer, ConvOp) else len(out_shape) - 1
+        v = _vector(np.asarray(c), tuple(out_shape), axis)
+        # v's refit recipe (a REFIT build's): the same vector from c's
+        v_recipe = None if v is None else node("channel_vector", [c_recipe], n=v.size,
+                                               axis=axis, rank=len(out_shape))
+        if v is None:
+            new = None
+        elif isinstance(producer, ConvOp):
+            new = self._conv(op, producer, fn, v, v_recipe, store)
         elif fn in SCALES:
-            v = _vector(np.asarray(c), tuple(out_shape), len(out_shape) - 1)
-            new = None if v is None else self._matmul(op, producer, fn, v, store)
+            new = self._matmul(op, producer, fn, v, v_recipe, store)
         else:
             new = None
         if new is None:
@@ -117,39 +123,40 @@ class FoldScaleShift(ModulePass):
     def _tag(op: BinaryOp) -> str:
         return "+".join(origin_of(op)) or op.fn.data
 
-    def _conv(self, op: BinaryOp, conv: ConvOp, fn: str, v: np.ndarray,
+    def _conv(self, op: BinaryOp, conv: ConvOp, fn: str, v: np.ndarray, v_recipe: Recipe,
               store: WeightStore) -> Operation | None:
-        weight = constant_value(conv.weight, store)
-        bias = constant_value(conv.bias, store) if conv.bias is not None else None
+        weight, w_recipe = traced_value(conv.weight, store)
+        bias, b_recipe = traced_value(conv.bias, store) if conv.bias is not None else (None, None)
         if weight is None or (conv.bias is not None and bias is None) \
                 or not is_floating(weight.dtype):
             return None
-        dtype = weight.dtype
-        b = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
-        w = weight
-        if fn in SCALES:
-            s = 1.0 / v if fn == "div" else v
-            w = (weight.astype(np.float64) * s.reshape(-1, *[1] * (weight.ndim - 1))).astype(dtype)
-            b = b * s
-        else:
-            b = b + v if fn == "add" else b - v
+        dtype = weight.dtype.name
+        extra = [] if bias is None else [bias]
+        b = apply("conv_bias", [*extra, v], fn=fn, n=weight.shape[0], dtype=dtype)
+        b_recipe = node("conv_bias", ([b_recipe] if extra else []) + [v_recipe], fn=fn,
+                        n=weight.shape[0], dtype=dtype)
         name, tag = weight_name(conv.weight, "conv.weight"), self._tag(op)
-        w_op = (conv.weight.owner if fn in SHIFTS
-                else insert_before(make_constant(w, store, f"{name}+{tag}"), conv))
-        b_op = insert_before(make_constant(b.astype(dtype), store, f"{name}+{tag}.bias"), conv)
+        if fn in SHIFTS:
+            w_op = conv.weight.owner
+        else:
+            w = apply("scale_axis", [weight, v], axis=0, invert=fn == "div")
+            w_op = insert_before(make_constant(w, store, f"{name}+{tag}", node(
+                "scale_axis", [w_recipe, v_recipe], axis=0, invert=fn == "div")), conv)
+        b_op = insert_before(make_constant(b, store, f"{name}+{tag}.bias", b_recipe), conv)
         return build(ConvOp, [conv.input, w_op.results[0], b_op.results[0]],
                      dict(conv.properties), result_types=[op.output.type])
 
-    def _matmul(self, op: BinaryOp, mm: MatMulOp, fn: str, v: np.ndarray,
+    def _matmul(self, op: BinaryOp, mm: MatMulOp, fn: str, v: np.ndarray, v_recipe: Recipe,
                 store: WeightStore) -> Operation | None:
-        weight = constant_value(mm.rhs, store)
+        weight, w_recipe = traced_value(mm.rhs, store)
         if weight is None or weight.ndim != 2 or not is_floating(weight.dtype):
             return None
-        s = 1.0 / v if fn == "div" else v
         transposed = mm.transpose_b is not None and mm.transpose_b.value.data
-        scaled = weight.astype(np.float64) * (s[:, None] if transposed else s[None, :])
+        axis = 0 if transposed else 1
+        scaled = apply("scale_axis", [weight, v], axis=axis, invert=fn == "div")
         name = f"{weight_name(mm.rhs, 'matmul.weight')}+{self._tag(op)}"
-        w_op = insert_before(make_constant(scaled.astype(weight.dtype), store, name), mm)
+        w_op = insert_before(make_constant(scaled, store, name, node(
+            "scale_axis", [w_recipe, v_recipe], axis=axis, invert=fn == "div")), mm)
         return build(MatMulOp, [mm.lhs, w_op.results[0]], dict(mm.properties),
                      result_types=[op.output.type])
 

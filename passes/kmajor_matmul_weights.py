@@ -12,7 +12,6 @@ where something else reads it. GPU builds run it after precision assignment.
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -23,11 +22,12 @@ from ember.dialects.nn.linear import MatMulOp
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.passes.convert_onnx_to_nn.builder import (
-    constant_value,
     insert_before,
     make_constant,
+    traced_value,
     weight_name,
 )
+from ember.runtime.refit_recipes import apply, node
 
 HALF = ("f16", "bf16")
 
@@ -52,11 +52,12 @@ class KMajorMatmulWeights(ModulePass):
                 continue
             new = transposed.get(w)
             if new is None:
-                array = constant_value(op.rhs, store)
+                array, recipe = traced_value(op.rhs, store)
                 if array is None:
                     continue  # a module parsed from text: its weights are not here
-                array = np.ascontiguousarray(np.swapaxes(array, -1, -2))
-                new = insert_before(make_constant(array, store, f"{weight_name(op.rhs)}.T"), op)
+                array = apply("swap_last", [array])
+                new = insert_before(make_constant(array, store, f"{weight_name(op.rhs)}.T",
+                                                  node("swap_last", [recipe])), op)
                 transposed[w] = new
             op.operands[1] = new.results[0]
             op.properties["transpose_b"] = to_attribute(True)

@@ -27,7 +27,8 @@ from ember.dialects.nn.movement import SliceOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of, static_shape
 from ember.dialects.weights import WeightStore, weights_of
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant, weight_name
+from ember.passes.convert_onnx_to_nn.builder import make_constant, traced_value, weight_name
+from ember.runtime.refit_recipes import Recipe, apply, node, value
 
 
 @dataclass
@@ -36,6 +37,9 @@ class _Member:
     weight: np.ndarray
     bias_add: BinaryOp | None
     bias: np.ndarray | None
+    # refit recipes of weight and bias (a REFIT build's)
+    weight_recipe: Recipe | None = None
+    bias_recipe: Recipe | None = None
 
     @property
     def value(self) -> SSAValue:
@@ -43,8 +47,10 @@ class _Member:
         return (self.bias_add or self.matmul).results[0]
 
 
-def _bias(matmul: MatMulOp, store: WeightStore) -> tuple[BinaryOp, np.ndarray] | None:
-    """The add of a constant [N] bias that is the matmul's only user, and the bias."""
+def _bias(matmul: MatMulOp, store: WeightStore
+          ) -> tuple[BinaryOp, np.ndarray, Recipe | None] | None:
+    """The add of a constant [N] bias that is the matmul's only user, the bias and its
+    recipe."""
     if matmul.output.uses.get_length() != 1:
         return None
     add = next(iter(matmul.output.uses)).operation
@@ -52,24 +58,24 @@ def _bias(matmul: MatMulOp, store: WeightStore) -> tuple[BinaryOp, np.ndarray] |
             or add.output.type != matmul.output.type:
         return None
     other = add.rhs if add.lhs is matmul.output else add.lhs
-    bias = constant_value(other, store)
+    bias, recipe = traced_value(other, store)
     n = shape_of(matmul.output)[-1]
     if bias is None or element_type_of(other) != element_type_of(matmul.output) \
             or bias.size != n or any(d != 1 for d in bias.shape[:-1]):
         return None
-    return add, bias.reshape(-1)
+    return add, bias.reshape(-1), node("reshape", [recipe], shape=[-1])
 
 
 def _member(op: Operation, store: WeightStore) -> _Member | None:
     if not isinstance(op, MatMulOp) or op.prop("transpose_a") or op.prop("transpose_b"):
         return None
     a, out = shape_of(op.lhs), shape_of(op.output)
-    weight = constant_value(op.rhs, store)
+    weight, recipe = traced_value(op.rhs, store)
     if a is None or len(a) < 2 or out is None or weight is None or weight.ndim != 2 \
             or element_type_of(op.rhs) != element_type_of(op.lhs):
         return None
-    bias = _bias(op, store)
-    return _Member(op, weight, *(bias or (None, None)))
+    add, bias, bias_recipe = _bias(op, store) or (None, None, None)
+    return _Member(op, weight, add, bias, recipe, bias_recipe)
 
 
 def _groups(block: Block, store: WeightStore) -> list[list[_Member]]:
@@ -91,18 +97,21 @@ def _erase_if_unused(ops: list[Operation]) -> None:
 
 def _merge(group: list[_Member], store: WeightStore) -> None:
     first = group[0].matmul
-    weight = np.concatenate([m.weight for m in group], axis=1)
+    weight = apply("concat", [m.weight for m in group], axis=1)
     tag = "+".join(weight_name(m.matmul.rhs) for m in group)
-    w_op = make_constant(weight, store, tag)
+    w_op = make_constant(weight, store, tag,
+                         node("concat", [m.weight_recipe for m in group], axis=1))
     Rewriter.insert_op(w_op, InsertPoint.before(first))
     matmul = build(MatMulOp, [first.lhs, w_op.results[0]])
     set_origin(matmul, [n for m in group for n in origin_of(m.matmul)])
     Rewriter.insert_op(matmul, InsertPoint.before(first))
     packed, last = matmul.output, matmul
     if any(m.bias_add is not None for m in group):
-        bias = np.concatenate([m.bias if m.bias is not None
-                               else np.zeros(m.weight.shape[1], weight.dtype) for m in group])
-        b_op = make_constant(bias.astype(weight.dtype), store, f"{tag}.bias")
+        parts = [(m.bias, m.bias_recipe) if m.bias is not None else (
+            zeros := np.zeros(m.weight.shape[1], weight.dtype), value(zeros)) for m in group]
+        bias = apply("concat", [b for b, _ in parts], axis=0)
+        b_op = make_constant(bias.astype(weight.dtype), store, f"{tag}.bias", node(
+            "cast", [node("concat", [r for _, r in parts], axis=0)], dtype=weight.dtype.name))
         add = build(BinaryOp, [matmul.output, b_op.results[0]], {"fn": "add"})
         set_origin(add, [n for m in group if m.bias_add for n in origin_of(m.bias_add)])
         Rewriter.insert_op([b_op, add], InsertPoint.after(matmul))

@@ -15,7 +15,7 @@ from ember.dialects.nn.movement import ReshapeOp
 from ember.dialects.nn.reduction import GroupNormOp, LayerNormOp, ReduceOp
 from ember.dialects.tensor_types import Dim, element_type_of, shape_of
 from ember.dialects.weights import WeightStore
-from ember.passes.convert_onnx_to_nn.builder import constant_value
+from ember.passes.convert_onnx_to_nn.builder import constant_value, traced_value
 from ember.runtime.cpu_kernels.common import is_floating
 
 
@@ -240,11 +240,17 @@ def affine(chain: Chain, store: WeightStore, per_channel: bool = False) -> bool:
 # -- group / instance norm: a unit layer norm of reshape(x, [N, G, -1]), reshaped back ----------
 
 def _unit(op: LayerNormOp | GroupNormOp, store: WeightStore) -> bool:
-    """Scale all ones, bias absent or all zeros (constants)."""
-    scale = constant_value(op.scale, store)
-    bias = constant_value(op.bias, store) if op.bias is not None else np.zeros(1)
-    return scale is not None and bias is not None and bool(np.all(scale == 1)) \
+    """Scale all ones, bias absent or all zeros (constants). Only a yes relies on the values
+    (then a REFIT build bakes them into the plan: `constant_value`)."""
+    scale = traced_value(op.scale, store)[0]
+    bias = traced_value(op.bias, store)[0] if op.bias is not None else np.zeros(1)
+    unit = scale is not None and bias is not None and bool(np.all(scale == 1)) \
         and bool(np.all(bias == 0))
+    if unit:
+        for v in (op.scale, op.bias):
+            if v is not None:
+                constant_value(v, store)
+    return unit
 
 
 def grouped(op: LayerNormOp | GroupNormOp, store: WeightStore) -> Chain | None:

@@ -12,7 +12,6 @@ after assign-precision.
 
 from __future__ import annotations
 
-import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -24,11 +23,12 @@ from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import weights_of
 from ember.passes.convert_onnx_to_nn.builder import (
-    constant_value,
     insert_before,
     make_constant,
+    traced_value,
     weight_name,
 )
+from ember.runtime.refit_recipes import apply, node
 
 # element type -> channels per 16-byte chunk
 CHUNK = {"f16": 8, "bf16": 8, "f32": 4}
@@ -50,13 +50,16 @@ class PadConvChannels(ModulePass):
             chunk = CHUNK[etype]
             channels = shape[1]
             padded = -(-channels // chunk) * chunk
-            weight = constant_value(conv.weight, store)
-            if padded == channels or weight is None:
+            if padded == channels:
+                continue
+            weight, recipe = traced_value(conv.weight, store)
+            if weight is None:
                 continue
             extra = [(0, 0)] * weight.ndim
             extra[1] = (0, padded - channels)
-            new_w = insert_before(make_constant(np.pad(weight, extra), store,
-                                                f"{weight_name(conv.weight)}.padC"), conv)
+            new_w = insert_before(make_constant(apply("pad", [weight], pads=extra), store,
+                                                f"{weight_name(conv.weight)}.padC",
+                                                node("pad", [recipe], pads=extra)), conv)
             ends = [0] * len(shape)
             ends[1] = padded - channels
             pad = insert_before(build(PadOp, [conv.input], {

@@ -14,7 +14,8 @@ from ember.dialects.nn.base import NNOp, build, like
 from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp, scalar_attr
 from ember.dialects.tensor_types import element_type_of
 from ember.dialects.weights import WeightStore
-from ember.passes.convert_onnx_to_nn.builder import constant_value, make_constant
+from ember.passes.convert_onnx_to_nn.builder import make_constant, traced_value
+from ember.runtime.refit_recipes import Recipe, node
 
 _SUFFIX = {"f16": "fp16", "bf16": "bf16", "f32": "fp32"}
 
@@ -41,9 +42,10 @@ class ValueConverter:
         if key in self.converted:
             return self.converted[key]
         owner = value.owner
-        array = constant_value(value, self.store) if isinstance(owner, Operation) else None
+        array, recipe = traced_value(value, self.store) if isinstance(owner, Operation) \
+            else (None, None)
         if array is not None:
-            new = self._constant(owner, array, element_type)
+            new = self._constant(owner, array, recipe, element_type)
         else:
             new = build(CastOp, [value], {"to": element_type})
         if isinstance(owner, Block):
@@ -53,7 +55,8 @@ class ValueConverter:
         self.converted[key] = new.results[0]
         return new.results[0]
 
-    def _constant(self, owner: Operation, array: np.ndarray, element_type: Attribute) -> NNOp:
+    def _constant(self, owner: Operation, array: np.ndarray, recipe: Recipe | None,
+                  element_type: Attribute) -> NNOp:
         dtype = numpy_dtype(element_type)
         if isinstance(owner, FillOp):
             return build(FillOp, [], {"value": scalar_attr(float(array.reshape(-1)[0]),
@@ -61,7 +64,8 @@ class ValueConverter:
                          result_types=[like(owner.output, element_type=element_type)])
         name = owner.ref.data if isinstance(owner, WeightOp) else "const"
         new = make_constant(np.asarray(array).astype(dtype), self.store,
-                            f"{name}.{_SUFFIX.get(str(element_type), str(element_type))}")
+                            f"{name}.{_SUFFIX.get(str(element_type), str(element_type))}",
+                            node("cast", [recipe], dtype=dtype.name))
         new.location = owner.location
         return new
 

@@ -39,7 +39,7 @@ class CpuExecutor:
         """Views of the arena and the weights (and views of those) at these symbol values, and
         each step's params with its shapes made concrete; made once per binding. Views of a
         run's inputs are made per run."""
-        key = tuple(values[s] for s in self.engine.symbols)
+        key = (self.engine.weights_version, *(values[s] for s in self.engine.symbols))
         if self._bound is not None and self._bound[0] == key:
             return self._bound[1], self._bound[2]
         views: list[np.ndarray | None] = [None] * len(self.engine.buffers)
@@ -69,7 +69,7 @@ class CpuExecutor:
                 raise PlanError(f"buffer #{index} lies outside the arena")
             return self.arena[off:off + nbytes].view(dtype).reshape(shape)
         if kind == "weight":
-            return self.engine.plan.array("weights", b["offset"], dtype, shape)
+            return self.engine.weight_array(b["offset"], dtype, shape)
         if kind == "view":
             base = buffers[b["base"]]
             if base is None:

@@ -99,11 +99,24 @@ class Engine(ContextManaged):
         self.logger = check_logger(logger, "Engine")
         self.plan = plan
         self.manifest = m = plan.manifest
-        self.weights = plan.section("weights") if "weights" in plan.section_names else None
+        self.weights: memoryview | bytearray | None = (
+            plan.section("weights") if "weights" in plan.section_names else None)
+        # a REFIT plan's recipes (runtime/refit.py); a stripped plan's weights are rebuilt from
+        # what it kept, and it runs once refit
+        self.refit_table = None
+        if "refit" in plan.section_names:
+            from ember.runtime.refit import load_refit
+
+            self.refit_table, self.weights = load_refit(plan)
+        self.refit_count = 0
+        # the executors' views of the weights are current while this is
+        self.weights_version = 0
         # the typed manifest (runtime.manifest_schema), validated; the executors read the
         # buffers and the decoded steps
         self.schema, self.buffers, self.steps = load(
             m, len(self.weights) if self.weights else 0)
+        if self.refit_table is not None:
+            self.refit_table.check_buffers(self.buffers, len(self.weights or b""))
         # symbolic dims: name -> (min, opt, max); kernels take their values at run time
         self.symbols = symbols_of(m)
         self.arena_bytes: int = m["arena_bytes"]
@@ -208,7 +221,38 @@ class Engine(ContextManaged):
 
     @property
     def refittable(self) -> bool:
-        return False
+        """Built with BuilderFlag.REFIT (or STRIP_PLAN): `ember.Refitter` takes it."""
+        return self.refit_table is not None
+
+    @property
+    def needs_refit(self) -> bool:
+        """A weight-stripped plan not refit yet: it cannot run."""
+        return self.refit_table is not None and self.refit_table.stripped \
+            and not self.refit_count
+
+    def weight_array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+        """A read-only view of weight bytes (the plan's own until a refit writes new ones)."""
+        if isinstance(self.weights, bytearray):
+            count = int(np.prod(shape, dtype=np.int64))
+            if offset < 0 or offset + count * dtype.itemsize > len(self.weights):
+                raise PlanError(f"a weight at offset {offset} lies outside the weights")
+            array = np.frombuffer(self.weights, dtype, count, offset).reshape(shape)
+            array.flags.writeable = False
+            return array
+        return self.plan.array("weights", offset, dtype, shape)
+
+    def write_weights(self, updates: Sequence[tuple[int, bytes]]) -> None:
+        """Refit: new bytes at these offsets of the weights, on the host and the GPU (the
+        Refitter's; every context of the engine sees them from its next run)."""
+        if not isinstance(self.weights, bytearray):  # the plan's mapping is read-only
+            self.weights = bytearray(self.weights or b"")
+            self.weights_version += 1
+        for offset, data in updates:
+            self.weights[offset:offset + len(data)] = data
+        self.refit_count += 1
+        state = getattr(self, "_cuda_state", None)
+        if state is not None:
+            state.weights.upload(np.frombuffer(self.weights, dtype=np.uint8))
 
     @property
     def profiling_verbosity(self):
@@ -218,7 +262,12 @@ class Engine(ContextManaged):
         return ProfilingVerbosity.DETAILED
 
     def serialize(self) -> HostMemory:
-        """The plan's bytes (TensorRT's IHostMemory), loadable by `Runtime`."""
+        """The plan's bytes (TensorRT's IHostMemory), loadable by `Runtime`; after a refit,
+        with the new weights (a refit stripped plan comes out whole)."""
+        if self.refit_count:
+            from ember.runtime.refit import refit_plan_bytes
+
+            return HostMemory(refit_plan_bytes(self))
         return HostMemory(self.plan._require_open())
 
     @property
@@ -252,6 +301,11 @@ class Engine(ContextManaged):
 
     def create_execution_context(self, *, cuda_graph: bool = False) -> ExecutionContext:
         """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines)."""
+        if self.needs_refit:
+            raise EmberError("the plan was built with BuilderFlag.STRIP_PLAN: its weights are "
+                             "not in it. Refit it from the ONNX model first "
+                             "(ember.OnnxParserRefitter(ember.Refitter(engine, logger), logger)"
+                             ".refit_from_file(path), or `ember refit PLAN MODEL.onnx -o OUT`)")
         return ExecutionContext(self, cuda_graph=cuda_graph)
 
     def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,

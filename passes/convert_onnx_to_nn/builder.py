@@ -26,6 +26,8 @@ from ember.dialects.origin import set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of, static_shape, tensor_type
 from ember.dialects.weights import WeightStore
 from ember.errors import EmberError, ShapeError, UnsupportedError
+from ember.runtime import refit_recipes as recipes
+from ember.runtime.refit_recipes import Recipe
 
 # Constants with more elements than this are kept in the weight store, not inline.
 INLINE_LIMIT = 16
@@ -34,7 +36,35 @@ FOLD_LIMIT = 4096
 
 
 def constant_value(value: SSAValue, store: WeightStore) -> np.ndarray | None:
-    """The numpy value of an nn constant, weight or static fill; None if not a constant."""
+    """The numpy value of an nn constant, weight or static fill; None if not a constant. In a
+    REFIT build the value's initializers count as baked into the plan (the caller keeps no
+    recipe of what it makes of them): folds that refit can redo read with `traced_value`."""
+    if store.refit is not None and isinstance(value.owner, WeightOp):
+        store.refit.bake(value.owner.ref.data)
+    return _value(value, store)
+
+
+def traced_value(value: SSAValue, store: WeightStore) -> tuple[np.ndarray | None, Recipe | None]:
+    """The value (as `constant_value`) and, in a REFIT build, its refit recipe (None where it
+    has none, or in other builds). The caller records a recipe for whatever it makes of it."""
+    array = _value(value, store)
+    if array is None or store.refit is None:
+        return array, None
+    if isinstance(value.owner, WeightOp):
+        return array, store.refit.recipes.get(value.owner.ref.data)
+    return array, recipes.value(array)
+
+
+def evaluated_recipe(op: NNOp, arrays: Sequence[np.ndarray], args: Sequence[Recipe | None],
+                     output: int = 0) -> Recipe:
+    """The recipe of `op.evaluate(arrays)[output]` (constant folding) from its operands'."""
+    if type(op).evaluate is not NNOp.evaluate:  # not the runtime's kernel: not replayable
+        return recipes.opaque(list(args))
+    return recipes.node("kernel", list(args), kernel=op.name.removeprefix("nn."),
+                        params=op.kernel_params(arrays), output=output)
+
+
+def _value(value: SSAValue, store: WeightStore) -> np.ndarray | None:
     op = value.owner
     if isinstance(op, ConstantOp):
         return dense_to_numpy(op.value)
@@ -45,14 +75,36 @@ def constant_value(value: SSAValue, store: WeightStore) -> np.ndarray | None:
     return None
 
 
-def make_constant(array: np.ndarray, store: WeightStore, name: str = "const") -> Operation:
-    """An `nn.constant` for a small array, else an `nn.weight` of a new store entry."""
+def make_constant(array: np.ndarray, store: WeightStore, name: str = "const",
+                  recipe: Recipe | None = None) -> Operation:
+    """An `nn.constant` for a small array, else an `nn.weight` of a new store entry. `recipe`:
+    how the array was made from initializers (runtime/refit_recipes.py); a REFIT build keeps it
+    with the entry, which is then a weight whatever its size (so refit can find it)."""
     array = np.asarray(array)
+    if store.refit is not None and recipes.leaves(recipe) and recipes.replayable(recipe):
+        ref = store.add(name, array)
+        record_recipe(store, ref, recipe)
+        return build(WeightOp, [], {"ref": ref},
+                     result_types=[tensor_type(array.shape, element_type_from_numpy(array.dtype))])
+    record_recipe(store, None, recipe)
     if array.size <= INLINE_LIMIT:
         return build(ConstantOp, [], {"value": dense_from_numpy(array)})
     ref = store.add(name, array)
     return build(WeightOp, [], {"ref": ref},
                  result_types=[tensor_type(array.shape, element_type_from_numpy(array.dtype))])
+
+
+def record_recipe(store: WeightStore, ref: str | None, recipe: Recipe | None) -> None:
+    """In a REFIT build, keep the recipe of the store entry `ref`, made from initializers; one
+    that cannot be replayed (or an entry that is no weight, `ref` None) bakes its initializers
+    into the plan instead. Nothing in other builds."""
+    trace = store.refit
+    if trace is None:
+        return
+    if ref is not None and recipes.leaves(recipe) and recipes.replayable(recipe):
+        trace.recipes[ref] = recipe
+    else:
+        trace.bake_recipe(recipe)
 
 
 def weight_name(value: SSAValue, fallback: str = "const") -> str:
@@ -110,14 +162,17 @@ class NNBuilder:
         """The op's one result; a constant instead when every operand is a small constant, so
         shape computations (Shape -> Gather -> Concat -> Reshape) give later nodes constants."""
         op = self.op(cls, operands, props, result_types=result_types)
-        arrays = [self.const(v) for v in operands]
+        traced = [traced_value(v, self.store) for v in operands]
+        arrays = [a for a, _ in traced]
         if operands and all(a is not None and a.size <= FOLD_LIMIT for a in arrays):
             try:
                 out = op.evaluate(arrays)[0]  # type: ignore[arg-type]
             except EmberError:
                 return op.results[0]
+            recipe = evaluated_recipe(op, arrays, [r for _, r in traced]) \
+                if self.store.refit is not None else None
             Rewriter.erase_op(op)
-            return self.constant(out)
+            return self.constant(out, recipe=recipe)
         return op.results[0]
 
     def value(self, cls: type[NNOp], operands: Sequence[SSAValue], **props: Any) -> SSAValue:
@@ -135,13 +190,17 @@ class NNBuilder:
             return x
         return self.value(CastOp, [x], to=element_type)
 
-    def constant(self, array: np.ndarray | float | int, like: SSAValue | None = None) -> SSAValue:
-        """A constant; with `like`, a scalar is made in `like`'s element type."""
+    def constant(self, array: np.ndarray | float | int, like: SSAValue | None = None, *,
+                 recipe: Recipe | None = None) -> SSAValue:
+        """A constant; with `like`, a scalar is made in `like`'s element type. `recipe`: how it
+        was made from initializers (see `make_constant`)."""
         array = np.asarray(array)
         if like is not None:
             array = array.astype(numpy_dtype(element_type_of(like)))
+            if recipe is not None:
+                recipe = recipes.node("cast", [recipe], dtype=array.dtype.name)
         name = f"{self.node.node_name or self.node.ONNX_TYPE}.const"
-        return self.insert(make_constant(array, self.store, name)).results[0]
+        return self.insert(make_constant(array, self.store, name, recipe)).results[0]
 
     def reshape(self, x: SSAValue, target: Sequence) -> SSAValue:
         """x reshaped to `target` (static or symbolic dims); x itself if already that shape."""

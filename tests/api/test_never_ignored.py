@@ -19,6 +19,7 @@ import ember
 import ember as trt
 from ember.compiler.builder import (
     IMPLEMENTED_FLAGS,
+    REFIT_FLAGS,
     BuilderConfig,
     BuilderFlag,
     OptimizationProfile,
@@ -67,6 +68,12 @@ def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
         from tests.api.test_timing_cache import check_timing_cache_flag
 
         check_timing_cache_flag(flag)
+        return
+    if flag in IMPLEMENTED_FLAGS and flag & REFIT_FLAGS:
+        config.set_flag(flag)  # the same passes; the plan says how to refit its weights
+        _, sections = build_model(_model(), config)
+        assert "refit" in sections
+        assert ("weights" in sections) == (flag is not BuilderFlag.STRIP_PLAN)
         return
     if flag in IMPLEMENTED_FLAGS:
         config.set_flag(flag)
