@@ -62,7 +62,9 @@ class BuilderFlag(Numbered):
     precisions are (an error where impossible / a warning); STRICT_TYPES (TensorRT 8's, gone
     from 10) is OBEY; DISABLE_TIMING_CACHE: the autotuner reads and writes no timing cache;
     ERROR_ON_TIMING_CACHE_MISS: a kernel the timing cache cannot answer is an error naming it.
-    Every other flag is an error naming it when set (`IMPLEMENTED`)."""
+    INT8: a model without Q/DQ nodes is calibrated with `config.int8_calibrator` into one
+    with them (compiler/calibrate.py). Every other flag is an error naming it when set
+    (`IMPLEMENTED`)."""
 
     FP16 = 0
     INT8 = 1
@@ -128,13 +130,12 @@ def _mask(flags: BuilderFlag | int) -> int:
 
 # the flags a build honours; why each of the others is refused
 IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.TF32,
+                               BuilderFlag.INT8,
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
                                BuilderFlag.DISABLE_TIMING_CACHE,
                                BuilderFlag.ERROR_ON_TIMING_CACHE_MISS})
 _WHY_NOT = {
-    BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
-                      "and matmuls run on int8 without the flag (explicit quantization)",
     BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
@@ -208,7 +209,6 @@ class OptimizationProfile(ContextManaged):
 
 # TensorRT config attributes ember does not have, and why (setting one is an error naming it)
 _NOT_CONFIG = {
-    "int8_calibrator": "INT8 calibration is not implemented",
     "algorithm_selector": "tactics are chosen by ember's autotuner (autotune, forced_tile)",
     "default_device_type": "ember has no DLA", "DLA_core": "ember has no DLA",
     "engine_capability": "ember builds the standard engine capability only",
@@ -279,6 +279,10 @@ class BuilderConfig(ContextManaged):
     timing_cache: TimingCache | None = None
     # TensorRT's IProgressMonitor: told of the build's phases and steps; may cancel the build
     progress_monitor: Any = None
+    # with BuilderFlag.INT8, a model without Q/DQ nodes is calibrated with this calibrator (an
+    # ember.IInt8EntropyCalibrator2 / MinMax / Entropy / Legacy subclass) and quantized
+    # (compiler/calibrate.py); a model with Q/DQ nodes runs them without it
+    int8_calibrator: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "flags":
@@ -419,6 +423,9 @@ class BuilderConfig(ContextManaged):
                 raise EmberError(f"BuilderFlag.DISABLE_TIMING_CACHE with {' and '.join(given)}: "
                                  "with no timing cache, every kernel would miss and no cache "
                                  "would be read or extended")
+        if self.int8_calibrator is not None and not self.get_flag(BuilderFlag.INT8):
+            raise EmberError("BuilderConfig.int8_calibrator is set but BuilderFlag.INT8 is not: "
+                             "set_flag(BuilderFlag.INT8) to calibrate")
 
     @property
     def precision_constraints(self) -> str:
@@ -518,8 +525,8 @@ class Builder(ContextManaged):
     @property
     def platform_has_fast_int8(self) -> bool:
         """A GPU whose tensor cores run ember's int8 kernels (mma.sync m16n8k32: sm_80 and
-        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 (implicit
-        INT8, calibration) is an error."""
+        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 with
+        config.int8_calibrator calibrates a float model into Q/DQ."""
         return _arch_number() >= 80
 
     @property
@@ -634,7 +641,8 @@ def _forward_warnings(logger: ILogger, caught: list[warnings.WarningMessage]) ->
         emit(logger, Severity.WARNING, str(w.message))
 
 
-_TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
+_TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.INT8,
+                  BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                   BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
 
@@ -840,9 +848,6 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     edits that list; the packer still checks the result is a plan)."""
     config = config or BuilderConfig()
     config.check()
-    if config.flags & BuilderFlag.INT8:
-        raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
-                               "are)")
     passes = pipeline_for(config) if passes is None else list(passes)
     with progress.listening(config.progress_monitor), timing_cache.using(
             config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
@@ -865,6 +870,11 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
         dump = StageDump(dump_dir, passes)
     proto, _ = load_model(model)
     _check_layer_names(proto, config)
+    if config.get_flag(BuilderFlag.INT8):  # calibrated into Q/DQ, which fold-qdq lowers
+        from ember.compiler.calibrate import int8_model
+
+        proto = int8_model(proto, config.int8_calibrator, profiles=config.profiles,
+                           exclude=sorted(config.layer_precisions))
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)
