@@ -146,10 +146,13 @@ def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(
     assert [(s["template"], s["params"]["in_dtypes"][0], s["params"].get("layout"))
             for s in linear] == [("conv", "int8", "NHWC"), ("conv", "int8", "NHWC"),
                                  ("matmul", "int8", None)]
-    # the first conv reads 16 channels: 3 quantized ones and 13 of zeros
+    # the first conv reads 16 channels: 3 quantized ones and 13 of zeros, written by one
+    # reformat (fold-channel-pad) from the quantized NCHW image
     assert [s["params"]["in_shapes"][:2] for s in linear][0] == [[2, 16, 16, 16], [16, 3, 3, 16]]
-    assert [s["template"] for s in manifest["steps"]][:4] == ["elementwise", "transpose", "pad",
-                                                            "conv"]
+    assert [s["template"] for s in manifest["steps"]][:3] == ["elementwise", "reformat", "conv"]
+    pack = manifest["steps"][1]["params"]
+    assert (pack["reformat"], pack["channels"], pack["padded_channels"], pack["in_dtypes"]) == \
+        ("NCHW->NHWC", 3, 16, ["int8"])
     assert not any(s.get("device") == "cpu" for s in manifest["steps"])
     # the dequantizing multiply and bias fused into each int8 kernel; the first one requantizes
     # for the second, which reads int8
