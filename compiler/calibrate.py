@@ -452,31 +452,41 @@ def entropy_amax(hist: np.ndarray, edges: np.ndarray, levels: int = 128) -> np.f
     least `levels` bins up) whose int8 image of the clipped histogram, spread back over the
     bins, is nearest the histogram with the clipped counts folded into its last bin (least KL
     divergence); the largest such edge on ties. onnxruntime's own entropy search rounds the
-    spread-back counts to integers, which picks far too small thresholds at this resolution."""
+    spread-back counts to integers, which picks far too small thresholds at this resolution.
+
+    For candidate i (bins [0, i)), level j holds bins [ceil(j i / levels), ceil((j+1) i /
+    levels)) with sum s_j over u_j non-zero bins, each of which Q gives s_j / (u_j S_i) (S_i
+    the first i bins' sum); P is c_k / T (T all counts), the tail added to bin i-1. So
+    KL(P||Q) = sum_k p_k log p_k - sum_j (sum of p over level j) log(s_j / (u_j S_i)), all
+    from prefix sums: every candidate at once."""
     counts = np.asarray(hist, np.float64).copy()
     if counts.size > 1:  # a ReLU's spike of zeros would decide every candidate alone
         counts[0] = counts[1]
-    if counts.size <= levels or not counts.sum():
+    total = counts.sum()
+    if counts.size <= levels or not total:
         return np.float32(edges[-1])
-    tail = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])  # tail[i] = counts[i:].sum()
-    best, best_i = np.inf, counts.size
-    for i in range(levels, counts.size + 1):
-        p = counts[:i].copy()
-        p[-1] += tail[i]
-        level = np.arange(i) * levels // i
-        nonzero = counts[:i] > 0
-        sums = np.bincount(level, weights=counts[:i], minlength=levels)
-        used = np.bincount(level, weights=nonzero, minlength=levels)
-        q = np.where(nonzero, sums[level] / np.maximum(used[level], 1), 0.0)
-        p /= p.sum()
-        q /= q.sum()
-        kept = p > 0
-        if np.any(q[kept] == 0):
-            continue
-        divergence = float(np.sum(p[kept] * np.log(p[kept] / q[kept])))
-        if divergence <= best:
-            best, best_i = divergence, i
-    return np.float32(edges[best_i])
+    n = counts.size
+    xlogx = np.where(counts > 0, counts * np.log(np.where(counts > 0, counts, 1.0)), 0.0)
+    prefix = np.concatenate([[0.0], np.cumsum(counts)])
+    nonzero = np.concatenate([[0.0], np.cumsum(counts > 0)])
+    plogp_prefix = np.concatenate([[0.0], np.cumsum(xlogx)])
+    i = np.arange(levels, n + 1)
+    tail = total - prefix[i]
+    last = counts[i - 1] + tail  # bin i-1 with the clipped counts
+    a = plogp_prefix[i - 1] + np.where(last > 0, last * np.log(np.where(last > 0, last, 1.0)),
+                                       0.0)
+    bounds = (np.arange(levels + 1)[None, :] * i[:, None] + levels - 1) // levels
+    sums = np.diff(prefix[bounds], axis=1)
+    used = np.diff(nonzero[bounds], axis=1)
+    mass = sums.copy()
+    mass[:, -1] += tail  # P's mass over each level
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logq = np.log(sums) - np.log(used) - np.log(prefix[i])[:, None]
+        cross = np.where(sums > 0, mass * logq, 0.0).sum(axis=1)
+    divergence = (a / total - np.log(total)) - cross / total
+    divergence[(counts[i - 1] == 0) & (tail > 0)] = np.inf  # P has mass where Q has none
+    best = len(divergence) - 1 - int(np.argmin(divergence[::-1]))
+    return np.float32(edges[i[best]])
 
 
 def _calibrated_tensors(path: Path, ops: list[str]) -> tuple[set[str], set[str]]:

@@ -520,3 +520,34 @@ def test_ember_build_int8_from_calibration_data_and_from_its_cache(tmp_path, cap
                      *flags]) == 1
         assert message in capsys.readouterr().err
     assert not (tmp_path / "e.plan").exists()
+
+
+def _entropy_loop(hist: np.ndarray, edges: np.ndarray, levels: int = 128) -> float:
+    """The entropy search written out candidate by candidate (TensorRT's published steps)."""
+    counts = hist.astype(np.float64).copy()
+    counts[0] = counts[1]
+    best, best_i = np.inf, len(counts)
+    for i in range(levels, len(counts) + 1):
+        p = counts[:i].copy()
+        p[-1] += counts[i:].sum()
+        level = np.arange(i) * levels // i
+        nonzero = counts[:i] > 0
+        sums = np.bincount(level, weights=counts[:i], minlength=levels)
+        used = np.bincount(level, weights=nonzero, minlength=levels)
+        q = np.where(nonzero, sums[level] / np.maximum(used[level], 1), 0.0)
+        p, q = p / p.sum(), q / q.sum()
+        if np.any(q[p > 0] == 0):
+            continue
+        divergence = np.sum(p[p > 0] * np.log(p[p > 0] / q[p > 0]))
+        if divergence <= best + 1e-12:
+            best, best_i = divergence, i
+    return float(edges[best_i])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_entropy_threshold_equals_the_search_written_out(seed):
+    rng = np.random.default_rng(seed)
+    values = np.abs(np.concatenate([rng.standard_normal(20_000) * rng.uniform(0.5, 2),
+                                    rng.standard_t(3, 500)]))
+    hist, edges = np.histogram(values, bins=512, range=(0, values.max()))
+    assert entropy_amax(hist, edges) == pytest.approx(_entropy_loop(hist, edges), rel=1e-6)
