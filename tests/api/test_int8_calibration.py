@@ -551,3 +551,25 @@ def test_entropy_threshold_equals_the_search_written_out(seed):
                                     rng.standard_t(3, 500)]))
     hist, edges = np.histogram(values, bins=512, range=(0, values.max()))
     assert entropy_amax(hist, edges) == pytest.approx(_entropy_loop(hist, edges), rel=1e-6)
+
+
+def test_a_dynamic_input_calibrates_at_the_profiles_opt_shape():
+    from ember.compiler.builder import OptimizationProfile
+
+    model = _mlp()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    batches = [{"x": np.random.default_rng(i).standard_normal((2, 8, 32)).astype(np.float32)}
+               for i in range(4)]
+    config = _int8_config(calibrator(IInt8MinMaxCalibrator, batches))
+    config.add_optimization_profile(OptimizationProfile({"x": ((1, 8, 32), (2, 8, 32),
+                                                               (4, 8, 32))}))
+    manifest, sections = build_model(model, config)
+    assert [s["params"]["in_dtypes"][0] for s in _linear(manifest)] == ["int8", "int8"]
+    feed = {"x": np.random.default_rng(99).standard_normal((3, 8, 32)).astype(np.float32)}
+    got = _execute(manifest, sections, feed)
+    assert got.shape == (3, 8, 16) and _rel(got, _float64(_mlp(), {"x": feed["x"]})) < 5e-2
+    # without a profile there is no shape to calibrate at
+    config = _int8_config(calibrator(IInt8MinMaxCalibrator, batches))
+    with pytest.raises(EmberError, match="input 'x' dim 0 is dynamic; give an optimization"):
+        build_model(model, config)
