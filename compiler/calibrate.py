@@ -364,7 +364,24 @@ class _Batches:
 
 # -- calibration -----------------------------------------------------------------------------------
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
-           "DynamicQuantizeLinear")
+           "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger")
+
+
+def _check_onnxruntime() -> None:
+    """Calibration runs onnxruntime's calibrator and quantizer: one that has what is used."""
+    import inspect
+
+    try:
+        from onnxruntime.quantization import quantize_static
+    except ImportError as e:
+        raise EmberError(f"INT8 calibration runs onnxruntime's quantizer, which cannot be "
+                         f"imported here ({e}): pip install onnxruntime") from None
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        import onnxruntime
+
+        raise EmberError(f"INT8 calibration needs onnxruntime's quantize_static with "
+                         f"calibration_cache_path (1.32 has it); this is onnxruntime "
+                         f"{onnxruntime.__version__}")
 
 
 def _op_types() -> list[str]:
@@ -543,6 +560,7 @@ def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
                          "int8_calibrator: give a calibrator (config.int8_calibrator; ember "
                          "build --calib-data / --calib-cache), or a model quantized with Q/DQ")
     algorithm = _check_calibrator(calibrator)
+    _check_onnxruntime()
     specs = _input_specs(model, profiles)
     batch = int(calibrator.get_batch_size())
     for name, (shape, _) in specs.items():
