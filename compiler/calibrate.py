@@ -166,10 +166,11 @@ class DataCalibrator(IInt8Calibrator):
     def _split(self, names: Sequence[str]):
         for index, arrays in enumerate(self.batches):
             missing = [n for n in names if n not in arrays]
-            if missing:
-                raise EmberError(f"calibration data #{index} has no array for input(s) "
-                                 f"{', '.join(map(repr, missing))} (it has "
-                                 f"{', '.join(map(repr, arrays)) or 'none'})")
+            extra = [n for n in arrays if n not in names]
+            if missing or extra:
+                raise EmberError(f"calibration data #{index} has arrays "
+                                 f"{', '.join(map(repr, arrays)) or 'none'}; the network's "
+                                 f"inputs are {', '.join(map(repr, names))}")
             counts = set()
             for name in names:
                 shape, array = self.shapes[name], arrays[name]

@@ -483,6 +483,7 @@ def test_ember_build_int8_from_calibration_data_and_from_its_cache(tmp_path, cap
     np.savez(tmp_path / "dir" / "a.npz", x=samples[:6])
     np.savez(tmp_path / "dir" / "b.npz", x=samples[6:])
     np.savez(tmp_path / "bad.npz", x=samples[:5])
+    np.savez(tmp_path / "extra.npz", x=samples, mask=samples)
     cache = tmp_path / "calib.cache"
 
     def build(plan: str, *flags: str) -> bytes:
@@ -514,6 +515,8 @@ def test_ember_build_int8_from_calibration_data_and_from_its_cache(tmp_path, cap
          "--calibrator 'kl': one of entropy, minmax, percentile, legacy"),
         (["--int8", "--calibrator", "minmax"], "give the data to calibrate on (--calib-data)"),
         (["--int8", "--calib-data", str(tmp_path / "none")], "no such file or folder"),
+        (["--int8", "--calib-data", str(tmp_path / "extra.npz")],
+         "calibration data #0 has arrays 'x', 'mask'; the network's inputs are 'x'"),
         (["--int8", "--calib-data", str(tmp_path / "bad.npz")],
          "'x' is [5, 3, 16, 16]; the input is [2, 3, 16, 16], so give [k*2, 3, 16, 16]")]:
         assert main(["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "e.plan"),
