@@ -38,7 +38,7 @@ NOT_IMPLEMENTED = {
     "--batch": "ember plans have explicit shapes: use --shapes",
     "--workspace": "ember has no workspace limit yet",
     "--useDLACore": "ember has no DLA", "--allowGPUFallback": "ember has no DLA",
-    "--calib": "ember has no INT8", "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
+    "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
     "--sparsity": "ember has no structured sparsity", "--plugins": "ember has no plugins",
     "--staticPlugins": "ember has no plugins", "--dynamicPlugins": "ember has no plugins",
     "--profilingVerbosity": "ember's profile always names each step's ONNX nodes",
@@ -54,7 +54,7 @@ GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no tra
 PERCENTILES = "90,95,99"  # trtexec's default --percentile
 # builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
-                              "int8", "best", "stronglyTyped", "inputIOFormats",
+                              "int8", "calib", "best", "stronglyTyped", "inputIOFormats",
                               "outputIOFormats", "memPoolSize", "timingCacheFile",
                               "noBuilderCache", "errorOnTimingCacheMiss",
                               "builderOptimizationLevel")}
@@ -89,8 +89,12 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     for which in ("min", "opt", "max"):
         g.add_argument(f"--{which}Shapes", metavar="SPEC",
                        help=f"the optimization profile's {which} shapes, e.g. x:1x3x224x224")
-    g.add_argument("--int8", action="store_true", help="(ember has no INT8: an error)")
-    g.add_argument("--best", action="store_true", help="(needs INT8: an error)")
+    g.add_argument("--int8", action="store_true",
+                   help="INT8: a Q/DQ model as its nodes say, else calibrated from --calib")
+    g.add_argument("--calib", metavar="FILE",
+                   help="the INT8 calibration cache (ember build --int8 --calib-data DIR "
+                        "--calib-cache FILE writes one)")
+    g.add_argument("--best", action="store_true", help="--int8 --fp16 (TF32 stays allowed)")
     g.add_argument("--stronglyTyped", action="store_true",
                    help="types as the model gives them: no precision flags")
     _add_precision_flags(p, tf32=True)  # --fp16 --bf16 --noTF32 --layerPrecisions ...
@@ -197,12 +201,12 @@ def _refuse_build_flags(args: argparse.Namespace) -> None:
 
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
-    if args.int8:
-        raise EmberError("--int8: ember has no INT8 by builder flag (calibrated, implicit "
-                         "INT8) yet; a Q/DQ model runs its quantized layers without it")
-    if args.best:
-        raise EmberError("--best: it allows INT8, which ember has no kernels for yet; use "
-                         "--fp16 (or --bf16)")
+    if args.calib and not (args.int8 or args.best):
+        raise EmberError(f"--calib={args.calib}: a calibration cache is for an INT8 build: give "
+                         "--int8")
+    if args.calib and not Path(args.calib).is_file():
+        raise EmberError(f"--calib={args.calib}: no such calibration cache (`ember build --int8 "
+                         "--calib-data DIR --calib-cache FILE` writes one)")
     if args.memPoolSize:
         raise EmberError(f"--memPoolSize={args.memPoolSize}: ember's builder has no memory "
                          "pool limits yet")
@@ -265,7 +269,8 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_flag(BuilderFlag.DISABLE_TIMING_CACHE)
     if args.errorOnTimingCacheMiss:
         config.set_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
-    precision_config(config, fp16=args.fp16, bf16=args.bf16, tf32=args.tf32 is not False,
+    precision_config(config, fp16=args.fp16 or args.best, bf16=args.bf16,
+                     tf32=args.tf32 is not False,
                      layer_precisions=args.layer_precisions,
                      layer_output_types=args.layer_output_types,
                      precision_constraints=args.precision_constraints)
@@ -273,6 +278,8 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
     profile = profile_from_flags(None if any(ranges) else args.shapes, *ranges)
     if profile is not None:
         config.add_optimization_profile(profile)
+    if args.int8 or args.best:
+        _int8(config, args)
     level = args.builderOptimizationLevel
     if level == 0:
         config.optimize = False
@@ -327,6 +334,24 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         log(f"Pipeline: {pipeline_text(pipeline_for(config))}", "V")
         log(layer_table(manifest).rstrip("\n"), "V")
     return manifest, sections
+
+
+def _int8(config, args: argparse.Namespace) -> None:
+    """--int8 / --best: a Q/DQ model as it is; else calibrated from the --calib cache (trtexec
+    would use placeholder scales without one: ember refuses)."""
+    import onnx
+
+    from ember.compiler.calibrate import QDQ_OPS
+    from ember.compiler.commands import int8_config
+
+    flag = "--int8" if args.int8 else "--best"
+    if not args.calib:
+        graph = onnx.load(args.onnx, load_external_data=False).graph
+        if not any(n.op_type in QDQ_OPS for n in graph.node):
+            raise EmberError(f"{flag}: {args.onnx} has no Q/DQ nodes and no calibration cache "
+                             "was given (--calib=FILE); trtexec would build with placeholder "
+                             "scales, ember does not guess them")
+    int8_config(config, True, calib_cache=args.calib)
 
 
 # -- inputs --------------------------------------------------------------------------------------

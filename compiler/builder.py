@@ -64,7 +64,9 @@ class BuilderFlag(Numbered):
     ERROR_ON_TIMING_CACHE_MISS: a kernel the timing cache cannot answer is an error naming it;
     REFIT (and REFIT_IDENTICAL, the same here): a plan `ember.Refitter` updates; STRIP_PLAN:
     one without its refittable weights, refit at deployment (compiler/refit_build.py).
-    Every other flag is an error naming it when set (`IMPLEMENTED`)."""
+    INT8: a model without Q/DQ nodes is calibrated with `config.int8_calibrator` into one
+    with them (compiler/calibrate.py). Every other flag is an error naming it when set
+    (`IMPLEMENTED`)."""
 
     FP16 = 0
     INT8 = 1
@@ -130,6 +132,7 @@ def _mask(flags: BuilderFlag | int) -> int:
 
 # the flags a build honours; why each of the others is refused
 IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.TF32,
+                               BuilderFlag.INT8,
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
                                BuilderFlag.DISABLE_TIMING_CACHE,
@@ -139,8 +142,6 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
 # REFIT (any new weights refit, identical ones too); STRIP_PLAN implies it
 REFIT_FLAGS = BuilderFlag.REFIT | BuilderFlag.REFIT_IDENTICAL | BuilderFlag.STRIP_PLAN
 _WHY_NOT = {
-    BuilderFlag.INT8: "implicit INT8 (calibration) is not implemented; a Q/DQ model's convs "
-                      "and matmuls run on int8 without the flag (explicit quantization)",
     BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
@@ -211,7 +212,6 @@ class OptimizationProfile(ContextManaged):
 
 # TensorRT config attributes ember does not have, and why (setting one is an error naming it)
 _NOT_CONFIG = {
-    "int8_calibrator": "INT8 calibration is not implemented",
     "algorithm_selector": "tactics are chosen by ember's autotuner (autotune, forced_tile)",
     "default_device_type": "ember has no DLA", "DLA_core": "ember has no DLA",
     "engine_capability": "ember builds the standard engine capability only",
@@ -282,6 +282,10 @@ class BuilderConfig(ContextManaged):
     timing_cache: TimingCache | None = None
     # TensorRT's IProgressMonitor: told of the build's phases and steps; may cancel the build
     progress_monitor: Any = None
+    # with BuilderFlag.INT8, a model without Q/DQ nodes is calibrated with this calibrator (an
+    # ember.IInt8EntropyCalibrator2 / MinMax / Entropy / Legacy subclass) and quantized
+    # (compiler/calibrate.py); a model with Q/DQ nodes runs them without it
+    int8_calibrator: Any = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "flags":
@@ -422,6 +426,9 @@ class BuilderConfig(ContextManaged):
                 raise EmberError(f"BuilderFlag.DISABLE_TIMING_CACHE with {' and '.join(given)}: "
                                  "with no timing cache, every kernel would miss and no cache "
                                  "would be read or extended")
+        if self.int8_calibrator is not None and not self.get_flag(BuilderFlag.INT8):
+            raise EmberError("BuilderConfig.int8_calibrator is set but BuilderFlag.INT8 is not: "
+                             "set_flag(BuilderFlag.INT8) to calibrate")
 
     @property
     def precision_constraints(self) -> str:
@@ -521,8 +528,8 @@ class Builder(ContextManaged):
     @property
     def platform_has_fast_int8(self) -> bool:
         """A GPU whose tensor cores run ember's int8 kernels (mma.sync m16n8k32: sm_80 and
-        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 (implicit
-        INT8, calibration) is an error."""
+        newer) is present. Q/DQ models use them without a flag; BuilderFlag.INT8 with
+        config.int8_calibrator calibrates a float model into Q/DQ."""
         return _arch_number() >= 80
 
     @property
@@ -637,7 +644,8 @@ def _forward_warnings(logger: ILogger, caught: list[warnings.WarningMessage]) ->
         emit(logger, Severity.WARNING, str(w.message))
 
 
-_TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
+_TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.INT8,
+                  BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                   BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
 
@@ -843,9 +851,6 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     edits that list; the packer still checks the result is a plan)."""
     config = config or BuilderConfig()
     config.check()
-    if config.flags & BuilderFlag.INT8:
-        raise UnsupportedError("INT8 builds are not implemented yet (FP32, TF32, FP16 and BF16 "
-                               "are)")
     passes = pipeline_for(config) if passes is None else list(passes)
     with progress.listening(config.progress_monitor), timing_cache.using(
             config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
@@ -868,6 +873,11 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
         dump = StageDump(dump_dir, passes)
     proto, _ = load_model(model)
     _check_layer_names(proto, config)
+    if config.get_flag(BuilderFlag.INT8):  # calibrated into Q/DQ, which fold-qdq lowers
+        from ember.compiler.calibrate import int8_model
+
+        proto = int8_model(proto, config.int8_calibrator, profiles=config.profiles,
+                           exclude=sorted(config.layer_precisions))
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
     if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)

@@ -52,7 +52,9 @@ def _build(args: argparse.Namespace) -> int:
               min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
               max_shapes=args.max_shapes, dump_dir=args.dump_dir,
               timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
-              strip_weights=args.strip_weights, **_precision(args))
+              strip_weights=args.strip_weights, int8=args.int8,
+              calib_data=args.calib_data, calibrator=args.calibrator,
+              calib_cache=args.calib_cache, **_precision(args))
     return 0
 
 
@@ -189,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "ONNX model at deployment: `ember refit`)")
     _add_precision_flags(p, tf32=True)
     _add_plugin_flags(p)
+    group = p.add_argument_group("INT8 (calibration writes Q/DQ nodes; a Q/DQ model needs none)")
+    group.add_argument("--int8", action="store_true",
+                       help="quantize: a model with Q/DQ nodes as they say, else calibrated")
+    group.add_argument("--calib-data", metavar="NPZ_OR_DIR",
+                       help="calibration batches: an .npz of arrays by input name (samples along "
+                            "the first axis, a multiple of the input's batch) or a folder of them")
+    group.add_argument("--calibrator", metavar="NAME",
+                       help="entropy (TensorRT's EntropyCalibration2, the default), minmax, or "
+                            "percentile (or legacy: the 99.999th percentile of |x|)")
+    group.add_argument("--calib-cache", metavar="FILE",
+                       help="the calibration cache (TensorRT's text table): read when it exists "
+                            "and matches the model (no batches run), written after calibrating")
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",

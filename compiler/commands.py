@@ -72,7 +72,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           min_shapes: str | None = None, opt_shapes: str | None = None,
           max_shapes: str | None = None, dump_dir: str | os.PathLike | None = None,
           timing_cache: str | os.PathLike | None = None, quiet: bool = False,
-          refit: bool = False, strip_weights: bool = False, **precision) -> dict:
+          refit: bool = False, strip_weights: bool = False,
+          int8: bool = False, calib_data: str | os.PathLike | None = None,
+          calibrator: str | None = None, calib_cache: str | os.PathLike | None = None,
+          **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
     `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
@@ -81,7 +84,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     `precision`: fp16, bf16, tf32 (allowed unless tf32=False, as trtexec), layer_precisions,
     layer_output_types, precision_constraints (`ember.compile`'s meanings). `refit`: a plan
     `ember refit` can give new weights (BuilderFlag.REFIT); `strip_weights`: one without its
-    refittable weights (STRIP_PLAN), refit at deployment."""
+    refittable weights (STRIP_PLAN), refit at deployment. `int8`: quantize (a model without
+    Q/DQ nodes is calibrated on `calib_data`, an .npz or a folder of them, with `calibrator`
+    "entropy" / "minmax" / "percentile", or from the cache file `calib_cache`, which a
+    calibration writes)."""
     from ember.codegen import timing_cache as tc
     from ember.compiler.progress import terminal_bars
     from ember.runtime.plan import write_plan
@@ -99,6 +105,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)
     if profile is not None:
         config.add_optimization_profile(profile)
+    int8_config(config, int8, calib_data, calibrator, calib_cache)
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
 
     def read_formats(index: int, p, module) -> None:
@@ -141,6 +148,32 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "
                   f"{', '.join(host)}\n")
     return manifest
+
+
+def int8_config(config: BuilderConfig, int8: bool, calib_data: str | os.PathLike | None = None,
+                calibrator: str | None = None, calib_cache: str | os.PathLike | None = None
+                ) -> BuilderConfig:
+    """`--int8 [--calib-data PATH] [--calibrator NAME] [--calib-cache FILE]` on `config`."""
+    given = [f for f, v in (("--calib-data", calib_data), ("--calibrator", calibrator),
+                            ("--calib-cache", calib_cache)) if v is not None]
+    if not int8:
+        if given:
+            raise EmberError(f"{', '.join(given)} calibrate an INT8 build: give --int8")
+        return config
+    from ember.compiler.builder import BuilderFlag
+    from ember.compiler.calibrate import ALGORITHMS, DataCalibrator, load_calibration_data
+
+    config.set_flag(BuilderFlag.INT8)
+    if calibrator is not None and calibrator not in ALGORITHMS:
+        raise EmberError(f"--calibrator {calibrator!r}: one of {', '.join(ALGORITHMS)}")
+    if calib_data is not None or calib_cache is not None:
+        config.int8_calibrator = DataCalibrator(
+            load_calibration_data(calib_data) if calib_data is not None else [],
+            ALGORITHMS[calibrator] if calibrator else None, cache=calib_cache)
+    elif calibrator is not None:
+        raise EmberError(f"--calibrator {calibrator}: give the data to calibrate on "
+                         "(--calib-data) or a cache (--calib-cache)")
+    return config
 
 
 def layer_table(manifest: dict) -> str:

@@ -25,8 +25,10 @@ a dequantize and a quantize of the same scale and zero point runs on the int8 da
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
 activation scales, blocked scales, a weight that is not a constant, and (option `multiple`)
-convs / matmuls whose channels per group / K are not multiples of it: GPU builds fold only
-what the INT8 tensor cores take (16), so a first conv over 3 channels stays float.
+grouped convs and matmuls whose K is not a multiple of it: GPU builds fold only what the INT8
+tensor cores take (16). An ungrouped conv over other channel counts (an image's 3) reads its
+int8 input zero-padded to the next multiple (an `nn.pad`, which fold-channel-pad merges with
+the reformat to NHWC) with its weight padded alike (`<weight>.padC`): the same sums.
 Runs right after convert-onnx-to-nn, before fold-constants would fold the weights' dequantize
 into float weights.
 """
@@ -46,13 +48,19 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import build, set_result_types
 from ember.dialects.nn.elementwise import BinaryOp, CastOp, UnaryOp
 from ember.dialects.nn.linear import ConvOp, MatMulOp
+from ember.dialects.nn.movement import PadOp
 from ember.dialects.nn.quant import DequantizeOp, QuantizeOp
 from ember.dialects.nn.reduction import PoolOp
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError
-from ember.passes.convert_onnx_to_nn.builder import constant_value, insert_before, make_constant
+from ember.passes.convert_onnx_to_nn.builder import (
+    constant_value,
+    insert_before,
+    make_constant,
+    weight_name,
+)
 
 I8 = IntegerType(8, Signedness.SIGNLESS)
 
@@ -73,10 +81,11 @@ class FoldQDQ(ModulePass):
         for op in list(module.walk()):
             if isinstance(op, ConvOp):
                 w = shape_of(op.weight)
-                if w is None or not _multiple(w[1], self.multiple) \
+                if w is None or not isinstance(w[1], int) \
                         or self.multiple > 1 and op.prop("groups", 1) != 1:
                     continue  # (the INT8 tensor-core conv runs ungrouped, NHWC)
-                _fold(op, store, weight_axis=0, out_axis=1)
+                _fold(op, store, weight_axis=0, out_axis=1,
+                      pad_channels=-(-w[1] // self.multiple) * self.multiple)
             elif isinstance(op, MatMulOp) and not op.prop("transpose_a", False):
                 w_shape = shape_of(op.rhs)
                 if w_shape is not None and len(w_shape) == 2:
@@ -227,8 +236,8 @@ def _zero(dq: DequantizeOp, store: WeightStore) -> bool:
     return zp is not None and not np.any(zp)
 
 
-def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_axis: int
-          ) -> None:
+def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_axis: int,
+          pad_channels: int = 0) -> None:
     x_dq, w_dq = op.operands[0].owner, op.operands[1].owner
     x = _per_tensor_int8(x_dq, store)
     w = _weight_int8(w_dq, store, weight_axis)
@@ -248,13 +257,26 @@ def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_ax
     dtype = numpy_dtype(float_type)
     shape = [1] * len(out)
     shape[out_axis] = channels
+    made: list[Operation] = []
+    unpadded = wq.owner
+    in_shape = shape_of(xq)
+    if isinstance(op, ConvOp) and in_shape is not None and pad_channels > in_shape[1]:
+        weight = constant_value(wq, store)
+        extra = [(0, 0)] * weight.ndim
+        extra[1] = (0, pad_channels - in_shape[1])
+        made.append(make_constant(np.pad(weight, extra), store, f"{weight_name(wq)}.padC"))
+        ends = [0] * len(in_shape)
+        ends[1] = pad_channels - in_shape[1]
+        made.append(build(PadOp, [xq], {"pads": [0] * len(in_shape) + ends,
+                                        "mode": "constant", "value": 0.0}))
+        xq, wq = made[-1].results[0], made[-2].results[0]
     integer = type(op).create(operands=[xq, wq], properties=dict(op.properties),
                               result_types=[op.results[0].type])
     set_result_types(integer, integer.infer())
-    made = [integer, build(CastOp, [integer.results[0]], {"to": float_type})]
+    made += [integer, build(CastOp, [integer.results[0]], {"to": float_type})]
     scale = np.broadcast_to(sx * sw, (channels,)).astype(dtype).reshape(shape)
     made.append(make_constant(scale, store, "qdq.scale"))
-    made.append(build(BinaryOp, [made[1].results[0], made[2].results[0]], {"fn": "mul"}))
+    made.append(build(BinaryOp, [made[-2].results[0], made[-1].results[0]], {"fn": "mul"}))
     if bias is not None:
         bshape = [1] * len(out)
         bshape[1] = channels
@@ -270,6 +292,6 @@ def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_ax
             set_origin(new, names)
     op.results[0].replace_all_uses_with(made[-1].results[0])
     Rewriter.erase_op(op)
-    for dq in (x_dq, w_dq, bias_dq):
-        if isinstance(dq, DequantizeOp) and not dq.results[0].uses:
+    for dq in (x_dq, w_dq, bias_dq, unpadded):
+        if isinstance(dq, Operation) and dq.parent is not None and not dq.results[0].uses:
             Rewriter.erase_op(dq)

@@ -64,6 +64,11 @@ def _pipeline(config: BuilderConfig) -> str:
 def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
     config = BuilderConfig(flags=BuilderFlag.TF32 if flag is not BuilderFlag.TF32 else 0)
     before = (config.flags, _pipeline(config))
+    if flag is BuilderFlag.INT8:  # it changes the model (calibrated into Q/DQ), not the passes
+        config.set_flag(flag)
+        with pytest.raises(EmberError, match="no Q/DQ nodes and the config no int8_calibrator"):
+            build_model(_model(), config)
+        return
     if flag in TIMING_CACHE_FLAGS:  # they change what the autotuner reads, not the pipeline
         from tests.api.test_timing_cache import check_timing_cache_flag
 
@@ -122,6 +127,7 @@ SETTINGS = {
         {"x": ((1, 3, 8, 8), (1, 3, 8, 8), (2, 3, 8, 8))})]),
     "memory_pool_limits": (_gpu, {trt.MemoryPoolType.WORKSPACE: 0}),
     "profiling_verbosity": (BuilderConfig, trt.ProfilingVerbosity.NONE),
+    "int8_calibrator": (BuilderConfig, trt.IInt8MinMaxCalibrator()),
 }
 # settings whose effect is vacuous in the base builds here, and why
 VACUOUS = {
@@ -168,7 +174,7 @@ def test_gpu_settings_in_a_cpu_build_are_refused():
             trt.Builder().build_serialized_network(network, BuilderConfig(**setting))
 
 
-TRT_CONFIG_ATTRIBUTES = ["int8_calibrator", "algorithm_selector",
+TRT_CONFIG_ATTRIBUTES = ["algorithm_selector",
                          "default_device_type", "DLA_core", "engine_capability",
                          "builder_optimization_level", "max_aux_streams", "avg_timing_iterations",
                          "hardware_compatibility_level", "no_such_setting"]

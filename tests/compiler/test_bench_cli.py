@@ -287,8 +287,11 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--int8"], "--int8: ember has no INT8 by builder flag"),
-    (["--best"], "--best: it allows INT8"),
+    (["--int8"], "has no Q/DQ nodes and no calibration cache was given (--calib=FILE)"),
+    (["--best"], "--best: "),
+    (["--calib=nowhere.cache"], "--calib=nowhere.cache: a calibration cache is for an INT8 "
+                                "build: give --int8"),
+    (["--int8", "--calib=nowhere.cache"], "--calib=nowhere.cache: no such calibration cache"),
     (["--memPoolSize=workspace:1024"], "--memPoolSize=workspace:1024"),
     (["--noBuilderCache", "--timingCacheFile=cache.bin"],
      "--noBuilderCache with --timingCacheFile"),

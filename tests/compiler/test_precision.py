@@ -80,8 +80,9 @@ def test_precision_constraints_from_flags():
         config.set_precision_constraints("always")
 
 
-def test_int8_is_still_refused():
-    with pytest.raises(EmberError, match="INT8"):
+def test_int8_without_a_calibrator_or_qdq_nodes_is_refused():
+    with pytest.raises(EmberError, match="INT8: the model has no Q/DQ nodes and the config no "
+                                         "int8_calibrator"):
         build_model(small_cnn(), BuilderConfig(flags=BuilderFlag.INT8))
 
 

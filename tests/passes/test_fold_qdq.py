@@ -129,7 +129,7 @@ def test_gpu_builds_fold_what_the_int8_tensor_cores_take():
 
 def _cnn16() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     """_cnn with 16 channels after the first conv: its second conv and the Gemm take INT8 tensor
-    cores; the first conv (3 input channels) stays float on the GPU."""
+    cores; the first conv (3 input channels) too, its input and weight zero-padded to 16."""
     model, shapes = _cnn()
     rng = np.random.default_rng(2)
     inits = {t.name: t for t in model.graph.initializer}
@@ -144,11 +144,21 @@ def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(
                                                                    autotune=False))
     linear = [s for s in manifest["steps"] if s["template"] in ("conv", "matmul")]
     assert [(s["template"], s["params"]["in_dtypes"][0], s["params"].get("layout"))
-            for s in linear] == [("conv", "float32", None), ("conv", "int8", "NHWC"),
+            for s in linear] == [("conv", "int8", "NHWC"), ("conv", "int8", "NHWC"),
                                  ("matmul", "int8", None)]
+    # the first conv reads 16 channels: 3 quantized ones and 13 of zeros, written by one
+    # reformat (fold-channel-pad) from the quantized NCHW image
+    assert [s["params"]["in_shapes"][:2] for s in linear][0] == [[2, 16, 16, 16], [16, 3, 3, 16]]
+    assert [s["template"] for s in manifest["steps"]][:3] == ["elementwise", "reformat", "conv"]
+    pack = manifest["steps"][1]["params"]
+    assert (pack["reformat"], pack["channels"], pack["padded_channels"], pack["in_dtypes"]) == \
+        ("NCHW->NHWC", 3, 16, ["int8"])
     assert not any(s.get("device") == "cpu" for s in manifest["steps"])
-    for step in linear[1:]:  # the dequantizing multiply and bias fused into the int8 kernel
-        assert step["params"]["epilogue"]["out_dtype"] == "float32"
+    # the dequantizing multiply and bias fused into each int8 kernel; the first one requantizes
+    # for the second, which reads int8
+    assert [s["params"]["epilogue"]["out_dtype"] for s in linear] == ["int8", "float32",
+                                                                      "float32"]
+    for step in linear:
         kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
         text = sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]]
         assert b"mma_16832_s8(frag" in text

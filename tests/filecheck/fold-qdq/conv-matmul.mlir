@@ -43,7 +43,8 @@ builtin.module {
 // CHECK:      func.return %[[Y]], %[[R]], %[[V]]
 
 // With multiple=16 (GPU builds: what the INT8 tensor cores read at a time) the 2-channel conv
-// and the K = 4 matmul stay float.
-// GPU-NOT:  i32
-// GPU:      nn.conv %x, %w, %b
-// GPU:      nn.matmul %a, %m
+// reads its int8 input and weight zero-padded to 16 channels (pad-channels.mlir); the K = 4
+// matmul stays float.
+// GPU:      nn.pad %xq {{.*}} -> tensor<1x16x4x4xi8>
+// GPU:      nn.conv {{.*}} : (tensor<1x16x4x4xi8>, tensor<2x16x3x3xi8>) -> tensor<1x2x2x2xi32>
+// GPU:      nn.matmul %a, %m : (tensor<3x4xf32>, tensor<4x2xf32>)
