@@ -68,14 +68,19 @@ def test_a_correct_build_matches_at_every_stage() -> None:
     assert report.status == 0 and "PASSED" in report.text
 
 
+def _scaled_folds(factor: float):
+    """fold-batch-norm's folding arithmetic (`apply` of its refit recipes) with the folded
+    scale (or conv weight) off by `factor`: a planted wrong rewrite in a real pass."""
+    real = fold_batch_norm.apply
+
+    def wrong(name, inputs, **kw):
+        out = real(name, inputs, **kw)
+        return out * factor if name in ("bn_scale", "bn_conv_weight") else out
+    return wrong
+
+
 def test_a_wrong_rewrite_in_a_real_pass_is_named(monkeypatch) -> None:
-    real = fold_batch_norm._scale_shift
-
-    def off_by_five_percent(bn, store):  # the folded scale is wrong
-        folded = real(bn, store)
-        return None if folded is None else (folded[0] * 1.05, folded[1])
-
-    monkeypatch.setattr(fold_batch_norm, "_scale_shift", off_by_five_percent)
+    monkeypatch.setattr(fold_batch_norm, "apply", _scaled_folds(1.05))
     result = bisect(conv_bn_model(), _cpu_passes())
     first = result.first_divergence
     assert first is not None and first.name == "fold-batch-norm" and first.status == "diverges"
@@ -130,9 +135,7 @@ def test_a_pass_that_raises_is_named(monkeypatch) -> None:
 
 
 def test_tolerance_decides_what_diverges(monkeypatch) -> None:
-    real = fold_batch_norm._scale_shift
-    monkeypatch.setattr(fold_batch_norm, "_scale_shift",
-                        lambda bn, store: (lambda f: (f[0] * 1.001, f[1]))(real(bn, store)))
+    monkeypatch.setattr(fold_batch_norm, "apply", _scaled_folds(1.001))
     strict = bisect(conv_bn_model(), _cpu_passes(), tolerance=Tolerance(1e-6, 1e-6))
     loose = bisect(conv_bn_model(), _cpu_passes(), tolerance=Tolerance(1.0, 1.0))
     assert strict.first_divergence.name == "fold-batch-norm"
@@ -179,9 +182,9 @@ def test_cli_passes_a_correct_model(tmp_path) -> None:
 
 def test_cli_names_the_planted_pass(tmp_path) -> None:
     onnx.save(conv_bn_model(), tmp_path / "m.onnx")
-    plant = ("from ember.passes import fold_batch_norm as f\nreal = f._scale_shift\n"
-             "f._scale_shift = lambda bn, store: (lambda s: (s[0] * 1.05, s[1]))"
-             "(real(bn, store))")
+    plant = ("from ember.passes import fold_batch_norm as f\nreal = f.apply\n"
+             "f.apply = lambda name, inputs, **kw: real(name, inputs, **kw) * "
+             "(1.05 if name in ('bn_scale', 'bn_conv_weight') else 1)")
     done = _ember(str(tmp_path / "m.onnx"), "--seed", "3", code=plant)
     assert done.returncode == 0, done.stderr
     assert "first diverging pass: fold-batch-norm (#4)" in done.stdout
