@@ -711,7 +711,7 @@ class Runtime(ContextManaged):
         return self._engine(lambda: read_plan(bytes(plan)))
 
     def load(self, path: str | os.PathLike) -> Engine:
-        """An Engine from a plan file (memory-mapped)."""
+        """An Engine from a plan file (read into memory and verified once)."""
         return self._engine(lambda: read_plan(path))
 
     def _engine(self, read) -> Engine:
