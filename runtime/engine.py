@@ -18,7 +18,7 @@ import numpy as np
 
 from ember.errors import EmberError, InputError, PlanError, UnsupportedError
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
-from ember.runtime.manifest import symbols_of
+from ember.runtime.manifest import check_memory, host_memory_bytes, symbols_of
 from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
 from ember.runtime.symbolic import dim_value, shape_value, symbol_values
@@ -128,6 +128,7 @@ class Engine(ContextManaged):
                     t["buffer"], is_input)
         self.allow_rejit = allow_rejit
         self.device = _pick_device(device, m, allow_rejit, self.logger)
+        _check_memory(self)
         self._default_context: ExecutionContext | None = None
         self._lock = threading.Lock()
         self.name = ""
@@ -343,6 +344,17 @@ def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False,
                 return "cpu"
             return "cuda"
     return "cpu"
+
+
+def _check_memory(engine: Engine) -> None:
+    """A context's arena and workspace must fit the device's memory (the host's on the CPU)."""
+    if engine.device == "cuda":
+        from ember.runtime.cuda import default_device
+
+        limit, what = default_device().total_memory, "GPU"
+    else:
+        limit, what = host_memory_bytes(), "host"
+    check_memory(engine.arena_bytes, engine.workspace_bytes, limit, what)
 
 
 # TensorRT context attributes ember does not have, and why (setting one is an error naming it)

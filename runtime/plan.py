@@ -46,6 +46,7 @@ _HEADER = struct.Struct("<8sHH32sQQI")
 HEADER_SIZE = _HEADER.size  # 64
 _VERSION_FIELD = 32
 _MAX_NDIM = 64
+MAX_DEPTH = 32  # the manifest's JSON nesting; ember writes 8 levels
 
 SectionData = bytes | bytearray | memoryview | np.ndarray
 
@@ -368,8 +369,23 @@ def _parse(view: memoryview, where: str) -> Plan:
         raise PlanError(
             f"{where}: corrupt manifest: expected a JSON object, got {type(manifest).__name__}"
         )
+    _check_depth(manifest, where)
     table = _section_table(manifest, where, manifest_end, data_end)
     return Plan(view, where, version, ember_version, manifest, table)
+
+
+def _check_depth(manifest: dict[str, Any], where: str) -> None:
+    """Refuse a manifest nested deeper than MAX_DEPTH: whatever walks it recursively afterwards
+    (decoding, copying, symbolic substitution) stays far from Python's recursion limit."""
+    level: list[Any] = [manifest]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise PlanError(f"{where}: corrupt manifest: nested deeper than {MAX_DEPTH} levels")
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, dict | list)]
 
 
 def _section_table(
