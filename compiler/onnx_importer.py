@@ -177,6 +177,9 @@ class _Importer:
 
     def _node_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
         reasons = []
+        if (why := _names_problem([node.name, node.op_type, node.domain, *node.input,
+                                   *node.output, *(a.name for a in node.attribute)])):
+            return [why]
         cls = None if node.domain not in _DEFAULT_DOMAINS else \
             onnx_dialect.op_class(node.op_type, self.opset)
         if cls is None:  # not an ONNX operator: a registered plugin, or an error naming it
@@ -424,6 +427,10 @@ def _model_problem(model: ModelProto, opset: int) -> str | None:
 def _graph_problems(graph: onnx.GraphProto) -> list[NodeProblem]:
     """Names given twice (graph inputs, initializers, outputs) and a graph without outputs."""
     problems = []
+    names = [graph.name, *(vi.name for vi in (*graph.input, *graph.output)),
+             *(t.name for t in graph.initializer)]
+    if (why := _names_problem(names)):
+        return [NodeProblem("", "graph", why)]
     for what, names in (("graph input", [vi.name for vi in graph.input]),
                         ("initializer", [t.name for t in graph.initializer]),
                         ("graph output", [vi.name for vi in graph.output])):
@@ -435,6 +442,19 @@ def _graph_problems(graph: onnx.GraphProto) -> list[NodeProblem]:
     if not graph.output:
         problems.append(NodeProblem(graph.name, "graph", "the graph has no outputs"))
     return problems
+
+
+def _names_problem(names: list[str]) -> str | None:
+    """A name that is not valid UTF-8 (protobuf hands it over with surrogates in it)."""
+    for name in names:
+        try:
+            if isinstance(name, str):
+                name.encode("utf-8")
+                continue
+        except UnicodeEncodeError:
+            pass
+        return f"the name {name!r} is not valid UTF-8"
+    return None
 
 
 def _attribute_type_name(kind: int) -> str:
