@@ -87,7 +87,12 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     from ember.passes.convert_onnx_to_nn import LEGALIZERS
 
     proto, source = load_model(model)
-    proto = expand_functions(proto, native=LEGALIZERS.__contains__)
+    if (why := _model_problem(proto, default_opset(proto))):
+        raise ModelImportError(why, source)
+    try:
+        proto = expand_functions(proto, native=LEGALIZERS.__contains__)
+    except Exception:  # noqa: BLE001 - a malformed model onnx's inliner trips over is
+        pass           # imported unexpanded: the importer's checks then name what is wrong
     return _Importer(proto, source).run()
 
 
