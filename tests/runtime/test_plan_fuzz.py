@@ -8,11 +8,13 @@ import json
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ember
 from ember.errors import EmberError, PlanError
+from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.inspector import LayerInformationFormat
 from ember.runtime.logger import Logger, Severity
@@ -282,3 +284,16 @@ def test_hostile_manifests_raise_ember_errors_only(data):
         use_plan(data)
     except EmberError:
         pass
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.cuda
+def test_an_arena_larger_than_the_gpu_is_a_plan_error():
+    """The bound is the GPU's memory on a CUDA engine: refused before any allocation."""
+    from ember.runtime.cuda import default_device
+
+    manifest, sections = BUILT["sm_90"]
+    plain = {k: v for k, v in manifest.items() if k != "sections"}
+    plain["arena_bytes"] = default_device().total_memory + 1
+    with pytest.raises(PlanError, match="more than the GPU's"):
+        Runtime(SILENT, device="cuda").deserialize_cuda_engine(forge_plan(plain, sections))
