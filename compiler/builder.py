@@ -48,7 +48,7 @@ from ember.runtime.engine import launches, workspace_bytes
 from ember.runtime.inspector import ProfilingVerbosity
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.plan import plan_bytes
-from ember.runtime.trt_types import ContextManaged, Dims, HostMemory, Numbered
+from ember.runtime.trt_types import ContextManaged, Dims, HostMemory, Numbered, int_dims
 
 
 class BuilderFlag(Numbered):
@@ -184,8 +184,9 @@ class OptimizationProfile(ContextManaged):
             self.set_shape(name, lo, opt, hi)
 
     def set_shape(self, input: str, min: tuple, opt: tuple, max: tuple) -> None:
-        self.shapes[str(input)] = (tuple(int(d) for d in min), tuple(int(d) for d in opt),
-                                   tuple(int(d) for d in max))
+        lo, mid, hi = (int_dims(s, f"set_shape('{input}') {what}")
+                       for s, what in ((min, "min"), (opt, "opt"), (max, "max")))
+        self.shapes[str(input)] = (lo, mid, hi)
 
     def get_shape(self, input: str) -> list[Dims]:
         """[min, opt, max] of an input (empty where the profile does not name it)."""

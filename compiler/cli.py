@@ -16,6 +16,7 @@ from ember.compiler.flag_groups import add_build_flags as _add_precision_flags
 from ember.compiler.flag_groups import add_model_flags
 from ember.compiler.flag_groups import build_options as _precision
 from ember.errors import EmberError
+from ember.runtime.printable import EscapingWriter, printable
 
 
 def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
@@ -266,19 +267,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:
-        from ember.compiler.bench import main as bench
-
-        return bench(argv[1:], prog="ember bench")
-    args = build_parser().parse_args(argv)
+    stdout = sys.stdout  # names from models and plans reach the terminal escaped
+    sys.stdout = EscapingWriter(stdout)  # type: ignore[assignment]
     try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str]) -> int:
+    command = argv[0] if argv else ""
+    try:
+        if command == "bench":
+            from ember.compiler.bench import main as bench
+
+            return bench(argv[1:], prog="ember bench")
+        args = build_parser().parse_args(argv)
         if getattr(args, "plugins", None):
             from ember.compiler.plugins import load_plugin_files
 
             load_plugin_files(args.plugins)
         return args.run(args)
     except EmberError as e:
-        print(f"ember {args.command}: error: {e}", file=sys.stderr)
+        print(f"ember {command}: error: {printable(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -287,6 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a file that cannot be read or written: the user's to fix
+        print(f"ember {command}: error: {printable(str(e))}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: one line, not a traceback (EMBER_TRACEBACK=1 shows it)
+        import os
+
+        if os.environ.get("EMBER_TRACEBACK"):
+            raise
+        print(f"ember {command}: internal error: {type(e).__name__}: {printable(str(e))} "
+              "(a bug in ember: please report it with the command; EMBER_TRACEBACK=1 prints "
+              "the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from ember.compiler.builder import (
 )
 from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
+from ember.runtime.logger import Logger, Severity
 
 
 def parse_shapes(spec: str) -> dict[str, tuple[int, ...]]:
@@ -213,7 +214,15 @@ def load_engine(path: str | os.PathLike, device: str = "auto",
         raise EmberError(f"{path} is a plan, built already for its shapes: input shapes "
                          "(--shapes) apply when building an ONNX model")
     _refuse_precision_for_plan(path, precision)
-    return Runtime(device).load(path)
+    return Runtime(_ErrorsRaised(), device=device).load(path)
+
+
+class _ErrorsRaised(Logger):
+    """Warnings to stderr; an error is raised, and the CLI prints it once (not logged first)."""
+
+    def log(self, severity: Severity, msg: str) -> None:
+        if severity > Severity.ERROR:
+            super().log(severity, msg)
 
 
 def build_for_shapes(model, input_shapes: Mapping[str, tuple[int, ...]],
@@ -295,7 +304,7 @@ def inspect(model: str | os.PathLike, *, format: str = "text", layer: int | None
 
         _refuse_precision_for_plan(model, precision)
 
-        inspector = Runtime("cpu").load(model).create_engine_inspector()
+        inspector = Runtime(_ErrorsRaised(), device="cpu").load(model).create_engine_inspector()
     if layer is None:
         text = inspector.get_engine_information(format)
     else:

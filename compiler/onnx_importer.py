@@ -57,6 +57,8 @@ def load_model(model: ModelProto | str | os.PathLike | bytes) -> tuple[ModelProt
     if isinstance(model, ModelProto):
         return model, model.graph.name or "model"
     if isinstance(model, bytes | bytearray):
+        if not model:
+            raise ModelImportError("no model: 0 bytes", "model bytes")
         try:
             return onnx.load_from_string(bytes(model)), "model bytes"
         except Exception as e:  # protobuf raises its own DecodeError types
@@ -64,6 +66,8 @@ def load_model(model: ModelProto | str | os.PathLike | bytes) -> tuple[ModelProt
     path = Path(model)
     if not path.is_file():
         raise ModelImportError(f"no such file: {path}", str(path))
+    if path.stat().st_size == 0:
+        raise ModelImportError("the file is empty (0 bytes)", str(path))
     try:
         return onnx.load(str(path), load_external_data=True), str(path)
     except Exception as e:
@@ -83,7 +87,12 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     from ember.passes.convert_onnx_to_nn import LEGALIZERS
 
     proto, source = load_model(model)
-    proto = expand_functions(proto, native=LEGALIZERS.__contains__)
+    if (why := _model_problem(proto, default_opset(proto))):
+        raise ModelImportError(why, source)
+    try:
+        proto = expand_functions(proto, native=LEGALIZERS.__contains__)
+    except Exception:  # noqa: BLE001 - a malformed model onnx's inliner trips over is
+        pass           # imported unexpanded: the importer's checks then name what is wrong
     return _Importer(proto, source).run()
 
 
@@ -165,12 +174,17 @@ class _Importer:
             )
             self.types[t.name] = tp
             self.initializers[t.name] = t
+            if (why := _tensor_problem(t)):
+                self.problems.append(NodeProblem(t.name, "initializer", why))
         for s in graph.sparse_initializer:
             self.problems.append(NodeProblem(s.values.name, "initializer",
                                              "sparse initializers are not supported"))
 
     def _node_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
         reasons = []
+        if (why := _names_problem([node.name, node.op_type, node.domain, *node.input,
+                                   *node.output, *(a.name for a in node.attribute)])):
+            return [why]
         cls = None if node.domain not in _DEFAULT_DOMAINS else \
             onnx_dialect.op_class(node.op_type, self.opset)
         if cls is None:  # not an ONNX operator: a registered plugin, or an error naming it
@@ -188,9 +202,11 @@ class _Importer:
                 reasons.append(f"attribute '{attr.name}' is not defined for {node.op_type}")
             elif attr.type not in _ATTRIBUTE_TYPES:
                 reasons.append(f"attribute '{attr.name}' of type "
-                               f"{AttributeProto.AttributeType.Name(attr.type)} is not supported")
+                               f"{_attribute_type_name(attr.type)} is not supported")
             elif attr.ref_attr_name:
                 reasons.append(f"attribute '{attr.name}' refers to a function attribute")
+            elif (why := _attribute_problem(attr, cls.ATTR_SPECS[attr.name][1], node.op_type)):
+                reasons.append(why)
         reasons += self._input_problems(node, defined)
         if not reasons:
             reasons += self._arity_problems(node, cls)
@@ -223,12 +239,20 @@ class _Importer:
 
     def _check(self) -> None:
         graph = self.model.graph
+        self.problems += _graph_problems(graph)
         defined = {i.name for i in graph.input} | set(self.initializers)
+        writer = {i.name: "a graph input" for i in graph.input}
+        writer.update({t.name: "an initializer" for t in graph.initializer})
         for vi in graph.input:
             if vi.name not in self.initializers and (why := _type_problem(vi.type)):
                 self.problems.append(NodeProblem(vi.name, "graph input", why))
         for node in graph.node:
-            for reason in self._node_problems(node, defined):
+            reasons = self._node_problems(node, defined)
+            for name in (o for o in node.output if o):
+                if name in writer:
+                    reasons.append(f"output '{name}' is already {writer[name]}")
+                writer[name] = f"written by node '{node.name or node.op_type}'"
+            for reason in reasons:
                 self.problems.append(NodeProblem(node.name, node.op_type, reason))
             defined.update(o for o in node.output if o)
         for vi in graph.output:
@@ -341,6 +365,8 @@ class _Importer:
 
     def run(self) -> ModuleOp:
         graph = self.model.graph
+        if (why := _model_problem(self.model, self.opset)):
+            raise ModelImportError(why, self.source)
         self._collect_types()
         self._check()
         inputs = [vi for vi in graph.input if vi.name not in self.initializers]
@@ -381,3 +407,108 @@ def graph_io_names(module: ModuleOp) -> tuple[Sequence[str], Sequence[str]]:
         return [a.data["ember.name"].data for a in attrs.data] if attrs else []
 
     return names(fn.arg_attrs), names(fn.res_attrs)
+
+
+# -- malformed models ---------------------------------------------------------------------------
+# Checked before anything reads the model, so a malformed one is a ModelImportError naming the
+# node or tensor, never an exception from numpy or protobuf halfway through the import.
+
+
+def _model_problem(model: ModelProto, opset: int) -> str | None:
+    """What makes a whole model unreadable: no graph, or versions newer than onnx knows."""
+    if not model.HasField("graph"):
+        return "the model has no graph (an empty or foreign protobuf message)"
+    known = onnx.defs.onnx_opset_version()
+    if opset > known:
+        return (f"the model's opset {opset} is newer than the installed onnx {onnx.__version__} "
+                f"knows (up to opset {known}): upgrade onnx, or export the model at opset "
+                f"{known} or lower")
+    if model.ir_version > onnx.IR_VERSION:
+        return (f"the model's IR version {model.ir_version} is newer than the installed onnx "
+                f"{onnx.__version__} reads (up to {onnx.IR_VERSION})")
+    return None
+
+
+def _graph_problems(graph: onnx.GraphProto) -> list[NodeProblem]:
+    """Names given twice (graph inputs, initializers, outputs) and a graph without outputs."""
+    problems = []
+    names = [graph.name, *(vi.name for vi in (*graph.input, *graph.output)),
+             *(t.name for t in graph.initializer)]
+    if (why := _names_problem(names)):
+        return [NodeProblem("", "graph", why)]
+    for what, names in (("graph input", [vi.name for vi in graph.input]),
+                        ("initializer", [t.name for t in graph.initializer]),
+                        ("graph output", [vi.name for vi in graph.output])):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                problems.append(NodeProblem(name, what, f"the {what} '{name}' is declared twice"))
+            seen.add(name)
+    if not graph.output:
+        problems.append(NodeProblem(graph.name, "graph", "the graph has no outputs"))
+    return problems
+
+
+def _names_problem(names: list[str]) -> str | None:
+    """A name that is not valid UTF-8 (protobuf hands it over with surrogates in it)."""
+    for name in names:
+        try:
+            if isinstance(name, str):
+                name.encode("utf-8")
+                continue
+        except UnicodeEncodeError:
+            pass
+        return f"the name {name!r} is not valid UTF-8"
+    return None
+
+
+def _attribute_type_name(kind: int) -> str:
+    try:
+        return AttributeProto.AttributeType.Name(kind)
+    except ValueError:
+        return f"unknown type {kind}"
+
+
+def _attribute_problem(attr: AttributeProto, declared: Any, op_type: str) -> str | None:
+    """An attribute of another type than its schema declares, or whose tensor is malformed."""
+    declared = int(declared)
+    if declared != AttributeProto.UNDEFINED and attr.type != declared:
+        return (f"attribute '{attr.name}' is {_attribute_type_name(attr.type)}; {op_type} takes "
+                f"{_attribute_type_name(declared)}")
+    if attr.type == AttributeProto.TENSOR and (why := _tensor_problem(attr.t)):
+        return f"attribute '{attr.name}': the tensor {why}"
+    return None
+
+
+_T = onnx.TensorProto
+_SUB_BYTE_BITS = {getattr(_T, n): b for n, b in (("UINT4", 4), ("INT4", 4), ("FLOAT4E2M1", 4),
+                                                 ("UINT2", 2), ("INT2", 2)) if hasattr(_T, n)}
+
+
+def _tensor_problem(t: onnx.TensorProto) -> str | None:
+    """A tensor whose data does not fill its declared shape (or overflows it), with a negative
+    dim or an unknown element type; None when numpy_helper can read it as declared."""
+    dims = list(t.dims)
+    if any(d < 0 for d in dims):
+        return f"has a negative dim in its shape {dims}"
+    if t.data_type not in _T.DataType.values() or t.data_type == _T.UNDEFINED:
+        return f"has an unknown element type {t.data_type}"
+    if t.data_location == _T.EXTERNAL and not t.raw_data:
+        return None  # read from its file by numpy_helper
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    kind = onnx_dtype_name(t.data_type)
+    if t.data_type == _T.STRING:
+        have, want, unit = len(t.string_data), count, "strings"
+    elif t.HasField("raw_data"):
+        bits = _SUB_BYTE_BITS.get(t.data_type) or 8 * np.dtype(
+            onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        have, want, unit = len(t.raw_data), -(-count * bits // 8), "bytes of raw_data"
+    elif t.data_type in _SUB_BYTE_BITS:
+        return None  # packed into int32_data; numpy_helper checks it
+    else:
+        field = onnx.helper.tensor_dtype_to_field(t.data_type)
+        per = 2 if t.data_type in (_T.COMPLEX64, _T.COMPLEX128) else 1
+        have, want, unit = len(getattr(t, field)), count * per, f"{field} values"
+    if have != want:
+        return f"holds {have} {unit}; its shape {dims} of {kind} needs {want}"
+    return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -61,35 +61,66 @@ def _inputs_after_fusion(producer: ElementwiseOp, consumer: ElementwiseOp) -> li
 
 def _fused_block(producer: ElementwiseOp, consumer: ElementwiseOp,
                  inputs: list[SSAValue]) -> Block:
+    """The fused region's block: the producer's scalar ops, then copies of the consumer's, with
+    one argument per value of `inputs`. The producer's own block is taken over (its arguments
+    re-bound, its yield dropped), so a fusion costs the consumer's size: a chain of n kernels
+    fuses in O(n), where copying the growing producer each time was O(n^2)."""
     arg_type: dict[SSAValue, object] = {}
     for op in (consumer, producer):
         for v, arg in zip(op.inputs, op.body.block.args, strict=True):
             arg_type.setdefault(v, arg.type)
-    block = Block(arg_types=[arg_type[v] for v in inputs])
-    new_arg = dict(zip(inputs, block.args, strict=True))
+    block = producer.body.block
+    old_args = list(block.args)
+    # keep the producer's argument of a value where it stays in order and keeps its type
+    first: dict[SSAValue, BlockArgument] = {}
+    for v, arg in zip(producer.inputs, old_args, strict=True):
+        first.setdefault(v, arg)
+    kept: dict[SSAValue, BlockArgument] = {}
+    last = -1
+    for v in inputs:
+        arg = first.get(v)
+        if arg is not None and arg.index > last and arg.type == arg_type[v]:
+            kept[v] = arg
+            last = arg.index
+    new_arg: dict[SSAValue, BlockArgument] = {}
+    following: BlockArgument | None = None
+    for v in reversed(inputs):  # a new argument goes right before the next value's
+        arg = kept.get(v)
+        if arg is None:
+            arg = block.insert_arg(arg_type[v],
+                                   len(block.args) if following is None else following.index)
+        new_arg[v] = following = arg
+    for v, arg in zip(producer.inputs, old_args, strict=True):
+        if new_arg[v] is not arg:
+            arg.replace_all_uses_with(new_arg[v])
+            block.erase_arg(arg)
+
+    terminator = block.last_op
+    assert isinstance(terminator, YieldOp)  # the verifier guarantees the yield
+    produced = terminator.value
+    block.erase_op(terminator)
+    producer.body.detach_block(block)
 
     mapper: dict[SSAValue, SSAValue] = {
-        a: new_arg[v] for v, a in zip(producer.inputs, producer.body.block.args, strict=True)}
-    produced: SSAValue | None = None
-    for s in producer.body.block.ops:
-        if isinstance(s, YieldOp):
-            produced = mapper[s.value]
-        else:
-            block.add_op(s.clone(mapper))
-    assert produced is not None  # the verifier guarantees the yield
-
-    mapper = {a: produced if v is producer.output else new_arg[v]
-              for v, a in zip(consumer.inputs, consumer.body.block.args, strict=True)}
+        a: produced if v is producer.output else new_arg[v]
+        for v, a in zip(consumer.inputs, consumer.body.block.args, strict=True)}
     for s in consumer.body.block.ops:
         block.add_op(s.clone(mapper))
     return block
 
 
 class FuseElementwiseProducer(RewritePattern):
-    """Inline one single-use elementwise producer into its elementwise consumer."""
+    """Inline one single-use elementwise producer into its elementwise consumer. The fused
+    kernels' origins are gathered in `names` and written once, by `write_origins`: rewriting
+    them at every fusion made a chain quadratic."""
 
     def __init__(self, order: dict[str, int]) -> None:
         self.order = order
+        self.names: dict[ElementwiseOp, set[str]] = {}
+
+    def _take_names(self, op: ElementwiseOp) -> set[str]:
+        names = self.names.pop(op, None)
+        return set(_origin_names(op)) if names is None else names
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ElementwiseOp, rewriter: PatternRewriter) -> None:
@@ -100,16 +131,24 @@ class FuseElementwiseProducer(RewritePattern):
             return
         inputs = _inputs_after_fusion(producer, op)
         block = _fused_block(producer, op, inputs)
-        names = list(dict.fromkeys([*_origin_names(producer), *_origin_names(op)]))
-        names.sort(key=lambda n: self.order.get(n, len(self.order)))
-        props = {"origin": ArrayAttr([StringAttr(n) for n in names])} if names else {}
         fused = ElementwiseOp.create(operands=inputs, result_types=[op.output.type],
-                                     regions=[Region(block)], properties=props)
-        set_origin(fused, names)
-        if not names:
-            fused.location = op.location
+                                     regions=[Region(block)])
+        fused.location = op.location
+        names = self._take_names(producer)
+        names.update(self._take_names(op))
+        self.names[fused] = names
         rewriter.replace(op, fused)
         rewriter.erase(producer)
+
+    def write_origins(self) -> None:
+        """Each fused kernel's origin (property and location): its nodes in program order."""
+        for fused, names in self.names.items():
+            if fused.parent is None or not names:
+                continue  # erased; or no node made it: it keeps its last consumer's location
+            ordered = sorted(names, key=lambda n: self.order.get(n, len(self.order)))
+            fused.properties["origin"] = ArrayAttr([StringAttr(n) for n in ordered])
+            set_origin(fused, ordered)
+        self.names.clear()
 
 
 def _program_order(module: ModuleOp) -> dict[str, int]:
@@ -127,4 +166,5 @@ class FuseElementwise(ModulePass):
         pattern = FuseElementwiseProducer(_program_order(module))
         PatternRewriteWalker(GreedyRewritePatternApplier([pattern]),
                              apply_recursively=True).rewrite_module(module)
+        pattern.write_origins()
 

@@ -15,6 +15,7 @@ Rerunning the pass plans again from scratch.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,20 +55,29 @@ def _align(n: int) -> int:
 
 def plan_arena(intervals: list[Interval]) -> tuple[dict[int, int], int]:
     """Offsets by key and the arena size: no two overlapping lifetimes share a byte."""
-    placed: list[tuple[int, int, Interval]] = []  # (offset, size, interval)
     offsets: dict[int, int] = {}
+    # the placed buffers sorted by first and by last step, so the ones live with a new buffer
+    # come from whichever side is shorter (a chain's lifetimes are short: linear, not n^2)
+    by_start: list[tuple[int, int, int, int]] = []  # (start, end, offset, size)
+    by_end: list[tuple[int, int, int, int]] = []    # (end, start, offset, size)
+    total = 0
     for iv in sorted(intervals, key=lambda i: (-i.nbytes, i.start, i.key)):
         size = _align(max(iv.nbytes, 1))
-        live = sorted((o, s) for o, s, other in placed
-                      if not (other.end < iv.start or iv.end < other.start))
+        began = bisect.bisect_right(by_start, (iv.end, math.inf))      # start <= iv.end
+        ended = bisect.bisect_left(by_end, (iv.start, -math.inf))      # end >= iv.start
+        if began <= len(by_end) - ended:
+            live = sorted((o, s) for _, e, o, s in by_start[:began] if e >= iv.start)
+        else:
+            live = sorted((o, s) for _, b, o, s in by_end[ended:] if b <= iv.end)
         offset = 0
         for o, s in live:
             if offset + size <= o:
                 break
             offset = max(offset, o + s)
         offsets[iv.key] = offset
-        placed.append((offset, size, iv))
-    total = max((o + s for o, s, _ in placed), default=0)
+        bisect.insort(by_start, (iv.start, iv.end, offset, size))
+        bisect.insort(by_end, (iv.end, iv.start, offset, size))
+        total = max(total, offset + size)
     return offsets, total
 
 
@@ -87,14 +97,24 @@ def arena_conflicts(intervals: list[Interval], offsets: Mapping[int, int],
                             f"or past the arena's {arena_bytes} bytes")
         spans.append((offset, offset + max(iv.nbytes, 1), iv))
     spans.sort(key=lambda s: s[0])
-    for i, (lo, hi, iv) in enumerate(spans):
-        for lo2, hi2, other in spans[i + 1:]:
-            if lo2 >= hi:
-                break
-            if not (other.end < iv.start or iv.end < other.start):
-                problems.append(f"buffers {iv.key} (steps {iv.start}-{iv.end}) and {other.key} "
-                                f"(steps {other.start}-{other.end}) are live together and share "
-                                f"bytes [{max(lo, lo2)}, {min(hi, hi2)})")
+    # pairs live together, found from the lifetimes sorted by first step (one of the two
+    # starts while the other lives), then kept where they share bytes: near-linear for a
+    # chain, where comparing every pair of byte ranges was n^2
+    by_start = sorted(range(len(spans)), key=lambda k: spans[k][2].start)
+    starts = [spans[k][2].start for k in by_start]
+    pairs = set()
+    for i, (_, _, iv) in enumerate(spans):
+        for k in by_start[bisect.bisect_left(starts, iv.start):
+                          bisect.bisect_right(starts, iv.end)]:
+            if k != i:
+                pairs.add((min(i, k), max(i, k)))
+    for i, j in sorted(pairs):
+        lo, hi, iv = spans[i]
+        lo2, hi2, other = spans[j]
+        if lo2 < hi:
+            problems.append(f"buffers {iv.key} (steps {iv.start}-{iv.end}) and {other.key} "
+                            f"(steps {other.start}-{other.end}) are live together and share "
+                            f"bytes [{max(lo, lo2)}, {min(hi, hi2)})")
     return problems
 
 

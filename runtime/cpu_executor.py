@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 class CpuExecutor:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.arena = np.zeros(engine.arena_bytes, dtype=np.uint8)
+        try:
+            self.arena = np.zeros(engine.arena_bytes, dtype=np.uint8)
+        except MemoryError:
+            raise PlanError(f"cannot allocate the plan's {engine.arena_bytes}-byte activation "
+                            "arena") from None
         for step in engine.steps:
             if step.get("template") not in cpu_kernels.KERNELS:
                 raise PlanError(f"step {step.get('name')!r}: unknown template "
@@ -105,6 +109,9 @@ def _run_step(step: Mapping, params: Mapping, get: Callable[[int], np.ndarray]) 
     args = [get(i) for i in step["inputs"]]
     what = f"step {step['name']} ({', '.join(step.get('origin', []))})"
     results = cpu_kernels.call(step["template"], args, params, what, StepError)
+    if len(results) != len(step["outputs"]):
+        raise StepError(f"{what}: template {step['template']!r} made {len(results)} "
+                        f"result(s) for {len(step['outputs'])} output buffer(s)")
     for i, r in zip(step["outputs"], results, strict=True):
         out = get(i)
         np.copyto(out, cpu_kernels.fitted(r, out.shape, params, what, StepError),

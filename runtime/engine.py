@@ -18,7 +18,7 @@ import numpy as np
 
 from ember.errors import EmberError, InputError, PlanError, UnsupportedError
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
-from ember.runtime.manifest import symbols_of
+from ember.runtime.manifest import check_memory, host_memory_bytes, symbols_of
 from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
 from ember.runtime.symbolic import dim_value, shape_value, symbol_values
@@ -29,6 +29,7 @@ from ember.runtime.trt_types import (
     HostMemory,
     TensorFormat,
     TensorIOMode,
+    int_dims,
 )
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class Engine(ContextManaged):
                     t["buffer"], is_input)
         self.allow_rejit = allow_rejit
         self.device = _pick_device(device, m, allow_rejit, self.logger)
+        _check_memory(self)
         self._default_context: ExecutionContext | None = None
         self._lock = threading.Lock()
         self.name = ""
@@ -142,7 +144,12 @@ class Engine(ContextManaged):
         return len(self.tensors)
 
     def get_tensor_name(self, index: int) -> str:
-        return list(self.tensors)[index]
+        names = list(self.tensors)
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) \
+                or not 0 <= index < len(names):
+            raise EmberError(f"get_tensor_name({index!r}): the index of an I/O tensor is an "
+                             f"integer in [0, {len(names)})")
+        return names[index]
 
     def get_tensor_shape(self, name: str) -> Dims:
         """The shape, -1 where a dim is dynamic (an optimization profile's range; a context's
@@ -158,6 +165,7 @@ class Engine(ContextManaged):
         """(min, opt, max) shapes of an input in an optimization profile. A plan's kernels
         serve every profile: each symbol's range is the union of the profiles'."""
         desc = self._desc(name)
+        _check_profile_index(profile_index, self.num_optimization_profiles)
         if not 0 <= profile_index < self.num_optimization_profiles:
             raise EmberError(f"profile index {profile_index} out of range; the engine has "
                              f"{self.num_optimization_profiles} profile(s)")
@@ -311,6 +319,9 @@ class Engine(ContextManaged):
     def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,
                  **named: np.ndarray) -> dict[str, np.ndarray]:
         """Run on this engine's own context (made once: each context holds device memory)."""
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise InputError(f"an engine is called with a dict of input name -> array (or "
+                             f"keyword arguments), not {type(inputs).__name__}")
         with self._lock:
             if self._default_context is None:
                 self._default_context = self.create_execution_context()
@@ -343,6 +354,22 @@ def _pick_device(device: str, manifest: Mapping, allow_rejit: bool = False,
                 return "cpu"
             return "cuda"
     return "cpu"
+
+
+def _check_memory(engine: Engine) -> None:
+    """A context's arena and workspace must fit the device's memory (the host's on the CPU)."""
+    if engine.device == "cuda":
+        from ember.runtime.cuda import default_device
+
+        limit, what = default_device().total_memory, "GPU"
+    else:
+        limit, what = host_memory_bytes(), "host"
+    check_memory(engine.arena_bytes, engine.workspace_bytes, limit, what)
+
+
+def _check_profile_index(index: Any, count: int) -> None:
+    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+        raise EmberError(f"a profile index is an integer in [0, {count}), not {index!r}")
 
 
 # TensorRT context attributes ember does not have, and why (setting one is an error naming it)
@@ -417,6 +444,9 @@ class ExecutionContext(ContextManaged):
 
     def _check_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         engine = self.engine
+        if not isinstance(inputs, Mapping):
+            raise InputError(f"execute takes a dict of input name -> array, not "
+                             f"{type(inputs).__name__}")
         unknown = [n for n in inputs if n not in engine.tensors or not engine.tensors[n].is_input]
         if unknown:
             raise InputError(f"unknown input(s) {', '.join(map(repr, unknown))}; expected "
@@ -471,7 +501,7 @@ class ExecutionContext(ContextManaged):
         desc = self.engine._desc(name)
         if not desc.is_input:
             raise InputError(f"'{name}' is an output; set_input_shape takes inputs")
-        shape = tuple(int(d) for d in shape)
+        shape = int_dims(shape, f"set_input_shape('{name}')", InputError)
         trial = {**self._input_shapes, name: shape}
         try:  # this input alone now; all of them together (one value per symbol) once all set
             self._bind_partial(name, desc.spec, shape)
@@ -523,6 +553,7 @@ class ExecutionContext(ContextManaged):
         serve every profile; nothing is enqueued on the stream). As in TensorRT, input shapes
         already set that the profile cannot take give False (the reason logged as an ERROR) and
         keep the active profile; an index out of range is an error."""
+        _check_profile_index(profile_index, self.engine.num_optimization_profiles)
         if not 0 <= profile_index < self.engine.num_optimization_profiles:
             raise EmberError(f"profile index {profile_index} out of range; the engine has "
                              f"{self.engine.num_optimization_profiles} profile(s)")
@@ -585,6 +616,9 @@ class ExecutionContext(ContextManaged):
         """Run to completion on the addresses `bindings` (one per I/O tensor, in
         `engine.get_tensor_name` order), as TensorRT's synchronous execute_v2."""
         names = list(self.engine.tensors)
+        if not isinstance(bindings, Sequence):
+            raise EmberError(f"execute_v2 takes a list of addresses, one per I/O tensor "
+                             f"({', '.join(names)}), not {type(bindings).__name__}")
         if len(bindings) != len(names):
             raise EmberError(f"execute_v2: {len(bindings)} binding(s) for the engine's "
                              f"{len(names)} I/O tensors ({', '.join(names)})")
@@ -708,10 +742,20 @@ class Runtime(ContextManaged):
     def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
         """An Engine from plan bytes (IHostMemory, bytes, a buffer). A bad plan is a PlanError
         (TensorRT returns None), logged as an ERROR first."""
-        return self._engine(lambda: read_plan(bytes(plan)))
+        def read() -> Plan:
+            try:
+                data = bytes(plan) if not isinstance(plan, str) else None
+            except TypeError:
+                data = None
+            if data is None:
+                raise PlanError(f"deserialize_cuda_engine takes the plan's bytes (or a buffer), "
+                                f"not {type(plan).__name__}; Runtime.load takes a path")
+            return read_plan(data)
+
+        return self._engine(read)
 
     def load(self, path: str | os.PathLike) -> Engine:
-        """An Engine from a plan file (memory-mapped)."""
+        """An Engine from a plan file (read into memory and verified once)."""
         return self._engine(lambda: read_plan(path))
 
     def _engine(self, read) -> Engine:

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ember.errors import EmberError
+from ember.runtime.printable import printable
 from ember.runtime.trt_types import Numbered
 
 
@@ -82,7 +83,7 @@ class Logger(ILogger):
 
     def log(self, severity: Severity, msg: str) -> None:
         if severity <= self._min_severity:
-            print(f"[ember] [{_LETTER[severity]}] {msg}", file=sys.stderr)
+            print(f"[ember] [{_LETTER[severity]}] {printable(msg)}", file=sys.stderr)
 
 
 def check_logger(logger: Any, where: str) -> ILogger:

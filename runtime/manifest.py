@@ -5,6 +5,7 @@ manifest gets a PlanError naming what is wrong, never a KeyError, an out-of-boun
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -195,4 +196,93 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
                 raise PlanError(f"manifest: step {s['name']!r} writes buffer #{j}, which is "
                                 f"not an activation")
         steps.append(decode(s))
+    check_bindings(buffers, steps, [t["buffer"] for t in manifest["outputs"]])
     return buffers, steps
+
+
+def _root(buffers: list[dict], index: int) -> int:
+    """The buffer whose bytes buffer `index` sees (views are of earlier buffers: it ends)."""
+    while buffers[index]["kind"] == "view":
+        index = buffers[index]["base"]
+    return index
+
+
+def _check_operands(step: Mapping[str, Any], buffers: list[dict], side: str,
+                    shapes: Any, dtypes: Any, out_dtype: Any = None) -> None:
+    """A step's `in`/`out` shapes and dtypes (its params') against the buffers it binds."""
+    what = f"manifest: step {step['name']!r}"
+    ids = step["inputs" if side == "in" else "outputs"]
+    if not (isinstance(shapes, list) and isinstance(dtypes, list)
+            and len(shapes) == len(dtypes) == len(ids)):
+        raise PlanError(f"{what} binds {len(ids)} {side}put buffer(s), but its params describe "
+                        f"{len(shapes) if isinstance(shapes, list) else 'no'} {side}put(s)")
+    for k, (shape, dtype, j) in enumerate(zip(shapes, dtypes, ids, strict=True)):
+        b = buffers[j]
+        if out_dtype is not None:  # an epilogue's cast: the kernel writes that type
+            dtype = out_dtype
+        if not isinstance(shape, list) or len(shape) != len(b["shape"]) or any(
+                d is not None and d != e for d, e in zip(shape, b["shape"], strict=True)):
+            raise PlanError(f"{what}: {side}put #{k} has shape {shape!r}, but it is bound to "
+                            f"buffer #{j} of shape {b['shape']}")
+        if dtype != b["dtype"]:
+            raise PlanError(f"{what}: {side}put #{k} is {dtype!r}, but it is bound to buffer "
+                            f"#{j} of {b['dtype']}")
+
+
+def check_bindings(buffers: list[dict], steps: list[dict], outputs: list[int]) -> None:
+    """Each step's buffers agree with its params (count, shape, dtype: an epilogue's extra
+    inputs and output cast included), and no step (nor a graph output, `outputs`) reads an
+    activation before a step wrote it: so a hostile plan cannot make a kernel read or write
+    past a buffer, or read stale bytes."""
+    written: set[int] = set()
+    for step in steps:
+        params = step["params"]
+        if not isinstance(params, dict):  # {"float": ...} decodes to a number
+            raise PlanError(f"manifest: step {step['name']!r} has malformed params")
+        epilogue = params.get("epilogue")
+        extra_shapes: Any = []
+        extra_dtypes: Any = []
+        out_dtype = None
+        if epilogue is not None:
+            if not isinstance(epilogue, dict):
+                raise PlanError(f"manifest: step {step['name']!r} has a malformed epilogue")
+            extra_shapes = epilogue.get("in_shapes", [])
+            extra_dtypes = epilogue.get("in_dtypes", [])
+            out_dtype = epilogue.get("out_dtype")
+            if not (isinstance(extra_shapes, list) and isinstance(extra_dtypes, list)):
+                raise PlanError(f"manifest: step {step['name']!r}'s epilogue has malformed "
+                                "in_shapes or in_dtypes")
+        shapes, dtypes = params.get("in_shapes"), params.get("in_dtypes")
+        if isinstance(shapes, list) and isinstance(dtypes, list):
+            shapes, dtypes = shapes + extra_shapes, dtypes + extra_dtypes
+        _check_operands(step, buffers, "in", shapes, dtypes)
+        _check_operands(step, buffers, "out", params.get("out_shapes"),
+                        params.get("out_dtypes"), out_dtype)
+        for j in step["inputs"]:
+            root = _root(buffers, j)
+            if buffers[root]["kind"] == "arena" and root not in written:
+                raise PlanError(f"manifest: step {step['name']!r} reads buffer #{j} before any "
+                                "step writes it")
+        written.update(step["outputs"])
+    for j in outputs:
+        root = _root(buffers, j)
+        if buffers[root]["kind"] == "arena" and root not in written:
+            raise PlanError(f"manifest: graph output buffer #{j} is never written")
+
+
+def host_memory_bytes() -> int:
+    """The machine's physical memory (the CPU executor's bound on a plan's arena)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): a terabyte
+        return 1 << 40
+
+
+def check_memory(arena_bytes: int, workspace_bytes: int, limit: int, device: str) -> None:
+    """An execution context allocates the arena and the workspace: refuse a plan that asks for
+    more than the device has (a hostile `arena_bytes` would otherwise be a MemoryError or an
+    allocation failure deep in a context)."""
+    if arena_bytes + workspace_bytes > limit:
+        raise PlanError(f"manifest: a context of this plan needs {arena_bytes} bytes of arena "
+                        f"and {workspace_bytes} of workspace, more than the {device}'s "
+                        f"{limit} bytes of memory")

@@ -1,5 +1,5 @@
 """The plan file container: a fixed header, a JSON manifest, 256-byte-aligned binary sections and a
-SHA-256 trailer. The compiler writes it with `write_plan`; the runtime maps it with `read_plan`.
+SHA-256 trailer. The compiler writes it with `write_plan`; the runtime reads it with `read_plan`.
 This layer treats the manifest as opaque data except for the `sections` table it maintains, and
 never evaluates, unpickles or imports anything a plan names: a plan is data.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import mmap
 import operator
 import os
 import secrets
@@ -47,6 +46,7 @@ _HEADER = struct.Struct("<8sHH32sQQI")
 HEADER_SIZE = _HEADER.size  # 64
 _VERSION_FIELD = 32
 _MAX_NDIM = 64
+MAX_DEPTH = 32  # the manifest's JSON nesting; ember writes 8 levels
 
 SectionData = bytes | bytearray | memoryview | np.ndarray
 
@@ -196,12 +196,11 @@ def write_plan(
 
 
 class Plan:
-    """A validated plan: its manifest and read-only, zero-copy views of its sections."""
+    """A validated plan: its manifest and read-only views of its sections (no copies)."""
 
     def __init__(
         self,
         view: memoryview,
-        mapping: mmap.mmap | None,
         where: str,
         format_version: int,
         ember_version: str,
@@ -209,7 +208,6 @@ class Plan:
         table: dict[str, tuple[int, int]],
     ) -> None:
         self._view: memoryview | None = view
-        self._mapping = mapping
         self._where = where
         self._table = table
         self.format_version = format_version
@@ -278,17 +276,14 @@ class Plan:
         return array
 
     def close(self) -> None:
-        """Release the plan's memory; the mapping goes once no returned view still uses it."""
+        """Release the plan's memory; it goes once no returned section or array still uses it."""
         if self._view is None:
             return
-        view, mapping = self._view, self._mapping
-        self._view = self._mapping = None
+        view, self._view = self._view, None
         try:
             view.release()
-            if mapping is not None:
-                mapping.close()
         except BufferError:
-            pass  # sections or arrays handed out still point into it; it is unmapped after them
+            pass  # sections or arrays handed out still point into it; it is freed after them
 
     def __enter__(self) -> Plan:
         return self
@@ -317,7 +312,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse(view: memoryview, where: str, mapping: mmap.mmap | None) -> Plan:
+def _parse(view: memoryview, where: str) -> Plan:
     size = view.nbytes
     if size < len(MAGIC) and MAGIC.startswith(view.tobytes()):
         raise PlanError(
@@ -374,8 +369,23 @@ def _parse(view: memoryview, where: str, mapping: mmap.mmap | None) -> Plan:
         raise PlanError(
             f"{where}: corrupt manifest: expected a JSON object, got {type(manifest).__name__}"
         )
+    _check_depth(manifest, where)
     table = _section_table(manifest, where, manifest_end, data_end)
-    return Plan(view, mapping, where, version, ember_version, manifest, table)
+    return Plan(view, where, version, ember_version, manifest, table)
+
+
+def _check_depth(manifest: dict[str, Any], where: str) -> None:
+    """Refuse a manifest nested deeper than MAX_DEPTH: whatever walks it recursively afterwards
+    (decoding, copying, symbolic substitution) stays far from Python's recursion limit."""
+    level: list[Any] = [manifest]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise PlanError(f"{where}: corrupt manifest: nested deeper than {MAX_DEPTH} levels")
+        level = [child for value in level
+                 for child in (value.values() if isinstance(value, dict) else value)
+                 if isinstance(child, dict | list)]
 
 
 def _section_table(
@@ -409,7 +419,9 @@ def _section_table(
 
 
 def read_plan(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> Plan:
-    """Validate a plan and return it; a path is memory-mapped read-only, so weights are zero-copy.
+    """Validate a plan and return it. A path is read into memory once, 256-byte aligned like the
+    file's sections, and verified there: a memory-mapped file would crash the process (SIGBUS)
+    when truncated after load, and an edit in place would reach the executors unverified.
 
     Any malformed, truncated, foreign or altered plan raises `PlanError` saying what is wrong.
     """
@@ -417,31 +429,42 @@ def read_plan(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -
         view = memoryview(source)
         if not view.c_contiguous or view.format != "B" or view.ndim != 1:
             view = memoryview(view.tobytes())
-        return _parse(view.toreadonly(), "plan <bytes>", None)
+        return _parse(view.toreadonly(), "plan <bytes>")
     if not isinstance(source, str | os.PathLike):
         raise PlanError(f"read_plan expects a path or bytes, got {type(source).__name__}")
     path = os.fspath(source)
     where = f"plan '{path}'"
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before open: a FIFO would block it
             raise PlanError(f"{where}: not a regular file")
-        if info.st_size == 0:
-            raise PlanError(f"{where}: the file is empty")
         with open(path, "rb") as f:
-            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            data = _read_file(f, where)
     except (OSError, ValueError) as e:
         raise PlanError(f"cannot read {where}: {e}") from e
-    view = memoryview(mapping)
+    return _parse(memoryview(data).toreadonly(), where)
+
+
+def _read_file(f: BinaryIO, where: str) -> np.ndarray:
+    """The whole of an open plan file, in memory whose start is SECTION_ALIGNMENT-aligned."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise PlanError(f"{where}: not a regular file")
+    if info.st_size == 0:
+        raise PlanError(f"{where}: the file is empty")
     try:
-        return _parse(view, where, mapping)
-    except BaseException:
-        try:
-            view.release()
-            mapping.close()
-        except BufferError:
-            pass  # a traceback still holds a slice; the mapping goes with it
-        raise
+        raw = np.empty(info.st_size + SECTION_ALIGNMENT, dtype=np.uint8)
+    except MemoryError:
+        raise PlanError(f"{where}: {info.st_size} bytes do not fit in memory") from None
+    start = -raw.ctypes.data % SECTION_ALIGNMENT
+    data = raw[start : start + info.st_size]
+    target = memoryview(data)
+    filled = 0
+    while filled < info.st_size:
+        n = f.readinto(target[filled:])
+        if not n:  # the file shrank while being read: what was read is checked as it is
+            return data[:filled]
+        filled += n
+    return data
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Imports: numpy and the standard library only.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -131,6 +132,22 @@ class TensorFormat(Numbered):
         """The TensorFormat of one of ember's format names ("" / "plain": LINEAR)."""
         names = {v: k for k, v in formats.ALIASES.items() if k in cls.__members__}
         return cls[names.get(fmt, "LINEAR")]
+
+
+def int_dims(value: Any, what: str, error: type[EmberError] = EmberError) -> tuple[int, ...]:
+    """A shape given to the API: a sequence of integers (Python or numpy ints, not booleans,
+    floats or strings), else `error` naming `what`."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise error(f"{what}: a shape is a sequence of integers, not {value!r}")
+    dims = []
+    for d in value:
+        if isinstance(d, bool | np.bool_):
+            raise error(f"{what}: dims are integers, not {d!r} in {value!r}")
+        try:
+            dims.append(operator.index(d))
+        except TypeError:
+            raise error(f"{what}: dims are integers, not {d!r} in {value!r}") from None
+    return tuple(dims)
 
 
 class Dims(tuple):

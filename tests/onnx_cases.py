@@ -16,12 +16,17 @@ from ember.dialects import ember_context
 from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
 
 
-def single_node_model(op_type: str, inputs: dict[str, np.ndarray], outputs: Sequence[str] = ("y",),
-                      *, initializers: dict[str, np.ndarray] | None = None, opset: int = 21,
+def single_node_model(op_type: str, inputs: dict[str, np.ndarray],
+                      outputs: Sequence[str] | None = None, *,
+                      initializers: dict[str, np.ndarray] | None = None, opset: int = 21,
                       **attrs) -> onnx.ModelProto:
-    """A model of one node; `inputs` are graph inputs, `initializers` are weights."""
+    """A model of one node; `inputs` are graph inputs, `initializers` are weights. The output
+    is "y" unless an input has that name (a tensor is written once: the importer refuses a
+    node writing a graph input)."""
     initializers = initializers or {}
     names = list(inputs) + list(initializers)
+    if outputs is None:
+        outputs = ("y",) if "y" not in names else ("out",)
     node = helper.make_node(op_type, names, list(outputs), name=f"{op_type.lower()}0", **attrs)
     graph = helper.make_graph(
         [node], "g",

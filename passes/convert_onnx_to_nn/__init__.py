@@ -59,6 +59,10 @@ class ConvertOnnxToNN(ModulePass):
                 except EmberError as e:
                     problems.append(str(e) if str(e).startswith("node '") else
                                     f"{_describe(op)}: {e}")
+                except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:
+                    # a malformed node (attribute values, constant inputs) that numpy or a
+                    # legalizer trips over: reported with the node, as its other problems are
+                    problems.append(f"{_describe(op)}: malformed: {type(e).__name__}: {e}")
         if problems:
             raise UnsupportedError(
                 f"{len(problems)} node(s) cannot be legalized:\n  - " + "\n  - ".join(problems))

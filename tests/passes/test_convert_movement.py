@@ -20,7 +20,7 @@ IMG = rng.standard_normal((1, 2, 4, 6)).astype(np.float32)
 I64 = np.int64
 
 
-def check(op_type, inputs, initializers=None, outputs=("y",), opset=21, rtol=1e-5, **attrs):
+def check(op_type, inputs, initializers=None, outputs=None, opset=21, rtol=1e-5, **attrs):
     model = single_node_model(op_type, inputs, outputs, initializers=initializers, opset=opset,
                               **attrs)
     check_against_reference(model, inputs, rtol=rtol)

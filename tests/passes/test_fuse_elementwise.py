@@ -51,6 +51,17 @@ CASES = {
                      ("Abs", ["row"], "ar", {}), ("Mul", ["e", "ar"], "z", {})],
                     {"x": X, "row": ROW}, ["y", "z"]),
              {"x": X, "row": ROW}, 3),
+    # the consumer reads w before the producer, which reads (x, w): the fused kernel's inputs
+    # are (w, x), the reverse of the producer's own argument order
+    "reordered": (_model([("Sub", ["x", "w"], "d", {}), ("Div", ["w", "d"], "y", {})],
+                         {"x": X, "w": X + 3.0}, ["y"]),
+                  {"x": X, "w": X + 3.0}, 1),
+    # two fusible producers of one consumer, each a chain, sharing an input: one kernel
+    "two_producers": (_model([("Relu", ["x"], "r", {}), ("Exp", ["r"], "e", {}),
+                              ("Neg", ["w"], "n", {}), ("Mul", ["n", "x"], "m", {}),
+                              ("Add", ["e", "m"], "y", {})],
+                             {"x": X, "w": X * 0.5}, ["y"]),
+                      {"x": X, "w": X * 0.5}, 1),
     # a non-elementwise op splits a chain in two
     "softmax_between": (_model([("LeakyRelu", ["x"], "l", {"alpha": 0.1}),
                                 ("Softmax", ["l"], "s", {"axis": -1}),
@@ -88,6 +99,9 @@ def test_fused_origin_names_every_node():
     assert step["origin"] == ["r", "a", "s", "m", "y"]
     assert [op["fn"] for op in step["params"]["region"]["ops"]] == [
         "relu", "add", "sigmoid", "mul", "sub"]
+    model, _, _ = CASES["two_producers"]
+    (step,) = build_model(model)[0]["steps"]
+    assert step["origin"] == ["r", "e", "n", "m", "y"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper as h
 from xdsl.dialects import func
@@ -137,6 +139,89 @@ def test_arena_conflicts_names_a_planted_overlap():
     assert arena_conflicts(intervals, {**offsets, 2: 1536}, total) == [
         "buffer 2 at [1536, 2536) is misaligned or past the arena's 2048 bytes",
         "buffers 1 (steps 1-3) and 2 (steps 3-4) are live together and share bytes [1536, 2024)"]
+
+
+def _first_fit_reference(intervals: list[Interval]) -> tuple[dict[int, int], int]:
+    """plan_arena as first written (each buffer against every placed one: n^2)."""
+    placed: list[tuple[int, int, Interval]] = []
+    offsets: dict[int, int] = {}
+    for iv in sorted(intervals, key=lambda i: (-i.nbytes, i.start, i.key)):
+        size = (max(iv.nbytes, 1) + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        live = sorted((o, s) for o, s, other in placed
+                      if not (other.end < iv.start or iv.end < other.start))
+        offset = 0
+        for o, s in live:
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        offsets[iv.key] = offset
+        placed.append((offset, size, iv))
+    return offsets, max((o + s for o, s, _ in placed), default=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 8), st.integers(0, 3000)),
+                max_size=40))
+def test_plan_arena_is_the_first_fit_it_replaced(spans):
+    """The sorted-lifetime search finds the same live buffers, so the same offsets, as the
+    quadratic scan (plans stay byte-identical)."""
+    intervals = [Interval(k, start, start + length, nbytes)
+                 for k, (start, length, nbytes) in enumerate(spans)]
+    offsets, total = plan_arena(intervals)
+    assert (offsets, total) == _first_fit_reference(intervals)
+    assert arena_conflicts(intervals, offsets, total) == []
+
+
+def _conflicts_reference(intervals, offsets, arena_bytes) -> list[str]:
+    """arena_conflicts as first written (every pair of byte ranges compared)."""
+    problems, spans = [], []
+    for iv in intervals:
+        offset = offsets.get(iv.key)
+        if offset is None:
+            problems.append(f"buffer {iv.key} has no offset")
+            continue
+        if offset % ALIGNMENT or offset + iv.nbytes > arena_bytes:
+            problems.append(f"buffer {iv.key} at [{offset}, {offset + iv.nbytes}) is misaligned "
+                            f"or past the arena's {arena_bytes} bytes")
+        spans.append((offset, offset + max(iv.nbytes, 1), iv))
+    spans.sort(key=lambda s: s[0])
+    for i, (lo, hi, iv) in enumerate(spans):
+        for lo2, hi2, other in spans[i + 1:]:
+            if lo2 >= hi:
+                break
+            if not (other.end < iv.start or iv.end < other.start):
+                problems.append(f"buffers {iv.key} (steps {iv.start}-{iv.end}) and {other.key} "
+                                f"(steps {other.start}-{other.end}) are live together and share "
+                                f"bytes [{max(lo, lo2)}, {min(hi, hi2)})")
+    return problems
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 5), st.integers(0, 700),
+                          st.none() | st.integers(0, 12)), max_size=30))
+def test_arena_conflicts_reports_what_it_reported_before(spans):
+    """Planted offsets (missing, misaligned, overlapping): the same problems, in the same order,
+    as the pairwise scan it replaced."""
+    intervals = [Interval(k, start, start + length, nbytes)
+                 for k, (start, length, nbytes, _) in enumerate(spans)]
+    offsets = {k: slot * 128 for k, (*_, slot) in enumerate(spans) if slot is not None}
+    assert arena_conflicts(intervals, offsets, 1024) == _conflicts_reference(intervals, offsets,
+                                                                             1024)
+
+
+def test_plan_arena_of_a_long_chain_is_fast():
+    """20000 short lifetimes (a chain of kernels): no scan of every placed buffer for each."""
+    import time
+
+    intervals = [Interval(k, k, k + 1, 4096) for k in range(20000)]
+    start = time.perf_counter()
+    offsets, total = plan_arena(intervals)
+    assert time.perf_counter() - start < 1.5  # 0.1 s here; the n^2 scan took 4 s
+    assert total == 2 * 4096 and arena_conflicts(intervals, offsets, total) == []
+    start = time.perf_counter()
+    assert arena_conflicts(intervals, {k: 0 for k in offsets}, total)  # all share bytes
+    assert arena_conflicts(intervals, offsets, total) == []
+    assert time.perf_counter() - start < 3.0  # 0.3 s here; the pairwise scan is n^2 in both
 
 
 def _small_model() -> onnx.ModelProto:

@@ -12,6 +12,8 @@ from onnx import numpy_helper
 from ember.compiler.builder import build_model
 from ember.errors import PlanError
 from ember.runtime.engine import Runtime
+from ember.runtime.logger import Logger, Severity
+from ember.runtime.manifest import check_memory, host_memory_bytes
 from ember.runtime.plan import plan_bytes
 
 
@@ -25,6 +27,7 @@ def _plan():
 
 
 MANIFEST, SECTIONS = _plan()
+SILENT = Logger(Severity.INTERNAL_ERROR)  # the errors are asserted, not printed
 
 
 def _set(path, value):
@@ -37,6 +40,13 @@ def _set(path, value):
         else:
             node[path[-1]] = value
     return edit
+
+
+def _deep(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 MUTATIONS = {
@@ -57,6 +67,21 @@ MUTATIONS = {
     "negative arena": _set(["arena_bytes"], -1),
     "bad float": _set(["steps", 0, "params", "x"], {"float": 3}),
     "input bound elsewhere": _set(["inputs", 0, "buffer"], 3),
+    # step params against the buffers a step binds
+    "params decoding to a number": _set(["steps", 0, "params"], {"float": "1"}),
+    "output shape other than its buffer's": _set(["steps", 0, "params", "out_shapes"], [[2, 2]]),
+    "input shape other than its buffer's": _set(["steps", 1, "params", "in_shapes"], [[4, 2]]),
+    "input dtype other than its buffer's": _set(["steps", 0, "params", "in_dtypes"],
+                                                ["float16", "float32"]),
+    "an output more than the params describe": _set(["steps", 0, "outputs"], [2, 3]),
+    "an input fewer than the params describe": _set(["steps", 0, "inputs"], [0]),
+    "params without out_shapes": _set(["steps", 1, "params", "out_shapes"], KeyError),
+    "epilogue not an object": _set(["steps", 0, "params", "epilogue"], [1]),
+    "reading an activation before it is written": _set(["steps", 1, "inputs"], [3]),
+    "a graph output never written": _set(["steps"], [MANIFEST["steps"][0]]),
+    # what the loader must bound
+    "params nested past the decoder's depth": _set(["steps", 0, "params", "x"], _deep(200)),
+    "an arena larger than the host's memory": _set(["arena_bytes"], 1 << 62),
 }
 
 
@@ -72,4 +97,12 @@ def test_malformed_manifest_is_a_plan_error(name):
     manifest.pop("sections", None)
     MUTATIONS[name](manifest)
     with pytest.raises(PlanError):
-        Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, SECTIONS))
+        Runtime(SILENT, device="cpu").deserialize_cuda_engine(plan_bytes(manifest, SECTIONS))
+
+
+def test_check_memory_bounds_arena_and_workspace_together():
+    check_memory(1 << 20, 1 << 20, 1 << 21, "GPU")
+    with pytest.raises(PlanError, match="1048576 bytes of arena and 1048577 of workspace, more "
+                                        "than the GPU's 2097152"):
+        check_memory(1 << 20, (1 << 20) + 1, 1 << 21, "GPU")
+    assert host_memory_bytes() > 1 << 20

@@ -144,13 +144,13 @@ def test_round_trip_from_str_path_and_bytearray(plan_path):
         assert plan.section("ptx").readonly
 
 
-def test_file_sections_are_zero_copy_views_of_the_mapping(plan_path):
+def test_file_sections_are_aligned_views_of_the_loaded_copy(plan_path):
     with read_plan(plan_path) as plan:
         weights = plan.array("weights", 0, np.float32, (2, 3, 4))
         offset = plan.manifest["sections"]["weights"]["offset"]
-        # The array lives in the mapped file: its address is 256-aligned like its file offset.
+        # The array is a view of the plan read into memory, 256-aligned like its file offset.
         assert weights.ctypes.data % SECTION_ALIGNMENT == 0
-        assert weights.base is not None
+        assert weights.base is not None and not weights.flags.writeable
         assert offset % SECTION_ALIGNMENT == 0
 
 
@@ -565,3 +565,62 @@ def test_reading_a_plan_imports_no_compiler(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     assert os.path.exists(path)
+
+
+# --------------------------------------------------------------------------------------------
+# A loaded plan does not depend on its file
+
+
+_AFTER_LOAD = """
+import sys
+import numpy as np
+from ember.errors import PlanError
+from ember.runtime.engine import Runtime
+
+path = sys.argv[1]
+engine = Runtime("cpu").load(path)
+x = np.linspace(-1, 1, 32, dtype=np.float32).reshape(4, 8)
+first = engine(x=x)["y"]
+size = len(open(path, "rb").read())
+with open(path, "r+b") as f:  # overwrite in place: every byte after the header
+    f.seek(64)
+    f.write(bytes([0x5A]) * (size - 64))
+edited = engine(x=x)["y"]
+with open(path, "r+b") as f:
+    f.truncate(100)
+truncated = engine(x=x)["y"]
+try:
+    Runtime("cpu").load(path)
+except PlanError as e:
+    reload = str(e)
+print("same" if np.array_equal(first, edited) and np.array_equal(first, truncated) else "CHANGED")
+print(reload)
+"""
+
+
+def test_a_loaded_plan_survives_its_file_being_overwritten_and_truncated(tmp_path):
+    """The runtime reads a plan into memory and verifies that copy: editing or truncating the
+    file afterwards changes nothing the engine computes (a memory-mapped plan died of SIGBUS
+    here), and loading the damaged file again is a PlanError. In a subprocess: a SIGBUS would
+    kill pytest."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ember.compiler.builder import build_model
+
+    w = np.arange(64, dtype=np.float32).reshape(8, 8) / 64
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    manifest, sections = build_model(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]))
+    path = tmp_path / "m.plan"
+    write_plan(path, manifest, sections)
+    result = subprocess.run([sys.executable, "-c", _AFTER_LOAD, str(path)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ})
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    lines = result.stdout.splitlines()
+    assert lines[0] == "same"
+    assert "truncated" in lines[1], lines
