@@ -327,6 +327,8 @@ _DESCRIPTORS = [
               packable=_reduce_packable),
     _template("arg_reduce", {"fn": req(STR, ("max", "min")), "axis": req(INT),
                              "keepdims": req(BOOL), "select_last_index": req(BOOL)}),
+    _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
+              cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},
               layout=Layout.PHYSICAL, nhwc=_nhwc_axis),
     _template("pool", {"fn": req(STR, ("max", "avg", "lp")), "kernel": req(INTS),

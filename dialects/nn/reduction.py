@@ -3,6 +3,8 @@ norm, LRN and N-d pooling. Layouts are ONNX's: channels on dim 1, spatial dims a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Attribute
 from xdsl.irdl import (
@@ -16,7 +18,7 @@ from xdsl.irdl import (
 )
 from xdsl.traits import Pure
 
-from ember.dialects.nn.base import NNOp, like
+from ember.dialects.nn.base import NNOp, like, normalize_axis
 from ember.dialects.tensor_types import UNKNOWN, Dim, Shape, shape_of
 from ember.errors import ShapeError
 from ember.runtime.cpu_kernels.reduction import REDUCE_FUNCTIONS, pool_output_dim
@@ -301,4 +303,43 @@ class PoolOp(NNOp):
         return [like(self.input, [shape[0], shape[1], *out])]
 
 
-OPS = [ReduceOp, ArgReduceOp, SoftmaxOp, BatchNormOp, LayerNormOp, GroupNormOp, LRNOp, PoolOp]
+@irdl_op_definition
+class TopKOp(NNOp):
+    """The `k` largest (`largest`, else smallest) values along `axis` and their indices (i64),
+    in order (equal values: the lower index first), as ONNX TopK with sorted=1; `k` a property
+    or the run-time scalar operand `dyn_k` (its result dims then come from the declared
+    result types)."""
+
+    name = "nn.topk"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_k",)
+    input = operand_def()
+    dyn_k = opt_operand_def()
+    k = opt_prop_def(IntegerAttr)
+    axis = prop_def(IntegerAttr)
+    largest = prop_def(IntegerAttr)
+    values = result_def()
+    indices = result_def()
+    traits = traits_def(Pure())
+    assembly_format = ("$input (`k` `(` $dyn_k^ `:` type($dyn_k) `)`)? attr-dict `:` "
+                       "type($input) `->` type($values) `,` type($indices)")
+
+    def infer(self) -> list[Attribute]:
+        shape = list(self.operand_shape(0))
+        axis = normalize_axis(self.prop("axis"), len(shape), self.name)
+        if (self.k is None) == (self.dyn_k is None):
+            raise ShapeError(f"{self.name}: give k as a property or an operand (one of them)")
+        if self.k is not None:
+            k = self.prop("k")
+            if isinstance(shape[axis], int) and not 0 <= k <= shape[axis]:
+                raise ShapeError(f"{self.name}: k={k} is out of range for a dim of "
+                                 f"{shape[axis]}")
+            shape[axis] = k
+        else:
+            declared = shape_of(self.values)
+            shape[axis] = declared[axis] if declared is not None and \
+                len(declared) == len(shape) else UNKNOWN
+        return [like(self.input, shape), like(self.input, shape, element_type=i64)]
+
+
+OPS = [ReduceOp, ArgReduceOp, SoftmaxOp, BatchNormOp, LayerNormOp, GroupNormOp, LRNOp, PoolOp,
+       TopKOp]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from xdsl.dialects.builtin import i64
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx, is_float
@@ -19,6 +20,7 @@ from ember.dialects.nn.reduction import (
     PoolOp,
     ReduceOp,
     SoftmaxOp,
+    TopKOp,
 )
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of, shape_of
@@ -351,3 +353,26 @@ def lp_normalization(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     # a zero norm means x is 0 along the axis: dividing by 1 instead gives those zeros
     zero = b.binary("eq", norm, b.constant(0, like=norm))
     return [b.binary("div", x, b.value(SelectOp, [zero, b.constant(1, like=norm), norm]))]
+
+
+@legalizes("TopK")
+def topk(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """TopK (sorted=1; sorted=0 leaves the order unspecified, so sorted order serves it too);
+    before opset 10 k is an attribute, after it an input: constant, or read at run time."""
+    x = _x(op)
+    axis = normalize_axis(int(op.attr("axis", -1)), len(b.shape(x)), op.ONNX_TYPE)
+    flags = {"axis": axis, "largest": bool(op.attr("largest", 1))}
+    if op.has_attr("k"):
+        return list(b.op(TopKOp, [x], {**flags, "k": int(op.attr("k"))}, num_results=2).results)
+    k_value = op.onnx_input("K")
+    k = b.const(k_value)
+    if k is not None:
+        return list(b.op(TopKOp, [x], {**flags, "k": int(np.asarray(k).reshape(-1)[0])},
+                         num_results=2).results)
+    hints = [op.results[i].type for i in range(2)]
+    if any(shape_of(t) is None or len(shape_of(t)) != len(b.shape(x)) for t in hints):
+        raise b.unsupported("K is a run-time parameter and the result shapes are not declared")
+    new = b.op(TopKOp, [x, b.cast(k_value, element_type_from_onnx(7))], flags,
+               result_types=[like(x, shape_of(hints[0])),
+                             like(x, shape_of(hints[1]), element_type=i64)])
+    return list(new.results)

@@ -255,6 +255,25 @@ def pool(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
                        float(params.get("p", 2.0)))]
 
 
-KERNELS = {"reduce": reduce, "arg_reduce": arg_reduce, "softmax": softmax,
+
+
+def topk(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """The k largest (or smallest) along `axis`, in order, equal values by lower index (a
+    stable sort); k from params or the run-time scalar operand."""
+    x = np.asarray(inputs[0])
+    axis = normalize_axis(params["axis"], x.ndim, "nn.topk")
+    k = params.get("k") if len(inputs) == 1 else int(np.asarray(inputs[1]).reshape(-1)[0])
+    if not 0 <= k <= x.shape[axis]:
+        raise ShapeError(f"nn.topk: k={k} is out of range for a dim of {x.shape[axis]}")
+    key = x.astype(np.float64) if is_floating(x.dtype) else x
+    if params["largest"]:  # descending and stable: sort the negated keys (NaN first, as max)
+        key = -key if is_floating(x.dtype) or np.issubdtype(x.dtype, np.signedinteger) \
+            else np.iinfo(x.dtype).max - key
+    order = np.argsort(key, axis=axis, kind="stable")
+    index = np.take(order, np.arange(k), axis=axis)
+    return [np.take_along_axis(x, index, axis=axis), index.astype(np.int64)]
+
+
+KERNELS = {"topk": topk, "reduce": reduce, "arg_reduce": arg_reduce, "softmax": softmax,
            "batch_norm": batch_norm, "layer_norm": layer_norm, "group_norm": group_norm,
            "lrn": lrn, "pool": pool}
