@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_parser(sub)
     refit.add_parser(sub)
 
+    from ember.compiler import surgeon
+
+    surgeon.add_parser(sub)
+
     p = sub.add_parser("passes", help="list the passes and pipelines")
     p.set_defaults(run=_list_passes)
     return parser
