@@ -317,8 +317,10 @@ def _format(info: Mapping[str, Any], recorded: Mapping[str, Any] | None,
                 "cheaper than running either in the other's format)"}
     if recorded is None:
         return {"chosen": chosen,
-                "why": "choose-formats did not weigh formats for it (a CPU build, or it does not "
-                       "touch a 4-D activation): it runs in its operands' format"}
+                "why": "no format choice is recorded for it: choose-formats weighs formats in "
+                       "GPU builds, for kernels that touch a 4-D activation, and a kernel a later "
+                       "pass rebuilt (fuse-elementwise, fold-channel-pad) does not keep the "
+                       "record; it runs in the format its operands arrive in"}
     source = "measured on the GPU" if recorded.get("source") == "measured" else (
         "the cost model's estimates (no GPU timing)")
     costs = recorded.get("costs_us")

@@ -228,10 +228,11 @@ def add_parser(sub) -> None:
 
     e = tools.add_parser("extract", formatter_class=fmt,
                          help="the subgraph between named tensors (onnx.utils' Extractor)",
-                         epilog="example:\n  ember surgeon extract light_resnet50.onnx "
-                                "--inputs gpu_0/res2_2_sum_1 --outputs gpu_0/res3_0_branch2c_bn_0 "
-                                "-o block.onnx\n\nThe subgraph computes --outputs from --inputs; "
-                                "their shapes and types are ONNX's shape inference's.")
+                         epilog="example (two residual blocks of ONNX's light_resnet50):\n"
+                                "  ember surgeon extract light_resnet50.onnx --inputs r35 "
+                                "--outputs r57 -o block.onnx\n\nThe subgraph computes --outputs "
+                                "from --inputs; their shapes and types are ONNX's shape "
+                                "inference's.")
     e.add_argument("model", help="an ONNX model")
     e.add_argument("--inputs", required=True, metavar="NAMES",
                    help="comma-separated tensor names: the subgraph's inputs")
