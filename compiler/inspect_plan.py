@@ -349,7 +349,11 @@ def _precision(info: Mapping[str, Any], step: Mapping[str, Any],
         return {"chosen": chosen, "why": "assign-precision did not run: the model's own types"}
     low = policy.get("low") or ""
     allowed = ", ".join(filter(None, ["fp32", low, "tf32" if policy.get("tf32") else ""]))
-    if pinned:
+    origin = info.get("origin") or []
+    if origin and all(n.startswith(("cast(input:", "cast(output:")) for n in origin):
+        why = ("a cast at the network's edge: inputs and outputs keep their declared types, "
+               "layers inside run in the precision the policy gives them")
+    elif pinned:
         pins = ", ".join(f"{n}: {p}" for n, p in pinned.items())
         why = (f"pinned by a per-layer precision ({pins}; constraints "
                f"{policy.get('constraints')})")
@@ -380,18 +384,32 @@ def _tactic(info: Mapping[str, Any], step: Mapping[str, Any],
                 "why": "its template has one kernel for these parameters: no tactic to choose"
                        if kernel else "a CPU step: the numpy kernel, no tactics"}
     chosen = recorded["chosen"]
-    candidates = [c for c in recorded.get("candidates", []) if c != chosen]
-    rank = next((i for i, c in enumerate(recorded.get("candidates", [])) if c == chosen), None)
+    everyone = list(recorded.get("candidates", []))
+    times = recorded.get("times_us")
+    timed = isinstance(times, list) and len(times) == len(everyone)
+
+    def label(i: int) -> str:
+        if not timed:
+            return tactic_text(everyone[i])
+        t = times[i]
+        return tactic_text(everyone[i]) + (f" ({t:.2f} us)" if isinstance(t, int | float)
+                                           else f" ({t})")
+
+    candidates = [i for i, c in enumerate(everyone) if c != chosen]
+    rank = next((i for i, c in enumerate(everyone) if c == chosen), None)
     if recorded.get("by") == "autotune":
         why = ("the autotuner timed the candidates on the GPU and kept the fastest that "
-               "computes what the reference candidate does (per-candidate times are not "
-               "recorded by codegen/autotune.py yet)")
+               "computes what the reference candidate does" + (
+                   f": {label(rank)}" if timed and rank is not None else
+                   " (this build's autotuner did not record each candidate's time)"))
     elif rank == 0:
         why = "the cost model's best estimate among the candidates (no GPU timing in this build)"
     else:
         why = "forced by select-tactics' options (tile / sms)"
     out: dict[str, Any] = {"chosen": tactic_text(chosen), "why": why,
-                           "beat": [tactic_text(c) for c in candidates]}
+                           "beat": [label(i) for i in candidates]}
+    if timed:
+        out["times_us"] = {tactic_text(c): t for c, t in zip(everyone, times, strict=True)}
     if rank is not None and recorded.get("by") != "autotune":
         out["rank"] = rank + 1
     return out

@@ -24,6 +24,10 @@ from ember.passes.assign_precision import POLICY_ATTR
 from ember.passes.format_choice import FORMAT_ATTR, FORMAT_COSTS_ATTR, SUMMARY_ATTR
 
 SECTION = "explain"
+# the autotuner's time of each of `tactic_candidates` (microseconds, in their order; a string
+# where a candidate failed or was rejected): the hook for select-tactics to record them once
+# codegen/autotune.py's Tuning reports them (today it reports the winner only)
+TIMES_ATTR = "tactic_times_us"
 VERSION = 1
 
 
@@ -47,6 +51,9 @@ def _step_reasons(op: Operation, summary: dict[str, Any] | None,
         candidates = op.attributes.get(CANDIDATES_ATTR)
         if candidates is not None:
             entry["candidates"] = attribute_value(candidates)
+        times = op.attributes.get(TIMES_ATTR)
+        if times is not None:  # each candidate's time (us; None: failed or rejected)
+            entry["times_us"] = attribute_value(times)
         reasons["tactic"] = entry
     pinned = {n: pins[n] for n in origin_of(op) if n in pins}
     if pinned:

@@ -70,6 +70,9 @@ def test_explain_precision_pin_and_policy(cnn_plan):
     assert fc["why"].endswith("allowed: fp32, fp16")  # (no TF32: precision_config's default)
     conv = report.explain("conv_2")["precision"]
     assert conv["chosen"] == "fp16" and "the build allowed fp16" in conv["why"]
+    edge = report.explain("elementwise_0")  # cast(input:x): FP32 input to the FP16 conv
+    assert edge["origin"] == ["cast(input:x)"]
+    assert edge["precision"]["why"].startswith("a cast at the network's edge")
 
 
 def test_explain_fusion(cnn_plan):
@@ -159,3 +162,26 @@ def test_inspect_plan_as_a_user_runs_it(cnn_plan):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"layer {MATMUL} matmul_6 (matmul), ONNX nodes: fc")
     assert "\n  beat: " in done.stdout
+
+
+def test_explain_shows_measured_tactic_times():
+    """An autotuned kernel's candidates with the times the autotuner measured (the section as
+    select-tactics' `tactic_times_us` fills it; no GPU here, so the section is written by hand)."""
+    config = precision_config(BuilderConfig(target_arch="sm_90"), fp16=True,
+                              layer_precisions="fc:fp32")
+    manifest, sections = build_model(small_cnn(), config)
+    reasons = json.loads(sections["explain"])
+    tactic = reasons["steps"][MATMUL]["tactic"]
+    n = len(tactic["candidates"])
+    tactic["by"] = "autotune"
+    tactic["chosen"] = tactic["candidates"][1]  # the GPU disagreed with the cost model
+    tactic["times_us"] = [5.0, 3.25, *(["rejected"] if n > 2 else []), *[9.0] * (n - 3)]
+    plan = plan_bytes(manifest, {**sections, "explain": json.dumps(reasons).encode()})
+    from ember.runtime.inspector import tactic_text
+
+    e = PlanReport(plan).explain(MATMUL)["tactic"]
+    first, second = (tactic_text(t) for t in tactic["candidates"][:2])
+    assert e["why"].endswith(f"kept the fastest that computes what the reference candidate "
+                             f"does: {second} (3.25 us)")
+    assert e["beat"][0] == f"{first} (5.00 us)" and e["beat"][1].endswith("(rejected)")
+    assert "rank" not in e and e["times_us"][second] == 3.25
