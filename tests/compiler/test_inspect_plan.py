@@ -185,3 +185,30 @@ def test_explain_shows_measured_tactic_times():
                              f"does: {second} (3.25 us)")
     assert e["beat"][0] == f"{first} (5.00 us)" and e["beat"][1].endswith("(rejected)")
     assert "rank" not in e and e["times_us"][second] == 3.25
+
+
+@pytest.mark.cuda
+def test_explain_an_autotuned_tactic_on_the_gpu(tmp_path, monkeypatch):
+    """On a GPU, an autotuned build's matmul says the autotuner chose its tactic, among the
+    candidates select-tactics listed."""
+    from ember.runtime.cuda import cuda_available, gpu_arch
+
+    if not cuda_available():
+        pytest.skip("no CUDA GPU visible")
+    from onnx import TensorProto, helper, numpy_helper
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    import numpy as np
+
+    w = numpy_helper.from_array(np.ones((768, 1024), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [512, 768])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    manifest, sections = build_model(model, BuilderConfig(target_arch=gpu_arch(), autotune=True))
+    report = PlanReport(plan_bytes(manifest, sections))
+    e = report.explain("mm")["tactic"]
+    assert "the autotuner timed the candidates on the GPU" in e["why"]
+    recorded = json.loads(sections["explain"])["steps"][report.find("mm")]["tactic"]
+    assert recorded["by"] == "autotune" and recorded["chosen"] in recorded["candidates"]
