@@ -3,15 +3,18 @@
 After this pass every `kernel.launch` of a template with tactic choices (conv, matmul: tile and
 split-K) and static shapes carries `tactic = {splits = ..., tile = [...]}`, the cost model's
 choice (the template's best-estimated candidate, what codegen would pick by itself), and codegen
-emits exactly that tactic. Steps with symbolic sizes are left to codegen, which picks theirs at
-the profile's opt shapes (and tunes small-shape variants).
+emits exactly that tactic; where there were several, `tactic_candidates` lists them (best
+estimated first: what the choice beat, for `ember inspect --explain`). Steps with symbolic
+sizes are left to codegen, which picks theirs at the profile's opt shapes (and tunes small-shape
+variants).
 
 With `autotune` (a build for the GPU present) the candidates of every conv/matmul are then
 timed on that GPU (`codegen/autotune.py`, with its timing cache) and the fastest replaces the
 cost model's `tactic`; a symbolic kernel gets the tactic timed at the profile's opt shapes and
 `small_tactics` ("N,S" -> tactic) for its small-shape variants, timed at those symbols' min
 (the profile's ranges: the module's `ember.symbols`). The counts (kernels tuned, timed, answered
-from the cache, failed, rejected) are the module's `ember.autotune`, which the plan reports.
+from the cache, failed, rejected) are the module's `ember.autotune`, which the plan reports; a
+kernel whose tactic the timing chose carries `tactic_chosen_by = "autotune"`.
 
 Options: `arch`, the build's target; `sms`, the multiprocessors the FP32 tiles' cost model fills
 (`gemm_tiles.SM_COUNT` unless given); `tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from ember.codegen.kernel_step import json_value, kernel_step
@@ -102,6 +105,8 @@ class SelectTactics(ModulePass):
                 op.properties["tactic"] = to_attribute(_forced(op, forced, params, options))
             elif options:
                 op.properties["tactic"] = to_attribute(options[0])
+            if len(options) > 1:  # what the choice beat, for `ember inspect --explain`
+                op.attributes[CANDIDATES_ATTR] = to_attribute(options)
         if self.autotune:
             _autotune(module, self.arch)
 
@@ -113,6 +118,10 @@ class SelectTactics(ModulePass):
 
 
 AUTOTUNE_COUNTS = "ember.autotune"  # module attribute: the autotuner's counts, for the plan
+# kernel op attributes for `ember inspect --explain`: the candidates the choice was made among
+# (the cost model's order, its choice first), and "autotune" where the GPU's timing chose
+CANDIDATES_ATTR = "tactic_candidates"
+CHOSEN_BY_ATTR = "tactic_chosen_by"
 
 
 def _autotune(module: ModuleOp, arch: str) -> None:
@@ -138,6 +147,7 @@ def _autotune(module: ModuleOp, arch: str) -> None:
     for index, slot, tactic in tuning.choices:
         if slot == ("tactic",):
             kernels[index].properties["tactic"] = to_attribute(tactic)
+            kernels[index].attributes[CHOSEN_BY_ATTR] = StringAttr("autotune")
         else:
             small.setdefault(index, {})[slot[1]] = tactic
     for index, tactics in small.items():

@@ -79,14 +79,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from ember.compiler.commands import inspect
-
-    inspect(args.model, format=args.format, layer=args.layer, arch=args.arch,
-            **_precision(args))
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from ember.compiler.demo import demo
 
@@ -221,22 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plugin_flags(p)
     p.set_defaults(run=_run)
 
-    p = sub.add_parser("inspect", help="print a plan's layers: template, ONNX nodes, formats, "
-                       "precision, device, CUDA launch",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="examples:\n  ember inspect model.plan\n"
-                              "  ember inspect model.plan --format json --layer 3\n"
-                              "  ember inspect model.onnx --arch sm_90")
-    p.add_argument("model", help="a plan file, or an ONNX model to build first")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="a table ending with `kernels: N` (text), or JSON (TensorRT's "
-                        "LayerInformationFormat)")
-    p.add_argument("--layer", type=int, metavar="INDEX", help="only this layer (step)")
-    p.add_argument("--arch", help="for an ONNX model: build CUDA kernels for this GPU "
-                                  "(e.g. sm_90); default: a CPU plan")
-    _add_precision_flags(p, tf32=True)
-    _add_plugin_flags(p)
-    p.set_defaults(run=_inspect)
+    from ember.compiler import inspect_cli
+
+    inspect_cli.add_parser(sub, _add_precision_flags, _add_plugin_flags)
 
     p = sub.add_parser("demo", help="compile a built-in example model and check its output",
                        epilog="example: ember demo --model resnet50")
@@ -259,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     debug.add_parser(sub)
     refit.add_parser(sub)
+
+    from ember.compiler import surgeon
+
+    surgeon.add_parser(sub)
 
     p = sub.add_parser("passes", help="list the passes and pipelines")
     p.set_defaults(run=_list_passes)

@@ -287,32 +287,6 @@ def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
     return result
 
 
-def inspect(model: str | os.PathLike, *, format: str = "text", layer: int | None = None,
-            arch: str | None = None, out: TextIO | None = None, **precision) -> str:
-    """A plan's layers (the engine inspector): the table ending with `kernels: N`, or JSON; one
-    layer with `layer`. An ONNX model is built first (a CPU plan, or for `arch`; `precision`
-    as `build`'s, TF32 allowed unless tf32=False)."""
-    from ember.runtime.inspector import EngineInspector
-
-    out = out or sys.stdout
-    if Path(model).suffix == ".onnx":
-        config = precision_config(BuilderConfig(target_arch=arch), **{"tf32": True, **precision})
-        manifest, _ = build_model(model, config)
-        inspector = EngineInspector(manifest)
-    else:
-        from ember.runtime.engine import Runtime
-
-        _refuse_precision_for_plan(model, precision)
-
-        inspector = Runtime(_ErrorsRaised(), device="cpu").load(model).create_engine_inspector()
-    if layer is None:
-        text = inspector.get_engine_information(format)
-    else:
-        text = inspector.get_layer_information(layer, format)
-    out.write(text if text.endswith("\n") else text + "\n")
-    return text
-
-
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Arrays by name from an .npz file (as `np.savez` writes them)."""
     try:

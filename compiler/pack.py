@@ -5,7 +5,8 @@ recorded in the IR (`codegen.plan_kernels`), and pack all of it into one
 
 Everything the plan says is read from the IR: the profile's symbols (`ember.symbols`), each
 kernel op's tactic (select-tactics), its arena offsets (plan-memory), its CUDA kernels or host
-fallback (emit-cuda) and the autotuner's counts (`ember.autotune`). Nothing writes into the
+fallback (emit-cuda) and the autotuner's counts (`ember.autotune`); the "explain" section holds
+why each step is what it is, as the passes recorded it (`inspect_reasons`). Nothing writes into the
 manifest after it is packed: it is frozen, and `to_json` hands out copies.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
+from ember.compiler import inspect_reasons as explain
 from ember.compiler.plan_builder import build_plan
 from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
@@ -51,6 +53,10 @@ def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = Non
     buffer's store name."""
     manifest, sections = build_plan(module, symbols=symbol_ranges(module),
                                     profiles=list(profiles or []), weight_refs=weight_refs)
+    # why each step is what it is (`ember inspect --explain`): data the runtime does not read
+    reasons = explain.section_bytes(module, [op for op, _ in _kernel_ops(module)])
+    if reasons is not None:
+        sections = {**sections, explain.SECTION: reasons}
     if target_arch is None:
         return Packed(_validated(manifest, sections), sections)
     from ember.codegen.emit_cuda import spec_of

@@ -38,7 +38,8 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
   as "may use TF32 tensor cores" (convert-nn-to-kernel puts it in the params). The CPU kernels
   compute exactly, which "may" allows.
 
-With both FP16 and BF16 the low precision is FP16 (more mantissa; ember does not time both).
+The policy applied prints as the module's `ember.precision` (`ember inspect --explain` reports
+it). With both FP16 and BF16 the low precision is FP16 (more mantissa; ember does not time both).
 The policy lives in `precision_policy`, the conversion of values (casts, converted constants,
 cast pairs) in `precision_casts`; this module walks the function and rewrites it.
 """
@@ -55,6 +56,7 @@ from xdsl.ir import Attribute, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from ember.dialects.attributes import to_attribute
 from ember.dialects.nn.base import NNOp, build, like, set_result_types
 from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import edge_origin, origin_of, set_origin
@@ -73,6 +75,10 @@ from ember.passes.precision_policy import (
     parse_output_types,
     precision_name,
 )
+
+# module attribute: the policy applied (low precision allowed, tf32, constraints, pins), which
+# the packer records for `ember inspect --explain`
+POLICY_ATTR = "ember.precision"
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,10 @@ class AssignPrecision(ModulePass):
             _Assigner(self, module, fn, low, pins, outputs, seen).run()
             cancel_casts(fn.body.block)
             update_function_type(fn)
+        # why each layer computes in what it does, for `ember inspect --explain`
+        module.attributes[POLICY_ATTR] = to_attribute(
+            {"low": "fp16" if self.fp16 else "bf16" if self.bf16 else "", "tf32": self.tf32,
+             "constraints": self.constraints, "pins": pins})
         missing = sorted((set(pins) | {n for n, _ in outputs}) - seen)
         if missing:
             warnings.warn(f"assign-precision: per-layer precision for {', '.join(missing)} "

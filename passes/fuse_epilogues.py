@@ -126,8 +126,11 @@ class FuseEpilogue(RewritePattern):
             props["origin"] = ArrayAttr([StringAttr(n) for n in names])
         stored = same_type_with(launch.outputs[0].type,
                                 element_type=element_type_of(op.output))
+        # the launch's attributes stay (choose-formats' format and costs: `ember inspect
+        # --explain` reports them)
         fused = LaunchOp.create(operands=[*launch.inputs, *extra], result_types=[stored],
-                                properties=props, regions=[Region(block)])
+                                properties=props, attributes=dict(launch.attributes),
+                                regions=[Region(block)])
         set_origin(fused, names)
         if not names:
             fused.location = launch.location

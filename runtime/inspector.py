@@ -91,7 +91,7 @@ def _precision(params: Mapping[str, Any], outs: Sequence[Mapping[str, Any]]) -> 
     return _PRECISION.get(dtype, dtype)
 
 
-def _tactic_text(tactic: Mapping[str, Any]) -> str:
+def tactic_text(tactic: Mapping[str, Any]) -> str:
     """A tactic in one word: tile=64x64x16x8x4,splits=2."""
     return ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in tactic.items())
@@ -284,7 +284,7 @@ class EngineInspector:
             "Inputs": tensors(info["inputs"]), "Outputs": tensors(info["outputs"]),
             "ParameterType": layer_type,
             "Metadata": " ".join(f"[ONNX Layer: {n}]" for n in info["origin"]),
-            "TacticName": _tactic_text(info["tactic"]) if info.get("tactic") else (
+            "TacticName": tactic_text(info["tactic"]) if info.get("tactic") else (
                 info["cuda"]["kernel"] if info.get("cuda") else f"{info['template']}-numpy"),
             "Precision": info["precision"], "Device": info["device"],
         }
@@ -323,7 +323,7 @@ class EngineInspector:
                     when = ", ".join(f"{k} ≤ {t}" for k, t in v.get("when", {}).items())
                     text += f" | {when}: {v.get('kernel')}"
             if info.get("tactic"):
-                text += f" [{_tactic_text(info['tactic'])}]"
+                text += f" [{tactic_text(info['tactic'])}]"
             launch = f" {text:42}"
         origin = ", ".join(info["origin"]) or "-"
         return (f"  {info['name']:28} {template:14} {info['format_in']:6} "
@@ -337,4 +337,4 @@ def layer_table(manifest: Mapping[str, Any]) -> str:
 
 
 __all__ = ["EngineInspector", "LayerInformationFormat", "ProfilingVerbosity", "layer_table",
-           "tensor_format"]
+           "tactic_text", "tensor_format"]

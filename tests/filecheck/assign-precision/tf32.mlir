@@ -11,7 +11,8 @@
 // CHECK-NOT:     tf32
 // KERNEL:        kernel.launch "conv"{{.*}}tf32 = true
 // An FP16 conv is not TF32.
-// FP16-NOT:      tf32
+// FP16:          ember.precision = {low = "fp16", tf32 = true, constraints = "none", pins = {}}
+// FP16-NOT:      tf32}
 
 // MATMUL:        nn.matmul %a, %b {tf32} : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
 // MATMUL-NEXT:   nn.matmul %c, %d : (tensor<2x3xi32>, tensor<3x4xi32>) -> tensor<2x4xi32>

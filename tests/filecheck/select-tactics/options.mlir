@@ -14,10 +14,10 @@ builtin.module {
   }
 }
 
-// SMS:      kernel.launch "matmul"(%a, %b) {params = {{.*}}, tactic = {tile = array<i64: 128, 128, 16, 8, 8>, splits = 1 : i64}}
-// SMS-NEXT: kernel.launch "matmul"(%v, %w) {params = {{.*}}, tactic = {tile = array<i64: 64, 64, 16, 8, 4>, splits = 2 : i64}}
+// SMS:      kernel.launch "matmul"(%a, %b) {{{.*}}params = {{.*}}, tactic = {tile = array<i64: 128, 128, 16, 8, 8>, splits = 1 : i64}}
+// SMS-NEXT: kernel.launch "matmul"(%v, %w) {{{.*}}params = {{.*}}, tactic = {tile = array<i64: 64, 64, 16, 8, 4>, splits = 2 : i64}}
 
-// TILE:      kernel.launch "matmul"(%a, %b) {params = {{.*}}, tactic = {tile = array<i64: 64, 64, 8, 4, 8>, splits = 1 : i64}}
-// TILE-NEXT: kernel.launch "matmul"(%v, %w) {params = {{.*}}, tactic = {tile = array<i64: 64, 64, 8, 4, 8>, splits = 1 : i64}}
+// TILE:      kernel.launch "matmul"(%a, %b) {{{.*}}params = {{.*}}, tactic = {tile = array<i64: 64, 64, 8, 4, 8>, splits = 1 : i64}}
+// TILE-NEXT: kernel.launch "matmul"(%v, %w) {{{.*}}params = {{.*}}, tactic = {tile = array<i64: 64, 64, 8, 4, 8>, splits = 1 : i64}}
 
 // UNKNOWN: error: select-tactics: tile '64,64,8,4,7' is not one of the GEMM tiles (128,128,16,8,8 64,64,16,8,4
