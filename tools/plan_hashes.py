@@ -4,10 +4,14 @@ with each tree on PYTHONPATH and diff the outputs (no GPU needed; autotuning off
 
     PYTHONPATH=/path/to/old-tree-parent python tools/plan_hashes.py > before.txt
     python tools/plan_hashes.py > after.txt && diff before.txt after.txt
+
+`--drop-section NAME` hashes the plans without that section, to compare with a tree that did
+not write it (e.g. `explain`, the build's recorded reasons, new in session 8).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -49,10 +53,13 @@ def cases() -> list[tuple[str, Path, BuilderConfig]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drop-section", action="append", default=[], metavar="NAME")
+    drop = set(parser.parse_args().drop_section)
     for name, path, config in cases():
         try:
             manifest, sections = build_model(onnx.load(str(path)), config)
-            data = plan_bytes(manifest, sections)
+            data = plan_bytes(manifest, {k: v for k, v in sections.items() if k not in drop})
         except EmberError as e:
             data = f"ERROR {type(e).__name__}: {e}".encode()
         print(name, hashlib.sha256(data).hexdigest()[:16], flush=True)
