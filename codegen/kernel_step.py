@@ -5,11 +5,9 @@ kernel that emit-cuda shows is the kernel the plan runs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from xdsl.ir import Attribute, Block, SSAValue
 
 from ember.dialects.attributes import attribute_value
@@ -18,25 +16,13 @@ from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.errors import EmberError
 from ember.runtime.formats import FORMATS, NC4HW4, physical_of
+from ember.runtime.manifest import jsonable
 from ember.runtime.symbolic import is_monomial_over
 
 
 def json_value(value: Any) -> Any:
-    """Python data as strict JSON (non-finite floats as {"float": "inf"})."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else {"float": repr(f)}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
-    if isinstance(value, Attribute):
-        return numpy_dtype(value).name
-    return value
+    """Python data as strict JSON (the manifest's `jsonable`), element types as dtype names."""
+    return jsonable(value, lambda v: numpy_dtype(v).name if isinstance(v, Attribute) else v)
 
 
 def plan_shape(value: SSAValue, symbols: Mapping[str, tuple[int, int, int]]

@@ -21,6 +21,7 @@ from ember.compiler.builder import (
 )
 from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
+from ember.runtime.files import atomic_path
 from ember.runtime.logger import Logger, Severity
 
 
@@ -305,13 +306,7 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays by name as an .npz, atomically (names like 'file' are fine here)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w") as z:
-            for name, array in arrays.items():
-                with z.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
+        for name, array in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)

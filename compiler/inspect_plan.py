@@ -16,6 +16,7 @@ from typing import Any
 
 from ember.compiler import inspect_reasons
 from ember.errors import EmberError
+from ember.runtime.files import write_atomic
 from ember.runtime.inspector import EngineInspector, tactic_text
 from ember.runtime.manifest_schema import Manifest
 from ember.runtime.plan import read_plan
@@ -222,7 +223,7 @@ class PlanReport:
             raise EmberError(f"--graph {out}: give a .dot, .svg, .png or .pdf file")
         g = self.graph()
         dot_path = out if fmt in ("dot", "gv") else out.with_suffix(".dot")
-        _write_atomic(dot_path, g.source.encode())
+        write_atomic(dot_path, g.source.encode())
         if fmt in ("dot", "gv"):
             return [dot_path]
         if shutil.which("dot") is None:
@@ -236,19 +237,8 @@ class PlanReport:
         except graphviz.backend.ExecutableNotFound:
             raise EmberError(f"wrote {dot_path}; rendering {out} needs graphviz's `dot`") \
                 from None
-        _write_atomic(out, data)
+        write_atomic(out, data)
         return [dot_path, out]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as e:
-        raise EmberError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _wrap(text: str, width: int = 48) -> str:

@@ -28,6 +28,7 @@ from ember.dialects import ember_context
 from ember.dialects.weights import parse_module, print_module, save_weights, weights_of
 from ember.errors import EmberError, PipelineError
 from ember.passes import make_pass
+from ember.runtime.files import write_atomic
 
 
 def load_module(path: str | os.PathLike) -> ModuleOp:
@@ -73,7 +74,7 @@ class StageDump:
     def _write(self, name: str, text: str) -> None:
         path = self.directory / name
         try:
-            _write_atomically(path, text)
+            write_atomic(path, text)
         except OSError as e:
             raise EmberError(f"--dump-dir: cannot write {path}: {e.strerror or e}") from None
 
@@ -149,21 +150,12 @@ def opt(model: str | os.PathLike | ModuleOp, *, pipeline: str | None = None,
         run = run_passes(module, names, stop_after=stop_after, after_pass=after_pass)
     final = text(module)
     if output is not None:
-        _write_atomically(Path(output), final)
+        write_atomic(Path(output), final)
     elif not print_ir_after_all:
         out.write(final)
     if time_passes:
         _print_timings(run, err)
     return module
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _print_timings(run: PipelineRun, err: TextIO) -> None:

@@ -19,6 +19,7 @@ import onnx
 
 from ember.compiler.onnx_importer import load_model
 from ember.errors import EmberError
+from ember.runtime.files import write_atomic
 
 _PROTOBUF_LIMIT = 2**31 - 1  # a ModelProto serialized larger than this needs external data
 
@@ -86,14 +87,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     if len(data) > _PROTOBUF_LIMIT:
         raise EmberError(f"{path}: the model is over 2 GiB, which ONNX stores only with "
                          "external data (not supported by ember surgeon yet)")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as e:
-        raise EmberError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data)
 
 
 def extract(model: onnx.ModelProto | str | os.PathLike, inputs: str | Sequence[str],

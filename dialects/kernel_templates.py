@@ -404,6 +404,7 @@ _DESCRIPTORS = [
     _template("binary", {"fn": req(STR, tuple(BINARY))}, cuda=None, layout=Layout.PHYSICAL,
               op="kernel.elementwise"),
     _template("select", {}, cuda=None, layout=Layout.PHYSICAL, op="kernel.elementwise"),
+    _template("bitcast", {"to": req(DTYPE)}),
     _template("cast", {"to": req(DTYPE), "saturate": opt(BOOL)}, cuda=None, layout=Layout.PHYSICAL,
               op="kernel.elementwise"),
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,26 @@ def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(v) for v in value]
     return value
+
+
+def jsonable(value: Any, other: Callable[[Any], Any] | None = None) -> Any:
+    """Python/numpy data as strict JSON (non-finite floats as {"float": "inf"}, as the
+    manifest stores them; `decode` reads them back). `other` converts what this does not know
+    (codegen: xDSL element types to dtype names)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if np.isfinite(f) else {"float": repr(f)}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v, other) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, other) for k, v in value.items()}
+    if isinstance(value, np.dtype):
+        return value.name
+    return value if other is None else other(value)
 
 
 def _int(value: Any, what: str, lo: int = 0) -> int:

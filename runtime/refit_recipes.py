@@ -19,7 +19,7 @@ import numpy as np
 from ember.errors import PlanError
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight
-from ember.runtime.manifest import decode
+from ember.runtime.manifest import decode, jsonable
 
 Recipe = dict[str, Any]
 # a constant folded together with initializers is held in the recipe up to this many elements
@@ -171,24 +171,6 @@ def replayable(recipe: Recipe | None) -> bool:
         stack.extend(r.get("args", ()))
     return True
 
-
-def jsonable(value: Any) -> Any:
-    """Python/numpy data as strict JSON (non-finite floats as {"float": "inf"}, as the
-    manifest stores them; `decode` reads them back)."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if np.isfinite(f) else {"float": repr(f)}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.dtype):
-        return value.name
-    return value
 
 
 def initializer(name: str) -> Recipe:

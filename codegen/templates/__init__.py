@@ -47,7 +47,8 @@ TEMPLATES: tuple[str, ...] = (
     "elementwise", "matmul", "conv", "pool", "reduce", "softmax", "batch_norm", "layer_norm",
     "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
     "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
-    "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of", "plugin",
+    "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of", "bitcast",
+    "plugin",
 )
 
 

@@ -178,6 +178,28 @@ class CastOp(NNOp):
         return [like(self.input, element_type=self.to)]
 
 
+@irdl_op_definition
+class BitCastOp(NNOp):
+    """Each element's bits read as the element type `to` of the same width (ONNX BitCast;
+    little endian, as numpy's view)."""
+
+    name = "nn.bitcast"
+    to = prop_def(TypeAttribute)
+    input = operand_def()
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($output)"
+
+    def infer(self) -> list[Attribute]:
+        from ember.dialects.dtypes import numpy_dtype
+
+        have, want = numpy_dtype(element_type_of(self.input)), numpy_dtype(self.to)
+        if have.itemsize != want.itemsize:
+            raise ShapeError(f"nn.bitcast: {have} ({have.itemsize * 8} bits) and {want} "
+                             f"({want.itemsize * 8} bits) differ in width")
+        return [like(self.input, element_type=self.to)]
+
+
 def scalar_attr(value: float | int | bool, element_type: Attribute) -> Attribute:
     """A property holding one value of `element_type` (for `nn.fill`)."""
     from ember.dialects.dtypes import is_float
@@ -187,4 +209,4 @@ def scalar_attr(value: float | int | bool, element_type: Attribute) -> Attribute
     return IntegerAttr(int(value), element_type)
 
 
-OPS = [ConstantOp, WeightOp, FillOp, UnaryOp, BinaryOp, SelectOp, CastOp]
+OPS = [ConstantOp, WeightOp, FillOp, UnaryOp, BinaryOp, SelectOp, CastOp, BitCastOp]

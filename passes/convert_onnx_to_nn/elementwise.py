@@ -11,7 +11,7 @@ from ember.dialects.dtypes import (
     element_type_from_onnx,
     numpy_dtype,
 )
-from ember.dialects.nn.elementwise import CastOp, SelectOp
+from ember.dialects.nn.elementwise import BitCastOp, CastOp, SelectOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import UnsupportedError
@@ -160,6 +160,16 @@ def cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     except UnsupportedError as e:
         raise b.unsupported(str(e)) from None
     return [_saturating_cast(b, op, _first_input(op), to)]
+
+
+@legalizes("BitCast")
+def bit_cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    try:
+        to = element_type_from_onnx(op.attr("to"))
+    except UnsupportedError as e:
+        raise b.unsupported(str(e)) from None
+    x = op.operands[0]
+    return [x if element_type_of(x) == to else b.value(BitCastOp, [x], to=to)]
 
 
 @legalizes("CastLike")

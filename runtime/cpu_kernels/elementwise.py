@@ -164,8 +164,14 @@ def fill(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     return [np.full(shape, params["value"], dtype=out_dtype(params))]
 
 
+def bitcast(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """The bits of each element as `to` (same width; numpy's little-endian view)."""
+    return [np.ascontiguousarray(inputs[0]).view(np.dtype(params["to"]))]
+
+
 KERNELS = {
     "elementwise": elementwise,
+    "bitcast": bitcast,
     "unary": _one_op(lambda p: p["fn"]),
     "binary": _one_op(lambda p: p["fn"]),
     "select": _one_op(lambda p: "select"),

@@ -202,6 +202,9 @@ CASES: dict[str, list[dict]] = {
     ],
     "shape_of": [_p([[2, 3, 4]], [[3]], out_dtypes=["int64"]),
                  _p([[2, 3, 4]], [[2]], out_dtypes=["int64"], start=1)],
+    "bitcast": [_p([[2, 3]], [[2, 3]], out_dtypes=["int32"], to="int32"),
+                _p([[5]], [[5]], dtypes=["bool"], out_dtypes=["uint8"], to="uint8"),
+                _p([[4]], [[4]], dtypes=["float16"], out_dtypes=["int16"], to="int16")],
 }
 
 
