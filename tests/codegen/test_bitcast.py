@@ -3,7 +3,7 @@ CUDA kernel run on the emulated GPU (g++) giving numpy's view bit for bit."""
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.codegen.emit_cuda import emit_step
