@@ -643,7 +643,8 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         except ShapeError as e:
             raise b.unsupported(str(e)) from None
         return [b.constant(out)]
-    return [b.value(RangeOp, values)]
+    # run-time bounds: the length is the declared one, where ONNX's inference has it
+    return [_dynamic(b, RangeOp, values, {}, _onnx_type(op, values[0], 1))]
 
 
 @legalizes("Trilu")
