@@ -643,8 +643,11 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         except ShapeError as e:
             raise b.unsupported(str(e)) from None
         return [b.constant(out)]
-    # run-time bounds: the length is the declared one, where ONNX's inference has it
-    return [_dynamic(b, RangeOp, values, {}, _onnx_type(op, values[0], 1))]
+    # run-time bounds: the length is the declared one where ONNX's inference gives a number
+    # (fold-constants makes Range(0, n) of a symbolic n a symbolic length instead)
+    hint = _onnx_type(op, values[0], 1)
+    static = hint is not None and all(isinstance(d, int) for d in shape_of(hint) or ())
+    return [_dynamic(b, RangeOp, values, {}, hint if static else None)]
 
 
 @legalizes("Trilu")

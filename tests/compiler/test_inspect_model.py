@@ -19,7 +19,7 @@ from ember.errors import EmberError
 
 
 def _unsupported_model() -> onnx.ModelProto:
-    """Three ops without a lowering (Unique, TopK, ReverseSequence), one the legalizer refuses
+    """Three ops without a lowering (Unique, Compress, ReverseSequence), one the legalizer refuses
     (Resize tf_crop_and_resize without a roi), one node after an unsupported one, and ops that
     compile (MatMul, Softmax)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
@@ -27,13 +27,13 @@ def _unsupported_model() -> onnx.ModelProto:
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
             for n in ("y", "z", "lp", "r")]
     inits = [numpy_helper.from_array(np.ones((4, 4), np.float32), "w"),
-             numpy_helper.from_array(np.array([2], np.int64), "k"),
+             numpy_helper.from_array(np.array([True, False, True, True]), "keep"),
              numpy_helper.from_array(np.ones(4, np.int64), "lens"),
              numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
              helper.make_node("Unique", ["m"], ["h"], name="unique"),
              helper.make_node("Relu", ["h"], ["y"], name="after_unique"),
-             helper.make_node("TopK", ["m", "k"], ["z", "zi"], name="topk"),
+             helper.make_node("Compress", ["m", "keep"], ["z"], name="compress", axis=1),
              helper.make_node("Softmax", ["m"], ["s"], name="sm", axis=1),
              helper.make_node("ReverseSequence", ["s", "lens"], ["lp"], name="reverse",
                               batch_axis=1, time_axis=0),
@@ -44,7 +44,7 @@ def _unsupported_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-NO_LOWERING = ("Unique", "TopK", "ReverseSequence")
+NO_LOWERING = ("Unique", "Compress", "ReverseSequence")
 
 
 def test_the_ops_have_no_lowering_yet():
@@ -57,13 +57,13 @@ def test_the_ops_have_no_lowering_yet():
 def test_lists_every_unsupported_node_at_once():
     report = inspect_model(_unsupported_model())
     found = {(p.node, p.op_type): p.reason for p in report.unsupported}
-    assert set(found) == {("unique", "Unique"), ("topk", "TopK"),
+    assert set(found) == {("unique", "Unique"), ("compress", "Compress"),
                           ("reverse", "ReverseSequence"), ("resize", "Resize")}
-    assert found[("topk", "TopK")] == "no lowering to nn for TopK"
+    assert found[("compress", "Compress")] == "no lowering to nn for Compress"
     assert "roi" in found[("resize", "Resize")]  # the legalizer's own reason
     assert report.unchecked == ["after_unique"]  # reads Unique's result: not checked
     text = report.text()
-    assert "ember cannot compile 4 node(s) yet (Resize, ReverseSequence, TopK, Unique):" in text
+    assert "ember cannot compile 4 node(s) yet (Compress, Resize, ReverseSequence, Unique):" in text
     assert "  - node 'resize' (Resize): " in text
 
 
@@ -83,10 +83,10 @@ def test_report_fields():
     assert report.inputs == [{"name": "x", "dtype": "float32", "shape": ["N", 4]},
                              {"name": "img", "dtype": "float32", "shape": [1, 2, 4, 4]}]
     assert report.opsets == {"": 18}
-    assert report.ops == {"MatMul": 1, "Unique": 1, "Relu": 1, "TopK": 1, "Softmax": 1,
+    assert report.ops == {"MatMul": 1, "Unique": 1, "Relu": 1, "Compress": 1, "Softmax": 1,
                           "ReverseSequence": 1, "Resize": 1}
     assert (report.parameters, report.parameter_bytes, report.initializers) == (
-        16 + 1 + 4 + 4, 16 * 4 + 8 + 4 * 8 + 4 * 4, 4)
+        16 + 4 + 4 + 4, 16 * 4 + 4 + 4 * 8 + 4 * 4, 4)
     doc = json.loads(json.dumps(report.to_json()))
     assert doc["supported"] is False and len(doc["unsupported"]) == 4
 
@@ -112,7 +112,7 @@ def test_cli_model_report(tmp_path, capsys):
     assert out.startswith(f"model {tmp_path / 'm.onnx'}: IR version")
     assert "nodes: 7 (7 op types)" in out and "- node 'reverse' (ReverseSequence)" in out
     assert main(["inspect", str(tmp_path / "m.onnx"), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ops"]["TopK"] == 1
+    assert json.loads(capsys.readouterr().out)["ops"]["Compress"] == 1
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01garbage")
     assert main(["inspect", str(tmp_path / "junk.onnx")]) == 1
     assert "error" in capsys.readouterr().err
@@ -126,7 +126,7 @@ def test_cli_inspect_model_as_a_user_runs_it(tmp_path):
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert sorted(p["op_type"] for p in doc["unsupported"]) == [
-        "Resize", "ReverseSequence", "TopK", "Unique"]
+        "Compress", "Resize", "ReverseSequence", "Unique"]
 
 
 def test_not_a_model(tmp_path):
