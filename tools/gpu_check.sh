@@ -31,7 +31,9 @@
 # (tactics timed on the GPU) and two torch.compile builds of 10-20 s each. If one runs long,
 # split it by BATCHES=small / BATCHES=large.
 # `.gpu-wheels` (git-ignored) holds the pure-Python wheels the host lacks; make it here with
-#   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck
+#   pip download --no-deps -d .gpu-wheels xdsl immutabledict ordered-set lit filecheck \
+#       polygraphy onnx-graphsurgeon graphviz
+# (the host has onnxruntime, rich and the rest of ember's dependencies)
 set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
@@ -66,7 +68,8 @@ finish() {
   fi
 }
 
-python3 -m pip install -q --no-index --find-links .gpu-wheels xdsl lit filecheck 2>&1 | tail -2
+python3 -m pip install -q --no-index --find-links .gpu-wheels xdsl lit filecheck polygraphy \
+    onnx-graphsurgeon graphviz 2>&1 | tail -2
 python3 -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | tail -2
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import cuda.bindings, numpy, onnx; print('cuda-bindings', cuda.bindings.__version__, 'numpy', numpy.__version__, 'onnx', onnx.__version__)"
