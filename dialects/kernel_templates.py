@@ -375,7 +375,8 @@ _DESCRIPTORS = [
         "keep_aspect_ratio_policy": opt(STR, ("stretch", "not_larger", "not_smaller")),
         **DYNAMIC}),
     _template("trilu", {"upper": req(BOOL), "k": opt(INT), **DYNAMIC}),
-    _template("range", {}, cuda="range_"),  # a module `range` would shadow the builtin there
+    # its module is range_: a module `range` would shadow the builtin there
+    _template("range", {"declared": opt(BOOL)}, cuda="range_"),
     _template("fill", {"value": req(NUMBER)}),
     _template("shape_of", {"start": opt(INT), "end": opt(INT)}),
     _template("reshape", {"allowzero": opt(BOOL)}, cuda=None),

@@ -18,6 +18,9 @@ from ember.errors import UnsupportedError
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if params.get("declared"):
+        raise UnsupportedError("CUDA range: run-time bounds with the model's declared length "
+                               "are checked on the host")
     if dtype == "bool":
         raise UnsupportedError("CUDA range: bool is not supported")
     if any(prod(s) != 1 for s in params["in_shapes"]):

@@ -694,12 +694,15 @@ class RangeOp(NNOp):
     """`start, start + delta, ...` up to (excluding) `limit`; operands are scalars. The length is
     only known when the operands are (folding makes the op a constant then), or where the result
     type declares it: fold-constants gives `Range(0, n, 1)` with a symbolic n the type `[n]` and
-    the start as its limit operand, and kernels then read start and delta only."""
+    the start as its limit operand, and kernels then read start and delta only. `declared`:
+    the length is the model's declared one for run-time bounds, so a run checks that the bounds
+    give it (on the host)."""
 
     name = "nn.range"
     start = operand_def()
     limit = operand_def()
     delta = operand_def()
+    declared = opt_prop_def(UnitAttr)
     output = result_def()
     traits = traits_def(Pure())
     assembly_format = (

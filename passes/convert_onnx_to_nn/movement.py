@@ -647,7 +647,9 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     # (fold-constants makes Range(0, n) of a symbolic n a symbolic length instead)
     hint = _onnx_type(op, values[0], 1)
     static = hint is not None and all(isinstance(d, int) for d in shape_of(hint) or ())
-    return [_dynamic(b, RangeOp, values, {}, hint if static else None)]
+    if not static:
+        return [b.value(RangeOp, values)]
+    return [_dynamic(b, RangeOp, values, {"declared": UnitAttr()}, hint)]
 
 
 @legalizes("Trilu")

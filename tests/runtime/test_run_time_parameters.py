@@ -72,3 +72,22 @@ def test_a_cuda_plan_reads_them_on_the_host_and_says_why():
     assert step["device"] == "cpu" and "run-time parameters" in step["fallback"]
     feed = {"x": X, "starts": np.array([3]), "ends": np.array([6]), "axes": np.array([-1])}
     np.testing.assert_array_equal(context.execute(feed)["y"], X[:, 3:6])
+
+
+def test_range_bounds_must_give_the_declared_length():
+    """Run-time Range bounds with the model's declared length: checked on the host, in CUDA
+    plans too (the CUDA kernel would write the planned length whatever the bounds)."""
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in "sld"]
+    graph = helper.make_graph([helper.make_node("Range", ["s", "l", "d"], ["y"], name="r")],
+                              "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                          [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    for arch in (None, "sm_90"):
+        manifest, context = _context(model, arch)
+        (step,) = manifest["steps"]
+        assert arch is None or (step["device"] == "cpu"
+                                and "declared length" in step["fallback"])
+        feed = {"s": np.float32(1), "l": np.float32(3), "d": np.float32(0.5)}
+        np.testing.assert_array_equal(context.execute(feed)["y"], [1, 1.5, 2, 2.5])
+        with pytest.raises(StepError, match=r"\[6\] where the plan has \[4\]"):
+            context.execute({**feed, "l": np.float32(4)})
