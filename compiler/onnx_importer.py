@@ -9,6 +9,7 @@ cannot import is collected and raised at once, as one `ModelImportError` naming 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,10 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
         raise ModelImportError(why, source)
     try:
         proto = expand_functions(proto, native=LEGALIZERS.__contains__)
-    except Exception:  # noqa: BLE001 - a malformed model onnx's inliner trips over is
-        pass           # imported unexpanded: the importer's checks then name what is wrong
+    except Exception as e:  # noqa: BLE001 - a malformed model onnx's inliner trips over is
+        # imported unexpanded: the importer's checks then name what is wrong; said, not hidden
+        warnings.warn(f"{source}: ONNX function ops were not expanded into their bodies "
+                      f"({type(e).__name__}: {e})", stacklevel=2)
     return _Importer(proto, source).run()
 
 

@@ -65,7 +65,13 @@ def reshape(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray
     if len(inputs) > 1:
         target = copy_zero_dims(x.shape, [int(d) for d in np.asarray(inputs[1]).reshape(-1)],
                                 bool(params.get("allowzero")))
-        return [x.reshape(target)]
+        result = x.reshape(target)
+        planned = out_shape(params)
+        if planned is not None and all(isinstance(d, int) for d in planned) \
+                and list(result.shape) != list(planned):
+            raise ShapeError(f"nn.reshape: the run-time shape operand gives "
+                             f"{list(result.shape)} where the plan has {list(planned)}")
+        return [result]
     shape = out_shape(params)
     target = [-1 if d is None else d for d in shape or ()]
     if shape is None or target.count(-1) > 1:

@@ -258,18 +258,19 @@ def pool(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
 
 
 def topk(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
-    """The k largest (or smallest) along `axis`, in order, equal values by lower index (a
-    stable sort); k from params or the run-time scalar operand."""
+    """The k largest (or smallest) along `axis`, in order, equal values by lower index; NaN
+    counts as the largest value (first for largest, last for smallest, as onnxruntime). k from
+    params or the run-time scalar operand."""
     x = np.asarray(inputs[0])
     axis = normalize_axis(params["axis"], x.ndim, "nn.topk")
     k = params.get("k") if len(inputs) == 1 else int(np.asarray(inputs[1]).reshape(-1)[0])
     if not 0 <= k <= x.shape[axis]:
         raise ShapeError(f"nn.topk: k={k} is out of range for a dim of {x.shape[axis]}")
-    key = x.astype(np.float64) if is_floating(x.dtype) else x
-    if params["largest"]:  # descending and stable: sort the negated keys (NaN first, as max)
-        key = -key if is_floating(x.dtype) or np.issubdtype(x.dtype, np.signedinteger) \
-            else np.iinfo(x.dtype).max - key
-    order = np.argsort(key, axis=axis, kind="stable")
+    # rank the values (NaNs one rank, above every number): ranks negate without overflow
+    _, rank = np.unique(x.astype(np.float64) if is_floating(x.dtype) else x,
+                        return_inverse=True)
+    rank = rank.reshape(x.shape).astype(np.int64)
+    order = np.argsort(-rank if params["largest"] else rank, axis=axis, kind="stable")
     index = np.take(order, np.arange(k), axis=axis)
     return [np.take_along_axis(x, index, axis=axis), index.astype(np.int64)]
 

@@ -66,3 +66,14 @@ def test_topk_on_integers_and_a_cuda_plan():
                         arch="sm_90")
     step = next(s for s in manifest["steps"] if s["template"] == "topk")
     assert step["device"] == "cpu" and "run-time parameters (dyn_k)" in step["fallback"]
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_nan_and_the_smallest_integers(largest):
+    """NaN ranks above every number (onnxruntime); the smallest int does not overflow."""
+    x = np.array([[1, np.nan, 3, 3, -np.inf, 2]], np.float32)
+    _compare(_model(x, 3, -1, largest, "constant"), {"x": x})
+    for dtype in (np.int8, np.int32, np.int64):
+        info = np.iinfo(dtype)
+        x = np.array([[info.min, 5, 3, -1, info.max]], dtype)
+        _compare(_model(x, 2, -1, largest, "constant"), {"x": x})

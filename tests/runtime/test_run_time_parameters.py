@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler.builder import BuilderConfig, build_model
-from ember.errors import StepError
+from ember.errors import ShapeError, StepError
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -91,3 +91,13 @@ def test_range_bounds_must_give_the_declared_length():
         np.testing.assert_array_equal(context.execute(feed)["y"], [1, 1.5, 2, 2.5])
         with pytest.raises(StepError, match=r"\[6\] where the plan has \[4\]"):
             context.execute({**feed, "l": np.float32(4)})
+
+
+def test_a_run_time_reshape_target_must_give_the_planned_shape():
+    model = _model(helper.make_node("Reshape", ["x", "s"], ["y"], name="re"),
+                   {"s": (I64, [2])}, [2, 12])
+    _, context = _context(model)
+    np.testing.assert_array_equal(context.execute({"x": X, "s": np.array([2, -1])})["y"],
+                                  X.reshape(2, 12))
+    with pytest.raises(ShapeError, match=r"\[12, 2\] where the plan has \[2, 12\]"):
+        context.execute({"x": X, "s": np.array([12, 2])})
