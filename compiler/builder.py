@@ -874,6 +874,11 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
         dump = StageDump(dump_dir, passes)
     proto, _ = load_model(model)
     _check_layer_names(proto, config)
+    if config.flags & REFIT_FLAGS and (config.get_flag(BuilderFlag.INT8) or any(
+            n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)):
+        raise UnsupportedError("REFIT / STRIP_PLAN with INT8 (calibration or Q/DQ nodes) is "
+                               "not implemented: the quantized weights are baked into the "
+                               "plan, so nothing could be refit")
     if config.get_flag(BuilderFlag.INT8):  # calibrated into Q/DQ, which fold-qdq lowers
         from ember.compiler.calibrate import int8_model
 

@@ -570,6 +570,12 @@ def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
                              f"input '{name}' is {list(shape)}: batches take the input's shape "
                              "(explicit batch), so give 1 or its first dim")
     ops = _op_types()
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node
+                      if n.domain not in ("", "ai.onnx")})
+    if foreign:  # calibration runs the float model in onnxruntime, which lacks them
+        raise EmberError(f"INT8 calibration runs the model in onnxruntime, which cannot run "
+                         f"{', '.join(foreign)} (plugins / custom ops): give a model "
+                         "quantized with Q/DQ nodes instead")
     model = fold_constant_nodes(model)
     with tempfile.TemporaryDirectory(prefix="ember-calib-") as tmp:
         work = Path(tmp)

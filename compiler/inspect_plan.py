@@ -31,8 +31,10 @@ class PlanReport:
         try:
             self.format_version, self.ember_version = plan.format_version, plan.ember_version
             self.manifest: dict[str, Any] = dict(plan.manifest)
+            # a weight-stripped plan has no weights section: its manifest says the size
             Manifest.from_json(self.manifest, weights_bytes=len(plan.section("weights"))
-                               if "weights" in plan.section_names else 0)
+                               if "weights" in plan.section_names
+                               else int(self.manifest.get("weights_bytes", 0)))
             self.sections = {n: len(plan.section(n)) for n in plan.section_names}
             self.reasons: dict[str, Any] | None = None
             if inspect_reasons.SECTION in plan.section_names:

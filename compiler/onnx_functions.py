@@ -5,8 +5,9 @@ Swish, MeanVarianceNormalization, the window functions and the model's own local
 ONNX's schemas carry these bodies (a fixed body, or one built for the node's attributes and
 input types: a "context-dependent" function). Each node to expand gets its body as a
 model-local function of its own overload, and `onnx.inliner` replaces the nodes by the bodies,
-with fresh value names. The body's nodes are named `<node name>/<op type>_<i>`, so ember's
-messages, origins and per-layer tools still name the ONNX node a kernel came from. Expansion
+with fresh value names. The body's nodes are named `<node name>::<op type>_<i>`, so ember's
+messages, origins and per-layer tools still name the ONNX node a kernel came from, and a
+per-layer precision on the node applies to its body (passes/precision_policy.py). Expansion
 repeats while a body holds further expandable nodes.
 """
 
@@ -17,6 +18,8 @@ from collections.abc import Callable
 import onnx
 import onnx.inliner
 from onnx import FunctionProto, ModelProto, NodeProto, TypeProto
+
+from ember.dialects.origin import FUNCTION_BODY
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _MAX_DEPTH = 4  # bodies within bodies (a loss op's body uses another function op, ...)
@@ -150,4 +153,4 @@ def _proto(body: bytes | FunctionProto) -> FunctionProto:
 def _name_nodes(body: FunctionProto, node: NodeProto) -> None:
     owner = node.name or node.op_type
     for i, inner in enumerate(body.node):
-        inner.name = f"{owner}/{inner.op_type}_{i}"
+        inner.name = f"{owner}{FUNCTION_BODY}{inner.op_type}_{i}"

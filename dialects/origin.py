@@ -16,6 +16,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Operation
 
+# the separator of a node expanded from an ONNX function op: `<op node>::<body op>_<i>`
+# (compiler/onnx_functions.py); per-layer settings on the function op's node apply to its body
+FUNCTION_BODY = "::"
+
 
 def set_origin(op: Operation, names: list[str]) -> None:
     names = [n for n in dict.fromkeys(names) if n]

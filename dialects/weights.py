@@ -151,7 +151,9 @@ def save_weights(store: WeightStore, path: str | Path) -> None:
         with zipfile.ZipFile(tmp, "w") as z:
             for name, array in store._arrays.items():
                 with z.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+                    # np.ascontiguousarray makes a 0-d array 1-d; asarray keeps its shape
+                    np.lib.format.write_array(f, np.asarray(array, order="C"),
+                                              allow_pickle=False)
         tmp.replace(path)
     except OSError as e:
         raise EmberError(f"cannot write weights '{path}': {e}") from None

@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type
 from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.nn.base import NNOp
-from ember.dialects.origin import origin_of
+from ember.dialects.origin import FUNCTION_BODY, origin_of
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import PassError
 
@@ -76,7 +76,8 @@ class PrecisionPolicy:
 
     def _pin(self, op: NNOp) -> tuple[str, str] | None:
         """(node, precision) pinned for `op` (FP32 first among several origins)."""
-        pinned = [(n, self.pins[n]) for n in origin_of(op) if n in self.pins]
+        pinned = [(n, self.pins[n]) for n in map(_pinned_name, origin_of(op))
+                  if n in self.pins]
         self.seen.update(n for n, _ in pinned)
         if not pinned:
             return None
@@ -126,3 +127,9 @@ def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
 __all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "F32", "MOVEMENT", "PRECISIONS",
            "PrecisionPolicy", "TF32_OPS", "parse_layer_precisions", "parse_output_types",
            "precision_name"]
+
+
+def _pinned_name(node: str) -> str:
+    """The ONNX node a per-layer precision names for an op of node `node`: the function op it
+    was expanded from (`<node>::<op>_<i>`, compiler/onnx_functions.py), else the node."""
+    return node.split(FUNCTION_BODY, 1)[0] if FUNCTION_BODY in node else node

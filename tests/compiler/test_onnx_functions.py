@@ -53,7 +53,7 @@ def test_rms_normalization_runs_its_body_and_names_the_node():
     manifest = _check(model, {"x": x})
     assert model.SerializeToString() == before  # the caller's model is not changed
     origins = {o for step in manifest["steps"] for o in step.get("origin", [])}
-    assert origins and all(o.startswith("rms/") for o in origins), origins
+    assert origins and all(o.startswith("rms::") for o in origins), origins
 
 
 @pytest.mark.parametrize("causal", [0, 1])
@@ -110,3 +110,21 @@ def test_an_op_without_a_function_body_is_still_named():
                    [helper.make_tensor_value_info("y", F, [None])])
     with pytest.raises(UnsupportedError, match="Unique"):
         build_model(model, BuilderConfig())
+
+
+def test_a_per_layer_precision_on_a_function_op_applies_to_its_body():
+    scale = rng.standard_normal(8).astype(np.float32)
+    model = _model([helper.make_node("RMSNormalization", ["x", "scale"], ["y"], axis=-1,
+                                     name="rms")],
+                   [helper.make_tensor_value_info("x", F, [2, 5, 8])],
+                   [helper.make_tensor_value_info("y", F, [2, 5, 8])],
+                   [onnx.numpy_helper.from_array(scale, "scale")])
+    from ember.compiler.builder import BuilderFlag
+
+    config = BuilderConfig(flags=BuilderFlag.FP16 | BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    config.set_layer_precisions("rms:fp32")
+    manifest, _ = build_model(model, config)
+    body = [s for s in manifest["steps"] if any(o.startswith("rms::") for o in s["origin"])]
+    assert body and all(d == "float32" for s in body for d in s["params"]["out_dtypes"])
+    unpinned, _ = build_model(model, BuilderConfig(flags=BuilderFlag.FP16))
+    assert any(d == "float16" for s in unpinned["steps"] for d in s["params"]["out_dtypes"])
