@@ -450,5 +450,6 @@ class Session:
         if self.changed and self.use.path is not None and self.use.cache is not None:
             try:
                 update_file(self.use.cache, self.use.path)
-            except TimingCacheError:
-                pass
+            except TimingCacheError as e:
+                warnings.warn(f"the timing cache was not saved ({e}): the next build times "
+                              "these kernels again", stacklevel=2)

@@ -250,16 +250,10 @@ def named_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     import onnx
 
+    from ember.compiler.surgeon import name_unnamed
+
     named = onnx.ModelProto.FromString(model.SerializeToString())
-    taken = {node.name for node in named.graph.node}
-    for i, node in enumerate(named.graph.node):
-        if not node.name:
-            name, k = f"{node.op_type}_{i}", 0
-            while name in taken:
-                k += 1
-                name = f"{node.op_type}_{i}_{k}"
-            node.name = name
-            taken.add(name)
+    name_unnamed(named.graph.node, lambda node: node.op_type)
     return named
 
 

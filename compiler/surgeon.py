@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import onnx
 
@@ -133,16 +133,22 @@ def _graphsurgeon():
 
 
 def _name_nodes(graph) -> int:
-    """Name every unnamed node `<op_type>_<n>` (unused names); returns how many it named."""
-    taken = {n.name for n in graph.nodes if n.name}
+    """Name every unnamed node of a graphsurgeon graph; returns how many it named."""
+    return name_unnamed(graph.nodes, lambda node: node.op)
+
+
+def name_unnamed(nodes: Sequence[Any], op_type: Callable[[Any], str]) -> int:
+    """Name every unnamed node (ONNX NodeProtos or graphsurgeon nodes) `<op_type>_<index>`,
+    suffixed `_<k>` where that is taken; returns how many it named."""
+    taken = {node.name for node in nodes if node.name}
     named = 0
-    for i, node in enumerate(graph.nodes):
+    for i, node in enumerate(nodes):
         if node.name:
             continue
-        name, k = f"{node.op}_{i}", 0
+        name, k = f"{op_type(node)}_{i}", 0
         while name in taken:
             k += 1
-            name = f"{node.op}_{i}_{k}"
+            name = f"{op_type(node)}_{i}_{k}"
         node.name = name
         taken.add(name)
         named += 1

@@ -153,21 +153,22 @@ def where(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     return [b.value(SelectOp, list(op.operands))]
 
 
-@legalizes("Cast")
-def cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+def _to(b: NNBuilder, op: OnnxOp) -> Attribute:
+    """The element type of a Cast / BitCast's `to` (an unsupported one names the node)."""
     try:
-        to = element_type_from_onnx(op.attr("to"))
+        return element_type_from_onnx(op.attr("to"))
     except UnsupportedError as e:
         raise b.unsupported(str(e)) from None
-    return [_saturating_cast(b, op, _first_input(op), to)]
+
+
+@legalizes("Cast")
+def cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    return [_saturating_cast(b, op, _first_input(op), _to(b, op))]
 
 
 @legalizes("BitCast")
 def bit_cast(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
-    try:
-        to = element_type_from_onnx(op.attr("to"))
-    except UnsupportedError as e:
-        raise b.unsupported(str(e)) from None
+    to = _to(b, op)
     x = op.operands[0]
     return [x if element_type_of(x) == to else b.value(BitCastOp, [x], to=to)]
 

@@ -59,7 +59,7 @@ def test_not_a_cache(tmp_path):
 
 def test_timing_cache_file(tmp_path):
     """The timing cache module's own file (header `ember-timing-cache`), where it is present."""
-    timing_cache = pytest.importorskip("ember.codegen.timing_cache")
+    from ember.codegen import timing_cache
     env = timing_cache.Environment("NVIDIA H200", "9.0", "12.9", "0.1.0+abc")
     cache = timing_cache.TimingCache(env)
     cache.record(env, "k1", "matmul f32[64x96] f32[96x128]",

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -15,8 +16,6 @@ from ember.compiler.cli import main
 from ember.compiler.models import LIGHT_MODELS, light_model_case, light_model_path
 from ember.compiler.surgeon import extract, fold, sanitize
 from ember.errors import EmberError
-
-ort = pytest.importorskip("onnxruntime")
 
 # keeps the light models' big ConstantOfShape weights computed (they are all one value), so the
 # folded files stay small; every smaller constant subgraph folds
