@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one GPU-host script: install ember there (from the carried `.gpu-wheels`), then run the
 # parts PARTS names, in this order (default: all of them):
-#   tests        pytest -m cuda over TEST_PATHS (default tests)   ~7 min on the H200 for all of
-#                tests (session 6): more than one call's 10 minutes with installing; split it,
-#                e.g. TEST_PATHS="tests/runtime tests/codegen" then "tests/compiler tests/passes"
+#   tests        pytest -m cuda over TEST_PATHS (default tests), with PYTEST_ARGS (default
+#                "-n 8 --timeout 300": pytest-xdist and pytest-timeout are on the host). Serially
+#                all of tests took ~7 min on the H200 (session 6); with -n 8 it fits one call
 #   demo         ember demo --device cuda                         ~10 s
 #   conformance  tools/backend_conformance.py --device cuda       ~30 s
 #   symbolic     the same with dynamic dim 0                      ~30 s
@@ -78,7 +78,8 @@ echo "parts: $PARTS"
 if want tests TESTS; then
   echo "== pytest -m cuda"; start=$SECONDS
   # shellcheck disable=SC2086  # TEST_PATHS is a list
-  python3 -m pytest -m cuda -q -p no:cacheprovider -rs ${TEST_PATHS:-tests} 2>&1 \
+  python3 -m pytest -m cuda -q -p no:cacheprovider -rs ${PYTEST_ARGS--n 8 --timeout 300} \
+    ${TEST_PATHS:-tests} 2>&1 \
     | tee "$OUT/cuda_tests.log" | tail -25
   finish tests "${PIPESTATUS[0]}" "$OUT/cuda_tests.log"
 fi
