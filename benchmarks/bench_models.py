@@ -10,6 +10,11 @@ means to ember's builder and to PyTorch):
 - tf32: ember with BuilderFlag.TF32; peers in float32 with TF32 on.
 - fp16 / bf16: ember with BuilderFlag.FP16 / BF16; peers run the model in that dtype
   (channels-last for the CNNs).
+- int8: the model quantized by onnxruntime's `quantize_static` (QDQ, symmetric int8, weights
+  per channel, MinMax over 64 seeded random samples), built by ember with BuilderFlag.INT8 and
+  FP16. PyTorch has no peer for it: the cell is ember alone, closed by ember's speed-up over
+  its own fp16 cell of the run (issue 11's figure) and by ember's rel-L2 against onnxruntime
+  (CPU) on the same QDQ model.
 
 Peers: `eager` (PyTorch), `compile` (torch.compile in each of --compile-modes, made afresh per
 model, batch and precision; its compilation and warm-up calls are not timed), `ort`
@@ -84,6 +89,47 @@ def parse_list(spec: str, choices: tuple[str, ...], option: str,
 def parse_peers(spec: str) -> tuple[str, ...]:
     """`eager,compile,ort` -> the peers in that order; an unknown name is an error."""
     return parse_list(spec, PEERS, "--peers")
+
+
+CALIBRATION_SAMPLES = 64
+
+
+def quantized(onnx_bytes: bytes, kind: str, batch: int,
+              samples: int = CALIBRATION_SAMPLES) -> bytes:
+    """`onnx_bytes` quantized by onnxruntime's quantize_static as TensorRT wants it: QDQ format,
+    symmetric int8 activations and weights (per output channel), MinMax ranges over `samples`
+    seeded random inputs (whole batches of `batch`)."""
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    rng = np.random.default_rng(1)
+    feeds = [inputs_for(kind, batch, rng) for _ in range(math.ceil(samples / batch))]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(feeds)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, qdq = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
+        fp32.write_bytes(onnx_bytes)
+        quantize_static(fp32, qdq, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        out = qdq.read_bytes()
+    print(f"# quantize_static (QDQ, {len(feeds) * batch} samples): "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    return out
 
 
 def calibrated(model, batches: int = 4, batch: int = 8):
@@ -301,6 +347,7 @@ class Cell:
     times: dict[str, float] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    engine: object = None  # ember's engine, once built
 
     @property
     def label(self) -> str:
@@ -347,6 +394,7 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
                               reference, format_choice)
     if engine is None:
         return
+    cell.engine = engine
     if cell.device == "cuda":
         for name, graph in (("ember (device I/O)", False), ("ember (device I/O, graph)", True)):
             ms = failures.attempt(cell, name, _time_bound, engine, feed, repeats, graph)
@@ -516,15 +564,25 @@ def format_rows(cell: Cell, ceiling: float) -> list[str]:
     return rows
 
 
-def verdict(cell: Cell, ceiling: float) -> str:
+def verdict(cell: Cell, ceiling: float, cells: list[Cell] = ()) -> str:
     """The cell's closing line: the figure to beat (the best torch.compile mode) and ember's time
-    over it, with ember's TFLOP/s and % of the ceiling."""
+    over it, with ember's TFLOP/s and % of the ceiling; an int8 cell's figure is ember's own fp16
+    cell of the same model and batch in `cells` (its time over ember int8's: the speed-up)."""
     ours, best = ember_ms(cell), best_compile(cell.times)
     if ours is None:
         return f"# {cell.label}: ember FAILED"
     tflops = cell.flops / ours[1] / 1e9
     text = (f"# {cell.label}: {ours[0]} {ours[1]:.3f} ms, {tflops:.3g} TFLOP/s = "
             f"{100 * tflops / ceiling:.1f}% of the {cell.precision} matmul ceiling")
+    if cell.precision == "int8":
+        half = next((c for c in cells if (c.model, c.batch, c.precision)
+                     == (cell.model, cell.batch, "fp16")), None)
+        theirs = ember_ms(half) if half is not None else None
+        if theirs is None:
+            return text + "; no ember fp16 figure in this run to compare with (--precision " \
+                          "fp16,int8 gives it)"
+        return (text + f"; ember fp16 {theirs[1]:.3f} ms; speed-up of int8 over fp16 = "
+                f"{theirs[1] / ours[1]:.2f}x")
     if best is None:
         return text + "; no torch.compile figure to beat (not asked for, or every mode FAILED)"
     return (text + f"; figure to beat: {best[0]} {best[1]:.3f} ms; ember / best torch.compile "
@@ -559,12 +617,47 @@ def markdown_table(cells: list[Cell], ceilings: Mapping[str, float]) -> list[str
     return lines
 
 
+def print_cell(cell: Cell, ceiling: float, cells: list[Cell]) -> None:
+    print("# " + cell.label + " accuracy, rel-L2 vs torch eager fp32: " + ", ".join(
+        f"{engine} {error:.1e}" for engine, error in cell.errors.items()), flush=True)
+    for line in format_rows(cell, ceiling):
+        print(line, flush=True)
+    print(verdict(cell, ceiling, cells), flush=True)
+    cell.engine = None  # its GPU memory goes before the next build
+
+
+def bench_int8(cell: Cell, onnx_bytes: bytes, kind: str, feed: dict[str, np.ndarray],
+               repeats: int, layers: int, reference: np.ndarray, failures: Failures,
+               format_choice: str | None = None) -> None:
+    """An int8 cell: the model through quantize_static, ember on that QDQ model (INT8|FP16), and
+    ember's output against onnxruntime's (CPU) on the same QDQ model."""
+    qdq = failures.attempt(cell, "quantize_static", quantized, onnx_bytes, kind, cell.batch)
+    if qdq is None:
+        return
+    bench_ember(cell, qdq, feed, repeats, layers, reference, failures, format_choice)
+    ort = failures.attempt(cell, "onnxruntime (cpu, qdq)", bench_ort, qdq, feed,
+                           max(1, min(repeats, 3)), reference)
+    if ort is None:
+        return
+    cell.times["onnxruntime (cpu, qdq)"], cell.errors["onnxruntime (cpu, qdq)"] = ort
+    engine = cell.engine
+    if engine is not None:
+        import onnxruntime
+
+        ours = next(iter(engine.create_execution_context().execute(feed).values()))
+        theirs = onnxruntime.InferenceSession(
+            qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        print(f"# {cell.label} ember vs onnxruntime (cpu) on the same QDQ model: rel-L2 "
+              f"{rel_l2(ours, theirs):.1e} (issue 11 asks <= 2e-2)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,mobilenet_v2,bert",
                         help=f"any of {', '.join([*MODELS, *ALIASES])}")
     parser.add_argument("--precision", default="fp32",
-                        help="a comma list of fp32, tf32, fp16, bf16")
+                        help="a comma list of fp32, tf32, fp16, bf16, int8 (int8: say fp16 "
+                             "too, for the speed-up over it)")
     parser.add_argument("--batches", default="small,large",
                         help="small (1) and/or large (32 for CNNs, 8 for BERT)")
     parser.add_argument("--peers", default="eager,compile,ort",
@@ -630,6 +723,11 @@ def main(argv: list[str] | None = None) -> int:
             for precision in precisions:
                 cell = Cell(name, batch, precision, flops, device)
                 cells.append(cell)
+                if precision == "int8":
+                    bench_int8(cell, onnx_bytes, kind, feed, args.repeats, args.layers,
+                               reference, failures, args.format_choice)
+                    print_cell(cell, ceilings[precision], cells)
+                    continue
                 bench_ember(cell, onnx_bytes, feed, args.repeats, args.layers, reference,
                             failures, args.format_choice)
                 if "eager" in peers or "compile" in peers:
@@ -638,12 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                 if ort is not None:
                     cell.times["onnxruntime (cpu)"], cell.errors["onnxruntime (cpu)"] = ort
                 cell.failed.update(ort_cell.failed)
-                print("# " + cell.label + " accuracy, rel-L2 vs torch eager fp32: " + ", ".join(
-                    f"{engine} {error:.1e}" for engine, error in cell.errors.items()),
-                    flush=True)
-                for line in format_rows(cell, ceilings[precision]):
-                    print(line, flush=True)
-                print(verdict(cell, ceilings[precision]), flush=True)
+                print_cell(cell, ceilings[precision], cells)
     print(f"\n# the run: device {device}; " + ", ".join(
         f"{p} matmul ceiling {c:.4g} TFLOP/s" for p, c in ceilings.items()))
     print("\n".join(markdown_table(cells, ceilings)))

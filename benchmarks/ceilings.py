@@ -46,14 +46,21 @@ def bench_ms(fn, n: int = 50, device: str = "cuda") -> float:
 
 
 def matmul_ceiling(precision: str, device: str = "cuda") -> tuple[float, str]:
-    """The best TFLOP/s of a square torch.matmul in `precision` (TF32 as it says) over
-    CEILING_SIZES, and which size gave it."""
+    """The best TFLOP/s (int8: TOP/s) of a square torch.matmul in `precision` (TF32 as it says;
+    int8: torch._int_mm, int8 x int8 -> int32) over CEILING_SIZES, and which size gave it."""
     dtype = set_torch_precision(precision)
     best, where = 0.0, ""
     for size in CEILING_SIZES[device]:
-        a = torch.randn(size, size, device=device).to(dtype)
-        b = torch.randn(size, size, device=device).to(dtype)
-        ms = bench_ms(lambda a=a, b=b: a @ b, n=20 if device == "cuda" else 3, device=device)
+        if precision == "int8":
+            a = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
+            b = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
+            op = torch._int_mm
+        else:
+            a = torch.randn(size, size, device=device).to(dtype)
+            b = torch.randn(size, size, device=device).to(dtype)
+            op = torch.matmul
+        ms = bench_ms(lambda a=a, b=b, op=op: op(a, b), n=20 if device == "cuda" else 3,
+                      device=device)
         tflops = 2 * size**3 / ms / 1e9
         if tflops > best:
             best, where = tflops, f"{size}^3"
@@ -76,6 +83,14 @@ def main() -> None:
     for precision in precisions:
         tflops, where = matmul_ceiling(precision)
         print(f"{precision} matmul ceiling: {tflops:.1f} TFLOP/s ({where})")
+        if precision == "int8":  # cuBLAS's int8 GEMMs through torch._int_mm; no int8 conv
+            for m, n, k in GEMMS:
+                a = torch.randint(-128, 128, (m, k), dtype=torch.int8, device="cuda")
+                b = torch.randint(-128, 128, (k, n), dtype=torch.int8, device="cuda")
+                t = bench_ms(lambda a=a, b=b: torch._int_mm(a, b))
+                print(f"int8 gemm {m}x{n}x{k}: {t * 1e3:.1f} us "
+                      f"{2 * m * n * k / t / 1e9:.1f} TOP/s")
+            continue
         dtype = set_torch_precision(precision)
         half = precision in ("fp16", "bf16")
         for m, n, k in GEMMS:

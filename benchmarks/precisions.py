@@ -1,22 +1,30 @@
-"""The benchmark precisions — fp32 (strict), tf32, fp16, bf16 — and what each one means to ember's
-builder and to PyTorch: one definition for bench_models.py, bench_kernels.py and ceilings.py.
+"""The benchmark precisions — fp32 (strict), tf32, fp16, bf16, int8 — and what each one means to
+ember's builder and to PyTorch: one definition for bench_models.py, bench_kernels.py and
+ceilings.py.
 
 ember: fp32 clears `BuilderFlag.TF32` (the builder API's default allows it, as TensorRT's does),
 tf32 sets it, fp16/bf16 set `BuilderFlag.FP16`/`BF16` on the builder's defaults (as trtexec
---fp16 does). PyTorch: fp32/tf32 run float32 with TF32 off/on (cuBLAS, cuDNN and torch.compile's
-kernels); fp16/bf16 run the model converted to that dtype.
+--fp16 does); int8 sets `INT8` and `FP16` (trtexec --int8 --fp16: what is not quantized runs in
+FP16) and is given a Q/DQ model (bench_models.py quantizes it with onnxruntime). PyTorch:
+fp32/tf32 run float32 with TF32 off/on (cuBLAS, cuDNN and torch.compile's kernels); fp16/bf16
+run the model converted to that dtype; int8 has no PyTorch peer (its matmul ceiling is
+torch._int_mm's).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 # the ember builder flag each precision sets; fp32 sets none and clears TF32
-FLAG = {"fp32": None, "tf32": "TF32", "fp16": "FP16", "bf16": "BF16"}
-TORCH_DTYPE = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+FLAG = {"fp32": None, "tf32": "TF32", "fp16": "FP16", "bf16": "BF16", "int8": "INT8"}
+# the further flags a precision sets: int8 lets what is not quantized run in FP16
+EXTRA_FLAGS = {"int8": ("FP16",)}
+TORCH_DTYPE = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
+               "int8": "int8"}
 # how an ONNX model of this precision declares its tensors (tf32 computes on float32 data)
-ONNX_TYPE = {"fp32": "FLOAT", "tf32": "FLOAT", "fp16": "FLOAT16", "bf16": "BFLOAT16"}
+ONNX_TYPE = {"fp32": "FLOAT", "tf32": "FLOAT", "fp16": "FLOAT16", "bf16": "BFLOAT16",
+             "int8": "FLOAT"}
 
 
 class PrecisionError(SystemExit):
@@ -74,6 +82,8 @@ def builder_config(builder: Any, precision: str, arch: str | None,
     flag = builder_flag(precision)
     if flag is not None:
         config.set_flag(flag)
+    for name in EXTRA_FLAGS.get(precision, ()):
+        config.set_flag(BuilderFlag.__members__[name])
     if io_formats:
         config.set_allowed_io_formats(*io_formats)
     if format_choice is not None:
@@ -122,7 +132,8 @@ def torch_dtype(precision: str) -> Any:
 
 def set_torch_precision(precision: str) -> Any:
     """Set PyTorch's TF32 switches for `precision` (on for tf32 only: cuBLAS, cuDNN and the
-    float32 matmul precision torch.compile's kernels read) and return its dtype."""
+    float32 matmul precision torch.compile's kernels read) and return its dtype (int8 for int8,
+    whose models PyTorch does not run)."""
     import torch
 
     tf32 = precision == "tf32"

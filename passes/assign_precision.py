@@ -13,8 +13,9 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
   pad, trilu, squeeze, unsqueeze, arg_reduce) compute nothing: they follow the precision of their
   data input (no cast is inserted around them; a concat of mixed inputs takes the low precision).
 - Kept in FP32: resize (its coordinate math and interpolation weights), cumsum (a running sum
-  in the storage type), quantize / dequantize (scales), range, fill with a run-time shape, and
-  any op this pass does not know. Integer and boolean tensors are never touched; an existing
+  in the storage type), quantize / dequantize (scales) and the arithmetic fold-qdq expands them
+  into (marked `ember.qdq_math`), range, fill with a run-time shape, and any op this pass does
+  not know. Integer and boolean tensors are never touched; an existing
   `nn.cast` keeps its target type (its input may become low precision).
 - Constants (`nn.weight`, `nn.constant`, a static `nn.fill`) are converted at build time: an op
   that needs a weight in FP16 reads a new FP16 weight (`<name>.fp16` in the weight store), never

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness, f32
+from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness, UnitAttr, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -61,6 +61,7 @@ from ember.passes.convert_onnx_to_nn.builder import (
     make_constant,
     weight_name,
 )
+from ember.passes.precision_policy import QDQ_MATH
 
 I8 = IntegerType(8, Signedness.SIGNLESS)
 
@@ -157,6 +158,7 @@ def _expand(op: QuantizeOp | DequantizeOp, store: WeightStore) -> None:
         return made[-1].results[0]
 
     def emit(new: Operation) -> SSAValue:
+        new.attributes[QDQ_MATH] = UnitAttr()  # assign-precision keeps it in FP32
         made.append(new)
         return new.results[0]
 

@@ -26,6 +26,10 @@ MOVEMENT = {"nn.reshape", "nn.transpose", "nn.slice", "nn.concat", "nn.gather",
             "nn.gather_elements", "nn.expand", "nn.tile", "nn.pad", "nn.trilu", "nn.squeeze",
             "nn.unsqueeze", "nn.arg_reduce"}
 AGNOSTIC = {"nn.shape_of"}  # reads only its input's shape
+# the unit attribute fold-qdq puts on the arithmetic a quantize / dequantize is expanded into:
+# it computes in FP32 as the quantize kernels do (a scale of 1e-7, or x / scale, is out of
+# FP16's range)
+QDQ_MATH = "ember.qdq_math"
 TF32_OPS = {"nn.conv", "nn.conv_transpose", "nn.matmul", "nn.einsum", "nn.attention"}
 
 
@@ -97,6 +101,11 @@ class PrecisionPolicy:
             if pin is not None and pin[1] != "fp32":
                 self.refuse(op, pin[0], "computes nothing in floating point")
             return None
+        if QDQ_MATH in op.attributes:
+            if pin is not None and pin[1] != "fp32" and floats:
+                self.refuse(op, pin[0], f"cannot run in {pin[1]}: quantize / dequantize "
+                                        "arithmetic stays in FP32")
+            return F32 if floats else None
         if op.name in COMPUTE or self.low is not None and _plugin_runs_in(op, self.low):
             default = self.low or F32
         elif op.name in MOVEMENT:
@@ -125,8 +134,8 @@ def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
 
 
 __all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "F32", "MOVEMENT", "PRECISIONS",
-           "PrecisionPolicy", "TF32_OPS", "parse_layer_precisions", "parse_output_types",
-           "precision_name"]
+           "PrecisionPolicy", "QDQ_MATH", "TF32_OPS", "parse_layer_precisions",
+           "parse_output_types", "precision_name"]
 
 
 def _pinned_name(node: str) -> str:

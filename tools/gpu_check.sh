@@ -13,6 +13,9 @@
 #                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead);
 #                LAYERS=N prints ember's N slowest kernels (with their tactics) per model;
 #                FORMAT_CHOICE=measured|model|preferred: how ember's build picks formats
+#   sass         builds light ResNet-50 and the tiny BERT (FP16, and INT8 from their
+#                tools/qdq_model.py QDQ forms) for this GPU and lists what their kernels issue
+#                (tools/sass_check.py: HMMA/HGMMA/IMMA, LDL/STL)                ~2 min
 #   kernels      benchmarks/bench_kernels.py at KERNEL_PRECISION (default fp32,fp16,bf16;
 #                KERNEL_IO=fp32 for FP32 I/O in the tensor-core cases)
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
@@ -38,7 +41,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PARTS=${PARTS:-tests demo conformance symbolic dynamic models kernels}
+PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models kernels}
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -50,8 +53,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass)"
        exit 2 ;;
   esac
 done
@@ -103,6 +106,23 @@ if [ -f tools/backend_conformance.py ] && want symbolic SYMBOLIC; then
   grep -A12 "^passed" "$OUT/conformance_symbolic.log"
   grep -A12 "^fail (" "$OUT/conformance_symbolic.log"
   finish symbolic $status "$OUT/conformance_symbolic.log"
+fi
+if want sass SASS; then
+  echo "== SASS of FP16 and INT8 plans (tools/sass_check.py; log: sass.log)"; start=$SECONDS
+  (set -e; d=/tmp/ember-sass; rm -rf $d; mkdir -p $d
+   r50=$(python3 -c "from ember.compiler.models import light_model_path as p; print(p('resnet50'))")
+   python3 tools/qdq_model.py "$r50" $d/r50q.onnx --samples 4 >/dev/null 2>&1
+   python3 tools/qdq_model.py tests/models/bert_tiny.onnx $d/bertq.onnx --samples 4 >/dev/null 2>&1
+   for spec in "$r50 r50_fp16 --fp16" "$d/r50q.onnx r50_int8 --int8 --fp16" \
+               "tests/models/bert_tiny.onnx bert_fp16 --fp16" "$d/bertq.onnx bert_int8 --int8 --fp16"; do
+     set -- $spec; m=$1 name=$2; shift 2
+     python3 -m ember.compiler.cli build "$m" -o $d/$name.plan --arch sm_90 -q "$@"
+   done
+   python3 tools/sass_check.py $d/*.plan --sass-dir $d/sass
+   tar czf "$OUT/sass.tgz" -C $d sass) > "$OUT/sass.log" 2>&1
+  status=$?
+  grep -vE "^\s*$" "$OUT/sass.log" | head -80
+  finish sass $status "$OUT/sass.log"
 fi
 if want dynamic DYNAMIC; then
   echo "== dynamic batch vs static plans (benchmarks/bench_dynamic.py)"; start=$SECONDS

@@ -241,3 +241,38 @@ def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path, make):
     got = engine.create_execution_context().execute(feed)["y"]
     want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5
+
+
+def test_expanded_qdq_arithmetic_stays_fp32_under_fp16(tmp_path):
+    """A Q/DQ pair no kernel takes (around an Add) is expanded into elementwise arithmetic that
+    BuilderFlag.FP16 must leave in FP32: with a scale of 1e-6, x / scale overflows FP16 (and
+    the scale is an FP16 subnormal). The output matches onnxruntime on the same model."""
+    from ember.compiler.builder import BuilderFlag
+    from ember.passes.precision_policy import QDQ_MATH
+
+    scale = numpy_helper.from_array(np.array(1e-6, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    gain = numpy_helper.from_array(np.array(1e4, np.float32), "g")
+    nodes = [h.make_node("Add", ["x", "x"], ["a"]),
+             h.make_node("QuantizeLinear", ["a", "s", "z"], ["q"]),
+             h.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             h.make_node("Mul", ["d", "g"], ["y"])]
+    graph = h.make_graph(nodes, "qdq_add", [h.make_tensor_value_info("x", T.FLOAT, [4, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [4, 8])], [scale, zero, gain])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    # a = 2x of about 1e-4: q = round(a / 1e-6) near +-100, y = q / 100 near +-1
+    x = (np.random.default_rng(3).standard_normal((4, 8)) * 3e-5).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    config = BuilderConfig()
+    config.set_flag(BuilderFlag.FP16)
+    module_text = []
+    manifest, sections = build_model(model, config,
+                                     after_pass=lambda i, p, m: module_text.append((p.name, str(m))))
+    got = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context().execute({"x": x})["y"]
+    # y is an integer over 100 computed in FP32, then stored as FP16: within FP16's rounding
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+    after = dict(module_text)["assign-precision"]
+    marked = [line for line in after.splitlines() if QDQ_MATH in line]
+    assert marked and all("f16" not in line for line in marked), "\n".join(marked)
