@@ -293,6 +293,17 @@ class BuilderConfig(ContextManaged):
             value = _check_flags(value, "BuilderConfig.flags")
         elif name == "progress_monitor":
             value = check_monitor(value)
+        elif name == "target_arch" and value is not None:
+            from ember.runtime.arch import parse_arch
+
+            if not isinstance(value, str):
+                raise EmberError(f"BuilderConfig.target_arch takes an arch such as 'sm_90' "
+                                 f"(None: a CPU plan), not {value!r}")
+            try:
+                parse_arch(value)
+            except ValueError as e:
+                raise EmberError(f"BuilderConfig.target_arch: {e}; None builds a CPU "
+                                 "plan") from None
         elif name == "timing_cache":
             if value is not None and not isinstance(value, TimingCache):
                 raise EmberError(f"BuilderConfig.timing_cache takes an ITimingCache "

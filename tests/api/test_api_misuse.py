@@ -80,3 +80,15 @@ def test_profile_shapes_are_integers():
         profile.set_shape("x", (1, 3), (2, 3), 4)
     profile.set_shape("x", (1, 3), np.array([2, 3]), [4, 3])
     assert profile.shapes["x"] == ((1, 3), (2, 3), (4, 3))
+
+
+@pytest.mark.parametrize("arch", ["", "sm90x", 90, (9, 0)])
+def test_target_arch_is_checked_when_set(arch):
+    with pytest.raises(EmberError, match="target_arch"):
+        BuilderConfig(target_arch=arch)
+    config = BuilderConfig()
+    with pytest.raises(EmberError, match="target_arch"):
+        config.target_arch = arch
+    assert config.target_arch is None
+    config.target_arch = "sm_90"
+    assert config.target_arch == "sm_90"
