@@ -46,7 +46,7 @@ def _opt(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from ember.compiler.commands import build
 
-    with _warnings_as_lines("build"):
+    with _warnings_as_lines("build", quiet=args.quiet):
         build(args.model, args.output, arch=args.arch, pipeline=args.pipeline or "default",
               shapes=args.shapes, verbose=args.verbose,
               autotune={"auto": None, "on": True, "off": False}[args.autotune],
@@ -60,15 +60,20 @@ def _build(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _warnings_as_lines(command: str) -> Iterator[None]:
-    """The compiler's warnings as `ember COMMAND: warning: ...` lines on stderr."""
+def _warnings_as_lines(command: str, quiet: bool = False) -> Iterator[None]:
+    """The compiler's warnings as `ember COMMAND: warning: ...` lines on stderr, each message
+    once (with how many times it came); none with `quiet` (-q: errors only)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
         finally:
+            counts: dict[str, int] = {}
             for w in caught:
-                print(f"ember {command}: warning: {w.message}", file=sys.stderr)
+                counts[str(w.message)] = counts.get(str(w.message), 0) + 1
+            for message, n in counts.items() if not quiet else ():
+                times = f" ({n} times)" if n > 1 else ""
+                print(f"ember {command}: warning: {message}{times}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

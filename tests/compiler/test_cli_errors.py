@@ -105,3 +105,37 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and ESC not in result.stderr
     assert result.stderr.startswith("ember build: error: cannot import")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_build_warnings_print_once_each_and_not_with_quiet(capsys, quiet):
+    import warnings
+
+    with cli._warnings_as_lines("build", quiet=quiet):
+        for _ in range(3):
+            warnings.warn("overflow encountered in cast", RuntimeWarning, stacklevel=1)
+        warnings.warn("another", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    if quiet:
+        assert err == ""
+    else:
+        assert err.splitlines() == ["ember build: warning: overflow encountered in cast (3 times)",
+                                    "ember build: warning: another"]
+
+
+def test_build_quiet_prints_no_warning(tmp_path, capsys):
+    """A per-layer FP16 pin ember cannot honour (CumSum stays FP32) is a warning under
+    --precision-constraints prefer; -q (errors only) keeps it off stderr."""
+    axis = helper.make_tensor("axis", TensorProto.INT64, [], [1])
+    graph = helper.make_graph(
+        [helper.make_node("CumSum", ["x", "axis"], ["y"], name="cs")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [axis])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              tmp_path / "m.onnx")
+    args = ["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.plan"), "--fp16",
+            "--layer-precisions", "cs:fp16", "--precision-constraints", "prefer"]
+    assert main(args) == 0
+    assert "ember build: warning: assign-precision: node 'cs'" in capsys.readouterr().err
+    assert main([*args, "-q"]) == 0
+    assert capsys.readouterr().err == ""

@@ -267,8 +267,11 @@ def test_expanded_qdq_arithmetic_stays_fp32_under_fp16(tmp_path):
     config = BuilderConfig()
     config.set_flag(BuilderFlag.FP16)
     module_text = []
-    manifest, sections = build_model(model, config,
-                                     after_pass=lambda i, p, m: module_text.append((p.name, str(m))))
+
+    def keep(index, p, module):
+        module_text.append((p.name, str(module)))
+
+    manifest, sections = build_model(model, config, after_pass=keep)
     got = Runtime("cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context().execute({"x": x})["y"]
     # y is an integer over 100 computed in FP32, then stored as FP16: within FP16's rounding
