@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ember.compiler import compare
 
-    compare.add_parser(sub)
+    _add_plugin_flags(compare.add_parser(sub))
 
     # `ember bench` parses trtexec's flags itself (compiler/bench.py): main() hands it argv
     sub.add_parser("bench", add_help=False, help="trtexec's command line: build or load, time "

@@ -181,22 +181,27 @@ def run_backend(name: str, model: onnx.ModelProto, feed: Mapping[str, np.ndarray
                           f"built {len(engine.steps)} steps in {built:.2f} s")
     if precision and any(precision.values()):
         raise FlagError(f"backend {name} was given ember build options")
+    if name not in ("onnxruntime", "reference"):
+        raise FlagError(f"unknown backend '{name}'; the backends are {', '.join(BACKENDS)}")
     data = model.SerializeToString()
     start = time.perf_counter()
-    if name == "onnxruntime":
-        import onnxruntime as ort
+    try:
+        if name == "onnxruntime":
+            import onnxruntime as ort
 
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        values = session.run(names, dict(feed))
-    elif name == "reference":
-        from onnx.reference import ReferenceEvaluator
+            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+            names = [o.name for o in session.get_outputs()]
+            values = session.run(names, dict(feed))
+        else:
+            from onnx.reference import ReferenceEvaluator
 
-        evaluator = ReferenceEvaluator(model)
-        names = list(evaluator.output_names)
-        values = evaluator.run(None, dict(feed))
-    else:
-        raise FlagError(f"unknown backend '{name}'; the backends are {', '.join(BACKENDS)}")
+            evaluator = ReferenceEvaluator(model)
+            names = list(evaluator.output_names)
+            values = evaluator.run(None, dict(feed))
+    except Exception as e:  # the peer's own failure (an op it lacks, say): named, one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EmberError(f"backend {name} cannot run the model: {first[:400]} (leave it out: "
+                         f"--backends)") from None
     return BackendRun(dict(zip(names, (np.asarray(v) for v in values), strict=True)),
                       time.perf_counter() - start)
 

@@ -477,6 +477,12 @@ def test_ember_command_loads_plugin_files(tmp_path):
     done = ember_cli("inspect", "m.plan")
     assert "plugin: my.domain::ScaledSoftplus version 1 (plugin_1; numpy reference not " \
            "registered in this process)" in done.stdout
+    # compare: ember runs the plugin op; onnxruntime, which has no such op, is named
+    done = ember_cli("compare", "m.onnx", "--plugins", defs, "ref.py", "--backends",
+                     "ember-cpu,onnxruntime", "--load-inputs", "in.npz")
+    assert done.returncode == 1 and "ember-cpu: built" in done.stdout, done.stderr
+    assert done.stderr.startswith("ember compare: error: backend onnxruntime cannot run the "
+                                  "model:") and "Traceback" not in done.stderr
 
 
 def test_array_attribute_and_in_place_shape_edit_as_tensorrts_circ_pad_sample():
