@@ -322,7 +322,7 @@ _DESCRIPTORS = [
                             "masked_value": opt(FLOAT), **TF32}),
     # reductions and normalizations
     _template("reduce", {"fn": req(STR, REDUCE_FUNCTIONS), "axes": opt(INTS),
-                         "keepdims": req(BOOL)},
+                         "keepdims": req(BOOL), **DYNAMIC},
               layout=Layout.PHYSICAL, nhwc=_nhwc_axes, nhwc_when=_reduce_nhwc_when,
               packable=_reduce_packable),
     _template("arg_reduce", {"fn": req(STR, ("max", "min")), "axis": req(INT),

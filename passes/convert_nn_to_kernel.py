@@ -42,11 +42,23 @@ _DATA = (ConstantOp, WeightOp)
 def _static(op: NNOp, value) -> tuple:
     shape = plan_dims(value)
     if shape is None:
-        raise PassError(f"convert-nn-to-kernel: {op.name} has a shape with an unknown dim "
-                        f"({value.type}); give the model static input shapes or an "
+        params = [n for n in getattr(op, "DYNAMIC", ()) if getattr(op, n) is not None]
+        if params:
+            raise PassError(f"convert-nn-to-kernel: {op.name}{_where(op)} has a shape with an "
+                            f"unknown dim ({value.type}): its run-time parameters "
+                            f"({', '.join(params)}) decide it; declare the result's shape in "
+                            "the model (a graph output's or value_info's type) or make them "
+                            "constants")
+        raise PassError(f"convert-nn-to-kernel: {op.name}{_where(op)} has a shape with an "
+                        f"unknown dim ({value.type}); give the model static input shapes or an "
                         "optimization profile (a symbolic dim must be a named input dim, or "
                         "a product of them)")
     return shape
+
+
+def _where(op: NNOp) -> str:
+    names = origin_of(op)
+    return f" (node {', '.join(repr(n) for n in names)})" if names else ""
 
 
 def _origin(op: NNOp) -> dict[str, Attribute]:

@@ -47,6 +47,7 @@ class ReduceOp(NNOp):
     assembly_format = (
         "$fn $input (`,` $dynamic_axes^)? attr-dict `:` functional-type(operands, results)"
     )
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dynamic_axes",)
 
     def infer(self) -> list[Attribute]:
         fn = self.fn.data
@@ -63,9 +64,17 @@ class ReduceOp(NNOp):
                                  "static length")
             if n[0] > len(shape):
                 raise ShapeError(f"nn.reduce: {n[0]} axes for rank {len(shape)}")
+            declared = shape_of(self.output)
             if keepdims:
-                return [like(self.input, [1 if d == 1 else UNKNOWN for d in shape])]
-            return [like(self.input, [UNKNOWN] * (len(shape) - n[0]))]
+                fits = declared is not None and len(declared) == len(shape) and all(
+                    isinstance(d, int) and (d == 1 or d == s)
+                    for d, s in zip(declared, shape, strict=True))
+                return [like(self.input, declared if fits else
+                             [1 if d == 1 else UNKNOWN for d in shape])]
+            fits = declared is not None and len(declared) == len(shape) - n[0] and all(
+                isinstance(d, int) for d in declared)
+            # a declared result shape (the model's) sizes the result; the run time checks it
+            return [like(self.input, declared if fits else [UNKNOWN] * (len(shape) - n[0]))]
         axes = self.prop("axes")
         if not axes:
             raise ShapeError("nn.reduce: axes must not be empty")

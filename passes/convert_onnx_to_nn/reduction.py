@@ -9,7 +9,7 @@ from xdsl.dialects.builtin import i64
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx, is_float
-from ember.dialects.nn.base import dim_product, like, normalize_axis
+from ember.dialects.nn.base import dim_product, like, normalize_axis, set_result_types
 from ember.dialects.nn.elementwise import SelectOp
 from ember.dialects.nn.reduction import (
     ArgReduceOp,
@@ -76,7 +76,11 @@ def reduce_op(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                 if not b.shape(x):
                     raise b.unsupported("run-time axes on a scalar input")
                 axes_i64 = b.cast(value, element_type_from_onnx(7))
-                return [b.value(ReduceOp, [x, axes_i64], fn=fn, keepdims=keepdims)]
+                new = b.op(ReduceOp, [x, axes_i64], {"fn": fn, "keepdims": keepdims},
+                           result_types=[like(x, shape_of(op.results[0].type))]
+                           if shape_of(op.results[0].type) is not None else None)
+                set_result_types(new, new.infer())  # the declared shape where it fits
+                return [new.results[0]]
             axes = []
     if not axes and noop:
         return [x]

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler.builder import BuilderConfig, build_model
-from ember.errors import ShapeError, StepError
+from ember.errors import PassError, ShapeError, StepError
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -101,3 +101,32 @@ def test_a_run_time_reshape_target_must_give_the_planned_shape():
                                   X.reshape(2, 12))
     with pytest.raises(ShapeError, match=r"\[12, 2\] where the plan has \[2, 12\]"):
         context.execute({"x": X, "s": np.array([12, 2])})
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceL2", "ReduceMax"])
+@pytest.mark.parametrize("keepdims, axes, out_shape", [(1, [1], [4, 1]), (1, [-2], [1, 6]),
+                                                       (0, [0], [6]), (0, [-1], [4])])
+@pytest.mark.parametrize("arch", [None, "sm_90"])
+def test_reduce_axes_read_at_run_time_with_the_declared_shape(op, keepdims, axes, out_shape,
+                                                              arch):
+    model = _model(helper.make_node(op, ["x", "axes"], ["y"], keepdims=keepdims, name="r"),
+                   {"axes": (I64, [1])}, out_shape)
+    feed = {"x": X, "axes": np.array(axes)}
+    manifest, context = _context(model, arch)
+    (step,) = [s for s in manifest["steps"] if s["template"] == "reduce"]
+    assert step["params"]["out_shapes"] == [out_shape]
+    if arch:
+        assert step["device"] == "cpu" and "run-time parameters (dynamic_axes)" in step["fallback"]
+    np.testing.assert_allclose(context.execute(feed)["y"],
+                               ReferenceEvaluator(model).run(None, feed)[0], rtol=1e-6)
+    other = {1: [0], -2: [1], 0: [1], -1: [0]}[axes[0]]
+    with pytest.raises(StepError, match=r"r.*where the plan has.*run-time parameters"):
+        context.execute({"x": X, "axes": np.array(other)})
+
+
+def test_reduce_with_run_time_axes_and_no_declared_shape_is_refused():
+    model = _model(helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0, name="r"),
+                   {"axes": (I64, [1])}, None)
+    with pytest.raises(PassError, match=r"nn.reduce \(node 'r'\) .*unknown dim.*run-time "
+                                        r"parameters \(dynamic_axes\) decide it"):
+        _context(model)
