@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ember.compiler.ort_compat import max_ir_version
 from ember.errors import EmberError
 from ember.runtime.trt_types import Numbered
 
@@ -580,9 +581,11 @@ def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
     with tempfile.TemporaryDirectory(prefix="ember-calib-") as tmp:
         work = Path(tmp)
         path = work / "model.onnx"
-        # (saving with external data moves the weights out of the proto it saves: a copy)
-        onnx.save_model(onnx.ModelProto.FromString(model.SerializeToString()), path,
-                        save_as_external_data=True, location="model.data")
+        # (saving with external data moves the weights out of the proto it saves: a copy; in
+        # the IR version the installed onnxruntime reads)
+        copy = onnx.ModelProto.FromString(model.SerializeToString())
+        copy.ir_version = min(copy.ir_version, max_ir_version())
+        onnx.save_model(copy, path, save_as_external_data=True, location="model.data")
         needed, tensors = _calibrated_tensors(path, ops)
         scales = _cached(calibrator, algorithm, needed, tensors)
         if scales is None:

@@ -183,13 +183,15 @@ def run_backend(name: str, model: onnx.ModelProto, feed: Mapping[str, np.ndarray
         raise FlagError(f"backend {name} was given ember build options")
     if name not in ("onnxruntime", "reference"):
         raise FlagError(f"unknown backend '{name}'; the backends are {', '.join(BACKENDS)}")
-    data = model.SerializeToString()
     start = time.perf_counter()
     try:
         if name == "onnxruntime":
             import onnxruntime as ort
 
-            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+            from ember.compiler.ort_compat import for_onnxruntime
+
+            session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
             names = [o.name for o in session.get_outputs()]
             values = session.run(names, dict(feed))
         else:

@@ -190,7 +190,10 @@ def reference_outputs(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3  # its warnings (unused initializers) are not ours
             try:
-                session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                from ember.compiler.ort_compat import for_onnxruntime
+
+                session = onnxruntime.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                                       options,
                                                        providers=["CPUExecutionProvider"])
                 values = session.run(names, dict(feeds))
             except Exception as e:  # onnxruntime's own exception types

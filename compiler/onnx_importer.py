@@ -34,7 +34,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
-from ember.compiler import plugins_onnx
+from ember.compiler import declared_shapes, plugins_onnx
 from ember.dialects import onnx as onnx_dialect
 from ember.dialects.constants import dense_from_numpy
 from ember.dialects.dtypes import (
@@ -182,6 +182,7 @@ class _Importer:
         for s in graph.sparse_initializer:
             self.problems.append(NodeProblem(s.values.name, "initializer",
                                              "sparse initializers are not supported"))
+        declared_shapes.refine(graph, self.types)  # outputs' declared shapes, carried back
 
     def _node_problems(self, node: onnx.NodeProto, defined: set[str]) -> list[str]:
         reasons = []

@@ -534,9 +534,7 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     cv = _int8_conv(params)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
-    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups)
-    if gemm.splits > 1:
-        raise UnsupportedError("CUDA conv: INT8 tactics have no split-K")
+    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(
@@ -584,8 +582,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             cv = _int8_conv(params)
         except UnsupportedError:
             return []
-        return [t for t in gemm_mma.candidates(cv.positions, cv.mg, cv.k_total, cv.groups,
-                                               top=8) if t["splits"] == 1][:4]
+        return gemm_mma.candidates(cv.positions, cv.mg, cv.k_total, cv.groups, split_k=False)
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):

@@ -34,6 +34,7 @@ from ember.codegen.templates.gemm_tiles import (
     split_choices,
     split_k_arrival,
 )
+from ember.errors import UnsupportedError
 
 HALF_TYPES = ("float16", "bfloat16")
 PTX_TYPE = {"float16": "f16", "bfloat16": "bf16"}
@@ -132,10 +133,12 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list
     return [g for _, _, g in sorted(scored, key=lambda s: (s[0], s[1]))]
 
 
-def mma_for(params: dict, m: int, n: int, k: int, batch: int) -> MmaGemm:
+def mma_for(params: dict, m: int, n: int, k: int, batch: int,
+            split_k: bool = True) -> MmaGemm:
     """The tactic a step's params name (`params["tactic"]` with an "mma" tile), else the cost
-    model's choice (at the profile's opt shapes; no split-K along a symbolic K)."""
-    split_k = not is_sym(k)
+    model's choice (at the profile's opt shapes; no split-K along a symbolic K, nor where
+    `split_k` is False: the INT8 kernels have none)."""
+    split_k = split_k and not is_sym(k)
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     tactic = params.get("tactic")
     if not tactic or "mma" not in tactic:
@@ -144,17 +147,20 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int) -> MmaGemm:
     if tile not in [t for t, _ in MMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the tensor-core tiles")
     splits = int(tactic.get("splits", 1))
+    if splits > 1 and not split_k and not is_sym(k):
+        raise UnsupportedError(f"tactic split-K x{splits}: the INT8 kernels split no K")
     if not 1 <= splits <= -(-k // tile.bk) or (splits > 1 and not split_k):
         raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
     return MmaGemm(tile, splits)
 
 
 def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
-               wgmma: bool = False) -> list[dict]:
+               wgmma: bool = False, split_k: bool = True) -> list[dict]:
     """The `top` tactics by estimated cost, as `tactic` values, for select-tactics/autotune;
     with `wgmma` (an sm_90 build, both operands K-major in 16-byte chunks) Hopper's tiles
-    compete too."""
-    mma = ranked(typical(m), typical(n), typical(k), typical(batch), not is_sym(k))
+    compete too; without `split_k`, none splits K."""
+    mma = ranked(typical(m), typical(n), typical(k), typical(batch),
+                 split_k and not is_sym(k))
     if wgmma:
         from ember.codegen.templates import gemm_wgmma
 

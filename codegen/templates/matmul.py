@@ -103,8 +103,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     dtype = params["out_dtypes"][0]
     if _int8(params):
         m, n, pairs, *_, batch = _int8_geometry(params)
-        return [t for t in gemm_mma.candidates(m, n, pairs, prod(batch), top=8)
-                if t["splits"] == 1][:4]
+        return gemm_mma.candidates(m, n, pairs, prod(batch), split_k=False)
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
@@ -211,9 +210,7 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
     # int8 pairs as 16-bit elements: rows of K / 2 pairs, 16-byte chunks of 8 pairs
     a_op = dense("a16", m, pairs, pairs, 1, "a_base", vec8=True)
     b_op = dense("b16", n, pairs, pairs, 1, "b_base", vec8=True)
-    gemm = gemm_mma.mma_for(params, m, n, pairs, nbatch)
-    if gemm.splits > 1:
-        raise UnsupportedError("CUDA matmul: INT8 tactics have no split-K")
+    gemm = gemm_mma.mma_for(params, m, n, pairs, nbatch, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(params, _output_index(m, n))

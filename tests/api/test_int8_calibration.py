@@ -31,6 +31,7 @@ from ember.compiler.calibrate import (
     int8_model,
     parse_cache,
 )
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.errors import EmberError
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
@@ -137,7 +138,8 @@ def _execute(manifest: dict, sections: dict, feed: dict, device: str = "cpu") ->
 
 
 def _onnxruntime(model: onnx.ModelProto, feed: dict) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
     return session.run(None, feed)[0]
 
 
@@ -226,7 +228,7 @@ def test_calibration_equals_onnxruntimes_quantize_static(tmp_path, name, base, m
         def get_next(self):
             return next(self.items, None)
 
-    onnx.save(model, tmp_path / "fp32.onnx")
+    onnx.save(for_onnxruntime(model), tmp_path / "fp32.onnx")
     quantize_static(tmp_path / "fp32.onnx", tmp_path / "qdq.onnx", Reader(),
                     quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

@@ -30,6 +30,7 @@ from ember.codegen.timing_cache import Environment, TimingCache, environment, ke
 from ember.compiler import builder
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.compiler.cli import main as cli
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.errors import EmberError, TimingCacheError
 from ember.runtime import cuda
 from ember.runtime.cuda import cuda_available
@@ -583,7 +584,7 @@ def test_a_foreign_cache_on_the_gpu_warns_and_the_plan_is_correct(tmp_path, monk
     engine = trt.Runtime(device="cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
     x = np.random.default_rng(4).standard_normal((2, 16, 28, 28)).astype(np.float32)
     got = engine.create_execution_context().execute({"x": x})["b2"]
-    want = ort.InferenceSession(model.SerializeToString(),
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
 

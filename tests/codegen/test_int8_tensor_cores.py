@@ -134,6 +134,23 @@ def test_matmul_integer_builds_to_the_int8_tensor_core_kernel_for_sm90():
     np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64))
 
 
+@pytest.mark.parametrize("m, k, n", [(200, 512, 136), (8, 2048, 64)])
+def test_int8_tactics_never_split_k(m, k, n):
+    """Few output tiles over a long K: the FP16 cost model would split K, the INT8 kernels
+    cannot, so the INT8 candidates and the untuned choice keep K whole (a CUDA step, not a
+    host fallback)."""
+    from ember.codegen.templates import matmul
+    from ember.compiler.builder import BuilderConfig, build_model
+
+    model, _ = _matmul_integer_model(m, k, n)
+    manifest, _ = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
+    (step,) = manifest["steps"]
+    assert "device" not in step and step["cuda"]["kernel"].startswith("matmul_")
+    params = {k: v for k, v in step["params"].items() if k != "tactic"}
+    tactics = matmul.tactics(params, "sm_90")
+    assert tactics and all(t["splits"] == 1 for t in tactics)
+
+
 @needs_gpu
 @pytest.mark.cuda
 def test_int8_matmul_on_the_gpu_sums_exactly():

@@ -369,3 +369,24 @@ def test_gpu_precisions_per_layer(small, precision):
                      per_layer=True, out=out)
     assert result.passed, out.getvalue()
     assert result.layers["ember-cuda"]
+
+
+def test_models_reach_onnxruntime_in_an_ir_version_it_reads(monkeypatch):
+    """onnx may be newer than onnxruntime (onnx 1.23 writes IR 14, onnxruntime 1.30 reads 13):
+    what ember hands to onnxruntime is lowered to the newest version it loads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ember.compiler import ort_compat
+
+    newest = ort_compat.max_ir_version()
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, ir_version=onnx.IR_VERSION)
+    assert ort_compat.for_onnxruntime(model).ir_version == min(onnx.IR_VERSION, newest)
+    monkeypatch.setattr(ort_compat, "max_ir_version", lambda: 9)
+    lowered = ort_compat.for_onnxruntime(model)
+    assert lowered.ir_version == 9 and model.ir_version == onnx.IR_VERSION  # a copy
+    old = helper.make_model(graph, ir_version=8)
+    assert ort_compat.for_onnxruntime(old) is old

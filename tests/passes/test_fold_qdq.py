@@ -19,6 +19,7 @@ from onnxruntime.quantization import (
 )
 
 from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.compiler.pipeline import pipeline_text
 from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.cuda import cuda_available
@@ -72,7 +73,7 @@ class _Reader(CalibrationDataReader):
 def _quantized(tmp_path, make, symmetric: bool) -> tuple[str, str, dict[str, tuple]]:
     model, shapes = make()
     fp32, qdq = str(tmp_path / "fp32.onnx"), str(tmp_path / "qdq.onnx")
-    onnx.save(model, fp32)
+    onnx.save(for_onnxruntime(model), fp32)
     options = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}) \
         if symmetric else {}
@@ -262,7 +263,7 @@ def test_expanded_qdq_arithmetic_stays_fp32_under_fp16(tmp_path):
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     # a = 2x of about 1e-4: q = round(a / 1e-6) near +-100, y = q / 100 near +-1
     x = (np.random.default_rng(3).standard_normal((4, 8)) * 3e-5).astype(np.float32)
-    want = ort.InferenceSession(model.SerializeToString(),
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     config = BuilderConfig()
     config.set_flag(BuilderFlag.FP16)
