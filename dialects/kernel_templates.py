@@ -38,6 +38,8 @@ from ember.runtime.cpu_kernels import KERNELS, Kernel
 from ember.runtime.cpu_kernels.functions import BINARY, UNARY
 from ember.runtime.cpu_kernels.movement import PAD_MODES, RESIZE_MODES, SCATTER_REDUCTIONS
 from ember.runtime.cpu_kernels.reduction import REDUCE_FUNCTIONS
+from ember.runtime.cpu_kernels.sampling import MODES as SAMPLE_MODES
+from ember.runtime.cpu_kernels.sampling import PADDING_MODES
 from ember.runtime.formats import FORMATS, NC4HW4, NCHW, NHWC, PERMS
 
 # -- kinds of param values ----------------------------------------------------------------------
@@ -327,6 +329,9 @@ _DESCRIPTORS = [
               packable=_reduce_packable),
     _template("arg_reduce", {"fn": req(STR, ("max", "min")), "axis": req(INT),
                              "keepdims": req(BOOL), "select_last_index": req(BOOL)}),
+    _template("grid_sample", {"mode": req(STR, SAMPLE_MODES),
+                              "padding_mode": req(STR, PADDING_MODES),
+                              "align_corners": req(BOOL)}, cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

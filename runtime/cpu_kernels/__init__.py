@@ -24,6 +24,7 @@ from ember.runtime.cpu_kernels import (
     movement,
     quant,
     reduction,
+    sampling,
 )
 
 Kernel = Callable[[list[np.ndarray], dict], list[np.ndarray]]
@@ -34,6 +35,7 @@ KERNELS: dict[str, Kernel] = {
     **layout.KERNELS,
     **reduction.KERNELS,
     **movement.KERNELS,
+    **sampling.KERNELS,
     **quant.KERNELS,
     **attention.KERNELS,
     **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
