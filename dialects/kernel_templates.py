@@ -331,7 +331,7 @@ _DESCRIPTORS = [
                              "keepdims": req(BOOL), "select_last_index": req(BOOL)}),
     _template("grid_sample", {"mode": req(STR, SAMPLE_MODES),
                               "padding_mode": req(STR, PADDING_MODES),
-                              "align_corners": req(BOOL)}, cuda=None),
+                              "align_corners": req(BOOL)}),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},
