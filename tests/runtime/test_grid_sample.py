@@ -93,3 +93,26 @@ def test_the_cuda_kernel_matches_the_numpy_kernel(tmp_path, mode, padding, align
     got = simt_emulator.run(spec, name, [x, grid], list(want.shape), np.dtype(np.float32),
                             tmp_path)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode, padding, align, rank", [("linear", "zeros", 0, 2),
+                                                        ("cubic", "reflection", 1, 2),
+                                                        ("nearest", "border", 0, 3)])
+def test_grid_sample_on_the_gpu(mode, padding, align, rank):
+    from ember.compiler.builder import detect_arch
+    from ember.runtime.cuda import cuda_available
+
+    if not cuda_available():
+        pytest.skip("needs a GPU")
+    rng = np.random.default_rng(5)
+    x_shape, grid_shape = (2, 3, *([9, 8, 7][:rank])), (2, *([5, 6, 4][:rank]), rank)
+    feed = {"x": rng.standard_normal(x_shape).astype(np.float32),
+            "grid": (rng.standard_normal(grid_shape) * 1.4).astype(np.float32)}
+    model = _model(x_shape, grid_shape, mode=mode, padding_mode=padding, align_corners=align)
+    manifest, sections = build_model(model, BuilderConfig(target_arch=detect_arch()))
+    assert "device" not in next(s for s in manifest["steps"] if s["template"] == "grid_sample")
+    got = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
+        .create_execution_context().execute(feed)["y"]
+    np.testing.assert_allclose(got, ReferenceEvaluator(model).run(None, feed)[0], rtol=1e-5,
+                               atol=1e-5)
