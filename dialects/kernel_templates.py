@@ -332,6 +332,8 @@ _DESCRIPTORS = [
     _template("grid_sample", {"mode": req(STR, SAMPLE_MODES),
                               "padding_mode": req(STR, PADDING_MODES),
                               "align_corners": req(BOOL)}),
+    _template("dft", {"axis": opt(INT), "dft_length": opt(INT), "inverse": req(BOOL),
+                      "onesided": req(BOOL), **DYNAMIC}, cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

@@ -1,17 +1,35 @@
-"""Sampling ops: nn.grid_sample (ONNX GridSample: X [N, C, D1..Dr] read at the normalized
-coordinates of a grid [N, O1..Ok, r]; runtime/cpu_kernels/sampling.py holds the semantics)."""
+"""Sampling and spectral ops: nn.grid_sample (ONNX GridSample: X [N, C, D1..Dr] read at the
+normalized coordinates of a grid [N, O1..Ok, r]) and nn.dft (ONNX DFT); their semantics are the
+numpy kernels' in runtime/cpu_kernels/sampling.py."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from xdsl.dialects.builtin import IntegerAttr, StringAttr
 from xdsl.ir import Attribute
-from xdsl.irdl import irdl_op_definition, operand_def, prop_def, result_def, traits_def
+from xdsl.irdl import (
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+)
 from xdsl.traits import Pure
 
-from ember.dialects.nn.base import NNOp, like
-from ember.dialects.tensor_types import element_type_of
+from ember.dialects.nn.base import NNOp, build, like, normalize_axis
+from ember.dialects.nn.dynamic_params import (
+    SEGMENTED,
+    DynamicParams,
+    dynamic_format,
+    operand_length,
+)
+from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
 from ember.errors import ShapeError
-from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES
+from ember.runtime.cpu_kernels.common import known_ints
+from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES, dft_shape
 
 
 @irdl_op_definition
@@ -48,4 +66,71 @@ class GridSampleOp(NNOp):
         return [like(self.input, [x[0], x[1], *grid[1:-1]])]
 
 
-OPS = [GridSampleOp]
+@irdl_op_definition
+class DFTOp(DynamicParams, NNOp):
+    """The discrete Fourier transform of the input [..., 1 or 2] (real, or real and imaginary
+    parts) along `axis`, `dft_length` long, `inverse` and `onesided` as ONNX's DFT. The axis
+    and the length may be run-time scalar operands: the result's dims they decide are then the
+    model's declared ones (checked when the plan runs), else unknown."""
+
+    name = "nn.dft"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("dyn_length", "dyn_axis")
+    input = operand_def()
+    dyn_length = opt_operand_def()
+    dyn_axis = opt_operand_def()
+    axis = opt_prop_def(IntegerAttr)
+    dft_length = opt_prop_def(IntegerAttr)
+    inverse = prop_def(IntegerAttr)
+    onesided = prop_def(IntegerAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    irdl_options = SEGMENTED
+    assembly_format = dynamic_format(("dft_length", "dyn_length"), ("axis", "dyn_axis"))
+
+    def infer(self) -> list[Attribute]:
+        shape = list(self.operand_shape(0))
+        rank = len(shape)
+        if rank < 2 or shape[-1] not in (1, 2) and isinstance(shape[-1], int):
+            raise ShapeError(f"nn.dft: the input {shape} must end in 1 (real) or 2 (complex)")
+        for name, operand, prop in (("axis", self.dyn_axis, self.axis),
+                                    ("dft_length", self.dyn_length, self.dft_length)):
+            if operand is not None and prop is not None:
+                raise ShapeError(f"nn.dft: give {name} as a property or an operand, not both")
+            if operand is not None and operand_length(operand) not in (1, None):
+                raise ShapeError(f"nn.dft: {name} must be a scalar")
+        inverse, onesided = bool(self.prop("inverse")), bool(self.prop("onesided"))
+        if self.dyn_axis is None and self.axis is None:
+            raise ShapeError("nn.dft: needs an axis")
+        declared = shape_of(self.output)
+        fits = declared is not None and len(declared) == rank and all(
+            isinstance(d, int) for d in declared)
+        if self.dyn_axis is not None:
+            return [like(self.input, declared if fits else [UNKNOWN] * rank)]
+        axis = normalize_axis(self.prop("axis"), rank, self.name)
+        if axis == rank - 1:
+            raise ShapeError("nn.dft: the axis must not be the last (real, imaginary) dim")
+        if self.dyn_length is not None:
+            out = dft_shape(shape, axis, 1, inverse, onesided)
+            out[axis] = declared[axis] if fits else UNKNOWN
+            return [like(self.input, out)]
+        length = self.prop("dft_length")
+        if not isinstance(shape[axis], int) and length is None:
+            out = dft_shape(shape, axis, 1, inverse, onesided)
+            out[axis] = UNKNOWN
+            return [like(self.input, out)]
+        return [like(self.input, dft_shape(shape, axis, length, inverse, onesided))]
+
+    def static_form(self, known: list[Any]) -> NNOp | None:
+        values = dict(zip([n for n in self.DYNAMIC if getattr(self, n) is not None],
+                          known[1:], strict=False))
+        props: dict[str, Any] = {**self.static_props()}
+        for name, key in (("dyn_axis", "axis"), ("dyn_length", "dft_length")):
+            if name in values:
+                ints = known_ints(values[name])
+                if ints is None or len(ints) != 1:
+                    return None
+                props[key] = ints[0]
+        return build(DFTOp, [self.input], props)
+
+
+OPS = [GridSampleOp, DFTOp]

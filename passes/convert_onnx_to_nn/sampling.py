@@ -1,13 +1,17 @@
-"""Legalizer of ONNX GridSample (opsets 16, 20, 22) into nn.grid_sample: opset 16's mode names
-(bilinear, bicubic) are its later ones (linear, cubic)."""
+"""Legalizers of ONNX GridSample (opsets 16, 20, 22) into nn.grid_sample (opset 16's mode names,
+bilinear and bicubic, are its later ones, linear and cubic) and of DFT (opsets 17, 20) into
+nn.dft."""
 
 from __future__ import annotations
 
+import numpy as np
 from xdsl.ir import SSAValue
 
+from ember.dialects.dtypes import element_type_from_onnx
+from ember.dialects.nn.base import set_result_types
 from ember.dialects.nn.sampling import GridSampleOp
 from ember.dialects.onnx import OnnxOp
-from ember.dialects.tensor_types import element_type_of
+from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES
@@ -37,3 +41,45 @@ def grid_sample(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         grid = b.cast(grid, element_type_of(x))  # the grid's type T2 may differ from X's T1
     return [b.value(GridSampleOp, [x, grid], mode=mode, padding_mode=padding,
                     align_corners=bool(op.attr("align_corners", 0)))]
+
+
+@legalizes("DFT")
+def dft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """DFT: opset 17-19's axis is an attribute (default 1), opset 20's an input (default -2);
+    dft_length an input. Each may be a constant (a property) or computed at run time (an
+    operand, read when the plan runs; the dims it decides are the model's declared ones)."""
+    from ember.dialects.nn.dynamic_params import segments
+    from ember.dialects.nn.sampling import DFTOp
+    from ember.dialects.tensor_types import tensor_type
+
+    x = op.operands[0]
+    flags = {"inverse": bool(op.attr("inverse", 0)), "onesided": bool(op.attr("onesided", 0))}
+    length_in = op.onnx_input("dft_length")
+    axis_in = op.onnx_input("axis") if b.opset >= 20 else None
+    props: dict = dict(flags)
+    dyn_length = dyn_axis = None
+    if length_in is not None:
+        value = b.const(length_in)
+        if value is None:
+            dyn_length = b.cast(length_in, element_type_from_onnx(7))
+        else:
+            props["dft_length"] = int(np.asarray(value).reshape(-1)[0])
+    if axis_in is not None:
+        value = b.const(axis_in)
+        if value is None:
+            dyn_axis = b.cast(axis_in, element_type_from_onnx(7))
+        else:
+            props["axis"] = int(np.asarray(value).reshape(-1)[0])
+    elif b.opset < 20:
+        props["axis"] = int(op.attr("axis", 1))
+    else:
+        props["axis"] = -2
+    if "axis" in props:
+        props["axis"] %= max(len(b.shape(x)), 1)
+    operands, segment = segments(x, dyn_length, dyn_axis)
+    declared = shape_of(op.results[0].type)
+    hint = tensor_type(declared, element_type_of(x)) if declared is not None else None
+    new = b.op(DFTOp, operands, {**props, **segment}, result_types=[hint] if hint else None)
+    if hint is not None:
+        set_result_types(new, new.infer())
+    return [new.results[0]]

@@ -1,5 +1,6 @@
-"""Sampling kernels (ONNX semantics): grid_sample (ONNX GridSample, opsets 16, 20, 22: any
-number of spatial dims; nearest, linear and cubic; zeros, border and reflection padding).
+"""Sampling and spectral kernels (ONNX semantics): grid_sample (ONNX GridSample, opsets 16, 20,
+22: any number of spatial dims; nearest, linear and cubic; zeros, border and reflection
+padding) and dft (ONNX DFT, below).
 
 X is [N, C, D1, ..., Dr], the grid [N, O1, ..., Ok, r] with normalized coordinates in [-1, 1]
 whose last entry indexes D1 and whose first indexes Dr (x before y, as in PyTorch); the result
@@ -127,3 +128,60 @@ def grid_sample(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
 
 
 KERNELS = {"grid_sample": grid_sample}
+
+
+# -- dft -----------------------------------------------------------------------------------------
+
+def dft_shape(shape: list, axis: int, length: int | None, inverse: bool,
+              onesided: bool) -> list:
+    """ONNX DFT's result shape: the signal axis `length` long (half plus one for a one-sided
+    forward transform), the last dim 2 (real, imaginary), or 1 for a one-sided inverse (a real
+    signal)."""
+    out = list(shape)
+    if length is None:
+        length = 2 * (shape[axis] - 1) if inverse and onesided else shape[axis]
+    out[axis] = length // 2 + 1 if onesided and not inverse else length
+    out[-1] = 1 if inverse and onesided else 2
+    return out
+
+
+def dft(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX DFT (opsets 17-20) along `axis` (or the run-time `dyn_axis`), `dft_length` long (or
+    the run-time `dyn_length`; zero-padded or cut), inverse (normalized by 1 / length) and
+    one-sided forms; complex values as [..., 2] (real, imaginary), a real input as [..., 1]."""
+    from ember.runtime.cpu_kernels.common import dynamic_values, normalize_axis, one
+
+    x = np.asarray(inputs[0])
+    dynamic = dynamic_values(inputs, params)
+    axis = int(one(dynamic["dyn_axis"], "axis", "nn.dft")) if "dyn_axis" in dynamic \
+        else params["axis"]
+    axis = normalize_axis(axis, x.ndim, "nn.dft")
+    if axis == x.ndim - 1:
+        raise ShapeError("nn.dft: the axis must not be the last (real, imaginary) dim")
+    inverse, onesided = bool(params.get("inverse")), bool(params.get("onesided"))
+    length = int(one(dynamic["dyn_length"], "dft_length", "nn.dft")) if "dyn_length" in dynamic \
+        else params.get("dft_length")
+    if length is None:
+        length = 2 * (x.shape[axis] - 1) if inverse and onesided else x.shape[axis]
+    if length < 1:
+        raise ShapeError(f"nn.dft: dft_length {length} must be positive")
+    if x.shape[-1] == 1:
+        signal = x[..., 0].astype(np.complex128)
+    elif x.shape[-1] == 2:
+        signal = x[..., 0].astype(np.float64) + 1j * x[..., 1].astype(np.float64)
+    else:
+        raise ShapeError(f"nn.dft: the last dim is {x.shape[-1]}, not 1 (real) or 2 (complex)")
+    if inverse and onesided:
+        out = np.fft.irfft(signal, n=length, axis=axis)[..., None]
+    elif inverse:
+        out = np.fft.ifft(signal, n=length, axis=axis)
+    else:
+        out = np.fft.fft(signal, n=length, axis=axis)
+        if onesided:
+            out = np.take(out, np.arange(length // 2 + 1), axis=axis)
+    if np.iscomplexobj(out):
+        out = np.stack([out.real, out.imag], axis=-1)
+    return [np.ascontiguousarray(out.astype(x.dtype))]
+
+
+KERNELS["dft"] = dft
