@@ -334,6 +334,7 @@ _DESCRIPTORS = [
                               "align_corners": req(BOOL)}),
     _template("dft", {"axis": opt(INT), "dft_length": opt(INT), "inverse": req(BOOL),
                       "onesided": req(BOOL), **DYNAMIC}, cuda=None),
+    _template("stft", {"onesided": req(BOOL), **DYNAMIC}, cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

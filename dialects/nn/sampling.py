@@ -133,4 +133,36 @@ class DFTOp(DynamicParams, NNOp):
         return build(DFTOp, [self.input], props)
 
 
-OPS = [GridSampleOp, DFTOp]
+@irdl_op_definition
+class StftOp(DynamicParams, NNOp):
+    """ONNX STFT of a signal [batch, length, 1 or 2]: `frame_step`, the window and
+    `frame_length` are operands read when the plan runs; the result [batch, frames, bins, 2]
+    takes its dims from the build (constants) or the model's declared shape (checked at run
+    time), else they are unknown."""
+
+    name = "nn.stft"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("frame_step", "window", "frame_length")
+    input = operand_def()
+    frame_step = operand_def()
+    window = opt_operand_def()
+    frame_length = opt_operand_def()
+    onesided = prop_def(IntegerAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    irdl_options = SEGMENTED
+    assembly_format = "$input `,` $frame_step (`window` `(` $window^ `:` type($window) `)`)? " \
+                      "(`frame_length` `(` $frame_length^ `:` type($frame_length) `)`)? " \
+                      "attr-dict `:` type($input) `,` type($frame_step) `->` type($output)"
+
+    def infer(self) -> list[Attribute]:
+        shape = list(self.operand_shape(0))
+        if len(shape) != 3 or isinstance(shape[-1], int) and shape[-1] not in (1, 2):
+            raise ShapeError(f"nn.stft: the signal {shape} must be [batch, length, 1 or 2]")
+        declared = shape_of(self.output)
+        if declared is not None and len(declared) == 4 and all(
+                isinstance(d, int) for d in declared) and declared[-1] == 2:
+            return [like(self.input, declared)]
+        return [like(self.input, [shape[0], UNKNOWN, UNKNOWN, 2])]
+
+
+OPS = [GridSampleOp, DFTOp, StftOp]

@@ -83,3 +83,40 @@ def dft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if hint is not None:
         set_result_types(new, new.infer())
     return [new.results[0]]
+
+
+@legalizes("STFT")
+def stft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """STFT: the step, window and frame length are read when the plan runs; the result's dims
+    come from them where they are constants, else from the model's declared shape."""
+    from ember.dialects.nn.dynamic_params import segments
+    from ember.dialects.nn.sampling import StftOp
+    from ember.dialects.tensor_types import tensor_type
+
+    x, step = op.operands[0], op.onnx_input("frame_step")
+    window, length = op.onnx_input("window"), op.onnx_input("frame_length")
+    i64 = element_type_from_onnx(7)
+    onesided = bool(op.attr("onesided", 1))
+    shape = b.shape(x)
+    hint = None
+    known = [b.const(v) if v is not None else None for v in (step, length)]
+    size = (known[1] if length is not None else
+            (b.shape(window)[0] if window is not None else shape[1] if len(shape) == 3
+             else None))
+    if known[0] is not None and size is not None and (length is None or known[1] is not None) \
+            and len(shape) == 3 and all(isinstance(d, int) for d in shape):
+        n = int(np.asarray(size).reshape(-1)[0])
+        frames = 1 + (shape[1] - n) // int(np.asarray(known[0]).reshape(-1)[0])
+        hint = tensor_type([shape[0], frames, n // 2 + 1 if onesided else n, 2],
+                           element_type_of(x))
+    else:
+        declared = shape_of(op.results[0].type)
+        if declared is not None:
+            hint = tensor_type(declared, element_type_of(x))
+    operands, segment = segments(x, b.cast(step, i64), window,
+                                 b.cast(length, i64) if length is not None else None)
+    new = b.op(StftOp, operands, {"onesided": onesided, **segment},
+               result_types=[hint] if hint else None)
+    if hint is not None:
+        set_result_types(new, new.infer())
+    return [new.results[0]]

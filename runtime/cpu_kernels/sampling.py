@@ -185,3 +185,38 @@ def dft(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
 
 
 KERNELS["dft"] = dft
+
+
+def stft(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX STFT: frames of the signal [batch, length, 1 or 2] every `frame_step` samples, each
+    `frame_length` long (else the window's length, else the signal's), weighted by the window
+    (else ones) and transformed (one-sided with `onesided`): [batch, frames, bins, 2]."""
+    from ember.runtime.cpu_kernels.common import dynamic_values, one
+
+    x = np.asarray(inputs[0])
+    given = dynamic_values(inputs, params)
+    step = int(one(given["frame_step"], "frame_step", "nn.stft"))
+    window = given.get("window")
+    if "frame_length" in given:
+        length = int(one(given["frame_length"], "frame_length", "nn.stft"))
+    else:
+        length = len(window) if window is not None else x.shape[-2]
+    if window is None:
+        window = np.ones(length, x.dtype)
+    if x.ndim != 3 or x.shape[-1] not in (1, 2) or step < 1 or length < 1 \
+            or length > x.shape[1] or np.ndim(window) != 1:
+        raise ShapeError(f"nn.stft: signal {list(x.shape)}, frame_step {step}, frame_length "
+                         f"{length}, window {list(np.shape(window))} do not fit")
+    size = len(window)
+    frames = 1 + (x.shape[1] - length) // step
+    signal = x[..., 0].astype(np.float64) + (1j * x[..., 1] if x.shape[-1] == 2 else 0)
+    padded = np.concatenate([signal, np.zeros((x.shape[0], size), signal.dtype)], axis=1)
+    starts = np.arange(frames) * step
+    framed = padded[:, starts[:, None] + np.arange(size)] * np.asarray(window, np.float64)
+    out = np.fft.fft(framed, n=length, axis=-1)
+    if params.get("onesided"):
+        out = out[..., : length // 2 + 1]
+    return [np.ascontiguousarray(np.stack([out.real, out.imag], -1).astype(x.dtype))]
+
+
+KERNELS["stft"] = stft
