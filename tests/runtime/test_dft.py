@@ -1,6 +1,6 @@
-"""DFT (nn.dft): forward, inverse, one-sided forms against onnx.reference through the whole plan
-path, with constant and run-time axis and length (the declared result dims, checked when the
-plan runs)."""
+"""DFT (nn.dft) and STFT (nn.stft): forward, inverse and one-sided forms against onnx.reference
+through the whole plan path, with constant and run-time parameters (the declared result dims,
+checked when the plan runs)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,32 @@ def test_a_run_time_length_giving_another_shape_is_refused():
 def test_the_last_axis_is_refused():
     with pytest.raises(EmberError, match="last"):
         build_model(_model((2, 8, 1), (2, 8, 2), axis=-1), BuilderConfig())
+
+
+@pytest.mark.parametrize("onesided", [0, 1])
+@pytest.mark.parametrize("run_time", [False, True])
+def test_stft_matches_the_reference(onesided, run_time):
+    """A Hann window, 4-sample steps; the step a constant or a run-time input (the declared
+    shape sizes the result; a step giving another frame count is refused)."""
+    bins = 9 if onesided else 16
+    window = helper.make_tensor("window", F, [16], np.hanning(16).astype(np.float32))
+    inputs = [helper.make_tensor_value_info("x", F, [2, 64, 1])]
+    inits = [window]
+    if run_time:
+        inputs.append(helper.make_tensor_value_info("step", I64, []))
+    else:
+        inits.append(helper.make_tensor("step", I64, [], [4]))
+    node = helper.make_node("STFT", ["x", "step", "window"], ["y"], name="stft",
+                            onesided=onesided)
+    graph = helper.make_graph([node], "g", inputs,
+                              [helper.make_tensor_value_info("y", F, [2, 13, bins, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(4).standard_normal((2, 64, 1)).astype(np.float32)
+    feed = {"x": x, **({"step": np.array(4, np.int64)} if run_time else {})}
+    _, context = _context(model)
+    np.testing.assert_allclose(context.execute(feed)["y"],
+                               ReferenceEvaluator(model).run(None, feed)[0], rtol=1e-4,
+                               atol=1e-4)
+    if run_time:
+        with pytest.raises(StepError, match="stft"):
+            context.execute({"x": x, "step": np.array(8, np.int64)})
