@@ -369,7 +369,7 @@ _DESCRIPTORS = [
               cuda=None),
     _template("scatter_nd", {"reduction": req(STR, SCATTER_REDUCTIONS)}, cuda=None),
     _template("gather_nd", {"batch_dims": req(INT)}, cuda=None),
-    _template("expand", {}),
+    _template("expand", DYNAMIC),
     _template("tile", {"repeats": opt(INTS), **DYNAMIC}),
     _template("resize", {
         "mode": req(STR, RESIZE_MODES),

@@ -428,6 +428,7 @@ class ExpandOp(NNOp):
     is no `shape` operand, else the run-time 1-D `shape` operand."""
 
     name = "nn.expand"
+    DYNAMIC: ClassVar[tuple[str, ...]] = ("shape",)  # read at run time (host steps on the GPU)
     input = operand_def()
     shape = opt_operand_def()
     output = result_def()
