@@ -130,3 +130,22 @@ def test_reduce_with_run_time_axes_and_no_declared_shape_is_refused():
     with pytest.raises(PassError, match=r"nn.reduce \(node 'r'\) .*unknown dim.*run-time "
                                         r"parameters \(dynamic_axes\) decide it"):
         _context(model)
+
+
+def test_expand_by_a_run_time_shape_is_read_on_the_host():
+    """The CUDA expand kernel takes the input alone: a run-time shape operand is a host step
+    (its kernel once took the shape tensor for its output pointer)."""
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["x", "shape"], ["y"], name="e")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 1]),
+         helper.make_tensor_value_info("shape", I64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 6])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    manifest, context = _context(model, arch="sm_90")
+    (step,) = manifest["steps"]
+    assert step["device"] == "cpu" and "run-time parameters (shape)" in step["fallback"]
+    x = np.arange(3, dtype=np.float32).reshape(3, 1)
+    got = context.execute({"x": x, "shape": np.array([2, 1, 6])})["y"]
+    np.testing.assert_array_equal(got, np.broadcast_to(x, (2, 3, 6)))
+    with pytest.raises(StepError, match="e"):
+        context.execute({"x": x, "shape": np.array([1, 3, 6])})
