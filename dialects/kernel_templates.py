@@ -289,6 +289,12 @@ IO: dict[str, Param] = {"in_shapes": req(SHAPES), "in_dtypes": req(DTYPES),
 DYNAMIC: dict[str, Param] = {"dynamic": opt(STRS)}
 # a conv / matmul / einsum / attention assign-precision allows TF32 tensor cores
 TF32: dict[str, Param] = {"tf32": opt(BOOL)}
+# nn.rnn / nn.lstm: ONNX's attributes, the cell, and the optional operands present
+_RECURRENT: dict[str, Param] = {
+    "cell": req(STR, ("rnn", "gru", "lstm")), "optional": opt(STRS), "hidden_size": req(INT),
+    "direction": req(STR, ("forward", "reverse", "bidirectional")), "layout": opt(INT),
+    "activations": opt(STRS), "activation_alpha": opt(FLOATS), "activation_beta": opt(FLOATS),
+    "clip": opt(FLOAT), "linear_before_reset": opt(INT), "input_forget": opt(INT)}
 REFORMATS = tuple(f"{a}->{b}" for a in FORMATS for b in FORMATS if a != b)
 _CONV = {"strides": req(INTS), "pads": req(INTS), "dilations": req(INTS), "groups": req(INT)}
 _REGION_OP = dict_of({"fn": req(STR), "args": req(INTS), "dtype": req(DTYPE),
@@ -335,6 +341,8 @@ _DESCRIPTORS = [
     _template("dft", {"axis": opt(INT), "dft_length": opt(INT), "inverse": req(BOOL),
                       "onesided": req(BOOL), **DYNAMIC}, cuda=None),
     _template("stft", {"onesided": req(BOOL), **DYNAMIC}, cuda=None),
+    _template("rnn", _RECURRENT, cuda=None),
+    _template("lstm", _RECURRENT, cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

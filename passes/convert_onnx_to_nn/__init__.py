@@ -22,8 +22,8 @@ from ember.passes.convert_onnx_to_nn import builder as _builder
 from ember.passes.convert_onnx_to_nn import elementwise as _elementwise  # noqa: F401, E402
 from ember.passes.convert_onnx_to_nn.registry import LEGALIZERS
 
-for _family in ("linear", "reduction", "movement", "sampling", "quant", "qlinear",
-                "indicator"):
+for _family in ("linear", "reduction", "movement", "sampling", "recurrent", "quant",
+                "qlinear", "indicator"):
     try:
         __import__(f"ember.passes.convert_onnx_to_nn.{_family}")
     except ModuleNotFoundError as _e:  # a family not written yet

@@ -23,6 +23,7 @@ from ember.runtime.cpu_kernels import (
     linear,
     movement,
     quant,
+    recurrent,
     reduction,
     sampling,
 )
@@ -36,6 +37,7 @@ KERNELS: dict[str, Kernel] = {
     **reduction.KERNELS,
     **movement.KERNELS,
     **sampling.KERNELS,
+    **recurrent.KERNELS,
     **quant.KERNELS,
     **attention.KERNELS,
     **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
