@@ -205,6 +205,13 @@ CASES: dict[str, list[dict]] = {
     "bitcast": [_p([[2, 3]], [[2, 3]], out_dtypes=["int32"], to="int32"),
                 _p([[5]], [[5]], dtypes=["bool"], out_dtypes=["uint8"], to="uint8"),
                 _p([[4]], [[4]], dtypes=["float16"], out_dtypes=["int16"], to="int16")],
+    "grid_sample": [
+        _p([[2, 3, 5, 4], [2, 3, 4, 2]], [[2, 3, 3, 4]], mode="linear", padding_mode="zeros",
+           align_corners=False),
+        _p([[1, 2, 4, 3, 5], [1, 2, 2, 2, 3]], [[1, 2, 2, 2, 2]], mode="cubic",
+           padding_mode="reflection", align_corners=True),
+        _p([[1, 2, 4, 4], [1, 3, 3, 2]], [[1, 2, 3, 3]], ["float16", "float16"], ["float16"],
+           mode="nearest", padding_mode="border", align_corners=False)],
 }
 
 

@@ -37,7 +37,7 @@ builtin.module {
 // CHECK-NEXT: %[[MF:.*]] = nn.cast %[[MACC]] {to = f32}
 // CHECK-NEXT: %[[MS:.*]] = nn.constant dense<{{\[}}[5.000000e-01, 2.000000e+00]]> : tensor<1x2xf32>
 // CHECK-NEXT: %[[R:.*]] = nn.binary "mul" %[[MF]], %[[MS]]
-// CHECK:      %[[UF:.*]] = nn.cast %uq {to = f32}
+// CHECK:      %[[UF:.*]] = nn.cast %uq {ember.qdq_math, to = f32}
 // CHECK:      %[[U:.*]] = nn.binary "mul" %[[UF]]
 // CHECK:      %[[V:.*]] = nn.conv %[[U]], %w {{{.*}}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x2x2xf32>
 // CHECK:      func.return %[[Y]], %[[R]], %[[V]]

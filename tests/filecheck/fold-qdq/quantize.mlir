@@ -16,13 +16,13 @@ builtin.module {
 }
 
 // CHECK:      %[[S:[0-9]+]] = nn.constant dense<2.500000e-01> : tensor<f32>
-// CHECK-NEXT: %[[Q1:.*]] = nn.binary "div" %x, %[[S]]
+// CHECK-NEXT: %[[Q1:.*]] = nn.binary "div" %x, %[[S]] {ember.qdq_math}
 // CHECK-NEXT: %[[Q2:.*]] = nn.unary "round" %[[Q1]]
 // CHECK-NEXT: %[[Z:.*]] = nn.constant dense<3.000000e+00> : tensor<f32>
 // CHECK-NEXT: %[[Q3:.*]] = nn.binary "add" %[[Q2]], %[[Z]]
-// CHECK-NEXT: %[[Q4:.*]] = nn.unary "clip" %[[Q3]] {alpha = -1.280000e+02 : f64, beta = 1.270000e+02 : f64}
-// CHECK-NEXT: %[[Y:.*]] = nn.cast %[[Q4]] {to = i8} : tensor<2x4xf32> -> tensor<2x4xi8>
-// CHECK:      %[[D1:.*]] = nn.cast %q {to = f32}
+// CHECK-NEXT: %[[Q4:.*]] = nn.unary "clip" %[[Q3]] {ember.qdq_math, alpha = -1.280000e+02 : f64, beta = 1.270000e+02 : f64}
+// CHECK-NEXT: %[[Y:.*]] = nn.cast %[[Q4]] {ember.qdq_math, to = i8} : tensor<2x4xf32> -> tensor<2x4xi8>
+// CHECK:      %[[D1:.*]] = nn.cast %q {ember.qdq_math, to = f32}
 // CHECK:      %[[D2:.*]] = nn.binary "sub" %[[D1]]
 // CHECK:      %[[D:.*]] = nn.binary "mul" %[[D2]]
 // CHECK:      %[[P:.*]] = nn.quantize %x, %sc
