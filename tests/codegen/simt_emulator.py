@@ -276,13 +276,23 @@ def run(spec: KernelSpec, name: str, inputs: list[np.ndarray], out_shape: list[i
         out_dtype: np.dtype, workdir: Path) -> np.ndarray:
     """Launch kernel `name` of `spec` (pointer arguments: the inputs, then one result) on the
     emulated GPU; the result starts as NaNs (0xff bytes)."""
+    return run_outputs(spec, name, inputs, [out_shape], [out_dtype], workdir)[0]
+
+
+def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
+                out_shapes: list, out_dtypes: list, workdir: Path) -> list[np.ndarray]:
+    """`run` for a kernel of several results (pointer arguments: the inputs, then the results,
+    each starting as NaNs)."""
     source = _without_ptx_helpers(spec.source)
-    sig = re.search(r"void (?:__launch_bounds__\(\d+, \d+\) )?" + name + r"\((.*?)\) \{", source)
+    sig = re.search(r"void (?:__launch_bounds__\(\d+, \d+\) )?" + name + r"\((.*?)\) \{",
+                    source)
     assert sig, "no kernel signature"
     types = [arg.rsplit("*", 1)[0].replace("__restrict__", "").strip()
              for arg in sig.group(1).split(",")]
-    assert len(types) == len(inputs) + 1, types
-    out_bytes = int(np.prod(out_shape)) * np.dtype(out_dtype).itemsize
+    n_out = len(out_shapes)
+    assert len(types) == len(inputs) + n_out, types
+    out_bytes = [int(np.prod(shape)) * np.dtype(dt).itemsize
+                 for shape, dt in zip(out_shapes, out_dtypes, strict=True)]
     main = ["int main(int argc, char** argv) {",
             "    std::vector<std::vector<unsigned char>> bufs;",
             f"    for (int i = 1; i <= {len(inputs)}; ++i) {{",
@@ -291,18 +301,17 @@ def run(spec: KernelSpec, name: str, inputs: list[np.ndarray], out_shape: list[i
             "        for (int c; (c = fgetc(f)) != EOF;) b.push_back((unsigned char)c);",
             "        fclose(f);",
             "        bufs.push_back(b);",
-            "    }",
-            f"    std::vector<unsigned char> out({out_bytes}, 0xff);"]
-    args = [f"({t}*)bufs[{i}].data()" for i, t in enumerate(types[:-1])]
-    args.append(f"({types[-1]}*)out.data()")
+            "    }"]
+    main += [f"    std::vector<unsigned char> out{k}({n}, 0xff);" for k, n in enumerate(out_bytes)]
+    args = [f"({t}*)bufs[{i}].data()" for i, t in enumerate(types[: len(inputs)])]
+    args += [f"({t}*)out{k}.data()" for k, t in enumerate(types[len(inputs):])]
     (gx, gy, gz), (bx, by, bz) = spec.grid, spec.block
     main += [f"    emu_launch({{{gx}, {gy}, {gz}}}, {{{bx}, {by}, {bz}}}, [&] {{ "
-             f"{name}({', '.join(args)}); }});",
-             f"    FILE* f = fopen(argv[{len(inputs) + 1}], \"wb\");",
-             f"    fwrite(out.data(), 1, {out_bytes}, f);",
-             "    fclose(f);",
-             "    return 0;",
-             "}"]
+             f"{name}({', '.join(args)}); }});"]
+    for k, n in enumerate(out_bytes):
+        main += [f"    {{ FILE* f = fopen(argv[{len(inputs) + 1 + k}], \"wb\");",
+                 f"      fwrite(out{k}.data(), 1, {n}, f); fclose(f); }}"]
+    main += ["    return 0;", "}"]
     program = "\n".join([HEADER, source, *main])
     flags = ["-DEMU_BF16"] if ".bf16.bf16.f32" in spec.source else []
     key = hashlib.sha256((program + " ".join(flags)).encode()).hexdigest()[:16]
@@ -315,6 +324,7 @@ def run(spec: KernelSpec, name: str, inputs: list[np.ndarray], out_shape: list[i
     for i, a in enumerate(inputs):
         paths.append(workdir / f"in{i}.bin")
         np.ascontiguousarray(a).tofile(paths[-1])
-    subprocess.run([str(exe), *map(str, paths), str(workdir / "out.bin")], check=True,
-                   timeout=600)
-    return np.fromfile(workdir / "out.bin", dtype=out_dtype).reshape(out_shape)
+    outs = [workdir / f"out{k}.bin" for k in range(n_out)]
+    subprocess.run([str(exe), *map(str, paths), *map(str, outs)], check=True, timeout=600)
+    return [np.fromfile(path, dtype=dt).reshape(shape)
+            for path, shape, dt in zip(outs, out_shapes, out_dtypes, strict=True)]
