@@ -868,6 +868,33 @@ class UnsqueezeOp(_AxesReshape, NNOp):
         return rank + n
 
 
+@irdl_op_definition
+class ReverseSequenceOp(NNOp):
+    """Each batch row's first sequence_lens[row] steps along `time_axis` reversed (ONNX
+    ReverseSequence); `batch_axis` and `time_axis` are 0 and 1 in some order."""
+
+    name = "nn.reverse_sequence"
+    input = operand_def()
+    sequence_lens = operand_def()
+    batch_axis = prop_def(IntegerAttr)
+    time_axis = prop_def(IntegerAttr)
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input `,` $sequence_lens attr-dict `:` functional-type(operands, results)"
+
+    def infer(self) -> list[Attribute]:
+        shape = self.operand_shape(0)
+        axes = {self.prop("batch_axis"), self.prop("time_axis")}
+        if len(shape) < 2 or axes != {0, 1}:
+            raise ShapeError(f"nn.reverse_sequence: batch_axis / time_axis must be 0 and 1 "
+                             f"(in some order) of a rank-2+ input, not {sorted(axes)} of "
+                             f"rank {len(shape)}")
+        lens = shape_of(self.sequence_lens)
+        if lens is None or len(lens) != 1:
+            raise ShapeError("nn.reverse_sequence: sequence_lens must be 1-D")
+        return [like(self.input)]
+
+
 OPS = [ReshapeOp, ShapeOfOp, TransposeOp, SliceOp, ConcatOp, GatherOp, GatherElementsOp,
-       ScatterElementsOp, ScatterNDOp, GatherNDOp,
+       ScatterElementsOp, ScatterNDOp, GatherNDOp, ReverseSequenceOp,
        ExpandOp, TileOp, PadOp, ResizeOp, RangeOp, TriluOp, CumSumOp, SqueezeOp, UnsqueezeOp]

@@ -674,3 +674,15 @@ def cumsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     axis = _axis(b, axis, len(b.shape(x)))
     return [b.value(CumSumOp, [x], axis=axis, **flags)]
 
+
+
+@legalizes("ReverseSequence")
+def reverse_sequence(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    from ember.dialects.nn.movement import ReverseSequenceOp
+
+    x, lens = op.onnx_input("input"), op.onnx_input("sequence_lens")
+    try:
+        return [b.value(ReverseSequenceOp, [x, lens], batch_axis=int(op.attr("batch_axis", 1)),
+                        time_axis=int(op.attr("time_axis", 0)))]
+    except ShapeError as e:
+        raise _shape_error(b, e) from None

@@ -609,3 +609,24 @@ KERNELS = {
     "cumsum": cumsum, "squeeze": _axes_reshape(squeeze_dims, "nn.squeeze"),
     "unsqueeze": _axes_reshape(unsqueeze_dims, "nn.unsqueeze"),
 }
+
+
+def reverse_sequence(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX ReverseSequence: for each batch row b (along `batch_axis`), its first
+    sequence_lens[b] elements along `time_axis` reversed, the rest as they are."""
+    x, lens = np.asarray(inputs[0]), np.asarray(inputs[1]).astype(np.int64).reshape(-1)
+    batch_axis, time_axis = int(params["batch_axis"]), int(params["time_axis"])
+    batch, steps = x.shape[batch_axis], x.shape[time_axis]
+    if lens.shape != (batch,) or (lens < 0).any() or (lens > steps).any():
+        raise ShapeError(f"nn.reverse_sequence: sequence_lens {lens.tolist()} for {batch} rows "
+                         f"of {steps} steps")
+    t = np.arange(steps)
+    # source time index per (row, t): reversed inside the row's length
+    source = np.where(t[None, :] < lens[:, None], lens[:, None] - 1 - t[None, :], t[None, :])
+    moved = np.moveaxis(x, (batch_axis, time_axis), (0, 1))
+    rows = np.arange(batch)[:, None]
+    out = moved[rows, source]
+    return [np.ascontiguousarray(np.moveaxis(out, (0, 1), (batch_axis, time_axis)))]
+
+
+KERNELS["reverse_sequence"] = reverse_sequence
