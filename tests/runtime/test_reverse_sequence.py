@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler.builder import BuilderConfig, build_model
-from ember.errors import StepError
+from ember.errors import ShapeError
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -30,5 +30,5 @@ def test_reverse_sequence(batch_axis, time_axis, shape):
             "lens": np.array([4, 1, 2])}
     np.testing.assert_array_equal(context.execute(feed)["y"],
                                   ReferenceEvaluator(model).run(None, feed)[0])
-    with pytest.raises(StepError, match="sequence_lens"):
+    with pytest.raises(ShapeError, match="reverse_sequence: sequence_lens"):
         context.execute({**feed, "lens": np.array([5, 1, 2])})
