@@ -84,6 +84,7 @@ def default_opset(model: ModelProto) -> int:
 
 def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     """Import an ONNX model into the `onnx` dialect (see the module docstring)."""
+    from ember.compiler.onnx_control import resolve_constant_ifs
     from ember.compiler.onnx_functions import expand_functions
     from ember.passes.convert_onnx_to_nn import LEGALIZERS
 
@@ -96,6 +97,11 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
         # imported unexpanded: the importer's checks then name what is wrong; said, not hidden
         warnings.warn(f"{source}: ONNX function ops were not expanded into their bodies "
                       f"({type(e).__name__}: {e})", stacklevel=2)
+    try:
+        proto = resolve_constant_ifs(proto)
+    except Exception as e:  # noqa: BLE001 - as above: the importer then names the If nodes
+        warnings.warn(f"{source}: If nodes of constant conditions were not replaced by their "
+                      f"branches ({type(e).__name__}: {e})", stacklevel=2)
     return _Importer(proto, source).run()
 
 
