@@ -19,7 +19,7 @@ from ember.errors import EmberError
 
 
 def _unsupported_model() -> onnx.ModelProto:
-    """Three ops without a lowering (Unique, Compress, ReverseSequence), one the legalizer refuses
+    """Three ops without a lowering (Unique, Compress, NonZero), one the legalizer refuses
     (Resize tf_crop_and_resize without a roi), one node after an unsupported one, and ops that
     compile (MatMul, Softmax)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
@@ -35,8 +35,7 @@ def _unsupported_model() -> onnx.ModelProto:
              helper.make_node("Relu", ["h"], ["y"], name="after_unique"),
              helper.make_node("Compress", ["m", "keep"], ["z"], name="compress", axis=1),
              helper.make_node("Softmax", ["m"], ["s"], name="sm", axis=1),
-             helper.make_node("ReverseSequence", ["s", "lens"], ["lp"], name="reverse",
-                              batch_axis=1, time_axis=0),
+             helper.make_node("NonZero", ["s"], ["lp"], name="nonzero"),
              helper.make_node("Resize", ["img", "", "scales"], ["r"], name="resize",
                               mode="linear",
                               coordinate_transformation_mode="tf_crop_and_resize")]
@@ -44,7 +43,7 @@ def _unsupported_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-NO_LOWERING = ("Unique", "Compress", "ReverseSequence")
+NO_LOWERING = ("Unique", "Compress", "NonZero")
 
 
 def test_the_ops_have_no_lowering_yet():
@@ -58,12 +57,12 @@ def test_lists_every_unsupported_node_at_once():
     report = inspect_model(_unsupported_model())
     found = {(p.node, p.op_type): p.reason for p in report.unsupported}
     assert set(found) == {("unique", "Unique"), ("compress", "Compress"),
-                          ("reverse", "ReverseSequence"), ("resize", "Resize")}
+                          ("nonzero", "NonZero"), ("resize", "Resize")}
     assert found[("compress", "Compress")] == "no lowering to nn for Compress"
     assert "roi" in found[("resize", "Resize")]  # the legalizer's own reason
     assert report.unchecked == ["after_unique"]  # reads Unique's result: not checked
     text = report.text()
-    assert "ember cannot compile 4 node(s) yet (Compress, Resize, ReverseSequence, Unique):" in text
+    assert "ember cannot compile 4 node(s) yet (Compress, NonZero, Resize, Unique):" in text
     assert "  - node 'resize' (Resize): " in text
 
 
@@ -84,7 +83,7 @@ def test_report_fields():
                              {"name": "img", "dtype": "float32", "shape": [1, 2, 4, 4]}]
     assert report.opsets == {"": 18}
     assert report.ops == {"MatMul": 1, "Unique": 1, "Relu": 1, "Compress": 1, "Softmax": 1,
-                          "ReverseSequence": 1, "Resize": 1}
+                          "NonZero": 1, "Resize": 1}
     assert (report.parameters, report.parameter_bytes, report.initializers) == (
         16 + 4 + 4 + 4, 16 * 4 + 4 + 4 * 8 + 4 * 4, 4)
     doc = json.loads(json.dumps(report.to_json()))
@@ -110,7 +109,7 @@ def test_cli_model_report(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"model {tmp_path / 'm.onnx'}: IR version")
-    assert "nodes: 7 (7 op types)" in out and "- node 'reverse' (ReverseSequence)" in out
+    assert "nodes: 7 (7 op types)" in out and "- node 'nonzero' (NonZero)" in out
     assert main(["inspect", str(tmp_path / "m.onnx"), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["ops"]["Compress"] == 1
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01garbage")
@@ -126,7 +125,7 @@ def test_cli_inspect_model_as_a_user_runs_it(tmp_path):
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert sorted(p["op_type"] for p in doc["unsupported"]) == [
-        "Compress", "Resize", "ReverseSequence", "Unique"]
+        "Compress", "NonZero", "Resize", "Unique"]
 
 
 def test_not_a_model(tmp_path):

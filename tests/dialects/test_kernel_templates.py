@@ -35,6 +35,7 @@ from ember.dialects.kernel_templates import (
     LAUNCH_TEMPLATES,
     NUMBER,
     STR,
+    STRS,
     TEMPLATES,
     Layout,
     descriptor,
@@ -151,7 +152,7 @@ def test_when_a_template_has_a_format():
 
 _KINDS = {"IntegerAttr": (INT, BOOL), "FloatAttr": (FLOAT,), "StringAttr": (STR,),
           "DenseArrayBase": (INTS, FLOATS), "TypeAttribute": (DTYPE,), "UnitAttr": (BOOL,),
-          "DictionaryAttr": (ATTRS,)}
+          "DictionaryAttr": (ATTRS,), "ArrayAttr": (STRS,)}
 
 
 @pytest.mark.parametrize("op", [op for op in NN.operations
