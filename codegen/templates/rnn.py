@@ -12,12 +12,7 @@ from ember.codegen.scalar_c import load_float, store_from_float
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import KernelSpec, signature, source
 from ember.errors import UnsupportedError
-from ember.runtime.cpu_kernels.recurrent import (
-    ACTIVATIONS,
-    GATE_FUNCTIONS,
-    GATES,
-    activation_functions,
-)
+from ember.runtime.cpu_kernels.recurrent import GATES, activation_specs
 
 BLOCK = 256
 MAX_SHARED = 40 * 1024  # bytes of state and gates one block keeps in shared memory
@@ -40,30 +35,6 @@ def _activation(name: str, args: tuple[float, ...], ftype: str) -> str:
         "Softsign": "x / (1 + fabs(x))",
         "Softplus": "log1p(exp(x))",
     }[name]
-
-
-def _activation_args(cell: str, params: dict, dirs: int) -> list[list[tuple[str, tuple]]]:
-    """Per direction, (name, alpha/beta args) of each activation, as the numpy kernel takes
-    them (`activation_functions` validates the list)."""
-    activation_functions(cell, params.get("activations"), params.get("activation_alpha"),
-                         params.get("activation_beta"), dirs)
-    per = GATE_FUNCTIONS[cell]
-    from ember.runtime.cpu_kernels.recurrent import DEFAULT_ACTIVATIONS
-
-    names = list(params.get("activations") or list(DEFAULT_ACTIVATIONS[cell]) * dirs)
-    if len(names) == per and dirs == 2:
-        names = names * 2
-    alphas = list(params.get("activation_alpha") or [])
-    betas = list(params.get("activation_beta") or [])
-    out = []
-    for name in names:
-        n, _, defaults = ACTIVATIONS[name]
-        args = []
-        for k in range(n):
-            src = alphas if k == 0 else betas
-            args.append(float(src.pop(0)) if src else defaults[k])
-        out.append((name, tuple(args)))
-    return [out[d * per:(d + 1) * per] for d in range(dirs)]
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -97,7 +68,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     if shared > MAX_SHARED:
         raise UnsupportedError(f"CUDA {cell}: hidden size {hidden} needs {shared} bytes of "
                                f"shared memory (at most {MAX_SHARED})")
-    acts = _activation_args(cell, params, dirs)
+    acts = activation_specs(cell, params.get("activations"), params.get("activation_alpha"),
+                            params.get("activation_beta"), dirs)
     helpers = []
     for d in range(dirs):
         for k, (act, args) in enumerate(acts[d]):

@@ -11,7 +11,7 @@ from ember.dialects.onnx import OnnxOp
 from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
-from ember.runtime.cpu_kernels.recurrent import ACTIVATIONS, OPTIONAL, activation_functions
+from ember.runtime.cpu_kernels.recurrent import ACTIVATIONS, OPTIONAL, activation_specs
 
 _INPUT = {"bias": "B", "sequence_lens": "sequence_lens", "initial_h": "initial_h",
           "initial_c": "initial_c", "peepholes": "P"}
@@ -52,7 +52,7 @@ def recurrent(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         props["input_forget"] = 1
     dirs = 2 if props["direction"] == "bidirectional" else 1
     try:  # the activation list must fit the directions (checked here, not when it runs)
-        activation_functions(cell, props.get("activations"), props.get("activation_alpha"),
+        activation_specs(cell, props.get("activations"), props.get("activation_alpha"),
                              props.get("activation_beta"), dirs)
     except ShapeError as e:
         raise b.unsupported(str(e)) from None

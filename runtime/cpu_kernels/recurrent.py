@@ -43,11 +43,12 @@ OPTIONAL = {"rnn": ("bias", "sequence_lens", "initial_h"),
             "lstm": ("bias", "sequence_lens", "initial_h", "initial_c", "peepholes")}
 
 
-def activation_functions(cell: str, names: list[str] | None, alphas: list[float] | None,
-                         betas: list[float] | None, directions: int
-                         ) -> list[list[Callable[[np.ndarray], np.ndarray]]]:
-    """Per direction, the cell's activation functions (f for RNN; f, g for GRU; f, g, h for
-    LSTM), with alpha / beta taken in order by the functions that use them."""
+def activation_specs(cell: str, names: list[str] | None, alphas: list[float] | None,
+                     betas: list[float] | None, directions: int
+                     ) -> list[list[tuple[str, tuple[float, ...]]]]:
+    """Per direction, the cell's activations (f for RNN; f, g for GRU; f, g, h for LSTM) as
+    (name, its alpha / beta arguments), the arguments taken in order by the functions that use
+    them; one direction's list serves both of a bidirectional cell."""
     per = GATE_FUNCTIONS[cell]
     names = list(names) if names else list(DEFAULT_ACTIVATIONS[cell]) * directions
     if len(names) == per and directions == 2:
@@ -56,17 +57,25 @@ def activation_functions(cell: str, names: list[str] | None, alphas: list[float]
         raise ShapeError(f"nn.{cell}: {len(names)} activations for {directions} direction(s) "
                          f"(want {per} each)")
     alphas, betas = list(alphas or []), list(betas or [])
-    out: list[Callable[[np.ndarray], np.ndarray]] = []
+    specs: list[tuple[str, tuple[float, ...]]] = []
     for name in names:
         if name not in ACTIVATIONS:
             raise ShapeError(f"nn.{cell}: activation '{name}' (one of {', '.join(ACTIVATIONS)})")
-        n, fn, defaults = ACTIVATIONS[name]
+        n, _, defaults = ACTIVATIONS[name]
         args = []
         for k in range(n):
             source = alphas if k == 0 else betas
             args.append(float(source.pop(0)) if source else defaults[k])
-        out.append(lambda x, fn=fn, args=tuple(args): fn(x, *args))
-    return [out[d * per:(d + 1) * per] for d in range(directions)]
+        specs.append((name, tuple(args)))
+    return [specs[d * per:(d + 1) * per] for d in range(directions)]
+
+
+def activation_functions(cell: str, names: list[str] | None, alphas: list[float] | None,
+                         betas: list[float] | None, directions: int
+                         ) -> list[list[Callable[[np.ndarray], np.ndarray]]]:
+    """`activation_specs` as functions of one array."""
+    return [[lambda x, fn=ACTIVATIONS[name][1], args=args: fn(x, *args) for name, args in row]
+            for row in activation_specs(cell, names, alphas, betas, directions)]
 
 
 def recurrent(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
