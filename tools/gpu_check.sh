@@ -127,7 +127,7 @@ fi
 if want dynamic DYNAMIC; then
   echo "== dynamic batch vs static plans (benchmarks/bench_dynamic.py)"; start=$SECONDS
   (cd benchmarks && python3 -W ignore bench_dynamic.py --repeats "$REPEATS" 2>&1 \
-    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_dynamic.log"; exit "${PIPESTATUS[0]}")
+    | grep --line-buffered -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_dynamic.log"; exit "${PIPESTATUS[0]}")
   finish dynamic $? "$OUT/bench_dynamic.log"
 fi
 if want models BENCH MODELS; then
@@ -137,15 +137,15 @@ if want models BENCH MODELS; then
     --peers "${PEERS:-eager,compile,ort}" --compile-modes "${COMPILE_MODES:-default,reduce-overhead}" \
     --repeats "$REPEATS" ${LAYERS:+--layers "$LAYERS"} \
     ${FORMAT_CHOICE:+--format-choice "$FORMAT_CHOICE"} 2>&1 \
-    | grep -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
-    | grep -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
+    | grep --line-buffered -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
+    | grep --line-buffered -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
   finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
 fi
 if want kernels BENCH KERNELS; then
   echo "== kernels alone vs cuBLAS/cuDNN (benchmarks/bench_kernels.py)"; start=$SECONDS
   python3 -W ignore benchmarks/bench_kernels.py --precision "${KERNEL_PRECISION:-fp32,fp16,bf16}" \
     --io "${KERNEL_IO:-model}" --repeats "$REPEATS" 2>&1 | tee "$OUT/bench_kernels.log" \
-    | grep -vE '^  File|^    |^Traceback'
+    | grep --line-buffered -vE '^  File|^    |^Traceback'
   finish kernels "${PIPESTATUS[0]}" "$OUT/bench_kernels.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
