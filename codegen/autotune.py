@@ -27,7 +27,7 @@ from ember.codegen import progress
 from ember.codegen.emit_cuda import VARIANT_TEMPLATES, emit_step, small_subsets
 from ember.codegen.nvrtc import compile_many
 from ember.codegen.templates import TEMPLATES, KernelSpec, template_module
-from ember.codegen.timing_cache import Session, environment
+from ember.codegen.timing_cache import Session, environment, kernel_key
 from ember.errors import CompileError, EmberError
 from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.manifest import decode
@@ -203,6 +203,9 @@ def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
     tuning = Tuning()
     stats = tuning.stats
     todo: list[tuple[dict, int, tuple, str, list[tuple[dict, str, KernelSpec]]]] = []
+    # steps of one kernel key in this build share one timing (a warm build, which finds the key
+    # in the cache, then chooses as the cold one did): key -> the later steps' (index, slot)
+    twins: dict[str, list[tuple[int, Any, list[dict]]]] = {}
     symbols = manifest.get("symbols") or {}
     for index, plan_step in enumerate(manifest["steps"]):
         for step, slot in _timing_points(plan_step, symbols):
@@ -219,6 +222,11 @@ def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
                 tuning.choices.append((index, slot, options[options.index(cached["tactic"])]))
                 stats["cached"] += 1
                 continue
+            key = kernel_key(kind, step["template"], step["params"])
+            if key in twins:  # the same kernel as a step already scheduled: its choice, once
+                twins[key].append((index, slot, options))
+                continue
+            twins[key] = []
             cache.miss(step)
             emitted = []
             for tactic in options:
@@ -268,6 +276,9 @@ def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
             if best is None:  # none ran: the cost model's choice stands
                 continue
             tuning.choices.append((index, slot, best[1]))
+            tuning.choices += [(i, sl, best[1]) for i, sl, opts in
+                               twins[kernel_key(kind, step["template"], step["params"])]
+                               if best[1] in opts]
             cache.put(kind, step, {"tactic": best[1], "ms": float(best[0])})
     cache.close()
     return tuning

@@ -651,3 +651,31 @@ def test_ember_bench_reports_a_corrupt_timing_cache_file_as_a_warning_line(tmp_p
     out = capsys.readouterr().out
     assert "[W] timing cache" in out and "not an ember timing cache" in out
     assert len(timing_cache.read(path)) == 0  # rewritten as a valid (empty) cache
+
+
+def test_steps_of_one_kernel_share_one_timing_so_a_warm_build_chooses_as_the_cold(
+        stand_in_gpu, monkeypatch):
+    """Two GEMMs of one shape are one kernel key: timed once in the cold build (noisy times
+    would have them choose apart, and the cache would keep only the last), so the warm build,
+    answered from the cache, gives the cold build's plan (the H200 showed a wgmma tile differ)."""
+    # timed twice, the first candidate would win once and the last the second time
+    times = iter([1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0] + [5.0] * 100)
+    monkeypatch.setattr(autotune, "_time", lambda *args: next(times))
+    rng = np.random.default_rng(1)
+    nodes = [h.make_node("Gemm", ["x", "w1"], ["a"], transB=1, name="fc1"),
+             h.make_node("Gemm", ["a", "w2"], ["y"], transB=1, name="fc2")]
+    graph = h.make_graph(
+        nodes, "twins", [h.make_tensor_value_info("x", T.FLOAT, [64, 96])],
+        [h.make_tensor_value_info("y", T.FLOAT, [64, 96])],
+        [numpy_helper.from_array(rng.standard_normal((96, 96)).astype(np.float32), n)
+         for n in ("w1", "w2")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    config = _config()
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    cold, _ = _build(config, model)
+    warm, _ = _build(config, model)
+    tactics = [[s["params"].get("tactic") for s in m["steps"] if s["template"] == "matmul"]
+               for m in (cold, warm)]
+    assert tactics[0][0] == tactics[0][1] and tactics[0] == tactics[1], tactics
+    assert warm["autotune"]["cached"] == warm["autotune"]["steps"] == 2
+    assert warm["autotune"]["timed"] == 0
