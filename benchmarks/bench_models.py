@@ -119,6 +119,9 @@ def quantized(onnx_bytes: bytes, kind: str, batch: int,
         def get_next(self):
             return next(self.batches, None)
 
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice goes to the root logger
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         fp32, qdq = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
@@ -696,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     ceilings: dict[str, float] = {}
     for precision in precisions:
         ceilings[precision], where = matmul_ceiling(precision, device)
-        print(f"# {precision} matmul ceiling: {ceilings[precision]:.4g} TFLOP/s (torch.matmul "
-              f"{where})", flush=True)
+        op = "torch._int_mm" if precision == "int8" else "torch.matmul"
+        print(f"# {precision} matmul ceiling: {ceilings[precision]:.4g} TFLOP/s ({op} {where})",
+              flush=True)
     failures = Failures(args.fail_fast)
     cells: list[Cell] = []
     rng = np.random.default_rng(0)
