@@ -1,6 +1,6 @@
 """Legalizers of ONNX GridSample (opsets 16, 20, 22) into nn.grid_sample (opset 16's mode names,
-bilinear and bicubic, are its later ones, linear and cubic) and of DFT (opsets 17, 20) into
-nn.dft."""
+bilinear and bicubic, are its later ones, linear and cubic), of DFT (opsets 17, 20) into nn.dft
+and of STFT into nn.stft."""
 
 from __future__ import annotations
 
@@ -104,9 +104,14 @@ def stft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
             (b.shape(window)[0] if window is not None else shape[1] if len(shape) == 3
              else None))
     if known[0] is not None and size is not None and (length is None or known[1] is not None) \
-            and len(shape) == 3 and all(isinstance(d, int) for d in shape):
+            and len(shape) == 3 and all(isinstance(d, int) for d in shape) \
+            and isinstance(np.asarray(size).reshape(-1)[0].item(), int):
         n = int(np.asarray(size).reshape(-1)[0])
-        frames = 1 + (shape[1] - n) // int(np.asarray(known[0]).reshape(-1)[0])
+        hop = int(np.asarray(known[0]).reshape(-1)[0])
+        if n < 1 or hop < 1 or n > shape[1]:
+            raise b.unsupported(f"frame_length {n} / frame_step {hop} do not fit a signal of "
+                                f"{shape[1]}")
+        frames = 1 + (shape[1] - n) // hop
         hint = tensor_type([shape[0], frames, n // 2 + 1 if onesided else n, 2],
                            element_type_of(x))
     else:
