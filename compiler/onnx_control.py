@@ -69,6 +69,9 @@ def _inlined(branch: GraphProto, node: NodeProto, index: int, graph: GraphProto
         new.name = prefix + (n.name or f"{n.op_type}_{len(out)}")
         new.input[:] = [rename.get(x, x) for x in n.input]
         new.output[:] = [rename.get(x, x) for x in n.output]
+        for attr in new.attribute:  # nested graphs read the branch's tensors by name too
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_reads(sub, rename)
         out.append(new)
     for result, target in zip(branch.output, node.output, strict=False):
         if target:
@@ -93,6 +96,22 @@ def _static_shapes(model: ModelProto) -> dict[str, list[int]]:
                 d.HasField("dim_value") for d in t.shape.dim):
             shapes[vi.name] = [d.dim_value for d in t.shape.dim]
     return shapes
+
+
+def _rename_reads(graph: GraphProto, rename: dict[str, str]) -> None:
+    """In a nested graph, the reads of outer tensors renamed by `rename` (names the graph
+    defines itself shadow them)."""
+    own = ({vi.name for vi in graph.input} | {t.name for t in graph.initializer}
+           | {o for n in graph.node for o in n.output})
+    outer = {k: v for k, v in rename.items() if k not in own}
+    for node in graph.node:
+        node.input[:] = [outer.get(x, x) for x in node.input]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_reads(sub, outer)
+    for vi in graph.output:  # an output may be an outer tensor itself
+        if vi.name in outer:
+            vi.name = outer[vi.name]
 
 
 def _constants(graph: GraphProto, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:

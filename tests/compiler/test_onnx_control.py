@@ -69,3 +69,29 @@ def test_a_run_time_condition_is_refused_naming_the_node():
     model = _model([], [helper.make_tensor_value_info("c", TensorProto.BOOL, [])])
     with pytest.raises(EmberError, match="'choose' \\(If\\)"):
         build_model(model, BuilderConfig())
+
+
+def test_nested_ifs_read_the_renamed_branch_tensors():
+    """An If inside the taken branch whose own branches read a tensor of that branch: both
+    resolve (constant conditions), and the inner reads follow the outer renaming."""
+    inner_then = helper.make_graph([helper.make_node("Neg", ["t"], ["u"])], "it", [],
+                                   [helper.make_tensor_value_info("u", F, [2, 3])])
+    inner_else = helper.make_graph([helper.make_node("Abs", ["t"], ["u"])], "ie", [],
+                                   [helper.make_tensor_value_info("u", F, [2, 3])])
+    outer_then = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["t"]),
+         helper.make_node("If", ["yes"], ["r"], name="inner", then_branch=inner_then,
+                          else_branch=inner_else)],
+        "ot", [], [helper.make_tensor_value_info("r", F, [2, 3])],
+        [helper.make_tensor("two", F, [], [2.0])])
+    outer_else = helper.make_graph([helper.make_node("Identity", ["x"], ["r"])], "oe", [],
+                                   [helper.make_tensor_value_info("r", F, [2, 3])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["yes"], ["y"], name="outer", then_branch=outer_then,
+                          else_branch=outer_else)],
+        "g", [helper.make_tensor_value_info("x", F, [2, 3])],
+        [helper.make_tensor_value_info("y", F, [2, 3])],
+        [helper.make_tensor("yes", TensorProto.BOOL, [], [True])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(_run(model, {"x": x}), -2 * x)
