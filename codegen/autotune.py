@@ -188,8 +188,10 @@ def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
             return compiled
 
 
-def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
-    """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`).
+def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning:
+    """Pick each tunable step's fastest tactic on the GPU present (which must be `arch`);
+    with `workspace` >= 0, only among those whose kernel workspace fits it (TensorRT's
+    WORKSPACE pool limit).
     Reads `manifest`'s "steps" (as plan steps: name, template, params, origin) and "symbols"
     (name -> [min, opt, max]), writes nothing into them. Returns the choices and
     the counts: steps tuned, kernels timed, steps answered from the timing cache, candidates
@@ -212,6 +214,10 @@ def autotune(manifest: dict[str, Any], arch: str) -> Tuning:
             options = _tactics(step, arch)
             if step is not plan_step:  # only tactics the symbolic kernel takes (no split-K on K)
                 options = [t for t in options if _emits(plan_step, t, symbols)]
+            if workspace >= 0:
+                from ember.codegen.select_tactics import within_workspace
+
+                options = within_workspace(step["template"], step["params"], options, workspace)
             if len(options) < 2:
                 continue
             stats["steps"] += 1

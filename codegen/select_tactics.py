@@ -68,6 +68,11 @@ class SelectTactics(ModulePass):
     """Time each conv/matmul's candidates on the GPU present (an `arch` GPU) and keep the
     fastest; off: the cost model's choice stands."""
 
+    workspace: int = -1
+    """The kernel workspace (split-K counters and partial sums) one tactic may use, in bytes:
+    TensorRT's WORKSPACE memory pool limit steering the choice (candidates over it are not
+    chosen, timed or not); -1: no limit."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.autotune and not self.arch:
             raise PassError("select-tactics: autotune needs arch, the GPU present's (e.g. "
@@ -97,6 +102,8 @@ class SelectTactics(ModulePass):
                 continue
             options = template_module(op.template.data).tactics(params, self.arch or None,
                                                                 self.sms)
+            if self.workspace >= 0:
+                options = within_workspace(op.template.data, params, options, self.workspace)
             if self.sms != gemm_tiles.SM_COUNT and any("tile" not in o for o in options):
                 raise PassError(f"select-tactics: {_where(op)} has tensor-core tactics, whose "
                                 f"cost models assume {gemm_tiles.SM_COUNT} multiprocessors "
@@ -108,7 +115,7 @@ class SelectTactics(ModulePass):
             if len(options) > 1:  # what the choice beat, for `ember inspect --explain`
                 op.attributes[CANDIDATES_ATTR] = to_attribute(options)
         if self.autotune:
-            _autotune(module, self.arch)
+            _autotune(module, self.arch, self.workspace)
 
     def _options(self) -> str:
         given = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
@@ -124,7 +131,37 @@ CANDIDATES_ATTR = "tactic_candidates"
 CHOSEN_BY_ATTR = "tactic_chosen_by"
 
 
-def _autotune(module: ModuleOp, arch: str) -> None:
+def within_workspace(template: str, params: dict, options: list[dict], limit: int
+                     ) -> list[dict]:
+    """The candidates whose workspace fits `limit`, best first; where none does, the same
+    tiles without split-K (no workspace), as TensorRT picks another tactic under its limit."""
+    fitting = [t for t in options if workspace_need(template, params, t) <= limit]
+    if fitting:
+        return fitting
+    unsplit = []
+    for t in options:
+        whole = {**t, "splits": 1} if "splits" in t else t
+        if whole not in unsplit and workspace_need(template, params, whole) <= limit:
+            unsplit.append(whole)
+    return unsplit
+
+
+def workspace_need(template: str, params: dict, tactic: dict) -> int:
+    """The workspace bytes a step's kernel with `tactic` asks for (its split-K counters,
+    256-byte aligned as the runtime lays them out, and partial sums); 0 where it cannot be
+    emitted (codegen then says why)."""
+    from ember.codegen.emit_cuda import emit_step
+    from ember.errors import EmberError
+
+    try:
+        _, spec = emit_step({"name": f"{template}_ws", "template": template,
+                             "params": json_value({**params, "tactic": tactic})})
+    except EmberError:
+        return 0
+    return -(-int(spec.counter_bytes) // 256) * 256 + int(spec.workspace_bytes)
+
+
+def _autotune(module: ModuleOp, arch: str, workspace: int = -1) -> None:
     """Time every tunable kernel's candidates on the GPU present and set the fastest."""
     from ember.codegen.autotune import autotune
     from ember.runtime import cuda
@@ -142,7 +179,7 @@ def _autotune(module: ModuleOp, arch: str) -> None:
         steps.append({"name": f"{template}_{index}", "template": template,
                       "params": json_value(params), "origin": origin_of(op)})
     tuning = autotune({"steps": steps, "symbols": {k: list(v) for k, v in ranges.items()}},
-                      arch)
+                      arch, workspace)
     small: dict[int, dict[str, dict]] = {}
     for index, slot, tactic in tuning.choices:
         if slot == ("tactic",):

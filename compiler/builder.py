@@ -329,8 +329,11 @@ class BuilderConfig(ContextManaged):
 
     # -- memory pools (TensorRT's names) ---------------------------------------------------------
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
-        """Bound a memory pool: WORKSPACE, the plan's kernel scratch memory (split-K partial
-        sums; the activation arena is not part of it, as in TensorRT): a plan that needs more
+        """Bound a memory pool: WORKSPACE, the plan's kernel scratch memory (split-K counters
+        and partial sums; the activation arena is not part of it, as in TensorRT). As
+        TensorRT's, the limit steers the tactics: select-tactics and the autotuner choose only
+        among those whose workspace fits (else the same tiles without split-K); a plan that
+        still needs more (symbolic kernels' own choices, the sum of several steps' counters)
         is refused, naming the kernels. Other pools are errors."""
         if not isinstance(pool, MemoryPoolType):
             raise EmberError(f"set_memory_pool_limit: {pool!r} is not a MemoryPoolType")
@@ -1038,10 +1041,12 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         if name == "select-tactics" and config.target_arch is not None:
             from ember.codegen.select_tactics import SelectTactics
 
+            limit = config.memory_pool_limits.get(MemoryPoolType.WORKSPACE)
             passes.append(SelectTactics(
                 arch=config.target_arch, tile=config.forced_tile or "",
                 autotune=_should_autotune(config),
-                **({} if config.sm_count is None else {"sms": config.sm_count})))
+                **({} if config.sm_count is None else {"sms": config.sm_count}),
+                **({} if limit is None else {"workspace": int(limit)})))
         elif name == "fold-qdq" and config.target_arch is not None:
             from ember.passes.fold_qdq import FoldQDQ
 

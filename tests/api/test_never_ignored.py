@@ -236,16 +236,19 @@ def test_every_memory_pool_is_honoured_or_refused_by_name(pool):
             config.set_memory_pool_limit(pool, 1 << 20)
         assert config.get_memory_pool_limit(pool) == 2**63 - 1
         return
-    config.set_memory_pool_limit(pool, 0)
-    assert config.get_memory_pool_limit(pool) == 0
     network = trt.Builder().create_network()
     trt.OnnxParser(network).parse(_split_k_model().SerializeToString())
-    with pytest.raises(EmberError, match=r"bytes of kernel workspace \(split-K partial sums "
-                                         r"of matmul_0 \(\d+ B\)\), over the WORKSPACE"):
-        trt.Builder(trt.Logger(trt.Logger.INTERNAL_ERROR)).build_serialized_network(
-            network, config)
-    config.set_memory_pool_limit(pool, 1 << 30)  # a limit that holds: the plan builds
-    trt.Builder(trt.Logger(trt.Logger.INTERNAL_ERROR)).build_serialized_network(network, config)
+    quiet = trt.Builder(trt.Logger(trt.Logger.INTERNAL_ERROR))
+    engines = {}
+    for limit in (1 << 30, 0):  # room for the cost model's split-K; none: a tactic without it
+        config.set_memory_pool_limit(pool, limit)
+        assert config.get_memory_pool_limit(pool) == limit
+        plan = quiet.build_serialized_network(network, config)
+        engines[limit] = trt.Runtime(trt.Logger(trt.Logger.INTERNAL_ERROR), device="cpu") \
+            .deserialize_cuda_engine(plan)
+    assert engines[1 << 30].workspace_bytes > 0 and engines[0].workspace_bytes == 0
+    (step,) = engines[0].steps
+    assert step["params"]["tactic"].get("splits", 1) == 1
 
 
 def _split_k_model() -> onnx.ModelProto:

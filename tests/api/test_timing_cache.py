@@ -679,3 +679,25 @@ def test_steps_of_one_kernel_share_one_timing_so_a_warm_build_chooses_as_the_col
     assert tactics[0][0] == tactics[0][1] and tactics[0] == tactics[1], tactics
     assert warm["autotune"]["cached"] == warm["autotune"]["steps"] == 2
     assert warm["autotune"]["timed"] == 0
+
+
+def test_the_workspace_limit_steers_the_timed_choice_too(stand_in_gpu):
+    """Under a WORKSPACE limit of 0 the autotuner times only tactics without split-K (a long-K
+    GEMM whose cost model splits K), and the plan needs no workspace."""
+    from ember.compiler.builder import MemoryPoolType
+    from ember.runtime.engine import workspace_bytes
+
+    w = np.random.default_rng(1).standard_normal((8192, 16)).astype(np.float32)
+    graph = h.make_graph([h.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                         [h.make_tensor_value_info("x", T.FLOAT, [16, 8192])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [16, 16])],
+                         [numpy_helper.from_array(w, "w")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    free, _ = _build(_config(), model)
+    assert workspace_bytes(free["steps"]) > 0  # unlimited: the timing picks a split
+    config = _config()
+    config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, 0)
+    limited, _ = _build(config, model)
+    (step,) = limited["steps"]
+    assert step["params"]["tactic"].get("splits", 1) == 1
+    assert workspace_bytes(limited["steps"]) == 0

@@ -75,8 +75,8 @@ def test_select_tactics_sets_the_tuned_tactics_and_the_plan_runs_them(fake_gpu, 
     chosen = _cache_the_last_candidates(untuned, fake_gpu)
     monkeypatch.setattr(builder, "_should_autotune", lambda config: True)
     config = BuilderConfig(target_arch=ARCH, autotune=True)
-    assert 'select-tactics{arch="sm_90" sms=132 tile="" autotune=true}' in pipeline_text(
-        pipeline_for(config))
+    spec = 'select-tactics{arch="sm_90" sms=132 tile="" autotune=true workspace=-1}'
+    assert spec in pipeline_text(pipeline_for(config))
     stages = {}
     tuned, sections = build_model(model, config, after_pass=lambda i, p, m: stages.setdefault(
         p.name, str(m)))

@@ -54,7 +54,8 @@ def test_the_sweep_forces_every_tile_through_the_builder_option(bench):
     model, _, _ = _matmul(96, 80, 64)
     for spelled, tile in zip(bench.sweep_tiles(), tiles, strict=True):
         config = bench.sweep_config("sm_90", spelled)
-        spec = f'select-tactics{{arch="sm_90" sms=132 tile="{spelled}" autotune=false}}'
+        spec = (f'select-tactics{{arch="sm_90" sms=132 tile="{spelled}" autotune=false '
+                f'workspace=-1}}')
         assert spec in pipeline_text(pipeline_for(config))
         manifest, sections = build_model(model, config)
         (step,) = manifest["steps"]
