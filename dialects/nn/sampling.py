@@ -26,7 +26,7 @@ from ember.dialects.nn.dynamic_params import (
     dynamic_format,
     operand_length,
 )
-from ember.dialects.tensor_types import UNKNOWN, element_type_of, shape_of
+from ember.dialects.tensor_types import UNKNOWN, element_type_of
 from ember.errors import ShapeError
 from ember.runtime.cpu_kernels.common import known_ints
 from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES, dft_shape
@@ -101,28 +101,20 @@ class DFTOp(DynamicParams, NNOp):
         inverse, onesided = bool(self.prop("inverse")), bool(self.prop("onesided"))
         if self.dyn_axis is None and self.axis is None:
             raise ShapeError("nn.dft: needs an axis")
-        declared = shape_of(self.output)
-        fits = declared is not None and len(declared) == rank and all(
-            isinstance(d, int) for d in declared)
-        if self.dyn_axis is not None:
-            return [like(self.input, declared if fits else [UNKNOWN] * rank)]
+        if self.dyn_axis is not None:  # which dims change is known at run time only
+            return [self.refined([UNKNOWN] * rank)]
         axis = normalize_axis(self.prop("axis"), rank, self.name)
         if axis == rank - 1:
             raise ShapeError("nn.dft: the axis must not be the last (real, imaginary) dim")
-        if self.dyn_length is not None:
-            out = dft_shape(shape, axis, 1, inverse, onesided)
-            out[axis] = declared[axis] if fits else UNKNOWN
-            return [like(self.input, out)]
         length = self.prop("dft_length")
-        if not isinstance(shape[axis], int) and length is None:
+        if self.dyn_length is not None or not isinstance(shape[axis], int) and length is None:
             out = dft_shape(shape, axis, 1, inverse, onesided)
             out[axis] = UNKNOWN
-            return [like(self.input, out)]
+            return [self.refined(out)]
         return [like(self.input, dft_shape(shape, axis, length, inverse, onesided))]
 
     def static_form(self, known: list[Any]) -> NNOp | None:
-        values = dict(zip([n for n in self.DYNAMIC if getattr(self, n) is not None],
-                          known[1:], strict=False))
+        values = self.by_operand(known)
         props: dict[str, Any] = {**self.static_props()}
         for name, key in (("dyn_axis", "axis"), ("dyn_length", "dft_length")):
             if name in values:
@@ -158,11 +150,7 @@ class StftOp(DynamicParams, NNOp):
         shape = list(self.operand_shape(0))
         if len(shape) != 3 or isinstance(shape[-1], int) and shape[-1] not in (1, 2):
             raise ShapeError(f"nn.stft: the signal {shape} must be [batch, length, 1 or 2]")
-        declared = shape_of(self.output)
-        if declared is not None and len(declared) == 4 and all(
-                isinstance(d, int) for d in declared) and declared[-1] == 2:
-            return [like(self.input, declared)]
-        return [like(self.input, [shape[0], UNKNOWN, UNKNOWN, 2])]
+        return [self.refined([shape[0], UNKNOWN, UNKNOWN, 2])]
 
 
 OPS = [GridSampleOp, DFTOp, StftOp]
