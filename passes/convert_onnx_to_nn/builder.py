@@ -12,7 +12,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.constants import dense_from_numpy, dense_to_numpy
 from ember.dialects.dtypes import element_type_from_numpy, numpy_dtype
-from ember.dialects.nn.base import NNOp, OpT, build, like
+from ember.dialects.nn.base import NNOp, OpT, build, like, set_result_types
 from ember.dialects.nn.elementwise import (
     BinaryOp,
     CastOp,
@@ -244,3 +244,25 @@ class NNBuilder:
 def _has_input(node: OnnxOp, name: str) -> bool:
     return any(n == name for n, _, _ in node.INPUT_SPECS)
 
+
+def declared_type(op: OnnxOp, value: SSAValue, rank: int, index: int = 0) -> Attribute | None:
+    """The type ONNX's shape inference gave output `index`, when it is ranked as expected and
+    agrees in element type with `value` (used where ember alone cannot know the dims)."""
+    t = op.results[index].type
+    shape = shape_of(t)
+    if shape is None or len(shape) != rank or element_type_of(t) != element_type_of(value):
+        return None
+    return tensor_type(shape, element_type_of(value))
+
+
+def with_declared(b: NNBuilder, cls: type[NNOp], operands: list[SSAValue], props: dict,
+                  hint: Attribute | None) -> SSAValue:
+    """An op with run-time parameter operands; the dims it cannot infer are taken from ONNX's
+    inference (`hint`, the declared output type) where that has them."""
+    op = b.op(cls, operands, props, result_types=[hint] if hint else None)
+    if hint is not None:
+        try:
+            set_result_types(op, op.infer())
+        except ShapeError as e:
+            raise b.unsupported(str(e)) from None
+    return op.results[0]

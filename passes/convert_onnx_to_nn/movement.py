@@ -9,13 +9,11 @@ from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.dtypes import element_type_from_numpy
 from ember.dialects.nn.base import (
-    NNOp,
     broadcast_shapes,
     dim_product,
     dim_quotient,
     like,
     normalize_axis,
-    set_result_types,
 )
 from ember.dialects.nn.dynamic_params import segments
 from ember.dialects.nn.elementwise import FillOp, scalar_attr
@@ -56,36 +54,13 @@ from ember.dialects.tensor_types import (
     tensor_type,
 )
 from ember.errors import ShapeError
-from ember.passes.convert_onnx_to_nn.builder import NNBuilder
+from ember.passes.convert_onnx_to_nn.builder import NNBuilder, declared_type, with_declared
 from ember.passes.convert_onnx_to_nn.registry import legalizes
-
-
-def _onnx_type(op: OnnxOp, value: SSAValue, rank: int, index: int = 0) -> Attribute | None:
-    """The type ONNX's shape inference gave output `index`, when it is ranked as expected and
-    agrees in element type with `value` (used where ember alone cannot know the dims)."""
-    t = op.results[index].type
-    shape = shape_of(t)
-    if shape is None or len(shape) != rank or element_type_of(t) != element_type_of(value):
-        return None
-    return tensor_type(shape, element_type_of(value))
 
 
 def _run_time(b: NNBuilder, op: OnnxOp, *names: str) -> bool:
     """Whether any of the named ONNX inputs is given but not a compile-time constant."""
     return any(op.onnx_input(n) is not None and b.const(op.onnx_input(n)) is None for n in names)
-
-
-def _dynamic(b: NNBuilder, cls: type[NNOp], operands: list[SSAValue], props: dict,
-             hint: Attribute | None) -> SSAValue:
-    """An op with run-time parameter operands; the dims it cannot infer are taken from ONNX's
-    inference (`hint`, the declared output type) where that has them."""
-    op = b.op(cls, operands, props, result_types=[hint] if hint else None)
-    if hint is not None:
-        try:
-            set_result_types(op, op.infer())
-        except ShapeError as e:
-            raise b.unsupported(str(e)) from None
-    return op.results[0]
 
 
 def _shape_error(b: NNBuilder, e: ShapeError):
@@ -114,7 +89,7 @@ def reshape(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
             n = static_shape(shape)
             if n is None or len(n) != 1:
                 raise b.unsupported("a computed shape must be 1-D of static length")
-            t = _onnx_type(op, x, n[0])
+            t = declared_type(op, x, n[0])
             return [b.op(ReshapeOp, [x, shape], {"allowzero": allowzero or None},
                          result_types=[t] if t else None).results[0]]
         target = [int(d) for d in np.asarray(array).reshape(-1)]
@@ -146,8 +121,8 @@ def squeeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         n = static_shape(axes_value)
         if n is None or len(n) != 1:
             raise b.unsupported("run-time axes must be a 1-D tensor of static length")
-        hint = _onnx_type(op, x, len(shape) - n[0])
-        return [_dynamic(b, SqueezeOp, [x, axes_value], {}, hint)]
+        hint = declared_type(op, x, len(shape) - n[0])
+        return [with_declared(b, SqueezeOp, [x, axes_value], {}, hint)]
     axes = b.ints("axes")
     if axes is None:
         if not is_static(shape):
@@ -168,8 +143,8 @@ def unsqueeze(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         n = static_shape(axes_value)
         if n is None or len(n) != 1:
             raise b.unsupported("run-time axes must be a 1-D tensor of static length")
-        hint = _onnx_type(op, x, len(shape) + n[0])
-        return [_dynamic(b, UnsqueezeOp, [x, axes_value], {}, hint)]
+        hint = declared_type(op, x, len(shape) + n[0])
+        return [with_declared(b, UnsqueezeOp, [x, axes_value], {}, hint)]
     axes = b.ints("axes")
     if axes is None:
         raise b.unsupported("Unsqueeze needs axes")
@@ -264,7 +239,7 @@ def slice_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         if values[0] is None or values[1] is None:
             raise b.unsupported("starts and ends must be given")
         operands, props = segments(x, *values)
-        return [_dynamic(b, SliceOp, operands, props, _onnx_type(op, x, rank))]
+        return [with_declared(b, SliceOp, operands, props, declared_type(op, x, rank))]
     starts, ends = b.ints("starts"), b.ints("ends")
     if starts is None or ends is None or len(starts) != len(ends):
         raise b.unsupported("starts and ends must be given, of equal length")
@@ -320,7 +295,8 @@ def _split_at_run_time(b: NNBuilder, op: OnnxOp, x: SSAValue, axis: int) -> list
         one = {"starts": [i], "ends": [i + 1], "steps": [1]}
         operands, props = segments(x, b.value(SliceOp, [starts], **one),
                                    b.value(SliceOp, [ends], **one), axes, None)
-        results.append(_dynamic(b, SliceOp, operands, props, _onnx_type(op, x, rank, i)))
+        results.append(with_declared(b, SliceOp, operands, props,
+                                     declared_type(op, x, rank, i)))
     return results
 
 
@@ -393,7 +369,7 @@ def expand(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         n = static_shape(shape)
         if n is None or len(n) != 1:
             raise b.unsupported("a computed shape must be 1-D of static length")
-        t = _onnx_type(op, x, max(n[0], len(b.shape(x))))
+        t = declared_type(op, x, max(n[0], len(b.shape(x))))
         return [b.op(ExpandOp, [x, shape], result_types=[t] if t else None).results[0]]
     target = tuple(int(d) for d in np.asarray(array).reshape(-1))
     try:
@@ -410,7 +386,8 @@ def tile(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = op.operands[0]
     if _run_time(b, op, "repeats"):
         repeats = op.onnx_input("repeats")
-        return [_dynamic(b, TileOp, [x, repeats], {}, _onnx_type(op, x, len(b.shape(x))))]
+        return [with_declared(b, TileOp, [x, repeats], {},
+                              declared_type(op, x, len(b.shape(x))))]
     repeats = [int(r) for r in np.asarray(b.required_const("repeats")).reshape(-1)]
     return [b.value(TileOp, [x], repeats=repeats)]
 
@@ -441,7 +418,7 @@ def pad(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                                        op.onnx_input("axes"))
             props.update(mode=mode, value=value if mode == "constant" and value_operand is None
                          else None)
-            return [_dynamic(b, PadOp, operands, props, _onnx_type(op, x, rank))]
+            return [with_declared(b, PadOp, operands, props, declared_type(op, x, rank))]
         pads = b.ints("pads")
         axes = b.ints("axes") if op.onnx_input("axes") is not None else None
         try:
@@ -493,7 +470,8 @@ def _resize(b: NNBuilder, op: OnnxOp, x: SSAValue, props: dict, inputs: dict[str
                                  present.get("sizes"))
         dyn_props = {**props, **seg, "axes": axes,
                      "keep_aspect_ratio_policy": None if policy == "stretch" else policy}
-        return _dynamic(b, ResizeOp, operands, dyn_props, _onnx_type(op, x, len(b.shape(x))))
+        return with_declared(b, ResizeOp, operands, dyn_props,
+                             declared_type(op, x, len(b.shape(x))))
     try:
         full_scales, full_sizes, full_roi = resize_params(
             b.shape(x), scales, None if sizes is None else [int(s) for s in sizes], axes, roi,
@@ -645,11 +623,11 @@ def range_(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         return [b.constant(out)]
     # run-time bounds: the length is the declared one where ONNX's inference gives a number
     # (fold-constants makes Range(0, n) of a symbolic n a symbolic length instead)
-    hint = _onnx_type(op, values[0], 1)
+    hint = declared_type(op, values[0], 1)
     static = hint is not None and all(isinstance(d, int) for d in shape_of(hint) or ())
     if not static:
         return [b.value(RangeOp, values)]
-    return [_dynamic(b, RangeOp, values, {"declared": UnitAttr()}, hint)]
+    return [with_declared(b, RangeOp, values, {"declared": UnitAttr()}, hint)]
 
 
 @legalizes("Trilu")

@@ -9,7 +9,7 @@ from xdsl.dialects.builtin import i64
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx, is_float
-from ember.dialects.nn.base import dim_product, like, normalize_axis, set_result_types
+from ember.dialects.nn.base import dim_product, like, normalize_axis
 from ember.dialects.nn.elementwise import SelectOp
 from ember.dialects.nn.reduction import (
     ArgReduceOp,
@@ -25,7 +25,7 @@ from ember.dialects.nn.reduction import (
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.errors import UnsupportedError
-from ember.passes.convert_onnx_to_nn.builder import NNBuilder
+from ember.passes.convert_onnx_to_nn.builder import NNBuilder, declared_type, with_declared
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 
 _REDUCE = {
@@ -76,11 +76,10 @@ def reduce_op(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                 if not b.shape(x):
                     raise b.unsupported("run-time axes on a scalar input")
                 axes_i64 = b.cast(value, element_type_from_onnx(7))
-                new = b.op(ReduceOp, [x, axes_i64], {"fn": fn, "keepdims": keepdims},
-                           result_types=[like(x, shape_of(op.results[0].type))]
-                           if shape_of(op.results[0].type) is not None else None)
-                set_result_types(new, new.infer())  # the declared shape where it fits
-                return [new.results[0]]
+                rank = len(b.shape(x)) - (0 if keepdims else n[0])
+                return [with_declared(b, ReduceOp, [x, axes_i64],  # the declared shape
+                                      {"fn": fn, "keepdims": keepdims},
+                                      declared_type(op, x, rank))]
             axes = []
     if not axes and noop:
         return [x]

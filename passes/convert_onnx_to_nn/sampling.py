@@ -8,11 +8,10 @@ import numpy as np
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx
-from ember.dialects.nn.base import set_result_types
 from ember.dialects.nn.sampling import GridSampleOp
 from ember.dialects.onnx import OnnxOp
-from ember.dialects.tensor_types import element_type_of, shape_of
-from ember.passes.convert_onnx_to_nn.builder import NNBuilder
+from ember.dialects.tensor_types import element_type_of
+from ember.passes.convert_onnx_to_nn.builder import NNBuilder, declared_type, with_declared
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES
 
@@ -50,7 +49,6 @@ def dft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     operand, read when the plan runs; the dims it decides are the model's declared ones)."""
     from ember.dialects.nn.dynamic_params import segments
     from ember.dialects.nn.sampling import DFTOp
-    from ember.dialects.tensor_types import tensor_type
 
     x = op.operands[0]
     flags = {"inverse": bool(op.attr("inverse", 0)), "onesided": bool(op.attr("onesided", 0))}
@@ -77,12 +75,8 @@ def dft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if "axis" in props:
         props["axis"] %= max(len(b.shape(x)), 1)
     operands, segment = segments(x, dyn_length, dyn_axis)
-    declared = shape_of(op.results[0].type)
-    hint = tensor_type(declared, element_type_of(x)) if declared is not None else None
-    new = b.op(DFTOp, operands, {**props, **segment}, result_types=[hint] if hint else None)
-    if hint is not None:
-        set_result_types(new, new.infer())
-    return [new.results[0]]
+    return [with_declared(b, DFTOp, operands, {**props, **segment},
+                          declared_type(op, x, len(b.shape(x))))]
 
 
 @legalizes("STFT")
@@ -115,13 +109,7 @@ def stft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
         hint = tensor_type([shape[0], frames, n // 2 + 1 if onesided else n, 2],
                            element_type_of(x))
     else:
-        declared = shape_of(op.results[0].type)
-        if declared is not None:
-            hint = tensor_type(declared, element_type_of(x))
+        hint = declared_type(op, x, 4)
     operands, segment = segments(x, b.cast(step, i64), window,
                                  b.cast(length, i64) if length is not None else None)
-    new = b.op(StftOp, operands, {"onesided": onesided, **segment},
-               result_types=[hint] if hint else None)
-    if hint is not None:
-        set_result_types(new, new.infer())
-    return [new.results[0]]
+    return [with_declared(b, StftOp, operands, {"onesided": onesided, **segment}, hint)]
