@@ -414,13 +414,16 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
 def _ember_host(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repeats: int,
                 reference: np.ndarray, format_choice: str | None = None):
     """Build ember's engine, check its output and time it host-to-host; the engine."""
-    start = time.perf_counter()
+    from ember.compiler.progress import PhaseTimes
+
+    start, phases = time.perf_counter(), PhaseTimes()
     engine, flags = build_engine(onnx_bytes, cell.precision, cell.device,
-                                 format_choice=format_choice)
+                                 format_choice=format_choice, monitor=phases)
     counts = precision_counts(engine)
     print(f"# {cell.label} ember: build {time.perf_counter() - start:.1f} s (flags {flags}), "
           f"{kernel_summary(engine)}; precisions written: "
           f"{', '.join(f'{p} {n}' for p, n in counts.items())}", flush=True)
+    print(f"# {cell.label} ember build {phases.report()}", flush=True)
     if cell.precision != "fp32" and cell.precision not in counts:
         print(f"# WARNING {cell.label}: ember's plan has no {cell.precision} kernel (flags "
               f"{flags}): its times are those of another precision", flush=True)

@@ -100,11 +100,12 @@ def flag_names(config: Any) -> str:
 
 
 def build_engine(model: bytes, precision: str, device: str,
-                 io_formats: tuple[str, ...] = (), format_choice: str | None = None
-                 ) -> tuple[Any, str]:
+                 io_formats: tuple[str, ...] = (), format_choice: str | None = None,
+                 monitor: Any = None) -> tuple[Any, str]:
     """ember's engine for the ONNX `model` in `precision` through the builder API (Builder,
     OnnxParser, BuilderConfig, Runtime), on "cuda" (kernels for the GPU present, tactics timed on
-    it) or "cpu"; and the flags the build had, for the log."""
+    it) or "cpu"; and the flags the build had, for the log. `monitor`: the build's
+    progress monitor (e.g. ember.compiler.progress.PhaseTimes)."""
     import ember
     from ember.compiler.builder import detect_arch
 
@@ -120,6 +121,7 @@ def build_engine(model: bytes, precision: str, device: str,
         if arch is None:
             raise ember.EmberError("device cuda was asked for, but ember sees no GPU")
     config = builder_config(builder, precision, arch, io_formats, format_choice)
+    config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
     return ember.Runtime(device).deserialize_cuda_engine(plan), flag_names(config)
 

@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "time)" if which == "min" else f"the {what} shape of each dynamic "
                             "input")
     loud = p.add_mutually_exclusive_group()
-    loud.add_argument("--verbose", action="store_true", help="print each step and its ONNX nodes")
+    loud.add_argument("--verbose", action="store_true",
+                      help="print each step and its ONNX nodes, and where the build's time went")
     loud.add_argument("-q", "--quiet", action="store_true",
                       help="no progress bars and no summary (errors only)")
     p.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",

@@ -91,13 +91,15 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     "entropy" / "minmax" / "percentile", or from the cache file `calib_cache`, which a
     calibration writes)."""
     from ember.codegen import timing_cache as tc
-    from ember.compiler.progress import terminal_bars
+    from ember.compiler.progress import PhaseTimes, terminal_bars
     from ember.runtime.plan import write_plan
 
     out = out or sys.stdout
     start = time.perf_counter()
     config = BuilderConfig(pipeline=pipeline, target_arch=arch, autotune=autotune)
     config.progress_monitor = terminal_bars(quiet)
+    if verbose and not quiet:  # where the time went, in the summary
+        config.progress_monitor = PhaseTimes(config.progress_monitor)
     if timing_cache is not None:
         config.set_timing_cache(tc.load(timing_cache), ignore_mismatch=True)
     precision_config(config, **{"tf32": True, **precision})
@@ -128,6 +130,8 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         out.write(f"pipeline: {pipeline_text(pipeline_for(config))}\n")
         out.write("".join(formats))
         out.write(layer_table(manifest))
+        out.write(config.progress_monitor.report(
+            [p.name for p in pipeline_for(config)]) + "\n")
     out.write(f"built {output}: {len(manifest['steps'])} steps, arena "
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "

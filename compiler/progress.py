@@ -12,6 +12,7 @@ tactics" (the autotuner: a step per candidate compiled / timed); then "Packing p
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 from ember.errors import EmberError
@@ -100,6 +101,56 @@ class ProgressBars(IProgressMonitor):
         self._depth.pop(phase_name, None)
         if not self._tasks:
             self._bars.stop()
+
+
+class PhaseTimes(IProgressMonitor):
+    """Where a build's time went: each phase's wall time, summed over the times it ran (the
+    autotuner's phases run once per pass that times kernels), and the time of each of its steps
+    (for "Running passes": of each pass). Forwards everything to `inner` (e.g. the terminal's
+    bars), whose answer cancels as its own would."""
+
+    def __init__(self, inner: Any | None = None) -> None:
+        super().__init__()
+        self.inner = check_monitor(inner)
+        self.totals: dict[str, float] = {}
+        self.runs: dict[str, int] = {}
+        self.steps: dict[str, list[float]] = {}
+        self._started: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+
+    def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        now = time.perf_counter()
+        self._started[phase_name] = self._last[phase_name] = now
+        self.steps[phase_name] = []
+        self.totals.setdefault(phase_name, 0.0)  # reported in the order phases first start
+        if self.inner is not None:
+            self.inner.phase_start(phase_name, parent_phase, num_steps)
+
+    def step_complete(self, phase_name: str, step: int) -> bool:
+        now = time.perf_counter()
+        self.steps[phase_name].append(now - self._last[phase_name])
+        self._last[phase_name] = now
+        return True if self.inner is None else self.inner.step_complete(phase_name, step)
+
+    def phase_finish(self, phase_name: str) -> None:
+        elapsed = time.perf_counter() - self._started.pop(phase_name)
+        self.totals[phase_name] += elapsed
+        self.runs[phase_name] = self.runs.get(phase_name, 0) + 1
+        if self.inner is not None:
+            self.inner.phase_finish(phase_name)
+
+    def report(self, pass_names: list[str] | None = None, slowest: int = 3) -> str:
+        """One line: each phase's seconds in the order they first ran (xN: it ran N times),
+        and with `pass_names` (the pipeline's, in order) the `slowest` passes."""
+        parts = [f"{name} {seconds:.1f} s" + (f" (x{self.runs[name]})"
+                                               if self.runs[name] > 1 else "")
+                 for name, seconds in self.totals.items()]
+        line = "phases: " + ", ".join(parts)
+        times = self.steps.get("Running passes") or []
+        if pass_names and len(times) == len(pass_names):
+            top = sorted(zip(times, pass_names, strict=True), reverse=True)[:slowest]
+            line += "; slowest passes: " + ", ".join(f"{n} {t:.1f} s" for t, n in top)
+        return line
 
 
 def terminal_bars(quiet: bool = False) -> ProgressBars | None:

@@ -19,7 +19,7 @@ import pytest
 import ember as trt
 from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
 from ember.compiler.models import light_model_path
-from ember.compiler.progress import ProgressBars, terminal_bars
+from ember.compiler.progress import PhaseTimes, ProgressBars, terminal_bars
 from ember.errors import BuildCancelled, EmberError
 from ember.runtime.cuda import cuda_available
 from tests.api import trt_common as common
@@ -116,6 +116,46 @@ def test_autotuning_reports_candidates_compiled_and_kernels_timed(stand_in_gpu):
     build_model(_mlp().SerializeToString(), config)
     assert not [e for e in warm.phases() if e[1] in ("Timing tactics",
                                                      "Compiling candidate kernels")]
+
+
+def test_phase_times_say_where_an_autotuned_build_went(stand_in_gpu):
+    config = _config()
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    config.progress_monitor = times = PhaseTimes(inner := Recorder())
+    build_model(_mlp().SerializeToString(), config)
+    names = [p.name for p in pipeline_for(config)]
+    # every phase the inner monitor saw is timed, in the order they first started
+    assert list(times.totals) == list(dict.fromkeys(e[1] for e in inner.phases()))
+    assert {"Running passes", "Compiling candidate kernels", "Timing tactics"} <= set(times.totals)
+    assert len(times.steps["Running passes"]) == len(names)
+    # the passes' steps add up to their phase; the phases nest in "Building plan"
+    assert sum(times.steps["Running passes"]) <= times.totals["Running passes"]
+    assert times.totals["Timing tactics"] <= times.totals["Running passes"]
+    assert times.totals["Running passes"] <= times.totals["Building plan"]
+    report = times.report(names, slowest=2)
+    assert report.startswith("phases: Building plan ")
+    slowest = report.split("; slowest passes: ")[1].split(", ")
+    assert len(slowest) == 2 and all(s.rsplit(" ", 2)[0] in names for s in slowest)
+    # the inner monitor's False still cancels
+    config.progress_monitor = PhaseTimes(Recorder(cancel_at=("Running passes", 2)))
+    with pytest.raises(BuildCancelled):
+        build_model(_mlp().SerializeToString(), config)
+    with pytest.raises(EmberError, match="must be an IProgressMonitor"):
+        PhaseTimes(object())
+
+
+def test_ember_build_verbose_says_where_the_time_went(tmp_path):
+    from ember.compiler.commands import build
+
+    model = tmp_path / "m.onnx"
+    onnx.save(_mlp(), model)
+    out = io.StringIO()
+    build(model, tmp_path / "m.plan", verbose=True, out=out)
+    line = [x for x in out.getvalue().splitlines() if x.startswith("phases: ")]
+    assert len(line) == 1 and "Running passes" in line[0] and "slowest passes: " in line[0]
+    out = io.StringIO()
+    build(model, tmp_path / "m.plan", out=out)
+    assert "phases: " not in out.getvalue()
 
 
 class _Logger(trt.ILogger):
