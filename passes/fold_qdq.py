@@ -12,7 +12,8 @@ becomes the integer conv and its dequantization, a multiply by one float per out
 
 and a matmul `dequantize(xq, sx) @ dequantize(wq, sw)` with a constant 2-D weight [K, N] (per
 column: axis 1, or per tensor) likewise (its bias add stays where it was). Integer sums are
-exact (int32 accumulation).
+exact (int32 accumulation). The cast, multiply and bias add are marked `ember.qdq_math`: under
+FP16 they stay FP32, as TensorRT dequantizes (a sum of 64 products of 100 x 100 overflows half).
 
 Then every per-tensor float32 <-> 8/16-bit quantize and dequantize left, with a constant scale
 and zero point, becomes elementwise arithmetic in float32, as the quantize kernels compute it:
@@ -286,6 +287,9 @@ def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_ax
                                   "qdq.bias"))
         made.append(build(BinaryOp, [made[-2].results[0], made[-1].results[0]],
                           {"fn": "add"}))
+    for new in made[made.index(integer) + 1:]:
+        if isinstance(new, CastOp | BinaryOp):  # the dequantizing arithmetic stays FP32 under
+            new.attributes[QDQ_MATH] = UnitAttr()  # FP16 (an int32 sum overflows half)
     names = origin_of(op)
     bias_dq = op.bias.owner if isinstance(op, ConvOp) and op.bias is not None else None
     for new in made:

@@ -280,3 +280,42 @@ def test_expanded_qdq_arithmetic_stays_fp32_under_fp16(tmp_path):
     after = dict(module_text)["assign-precision"]
     marked = [line for line in after.splitlines() if QDQ_MATH in line]
     assert marked and all("f16" not in line for line in marked), "\n".join(marked)
+
+
+@pytest.mark.parametrize("arch", [None, "sm_90"])
+def test_an_int8_sums_dequantize_stays_fp32_under_fp16(tmp_path, arch):
+    """A folded int8 MatMul's int32 sum goes through its dequantize (x scale, + bias) in FP32
+    under BuilderFlag.FP16, as TensorRT's does: 64 products of 100 x 100 sum to 640000, which
+    FP16 cannot hold (its largest is 65504), and the scale 1e-4 is near FP16's subnormals. The
+    output (64) matches onnxruntime; the dequantizing ops print FP32 after assign-precision."""
+    from ember.compiler.builder import BuilderFlag
+
+    inits = [numpy_helper.from_array(np.full((64, 16), 100, np.int8), "wq"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             h.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             h.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+             h.make_node("MatMul", ["xd", "wd"], ["y"])]
+    graph = h.make_graph(nodes, "int8_sum", [h.make_tensor_value_info("x", T.FLOAT, [8, 64])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [8, 16])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    x = np.full((8, 64), 1.0, np.float32)  # quantizes to 100
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(want, 64.0, rtol=1e-6)
+    config = BuilderConfig(target_arch=arch, autotune=False)
+    config.set_flag(BuilderFlag.FP16)
+    stages = {}
+    manifest, sections = build_model(model, config,
+                                     after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    assert "tensor<8x16xi32>" in stages["fold-qdq"]  # the MatMul sums int8 into int32
+    after = stages["assign-precision"]
+    dequantize = [line for line in after.splitlines()
+                  if "xi32> ->" in line and "nn.cast" in line or '"mul"' in line]
+    assert dequantize and all("f16" not in line for line in dequantize), "\n".join(dequantize)
+    if arch is None or cuda_available():
+        engine = Runtime("cuda" if arch else "cpu").deserialize_cuda_engine(
+            plan_bytes(manifest, sections))
+        got = engine.create_execution_context().execute({"x": x})["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-3)

@@ -4,7 +4,9 @@
 // A conv between dequantizes of an int8 activation (one scale, zero point 0) and an int8
 // weight (a scale per output channel) becomes the integer conv (int32 sums), a cast, a
 // multiply by sx * sw[channel] (0.5 * [0.25, 0.125] = [0.125, 0.0625]) and the bias add; the
-// matmul likewise, its weight scaled per column (axis 1). A conv reading uint8 data (or with a
+// matmul likewise, its weight scaled per column (axis 1). The cast, multiply and add carry
+// `ember.qdq_math`: assign-precision keeps them FP32 under FP16 (an int32 sum overflows half).
+// A conv reading uint8 data (or with a
 // non-zero zero point) stays float; its per-tensor dequantize becomes arithmetic (quantize.mlir).
 builtin.module {
   func.func @main(%xq: tensor<1x2x4x4xi8>, %aq: tensor<3x4xi8>, %uq: tensor<1x2x4x4xui8>) -> (tensor<1x2x2x2xf32>, tensor<3x2xf32>, tensor<1x2x2x2xf32>) {
@@ -28,15 +30,15 @@ builtin.module {
 }
 
 // CHECK:      %[[ACC:.*]] = nn.conv %xq, %wq {{{.*}}} : (tensor<1x2x4x4xi8>, tensor<2x2x3x3xi8>) -> tensor<1x2x2x2xi32>
-// CHECK-NEXT: %[[F:.*]] = nn.cast %[[ACC]] {to = f32} : tensor<1x2x2x2xi32> -> tensor<1x2x2x2xf32>
+// CHECK-NEXT: %[[F:.*]] = nn.cast %[[ACC]] {ember.qdq_math, to = f32} : tensor<1x2x2x2xi32> -> tensor<1x2x2x2xf32>
 // CHECK-NEXT: %[[S:.*]] = nn.constant dense<{{\[}}[{{\[}}[1.250000e-01]], {{\[}}[6.250000e-02]]]]> : tensor<1x2x1x1xf32>
-// CHECK-NEXT: %[[M:.*]] = nn.binary "mul" %[[F]], %[[S]] : tensor<1x2x2x2xf32>, tensor<1x2x1x1xf32> -> tensor<1x2x2x2xf32>
+// CHECK-NEXT: %[[M:.*]] = nn.binary "mul" %[[F]], %[[S]] {ember.qdq_math} : tensor<1x2x2x2xf32>, tensor<1x2x1x1xf32> -> tensor<1x2x2x2xf32>
 // CHECK-NEXT: %[[B:.*]] = nn.constant dense<{{\[}}[{{\[}}[1.000000e+00]], {{\[}}[2.000000e+00]]]]> : tensor<1x2x1x1xf32>
-// CHECK-NEXT: %[[Y:.*]] = nn.binary "add" %[[M]], %[[B]]
+// CHECK-NEXT: %[[Y:.*]] = nn.binary "add" %[[M]], %[[B]] {ember.qdq_math}
 // CHECK:      %[[MACC:.*]] = nn.matmul %aq, %mq : (tensor<3x4xi8>, tensor<4x2xi8>) -> tensor<3x2xi32>
-// CHECK-NEXT: %[[MF:.*]] = nn.cast %[[MACC]] {to = f32}
+// CHECK-NEXT: %[[MF:.*]] = nn.cast %[[MACC]] {ember.qdq_math, to = f32}
 // CHECK-NEXT: %[[MS:.*]] = nn.constant dense<{{\[}}[5.000000e-01, 2.000000e+00]]> : tensor<1x2xf32>
-// CHECK-NEXT: %[[R:.*]] = nn.binary "mul" %[[MF]], %[[MS]]
+// CHECK-NEXT: %[[R:.*]] = nn.binary "mul" %[[MF]], %[[MS]] {ember.qdq_math}
 // CHECK:      %[[UF:.*]] = nn.cast %uq {ember.qdq_math, to = f32}
 // CHECK:      %[[U:.*]] = nn.binary "mul" %[[UF]]
 // CHECK:      %[[V:.*]] = nn.conv %[[U]], %w {{{.*}}} : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x2x2xf32>
