@@ -6,6 +6,13 @@ in place of the block argument it fed, its inputs join the consumer's (identical
 one block argument), and the fused kernel's origin (property and location) is the union of both in
 program order. Values used by anything else (a second kernel, `func.return`, a launch) and
 producers whose result would need broadcasting stay materialized. Ops with a tactic are left alone.
+
+Where chains from two convs / matmuls meet (a residual add), the kernel they fuse into can become
+the epilogue of one of them (fuse-epilogues), the host: the first input's. The other chain would
+then run inside the host's epilogue, reading its conv's raw result. So that chain is cut at its
+narrowest value, where narrower than its conv's result (an int8 model's quantize of the shortcut's
+int32 sums): the part before the cut becomes that conv's own epilogue and stores the narrow value,
+which the host's epilogue reads (1 byte an element instead of 4).
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from ember.dialects.kernel import ElementwiseOp, YieldOp
+from ember.dialects.dtypes import numpy_dtype
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, YieldOp
 from ember.dialects.origin import origin_of, set_origin
-from ember.dialects.tensor_types import plan_dims
+from ember.dialects.tensor_types import element_type_of, plan_dims
+
+GEMM_TEMPLATES = ("conv", "matmul")  # the launches fuse-epilogues gives an epilogue
 
 
 def _origin_names(op: ElementwiseOp) -> list[str]:
@@ -35,11 +45,67 @@ def _origin_names(op: ElementwiseOp) -> list[str]:
     return names
 
 
-def _fusible_producer(consumer: ElementwiseOp) -> ElementwiseOp | None:
+def _bytes(value: SSAValue) -> int:
+    return numpy_dtype(element_type_of(value)).itemsize
+
+
+def _cut_points(module: ModuleOp) -> set[ElementwiseOp]:
+    """The elementwise ops whose result stays a kernel's output (see the module docstring): on
+    each chain into a meeting point other than its first input's, the narrowest result (the
+    last of that width) if narrower than the chain's conv / matmul result."""
+    roots: dict[ElementwiseOp, frozenset[LaunchOp]] = {}
+    cut: set[ElementwiseOp] = set()
+
+    def roots_of(value: SSAValue) -> frozenset[LaunchOp]:
+        owner = value.owner
+        if isinstance(owner, LaunchOp) and owner.template.data in GEMM_TEMPLATES:
+            return frozenset([owner])
+        return roots.get(owner, frozenset()) if isinstance(owner, ElementwiseOp) else frozenset()
+
+    for op in module.walk():
+        if not isinstance(op, ElementwiseOp):
+            continue
+        sets = [(v, roots_of(v)) for v in op.inputs]
+        roots[op] = frozenset().union(*(r for _, r in sets))
+        fed = [(v, r) for v, r in sets if r]
+        if len({r for _, r in fed}) < 2:
+            continue
+        host = fed[0][1]
+        for value, r in fed[1:]:
+            if r & host or len(r) != 1:
+                continue
+            narrowest = _narrowest_on_chain(value, op)
+            if narrowest is not None:
+                cut.add(narrowest)
+    return cut
+
+
+def _narrowest_on_chain(value: SSAValue, consumer: ElementwiseOp) -> ElementwiseOp | None:
+    """Walking back from `value` (read by `consumer`) through single-use elementwise kernels to
+    the conv / matmul they post-process: the kernel of the narrowest result, where narrower than
+    the conv's; else None."""
+    best: tuple[int, ElementwiseOp] | None = None
+    while isinstance(value.owner, ElementwiseOp):
+        op = value.owner
+        if any(use.operation is not consumer for use in value.uses):
+            return None
+        if best is None or _bytes(value) < best[0]:
+            best = (_bytes(value), op)
+        fed = [v for v in op.inputs if isinstance(v.owner, ElementwiseOp | LaunchOp)]
+        if len(fed) != 1:
+            return None
+        value, consumer = fed[0], op
+    if best is None or not isinstance(value.owner, LaunchOp) or best[0] >= _bytes(value):
+        return None
+    return best[1]
+
+
+def _fusible_producer(consumer: ElementwiseOp, cut: set[ElementwiseOp]) -> ElementwiseOp | None:
     """The first input of `consumer` made by an elementwise kernel that can be inlined into it."""
     for value in consumer.inputs:
         producer = value.owner
-        if not isinstance(producer, ElementwiseOp) or producer.tactic is not None:
+        if not isinstance(producer, ElementwiseOp) or producer.tactic is not None \
+                or producer in cut:
             continue
         if producer.parent_block() is not consumer.parent_block():
             continue
@@ -114,8 +180,9 @@ class FuseElementwiseProducer(RewritePattern):
     kernels' origins are gathered in `names` and written once, by `write_origins`: rewriting
     them at every fusion made a chain quadratic."""
 
-    def __init__(self, order: dict[str, int]) -> None:
+    def __init__(self, order: dict[str, int], cut: set[ElementwiseOp]) -> None:
         self.order = order
+        self.cut = cut  # producers kept as they are (their kernel inherits it when it fuses)
         self.names: dict[ElementwiseOp, set[str]] = {}
 
     def _take_names(self, op: ElementwiseOp) -> set[str]:
@@ -126,7 +193,7 @@ class FuseElementwiseProducer(RewritePattern):
     def match_and_rewrite(self, op: ElementwiseOp, rewriter: PatternRewriter) -> None:
         if op.tactic is not None:
             return
-        producer = _fusible_producer(op)
+        producer = _fusible_producer(op, self.cut)
         if producer is None:
             return
         inputs = _inputs_after_fusion(producer, op)
@@ -137,6 +204,8 @@ class FuseElementwiseProducer(RewritePattern):
         names = self._take_names(producer)
         names.update(self._take_names(op))
         self.names[fused] = names
+        if op in self.cut:
+            self.cut.add(fused)
         rewriter.replace(op, fused)
         rewriter.erase(producer)
 
@@ -163,7 +232,7 @@ class FuseElementwise(ModulePass):
     name = "fuse-elementwise"
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
-        pattern = FuseElementwiseProducer(_program_order(module))
+        pattern = FuseElementwiseProducer(_program_order(module), _cut_points(module))
         PatternRewriteWalker(GreedyRewritePatternApplier([pattern]),
                              apply_recursively=True).rewrite_module(module)
         pattern.write_origins()
