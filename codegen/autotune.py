@@ -34,6 +34,13 @@ from ember.runtime.manifest import decode
 from ember.runtime.symbolic import params_symbolic, substitute_shapes
 
 WARMUP, REPEATS = 2, 10
+# a candidate is timed over about this many ms of launches (at most REPEATS, at least one): a
+# slow one (an int8 NCHW direct conv: tens of ms) does not take seconds; one whose first launch
+# already takes SLOWER times the best so far is not timed further (it cannot win)
+BUDGET_MS, SLOWER = 5.0, 2.0
+# random operands repeat a pool of this many seeded values: drawing tens of millions of normal
+# values per step was most of a ResNet-50 build's tuning time
+POOL = 1 << 20
 # how far (rel-L2) a candidate's output may be from the reference candidate's: tactics differ in
 # summation order and in TF32 / half rounding, never by more than this on random inputs
 AGREEMENT = 1e-2
@@ -95,8 +102,9 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
         shapes += epilogue["in_shapes"]
         dtypes += epilogue["in_dtypes"]
     bufs = []
+    pool = rng.standard_normal(POOL)
     for shape, dtype in zip(shapes, dtypes, strict=True):
-        data = rng.standard_normal(int(np.prod(shape))).astype(dtype)
+        data = np.resize(pool.astype(dtype), int(np.prod(shape)))
         buf = cuda.DeviceBuffer(max(data.nbytes, 1))
         buf.upload(data, stream)
         bufs.append(buf)
@@ -156,18 +164,32 @@ def _scratch(spec: KernelSpec, cuda, stream) -> list:
     return bufs
 
 
-def _time(spec: KernelSpec, function, bufs: list, cuda, stream) -> float:
+def _time(spec: KernelSpec, function, bufs: list, cuda, stream,
+          bound: float | None = None) -> float:
+    """The kernel's mean ms per launch after a warm-up. One launch is timed first; with the best
+    time so far `bound`, a kernel SLOWER times slower is not timed further; the others are
+    timed over enough launches to fill BUDGET_MS (1 to REPEATS)."""
     if spec.shared_bytes > 48 * 1024:  # as the executor does: opt in to the dynamic shared memory
         function.set_max_dynamic_shared(spec.shared_bytes)
     args = cuda.pack_args([("ptr", b.ptr) for b in bufs])
-    for _ in range(WARMUP):
-        cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
-    start, end = cuda.Event(), cuda.Event()
-    start.record(stream)
-    for _ in range(REPEATS):
-        cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
-    end.record(stream)
-    return start.elapsed_ms(end) / REPEATS
+
+    def timed(launches: int) -> float:
+        start, end = cuda.Event(), cuda.Event()
+        start.record(stream)
+        for _ in range(launches):
+            cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
+        end.record(stream)
+        return start.elapsed_ms(end) / launches
+
+    cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
+    first = timed(1)
+    if bound is not None and first > SLOWER * bound:
+        return first
+    repeats = max(1, min(REPEATS, int(BUDGET_MS / max(first, 1e-6))))
+    if repeats == REPEATS:  # a short kernel: the warm-up the long ones skip
+        for _ in range(WARMUP - 1):
+            cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
+    return timed(repeats)
 
 
 def _compile(sources: dict[str, str], arch: str) -> dict[str, Any]:
@@ -262,7 +284,8 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
                     try:
                         _poison(outputs, operands, stream)
                         bufs = operands + _scratch(spec, cuda, stream)
-                        ms = _time(spec, module.function(name), bufs, cuda, stream)
+                        ms = _time(spec, module.function(name), bufs, cuda, stream,
+                                   best[0] if best else None)
                         out = _result(outputs, operands, stream)
                     finally:
                         stream.synchronize()
@@ -335,7 +358,8 @@ def time_kernels(steps: list[dict[str, Any]], arch: str) -> list[float | None]:
                                               device=device, name=name)
                     try:
                         ms = _time(spec, module.function(name),
-                                   operands + _scratch(spec, cuda, stream), cuda, stream)
+                                   operands + _scratch(spec, cuda, stream), cuda, stream,
+                                   times[index])
                     finally:
                         stream.synchronize()
                         module.unload()

@@ -81,7 +81,7 @@ def _stand_in(tmp_path, monkeypatch) -> StandIn:
                 on_done(name)
         return out
 
-    def time_stub(spec, function, bufs, cuda_, stream):
+    def time_stub(spec, function, bufs, cuda_, stream, bound=None):
         done.timed.append(function)
         return 1.0 + zlib.crc32(function.encode()) % 1000 / 100
 
@@ -542,9 +542,9 @@ def test_a_warm_gpu_build_times_nothing_and_is_faster(tmp_path, monkeypatch):
     seconds, manifests, launches = [], [], []
     real_time = autotune._time
 
-    def counted(*args):  # every kernel timed: the autotuner's and choose-formats' (time_kernels)
-        launches[-1] += 1
-        return real_time(*args)
+    def counted(*args, **kwargs):  # every kernel timed: the autotuner's and choose-formats'
+        launches[-1] += 1  # (time_kernels)
+        return real_time(*args, **kwargs)
 
     monkeypatch.setattr(autotune, "_time", counted)
     for _ in range(2):
@@ -660,7 +660,7 @@ def test_steps_of_one_kernel_share_one_timing_so_a_warm_build_chooses_as_the_col
     answered from the cache, gives the cold build's plan (the H200 showed a wgmma tile differ)."""
     # timed twice, the first candidate would win once and the last the second time
     times = iter([1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0] + [5.0] * 100)
-    monkeypatch.setattr(autotune, "_time", lambda *args: next(times))
+    monkeypatch.setattr(autotune, "_time", lambda *args, **kwargs: next(times))
     rng = np.random.default_rng(1)
     nodes = [h.make_node("Gemm", ["x", "w1"], ["a"], transB=1, name="fc1"),
              h.make_node("Gemm", ["a", "w2"], ["y"], transB=1, name="fc2")]

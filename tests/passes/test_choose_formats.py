@@ -443,7 +443,7 @@ def test_time_kernels_keeps_each_steps_fastest_tactic_and_caches(tmp_path, monke
         compiled.extend(sources)
         return {name: SimpleNamespace(cubin=b"", ptx="") for name in sources}
 
-    def time_stub(spec, function, bufs, cuda_, stream):
+    def time_stub(spec, function, bufs, cuda_, stream, bound=None):
         ms = 1.0 + spec.shared_bytes / 1e5 + spec.grid[0] * spec.grid[1] / 1e4
         launches[function] = ms
         return ms

@@ -1,0 +1,80 @@
+"""How the autotuner times one candidate kernel (`autotune._time`), on a stand-in CUDA module
+whose kernels take a fixed time per launch: a short kernel is warmed up and timed over
+REPEATS launches; a long one over about BUDGET_MS of launches; one already SLOWER times slower
+than the best so far after its first timed launch is not timed further."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ember.codegen import autotune
+
+
+class _Cuda:
+    """Launches advance a clock by `ms` each; events read the clock."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms, self.clock, self.launches = ms, 0.0, 0
+
+    def launch(self, function, grid, block, shared, stream, args) -> None:
+        self.launches += 1
+        self.clock += self.ms
+
+    def pack_args(self, args):
+        return args
+
+    def Event(self):  # noqa: N802 (the runtime's name)
+        cuda = self
+
+        class Event:
+            def record(self, stream) -> None:
+                self.at = cuda.clock
+
+            def elapsed_ms(self, end) -> float:
+                return end.at - self.at
+
+        return Event()
+
+
+SPEC = SimpleNamespace(shared_bytes=0, grid=(1, 1, 1), block=(32, 1, 1))
+
+
+@pytest.mark.parametrize("ms, bound, launches", [
+    (0.01, None, 1 + 1 + (autotune.WARMUP - 1) + autotune.REPEATS),  # short: full repeats
+    (0.01, 1.0, 1 + 1 + (autotune.WARMUP - 1) + autotune.REPEATS),
+    (2.0, None, 1 + 1 + int(autotune.BUDGET_MS / 2.0)),  # long: BUDGET_MS of launches
+    (40.0, None, 1 + 1 + 1),  # longer than the budget: one
+    (3.0, 1.0, 1 + 1),  # 3x the best so far: its first timed launch is its time
+])
+def test_a_candidate_is_timed_over_its_budget(ms, bound, launches):
+    cuda = _Cuda(ms)
+    got = autotune._time(SPEC, object(), [], cuda, stream=None, bound=bound)
+    assert got == pytest.approx(ms)
+    assert cuda.launches == launches
+
+
+def test_random_operands_repeat_a_seeded_pool():
+    """Operands are the seeded pool repeated (drawing each tensor's values was most of a large
+    model's tuning time), in each operand's dtype."""
+    uploaded = []
+
+    class Buffer:
+        def __init__(self, size):
+            self.size = size
+
+        def upload(self, data, stream):
+            uploaded.append(data)
+
+    step = {"params": {"in_shapes": [[3, autotune.POOL], [5]], "in_dtypes": ["float16", "int8"],
+                       "out_shapes": [[4]], "out_dtypes": ["float32"]}}
+    fake = SimpleNamespace(DeviceBuffer=Buffer)
+    bufs = autotune._buffers(step, fake, np.random.default_rng(0), None)
+    assert [b.size for b in bufs] == [3 * autotune.POOL * 2, 5, 16]
+    pool = np.random.default_rng(0).standard_normal(autotune.POOL)
+    big, small = uploaded
+    assert big.dtype == np.float16 and small.dtype == np.int8
+    np.testing.assert_array_equal(big, np.tile(pool.astype(np.float16), 3))
+    np.testing.assert_array_equal(small, pool[:5].astype(np.int8))
