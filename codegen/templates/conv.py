@@ -528,13 +528,15 @@ def _int8_conv(params: dict) -> _Conv:
 
 
 def _gemm_int8(name: str, params: dict) -> KernelSpec:
-    """INT8 implicit GEMM on tensor cores (mma.sync m16n8k32 s8 x s8 -> s32, exact sums): the
-    mma.sync loop over int8 pairs as 16-bit elements (NHWC im2col, OHWI weights, 16-byte
-    chunks), the dequantizing epilogue fold-qdq leaves fused."""
+    """INT8 implicit GEMM on tensor cores (s8 x s8 -> s32, exact sums): the mma.sync m16n8k32
+    loop, or on sm_90 the wgmma k32 loop where the tactic names it, over int8 pairs as 16-bit
+    elements (NHWC im2col, OHWI weights, 16-byte chunks), the dequantizing epilogue fold-qdq
+    leaves fused."""
     cv = _int8_conv(params)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
-    gemm = gemm_mma.mma_for(params, m_size, n_size, cv.k_total, cv.groups, split_k=False)
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, gemm_wgmma.INT8, a_op, b_op, m_size,
+                                              n_size, cv.k_total, cv.groups, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(
@@ -543,17 +545,25 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",
             "    const unsigned short* w16 = (const unsigned short*)in1;"]
-    body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, gemm_mma.INT8,
-                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
+    if wgmma:
+        body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op,
+                                    gemm_wgmma.INT8, m0, n0, store)
+        helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
+    else:
+        body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, gemm_mma.INT8,
+                                  m0, n0, store)
+        helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
     text = source(_title(params, _Conv(params), "int8 -> int32"),
                   [f"tactic: implicit GEMM on INT8 tensor cores (NHWC, weights OHWI), "
-                   f"mma.sync m16n8k32 s8, {tile} (K in int8 pairs), int32 accumulation, "
+                   f"{loop} (K in int8 pairs), int32 accumulation, "
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
-                   *epilogue_summary(params)],
+                   *epilogue_summary(params),
+                   *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
                             launch_bounds=(tile.threads, tile.resident), halves=True),
-                  body, prelude=uses_mod(params), helpers=gemm_mma.helpers(gemm_mma.INT8))
+                  body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
@@ -582,7 +592,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             cv = _int8_conv(params)
         except UnsupportedError:
             return []
-        return gemm_mma.candidates(cv.positions, cv.mg, cv.k_total, cv.groups, split_k=False)
+        _, _, a_op, b_op = _mma_operands(cv)
+        return gemm_mma.candidates(cv.positions, cv.mg, cv.k_total, cv.groups, split_k=False,
+                                   wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):

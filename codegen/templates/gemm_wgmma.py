@@ -1,5 +1,7 @@
 """The Hopper tensor-core GEMM main loop: `wgmma.mma_async` (sm_90a) on FP16/BF16 operands, or
-FP32 operands read as TF32, in 128-byte-swizzled shared memory, FP32 accumulation in registers.
+FP32 operands read as TF32, in 128-byte-swizzled shared memory, FP32 accumulation in registers;
+or on INT8 operands (read as 16-bit pairs along K, as `gemm_mma`'s INT8 loop reads them), one
+`m64n{BN}k32.s32.s8.s8` per 32 bytes of k, with exact int32 sums.
 
 C[m, n] = sum_k A[m, k] * B[n, k] for one block tile of BM x BN, both operands K-major (their
 consecutive k adjacent in memory, in 16-byte aligned chunks: `Operand.vec8` for the halves,
@@ -33,8 +35,10 @@ from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
 ROW_BYTES = 128  # one swizzle row: the K extent of a stage
 SHARED_PER_SM = 228 * 1024  # sm_90: shared memory per multiprocessor (1 KB of it per block)
-# operand dtype -> (wgmma operand type, element bytes)
-WGMMA_TYPES = {"float16": ("f16", 2), "bfloat16": ("bf16", 2), "float32": ("tf32", 4)}
+# operand dtype -> (wgmma operand type, bytes of the unit the copies count K in: int8 in pairs)
+WGMMA_TYPES = {"float16": ("f16", 2), "bfloat16": ("bf16", 2), "float32": ("tf32", 4),
+               "int8": ("s8", 2)}
+INT8 = "int8"
 
 
 @dataclass(frozen=True)
@@ -157,13 +161,15 @@ def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
 
 
 def tensor_core_gemm(params: dict, dtype: str, a: Operand, b: Operand, m: int, n: int, k: int,
-                     batch: int) -> tuple[gemm_mma.MmaGemm | WgmmaGemm, bool]:
+                     batch: int, split_k: bool = True
+                     ) -> tuple[gemm_mma.MmaGemm | WgmmaGemm, bool]:
     """The tensor-core tactic a matmul/conv step runs, and whether it is wgmma: the one its
     params name (a wgmma tactic needs both operands K-major in 16-byte chunks, and FP32 operands
-    the step's TF32 marker), else the mma.sync cost model's choice."""
+    the step's TF32 marker), else the mma.sync cost model's choice (`split_k` False: the INT8
+    kernels, which split no K)."""
     tactic = params.get("tactic") or {}
     if "wgmma" not in tactic:
-        return gemm_mma.mma_for(params, m, n, k, batch), False
+        return gemm_mma.mma_for(params, m, n, k, batch, split_k=split_k), False
     if dtype == "float32" and not params.get("tf32"):
         raise ValueError("a wgmma tactic on FP32 operands computes in TF32, which this step is "
                          "not allowed (no tf32 marker from assign-precision)")
@@ -183,12 +189,16 @@ def helpers(dtype: str, bn: int) -> str:
     """`async_helpers` plus the descriptor, fences and the wgmma instruction (m64n{bn}, 32 bytes
     of k) of `dtype` operands."""
     ptx, size = WGMMA_TYPES[dtype]
-    kk = 32 // size
+    integer = dtype == INT8
+    kk = 32 if integer else 32 // size
     regs = bn // 2
+    acc, reg, sums = ("int", "r", "s32") if integer else ("float", "f", "f32")
     outs = ", ".join(f"%{i}" for i in range(regs))
-    binds = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
-    # scale-a, scale-b (and for the halves transpose-a, transpose-b: both K-major)
-    imm = "1, 1, 0, 0" if size == 2 else "1, 1"
+    binds = ", ".join(f'"+{reg}"(d[{i}])' for i in range(regs))
+    # scale-a, scale-b (and for the halves transpose-a, transpose-b: both K-major); the integer
+    # form has none
+    imm = "" if integer else ", 1, 1, 0, 0" if size == 2 else ", 1, 1"
+    types = "s32.s8.s8" if integer else f"f32.{ptx}.{ptx}"
     return async_helpers() + f"""\
 // shared-memory matrix descriptor: 128-byte swizzle, 1024-byte stride between 8-row atoms
 __device__ __forceinline__ unsigned long long wgmma_desc(const void* p) {{
@@ -200,8 +210,8 @@ __device__ __forceinline__ void wgmma_commit() {{
     asm volatile("wgmma.commit_group.sync.aligned;");
 }}
 // pins an accumulator register in program order around the asynchronous wgmma
-__device__ __forceinline__ void fence_operand(float& x) {{
-    asm volatile("" : "+f"(x) :: "memory");
+__device__ __forceinline__ void fence_operand({acc}& x) {{
+    asm volatile("" : "+{reg}"(x) :: "memory");
 }}
 template <int N> __device__ __forceinline__ void wgmma_wait() {{
     asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory");
@@ -219,12 +229,12 @@ __device__ __forceinline__ void tf32_round4(float4* p) {{  // to nearest, ties a
 __device__ __forceinline__ void async_proxy_fence() {{
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }}
-// d (64 x {bn}, this thread's {regs} f32) += A (64 x {kk}, K-major) * B ({bn} x {kk}, K-major)
-__device__ __forceinline__ void wgmma_{bn}(float* d, unsigned long long da,
+// d (64 x {bn}, this thread's {regs} {sums}) += A (64 x {kk}, K-major) * B ({bn} x {kk}, K-major)
+__device__ __forceinline__ void wgmma_{bn}({acc}* d, unsigned long long da,
                                          unsigned long long db) {{
     asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
-                 "wgmma.mma_async.sync.aligned.m64n{bn}k{kk}.f32.{ptx}.{ptx} "
-                 "{{{outs}}}, %{regs}, %{regs + 1}, p, {imm};\\n}}"
+                 "wgmma.mma_async.sync.aligned.m64n{bn}k{kk}.{types} "
+                 "{{{outs}}}, %{regs}, %{regs + 1}, p{imm};\\n}}"
                  : {binds}
                  : "l"(da), "l"(db));
 }}
@@ -235,8 +245,8 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
              m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
              ) -> list[str]:
     """The body of a wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN) of C;
-    `store(m, n, value, indent)` stores one in-range output (`value` a float expression), or a
-    `RowStore` stages them through shared memory (`gemm_epilogue`)."""
+    `store(m, n, value, indent)` stores one in-range output (`value` a float expression; an int
+    one for INT8), or a `RowStore` stages them through shared memory (`gemm_epilogue`)."""
     tile = gemm.tile
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]
@@ -267,9 +277,10 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
                        f"            cp_async16({dst}, v_ ? (const void*)&{op.ptr}[{at}] : "
                        f"(const void*){op.ptr}, v_);",
                        "        }"]
-    lines += [f"    float frag[{bn // 2}];",
+    acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
+    lines += [f"    {acc} frag[{bn // 2}];",
               "    #pragma unroll",
-              f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = 0.f;",
+              f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};",
               "    // copies run S - 2 tiles ahead, one wgmma batch stays in flight: the barrier",
               "    // after every thread waited for its wgmma of tile kt - 2 frees that stage",
               "    #pragma unroll",

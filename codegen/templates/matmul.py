@@ -67,6 +67,13 @@ def _int8_geometry(params: dict) -> tuple:
     return m, n, k // 2, a_shape, b_shape, batch
 
 
+def _int8_operands(m: int, n: int, pairs: int) -> tuple:
+    """(A, B) of an INT8 matmul: int8 pairs as 16-bit elements, rows of K / 2 pairs (K % 16 == 0:
+    16-byte chunks of 8 pairs)."""
+    return (dense("a16", m, pairs, pairs, 1, "a_base", vec8=True),
+            dense("b16", n, pairs, pairs, 1, "b_base", vec8=True))
+
+
 def _tensor_core(params: dict) -> bool:
     """FP16/BF16 operands and result of one type: the tensor-core path."""
     dtypes = {*params["in_dtypes"][:2], params["out_dtypes"][0]}
@@ -103,7 +110,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     dtype = params["out_dtypes"][0]
     if _int8(params):
         m, n, pairs, *_, batch = _int8_geometry(params)
-        return gemm_mma.candidates(m, n, pairs, prod(batch), split_k=False)
+        a_op, b_op = _int8_operands(m, n, pairs)
+        return gemm_mma.candidates(m, n, pairs, prod(batch), split_k=False,
+                                   wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
@@ -207,10 +217,9 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
             if batch else [])
     b_bs = ([s * b_shape[-2] * b_shape[-1] // 2 for s in broadcast_strides(b_shape[:-2], batch)]
             if batch else [])
-    # int8 pairs as 16-bit elements: rows of K / 2 pairs, 16-byte chunks of 8 pairs
-    a_op = dense("a16", m, pairs, pairs, 1, "a_base", vec8=True)
-    b_op = dense("b16", n, pairs, pairs, 1, "b_base", vec8=True)
-    gemm = gemm_mma.mma_for(params, m, n, pairs, nbatch, split_k=False)
+    a_op, b_op = _int8_operands(m, n, pairs)
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, gemm_wgmma.INT8, a_op, b_op, m, n, pairs,
+                                              nbatch, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(params, _output_index(m, n))
@@ -219,16 +228,23 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
             "    const unsigned short* a16 = (const unsigned short*)in0;",
             "    const unsigned short* b16 = (const unsigned short*)in1;"]
     body += _batch_offsets(batch, a_bs, b_bs)
-    body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8,
-                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}", store)
+    m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
+    if wgmma:
+        body += gemm_wgmma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_wgmma.INT8, m0, n0,
+                                    store)
+        helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
+    else:
+        body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8, m0, n0, store)
+        helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
                     launch_bounds=(tile.threads, tile.resident), halves=True)
     k = pairs * 2
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
                   "int8 -> int32",
-                  [f"tactic: INT8 tensor cores, mma.sync m16n8k32 s8, {tile}, int32 "
-                   "accumulation; batch on grid z", *epilogue_summary(params)],
-                  sig, body, prelude=uses_mod(params), helpers=gemm_mma.helpers(gemm_mma.INT8))
+                  [f"tactic: INT8 tensor cores, {loop}, int32 accumulation; batch on grid z",
+                   *epilogue_summary(params),
+                   *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
+                  sig, body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")

@@ -1,10 +1,12 @@
-"""INT8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) for matmul and the NHWC implicit-GEMM
-conv, on emulated warps (CPU, g++; `simt_emulator`): exact int32 sums against numpy, each
-tactic, batches, ragged M/N, strides, and the dequantizing epilogue fold-qdq leaves (cast,
-per-channel scale, bias, relu) fused. Compiled by NVRTC here; run on the GPU by the `cuda`
-test."""
+"""INT8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32; on sm_90 also wgmma k32 s8) for matmul
+and the NHWC implicit-GEMM conv, on emulated warps (CPU, g++; `simt_emulator`, mma.sync
+tactics): exact int32 sums against numpy, each tactic, batches, ragged M/N, strides, and the
+dequantizing epilogue fold-qdq leaves (cast, per-channel scale, bias, relu) fused. Compiled by
+NVRTC here; every tactic, wgmma's too, run on the GPU by the `cuda` tests."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -55,7 +57,9 @@ def test_int8_matmul_sums_exactly_for_every_tactic(batch, m, n, k, tmp_path):
     a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
     want = np.matmul(a.astype(np.int64), b.astype(np.int64).T)
     tactics = matmul.tactics(params, "sm_90")
-    assert len(tactics) >= 2 and all(t["splits"] == 1 for t in tactics)
+    assert all(t.get("splits", 1) == 1 for t in tactics)
+    tactics = [t for t in tactics + matmul.tactics(params, "sm_80") if "mma" in t]
+    assert len(tactics) >= 2
     for tactic in tactics:
         spec = matmul.emit("k", {**params, "tactic": tactic})
         assert "mma_16832_s8(frag[i][j]" in spec.source
@@ -87,8 +91,12 @@ def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
     conv_params = _conv_params(2, 9, 32, 24, 2, epilogue=True)
     sources += [(f"c{i}", conv.emit(f"c{i}", {**conv_params, "tactic": t}).source)
                 for i, t in enumerate(conv.tactics(conv_params, "sm_90"))]
-    for entry in compile_many(sources, arch="sm_90"):
-        assert b"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in entry.ptx
+    sources += [(f"m{i}", matmul.emit(f"m{i}", {**params, "tactic": t}).source)
+                for i, t in enumerate(matmul.tactics(params, "sm_80"))]
+    ptx = [entry.ptx for entry in compile_many(sources, arch="sm_90")]
+    mma = [p for p in ptx if b"mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in p]
+    wgmma = [p for p in ptx if re.search(rb"wgmma.mma_async.sync.aligned.m64n\d+k32.s32.s8.s8", p)]
+    assert mma and wgmma and len(mma) + len(wgmma) == len(ptx)
 
 
 @pytest.mark.parametrize("change, why", [({"transpose_b": False}, "K-major"),
@@ -147,8 +155,8 @@ def test_int8_tactics_never_split_k(m, k, n):
     (step,) = manifest["steps"]
     assert "device" not in step and step["cuda"]["kernel"].startswith("matmul_")
     params = {k: v for k, v in step["params"].items() if k != "tactic"}
-    tactics = matmul.tactics(params, "sm_90")
-    assert tactics and all(t["splits"] == 1 for t in tactics)
+    tactics = matmul.tactics(params, "sm_90") + matmul.tactics(params, "sm_80")
+    assert tactics and all(t.get("splits", 1) == 1 for t in tactics)  # wgmma splits none
 
 
 @needs_gpu
@@ -189,8 +197,8 @@ def test_int8_conv_sums_exactly_for_every_tactic(stride, tmp_path):
     rng = np.random.default_rng(2)
     x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
     (want,) = reference([x, w], params)
-    tactics = conv.tactics(params, "sm_90")
-    assert len(tactics) >= 2
+    tactics = conv.tactics(params, "sm_80")  # mma.sync only (the emulator runs no wgmma)
+    assert len(tactics) >= 2 and all("mma" in t for t in tactics)
     for tactic in tactics[:2]:
         spec = conv.emit("k", {**params, "tactic": tactic})
         assert "mma_16832_s8(frag[i][j]" in spec.source
@@ -247,3 +255,71 @@ def test_int8_matmul_requantizes_to_int8_in_its_epilogue(tmp_path):
     want = np.clip(np.rint(acc * scale), -128, 127).astype(np.int8)
     assert (np.abs(want.astype(int)) == 128).any()  # some saturate
     np.testing.assert_array_equal(got, want)
+
+
+def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarray:
+    from ember.codegen.nvrtc import compile_cuda
+    from ember.compiler.builder import detect_arch
+    from ember.runtime import cuda
+
+    kernel = compile_cuda(spec.source, name=name, arch=detect_arch())
+    module = cuda.Module.load(kernel.cubin, kernel.ptx, name=name)
+    out = np.empty(out_shape, out_dtype)
+    bufs = [cuda.DeviceBuffer(max(x.nbytes, 1)) for x in inputs] + [cuda.DeviceBuffer(out.nbytes)]
+    for buf, x in zip(bufs, inputs, strict=False):
+        buf.upload(np.ascontiguousarray(x))
+    function = module.function(name)
+    if spec.shared_bytes > 48 * 1024:
+        function.set_max_dynamic_shared(spec.shared_bytes)
+    cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, None,
+                cuda.pack_args([("ptr", b.ptr) for b in bufs]))
+    got = bufs[-1].download(out)
+    module.unload()
+    return got
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("batch, m, n, k", [([], 256, 192, 512), ([2], 37, 40, 48),
+                                            ([], 130, 72, 272)],
+                         ids=["aligned", "batch-ragged", "ragged-deep"])
+def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k):
+    """Each candidate of an sm_90 build (wgmma k32 s8 tiles and mma.sync ones) on the GPU."""
+    params = _params(batch, m, n, k)
+    rng = np.random.default_rng(6)
+    a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
+    want = np.matmul(a.astype(np.int64), b.astype(np.int64).T)
+    tactics = matmul.tactics(params, "sm_90")
+    assert any("wgmma" in t for t in tactics)
+    for tactic in tactics + matmul.tactics(params, "sm_80")[:1]:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", [a, b], want.shape, np.int32)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("stride, epilogue", [(1, False), (2, False), (1, True)])
+def test_every_int8_conv_tactic_matches_on_the_gpu(stride, epilogue):
+    from ember.codegen.templates import conv
+    from ember.runtime.cpu_kernels.linear import conv as reference
+
+    params = _conv_params(4, 17, 64, 64, stride, epilogue=epilogue)
+    rng = np.random.default_rng(7)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    (acc,) = reference([x, w], {k: v for k, v in params.items() if k != "epilogue"})
+    inputs, want, dtype = [x, w], acc, np.int32
+    if epilogue:
+        scale = (rng.random((1, 1, 1, 64)) * 1e-3).astype(np.float32)
+        bias = rng.standard_normal((1, 1, 1, 64)).astype(np.float32)
+        inputs += [scale, bias]
+        want, dtype = np.maximum(acc.astype(np.float32) * scale + bias, 0), np.float32
+    tactics = conv.tactics(params, "sm_90")
+    assert any("wgmma" in t for t in tactics)
+    for tactic in tactics + conv.tactics(params, "sm_80")[:1]:
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", inputs, want.shape, dtype)
+        if epilogue:
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=str(tactic))
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=str(tactic))
