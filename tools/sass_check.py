@@ -1,7 +1,8 @@
 """What each kernel of a plan really issues: `cuobjdump --dump-sass` over every CUBIN in the plan,
-counting the tensor-core instructions (HMMA, HGMMA, IMMA, and the FP8 QMMA), local-memory traffic
-(LDL/STL: register spills or stack arrays) and the instruction total, with the steps (template
-and tactic) that launch the kernel. Runs where `cuobjdump` is (the GPU host); no GPU needed.
+counting the tensor-core instructions (HMMA, HGMMA, IMMA, IGMMA, and the FP8 QMMA / QGMMA),
+local-memory traffic (LDL/STL: register spills or stack arrays) and the instruction total, with
+the steps (template and tactic) that launch the kernel. Runs where `cuobjdump` is (the GPU
+host); no GPU needed.
 
     python tools/sass_check.py model.plan [more.plan ...] [--require TEMPLATE=OPCODE ...]
         [--all] [--sass-dir DIR]
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from ember.runtime.plan import read_plan
 
-OPCODES = ("HGMMA", "HMMA", "IMMA", "QMMA", "LDL", "STL")
+OPCODES = ("HGMMA", "HMMA", "IGMMA", "IMMA", "QGMMA", "QMMA", "LDL", "STL")
 _INSTRUCTION = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)((?:\.[\w]+)*)")
 
 
