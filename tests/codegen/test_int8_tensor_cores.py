@@ -323,3 +323,14 @@ def test_every_int8_conv_tactic_matches_on_the_gpu(stride, epilogue):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=str(tactic))
         else:
             np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+def test_int8_candidates_on_sm90_lead_with_mma_sync():
+    """The INT8 wgmma kernels have not run on a GPU yet: an sm_90 step's first candidate (the
+    cost model's choice, the autotuner's reference) is the best mma.sync tile; wgmma tiles
+    follow, chosen only where they agree with it."""
+    from ember.codegen.templates import conv
+
+    for tactics in (matmul.tactics(_params([], 1024, 3072, 768), "sm_90"),
+                    conv.tactics(_conv_params(32, 56, 64, 64, 1, epilogue=False), "sm_90")):
+        assert "mma" in tactics[0] and any("wgmma" in t for t in tactics[1:]), tactics
