@@ -20,8 +20,11 @@ and zero point, becomes elementwise arithmetic in float32, as the quantize kerne
 quantize(x) = cast(clip(round(x / s) + zp, min, max)), dequantize(q) = (cast(q) - zp) * s. So
 fuse-elementwise and fuse-epilogues merge a conv's dequantizing tail, its activation and the
 quantize feeding the next layer into the conv (which then stores int8), and a
-dequantize -> relu -> quantize between layers into one kernel. Before that, a max pool between
-a dequantize and a quantize of the same scale and zero point runs on the int8 data.
+dequantize -> relu -> quantize between layers into one kernel. Before that, a max pool or a
+data-movement op (reshape, transpose, squeeze, unsqueeze, slice, expand, tile, gather) between a
+dequantize and a quantize of the same scale and zero point runs on the int8 data itself (the
+quantizer's Q/DQ pairs around a BERT's reshapes and transposes: they move 1 byte an element,
+not 4, and no Q/DQ arithmetic is left around them).
 
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
@@ -49,7 +52,17 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.nn.base import build, set_result_types
 from ember.dialects.nn.elementwise import BinaryOp, CastOp, UnaryOp
 from ember.dialects.nn.linear import ConvOp, MatMulOp
-from ember.dialects.nn.movement import PadOp
+from ember.dialects.nn.movement import (
+    ExpandOp,
+    GatherOp,
+    PadOp,
+    ReshapeOp,
+    SliceOp,
+    SqueezeOp,
+    TileOp,
+    TransposeOp,
+    UnsqueezeOp,
+)
 from ember.dialects.nn.quant import DequantizeOp, QuantizeOp
 from ember.dialects.nn.reduction import PoolOp
 from ember.dialects.origin import origin_of, set_origin
@@ -65,6 +78,9 @@ from ember.passes.convert_onnx_to_nn.builder import (
 from ember.passes.precision_policy import QDQ_MATH
 
 I8 = IntegerType(8, Signedness.SIGNLESS)
+# ops that only move elements (their data is operand 0): quantize(op(dequantize(q))) with one
+# scale and zero point is op(q)
+MOVEMENT = (ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, SliceOp, ExpandOp, TileOp, GatherOp)
 
 
 @dataclass(frozen=True)
@@ -97,33 +113,35 @@ class FoldQDQ(ModulePass):
                     _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
         for op in list(module.walk()):
             if isinstance(op, QuantizeOp) and op.parent is not None:
-                _int8_max_pool(op, store)
+                _int8_through(op, store)
         for op in list(module.walk()):
             if isinstance(op, QuantizeOp | DequantizeOp) and op.parent is not None:
                 _expand(op, store)
 
 
-def _int8_max_pool(q: QuantizeOp, store: WeightStore) -> None:
-    """quantize(maxpool(dequantize(x, s, zp)), s, zp) with one positive scale and zero point on
-    both sides is maxpool(x) on the int8 data itself (max commutes with a positive scale)."""
-    pool = q.input.owner
-    if not isinstance(pool, PoolOp) or pool.fn.data != "max":
+def _int8_through(q: QuantizeOp, store: WeightStore) -> None:
+    """quantize(op(dequantize(x, s, zp)), s, zp) with one positive scale and zero point on both
+    sides is op(x) on the int8 data itself, for a max pool (max commutes with a positive scale)
+    and the MOVEMENT ops (they only move elements)."""
+    mover = q.input.owner
+    if not (isinstance(mover, PoolOp) and mover.fn.data == "max" or isinstance(mover, MOVEMENT)):
         return
-    dq = pool.input.owner
+    dq = mover.operands[0].owner
     if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != element_type_of(q.output):
         return
     sides = [(_scalar(o.scale, store), _scalar(o.zero_point, store)) for o in (dq, q)]
     if None in sides[0] or sides[0] != sides[1] or not sides[0][0] > 0 \
             or dq.prop("block_size", 0) or q.prop("block_size", 0):
         return
-    int8_pool = PoolOp.create(operands=[dq.input], properties=dict(pool.properties),
-                              result_types=[q.output.type])
-    insert_before(int8_pool, q)
-    if origin_of(pool):
-        set_origin(int8_pool, origin_of(pool))
-    q.output.replace_all_uses_with(int8_pool.results[0])
+    int8_op = type(mover).create(operands=[dq.input, *mover.operands[1:]],
+                                  properties=dict(mover.properties),
+                                  attributes=dict(mover.attributes), result_types=[q.output.type])
+    insert_before(int8_op, q)
+    if origin_of(mover):
+        set_origin(int8_op, origin_of(mover))
+    q.output.replace_all_uses_with(int8_op.results[0])
     Rewriter.erase_op(q)
-    for op in (pool, dq):
+    for op in (mover, dq):
         if not op.results[0].uses:
             Rewriter.erase_op(op)
 

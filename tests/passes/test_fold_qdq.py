@@ -319,3 +319,36 @@ def test_an_int8_sums_dequantize_stays_fp32_under_fp16(tmp_path, arch):
             plan_bytes(manifest, sections))
         got = engine.create_execution_context().execute({"x": x})["y"]
         np.testing.assert_allclose(got, want, rtol=1e-3)
+
+
+def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path):
+    """The tiny BERT quantized by onnxruntime (symmetric int8, QDQ): the quantizer's Q/DQ pairs
+    around its reshapes and transposes (one scale on both sides) fold away, so every transpose
+    moves int8 data; the output matches onnxruntime's on the same QDQ model."""
+    from pathlib import Path
+
+    fp32, qdq = Path(__file__).parents[1] / "models" / "bert_tiny.onnx", tmp_path / "qdq.onnx"
+    rng = np.random.default_rng(2)
+    feeds = [{"input_ids": rng.integers(0, 100, (2, 16)).astype(np.int64),
+              "attention_mask": np.ones((2, 16), np.int64)} for _ in range(4)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(feeds)
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(fp32), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig())
+    transposes = [s for s in manifest["steps"] if s["template"] == "transpose"]
+    assert transposes and all(s["params"]["in_dtypes"] == ["int8"] for s in transposes)
+    feed = feeds[0]
+    got = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context().execute(feed)["y"]
+    want = ort.InferenceSession(for_onnxruntime(onnx.load(qdq)).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert _rel(got, want) < 1e-5
