@@ -2,10 +2,13 @@
 matmul over the weights side by side (a transformer's Q, K and V projections: one GEMM, N = 3·H·D).
 
 After this pass no two `nn.matmul` of one block share their left operand while each has a constant
-2-D right operand (no transposes) of the same K and element type. Each such group becomes one
-matmul with the weights concatenated along N, followed, where any member was followed by the
-`nn.binary "add"` of a constant bias along N (its only user), by one add of the concatenated
-biases (zeros for members without one); each member's value becomes an `nn.slice` of its columns.
+2-D right operand (no transposes) of the same K and element type, and a float result. (Integer
+sums, fold-qdq's int8 matmuls, are not merged: each member's own dequantize and requantize fuse
+into its kernel as an epilogue, which slices of one int32 result would lose.) Each such group
+becomes one matmul with the weights concatenated along N, followed, where any member was
+followed by the `nn.binary "add"` of a constant bias along N (its only user), by one add of the
+concatenated biases (zeros for members without one); each member's value becomes an `nn.slice`
+of its columns.
 fuse-attention reads such slices as column offsets into the packed tensor.
 """
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import IntegerType, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -72,7 +75,8 @@ def _member(op: Operation, store: WeightStore) -> _Member | None:
     a, out = shape_of(op.lhs), shape_of(op.output)
     weight, recipe = traced_value(op.rhs, store)
     if a is None or len(a) < 2 or out is None or weight is None or weight.ndim != 2 \
-            or element_type_of(op.rhs) != element_type_of(op.lhs):
+            or element_type_of(op.rhs) != element_type_of(op.lhs) \
+            or isinstance(element_type_of(op.output), IntegerType):
         return None
     add, bias, bias_recipe = _bias(op, store) or (None, None, None)
     return _Member(op, weight, add, bias, recipe, bias_recipe)

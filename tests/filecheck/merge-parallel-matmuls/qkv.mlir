@@ -30,3 +30,20 @@ builtin.module {
 // CHECK-NEXT: %[[V:.*]] = nn.slice %[[P]] {{.*}}starts = array<i64: 0, 0, 4>{{.*}} -> tensor<1x3x1xf32>
 // CHECK-NEXT: %[[O:.*]] = nn.matmul %y, %{{.*}} : (tensor<1x3x2xf32>, tensor<2x2xf32>) -> tensor<1x3x2xf32>
 // CHECK-NEXT: func.return %[[Q]], %[[K]], %[[V]], %[[O]]
+
+// Integer sums (fold-qdq's int8 matmuls) are not merged: each keeps its own result, into whose
+// kernel its dequantize fuses as an epilogue.
+builtin.module {
+  func.func @int8(%x: tensor<4x32xi8>) -> (tensor<4x16xi32>, tensor<4x16xi32>) {
+    %wq = nn.constant dense<1> : tensor<32x16xi8>
+    %wk = nn.constant dense<2> : tensor<32x16xi8>
+    %q = nn.matmul %x, %wq : (tensor<4x32xi8>, tensor<32x16xi8>) -> tensor<4x16xi32>
+    %k = nn.matmul %x, %wk : (tensor<4x32xi8>, tensor<32x16xi8>) -> tensor<4x16xi32>
+    func.return %q, %k : tensor<4x16xi32>, tensor<4x16xi32>
+  }
+}
+
+// CHECK-LABEL: func.func @int8
+// CHECK:       %[[Q:.*]] = nn.matmul %x, %wq : (tensor<4x32xi8>, tensor<32x16xi8>) -> tensor<4x16xi32>
+// CHECK-NEXT:  %[[K:.*]] = nn.matmul %x, %wk : (tensor<4x32xi8>, tensor<32x16xi8>) -> tensor<4x16xi32>
+// CHECK-NEXT:  func.return %[[Q]], %[[K]]
