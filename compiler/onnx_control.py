@@ -1,12 +1,24 @@
-"""If nodes whose condition is known when the model is built, replaced by the branch they take.
+"""Control flow the importer lowers before it imports a model: ONNX If and Loop nodes become
+plain nodes where their behaviour is known when the model is built.
 
-ONNX functions (AffineGrid, for one) and exporters write `If` on values that are constants once
-the attributes are known: `align_corners == 0`, a rank test. Such a condition is computed here
-from the model's constants (initializers, Constant nodes and what small nodes make of them,
-evaluated with onnx.reference), and the If becomes its branch: the branch's nodes, renamed
-under the If node's name, with its outputs bound to the If's. Branch nodes read outer-scope
-tensors by name, as they did. An If whose condition depends on inputs stays (the importer then
-names it: control flow on run-time values is not supported yet).
+- An If whose condition is known (exporters and ONNX functions, AffineGrid for one, write `If`
+  on values that are constants once the attributes are known: `align_corners == 0`, a rank
+  test) becomes the branch it takes. The condition is computed from the model's constants
+  (initializers, Constant nodes and what small nodes make of them, evaluated with
+  onnx.reference; Shape and Size of tensors of static shape).
+- A Loop with a known trip count whose condition stays true (PyTorch's `for i in
+  range(x.size(0))` over a static dim: `cond` true, the body's `cond_out` the same) is
+  unrolled: one copy of the body per iteration, the iteration number a constant, the
+  loop-carried values chained, each scan output stacked along a new axis 0 (Unsqueeze, Concat).
+- An If on a run-time condition whose outputs have static shapes (both branches agree on them:
+  ONNX's inference gives the If's outputs a shape only then) computes both branches and picks
+  with Where (if-conversion). Both run, so neither may fail: ONNX ops do not.
+
+Branch and body nodes keep reading outer-scope tensors by name; their own tensors are renamed
+under the node's name (`<If>::`, `<Loop>::<i>::`). A Loop with a run-time trip count or
+condition, a Loop of more than MAX_UNROLL iterations, and an If on a run-time value whose
+output shapes are not static stay, and the importer names them: control flow on run-time
+values is not supported yet.
 """
 
 from __future__ import annotations
@@ -17,63 +29,183 @@ import numpy as np
 from onnx import GraphProto, ModelProto, NodeProto, helper, numpy_helper
 
 _MAX_ELEMENTS = 1 << 16  # constants folded to decide conditions are small
-_MAX_ROUNDS = 16  # nested Ifs resolved one level per round
+_MAX_ROUNDS = 16  # nested control flow resolved one level per round
+MAX_UNROLL = 1024  # iterations of one Loop unrolled at most
+_MAX_UNROLLED_NODES = 100_000  # nodes one unrolled Loop may add
 
 
-def resolve_constant_ifs(model: ModelProto) -> ModelProto:
-    """`model` (a copy) with every If of a constant condition replaced by its branch; the model
-    itself when there is none."""
+def lower_control_flow(model: ModelProto) -> ModelProto:
+    """`model` (a copy) with its If and Loop nodes lowered as the module docstring says; the
+    model itself when none is."""
     for _ in range(_MAX_ROUNDS):
         graph = model.graph
-        if not any(n.op_type == "If" and n.domain in ("", "ai.onnx") for n in graph.node):
+        if not any(_control(n) for n in graph.node):
             return model
-        known = _constants(graph, _static_shapes(model))
-        decided = {i: bool(np.asarray(known[n.input[0]]).reshape(-1)[0])
-                   for i, n in enumerate(graph.node)
-                   if n.op_type == "If" and n.domain in ("", "ai.onnx") and n.input
-                   and n.input[0] in known and np.asarray(known[n.input[0]]).size == 1}
-        if not decided:
-            return model
+        shapes = _static_shapes(model)
+        known = _constants(graph, shapes)
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         copy = ModelProto()
         copy.CopyFrom(model)
-        nodes: list[NodeProto] = []
-        for i, node in enumerate(copy.graph.node):
-            if i not in decided:
-                nodes.append(node)
-                continue
-            branch = next(a.g for a in node.attribute
-                          if a.name == ("then_branch" if decided[i] else "else_branch"))
-            nodes += _inlined(branch, node, i, copy.graph)
+        rewrite = _Rewrite(copy.graph, known, shapes, opset)
+        nodes = [rewrite.constant_if(i, n) or rewrite.loop(i, n) or [n]
+                 for i, n in enumerate(copy.graph.node)]
+        if not rewrite.changed:  # only then: a condition may become known after a rewrite
+            nodes = [rewrite.select_if(i, n) or [n] for i, n in enumerate(copy.graph.node)]
+        if not rewrite.changed:
+            return model
         del copy.graph.node[:]
-        copy.graph.node.extend(nodes)
+        copy.graph.node.extend(n for group in nodes for n in group)
         model = copy
     return model
 
 
-def _inlined(branch: GraphProto, node: NodeProto, index: int, graph: GraphProto
-             ) -> list[NodeProto]:
-    """The branch's nodes with its own tensors renamed under the If's name and its outputs
-    written by Identity nodes to the If's outputs; its initializers added to `graph`."""
-    prefix = f"{node.name or f'If_{index}'}::"
-    local = {t.name for t in branch.initializer} | {o for n in branch.node for o in n.output}
+def _control(node: NodeProto) -> bool:
+    return node.op_type in ("If", "Loop") and node.domain in ("", "ai.onnx")
+
+
+class _Rewrite:
+    """One round's rewrites of a graph's control-flow nodes (each returns the nodes replacing
+    one node, or None to keep it)."""
+
+    def __init__(self, graph: GraphProto, known: dict[str, np.ndarray],
+                 shapes: dict[str, list[int]], opset: int) -> None:
+        self.graph, self.known, self.shapes, self.opset = graph, known, shapes, opset
+        self.changed = False
+
+    def _value(self, name: str) -> np.ndarray | None:
+        value = self.known.get(name)
+        return None if value is None or np.asarray(value).size != 1 else np.asarray(value)
+
+    def constant_if(self, index: int, node: NodeProto) -> list[NodeProto] | None:
+        if node.op_type != "If" or not _control(node) or not node.input:
+            return None
+        cond = self._value(node.input[0])
+        if cond is None:
+            return None
+        self.changed = True
+        branch = _graph_attr(node, "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")
+        return _inline(branch, f"{node.name or f'If_{index}'}::", self.graph, {},
+                       list(node.output))
+
+    def select_if(self, index: int, node: NodeProto) -> list[NodeProto] | None:
+        """Both branches and a Where per output, where every output's shape is static."""
+        if node.op_type != "If" or not _control(node) or not node.input or self.opset < 9:
+            return None
+        branches = [_graph_attr(node, b) for b in ("then_branch", "else_branch")]
+        outputs = [o for o in node.output]
+        if not outputs or any(not o or o not in self.shapes for o in outputs) or any(
+                len(b.output) != len(outputs) or any(
+                    not vi.type.HasField("tensor_type") for vi in b.output) for b in branches):
+            return None
+        self.changed = True
+        prefix = f"{node.name or f'If_{index}'}::"
+        cond = f"{prefix}cond"
+        shape = f"{prefix}scalar_shape"
+        self.graph.initializer.append(numpy_helper.from_array(np.zeros(0, np.int64), shape))
+        nodes = [helper.make_node("Reshape", [node.input[0], shape], [cond], name=cond)]
+        picked = []
+        for b, side in zip(branches, ("then", "else"), strict=True):
+            targets = [f"{prefix}{side}::{o}" for o in outputs]
+            nodes += _inline(b, f"{prefix}{side}::", self.graph, {}, targets)
+            picked.append(targets)
+        nodes += [helper.make_node("Where", [cond, t, e], [o], name=f"{prefix}select::{o}")
+                  for o, t, e in zip(outputs, *picked, strict=True)]
+        return nodes
+
+    def loop(self, index: int, node: NodeProto) -> list[NodeProto] | None:
+        """The Loop unrolled, where its trip count is known and its condition stays true."""
+        if node.op_type != "Loop" or not _control(node) or len(node.input) < 2:
+            return None
+        body = _graph_attr(node, "body")
+        trips = self._value(node.input[0]) if node.input[0] else None
+        if trips is None or trips.dtype.kind not in "iu":
+            return None
+        trips = int(trips.reshape(-1)[0])
+        cond = self._value(node.input[1]) if node.input[1] else np.array(True)
+        if cond is None or not bool(cond.reshape(-1)[0]) or not 0 < trips <= MAX_UNROLL \
+                or trips * len(body.node) > _MAX_UNROLLED_NODES:
+            return None
+        carried = list(node.input[2:])
+        if len(body.input) != 2 + len(carried) or len(body.output) < 1 + len(carried):
+            return None
+        # the body's cond_out must be true whatever the iteration: known with cond_in true
+        seed = {body.input[1].name: np.array(True)}
+        out = _constants(body, {}, seed).get(body.output[0].name)
+        if out is None or np.asarray(out).size != 1 or not bool(np.asarray(out).reshape(-1)[0]):
+            return None
+        self.changed = True
+        name = node.name or f"Loop_{index}"
+        nodes: list[NodeProto] = []
+        iter_type = body.input[0].type.tensor_type.elem_type or 7
+        stacked: list[list[str]] = [[] for _ in body.output[1 + len(carried):]]
+        for i in range(trips):
+            prefix = f"{name}::{i}::"
+            number = f"{prefix}iteration"
+            self.graph.initializer.append(numpy_helper.from_array(
+                np.array(i, helper.tensor_dtype_to_np_dtype(iter_type)), number))
+            truth = f"{prefix}cond"
+            self.graph.initializer.append(numpy_helper.from_array(np.array(True), truth))
+            bind = {body.input[0].name: number, body.input[1].name: truth,
+                    **{vi.name: v for vi, v in zip(body.input[2:], carried, strict=True)}}
+            targets = ["", *(f"{prefix}out{k}" for k in range(1, len(body.output)))]
+            nodes += _inline(body, prefix, self.graph, bind, targets)
+            carried = targets[1:1 + len(carried)]
+            for k, t in enumerate(targets[1 + len(carried):]):
+                stacked[k].append(t)
+        for value, target in zip(carried, node.output, strict=False):
+            if target:
+                nodes.append(helper.make_node("Identity", [value], [target],
+                                              name=f"{name}::{target}"))
+        for values, target in zip(stacked, node.output[len(carried):], strict=False):
+            if target:
+                nodes += self._stack(values, target, f"{name}::{target}")
+        return nodes
+
+    def _stack(self, values: list[str], target: str, prefix: str) -> list[NodeProto]:
+        """`values` stacked along a new axis 0 into `target` (a Loop's scan output)."""
+        nodes, parts = [], []
+        axes = f"{prefix}::axes"
+        if self.opset >= 13:
+            self.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
+        for i, v in enumerate(values):
+            part = f"{prefix}::{i}"
+            nodes.append(helper.make_node("Unsqueeze", [v, axes], [part], name=part)
+                         if self.opset >= 13 else
+                         helper.make_node("Unsqueeze", [v], [part], name=part, axes=[0]))
+            parts.append(part)
+        nodes.append(helper.make_node("Concat", parts, [target], name=prefix, axis=0))
+        return nodes
+
+
+def _graph_attr(node: NodeProto, name: str) -> GraphProto:
+    return next(a.g for a in node.attribute if a.name == name)
+
+
+def _inline(body: GraphProto, prefix: str, graph: GraphProto, bind: dict[str, str],
+            targets: list[str]) -> list[NodeProto]:
+    """`body`'s nodes with its own tensors renamed under `prefix` and its inputs read from
+    `bind`, its outputs written by Identity nodes to `targets` (an empty target: not written);
+    its initializers added to `graph`."""
+    local = {t.name for t in body.initializer} | {o for n in body.node for o in n.output}
     rename = {name: prefix + name for name in local if name}
-    for t in branch.initializer:
+    rename.update(bind)
+    for t in body.initializer:
         copy = type(t)()
         copy.CopyFrom(t)
         copy.name = rename[t.name]
         graph.initializer.append(copy)
     out: list[NodeProto] = []
-    for n in branch.node:
+    for n in body.node:
         new = NodeProto()
         new.CopyFrom(n)
         new.name = prefix + (n.name or f"{n.op_type}_{len(out)}")
         new.input[:] = [rename.get(x, x) for x in n.input]
         new.output[:] = [rename.get(x, x) for x in n.output]
-        for attr in new.attribute:  # nested graphs read the branch's tensors by name too
+        for attr in new.attribute:  # nested graphs read the body's tensors by name too
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                 _rename_reads(sub, rename)
         out.append(new)
-    for result, target in zip(branch.output, node.output, strict=False):
+    for result, target in zip(body.output, targets, strict=False):
         if target:
             out.append(helper.make_node("Identity", [rename.get(result.name, result.name)],
                                         [target], name=f"{prefix}{target}"))
@@ -81,7 +213,8 @@ def _inlined(branch: GraphProto, node: NodeProto, index: int, graph: GraphProto
 
 
 def _static_shapes(model: ModelProto) -> dict[str, list[int]]:
-    """Tensor name -> its static shape, from the model's types and ONNX's inference."""
+    """Tensor name -> its static shape, from the model's types (its outputs' too: a model
+    promises them) and ONNX's inference."""
     import onnx
 
     try:
@@ -90,7 +223,7 @@ def _static_shapes(model: ModelProto) -> dict[str, list[int]]:
         inferred = model.graph
     shapes = {}
     for vi in [*model.graph.input, *model.graph.value_info, *inferred.value_info,
-               *inferred.input]:
+               *inferred.input, *model.graph.output, *inferred.output]:
         t = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and t.HasField("shape") and all(
                 d.HasField("dim_value") for d in t.shape.dim):
@@ -114,15 +247,17 @@ def _rename_reads(graph: GraphProto, rename: dict[str, str]) -> None:
             vi.name = outer[vi.name]
 
 
-def _constants(graph: GraphProto, shapes: dict[str, list[int]]) -> dict[str, np.ndarray]:
+def _constants(graph: GraphProto, shapes: dict[str, list[int]],
+               seed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The values of the graph's small constants: initializers, Constant nodes, Shape and Size
     of tensors of static shape, and the nodes (not If, Loop, Scan) whose inputs are all such,
-    evaluated with onnx.reference."""
+    evaluated with onnx.reference; `seed`: values known besides (a Loop body's cond_in)."""
     from onnx.reference import ReferenceEvaluator
 
     inputs = {vi.name for vi in graph.input}
     known = {t.name: numpy_helper.to_array(t) for t in graph.initializer
              if t.name not in inputs and math.prod(t.dims) <= _MAX_ELEMENTS}
+    known.update(seed or {})
     for node in graph.node:
         if node.op_type in ("If", "Loop", "Scan") or node.domain not in ("", "ai.onnx"):
             continue
@@ -149,4 +284,4 @@ def _constants(graph: GraphProto, shapes: dict[str, list[int]]) -> dict[str, np.
     return known
 
 
-__all__ = ["resolve_constant_ifs"]
+__all__ = ["MAX_UNROLL", "lower_control_flow"]

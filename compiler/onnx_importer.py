@@ -84,7 +84,7 @@ def default_opset(model: ModelProto) -> int:
 
 def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     """Import an ONNX model into the `onnx` dialect (see the module docstring)."""
-    from ember.compiler.onnx_control import resolve_constant_ifs
+    from ember.compiler.onnx_control import lower_control_flow
     from ember.compiler.onnx_functions import expand_functions
     from ember.passes.convert_onnx_to_nn import LEGALIZERS
 
@@ -98,10 +98,10 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
         warnings.warn(f"{source}: ONNX function ops were not expanded into their bodies "
                       f"({type(e).__name__}: {e})", stacklevel=2)
     try:
-        proto = resolve_constant_ifs(proto)
-    except Exception as e:  # noqa: BLE001 - as above: the importer then names the If nodes
-        warnings.warn(f"{source}: If nodes of constant conditions were not replaced by their "
-                      f"branches ({type(e).__name__}: {e})", stacklevel=2)
+        proto = lower_control_flow(proto)
+    except Exception as e:  # noqa: BLE001 - as above: the importer then names the If / Loop
+        warnings.warn(f"{source}: If and Loop nodes were not lowered (constant conditions, "
+                      f"unrolled loops, if-conversion: {type(e).__name__}: {e})", stacklevel=2)
     return _Importer(proto, source).run()
 
 

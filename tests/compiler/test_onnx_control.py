@@ -1,5 +1,8 @@
-"""If nodes whose condition is known at build time (compiler/onnx_control.py) become the branch
-they take; an If on a run-time value is still refused, naming the node."""
+"""Control flow lowered at import (compiler/onnx_control.py): an If whose condition is known at
+build time becomes the branch it takes; an If on a run-time value with static output shapes
+computes both branches and picks with Where; a Loop with a known trip count and a condition
+that stays true is unrolled (loop-carried values and scan outputs); the rest is refused,
+naming the node. Results against onnx.reference and onnxruntime."""
 
 from __future__ import annotations
 
@@ -65,8 +68,32 @@ def test_a_condition_on_a_static_shape_is_known():
     np.testing.assert_allclose(_run(model, feed), ReferenceEvaluator(model).run(None, feed)[0])
 
 
-def test_a_run_time_condition_is_refused_naming_the_node():
-    model = _model([], [helper.make_tensor_value_info("c", TensorProto.BOOL, [])])
+@pytest.mark.parametrize("cond", [True, False])
+@pytest.mark.parametrize("shape", [[], [1]])
+def test_a_run_time_condition_computes_both_branches_and_picks(cond, shape):
+    model = _model([], [helper.make_tensor_value_info("c", TensorProto.BOOL, shape)])
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "c": np.array(cond).reshape(shape)}
+    got = _run(model, feed)
+    want = ReferenceEvaluator(model).run(None, feed)[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want)
+
+
+def test_a_run_time_condition_with_branches_of_other_shapes_is_refused_naming_the_node():
+    """The branches give [2, 3] and [3, 2]: no Where picks between them (ONNX's inference
+    leaves the If's output shape unknown), so the If stays and is refused."""
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["r"])], "then", [],
+                             [helper.make_tensor_value_info("r", F, [2, 3])])
+    other = helper.make_graph([helper.make_node("Transpose", ["x"], ["r"])], "else", [],
+                              [helper.make_tensor_value_info("r", F, [3, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], name="choose", then_branch=then,
+                          else_branch=other)], "g",
+        [helper.make_tensor_value_info("x", F, [2, 3]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", F, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(EmberError, match="'choose' \\(If\\)"):
         build_model(model, BuilderConfig())
 
@@ -95,3 +122,144 @@ def test_nested_ifs_read_the_renamed_branch_tensors():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_allclose(_run(model, {"x": x}), -2 * x)
+
+
+# -- Loop ----------------------------------------------------------------------------------------
+
+def _loop_body(cond_out: list | None = None) -> object:
+    """y_out = y * 0.5 + float(i); scan out = y_out + x (an outer tensor); cond_out = cond_in
+    (PyTorch's for-range body), or the nodes `cond_out` given (writing "cond_out")."""
+    nodes = [helper.make_node("Cast", ["i"], ["fi"], to=F),
+             helper.make_node("Mul", ["y", "half"], ["h"]),
+             helper.make_node("Add", ["h", "fi"], ["y_out"]),
+             helper.make_node("Add", ["y_out", "x"], ["scan"]),
+             *(cond_out or [helper.make_node("Identity", ["cond_in"], ["cond_out"])])]
+    return helper.make_graph(
+        nodes, "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y", F, [2, 3])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", F, [2, 3]),
+         helper.make_tensor_value_info("scan", F, [2, 3])],
+        [helper.make_tensor("half", F, [], [0.5])])
+
+
+def _loop_model(trips_nodes, body=None, extra_inputs=(), opset=18):
+    """PyTorch's export of `for i in range(n): ...` (legacy TorchScript exporter): the trip
+    count made by `trips_nodes` (writing "n"), the condition a constant true."""
+    nodes = [*trips_nodes,
+             helper.make_node("Constant", [], ["true"],
+                              value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
+             helper.make_node("Loop", ["n", "true", "x"], ["y", "ys"], name="loop",
+                              body=body or _loop_body())]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, [2, 3]), *extra_inputs],
+        [helper.make_tensor_value_info("y", F, [2, 3]),
+         helper.make_tensor_value_info("ys", F, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run_all(model, feed):
+    manifest, sections = build_model(model, BuilderConfig())
+    assert not any(s["template"] in ("if", "loop") for s in manifest["steps"])
+    return Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context().execute(feed)
+
+
+@pytest.mark.parametrize("opset", [11, 18])
+def test_a_loop_over_a_static_dim_is_unrolled(opset):
+    """n = x.shape[1] (Shape of a static input, Gather): 3 iterations; the loop-carried value
+    and the stacked scan output match onnxruntime."""
+    import onnxruntime as ort
+
+    from ember.compiler.ort_compat import for_onnxruntime
+
+    trips = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Constant", [], ["one"],
+                              value=helper.make_tensor("o", TensorProto.INT64, [], [1])),
+             helper.make_node("Gather", ["shape", "one"], ["n"], axis=0)]
+    model = _loop_model(trips, opset=opset)
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    got = _run_all(model, feed)
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+    assert got["ys"].shape == (3, 2, 3)
+    np.testing.assert_allclose(got["y"], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
+
+
+def test_a_loop_of_a_run_time_trip_count_is_refused_naming_the_node():
+    model = _loop_model([], extra_inputs=[helper.make_tensor_value_info("n", TensorProto.INT64,
+                                                                        [])])
+    with pytest.raises(EmberError, match="'loop' \\(Loop\\)"):
+        build_model(model, BuilderConfig())
+
+
+def test_a_loop_whose_condition_depends_on_data_is_refused_naming_the_node():
+    """cond_out = sum(y_out) < 100: the loop may stop early, which only the data says."""
+    stop = [helper.make_node("ReduceSum", ["y_out"], ["total"], keepdims=0),
+            helper.make_node("Less", ["total", "limit"], ["cond_out"])]
+    body = _loop_body(stop)
+    body.initializer.append(helper.make_tensor("limit", F, [], [100.0]))
+    trips = [helper.make_node("Constant", [], ["n"],
+                              value=helper.make_tensor("v", TensorProto.INT64, [], [4]))]
+    with pytest.raises(EmberError, match="'loop' \\(Loop\\)"):
+        build_model(_loop_model(trips, body), BuilderConfig())
+
+
+def test_an_if_on_data_then_a_loop_as_pytorch_exports_them():
+    """TorchScript's export of
+        if x.sum() > 0: y = x * 2  else: y = x - 1
+        for i in range(x.size(0)): y = y + i * (y > 5 ? 1 : -1)
+    branch outputs declared without shapes (as PyTorch writes them), the loop body holding an
+    If on data too: every If and Loop is lowered, and the result matches onnxruntime for
+    inputs that take each branch."""
+    import onnxruntime as ort
+
+    from ember.compiler.ort_compat import for_onnxruntime
+
+    def branch(name, op, k):
+        return helper.make_graph([helper.make_node(op, ["x", k], ["r"])], name, [],
+                                 [helper.make_tensor_value_info("r", F, None)])
+
+    sign = helper.make_node(
+        "If", ["big"], ["s"], name="sign",
+        then_branch=helper.make_graph([helper.make_node("Identity", ["one_f"], ["p"])], "pos",
+                                      [], [helper.make_tensor_value_info("p", F, None)]),
+        else_branch=helper.make_graph([helper.make_node("Neg", ["one_f"], ["m"])], "neg", [],
+                                      [helper.make_tensor_value_info("m", F, None)]))
+    body = helper.make_graph(
+        [helper.make_node("ReduceMax", ["y"], ["top"], keepdims=0),
+         helper.make_node("Greater", ["top", "five"], ["big"]), sign,
+         helper.make_node("Cast", ["i"], ["fi"], to=F),
+         helper.make_node("Mul", ["fi", "s"], ["step"]),
+         helper.make_node("Add", ["y", "step"], ["y_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y", F, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", F, None)])
+    nodes = [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+             helper.make_node("Greater", ["total", "zero"], ["positive"]),
+             helper.make_node("If", ["positive"], ["y0"], name="choose",
+                              then_branch=branch("then", "Mul", "two"),
+                              else_branch=branch("else", "Sub", "one_f")),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero_i"], ["n"], axis=0),
+             helper.make_node("Loop", ["n", "true", "y0"], ["y"], name="loop", body=body)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, [4, 3])],
+        [helper.make_tensor_value_info("y", F, [4, 3])],
+        [helper.make_tensor("zero", F, [], [0.0]), helper.make_tensor("two", F, [], [2.0]),
+         helper.make_tensor("one_f", F, [], [1.0]), helper.make_tensor("five", F, [], [5.0]),
+         helper.make_tensor("zero_i", TensorProto.INT64, [], [0]),
+         helper.make_tensor("true", TensorProto.BOOL, [], [True])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for x in (np.arange(12, dtype=np.float32).reshape(4, 3) / 4,
+              -np.arange(12, dtype=np.float32).reshape(4, 3)):
+        got = _run_all(model, {"x": x})["y"]
+        np.testing.assert_allclose(got, session.run(None, {"x": x})[0], rtol=1e-6)
