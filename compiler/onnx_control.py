@@ -10,6 +10,8 @@ plain nodes where their behaviour is known when the model is built.
   range(x.size(0))` over a static dim: `cond` true, the body's `cond_out` the same) is
   unrolled: one copy of the body per iteration, the iteration number a constant, the
   loop-carried values chained, each scan output stacked along a new axis 0 (Unsqueeze, Concat).
+- A Scan (opset 9 on) over scan inputs of static length is unrolled likewise: each step reads
+  element t of every scan input (Gather along its axis, from the end for direction 1).
 - An If on a run-time condition whose outputs have static shapes (both branches agree on them:
   ONNX's inference gives the If's outputs a shape only then) computes both branches and picks
   with Where (if-conversion). Both run, so neither may fail: ONNX ops do not.
@@ -18,7 +20,7 @@ Branch and body nodes keep reading outer-scope tensors by name; their own tensor
 under the node's name (`<If>::`, `<Loop>::<i>::`). A Loop with a run-time trip count or
 condition, a Loop of more than MAX_UNROLL iterations, and an If on a run-time value whose
 output shapes are not static stay, and the importer names them: control flow on run-time
-values is not supported yet.
+values is not supported yet, nor is opset 8's Scan (batched, with sequence lengths).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def lower_control_flow(model: ModelProto) -> ModelProto:
         copy = ModelProto()
         copy.CopyFrom(model)
         rewrite = _Rewrite(copy.graph, known, shapes, opset)
-        nodes = [rewrite.constant_if(i, n) or rewrite.loop(i, n) or [n]
+        nodes = [rewrite.constant_if(i, n) or rewrite.loop(i, n) or rewrite.scan(i, n) or [n]
                  for i, n in enumerate(copy.graph.node)]
         if not rewrite.changed:  # only then: a condition may become known after a rewrite
             nodes = [rewrite.select_if(i, n) or [n] for i, n in enumerate(copy.graph.node)]
@@ -60,7 +62,7 @@ def lower_control_flow(model: ModelProto) -> ModelProto:
 
 
 def _control(node: NodeProto) -> bool:
-    return node.op_type in ("If", "Loop") and node.domain in ("", "ai.onnx")
+    return node.op_type in ("If", "Loop", "Scan") and node.domain in ("", "ai.onnx")
 
 
 class _Rewrite:
@@ -161,19 +163,82 @@ class _Rewrite:
                 nodes += self._stack(values, target, f"{name}::{target}")
         return nodes
 
-    def _stack(self, values: list[str], target: str, prefix: str) -> list[NodeProto]:
-        """`values` stacked along a new axis 0 into `target` (a Loop's scan output)."""
+    def scan(self, index: int, node: NodeProto) -> list[NodeProto] | None:
+        """The Scan (opset 9 on) unrolled over its scan inputs' static length: step t reads
+        element t of each (Gather along its axis; from the end where its direction is 1), the
+        states chain, and each scan output is stacked along its axis (reversed where its
+        direction is 1)."""
+        if node.op_type != "Scan" or not _control(node) or self.opset < 9:
+            return None
+        body = _graph_attr(node, "body")
+        attrs = {a.name: a for a in node.attribute}
+        m = attrs["num_scan_inputs"].i if "num_scan_inputs" in attrs else 0
+        states = list(node.input[:len(node.input) - m])
+        scans = list(node.input[len(states):])
+
+        def ints(name: str, count: int) -> list[int]:
+            return list(attrs[name].ints) if name in attrs else [0] * count
+
+        in_axes, in_dirs = ints("scan_input_axes", m), ints("scan_input_directions", m)
+        k = len(body.output) - len(states)
+        out_axes, out_dirs = ints("scan_output_axes", k), ints("scan_output_directions", k)
+        lengths = set()
+        for name, axis in zip(scans, in_axes, strict=True):
+            shape = self.shapes.get(name)
+            if shape is None:
+                return None
+            lengths.add(shape[axis])
+        if m < 1 or len(lengths) != 1 or len(body.input) != len(states) + m:
+            return None
+        steps = lengths.pop()
+        if not 0 < steps <= MAX_UNROLL or steps * len(body.node) > _MAX_UNROLLED_NODES:
+            return None
+        self.changed = True
+        name = node.name or f"Scan_{index}"
+        nodes: list[NodeProto] = []
+        stacked: list[list[str]] = [[] for _ in range(k)]
+        for t in range(steps):
+            prefix = f"{name}::{t}::"
+            bind = dict(zip((vi.name for vi in body.input), states, strict=False))
+            for j, (value, axis, backwards) in enumerate(zip(scans, in_axes, in_dirs,
+                                                             strict=True)):
+                at, element = f"{prefix}at{j}", f"{prefix}element{j}"
+                self.graph.initializer.append(numpy_helper.from_array(
+                    np.array(steps - 1 - t if backwards else t, np.int64), at))
+                nodes.append(helper.make_node("Gather", [value, at], [element], name=element,
+                                              axis=axis))
+                bind[body.input[len(states) + j].name] = element
+            targets = [f"{prefix}out{i}" for i in range(len(body.output))]
+            nodes += _inline(body, prefix, self.graph, bind, targets)
+            states = targets[:len(states)]
+            for i, value in enumerate(targets[len(states):]):
+                stacked[i].append(value)
+        for value, target in zip(states, node.output, strict=False):
+            if target:
+                nodes.append(helper.make_node("Identity", [value], [target],
+                                              name=f"{name}::{target}"))
+        for i, target in enumerate(node.output[len(states):]):
+            if target:
+                values = stacked[i][::-1] if out_dirs[i] else stacked[i]
+                nodes += self._stack(values, target, f"{name}::{target}", out_axes[i])
+        return nodes
+
+    def _stack(self, values: list[str], target: str, prefix: str, axis: int = 0
+               ) -> list[NodeProto]:
+        """`values` stacked along a new axis `axis` into `target` (a Loop's or Scan's scan
+        output)."""
         nodes, parts = [], []
         axes = f"{prefix}::axes"
         if self.opset >= 13:
-            self.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
+            self.graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64),
+                                                                  axes))
         for i, v in enumerate(values):
             part = f"{prefix}::{i}"
             nodes.append(helper.make_node("Unsqueeze", [v, axes], [part], name=part)
                          if self.opset >= 13 else
-                         helper.make_node("Unsqueeze", [v], [part], name=part, axes=[0]))
+                         helper.make_node("Unsqueeze", [v], [part], name=part, axes=[axis]))
             parts.append(part)
-        nodes.append(helper.make_node("Concat", parts, [target], name=prefix, axis=0))
+        nodes.append(helper.make_node("Concat", parts, [target], name=prefix, axis=axis))
         return nodes
 
 

@@ -1,8 +1,8 @@
 """Control flow lowered at import (compiler/onnx_control.py): an If whose condition is known at
 build time becomes the branch it takes; an If on a run-time value with static output shapes
 computes both branches and picks with Where; a Loop with a known trip count and a condition
-that stays true is unrolled (loop-carried values and scan outputs); the rest is refused,
-naming the node. Results against onnx.reference and onnxruntime."""
+that stays true, and a Scan of static length, are unrolled (loop-carried values and scan
+outputs); the rest is refused, naming the node. Results against onnx.reference and onnxruntime."""
 
 from __future__ import annotations
 
@@ -263,3 +263,38 @@ def test_an_if_on_data_then_a_loop_as_pytorch_exports_them():
               -np.arange(12, dtype=np.float32).reshape(4, 3)):
         got = _run_all(model, {"x": x})["y"]
         np.testing.assert_allclose(got, session.run(None, {"x": x})[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("in_dir, out_dir, out_axis", [(0, 0, 0), (1, 0, 1), (0, 1, -1)])
+def test_a_scan_of_static_length_is_unrolled(in_dir, out_dir, out_axis):
+    """A running sum over the rows of x (scan input axis 0, or from the end), the partial sums
+    stacked along `out_axis` (reversed for direction 1); state and scan output match
+    onnxruntime."""
+    import onnxruntime as ort
+
+    from ember.compiler.ort_compat import for_onnxruntime
+
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc", "row"], ["acc_out"]),
+         helper.make_node("Mul", ["acc_out", "w"], ["scaled"])], "body",
+        [helper.make_tensor_value_info("acc", F, [3]),
+         helper.make_tensor_value_info("row", F, [3])],
+        [helper.make_tensor_value_info("acc_out", F, [3]),
+         helper.make_tensor_value_info("scaled", F, [3])])
+    graph = helper.make_graph(
+        [helper.make_node("Scan", ["init", "x"], ["y", "ys"], name="scan", body=body,
+                          num_scan_inputs=1, scan_input_directions=[in_dir],
+                          scan_output_directions=[out_dir], scan_output_axes=[out_axis])],
+        "g", [helper.make_tensor_value_info("init", F, [3]),
+              helper.make_tensor_value_info("x", F, [4, 3])],
+        [helper.make_tensor_value_info("y", F, [3]), helper.make_tensor_value_info("ys", F, None)],
+        [helper.make_tensor("w", F, [3], [1.0, -2.0, 0.5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    feed = {"init": np.array([1, 2, 3], np.float32),
+            "x": np.arange(12, dtype=np.float32).reshape(4, 3)}
+    got = _run_all(model, feed)
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+    np.testing.assert_allclose(got["y"], want[0])
+    assert got["ys"].shape == want[1].shape
+    np.testing.assert_allclose(got["ys"], want[1])
