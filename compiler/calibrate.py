@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ember.codegen import progress
 from ember.compiler.ort_compat import max_ir_version
 from ember.errors import EmberError
 from ember.runtime.trt_types import Numbered
@@ -142,6 +143,20 @@ class DataCalibrator(IInt8Calibrator):
     def set_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         """The network inputs' batch shapes (the build calls it before the first batch)."""
         self.shapes = dict(shapes)
+
+    def batch_count(self) -> int:
+        """How many batches get_batch gives (after set_input_shapes); 0 where the data does not
+        fit the inputs (get_batch then says how)."""
+        total = 0
+        for arrays in self.batches:
+            try:
+                counts = {np.shape(arrays[n])[0] // shape[0] for n, shape in self.shapes.items()}
+            except (KeyError, IndexError, ZeroDivisionError, TypeError):
+                return 0
+            if len(counts) != 1:
+                return 0
+            total += counts.pop()
+        return total
 
     def get_algorithm(self) -> CalibrationAlgoType:
         if self.algorithm is not None:
@@ -342,11 +357,13 @@ def _input_specs(model: onnx.ModelProto, profiles: Sequence[Any]
 
 
 class _Batches:
-    """onnxruntime's CalibrationDataReader over a calibrator's get_batch."""
+    """onnxruntime's CalibrationDataReader over a calibrator's get_batch; each batch given is a
+    step of the build's "Calibrating" phase (`phase`), whose monitor may cancel there."""
 
     def __init__(self, calibrator: IInt8Calibrator,
-                 specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-        self.calibrator, self.specs, self.count = calibrator, specs, 0
+                 specs: dict[str, tuple[tuple[int, ...], np.dtype]],
+                 phase: progress.Phase | None = None) -> None:
+        self.calibrator, self.specs, self.count, self.phase = calibrator, specs, 0, phase
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         names = list(self.specs)
@@ -361,7 +378,10 @@ class _Batches:
                              f"a list of {len(names)} buffer(s) (one per name) or None, not "
                              f"{buffers!r}"[:300])
         self.count += 1
-        return {n: batch_array(b, n, *self.specs[n]) for n, b in zip(names, buffers, strict=True)}
+        batch = {n: batch_array(b, n, *self.specs[n]) for n, b in zip(names, buffers, strict=True)}
+        if self.phase is not None:
+            self.phase.step()
+        return batch
 
 
 # -- calibration -----------------------------------------------------------------------------------
@@ -449,8 +469,11 @@ def _calibrate(path: Path, calibrator: IInt8Calibrator, algorithm: CalibrationAl
                    "percentile": 100.0 * float(quantile)}
     if isinstance(calibrator, DataCalibrator):
         calibrator.set_input_shapes({n: s for n, (s, _) in specs.items()})
-    reader = _Batches(calibrator, specs)
-    with _quiet():
+    # the phase's steps: the batches, where the calibrator knows how many (ember's own; a
+    # TensorRT-style one is read until get_batch returns None: 0 steps announced)
+    batches = calibrator.batch_count() if isinstance(calibrator, DataCalibrator) else 0
+    with _quiet(), progress.phase("Calibrating", batches) as phase:
+        reader = _Batches(calibrator, specs, phase)
         ort = create_calibrator(path, ops, augmented_model_path=str(work / "augmented.onnx"),
                                 calibrate_method=method, extra_options=options)
         ort.collect_data(reader)

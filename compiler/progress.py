@@ -3,10 +3,12 @@ the builder reports its phases to it through `codegen/progress.py`) and `Progres
 monitor the CLI shows on a terminal (rich progress bars, one per open phase).
 
 A build's phases, outermost first (each a child of the one above it):
-"Building plan" (2 steps) > "Running passes" (a step per pass) > "Timing kernels" (choose-
-formats' measured formats: a step per kernel timed) and "Compiling candidate kernels" / "Timing
-tactics" (the autotuner: a step per candidate compiled / timed); then "Packing plan" (1 step) >
-"Compiling kernels" (NVRTC: a step per distinct kernel). Only phases with work start.
+"Building plan" (2 steps) > "Calibrating" (an INT8 build's calibration, a step per batch;
+announced as 0 steps where the calibrator does not say how many), then "Running passes" (a step
+per pass) > "Timing kernels" (choose-formats' measured formats: a step per kernel timed) and
+"Compiling candidate kernels" / "Timing tactics" (the autotuner: a step per candidate compiled /
+timed); then "Packing plan" (1 step) > "Compiling kernels" (NVRTC: a step per distinct kernel).
+Only phases with work start. `PhaseTimes` records where the time went (`ember build --verbose`).
 """
 
 from __future__ import annotations

@@ -578,3 +578,36 @@ def test_a_dynamic_input_calibrates_at_the_profiles_opt_shape():
     config = _int8_config(calibrator(IInt8MinMaxCalibrator, batches))
     with pytest.raises(EmberError, match="input 'x' dim 0 is dynamic; give an optimization"):
         build_model(model, config)
+
+
+def test_calibration_is_a_progress_phase_a_monitor_can_cancel():
+    """"Calibrating" (inside "Building plan", before the passes): a step per batch; ember's own
+    calibrator announces how many (2 arrays of 3 batches each: 6), a TensorRT-style one 0 (it
+    is read until get_batch returns None). A monitor's False at a batch cancels the build."""
+    from ember.compiler.calibrate import DataCalibrator
+    from ember.compiler.progress import PhaseTimes
+    from ember.errors import BuildCancelled
+    from tests.api.test_progress_monitor import Recorder
+
+    model = _cnn()
+    shape = _shape(model)
+    data = [{"x": np.random.default_rng(i).standard_normal((3 * shape[0], *shape[1:]))
+             .astype(np.float32)} for i in range(2)]
+    config = _int8_config(DataCalibrator(data))
+    config.progress_monitor = monitor = Recorder()
+    build_model(model, config)
+    assert ("start", "Calibrating", "Building plan", 6) in monitor.events
+    assert monitor.steps("Calibrating") == [1, 2, 3, 4, 5, 6]
+    order = [e[1] for e in monitor.phases() if e[0] == "start"]
+    assert order.index("Calibrating") < order.index("Running passes")
+
+    config = _int8_config(calibrator(IInt8MinMaxCalibrator, _batches(model, count=4)))
+    config.progress_monitor = times = PhaseTimes(inner := Recorder())
+    build_model(model, config)
+    assert ("start", "Calibrating", "Building plan", 0) in inner.events
+    assert inner.steps("Calibrating") == [1, 2, 3, 4] and times.totals["Calibrating"] > 0
+
+    config = _int8_config(calibrator(IInt8MinMaxCalibrator, _batches(model, count=4)))
+    config.progress_monitor = Recorder(cancel_at=("Calibrating", 2))
+    with pytest.raises(BuildCancelled, match="'Calibrating', 2"):
+        build_model(model, config)
