@@ -205,35 +205,26 @@ def export(model, kind: str, feed: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def fold_small_constants(model, limit: int = 1 << 16):
-    """`model` with every node whose inputs are all constants and whose inputs and outputs are
-    all small (at most `limit` elements) evaluated (onnx.reference) into initializers: the
-    exporter's shape arithmetic (ConstantOfShape, Equal, Where feeding an Expand), which ONNX
-    shape inference does not propagate."""
+def fold_small_constants(model):
+    """`model` with every node whose outputs are all small constants (ember's
+    `constant_values`: at most 65536 elements, inputs all constants, evaluated with
+    onnx.reference) replaced by initializers: the exporter's shape arithmetic (ConstantOfShape,
+    Equal, Where feeding an Expand), which ONNX shape inference does not propagate. The nodes
+    of UNCOUNTED stay."""
     import onnx
     from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
+
+    from ember.compiler.onnx_control import constant_values
 
     graph = model.graph
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer
-              if math.prod(t.dims) <= limit}
+    values = constant_values(graph)
     kept, folded = [], []
     for node in graph.node:
-        inputs = [name for name in node.input if name]
-        if (node.op_type in UNCOUNTED or node.domain not in ("", "ai.onnx")
-                or not all(name in values for name in inputs)):
+        outputs = [name for name in node.output if name]
+        if node.op_type in UNCOUNTED or not all(name in values for name in outputs):
             kept.append(node)
             continue
-        try:
-            outs = ReferenceEvaluator(node).run(None, {name: values[name] for name in inputs})
-        except Exception:  # onnx.reference cannot run it: leave it to shape inference
-            outs = None
-        if outs is None or any(np.asarray(out).size > limit for out in outs):
-            kept.append(node)
-            continue
-        for name, out in zip(node.output, outs, strict=True):
-            values[name] = np.asarray(out)
-            folded.append(numpy_helper.from_array(np.asarray(out), name))
+        folded += [numpy_helper.from_array(values[name], name) for name in outputs]
     result = onnx.ModelProto()
     result.CopyFrom(model)
     del result.graph.node[:]

@@ -44,7 +44,7 @@ def lower_control_flow(model: ModelProto) -> ModelProto:
         if not any(_control(n) for n in graph.node):
             return model
         shapes = _static_shapes(model)
-        known = _constants(graph, shapes)
+        known = constant_values(graph, shapes)
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         copy = ModelProto()
         copy.CopyFrom(model)
@@ -132,7 +132,7 @@ class _Rewrite:
             return None
         # the body's cond_out must be true whatever the iteration: known with cond_in true
         seed = {body.input[1].name: np.array(True)}
-        out = _constants(body, {}, seed).get(body.output[0].name)
+        out = constant_values(body, seed=seed).get(body.output[0].name)
         if out is None or np.asarray(out).size != 1 or not bool(np.asarray(out).reshape(-1)[0]):
             return None
         self.changed = True
@@ -312,11 +312,13 @@ def _rename_reads(graph: GraphProto, rename: dict[str, str]) -> None:
             vi.name = outer[vi.name]
 
 
-def _constants(graph: GraphProto, shapes: dict[str, list[int]],
-               seed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The values of the graph's small constants: initializers, Constant nodes, Shape and Size
-    of tensors of static shape, and the nodes (not If, Loop, Scan) whose inputs are all such,
-    evaluated with onnx.reference; `seed`: values known besides (a Loop body's cond_in)."""
+def constant_values(graph: GraphProto, shapes: dict[str, list[int]] | None = None,
+                    seed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The values of the graph's small constants (at most 65536 elements): initializers,
+    Constant nodes, Shape and Size of tensors of static `shapes`, and the nodes (not If, Loop,
+    Scan) whose inputs are all such, evaluated with onnx.reference; `seed`: values known
+    besides (a Loop body's cond_in)."""
+    shapes = shapes or {}
     from onnx.reference import ReferenceEvaluator
 
     inputs = {vi.name for vi in graph.input}
@@ -349,4 +351,4 @@ def _constants(graph: GraphProto, shapes: dict[str, list[int]],
     return known
 
 
-__all__ = ["MAX_UNROLL", "lower_control_flow"]
+__all__ = ["MAX_UNROLL", "constant_values", "lower_control_flow"]
