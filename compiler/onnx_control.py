@@ -14,7 +14,8 @@ plain nodes where their behaviour is known when the model is built.
   element t of every scan input (Gather along its axis, from the end for direction 1).
 - An If on a run-time condition whose outputs have static shapes (both branches agree on them:
   ONNX's inference gives the If's outputs a shape only then) computes both branches and picks
-  with Where (if-conversion). Both run, so neither may fail: ONNX ops do not.
+  with Where (if-conversion). Both run: a branch that fails on data the condition excludes
+  (an index out of range) fails the run, where the If would not have run it.
 
 Branch and body nodes keep reading outer-scope tensors by name; their own tensors are renamed
 under the node's name (`<If>::`, `<Loop>::<i>::`). A Loop with a run-time trip count or
