@@ -203,13 +203,35 @@ def _residual() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 32, 8, 8)}
 
 
+def _projection() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """ResNet's projection block: conv -> relu -> conv on one path, a strided-free 1x1 conv on
+    the shortcut, added and relu'd (two convs' chains meet in the add)."""
+    rng = np.random.default_rng(5)
+    nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c0"], ["r0"]),
+             h.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Conv", ["x", "ws", "bs"], ["sc"]),
+             h.make_node("Add", ["c1", "sc"], ["s"]), h.make_node("Relu", ["s"], ["y"])]
+    weights = [_init(rng, "w0", 32, 16, 3, 3, scale=0.1), _init(rng, "b0", 32),
+               _init(rng, "w1", 32, 32, 3, 3, scale=0.1), _init(rng, "b1", 32),
+               _init(rng, "ws", 32, 16, 1, 1, scale=0.2), _init(rng, "bs", 32)]
+    graph = h.make_graph(nodes, "projection",
+                         [h.make_tensor_value_info("x", T.FLOAT, [2, 16, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 32, 8, 8])], weights)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 16, 8, 8)}
+
+
 @pytest.mark.parametrize("arch", [None, "sm_90"], ids=["cpu", "sm90"])
 @pytest.mark.parametrize("make, kernels", [
     (_conv_pool_conv, [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
                        ("pool", "int8", "int8"), ("conv", "int8", "float32")]),
     (_residual, [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
-                 ("conv", "int8", "int8"), ("conv", "int8", "float32")])],
-    ids=["conv-pool-conv", "residual-block"])
+                 ("conv", "int8", "int8"), ("conv", "int8", "float32")]),
+    # the shortcut conv stores int8 (its own dequantize + quantize as its epilogue); the
+    # second conv's epilogue reads that int8, adds and relus
+    (_projection, [("elementwise", "float32", "int8"), ("conv", "int8", "int8"),
+                   ("conv", "int8", "int8"), ("conv", "int8", "float32")])],
+    ids=["conv-pool-conv", "residual-block", "projection-block"])
 def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
     """quantize -> conv (its epilogue requantizes) -> max pool on int8 -> conv, and a residual
     block whose add (reading the int8 skip tensor) and relu fuse into the last conv: no float
@@ -229,8 +251,8 @@ def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 @pytest.mark.cuda
-@pytest.mark.parametrize("make", [_cnn16, _conv_pool_conv, _residual],
-                         ids=["cnn16", "conv-pool-conv", "residual-block"])
+@pytest.mark.parametrize("make", [_cnn16, _conv_pool_conv, _residual, _projection],
+                         ids=["cnn16", "conv-pool-conv", "residual-block", "projection-block"])
 def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path, make):
     from ember.compiler.builder import detect_arch
 
@@ -352,3 +374,32 @@ def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path):
     want = ort.InferenceSession(for_onnxruntime(onnx.load(qdq)).SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5
+
+
+def test_the_residual_convs_kernel_reading_an_int8_shortcut_matches_numpy(tmp_path):
+    """The projection block's last conv for sm_90: its epilogue reads the shortcut conv's int8
+    result (the cut in fuse-elementwise); its CUDA C on emulated warps (g++) against the numpy
+    kernel the CPU executor runs, on random operands."""
+    from ember.codegen.emit_cuda import emit_step
+    from ember.runtime.cpu_kernels import KERNELS
+    from ember.runtime.manifest import decode
+    from tests.codegen import simt_emulator
+
+    if not simt_emulator.available():
+        pytest.skip("g++ not found: the emulator compiles the kernel's CUDA C with it")
+    _, qdq, _ = _quantized(tmp_path, _projection, symmetric=True)
+    manifest, _ = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
+                                                            autotune=False))
+    (step,) = [s for s in manifest["steps"] if s["template"] == "conv"
+               and "int8" in ((s["params"].get("epilogue") or {}).get("in_dtypes") or [])]
+    params = decode(step["params"])
+    rng = np.random.default_rng(8)
+    shapes = [*params["in_shapes"], *params["epilogue"]["in_shapes"]]
+    dtypes = [*params["in_dtypes"], *params["epilogue"]["in_dtypes"]]
+    inputs = [rng.integers(-100, 100, s).astype(d) if d == "int8"
+              else (rng.random(s) * 1e-2).astype(d) for s, d in zip(shapes, dtypes, strict=True)]
+    (want,) = KERNELS["conv"](inputs, params)
+    name, spec = emit_step({"name": "conv", "template": "conv", "params": params})
+    got = simt_emulator.run(spec, name, inputs, params["out_shapes"][0],
+                            np.dtype(stored_dtype(params)), tmp_path)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
