@@ -546,7 +546,8 @@ def _calibrated_tensors(path: Path, ops: list[str]) -> tuple[set[str], set[str]]
 def quantize(model: onnx.ModelProto, scales: dict[str, np.float32], path: Path,
              exclude: Sequence[str] = ()) -> onnx.ModelProto:
     """`model` with Q/DQ nodes from onnxruntime's quantize_static: activations symmetric int8
-    with `scales`, weights int8 per channel (QDQ format, as TensorRT wants it)."""
+    with `scales`, weights int8 per channel (QDQ format, as TensorRT wants it). The nodes in
+    `exclude` stay float, their inputs too (`float_inputs`)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -565,7 +566,56 @@ def quantize(model: onnx.ModelProto, scales: dict[str, np.float32], path: Path,
                         calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=list(exclude), calibration_cache_path=table,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
-    return onnx.load(out)
+    return float_inputs(onnx.load(out), set(exclude))
+
+
+# single-input ops the quantizer runs between a dequantize and a quantize (their input and output
+# quantized): an excluded layer reading one gets a float copy of it
+_PASS_THROUGH = ("Relu", "LeakyRelu", "Clip", "Sigmoid", "MaxPool", "AveragePool",
+                 "GlobalAveragePool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
+                 "Resize")
+
+
+def float_inputs(model: onnx.ModelProto, nodes: set[str]) -> onnx.ModelProto:
+    """`model` with the named nodes reading their inputs in float: where an input is a
+    quantize -> dequantize round trip, the value quantized; where that value comes from a
+    quantized Relu / pool / reshape (the quantizer leaves an excluded layer's input quantized
+    where its producer is quantized itself), a float copy of that op on its float input, and so
+    on up. A layer kept out of INT8 then sees no int8 rounding of its inputs; other readers
+    keep theirs."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    made: dict[str, str] = {}  # tensor -> its float copy
+
+    def float_of(name: str, copies: list[onnx.NodeProto]) -> str:
+        node = producer.get(name)
+        if node is not None and node.op_type == "DequantizeLinear":
+            q = producer.get(node.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                return float_of(q.input[0], copies)
+        if node is not None and node.op_type in _PASS_THROUGH and node.input:
+            data = float_of(node.input[0], copies)
+            if data != node.input[0]:
+                if name not in made:
+                    copy = onnx.NodeProto()
+                    copy.CopyFrom(node)
+                    copy.name = f"{node.name or name}/float"
+                    copy.input[0] = data
+                    copy.output[:] = [f"{name}/float"] + [""] * (len(node.output) - 1)
+                    copies.append(copy)
+                    made[name] = copy.output[0]
+                return made[name]
+        return name
+
+    nodes_out: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.name in nodes:
+            copies: list[onnx.NodeProto] = []
+            node.input[:] = [float_of(x, copies) if x else x for x in node.input]
+            nodes_out += copies
+        nodes_out.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes_out)
+    return model
 
 
 def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
@@ -573,8 +623,9 @@ def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
     """The model an INT8 build compiles: a model with Q/DQ nodes as it is (explicit
     quantization; a calibrator is then not used, with a warning, as TensorRT does); else the
     model calibrated with `calibrator` and quantized (`quantize`), nodes in `exclude` (layers
-    with a precision of their own) left in floating point. The calibrator's cache, when it
-    matches the network, replaces running batches; a calibration writes it."""
+    with a precision of their own) left in floating point, reading their inputs unrounded. The
+    calibrator's cache, when it matches the network, replaces running batches; a calibration
+    writes it."""
     if any(n.op_type in QDQ_OPS for n in model.graph.node):
         if calibrator is not None:
             warnings.warn("the model has Q/DQ nodes (explicit quantization): the INT8 "

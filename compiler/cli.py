@@ -55,7 +55,7 @@ def _build(args: argparse.Namespace) -> int:
               timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
               strip_weights=args.strip_weights, int8=args.int8,
               calib_data=args.calib_data, calibrator=args.calibrator,
-              calib_cache=args.calib_cache, **_precision(args))
+              calib_cache=args.calib_cache, report=args.report, **_precision(args))
     return 0
 
 
@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--calib-cache", metavar="FILE",
                        help="the calibration cache (TensorRT's text table): read when it exists "
                             "and matches the model (no batches run), written after calibrating")
+    group.add_argument("--report", action="store_true",
+                       help="after the build, print each output's error against FP32 and the "
+                            "quantized layers that add the most (to pin with "
+                            "--layer-precisions); inputs: the first calibration batch, else "
+                            "seeded random ones")
     p.set_defaults(run=_build)
 
     p = sub.add_parser("run", help="run a plan (or an ONNX model) on inputs",

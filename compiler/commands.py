@@ -77,7 +77,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           refit: bool = False, strip_weights: bool = False,
           int8: bool = False, calib_data: str | os.PathLike | None = None,
           calibrator: str | None = None, calib_cache: str | os.PathLike | None = None,
-          **precision) -> dict:
+          report: bool = False, **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
     `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
@@ -89,7 +89,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     refittable weights (STRIP_PLAN), refit at deployment. `int8`: quantize (a model without
     Q/DQ nodes is calibrated on `calib_data`, an .npz or a folder of them, with `calibrator`
     "entropy" / "minmax" / "percentile", or from the cache file `calib_cache`, which a
-    calibration writes)."""
+    calibration writes). `report` (with `int8`): print each output's and each quantized layer's
+    error against FP32 after the build (`compiler/int8_report.py`; inputs: the first
+    calibration batch, else seeded random ones of `shapes`/the model's shapes)."""
     from ember.codegen import timing_cache as tc
     from ember.compiler.progress import PhaseTimes, terminal_bars
     from ember.runtime.plan import write_plan
@@ -110,6 +112,11 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if profile is not None:
         config.add_optimization_profile(profile)
     int8_config(config, int8, calib_data, calibrator, calib_cache)
+    if report and not int8:
+        raise EmberError("--report reports an INT8 build's error against FP32: give --int8")
+    source = model
+    if report:  # calibrate once, here: the report reads the Q/DQ model the plan is built from
+        source, float_model, calibrated = _quantized_for_report(model, config)
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
 
     def read_formats(index: int, p, module) -> None:
@@ -118,7 +125,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
 
             formats.append(format_report(module))
 
-    manifest, sections = build_model(model, config, dump_dir=dump_dir,
+    manifest, sections = build_model(source, config, dump_dir=dump_dir,
                                      after_pass=read_formats if verbose else None)
     write_plan(output, manifest, sections)
     if config.timing_cache is not None:
@@ -153,7 +160,50 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if arch and host:
         out.write(f"{len(host)} step(s) have no CUDA kernel yet and run on the host: "
                   f"{', '.join(host)}\n")
+    if report:
+        from ember.compiler.int8_report import int8_report
+
+        out.write(int8_report(float_model, source,
+                              _report_inputs(float_model, calib_data, shapes), config,
+                              calibrated=calibrated))
     return manifest
+
+
+def _quantized_for_report(model, config: BuilderConfig):
+    """(the Q/DQ model an INT8 build compiles, the float model it stands for, whether
+    calibration wrote the Q/DQ nodes): a model with Q/DQ nodes and that model without them, or
+    the calibrated model and the model as given. The config's calibrator has then done its
+    work: the build reads the Q/DQ model."""
+    from ember.compiler.calibrate import QDQ_OPS, int8_model
+    from ember.compiler.int8_report import without_qdq
+    from ember.compiler.onnx_importer import load_model
+
+    proto, _ = load_model(model)
+    if any(n.op_type in QDQ_OPS for n in proto.graph.node):
+        return proto, without_qdq(proto), False
+    qdq = int8_model(proto, config.int8_calibrator, profiles=config.profiles,
+                     exclude=sorted(config.layer_precisions))
+    config.int8_calibrator = None
+    return qdq, proto, True
+
+
+def _report_inputs(model, calib_data, shapes: str | None) -> dict[str, np.ndarray]:
+    """The report's inputs: the first batch of the calibration data (its first sample(s), as
+    many as the model's batch), else seeded random inputs."""
+    from ember.compiler.debug import graph_inputs, seeded_inputs
+
+    if calib_data is not None:
+        from ember.compiler.calibrate import load_calibration_data
+
+        first = load_calibration_data(calib_data)[0]
+        feeds = {}
+        for vi in graph_inputs(model):
+            dims = [d.dim_value if d.HasField("dim_value") else 0
+                    for d in vi.type.tensor_type.shape.dim]
+            array = np.asarray(first[vi.name])
+            feeds[vi.name] = array[:dims[0]] if dims and dims[0] else array
+        return feeds
+    return seeded_inputs(model, shapes=parse_shapes(shapes) if shapes else None)
 
 
 def int8_config(config: BuilderConfig, int8: bool, calib_data: str | os.PathLike | None = None,

@@ -346,6 +346,24 @@ def test_layers_with_a_precision_of_their_own_stay_float():
     assert [s["params"]["in_dtypes"][0] for s in steps] == ["int8", "float32"]
 
 
+def test_a_pinned_layer_reads_its_inputs_unrounded():
+    """fc2 pinned to FP32 reads relu(fc1 + b) in float: the quantizer quantizes the Relu's
+    input and output (it runs Relu on int8), so the pinned layer reads a float copy of the Relu
+    on the float sum instead of the int8 round trip."""
+    from ember.compiler.calibrate import int8_model
+
+    model = _mlp()
+    qdq = int8_model(model, calibrator(IInt8MinMaxCalibrator, _batches(model)),
+                     exclude=["fc2"])
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    (fc2,) = [n for n in qdq.graph.node if n.name == "fc2"]
+    reads = producer[fc2.input[0]]
+    assert reads.op_type == "Relu" and reads.name.endswith("/float")
+    assert producer[reads.input[0]].op_type != "DequantizeLinear"
+    # the quantized Relu is left as it was (for other readers; here none: the build drops it)
+    assert [n for n in qdq.graph.node if n.op_type == "Relu" and not n.name.endswith("/float")]
+
+
 def test_legacy_calibrator_warns_that_the_regression_cutoff_is_not_used():
     model = _mlp()
     with pytest.warns(UserWarning, match=r"get_regression_cutoff\(\) is not used"):
