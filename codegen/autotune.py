@@ -36,8 +36,9 @@ from ember.runtime.symbolic import params_symbolic, substitute_shapes
 WARMUP, REPEATS = 2, 10
 # a candidate is timed over about this many ms of launches (at most REPEATS, at least one): a
 # slow one (an int8 NCHW direct conv: tens of ms) does not take seconds; one whose first launch
-# already takes SLOWER times the best so far is not timed further (it cannot win)
-BUDGET_MS, SLOWER = 5.0, 2.0
+# already takes SLOWER times the best so far, and over CUT_MS (a single short launch between
+# two events may read long), is not timed further (it cannot win)
+BUDGET_MS, SLOWER, CUT_MS = 5.0, 2.0, 0.05
 # random operands repeat a pool of this many seeded values: drawing tens of millions of normal
 # values per step was most of a ResNet-50 build's tuning time
 POOL = 1 << 20
@@ -104,7 +105,13 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
     bufs = []
     pool = rng.standard_normal(POOL)
     for shape, dtype in zip(shapes, dtypes, strict=True):
-        data = np.resize(pool.astype(dtype), int(np.prod(shape)))
+        # each operand from its own offset (two of one size must differ: A == B would make a
+        # transposed result agree with the reference); int8 data spread over its range
+        start = int(rng.integers(POOL))
+        values = np.concatenate([pool[start:], pool[:start]])
+        if np.dtype(dtype) == np.int8:
+            values = np.clip(np.rint(values * 40), -128, 127)
+        data = np.resize(values.astype(dtype), int(np.prod(shape)))
         buf = cuda.DeviceBuffer(max(data.nbytes, 1))
         buf.upload(data, stream)
         bufs.append(buf)
@@ -167,8 +174,8 @@ def _scratch(spec: KernelSpec, cuda, stream) -> list:
 def _time(spec: KernelSpec, function, bufs: list, cuda, stream,
           bound: float | None = None) -> float:
     """The kernel's mean ms per launch after a warm-up. One launch is timed first; with the best
-    time so far `bound`, a kernel SLOWER times slower is not timed further; the others are
-    timed over enough launches to fill BUDGET_MS (1 to REPEATS)."""
+    time so far `bound`, a kernel SLOWER times slower (and over CUT_MS) is not timed further;
+    the others are timed over enough launches to fill BUDGET_MS (1 to REPEATS)."""
     if spec.shared_bytes > 48 * 1024:  # as the executor does: opt in to the dynamic shared memory
         function.set_max_dynamic_shared(spec.shared_bytes)
     args = cuda.pack_args([("ptr", b.ptr) for b in bufs])
@@ -183,7 +190,7 @@ def _time(spec: KernelSpec, function, bufs: list, cuda, stream,
 
     cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, args)
     first = timed(1)
-    if bound is not None and first > SLOWER * bound:
+    if bound is not None and first > max(SLOWER * bound, CUT_MS):
         return first
     repeats = max(1, min(REPEATS, int(BUDGET_MS / max(first, 1e-6))))
     if repeats == REPEATS:  # a short kernel: the warm-up the long ones skip

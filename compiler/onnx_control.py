@@ -18,10 +18,12 @@ plain nodes where their behaviour is known when the model is built.
   (an index out of range) fails the run, where the If would not have run it.
 
 Branch and body nodes keep reading outer-scope tensors by name; their own tensors are renamed
-under the node's name (`<If>::`, `<Loop>::<i>::`). A Loop with a run-time trip count or
-condition, a Loop of more than MAX_UNROLL iterations, and an If on a run-time value whose
-output shapes are not static stay, and the importer names them: control flow on run-time
-values is not supported yet, nor is opset 8's Scan (batched, with sequence lengths).
+under the node's name (`<If>::`, `<Loop>::<i>::`; the node's position joins a name that is
+empty or not unique), and the tensors made here carry a `#` after that prefix
+(`<Loop>::<i>#cond`), so no body tensor's new name can be one of them. A Loop with a run-time
+trip count or condition, a Loop of more than MAX_UNROLL iterations, and an If on a run-time
+value whose output shapes are not static stay, and the importer names them: control flow on
+run-time values is not supported yet, nor is opset 8's Scan (batched, with sequence lengths).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class _Rewrite:
             return None
         self.changed = True
         branch = _graph_attr(node, "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")
-        return _inline(branch, f"{node.name or f'If_{index}'}::", self.graph, {},
+        return _inline(branch, f"{_unique(node, index, self.graph)}::", self.graph, {},
                        list(node.output))
 
     def select_if(self, index: int, node: NodeProto) -> list[NodeProto] | None:
@@ -101,17 +103,17 @@ class _Rewrite:
                     not vi.type.HasField("tensor_type") for vi in b.output) for b in branches):
             return None
         self.changed = True
-        prefix = f"{node.name or f'If_{index}'}::"
-        cond = f"{prefix}cond"
-        shape = f"{prefix}scalar_shape"
+        name = _unique(node, index, self.graph)
+        prefix = f"{name}::"
+        cond, shape = f"{name}#cond", f"{name}#scalar_shape"
         self.graph.initializer.append(numpy_helper.from_array(np.zeros(0, np.int64), shape))
         nodes = [helper.make_node("Reshape", [node.input[0], shape], [cond], name=cond)]
         picked = []
         for b, side in zip(branches, ("then", "else"), strict=True):
-            targets = [f"{prefix}{side}::{o}" for o in outputs]
+            targets = [f"{name}#{side}#{o}" for o in outputs]
             nodes += _inline(b, f"{prefix}{side}::", self.graph, {}, targets)
             picked.append(targets)
-        nodes += [helper.make_node("Where", [cond, t, e], [o], name=f"{prefix}select::{o}")
+        nodes += [helper.make_node("Where", [cond, t, e], [o], name=f"{name}#select#{o}")
                   for o, t, e in zip(outputs, *picked, strict=True)]
         return nodes
 
@@ -137,20 +139,20 @@ class _Rewrite:
         if out is None or np.asarray(out).size != 1 or not bool(np.asarray(out).reshape(-1)[0]):
             return None
         self.changed = True
-        name = node.name or f"Loop_{index}"
+        name = _unique(node, index, self.graph)
         nodes: list[NodeProto] = []
         iter_type = body.input[0].type.tensor_type.elem_type or 7
         stacked: list[list[str]] = [[] for _ in body.output[1 + len(carried):]]
         for i in range(trips):
-            prefix = f"{name}::{i}::"
-            number = f"{prefix}iteration"
+            prefix = f"{name}::{i}::"  # the body's own tensors; what is made here: `#`
+            number = f"{name}::{i}#iteration"
             self.graph.initializer.append(numpy_helper.from_array(
                 np.array(i, helper.tensor_dtype_to_np_dtype(iter_type)), number))
-            truth = f"{prefix}cond"
+            truth = f"{name}::{i}#cond"
             self.graph.initializer.append(numpy_helper.from_array(np.array(True), truth))
             bind = {body.input[0].name: number, body.input[1].name: truth,
                     **{vi.name: v for vi, v in zip(body.input[2:], carried, strict=True)}}
-            targets = ["", *(f"{prefix}out{k}" for k in range(1, len(body.output)))]
+            targets = ["", *(f"{name}::{i}#out{k}" for k in range(1, len(body.output)))]
             nodes += _inline(body, prefix, self.graph, bind, targets)
             carried = targets[1:1 + len(carried)]
             for k, t in enumerate(targets[1 + len(carried):]):
@@ -158,10 +160,10 @@ class _Rewrite:
         for value, target in zip(carried, node.output, strict=False):
             if target:
                 nodes.append(helper.make_node("Identity", [value], [target],
-                                              name=f"{name}::{target}"))
+                                              name=f"{name}#{target}"))
         for values, target in zip(stacked, node.output[len(carried):], strict=False):
             if target:
-                nodes += self._stack(values, target, f"{name}::{target}")
+                nodes += self._stack(values, target, f"{name}#{target}")
         return nodes
 
     def scan(self, index: int, node: NodeProto) -> list[NodeProto] | None:
@@ -195,7 +197,7 @@ class _Rewrite:
         if not 0 < steps <= MAX_UNROLL or steps * len(body.node) > _MAX_UNROLLED_NODES:
             return None
         self.changed = True
-        name = node.name or f"Scan_{index}"
+        name = _unique(node, index, self.graph)
         nodes: list[NodeProto] = []
         stacked: list[list[str]] = [[] for _ in range(k)]
         for t in range(steps):
@@ -203,13 +205,13 @@ class _Rewrite:
             bind = dict(zip((vi.name for vi in body.input), states, strict=False))
             for j, (value, axis, backwards) in enumerate(zip(scans, in_axes, in_dirs,
                                                              strict=True)):
-                at, element = f"{prefix}at{j}", f"{prefix}element{j}"
+                at, element = f"{name}::{t}#at{j}", f"{name}::{t}#element{j}"
                 self.graph.initializer.append(numpy_helper.from_array(
                     np.array(steps - 1 - t if backwards else t, np.int64), at))
                 nodes.append(helper.make_node("Gather", [value, at], [element], name=element,
                                               axis=axis))
                 bind[body.input[len(states) + j].name] = element
-            targets = [f"{prefix}out{i}" for i in range(len(body.output))]
+            targets = [f"{name}::{t}#out{i}" for i in range(len(body.output))]
             nodes += _inline(body, prefix, self.graph, bind, targets)
             states = targets[:len(states)]
             for i, value in enumerate(targets[len(states):]):
@@ -217,11 +219,11 @@ class _Rewrite:
         for value, target in zip(states, node.output, strict=False):
             if target:
                 nodes.append(helper.make_node("Identity", [value], [target],
-                                              name=f"{name}::{target}"))
+                                              name=f"{name}#{target}"))
         for i, target in enumerate(node.output[len(states):]):
             if target:
                 values = stacked[i][::-1] if out_dirs[i] else stacked[i]
-                nodes += self._stack(values, target, f"{name}::{target}", out_axes[i])
+                nodes += self._stack(values, target, f"{name}#{target}", out_axes[i])
         return nodes
 
     def _stack(self, values: list[str], target: str, prefix: str, axis: int = 0
@@ -229,18 +231,26 @@ class _Rewrite:
         """`values` stacked along a new axis `axis` into `target` (a Loop's or Scan's scan
         output)."""
         nodes, parts = [], []
-        axes = f"{prefix}::axes"
+        axes = f"{prefix}#axes"
         if self.opset >= 13:
             self.graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64),
                                                                   axes))
         for i, v in enumerate(values):
-            part = f"{prefix}::{i}"
+            part = f"{prefix}#{i}"
             nodes.append(helper.make_node("Unsqueeze", [v, axes], [part], name=part)
                          if self.opset >= 13 else
                          helper.make_node("Unsqueeze", [v], [part], name=part, axes=[axis]))
             parts.append(part)
         nodes.append(helper.make_node("Concat", parts, [target], name=prefix, axis=axis))
         return nodes
+
+
+def _unique(node: NodeProto, index: int, graph: GraphProto) -> str:
+    """The name the tensors made for a control-flow node go under: its name where no other
+    node of the graph has it, else (and for an unnamed node) the name with its position."""
+    if node.name and sum(n.name == node.name for n in graph.node) == 1:
+        return node.name
+    return f"{node.name or node.op_type}@{index}"
 
 
 def _graph_attr(node: NodeProto, name: str) -> GraphProto:

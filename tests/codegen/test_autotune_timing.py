@@ -48,6 +48,8 @@ SPEC = SimpleNamespace(shared_bytes=0, grid=(1, 1, 1), block=(32, 1, 1))
     (2.0, None, 1 + 1 + int(autotune.BUDGET_MS / 2.0)),  # long: BUDGET_MS of launches
     (40.0, None, 1 + 1 + 1),  # longer than the budget: one
     (3.0, 1.0, 1 + 1),  # 3x the best so far: its first timed launch is its time
+    # 3x the best, but a single launch this short may read long: timed in full
+    (0.03, 0.01, 1 + 1 + (autotune.WARMUP - 1) + autotune.REPEATS),
 ])
 def test_a_candidate_is_timed_over_its_budget(ms, bound, launches):
     cuda = _Cuda(ms)
@@ -58,7 +60,8 @@ def test_a_candidate_is_timed_over_its_budget(ms, bound, launches):
 
 def test_random_operands_repeat_a_seeded_pool():
     """Operands are the seeded pool repeated (drawing each tensor's values was most of a large
-    model's tuning time), in each operand's dtype."""
+    model's tuning time), each from its own offset, in each operand's dtype (int8 spread over
+    its range); two operands of one shape differ."""
     uploaded = []
 
     class Buffer:
@@ -68,13 +71,14 @@ def test_random_operands_repeat_a_seeded_pool():
         def upload(self, data, stream):
             uploaded.append(data)
 
-    step = {"params": {"in_shapes": [[3, autotune.POOL], [5]], "in_dtypes": ["float16", "int8"],
+    step = {"params": {"in_shapes": [[3, autotune.POOL], [64, 64], [64, 64]],
+                       "in_dtypes": ["float16", "int8", "int8"],
                        "out_shapes": [[4]], "out_dtypes": ["float32"]}}
     fake = SimpleNamespace(DeviceBuffer=Buffer)
     bufs = autotune._buffers(step, fake, np.random.default_rng(0), None)
-    assert [b.size for b in bufs] == [3 * autotune.POOL * 2, 5, 16]
-    pool = np.random.default_rng(0).standard_normal(autotune.POOL)
-    big, small = uploaded
-    assert big.dtype == np.float16 and small.dtype == np.int8
-    np.testing.assert_array_equal(big, np.tile(pool.astype(np.float16), 3))
-    np.testing.assert_array_equal(small, pool[:5].astype(np.int8))
+    assert [b.size for b in bufs] == [3 * autotune.POOL * 2, 4096, 4096, 16]
+    big, a, b = uploaded
+    assert big.dtype == np.float16 and a.dtype == b.dtype == np.int8
+    period = big[:autotune.POOL]
+    np.testing.assert_array_equal(big, np.tile(period, 3))  # the pool, repeated
+    assert (a != b).mean() > 0.9 and (a == 0).mean() < 0.05 and np.abs(a).max() > 100

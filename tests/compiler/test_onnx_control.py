@@ -298,3 +298,53 @@ def test_a_scan_of_static_length_is_unrolled(in_dir, out_dir, out_axis):
     np.testing.assert_allclose(got["y"], want[0])
     assert got["ys"].shape == want[1].shape
     np.testing.assert_allclose(got["ys"], want[1])
+
+
+def test_body_tensors_named_like_what_the_unrolling_makes_and_twin_node_names():
+    """A Loop body whose own tensors are `cond` and `out1`, a Scan body's `out0` (what the
+    unroller calls its per-iteration values, after another separator), and an unnamed Loop
+    beside a named one: no two tensors share a name, and the results match onnxruntime."""
+    import onnxruntime as ort
+
+    from ember.compiler.onnx_control import lower_control_flow
+    from ember.compiler.ort_compat import for_onnxruntime
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond"]),
+         helper.make_node("Add", ["v_in", "x"], ["out1"]),
+         helper.make_node("Identity", ["out1"], ["scan"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", F, [2])],
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("out1", F, [2]),
+         helper.make_tensor_value_info("scan", F, [2])])
+    scan_body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "a"], ["out0"]),
+         helper.make_node("Identity", ["out0"], ["row"])], "scan_body",
+        [helper.make_tensor_value_info("s_in", F, [2]),
+         helper.make_tensor_value_info("a", F, [2])],
+        [helper.make_tensor_value_info("out0", F, [2]),
+         helper.make_tensor_value_info("row", F, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["M", "c", "v0"], ["v", "s"], body=body, name="L"),
+         helper.make_node("Loop", ["M", "c", "v"], ["w", "t"], body=body),
+         helper.make_node("Scan", ["w", "t"], ["y", "rows"], body=scan_body,
+                          num_scan_inputs=1, name="S")], "g",
+        [helper.make_tensor_value_info("x", F, [2]), helper.make_tensor_value_info("v0", F, [2])],
+        [helper.make_tensor_value_info("y", F, [2]),
+         helper.make_tensor_value_info("rows", F, None),
+         helper.make_tensor_value_info("s", F, None)],
+        [helper.make_tensor("M", TensorProto.INT64, [], [3]),
+         helper.make_tensor("c", TensorProto.BOOL, [], [True])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    lowered = lower_control_flow(model)
+    names = [o for n in lowered.graph.node for o in n.output if o] + \
+        [t.name for t in lowered.graph.initializer]
+    assert len(names) == len(set(names))
+    feed = {"x": np.array([1, 2], np.float32), "v0": np.array([10, 20], np.float32)}
+    got = _run_all(model, feed)
+    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+    for name, value in zip(("y", "rows", "s"), want, strict=True):
+        np.testing.assert_allclose(got[name], value)
