@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from ember.codegen import progress
+from ember.compiler.onnx_control import NOT_FOLDED
 from ember.compiler.ort_compat import max_ir_version
 from ember.errors import EmberError
 from ember.runtime.trt_types import Numbered
@@ -669,9 +670,6 @@ def int8_model(model: onnx.ModelProto, calibrator: IInt8Calibrator | None, *,
                         exclude)
 
 
-# operators whose result is not a function of their inputs
-_NOT_FOLDED = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-               "Multinomial", "Bernoulli", "Dropout")
 
 
 def fold_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -689,7 +687,7 @@ def fold_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     values: dict[str, np.ndarray] = {}
     kept = []
     for node in graph.node:
-        if node.domain not in ("", "ai.onnx") or node.op_type in _NOT_FOLDED \
+        if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDED \
                 or node.attribute and any(a.type == onnx.AttributeProto.GRAPH
                                           for a in node.attribute) \
                 or not all(not i or i in constant for i in node.input):

@@ -34,6 +34,9 @@ import numpy as np
 from onnx import GraphProto, ModelProto, NodeProto, helper, numpy_helper
 
 _MAX_ELEMENTS = 1 << 16  # constants folded to decide conditions are small
+# operators whose result is not a function of their inputs: never evaluated at build time
+NOT_FOLDED = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+              "Multinomial", "Bernoulli", "Dropout")
 _MAX_ROUNDS = 16  # nested control flow resolved one level per round
 MAX_UNROLL = 1024  # iterations of one Loop unrolled at most
 _MAX_UNROLLED_NODES = 100_000  # nodes one unrolled Loop may add
@@ -327,8 +330,8 @@ def constant_values(graph: GraphProto, shapes: dict[str, list[int]] | None = Non
                     seed: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The values of the graph's small constants (at most 65536 elements): initializers,
     Constant nodes, Shape and Size of tensors of static `shapes`, and the nodes (not If, Loop,
-    Scan) whose inputs are all such, evaluated with onnx.reference; `seed`: values known
-    besides (a Loop body's cond_in)."""
+    Scan, nor the random ones of NOT_FOLDED) whose inputs are all such, evaluated with
+    onnx.reference; `seed`: values known besides (a Loop body's cond_in)."""
     shapes = shapes or {}
     from onnx.reference import ReferenceEvaluator
 
@@ -337,7 +340,8 @@ def constant_values(graph: GraphProto, shapes: dict[str, list[int]] | None = Non
              if t.name not in inputs and math.prod(t.dims) <= _MAX_ELEMENTS}
     known.update(seed or {})
     for node in graph.node:
-        if node.op_type in ("If", "Loop", "Scan") or node.domain not in ("", "ai.onnx"):
+        if node.op_type in ("If", "Loop", "Scan", *NOT_FOLDED) \
+                or node.domain not in ("", "ai.onnx"):
             continue
         if node.op_type in ("Shape", "Size") and node.input and node.input[0] in shapes:
             dims = shapes[node.input[0]]
@@ -362,4 +366,4 @@ def constant_values(graph: GraphProto, shapes: dict[str, list[int]] | None = Non
     return known
 
 
-__all__ = ["MAX_UNROLL", "constant_values", "lower_control_flow"]
+__all__ = ["MAX_UNROLL", "NOT_FOLDED", "constant_values", "lower_control_flow"]

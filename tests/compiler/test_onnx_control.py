@@ -348,3 +348,18 @@ def test_body_tensors_named_like_what_the_unrolling_makes_and_twin_node_names():
                                 providers=["CPUExecutionProvider"]).run(None, feed)
     for name, value in zip(("y", "rows", "s"), want, strict=True):
         np.testing.assert_allclose(got[name], value)
+
+
+def test_a_condition_on_a_random_value_is_not_decided_at_build_time():
+    """RandomUniform has no inputs, but its value is not a constant: an If on it stays a
+    run-time If (here if-converted: both branches, a Where picking per run)."""
+    from ember.compiler.onnx_control import constant_values, lower_control_flow
+
+    cond = [helper.make_node("RandomUniform", [], ["u"], shape=[1], seed=1.0),
+            helper.make_node("Greater", ["u", "half"], ["c"])]
+    model = _model(cond)
+    model.graph.initializer.append(helper.make_tensor("half", F, [], [0.5]))
+    known = constant_values(model.graph)
+    assert "u" not in known and "c" not in known
+    ops = [n.op_type for n in lower_control_flow(model).graph.node]
+    assert "Where" in ops and "If" not in ops and "RandomUniform" in ops
