@@ -10,7 +10,10 @@ what the others do: its output (poisoned with NaN before it runs) is compared wi
 first candidate that ran (the cost model's choice); one with unwritten or non-finite elements,
 or more than `AGREEMENT` rel-L2 away, is rejected and counted. Results are kept in the build's
 timing cache (`codegen/timing_cache.py`: keyed by kernel signature and by GPU, compute
-capability, NVRTC and ember versions), so rebuilding a model times nothing twice.
+capability, NVRTC and ember versions), so rebuilding a model times nothing twice. Each
+candidate's outcome (its time, or why it has none) is kept with the choice (`Tuning.times`, and
+in the cache entry): select-tactics records it on the kernel op (`tactic_times_us`), and
+`ember inspect PLAN --explain LAYER` shows what the choice beat, by how much.
 `time_kernels` times whole kernels (the fastest of their tactics) for choose-formats, which
 compares a kernel's formats by their times. Both report their progress (`codegen/progress.py`):
 a step per candidate kernel compiled and per kernel timed.
@@ -18,6 +21,7 @@ a step per candidate kernel compiled and per kernel timed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +86,10 @@ class Tuning:
         default_factory=lambda: {"steps": 0, "timed": 0, "cached": 0, "failed": 0,
                                  "rejected": 0})
     choices: list[tuple[int, tuple, dict]] = field(default_factory=list)
+    # (step index, slot) -> each candidate's outcome, in the candidates' order: (tactic, its
+    # time in microseconds, or "failed" / "rejected" / "did not compile" / "from the timing
+    # cache" where there is no time); `ember inspect --explain` shows what the choice beat
+    times: dict[tuple[int, tuple], list[tuple[dict, float | str]]] = field(default_factory=dict)
 
 
 def _emits(step: dict[str, Any], tactic: dict, symbols: dict) -> bool:
@@ -255,6 +263,7 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
             if cached is not None and cached.get("tactic") in options:
                 # the template's own dict (its key order: the IR and the plan print it)
                 tuning.choices.append((index, slot, options[options.index(cached["tactic"])]))
+                tuning.times[(index, slot)] = _cached_times(cached, options)
                 stats["cached"] += 1
                 continue
             key = kernel_key(kind, step["template"], step["params"])
@@ -280,10 +289,12 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
         for step, index, slot, kind, emitted in todo:
             best: tuple[float, dict] | None = None
             reference: np.ndarray | None = None
+            outcome: list[tuple[dict, float | str]] = []
             operands = _buffers(step, cuda, rng, stream)
             outputs = _outputs(step)
             for tactic, name, spec in emitted:
                 if name not in compiled:  # did not compile: not a candidate here
+                    outcome.append((tactic, "did not compile"))
                     continue
                 try:
                     module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
@@ -299,25 +310,44 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
                         module.unload()
                 except EmberError:  # a candidate that cannot run here (resources): not chosen
                     stats["failed"] += 1
+                    outcome.append((tactic, "failed"))
                     timed.step()
                     continue
                 stats["timed"] += 1
                 timed.step()
                 if disagreement(out, reference) is not None:  # computes something else
                     stats["rejected"] += 1
+                    outcome.append((tactic, "rejected"))
                     continue
+                outcome.append((tactic, ms * 1e3))
                 reference = out if reference is None else reference
                 if best is None or ms < best[0]:
                     best = (ms, tactic)
+            twin_slots = twins[kernel_key(kind, step["template"], step["params"])]
+            for i, sl, _ in [(index, slot, None), *twin_slots]:
+                tuning.times[(i, sl)] = outcome
             if best is None:  # none ran: the cost model's choice stands
                 continue
             tuning.choices.append((index, slot, best[1]))
-            tuning.choices += [(i, sl, best[1]) for i, sl, opts in
-                               twins[kernel_key(kind, step["template"], step["params"])]
+            tuning.choices += [(i, sl, best[1]) for i, sl, opts in twin_slots
                                if best[1] in opts]
-            cache.put(kind, step, {"tactic": best[1], "ms": float(best[0])})
+            cache.put(kind, step, {"tactic": best[1], "ms": float(best[0]),
+                                   "times": [[t, v] for t, v in outcome]})
     cache.close()
     return tuning
+
+
+def _cached_times(cached: dict, options: list[dict]) -> list[tuple[dict, float | str]]:
+    """A timing-cache entry's outcome per candidate: the times it recorded (so a warm build
+    explains its choice as the cold one did), else the chosen one's time alone."""
+    recorded = cached.get("times")
+    if isinstance(recorded, list):
+        known = {json.dumps(t, sort_keys=True): v for t, v in recorded
+                 if isinstance(t, dict) and isinstance(v, float | str)}
+        return [(t, known.get(json.dumps(t, sort_keys=True), "not timed")) for t in options]
+    ms = cached.get("ms")
+    return [(t, float(ms) * 1e3 if t == cached["tactic"] and isinstance(ms, float)
+             else "from the timing cache") for t in options]
 
 
 def time_kernels(steps: list[dict[str, Any]], arch: str) -> list[float | None]:

@@ -28,6 +28,7 @@ would replace the choice they make).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -129,6 +130,10 @@ AUTOTUNE_COUNTS = "ember.autotune"  # module attribute: the autotuner's counts, 
 # (the cost model's order, its choice first), and "autotune" where the GPU's timing chose
 CANDIDATES_ATTR = "tactic_candidates"
 CHOSEN_BY_ATTR = "tactic_chosen_by"
+# the autotuner's outcome for each of `tactic_candidates`, in their order: microseconds, or why
+# there is no time ("failed", "rejected", "did not compile", "from the timing cache", "not
+# timed")
+TIMES_ATTR = "tactic_times_us"
 
 
 def within_workspace(template: str, params: dict, options: list[dict], limit: int
@@ -180,6 +185,14 @@ def _autotune(module: ModuleOp, arch: str, workspace: int = -1) -> None:
                       "params": json_value(params), "origin": origin_of(op)})
     tuning = autotune({"steps": steps, "symbols": {k: list(v) for k, v in ranges.items()}},
                       arch, workspace)
+    for (index, slot), outcome in tuning.times.items():
+        candidates = kernels[index].attributes.get(CANDIDATES_ATTR)
+        if slot != ("tactic",) or candidates is None:
+            continue
+        got = {json.dumps(t, sort_keys=True): v for t, v in outcome}
+        kernels[index].attributes[TIMES_ATTR] = to_attribute(
+            [got.get(json.dumps(c, sort_keys=True), "not timed")
+             for c in attribute_value(candidates)])
     small: dict[int, dict[str, dict]] = {}
     for index, slot, tactic in tuning.choices:
         if slot == ("tactic",):

@@ -16,7 +16,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation
 
-from ember.codegen.select_tactics import CANDIDATES_ATTR, CHOSEN_BY_ATTR
+from ember.codegen.select_tactics import CANDIDATES_ATTR, CHOSEN_BY_ATTR, TIMES_ATTR
 from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import LaunchOp
 from ember.dialects.origin import origin_of
@@ -24,10 +24,6 @@ from ember.passes.assign_precision import POLICY_ATTR
 from ember.passes.format_choice import FORMAT_ATTR, FORMAT_COSTS_ATTR, SUMMARY_ATTR
 
 SECTION = "explain"
-# the autotuner's time of each of `tactic_candidates` (microseconds, in their order; a string
-# where a candidate failed or was rejected): the hook for select-tactics to record them once
-# codegen/autotune.py's Tuning reports them (today it reports the winner only)
-TIMES_ATTR = "tactic_times_us"
 VERSION = 1
 
 

@@ -164,27 +164,29 @@ def test_inspect_plan_as_a_user_runs_it(cnn_plan):
     assert "\n  beat: " in done.stdout
 
 
-def test_explain_shows_measured_tactic_times():
-    """An autotuned kernel's candidates with the times the autotuner measured (the section as
-    select-tactics' `tactic_times_us` fills it; no GPU here, so the section is written by hand)."""
-    config = precision_config(BuilderConfig(target_arch="sm_90"), fp16=True,
-                              layer_precisions="fc:fp32")
-    manifest, sections = build_model(small_cnn(), config)
-    reasons = json.loads(sections["explain"])
-    tactic = reasons["steps"][MATMUL]["tactic"]
-    n = len(tactic["candidates"])
-    tactic["by"] = "autotune"
-    tactic["chosen"] = tactic["candidates"][1]  # the GPU disagreed with the cost model
-    tactic["times_us"] = [5.0, 3.25, *(["rejected"] if n > 2 else []), *[9.0] * (n - 3)]
-    plan = plan_bytes(manifest, {**sections, "explain": json.dumps(reasons).encode()})
-    from ember.runtime.inspector import tactic_text
+def test_explain_shows_measured_tactic_times(tmp_path, monkeypatch):
+    """An autotuned kernel's candidates with the times the autotuner measured (select-tactics'
+    `tactic_times_us`; the stand-in GPU of test_timing_cache times each candidate by its
+    name), the chosen one the fastest; a warm build (from the timing cache, which keeps every
+    candidate's outcome) explains it the same way (test_timing_cache checks the plans are the
+    same but for the autotuner's counts)."""
+    from tests.api.test_timing_cache import _config, _mlp, _stand_in
 
-    e = PlanReport(plan).explain(MATMUL)["tactic"]
-    first, second = (tactic_text(t) for t in tactic["candidates"][:2])
-    assert e["why"].endswith(f"kept the fastest that computes what the reference candidate "
-                             f"does: {second} (3.25 us)")
-    assert e["beat"][0] == f"{first} (5.00 us)" and e["beat"][1].endswith("(rejected)")
-    assert "rank" not in e and e["times_us"][second] == 3.25
+    _stand_in(tmp_path, monkeypatch)
+    config = _config()
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    plan = plan_bytes(*build_model(_mlp().SerializeToString(), config))
+    report = PlanReport(plan)
+    index = next(i for i, s in enumerate(report.manifest["steps"]) if s["template"] == "matmul")
+    e = report.explain(index)["tactic"]
+    times = e["times_us"]
+    assert len(times) >= 2 and all(isinstance(t, float) for t in times.values())
+    fastest = min(times, key=times.get)
+    assert e["chosen"] == fastest
+    assert e["why"].endswith(f"does: {fastest} ({times[fastest]:.2f} us)")
+    assert all(b.endswith(" us)") for b in e["beat"])
+    warm = plan_bytes(*build_model(_mlp().SerializeToString(), config))
+    assert PlanReport(warm).explain(index)["tactic"] == e
 
 
 @pytest.mark.cuda
