@@ -34,6 +34,7 @@ _LAZY = {
     "CalibrationAlgoType": "ember.compiler.calibrate",
     "NetworkDefinitionCreationFlag": "ember.compiler.trt_names",
     "MemoryPoolType": "ember.compiler.trt_names",
+    "DeviceType": "ember.compiler.trt_names",
     "ErrorCode": "ember.compiler.trt_names",
     "ParserError": "ember.compiler.trt_names",
     "IParserError": "ember.compiler.trt_names:ParserError",

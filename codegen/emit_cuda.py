@@ -5,11 +5,14 @@ kernel; the plan (codegen/plan_kernels.py), the autotuner and this pass all emit
 After the pass every `kernel.launch` / `kernel.elementwise` is followed by a `kernel.cuda` op
 holding its kernel's name, launch geometry and source (the op's own, rerunning the pass replaces
 them), or, where its template has no CUDA kernel for it, carries `cuda_fallback = "<reason>"`
-(the plan runs that step on the host). A conv/matmul with symbolic sizes also gets kernels for
-the profile's small shapes (each a `kernel.cuda` with `when`: symbol -> the largest value it
-runs for), most specific first, with the autotuner's `small_tactics` where it timed them. The
-symbols' ranges are the module's profile (`ember.symbols`) unless the `symbols` option gives
-them. The packer compiles these kernels as they stand (compiler/pack.py).
+(the plan runs that step on the host). A kernel with an ONNX node of `host` (a comma list: the
+build's CPU placements, `config.set_device_type(layer, DeviceType.CPU)`) gets no kernel and
+carries `placed = "cpu: <node>"`: the plan runs it on the host, as a fallback. A conv/matmul
+with symbolic sizes also gets kernels for the profile's small shapes (each a `kernel.cuda` with
+`when`: symbol -> the largest value it runs for), most specific first, with the autotuner's
+`small_tactics` where it timed them. The symbols' ranges are the module's profile
+(`ember.symbols`) unless the `symbols` option gives them. The packer compiles these kernels as
+they stand (compiler/pack.py).
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ def parse_symbol_ranges(text: str) -> dict[str, tuple[int, int, int]]:
     return out
 
 
+PLACED_ATTR = "placed"  # a kernel op the build placed on the host: "cpu: <its nodes>"
+
+
 @dataclass(frozen=True)
 class EmitCuda(ModulePass):
     """`symbols`: each symbolic size's range, "N=1:8:64,..." (min:opt:max), as a build's
@@ -131,9 +137,12 @@ class EmitCuda(ModulePass):
 
     name = "emit-cuda"
     symbols: str = ""
+    host: str = ""
+    """ONNX node names whose kernels run on the host (comma-separated)"""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         bounds = parse_symbol_ranges(self.symbols) if self.symbols else symbol_ranges(module)
+        host = {n for n in self.host.split(",") if n}
         for op in [op for op in module.walk() if isinstance(op, CudaOp)]:
             Rewriter.erase_op(op)
         for fn in module.ops:
@@ -141,6 +150,12 @@ class EmitCuda(ModulePass):
                 continue
             kernels = [op for op in fn.body.block.ops if isinstance(op, LaunchOp | ElementwiseOp)]
             for index, op in enumerate(kernels):
+                op.attributes.pop(PLACED_ATTR, None)
+                placed = [n for n in origin_of(op) if n in host]
+                if placed:  # the host runs it: no kernel
+                    op.attributes.pop("cuda_fallback", None)
+                    op.attributes[PLACED_ATTR] = StringAttr(f"cpu: {', '.join(placed)}")
+                    continue
                 _emit(op, index, bounds)
 
 

@@ -29,6 +29,7 @@ from ember.compiler.pack import pack
 from ember.compiler.pipeline import AfterPass, resolve_passes, run_passes
 from ember.compiler.progress import check_monitor
 from ember.compiler.trt_names import (
+    DeviceType,
     ErrorCode,
     MemoryPoolType,
     NetworkDefinitionCreationFlag,
@@ -214,7 +215,7 @@ class OptimizationProfile(ContextManaged):
 # TensorRT config attributes ember does not have, and why (setting one is an error naming it)
 _NOT_CONFIG = {
     "algorithm_selector": "tactics are chosen by ember's autotuner (autotune, forced_tile)",
-    "default_device_type": "ember has no DLA", "DLA_core": "ember has no DLA",
+    "DLA_core": "ember has no DLA",
     "engine_capability": "ember builds the standard engine capability only",
     "builder_optimization_level": "ember's optimization switch is BuilderConfig.optimize "
     "(and `pipeline`)",
@@ -276,6 +277,9 @@ class BuilderConfig(ContextManaged):
     # TensorRT's memory pools (set_memory_pool_limit): bytes by MemoryPoolType; a built plan
     # over a limit is refused, naming the kernels
     memory_pool_limits: dict[MemoryPoolType, int] = field(default_factory=dict)
+    # TensorRT's per-layer placement (set_device_type), by ONNX node name: DeviceType.CPU runs
+    # the layer's kernels on the host (emit-cuda's `host`); the default device is the GPU
+    device_types: dict[str, DeviceType] = field(default_factory=dict)
     # ember's plans always keep every layer's detail (the inspector's JSON): DETAILED only
     profiling_verbosity: ProfilingVerbosity = ProfilingVerbosity.DETAILED
     # the timing cache the autotuner reads and extends (set_timing_cache); None: the default
@@ -383,6 +387,53 @@ class BuilderConfig(ContextManaged):
 
     def get_timing_cache(self) -> TimingCache | None:
         return self.timing_cache
+
+    @property
+    def default_device_type(self) -> DeviceType:
+        """Where layers without a device of their own run: the GPU (a CPU plan is a build
+        without target_arch)."""
+        return DeviceType.GPU
+
+    @default_device_type.setter
+    def default_device_type(self, device: DeviceType) -> None:
+        if device is not DeviceType.GPU:
+            raise UnsupportedError(
+                f"default_device_type = {device!r}: only DeviceType.GPU (for a plan that runs "
+                "on the CPU, build without target_arch; place single layers with "
+                "set_device_type)")
+
+    def set_device_type(self, layer: Any, device_type: DeviceType) -> None:
+        """Run `layer` (an ILayer, or an ONNX node name) on `device_type`: GPU, or CPU (its
+        kernels run on the host inside the GPU plan, with copies around them; a kernel fused
+        from several layers runs on the host if any of them is placed there). DLA is an
+        error."""
+        if not isinstance(device_type, DeviceType):
+            raise EmberError(f"set_device_type: {device_type!r} is not a DeviceType")
+        if device_type is DeviceType.DLA:
+            raise UnsupportedError("DeviceType.DLA is not implemented (ember has no DLA; "
+                                   "DeviceType.CPU runs a layer on the host)")
+        self.device_types[_layer_name(layer, "set_device_type")] = device_type
+
+    def get_device_type(self, layer: Any) -> DeviceType:
+        return self.device_types.get(_layer_name(layer, "get_device_type"), DeviceType.GPU)
+
+    def is_device_type_set(self, layer: Any) -> bool:
+        return _layer_name(layer, "is_device_type_set") in self.device_types
+
+    def reset_device_type(self, layer: Any) -> None:
+        self.device_types.pop(_layer_name(layer, "reset_device_type"), None)
+
+    def can_run_on(self, layer: Any, device_type: DeviceType) -> bool:
+        """GPU and CPU: every layer (a layer without a CUDA kernel runs on the host); DLA:
+        none."""
+        _layer_name(layer, "can_run_on")
+        if not isinstance(device_type, DeviceType):
+            raise EmberError(f"can_run_on: {device_type!r} is not a DeviceType")
+        return device_type is not DeviceType.DLA
+
+    def host_layers(self) -> list[str]:
+        """The ONNX nodes placed on the CPU, sorted."""
+        return sorted(n for n, d in self.device_types.items() if d is DeviceType.CPU)
 
     def get_memory_pool_limit(self, pool: MemoryPoolType) -> int:
         """The limit set, else "no limit": 2**63 - 1 (TensorRT gives the GPU's memory)."""
@@ -510,7 +561,9 @@ _IO_FORMATS = {**{f: f for f in formats.FORMATS}, **formats.ALIASES}
 
 
 _NO_LIMIT = 2**63 - 1
-_CONFIG_NAMES = frozenset(f.name for f in dataclasses.fields(BuilderConfig))
+# the fields, and the properties with a setter of their own
+_CONFIG_NAMES = frozenset(f.name for f in dataclasses.fields(BuilderConfig)) | {
+    "default_device_type"}
 
 
 def _refuse_attribute(obj: object, name: str, why: str = "") -> None:
@@ -939,16 +992,27 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
     return packed.manifest.to_json(), sections
 
 
+def _layer_name(layer: Any, where: str) -> str:
+    """An ILayer's name, or an ONNX node name given as a string."""
+    name = layer if isinstance(layer, str) else getattr(layer, "name", None)
+    if not isinstance(name, str) or not name:
+        raise EmberError(f"{where}: {layer!r} is neither a layer nor a node name")
+    return name
+
+
 def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:
-    """Per-layer precisions must name nodes of the model (a typo is never ignored)."""
-    names = [n for n in config.layer_precisions] + [n for n, _ in config.layer_output_types]
+    """Per-layer precisions and placements must name nodes of the model (a typo is never
+    ignored)."""
+    names = [n for n in config.layer_precisions] + [n for n, _ in config.layer_output_types] \
+        + [n for n in config.device_types]
     if not names:
         return
     nodes = {n.name for n in model.graph.node}
     unknown = sorted({n for n in names if n not in nodes})
     if unknown:
-        raise EmberError(f"per-layer precision names {', '.join(repr(n) for n in unknown)}, "
-                         "which the model has no node of (layers are named by ONNX node name)")
+        raise EmberError(f"per-layer precision or placement names "
+                         f"{', '.join(repr(n) for n in unknown)}, which the model has no node "
+                         "of (layers are named by ONNX node name)")
 
 
 def _should_autotune(config: BuilderConfig) -> bool:
@@ -1073,6 +1137,15 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         passes.append(make("plan-memory"))
     if config.target_arch is not None and "emit-cuda" not in names:
         passes.append(make("emit-cuda"))
+    host = config.host_layers()
+    if host:
+        if config.target_arch is None:
+            raise EmberError(f"set_device_type(..., DeviceType.CPU) for {', '.join(host)}: a "
+                             "build without target_arch runs every layer on the CPU already")
+        from ember.codegen.emit_cuda import EmitCuda
+
+        passes = [EmitCuda(symbols=p.symbols, host=",".join(host)) if isinstance(p, EmitCuda)
+                  else p for p in passes]
     return passes
 
 

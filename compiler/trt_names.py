@@ -40,6 +40,16 @@ def network_flags(flags: int) -> frozenset[NetworkDefinitionCreationFlag]:
     return frozenset(members)
 
 
+class DeviceType(Numbered):
+    """Where a layer runs (`config.set_device_type(layer, device)`): GPU, or — ember's
+    counterpart of TensorRT's DLA, which it has not — the CPU, whose steps run on the host
+    inside a GPU plan with copies to and from the device around them. DLA is an error."""
+
+    GPU = 0
+    DLA = 1
+    CPU = 2
+
+
 class MemoryPoolType(Numbered):
     """`config.set_memory_pool_limit(pool, bytes)`. WORKSPACE bounds the plan's kernel scratch
     memory (split-K partial sums: `engine.workspace_bytes`); a plan over it is refused, naming
@@ -127,5 +137,5 @@ class ParserError:
     __repr__ = __str__
 
 
-__all__ = ["ErrorCode", "MemoryPoolType", "NetworkDefinitionCreationFlag", "ParserError",
-           "network_flags"]
+__all__ = ["DeviceType", "ErrorCode", "MemoryPoolType", "NetworkDefinitionCreationFlag",
+           "ParserError", "network_flags"]

@@ -239,6 +239,14 @@ class EngineInspector:
         lines += [f"plugin: {p['plugin']} version {p['version']} ({', '.join(p['layers'])}; "
                   f"numpy reference {'registered' if p['reference'] else 'not registered'} "
                   "in this process)" for p in used]
+        host = [info for info in layers if info["device"] == "cpu"] if self._cuda_plan else []
+        if host:  # a GPU plan's host steps, and the copies the executor makes around each
+            placed = sum(str(info.get("fallback", "")).startswith("placed on the CPU")
+                         for info in host)
+            lines.append(f"host steps: {len(host)} ({placed} placed on the CPU, "
+                         f"{len(host) - placed} without a CUDA kernel); copies per run: "
+                         f"{sum(len(i['inputs']) for i in host)} device->host, "
+                         f"{sum(len(i['outputs']) for i in host)} host->device")
         lines += [f"reformats: {reformats}", f"kernels: {len(layers)}"]
         return "\n".join(lines) + "\n"
 

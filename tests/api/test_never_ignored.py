@@ -128,6 +128,7 @@ SETTINGS = {
     "memory_pool_limits": (_gpu, {trt.MemoryPoolType.WORKSPACE: 0}),
     "profiling_verbosity": (BuilderConfig, trt.ProfilingVerbosity.NONE),
     "int8_calibrator": (BuilderConfig, trt.IInt8MinMaxCalibrator()),
+    "device_types": (_gpu, {"conv": trt.DeviceType.CPU}),
 }
 # settings whose effect is vacuous in the base builds here, and why
 VACUOUS = {
@@ -174,8 +175,7 @@ def test_gpu_settings_in_a_cpu_build_are_refused():
             trt.Builder().build_serialized_network(network, BuilderConfig(**setting))
 
 
-TRT_CONFIG_ATTRIBUTES = ["algorithm_selector",
-                         "default_device_type", "DLA_core", "engine_capability",
+TRT_CONFIG_ATTRIBUTES = ["algorithm_selector", "DLA_core", "engine_capability",
                          "builder_optimization_level", "max_aux_streams", "avg_timing_iterations",
                          "hardware_compatibility_level", "no_such_setting"]
 

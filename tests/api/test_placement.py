@@ -1,0 +1,109 @@
+"""TensorRT's per-layer placement with ember's CPU as the second device: `config.set_device_type
+(layer, DeviceType.CPU)` runs that layer's kernels on the host inside a GPU plan (emit-cuda's
+`host` option, printed in the pipeline; `placed` on the kernel op), the layer table shows where
+each runs and the copies; DLA, a CPU default and unknown layers are errors naming them. On a
+GPU, a model with its middle third on the CPU matches the all-GPU plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember.compiler.builder import BuilderConfig, build_model, pipeline_for
+from ember.compiler.pipeline import pipeline_text
+from ember.errors import EmberError, UnsupportedError
+from ember.runtime.cuda import cuda_available
+from ember.runtime.engine import Runtime
+from ember.runtime.inspector import layer_table
+from ember.runtime.plan import plan_bytes
+from tests.onnx_cases import small_cnn
+
+MIDDLE = ("pool", "gap")  # small_cnn's nodes: conv relu pool gap flatten fc softmax
+
+
+def _placed(arch: str = "sm_90") -> BuilderConfig:
+    config = BuilderConfig(target_arch=arch, autotune=False)
+    for node in MIDDLE:
+        config.set_device_type(node, ember.DeviceType.CPU)
+    return config
+
+
+def test_placed_layers_run_on_the_host_and_the_table_says_so():
+    config = _placed()
+    assert config.get_device_type("pool") is ember.DeviceType.CPU
+    assert config.is_device_type_set("gap") and not config.is_device_type_set("fc")
+    assert config.get_device_type("fc") is ember.DeviceType.GPU
+    assert 'emit-cuda{symbols="" host="gap,pool"}' in pipeline_text(pipeline_for(config))
+    stages = {}
+    manifest, sections = build_model(small_cnn(), config,
+                                     after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    assert 'placed = "cpu: pool"' in stages["emit-cuda"]
+    where = {tuple(s["origin"]): (s.get("device"), s.get("fallback")) for s in manifest["steps"]}
+    assert where[("pool",)] == ("cpu", "placed on the CPU (set_device_type: pool)")
+    assert where[("gap",)] == ("cpu", "placed on the CPU (set_device_type: gap)")
+    assert all(d is None and "cuda" in s for s, (d, _) in zip(manifest["steps"], where.values(),
+                                                             strict=True)
+               if not set(s["origin"]) & set(MIDDLE))
+    table = layer_table(manifest)
+    rows = {line.split()[0]: line for line in table.splitlines()[1:] if "_" in line.split()[0]}
+    assert " host " in rows["pool_1"] and " gpu " in rows["conv_0"]
+    # pool reads conv's output and writes gap's input; gap writes fc's: 2 in, 2 out
+    assert "host steps: 2 (2 placed on the CPU, 0 without a CUDA kernel); copies per run: " \
+           "2 device->host, 2 host->device" in table
+    # the same results as the plan without placement (the CPU executor runs both)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    plain = build_model(small_cnn(), BuilderConfig(target_arch="sm_90", autotune=False))
+
+    def run(built):
+        return Runtime("cpu").deserialize_cuda_engine(plan_bytes(*built)) \
+            .create_execution_context().execute({"x": x})["y"]
+
+    np.testing.assert_array_equal(run((manifest, sections)), run(plain))
+
+
+def test_layers_of_the_network_api_and_what_is_refused():
+    builder = ember.Builder()
+    network = builder.create_network()
+    assert ember.OnnxParser(network).parse(small_cnn().SerializeToString())
+    config = builder.create_builder_config()
+    layer = network.get_layer(0)
+    config.set_device_type(layer, ember.DeviceType.CPU)
+    assert config.get_device_type(layer.name) is ember.DeviceType.CPU
+    config.reset_device_type(layer)
+    assert not config.is_device_type_set(layer)
+    assert config.can_run_on(layer, ember.DeviceType.CPU) and \
+        not config.can_run_on(layer, ember.DeviceType.DLA)
+    assert config.default_device_type is ember.DeviceType.GPU
+    with pytest.raises(UnsupportedError, match="DeviceType.DLA is not implemented"):
+        config.set_device_type(layer, ember.DeviceType.DLA)
+    with pytest.raises(UnsupportedError, match="only DeviceType.GPU"):
+        config.default_device_type = ember.DeviceType.CPU
+    with pytest.raises(EmberError, match="neither a layer nor a node name"):
+        config.set_device_type(3, ember.DeviceType.CPU)
+    bad = BuilderConfig(target_arch="sm_90", autotune=False)
+    bad.set_device_type("nosuchnode", ember.DeviceType.CPU)
+    with pytest.raises(EmberError, match="placement names 'nosuchnode'"):
+        build_model(small_cnn(), bad)
+    cpu = BuilderConfig()
+    cpu.set_device_type("pool", ember.DeviceType.CPU)
+    with pytest.raises(EmberError, match="a build without target_arch runs every layer"):
+        build_model(small_cnn(), cpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_the_middle_third_on_the_cpu_matches_the_all_gpu_plan():
+    from ember.compiler.builder import detect_arch
+
+    arch = detect_arch()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+    def run(config):
+        engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(*build_model(small_cnn(),
+                                                                                 config)))
+        return engine.create_execution_context().execute({"x": x})["y"]
+
+    np.testing.assert_allclose(run(_placed(arch)),
+                               run(BuilderConfig(target_arch=arch, autotune=False)),
+                               rtol=1e-5, atol=1e-6)
