@@ -35,6 +35,7 @@ _LAZY = {
     "NetworkDefinitionCreationFlag": "ember.compiler.trt_names",
     "MemoryPoolType": "ember.compiler.trt_names",
     "DeviceType": "ember.compiler.trt_names",
+    "HardwareCompatibilityLevel": "ember.compiler.trt_names",
     "ErrorCode": "ember.compiler.trt_names",
     "ParserError": "ember.compiler.trt_names",
     "IParserError": "ember.compiler.trt_names:ParserError",

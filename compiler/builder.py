@@ -31,6 +31,7 @@ from ember.compiler.progress import check_monitor
 from ember.compiler.trt_names import (
     DeviceType,
     ErrorCode,
+    HardwareCompatibilityLevel,
     MemoryPoolType,
     NetworkDefinitionCreationFlag,
     ParserError,
@@ -220,7 +221,6 @@ _NOT_CONFIG = {
     "builder_optimization_level": "ember's optimization switch is BuilderConfig.optimize "
     "(and `pipeline`)",
     "max_aux_streams": "plans run on one stream",
-    "hardware_compatibility_level": "plans are built for one GPU arch (target_arch)",
     "runtime_platform": "plans run on the platform they were built on",
     "avg_timing_iterations": "the autotuner's repeat count is its own",
     "plugins_to_serialize": "a plan carries its plugins' kernels, never plugin libraries",
@@ -280,6 +280,9 @@ class BuilderConfig(ContextManaged):
     # TensorRT's per-layer placement (set_device_type), by ONNX node name: DeviceType.CPU runs
     # the layer's kernels on the host (emit-cuda's `host`); the default device is the GPU
     device_types: dict[str, DeviceType] = field(default_factory=dict)
+    # TensorRT's hardware compatibility: AMPERE_PLUS builds sm_80 code (whatever target_arch
+    # names: it says a GPU build) that runs on any GPU from sm_80 up; see the enum
+    hardware_compatibility_level: HardwareCompatibilityLevel = HardwareCompatibilityLevel.NONE
     # ember's plans always keep every layer's detail (the inspector's JSON): DETAILED only
     profiling_verbosity: ProfilingVerbosity = ProfilingVerbosity.DETAILED
     # the timing cache the autotuner reads and extends (set_timing_cache); None: the default
@@ -312,6 +315,10 @@ class BuilderConfig(ContextManaged):
             if value is not None and not isinstance(value, TimingCache):
                 raise EmberError(f"BuilderConfig.timing_cache takes an ITimingCache "
                                  f"(config.create_timing_cache), not {type(value).__name__}")
+        elif name == "hardware_compatibility_level":
+            if not isinstance(value, HardwareCompatibilityLevel):
+                raise EmberError(f"BuilderConfig.hardware_compatibility_level takes a "
+                                 f"HardwareCompatibilityLevel, not {value!r}")
         elif name == "profiling_verbosity":
             if value is not ProfilingVerbosity.DETAILED:
                 raise UnsupportedError(
@@ -484,6 +491,14 @@ class BuilderConfig(ContextManaged):
             if given:
                 raise EmberError(f"BuilderConfig {', '.join(given)}: GPU builds only; this "
                                  "config builds a CPU plan (give target_arch)")
+        if self.hardware_compatibility_level is HardwareCompatibilityLevel.AMPERE_PLUS:
+            if self.target_arch is None:
+                raise EmberError("hardware_compatibility_level AMPERE_PLUS: a GPU build's "
+                                 "setting (give target_arch); a CPU plan runs anywhere")
+            if self.autotune:
+                raise EmberError("hardware_compatibility_level AMPERE_PLUS with autotune=True: "
+                                 "the autotuner times kernels for the GPU present; an ampere+ "
+                                 "plan's tactics are the cost model's, for any GPU from sm_80")
         if self.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):
             given = (["BuilderFlag.ERROR_ON_TIMING_CACHE_MISS"]
                      if self.get_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS) else [])
@@ -917,7 +932,7 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     `after_pass(index, pass, module)`: called after each pass (`run_passes`'), e.g. to read
     what a pass decided. `passes`: run these instead of `pipeline_for(config)` (`ember debug`
     edits that list; the packer still checks the result is a plan)."""
-    config = config or BuilderConfig()
+    config = _compatible(config or BuilderConfig())
     config.check()
     passes = pipeline_for(config) if passes is None else list(passes)
     with progress.listening(config.progress_monitor), timing_cache.using(
@@ -980,7 +995,8 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
         weight_refs: dict[int, str] = {}
         packed = pack(module, profiles=[p.shapes for p in config.profiles],
                       target_arch=config.target_arch, cpu_fallback=config.allow_cpu_fallback,
-                      weight_refs=weight_refs)
+                      weight_refs=weight_refs, compatible=config.hardware_compatibility_level
+                      is HardwareCompatibilityLevel.AMPERE_PLUS)
         sections = dict(packed.sections)
         if refit:
             from ember.compiler.refit_build import refit_sections
@@ -990,6 +1006,18 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
         packing.step()
     building.step()
     return packed.manifest.to_json(), sections
+
+
+AMPERE = "sm_80"  # the arch an AMPERE_PLUS build compiles for
+
+
+def _compatible(config: BuilderConfig) -> BuilderConfig:
+    """The config a build runs: an AMPERE_PLUS one for sm_80, with the cost model's tactics
+    (the packer then marks the plan "ampere+"); any other as it is."""
+    if config.hardware_compatibility_level is not HardwareCompatibilityLevel.AMPERE_PLUS \
+            or config.target_arch is None or config.autotune:
+        return config  # (check() refuses the last two)
+    return dataclasses.replace(config, target_arch=AMPERE, autotune=False)
 
 
 def _layer_name(layer: Any, where: str) -> str:
@@ -1057,6 +1085,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     from ember.passes import assign_layouts, make_pass
     from ember.passes.assign_precision import AssignPrecision
 
+    config = _compatible(config)  # an AMPERE_PLUS build's passes are sm_80's
     precision = config.precision_options()
     if config.target_arch is None:
         given = [f for f in ("sm_count", "forced_tile") if getattr(config, f) is not None]

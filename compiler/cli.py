@@ -55,7 +55,8 @@ def _build(args: argparse.Namespace) -> int:
               timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
               strip_weights=args.strip_weights, int8=args.int8,
               calib_data=args.calib_data, calibrator=args.calibrator,
-              calib_cache=args.calib_cache, report=args.report, **_precision(args))
+              calib_cache=args.calib_cache, report=args.report,
+              hardware_compatibility=args.hardware_compatibility, **_precision(args))
     return 0
 
 
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "prints the last stage again. Stage files already in DIR are removed")
     p.add_argument("--refit", action="store_true",
                    help="a refittable plan: `ember refit` gives it another model's weights")
+    p.add_argument("--hardware-compatibility", "--hardwareCompatibilityLevel",
+                   choices=["none", "ampere+", "sameComputeCapability"], default="none",
+                   help="ampere+: sm_80 code (no Hopper wgmma), run on any GPU from sm_80 up "
+                        "(JIT-compiling its PTX on another arch); the others: the --arch's "
+                        "compute capability (ember's plans always are)")
     p.add_argument("--strip-weights", "--stripWeights", action="store_true",
                    help="leave the refittable weights out of the plan (refit it from the "
                         "ONNX model at deployment: `ember refit`)")

@@ -77,7 +77,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           refit: bool = False, strip_weights: bool = False,
           int8: bool = False, calib_data: str | os.PathLike | None = None,
           calibrator: str | None = None, calib_cache: str | os.PathLike | None = None,
-          report: bool = False, **precision) -> dict:
+          report: bool = False, hardware_compatibility: str = "none", **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
     `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
@@ -89,7 +89,9 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     refittable weights (STRIP_PLAN), refit at deployment. `int8`: quantize (a model without
     Q/DQ nodes is calibrated on `calib_data`, an .npz or a folder of them, with `calibrator`
     "entropy" / "minmax" / "percentile", or from the cache file `calib_cache`, which a
-    calibration writes). `report` (with `int8`): print each output's and each quantized layer's
+    calibration writes). `hardware_compatibility`: "ampere+" (TensorRT's AMPERE_PLUS: sm_80
+    code that runs on any GPU from sm_80 up), "none" or "sameComputeCapability" (the arch's
+    own). `report` (with `int8`): print each output's and each quantized layer's
     error against FP32 after the build (`compiler/int8_report.py`; inputs: the first
     calibration batch, else seeded random ones of `shapes`/the model's shapes)."""
     from ember.codegen import timing_cache as tc
@@ -105,6 +107,11 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if timing_cache is not None:
         config.set_timing_cache(tc.load(timing_cache), ignore_mismatch=True)
     precision_config(config, **{"tf32": True, **precision})
+    levels = _compatibility_levels()
+    if hardware_compatibility not in levels:
+        raise EmberError(f"hardware compatibility {hardware_compatibility!r}: one of "
+                         f"{', '.join(levels)}")
+    config.hardware_compatibility_level = levels[hardware_compatibility]
     for flag, on in ((BuilderFlag.REFIT, refit), (BuilderFlag.STRIP_PLAN, strip_weights)):
         if on:
             config.set_flag(flag)
@@ -143,7 +150,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
               f"{manifest['arena_bytes'] / 2**20:.1f} MiB (activations "
               f"{manifest['activation_bytes'] / 2**20:.1f} MiB), weights "
               f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
-              f"{'CUDA ' + arch if arch else 'CPU only'}, {seconds:.2f} s\n")
+              f"{_target_text(manifest)}, {seconds:.2f} s\n")
     if manifest.get("symbols"):
         out.write("dynamic dims (min, opt, max; the arena is planned for max): " + ", ".join(
             f"{k} {tuple(v)}" for k, v in manifest["symbols"].items()) + "\n")
@@ -167,6 +174,22 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
                               _report_inputs(float_model, calib_data, shapes), config,
                               calibrated=calibrated))
     return manifest
+
+
+def _target_text(manifest: dict) -> str:
+    """"CUDA sm_90", "CUDA sm_80 (ampere+)" or "CPU only": what the plan's code runs on."""
+    target = manifest.get("target") or {}
+    if target.get("device") != "cuda":
+        return "CPU only"
+    compatible = f" ({target['compatibility']})" if target.get("compatibility") else ""
+    return f"CUDA {target.get('arch')}{compatible}"
+
+
+def _compatibility_levels() -> dict:
+    from ember.compiler.trt_names import HardwareCompatibilityLevel as Level
+
+    return {"none": Level.NONE, "ampere+": Level.AMPERE_PLUS,
+            "sameComputeCapability": Level.SAME_COMPUTE_CAPABILITY}
 
 
 def _quantized_for_report(model, config: BuilderConfig):

@@ -91,7 +91,9 @@ class PlanReport:
             return self.inspector.get_layer_information(layer) + "\n"
         h = self.header()
         target = h["target"] or {}
-        where = (f"CUDA {target.get('arch')} (NVRTC {'.'.join(map(str, target['nvrtc']))})"
+        where = (f"CUDA {target.get('arch')} (NVRTC {'.'.join(map(str, target['nvrtc']))}"
+                 + (f"; {target['compatibility']}: any GPU from {target.get('arch')} up"
+                    if target.get("compatibility") else "") + ")"
                  if target.get("device") == "cuda" and target.get("nvrtc")
                  else "CPU (any machine)")
         lines = [f"plan {self.path}: ember {h['ember_version']}, plan format "

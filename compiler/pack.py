@@ -27,7 +27,7 @@ from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
 from ember.dialects.symbol_ranges import symbol_ranges
 from ember.errors import CompileError, EmberError, UnsupportedError
-from ember.runtime.manifest_schema import CudaLaunch, Kernel, Manifest, Target
+from ember.runtime.manifest_schema import COMPATIBLE, CudaLaunch, Kernel, Manifest, Target
 from ember.runtime.plan import plan_bytes
 
 
@@ -44,13 +44,14 @@ class Packed:
 
 def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = None,
          target_arch: str | None = None, cpu_fallback: bool = True,
-         weight_refs: dict[int, str] | None = None) -> Packed:
+         weight_refs: dict[int, str] | None = None, compatible: bool = False) -> Packed:
     """The plan of a module at the kernel level. `profiles`: the optimization profiles, input
     name -> (min, opt, max) shapes, as the engine reports them (the symbols' ranges are the
     module's); `target_arch`: compile the CUDA kernels that emit-cuda recorded for it (None: a
     CPU-only plan); `cpu_fallback`: steps without a CUDA kernel (emit-cuda's `cuda_fallback`)
     run on the host rather than fail the build; `weight_refs`: filled with each weight
-    buffer's store name."""
+    buffer's store name; `compatible`: the plan's target is "ampere+" (hardware
+    compatibility: its sm_80 code runs on any GPU from sm_80 up)."""
     manifest, sections = build_plan(module, symbols=symbol_ranges(module),
                                     profiles=list(profiles or []), weight_refs=weight_refs)
     # why each step is what it is (`ember inspect --explain`): data the runtime does not read
@@ -97,8 +98,10 @@ def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = Non
             cuda=None if launch is None else CudaLaunch.from_json(
                 launch, f"step {step.name!r}'s cuda launch", symbols)))
     counts = module.attributes.get("ember.autotune")
+    target = Target.from_json({**cuda.target, **({"compatibility": COMPATIBLE} if compatible
+                                                 else {})})
     manifest = dataclasses.replace(
-        manifest, target=Target.from_json(cuda.target), steps=tuple(packed),
+        manifest, target=target, steps=tuple(packed),
         autotune=None if counts is None else attribute_value(counts),
         kernels=tuple(Kernel.from_json(k, f"kernel #{i}") for i, k in enumerate(cuda.kernels)))
     sections = {**sections, **cuda.sections}

@@ -50,6 +50,18 @@ class DeviceType(Numbered):
     CPU = 2
 
 
+class HardwareCompatibilityLevel(Numbered):
+    """`config.hardware_compatibility_level`: NONE (the plan runs on GPUs of its target's
+    compute capability, which ember's plans always do: SAME_COMPUTE_CAPABILITY is the same), or
+    AMPERE_PLUS: kernels of sm_80 features only (mma.sync, no Hopper wgmma), compiled for sm_80
+    (CUBIN and PTX); the plan runs on any GPU from sm_80 up, JIT-compiling its PTX on another
+    arch as it loads (it says so once)."""
+
+    NONE = 0
+    AMPERE_PLUS = 1
+    SAME_COMPUTE_CAPABILITY = 2
+
+
 class MemoryPoolType(Numbered):
     """`config.set_memory_pool_limit(pool, bytes)`. WORKSPACE bounds the plan's kernel scratch
     memory (split-K partial sums: `engine.workspace_bytes`); a plan over it is refused, naming
@@ -137,5 +149,5 @@ class ParserError:
     __repr__ = __str__
 
 
-__all__ = ["DeviceType", "ErrorCode", "MemoryPoolType", "NetworkDefinitionCreationFlag",
-           "ParserError", "network_flags"]
+__all__ = ["DeviceType", "ErrorCode", "HardwareCompatibilityLevel", "MemoryPoolType",
+           "NetworkDefinitionCreationFlag", "ParserError", "network_flags"]

@@ -44,6 +44,12 @@ class _EngineState:
         target = m.get("target") or {}
         rejit = check_target(target, self.device.arch,
                              allow_rejit=bool(getattr(engine, "allow_rejit", False)))
+        if rejit and target.get("compatibility") and getattr(engine, "logger", None):
+            from ember.runtime.logger import Severity, emit
+
+            emit(engine.logger, Severity.WARNING,  # said once: the engine's modules load once
+                 f"the plan is {target['compatibility']} ({target.get('arch')} code): its "
+                 f"PTX is JIT-compiled for this {self.device.arch} GPU as it loads")
         plan = engine.plan
         names = plan.section_names
         cubin = plan.section("cubin") if "cubin" in names else None

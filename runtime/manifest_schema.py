@@ -65,14 +65,20 @@ def _plain(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+COMPATIBLE = "ampere+"  # the one hardware-compatibility level a target may name
+
+
 @dataclass(frozen=True)
 class Target:
     """What the plan's code runs on: {"device": "any"} (CPU only) or a CUDA arch and the NVRTC
-    version that compiled its kernels."""
+    version that compiled its kernels; `compatibility` "ampere+" (TensorRT's hardware
+    compatibility level AMPERE_PLUS): the code is sm_80's, run on any GPU from sm_80 up (by
+    JIT-compiling its PTX on another arch)."""
 
     device: str
     arch: str | None = None
     nvrtc: tuple[int, int] | None = None
+    compatibility: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.device}
@@ -80,11 +86,13 @@ class Target:
             out["arch"] = self.arch
         if self.nvrtc is not None:
             out["nvrtc"] = list(self.nvrtc)
+        if self.compatibility is not None:
+            out["compatibility"] = self.compatibility
         return out
 
     @staticmethod
     def from_json(data: Any) -> Target:
-        d = _object(data, "'target'", ("device", "arch", "nvrtc"), ("device",))
+        d = _object(data, "'target'", ("device", "arch", "nvrtc", "compatibility"), ("device",))
         device = _str(d["device"], "target 'device'")
         if device not in ("any", "cuda"):
             raise PlanError(f"manifest: target 'device' must be 'any' or 'cuda', not {device!r}")
@@ -97,7 +105,11 @@ class Target:
             nvrtc = (nv[0], nv[1])
         if device == "cuda" and arch is None:
             raise PlanError("manifest: a 'cuda' target has no 'arch'")
-        return Target(device, arch, nvrtc)
+        compatibility = d.get("compatibility")
+        if compatibility is not None and (compatibility != COMPATIBLE or device != "cuda"):
+            raise PlanError(f"manifest: target 'compatibility' must be {COMPATIBLE!r} (of a "
+                            f"'cuda' target), not {compatibility!r}")
+        return Target(device, arch, nvrtc, compatibility)
 
 
 @dataclass(frozen=True)

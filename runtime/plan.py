@@ -34,7 +34,7 @@ import numpy as np
 
 import ember
 from ember.errors import PlanError
-from ember.runtime.arch import normalize_arch
+from ember.runtime.arch import normalize_arch, parse_arch
 
 MAGIC = b"EMBERPLN"
 FORMAT_VERSION = 1
@@ -482,7 +482,8 @@ def _arch(value: object, what: str) -> str:
 def check_target(
     manifest_target: Mapping[str, Any], device_arch: str, allow_rejit: bool = False
 ) -> bool:
-    """Refuse a plan built for another GPU arch unless re-JIT from PTX is allowed.
+    """Refuse a plan built for another GPU arch unless re-JIT from PTX is allowed, or the plan
+    is hardware-compatible ("ampere+": any GPU from sm_80 up).
 
     Returns True when the arch differs and the caller must re-JIT, False when the CUBIN fits.
     """
@@ -492,6 +493,10 @@ def check_target(
     device = _arch(device_arch, "the device arch")
     if built == device:
         return False
+    if manifest_target.get("compatibility") == "ampere+":
+        if parse_arch(device) < (8, 0):
+            raise PlanError(f"plan built for ampere+ (sm_80 and newer), this GPU is {device}")
+        return True
     if allow_rejit:
         return True
     raise PlanError(

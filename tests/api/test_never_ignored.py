@@ -129,6 +129,7 @@ SETTINGS = {
     "profiling_verbosity": (BuilderConfig, trt.ProfilingVerbosity.NONE),
     "int8_calibrator": (BuilderConfig, trt.IInt8MinMaxCalibrator()),
     "device_types": (_gpu, {"conv": trt.DeviceType.CPU}),
+    "hardware_compatibility_level": (_gpu, trt.HardwareCompatibilityLevel.AMPERE_PLUS),
 }
 # settings whose effect is vacuous in the base builds here, and why
 VACUOUS = {
@@ -177,7 +178,7 @@ def test_gpu_settings_in_a_cpu_build_are_refused():
 
 TRT_CONFIG_ATTRIBUTES = ["algorithm_selector", "DLA_core", "engine_capability",
                          "builder_optimization_level", "max_aux_streams", "avg_timing_iterations",
-                         "hardware_compatibility_level", "no_such_setting"]
+                         "no_such_setting"]
 
 
 @pytest.mark.parametrize("name", TRT_CONFIG_ATTRIBUTES)
