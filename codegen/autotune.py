@@ -362,11 +362,20 @@ def time_kernels(steps: list[dict[str, Any]], arch: str) -> list[float | None]:
     cache = Session(environment(device.name, arch))
     times: list[float | None] = [None] * len(steps)
     todo: list[tuple[int, dict, list[tuple[str, KernelSpec]]]] = []
+    # steps of one kernel (the same reformat between many pairs of ops: an INT8 model's Q/DQ
+    # chains had 600 reformat steps of a few dozen kernels) are timed once
+    first: dict[str, int] = {}
+    twins: dict[int, list[int]] = {}
     for index, step in enumerate(steps):
         cached = cache.get("time", step)
         if cached is not None and isinstance(cached.get("ms"), float):
             times[index] = cached["ms"]
             continue
+        key = kernel_key("time", step["template"], step["params"])
+        if key in first:
+            twins.setdefault(first[key], []).append(index)
+            continue
+        first[key] = index
         cache.miss(step)
         emitted = []
         for tactic in _tactics(step, arch) or [None]:
@@ -408,5 +417,7 @@ def time_kernels(steps: list[dict[str, Any]], arch: str) -> list[float | None]:
                 times[index] = ms if best is None else min(best, ms)
             if times[index] is not None:
                 cache.put("time", step, {"ms": float(times[index])})
+            for twin in twins.get(index, ()):
+                times[twin] = times[index]
     cache.close()
     return times

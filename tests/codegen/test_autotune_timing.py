@@ -82,3 +82,22 @@ def test_random_operands_repeat_a_seeded_pool():
     period = big[:autotune.POOL]
     np.testing.assert_array_equal(big, np.tile(period, 3))  # the pool, repeated
     assert (a != b).mean() > 0.9 and (a == 0).mean() < 0.05 and np.abs(a).max() > 100
+
+
+def test_steps_of_one_kernel_are_timed_once(tmp_path, monkeypatch):
+    """choose-formats asks for the same reformat between many pairs of ops (an INT8 model's
+    Q/DQ chains: 600 requests of a few dozen kernels): each kernel is timed once, and every
+    step of it gets its time."""
+    from tests.api.test_timing_cache import _stand_in
+
+    gpu = _stand_in(tmp_path, monkeypatch)
+    io = {"in_shapes": [[2, 8, 4, 4]], "in_dtypes": ["int8"], "out_shapes": [[2, 4, 4, 8]],
+          "out_dtypes": ["int8"]}
+    step = {"template": "transpose", "params": {"perm": [0, 2, 3, 1], **io}}
+    other = {"template": "transpose", "params": {"perm": [0, 2, 3, 1], **io,
+                                                 "in_dtypes": ["float16"],
+                                                 "out_dtypes": ["float16"]}}
+    steps = [dict(step, name=f"r{i}") for i in range(5)] + [dict(other, name="h")]
+    times = autotune.time_kernels(steps, "sm_90")
+    assert len(gpu.timed) == 2
+    assert times[:5] == [times[0]] * 5 and times[0] is not None and times[5] is not None
