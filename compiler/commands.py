@@ -124,6 +124,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     source = model
     if report:  # calibrate once, here: the report reads the Q/DQ model the plan is built from
         source, float_model, calibrated = _quantized_for_report(model, config)
+        feeds = _report_inputs(float_model, calib_data, shapes)  # (its errors before building)
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
 
     def read_formats(index: int, p, module) -> None:
@@ -170,9 +171,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if report:
         from ember.compiler.int8_report import int8_report
 
-        out.write(int8_report(float_model, source,
-                              _report_inputs(float_model, calib_data, shapes), config,
-                              calibrated=calibrated))
+        out.write(int8_report(float_model, source, feeds, config, calibrated=calibrated))
     return manifest
 
 
@@ -223,6 +222,9 @@ def _report_inputs(model, calib_data, shapes: str | None) -> dict[str, np.ndarra
         for vi in graph_inputs(model):
             dims = [d.dim_value if d.HasField("dim_value") else 0
                     for d in vi.type.tensor_type.shape.dim]
+            if vi.name not in first:
+                raise EmberError(f"--report: the calibration data has no array '{vi.name}' "
+                                 f"(it has {', '.join(map(repr, first)) or 'none'})")
             array = np.asarray(first[vi.name])
             feeds[vi.name] = array[:dims[0]] if dims and dims[0] else array
         return feeds
