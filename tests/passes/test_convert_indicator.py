@@ -74,9 +74,36 @@ def single_node_reference(model, feed):
     return ReferenceEvaluator(model).run(None, feed)[0]
 
 
-def test_one_hot_with_a_run_time_depth_is_refused_naming_it():
+def test_one_hot_with_a_run_time_depth_and_no_declared_shape_is_refused_naming_it():
     indices = np.array([1, 2], np.int64)
     model = single_node_model("OneHot", {"i": indices, "depth": np.array(4, np.int64)},
                               initializers={"values": np.array([0.0, 1.0], np.float32)})
-    with pytest.raises(UnsupportedError, match="depth and values are run-time parameters"):
+    with pytest.raises(UnsupportedError, match="depth is a run-time parameter and the "
+                                               "result's shape is not declared"):
         build_model(model, BuilderConfig())
+
+
+def test_one_hot_with_run_time_depth_and_values_where_the_shape_is_declared():
+    """depth (a float, as ONNX allows) and values fed at run time, the result declared
+    [2, 3, 5]: the plan reads both; a depth that disagrees with the declared shape is an error
+    at run time, naming the step that checks it."""
+    from onnx import TensorProto, helper
+
+    from ember.errors import EmberError
+
+    node = helper.make_node("OneHot", ["i", "depth", "values"], ["y"], axis=1)
+    graph = helper.make_graph(
+        [node], "one_hot",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3]),
+         helper.make_tensor_value_info("depth", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("values", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    feed = {"i": np.array([[0, 4, -1], [-5, 7, 2]], np.int64),
+            "depth": np.array(5.0, np.float32), "values": np.array([-1.0, 3.0], np.float32)}
+    manifest, sections = build_model(model, BuilderConfig())
+    context = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
+        .create_execution_context()
+    np.testing.assert_array_equal(context.execute(feed)["y"], single_node_reference(model, feed))
+    with pytest.raises(EmberError, match="range"):
+        context.execute({**feed, "depth": np.array(6.0, np.float32)})
