@@ -344,6 +344,7 @@ _DESCRIPTORS = [
     _template("rnn", _RECURRENT),
     _template("lstm", _RECURRENT, cuda="rnn"),
     _template("reverse_sequence", {"batch_axis": req(INT), "time_axis": req(INT)}, cuda=None),
+    _template("det", {}, cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

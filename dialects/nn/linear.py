@@ -325,4 +325,24 @@ class EinsumOp(NNOp):
         return [like(self.inputs[0], tuple(sizes[lab] for lab in out))]
 
 
-OPS = [MatMulOp, ConvOp, ConvTransposeOp, EinsumOp]
+@irdl_op_definition
+class DetOp(NNOp):
+    """The determinant of each square matrix in the last two dims (ONNX Det): [..., M, M] ->
+    [...]. It has no CUDA kernel: a host step in GPU plans."""
+
+    name = "nn.det"
+    input = operand_def()
+    output = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` functional-type(operands, results)"
+
+    def infer(self) -> list[Attribute]:
+        shape = self.operand_shape(0)
+        if len(shape) < 2 or (isinstance(shape[-1], int) and isinstance(shape[-2], int)
+                              and shape[-1] != shape[-2]):
+            raise ShapeError(f"nn.det: takes square matrices in the last two dims, not "
+                             f"{list(shape)}")
+        return [like(self.input, tuple(shape[:-2]))]
+
+
+OPS = [MatMulOp, ConvOp, ConvTransposeOp, EinsumOp, DetOp]

@@ -14,9 +14,10 @@ from xdsl.dialects.builtin import IntegerType
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import is_float
-from ember.dialects.nn.linear import ConvOp, ConvTransposeOp, EinsumOp, MatMulOp
+from ember.dialects.nn.linear import ConvOp, ConvTransposeOp, DetOp, EinsumOp, MatMulOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of
+from ember.errors import ShapeError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 
@@ -201,6 +202,14 @@ def einsum_problem(equation: str, operands: int) -> str | None:
             return (f"equation '{equation}' repeats label(s) {', '.join(repeated)} within the "
                     f"operand '{term}' (diagonals/traces are not supported)")
     return None
+
+
+@legalizes("Det")
+def det(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    try:
+        return [b.value(DetOp, [op.operands[0]])]
+    except ShapeError as e:
+        raise b.unsupported(str(e)) from None
 
 
 @legalizes("Einsum")

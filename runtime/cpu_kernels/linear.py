@@ -138,5 +138,11 @@ def einsum(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]
 
 
 # a step's `epilogue` (fuse-epilogues) runs on the result before it is returned
-KERNELS = {"matmul": with_epilogue(matmul), "conv": with_epilogue(conv),
+def det(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """ONNX Det: each square matrix's determinant, in float64, stored as the input's type."""
+    x = np.asarray(inputs[0])
+    return [np.asarray(np.linalg.det(x.astype(np.float64))).astype(x.dtype)]
+
+
+KERNELS = {"det": det, "matmul": with_epilogue(matmul), "conv": with_epilogue(conv),
            "conv_transpose": conv_transpose, "einsum": einsum}
