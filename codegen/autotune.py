@@ -49,6 +49,7 @@ POOL = 1 << 20
 # how far (rel-L2) a candidate's output may be from the reference candidate's: tactics differ in
 # summation order and in TF32 / half rounding, never by more than this on random inputs
 AGREEMENT = 1e-2
+INT8_EPILOGUE = 1e-4  # an INT8 GEMM's candidates with a float epilogue (see _tolerance)
 
 
 def _tactics(step: dict[str, Any], arch: str) -> list[dict]:
@@ -140,11 +141,17 @@ def _stored(params: dict[str, Any]) -> list[str]:
     return [stored_dtype(params), *params["out_dtypes"][1:]] if params["out_dtypes"] else []
 
 
-def _poison(outputs: list, bufs: list, stream) -> None:
-    """Fill a step's float outputs with NaN, so that elements a kernel leaves unwritten show."""
+def _poison(outputs: list, bufs: list, stream, rng: np.random.Generator | None = None) -> None:
+    """Fill a step's outputs so that elements a kernel leaves unwritten show: float ones with
+    NaN, integer ones (with `rng`) with random values, which the exact comparison of integer
+    results (`disagreement(exact=True)`) tells from the reference's."""
     for (size, dtype), buf in zip(outputs, bufs[len(bufs) - len(outputs):], strict=True):
         if dtype.kind == "f" or dtype.name == "bfloat16":
             buf.upload(np.full(size, np.nan, dtype), stream)
+        elif dtype.kind in "iu" and rng is not None:
+            info = np.iinfo(dtype)
+            buf.upload(rng.integers(info.min, info.max, size, dtype=dtype, endpoint=True),
+                       stream)
 
 
 def _result(outputs: list, bufs: list, stream) -> np.ndarray:
@@ -155,17 +162,31 @@ def _result(outputs: list, bufs: list, stream) -> np.ndarray:
     return out.astype(np.float64)
 
 
-def disagreement(out: np.ndarray, reference: np.ndarray | None) -> str | None:
+def disagreement(out: np.ndarray, reference: np.ndarray | None,
+                 tolerance: float = AGREEMENT) -> str | None:
     """Why a candidate's output cannot be trusted (None: it can): non-finite elements, or more
-    than `AGREEMENT` rel-L2 from the reference candidate's (None: it is the first)."""
+    than `tolerance` rel-L2 from the reference candidate's (None: it is the first); tolerance
+    0: any element that differs."""
     bad = int(np.count_nonzero(~np.isfinite(out)))
     if bad:
         return f"{bad} unwritten or non-finite output element(s)"
     if reference is None:
         return None
+    if tolerance == 0:
+        differ = int(np.count_nonzero(out != reference))
+        return f"{differ} element(s) differ from the reference tactic's" if differ else None
     scale = max(float(np.linalg.norm(reference)), 1e-30)
     error = float(np.linalg.norm(out - reference)) / scale
-    return f"{error:.2e} rel-L2 from the reference tactic" if error > AGREEMENT else None
+    return f"{error:.2e} rel-L2 from the reference tactic" if error > tolerance else None
+
+
+def _tolerance(params: dict[str, Any]) -> float:
+    """How far a candidate may be from the reference tactic: INT8 GEMMs sum exactly, so their
+    int32 sums must be equal and a dequantizing epilogue may differ only by float contraction
+    (INT8_EPILOGUE: a kernel that drops a K tile is 1e-2 off); others AGREEMENT."""
+    if list(params.get("in_dtypes", [])[:2]) != ["int8", "int8"]:
+        return AGREEMENT
+    return INT8_EPILOGUE if params.get("epilogue") else 0.0
 
 
 def _scratch(spec: KernelSpec, cuda, stream) -> list:
@@ -292,6 +313,7 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
             outcome: list[tuple[dict, float | str]] = []
             operands = _buffers(step, cuda, rng, stream)
             outputs = _outputs(step)
+            tolerance = _tolerance(decode(step["params"]))
             for tactic, name, spec in emitted:
                 if name not in compiled:  # did not compile: not a candidate here
                     outcome.append((tactic, "did not compile"))
@@ -300,7 +322,7 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
                     module = cuda.Module.load(compiled[name].cubin, compiled[name].ptx,
                                               device=device, name=name)
                     try:
-                        _poison(outputs, operands, stream)
+                        _poison(outputs, operands, stream, rng)
                         bufs = operands + _scratch(spec, cuda, stream)
                         ms = _time(spec, module.function(name), bufs, cuda, stream,
                                    best[0] if best else None)
@@ -315,7 +337,7 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
                     continue
                 stats["timed"] += 1
                 timed.step()
-                if disagreement(out, reference) is not None:  # computes something else
+                if disagreement(out, reference, tolerance) is not None:  # computes something else
                     stats["rejected"] += 1
                     outcome.append((tactic, "rejected"))
                     continue

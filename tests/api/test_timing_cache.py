@@ -91,7 +91,7 @@ def _stand_in(tmp_path, monkeypatch) -> StandIn:
     monkeypatch.setattr(autotune, "_buffers", lambda step, cuda_, rng, stream: [])
     monkeypatch.setattr(autotune, "_scratch", lambda spec, cuda_, stream: [])
     monkeypatch.setattr(autotune, "_outputs", lambda step: [])
-    monkeypatch.setattr(autotune, "_poison", lambda outputs, bufs, stream: None)
+    monkeypatch.setattr(autotune, "_poison", lambda outputs, bufs, stream, rng=None: None)
     monkeypatch.setattr(autotune, "_result", lambda outputs, bufs, stream: np.ones(4))
     monkeypatch.setattr(cuda, "default_device", lambda: SimpleNamespace(name="FakeGPU"))
     monkeypatch.setattr(cuda, "Stream", lambda device: SimpleNamespace(synchronize=lambda: None))

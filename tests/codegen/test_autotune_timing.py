@@ -101,3 +101,29 @@ def test_steps_of_one_kernel_are_timed_once(tmp_path, monkeypatch):
     times = autotune.time_kernels(steps, "sm_90")
     assert len(gpu.timed) == 2
     assert times[:5] == [times[0]] * 5 and times[0] is not None and times[5] is not None
+
+
+def test_int8_candidates_must_agree_exactly_and_unwritten_integers_show():
+    """INT8 GEMMs sum exactly: their candidates must give the reference's int32 sums bit for
+    bit (a kernel that drops a K tile is off by far less than the float tolerance), and with a
+    dequantizing epilogue within INT8_EPILOGUE; integer outputs are poisoned with random values
+    so that a candidate writing nothing cannot pass as the reference (its buffer held the
+    reference's sums)."""
+    int8 = {"in_dtypes": ["int8", "int8"], "out_dtypes": ["int32"]}
+    assert autotune._tolerance(int8) == 0.0
+    assert autotune._tolerance({**int8, "epilogue": {"ops": []}}) == autotune.INT8_EPILOGUE
+    assert autotune._tolerance({"in_dtypes": ["float16"] * 2}) == autotune.AGREEMENT
+    sums = np.arange(4096, dtype=np.float64) * 1000
+    one_tile_short = sums.copy()
+    one_tile_short[7] -= 1  # what a missing K tile does to one sum: far inside 1e-2
+    assert autotune.disagreement(one_tile_short, sums) is None
+    assert autotune.disagreement(one_tile_short, sums, 0.0) == \
+        "1 element(s) differ from the reference tactic's"
+    assert autotune.disagreement(sums, sums, 0.0) is None
+
+    uploaded = []
+    buf = SimpleNamespace(upload=lambda data, stream: uploaded.append(data))
+    autotune._poison([(1000, np.dtype(np.int32)), (8, np.dtype(np.float16))], [buf, buf], None,
+                     np.random.default_rng(0))
+    ints, halves = uploaded
+    assert ints.dtype == np.int32 and len(np.unique(ints)) > 900 and np.isnan(halves).all()
