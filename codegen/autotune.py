@@ -21,6 +21,7 @@ a step per candidate kernel compiled and per kernel timed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +44,8 @@ WARMUP, REPEATS = 2, 10
 # already takes SLOWER times the best so far, and over CUT_MS (a single short launch between
 # two events may read long), is not timed further (it cannot win)
 BUDGET_MS, SLOWER, CUT_MS = 5.0, 2.0, 0.05
-# random operands repeat a pool of this many seeded values: drawing tens of millions of normal
-# values per step was most of a ResNet-50 build's tuning time
+# random operands repeat a pool of this many seeded values (drawn once): drawing tens of
+# millions of normal values per step was most of a ResNet-50 build's tuning time
 POOL = 1 << 20
 # how far (rel-L2) a candidate's output may be from the reference candidate's: tactics differ in
 # summation order and in TF32 / half rounding, never by more than this on random inputs
@@ -112,7 +113,7 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
         shapes += epilogue["in_shapes"]
         dtypes += epilogue["in_dtypes"]
     bufs = []
-    pool = rng.standard_normal(POOL)
+    pool = _pool()
     for shape, dtype in zip(shapes, dtypes, strict=True):
         # each operand from its own offset (two of one size must differ: A == B would make a
         # transposed result agree with the reference); int8 data spread over its range
@@ -127,6 +128,13 @@ def _buffers(step: dict[str, Any], cuda, rng: np.random.Generator, stream) -> li
     for shape, dtype in zip(params["out_shapes"], _stored(params), strict=True):
         bufs.append(cuda.DeviceBuffer(max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)))
     return bufs
+
+
+@functools.cache
+def _pool() -> np.ndarray:
+    """POOL seeded normal values, drawn once per process (operands read them from their own
+    offsets)."""
+    return np.random.default_rng(0).standard_normal(POOL)
 
 
 def _outputs(step: dict[str, Any]) -> list[tuple[int, np.dtype]]:
@@ -359,14 +367,19 @@ def autotune(manifest: dict[str, Any], arch: str, workspace: int = -1) -> Tuning
     return tuning
 
 
+def tactic_key(tactic: dict) -> str:
+    """A tactic as a dict key (tactics are dicts of lists)."""
+    return json.dumps(tactic, sort_keys=True)
+
+
 def _cached_times(cached: dict, options: list[dict]) -> list[tuple[dict, float | str]]:
     """A timing-cache entry's outcome per candidate: the times it recorded (so a warm build
     explains its choice as the cold one did), else the chosen one's time alone."""
     recorded = cached.get("times")
     if isinstance(recorded, list):
-        known = {json.dumps(t, sort_keys=True): v for t, v in recorded
+        known = {tactic_key(t): v for t, v in recorded
                  if isinstance(t, dict) and isinstance(v, float | str)}
-        return [(t, known.get(json.dumps(t, sort_keys=True), "not timed")) for t in options]
+        return [(t, known.get(tactic_key(t), "not timed")) for t in options]
     ms = cached.get("ms")
     return [(t, float(ms) * 1e3 if t == cached["tactic"] and isinstance(ms, float)
              else "from the timing cache") for t in options]

@@ -28,7 +28,6 @@ would replace the choice they make).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -168,7 +167,7 @@ def workspace_need(template: str, params: dict, tactic: dict) -> int:
 
 def _autotune(module: ModuleOp, arch: str, workspace: int = -1) -> None:
     """Time every tunable kernel's candidates on the GPU present and set the fastest."""
-    from ember.codegen.autotune import autotune
+    from ember.codegen.autotune import autotune, tactic_key
     from ember.runtime import cuda
 
     present = cuda.gpu_arch()
@@ -189,9 +188,9 @@ def _autotune(module: ModuleOp, arch: str, workspace: int = -1) -> None:
         candidates = kernels[index].attributes.get(CANDIDATES_ATTR)
         if slot != ("tactic",) or candidates is None:
             continue
-        got = {json.dumps(t, sort_keys=True): v for t, v in outcome}
+        got = {tactic_key(t): v for t, v in outcome}
         kernels[index].attributes[TIMES_ATTR] = to_attribute(
-            [got.get(json.dumps(c, sort_keys=True), "not timed")
+            [got.get(tactic_key(c), "not timed")
              for c in attribute_value(candidates)])
     small: dict[int, dict[str, dict]] = {}
     for index, slot, tactic in tuning.choices:

@@ -1102,9 +1102,18 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
             names.insert(at, "assign-precision")
         return names
 
+    host = config.host_layers()
+    if host and config.target_arch is None:
+        raise EmberError(f"set_device_type(..., DeviceType.CPU) for {', '.join(host)}: a "
+                         "build without target_arch runs every layer on the CPU already")
+
     def make(name: str) -> ModulePass:
         if name == "assign-precision" and precision:
             return AssignPrecision(**precision)
+        if name == "emit-cuda" and host:  # the layers placed on the CPU get no kernel
+            from ember.codegen.emit_cuda import EmitCuda
+
+            return EmitCuda(host=",".join(host))
         return make_pass(name)
 
     if not config.optimize:
@@ -1166,15 +1175,6 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         passes.append(make("plan-memory"))
     if config.target_arch is not None and "emit-cuda" not in names:
         passes.append(make("emit-cuda"))
-    host = config.host_layers()
-    if host:
-        if config.target_arch is None:
-            raise EmberError(f"set_device_type(..., DeviceType.CPU) for {', '.join(host)}: a "
-                             "build without target_arch runs every layer on the CPU already")
-        from ember.codegen.emit_cuda import EmitCuda
-
-        passes = [EmitCuda(symbols=p.symbols, host=",".join(host)) if isinstance(p, EmitCuda)
-                  else p for p in passes]
     return passes
 
 

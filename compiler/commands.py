@@ -123,8 +123,12 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         raise EmberError("--report reports an INT8 build's error against FP32: give --int8")
     source = model
     if report:  # calibrate once, here: the report reads the Q/DQ model the plan is built from
+        from ember.compiler.calibrate import DataCalibrator
+
+        calibrator = config.int8_calibrator  # (--calib-data's, when given)
+        batches = calibrator.batches if isinstance(calibrator, DataCalibrator) else []
         source, float_model, calibrated = _quantized_for_report(model, config)
-        feeds = _report_inputs(float_model, calib_data, shapes)  # (its errors before building)
+        feeds = _report_inputs(float_model, batches[0] if batches else None, shapes)
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
 
     def read_formats(index: int, p, module) -> None:
@@ -209,15 +213,13 @@ def _quantized_for_report(model, config: BuilderConfig):
     return qdq, proto, True
 
 
-def _report_inputs(model, calib_data, shapes: str | None) -> dict[str, np.ndarray]:
-    """The report's inputs: the first batch of the calibration data (its first sample(s), as
-    many as the model's batch), else seeded random inputs."""
+def _report_inputs(model, first: dict[str, np.ndarray] | None,
+                   shapes: str | None) -> dict[str, np.ndarray]:
+    """The report's inputs: the calibration data's `first` arrays (their first sample(s), as
+    many as the model's batch), else seeded random inputs. Checked before the build."""
     from ember.compiler.debug import graph_inputs, seeded_inputs
 
-    if calib_data is not None:
-        from ember.compiler.calibrate import load_calibration_data
-
-        first = load_calibration_data(calib_data)[0]
+    if first is not None:
         feeds = {}
         for vi in graph_inputs(model):
             dims = [d.dim_value if d.HasField("dim_value") else 0

@@ -64,6 +64,8 @@ def without_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """The float model a Q/DQ model stands for: each DequantizeLinear of a constant becomes its
     dequantized value (an initializer), each other DequantizeLinear reads the float value its
     QuantizeLinear quantized, and the QuantizeLinear / DequantizeLinear nodes go."""
+    from onnx.reference import ReferenceEvaluator
+
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
@@ -74,8 +76,6 @@ def without_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         source = producer.get(node.input[0])
         if node.input[0] in inits:
-            from onnx.reference import ReferenceEvaluator
-
             values = {x: numpy_helper.to_array(inits[x]) for x in node.input if x}
             if not all(x in inits for x in node.input if x):
                 raise EmberError(f"--report: DequantizeLinear '{node.name}' of a constant has "

@@ -100,7 +100,7 @@ class _Rewrite:
         if node.op_type != "If" or not _control(node) or not node.input or self.opset < 9:
             return None
         branches = [_graph_attr(node, b) for b in ("then_branch", "else_branch")]
-        outputs = [o for o in node.output]
+        outputs = list(node.output)
         if not outputs or any(not o or o not in self.shapes for o in outputs) or any(
                 len(b.output) != len(outputs) or any(
                     not vi.type.HasField("tensor_type") for vi in b.output) for b in branches):

@@ -44,7 +44,7 @@ class _EngineState:
         target = m.get("target") or {}
         rejit = check_target(target, self.device.arch,
                              allow_rejit=bool(getattr(engine, "allow_rejit", False)))
-        if rejit and target.get("compatibility") and getattr(engine, "logger", None):
+        if rejit and target.get("compatibility"):
             from ember.runtime.logger import Severity, emit
 
             emit(engine.logger, Severity.WARNING,  # said once: the engine's modules load once
