@@ -228,11 +228,11 @@ def small_subsets(params: Mapping[str, Any], symbols: Mapping[str, tuple[int, in
                   ) -> list[tuple[str, ...]]:
     """The sets of a step's symbols that get a kernel tuned for their min, most specific first:
     every non-empty subset of the symbols its shapes use whose min is well below opt (one set of
-    all of them where there are more than two)."""
+    all of them where there are more than two); not the data-dependent ones."""
     shapes = [*params.get("in_shapes", []), *params.get("out_shapes", [])]
     used = sorted({p for shape in shapes if shape for d in shape for p in dim_symbols(d)
                    if p in symbols})
-    varying = [s for s in used if symbols[s][0] < symbols[s][1]
+    varying = [s for s in used if 0 < symbols[s][0] < symbols[s][1]  # (a data symbol's is 0)
                and small_threshold(symbols[s]) >= symbols[s][0]]
     if len(varying) > 2:
         return [tuple(varying)]

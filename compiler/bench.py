@@ -504,10 +504,14 @@ class _CudaRunner:
             self.context.set_tensor_address(name, buf.ptr)
         self.outputs: dict[str, np.ndarray] = {}
         self.out_buffers = {}
+        self.found: list[str] = []  # outputs whose length a run finds: sized at their bound
         for name in engine.output_names:
-            shape = self.context.get_tensor_shape(name)
+            shape = tuple(self.context.get_tensor_shape(name))
+            if -1 in shape:
+                self.found.append(name)
+                shape = tuple(max(d, 0) for d in shape)
             host = np.empty(shape, engine.tensors[name].dtype)
-            buf = cuda.DeviceBuffer(max(host.nbytes, 16))
+            buf = cuda.DeviceBuffer(max(self.context.get_max_output_size(name), 16))
             self.outputs[name], self.out_buffers[name] = host, buf
             self.context.set_tensor_address(name, buf.ptr)
         self.events = [cuda.Event() for _ in range(4)]
@@ -527,6 +531,10 @@ class _CudaRunner:
         enq_start = self.clock()
         self.context.execute_async_v3(stream.handle)
         enq_end = self.clock()
+        for name in self.found:  # known once the host step that binds it has run
+            shape = tuple(self.context.get_tensor_shape(name))
+            if shape != self.outputs[name].shape:
+                self.outputs[name] = np.empty(shape, self.outputs[name].dtype)
         ev[2].record(stream)
         if self.transfers:
             for name, buf in self.out_buffers.items():
@@ -894,7 +902,8 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 for _ in range(max(args.iterations, 1)):
                     runners[0].infer()
                 runners[0].context.profiler = None
-            values = _symbol_values(engine, shapes)
+            values = {**_symbol_values(engine, shapes),
+                      **runners[0].context.data_dependent_values}
             peaks = (Peaks({k: args.peakTflops * 1e12 for k in ("fp32", "tf32", "fp16", "int8")},
                            args.peakBandwidth * 1e9, "given")
                      if args.peakTflops is not None else gpu_peaks() if on == "cuda" else None)

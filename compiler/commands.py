@@ -157,8 +157,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
               f"{manifest['weights_bytes'] / 2**20:.1f} MiB, "
               f"{_target_text(manifest)}, {seconds:.2f} s\n")
     if manifest.get("symbols"):
-        out.write("dynamic dims (min, opt, max; the arena is planned for max): " + ", ".join(
-            f"{k} {tuple(v)}" for k, v in manifest["symbols"].items()) + "\n")
+        from ember.compiler.inspect_plan import symbols_text
+
+        out.write("dynamic dims (min, opt, max; the arena is planned for max): "
+                  + symbols_text(manifest) + "\n")
     tuned = manifest.get("autotune")
     if tuned:
         failed = (f", {tuned['failed']} candidate(s) failed to launch (not chosen)"

@@ -110,8 +110,7 @@ class PlanReport:
         if "autotune" in h:
             lines.append("autotune: " + ", ".join(f"{k} {v}" for k, v in h["autotune"].items()))
         if "symbols" in h:
-            lines.append("dynamic dims (min, opt, max): " + ", ".join(
-                f"{k} {tuple(v)}" for k, v in h["symbols"].items()))
+            lines.append("dynamic dims (min, opt, max): " + symbols_text(self.manifest))
         return "\n".join(lines) + "\n" + self.inspector.get_engine_information("text")
 
     # -- --explain --------------------------------------------------------------------------------
@@ -410,3 +409,13 @@ def _tactic(info: Mapping[str, Any], step: Mapping[str, Any],
 
 
 __all__ = ["PlanReport"]
+
+
+def symbols_text(manifest: Mapping[str, Any]) -> str:
+    """Each symbol's range, a data-dependent one with the step that binds it:
+    "N (1, 8, 32), nonzero0 (0, 96, 96; bound by step nonzero_3)"."""
+    binders = {name: step["name"] for step in manifest["steps"]
+               for name in step.get("binds") or {}}
+    return ", ".join(f"{k} ({', '.join(map(str, v))}"
+                     + (f"; bound by step {binders[k]})" if k in binders else ")")
+                     for k, v in manifest.get("symbols", {}).items())

@@ -81,6 +81,11 @@ class _PlanState:
     symbols: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     # (dim, size): a symbolic dim that must have that size (an ordered set)
     constraints: dict[tuple[str, int], None] = field(default_factory=dict)
+    bound: set[str] = field(default_factory=set)  # data-dependent symbols a step binds
+
+    def is_data(self, symbol: str) -> bool:
+        """A data-dependent symbol (its range starts at 0: dialects/symbol_ranges.py)."""
+        return self.symbols.get(symbol, (1,))[0] == 0
 
     def new(self, value: SSAValue, kind: str, **kw: Any) -> _Buffer:
         shape = plan_shape(value, self.symbols)
@@ -154,6 +159,9 @@ def build_plan(module: ModuleOp, *, symbols: dict[str, tuple[int, int, int]] | N
         state.last_read[state.root(buf).id] = len(state.steps)
         outputs.append(buf.io(name, value))
     arena_bytes, activation_bytes = _memory_plan(fn, state)
+    # a data-dependent symbol whose op was folded or removed sizes nothing
+    state.symbols = {k: v for k, v in state.symbols.items()
+                     if not state.is_data(k) or k in state.bound}
     symbolic = bool(state.symbols)
     manifest = Manifest(
         ember_version=ember.__version__, target=Target("any"),
@@ -245,7 +253,13 @@ def _add_step(state: _PlanState, op: LaunchOp | ElementwiseOp) -> None:
         state.first_write[b.id] = index
     template, params = kernel_step(op, state.symbols)
     _broadcast_constraints(state, template, params)
+    binds: dict[str, tuple[int, int]] = {}
+    for k, b in enumerate(outs):
+        for axis, d in enumerate(b.shape):
+            if isinstance(d, str) and state.is_data(d) and d not in state.bound:
+                binds[d] = (k, axis)
+                state.bound.add(d)
     state.steps.append(Step(f"{template}_{index}", template, json_value(params),
                             tuple(b.id for b in ins), tuple(b.id for b in outs),
-                            tuple(origin_of(op))))
+                            tuple(origin_of(op)), binds=binds or None))
 

@@ -345,6 +345,12 @@ _DESCRIPTORS = [
     _template("lstm", _RECURRENT, cuda="rnn"),
     _template("reverse_sequence", {"batch_axis": req(INT), "time_axis": req(INT)}, cuda=None),
     _template("det", {}, cuda=None),
+    # data-dependent result lengths: the step binds its `size` symbol (a host step)
+    _template("nonzero", {"size": req(STR)}, cuda=None),
+    _template("compress", {"axis": opt(INT), "size": req(STR)}, cuda=None),
+    _template("unique", {"axis": opt(INT), "sorted": req(BOOL), "size": req(STR)}, cuda=None),
+    _template("non_max_suppression", {"center_point_box": req(INT), "size": req(STR)},
+              cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC},
               cuda=None),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},

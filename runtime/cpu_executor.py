@@ -14,7 +14,12 @@ import numpy as np
 
 from ember.errors import PlanError, StepError
 from ember.runtime import cpu_kernels, plugins
-from ember.runtime.symbolic import params_symbolic, shape_value, substitute_shapes
+from ember.runtime.symbolic import (
+    bind_data_symbols,
+    params_symbolic,
+    shape_value,
+    substitute_shapes,
+)
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -36,14 +41,17 @@ class CpuExecutor:
                 plugins.check_reference(step, f"step {step.get('name')!r}")
         self._symbolic = [params_symbolic(step["params"]) for step in engine.steps]
         self._bound: tuple[tuple[int, ...], list, list] | None = None
-        if not engine.symbols:
+        self._inputs = [self._root_kind(i) == "input" for i in range(len(engine.buffers))]
+        self.values: dict[str, int] = {}  # the last run's symbol values, data-dependent too
+        if not engine.symbol_ranges:
             self._bind({})
 
     def _bind(self, values: Mapping[str, int]) -> tuple[list, list]:
         """Views of the arena and the weights (and views of those) at these symbol values, and
         each step's params with its shapes made concrete; made once per binding. Views of a
         run's inputs are made per run."""
-        key = (self.engine.weights_version, *(values[s] for s in self.engine.symbols))
+        key = (self.engine.weights_version,
+               *(values[s] for s in self.engine.symbol_ranges))
         if self._bound is not None and self._bound[0] == key:
             return self._bound[1], self._bound[2]
         views: list[np.ndarray | None] = [None] * len(self.engine.buffers)
@@ -88,6 +96,9 @@ class CpuExecutor:
         """Run every step at these symbol values (none for a static plan); with `times`
         (profiling), append each step's milliseconds to it."""
         engine = self.engine
+        # a data-dependent symbol is its bound until its step binds it (then the views and
+        # params of the steps after it are made again)
+        values = {**values, **{k: engine.symbol_ranges[k][2] for k in engine.data_symbols}}
         views, params = self._bind(values)
         buffers = list(views)
 
@@ -96,22 +107,36 @@ class CpuExecutor:
                 buffers[i] = self._view(buffers, i, inputs, values)
             return buffers[i]
 
-        for step, p in zip(engine.steps, params, strict=True):
+        constraints = engine.manifest.get("constraints") or []
+        for index, step in enumerate(engine.steps):
             start = time.perf_counter() if times is not None else 0.0
-            _run_step(step, p, get)
+            what = f"step {step['name']} ({', '.join(step.get('origin', []))})"
+            results = _call(step, params[index], get, what)
+            if step.get("binds"):
+                bind_data_symbols(step, results, values, engine.symbol_ranges, constraints,
+                                  what, StepError)
+                views, params = self._bind(values)
+                buffers = [b if self._inputs[i] else views[i] for i, b in enumerate(buffers)]
+            _store(step, params[index], results, get, what)
             if times is not None:
                 times.append((time.perf_counter() - start) * 1e3)
+        self.values = values
         return {name: np.array(get(desc.buffer))
                 for name, desc in engine.tensors.items() if not desc.is_input}
 
 
-def _run_step(step: Mapping, params: Mapping, get: Callable[[int], np.ndarray]) -> None:
+def _call(step: Mapping, params: Mapping, get: Callable[[int], np.ndarray],
+          what: str) -> list[np.ndarray]:
     args = [get(i) for i in step["inputs"]]
-    what = f"step {step['name']} ({', '.join(step.get('origin', []))})"
     results = cpu_kernels.call(step["template"], args, params, what, StepError)
     if len(results) != len(step["outputs"]):
         raise StepError(f"{what}: template {step['template']!r} made {len(results)} "
                         f"result(s) for {len(step['outputs'])} output buffer(s)")
+    return results
+
+
+def _store(step: Mapping, params: Mapping, results: list[np.ndarray],
+           get: Callable[[int], np.ndarray], what: str) -> None:
     for i, r in zip(step["outputs"], results, strict=True):
         out = get(i)
         np.copyto(out, cpu_kernels.fitted(r, out.shape, params, what, StepError),

@@ -22,7 +22,13 @@ from ember.errors import CudaError, PlanError
 from ember.runtime import cuda
 from ember.runtime.engine import workspace_layout
 from ember.runtime.plan import check_target
-from ember.runtime.symbolic import check_expr, expr_value, shape_value, substitute_shapes
+from ember.runtime.symbolic import (
+    bind_data_symbols,
+    check_expr,
+    expr_value,
+    shape_value,
+    substitute_shapes,
+)
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -148,7 +154,7 @@ class CudaExecutor:
         self.stream = cuda.Stream(dev)
         self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
         self._owned: list[cuda.DeviceBuffer] = []
-        self._maxima = {k: v[2] for k, v in engine.symbols.items()}
+        self._maxima = {k: v[2] for k, v in engine.symbol_ranges.items()}
         self.ptrs = self._addresses()
         self.workspace, self._counter_offsets = self._workspace()
         # each step's kernel variants for small symbol values ((bounds, launch), first match
@@ -158,7 +164,12 @@ class CudaExecutor:
         self.launches = list(self._mains)
         self._binding: tuple[int, ...] | None = None
         self._values: Mapping[str, int] = {}
-        if not engine.symbols:
+        for name, (index, _, _) in engine.data_symbols.items():
+            if not isinstance(self._mains[index], _HostStep):
+                raise PlanError(f"step {index} ({engine.steps[index].get('name')}) binds the "
+                                f"data-dependent symbol {name!r} but runs as a CUDA kernel: "
+                                "only a host step can")
+        if not engine.symbol_ranges:
             self._bind({})
         # where each buffer's address is used, so a bound address can replace it in place
         self._roots = [self._root(j) for j in range(len(engine.buffers))]
@@ -243,7 +254,7 @@ class CudaExecutor:
             raise PlanError(f"step {index} ({name}): no CUDA kernel in the plan for template "
                             f"{step.get('template')!r}")
         kernel = launch["kernel"]
-        symbols = self.engine.symbols
+        symbols = self.engine.symbol_ranges
         what = f"step {index} ({name}, kernel {kernel})"
         try:
             grid_exprs = tuple(launch["grid"])
@@ -276,7 +287,7 @@ class CudaExecutor:
         """Make the launches ready for these symbol values (once per new binding): each
         symbolic step's grid and size arguments, each host step's shapes and params. A
         captured CUDA graph holds the old ones and is captured again."""
-        key = tuple(values[s] for s in self.engine.symbols)
+        key = tuple(values[s] for s in self.engine.symbol_ranges)
         if key == self._binding:
             return
         # each step's kernel for these values, then every grid: a binding that fails leaves
@@ -316,6 +327,16 @@ class CudaExecutor:
             self._graph.close()
             self._graph = None
 
+    @property
+    def values(self) -> Mapping[str, int]:
+        """The symbol values of the last run (its data-dependent lengths too)."""
+        return self._values
+
+    def _start(self, values: Mapping[str, int]) -> dict[str, int]:
+        """A run's first binding: each data-dependent symbol at its bound until its step
+        binds it."""
+        return {**values, **{k: self._maxima[k] for k in self.engine.data_symbols}}
+
     def _run_on_host(self, step: _HostStep) -> None:
         from ember.runtime import cpu_kernels
 
@@ -328,6 +349,12 @@ class CudaExecutor:
             args.append(array)
         self.stream.synchronize()
         results = cpu_kernels.call(step.template, args, step.params, step.what, CudaError)
+        if step.step.get("binds"):  # the launches after it take the lengths it found
+            values = dict(self._values)
+            bind_data_symbols(step.step, results, values, self.engine.symbol_ranges,
+                              self.engine.manifest.get("constraints") or [], step.what,
+                              CudaError)
+            self._bind(values)
         for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
             fit = cpu_kernels.fitted(value, shape, step.params, step.what, CudaError)
             array = np.ascontiguousarray(fit, dtype=dtype)
@@ -376,7 +403,8 @@ class CudaExecutor:
         self._launch_each()
 
     def _launch_each(self) -> None:
-        for ln in self.launches:
+        for i in range(len(self.launches)):  # a host step that binds a symbol rebinds them
+            ln = self.launches[i]
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)
                 continue
@@ -394,7 +422,8 @@ class CudaExecutor:
             events = self._events = [cuda.Event(dev) for _ in range(len(self.launches) + 1)]
         stream = self.stream
         events[0].record(stream)
-        for ln, end in zip(self.launches, events[1:], strict=True):
+        for i, end in enumerate(events[1:]):
+            ln = self.launches[i]
             if isinstance(ln, _HostStep):
                 self._run_on_host(ln)
             elif not ln.empty:
@@ -412,14 +441,14 @@ class CudaExecutor:
         """Run on bound device addresses at these symbol values, ordered after and before the
         work of the caller's stream (through events); no copies and, without host steps, no
         host wait. With `times` (profiling) each step is timed, which waits for the GPU."""
-        self._bind(values)
+        self._bind(self._start(values))
         before, after = cuda.Event(timing=False), cuda.Event(timing=False)
         external = _ExternalStream(stream_handle, self.state.device)
         before.record(external)
         self.stream.wait_event(before)
         self._launch_all(times is not None)
         for buffer, ptr in self._copy_out.items():
-            n = _nbytes(self.engine.buffers[buffer], values)
+            n = _nbytes(self.engine.buffers[buffer], self._values)
             if n:
                 cuda.check(cuda.cu.cuMemcpyDtoDAsync(ptr, self.ptrs[buffer], n,
                                                      self.stream.handle),
@@ -433,7 +462,7 @@ class CudaExecutor:
             times: list[float] | None = None) -> dict[str, np.ndarray]:
         """Copy in, launch, copy out at these symbol values; with `times` (profiling), append
         each step's ms."""
-        self._bind(values)
+        self._bind(self._start(values))
         stream = self.stream
         engine = self.engine
         for name, d in engine.tensors.items():
@@ -443,7 +472,7 @@ class CudaExecutor:
         results: dict[str, np.ndarray] = {}
         for name, d in engine.tensors.items():
             if not d.is_input:
-                out = np.empty(shape_value(d.spec, values), dtype=d.dtype)
+                out = np.empty(shape_value(d.spec, self._values), dtype=d.dtype)
                 cuda.copy_dtoh(out, self.ptrs[d.buffer], stream)
                 results[name] = out
         try:

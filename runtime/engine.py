@@ -18,10 +18,10 @@ import numpy as np
 
 from ember.errors import EmberError, InputError, PlanError, UnsupportedError
 from ember.runtime.logger import ILogger, Severity, check_logger, emit
-from ember.runtime.manifest import check_memory, host_memory_bytes, symbols_of
+from ember.runtime.manifest import check_memory, data_symbols, host_memory_bytes, symbols_of
 from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
-from ember.runtime.symbolic import dim_value, shape_value, symbol_values
+from ember.runtime.symbolic import dim_symbols, dim_value, shape_value, symbol_values
 from ember.runtime.trt_types import (
     ContextManaged,
     DataType,
@@ -118,8 +118,13 @@ class Engine(ContextManaged):
             m, len(self.weights) if self.weights else 0)
         if self.refit_table is not None:
             self.refit_table.check_buffers(self.buffers, len(self.weights or b""))
-        # symbolic dims: name -> (min, opt, max); kernels take their values at run time
-        self.symbols = symbols_of(m)
+        # symbolic dims: name -> (min, opt, max); kernels take their values at run time. The
+        # inputs' shapes give `symbols`; a step gives each of `data_symbols` (a result's
+        # data-dependent length: symbol -> (step, result, axis)); `symbol_ranges` has both
+        self.symbol_ranges = symbols_of(m)
+        self.data_symbols = data_symbols(self.buffers, self.steps, self.symbol_ranges)
+        self.symbols = {k: v for k, v in self.symbol_ranges.items()
+                        if k not in self.data_symbols}
         self.arena_bytes: int = m["arena_bytes"]
         self.tensors: dict[str, TensorDesc] = {}
         for is_input, key in ((True, "inputs"), (False, "outputs")):
@@ -410,6 +415,7 @@ class ExecutionContext(ContextManaged):
             n: t.spec for n, t in engine.tensors.items()
             if t.is_input and all(isinstance(d, int) for d in t.spec)}  # type: ignore[misc]
         self._values: dict[str, int] | None = {} if not engine.symbols else None
+        self._data_values: dict[str, int] = {}  # the last run's data-dependent lengths
         self._profile = 0
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
@@ -487,6 +493,8 @@ class ExecutionContext(ContextManaged):
         specs = [(n, t.spec) for n, t in engine.tensors.items() if t.is_input]
         values = symbol_values(specs, shapes, ranges, InputError)
         for dim, size in engine.manifest.get("constraints") or []:
+            if any(n in engine.data_symbols for n in dim_symbols(dim)):
+                continue  # checked once its step has bound it (bind_data_symbols)
             if dim_value(dim, values) != size:
                 raise InputError(f"'{dim}' is {dim_value(dim, values)}, but the model "
                                  f"broadcasts it against a dim of {size}: it must be {size}")
@@ -513,6 +521,7 @@ class ExecutionContext(ContextManaged):
         with self._lock:
             self._input_shapes = trial
             self._values = values
+            self._data_values = {}
         return True
 
     def infer_shapes(self) -> list[str]:
@@ -540,13 +549,32 @@ class ExecutionContext(ContextManaged):
 
     def get_tensor_shape(self, name: str) -> Dims:
         """An I/O tensor's shape in this context: the set input shapes and what they give the
-        outputs; -1 for a dim not yet known."""
+        outputs; -1 for a dim not yet known. A data-dependent dim (NonZero's length, ...) is
+        known once a run has found it (TensorRT tells it to an output allocator)."""
         desc = self.engine._desc(name)
         if desc.is_input and name in self._input_shapes:
             return Dims(self._input_shapes[name])
         if self._values is None:
             return Dims(desc.shape)
-        return Dims(dim_value(d, self._values) for d in desc.spec)
+        values = {**self._values, **self._data_values}
+        return Dims(dim_value(d, values) if all(s in values for s in dim_symbols(d)) else -1
+                    for d in desc.spec)
+
+    @property
+    def data_dependent_values(self) -> dict[str, int]:
+        """The data-dependent lengths (NonZero's, ...) the last run found, by symbol (ember's:
+        TensorRT tells them to an output allocator)."""
+        return dict(self._data_values)
+
+    def get_max_output_size(self, name: str) -> int:
+        """The bytes an output takes at most (its data-dependent dims at their bounds), as
+        TensorRT's: what to allocate for an output whose shape depends on the data."""
+        desc = self.engine._desc(name)
+        if desc.is_input:
+            raise EmberError(f"get_max_output_size: '{name}' is an input")
+        values = {**{k: v[2] for k, v in self.engine.symbol_ranges.items()},
+                  **(self._values or {})}
+        return int(np.prod(shape_value(desc.spec, values), dtype=np.int64)) * desc.dtype.itemsize
 
     def set_optimization_profile_async(self, profile_index: int, stream_handle: Any = 0) -> bool:
         """Choose the profile whose ranges bound this context's input shapes (one plan's kernels
@@ -661,10 +689,10 @@ class ExecutionContext(ContextManaged):
                              f"{', '.join(map(repr, missing))}")
         inputs = {n: self._host_view(n, tuple(self.get_tensor_shape(n)))
                   for n in self.engine.input_names}
-        outputs = {n: self._host_view(n, tuple(self.get_tensor_shape(n)))
-                   for n in self.engine.output_names}
+        for name in self.engine.output_names:  # bound before the run, as TensorRT's
+            self._host_view(name, (0,))
         for name, array in self.execute(inputs).items():
-            np.copyto(outputs[name], array)
+            np.copyto(self._host_view(name, array.shape), array)
         return True
 
     def execute_async_v3(self, stream_handle: Any) -> bool:
@@ -684,11 +712,17 @@ class ExecutionContext(ContextManaged):
                                  f"input(s) {', '.join(map(repr, missing))}")
             if profiler is None:
                 executor.run_async(stream_handle, values)
+                self._data_values = self._found(executor)
                 return True
             times: list[float] = []
             executor.run_async(stream_handle, values, times)
+            self._data_values = self._found(executor)
         self._report(profiler, times)
         return True
+
+    def _found(self, executor: Any) -> dict[str, int]:
+        """The data-dependent lengths the executor's last run found."""
+        return {k: executor.values[k] for k in self.engine.data_symbols}
 
     def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """numpy in, numpy out (by name)."""
@@ -697,9 +731,12 @@ class ExecutionContext(ContextManaged):
         profiler = self._profiler
         with self._lock:  # one run at a time per context: its arena is not shared
             if profiler is None:
-                return self._executor.run(checked, values)
+                result = self._executor.run(checked, values)
+                self._data_values = self._found(self._executor)
+                return result
             times: list[float] = []
             result = self._executor.run(checked, values, times)
+            self._data_values = self._found(self._executor)
         self._report(profiler, times)
         return result
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ember.errors import PlanError
-from ember.runtime.symbolic import SYMBOL, check_dim, dim_value, size_form
+from ember.runtime.symbolic import SYMBOL, check_dim, dim_symbols, dim_value, size_form
 
 BUFFER_KINDS = ("input", "weight", "arena", "view")
 _MAX_RANK = 64
@@ -109,7 +109,8 @@ def symbols_of(manifest: Mapping[str, Any]) -> dict[str, tuple[int, int, int]]:
     for name, r in raw.items():
         if not SYMBOL.fullmatch(name) or not isinstance(r, list) or len(r) != 3:
             raise PlanError(f"manifest: symbol {name!r} is malformed")
-        lo, opt, hi = (_int(v, f"a bound of symbol {name!r}", 1) for v in r)
+        # (a data-dependent symbol's min is 0: data_symbols() checks a step binds it)
+        lo, opt, hi = (_int(v, f"a bound of symbol {name!r}") for v in r)
         if not lo <= opt <= hi or hi > 2**31 - 1:  # kernels take them as int
             raise PlanError(f"manifest: symbol {name!r} has a bad range {r!r}")
         out[name] = (lo, opt, hi)
@@ -217,7 +218,53 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
                                 f"not an activation")
         steps.append(decode(s))
     check_bindings(buffers, steps, [t["buffer"] for t in manifest["outputs"]])
+    data_symbols(buffers, steps, symbols)
     return buffers, steps
+
+
+def data_symbols(buffers: list[dict], steps: list[dict],
+                 symbols: Mapping[str, tuple[int, int, int]]) -> dict[str, tuple[int, int, int]]:
+    """The data-dependent symbols (those whose range starts at 0), each -> (the step that binds
+    it, the result, the axis), checked: each bound by exactly one step, from a result dim that
+    is exactly the symbol, and no buffer of an earlier step (nor a graph input) sized by it."""
+    data = {k for k, v in symbols.items() if v[0] == 0}
+    out: dict[str, tuple[int, int, int]] = {}
+    for b in buffers:
+        if b["kind"] == "input" and any(p in data for d in b["shape"] for p in dim_symbols(d)):
+            raise PlanError(f"manifest: input '{b['name']}' is sized by a data-dependent symbol")
+    def check_sized(step: dict, ids: list[int]) -> None:
+        for j in ids:
+            early = [p for d in buffers[j]["shape"] for p in dim_symbols(d)
+                     if p in data and p not in out]
+            if early:
+                raise PlanError(f"manifest: step {step['name']!r} uses the data-dependent "
+                                f"symbol {early[0]!r} before a step binds it")
+
+    for i, step in enumerate(steps):
+        what = f"manifest: step {step['name']!r}"
+        check_sized(step, step["inputs"])
+        binds = step.get("binds", {})
+        if not isinstance(binds, Mapping):
+            raise PlanError(f"{what}'s binds must be an object")
+        for name, where in binds.items():
+            if name not in data or name in out:
+                raise PlanError(f"{what} binds {name!r}, which is not an unbound "
+                                "data-dependent symbol")
+            if not (isinstance(where, list) and len(where) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in where)
+                    and 0 <= where[0] < len(step["outputs"])):
+                raise PlanError(f"{what} binds {name!r} from a bad place {where!r}")
+            shape = buffers[step["outputs"][where[0]]]["shape"]
+            if not 0 <= where[1] < len(shape) or shape[where[1]] != name:
+                raise PlanError(f"{what} binds {name!r} from dim {where[1]} of a result of "
+                                f"shape {shape}")
+            out[name] = (i, where[0], where[1])
+        check_sized(step, step["outputs"])
+    unbound = sorted(data - set(out))
+    if unbound:
+        raise PlanError(f"manifest: no step binds the data-dependent symbol(s) "
+                        f"{', '.join(unbound)}")
+    return out
 
 
 def _root(buffers: list[dict], index: int) -> int:

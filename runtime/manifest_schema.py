@@ -255,7 +255,9 @@ class CudaLaunch:
 class Step:
     """One kernel call: its template and parameters (the template's JSON), the buffers it reads
     and writes, the ONNX nodes it came from; in a CUDA plan either its launch (`cuda`) or
-    `device` "cpu" with the reason in `fallback` (a step run on the host)."""
+    `device` "cpu" with the reason in `fallback` (a step run on the host). `binds`: the
+    data-dependent symbols it sets, each from a dim of one of its results (symbol -> [output,
+    axis]), as the executors read it once the step has run."""
 
     name: str
     template: str
@@ -266,6 +268,7 @@ class Step:
     device: str | None = None
     fallback: str | None = None
     cuda: CudaLaunch | None = None
+    binds: dict[str, tuple[int, int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "template": self.template,
@@ -277,13 +280,15 @@ class Step:
             out["fallback"] = self.fallback
         if self.cuda is not None:
             out["cuda"] = self.cuda.to_json()
+        if self.binds is not None:
+            out["binds"] = {k: list(v) for k, v in self.binds.items()}
         return out
 
     @staticmethod
     def from_json(data: Mapping[str, Any], symbols: Mapping[str, Any]) -> Step:
         what = f"step {data['name']!r}"
         d = _object(data, what, ("name", "template", "params", "inputs", "outputs", "origin",
-                                 "device", "fallback", "cuda"))
+                                 "device", "fallback", "cuda", "binds"))
         device = d.get("device")
         if device is not None and device != "cpu":
             raise PlanError(f"manifest: {what}'s device must be 'cpu' where given, not "
@@ -291,8 +296,11 @@ class Step:
         fallback = _str(d["fallback"], f"{what}'s fallback") if "fallback" in d else None
         cuda = (CudaLaunch.from_json(d["cuda"], f"{what}'s cuda launch", symbols)
                 if "cuda" in d else None)
+        binds = ({k: (v[0], v[1]) for k, v in d["binds"].items()}  # checked by validate()
+                 if "binds" in d else None)
         return Step(d["name"], d["template"], _plain(d["params"]), tuple(d["inputs"]),
-                    tuple(d["outputs"]), tuple(d.get("origin", ())), device, fallback, cuda)
+                    tuple(d["outputs"]), tuple(d.get("origin", ())), device, fallback, cuda,
+                    binds)
 
 
 @dataclass(frozen=True)

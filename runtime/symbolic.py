@@ -321,3 +321,30 @@ def _show(spec: Sequence[int | str], symbols: Mapping[str, Sequence[int]]) -> st
     return "[" + ", ".join(str(d) if isinstance(d, int) else
                            f"{d}∈[{symbols[d][0]}, {symbols[d][2]}]" if d in symbols else str(d)
                            for d in spec) + "]"
+
+
+def bind_data_symbols(step: Mapping[str, Any], results: Sequence[Any],
+                      values: dict[str, int], ranges: Mapping[str, Sequence[int]],
+                      constraints: Sequence[Sequence[Any]], what: str,
+                      error: type[Exception]) -> None:
+    """Set the data-dependent symbols a step binds (its "binds": symbol -> [result, axis])
+    from the shapes of its `results` in `values`; then check the plan's [dim, size]
+    constraints that name them. A length past the symbol's bound (the memory planned for it)
+    is `error` naming the step."""
+    for name, (k, axis) in step.get("binds", {}).items():
+        shape = getattr(results[k], "shape", ())
+        if not 0 <= axis < len(shape):
+            raise error(f"{what}: result #{k} has shape {list(shape)}, with no dim {axis} to "
+                        f"give '{name}'")
+        length, bound = int(shape[axis]), int(ranges[name][2])
+        if length > bound:
+            raise error(f"{what}: its result's length {length} ('{name}') is more than the "
+                        f"{bound} the plan was built for")
+        values[name] = length
+    bound_now = set(step.get("binds", {}))
+    for dim, size in constraints:
+        names = dim_symbols(dim)
+        if bound_now & set(names) and all(n in values for n in names) \
+                and dim_value(dim, values) != size:
+            raise error(f"{what}: '{dim}' is {dim_value(dim, values)}, but the model "
+                        f"broadcasts it against a dim of {size}: it must be {size}")

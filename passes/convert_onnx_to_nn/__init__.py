@@ -23,7 +23,7 @@ from ember.passes.convert_onnx_to_nn import elementwise as _elementwise  # noqa:
 from ember.passes.convert_onnx_to_nn.registry import LEGALIZERS
 
 for _family in ("linear", "reduction", "movement", "sampling", "recurrent", "quant",
-                "qlinear", "indicator"):
+                "qlinear", "indicator", "data_dependent"):
     try:
         __import__(f"ember.passes.convert_onnx_to_nn.{_family}")
     except ModuleNotFoundError as _e:  # a family not written yet

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import IntegerAttr
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -137,6 +137,37 @@ class NNBuilder:
                 return attr.value.data
             parent = parent.parent_op()
         return self.node.SINCE_VERSION
+
+    def _module(self) -> ModuleOp | None:
+        op = self.node.parent_op()
+        while op is not None and not isinstance(op, ModuleOp):
+            op = op.parent_op()
+        return op
+
+    def data_symbol(self, prefix: str, bound: int) -> str:
+        """A new data-dependent symbol (dialects/symbol_ranges.py) of this upper bound, recorded
+        on the module; its name."""
+        from ember.dialects.symbol_ranges import add_data_symbol
+
+        module = self._module()
+        if module is None:
+            raise self.unsupported("its result length depends on the data, which needs the "
+                                   "node inside a module")
+        return add_data_symbol(module, prefix, bound)
+
+    def at_maxima(self, shape: Sequence) -> int | None:
+        """The element count of `shape` with each symbol at its max (None: a dim unknown)."""
+        from ember.dialects.symbol_ranges import symbol_maxima
+        from ember.runtime.symbolic import dim_symbols, dim_value
+
+        module = self._module()
+        maxima = symbol_maxima(module) if module is not None else {}
+        count = 1
+        for d in shape:
+            if not all(s in maxima for s in dim_symbols(d)):
+                return None
+            count *= dim_value(d, maxima)
+        return count
 
     # -- errors --------------------------------------------------------------------------------
     def unsupported(self, what: str) -> UnsupportedError:

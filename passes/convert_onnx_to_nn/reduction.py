@@ -372,10 +372,16 @@ def topk(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if k is not None:
         return list(b.op(TopKOp, [x], {**flags, "k": int(np.asarray(k).reshape(-1)[0])},
                          num_results=2).results)
-    hints = [op.results[i].type for i in range(2)]
-    if any(shape_of(t) is None or len(shape_of(t)) != len(b.shape(x)) for t in hints):
-        raise b.unsupported("K is a run-time parameter and the result shapes are not declared")
+    hints = [shape_of(op.results[i].type) for i in range(2)]
+    shape = list(b.shape(x))
+    if all(h is not None and len(h) == len(shape) and isinstance(h[axis], int) for h in hints):
+        shape = list(hints[0])  # type: ignore[arg-type]
+    else:  # k's value sizes the results: a data-dependent length bounded by the axis
+        bound = b.at_maxima((shape[axis],))
+        if bound is None:
+            raise b.unsupported("K is a run-time parameter, the result shapes are not "
+                                "declared and the axis has no bound")
+        shape[axis] = b.data_symbol("topk", bound)
     new = b.op(TopKOp, [x, b.cast(k_value, element_type_from_onnx(7))], flags,
-               result_types=[like(x, shape_of(hints[0])),
-                             like(x, shape_of(hints[1]), element_type=i64)])
+               result_types=[like(x, shape), like(x, shape, element_type=i64)])
     return list(new.results)

@@ -18,6 +18,7 @@ import numpy as np
 from ember.runtime import plugins
 from ember.runtime.cpu_kernels import (
     attention,
+    data_dependent,
     elementwise,
     layout,
     linear,
@@ -40,6 +41,7 @@ KERNELS: dict[str, Kernel] = {
     **recurrent.KERNELS,
     **quant.KERNELS,
     **attention.KERNELS,
+    **data_dependent.KERNELS,
     **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
 }
 

@@ -18,24 +18,30 @@ from ember.compiler.models import light_model_path
 from ember.errors import EmberError
 
 
+def _out_type(name: str) -> int:
+    return TensorProto.INT32 if name == "lp" else TensorProto.FLOAT
+
+
 def _unsupported_model() -> onnx.ModelProto:
-    """Three ops without a lowering (Unique, Compress, NonZero), one the legalizer refuses
+    """Three ops without a lowering (RoiAlign, MaxUnpool, Multinomial), one the legalizer refuses
     (Resize tf_crop_and_resize without a roi), one node after an unsupported one, and ops that
     compile (MatMul, Softmax)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
     img = helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 2, 4, 4])
-    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-            for n in ("y", "z", "lp", "r")]
+    outs = [helper.make_tensor_value_info(n, _out_type(n), None) for n in ("y", "z", "lp", "r")]
     inits = [numpy_helper.from_array(np.ones((4, 4), np.float32), "w"),
-             numpy_helper.from_array(np.array([True, False, True, True]), "keep"),
+             numpy_helper.from_array(np.array([[0, 0, 2, 2]], np.float32), "rois"),
+             numpy_helper.from_array(np.zeros(1, np.int64), "batch"),
+             numpy_helper.from_array(np.zeros((1, 2, 4, 4), np.int64), "where"),
              numpy_helper.from_array(np.ones(4, np.int64), "lens"),
              numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
-             helper.make_node("Unique", ["m"], ["h"], name="unique"),
-             helper.make_node("Relu", ["h"], ["y"], name="after_unique"),
-             helper.make_node("Compress", ["m", "keep"], ["z"], name="compress", axis=1),
+             helper.make_node("RoiAlign", ["img", "rois", "batch"], ["h"], name="roialign"),
+             helper.make_node("Relu", ["h"], ["y"], name="after_roialign"),
+             helper.make_node("MaxUnpool", ["img", "where"], ["z"], name="unpool",
+                              kernel_shape=[2, 2]),
              helper.make_node("Softmax", ["m"], ["s"], name="sm", axis=1),
-             helper.make_node("NonZero", ["s"], ["lp"], name="nonzero"),
+             helper.make_node("Multinomial", ["s"], ["lp"], name="multinomial"),
              helper.make_node("Resize", ["img", "", "scales"], ["r"], name="resize",
                               mode="linear",
                               coordinate_transformation_mode="tf_crop_and_resize")]
@@ -43,7 +49,7 @@ def _unsupported_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-NO_LOWERING = ("Unique", "Compress", "NonZero")
+NO_LOWERING = ("RoiAlign", "MaxUnpool", "Multinomial")
 
 
 def test_the_ops_have_no_lowering_yet():
@@ -56,13 +62,14 @@ def test_the_ops_have_no_lowering_yet():
 def test_lists_every_unsupported_node_at_once():
     report = inspect_model(_unsupported_model())
     found = {(p.node, p.op_type): p.reason for p in report.unsupported}
-    assert set(found) == {("unique", "Unique"), ("compress", "Compress"),
-                          ("nonzero", "NonZero"), ("resize", "Resize")}
-    assert found[("compress", "Compress")] == "no lowering to nn for Compress"
+    assert set(found) == {("roialign", "RoiAlign"), ("unpool", "MaxUnpool"),
+                          ("multinomial", "Multinomial"), ("resize", "Resize")}
+    assert found[("unpool", "MaxUnpool")] == "no lowering to nn for MaxUnpool"
     assert "roi" in found[("resize", "Resize")]  # the legalizer's own reason
-    assert report.unchecked == ["after_unique"]  # reads Unique's result: not checked
+    assert report.unchecked == ["after_roialign"]  # reads RoiAlign's result: not checked
     text = report.text()
-    assert "ember cannot compile 4 node(s) yet (Compress, NonZero, Resize, Unique):" in text
+    assert ("ember cannot compile 4 node(s) yet (MaxUnpool, Multinomial, Resize, "
+            "RoiAlign):") in text
     assert "  - node 'resize' (Resize): " in text
 
 
@@ -71,7 +78,7 @@ def test_importer_problems_are_listed_together():
     model.graph.node[1].domain = "com.example"  # an op of an unknown domain
     model.graph.node[2].attribute.append(helper.make_attribute("bogus", 1))
     report = inspect_model(model)
-    assert [p.node for p in report.unsupported] == ["unique", "after_unique"]
+    assert [p.node for p in report.unsupported] == ["roialign", "after_roialign"]
     first, second = (p.reason for p in report.unsupported)
     assert first.startswith("operator domain 'com.example' is not supported")
     assert second == "attribute 'bogus' is not defined for Relu"
@@ -82,10 +89,10 @@ def test_report_fields():
     assert report.inputs == [{"name": "x", "dtype": "float32", "shape": ["N", 4]},
                              {"name": "img", "dtype": "float32", "shape": [1, 2, 4, 4]}]
     assert report.opsets == {"": 18}
-    assert report.ops == {"MatMul": 1, "Unique": 1, "Relu": 1, "Compress": 1, "Softmax": 1,
-                          "NonZero": 1, "Resize": 1}
+    assert report.ops == {"MatMul": 1, "RoiAlign": 1, "Relu": 1, "MaxUnpool": 1,
+                          "Softmax": 1, "Multinomial": 1, "Resize": 1}
     assert (report.parameters, report.parameter_bytes, report.initializers) == (
-        16 + 4 + 4 + 4, 16 * 4 + 4 + 4 * 8 + 4 * 4, 4)
+        16 + 4 + 1 + 32 + 4 + 4, 16 * 4 + 4 * 4 + 8 + 32 * 8 + 4 * 8 + 4 * 4, 6)
     doc = json.loads(json.dumps(report.to_json()))
     assert doc["supported"] is False and len(doc["unsupported"]) == 4
 
@@ -109,9 +116,9 @@ def test_cli_model_report(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"model {tmp_path / 'm.onnx'}: IR version")
-    assert "nodes: 7 (7 op types)" in out and "- node 'nonzero' (NonZero)" in out
+    assert "nodes: 7 (7 op types)" in out and "- node 'multinomial' (Multinomial)" in out
     assert main(["inspect", str(tmp_path / "m.onnx"), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ops"]["Compress"] == 1
+    assert json.loads(capsys.readouterr().out)["ops"]["MaxUnpool"] == 1
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01garbage")
     assert main(["inspect", str(tmp_path / "junk.onnx")]) == 1
     assert "error" in capsys.readouterr().err
@@ -125,7 +132,7 @@ def test_cli_inspect_model_as_a_user_runs_it(tmp_path):
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert sorted(p["op_type"] for p in doc["unsupported"]) == [
-        "Compress", "NonZero", "Resize", "Unique"]
+        "MaxUnpool", "Multinomial", "Resize", "RoiAlign"]
 
 
 def test_not_a_model(tmp_path):

@@ -105,10 +105,10 @@ def test_native_ops_and_plain_models_are_left_alone():
 
 
 def test_an_op_without_a_function_body_is_still_named():
-    model = _model([helper.make_node("Unique", ["x"], ["y"], name="u")],
-                   [helper.make_tensor_value_info("x", F, [4])],
-                   [helper.make_tensor_value_info("y", F, [None])])
-    with pytest.raises(UnsupportedError, match="Unique"):
+    model = _model([helper.make_node("Multinomial", ["x"], ["y"], name="u")],
+                   [helper.make_tensor_value_info("x", F, [2, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.INT32, [2, 1])])
+    with pytest.raises(UnsupportedError, match="Multinomial"):
         build_model(model, BuilderConfig())
 
 
