@@ -71,6 +71,7 @@ _LAZY = {
     "Dims4": "ember.runtime.trt_types",
     "DimsHW": "ember.runtime.trt_types",
     "IHostMemory": "ember.runtime.trt_types:HostMemory",
+    "IOutputAllocator": "ember.runtime.trt_types",
     "Refitter": "ember.runtime.refit",
     "IRefitter": "ember.runtime.refit:Refitter",
     "OnnxParserRefitter": "ember.compiler.refit",

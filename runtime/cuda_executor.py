@@ -384,6 +384,15 @@ class CudaExecutor:
             self._graph.close()
             self._graph = None
 
+    def copy_output(self, buffer: int, ptr: int, nbytes: int, stream_handle: Any) -> None:
+        """Copy `nbytes` of an output buffer (as the last run left it) to device address `ptr`
+        on the caller's stream (an output allocator's memory)."""
+        if nbytes:
+            stream = _ExternalStream(stream_handle, self.state.device)
+            cuda.check(cuda.cu.cuMemcpyDtoDAsync(ptr, self.address(buffer), nbytes,
+                                                 stream.handle),
+                       f"copy of output buffer #{buffer} to its allocated memory")
+
     def address(self, buffer: int) -> int:
         return self._copy_out.get(buffer, self.ptrs[buffer])
 

@@ -416,6 +416,11 @@ class ExecutionContext(ContextManaged):
             if t.is_input and all(isinstance(d, int) for d in t.spec)}  # type: ignore[misc]
         self._values: dict[str, int] | None = {} if not engine.symbols else None
         self._data_values: dict[str, int] = {}  # the last run's data-dependent lengths
+        # outputs given memory by an IOutputAllocator once a run knows their size, and the
+        # address each allocator gave last
+        self._allocators: dict[str, Any] = {}
+        self._allocated: dict[str, Any] = {}
+        self._bound_outputs: set[str] = set()
         self._profile = 0
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
@@ -614,6 +619,9 @@ class ExecutionContext(ContextManaged):
         address (an int) for a CUDA engine, a host address or a numpy array for a CPU engine.
         It must be 16-byte aligned (kernels read with vector loads); TensorRT asks for 256."""
         desc = self.engine._desc(name)
+        if name in self._allocators:
+            raise EmberError(f"set_tensor_address({name!r}): the output has an output "
+                             "allocator, which gives its memory")
         if self.engine.device != "cuda":
             if isinstance(ptr, np.ndarray):
                 if not (ptr.flags.c_contiguous and (desc.is_input or ptr.flags.writeable)):
@@ -632,7 +640,51 @@ class ExecutionContext(ContextManaged):
             self._host_addresses[name] = ptr
             return True
         self._cuda("set_tensor_address").bind(desc.buffer, ptr, is_output=not desc.is_input)
+        if not desc.is_input:
+            self._bound_outputs.add(name)
         return True
+
+    def set_output_allocator(self, name: str, allocator: Any) -> bool:
+        """Give an output its memory from `allocator` (an IOutputAllocator) once a run of
+        execute_async_v3 knows its size, instead of a bound address; None removes it."""
+        desc = self.engine._desc(name)
+        if desc.is_input:
+            raise EmberError(f"set_output_allocator: '{name}' is an input")
+        if allocator is None:
+            self._allocators.pop(name, None)
+            self._allocated.pop(name, None)
+            return True
+        if not all(callable(getattr(allocator, m, None))
+                   for m in ("reallocate_output_async", "notify_shape")) and not all(
+                callable(getattr(allocator, m, None))
+                for m in ("reallocate_output", "notify_shape")):
+            raise EmberError(f"set_output_allocator({name!r}): {type(allocator).__name__} is "
+                             "not an IOutputAllocator (reallocate_output_async and "
+                             "notify_shape)")
+        if name in self._host_addresses or name in self._bound_outputs:
+            raise EmberError(f"set_output_allocator({name!r}): the output has an address set "
+                             "(set_tensor_address); an allocated output has none")
+        self._allocators[name] = allocator
+        return True
+
+    def get_output_allocator(self, name: str) -> Any:
+        self.engine._desc(name)
+        return self._allocators.get(name)
+
+    def _allocate(self, name: str, size: int, stream: Any) -> Any:
+        """The memory `name`'s allocator gives for `size` bytes (an error names a refusal)."""
+        allocator = self._allocators[name]
+        last = self._allocated.get(name, 0)
+        if callable(getattr(allocator, "reallocate_output_async", None)):
+            # (IOutputAllocator's own calls reallocate_output, as TensorRT's does)
+            memory = allocator.reallocate_output_async(name, last, size, 256, stream)
+        else:
+            memory = allocator.reallocate_output(name, last, size, 256)
+        if memory is None or (not isinstance(memory, np.ndarray) and not memory and size):
+            raise EmberError(f"the output allocator of '{name}' gave no memory for {size} "
+                             "bytes")
+        self._allocated[name] = memory
+        return memory
 
     def get_tensor_address(self, name: str) -> int:
         if self.engine.device != "cuda":
@@ -661,10 +713,12 @@ class ExecutionContext(ContextManaged):
         stream.synchronize()
         return True
 
-    def _host_view(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The bound host memory of an I/O tensor as an array of `shape`."""
+    def _host_view(self, name: str, shape: tuple[int, ...], bound: Any = None) -> np.ndarray:
+        """The bound host memory of an I/O tensor (else `bound`, an allocator's) as an array
+        of `shape`."""
         desc = self.engine.tensors[name]
-        bound = self._host_addresses.get(name)
+        if bound is None:
+            bound = self._host_addresses.get(name)
         if bound is None:
             raise InputError(f"no address bound for '{name}': set_tensor_address first")
         count = int(np.prod(shape, dtype=np.int64))
@@ -690,9 +744,14 @@ class ExecutionContext(ContextManaged):
         inputs = {n: self._host_view(n, tuple(self.get_tensor_shape(n)))
                   for n in self.engine.input_names}
         for name in self.engine.output_names:  # bound before the run, as TensorRT's
-            self._host_view(name, (0,))
+            if name not in self._allocators:
+                self._host_view(name, (0,))
         for name, array in self.execute(inputs).items():
-            np.copyto(self._host_view(name, array.shape), array)
+            memory = self._allocate(name, array.nbytes, 0) if name in self._allocators \
+                else None
+            np.copyto(self._host_view(name, array.shape, memory), array)
+            if memory is not None:
+                self._allocators[name].notify_shape(name, Dims(array.shape))
         return True
 
     def execute_async_v3(self, stream_handle: Any) -> bool:
@@ -710,14 +769,19 @@ class ExecutionContext(ContextManaged):
                 missing = [n for n in self.engine.input_names if n not in self._input_shapes]
                 raise InputError(f"execute_async_v3: set_input_shape first for the dynamic "
                                  f"input(s) {', '.join(map(repr, missing))}")
-            if profiler is None:
-                executor.run_async(stream_handle, values)
-                self._data_values = self._found(executor)
-                return True
-            times: list[float] = []
+            times: list[float] | None = None if profiler is None else []
             executor.run_async(stream_handle, values, times)
             self._data_values = self._found(executor)
-        self._report(profiler, times)
+            for name in self._allocators:  # their sizes are known now: copied after the run
+                shape = tuple(self.get_tensor_shape(name))
+                size = int(np.prod(shape, dtype=np.int64)) * self.engine.tensors[name].dtype \
+                    .itemsize
+                memory = self._allocate(name, size, stream_handle)
+                executor.copy_output(self.engine.tensors[name].buffer, int(memory), size,
+                                     stream_handle)
+                self._allocators[name].notify_shape(name, Dims(shape))
+        if times is not None:
+            self._report(profiler, times)
         return True
 
     def _found(self, executor: Any) -> dict[str, int]:

@@ -251,5 +251,29 @@ class ContextManaged:
         return None
 
 
+class IOutputAllocator:
+    """TensorRT's output allocator, for an output whose size is known only as the plan runs
+    (a data-dependent length: NonZero's, NonMaxSuppression's, ...): set with
+    `context.set_output_allocator(name, allocator)`. Once a run knows the output's size,
+    `reallocate_output_async` (TensorRT 10's; `reallocate_output` where a subclass overrides only
+    that) is asked for memory of `size` bytes (the address it returned last time is `memory`) and
+    returns its address: a device address for a CUDA engine; a host address or a numpy array
+    large enough for a CPU engine. The output is copied there, then `notify_shape` gets its
+    shape."""
+
+    def reallocate_output(self, tensor_name: str, memory: int, size: int,
+                          alignment: int) -> Any:
+        raise NotImplementedError("an IOutputAllocator implements reallocate_output_async "
+                                  "(or reallocate_output)")
+
+    def reallocate_output_async(self, tensor_name: str, memory: int, size: int, alignment: int,
+                                stream: Any) -> Any:
+        return self.reallocate_output(tensor_name, memory, size, alignment)
+
+    def notify_shape(self, tensor_name: str, shape: Dims) -> None:
+        raise NotImplementedError("an IOutputAllocator implements notify_shape")
+
+
 __all__ = ["DTYPE_ALIASES", "ContextManaged", "DataType", "Dims", "Dims2", "Dims3", "Dims4",
-           "DimsHW", "HostMemory", "TensorFormat", "TensorIOMode", "nptype", "volume"]
+           "DimsHW", "HostMemory", "IOutputAllocator", "TensorFormat", "TensorIOMode", "nptype",
+           "volume"]

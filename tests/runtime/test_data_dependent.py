@@ -24,6 +24,7 @@ from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
 from ember.runtime.engine import Runtime
 from ember.runtime.logger import Logger, Severity
 from ember.runtime.plan import plan_bytes
+from ember.runtime.trt_types import IOutputAllocator
 
 SILENT = Logger(Severity.INTERNAL_ERROR)
 
@@ -210,6 +211,53 @@ def test_bound_host_memory_gets_the_length_found():
     assert outputs["y"][4] == -7  # nothing written past the length found
 
 
+class _Allocator(IOutputAllocator):
+    """Host memory as TensorRT's Python samples write an output allocator (a numpy array for a
+    CPU engine), growing when a run needs more."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory = np.zeros(0, np.uint8)
+        self.calls, self.shapes = [], []
+
+    def reallocate_output(self, tensor_name, memory, size, alignment):
+        self.calls.append((tensor_name, size, alignment))
+        if size > self.memory.nbytes:
+            self.memory = np.zeros(size, np.uint8)
+        return self.memory
+
+    def notify_shape(self, tensor_name, shape):
+        self.shapes.append((tensor_name, tuple(shape)))
+
+
+def test_an_output_allocator_gets_the_size_and_the_shape():
+    engine, _ = _engine(_nonzero_chain())
+    context = engine.create_execution_context()
+    allocator = _Allocator()
+    assert context.set_output_allocator("y", allocator)
+    assert context.get_output_allocator("y") is allocator
+    s, g = np.zeros(1, np.float32), np.zeros(24, np.float32)
+    context.set_tensor_address("s", s)
+    context.set_tensor_address("g", g)
+    for count in (3, 7, 0):
+        x = np.zeros((3, 4), np.float32)
+        x.reshape(-1)[:count] = 1.0
+        context.set_tensor_address("x", x)
+        assert context.execute_async_v3(0)
+        y = allocator.memory[:count * 8].view(np.float32).reshape(count, 2)
+        np.testing.assert_array_equal(y, np.stack(np.nonzero(x), 1))
+        assert allocator.calls[-1] == ("y", count * 8, 256)
+        assert allocator.shapes[-1] == ("y", (count, 2))
+        assert s[0] == np.stack(np.nonzero(x)).sum()
+    with pytest.raises(EmberError, match="has an output allocator"):
+        context.set_tensor_address("y", np.zeros(24, np.float32))
+    with pytest.raises(EmberError, match="has an address set"):
+        context.set_output_allocator("s", _Allocator())
+    with pytest.raises(EmberError, match="not an IOutputAllocator"):
+        context.set_output_allocator("g", object())
+    assert context.set_output_allocator("y", None) and context.get_output_allocator("y") is None
+
+
 # -- hostile manifests ----------------------------------------------------------------------
 
 MANIFEST, SECTIONS = build_model(_nonzero_chain(), BuilderConfig(autotune=False))
@@ -302,3 +350,43 @@ def test_nonzero_chain_on_the_gpu():
         for name in ("y", "s", "g"):
             assert got[name].shape == want[name].shape
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
+
+
+@pytest.mark.cuda
+def test_an_output_allocator_on_the_gpu():
+    from ember.compiler.builder import detect_arch
+    from ember.runtime import cuda
+
+    if not cuda.cuda_available():
+        pytest.skip("needs a GPU")
+
+    class Device(IOutputAllocator):
+        def __init__(self):
+            super().__init__()
+            self.buffer, self.shape = None, None
+
+        def reallocate_output_async(self, tensor_name, memory, size, alignment, stream):
+            if self.buffer is None or self.buffer.nbytes < size:
+                self.buffer = cuda.DeviceBuffer(max(size, 16))
+            return self.buffer.ptr
+
+        def notify_shape(self, tensor_name, shape):
+            self.shape = tuple(shape)
+
+    manifest, sections = build_model(_nonzero_chain(), BuilderConfig(target_arch=detect_arch()))
+    context = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
+        .create_execution_context()
+    x = np.zeros((3, 4), np.float32)
+    x[0, 1] = x[2, 3] = 2.0
+    dx = cuda.DeviceBuffer(x.nbytes)
+    dx.upload(x)
+    context.set_tensor_address("x", dx.ptr)
+    allocator = Device()
+    context.set_output_allocator("y", allocator)
+    stream = cuda.Stream()
+    assert context.execute_async_v3(stream.handle)
+    stream.synchronize()
+    assert allocator.shape == (2, 2)
+    y = np.empty((2, 2), np.float32)
+    allocator.buffer.download(y)
+    np.testing.assert_array_equal(y, [[0, 1], [2, 3]])
