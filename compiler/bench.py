@@ -137,6 +137,9 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--dumpProfile", action="store_true",
                    help="each step's time, share, TFLOP/s, GB/s and %% of the roofline")
     g.add_argument("--exportProfile", metavar="FILE", help="the per-step profile as JSON")
+    g.add_argument("--plot", metavar="FILE",
+                   help="(ember's own) draw the per-step profile as a chart (.png, .svg, .pdf; "
+                        "profiles the run as --dumpProfile does)")
     g.add_argument("--exportTimes", metavar="FILE", help="each inference's times as JSON")
     g.add_argument("--exportLayerInfo", metavar="FILE", help="the engine's layers as JSON")
     g.add_argument("--dumpLayerInfo", action="store_true", help="print the engine's layers")
@@ -823,9 +826,11 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for name in ("warmUp", "duration"):
         if getattr(args, name) < 0:
             raise EmberError(f"--{name}={getattr(args, name)}: must not be negative")
-    if args.separateProfileRun and not (args.dumpProfile or args.exportProfile):
-        raise EmberError("--separateProfileRun: profiles nothing without --dumpProfile or "
-                         "--exportProfile")
+    if args.separateProfileRun and not (args.dumpProfile or args.exportProfile or args.plot):
+        raise EmberError("--separateProfileRun: profiles nothing without --dumpProfile, "
+                         "--exportProfile or --plot")
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise EmberError(f"--plot={args.plot}: give a .png, .svg or .pdf file")
     percentiles = parse_percentiles(args.percentile)
     if (args.peakTflops is None) != (args.peakBandwidth is None):
         raise EmberError("--peakTflops and --peakBandwidth go together (a roofline needs both)")
@@ -885,7 +890,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 runners.append(_CudaRunner(engine, feed, clock, cuda_graph=args.useCudaGraph,
                                            transfers=not args.noDataTransfers,
                                            spin=args.useSpinWait))
-        profiling = bool(args.dumpProfile or args.exportProfile)
+        profiling = bool(args.dumpProfile or args.exportProfile or args.plot)
         times = LayerTimes()
         if profiling and not args.separateProfileRun:
             for r in runners:
@@ -916,6 +921,11 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 log(profile_text(rows, count, peaks))
             if args.exportProfile:
                 _write_json(args.exportProfile, [{"count": count}, *rows])
+            if args.plot:
+                from ember.compiler.profile_plot import plot_profile
+
+                plot_profile(rows, count, args.plot, title=f"ember bench on the {on.upper()}")
+                log(f"Per-step profile drawn to {args.plot}")
         if args.exportTimes:
             export_times(args.exportTimes, trace.timings)
         if args.exportOutput:

@@ -238,6 +238,25 @@ def test_dump_profile_with_roofline(models, tmp_path):
     assert "roofline: n/a" in plain.stdout
 
 
+def test_plot_draws_the_profile(models, tmp_path):
+    """--plot profiles the run and draws each step's median time: an SVG keeps its labels as
+    text, the slowest step first; a PNG is a PNG."""
+    ran = bench(f"--onnx={models / 'static.onnx'}", "--iterations=3", "--warmUp=0",
+                "--duration=0", "--device=cpu", f"--plot={tmp_path / 'p.svg'}",
+                f"--exportProfile={tmp_path / 'p.json'}")
+    assert f"Per-step profile drawn to {tmp_path / 'p.svg'}" in ran.stdout
+    rows = json.loads((tmp_path / "p.json").read_text())[1:]
+    svg = (tmp_path / "p.svg").read_text()
+    assert f"{len(rows)} steps" in svg and "medians of 3 iterations" in svg
+    slowest = max(rows, key=lambda r: r["medianMs"])
+    labels = re.findall(r">([a-z_]+_\d+)(?: \(|<)", svg)
+    assert labels and labels[0] == slowest["name"]
+    assert sorted(labels) == sorted(r["name"] for r in rows)
+    bench(f"--onnx={models / 'static.onnx'}", "--iterations=2", "--warmUp=0", "--duration=0",
+          "--device=cpu", f"--plot={tmp_path / 'p.png'}")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_build_flags_take_effect(models, tmp_path):
     def precisions(*flags: str) -> dict[str, str]:
         bench(f"--onnx={models / 'static.onnx'}", "--skipInference", "--device=cpu",
@@ -308,6 +327,7 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
     (["--loadInputs=x:nowhere.bin"], "--loadInputs: cannot read 'nowhere.bin'"),
     (["--shapes=x:1x3x8x8"], "but the model fixes it at 2"),
     (["--separateProfileRun"], "--separateProfileRun: profiles nothing"),
+    (["--plot=profile.jpg"], "--plot=profile.jpg: give a .png, .svg or .pdf file"),
     (["--percentile=90,101"], "--percentile=90,101: each percentile must be in [0, 100]"),
 ])
 def test_unknown_and_unimplemented_flags_are_one_line_errors(models, flags, message):
