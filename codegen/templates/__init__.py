@@ -48,7 +48,7 @@ TEMPLATES: tuple[str, ...] = (
     "group_norm", "lrn", "transpose", "concat", "slice", "gather", "pad", "expand", "tile",
     "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
     "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of", "bitcast",
-    "plugin", "grid_sample", "rnn", "lstm",
+    "plugin", "grid_sample", "rnn", "lstm", "max_pool_indices", "max_unpool",
 )
 
 

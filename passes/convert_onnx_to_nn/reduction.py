@@ -22,11 +22,13 @@ from ember.dialects.nn.reduction import (
     SoftmaxOp,
     TopKOp,
 )
+from ember.dialects.nn.unpool import MaxPoolIndicesOp, MaxUnpoolOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.errors import UnsupportedError
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder, declared_type, with_declared
 from ember.passes.convert_onnx_to_nn.registry import legalizes
+from ember.runtime.cpu_kernels.unpool import unpooled_shape
 
 _REDUCE = {
     "ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min",
@@ -267,10 +269,43 @@ def _pool_params(b: NNBuilder, op: OnnxOp, x: SSAValue) -> dict:
 
 @legalizes("MaxPool")
 def max_pool(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
-    if _outputs_used(op, 1):
-        raise b.unsupported("the Indices output is not supported")
     x = _x(op)
+    if _outputs_used(op, 1):  # the Indices too (a MaxUnpool's, SegNet-style)
+        return list(b.op(MaxPoolIndicesOp, [x], {
+            **_pool_params(b, op, x), "storage_order": int(op.attr("storage_order", 0))},
+            num_results=2).results)
     return [b.value(PoolOp, [x], fn="max", **_pool_params(b, op, x))]
+
+
+@legalizes("MaxUnpool")
+def max_unpool(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x, where = op.operands[0], op.operands[1]
+    kernel = [int(k) for k in op.attr("kernel_shape")]
+    n = len(kernel)
+    props: dict = {"kernel": kernel, "strides": [int(s) for s in op.attr("strides") or [1] * n],
+                   "pads": [int(p) for p in op.attr("pads") or [0] * (2 * n)]}
+    operands = [x, where]
+    given = op.onnx_input("output_shape")
+    if given is not None:
+        value = b.const(given)
+        if value is not None:
+            props["output_shape"] = [int(v) for v in np.asarray(value).reshape(-1)]
+        else:  # checked at run time against the shape the model declares
+            declared = shape_of(op.results[0].type)
+            if declared is None or not all(isinstance(d, int) for d in declared):
+                raise b.unsupported("output_shape is a run-time input and the result's shape "
+                                    "is not declared")
+            props["output_shape"] = list(declared)
+            operands.append(b.cast(given, i64))
+    pool = where.owner
+    if isinstance(pool, MaxPoolIndicesOp) and where is pool.indices \
+            and [pool.prop(k) for k in props if k != "output_shape"] \
+            == [props[k] for k in props if k != "output_shape"] \
+            and set(pool.prop("dilations")) == {1} and not pool.prop("storage_order") \
+            and list(b.shape(pool.input)) == unpooled_shape(b.shape(x), kernel,
+                                                            props["strides"], props["pads"]):
+        props["windowed"] = True  # each index in its element's window: a kernel may gather
+    return [b.op(MaxUnpoolOp, operands, props).results[0]]
 
 
 @legalizes("AveragePool")

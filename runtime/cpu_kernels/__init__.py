@@ -27,6 +27,7 @@ from ember.runtime.cpu_kernels import (
     recurrent,
     reduction,
     sampling,
+    unpool,
 )
 
 Kernel = Callable[[list[np.ndarray], dict], list[np.ndarray]]
@@ -40,6 +41,7 @@ KERNELS: dict[str, Kernel] = {
     **sampling.KERNELS,
     **recurrent.KERNELS,
     **quant.KERNELS,
+    **unpool.KERNELS,
     **attention.KERNELS,
     **data_dependent.KERNELS,
     **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
