@@ -163,8 +163,15 @@ class _Importer:
     # -- checks --------------------------------------------------------------------------------
     def _collect_types(self) -> None:
         graph = self.model.graph
+        negative = _negative_dims(graph)
+        for name, dims in negative:
+            self.problems.append(NodeProblem(name, "tensor", f"has a negative dim in its "
+                                                             f"declared shape {dims}"))
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
+            # (onnx's C++ inference aborts the process on some negative dims: never given one)
+            inferred = graph if negative or any(d < 0 for t in graph.initializer
+                                                for d in t.dims) \
+                else onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
         except Exception:  # inference is a help, not a requirement: fall back to declared types
             inferred = graph
         for vi in [*graph.value_info, *graph.input, *graph.output,
@@ -493,6 +500,19 @@ def _attribute_problem(attr: AttributeProto, declared: Any, op_type: str) -> str
 _T = onnx.TensorProto
 _SUB_BYTE_BITS = {getattr(_T, n): b for n, b in (("UINT4", 4), ("INT4", 4), ("FLOAT4E2M1", 4),
                                                  ("UINT2", 2), ("INT2", 2)) if hasattr(_T, n)}
+
+
+def _negative_dims(graph: onnx.GraphProto) -> list[tuple[str, list[int]]]:
+    """The graph's inputs, outputs and value_info whose declared shape has a negative dim (the
+    initializers' are `_tensor_problem`'s), each with its dims."""
+    out = []
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        if vi.type.WhichOneof("value") != "tensor_type":
+            continue
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims):
+            out.append((vi.name, dims))
+    return out
 
 
 def _tensor_problem(t: onnx.TensorProto) -> str | None:
