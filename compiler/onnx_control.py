@@ -296,8 +296,11 @@ def _static_shapes(model: ModelProto) -> dict[str, list[int]]:
     promises them) and ONNX's inference."""
     import onnx
 
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+    from ember.compiler.onnx_importer import inference_is_safe
+
+    try:  # data propagation: a Reshape to a Concat of Shape slices (function bodies) too
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph \
+            if inference_is_safe(model.graph) else model.graph
     except Exception:  # noqa: BLE001 -- inference is a help: the declared types alone
         inferred = model.graph
     shapes = {}

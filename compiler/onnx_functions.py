@@ -22,19 +22,23 @@ from onnx import FunctionProto, ModelProto, NodeProto, TypeProto
 from ember.dialects.origin import FUNCTION_BODY
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+# domains whose ops' schemas (and function bodies) onnx defines beside the default one
+_SCHEMA_DOMAINS = (*_DEFAULT_DOMAINS, "ai.onnx.preview")
 _MAX_DEPTH = 4  # bodies within bodies (a loss op's body uses another function op, ...)
 
 
 def expand_functions(model: ModelProto, native: Callable[[str], bool]) -> ModelProto:
-    """`model` with each default-domain node that `native(op_type)` rejects and whose schema
-    defines a function replaced by that function's body, and the model's local functions
+    """`model` with each node of an onnx-defined domain (the default one, ai.onnx.preview) that
+    `native(op_type)` rejects and whose schema defines a function replaced by that function's
+    body, and the model's local functions
     inlined; the model itself when there is nothing to expand. A node whose body needs input
     types shape inference cannot give stays as it is (the legalizer then names it)."""
     for _ in range(_MAX_DEPTH):
         opset = _default_opset(model)  # inlined bodies may raise it
         candidates = [i for i, node in enumerate(model.graph.node)
-                      if node.domain in _DEFAULT_DOMAINS and not native(node.op_type)
-                      and _defines_body(node.op_type, opset)]
+                      if node.domain in _SCHEMA_DOMAINS and not (
+                          node.domain in _DEFAULT_DOMAINS and native(node.op_type))
+                      and _defines_body(node, _schema_opset(model, node.domain))]
         if not candidates and not model.functions:
             return model
         model = _copy(model)  # the caller's model is never changed
@@ -42,10 +46,11 @@ def expand_functions(model: ModelProto, native: Callable[[str], bool]) -> ModelP
         bodies: list[FunctionProto] = []
         for index in candidates:
             node = model.graph.node[index]
-            body = _body(node, opset, types)
+            at = _schema_opset(model, node.domain)
+            body = _body(node, at, opset, types)
             if body is None:
                 continue
-            _fill_defaults(node, opset)
+            _fill_defaults(node, at)
             body.overload = node.overload = f"ember_expand_{index}"
             _name_nodes(body, node)
             bodies.append(body)
@@ -59,9 +64,20 @@ def expand_functions(model: ModelProto, native: Callable[[str], bool]) -> ModelP
     return model
 
 
-def _defines_body(op_type: str, opset: int) -> bool:
+def _domain(domain: str) -> str:
+    return "" if domain in _DEFAULT_DOMAINS else domain
+
+
+def _schema_opset(model: ModelProto, domain: str) -> int:
+    """The version of `domain` the model imports (the default domain's: `_default_opset`)."""
+    if domain in _DEFAULT_DOMAINS:
+        return _default_opset(model)
+    return next((e.version for e in model.opset_import if e.domain == domain), 1)
+
+
+def _defines_body(node: NodeProto, opset: int) -> bool:
     try:
-        schema = onnx.defs.get_schema(op_type, opset, "")
+        schema = onnx.defs.get_schema(node.op_type, opset, _domain(node.domain))
     except onnx.defs.SchemaError:
         return False
     return schema.has_function or schema.has_context_dependent_function
@@ -94,10 +110,12 @@ def _value_types(model: ModelProto) -> dict[str, TypeProto]:
     return types
 
 
-def _body(node: NodeProto, opset: int, types: dict[str, TypeProto]) -> FunctionProto | None:
-    """The function body ONNX's schema of `node` defines at `opset`, or None."""
+def _body(node: NodeProto, opset: int, default_opset: int,
+          types: dict[str, TypeProto]) -> FunctionProto | None:
+    """The function body ONNX's schema of `node` defines at `opset` (of its domain), its
+    default-domain nodes read at the model's `default_opset`; or None."""
     try:
-        schema = onnx.defs.get_schema(node.op_type, opset, "")
+        schema = onnx.defs.get_schema(node.op_type, opset, _domain(node.domain))
     except onnx.defs.SchemaError:
         return None
     if schema.has_function:
@@ -131,14 +149,14 @@ def _body(node: NodeProto, opset: int, types: dict[str, TypeProto]) -> FunctionP
     # bodies that import the model's opset); the importer checks its nodes at that opset
     for entry in copy.opset_import:
         if entry.domain in _DEFAULT_DOMAINS:
-            entry.version = opset
+            entry.version = default_opset
     return copy
 
 
 def _fill_defaults(node: NodeProto, opset: int) -> None:
     """Give `node` the schema's default of each attribute it omits: a body refers to its
     node's attributes by name, and the inliner drops a reference to an absent one."""
-    schema = onnx.defs.get_schema(node.op_type, opset, "")
+    schema = onnx.defs.get_schema(node.op_type, opset, _domain(node.domain))
     given = {a.name for a in node.attribute}
     for name, spec in schema.attributes.items():
         if name not in given and spec.default_value.type != onnx.AttributeProto.UNDEFINED:

@@ -168,10 +168,8 @@ class _Importer:
             self.problems.append(NodeProblem(name, "tensor", f"has a negative dim in its "
                                                              f"declared shape {dims}"))
         try:
-            # (onnx's C++ inference aborts the process on some negative dims: never given one)
-            inferred = graph if negative or any(d < 0 for t in graph.initializer
-                                                for d in t.dims) \
-                else onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph
+            inferred = onnx.shape_inference.infer_shapes(self.model, data_prop=True).graph \
+                if inference_is_safe(graph) else graph
         except Exception:  # inference is a help, not a requirement: fall back to declared types
             inferred = graph
         for vi in [*graph.value_info, *graph.input, *graph.output,
@@ -500,6 +498,13 @@ def _attribute_problem(attr: AttributeProto, declared: Any, op_type: str) -> str
 _T = onnx.TensorProto
 _SUB_BYTE_BITS = {getattr(_T, n): b for n, b in (("UINT4", 4), ("INT4", 4), ("FLOAT4E2M1", 4),
                                                  ("UINT2", 2), ("INT2", 2)) if hasattr(_T, n)}
+
+
+def inference_is_safe(graph: onnx.GraphProto) -> bool:
+    """Whether onnx's shape inference may be run on the graph: it aborts the process (a C++
+    assertion, e.g. in Slice's) on some tensors declared with a negative dim."""
+    return not _negative_dims(graph) and not any(d < 0 for t in graph.initializer
+                                                 for d in t.dims)
 
 
 def _negative_dims(graph: onnx.GraphProto) -> list[tuple[str, list[int]]]:

@@ -128,3 +128,26 @@ def test_a_per_layer_precision_on_a_function_op_applies_to_its_body():
     assert body and all(d == "float32" for s in body for d in s["params"]["out_dtypes"])
     unpinned, _ = build_model(model, BuilderConfig(flags=BuilderFlag.FP16))
     assert any(d == "float16" for s in unpinned["steps"] for d in s["params"]["out_dtypes"])
+
+
+def test_a_preview_domain_op_runs_through_its_schemas_body():
+    """FlexAttention (domain ai.onnx.preview) has a context-dependent body in onnx's schema:
+    expanded like a default-domain function op, against the reference's expanded model (the
+    reference evaluator has no kernel for the op itself)."""
+    node = helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview",
+                            name="flex")
+    ios = [helper.make_tensor_value_info(n, F, [1, 2, 4, 8]) for n in ("q", "k", "v")]
+    model = _model([node], ios, [helper.make_tensor_value_info("y", F, [1, 2, 4, 8])],
+                   extra_opsets=[helper.make_opsetid("ai.onnx.preview", 1)])
+    expanded = expand_functions(model, LEGALIZERS.__contains__)
+    assert [n.domain for n in expanded.graph.node] == [""] * len(expanded.graph.node)
+    feed = {n: rng.standard_normal((1, 2, 4, 8)).astype(np.float32) for n in ("q", "k", "v")}
+    manifest, got = _run(model, feed)
+    want = ReferenceEvaluator(expanded).run(None, feed)[0]
+    np.testing.assert_allclose(got["y"], want, rtol=1e-5, atol=1e-6)
+    # plain scaled-dot-product attention, which is what FlexAttention without mods is
+    s = np.einsum("bhqd,bhkd->bhqk", feed["q"], feed["k"]) / np.sqrt(8)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    np.testing.assert_allclose(got["y"], (p / p.sum(-1, keepdims=True)) @ feed["v"],
+                               rtol=1e-5, atol=1e-5)
+    assert any("flex" in o for s in manifest["steps"] for o in s["origin"])
