@@ -366,6 +366,7 @@ _DESCRIPTORS = [
                                    "ceil_mode": req(BOOL), "storage_order": req(INT)}),
     _template("max_unpool", {"kernel": req(INTS), "strides": req(INTS), "pads": req(INTS),
                              "output_shape": opt(INTS), "windowed": opt(BOOL), **DYNAMIC}),
+    _template("tensor_scatter", {"axis": req(INT), "mode": req(STR, ("linear", "circular"))}),
     _template("batch_norm", {"epsilon": req(FLOAT)}),
     _template("layer_norm", {"axis": req(INT), "epsilon": req(FLOAT), "rms": opt(BOOL)}),
     _template("group_norm", {"groups": req(INT), "epsilon": req(FLOAT)}),

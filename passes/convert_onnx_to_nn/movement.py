@@ -4,7 +4,7 @@ resizes, constants and shape queries."""
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import UnitAttr
+from xdsl.dialects.builtin import UnitAttr, i64
 from xdsl.ir import Attribute, SSAValue
 
 from ember.dialects.dtypes import element_type_from_numpy
@@ -17,6 +17,7 @@ from ember.dialects.nn.base import (
 )
 from ember.dialects.nn.dynamic_params import segments
 from ember.dialects.nn.elementwise import FillOp, scalar_attr
+from ember.dialects.nn.kv_cache import TensorScatterOp
 from ember.dialects.nn.movement import (
     ConcatOp,
     CumSumOp,
@@ -353,6 +354,17 @@ def scatter_nd(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     data, indices, updates = op.operands
     return [b.value(ScatterNDOp, [data, indices, updates],
                     reduction=str(op.attr("reduction", "none")))]
+
+
+@legalizes("TensorScatter")
+def tensor_scatter(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """The KV-cache update (opset 24): the past cache with the update written at each batch
+    sample's write index."""
+    past, update = op.operands[0], op.operands[1]
+    where = op.onnx_input("write_indices")
+    operands = [past, update] + ([b.cast(where, i64)] if where is not None else [])
+    return [b.value(TensorScatterOp, operands, axis=int(op.attr("axis", -2)),
+                    mode=str(op.attr("mode", "linear")))]
 
 
 @legalizes("GatherND")
