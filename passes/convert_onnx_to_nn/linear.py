@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from xdsl.dialects.builtin import IntegerType
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import is_float
 from ember.dialects.nn.linear import ConvOp, ConvTransposeOp, DetOp, EinsumOp, MatMulOp
+from ember.dialects.nn.movement import GatherOp, TransposeOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import ShapeError
@@ -194,14 +196,51 @@ def einsum_problem(equation: str, operands: int) -> str | None:
     """Why ember does not take an Einsum equation (None: it does)."""
     if operands > 2:
         return f"equation '{equation}' has {operands} operands; at most 2 are supported"
-    lhs = equation.replace(" ", "").partition("->")[0]
-    for term in lhs.split(","):
-        letters = term.replace("...", "")
-        repeated = sorted({c for c in letters if letters.count(c) > 1})
-        if repeated:
-            return (f"equation '{equation}' repeats label(s) {', '.join(repeated)} within the "
-                    f"operand '{term}' (diagonals/traces are not supported)")
     return None
+
+
+def _diagonals(b: NNBuilder, inputs: list[SSAValue], equation: str
+               ) -> tuple[list[SSAValue], str]:
+    """Operands whose term repeats a label (a diagonal, "...ii", or a trace, "ii->") replaced
+    by that diagonal (the two dims moved last, flattened, every (n + 1)-th element gathered),
+    and the equation with the label once: what numpy's einsum means by the repeat."""
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(inputs):
+        raise b.unsupported(f"equation '{equation}' has {len(terms)} operand term(s) for "
+                            f"{len(inputs)} input(s)")
+    out = []
+    for k, (term, x) in enumerate(zip(terms, inputs, strict=True)):
+        shape = list(b.shape(x))
+        explicit = term.replace("...", "")
+        ellipsis = len(shape) - len(explicit)
+        if ellipsis < 0 or (ellipsis and "..." not in term):
+            raise b.unsupported(f"equation '{equation}': term '{term}' does not fit an operand "
+                                f"of rank {len(shape)}")
+        head, _, tail = term.partition("...")
+        labels = [*head, *(["..."] * ellipsis), *tail]
+        while (c := next((c for c in explicit if labels.count(c) > 1), None)) is not None:
+            p1, p2 = [i for i, label in enumerate(labels) if label == c][:2]
+            n = shape[p1]
+            if not isinstance(n, int) or shape[p2] != n:
+                raise b.unsupported(f"equation '{equation}': the diagonal of label {c} needs "
+                                    f"equal static dims, not {shape[p1]} and {shape[p2]}")
+            rest = [i for i in range(len(shape)) if i not in (p1, p2)]
+            x = b.value(TransposeOp, [x], perm=[*rest, p1, p2])
+            shape = [shape[i] for i in rest]
+            x = b.reshape(x, (*shape, n * n))
+            x = b.value(GatherOp, [x, b.constant(np.arange(n, dtype=np.int64) * (n + 1))],
+                        axis=len(shape))
+            shape.append(n)
+            labels = [labels[i] for i in rest] + [c]
+            explicit = "".join(label for label in labels if label != "...")
+        out.append(x)
+        if len(labels) == len(head) + ellipsis + len(tail):
+            continue  # no label repeated: the term as written
+        dots = "".join(label for i, label in enumerate(labels)
+                       if label != "..." or i == labels.index("..."))
+        terms[k] = dots if "..." in dots or "..." not in term else "..." + dots
+    return out, ",".join(terms) + arrow + rhs
 
 
 @legalizes("Det")
@@ -219,7 +258,8 @@ def einsum(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     problem = einsum_problem(equation, len(inputs))
     if problem:
         raise b.unsupported(problem)
-    return [b.value(EinsumOp, inputs, equation=equation.replace(" ", ""))]
+    inputs, equation = _diagonals(b, inputs, equation)
+    return [b.value(EinsumOp, inputs, equation=equation)]
 
 
 def minus_zero_point(b: NNBuilder, x: SSAValue, zp: SSAValue | None,

@@ -160,6 +160,13 @@ def test_matmul_int32():
     ("ij,kj", [(3, 4), (5, 4)]),
     ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)]),
     ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)]),
+    # a repeated label: the diagonal (a transpose, a reshape, a gather), then the einsum
+    ("ii->i", [(3, 3)]),
+    ("ii->", [(4, 4)]),
+    ("...ii->...i", [(2, 3, 3)]),
+    ("iji->j", [(3, 5, 3)]),
+    ("ii,ij->j", [(3, 3), (3, 4)]),
+    ("bii->bi", [(2, 3, 3)]),
 ])
 def test_einsum(equation, shapes):
     inputs = {f"x{i}": randn(*s) for i, s in enumerate(shapes)}
@@ -179,9 +186,9 @@ def test_einsum_infer_ellipsis_broadcast_and_symbols():
         build(EinsumOp, block.args, {"equation": "...ij,...kj->...ik"})
 
 
-def test_einsum_rejects_diagonal_and_three_operands():
-    x = randn(3, 3)
-    with pytest.raises(UnsupportedError, match="'ii->i'.*repeats label"):
+def test_einsum_rejects_unequal_diagonal_dims_and_three_operands():
+    x = randn(3, 4)
+    with pytest.raises(UnsupportedError, match="'ii->i'.*diagonal of label i needs equal"):
         legalize(single_node_model("Einsum", {"x": x}, equation="ii->i"))
     inputs = {"a": randn(2, 3), "b": randn(3, 4), "c": randn(4, 5)}
     with pytest.raises(UnsupportedError, match="3 operands"):
