@@ -148,7 +148,7 @@ def _channel_param(b: NNBuilder, value: SSAValue, x: SSAValue) -> SSAValue:
 @legalizes("BatchNormalization")
 def batch_norm(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     if op.attr("training_mode", 0):
-        raise b.unsupported("training_mode=1 is not supported (inference only)")
+        return _batch_norm_training(b, op)
     if _outputs_used(op, 1):
         raise b.unsupported("the running mean/variance outputs are not supported "
                             "(inference only)")
@@ -159,6 +159,31 @@ def batch_norm(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     x = _x(op)
     params = [_channel_param(b, v, x) for v in list(op.operands)[1:5]]
     return [b.value(BatchNormOp, [x, *params], epsilon=float(op.attr("epsilon", 1e-5)))]
+
+
+def _batch_norm_training(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """training_mode=1 (opset 14 on): Y normalized with the batch's own mean and (population)
+    variance per channel, and the running mean and variance moved toward them by
+    1 - momentum."""
+    x = _x(op)
+    rank = len(b.shape(x))
+    if rank < 2:
+        raise b.unsupported(f"the input must have rank >= 2, not {rank}")
+    scale, bias, mean, var = (_channel_param(b, v, x) for v in list(op.operands)[1:5])
+    axes = [0, *range(2, rank)]
+    channels = [1, b.shape(x)[1], *([1] * (rank - 2))]
+    batch_mean = reduce(b, x, "mean", axes, False)
+    centred = b.binary("sub", x, b.reshape(batch_mean, channels))
+    batch_var = reduce(b, b.binary("mul", centred, centred), "mean", axes, False)
+    y = b.value(BatchNormOp, [x, scale, bias, batch_mean, batch_var],
+                epsilon=float(op.attr("epsilon", 1e-5)))
+    momentum = float(op.attr("momentum", 0.9))
+
+    def moved(running: SSAValue, current: SSAValue) -> SSAValue:
+        return b.binary("add", b.binary("mul", running, b.constant(momentum, like=running)),
+                        b.binary("mul", current, b.constant(1 - momentum, like=current)))
+
+    return [y, moved(mean, batch_mean), moved(var, batch_var)]
 
 
 @legalizes("InstanceNormalization")

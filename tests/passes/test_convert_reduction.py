@@ -133,13 +133,20 @@ def test_batch_norm_inference():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_batch_norm_training_is_unsupported():
-    c = IMG.shape[1]
-    params = {n: np.ones(c, np.float32) for n in ("scale", "bias", "mean", "var")}
-    model = _typed(single_node_model("BatchNormalization", {"x": IMG}, initializers=params,
-                                     opset=15, training_mode=1))
-    with pytest.raises(UnsupportedError, match="batchnormalization0.*training_mode"):
-        legalize(model)
+@pytest.mark.parametrize("shape", [IMG.shape, (4, 3, 5)])
+def test_batch_norm_training_mode_against_the_reference(shape):
+    """training_mode=1: Y from the batch's own statistics, and the running mean and variance
+    moved toward them (momentum 0.8)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    params = {"scale": rng.standard_normal(c).astype(np.float32),
+              "bias": rng.standard_normal(c).astype(np.float32),
+              "mean": rng.standard_normal(c).astype(np.float32),
+              "var": np.abs(rng.standard_normal(c)).astype(np.float32)}
+    model = single_node_model("BatchNormalization", {"x": x}, ["y", "running_mean",
+                                                               "running_var"],
+                              initializers=params, opset=15, training_mode=1, momentum=0.8)
+    check_against_reference(model, {"x": x}, rtol=1e-5, atol=1e-5)
 
 
 def test_instance_and_group_norm():
