@@ -8,6 +8,7 @@ import numpy as np
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_onnx
+from ember.dialects.nn.bilinear import DeformConvOp, RoiAlignOp
 from ember.dialects.nn.sampling import GridSampleOp
 from ember.dialects.onnx import OnnxOp
 from ember.dialects.tensor_types import element_type_of
@@ -113,3 +114,43 @@ def stft(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     operands, segment = segments(x, b.cast(step, i64), window,
                                  b.cast(length, i64) if length is not None else None)
     return [with_declared(b, StftOp, operands, {"onesided": onesided, **segment}, hint)]
+
+
+@legalizes("RoiAlign")
+def roi_align(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x, rois, batch = op.operands
+    # opset 10 has no coordinate_transformation_mode: its sampling is opset 16's
+    # output_half_pixel
+    mode = op.attr("coordinate_transformation_mode", "half_pixel" if b.opset >= 16
+                   else "output_half_pixel")
+    return [b.value(RoiAlignOp, [x, b.cast(rois, element_type_of(x)), batch],
+                    mode=str(op.attr("mode", "avg")),
+                    coordinate_transformation_mode=str(mode),
+                    output_height=int(op.attr("output_height", 1)),
+                    output_width=int(op.attr("output_width", 1)),
+                    sampling_ratio=int(op.attr("sampling_ratio", 0)),
+                    spatial_scale=float(op.attr("spatial_scale", 1.0)))]
+
+
+@legalizes("DeformConv")
+def deform_conv(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    x, w, offset = (op.onnx_input(n) for n in ("X", "W", "offset"))
+    rank = len(b.shape(x))
+    if rank != 4:
+        raise b.unsupported(f"only 2-D deformable convolution is supported (X of rank 4, not "
+                            f"{rank})")
+    kernel = [int(k) for k in op.attr("kernel_shape") or b.shape(w)[2:]]
+    if list(b.shape(w)[2:]) != kernel:
+        raise b.unsupported(f"kernel_shape {kernel} differs from W's {list(b.shape(w)[2:])}")
+    present, extra = [], []
+    for name, onnx_name in (("bias", "B"), ("mask", "mask")):
+        value = op.onnx_input(onnx_name)
+        if value is not None:
+            present.append(name)
+            extra.append(b.cast(value, element_type_of(x)))
+    return [b.value(DeformConvOp, [x, w, offset, *extra], present=present or None,
+                    strides=[int(v) for v in op.attr("strides") or [1, 1]],
+                    pads=[int(v) for v in op.attr("pads") or [0] * 4],
+                    dilations=[int(v) for v in op.attr("dilations") or [1, 1]],
+                    group=int(op.attr("group", 1)),
+                    offset_group=int(op.attr("offset_group", 1)))]

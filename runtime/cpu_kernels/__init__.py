@@ -18,6 +18,7 @@ import numpy as np
 from ember.runtime import plugins
 from ember.runtime.cpu_kernels import (
     attention,
+    bilinear,
     data_dependent,
     elementwise,
     kv_cache,
@@ -42,6 +43,7 @@ KERNELS: dict[str, Kernel] = {
     **sampling.KERNELS,
     **recurrent.KERNELS,
     **quant.KERNELS,
+    **bilinear.KERNELS,
     **kv_cache.KERNELS,
     **unpool.KERNELS,
     **attention.KERNELS,
