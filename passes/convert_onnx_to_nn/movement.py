@@ -356,6 +356,38 @@ def scatter_nd(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                     reduction=str(op.attr("reduction", "none")))]
 
 
+@legalizes("Col2Im")
+def col2im(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """Col2Im: image_shape and block_shape are constants (properties), or read when the plan
+    runs (the image shape is then the declared result's, checked at run time)."""
+    from ember.dialects.nn.col2im import Col2ImOp
+    from ember.dialects.nn.dynamic_params import segments
+
+    x, image_in, block_in = op.operands
+    image, block = b.const(image_in), b.const(block_in)
+    declared = shape_of(op.results[0].type)
+    props: dict = {}
+    if image is not None:
+        props["image_shape"] = [int(v) for v in np.asarray(image).reshape(-1)]
+    elif declared is not None and len(declared) >= 3 and all(isinstance(d, int)
+                                                              for d in declared[2:]):
+        props["image_shape"] = list(declared[2:])
+    else:
+        raise b.unsupported("image_shape is a run-time input and the result's shape is not "
+                            "declared")
+    n = len(props["image_shape"])
+    if block is not None:
+        props["block_shape"] = [int(v) for v in np.asarray(block).reshape(-1)]
+    props.update(strides=[int(v) for v in op.attr("strides") or [1] * n],
+                 pads=[int(v) for v in op.attr("pads") or [0] * (2 * n)],
+                 dilations=[int(v) for v in op.attr("dilations") or [1] * n])
+    operands, segment = segments(x, None if image is not None else b.cast(image_in, i64),
+                                 None if block is not None else b.cast(block_in, i64))
+    t = declared_type(op, x, n + 2)
+    return [b.op(Col2ImOp, operands, {**props, **segment},
+                 result_types=[t] if block is None and t is not None else None).results[0]]
+
+
 @legalizes("TensorScatter")
 def tensor_scatter(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     """The KV-cache update (opset 24): the past cache with the update written at each batch

@@ -19,6 +19,7 @@ from ember.runtime import plugins
 from ember.runtime.cpu_kernels import (
     attention,
     bilinear,
+    col2im,
     data_dependent,
     elementwise,
     kv_cache,
@@ -44,6 +45,7 @@ KERNELS: dict[str, Kernel] = {
     **recurrent.KERNELS,
     **quant.KERNELS,
     **bilinear.KERNELS,
+    **col2im.KERNELS,
     **kv_cache.KERNELS,
     **unpool.KERNELS,
     **attention.KERNELS,
