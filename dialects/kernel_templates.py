@@ -400,7 +400,7 @@ _DESCRIPTORS = [
     _template("scatter_elements", {"axis": req(INT), "reduction": req(STR, SCATTER_REDUCTIONS)},
               cuda=None),
     _template("scatter_nd", {"reduction": req(STR, SCATTER_REDUCTIONS)}, cuda=None),
-    _template("gather_nd", {"batch_dims": req(INT)}, cuda=None),
+    _template("gather_nd", {"batch_dims": req(INT)}),
     _template("expand", DYNAMIC),
     _template("tile", {"repeats": opt(INTS), **DYNAMIC}),
     _template("resize", {
