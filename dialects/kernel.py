@@ -26,6 +26,8 @@ or carries `cuda_fallback = "<reason>"`: it runs on the host.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -35,7 +37,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -52,7 +54,15 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, IsTerminator, Pure
+from xdsl.traits import (
+    AlwaysSpeculatable,
+    EffectInstance,
+    HasParent,
+    IsTerminator,
+    MemoryEffect,
+    MemoryEffectKind,
+    Pure,
+)
 from xdsl.utils.exceptions import VerifyException
 
 from ember.dialects.kernel_templates import check_launch
@@ -60,6 +70,22 @@ from ember.dialects.nn.functions import BINARY, UNARY
 
 # kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
 SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1}
+
+
+# templates whose kernel does more than compute its results (an assertion that fails the run):
+# dead-code elimination keeps them though nothing reads a result
+SIDE_EFFECTS = frozenset({"assert"})
+
+
+class LaunchEffects(MemoryEffect):
+    """A kernel.launch has no effect beyond its results, but for the SIDE_EFFECTS templates."""
+
+    @classmethod
+    def get_effects(cls, op: Operation) -> AbstractSet[EffectInstance]:
+        template = op.properties.get("template")
+        if isinstance(template, StringAttr) and template.data in SIDE_EFFECTS:
+            return frozenset({EffectInstance(MemoryEffectKind.WRITE)})
+        return frozenset()
 
 
 @irdl_op_definition
@@ -74,7 +100,7 @@ class LaunchOp(IRDLOperation):
     inputs = var_operand_def()
     outputs = var_result_def()
     epilogue = opt_region_def("single_block")
-    traits = traits_def(Pure())
+    traits = traits_def(LaunchEffects(), AlwaysSpeculatable())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = ("$template `(` $inputs `)` attr-dict `:` functional-type($inputs, results)"
                        " (`epilogue` $epilogue^)?")

@@ -91,12 +91,18 @@ INTS = Kind("an int list (array<i64: ...>)",
 FLOATS = Kind("a number list (array<f64: ...>)", lambda a: isinstance(a, DenseArrayBase))
 STRS = Kind("a string list", lambda a: isinstance(a, ArrayAttr)
             and all(isinstance(s, StringAttr) for s in a.data))
+def _empty(a: Attribute) -> bool:
+    """An empty list (as its attribute prints: `array<i64>`): an op without results has none."""
+    return isinstance(a, DenseArrayBase) and len(a) == 0
+
+
 SHAPES = Kind("a shape list (one entry per tensor, each array<i64: ...> or a list of ints and "
               "symbolic dims such as \"768*N\")",
-              lambda a: isinstance(a, ArrayAttr) and all(_is_shape(s) for s in a.data))
+              lambda a: _empty(a) or isinstance(a, ArrayAttr) and all(_is_shape(s)
+                                                                      for s in a.data))
 ATTRS = Kind("a dictionary of attribute values", lambda a: isinstance(a, DictionaryAttr))
 DTYPES = Kind(f"a dtype name list ({', '.join(sorted(DTYPE_NAMES))})",
-              lambda a: isinstance(a, ArrayAttr)
+              lambda a: _empty(a) or isinstance(a, ArrayAttr)
               and all(isinstance(s, StringAttr) and s.data in DTYPE_NAMES for s in a.data))
 
 
@@ -377,6 +383,7 @@ _DESCRIPTORS = [
     _template("col2im", {"image_shape": req(INTS), "block_shape": opt(INTS),
                          "strides": req(INTS), "pads": req(INTS), "dilations": req(INTS),
                          **DYNAMIC}),
+    _template("assert", {"message": req(STR)}, cuda=None),
     _template("batch_norm", {"epsilon": req(FLOAT)}),
     _template("layer_norm", {"axis": req(INT), "epsilon": req(FLOAT), "rms": opt(BOOL)}),
     _template("group_norm", {"groups": req(INT), "epsilon": req(FLOAT)}),
@@ -523,7 +530,8 @@ def check_launch(template: str, params: DictionaryAttr, inputs: Sequence[Attribu
     if epilogue_inputs is None:
         checked.append(("out_dtypes", outputs))
     for key, types in checked:
-        for i, (name, t) in enumerate(zip(data[key], types, strict=True)):  # type: ignore
+        names = [] if _empty(data[key]) else data[key]
+        for i, (name, t) in enumerate(zip(names, types, strict=True)):  # type: ignore
             if name.data != _dtype_of(t):  # type: ignore[attr-defined]
                 what = "operand" if key == "in_dtypes" else "result"
                 raise VerifyException(f"{where}: param '{key}' says {what} #{i} is "

@@ -12,7 +12,7 @@ from ember.dialects.tensor_types import LayoutAttr
 
 _FAMILIES = [elementwise]
 for _name in ("linear", "reduction", "movement", "sampling", "recurrent", "quant", "attention",
-              "data_dependent", "unpool", "kv_cache", "bilinear", "col2im", "plugin"):
+              "data_dependent", "unpool", "kv_cache", "bilinear", "col2im", "assertion", "plugin"):
     try:
         _FAMILIES.append(__import__(f"ember.dialects.nn.{_name}", fromlist=["OPS"]))
     except ModuleNotFoundError as _e:  # a family not written yet

@@ -169,6 +169,18 @@ class NNBuilder:
             count *= dim_value(d, maxima)
         return count
 
+    def assume_equal(self, value: SSAValue, expected: Sequence[int], what: str) -> None:
+        """An nn.assert that run-time `value` (ints) equals `expected` when the plan runs: the
+        value the plan was built for (a declared result's shape), named in the failure."""
+        from ember.dialects.nn.assertion import AssertOp
+
+        want = self.constant(np.asarray(expected, np.int64))
+        same = self.binary("eq", self.cast(value, element_type_of(want)), want)
+        self.op(AssertOp, [same], {"message": f"node '{self.node.node_name}' "
+                                              f"({self.node.ONNX_TYPE}): {what} must be "
+                                              f"{list(expected)}, as the plan was built for"},
+                num_results=0)
+
     # -- errors --------------------------------------------------------------------------------
     def unsupported(self, what: str) -> UnsupportedError:
         return UnsupportedError(f"node '{self.node.node_name}' ({self.node.ONNX_TYPE}): {what}")

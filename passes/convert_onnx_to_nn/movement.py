@@ -388,6 +388,49 @@ def col2im(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                  result_types=[t] if block is None and t is not None else None).results[0]]
 
 
+@legalizes("CenterCropPad")
+def center_crop_pad(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """CenterCropPad as a slice (the centred crop) and a pad (centred, zeros) to the target
+    shape: the shape input where it is a constant, else the declared result's, which the shape
+    input must then equal when the plan runs (an nn.assert)."""
+    x, shape_in = op.operands
+    shape = list(b.shape(x))
+    rank = len(shape)
+    axes = [normalize_axis(int(a), rank, "CenterCropPad") for a in op.attr("axes")] \
+        if op.has_attr("axes") else list(range(rank))
+    value = b.const(shape_in)
+    if value is not None:
+        targets = [int(v) for v in np.asarray(value).reshape(-1)]
+    else:
+        declared = shape_of(op.results[0].type)
+        if declared is None or len(declared) != rank or not all(
+                isinstance(declared[a], int) for a in axes):
+            raise b.unsupported("the shape input is computed at run time and the result's "
+                                "shape is not declared")
+        targets = [int(declared[a]) for a in axes]  # type: ignore[arg-type]
+        b.assume_equal(shape_in, targets, "its shape input")
+    if len(targets) != len(axes):
+        raise b.unsupported(f"{len(targets)} target sizes for the {len(axes)} axes")
+    if not all(isinstance(shape[a], int) for a in axes):
+        raise b.unsupported(f"the cropped or padded dims of {shape} must be static")
+    starts, ends = [0] * rank, list(shape)
+    pads = [0] * (2 * rank)
+    for a, target in zip(axes, targets, strict=True):
+        dim = shape[a]
+        if target < dim:
+            starts[a] = (dim - target) // 2
+            ends[a] = starts[a] + target
+        elif target > dim:
+            pads[a] = (target - dim) // 2
+            pads[rank + a] = target - dim - pads[a]
+    y = x
+    if starts != [0] * rank or ends != shape:
+        y = b.value(SliceOp, [y], starts=starts, ends=ends, steps=[1] * rank)
+    if any(pads):
+        y = b.value(PadOp, [y], pads=pads, mode="constant", value=0.0)
+    return [y]
+
+
 @legalizes("TensorScatter")
 def tensor_scatter(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     """The KV-cache update (opset 24): the past cache with the update written at each batch

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 from xdsl.ir import SSAValue
 
-from ember.dialects.dtypes import element_type_from_onnx
+from ember.dialects.dtypes import element_type_from_onnx, numpy_dtype
 from ember.dialects.nn.bilinear import DeformConvOp, RoiAlignOp
+from ember.dialects.nn.movement import SliceOp
 from ember.dialects.nn.sampling import GridSampleOp
 from ember.dialects.onnx import OnnxOp
-from ember.dialects.tensor_types import element_type_of
+from ember.dialects.tensor_types import element_type_of, shape_of
 from ember.passes.convert_onnx_to_nn.builder import NNBuilder, declared_type, with_declared
 from ember.passes.convert_onnx_to_nn.registry import legalizes
 from ember.runtime.cpu_kernels.sampling import MODES, PADDING_MODES
@@ -154,3 +155,49 @@ def deform_conv(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
                     dilations=[int(v) for v in op.attr("dilations") or [1, 1]],
                     group=int(op.attr("group", 1)),
                     offset_group=int(op.attr("offset_group", 1)))]
+
+
+def _base_grid(size: int, align_corners: bool) -> np.ndarray:
+    """AffineGrid's normalized coordinates along one dim of `size` points."""
+    if align_corners:
+        return np.array([-1.0]) if size == 1 else np.linspace(-1.0, 1.0, size)
+    return (2.0 * np.arange(size) + 1.0) / size - 1.0
+
+
+@legalizes("AffineGrid")
+def affine_grid(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
+    """AffineGrid: each (x, y[, z], 1) of the normalized base grid times theta [N, k, k + 1]
+    -> [N, *spatial, k]: a constant base grid, a transpose and a matmul. The spatial size is
+    the size input where it is a constant, else the declared result's (the size input must
+    then equal it when the plan runs, an nn.assert)."""
+    from ember.dialects.nn.linear import MatMulOp
+    from ember.dialects.nn.movement import TransposeOp
+
+    theta, size_in = op.operands
+    shape = b.shape(theta)
+    if len(shape) != 3 or shape[1] not in (2, 3) or shape[2] != shape[1] + 1:
+        raise b.unsupported(f"theta must be [N, 2, 3] or [N, 3, 4], not {list(shape)}")
+    k = shape[1]
+    value = b.const(size_in)
+    if value is not None:
+        size = [int(v) for v in np.asarray(value).reshape(-1)]
+    else:
+        declared = shape_of(op.results[0].type)
+        if declared is None or len(declared) != k + 2 or not all(
+                isinstance(d, int) for d in declared[1:-1]):
+            raise b.unsupported("the size input is computed at run time and the result's "
+                                "shape is not declared")
+        size = [shape[0], -1, *declared[1:-1]]  # N and C are not known: only the spatial dims
+        b.assume_equal(b.value(SliceOp, [b.cast(size_in, element_type_from_onnx(7))],
+                               starts=[2], ends=[k + 2], steps=[1]), size[2:], "its spatial size")
+    if len(size) != k + 2:
+        raise b.unsupported(f"size {size} does not fit theta {list(shape)}")
+    spatial = size[2:]
+    align = bool(op.attr("align_corners", 0))
+    axes = [_base_grid(n, align) for n in spatial]  # z, y, x order; the grid holds x first
+    mesh = np.meshgrid(*axes, indexing="ij")
+    base = np.stack([*mesh[::-1], np.ones(spatial)], -1).reshape(1, -1, k + 1)
+    dtype = numpy_dtype(element_type_of(theta))
+    grid = b.value(MatMulOp, [b.constant(base.astype(dtype)),
+                              b.value(TransposeOp, [theta], perm=[0, 2, 1])])
+    return [b.reshape(grid, (shape[0], *spatial, k))]

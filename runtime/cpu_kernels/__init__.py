@@ -17,6 +17,7 @@ import numpy as np
 
 from ember.runtime import plugins
 from ember.runtime.cpu_kernels import (
+    assertion,
     attention,
     bilinear,
     col2im,
@@ -48,6 +49,7 @@ KERNELS: dict[str, Kernel] = {
     **col2im.KERNELS,
     **kv_cache.KERNELS,
     **unpool.KERNELS,
+    **assertion.KERNELS,
     **attention.KERNELS,
     **data_dependent.KERNELS,
     **plugins.KERNELS,  # a plugin step: its numpy reference, registered by the process
