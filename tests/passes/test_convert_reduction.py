@@ -8,7 +8,7 @@ from onnx import helper
 
 from ember.compiler.interpret import interpret
 from ember.dialects import ember_context
-from ember.errors import EmberError, UnsupportedError
+from ember.errors import EmberError
 from tests.onnx_cases import check_against_reference, legalize, single_node_model
 
 rng = np.random.default_rng(0)
@@ -352,8 +352,21 @@ def test_bad_pool_and_norm_inputs_name_the_node():
                                           num_groups=2)))
 
 
-def test_max_pool_indices_output_is_unsupported():
-    model = single_node_model("MaxPool", {"x": IMG}, ("y", "indices"), kernel_shape=[2, 2])
+@pytest.mark.parametrize("order", [0, 1])
+def test_max_pool_indices_output_is_legalized_to_max_pool_indices(order):
+    """MaxPool with its Indices output read: nn.max_pool_indices, against onnxruntime
+    (onnx.reference's indices are wrong with the default strides)."""
+    import onnxruntime as ort
+
+    model = single_node_model("MaxPool", {"x": IMG}, ("y", "indices"), kernel_shape=[2, 2],
+                              storage_order=order, opset=12)
+    model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     model.graph.output[1].type.tensor_type.elem_type = onnx.TensorProto.INT64
-    with pytest.raises(UnsupportedError, match="maxpool0.*Indices"):
-        legalize(model)
+    module = legalize(model)
+    assert "nn.max_pool_indices" in str(module) and f"storage_order = {order}" in str(module)
+    got = interpret(module, {"x": IMG})
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    values, indices = session.run(None, {"x": IMG})
+    np.testing.assert_array_equal(got["y"], values)
+    np.testing.assert_array_equal(got["indices"], indices)
