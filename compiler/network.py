@@ -83,30 +83,36 @@ _INPUT_DTYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int32, np.int6
 
 # TensorRT network methods ember does not implement, and why
 _UNSUPPORTED = {
-    "add_topk": "ember has no TopK kernel",
-    "add_scatter": "ember has no Scatter kernel (ScatterElements / ScatterND)",
+    "add_topk": "not implemented through the network API (ONNX TopK is: parse the model)",
+    "add_scatter": "not implemented through the network API (ONNX ScatterElements / "
+                   "ScatterND are: parse the model)",
     "add_lrn": "LRN through the network API is not implemented (the ONNX LRN op is)",
     "add_ragged_softmax": "ragged softmax is not implemented",
     "add_plugin_v2": "IPluginV2 objects are Python code at run time; ember plans carry none "
                      "(use ember.plugin and add_plugin_v3 / add_plugin)",
     "add_loop": "loops are not implemented (plans are straight-line)",
     "add_if_conditional": "conditionals are not implemented (plans are straight-line)",
-    "add_assertion": "assertions are not implemented",
-    "add_grid_sample": "grid sample is not implemented",
-    "add_nms": "non-maximum suppression is not implemented",
-    "add_quantize": "INT8/FP8 builds are not implemented",
-    "add_dequantize": "INT8/FP8 builds are not implemented",
-    "add_dynamic_quantize": "INT8/FP8 builds are not implemented",
-    "add_dynamic_quantize_v2": "INT8/FP8 builds are not implemented",
-    "add_one_hot": "one-hot is not implemented",
-    "add_non_zero": "non-zero has a data-dependent shape; plans need known shapes",
-    "add_reverse_sequence": "reverse sequence is not implemented",
+    "add_assertion": "not implemented through the network API (ember asserts run-time "
+                     "shape inputs of parsed models itself)",
+    "add_grid_sample": "not implemented through the network API (ONNX GridSample is)",
+    "add_nms": "not implemented through the network API (ONNX NonMaxSuppression is)",
+    "add_quantize": "not implemented through the network API (INT8 comes from ONNX Q/DQ "
+                    "nodes or BuilderFlag.INT8 calibration)",
+    "add_dequantize": "not implemented through the network API (INT8 comes from ONNX Q/DQ "
+                      "nodes or BuilderFlag.INT8 calibration)",
+    "add_dynamic_quantize": "dynamic quantization is not implemented",
+    "add_dynamic_quantize_v2": "dynamic quantization is not implemented",
+    "add_one_hot": "not implemented through the network API (ONNX OneHot is)",
+    "add_non_zero": "not implemented through the network API (ONNX NonZero is)",
+    "add_reverse_sequence": "not implemented through the network API (ONNX ReverseSequence "
+                            "is)",
     "add_normalization_v2": "use add_normalization",
     "add_attention": "the attention layer is not implemented (attention built of matmul "
                      "and softmax layers is recognized by fuse-attention)",
     "add_attention_v2": "the attention layer is not implemented",
     "add_rotary_embedding": "rotary embedding is not implemented",
-    "add_kv_cache_update": "KV caches are not implemented",
+    "add_kv_cache_update": "not implemented through the network API (ONNX TensorScatter, the "
+                           "KV-cache update, is)",
     "add_moe": "mixture of experts is not implemented",
     "add_dist_collective": "ember builds for one GPU",
     "mark_weights_refittable": "weights are not marked refittable one by one "

@@ -251,8 +251,8 @@ class GatherLayer(Layer):
 
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         if self.mode == GatherMode.ND:
-            raise UnsupportedError(f"{self._what()}.mode = ND is not implemented (ember has no "
-                                   "GatherND); DEFAULT and ELEMENT are")
+            raise UnsupportedError(f"{self._what()}.mode = ND is not implemented through the "
+                                   "network API (ONNX GatherND is); DEFAULT and ELEMENT are")
         op = "Gather" if self.mode == GatherMode.DEFAULT else "GatherElements"
         g.node(op, ins, outs, self.name, axis=self.axis)
 
