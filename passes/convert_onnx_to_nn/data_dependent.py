@@ -9,6 +9,7 @@ import numpy as np
 from xdsl.ir import SSAValue
 
 from ember.dialects.dtypes import element_type_from_numpy
+from ember.dialects.nn.base import dim_product
 from ember.dialects.nn.data_dependent import CompressOp, NonMaxSuppressionOp, NonZeroOp, UniqueOp
 from ember.dialects.nn.movement import GatherOp
 from ember.dialects.onnx import OnnxOp
@@ -48,7 +49,11 @@ def compress(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
     known = b.const(condition)
     if known is not None:  # a constant condition: a gather of the slices it keeps
         keep = np.nonzero(np.asarray(known).astype(bool))[0].astype(np.int64)
-        data = x if axis is not None else b.reshape(x, (_bound(b, shape, "the input"),))
+        data = x if axis is not None else b.reshape(x, (dim_product(shape),))
+        length = b.shape(data)[axis or 0]
+        if isinstance(length, int) and np.asarray(known).size > length:
+            raise b.unsupported(f"the condition has {np.asarray(known).size} values for "
+                                f"{length} slices")
         return [b.value(GatherOp, [data, b.constant(keep)], axis=axis or 0)]
     length = _bound(b, shape if axis is None else (shape[axis],), "the input")
     bound = min(length, _bound(b, b.shape(condition), "the condition"))
@@ -86,6 +91,8 @@ def non_max_suppression(b: NNBuilder, op: OnnxOp) -> list[SSAValue]:
             raise b.unsupported(f"input '{name}' must hold one value, not "
                                 f"{list(b.shape(value))}")
         scalars.append(value)
+    if len(b.shape(scores)) != 3:
+        raise b.unsupported(f"scores must be [B, C, N], not {list(b.shape(scores))}")
     b_, c_, n_ = b.shape(scores)
     per_class = _bound(b, (n_,), "scores")
     limit = b.const(scalars[0])

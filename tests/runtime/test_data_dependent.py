@@ -125,6 +125,22 @@ def test_compress_at_run_time_and_a_constant_condition_as_a_gather():
                                   np.compress(numpy_helper.to_array(cond), x))
 
 
+def test_a_constant_condition_on_a_dynamic_input():
+    """Without an axis, the flattened input's length is symbolic ("6*N"), not its bound."""
+    cond = numpy_helper.from_array(np.array([1, 0, 0, 1, 1], bool), "c")
+    model = _model([h.make_node("Compress", ["x", "c"], ["y"])],
+                   [_io("x", T.FLOAT, ["N", 6])], [_io("y", T.FLOAT, None)], [cond])
+    profile = OptimizationProfile()
+    profile.set_shape("x", (1, 6), (2, 6), (4, 6))
+    engine, manifest = _engine(model, profiles=[profile])
+    assert set(manifest["symbols"]) == {"N"}  # no data-dependent symbol: a gather
+    context = engine.create_execution_context()
+    for n in (1, 3):
+        x = np.arange(6 * n, dtype=np.float32).reshape(n, 6)
+        np.testing.assert_array_equal(context.execute({"x": x})["y"],
+                                      np.compress(numpy_helper.to_array(cond), x))
+
+
 @pytest.mark.parametrize("attrs", [{}, {"sorted": 0}, {"axis": 0}, {"axis": 1, "sorted": 0}])
 def test_unique_matches_onnxruntime(attrs):
     node = h.make_node("Unique", ["x"], ["y", "indices", "inverse", "counts"], **attrs)
