@@ -10,6 +10,11 @@ plain nodes where their behaviour is known when the model is built.
   range(x.size(0))` over a static dim: `cond` true, the body's `cond_out` the same) is
   unrolled: one copy of the body per iteration, the iteration number a constant, the
   loop-carried values chained, each scan output stacked along a new axis 0 (Unsqueeze, Concat).
+- A Loop with a run-time trip count or condition whose scan outputs declare a static length
+  (the model's output types, carried back through shape-keeping ops) is unrolled to that
+  length, each iteration's condition the previous one's cond_out, with an ember Assert (domain
+  `ember.internal`, imported as nn.assert) that it runs exactly that many iterations: the run
+  fails, naming the Loop, where the data would make it run more or fewer.
 - A Scan (opset 9 on) over scan inputs of static length is unrolled likewise: each step reads
   element t of every scan input (Gather along its axis, from the end for direction 1).
 - An If on a run-time condition whose outputs have static shapes (both branches agree on them:
@@ -21,9 +26,10 @@ Branch and body nodes keep reading outer-scope tensors by name; their own tensor
 under the node's name (`<If>::`, `<Loop>::<i>::`; the node's position joins a name that is
 empty or not unique), and the tensors made here carry a `#` after that prefix
 (`<Loop>::<i>#cond`), so no body tensor's new name can be one of them. A Loop with a run-time
-trip count or condition, a Loop of more than MAX_UNROLL iterations, and an If on a run-time
-value whose output shapes are not static stay, and the importer names them: control flow on
-run-time values is not supported yet, nor is opset 8's Scan (batched, with sequence lengths).
+trip count or condition and no declared scan length, a Loop of more than MAX_UNROLL
+iterations, and an If on a run-time value whose output shapes are not static stay, and the
+importer names them: control flow on run-time values is not supported yet, nor is opset 8's
+Scan (batched, with sequence lengths).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import math
 
 import numpy as np
 from onnx import GraphProto, ModelProto, NodeProto, helper, numpy_helper
+
+from ember.compiler import declared_shapes
 
 _MAX_ELEMENTS = 1 << 16  # constants folded to decide conditions are small
 # operators whose result is not a function of their inputs: never evaluated at build time
@@ -63,8 +71,18 @@ def lower_control_flow(model: ModelProto) -> ModelProto:
             return model
         del copy.graph.node[:]
         copy.graph.node.extend(n for group in nodes for n in group)
+        _import_internal_domain(copy)
         model = copy
     return model
+
+
+def _import_internal_domain(model: ModelProto) -> None:
+    """A model that holds ember's own Assert nodes imports their domain (as ONNX requires)."""
+    from ember.compiler.onnx_importer import INTERNAL_DOMAIN
+
+    if any(n.domain == INTERNAL_DOMAIN for n in model.graph.node) and not any(
+            o.domain == INTERNAL_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(INTERNAL_DOMAIN, 1))
 
 
 def _control(node: NodeProto) -> bool:
@@ -121,45 +139,56 @@ class _Rewrite:
         return nodes
 
     def loop(self, index: int, node: NodeProto) -> list[NodeProto] | None:
-        """The Loop unrolled, where its trip count is known and its condition stays true."""
+        """The Loop unrolled: where its trip count is known and its condition stays true, or
+        else (a run-time trip count or condition) to the length its scan outputs declare, with
+        an assertion that it runs exactly that many iterations."""
         if node.op_type != "Loop" or not _control(node) or len(node.input) < 2:
             return None
         body = _graph_attr(node, "body")
-        trips = self._value(node.input[0]) if node.input[0] else None
-        if trips is None or trips.dtype.kind not in "iu":
-            return None
-        trips = int(trips.reshape(-1)[0])
-        cond = self._value(node.input[1]) if node.input[1] else np.array(True)
-        if cond is None or not bool(cond.reshape(-1)[0]) or not 0 < trips <= MAX_UNROLL \
-                or trips * len(body.node) > _MAX_UNROLLED_NODES:
-            return None
         carried = list(node.input[2:])
         if len(body.input) != 2 + len(carried) or len(body.output) < 1 + len(carried):
             return None
+        trips = self._value(node.input[0]) if node.input[0] else None
+        known = trips is not None and trips.dtype.kind in "iu"
+        cond = self._value(node.input[1]) if node.input[1] else np.array(True)
         # the body's cond_out must be true whatever the iteration: known with cond_in true
         seed = {body.input[1].name: np.array(True)}
         out = constant_values(body, seed=seed).get(body.output[0].name)
-        if out is None or np.asarray(out).size != 1 or not bool(np.asarray(out).reshape(-1)[0]):
+        always = cond is not None and bool(cond.reshape(-1)[0]) and out is not None and \
+            np.asarray(out).size == 1 and bool(np.asarray(out).reshape(-1)[0])
+        if known and always:
+            count, checked = int(trips.reshape(-1)[0]), False  # type: ignore[union-attr]
+        else:
+            count, checked = self._declared_iterations(node, len(carried)), True
+            if count is None:
+                return None
+        if not 0 < count <= MAX_UNROLL or count * len(body.node) > _MAX_UNROLLED_NODES:
             return None
         self.changed = True
         name = _unique(node, index, self.graph)
         nodes: list[NodeProto] = []
         iter_type = body.input[0].type.tensor_type.elem_type or 7
         stacked: list[list[str]] = [[] for _ in body.output[1 + len(carried):]]
-        for i in range(trips):
+        truth = f"{name}#true"
+        self.graph.initializer.append(numpy_helper.from_array(np.array(True), truth))
+        # each iteration's condition in: the Loop's (true where absent), then the last cond_out
+        conds = [node.input[1] if checked and node.input[1] else truth]
+        for i in range(count):
             prefix = f"{name}::{i}::"  # the body's own tensors; what is made here: `#`
             number = f"{name}::{i}#iteration"
             self.graph.initializer.append(numpy_helper.from_array(
                 np.array(i, helper.tensor_dtype_to_np_dtype(iter_type)), number))
-            truth = f"{name}::{i}#cond"
-            self.graph.initializer.append(numpy_helper.from_array(np.array(True), truth))
-            bind = {body.input[0].name: number, body.input[1].name: truth,
+            bind = {body.input[0].name: number, body.input[1].name: conds[-1],
                     **{vi.name: v for vi, v in zip(body.input[2:], carried, strict=True)}}
-            targets = ["", *(f"{name}::{i}#out{k}" for k in range(1, len(body.output)))]
+            targets = [f"{name}::{i}#out0" if checked else "",
+                       *(f"{name}::{i}#out{k}" for k in range(1, len(body.output)))]
             nodes += _inline(body, prefix, self.graph, bind, targets)
+            conds.append(targets[0] or truth)
             carried = targets[1:1 + len(carried)]
             for k, t in enumerate(targets[1 + len(carried):]):
                 stacked[k].append(t)
+        if checked:
+            nodes += self._assert_iterations(name, node.input[0], conds, count)
         for value, target in zip(carried, node.output, strict=False):
             if target:
                 nodes.append(helper.make_node("Identity", [value], [target],
@@ -167,6 +196,47 @@ class _Rewrite:
         for values, target in zip(stacked, node.output[len(carried):], strict=False):
             if target:
                 nodes += self._stack(values, target, f"{name}#{target}")
+        return nodes
+
+    def _declared_iterations(self, node: NodeProto, carried: int) -> int | None:
+        """The iterations a Loop runs as its scan outputs' declared (static) length says; None
+        where it has none or they disagree."""
+        lengths = {self.shapes[t][0] for t in node.output[carried:]
+                   if t and self.shapes.get(t)}
+        return lengths.pop() if len(lengths) == 1 else None
+
+    def _assert_iterations(self, name: str, trips: str, conds: list[str],
+                           count: int) -> list[NodeProto]:
+        """An ember Assert that the Loop runs exactly `count` iterations: each iteration i <
+        count has i < trip count (where given) and a true condition in; iteration `count` has
+        not."""
+        from ember.compiler.onnx_importer import INTERNAL_DOMAIN
+
+        nodes: list[NodeProto] = []
+
+        def runs(i: int) -> str:
+            """Whether iteration i runs (a bool tensor)."""
+            if not trips:
+                return conds[i]
+            number, below, both = (f"{name}#{i}#{s}" for s in ("number", "below", "runs"))
+            self.graph.initializer.append(numpy_helper.from_array(np.array(i, np.int64),
+                                                                  number))
+            nodes.append(helper.make_node("Less", [number, trips], [below], name=below))
+            nodes.append(helper.make_node("And", [below, conds[i]], [both], name=both))
+            return both
+
+        ok = runs(0)
+        for i in range(1, count):
+            step = f"{name}#{i}#ok"
+            nodes.append(helper.make_node("And", [ok, runs(i)], [step], name=step))
+            ok = step
+        stop, done = f"{name}#stops", f"{name}#exact"
+        nodes.append(helper.make_node("Not", [runs(count)], [stop], name=stop))
+        nodes.append(helper.make_node("And", [ok, stop], [done], name=done))
+        nodes.append(helper.make_node(
+            "Assert", [done], [], name=f"{name}#assert", domain=INTERNAL_DOMAIN,
+            message=f"Loop '{name}' must run exactly {count} iterations (its scan outputs' "
+                    "declared length), as the plan was built for"))
         return nodes
 
     def scan(self, index: int, node: NodeProto) -> list[NodeProto] | None:
@@ -303,14 +373,17 @@ def _static_shapes(model: ModelProto) -> dict[str, list[int]]:
             if inference_is_safe(model.graph) else model.graph
     except Exception:  # noqa: BLE001 -- inference is a help: the declared types alone
         inferred = model.graph
-    shapes = {}
+    types = {}
     for vi in [*model.graph.input, *model.graph.value_info, *inferred.value_info,
                *inferred.input, *model.graph.output, *inferred.output]:
         t = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and t.HasField("shape") and all(
-                d.HasField("dim_value") for d in t.shape.dim):
-            shapes[vi.name] = [d.dim_value for d in t.shape.dim]
-    return shapes
+        static = t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim)
+        if vi.type.HasField("tensor_type") and (vi.name not in types or static):
+            types[vi.name] = vi.type
+    declared_shapes.refine(model.graph, types)  # a declared output's shape, carried back
+    return {name: [d.dim_value for d in tp.tensor_type.shape.dim] for name, tp in types.items()
+            if tp.tensor_type.HasField("shape") and all(
+                d.HasField("dim_value") for d in tp.tensor_type.shape.dim)}
 
 
 def _rename_reads(graph: GraphProto, rename: dict[str, str]) -> None:

@@ -51,6 +51,9 @@ _Opt = onnx.defs.OpSchema.FormalParameterOption
 # Constant tensors with more elements than this become weights rather than inline attributes.
 INLINE_CONSTANT_LIMIT = 16
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+# nodes ember's own lowerings write (compiler/onnx_control.py): `Assert`, one bool input, no
+# output, a `message`: imported as nn.assert
+INTERNAL_DOMAIN = "ember.internal"
 
 
 def load_model(model: ModelProto | str | os.PathLike | bytes) -> tuple[ModelProto, str]:
@@ -200,6 +203,13 @@ class _Importer:
         if (why := _names_problem([node.name, node.op_type, node.domain, *node.input,
                                    *node.output, *(a.name for a in node.attribute)])):
             return [why]
+        if node.domain == INTERNAL_DOMAIN:
+            if node.op_type != "Assert" or len(node.input) != 1 or node.output or [
+                    (a.name, a.type) for a in node.attribute] != [("message",
+                                                                    AttributeProto.STRING)]:
+                return [f"'{INTERNAL_DOMAIN}' nodes are ember's own: only Assert (one input, "
+                        "no output, a string message)"]
+            return self._input_problems(node, defined)
         cls = None if node.domain not in _DEFAULT_DOMAINS else \
             onnx_dialect.op_class(node.op_type, self.opset)
         if cls is None:  # not an ONNX operator: a registered plugin, or an error naming it
@@ -327,6 +337,13 @@ class _Importer:
         return self.values[name]
 
     def _node(self, node: onnx.NodeProto, block: Block) -> None:
+        if node.domain == INTERNAL_DOMAIN:  # an Assert (checked by _node_problems)
+            from ember.dialects.nn.assertion import AssertOp
+
+            message = node.attribute[0].s.decode("utf-8", errors="replace")
+            block.add_op(AssertOp.create(operands=[self._operand(node.input[0], block)],
+                                         properties={"message": StringAttr(message)}))
+            return
         match = self.plugins.get(tuple(node.output))
         if match is not None:  # a plugin imports as `nn.plugin`: its semantics are its own
             op = plugins_onnx.plugin_op(node, match, [self._operand(n, block) for n in node.input])

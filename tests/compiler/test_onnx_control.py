@@ -208,6 +208,73 @@ def test_a_loop_whose_condition_depends_on_data_is_refused_naming_the_node():
         build_model(_loop_model(trips, body), BuilderConfig())
 
 
+def _declared(model, length):
+    """The model with its scan output declared [length, 2, 3]."""
+    model.graph.output[1].CopyFrom(helper.make_tensor_value_info("ys", F, [length, 2, 3]))
+    return model
+
+
+def _ort(model, feed):
+    """onnxruntime's outputs (onnx.reference concatenates a Loop's scan outputs)."""
+    import onnxruntime as ort
+
+    from ember.compiler.ort_compat import for_onnxruntime
+
+    return ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def test_a_run_time_trip_count_runs_the_declared_length_asserted():
+    """n an input, the scan output declared [3, 2, 3]: three iterations unrolled, and an
+    assertion (nn.assert) that n is 3 when the plan runs."""
+    from ember.errors import InputError
+
+    model = _declared(_loop_model([], extra_inputs=[
+        helper.make_tensor_value_info("n", TensorProto.INT64, [])]), 3)
+    manifest, sections = build_model(model, BuilderConfig())
+    assert [s["template"] for s in manifest["steps"]].count("assert") == 1
+    context = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context()
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.array(3, np.int64)}
+    got = context.execute(feed)
+    want = _ort(model, feed)
+    np.testing.assert_allclose(got["y"], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
+    for n in (2, 4):
+        with pytest.raises(InputError, match="Loop 'loop' must run exactly 3 iterations"):
+            context.execute({**feed, "n": np.array(n, np.int64)})
+
+
+def test_a_data_dependent_condition_runs_the_declared_length_asserted():
+    """cond_out = sum(y_out) < limit (an input): the run passes where the loop stops after
+    exactly the declared 4 iterations, and fails where it would stop earlier or later."""
+    from ember.errors import InputError
+
+    stop = [helper.make_node("ReduceSum", ["y_out"], ["total"], keepdims=0),
+            helper.make_node("Less", ["total", "limit"], ["cond_out"])]
+    trips = [helper.make_node("Constant", [], ["n"],
+                              value=helper.make_tensor("v", TensorProto.INT64, [], [10]))]
+    model = _declared(_loop_model(trips, _loop_body(stop), extra_inputs=[
+        helper.make_tensor_value_info("limit", F, [])]), 4)
+    manifest, sections = build_model(model, BuilderConfig())
+    context = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    sums = []  # sum(y_out) after each iteration (rising): a limit between the 3rd and the 4th
+    y = x.copy()  # stops the loop after 4 iterations
+    for i in range(6):
+        y = y * 0.5 + i
+        sums.append(float(y.sum()))
+    feed = {"x": x, "limit": np.array((sums[2] + sums[3]) / 2, np.float32)}
+    want = _ort(model, feed)
+    assert want[1].shape[0] == 4
+    got = context.execute(feed)
+    np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
+    np.testing.assert_allclose(got["y"], want[0], rtol=1e-6)
+    with pytest.raises(InputError, match="must run exactly 4 iterations"):
+        context.execute({"x": x, "limit": np.array(1e9, np.float32)})  # never stops
+
+
 def test_an_if_on_data_then_a_loop_as_pytorch_exports_them():
     """TorchScript's export of
         if x.sum() > 0: y = x * 2  else: y = x - 1
