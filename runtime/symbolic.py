@@ -332,7 +332,7 @@ def bind_data_symbols(step: Mapping[str, Any], results: Sequence[Any],
     constraints that name them. A length past the symbol's bound (the memory planned for it)
     is `error` naming the step."""
     for name, (k, axis) in step.get("binds", {}).items():
-        shape = getattr(results[k], "shape", ())
+        shape = getattr(results[k], "shape", ()) if k < len(results) else ()
         if not 0 <= axis < len(shape):
             raise error(f"{what}: result #{k} has shape {list(shape)}, with no dim {axis} to "
                         f"give '{name}'")
