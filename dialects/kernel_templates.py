@@ -376,7 +376,7 @@ _DESCRIPTORS = [
                             "coordinate_transformation_mode":
                                 req(STR, ("half_pixel", "output_half_pixel")),
                             "output_height": req(INT), "output_width": req(INT),
-                            "sampling_ratio": req(INT), "spatial_scale": req(FLOAT)}, cuda=None),
+                            "sampling_ratio": req(INT), "spatial_scale": req(FLOAT)}),
     _template("deform_conv", {"present": opt(STRS), "strides": req(INTS), "pads": req(INTS),
                               "dilations": req(INTS), "group": req(INT),
                               "offset_group": req(INT)}, cuda=None),

@@ -49,7 +49,7 @@ TEMPLATES: tuple[str, ...] = (
     "arg_reduce", "conv_transpose", "resize", "cumsum", "trilu", "gather_elements", "einsum",
     "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of", "bitcast",
     "plugin", "grid_sample", "rnn", "lstm", "max_pool_indices", "max_unpool",
-    "tensor_scatter", "col2im", "topk", "gather_nd",
+    "tensor_scatter", "col2im", "topk", "gather_nd", "roi_align",
 )
 
 

@@ -1,6 +1,7 @@
 """Ops that sample an image bilinearly at computed points: nn.roi_align (ONNX RoiAlign) and
 nn.deform_conv (ONNX DeformConv, 2-D). Their semantics are the numpy kernels' in
-runtime/cpu_kernels/bilinear.py; they have no CUDA kernel yet (host steps in GPU plans)."""
+runtime/cpu_kernels/bilinear.py. RoiAlign has a CUDA kernel; DeformConv runs on the host in
+GPU plans."""
 
 from __future__ import annotations
 

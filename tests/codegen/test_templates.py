@@ -249,6 +249,13 @@ CASES: dict[str, list[dict]] = {
         _p([["N", 30, 3]], [["N", 4, 3]] * 2, ["float16"], ["float16", "int64"], k=4, axis=1,
            largest=False),
         _p([[6, 7]], [[6, 2]] * 2, ["int64"], ["int64", "int64"], k=2, axis=1, largest=True)],
+    "roi_align": [
+        _p([[2, 3, 12, 10], [5, 4], [5]], [[5, 3, 3, 4]], [F, F, "int64"], mode="avg",
+           coordinate_transformation_mode="half_pixel", output_height=3, output_width=4,
+           sampling_ratio=2, spatial_scale=0.5),
+        _p([[1, 2, 8, 8], [3, 4], [3]], [[3, 2, 2, 2]], ["float16", "float16", "int64"],
+           ["float16"], mode="max", coordinate_transformation_mode="output_half_pixel",
+           output_height=2, output_width=2, sampling_ratio=0, spatial_scale=1.0)],
     "gather_nd": [
         _p([[4, 5, 6], [3, 2]], [[3, 6]], [F, "int64"], batch_dims=0),
         _p([["N", 5, 6], ["N", 4, 1]], [["N", 4, 6]], ["float16", "int32"], ["float16"],

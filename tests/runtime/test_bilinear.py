@@ -1,5 +1,5 @@
-"""RoiAlign and DeformConv (nn.roi_align, nn.deform_conv: numpy kernels, host steps in GPU
-plans) against onnxruntime: several images and regions, adaptive sampling, max mode, a spatial
+"""RoiAlign and DeformConv (nn.roi_align with a CUDA kernel, checked on the emulated GPU
+against the numpy kernel; nn.deform_conv a host step in GPU plans) against onnxruntime: several images and regions, adaptive sampling, max mode, a spatial
 scale, opset 10's coordinates; deformable convolution with groups, offset groups, a mask, a
 bias, strides, pads and dilations; with zero offsets it is a plain convolution."""
 
@@ -52,7 +52,7 @@ def test_roi_align_matches_onnxruntime(attrs, opset):
     model = _model("RoiAlign", feeds, attrs, opset)
     manifest, got = _run(model, feeds, arch="sm_90")
     (step,) = manifest["steps"]
-    assert step["template"] == "roi_align" and step.get("device") == "cpu"
+    assert step["template"] == "roi_align" and "device" not in step  # a CUDA kernel
     np.testing.assert_allclose(got["y"], _ort(model, feeds), rtol=1e-5, atol=1e-5)
 
 
@@ -94,3 +94,36 @@ def test_deform_conv_with_zero_offsets_is_a_convolution():
         [h.make_tensor_value_info("y", T.FLOAT, None)]), opset_imports=[h.make_opsetid("", 19)])
     np.testing.assert_allclose(got["y"], _ort(conv, {k: feeds[k] for k in ("X", "W")}),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode, transform, ratio, dtype", [
+    ("avg", "half_pixel", 2, "float32"),
+    ("avg", "output_half_pixel", 0, "float32"),  # adaptive sampling, regions made 1 x 1
+    ("max", "half_pixel", 0, "float32"),
+    ("avg", "half_pixel", 1, "float16"),
+])
+def test_the_roi_align_cuda_kernel_matches_numpy(tmp_path, mode, transform, ratio, dtype):
+    from ember.codegen.emit_cuda import emit_step
+    from ember.runtime.cpu_kernels.bilinear import roi_align
+    from tests.codegen import simt_emulator
+
+    if not simt_emulator.available():
+        pytest.skip("needs g++")
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(-3, 12, (6, 2))
+    size = rng.uniform(0.2, 9, (6, 2))  # some smaller than a pixel
+    rois = np.concatenate([corner, corner + size], 1).astype(dtype)
+    x = rng.standard_normal((2, 3, 11, 9)).astype(dtype)
+    batch = np.array([0, 1, 1, 0, 1, 0], np.int64)
+    params = {"mode": mode, "coordinate_transformation_mode": transform, "output_height": 3,
+              "output_width": 2, "sampling_ratio": ratio, "spatial_scale": 0.75,
+              "in_shapes": [list(x.shape), list(rois.shape), [6]],
+              "in_dtypes": [dtype, dtype, "int64"], "out_shapes": [[6, 3, 3, 2]],
+              "out_dtypes": [dtype]}
+    (want,) = roi_align([x, rois, batch], params)
+    name, spec = emit_step({"name": "roi_align_0", "template": "roi_align", "params": params})
+    (got,) = simt_emulator.run_outputs(spec, name, [x, rois, batch], [want.shape],
+                                       [want.dtype], tmp_path)
+    tol = 1e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)

@@ -1,5 +1,5 @@
 """On a GPU, the plans of session 11's new CUDA kernels (MaxPool indices, MaxUnpool, TopK,
-GatherND, Col2Im, TensorScatter; a data-dependent host step before CUDA kernels) against the
+GatherND, Col2Im, TensorScatter, RoiAlign; a data-dependent host step before CUDA kernels) against the
 CPU executor running the same plan, twice on one context."""
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ def _cases():
             {"past": rng.standard_normal((2, 4, 16, 8)).astype(np.float32),
              "new": rng.standard_normal((2, 4, 3, 8)).astype(np.float32),
              "w": np.array([2, 14], np.int64)}),
+        "roi_align": (_model(
+            [h.make_node("RoiAlign", ["x", "rois", "b"], ["y"], output_height=3,
+                         output_width=3, sampling_ratio=0, spatial_scale=0.5)],
+            [("x", T.FLOAT, [2, 3, 8, 8]), ("rois", T.FLOAT, [4, 4]), ("b", T.INT64, [4])],
+            [("y", T.FLOAT)]),
+            {"x": x4, "rois": np.array([[0, 0, 9, 9], [2, 3, 12, 7], [1, 1, 1.5, 1.2],
+                                        [-2, 4, 6, 20]], np.float32),
+             "b": np.array([0, 1, 1, 0], np.int64)}),
         "nonzero_then_kernels": (_model(
             [h.make_node("NonZero", ["x"], ["nz"]), h.make_node("Transpose", ["nz"], ["t"]),
              h.make_node("Cast", ["t"], ["y"], to=T.FLOAT)],
