@@ -1,7 +1,8 @@
-"""RoiAlign and DeformConv (nn.roi_align with a CUDA kernel, checked on the emulated GPU
-against the numpy kernel; nn.deform_conv a host step in GPU plans) against onnxruntime: several images and regions, adaptive sampling, max mode, a spatial
-scale, opset 10's coordinates; deformable convolution with groups, offset groups, a mask, a
-bias, strides, pads and dilations; with zero offsets it is a plain convolution."""
+"""RoiAlign and DeformConv against onnxruntime: several images and regions, adaptive sampling,
+max mode, a spatial scale, opset 10's coordinates; deformable convolution with groups, offset
+groups, a mask, a bias, strides, pads and dilations (with zero offsets, a plain convolution).
+nn.roi_align's CUDA kernel runs on the emulated GPU against the numpy kernel; nn.deform_conv
+is a host step in GPU plans."""
 
 from __future__ import annotations
 

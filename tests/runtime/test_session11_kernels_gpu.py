@@ -1,6 +1,6 @@
 """On a GPU, the plans of session 11's new CUDA kernels (MaxPool indices, MaxUnpool, TopK,
-GatherND, Col2Im, TensorScatter, RoiAlign; a data-dependent host step before CUDA kernels) against the
-CPU executor running the same plan, twice on one context."""
+GatherND, Col2Im, TensorScatter, RoiAlign; a data-dependent host step before CUDA kernels)
+against the CPU executor running the same plan, twice on one context."""
 
 from __future__ import annotations
 
