@@ -379,7 +379,7 @@ _DESCRIPTORS = [
                             "sampling_ratio": req(INT), "spatial_scale": req(FLOAT)}),
     _template("deform_conv", {"present": opt(STRS), "strides": req(INTS), "pads": req(INTS),
                               "dilations": req(INTS), "group": req(INT),
-                              "offset_group": req(INT)}, cuda=None),
+                              "offset_group": req(INT)}),
     _template("col2im", {"image_shape": req(INTS), "block_shape": opt(INTS),
                          "strides": req(INTS), "pads": req(INTS), "dilations": req(INTS),
                          **DYNAMIC}),

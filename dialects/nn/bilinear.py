@@ -1,7 +1,6 @@
 """Ops that sample an image bilinearly at computed points: nn.roi_align (ONNX RoiAlign) and
 nn.deform_conv (ONNX DeformConv, 2-D). Their semantics are the numpy kernels' in
-runtime/cpu_kernels/bilinear.py. RoiAlign has a CUDA kernel; DeformConv runs on the host in
-GPU plans."""
+runtime/cpu_kernels/bilinear.py; both have CUDA kernels."""
 
 from __future__ import annotations
 

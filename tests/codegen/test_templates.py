@@ -256,6 +256,13 @@ CASES: dict[str, list[dict]] = {
         _p([[1, 2, 8, 8], [3, 4], [3]], [[3, 2, 2, 2]], ["float16", "float16", "int64"],
            ["float16"], mode="max", coordinate_transformation_mode="output_half_pixel",
            output_height=2, output_width=2, sampling_ratio=0, spatial_scale=1.0)],
+    "deform_conv": [
+        _p([[2, 4, 7, 6], [6, 2, 3, 2], [2, 24, 7, 5], [6], [2, 12, 7, 5]], [[2, 6, 7, 5]],
+           present=["bias", "mask"], strides=[1, 1], pads=[1, 0, 1, 0], dilations=[1, 1],
+           group=2, offset_group=2),
+        _p([[1, 2, 5, 5], [3, 2, 3, 3], [1, 18, 3, 3]], [[1, 3, 3, 3]],
+           ["float16"] * 3, ["float16"], strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1],
+           group=1, offset_group=1)],
     "gather_nd": [
         _p([[4, 5, 6], [3, 2]], [[3, 6]], [F, "int64"], batch_dims=0),
         _p([["N", 5, 6], ["N", 4, 1]], [["N", 4, 6]], ["float16", "int32"], ["float16"],

@@ -1,8 +1,8 @@
 """RoiAlign and DeformConv against onnxruntime: several images and regions, adaptive sampling,
 max mode, a spatial scale, opset 10's coordinates; deformable convolution with groups, offset
 groups, a mask, a bias, strides, pads and dilations (with zero offsets, a plain convolution).
-nn.roi_align's CUDA kernel runs on the emulated GPU against the numpy kernel; nn.deform_conv
-is a host step in GPU plans."""
+nn.roi_align's and nn.deform_conv's CUDA kernels run on the emulated GPU against the numpy
+kernels."""
 
 from __future__ import annotations
 
@@ -126,5 +126,41 @@ def test_the_roi_align_cuda_kernel_matches_numpy(tmp_path, mode, transform, rati
     (got,) = simt_emulator.run_outputs(spec, name, [x, rois, batch], [want.shape],
                                        [want.dtype], tmp_path)
     tol = 1e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)
+
+
+@pytest.mark.parametrize("groups, offset_groups, extras, dtype", [
+    (1, 1, (), "float32"),
+    (2, 2, ("bias", "mask"), "float32"),
+    (1, 2, ("mask",), "float16"),
+])
+def test_the_deform_conv_cuda_kernel_matches_numpy(tmp_path, groups, offset_groups, extras,
+                                                   dtype):
+    from ember.codegen.emit_cuda import emit_step
+    from ember.runtime.cpu_kernels.bilinear import deform_conv
+    from tests.codegen import simt_emulator
+
+    if not simt_emulator.available():
+        pytest.skip("needs g++")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)
+    w = rng.standard_normal((6, 4 // groups, 3, 2)).astype(dtype)
+    offset = rng.uniform(-2, 2, (2, offset_groups * 12, 7, 5)).astype(dtype)
+    inputs = [x, w, offset]
+    if "bias" in extras:
+        inputs.append(rng.standard_normal(6).astype(dtype))
+    if "mask" in extras:
+        inputs.append(rng.uniform(0, 1, (2, offset_groups * 6, 7, 5)).astype(dtype))
+    params = {"present": list(extras), "strides": [1, 1], "pads": [1, 0, 1, 0],
+              "dilations": [1, 1], "group": groups, "offset_group": offset_groups,
+              "in_shapes": [list(a.shape) for a in inputs], "in_dtypes": [dtype] * len(inputs),
+              "out_shapes": [[2, 6, 7, 5]], "out_dtypes": [dtype]}
+    (want,) = deform_conv(inputs, params)
+    name, spec = emit_step({"name": "deform_conv_0", "template": "deform_conv",
+                            "params": params})
+    (got,) = simt_emulator.run_outputs(spec, name, inputs, [want.shape], [want.dtype],
+                                       tmp_path)
+    tol = 2e-2 if dtype == "float16" else 1e-4
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
                                atol=tol)

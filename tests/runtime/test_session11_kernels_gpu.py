@@ -1,6 +1,6 @@
 """On a GPU, the plans of session 11's new CUDA kernels (MaxPool indices, MaxUnpool, TopK,
-GatherND, Col2Im, TensorScatter, RoiAlign; a data-dependent host step before CUDA kernels)
-against the CPU executor running the same plan, twice on one context."""
+GatherND, Col2Im, TensorScatter, RoiAlign, DeformConv; a data-dependent host step before CUDA
+kernels) against the CPU executor running the same plan, twice on one context."""
 
 from __future__ import annotations
 
@@ -63,6 +63,16 @@ def _cases():
             {"x": x4, "rois": np.array([[0, 0, 9, 9], [2, 3, 12, 7], [1, 1, 1.5, 1.2],
                                         [-2, 4, 6, 20]], np.float32),
              "b": np.array([0, 1, 1, 0], np.int64)}),
+        "deform_conv": (_model(
+            [h.make_node("DeformConv", ["x", "w", "off", "bias", "mask"], ["y"], group=1,
+                         offset_group=3, pads=[1, 1, 1, 1])],
+            [("x", T.FLOAT, [2, 3, 8, 8]), ("w", T.FLOAT, [4, 3, 3, 3]),
+             ("off", T.FLOAT, [2, 54, 8, 8]), ("bias", T.FLOAT, [4]),
+             ("mask", T.FLOAT, [2, 27, 8, 8])], [("y", T.FLOAT)], opset=19),
+            {"x": x4, "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "off": rng.uniform(-2, 2, (2, 54, 8, 8)).astype(np.float32),
+             "bias": rng.standard_normal(4).astype(np.float32),
+             "mask": rng.uniform(0, 1, (2, 27, 8, 8)).astype(np.float32)}),
         "nonzero_then_kernels": (_model(
             [h.make_node("NonZero", ["x"], ["nz"]), h.make_node("Transpose", ["nz"], ["t"]),
              h.make_node("Cast", ["t"], ["y"], to=T.FLOAT)],
