@@ -24,12 +24,14 @@ from ember.compiler.network_layers import (
     EinsumLayer,
     ElementWiseLayer,
     MatrixMultiplyLayer,
+    NonZeroLayer,
     NormalizationLayer,
     ParametricReLULayer,
     PoolingLayer,
     ReduceLayer,
     ScaleLayer,
     SoftMaxLayer,
+    TopKLayer,
     UnaryLayer,
 )
 from ember.compiler.network_movement import (
@@ -83,7 +85,6 @@ _INPUT_DTYPES = {np.dtype(t) for t in (np.float32, np.float16, np.int32, np.int6
 
 # TensorRT network methods ember does not implement, and why
 _UNSUPPORTED = {
-    "add_topk": "not implemented through the network API (ONNX TopK is: parse the model)",
     "add_scatter": "not implemented through the network API (ONNX ScatterElements / "
                    "ScatterND are: parse the model)",
     "add_lrn": "LRN through the network API is not implemented (the ONNX LRN op is)",
@@ -103,7 +104,6 @@ _UNSUPPORTED = {
     "add_dynamic_quantize": "dynamic quantization is not implemented",
     "add_dynamic_quantize_v2": "dynamic quantization is not implemented",
     "add_one_hot": "not implemented through the network API (ONNX OneHot is)",
-    "add_non_zero": "not implemented through the network API (ONNX NonZero is)",
     "add_reverse_sequence": "not implemented through the network API (ONNX ReverseSequence "
                             "is)",
     "add_normalization_v2": "use add_normalization",
@@ -435,6 +435,12 @@ class NetworkDefinition(ContextManaged):
     def add_cast(self, input: Tensor, to_type: Any) -> CastLayer:
         return self._add(CastLayer(self, [input], to_type=to_type))
 
+    def add_topk(self, input: Tensor, op: TopKOperation, k: int, axes: int) -> TopKLayer:
+        return self._add(TopKLayer(self, [input], operation=op, k=k, axes=axes))
+
+    def add_non_zero(self, input: Tensor) -> NonZeroLayer:
+        return self._add(NonZeroLayer(self, [input]))
+
     def add_select(self, condition: Tensor, then_input: Tensor,
                    else_input: Tensor) -> SelectLayer:
         return self._add(SelectLayer(self, [condition, then_input, else_input]))
@@ -602,6 +608,6 @@ LAYER_CLASSES = (ConvolutionLayer, DeconvolutionLayer, PoolingLayer, ActivationL
                  SoftMaxLayer, ConcatenationLayer, SliceLayer, ResizeLayer, IdentityLayer,
                  CastLayer, SelectLayer, FillLayer, ShapeLayer, GatherLayer, ConstantLayer,
                  ScaleLayer, NormalizationLayer, PaddingLayer, ParametricReLULayer, EinsumLayer,
-                 SqueezeLayer, UnsqueezeLayer, CumulativeLayer)
+                 SqueezeLayer, UnsqueezeLayer, CumulativeLayer, TopKLayer, NonZeroLayer)
 globals().update({f"I{cls.__name__}": cls for cls in LAYER_CLASSES})
 __all__ += ["ILayer", "ITensor", "INetworkDefinition"] + [f"I{c.__name__}" for c in LAYER_CLASSES]

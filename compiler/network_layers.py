@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from onnx import TensorProto
 
 from ember.compiler.network_base import (
     Attr,
@@ -35,6 +36,7 @@ from ember.compiler.network_types import (
     PoolingType,
     ReduceOperation,
     ScaleMode,
+    TopKOperation,
     UnaryOperation,
 )
 from ember.errors import EmberError, UnsupportedError
@@ -450,3 +452,58 @@ class CumulativeLayer(Layer):
     def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
         g.node("CumSum", ins, outs, self.name, exclusive=int(self.exclusive),
                reverse=int(self.reverse))
+
+
+def _indices_type(layer: Layer, value: Any, what: str) -> np.dtype:
+    """TensorRT's indices types: INT32 (its default) or INT64."""
+    from ember.compiler.network_base import as_dtype
+
+    dtype = as_dtype(layer, value, what)
+    if dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise EmberError(f"{what}: indices are int32 or int64, not {dtype}")
+    return dtype
+
+
+class TopKLayer(Layer):
+    """The k largest (MAX) or smallest (MIN) values along the one axis of `axes` and their
+    indices (`indices_type`, INT32 by default as TensorRT's): ONNX TopK, sorted."""
+
+    TYPE = LayerType.TOPK
+    KIND = "topk"
+    NUM_OUTPUTS = 2
+    EXTRA_INPUTS = {1: "a run-time k through set_input is not implemented: give k"}
+    __slots__ = ()
+    operation = Attr(as_enum(TopKOperation))
+    k = Attr(as_positive)
+    axes = Attr(axes_mask)
+    indices_type = Attr(_indices_type, np.dtype(np.int32))
+
+    def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
+        axes = mask_axes(self.axes)
+        if len(axes) != 1:
+            raise EmberError(f"{self._what()}: axes {self.axes:#b} must have one bit set")
+        indices = outs[1] if self.indices_type == np.int64 else self._sub("indices")
+        g.node("TopK", [ins[0], g.ints(self._sub("k"), [self.k])], [outs[0], indices],
+               self.name, axis=axes[0], largest=int(self.operation == TopKOperation.MAX))
+        if indices != outs[1]:
+            g.node("Cast", [indices], [outs[1]], self._sub("cast"), to=TensorProto.INT32)
+
+
+class NonZeroLayer(Layer):
+    """The indices of the non-zero elements, [rank, count] (`indices_type`, INT32 by default as
+    TensorRT's): ONNX NonZero, whose count depends on the data (a data-dependent dim)."""
+
+    TYPE = LayerType.NON_ZERO
+    KIND = "non_zero"
+    __slots__ = ()
+    indices_type = Attr(_indices_type, np.dtype(np.int32))
+
+    def _dtype_of_output(self) -> np.dtype | None:
+        return self.indices_type
+
+    def _emit(self, g: Emitter, ins: list[str | None], outs: list[str]) -> None:
+        if self.indices_type == np.int64:
+            g.node("NonZero", ins, outs, self.name)
+            return
+        g.node("NonZero", ins, [self._sub("indices")], self.name)
+        g.node("Cast", [self._sub("indices")], outs, self._sub("cast"), to=TensorProto.INT32)

@@ -607,10 +607,34 @@ def test_unknown_and_unimplemented_attributes_raise():
         pool.type = "median"
 
 
+def test_topk_and_non_zero_layers():
+    """add_topk (indices INT32 unless indices_type says INT64, as TensorRT's) and add_non_zero
+    (a data-dependent count: its output's shape is -1 until a run finds it)."""
+    x = rng.standard_normal((2, 7)).astype(np.float32)
+    x[x < 0.3] = 0.0
+    network, inp = _net(x.shape)
+    top = network.add_topk(inp, trt.TopKOperation.MIN, 3, 1 << 1)
+    assert isinstance(top, trt.ITopKLayer) and top.num_outputs == 2
+    nz = network.add_non_zero(inp)
+    nz.indices_type = trt.int64
+    for t, name in ((top.get_output(0), "v"), (top.get_output(1), "i"),
+                    (nz.get_output(0), "nz")):
+        t.name = name
+        network.mark_output(t)
+    with pytest.raises(EmberError, match="int32 or int64"):
+        top.indices_type = trt.float32
+    engine, got = run(network, {"x": x})
+    order = np.argsort(x, axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(got["i"], order)
+    assert got["i"].dtype == np.int32
+    np.testing.assert_array_equal(got["v"], np.take_along_axis(x, order, 1))
+    np.testing.assert_array_equal(got["nz"], np.stack(np.nonzero(x)))
+    assert got["nz"].dtype == np.int64
+    assert tuple(engine.get_tensor_shape("nz")) == (2, -1)
+
+
 def test_unimplemented_layers_raise_naming_them():
     network, inp = _net()
-    with pytest.raises(UnsupportedError, match="add_topk.*TopK"):
-        network.add_topk(inp, trt.TopKOperation.MAX, 2, 1 << 1)
     with pytest.raises(UnsupportedError, match="add_scatter"):
         network.add_scatter(inp, inp, inp, trt.ScatterMode.ELEMENT)
     with pytest.raises(AttributeError):
