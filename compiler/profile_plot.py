@@ -28,11 +28,9 @@ def plot_profile(rows: Sequence[dict[str, Any]], count: int, path: str | os.Path
     format: .png, .svg, .pdf); written whole or not at all."""
     try:
         import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: no display, no global state
     except ImportError:
         raise EmberError("--plot needs matplotlib (pip install matplotlib)") from None
-    matplotlib.use("Agg")  # no display: drawn to the file
-    from matplotlib import pyplot as plt
-
     if not rows:
         raise EmberError("--plot: the profile has no steps to draw")
     suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
@@ -45,27 +43,25 @@ def plot_profile(rows: Sequence[dict[str, Any]], count: int, path: str | os.Path
     if rest:
         bars.append((f"{len(rest)} other steps", sum(r["medianMs"] for r in rest)))
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # an SVG's labels stay text
-        _draw(plt, bars, total, len(rows), count, title, suffix, path, bool(rest))
+        _draw(Figure(figsize=(10, 1.2 + 0.28 * len(bars))), bars, total, len(rows), count,
+              title, suffix, path, bool(rest))
 
 
-def _draw(plt: Any, bars: list[tuple[str, float]], total: float, steps: int, count: int,
+def _draw(figure: Any, bars: list[tuple[str, float]], total: float, steps: int, count: int,
           title: str, suffix: str, path: str | os.PathLike, rest: bool) -> None:
-    figure, axes = plt.subplots(figsize=(10, 1.2 + 0.28 * len(bars)))
-    try:
-        positions = range(len(bars))[::-1]
-        colors = ["#d9480f"] * (len(bars) - rest) + ["#adb5bd"] * rest
-        axes.barh(list(positions), [b[1] for b in bars], color=colors)
-        axes.set_yticks(list(positions), [b[0] for b in bars], fontsize=7)
-        for y, (_, ms) in zip(positions, bars, strict=True):  # the share of the medians' sum
-            axes.annotate(f" {100 * ms / total if total else 0:.1f}%", (ms, y), va="center",
-                          fontsize=7)
-        axes.set_xlabel("median time per inference (ms)")
-        axes.set_title((title + "\n" if title else "")
-                       + f"{steps} steps, {total:.4g} ms in all (medians of {count} "
-                       "iterations)", fontsize=9)
-        axes.margins(x=0.12)
-        figure.tight_layout()
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=suffix, dpi=120)
-    finally:
-        plt.close(figure)
+    axes = figure.subplots()
+    positions = range(len(bars))[::-1]
+    colors = ["#d9480f"] * (len(bars) - rest) + ["#adb5bd"] * rest
+    axes.barh(list(positions), [b[1] for b in bars], color=colors)
+    axes.set_yticks(list(positions), [b[0] for b in bars], fontsize=7)
+    for y, (_, ms) in zip(positions, bars, strict=True):  # the share of the medians' sum
+        axes.annotate(f" {100 * ms / total if total else 0:.1f}%", (ms, y), va="center",
+                      fontsize=7)
+    axes.set_xlabel("median time per inference (ms)")
+    axes.set_title((title + "\n" if title else "")
+                   + f"{steps} steps, {total:.4g} ms in all (medians of {count} "
+                   "iterations)", fontsize=9)
+    axes.margins(x=0.12)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=suffix, dpi=120)
