@@ -151,8 +151,9 @@ class _Rewrite:
         trips = self._value(node.input[0]) if node.input[0] else None
         known = trips is not None and trips.dtype.kind in "iu"
         cond = self._value(node.input[1]) if node.input[1] else np.array(True)
-        # the body's cond_out must be true whatever the iteration: known with cond_in true
-        seed = {body.input[1].name: np.array(True)}
+        # the body's cond_out must be true whatever the iteration: known with cond_in true (and
+        # the outer constants it may read: TorchScript's exporter writes Identity(outer true))
+        seed = {**self.known, body.input[1].name: np.array(True)}
         out = constant_values(body, seed=seed).get(body.output[0].name)
         always = cond is not None and bool(cond.reshape(-1)[0]) and out is not None and \
             np.asarray(out).size == 1 and bool(np.asarray(out).reshape(-1)[0])

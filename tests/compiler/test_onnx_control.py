@@ -189,6 +189,20 @@ def test_a_loop_over_a_static_dim_is_unrolled(opset):
     np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
 
 
+def test_a_loop_whose_cond_out_reads_an_outer_constant_is_unrolled():
+    """TorchScript's exporter writes the body's cond_out as Identity(the outer `true`)."""
+    trips = [helper.make_node("Constant", [], ["n"],
+                              value=helper.make_tensor("v", TensorProto.INT64, [], [3]))]
+    body = _loop_body([helper.make_node("Identity", ["true"], ["cond_out"])])
+    model = _loop_model(trips, body)
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    manifest, _ = build_model(model, BuilderConfig())
+    assert "assert" not in [s["template"] for s in manifest["steps"]]  # known: no assertion
+    got, want = _run_all(model, feed), _ort(model, feed)
+    np.testing.assert_allclose(got["y"], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got["ys"], want[1], rtol=1e-6)
+
+
 def test_a_loop_of_a_run_time_trip_count_is_refused_naming_the_node():
     model = _loop_model([], extra_inputs=[helper.make_tensor_value_info("n", TensorProto.INT64,
                                                                         [])])

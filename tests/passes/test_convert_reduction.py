@@ -7,6 +7,7 @@ import pytest
 from onnx import helper
 
 from ember.compiler.interpret import interpret
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.dialects import ember_context
 from ember.errors import EmberError
 from tests.onnx_cases import check_against_reference, legalize, single_node_model
@@ -365,7 +366,7 @@ def test_max_pool_indices_output_is_legalized_to_max_pool_indices(order):
     module = legalize(model)
     assert "nn.max_pool_indices" in str(module) and f"storage_order = {order}" in str(module)
     got = interpret(module, {"x": IMG})
-    session = ort.InferenceSession(model.SerializeToString(),
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     values, indices = session.run(None, {"x": IMG})
     np.testing.assert_array_equal(got["y"], values)

@@ -13,6 +13,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 
 from ember.compiler.builder import BuilderConfig, build_model
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -25,7 +26,8 @@ def _run(model, feeds, arch=None):
 
 
 def _ort(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
     return session.run(None, feeds)[0]
 
 

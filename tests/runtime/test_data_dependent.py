@@ -19,6 +19,7 @@ from xdsl.context import Context
 from ember.compiler.builder import BuilderConfig, OptimizationProfile, build_model
 from ember.compiler.inspect_plan import symbols_text
 from ember.compiler.onnx_importer import import_onnx
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.errors import EmberError, PlanError, StepError
 from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
 from ember.runtime.engine import Runtime
@@ -46,7 +47,8 @@ def _engine(model, arch=None, profiles=()):
 
 
 def _ort(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feeds), strict=True))
 

@@ -16,6 +16,7 @@ from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from ember.compiler.builder import BuilderConfig, build_model
+from ember.compiler.ort_compat import for_onnxruntime
 from ember.errors import StepError
 from ember.runtime.cpu_kernels.unpool import max_pool_indices, max_unpool
 from ember.runtime.engine import Runtime
@@ -45,7 +46,8 @@ def _segnet(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), output_shape=None)
 
 
 def _ort(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds),
                     strict=True))
 
