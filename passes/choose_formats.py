@@ -84,7 +84,8 @@ def _activation_use(op: Operation, index: int) -> bool:
 def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
     """The formats a kernel may run in, NCHW first. Conv: NHWC where it is ungrouped or
     depthwise (the forms the CUDA templates are checked in), NC4HW4 where it computes exactly
-    in it."""
+    in it; an INT8 conv the INT8 tensor cores take only in NHWC (its CUDA kernel reads 16
+    channels at a time: in NCHW it would run on the host)."""
     flex = [NCHW, NHWC] + ([NC4HW4] if packed and packable(op) else [])
     if isinstance(op, ElementwiseOp):
         return flex
@@ -92,6 +93,9 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
     if op.template.data == "conv":
         if p.get("layout") in FORMATS:
             return [p["layout"]]
+        if p.get("in_dtypes", [])[:2] == ["int8", "int8"] and preferred_format(
+                op, conv_nhwc=True, half_conv_nhwc=True) == NHWC:
+            return [NHWC]
         shapes = [static_shape(v) for v in (*op.inputs[:2], op.results[0])]
         if not all(s is not None and len(s) == 4 for s in shapes) or p.get("dynamic"):
             return [NCHW]

@@ -537,3 +537,22 @@ def test_a_measured_build_picks_formats_and_runs_correctly(tmp_path, monkeypatch
     assert np.isfinite(gpu).all()
     assert np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu) < 1e-2
     assert np.linalg.norm(gpu - want) / np.linalg.norm(want) < 1e-2
+
+
+def test_an_int8_conv_is_only_offered_nhwc(tmp_path):
+    """The INT8 tensor-core conv reads NHWC only: choose-formats offers an int8 conv nothing
+    else, so a measured choice cannot put one in NCHW (a GPU build ran the projection block's
+    last conv on the host that way)."""
+    from ember.passes.choose_formats import candidates
+    from tests.passes.test_fold_qdq import _projection, _quantized
+
+    _, qdq, _ = _quantized(tmp_path, _projection, symmetric=True)
+    module = _through(onnx.load(qdq), BuilderConfig(target_arch="sm_90", autotune=False),
+                      "choose-formats")
+    convs = [op for op in _kernels(module)
+             if isinstance(op, LaunchOp) and op.template.data == "conv"]
+    assert len(convs) == 3
+    for op in convs:
+        assert attribute_value(op.params)["in_dtypes"][:2] == ["int8", "int8"]
+        assert candidates(op, packed=False) == ["NHWC"]
+        assert op.attributes["format"].data == "NHWC"
