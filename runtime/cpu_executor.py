@@ -98,7 +98,8 @@ class CpuExecutor:
         engine = self.engine
         # a data-dependent symbol is its bound until its step binds it (then the views and
         # params of the steps after it are made again)
-        values = {**values, **{k: engine.symbol_ranges[k][2] for k in engine.data_symbols}}
+        if engine.data_symbols:
+            values = {**values, **{k: engine.symbol_ranges[k][2] for k in engine.data_symbols}}
         views, params = self._bind(values)
         buffers = list(views)
 

@@ -332,9 +332,11 @@ class CudaExecutor:
         """The symbol values of the last run (its data-dependent lengths too)."""
         return self._values
 
-    def _start(self, values: Mapping[str, int]) -> dict[str, int]:
+    def _start(self, values: Mapping[str, int]) -> Mapping[str, int]:
         """A run's first binding: each data-dependent symbol at its bound until its step
-        binds it."""
+        binds it (the values themselves in a plan without any: nothing copied per run)."""
+        if not self.engine.data_symbols:
+            return values
         return {**values, **{k: self._maxima[k] for k in self.engine.data_symbols}}
 
     def _run_on_host(self, step: _HostStep) -> None:

@@ -654,10 +654,11 @@ class ExecutionContext(ContextManaged):
             self._allocators.pop(name, None)
             self._allocated.pop(name, None)
             return True
-        if not all(callable(getattr(allocator, m, None))
-                   for m in ("reallocate_output_async", "notify_shape")) and not all(
-                callable(getattr(allocator, m, None))
-                for m in ("reallocate_output", "notify_shape")):
+        def has(method: str) -> bool:
+            return callable(getattr(allocator, method, None))
+
+        if not has("notify_shape") or not (has("reallocate_output_async")
+                                            or has("reallocate_output")):
             raise EmberError(f"set_output_allocator({name!r}): {type(allocator).__name__} is "
                              "not an IOutputAllocator (reallocate_output_async and "
                              "notify_shape)")

@@ -20,6 +20,7 @@ from xdsl.traits import Pure
 from ember.dialects.nn.base import NNOp, like
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import ShapeError
+from ember.runtime.cpu_kernels.reduction import pool_output_dim
 
 
 @irdl_op_definition
@@ -99,8 +100,8 @@ class DeformConvOp(NNOp):
         strides, pads, dilations = self.prop("strides"), self.prop("pads"), self.prop("dilations")
         for d in range(2):
             size, k, out = x[2 + d], w[2 + d], offset[2 + d]
-            if all(isinstance(v, int) for v in (size, k, out)) and out != (
-                    size + pads[d] + pads[2 + d] - (k - 1) * dilations[d] - 1) // strides[d] + 1:
+            if all(isinstance(v, int) for v in (size, k, out)) and out != pool_output_dim(
+                    size, k, strides[d], dilations[d], pads[d], pads[2 + d], False, self.name):
                 raise ShapeError(f"{self.name}: the offset's output size {list(offset[2:])} "
                                  f"does not follow from X {list(x)}, the kernel, strides, pads "
                                  "and dilations")

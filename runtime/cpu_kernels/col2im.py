@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from ember.runtime.cpu_kernels.reduction import pool_output_dim
+
 
 def blocks(image: list[int], block: list[int], strides: list[int], pads: list[int],
            dilations: list[int]) -> list[int]:
-    """The number of sliding blocks along each spatial dim."""
+    """The number of sliding blocks along each spatial dim (a pooling window's count)."""
     n = len(image)
-    return [(image[d] + pads[d] + pads[n + d] - dilations[d] * (block[d] - 1) - 1)
-            // strides[d] + 1 for d in range(n)]
+    return [pool_output_dim(image[d], block[d], strides[d], dilations[d], pads[d], pads[n + d],
+                            False, "nn.col2im") for d in range(n)]
 
 
 def col2im(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
