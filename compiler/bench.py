@@ -36,7 +36,7 @@ NOT_IMPLEMENTED = {
     "--streams": "use --infStreams (trtexec's newer name)",
     "--threads": "each --infStreams stream runs on its own thread already",
     "--batch": "ember plans have explicit shapes: use --shapes",
-    "--workspace": "ember has no workspace limit yet",
+    "--workspace": "TensorRT 10's trtexec dropped it: use --memPoolSize=workspace:N",
     "--useDLACore": "ember has no DLA", "--allowGPUFallback": "ember has no DLA",
     "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
     "--sparsity": "ember has no structured sparsity", "--plugins": "ember has no plugins",
@@ -102,7 +102,12 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--inputIOFormats", metavar="SPEC",
                    help="type:format per input, e.g. fp32:chw,fp32:hwc (chw, hwc, chw4)")
     g.add_argument("--outputIOFormats", metavar="SPEC", help="type:format per output")
-    g.add_argument("--memPoolSize", metavar="SPEC", help="(ember has no pool limits: an error)")
+    g.add_argument("--memPoolSize", metavar="SPEC",
+                   help="pool:size,... as trtexec: size in MiB, or with a B/K/M/G suffix "
+                        "(base 2; decimals rounded down to bytes), e.g. workspace:64 or "
+                        "workspace:512K; ember has the workspace pool (split-K scratch), the "
+                        "others (dlaSRAM, dlaLocalDRAM, dlaGlobalDRAM, tacticSharedMem) are "
+                        "errors naming them")
     g.add_argument("--timingCacheFile", metavar="FILE",
                    help="load the timing cache from FILE and save it back extended (default: "
                         "$EMBER_CACHE_DIR/timing.cache)")
@@ -210,9 +215,6 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
     if args.calib and not Path(args.calib).is_file():
         raise EmberError(f"--calib={args.calib}: no such calibration cache (`ember build --int8 "
                          "--calib-data DIR --calib-cache FILE` writes one)")
-    if args.memPoolSize:
-        raise EmberError(f"--memPoolSize={args.memPoolSize}: ember's builder has no memory "
-                         "pool limits yet")
     if args.noBuilderCache and (args.timingCacheFile or args.errorOnTimingCacheMiss):
         other = "--timingCacheFile" if args.timingCacheFile else "--errorOnTimingCacheMiss"
         raise EmberError(f"--noBuilderCache with {other}: without a timing cache there is none "
@@ -228,6 +230,54 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
         if mixed:
             raise EmberError(f"--stronglyTyped with {', '.join(mixed)}: a strongly typed "
                              "network takes its types from the model, not from precision flags")
+
+
+# trtexec's --memPoolSize pool names -> TensorRT's MemoryPoolType member names
+MEMORY_POOLS = {"workspace": "WORKSPACE", "dlaSRAM": "DLA_MANAGED_SRAM",
+                "dlaLocalDRAM": "DLA_LOCAL_DRAM", "dlaGlobalDRAM": "DLA_GLOBAL_DRAM",
+                "tacticSharedMem": "TACTIC_SHARED_MEMORY"}
+# trtexec's size suffixes (base 2, either case); a bare number is MiB
+SIZE_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_memory_pools(spec: str) -> dict[str, int]:
+    """trtexec's `--memPoolSize=pool:size[,pool:size...]` -> {MemoryPoolType name: bytes}: a
+    size is MiB unless it ends in B, K, M or G (base 2), decimals are rounded down to whole
+    bytes; later entries for a pool override earlier ones."""
+    pools: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, sep, size = item.partition(":")
+        if not sep or not name or not size:
+            raise EmberError(f"--memPoolSize: '{item}' is not POOL:SIZE (e.g. workspace:1024)")
+        if name not in MEMORY_POOLS:
+            raise EmberError(f"--memPoolSize: unknown memory pool '{name}' (trtexec's pools: "
+                             f"{', '.join(MEMORY_POOLS)})")
+        unit = SIZE_UNITS.get(size[-1].upper()) if not size[-1].isdigit() else SIZE_UNITS["M"]
+        number = size if size[-1].isdigit() else size[:-1]
+        try:
+            value = float(number) if unit is not None else math.nan
+        except ValueError:
+            value = math.nan
+        if unit is None or not math.isfinite(value):
+            raise EmberError(f"--memPoolSize: '{item}': the size is a number of MiB, or one "
+                             "with a B, K, M or G suffix (e.g. 0.5M, 256K)")
+        if value < 0:
+            raise EmberError(f"--memPoolSize: '{item}': a pool size is at least 0")
+        pools[MEMORY_POOLS[name]] = int(value * unit)
+    return pools
+
+
+def _set_memory_pools(config, spec: str, log: Log) -> None:
+    """--memPoolSize onto `config.set_memory_pool_limit` (which refuses the pools ember lacks,
+    naming them)."""
+    from ember.compiler.builder import MemoryPoolType
+
+    for name, size in parse_memory_pools(spec).items():
+        try:
+            config.set_memory_pool_limit(MemoryPoolType[name], size)
+        except EmberError as e:
+            raise type(e)(f"--memPoolSize={spec}: {e}") from None
+        log(f"Memory pool limit: {name} {size} bytes")
 
 
 def _parse_io_formats(spec: str, flag: str, names: list[str]) -> dict[str, tuple[str, set[str]]]:
@@ -258,7 +308,12 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
     """The plan trtexec's build flags ask for: (manifest, sections)."""
     import onnx
 
-    from ember.compiler.builder import BuilderConfig, build_model, precision_config
+    from ember.compiler.builder import (
+        BuilderConfig,
+        build_model,
+        check_memory_limits,
+        precision_config,
+    )
     from ember.compiler.commands import profile_from_flags
 
     _refuse_unsupported(args)
@@ -283,6 +338,8 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.add_optimization_profile(profile)
     if args.int8 or args.best:
         _int8(config, args)
+    if args.memPoolSize:
+        _set_memory_pools(config, args.memPoolSize, log)
     level = args.builderOptimizationLevel
     if level == 0:
         config.optimize = False
@@ -314,6 +371,7 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
             if args.timingCacheFile:
                 config.set_timing_cache(timing_cache.load(args.timingCacheFile), True)
             manifest, sections = build_model(args.onnx, config)
+            check_memory_limits(manifest, config)
         finally:
             for w in caught:
                 log(str(w.message), "W")

@@ -305,13 +305,85 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
     np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"], want, rtol=2e-2, atol=2e-2)
 
 
+def _split_k_model(path: Path) -> Path:
+    """A matmul with a long K and a small output: the cost model splits K (a workspace)."""
+    w = np.random.default_rng(1).standard_normal((8192, 16)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [16, 8192])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [16, 16])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              path)
+    return path
+
+
+@pytest.mark.parametrize("spec, pools", [
+    ("workspace:1024", {"WORKSPACE": 1024 << 20}),  # MiB without a suffix
+    ("workspace:0.25M", {"WORKSPACE": 1 << 18}),
+    ("workspace:2K,workspace:1g", {"WORKSPACE": 1 << 30}),  # later wins; either case
+    ("workspace:1000.9B", {"WORKSPACE": 1000}),  # rounded down to bytes
+    ("dlaSRAM:1,tacticSharedMem:48K", {"DLA_MANAGED_SRAM": 1 << 20,
+                                       "TACTIC_SHARED_MEMORY": 48 << 10}),
+])
+def test_mem_pool_size_reads_trtexecs_units(spec, pools):
+    from ember.compiler.bench import parse_memory_pools
+
+    assert parse_memory_pools(spec) == pools
+
+
+def test_mem_pool_size_workspace_limits_the_plan_as_the_builder_does(tmp_path):
+    """`--memPoolSize=workspace:N` is config.set_memory_pool_limit(WORKSPACE, N bytes): a GPU
+    build (sm_90, the cost model's tactics, no GPU needed) of a long-K matmul splits K into a
+    workspace without a limit or under a large one; under a smaller limit the tactic fits it
+    (fewer splits, or none under a limit of 0), as tests/api/test_never_ignored.py checks of
+    the builder."""
+    import io
+
+    from ember.compiler.bench import Log, build, parse_args
+    from ember.runtime.engine import workspace_bytes
+
+    model = _split_k_model(tmp_path / "splitk.onnx")
+
+    def plan(*flags: str) -> tuple[int, int, str]:
+        out = io.StringIO()
+        manifest, _ = build(parse_args([f"--onnx={model}", "--builderOptimizationLevel=2",
+                                        *flags]), "sm_90", Log(out, False))
+        (step,) = manifest["steps"]
+        return (workspace_bytes(manifest["steps"]), step["params"]["tactic"].get("splits", 1),
+                out.getvalue())
+
+    free, free_splits, _ = plan()
+    assert free > 0 and free_splits > 1
+    big, big_splits, log = plan("--memPoolSize=workspace:1G")
+    assert (big, big_splits) == (free, free_splits)
+    assert f"Memory pool limit: WORKSPACE {1 << 30} bytes" in log
+    assert plan("--memPoolSize=workspace:0")[:2] == (0, 1)  # no split fits
+    for spec, limit in ((f"workspace:{free - 1}B", free - 1), ("workspace:0.01", 10485)):
+        need, splits, _ = plan(f"--memPoolSize={spec}")  # a smaller split, or none
+        assert need <= limit and splits < free_splits, spec
+    # as a user runs it: a CPU plan has no split-K, so any limit is met
+    ran = bench(f"--onnx={model}", "--device=cpu", "--memPoolSize=workspace:0", "--iterations=1",
+                "--warmUp=0", "--duration=0")
+    assert "Memory pool limit: WORKSPACE 0 bytes" in ran.stdout
+    assert "&&&& PASSED" in ran.stdout
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--int8"], "has no Q/DQ nodes and no calibration cache was given (--calib=FILE)"),
     (["--best"], "--best: "),
     (["--calib=nowhere.cache"], "--calib=nowhere.cache: a calibration cache is for an INT8 "
                                 "build: give --int8"),
     (["--int8", "--calib=nowhere.cache"], "--calib=nowhere.cache: no such calibration cache"),
-    (["--memPoolSize=workspace:1024"], "--memPoolSize=workspace:1024"),
+    (["--memPoolSize=dlaSRAM:1"], "--memPoolSize=dlaSRAM:1: MemoryPoolType.DLA_MANAGED_SRAM is "
+                                  "not implemented (ember has no DLA)"),
+    (["--memPoolSize=tacticSharedMem:48K"], "MemoryPoolType.TACTIC_SHARED_MEMORY is not "
+                                            "implemented"),
+    (["--memPoolSize=scratch:1"], "--memPoolSize: unknown memory pool 'scratch'"),
+    (["--memPoolSize=workspace:-1"], "'workspace:-1': a pool size is at least 0"),
+    (["--memPoolSize=workspace:1X"], "with a B, K, M or G suffix"),
+    (["--workspace=1024"], "--workspace: trtexec's flag is not implemented by ember (TensorRT "
+                           "10's trtexec dropped it: use --memPoolSize=workspace:N)"),
     (["--noBuilderCache", "--timingCacheFile=cache.bin"],
      "--noBuilderCache with --timingCacheFile"),
     (["--builderOptimizationLevel=5"], "--builderOptimizationLevel=5"),
@@ -444,3 +516,21 @@ def test_gpu_dynamic_shape_build(models, tmp_path):
                                _ort(models / "dynamic.onnx", {"x": x})["y"], rtol=1e-4,
                                atol=1e-6)
 
+
+
+@_gpu
+def test_gpu_mem_pool_size_workspace(tmp_path):
+    """`trtexec --onnx=m.onnx --memPoolSize=workspace:0 --saveEngine=m.plan` on the GPU: the
+    long-K matmul's plan needs no workspace under the limit, and some without it (the cost
+    model's tactics: --builderOptimizationLevel=2), and both run."""
+    from ember.runtime.engine import Runtime
+
+    model = _split_k_model(tmp_path / "splitk.onnx")
+    need = {}
+    for spec in ("", "--memPoolSize=workspace:0"):
+        plan = tmp_path / f"m{len(need)}.plan"
+        bench(f"--onnx={model}", f"--saveEngine={plan}", "--device=cuda",
+              "--builderOptimizationLevel=2", "--iterations=2", "--warmUp=0", "--duration=0",
+              *filter(None, [spec]))
+        need[spec] = Runtime("cpu").load(str(plan)).workspace_bytes
+    assert need[""] > 0 and need["--memPoolSize=workspace:0"] == 0
