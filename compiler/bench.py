@@ -96,7 +96,12 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
                         "--calib-cache FILE writes one)")
     g.add_argument("--best", action="store_true", help="--int8 --fp16 (TF32 stays allowed)")
     g.add_argument("--stronglyTyped", action="store_true",
-                   help="types as the model gives them: no precision flags")
+                   help="a strongly typed network (TensorRT's STRONGLY_TYPED): each layer "
+                        "computes in its tensors' types as the model gives them (FP16 where "
+                        "FP16, FP32 where FP32, casts as written; TF32 stays a math mode); "
+                        "flags that would change types (--fp16 --bf16 --int8 --best "
+                        "--layerPrecisions --layerOutputTypes --precisionConstraints) are "
+                        "errors")
     _add_precision_flags(p, tf32=True)  # --fp16 --bf16 --noTF32 --layerPrecisions ...
     g = p.add_argument_group("I/O formats and builder options")
     g.add_argument("--inputIOFormats", metavar="SPEC",
@@ -224,12 +229,16 @@ def _refuse_unsupported(args: argparse.Namespace) -> None:
         raise EmberError(f"--builderOptimizationLevel={level}: ember has levels 0 (no fusion), "
                          "1-2 (no autotuning) and 3 (the default); none searches further")
     if args.stronglyTyped:
-        mixed = [f"--{BUILD_FLAGS[f]}" for f in ("fp16", "bf16", "layer_precisions",
-                                                 "layer_output_types", "precision_constraints")
+        # trtexec drops --fp16/--bf16/--int8 here with a warning (and refuses --best); ember
+        # ignores no flag: each is an error
+        mixed = [f"--{BUILD_FLAGS[f]}" for f in ("fp16", "bf16", "int8", "best",
+                                                 "layer_precisions", "layer_output_types",
+                                                 "precision_constraints")
                  if getattr(args, f)]
         if mixed:
             raise EmberError(f"--stronglyTyped with {', '.join(mixed)}: a strongly typed "
-                             "network takes its types from the model, not from precision flags")
+                             "network takes its types from the model, not from precision "
+                             "flags (a Q/DQ model runs INT8 as its nodes say without --int8)")
 
 
 # trtexec's --memPoolSize pool names -> TensorRT's MemoryPoolType member names
@@ -312,6 +321,7 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         BuilderConfig,
         build_model,
         check_memory_limits,
+        check_strongly_typed,
         precision_config,
     )
     from ember.compiler.commands import profile_from_flags
@@ -340,6 +350,10 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         _int8(config, args)
     if args.memPoolSize:
         _set_memory_pools(config, args.memPoolSize, log)
+    if args.stronglyTyped:  # the Builder's rule for a STRONGLY_TYPED network's config
+        check_strongly_typed(config, "the flags")
+        log("Strongly typed network: each layer computes in its tensors' types as the model "
+            "gives them")
     level = args.builderOptimizationLevel
     if level == 0:
         config.optimize = False

@@ -662,10 +662,10 @@ class Builder(ContextManaged):
         strongly_typed = bool(getattr(network, "flags", 0)
                               >> NetworkDefinitionCreationFlag.STRONGLY_TYPED.value & 1)
         if strongly_typed:
-            _check_strongly_typed(config, "the config")
+            check_strongly_typed(config, "the config")
         config = network.apply_layer_precisions(config)
         if strongly_typed:
-            _check_strongly_typed(config, "the network's layers")
+            check_strongly_typed(config, "the network's layers")
         try:
             manifest, sections = self._build(network.to_onnx(), config)
         except BuildCancelled:
@@ -732,7 +732,9 @@ _TYPE_CHANGING = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.INT8,
                   BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
 
 
-def _check_strongly_typed(config: BuilderConfig, where: str) -> None:
+def check_strongly_typed(config: BuilderConfig, where: str) -> None:
+    """A STRONGLY_TYPED network's rule: nothing in `config` may change the network's types
+    (`ember bench --stronglyTyped` builds under it too). TF32 is a math mode, not a type."""
     given = [f"BuilderFlag.{f.name}" for f in _TYPE_CHANGING if config.get_flag(f)]
     given += [f"layer '{n}' precision" for n in config.layer_precisions]
     given += [f"layer '{n}' output {i} type" for n, i in config.layer_output_types]

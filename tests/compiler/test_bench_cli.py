@@ -305,6 +305,77 @@ def test_strongly_typed_keeps_the_models_types(tmp_path):
     np.testing.assert_allclose(_outputs(tmp_path / "o.json")["y"], want, rtol=2e-2, atol=2e-2)
 
 
+def _mixed_model(path: Path) -> Path:
+    """FP32 MatMul + Relu, a Cast to FP16, FP16 MatMul + Softmax, a Cast back to FP32."""
+    rng = np.random.default_rng(5)
+    graph = onnx.helper.make_graph([
+        onnx.helper.make_node("MatMul", ["x", "w1"], ["a"], name="mm32"),
+        onnx.helper.make_node("Relu", ["a"], ["r"], name="relu32"),
+        onnx.helper.make_node("Cast", ["r"], ["rh"], name="to_half", to=onnx.TensorProto.FLOAT16),
+        onnx.helper.make_node("MatMul", ["rh", "w2"], ["b"], name="mm16"),
+        onnx.helper.make_node("Softmax", ["b"], ["s"], name="softmax16", axis=-1),
+        onnx.helper.make_node("Cast", ["s"], ["y"], name="to_float", to=onnx.TensorProto.FLOAT)],
+        "mixed", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 16])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 8])],
+        [onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "w1"),
+         onnx.numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float16), "w2")])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              path)
+    return path
+
+
+def test_strongly_typed_keeps_a_mixed_models_fp32_layers_fp32(tmp_path):
+    """`--stronglyTyped` on a model that is FP32, then FP16 (casts as written): the FP32 MatMul
+    stays FP32 (TF32 math, a math mode trtexec keeps), the FP16 ones FP16 — as ember builds
+    any model without precision flags; the weakly typed `--fp16` would lower the FP32 MatMul,
+    so under --stronglyTyped it, and every flag that changes types, is an error (trtexec drops
+    --fp16/--bf16/--int8 with a warning and refuses --best; ember ignores no flag)."""
+    model = _mixed_model(tmp_path / "mixed.onnx")
+
+    def precisions(*flags: str) -> tuple[list[tuple[str, str]], str]:
+        ran = bench(f"--onnx={model}", "--skipInference", "--device=cpu",
+                    f"--exportLayerInfo={tmp_path / 'l.json'}", *flags)
+        layers = json.loads((tmp_path / "l.json").read_text())["Layers"]
+        return [(layer["LayerType"], layer["Precision"]) for layer in layers], ran.stdout
+
+    typed, log = precisions("--stronglyTyped")
+    assert typed[:3] == [("matmul", "tf32"), ("matmul", "fp16"), ("softmax", "fp16")]
+    assert "Strongly typed network" in log
+    assert precisions("--stronglyTyped", "--noTF32")[0][0] == ("matmul", "fp32")
+    weak, _ = precisions("--fp16")  # the builder may lower FP32 layers: it does
+    assert ("matmul", "tf32") not in weak and weak.count(("matmul", "fp16")) == 2
+    for flags in (["--fp16"], ["--bf16"], ["--int8"], ["--best"], ["--layerPrecisions=mm16:fp32"],
+                  ["--layerOutputTypes=mm32:fp16"], ["--precisionConstraints=obey"]):
+        done = bench(f"--onnx={model}", "--skipInference", "--device=cpu", "--stronglyTyped",
+                     *flags, check=False)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, flags
+        assert f"--stronglyTyped with {flags[0].split('=')[0]}: a strongly typed network " \
+            "takes its types from the model" in done.stderr, done.stderr
+
+
+def test_strongly_typed_routes_through_the_builders_rule(tmp_path, monkeypatch):
+    """The config `--stronglyTyped` builds with passes the Builder's STRONGLY_TYPED check: one
+    a flag's refusal missed (here INT8 set behind the flags' back) is refused there."""
+    import io
+
+    import ember.compiler.builder as builder_module
+    from ember.compiler import bench as trtexec
+    from ember.compiler.builder import BuilderFlag, precision_config
+    from ember.errors import EmberError
+
+    def sneak_int8(config, **flags):  # what a flag missing from the refusals would do
+        config = precision_config(config, **flags)
+        config.set_flag(BuilderFlag.INT8)
+        return config
+
+    monkeypatch.setattr(builder_module, "precision_config", sneak_int8)
+    args = trtexec.parse_args([f"--onnx={_mixed_model(tmp_path / 'mixed.onnx')}",
+                               "--stronglyTyped"])
+    with pytest.raises(EmberError, match=r"STRONGLY_TYPED network takes its types from the "
+                                         r"network; the flags set BuilderFlag\.INT8"):
+        trtexec.build(args, None, trtexec.Log(io.StringIO(), False))
+
+
 def _split_k_model(path: Path) -> Path:
     """A matmul with a long K and a small output: the cost model splits K (a workspace)."""
     w = np.random.default_rng(1).standard_normal((8192, 16)).astype(np.float32)
@@ -388,6 +459,7 @@ def test_mem_pool_size_workspace_limits_the_plan_as_the_builder_does(tmp_path):
      "--noBuilderCache with --timingCacheFile"),
     (["--builderOptimizationLevel=5"], "--builderOptimizationLevel=5"),
     (["--stronglyTyped", "--fp16"], "--stronglyTyped with --fp16"),
+    (["--stronglyTyped", "--best"], "--stronglyTyped with --best"),
     (["--inputIOFormats=fp16:chw"], "--inputIOFormats: 'x' is float32"),
     (["--inputIOFormats=fp32:chw16"], "format 'chw16' is not one ember has"),
     (["--inputIOFormats=fp32:hwc"], "--inputIOFormats: the builder chose NCHW for 'x'"),
