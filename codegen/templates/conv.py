@@ -594,10 +594,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             return []
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
-        return gemm_wgmma.mma_first(gemm_mma.candidates(*sizes, split_k=False),
-                                    gemm_mma.candidates(*sizes, split_k=False, wgmma=(
-                                        gemm_wgmma.targets(arch) and gemm_wgmma.usable(
-                                            a_op, b_op, gemm_wgmma.INT8))))
+        return gemm_mma.candidates(*sizes, split_k=False, wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):

@@ -152,17 +152,6 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     return [t for _, _, t in sorted(scored, key=lambda s: (s[0], s[1]))[:top]]
 
 
-def mma_first(mma: list[dict], merged: list[dict]) -> list[dict]:
-    """An INT8 step's candidates: the best mma.sync tactic (`mma`'s first) first, the cost
-    model's choice and the autotuner's reference (every other candidate must agree with it),
-    then the others of `merged` (both families ranked). The INT8 wgmma kernels have not run on
-    a GPU yet (no device in the session that wrote them): until they have, they are chosen only
-    where timed and found to give the mma.sync kernel's exact sums."""
-    if not mma:
-        return merged
-    return [mma[0], *(t for t in merged if t != mma[0])]
-
-
 def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
                     top: int = 4) -> list[dict]:
     """An FP32 GEMM allowed TF32: the best wgmma tiles first, then the best FP32 register tile

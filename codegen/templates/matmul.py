@@ -112,10 +112,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         m, n, pairs, *_, batch = _int8_geometry(params)
         a_op, b_op = _int8_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
-        return gemm_wgmma.mma_first(gemm_mma.candidates(*sizes, split_k=False),
-                                    gemm_mma.candidates(*sizes, split_k=False, wgmma=(
-                                        gemm_wgmma.targets(arch) and gemm_wgmma.usable(
-                                            a_op, b_op, gemm_wgmma.INT8))))
+        return gemm_mma.candidates(*sizes, split_k=False, wgmma=gemm_wgmma.targets(arch)
+                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)

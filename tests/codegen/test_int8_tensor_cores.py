@@ -328,12 +328,17 @@ def test_every_int8_conv_tactic_matches_on_the_gpu(stride, epilogue):
             np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
-def test_int8_candidates_on_sm90_lead_with_mma_sync():
-    """The INT8 wgmma kernels have not run on a GPU yet: an sm_90 step's first candidate (the
-    cost model's choice, the autotuner's reference) is the best mma.sync tile; wgmma tiles
-    follow, chosen only where they agree with it."""
+def test_int8_candidates_on_sm90_rank_wgmma_by_the_cost_model():
+    """The INT8 wgmma kernels sum exactly on the GPU (session 11, H100): an sm_90 step's
+    candidates are both families ranked by the cost model, as for FP16, so large GEMMs lead
+    with a wgmma tile (the autotuner's reference, and the choice without a GPU); sm_80 builds
+    get mma.sync tiles only."""
     from ember.codegen.templates import conv
 
-    for tactics in (matmul.tactics(_params([], 1024, 3072, 768), "sm_90"),
-                    conv.tactics(_conv_params(32, 56, 64, 64, 1, epilogue=False), "sm_90")):
-        assert "mma" in tactics[0] and any("wgmma" in t for t in tactics[1:]), tactics
+    for params, tactics_of in ((_params([], 1024, 3072, 768), matmul.tactics),
+                               (_conv_params(32, 56, 64, 64, 1, epilogue=False), conv.tactics)):
+        on_hopper = tactics_of(params, "sm_90")
+        assert "wgmma" in on_hopper[0], on_hopper
+        assert all(("wgmma" in t) != ("mma" in t) for t in on_hopper), on_hopper
+        on_ampere = tactics_of(params, "sm_80")
+        assert on_ampere and all("mma" in t for t in on_ampere), on_ampere
