@@ -530,17 +530,22 @@ class BuilderConfig(ContextManaged):
 
     def set_layer_precisions(self, spec: str | dict[str, Any]) -> None:
         """Per-layer precisions: trtexec's "NODE:fp32,NODE2:fp16" or {node: precision}
-        (precision a name or a dtype: "fp16", np.float16, ember.float16)."""
+        (precision a name or a dtype: "fp16", np.float16, ember.float16). As trtexec's, a name
+        may hold one wildcard '*' ("*:fp16" every layer, "conv*:fp16" those whose name starts
+        so); the build expands it over the model's nodes (`expand_layer_patterns`)."""
         from ember.passes.assign_precision import parse_layer_precisions
 
         items = parse_layer_precisions(spec, "--layer-precisions") if isinstance(spec, str) \
             else spec
         for node, precision in items.items():
-            self.layer_precisions[str(node)] = precision_name(precision, f"layer '{node}'")
+            name = _check_pattern(str(node), "--layer-precisions")
+            self.layer_precisions.pop(name, None)  # read left to right: a later one wins
+            self.layer_precisions[name] = precision_name(precision, f"layer '{node}'")
 
     def set_layer_output_types(self, spec: str | dict[tuple[str, int], Any]) -> None:
         """Per-layer output types: trtexec's "NODE:fp16,SPLIT:fp16+fp32" (one type per output,
-        in order) or {(node, index): precision}."""
+        in order) or {(node, index): precision}; a name may hold one wildcard '*', as in
+        `set_layer_precisions`."""
         if isinstance(spec, str):
             items: dict[tuple[str, int], Any] = {}
             for item in filter(None, (s.strip() for s in spec.split(","))):
@@ -552,7 +557,9 @@ class BuilderConfig(ContextManaged):
         else:
             items = dict(spec)
         for (node, index), precision in items.items():
-            self.layer_output_types[(str(node), int(index))] = precision_name(
+            key = (_check_pattern(str(node), "--layer-output-types"), int(index))
+            self.layer_output_types.pop(key, None)  # read left to right: a later one wins
+            self.layer_output_types[key] = precision_name(
                 precision, f"layer '{node}' output #{index}")
 
     def precision_options(self) -> dict[str, Any]:
@@ -936,6 +943,10 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     edits that list; the packer still checks the result is a plan)."""
     config = _compatible(config or BuilderConfig())
     config.check()
+    if any("*" in n for n in [*config.layer_precisions,
+                              *(n for n, _ in config.layer_output_types)]):
+        model, _ = load_model(model)  # the wildcards name the model's nodes
+        config = expand_layer_patterns(model, config)
     passes = pipeline_for(config) if passes is None else list(passes)
     with progress.listening(config.progress_monitor), timing_cache.using(
             config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
@@ -1028,6 +1039,100 @@ def _layer_name(layer: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise EmberError(f"{where}: {layer!r} is neither a layer nor a node name")
     return name
+
+
+def _check_pattern(name: str, flag: str) -> str:
+    if name.count("*") > 1:
+        raise EmberError(f"{flag}: layer name '{name}' holds {name.count('*')} wildcards; "
+                         "trtexec's spelling allows one '*' per name")
+    return name
+
+
+def _matches(pattern: str, name: str) -> bool:
+    """trtexec's one-wildcard match: '*' stands for any run of characters (none too)."""
+    head, _, tail = pattern.partition("*")
+    return len(name) >= len(head) + len(tail) and name.startswith(head) \
+        and name.endswith(tail)
+
+
+# ops whose output types the model fixes, which a wildcard leaves alone (a name still pins them)
+_TYPE_FIXED_OPS = {"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear",
+                   "DynamicQuantizeLinear"}
+
+
+def _constant_nodes(model: onnx.ModelProto) -> set[str]:
+    """The named nodes whose inputs are all constant (initializers, Constant nodes and what
+    they compute): the build folds them, so no layer of theirs runs."""
+    known = {t.name for t in model.graph.initializer} | {""}
+    constant = set()
+    for node in model.graph.node:
+        if all(i in known for i in node.input) and not node.op_type.startswith(
+                ("Random", "Multinomial")):
+            known.update(node.output)
+            constant.add(node.name)
+    return constant
+
+
+def _fp32_outputs(model: onnx.ModelProto) -> dict[str, set[int]]:
+    """Each named node's FP32 outputs, by index (ONNX shape inference's types; an output of
+    unknown type counts as FP32)."""
+    graph = model.graph
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 (a model inference cannot type: types from the graph)
+        pass
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*graph.input, *graph.output, *graph.value_info]
+             if vi.type.HasField("tensor_type")}
+    types.update((t.name, t.data_type) for t in graph.initializer)
+    return {n.name: {i for i, out in enumerate(n.output)
+                     if out and types.get(out, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT}
+            for n in graph.node if n.name}
+
+
+def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> BuilderConfig:
+    """`config` with the wildcard names of its per-layer precisions and output types (trtexec's
+    `--layerPrecisions=*:fp16`) replaced by the model's nodes they match: a node named exactly
+    keeps its own entry, else the last pattern given that matches it applies. As trtexec skips
+    layers of non-activation types, a pattern skips what a precision cannot change: nodes with
+    no FP32 output (integer ones, and those the model already has in FP16/BF16: precisions
+    apply to FP32 tensors), an output type the outputs that are not FP32, casts and Q/DQ
+    nodes, whose types the model fixes, and nodes of constants only, which the build folds
+    away. A pattern that matches no node is an error (as a
+    misspelt name is)."""
+    def is_pattern(name: str) -> bool:
+        return "*" in name
+
+    precision_patterns = {n: p for n, p in config.layer_precisions.items() if is_pattern(n)}
+    type_patterns = {k: p for k, p in config.layer_output_types.items() if is_pattern(k[0])}
+    if not precision_patterns and not type_patterns:
+        return config
+    precisions = {n: p for n, p in config.layer_precisions.items() if not is_pattern(n)}
+    types = {k: p for k, p in config.layer_output_types.items() if not is_pattern(k[0])}
+    named = set(precisions) | {n for n, _ in types}
+    floats = _fp32_outputs(model)
+    folded = _constant_nodes(model)
+    matched: set[str] = set()
+    for node in model.graph.node:
+        name = node.name
+        if not name or name in named:
+            continue
+        hits = [p for p in precision_patterns if _matches(p, name)]
+        matched.update(hits)
+        settable = node.op_type not in _TYPE_FIXED_OPS and name not in folded \
+            and floats.get(name)
+        if hits and settable:
+            precisions[name] = precision_patterns[hits[-1]]
+        for (pattern, index), precision in type_patterns.items():  # in order: the last wins
+            if _matches(pattern, name):
+                matched.add(pattern)
+                if settable and index in floats.get(name, ()):
+                    types[(name, index)] = precision
+    unmatched = sorted(({*precision_patterns} | {p for p, _ in type_patterns}) - matched)
+    if unmatched:
+        raise EmberError(f"per-layer precision pattern(s) {', '.join(map(repr, unmatched))} "
+                         "match no node of the model (layers are named by ONNX node name)")
+    return dataclasses.replace(config, layer_precisions=precisions, layer_output_types=types)
 
 
 def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:

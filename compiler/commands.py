@@ -202,6 +202,7 @@ def _quantized_for_report(model, config: BuilderConfig):
     calibration wrote the Q/DQ nodes): a model with Q/DQ nodes and that model without them, or
     the calibrated model and the model as given. The config's calibrator has then done its
     work: the build reads the Q/DQ model."""
+    from ember.compiler.builder import expand_layer_patterns
     from ember.compiler.calibrate import QDQ_OPS, int8_model
     from ember.compiler.int8_report import without_qdq
     from ember.compiler.onnx_importer import load_model
@@ -210,7 +211,7 @@ def _quantized_for_report(model, config: BuilderConfig):
     if any(n.op_type in QDQ_OPS for n in proto.graph.node):
         return proto, without_qdq(proto), False
     qdq = int8_model(proto, config.int8_calibrator, profiles=config.profiles,
-                     exclude=sorted(config.layer_precisions))
+                     exclude=sorted(expand_layer_patterns(proto, config).layer_precisions))
     config.int8_calibrator = None
     return qdq, proto, True
 

@@ -335,10 +335,13 @@ def add_build_flags(p: argparse.ArgumentParser, *, tf32: bool) -> None:
     which.add_argument("--noTF32", "--no-tf32", dest="tf32", action="store_false",
                        help="strict FP32: no TF32" + ("" if tf32 else " (the default)"))
     group.add_argument("--layer-precisions", "--layerPrecisions", metavar="SPEC",
-                       help="per-layer precisions by ONNX node name, e.g. conv1:fp32,fc:fp16")
+                       help="per-layer precisions by ONNX node name, e.g. conv1:fp32,fc:fp16; "
+                            "as trtexec, a name may hold one '*' (*:fp16 every layer a "
+                            "precision can change, conv*:fp32 those named conv...); read left "
+                            "to right, a full name beats a pattern")
     group.add_argument("--layer-output-types", "--layerOutputTypes", metavar="SPEC",
                        help="per-layer output types, e.g. conv1:fp16 (several outputs: "
-                            "split:fp16+fp32)")
+                            "split:fp16+fp32); one '*' per name as in --layer-precisions")
     group.add_argument("--precision-constraints", "--precisionConstraints",
                        choices=["obey", "prefer", "none"], default=None,
                        help="obey: per-layer precisions or an error; prefer: where possible, "

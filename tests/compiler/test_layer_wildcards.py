@@ -1,0 +1,131 @@
+"""trtexec's wildcard in per-layer precisions and output types (`--layerPrecisions=*:fp16`,
+`--layerOutputTypes=conv*:fp16`): a name holding one '*' names every node it matches, as
+`ember build` and `ember bench` (and the Python API) read it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+from ember.compiler.builder import BuilderConfig, expand_layer_patterns
+from ember.errors import EmberError
+
+
+def _model() -> onnx.ModelProto:
+    """FP32 MatMul, Mul by a Constant, Shape + Reshape, Relu; a Cast to FP16, an FP16 MatMul
+    and a Cast back: a wildcard has integer, constant, cast and FP16 nodes to leave alone."""
+    rng = np.random.default_rng(5)
+    graph = h.make_graph([
+        h.make_node("Constant", [], ["two"], name="const_two",
+                    value=numpy_helper.from_array(np.array(2.0, np.float32))),
+        h.make_node("MatMul", ["x", "w1"], ["a"], name="mm32"),
+        h.make_node("Mul", ["a", "two"], ["a2"], name="scale32"),
+        h.make_node("Shape", ["a2"], ["shp"], name="shape_of"),
+        h.make_node("Reshape", ["a2", "shp"], ["r0"], name="reshape32"),
+        h.make_node("Relu", ["r0"], ["r"], name="relu32"),
+        h.make_node("Cast", ["r"], ["rh"], name="to_half", to=T.FLOAT16),
+        h.make_node("MatMul", ["rh", "w2"], ["b"], name="mm16"),
+        h.make_node("Cast", ["b"], ["y"], name="to_float", to=T.FLOAT)], "wild",
+        [h.make_tensor_value_info("x", T.FLOAT, [4, 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, [4, 8])],
+        [numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "w1"),
+         numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float16), "w2")])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+FP32_LAYERS = ["mm32", "scale32", "reshape32", "relu32"]
+
+
+def _expand(precisions: str = "", output_types: str = "") -> BuilderConfig:
+    config = BuilderConfig()
+    if precisions:
+        config.set_layer_precisions(precisions)
+    if output_types:
+        config.set_layer_output_types(output_types)
+    return expand_layer_patterns(_model(), config)
+
+
+def test_star_names_every_layer_a_precision_can_change():
+    """'*' pins each FP32 node; integer (Shape), constant, cast and FP16 nodes are left as the
+    model has them, as trtexec skips layers of non-activation types."""
+    assert _expand("*:fp16").layer_precisions == {n: "fp16" for n in FP32_LAYERS}
+    types = _expand(output_types="*:fp16").layer_output_types
+    assert types == {(n, 0): "fp16" for n in FP32_LAYERS}
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("*:fp16,mm32:fp32", {"mm32": "fp32"}),  # a name beats a pattern, given before or after
+    ("mm32:fp32,*:fp16", {"mm32": "fp32"}),
+    ("*:fp16,*32:bf16", {"mm32": "bf16", "relu32": "bf16"}),  # patterns: the last one wins
+    ("*32:bf16,*:fp16", {"mm32": "fp16", "relu32": "fp16"}),
+    ("re*:fp32", {"reshape32": "fp32", "relu32": "fp32"}),  # a prefix
+    ("m*32:fp32", {"mm32": "fp32"}),  # a wildcard inside
+])
+def test_patterns_read_left_to_right_and_names_win(spec, want):
+    got = _expand(spec).layer_precisions
+    assert {n: got.get(n) for n in want} == want
+    assert "*" not in "".join(got)
+
+
+def test_pattern_errors_are_named():
+    with pytest.raises(EmberError, match=r"'\*x\*' holds 2 wildcards; trtexec's spelling allows "
+                                         "one"):
+        BuilderConfig().set_layer_precisions("*x*:fp16")
+    with pytest.raises(EmberError, match=r"'conv\*' match no node of the model"):
+        _expand("conv*:fp16")
+    with pytest.raises(EmberError, match=r"'conv\*' match no node"):
+        _expand(output_types="conv*:fp16")
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ember.compiler.cli", *argv],
+                          capture_output=True, text=True, timeout=600)
+
+
+def _precisions(layer_info: Path) -> dict[str, str]:
+    """ONNX node -> the precision of the kernel it runs in (the engine's layer JSON)."""
+    layers = json.loads(layer_info.read_text())["Layers"]
+    return {node: layer["Precision"] for layer in layers
+            for node in re.findall(r"\[ONNX Layer: ([^\]]+)\]", layer["Metadata"])}
+
+
+def test_ember_bench_and_build_take_the_wildcard(tmp_path):
+    """`ember bench --layerPrecisions=*:fp16 --precisionConstraints=obey` (trtexec's line) and
+    `ember build --layer-precisions '*:fp16,mm32:fp32' --precision-constraints obey`, as a
+    user runs them: every FP32 layer runs in FP16 but the one named; the FP16 MatMul stays
+    FP16; OBEY holds (no layer the wildcard named is refused)."""
+    model = tmp_path / "wild.onnx"
+    onnx.save(_model(), model)
+    info = tmp_path / "layers.json"
+    done = _cli("bench", f"--onnx={model}", "--device=cpu", "--skipInference",
+                "--layerPrecisions=*:fp16", "--precisionConstraints=obey",
+                f"--exportLayerInfo={info}")
+    assert done.returncode == 0, done.stderr
+    got = _precisions(info)
+    assert {got[n] for n in ("mm32", "relu32", "mm16")} == {"fp16"}
+    plan = tmp_path / "wild.plan"
+    done = _cli("build", str(model), "-o", str(plan), "--layer-precisions", "*:fp16,mm32:fp32",
+                "--precision-constraints", "obey")
+    assert done.returncode == 0, done.stderr
+    done = _cli("inspect", str(plan), "--json")
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "plan.json").write_text(done.stdout)
+    got = _precisions(tmp_path / "plan.json")
+    assert got["mm32"] in ("fp32", "tf32") and got["mm16"] == "fp16"
+    for argv in (["bench", f"--onnx={model}", "--device=cpu", "--skipInference",
+                  "--layerPrecisions=nosuch*:fp16"],
+                 ["build", str(model), "-o", str(plan), "--layer-precisions", "nosuch*:fp16"]):
+        done = _cli(*argv)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert "'nosuch*' match no node of the model" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
