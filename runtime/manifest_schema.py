@@ -2,7 +2,7 @@
 (`compiler/pack.py`) builds and writes with `Manifest.to_json()`, and the loader reads back with
 `Manifest.from_json(data)`, which validates (a malformed field is a PlanError naming it).
 
-The JSON form is the plan format's (runtime/plan.py, FORMAT_VERSION 1): `to_json` emits keys in
+The JSON form is the plan format's (runtime/plan.py, formats 1-2): `to_json` emits keys in
 the order the builder always wrote them, so `from_json(m).to_json() == m` for every plan ember
 builds. The buffer, I/O, step, symbol and profile checks are `runtime.manifest`'s; this module
 adds the CUDA records (target, kernels, launches), the autotuner's counts, and refuses keys it

@@ -1,5 +1,5 @@
 """The plan file container: a fixed header, a JSON manifest, 256-byte-aligned binary sections and a
-SHA-256 trailer. The compiler writes it with `write_plan`; the runtime reads it with `read_plan`.
+checksum trailer. The compiler writes it with `write_plan`; the runtime reads it with `read_plan`.
 This layer treats the manifest as opaque data except for the `sections` table it maintains, and
 never evaluates, unpickles or imports anything a plan names: a plan is data.
 
@@ -14,7 +14,9 @@ Byte layout (all integers little-endian; offsets are absolute, from the start of
     60  4  reserved         must be 0
     64  …  manifest         a JSON object; manifest["sections"] = {name: {"offset", "size"}}
     …      sections         each at an offset that is a multiple of SECTION_ALIGNMENT; zero padding
-    -32 32 checksum         SHA-256 of every byte before it
+    -32 32 checksum         of every byte before it: format 2, the SHA-256 of the SHA-256s of its
+                            4 MiB pieces (runtime/plan_checksum.py, hashed on threads as the file
+                            is read); format 1, still read, the SHA-256 of them all
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ import numpy as np
 import ember
 from ember.errors import PlanError
 from ember.runtime.arch import normalize_arch, parse_arch
+from ember.runtime.plan_checksum import CHUNK, ChunkedSha256, ParallelChecksum, plan_checksum
 
 MAGIC = b"EMBERPLN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum of 4 MiB pieces (plan_checksum.py); 1 is still read
 SECTION_ALIGNMENT = 256
 CHECKSUM_SIZE = 32
 SECTIONS_KEY = "sections"
@@ -132,7 +135,7 @@ def _layout(
 
 def _emit(out: BinaryIO, head: bytes, placed: list[tuple[int, memoryview]], total: int) -> None:
     """Write the plan to `out`, padding between pieces and hashing as it goes."""
-    digest = hashlib.sha256()
+    digest = ChunkedSha256()
 
     def put(chunk: bytes | memoryview) -> None:
         digest.update(chunk)
@@ -312,7 +315,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _parse(view: memoryview, where: str) -> Plan:
+def checksum_of(body: bytes | bytearray | memoryview, version: int = FORMAT_VERSION) -> bytes:
+    """The trailer a plan of format `version` has after `body`, every byte before the trailer."""
+    return hashlib.sha256(body).digest() if version == 1 else plan_checksum(body)
+
+
+def _parse(view: memoryview, where: str, checksum: ParallelChecksum | None = None) -> Plan:
+    """Validate `view`; `checksum`: the reader's hashing of it, begun as it was read."""
     size = view.nbytes
     if size < len(MAGIC) and MAGIC.startswith(view.tobytes()):
         raise PlanError(
@@ -346,7 +355,11 @@ def _parse(view: memoryview, where: str) -> Plan:
             f"{where}: corrupt: a {manifest_len}-byte manifest does not fit a {total}-byte plan"
         )
     data_end = total - CHECKSUM_SIZE
-    if hashlib.sha256(view[:data_end]).digest() != view[data_end:]:
+    if version > 1 and checksum is not None and checksum.end == data_end:
+        actual = checksum.digest()
+    else:
+        actual = checksum_of(view[:data_end], version)
+    if actual != view[data_end:]:
         raise PlanError(f"{where}: corrupt: checksum mismatch (the file was damaged or altered)")
 
     try:
@@ -438,14 +451,17 @@ def read_plan(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -
         if not stat.S_ISREG(os.stat(path).st_mode):  # before open: a FIFO would block it
             raise PlanError(f"{where}: not a regular file")
         with open(path, "rb") as f:
-            data = _read_file(f, where)
+            data, checksum = _read_file(f, where)
     except (OSError, ValueError) as e:
         raise PlanError(f"cannot read {where}: {e}") from e
-    return _parse(memoryview(data).toreadonly(), where)
+    with checksum:
+        return _parse(memoryview(data).toreadonly(), where, checksum)
 
 
-def _read_file(f: BinaryIO, where: str) -> np.ndarray:
-    """The whole of an open plan file, in memory whose start is SECTION_ALIGNMENT-aligned."""
+def _read_file(f: BinaryIO, where: str) -> tuple[np.ndarray, ParallelChecksum]:
+    """The whole of an open plan file, in memory whose start is SECTION_ALIGNMENT-aligned, and
+    its checksum, hashed piece by piece on threads while the rest is read (taken as that of a
+    format-2 plan of the file's size; `_parse` decides whether it is)."""
     info = os.fstat(f.fileno())
     if not stat.S_ISREG(info.st_mode):
         raise PlanError(f"{where}: not a regular file")
@@ -458,13 +474,20 @@ def _read_file(f: BinaryIO, where: str) -> np.ndarray:
     start = -raw.ctypes.data % SECTION_ALIGNMENT
     data = raw[start : start + info.st_size]
     target = memoryview(data)
+    checksum = ParallelChecksum(target, max(info.st_size - CHECKSUM_SIZE, 0))
     filled = 0
-    while filled < info.st_size:
-        n = f.readinto(target[filled:])
-        if not n:  # the file shrank while being read: what was read is checked as it is
-            return data[:filled]
-        filled += n
-    return data
+    try:
+        while filled < info.st_size:
+            n = f.readinto(target[filled : filled + CHUNK])
+            if not n:  # the file shrank while being read: what was read is checked as it is
+                return data[:filled], checksum
+            filled += n
+            if target[8:10] != b"\x01\x00":  # format 1's checksum is one SHA-256, after the read
+                checksum.ready(filled)
+    except BaseException:
+        checksum.close()
+        raise
+    return data, checksum
 
 
 # ---------------------------------------------------------------------------------------------

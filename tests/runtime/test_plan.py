@@ -23,10 +23,12 @@ from ember.runtime.plan import (
     SECTION_ALIGNMENT,
     Plan,
     check_target,
+    checksum_of,
     plan_bytes,
     read_plan,
     write_plan,
 )
+from ember.runtime.plan_checksum import CHUNK
 
 HEADER = struct.Struct("<8sHH32sQQI")
 
@@ -51,11 +53,16 @@ def sample_sections() -> dict[str, object]:
     }
 
 
+def checksum(data: bytes | bytearray) -> bytes:
+    """The trailer for `data`, by the format version its header names."""
+    return checksum_of(data, struct.unpack_from("<H", data, 8)[0] if len(data) >= 10 else 2)
+
+
 def seal(body: bytes | bytearray) -> bytes:
     """Fix the total-length field and the checksum of a hand-edited plan."""
     data = bytearray(body[: len(body) - CHECKSUM_SIZE] if len(body) >= HEADER_SIZE else body)
     struct.pack_into("<Q", data, 52, len(data) + CHECKSUM_SIZE)
-    return bytes(data) + hashlib.sha256(data).digest()
+    return bytes(data) + checksum(data)
 
 
 def forge(
@@ -75,7 +82,7 @@ def forge(
     size = data_start + len(payload) + CHECKSUM_SIZE
     header = HEADER.pack(MAGIC, version, flags, ember_version, mlen, total or size, 0)
     data = header + manifest + bytes(data_start - head_len) + payload
-    return data + hashlib.sha256(data).digest()
+    return data + checksum(data)
 
 
 def forge_json(obj: object, payload: bytes = b"") -> bytes:
@@ -167,7 +174,8 @@ def test_byte_layout():
         "sections": {"a": {"offset": 256, "size": 3}, "b": {"offset": 512, "size": 4}},
     }
     assert data[256:259] == b"abc" and data[512:516] == b"defg"
-    assert data[-CHECKSUM_SIZE:] == hashlib.sha256(data[:-CHECKSUM_SIZE]).digest()
+    body = data[:-CHECKSUM_SIZE]
+    assert data[-CHECKSUM_SIZE:] == hashlib.sha256(hashlib.sha256(body).digest()).digest()
 
 
 def test_no_sections_and_empty_manifest():
@@ -307,7 +315,8 @@ def test_wrong_magic(good):
 def test_newer_format_version(good, reseal):
     data = bytearray(good)
     struct.pack_into("<H", data, 8, FORMAT_VERSION + 1)
-    with pytest.raises(PlanError, match=r"format version 2 is newer.*format version 1"):
+    newer = rf"format version {FORMAT_VERSION + 1} is newer.*format version {FORMAT_VERSION}"
+    with pytest.raises(PlanError, match=newer):
         read_plan(seal(data) if reseal else bytes(data))
 
 
@@ -356,6 +365,67 @@ def test_bad_checksum(good, where):
 def test_trailing_bytes(good):
     with pytest.raises(PlanError, match="unexpected bytes after"):
         read_plan(good + b"\0")
+
+
+@pytest.fixture(scope="module")
+def large() -> bytes:
+    """A plan of several checksum pieces (its last one short), as a 100 MiB model has."""
+    weights = np.random.default_rng(0).integers(0, 255, 2 * CHUNK + 12345, dtype=np.uint8)
+    return plan_bytes(MANIFEST, {"weights": weights, "cubin": b"\x7fELF" * 100})
+
+
+def test_the_checksum_is_the_sha256_of_its_pieces_sha256s(large):
+    body = large[:-CHECKSUM_SIZE]
+    pieces = [body[o : o + CHUNK] for o in range(0, len(body), CHUNK)]
+    assert len(pieces) == 3 and len(pieces[-1]) < CHUNK
+    tree = hashlib.sha256(b"".join(hashlib.sha256(p).digest() for p in pieces)).digest()
+    assert large[-CHECKSUM_SIZE:] == tree
+
+
+@pytest.mark.parametrize("position", [HEADER_SIZE + 2, CHUNK - 1, CHUNK, 2 * CHUNK + 7, -33])
+def test_damage_in_any_piece_is_refused_from_file_and_bytes(tmp_path, large, position):
+    data = bytearray(large)
+    data[position] ^= 0x01
+    path = tmp_path / "damaged.plan"
+    path.write_bytes(data)
+    for source in (path, bytes(data)):
+        with pytest.raises(PlanError, match="corrupt: checksum mismatch"):
+            read_plan(source)
+
+
+@pytest.mark.parametrize("cut", [CHUNK, CHUNK + 1, 2 * CHUNK, -33, -1])
+def test_a_large_plan_cut_anywhere_is_truncated(tmp_path, large, cut):
+    path = tmp_path / "cut.plan"
+    path.write_bytes(large[:cut])
+    with pytest.raises(PlanError, match="truncated"):
+        read_plan(path)
+
+
+def test_a_large_plan_reads_the_same_from_file_and_bytes(tmp_path, large):
+    path = tmp_path / "large.plan"
+    path.write_bytes(large)
+    with read_plan(path) as from_file, read_plan(large) as from_bytes:
+        assert from_file.section("weights") == from_bytes.section("weights")
+
+
+def test_format_1_plans_still_load(tmp_path, large):
+    """Format 1's checksum was the SHA-256 of every byte before it: such plans still load, and a
+    damaged one is still refused."""
+    old = bytearray(large[:-CHECKSUM_SIZE])
+    struct.pack_into("<H", old, 8, 1)
+    old = bytes(old) + hashlib.sha256(old).digest()
+    path = tmp_path / "format1.plan"
+    path.write_bytes(old)
+    for source in (path, old):
+        with read_plan(source) as plan:
+            assert plan.format_version == 1
+            assert plan.section("weights") == memoryview(large)[
+                plan.manifest["sections"]["weights"]["offset"]:][:2 * CHUNK + 12345]
+    damaged = bytearray(old)
+    damaged[CHUNK + 5] ^= 0x80
+    path.write_bytes(damaged)
+    with pytest.raises(PlanError, match="checksum mismatch"):
+        read_plan(path)
 
 
 def test_huge_declared_lengths_do_not_allocate(good):
@@ -506,7 +576,7 @@ def test_close(plan_path):
 
 def test_repr(good):
     with read_plan(good) as plan:
-        assert "format 1" in repr(plan) and "8 sections" in repr(plan)
+        assert f"format {FORMAT_VERSION}" in repr(plan) and "8 sections" in repr(plan)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.inspector import LayerInformationFormat
 from ember.runtime.logger import Logger, Severity
-from ember.runtime.plan import CHECKSUM_SIZE, HEADER_SIZE, plan_bytes, read_plan
+from ember.runtime.plan import (
+    CHECKSUM_SIZE,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    checksum_of,
+    plan_bytes,
+    read_plan,
+)
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -108,7 +115,8 @@ def reseal(damaged: bytearray) -> bytes:
     body = damaged[:-CHECKSUM_SIZE]
     if len(body) >= HEADER_SIZE:
         struct.pack_into("<Q", body, 52, len(body) + CHECKSUM_SIZE)
-    return bytes(body) + hashlib.sha256(body).digest()
+    version = struct.unpack_from("<H", body, 8)[0] if len(body) >= 10 else FORMAT_VERSION
+    return bytes(body) + checksum_of(body, version)
 
 
 @FAST
@@ -176,7 +184,8 @@ DEEP = "__ember_deep_"  # a string replaced by that many nested lists in the man
 def forge_plan(manifest: dict, sections: dict[str, bytes]) -> bytes:
     """A plan laid out as runtime/plan.py lays one out (header, JSON manifest, 256-aligned
     sections), its manifest written as given (with DEEP markers expanded to nesting no JSON
-    encoder writes) and its checksum, the SHA-256 of every byte before it, recomputed."""
+    encoder writes) and its checksum recomputed: format 1's, the SHA-256 of every byte before
+    it (format 1 plans are still read)."""
     text = json.dumps(manifest, allow_nan=True)
     while DEEP in text:
         start = text.index(f'"{DEEP}')
