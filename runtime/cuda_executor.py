@@ -50,12 +50,10 @@ class _EngineState:
         target = m.get("target") or {}
         rejit = check_target(target, self.device.arch,
                              allow_rejit=bool(getattr(engine, "allow_rejit", False)))
-        if rejit and target.get("compatibility"):
+        if rejit:  # said once: the engine's modules load once
             from ember.runtime.logger import Severity, emit
 
-            emit(engine.logger, Severity.WARNING,  # said once: the engine's modules load once
-                 f"the plan is {target['compatibility']} ({target.get('arch')} code): its "
-                 f"PTX is JIT-compiled for this {self.device.arch} GPU as it loads")
+            emit(engine.logger, Severity.WARNING, rejit_message(target, self.device.arch))
         plan = engine.plan
         names = plan.section_names
         cubin = plan.section("cubin") if "cubin" in names else None
@@ -84,6 +82,16 @@ class _EngineState:
                 state = _EngineState(engine)
                 engine._cuda_state = state  # type: ignore[attr-defined]
             return state
+
+
+def rejit_message(target: Mapping[str, Any], device_arch: str) -> str:
+    """What loading a plan whose CUBIN is for another arch says: its PTX is JIT-compiled."""
+    if target.get("compatibility"):
+        built = f"{target['compatibility']} ({target.get('arch')} code)"
+    else:
+        built = f"built for {target.get('arch')} only, loaded with allow_rejit"
+    return (f"the plan is {built}: its PTX is JIT-compiled for this {device_arch} GPU as it "
+            "loads (rebuild for this GPU to load without it)")
 
 
 def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,

@@ -111,3 +111,52 @@ def test_an_ampere_plus_plan_runs_on_this_gpu_and_says_it_jits_once():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     said = [m for m in logger.messages if "JIT-compiled" in m]
     assert len(said) == (0 if default_device().arch == "sm_80" else 1), logger.messages
+
+
+def test_a_rejit_says_what_the_plan_was_built_for():
+    from ember.runtime.cuda_executor import rejit_message
+
+    plain = rejit_message({"device": "cuda", "arch": "sm_80"}, "sm_90")
+    assert plain.startswith("the plan is built for sm_80 only, loaded with allow_rejit: its PTX "
+                            "is JIT-compiled for this sm_90 GPU")
+    ampere = rejit_message({"device": "cuda", "arch": "sm_80", "compatibility": "ampere+"},
+                           "sm_120")
+    assert ampere.startswith("the plan is ampere+ (sm_80 code): its PTX is JIT-compiled for "
+                             "this sm_120 GPU")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_an_sm80_plan_runs_on_a_newer_gpu_through_jit_and_says_so():
+    """A plain sm_80 plan (no hardware compatibility) is refused on a newer GPU, and with
+    allow_rejit JIT-compiles its PTX, says so once through the logger, and matches the CPU."""
+    from ember.runtime.cuda import default_device
+
+    if default_device().arch == "sm_80":
+        pytest.skip("needs a GPU newer than sm_80")
+
+    class Recorder(ember.ILogger):
+        def __init__(self):
+            ember.ILogger.__init__(self)
+            self.messages = []
+
+        def log(self, severity, msg):
+            self.messages.append((severity, msg))
+
+    plan = plan_bytes(*build_model(small_cnn(), BuilderConfig(target_arch="sm_80",
+                                                              autotune=False)))
+    with pytest.raises(PlanError, match="plan built for sm_80, this GPU is sm_"):
+        Runtime(device="cuda").deserialize_cuda_engine(plan).create_execution_context()
+    logger = Recorder()
+    engine = ember.Runtime(logger, device="cuda", allow_rejit=True).deserialize_cuda_engine(plan)
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    for _ in range(2):
+        got = engine.create_execution_context().execute({"x": x})["y"]
+    want = Runtime("cpu").deserialize_cuda_engine(plan).create_execution_context() \
+        .execute({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    said = [(s, m) for s, m in logger.messages if "JIT-compiled" in m]
+    assert len(said) == 1, logger.messages
+    assert said[0][0] == ember.ILogger.Severity.WARNING
+    assert "built for sm_80 only, loaded with allow_rejit" in said[0][1]
+    assert f"for this {default_device().arch} GPU" in said[0][1]
