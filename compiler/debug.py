@@ -19,24 +19,10 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ember.compiler.flag_groups import Tolerances
 from ember.errors import EmberError
 
 REFERENCES = ("auto", "onnxruntime", "onnx-reference")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """An output passes when every element has |got - want| <= atol + rtol * |want| (NaN and
-    infinities must sit where the reference has them)."""
-
-    atol: float
-    rtol: float
-
-    def __post_init__(self) -> None:
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise EmberError(f"--{name} must be a finite number >= 0, not {value!r}")
 
 
 @dataclass
@@ -61,8 +47,12 @@ class OutputError:
 
 
 def output_errors(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
-                  tolerance: Tolerance) -> list[OutputError]:
-    """Each reference output's error figures, in float64."""
+                  tolerance: Tolerances) -> list[OutputError]:
+    """Each reference output's error figures, held to `tolerance` by Polygraphy's rule as
+    `ember compare` holds them (`compare.compare_arrays`: an element fails where its abs error
+    is over atol AND its rel error over rtol; or the --check-error-stat statistic)."""
+    from ember.compiler.compare import compare_arrays
+
     errors = []
     for name, ref in want.items():
         if name not in got:
@@ -79,18 +69,12 @@ def output_errors(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
             errors.append(OutputError(name, float(bad > 0), float(bad > 0), bad, b.size,
                                       bad == 0))
             continue
-        a = a.astype(np.float64)
-        b = b.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            diff = np.abs(a - b)
-            same = (a == b) | (np.isnan(a) & np.isnan(b))  # equal infinities, NaN where NaN
-            ok = same | (diff <= tolerance.atol + tolerance.rtol * np.abs(b))
-            diff = np.where(same, 0.0, diff)
-            rel = diff / np.maximum(np.abs(b), np.finfo(np.float64).tiny)
-        bad = int(b.size - np.count_nonzero(ok))
-        nan = int(np.count_nonzero(np.isnan(a) & ~np.isnan(b)))
-        errors.append(OutputError(name, _finite_max(diff), _finite_max(rel), bad, b.size,
-                                  bad == 0, nan=nan))
+            held = compare_arrays(name, a, b, tolerance)
+            nan = int(np.count_nonzero(np.isnan(a.astype(np.float64))
+                                       & ~np.isnan(b.astype(np.float64))))
+        errors.append(OutputError(name, held.max_abs, held.max_rel, held.mismatches, b.size,
+                                  held.passed, nan=nan))
     return errors
 
 
@@ -228,51 +212,68 @@ def engine_runner(device: str) -> Runner:
 
 def add_common_flags(p: argparse.ArgumentParser, *, atol: float, rtol: float,
                      note: str = "") -> None:
-    """Input data, reference and tolerance flags (Polygraphy's spellings)."""
-    data = p.add_argument_group("inputs and reference")
-    data.add_argument("--seed", type=int, help="seed of the random inputs (default 0)")
-    data.add_argument("--shapes", metavar="SHAPES",
-                      help="shapes of inputs with dynamic dims, e.g. x:1x3x224x224")
-    data.add_argument("--load-inputs", metavar="NPZ",
-                      help="inputs by name from an .npz (np.savez) instead of random ones")
-    data.add_argument("--reference", choices=REFERENCES, default="auto",
-                      help="what computes the expected outputs (auto: onnxruntime where it is "
-                           "installed, else onnx.reference)")
-    tol = p.add_argument_group("tolerance (|got - want| <= atol + rtol * |want|)")
-    tol.add_argument("--atol", type=float, default=None,
-                     help=f"absolute (default {atol:g}{note})")
-    tol.add_argument("--rtol", type=float, default=None,
-                     help=f"relative (default {rtol:g}{note})")
+    """The flag groups `ember run` / `ember compare` use (flag_groups: the model and --shapes,
+    input data, Polygraphy's tolerances, the build's precision flags), the reference and
+    --json. The tolerances' defaults are the subcommand's own (`atol`, `rtol`: a whole build
+    held to the reference, FP32 reassociation included, not one output)."""
+    from ember.compiler.flag_groups import (
+        add_build_flags,
+        add_input_flags,
+        add_model_flags,
+        add_tolerance_flags,
+    )
+
+    add_model_flags(p)
+    add_input_flags(p)
+    p.add_argument_group("reference").add_argument(
+        "--reference", choices=REFERENCES, default="auto",
+        help="what computes the expected outputs (auto: onnxruntime where it is installed, "
+             "else onnx.reference)")
+    add_tolerance_flags(p, atol=atol, rtol=rtol, note=note)
+    add_build_flags(p, tf32=False)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def inputs_from_args(args: argparse.Namespace, model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    from ember.compiler.commands import load_npz, parse_shapes
+    """The inputs the input-data flags give (flag_groups: --load-inputs, else random ones by
+    --seed and --input-range, of the model's shapes or --shapes)."""
+    from ember.compiler.flag_groups import (
+        FlagError,
+        input_data,
+        input_shapes,
+        model_inputs,
+        parse_shapes,
+    )
 
-    shapes = parse_shapes(args.shapes) if args.shapes else None
-    if args.load_inputs:
-        given = [f for f, v in (("--seed", args.seed), ("--shapes", args.shapes))
-                 if v is not None]
-        if given:
-            raise EmberError(f"--load-inputs gives the inputs: {' and '.join(given)} would "
-                             "have no effect")
-        feeds = load_npz(args.load_inputs)
-        wanted = [vi.name for vi in graph_inputs(model)]
-        missing = [n for n in wanted if n not in feeds]
-        extra = [n for n in feeds if n not in wanted]
-        if missing or extra:
-            raise EmberError(f"--load-inputs {args.load_inputs}: "
-                             + "; ".join(filter(None, [
-                                 f"missing {', '.join(missing)}" if missing else "",
-                                 f"not inputs of the model: {', '.join(extra)}" if extra
-                                 else ""])))
-        return feeds
-    return seeded_inputs(model, 0 if args.seed is None else args.seed, shapes)
+    data = input_data(args)
+    specs = model_inputs(model)
+    if data.path is not None:
+        if args.shapes:
+            raise FlagError("--shapes is for random inputs; --load-inputs gives them, shapes "
+                            "and all: give one")
+        return data.feed(specs)
+    return data.feed(specs, input_shapes(specs, parse_shapes(args.shapes)))
 
 
-def tolerance_from_args(args: argparse.Namespace, atol: float, rtol: float) -> Tolerance:
-    return Tolerance(atol if args.atol is None else args.atol,
-                     rtol if args.rtol is None else args.rtol)
+def tolerance_from_args(args: argparse.Namespace, atol: float, rtol: float) -> Tolerances:
+    """The tolerance flags (flag_groups.tolerances) with this subcommand's defaults."""
+    from ember.compiler.flag_groups import tolerances
+
+    return tolerances(args, atol=atol, rtol=rtol)
+
+
+def refuse_build_flags(args: argparse.Namespace, why: str,
+                       flags: Sequence[str] = ("fp16", "bf16", "tf32", "layer_precisions",
+                                               "layer_output_types", "precision_constraints")
+                       ) -> None:
+    """The precision flags among `flags` that were given are an error saying `why` they have
+    no effect here."""
+    given = [f"--{f.replace('_', '-')}" for f in flags
+             if getattr(args, f) is not None and getattr(args, f) is not False]
+    if given:
+        from ember.compiler.flag_groups import FlagError
+
+        raise FlagError(f"{', '.join(given)}: {why}")
 
 
 @dataclass
@@ -333,7 +334,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         q = which.add_parser(name, help=module.HELP, description=textwrap.fill(module.HELP, 79),
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog=_EPILOG[name])
-        q.add_argument("model", help="an ONNX model")
         module.add_flags(q)
         add_common_flags(q, atol=module.ATOL, rtol=module.RTOL,
                          note=getattr(module, "TOLERANCE_NOTE", ""))

@@ -25,7 +25,6 @@ from ember.compiler.debug import (
     OutputError,
     Report,
     Runner,
-    Tolerance,
     engine_runner,
     errors_text,
     inputs_from_args,
@@ -33,9 +32,11 @@ from ember.compiler.debug import (
     output_errors,
     passed,
     reference_outputs,
+    refuse_build_flags,
     tolerance_from_args,
     with_static_shapes,
 )
+from ember.compiler.flag_groups import Tolerances
 from ember.errors import EmberError
 
 HELP = ("run the build pass by pass, execute the IR after each pass, and name the first pass "
@@ -65,7 +66,7 @@ class Stage:
 class BisectResult:
     stages: list[Stage]
     reference: str
-    tolerance: Tolerance
+    tolerance: Tolerances
     pipeline: str
     first_divergence: Stage | None = None
 
@@ -79,8 +80,7 @@ class BisectResult:
 
     def report(self) -> Report:
         lines = [f"pipeline: {self.pipeline}",
-                 f"reference: {self.reference}; tolerance atol {self.tolerance.atol:g} rtol "
-                 f"{self.tolerance.rtol:g}",
+                 f"reference: {self.reference}; tolerance {self.tolerance.text()}",
                  f"{'#':>3}  {'pass':24} {'level':6} {'result':9} errors"]
         lines += [s.text() for s in self.stages]
         first = self.first_divergence
@@ -131,7 +131,7 @@ def execute_stage(module: ModuleOp, feeds: Mapping[str, np.ndarray]) -> dict[str
 
 
 def bisect(model: str | onnx.ModelProto, passes: Sequence[ModulePass], *,
-           feeds: Mapping[str, np.ndarray] | None = None, tolerance: Tolerance | None = None,
+           feeds: Mapping[str, np.ndarray] | None = None, tolerance: Tolerances | None = None,
            reference: str = "auto", seed: int = 0, device_runner: Runner | None = None,
            target_arch: str | None = None) -> BisectResult:
     """Run `passes` over the imported `model` one at a time, run each stage's IR on `feeds`
@@ -143,7 +143,7 @@ def bisect(model: str | onnx.ModelProto, passes: Sequence[ModulePass], *,
     from ember.compiler.pipeline import pipeline_text, run_passes
 
     proto = load_onnx(model)
-    tolerance = tolerance or Tolerance(ATOL, RTOL)
+    tolerance = tolerance or Tolerances(ATOL, RTOL)
     if feeds is None:
         feeds = seeded_inputs(proto, seed)
     proto = with_static_shapes(proto, {k: v.shape for k, v in feeds.items()})
@@ -212,28 +212,27 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                                       "each stage still runs on the CPU")
     group.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="cuda: also run the finished plan on the GPU (needs --arch)")
-    group.add_argument("--fp16", action="store_true", help="allow FP16 (loosen the tolerance)")
-    group.add_argument("--bf16", action="store_true", help="allow BF16 (loosen the tolerance)")
 
 
 def build_passes(args: argparse.Namespace) -> list[ModulePass]:
     """The passes the flags name: a full build's (`pipeline_for`) for --pipeline (and by
     default), or exactly the list given."""
     from ember.compiler.builder import BuilderConfig, pipeline_for, precision_config
+    from ember.compiler.flag_groups import build_options
     from ember.compiler.pipeline import parse_pipeline_text
     from ember.passes import make_pass, pass_names
 
     if args.passes is not None or args.pass_pipeline is not None:
-        given = [f"--{f}" for f in ("arch", "fp16", "bf16") if getattr(args, f)]
-        if given:
-            raise EmberError(f"{', '.join(given)} choose a build's pipeline; with --passes / -p "
-                             "the passes are exactly those given (spell their options there)")
+        why = ("choose a build's pipeline; with --passes / -p the passes are exactly those "
+               "given (spell their options there)")
+        if args.arch:
+            raise EmberError(f"--arch {why}")
+        refuse_build_flags(args, why)
         if args.passes is not None:
             return [make_pass(n) for n in pass_names(args.passes)]
         return parse_pipeline_text(args.pass_pipeline)
     config = precision_config(BuilderConfig(pipeline=args.pipeline or "default",
-                                            target_arch=args.arch),
-                              fp16=args.fp16, bf16=args.bf16)
+                                            target_arch=args.arch), **build_options(args))
     return pipeline_for(config)
 
 

@@ -25,7 +25,6 @@ from ember.compiler.debug import (
     OutputError,
     Report,
     Runner,
-    Tolerance,
     engine_runner,
     errors_text,
     inputs_from_args,
@@ -33,10 +32,12 @@ from ember.compiler.debug import (
     output_errors,
     passed,
     reference_outputs,
+    refuse_build_flags,
     seeded_inputs,
     tolerance_from_args,
     with_static_shapes,
 )
+from ember.compiler.flag_groups import FlagError, Tolerances
 from ember.errors import EmberError
 
 HELP = ("find the smallest set of ONNX nodes that must stay FP32 for an --fp16 / --bf16 build "
@@ -66,7 +67,7 @@ class PrecisionResult:
     candidates: list[str]
     trials: list[Trial]
     reference: str
-    tolerance: Tolerance
+    tolerance: Tolerances
     device: str
     fp32: list[str] | None = None     # the set found; None: even all-FP32 fails
     unnamed: int = 0                  # float nodes without a name (cannot be pinned)
@@ -77,8 +78,8 @@ class PrecisionResult:
 
     def report(self) -> Report:
         lines = [f"{self.precision} build, {len(self.candidates)} float node(s) to choose "
-                 f"from; reference {self.reference}; tolerance atol {self.tolerance.atol:g} "
-                 f"rtol {self.tolerance.rtol:g}; run on {self.device}",
+                 f"from; reference {self.reference}; tolerance {self.tolerance.text()}; run on "
+                 f"{self.device}",
                  f"{len(self.trials)} build(s):"]
         lines += [t.text() for t in self.trials]
         if self.unnamed:
@@ -153,20 +154,20 @@ def ddmin(items: Sequence[str], test: Callable[[list[str]], bool]) -> list[str]:
 
 def debug_precision(model: str | onnx.ModelProto, *, precision: str = "fp16",
                     feeds: Mapping[str, np.ndarray] | None = None,
-                    tolerance: Tolerance | None = None, reference: str = "auto",
+                    tolerance: Tolerances | None = None, reference: str = "auto",
                     target_arch: str | None = None, runner: Runner | None = None,
-                    device: str = "cpu", candidates: Sequence[str] | None = None
-                    ) -> PrecisionResult:
+                    device: str = "cpu", candidates: Sequence[str] | None = None,
+                    tf32: bool = False) -> PrecisionResult:
     """Find the FP32 set for a `precision` ("fp16" or "bf16") build of `model`: trials built
     for `target_arch` (None: CPU plans) and run by `runner` (default: the engine on `device`)
-    on `feeds` (seeded random inputs by default)."""
+    on `feeds` (seeded random inputs by default); `tf32`: TF32 allowed for the FP32 layers."""
     from ember.compiler.builder import BuilderConfig, build_model, precision_config
     from ember.runtime.plan import plan_bytes
 
     if precision not in ("fp16", "bf16"):
         raise EmberError(f"precision must be fp16 or bf16, not {precision!r}")
     proto = load_onnx(model)
-    tolerance = tolerance or Tolerance(ATOL, RTOL)
+    tolerance = tolerance or Tolerances(ATOL, RTOL)
     feeds = seeded_inputs(proto, 0) if feeds is None else feeds
     proto = with_static_shapes(proto, {k: v.shape for k, v in feeds.items()})
     want, used = reference_outputs(proto, feeds, reference)
@@ -186,7 +187,7 @@ def debug_precision(model: str | onnx.ModelProto, *, precision: str = "fp16",
         if key in tried:
             return tried[key]
         config = precision_config(
-            BuilderConfig(target_arch=target_arch), **{precision: True},
+            BuilderConfig(target_arch=target_arch), **{precision: True}, tf32=tf32,
             layer_precisions={n: "fp32" for n in fp32} or None,
             precision_constraints="obey" if fp32 else None)
         ordered = [n for n in names if n in key]
@@ -213,10 +214,7 @@ def debug_precision(model: str | onnx.ModelProto, *, precision: str = "fp16",
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("the build")
-    which = group.add_mutually_exclusive_group(required=True)
-    which.add_argument("--fp16", action="store_true", help="the FP16 build to fix")
-    which.add_argument("--bf16", action="store_true", help="the BF16 build to fix")
+    group = p.add_argument_group("the build (--fp16 or --bf16: the build to fix)")
     group.add_argument("--arch", help="build for this GPU (e.g. sm_90); the plans run on it "
                                       "when it is the GPU here, else on the CPU executor")
     group.add_argument("--nodes", metavar="N1,N2",
@@ -228,6 +226,10 @@ def run(args: argparse.Namespace) -> Report:
     from ember.compiler.builder import detect_arch
     from ember.runtime.arch import parse_arch
 
+    if args.fp16 == args.bf16:
+        raise FlagError("give --fp16 or --bf16 (one): the build whose layers to keep in FP32")
+    refuse_build_flags(args, "ember debug precision chooses the per-layer precisions itself",
+                       ("layer_precisions", "layer_output_types", "precision_constraints"))
     tolerance = tolerance_from_args(args, ATOL, RTOL)
     model = load_onnx(args.model)
     feeds = inputs_from_args(args, model)
@@ -237,5 +239,6 @@ def run(args: argparse.Namespace) -> Report:
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] if args.nodes else None
     result = debug_precision(model, precision="fp16" if args.fp16 else "bf16", feeds=feeds,
                              tolerance=tolerance, reference=args.reference,
-                             target_arch=args.arch, device=device, candidates=nodes)
+                             target_arch=args.arch, device=device, candidates=nodes,
+                             tf32=bool(args.tf32))
     return result.report()

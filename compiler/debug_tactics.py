@@ -26,7 +26,6 @@ from ember.compiler.debug import (
     OutputError,
     Report,
     Runner,
-    Tolerance,
     engine_runner,
     errors_text,
     inputs_from_args,
@@ -38,6 +37,7 @@ from ember.compiler.debug import (
     tolerance_from_args,
     with_static_shapes,
 )
+from ember.compiler.flag_groups import Tolerances
 from ember.errors import EmberError
 
 HELP = ("rebuild with each chosen conv/matmul tactic excluded in turn and name the tactic "
@@ -136,7 +136,7 @@ class TacticsResult:
     baseline: list[OutputError]
     trials: list[TacticTrial]
     reference: str
-    tolerance: Tolerance
+    tolerance: Tolerances
     target_arch: str
     bad: list[str] = field(default_factory=list)
 
@@ -149,8 +149,8 @@ class TacticsResult:
     def report(self) -> Report:
         distinct = sorted({tactic_key(u.template, u.tactic) for u in self.uses})
         lines = [f"build for {self.target_arch}: {len(self.uses)} kernel(s) with a tactic, "
-                 f"{len(distinct)} distinct; reference {self.reference}; tolerance atol "
-                 f"{self.tolerance.atol:g} rtol {self.tolerance.rtol:g}",
+                 f"{len(distinct)} distinct; reference {self.reference}; tolerance "
+                 f"{self.tolerance.text()}",
                  f"  {'pass' if passed(self.baseline) else 'FAIL'}  as built: "
                  f"{errors_text(self.baseline)}"]
         lines += [t.text() for t in self.trials]
@@ -175,7 +175,7 @@ class TacticsResult:
 
 def debug_tactics(model: str | onnx.ModelProto, *, target_arch: str,
                   feeds: Mapping[str, np.ndarray] | None = None,
-                  tolerance: Tolerance | None = None, reference: str = "auto",
+                  tolerance: Tolerances | None = None, reference: str = "auto",
                   runner: Runner | None = None, autotune: bool | None = None,
                   **precision: Any) -> TacticsResult:
     """Build `model` for `target_arch` (with `precision`: fp16, bf16, tf32 as `ember.compile`;
@@ -193,7 +193,7 @@ def debug_tactics(model: str | onnx.ModelProto, *, target_arch: str,
                              "visible)")
         runner = engine_runner("cuda")
     proto = load_onnx(model)
-    tolerance = tolerance or Tolerance(ATOL, RTOL)
+    tolerance = tolerance or Tolerances(ATOL, RTOL)
     feeds = seeded_inputs(proto, 0) if feeds is None else feeds
     proto = with_static_shapes(proto, {k: v.shape for k, v in feeds.items()})
     want, used = reference_outputs(proto, feeds, reference)
@@ -247,9 +247,6 @@ def debug_tactics(model: str | onnx.ModelProto, *, target_arch: str,
 def add_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("the build")
     group.add_argument("--arch", help="build for this GPU (default: the GPU here)")
-    group.add_argument("--fp16", action="store_true", help="allow FP16")
-    group.add_argument("--bf16", action="store_true", help="allow BF16")
-    group.add_argument("--tf32", action="store_true", help="allow TF32 (default: strict FP32)")
     group.add_argument("--autotune", choices=["auto", "on", "off"], default="auto",
                        help="time tactics on the GPU (auto: as `ember build`; off: the cost "
                             "model's choices, the autotuner's check of each candidate against "
@@ -258,6 +255,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> Report:
     from ember.compiler.builder import detect_arch
+    from ember.compiler.flag_groups import build_options
     from ember.runtime.arch import parse_arch
 
     present = detect_arch()
@@ -270,7 +268,6 @@ def run(args: argparse.Namespace) -> Report:
     model = load_onnx(args.model)
     feeds = inputs_from_args(args, model)
     result = debug_tactics(model, target_arch=arch, feeds=feeds, tolerance=tolerance,
-                           reference=args.reference, fp16=args.fp16, bf16=args.bf16,
-                           tf32=args.tf32,
+                           reference=args.reference, **build_options(args),
                            autotune={"auto": None, "on": True, "off": False}[args.autotune])
     return result.report()

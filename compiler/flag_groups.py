@@ -255,16 +255,19 @@ def check_feed(feed: Mapping[str, np.ndarray], specs: Sequence[InputSpec],
 ERROR_STATS = ("elemwise", "max", "mean", "median")
 
 
-def add_tolerance_flags(p: argparse.ArgumentParser) -> None:
-    """Polygraphy's comparison tolerances, in its spellings: a default and per-output values."""
+def add_tolerance_flags(p: argparse.ArgumentParser, *, atol: float = 1e-5, rtol: float = 1e-5,
+                        note: str = "") -> None:
+    """Polygraphy's comparison tolerances, in its spellings: a default and per-output values
+    (`atol`, `rtol`: the defaults the help states, Polygraphy's 1e-5 unless a command has its
+    own; `tolerances` must read them with the same)."""
     group = p.add_argument_group("tolerances (an output passes where abs error <= atol OR rel "
                                  "error <= rtol, as Polygraphy checks)")
     group.add_argument("--atol", "--abs-tol", nargs="+", metavar="TOL",
                        help="absolute tolerance: a value and/or name:value per output "
-                            "(default 1e-5)")
+                            f"(default {atol:g}{note})")
     group.add_argument("--rtol", "--rel-tol", nargs="+", metavar="TOL",
                        help="relative tolerance (abs error / |expected|): a value and/or "
-                            "name:value per output (default 1e-5)")
+                            f"name:value per output (default {rtol:g}{note})")
     group.add_argument("--check-error-stat", nargs="+", metavar="STAT",
                        help="which error to hold to the tolerances: elemwise (each element, "
                             "the default), max, mean or median; and/or name:stat per output")
@@ -289,10 +292,18 @@ class Tolerances:
     def names(self) -> set[str]:
         return set(self.per_output)
 
+    def text(self) -> str:
+        """As a report states it: "atol 1e-05 rtol 1e-05 (elemwise)", then per-output ones."""
+        own = "".join(f"; {name}: atol {a:g} rtol {r:g} ({stat})"
+                      for name in sorted(self.per_output)
+                      for a, r, stat in [self.of(name)])
+        return f"atol {self.atol:g} rtol {self.rtol:g} ({self.stat}){own}"
 
-def tolerances(args: argparse.Namespace) -> Tolerances:
-    """Read `add_tolerance_flags`' flags."""
-    defaults: dict[str, float | str] = {"atol": 1e-5, "rtol": 1e-5, "stat": "elemwise"}
+
+def tolerances(args: argparse.Namespace, *, atol: float = 1e-5, rtol: float = 1e-5
+               ) -> Tolerances:
+    """Read `add_tolerance_flags`' flags (`atol`, `rtol`: the defaults where none is given)."""
+    defaults: dict[str, float | str] = {"atol": atol, "rtol": rtol, "stat": "elemwise"}
     per_output: dict[str, dict[str, float | str]] = {}
     for key, flag, items in (("atol", "--atol", args.atol), ("rtol", "--rtol", args.rtol),
                              ("stat", "--check-error-stat", args.check_error_stat)):

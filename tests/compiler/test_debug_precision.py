@@ -18,13 +18,13 @@ from onnx import helper as h
 
 from ember.compiler.builder import BuilderConfig, build_model, precision_config
 from ember.compiler.debug import (
-    Tolerance,
     output_errors,
     passed,
     reference_outputs,
     seeded_inputs,
 )
 from ember.compiler.debug_precision import ddmin, debug_precision, float_nodes
+from ember.compiler.flag_groups import Tolerances
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
 
@@ -64,7 +64,7 @@ def test_the_fp16_build_fails_and_the_set_found_meets_the_tolerance_when_rebuilt
     model = overflow_model()
     feeds = seeded_inputs(model, 0)
     want, _ = reference_outputs(model, feeds)
-    tolerance = Tolerance(1e-3, 1e-3)
+    tolerance = Tolerances(1e-3, 1e-3)
     assert not passed(output_errors(_run(model, feeds, fp16=True), want, tolerance))
     result = debug_precision(model, precision="fp16", feeds=feeds, tolerance=tolerance)
     assert result.status == 0
@@ -95,13 +95,13 @@ def test_a_dynamic_batch_builds_at_the_shape_of_the_inputs() -> None:
 
 
 def test_a_build_that_already_passes_needs_no_fp32_layer() -> None:
-    result = debug_precision(overflow_model(scale=1.0), tolerance=Tolerance(1e-2, 1e-2))
+    result = debug_precision(overflow_model(scale=1.0), tolerance=Tolerances(1e-2, 1e-2))
     assert result.fp32 == [] and result.status == 0 and len(result.trials) == 1
     assert "PASSED" in result.report().text
 
 
 def test_a_tolerance_no_set_meets_fails() -> None:
-    result = debug_precision(overflow_model(), tolerance=Tolerance(0.0, 0.0),
+    result = debug_precision(overflow_model(), tolerance=Tolerances(0.0, 0.0),
                              candidates=["fc0", "relu0"])
     assert result.fp32 is None and result.status == 1
     assert len(result.trials) == 2  # none, then all: the search does not start

@@ -17,8 +17,9 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from onnx import helper as h
 
-from ember.compiler.debug import Tolerance, as_json, engine_runner
+from ember.compiler.debug import as_json, engine_runner
 from ember.compiler.debug_tactics import debug_tactics, tactic_key
+from ember.compiler.flag_groups import Tolerances
 from ember.runtime import cpu_kernels
 from ember.runtime.cuda import cuda_available
 
@@ -91,7 +92,7 @@ def test_a_wrong_output_no_tactic_explains_fails(monkeypatch) -> None:
     monkeypatch.setitem(cpu_kernels.KERNELS, "matmul",
                         lambda args, params: [o + 1.0 for o in matmul(args, params)])
     result = debug_tactics(mlp_model(), target_arch="sm_90", runner=CPU,
-                           tolerance=Tolerance(1e-4, 1e-3))
+                           tolerance=Tolerances(1e-4, 1e-3))
     assert result.status == 1 and result.bad == [] and len(result.trials) == 3
     assert "FAILED" in result.report().text
 
