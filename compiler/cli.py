@@ -260,7 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     surgeon.add_parser(sub)
 
-    p = sub.add_parser("passes", help="list the passes and pipelines")
+    p = sub.add_parser("passes", help="list the passes and pipelines",
+                       description="List every registered pass with what it guarantees, then\n"
+                       "the named pipelines (the names --passes and --pipeline take).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n"
+                              "  ember passes\n"
+                              "  ember passes | grep '^pipeline default'\n"
+                              "  then: ember opt model.onnx --passes convert-onnx-to-nn,"
+                              "fold-constants,cse --print-ir-after-all\n"
+                              "        ember build model.onnx -o model.plan --pipeline unoptimized")
     p.set_defaults(run=_list_passes)
     return parser
 

@@ -324,10 +324,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("debug", help="find the pass, tactic or layer precision that makes a "
                        "build's output wrong",
-                       description="Find what makes a build's output differ from the "
-                       "reference (onnxruntime or onnx.reference) on seeded random inputs. "
-                       "Exit status: 0 found (or nothing wrong), 1 the check fails, 2 bad "
-                       "usage.")
+                       description=textwrap.fill(
+                           "Find what makes a build's output differ from the reference "
+                           "(onnxruntime or onnx.reference) on seeded random inputs. Exit "
+                           "status: 0 found (or nothing wrong), 1 the check fails, 2 bad "
+                           "usage.", 79),
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples (ember debug SUBCOMMAND --help for each one's flags):\n"
+                              "  ember debug bisect model.onnx --fp16\n"
+                              "  ember debug precision model.onnx --fp16 --atol 1e-3 --rtol 1e-3\n"
+                              "  ember debug tactics model.onnx --check-error-stat mean "
+                              "(on a GPU)\n"
+                              "  ember debug bisect model.onnx --load-inputs inputs.json "
+                              "--atol 1e-4 logits:1e-3 --json")
     which = p.add_subparsers(dest="debug_command", required=True, metavar="SUBCOMMAND")
     for name, module in (("bisect", debug_bisect), ("tactics", debug_tactics),
                          ("precision", debug_precision)):
