@@ -6,8 +6,11 @@ After the pass every `kernel.launch` / `kernel.elementwise` is followed by a `ke
 holding its kernel's name, launch geometry and source (the op's own, rerunning the pass replaces
 them), or, where its template has no CUDA kernel for it, carries `cuda_fallback = "<reason>"`
 (the plan runs that step on the host). A kernel with an ONNX node of `host` (a comma list: the
-build's CPU placements, `config.set_device_type(layer, DeviceType.CPU)`) gets no kernel and
-carries `placed = "cpu: <node>"`: the plan runs it on the host, as a fallback. A conv/matmul
+build's CPU placements, `config.set_device_type(layer, DeviceType.CPU)`; `*`: every node but
+those of `gpu`, `default_device_type = CPU`) gets no kernel and carries `placed = "cpu: <node>"`:
+the plan runs it on the host, as a fallback. A placed kernel the CPU executor cannot run (a
+plugin with no numpy reference registered) is an error naming it, or with `gpu_fallback`
+(BuilderFlag.GPU_FALLBACK) gets its kernel and `gpu_fallback = "<why>"`. A conv/matmul
 with symbolic sizes also gets kernels for the profile's small shapes (each a `kernel.cuda` with
 `when`: symbol -> the largest value it runs for), most specific first, with the autotuner's
 `small_tactics` where it timed them. The symbols' ranges are the module's profile
@@ -43,11 +46,13 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from ember.codegen.kernel_step import json_value, kernel_step
 from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bounds, symbolize, upper
 from ember.codegen.templates import KernelSpec, emitter, size_arguments
+from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.origin import origin_of
 from ember.dialects.symbol_ranges import symbol_ranges
 from ember.dialects.tensor_types import shape_of
 from ember.errors import EmberError, PassError, UnsupportedError
+from ember.runtime import plugins
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import dim_symbols, expr_from_text, expr_text, params_symbolic
 
@@ -128,6 +133,9 @@ def parse_symbol_ranges(text: str) -> dict[str, tuple[int, int, int]]:
 
 
 PLACED_ATTR = "placed"  # a kernel op the build placed on the host: "cpu: <its nodes>"
+# ... or placed there by default_device_type: "cpu (default): <its nodes>"
+DEFAULT_PLACED = "cpu (default): "
+FALLBACK_ATTR = "gpu_fallback"  # a placed kernel the host cannot run, on the GPU: "<why>"
 
 
 @dataclass(frozen=True)
@@ -138,11 +146,18 @@ class EmitCuda(ModulePass):
     name = "emit-cuda"
     symbols: str = ""
     host: str = ""
-    """ONNX node names whose kernels run on the host (comma-separated)"""
+    """ONNX node names whose kernels run on the host (comma-separated); "*": every kernel but
+    those whose nodes are all in `gpu`"""
+    gpu: str = ""
+    """with host="*": ONNX node names kept on the GPU (comma-separated)"""
+    gpu_fallback: bool = False
+    """a kernel placed on the host that the CPU executor cannot run gets its CUDA kernel
+    (else it is an error)"""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         bounds = parse_symbol_ranges(self.symbols) if self.symbols else symbol_ranges(module)
         host = {n for n in self.host.split(",") if n}
+        gpu = {n for n in self.gpu.split(",") if n}
         for op in [op for op in module.walk() if isinstance(op, CudaOp)]:
             Rewriter.erase_op(op)
         for fn in module.ops:
@@ -151,12 +166,59 @@ class EmitCuda(ModulePass):
             kernels = [op for op in fn.body.block.ops if isinstance(op, LaunchOp | ElementwiseOp)]
             for index, op in enumerate(kernels):
                 op.attributes.pop(PLACED_ATTR, None)
-                placed = [n for n in origin_of(op) if n in host]
-                if placed:  # the host runs it: no kernel
-                    op.attributes.pop("cuda_fallback", None)
-                    op.attributes[PLACED_ATTR] = StringAttr(f"cpu: {', '.join(placed)}")
+                op.attributes.pop(FALLBACK_ATTR, None)
+                placed = _placement(op, host, gpu)
+                if placed is not None:
+                    cannot = host_cannot_run(op)
+                    if cannot is None:  # the host runs it: no kernel
+                        op.attributes.pop("cuda_fallback", None)
+                        op.attributes[PLACED_ATTR] = StringAttr(placed)
+                        continue
+                    if not self.gpu_fallback:
+                        raise PassError(
+                            f"emit-cuda: {op.name} (kernel {index}{_origin(op)}) is placed on "
+                            f"the CPU, which cannot run it: {cannot}. Register the reference, "
+                            "place the layer on the GPU, or set BuilderFlag.GPU_FALLBACK to "
+                            "run it on the GPU")
+                    _emit(op, index, bounds)
+                    if "cuda_fallback" in op.attributes:
+                        raise PassError(
+                            f"emit-cuda: {op.name} (kernel {index}{_origin(op)}) runs nowhere: "
+                            f"the CPU cannot run it ({cannot}) and the GPU cannot either "
+                            f"({attribute_value(op.attributes['cuda_fallback'])})")
+                    op.attributes[FALLBACK_ATTR] = StringAttr(
+                        f"placed on the CPU, which cannot run it ({cannot}): on the GPU "
+                        "(GPU_FALLBACK)")
                     continue
                 _emit(op, index, bounds)
+
+
+def _placement(op: LaunchOp | ElementwiseOp, host: set[str], gpu: set[str]) -> str | None:
+    """The `placed` text of a kernel the host runs by request, or None where it runs on the
+    GPU: one of its nodes is placed on the CPU (a fused kernel runs there if any is), or, with
+    host "*", not all of them are kept on the GPU (a kernel of no node, e.g. a reformat,
+    follows the default)."""
+    origin = origin_of(op)
+    if "*" in host:
+        nodes = [n for n in origin if n not in gpu]
+        return DEFAULT_PLACED + ", ".join(nodes) if nodes or not origin else None
+    nodes = [n for n in origin if n in host]
+    return f"cpu: {', '.join(nodes)}" if nodes else None
+
+
+def host_cannot_run(op: LaunchOp | ElementwiseOp) -> str | None:
+    """Why the CPU executor cannot run `op`, or None where it can. Every kernel template has
+    a numpy reference (runtime/cpu_kernels) but a plugin's, which the process that loads the
+    plan registers (a plan carries no Python): a build whose own process has none registered
+    takes it that there is none (`ember.plugin.impl`)."""
+    if not isinstance(op, LaunchOp) or op.template.data != "plugin":
+        return None
+    qualified, version = (attribute_value(op.params.data[k]) for k in ("plugin", "version"))
+    found = plugins.definition(qualified, version)
+    if found is not None and found.reference is not None:
+        return None
+    return (f"{plugins.label(qualified, version)} has no numpy reference registered "
+            "(ember.plugin.impl)")
 
 
 def _emit(op: LaunchOp | ElementwiseOp, index: int,

@@ -139,7 +139,12 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
                                BuilderFlag.DISABLE_TIMING_CACHE,
                                BuilderFlag.ERROR_ON_TIMING_CACHE_MISS, BuilderFlag.REFIT,
-                               BuilderFlag.REFIT_IDENTICAL, BuilderFlag.STRIP_PLAN})
+                               BuilderFlag.REFIT_IDENTICAL, BuilderFlag.STRIP_PLAN,
+                               BuilderFlag.GPU_FALLBACK})
+# GPU_FALLBACK, TensorRT's "a layer DLA cannot run runs on the GPU", with ember's CPU executor as
+# the second device: a layer placed on the CPU (set_device_type, default_device_type) that the
+# CPU executor cannot run — a plugin with no numpy reference registered; every kernel template
+# has one — runs on the GPU (emit-cuda's gpu_fallback) instead of failing the build by name.
 # a plan whose weights a Refitter can change (compiler/refit_build.py); REFIT_IDENTICAL is
 # REFIT (any new weights refit, identical ones too); STRIP_PLAN implies it
 REFIT_FLAGS = BuilderFlag.REFIT | BuilderFlag.REFIT_IDENTICAL | BuilderFlag.STRIP_PLAN
@@ -151,7 +156,6 @@ _WHY_NOT = {
                                   "BuilderFlag.REFIT makes every weight it can refittable",
     BuilderFlag.DEBUG: "per-layer synchronization is not implemented (ember.Profiler times "
                        "each step)",
-    BuilderFlag.GPU_FALLBACK: "ember has no DLA: every layer runs on the GPU (or the host)",
     BuilderFlag.SAFETY_SCOPE: "ember has no safety runtime",
     BuilderFlag.DIRECT_IO: "I/O formats are chosen with set_allowed_io_formats",
     BuilderFlag.EDITABLE_TIMING_CACHE: "ITimingCache.query/update are not implemented: "
@@ -280,6 +284,10 @@ class BuilderConfig(ContextManaged):
     # TensorRT's per-layer placement (set_device_type), by ONNX node name: DeviceType.CPU runs
     # the layer's kernels on the host (emit-cuda's `host`); the default device is the GPU
     device_types: dict[str, DeviceType] = field(default_factory=dict)
+    # TensorRT's default_device_type: where a layer without a device_types entry runs. CPU (a
+    # GPU build's layers on the host, but those set to DeviceType.GPU) needs target_arch to
+    # mean more than a CPU plan; DLA is an error
+    default_device_type: DeviceType = DeviceType.GPU
     # TensorRT's hardware compatibility: AMPERE_PLUS builds sm_80 code (whatever target_arch
     # names: it says a GPU build) that runs on any GPU from sm_80 up; see the enum
     hardware_compatibility_level: HardwareCompatibilityLevel = HardwareCompatibilityLevel.NONE
@@ -319,6 +327,13 @@ class BuilderConfig(ContextManaged):
             if not isinstance(value, HardwareCompatibilityLevel):
                 raise EmberError(f"BuilderConfig.hardware_compatibility_level takes a "
                                  f"HardwareCompatibilityLevel, not {value!r}")
+        elif name == "default_device_type":
+            if not isinstance(value, DeviceType):
+                raise EmberError(f"default_device_type takes a DeviceType, not {value!r}")
+            if value is DeviceType.DLA:
+                raise UnsupportedError("default_device_type = DeviceType.DLA is not implemented "
+                                       "(ember has no DLA; DeviceType.CPU runs layers on the "
+                                       "host)")
         elif name == "profiling_verbosity":
             if value is not ProfilingVerbosity.DETAILED:
                 raise UnsupportedError(
@@ -395,20 +410,6 @@ class BuilderConfig(ContextManaged):
     def get_timing_cache(self) -> TimingCache | None:
         return self.timing_cache
 
-    @property
-    def default_device_type(self) -> DeviceType:
-        """Where layers without a device of their own run: the GPU (a CPU plan is a build
-        without target_arch)."""
-        return DeviceType.GPU
-
-    @default_device_type.setter
-    def default_device_type(self, device: DeviceType) -> None:
-        if device is not DeviceType.GPU:
-            raise UnsupportedError(
-                f"default_device_type = {device!r}: only DeviceType.GPU (for a plan that runs "
-                "on the CPU, build without target_arch; place single layers with "
-                "set_device_type)")
-
     def set_device_type(self, layer: Any, device_type: DeviceType) -> None:
         """Run `layer` (an ILayer, or an ONNX node name) on `device_type`: GPU, or CPU (its
         kernels run on the host inside the GPU plan, with copies around them; a kernel fused
@@ -422,7 +423,8 @@ class BuilderConfig(ContextManaged):
         self.device_types[_layer_name(layer, "set_device_type")] = device_type
 
     def get_device_type(self, layer: Any) -> DeviceType:
-        return self.device_types.get(_layer_name(layer, "get_device_type"), DeviceType.GPU)
+        return self.device_types.get(_layer_name(layer, "get_device_type"),
+                                     self.default_device_type)
 
     def is_device_type_set(self, layer: Any) -> bool:
         return _layer_name(layer, "is_device_type_set") in self.device_types
@@ -431,11 +433,19 @@ class BuilderConfig(ContextManaged):
         self.device_types.pop(_layer_name(layer, "reset_device_type"), None)
 
     def can_run_on(self, layer: Any, device_type: DeviceType) -> bool:
-        """GPU and CPU: every layer (a layer without a CUDA kernel runs on the host); DLA:
-        none."""
+        """GPU: every layer (a layer without a CUDA kernel runs on the host). CPU: every layer
+        but a plugin layer whose plugin has no numpy reference registered in this process
+        (placed there, it is a build error, or with GPU_FALLBACK runs on the GPU); a layer
+        given by node name is not looked up. DLA: none."""
         _layer_name(layer, "can_run_on")
         if not isinstance(device_type, DeviceType):
             raise EmberError(f"can_run_on: {device_type!r} is not a DeviceType")
+        plugin = getattr(layer, "get_plugin", None)
+        if device_type is DeviceType.CPU and plugin is not None:
+            from ember.runtime import plugins
+
+            found = plugins.definition(plugin().qualified, plugin().plugin_version)
+            return found is not None and found.reference is not None
         return device_type is not DeviceType.DLA
 
     def host_layers(self) -> list[str]:
@@ -584,8 +594,7 @@ _IO_FORMATS = {**{f: f for f in formats.FORMATS}, **formats.ALIASES}
 
 _NO_LIMIT = 2**63 - 1
 # the fields, and the properties with a setter of their own
-_CONFIG_NAMES = frozenset(f.name for f in dataclasses.fields(BuilderConfig)) | {
-    "default_device_type"}
+_CONFIG_NAMES = frozenset(f.name for f in dataclasses.fields(BuilderConfig))
 
 
 def _refuse_attribute(obj: object, name: str, why: str = "") -> None:
@@ -1210,17 +1219,25 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         return names
 
     host = config.host_layers()
+    default_cpu = config.default_device_type is DeviceType.CPU
+    fallback = config.get_flag(BuilderFlag.GPU_FALLBACK)
     if host and config.target_arch is None:
         raise EmberError(f"set_device_type(..., DeviceType.CPU) for {', '.join(host)}: a "
                          "build without target_arch runs every layer on the CPU already")
+    if fallback and config.target_arch is None:
+        raise UnsupportedError("BuilderFlag.GPU_FALLBACK: a build without target_arch makes a "
+                               "CPU plan, with no GPU to fall back to; give target_arch")
 
     def make(name: str) -> ModulePass:
         if name == "assign-precision" and precision:
             return AssignPrecision(**precision)
-        if name == "emit-cuda" and host:  # the layers placed on the CPU get no kernel
+        if name == "emit-cuda" and (host or default_cpu or fallback):
             from ember.codegen.emit_cuda import EmitCuda
 
-            return EmitCuda(host=",".join(host))
+            # the layers placed on the CPU get no kernel, but those the CPU cannot run
+            gpu = sorted(n for n, d in config.device_types.items() if d is DeviceType.GPU)
+            return EmitCuda(host="*" if default_cpu else ",".join(host),
+                            gpu=",".join(gpu) if default_cpu else "", gpu_fallback=fallback)
         return make_pass(name)
 
     if not config.optimize:

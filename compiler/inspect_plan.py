@@ -151,20 +151,25 @@ class PlanReport:
         steps = self.reasons.get("steps") or []
         recorded = steps[index] if index < len(steps) and len(steps) == len(
             self.manifest["steps"]) else {}
-        return {"layer": index, "name": info["name"], "template": info["template"],
-                "origin": info["origin"],
-                "fusion": _fusion(step),
-                "format": _format(info, recorded.get("format"), self.reasons.get("formats")),
-                "precision": _precision(info, step, self.reasons.get("precision"),
-                                        recorded.get("pinned")),
-                "tactic": _tactic(info, step, recorded.get("tactic"))}
+        out = {"layer": index, "name": info["name"], "template": info["template"],
+               "origin": info["origin"],
+               "fusion": _fusion(step),
+               "format": _format(info, recorded.get("format"), self.reasons.get("formats")),
+               "precision": _precision(info, step, self.reasons.get("precision"),
+                                       recorded.get("pinned")),
+               "tactic": _tactic(info, step, recorded.get("tactic"))}
+        if recorded.get("placement"):  # placed on the CPU, on the GPU by GPU_FALLBACK
+            out["placement"] = {"chosen": "gpu", "why": recorded["placement"]}
+        return out
 
     def explain_text(self, which: str | int) -> str:
         e = self.explain(which)
         lines = [f"layer {e['layer']} {e['name']} ({e['template']}), ONNX nodes: "
                  f"{', '.join(e['origin']) or '-'}"]
-        for part in ("fusion", "format", "precision", "tactic"):
-            entry = e[part]
+        for part in ("fusion", "format", "precision", "tactic", "placement"):
+            entry = e.get(part)
+            if entry is None:
+                continue
             lines.append(f"{part}: {entry['chosen']}")
             lines.append(f"  why: {entry['why']}")
             for alt in entry.get("beat", []):

@@ -1,8 +1,9 @@
 """Why each kernel of a plan is what it is, as the passes recorded it in the final IR: the
 format choose-formats chose and what each candidate format cost (`format`, `format_costs`, the
 function's `formats` summary), the tactic select-tactics chose and the candidates it beat
-(`tactic_candidates`, `tactic_chosen_by`), and the precision policy assign-precision applied
-(the module's `ember.precision`). The packer stores it as the plan's "explain" section (JSON);
+(`tactic_candidates`, `tactic_chosen_by`), the precision policy assign-precision applied
+(the module's `ember.precision`), and a layer placed on the CPU that runs on the GPU
+(emit-cuda's `gpu_fallback`). The packer stores it as the plan's "explain" section (JSON);
 `ember inspect MODEL.plan --explain LAYER` reads it. The runtime never does.
 """
 
@@ -16,6 +17,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation
 
+from ember.codegen.emit_cuda import FALLBACK_ATTR
 from ember.codegen.select_tactics import CANDIDATES_ATTR, CHOSEN_BY_ATTR, TIMES_ATTR
 from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import LaunchOp
@@ -51,6 +53,9 @@ def _step_reasons(op: Operation, summary: dict[str, Any] | None,
         if times is not None:  # each candidate's time (us; None: failed or rejected)
             entry["times_us"] = attribute_value(times)
         reasons["tactic"] = entry
+    moved = op.attributes.get(FALLBACK_ATTR)
+    if isinstance(moved, StringAttr):  # placed on the CPU, run on the GPU (GPU_FALLBACK)
+        reasons["placement"] = moved.data
     pinned = {n: pins[n] for n in origin_of(op) if n in pins}
     if pinned:
         reasons["pinned"] = pinned

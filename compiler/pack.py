@@ -60,15 +60,18 @@ def pack(module: ModuleOp, *, profiles: Sequence[Mapping[str, Any]] | None = Non
         sections = {**sections, explain.SECTION: reasons}
     if target_arch is None:
         return Packed(_validated(manifest, sections), sections)
-    from ember.codegen.emit_cuda import PLACED_ATTR, spec_of
+    from ember.codegen.emit_cuda import DEFAULT_PLACED, PLACED_ATTR, spec_of
     from ember.codegen.plan_kernels import compile_cuda_kernels
 
     kernels, fallbacks = [], []
     for op, cudas in _kernel_ops(module):
         placed = op.attributes.get(PLACED_ATTR)
         if placed is not None:  # set_device_type(layer, CPU): the host runs it, by request
-            nodes = attribute_value(placed).removeprefix("cpu: ")
-            fallbacks.append(f"placed on the CPU (set_device_type: {nodes})")
+            text = attribute_value(placed)
+            how = "default_device_type" if text.startswith(DEFAULT_PLACED) else \
+                "set_device_type"
+            nodes = text.removeprefix(DEFAULT_PLACED).removeprefix("cpu: ")
+            fallbacks.append(f"placed on the CPU ({how}{': ' + nodes if nodes else ''})")
             kernels.append(None)
             continue
         reason = op.attributes.get("cuda_fallback")

@@ -80,6 +80,15 @@ def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
         assert "refit" in sections
         assert ("weights" in sections) == (flag is not BuilderFlag.STRIP_PLAN)
         return
+    if flag is BuilderFlag.GPU_FALLBACK:  # it moves layers placed on the CPU to the GPU
+        config.set_flag(flag)
+        with pytest.raises(UnsupportedError, match="GPU_FALLBACK: a build without target_arch"):
+            _pipeline(config)
+        gpu = _gpu()
+        before_gpu = _pipeline(gpu)
+        gpu.set_flag(flag)
+        assert _pipeline(gpu) != before_gpu  # emit-cuda's gpu_fallback option says it
+        return
     if flag in IMPLEMENTED_FLAGS:
         config.set_flag(flag)
         assert config.get_flag(flag)
@@ -129,6 +138,7 @@ SETTINGS = {
     "profiling_verbosity": (BuilderConfig, trt.ProfilingVerbosity.NONE),
     "int8_calibrator": (BuilderConfig, trt.IInt8MinMaxCalibrator()),
     "device_types": (_gpu, {"conv": trt.DeviceType.CPU}),
+    "default_device_type": (_gpu, trt.DeviceType.CPU),
     "hardware_compatibility_level": (_gpu, trt.HardwareCompatibilityLevel.AMPERE_PLUS),
 }
 # settings whose effect is vacuous in the base builds here, and why

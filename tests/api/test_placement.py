@@ -34,7 +34,8 @@ def test_placed_layers_run_on_the_host_and_the_table_says_so():
     assert config.get_device_type("pool") is ember.DeviceType.CPU
     assert config.is_device_type_set("gap") and not config.is_device_type_set("fc")
     assert config.get_device_type("fc") is ember.DeviceType.GPU
-    assert 'emit-cuda{symbols="" host="gap,pool"}' in pipeline_text(pipeline_for(config))
+    assert 'emit-cuda{symbols="" host="gap,pool" gpu="" gpu_fallback=false}' in \
+        pipeline_text(pipeline_for(config))
     stages = {}
     manifest, sections = build_model(small_cnn(), config,
                                      after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
@@ -77,8 +78,11 @@ def test_layers_of_the_network_api_and_what_is_refused():
     assert config.default_device_type is ember.DeviceType.GPU
     with pytest.raises(UnsupportedError, match="DeviceType.DLA is not implemented"):
         config.set_device_type(layer, ember.DeviceType.DLA)
-    with pytest.raises(UnsupportedError, match="only DeviceType.GPU"):
-        config.default_device_type = ember.DeviceType.CPU
+    with pytest.raises(UnsupportedError, match="default_device_type = DeviceType.DLA is not "):
+        config.default_device_type = ember.DeviceType.DLA
+    with pytest.raises(EmberError, match="default_device_type takes a DeviceType"):
+        config.default_device_type = "cpu"
+    assert config.default_device_type is ember.DeviceType.GPU
     with pytest.raises(EmberError, match="neither a layer nor a node name"):
         config.set_device_type(3, ember.DeviceType.CPU)
     bad = BuilderConfig(target_arch="sm_90", autotune=False)
@@ -105,5 +109,55 @@ def test_the_middle_third_on_the_cpu_matches_the_all_gpu_plan():
         return engine.create_execution_context().execute({"x": x})["y"]
 
     np.testing.assert_allclose(run(_placed(arch)),
+                               run(BuilderConfig(target_arch=arch, autotune=False)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def _cpu_default(arch: str = "sm_90") -> BuilderConfig:
+    config = BuilderConfig(target_arch=arch, autotune=False)
+    config.default_device_type = ember.DeviceType.CPU
+    config.set_device_type("fc", ember.DeviceType.GPU)
+    return config
+
+
+def test_a_cpu_default_runs_every_layer_on_the_host_but_those_set_to_the_gpu():
+    config = _cpu_default()
+    assert config.get_device_type("conv") is ember.DeviceType.CPU
+    assert config.get_device_type("fc") is ember.DeviceType.GPU
+    assert 'emit-cuda{symbols="" host="*" gpu="fc" gpu_fallback=false}' in \
+        pipeline_text(pipeline_for(config))
+    manifest, sections = build_model(small_cnn(), config)
+    on_gpu = [s["origin"] for s in manifest["steps"] if s.get("device") != "cpu"]
+    assert on_gpu == [["fc"]]
+    fallbacks = {tuple(s["origin"]): s.get("fallback") for s in manifest["steps"]}
+    assert fallbacks[("pool",)] == "placed on the CPU (default_device_type: pool)"
+    table = layer_table(manifest)
+    assert "host steps: 4 (4 placed on the CPU, 0 without a CUDA kernel)" in table
+    x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
+        .create_execution_context().execute({"x": x})["y"]
+    want = Runtime("cpu").deserialize_cuda_engine(plan_bytes(*build_model(
+        small_cnn(), BuilderConfig()))).create_execution_context().execute({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # without target_arch the plan is the CPU's anyway: the default says nothing more
+    cpu = BuilderConfig()
+    cpu.default_device_type = ember.DeviceType.CPU
+    assert "emit-cuda" not in pipeline_text(pipeline_for(cpu))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_a_cpu_default_plan_with_one_gpu_layer_matches_the_all_gpu_plan():
+    from ember.compiler.builder import detect_arch
+
+    arch = detect_arch()
+    x = np.random.default_rng(3).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+    def run(config):
+        engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(*build_model(small_cnn(),
+                                                                                 config)))
+        return engine.create_execution_context().execute({"x": x})["y"]
+
+    np.testing.assert_allclose(run(_cpu_default(arch)),
                                run(BuilderConfig(target_arch=arch, autotune=False)),
                                rtol=1e-5, atol=1e-6)
