@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ember.errors import CudaError, PlanError
 from ember.runtime import cuda
 from ember.runtime.engine import workspace_layout
+from ember.runtime.host_runs import host_runs
 from ember.runtime.plan import check_target
 from ember.runtime.symbolic import (
     bind_data_symbols,
@@ -92,6 +93,14 @@ def rejit_message(target: Mapping[str, Any], device_arch: str) -> str:
         built = f"built for {target.get('arch')} only, loaded with allow_rejit"
     return (f"the plan is {built}: its PTX is JIT-compiled for this {device_arch} GPU as it "
             "loads (rebuild for this GPU to load without it)")
+
+
+def _reinterpret(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A host tensor as another buffer that views the same bytes sees it."""
+    if array.dtype == dtype and array.shape == shape:
+        return array
+    return array.reshape(-1).view(np.uint8)[:math.prod(shape) * dtype.itemsize] \
+        .view(dtype).reshape(shape)
 
 
 def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
@@ -190,6 +199,10 @@ class CudaExecutor:
                     for k, j in enumerate((*step["inputs"], *step["outputs"])):
                         self._arg_uses.setdefault(self._roots[j], []).append((each.args, k))
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
+        # the runs of consecutive host steps, by first step: each copies only at its edges
+        outputs = [t.buffer for t in engine.tensors.values() if not t.is_input]
+        self._host_runs = {run.steps[0]: run
+                           for run in host_runs(engine.steps, engine.buffers, outputs)}
 
     def _workspace(self) -> tuple[cuda.DeviceBuffer, dict[int, int]]:
         """Zeroed scratch for the steps that ask for it (split-K), laid out by
@@ -347,28 +360,53 @@ class CudaExecutor:
             return values
         return {**values, **{k: self._maxima[k] for k in self.engine.data_symbols}}
 
-    def _run_on_host(self, step: _HostStep) -> None:
+    def _run_on_host(self, first: int, after_step: Callable[[int], None] | None = None
+                     ) -> int:
+        """Run the host run that starts at step `first` (runtime/host_runs.py): tensors pass
+        between its steps on the host; what it reads comes from the device (weights from the
+        plan) before the step that first reads it, what later steps read goes back after its
+        last step. `after_step(k)` is called after each step. Returns the next step's index."""
         from ember.runtime import cpu_kernels
 
-        # stream-ordered copies: the stream is non-blocking, so it does not wait for copies
-        # issued on the legacy default stream
-        args = []
-        for j, dtype, shape in step.inputs:
-            array = np.empty(shape, dtype=dtype)
-            cuda.copy_dtoh(array, self.ptrs[j], self.stream)
-            args.append(array)
-        self.stream.synchronize()
-        results = cpu_kernels.call(step.template, args, step.params, step.what, CudaError)
-        if step.step.get("binds"):  # the launches after it take the lengths it found
-            values = dict(self._values)
-            bind_data_symbols(step.step, results, values, self.engine.symbol_ranges,
-                              self.engine.manifest.get("constraints") or [], step.what,
-                              CudaError)
-            self._bind(values)
-        for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
-            fit = cpu_kernels.fitted(value, shape, step.params, step.what, CudaError)
-            array = np.ascontiguousarray(fit, dtype=dtype)
-            cuda.copy_htod(self.ptrs[j], array, self.stream)
+        run = self._host_runs[first]
+        buffers = self.engine.buffers
+        host: dict[int, np.ndarray] = {}  # root buffer -> its contents on the host
+        for k in run.steps:
+            step = cast(_HostStep, self.launches[k])  # a run is of host steps only
+            args = []
+            copied = False
+            for j, dtype, shape in step.inputs:
+                r = self._roots[j]
+                if r in host:
+                    args.append(_reinterpret(host[r], dtype, shape))
+                elif buffers[r]["kind"] == "weight":
+                    args.append(self.engine.weight_array(buffers[r]["offset"], dtype, shape))
+                else:
+                    # stream-ordered copies: the stream is non-blocking, so it does not wait
+                    # for copies issued on the legacy default stream
+                    array = host[r] = np.empty(shape, dtype=dtype)
+                    cuda.copy_dtoh(array, self.ptrs[j], self.stream)
+                    args.append(array)
+                    copied = True
+            if copied:
+                self.stream.synchronize()
+            results = cpu_kernels.call(step.template, args, step.params, step.what, CudaError)
+            if step.step.get("binds"):  # the launches after it take the lengths it found
+                values = dict(self._values)
+                bind_data_symbols(step.step, results, values, self.engine.symbol_ranges,
+                                  self.engine.manifest.get("constraints") or [], step.what,
+                                  CudaError)
+                self._bind(values)
+            for (j, dtype, shape), value in zip(step.outputs, results, strict=True):
+                fit = cpu_kernels.fitted(value, shape, step.params, step.what, CudaError)
+                host[self._roots[j]] = np.ascontiguousarray(fit, dtype=dtype)
+            if after_step is not None and k != run.steps[-1]:
+                after_step(k)
+        for r in run.writes:
+            cuda.copy_htod(self.ptrs[r], host[r], self.stream)
+        if after_step is not None:
+            after_step(run.steps[-1])
+        return run.steps[-1] + 1
 
     def _root(self, j: int) -> int:
         while self.engine.buffers[j]["kind"] == "view":
@@ -422,15 +460,16 @@ class CudaExecutor:
         self._launch_each()
 
     def _launch_each(self) -> None:
-        for i in range(len(self.launches)):  # a host step that binds a symbol rebinds them
+        i = 0
+        while i < len(self.launches):  # a host step that binds a symbol rebinds them
             ln = self.launches[i]
             if isinstance(ln, _HostStep):
-                self._run_on_host(ln)
+                i = self._run_on_host(i)
                 continue
-            if ln.empty:
-                continue
-            cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
-                        what=ln.what)
+            if not ln.empty:
+                cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
+                            what=ln.what)
+            i += 1
 
     def _launch_timed(self) -> None:
         """Every step between two timing events, launched one by one even in a CUDA-graph
@@ -441,14 +480,17 @@ class CudaExecutor:
             events = self._events = [cuda.Event(dev) for _ in range(len(self.launches) + 1)]
         stream = self.stream
         events[0].record(stream)
-        for i, end in enumerate(events[1:]):
+        i = 0
+        while i < len(self.launches):
             ln = self.launches[i]
-            if isinstance(ln, _HostStep):
-                self._run_on_host(ln)
-            elif not ln.empty:
+            if isinstance(ln, _HostStep):  # a host run records each of its steps' ends
+                i = self._run_on_host(i, lambda k: events[k + 1].record(stream))
+                continue
+            if not ln.empty:
                 cuda.launch(ln.function, ln.grid, ln.block, ln.shared, stream, ln.args,
                             what=ln.what)
-            end.record(stream)
+            events[i + 1].record(stream)
+            i += 1
 
     def _step_times(self, times: list[float]) -> None:
         """Append each step's milliseconds from the last timed launch (waits for it)."""

@@ -240,15 +240,33 @@ class EngineInspector:
                   f"numpy reference {'registered' if p['reference'] else 'not registered'} "
                   "in this process)" for p in used]
         host = [info for info in layers if info["device"] == "cpu"] if self._cuda_plan else []
-        if host:  # a GPU plan's host steps, and the copies the executor makes around each
-            placed = sum(str(info.get("fallback", "")).startswith("placed on the CPU")
-                         for info in host)
-            lines.append(f"host steps: {len(host)} ({placed} placed on the CPU, "
-                         f"{len(host) - placed} without a CUDA kernel); copies per run: "
-                         f"{sum(len(i['inputs']) for i in host)} device->host, "
-                         f"{sum(len(i['outputs']) for i in host)} host->device")
+        if host:  # a GPU plan's host steps, and the copies the executor makes around them
+            lines += self._host_lines(host)
         lines += [f"reformats: {reformats}", f"kernels: {len(layers)}"]
         return "\n".join(lines) + "\n"
+
+    def _host_lines(self, host: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The host steps, and each run of them with its copies (runtime/host_runs.py)."""
+        from ember.runtime.host_runs import host_runs
+
+        outputs = [t["buffer"] for t in self.manifest.get("outputs", [])]
+        runs = host_runs(self._steps, self._buffers, outputs)
+        placed = sum(str(info.get("fallback", "")).startswith("placed on the CPU")
+                     for info in host)
+        lines = [f"host steps: {len(host)} ({placed} placed on the CPU, {len(host) - placed} "
+                 f"without a CUDA kernel) in {len(runs)} run(s); copies per run: "
+                 f"{sum(len(r.reads) for r in runs)} device->host, "
+                 f"{sum(len(r.writes) for r in runs)} host->device"]
+
+        def tensors(ids: Sequence[int]) -> str:
+            return ", ".join(f"#{j} {'x'.join(expr_text(d) for d in self._buffers[j]['shape'])}"
+                             .rstrip() for j in ids) or "none"
+
+        for r in runs:
+            names = [str(self._steps[k].get("name")) for k in r.steps]
+            lines.append(f"  host run {', '.join(names)}: device->host {tensors(r.reads)}; "
+                         f"host->device {tensors(r.writes)}")
+        return lines
 
     def plugins(self) -> list[dict[str, Any]]:
         """The plugins the plan uses: name, version, the layers that run each, and whether its

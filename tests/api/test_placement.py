@@ -49,9 +49,12 @@ def test_placed_layers_run_on_the_host_and_the_table_says_so():
     table = layer_table(manifest)
     rows = {line.split()[0]: line for line in table.splitlines()[1:] if "_" in line.split()[0]}
     assert " host " in rows["pool_1"] and " gpu " in rows["conv_0"]
-    # pool reads conv's output and writes gap's input; gap writes fc's: 2 in, 2 out
-    assert "host steps: 2 (2 placed on the CPU, 0 without a CUDA kernel); copies per run: " \
-           "2 device->host, 2 host->device" in table
+    # pool and gap are one host run: conv's output comes in, gap's goes out; pool's output
+    # passes to gap on the host
+    assert "host steps: 2 (2 placed on the CPU, 0 without a CUDA kernel) in 1 run(s); copies " \
+           "per run: 1 device->host, 1 host->device" in table
+    assert "  host run pool_1, reduce_2: device->host #3 2x4x8x8; host->device #5 2x4x1x1" \
+        in table
     # the same results as the plan without placement (the CPU executor runs both)
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     plain = build_model(small_cnn(), BuilderConfig(target_arch="sm_90", autotune=False))
@@ -161,3 +164,23 @@ def test_a_cpu_default_plan_with_one_gpu_layer_matches_the_all_gpu_plan():
     np.testing.assert_allclose(run(_cpu_default(arch)),
                                run(BuilderConfig(target_arch=arch, autotune=False)),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_a_host_run_through_a_view_and_weights_copies_only_at_its_edges():
+    """pool, gap, flatten (a view) and fc (its weights read from the plan on the host) are one
+    host run: conv's output comes in, fc's goes out, and the result is the all-GPU plan's."""
+    from ember.compiler.builder import detect_arch
+
+    arch = detect_arch()
+    config = BuilderConfig(target_arch=arch, autotune=False)
+    for node in ("pool", "gap", "flatten", "fc"):
+        config.set_device_type(node, ember.DeviceType.CPU)
+    manifest, sections = build_model(small_cnn(), config)
+    assert "copies per run: 1 device->host, 1 host->device" in layer_table(manifest)
+    x = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    got = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))(x=x)["y"]
+    plain = build_model(small_cnn(), BuilderConfig(target_arch=arch, autotune=False))
+    want = Runtime("cuda").deserialize_cuda_engine(plan_bytes(*plain))(x=x)["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
