@@ -37,10 +37,14 @@ NOT_IMPLEMENTED = {
     "--threads": "each --infStreams stream runs on its own thread already",
     "--batch": "ember plans have explicit shapes: use --shapes",
     "--workspace": "TensorRT 10's trtexec dropped it: use --memPoolSize=workspace:N",
-    "--useDLACore": "ember has no DLA", "--allowGPUFallback": "ember has no DLA",
+    "--useDLACore": "ember has no DLA",
+    "--allowGPUFallback": "ember has no DLA; its counterpart, BuilderFlag.GPU_FALLBACK for "
+                          "layers placed on the CPU, is set through the Python API",
     "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
-    "--sparsity": "ember has no structured sparsity", "--plugins": "ember has no plugins",
-    "--staticPlugins": "ember has no plugins", "--dynamicPlugins": "ember has no plugins",
+    "--sparsity": "ember has no structured sparsity",
+    "--setPluginsToSerialize": "a plan carries no plugin code: each plugin's CUDA kernel is "
+                               "compiled into it, and the process that loads it registers the "
+                               "numpy reference the CPU executor runs (--plugins=FILE.py)",
     "--profilingVerbosity": "ember's profile always names each step's ONNX nodes",
     "--dumpOutput": "use --exportOutput",
     "--exposeDMA": "", "--useManagedMemory": "", "--noCudaGraph": "",
@@ -61,6 +65,8 @@ BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes
 BUILD_FLAGS.update(tf32="noTF32", layer_precisions="layerPrecisions",
                    layer_output_types="layerOutputTypes",
                    precision_constraints="precisionConstraints")
+# trtexec's plugin-library flags: ember's take Python files that register plugins
+PLUGIN_FLAGS = ("plugins", "staticPlugins", "dynamicPlugins")
 # trtexec's I/O formats -> ember's (those ember has)
 IO_FORMATS = {"chw": "NCHW", "linear": "NCHW", "hwc": "NHWC", "chw4": "NC4HW4"}
 IO_TYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int32": "int32",
@@ -118,6 +124,14 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
                         "$EMBER_CACHE_DIR/timing.cache)")
     g.add_argument("--noBuilderCache", action="store_true",
                    help="no timing cache: time every kernel, keep nothing")
+    g = p.add_argument_group("plugins")
+    g.add_argument("--plugins", action="append", default=[], metavar="FILE.py",
+                   help="a Python file run first, which registers plugins with ember.plugin "
+                        "(shape function, kernel, numpy reference); may repeat")
+    for flag in PLUGIN_FLAGS[1:]:
+        g.add_argument(f"--{flag}", action="append", default=[], metavar="FILE.py",
+                       help=f"as --plugins (trtexec's --{flag} loads a shared library; ember's "
+                            "plugins are Python)")
     g.add_argument("--errorOnTimingCacheMiss", action="store_true",
                    help="a kernel the timing cache cannot answer is an error naming it")
     g.add_argument("--builderOptimizationLevel", type=int, metavar="N",
@@ -906,6 +920,12 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
     percentiles = parse_percentiles(args.percentile)
     if (args.peakTflops is None) != (args.peakBandwidth is None):
         raise EmberError("--peakTflops and --peakBandwidth go together (a roofline needs both)")
+    from ember.compiler.plugins import load_plugin_files
+
+    for flag in PLUGIN_FLAGS:  # before the build reads the model or the plan is run
+        for path in getattr(args, flag):
+            log(f"Loading supplied plugin library: {path}")
+            load_plugin_files([path], f"--{flag}")
     device = args.device
     if device == "cuda":
         from ember.runtime.cuda import cuda_available

@@ -462,21 +462,26 @@ def plugin_outputs(qualified: str, version: str, in_shapes: Sequence, in_dtypes:
     return outs
 
 
-def load_plugin_files(paths: Sequence[str]) -> None:
-    """Run Python files that register plugins (the CLI's `--plugins`): each as a script of its
-    own, its errors PluginError naming the file."""
+def load_plugin_files(paths: Sequence[str], flag: str = "--plugins") -> None:
+    """Run Python files that register plugins (the CLI's `--plugins`, `flag` in errors): each
+    as a script of its own, its errors PluginError naming the file. A shared library (TensorRT's
+    plugin form) is refused: ember's plugins are Python (ember.plugin)."""
     import runpy
     from pathlib import Path
 
     for path in paths:
+        if Path(path).suffix.lower() in (".so", ".dll", ".dylib"):
+            raise PluginError(f"{flag} {path}: ember loads plugins from Python files that "
+                              "register them with ember.plugin's decorators, not from shared "
+                              "libraries (TensorRT's C++ plugins do not port)")
         if not Path(path).is_file():
-            raise PluginError(f"--plugins: no such file: {path}")
+            raise PluginError(f"{flag}: no such file: {path}")
         try:
             runpy.run_path(str(path), run_name="__ember_plugins__")
         except PluginError:
             raise
         except Exception as e:
-            raise PluginError(f"--plugins {path}: {type(e).__name__}: {e}") from e
+            raise PluginError(f"{flag} {path}: {type(e).__name__}: {e}") from e
 
 
 # -- compiling a plugin's kernel alone -----------------------------------------------------------

@@ -485,6 +485,61 @@ def test_ember_command_loads_plugin_files(tmp_path):
                                   "model:") and "Traceback" not in done.stderr
 
 
+def test_ember_bench_takes_trtexecs_plugin_flags_as_python_files(tmp_path):
+    """`ember bench --plugins=FILE.py` (and trtexec's --staticPlugins / --dynamicPlugins) runs
+    the file before the build; a shared library and --setPluginsToSerialize are named errors."""
+    defs = tmp_path / "defs.py"
+    defs.write_text(textwrap.dedent(f"""\
+        import ember.plugin as trtp
+        from ember.plugin import TensorDesc
+
+        @trtp.register({NAME!r})
+        def desc(x: TensorDesc, alpha: float) -> TensorDesc:
+            return x.like()
+        """))
+    (tmp_path / "ref.py").write_text(REFERENCE)
+    model = custom_model(alpha=0.5)
+    onnx.save(model, tmp_path / "m.onnx")
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    timing = ["--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu"]
+
+    def bench(*args):
+        return subprocess.run([sys.executable, "-m", "ember.compiler.cli", "bench", *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    done = bench("--onnx=m.onnx", *timing)
+    assert done.returncode == 1 and "no plugin registered as 'my.domain::ScaledSoftplus'" in \
+        done.stderr
+    for flag in ("--plugins", "--staticPlugins", "--dynamicPlugins"):
+        done = bench("--onnx=m.onnx", f"{flag}=defs.py", f"{flag}=ref.py",
+                     "--loadInputs=x:x.npy", "--exportOutput=out.json", *timing)
+        assert done.returncode == 0, done.stderr
+        assert "[I] Loading supplied plugin library: defs.py" in done.stdout
+        assert "&&&& PASSED" in done.stdout
+        got = json.loads((tmp_path / "out.json").read_text())
+        (y,) = [o for o in got if o["name"] == "y"]
+        assert y["dimensions"] == "4x16"
+        np.testing.assert_allclose(np.array(y["values"]).reshape(4, 16),
+                                   model_reference(model, x, 0.5), rtol=1e-5, atol=1e-5)
+    # a plan built with the plugin: run on the CPU, the reference is what the loader needs
+    done = bench("--onnx=m.onnx", "--plugins=defs.py", "--saveEngine=m.plan", "--skipInference",
+                 "--device=cpu")
+    assert done.returncode == 0, done.stderr
+    done = bench("--loadEngine=m.plan", *timing)
+    assert done.returncode == 1 and "has no numpy reference registered" in done.stderr
+    assert bench("--loadEngine=m.plan", "--plugins=ref.py", *timing).returncode == 0
+    done = bench("--onnx=m.onnx", "--staticPlugins=libmyplugin.so", *timing)
+    assert done.returncode == 1 and "--staticPlugins libmyplugin.so: ember loads plugins " \
+        "from Python files" in done.stderr
+    done = bench("--onnx=m.onnx", "--plugins=missing.py", *timing)
+    assert done.returncode == 1 and "--plugins: no such file: missing.py" in done.stderr
+    done = bench("--onnx=m.onnx", "--plugins=defs.py", "--setPluginsToSerialize=defs.py",
+                 *timing)
+    assert done.returncode == 1 and "--setPluginsToSerialize: trtexec's flag is not " \
+        "implemented by ember (a plan carries no plugin code" in done.stderr
+
+
 def test_array_attribute_and_in_place_shape_edit_as_tensorrts_circ_pad_sample():
     """TensorRT's circular-padding sample's shape function, ported: `pads` an int32 array
     attribute (ONNX ints), the output's last dims grown in place."""
