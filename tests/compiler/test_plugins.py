@@ -307,34 +307,40 @@ def test_plugin_without_a_kernel_runs_on_the_host(plugin):
 # -- the network API -----------------------------------------------------------------------------
 
 
-def _network_with(add_layer):
+def _network_with(add_layer, arch: str | None = None, shape: tuple[int, ...] = (4, 16)):
     builder = ember.Builder(ember.Logger())
     network = builder.create_network()
-    x = network.add_input("x", ember.float32, (4, 16))
+    x = network.add_input("x", ember.float32, shape)
     layer = add_layer(network, x)
     assert layer.type == LayerType.PLUGIN_V3
-    assert layer.get_output(0).shape == (4, 16)
+    assert layer.get_output(0).shape == shape
     relu = network.add_activation(layer.get_output(0), ember.ActivationType.RELU)
     relu.get_output(0).name = "y"
     network.mark_output(relu.get_output(0))
     config = builder.create_builder_config()
-    config.target_arch = None
+    config.target_arch = arch
+    config.autotune = False
     return builder.build_serialized_network(network, config)
+
+
+def _add_plugin(network, x):
+    return network.add_plugin(trtp.op.my.domain.ScaledSoftplus(x, alpha=0.25))
+
+
+def _add_plugin_v3(network, x):
+    creator = trtp.get_plugin_registry().get_creator("ScaledSoftplus", "1", "my.domain")
+    assert [f.name for f in creator.field_names] == ["alpha"]
+    fields = trtp.PluginFieldCollection([trtp.PluginField(
+        "alpha", np.array([0.25], np.float32), trtp.PluginFieldType.FLOAT32)])
+    return network.add_plugin_v3([x], [], creator.create_plugin("softplus", fields))
+
+
+ADD_PLUGIN = {"add_plugin": _add_plugin, "add_plugin_v3": _add_plugin_v3}
 
 
 @pytest.mark.parametrize("how", ["add_plugin", "add_plugin_v3"])
 def test_network_api_plugin_builds_and_runs_in_a_fresh_process(plugin, tmp_path, how):
-    def add_plugin(network, x):
-        return network.add_plugin(trtp.op.my.domain.ScaledSoftplus(x, alpha=0.25))
-
-    def add_plugin_v3(network, x):
-        creator = trtp.get_plugin_registry().get_creator("ScaledSoftplus", "1", "my.domain")
-        assert [f.name for f in creator.field_names] == ["alpha"]
-        fields = trtp.PluginFieldCollection([trtp.PluginField(
-            "alpha", np.array([0.25], np.float32), trtp.PluginFieldType.FLOAT32)])
-        return network.add_plugin_v3([x], [], creator.create_plugin("softplus", fields))
-
-    plan = _network_with(add_plugin if how == "add_plugin" else add_plugin_v3)
+    plan = _network_with(ADD_PLUGIN[how])
     x = RNG.standard_normal((4, 16)).astype(np.float32)
     done, y = fresh_process_run(tmp_path, bytes(plan), x, "cpu")
     assert done.returncode == 0, done.stderr
@@ -386,6 +392,26 @@ def test_plan_runs_the_plugin_kernel_on_the_gpu_with_the_runtime_alone(plugin, t
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     np.testing.assert_allclose(y, model_reference(model, x, 0.75), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("how", ["add_plugin", "add_plugin_v3"])
+def test_network_api_plugin_runs_its_kernel_on_the_gpu_with_the_runtime_alone(plugin, tmp_path,
+                                                                             how):
+    """The network API's plugin layer in a plan for this GPU: a fresh process with the runtime
+    alone and no reference registered runs the packed kernel."""
+    from ember.compiler.builder import detect_arch
+
+    plan = _network_with(ADD_PLUGIN[how], arch=detect_arch(), shape=(64, 256))
+    step = next(s for s in ember.Runtime("cpu").deserialize_cuda_engine(plan).manifest["steps"]
+                if s["template"] == "plugin")
+    assert "cuda" in step and step.get("device") != "cpu"
+    x = RNG.standard_normal((64, 256)).astype(np.float32)
+    done, y = fresh_process_run(tmp_path, bytes(plan), x, "cuda", register=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    np.testing.assert_allclose(y, np.maximum(expected(x, 0.25), 0), rtol=1e-4, atol=1e-4)
 
 
 def test_dynamic_shapes_reach_the_kernel_as_size_arguments(plugin):
