@@ -349,6 +349,12 @@ def _bound(x: Any, which: int) -> int:
     return x.value(profile_values(bounds, which))
 
 
+def dims_text(shape: Any) -> str:
+    """A shape for a kernel's comment: `[N, 2, 8]`, symbolic dims as their C expressions (a
+    list's own repr would print `Sym(1*N)`)."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
 def typical(x: int | Sym) -> int:
     """The value at the optimization profile's opt shapes (for tactic choices)."""
     return _bound(x, OPT)

@@ -9,6 +9,7 @@ rounded once."""
 from __future__ import annotations
 
 from ember.codegen.scalar_c import load_float, storage_type
+from ember.codegen.symbolic import dims_text
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -100,7 +101,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         body.append("        acc /= (gh * gw > 1 ? gh * gw : 1);")
     body += [f"        out0[i] = {cast_to('acc', dtype)};", "    }"]
     grid, block = grid_1d(n)
-    text = source(f"roi_align {params.get('mode', 'avg')} {x_shape} -> {out_shape} "
+    text = source(f"roi_align {params.get('mode', 'avg')} {dims_text(x_shape)} -> "
+                  f"{dims_text(out_shape)} "
                   f"scale={scale} sampling_ratio={ratio} "
                   f"{params['coordinate_transformation_mode']}",
                   ["tactic: one thread per output element sampling its bin, grid-stride loop, "

@@ -7,6 +7,7 @@ it)."""
 
 from __future__ import annotations
 
+from ember.codegen.symbolic import dims_text
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -45,7 +46,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     body.append("        }")
     body.append("    }")
     grid, block = grid_1d(n)
-    text = source(f"tensor_scatter {params['mode']} axis {axis}: past {past}, update {update} "
+    text = source(f"tensor_scatter {params['mode']} axis {axis}: past {dims_text(past)}, "
+                  f"update {dims_text(update)} "
                   f"{dtype}",
                   ["tactic: one thread per present element, grid-stride loop, block 256"],
                   signature(name, params["in_dtypes"], [dtype], halves=True), body)

@@ -8,6 +8,7 @@ float16 / bfloat16 compare as floats; values are stored back exactly."""
 from __future__ import annotations
 
 from ember.codegen.scalar_c import compute_type, load_float, storage_type
+from ember.codegen.symbolic import dims_text
 from ember.codegen.templates import (
     KernelSpec,
     grid_blocks,
@@ -85,7 +86,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         "    }",
     ]
     shared = THREADS * (8 + (8 if t in ("double", "long long", "unsigned long long") else 4))
-    text = source(f"topk {'largest' if largest else 'smallest'} k={k} axis {axis} of {shape} "
+    text = source(f"topk {'largest' if largest else 'smallest'} k={k} axis {axis} of "
+                  f"{dims_text(shape)} "
                   f"{dtype}",
                   [f"tactic: one block of {THREADS} threads per line, k block-wide argmin "
                    "rounds (shared-memory tree), grid-stride loop over the lines"],

@@ -16,7 +16,7 @@ builtin.module {
 
 // CHECK:      %[[A:.*]] = kernel.launch "roi_align"(%x, %rois, %idx)
 // CHECK-NEXT: kernel.cuda "[[KA:roi_align_[0-9a-f]{12}]]"(%[[A]]) grid ["min(cdiv(8*R, 256), 65536)", 1, 1] block [256, 1, 1] shared 0 sizes ["R"] : tensor<?x2x2x2xf32, #nn.layout<["R"]>> {
-// CHECK-NEXT: | // roi_align avg [1, 2, 8, 8] -> {{.*}} scale=0.5 sampling_ratio=2 half_pixel
+// CHECK-NEXT: | // roi_align avg [1, 2, 8, 8] -> [sz_R, 2, 2, 2] scale=0.5 sampling_ratio=2 half_pixel
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const float* __restrict__ in1, const long long* __restrict__ in2, float* __restrict__ out0, const int sz_R) {
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < (sz_R*8); i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float* roi = in1 + (size_t)c0 * 4;
