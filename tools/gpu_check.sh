@@ -18,6 +18,9 @@
 #                (tools/sass_check.py: HMMA/HGMMA/IMMA, LDL/STL)                ~2 min
 #   kernels      benchmarks/bench_kernels.py at KERNEL_PRECISION (default fp32,fp16,bf16;
 #                KERNEL_IO=fp32 for FP32 I/O in the tensor-core cases)
+#   tools        tools/check_tools_models.py: `polygraphy run --ember --onnxrt` and `ember
+#                compare` (ember-cuda, ember-cpu, onnxruntime) on TOOL_MODELS (default
+#                resnet50,mobilenet_v2,bert; batch 1)                     a few minutes
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -41,7 +44,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models kernels}
+PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels}
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -53,8 +56,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools)"
        exit 2 ;;
   esac
 done
@@ -140,6 +143,13 @@ if want models BENCH MODELS; then
     | grep --line-buffered -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
     | grep --line-buffered -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
   finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
+fi
+if want tools TOOLS; then
+  echo "== polygraphy run --ember and ember compare on the benchmark models"; start=$SECONDS
+  python3 -W ignore tools/check_tools_models.py --models "${TOOL_MODELS:-resnet50,mobilenet_v2,bert}" \
+    2>&1 | grep --line-buffered -vE 'torch.onnx.export|Warning' | tee "$OUT/tools.log" \
+    | grep --line-buffered -E 'PASSED|FAILED|Error|error'
+  finish tools "${PIPESTATUS[0]}" "$OUT/tools.log"
 fi
 if want kernels BENCH KERNELS; then
   echo "== kernels alone vs cuBLAS/cuDNN (benchmarks/bench_kernels.py)"; start=$SECONDS
