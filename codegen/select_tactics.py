@@ -16,14 +16,14 @@ cost model's `tactic`; a symbolic kernel gets the tactic timed at the profile's 
 from the cache, failed, rejected) are the module's `ember.autotune`, which the plan reports; a
 kernel whose tactic the timing chose carries `tactic_chosen_by = "autotune"`.
 
-Options: `arch`, the build's target; `sms`, the multiprocessors the FP32 tiles' cost model fills
-(`gemm_tiles.SM_COUNT` unless given); `tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced
-on every conv/matmul without split-K, for a tactic sweep (`benchmarks/bench_kernels.py
---sweep`); `autotune`, time candidates on the GPU present, which must be `arch`. An option
-that cannot take effect on a kernel (a forced tile it has no such tactic for or that does not
-fit it, another SM count for tensor-core or symbolic kernels, whose cost models assume
-SM_COUNT) is an error naming the kernel; so is autotune with `tile` or `sms` (the autotuner
-would replace the choice they make).
+Options: `arch`, the build's target; `sms`, the multiprocessors the cost models fill (FP32,
+mma.sync and wgmma tiles alike; `gemm_tiles.SM_COUNT`, an H100/H200's 132, unless given);
+`tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced on every conv/matmul without split-K,
+for a tactic sweep (`benchmarks/bench_kernels.py --sweep`); `autotune`, time candidates on the
+GPU present, which must be `arch`. An option that cannot take effect on a kernel (a forced tile
+it has no such tactic for or that does not fit it, another SM count for symbolic kernels, whose
+tactic codegen chooses at the profile's opt shapes) is an error naming the kernel; so is
+autotune with `tile` or `sms` (the autotuner would replace the choice they make).
 """
 
 from __future__ import annotations
@@ -104,10 +104,6 @@ class SelectTactics(ModulePass):
                                                                 self.sms)
             if self.workspace >= 0:
                 options = within_workspace(op.template.data, params, options, self.workspace)
-            if self.sms != gemm_tiles.SM_COUNT and any("tile" not in o for o in options):
-                raise PassError(f"select-tactics: {_where(op)} has tensor-core tactics, whose "
-                                f"cost models assume {gemm_tiles.SM_COUNT} multiprocessors "
-                                f"(gemm_tiles.SM_COUNT): sms={self.sms} cannot apply to it")
             if forced is not None:
                 op.properties["tactic"] = to_attribute(_forced(op, forced, params, options))
             elif options:

@@ -270,7 +270,7 @@ class BuilderConfig(ContextManaged):
     # tactic selection). None: when the build targets the GPU present; True: required (an error
     # without that GPU); False: the cost model's choice, no timing.
     autotune: bool | None = None
-    # the target GPU's multiprocessors as select-tactics' FP32 cost model counts them (its
+    # the target GPU's multiprocessors as select-tactics' cost models count them (its
     # `sms` option; None: gemm_tiles.SM_COUNT, an H100/H200). CUDA targets only, without
     # autotuning (which times on the GPU present instead).
     sm_count: int | None = None

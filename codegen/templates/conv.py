@@ -586,7 +586,7 @@ def _tensor_core(params: dict) -> bool:
 def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[dict]:
     """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
     build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
-    the multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
+    the multiprocessors the cost models fill."""
     if _int8(params):
         try:
             cv = _int8_conv(params)
@@ -594,7 +594,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             return []
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
-        return gemm_mma.candidates(*sizes, split_k=False, wgmma=gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(*sizes, split_k=False, sms=sms, wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
@@ -608,11 +608,12 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
     if tensor_core:
         _, _, a_op, b_op = _mma_operands(cv)
-        return gemm_mma.candidates(m, n, cv.k_total, cv.groups, wgmma=gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(m, n, cv.k_total, cv.groups, sms=sms,
+                                   wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, params["out_dtypes"][0]))
     fp32 = candidates(m, n, cv.k_total, cv.groups, params, sms=sms)
     if _tf32_wgmma(params, cv, arch):
-        return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups)
+        return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups, sms=sms)
     return fp32
 
 

@@ -115,21 +115,23 @@ class MmaGemm(Gemm):
                 + (f", split-K x{self.splits}" if self.splits > 1 else ""))
 
 
-def estimated_cost(gemm: MmaGemm, eff: float, m: int, n: int, k: int, batch: int) -> float:
-    """Relative time: waves of blocks over the multiprocessors times a block's work over its
-    efficiency; a block tile mostly outside the matrix still costs its whole work."""
+def estimated_cost(gemm: MmaGemm, eff: float, m: int, n: int, k: int, batch: int,
+                   sms: int = SM_COUNT) -> float:
+    """Relative time: waves of blocks over the `sms` multiprocessors times a block's work over
+    its efficiency; a block tile mostly outside the matrix still costs its whole work."""
     tile = gemm.tile
     blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch * gemm.splits
-    per_sm = -(-blocks // SM_COUNT)
+    per_sm = -(-blocks // sms)
     work = gemm.k_slice(k) + (16 * gemm.splits if gemm.splits > 1 else 0)
     return per_sm * tile.bm * tile.bn * work / eff
 
 
-def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True) -> list[MmaGemm]:
+def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
+           sms: int = SM_COUNT) -> list[MmaGemm]:
     scored: list[tuple[float, int, MmaGemm]] = []
     for tile, eff in MMA_TILES:
         for gemm in split_choices(MmaGemm, tile, k, split_k):
-            scored.append((estimated_cost(gemm, eff, m, n, k, batch), len(scored), gemm))
+            scored.append((estimated_cost(gemm, eff, m, n, k, batch, sms), len(scored), gemm))
     return [g for _, _, g in sorted(scored, key=lambda s: (s[0], s[1]))]
 
 
@@ -155,16 +157,16 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int,
 
 
 def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
-               wgmma: bool = False, split_k: bool = True) -> list[dict]:
-    """The `top` tactics by estimated cost, as `tactic` values, for select-tactics/autotune;
-    with `wgmma` (an sm_90 build, both operands K-major in 16-byte chunks) Hopper's tiles
-    compete too; without `split_k`, none splits K."""
+               wgmma: bool = False, split_k: bool = True, sms: int = SM_COUNT) -> list[dict]:
+    """The `top` tactics by estimated cost on `sms` multiprocessors, as `tactic` values, for
+    select-tactics/autotune; with `wgmma` (an sm_90 build, both operands K-major in 16-byte
+    chunks) Hopper's tiles compete too; without `split_k`, none splits K."""
     mma = ranked(typical(m), typical(n), typical(k), typical(batch),
-                 split_k and not is_sym(k))
+                 split_k and not is_sym(k), sms)
     if wgmma:
         from ember.codegen.templates import gemm_wgmma
 
-        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top)
+        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms)
     return [g.tactic() for g in mma[:top]]
 
 

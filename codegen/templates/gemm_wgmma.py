@@ -115,15 +115,16 @@ def usable(a: Operand, b: Operand, dtype: str) -> bool:
     return a.k_contiguous and b.k_contiguous and vec
 
 
-def estimated_cost(tile: WgmmaTile, eff: float, m: int, n: int, k: int, batch: int) -> float:
+def estimated_cost(tile: WgmmaTile, eff: float, m: int, n: int, k: int, batch: int,
+                   sms: int = SM_COUNT) -> float:
     blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
-    per_sm = -(-blocks // SM_COUNT)
+    per_sm = -(-blocks // sms)
     return per_sm * tile.bm * tile.bn * -(-k // 64) * 64 / eff
 
 
-def ranked(m: int, n: int, k: int, batch: int = 1) -> list[WgmmaGemm]:
+def ranked(m: int, n: int, k: int, batch: int = 1, sms: int = SM_COUNT) -> list[WgmmaGemm]:
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
-    scored = sorted((estimated_cost(t, e, m, n, k, batch), i, WgmmaGemm(t))
+    scored = sorted((estimated_cost(t, e, m, n, k, batch, sms), i, WgmmaGemm(t))
                     for i, (t, e) in enumerate(WGMMA_TILES))
     return [g for _, _, g in scored]
 
@@ -141,23 +142,25 @@ def targets(arch: str | None) -> bool:
     return arch is not None and parse_arch(arch) == (9, 0)
 
 
-def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4) -> list[dict]:
+def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4,
+                      sms: int = SM_COUNT) -> list[dict]:
     """The `top` tactics of both families by estimated cost (wgmma's scaled by
     `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
-    scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch),
+    scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch,
+                                       sms),
                i, g.tactic()) for i, g in enumerate(mma)]
-    scored += [(estimated_cost(t, e, m, n, k, batch) / SPEEDUP_OVER_MMA, len(mma) + i,
+    scored += [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA, len(mma) + i,
                 WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
     return [t for _, _, t in sorted(scored, key=lambda s: (s[0], s[1]))[:top]]
 
 
 def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
-                    top: int = 4) -> list[dict]:
+                    top: int = 4, sms: int = SM_COUNT) -> list[dict]:
     """An FP32 GEMM allowed TF32: the best wgmma tiles first, then the best FP32 register tile
     (with its split-K, which wgmma lacks: a small GEMM with a long K may still want it), for the
     autotuner to time; the cost model's choice is the first wgmma tile."""
-    return [g.tactic() for g in ranked(m, n, k, batch)[:top - 1]] + fp32[:1]
+    return [g.tactic() for g in ranked(m, n, k, batch, sms)[:top - 1]] + fp32[:1]
 
 
 def tensor_core_gemm(params: dict, dtype: str, a: Operand, b: Operand, m: int, n: int, k: int,

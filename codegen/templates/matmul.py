@@ -105,24 +105,24 @@ def _operands(params: dict) -> tuple:
 def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[dict]:
     """The GEMM tactics worth timing for this step (best estimated first); `arch`: the build's
     target (sm_90 adds Hopper's wgmma tiles where both operands are K-major); `sms`: the
-    multiprocessors the FP32 tiles' cost model fills (tensor-core tiles assume SM_COUNT)."""
+    multiprocessors the cost models fill."""
     m, n, k, *_, batch = _geometry(params)
     dtype = params["out_dtypes"][0]
     if _int8(params):
         m, n, pairs, *_, batch = _int8_geometry(params)
         a_op, b_op = _int8_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
-        return gemm_mma.candidates(*sizes, split_k=False, wgmma=gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(*sizes, split_k=False, sms=sms, wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
-        return gemm_mma.candidates(m, n, k, prod(batch), wgmma=gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(m, n, k, prod(batch), sms=sms, wgmma=gemm_wgmma.targets(arch)
                                    and gemm_wgmma.usable(a_op, b_op, dtype))
     if dtype not in ("float32", "float64"):
         return []
     fp32 = candidates(m, n, k, prod(batch), params, sms=sms)
     if _tf32_wgmma(params, arch):
-        return gemm_wgmma.tf32_candidates(fp32, m, n, k, prod(batch))
+        return gemm_wgmma.tf32_candidates(fp32, m, n, k, prod(batch), sms=sms)
     return fp32
 
 

@@ -1,11 +1,9 @@
 // RUN: not ember-opt %s -p 'convert-nn-to-kernel,select-tactics{tile="128,128,16,8,8"}' 2>&1 | filecheck %s --check-prefix=F64
 // RUN: sed 's/f64/f32/g' %s | not ember-opt -p 'convert-nn-to-kernel,select-tactics{tile="64,64,16,8,4"}' 2>&1 | filecheck %s --check-prefix=DIRECT
-// RUN: sed 's/f64/f16/g' %s | not ember-opt -p 'convert-nn-to-kernel,select-tactics{sms=100}' 2>&1 | filecheck %s --check-prefix=HALF
 
-// A forced tile or SM count that cannot take effect on a kernel is an error naming it: a float64
-// GEMM whose tile's shared memory does not fit; a conv with 2 output channels, which runs the
-// direct kernel (no GEMM tile); an FP16 GEMM, whose tensor-core cost model assumes 132
-// multiprocessors.
+// A forced tile that cannot take effect on a kernel is an error naming it: a float64 GEMM whose
+// tile's shared memory does not fit; a conv with 2 output channels, which runs the direct
+// kernel (no GEMM tile).
 builtin.module {
   func.func @main(%a: tensor<64x64xf64>, %b: tensor<64x64xf64>, %x: tensor<1x2x4x4xf64>) -> (tensor<64x64xf64>, tensor<1x2x4x4xf64>) {
     %m = nn.matmul %a, %b : (tensor<64x64xf64>, tensor<64x64xf64>) -> tensor<64x64xf64> loc("fc")
@@ -17,4 +15,3 @@ builtin.module {
 
 // F64: error: select-tactics: tile '128,128,16,8,8' cannot be forced on kernel.launch 'matmul' (ONNX fc): tactic tile 128x128x16 tile, 8x8 per thread needs more than 49152 bytes of shared memory for float64
 // DIRECT: error: select-tactics: tile '64,64,16,8,4' cannot be forced on kernel.launch 'conv' (ONNX conv): it has no GEMM tactic (a direct kernel)
-// HALF: error: select-tactics: kernel.launch 'matmul' (ONNX fc) has tensor-core tactics, whose cost models assume 132 multiprocessors (gemm_tiles.SM_COUNT): sms=100 cannot apply to it
