@@ -89,22 +89,32 @@ def import_onnx(model: ModelProto | str | os.PathLike | bytes) -> ModuleOp:
     """Import an ONNX model into the `onnx` dialect (see the module docstring)."""
     from ember.compiler.onnx_control import lower_control_flow
     from ember.compiler.onnx_functions import expand_functions
+    from ember.compiler.onnx_sequences import SEQUENCE_OPS, has_sequences, lower_sequences
     from ember.passes.convert_onnx_to_nn import LEGALIZERS
 
     proto, source = load_model(model)
     if (why := _model_problem(proto, default_opset(proto))):
         raise ModelImportError(why, source)
-    try:
-        proto = expand_functions(proto, native=LEGALIZERS.__contains__)
+    try:  # SequenceMap's body is inlined per element by lower_sequences, not as a Loop
+        proto = expand_functions(
+            proto, native=lambda op: op in LEGALIZERS or op in SEQUENCE_OPS)
     except Exception as e:  # noqa: BLE001 - a malformed model onnx's inliner trips over is
         # imported unexpanded: the importer's checks then name what is wrong; said, not hidden
         warnings.warn(f"{source}: ONNX function ops were not expanded into their bodies "
                       f"({type(e).__name__}: {e})", stacklevel=2)
-    try:
-        proto = lower_control_flow(proto)
-    except Exception as e:  # noqa: BLE001 - as above: the importer then names the If / Loop
-        warnings.warn(f"{source}: If and Loop nodes were not lowered (constant conditions, "
-                      f"unrolled loops, if-conversion: {type(e).__name__}: {e})", stacklevel=2)
+
+    def control(proto: ModelProto) -> ModelProto:
+        try:
+            return lower_control_flow(proto)
+        except Exception as e:  # noqa: BLE001 - as above: the importer then names the If / Loop
+            warnings.warn(f"{source}: If and Loop nodes were not lowered (constant conditions, "
+                          f"unrolled loops, if-conversion: {type(e).__name__}: {e})",
+                          stacklevel=3)
+            return proto
+
+    proto = control(proto)
+    if has_sequences(proto):  # lowered into tensors, alternating with control flow's lowering
+        proto = lower_sequences(proto, control, source)
     return _Importer(proto, source).run()
 
 
