@@ -48,6 +48,7 @@ from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bound
 from ember.codegen.templates import KernelSpec, emitter, size_arguments
 from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
+from ember.dialects.kernel_templates import TEMPLATES
 from ember.dialects.origin import origin_of
 from ember.dialects.symbol_ranges import symbol_ranges
 from ember.dialects.tensor_types import shape_of
@@ -283,7 +284,7 @@ def spec_of(cuda: CudaOp) -> KernelSpec:
 
 # templates whose tactic (tile, split-K) depends on the shape: a symbolic step also gets a
 # kernel tuned for the profile's small shapes
-VARIANT_TEMPLATES = ("conv", "matmul")
+VARIANT_TEMPLATES = tuple(name for name, d in TEMPLATES.items() if d.tactics)
 
 
 def small_subsets(params: Mapping[str, Any], symbols: Mapping[str, tuple[int, int, int]]

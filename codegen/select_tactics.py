@@ -39,6 +39,7 @@ from ember.codegen.kernel_step import json_value, kernel_step
 from ember.codegen.templates import gemm_tiles, template_module
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import ElementwiseOp, LaunchOp
+from ember.dialects.kernel_templates import TEMPLATES
 from ember.dialects.origin import origin_of
 from ember.dialects.symbol_ranges import symbol_ranges
 from ember.errors import PassError
@@ -46,7 +47,7 @@ from ember.runtime.arch import parse_arch
 from ember.runtime.symbolic import params_symbolic
 
 # templates whose module offers `tactics(params, arch, sms)`, best estimated first
-TUNABLE = ("conv", "matmul")
+TUNABLE = tuple(name for name, d in TEMPLATES.items() if d.tactics)
 
 
 @dataclass(frozen=True)

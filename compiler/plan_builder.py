@@ -37,7 +37,7 @@ from ember.passes.plan_memory import (
     arena_conflicts,
 )
 from ember.runtime.manifest_schema import Buffer, Manifest, Step, Target, TensorInfo
-from ember.runtime.symbolic import dim_value, size_form
+from ember.runtime.symbolic import MAX, dim_value, profile_values, size_form
 
 
 @dataclass
@@ -66,7 +66,7 @@ class _Buffer:
     def nbytes(self, symbols: dict[str, tuple[int, int, int]]) -> int:
         """Bytes at the profile's max shapes (a symbolic dim is a monomial, so a buffer is
         never bigger at a smaller shape: the arena planned at max serves every shape)."""
-        maxima = {k: v[2] for k, v in symbols.items()}
+        maxima = profile_values(symbols, MAX)
         return math.prod(dim_value(d, maxima) for d in self.shape) * np.dtype(self.dtype).itemsize
 
 

@@ -278,7 +278,10 @@ class TemplateDescriptor:
     nhwc_when: NhwcWhen | None = field(default=None, repr=False)  # None: always
     packable: Packable | None = field(default=None, repr=False)  # None: never
     packed: PackedRewrite | None = field(default=None, repr=False)
-    epilogue: bool = False
+    epilogue: bool = False  # fuse-epilogues may give it an epilogue region
+    # its emitter module offers `tactics(params, arch, sms)` (select-tactics ranks and times
+    # them), and a symbolic instance also gets kernels tuned for the profile's small shapes
+    tactics: bool = False
     op: str = "kernel.launch"
     required: tuple[str, ...] = field(init=False, repr=False)
 
@@ -326,9 +329,9 @@ _DESCRIPTORS = [
                        "layout": opt(STR, FORMATS), "channels": opt(INT),
                        "weight_layout": opt(STR, ("C4RS4",))},
               layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packable=_conv_packable,
-              packed=_packed_conv, epilogue=True),
+              packed=_packed_conv, epilogue=True, tactics=True),
     _template("matmul", {"transpose_a": opt(BOOL), "transpose_b": opt(BOOL), **TF32},
-              epilogue=True),
+              epilogue=True, tactics=True),
     _template("conv_transpose", {**_CONV, "output_padding": opt(INTS), **TF32}),
     _template("einsum", {"equation": req(STR), **TF32}),
     _template("attention", {"num_heads": req(INT), "head_dim": req(INT), "scale": req(FLOAT),

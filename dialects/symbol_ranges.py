@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import DictionaryAttr, ModuleOp
 
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.errors import EmberError
+from ember.runtime.symbolic import MAX, profile_values
 
 SYMBOL_RANGES = "ember.symbols"
 DATA_SYMBOLS = "ember.data_symbols"
@@ -93,4 +94,4 @@ def _profile_ranges(module: ModuleOp) -> dict[str, tuple[int, int, int]]:
 
 def symbol_maxima(module: ModuleOp) -> dict[str, int]:
     """Each symbol's profile max (what fold-constants and plan-memory size and check against)."""
-    return {k: v[2] for k, v in symbol_ranges(module).items()}
+    return profile_values(symbol_ranges(module), MAX)

@@ -39,11 +39,12 @@ from xdsl.pattern_rewriter import (
 )
 
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
+from ember.dialects.kernel_templates import TEMPLATES
 from ember.dialects.origin import origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, same_type_with
 from ember.passes.fuse_elementwise import _origin_names
 
-EPILOGUE_TEMPLATES = ("conv", "matmul")
+EPILOGUE_TEMPLATES = tuple(name for name, d in TEMPLATES.items() if d.epilogue)
 # the types an epilogue may store instead of the launch's own: the templates compute each of
 # them in a float and store it with `store_from_float`
 STORED_TYPES = (Float16Type, BFloat16Type, Float32Type)

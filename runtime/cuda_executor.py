@@ -24,9 +24,11 @@ from ember.runtime.engine import workspace_layout
 from ember.runtime.host_runs import host_runs
 from ember.runtime.plan import check_target
 from ember.runtime.symbolic import (
+    MAX,
     bind_data_symbols,
     check_expr,
     expr_value,
+    profile_values,
     shape_value,
     substitute_shapes,
 )
@@ -171,7 +173,7 @@ class CudaExecutor:
         self.stream = cuda.Stream(dev)
         self.arena = cuda.DeviceBuffer(engine.arena_bytes, dev)
         self._owned: list[cuda.DeviceBuffer] = []
-        self._maxima = {k: v[2] for k, v in engine.symbol_ranges.items()}
+        self._maxima = profile_values(engine.symbol_ranges, MAX)
         self.ptrs = self._addresses()
         self.workspace, self._counter_offsets = self._workspace()
         # each step's kernel variants for small symbol values ((bounds, launch), first match

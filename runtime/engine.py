@@ -21,7 +21,14 @@ from ember.runtime.logger import ILogger, Severity, check_logger, emit
 from ember.runtime.manifest import check_memory, data_symbols, host_memory_bytes, symbols_of
 from ember.runtime.manifest_schema import load
 from ember.runtime.plan import Plan, read_plan
-from ember.runtime.symbolic import dim_symbols, dim_value, shape_value, symbol_values
+from ember.runtime.symbolic import (
+    MAX,
+    dim_symbols,
+    dim_value,
+    profile_values,
+    shape_value,
+    symbol_values,
+)
 from ember.runtime.trt_types import (
     ContextManaged,
     DataType,
@@ -577,7 +584,7 @@ class ExecutionContext(ContextManaged):
         desc = self.engine._desc(name)
         if desc.is_input:
             raise EmberError(f"get_max_output_size: '{name}' is an input")
-        values = {**{k: v[2] for k, v in self.engine.symbol_ranges.items()},
+        values = {**profile_values(self.engine.symbol_ranges, MAX),
                   **(self._values or {})}
         return int(np.prod(shape_value(desc.spec, values), dtype=np.int64)) * desc.dtype.itemsize
 

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from ember.errors import PlanError
-from ember.runtime.symbolic import SYMBOL, check_dim, dim_symbols, dim_value, size_form
+from ember.runtime.symbolic import (
+    MAX,
+    SYMBOL,
+    check_dim,
+    dim_symbols,
+    dim_value,
+    profile_values,
+    size_form,
+)
 
 BUFFER_KINDS = ("input", "weight", "arena", "view")
 _MAX_RANK = 64
@@ -145,7 +153,7 @@ def validate(manifest: Mapping[str, Any], weights_bytes: int) -> tuple[list[dict
     arena = _int(manifest.get("arena_bytes"), "arena_bytes")
     symbols = symbols_of(manifest)
     _check_profiles(manifest)
-    maxima = {k: v[2] for k, v in symbols.items()}
+    maxima = profile_values(symbols, MAX)
     buffers = manifest.get("buffers")
     if not isinstance(buffers, list):
         raise PlanError("manifest: 'buffers' must be a list")
