@@ -6,13 +6,16 @@ with each tree on PYTHONPATH and diff the outputs (no GPU needed; autotuning off
     python tools/plan_hashes.py > after.txt && diff before.txt after.txt
 
 `--drop-section NAME` hashes the plans without that section, to compare with a tree that did
-not write it (e.g. `explain`, the build's recorded reasons, new in session 8).
+not write it (e.g. `explain`, the build's recorded reasons, new in session 8). `--content`
+hashes the manifest and the sections rather than the plan file, to compare across plan-format
+versions (format 2's checksum differs from format 1's for the same content).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from pathlib import Path
 
 import onnx
@@ -55,11 +58,19 @@ def cases() -> list[tuple[str, Path, BuilderConfig]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drop-section", action="append", default=[], metavar="NAME")
-    drop = set(parser.parse_args().drop_section)
+    parser.add_argument("--content", action="store_true",
+                        help="hash the manifest and sections, not the plan file")
+    args = parser.parse_args()
+    drop = set(args.drop_section)
     for name, path, config in cases():
         try:
             manifest, sections = build_model(onnx.load(str(path)), config)
-            data = plan_bytes(manifest, {k: v for k, v in sections.items() if k not in drop})
+            kept = {k: v for k, v in sections.items() if k not in drop}
+            if args.content:
+                data = json.dumps(manifest, sort_keys=True, default=str).encode() + b"".join(
+                    k.encode() + bytes(kept[k]) for k in sorted(kept))
+            else:
+                data = plan_bytes(manifest, kept)
         except EmberError as e:
             data = f"ERROR {type(e).__name__}: {e}".encode()
         print(name, hashlib.sha256(data).hexdigest()[:16], flush=True)
