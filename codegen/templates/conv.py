@@ -540,7 +540,8 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(
-        params, lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}")
+        params, lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}",
+        lambda n: f"g * {cv.mg} + {n}")
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",

@@ -162,20 +162,31 @@ def helpers(dtype: str) -> str:
     return f"union pack16 {{ uint4 v; {storage_type(dtype)} e[{chunk(dtype)}]; }};\n"
 
 
-def int32_store(params: dict, index: Callable[[str, str], str]
-                ) -> Callable[[str, str, str, str], list[str]]:
+def int32_store(params: dict, index: Callable[[str, str], str],
+                column: Callable[[str], str]) -> Callable[[str, str, str, str], list[str]]:
     """An INT8 GEMM's `store(row, col, value, indent)`: the int32 sum stored as it is, or put
     through the epilogue (which dequantizes it, and may requantize to int8) into the stored
-    dtype. `index(row, col)`: the output element's flat index."""
+    dtype. `index(row, col)`: the output element's flat index; `column(col)`: its innermost
+    coordinate, by which extra inputs broadcast along all other dims (per-channel scales, a
+    bias) are read, with no division of the flat index."""
     stored = stored_dtype(params)
+    epilogue = params.get("epilogue")
+    out_shape = list(params["out_shapes"][0])
+    first = len(params["in_shapes"])
+    innermost = [] if epilogue is None else [
+        (k, dt) for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"],
+                                                    epilogue["in_dtypes"], strict=True))
+        if _innermost_only(list(shape), out_shape) and out_shape[-1] != 1]
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
         lines = [f"{indent}const size_t oi = {index(row, col)};",
                  f"{indent}const int acc = {value};"]
-        if not params.get("epilogue"):
+        if not epilogue:
             return lines + [f"{indent}out0[oi] = acc;"]
+        loaded = {k: load_float(f"in{first + k}[{column(col)}]", dt) for k, dt in innermost}
         return lines + [f"{indent}{compute_type(stored)} res;",
-                        *epilogue_lines(params, "acc", "oi", indent, result="res"),
+                        *epilogue_lines(params, "acc", "oi", indent, loaded=loaded,
+                                        result="res"),
                         f"{indent}out0[oi] = {epilogue_store(params, 'res')};"]
 
     return store

@@ -222,7 +222,7 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
                                               nbatch, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
-    store = gemm_epilogue.int32_store(params, _output_index(m, n))
+    store = gemm_epilogue.int32_store(params, _output_index(m, n), lambda col: col)
 
     body = ["    const int b = blockIdx.z;",
             "    const unsigned short* a16 = (const unsigned short*)in0;",
