@@ -467,9 +467,9 @@ def test_malformed_plugin_step_and_wrong_reference_output(plugin):
         engine(x=np.zeros((4, 16), np.float32))
 
 
-def test_ember_command_loads_plugin_files(tmp_path):
-    """`--plugins FILE.py` on build / inspect / run: the build process registers the plugin,
-    the running one only the reference."""
+def _plugin_files(tmp_path):
+    """A user's files: defs.py registering the plugin's shape function (what a build needs),
+    ref.py its numpy reference (what a CPU run needs), m.onnx using it; and an input."""
     defs = tmp_path / "defs.py"
     defs.write_text(textwrap.dedent(f"""\
         import ember.plugin as trtp
@@ -482,7 +482,13 @@ def test_ember_command_loads_plugin_files(tmp_path):
     (tmp_path / "ref.py").write_text(REFERENCE)
     model = custom_model(alpha=0.5)
     onnx.save(model, tmp_path / "m.onnx")
-    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    return defs, model, RNG.standard_normal((4, 16)).astype(np.float32)
+
+
+def test_ember_command_loads_plugin_files(tmp_path):
+    """`--plugins FILE.py` on build / inspect / run: the build process registers the plugin,
+    the running one only the reference."""
+    defs, model, x = _plugin_files(tmp_path)
     np.savez(tmp_path / "in.npz", x=x)
 
     def ember_cli(*args):
@@ -514,19 +520,7 @@ def test_ember_command_loads_plugin_files(tmp_path):
 def test_ember_bench_takes_trtexecs_plugin_flags_as_python_files(tmp_path):
     """`ember bench --plugins=FILE.py` (and trtexec's --staticPlugins / --dynamicPlugins) runs
     the file before the build; a shared library and --setPluginsToSerialize are named errors."""
-    defs = tmp_path / "defs.py"
-    defs.write_text(textwrap.dedent(f"""\
-        import ember.plugin as trtp
-        from ember.plugin import TensorDesc
-
-        @trtp.register({NAME!r})
-        def desc(x: TensorDesc, alpha: float) -> TensorDesc:
-            return x.like()
-        """))
-    (tmp_path / "ref.py").write_text(REFERENCE)
-    model = custom_model(alpha=0.5)
-    onnx.save(model, tmp_path / "m.onnx")
-    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    defs, model, x = _plugin_files(tmp_path)
     np.save(tmp_path / "x.npy", x)
     timing = ["--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu"]
 
