@@ -1102,13 +1102,14 @@ def _fp32_outputs(model: onnx.ModelProto) -> dict[str, set[int]]:
 def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> BuilderConfig:
     """`config` with the wildcard names of its per-layer precisions and output types (trtexec's
     `--layerPrecisions=*:fp16`) replaced by the model's nodes they match: a node named exactly
-    keeps its own entry, else the last pattern given that matches it applies. As trtexec skips
-    layers of non-activation types, a pattern skips what a precision cannot change: nodes with
-    no FP32 output (integer ones, and those the model already has in FP16/BF16: precisions
-    apply to FP32 tensors), an output type the outputs that are not FP32, casts and Q/DQ
-    nodes, whose types the model fixes, and nodes of constants only, which the build folds
-    away. A pattern that matches no node is an error (as a
-    misspelt name is)."""
+    keeps its own entry (its precision, or that output's type; a name in one table leaves the
+    other's patterns to apply), else the last pattern given that matches it applies. As
+    trtexec skips layers of non-activation types, a pattern skips what a precision cannot
+    change: nodes with no FP32 output (integer ones, and those the model already has in
+    FP16/BF16: precisions apply to FP32 tensors), an output type the outputs that are not
+    FP32, casts and Q/DQ nodes, whose types the model fixes, and nodes of constants only, which
+    the build folds away. A pattern that matches no node is an error (as a misspelt name is);
+    one that matches only nodes named exactly matches."""
     def is_pattern(name: str) -> bool:
         return "*" in name
 
@@ -1118,24 +1119,25 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
         return config
     precisions = {n: p for n, p in config.layer_precisions.items() if not is_pattern(n)}
     types = {k: p for k, p in config.layer_output_types.items() if not is_pattern(k[0])}
-    named = set(precisions) | {n for n, _ in types}
+    named_precisions, named_types = set(precisions), set(types)
     floats = _fp32_outputs(model)
     folded = _constant_nodes(model)
-    matched: set[str] = set()
+    matched: set[str] = set()  # a pattern matching only exactly named nodes still matches
     for node in model.graph.node:
         name = node.name
-        if not name or name in named:
+        if not name:
             continue
         hits = [p for p in precision_patterns if _matches(p, name)]
         matched.update(hits)
         settable = node.op_type not in _TYPE_FIXED_OPS and name not in folded \
             and floats.get(name)
-        if hits and settable:
+        if hits and settable and name not in named_precisions:
             precisions[name] = precision_patterns[hits[-1]]
         for (pattern, index), precision in type_patterns.items():  # in order: the last wins
             if _matches(pattern, name):
                 matched.add(pattern)
-                if settable and index in floats.get(name, ()):
+                if settable and index in floats.get(name, ()) \
+                        and (name, index) not in named_types:
                     types[(name, index)] = precision
     unmatched = sorted(({*precision_patterns} | {p for p, _ in type_patterns}) - matched)
     if unmatched:

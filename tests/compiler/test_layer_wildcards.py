@@ -77,6 +77,19 @@ def test_patterns_read_left_to_right_and_names_win(spec, want):
     assert "*" not in "".join(got)
 
 
+def test_a_name_in_one_table_leaves_the_other_tables_patterns():
+    """An exact precision does not stop an output-type pattern on that node (and the reverse),
+    nor an exact output type for output 0 a pattern for another output; a pattern matching
+    only a node named exactly is no error."""
+    both = _expand("mm32:fp32", "*:fp16")
+    assert both.layer_precisions == {"mm32": "fp32"}
+    assert both.layer_output_types[("mm32", 0)] == "fp16"
+    reverse = _expand("*:bf16", "mm32:fp16")
+    assert reverse.layer_precisions["mm32"] == "bf16"
+    assert reverse.layer_output_types == {("mm32", 0): "fp16"}
+    assert _expand("mm32:fp32,mm*:fp16").layer_precisions == {"mm32": "fp32"}
+
+
 def test_pattern_errors_are_named():
     with pytest.raises(EmberError, match=r"'\*x\*' holds 2 wildcards; trtexec's spelling allows "
                                          "one"):
