@@ -208,7 +208,7 @@ class _Walk:
         if reads and node.op_type not in _CONTROL:
             self.problems.append(NodeProblem(node.name, node.op_type, (
                 f"reads '{reads[0]}', a sequence or optional: only the sequence and optional "
-                "operators, Identity, If and Loop may")))
+                f"operators, Identity, {', '.join(_CONTROL)} may")))
         if node.op_type in _CONTROL:  # its outputs may be sequences or optionals
             for out, kind in zip(node.output, _control_output_kinds(node), strict=False):
                 if out and kind not in (None, "tensor_type"):

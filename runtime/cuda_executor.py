@@ -97,12 +97,17 @@ def rejit_message(target: Mapping[str, Any], device_arch: str) -> str:
             "loads (rebuild for this GPU to load without it)")
 
 
-def _reinterpret(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A host tensor as another buffer that views the same bytes sees it."""
+def _reinterpret(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...],
+                 what: str) -> np.ndarray:
+    """A host tensor as another buffer that views the same bytes sees it (`what`: the step
+    reading it, for the error where it holds fewer bytes than that view needs)."""
     if array.dtype == dtype and array.shape == shape:
         return array
-    return array.reshape(-1).view(np.uint8)[:math.prod(shape) * dtype.itemsize] \
-        .view(dtype).reshape(shape)
+    need = math.prod(shape) * dtype.itemsize
+    if array.nbytes < need:
+        raise CudaError(f"{what}: its input holds {array.nbytes} bytes on the host where "
+                        f"{dtype}{list(shape)} needs {need}")
+    return array.reshape(-1).view(np.uint8)[:need].view(dtype).reshape(shape)
 
 
 def _slice(section: memoryview | None, kernel: Mapping[str, Any], key: str,
@@ -380,7 +385,7 @@ class CudaExecutor:
             for j, dtype, shape in step.inputs:
                 r = self._roots[j]
                 if r in host:
-                    args.append(_reinterpret(host[r], dtype, shape))
+                    args.append(_reinterpret(host[r], dtype, shape, step.what))
                 elif buffers[r]["kind"] == "weight":
                     args.append(self.engine.weight_array(buffers[r]["offset"], dtype, shape))
                 else:

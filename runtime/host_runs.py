@@ -1,9 +1,11 @@
 """The runs of consecutive host steps in a GPU plan (layers placed on the CPU, and those without
 a CUDA kernel) and the copies each makes. Between its steps a run passes tensors on the host;
-a tensor it reads that it did not make comes from the device once (weights need no copy: the
-host reads the plan's own), and a tensor it makes goes back to the device once, after its last
-step, only where a later step or the plan's outputs read it. The CUDA executor makes exactly
-these copies; the layer table counts them. Buffers are counted by the buffer they view."""
+a tensor it reads that it did not make comes from the device once, before the first step that
+reads it (nothing writes the device during a run, so that is its value at the run's start;
+weights need no copy: the host reads the plan's own), and a tensor it makes goes back to the
+device once, after its last step, only where a later step or the plan's outputs read it. The
+CUDA executor makes exactly these copies; the layer table counts them. Buffers are counted by
+the buffer they view."""
 
 from __future__ import annotations
 

@@ -82,6 +82,26 @@ def test_int8_matmul_applies_the_dequantizing_epilogue(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_int8_epilogue_reads_per_column_inputs_by_column():
+    """Per-column epilogue inputs (the weight scales, the bias) are read by the output column,
+    with no division of the flat index (BERT's FFN1 divided a 64-bit index per element); an
+    input of the output's whole shape is still read at the flat index."""
+    from ember.codegen.templates import conv
+
+    for tactic in matmul.tactics(_params([], 64, 96, 128), "sm_90"):
+        source = matmul.emit("k", {**_params([], 64, 96, 128, epilogue=True),
+                                   "tactic": tactic}).source
+        assert "in2[n]" in source and "in3[n]" in source and "ecrest" not in source, tactic
+    conv_params = _conv_params(2, 9, 32, 24, 2, epilogue=True)
+    for tactic in conv.tactics(conv_params, "sm_90"):
+        source = conv.emit("c", {**conv_params, "tactic": tactic}).source
+        assert "in2[g * 24 + n]" in source and "ecrest" not in source, tactic
+    whole = _params([], 64, 96, 128, epilogue=True)
+    whole["epilogue"] = _dequantize_relu([[1, 96], [64, 96]])
+    source = matmul.emit("k", whole).source
+    assert "in2[n]" in source and "in3[oi]" in source
+
+
 def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
     params = _params([], 64, 96, 128, epilogue=True)
     sources = [(f"k{i}", matmul.emit(f"k{i}", {**params, "tactic": t}).source)
