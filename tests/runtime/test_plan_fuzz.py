@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import struct
 
@@ -184,8 +183,8 @@ DEEP = "__ember_deep_"  # a string replaced by that many nested lists in the man
 def forge_plan(manifest: dict, sections: dict[str, bytes]) -> bytes:
     """A plan laid out as runtime/plan.py lays one out (header, JSON manifest, 256-aligned
     sections), its manifest written as given (with DEEP markers expanded to nesting no JSON
-    encoder writes) and its checksum recomputed: format 1's, the SHA-256 of every byte before
-    it (format 1 plans are still read)."""
+    encoder writes) and its checksum recomputed: the current format's (`checksum_of`), so the
+    hostile manifests go through the reader the plans of today take."""
     text = json.dumps(manifest, allow_nan=True)
     while DEEP in text:
         start = text.index(f'"{DEEP}')
@@ -203,9 +202,9 @@ def forge_plan(manifest: dict, sections: dict[str, bytes]) -> bytes:
     out = bytearray(HEADER_SIZE) + body + bytes(data_start - HEADER_SIZE - len(body))
     for name, payload in sections.items():
         out += bytes(table[name]["offset"] - len(out)) + payload
-    struct.pack_into("<8sHH32sQQI", out, 0, b"EMBERPLN", 1, 0, ember.__version__.encode(),
-                     len(body), len(out) + CHECKSUM_SIZE, 0)
-    return bytes(out) + hashlib.sha256(out).digest()
+    struct.pack_into("<8sHH32sQQI", out, 0, b"EMBERPLN", FORMAT_VERSION, 0,
+                     ember.__version__.encode(), len(body), len(out) + CHECKSUM_SIZE, 0)
+    return bytes(out) + checksum_of(out, FORMAT_VERSION)
 
 
 def _paths(value, path=()):
