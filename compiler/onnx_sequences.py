@@ -377,6 +377,12 @@ class _Walk:
                            "the model is built)")
         if value is not None and np.asarray(value).ndim > 0:
             sizes = [int(s) for s in np.asarray(value).reshape(-1)]
+            shape = self.shapes.get(x)
+            dim = shape[axis] if shape is not None and -len(shape) <= axis < len(shape) \
+                else None
+            if any(s < 0 for s in sizes) or (isinstance(dim, int) and sum(sizes) != dim):
+                raise _Blocked(f"its split '{split}' {sizes} does not split the {dim} "
+                               f"elements of '{x}' along axis {axis}")
         else:  # chunks of 1 (no split) or of a scalar split: the length is the dim's
             shape = self.shapes.get(x)
             if shape is None or not -len(shape) <= axis < len(shape):

@@ -306,3 +306,13 @@ def test_a_split_of_a_dynamic_dim_is_refused():
     model = _model(nodes, [_info("x", ["N", 3])], [_info("y", ["N", 3])])
     text = _refusal(model)
     assert "'split' (SplitToSequence)" in text and "no static shape along axis 0" in text
+
+
+def test_a_split_that_does_not_add_up_is_refused_naming_the_node():
+    nodes = [helper.make_node("SplitToSequence", ["x", "sizes"], ["s"], name="split", axis=0),
+             helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0)]
+    model = _model(nodes, [_info("x", [6, 2])], [_info("y", [6, 2])],
+                   [_int("sizes", [2, 3])])
+    text = _refusal(model)
+    assert "'split' (SplitToSequence)" in text
+    assert "its split 'sizes' [2, 3] does not split the 6 elements of 'x' along axis 0" in text
