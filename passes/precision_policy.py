@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 
 from ember.dialects.nn.base import NNOp
 from ember.dialects.origin import FUNCTION_BODY, origin_of
@@ -106,6 +106,8 @@ class PrecisionPolicy:
                 self.refuse(op, pin[0], f"cannot run in {pin[1]}: quantize / dequantize "
                                         "arithmetic stays in FP32")
             return F32 if floats else None
+        if pin is None and floats and _between_qdq(op):
+            return F32
         if op.name in COMPUTE or self.low is not None and _plugin_runs_in(op, self.low):
             default = self.low or F32
         elif op.name in MOVEMENT:
@@ -126,6 +128,20 @@ class PrecisionPolicy:
             self.refuse(op, node, f"cannot run in {name}: ember keeps {op.name} in FP32")
             return default
         return want
+
+
+def _between_qdq(op: NNOp) -> bool:
+    """An elementwise op between a dequantize and a quantize: its operands are dequantized
+    values (or constants), its result only quantized. It stays in FP32, as the quantize
+    arithmetic around it does: the kernel it fuses into computes it in registers, where FP16
+    would only round the value the quantize then rounds again."""
+    if op.name not in ("nn.unary", "nn.binary") or op.results[0].uses.get_length() == 0:
+        return False
+    producers = [v.owner for v in op.operands]
+    dequantized = [p for p in producers if isinstance(p, Operation) and QDQ_MATH in p.attributes]
+    constant = [p for p in producers if isinstance(p, Operation) and not p.operands]
+    return bool(dequantized) and len(dequantized) + len(constant) == len(producers) and all(
+        QDQ_MATH in use.operation.attributes for use in op.results[0].uses)
 
 
 def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
