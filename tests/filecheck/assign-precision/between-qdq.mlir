@@ -1,0 +1,27 @@
+// RUN: ember-opt %s -p "assign-precision{fp16=true}" | filecheck %s
+
+// Under FP16, an elementwise op between a dequantize and a quantize (the bias add of an int8
+// matmul's tail) stays FP32 like the quantize arithmetic around it: FP16 would only round the
+// value the quantize rounds again. The same add feeding a float consumer (the relu) runs in FP16.
+builtin.module {
+  func.func @main(%x: tensor<4x8xi8>, %w: tensor<8x2xi8>) -> (tensor<4x2xi8>, tensor<4x2xf32>) {
+    %s = nn.constant dense<0.5> : tensor<f32>
+    %b = nn.constant dense<[1.0, 2.0]> : tensor<2xf32>
+    %m = nn.matmul %x, %w : (tensor<4x8xi8>, tensor<8x2xi8>) -> tensor<4x2xi32>
+    %c = nn.cast %m {ember.qdq_math, to = f32} : tensor<4x2xi32> -> tensor<4x2xf32>
+    %d = nn.binary "mul" %c, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %a = nn.binary "add" %b, %d : tensor<2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+    %q = nn.binary "div" %a, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %r = nn.unary "round" %q {ember.qdq_math} : tensor<4x2xf32> -> tensor<4x2xf32>
+    %i = nn.cast %r {ember.qdq_math, to = i8} : tensor<4x2xf32> -> tensor<4x2xi8>
+    %a2 = nn.binary "add" %b, %d : tensor<2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+    %y = nn.unary "relu" %a2 : tensor<4x2xf32> -> tensor<4x2xf32>
+    func.return %i, %y : tensor<4x2xi8>, tensor<4x2xf32>
+  }
+}
+
+// CHECK:      %[[D:.*]] = nn.binary "mul" %{{.*}}, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+// CHECK-NEXT: %[[A:.*]] = nn.binary "add" %b, %[[D]] : tensor<2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+// CHECK-NEXT: nn.binary "div" %[[A]], %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+// CHECK:      nn.binary "add" %{{.*}}, %{{.*}} : tensor<2xf16>, tensor<4x2xf16> -> tensor<4x2xf16>
+// CHECK:      nn.unary "relu" %{{.*}} : tensor<4x2xf16> -> tensor<4x2xf16>
