@@ -21,7 +21,7 @@ builtin.module {
 }
 
 // CHECK:      %[[D:.*]] = nn.binary "mul" %{{.*}}, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
-// CHECK-NEXT: %[[A:.*]] = nn.binary "add" %b, %[[D]] : tensor<2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+// CHECK:      %[[A:.*]] = nn.binary "add" %b, %[[D]] : tensor<2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
 // CHECK-NEXT: nn.binary "div" %[[A]], %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
 // CHECK:      nn.binary "add" %{{.*}}, %{{.*}} : tensor<2xf16>, tensor<4x2xf16> -> tensor<4x2xf16>
 // CHECK:      nn.unary "relu" %{{.*}} : tensor<4x2xf16> -> tensor<4x2xf16>
