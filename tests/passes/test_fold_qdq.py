@@ -343,10 +343,13 @@ def test_an_int8_sums_dequantize_stays_fp32_under_fp16(tmp_path, arch):
         np.testing.assert_allclose(got, want, rtol=1e-3)
 
 
-def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path):
+@pytest.mark.parametrize("arch", [None, pytest.param("sm_90", marks=pytest.mark.cuda)])
+def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path, arch):
     """The tiny BERT quantized by onnxruntime (symmetric int8, QDQ): the quantizer's Q/DQ pairs
     around its reshapes and transposes (one scale on both sides) fold away, so every transpose
-    moves int8 data; the output matches onnxruntime's on the same QDQ model."""
+    moves int8 data; the output matches onnxruntime's on the same QDQ model: exactly on the
+    CPU, within the issue's 2e-2 on the GPU (its erff and the fused tails' float order may move
+    a value across a rounding boundary of the next quantize)."""
     from pathlib import Path
 
     fp32, qdq = Path(__file__).parents[1] / "models" / "bert_tiny.onnx", tmp_path / "qdq.onnx"
@@ -365,15 +368,26 @@ def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path):
                     per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
-    manifest, sections = build_model(onnx.load(qdq), BuilderConfig())
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch=arch,
+                                                                    autotune=False))
     transposes = [s for s in manifest["steps"] if s["template"] == "transpose"]
     assert transposes and all(s["params"]["in_dtypes"] == ["int8"] for s in transposes)
+    # each layer's Q, K and V projections run as one int8 GEMM (merge-parallel-matmuls) whose
+    # fused tail stores the three requantized results side by side
+    qkv = [s for s in manifest["steps"] if s["template"] == "matmul"
+           and any(o.endswith("attention/self/query/MatMul") for o in s["origin"])]
+    assert len(qkv) == 2 and all(
+        any(o.endswith("attention/self/value/MatMul") for o in s["origin"])
+        and s["params"]["in_dtypes"] == ["int8", "int8"] and stored_dtype(s["params"]) == "int8"
+        and s["params"]["out_shapes"][0][-1] == 3 * 64 for s in qkv)
+    if arch is not None and not cuda_available():
+        return  # the GPU build's structure is checked; its numbers need the GPU
     feed = feeds[0]
-    got = Runtime("cpu").deserialize_cuda_engine(
+    got = Runtime("cuda" if arch else "cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context().execute(feed)["y"]
     want = ort.InferenceSession(for_onnxruntime(onnx.load(qdq)).SerializeToString(),
                                 providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    assert _rel(got, want) < 1e-5
+    assert _rel(got, want) < (2e-2 if arch else 1e-5)
 
 
 def test_the_residual_convs_kernel_reading_an_int8_shortcut_matches_numpy(tmp_path):
