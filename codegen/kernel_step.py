@@ -87,12 +87,15 @@ def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, i
             if stored != params["out_dtypes"][0]:  # the epilogue ends in a cast
                 params["epilogue"]["out_dtype"] = stored
         return op.template.data, params
-    return "elementwise", {
+    params = {
         "region": region_descriptor(op.body.block),
         "in_shapes": [plan_shape(v, symbols) for v in op.inputs],
         "in_dtypes": [_dtype(v) for v in op.inputs],
         "out_shapes": [plan_shape(v, symbols) for v in op.results],
         "out_dtypes": [_dtype(v) for v in op.results]}
+    if op.views is not None:  # inputs read through strides (fuse-strided-reads)
+        params["in_views"] = attribute_value(op.views)
+    return "elementwise", params
 
 
 def _dtype(value: SSAValue) -> str:

@@ -1185,10 +1185,11 @@ def _should_autotune(config: BuilderConfig) -> bool:
 
 def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     """The passes a build with `config` runs, with their options: the config's pipeline, then
-    whatever of convert-nn-to-kernel, assign-layouts, fuse-elementwise and fuse-epilogues it
-    lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU builds until the CUDA
-    conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as `config.packed_format`
-    says, else `assign_layouts.PACKED_FORMAT`; left out when `config.assign_layouts` is off),
+    whatever of convert-nn-to-kernel, assign-layouts, fuse-elementwise, fuse-epilogues and
+    fuse-strided-reads it lacks (assign-layouts with the config's I/O formats; conv NCHW in GPU
+    builds until the CUDA conv template reads NHWC, `assign_layouts.CUDA_CONV_NHWC`; NC4HW4 as
+    `config.packed_format` says, else `assign_layouts.PACKED_FORMAT`; left out when
+    `config.assign_layouts` is off),
     and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
     cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
@@ -1261,7 +1262,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names.insert(names.index("assign-layouts"), "choose-formats")
     if config.target_arch is not None and "fold-channel-pad" not in names:
         names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
-    names += [n for n in ("fuse-elementwise", "fuse-epilogues") if n not in names]
+    names += [n for n in ("fuse-elementwise", "fuse-epilogues", "fuse-strided-reads")
+              if n not in names]
     if config.target_arch is not None and "select-tactics" not in names:
         names.append("select-tactics")
     passes: list[ModulePass] = []

@@ -11,7 +11,10 @@
   template computes its own value in).
 - `kernel.elementwise (%a, %b) {...} ({ ^bb0(%s0: f32, %s1: f32): ... kernel.yield %r })`: one
   output element computed from the inputs' elements (broadcast to the output shape) by a scalar
-  region of `kernel.scalar` ops. Fusion moves scalar ops into these regions.
+  region of `kernel.scalar` ops. Fusion moves scalar ops into these regions. Its optional
+  `views` (fuse-strided-reads) read some inputs through strides instead: entry
+  `{input = k, offset = o, strides = [...]}` reads input k's buffer at element
+  `o + sum(c_d * strides[d])` for output coordinates `c` (a transpose / slice chain it absorbed).
 - `kernel.view %x`: the same bytes seen with another shape (a reshape): no kernel runs.
 - `kernel.cuda "conv_<hash>"(%y) grid [...] block [...] shared N : type { | C text }`: the CUDA C
   that the emit-cuda pass emitted for the kernel op defining %y, with its launch geometry; the
@@ -67,6 +70,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from ember.dialects.kernel_templates import check_launch
 from ember.dialects.nn.functions import BINARY, UNARY
+from ember.dialects.tensor_types import shape_of
 
 # kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
 SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1}
@@ -134,6 +138,7 @@ class ElementwiseOp(IRDLOperation):
     origin = opt_prop_def(ArrayAttr)
     tactic = opt_prop_def(DictionaryAttr)
     arena = opt_prop_def(DenseArrayBase)
+    views = opt_prop_def(ArrayAttr)
     inputs = var_operand_def()
     output = result_def()
     body = region_def("single_block")
@@ -150,6 +155,30 @@ class ElementwiseOp(IRDLOperation):
             raise VerifyException("kernel.elementwise: one block argument per input")
         if not isinstance(block.last_op, YieldOp):
             raise VerifyException("kernel.elementwise: the region must end with kernel.yield")
+        if self.views is not None:
+            _verify_views(self)
+
+
+def _verify_views(op: ElementwiseOp) -> None:
+    """Each `views` entry: {input: k (one entry per input at most), offset >= 0, strides: one
+    int per output dim}, over a static output shape."""
+    out = shape_of(op.output)
+    seen: set[int] = set()
+    for entry in op.views.data:  # type: ignore[union-attr]
+        data = entry.data if isinstance(entry, DictionaryAttr) else None
+        ok = data is not None and set(data) == {"input", "offset", "strides"} and \
+            isinstance(data["input"], IntegerAttr) and isinstance(data["offset"], IntegerAttr) \
+            and isinstance(data["strides"], DenseArrayBase)
+        if not ok:
+            raise VerifyException(f"kernel.elementwise: views entry {entry} is not "
+                                  "{input = k, offset = o, strides = array<i64: ...>}")
+        k, offset = data["input"].value.data, data["offset"].value.data
+        strides = data["strides"].get_values()
+        if not 0 <= k < len(op.inputs) or k in seen or offset < 0 or out is None \
+                or any(not isinstance(d, int) for d in out) or len(strides) != len(out):
+            raise VerifyException(f"kernel.elementwise: views entry {entry} does not fit "
+                                  f"{len(op.inputs)} input(s) and the result {op.output.type}")
+        seen.add(k)
 
 
 def _verify_arena(op: IRDLOperation, arena: DenseArrayBase | None) -> None:

@@ -309,6 +309,8 @@ _CONV = {"strides": req(INTS), "pads": req(INTS), "dilations": req(INTS), "group
 _REGION_OP = dict_of({"fn": req(STR), "args": req(INTS), "dtype": req(DTYPE),
                       "alpha": opt(FLOAT), "beta": opt(FLOAT)})
 _REGION = dict_of({"ops": req(list_of(_REGION_OP)), "result": req(INT)})
+# an elementwise input read through strides (fuse-strided-reads): kernel.elementwise's `views`
+_VIEW = dict_of({"input": req(INT), "offset": req(INT), "strides": req(INTS)})
 
 
 def _emitter(module: str) -> str:
@@ -448,7 +450,8 @@ _DESCRIPTORS = [
               layout=Layout.REFORMAT),
     # scalar regions: kernel.elementwise ops (a plan step's `region` over numbered values);
     # the single-op forms are the nn ops' own semantics (nn's evaluate()), fused into regions
-    _template("elementwise", {"region": req(_REGION)}, layout=Layout.PHYSICAL,
+    _template("elementwise", {"region": req(_REGION), "in_views": opt(list_of(_VIEW))},
+              layout=Layout.PHYSICAL,
               op="kernel.elementwise"),
     _template("unary", {"fn": req(STR, tuple(UNARY)), "alpha": opt(FLOAT), "beta": opt(FLOAT)},
               cuda=None, layout=Layout.PHYSICAL, op="kernel.elementwise"),

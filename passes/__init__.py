@@ -37,6 +37,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.fuse_normalization import FuseNormalization
+    from ember.passes.fuse_strided_reads import FuseStridedReads
     from ember.passes.infer_shapes import InferShapes
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
@@ -47,7 +48,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            PadConvChannels, FoldChannelPad,
+            PadConvChannels, FoldChannelPad, FuseStridedReads,
             EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 
 
@@ -70,12 +71,14 @@ PIPELINES: dict[str, list[str]] = {
     "unoptimized": ["convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"],
     # default, then each nn op becomes the kernel that runs it, each 4-D activation gets the
     # format its kernels prefer (reformats where they differ), elementwise chains fused, and
-    # those that post-process a conv / matmul moved into it as its epilogue; each conv / matmul
+    # those that post-process a conv / matmul moved into it as its epilogue, transposes and
+    # slices read by an elementwise kernel through strides; each conv / matmul
     # then gets the cost model's tactic (printed as its `tactic` attribute)
     "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-scale-shift",
                 "fold-pad", "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
                 "merge-parallel-matmuls", "fuse-attention", "convert-nn-to-kernel",
-                "assign-layouts", "fuse-elementwise", "fuse-epilogues", "select-tactics"],
+                "assign-layouts", "fuse-elementwise", "fuse-epilogues", "fuse-strided-reads",
+                "select-tactics"],
     "none": [],
 }
 

@@ -116,7 +116,10 @@ def step_cost(step: Mapping[str, Any], values: Mapping[str, int] | None = None) 
     out_shapes = list(params.get("out_shapes") or [])
     out_dtypes = list(params.get("out_dtypes") or [])
     epilogue = params.get("epilogue") or {}
-    moved = [_nbytes(in_shapes, in_dtypes, values), _nbytes(out_shapes, out_dtypes, values),
+    read = list(in_shapes)
+    for view in params.get("in_views") or ():  # read through strides: one element per output
+        read[int(view["input"])] = out_shapes[0]
+    moved = [_nbytes(read, in_dtypes, values), _nbytes(out_shapes, out_dtypes, values),
              _nbytes(epilogue.get("in_shapes") or [], epilogue.get("in_dtypes") or [], values)]
     nbytes = None if None in moved else sum(moved)  # type: ignore[arg-type]
 

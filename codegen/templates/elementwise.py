@@ -51,18 +51,25 @@ def _needs_coords(shapes: Sequence[Sequence[int]], out_shape: Sequence[int]) -> 
 def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[str],
                 out_shape: Sequence[int], index: str, prefix: str, indent: str,
                 itype: str = "int", number_from: int = 0,
-                loaded: Mapping[int, str] | None = None) -> list[str]:
+                loaded: Mapping[int, str] | None = None,
+                views: Mapping[int, dict] | None = None) -> list[str]:
     """C lines defining `<prefix><number_from + k>` = the element of input `in<first + k>` at
     output index `index`, read through its broadcast strides (coordinates `<prefix>c0..` where
     needed), as a `compute_type` value (a half is loaded into a float). `loaded[k]`, where
-    given, is input k's value already loaded by the caller (a `compute_type` expression)."""
-    loaded = loaded or {}
+    given, is input k's value already loaded by the caller (a `compute_type` expression);
+    `views[k]` (`in_views` entries) reads input k at `offset + sum(c_d * strides[d])`."""
+    loaded, views = loaded or {}, views or {}
     lines: list[str] = []
-    if _needs_coords([s for k, s in enumerate(shapes) if k not in loaded], out_shape):
+    if views or _needs_coords([s for k, s in enumerate(shapes) if k not in loaded], out_shape):
         lines += decompose(index, out_shape, f"{prefix}c", indent, itype)
     for k, (shape, dt) in enumerate(zip(shapes, dtypes, strict=True)):
-        value = (loaded[k] if k in loaded
-                 else load_float(f"in{first + k}[{_at(shape, out_shape, index, prefix)}]", dt))
+        if k in views:
+            offset = int(views[k]["offset"])
+            at = linear(f"{prefix}c", [int(x) for x in views[k]["strides"]])
+            at = f"{offset} + {at}" if offset else at
+        else:
+            at = _at(shape, out_shape, index, prefix)
+        value = loaded[k] if k in loaded else load_float(f"in{first + k}[{at}]", dt)
         lines.append(f"{indent}const {compute_type(dt)} {prefix}{number_from + k} = {value};")
     return lines
 
@@ -157,8 +164,11 @@ def uses_mod(params: dict) -> bool:
 def _pairs_ok(params: dict) -> bool:
     """Whether two neighbouring elements per thread (half pairs) fit: a half is involved and the
     last output dim is even, so a pair never straddles a row and every input is read at an even
-    index (a whole pair) or broadcast along the last dim (one value for both)."""
+    index (a whole pair) or broadcast along the last dim (one value for both); no input is
+    read through strides (`in_views`)."""
     out_shape = params["out_shapes"][0]
+    if params.get("in_views"):
+        return False
     dtypes = [*params["in_dtypes"], params["out_dtypes"][0]]
     if not out_shape or not any(is_half(t) for t in dtypes):
         return False
@@ -208,7 +218,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
     region = params["region"]
     n = prod(out_shape)
-    itype = index_type(n)
+    views = {int(v["input"]): v for v in params.get("in_views") or ()}
+    itype = index_type(n, *(prod(in_shapes[k]) for k in views))
     fns = ", ".join(op["fn"] for op in region["ops"]) or "copy"
     if _pairs_ok(params):
         pairs = prod(out_shape[:-1]) * (out_shape[-1] // 2)
@@ -220,7 +231,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         grid, block = grid_1d(pairs)
     else:
         body = [grid_stride_loop(n, itype)]
-        body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype)
+        body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype,
+                            views=views)
         body += region_lines(region, in_dtypes, "v", "        ")
         result = f"v{region['result']}"
         body.append(f"        out0[i] = {store_from_float(result, out_dtype)};")
@@ -228,7 +240,10 @@ def emit(name: str, params: dict) -> KernelSpec:
         grid, block = grid_1d(n)
     body.append("    }")
     text = source(f"elementwise [{fns}] -> {out_dtype}{list(out_shape)}",
-                  [tactic, "inputs read through numpy broadcast strides"],
+                  [tactic, "inputs read through numpy broadcast strides"] + [
+                      f"input {k} read through strides {v['strides']} from element "
+                      f"{v['offset']} of its {list(in_shapes[k])} (fuse-strided-reads)"
+                      for k, v in sorted(views.items())],
                   signature(name, in_dtypes, [out_dtype], halves=True), body,
                   prelude=any(op["fn"] == "mod" for op in region["ops"]))
     return KernelSpec(text, grid, block, 0)

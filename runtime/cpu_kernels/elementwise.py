@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ember.errors import ShapeError
+from ember.errors import PlanError, ShapeError
 from ember.runtime.cpu_kernels.common import (
     is_floating,
     out_dtype,
@@ -123,6 +123,8 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
     values are numbered inputs first, then each op's result."""
     region = params["region"]
     values = [np.asarray(a) for a in inputs]
+    for view in params.get("in_views") or ():  # fuse-strided-reads: a buffer read by strides
+        values[view["input"]] = strided(values[view["input"]], view, out_shape(params))
     for op in region["ops"]:
         dtype = np.dtype(op["dtype"]) if op.get("dtype") else None
         values.append(scalar_fn(op["fn"], [values[i] for i in op["args"]], dtype,
@@ -132,6 +134,23 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
     if shape is not None and all(isinstance(d, int) for d in shape):
         result = np.broadcast_to(result, tuple(shape))
     return [result]
+
+
+def strided(buffer: np.ndarray, view: dict[str, Any], shape: Any) -> np.ndarray:
+    """The elements of `buffer` (its bytes in row-major order) at `offset + sum(c_d *
+    strides[d])` for each coordinate `c` of `shape`: what a transpose / slice chain absorbed by
+    an elementwise kernel would have made (a read-only view, no copy)."""
+    flat = np.ascontiguousarray(buffer).reshape(-1)
+    if any(int(d) == 0 for d in shape):
+        return np.empty(tuple(int(d) for d in shape), flat.dtype)
+    strides = [int(s) for s in view["strides"]]
+    offset = int(view["offset"])
+    reach = offset + sum(s * (int(d) - 1) for s, d in zip(strides, shape, strict=True))
+    if offset < 0 or min(strides, default=0) < 0 or reach >= flat.size:
+        raise PlanError(f"elementwise view {view} reads past its input's {flat.size} elements")
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=tuple(int(d) for d in shape),
+        strides=[s * flat.itemsize for s in strides], writeable=False)
 
 
 def with_epilogue(kernel: Any) -> Any:

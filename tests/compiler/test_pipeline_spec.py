@@ -22,8 +22,8 @@ def _names(config: BuilderConfig) -> list[str]:
 def test_default_build_pipeline_ends_with_the_kernel_passes():
     names = _names(BuilderConfig())
     assert names[0] == "convert-onnx-to-nn"
-    assert names[-5:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
-                          "fuse-epilogues", "plan-memory"]
+    assert names[-6:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
+                          "fuse-epilogues", "fuse-strided-reads", "plan-memory"]
 
 
 def test_assign_layouts_takes_the_config_as_options():

@@ -71,13 +71,16 @@ def test_elementwise_templates_are_not_launches():
 
 
 def test_elementwise_step_params_match_the_descriptor():
-    """A kernel.elementwise op's plan params (its region as data) are what the elementwise
-    descriptor declares, nested region included; a region op without its dtype is not."""
+    """A kernel.elementwise op's plan params (its region as data, its `views` as `in_views`)
+    are what the elementwise descriptor declares, nested region included; a region op without
+    its dtype is not."""
     from ember.codegen.kernel_step import kernel_step
 
     module = parse_module(ember_context(), """builtin.module {
   func.func @f(%x: tensor<2x8xf32>, %b: tensor<8xf32>) -> tensor<2x8xf16> {
-    %y = kernel.elementwise(%x, %b) : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf16> {
+    %y = kernel.elementwise(%x, %b) attributes {views = [
+        {input = 0 : i64, offset = 0 : i64, strides = array<i64: 1, 2>}]}
+        : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf16> {
     ^bb0(%0: f32, %1: f32):
       %2 = kernel.scalar "add" %0, %1 : (f32, f32) -> f32
       %3 = kernel.scalar "leaky_relu" %2 {alpha = 1.000000e-01 : f64} : (f32) -> f32
