@@ -539,9 +539,13 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
                                               n_size, cv.k_total, cv.groups, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
-    store = gemm_epilogue.int32_store(
-        params, lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}",
-        lambda n: f"g * {cv.mg} + {n}")
+    index = lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"  # noqa: E731
+    column = lambda n: f"g * {cv.mg} + {n}"  # noqa: E731
+    store = gemm_epilogue.int32_store(params, index, column)
+    # int8 results: the sums staged through shared memory, 16-byte stores
+    staged = gemm_epilogue.int8_row_store(params, n_size, [cv.cout, cv.mg], index, column,
+                                          tile.shared_bytes() - (1024 if wgmma else 0),
+                                          tile.bm, tile.bn)
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",
@@ -549,17 +553,20 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op,
-                                    gemm_wgmma.INT8, m0, n0, store)
+                                    gemm_wgmma.INT8, m0, n0, staged or store)
         helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
     else:
         body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, gemm_mma.INT8,
-                                  m0, n0, store)
+                                  m0, n0, staged or store)
         helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
+    if staged:
+        helpers += gemm_epilogue.helpers(stored)
     text = source(_title(params, _Conv(params), "int8 -> int32"),
                   [f"tactic: implicit GEMM on INT8 tensor cores (NHWC, weights OHWI), "
                    f"{loop} (K in int8 pairs), int32 accumulation, "
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
+                   *([gemm_epilogue.STAGED_INT8] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],

@@ -17,6 +17,11 @@ memory floor). Here the block instead
 The results are identical to the unstaged store's. It applies to FP16/BF16 and FP32 (TF32)
 outputs where C[m, n] sits at `index(m, n)`, consecutive along n, with N and every row start a
 multiple of a chunk (NHWC convs whose C_out per group is, row-major matmuls whose N is).
+
+An INT8 GEMM whose epilogue requantizes to int8 (`int8_row_store`) stages its int32 sums as
+they are (no bias: its bias is in the epilogue) and applies the whole epilogue in the drain, 16
+outputs per chunk: one 16-byte store where the fragments stored 1 byte per thread (sectors an
+eighth used), and an int8 residual read with one 16-byte load.
 """
 
 from __future__ import annotations
@@ -36,11 +41,19 @@ from ember.codegen.templates.elementwise import epilogue_lines, epilogue_store
 from ember.runtime.cpu_kernels.common import stored_dtype
 
 VECTOR_BYTES = 16  # one store, one chunk
+STAGED_INT8 = "int8 results staged in shared memory (16-byte stores)"  # the kernels' comment
+
+
+BYTE_TYPES = ("int8", "uint8")
+
+
+def _size(dtype: str) -> int:
+    return 2 if is_half(dtype) else 1 if dtype in BYTE_TYPES else 4
 
 
 def chunk(dtype: str) -> int:
     """Elements of `dtype` in a 16-byte chunk (and of padding per staged row)."""
-    return VECTOR_BYTES // (2 if is_half(dtype) else 4)
+    return VECTOR_BYTES // _size(dtype)
 
 
 @dataclass(frozen=True)
@@ -48,19 +61,25 @@ class RowStore:
     """How a GEMM's outputs reach memory row by row. `index(m, n)` is the flat output index of
     C[m, n] (a C expression, consecutive along n); `column(n)` the output's innermost
     coordinate of column n; `bias(n)` the float expression of column n's bias, or None;
-    `params` the launch's (its `epilogue` and `out_shapes`)."""
+    `params` the launch's (its `epilogue` and `out_shapes`); `staged` the type of the shared
+    tile where it is not the output's (an INT8 GEMM's "int32" sums, see `int8_row_store`)."""
 
     params: dict
     dtype: str
     index: Callable[[str, str], str]
     column: Callable[[str], str]
     bias: Callable[[str], str] | None = None
+    staged: str | None = None
+
+    @property
+    def tile_dtype(self) -> str:
+        return self.staged or self.dtype
 
     def ld(self, bn: int) -> int:
-        return bn + chunk(self.dtype)
+        return bn + chunk(self.tile_dtype)
 
     def shared_bytes(self, bm: int, bn: int) -> int:
-        return bm * self.ld(bn) * VECTOR_BYTES // chunk(self.dtype)
+        return bm * self.ld(bn) * _size(self.tile_dtype)
 
 
 def row_store(params: dict, dtype: str, n: int | str, row_starts: list[int],
@@ -76,10 +95,31 @@ def row_store(params: dict, dtype: str, n: int | str, row_starts: list[int],
     return RowStore(params, dtype, index, column, bias)
 
 
+def int8_row_store(params: dict, n: int | str, row_starts: list[int],
+                   index: Callable[[str, str], str], column: Callable[[str], str],
+                   room: int, bm: int, bn: int) -> RowStore | None:
+    """A `RowStore` for an INT8 GEMM's int32 sums whose epilogue stores int8, where N and each
+    of `row_starts` are static multiples of 16 and the staged BM x BN int32 tile fits in the
+    main loop's `room` bytes of shared memory; else None (the sums are stored one by one)."""
+    if stored_dtype(params) not in BYTE_TYPES or not params.get("epilogue") or is_sym(n) \
+            or int(n) % chunk("int8") \
+            or any(is_sym(s) or int(s) % chunk("int8") for s in row_starts):
+        return None
+    store = RowStore(params, stored_dtype(params), index, column, staged="int32")
+    return store if store.shared_bytes(bm, bn) <= room else None
+
+
 def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: int | str,
                bn: int, indent: str) -> list[str]:
     """Lines writing one thread's accumulator pair (tile row `row`, columns `col`, `col` + 1)
-    into the staged tile `Cs`, bias added and rounded to the output type."""
+    into the staged tile `Cs`, bias added and rounded to the output type (int32 sums: as they
+    are)."""
+    if st.staged is not None:
+        return [f"{indent}{{",
+                f"{indent}    int* c_ = &Cs[({row}) * {st.ld(bn)} + {col}];",
+                f"{indent}    c_[0] = {v0};",
+                f"{indent}    c_[1] = {v1};",
+                f"{indent}}}"]
     lines = [f"{indent}{{", f"{indent}    float v0 = {v0}, v1 = {v1};"]
     if st.bias is not None:
         lines += [f"{indent}    if ({n0} + {col} < {n}) {{",
@@ -97,7 +137,7 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
 def declare(st: RowStore, smem: str) -> list[str]:
     """The staged tile over the pipeline's shared memory `smem` (a pointer expression), after a
     barrier: every warp is done reading the last stage."""
-    t = storage_type(st.dtype)
+    t = storage_type(st.tile_dtype)
     return ["    __syncthreads();  // the pipeline's shared memory is free: stage the outputs",
             f"    {t}* Cs = ({t}*)({smem});"]
 
@@ -108,6 +148,8 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     the epilogue and stores them."""
     size = chunk(st.dtype)
     per_row = bn // size
+    if st.staged is not None:
+        return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
     return ["    __syncthreads();",
             f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
             f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
@@ -148,6 +190,47 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
                     *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded),
                     f"{indent}    {values}.e[e] = {store_from_float('acc', dtype)};",
                     f"{indent}}}"]
+
+
+def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
+                m0: str, n0: str) -> list[str]:
+    """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
+    `int32_store` puts each one through it) into one 16-byte store of int8 results."""
+    params, size = st.params, chunk(st.dtype)
+    per_row = bn // size
+    out_shape = list(params["out_shapes"][0])
+    first = len(params["in_shapes"])
+    epilogue = params["epilogue"]
+    t = storage_type(st.dtype)
+    ind = "            "
+    loads: list[str] = []
+    loaded: dict[int, str] = {}
+    for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
+                                        strict=True)):
+        if list(shape) == out_shape and storage_type(dt) == t:  # an int8 residual
+            loads.append(f"        pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
+                         f"in{first + k}[oi]);")
+            loaded[k] = load_float(f"r{k}.e[e]", dt)
+        elif _innermost_only(list(shape), out_shape) and out_shape[-1] != 1:
+            loaded[k] = load_float(f"in{first + k}[{st.column('n')} + e]", dt)
+    return ["    __syncthreads();",
+            f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
+            f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
+            f"        const int m = {m0} + r, n = {n0} + cc;",
+            f"        if (m >= {m} || n >= {n}) continue;",
+            f"        const size_t oi = {st.index('m', 'n')};",
+            f"        const int* s_ = &Cs[r * {st.ld(bn)} + cc];",
+            "        pack16 h;",
+            *loads,
+            "        #pragma unroll",
+            f"        for (int e = 0; e < {size}; ++e) {{",
+            f"{ind}const int acc = s_[e];",
+            f"{ind}{compute_type(st.dtype)} res;",
+            *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
+            f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
+            "        }",
+            "        *(uint4*)&out0[oi] = h.v;",
+            "    }"]
 
 
 def _innermost_only(shape: list, out_shape: list) -> bool:

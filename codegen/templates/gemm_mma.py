@@ -280,13 +280,14 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     INT8 (`dtype` "int8"): both operands K-major, read as 16-bit pairs of int8 along K (`k`
     and the operands count those pairs, so a BK of 32 pairs is 64 int8), and each m16n8k16
     fragment of pairs is an m16n8k32 int8 fragment (the byte layouts agree); the accumulators
-    are int (s32, exact) and `value` an int expression. No split-K and no staged store."""
+    are int (s32, exact) and `value` an int expression; a staged store must stage them as
+    int32 (`gemm_epilogue.int8_row_store`). No split-K."""
     tile, splits = gemm.tile, gemm.splits
     integer = dtype == INT8
-    if integer and (splits > 1 or isinstance(store, RowStore) or not a.k_contiguous
-                    or not b.k_contiguous):
-        raise ValueError("INT8 tensor cores read K-major operands, without split-K or a "
-                         "staged store")
+    if integer and (splits > 1 or isinstance(store, RowStore) and store.staged != "int32"
+                    or not a.k_contiguous or not b.k_contiguous):
+        raise ValueError("INT8 tensor cores read K-major operands, without split-K, staging "
+                         "int32 sums where they stage")
     bm, bn, bk = tile.bm, tile.bn, tile.bk
     wtm, wtn = bm // tile.wm, bn // tile.wn
     mi_n, ni_n = tile.mi, tile.ni

@@ -223,6 +223,10 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
     tile = gemm.tile
     stored = stored_dtype(params)
     store = gemm_epilogue.int32_store(params, _output_index(m, n), lambda col: col)
+    # int8 results: the sums staged through shared memory, 16-byte stores
+    staged = gemm_epilogue.int8_row_store(params, n, [], _output_index(m, n), lambda col: col,
+                                          tile.shared_bytes() - (1024 if wgmma else 0),
+                                          tile.bm, tile.bn)
 
     body = ["    const int b = blockIdx.z;",
             "    const unsigned short* a16 = (const unsigned short*)in0;",
@@ -231,17 +235,21 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_wgmma.INT8, m0, n0,
-                                    store)
+                                    staged or store)
         helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
     else:
-        body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8, m0, n0, store)
+        body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8, m0, n0,
+                                  staged or store)
         helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
+    if staged:
+        helpers += gemm_epilogue.helpers(stored)
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
                     launch_bounds=(tile.threads, tile.resident), halves=True)
     k = pairs * 2
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
                   "int8 -> int32",
                   [f"tactic: INT8 tensor cores, {loop}, int32 accumulation; batch on grid z",
+                   *([gemm_epilogue.STAGED_INT8] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   sig, body, prelude=uses_mod(params), helpers=helpers)

@@ -277,6 +277,71 @@ def test_int8_matmul_requantizes_to_int8_in_its_epilogue(tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+def _requantize_residual(n: int, residual_shape: list) -> dict:
+    """int8 = clip(round(float(acc) * scale[n] + residual), -128, 127): a requantizing tail
+    that reads an int8 residual of the output's shape."""
+    return {"in_shapes": [[1, n], residual_shape], "in_dtypes": ["float32", "int8"],
+            "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                    {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                    {"fn": "cast", "args": [2], "dtype": "float32"},
+                    {"fn": "add", "args": [4, 5], "dtype": "float32"},
+                    {"fn": "round", "args": [6], "dtype": "float32"},
+                    {"fn": "clip", "args": [7], "dtype": "float32", "alpha": -128.0,
+                     "beta": 127.0},
+                    {"fn": "cast", "args": [8], "dtype": "int8"}],
+            "result": 9, "out_dtype": "int8"}
+
+
+def _requantized(acc, scale, residual):
+    y = (acc.astype(np.float32) * scale).astype(np.float32) + residual.astype(np.float32)
+    return np.clip(np.rint(y), -128, 127).astype(np.int8)
+
+
+@needs_gxx
+@pytest.mark.parametrize("n, staged", [(48, True), (40, False)])
+def test_int8_results_stage_through_shared_memory_where_n_allows(n, staged, tmp_path):
+    """An int8-storing tail with an int8 residual, for every mma.sync tactic: with N a multiple
+    of 16 the int32 sums are staged in shared memory and leave as 16-byte stores (the residual
+    read 16 bytes at once); otherwise stored one by one. Both give the exact result."""
+    m, k = 40, 64
+    params = _params([], m, n, k)
+    params["epilogue"] = _requantize_residual(n, [m, n])
+    rng = np.random.default_rng(9)
+    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
+    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
+    assert (np.abs(want.astype(int)) >= 127).any()  # some saturate
+    for tactic in matmul.tactics(params, "sm_80"):
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        assert ("staged in shared memory" in spec.source) == staged, tactic
+        got = simt_emulator.run(spec, "k", [a, b, scale, residual], [m, n], np.int8, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gxx
+def test_int8_conv_results_stage_through_shared_memory(tmp_path):
+    """An NHWC conv (C_out 32) with the int8-storing tail and an int8 residual: staged, 16-byte
+    stores, exact, for the mma.sync tactics."""
+    from ember.codegen.templates import conv
+    from ember.runtime.cpu_kernels.linear import conv as reference
+
+    params = _conv_params(2, 9, 32, 32, 1, epilogue=False)
+    out = params["out_shapes"][0]
+    rng = np.random.default_rng(11)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    residual = _int8(rng, out)
+    scale = (rng.random((1, 1, 1, 32)) * 2e-3 + 5e-4).astype(np.float32)
+    (acc,) = reference([x, w], params)
+    want = _requantized(acc, scale, residual)
+    params["epilogue"] = _requantize_residual(32, out)
+    params["epilogue"]["in_shapes"][0] = [1, 1, 1, 32]
+    for tactic in conv.tactics(params, "sm_80")[:2]:
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        assert "staged in shared memory" in spec.source, tactic
+        got = simt_emulator.run(spec, "k", [x, w, scale, residual], out, np.int8, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
 def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarray:
     from ember.codegen.nvrtc import compile_cuda, kernel_arch
     from ember.compiler.builder import detect_arch
@@ -322,17 +387,49 @@ def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k, wgmma)
 
 @needs_gpu
 @pytest.mark.cuda
-@pytest.mark.parametrize("stride, epilogue", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("m, n, k", [(256, 192, 512), (130, 80, 272)])
+def test_every_int8_matmul_tactic_requantizes_exactly_on_the_gpu(m, n, k):
+    """The int8-storing tail with an int8 residual (staged through shared memory: N is a
+    multiple of 16) for each wgmma and mma.sync candidate, against numpy."""
+    params = _params([], m, n, k)
+    params["epilogue"] = _requantize_residual(n, [m, n])
+    rng = np.random.default_rng(10)
+    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
+    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
+    tactics = matmul.tactics(params, "sm_90")
+    assert any("wgmma" in t for t in tactics)
+    for tactic in tactics + matmul.tactics(params, "sm_80")[:1]:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        assert "staged in shared memory" in spec.source, tactic
+        got = _run_on_gpu(spec, "k", [a, b, scale, residual], want.shape, np.int8)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gpu
+@pytest.mark.cuda
+@pytest.mark.parametrize("stride, epilogue", [(1, False), (2, False), (1, True),
+                                              (1, "requantize")])
 def test_every_int8_conv_tactic_matches_on_the_gpu(stride, epilogue):
+    """Each candidate of an sm_90 build: its int32 sums, its dequantizing float tail, or its
+    int8-storing tail with an int8 residual (staged through shared memory)."""
     from ember.codegen.templates import conv
     from ember.runtime.cpu_kernels.linear import conv as reference
 
-    params = _conv_params(4, 17, 64, 64, stride, epilogue=epilogue)
+    params = _conv_params(4, 17, 64, 64, stride, epilogue=epilogue is True)
     rng = np.random.default_rng(7)
     x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
     (acc,) = reference([x, w], {k: v for k, v in params.items() if k != "epilogue"})
     inputs, want, dtype = [x, w], acc, np.int32
-    if epilogue:
+    if epilogue == "requantize":
+        out = params["out_shapes"][0]
+        scale = (rng.random((1, 1, 1, 64)) * 2e-3 + 5e-4).astype(np.float32)
+        residual = _int8(rng, out)
+        params["epilogue"] = _requantize_residual(64, out)
+        params["epilogue"]["in_shapes"][0] = [1, 1, 1, 64]
+        inputs += [scale, residual]
+        want, dtype = _requantized(acc, scale, residual), np.int8
+    elif epilogue:
         scale = (rng.random((1, 1, 1, 64)) * 1e-3).astype(np.float32)
         bias = rng.standard_normal((1, 1, 1, 64)).astype(np.float32)
         inputs += [scale, bias]
