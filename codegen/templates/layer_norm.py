@@ -1,6 +1,8 @@
-"""layer_norm: normalize over dims axis..end, then scale (+ bias) broadcast to those dims. One
-thread block per row: mean, then variance of the centred values (two passes), by block trees;
-the RMS variant (`rms`) skips the mean and divides by the root mean square (one pass).
+"""layer_norm: normalize over dims axis..end, then scale (+ bias) broadcast to those dims. Rows of
+at most `WARP_ROW_MAX` elements (a transformer's hidden size): one warp per row, the row held in
+registers, mean and variance by warp shuffles (no shared memory, no barrier); longer rows: one
+thread block per row, mean then variance of the centred values (two passes) by block trees. The
+RMS variant (`rms`) skips the mean and divides by the root mean square.
 float16 / bfloat16 operands are loaded into floats and the row computed in float."""
 
 from __future__ import annotations
@@ -37,15 +39,29 @@ def param(params: dict, k: int, index: str) -> str:
     return load_float(f"in{k}[{index}]", params["in_dtypes"][k])
 
 
+WARP_ROW_MAX = 1024  # the longest row a warp holds in registers (32 floats a lane)
+WARPS = 8  # rows (warps) per block of the warp-per-row kernel
+WARP_SUM = """\
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+"""
+
+
 def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
                     affine: list[str], centred: bool = True) -> KernelSpec:
-    """One block per row of `length`: `mean` (0 unless `centred`) and `inv` = 1 / sqrt(mean of
-    (x - mean)² + eps) by block trees, then the `affine` lines compute `yj`, stored as y[j].
-    `xj` is x[j] as a computing-type (float for a half) expression."""
+    """Rows of `length`: `mean` (0 unless `centred`) and `inv` = 1 / sqrt(mean of
+    (x - mean)² + eps), then the `affine` lines (which read `XJ`, x[j] as a computing-type
+    expression, and `mean`, `inv`, `j`) store y[j]: a warp per row where the row fits its
+    registers (`_warp_rows`), else a block per row with block trees."""
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(not is_float(d) for d in params["in_dtypes"]):
         raise UnsupportedError(f"CUDA {what}: element types {params['in_dtypes']} -> {dtype} "
                                "are not supported")
+    if isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX \
+            and compute_type(dtype) == "float":
+        return _warp_rows(name, params, rows, length, what, affine, centred)
     t = compute_type(dtype)
     f = "" if dtype == "float64" else "f"
     eps = compute_literal(float(params["epsilon"]), dtype)
@@ -82,6 +98,55 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
                   signature(name, params["in_dtypes"], [dtype], halves=True), body,
                   helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
+
+
+def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
+               affine: list[str], centred: bool) -> KernelSpec:
+    """`normalized_rows` with one warp per row: lane l holds x[l], x[l + 32], ... in registers
+    (read once), the sums are warp shuffles, then it stores its own elements."""
+    dtype = params["out_dtypes"][0]
+    eps = compute_literal(float(params["epsilon"]), dtype)
+    per = -(-length // 32)
+    st = storage_type(dtype) if is_half(dtype) else "float"
+    mean = (f"        const float mean = warp_sum(s) / (float){length};" if centred
+            else "        const float mean = 0;")
+    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
+            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
+            f"row += gridDim.x * {WARPS}) {{",
+            f"        const {st}* x = in0 + (size_t)row * {length};",
+            f"        {st}* y = out0 + (size_t)row * {length};",
+            f"        float v[{per}];",
+            "        float s = 0;",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const int j = lane + 32 * i;",
+            f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : 0.0f;",
+            "            s += v[i];",
+            "        }",
+            mean,
+            "        float q = 0;",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const float d = v[i] - mean;",
+            f"            if (lane + 32 * i < {length}) q += d * d;",
+            "        }",
+            f"        const float inv = rsqrtf(warp_sum(q) / (float){length} + {eps});",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const int j = lane + 32 * i;",
+            f"            if (j >= {length}) continue;",
+            *[line.replace("XJ", "v[i]") for line in affine],
+            "        }",
+            "    }"]
+    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
+                  [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
+                   f"the row in registers ({per} a lane), "
+                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
+                   "by warp shuffles"],
+                  signature(name, params["in_dtypes"], [dtype], halves=True), body,
+                  helpers=WARP_SUM)
+    blocks = min(-(-rows // WARPS), 65535)
+    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
 
 
 def store_line(value: str, dtype: str) -> str:

@@ -31,6 +31,7 @@ HEADER = r"""
 #include <vector>
 using std::max;
 using std::min;
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 #define __global__
 #define __device__
 #define __forceinline__ inline

@@ -1,0 +1,64 @@
+"""layer_norm's warp-per-row kernel (rows of at most WARP_ROW_MAX elements, held in registers,
+warp-shuffle sums) against the CPU kernel, on emulated warps (g++), and on the GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ember.codegen.templates import layer_norm
+from ember.runtime.cpu_kernels import KERNELS
+from ember.runtime.cuda import cuda_available
+from tests.codegen import simt_emulator
+
+CASES = [("float32", 13, 768, False), ("float16", 9, 100, False), ("float32", 5, 64, True),
+         ("bfloat16", 8, 1024, False)]
+
+
+def _case(dtype: str, rows: int, length: int, rms: bool):
+    import ml_dtypes  # noqa: F401  (numpy's bfloat16)
+
+    params = {"axis": 1, "epsilon": 1e-5, "in_shapes": [[rows, length], [length], [length]],
+              "in_dtypes": [dtype] * 3, "out_shapes": [[rows, length]], "out_dtypes": [dtype]}
+    if rms:
+        params["rms"] = True
+    rng = np.random.default_rng(length)
+    x = (rng.standard_normal((rows, length)) * 3 + 1).astype(dtype)
+    g = (1 + 0.1 * rng.standard_normal(length)).astype(dtype)
+    b = (0.1 * rng.standard_normal(length)).astype(dtype)
+    (want,) = KERNELS["layer_norm"]([x, g, b], params)
+    return params, [x, g, b], np.asarray(want)
+
+
+def _tolerance(dtype: str) -> float:
+    return {"float32": 2e-5, "float16": 2e-3, "bfloat16": 1.6e-2}[dtype]
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("dtype, rows, length, rms", CASES)
+def test_warp_rows_match_the_cpu_kernel_on_emulated_warps(dtype, rows, length, rms, tmp_path):
+    params, inputs, want = _case(dtype, rows, length, rms)
+    spec = layer_norm.emit("ln", params)
+    assert "one warp per row" in spec.source and spec.block == (256, 1, 1)
+    got = simt_emulator.run(spec, "ln", inputs, [rows, length], want.dtype, tmp_path)
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)
+
+
+def test_long_rows_keep_the_block_per_row_kernel():
+    params, _, _ = _case("float32", 4, layer_norm.WARP_ROW_MAX + 32, False)
+    assert "one block of" in layer_norm.emit("ln", params).source
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("dtype, rows, length, rms", CASES)
+def test_warp_rows_on_the_gpu(dtype, rows, length, rms):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _case(dtype, rows, length, rms)
+    got = _run_on_gpu(layer_norm.emit("ln", params), "ln", inputs, want.shape, want.dtype)
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)
