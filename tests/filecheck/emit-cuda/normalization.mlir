@@ -1,10 +1,11 @@
 // RUN: ember-opt %s -p convert-nn-to-kernel,emit-cuda | filecheck %s
 
 // Batch norm, group norm and LRN. Batch norm: one thread per element, its channel (i / 9) % 2
-// indexing scale, bias, mean and var. Group norm: one block per (batch, group) row of 2 channels
+// indexing scale, bias, mean and var. Group norm: one warp per (batch, group) row of 2 channels
 // x 4 pixels = 8 values, two-pass mean / variance, then each element's channel (row % 2) * 2 +
 // j / 4 picks its scale and bias. LRN with an even size 4: the window is channels c - 1 .. c + 2
 // (ONNX's floor / ceil of (size - 1) / 2), clamped to 0 .. 3, alpha divided by size.
+// (Group norm's rows are short: one warp per row, see layer_norm.mlir.)
 builtin.module {
   func.func @main(%x: tensor<1x2x3x3xf32>, %g: tensor<1x4x2x2xf32>) -> (tensor<1x2x3x3xf32>, tensor<1x4x2x2xf32>, tensor<1x4x2x2xf32>) {
     %s = nn.weight "bn.scale" : tensor<2xf32>
@@ -34,20 +35,19 @@ builtin.module {
 // CHECK-NEXT: | }
 
 // CHECK:      %[[GN:.*]] = kernel.launch "group_norm"(%g, %gs, %gb)
-// CHECK-NEXT: kernel.cuda "[[G:group_norm_[0-9a-f]{12}]]"(%[[GN]]) grid [2, 1, 1] block [32, 1, 1] shared 0 : tensor<1x4x2x2xf32> {
+// CHECK-NEXT: kernel.cuda "[[G:group_norm_[0-9a-f]{12}]]"(%[[GN]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<1x4x2x2xf32> {
 // CHECK-NEXT: | // group_norm groups=2 of [1, 4, 2, 2] eps=1e-05 float32
-// CHECK-NEXT: | // tactic: one block of 32 threads per row (2 rows of 8), two-pass mean / variance with shared-memory trees
+// CHECK-NEXT: | // tactic: one warp per row (2 rows of 8, 8 rows a block), the row in registers (1 a lane), two-pass mean / variance by warp shuffles
 // CHECK:      | extern "C" __global__ void [[G]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0) {
-// CHECK:      |     for (int row = blockIdx.x; row < 2; row += gridDim.x) {
+// CHECK:      |     for (int row = blockIdx.x * 8 + warp; row < 2; row += gridDim.x * 8) {
 // CHECK-NEXT: |         const float* x = in0 + (size_t)row * 8;
 // CHECK-NEXT: |         float* y = out0 + (size_t)row * 8;
-// CHECK:      |         const float mean = block_reduce(s, smem, SumOp()) / (float)8;
-// CHECK:      |             const float d = x[j] - mean;
-// CHECK-NEXT: |             q += d * d;
-// CHECK:      |         const float inv = rsqrtf(block_reduce(q, smem, SumOp()) / (float)8 + 9.999999747378752e-06f);
-// CHECK-NEXT: |         for (int j = threadIdx.x; j < 8; j += 32) {
-// CHECK-NEXT: |             const int c = (row % 2) * 2 + j / 4;
-// CHECK-NEXT: |             y[j] = (x[j] - mean) * inv * in1[c] + in2[c];
+// CHECK:      |         const float mean = warp_sum(s) / (float)8;
+// CHECK:      |             const float d = v[i] - mean;
+// CHECK-NEXT: |             if (lane + 32 * i < 8) q += d * d;
+// CHECK:      |         const float inv = rsqrtf(warp_sum(q) / (float)8 + 9.999999747378752e-06f);
+// CHECK:      |             const int c = (row % 2) * 2 + j / 4;
+// CHECK-NEXT: |             y[j] = (v[i] - mean) * inv * in1[c] + in2[c];
 
 // CHECK:      %[[LRN:.*]] = kernel.launch "lrn"(%g)
 // CHECK-NEXT: kernel.cuda "[[L:lrn_[0-9a-f]{12}]]"(%[[LRN]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<1x4x2x2xf32> {
