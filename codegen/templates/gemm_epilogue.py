@@ -146,16 +146,9 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
           m0: str, n0: str) -> list[str]:
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
     the epilogue and stores them."""
-    size = chunk(st.dtype)
-    per_row = bn // size
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
-    return ["    __syncthreads();",
-            f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
-            f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
-            f"        const int m = {m0} + r, n = {n0} + cc;",
-            f"        if (m >= {m} || n >= {n}) continue;",
-            f"        const size_t oi = {st.index('m', 'n')};",
+    return [*_chunks(st, bm, bn, threads, m, n, m0, n0),
             f"        pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
             *chunk_epilogue(st.params, st.dtype, "h", st.column("n"), "        "),
             "        *(uint4*)&out0[oi] = h.v;",
@@ -168,22 +161,9 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     outputs at flat indices `oi`, `oi` + 1, ... whose innermost coordinate starts at `column`
     (none without an epilogue). Extra inputs of the output's shape and element size are read
     16 bytes at once; those broadcast along all but the innermost dim, by `column`."""
-    epilogue = params.get("epilogue")
-    if epilogue is None:
+    if params.get("epilogue") is None:
         return []
-    t = storage_type(dtype)
-    loaded: dict[int, str] = {}
-    lines: list[str] = []
-    out_shape = list(params["out_shapes"][0])
-    first = len(params["in_shapes"])
-    for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
-                                        strict=True)):
-        if list(shape) == out_shape and storage_type(dt) == t:
-            lines.append(f"{indent}pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
-                         f"in{first + k}[oi]);")
-            loaded[k] = load_float(f"r{k}.e[e]", dt)
-        elif _innermost_only(shape, out_shape):  # per channel / column: no index division
-            loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
+    lines, loaded = _chunk_inputs(params, dtype, column, indent)
     return lines + [f"{indent}#pragma unroll",
                     f"{indent}for (int e = 0; e < {chunk(dtype)}; ++e) {{",
                     f"{indent}    float acc = {load_float(f'{values}.e[e]', dtype)};",
@@ -192,33 +172,52 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
                     f"{indent}}}"]
 
 
-def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-                m0: str, n0: str) -> list[str]:
-    """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
-    `int32_store` puts each one through it) into one 16-byte store of int8 results."""
-    params, size = st.params, chunk(st.dtype)
-    per_row = bn // size
+def _chunk_inputs(params: dict, dtype: str, column: str, indent: str
+                  ) -> tuple[list[str], dict[int, str]]:
+    """The epilogue's extra inputs a 16-byte chunk of outputs at `oi` (innermost coordinate
+    from `column`) reads without index arithmetic: lines loading those of the output's shape
+    and element size with one 16-byte load each (an int8 residual of an int8 output), and the
+    expression of each of those and of the ones broadcast along all but the innermost dim at
+    chunk element `e` (input k -> expression); the others `epilogue_lines` reads itself."""
+    epilogue = params["epilogue"]
+    t = storage_type(dtype)
     out_shape = list(params["out_shapes"][0])
     first = len(params["in_shapes"])
-    epilogue = params["epilogue"]
-    t = storage_type(st.dtype)
-    ind = "            "
-    loads: list[str] = []
+    lines: list[str] = []
     loaded: dict[int, str] = {}
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
-        if list(shape) == out_shape and storage_type(dt) == t:  # an int8 residual
-            loads.append(f"        pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
+        if list(shape) == out_shape and storage_type(dt) == t:
+            lines.append(f"{indent}pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
                          f"in{first + k}[oi]);")
             loaded[k] = load_float(f"r{k}.e[e]", dt)
-        elif _innermost_only(list(shape), out_shape) and out_shape[-1] != 1:
-            loaded[k] = load_float(f"in{first + k}[{st.column('n')} + e]", dt)
+        elif _innermost_only(list(shape), out_shape):  # per channel / column
+            loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
+    return lines, loaded
+
+
+def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
+            m0: str, n0: str) -> list[str]:
+    """After a barrier, the loop over the staged tile's 16-byte output chunks (one per thread
+    at a time, consecutive threads along a row): tile row `r`, column `cc`, output `oi`."""
+    size = chunk(st.dtype)
+    per_row = bn // size
     return ["    __syncthreads();",
             f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
             f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
             f"        const int m = {m0} + r, n = {n0} + cc;",
             f"        if (m >= {m} || n >= {n}) continue;",
-            f"        const size_t oi = {st.index('m', 'n')};",
+            f"        const size_t oi = {st.index('m', 'n')};"]
+
+
+def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
+                m0: str, n0: str) -> list[str]:
+    """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
+    `int32_store` puts each one through it) into one 16-byte store of int8 results."""
+    params, size = st.params, chunk(st.dtype)
+    ind = "            "
+    loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "        ")
+    return [*_chunks(st, bm, bn, threads, m, n, m0, n0),
             f"        const int* s_ = &Cs[r * {st.ld(bn)} + cc];",
             "        pack16 h;",
             *loads,

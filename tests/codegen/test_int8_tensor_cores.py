@@ -292,6 +292,18 @@ def _requantize_residual(n: int, residual_shape: list) -> dict:
             "result": 9, "out_dtype": "int8"}
 
 
+def _requantize_case(m: int, n: int, k: int, seed: int) -> tuple[dict, list, np.ndarray]:
+    """An [m, k] x [n, k] int8 matmul with the requantizing tail: params, inputs (a, b, the
+    per-column scale, the int8 residual) and the expected int8 result."""
+    params = _params([], m, n, k)
+    params["epilogue"] = _requantize_residual(n, [m, n])
+    rng = np.random.default_rng(seed)
+    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
+    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
+    return params, [a, b, scale, residual], want
+
+
 def _requantized(acc, scale, residual):
     y = (acc.astype(np.float32) * scale).astype(np.float32) + residual.astype(np.float32)
     return np.clip(np.rint(y), -128, 127).astype(np.int8)
@@ -303,18 +315,13 @@ def test_int8_results_stage_through_shared_memory_where_n_allows(n, staged, tmp_
     """An int8-storing tail with an int8 residual, for every mma.sync tactic: with N a multiple
     of 16 the int32 sums are staged in shared memory and leave as 16-byte stores (the residual
     read 16 bytes at once); otherwise stored one by one. Both give the exact result."""
-    m, k = 40, 64
-    params = _params([], m, n, k)
-    params["epilogue"] = _requantize_residual(n, [m, n])
-    rng = np.random.default_rng(9)
-    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
-    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
-    want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
+    m = 40
+    params, inputs, want = _requantize_case(m, n, 64, seed=9)
     assert (np.abs(want.astype(int)) >= 127).any()  # some saturate
     for tactic in matmul.tactics(params, "sm_80"):
         spec = matmul.emit("k", {**params, "tactic": tactic})
         assert ("staged in shared memory" in spec.source) == staged, tactic
-        got = simt_emulator.run(spec, "k", [a, b, scale, residual], [m, n], np.int8, tmp_path)
+        got = simt_emulator.run(spec, "k", inputs, [m, n], np.int8, tmp_path)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
@@ -391,18 +398,13 @@ def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k, wgmma)
 def test_every_int8_matmul_tactic_requantizes_exactly_on_the_gpu(m, n, k):
     """The int8-storing tail with an int8 residual (staged through shared memory: N is a
     multiple of 16) for each wgmma and mma.sync candidate, against numpy."""
-    params = _params([], m, n, k)
-    params["epilogue"] = _requantize_residual(n, [m, n])
-    rng = np.random.default_rng(10)
-    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
-    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
-    want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
+    params, inputs, want = _requantize_case(m, n, k, seed=10)
     tactics = matmul.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
     for tactic in tactics + matmul.tactics(params, "sm_80")[:1]:
         spec = matmul.emit("k", {**params, "tactic": tactic})
         assert "staged in shared memory" in spec.source, tactic
-        got = _run_on_gpu(spec, "k", [a, b, scale, residual], want.shape, np.int8)
+        got = _run_on_gpu(spec, "k", inputs, want.shape, np.int8)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
