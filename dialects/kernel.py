@@ -29,6 +29,7 @@ or carries `cuda_fallback = "<reason>"`: it runs on the host.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Set as AbstractSet
 
 from xdsl.dialects.builtin import (
@@ -71,6 +72,7 @@ from xdsl.utils.exceptions import VerifyException
 from ember.dialects.kernel_templates import check_launch
 from ember.dialects.nn.functions import BINARY, UNARY
 from ember.dialects.tensor_types import shape_of
+from ember.runtime.cpu_kernels.elementwise import view_reach
 
 # kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
 SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1}
@@ -173,11 +175,22 @@ def _verify_views(op: ElementwiseOp) -> None:
             raise VerifyException(f"kernel.elementwise: views entry {entry} is not "
                                   "{input = k, offset = o, strides = array<i64: ...>}")
         k, offset = data["input"].value.data, data["offset"].value.data
-        strides = data["strides"].get_values()
-        if not 0 <= k < len(op.inputs) or k in seen or offset < 0 or out is None \
-                or any(not isinstance(d, int) for d in out) or len(strides) != len(out):
-            raise VerifyException(f"kernel.elementwise: views entry {entry} does not fit "
-                                  f"{len(op.inputs)} input(s) and the result {op.output.type}")
+        strides = list(data["strides"].get_values())
+        if not 0 <= k < len(op.inputs) or k in seen:
+            raise VerifyException(f"kernel.elementwise: views entry {entry} names no input of "
+                                  f"the {len(op.inputs)}, or one named before")
+        source = shape_of(op.inputs[k])
+        if out is None or source is None or any(not isinstance(d, int) for d in (*out, *source)):
+            raise VerifyException(f"kernel.elementwise: views entry {entry}: views need static "
+                                  f"shapes ({op.inputs[k].type} -> {op.output.type})")
+        if len(strides) != len(out):
+            raise VerifyException(f"kernel.elementwise: views entry {entry}: one stride per dim "
+                                  f"of the result {op.output.type}")
+        if 0 not in out:
+            low, high = view_reach(offset, strides, out)
+            if low < 0 or high >= math.prod(source):
+                raise VerifyException(f"kernel.elementwise: views entry {entry} reads elements "
+                                      f"{low}..{high}, outside its input {op.inputs[k].type}")
         seen.add(k)
 
 

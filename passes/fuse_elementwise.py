@@ -5,7 +5,8 @@ of the same output shape remains: the producer's scalar ops are inlined into the
 in place of the block argument it fed, its inputs join the consumer's (identical SSA inputs share
 one block argument), and the fused kernel's origin (property and location) is the union of both in
 program order. Values used by anything else (a second kernel, `func.return`, a launch) and
-producers whose result would need broadcasting stay materialized. Ops with a tactic are left alone.
+producers whose result would need broadcasting stay materialized. Ops with a tactic or with
+strided reads (`views`, from fuse-strided-reads) are left alone.
 
 Where chains from two convs / matmuls meet (a residual add), the kernel they fuse into can become
 the epilogue of one of them (fuse-epilogues), the host: the first input's. The other chain would
@@ -105,7 +106,7 @@ def _fusible_producer(consumer: ElementwiseOp, cut: set[ElementwiseOp]) -> Eleme
     for value in consumer.inputs:
         producer = value.owner
         if not isinstance(producer, ElementwiseOp) or producer.tactic is not None \
-                or producer in cut:
+                or producer.views is not None or producer in cut:
             continue
         if producer.parent_block() is not consumer.parent_block():
             continue
@@ -191,7 +192,7 @@ class FuseElementwiseProducer(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ElementwiseOp, rewriter: PatternRewriter) -> None:
-        if op.tactic is not None:
+        if op.tactic is not None or op.views is not None:  # strided reads: fuse-strided-reads
             return
         producer = _fusible_producer(op, self.cut)
         if producer is None:

@@ -13,7 +13,7 @@ An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes
 float the same way, and one that quantizes the result back to int8 for the next layer.
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
-tactic are left alone.
+tactic or strided reads (`views`, fuse-strided-reads') are left alone.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _stores(own: Attribute, wanted: Attribute) -> bool:
 def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
     """The conv / matmul launch among `op`'s inputs whose only user is `op` (or a view whose
     only user is `op`, where `op` reads nothing else), if any; with that view."""
-    if op.tactic is not None:
+    if op.tactic is not None or op.views is not None:  # its own reads: not an epilogue's
         return None
     for value in op.inputs:
         launch, view = value.owner, None

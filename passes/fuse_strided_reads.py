@@ -13,13 +13,15 @@ What is absorbed: links that each have one user (the next link, or the elementwi
 static shapes, row-major buffers (no NHWC / NC4HW4 format, no layout reformat), reshapes
 that strides can express (splitting or merging dims that are contiguous among themselves), and
 at least one transpose or slice in the chain. A chain whose strided read would not move along
-memory with the output's innermost dim (its stride there neither 0 nor 1) is absorbed only
+memory with the output's innermost dim (its stride there none of -1, 0, 1) is absorbed only
 where its first input is small (`SCATTERED_BYTES`: a buffer its producer just wrote, which the
 GPU's L2 still holds, so scattered reads cost less than a second kernel); a large one keeps its
 transpose kernel, which reads and writes coalesced.
 """
 
 from __future__ import annotations
+
+import math
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
@@ -51,10 +53,8 @@ def view_strides(shape: list[int], strides: list[int], new: list[int]) -> list[i
     """Strides reading `new` (same element count) from elements laid out by `shape`/`strides`
     in row-major order, or None where no strides can: each run of `new` dims must cover a run
     of `shape` dims that are contiguous among themselves."""
-    count = 1
-    for d in shape:
-        count *= d
-    if count != _prod(new):
+    count = math.prod(shape)
+    if count != math.prod(new):
         return None
     if count <= 1 or not shape:
         return [0] * len(new)
@@ -76,13 +76,6 @@ def view_strides(shape: list[int], strides: list[int], new: list[int]) -> list[i
     return out if at == -1 else None
 
 
-def _prod(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _chain(value: SSAValue, consumer: Operation) -> tuple[SSAValue, list[Operation]] | None:
     """The first input of the movement chain ending in `value` (read by `consumer`), and the
     chain's ops from `consumer`'s side; None without a transpose or slice in it."""
@@ -94,8 +87,9 @@ def _chain(value: SSAValue, consumer: Operation) -> tuple[SSAValue, list[Operati
             links.append(op)
             value, user = op.input, op
         elif isinstance(op, LaunchOp) and op.template.data in MOVEMENT \
-                and op.epilogue is None and len(op.outputs) == 1 \
-                and "reformat" not in op.params.data:
+                and op.epilogue is None and len(op.outputs) == 1 and len(op.inputs) == 1 \
+                and "reformat" not in op.params.data \
+                and (op.template.data != "slice" or "starts" in op.params.data):
             links.append(op)
             value, user = op.inputs[0], op
         else:
@@ -112,7 +106,7 @@ def _strides(source: SSAValue, links: list[Operation]) -> tuple[int, list[int]] 
     shape = _row_major(source)
     if shape is None:
         return None
-    strides = [_prod(shape[d + 1:]) for d in range(len(shape))]
+    strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
     offset = 0
     for op in reversed(links):
         result = op.results[0]
@@ -179,8 +173,8 @@ def _absorb(op: ElementwiseOp) -> bool:
             continue
         offset, strides = mapped
         strides = _broadcast(in_shape, strides, out)
-        if out and out[-1] > 1 and strides[-1] not in (0, 1) and \
-                _prod(_row_major(source) or []) * _itemsize(source) > SCATTERED_BYTES:
+        if out and out[-1] > 1 and strides[-1] not in (-1, 0, 1) and \
+                math.prod(_row_major(source) or []) * _itemsize(source) > SCATTERED_BYTES:
             continue  # large, and not read along memory: the movement kernel stays
         views[k] = {"input": k, "offset": offset, "strides": strides}
         operands[k] = source

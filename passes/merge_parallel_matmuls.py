@@ -150,9 +150,10 @@ def _merge_integer(group: list[_Member], store: WeightStore) -> None:
     widths = [m.weight.shape[1] for m in group]
     tail = merged_chain(matmul.output, steps, widths, store, tag)
     Rewriter.insert_op(tail, InsertPoint.after(matmul))
-    ends = [links for links in zip(*steps, strict=True)]  # per member, its links in order
-    pieces = _slices(tail[-1].results[0], tail[-1], widths, [m.matmul for m in group])
-    for m, links, piece in zip(group, ends, pieces, strict=True):
+    per_member = list(zip(*steps, strict=True))  # each member's links, in order
+    pieces = _slices(tail[-1].results[0], tail[-1], widths,
+                     [links[-1].op for links in per_member])
+    for m, links, piece in zip(group, per_member, pieces, strict=True):
         links[-1].op.results[0].replace_all_uses_with(piece.output)
         ops = [link.op for link in reversed(links)] + [m.matmul]
         constants = [v.owner for op in ops for v in op.operands

@@ -102,10 +102,12 @@ def common_chains(values: Sequence[SSAValue], store: WeightStore) -> list[list[L
 def _side_by_side(links: Sequence[Link], widths: Sequence[int], rank: int,
                   store: WeightStore, tag: str) -> Operation:
     """One constant: each member's constant over its `widths` columns, along N; a scalar
-    when every member's is the same single value."""
+    when every member's is the same single value made the same way (equal refit recipes)."""
     arrays = [link.constant for link in links]
     dtype = arrays[0].dtype
-    if all(a.size == 1 for a in arrays) and len({a.reshape(-1)[0].tobytes() for a in arrays}) == 1:
+    same = len({a.reshape(-1)[0].tobytes() for a in arrays}) == 1 and all(
+        link.recipe == links[0].recipe for link in links)  # a refit must keep them equal
+    if all(a.size == 1 for a in arrays) and same:
         return make_constant(arrays[0].reshape(()), store, tag,
                              node("reshape", [links[0].recipe], shape=[]))
     parts = [apply("channel_vector", [a], rank=rank, n=n) for a, n in zip(arrays, widths,

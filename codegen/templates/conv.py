@@ -539,8 +539,12 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
                                               n_size, cv.k_total, cv.groups, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
-    index = lambda m, n: f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"  # noqa: E731
-    column = lambda n: f"g * {cv.mg} + {n}"  # noqa: E731
+    def index(m: str, n: str) -> str:
+        return f"(size_t){m} * {cv.cout} + g * {cv.mg} + {n}"
+
+    def column(n: str) -> str:
+        return f"g * {cv.mg} + {n}"
+
     store = gemm_epilogue.int32_store(params, index, column)
     # int8 results: the sums staged through shared memory, 16-byte stores
     staged = gemm_epilogue.int8_row_store(params, n_size, [cv.cout, cv.mg], index, column,

@@ -286,8 +286,8 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     integer = dtype == INT8
     if integer and (splits > 1 or isinstance(store, RowStore) and store.staged != "int32"
                     or not a.k_contiguous or not b.k_contiguous):
-        raise ValueError("INT8 tensor cores read K-major operands, without split-K, staging "
-                         "int32 sums where they stage")
+        raise ValueError("INT8 tensor cores need K-major operands, no split-K, and a staged "
+                         "store of int32 sums (gemm_epilogue.int8_row_store) where they stage")
     bm, bn, bk = tile.bm, tile.bn, tile.bk
     wtm, wtn = bm // tile.wm, bn // tile.wn
     mi_n, ni_n = tile.mi, tile.ni

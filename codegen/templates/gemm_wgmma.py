@@ -249,7 +249,10 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
              ) -> list[str]:
     """The body of a wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN) of C;
     `store(m, n, value, indent)` stores one in-range output (`value` a float expression; an int
-    one for INT8), or a `RowStore` stages them through shared memory (`gemm_epilogue`)."""
+    one for INT8), or a `RowStore` stages them through shared memory (`gemm_epilogue`; INT8's
+    int32 sums only as int32, `gemm_epilogue.int8_row_store`)."""
+    if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
+        raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
     tile = gemm.tile
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]

@@ -1,5 +1,6 @@
 """group_norm: normalize each group of channels over its channels and spatial dims, then scale and
-shift per channel. One thread block per (batch, group) row, two-pass mean / variance."""
+shift per channel. Each (batch, group) row as layer_norm's rows: one warp per row of at most
+1024 values, else one thread block per row; two-pass mean / variance."""
 
 from __future__ import annotations
 

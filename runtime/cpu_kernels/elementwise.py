@@ -136,6 +136,13 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
     return [result]
 
 
+def view_reach(offset: int, strides: list[int], shape: Any) -> tuple[int, int]:
+    """The lowest and highest element a strided view of a non-empty `shape` reads (strides
+    may be negative: a slice with a negative step)."""
+    spans = [s * (int(d) - 1) for s, d in zip(strides, shape, strict=True)]
+    return (offset + sum(x for x in spans if x < 0), offset + sum(x for x in spans if x > 0))
+
+
 def strided(buffer: np.ndarray, view: dict[str, Any], shape: Any) -> np.ndarray:
     """The elements of `buffer` (its bytes in row-major order) at `offset + sum(c_d *
     strides[d])` for each coordinate `c` of `shape`: what a transpose / slice chain absorbed by
@@ -145,9 +152,10 @@ def strided(buffer: np.ndarray, view: dict[str, Any], shape: Any) -> np.ndarray:
         return np.empty(tuple(int(d) for d in shape), flat.dtype)
     strides = [int(s) for s in view["strides"]]
     offset = int(view["offset"])
-    reach = offset + sum(s * (int(d) - 1) for s, d in zip(strides, shape, strict=True))
-    if offset < 0 or min(strides, default=0) < 0 or reach >= flat.size:
-        raise PlanError(f"elementwise view {view} reads past its input's {flat.size} elements")
+    low, high = view_reach(offset, strides, shape)
+    if low < 0 or high >= flat.size:
+        raise PlanError(f"elementwise view {view} reads outside its input's {flat.size} "
+                        "elements")
     return np.lib.stride_tricks.as_strided(
         flat[offset:], shape=tuple(int(d) for d in shape),
         strides=[s * flat.itemsize for s in strides], writeable=False)

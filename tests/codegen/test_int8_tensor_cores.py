@@ -292,13 +292,15 @@ def _requantize_residual(n: int, residual_shape: list) -> dict:
             "result": 9, "out_dtype": "int8"}
 
 
-def _requantize_case(m: int, n: int, k: int, seed: int) -> tuple[dict, list, np.ndarray]:
-    """An [m, k] x [n, k] int8 matmul with the requantizing tail: params, inputs (a, b, the
-    per-column scale, the int8 residual) and the expected int8 result."""
-    params = _params([], m, n, k)
-    params["epilogue"] = _requantize_residual(n, [m, n])
+def _requantize_case(m: int, n: int, k: int, seed: int, batch: tuple = ()
+                     ) -> tuple[dict, list, np.ndarray]:
+    """A [*batch, m, k] x [n, k] int8 matmul with the requantizing tail: params, inputs (a, b,
+    the per-column scale, the int8 residual) and the expected int8 result."""
+    params = _params(list(batch), m, n, k)
+    params["epilogue"] = _requantize_residual(n, [*batch, m, n])
     rng = np.random.default_rng(seed)
-    a, b, residual = _int8(rng, (m, k)), _int8(rng, (n, k)), _int8(rng, (m, n))
+    a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
+    residual = _int8(rng, (*batch, m, n))
     scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
     want = _requantized(a.astype(np.int64) @ b.astype(np.int64).T, scale, residual)
     return params, [a, b, scale, residual], want
@@ -310,29 +312,34 @@ def _requantized(acc, scale, residual):
 
 
 @needs_gxx
-@pytest.mark.parametrize("n, staged", [(48, True), (40, False)])
-def test_int8_results_stage_through_shared_memory_where_n_allows(n, staged, tmp_path):
+@pytest.mark.parametrize("batch, m, n, staged", [((), 40, 48, True), ((), 40, 40, False),
+                                                 ((2,), 20, 32, True)])
+def test_int8_results_stage_through_shared_memory_where_n_allows(batch, m, n, staged, tmp_path):
     """An int8-storing tail with an int8 residual, for every mma.sync tactic: with N a multiple
     of 16 the int32 sums are staged in shared memory and leave as 16-byte stores (the residual
-    read 16 bytes at once); otherwise stored one by one. Both give the exact result."""
-    m = 40
-    params, inputs, want = _requantize_case(m, n, 64, seed=9)
+    read 16 bytes at once); otherwise stored one by one. Both give the exact result, batched
+    with M short of a tile too."""
+    params, inputs, want = _requantize_case(m, n, 64, seed=9, batch=batch)
     assert (np.abs(want.astype(int)) >= 127).any()  # some saturate
     for tactic in matmul.tactics(params, "sm_80"):
         spec = matmul.emit("k", {**params, "tactic": tactic})
         assert ("staged in shared memory" in spec.source) == staged, tactic
-        got = simt_emulator.run(spec, "k", inputs, [m, n], np.int8, tmp_path)
+        got = simt_emulator.run(spec, "k", inputs, [*batch, m, n], np.int8, tmp_path)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
 @needs_gxx
-def test_int8_conv_results_stage_through_shared_memory(tmp_path):
-    """An NHWC conv (C_out 32) with the int8-storing tail and an int8 residual: staged, 16-byte
-    stores, exact, for the mma.sync tactics."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_int8_conv_results_stage_through_shared_memory(groups, tmp_path):
+    """An NHWC conv (C_out 32; also as 2 groups of 16, each group's columns at g * 16) with the
+    int8-storing tail and an int8 residual: staged, 16-byte stores, exact, for the mma.sync
+    tactics."""
     from ember.codegen.templates import conv
     from ember.runtime.cpu_kernels.linear import conv as reference
 
     params = _conv_params(2, 9, 32, 32, 1, epilogue=False)
+    params["groups"] = groups
+    params["in_shapes"][1] = [32, 3, 3, 32 // groups]
     out = params["out_shapes"][0]
     rng = np.random.default_rng(11)
     x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])

@@ -62,3 +62,23 @@ def test_warp_rows_on_the_gpu(dtype, rows, length, rms):
     tol = _tolerance(dtype)
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
                                atol=tol)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_group_norms_warp_rows_match_the_cpu_kernel_on_emulated_warps(tmp_path):
+    """group_norm's rows (batch x group, each its channels x pixels: 2 x 25 = 50 values) on the
+    warp-per-row kernel, each value's channel picking its scale and bias."""
+    from ember.codegen.templates import group_norm
+
+    params = {"groups": 3, "epsilon": 1e-5, "in_shapes": [[2, 6, 5, 5], [6], [6]],
+              "in_dtypes": ["float32"] * 3, "out_shapes": [[2, 6, 5, 5]],
+              "out_dtypes": ["float32"]}
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 6, 5, 5)) * 2 + 1).astype(np.float32)
+    g, b = (1 + 0.1 * rng.standard_normal(6)).astype(np.float32), \
+        (0.1 * rng.standard_normal(6)).astype(np.float32)
+    (want,) = KERNELS["group_norm"]([x, g, b], params)
+    spec = group_norm.emit("gn", params)
+    assert "one warp per row" in spec.source
+    got = simt_emulator.run(spec, "gn", [x, g, b], [2, 6, 5, 5], np.dtype("float32"), tmp_path)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

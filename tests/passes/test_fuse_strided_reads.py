@@ -19,14 +19,16 @@ from ember.runtime.plan import plan_bytes
 from tests.codegen import simt_emulator
 
 
-def _model(shape=(2, 4, 12), start=4, end=8, heads=2, perm=(0, 2, 1, 3), users=1):
-    """x -> Slice(last axis, start:end) -> Reshape [.., heads, d] -> Transpose(perm) -> Relu
-    -> Neg (+ the transposed tensor itself as a second output when `users` is 2)."""
+def _model(shape=(2, 4, 12), start=4, end=8, heads=2, perm=(0, 2, 1, 3), users=1, step=1):
+    """x -> Slice(last axis, start:end:step) -> Reshape [.., heads, d] -> Transpose(perm) ->
+    Relu -> Neg (+ the transposed tensor itself as a second output when `users` is 2)."""
     b, s, _ = shape
-    d = (end - start) // heads
+    d = len(range(start, end, step)) // heads
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (
-        ("starts", [start]), ("ends", [end]), ("axes", [2]), ("shape", [b, s, heads, d]))]
-    nodes = [h.make_node("Slice", ["x", "starts", "ends", "axes"], ["sl"], name="slice"),
+        ("starts", [start]), ("ends", [end]), ("axes", [2]), ("steps", [step]),
+        ("shape", [b, s, heads, d]))]
+    nodes = [h.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["sl"],
+                         name="slice"),
              h.make_node("Reshape", ["sl", "shape"], ["heads"], name="reshape"),
              h.make_node("Transpose", ["heads"], ["t"], perm=list(perm), name="transpose"),
              h.make_node("Relu", ["t"], ["r"], name="relu"),
@@ -40,9 +42,9 @@ def _model(shape=(2, 4, 12), start=4, end=8, heads=2, perm=(0, 2, 1, 3), users=1
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
-def _reference(x, start=4, end=8, heads=2, perm=(0, 2, 1, 3)):
+def _reference(x, start=4, end=8, heads=2, perm=(0, 2, 1, 3), step=1):
     b, s, _ = x.shape
-    t = x[:, :, start:end].reshape(b, s, heads, -1).transpose(perm)
+    t = x[:, :, start:end:step].reshape(b, s, heads, -1).transpose(perm)
     return -np.maximum(t, 0)
 
 
@@ -72,6 +74,71 @@ def test_a_slice_reshape_transpose_chain_is_read_through_strides(perm):
     got = Runtime("cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context().execute({"x": x})["y"]
     np.testing.assert_array_equal(got, _reference(x, perm=perm))
+
+
+def test_a_reversed_slice_reads_through_negative_strides(tmp_path):
+    """Columns 7 down to 4 (step -1), split into heads and transposed: offset 7, the last
+    stride -1; the CPU plan and the CUDA C (emulated) give numpy's result exactly."""
+    from ember.codegen.emit_cuda import emit_step
+    from ember.runtime.manifest import decode
+
+    model = _model(start=7, end=3, step=-1)
+    x = np.random.default_rng(3).standard_normal((2, 4, 12)).astype(np.float32)
+    want = _reference(x, start=7, end=3, step=-1)
+    manifest, sections = build_model(model, BuilderConfig())
+    (step,) = manifest["steps"]
+    assert step["params"]["in_views"] == [{"input": 0, "offset": 7, "strides": [48, -2, 12, -1]}]
+    got = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context().execute({"x": x})["y"]
+    np.testing.assert_array_equal(got, want)
+    if simt_emulator.available():
+        gpu, _ = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
+        params = decode(gpu["steps"][0]["params"])
+        name, spec = emit_step({"name": "e", "template": "elementwise", "params": params})
+        got = simt_emulator.run(spec, name, [x], params["out_shapes"][0], np.dtype("float32"),
+                                tmp_path)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fusions_after_it_leave_strided_reads_alone():
+    """fuse-strided-reads before fuse-elementwise (a pipeline written by hand): the relu that
+    reads through strides keeps its views and is not inlined into the neg after it (the fused
+    kernel would read the input as if it were the output's shape)."""
+    from ember.compiler.builder import pipeline_for
+    from ember.passes import make_pass
+
+    config = BuilderConfig()
+    names = [p.name for p in pipeline_for(config)]
+    names.remove("fuse-strided-reads")
+    names.insert(names.index("fuse-elementwise"), "fuse-strided-reads")
+    manifest, sections = build_model(_model(), config, passes=[make_pass(n) for n in names])
+    views = [s for s in manifest["steps"] if "in_views" in s["params"]]
+    assert len(views) == 1 and len(manifest["steps"]) == 2
+    x = np.random.default_rng(4).standard_normal((2, 4, 12)).astype(np.float32)
+    got = Runtime("cpu").deserialize_cuda_engine(
+        plan_bytes(manifest, sections)).create_execution_context().execute({"x": x})["y"]
+    np.testing.assert_array_equal(got, _reference(x))
+
+
+def test_a_view_reading_outside_its_input_is_refused():
+    from xdsl.utils.exceptions import VerifyException
+
+    from ember.dialects import ember_context
+    from ember.dialects.weights import parse_module
+
+    text = """builtin.module {
+  func.func @f(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+    %y = kernel.elementwise(%x) attributes {views = [
+        {input = 0 : i64, offset = 4 : i64, strides = array<i64: 8, 1>}]}
+        : (tensor<2x8xf32>) -> tensor<2x8xf32> {
+    ^bb0(%0: f32):
+      kernel.yield %0 : f32
+    }
+    func.return %y : tensor<2x8xf32>
+  }
+}"""
+    with pytest.raises(VerifyException, match=r"reads elements 4\.\.19, outside its input"):
+        parse_module(ember_context(), text).verify()
 
 
 def test_a_transpose_with_another_user_stays():

@@ -25,3 +25,20 @@ builtin.module {
 // CHECK-NEXT: nn.binary "div" %[[A]], %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
 // CHECK:      nn.binary "add" %{{.*}}, %{{.*}} : tensor<2xf16>, tensor<4x2xf16> -> tensor<4x2xf16>
 // CHECK:      nn.unary "relu" %{{.*}} : tensor<4x2xf16> -> tensor<4x2xf16>
+
+// An add of a dequantized value and a float activation (not a constant, not dequantized) feeding
+// a quantize is not between Q/DQ only: it runs in FP16 like any add.
+builtin.module {
+  func.func @mixed(%x: tensor<4x2xi8>, %f: tensor<4x2xf32>) -> tensor<4x2xi8> {
+    %s = nn.constant dense<0.5> : tensor<f32>
+    %c = nn.cast %x {ember.qdq_math, to = f32} : tensor<4x2xi8> -> tensor<4x2xf32>
+    %d = nn.binary "mul" %c, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %a = nn.binary "add" %d, %f : tensor<4x2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+    %q = nn.binary "div" %a, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %i = nn.cast %q {ember.qdq_math, to = i8} : tensor<4x2xf32> -> tensor<4x2xi8>
+    func.return %i : tensor<4x2xi8>
+  }
+}
+
+// CHECK-LABEL: func.func @mixed
+// CHECK:       nn.binary "add" %{{.*}}, %{{.*}} : tensor<4x2xf16>, tensor<4x2xf16> -> tensor<4x2xf16>
