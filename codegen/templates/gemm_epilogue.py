@@ -45,10 +45,12 @@ STAGED_INT8 = "int8 results staged in shared memory (16-byte stores)"  # the ker
 
 
 BYTE_TYPES = ("int8", "uint8")
+# bytes of an element of the types a staged tile or its outputs hold
+_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1, "uint8": 1}
 
 
 def _size(dtype: str) -> int:
-    return 2 if is_half(dtype) else 1 if dtype in BYTE_TYPES else 4
+    return _SIZES[dtype]
 
 
 def chunk(dtype: str) -> int:
