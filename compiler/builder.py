@@ -553,21 +553,28 @@ class BuilderConfig(ContextManaged):
             self.layer_precisions[name] = precision_name(precision, f"layer '{node}'")
 
     def set_layer_output_types(self, spec: str | dict[tuple[str, int], Any]) -> None:
-        """Per-layer output types: trtexec's "NODE:fp16,SPLIT:fp16+fp32" (one type per output,
-        in order) or {(node, index): precision}; a name may hold one wildcard '*', as in
-        `set_layer_precisions`."""
+        """Per-layer output types: trtexec's "NODE:fp16,SPLIT:fp16+fp32" (one type: every
+        floating-point output of the layer, as trtexec broadcasts it; several: one per output,
+        in order) or {(node, index): precision} (index "*": every output); a name may hold one
+        wildcard '*', as in `set_layer_precisions`."""
+        from ember.passes.precision_policy import EVERY_OUTPUT
+
         if isinstance(spec, str):
             items: dict[tuple[str, int], Any] = {}
             for item in filter(None, (s.strip() for s in spec.split(","))):
                 node, sep, types = item.rpartition(":")
                 if not sep or not node or not types:
                     raise EmberError(f"--layer-output-types: '{item}' is not NODE:TYPE[+TYPE...]")
-                for index, t in enumerate(types.split("+")):
-                    items[(node, index)] = t
+                names = types.split("+")
+                for index, t in enumerate(names):
+                    items[(node, EVERY_OUTPUT if len(names) == 1 else index)] = t
         else:
             items = dict(spec)
         for (node, index), precision in items.items():
-            key = (_check_pattern(str(node), "--layer-output-types"), int(index))
+            key = (_check_pattern(str(node), "--layer-output-types"),
+                   EVERY_OUTPUT if index == "*" else int(index))
+            if key[1] < EVERY_OUTPUT:
+                raise EmberError(f"layer '{node}': output index {index} is negative")
             self.layer_output_types.pop(key, None)  # read left to right: a later one wins
             self.layer_output_types[key] = precision_name(
                 precision, f"layer '{node}' output #{index}")
@@ -580,7 +587,7 @@ class BuilderConfig(ContextManaged):
                    "constraints": self.precision_constraints,
                    "layer_precisions": ",".join(f"{n}:{p}"
                                                 for n, p in self.layer_precisions.items()),
-                   "output_types": ",".join(f"{n}:{i}:{p}"
+                   "output_types": ",".join(f"{n}:{'*' if i < 0 else i}:{p}"
                                             for (n, i), p in self.layer_output_types.items())}
         if not (options["fp16"] or options["bf16"] or options["tf32"]
                 or options["layer_precisions"] or options["output_types"]):
@@ -753,7 +760,8 @@ def check_strongly_typed(config: BuilderConfig, where: str) -> None:
     (`ember bench --stronglyTyped` builds under it too). TF32 is a math mode, not a type."""
     given = [f"BuilderFlag.{f.name}" for f in _TYPE_CHANGING if config.get_flag(f)]
     given += [f"layer '{n}' precision" for n in config.layer_precisions]
-    given += [f"layer '{n}' output {i} type" for n, i in config.layer_output_types]
+    given += [f"layer '{n}' output {'*' if i < 0 else i} type"
+              for n, i in config.layer_output_types]
     if given:
         raise EmberError(f"a STRONGLY_TYPED network takes its types from the network; "
                          f"{where} set {', '.join(given)}, which would change them (build "
@@ -1108,8 +1116,11 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
     change: nodes with no FP32 output (integer ones, and those the model already has in
     FP16/BF16: precisions apply to FP32 tensors), an output type the outputs that are not
     FP32, casts and Q/DQ nodes, whose types the model fixes, and nodes of constants only, which
-    the build folds away. A pattern that matches no node is an error (as a misspelt name is);
-    one that matches only nodes named exactly matches."""
+    the build folds away; a pattern's type for every output (trtexec's single type) leaves a
+    node with a type named for any of its outputs alone. A pattern that matches no node is an
+    error (as a misspelt name is); one that matches only nodes named exactly matches."""
+    from ember.passes.precision_policy import EVERY_OUTPUT
+
     def is_pattern(name: str) -> bool:
         return "*" in name
 
@@ -1136,8 +1147,10 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
         for (pattern, index), precision in type_patterns.items():  # in order: the last wins
             if _matches(pattern, name):
                 matched.add(pattern)
-                if settable and index in floats.get(name, ()) \
-                        and (name, index) not in named_types:
+                every = index == EVERY_OUTPUT and floats.get(name) \
+                    and not any(n == name for n, _ in named_types)
+                if settable and (every or index in floats.get(name, ()) \
+                        and (name, index) not in named_types):
                     types[(name, index)] = precision
     unmatched = sorted(({*precision_patterns} | {p for p, _ in type_patterns}) - matched)
     if unmatched:

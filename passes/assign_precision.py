@@ -25,7 +25,8 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
 - Per-layer precisions (`layer_precisions`, "NODE:fp32,NODE2:fp16", keyed by ONNX node name,
   i.e. an op's origin) pin an op to that precision, with casts around it; a fused op with several
   origins takes FP32 if any of them is pinned to FP32. Per-layer output types
-  (`output_types`, "NODE:INDEX:fp16") cast that result after the op. Where a pin cannot be
+  (`output_types`, "NODE:INDEX:fp16"; INDEX '*': each floating-point result, one named by its
+  own index excepted) cast that result after the op. Where a pin cannot be
   honoured (an op kept in FP32, or one without floating-point compute, pinned lower; an output
   index the op does not have), `constraints="obey"` is an error naming the node and "prefer" /
   "none" a warning (ember has no timing to overrule a hint with, so "none" follows the hints
@@ -68,6 +69,7 @@ from ember.passes.convert_onnx_to_nn import update_function_type
 from ember.passes.precision_casts import ValueConverter, cancel_casts
 from ember.passes.precision_policy import (
     CONSTRAINTS,
+    EVERY_OUTPUT,
     F32,
     PRECISIONS,
     TF32_OPS,
@@ -98,7 +100,7 @@ class AssignPrecision(ModulePass):
     layer_precisions: str = ""
     """Per-node precisions, "NODE:fp32,NODE2:fp16" (ONNX node names)."""
     output_types: str = ""
-    """Per-node output types, "NODE:INDEX:fp16,..."."""
+    """Per-node output types, "NODE:INDEX:fp16,..." (INDEX '*': each floating-point output)."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.constraints not in CONSTRAINTS:
@@ -172,23 +174,40 @@ class _Assigner:
                 if name != node:
                     continue
                 self.seen.add(name)
-                if index >= len(op.results):
-                    self.policy.refuse(op, node, f"has no output #{index} after import "
-                                       f"({len(op.results)} result(s))")
-                    continue
-                result, want = op.results[index], PRECISIONS[prec]
-                if not self.policy.is_f32(result) and element_type_of(result) != want:
-                    self.policy.refuse(op, node, f"output #{index} is "
-                                       f"{element_type_of(result)}, not a floating-point "
-                                       f"tensor to make {prec}")
-                    continue
-                if element_type_of(result) == want:
-                    continue
-                cast = build(CastOp, [result], {"to": want})
-                Rewriter.insert_op(cast, InsertPoint.after(op))
-                result.replace_uses_with_if(cast.output,
-                                            lambda use, c=cast: use.operation is not c)
-                self.original[cast.output] = F32  # its users convert it as an FP32 value
+                if index == EVERY_OUTPUT:
+                    self._every_output(op, node, prec)
+                else:
+                    self._output_type(op, node, index, prec)
+
+    def _every_output(self, op: NNOp, node: str, prec: str) -> None:
+        """INDEX '*': each floating-point result (trtexec's one type for all of a layer's
+        outputs); a node named by an exact INDEX for one of them keeps that one's type."""
+        want = PRECISIONS[prec]
+        floats = [i for i, r in enumerate(op.results)
+                  if (node, i) not in self.outputs
+                  and (self.policy.is_f32(r) or element_type_of(r) == want)]
+        if not floats and not any((node, i) in self.outputs for i in range(len(op.results))):
+            self.policy.refuse(op, node, f"has no floating-point output to make {prec}")
+        for i in floats:
+            self._output_type(op, node, i, prec)
+
+    def _output_type(self, op: NNOp, node: str, index: int, prec: str) -> None:
+        """Cast result `index` of `op` (of ONNX node `node`) to `prec`, or refuse."""
+        if index >= len(op.results):
+            self.policy.refuse(op, node, f"has no output #{index} after import "
+                               f"({len(op.results)} result(s))")
+            return
+        result, want = op.results[index], PRECISIONS[prec]
+        if not self.policy.is_f32(result) and element_type_of(result) != want:
+            self.policy.refuse(op, node, f"output #{index} is {element_type_of(result)}, not a "
+                               f"floating-point tensor to make {prec}")
+            return
+        if element_type_of(result) == want:
+            return
+        cast = build(CastOp, [result], {"to": want})
+        Rewriter.insert_op(cast, InsertPoint.after(op))
+        result.replace_uses_with_if(cast.output, lambda use, c=cast: use.operation is not c)
+        self.original[cast.output] = F32  # its users convert it as an FP32 value
 
     def _edge(self, ret: func.ReturnOp) -> None:
         """The function returns what it declared: cast changed outputs back."""

@@ -51,17 +51,21 @@ def parse_layer_precisions(spec: str, what: str = "layer_precisions") -> dict[st
     return out
 
 
+EVERY_OUTPUT = -1  # an output type's index meaning each floating-point output (INDEX '*')
+
+
 def parse_output_types(spec: str) -> dict[tuple[str, int], str]:
-    """"NODE:INDEX:fp16,..." -> {(node, index): precision}."""
+    """"NODE:INDEX:fp16,..." -> {(node, index): precision}; INDEX '*' is `EVERY_OUTPUT`."""
     out: dict[tuple[str, int], str] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         head, sep, prec = item.rpartition(":")
         node, sep2, index = head.rpartition(":")
         prec = prec.strip().lower()
-        if not (sep and sep2 and node and index.isdigit()) or prec not in PRECISIONS:
-            raise PassError(f"output_types: '{item}' is not NODE:INDEX:PRECISION with PRECISION "
-                            f"one of {', '.join(PRECISIONS)}")
-        out[(node, int(index))] = prec
+        if not (sep and sep2 and node and (index.isdigit() or index == "*")) \
+                or prec not in PRECISIONS:
+            raise PassError(f"output_types: '{item}' is not NODE:INDEX:PRECISION with INDEX a "
+                            f"number or '*' and PRECISION one of {', '.join(PRECISIONS)}")
+        out[(node, EVERY_OUTPUT if index == "*" else int(index))] = prec
     return out
 
 
@@ -149,7 +153,7 @@ def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
     return op.name == "nn.plugin" and op.runs_in(element_type)  # type: ignore[attr-defined]
 
 
-__all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "F32", "MOVEMENT", "PRECISIONS",
+__all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "EVERY_OUTPUT", "F32", "MOVEMENT", "PRECISIONS",
            "PrecisionPolicy", "QDQ_MATH", "TF32_OPS", "parse_layer_precisions",
            "parse_output_types", "precision_name"]
 

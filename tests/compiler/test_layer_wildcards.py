@@ -17,8 +17,9 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
-from ember.compiler.builder import BuilderConfig, expand_layer_patterns
+from ember.compiler.builder import BuilderConfig, build_model, expand_layer_patterns
 from ember.errors import EmberError
+from ember.passes.precision_policy import EVERY_OUTPUT
 
 
 def _model() -> onnx.ModelProto:
@@ -60,7 +61,7 @@ def test_star_names_every_layer_a_precision_can_change():
     model has them, as trtexec skips layers of non-activation types."""
     assert _expand("*:fp16").layer_precisions == {n: "fp16" for n in FP32_LAYERS}
     types = _expand(output_types="*:fp16").layer_output_types
-    assert types == {(n, 0): "fp16" for n in FP32_LAYERS}
+    assert types == {(n, EVERY_OUTPUT): "fp16" for n in FP32_LAYERS}
 
 
 @pytest.mark.parametrize("spec, want", [
@@ -83,10 +84,10 @@ def test_a_name_in_one_table_leaves_the_other_tables_patterns():
     only a node named exactly is no error."""
     both = _expand("mm32:fp32", "*:fp16")
     assert both.layer_precisions == {"mm32": "fp32"}
-    assert both.layer_output_types[("mm32", 0)] == "fp16"
+    assert both.layer_output_types[("mm32", EVERY_OUTPUT)] == "fp16"
     reverse = _expand("*:bf16", "mm32:fp16")
     assert reverse.layer_precisions["mm32"] == "bf16"
-    assert reverse.layer_output_types == {("mm32", 0): "fp16"}
+    assert reverse.layer_output_types == {("mm32", EVERY_OUTPUT): "fp16"}
     assert _expand("mm32:fp32,mm*:fp16").layer_precisions == {"mm32": "fp32"}
 
 
@@ -142,3 +143,45 @@ def test_ember_bench_and_build_take_the_wildcard(tmp_path):
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert "'nosuch*' match no node of the model" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def _split_model() -> onnx.ModelProto:
+    """x -> Split into two halves (node "sp") -> each Relu'd, two outputs."""
+    graph = h.make_graph([
+        h.make_node("Split", ["x", "sizes"], ["a", "b"], name="sp", axis=1),
+        h.make_node("Relu", ["a"], ["ya"], name="ra"),
+        h.make_node("Relu", ["b"], ["yb"], name="rb")], "split",
+        [h.make_tensor_value_info("x", T.FLOAT, [2, 8])],
+        [h.make_tensor_value_info("ya", T.FLOAT, [2, 4]),
+         h.make_tensor_value_info("yb", T.FLOAT, [2, 4])],
+        [numpy_helper.from_array(np.array([4, 4], np.int64), "sizes")])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_one_output_type_applies_to_every_output_as_trtexec():
+    """trtexec broadcasts a single --layerOutputTypes type to each of a layer's outputs: both of
+    the split's results (two slices after import) are cast to FP16 after assign-precision."""
+    config = BuilderConfig()
+    config.set_layer_output_types("sp:fp16")
+    assert config.layer_output_types == {("sp", EVERY_OUTPUT): "fp16"}
+    stages: dict[str, str] = {}
+    build_model(_split_model(), config,
+                after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    text = stages["assign-precision"]
+    slices = re.findall(r"(%\w+) = nn\.slice", text)
+    assert len(slices) == 2
+    for value in slices:
+        assert re.search(rf"nn\.cast {value} \{{to = f16\}}", text), text
+
+
+def test_several_output_types_go_one_per_output():
+    config = BuilderConfig()
+    config.set_layer_output_types("sp:fp16+fp32")
+    assert config.layer_output_types == {("sp", 0): "fp16", ("sp", 1): "fp32"}
+
+
+def test_output_type_index_star_in_the_pass_spec():
+    config = BuilderConfig()
+    config.set_layer_output_types({("sp", "*"): "fp16"})
+    assert config.layer_output_types == {("sp", EVERY_OUTPUT): "fp16"}
+    assert config.precision_options()["output_types"] == "sp:*:fp16"
