@@ -46,7 +46,7 @@ class Link:
 def _link(value: SSAValue, store: WeightStore) -> Link | None:
     """The elementwise op that is `value`'s only user, if it keeps `value`'s shape and (a
     binary) combines it with a constant that varies along the last axis at most."""
-    if value.uses.get_length() != 1:
+    if value.uses.get_length() != 1 or shape_of(value) is None:
         return None
     op = next(iter(value.uses)).operation
     if not isinstance(op, _CHAIN_OPS) or shape_of(op.results[0]) != shape_of(value):
