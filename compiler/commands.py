@@ -130,8 +130,10 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         source, float_model, calibrated = _quantized_for_report(model, config)
         feeds = _report_inputs(float_model, batches[0] if batches else None, shapes)
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
+    ran: list = []  # the passes the build ran, with their options (wildcards expanded)
 
     def read_formats(index: int, p, module) -> None:
+        ran.append(p)
         if p.name == "choose-formats":
             from ember.passes.choose_formats import format_report
 
@@ -146,7 +148,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     if quiet:
         return manifest
     if verbose:
-        out.write(f"pipeline: {pipeline_text(pipeline_for(config))}\n")
+        out.write(f"pipeline: {pipeline_text(ran)}\n")
         out.write("".join(formats))
         out.write(layer_table(manifest))
         out.write(config.progress_monitor.report(

@@ -67,6 +67,21 @@ def test_build_verbose_prints_the_pipeline(tmp_path):
     assert line == "pipeline: " + pipeline_text(pipeline_for(BuilderConfig(flags=BuilderFlag.TF32)))
 
 
+def test_build_verbose_prints_the_pipeline_it_ran(tmp_path):
+    """A wildcard per-layer precision prints expanded, as the build ran assign-precision: one
+    pin per node it matched (the pipeline line re-parses as that pass list)."""
+    path = tmp_path / "block.onnx"
+    onnx.save(conv_relu_add(), path)
+    out = io.StringIO()
+    build(path, tmp_path / "block.plan", shapes="x:1x4x8x8", verbose=True, out=out,
+          layer_precisions="*:fp32")
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("pipeline: "))
+    (assign,) = [p for p in parse_pipeline_text(line.removeprefix("pipeline: "))
+                 if p.name == "assign-precision"]
+    assert sorted(assign.layer_precisions.split(",")) == ["add1:fp32", "conv1:fp32",
+                                                          "relu1:fp32"]
+
+
 def _matmul_model() -> onnx.ModelProto:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
