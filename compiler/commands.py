@@ -132,7 +132,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     formats: list[str] = []  # what choose-formats decided (GPU builds), for --verbose
     ran: list = []  # the passes the build ran, with their options (wildcards expanded)
 
-    def read_formats(index: int, p, module) -> None:
+    def record(index: int, p, module) -> None:
         ran.append(p)
         if p.name == "choose-formats":
             from ember.passes.choose_formats import format_report
@@ -140,7 +140,7 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
             formats.append(format_report(module))
 
     manifest, sections = build_model(source, config, dump_dir=dump_dir,
-                                     after_pass=read_formats if verbose else None)
+                                     after_pass=record if verbose else None)
     write_plan(output, manifest, sections)
     if config.timing_cache is not None:
         tc.update_file(config.timing_cache, timing_cache)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, BlockArgument, Region, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -38,11 +38,13 @@ from ember.dialects.tensor_types import element_type_of, plan_dims
 GEMM_TEMPLATES = ("conv", "matmul")  # the launches fuse-epilogues gives an epilogue
 
 
-def _origin_names(op: ElementwiseOp) -> list[str]:
-    """The ONNX nodes behind `op`: its location, else its `origin` property."""
+def _origin_names(op: Operation) -> list[str]:
+    """The ONNX nodes behind a kernel op: its location, else its `origin` property (none for a
+    `kernel.view`)."""
     names = origin_of(op)
-    if not names and op.origin is not None:
-        names = [a.data for a in op.origin.data if isinstance(a, StringAttr)]
+    origin = op.properties.get("origin")
+    if not names and isinstance(origin, ArrayAttr):
+        names = [a.data for a in origin.data if isinstance(a, StringAttr)]
     return names
 
 

@@ -30,10 +30,10 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from ember.dialects.attributes import attribute_value, to_attribute
-from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
-from ember.dialects.origin import origin_of, set_origin
-from ember.dialects.tensor_types import element_type_of, format_of, shape_of
+from ember.dialects.origin import set_origin
+from ember.dialects.tensor_types import format_of, shape_of
+from ember.passes.fuse_elementwise import _bytes, _origin_names
 from ember.runtime.formats import NCHW
 
 MOVEMENT = ("transpose", "slice")
@@ -132,25 +132,12 @@ def _strides(source: SSAValue, links: list[Operation]) -> tuple[int, list[int]] 
     return offset, strides
 
 
-def _itemsize(value: SSAValue) -> int:
-    return numpy_dtype(element_type_of(value)).itemsize
-
-
 def _broadcast(shape: list[int], strides: list[int], out: list[int]) -> list[int]:
     """`strides` of an input of `shape` read at the output's coordinates (numpy broadcasting:
     0 along broadcast dims)."""
     pad = len(out) - len(shape)
     return [0 if d < pad or shape[d - pad] == 1 and out[d] != 1 else strides[d - pad]
             for d in range(len(out))]
-
-
-def _names(op: Operation) -> list[str]:
-    """The ONNX nodes behind a kernel op: its location, else its `origin` property."""
-    names = origin_of(op)
-    origin = op.properties.get("origin")
-    if not names and isinstance(origin, ArrayAttr):
-        names = [a.data for a in origin.data if isinstance(a, StringAttr)]
-    return names
 
 
 def _absorb(op: ElementwiseOp) -> bool:
@@ -174,15 +161,15 @@ def _absorb(op: ElementwiseOp) -> bool:
         offset, strides = mapped
         strides = _broadcast(in_shape, strides, out)
         if out and out[-1] > 1 and strides[-1] not in (-1, 0, 1) and \
-                math.prod(_row_major(source) or []) * _itemsize(source) > SCATTERED_BYTES:
+                math.prod(_row_major(source) or []) * _bytes(source) > SCATTERED_BYTES:
             continue  # large, and not read along memory: the movement kernel stays
         views[k] = {"input": k, "offset": offset, "strides": strides}
         operands[k] = source
         erased += links
     if not erased:
         return False
-    names = [n for link in reversed(erased) for n in _names(link)]
-    names = list(dict.fromkeys(names + _names(op)))
+    names = [n for link in reversed(erased) for n in _origin_names(link)]
+    names = list(dict.fromkeys(names + _origin_names(op)))
     op.operands = operands
     if names:  # the absorbed kernels' nodes first, as they ran before it
         op.properties["origin"] = ArrayAttr([StringAttr(n) for n in names])
