@@ -8,7 +8,10 @@ tactics timed on this GPU, then
   INT8 plan with FP32 elsewhere.
 Needs PyTorch (the model comes from it) and a GPU.
 
-    python tools/profile_int8_bert.py [--batch 8] [--layer 0]
+    python tools/profile_int8_bert.py [--batch 8] [--layer 0] [--save-plan q.plan]
+
+--save-plan writes the INT8+FP16 plan (tactics timed on this GPU), e.g. for
+`tools/sass_check.py q.plan` to show its INT8 wgmma kernels issue IGMMA.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--layer", type=int, default=0, help="the encoder layer to list")
+    parser.add_argument("--save-plan", type=Path, help="write the INT8+FP16 plan here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_models as bm
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(5):
         context.execute(feed)
     report = PlanReport(bytes(engine.serialize()))
+    if args.save_plan:
+        args.save_plan.write_bytes(bytes(engine.serialize()))
     steps = report.manifest["steps"]
     layers = {layer.name: layer for layer in profiler.layers()}
     total: dict[str, float] = collections.defaultdict(float)
