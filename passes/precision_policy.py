@@ -135,17 +135,39 @@ class PrecisionPolicy:
 
 
 def _between_qdq(op: NNOp) -> bool:
-    """An elementwise op between a dequantize and a quantize: its operands are dequantized
-    values (or constants), its result only quantized. It stays in FP32, as the quantize
-    arithmetic around it does: the kernel it fuses into computes it in registers, where FP16
-    would only round the value the quantize then rounds again."""
-    if op.name not in ("nn.unary", "nn.binary") or op.results[0].uses.get_length() == 0:
+    """An elementwise op between dequantizes and quantizes: it belongs to a connected group of
+    elementwise ops (the erf GELU's div, erf, add and mul between an int8 GEMM's dequantize and
+    the next quantize) whose operands from outside the group are dequantized values or
+    constants, at least one dequantized, and whose results leave the group only into
+    quantizes. The group stays in FP32, as the quantize arithmetic around it does: the kernel
+    it fuses into computes it in registers, where FP16 would only round values the quantize
+    then rounds again (and cost two conversions each)."""
+    if op.name not in _ELEMENTWISE or op.results[0].uses.get_length() == 0:
         return False
-    producers = [v.owner for v in op.operands]
-    dequantized = [p for p in producers if isinstance(p, Operation) and QDQ_MATH in p.attributes]
-    constant = [p for p in producers if isinstance(p, Operation) and not p.operands]
-    return bool(dequantized) and len(dequantized) + len(constant) == len(producers) and all(
-        QDQ_MATH in use.operation.attributes for use in op.results[0].uses)
+    group, todo, dequantized = {op}, [op], False
+    while todo:
+        member = todo.pop()
+        neighbours = []
+        for value in member.operands:
+            producer = value.owner
+            if not isinstance(producer, Operation):
+                return False  # a function argument: a float activation
+            if QDQ_MATH in producer.attributes:
+                dequantized = True
+            elif producer.operands:
+                neighbours.append(producer)
+        neighbours += [use.operation for use in member.results[0].uses
+                       if QDQ_MATH not in use.operation.attributes]
+        for other in neighbours:
+            if other.name not in _ELEMENTWISE:
+                return False
+            if other not in group:
+                group.add(other)
+                todo.append(other)
+    return dequantized
+
+
+_ELEMENTWISE = ("nn.unary", "nn.binary")
 
 
 def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:

@@ -42,3 +42,53 @@ builtin.module {
 
 // CHECK-LABEL: func.func @mixed
 // CHECK:       nn.binary "add" %{{.*}}, %{{.*}} : tensor<4x2xf16>, tensor<4x2xf16> -> tensor<4x2xf16>
+
+// The erf GELU between a dequantize and a quantize: div, erf, add and mul form one group whose
+// outside operands are the dequantized value and constants and whose result only feeds the
+// quantize. The whole group stays FP32 (no cast in or out of FP16).
+builtin.module {
+  func.func @gelu(%x: tensor<4x2xi8>) -> tensor<4x2xi8> {
+    %s = nn.constant dense<0.5> : tensor<f32>
+    %r2 = nn.constant dense<1.41421354> : tensor<f32>
+    %one = nn.constant dense<1.0> : tensor<f32>
+    %c = nn.cast %x {ember.qdq_math, to = f32} : tensor<4x2xi8> -> tensor<4x2xf32>
+    %d = nn.binary "mul" %c, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %t = nn.binary "div" %d, %r2 : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %e = nn.unary "erf" %t : tensor<4x2xf32> -> tensor<4x2xf32>
+    %p = nn.binary "add" %e, %one : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %g = nn.binary "mul" %d, %p : tensor<4x2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+    %q = nn.binary "div" %g, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %i = nn.cast %q {ember.qdq_math, to = i8} : tensor<4x2xf32> -> tensor<4x2xi8>
+    func.return %i : tensor<4x2xi8>
+  }
+}
+
+// CHECK-LABEL: func.func @gelu
+// CHECK-NOT:   f16
+// CHECK:       nn.binary "div" %{{.*}}, %{{.*}} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+// CHECK-NEXT:  nn.unary "erf" %{{.*}} : tensor<4x2xf32> -> tensor<4x2xf32>
+// CHECK-NEXT:  nn.binary "add" %{{.*}}, %{{.*}} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+// CHECK-NEXT:  nn.binary "mul" %{{.*}}, %{{.*}} : tensor<4x2xf32>, tensor<4x2xf32> -> tensor<4x2xf32>
+// CHECK-NOT:   f16
+// CHECK:       func.return
+
+// The same GELU where the erf's result also feeds a float output: the group leaks into a
+// float consumer, so it runs in FP16 as usual.
+builtin.module {
+  func.func @leaks(%x: tensor<4x2xi8>) -> (tensor<4x2xi8>, tensor<4x2xf32>) {
+    %s = nn.constant dense<0.5> : tensor<f32>
+    %r2 = nn.constant dense<1.41421354> : tensor<f32>
+    %c = nn.cast %x {ember.qdq_math, to = f32} : tensor<4x2xi8> -> tensor<4x2xf32>
+    %d = nn.binary "mul" %c, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %t = nn.binary "div" %d, %r2 : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %e = nn.unary "erf" %t : tensor<4x2xf32> -> tensor<4x2xf32>
+    %q = nn.binary "div" %e, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %i = nn.cast %q {ember.qdq_math, to = i8} : tensor<4x2xf32> -> tensor<4x2xi8>
+    %y = nn.unary "sigmoid" %e : tensor<4x2xf32> -> tensor<4x2xf32>
+    func.return %i, %y : tensor<4x2xi8>, tensor<4x2xf32>
+  }
+}
+
+// CHECK-LABEL: func.func @leaks
+// CHECK:       nn.binary "div" %{{.*}}, %{{.*}} : tensor<4x2xf16>, tensor<f16> -> tensor<4x2xf16>
+// CHECK:       nn.unary "erf" %{{.*}} : tensor<4x2xf16> -> tensor<4x2xf16>
