@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from ember.codegen.quantize_c import div_prelude
 from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
 from ember.codegen.symbolic import C_PREFIX, cdiv, is_sym, smin, upper
 from ember.dialects.kernel_templates import descriptor
@@ -175,9 +176,10 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
     types' definitions where the kernel uses them)."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
-    halves = half_prelude("\n".join([helpers, sig, *body]))
-    if halves:
-        parts += [halves]
+    text = "\n".join([helpers, sig, *body])
+    for needed in (half_prelude(text), div_prelude(text)):
+        if needed:
+            parts += [needed]
     if prelude:
         parts += [PRELUDE]
     if helpers:

@@ -7,8 +7,9 @@ two neighbouring elements with 4-byte loads and stores of the half pairs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
+from ember.codegen import quantize_c
 from ember.codegen.scalar_c import (
     c_type,
     compute_type,
@@ -44,6 +45,13 @@ def _at(shape: Sequence[int], out_shape: Sequence[int], index: str, prefix: str)
     return linear(f"{prefix}c", broadcast_strides(shape, out_shape))
 
 
+def _uniform(shapes: Sequence[Sequence[int]], first: int = 0,
+             views: Collection[int] = ()) -> frozenset[int]:
+    """The region values (input k is value `first + k`) read at one element for every output."""
+    return frozenset(first + k for k, shape in enumerate(shapes)
+                     if k not in views and prod(shape) == 1)
+
+
 def _needs_coords(shapes: Sequence[Sequence[int]], out_shape: Sequence[int]) -> bool:
     return any(list(s) != list(out_shape) and prod(s) != 1 for s in shapes)
 
@@ -74,15 +82,25 @@ def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[st
     return lines
 
 
-def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str) -> list[str]:
+def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
+                 uniform: Collection[int] = ()) -> list[str]:
     """C lines computing a region's ops over values `<prefix>0..` (of `dtypes`), each op's result
     the next numbered value; the result is `<prefix><region["result"]>`. A value of a half type
-    is a float holding a value of that type."""
+    is a float holding a value of that type. `uniform`: the arguments that hold the same value
+    for every element (a float32 division by one multiplies by its reciprocal, exactly:
+    `quantize_c.div_by`); quantize arithmetic prints in `quantize_c`'s cheaper exact forms."""
     dtypes, lines = list(dtypes), []
-    for op in region["ops"]:
+    cheaper = quantize_c.rewrites(region, dtypes)
+    for i, op in enumerate(region["ops"]):
         args = [f"{prefix}{a}" for a in op["args"]]
-        expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
-                           op.get("alpha"), op.get("beta"))
+        if i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
+            expr = quantize_c.expression(*cheaper[i], prefix, c_type(op["dtype"]))
+        elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] == "float32" and \
+                {dtypes[a] for a in op["args"]} == {"float32"}:
+            expr = quantize_c.div_by(*args)
+        else:
+            expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
+                               op.get("alpha"), op.get("beta"))
         lines.append(f"{indent}const {compute_type(op['dtype'])} {prefix}{len(dtypes)} = {expr};"
                      f"  // {op['fn']}")
         dtypes.append(op["dtype"])
@@ -118,7 +136,8 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
              f"{indent}const {compute_type(dtype)} e0 = {round_to(value, dtype)};"]
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
                          index, "e", indent, "size_t", number_from=1, loaded=loaded)
-    lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent)
+    lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent,
+                          uniform=_uniform(epilogue["in_shapes"], first=1))
     last = f"e{epilogue['result']}"
     target = result or value
     if is_half(stored):
@@ -200,8 +219,8 @@ def _pair_lines(params: dict, itype: str) -> list[str]:
                         f"b{k} = {load_float(pair + '.y', dt)};")
         else:
             body.append(f"{ind}const {ct} a{k} = in{k}[{at}], b{k} = in{k}[{at} + 1];")
-    body += region_lines(region, in_dtypes, "a", ind)
-    body += region_lines(region, in_dtypes, "b", ind)
+    body += region_lines(region, in_dtypes, "a", ind, uniform=_uniform(in_shapes))
+    body += region_lines(region, in_dtypes, "b", ind, uniform=_uniform(in_shapes))
     a, b = f"a{region['result']}", f"b{region['result']}"
     if is_half(out_dtype):
         st = storage_type(out_dtype)
@@ -233,7 +252,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         body = [grid_stride_loop(n, itype)]
         body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype,
                             views=views)
-        body += region_lines(region, in_dtypes, "v", "        ")
+        body += region_lines(region, in_dtypes, "v", "        ",
+                             uniform=_uniform(in_shapes, views=views))
         result = f"v{region['result']}"
         body.append(f"        out0[i] = {store_from_float(result, out_dtype)};")
         tactic = "tactic: one thread per output element, grid-stride loop, block 256;"

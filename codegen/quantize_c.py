@@ -1,0 +1,135 @@
+"""Cheaper C for the quantize arithmetic of a scalar region, bit for bit the same results.
+
+A quantize is `round(x / s)` clipped to the integer type's range and cast to it; the next
+dequantize casts back to float. Printed op by op, every quantize costs a `rintf` (FRND), a
+float -> int conversion and an int -> float one, all in the GPU's conversion unit (16 per clock
+per SM on sm_80/sm_90, against 128 float adds), so an INT8 GEMM whose fused tail holds seven
+fake-quantizes (the erf GELU of a QDQ BERT) spends most of its epilogue there. `rewrites` finds,
+in a region's op list, the ops that print as full-rate float arithmetic instead:
+
+- `round` whose only user is a `clip` to integer bounds within 2**22: clip first, then round by
+  adding and subtracting 1.5 * 2**23 (`MAGIC`): for |v| <= 2**22 the sum lands where the float
+  spacing is 1, so it is rounded to nearest even exactly as `rintf`. Clipping first gives the
+  same value (the bounds are integers; a NaN clips to the lower bound both ways); only the sign
+  of a zero may differ (-0.3 rounds to +0 here, -0 by `rintf`), which no later cast, multiply
+  or add can tell apart. The `clip` then prints as a copy.
+- a cast of such an integral float to an integer type holding its range: the bits of v + MAGIC
+  less those of MAGIC (an add and an integer subtract).
+- a cast of that integer back to float32: the integral float it came from.
+
+And a division by a value the same for every element (a quantize's scale) multiplies by the
+divisor's reciprocal and corrects once (`DIV_PRELUDE`, Markstein's step: with y = 1/s rounded
+to nearest and q = x * y, q + (x - q * s) * y rounded once is x / s rounded to nearest, where
+nothing underflows or overflows; the other cases take the full division). A float32 division
+is a reciprocal in the conversion unit and a fix-up sequence; this is three float operations
+once the reciprocal is known, and the compiler computes `__frcp_rn(s)` once for all elements
+that divide by the same loaded value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ember.codegen.scalar_c import c_literal
+
+MAGIC = "12582912.0f"  # 1.5 * 2**23
+MAGIC_BITS = "0x4B400000"
+_LIMIT = 2 ** 22
+_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+               "uint16": (0, 65535), "int32": (-(2 ** 31), 2 ** 31 - 1)}
+
+
+Rewrite = tuple[str, int, tuple[float, float]]
+
+
+def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
+    """{op position: (form, value, bounds)} for the ops of `region` (over values of `dtypes`,
+    the region's arguments first) that print in a cheaper exact form: "rint_clipped" (`value`
+    clipped to `bounds`, then rounded: a round, its clip's bounds), "copy" (`value` itself) and
+    "to_int" (a cast of `value`, an integral float32 within `bounds`)."""
+    ops = region["ops"]
+    first = len(dtypes)
+    dtype_of = list(dtypes) + [op["dtype"] for op in ops]
+    uses = [0] * len(dtype_of)
+    for op in ops:
+        for a in op["args"]:
+            uses[a] += 1
+    uses[region["result"]] += 1
+    integral: dict[int, tuple[float, float]] = {}  # value -> (lo, hi): an integral float32
+    source: dict[int, int] = {}  # an int value cast from an integral float32 -> that float
+    out: dict[int, Rewrite] = {}
+    for i, op in enumerate(ops):
+        value, fn, args = first + i, op["fn"], op["args"]
+        if fn == "clip" and op["dtype"] == "float32" and _integral_bounds(op):
+            arg = args[0]
+            producer = arg - first
+            if producer >= 0 and ops[producer]["fn"] == "round" and \
+                    ops[producer]["dtype"] == "float32":
+                bounds = integral[value] = (op["alpha"], op["beta"])
+                if uses[arg] == 1:
+                    out[producer] = ("rint_clipped", ops[producer]["args"][0], bounds)
+                    out[i] = ("copy", arg, bounds)
+        elif fn == "cast" and op["dtype"] in _INT_RANGES and args[0] in integral:
+            lo, hi = integral[args[0]]
+            low, high = _INT_RANGES[op["dtype"]]
+            if low <= lo and hi <= high:
+                out[i] = ("to_int", args[0], (lo, hi))
+                source[value] = args[0]
+        elif fn == "cast" and op["dtype"] == "float32" and args[0] in source:
+            integral[value] = integral[source[args[0]]]
+            out[i] = ("copy", source[args[0]], integral[value])
+    return out
+
+
+def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
+               c_type: str) -> str:
+    """The C expression of a `rewrites` entry over values named `<prefix><n>`; `c_type` is the
+    op's result type (for "to_int")."""
+    x = f"{prefix}{value}"
+    if form == "copy":
+        return x
+    if form == "rint_clipped":
+        return rint_clipped(x, c_literal(bounds[0], "float32"), c_literal(bounds[1], "float32"))
+    if form == "to_int":
+        return to_int(x, c_type)
+    raise ValueError(f"quantize_c: unknown form {form!r}")
+
+
+DIV_PRELUDE = """\
+// x / s rounded to nearest (IEEE) from y = __frcp_rn(s): one Markstein correction of x * y
+__device__ __forceinline__ float ember_div_by(float x, float s, float y) {
+    const float q = __fmul_rn(x, y), aq = fabsf(q);
+    if (fabsf(s) >= 0x1p-125f && fabsf(s) <= 0x1p125f) {
+        if (x == 0.0f) return q;
+        if (fabsf(x) >= 0x1p-96f && aq >= 0x1p-100f && aq <= 0x1p125f)
+            return __fmaf_rn(__fmaf_rn(-q, s, x), y, q);
+    }
+    return __fdiv_rn(x, s);
+}
+"""
+
+
+def div_by(x: str, s: str) -> str:
+    """C: float32 `x / s` for a divisor `s` the same for every element (`DIV_PRELUDE`)."""
+    return f"ember_div_by({x}, {s}, __frcp_rn({s}))"
+
+
+def div_prelude(text: str) -> str:
+    """DIV_PRELUDE where kernel text `text` calls `ember_div_by`, else ""."""
+    return DIV_PRELUDE if "ember_div_by(" in text else ""
+
+
+def rint_clipped(x: str, lo: str, hi: str) -> str:
+    """C: `x` clipped to [lo, hi] (integers within 2**22) and rounded to nearest even."""
+    return f"__fsub_rn(__fadd_rn(fminf(fmaxf({x}, {lo}), {hi}), {MAGIC}), {MAGIC})"
+
+
+def to_int(x: str, c_type: str) -> str:
+    """C: the integral float32 `x` (within 2**22) as `c_type`, without a conversion."""
+    return f"({c_type})(__float_as_int(__fadd_rn({x}, {MAGIC})) - {MAGIC_BITS})"
+
+
+def _integral_bounds(op: dict) -> bool:
+    lo, hi = op.get("alpha"), op.get("beta")
+    return lo is not None and hi is not None and float(lo).is_integer() and \
+        float(hi).is_integer() and -_LIMIT <= lo <= hi <= _LIMIT

@@ -1,0 +1,127 @@
+"""quantize_c: the quantize arithmetic of a scalar region printed without the conversion unit
+(round by 1.5 * 2**23 after the clip, casts through the float's bits, division by a uniform
+scale through its reciprocal and one Markstein correction) gives the numpy kernel's values bit
+for bit: on emulated threads (g++) and on the GPU, over values at every rounding midpoint and
+the edges (zeros, NaN, infinities, subnormals, overflow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ember.codegen import quantize_c
+from ember.codegen.templates import elementwise
+from ember.runtime.cpu_kernels import KERNELS
+from ember.runtime.cuda import cuda_available
+from tests.codegen import simt_emulator
+
+# x / s, round, clip to int8, cast to int8 and back, times s (a fake-quantize), and a division
+# of x by the uniform s on its own
+FAKE_QUANT = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "float32"},
+                      {"fn": "round", "args": [2], "dtype": "float32"},
+                      {"fn": "clip", "args": [3], "dtype": "float32", "alpha": -128.0,
+                       "beta": 127.0},
+                      {"fn": "cast", "args": [4], "dtype": "int8"},
+                      {"fn": "cast", "args": [5], "dtype": "float32"},
+                      {"fn": "mul", "args": [6, 1], "dtype": "float32"}],
+              "result": 7}
+QUANTIZE = {"ops": FAKE_QUANT["ops"][:4], "result": 5}
+DIVIDE = {"ops": FAKE_QUANT["ops"][:1], "result": 2}
+REGIONS = {"fake_quant": (FAKE_QUANT, "float32"), "quantize": (QUANTIZE, "int8"),
+           "divide": (DIVIDE, "float32")}
+SCALES = [0.0163002536, -0.37, 3.0, 1e-30, 2.0 ** -130, 0.0, np.inf, 7e37]
+
+
+def _values(scale: float) -> np.ndarray:
+    """Every rounding midpoint (k + 1/2) * scale for k in [-140, 140] and its float neighbours,
+    random values of every magnitude, and the edges."""
+    s = np.float32(scale)
+    rng = np.random.default_rng(0)
+    with np.errstate(all="ignore"):
+        mid = ((np.arange(-140, 141) + np.float32(0.5)) * s).astype(np.float32)
+        wide = (rng.choice([-1, 1], 600) * 2.0 ** rng.uniform(-149, 127, 600)).astype(np.float32)
+    edges = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45, 1e-38, 3.4e38,
+                      -3.4e38, 127.5, -128.5, 126.5], np.float32)
+    near = np.concatenate([np.nextafter(mid, np.float32(-np.inf)), mid,
+                           np.nextafter(mid, np.float32(np.inf))])
+    return np.concatenate([near, wide, edges]).astype(np.float32)
+
+
+def _case(region: dict, out_dtype: str, scale: float):
+    x = _values(scale)
+    params = {"region": region, "in_shapes": [[x.size], []], "in_dtypes": ["float32", "float32"],
+              "out_shapes": [[x.size]], "out_dtypes": [out_dtype]}
+    inputs = [x, np.array(scale, np.float32)]
+    with np.errstate(all="ignore"):
+        (want,) = KERNELS["elementwise"](inputs, params)
+        want = np.array(want)
+        if region is not DIVIDE:
+            # a NaN quotient: numpy's cast of NaN to int8 is undefined (0 here); CUDA's clip
+            # (fmaxf) gives the lower bound, printed op by op as before quantize_c, and so here
+            nan = np.isnan(x / np.float32(scale))
+            want[nan] = np.float32(-128) * np.float32(scale) if want.dtype.kind == "f" else -128
+    return params, inputs, want
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal values (NaN where NaN; a zero's sign may differ: see quantize_c)."""
+    assert got.dtype == want.dtype
+    if want.dtype.kind == "f":
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        ok = np.isnan(want) | (got == want)
+    else:
+        ok = got == want
+    bad = np.flatnonzero(~ok)
+    assert bad.size == 0, f"{bad.size} values differ, first at {bad[:5]}: {got[bad[:5]]} " \
+                          f"vs {want[bad[:5]]}"
+
+
+def test_the_fake_quantize_prints_without_conversions():
+    spec = elementwise.emit("fq", _case(FAKE_QUANT, "float32", 0.5)[0])
+    body = spec.source.split("void fq", 1)[1]
+    assert "rintf" not in body and "(signed char)(v" not in body and " / " not in body
+    assert "ember_div_by(v0, v1, __frcp_rn(v1))" in body
+    assert "__fsub_rn(__fadd_rn(fminf(fmaxf(v2, -128.0f), 127.0f), 12582912.0f), " \
+           "12582912.0f)" in body
+
+
+def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bounds():
+    forms = quantize_c.rewrites(FAKE_QUANT, ["float32", "float32"])
+    assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_clipped", 2: "copy",
+                                                        3: "to_int", 4: "copy"}
+    # the rounded value has a second user (an add): the round keeps rintf
+    forms = quantize_c.rewrites({"ops": FAKE_QUANT["ops"][:3] + [
+        {"fn": "add", "args": [3, 4], "dtype": "float32"}], "result": 5},
+        ["float32", "float32"])
+    assert forms == {}
+    wide = {"ops": [dict(op) for op in FAKE_QUANT["ops"]], "result": 7}
+    wide["ops"][2].update(alpha=-(2.0 ** 23), beta=2.0 ** 23)
+    assert quantize_c.rewrites(wide, ["float32", "float32"]) == {}
+    # an int16 range does not fit int8: the cast to int8 stays a conversion
+    narrow = {"ops": [dict(op) for op in FAKE_QUANT["ops"]], "result": 7}
+    narrow["ops"][2].update(alpha=-32768.0, beta=32767.0)
+    assert {f for f, _, _ in quantize_c.rewrites(narrow, ["float32"] * 2).values()} == \
+        {"rint_clipped", "copy"}
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_quantize_arithmetic_matches_numpy_bit_for_bit_on_emulated_threads(region, scale,
+                                                                          tmp_path):
+    params, inputs, want = _case(*REGIONS[region], scale)
+    spec = elementwise.emit("fq", params)
+    got = simt_emulator.run(spec, "fq", inputs, list(want.shape), want.dtype, tmp_path)
+    _same(got, want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_quantize_arithmetic_matches_numpy_bit_for_bit_on_the_gpu(region, scale):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _case(*REGIONS[region], scale)
+    got = _run_on_gpu(elementwise.emit("fq", params), "fq", inputs, want.shape, want.dtype)
+    _same(got, want)
