@@ -15,7 +15,9 @@ in a region's op list, the ops that print as full-rate float arithmetic instead:
   or add can tell apart. The `clip` then prints as a copy.
 - a cast of such an integral float to an integer type holding its range: the bits of v + MAGIC
   less those of MAGIC (an add and an integer subtract).
-- a cast of that integer back to float32: the integral float it came from.
+- a cast of that integer back to float32: the integral float it came from; a cast of any
+  other 8- or 16-bit integer to float32 (an int8 residual, a dequantize's input): the float
+  whose bits are MAGIC's plus the integer, less MAGIC.
 
 And a division by a value the same for every element (a quantize's scale) multiplies by the
 divisor's reciprocal and corrects once (`DIV_PRELUDE`, Markstein's step: with y = 1/s rounded
@@ -37,7 +39,7 @@ MAGIC_BITS = "0x4B400000"
 _LIMIT = 2 ** 22
 _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
                "uint16": (0, 65535), "int32": (-(2 ** 31), 2 ** 31 - 1)}
-
+_SMALL_INTS = ("int8", "uint8", "int16", "uint16")
 
 Rewrite = tuple[str, int, tuple[float, float]]
 
@@ -45,8 +47,9 @@ Rewrite = tuple[str, int, tuple[float, float]]
 def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     """{op position: (form, value, bounds)} for the ops of `region` (over values of `dtypes`,
     the region's arguments first) that print in a cheaper exact form: "rint_clipped" (`value`
-    clipped to `bounds`, then rounded: a round, its clip's bounds), "copy" (`value` itself) and
-    "to_int" (a cast of `value`, an integral float32 within `bounds`)."""
+    clipped to `bounds`, then rounded: a round, its clip's bounds), "copy" (`value` itself),
+    "to_int" (a cast of `value`, an integral float32 within `bounds`) and "from_int" (a cast of
+    `value`, an 8- or 16-bit integer, to float32)."""
     ops = region["ops"]
     first = len(dtypes)
     dtype_of = list(dtypes) + [op["dtype"] for op in ops]
@@ -78,6 +81,9 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
         elif fn == "cast" and op["dtype"] == "float32" and args[0] in source:
             integral[value] = integral[source[args[0]]]
             out[i] = ("copy", source[args[0]], integral[value])
+        elif fn == "cast" and op["dtype"] == "float32" and dtype_of[args[0]] in _SMALL_INTS:
+            integral[value] = _INT_RANGES[dtype_of[args[0]]]
+            out[i] = ("from_int", args[0], integral[value])
     return out
 
 
@@ -92,6 +98,8 @@ def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
         return rint_clipped(x, c_literal(bounds[0], "float32"), c_literal(bounds[1], "float32"))
     if form == "to_int":
         return to_int(x, c_type)
+    if form == "from_int":
+        return f"__fsub_rn(__int_as_float({MAGIC_BITS} + (int)({x})), {MAGIC})"
     raise ValueError(f"quantize_c: unknown form {form!r}")
 
 

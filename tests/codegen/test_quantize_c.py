@@ -29,6 +29,7 @@ QUANTIZE = {"ops": FAKE_QUANT["ops"][:4], "result": 5}
 DIVIDE = {"ops": FAKE_QUANT["ops"][:1], "result": 2}
 REGIONS = {"fake_quant": (FAKE_QUANT, "float32"), "quantize": (QUANTIZE, "int8"),
            "divide": (DIVIDE, "float32")}
+INT_CASTS = ["int8", "uint8", "int16", "uint16"]
 SCALES = [0.0163002536, -0.37, 3.0, 1e-30, 2.0 ** -130, 0.0, np.inf, 7e37]
 
 
@@ -96,12 +97,14 @@ def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bou
     assert forms == {}
     wide = {"ops": [dict(op) for op in FAKE_QUANT["ops"]], "result": 7}
     wide["ops"][2].update(alpha=-(2.0 ** 23), beta=2.0 ** 23)
-    assert quantize_c.rewrites(wide, ["float32", "float32"]) == {}
+    forms = quantize_c.rewrites(wide, ["float32", "float32"])
+    assert {i: f for i, (f, _, _) in forms.items()} == {4: "from_int"}  # int8 -> float only
     # an int16 range does not fit int8: the cast to int8 stays a conversion
     narrow = {"ops": [dict(op) for op in FAKE_QUANT["ops"]], "result": 7}
     narrow["ops"][2].update(alpha=-32768.0, beta=32767.0)
-    assert {f for f, _, _ in quantize_c.rewrites(narrow, ["float32"] * 2).values()} == \
-        {"rint_clipped", "copy"}
+    forms = quantize_c.rewrites(narrow, ["float32"] * 2)
+    assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_clipped", 2: "copy",
+                                                        4: "from_int"}
 
 
 @pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
@@ -125,3 +128,35 @@ def test_quantize_arithmetic_matches_numpy_bit_for_bit_on_the_gpu(region, scale)
     params, inputs, want = _case(*REGIONS[region], scale)
     got = _run_on_gpu(elementwise.emit("fq", params), "fq", inputs, want.shape, want.dtype)
     _same(got, want)
+
+
+def _int_case(dtype: str):
+    info = np.iinfo(dtype)
+    x = np.arange(info.min, info.max + 1).astype(dtype)
+    params = {"region": {"ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                                 {"fn": "mul", "args": [1, 1], "dtype": "float32"}],
+                         "result": 2},
+              "in_shapes": [[x.size]], "in_dtypes": [dtype], "out_shapes": [[x.size]],
+              "out_dtypes": ["float32"]}
+    (want,) = KERNELS["elementwise"]([x], params)
+    return params, [x], np.asarray(want)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("dtype", INT_CASTS)
+def test_small_integers_cast_to_float_through_the_bits_on_emulated_threads(dtype, tmp_path):
+    """Every value of the type, cast to float32 (then squared, so the cast's value is used)."""
+    params, inputs, want = _int_case(dtype)
+    spec = elementwise.emit("ic", params)
+    assert "__int_as_float(0x4B400000 + (int)(v0))" in spec.source
+    _same(simt_emulator.run(spec, "ic", inputs, list(want.shape), want.dtype, tmp_path), want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("dtype", INT_CASTS)
+def test_small_integers_cast_to_float_through_the_bits_on_the_gpu(dtype):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _int_case(dtype)
+    _same(_run_on_gpu(elementwise.emit("ic", params), "ic", inputs, want.shape, want.dtype), want)
