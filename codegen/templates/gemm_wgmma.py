@@ -49,6 +49,14 @@ class WgmmaTile:
     bn: int
     stages: int
 
+    def __post_init__(self) -> None:
+        threads = 128 * (self.bm // 64)
+        if self.bm % 64 or self.bn % 8 or not 8 <= self.bn <= 256 or \
+                (self.bm * 8) % threads or (self.bn * 8) % threads:
+            raise ValueError(f"wgmma tile {self.bm}x{self.bn}: BM a multiple of 64, BN of 8 "
+                             "(at most 256), and each operand's 16-byte chunks a whole number "
+                             "per thread")
+
     @property
     def groups(self) -> int:
         return self.bm // 64
@@ -79,6 +87,9 @@ class WgmmaTile:
 WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     (WgmmaTile(128, 256, 4), 1.0),
     (WgmmaTile(256, 128, 4), 1.0),
+    # 192 columns: N = 3072 (BERT's FFN1) in 16 column tiles, so M = 1024 fills 128 of the
+    # H200's 132 multiprocessors (128x256: 96)
+    (WgmmaTile(128, 192, 4), 0.95),
     (WgmmaTile(128, 128, 6), 0.9),
     # two blocks per multiprocessor (3-4 stages each): for GEMMs with a short K
     (WgmmaTile(128, 128, 3), 0.9),
@@ -88,6 +99,8 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     (WgmmaTile(256, 64, 5), 0.75),
     (WgmmaTile(128, 64, 8), 0.7),
     (WgmmaTile(64, 64, 8), 0.5),
+    # N = 768 with M = 1024 (BERT's FFN2 and attention output) in 128 blocks
+    (WgmmaTile(64, 96, 8), 0.6),
 )
 
 
