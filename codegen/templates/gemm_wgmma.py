@@ -158,14 +158,21 @@ def targets(arch: str | None) -> bool:
 def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4,
                       sms: int = SM_COUNT) -> list[dict]:
     """The `top` tactics of both families by estimated cost (wgmma's scaled by
-    `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first."""
+    `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first; the best wgmma tactic
+    is always among them (one more, last, where the estimates rank mma.sync's above it), so the
+    autotuner times both families: the estimates count only tensor-core work, where a short-K
+    GEMM (an INT8 1x1 conv over 64 channels half-fills wgmma's 128-byte stage) is bound by its
+    loads and epilogue."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch,
                                        sms),
                i, g.tactic()) for i, g in enumerate(mma)]
-    scored += [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA, len(mma) + i,
-                WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
-    return [t for _, _, t in sorted(scored, key=lambda s: (s[0], s[1]))[:top]]
+    hopper = [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA, len(mma) + i,
+               WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
+    best = [t for _, _, t in sorted(scored + hopper, key=lambda s: (s[0], s[1]))[:top]]
+    if top and not any("wgmma" in t for t in best):
+        best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
+    return best
 
 
 def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
