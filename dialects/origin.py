@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    DenseArrayBase,
     DictionaryAttr,
     FusedLoc,
     NameLoc,
     NoneAttr,
     StringAttr,
     UnknownLoc,
+    i64,
 )
 from xdsl.ir import Operation
+
+# an op's discardable attribute saying which of its origin nodes' ONNX outputs its results are:
+# {node: array<i64: output index of result 0, of result 1, ...>} (-1: a result that is no output
+# of that node). The importer puts it where a node became several ops (a Split: one slice per
+# output; a decomposed op: its last op) on the ops that make the node's outputs; an op of a node
+# without it computes part of the node. A node none of whose ops has it became one op whose
+# result i is output i. Per-layer output types (assign-precision) read it.
+NODE_OUTPUTS = "ember.node_outputs"
 
 # the separator of a node expanded from an ONNX function op: `<op node>::<body op>_<i>`
 # (compiler/onnx_functions.py); per-layer settings on the function op's node apply to its body
@@ -37,6 +47,22 @@ def origin_of(op: Operation) -> list[str]:
         return [n for child in loc.locations.data if isinstance(child, NameLoc)
                 for n in [child.desc.data]]
     return []
+
+
+def node_outputs(op: Operation) -> dict[str, list[int]]:
+    """`op`'s NODE_OUTPUTS: {node: the node's output index of each result (-1: none)}."""
+    attr = op.attributes.get(NODE_OUTPUTS)
+    if not isinstance(attr, DictionaryAttr):
+        return {}
+    return {name: [int(i) for i in value.get_values()]  # type: ignore[attr-defined]
+            for name, value in attr.data.items()}
+
+
+def set_node_outputs(op: Operation, node: str, indices: list[int]) -> None:
+    """Record that `op`'s result r is output `indices[r]` of ONNX node `node` (-1: none)."""
+    entries = {**{n: DenseArrayBase.from_list(i64, v) for n, v in node_outputs(op).items()},
+               node: DenseArrayBase.from_list(i64, indices)}
+    op.attributes[NODE_OUTPUTS] = DictionaryAttr(entries)
 
 
 def edge_origin(what: str, fn: func.FuncOp, side: str, index: int) -> str:

@@ -25,8 +25,11 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
 - Per-layer precisions (`layer_precisions`, "NODE:fp32,NODE2:fp16", keyed by ONNX node name,
   i.e. an op's origin) pin an op to that precision, with casts around it; a fused op with several
   origins takes FP32 if any of them is pinned to FP32. Per-layer output types
-  (`output_types`, "NODE:INDEX:fp16"; INDEX '*': each floating-point result, one named by its
-  own index excepted) cast that result after the op. Where a pin cannot be
+  (`output_types`, "NODE:INDEX:fp16"; INDEX '*': each floating-point output, one named by its
+  own index excepted) cast the node's output INDEX after the op that makes it: where the
+  importer made several ops of a node (a Split's slices, a decomposed op) the ops making its
+  outputs say which (`origin.NODE_OUTPUTS`), and the node's other ops are left alone; an
+  unmarked node's op has its outputs as results, in order. Where a pin cannot be
   honoured (an op kept in FP32, or one without floating-point compute, pinned lower; an output
   index the op does not have), `constraints="obey"` is an error naming the node and "prefer" /
   "none" a warning (ember has no timing to overrule a hint with, so "none" follows the hints
@@ -61,7 +64,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from ember.dialects.attributes import to_attribute
 from ember.dialects.nn.base import NNOp, build, like, set_result_types
 from ember.dialects.nn.elementwise import CastOp, ConstantOp, FillOp, WeightOp
-from ember.dialects.origin import edge_origin, origin_of, set_origin
+from ember.dialects.origin import edge_origin, node_outputs, origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of
 from ember.dialects.weights import weights_of
 from ember.errors import PassError
@@ -133,6 +136,11 @@ class _Assigner:
                  outputs: dict[tuple[str, int], str], seen: set[str]) -> None:
         self.spec, self.fn = spec, fn
         self.outputs, self.seen = outputs, seen
+        # nodes whose output-making ops the importer marked (origin.NODE_OUTPUTS); the
+        # (node, index) output types applied; an op of each node given one, for messages
+        self.marked = {n for op in fn.walk() for n in node_outputs(op)}
+        self.found: set[tuple[str, int]] = set()
+        self.ops_of: dict[str, NNOp] = {}
         self.block = fn.body.block
         # the element type each value had before this pass: only FP32 ones change
         self.original: dict[SSAValue, Attribute] = {a: element_type_of(a) for a in self.block.args}
@@ -149,6 +157,7 @@ class _Assigner:
             elif isinstance(op, NNOp) and not isinstance(op, ConstantOp | WeightOp | CastOp):
                 if not (isinstance(op, FillOp) and op.shape is None):
                     self._visit(op)
+        self._missing_outputs()
 
     def _visit(self, op: NNOp) -> None:
         precision = self.policy.precision(op)
@@ -169,35 +178,55 @@ class _Assigner:
         self._output_types(op)
 
     def _output_types(self, op: NNOp) -> None:
+        marks = node_outputs(op)
         for node in origin_of(op):
-            for (name, index), prec in self.outputs.items():
-                if name != node:
-                    continue
-                self.seen.add(name)
+            wanted = [(index, prec) for (name, index), prec in self.outputs.items()
+                      if name == node]
+            if not wanted:
+                continue
+            self.seen.add(node)
+            self.ops_of.setdefault(node, op)
+            # the node's output index -> the result of `op` that is it
+            if node in marks:
+                results = {o: r for r, o in enumerate(marks[node]) if o >= 0}
+            elif node in self.marked:
+                results = {}  # computes part of the node, none of its outputs
+            else:
+                results = {r: r for r in range(len(op.results))}
+            for index, prec in wanted:
                 if index == EVERY_OUTPUT:
-                    self._every_output(op, node, prec)
-                else:
-                    self._output_type(op, node, index, prec)
+                    self._every_output(op, node, results, prec)
+                elif index in results:
+                    self.found.add((node, index))
+                    self._output_type(op, node, index, results[index], prec)
 
-    def _every_output(self, op: NNOp, node: str, prec: str) -> None:
-        """INDEX '*': each floating-point result (trtexec's one type for all of a layer's
-        outputs); a node named by an exact INDEX for one of them keeps that one's type."""
+    def _missing_outputs(self) -> None:
+        """Refuse an exact output index that no op of its (matched) node makes."""
+        for (node, index) in self.outputs:
+            op = self.ops_of.get(node)
+            if op is None or index == EVERY_OUTPUT or (node, index) in self.found:
+                continue
+            made = "" if node in self.marked else f" ({len(op.results)} result(s))"
+            self.policy.refuse(op, node, f"has no output #{index} after import{made}")
+
+    def _every_output(self, op: NNOp, node: str, results: dict[int, int], prec: str) -> None:
+        """INDEX '*': each floating-point output (trtexec's one type for all of a layer's
+        outputs); a node named by an exact INDEX for one of them keeps that one's type.
+        `results`: the node's output index -> the result of `op` that is it."""
         want = PRECISIONS[prec]
-        floats = [i for i, r in enumerate(op.results)
+        floats = [i for i, r in results.items()
                   if (node, i) not in self.outputs
-                  and (self.policy.is_f32(r) or element_type_of(r) == want)]
-        if not floats and not any((node, i) in self.outputs for i in range(len(op.results))):
+                  and (self.policy.is_f32(op.results[r])
+                       or element_type_of(op.results[r]) == want)]
+        if results and not floats and not any((node, i) in self.outputs for i in results):
             self.policy.refuse(op, node, f"has no floating-point output to make {prec}")
         for i in floats:
-            self._output_type(op, node, i, prec)
+            self._output_type(op, node, i, results[i], prec)
 
-    def _output_type(self, op: NNOp, node: str, index: int, prec: str) -> None:
-        """Cast result `index` of `op` (of ONNX node `node`) to `prec`, or refuse."""
-        if index >= len(op.results):
-            self.policy.refuse(op, node, f"has no output #{index} after import "
-                               f"({len(op.results)} result(s))")
-            return
-        result, want = op.results[index], PRECISIONS[prec]
+    def _output_type(self, op: NNOp, node: str, index: int, at: int, prec: str) -> None:
+        """Cast result `at` of `op`, output `index` of ONNX node `node`, to `prec`, or
+        refuse."""
+        result, want = op.results[at], PRECISIONS[prec]
         if not self.policy.is_f32(result) and element_type_of(result) != want:
             self.policy.refuse(op, node, f"output #{index} is {element_type_of(result)}, not a "
                                f"floating-point tensor to make {prec}")

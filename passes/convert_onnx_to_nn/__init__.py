@@ -14,6 +14,7 @@ from xdsl.rewriter import Rewriter
 
 from ember.dialects.nn.elementwise import WeightOp as NNWeightOp
 from ember.dialects.onnx import OnnxOp, WeightOp
+from ember.dialects.origin import set_node_outputs
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError, UnsupportedError
 from ember.passes.convert_onnx_to_nn import builder as _builder
@@ -74,15 +75,42 @@ class ConvertOnnxToNN(ModulePass):
     @staticmethod
     def _legalize(op: OnnxOp, store) -> None:
         b = _builder.NNBuilder(op, store)
+        before = op.prev_op
         results = list(LEGALIZERS[op.ONNX_TYPE](b, op))
         if len(results) < len(op.results):
             results += [None] * (len(op.results) - len(results))
+        made = []  # the ops made for the node, which the builder inserted before it
+        at = before.next_op if before is not None else op.parent_block().first_op
+        while at is not None and at is not op:
+            made.append(at)
+            at = at.next_op
+        _mark_node_outputs(op.node_name, made, results)
         for old, new in zip(op.results, results, strict=False):
             if old.uses and new is None:
                 raise b.unsupported(f"output #{old.index} is used but cannot be computed")
             if new is not None:
                 old.replace_all_uses_with(new)
         Rewriter.erase_op(op)
+
+
+def _mark_node_outputs(node: str, made: list, results: list) -> None:
+    """Where `node` became several ops, or one whose results are not its outputs in order,
+    record on the ops that make its outputs which outputs they are (origin.NODE_OUTPUTS), so
+    that per-layer output types reach the node's i-th output whichever op makes it and never
+    an op computing part of it. Where no op made here makes an output (each is an input passed
+    through, or a constant), the ops made are all marked as making none."""
+    if not node or not made:
+        return
+    given = [(i, v) for i, v in enumerate(results) if v is not None]
+    if len(made) == 1 and all(i < len(made[0].results) and made[0].results[i] is v
+                              for i, v in given):
+        return  # one op, result i is output i: nothing to record
+    outputs: dict = {}
+    for i, v in given:
+        outputs.setdefault(v, i)  # a value returned as two outputs: the first
+    producers = [m for m in made if any(r in outputs for r in m.results)]
+    for m in producers or [m for m in made if m.results]:
+        set_node_outputs(m, node, [outputs.get(r, -1) for r in m.results])
 
 
 def update_function_type(fn: func.FuncOp) -> None:

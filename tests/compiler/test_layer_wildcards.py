@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
-from ember.compiler.builder import BuilderConfig, build_model, expand_layer_patterns
+from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model, expand_layer_patterns
 from ember.errors import EmberError
 from ember.passes.precision_policy import EVERY_OUTPUT
+from ember.runtime.engine import Runtime
+from ember.runtime.plan import plan_bytes
 
 
 def _model() -> onnx.ModelProto:
@@ -175,9 +178,50 @@ def test_one_output_type_applies_to_every_output_as_trtexec():
 
 
 def test_several_output_types_go_one_per_output():
-    config = BuilderConfig()
+    """`sp:fp16+fp32`: the split's output #0 (made by the first of its two slices) is stored in
+    FP16, output #1 (the second slice's only result) stays FP32: output i is the node's i-th
+    output, whichever nn op makes it, with no warning about a missing output #1."""
+    config = BuilderConfig(flags=BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     config.set_layer_output_types("sp:fp16+fp32")
     assert config.layer_output_types == {("sp", 0): "fp16", ("sp", 1): "fp32"}
+    stages: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        manifest, sections = build_model(
+            _split_model(), config, after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    text = stages["assign-precision"]
+    first = re.search(r"(%\w+) = nn\.slice [^\n]*starts = array<i64: 0, 0>", text)
+    second = re.search(r"(%\w+) = nn\.slice [^\n]*starts = array<i64: 0, 4>", text)
+    assert first and second, text
+    assert re.search(rf"nn\.cast {first[1]} \{{to = f16\}}", text), text
+    assert not re.search(rf"nn\.cast {second[1]} ", text), text
+    assert len(re.findall(r"nn\.cast ", text)) == 2  # to f16 and back for the relu
+    # the run's numbers: the first half rounded to FP16, the second exact
+    x = (1 + np.arange(16, dtype=np.float32).reshape(2, 8) * 1e-4).astype(np.float32)
+    assert not np.array_equal(x.astype(np.float16).astype(np.float32), x)
+    engine = Runtime(device="cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
+    got = engine({"x": x})
+    np.testing.assert_array_equal(got["ya"], x[:, :4].astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got["yb"], x[:, 4:])
+
+
+def test_output_types_of_a_split_from_the_cli(tmp_path):
+    """`ember build --layer-output-types sp:fp16+fp32` as a user runs it: no warning (the
+    second output exists), and the stage after assign-precision casts only the first slice."""
+    model = tmp_path / "split.onnx"
+    onnx.save(_split_model(), model)
+    dump = tmp_path / "dump"
+    done = _cli("build", str(model), "-o", str(tmp_path / "split.plan"), "--dump-dir", str(dump),
+                "--layer-output-types", "sp:fp16+fp32")
+    assert done.returncode == 0, done.stderr
+    assert "output #1" not in done.stderr and "warn" not in done.stderr.lower(), done.stderr
+    (stage,) = dump.glob("*assign-precision*.mlir")
+    text = stage.read_text()
+    slices = re.findall(r"(%\w+) = nn\.slice [^\n]*starts = array<i64: 0, (\d)>", text)
+    assert sorted(start for _, start in slices) == ["0", "4"], text
+    for value, start in slices:
+        cast = re.search(rf"nn\.cast {value} \{{to = f16\}}", text)
+        assert bool(cast) == (start == "0"), text
 
 
 def test_output_type_index_star_in_the_pass_spec():

@@ -158,3 +158,26 @@ def test_bad_specs_are_errors():
     with pytest.raises(PassError, match="NODE:INDEX:PRECISION"):
         parse_output_types("conv:fp16")
     assert parse_output_types("a:b:1:bf16") == {("a:b", 1): "bf16"}
+
+
+def _lp_norm_model() -> onnx.ModelProto:
+    """x -> LpNormalization (node "lpn", p=2): one ONNX output made by several nn ops (x*x, a
+    sum, sqrt, a compare with 0, a select and the final div)."""
+    graph = h.make_graph([h.make_node("LpNormalization", ["x"], ["y"], name="lpn", axis=1, p=2)],
+                         "lp", [h.make_tensor_value_info("x", T.FLOAT, [2, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 8])])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_output_type_of_a_node_made_of_several_ops_casts_its_output_only():
+    """Output #0 of a node the importer made several ops of is the last op's result: only it is
+    cast (not each op's result #0, which would round the norm and refuse the boolean compare
+    under OBEY)."""
+    module = _lower(_lp_norm_model(), constraints="obey", output_types="lpn:0:fp16")
+    (div,) = [op for op in _ops(module, "nn.binary") if str(op).startswith('nn.binary "div"')
+              or ' = nn.binary "div"' in str(op)]
+    casts = _ops(module, "nn.cast")
+    assert [str(c.to) for c in casts] == ["f16", "f32"]
+    assert casts[0].operands[0] is div.results[0]
+    assert _types(div) == ["f32", "f32", "f32"]
+    assert "ember.node_outputs = {lpn = array<i64: 0>}" in str(div)
