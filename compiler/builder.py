@@ -245,6 +245,9 @@ class BuilderConfig(ContextManaged):
     # `layer.precision`) and output types by (node, output index) (`layer.set_output_type`)
     layer_precisions: dict[str, str] = field(default_factory=dict)
     layer_output_types: dict[tuple[str, int], str] = field(default_factory=dict)
+    # how many types a "+" list gave a layer name or pattern (trtexec's SPLIT:fp16+fp32): the
+    # build checks each layer it names has that many outputs
+    layer_output_type_counts: dict[str, int] = field(default_factory=dict)
     pipeline: str = "default"
     target_arch: str | None = None      # e.g. "sm_90": compile CUDA kernels for this GPU
     # a step whose template has no CUDA kernel yet runs on the host inside a GPU plan
@@ -561,13 +564,25 @@ class BuilderConfig(ContextManaged):
 
         if isinstance(spec, str):
             items: dict[tuple[str, int], Any] = {}
+            counts: dict[str, int] = {}
             for item in filter(None, (s.strip() for s in spec.split(","))):
                 node, sep, types = item.rpartition(":")
                 if not sep or not node or not types:
                     raise EmberError(f"--layer-output-types: '{item}' is not NODE:TYPE[+TYPE...]")
                 names = types.split("+")
+                # read left to right: a later item for a layer replaces an earlier one's types
+                items = {k: v for k, v in items.items() if k[0] != node}
+                counts.pop(node, None)
+                if len(names) > 1:
+                    counts[node] = len(names)
                 for index, t in enumerate(names):
                     items[(node, EVERY_OUTPUT if len(names) == 1 else index)] = t
+            for node in {n for n, _ in items}:
+                name = _check_pattern(str(node), "--layer-output-types")
+                self.layer_output_types = {k: v for k, v in self.layer_output_types.items()
+                                           if k[0] != name}
+                self.layer_output_type_counts.pop(name, None)
+            self.layer_output_type_counts.update(counts)
         else:
             items = dict(spec)
         for (node, index), precision in items.items():
@@ -960,9 +975,12 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     edits that list; the packer still checks the result is a plan)."""
     config = _compatible(config or BuilderConfig())
     config.check()
-    if any("*" in n for n in [*config.layer_precisions,
-                              *(n for n, _ in config.layer_output_types)]):
-        model, _ = load_model(model)  # the wildcards name the model's nodes
+    patterns = any("*" in n for n in [*config.layer_precisions,
+                                      *(n for n, _ in config.layer_output_types)])
+    if patterns or config.layer_output_type_counts:
+        model, _ = load_model(model)  # the wildcards and "+" lists name the model's nodes
+        _check_output_type_counts(model, config)  # before patterns become names
+    if patterns:
         config = expand_layer_patterns(model, config)
     passes = pipeline_for(config) if passes is None else list(passes)
     with progress.listening(config.progress_monitor), timing_cache.using(
@@ -1157,6 +1175,24 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
         raise EmberError(f"per-layer precision pattern(s) {', '.join(map(repr, unmatched))} "
                          "match no node of the model (layers are named by ONNX node name)")
     return dataclasses.replace(config, layer_precisions=precisions, layer_output_types=types)
+
+
+def _check_output_type_counts(model: onnx.ModelProto, config: BuilderConfig) -> None:
+    """A "+" list of output types (trtexec's SPLIT:fp16+fp32) gives one type per output: each
+    layer it names (a pattern: each node it matches that no full name gives types) must have
+    as many outputs, as trtexec requires (one type is every output's)."""
+    named = {n for n, _ in config.layer_output_types if "*" not in n}
+    for name, count in config.layer_output_type_counts.items():
+        for node in model.graph.node:
+            if node.name != name and ("*" not in name or not _matches(name, node.name)
+                                      or node.name in named):
+                continue
+            if len(node.output) != count:
+                raise EmberError(f"--layer-output-types: layer '{node.name}' has "
+                                 f"{len(node.output)} output(s) but {count} types are given "
+                                 f"for {'it' if name == node.name else repr(name)} (a '+' "
+                                 f"list: layer_output_type_counts['{name}'] = {count}); give "
+                                 "one type per output, or one type for every output")
 
 
 def _check_layer_names(model: onnx.ModelProto, config: BuilderConfig) -> None:

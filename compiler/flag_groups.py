@@ -353,7 +353,8 @@ def add_build_flags(p: argparse.ArgumentParser, *, tf32: bool) -> None:
     group.add_argument("--layer-output-types", "--layerOutputTypes", metavar="SPEC",
                        help="per-layer output types, e.g. conv1:fp16 (one type: each of "
                             "the layer's floating-point outputs, as trtexec; one per output: "
-                            "split:fp16+fp32); one '*' per name as in --layer-precisions")
+                            "split:fp16+fp32, as many as the layer has); one '*' per name as "
+                            "in --layer-precisions")
     group.add_argument("--precision-constraints", "--precisionConstraints",
                        choices=["obey", "prefer", "none"], default=None,
                        help="obey: per-layer precisions or an error; prefer: where possible, "

@@ -121,6 +121,7 @@ TIMING_CACHE_FLAGS = (BuilderFlag.DISABLE_TIMING_CACHE, BuilderFlag.ERROR_ON_TIM
 SETTINGS = {
     "layer_precisions": (BuilderConfig, {"conv": "fp16"}),
     "layer_output_types": (BuilderConfig, {("conv", 0): "fp16"}),
+    "layer_output_type_counts": (BuilderConfig, {"conv": 2}),  # conv has 1 output: refused
     "pipeline": (BuilderConfig, "legalize"),
     "target_arch": (BuilderConfig, "sm_90"),
     "allowed_io_formats": (BuilderConfig, ("NCHW", "NHWC")),

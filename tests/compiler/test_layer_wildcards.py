@@ -224,6 +224,42 @@ def test_output_types_of_a_split_from_the_cli(tmp_path):
         assert bool(cast) == (start == "0"), text
 
 
+def test_a_plus_list_needs_a_type_per_output():
+    """trtexec's rule: a '+' list gives one type per output, so its count must be the layer's
+    output count (each layer a pattern matches); one type still goes to every output; a later
+    item for a layer replaces an earlier one."""
+    for spec, layer, outputs, count, given in [("sp:fp16+fp32+fp16", "sp", 2, 3, "it"),
+                                               ("r*:fp16+fp32", "ra", 1, 2, "'r*'")]:
+        config = BuilderConfig()
+        config.set_layer_output_types(spec)
+        with pytest.raises(EmberError, match=rf"layer '{layer}' has {outputs} output\(s\) but "
+                                             rf"{count} types are given for {re.escape(given)}"):
+            build_model(_split_model(), config)
+    config = BuilderConfig()
+    config.set_layer_output_types("s*:fp16+fp32")  # matches sp only, which has two outputs
+    build_model(_split_model(), config)
+    config = BuilderConfig()
+    config.set_layer_output_types("sp:fp16+fp32+fp16,sp:fp16")
+    assert (config.layer_output_types, config.layer_output_type_counts) == (
+        {("sp", EVERY_OUTPUT): "fp16"}, {})
+    build_model(_split_model(), config)
+
+
+def test_a_plus_list_of_the_wrong_length_from_the_cli(tmp_path):
+    """`ember build --layer-output-types` and `ember bench --layerOutputTypes` as a user runs
+    them: a one-line error naming the layer and both counts."""
+    model = tmp_path / "split.onnx"
+    onnx.save(_split_model(), model)
+    for argv in (["build", str(model), "-o", str(tmp_path / "p.plan"),
+                  "--layer-output-types", "sp:fp16+fp32+fp16"],
+                 ["bench", f"--onnx={model}", "--device=cpu", "--skipInference",
+                  "--layerOutputTypes=sp:fp16+fp32+fp16"]):
+        done = _cli(*argv)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert "layer 'sp' has 2 output(s) but 3 types are given" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_output_type_index_star_in_the_pass_spec():
     config = BuilderConfig()
     config.set_layer_output_types({("sp", "*"): "fp16"})

@@ -294,6 +294,10 @@ def test_unknown_layer_names_and_impossible_pins_are_errors():
         BuilderConfig().set_layer_output_types("softmax:int8")
     config = BuilderConfig(flags=BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     config.set_layer_output_types("softmax:fp16+fp16")  # softmax has one output
+    with pytest.raises(EmberError, match=r"layer 'softmax' has 1 output\(s\) but 2 types"):
+        build_model(small_cnn(), config)
+    config = BuilderConfig(flags=BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    config.set_layer_output_types({("softmax", 1): "fp16"})  # an index: the pass refuses it
     with pytest.raises(PassError, match="node 'softmax'.*no output #1"):
         build_model(small_cnn(), config)
 
