@@ -980,9 +980,16 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if patterns or config.layer_output_type_counts:
         model, _ = load_model(model)  # the wildcards and "+" lists name the model's nodes
         _check_output_type_counts(model, config)  # before patterns become names
+    pattern_nodes: dict[str, list[str]] = {}
     if patterns:
-        config = expand_layer_patterns(model, config)
+        config, pattern_nodes = _expand_patterns(model, config)
     passes = pipeline_for(config) if passes is None else list(passes)
+    if pattern_nodes:  # assign-precision reports the wildcards, not each node they named
+        from ember.passes.assign_precision import AssignPrecision
+        from ember.passes.precision_policy import format_patterns
+
+        passes = [dataclasses.replace(p, patterns=format_patterns(pattern_nodes))
+                  if isinstance(p, AssignPrecision) else p for p in passes]
     with progress.listening(config.progress_monitor), timing_cache.using(
             config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
             error_on_miss=config.get_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)), \
@@ -1085,9 +1092,9 @@ def _check_pattern(name: str, flag: str) -> str:
 
 def _matches(pattern: str, name: str) -> bool:
     """trtexec's one-wildcard match: '*' stands for any run of characters (none too)."""
-    head, _, tail = pattern.partition("*")
-    return len(name) >= len(head) + len(tail) and name.startswith(head) \
-        and name.endswith(tail)
+    from ember.passes.precision_policy import pattern_matches
+
+    return pattern_matches(pattern, name)
 
 
 # ops whose output types the model fixes, which a wildcard leaves alone (a name still pins them)
@@ -1137,6 +1144,13 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
     the build folds away; a pattern's type for every output (trtexec's single type) leaves a
     node with a type named for any of its outputs alone. A pattern that matches no node is an
     error (as a misspelt name is); one that matches only nodes named exactly matches."""
+    return _expand_patterns(model, config)[0]
+
+
+def _expand_patterns(model: onnx.ModelProto, config: BuilderConfig
+                     ) -> tuple[BuilderConfig, dict[str, list[str]]]:
+    """`expand_layer_patterns`, and each pattern's nodes: those whose entry it gave (for
+    assign-precision's `patterns`, which warns about the pattern, not each node)."""
     from ember.passes.precision_policy import EVERY_OUTPUT
 
     def is_pattern(name: str) -> bool:
@@ -1145,7 +1159,8 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
     precision_patterns = {n: p for n, p in config.layer_precisions.items() if is_pattern(n)}
     type_patterns = {k: p for k, p in config.layer_output_types.items() if is_pattern(k[0])}
     if not precision_patterns and not type_patterns:
-        return config
+        return config, {}
+    source: dict[tuple, str] = {}  # an entry a pattern gave -> that pattern
     precisions = {n: p for n, p in config.layer_precisions.items() if not is_pattern(n)}
     types = {k: p for k, p in config.layer_output_types.items() if not is_pattern(k[0])}
     named_precisions, named_types = set(precisions), set(types)
@@ -1162,6 +1177,7 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
             and floats.get(name)
         if hits and settable and name not in named_precisions:
             precisions[name] = precision_patterns[hits[-1]]
+            source[("precision", name)] = hits[-1]
         for (pattern, index), precision in type_patterns.items():  # in order: the last wins
             if _matches(pattern, name):
                 matched.add(pattern)
@@ -1170,11 +1186,18 @@ def expand_layer_patterns(model: onnx.ModelProto, config: BuilderConfig) -> Buil
                 if settable and (every or index in floats.get(name, ()) \
                         and (name, index) not in named_types):
                     types[(name, index)] = precision
+                    source[("type", name, index)] = pattern
     unmatched = sorted(({*precision_patterns} | {p for p, _ in type_patterns}) - matched)
     if unmatched:
         raise EmberError(f"per-layer precision pattern(s) {', '.join(map(repr, unmatched))} "
                          "match no node of the model (layers are named by ONNX node name)")
-    return dataclasses.replace(config, layer_precisions=precisions, layer_output_types=types)
+    nodes: dict[str, list[str]] = {p: [] for p in (*precision_patterns,
+                                                   *(p for p, _ in type_patterns))}
+    for key, pattern in source.items():
+        if key[1] not in nodes[pattern]:
+            nodes[pattern].append(key[1])
+    return dataclasses.replace(config, layer_precisions=precisions,
+                               layer_output_types=types), nodes
 
 
 def _check_output_type_counts(model: onnx.ModelProto, config: BuilderConfig) -> None:
@@ -1249,7 +1272,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the
     "unoptimized" pipeline (with assign-precision too). `pipeline_text` spells the list in
-    `ember-opt -p` syntax."""
+    `ember-opt -p` syntax. assign-precision is told the names are nodes of the model
+    (`names_checked`: the build checks them), so that one folded away at build time is
+    reported as such; `build_model` adds the wildcards it expanded (`patterns`)."""
     from ember.passes import assign_layouts, make_pass
     from ember.passes.assign_precision import AssignPrecision
 
@@ -1282,7 +1307,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
 
     def make(name: str) -> ModulePass:
         if name == "assign-precision" and precision:
-            return AssignPrecision(**precision)
+            return AssignPrecision(**precision, names_checked=True)
         if name == "emit-cuda" and (host or default_cpu or fallback):
             from ember.codegen.emit_cuda import EmitCuda
 

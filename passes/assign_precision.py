@@ -34,7 +34,10 @@ element types and `nn.cast` ops. Policy, op by op (in program order):
   index the op does not have), `constraints="obey"` is an error naming the node and "prefer" /
   "none" a warning (ember has no timing to overrule a hint with, so "none" follows the hints
   as "prefer" does). A name matching no op (folded away, or unknown) is a warning here; the
-  builder refuses names that are not nodes of the model.
+  builder refuses names that are not nodes of the model (and says so, `names_checked`: such a
+  name is a node folded away at build time). Wildcard patterns are the builder's to expand;
+  of the nodes one gave (`patterns`) none is reported itself, the pattern once where no op of
+  any node it matches is left.
 - Cast pairs cancel: `cast(cast(x: A -> B) -> C)` with A -> B exact (f16/bf16 -> f32 -> ...)
   becomes one `cast(x -> C)`, or `x` itself when C is A; f32 -> f16 -> f32 is kept (it rounds).
   Casts left are elementwise kernels that fuse-elementwise merges into their neighbours.
@@ -77,8 +80,11 @@ from ember.passes.precision_policy import (
     PRECISIONS,
     TF32_OPS,
     PrecisionPolicy,
+    _pinned_name,
     parse_layer_precisions,
     parse_output_types,
+    parse_patterns,
+    pattern_matches,
     precision_name,
 )
 
@@ -104,6 +110,13 @@ class AssignPrecision(ModulePass):
     """Per-node precisions, "NODE:fp32,NODE2:fp16" (ONNX node names)."""
     output_types: str = ""
     """Per-node output types, "NODE:INDEX:fp16,..." (INDEX '*': each floating-point output)."""
+    names_checked: bool = False
+    """The names above are nodes of the model (the builder checks them): one matching no op was
+    folded away at build time, and the warning says so."""
+    patterns: str = ""
+    """The wildcard patterns the builder expanded into the names above, "PATTERN=NODE|NODE,..."
+    (each with the nodes whose entries it gave): those nodes get no warning of their own; a
+    pattern warns, once, only where no op is left of any node it matches."""
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.constraints not in CONSTRAINTS:
@@ -112,6 +125,12 @@ class AssignPrecision(ModulePass):
         low = PRECISIONS["fp16"] if self.fp16 else PRECISIONS["bf16"] if self.bf16 else None
         pins = parse_layer_precisions(self.layer_precisions)
         outputs = parse_output_types(self.output_types)
+        patterns = parse_patterns(self.patterns)
+        raw = sorted({n for n in [*pins, *(n for n, _ in outputs)] if "*" in n})
+        if raw:
+            raise PassError(f"assign-precision: {', '.join(map(repr, raw))}: a wildcard "
+                            "pattern, which the builder expands into the nodes it matches "
+                            "(ember build, ember.compile); the pass takes node names")
         seen: set[str] = set()
         for fn in [op for op in module.walk() if isinstance(op, func.FuncOp)]:
             _Assigner(self, module, fn, low, pins, outputs, seen).run()
@@ -121,11 +140,8 @@ class AssignPrecision(ModulePass):
         module.attributes[POLICY_ATTR] = to_attribute(
             {"low": "fp16" if self.fp16 else "bf16" if self.bf16 else "", "tf32": self.tf32,
              "constraints": self.constraints, "pins": pins})
-        missing = sorted((set(pins) | {n for n, _ in outputs}) - seen)
-        if missing:
-            warnings.warn(f"assign-precision: per-layer precision for {', '.join(missing)} "
-                          "matches no op (folded at build time, or not a node of the model)",
-                          stacklevel=2)
+        _warn_unmatched(module, (set(pins) | {n for n, _ in outputs}) - seen, patterns,
+                        self.names_checked)
 
 
 class _Assigner:
@@ -254,6 +270,31 @@ class _Assigner:
         if isinstance(value, BlockArgument) and value.owner is self.block:
             _name_edge_cast(new, edge_origin("cast", self.fn, "input", value.index))
         return new
+
+
+def _warn_unmatched(module: ModuleOp, missing: set[str], patterns: dict[str, list[str]],
+                    checked: bool) -> None:
+    """Warn about per-layer names matching no op: each name given in full (a node of the model
+    folded away, where the builder `checked` the names are nodes), and each wildcard pattern
+    matching no op at all; never a node a pattern named (a pattern skips what is not there)."""
+    from_patterns = {n for nodes in patterns.values() for n in nodes}
+    named = sorted(missing - from_patterns)
+    if named:
+        if checked:
+            why = ("node(s) of the model folded away at build time (computed as constants or "
+                   "removed as no-ops): no op is left to set a precision on")
+        else:
+            why = "matches no op (folded at build time, or not a node of the model)"
+        warnings.warn(f"assign-precision: per-layer precision for {', '.join(named)}: {why}",
+                      stacklevel=3)
+    if not patterns:
+        return
+    present = {_pinned_name(n) for op in module.walk() for n in origin_of(op)}
+    for pattern in patterns:
+        if not any(pattern_matches(pattern, n) for n in present):
+            warnings.warn(f"assign-precision: per-layer precision pattern '{pattern}' matches no "
+                          "op (the nodes it matches were folded away at build time)",
+                          stacklevel=3)
 
 
 def _name_edge_cast(value: SSAValue, name: str) -> None:

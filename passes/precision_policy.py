@@ -69,6 +69,35 @@ def parse_output_types(spec: str) -> dict[tuple[str, int], str]:
     return out
 
 
+def pattern_matches(pattern: str, name: str) -> bool:
+    """trtexec's one-wildcard match: '*' stands for any run of characters (none too)."""
+    head, _, tail = pattern.partition("*")
+    return len(name) >= len(head) + len(tail) and name.startswith(head) \
+        and name.endswith(tail)
+
+
+def format_patterns(nodes: dict[str, list[str]]) -> str:
+    """{pattern: [node, ...]} -> "PATTERN=NODE|NODE,..." (assign-precision's `patterns`); a node
+    whose name holds ',', '|' or '=' is left out (it is then reported as a name of its own)."""
+    def ok(name: str) -> bool:
+        return not any(c in name for c in ",|=")
+
+    return ",".join(f"{p}={'|'.join(n for n in names if ok(n))}"
+                    for p, names in nodes.items() if ok(p))
+
+
+def parse_patterns(spec: str) -> dict[str, list[str]]:
+    """"PATTERN=NODE|NODE,..." -> {pattern: [node, ...]}."""
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        pattern, sep, names = item.partition("=")
+        if not sep or "*" not in pattern:
+            raise PassError(f"patterns: '{item}' is not PATTERN=NODE|NODE... with PATTERN "
+                            "holding a '*'")
+        out[pattern] = [n for n in names.split("|") if n]
+    return out
+
+
 class PrecisionPolicy:
     """Resolves ops' precisions in one function. `original` maps each value to the element type
     it had before the pass (only FP32 values change; the rewriting adds the values it makes);
@@ -176,8 +205,8 @@ def _plugin_runs_in(op: NNOp, element_type: Attribute) -> bool:
 
 
 __all__ = ["AGNOSTIC", "COMPUTE", "CONSTRAINTS", "EVERY_OUTPUT", "F32", "MOVEMENT", "PRECISIONS",
-           "PrecisionPolicy", "QDQ_MATH", "TF32_OPS", "parse_layer_precisions",
-           "parse_output_types", "precision_name"]
+           "PrecisionPolicy", "QDQ_MATH", "TF32_OPS", "format_patterns", "parse_layer_precisions",
+           "parse_output_types", "parse_patterns", "pattern_matches", "precision_name"]
 
 
 def _pinned_name(node: str) -> str:

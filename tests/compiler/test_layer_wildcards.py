@@ -148,6 +148,45 @@ def test_ember_bench_and_build_take_the_wildcard(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def _build_warnings(precisions: str) -> list[str]:
+    config = BuilderConfig()
+    config.set_layer_precisions(precisions)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model(_model(), config)
+    return [str(w.message) for w in caught]
+
+
+def test_a_wildcard_warns_only_when_it_matches_no_op():
+    """reshape32 (a Reshape to its own shape) is folded away at build time. A wildcard that
+    also names it but matches other ops warns about nothing; one matching no op (only the
+    folded node) warns once, naming the pattern; a full name says the node was folded."""
+    assert _build_warnings("*:fp16") == []
+    assert _build_warnings("re*:fp16") == []  # relu32 is left
+    assert _build_warnings("resh*:fp16") == [
+        "assign-precision: per-layer precision pattern 'resh*' matches no op (the nodes it "
+        "matches were folded away at build time)"]
+    for spec in ("reshape32:fp16", "*:fp16,reshape32:fp32"):
+        assert _build_warnings(spec) == [
+            "assign-precision: per-layer precision for reshape32: node(s) of the model folded "
+            "away at build time (computed as constants or removed as no-ops): no op is left to "
+            "set a precision on"], spec
+
+
+def test_a_wildcard_build_from_the_cli_warns_about_nothing(tmp_path):
+    model = tmp_path / "wild.onnx"
+    onnx.save(_model(), model)
+    done = _cli("build", str(model), "-o", str(tmp_path / "w.plan"), "--layer-precisions",
+                "*:fp16")
+    assert done.returncode == 0, done.stderr
+    assert "assign-precision" not in done.stderr and "match" not in done.stderr, done.stderr
+    done = _cli("build", str(model), "-o", str(tmp_path / "w.plan"), "--layer-precisions",
+                "resh*:fp16")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("pattern 'resh*' matches no op") == 1, done.stderr
+    assert "reshape32" not in done.stderr, done.stderr
+
+
 def _split_model() -> onnx.ModelProto:
     """x -> Split into two halves (node "sp") -> each Relu'd, two outputs."""
     graph = h.make_graph([

@@ -61,7 +61,8 @@ def test_pipeline_carries_the_precision_options():
     config.set_layer_output_types("fc:fp16")
     text = pipeline_text(pipeline_for(config))
     assert ('assign-precision{fp16=true bf16=false tf32=true constraints="obey" '
-            'layer_precisions="conv:fp32" output_types="fc:*:fp16"},convert-nn-to-kernel') in text
+            'layer_precisions="conv:fp32" output_types="fc:*:fp16" names_checked=true '
+            'patterns=""},convert-nn-to-kernel') in text
     assert pipeline_text(parse_pipeline_text(text)) == text
     unoptimized = [p.name for p in pipeline_for(BuilderConfig(flags=BuilderFlag.BF16,
                                                               optimize=False))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -150,7 +152,31 @@ def test_unmatched_name_is_a_warning_in_the_pass():
         _lower(small_cnn(), fp16=True, layer_precisions="nosuch:fp32")
 
 
+def test_unmatched_names_in_a_build_are_folded_nodes_and_patterns_warn_once():
+    """As the builder runs it (`names_checked`, `patterns`): a full name matching no op is a
+    node folded at build time; a node a pattern gave is not reported itself, the pattern only
+    where no op of any node it matches is left."""
+    with pytest.warns(UserWarning, match="for gone: node.s. of the model folded away at build "
+                                         "time"):
+        _lower(small_cnn(), fp16=True, layer_precisions="gone:fp32", names_checked=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 'c*' matches the conv: nothing about gone
+        _lower(small_cnn(), fp16=True, layer_precisions="conv:fp32,gone:fp32",
+               names_checked=True, patterns="c*=conv|gone")
+    with pytest.warns(UserWarning) as caught:
+        _lower(small_cnn(), fp16=True, layer_precisions="gone:fp32", names_checked=True,
+               patterns="go*=gone")
+    assert [str(w.message) for w in caught] == [
+        "assign-precision: per-layer precision pattern 'go*' matches no op (the nodes it "
+        "matches were folded away at build time)"]
+
+
 def test_bad_specs_are_errors():
+    with pytest.raises(PassError, match="'conv\\*': a wildcard pattern, which the builder "
+                                        "expands"):
+        _lower(small_cnn(), layer_precisions="conv*:fp32")
+    with pytest.raises(PassError, match="PATTERN=NODE"):
+        _lower(small_cnn(), layer_precisions="conv:fp32", patterns="conv=conv")
     with pytest.raises(PassError, match="NODE:PRECISION"):
         _lower(small_cnn(), layer_precisions="conv:int8")
     with pytest.raises(PassError, match="constraints must be"):
