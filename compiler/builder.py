@@ -984,12 +984,8 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
     if patterns:
         config, pattern_nodes = _expand_patterns(model, config)
     passes = pipeline_for(config) if passes is None else list(passes)
-    if pattern_nodes:  # assign-precision reports the wildcards, not each node they named
-        from ember.passes.assign_precision import AssignPrecision
-        from ember.passes.precision_policy import format_patterns
-
-        passes = [dataclasses.replace(p, patterns=format_patterns(pattern_nodes))
-                  if isinstance(p, AssignPrecision) else p for p in passes]
+    if pattern_nodes:
+        passes = _with_patterns(passes, config, pattern_nodes)
     with progress.listening(config.progress_monitor), timing_cache.using(
             config.timing_cache, disabled=config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE),
             error_on_miss=config.get_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)), \
@@ -997,6 +993,27 @@ def build_model(model: onnx.ModelProto | str | os.PathLike | bytes,
         manifest, sections = _build_phases(model, config, passes, building, dump_dir,
                                            after_pass)
     return manifest, sections
+
+
+def _with_patterns(passes: list[ModulePass], config: BuilderConfig,
+                   pattern_nodes: dict[str, list[str]]) -> list[ModulePass]:
+    """`passes` with assign-precision told which wildcards the build expanded (it reports a
+    wildcard, not each node it named); one given the wildcards themselves (a list made by
+    `pipeline_for` before expansion, as `ember debug` does) takes the expanded names."""
+    from ember.passes.assign_precision import AssignPrecision
+    from ember.passes.precision_policy import format_patterns
+
+    options = config.precision_options()
+    out: list[ModulePass] = []
+    for p in passes:
+        if isinstance(p, AssignPrecision):
+            if "*" in p.layer_precisions + p.output_types:
+                p = dataclasses.replace(p, layer_precisions=options["layer_precisions"],
+                                        output_types=options["output_types"],
+                                        names_checked=True)
+            p = dataclasses.replace(p, patterns=format_patterns(pattern_nodes))
+        out.append(p)
+    return out
 
 
 def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: BuilderConfig,

@@ -173,6 +173,22 @@ def test_a_wildcard_warns_only_when_it_matches_no_op():
             "set a precision on"], spec
 
 
+def test_passes_made_before_expansion_take_the_expanded_names():
+    """`ember debug` makes its pass list with `pipeline_for` before the build expands the
+    wildcards: the build gives that list's assign-precision the nodes they name."""
+    from ember.compiler.builder import pipeline_for
+
+    config = BuilderConfig()
+    config.set_layer_precisions("*:fp16")
+    stages: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model(_model(), config, passes=pipeline_for(config),
+                    after_pass=lambda i, p, m: stages.setdefault(p.name, str(m)))
+    text = stages["assign-precision"]
+    assert re.search(r"nn\.matmul [^\n]*-> tensor<4x16xf16>", text), text
+
+
 def test_a_wildcard_build_from_the_cli_warns_about_nothing(tmp_path):
     model = tmp_path / "wild.onnx"
     onnx.save(_model(), model)
