@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ember.compiler.flag_groups import add_build_flags as _add_precision_flags
-from ember.compiler.flag_groups import add_model_flags
+from ember.compiler.flag_groups import add_input_flags, add_model_flags
 from ember.compiler.flag_groups import build_options as _precision
 from ember.errors import EmberError
 from ember.runtime.printable import EscapingWriter, printable
@@ -79,8 +79,9 @@ def _warnings_as_lines(command: str, quiet: bool = False) -> Iterator[None]:
 
 def _run(args: argparse.Namespace) -> int:
     from ember.compiler.commands import run
+    from ember.compiler.flag_groups import input_data
 
-    run(args.model, inputs=args.inputs, outputs=args.outputs, device=args.device,
+    run(args.model, inputs=input_data(args), outputs=args.outputs, device=args.device,
         shapes=args.shapes, **_precision(args))
     return 0
 
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  ember run dynamic.onnx --shapes x:4x3x224x224")
     add_model_flags(p, "a plan file, or an ONNX model to build first (its dynamic inputs "
                        "for the shapes of the inputs given)")
-    p.add_argument("--inputs", help=".npz of inputs by name (default: random)")
+    add_input_flags(p)
     p.add_argument("--outputs", help="write the outputs here (.npz)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_precision_flags(p, tf32=False)

@@ -19,6 +19,7 @@ from ember.compiler.builder import (
     pipeline_for,
     precision_config,
 )
+from ember.compiler.flag_groups import InputData, InputSpec, check_feed, load_inputs
 from ember.compiler.pipeline import pipeline_text
 from ember.errors import EmberError
 from ember.runtime.files import atomic_path
@@ -272,20 +273,17 @@ def layer_table(manifest: dict) -> str:
     return table(manifest)
 
 
-def random_inputs(engine, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feed = {}
+def engine_inputs(engine) -> tuple[list[InputSpec], dict[str, tuple[int, ...]]]:
+    """An engine's inputs as the input-data flags read them (a dynamic dim None) and the shape
+    of random ones: the input's, or a dynamic one's opt shape in the first profile."""
+    specs, shapes = [], {}
     for name in engine.input_names:
-        dtype, shape = engine.tensors[name].dtype, engine.get_tensor_shape(name)
-        if -1 in shape:  # a dynamic input: the profile's opt shape
-            shape = engine.get_tensor_profile_shape(name, 0)[1]
-        if np.issubdtype(dtype, np.floating):
-            feed[name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feed[name] = rng.integers(0, 2, shape).astype(bool)
-        else:
-            feed[name] = rng.integers(0, 10, shape).astype(dtype)
-    return feed
+        dtype, shape = engine.tensors[name].dtype, tuple(engine.get_tensor_shape(name))
+        specs.append(InputSpec(name, np.dtype(dtype), tuple(None if d == -1 else d
+                                                            for d in shape)))
+        shapes[name] = tuple(engine.get_tensor_profile_shape(name, 0)[1]) if -1 in shape \
+            else shape
+    return specs, shapes
 
 
 def load_engine(path: str | os.PathLike, device: str = "auto",
@@ -344,23 +342,28 @@ def _refuse_precision_for_plan(path: str | os.PathLike, precision: dict) -> None
                          f"({', '.join(given)}) apply when building an ONNX model")
 
 
-def run(model: str | os.PathLike, *, inputs: str | os.PathLike | None = None,
+def run(model: str | os.PathLike, *, inputs: str | os.PathLike | InputData | None = None,
         outputs: str | os.PathLike | None = None, device: str = "auto",
         shapes: str | None = None, out: TextIO | None = None,
         **precision) -> dict[str, np.ndarray]:
     """Run a plan (or an ONNX model, built strict FP32 unless `precision` says otherwise, its
-    dynamic inputs for the shapes of `inputs`, else of `shapes`: "x:1x3x224x224,...")."""
+    dynamic inputs for the shapes of `inputs`, else of `shapes`: "x:1x3x224x224,...").
+    `inputs`: a file of inputs by name (.npz or .json), or the input-data flags as read
+    (`flag_groups.InputData`: a file, or the seed and ranges of random inputs); default:
+    random inputs, as `InputData()` makes them."""
     out = out or sys.stdout
-    feed = load_npz(inputs) if inputs is not None else None
+    data = inputs if isinstance(inputs, InputData) else \
+        InputData(path=None if inputs is None else str(inputs))
+    feed = load_inputs(data.path) if data.path is not None else None
     given = parse_shapes(shapes) if shapes else {}
     if feed is not None and given:
         raise EmberError("--shapes gives the shapes of random inputs; --inputs gives inputs "
                          "with their shapes: give one")
     if feed is not None and Path(model).suffix == ".onnx":
-        given = {k: v.shape for k, v in feed.items()}
+        given = {k: np.shape(v) for k, v in feed.items()}
     engine = load_engine(model, device, given, **precision)
-    if feed is None:
-        feed = random_inputs(engine)
+    specs, opt = engine_inputs(engine)
+    feed = data.feed(specs, opt) if feed is None else check_feed(feed, specs, str(data.path))
     start = time.perf_counter()
     result = engine(feed)
     seconds = time.perf_counter() - start

@@ -114,9 +114,10 @@ def _dims_text(shape: Sequence[int | None]) -> str:
 def add_input_flags(p: argparse.ArgumentParser) -> None:
     """Where inputs come from: a file, or seeded random values in a range."""
     group = p.add_argument_group("input data")
-    group.add_argument("--load-inputs", metavar="FILE",
+    group.add_argument("--load-inputs", "--inputs", dest="load_inputs", metavar="FILE",
                        help="inputs by name from an .npz (np.savez) or a .json file ({name: "
-                            "nested list}, or Polygraphy's --save-inputs JSON)")
+                            "nested list}, or Polygraphy's --save-inputs JSON); default: "
+                            "seeded random ones")
     group.add_argument("--seed", type=int, default=None,
                        help="seed of the random inputs (default: 1, Polygraphy's)")
     group.add_argument("--input-range", nargs="+", metavar="RANGE",
@@ -197,7 +198,7 @@ def input_data(args: argparse.Namespace) -> InputData:
 def load_inputs(path: str) -> dict[str, np.ndarray]:
     """Arrays by name from .npz, or .json ({name: nested list}, or Polygraphy's `--save-inputs`
     JSON: a list of feeds, of which there must be one)."""
-    if Path(path).suffix == ".npz":
+    if Path(path).suffix in (".npz", ".npy"):  # load_npz says an .npy is a single array
         from ember.compiler.commands import load_npz
 
         return load_npz(path)

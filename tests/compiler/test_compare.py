@@ -345,6 +345,42 @@ def test_ember_run_dynamic_shapes_and_errors(small, capsys, tmp_path):
     assert "give one" in capsys.readouterr().err
 
 
+def test_ember_run_takes_the_shared_input_data_flags(small, tmp_path):
+    """`ember run` reads its inputs with the input-data group the other subcommands share:
+    --inputs and --load-inputs are one flag (an .npz or a .json), random inputs take --seed and
+    --input-range as `ember compare` does, and the group's errors are one line."""
+    model = str(small / "cnn.onnx")
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(4).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    (tmp_path / "in.json").write_text(json.dumps({"x": x.tolist()}))
+    (want,) = session.run(None, {"x": x})
+    for flag, path in (("--inputs", "in.npz"), ("--load-inputs", "in.npz"),
+                       ("--inputs", "in.json")):
+        done = ember("run", model, flag, str(tmp_path / path), "--outputs",
+                     str(tmp_path / "out.npz"))
+        assert done.returncode == 0, done.stderr
+        np.testing.assert_allclose(np.load(tmp_path / "out.npz")["y"], want, rtol=1e-5,
+                                   atol=1e-6)
+    done = ember("run", model, "--seed", "3", "--input-range=-1,1", "--outputs",
+                 str(tmp_path / "out.npz"))
+    assert done.returncode == 0, done.stderr
+    feed = InputData(seed=3, default_range=(-1.0, 1.0)).feed(model_inputs(onnx.load(model)))
+    assert feed["x"].min() < 0  # the range took effect
+    (want,) = session.run(None, feed)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["y"], want, rtol=1e-5, atol=1e-6)
+    for argv, why in ((["--inputs", str(tmp_path / "in.npz"), "--seed", "3"],
+                       "--seed is for random inputs"),
+                      (["--input-range", "nosuch:0,1"], "--input-range names nosuch"),
+                      (["--inputs", str(tmp_path / "in.txt")], "expected an .npz or a .json")):
+        done = ember("run", model, *argv)
+        assert done.returncode == 1 and why in done.stderr, (argv, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for command in ("run", "compare"):
+        done = ember(command, "--help")
+        assert "--load-inputs FILE, --inputs FILE" in done.stdout, (command, done.stdout)
+
+
 # -- on the GPU --------------------------------------------------------------------------------
 
 @needs_gpu
