@@ -260,6 +260,30 @@ def test_several_output_types_go_one_per_output():
     np.testing.assert_array_equal(got["yb"], x[:, 4:])
 
 
+def test_set_output_type_on_a_parsed_split_layer():
+    """The network API's spelling: the parsed Split layer's `set_output_type(1, float16)`
+    stores its second output (the second slice) in FP16 and leaves the first exact."""
+    import ember
+
+    builder = ember.Builder()
+    network = builder.create_network()
+    assert ember.OnnxParser(network).parse(_split_model())
+    layer = next(network.get_layer(i) for i in range(network.num_layers)
+                 if network.get_layer(i).name == "sp")
+    layer.set_output_type(1, np.float16)
+    config = builder.create_builder_config()
+    config.target_arch = None  # the CPU executor's plan wherever this runs
+    config.set_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine = ember.Runtime(device="cpu").deserialize_cuda_engine(
+            builder.build_serialized_network(network, config))
+    x = (1 + np.arange(16, dtype=np.float32).reshape(2, 8) * 1e-4).astype(np.float32)
+    got = engine({"x": x})
+    np.testing.assert_array_equal(got["ya"], x[:, :4])
+    np.testing.assert_array_equal(got["yb"], x[:, 4:].astype(np.float16).astype(np.float32))
+
+
 def test_output_types_of_a_split_from_the_cli(tmp_path):
     """`ember build --layer-output-types sp:fp16+fp32` as a user runs it: no warning (the
     second output exists), and the stage after assign-precision casts only the first slice."""
