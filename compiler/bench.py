@@ -393,12 +393,15 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_allowed_io_formats(*sorted({f for _, fs in wanted.values() for f in fs}
                                               | {"NCHW"}))
     start = time.perf_counter()
+    ran: list = []  # the passes the build ran, with their options (wildcards expanded)
     with warnings.catch_warnings(record=True) as caught:  # trtexec's [W] lines
         warnings.simplefilter("always")
         try:
             if args.timingCacheFile:
                 config.set_timing_cache(timing_cache.load(args.timingCacheFile), True)
-            manifest, sections = build_model(args.onnx, config)
+            manifest, sections = build_model(
+                args.onnx, config,
+                after_pass=(lambda i, p, module: ran.append(p)) if log.verbose else None)
             check_memory_limits(manifest, config)
         finally:
             for w in caught:
@@ -416,11 +419,10 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
                                  "cannot force one")
     log(f"Engine built in {time.perf_counter() - start:g} sec.")
     if log.verbose:
-        from ember.compiler.builder import pipeline_for
         from ember.compiler.pipeline import pipeline_text
         from ember.runtime.inspector import layer_table
 
-        log(f"Pipeline: {pipeline_text(pipeline_for(config))}", "V")
+        log(f"Pipeline: {pipeline_text(ran)}", "V")
         log(layer_table(manifest).rstrip("\n"), "V")
     return manifest, sections
 

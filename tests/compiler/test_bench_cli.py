@@ -199,6 +199,19 @@ def test_inference_flags_take_effect(models, tmp_path):
         assert t["latencyMs"] == pytest.approx(t["computeMs"])
 
 
+def test_verbose_pipeline_is_the_one_the_build_ran(models):
+    """--verbose prints the passes the build ran, a wildcard in --layerPrecisions expanded to
+    the node names it matched, as text `ember-opt -p` parses again."""
+    from ember.compiler.pipeline import parse_pipeline_text
+
+    out = bench(f"--onnx={models / 'static.onnx'}", "--device=cpu", "--fp16",
+                "--layerPrecisions=*:fp32", "--iterations=1", "--warmUp=0", "--duration=0",
+                "--verbose").stdout
+    text = re.search(r"\[V\] Pipeline: (.*)$", out, re.M).group(1)
+    precision = next(p for p in parse_pipeline_text(text) if p.name == "assign-precision")
+    assert "conv0:fp32" in precision.layer_precisions and "*" not in precision.layer_precisions
+
+
 def test_dump_profile_with_roofline(models, tmp_path):
     ran = bench(f"--onnx={models / 'static.onnx'}", "--iterations=5", "--warmUp=0",
                 "--duration=0", "--device=cpu", "--dumpProfile", "--separateProfileRun",
