@@ -9,23 +9,24 @@ in a region's op list, the ops that print as full-rate float arithmetic instead:
 
 - `round` whose only user is a `clip` to integer bounds within 2**22: clip first, then round by
   adding and subtracting 1.5 * 2**23 (`MAGIC`): for |v| <= 2**22 the sum lands where the float
-  spacing is 1, so it is rounded to nearest even exactly as `rintf`. Clipping first gives the
-  same value (the bounds are integers; a NaN clips to the lower bound both ways); only the sign
-  of a zero may differ (-0.3 rounds to +0 here, -0 by `rintf`), which no later cast, multiply
-  or add can tell apart. The `clip` then prints as a copy.
+  spacing is 1, so it is rounded to nearest even exactly as `rintf`; the clipped value's sign
+  goes back on (-0.3 rounds to -0, as `rintf` does). Clipping first gives the same value (the
+  bounds are integers; a NaN clips to the lower bound both ways). The `clip` then prints as a
+  copy.
 - a cast of such an integral float to an integer type holding its range: the bits of v + MAGIC
   less those of MAGIC (an add and an integer subtract).
-- a cast of that integer back to float32: the integral float it came from; a cast of any
-  other 8- or 16-bit integer to float32 (an int8 residual, a dequantize's input): the float
-  whose bits are MAGIC's plus the integer, less MAGIC.
+- a cast of that integer back to float32: the integral float it came from, plus +0 (a -0 becomes
+  +0, as through the integer); a cast of any other 8- or 16-bit integer to float32 (an int8
+  residual, a dequantize's input): the float whose bits are MAGIC's plus the integer, less
+  MAGIC.
 
 And a division by a value the same for every element (a quantize's scale) multiplies by the
-divisor's reciprocal and corrects once (`DIV_PRELUDE`, Markstein's step: with y = 1/s rounded
+divisor's reciprocal and corrects once (Markstein's step: with y = 1/s rounded
 to nearest and q = x * y, q + (x - q * s) * y rounded once is x / s rounded to nearest, where
 nothing underflows or overflows; the other cases take the full division). A float32 division
 is a reciprocal in the conversion unit and a fix-up sequence; this is three float operations
 once the reciprocal is known, and the compiler computes `__frcp_rn(s)` once for all elements
-that divide by the same loaded value.
+that divide by the same loaded value (`PRELUDE`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     """{op position: (form, value, bounds)} for the ops of `region` (over values of `dtypes`,
     the region's arguments first) that print in a cheaper exact form: "rint_clipped" (`value`
     clipped to `bounds`, then rounded: a round, its clip's bounds), "copy" (`value` itself),
-    "to_int" (a cast of `value`, an integral float32 within `bounds`) and "from_int" (a cast of
-    `value`, an 8- or 16-bit integer, to float32)."""
+    "to_int" (a cast of `value`, an integral float32 within `bounds`), "unsigned_zero" (`value`,
+    an integral float32, with a zero made +0: its cast to an integer and back) and "from_int"
+    (a cast of `value`, an 8- or 16-bit integer, to float32)."""
     ops = region["ops"]
     first = len(dtypes)
     dtype_of = list(dtypes) + [op["dtype"] for op in ops]
@@ -80,7 +82,7 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
                 source[value] = args[0]
         elif fn == "cast" and op["dtype"] == "float32" and args[0] in source:
             integral[value] = integral[source[args[0]]]
-            out[i] = ("copy", source[args[0]], integral[value])
+            out[i] = ("unsigned_zero", source[args[0]], integral[value])
         elif fn == "cast" and op["dtype"] == "float32" and dtype_of[args[0]] in _SMALL_INTS:
             integral[value] = _INT_RANGES[dtype_of[args[0]]]
             out[i] = ("from_int", args[0], integral[value])
@@ -94,6 +96,8 @@ def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
     x = f"{prefix}{value}"
     if form == "copy":
         return x
+    if form == "unsigned_zero":
+        return f"__fadd_rn({x}, 0.0f)"
     if form == "rint_clipped":
         return rint_clipped(x, c_literal(bounds[0], "float32"), c_literal(bounds[1], "float32"))
     if form == "to_int":
@@ -103,7 +107,13 @@ def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
     raise ValueError(f"quantize_c: unknown form {form!r}")
 
 
-DIV_PRELUDE = """\
+PRELUDE = """\
+// rintf(x) clipped to [lo, hi] (integers within 2^22): round by 1.5 * 2^23 after the clip,
+// the clipped value's sign put back (for a zero)
+__device__ __forceinline__ float ember_rint_clipped(float x, float lo, float hi) {
+    const float c = fminf(fmaxf(x, lo), hi);
+    return copysignf(__fsub_rn(__fadd_rn(c, 12582912.0f), 12582912.0f), c);
+}
 // x / s rounded to nearest (IEEE) from y = __frcp_rn(s): one Markstein correction of x * y
 __device__ __forceinline__ float ember_div_by(float x, float s, float y) {
     const float q = __fmul_rn(x, y), aq = fabsf(q);
@@ -118,18 +128,19 @@ __device__ __forceinline__ float ember_div_by(float x, float s, float y) {
 
 
 def div_by(x: str, s: str) -> str:
-    """C: float32 `x / s` for a divisor `s` the same for every element (`DIV_PRELUDE`)."""
+    """C: float32 `x / s` for a divisor `s` the same for every element (`PRELUDE`)."""
     return f"ember_div_by({x}, {s}, __frcp_rn({s}))"
 
 
-def div_prelude(text: str) -> str:
-    """DIV_PRELUDE where kernel text `text` calls `ember_div_by`, else ""."""
-    return DIV_PRELUDE if "ember_div_by(" in text else ""
+def prelude(text: str) -> str:
+    """PRELUDE where kernel text `text` calls its functions, else ""."""
+    return PRELUDE if "ember_div_by(" in text or "ember_rint_clipped(" in text else ""
 
 
 def rint_clipped(x: str, lo: str, hi: str) -> str:
-    """C: `x` clipped to [lo, hi] (integers within 2**22) and rounded to nearest even."""
-    return f"__fsub_rn(__fadd_rn(fminf(fmaxf({x}, {lo}), {hi}), {MAGIC}), {MAGIC})"
+    """C: `x` clipped to [lo, hi] (integers within 2**22) and rounded to nearest even
+    (`PRELUDE`)."""
+    return f"ember_rint_clipped({x}, {lo}, {hi})"
 
 
 def to_int(x: str, c_type: str) -> str:

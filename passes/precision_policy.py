@@ -171,9 +171,9 @@ def _between_qdq(op: NNOp) -> bool:
     quantizes. The group stays in FP32, as the quantize arithmetic around it does: the kernel
     it fuses into computes it in registers, where FP16 would only round values the quantize
     then rounds again (and cost two conversions each)."""
-    if op.name not in _ELEMENTWISE or op.results[0].uses.get_length() == 0:
+    if op.name not in _ELEMENTWISE:
         return False
-    group, todo, dequantized = {op}, [op], False
+    group, todo, dequantized, quantized = {op}, [op], False, False
     while todo:
         member = todo.pop()
         neighbours = []
@@ -185,15 +185,18 @@ def _between_qdq(op: NNOp) -> bool:
                 dequantized = True
             elif producer.operands:
                 neighbours.append(producer)
-        neighbours += [use.operation for use in member.results[0].uses
-                       if QDQ_MATH not in use.operation.attributes]
+        for use in member.results[0].uses:
+            if QDQ_MATH in use.operation.attributes:
+                quantized = True
+            else:
+                neighbours.append(use.operation)
         for other in neighbours:
             if other.name not in _ELEMENTWISE:
                 return False
             if other not in group:
                 group.add(other)
                 todo.append(other)
-    return dequantized
+    return dequantized and quantized
 
 
 _ELEMENTWISE = ("nn.unary", "nn.binary")

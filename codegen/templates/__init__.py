@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ember.codegen.quantize_c import div_prelude
+from ember.codegen import quantize_c
 from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
 from ember.codegen.symbolic import C_PREFIX, cdiv, is_sym, smin, upper
 from ember.dialects.kernel_templates import descriptor
@@ -177,7 +177,7 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
     text = "\n".join([helpers, sig, *body])
-    for needed in (half_prelude(text), div_prelude(text)):
+    for needed in (half_prelude(text), quantize_c.prelude(text)):
         if needed:
             parts += [needed]
     if prelude:

@@ -50,12 +50,13 @@ class WgmmaTile:
     stages: int
 
     def __post_init__(self) -> None:
-        threads = 128 * (self.bm // 64)
-        if self.bm % 64 or self.bn % 8 or not 8 <= self.bn <= 256 or \
-                (self.bm * 8) % threads or (self.bn * 8) % threads:
-            raise ValueError(f"wgmma tile {self.bm}x{self.bn}: BM a multiple of 64, BN of 8 "
-                             "(at most 256), and each operand's 16-byte chunks a whole number "
-                             "per thread")
+        # N: what wgmma takes for every operand type (s8: 8, 16, 24, then multiples of 16);
+        # the copies give each thread a whole number of B's 16-byte chunks
+        if self.bm % 64 or not 8 <= self.bn <= 256 or self.bn % (8 if self.bn <= 24 else 16) \
+                or (self.bn * 8) % (128 * (self.bm // 64)):
+            raise ValueError(f"wgmma tile {self.bm}x{self.bn}: BM a multiple of 64, BN 8, 16, "
+                             "24 or a multiple of 16 up to 256, and B's 16-byte chunks a whole "
+                             "number per thread")
 
     @property
     def groups(self) -> int:
@@ -169,7 +170,7 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
                i, g.tactic()) for i, g in enumerate(mma)]
     hopper = [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA, len(mma) + i,
                WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
-    best = [t for _, _, t in sorted(scored + hopper, key=lambda s: (s[0], s[1]))[:top]]
+    best = [t for _, _, t in sorted([*scored, *hopper], key=lambda s: (s[0], s[1]))[:top]]
     if top and not any("wgmma" in t for t in best):
         best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
     return best

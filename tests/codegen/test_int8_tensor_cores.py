@@ -381,18 +381,18 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
 
 @needs_gpu
 @pytest.mark.cuda
-@pytest.mark.parametrize("batch, m, n, k, wgmma", [([], 256, 192, 512, True),
-                                                   ([2], 37, 40, 48, False),
-                                                   ([], 130, 72, 272, True)],
+@pytest.mark.parametrize("batch, m, n, k", [([], 256, 192, 512), ([2], 37, 40, 48),
+                                            ([], 130, 72, 272)],
                          ids=["aligned", "batch-ragged", "ragged-deep"])
-def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k, wgmma):
-    """Each candidate of an sm_90 build (wgmma k32 s8 tiles and mma.sync ones) on the GPU."""
+def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k):
+    """Each candidate of an sm_90 build (wgmma k32 s8 tiles, always one among them, and
+    mma.sync ones) on the GPU; K = 48 fills part of one 128-byte stage."""
     params = _params(batch, m, n, k)
     rng = np.random.default_rng(6)
     a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
     want = np.matmul(a.astype(np.int64), b.astype(np.int64).T)
     tactics = matmul.tactics(params, "sm_90")
-    assert any("wgmma" in t for t in tactics) == wgmma  # wgmma k32 tiles where sizes allow
+    assert any("wgmma" in t for t in tactics)
     for tactic in tactics + matmul.tactics(params, "sm_80")[:1]:
         spec = matmul.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", [a, b], want.shape, np.int32)

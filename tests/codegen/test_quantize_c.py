@@ -27,8 +27,16 @@ FAKE_QUANT = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "float32"},
               "result": 7}
 QUANTIZE = {"ops": FAKE_QUANT["ops"][:4], "result": 5}
 DIVIDE = {"ops": FAKE_QUANT["ops"][:1], "result": 2}
+# a fake-quantize without the integer round trip: round(-0.3) * s is -0
+NO_INT = {"ops": FAKE_QUANT["ops"][:3] + [{"fn": "mul", "args": [4, 1], "dtype": "float32"}],
+          "result": 5}
+# the rounded value used twice: the clip prints op by op (-0 for -0.3) and its cast through
+# int8 and back gives +0
+TWO_USES = {"ops": FAKE_QUANT["ops"][:5] + [{"fn": "add", "args": [6, 3], "dtype": "float32"}],
+            "result": 7}
 REGIONS = {"fake_quant": (FAKE_QUANT, "float32"), "quantize": (QUANTIZE, "int8"),
-           "divide": (DIVIDE, "float32")}
+           "divide": (DIVIDE, "float32"), "no_int": (NO_INT, "float32"),
+           "two_uses": (TWO_USES, "float32")}
 INT_CASTS = ["int8", "uint8", "int16", "uint16"]
 SCALES = [0.0163002536, -0.37, 3.0, 1e-30, 2.0 ** -130, 0.0, np.inf, 7e37]
 
@@ -56,20 +64,21 @@ def _case(region: dict, out_dtype: str, scale: float):
     with np.errstate(all="ignore"):
         (want,) = KERNELS["elementwise"](inputs, params)
         want = np.array(want)
-        if region is not DIVIDE:
-            # a NaN quotient: numpy's cast of NaN to int8 is undefined (0 here); CUDA's clip
-            # (fmaxf) gives the lower bound, printed op by op as before quantize_c, and so here
+        if region in (FAKE_QUANT, QUANTIZE, NO_INT):
+            # a NaN quotient: numpy's clip keeps the NaN (and its cast of NaN to int8 is
+            # undefined: 0 here); CUDA's clip (fmaxf) gives the lower bound, printed op by op
+            # as before quantize_c, and so here
             nan = np.isnan(x / np.float32(scale))
             want[nan] = np.float32(-128) * np.float32(scale) if want.dtype.kind == "f" else -128
     return params, inputs, want
 
 
 def _same(got: np.ndarray, want: np.ndarray) -> None:
-    """Equal values (NaN where NaN; a zero's sign may differ: see quantize_c)."""
+    """The same values bit for bit (a zero's sign too), any NaN where numpy has one."""
     assert got.dtype == want.dtype
     if want.dtype.kind == "f":
-        assert np.array_equal(np.isnan(got), np.isnan(want))
-        ok = np.isnan(want) | (got == want)
+        bits = f"u{want.dtype.itemsize}"
+        ok = (np.isnan(want) & np.isnan(got)) | (got.view(bits) == want.view(bits))
     else:
         ok = got == want
     bad = np.flatnonzero(~ok)
@@ -82,14 +91,13 @@ def test_the_fake_quantize_prints_without_conversions():
     body = spec.source.split("void fq", 1)[1]
     assert "rintf" not in body and "(signed char)(v" not in body and " / " not in body
     assert "ember_div_by(v0, v1, __frcp_rn(v1))" in body
-    assert "__fsub_rn(__fadd_rn(fminf(fmaxf(v2, -128.0f), 127.0f), 12582912.0f), " \
-           "12582912.0f)" in body
+    assert "ember_rint_clipped(v2, -128.0f, 127.0f)" in body
 
 
 def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bounds():
     forms = quantize_c.rewrites(FAKE_QUANT, ["float32", "float32"])
     assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_clipped", 2: "copy",
-                                                        3: "to_int", 4: "copy"}
+                                                        3: "to_int", 4: "unsigned_zero"}
     # the rounded value has a second user (an add): the round keeps rintf
     forms = quantize_c.rewrites({"ops": FAKE_QUANT["ops"][:3] + [
         {"fn": "add", "args": [3, 4], "dtype": "float32"}], "result": 5},

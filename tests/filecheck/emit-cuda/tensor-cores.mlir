@@ -14,13 +14,13 @@ builtin.module {
   }
 }
 
-// CHECK:      kernel.launch "matmul"(%a, %b) {{.*}}tactic = {wgmma = array<i64: 128, 256, 4>}}
-// CHECK:      kernel.cuda "[[K:matmul_[0-9a-f]{12}]]"(%{{.*}}) grid [12, 8, 1] block [256, 1, 1] shared 197632 : tensor<1024x3072xf16> {
+// CHECK:      kernel.launch "matmul"(%a, %b) {{.*}}tactic = {wgmma = array<i64: 128, 192, 4>}}
+// CHECK:      kernel.cuda "[[K:matmul_[0-9a-f]{12}]]"(%{{.*}}) grid [16, 8, 1] block [256, 1, 1] shared 164864 : tensor<1024x3072xf16> {
 // CHECK-NEXT: | // matmul [1 x (1024 x 768) @ (768 x 3072)] transpose_a=0 transpose_b=1 float16
-// CHECK-NEXT: | // tactic: tensor cores, wgmma (sm_90a), 128x256 tile x 128 bytes of k, 2 warpgroup(s) of m64n256, 4 stages
+// CHECK-NEXT: | // tactic: tensor cores, wgmma (sm_90a), 128x192 tile x 128 bytes of k, 2 warpgroup(s) of m64n192, 4 stages
 // CHECK-NEXT: | // epilogue fused: [relu]
 // CHECK-NEXT: | // target: sm_90a (wgmma)
-// CHECK:      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16
+// CHECK:      "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16
 // CHECK:      | extern "C" __global__ void __launch_bounds__(256, 1) [[K]](const ember_half* __restrict__ in0, const ember_half* __restrict__ in1, ember_half* __restrict__ out0) {
 // CHECK:      |     __syncthreads();  // the pipeline's shared memory is free: stage the outputs
 // CHECK:      |             h.e[e] = ember_to_half(acc);
