@@ -1,10 +1,13 @@
-"""softmax: exp(x - max) / sum along one axis (log: (x - max) - log(sum)). One thread block per
-row (a position of the other dims); threads stride along the axis, max and sum by block trees.
-float16 / bfloat16 are loaded into floats and computed in float, rounded once on the store."""
+"""softmax: exp(x - max) / sum along one axis (log: (x - max) - log(sum)). Rows along the last
+axis of at most `WARP_ROW_MAX` elements (attention scores: 128 a row): one warp per row, the row
+in registers (read once), max and sum by warp shuffles, the exponentials kept for the store.
+Other rows: one thread block per row (a position of the other dims); threads stride along the
+axis, max and sum by block trees. float16 / bfloat16 are loaded into floats and computed in
+float, rounded once on the store."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import compute_type, load_float
+from ember.codegen.scalar_c import compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
     KernelSpec,
@@ -15,7 +18,23 @@ from ember.codegen.templates import (
     source,
 )
 from ember.codegen.templates.half import compute_literal, is_float, stored
+from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARPS
 from ember.errors import UnsupportedError
+
+# NaN-propagating max and the sum over a warp (every lane gets the result)
+WARP_MAX_SUM = """\
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        if (w > v || w != w) v = w;
+    }
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+"""
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -28,6 +47,9 @@ def emit(name: str, params: dict) -> KernelSpec:
     outer, length, inner = prod(shape[:axis]), shape[axis], prod(shape[axis + 1:])
     rows = outer * inner
     t = compute_type(dtype)
+    if inner == 1 and isinstance(length, int) and isinstance(rows, int) and \
+            length <= WARP_ROW_MAX and t == "float":
+        return _warp_rows(name, shape, axis, rows, length, dtype, log)
     f = "" if dtype == "float64" else "f"
     block = block_size_for(length)
     result = "(x - m) - logs" if log else "exp" + f + "(x - m) * inv"
@@ -59,3 +81,47 @@ def emit(name: str, params: dict) -> KernelSpec:
                   signature(name, [dtype], [dtype], halves=True), body, helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
+
+
+def _warp_rows(name: str, shape: list, axis: int, rows: int, length: int, dtype: str,
+               log: bool) -> KernelSpec:
+    """`emit` with one warp per row (the last axis): lane l holds x[l], x[l + 32], ..."""
+    per = -(-length // 32)
+    st = storage_type(dtype) if is_half(dtype) else "float"
+    result = "(v[i] - m) - logf(s)" if log else "v[i] * inv"
+    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
+            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
+            f"row += gridDim.x * {WARPS}) {{",
+            f"        const {st}* x = in0 + (size_t)row * {length};",
+            f"        {st}* y = out0 + (size_t)row * {length};",
+            f"        float v[{per}];",
+            "        float mx = -__int_as_float(0x7f800000);",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const int j = lane + 32 * i;",
+            f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : "
+            "-__int_as_float(0x7f800000);",
+            "            if (v[i] > mx || v[i] != v[i]) mx = v[i];",
+            "        }",
+            "        const float m = warp_max(mx);",
+            "        float s = 0;",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const float e = expf(v[i] - m);",
+            f"            if (lane + 32 * i < {length}) s += e;",
+            *([] if log else ["            v[i] = e;"]),
+            "        }",
+            "        s = warp_sum(s);",
+            *([] if log else ["        const float inv = 1.0f / s;"]),
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const int j = lane + 32 * i;",
+            f"            if (j < {length}) y[j] = {stored(result, dtype)};",
+            "        }",
+            "    }"]
+    text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
+                  [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
+                   f"the row in registers ({per} a lane), max and sum by warp shuffles"],
+                  signature(name, [dtype], [dtype], halves=True), body, helpers=WARP_MAX_SUM)
+    blocks = min(-(-rows // WARPS), 65535)
+    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)

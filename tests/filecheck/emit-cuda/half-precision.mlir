@@ -5,8 +5,8 @@
 // (last dim even) takes two neighbouring elements per thread with 4-byte loads and stores of bf16
 // pairs, computes in float and rounds the add to bf16 as the numpy reference does (relu is exact);
 // the bias [4] is read at column c1. A BF16 softmax loads each value into a float
-// (bits << 16), reduces in float and rounds once on the store (ember_to_bf16: round to nearest
-// even, NaN kept quiet).
+// (bits << 16), reduces in float (a warp per row) and rounds once on the store
+// (ember_to_bf16: round to nearest even, NaN kept quiet).
 builtin.module {
   func.func @main(%x: tensor<2x3xf32>, %a: tensor<2x4xbf16>, %b: tensor<4xbf16>, %n: tensor<2x8xbf16>) -> (tensor<2x3xf16>, tensor<2x4xbf16>, tensor<2x8xbf16>) {
     %h = nn.cast %x {to = f16} : tensor<2x3xf32> -> tensor<2x3xf16>
@@ -57,13 +57,12 @@ builtin.module {
 // CHECK-NEXT: |         *(ember_bf162*)(out0 + i) = ember_bf162{ember_to_bf16(a3), ember_to_bf16(b3)};
 
 // CHECK:      %[[Y:.*]] = kernel.launch "softmax"(%n)
-// CHECK-NEXT: kernel.cuda "[[KY:softmax_[0-9a-f]{12}]]"(%[[Y]]) grid [2, 1, 1] block [32, 1, 1] shared 0 : tensor<2x8xbf16> {
+// CHECK-NEXT: kernel.cuda "[[KY:softmax_[0-9a-f]{12}]]"(%[[Y]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x8xbf16> {
 // CHECK-NEXT: | // softmax axis 1 of [2, 8] bfloat16
 // CHECK:      | extern "C" __global__ void [[KY]](const ember_bf16* __restrict__ in0, ember_bf16* __restrict__ out0) {
-// CHECK-NEXT: |     __shared__ float smem[32];
-// CHECK:      |             const float x = ember_load(in0[base + (size_t)j * 1]);
-// CHECK:      |         const float m = block_reduce(mx, smem, MaxOp());
-// CHECK:      |             s += expf(ember_load(in0[base + (size_t)j * 1]) - m);
-// CHECK-NEXT: |         s = block_reduce(s, smem, SumOp());
-// CHECK:      |             out0[base + (size_t)j * 1] = ember_to_bf16(expf(x - m) * inv);
+// CHECK:      |         const ember_bf16* x = in0 + (size_t)row * 8;
+// CHECK:      |             v[i] = j < 8 ? ember_load(x[j]) : -__int_as_float(0x7f800000);
+// CHECK:      |         const float m = warp_max(mx);
+// CHECK:      |         s = warp_sum(s);
+// CHECK:      |             if (j < 8) y[j] = ember_to_bf16(v[i] * inv);
 // CHECK:      func.return %[[H]], %[[R]], %[[Y]]
