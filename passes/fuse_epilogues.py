@@ -1,4 +1,5 @@
-"""fuse-epilogues: an elementwise kernel that only post-processes a conv's or matmul's result
+"""fuse-epilogues: an elementwise kernel that only post-processes a conv's, matmul's or layer
+norm's result
 becomes that kernel's epilogue (one kernel, no round trip through memory).
 
 After this pass no `kernel.launch "conv"` / `"matmul"` result whose only user is one
@@ -10,7 +11,9 @@ result may have another float type (f16 / bf16 / f32) than the launch's: a regio
 cast (assign-precision's casts around an FP32-pinned layer or at the network's edges) makes the
 launch store the cast type directly; its params keep the type it computes in (`out_dtypes`).
 An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes them to a
-float the same way, and one that quantizes the result back to int8 for the next layer.
+float the same way, and one that quantizes the result back to int8 for the next layer. A layer
+norm takes an epilogue too (its kernels store each element through it): in a QDQ transformer,
+the quantize of its output for the next int8 GEMM, so it stores int8.
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
 tactic or strided reads (`views`, fuse-strided-reads') are left alone.
@@ -54,20 +57,27 @@ def _only_user(value: SSAValue, op: Operation) -> bool:
     return all(use.operation is op for use in value.uses)
 
 
-def _stores(own: Attribute, wanted: Attribute) -> bool:
-    """Whether a launch whose result is of type `own` can store `wanted` instead: the same
-    type, or the same shape and format in another of the STORED_TYPES."""
+# templates whose kernels store each element through `epilogue_store`, so any scalar type: a
+# layer norm's output quantized to int8 for the next GEMM
+STORES_ANY = ("layer_norm",)
+
+
+def _stores(own: Attribute, wanted: Attribute, template: str) -> bool:
+    """Whether a launch of `template` whose result is of type `own` can store `wanted` instead:
+    the same type, or the same shape and format in another of the STORED_TYPES (8-bit integers
+    too from int32 sums and from STORES_ANY's templates)."""
     if own == wanted:
         return True
     own_e, want_e = element_type_of(own), element_type_of(wanted)
     if same_type_with(own, element_type=want_e) != wanted:
         return False
+    int8 = isinstance(want_e, IntegerType) and want_e.width.data == 8
     if own_e == IntegerType(32):
         # an int8 conv / matmul's int32 sums, dequantized to a float by the epilogue (and maybe
         # requantized to 8 bits for the next layer)
-        return isinstance(want_e, STORED_TYPES) or isinstance(want_e, IntegerType) \
-            and want_e.width.data == 8
-    return isinstance(own_e, STORED_TYPES) and isinstance(want_e, STORED_TYPES)
+        return isinstance(want_e, STORED_TYPES) or int8
+    return isinstance(own_e, STORED_TYPES) and (
+        isinstance(want_e, STORED_TYPES) or int8 and template in STORES_ANY)
 
 
 def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
@@ -85,9 +95,10 @@ def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
             continue
         if not _only_user(launch.outputs[0], view or op):
             continue
-        if view is None and _stores(launch.outputs[0].type, op.output.type):
+        template = launch.template.data
+        if view is None and _stores(launch.outputs[0].type, op.output.type, template):
             return launch, None
-        if view is not None and _stores(view.output.type, op.output.type):
+        if view is not None and _stores(view.output.type, op.output.type, template):
             return launch, view
     return None
 

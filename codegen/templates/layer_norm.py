@@ -20,8 +20,10 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.elementwise import epilogue_dtypes, epilogue_lines, epilogue_store
 from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 
 def param_index(shape: list[int], inner: list[int], body: list[str], k: int) -> str:
@@ -79,7 +81,7 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     body = [f"    __shared__ {t} smem[{block}];",
             f"    for (int row = blockIdx.x; row < {rows}; row += gridDim.x) {{",
             f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {st}* y = out0 + (size_t)row * {length};",
+            f"        {storage_type(stored_dtype(params))}* y = out0 + (size_t)row * {length};",
             *mean,
             f"        {t} q = 0;",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
@@ -95,8 +97,7 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
                    f"{passes} with shared-memory trees"],
-                  signature(name, params["in_dtypes"], [dtype], halves=True), body,
-                  helpers=BLOCK_REDUCE)
+                  _signature(name, params), body, helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
 
@@ -114,7 +115,7 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
             f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
             f"row += gridDim.x * {WARPS}) {{",
             f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {st}* y = out0 + (size_t)row * {length};",
+            f"        {storage_type(stored_dtype(params))}* y = out0 + (size_t)row * {length};",
             f"        float v[{per}];",
             *(["        float s = 0;"] if centred else []),
             "        #pragma unroll",
@@ -143,15 +144,37 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
                    f"the row in registers ({per} a lane), "
                    f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
                    "by warp shuffles"],
-                  signature(name, params["in_dtypes"], [dtype], halves=True), body,
-                  helpers=WARP_SUM)
+                  _signature(name, params), body, helpers=WARP_SUM)
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
+
+
+def _signature(name: str, params: dict) -> str:
+    """The kernel's signature: its operands, an epilogue's extra inputs, the stored result."""
+    return signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)],
+                     [stored_dtype(params)], halves=True)
 
 
 def store_line(value: str, dtype: str) -> str:
     """The affine line storing `value` as y[j]."""
     return f"            y[j] = {stored(value, dtype)};"
+
+
+def store_lines(value: str, params: dict, length: int | str) -> list[str]:
+    """The affine lines storing `value` (a float expression of y[j]) as y[j]: rounded to the
+    result dtype, or through the step's epilogue (fuse-epilogues': a quantize for the next
+    GEMM) into the type it stores. Element j of the row `row` is output element
+    row * length + j, where the epilogue's inputs are read."""
+    if not params.get("epilogue"):
+        return [store_line(value, params["out_dtypes"][0])]
+    ind, out = "            ", stored_dtype(params)
+    lines = [f"{ind}float r = {value};"]
+    result = None
+    if compute_type(out) != "float":  # an integer (int8) result: the region's own C type
+        result = "res"
+        lines.append(f"{ind}{compute_type(out)} res;")
+    lines += epilogue_lines(params, "r", f"(size_t)row * {length} + j", ind, result=result)
+    return lines + [f"{ind}y[j] = {epilogue_store(params, result or 'r')};"]
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -166,6 +189,6 @@ def emit(name: str, params: dict) -> KernelSpec:
     if len(params["in_shapes"]) > 2:
         b_idx = param_index(list(params["in_shapes"][2]), inner, affine, 2)
         expr += f" + {param(params, 2, b_idx)}"
-    affine.append(store_line(expr, params["out_dtypes"][0]))
+    affine += store_lines(expr, params, length)
     what = f"{'rms_norm' if rms else 'layer_norm'} axis {axis}"
     return normalized_rows(name, params, rows, length, what, affine, centred=not rms)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ember.errors import ShapeError
 from ember.runtime.cpu_kernels.common import UNKNOWN, is_floating, normalize_axis
+from ember.runtime.cpu_kernels.elementwise import with_epilogue
 from ember.runtime.cpu_kernels.layout import pack, unpack
 
 REDUCE_FUNCTIONS = ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square", "log_sum",
@@ -276,5 +277,6 @@ def topk(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
 
 
 KERNELS = {"topk": topk, "reduce": reduce, "arg_reduce": arg_reduce, "softmax": softmax,
-           "batch_norm": batch_norm, "layer_norm": layer_norm, "group_norm": group_norm,
-           "lrn": lrn, "pool": pool}
+           "batch_norm": batch_norm, "group_norm": group_norm, "lrn": lrn, "pool": pool,
+           # a fused epilogue (fuse-epilogues: the quantize of its output) runs after it
+           "layer_norm": with_epilogue(layer_norm)}

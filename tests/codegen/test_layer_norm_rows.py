@@ -82,3 +82,49 @@ def test_group_norms_warp_rows_match_the_cpu_kernel_on_emulated_warps(tmp_path):
     assert "one warp per row" in spec.source
     got = simt_emulator.run(spec, "gn", [x, g, b], [2, 6, 5, 5], np.dtype("float32"), tmp_path)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def _quantized_case(length: int):
+    """An FP16 layer norm whose output is quantized to int8 by its fused epilogue (the next
+    GEMM's quantize: div by a scale, round, clip, cast), as fuse-epilogues gives it."""
+    params, inputs, _ = _case("float16", 6, length, False)
+    params["epilogue"] = {
+        "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                {"fn": "div", "args": [2, 1], "dtype": "float32"},
+                {"fn": "round", "args": [3], "dtype": "float32"},
+                {"fn": "clip", "args": [4], "dtype": "float32", "alpha": -128.0, "beta": 127.0},
+                {"fn": "cast", "args": [5], "dtype": "int8"}],
+        "result": 6, "in_shapes": [[]], "in_dtypes": ["float32"], "out_dtype": "int8"}
+    inputs = [*inputs, np.array(0.02, np.float32)]
+    (want,) = KERNELS["layer_norm"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+def _one_step(got: np.ndarray, want: np.ndarray) -> None:
+    """int8 results equal but where the layer norm's FP16 value (float32 sums here, float64 in
+    numpy) lands on the other side of a rounding boundary: one step, rarely."""
+    assert got.dtype == want.dtype == np.int8
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 100
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_a_quantizing_epilogue_stores_int8_on_emulated_warps(tmp_path):
+    """The warp-per-row kernel (the emulator does not run block_reduce's block trees: the
+    block-per-row kernel's epilogue, the same lines, is checked on the GPU below)."""
+    params, inputs, want = _quantized_case(768)
+    spec = layer_norm.emit("ln", params)
+    assert "signed char* __restrict__ out0" in spec.source
+    got = simt_emulator.run(spec, "ln", inputs, list(want.shape), want.dtype, tmp_path)
+    _one_step(got, want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("length", [768, layer_norm.WARP_ROW_MAX + 64])
+def test_a_quantizing_epilogue_stores_int8_on_the_gpu(length):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _quantized_case(length)
+    got = _run_on_gpu(layer_norm.emit("ln", params), "ln", inputs, want.shape, want.dtype)
+    _one_step(got, want)
