@@ -1,9 +1,8 @@
 """fuse-epilogues: an elementwise kernel that only post-processes a conv's, matmul's or layer
-norm's result
-becomes that kernel's epilogue (one kernel, no round trip through memory).
+norm's result becomes that kernel's epilogue (one kernel, no round trip through memory).
 
-After this pass no `kernel.launch "conv"` / `"matmul"` result whose only user is one
-`kernel.elementwise` of the same shape and format remains: the elementwise op's scalar region
+After this pass no `kernel.launch "conv"` / `"matmul"` / `"layer_norm"` result whose only user
+is one `kernel.elementwise` of the same shape and format remains: the elementwise op's scalar region
 moves into the launch's `epilogue` region (block argument 0 is the launch's own value, the others
 its other inputs), those inputs join the launch's operands at the end (read with broadcasting,
 as the elementwise kernel read them), and the origins merge in program order. The elementwise

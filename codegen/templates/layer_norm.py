@@ -167,10 +167,10 @@ def store_lines(value: str, params: dict, length: int | str) -> list[str]:
     row * length + j, where the epilogue's inputs are read."""
     if not params.get("epilogue"):
         return [store_line(value, params["out_dtypes"][0])]
-    ind, out = "            ", stored_dtype(params)
-    lines = [f"{ind}float r = {value};"]
+    ind, out, own = "            ", stored_dtype(params), compute_type(params["out_dtypes"][0])
+    lines = [f"{ind}{own} r = {value};"]
     result = None
-    if compute_type(out) != "float":  # an integer (int8) result: the region's own C type
+    if compute_type(out) != own:  # an integer (int8) result: the region's own C type
         result = "res"
         lines.append(f"{ind}{compute_type(out)} res;")
     lines += epilogue_lines(params, "r", f"(size_t)row * {length} + j", ind, result=result)

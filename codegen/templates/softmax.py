@@ -48,7 +48,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     rows = outer * inner
     t = compute_type(dtype)
     if inner == 1 and isinstance(length, int) and isinstance(rows, int) and \
-            length <= WARP_ROW_MAX and t == "float":
+            0 < length <= WARP_ROW_MAX and t == "float":
         return _warp_rows(name, shape, axis, rows, length, dtype, log)
     f = "" if dtype == "float64" else "f"
     block = block_size_for(length)
@@ -80,7 +80,6 @@ def emit(name: str, params: dict) -> KernelSpec:
                    "shared-memory trees for max and sum"],
                   signature(name, [dtype], [dtype], halves=True), body, helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
-
 
 
 def _warp_rows(name: str, shape: list, axis: int, rows: int, length: int, dtype: str,

@@ -114,7 +114,7 @@ def test_layout_behaviour():
     assert {t for t, d in TEMPLATES.items() if d.packed} == {"conv", "pool"}
     assert {t for t, d in TEMPLATES.items() if d.packable} == {"conv", "pool", "concat",
                                                                 "reduce"}
-    assert {t for t, d in TEMPLATES.items() if d.epilogue} == {"conv", "matmul"}
+    assert {t for t, d in TEMPLATES.items() if d.epilogue} == {"conv", "matmul", "layer_norm"}
 
 
 def test_nhwc_rewrites():
@@ -317,7 +317,7 @@ def test_bad_params(template, params, message):
 
 def test_epilogue_only_where_the_template_takes_one():
     with pytest.raises(VerifyException, match=r"kernel.launch 'softmax': this template takes "
-                       r"no epilogue \(those that do: conv, matmul\)"):
+                       r"no epilogue \(those that do: conv, matmul, layer_norm\)"):
         _verify("softmax", f"axis = 1 : i64, log = false, {_IO}", epilogue=True)
     # a matmul's epilogue inputs are not its own: in_shapes counts the two before them
     _verify("matmul", 'in_shapes = [array<i64: 2, 8>, array<i64: 8, 8>], in_dtypes = '

@@ -122,7 +122,7 @@ builtin.module {
   }
 }
 
-// CHECK: kernel.launch 'softmax': this template takes no epilogue (those that do: conv, matmul)
+// CHECK: kernel.launch 'softmax': this template takes no epilogue (those that do: conv, matmul, layer_norm)
 
 // -----
 
