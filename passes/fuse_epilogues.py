@@ -80,8 +80,8 @@ def _stores(own: Attribute, wanted: Attribute, template: str) -> bool:
 
 
 def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
-    """The conv / matmul launch among `op`'s inputs whose only user is `op` (or a view whose
-    only user is `op`, where `op` reads nothing else), if any; with that view."""
+    """The conv / matmul / layer norm launch among `op`'s inputs whose only user is `op` (or a
+    view whose only user is `op`, where `op` reads nothing else), if any; with that view."""
     if op.tactic is not None or op.views is not None:  # its own reads: not an epilogue's
         return None
     for value in op.inputs:
@@ -116,7 +116,8 @@ def _epilogue_block(op: ElementwiseOp, acc: SSAValue, extra: list[SSAValue]) -> 
 
 
 class FuseEpilogue(RewritePattern):
-    """Move one elementwise consumer of a conv / matmul into the launch as its epilogue."""
+    """Move one elementwise consumer of a conv / matmul / layer norm into the launch as its
+    epilogue."""
 
     def __init__(self, order: dict[str, int]) -> None:
         self.order = order

@@ -20,7 +20,13 @@ from ember.codegen.templates import (
     signature,
     source,
 )
-from ember.codegen.templates.elementwise import epilogue_dtypes, epilogue_lines, epilogue_store
+from ember.codegen.templates.elementwise import (
+    epilogue_dtypes,
+    epilogue_lines,
+    epilogue_store,
+    epilogue_summary,
+    uses_mod,
+)
 from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
@@ -96,8 +102,8 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
             "    }"]
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
-                   f"{passes} with shared-memory trees"],
-                  _signature(name, params), body, helpers=BLOCK_REDUCE)
+                   f"{passes} with shared-memory trees", *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params), helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
 
@@ -143,8 +149,8 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
                   [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
                    f"the row in registers ({per} a lane), "
                    f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
-                   "by warp shuffles"],
-                  _signature(name, params), body, helpers=WARP_SUM)
+                   "by warp shuffles", *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params), helpers=WARP_SUM)
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
 

@@ -128,3 +128,17 @@ def test_a_quantizing_epilogue_stores_int8_on_the_gpu(length):
     params, inputs, want = _quantized_case(length)
     got = _run_on_gpu(layer_norm.emit("ln", params), "ln", inputs, want.shape, want.dtype)
     _one_step(got, want)
+
+
+@pytest.mark.parametrize("length", [64, 2 * layer_norm.WARP_ROW_MAX])
+def test_an_epilogue_with_mod_compiles_in_both_kernels(length):
+    """fuse-epilogues gives a layer norm any elementwise consumer: one calling `ember_mod` gets
+    its definition (the kernels compile with NVRTC)."""
+    from ember.codegen.nvrtc import compile_cuda
+
+    params, _, _ = _case("float32", 4, length, False)
+    params["epilogue"] = {"ops": [{"fn": "mod", "args": [0, 1], "dtype": "float32"}],
+                          "result": 2, "in_shapes": [[]], "in_dtypes": ["float32"]}
+    spec = layer_norm.emit("ln", params)
+    assert "ember_mod(e0, e1)" in spec.source and "epilogue fused: [mod]" in spec.source
+    assert compile_cuda(spec.source, name="ln", arch="sm_90").cubin
