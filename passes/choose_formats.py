@@ -51,6 +51,7 @@ from ember.passes.format_choice import (
     FormatGraph,
     solve,
 )
+from ember.passes.fuse_epilogues import EPILOGUE_TEMPLATES
 from ember.passes.layout_formats import FORMATS, NC4HW4, NCHW, NHWC, canonical_format, same_bytes
 
 SOURCES = ("model", "measured")
@@ -58,7 +59,7 @@ SOURCES = ("model", "measured")
 # keep today's choice (seconds: far below any real difference)
 PREFERENCE = 1e-12
 # kernels that take an elementwise epilogue (fuse-epilogues)
-EPILOGUE_HOSTS = ("conv", "matmul")
+EPILOGUE_HOSTS = EPILOGUE_TEMPLATES
 _DATA = (WeightOp, ConstantOp, FillOp)
 
 
