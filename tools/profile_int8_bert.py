@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     context.profiler = profiler = ember.Profiler()
     for _ in range(5):
         context.execute(feed)
-    report = PlanReport(bytes(engine.serialize()))
+    plan = bytes(engine.serialize())
+    report = PlanReport(plan)
     if args.save_plan:
-        args.save_plan.write_bytes(bytes(engine.serialize()))
+        args.save_plan.write_bytes(plan)
     steps = report.manifest["steps"]
     layers = {layer.name: layer for layer in profiler.layers()}
     total: dict[str, float] = collections.defaultdict(float)

@@ -219,8 +219,9 @@ def _pair_lines(params: dict, itype: str) -> list[str]:
                         f"b{k} = {load_float(pair + '.y', dt)};")
         else:
             body.append(f"{ind}const {ct} a{k} = in{k}[{at}], b{k} = in{k}[{at} + 1];")
-    body += region_lines(region, in_dtypes, "a", ind, uniform=_uniform(in_shapes))
-    body += region_lines(region, in_dtypes, "b", ind, uniform=_uniform(in_shapes))
+    uniform = _uniform(in_shapes)
+    body += region_lines(region, in_dtypes, "a", ind, uniform=uniform)
+    body += region_lines(region, in_dtypes, "b", ind, uniform=uniform)
     a, b = f"a{region['result']}", f"b{region['result']}"
     if is_half(out_dtype):
         st = storage_type(out_dtype)

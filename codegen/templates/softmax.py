@@ -18,10 +18,10 @@ from ember.codegen.templates import (
     source,
 )
 from ember.codegen.templates.half import compute_literal, is_float, stored
-from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARPS
+from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARP_SUM, WARPS
 from ember.errors import UnsupportedError
 
-# NaN-propagating max and the sum over a warp (every lane gets the result)
+# NaN-propagating max over a warp (every lane gets the result); layer_norm's warp_sum beside it
 WARP_MAX_SUM = """\
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) {
@@ -30,11 +30,7 @@ __device__ __forceinline__ float warp_max(float v) {
     }
     return v;
 }
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-"""
+""" + WARP_SUM
 
 
 def emit(name: str, params: dict) -> KernelSpec:
