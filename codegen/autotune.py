@@ -215,7 +215,10 @@ def _time(spec: KernelSpec, function, bufs: list, cuda, stream,
     the others are timed over enough launches to fill BUDGET_MS (1 to REPEATS)."""
     if spec.shared_bytes > 48 * 1024:  # as the executor does: opt in to the dynamic shared memory
         function.set_max_dynamic_shared(spec.shared_bytes)
-    args = cuda.pack_args([("ptr", b.ptr) for b in bufs])
+    from ember.runtime.tensor_maps import arguments
+
+    maps = arguments(spec.tensor_maps, [b.ptr for b in bufs], "a candidate")
+    args = cuda.pack_args([("ptr", b.ptr) for b in bufs] + maps)
 
     def timed(launches: int) -> float:
         start, end = cuda.Event(), cuda.Event()

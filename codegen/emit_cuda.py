@@ -46,7 +46,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from ember.codegen.kernel_step import json_value, kernel_step
 from ember.codegen.symbolic import C_PREFIX, SymbolicError, is_sym, symbol_bounds, symbolize, upper
 from ember.codegen.templates import KernelSpec, emitter, size_arguments
-from ember.dialects.attributes import attribute_value
+from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import CudaOp, ElementwiseOp, LaunchOp
 from ember.dialects.kernel_templates import TEMPLATES
 from ember.dialects.origin import origin_of
@@ -56,6 +56,7 @@ from ember.errors import EmberError, PassError, UnsupportedError
 from ember.runtime import plugins
 from ember.runtime.manifest import decode
 from ember.runtime.symbolic import dim_symbols, expr_from_text, expr_text, params_symbolic
+from ember.runtime.tensor_maps import TensorMap
 
 _PLACEHOLDER = "__ember_kernel__"
 
@@ -117,6 +118,8 @@ def _symbolic_spec(spec: KernelSpec, sizes: tuple[str, ...],
     if is_sym(spec.shared_bytes) or is_sym(spec.block[0]) or is_sym(spec.block[1]):
         raise SymbolicError("its block shape or shared memory depends on a symbolic size")
     grid = tuple(g.to_json() if is_sym(g) else int(g) for g in spec.grid)
+    if spec.tensor_maps:
+        raise SymbolicError("its tensor maps are encoded at static shapes")
     return KernelSpec(spec.source, grid, spec.block, spec.shared_bytes, upper(spec.counter_bytes),
                       upper(spec.workspace_bytes), size_args=sizes if declared else ())
 
@@ -266,6 +269,8 @@ def _cuda_props(name: str, spec: KernelSpec, when: dict[str, int] | None
                                       IntAttr(int(spec.workspace_bytes))])
     if spec.size_args:
         props["sizes"] = ArrayAttr([StringAttr(s) for s in spec.size_args])
+    if spec.tensor_maps:
+        props["tmaps"] = ArrayAttr([to_attribute(t.to_json()) for t in spec.tensor_maps])
     if when is not None:
         props["when"] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in when.items()})
     return props
@@ -279,7 +284,9 @@ def spec_of(cuda: CudaOp) -> KernelSpec:
         cuda.source.data,
         tuple(g.data if isinstance(g, IntAttr) else expr_from_text(g.data) for g in cuda.grid),
         tuple(b.data for b in cuda.block), cuda.shared.data, scratch[0], scratch[1],
-        tuple(z.data for z in cuda.sizes) if cuda.sizes is not None else ())
+        tuple(z.data for z in cuda.sizes) if cuda.sizes is not None else (),
+        tuple(TensorMap.from_json(attribute_value(t), f"tensor map #{i} of {cuda.kernel.data}")
+              for i, t in enumerate(cuda.tmaps or ())))
 
 
 # templates whose tactic (tile, split-K) depends on the shape: a symbolic step also gets a

@@ -90,6 +90,8 @@ def launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:
                               "block": list(spec.block), "shared": int(spec.shared_bytes)}
     if spec.size_args:  # symbols whose values follow the kernel's pointers
         record["sizes"] = list(spec.size_args)
+    if spec.tensor_maps:  # encoded by the runtime over the operands' addresses
+        record["tmaps"] = [t.to_json() for t in spec.tensor_maps]
     if spec.workspace_bytes:
         record["counters"] = int(spec.counter_bytes)
         record["workspace"] = int(spec.workspace_bytes)

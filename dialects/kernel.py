@@ -251,9 +251,10 @@ class CudaOp(IRDLOperation):
     """The CUDA kernel of the kernel op whose results are its operands: the kernel's name
     (template + hash of the source), launch grid (ints; C expressions over the `sz_<symbol>`
     arguments where sizes are symbolic), block, dynamic shared bytes, `scratch` (split-K
-    counter and workspace bytes), `sizes` (symbols passed as trailing `int` arguments) and the
-    C text; a small-shape variant's `when` (symbol -> the largest value it runs for). It reads
-    the kernel's results only to name it: nothing runs here."""
+    counter and workspace bytes), `sizes` (symbols passed as trailing `int` arguments),
+    `tmaps` (tensor maps passed after the pointers) and the C text; a small-shape variant's
+    `when` (symbol -> the largest value it runs for). It reads the kernel's results only to
+    name it: nothing runs here."""
 
     name = "kernel.cuda"
     kernel = prop_def(StringAttr)
@@ -262,6 +263,9 @@ class CudaOp(IRDLOperation):
     shared = prop_def(IntAttr)
     scratch = opt_prop_def(ArrayAttr[IntAttr])
     sizes = opt_prop_def(ArrayAttr[StringAttr])
+    # tensor maps the kernel takes after its pointers (ember.runtime.tensor_maps.TensorMap's
+    # fields, one dictionary each)
+    tmaps = opt_prop_def(ArrayAttr[DictionaryAttr])
     when = opt_prop_def(DictionaryAttr)
     source = prop_def(StringAttr)
     kernels = var_operand_def()
@@ -273,6 +277,16 @@ class CudaOp(IRDLOperation):
                                   "C expressions)")
         if self.scratch is not None and len(self.scratch) != 2:
             raise VerifyException("kernel.cuda: scratch is [counter bytes, workspace bytes]")
+        if self.tmaps is not None:
+            from ember.dialects.attributes import attribute_value
+            from ember.errors import PlanError
+            from ember.runtime.tensor_maps import TensorMap
+
+            for i, t in enumerate(self.tmaps):
+                try:
+                    TensorMap.from_json(attribute_value(t), f"tensor map #{i}")
+                except PlanError as e:
+                    raise VerifyException(f"kernel.cuda: {e}") from None
         if self.when is not None and not all(
                 isinstance(v, IntegerAttr) and v.value.data >= 1
                 for v in self.when.data.values()):
@@ -304,6 +318,9 @@ class CudaOp(IRDLOperation):
             printer.print_string(" sizes [")
             printer.print_list(self.sizes, lambda z: printer.print_string_literal(z.data))
             printer.print_string("]")
+        if self.tmaps is not None:
+            printer.print_string(" tmaps ")
+            printer.print_attribute(self.tmaps)
         if self.when is not None:
             printer.print_string(" when ")
             printer.print_attribute(self.when)
@@ -338,6 +355,12 @@ class CudaOp(IRDLOperation):
         if parser.parse_optional_keyword("sizes"):
             props["sizes"] = ArrayAttr(parser.parse_comma_separated_list(
                 parser.Delimiter.SQUARE, lambda: StringAttr(parser.parse_str_literal())))
+        if parser.parse_optional_keyword("tmaps"):
+            tmaps = parser.parse_attribute()
+            if not isinstance(tmaps, ArrayAttr) or not all(
+                    isinstance(t, DictionaryAttr) for t in tmaps):
+                parser.raise_error("expected a list of dictionaries after 'tmaps'")
+            props["tmaps"] = tmaps
         if parser.parse_optional_keyword("when"):
             when = parser.parse_attribute()
             if not isinstance(when, DictionaryAttr):

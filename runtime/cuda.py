@@ -641,10 +641,15 @@ class PackedArgs:
         self.kinds: list[str] = []
         self.values: list[np.ndarray] = []
         for i, (kind, value) in enumerate(specs):
+            if kind == "tmap":  # a tensor map by value: 128 bytes, 64-byte aligned
+                self.kinds.append(kind)
+                self.values.append(self._tensor_map(value, i))
+                continue
             dt = _ARG_DTYPES.get(kind)
             if dt is None:
                 raise CudaError(
-                    f"kernel argument {i}: unknown kind {kind!r} (one of {', '.join(_ARG_DTYPES)})"
+                    f"kernel argument {i}: unknown kind {kind!r} (one of "
+                    f"{', '.join(_ARG_DTYPES)}, tmap)"
                 )
             self.kinds.append(kind)
             self.values.append(np.array([self._coerce(kind, value)], dtype=dt))
@@ -657,8 +662,23 @@ class PackedArgs:
             return _addr(value.ptr if isinstance(value, DeviceBuffer) else value)
         return value
 
+    @staticmethod
+    def _tensor_map(value, index: int) -> np.ndarray:
+        words = np.asarray(value, dtype=np.uint64).reshape(-1)
+        if words.size != 16:
+            raise CudaError(f"kernel argument {index}: a tensor map is 16 uint64 words, got "
+                            f"{words.size}")
+        room = np.zeros(24, dtype=np.uint64)  # 64-byte aligned within: the map's alignment
+        start = (-room.ctypes.data % 64) // 8
+        aligned = room[start:start + 16]
+        aligned[:] = words
+        return aligned
+
     def set(self, index: int, value) -> None:
         """Change argument ``index`` in place (its address, and so the packing, stays)."""
+        if self.kinds[index] == "tmap":
+            self.values[index][:] = np.asarray(value, dtype=np.uint64).reshape(16)
+            return
         self.values[index][0] = self._coerce(self.kinds[index], value)
 
     def __len__(self) -> int:
@@ -667,7 +687,8 @@ class PackedArgs:
 
 def pack_args(specs: Sequence[tuple[str, object]]) -> PackedArgs:
     """``pack_args([("ptr", buf.ptr), ("i32", n), ("f32", 2.0), ("i64", m)])``; kinds: ptr,
-    i8/u8/i16/u16/f16, i32/u32/f32, i64/u64/f64."""
+    i8/u8/i16/u16/f16, i32/u32/f32, i64/u64/f64, and tmap (a tensor map's 16 uint64 words,
+    `ember.runtime.tensor_maps.encode`)."""
     return PackedArgs(specs)
 
 

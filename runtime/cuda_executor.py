@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from ember.errors import CudaError, PlanError
-from ember.runtime import cuda
+from ember.runtime import cuda, tensor_maps
 from ember.runtime.engine import workspace_layout
 from ember.runtime.host_runs import host_runs
 from ember.runtime.plan import check_target
@@ -32,6 +32,7 @@ from ember.runtime.symbolic import (
     shape_value,
     substitute_shapes,
 )
+from ember.runtime.tensor_maps import TensorMap
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -158,6 +159,8 @@ class _Launch:
     grid_exprs: tuple[Any, ...] = ()   # a symbolic step's grid, evaluated per binding
     sizes: tuple[str, ...] = ()        # symbols passed after the pointers, in order
     first_size: int = 0                # index of the first size argument
+    # tensor maps: (argument index, map, buffer it reads), encoded over the buffer's address
+    tmaps: tuple[tuple[int, TensorMap, int], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -198,6 +201,7 @@ class CudaExecutor:
         # where each buffer's address is used, so a bound address can replace it in place
         self._roots = [self._root(j) for j in range(len(engine.buffers))]
         self._arg_uses: dict[int, list[tuple[cuda.PackedArgs, int]]] = {}
+        self._map_users: dict[int, list[_Launch]] = {}  # root buffer -> launches mapping it
         self._copy_out: dict[int, int] = {}  # output buffer -> bound address to copy it to
         self._bound_by: dict[int, int] = {}   # root buffer -> the I/O buffer bound onto it
         for i, (ln, step) in enumerate(zip(self._mains, engine.steps, strict=True)):
@@ -205,6 +209,8 @@ class CudaExecutor:
                 for each in (ln, *(v for _, v in self._variants.get(i, []))):
                     for k, j in enumerate((*step["inputs"], *step["outputs"])):
                         self._arg_uses.setdefault(self._roots[j], []).append((each.args, k))
+                    for root in {self._roots[j] for _, _, j in each.tmaps}:
+                        self._map_users.setdefault(root, []).append(each)
         self.host_steps = sum(isinstance(ln, _HostStep) for ln in self.launches)
         # the runs of consecutive host steps, by first step: each copies only at its edges
         outputs = [t.buffer for t in engine.tensors.values() if not t.is_input]
@@ -302,6 +308,16 @@ class CudaExecutor:
         if workspace:  # split-K: this step's counters, then the shared partial tiles
             ptrs.append(("ptr", self.workspace.ptr + self._counter_offsets[index]))
             ptrs.append(("ptr", self.workspace.ptr + self._shared_offset))
+        buffers = (*step["inputs"], *step["outputs"])
+        try:
+            maps = [TensorMap.from_json(t, f"tensor map #{k} of {what}")
+                    for k, t in enumerate(launch.get("tmaps", []))]
+        except (PlanError, TypeError) as e:
+            raise PlanError(f"{what}: bad tensor maps ({e})") from None
+        if any(t.operand >= len(buffers) for t in maps):
+            raise PlanError(f"{what}: a tensor map reads an operand the step does not have")
+        tmaps = tuple((len(ptrs) + k, t, buffers[t.operand]) for k, t in enumerate(maps))
+        ptrs += [("tmap", tensor_maps.encode(t, self.ptrs[j], what)) for _, t, j in tmaps]
         first_size = len(ptrs)
         args = cuda.pack_args([*ptrs, *(("i32", 0) for _ in sizes)])
         function = self.state.functions[kernel]
@@ -309,7 +325,7 @@ class CudaExecutor:
             function.set_max_dynamic_shared(shared)
         static = all(isinstance(g, int) for g in grid_exprs)
         return _Launch(function, grid_exprs if static else (1,), block, shared, args, what,
-                       () if static else grid_exprs, sizes, first_size)
+                       () if static else grid_exprs, sizes, first_size, tmaps)
 
     def _bind(self, values: Mapping[str, int]) -> None:
         """Make the launches ready for these symbol values (once per new binding): each
@@ -435,6 +451,10 @@ class CudaExecutor:
                 self.ptrs[j] = ptr
         for args, k in self._arg_uses.get(root, []):
             args.set(k, ptr)
+        for ln in self._map_users.get(root, []):  # tensor maps hold the address too
+            for k, tmap, j in ln.tmaps:
+                if self._roots[j] == root:
+                    ln.args.set(k, tensor_maps.encode(tmap, self.ptrs[j], ln.what))
         if self._graph is not None:  # a captured graph holds the old addresses
             self._graph.close()
             self._graph = None

@@ -20,6 +20,7 @@ from typing import Any
 from ember.errors import PlanError
 from ember.runtime.manifest import symbols_of, validate
 from ember.runtime.symbolic import check_expr
+from ember.runtime.tensor_maps import TensorMap
 
 # the plan container's section table (runtime/plan.py): read back with the manifest, not part of it
 _CONTAINER_KEYS = ("sections",)
@@ -188,9 +189,10 @@ class CudaLaunch:
     workspace: int | None = None
     variants: tuple[CudaLaunch, ...] | None = None
     when: dict[str, int] | None = None  # a variant's
+    tmaps: tuple[TensorMap, ...] | None = None  # passed after the pointers and workspace
 
     _KEYS = ("when", "kernel", "grid", "block", "shared", "sizes", "counters", "workspace",
-             "variants")
+             "tmaps", "variants")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -203,6 +205,8 @@ class CudaLaunch:
         if self.workspace is not None:
             out["counters"] = self.counters
             out["workspace"] = self.workspace
+        if self.tmaps is not None:
+            out["tmaps"] = [t.to_json() for t in self.tmaps]
         if self.variants is not None:
             out["variants"] = [v.to_json() for v in self.variants]
         return out
@@ -234,6 +238,12 @@ class CudaLaunch:
             raise PlanError(f"manifest: {what} needs both 'counters' and 'workspace' or neither")
         counters = _int(d["counters"], f"{what}'s counters") if "counters" in d else None
         workspace = _int(d["workspace"], f"{what}'s workspace") if "workspace" in d else None
+        tmaps = None
+        if "tmaps" in d:
+            if not isinstance(d["tmaps"], list) or not d["tmaps"]:
+                raise PlanError(f"manifest: {what}'s tmaps must be a non-empty list")
+            tmaps = tuple(TensorMap.from_json(t, f"tensor map #{k} of {what}")
+                          for k, t in enumerate(d["tmaps"]))
         variants = None
         if "variants" in d:
             if not isinstance(d["variants"], list):
@@ -248,7 +258,7 @@ class CudaLaunch:
                 raise PlanError(f"manifest: {what}'s 'when' must map symbols to integers ≥ 1")
             when = dict(w)
         return CudaLaunch(kernel, grid, block, shared, sizes, counters, workspace, variants,
-                          when)
+                          when, tmaps)
 
 
 @dataclass(frozen=True)
@@ -298,6 +308,12 @@ class Step:
                 if "cuda" in d else None)
         binds = ({k: (v[0], v[1]) for k, v in d["binds"].items()}  # checked by validate()
                  if "binds" in d else None)
+        operands = len(d["inputs"]) + len(d["outputs"])
+        for launch in (cuda, *((cuda.variants or ()) if cuda else ())):
+            for t in (launch.tmaps or ()) if launch else ():
+                if t.operand >= operands:
+                    raise PlanError(f"manifest: {what}'s tensor map reads operand "
+                                    f"{t.operand} of a step with {operands}")
         return Step(d["name"], d["template"], _plain(d["params"]), tuple(d["inputs"]),
                     tuple(d["outputs"]), tuple(d.get("origin", ())), device, fallback, cuda,
                     binds)

@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from ember.codegen import quantize_c
 from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
@@ -40,6 +41,9 @@ class KernelSpec:
     # symbols whose values the kernel takes as trailing `int sz_<name>` arguments (a plan with
     # dynamic shapes): those `signature` declared, recorded by the emitter (codegen/emit_cuda.py)
     size_args: tuple[str, ...] = ()
+    # tensor maps (ember.runtime.tensor_maps.TensorMap) the kernel takes after its pointers and
+    # workspace, before its sizes: a TMA-fed main loop's operands
+    tensor_maps: tuple[Any, ...] = ()
 
 
 # the templates with a CUDA kernel (a plan step's "template"); each one's module in this package
@@ -155,9 +159,10 @@ def size_parameters() -> list[str]:
 
 def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
               launch_bounds: tuple[int, int] | None = None, workspace: bool = False,
-              halves: bool = False) -> str:
-    """`extern "C" __global__ void name(inputs, outputs[, counters, ws][, sizes])`: the
-    kernel's pointers, then an `int` per symbolic size of the params (`size_arguments`).
+              halves: bool = False, tensor_maps: Sequence[str] = ()) -> str:
+    """`extern "C" __global__ void name(inputs, outputs[, counters, ws][, maps][, sizes])`:
+    the kernel's pointers, the `tensor_maps` parameters given (`gemm_tma.parameters`), then
+    an `int` per symbolic size of the params (`size_arguments`).
     `halves`: the template handles float16/bfloat16 (pointers of their `storage_type`);
     without it a half operand is an UnsupportedError (`c_type`), so the step runs on the host."""
     ptr = storage_type if halves else c_type
@@ -165,6 +170,7 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
     args += [f"{ptr(t)}* __restrict__ out{i}" for i, t in enumerate(out_dtypes)]
     if workspace:
         args += ["unsigned int* __restrict__ counters", "unsigned char* __restrict__ ws"]
+    args += list(tensor_maps)
     args += size_parameters()
     bounds = f"__launch_bounds__({launch_bounds[0]}, {launch_bounds[1]}) " if launch_bounds else ""
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'

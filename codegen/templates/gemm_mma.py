@@ -157,16 +157,18 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int,
 
 
 def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
-               wgmma: bool = False, split_k: bool = True, sms: int = SM_COUNT) -> list[dict]:
+               wgmma: bool = False, split_k: bool = True, sms: int = SM_COUNT,
+               tma: bool = False) -> list[dict]:
     """The `top` tactics by estimated cost on `sms` multiprocessors, as `tactic` values, for
     select-tactics/autotune; with `wgmma` (an sm_90 build, both operands K-major in 16-byte
-    chunks) Hopper's tiles compete too; without `split_k`, none splits K."""
+    chunks) Hopper's tiles compete too, with `tma` (the copy engine can read both operands,
+    `gemm_tma`) also its TMA-fed ones; without `split_k`, none splits K."""
     mma = ranked(typical(m), typical(n), typical(k), typical(batch),
                  split_k and not is_sym(k), sms)
     if wgmma:
         from ember.codegen.templates import gemm_wgmma
 
-        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms)
+        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms, tma=tma)
     return [g.tactic() for g in mma[:top]]
 
 

@@ -157,13 +157,14 @@ def targets(arch: str | None) -> bool:
 
 
 def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4,
-                      sms: int = SM_COUNT) -> list[dict]:
+                      sms: int = SM_COUNT, tma: bool = False) -> list[dict]:
     """The `top` tactics of both families by estimated cost (wgmma's scaled by
     `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first; the best wgmma tactic
     is always among them (one more, last, where the estimates rank mma.sync's above it), so the
     autotuner times both families: the estimates count only tensor-core work, where a short-K
     GEMM (an INT8 1x1 conv over 64 channels half-fills wgmma's 128-byte stage) is bound by its
-    loads and epilogue."""
+    loads and epilogue. With `tma`, the two best TMA-fed tiles (`gemm_tma`) follow, timed by
+    the autotuner but never the cost model's first choice."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch,
                                        sms),
@@ -173,6 +174,13 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     best = [t for _, _, t in sorted([*scored, *hopper], key=lambda s: (s[0], s[1]))[:top]]
     if top and not any("wgmma" in t for t in best):
         best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
+    if tma and top:  # the TMA-fed tiles after them: the autotuner times the best two
+        from ember.codegen.templates import gemm_tma
+
+        fed = sorted((gemm_tma.estimated_cost(t, e, m, n, k, batch, sms), i,
+                      gemm_tma.TmaGemm(t).tactic())
+                     for i, (t, e) in enumerate(gemm_tma.TMA_TILES))
+        best += [t for _, _, t in fed[:2]]
     return best
 
 

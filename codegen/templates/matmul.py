@@ -15,6 +15,7 @@ from ember.codegen.templates import (
     decompose,
     gemm_epilogue,
     gemm_mma,
+    gemm_tma,
     gemm_wgmma,
     prod,
     signature,
@@ -102,6 +103,26 @@ def _operands(params: dict) -> tuple:
     return a_op, b_op, a_bs, b_bs
 
 
+def _tma_operands(params: dict, pairs: bool = False
+                  ) -> tuple[gemm_tma.TmaOperand, gemm_tma.TmaOperand] | None:
+    """(A, B) as the copy engine reads them (`gemm_tma`): A [.., M, K] and B [.., N, K]
+    (transpose_b), in 2-byte elements (`pairs`: int8 read as pairs along K); None where it
+    cannot."""
+    m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
+    if ta or not tb or len(a_shape) < 2 or len(b_shape) < 2:
+        return None
+    half = 2 if pairs else 1
+    if pairs and (k % 2 or a_shape[-1] % 2 or b_shape[-1] % 2):
+        return None
+    a_bs = [s * a_shape[-2] * a_shape[-1] // half
+            for s in broadcast_strides(a_shape[:-2], batch)] if batch else []
+    b_bs = [s * b_shape[-2] * b_shape[-1] // half
+            for s in broadcast_strides(b_shape[:-2], batch)] if batch else []
+    a = gemm_tma.operand(0, m, k // half, a_shape[-1] // half, a_bs, batch)
+    b = gemm_tma.operand(1, n, k // half, b_shape[-1] // half, b_bs, batch)
+    return (a, b) if a is not None and b is not None else None
+
+
 def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[dict]:
     """The GEMM tactics worth timing for this step (best estimated first); `arch`: the build's
     target (sm_90 adds Hopper's wgmma tiles where both operands are K-major); `sms`: the
@@ -112,12 +133,17 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         m, n, pairs, *_, batch = _int8_geometry(params)
         a_op, b_op = _int8_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
-        return gemm_mma.candidates(*sizes, split_k=False, sms=sms, wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
+        hopper = gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(*sizes, split_k=False, sms=sms,
+                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
+                                                                      gemm_wgmma.INT8),
+                                   tma=hopper and _tma_operands(params, pairs=True) is not None)
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
-        return gemm_mma.candidates(m, n, k, prod(batch), sms=sms, wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op, dtype))
+        hopper = gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(m, n, k, prod(batch), sms=sms,
+                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op, dtype),
+                                   tma=hopper and _tma_operands(params) is not None)
     if dtype not in ("float32", "float64"):
         return []
     fp32 = candidates(m, n, k, prod(batch), params, sms=sms)
@@ -174,6 +200,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     nbatch = prod(batch)
     a_op, b_op, a_bs, b_bs = _operands(params)
+    if gemm_tma.is_tma(params.get("tactic")):
+        return _emit_tma(name, params)
     gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m, n, k, nbatch)
     tile, splits = gemm.tile, gemm.splits
     body = [f"    const int b = blockIdx.z / {splits};"]
@@ -208,10 +236,65 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
                       *gemm.workspace_bytes(m, n, nbatch))
 
 
+def _emit_tma(name: str, params: dict) -> KernelSpec:
+    """FP16/BF16 or INT8 (as 16-bit pairs) operands on wgmma, fed by the copy engine through
+    tensor maps (`gemm_tma`): the tactic names it."""
+    int8 = _int8(params)
+    dtype = gemm_wgmma.INT8 if int8 else params["out_dtypes"][0]
+    if dtype == "float32":
+        raise ValueError("a TMA tactic takes FP16/BF16 or INT8 operands, not FP32 (TF32)")
+    gemm = gemm_tma.tma_for(params["tactic"])
+    operands = _tma_operands(params, pairs=int8)
+    if operands is None:
+        raise ValueError("tactic tma needs A [.., M, K] and B [.., N, K] (transpose_b) with "
+                         "static sizes, rows a multiple of 16 bytes, batch items back to back "
+                         "or one matrix for all")
+    a_t, b_t = operands
+    m, n, k, *_, batch = _geometry(params)
+    nbatch = prod(batch)
+    tile = gemm.tile
+    stored = stored_dtype(params)
+    index = _output_index(m, n)
+    if int8:
+        store = gemm_epilogue.int32_store(params, index, lambda col: col)
+        staged = gemm_epilogue.int8_row_store(params, n, [], index, lambda col: col,
+                                              tile.shared_bytes() - 1024, tile.bm, tile.bn)
+    else:
+        store = _element_store(params, m, n, "float")
+        staged = stored == dtype and gemm_epilogue.row_store(params, dtype, n, [], index,
+                                                               lambda col: col)
+    body = ["    const int b = blockIdx.z;"]
+    body += gemm_tma.mainloop(gemm, m, n, a_t.row_elems, a_t, b_t, dtype,
+                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}",
+                              staged or store)
+    helpers = gemm_tma.helpers(dtype, tile.bn)
+    if staged:
+        helpers += gemm_epilogue.helpers(stored)
+    sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
+                    launch_bounds=(tile.threads, tile.resident), halves=True,
+                    tensor_maps=gemm_tma.parameters())
+    kind = "INT8" if int8 else dtype
+    text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
+                  + ("int8 -> int32" if int8 else dtype),
+                  [f"tactic: {kind} tensor cores, {gemm}, "
+                   f"{'int32' if int8 else 'FP32'} accumulation; batch on grid z",
+                   *([gemm_epilogue.STAGED_INT8] if int8 and staged else []),
+                   *epilogue_summary(params),
+                   gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
+                  sig, body, prelude=uses_mod(params), helpers=helpers)
+    grid = gemm.grid(m, n, nbatch)
+    if grid[1] > 65535 or grid[2] > 65535:
+        raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      tensor_maps=(a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn)))
+
+
 def _emit_int8(name: str, params: dict) -> KernelSpec:
     """INT8 tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums); the epilogue (the
     dequantizing multiply, bias, activation: fold-qdq's, fused) applied to each int32 sum."""
     m, n, pairs, a_shape, b_shape, batch = _int8_geometry(params)
+    if gemm_tma.is_tma(params.get("tactic")):
+        return _emit_tma(name, params)
     nbatch = prod(batch)
     a_bs = ([s * a_shape[-2] * a_shape[-1] // 2 for s in broadcast_strides(a_shape[:-2], batch)]
             if batch else [])

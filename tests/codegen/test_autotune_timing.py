@@ -39,7 +39,7 @@ class _Cuda:
         return Event()
 
 
-SPEC = SimpleNamespace(shared_bytes=0, grid=(1, 1, 1), block=(32, 1, 1))
+SPEC = SimpleNamespace(shared_bytes=0, grid=(1, 1, 1), block=(32, 1, 1), tensor_maps=())
 
 
 @pytest.mark.parametrize("ms, bound, launches", [

@@ -360,6 +360,7 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
     from ember.codegen.nvrtc import compile_cuda, kernel_arch
     from ember.compiler.builder import detect_arch
     from ember.runtime import cuda
+    from ember.runtime.tensor_maps import arguments
 
     # a wgmma kernel compiles for sm_90a, as a build compiles it
     kernel = compile_cuda(spec.source, name=name,
@@ -372,8 +373,10 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
     function = module.function(name)
     if spec.shared_bytes > 48 * 1024:
         function.set_max_dynamic_shared(spec.shared_bytes)
+    pointers = [b.ptr for b in bufs]
     cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, None,
-                cuda.pack_args([("ptr", b.ptr) for b in bufs]))
+                cuda.pack_args([("ptr", p) for p in pointers]
+                               + arguments(spec.tensor_maps, pointers, name)))
     got = bufs[-1].download(out)
     module.unload()
     return got

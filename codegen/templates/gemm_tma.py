@@ -1,0 +1,310 @@
+"""The Hopper GEMM main loop with a producer warp: the bulk tensor copy engine (TMA) fills the
+shared-memory stages, the warpgroups only multiply.
+
+`gemm_wgmma`'s loop has every thread issue 16-byte `cp.async` copies between its wgmma batches
+and meet the others at a barrier per k-tile. Here the block is BM / 64 consumer warpgroups plus
+one producer warp. One thread of the producer walks K: for each 128-byte k-tile it waits until
+the consumers freed the stage (`empty[s]`, an mbarrier each consumer warp arrives on), announces
+the stage's bytes on `full[s]` and issues two `cp.async.bulk.tensor` copies (A's BM rows and B's
+BN rows of the tile; the copy engine swizzles them into the 128-byte pattern the wgmma
+descriptors name and fills what lies outside the tensors with zeros). The consumers wait on
+`full[s]`, issue the tile's four wgmmas, keep one batch in flight, and free the stage of the
+batch before. No barrier among all threads until the epilogue, where the producer warp helps to
+drain the staged outputs.
+
+The operands are read through tensor maps (`ember.runtime.tensor_maps`), one per operand,
+taken as `__grid_constant__` arguments: both operands dense and K-major, each row a multiple of
+16 bytes, a batched operand's matrices back to back (so a block's rows index the whole batch's
+rows) or one matrix for every batch item. Static sizes only (the maps are encoded at the plan's
+shapes). FP16/BF16 operands, or int8 read as 16-bit pairs along K (`gemm_wgmma`'s INT8 form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ember.codegen.symbolic import is_sym
+from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
+from ember.codegen.templates.gemm_epilogue import RowStore
+from ember.codegen.templates.gemm_tiles import SM_COUNT
+from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
+from ember.runtime.tensor_maps import TensorMap
+
+COPY = "tma"  # the tactic's `copy` value: {"wgmma": [bm, bn, stages], "copy": "tma"}
+PRODUCER_THREADS = 32
+SHARED_LIMIT = 227 * 1024  # sm_90: the most dynamic shared memory one block may have
+
+
+@dataclass(frozen=True)
+class TmaTile:
+    """BM = 64 x consumer warpgroups rows, BN columns per wgmma, `stages` k-tiles in flight."""
+
+    bm: int
+    bn: int
+    stages: int
+
+    def __post_init__(self) -> None:
+        gemm_wgmma.WgmmaTile(self.bm, self.bn, 2)  # wgmma's own rules on BM and BN
+        if self.stages < 2 or self.shared_bytes() > SHARED_LIMIT:
+            raise ValueError(f"TMA tile {self.bm}x{self.bn}x{self.stages}: 2 or more stages "
+                             f"within {SHARED_LIMIT} bytes of shared memory")
+
+    @property
+    def groups(self) -> int:
+        return self.bm // 64
+
+    @property
+    def consumers(self) -> int:
+        return 128 * self.groups
+
+    @property
+    def threads(self) -> int:
+        return self.consumers + PRODUCER_THREADS
+
+    @property
+    def resident(self) -> int:
+        return 1
+
+    def stage_bytes(self) -> int:
+        return (self.bm + self.bn) * ROW_BYTES
+
+    def shared_bytes(self) -> int:
+        # the stages, 1 KB to align the first to a swizzle atom (the barriers are static)
+        return self.stages * self.stage_bytes() + 1024
+
+    def as_list(self) -> list[int]:
+        return [self.bm, self.bn, self.stages]
+
+    def __str__(self) -> str:
+        return (f"{self.bm}x{self.bn} tile x 128 bytes of k, {self.groups} warpgroup(s) of "
+                f"m64n{self.bn} fed by a TMA producer warp, {self.stages} stages")
+
+
+TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
+    (TmaTile(128, 256, 4), 1.0),
+    (TmaTile(128, 192, 5), 0.95),
+    (TmaTile(128, 128, 6), 0.9),
+    (TmaTile(128, 64, 8), 0.7),
+    (TmaTile(64, 128, 8), 0.7),
+    (TmaTile(64, 96, 8), 0.6),
+    (TmaTile(64, 64, 8), 0.5),
+)
+
+
+@dataclass(frozen=True)
+class TmaGemm:
+    tile: TmaTile
+    splits = 1
+
+    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
+        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
+
+    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
+        return 0, 0
+
+    def tactic(self) -> dict:
+        return {"wgmma": self.tile.as_list(), "copy": COPY}
+
+    def __str__(self) -> str:
+        return f"wgmma (sm_90a), {self.tile}"
+
+
+def is_tma(tactic: dict | None) -> bool:
+    return bool(tactic) and tactic.get("copy") == COPY  # type: ignore[union-attr]
+
+
+def tma_for(tactic: dict) -> TmaGemm:
+    if set(tactic) != {"wgmma", "copy"} or tactic["copy"] != COPY:
+        raise ValueError(f"tactic {tactic} is not a TMA wgmma tactic")
+    tile = TmaTile(*(int(v) for v in tactic["wgmma"]))
+    if tile not in [t for t, _ in TMA_TILES]:
+        raise ValueError(f"tactic tile {tile} is not one of the TMA tiles")
+    return TmaGemm(tile)
+
+
+@dataclass(frozen=True)
+class TmaOperand:
+    """One GEMM operand as the copy engine reads it: buffer `operand` of the step (0 for A,
+    1 for B), `rows` rows of `row_elems` elements (of 2 bytes: halves or int8 pairs) `row_bytes`
+    apart, a block's first row `first_row(b, mn0)` (batch item b, tile start mn0)."""
+
+    operand: int
+    rows: int
+    row_elems: int
+    row_bytes: int
+    batch_rows: int  # rows between consecutive batch items' matrices; 0: one for all
+
+    def first_row(self, b: str, mn0: str) -> str:
+        return f"{b} * {self.batch_rows} + {mn0}" if self.batch_rows else mn0
+
+    def tensor_map(self, box_rows: int) -> TensorMap:
+        return TensorMap(self.operand, "u16", (self.row_elems, self.rows), self.row_bytes,
+                         (ROW_BYTES // 2, box_rows))
+
+
+def operand(index: int, mn: int, k: int, row_stride: int, batch_strides: list[int],
+            batch: list[int]) -> TmaOperand | None:
+    """The TMA view of a K-major operand (element (mn, k) at its batch item's base + mn *
+    row_stride + k, in 2-byte elements; `batch_strides` the batch dims' element strides, 0
+    where the operand broadcasts, over the broadcast `batch` dims), or None where the copy
+    engine cannot read it as whole rows: symbolic sizes, rows not a multiple of 16 bytes
+    apart, batch items neither all one matrix nor back to back in order."""
+    if any(is_sym(v) for v in (mn, k, row_stride, *batch, *batch_strides)):
+        return None
+    if row_stride % 8 or k > row_stride:
+        return None
+    if not any(batch_strides):
+        rows, step = mn, 0
+    else:
+        expect, dense = mn * row_stride, True
+        for s, d in zip(reversed(batch_strides), reversed(batch), strict=True):
+            dense = dense and s == expect
+            expect *= d
+        if not dense:
+            return None
+        rows, step = mn * prod(batch), mn
+    return TmaOperand(index, rows, k, row_stride * 2, step)
+
+
+def estimated_cost(tile: TmaTile, eff: float, m: int, n: int, k: int, batch: int,
+                   sms: int = SM_COUNT) -> float:
+    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+    per_sm = -(-blocks // sms)
+    return per_sm * tile.bm * tile.bn * -(-k // 64) * 64 / eff
+
+
+def helpers(dtype: str, bn: int) -> str:
+    """`gemm_wgmma.helpers` plus the mbarrier and bulk tensor copy functions."""
+    return gemm_wgmma.helpers(dtype, bn) + """\
+struct __align__(64) TmaDesc { unsigned long long w[16]; };  // a CUtensorMap, by value
+__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_addr(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                 :: "r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
+    const unsigned a = smem_addr(bar);
+    unsigned done = 0;
+    while (!done)
+        asm volatile("{\\n.reg .pred p;\\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\\n"
+                     "selp.u32 %0, 1, 0, p;\\n}" : "=r"(done) : "r"(a), "r"(parity) : "memory");
+}
+// rows [row, row + box rows) x elements [col, col + box elements) of the map's tensor into
+// shared memory at dst, completing on bar
+__device__ __forceinline__ void tma_load(void* dst, const TmaDesc* map, int col, int row,
+                                         unsigned long long* bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];"
+                 :: "r"(smem_addr(dst)), "l"((unsigned long long)map), "r"(col), "r"(row),
+                    "r"(smem_addr(bar)) : "memory");
+}
+"""
+
+
+def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand, b: TmaOperand, dtype: str,
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
+             ) -> list[str]:
+    """The body of a TMA-fed wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN)
+    of batch item `b` (a C variable the caller defined) of C; `k` counted in 2-byte elements;
+    the kernel takes the maps as `tmap_a`, `tmap_b`. `store` as `gemm_wgmma.mainloop`'s."""
+    if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
+        raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
+    tile = gemm.tile
+    bm, bn, stages, warps = tile.bm, tile.bn, tile.stages, tile.consumers // 32
+    bk = ROW_BYTES // 2  # 2-byte elements per k-tile
+    if WGMMA_TYPES[dtype][1] != 2:
+        raise ValueError(f"TMA wgmma takes 2-byte elements, not {dtype}")
+    a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES
+    acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
+    lines = [
+        "    extern __shared__ __align__(16) unsigned char smem_raw[];",
+        f"    __shared__ __align__(8) unsigned long long full[{stages}], empty[{stages}];",
+        "    unsigned char* As = (unsigned char*)(((size_t)smem_raw + 1023) & ~(size_t)1023);",
+        f"    unsigned char* Bs = As + {stages * a_stage};",
+        "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
+        "    const int group = warp >> 2;  // consumer warpgroup",
+        "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
+        f"    const int m0 = {m0}, n0 = {n0};",
+        f"    const int k_tiles = ({k} + {bk - 1}) / {bk};",
+        "    if (tid == 0) {",
+        f"        for (int s = 0; s < {stages}; ++s) {{",
+        "            mbar_init(&full[s], 1);",
+        f"            mbar_init(&empty[s], {warps});",
+        "        }",
+        "        mbar_init_fence();",
+        "    }",
+        "    __syncthreads();",
+        f"    {acc} frag[{bn // 2}];",
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};",
+        f"    if (warp == {warps}) {{",
+        "        // the producer: one thread walks K, a stage ahead of the consumers' frees",
+        "        if (lane == 0) {",
+        f"            const int a_row = {a.first_row('b', 'm0')};",
+        f"            const int b_row = {b.first_row('b', 'n0')};",
+        "            for (int kt = 0; kt < k_tiles; ++kt) {",
+        f"                const int s = kt % {stages};",
+        f"                if (kt >= {stages}) mbar_wait(&empty[s], ((kt / {stages}) - 1) & 1);",
+        f"                mbar_expect_tx(&full[s], {tile.stage_bytes()});",
+        f"                tma_load(As + s * {a_stage}, &tmap_a, kt * {bk}, a_row, &full[s]);",
+        f"                tma_load(Bs + s * {b_stage}, &tmap_b, kt * {bk}, b_row, &full[s]);",
+        "            }",
+        "        }",
+        "    } else {",
+        "        for (int kt = 0; kt < k_tiles; ++kt) {",
+        f"            const int s = kt % {stages};",
+        f"            mbar_wait(&full[s], (kt / {stages}) & 1);",
+        f"            const unsigned char* as = As + s * {a_stage} + group * {64 * ROW_BYTES};",
+        f"            const unsigned char* bs = Bs + s * {b_stage};",
+        "            wgmma_fence();",
+        "            #pragma unroll",
+        "            for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
+        f"                wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));",
+        "            wgmma_commit();",
+        "            wgmma_wait<1>();  // the batch before is done: its stage is free",
+        f"            if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % {stages}]);",
+        "        }",
+        "        wgmma_wait<0>();",
+        "        #pragma unroll",
+        f"        for (int i = 0; i < {bn // 2}; ++i) fence_operand(frag[i]);",
+        "    }",
+        "    const bool consumer = warp < " + f"{warps};",
+        "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
+        "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
+    if isinstance(store, RowStore):
+        assert store.shared_bytes(bm, bn) <= tile.shared_bytes() - 1024, tile
+        return lines + [
+            *gemm_epilogue.declare(store, "As"),
+            "    if (consumer) {",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {bn // 2}; i += 2)",
+            *gemm_epilogue.stage_pair(
+                store, "group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8",
+                "(i >> 2) * 8 + (lane & 3) * 2", "frag[i]", "frag[i + 1]", "n0", n, bn,
+                "            "),
+            "    }",
+            *gemm_epilogue.drain(store, bm, bn, tile.threads, m, n, "m0", "n0")]
+    lines += ["    if (consumer) {",
+              "    #pragma unroll",
+              f"    for (int i = 0; i < {bn // 2}; ++i) {{",
+              "        const int m = m0 + group * 64 + wr + (lane >> 2) + ((i >> 1) & 1) * 8;",
+              "        const int n = n0 + (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);",
+              f"        if (m >= {m} || n >= {n}) continue;"]
+    lines += store("m", "n", "frag[i]", "        ")
+    lines += ["    }", "    }"]
+    return lines
+
+
+def parameters() -> list[str]:
+    """The kernel's tensor-map arguments, in `mainloop`'s names (after the pointers)."""
+    return ["const __grid_constant__ TmaDesc tmap_a", "const __grid_constant__ TmaDesc tmap_b"]

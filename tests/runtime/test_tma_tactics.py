@@ -1,0 +1,202 @@
+"""The TMA-fed wgmma GEMM (`gemm_tma`): which operands the copy engine can read, the tensor maps
+a kernel records (kernel IR, manifest) and the runtime encodes, and on the GPU every TMA tile
+against numpy in float64 through a build and the executor, including I/O bound to the caller's
+memory (the maps re-encoded over the new address)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import numpy_helper
+
+from ember.codegen.nvrtc import compile_cuda
+from ember.codegen.templates import gemm_tma, gemm_wgmma, matmul
+from ember.errors import PlanError
+from ember.runtime.cuda import cuda_available
+from ember.runtime.manifest_schema import CudaLaunch
+from ember.runtime.tensor_maps import TensorMap
+from tests.runtime.test_mma_tactics import (
+    TOLERANCE,
+    _build,
+    _half,
+    _matmul_model,
+    _matmul_reference,
+    _relative_l2,
+    _run,
+    _tensor_core_steps,
+)
+
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+
+
+def _params(a_shape, b_shape, dtype: str = "float16", out: str | None = None) -> dict:
+    m, n = a_shape[-2], b_shape[-2]
+    batch = list(np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
+    return {"in_shapes": [a_shape, b_shape], "in_dtypes": [dtype] * 2,
+            "out_shapes": [[*batch, m, n]], "out_dtypes": [out or dtype], "transpose_b": True}
+
+
+def test_tma_tactics_follow_the_cost_models_choice_on_sm90_only() -> None:
+    params = _params([1024, 768], [3072, 768])
+    tactics = matmul.tactics(params, "sm_90")
+    fed = [t for t in tactics if gemm_tma.is_tma(t)]
+    assert len(fed) == 2 and not gemm_tma.is_tma(tactics[0])
+    assert not any(gemm_tma.is_tma(t) for t in matmul.tactics(params, "sm_80"))
+    assert not any(gemm_tma.is_tma(t) for t in matmul.tactics(params))
+
+
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES], ids=str)
+def test_every_tma_tile_emits_its_maps_and_compiles_for_sm90a(tile: gemm_tma.TmaTile) -> None:
+    params = {**_params([4, 300, 200], [264, 200]),
+              "tactic": gemm_tma.TmaGemm(tile).tactic()}
+    spec = matmul.emit("k", params)
+    a, b = spec.tensor_maps
+    # A's four matrices back to back: 1200 rows of 200 halves; B one matrix for all four
+    assert a == TensorMap(0, "u16", (200, 1200), 400, (64, tile.bm))
+    assert b == TensorMap(1, "u16", (200, 264), 400, (64, tile.bn))
+    assert spec.block == (tile.threads, 1, 1) and spec.grid == (-(-264 // tile.bn),
+                                                                -(-300 // tile.bm), 4)
+    assert "cp.async.bulk.tensor.2d" in spec.source and "__grid_constant__" in spec.source
+    assert gemm_wgmma.ARCH_SPECIFIC in spec.source
+    ptx = compile_cuda(spec.source, name="k", arch="sm_90a").ptx.decode()
+    assert "cp.async.bulk.tensor" in ptx and ".local" not in ptx
+
+
+def test_int8_tma_reads_pairs_and_stages_int8_results() -> None:
+    params = {**_params([256, 512], [192, 512], "int8", "int32"),
+              "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()}
+    spec = matmul.emit("k", params)
+    assert spec.tensor_maps[0] == TensorMap(0, "u16", (256, 256), 512, (64, 128))
+    assert "m64n64k32.s32.s8.s8" in spec.source
+    compile_cuda(spec.source, name="k", arch="sm_90a")
+
+
+@pytest.mark.parametrize("a_shape, b_shape, why", [
+    ([64, 128], [96, 128], None),
+    ([2, 3, 64, 128], [96, 128], None),          # A's batch back to back, B for all
+    ([2, 3, 64, 128], [2, 3, 96, 128], None),    # both batched
+    ([2, 1, 64, 128], [3, 96, 128], "a batch dim broadcast in A but not in all"),
+    ([64, 100], [96, 100], "rows of 200 bytes: not a multiple of 16"),
+])
+def test_which_operands_the_copy_engine_reads(a_shape, b_shape, why) -> None:
+    fed = matmul._tma_operands(_params(a_shape, b_shape))
+    assert (fed is None) == (why is not None), why
+
+
+def test_a_transposed_or_n_major_operand_is_not_tma() -> None:
+    params = _params([64, 128], [96, 128])
+    assert matmul._tma_operands({**params, "transpose_a": True,
+                                 "in_shapes": [[128, 64], [96, 128]]}) is None
+    assert matmul._tma_operands({**params, "transpose_b": False,
+                                 "in_shapes": [[64, 128], [128, 96]]}) is None
+    with pytest.raises(ValueError, match="tactic tma needs"):
+        matmul.emit("k", {**params, "transpose_b": False, "in_shapes": [[64, 128], [128, 96]],
+                          "tactic": {"wgmma": [128, 64, 8], "copy": "tma"}})
+    with pytest.raises(ValueError, match="not one of the TMA tiles"):
+        matmul.emit("k", {**params, "tactic": {"wgmma": [128, 64, 3], "copy": "tma"}})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"box": [32, 128]}, "128-byte row wide"),
+    ({"row_bytes": 100}, "multiple of 16 bytes"),
+    ({"dtype": "f16"}, "element type"),
+    ({"dims": [0, 4]}, "1 to 2\\^32"),
+])
+def test_a_bad_tensor_map_is_a_plan_error(change, message) -> None:
+    good = TensorMap(0, "u16", (200, 300), 400, (64, 128)).to_json()
+    launch = {"kernel": "k", "grid": [1, 1, 1], "block": [288, 1, 1], "shared": 0,
+              "tmaps": [good]}
+    assert CudaLaunch.from_json(launch, "step", {}).tmaps[0].to_json() == good
+    with pytest.raises(PlanError, match=message):
+        CudaLaunch.from_json({**launch, "tmaps": [{**good, **change}]}, "step", {})
+
+
+def test_kernel_ir_prints_and_parses_the_tensor_maps(monkeypatch) -> None:
+    """emit-cuda's `kernel.cuda` op of a TMA matmul shows its maps; they parse back; a bad
+    one fails to verify."""
+    from xdsl.context import Context
+    from xdsl.parser import Parser
+    from xdsl.utils.exceptions import VerifyException
+
+    from ember.codegen.emit_cuda import EmitCuda, spec_of
+    from ember.dialects import ember_context
+    from ember.dialects.attributes import attribute_value, to_attribute
+    from ember.dialects.kernel import CudaOp
+    from tests.codegen.test_emit_cuda import _kernel_module
+
+    tile = gemm_tma.TmaTile(128, 64, 8)
+    _force_tma(monkeypatch, tile)
+    model, _ = _matmul_model([256, 128], [128, 192], "float16", trans_b=True, seed=1)
+    module, _ = _kernel_module(model)
+    EmitCuda().apply(Context(), module)
+    text = str(module)
+    assert 'tmaps [{operand = 0 : i64, dtype = "u16", dims = array<i64: 128, 256>' in text
+    parsed = Parser(ember_context(), text).parse_module()
+    assert str(parsed) == text
+    (op,) = [op for op in parsed.walk() if isinstance(op, CudaOp)]
+    assert spec_of(op).tensor_maps == (TensorMap(0, "u16", (128, 256), 256, (64, 128)),
+                                       TensorMap(1, "u16", (128, 192), 256, (64, 64)))
+    maps = [attribute_value(t) for t in op.tmaps]
+    op.properties["tmaps"] = type(op.tmaps)([to_attribute(maps[0]),
+                                             to_attribute({**maps[1], "box": [16, 64]})])
+    with pytest.raises(VerifyException, match="tensor map #1"):
+        op.verify()
+
+
+def _force_tma(monkeypatch, tile: gemm_tma.TmaTile) -> None:
+    """Every wgmma-able matmul of the build gets `tile` fed by the copy engine (the cost model
+    never puts a TMA tile first on its own)."""
+    monkeypatch.setattr(gemm_wgmma, "merged_candidates",
+                        lambda *a, tma=False, **k: [gemm_tma.TmaGemm(tile).tactic()] if tma
+                        else [{"wgmma": [128, 64, 4]}])
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES], ids=str)
+def test_every_tma_tile_matches_float64(tile: gemm_tma.TmaTile, dtype: str,
+                                        monkeypatch) -> None:
+    """Partial tiles in M, N and K, K over many stages (the producer wraps around the ring),
+    and a batched A whose blocks straddle two batch items' rows."""
+    _force_tma(monkeypatch, tile)
+    for seed, (a_shape, n, k) in enumerate([([300, 200], 264, 200), ([130, 1000], 70, 1000),
+                                            ([3, 37, 264], 40, 264)]):
+        model, rng = _matmul_model(a_shape, [k, n], dtype, trans_b=True, seed=30 + seed)
+        x = _half(rng, a_shape, dtype)
+        manifest, sections = _build(model)
+        (step,) = _tensor_core_steps(manifest)
+        assert step["params"]["tactic"] == gemm_tma.TmaGemm(tile).tactic()
+        assert len(step["cuda"]["tmaps"]) == 2
+        w = numpy_helper.to_array(model.graph.initializer[0]).T
+        out = _run(manifest, sections, {"x": x})
+        assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype], (a_shape, n, k)
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_tma_maps_follow_io_bound_to_the_callers_memory(monkeypatch) -> None:
+    """execute_async_v3 with the input at the caller's address: the kernel reads it there (its
+    tensor map re-encoded), twice with two different buffers."""
+    from ember.runtime import cuda
+    from ember.runtime.engine import Runtime
+    from ember.runtime.plan import plan_bytes
+
+    _force_tma(monkeypatch, gemm_tma.TmaTile(128, 128, 6))
+    model, rng = _matmul_model([256, 128], [128, 192], "float16", trans_b=True, seed=40)
+    manifest, sections = _build(model)
+    engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+    ctx = engine.create_execution_context()
+    w = numpy_helper.to_array(model.graph.initializer[0]).T
+    stream = cuda.Stream()
+    out = cuda.DeviceBuffer(256 * 192 * 2)
+    ctx.set_tensor_address("y", out.ptr)
+    for seed in (1, 2):
+        x = _half(np.random.default_rng(seed), (256, 128), "float16")
+        buf = cuda.DeviceBuffer(x.nbytes)
+        buf.upload(x)
+        ctx.set_tensor_address("x", buf.ptr)
+        ctx.execute_async_v3(stream.handle)
+        stream.synchronize()
+        got = out.download(np.empty((256, 192), np.float16))
+        assert _relative_l2(got, _matmul_reference(x, w)) < TOLERANCE["float16"], seed
