@@ -31,6 +31,7 @@ from ember.codegen.templates import (
     decompose,
     gemm_epilogue,
     gemm_mma,
+    gemm_tma,
     gemm_wgmma,
     grid_1d,
     grid_stride_loop,
@@ -261,6 +262,10 @@ def _gemm(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
 def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """FP16/BF16 implicit GEMM on tensor cores: `gemm_mma`'s mma.sync loop, or `gemm_wgmma`'s
     where the tactic names it (NHWC, channels in multiples of 8, an sm_90 build)."""
+    if gemm_tma.is_tma(params.get("tactic")):
+        if dtype == "float32":
+            raise ValueError("a TMA tactic takes FP16/BF16 or INT8 operands, not FP32 (TF32)")
+        return _gemm_tma(name, params, cv, dtype)
     out_plane = prod(cv.out_spatial)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m_size, n_size,
@@ -331,6 +336,77 @@ def _mma_operands(cv: _Conv) -> tuple[int, int, Operand, Operand]:
     return (cv.mg, cv.positions,
             dense("in1", cv.mg, cv.k_total, cv.k_total, 1, weights, **w_vec),
             _im2col_nchw(cv))
+
+
+def _tma_operands(cv: _Conv) -> tuple[gemm_tma.TmaOperand, gemm_tma.TmaOperand] | None:
+    """(A, B) as the copy engine reads them (`gemm_tma`) where the conv is a plain GEMM over
+    dense rows: NHWC, 1x1, stride 1, no padding, one group (A the input's pixels x channels,
+    B the OHWI weights); None otherwise. Sizes in the operands' 2-byte elements."""
+    if not cv.nhwc or cv.groups != 1 or cv.taps != 1 or any(s != 1 for s in cv.strides) \
+            or any(cv.pads):
+        return None
+    a = gemm_tma.operand(0, cv.positions, cv.k_total, cv.channels, [], [])
+    b = gemm_tma.operand(1, cv.mg, cv.k_total, cv.k_total, [], [])
+    return (a, b) if a is not None and b is not None else None
+
+
+def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
+    """A 1x1 NHWC conv as a GEMM on wgmma fed by the copy engine (`gemm_tma`): FP16/BF16
+    operands, or int8 as pairs (`cv` then counts channels in pairs), the tactic names it."""
+    operands = _tma_operands(cv)
+    if operands is None:
+        raise ValueError("tactic tma needs a 1x1 NHWC conv with stride 1, no padding, one "
+                         "group, static sizes and rows of channels a multiple of 16 bytes")
+    a_t, b_t = operands
+    gemm = gemm_tma.tma_for(params["tactic"])
+    tile = gemm.tile
+    int8 = dtype == gemm_wgmma.INT8
+    stored = stored_dtype(params)
+    m_size, n_size = cv.positions, cv.mg
+
+    def index(m: str, n: str) -> str:
+        return f"(size_t){m} * {cv.cout} + {n}"
+
+    if int8:
+        store = gemm_epilogue.int32_store(params, index, lambda n: n)
+        staged = gemm_epilogue.int8_row_store(params, n_size, [cv.cout], index, lambda n: n,
+                                              tile.shared_bytes() - 1024, tile.bm, tile.bn)
+    else:
+        def store(m: str, n: str, value: str, indent: str) -> list[str]:
+            bias = ([f"{indent}acc += {load_float(f'in2[{n}]', dtype)};"] if cv.has_bias
+                    else [])
+            return [f"{indent}const size_t oi = {index(m, n)};",
+                    f"{indent}float acc = {value};", *bias,
+                    *epilogue_lines(params, "acc", "oi", indent),
+                    f"{indent}out0[oi] = {epilogue_store(params, 'acc')};"]
+
+        staged = stored == dtype and gemm_epilogue.row_store(
+            params, dtype, n_size, [cv.cout], index, lambda n: n,
+            (lambda n: load_float(f"in2[{n}]", dtype)) if cv.has_bias else None)
+    body = gemm_tma.mainloop(gemm, m_size, n_size, cv.k_total, a_t, b_t, dtype,
+                             f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}",
+                             staged or store)
+    helpers = gemm_tma.helpers(dtype, tile.bn)
+    if staged:
+        helpers += gemm_epilogue.helpers(stored)
+    k = cv.k_total * (2 if int8 else 1)
+    text = source(_title(params, _Conv(params) if int8 else cv,
+                         "int8 -> int32" if int8 else dtype),
+                  [f"tactic: 1x1 conv as a GEMM on {'INT8 ' if int8 else ''}tensor cores "
+                   f"(NHWC, weights OHWI), {gemm}, {'int32' if int8 else 'FP32'} accumulation",
+                   f"GEMM: M={m_size} N={n_size} K={k}",
+                   *([gemm_epilogue.STAGED_INT8] if int8 and staged else []),
+                   *epilogue_summary(params),
+                   gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
+                  signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
+                            launch_bounds=(tile.threads, tile.resident), halves=True,
+                            tensor_maps=gemm_tma.parameters()),
+                  body, prelude=uses_mod(params), helpers=helpers)
+    grid = gemm.grid(m_size, n_size, 1)
+    if grid[1] > 65535:
+        raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+                      tensor_maps=(a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn)))
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
@@ -533,6 +609,8 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     elements (NHWC im2col, OHWI weights, 16-byte chunks), the dequantizing epilogue fold-qdq
     leaves fused."""
     cv = _int8_conv(params)
+    if gemm_tma.is_tma(params.get("tactic")):
+        return _gemm_tma(name, params, cv, gemm_wgmma.INT8)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
     gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, gemm_wgmma.INT8, a_op, b_op, m_size,
@@ -606,8 +684,11 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             return []
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
-        return gemm_mma.candidates(*sizes, split_k=False, sms=sms, wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op, gemm_wgmma.INT8))
+        hopper = gemm_wgmma.targets(arch)
+        return gemm_mma.candidates(*sizes, split_k=False, sms=sms,
+                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
+                                                                      gemm_wgmma.INT8),
+                                   tma=hopper and _tma_operands(cv) is not None)
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -620,9 +701,11 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     m, n = (cv.positions, cv.mg) if cv.nhwc else (cv.mg, cv.positions)
     if tensor_core:
         _, _, a_op, b_op = _mma_operands(cv)
+        hopper = gemm_wgmma.targets(arch)
         return gemm_mma.candidates(m, n, cv.k_total, cv.groups, sms=sms,
-                                   wgmma=gemm_wgmma.targets(arch)
-                                   and gemm_wgmma.usable(a_op, b_op, params["out_dtypes"][0]))
+                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
+                                                                      params["out_dtypes"][0]),
+                                   tma=hopper and _tma_operands(cv) is not None)
     fp32 = candidates(m, n, cv.k_total, cv.groups, params, sms=sms)
     if _tf32_wgmma(params, cv, arch):
         return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups, sms=sms)

@@ -200,3 +200,49 @@ def test_tma_maps_follow_io_bound_to_the_callers_memory(monkeypatch) -> None:
         stream.synchronize()
         got = out.download(np.empty((256, 192), np.float16))
         assert _relative_l2(got, _matmul_reference(x, w)) < TOLERANCE["float16"], seed
+
+
+def test_only_plain_1x1_nhwc_convs_take_tma() -> None:
+    from ember.codegen.templates import conv
+
+    base = {"in_shapes": [[2, 7, 7, 64], [96, 1, 1, 64], [96]], "in_dtypes": ["float16"] * 3,
+            "out_shapes": [[2, 7, 7, 96]], "out_dtypes": ["float16"], "layout": "NHWC",
+            "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
+    assert any(gemm_tma.is_tma(t) for t in conv.tactics(base, "sm_90"))
+    spec = conv.emit("k", {**base, "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8))
+                           .tactic()})
+    assert spec.tensor_maps == (TensorMap(0, "u16", (64, 98), 128, (64, 128)),
+                                TensorMap(1, "u16", (64, 96), 128, (64, 64)))
+    three = {**base, "in_shapes": [[2, 7, 7, 64], [96, 3, 3, 64], [96]], "pads": [1, 1, 1, 1]}
+    strided = {**base, "strides": [2, 2], "out_shapes": [[2, 4, 4, 96]]}
+    for params in (three, strided):
+        assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_90"))
+    with pytest.raises(ValueError, match="tactic tma needs a 1x1 NHWC conv"):
+        conv.emit("k", {**three, "tactic": {"wgmma": [128, 64, 8], "copy": "tma"}})
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("tile", [gemm_tma.TmaTile(128, 128, 6), gemm_tma.TmaTile(64, 64, 8)],
+                         ids=str)
+def test_a_1x1_conv_on_tma_matches_float64(tile: gemm_tma.TmaTile, monkeypatch) -> None:
+    """A 1x1 NHWC conv with bias and relu (staged epilogue), pixels not a multiple of BM."""
+    from onnx import helper
+
+    from tests.runtime.test_mma_tactics import _conv_model
+
+    _force_tma(monkeypatch, tile)
+    model, rng, w, b = _conv_model([2, 64, 9, 9], [96, 64, 1, 1], {}, "float16", seed=50)
+    graph = model.graph
+    graph.node[0].output[0] = "c"
+    graph.node.append(helper.make_node("Relu", ["c"], ["y"]))
+    x = _half(rng, (2, 64, 9, 9), "float16")
+    manifest, sections = _build(model, nhwc=True)
+    assert manifest["inputs"][0]["format"] == "NHWC"
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["tactic"] == gemm_tma.TmaGemm(tile).tactic()
+    assert step["params"]["epilogue"]  # the relu, fused
+    out = _run(manifest, sections, {"x": np.ascontiguousarray(x.transpose(0, 2, 3, 1))})
+    want = np.einsum("nchw,kc->nhwk", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
+    want = np.maximum(want + b.astype(np.float64), 0)
+    assert _relative_l2(out, want) < TOLERANCE["float16"]
