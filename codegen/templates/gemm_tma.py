@@ -167,6 +167,20 @@ def operand(index: int, mn: int, k: int, row_stride: int, batch_strides: list[in
     return TmaOperand(index, rows, k, row_stride * 2, step)
 
 
+# how much faster the TMA-fed loop runs than gemm_wgmma's cp.async loop on the same tile, where K
+# spans at least PAYS_FROM_K_TILES k-tiles (H100, FP16, tools/gemm_probe.py's shapes: 4096^3 202
+# us against 244 on 128x256; 1024x3072x768 11.8 against 14.5 on 128x192; 1024x768x768 7.1
+# against 7.7 on 128x64). A 1x1 conv over 64 channels (one k-tile) gains nothing: ResNet-50's
+# layer1 convs kept the cp.async loop when both were timed.
+SPEEDUP_OVER_CP_ASYNC = 1.15
+PAYS_FROM_K_TILES = 4
+
+
+def speedup(k: int) -> float:
+    """The TMA loop's estimated speed-up over the cp.async loop at depth `k` (2-byte units)."""
+    return SPEEDUP_OVER_CP_ASYNC if -(-k // (ROW_BYTES // 2)) >= PAYS_FROM_K_TILES else 0.95
+
+
 def estimated_cost(tile: TmaTile, eff: float, m: int, n: int, k: int, batch: int,
                    sms: int = SM_COUNT) -> float:
     blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch

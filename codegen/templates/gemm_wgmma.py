@@ -158,29 +158,40 @@ def targets(arch: str | None) -> bool:
 
 def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4,
                       sms: int = SM_COUNT, tma: bool = False) -> list[dict]:
-    """The `top` tactics of both families by estimated cost (wgmma's scaled by
-    `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s), best first; the best wgmma tactic
-    is always among them (one more, last, where the estimates rank mma.sync's above it), so the
-    autotuner times both families: the estimates count only tensor-core work, where a short-K
-    GEMM (an INT8 1x1 conv over 64 channels half-fills wgmma's 128-byte stage) is bound by its
-    loads and epilogue. With `tma`, the two best TMA-fed tiles (`gemm_tma`) follow, timed by
-    the autotuner but never the cost model's first choice."""
+    """The `top` tactics of the families by estimated cost (wgmma's scaled by
+    `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s; with `tma`, the TMA-fed tiles of
+    `gemm_tma` scaled by its `SPEEDUP_OVER_CP_ASYNC` where K spans `gemm_tma.PAYS_FROM_K_TILES`
+    k-tiles), best first. The best wgmma tactic is always among them (one more, last, where the
+    estimates rank mma.sync's above it), so the autotuner times both families: the estimates
+    count only tensor-core work, where a short-K GEMM (an INT8 1x1 conv over 64 channels
+    half-fills wgmma's 128-byte stage) is bound by its loads and epilogue. With `tma`, each
+    cp.async wgmma tile among them also brings its TMA-fed twin (same BM x BN), and the best
+    TMA tile is always there: where the epilogue, not the main loop, decides (an INT8 GEMM's
+    requantizing GELU), the autotuner compares the two copy engines tile for tile."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch,
                                        sms),
                i, g.tactic()) for i, g in enumerate(mma)]
     hopper = [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA, len(mma) + i,
                WgmmaGemm(t).tactic()) for i, (t, e) in enumerate(WGMMA_TILES)]
-    best = [t for _, _, t in sorted([*scored, *hopper], key=lambda s: (s[0], s[1]))[:top]]
-    if top and not any("wgmma" in t for t in best):
-        best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
-    if tma and top:  # the TMA-fed tiles after them: the autotuner times the best two
+    fed: list[tuple[float, int, dict]] = []
+    if tma:
         from ember.codegen.templates import gemm_tma
 
-        fed = sorted((gemm_tma.estimated_cost(t, e, m, n, k, batch, sms), i,
-                      gemm_tma.TmaGemm(t).tactic())
-                     for i, (t, e) in enumerate(gemm_tma.TMA_TILES))
-        best += [t for _, _, t in fed[:2]]
+        fed = [(gemm_tma.estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA
+                / gemm_tma.speedup(k), len(mma) + len(hopper) + i, gemm_tma.TmaGemm(t).tactic())
+               for i, (t, e) in enumerate(gemm_tma.TMA_TILES)]
+    best = [t for _, _, t in sorted([*scored, *hopper, *fed], key=lambda s: (s[0], s[1]))[:top]]
+    if top and not any("wgmma" in t and "copy" not in t for t in best):
+        best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
+    if top and fed:
+        twins = {tuple(t["wgmma"][:2]): t for _, _, t in fed}
+        for t in list(best):
+            twin = twins.get(tuple(t["wgmma"][:2])) if "wgmma" in t else None
+            if twin is not None and twin not in best:
+                best.append(twin)
+        if not any("copy" in t for t in best):
+            best.append(min(fed, key=lambda s: (s[0], s[1]))[2])
     return best
 
 

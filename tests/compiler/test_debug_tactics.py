@@ -133,8 +133,10 @@ _real = matmul.emit
 def _planted(name, params):
     spec = _real(name, params)
     if tactic_key("matmul", params.get("tactic") or {}) == BAD:
-        gx, gy, gz = spec.grid  # half the column blocks: part of the output is never written
-        spec = dataclasses.replace(spec, grid=(max(gx // 2, 1), gy if gx > 1 else 1, gz))
+        # every stored value 1.5x the product (a wrong grid that leaves outputs unwritten is
+        # not seen where the arena still holds an earlier run's right answers)
+        spec = dataclasses.replace(spec, source=spec.source.replace(
+            "out0[oi] = ", "out0[oi] = 1.5f * "))
     return spec
 matmul.emit = _planted
 """
@@ -158,9 +160,10 @@ def test_a_planted_bad_cuda_emitter_is_named_on_the_gpu(monkeypatch) -> None:
 
     def planted(name, params):
         spec = real(name, params)
-        if tactic_key("matmul", params.get("tactic") or {}) == bad:
-            gx, gy, gz = spec.grid
-            spec = dataclasses.replace(spec, grid=(max(gx // 2, 1), gy if gx > 1 else 1, gz))
+        if tactic_key("matmul", params.get("tactic") or {}) == bad:  # as PLANT_EMITTER
+            assert "out0[oi] = " in spec.source
+            spec = dataclasses.replace(spec, source=spec.source.replace(
+                "out0[oi] = ", "out0[oi] = 1.5f * "))
         return spec
 
     monkeypatch.setattr(matmul, "emit", planted)

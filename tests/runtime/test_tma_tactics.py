@@ -36,11 +36,20 @@ def _params(a_shape, b_shape, dtype: str = "float16", out: str | None = None) ->
             "out_shapes": [[*batch, m, n]], "out_dtypes": [out or dtype], "transpose_b": True}
 
 
-def test_tma_tactics_follow_the_cost_models_choice_on_sm90_only() -> None:
+def test_the_cost_model_prefers_tma_where_k_spans_several_tiles() -> None:
+    """BERT's FFN1 (K = 768: 12 k-tiles): a TMA tile first, the cp.async tile of the same shape
+    still timed; a K of one k-tile (64 channels) keeps the cp.async loop first, each of its
+    wgmma tiles with its TMA twin; no TMA off sm_90."""
     params = _params([1024, 768], [3072, 768])
     tactics = matmul.tactics(params, "sm_90")
-    fed = [t for t in tactics if gemm_tma.is_tma(t)]
-    assert len(fed) == 2 and not gemm_tma.is_tma(tactics[0])
+    assert tactics[0] == {"wgmma": [128, 192, 5], "copy": "tma"}
+    assert {"wgmma": [128, 192, 4]} in tactics
+    shallow = matmul.tactics(_params([4096, 64], [256, 64]), "sm_90")
+    assert "wgmma" in shallow[0] and not gemm_tma.is_tma(shallow[0])
+    for t in shallow:
+        if "wgmma" in t and not gemm_tma.is_tma(t) and t["wgmma"][0] <= 128:
+            assert any(gemm_tma.is_tma(u) and u["wgmma"][:2] == t["wgmma"][:2]
+                       for u in shallow), t
     assert not any(gemm_tma.is_tma(t) for t in matmul.tactics(params, "sm_80"))
     assert not any(gemm_tma.is_tma(t) for t in matmul.tactics(params))
 
@@ -162,15 +171,33 @@ def test_every_tma_tile_matches_float64(tile: gemm_tma.TmaTile, dtype: str,
     _force_tma(monkeypatch, tile)
     for seed, (a_shape, n, k) in enumerate([([300, 200], 264, 200), ([130, 1000], 70, 1000),
                                             ([3, 37, 264], 40, 264)]):
-        model, rng = _matmul_model(a_shape, [k, n], dtype, trans_b=True, seed=30 + seed)
+        # a batched A: MatMul with a [K, N] weight (made K-major by the build)
+        model, rng = (_matmul_model(a_shape, [k, n], dtype, trans_b=True, seed=30 + seed)
+                      if len(a_shape) == 2 else _batched_model(a_shape, [k, n], dtype, 30 + seed))
         x = _half(rng, a_shape, dtype)
         manifest, sections = _build(model)
         (step,) = _tensor_core_steps(manifest)
         assert step["params"]["tactic"] == gemm_tma.TmaGemm(tile).tactic()
         assert len(step["cuda"]["tmaps"]) == 2
-        w = numpy_helper.to_array(model.graph.initializer[0]).T
+        w = numpy_helper.to_array(model.graph.initializer[0])
+        w = w.T if len(a_shape) == 2 else w  # Gemm's transB weight is [N, K]
         out = _run(manifest, sections, {"x": x})
         assert _relative_l2(out, _matmul_reference(x, w)) < TOLERANCE[dtype], (a_shape, n, k)
+
+
+def _batched_model(a_shape, b_shape, dtype: str, seed: int):
+    from onnx import helper
+
+    from tests.runtime.test_mma_tactics import ONNX_TYPE
+
+    rng = np.random.default_rng(seed)
+    t = ONNX_TYPE[dtype]
+    w = _half(rng, b_shape, dtype)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                              [helper.make_tensor_value_info("x", t, a_shape)],
+                              [helper.make_tensor_value_info("y", t, None)],
+                              [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), rng
 
 
 @pytest.mark.cuda
