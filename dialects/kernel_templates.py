@@ -364,7 +364,7 @@ _DESCRIPTORS = [
               cuda=None),
     _template("topk", {"k": opt(INT), "axis": req(INT), "largest": req(BOOL), **DYNAMIC}),
     _template("softmax", {"axis": req(INT), "log": req(BOOL)},
-              layout=Layout.PHYSICAL, nhwc=_nhwc_axis),
+              layout=Layout.PHYSICAL, nhwc=_nhwc_axis, epilogue=True),
     _template("pool", {"fn": req(STR, ("max", "avg", "lp")), "kernel": req(INTS),
                        "strides": req(INTS), "pads": req(INTS), "dilations": req(INTS),
                        "ceil_mode": req(BOOL), "count_include_pad": opt(BOOL), "p": opt(FLOAT),

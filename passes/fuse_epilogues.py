@@ -1,18 +1,21 @@
-"""fuse-epilogues: an elementwise kernel that only post-processes a conv's, matmul's or layer
-norm's result becomes that kernel's epilogue (one kernel, no round trip through memory).
+"""fuse-epilogues: an elementwise kernel that only post-processes a conv's, matmul's, layer
+norm's or softmax's result becomes that kernel's epilogue (one kernel, no round trip through
+memory).
 
-After this pass no `kernel.launch "conv"` / `"matmul"` / `"layer_norm"` result whose only user
-is one `kernel.elementwise` of the same shape and format remains: the elementwise op's scalar region
-moves into the launch's `epilogue` region (block argument 0 is the launch's own value, the others
-its other inputs), those inputs join the launch's operands at the end (read with broadcasting,
-as the elementwise kernel read them), and the origins merge in program order. The elementwise
-result may have another float type (f16 / bf16 / f32) than the launch's: a region ending in a
-cast (assign-precision's casts around an FP32-pinned layer or at the network's edges) makes the
-launch store the cast type directly; its params keep the type it computes in (`out_dtypes`).
+After this pass no `kernel.launch "conv"` / `"matmul"` / `"layer_norm"` / `"softmax"` result
+whose only user is one `kernel.elementwise` of the same shape and format remains: the
+elementwise op's scalar region moves into the launch's `epilogue` region (block argument 0 is
+the launch's own value, the others its other inputs), those inputs join the launch's operands
+at the end (read with broadcasting, as the elementwise kernel read them), and the origins merge
+in program order. The elementwise result may have another float type (f16 / bf16 / f32) than
+the launch's: a region ending in a cast (assign-precision's casts around an FP32-pinned layer
+or at the network's edges) makes the launch store the cast type directly; its params keep the
+type it computes in (`out_dtypes`).
 An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes them to a
 float the same way, and one that quantizes the result back to int8 for the next layer. A layer
 norm takes an epilogue too (its kernels store each element through it): in a QDQ transformer,
-the quantize of its output for the next int8 GEMM, so it stores int8.
+the quantize of its output for the next int8 GEMM, so it stores int8; so does a softmax (a QDQ
+attention's fake-quantize of the probabilities).
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
 tactic or strided reads (`views`, fuse-strided-reads') are left alone.
@@ -57,8 +60,9 @@ def _only_user(value: SSAValue, op: Operation) -> bool:
 
 
 # templates whose kernels store each element through `epilogue_store`, so any scalar type: a
-# layer norm's output quantized to int8 for the next GEMM
-STORES_ANY = ("layer_norm",)
+# layer norm's output quantized to int8 for the next GEMM, a softmax's probabilities for an
+# int8 attention GEMM
+STORES_ANY = ("layer_norm", "softmax")
 
 
 def _stores(own: Attribute, wanted: Attribute, template: str) -> bool:
@@ -80,7 +84,7 @@ def _stores(own: Attribute, wanted: Attribute, template: str) -> bool:
 
 
 def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
-    """The conv / matmul / layer norm launch among `op`'s inputs whose only user is `op` (or a
+    """The conv / matmul / norm / softmax launch among `op`'s inputs whose only user is `op` (or a
     view whose only user is `op`, where `op` reads nothing else), if any; with that view."""
     if op.tactic is not None or op.views is not None:  # its own reads: not an epilogue's
         return None
@@ -116,8 +120,8 @@ def _epilogue_block(op: ElementwiseOp, acc: SSAValue, extra: list[SSAValue]) -> 
 
 
 class FuseEpilogue(RewritePattern):
-    """Move one elementwise consumer of a conv / matmul / layer norm into the launch as its
-    epilogue."""
+    """Move one elementwise consumer of a conv / matmul / layer norm / softmax into the launch
+    as its epilogue."""
 
     def __init__(self, order: dict[str, int]) -> None:
         self.order = order

@@ -3,11 +3,13 @@ axis of at most `WARP_ROW_MAX` elements (attention scores: 128 a row): one warp 
 in registers (read once), max and sum by warp shuffles, the exponentials kept for the store.
 Other rows: one thread block per row (a position of the other dims); threads stride along the
 axis, max and sum by block trees. float16 / bfloat16 are loaded into floats and computed in
-float, rounded once on the store."""
+float, rounded once on the store. Either kernel stores each element through the step's epilogue
+where fuse-epilogues gave it one (a QDQ attention's fake-quantize of the probabilities, or a
+quantize to int8), in the type the epilogue stores."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import compute_type, is_half, load_float, storage_type
+from ember.codegen.scalar_c import c_type, compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
     KernelSpec,
@@ -17,9 +19,17 @@ from ember.codegen.templates import (
     signature,
     source,
 )
+from ember.codegen.templates.elementwise import (
+    epilogue_dtypes,
+    epilogue_lines,
+    epilogue_store,
+    epilogue_summary,
+    uses_mod,
+)
 from ember.codegen.templates.half import compute_literal, is_float, stored
 from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARP_SUM, WARPS
 from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.common import stored_dtype
 
 # NaN-propagating max over a warp (every lane gets the result); layer_norm's warp_sum beside it
 WARP_MAX_SUM = """\
@@ -31,6 +41,25 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 """ + WARP_SUM
+
+
+def _store(params: dict, value: str, at: str, index: str, indent: str) -> list[str]:
+    """Lines storing computed `value` (a float expression) as `at` (an lvalue of the stored
+    type), output element `index`, through the step's epilogue."""
+    dtype = params["out_dtypes"][0]
+    own, out = compute_type(dtype), stored_dtype(params)
+    lines = [f"{indent}{own} r = {value};"]
+    result = None
+    if compute_type(out) != own:  # an integer (int8) result: the region's own C type
+        result = "res"
+        lines.append(f"{indent}{compute_type(out)} res;")
+    lines += epilogue_lines(params, "r", index, indent, result=result)
+    return lines + [f"{indent}{at} = {epilogue_store(params, result or 'r')};"]
+
+
+def _signature(name: str, params: dict) -> str:
+    return signature(name, [params["out_dtypes"][0], *epilogue_dtypes(params)],
+                     [stored_dtype(params)], halves=True)
 
 
 def emit(name: str, params: dict) -> KernelSpec:
@@ -45,7 +74,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     t = compute_type(dtype)
     if inner == 1 and isinstance(length, int) and isinstance(rows, int) and \
             0 < length <= WARP_ROW_MAX and t == "float":
-        return _warp_rows(name, shape, axis, rows, length, dtype, log)
+        return _warp_rows(name, params, shape, axis, rows, length, dtype, log)
     f = "" if dtype == "float64" else "f"
     block = block_size_for(length)
     result = "(x - m) - logs" if log else "exp" + f + "(x - m) * inv"
@@ -68,27 +97,33 @@ def emit(name: str, params: dict) -> KernelSpec:
             "        (void)inv; (void)logs;",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
             f"            const {t} x = {x_at};",
-            f"            out0[base + (size_t)j * {inner}] = {stored(result, dtype)};",
+            *([f"            out0[base + (size_t)j * {inner}] = {stored(result, dtype)};"]
+              if not params.get("epilogue") else
+              [f"            const size_t oi = base + (size_t)j * {inner};",
+               *_store(params, result, "out0[oi]", "oi", "            ")]),
             "        }",
             "    }"]
     text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
                   [f"tactic: one block of {block} threads per row ({rows} rows of {length}), "
-                   "shared-memory trees for max and sum"],
-                  signature(name, [dtype], [dtype], halves=True), body, helpers=BLOCK_REDUCE)
+                   "shared-memory trees for max and sum", *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params),
+                  helpers=BLOCK_REDUCE)
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
 
-def _warp_rows(name: str, shape: list, axis: int, rows: int, length: int, dtype: str,
-               log: bool) -> KernelSpec:
+def _warp_rows(name: str, params: dict, shape: list, axis: int, rows: int, length: int,
+               dtype: str, log: bool) -> KernelSpec:
     """`emit` with one warp per row (the last axis): lane l holds x[l], x[l + 32], ..."""
     per = -(-length // 32)
     st = storage_type(dtype) if is_half(dtype) else "float"
+    out = stored_dtype(params)
+    ot = storage_type(out) if is_half(out) else c_type(out)
     result = "(v[i] - m) - logf(s)" if log else "v[i] * inv"
     body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
             f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
             f"row += gridDim.x * {WARPS}) {{",
             f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {st}* y = out0 + (size_t)row * {length};",
+            f"        {ot}* y = out0 + (size_t)row * {length};",
             f"        float v[{per}];",
             "        float mx = -__int_as_float(0x7f800000);",
             "        #pragma unroll",
@@ -111,12 +146,17 @@ def _warp_rows(name: str, shape: list, axis: int, rows: int, length: int, dtype:
             "        #pragma unroll",
             f"        for (int i = 0; i < {per}; ++i) {{",
             "            const int j = lane + 32 * i;",
-            f"            if (j < {length}) y[j] = {stored(result, dtype)};",
+            *([f"            if (j < {length}) y[j] = {stored(result, dtype)};"]
+              if not params.get("epilogue") else
+              [f"            if (j >= {length}) continue;",
+               *_store(params, result, "y[j]", f"(size_t)row * {length} + j", "            ")]),
             "        }",
             "    }"]
     text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
                   [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
-                   f"the row in registers ({per} a lane), max and sum by warp shuffles"],
-                  signature(name, [dtype], [dtype], halves=True), body, helpers=WARP_MAX_SUM)
+                   f"the row in registers ({per} a lane), max and sum by warp shuffles",
+                   *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params),
+                  helpers=WARP_MAX_SUM)
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)

@@ -276,7 +276,7 @@ def topk(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     return [np.take_along_axis(x, index, axis=axis), index.astype(np.int64)]
 
 
-KERNELS = {"topk": topk, "reduce": reduce, "arg_reduce": arg_reduce, "softmax": softmax,
+KERNELS = {"topk": topk, "reduce": reduce, "arg_reduce": arg_reduce,
            "batch_norm": batch_norm, "group_norm": group_norm, "lrn": lrn, "pool": pool,
-           # a fused epilogue (fuse-epilogues: the quantize of its output) runs after it
-           "layer_norm": with_epilogue(layer_norm)}
+           # a fused epilogue (fuse-epilogues: the quantize of its output) runs after these
+           "softmax": with_epilogue(softmax), "layer_norm": with_epilogue(layer_norm)}

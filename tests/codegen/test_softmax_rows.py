@@ -74,3 +74,59 @@ def test_warp_rows_on_the_gpu(dtype, shape, log):
     params, inputs, want = _case(dtype, shape, log)
     got = _run_on_gpu(softmax.emit("sm", params), "sm", inputs, want.shape, want.dtype)
     _check(got, want, dtype)
+
+
+def _fake_quantized_case(length: int, out: str):
+    """An FP16 attention softmax whose fused epilogue (fuse-epilogues') quantizes the
+    probabilities to uint8 steps of 1/255: stored as int8 codes (`out` "int8": quantize only,
+    signed range) or dequantized back to FP16 (`out` "float16": a QDQ model's fake-quantize)."""
+    params, inputs, _ = _case("float16", [6, length], False)
+    inputs = [(inputs[0].astype(np.float32) / 4).astype(np.float16)]  # probabilities spread
+    ops = [{"fn": "cast", "args": [0], "dtype": "float32"},
+           {"fn": "div", "args": [2, 1], "dtype": "float32"},
+           {"fn": "round", "args": [3], "dtype": "float32"},
+           {"fn": "clip", "args": [4], "dtype": "float32", "alpha": 0.0, "beta": 127.0}]
+    if out == "int8":
+        ops.append({"fn": "cast", "args": [5], "dtype": "int8"})
+    else:
+        ops += [{"fn": "mul", "args": [5, 1], "dtype": "float32"},
+                {"fn": "cast", "args": [6], "dtype": "float16"}]
+    params["epilogue"] = {"ops": ops, "result": len(ops) + 1, "in_shapes": [[]],
+                          "in_dtypes": ["float32"], **({"out_dtype": out} if out == "int8"
+                                                        else {})}
+    inputs = [*inputs, np.array(1 / 255, np.float32)]
+    (want,) = KERNELS["softmax"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+def _one_step(got: np.ndarray, want: np.ndarray, step: float) -> None:
+    """Equal but where the FP16 probability (float32 sums here, float64 in numpy) lands on the
+    other side of a rounding boundary: one step, rarely."""
+    assert got.dtype == want.dtype
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    assert diff.max() <= step * 1.001 and np.count_nonzero(diff) <= want.size // 50
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("out", ["int8", "float16"])
+def test_a_quantizing_epilogue_on_emulated_warps(out, tmp_path):
+    """The warp-per-row kernel with its epilogue (the block-per-row kernel's, the same lines,
+    runs on the GPU below: the emulator has no block trees)."""
+    params, inputs, want = _fake_quantized_case(128, out)
+    spec = softmax.emit("sm", params)
+    assert "one warp per row" in spec.source and "epilogue fused" in spec.source
+    got = simt_emulator.run(spec, "sm", inputs, list(want.shape), want.dtype, tmp_path)
+    assert np.count_nonzero(want) > want.size // 4  # the probabilities are not all rounded away
+    _one_step(got, want, 1.0 if out == "int8" else 1 / 255)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("length", [128, WARP_ROW_MAX + 64])
+@pytest.mark.parametrize("out", ["int8", "float16"])
+def test_a_quantizing_epilogue_on_the_gpu(out, length):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _fake_quantized_case(length, out)
+    got = _run_on_gpu(softmax.emit("sm", params), "sm", inputs, want.shape, want.dtype)
+    _one_step(got, want, 1.0 if out == "int8" else 1 / 255)

@@ -114,7 +114,8 @@ def test_layout_behaviour():
     assert {t for t, d in TEMPLATES.items() if d.packed} == {"conv", "pool"}
     assert {t for t, d in TEMPLATES.items() if d.packable} == {"conv", "pool", "concat",
                                                                 "reduce"}
-    assert {t for t, d in TEMPLATES.items() if d.epilogue} == {"conv", "matmul", "layer_norm"}
+    assert {t for t, d in TEMPLATES.items() if d.epilogue} == {"conv", "matmul", "layer_norm",
+                                                                "softmax"}
 
 
 def test_nhwc_rewrites():
@@ -316,9 +317,10 @@ def test_bad_params(template, params, message):
 
 
 def test_epilogue_only_where_the_template_takes_one():
-    with pytest.raises(VerifyException, match=r"kernel.launch 'softmax': this template takes "
-                       r"no epilogue \(those that do: conv, matmul, layer_norm\)"):
-        _verify("softmax", f"axis = 1 : i64, log = false, {_IO}", epilogue=True)
+    with pytest.raises(VerifyException, match=r"kernel.launch 'transpose': this template takes "
+                       r"no epilogue \(those that do: conv, matmul, softmax, layer_norm\)"):
+        _verify("transpose", f"perm = array<i64: 0, 1>, {_IO}", epilogue=True)
+    _verify("softmax", f"axis = 1 : i64, log = false, {_IO}", epilogue=True)
     # a matmul's epilogue inputs are not its own: in_shapes counts the two before them
     _verify("matmul", 'in_shapes = [array<i64: 2, 8>, array<i64: 8, 8>], in_dtypes = '
             '["float32", "float32"], out_shapes = [array<i64: 2, 8>], out_dtypes = ["float32"]',

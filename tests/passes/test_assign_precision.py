@@ -56,7 +56,8 @@ def test_fp16_converts_weights_at_build_time_and_keeps_io_types():
 
 def test_edge_casts_are_named_after_their_tensors():
     """No ONNX node made the casts at the network's edges: their origin names the input or
-    output they serve, and the layer table shows it (the output's after the softmax kernel)."""
+    output they serve, and the layer table shows it (the output's on the softmax's row: the
+    cast is its epilogue, so it stores FP32)."""
     from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
     from ember.dialects.origin import origin_of
     from ember.runtime.inspector import layer_table
@@ -66,11 +67,14 @@ def test_edge_casts_are_named_after_their_tensors():
                                                                ["cast(output:y)"]]
     manifest, _ = build_model(small_cnn(), BuilderConfig(flags=BuilderFlag.FP16))
     assert [s["origin"] for s in manifest["steps"] if s["template"] == "elementwise"] == [
-        ["cast(input:x)"], ["cast(output:y)"]]
+        ["cast(input:x)"]]
+    (softmax,) = [s for s in manifest["steps"] if s["template"] == "softmax"]
+    assert softmax["origin"] == ["softmax", "cast(output:y)"]
+    assert softmax["params"]["epilogue"]["out_dtype"] == "float32"
     rows = layer_table(manifest).splitlines()
     assert rows[1].rstrip().endswith(" cast(input:x)")
-    assert next(r for r in rows if r.strip().startswith("softmax")) == rows[-4]
-    assert rows[-3].rstrip().endswith(" cast(output:y)")
+    assert next(r for r in rows if r.strip().startswith("softmax")) == rows[-3]
+    assert rows[-3].rstrip().endswith(" softmax, cast(output:y)")
 
 
 def test_edge_cast_without_a_tensor_name_is_named_by_position():

@@ -63,11 +63,17 @@ CASES = {
                              {"x": X, "w": X * 0.5}, ["y"]),
                       {"x": X, "w": X * 0.5}, 1),
     # a non-elementwise op splits a chain in two
+    "cumsum_between": (_model([("LeakyRelu", ["x"], "l", {"alpha": 0.1}),
+                               ("CumSum", ["l", "axis"], "s", {}),
+                               ("Exp", ["s"], "q", {}), ("Div", ["q", "x"], "y", {})],
+                              {"x": X}, ["y"], {"axis": np.array(-1, np.int64)}),
+                       {"x": X}, 2),
+    # ... a softmax too, but the chain after it then becomes its epilogue (fuse-epilogues)
     "softmax_between": (_model([("LeakyRelu", ["x"], "l", {"alpha": 0.1}),
                                 ("Softmax", ["l"], "s", {"axis": -1}),
                                 ("Sqrt", ["s"], "q", {}), ("Div", ["q", "x"], "y", {})],
                                {"x": X}, ["y"]),
-                        {"x": X}, 2),
+                        {"x": X}, 1),
 }
 
 
@@ -77,7 +83,7 @@ def _elementwise_steps(manifest: dict) -> int:
 
 def _unfused_steps(model: onnx.ModelProto) -> int:
     """Elementwise steps without the pass: one per elementwise ONNX node."""
-    return sum(node.op_type != "Softmax" for node in model.graph.node)
+    return sum(node.op_type not in ("Softmax", "CumSum") for node in model.graph.node)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

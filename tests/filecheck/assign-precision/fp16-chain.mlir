@@ -17,10 +17,10 @@
 // CHECK-NEXT:    func.return %[[Y]] : tensor<1x4x8x8xf32>
 // CHECK-NOT:     nn.weight "conv1.weight" :
 
-// The casts are kernels like any elementwise op (relu joins the conv as its epilogue); the
-// edge casts, which no ONNX node made, are named after the tensor they serve.
+// The casts are kernels like any elementwise op (relu joins the conv as its epilogue, the output
+// cast the softmax, which then stores FP32); the edge casts, which no ONNX node made, are named
+// after the tensor they serve.
 // KERNEL:        kernel.elementwise(%0) attributes {origin = ["cast(input:x)"]} : (tensor<1x3x8x8xf32>) -> tensor<1x3x8x8xf16>
 // KERNEL:          kernel.scalar "cast" {{.*}} : (f32) -> f16
 // KERNEL:        kernel.launch "conv"{{.*}}in_dtypes = ["float16", "float16", "float16"]{{.*}}out_dtypes = ["float16"]{{.*}}origin = ["conv1", "relu1"]
-// KERNEL:        kernel.launch "softmax"{{.*}}out_dtypes = ["float16"]
-// KERNEL:        kernel.elementwise({{.*}}) attributes {origin = ["cast(output:y)"]} : (tensor<1x4x8x8xf16>) -> tensor<1x4x8x8xf32>
+// KERNEL:        kernel.launch "softmax"{{.*}}out_dtypes = ["float16"]{{.*}}origin = ["softmax1", "cast(output:y)"]} : (tensor<1x4x8x8xf16>) -> tensor<1x4x8x8xf32> epilogue {

@@ -26,7 +26,8 @@ builtin.module {
 // CHECK:           kernel.scalar "cast" %{{.*}} : (f32) -> i8
 // CHECK:         func.return %[[Q]] : tensor<4x64xi8>
 
-// The same quantize of an FP16 softmax (a template that stores no other type): not fused.
+// The same quantize of an FP16 softmax: its kernels store each element through the epilogue as
+// the layer norm's do, so it fuses and the softmax stores int8.
 builtin.module {
   func.func @softmax_q(%x: tensor<4x64xf16>) -> tensor<4x64xi8> {
     %s = nn.constant dense<0.02> : tensor<f32>
@@ -43,5 +44,33 @@ builtin.module {
 }
 
 // CHECK-LABEL: func.func @softmax_q
-// CHECK:         kernel.launch "softmax"(%x)
-// CHECK:         kernel.elementwise
+// CHECK:         %[[P:.*]] = kernel.launch "softmax"(%x, %s) {params = {{{.*}}out_dtypes = ["float16"]}} : (tensor<4x64xf16>, tensor<f32>) -> tensor<4x64xi8> epilogue {
+// CHECK:           kernel.scalar "cast" %{{.*}} : (f32) -> i8
+// CHECK-NOT:     kernel.elementwise
+// CHECK:         func.return %[[P]] : tensor<4x64xi8>
+
+// A QDQ attention's probabilities: the softmax's fake-quantize (quantize, then dequantize back to
+// FP16 for the FP16 P x V GEMM) becomes its epilogue; the launch keeps storing FP16.
+builtin.module {
+  func.func @softmax_fake_quant(%x: tensor<2x128xf16>) -> tensor<2x128xf16> {
+    %s = nn.constant dense<0.0039> : tensor<f32>
+    %n = kernel.launch "softmax"(%x) {params = {axis = 1 : i64, log = false, in_shapes = [array<i64: 2, 128>], in_dtypes = ["float16"], out_shapes = [array<i64: 2, 128>], out_dtypes = ["float16"]}, origin = ["sm"]} : (tensor<2x128xf16>) -> tensor<2x128xf16>
+    %q = kernel.elementwise(%n, %s) attributes {origin = ["sm_QuantizeLinear", "sm_DequantizeLinear"]} : (tensor<2x128xf16>, tensor<f32>) -> tensor<2x128xf16> {
+    ^bb0(%0: f16, %1: f32):
+      %2 = kernel.scalar "cast" %0 : (f16) -> f32
+      %3 = kernel.scalar "div" %2, %1 : (f32, f32) -> f32
+      %4 = kernel.scalar "round" %3 : (f32) -> f32
+      %5 = kernel.scalar "clip" %4 {alpha = 0.000000e+00 : f64, beta = 2.550000e+02 : f64} : (f32) -> f32
+      %6 = kernel.scalar "mul" %5, %1 : (f32, f32) -> f32
+      %7 = kernel.scalar "cast" %6 : (f32) -> f16
+      kernel.yield %7 : f16
+    }
+    func.return %q : tensor<2x128xf16>
+  }
+}
+
+// CHECK-LABEL: func.func @softmax_fake_quant
+// CHECK:         %[[F:.*]] = kernel.launch "softmax"(%x, %s) {{.*}}origin = ["sm", "sm_QuantizeLinear", "sm_DequantizeLinear"]} : (tensor<2x128xf16>, tensor<f32>) -> tensor<2x128xf16> epilogue {
+// CHECK:           kernel.scalar "round"
+// CHECK-NOT:     kernel.elementwise
+// CHECK:         func.return %[[F]] : tensor<2x128xf16>
