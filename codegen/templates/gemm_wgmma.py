@@ -222,6 +222,9 @@ def tensor_core_gemm(params: dict, dtype: str, a: Operand, b: Operand, m: int, n
 
 
 def wgmma_for(tactic: dict) -> WgmmaGemm:
+    if set(tactic) != {"wgmma"}:  # e.g. a "copy" other than gemm_tma's: not ignored
+        raise ValueError(f"tactic {tactic} has keys a cp.async wgmma tactic does not take "
+                         "({'wgmma': [bm, bn, stages]}; TMA-fed: with 'copy': 'tma')")
     tile = WgmmaTile(*(int(v) for v in tactic["wgmma"]))
     if tile not in [t for t, _ in WGMMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the wgmma tiles")

@@ -103,6 +103,8 @@ def test_a_transposed_or_n_major_operand_is_not_tma() -> None:
                           "tactic": {"wgmma": [128, 64, 8], "copy": "tma"}})
     with pytest.raises(ValueError, match="not one of the TMA tiles"):
         matmul.emit("k", {**params, "tactic": {"wgmma": [128, 64, 3], "copy": "tma"}})
+    with pytest.raises(ValueError, match="keys a cp.async wgmma tactic does not take"):
+        matmul.emit("k", {**params, "tactic": {"wgmma": [128, 64, 4], "copy": "bulk"}})
 
 
 @pytest.mark.parametrize("change, message", [
