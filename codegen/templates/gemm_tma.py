@@ -93,21 +93,13 @@ TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
 
 
 @dataclass(frozen=True)
-class TmaGemm:
-    tile: TmaTile
-    splits = 1
+class TmaGemm(gemm_wgmma.WgmmaGemm):
+    """`gemm_wgmma.WgmmaGemm`'s grid (no split-K, no scratch) over a `TmaTile`."""
 
-    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
-        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
-
-    def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
-        return 0, 0
+    tile: TmaTile  # type: ignore[assignment]
 
     def tactic(self) -> dict:
         return {"wgmma": self.tile.as_list(), "copy": COPY}
-
-    def __str__(self) -> str:
-        return f"wgmma (sm_90a), {self.tile}"
 
 
 def is_tma(tactic: dict | None) -> bool:
