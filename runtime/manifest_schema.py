@@ -177,7 +177,8 @@ class Buffer:
 class CudaLaunch:
     """A step's CUDA kernel launch: the kernel's name (an entry of `Manifest.kernels`), grid,
     block, dynamic shared bytes, the symbols passed after its pointers (`sizes`), split-K scratch
-    (`counters` and `workspace` bytes), and the kernels tuned for small symbol values
+    (`counters` and `workspace` bytes), the tensor maps the runtime encodes over its operands
+    (`tmaps`, ember.runtime.tensor_maps), and the kernels tuned for small symbol values
     (`variants`, each with `when`: symbol -> the largest value it runs for)."""
 
     kernel: str
