@@ -21,6 +21,9 @@
 #   tools        tools/check_tools_models.py: `polygraphy run --ember --onnxrt` and `ember
 #                compare` (ember-cuda, ember-cpu, onnxruntime) on TOOL_MODELS (default
 #                resnet50,mobilenet_v2,bert; batch 1)                     a few minutes
+#   tactics      tools/tactic_probe.py: each Hopper GEMM tactic (cp.async and TMA-fed wgmma)
+#                alone on PROBE_SHAPES (default: BERT's GEMMs, 4096^3, a ragged one) and
+#                PROBE_DTYPES (default float16,int8), checked and timed, then torch   ~1-2 min
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -44,7 +47,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels}
+PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels tactics}
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -56,8 +59,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|tactics) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools tactics)"
        exit 2 ;;
   esac
 done
@@ -157,6 +160,12 @@ if want kernels BENCH KERNELS; then
     --io "${KERNEL_IO:-model}" --repeats "$REPEATS" 2>&1 | tee "$OUT/bench_kernels.log" \
     | grep --line-buffered -vE '^  File|^    |^Traceback'
   finish kernels "${PIPESTATUS[0]}" "$OUT/bench_kernels.log"
+fi
+if want tactics; then
+  echo "== each Hopper GEMM tactic alone (tools/tactic_probe.py; log: tactics.log)"; start=$SECONDS
+  python3 tools/tactic_probe.py ${PROBE_SHAPES:+--shapes "$PROBE_SHAPES"} \
+    --dtypes "${PROBE_DTYPES:-float16,int8}" 2>&1 | tee "$OUT/tactics.log"
+  finish tactics "${PIPESTATUS[0]}" "$OUT/tactics.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== FAILED parts: ${failed[*]} (logs in \$OUT)"
