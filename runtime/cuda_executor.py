@@ -316,6 +316,11 @@ class CudaExecutor:
             raise PlanError(f"{what}: bad tensor maps ({e})") from None
         if any(t.operand >= len(buffers) for t in maps):
             raise PlanError(f"{what}: a tensor map reads an operand the step does not have")
+        for t in maps:  # the copy engine reads every row the map spans: within the buffer
+            have = _nbytes(self.engine.buffers[buffers[t.operand]], self._maxima)
+            if t.reach() > have:
+                raise PlanError(f"{what}: a tensor map spans {t.reach()} bytes of operand "
+                                f"{t.operand}, which has {have}")
         tmaps = tuple((len(ptrs) + k, t, buffers[t.operand]) for k, t in enumerate(maps))
         ptrs += [("tmap", tensor_maps.encode(t, self.ptrs[j], what)) for _, t, j in tmaps]
         first_size = len(ptrs)

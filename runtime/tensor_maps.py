@@ -62,6 +62,10 @@ class TensorMap:
             return f"a box is one {SWIZZLE_BYTES}-byte row wide and 1 to 256 rows tall"
         return None
 
+    def reach(self) -> int:
+        """The bytes from the map's address to the end of its last row."""
+        return (self.dims[1] - 1) * self.row_bytes + self.dims[0] * ELEMENT_BYTES[self.dtype]
+
     def to_json(self) -> dict[str, Any]:
         return {"operand": self.operand, "dtype": self.dtype, "dims": list(self.dims),
                 "row_bytes": self.row_bytes, "box": list(self.box)}

@@ -735,6 +735,11 @@ def emit(name: str, params: dict) -> KernelSpec:
     if layout not in ("NCHW", "NHWC", "NC4HW4"):
         raise UnsupportedError(f"CUDA conv: layout {layout} is not supported")
     cv = _Conv(params)
+    tactic = params.get("tactic")
+    if tactic and (cv.mg < DIRECT_BELOW or cv.packed_w or _chunked_depthwise(params, cv, dtype)):
+        raise ValueError(f"tactic {tactic}: this conv runs a direct kernel ({cv.mg} output "
+                         f"channel(s) per group{', packed weights' if cv.packed_w else ''}), "
+                         "which takes no GEMM tactic")
     if cv.packed_w and dtype == stored_dtype(params) == "float32" and cv.cg == 1 and cv.mg == 1:
         return _direct_packed(name, params, cv)  # float4 stores: an epilogue cast goes direct
     if _chunked_depthwise(params, cv, dtype):

@@ -141,10 +141,13 @@ def operand(index: int, mn: int, k: int, row_stride: int, batch_strides: list[in
     row_stride + k, in 2-byte elements; `batch_strides` the batch dims' element strides, 0
     where the operand broadcasts, over the broadcast `batch` dims), or None where the copy
     engine cannot read it as whole rows: symbolic sizes, rows not a multiple of 16 bytes
-    apart, batch items neither all one matrix nor back to back in order."""
+    apart, batch items neither all one matrix nor back to back in order, 2^31 rows or more
+    (the kernel's row coordinates are ints)."""
     if any(is_sym(v) for v in (mn, k, row_stride, *batch, *batch_strides)):
         return None
     if row_stride % 8 or k > row_stride:
+        return None
+    if mn * max(prod(batch), 1) >= 2**31:  # the kernel's row coordinates are 32-bit ints
         return None
     if not any(batch_strides):
         rows, step = mn, 0

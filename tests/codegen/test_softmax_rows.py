@@ -130,3 +130,17 @@ def test_a_quantizing_epilogue_on_the_gpu(out, length):
     params, inputs, want = _fake_quantized_case(length, out)
     got = _run_on_gpu(softmax.emit("sm", params), "sm", inputs, want.shape, want.dtype)
     _one_step(got, want, 1.0 if out == "int8" else 1 / 255)
+
+
+@pytest.mark.parametrize("length", [128, WARP_ROW_MAX + 64])
+@pytest.mark.parametrize("out", ["int8", "float16"])
+def test_both_kernels_with_an_epilogue_compile(out, length):
+    """NVRTC on the CPU: the block-per-row kernel's epilogue (run only on a GPU) and the warp
+    kernel's declare what they use."""
+    from ember.codegen.nvrtc import compile_cuda
+
+    params, _, _ = _fake_quantized_case(length, out)
+    spec = softmax.emit("sm", params)
+    assert ("one warp per row" in spec.source) == (length <= WARP_ROW_MAX)
+    assert ("signed char* __restrict__ out0" in spec.source) == (out == "int8")
+    assert compile_cuda(spec.source, name="sm", arch="sm_90").cubin

@@ -67,8 +67,10 @@ def test_every_tma_tile_emits_its_maps_and_compiles_for_sm90a(tile: gemm_tma.Tma
                                                                 -(-300 // tile.bm), 4)
     assert "cp.async.bulk.tensor.2d" in spec.source and "__grid_constant__" in spec.source
     assert gemm_wgmma.ARCH_SPECIFIC in spec.source
-    ptx = compile_cuda(spec.source, name="k", arch="sm_90a").ptx.decode()
-    assert "cp.async.bulk.tensor" in ptx and ".local" not in ptx
+    kernel = compile_cuda(spec.source, name="k", arch="sm_90a", cache=False,
+                          options=["--ptxas-options=-v"])
+    assert "cp.async.bulk.tensor" in kernel.ptx.decode()
+    assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in kernel.log
 
 
 def test_int8_tma_reads_pairs_and_stages_int8_results() -> None:
@@ -275,3 +277,22 @@ def test_a_1x1_conv_on_tma_matches_float64(tile: gemm_tma.TmaTile, monkeypatch) 
     want = np.einsum("nchw,kc->nhwk", x.astype(np.float64), w[:, :, 0, 0].astype(np.float64))
     want = np.maximum(want + b.astype(np.float64), 0)
     assert _relative_l2(out, want) < TOLERANCE["float16"]
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_a_tensor_map_past_its_buffer_is_a_plan_error(monkeypatch) -> None:
+    """A plan whose tensor map spans more rows than its operand holds is refused when the
+    executor makes the launch, before the copy engine could read past the buffer."""
+    from ember.runtime.engine import Runtime
+    from ember.runtime.plan import plan_bytes
+
+    _force_tma(monkeypatch, gemm_tma.TmaTile(128, 64, 8))
+    model, _ = _matmul_model([256, 128], [128, 192], "float16", trans_b=True, seed=41)
+    manifest, sections = _build(model)
+    (step,) = _tensor_core_steps(manifest)
+    step["cuda"]["tmaps"][0]["dims"][1] = 512  # A has 256 rows
+    with pytest.raises(PlanError, match="a tensor map spans 131072 bytes of operand 0, which "
+                                        "has 65536"):
+        engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+        engine.create_execution_context().execute({"x": np.zeros((256, 128), np.float16)})
