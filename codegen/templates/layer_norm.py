@@ -166,21 +166,23 @@ def store_line(value: str, dtype: str) -> str:
     return f"            y[j] = {stored(value, dtype)};"
 
 
-def store_lines(value: str, params: dict, length: int | str) -> list[str]:
-    """The affine lines storing `value` (a float expression of y[j]) as y[j]: rounded to the
-    result dtype, or through the step's epilogue (fuse-epilogues': a quantize for the next
-    GEMM) into the type it stores. Element j of the row `row` is output element
-    row * length + j, where the epilogue's inputs are read."""
+def store_lines(value: str, params: dict, length: int | str, at: str = "y[j]",
+                index: str | None = None, ind: str = "            ") -> list[str]:
+    """The lines storing `value` (a float expression) as `at` (y[j]): rounded to the result
+    dtype, or through the step's epilogue (fuse-epilogues': a quantize for the next GEMM) into
+    the type it stores. `at` is output element `index` (element j of the row `row`: row *
+    length + j), where the epilogue's inputs are read. softmax's kernels store this way too."""
     if not params.get("epilogue"):
-        return [store_line(value, params["out_dtypes"][0])]
-    ind, out, own = "            ", stored_dtype(params), compute_type(params["out_dtypes"][0])
+        return [f"{ind}{at} = {stored(value, params['out_dtypes'][0])};"]
+    out, own = stored_dtype(params), compute_type(params["out_dtypes"][0])
     lines = [f"{ind}{own} r = {value};"]
     result = None
     if compute_type(out) != own:  # an integer (int8) result: the region's own C type
         result = "res"
         lines.append(f"{ind}{compute_type(out)} res;")
-    lines += epilogue_lines(params, "r", f"(size_t)row * {length} + j", ind, result=result)
-    return lines + [f"{ind}y[j] = {epilogue_store(params, result or 'r')};"]
+    lines += epilogue_lines(params, "r", index or f"(size_t)row * {length} + j", ind,
+                            result=result)
+    return lines + [f"{ind}{at} = {epilogue_store(params, result or 'r')};"]
 
 
 def emit(name: str, params: dict) -> KernelSpec:

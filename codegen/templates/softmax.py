@@ -21,13 +21,11 @@ from ember.codegen.templates import (
 )
 from ember.codegen.templates.elementwise import (
     epilogue_dtypes,
-    epilogue_lines,
-    epilogue_store,
     epilogue_summary,
     uses_mod,
 )
-from ember.codegen.templates.half import compute_literal, is_float, stored
-from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARP_SUM, WARPS
+from ember.codegen.templates.half import compute_literal, is_float
+from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARP_SUM, WARPS, store_lines
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
@@ -43,18 +41,12 @@ __device__ __forceinline__ float warp_max(float v) {
 """ + WARP_SUM
 
 
-def _store(params: dict, value: str, at: str, index: str, indent: str) -> list[str]:
-    """Lines storing computed `value` (a float expression) as `at` (an lvalue of the stored
-    type), output element `index`, through the step's epilogue."""
-    dtype = params["out_dtypes"][0]
-    own, out = compute_type(dtype), stored_dtype(params)
-    lines = [f"{indent}{own} r = {value};"]
-    result = None
-    if compute_type(out) != own:  # an integer (int8) result: the region's own C type
-        result = "res"
-        lines.append(f"{indent}{compute_type(out)} res;")
-    lines += epilogue_lines(params, "r", index, indent, result=result)
-    return lines + [f"{indent}{at} = {epilogue_store(params, result or 'r')};"]
+def _guarded(lines: list[str], cond: str) -> list[str]:
+    """`lines` run only where `cond` holds: one store as `if (cond) store;`, an epilogue's
+    lines after a `continue` of the loop otherwise."""
+    if len(lines) == 1:
+        return [f"            if ({cond}) {lines[0].lstrip()}"]
+    return [f"            if (!({cond})) continue;", *lines]
 
 
 def _signature(name: str, params: dict) -> str:
@@ -97,10 +89,8 @@ def emit(name: str, params: dict) -> KernelSpec:
             "        (void)inv; (void)logs;",
             f"        for (int j = threadIdx.x; j < {length}; j += {block}) {{",
             f"            const {t} x = {x_at};",
-            *([f"            out0[base + (size_t)j * {inner}] = {stored(result, dtype)};"]
-              if not params.get("epilogue") else
-              [f"            const size_t oi = base + (size_t)j * {inner};",
-               *_store(params, result, "out0[oi]", "oi", "            ")]),
+            *store_lines(result, params, length, f"out0[base + (size_t)j * {inner}]",
+                         f"base + (size_t)j * {inner}"),
             "        }",
             "    }"]
     text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
@@ -146,10 +136,7 @@ def _warp_rows(name: str, params: dict, shape: list, axis: int, rows: int, lengt
             "        #pragma unroll",
             f"        for (int i = 0; i < {per}; ++i) {{",
             "            const int j = lane + 32 * i;",
-            *([f"            if (j < {length}) y[j] = {stored(result, dtype)};"]
-              if not params.get("epilogue") else
-              [f"            if (j >= {length}) continue;",
-               *_store(params, result, "y[j]", f"(size_t)row * {length} + j", "            ")]),
+            *_guarded(store_lines(result, params, length), f"j < {length}"),
             "        }",
             "    }"]
     text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
