@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
-from ember.codegen.templates.gemm_tiles import SM_COUNT
 from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
 from ember.runtime.tensor_maps import TensorMap
 
@@ -37,22 +36,16 @@ SHARED_LIMIT = 227 * 1024  # sm_90: the most dynamic shared memory one block may
 
 
 @dataclass(frozen=True)
-class TmaTile:
-    """BM = 64 x consumer warpgroups rows, BN columns per wgmma, `stages` k-tiles in flight."""
-
-    bm: int
-    bn: int
-    stages: int
+class TmaTile(gemm_wgmma.WgmmaTile):
+    """A `gemm_wgmma.WgmmaTile` (BM = 64 x consumer warpgroups rows, BN columns per wgmma,
+    wgmma's rules on both) fed by the copy engine: `stages` k-tiles in flight, one producer
+    warp beside the consumer warpgroups, one block a multiprocessor."""
 
     def __post_init__(self) -> None:
-        gemm_wgmma.WgmmaTile(self.bm, self.bn, 2)  # wgmma's own rules on BM and BN
+        super().__post_init__()
         if self.stages < 2 or self.shared_bytes() > SHARED_LIMIT:
             raise ValueError(f"TMA tile {self.bm}x{self.bn}x{self.stages}: 2 or more stages "
                              f"within {SHARED_LIMIT} bytes of shared memory")
-
-    @property
-    def groups(self) -> int:
-        return self.bm // 64
 
     @property
     def consumers(self) -> int:
@@ -72,9 +65,6 @@ class TmaTile:
     def shared_bytes(self) -> int:
         # the stages, 1 KB to align the first to a swizzle atom (the barriers are static)
         return self.stages * self.stage_bytes() + 1024
-
-    def as_list(self) -> list[int]:
-        return [self.bm, self.bn, self.stages]
 
     def __str__(self) -> str:
         return (f"{self.bm}x{self.bn} tile x 128 bytes of k, {self.groups} warpgroup(s) of "
@@ -174,13 +164,6 @@ PAYS_FROM_K_TILES = 4
 def speedup(k: int) -> float:
     """The TMA loop's estimated speed-up over the cp.async loop at depth `k` (2-byte units)."""
     return SPEEDUP_OVER_CP_ASYNC if -(-k // (ROW_BYTES // 2)) >= PAYS_FROM_K_TILES else 0.95
-
-
-def estimated_cost(tile: TmaTile, eff: float, m: int, n: int, k: int, batch: int,
-                   sms: int = SM_COUNT) -> float:
-    blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
-    per_sm = -(-blocks // sms)
-    return per_sm * tile.bm * tile.bn * -(-k // 64) * 64 / eff
 
 
 def helpers(dtype: str, bn: int) -> str:

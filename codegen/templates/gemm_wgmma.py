@@ -178,7 +178,7 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     if tma:
         from ember.codegen.templates import gemm_tma
 
-        fed = [(gemm_tma.estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA
+        fed = [(estimated_cost(t, e, m, n, k, batch, sms) / SPEEDUP_OVER_MMA
                 / gemm_tma.speedup(k), len(mma) + len(hopper) + i, gemm_tma.TmaGemm(t).tactic())
                for i, (t, e) in enumerate(gemm_tma.TMA_TILES)]
     best = [t for _, _, t in sorted([*scored, *hopper, *fed], key=lambda s: (s[0], s[1]))[:top]]
