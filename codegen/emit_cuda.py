@@ -234,7 +234,7 @@ def _emit(op: LaunchOp | ElementwiseOp, index: int,
                         f"sizes {unbounded} that the module's profile (ember.symbols) does not "
                         f"bound: give their ranges, as in "
                         f"emit-cuda{{symbols=\"{unbounded[0]}=MIN:OPT:MAX\"}}")
-    template, params = kernel_step(op, bounds)
+    template, params = kernel_step(op, bounds, codegen=True)
     step = {"name": f"{template}_{index}", "template": template, "params": json_value(params),
             "origin": origin_of(op)}
     op.attributes.pop("cuda_fallback", None)

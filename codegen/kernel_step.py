@@ -5,15 +5,20 @@ kernel that emit-cuda shows is the kernel the plan runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from xdsl.ir import Attribute, Block, SSAValue
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from ember.dialects.attributes import attribute_value
+from ember.dialects.constants import dense_to_numpy
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
+from ember.dialects.nn.elementwise import ConstantOp, WeightOp
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
+from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import EmberError
 from ember.runtime.formats import FORMATS, NC4HW4, physical_of
 from ember.runtime.manifest import jsonable
@@ -64,13 +69,48 @@ def region_descriptor(block: Block) -> dict[str, Any]:
     return {"ops": ops, "result": result}
 
 
-def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, int, int]]
-                ) -> tuple[str, dict[str, Any]]:
+def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[float]]:
+    """{str(first + k): [a, b]} for the values that are float32 constants of the build with
+    every element finite and of a magnitude within [a, b] (an `nn.constant`: a QDQ scale; an
+    `nn.weight` of a build that cannot refit it: a GELU's sqrt(2) initializer, a merged Q/K/V
+    GEMM's per-column scales): a region's `constant_ranges`, which codegen reads to prove where
+    a division needs no full divide (`quantize_c.divisions`). The kernel still reads the
+    values from their buffers, so kernels that differ only in them share one source."""
+    out: dict[str, list[float]] = {}
+    for k, v in enumerate(values):
+        owner = v.owner
+        if str(element_type_of(v)) != "f32" or not isinstance(owner, ConstantOp | WeightOp):
+            continue
+        if isinstance(owner, ConstantOp):
+            array = dense_to_numpy(owner.value)
+        else:
+            store = _store(owner)
+            if store is None or store.refit is not None or owner.ref.data not in store:
+                continue
+            array = np.asarray(store[owner.ref.data])
+        if array.size and np.isfinite(array).all():
+            size = np.abs(array.astype(np.float64))
+            out[str(first + k)] = [float(size.min()), float(size.max())]
+    return out
+
+
+def _store(op: Operation) -> WeightStore | None:
+    """The weight store of the module holding `op` (None outside a module)."""
+    while op is not None and not isinstance(op, ModuleOp):
+        op = op.parent_op()
+    return weights_of(op) if op is not None else None
+
+
+def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, int, int]],
+                codegen: bool = False) -> tuple[str, dict[str, Any]]:
     """(template, params) of a kernel op: a launch's params with its tactic (select-tactics;
     its `small_tactics` as "tactic_small") and epilogue (with `out_dtype`, the type it stores,
     where that is not the kernel's own result type: a fused cast); an elementwise op's region
     over its operands' buffer shapes and dtypes. Shapes are `plan_shape`s over `symbols`;
-    values are Python data (see `json_value`)."""
+    values are Python data (see `json_value`). `codegen`: for the CUDA emitter (emit-cuda, the
+    autotuner's candidates), with each region's `constant_ranges`, which the plan's step does
+    not keep (its kernels read the constants from their buffers; codegen alone uses the
+    ranges, to choose exact forms of a division)."""
     if isinstance(op, LaunchOp):
         params = attribute_value(op.params)
         if op.tactic is not None:
@@ -83,12 +123,19 @@ def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, i
             params["epilogue"] = {**region_descriptor(op.epilogue.block),
                                   "in_shapes": [plan_shape(v, symbols) for v in extra],
                                   "in_dtypes": [_dtype(v) for v in extra]}
+            ranges = constant_ranges(extra, first=1) if codegen else {}
+            if ranges:
+                params["epilogue"]["constant_ranges"] = ranges
             stored = _dtype(op.outputs[0])
             if stored != params["out_dtypes"][0]:  # the epilogue ends in a cast
                 params["epilogue"]["out_dtype"] = stored
         return op.template.data, params
+    region = region_descriptor(op.body.block)
+    ranges = constant_ranges(op.inputs, first=0) if codegen else {}
+    if ranges:
+        region["constant_ranges"] = ranges
     params = {
-        "region": region_descriptor(op.body.block),
+        "region": region,
         "in_shapes": [plan_shape(v, symbols) for v in op.inputs],
         "in_dtypes": [_dtype(v) for v in op.inputs],
         "out_shapes": [plan_shape(v, symbols) for v in op.results],

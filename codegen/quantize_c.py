@@ -25,13 +25,23 @@ divisor's reciprocal and corrects once (Markstein's step: with y = 1/s rounded
 to nearest and q = x * y, q + (x - q * s) * y rounded once is x / s rounded to nearest, where
 nothing underflows or overflows; the other cases take the full division). A float32 division
 is a reciprocal in the conversion unit and a fix-up sequence; this is three float operations
-once the reciprocal is known, and the compiler computes `__frcp_rn(s)` once for all elements
-that divide by the same loaded value (`PRELUDE`).
+once the reciprocal is known (`PRELUDE`). The reciprocal itself is computed once per thread, at
+the top of the kernel (`hoisted`; `templates.source` moves such lines there): computed where
+the division is, NVRTC recomputed it for every element, with its slow path's branch.
+
+Where the divisor is a constant of the build (the region's `constants`: a QDQ scale) within
+[2**-90, 2**120], `divisions` finds the divisions that need no full division at all
+(`ember_div_near`: no branch, so the elements a thread handles interleave): those whose
+quotient is only rounded and clipped to integer bounds (a quantize; in the corner cases of
+Markstein's step — a tiny dividend, a quotient that is tiny, huge, infinite or NaN — x * y rounds
+and clips to the same integer as x / s), and those whose dividend is provably zero or within
+magnitudes where the correction is exact (a dequantized integer times a constant: the erf
+GELU's x / sqrt(2) in a QDQ BERT).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ember.codegen.scalar_c import c_literal
 
@@ -43,6 +53,10 @@ _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
 _SMALL_INTS = ("int8", "uint8", "int16", "uint16")
 
 Rewrite = tuple[str, int, tuple[float, float]]
+# a constant divisor in this range has a normal reciprocal and leaves Markstein's step exact
+# wherever `ember_div_near` takes it (margins of 2**5 on each side of the exact bounds)
+SAFE_DIVISOR = (2.0 ** -90, 2.0 ** 120)
+HOISTED = "  // once per thread"  # the mark of a line `templates.source` moves to the top
 
 
 def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
@@ -124,17 +138,101 @@ __device__ __forceinline__ float ember_div_by(float x, float s, float y) {
     }
     return __fdiv_rn(x, s);
 }
+// __frcp_rn(s) for |s| in [2^-126, 2^126) without its branch to the slow path (the fast path
+// __frcp_rn takes there: the approximate reciprocal and one Newton step)
+__device__ __forceinline__ float ember_rcp_normal(float s) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(s));
+    return __fmaf_rn(y, -__fmaf_rn(s, y, -1.0f), y);
+}
+// x / s for a constant s within [2^-90, 2^120] and y = __frcp_rn(s), without a branch: where
+// Markstein's step is exact its result, else x * y (see quantize_c.divisions for where that is
+// the same value, or rounds to the same integer)
+__device__ __forceinline__ float ember_div_near(float x, float s, float y) {
+    const float q = __fmul_rn(x, y), aq = fabsf(q);
+    const float r = __fmaf_rn(__fmaf_rn(-q, s, x), y, q);
+    return fabsf(x) >= 0x1p-96f && aq >= 0x1p-100f && aq <= 0x1p125f ? r : q;
+}
 """
 
 
-def div_by(x: str, s: str) -> str:
-    """C: float32 `x / s` for a divisor `s` the same for every element (`PRELUDE`)."""
-    return f"ember_div_by({x}, {s}, __frcp_rn({s}))"
+def div_by(x: str, s: str, y: str | None, near: bool = False) -> str:
+    """C: float32 `x / s` whose reciprocal `__frcp_rn(s)` is `y` (`PRELUDE`); `near`: the
+    branch-free form where `divisions` allows it; `y` None: a divisor that varies by element,
+    which `divisions` allowed (its reciprocal computed here, without a branch)."""
+    if y is None:
+        return f"ember_div_near({x}, {s}, ember_rcp_normal({s}))"
+    return f"ember_div_{'near' if near else 'by'}({x}, {s}, {y})"
+
+
+def reciprocal(pointer: str) -> tuple[str, str]:
+    """(name, C line) of the reciprocal of the scalar `pointer[0]` (a float32 kernel argument),
+    computed once per thread: the line carries the `HOISTED` mark."""
+    name = f"ember_rcp_{pointer}"
+    return name, f"    const float {name} = __frcp_rn({pointer}[0]);{HOISTED}"
 
 
 def prelude(text: str) -> str:
     """PRELUDE where kernel text `text` calls its functions, else ""."""
-    return PRELUDE if "ember_div_by(" in text or "ember_rint_clipped(" in text else ""
+    return PRELUDE if any(f"{fn}(" in text for fn in (
+        "ember_div_by", "ember_div_near", "ember_rint_clipped")) else ""
+
+
+def hoist(body: Sequence[str]) -> list[str]:
+    """`body` with the lines carrying the `HOISTED` mark moved to its top (once each, in order
+    of first appearance)."""
+    top = list(dict.fromkeys(line for line in body if line.endswith(HOISTED)))
+    return top + [line for line in body if not line.endswith(HOISTED)] if top else list(body)
+
+
+def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite]) -> set[int]:
+    """The positions of the float32 divisions of `region` (over values of `dtypes`) that print
+    as `ember_div_near`: the divisor is a constant of the build (the region's
+    `constant_ranges`) with every element's magnitude within `SAFE_DIVISOR`, and either the
+    quotient's only use is a round that `cheaper` (`rewrites`) clips first, or the dividend is
+    zero or of a magnitude in [a, b] with a >= 2**-95, a / max|s| >= 2**-98 and
+    b / min|s| <= 2**124, where Markstein's step is exact (`ember_div_by`'s own fast-path
+    bounds, with margins).
+
+    Why x * y serves a round: where the step is not taken, |x| < 2**-96 (so |x / s| < 2**-6:
+    both round to a zero of x / s's sign), or |x * y| < 2**-100 (likewise), or |x * y| > 2**125,
+    infinite or NaN (so is x / s within a factor 1 + 2**-22: both clip to the same bound)."""
+    ranges = {int(k): (float(a), float(b))
+              for k, (a, b) in (region.get("constant_ranges") or {}).items()}
+    ops, first = region["ops"], len(dtypes)
+    dtype_of = list(dtypes) + [op["dtype"] for op in ops]
+    uses = [0] * len(dtype_of)
+    for op in ops:
+        for a in op["args"]:
+            uses[a] += 1
+    uses[region["result"]] += 1
+    rounded = {form[1] for form in cheaper.values() if form[0] == "rint_clipped"}
+    # value -> (a, b): every element is 0 or of a magnitude within [a, b]
+    size = {v: (a, b) for v, (a, b) in ranges.items() if a > 0}
+    for i, (form, _, (lo, hi)) in cheaper.items():
+        if form in ("copy", "unsigned_zero", "from_int"):  # integral floats
+            size[first + i] = (1.0, max(abs(lo), abs(hi)))
+    out: set[int] = set()
+    for i, op in enumerate(ops):
+        value, args = first + i, op["args"]
+        if op["dtype"] != "float32" or any(dtype_of[a] != "float32" for a in args):
+            continue
+        if op["fn"] == "mul" and args[0] in size and args[1] in size:
+            (a0, b0), (a1, b1) = size[args[0]], size[args[1]]
+            if a0 * a1 >= 2.0 ** -125:  # normal products: each within 2**-23 of the exact one
+                size[value] = (a0 * a1 * (1 - 2.0 ** -23), b0 * b1 * (1 + 2.0 ** -23))
+        elif op["fn"] == "div" and args[1] in ranges:
+            s_lo, s_hi = ranges[args[1]]
+            if not SAFE_DIVISOR[0] <= s_lo <= s_hi <= SAFE_DIVISOR[1]:
+                continue
+            if uses[value] == 1 and value in rounded:
+                out.add(i)
+            elif args[0] in size:
+                a, b = size[args[0]]
+                if a >= 2.0 ** -95 and a / s_hi >= 2.0 ** -98 and b / s_lo <= 2.0 ** 124:
+                    out.add(i)
+                    size[value] = (a / s_hi * (1 - 2.0 ** -22), b / s_lo * (1 + 2.0 ** -22))
+    return out
 
 
 def rint_clipped(x: str, lo: str, hi: str) -> str:

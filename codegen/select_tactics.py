@@ -176,7 +176,7 @@ def _autotune(module: ModuleOp, arch: str, workspace: int = -1) -> None:
                for op in fn.body.block.ops if isinstance(op, LaunchOp | ElementwiseOp)]
     steps = []
     for index, op in enumerate(kernels):
-        template, params = kernel_step(op, ranges)
+        template, params = kernel_step(op, ranges, codegen=True)
         steps.append({"name": f"{template}_{index}", "template": template,
                       "params": json_value(params), "origin": origin_of(op)})
     tuning = autotune({"steps": steps, "symbols": {k: list(v) for k, v in ranges.items()}},

@@ -179,9 +179,11 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
 def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],
            prelude: bool = False, helpers: str = "") -> str:
     """A kernel's full text: the tactic comment, helpers, the signature and body (and the half
-    types' definitions where the kernel uses them)."""
+    types' definitions where the kernel uses them); body lines marked `quantize_c.HOISTED`
+    (a scalar argument's reciprocal) move to the body's top, once each."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
+    body = quantize_c.hoist(body)  # values computed once per thread go first
     text = "\n".join([helpers, sig, *body])
     for needed in (half_prelude(text), quantize_c.prelude(text)):
         if needed:

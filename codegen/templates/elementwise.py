@@ -46,10 +46,11 @@ def _at(shape: Sequence[int], out_shape: Sequence[int], index: str, prefix: str)
 
 
 def _uniform(shapes: Sequence[Sequence[int]], first: int = 0,
-             views: Collection[int] = ()) -> frozenset[int]:
-    """The region values (input k is value `first + k`) read at one element for every output."""
-    return frozenset(first + k for k, shape in enumerate(shapes)
-                     if k not in views and prod(shape) == 1)
+             views: Collection[int] = (), pointer_first: int = 0) -> dict[int, str]:
+    """The region values (input k is value `first + k`) read at one element for every output,
+    each with its kernel argument (`in<pointer_first + k>`)."""
+    return {first + k: f"in{pointer_first + k}" for k, shape in enumerate(shapes)
+            if k not in views and prod(shape) == 1}
 
 
 def _needs_coords(shapes: Sequence[Sequence[int]], out_shape: Sequence[int]) -> bool:
@@ -83,21 +84,29 @@ def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[st
 
 
 def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
-                 uniform: Collection[int] = ()) -> list[str]:
+                 uniform: Mapping[int, str] | None = None) -> list[str]:
     """C lines computing a region's ops over values `<prefix>0..` (of `dtypes`), each op's result
     the next numbered value; the result is `<prefix><region["result"]>`. A value of a half type
     is a float holding a value of that type. `uniform`: the arguments that hold the same value
-    for every element (a float32 division by one multiplies by its reciprocal, exactly:
-    `quantize_c.div_by`); quantize arithmetic prints in `quantize_c`'s cheaper exact forms."""
-    dtypes, lines = list(dtypes), []
+    for every element, each with the kernel argument it is element 0 of (a float32 division by
+    one multiplies by its reciprocal, computed once per thread, and corrects: exactly,
+    `quantize_c.div_by`); quantize arithmetic prints in `quantize_c`'s cheaper exact forms, and
+    divisions by constants of the build without a branch where `quantize_c.divisions` proves
+    that exact (the region's `constant_ranges`)."""
+    dtypes, lines, uniform = list(dtypes), [], uniform or {}
     cheaper = quantize_c.rewrites(region, dtypes)
+    near = quantize_c.divisions(region, dtypes, cheaper)
     for i, op in enumerate(region["ops"]):
         args = [f"{prefix}{a}" for a in op["args"]]
         if i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
             expr = quantize_c.expression(*cheaper[i], prefix, c_type(op["dtype"]))
         elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] == "float32" and \
                 {dtypes[a] for a in op["args"]} == {"float32"}:
-            expr = quantize_c.div_by(*args)
+            rcp, line = quantize_c.reciprocal(uniform[op["args"][1]])
+            lines.append(line)
+            expr = quantize_c.div_by(*args, rcp, near=i in near)
+        elif i in near:  # by a constant that varies by element: a merged GEMM's column scales
+            expr = quantize_c.div_by(*args, None)
         else:
             expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
                                op.get("alpha"), op.get("beta"))
@@ -137,7 +146,7 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
                          index, "e", indent, "size_t", number_from=1, loaded=loaded)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent,
-                          uniform=_uniform(epilogue["in_shapes"], first=1))
+                          uniform=_uniform(epilogue["in_shapes"], first=1, pointer_first=first))
     last = f"e{epilogue['result']}"
     target = result or value
     if is_half(stored):

@@ -56,15 +56,19 @@ def _values(scale: float) -> np.ndarray:
     return np.concatenate([near, wide, edges]).astype(np.float32)
 
 
-def _case(region: dict, out_dtype: str, scale: float):
+def _case(region: dict, out_dtype: str, scale: float, constant: bool = False):
+    """The region over `_values(scale)` and the scale; `constant`: the scale is a constant of
+    the build (the region's `constant_ranges`, as kernel_step records a QDQ scale's)."""
     x = _values(scale)
+    if constant:
+        region = {**region, "constant_ranges": {"1": [abs(scale), abs(scale)]}}
     params = {"region": region, "in_shapes": [[x.size], []], "in_dtypes": ["float32", "float32"],
               "out_shapes": [[x.size]], "out_dtypes": [out_dtype]}
     inputs = [x, np.array(scale, np.float32)]
     with np.errstate(all="ignore"):
         (want,) = KERNELS["elementwise"](inputs, params)
         want = np.array(want)
-        if region in (FAKE_QUANT, QUANTIZE, NO_INT):
+        if region["ops"] in (FAKE_QUANT["ops"], QUANTIZE["ops"], NO_INT["ops"]):
             # a NaN quotient: numpy's clip keeps the NaN (and its cast of NaN to int8 is
             # undefined: 0 here); CUDA's clip (fmaxf) gives the lower bound, printed op by op
             # as before quantize_c, and so here
@@ -90,8 +94,12 @@ def test_the_fake_quantize_prints_without_conversions():
     spec = elementwise.emit("fq", _case(FAKE_QUANT, "float32", 0.5)[0])
     body = spec.source.split("void fq", 1)[1]
     assert "rintf" not in body and "(signed char)(v" not in body and " / " not in body
-    assert "ember_div_by(v0, v1, __frcp_rn(v1))" in body
+    assert "ember_div_by(v0, v1, ember_rcp_in1)" in body
     assert "ember_rint_clipped(v2, -128.0f, 127.0f)" in body
+    # the scale's reciprocal is computed once per thread, before the loop
+    top = body.split("{", 1)[1].lstrip().splitlines()[0]
+    assert top == "const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread"
+    assert body.count("__frcp_rn(") == 1
 
 
 def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bounds():
@@ -168,3 +176,141 @@ def test_small_integers_cast_to_float_through_the_bits_on_the_gpu(dtype):
 
     params, inputs, want = _int_case(dtype)
     _same(_run_on_gpu(elementwise.emit("ic", params), "ic", inputs, want.shape, want.dtype), want)
+
+
+# -- divisions by constants of the build (quantize_c.divisions) -------------------------------
+
+FINITE_SCALES = [s for s in SCALES if np.isfinite(s)]
+
+
+def test_divisions_by_a_safe_constant_that_feed_a_round_need_no_full_divide():
+    def near(region, ranges):
+        region = {**region, "constant_ranges": ranges}
+        dtypes = ["float32", "float32"]
+        return quantize_c.divisions(region, dtypes, quantize_c.rewrites(region, dtypes))
+
+    assert near(FAKE_QUANT, {"1": [0.0163, 0.0163]}) == {0}
+    assert near(QUANTIZE, {"1": [3.0, 3.0]}) == {0}
+    assert near(FAKE_QUANT, {}) == set()  # a scale read at run time
+    for outside in ([1e-30, 1e-30], [0.0, 0.0], [0.01, 2.0 ** 121]):
+        assert near(FAKE_QUANT, {"1": outside}) == set()
+    assert near(TWO_USES, {"1": [0.5, 0.5]}) == set()  # the round keeps rintf
+    assert near(DIVIDE, {"1": [0.5, 0.5]}) == set()  # any x: the full divide stays
+    # a dividend bounded away from zero (a constant here) makes the quotient exact
+    assert near(DIVIDE, {"0": [1.0, 4.0], "1": [0.5, 0.5]}) == {0}
+    assert near(DIVIDE, {"0": [2.0 ** -100, 1.0], "1": [0.5, 0.5]}) == set()
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("scale", FINITE_SCALES)
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_constant_scales_divide_without_a_branch_bit_for_bit_on_emulated_threads(
+        region, scale, tmp_path):
+    params, inputs, want = _case(*REGIONS[region], scale, constant=True)
+    spec = elementwise.emit("fq", params)
+    safe = quantize_c.SAFE_DIVISOR[0] <= abs(scale) <= quantize_c.SAFE_DIVISOR[1]
+    assert ("ember_div_near(" in spec.source.split("void fq")[1]) == (
+        safe and region in ("fake_quant", "quantize", "no_int"))
+    got = simt_emulator.run(spec, "fq", inputs, list(want.shape), want.dtype, tmp_path)
+    _same(got, want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("scale", FINITE_SCALES)
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_constant_scales_divide_without_a_branch_bit_for_bit_on_the_gpu(region, scale):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _case(*REGIONS[region], scale, constant=True)
+    got = _run_on_gpu(elementwise.emit("fq", params), "fq", inputs, want.shape, want.dtype)
+    _same(got, want)
+
+
+# every int8 value dequantized by a constant scale, then divided by a constant (the erf
+# GELU's x / sqrt(2) in a QDQ BERT), with the per-element divisor of a merged Q/K/V GEMM's
+# columns in a quantize next to it
+DEQUANT_DIVIDE = {"ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                          {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                          {"fn": "div", "args": [4, 2], "dtype": "float32"}],
+                  "result": 5}
+COLUMN_QUANTIZE = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "float32"},
+                           {"fn": "round", "args": [2], "dtype": "float32"},
+                           {"fn": "clip", "args": [3], "dtype": "float32", "alpha": -128.0,
+                            "beta": 127.0},
+                           {"fn": "cast", "args": [4], "dtype": "int8"}],
+                   "result": 5}
+
+
+def _dequant_case(scale: float, divisor: float):
+    x = np.tile(np.arange(-128, 128, dtype=np.int8), 3)
+    region = {**DEQUANT_DIVIDE, "constant_ranges": {"1": [abs(scale)] * 2,
+                                                    "2": [abs(divisor)] * 2}}
+    params = {"region": region, "in_shapes": [[x.size], [], []],
+              "in_dtypes": ["int8", "float32", "float32"], "out_shapes": [[x.size]],
+              "out_dtypes": ["float32"]}
+    inputs = [x, np.array(scale, np.float32), np.array(divisor, np.float32)]
+    (want,) = KERNELS["elementwise"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+def _column_case():
+    """x at every rounding midpoint of per-element scales drawn over the safe range (and its
+    ends), each scale's neighbours included."""
+    rng = np.random.default_rng(1)
+    lo, hi = quantize_c.SAFE_DIVISOR
+    s = np.concatenate([2.0 ** rng.uniform(np.log2(lo), np.log2(hi), 3000),
+                        rng.uniform(1e-3, 1e-1, 3000), [lo, hi, 0.0163002536, 1.0, 3.0]])
+    s = (s * rng.choice([-1, 1], s.size)).astype(np.float32)
+    k = rng.integers(-140, 141, s.size).astype(np.float32) + np.float32(0.5)
+    with np.errstate(all="ignore"):
+        mid = (k * s).astype(np.float32)
+    x = np.concatenate([np.nextafter(mid, np.float32(-np.inf)), mid,
+                        np.nextafter(mid, np.float32(np.inf))]).astype(np.float32)
+    s = np.tile(s, 3)
+    size = np.abs(s.astype(np.float64))
+    region = {**COLUMN_QUANTIZE, "constant_ranges": {"1": [size.min(), size.max()]}}
+    params = {"region": region, "in_shapes": [[x.size], [x.size]],
+              "in_dtypes": ["float32", "float32"], "out_shapes": [[x.size]],
+              "out_dtypes": ["int8"]}
+    with np.errstate(all="ignore"):
+        (want,) = KERNELS["elementwise"]([x, s], params)
+    return params, [x, s], np.asarray(want)
+
+
+DEQUANT_SCALES = [(0.0244584288, 1.4142135), (0.0163002536, 0.7071068), (1e-20, 3e-5),
+                  (7e3, 2.0 ** -60)]
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("scale,divisor", DEQUANT_SCALES)
+def test_a_dequantized_value_divides_by_a_constant_exactly_on_emulated_threads(
+        scale, divisor, tmp_path):
+    params, inputs, want = _dequant_case(scale, divisor)
+    spec = elementwise.emit("dq", params)
+    assert "ember_div_near(v4, v2, ember_rcp_in2)" in spec.source
+    _same(simt_emulator.run(spec, "dq", inputs, list(want.shape), want.dtype, tmp_path), want)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_per_element_constant_scales_quantize_bit_for_bit_on_emulated_threads(tmp_path):
+    params, inputs, want = _column_case()
+    spec = elementwise.emit("cq", params)
+    assert "ember_div_near(v0, v1, ember_rcp_normal(v1))" in spec.source
+    _same(simt_emulator.run(spec, "cq", inputs, list(want.shape), want.dtype, tmp_path), want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_constant_divisions_without_a_branch_bit_for_bit_on_the_gpu():
+    """The dequantized divide and the per-element scales (ember_rcp_normal's approximate
+    reciprocal and Newton step against numpy's division) on the GPU."""
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    for scale, divisor in DEQUANT_SCALES:
+        params, inputs, want = _dequant_case(scale, divisor)
+        _same(_run_on_gpu(elementwise.emit("dq", params), "dq", inputs, want.shape,
+                          want.dtype), want)
+    params, inputs, want = _column_case()
+    _same(_run_on_gpu(elementwise.emit("cq", params), "cq", inputs, want.shape, want.dtype),
+          want)
