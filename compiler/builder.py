@@ -1281,9 +1281,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     `config.assign_layouts` is off),
     and for a CUDA target choose-formats before assign-layouts (each 4-D kernel's format for
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
-    cost model), fold-channel-pad after it and select-tactics (the cost model's tactic on each
-    conv/matmul op, with the config's `sm_count` and `forced_tile`; timed on the GPU present
-    when the build autotunes); then plan-memory (arena offsets) and, for a CUDA target,
+    cost model), fold-channel-pad and space-to-depth-stem after it and select-tactics (the cost
+    model's tactic on each conv/matmul op, with the config's `sm_count` and `forced_tile`;
+    timed on the GPU present when the build autotunes); then plan-memory (arena offsets) and, for a CUDA target,
     emit-cuda (each kernel's CUDA C, or its host fallback), which the packer compiles.
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
@@ -1353,6 +1353,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names.insert(names.index("assign-layouts"), "choose-formats")
     if config.target_arch is not None and "fold-channel-pad" not in names:
         names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
+    if config.target_arch is not None and "space-to-depth-stem" not in names:
+        names.insert(names.index("fold-channel-pad") + 1, "space-to-depth-stem")
     names += [n for n in ("fuse-elementwise", "fuse-epilogues", "fuse-strided-reads")
               if n not in names]
     if config.target_arch is not None and "select-tactics" not in names:

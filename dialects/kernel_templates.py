@@ -445,9 +445,12 @@ _DESCRIPTORS = [
                          "arrays": opt(ATTRS)}),
     # formats: between NCHW and NHWC a reformat is a `transpose` (params `reformat`, `perm`);
     # from or to NC4HW4 it is this, with the logical channel count (`padded_channels`: the
-    # NHWC result's channels, zeros after `channels`, where fold-channel-pad folded a pad)
+    # NHWC result's channels, zeros after `channels`, where fold-channel-pad folded a pad;
+    # `space_to_depth` with `pads` (top, left): NCHW -> NHWC blocks of that many pixels a side,
+    # space-to-depth-stem's, which may read FP32 and store a half type)
     _template("reformat", {"reformat": req(STR, REFORMATS), "channels": req(INT),
-                           "padded_channels": opt(INT)},
+                           "padded_channels": opt(INT), "space_to_depth": opt(INT),
+                           "pads": opt(INTS)},
               layout=Layout.REFORMAT),
     # scalar regions: kernel.elementwise ops (a plan step's `region` over numbered values);
     # the single-op forms are the nn ops' own semantics (nn's evaluate()), fused into regions

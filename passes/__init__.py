@@ -43,12 +43,13 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
     from ember.passes.pad_conv_channels import PadConvChannels
     from ember.passes.plan_memory import PlanMemory
+    from ember.passes.space_to_depth_stem import SpaceToDepthStem
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            PadConvChannels, FoldChannelPad, FuseStridedReads,
+            PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
             EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 
 

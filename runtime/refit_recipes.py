@@ -18,7 +18,7 @@ import numpy as np
 
 from ember.errors import PlanError
 from ember.runtime.cpu_kernels import KERNELS
-from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight
+from ember.runtime.cpu_kernels.layout import pack, pack_depthwise_weight, space_to_depth_weight
 from ember.runtime.manifest import decode, jsonable
 
 Recipe = dict[str, Any]
@@ -123,6 +123,8 @@ TRANSFORMS: dict[str, Callable[[list[np.ndarray], Mapping], np.ndarray]] = {
     "concat": lambda a, p: np.concatenate(a, axis=p["axis"]),
     "pack_nc4hw4": lambda a, p: pack(np.asarray(a[0])),
     "pack_depthwise": lambda a, p: pack_depthwise_weight(np.asarray(a[0])),
+    "space_to_depth_weight": lambda a, p: space_to_depth_weight(
+        np.asarray(a[0]), p["block"], p["channels"], p["padded"]),
     "kernel": _kernel,
     "bn_conv_weight": _bn_conv_weight,
     "bn_conv_bias": _bn_conv_bias,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember.codegen.scalar_c import storage_type
+from ember.codegen.scalar_c import load_float, storage_type, store_from_float
 from ember.codegen.templates import (
     KernelSpec,
     decompose,
@@ -63,6 +63,11 @@ def emit(name: str, params: dict) -> KernelSpec:
     padded = params.get("padded_channels")
     if padded is not None and (src, dst) != ("NCHW", "NHWC"):
         raise UnsupportedError(f"CUDA reformat: padded_channels with {params['reformat']}")
+    if params.get("space_to_depth") is not None:
+        return _space_to_depth(name, params)
+    if params["in_dtypes"][0] != dtype:
+        raise UnsupportedError(f"CUDA reformat: {params['in_dtypes'][0]} to {dtype} (a cast) "
+                               "only with space_to_depth")
     dims = _logical(src, in_shape, channels)
     if padded is not None and int(padded) * _bytes(dtype) == 16:
         return _pixel_pack(name, params, dims, int(padded))
@@ -113,3 +118,56 @@ def _pixel_pack(name: str, params: dict, dims: list[int], padded: int) -> Kernel
                    f"padded to {padded} with zeros and stored as 16 bytes, grid-stride loop"],
                   signature(name, params["in_dtypes"], [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)
+
+
+def _space_to_depth(name: str, params: dict) -> KernelSpec:
+    """NCHW -> NHWC blocks of `space_to_depth` pixels a side, zero-padded by `pads` (top, left;
+    the other sides as the result's shape asks), the channels of a block's pixels side by side
+    and padded to `padded_channels` (a strided stem conv's input, `space-to-depth-stem`): one
+    thread per result pixel reads its block from the planes, converts to the result's type and
+    stores the pixel in 16-byte pieces."""
+    if params["reformat"] != "NCHW->NHWC":
+        raise UnsupportedError(f"CUDA reformat: space_to_depth with {params['reformat']}")
+    block = int(params["space_to_depth"])
+    top, left = (int(p) for p in params["pads"])
+    n, c, h, w = (int(d) for d in params["in_shapes"][0])
+    _, hs, ws, padded = (int(d) for d in params["out_shapes"][0])
+    in_t, dtype = params["in_dtypes"][0], params["out_dtypes"][0]
+    t = storage_type(dtype)
+    if (padded * _bytes(dtype)) % 16 or padded < block * block * c:
+        raise UnsupportedError(f"CUDA reformat: space_to_depth into {padded} channels of "
+                               f"{dtype} (whole 16-byte pieces holding {block * block * c})")
+    pixels = n * hs * ws
+    itype = index_type(pixels * padded, n * c * h * w)
+    pieces = padded * _bytes(dtype) // 16
+    value = store_from_float(load_float(f"in0[((img * {c} + k) * {h} + y) * {w} + x]", in_t),
+                             dtype)
+    body = [grid_stride_loop(pixels, itype),
+            f"        const {itype} img = i / {hs * ws}, p = i % {hs * ws};",
+            f"        const int y0 = (int)(p / {ws}) * {block} - {top}, "
+            f"x0 = (int)(p % {ws}) * {block} - {left};",
+            f"        union {{ uint4 v[{pieces}]; {t} e[{padded}]; }} px;",
+            "        #pragma unroll",
+            f"        for (int k = {block * block * c}; k < {padded}; ++k) "
+            f"px.e[k] = {zero(dtype)};",
+            "        #pragma unroll",
+            f"        for (int b = 0; b < {block * block}; ++b) {{",
+            f"            const int y = y0 + b / {block}, x = x0 + b % {block};",
+            f"            const bool inside = y >= 0 && y < {h} && x >= 0 && x < {w};",
+            "            #pragma unroll",
+            f"            for (int k = 0; k < {c}; ++k)",
+            f"                px.e[b * {c} + k] = inside ? {value} : {zero(dtype)};",
+            "        }",
+            "        #pragma unroll",
+            f"        for (int v = 0; v < {pieces}; ++v)",
+            f"            *(uint4*)&out0[i * {padded} + v * {16 // _bytes(dtype)}] = px.v[v];",
+            "    }"]
+    grid, block_dims = grid_1d(pixels)
+    text = source(f"reformat NCHW->NHWC space_to_depth {block} {[n, c, h, w]} {in_t} -> "
+                  f"{[n, hs, ws, padded]} {dtype}",
+                  [f"tactic: one thread per result pixel, its {block}x{block} block's {c} "
+                   f"channels each read from their planes (zero outside the input: pads "
+                   f"{top}, {left}), converted to {dtype}, padded to {padded} with zeros and "
+                   "stored in 16-byte pieces, grid-stride loop"],
+                  signature(name, [in_t], [dtype], halves=True), body)
+    return KernelSpec(text, grid, block_dims, 0)

@@ -60,17 +60,62 @@ def pack_depthwise_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(blocks, LANES, r, s).transpose(0, 2, 3, 1))
 
 
+def space_to_depth_weight(w: np.ndarray, block: int, channels: int, padded: int) -> np.ndarray:
+    """An OHWI conv weight [O, KH, KW, C'] (its first `channels` channels real) as the weight of
+    the same conv over the space-to-depth input (`space_to_depth_input`): [O, ceil(KH / block),
+    ceil(KW / block), padded], channel (bh * block + bw) * channels + c of tap (i, j) holding
+    tap (block * i + bh, block * j + bw) of channel c (zero past the kernel's edge)."""
+    o, kh, kw, _ = w.shape
+    th, tw = -(-kh // block), -(-kw // block)
+    full = np.zeros((o, th * block, tw * block, channels), w.dtype)
+    full[:, :kh, :kw] = w[..., :channels]
+    taps = full.reshape(o, th, block, tw, block, channels).transpose(0, 1, 3, 2, 4, 5)
+    out = np.zeros((o, th, tw, padded), w.dtype)
+    out[..., :block * block * channels] = taps.reshape(o, th, tw, block * block * channels)
+    return out
+
+
+def space_to_depth_input(x: np.ndarray, block: int, pads: list[int], shape: list[int]
+                         ) -> np.ndarray:
+    """The NCHW `x` [N, C, H, W] zero-padded by `pads` (top, left) and as much as `shape`
+    asks on the other sides, as NHWC blocks: [N, H', W', C'] = `shape`, element (n, J, I,
+    (bh * block + bw) * C + c) = x[n, c, block * J + bh - top, block * I + bw - left], zeros
+    past C * block^2 channels."""
+    n, c, h, w = x.shape
+    _, hs, ws, padded = shape
+    top, left = int(pads[0]), int(pads[1])
+    full = np.zeros((n, c, hs * block, ws * block), x.dtype)
+    rows = slice(max(top, 0), min(top + h, hs * block))
+    cols = slice(max(left, 0), min(left + w, ws * block))
+    full[:, :, rows, cols] = x[:, :, rows.start - top:rows.stop - top,
+                               cols.start - left:cols.stop - left]
+    blocks = full.reshape(n, c, hs, block, ws, block).transpose(0, 2, 4, 3, 5, 1)
+    out = np.zeros((n, hs, ws, padded), x.dtype)
+    out[..., :block * block * c] = blocks.reshape(n, hs, ws, block * block * c)
+    return out
+
+
 def reformat(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """params["reformat"] = "SRC->DST" over NCHW / NHWC / NC4HW4; params["channels"] = the
     logical C (the pad lanes of an NC4HW4 source are dropped, those of a result are zero);
-    `padded_channels` (NCHW->NHWC): the result's channels, zeros after the first C."""
+    `padded_channels` (NCHW->NHWC): the result's channels, zeros after the first C;
+    `space_to_depth` (NCHW->NHWC, with `pads`): the input as blocks of that many pixels a side
+    (`space_to_depth_input`: a strided stem conv's input, `space-to-depth-stem`). The result is
+    stored in out_dtypes[0] (a float input cast, where the two differ)."""
     src, dst = params["reformat"].split("->")
+    out_dtype = np.dtype(params["out_dtypes"][0]) if "out_dtypes" in params else None
+    block = params.get("space_to_depth")
+    if block is not None:
+        out = space_to_depth_input(inputs[0], int(block), params["pads"],
+                                   params["out_shapes"][0])
+        return [out.astype(out_dtype) if out_dtype is not None else out]
     logical = to_logical(inputs[0], src, int(params["channels"]))
     padded = params.get("padded_channels")
     if padded is not None:
         extra = int(padded) - logical.shape[1]
         logical = np.pad(logical, [(0, 0), (0, extra), (0, 0), (0, 0)])
-    return [from_logical(logical, dst)]
+    out = from_logical(logical, dst)
+    return [out.astype(out_dtype) if out_dtype is not None and out.dtype != out_dtype else out]
 
 
 KERNELS = {"reformat": reformat}

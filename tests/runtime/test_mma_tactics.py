@@ -233,8 +233,10 @@ def test_three_channel_conv_is_padded_and_exact_on_the_cpu_executor(dtype: str) 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_channel_pad_folds_into_the_nhwc_reformat_of_an_nchw_input(dtype: str) -> None:
     """An NCHW network input of 3 channels: fold-channel-pad makes pad-conv-channels' pad and
-    assign-layouts' NCHW->NHWC transpose one reformat writing 8 channels a pixel (16 bytes);
-    the plan on the CPU executor equals the unpadded conv, and on the GPU (below) too."""
+    assign-layouts' NCHW->NHWC transpose one reformat writing 8 channels a pixel (16 bytes),
+    and space-to-depth-stem makes it write 2x2 blocks of pixels (12 channels padded to 16) for
+    the 7x7 stride-2 conv, now a 4x4 stride-1 one; the plan on the CPU executor equals the
+    unpadded conv, and on the GPU (below) too."""
     x_shape, w_shape, attrs = CONVS["7x7_c3_padded_nhwc"]
     model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=10)
     # two more convs: running the three in NHWC pays for the two reformats
@@ -248,10 +250,13 @@ def test_channel_pad_folds_into_the_nhwc_reformat_of_an_nchw_input(dtype: str) -
     assert [s["template"] for s in manifest["steps"]] == ["reformat", "conv", "conv", "conv",
                                                           "transpose"]
     reformat = manifest["steps"][0]["params"]
-    assert (reformat["reformat"], reformat["channels"], reformat["padded_channels"]) == \
-        ("NCHW->NHWC", 3, 8)
+    assert (reformat["reformat"], reformat["channels"], reformat["padded_channels"],
+            reformat["space_to_depth"]) == ("NCHW->NHWC", 3, 16, 2)
+    conv = manifest["steps"][1]["params"]
+    assert (conv["strides"], conv["pads"], conv["in_shapes"][1][1:]) == \
+        ([1, 1], [0, 0, 0, 0], [4, 4, 16])
     source = sections["cuda_source"].decode(errors="replace")
-    assert "padded to 8 with zeros and stored as 16 bytes" in source
+    assert "padded to 16 with zeros and stored in 16-byte pieces" in source
     x = _half(rng, x_shape, dtype)
     (c,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
                           {"strides": [2, 2], "pads": [3, 3, 3, 3], "dilations": [1, 1],
