@@ -198,12 +198,16 @@ def _blob(name: str, store: WeightStore, t: TensorType) -> str:
     return "0x" + max(array.dtype.itemsize, 1).to_bytes(4, "little").hex() + data.tobytes().hex()
 
 
-def _check(name: str, array: np.ndarray, t: TensorType, where: str) -> None:
-    # a laid-out weight's array is in its format's byte order (an NHWC conv weight is OHWI)
-    dtype, shape = numpy_dtype(t.element_type), tuple(t.get_shape())
+def _stored_shape(t: TensorType) -> tuple[int, ...]:
+    """The shape of a weight's array: a laid-out weight's is in its format's byte order (an NHWC
+    conv weight is OHWI)."""
+    shape = tuple(t.get_shape())
     fmt = format_of(t)
-    if len(shape) == 4 and fmt in FORMATS:
-        shape = tuple(physical_of(shape, fmt))
+    return tuple(physical_of(shape, fmt)) if len(shape) == 4 and fmt in FORMATS else shape
+
+
+def _check(name: str, array: np.ndarray, t: TensorType, where: str) -> None:
+    dtype, shape = numpy_dtype(t.element_type), _stored_shape(t)
     if array.dtype != dtype or array.shape != shape:
         raise EmberError(f"weight '{name}' in {where} is {array.dtype}{list(array.shape)}, but "
                          f"the IR types it {t}")
@@ -315,7 +319,7 @@ def _load_section(module: ModuleOp, section: dict[str, dict[str, str]], where: s
         if len(data) != count * dtype.itemsize:
             raise EmberError(f"{where}: weight '{name}' has {len(data)} bytes; its type {t} "
                              f"needs {count * dtype.itemsize}")
-        array = np.frombuffer(data, dtype).reshape(tuple(t.get_shape()))
+        array = np.frombuffer(data, dtype).reshape(_stored_shape(t))
         store._arrays[name] = array.astype(dtype.newbyteorder("="))
     reference = section.get("external_resources", {}).get("weights")
     if reference is not None:

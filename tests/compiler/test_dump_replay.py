@@ -189,6 +189,30 @@ def test_weights_round_trip_inline_with_any_name_and_dtype(tmp_path):
     assert print_module(back) == referring
 
 
+def test_a_laid_out_weight_round_trips_inline_in_its_stored_order(tmp_path):
+    """An NHWC conv weight (logical [O, I, KH, KW]) is stored OHWI: its inline blob reads back
+    in that shape, as its weights-file form does (it was reshaped to the logical shape, so a
+    3x3 kernel over 8 channels came back scrambled and failed the type check)."""
+    model = h.make_model(h.make_graph(
+        [h.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+        [h.make_tensor_value_info("x", T.FLOAT16, [2, 8, 6, 6])],
+        [h.make_tensor_value_info("y", T.FLOAT16, [2, 4, 6, 6])],
+        [numpy_helper.from_array(
+            np.arange(4 * 8 * 3 * 3, dtype=np.float16).reshape(4, 8, 3, 3), "w")]),
+        opset_imports=[h.make_opsetid("", 17)])
+    module = import_onnx(model)
+    run_passes(module, parse_pipeline_text(
+        'convert-onnx-to-nn,convert-nn-to-kernel,assign-layouts{conv_nhwc=true '
+        'half_conv_nhwc=true io_formats="NHWC"}'))
+    [name] = [n for n in weights_of(module).names() if n.endswith("OHWI")]
+    stored = weights_of(module)[name]
+    assert stored.shape == (4, 3, 3, 8)
+    text = print_module(module, inline_weights=True)
+    again = parse_module(ember_context(), text, tmp_path / "m.mlir")
+    np.testing.assert_array_equal(weights_of(again)[name], stored)
+    assert print_module(again, inline_weights=True) == text
+
+
 def test_a_weight_not_in_the_file_elides_the_reference(tmp_path, capsys):
     model = tmp_path / "block.onnx"
     onnx.save(_static(_block(), 1), model)
