@@ -123,10 +123,15 @@ def here() -> Environment:
 
 def kernel_key(kind: str, template: str, params: dict[str, Any]) -> str:
     """A kernel's signature as a cache key: the kind of measurement, the template and its params
-    (dtypes and shapes included) without the tactic."""
+    (dtypes and shapes included) as its plan step keeps them: without the tactic, and without
+    the `constant_ranges` codegen reads (they vary with each layer's scales, whose kernels
+    share one source and one timing)."""
     if kind not in KINDS:
         raise EmberError(f"timing cache: unknown measurement kind {kind!r} (one of {KINDS})")
     params = {k: v for k, v in params.items() if k not in ("tactic", "tactic_small")}
+    for region in ("region", "epilogue"):
+        if isinstance(params.get(region), dict) and "constant_ranges" in params[region]:
+            params[region] = {k: v for k, v in params[region].items() if k != "constant_ranges"}
     text = json.dumps([kind, template, params], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

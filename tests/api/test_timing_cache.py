@@ -294,6 +294,13 @@ def test_keys_are_kernel_signatures():
         "matmul float32[64, 96]")
     with pytest.raises(EmberError, match="unknown measurement kind"):
         kernel_key("guess", "matmul", step["params"])
+    # the constant ranges codegen reads (each layer's scales) are not part of the signature:
+    # the autotuner's step (kernel_step(codegen=True)) and the plan's step share a key
+    epilogue = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "float32"}], "result": 2,
+                "in_shapes": [[]], "in_dtypes": ["float32"]}
+    plain = dict(step["params"], epilogue=epilogue)
+    ranged = dict(step["params"], epilogue=dict(epilogue, constant_ranges={"1": [0.02, 0.02]}))
+    assert kernel_key("tactic", "matmul", ranged) == kernel_key("tactic", "matmul", plain)
 
 
 def test_environments_name_what_differs():
