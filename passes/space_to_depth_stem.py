@@ -9,13 +9,16 @@ conv with no padding: each tap reads 32 contiguous bytes and neighbouring output
 neighbouring input pixels. TensorRT and cuDNN treat such stems the same way.
 
 After this pass, a `kernel.launch "conv"` in NHWC with stride 2 (both axes), dilation 1, one
-group, FP16/BF16 input, a weight the module holds and, as input, the image reformat that
+group, FP16/BF16 or INT8 input, a weight the module holds and, as input, the image reformat that
 `fold-channel-pad` made (NCHW -> NHWC with `padded_channels`, its only user) of at most 4
 channels, reads instead a `reformat` with `space_to_depth = 2` and `pads` (top, left) that
 writes the padded blocks, and its weight is rearranged to match (`<weight>.s2d`, with its refit
 recipe); its params say stride 1 and no padding. Where that reformat's input is an FP32 ->
 half cast of the network's input (assign-precision's), the reformat reads the FP32 input and
-converts: one kernel instead of two. GPU builds run it after fold-channel-pad.
+converts: one kernel instead of two. INT8 convs (a QDQ model's, over the quantized image,
+whose channels fold-qdq pads to 16) are rewritten alike: 12 channels padded to 16, so the stem
+reads 16 taps of 16 bytes instead of 49 (its K: 256 instead of 784). GPU builds run it after
+fold-channel-pad.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from ember.runtime.refit_recipes import node
 
 BLOCK = 2  # the stride this pass rewrites (both axes)
 HALVES = ("float16", "bfloat16")
+# the input types of tensor-core convs, and their channels per 16-byte chunk
+CHUNK = {"float16": 8, "bfloat16": 8, "int8": 16}
 
 
 def _image_reformat(conv: LaunchOp) -> LaunchOp | None:
@@ -60,7 +65,7 @@ def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict] | None:
     p = attribute_value(conv.params)
     kernel_shape = p["in_shapes"][1]
     if list(p.get("strides", [])) != [BLOCK, BLOCK] or list(p.get("dilations", [1, 1])) != [1, 1] \
-            or int(p.get("groups", 1)) != 1 or p["in_dtypes"][0] not in HALVES \
+            or int(p.get("groups", 1)) != 1 or p["in_dtypes"][0] not in CHUNK \
             or format_of(conv.inputs[0]) != "NHWC" or len(kernel_shape) != 4 \
             or min(kernel_shape[1:3]) < BLOCK or not isinstance(conv.inputs[1].owner, WeightOp):
         return None
@@ -109,8 +114,9 @@ class SpaceToDepthStem(ModulePass):
         _, kh, kw, _ = (int(d) for d in p["in_shapes"][1])
         th, tw = -(-kh // BLOCK), -(-kw // BLOCK)
         hs, ws = oh + th - 1, ow + tw - 1
-        padded = -(-(BLOCK * BLOCK * channels) // 8) * 8
         dtype = p["in_dtypes"][0]
+        chunk = CHUNK[dtype]
+        padded = -(-(BLOCK * BLOCK * channels) // chunk) * chunk
         top, left = (int(x) for x in p["pads"][:2])
 
         source, in_dtype, cast = reformat.inputs[0], rp["in_dtypes"][0], None

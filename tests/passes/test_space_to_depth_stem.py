@@ -384,3 +384,66 @@ def test_refit_replays_the_rearranged_weight() -> None:
     ref = _reference(x, new, attrs, relu, "float16")
     assert _relative_l2(after, ref) < TOLERANCE["float16"] / 4
     assert _relative_l2(before, ref) > 0.1  # the weights did change
+
+
+def _qdq_stem(n: int, seed: int) -> bytes:
+    """ResNet's stem as a QDQ model (per-tensor activation scales, per-channel int8 weights,
+    zero points 0, as TensorRT wants them): quantize x, the conv in int8, requantize y."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, (OUT, 3, 7, 7)).astype(np.int8)
+    ws = (rng.uniform(0.5, 2.0, OUT) / 256).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "wq"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.zeros(OUT, np.int8), "wz"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(0.05, np.float32), "ys"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["c"], strides=[2, 2], pads=[3, 3, 3, 3]),
+             helper.make_node("QuantizeLinear", ["c", "ys", "z"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "ys", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, 3, 40, 40])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, OUT, 20, 20])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                             ir_version=8).SerializeToString()
+
+
+def _int8_builds(model: bytes) -> tuple[tuple[dict, dict], tuple[dict, dict]]:
+    """(the sm_90 INT8 plan, the CPU INT8 plan) of `model`."""
+    gpu = BuilderConfig(target_arch="sm_90")
+    gpu.set_flag(BuilderFlag.INT8)
+    cpu = BuilderConfig()
+    cpu.set_flag(BuilderFlag.INT8)
+    return build_model(model, gpu), build_model(model, cpu)
+
+
+def test_an_int8_stem_reads_blocks_and_sums_exactly() -> None:
+    """A QDQ stem's int8 conv (the quantized image padded to 16 channels by fold-qdq) reads
+    2x2 blocks, 12 channels padded to 16: its output equals the CPU plan's (no rewrite there)
+    bit for bit, the int8 products being the same ones summed exactly."""
+    x = np.random.default_rng(21).standard_normal((2, 3, 40, 40)).astype(np.float32)
+    (manifest, sections), cpu = _int8_builds(_qdq_stem(2, seed=20))
+    blocks = [s["params"] for s in manifest["steps"] if s["params"].get("space_to_depth")]
+    assert len(blocks) == 1 and blocks[0]["in_dtypes"] == ["int8"] and \
+        blocks[0]["out_shapes"] == [[2, 23, 23, 16]]
+    conv = next(s["params"] for s in manifest["steps"] if s["template"] == "conv")
+    assert conv["in_dtypes"] == ["int8", "int8"] and conv["strides"] == [1, 1]
+    assert conv["in_shapes"][1] == [OUT, 4, 4, 16]
+    np.testing.assert_array_equal(_run(manifest, sections, x), _run(*cpu, x))
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_an_int8_stem_sums_exactly_on_the_gpu() -> None:
+    x = np.random.default_rng(23).standard_normal((2, 3, 40, 40)).astype(np.float32)
+    gpu = BuilderConfig(target_arch=ember.compiler.builder.detect_arch())
+    gpu.set_flag(BuilderFlag.INT8)
+    model = _qdq_stem(2, seed=22)
+    manifest, sections = build_model(model, gpu)
+    assert any(s["params"].get("space_to_depth") for s in manifest["steps"])
+    cpu = BuilderConfig()
+    cpu.set_flag(BuilderFlag.INT8)
+    np.testing.assert_array_equal(_run(manifest, sections, x, device="cuda"),
+                                  _run(*build_model(model, cpu), x))
