@@ -75,7 +75,8 @@ def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[fl
     `nn.weight` of a build that cannot refit it: a GELU's sqrt(2) initializer, a merged Q/K/V
     GEMM's per-column scales): a region's `constant_ranges`, which codegen reads to prove where
     a division needs no full divide (`quantize_c.divisions`). The kernel still reads the
-    values from their buffers, so kernels that differ only in them share one source."""
+    values from their buffers, so kernels whose ranges lead to the same forms (each layer's
+    scales, all within `quantize_c.SAFE_DIVISOR`) share one source."""
     out: dict[str, list[float]] = {}
     for k, v in enumerate(values):
         owner = v.owner

@@ -36,7 +36,8 @@ quotient is only rounded and clipped to integer bounds (a quantize; in the corne
 Markstein's step — a tiny dividend, a quotient that is tiny, huge, infinite or NaN — x * y rounds
 and clips to the same integer as x / s), and those whose dividend is provably zero or within
 magnitudes where the correction is exact (a dequantized integer times a constant: the erf
-GELU's x / sqrt(2) in a QDQ BERT).
+GELU's x / sqrt(2) in a QDQ BERT). A divisor that varies by element (a merged Q/K/V GEMM's
+column scales) takes the same form with its `__frcp_rn` computed per element.
 """
 
 from __future__ import annotations
@@ -68,12 +69,7 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     (a cast of `value`, an 8- or 16-bit integer, to float32)."""
     ops = region["ops"]
     first = len(dtypes)
-    dtype_of = list(dtypes) + [op["dtype"] for op in ops]
-    uses = [0] * len(dtype_of)
-    for op in ops:
-        for a in op["args"]:
-            uses[a] += 1
-    uses[region["result"]] += 1
+    dtype_of, uses = _types_and_uses(region, dtypes)
     integral: dict[int, tuple[float, float]] = {}  # value -> (lo, hi): an integral float32
     source: dict[int, int] = {}  # an int value cast from an integral float32 -> that float
     out: dict[int, Rewrite] = {}
@@ -101,6 +97,18 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
             integral[value] = _INT_RANGES[dtype_of[args[0]]]
             out[i] = ("from_int", args[0], integral[value])
     return out
+
+
+def _types_and_uses(region: dict, dtypes: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Each value's dtype (the region's arguments first) and how many times it is used (the
+    result counting once)."""
+    dtype_of = list(dtypes) + [op["dtype"] for op in region["ops"]]
+    uses = [0] * len(dtype_of)
+    for op in region["ops"]:
+        for a in op["args"]:
+            uses[a] += 1
+    uses[region["result"]] += 1
+    return dtype_of, uses
 
 
 def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
@@ -138,13 +146,6 @@ __device__ __forceinline__ float ember_div_by(float x, float s, float y) {
     }
     return __fdiv_rn(x, s);
 }
-// __frcp_rn(s) for |s| in [2^-126, 2^126) without its branch to the slow path (the fast path
-// __frcp_rn takes there: the approximate reciprocal and one Newton step)
-__device__ __forceinline__ float ember_rcp_normal(float s) {
-    float y;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(s));
-    return __fmaf_rn(y, -__fmaf_rn(s, y, -1.0f), y);
-}
 // x / s for a constant s within [2^-90, 2^120] and y = __frcp_rn(s), without a branch: where
 // Markstein's step is exact its result, else x * y (see quantize_c.divisions for where that is
 // the same value, or rounds to the same integer)
@@ -159,9 +160,11 @@ __device__ __forceinline__ float ember_div_near(float x, float s, float y) {
 def div_by(x: str, s: str, y: str | None, near: bool = False) -> str:
     """C: float32 `x / s` whose reciprocal `__frcp_rn(s)` is `y` (`PRELUDE`); `near`: the
     branch-free form where `divisions` allows it; `y` None: a divisor that varies by element,
-    which `divisions` allowed (its reciprocal computed here, without a branch)."""
+    which `divisions` allowed (its reciprocal computed here: `__frcp_rn`, whose slow path keeps
+    a branch; an approximate reciprocal with one Newton step would not, but is not proven to
+    round as `__frcp_rn` does for every divisor)."""
     if y is None:
-        return f"ember_div_near({x}, {s}, ember_rcp_normal({s}))"
+        return f"ember_div_near({x}, {s}, __frcp_rn({s}))"
     return f"ember_div_{'near' if near else 'by'}({x}, {s}, {y})"
 
 
@@ -200,12 +203,7 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     ranges = {int(k): (float(a), float(b))
               for k, (a, b) in (region.get("constant_ranges") or {}).items()}
     ops, first = region["ops"], len(dtypes)
-    dtype_of = list(dtypes) + [op["dtype"] for op in ops]
-    uses = [0] * len(dtype_of)
-    for op in ops:
-        for a in op["args"]:
-            uses[a] += 1
-    uses[region["result"]] += 1
+    dtype_of, uses = _types_and_uses(region, dtypes)
     rounded = {form[1] for form in cheaper.values() if form[0] == "rint_clipped"}
     # value -> (a, b): every element is 0 or of a magnitude within [a, b]
     size = {v: (a, b) for v, (a, b) in ranges.items() if a > 0}

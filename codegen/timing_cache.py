@@ -125,7 +125,8 @@ def kernel_key(kind: str, template: str, params: dict[str, Any]) -> str:
     """A kernel's signature as a cache key: the kind of measurement, the template and its params
     (dtypes and shapes included) as its plan step keeps them: without the tactic, and without
     the `constant_ranges` codegen reads (they vary with each layer's scales, whose kernels
-    share one source and one timing)."""
+    share one source and one timing; a scale outside `quantize_c.SAFE_DIVISOR` gives another
+    source that shares the timing too: its divisions keep a branch, barely slower)."""
     if kind not in KINDS:
         raise EmberError(f"timing cache: unknown measurement kind {kind!r} (one of {KINDS})")
     params = {k: v for k, v in params.items() if k not in ("tactic", "tactic_small")}

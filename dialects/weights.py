@@ -315,7 +315,7 @@ def _load_section(module: ModuleOp, section: dict[str, dict[str, str]], where: s
         except ValueError:
             raise EmberError(f"{where}: weight '{name}': not a hex blob (\"0x\", a 4-byte "
                              "alignment, the bytes)") from None
-        count = int(np.prod(t.get_shape(), dtype=np.int64))
+        count = int(np.prod(_stored_shape(t), dtype=np.int64))
         if len(data) != count * dtype.itemsize:
             raise EmberError(f"{where}: weight '{name}' has {len(data)} bytes; its type {t} "
                              f"needs {count * dtype.itemsize}")

@@ -18,7 +18,12 @@ half cast of the network's input (assign-precision's), the reformat reads the FP
 converts: one kernel instead of two. INT8 convs (a QDQ model's, over the quantized image,
 whose channels fold-qdq pads to 16) are rewritten alike: 12 channels padded to 16, so the stem
 reads 16 taps of 16 bytes instead of 49 (its K: 256 instead of 784). GPU builds run it after
-fold-channel-pad.
+fold-channel-pad; static shapes only.
+
+One IEEE difference: an odd kernel (7x7) becomes an even one (4x4 taps of 2x2) whose added taps
+have zero weights, so each output also reads one more row and column; a non-finite pixel there
+(an FP32 input beyond FP16's range, cast) makes that output NaN (0 x inf) where the stride-2
+conv, whose window ends a pixel earlier, stays finite. Finite inputs give the same sums.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp
 from ember.dialects.nn.elementwise import WeightOp
 from ember.dialects.origin import origin_of, set_origin
-from ember.dialects.tensor_types import element_type_of, format_of, tensor_type
+from ember.dialects.tensor_types import element_type_of, format_of, shape_of, tensor_type
 from ember.dialects.weights import weights_of
 from ember.passes.convert_onnx_to_nn.builder import record_recipe, traced_value
 from ember.runtime.cpu_kernels.layout import space_to_depth_weight
@@ -64,13 +69,17 @@ def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict] | None:
         return None
     p = attribute_value(conv.params)
     kernel_shape = p["in_shapes"][1]
+    if not all(isinstance(d, int) for shape in (*p["in_shapes"][:2], *p["out_shapes"])
+               for d in shape):
+        return None  # symbolic sizes: the blocks' shape is the conv's output's
     if list(p.get("strides", [])) != [BLOCK, BLOCK] or list(p.get("dilations", [1, 1])) != [1, 1] \
             or int(p.get("groups", 1)) != 1 or p["in_dtypes"][0] not in CHUNK \
             or format_of(conv.inputs[0]) != "NHWC" or len(kernel_shape) != 4 \
             or min(kernel_shape[1:3]) < BLOCK or not isinstance(conv.inputs[1].owner, WeightOp):
         return None
     reformat = _image_reformat(conv)
-    if reformat is None:
+    if reformat is None or not all(isinstance(d, int) for d in
+                                   attribute_value(reformat.params)["in_shapes"][0]):
         return None
     channels = int(attribute_value(reformat.params)["channels"])
     return (reformat, p) if BLOCK * BLOCK * channels <= 16 else None
@@ -81,7 +90,9 @@ def _cast_source(value: SSAValue, dtype: str) -> SSAValue | None:
     user: the reformat can read it and convert."""
     cast = value.owner
     if not isinstance(cast, ElementwiseOp) or value.uses.get_length() != 1 or \
-            len(cast.inputs) != 1 or str(element_type_of(cast.inputs[0])) != "f32":
+            len(cast.inputs) != 1 or len(cast.results) != 1 or \
+            str(element_type_of(cast.inputs[0])) != "f32" or \
+            shape_of(cast.inputs[0]) != shape_of(value):
         return None
     ops = [op for op in cast.body.block.ops if isinstance(op, ScalarOp)]
     if len(ops) != 1 or ops[0].fn.data != "cast" or dtype not in HALVES:

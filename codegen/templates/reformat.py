@@ -128,6 +128,9 @@ def _space_to_depth(name: str, params: dict) -> KernelSpec:
     stores the pixel in 16-byte pieces."""
     if params["reformat"] != "NCHW->NHWC":
         raise UnsupportedError(f"CUDA reformat: space_to_depth with {params['reformat']}")
+    shapes = [*params["in_shapes"][0], *params["out_shapes"][0]]
+    if not all(isinstance(d, int) for d in shapes):
+        raise UnsupportedError("CUDA reformat: space_to_depth with symbolic sizes")
     block = int(params["space_to_depth"])
     top, left = (int(p) for p in params["pads"])
     n, c, h, w = (int(d) for d in params["in_shapes"][0])

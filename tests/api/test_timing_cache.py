@@ -301,6 +301,9 @@ def test_keys_are_kernel_signatures():
     plain = dict(step["params"], epilogue=epilogue)
     ranged = dict(step["params"], epilogue=dict(epilogue, constant_ranges={"1": [0.02, 0.02]}))
     assert kernel_key("tactic", "matmul", ranged) == kernel_key("tactic", "matmul", plain)
+    region = {"region": {**epilogue, "constant_ranges": {"1": [0.5, 0.5]}}, "in_shapes": [[4]]}
+    assert kernel_key("tactic", "elementwise", region) == kernel_key(
+        "tactic", "elementwise", {"region": epilogue, "in_shapes": [[4]]})
 
 
 def test_environments_name_what_differs():

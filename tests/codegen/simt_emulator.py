@@ -62,8 +62,6 @@ static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 static inline float __frcp_rn(float a) { return 1.0f / a; }
-// quantize_c's reciprocal through inline PTX: __frcp_rn's value where it is used
-static inline float ember_rcp_normal(float a) { return 1.0f / a; }
 
 // half storage, conversions rounding to nearest even (as cvt.rn)
 struct alignas(2) ember_half { unsigned short bits; };

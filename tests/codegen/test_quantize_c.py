@@ -259,8 +259,11 @@ def _column_case():
     ends), each scale's neighbours included."""
     rng = np.random.default_rng(1)
     lo, hi = quantize_c.SAFE_DIVISOR
+    ones = np.nextafter(np.float32(2.0) ** np.arange(-89, 121, 7).astype(np.float32),
+                        np.float32(0))  # all-ones significands
     s = np.concatenate([2.0 ** rng.uniform(np.log2(lo), np.log2(hi), 3000),
-                        rng.uniform(1e-3, 1e-1, 3000), [lo, hi, 0.0163002536, 1.0, 3.0]])
+                        rng.uniform(1e-3, 1e-1, 3000), ones,
+                        [lo, hi, 0.0163002536, 1.0, 3.0]])
     s = (s * rng.choice([-1, 1], s.size)).astype(np.float32)
     k = rng.integers(-140, 141, s.size).astype(np.float32) + np.float32(0.5)
     with np.errstate(all="ignore"):
@@ -296,15 +299,15 @@ def test_a_dequantized_value_divides_by_a_constant_exactly_on_emulated_threads(
 def test_per_element_constant_scales_quantize_bit_for_bit_on_emulated_threads(tmp_path):
     params, inputs, want = _column_case()
     spec = elementwise.emit("cq", params)
-    assert "ember_div_near(v0, v1, ember_rcp_normal(v1))" in spec.source
+    assert "ember_div_near(v0, v1, __frcp_rn(v1))" in spec.source
     _same(simt_emulator.run(spec, "cq", inputs, list(want.shape), want.dtype, tmp_path), want)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 def test_constant_divisions_without_a_branch_bit_for_bit_on_the_gpu():
-    """The dequantized divide and the per-element scales (ember_rcp_normal's approximate
-    reciprocal and Newton step against numpy's division) on the GPU."""
+    """The dequantized divide and the per-element scales (each element's __frcp_rn) on the
+    GPU, against numpy's division."""
     from tests.codegen.test_int8_tensor_cores import _run_on_gpu
 
     for scale, divisor in DEQUANT_SCALES:

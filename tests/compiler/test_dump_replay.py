@@ -211,6 +211,19 @@ def test_a_laid_out_weight_round_trips_inline_in_its_stored_order(tmp_path):
     again = parse_module(ember_context(), text, tmp_path / "m.mlir")
     np.testing.assert_array_equal(weights_of(again)[name], stored)
     assert print_module(again, inline_weights=True) == text
+    # an NC4HW4 weight of 3 channels is stored with a 4th, zero lane: its blob's byte count is
+    # the stored shape's
+    packed = parse_module(ember_context(), """builtin.module {
+  func.func @main() -> (tensor<4x3x3x3xf32, #nn.layout<NC4HW4>>) {
+    %0 = nn.weight "p" : tensor<4x3x3x3xf32, #nn.layout<NC4HW4>>
+    func.return %0 : tensor<4x3x3x3xf32, #nn.layout<NC4HW4>>
+  }
+}""", tmp_path / "p.mlir")
+    lanes = np.arange(4 * 1 * 3 * 3 * 4, dtype=np.float32).reshape(4, 1, 3, 3, 4)
+    weights_of(packed).add("p", lanes)
+    text = print_module(packed, inline_weights=True)
+    np.testing.assert_array_equal(
+        weights_of(parse_module(ember_context(), text, tmp_path / "p.mlir"))["p"], lanes)
 
 
 def test_a_weight_not_in_the_file_elides_the_reference(tmp_path, capsys):
