@@ -69,11 +69,17 @@ def region_descriptor(block: Block) -> dict[str, Any]:
     return {"ops": ops, "result": result}
 
 
+# constants of at most this many elements get ranges (scales, per-channel vectors; a divisor
+# is rarely more, and a large weight read elementwise is not worth scanning at each emit)
+RANGE_LIMIT = 1 << 16
+
+
 def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[float]]:
     """{str(first + k): [a, b]} for the values that are float32 constants of the build with
-    every element finite and of a magnitude within [a, b] (an `nn.constant`: a QDQ scale; an
-    `nn.weight` of a build that cannot refit it: a GELU's sqrt(2) initializer, a merged Q/K/V
-    GEMM's per-column scales): a region's `constant_ranges`, which codegen reads to prove where
+    every element finite and of a magnitude within [a, b], at most `RANGE_LIMIT` of them (an
+    `nn.constant`: a QDQ scale; an `nn.weight` of a build that cannot refit it: a GELU's
+    sqrt(2) initializer, a merged Q/K/V GEMM's per-column scales): a region's
+    `constant_ranges`, which codegen reads to prove where
     a division needs no full divide (`quantize_c.divisions`). The kernel still reads the
     values from their buffers, so kernels whose ranges lead to the same forms (each layer's
     scales, all within `quantize_c.SAFE_DIVISOR`) share one source."""
@@ -89,7 +95,7 @@ def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[fl
             if store is None or store.refit is not None or owner.ref.data not in store:
                 continue
             array = np.asarray(store[owner.ref.data])
-        if array.size and np.isfinite(array).all():
+        if 0 < array.size <= RANGE_LIMIT and np.isfinite(array).all():
             size = np.abs(array.astype(np.float64))
             out[str(first + k)] = [float(size.min()), float(size.max())]
     return out

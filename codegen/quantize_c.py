@@ -26,10 +26,11 @@ to nearest and q = x * y, q + (x - q * s) * y rounded once is x / s rounded to n
 nothing underflows or overflows; the other cases take the full division). A float32 division
 is a reciprocal in the conversion unit and a fix-up sequence; this is three float operations
 once the reciprocal is known (`PRELUDE`). The reciprocal itself is computed once per thread, at
-the top of the kernel (`hoisted`; `templates.source` moves such lines there): computed where
-the division is, NVRTC recomputed it for every element, with its slow path's branch.
+the top of the kernel (`reciprocal`'s line carries the `HOISTED` mark, and `templates.source`
+moves such lines there): computed where the division is, NVRTC recomputed it for every
+element, with its slow path's branch.
 
-Where the divisor is a constant of the build (the region's `constants`: a QDQ scale) within
+Where the divisor is a constant of the build (the region's `constant_ranges`: a QDQ scale) within
 [2**-90, 2**120], `divisions` finds the divisions that need no full division at all
 (`ember_div_near`: no branch, so the elements a thread handles interleave): those whose
 quotient is only rounded and clipped to integer bounds (a quantize; in the corner cases of

@@ -1283,8 +1283,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     the least kernel + reformat time: measured on the GPU when the build autotunes, else by the
     cost model), fold-channel-pad and space-to-depth-stem after it and select-tactics (the cost
     model's tactic on each conv/matmul op, with the config's `sm_count` and `forced_tile`;
-    timed on the GPU present when the build autotunes); then plan-memory (arena offsets) and, for a CUDA target,
-    emit-cuda (each kernel's CUDA C, or its host fallback), which the packer compiles.
+    timed on the GPU present when the build autotunes); then plan-memory (arena offsets) and,
+    for a CUDA target, emit-cuda (each kernel's CUDA C, or its host fallback), which the packer
+    compiles.
     With FP16 / BF16 / TF32 or per-layer precisions, assign-precision (with the config's
     options) runs after the nn-level optimizations, before kmajor-matmul-weights and
     convert-nn-to-kernel. `BuilderConfig(optimize=False)` gives the

@@ -6,7 +6,7 @@ each copy uses half a memory sector and one row of the A tile touches 49 of them
 ResNet-50's 1.6 ms at batch 32 in FP16, on an H100). The same conv over the input rearranged
 into 2x2 blocks of pixels (space-to-depth: 4 x 3 = 12 channels, padded to 16) is a 4x4 stride-1
 conv with no padding: each tap reads 32 contiguous bytes and neighbouring output pixels read
-neighbouring input pixels. TensorRT and cuDNN treat such stems the same way.
+neighbouring input pixels (0.073 ms on the same H100).
 
 After this pass, a `kernel.launch "conv"` in NHWC with stride 2 (both axes), dilation 1, one
 group, FP16/BF16 or INT8 input, a weight the module holds and, as input, the image reformat that
