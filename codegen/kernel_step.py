@@ -75,7 +75,7 @@ RANGE_LIMIT = 1 << 16
 
 
 def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[float]]:
-    """{str(first + k): [a, b]} for the values that are float32 constants of the build with
+    """{str(first + k): [a, b]} for the values that are float constants of the build with
     every element finite and of a magnitude within [a, b], at most `RANGE_LIMIT` of them (an
     `nn.constant`: a QDQ scale; an `nn.weight` of a build that cannot refit it: a GELU's
     sqrt(2) initializer, a merged Q/K/V GEMM's per-column scales): a region's
@@ -86,7 +86,8 @@ def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[fl
     out: dict[str, list[float]] = {}
     for k, v in enumerate(values):
         owner = v.owner
-        if str(element_type_of(v)) != "f32" or not isinstance(owner, ConstantOp | WeightOp):
+        if str(element_type_of(v)) not in ("f32", "f16", "bf16") or \
+                not isinstance(owner, ConstantOp | WeightOp):
             continue
         if isinstance(owner, ConstantOp):
             array = dense_to_numpy(owner.value)

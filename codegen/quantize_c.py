@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ember.codegen.scalar_c import c_literal
+from ember.codegen.scalar_c import c_literal, load_float
 
 MAGIC = "12582912.0f"  # 1.5 * 2**23
 MAGIC_BITS = "0x4B400000"
@@ -55,6 +55,11 @@ _INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
 _SMALL_INTS = ("int8", "uint8", "int16", "uint16")
 
 Rewrite = tuple[str, int, tuple[float, float]]
+# the float types a region computes in float (a half value held in a float)
+FLOATS = ("float32", "float16", "bfloat16")
+# an FP16 value is 0, not finite, or of a magnitude within these (its smallest subnormal, its
+# largest finite value): an FP16 kernel's results and the FP16 values between its ops
+FP16_SIZE = (2.0 ** -24, 65504.0)
 # a constant divisor in this range has a normal reciprocal and leaves Markstein's step exact
 # wherever `ember_div_near` takes it (margins of 2**5 on each side of the exact bounds)
 SAFE_DIVISOR = (2.0 ** -90, 2.0 ** 120)
@@ -169,11 +174,13 @@ def div_by(x: str, s: str, y: str | None, near: bool = False) -> str:
     return f"ember_div_{'near' if near else 'by'}({x}, {s}, {y})"
 
 
-def reciprocal(pointer: str) -> tuple[str, str]:
-    """(name, C line) of the reciprocal of the scalar `pointer[0]` (a float32 kernel argument),
-    computed once per thread: the line carries the `HOISTED` mark."""
+def reciprocal(pointer: str, dtype: str = "float32") -> tuple[str, str]:
+    """(name, C line) of the reciprocal of the scalar `pointer[0]` (a kernel argument of
+    `dtype`: float32, or a half type read as a float), computed once per thread: the line
+    carries the `HOISTED` mark."""
     name = f"ember_rcp_{pointer}"
-    return name, f"    const float {name} = __frcp_rn({pointer}[0]);{HOISTED}"
+    return name, f"    const float {name} = __frcp_rn({load_float(f'{pointer}[0]', dtype)});" \
+        f"{HOISTED}"
 
 
 def prelude(text: str) -> str:
@@ -196,7 +203,9 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     quotient's only use is a round that `cheaper` (`rewrites`) clips first, or the dividend is
     zero or of a magnitude in [a, b] with a >= 2**-95, a / max|s| >= 2**-98 and
     b / min|s| <= 2**124, where Markstein's step is exact (`ember_div_by`'s own fast-path
-    bounds, with margins).
+    bounds, with margins) or not finite (x * y is then x / s as well). An FP16 value is such a
+    dividend (`FP16_SIZE`): an FP16 kernel's GELU divides by sqrt(2) without a branch. A
+    division of half values divides the floats they are held in, and rounds.
 
     Why x * y serves a round: where the step is not taken, |x| < 2**-96 (so |x / s| < 2**-6:
     both round to a zero of x / s's sign), or |x * y| < 2**-100 (likewise), or |x * y| > 2**125,
@@ -206,15 +215,20 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     ops, first = region["ops"], len(dtypes)
     dtype_of, uses = _types_and_uses(region, dtypes)
     rounded = {form[1] for form in cheaper.values() if form[0] == "rint_clipped"}
-    # value -> (a, b): every element is 0 or of a magnitude within [a, b]
-    size = {v: (a, b) for v, (a, b) in ranges.items() if a > 0}
+    # value -> (a, b): every element is 0, not finite (inf, NaN: x * y is x / s there too) or
+    # of a magnitude within [a, b]
+    size = {v: FP16_SIZE for v, t in enumerate(dtype_of) if t == "float16"}
+    size.update({v: (a, b) for v, (a, b) in ranges.items() if a > 0})
     for i, (form, _, (lo, hi)) in cheaper.items():
         if form in ("copy", "unsigned_zero", "from_int"):  # integral floats
             size[first + i] = (1.0, max(abs(lo), abs(hi)))
     out: set[int] = set()
     for i, op in enumerate(ops):
         value, args = first + i, op["args"]
-        if op["dtype"] != "float32" or any(dtype_of[a] != "float32" for a in args):
+        if op["fn"] == "div" and op["dtype"] in FLOATS and \
+                all(dtype_of[a] in FLOATS for a in args):
+            pass  # a half division divides the floats it holds, then rounds
+        elif op["dtype"] != "float32" or any(dtype_of[a] != "float32" for a in args):
             continue
         if op["fn"] == "mul" and args[0] in size and args[1] in size:
             (a0, b0), (a1, b1) = size[args[0]], size[args[1]]
@@ -230,7 +244,9 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
                 a, b = size[args[0]]
                 if a >= 2.0 ** -95 and a / s_hi >= 2.0 ** -98 and b / s_lo <= 2.0 ** 124:
                     out.add(i)
-                    size[value] = (a / s_hi * (1 - 2.0 ** -22), b / s_lo * (1 + 2.0 ** -22))
+                    if op["dtype"] == "float32":
+                        size[value] = (a / s_hi * (1 - 2.0 ** -22),
+                                       b / s_lo * (1 + 2.0 ** -22))
     return out
 
 

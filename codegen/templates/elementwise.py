@@ -100,13 +100,14 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
         args = [f"{prefix}{a}" for a in op["args"]]
         if i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
             expr = quantize_c.expression(*cheaper[i], prefix, c_type(op["dtype"]))
-        elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] == "float32" and \
-                {dtypes[a] for a in op["args"]} == {"float32"}:
-            rcp, line = quantize_c.reciprocal(uniform[op["args"][1]])
+        elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] in quantize_c.FLOATS \
+                and all(dtypes[a] in quantize_c.FLOATS for a in op["args"]):
+            divisor = op["args"][1]
+            rcp, line = quantize_c.reciprocal(uniform[divisor], dtypes[divisor])
             lines.append(line)
-            expr = quantize_c.div_by(*args, rcp, near=i in near)
+            expr = round_to(quantize_c.div_by(*args, rcp, near=i in near), op["dtype"])
         elif i in near:  # by a constant that varies by element: a merged GEMM's column scales
-            expr = quantize_c.div_by(*args, None)
+            expr = round_to(quantize_c.div_by(*args, None), op["dtype"])
         else:
             expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
                                op.get("alpha"), op.get("beta"))

@@ -317,3 +317,69 @@ def test_constant_divisions_without_a_branch_bit_for_bit_on_the_gpu():
     params, inputs, want = _column_case()
     _same(_run_on_gpu(elementwise.emit("cq", params), "cq", inputs, want.shape, want.dtype),
           want)
+
+
+# an FP16 kernel's erf GELU: x / sqrt(2) (its constant in FP16), erf, + 1, * x, * 0.5, every
+# op rounded to FP16; the division has no branch (an FP16 dividend is 0, not finite or of a
+# magnitude in [2^-24, 65504]). In BF16 the division keeps ember_div_by's branch.
+HALF_GELU = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "{t}"},
+                     {"fn": "erf", "args": [4], "dtype": "{t}"},
+                     {"fn": "add", "args": [5, 2], "dtype": "{t}"},
+                     {"fn": "mul", "args": [0, 6], "dtype": "{t}"},
+                     {"fn": "mul", "args": [7, 3], "dtype": "{t}"}],
+             "result": 8}
+
+
+def _half_gelu_case(dtype: str, divisor: float = 1.4142135):
+    """Every FP16 value (BF16: a spread of every magnitude, its neighbours) through the GELU."""
+    import ml_dtypes
+
+    np_t = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    if dtype == "float16":
+        x = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    else:
+        x = np.arange(0, 1 << 16, 3, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    consts = [np.array(divisor, np_t), np.array(1.0, np_t), np.array(0.5, np_t)]
+    region = {"ops": [dict(op, dtype=dtype) for op in HALF_GELU["ops"]], "result": 8,
+              "constant_ranges": {str(k + 1): [abs(float(c))] * 2
+                                  for k, c in enumerate(consts)}}
+    params = {"region": region, "in_shapes": [[x.size], [], [], []],
+              "in_dtypes": [dtype] * 4, "out_shapes": [[x.size]], "out_dtypes": [dtype]}
+    inputs = [x, *consts]
+    with np.errstate(all="ignore"):
+        (want,) = KERNELS["elementwise"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+def test_an_fp16_dividend_divides_without_a_branch():
+    region = {**HALF_GELU, "ops": [dict(op, dtype="float16") for op in HALF_GELU["ops"]],
+              "constant_ranges": {"1": [1.414, 1.414]}}
+    dtypes = ["float16"] * 4
+    assert quantize_c.divisions(region, dtypes, quantize_c.rewrites(region, dtypes)) == {0}
+    bf16 = {**region, "ops": [dict(op, dtype="bfloat16") for op in HALF_GELU["ops"]]}
+    assert quantize_c.divisions(bf16, ["bfloat16"] * 4, {}) == set()
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_gelu_divides_by_its_constant_bit_for_bit_on_emulated_threads(dtype, tmp_path):
+    params, inputs, want = _half_gelu_case(dtype)
+    spec = elementwise.emit("hg", params)
+    body = spec.source.split("void hg")[1]
+    form = "ember_div_near" if dtype == "float16" else "ember_div_by"
+    # two elements a thread (half pairs: values a.. and b..), one reciprocal for both
+    assert f"{form}(a0, a1, ember_rcp_in1)" in body and f"{form}(b0, b1, ember_rcp_in1)" in body
+    assert body.count("__frcp_rn(") == 1 and " / " not in body
+    got = simt_emulator.run(spec, "hg", inputs, list(want.shape), want.dtype, tmp_path)
+    _same(got.astype(np.float32), want.astype(np.float32))  # exact; NaN seen through float32
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_gelu_divides_by_its_constant_bit_for_bit_on_the_gpu(dtype):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _half_gelu_case(dtype)
+    got = _run_on_gpu(elementwise.emit("hg", params), "hg", inputs, want.shape, want.dtype)
+    _same(np.asarray(got).astype(np.float32), want.astype(np.float32))
