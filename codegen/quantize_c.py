@@ -225,10 +225,10 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     out: set[int] = set()
     for i, op in enumerate(ops):
         value, args = first + i, op["args"]
-        if op["fn"] == "div" and op["dtype"] in FLOATS and \
-                all(dtype_of[a] in FLOATS for a in args):
-            pass  # a half division divides the floats it holds, then rounds
-        elif op["dtype"] != "float32" or any(dtype_of[a] != "float32" for a in args):
+        # float32 ops; and divisions of half values too (of the floats they are held in, then
+        # rounded)
+        kinds = FLOATS if op["fn"] == "div" else ("float32",)
+        if op["dtype"] not in kinds or any(dtype_of[a] not in kinds for a in args):
             continue
         if op["fn"] == "mul" and args[0] in size and args[1] in size:
             (a0, b0), (a1, b1) = size[args[0]], size[args[1]]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -50,21 +50,24 @@ HALVES = ("float16", "bfloat16")
 CHUNK = {"float16": 8, "bfloat16": 8, "int8": 16}
 
 
-def _image_reformat(conv: LaunchOp) -> LaunchOp | None:
-    """The conv's input where it is fold-channel-pad's reformat used by the conv alone."""
+def _image_reformat(conv: LaunchOp) -> tuple[LaunchOp, dict] | None:
+    """The conv's input and its params where it is fold-channel-pad's reformat (static sizes)
+    used by the conv alone."""
     source = conv.inputs[0].owner
     if not isinstance(source, LaunchOp) or source.template.data != "reformat" or \
             conv.inputs[0].uses.get_length() != 1:
         return None
     p = attribute_value(source.params)
     if p.get("reformat") != "NCHW->NHWC" or p.get("padded_channels") is None or \
-            p.get("space_to_depth") is not None:
+            p.get("space_to_depth") is not None or \
+            not all(isinstance(d, int) for d in p["in_shapes"][0]):
         return None
-    return source
+    return source, p
 
 
-def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict] | None:
-    """(the image reformat, the conv's params) where the pass applies to `conv`."""
+def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict, dict] | None:
+    """(the image reformat, its params, the conv's params) where the pass applies to
+    `conv`."""
     if conv.template.data != "conv" or conv.epilogue is not None or len(conv.inputs) < 2:
         return None
     p = attribute_value(conv.params)
@@ -77,12 +80,10 @@ def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict] | None:
             or format_of(conv.inputs[0]) != "NHWC" or len(kernel_shape) != 4 \
             or min(kernel_shape[1:3]) < BLOCK or not isinstance(conv.inputs[1].owner, WeightOp):
         return None
-    reformat = _image_reformat(conv)
-    if reformat is None or not all(isinstance(d, int) for d in
-                                   attribute_value(reformat.params)["in_shapes"][0]):
+    image = _image_reformat(conv)
+    if image is None or BLOCK * BLOCK * int(image[1]["channels"]) > 16:
         return None
-    channels = int(attribute_value(reformat.params)["channels"])
-    return (reformat, p) if BLOCK * BLOCK * channels <= 16 else None
+    return (*image, p)
 
 
 def _cast_source(value: SSAValue, dtype: str) -> SSAValue | None:
@@ -109,17 +110,15 @@ class SpaceToDepthStem(ModulePass):
             match = _stem(conv)
             if match is None:
                 continue
-            reformat, p = match
-            weight_op = conv.inputs[1].owner
             weight, recipe = traced_value(conv.inputs[1], store)
             if weight is None:  # a module parsed from text without its weights
                 continue
-            self._rewrite(conv, reformat, p, weight_op, weight, recipe, store)
+            self._rewrite(conv, *match, weight, recipe, store)
 
     @staticmethod
-    def _rewrite(conv: LaunchOp, reformat: LaunchOp, p: dict, weight_op: Operation, weight,
-                 recipe, store) -> None:
-        rp = attribute_value(reformat.params)
+    def _rewrite(conv: LaunchOp, reformat: LaunchOp, rp: dict, p: dict, weight, recipe,
+                 store) -> None:
+        weight_op = conv.inputs[1].owner
         channels = int(rp["channels"])
         n, oh, ow, out_channels = (int(d) for d in p["out_shapes"][0])
         _, kh, kw, _ = (int(d) for d in p["in_shapes"][1])

@@ -22,6 +22,7 @@ from ember.codegen.templates import (
 )
 from ember.codegen.templates.half import zero
 from ember.errors import UnsupportedError
+from ember.runtime.cpu_kernels.layout import space_to_depth_params
 from ember.runtime.formats import FORMATS
 
 
@@ -63,7 +64,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     padded = params.get("padded_channels")
     if padded is not None and (src, dst) != ("NCHW", "NHWC"):
         raise UnsupportedError(f"CUDA reformat: padded_channels with {params['reformat']}")
-    if params.get("space_to_depth") is not None:
+    if space_to_depth_params(params) is not None:
         return _space_to_depth(name, params)
     if params["in_dtypes"][0] != dtype:
         raise UnsupportedError(f"CUDA reformat: {params['in_dtypes'][0]} to {dtype} (a cast) "
@@ -126,20 +127,17 @@ def _space_to_depth(name: str, params: dict) -> KernelSpec:
     and padded to `padded_channels` (a strided stem conv's input, `space-to-depth-stem`): one
     thread per result pixel reads its block from the planes, converts to the result's type and
     stores the pixel in 16-byte pieces."""
-    if params["reformat"] != "NCHW->NHWC":
-        raise UnsupportedError(f"CUDA reformat: space_to_depth with {params['reformat']}")
     shapes = [*params["in_shapes"][0], *params["out_shapes"][0]]
     if not all(isinstance(d, int) for d in shapes):
         raise UnsupportedError("CUDA reformat: space_to_depth with symbolic sizes")
-    block = int(params["space_to_depth"])
-    top, left = (int(p) for p in params["pads"])
+    block, top, left = space_to_depth_params(params)
     n, c, h, w = (int(d) for d in params["in_shapes"][0])
     _, hs, ws, padded = (int(d) for d in params["out_shapes"][0])
     in_t, dtype = params["in_dtypes"][0], params["out_dtypes"][0]
     t = storage_type(dtype)
-    if (padded * _bytes(dtype)) % 16 or padded < block * block * c:
+    if (padded * _bytes(dtype)) % 16:
         raise UnsupportedError(f"CUDA reformat: space_to_depth into {padded} channels of "
-                               f"{dtype} (whole 16-byte pieces holding {block * block * c})")
+                               f"{dtype} (whole 16-byte pieces)")
     pixels = n * hs * ws
     itype = index_type(pixels * padded, n * c * h * w)
     pieces = padded * _bytes(dtype) // 16

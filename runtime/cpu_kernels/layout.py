@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.errors import PlanError
 from ember.runtime.formats import LANES, NC4HW4, NHWC
 
 
@@ -95,6 +96,29 @@ def space_to_depth_input(x: np.ndarray, block: int, pads: list[int], shape: list
     return out
 
 
+def space_to_depth_params(params: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(block, top, left) of a reformat's `space_to_depth` (None without it), its params
+    checked against each other: NCHW -> NHWC, `pads` two ints, `channels` the input's C,
+    `padded_channels` the result's, room for block^2 x C channels; `pads` without
+    `space_to_depth` takes no effect anywhere, so it is an error too."""
+    block = params.get("space_to_depth")
+    if block is None:
+        if params.get("pads") is not None:
+            raise PlanError("reformat: `pads` is only read with `space_to_depth`")
+        return None
+    pads = list(params.get("pads") or [])
+    in_c = params["in_shapes"][0][1]
+    out_c = params["out_shapes"][0][-1]
+    if params["reformat"] != "NCHW->NHWC" or len(pads) != 2 or int(block) < 1 \
+            or params.get("channels") != in_c or params.get("padded_channels") != out_c \
+            or out_c < int(block) ** 2 * in_c:
+        raise PlanError(f"reformat: space_to_depth {block} with reformat "
+                        f"{params['reformat']}, pads {pads}, channels "
+                        f"{params.get('channels')} of {in_c}, padded_channels "
+                        f"{params.get('padded_channels')} of {out_c}: they do not agree")
+    return int(block), int(pads[0]), int(pads[1])
+
+
 def reformat(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """params["reformat"] = "SRC->DST" over NCHW / NHWC / NC4HW4; params["channels"] = the
     logical C (the pad lanes of an NC4HW4 source are dropped, those of a result are zero);
@@ -104,10 +128,10 @@ def reformat(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarra
     stored in out_dtypes[0] (a float input cast, where the two differ)."""
     src, dst = params["reformat"].split("->")
     out_dtype = np.dtype(params["out_dtypes"][0]) if "out_dtypes" in params else None
-    block = params.get("space_to_depth")
-    if block is not None:
-        out = space_to_depth_input(inputs[0], int(block), params["pads"],
-                                   params["out_shapes"][0])
+    blocks = space_to_depth_params(params)
+    if blocks is not None:
+        block, top, left = blocks
+        out = space_to_depth_input(inputs[0], block, [top, left], params["out_shapes"][0])
         return [out.astype(out_dtype) if out_dtype is not None else out]
     logical = to_logical(inputs[0], src, int(params["channels"]))
     padded = params.get("padded_channels")

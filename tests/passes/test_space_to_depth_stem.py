@@ -447,3 +447,28 @@ def test_an_int8_stem_sums_exactly_on_the_gpu() -> None:
     cpu.set_flag(BuilderFlag.INT8)
     np.testing.assert_array_equal(_run(manifest, sections, x, device="cuda"),
                                   _run(*build_model(model, cpu), x))
+
+
+def test_reformat_params_that_disagree_are_refused() -> None:
+    """`pads` without `space_to_depth` would take no effect; blocks whose channel counts do
+    not match the shapes would read or write the wrong channels: both are plan errors, on the
+    CPU executor and in the CUDA emitter alike."""
+    from ember.codegen.templates import reformat as cuda_reformat
+    from ember.errors import PlanError
+    from ember.runtime.cpu_kernels.layout import reformat
+
+    x = np.zeros((1, 3, 8, 8), np.float16)
+    good = {"reformat": "NCHW->NHWC", "channels": 3, "padded_channels": 16,
+            "space_to_depth": 2, "pads": [1, 1], "in_shapes": [[1, 3, 8, 8]],
+            "in_dtypes": ["float16"], "out_shapes": [[1, 5, 5, 16]], "out_dtypes": ["float16"]}
+    assert reformat([x], good)[0].shape == (1, 5, 5, 16)
+    plain = {"reformat": "NCHW->NHWC", "channels": 3, "padded_channels": 8,
+             "in_shapes": [[1, 3, 8, 8]], "in_dtypes": ["float16"],
+             "out_shapes": [[1, 8, 8, 8]], "out_dtypes": ["float16"]}
+    for bad in (dict(plain, pads=[1, 1]), dict(good, padded_channels=8),
+                dict(good, channels=4), dict(good, pads=[1]),
+                dict(good, out_shapes=[[1, 5, 5, 8]], padded_channels=8)):
+        with pytest.raises(PlanError, match="reformat"):
+            reformat([x], bad)
+        with pytest.raises(PlanError, match="reformat"):
+            cuda_reformat.emit("r", bad)
