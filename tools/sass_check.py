@@ -6,11 +6,16 @@ host); no GPU needed.
 
     python tools/sass_check.py model.plan [more.plan ...] [--require TEMPLATE=OPCODE ...]
         [--all] [--sass-dir DIR]
+    python tools/sass_check.py kernel.cu [--arch sm_90]
+
+--sass-dir writes each kernel's SASS to DIR/<plan stem>.<kernel>.sass and its CUDA source
+beside it (.cu). A .cu file (such a source, edited) is compiled with ember's NVRTC for --arch
+(sm_90a where it carries the wgmma marker) and its global/shared memory instructions are
+counted by width: where a 16-byte store in the C became four 32-bit ones, say.
 
 --require conv=IMMA says every kernel launched by a step whose template starts with `conv`
 must issue at least one IMMA instruction; any kernel that does not is listed and the exit
-status is 1. So is a kernel with LDL/STL where --no-local is given. --sass-dir writes each
-kernel's SASS to DIR/<plan stem>.<kernel>.sass.
+status is 1. So is a kernel with LDL/STL where --no-local is given.
 """
 
 from __future__ import annotations
@@ -102,6 +107,10 @@ def check_plan(path: Path, cuobjdump: str, requires: list[tuple[str, str]], no_l
                            cuobjdump)
         if sass_dir is not None:
             (sass_dir / f"{path.stem}.{name}.sass").write_text(sass)
+            if "cuda_source" in plan.section_names and k.get("source_size"):
+                start = k["source_offset"]
+                (sass_dir / f"{path.stem}.{name}.cu").write_bytes(
+                    bytes(plan.section("cuda_source")[start:start + k["source_size"]]))
         counts, variants = sass_counts(sass)
         totals.update(counts)
         steps = users.get(name, ["(no step)"])
@@ -123,6 +132,29 @@ def check_plan(path: Path, cuobjdump: str, requires: list[tuple[str, str]], no_l
     return problems
 
 
+_MEMORY = re.compile(r"\b((?:LDG|STG|LDS|STS|LD|ST|LDGSTS)(?:\.[A-Z0-9]+)*)\s")
+
+
+def check_source(path: Path, cuobjdump: str, arch: str) -> None:
+    """Compile one kernel's CUDA source and print its instruction counts and memory
+    instructions by kind and width."""
+    from ember.codegen.nvrtc import compile_cuda, kernel_arch
+
+    source = path.read_text()
+    found = re.search(r"__global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(", source)
+    if found is None:
+        raise SystemExit(f"{path}: no __global__ kernel in it")
+    name = found.group(1)
+    compiled = compile_cuda(source, name=name, arch=kernel_arch(name, source, arch))
+    sass = disassemble(compiled.cubin, cuobjdump)
+    counts, variants = sass_counts(sass)
+    memory = Counter(m.group(1) for m in _MEMORY.finditer(sass))
+    print(f"== {path} ({name}, {kernel_arch(name, source, arch)}): {counts['total']} instrs  "
+          + " ".join(f"{v}:{n}" for v, n in variants.most_common()))
+    print("  memory: " + " ".join(f"{op}:{n}" for op, n in sorted(memory.items())))
+    path.with_suffix(".sass").write_text(sass)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plans", nargs="+", type=Path)
@@ -134,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true",
                         help="list every kernel (default: those with tensor-core or local-memory "
                              "instructions)")
-    parser.add_argument("--sass-dir", type=Path, help="write each kernel's SASS here")
+    parser.add_argument("--sass-dir", type=Path,
+                        help="write each kernel's SASS and CUDA source here")
+    parser.add_argument("--arch", default="sm_90", help="the target a .cu file compiles for")
     args = parser.parse_args(argv)
     requires = []
     for spec in args.require:
@@ -150,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         args.sass_dir.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     for path in args.plans:
+        if path.suffix == ".cu":
+            check_source(path, cuobjdump, args.arch)
+            continue
         problems += check_plan(path, cuobjdump, requires, args.no_local, args.all, args.sass_dir)
     for problem in problems:
         print(f"PROBLEM {problem}")

@@ -24,7 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from ember.codegen.scalar_c import c_type, compute_type, is_half, load_float, store_from_float
+from ember.codegen.scalar_c import (
+    c_type,
+    compute_type,
+    is_half,
+    load_float,
+    storage_type,
+    store_from_float,
+)
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
@@ -478,36 +485,61 @@ def _chunked_depthwise(params: dict, cv: _Conv, dtype: str) -> bool:
                                                       (cv.positions, *cv.spatial)))
 
 
+# a depthwise conv's weights up to this size are staged in shared memory by tap
+DEPTHWISE_SHARED_BYTES = 32 * 1024
+
+
 def _direct_chunks(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """Depthwise NHWC, one thread per 16-byte chunk of an output pixel's channels: each tap's
     inputs are one 16-byte load, the outputs one 16-byte store (neighbouring threads on
-    neighbouring chunks), the epilogue applied to the chunk in registers."""
+    neighbouring chunks), the epilogue applied to the chunk in registers. The taps are unrolled
+    and a tap outside the input reads zeros (no branch), so a thread's loads are in flight
+    together; the weights ([channel][tap] in memory) are first copied to shared memory by tap
+    where they fit (`DEPTHWISE_SHARED_BYTES`), a tap's weights for a chunk then one 16-byte
+    read."""
     size = gemm_epilogue.chunk(dtype)
     chunks = cv.channels // size
     total = cv.positions * chunks
     itype = index_type(total * size, prod(params["in_shapes"][0]))
     plane = prod(cv.spatial)
-    body = [grid_stride_loop(total, itype),
-            f"        const {itype} pix = i / {chunks};",
-            f"        const int c0 = (int)(i % {chunks}) * {size};"]
+    t = storage_type(dtype)
+    weights = cv.taps * cv.channels
+    shared = weights * (16 // size) <= DEPTHWISE_SHARED_BYTES
+    body = []
+    if shared:
+        body += [f"    __shared__ __align__(16) {t} ws[{weights}];  // [tap][channel]",
+                 f"    for (int j = threadIdx.x; j < {weights}; j += blockDim.x)",
+                 f"        ws[(j % {cv.taps}) * {cv.channels} + j / {cv.taps}] = in1[j];",
+                 "    __syncthreads();"]
+    body += [grid_stride_loop(total, itype),
+             f"        const {itype} pix = i / {chunks};",
+             f"        const int c0 = (int)(i % {chunks}) * {size};"]
     body += decompose("pix", [cv.batch, *cv.out_spatial], "o", "        ", itype)
+    conds = []
+    taps = []
+    for d in range(cv.nd):
+        taps.append(f"            const int i_{d} = o{d + 1} * {cv.strides[d]} - {cv.pads[d]} + "
+                    f"({cv.tap_offset('tap', d)}) * {cv.dilations[d]};")
+        conds.append(f"(unsigned)i_{d} < {cv.spatial[d]}u")
+    weight = (load_float("w.e[e]", dtype) if shared
+              else load_float(f"in1[(c0 + e) * {cv.taps} + tap]", dtype))
     body += [f"        float acc[{size}];",
              "        #pragma unroll",
              f"        for (int e = 0; e < {size}; ++e) acc[e] = 0.0f;",
-             f"        for (int tap = 0; tap < {cv.taps}; ++tap) {{"]
-    conds = []
-    for d in range(cv.nd):
-        body.append(f"            const int i_{d} = o{d + 1} * {cv.strides[d]} - {cv.pads[d]} + "
-                    f"({cv.tap_offset('tap', d)}) * {cv.dilations[d]};")
-        conds.append(f"(unsigned)i_{d} < {cv.spatial[d]}u")
-    body += [f"            if (!({' && '.join(conds) or 'true'})) continue;",
+             "        #pragma unroll",
+             f"        for (int tap = 0; tap < {cv.taps}; ++tap) {{",
+             *taps,
              "            pack16 x;",
-             f"            x.v = __ldg((const uint4*)&in0[((size_t)o0 * {plane} + "
+             "            x.v = make_uint4(0, 0, 0, 0);",
+             f"            if ({' && '.join(conds) or 'true'})",
+             f"                x.v = __ldg((const uint4*)&in0[((size_t)o0 * {plane} + "
              f"({cv.position()})) * {cv.channels} + c0]);",
+             *(["            pack16 w;",
+                f"            w.v = *(const uint4*)&ws[tap * {cv.channels} + c0];"]
+               if shared else []),
              "            #pragma unroll",
              f"            for (int e = 0; e < {size}; ++e)",
-             f"                acc[e] += {load_float('x.e[e]', dtype)} * "
-             f"{load_float(f'in1[(c0 + e) * {cv.taps} + tap]', dtype)};",
+             f"                acc[e] += {load_float('x.e[e]', dtype)} * {weight};",
              "        }",
              f"        const size_t oi = (size_t)pix * {cv.cout} + c0;",
              "        pack16 h;",
@@ -517,11 +549,12 @@ def _direct_chunks(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec
                  "acc[e]" + (f" + {load_float('in2[c0 + e]', dtype)}" if cv.has_bias else ""),
                  dtype) + ";",
              *gemm_epilogue.chunk_epilogue(params, dtype, "h", "c0", "        "),
-             "        *(uint4*)&out0[oi] = h.v;",
+             f"        {gemm_epilogue.store16('&out0[oi]', 'h.v')}",
              "    }"]
     text = source(_title(params, cv, dtype),
                   [f"tactic: direct depthwise (NHWC), one thread per {size} channels of an "
-                   f"output pixel over {cv.taps} taps, 16-byte loads and stores",
+                   f"output pixel over {cv.taps} taps, 16-byte loads and stores"
+                   + (", weights staged in shared memory by tap" if shared else ""),
                    *epilogue_summary(params)],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [dtype],
                             halves=True),

@@ -117,23 +117,20 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
     into the staged tile `Cs`, bias added and rounded to the output type (int32 sums: as they
     are)."""
     if st.staged is not None:
-        return [f"{indent}{{",
-                f"{indent}    int* c_ = &Cs[({row}) * {st.ld(bn)} + {col}];",
-                f"{indent}    c_[0] = {v0};",
-                f"{indent}    c_[1] = {v1};",
-                f"{indent}}}"]
+        return [f"{indent}*(int2*)&Cs[({row}) * {st.ld(bn)} + {col}] = make_int2({v0}, {v1});"]
     lines = [f"{indent}{{", f"{indent}    float v0 = {v0}, v1 = {v1};"]
     if st.bias is not None:
         lines += [f"{indent}    if ({n0} + {col} < {n}) {{",
                   f"{indent}        v0 += {st.bias(f'{n0} + {col}')};",
                   f"{indent}        v1 += {st.bias(f'{n0} + {col} + 1')};",
                   f"{indent}    }}"]
-    t = storage_type(st.dtype)
-    lines += [f"{indent}    {t}* c_ = &Cs[({row}) * {st.ld(bn)} + {col}];",
-              f"{indent}    c_[0] = {store_from_float('v0', st.dtype)};",
-              f"{indent}    c_[1] = {store_from_float('v1', st.dtype)};",
-              f"{indent}}}"]
-    return lines
+    at = f"&Cs[({row}) * {st.ld(bn)} + {col}]"
+    if is_half(st.dtype):  # the pair as one 32-bit word (two 16-bit stores otherwise)
+        lo, hi = (f"{store_from_float(v, st.dtype)}.bits" for v in ("v0", "v1"))
+        lines.append(f"{indent}    *(unsigned*){at} = (unsigned){lo} | ((unsigned){hi} << 16);")
+    else:
+        lines.append(f"{indent}    *(float2*){at} = make_float2(v0, v1);")
+    return lines + [f"{indent}}}"]
 
 
 def declare(st: RowStore, smem: str) -> list[str]:
@@ -150,11 +147,11 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     the epilogue and stores them."""
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
-    return [*_chunks(st, bm, bn, threads, m, n, m0, n0),
-            f"        pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
-            *chunk_epilogue(st.params, st.dtype, "h", st.column("n"), "        "),
-            "        *(uint4*)&out0[oi] = h.v;",
-            "    }"]
+    loads, loaded = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ", "[u]")
+    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+        f"            pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
+        *_epilogue_loop(st.params, st.dtype, "h", loaded, "            "),
+        f"            {store16('&out0[oi]', 'h.v')}"])
 
 
 def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: str
@@ -165,51 +162,90 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     16 bytes at once; those broadcast along all but the innermost dim, by `column`."""
     if params.get("epilogue") is None:
         return []
-    lines, loaded = _chunk_inputs(params, dtype, column, indent)
-    return lines + [f"{indent}#pragma unroll",
-                    f"{indent}for (int e = 0; e < {chunk(dtype)}; ++e) {{",
-                    f"{indent}    float acc = {load_float(f'{values}.e[e]', dtype)};",
-                    *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded),
-                    f"{indent}    {values}.e[e] = {store_from_float('acc', dtype)};",
-                    f"{indent}}}"]
+    loads, loaded = _chunk_inputs(params, dtype, column, indent)
+    declared = [f"{indent}pack16 {name};" for name in loads]
+    return [*declared, *loads.values(), *_epilogue_loop(params, dtype, values, loaded, indent)]
 
 
-def _chunk_inputs(params: dict, dtype: str, column: str, indent: str
-                  ) -> tuple[list[str], dict[int, str]]:
+def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str],
+                   indent: str) -> list[str]:
+    if params.get("epilogue") is None:
+        return []
+    return [f"{indent}#pragma unroll",
+            f"{indent}for (int e = 0; e < {chunk(dtype)}; ++e) {{",
+            f"{indent}    float acc = {load_float(f'{values}.e[e]', dtype)};",
+            *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded),
+            f"{indent}    {values}.e[e] = {store_from_float('acc', dtype)};",
+            f"{indent}}}"]
+
+
+def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str = ""
+                  ) -> tuple[dict[str, str], dict[int, str]]:
     """The epilogue's extra inputs a 16-byte chunk of outputs at `oi` (innermost coordinate
-    from `column`) reads without index arithmetic: lines loading those of the output's shape
-    and element size with one 16-byte load each (an int8 residual of an int8 output), and the
-    expression of each of those and of the ones broadcast along all but the innermost dim at
-    chunk element `e` (input k -> expression); the others `epilogue_lines` reads itself."""
-    epilogue = params["epilogue"]
+    from `column`) reads without index arithmetic: the 16-byte loads of those of the output's
+    shape and element size (an int8 residual of an int8 output), as {pack16 variable: line
+    loading it into `variable{slot}`}, and the expression of each of those and of the ones
+    broadcast along all but the innermost dim at chunk element `e` (input k -> expression);
+    the others `epilogue_lines` reads itself."""
+    epilogue = params.get("epilogue")
+    if epilogue is None:
+        return {}, {}
     t = storage_type(dtype)
     out_shape = list(params["out_shapes"][0])
     first = len(params["in_shapes"])
-    lines: list[str] = []
+    loads: dict[str, str] = {}
     loaded: dict[int, str] = {}
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
         if list(shape) == out_shape and storage_type(dt) == t:
-            lines.append(f"{indent}pack16 r{k};  r{k}.v = __ldg((const uint4*)&"
-                         f"in{first + k}[oi]);")
-            loaded[k] = load_float(f"r{k}.e[e]", dt)
+            loads[f"r{k}"] = (f"{indent}r{k}{slot}.v = __ldg((const uint4*)&"
+                              f"in{first + k}[oi]);")
+            loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
         elif _innermost_only(list(shape), out_shape):  # per channel / column
             loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
-    return lines, loaded
+    return loads, loaded
+
+
+# chunks a thread drains at once: its 16-byte loads of extra inputs for all of them are issued
+# before the first one's epilogue, so they are in flight together (one at a time, the drain of a
+# 1x1 conv with a residual waited for each load: ResNet-50's layer1 at half the copy bandwidth)
+DRAIN_BATCH = 8
+
+
+def _batch(total: int, threads: int) -> int:
+    per_thread = -(-total // threads)
+    return max(u for u in (1, 2, 4, DRAIN_BATCH) if u <= per_thread)
 
 
 def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-            m0: str, n0: str) -> list[str]:
-    """After a barrier, the loop over the staged tile's 16-byte output chunks (one per thread
-    at a time, consecutive threads along a row): tile row `r`, column `cc`, output `oi`."""
+            m0: str, n0: str, loads: dict[str, str], body: list[str]) -> list[str]:
+    """After a barrier, the loop over the staged tile's 16-byte output chunks, consecutive
+    threads along a row, `_batch` chunks per thread at a time: first `loads` (lines loading the
+    extra inputs of chunk `u` into `variable[u]`) for each of them, then `body` for each (tile
+    row `r`, column `cc`, output `oi` in both)."""
     size = chunk(st.dtype)
     per_row = bn // size
-    return ["    __syncthreads();",
-            f"    for (int c = tid; c < {bm * per_row}; c += {threads}) {{",
-            f"        const int r = c / {per_row}, cc = c % {per_row} * {size};",
-            f"        const int m = {m0} + r, n = {n0} + cc;",
-            f"        if (m >= {m} || n >= {n}) continue;",
-            f"        const size_t oi = {st.index('m', 'n')};"]
+    total = bm * per_row
+    batch = _batch(total, threads)
+    head = [f"            const int c = c0 + u * {threads};",
+            *([] if total % (threads * batch) == 0 else [f"            if (c >= {total}) break;"]),
+            f"            const int r = c / {per_row}, cc = c % {per_row} * {size};",
+            f"            const int m = {m0} + r, n = {n0} + cc;",
+            f"            if (m >= {m} || n >= {n}) continue;",
+            f"            const size_t oi = {st.index('m', 'n')};"]
+    lines = ["    __syncthreads();",
+             f"    for (int c0 = tid; c0 < {total}; c0 += {threads * batch}) {{"]
+    if loads:
+        lines += [*(f"        pack16 {name}[{batch}];" for name in loads),
+                  "        #pragma unroll",
+                  f"        for (int u = 0; u < {batch}; ++u) {{",
+                  *head, *loads.values(),
+                  "        }"]
+    return lines + ["        #pragma unroll",
+                    f"        for (int u = 0; u < {batch}; ++u) {{",
+                    *head, *body,
+                    "        }",
+                    "    }"]
 
 
 def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
@@ -217,21 +253,19 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
     """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
     `int32_store` puts each one through it) into one 16-byte store of int8 results."""
     params, size = st.params, chunk(st.dtype)
-    ind = "            "
-    loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "        ")
-    return [*_chunks(st, bm, bn, threads, m, n, m0, n0),
-            f"        const int* s_ = &Cs[r * {st.ld(bn)} + cc];",
-            "        pack16 h;",
-            *loads,
-            "        #pragma unroll",
-            f"        for (int e = 0; e < {size}; ++e) {{",
-            f"{ind}const int acc = s_[e];",
-            f"{ind}{compute_type(st.dtype)} res;",
-            *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
-            f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
-            "        }",
-            "        *(uint4*)&out0[oi] = h.v;",
-            "    }"]
+    ind = "                "
+    loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "            ", "[u]")
+    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+        f"            const int* s_ = &Cs[r * {st.ld(bn)} + cc];",
+        "            pack16 h;",
+        "            #pragma unroll",
+        f"            for (int e = 0; e < {size}; ++e) {{",
+        f"{ind}const int acc = s_[e];",
+        f"{ind}{compute_type(st.dtype)} res;",
+        *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
+        f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
+        "            }",
+        f"            {store16('&out0[oi]', 'h.v')}"])
 
 
 def _innermost_only(shape: list, out_shape: list) -> bool:
@@ -242,8 +276,27 @@ def _innermost_only(shape: list, out_shape: list) -> bool:
 
 
 def helpers(dtype: str) -> str:
-    """The 16-byte view of a chunk of stored elements the drain uses."""
-    return f"union pack16 {{ uint4 v; {storage_type(dtype)} e[{chunk(dtype)}]; }};\n"
+    """The 16-byte view of a chunk of stored elements the drain uses, and its store."""
+    return (f"union pack16 {{ uint4 v; {storage_type(dtype)} e[{chunk(dtype)}]; }};\n"
+            + STORE16)
+
+
+# NVVM splits `*(uint4*)p = u.v` of a union written element by element into stores of the
+# element's size (4 x 32-bit STG for a chunk of halves: a quarter of each sector per store), so
+# chunks leave through st.global.v4 itself. No "memory" clobber: a kernel never reads back what
+# it stores this way, and later chunks' loads may move above the store.
+STORE16 = """\
+__device__ __forceinline__ void ember_store16(void* p, uint4 v) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(__cvta_generic_to_global(p)), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+"""
+
+
+def store16(pointer: str, value: str) -> str:
+    """The statement storing the uint4 `value` at `pointer` (16-byte aligned, global memory)
+    with one 16-byte store (`STORE16`, in `helpers`)."""
+    return f"ember_store16({pointer}, {value});"
 
 
 def int32_store(params: dict, index: Callable[[str, str], str],

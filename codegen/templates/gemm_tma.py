@@ -221,7 +221,10 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand, b: TmaOperand
     lines = [
         "    extern __shared__ __align__(16) unsigned char smem_raw[];",
         f"    __shared__ __align__(8) unsigned long long full[{stages}], empty[{stages}];",
-        "    unsigned char* As = (unsigned char*)(((size_t)smem_raw + 1023) & ~(size_t)1023);",
+        "    // the first tile starts at a 1024-byte swizzle atom (an offset from smem_raw:",
+        "    // accesses through it stay shared-memory instructions)",
+        "    unsigned char* As = smem_raw + ((0u - (unsigned)__cvta_generic_to_shared(smem_raw)) & "
+        "1023u);",
         f"    unsigned char* Bs = As + {stages * a_stage};",
         "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
         "    const int group = warp >> 2;  // consumer warpgroup",

@@ -143,6 +143,12 @@ def ranked(m: int, n: int, k: int, batch: int = 1, sms: int = SM_COUNT) -> list[
     return [g for _, _, g in scored]
 
 
+# a GEMM whose K is at most this (a 1x1 conv over 64 or 128 channels) also times the best tile
+# of which two blocks fit a multiprocessor: its time is the loads and the epilogue's stores,
+# which one block per multiprocessor does in turn (ResNet-50's layer1 downsample: 1.8x its
+# memory floor on 128x256)
+SHORT_K = 128
+
 # how much faster a wgmma tile's inner loop runs than an mma.sync tile of the same efficiency
 # (4096^3 FP16 on the H200: 452 TFLOP/s for the best wgmma tile, 277 for the best mma.sync)
 SPEEDUP_OVER_MMA = 1.6
@@ -164,7 +170,8 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     k-tiles), best first. The best wgmma tactic is always among them (one more, last, where the
     estimates rank mma.sync's above it), so the autotuner times both families: the estimates
     count only tensor-core work, where a short-K GEMM (an INT8 1x1 conv over 64 channels
-    half-fills wgmma's 128-byte stage) is bound by its loads and epilogue. With `tma`, each
+    half-fills wgmma's 128-byte stage) is bound by its loads and epilogue; where K <= `SHORT_K`
+    the best tile of which two blocks share a multiprocessor is there too. With `tma`, each
     cp.async wgmma tile among them also brings its TMA-fed twin (same BM x BN), and the best
     TMA tile is always there: where the epilogue, not the main loop, decides (an INT8 GEMM's
     requantizing GELU), the autotuner compares the two copy engines tile for tile."""
@@ -184,6 +191,11 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     best = [t for _, _, t in sorted([*scored, *hopper, *fed], key=lambda s: (s[0], s[1]))[:top]]
     if top and not any("wgmma" in t and "copy" not in t for t in best):
         best.append(min(hopper, key=lambda s: (s[0], s[1]))[2])
+    if top and k <= SHORT_K:  # bound by loads and stores: two resident blocks overlap them
+        pair = min((s for s, (t, _) in zip(hopper, WGMMA_TILES, strict=True) if t.resident == 2),
+                   key=lambda s: (s[0], s[1]))[2]
+        if pair not in best:
+            best.append(pair)
     if top and fed:
         twins = {tuple(t["wgmma"][:2]): t for _, _, t in fed}
         for t in list(best):
@@ -302,8 +314,10 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     bk, chunk = ROW_BYTES // size, 16 // size  # elements of k per stage and per 16 bytes
     a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES  # bytes
     lines = ["    extern __shared__ __align__(16) unsigned char smem_raw[];",
-             "    // the first tile starts at a 1024-byte swizzle atom",
-             "    unsigned char* As = (unsigned char*)(((size_t)smem_raw + 1023) & ~(size_t)1023);",
+             "    // the first tile starts at a 1024-byte swizzle atom (an offset from smem_raw:",
+             "    // accesses through it stay shared-memory instructions)",
+             "    unsigned char* As = smem_raw + ((0u - (unsigned)__cvta_generic_to_shared("
+             "smem_raw)) & 1023u);",
              f"    unsigned char* Bs = As + {stages * a_stage};",
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
              "    const int group = warp >> 2;  // warpgroup",

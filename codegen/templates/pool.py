@@ -20,7 +20,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
-from ember.codegen.templates.gemm_epilogue import chunk, helpers
+from ember.codegen.templates.gemm_epilogue import chunk, helpers, store16
 from ember.codegen.templates.half import cast_to, is_float, stored
 from ember.errors import UnsupportedError
 
@@ -196,16 +196,18 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
     indent = _window_loops(body, fn, kernel, strides, pads, dilations, 1)
     inside, index = _window_position(body, indent, fn, spatial, channels, pads, include_pad)
     update = "if (v > acc[e] || v != v) acc[e] = v;" if fn == "max" else "acc[e] += v;"
-    body += [f"{indent}if ({inside}) {{",
-             f"{indent}    pack16 xv;  xv.v = __ldg((const uint4*)&x[{index}]);",
-             f"{indent}    #pragma unroll",
-             f"{indent}    for (int e = 0; e < {size}; ++e) {{",
-             f"{indent}        const float v = {load_float('xv.e[e]', dtype)};",
-             f"{indent}        {update}",
-             f"{indent}    }}"]
+    # a position outside the input reads a chunk that changes nothing (-inf for max, -0 for
+    # avg), so the window has no branches and its loads are in flight together
+    fill = _FILL[fn][dtype]
+    body += [f"{indent}pack16 xv;  xv.v = make_uint4({fill}, {fill}, {fill}, {fill});",
+             f"{indent}if ({inside}) xv.v = __ldg((const uint4*)&x[{index}]);",
+             f"{indent}#pragma unroll",
+             f"{indent}for (int e = 0; e < {size}; ++e) {{",
+             f"{indent}    const float v = {load_float('xv.e[e]', dtype)};",
+             f"{indent}    {update}",
+             f"{indent}}}"]
     if fn == "avg" and not include_pad:
-        body.append(f"{indent}    ++count;")
-    body.append(f"{indent}}}")
+        body.append(f"{indent}count += ({inside});")
     for _ in range(nd):
         indent = indent[:-4]
         body.append(f"{indent}}}")
@@ -213,7 +215,7 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
     body += ["        pack16 h;",
              "        #pragma unroll",
              f"        for (int e = 0; e < {size}; ++e) h.e[e] = {cast_to(f'({value})', dtype)};",
-             f"        *(uint4*)&out0[i * {size}] = h.v;",
+             f"        {store16(f'&out0[i * {size}]', 'h.v')}",
              "    }"]
     grid, block = grid_1d(n)
     text = source(f"pool {fn} {nd}-d NHWC {x_shape} -> {out_shape} kernel={kernel} "
@@ -224,6 +226,11 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
                   signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
                   helpers=helpers(dtype))
     return KernelSpec(text, grid, block, 0)
+
+
+# a 32-bit word of elements that leave a max (-inf) or a sum (-0) as it is, by dtype
+_FILL = {"max": {"float16": "0xFC00FC00u", "bfloat16": "0xFF80FF80u", "float32": "0xFF800000u"},
+         "avg": {"float16": "0x80008000u", "bfloat16": "0x80008000u", "float32": "0x80000000u"}}
 
 
 def _int_min(dtype: str) -> str:
@@ -248,6 +255,11 @@ def _window_position(body: list[str], indent: str, fn: str, spatial: list, chann
     return inside, index
 
 
+# windows of up to this many positions are unrolled: their loads are issued together (a 3x3
+# max pool otherwise waits for each of its nine loads in turn)
+UNROLLED_WINDOW = 64
+
+
 def _window_loops(body: list[str], fn: str, kernel, strides, pads, dilations,
                   first: int) -> str:
     """Append the nested loops over a pooling window (input coordinates `i<d>` from output
@@ -255,7 +267,10 @@ def _window_loops(body: list[str], fn: str, kernel, strides, pads, dilations,
     if fn == "avg":
         body.append("        int count = 0;")
     indent = "        "
+    unroll = prod(kernel) <= UNROLLED_WINDOW
     for d in range(len(kernel)):
+        if unroll:
+            body.append(f"{indent}#pragma unroll")
         body.append(f"{indent}for (int k{d} = 0; k{d} < {kernel[d]}; ++k{d}) {{")
         indent += "    "
         body.append(f"{indent}const int i{d} = c{d + first} * {strides[d]} - {pads[d]} + "

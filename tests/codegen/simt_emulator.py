@@ -38,10 +38,14 @@ static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 #define __launch_bounds__(a, b)
 #define __restrict__
 #define __align__(n) alignas(n)
-#define __shared__
+#define __shared__ static  // one block runs at a time: its threads share it
 struct Dim3 { unsigned x, y, z; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(8) int2 { int x, y; };
+struct alignas(8) float2 { float x, y; };
+static inline int2 make_int2(int x, int y) { return {x, y}; }
+static inline float2 make_float2(float x, float y) { return {x, y}; }
 thread_local Dim3 threadIdx, blockIdx;
 static Dim3 blockDim, gridDim;
 static std::barrier<>* g_block_bar;
@@ -52,6 +56,16 @@ static inline int my_lane() { return threadIdx.x & 31; }
 static inline int my_warp() { return threadIdx.x >> 5; }
 static inline void warp_sync() { g_warp_bar[my_warp()]->arrive_and_wait(); }
 template <typename T> static inline T __ldg(const T* p) { return *p; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
+    return {x, y, z, w};
+}
+static inline void ember_store16(void* p, uint4 v) {  // st.global.v4
+    if ((uintptr_t)p % 16) {
+        fprintf(stderr, "st.global.v4: a 16-byte store not 16-byte aligned\n");
+        abort();
+    }
+    memcpy(p, &v, 16);
+}
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
@@ -276,6 +290,8 @@ def _without_ptx_helpers(source: str) -> str:
     text = "\n".join(kept)
     text = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?([\w ]+?) (\w+)\[\];",
                   r"\1* \2 = (\1*)g_smem;", text)
+    # static shared arrays: `__shared__` is `static` (HEADER), which goes after an alignment
+    text = re.sub(r"__shared__ __align__\((\d+)\)", r"alignas(\1) static", text)
     assert "asm" not in text, "inline PTX the emulator does not know"
     return text
 

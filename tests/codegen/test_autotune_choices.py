@@ -145,3 +145,21 @@ def test_a_symbolic_kernel_gets_its_tuned_tactic_and_small_tactics(fake_gpu, mon
     assert "cuda_fallback" not in stages["emit-cuda"]
     assert stages["emit-cuda"].count('kernel.cuda "matmul_') == 2
     assert 'when {N = 8 : i64}' in stages["emit-cuda"]
+
+
+def test_a_short_k_gemm_also_times_a_tile_two_blocks_share():
+    """A 1x1 conv over 64 channels (ResNet-50's downsample: M = 100352, N = 256, K = 64) is bound
+    by its loads and stores, which the cost model (tensor-core work only) does not count: its
+    candidates include the best wgmma tile of which two blocks fit a multiprocessor, so one
+    block's epilogue can overlap the other's loads; a long-K GEMM's list does not grow."""
+    from ember.codegen.templates import gemm_mma
+    from ember.codegen.templates.gemm_wgmma import SHORT_K, WgmmaTile
+
+    def pairs(tactics):
+        return [t for t in tactics if "wgmma" in t and "copy" not in t
+                and WgmmaTile(*t["wgmma"]).resident == 2]
+
+    short = gemm_mma.candidates(100352, 256, SHORT_K // 2, 1, wgmma=True, tma=True, top=4)
+    assert pairs(short) and pairs(short)[0] not in short[:4], short  # appended to the 4
+    long_k = gemm_mma.candidates(100352, 256, 4 * SHORT_K, 1, wgmma=True, tma=True)
+    assert not pairs(long_k), long_k

@@ -63,13 +63,21 @@ def _check(params: dict, dtype: str, tactic_text: str, tmp_path, tolerance: floa
 @needs_gxx
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 @pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("staged", [True, False])
 def test_depthwise_nhwc_takes_a_chunk_of_channels_per_thread(dtype: str, stride: int,
-                                                             tmp_path) -> None:
+                                                             staged: bool, tmp_path,
+                                                             monkeypatch) -> None:
+    """Both weight paths: staged in shared memory by tap, and (weights over
+    `DEPTHWISE_SHARED_BYTES`) read from the [channel][tap] weights in global memory."""
+    if not staged:
+        monkeypatch.setattr(conv, "DEPTHWISE_SHARED_BYTES", 0)
     hw = 9 if stride == 1 else 10
     oh = (hw + 2 - 3) // stride + 1
     params = _params(dtype, 2, hw, 16, 16, 16, stride, oh)
     tolerance = {"float16": 2e-3, "bfloat16": 8e-3, "float32": 1e-6}[dtype]
+    shared = ", weights staged in shared memory by tap"
     _check(params, dtype, "one thread per", tmp_path, tolerance)
+    assert (shared in conv.emit("k", params).source) == staged
 
 
 @needs_gxx

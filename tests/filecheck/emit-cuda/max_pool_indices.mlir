@@ -22,8 +22,10 @@ builtin.module {
 // CHECK-NEXT: |         const float* x = in0 + base;
 // CHECK-NEXT: |         float acc = 0;
 // CHECK-NEXT: |         long long at = -1;
+// CHECK-NEXT: |         #pragma unroll
 // CHECK-NEXT: |         for (int k0 = 0; k0 < 3; ++k0) {
 // CHECK-NEXT: |             const int i0 = c2 * 2 - 1 + k0 * 1;
+// CHECK-NEXT: |             #pragma unroll
 // CHECK-NEXT: |             for (int k1 = 0; k1 < 3; ++k1) {
 // CHECK-NEXT: |                 const int i1 = c3 * 2 - 1 + k1 * 1;
 // CHECK-NEXT: |                 if ((unsigned)i0 < 5u && (unsigned)i1 < 5u) {

@@ -25,8 +25,8 @@ builtin.module {
 // CHECK:      "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16
 // CHECK:      | extern "C" __global__ void __launch_bounds__(288, 1) [[K]](const ember_half* __restrict__ in0, const ember_half* __restrict__ in1, ember_half* __restrict__ out0, const __grid_constant__ TmaDesc tmap_a, const __grid_constant__ TmaDesc tmap_b) {
 // CHECK:      |     __syncthreads();  // the pipeline's shared memory is free: stage the outputs
-// CHECK:      |             h.e[e] = ember_to_half(acc);
-// CHECK:      |         *(uint4*)&out0[oi] = h.v;
+// CHECK:      |                 h.e[e] = ember_to_half(acc);
+// CHECK:      |             ember_store16(&out0[oi], h.v);
 // CHECK:      kernel.launch "matmul"(%c, %d) {{.*}}tactic = {mma = array<i64: {{.*}}>, splits = {{[0-9]+}} : i64}}
 // CHECK:      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // CHECK:      ldsm_x4_trans(
