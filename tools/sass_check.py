@@ -10,8 +10,9 @@ host); no GPU needed.
 
 --sass-dir writes each kernel's SASS to DIR/<plan stem>.<kernel>.sass and its CUDA source
 beside it (.cu). A .cu file (such a source, edited) is compiled with ember's NVRTC for --arch
-(sm_90a where it carries the wgmma marker) and its global/shared memory instructions are
-counted by width: where a 16-byte store in the C became four 32-bit ones, say.
+(sm_90a where it carries the wgmma marker), its global/shared memory instructions are counted
+by width (where a 16-byte store in the C became four 32-bit ones, say) and its SASS is written
+beside it (<file>.sass); --no-local applies to it, --require does not.
 
 --require conv=IMMA says every kernel launched by a step whose template starts with `conv`
 must issue at least one IMMA instruction; any kernel that does not is listed and the exit
@@ -135,9 +136,10 @@ def check_plan(path: Path, cuobjdump: str, requires: list[tuple[str, str]], no_l
 _MEMORY = re.compile(r"\b((?:LDG|STG|LDS|STS|LD|ST|LDGSTS)(?:\.[A-Z0-9]+)*)\s")
 
 
-def check_source(path: Path, cuobjdump: str, arch: str) -> None:
-    """Compile one kernel's CUDA source and print its instruction counts and memory
-    instructions by kind and width."""
+def check_source(path: Path, cuobjdump: str, arch: str, no_local: bool) -> list[str]:
+    """Compile one kernel's CUDA source, print its instruction counts and memory instructions
+    by kind and width, write its SASS beside it (<path>.sass); the problems found (local memory
+    where --no-local)."""
     from ember.codegen.nvrtc import compile_cuda, kernel_arch
 
     source = path.read_text()
@@ -153,6 +155,10 @@ def check_source(path: Path, cuobjdump: str, arch: str) -> None:
           + " ".join(f"{v}:{n}" for v, n in variants.most_common()))
     print("  memory: " + " ".join(f"{op}:{n}" for op, n in sorted(memory.items())))
     path.with_suffix(".sass").write_text(sass)
+    if no_local and (counts["LDL"] or counts["STL"]):
+        return [f"{path}: kernel {name} uses local memory (LDL {counts['LDL']}, "
+                f"STL {counts['STL']})"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--require {spec}: give TEMPLATE=OPCODE, OPCODE one of "
                          f"{', '.join(OPCODES[:4])}")
         requires.append((prefix, opcode))
+    if requires and any(path.suffix == ".cu" for path in args.plans):
+        parser.error("--require names steps' templates: it applies to plans, not to .cu files")
     cuobjdump = shutil.which("cuobjdump")
     if cuobjdump is None:
         parser.error("cuobjdump is not on PATH (it comes with the CUDA toolkit)")
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     problems: list[str] = []
     for path in args.plans:
         if path.suffix == ".cu":
-            check_source(path, cuobjdump, args.arch)
+            problems += check_source(path, cuobjdump, args.arch, args.no_local)
             continue
         problems += check_plan(path, cuobjdump, requires, args.no_local, args.all, args.sass_dir)
     for problem in problems:

@@ -295,7 +295,8 @@ __device__ __forceinline__ void ember_store16(void* p, uint4 v) {
 
 def store16(pointer: str, value: str) -> str:
     """The statement storing the uint4 `value` at `pointer` (16-byte aligned, global memory)
-    with one 16-byte store (`STORE16`, in `helpers`)."""
+    with one 16-byte store (`STORE16`, in `helpers`). Only for outputs the kernel never reads
+    back: the compiler does not order later loads after it."""
     return f"ember_store16({pointer}, {value});"
 
 

@@ -143,10 +143,10 @@ def ranked(m: int, n: int, k: int, batch: int = 1, sms: int = SM_COUNT) -> list[
     return [g for _, _, g in scored]
 
 
-# a GEMM whose K is at most this (a 1x1 conv over 64 or 128 channels) also times the best tile
-# of which two blocks fit a multiprocessor: its time is the loads and the epilogue's stores,
-# which one block per multiprocessor does in turn (ResNet-50's layer1 downsample: 1.8x its
-# memory floor on 128x256)
+# a GEMM whose K is at most this (a 1x1 conv over 64 or 128 channels; INT8's K counts pairs,
+# so up to 256 channels) also times the best tile of which two blocks fit a multiprocessor (and
+# its TMA twin): its time is the loads and the epilogue's stores, which one block per
+# multiprocessor does in turn (ResNet-50's layer1 downsample: 1.8x its memory floor on 128x256)
 SHORT_K = 128
 
 # how much faster a wgmma tile's inner loop runs than an mma.sync tile of the same efficiency

@@ -38,7 +38,8 @@ static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 #define __launch_bounds__(a, b)
 #define __restrict__
 #define __align__(n) alignas(n)
-#define __shared__ static  // one block runs at a time: its threads share it
+#define __shared__ static  // one block runs at a time: its threads share it (not refilled
+                           // with NaNs per block as g_smem is: a block sees the last one's)
 struct Dim3 { unsigned x, y, z; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
