@@ -218,18 +218,28 @@ def _batch(total: int, threads: int) -> int:
 
 
 def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-            m0: str, n0: str, loads: dict[str, str], body: list[str]) -> list[str]:
-    """After a barrier, the loop over the staged tile's 16-byte output chunks, consecutive
-    threads along a row, `_batch` chunks per thread at a time: first `loads` (lines loading the
-    extra inputs of chunk `u` into `variable[u]`) for each of them, then `body` for each (tile
-    row `r`, column `cc`, output `oi` in both)."""
+            m0: str, n0: str, loads: dict[str, str], body: list[str],
+            across_rows: bool = False) -> list[str]:
+    """After a barrier, the loop over the staged tile's 16-byte output chunks, `_batch` chunks
+    per thread at a time: first `loads` (lines loading the extra inputs of chunk `u` into
+    `variable[u]`) for each of them, then `body` for each (tile row `r`, column `cc`, output
+    `oi` in both). Consecutive threads take consecutive chunks along a row; `across_rows`
+    (`_across_rows`): each 8 of a warp's lanes take one column of 8 rows, its 4 groups 4
+    neighbouring columns."""
     size = chunk(st.dtype)
     per_row = bn // size
     total = bm * per_row
     batch = _batch(total, threads)
+    if across_rows:
+        groups = per_row // 4
+        place = ["            const int q = c >> 5, l = c & 31;",
+                 f"            const int r = q / {groups} * 8 + (l & 7), "
+                 f"cc = (q % {groups} * 4 + (l >> 3)) * {size};"]
+    else:
+        place = [f"            const int r = c / {per_row}, cc = c % {per_row} * {size};"]
     head = [f"            const int c = c0 + u * {threads};",
             *([] if total % (threads * batch) == 0 else [f"            if (c >= {total}) break;"]),
-            f"            const int r = c / {per_row}, cc = c % {per_row} * {size};",
+            *place,
             f"            const int m = {m0} + r, n = {n0} + cc;",
             f"            if (m >= {m} || n >= {n}) continue;",
             f"            const size_t oi = {st.index('m', 'n')};"]
@@ -255,17 +265,32 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
     params, size = st.params, chunk(st.dtype)
     ind = "                "
     loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "            ", "[u]")
+    across = _across_rows(bm, bn // size)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
-        f"            const int* s_ = &Cs[r * {st.ld(bn)} + cc];",
+        f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
+        f"            union {{ int4 v[{size // 4}]; int e[{size}]; }} s_;",
+        "            #pragma unroll",
+        f"            for (int k = 0; k < {size // 4}; ++k) s_.v[k] = s4[k];",
         "            pack16 h;",
         "            #pragma unroll",
         f"            for (int e = 0; e < {size}; ++e) {{",
-        f"{ind}const int acc = s_[e];",
+        f"{ind}const int acc = s_.e[e];",
         f"{ind}{compute_type(st.dtype)} res;",
         *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
         "            }",
-        f"            {store16('&out0[oi]', 'h.v')}"])
+        f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across)
+
+
+def _across_rows(bm: int, per_row: int) -> bool:
+    """Whether a staged int32 tile is drained `across_rows`: a chunk's 16 sums are 64 bytes, so
+    threads on consecutive chunks of a row read shared memory 64 bytes apart, and the 8 lanes a
+    16-byte read serves at once fall on 2 of the 8 16-byte bank groups (4-way conflicts; the
+    scalar reads NVRTC made of the wgmma kernels' `s_[e]`: 2- to 4-way, 16 a chunk). 8 lanes on
+    one column of 8 rows read 16-byte words `ld` apart, on 8 different groups (`RowStore.ld`
+    pads each row by 16 bytes), and a row's 4 chunks still leave as 64 contiguous bytes. Needs
+    whole groups of 4 chunks a row and of 8 rows."""
+    return per_row % 4 == 0 and bm % 8 == 0
 
 
 def _innermost_only(shape: list, out_shape: list) -> bool:

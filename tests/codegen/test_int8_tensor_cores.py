@@ -471,3 +471,37 @@ def test_int8_candidates_on_sm90_rank_wgmma_by_the_cost_model():
         assert all(("wgmma" in t) != ("mma" in t) for t in on_hopper), on_hopper
         on_ampere = tactics_of(params, "sm_80")
         assert on_ampere and all("mma" in t for t in on_ampere), on_ampere
+
+
+@pytest.mark.parametrize("bm, bn, threads", [(64, 64, 128), (128, 128, 256), (64, 256, 128),
+                                             (128, 64, 128)])
+def test_staged_sums_are_drained_across_rows_without_bank_conflicts(bm, bn, threads):
+    """The drain of staged int32 sums (16 a chunk, rows `ld` = bn + 4 ints apart) as the kernel
+    text computes it (its `r`, `cc` lines evaluated here): every chunk once, and the 8 lanes one
+    16-byte shared read serves at a time on 8 different 16-byte bank groups for each of a chunk's
+    4 reads; the old order (consecutive chunks along a row) put them on 2."""
+    from ember.codegen.templates import gemm_epilogue
+
+    store = gemm_epilogue.RowStore({"epilogue": {}}, "int8", lambda m, n: f"{m} * N + {n}",
+                                   lambda n: n, staged="int32")
+    lines = gemm_epilogue._chunks(store, bm, bn, threads, 10**6, 10**6, "0", "0", {}, [],
+                                  across_rows=gemm_epilogue._across_rows(bm, bn // 16))
+    code = [line.strip() for line in lines if line.strip().startswith(
+        ("const int q", "const int r"))]
+    assert len(code) == 2, lines
+
+    def place(c: int) -> tuple[int, int]:
+        scope = {"c": c}
+        for line in code:
+            for name, expr in re.findall(r"(\w+) = ([^,;]+)", line.removeprefix("const int ")):
+                scope[name] = eval(expr.replace("/", "//"), {}, scope)  # ints >= 0: C's / and %
+        return scope["r"], scope["cc"]
+
+    ld = store.ld(bn)
+    total = bm * bn // 16
+    seen = [place(c) for c in range(total)]
+    assert sorted(seen) == sorted((r, cc) for r in range(bm) for cc in range(0, bn, 16))
+    for first in range(0, total, 8):  # a quarter warp: 8 consecutive chunks (lanes)
+        for k in range(4):
+            groups = {((r * ld + cc) // 4 + k) % 8 for r, cc in seen[first:first + 8]}
+            assert len(groups) == 8, (first, k, groups)
