@@ -14,7 +14,7 @@ from typing import Any
 
 from ember.codegen import progress
 from ember.codegen.nvrtc import compile_many, nvrtc_version
-from ember.codegen.templates import GRID_WAIT, KernelSpec
+from ember.codegen.templates import KernelSpec
 from ember.runtime.arch import parse_arch
 
 SECTION_ALIGN = 256
@@ -67,8 +67,6 @@ def compile_cuda_kernels(steps: Sequence[Sequence[StepKernel] | None], arch: str
             record[f"{key}_offset"] = len(buf)
             record[f"{key}_size"] = len(data)
             buf.extend(data)
-        if (major, minor) >= (9, 0) and GRID_WAIT in unique[name].source:
-            record["pdl"] = True  # launched with programmatic stream serialization
         records.append(record)
     launches: list[dict[str, Any] | None] = []
     for kernels in steps:

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -711,47 +710,31 @@ def launch(
     args: PackedArgs,
     *,
     what: str | None = None,
-    dependent: bool = False,
 ) -> None:
     """cuLaunchKernel. ``grid``/``block``: int or 1-3 ints. ``what`` names the step in errors
-    (e.g. ``"step 3 (conv_0)"``); the message then reads ``launch of step 3 (conv_0): ...``.
-    ``dependent``: cuLaunchKernelEx with programmatic stream serialization (sm_90+), for a
-    kernel that waits for the grids before it itself (``griddepcontrol.wait``): it may start
-    while the kernel before it finishes."""
+    (e.g. ``"step 3 (conv_0)"``); the message then reads ``launch of step 3 (conv_0): ...``."""
     gx, gy, gz = _dim3(grid, what or function.name)
     bx, by, bz = _dim3(block, what or function.name)
     function.device.set_current()
-    handle = stream.handle if stream is not None else 0
-    if dependent:
-        result = cu.cuLaunchKernelEx(_dependent_config((gx, gy, gz), (bx, by, bz),
-                                                       int(shared_bytes), handle),
-                                     function.handle, args.address, 0)
-    else:
-        result = cu.cuLaunchKernel(function.handle, gx, gy, gz, bx, by, bz, int(shared_bytes),
-                                   handle, args.address, 0)
+    result = cu.cuLaunchKernel(
+        function.handle,
+        gx,
+        gy,
+        gz,
+        bx,
+        by,
+        bz,
+        int(shared_bytes),
+        stream.handle if stream is not None else 0,
+        args.address,
+        0,
+    )
     if int(result[0]) != 0:
         check(
             result,
             f"launch of {what or 'kernel ' + repr(function.name)} "
             f"(grid {(gx, gy, gz)}, block {(bx, by, bz)}, shared {shared_bytes} B)",
         )
-
-
-def _dependent_config(grid: tuple[int, int, int], block: tuple[int, int, int], shared: int,
-                      stream) -> Any:
-    """cuLaunchKernelEx's configuration of a launch allowed to overlap the one before it in
-    `stream` (CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION)."""
-    attribute = cu.CUlaunchAttribute()
-    attribute.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
-    attribute.value.programmaticStreamSerializationAllowed = 1
-    config = cu.CUlaunchConfig()
-    config.gridDimX, config.gridDimY, config.gridDimZ = grid
-    config.blockDimX, config.blockDimY, config.blockDimZ = block
-    config.sharedMemBytes = shared
-    config.hStream = stream
-    config.attrs = [attribute]
-    config.numAttrs = 1
-    return config
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ ember.errors and ember.runtime only (DESIGN §5).
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,13 +64,6 @@ class _EngineState:
         ptx = plan.section("ptx") if "ptx" in names else None
         self.functions: dict[str, cuda.Function] = {}
         self.modules: list[cuda.Module] = []
-        # kernels launched with programmatic stream serialization (they wait for the grids
-        # before them themselves: the plan's `pdl`); EMBER_PDL=0 launches every one after the
-        # one before it has finished, as before sm_90 (a diagnostic, and the benchmarks' A/B)
-        self.dependent: set[str] = set()
-        pdl = os.environ.get("EMBER_PDL", "1")
-        if pdl not in ("0", "1"):
-            raise CudaError(f"EMBER_PDL must be 0 or 1, not {pdl!r}")
         for k in m.get("kernels") or []:
             name = k.get("name")
             if not isinstance(name, str) or not name.isidentifier():
@@ -81,8 +73,6 @@ class _EngineState:
             module = cuda.Module.load(image, text, device=self.device, name=f"kernel {name}")
             self.modules.append(module)
             self.functions[name] = module.function(name)
-            if k.get("pdl") is True and pdl == "1":
-                self.dependent.add(name)
         weights = engine.weights
         self.weights = cuda.DeviceBuffer(len(weights) if weights is not None else 0, self.device)
         if weights is not None and len(weights):
@@ -171,8 +161,6 @@ class _Launch:
     first_size: int = 0                # index of the first size argument
     # tensor maps: (argument index, map, buffer it reads), encoded over the buffer's address
     tmaps: tuple[tuple[int, TensorMap, int], ...] = ()
-    # launched with programmatic stream serialization (the kernel waits for the one before)
-    dependent: bool = False
 
     @property
     def empty(self) -> bool:
@@ -342,8 +330,7 @@ class CudaExecutor:
             function.set_max_dynamic_shared(shared)
         static = all(isinstance(g, int) for g in grid_exprs)
         return _Launch(function, grid_exprs if static else (1,), block, shared, args, what,
-                       () if static else grid_exprs, sizes, first_size, tmaps,
-                       kernel in self.state.dependent)
+                       () if static else grid_exprs, sizes, first_size, tmaps)
 
     def _bind(self, values: Mapping[str, int]) -> None:
         """Make the launches ready for these symbol values (once per new binding): each
@@ -513,7 +500,7 @@ class CudaExecutor:
                 continue
             if not ln.empty:
                 cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
-                            what=ln.what, dependent=ln.dependent)
+                            what=ln.what)
             i += 1
 
     def _launch_timed(self) -> None:

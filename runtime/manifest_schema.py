@@ -323,8 +323,7 @@ class Step:
 @dataclass(frozen=True)
 class Kernel:
     """A compiled kernel: its name and its byte ranges in the "cubin", "ptx" and "cuda_source"
-    sections; `pdl`: it waits for the grids before it (`griddepcontrol.wait`, sm_90+), so the
-    runtime launches it with programmatic stream serialization."""
+    sections."""
 
     name: str
     cubin_offset: int
@@ -333,28 +332,20 @@ class Kernel:
     ptx_size: int
     source_offset: int
     source_size: int
-    pdl: bool = False
 
     _KEYS = ("name", "cubin_offset", "cubin_size", "ptx_offset", "ptx_size", "source_offset",
              "source_size")
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k) for k in Kernel._KEYS}
-        if self.pdl:
-            out["pdl"] = True
-        return out
+        return {k: getattr(self, k) for k in Kernel._KEYS}
 
     @staticmethod
     def from_json(data: Any, what: str) -> Kernel:
-        d = _object(data, what, (*Kernel._KEYS, "pdl"), Kernel._KEYS)
+        d = _object(data, what, Kernel._KEYS, Kernel._KEYS)
         name = _str(d["name"], f"{what}'s name")
         if not name.isidentifier():
             raise PlanError(f"manifest: {what} has a bad name {name!r}")
-        if d.get("pdl", True) is not True:
-            raise PlanError(f"manifest: kernel {name}'s pdl must be true where present, not "
-                            f"{d['pdl']!r}")
-        return Kernel(name, *(_int(d[k], f"kernel {name}'s {k}") for k in Kernel._KEYS[1:]),
-                      pdl="pdl" in d)
+        return Kernel(name, *(_int(d[k], f"kernel {name}'s {k}") for k in Kernel._KEYS[1:]))
 
 
 AUTOTUNE_COUNTS = ("steps", "timed", "cached", "failed", "rejected")

@@ -176,25 +176,11 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 
 
-# Programmatic dependent launch, the first lines of every template's kernel. Compiled for sm_90
-# or later, the kernel waits for the grids it depends on to finish (their stores visible) before
-# it touches global memory, then lets the next grid's blocks be scheduled while its own last ones
-# run; the runtime launches such kernels with programmatic stream serialization (the plan's
-# kernel record says `pdl`, codegen/plan_kernels.py), so a kernel's launch and its blocks' start
-# overlap the tail of the one before. Launched without it, the wait returns at once.
-GRID_DEPENDENCY = """\
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif"""
-GRID_WAIT = "griddepcontrol.wait;"  # what marks a kernel that waits (`GRID_DEPENDENCY`)
-
-
 def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],
            prelude: bool = False, helpers: str = "") -> str:
     """A kernel's full text: the tactic comment, helpers, the signature and body (and the half
-    types' definitions where the kernel uses them); the body starts with `GRID_DEPENDENCY`, then
-    lines marked `quantize_c.HOISTED` (a scalar argument's reciprocal), once each."""
+    types' definitions where the kernel uses them); body lines marked `quantize_c.HOISTED`
+    (a scalar argument's reciprocal) move to the body's top, once each."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
     body = quantize_c.hoist(body)  # values computed once per thread go first
@@ -206,7 +192,7 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
         parts += [PRELUDE]
     if helpers:
         parts += [helpers]
-    parts += [sig + " {", GRID_DEPENDENCY, *body, "}", ""]
+    parts += [sig + " {", *body, "}", ""]
     return "\n".join(parts)
 
 

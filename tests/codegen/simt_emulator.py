@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ember.codegen.scalar_c import HALF_PRELUDE
-from ember.codegen.templates import GRID_DEPENDENCY, KernelSpec
+from ember.codegen.templates import KernelSpec
 
 HEADER = r"""
 #include <barrier>
@@ -275,8 +275,7 @@ def available() -> bool:
 def _without_ptx_helpers(source: str) -> str:
     """The kernel text without the half prelude and the top-level functions holding inline
     PTX (this module's HEADER defines their emulations); shared memory from the emulator."""
-    # the grid dependency's PTX is compiled for sm_90+ only: the emulated grid has none
-    text = source.replace(HALF_PRELUDE, "").replace(GRID_DEPENDENCY + "\n", "")
+    text = source.replace(HALF_PRELUDE, "")
     kept: list[str] = []
     block: list[str] = []
     depth = 0

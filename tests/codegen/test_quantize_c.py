@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ember.codegen import quantize_c
-from ember.codegen.templates import GRID_DEPENDENCY, elementwise
+from ember.codegen.templates import elementwise
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cuda import cuda_available
 from tests.codegen import simt_emulator
@@ -96,9 +96,8 @@ def test_the_fake_quantize_prints_without_conversions():
     assert "rintf" not in body and "(signed char)(v" not in body and " / " not in body
     assert "ember_div_by(v0, v1, ember_rcp_in1)" in body
     assert "ember_rint_clipped(v2, -128.0f, 127.0f)" in body
-    # the scale's reciprocal is computed once per thread, before the loop (after the wait for
-    # the grid before, templates.GRID_DEPENDENCY)
-    top = body.split("{", 1)[1].replace(GRID_DEPENDENCY, "").lstrip().splitlines()[0]
+    # the scale's reciprocal is computed once per thread, before the loop
+    top = body.split("{", 1)[1].lstrip().splitlines()[0]
     assert top == "const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread"
     assert body.count("__frcp_rn(") == 1
 

@@ -32,10 +32,6 @@ builtin.module {
 
 // CHECK:      kernel.cuda "[[KA:elementwise_[0-9a-f]{12}]]"
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const float* __restrict__ in1, signed char* __restrict__ out0) {
-// CHECK-NEXT: | #if __CUDA_ARCH__ >= 900
-// CHECK-NEXT: |     asm volatile("griddepcontrol.wait;" ::: "memory");
-// CHECK-NEXT: |     asm volatile("griddepcontrol.launch_dependents;");
-// CHECK-NEXT: | #endif
 // CHECK-NEXT: |     const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread
 // CHECK-NEXT: |     for (int i
 // CHECK:      |         const float v2 = ember_div_near(v0, v1, ember_rcp_in1);  // div
@@ -43,10 +39,6 @@ builtin.module {
 
 // CHECK:      kernel.cuda "[[KB:elementwise_[0-9a-f]{12}]]"
 // CHECK:      | extern "C" __global__ void [[KB]](const float* __restrict__ in0, const float* __restrict__ in1, signed char* __restrict__ out0) {
-// CHECK-NEXT: | #if __CUDA_ARCH__ >= 900
-// CHECK-NEXT: |     asm volatile("griddepcontrol.wait;" ::: "memory");
-// CHECK-NEXT: |     asm volatile("griddepcontrol.launch_dependents;");
-// CHECK-NEXT: | #endif
 // CHECK-NEXT: |     const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread
 // CHECK-NEXT: |     for (int i
 // CHECK:      |         const float v2 = ember_div_by(v0, v1, ember_rcp_in1);  // div

@@ -23,10 +23,6 @@ builtin.module {
 // CHECK-NEXT: | // rnn reverse hidden=3 seq=5 batch=1 in=2 layout=0 float32
 // CHECK:      | __device__ __forceinline__ float act0_0(float x) { return tanh(x); }
 // CHECK-NEXT: | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1) {
-// CHECK-NEXT: | #if __CUDA_ARCH__ >= 900
-// CHECK-NEXT: |     asm volatile("griddepcontrol.wait;" ::: "memory");
-// CHECK-NEXT: |     asm volatile("griddepcontrol.launch_dependents;");
-// CHECK-NEXT: | #endif
 // CHECK-NEXT: |     const int b = blockIdx.x, d = blockIdx.y;
 // CHECK-NEXT: |     const bool reverse = true;
 // CHECK:      |         const int rt = reverse ? len - 1 - t : t;

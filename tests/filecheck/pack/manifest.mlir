@@ -6,9 +6,7 @@
 // it): I/O and buffers (arena offsets as plan-memory set them), each kernel op a step with its
 // params (the epilogue region as ops over numbered values) and, in a GPU plan, the tactic that
 // select-tactics chose and the launch of the kernel that emit-cuda recorded (name = template +
-// hash of its source), each kernel once, `pdl` for sm_90: it waits for the grid before it
-// (griddepcontrol), so the runtime may launch it while that one finishes. Without emit-cuda's
-// records there is no GPU plan.
+// hash of its source), each kernel once. Without emit-cuda's records there is no GPU plan.
 builtin.module {
   func.func @main(%x: tensor<64x96xf32> {ember.name = "x"}, %w: tensor<96x128xf32> {ember.name = "w"}) -> (tensor<64x128xf32> {ember.name = "y"}) {
     %y = nn.matmul %x, %w : (tensor<64x96xf32>, tensor<96x128xf32>) -> tensor<64x128xf32>
@@ -38,7 +36,7 @@ builtin.module {
 // GPU-NEXT:   {"name": "matmul_0", "template": "matmul", "params": {{{.*}} "tactic": {"tile": [16, 16, 16, 1, 1], "splits": 3}, "epilogue": {{{.*}}}}, "inputs": [0, 1], "outputs": [2], "origin": [], "cuda": {"kernel": "[[K:matmul_[0-9a-f]{12}]]", "grid": [8, 4, 3], "block": [256, 1, 1], "shared": 0, "counters": 128, "workspace": 98304}}
 // GPU-NEXT: ],
 // GPU-NEXT: "kernels": [
-// GPU-NEXT:   {"name": "[[K]]", "cubin_offset": 0, "cubin_size": {{[0-9]+}}, "ptx_offset": 0, "ptx_size": {{[0-9]+}}, "source_offset": 0, "source_size": {{[0-9]+}}, "pdl": true}
+// GPU-NEXT:   {"name": "[[K]]", "cubin_offset": 0, "cubin_size": {{[0-9]+}}, "ptx_offset": 0, "ptx_size": {{[0-9]+}}, "source_offset": 0, "source_size": {{[0-9]+}}}
 // GPU-NEXT: ]
 
 // NOEMIT: error: step 'matmul_0' has no CUDA kernel: run emit-cuda before packing a plan for sm_90
