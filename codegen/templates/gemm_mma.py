@@ -168,7 +168,8 @@ def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
     if wgmma:
         from ember.codegen.templates import gemm_wgmma
 
-        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms, tma=tma)
+        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms, tma=tma,
+                                            split_k=split_k and not is_sym(k))
     return [g.tactic() for g in mma[:top]]
 
 

@@ -30,7 +30,7 @@ from ember.codegen.symbolic import typical
 from ember.codegen.templates import gemm_epilogue, gemm_mma
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import async_helpers
-from ember.codegen.templates.gemm_tiles import SM_COUNT, Operand
+from ember.codegen.templates.gemm_tiles import SM_COUNT, SPLITS, Operand, split_k_arrival
 
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
 ROW_BYTES = 128  # one swizzle row: the K extent of a stage
@@ -107,20 +107,32 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
 
 @dataclass(frozen=True)
 class WgmmaGemm:
+    """A wgmma tactic: the tile and how many slices K is split into (FP16/BF16/TF32: FP32
+    partial tiles in the workspace, summed in slice order by the tile's last block, as
+    `gemm_mma`'s; INT8 drains take whole int32 sums and split no K)."""
+
     tile: WgmmaTile
-    splits = 1  # no split-K: the tactic is for GEMMs that fill the GPU with whole tiles
+    splits: int = 1
 
     def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
-        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch)
+        return (-(-n // self.tile.bn), -(-m // self.tile.bm), batch * self.splits)
 
     def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:
-        return 0, 0  # no split-K, no scratch
+        """(counter bytes, partial bytes) of zeroed scratch (`gemm_tiles.Gemm`'s); (0, 0)
+        without split-K."""
+        if self.splits == 1:
+            return 0, 0
+        gx, gy, _ = self.grid(m, n, batch)
+        tiles = gx * gy * batch
+        return tiles * 4, tiles * self.splits * self.tile.bm * self.tile.bn * 4
 
     def tactic(self) -> dict:
-        return {"wgmma": self.tile.as_list()}
+        return {"wgmma": self.tile.as_list(), **({"splits": self.splits} if self.splits > 1
+                                                 else {})}
 
     def __str__(self) -> str:
-        return f"wgmma (sm_90a), {self.tile}"
+        return (f"wgmma (sm_90a), {self.tile}"
+                + (f", split-K x{self.splits}" if self.splits > 1 else ""))
 
 
 def usable(a: Operand, b: Operand, dtype: str) -> bool:
@@ -163,7 +175,8 @@ def targets(arch: str | None) -> bool:
 
 
 def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 4,
-                      sms: int = SM_COUNT, tma: bool = False) -> list[dict]:
+                      sms: int = SM_COUNT, tma: bool = False, split_k: bool = False
+                      ) -> list[dict]:
     """The `top` tactics of the families by estimated cost (wgmma's scaled by
     `SPEEDUP_OVER_MMA` against `gemm_mma.estimated_cost`'s; with `tma`, the TMA-fed tiles of
     `gemm_tma` scaled by its `SPEEDUP_OVER_CP_ASYNC` where K spans `gemm_tma.PAYS_FROM_K_TILES`
@@ -174,7 +187,9 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     the best tile of which two blocks share a multiprocessor is there too. With `tma`, each
     cp.async wgmma tile among them also brings its TMA-fed twin (same BM x BN), and the best
     TMA tile is always there: where the epilogue, not the main loop, decides (an INT8 GEMM's
-    requantizing GELU), the autotuner compares the two copy engines tile for tile."""
+    requantizing GELU), the autotuner compares the two copy engines tile for tile. With
+    `split_k`, the best split-K tile (`split_candidate`) comes last where it is estimated
+    cheaper than every whole-K wgmma tile: timed, never the cost model's own choice."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     scored = [(gemm_mma.estimated_cost(g, dict(gemm_mma.MMA_TILES)[g.tile], m, n, k, batch,
                                        sms),
@@ -204,6 +219,9 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
                 best.append(twin)
         if not any("copy" in t for t in best):
             best.append(min(fed, key=lambda s: (s[0], s[1]))[2])
+    split = split_candidate(m, n, k, batch, sms) if top and split_k else None
+    if split is not None and split[0] < min(c for c, _, _ in hopper) * SPEEDUP_OVER_MMA:
+        best.append(split[1].tactic())
     return best
 
 
@@ -234,13 +252,45 @@ def tensor_core_gemm(params: dict, dtype: str, a: Operand, b: Operand, m: int, n
 
 
 def wgmma_for(tactic: dict) -> WgmmaGemm:
-    if set(tactic) != {"wgmma"}:  # e.g. a "copy" other than gemm_tma's: not ignored
+    if not set(tactic) <= {"wgmma", "splits"}:  # e.g. a "copy" other than gemm_tma's
         raise ValueError(f"tactic {tactic} has keys a cp.async wgmma tactic does not take "
-                         "({'wgmma': [bm, bn, stages]}; TMA-fed: with 'copy': 'tma')")
+                         "({'wgmma': [bm, bn, stages]} with 'splits' where K is split; "
+                         "TMA-fed: with 'copy': 'tma')")
     tile = WgmmaTile(*(int(v) for v in tactic["wgmma"]))
     if tile not in [t for t, _ in WGMMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the wgmma tiles")
-    return WgmmaGemm(tile)
+    splits = int(tactic.get("splits", 1))
+    if not 1 <= splits <= SPLITS[-1]:
+        raise ValueError(f"tactic split-K x{splits}: 1 to {SPLITS[-1]} slices")
+    return WgmmaGemm(tile, splits)
+
+
+# a wgmma GEMM whose whole tiles leave at least half the multiprocessors idle also times the
+# best tile with K in slices that fill them (BERT's FFN2, 1024x768x3072: 32 tiles of 128x192
+# in 4 slices; ResNet-50's layer4 3x3 convs), each slice keeping at least this many k-tiles
+SPLIT_MIN_K_TILES = 8
+
+
+def split_candidate(m: int, n: int, k: int, batch: int, sms: int = SM_COUNT
+                    ) -> tuple[float, WgmmaGemm] | None:
+    """The best split-K tactic (estimated cost, gemm) among the tiles whose whole tiles fill at
+    most half of `sms`: the slice count that keeps every block in one wave, each slice's
+    partial tile costed as one more k-tile; None where none fits."""
+    k_tiles = -(-k // 64)
+    best: tuple[float, int, WgmmaGemm] | None = None
+    for i, (tile, eff) in enumerate(WGMMA_TILES):
+        blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
+        if 2 * blocks > sms:
+            continue
+        for splits in SPLITS[1:]:
+            per_slice = -(-k_tiles // splits)
+            used = -(-k_tiles // per_slice)  # slices that get k-tiles
+            if per_slice < SPLIT_MIN_K_TILES or blocks * used > sms:
+                break
+            cost = tile.bm * tile.bn * (per_slice + used) * 64 / eff
+            if best is None or (cost, i) < best[:2]:
+                best = (cost, i, WgmmaGemm(tile, used))
+    return None if best is None else (best[0], best[2])
 
 
 def helpers(dtype: str, bn: int) -> str:
@@ -308,10 +358,14 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     int32 sums only as int32, `gemm_epilogue.int8_row_store`)."""
     if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
         raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
-    tile = gemm.tile
+    tile, splits = gemm.tile, gemm.splits
+    if splits > 1 and dtype == INT8:
+        raise ValueError("INT8 wgmma kernels split no K (their drains take whole int32 sums)")
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]
     bk, chunk = ROW_BYTES // size, 16 // size  # elements of k per stage and per 16 bytes
+    # split-K: this block's slice of k-tiles starts at kt0 (k0 below counts from it)
+    first = "kt0 + " if splits > 1 else ""
     a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES  # bytes
     lines = ["    extern __shared__ __align__(16) unsigned char smem_raw[];",
              "    // the first tile starts at a 1024-byte swizzle atom (an offset from smem_raw:",
@@ -322,8 +376,17 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
              "    const int group = warp >> 2;  // warpgroup",
              "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
-             f"    const int m0 = {m0}, n0 = {n0};",
-             "    const int k_tiles = " + f"({k} + {bk - 1}) / {bk};"]
+             f"    const int m0 = {m0}, n0 = {n0};"]
+    if splits > 1:
+        if not isinstance(k, int):
+            raise ValueError(f"tactic split-K x{splits} needs a static K")
+        k_tiles = -(-k // bk)
+        per_slice = -(-k_tiles // splits)
+        lines += [f"    const int kt0 = (int)(blockIdx.z % {splits}) * {per_slice};",
+                  f"    const int k_tiles = max(0, min(({k} + {bk - 1}) / {bk}, kt0 + "
+                  f"{per_slice}) - kt0);"]
+    else:
+        lines.append("    const int k_tiles = " + f"({k} + {bk - 1}) / {bk};")
     copies, rounds = [], []
     for name, op, rows, arr, stage in (("a", a, bm, "As", a_stage), ("b", b, bn, "Bs", b_stage)):
         for i in range(rows * 8 // threads):
@@ -349,7 +412,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    #pragma unroll",
               f"    for (int s = 0; s < {stages - 2}; ++s) {{",
               "        if (s < k_tiles) {",
-              f"            const int st = s, k0 = s * {bk};",
+              f"            const int st = s, k0 = {f'({first}s)' if first else 's'} * {bk};",
               *("    " + c for c in copies),
               "        }",
               "        cp_async_commit();",
@@ -364,7 +427,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "        __syncthreads();",
               f"        if (kt + {stages - 2} < k_tiles) {{",
               f"            const int st = (kt + {stages - 2}) % {stages};",
-              f"            const int k0 = (kt + {stages - 2}) * {bk};",
+              f"            const int k0 = ({first}kt + {stages - 2}) * {bk};",
               *("    " + c for c in copies),
               "        }",
               "        cp_async_commit();",
@@ -384,6 +447,8 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    cp_async_wait<0>();",
               "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
               "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
+    if splits > 1:
+        lines += _split_k_reduce(gemm)
     if isinstance(store, RowStore):
         assert store.shared_bytes(bm, bn) <= tile.shared_bytes(), tile
         return lines + [
@@ -403,6 +468,31 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     lines += store("m", "n", "frag[i]", "        ")
     lines += ["    }"]
     return lines
+
+
+def _split_k_reduce(gemm: WgmmaGemm) -> list[str]:
+    """After the main loop of a split-K block: store this slice's FP32 accumulators; the last
+    block of the tile to arrive sums all slices in slice order into frag, the others return."""
+    tile, splits = gemm.tile, gemm.splits
+    size, threads, per = tile.bm * tile.bn, tile.threads, tile.bn // 2
+    return [
+        "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
+        f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
+        " + blockIdx.x;",
+        f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {per}; ++i)",
+        f"        part[(size_t)(blockIdx.z % {splits}) * {size} + i * {threads} + tid] = frag[i];",
+        *split_k_arrival(splits),
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {per}; ++i) {{",
+        "        float v = 0.f;",
+        f"        for (int s = 0; s < {splits}; ++s)",
+        f"            v += __ldcg(&part[(size_t)s * {size} + i * {threads} + tid]);",
+        "        frag[i] = v;",
+        "    }",
+        "    if (tid == 0) counters[tile_id] = 0;  // ready for the next run",
+    ]
 
 
 def _origin(name: str) -> str:

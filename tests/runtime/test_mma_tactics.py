@@ -548,3 +548,103 @@ def test_half_conv_matches_float64(case: str, dtype: str) -> None:
                              "groups": attrs.get("group", 1)})
     assert out.shape == ref.shape
     assert _relative_l2(out, ref) < TOLERANCE[dtype]
+
+
+def test_split_k_wgmma_is_a_timed_candidate_not_the_cost_models_choice() -> None:
+    """A GEMM whose whole wgmma tiles leave most multiprocessors idle (BERT's FFN2, 1024 x 768
+    x 3072: 128 blocks only on the small 64x96 tile) gets the best tile with K in slices as a
+    last candidate for the autotuner; the cost model's own choice (the first) stays whole-K,
+    and the INT8 kernels, whose drains take whole int32 sums, get none."""
+    fp16 = gemm_mma.candidates(1024, 768, 3072, 1, wgmma=True, tma=True)
+    assert fp16[-1] == {"wgmma": [128, 192, 4], "splits": 4}, fp16
+    assert not any("splits" in t for t in fp16[:-1] if "wgmma" in t)
+    # one wave of whole tiles already (FFN1: 16 x 8 tiles of 128x192): no split candidate
+    assert not any("splits" in t for t in gemm_mma.candidates(1024, 3072, 768, 1, wgmma=True)
+                   if "wgmma" in t)
+    assert not any("splits" in t for t in gemm_mma.candidates(1024, 768, 3072, 1, wgmma=True,
+                                                              split_k=False) if "wgmma" in t)
+    gemm = gemm_wgmma.wgmma_for({"wgmma": [128, 192, 4], "splits": 4})
+    assert gemm.grid(1024, 768, 1) == (4, 8, 4)
+    assert gemm.workspace_bytes(1024, 768, 1) == (32 * 4, 32 * 4 * 128 * 192 * 4)
+    with pytest.raises(ValueError, match="split no K"):
+        gemm_wgmma.mainloop(gemm, 1024, 768, 3072, None, None, gemm_wgmma.INT8, "0", "0",
+                            lambda *a: [])
+
+
+def test_split_k_wgmma_compiles_for_sm90a() -> None:
+    """Matmul and conv kernels with K in slices (uneven ones too: 16 k-tiles in 3) compile."""
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import emitter
+
+    mm = {"in_shapes": [[300, 1000], [264, 1000], [264]], "out_shapes": [[300, 264]],
+          "in_dtypes": ["float16"] * 3, "out_dtypes": ["float16"], "transpose_b": True,
+          "tactic": {"wgmma": [128, 128, 6], "splits": 3}}
+    spec = emitter("matmul")("w_split", mm)
+    assert spec.grid[2] == 3 and spec.workspace_bytes == 3 * 3 * 3 * 128 * 128 * 4
+    assert "const int kt0 = (int)(blockIdx.z % 3) * 6;" in spec.source
+    conv = {"in_shapes": [[2, 7, 7, 256], [64, 3, 3, 256]], "out_shapes": [[2, 7, 7, 64]],
+            "in_dtypes": ["float16"] * 2, "out_dtypes": ["float16"], "layout": "NHWC",
+            "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1,
+            "tactic": {"wgmma": [128, 64, 4], "splits": 4}}
+    cv = emitter("conv")("w_split_conv", conv)
+    assert cv.grid[2] == 4 and cv.counter_bytes == 4
+    assert {k.arch for k in compile_many([("w_split", spec.source),
+                                          ("w_split_conv", cv.source)], arch="sm_90")} \
+        == {"sm_90a"}
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("tactic", [{"wgmma": [128, 128, 6], "splits": 2},
+                                    {"wgmma": [128, 192, 4], "splits": 3},
+                                    {"wgmma": [64, 96, 8], "splits": 4}], ids=str)
+def test_split_k_wgmma_matches_float64(tactic: dict, dtype: str, monkeypatch) -> None:
+    """A wgmma tactic with K in slices (forced as select-tactics' choice), with a bias and
+    relu staged through shared memory after the last block summed the slices, twice in a row
+    (each kernel leaves its arrival counters zeroed for the next run); K = 1000 cuts into
+    uneven slices with a partial last k-tile."""
+    monkeypatch.setattr(gemm_wgmma, "merged_candidates", lambda *a, **k: [tactic])
+    rng = np.random.default_rng(31)
+    m, n, k = 300, 264, 1000
+    t = ONNX_TYPE[dtype]
+    x, w, b = _half(rng, (m, k), dtype), _half(rng, (n, k), dtype), _half(rng, n, dtype)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1),
+         helper.make_node("Relu", ["g"], ["y"])], "split",
+        [helper.make_tensor_value_info("x", t, [m, k])],
+        [helper.make_tensor_value_info("y", t, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    manifest, sections = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["tactic"] == tactic
+    engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+    ctx = engine.create_execution_context()
+    first, second = (ctx.execute({"x": x})["y"] for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    ref = np.maximum(_matmul_reference(x, w.T) + b.astype(np.float64), 0)
+    assert _relative_l2(first, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.cuda
+@needs_gpu
+def test_split_k_wgmma_conv_matches_float64(monkeypatch) -> None:
+    """A 3x3 NHWC conv over 256 channels (K = 2304) in 4 slices, as layer4 of ResNet-50."""
+    tactic = {"wgmma": [128, 64, 4], "splits": 4}
+    monkeypatch.setattr(gemm_wgmma, "merged_candidates", lambda *a, **k: [tactic])
+    x_shape, w_shape, attrs = [2, 256, 7, 7], [64, 256, 3, 3], {"pads": [1, 1, 1, 1]}
+    model, rng, w, b = _conv_model(x_shape, w_shape, attrs, "float16", seed=32)
+    x = _half(rng, x_shape, "float16")
+    manifest, sections = _build(model, nhwc=True)
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["tactic"] == tactic
+    nhwc = manifest["inputs"][0]["format"] == "NHWC"
+    engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
+    out = engine.create_execution_context().execute(
+        {"x": x.transpose(0, 2, 3, 1) if nhwc else x})["y"]
+    out = out.transpose(0, 3, 1, 2) if nhwc else out
+    (ref,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+                            {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1],
+                             "groups": 1})
+    assert out.shape == ref.shape and _relative_l2(out, ref) < TOLERANCE["float16"]
