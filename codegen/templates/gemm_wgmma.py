@@ -16,6 +16,10 @@ warpgroups read them. For TF32 each thread first rounds its own landed chunks to
 (`cvt.rna.tf32`): the tensor cores alone would truncate each operand, a bias that grows with
 depth (ResNet-50's softmax moved 1.1e-2 rel-L2 from FP32 with truncation).
 
+With split-K (`WgmmaGemm.splits`, FP16/BF16/TF32 only) block z % splits walks its slice of the
+k-tiles, stores its FP32 accumulators to the workspace, and the tile's last block to arrive sums
+the slices in slice order before the epilogue (`_split_k_reduce`).
+
 Kernels using this loop compile only for sm_90a (`ARCH_SPECIFIC`); `gemm_mma` stays the
 tactic for every other target.
 """
@@ -228,8 +232,9 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
 def tf32_candidates(fp32: list[dict], m: int, n: int, k: int, batch: int,
                     top: int = 4, sms: int = SM_COUNT) -> list[dict]:
     """An FP32 GEMM allowed TF32: the best wgmma tiles first, then the best FP32 register tile
-    (with its split-K, which wgmma lacks: a small GEMM with a long K may still want it), for the
-    autotuner to time; the cost model's choice is the first wgmma tile."""
+    (with its split-K, which these wgmma candidates do not take: a small GEMM with a long K may
+    still want it), for the autotuner to time; the cost model's choice is the first wgmma
+    tile."""
     return [g.tactic() for g in ranked(m, n, k, batch, sms)[:top - 1]] + fp32[:1]
 
 
