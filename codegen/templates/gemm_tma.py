@@ -88,6 +88,10 @@ class TmaGemm(gemm_wgmma.WgmmaGemm):
 
     tile: TmaTile  # type: ignore[assignment]
 
+    def __post_init__(self) -> None:
+        if self.splits != 1:  # the TMA main loop walks all of K
+            raise ValueError("a TMA-fed wgmma tactic splits no K")
+
     def tactic(self) -> dict:
         return {"wgmma": self.tile.as_list(), "copy": COPY}
 

@@ -264,10 +264,11 @@ def wgmma_for(tactic: dict) -> WgmmaGemm:
     tile = WgmmaTile(*(int(v) for v in tactic["wgmma"]))
     if tile not in [t for t, _ in WGMMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the wgmma tiles")
-    splits = int(tactic.get("splits", 1))
-    if not 1 <= splits <= SPLITS[-1]:
-        raise ValueError(f"tactic split-K x{splits}: 1 to {SPLITS[-1]} slices")
-    return WgmmaGemm(tile, splits)
+    splits = int(tactic.get("splits", 2))  # present only where K is split
+    if not 2 <= splits <= SPLITS[-1]:
+        raise ValueError(f"tactic split-K x{splits}: 2 to {SPLITS[-1]} slices (a whole-K "
+                         "tactic names no 'splits')")
+    return WgmmaGemm(tile, splits if "splits" in tactic else 1)
 
 
 # a wgmma GEMM whose whole tiles leave at least half the multiprocessors idle also times the
@@ -387,6 +388,9 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
             raise ValueError(f"tactic split-K x{splits} needs a static K")
         k_tiles = -(-k // bk)
         per_slice = -(-k_tiles // splits)
+        if per_slice * (splits - 1) >= k_tiles:  # a slice would get no k-tile
+            raise ValueError(f"tactic split-K x{splits} does not fit K = {k} ({k_tiles} "
+                             f"k-tiles of {bk})")
         lines += [f"    const int kt0 = (int)(blockIdx.z % {splits}) * {per_slice};",
                   f"    const int k_tiles = max(0, min(({k} + {bk - 1}) / {bk}, kt0 + "
                   f"{per_slice}) - kt0);"]

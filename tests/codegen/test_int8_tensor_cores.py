@@ -471,6 +471,9 @@ def test_int8_candidates_on_sm90_rank_wgmma_by_the_cost_model():
         assert all(("wgmma" in t) != ("mma" in t) for t in on_hopper), on_hopper
         on_ampere = tactics_of(params, "sm_80")
         assert on_ampere and all("mma" in t for t in on_ampere), on_ampere
+    # whole int32 sums: no split-K candidate where an FP16 GEMM of the shape gets one (FFN2)
+    ffn2 = matmul.tactics(_params([], 1024, 768, 3072), "sm_90")
+    assert ffn2 and not any(t.get("splits", 1) > 1 for t in ffn2), ffn2
 
 
 @pytest.mark.parametrize("bm, bn, threads", [(64, 64, 128), (128, 128, 256), (64, 256, 128),

@@ -569,6 +569,14 @@ def test_split_k_wgmma_is_a_timed_candidate_not_the_cost_models_choice() -> None
     with pytest.raises(ValueError, match="split no K"):
         gemm_wgmma.mainloop(gemm, 1024, 768, 3072, None, None, gemm_wgmma.INT8, "0", "0",
                             lambda *a: [])
+    # one spelling per tactic (a whole-K one names no splits), no empty slices, no TMA split
+    with pytest.raises(ValueError, match="names no 'splits'"):
+        gemm_wgmma.wgmma_for({"wgmma": [128, 192, 4], "splits": 1})
+    with pytest.raises(ValueError, match="does not fit K"):  # 16 k-tiles: 12 slices of 2
+        gemm_wgmma.mainloop(gemm_wgmma.wgmma_for({"wgmma": [128, 192, 4], "splits": 12}),
+                            1024, 768, 1024, None, None, "float16", "0", "0", lambda *a: [])
+    with pytest.raises(ValueError, match="splits no K"):
+        gemm_tma.TmaGemm(gemm_tma.TMA_TILES[0][0], 2)
 
 
 def test_split_k_wgmma_compiles_for_sm90a() -> None:
@@ -601,8 +609,8 @@ def test_split_k_wgmma_compiles_for_sm90a() -> None:
                                     {"wgmma": [64, 96, 8], "splits": 4}], ids=str)
 def test_split_k_wgmma_matches_float64(tactic: dict, dtype: str, monkeypatch) -> None:
     """A wgmma tactic with K in slices (forced as select-tactics' choice), with a bias and
-    relu staged through shared memory after the last block summed the slices, twice in a row
-    (each kernel leaves its arrival counters zeroed for the next run); K = 1000 cuts into
+    relu staged through shared memory after the last block summed the slices, on two inputs in
+    a row (each kernel leaves its arrival counters zeroed for the next run); K = 1000 cuts into
     uneven slices with a partial last k-tile."""
     monkeypatch.setattr(gemm_wgmma, "merged_candidates", lambda *a, **k: [tactic])
     rng = np.random.default_rng(31)
@@ -621,10 +629,9 @@ def test_split_k_wgmma_matches_float64(tactic: dict, dtype: str, monkeypatch) ->
     assert step["params"]["tactic"] == tactic
     engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
     ctx = engine.create_execution_context()
-    first, second = (ctx.execute({"x": x})["y"] for _ in range(2))
-    np.testing.assert_array_equal(first, second)
-    ref = np.maximum(_matmul_reference(x, w.T) + b.astype(np.float64), 0)
-    assert _relative_l2(first, ref) < TOLERANCE[dtype]
+    for xi in (x, _half(rng, (m, k), dtype)):  # a second input: stale counters would keep y
+        ref = np.maximum(_matmul_reference(xi, w.T) + b.astype(np.float64), 0)
+        assert _relative_l2(ctx.execute({"x": xi})["y"], ref) < TOLERANCE[dtype]
 
 
 @pytest.mark.cuda
