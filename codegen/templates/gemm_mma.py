@@ -32,7 +32,7 @@ from ember.codegen.templates.gemm_tiles import (
     Gemm,
     Operand,
     split_choices,
-    split_k_arrival,
+    split_k_partials,
 )
 from ember.errors import UnsupportedError
 
@@ -439,28 +439,9 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
 
 
 def _split_k_reduce(gemm: MmaGemm) -> list[str]:
-    """After the main loop of a split-K block: store this slice's partial tile (FP32); the last
-    block of the tile to arrive sums all slices in slice order into frag, the others return."""
-    tile, splits = gemm.tile, gemm.splits
-    size, threads = tile.bm * tile.bn, tile.threads
-    per = tile.mi * tile.ni * 4
-    return [
-        "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
-        f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
-        " + blockIdx.x;",
-        f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
-        "    float* flat = &frag[0][0][0];",
-        "    #pragma unroll",
-        f"    for (int r = 0; r < {per}; ++r)",
-        f"        part[(size_t)(blockIdx.z % {splits}) * {size} + r * {threads} + tid] = flat[r];",
-        *split_k_arrival(splits),
-        "    #pragma unroll",
-        f"    for (int r = 0; r < {per}; ++r) {{",
-        "        float v = 0.f;",
-        f"        for (int s = 0; s < {splits}; ++s)",
-        f"            v += __ldcg(&part[(size_t)s * {size} + r * {threads} + tid]);",
-        "        flat[r] = v;",
-        "    }",
-        "    if (tid == 0) counters[tile_id] = 0;  // ready for the next run",
-    ]
+    """After the main loop of a split-K block: `gemm_tiles.split_k_partials` over frag."""
+    tile = gemm.tile
+    return split_k_partials(gemm.splits, tile.bm * tile.bn, tile.threads,
+                            tile.mi * tile.ni * 4, "flat", "r",
+                            ("    float* flat = &frag[0][0][0];",))
 

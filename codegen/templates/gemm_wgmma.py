@@ -34,7 +34,7 @@ from ember.codegen.symbolic import typical
 from ember.codegen.templates import gemm_epilogue, gemm_mma
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import async_helpers
-from ember.codegen.templates.gemm_tiles import SM_COUNT, SPLITS, Operand, split_k_arrival
+from ember.codegen.templates.gemm_tiles import SM_COUNT, SPLITS, Operand, split_k_partials
 
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
 ROW_BYTES = 128  # one swizzle row: the K extent of a stage
@@ -480,28 +480,10 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
 
 
 def _split_k_reduce(gemm: WgmmaGemm) -> list[str]:
-    """After the main loop of a split-K block: store this slice's FP32 accumulators; the last
-    block of the tile to arrive sums all slices in slice order into frag, the others return."""
-    tile, splits = gemm.tile, gemm.splits
-    size, threads, per = tile.bm * tile.bn, tile.threads, tile.bn // 2
-    return [
-        "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
-        f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
-        " + blockIdx.x;",
-        f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
-        "    #pragma unroll",
-        f"    for (int i = 0; i < {per}; ++i)",
-        f"        part[(size_t)(blockIdx.z % {splits}) * {size} + i * {threads} + tid] = frag[i];",
-        *split_k_arrival(splits),
-        "    #pragma unroll",
-        f"    for (int i = 0; i < {per}; ++i) {{",
-        "        float v = 0.f;",
-        f"        for (int s = 0; s < {splits}; ++s)",
-        f"            v += __ldcg(&part[(size_t)s * {size} + i * {threads} + tid]);",
-        "        frag[i] = v;",
-        "    }",
-        "    if (tid == 0) counters[tile_id] = 0;  // ready for the next run",
-    ]
+    """After the main loop of a split-K block: `gemm_tiles.split_k_partials` over frag."""
+    tile = gemm.tile
+    return split_k_partials(gemm.splits, tile.bm * tile.bn, tile.threads, tile.bn // 2,
+                            "frag", "i")
 
 
 def _origin(name: str) -> str:
