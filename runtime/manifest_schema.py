@@ -20,7 +20,7 @@ from typing import Any
 from ember.errors import PlanError
 from ember.runtime.manifest import symbols_of, validate
 from ember.runtime.symbolic import check_expr
-from ember.runtime.tensor_maps import TensorMap
+from ember.runtime.tensor_maps import Im2colMap, TensorMap
 
 # the plan container's section table (runtime/plan.py): read back with the manifest, not part of it
 _CONTAINER_KEYS = ("sections",)
@@ -190,7 +190,8 @@ class CudaLaunch:
     workspace: int | None = None
     variants: tuple[CudaLaunch, ...] | None = None
     when: dict[str, int] | None = None  # a variant's
-    tmaps: tuple[TensorMap, ...] | None = None  # passed after the pointers and workspace
+    # passed after the pointers and workspace
+    tmaps: tuple[TensorMap | Im2colMap, ...] | None = None
 
     _KEYS = ("when", "kernel", "grid", "block", "shared", "sizes", "counters", "workspace",
              "tmaps", "variants")

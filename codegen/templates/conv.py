@@ -301,8 +301,9 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     body = [f"    const int g = blockIdx.z / {splits};  // group"]
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
+        order = gemm_wgmma.tap_order(cv.k_total, cv.taps, dtype) if cv.nhwc else None
         body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
-                                    staged or store)
+                                    staged or store, order)
         helpers = gemm_wgmma.helpers(dtype, tile.bn)
     else:
         body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype, m0, n0,
@@ -357,13 +358,40 @@ def _tma_operands(cv: _Conv) -> tuple[gemm_tma.TmaOperand, gemm_tma.TmaOperand] 
     return (a, b) if a is not None and b is not None else None
 
 
+def _im2col_operands(cv: _Conv, dtype: str
+                     ) -> tuple[gemm_tma.Im2colOperand, gemm_tma.TmaOperand] | None:
+    """(A, B) where the copy engine reads a 2-d NHWC conv that is not a plain GEMM (taps,
+    strides or padding) through an im2col map (`gemm_tma.Im2colOperand`): FP16/BF16, one
+    group, channels a multiple of 64 (whole 128-byte rows), static sizes, the map's window
+    corners within its range; None otherwise."""
+    sizes = [cv.batch, cv.channels, *cv.spatial, *cv.out_spatial, cv.cout]
+    if not cv.nhwc or cv.nd != 2 or cv.groups != 1 or dtype not in gemm_mma.HALF_TYPES \
+            or _tma_operands(cv) is not None or any(not isinstance(v, int) for v in sizes) \
+            or cv.channels % (gemm_wgmma.ROW_BYTES // 2) or cv.positions >= 2**31:
+        return None
+    (h, w), (p, q) = cv.spatial, cv.out_spatial
+    a = gemm_tma.Im2colOperand((cv.channels, w, h, cv.batch), (cv.batch, p, q),
+                               (cv.kernel[0], cv.kernel[1]), (cv.strides[0], cv.strides[1]),
+                               (cv.pads[0], cv.pads[1], cv.pads[2], cv.pads[3]),
+                               (cv.dilations[0], cv.dilations[1]))
+    try:
+        a.tensor_map(64)
+    except ValueError:  # corners or strides past what a 4-d map takes
+        return None
+    b = gemm_tma.operand(1, cv.mg, cv.k_total, cv.k_total, [], [])
+    return (a, b) if b is not None else None
+
+
 def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """A 1x1 NHWC conv as a GEMM on wgmma fed by the copy engine (`gemm_tma`): FP16/BF16
-    operands, or int8 as pairs (`cv` then counts channels in pairs), the tactic names it."""
-    operands = _tma_operands(cv)
+    operands, or int8 as pairs (`cv` then counts channels in pairs), the tactic names it; an
+    FP16/BF16 conv with taps, strides or padding through an im2col map (`_im2col_operands`)."""
+    operands = _tma_operands(cv) or _im2col_operands(cv, dtype)
     if operands is None:
-        raise ValueError("tactic tma needs a 1x1 NHWC conv with stride 1, no padding, one "
-                         "group, static sizes and rows of channels a multiple of 16 bytes")
+        raise ValueError("tactic tma needs an NHWC conv that is a plain GEMM (1x1, stride 1, no "
+                         "padding, one group, rows of channels a multiple of 16 bytes) or, in "
+                         "FP16/BF16, a 2-d one with one group and channels a multiple of 64, "
+                         "static sizes")
     a_t, b_t = operands
     gemm = gemm_tma.tma_for(params["tactic"])
     tile = gemm.tile
@@ -393,13 +421,16 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     body = gemm_tma.mainloop(gemm, m_size, n_size, cv.k_total, a_t, b_t, dtype,
                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}",
                              staged or store)
-    helpers = gemm_tma.helpers(dtype, tile.bn)
+    im2col = isinstance(a_t, gemm_tma.Im2colOperand)
+    helpers = gemm_tma.helpers(dtype, tile.bn) + (gemm_tma.IM2COL_LOAD if im2col else "")
     if staged:
         helpers += gemm_epilogue.helpers(stored)
     k = cv.k_total * (2 if int8 else 1)
+    what = ("implicit GEMM, the input read through an im2col tensor map (one copy per tap and "
+            "64 channels)" if im2col else "1x1 conv as a GEMM")
     text = source(_title(params, _Conv(params) if int8 else cv,
                          "int8 -> int32" if int8 else dtype),
-                  [f"tactic: 1x1 conv as a GEMM on {'INT8 ' if int8 else ''}tensor cores "
+                  [f"tactic: {what} on {'INT8 ' if int8 else ''}tensor cores "
                    f"(NHWC, weights OHWI), {gemm}, {'int32' if int8 else 'FP32'} accumulation",
                    f"GEMM: M={m_size} N={n_size} K={k}",
                    *([gemm_epilogue.STAGED_INT8] if int8 and staged else []),
@@ -735,10 +766,15 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     if tensor_core:
         _, _, a_op, b_op = _mma_operands(cv)
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.candidates(m, n, cv.k_total, cv.groups, sms=sms,
-                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
-                                                                      params["out_dtypes"][0]),
-                                   tma=hopper and _tma_operands(cv) is not None)
+        dtype = params["out_dtypes"][0]
+        found = gemm_mma.candidates(m, n, cv.k_total, cv.groups, sms=sms,
+                                    wgmma=hopper and gemm_wgmma.usable(a_op, b_op, dtype),
+                                    tma=hopper and _tma_operands(cv) is not None)
+        if hopper and _im2col_operands(cv, dtype) is not None:
+            # timed after the rest (the cost model's choice stays the cp.async loop): each
+            # wgmma tile's twin reading the input through an im2col map
+            found += gemm_tma.twins(found)
+        return found
     fp32 = candidates(m, n, cv.k_total, cv.groups, params, sms=sms)
     if _tf32_wgmma(params, cv, arch):
         return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups, sms=sms)

@@ -28,7 +28,7 @@ from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
-from ember.runtime.tensor_maps import TensorMap
+from ember.runtime.tensor_maps import Im2colMap, TensorMap
 
 COPY = "tma"  # the tactic's `copy` value: {"wgmma": [bm, bn, stages], "copy": "tma"}
 PRODUCER_THREADS = 32
@@ -156,6 +156,76 @@ def operand(index: int, mn: int, k: int, row_stride: int, batch_strides: list[in
     return TmaOperand(index, rows, k, row_stride * 2, step)
 
 
+@dataclass(frozen=True)
+class Im2colOperand:
+    """A 2-d NHWC conv's activation as A, read by the copy engine through an `Im2colMap`: output
+    pixel m is (n, p, q) of `out` = (N, P, Q); its window starts at input (p * stride_h - pad_h,
+    q * stride_w - pad_w); K walks blocks of 64 channels, all `kernel` = (R, S) taps of one
+    block in turn (`gemm_wgmma.tap_order`), so B's k-tile of tap t and block c sits at
+    (t * C / 64 + c) * 64. Buffer 0 of the step, 2-byte elements, `channels` a multiple of 64."""
+
+    dims: tuple[int, int, int, int]  # C, W, H, N of the input
+    out: tuple[int, int, int]  # N, P, Q
+    kernel: tuple[int, int]  # R, S
+    strides: tuple[int, int]  # h, w
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    dilations: tuple[int, int]  # h, w
+
+    def tensor_map(self, box_rows: int) -> Im2colMap:
+        c, w, h, _ = self.dims
+        (r, s), (dh, dw) = self.kernel, self.dilations
+        top, left, bottom, right = self.pads
+        return Im2colMap(0, self.dims, (c * 2, w * c * 2, h * w * c * 2), (-left, -top),
+                         (right - (s - 1) * dw, bottom - (r - 1) * dh),
+                         (self.strides[1], self.strides[0]), ROW_BYTES // 2, box_rows)
+
+    def producer_setup(self, m0: str) -> list[str]:
+        """The first pixel's map coordinates (its window's corner), once per block."""
+        n, p, q = self.out
+        return [f"const int q_ = {m0} % {q}, p_ = ({m0} / {q}) % {p}, img_ = {m0} / {q * p};",
+                f"const int w_ = q_ * {self.strides[1]} - {self.pads[1]}, "
+                f"h_ = p_ * {self.strides[0]} - {self.pads[0]};"]
+
+    def copy(self, dst: str, kt: str, bar: str) -> tuple[list[str], str, str]:
+        """(lines, A's copy of k-tile `kt`, B's k offset of that tile)."""
+        taps = self.kernel[0] * self.kernel[1]
+        per_tap = self.dims[0] // (ROW_BYTES // 2)
+        s, (dh, dw) = self.kernel[1], self.dilations
+        lines = [f"const int tap_ = {kt} % {taps}, cb_ = {kt} / {taps};"]
+        load = (f"tma_load_im2col({dst}, &tmap_a, cb_ * {ROW_BYTES // 2}, w_, h_, img_, "
+                f"(unsigned short)((tap_ % {s}) * {dw}), (unsigned short)((tap_ / {s}) * {dh}), "
+                f"{bar});")
+        return lines, load, f"(tap_ * {per_tap} + cb_) * {ROW_BYTES // 2}"
+
+
+# the im2col copy (`Im2colOperand`): a kernel that reads its A through one adds it to `helpers`
+IM2COL_LOAD = """\
+// `pixels` output pixels from the one whose window starts at (w, h) of image n on, each pixel's
+// channels [c, c + 64) at filter offset (ow, oh) (zeros off the image), into shared memory at
+// dst, completing on bar
+__device__ __forceinline__ void tma_load_im2col(void* dst, const TmaDesc* map, int c, int w,
+                                                int h, int n, unsigned short ow,
+                                                unsigned short oh, unsigned long long* bar) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.im2col"
+                 ".mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6], {%7, %8};"
+                 :: "r"(smem_addr(dst)), "l"((unsigned long long)map), "r"(c), "r"(w), "r"(h),
+                    "r"(n), "r"(smem_addr(bar)), "h"(ow), "h"(oh) : "memory");
+}
+"""
+
+
+def twins(tactics: list[dict]) -> list[dict]:
+    """The TMA tactic of the same BM x BN as each cp.async wgmma tactic among `tactics` (where
+    `TMA_TILES` has one), in their order, none already there."""
+    by_shape = {(t.bm, t.bn): TmaGemm(t).tactic() for t, _ in TMA_TILES}
+    out: list[dict] = []
+    for t in tactics:
+        twin = by_shape.get(tuple(t["wgmma"][:2])) if "wgmma" in t and not is_tma(t) else None
+        if twin is not None and twin not in tactics and twin not in out:
+            out.append(twin)
+    return out
+
+
 # how much faster the TMA-fed loop runs than gemm_wgmma's cp.async loop on the same tile, where K
 # spans at least PAYS_FROM_K_TILES k-tiles (H100, FP16, tools/gemm_probe.py's shapes: 4096^3 202
 # us against 244 on 128x256; 1024x3072x768 11.8 against 14.5 on 128x192; 1024x768x768 7.1
@@ -207,12 +277,14 @@ __device__ __forceinline__ void tma_load(void* dst, const TmaDesc* map, int col,
 """
 
 
-def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand, b: TmaOperand, dtype: str,
-             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
-             ) -> list[str]:
+def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperand,
+             b: TmaOperand, dtype: str, m0: str, n0: str,
+             store: Callable[[str, str, str, str], list[str]] | RowStore) -> list[str]:
     """The body of a TMA-fed wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN)
     of batch item `b` (a C variable the caller defined) of C; `k` counted in 2-byte elements;
-    the kernel takes the maps as `tmap_a`, `tmap_b`. `store` as `gemm_wgmma.mainloop`'s."""
+    the kernel takes the maps as `tmap_a`, `tmap_b`. `store` as `gemm_wgmma.mainloop`'s. An
+    `Im2colOperand` A (a conv's activation) comes through its im2col map, one copy per tap and
+    block of channels."""
     if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
         raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
     tile = gemm.tile
@@ -222,6 +294,17 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand, b: TmaOperand
         raise ValueError(f"TMA wgmma takes 2-byte elements, not {dtype}")
     a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES
     acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
+    if isinstance(a, Im2colOperand):
+        if dtype == INT8:
+            raise ValueError("an im2col TMA operand takes FP16/BF16 channels, not int8 pairs")
+        a_setup = [f"            {line}" for line in a.producer_setup("m0")]
+        pre, a_copy, b_k = a.copy(f"As + s * {a_stage}", "kt", "&full[s]")
+        a_lines = [f"                {line}" for line in [*pre, a_copy]]
+    else:
+        a_setup = [f"            const int a_row = {a.first_row('b', 'm0')};"]
+        a_lines = [f"                tma_load(As + s * {a_stage}, &tmap_a, kt * {bk}, a_row, "
+                   "&full[s]);"]
+        b_k = f"kt * {bk}"
     lines = [
         "    extern __shared__ __align__(16) unsigned char smem_raw[];",
         f"    __shared__ __align__(8) unsigned long long full[{stages}], empty[{stages}];",
@@ -249,14 +332,14 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand, b: TmaOperand
         f"    if (warp == {warps}) {{",
         "        // the producer: one thread walks K, a stage ahead of the consumers' frees",
         "        if (lane == 0) {",
-        f"            const int a_row = {a.first_row('b', 'm0')};",
+        *a_setup,
         f"            const int b_row = {b.first_row('b', 'n0')};",
         "            for (int kt = 0; kt < k_tiles; ++kt) {",
         f"                const int s = kt % {stages};",
         f"                if (kt >= {stages}) mbar_wait(&empty[s], ((kt / {stages}) - 1) & 1);",
         f"                mbar_expect_tx(&full[s], {tile.stage_bytes()});",
-        f"                tma_load(As + s * {a_stage}, &tmap_a, kt * {bk}, a_row, &full[s]);",
-        f"                tma_load(Bs + s * {b_stage}, &tmap_b, kt * {bk}, b_row, &full[s]);",
+        *a_lines,
+        f"                tma_load(Bs + s * {b_stage}, &tmap_b, {b_k}, b_row, &full[s]);",
         "            }",
         "        }",
         "    } else {",

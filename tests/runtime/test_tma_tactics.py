@@ -233,23 +233,67 @@ def test_tma_maps_follow_io_bound_to_the_callers_memory(monkeypatch) -> None:
         assert _relative_l2(got, _matmul_reference(x, w)) < TOLERANCE["float16"], seed
 
 
-def test_only_plain_1x1_nhwc_convs_take_tma() -> None:
+def test_which_convs_take_tma_and_through_which_maps() -> None:
+    """A plain 1x1 NHWC conv: both operands through tiled maps. A 3x3 (or a strided 1x1) one in
+    FP16 over channels in whole 128-byte rows: its input through an im2col map, each wgmma
+    tile's TMA twin timed after the cp.async tiles (the cost model's choice stays cp.async);
+    over 32 channels, or grouped: no TMA."""
     from ember.codegen.templates import conv
+    from ember.runtime.tensor_maps import Im2colMap
 
     base = {"in_shapes": [[2, 7, 7, 64], [96, 1, 1, 64], [96]], "in_dtypes": ["float16"] * 3,
             "out_shapes": [[2, 7, 7, 96]], "out_dtypes": ["float16"], "layout": "NHWC",
             "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
     assert any(gemm_tma.is_tma(t) for t in conv.tactics(base, "sm_90"))
-    spec = conv.emit("k", {**base, "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8))
-                           .tactic()})
+    tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()
+    spec = conv.emit("k", {**base, "tactic": tactic})
     assert spec.tensor_maps == (TensorMap(0, "u16", (64, 98), 128, (64, 128)),
                                 TensorMap(1, "u16", (64, 96), 128, (64, 64)))
     three = {**base, "in_shapes": [[2, 7, 7, 64], [96, 3, 3, 64], [96]], "pads": [1, 1, 1, 1]}
     strided = {**base, "strides": [2, 2], "out_shapes": [[2, 4, 4, 96]]}
     for params in (three, strided):
+        tactics = conv.tactics(params, "sm_90")
+        assert not gemm_tma.is_tma(tactics[0])
+        assert gemm_tma.twins(tactics[:-1]) and gemm_tma.twins(tactics[:-1])[0] in tactics
+        assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_80"))
+    spec = conv.emit("k", {**three, "tactic": tactic})
+    assert spec.tensor_maps == (
+        Im2colMap(0, (64, 7, 7, 2), (128, 896, 6272), (-1, -1), (-1, -1), (1, 1), 64, 128),
+        TensorMap(1, "u16", (576, 96), 1152, (64, 64)))
+    assert "tma_load_im2col(" in spec.source and "(tap_ * 1 + cb_) * 64" in spec.source
+    spec = conv.emit("k", {**strided, "tactic": tactic})
+    assert spec.tensor_maps[0] == Im2colMap(0, (64, 7, 7, 2), (128, 896, 6272), (0, 0), (0, 0),
+                                            (2, 2), 64, 128)
+    narrow = {**three, "in_shapes": [[2, 7, 7, 32], [96, 3, 3, 32], [96]]}
+    grouped = {**three, "in_shapes": [[2, 7, 7, 128], [96, 3, 3, 64], [96]], "groups": 2}
+    for params in (narrow, grouped):
         assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_90"))
-    with pytest.raises(ValueError, match="tactic tma needs a 1x1 NHWC conv"):
-        conv.emit("k", {**three, "tactic": {"wgmma": [128, 64, 8], "copy": "tma"}})
+        with pytest.raises(ValueError, match="tactic tma needs an NHWC conv"):
+            conv.emit("k", {**params, "tactic": tactic})
+
+
+def test_an_im2col_conv_compiles_for_sm90a_and_its_map_round_trips() -> None:
+    """A 3x3 conv over 128 channels (two blocks of 64 per tap) on the im2col TMA loop: NVRTC
+    compiles it for sm_90a; its map goes through the manifest's JSON and back, and a map the
+    copy engine cannot take is a PlanError naming the problem."""
+    from ember.codegen.templates import conv
+    from ember.runtime.tensor_maps import Im2colMap
+
+    params = {"in_shapes": [[2, 9, 9, 128], [64, 3, 3, 128], [64]], "in_dtypes": ["bfloat16"] * 3,
+              "out_shapes": [[2, 9, 9, 64]], "out_dtypes": ["bfloat16"], "layout": "NHWC",
+              "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1,
+              "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()}
+    spec = conv.emit("k", params)
+    assert "(tap_ * 2 + cb_) * 64" in spec.source  # B's k of tap t, channel block c
+    compile_cuda(spec.source, name="k", arch="sm_90a")
+    im2col = spec.tensor_maps[0]
+    assert TensorMap.from_json(im2col.to_json(), "m") == im2col
+    bad = {**im2col.to_json(), "lower": [-200, -1]}
+    with pytest.raises(PlanError, match="window corners must lie within -128 to 127"):
+        TensorMap.from_json(bad, "m")
+    with pytest.raises(PlanError, match="must be an object with keys im2col"):
+        TensorMap.from_json({**im2col.to_json(), "box": [64, 64]}, "m")
+    assert isinstance(im2col, Im2colMap) and im2col.reach() == 2 * 9 * 9 * 128 * 2
 
 
 @pytest.mark.cuda
@@ -296,3 +340,49 @@ def test_a_tensor_map_past_its_buffer_is_a_plan_error(monkeypatch) -> None:
                                         "has 65536"):
         engine = Runtime().deserialize_cuda_engine(plan_bytes(manifest, sections))
         engine.create_execution_context().execute({"x": np.zeros((256, 128), np.float16)})
+
+
+IM2COL_CONVS = {  # (x shape NCHW, w shape, attributes)
+    "3x3_pad1": ([2, 64, 9, 9], [96, 64, 3, 3], {"pads": [1, 1, 1, 1]}),
+    "3x3_stride2_128ch": ([2, 128, 13, 13], [64, 128, 3, 3], {"pads": [1, 1, 1, 1],
+                                                              "strides": [2, 2]}),
+    "1x1_stride2": ([3, 64, 9, 9], [128, 64, 1, 1], {"strides": [2, 2]}),
+    "3x3_dilated_uneven_pads": ([1, 64, 11, 10], [64, 64, 3, 3], {"pads": [2, 1, 0, 2],
+                                                                  "dilations": [2, 2]}),
+    "7x7_stride2_pad3": ([2, 64, 16, 16], [64, 64, 7, 7], {"pads": [3, 3, 3, 3],
+                                                           "strides": [2, 2]}),
+}
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(IM2COL_CONVS))
+def test_an_im2col_tma_conv_matches_float64(case: str, dtype: str, monkeypatch) -> None:
+    """Convs whose input the copy engine reads through an im2col map: padding on every side,
+    strides, dilation, blocks of pixels that cross rows and images, pixels not a multiple of
+    BM; bias + relu fused (staged epilogue)."""
+    from onnx import helper
+
+    from ember.codegen.templates import gemm_mma
+    from tests.runtime.test_mma_tactics import _conv_model, conv_reference
+
+    tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()
+    monkeypatch.setattr(gemm_mma, "candidates", lambda *a, **k: [])
+    monkeypatch.setattr(gemm_tma, "twins", lambda found: [tactic])
+    x_shape, w_shape, attrs = IM2COL_CONVS[case]
+    model, rng, w, b = _conv_model(x_shape, w_shape, attrs, dtype, seed=60)
+    model.graph.node[0].output[0] = "c"
+    model.graph.node.append(helper.make_node("Relu", ["c"], ["y"]))
+    x = _half(rng, x_shape, dtype)
+    manifest, sections = _build(model, nhwc=True)
+    assert manifest["inputs"][0]["format"] == "NHWC"
+    (step,) = _tensor_core_steps(manifest)
+    assert step["params"]["tactic"] == tactic
+    assert step["cuda"]["tmaps"][0]["im2col"] is True
+    out = _run(manifest, sections, {"x": np.ascontiguousarray(x.transpose(0, 2, 3, 1))})
+    full = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1, **attrs}
+    (ref,) = conv_reference([x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)],
+                            full)
+    ref = np.maximum(ref, 0).transpose(0, 2, 3, 1)
+    assert out.shape == ref.shape and _relative_l2(out, ref) < TOLERANCE[dtype]
