@@ -73,9 +73,13 @@ class TmaTile(gemm_wgmma.WgmmaTile):
 
 TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
     (TmaTile(128, 256, 4), 1.0),
+    (TmaTile(256, 128, 4), 1.0),
     (TmaTile(128, 192, 5), 0.95),
     (TmaTile(128, 128, 6), 0.9),
     (TmaTile(128, 64, 8), 0.7),
+    # four consumer warpgroups over 64 columns: the twin of wgmma's 256x64 (ResNet-50's 3x3
+    # convs over 64 channels, through the im2col map)
+    (TmaTile(256, 64, 5), 0.75),
     (TmaTile(64, 128, 8), 0.7),
     (TmaTile(64, 96, 8), 0.6),
     (TmaTile(64, 64, 8), 0.5),
