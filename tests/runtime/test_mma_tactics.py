@@ -634,6 +634,24 @@ def test_split_k_wgmma_matches_float64(tactic: dict, dtype: str, monkeypatch) ->
         assert _relative_l2(ctx.execute({"x": xi})["y"], ref) < TOLERANCE[dtype]
 
 
+def test_wgmma_convs_walk_k_a_block_of_channels_at_a_time() -> None:
+    """A 3x3 conv over 256 channels (4 k-tiles a tap) walks all 9 taps of a block of 64
+    channels before the next block; one k-tile a tap (64 channels) or one tap keeps K's order;
+    TF32 counts 32-float k-tiles. The GPU test below runs such a conv in 4 slices."""
+    from ember.codegen.templates import conv
+
+    assert gemm_wgmma.tap_order(9 * 256, 9, "float16") == (9, 4)
+    assert gemm_wgmma.tap_order(9 * 64, 9, "float16") is None
+    assert gemm_wgmma.tap_order(256, 1, "float16") is None
+    assert gemm_wgmma.tap_order(9 * 64, 9, "float32") == (9, 2)
+    params = {"in_shapes": [[2, 7, 7, 256], [64, 3, 3, 256], [64]], "in_dtypes": ["float16"] * 3,
+              "out_shapes": [[2, 7, 7, 64]], "out_dtypes": ["float16"], "layout": "NHWC",
+              "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1,
+              "tactic": {"wgmma": [128, 64, 4]}}
+    source = conv.emit("k", params).source
+    assert "const int k0 = ((((kt + 2)) % 9) * 4 + ((kt + 2)) / 9) * 64;" in source
+
+
 @pytest.mark.cuda
 @needs_gpu
 def test_split_k_wgmma_conv_matches_float64(monkeypatch) -> None:

@@ -277,6 +277,7 @@ def test_an_im2col_conv_compiles_for_sm90a_and_its_map_round_trips() -> None:
     compiles it for sm_90a; its map goes through the manifest's JSON and back, and a map the
     copy engine cannot take is a PlanError naming the problem."""
     from ember.codegen.templates import conv
+    from ember.dialects.attributes import attribute_value, to_attribute
     from ember.runtime.tensor_maps import Im2colMap
 
     params = {"in_shapes": [[2, 9, 9, 128], [64, 3, 3, 128], [64]], "in_dtypes": ["bfloat16"] * 3,
@@ -288,6 +289,8 @@ def test_an_im2col_conv_compiles_for_sm90a_and_its_map_round_trips() -> None:
     compile_cuda(spec.source, name="k", arch="sm_90a")
     im2col = spec.tensor_maps[0]
     assert TensorMap.from_json(im2col.to_json(), "m") == im2col
+    # as kernel IR carries it (`kernel.cuda`'s tmaps: the flag an i1)
+    assert TensorMap.from_json(attribute_value(to_attribute(im2col.to_json())), "m") == im2col
     bad = {**im2col.to_json(), "lower": [-200, -1]}
     with pytest.raises(PlanError, match="window corners must lie within -128 to 127"):
         TensorMap.from_json(bad, "m")
