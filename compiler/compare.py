@@ -387,6 +387,13 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
         if not marked:
             raise FlagError("--per-layer maps layers through ember's plan: list an ember "
                             "backend")
+        if "onnxruntime" in backends and any(
+                n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+            out.write("note: marking a Q/DQ model's tensors as outputs changes how onnxruntime "
+                      "fuses it (a marked DequantizeLinear output keeps its conv off "
+                      "QLinearConv), so onnxruntime's layers here may differ from its own "
+                      "unmarked run by an int8 step; check a named layer with it marked "
+                      "alone\n")
     union = list(dict.fromkeys(layer.tensor for layers in marked.values() for layer in layers))
     runs: dict[str, BackendRun] = {}
     for b in backends:

@@ -262,6 +262,31 @@ def test_per_layer_passes_unplanted():
     assert result.passed and len(result.layers["ember-cpu"]) > 20
 
 
+def test_per_layer_on_a_qdq_model_says_onnxruntime_fuses_it_otherwise(small):
+    """Marked outputs keep onnxruntime from fusing Q/DQ into its integer kernels (session 19
+    found a ResNet-50's first divergence moved that way): --per-layer says so for a Q/DQ
+    model, and only for one."""
+    from onnx import helper, numpy_helper
+
+    scale, zero = np.float32(0.05), np.int8(0)
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+         helper.make_node("Relu", ["d"], ["y"])], "qdq",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(np.array(scale), "s"),
+         numpy_helper.from_array(np.array(zero), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out = io.StringIO()
+    compare(model, backends=["ember-cpu", "onnxruntime"], per_layer=True, out=out)
+    assert "changes how onnxruntime fuses it" in out.getvalue()
+    plain = io.StringIO()
+    compare(str(small / "cnn.onnx"), backends=["ember-cpu", "onnxruntime"], per_layer=True,
+            out=plain)
+    assert "changes how onnxruntime" not in plain.getvalue()
+
+
 def test_bad_usage_is_exit_status_2(small, capsys):
     model = str(small / "cnn.onnx")
     for args, message in (
