@@ -32,7 +32,7 @@ from ember.runtime.symbolic import (
     shape_value,
     substitute_shapes,
 )
-from ember.runtime.tensor_maps import TensorMap
+from ember.runtime.tensor_maps import Im2colMap, TensorMap
 
 if TYPE_CHECKING:
     from ember.runtime.engine import Engine
@@ -160,7 +160,7 @@ class _Launch:
     sizes: tuple[str, ...] = ()        # symbols passed after the pointers, in order
     first_size: int = 0                # index of the first size argument
     # tensor maps: (argument index, map, buffer it reads), encoded over the buffer's address
-    tmaps: tuple[tuple[int, TensorMap, int], ...] = ()
+    tmaps: tuple[tuple[int, TensorMap | Im2colMap, int], ...] = ()
 
     @property
     def empty(self) -> bool:

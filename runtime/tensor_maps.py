@@ -131,6 +131,9 @@ class Im2colMap:
             return "pixels must lie a multiple of 16 bytes apart, no closer than their channels"
         if not all(-128 <= c <= 127 for c in (*self.lower, *self.upper)):
             return "the window corners must lie within -128 to 127 (a 4-d map's range)"
+        if any(d + up - lo < 1 for d, lo, up in zip(self.dims[1:3], self.lower, self.upper,
+                                                    strict=True)):
+            return "the windows' corners must span at least one pixel in W and H"
         if not all(1 <= t <= 8 for t in self.traversal):
             return "the traversal strides must be 1 to 8"
         if self.channels * 2 != SWIZZLE_BYTES or not 1 <= self.pixels <= 256:

@@ -362,14 +362,24 @@ def _im2col_operands(cv: _Conv, dtype: str
                      ) -> tuple[gemm_tma.Im2colOperand, gemm_tma.TmaOperand] | None:
     """(A, B) where the copy engine reads a 2-d NHWC conv that is not a plain GEMM (taps,
     strides or padding) through an im2col map (`gemm_tma.Im2colOperand`): FP16/BF16, one
-    group, channels a multiple of 64 (whole 128-byte rows), static sizes, the map's window
-    corners within its range; None otherwise."""
+    group, channels a multiple of 64 (whole 128-byte rows), static sizes, the output's pixels
+    the windows the map walks, the filter's reach and the window corners within the copy's
+    ranges; None otherwise."""
     sizes = [cv.batch, cv.channels, *cv.spatial, *cv.out_spatial, cv.cout]
     if not cv.nhwc or cv.nd != 2 or cv.groups != 1 or dtype not in gemm_mma.HALF_TYPES \
             or _tma_operands(cv) is not None or any(not isinstance(v, int) for v in sizes) \
             or cv.channels % (gemm_wgmma.ROW_BYTES // 2) or cv.positions >= 2**31:
         return None
     (h, w), (p, q) = cv.spatial, cv.out_spatial
+    reach = [(k - 1) * d for k, d in zip(cv.kernel, cv.dilations, strict=True)]
+    if max(reach) > gemm_tma.IM2COL_OFFSET_MAX:  # the copy's filter offsets
+        return None
+    # the copy engine walks the windows the map's corners and strides allow: they must be the
+    # output's pixels
+    walked = [(size + cv.pads[i] + cv.pads[i + 2] - reach[i] - 1) // cv.strides[i] + 1
+              for i, size in enumerate(cv.spatial)]
+    if walked != [p, q]:
+        return None
     a = gemm_tma.Im2colOperand((cv.channels, w, h, cv.batch), (cv.batch, p, q),
                                (cv.kernel[0], cv.kernel[1]), (cv.strides[0], cv.strides[1]),
                                (cv.pads[0], cv.pads[1], cv.pads[2], cv.pads[3]),

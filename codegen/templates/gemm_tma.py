@@ -202,6 +202,10 @@ class Im2colOperand:
         return lines, load, f"(tap_ * {per_tap} + cb_) * {ROW_BYTES // 2}"
 
 
+# the largest filter offset (kernel extent - 1, times the dilation) an im2col copy is given:
+# the PTX operands are 16-bit, the 4-d map's corners 8-bit; kept within both
+IM2COL_OFFSET_MAX = 127
+
 # the im2col copy (`Im2colOperand`): a kernel that reads its A through one adds it to `helpers`
 IM2COL_LOAD = """\
 // `pixels` output pixels from the one whose window starts at (w, h) of image n on, each pixel's

@@ -253,9 +253,19 @@ def test_which_convs_take_tma_and_through_which_maps() -> None:
     strided = {**base, "strides": [2, 2], "out_shapes": [[2, 4, 4, 96]]}
     for params in (three, strided):
         tactics = conv.tactics(params, "sm_90")
-        assert not gemm_tma.is_tma(tactics[0])
-        assert gemm_tma.twins(tactics[:-1]) and gemm_tma.twins(tactics[:-1])[0] in tactics
+        fed = [i for i, t in enumerate(tactics) if gemm_tma.is_tma(t)]
+        # the TMA twins come last, after every cp.async and mma.sync candidate
+        assert fed and fed == list(range(len(tactics) - len(fed), len(tactics)))
+        assert tactics[len(tactics) - len(fed):] == gemm_tma.twins(tactics[:-len(fed)])
         assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_80"))
+    # the copy engine walks the windows its corners and strides give: an output shape that is
+    # not those, or a filter reaching past the copy's offsets, runs no TMA
+    wrong_out = {**three, "out_shapes": [[2, 5, 5, 96]]}
+    far = {**three, "in_shapes": [[2, 300, 300, 64], [96, 3, 3, 64], [96]],
+           "out_shapes": [[2, 300, 300, 96]], "dilations": [100, 100],
+           "pads": [100, 100, 100, 100]}
+    for params in (wrong_out, far):
+        assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_90"))
     spec = conv.emit("k", {**three, "tactic": tactic})
     assert spec.tensor_maps == (
         Im2colMap(0, (64, 7, 7, 2), (128, 896, 6272), (-1, -1), (-1, -1), (1, 1), 64, 128),
@@ -286,7 +296,9 @@ def test_an_im2col_conv_compiles_for_sm90a_and_its_map_round_trips() -> None:
               "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()}
     spec = conv.emit("k", params)
     assert "(tap_ * 2 + cb_) * 64" in spec.source  # B's k of tap t, channel block c
-    compile_cuda(spec.source, name="k", arch="sm_90a")
+    for tile, _ in gemm_tma.TMA_TILES:  # every TMA tile compiles with the im2col copy
+        compile_cuda(conv.emit("k", {**params, "tactic": gemm_tma.TmaGemm(tile).tactic()})
+                     .source, name="k", arch="sm_90a")
     im2col = spec.tensor_maps[0]
     assert TensorMap.from_json(im2col.to_json(), "m") == im2col
     # as kernel IR carries it (`kernel.cuda`'s tmaps: the flag an i1)
@@ -354,7 +366,12 @@ IM2COL_CONVS = {  # (x shape NCHW, w shape, attributes)
                                                                   "dilations": [2, 2]}),
     "7x7_stride2_pad3": ([2, 64, 16, 16], [64, 64, 7, 7], {"pads": [3, 3, 3, 3],
                                                            "strides": [2, 2]}),
+    # H and W told apart: a 3x5 filter, strides (1, 2), dilations (2, 1), uneven pads
+    "3x5_mixed": ([2, 64, 12, 15], [64, 64, 3, 5], {"pads": [2, 1, 1, 3], "strides": [1, 2],
+                                                    "dilations": [2, 1]}),
 }
+IM2COL_TILES = [gemm_tma.TmaTile(128, 64, 8), gemm_tma.TmaTile(256, 128, 4),
+                gemm_tma.TmaTile(256, 64, 5), gemm_tma.TmaTile(64, 128, 8)]
 
 
 @pytest.mark.cuda
@@ -363,14 +380,28 @@ IM2COL_CONVS = {  # (x shape NCHW, w shape, attributes)
 @pytest.mark.parametrize("case", list(IM2COL_CONVS))
 def test_an_im2col_tma_conv_matches_float64(case: str, dtype: str, monkeypatch) -> None:
     """Convs whose input the copy engine reads through an im2col map: padding on every side,
-    strides, dilation, blocks of pixels that cross rows and images, pixels not a multiple of
-    BM; bias + relu fused (staged epilogue)."""
+    strides, dilation, H and W of different filter sizes, strides and dilations, blocks of
+    pixels that cross rows and images, pixels not a multiple of BM; bias + relu fused (staged
+    epilogue)."""
+    _check_im2col_conv(case, dtype, gemm_tma.TmaTile(128, 64, 8), monkeypatch)
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("tile", IM2COL_TILES[1:], ids=str)
+def test_every_im2col_tile_shape_matches_float64(tile: gemm_tma.TmaTile, monkeypatch) -> None:
+    """The 256-row tiles (four consumer warpgroups) and a 64-row one on the im2col copy."""
+    for case in ("3x3_pad1", "3x5_mixed"):
+        _check_im2col_conv(case, "float16", tile, monkeypatch)
+
+
+def _check_im2col_conv(case: str, dtype: str, tile: gemm_tma.TmaTile, monkeypatch) -> None:
     from onnx import helper
 
     from ember.codegen.templates import gemm_mma
     from tests.runtime.test_mma_tactics import _conv_model, conv_reference
 
-    tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()
+    tactic = gemm_tma.TmaGemm(tile).tactic()
     monkeypatch.setattr(gemm_mma, "candidates", lambda *a, **k: [])
     monkeypatch.setattr(gemm_tma, "twins", lambda found: [tactic])
     x_shape, w_shape, attrs = IM2COL_CONVS[case]
