@@ -400,8 +400,9 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     if operands is None:
         raise ValueError("tactic tma needs an NHWC conv that is a plain GEMM (1x1, stride 1, no "
                          "padding, one group, rows of channels a multiple of 16 bytes) or, in "
-                         "FP16/BF16, a 2-d one with one group and channels a multiple of 64, "
-                         "static sizes")
+                         "FP16/BF16, a 2-d one with one group, channels a multiple of 64, "
+                         "static sizes, a filter reaching at most "
+                         f"{gemm_tma.IM2COL_OFFSET_MAX} pixels and pads within 127")
     a_t, b_t = operands
     gemm = gemm_tma.tma_for(params["tactic"])
     tile = gemm.tile
