@@ -387,13 +387,13 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
         if not marked:
             raise FlagError("--per-layer maps layers through ember's plan: list an ember "
                             "backend")
-        if "onnxruntime" in backends and any(
+        if qdq_on_onnxruntime := "onnxruntime" in backends and any(
                 n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
             out.write("note: marking a Q/DQ model's tensors as outputs changes how onnxruntime "
                       "fuses it (a marked DequantizeLinear output keeps its conv off "
                       "QLinearConv), so onnxruntime's layers here may differ from its own "
-                      "unmarked run by an int8 step; check a named layer with it marked "
-                      "alone\n")
+                      "unmarked run by an int8 step; the first diverging layer is checked "
+                      "again with only its tensor marked\n")
     union = list(dict.fromkeys(layer.tensor for layers in marked.values() for layer in layers))
     runs: dict[str, BackendRun] = {}
     for b in backends:
@@ -430,13 +430,30 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
                                             expected[layer.tensor], tol, b, against))
                      for layer in layers if layer.tensor in names]
             result.layers[b] = pairs
-            _print_layers(b, against, pairs, result.first_diverging(b), out)
+            first = result.first_diverging(b)
+            _print_layers(b, against, pairs, first, out)
+            if first is not None and qdq_on_onnxruntime and "onnxruntime" in (b, against):
+                _recheck_alone(first[0].tensor, b, against, runs, proto, feed, tol, out)
     n = len(result.outputs)
     out.write(f"{'PASS' if result.passed else 'FAIL'}: {sum(c.passed for c in result.outputs)} "
               f"of {n} output comparison(s) passed"
               + ("".join(f"; {b}: {sum(c.passed for _, c in pairs)} of {len(pairs)} layers"
                          for b, pairs in result.layers.items())) + "\n")
     return result
+
+
+def _recheck_alone(tensor: str, backend: str, against: str, runs: dict[str, BackendRun],
+                   proto: onnx.ModelProto, feed: Mapping[str, np.ndarray], tol: Tolerances,
+                   out: TextIO) -> None:
+    """onnxruntime run again with only `tensor` marked (its Q/DQ fusion as unmarked but for
+    that tensor), compared with the other side's value of it."""
+    alone = run_backend("onnxruntime", with_outputs(proto, [tensor]), feed).outputs
+    mine = backend == "onnxruntime"
+    got = alone[tensor] if mine else runs[backend].outputs[tensor]
+    expected = runs[against].outputs[tensor] if mine else alone[tensor]
+    c = compare_arrays(tensor, got, expected, tol, backend, against)
+    out.write(f"    checked with only '{tensor}' marked on onnxruntime: {c.verdict()} "
+              f"({'PASS: an artefact of the marks' if c.passed else 'FAIL: it stands'})\n")
 
 
 def _print_output(c: OutputComparison, out: TextIO) -> None:
@@ -494,7 +511,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--per-layer", action="store_true",
                    help="also compare each tensor that survives ember's fusion (marked as an "
                         "output on every side), each mapped to its step and ONNX nodes, and "
-                        "name the first diverging layer")
+                        "name the first diverging layer (on a Q/DQ model against onnxruntime, "
+                        "checked again with only its tensor marked: the marks change "
+                        "onnxruntime's fusion)")
     add_input_flags(p)
     add_tolerance_flags(p)
     add_build_flags(p, tf32=False)

@@ -262,10 +262,11 @@ def test_per_layer_passes_unplanted():
     assert result.passed and len(result.layers["ember-cpu"]) > 20
 
 
-def test_per_layer_on_a_qdq_model_says_onnxruntime_fuses_it_otherwise(small):
+def test_per_layer_on_a_qdq_model_says_onnxruntime_fuses_it_otherwise(small, monkeypatch):
     """Marked outputs keep onnxruntime from fusing Q/DQ into its integer kernels (session 19
     found a ResNet-50's first divergence moved that way): --per-layer says so for a Q/DQ
-    model, and only for one."""
+    model, and only for one, and checks the first diverging layer again with only its tensor
+    marked (a planted wrong kernel: the divergence stands)."""
     from onnx import helper, numpy_helper
 
     scale, zero = np.float32(0.05), np.int8(0)
@@ -279,8 +280,18 @@ def test_per_layer_on_a_qdq_model_says_onnxruntime_fuses_it_otherwise(small):
          numpy_helper.from_array(np.array(zero), "z")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     out = io.StringIO()
-    compare(model, backends=["ember-cpu", "onnxruntime"], per_layer=True, out=out)
+    assert compare(model, backends=["ember-cpu", "onnxruntime"], per_layer=True,
+                   out=out).passed
     assert "changes how onnxruntime fuses it" in out.getvalue()
+    assert "checked with only" not in out.getvalue()  # nothing diverges
+    right = cpu_kernels.KERNELS["elementwise"]
+    monkeypatch.setitem(cpu_kernels.KERNELS, "elementwise",
+                        lambda args, params: [r + 1.0 for r in right(args, params)])
+    out = io.StringIO()
+    assert not compare(model, backends=["ember-cpu", "onnxruntime"], per_layer=True,
+                       out=out).passed
+    assert "checked with only 'y' marked on onnxruntime: " in out.getvalue()
+    assert "(FAIL: it stands)" in out.getvalue()
     plain = io.StringIO()
     compare(str(small / "cnn.onnx"), backends=["ember-cpu", "onnxruntime"], per_layer=True,
             out=plain)
