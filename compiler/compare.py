@@ -378,6 +378,9 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
                         "of")
 
     marked: dict[str, list[Layer]] = {}
+    # marks change onnxruntime's Q/DQ fusion: its per-layer values need a second look
+    qdq_on_onnxruntime = per_layer and "onnxruntime" in backends and any(
+        n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
     if per_layer:
         proto = named_nodes(proto)
         for b in backends:
@@ -387,8 +390,7 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
         if not marked:
             raise FlagError("--per-layer maps layers through ember's plan: list an ember "
                             "backend")
-        if qdq_on_onnxruntime := "onnxruntime" in backends and any(
-                n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        if qdq_on_onnxruntime:
             out.write("note: marking a Q/DQ model's tensors as outputs changes how onnxruntime "
                       "fuses it (a marked DequantizeLinear output keeps its conv off "
                       "QLinearConv), so onnxruntime's layers here may differ from its own "

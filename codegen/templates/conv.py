@@ -380,7 +380,7 @@ def _im2col_operands(cv: _Conv, dtype: str
               for i, size in enumerate(cv.spatial)]
     if walked != [p, q]:
         return None
-    a = gemm_tma.Im2colOperand((cv.channels, w, h, cv.batch), (cv.batch, p, q),
+    a = gemm_tma.Im2colOperand((cv.channels, w, h, cv.batch), (p, q),
                                (cv.kernel[0], cv.kernel[1]), (cv.strides[0], cv.strides[1]),
                                (cv.pads[0], cv.pads[1], cv.pads[2], cv.pads[3]),
                                (cv.dilations[0], cv.dilations[1]))
