@@ -162,11 +162,12 @@ def operand(index: int, mn: int, k: int, row_stride: int, batch_strides: list[in
 
 @dataclass(frozen=True)
 class Im2colOperand:
-    """A 2-d NHWC conv's activation as A, read by the copy engine through an `Im2colMap`: output
-    pixel m is (n, p, q) over (N, P, Q), `out` = (P, Q); its window starts at input
-    (p * stride_h - pad_h, q * stride_w - pad_w); K walks blocks of 64 channels, all
-    `kernel` = (R, S) taps of one block in turn (`gemm_wgmma.tap_order`), so B's k-tile of tap t and block c sits at
-    (t * C / 64 + c) * 64. Buffer 0 of the step, 2-byte elements, `channels` a multiple of 64."""
+    """A 2-d NHWC conv's activation as A, read by the copy engine through an `Im2colMap`:
+    output pixel m is (n, p, q) over (N, P, Q), `out` = (P, Q); its window starts at input
+    (p * stride_h - pad_h, q * stride_w - pad_w); K walks blocks of 64 channels, all `kernel`
+    = (R, S) taps of one block in turn (`gemm_wgmma.tap_order`), so B's k-tile of tap t and
+    block c sits at (t * C / 64 + c) * 64. Buffer 0 of the step, 2-byte elements, `channels` a
+    multiple of 64."""
 
     dims: tuple[int, int, int, int]  # C, W, H, N of the input
     out: tuple[int, int]  # P, Q (N is dims[3])
