@@ -140,16 +140,22 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
 
 def split_choices(kind: type, tile, k: int, split_k: bool = True) -> list:
     """The distinct split-K tactics (`kind(tile, splits)`: a `Gemm` or a tensor-core one) of one
-    tile for K: the slice counts actually used once K is cut into whole BK steps, each slice
-    keeping at least two BK steps; no split when `split_k` is off."""
-    chunks = -(-k // tile.bk)
-    out: list = []
-    for splits in SPLITS if split_k else (1,):
-        if splits > 1 and chunks < 2 * splits:
+    tile for K: `slice_counts` of K in whole BK steps; no split when `split_k` is off."""
+    return [kind(tile, splits) for splits in slice_counts(-(-k // tile.bk), split_k)]
+
+
+def slice_counts(chunks: int, split_k: bool = True) -> list[int]:
+    """The distinct slice counts of `chunks` K steps (BK steps, or wgmma's k-tiles) cut into
+    SPLITS slices, fewest first: the slices actually used once each takes ceil(chunks / splits)
+    steps (30 steps in 12 slices of 3 use 10), 1 first; a count of SPLITS only where its slices
+    keep at least two steps each on average; just 1 when `split_k` is off."""
+    out = [1]
+    for splits in SPLITS[1:] if split_k else ():
+        if chunks < 2 * splits:
             break
-        gemm = kind(tile, -(-chunks // (kind(tile, splits).k_slice(k) // tile.bk)))
-        if gemm not in out:
-            out.append(gemm)
+        used = -(-chunks // -(-chunks // splits))
+        if used not in out:
+            out.append(used)
     return out
 
 

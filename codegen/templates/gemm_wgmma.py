@@ -34,7 +34,13 @@ from ember.codegen.symbolic import typical
 from ember.codegen.templates import gemm_epilogue, gemm_mma
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import async_helpers
-from ember.codegen.templates.gemm_tiles import SM_COUNT, SPLITS, Operand, split_k_partials
+from ember.codegen.templates.gemm_tiles import (
+    SM_COUNT,
+    SPLITS,
+    Operand,
+    slice_counts,
+    split_k_partials,
+)
 
 ARCH_SPECIFIC = ARCH_SPECIFIC_SM90A  # the source line that makes NVRTC target sm_90a
 ROW_BYTES = 128  # one swizzle row: the K extent of a stage
@@ -288,14 +294,13 @@ def split_candidate(m: int, n: int, k: int, batch: int, sms: int = SM_COUNT
         blocks = -(-m // tile.bm) * -(-n // tile.bn) * batch
         if 2 * blocks > sms:
             continue
-        for splits in SPLITS[1:]:
+        for splits in slice_counts(k_tiles)[1:]:  # slices that get k-tiles, fewest first
             per_slice = -(-k_tiles // splits)
-            used = -(-k_tiles // per_slice)  # slices that get k-tiles
-            if per_slice < SPLIT_MIN_K_TILES or blocks * used > sms:
+            if per_slice < SPLIT_MIN_K_TILES or blocks * splits > sms:
                 break
-            cost = tile.bm * tile.bn * (per_slice + used) * 64 / eff
+            cost = tile.bm * tile.bn * (per_slice + splits) * 64 / eff
             if best is None or (cost, i) < best[:2]:
-                best = (cost, i, WgmmaGemm(tile, used))
+                best = (cost, i, WgmmaGemm(tile, splits))
     return None if best is None else (best[0], best[2])
 
 

@@ -104,20 +104,29 @@ def _pixel_pack(name: str, params: dict, dims: list[int], padded: int) -> Kernel
     plane = h * w
     pixels = n * plane
     itype = index_type(pixels * padded, n * c * plane)
+    lines = [f"        union {{ uint4 v; {t} e[{padded}]; }} px;",
+             "        #pragma unroll",
+             f"        for (int k = 0; k < {padded}; ++k)",
+             f"            px.e[k] = k < {c} ? in0[(img * {c} + k) * {plane} + p] : {zero(dtype)};",
+             f"        *(uint4*)&out0[i * {padded}] = px.v;"]
+    return _per_pixel(name, params["in_dtypes"], dtype, pixels, plane, itype, lines,
+                      f"reformat NCHW->NHWC {list(params['in_shapes'][0])} -> "
+                      f"{list(params['out_shapes'][0])} {dtype}",
+                      f"tactic: one thread per pixel, its {c} channels read from their planes, "
+                      f"padded to {padded} with zeros and stored as 16 bytes, grid-stride loop")
+
+
+def _per_pixel(name: str, in_dtypes: list[str], dtype: str, pixels, plane, itype: str,
+               lines: list[str], title: str, tactic: str) -> KernelSpec:
+    """The frame `_pixel_pack` and `_space_to_depth` share: one thread per result pixel (NHWC)
+    in a grid-stride loop over the `pixels`, naming its image `img` and its place `p` in the
+    result's `plane`, then `lines` (gathering the pixel into `px` and storing it whole)."""
     body = [grid_stride_loop(pixels, itype),
             f"        const {itype} img = i / {plane}, p = i % {plane};",
-            f"        union {{ uint4 v; {t} e[{padded}]; }} px;",
-            "        #pragma unroll",
-            f"        for (int k = 0; k < {padded}; ++k)",
-            f"            px.e[k] = k < {c} ? in0[(img * {c} + k) * {plane} + p] : {zero(dtype)};",
-            f"        *(uint4*)&out0[i * {padded}] = px.v;",
+            *lines,
             "    }"]
     grid, block = grid_1d(pixels)
-    text = source(f"reformat NCHW->NHWC {list(params['in_shapes'][0])} -> "
-                  f"{list(params['out_shapes'][0])} {dtype}",
-                  [f"tactic: one thread per pixel, its {c} channels read from their planes, "
-                   f"padded to {padded} with zeros and stored as 16 bytes, grid-stride loop"],
-                  signature(name, params["in_dtypes"], [dtype], halves=True), body)
+    text = source(title, [tactic], signature(name, in_dtypes, [dtype], halves=True), body)
     return KernelSpec(text, grid, block, 0)
 
 
@@ -143,32 +152,27 @@ def _space_to_depth(name: str, params: dict) -> KernelSpec:
     pieces = padded * _bytes(dtype) // 16
     value = store_from_float(load_float(f"in0[((img * {c} + k) * {h} + y) * {w} + x]", in_t),
                              dtype)
-    body = [grid_stride_loop(pixels, itype),
-            f"        const {itype} img = i / {hs * ws}, p = i % {hs * ws};",
-            f"        const int y0 = (int)(p / {ws}) * {block} - {top}, "
-            f"x0 = (int)(p % {ws}) * {block} - {left};",
-            f"        union {{ uint4 v[{pieces}]; {t} e[{padded}]; }} px;",
-            "        #pragma unroll",
-            f"        for (int k = {block * block * c}; k < {padded}; ++k) "
-            f"px.e[k] = {zero(dtype)};",
-            "        #pragma unroll",
-            f"        for (int b = 0; b < {block * block}; ++b) {{",
-            f"            const int y = y0 + b / {block}, x = x0 + b % {block};",
-            f"            const bool inside = y >= 0 && y < {h} && x >= 0 && x < {w};",
-            "            #pragma unroll",
-            f"            for (int k = 0; k < {c}; ++k)",
-            f"                px.e[b * {c} + k] = inside ? {value} : {zero(dtype)};",
-            "        }",
-            "        #pragma unroll",
-            f"        for (int v = 0; v < {pieces}; ++v)",
-            f"            *(uint4*)&out0[i * {padded} + v * {16 // _bytes(dtype)}] = px.v[v];",
-            "    }"]
-    grid, block_dims = grid_1d(pixels)
-    text = source(f"reformat NCHW->NHWC space_to_depth {block} {[n, c, h, w]} {in_t} -> "
-                  f"{[n, hs, ws, padded]} {dtype}",
-                  [f"tactic: one thread per result pixel, its {block}x{block} block's {c} "
-                   f"channels each read from their planes (zero outside the input: pads "
-                   f"{top}, {left}), converted to {dtype}, padded to {padded} with zeros and "
-                   "stored in 16-byte pieces, grid-stride loop"],
-                  signature(name, [in_t], [dtype], halves=True), body)
-    return KernelSpec(text, grid, block_dims, 0)
+    lines = [f"        const int y0 = (int)(p / {ws}) * {block} - {top}, "
+             f"x0 = (int)(p % {ws}) * {block} - {left};",
+             f"        union {{ uint4 v[{pieces}]; {t} e[{padded}]; }} px;",
+             "        #pragma unroll",
+             f"        for (int k = {block * block * c}; k < {padded}; ++k) "
+             f"px.e[k] = {zero(dtype)};",
+             "        #pragma unroll",
+             f"        for (int b = 0; b < {block * block}; ++b) {{",
+             f"            const int y = y0 + b / {block}, x = x0 + b % {block};",
+             f"            const bool inside = y >= 0 && y < {h} && x >= 0 && x < {w};",
+             "            #pragma unroll",
+             f"            for (int k = 0; k < {c}; ++k)",
+             f"                px.e[b * {c} + k] = inside ? {value} : {zero(dtype)};",
+             "        }",
+             "        #pragma unroll",
+             f"        for (int v = 0; v < {pieces}; ++v)",
+             f"            *(uint4*)&out0[i * {padded} + v * {16 // _bytes(dtype)}] = px.v[v];"]
+    return _per_pixel(name, [in_t], dtype, pixels, hs * ws, itype, lines,
+                      f"reformat NCHW->NHWC space_to_depth {block} {[n, c, h, w]} {in_t} -> "
+                      f"{[n, hs, ws, padded]} {dtype}",
+                      f"tactic: one thread per result pixel, its {block}x{block} block's {c} "
+                      f"channels each read from their planes (zero outside the input: pads "
+                      f"{top}, {left}), converted to {dtype}, padded to {padded} with zeros and "
+                      "stored in 16-byte pieces, grid-stride loop")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ember.codegen.templates import gemm_mma, gemm_tma, gemm_wgmma
+from ember.codegen.templates import gemm_mma, gemm_tiles, gemm_tma, gemm_wgmma
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from ember.runtime.cuda import cuda_available
@@ -577,6 +577,28 @@ def test_split_k_wgmma_is_a_timed_candidate_not_the_cost_models_choice() -> None
                             1024, 768, 1024, None, None, "float16", "0", "0", lambda *a: [])
     with pytest.raises(ValueError, match="splits no K"):
         gemm_tma.TmaGemm(gemm_tma.TMA_TILES[0][0], 2)
+
+
+def test_split_k_slice_counts_shared_by_register_mma_and_wgmma_tiles() -> None:
+    """One enumeration of split-K slice counts (`gemm_tiles.slice_counts`): the slices actually
+    used once K's steps are cut into SPLITS slices, each count once; `split_choices` (register
+    and mma.sync tiles, in BK steps) and `gemm_wgmma.split_candidate` (64-element k-tiles, at
+    least SPLIT_MIN_K_TILES a slice) both take theirs from it."""
+    slice_counts = gemm_tiles.slice_counts
+    assert slice_counts(30) == [1, 2, 3, 4, 6, 8, 10]  # 12 slices of 3 use 10; 16: too few
+    assert slice_counts(130) == [1, 2, 3, 4, 6, 8, 12, 15]
+    assert slice_counts(30, split_k=False) == [1]
+    assert slice_counts(3) == [1] and slice_counts(4) == [1, 2] and slice_counts(0) == [1]
+    tile = gemm_mma.MMA_TILES[0][0]
+    assert gemm_tiles.split_choices(gemm_mma.MmaGemm, tile, 30 * tile.bk + 1) == [
+        gemm_mma.MmaGemm(tile, s) for s in slice_counts(31)]
+    # 225 k-tiles on one 64x64 block: 16 slices of 15 use 15 (the cheapest: 15 + 15 k-tiles)
+    _, gemm = gemm_wgmma.split_candidate(64, 64, 225 * 64, 1)
+    assert gemm == gemm_wgmma.WgmmaGemm(gemm_wgmma.WgmmaTile(64, 64, 8), 15), gemm
+    # every slice keeps SPLIT_MIN_K_TILES k-tiles: 64 stop at 8 slices, 14 split in none
+    assert gemm_wgmma.split_candidate(64, 64, 64 * 64, 1)[1].splits == 8
+    assert gemm_wgmma.split_candidate(64, 64, 15 * 64, 1)[1].splits == 2
+    assert gemm_wgmma.split_candidate(64, 64, 14 * 64, 1) is None
 
 
 def test_split_k_wgmma_compiles_for_sm90a() -> None:
