@@ -1358,6 +1358,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names.insert(names.index("fold-channel-pad") + 1, "space-to-depth-stem")
     names += [n for n in ("fuse-elementwise", "fuse-epilogues", "fuse-strided-reads")
               if n not in names]
+    if _hopper(config.target_arch) and "fuse-shortcut-convs" not in names:
+        names.insert(names.index("fuse-epilogues") + 1, "fuse-shortcut-convs")
     if config.target_arch is not None and "select-tactics" not in names:
         names.append("select-tactics")
     passes: list[ModulePass] = []
@@ -1371,6 +1373,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 autotune=_should_autotune(config),
                 **({} if config.sm_count is None else {"sms": config.sm_count}),
                 **({} if limit is None else {"workspace": int(limit)})))
+        elif name == "fuse-shortcut-convs" and config.target_arch is not None:
+            from ember.passes.fuse_shortcut_convs import FuseShortcutConvs
+
+            passes.append(FuseShortcutConvs(arch=config.target_arch))
         elif name == "fold-qdq" and config.target_arch is not None:
             from ember.passes.fold_qdq import FoldQDQ
 
@@ -1401,6 +1407,13 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
 
 
 FORMAT_CHOICES = ("measured", "model", "preferred")
+
+
+def _hopper(arch: str | None) -> bool:
+    """Whether a build for `arch` has Hopper's copy engine and wgmma (fuse-shortcut-convs)."""
+    from ember.codegen.templates.gemm_wgmma import targets
+
+    return targets(arch)
 
 
 def _format_source(config: BuilderConfig) -> str | None:

@@ -329,7 +329,9 @@ _DESCRIPTORS = [
     # linear algebra
     _template("conv", {**_CONV, **TF32,
                        "layout": opt(STR, FORMATS), "channels": opt(INT),
-                       "weight_layout": opt(STR, ("C4RS4",))},
+                       "weight_layout": opt(STR, ("C4RS4",)),
+                       # fuse-shortcut-convs': a second input's 1x1 conv summed in (NHWC)
+                       "shortcut": opt(dict_of({"strides": req(INTS)}))},
               layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packable=_conv_packable,
               packed=_packed_conv, epilogue=True, tactics=True),
     _template("matmul", {"transpose_a": opt(BOOL), "transpose_b": opt(BOOL), **TF32},

@@ -37,6 +37,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.fuse_normalization import FuseNormalization
+    from ember.passes.fuse_shortcut_convs import FuseShortcutConvs
     from ember.passes.fuse_strided_reads import FuseStridedReads
     from ember.passes.infer_shapes import InferShapes
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
@@ -46,7 +47,8 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.space_to_depth_stem import SpaceToDepthStem
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
-            ConvertNNToKernel, FuseElementwise, FuseEpilogues, CommonSubexpressionElimination,
+            ConvertNNToKernel, FuseElementwise, FuseEpilogues, FuseShortcutConvs,
+            CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
             PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,

@@ -99,6 +99,13 @@ class _Conv:
         self.k_total = self.cg * self.taps
         self.positions = self.batch * prod(self.out_spatial)
         self.has_bias = len(params["in_shapes"]) > 2
+        # a shortcut conv (fuse-shortcut-convs): a second input's 1x1 conv, its channels the
+        # weights' last ones, summed into the same result
+        self.shortcut = params.get("shortcut")
+        if self.shortcut is not None:
+            x2 = list(params["in_shapes"][3])
+            self.short_channels, self.short_spatial = x2[-1], x2[1:-1]
+            self.short_strides = list(self.shortcut["strides"])
 
     def window(self, slot: str, pixel: str, indent: str = "") -> list[str]:
         """Lines splitting output pixel index `pixel` (batch x positions) into `img<slot>` and
@@ -392,11 +399,77 @@ def _im2col_operands(cv: _Conv, dtype: str
     return (a, b) if b is not None else None
 
 
+def _shortcut_operands(cv: _Conv, dtype: str) -> tuple[
+        gemm_tma.TmaOperand, gemm_tma.TmaOperand | gemm_tma.Im2colOperand,
+        gemm_tma.TmaOperand] | None:
+    """(A, A2, B) of a shortcut conv as the copy engine reads them: A the first input's rows
+    (a plain GEMM: 1x1, stride 1, no padding), A2 the second input's (the same pixels, or every
+    stride-th one through a 1x1 im2col map), B the weights over both inputs' channels; FP16/
+    BF16, NHWC, channels of both a multiple of 64, static sizes. None otherwise."""
+    plain = _tma_operands(cv)
+    sizes = [cv.batch, cv.channels, cv.short_channels, *cv.short_spatial, *cv.out_spatial]
+    row = gemm_wgmma.ROW_BYTES // 2
+    if plain is None or cv.nd != 2 or dtype not in gemm_mma.HALF_TYPES \
+            or any(not isinstance(v, int) for v in sizes) or cv.channels % row \
+            or cv.short_channels % row:
+        return None
+    k = cv.k_total + cv.short_channels
+    b = gemm_tma.operand(1, cv.mg, k, k, [], [])
+    (h, w), (p, q) = cv.short_spatial, cv.out_spatial
+    a2: gemm_tma.TmaOperand | gemm_tma.Im2colOperand | None
+    if cv.short_strides == [1, 1]:
+        a2 = gemm_tma.operand(3, cv.positions, cv.short_channels, cv.short_channels, [], []) \
+            if [h, w] == [p, q] else None
+    else:
+        walked = [(size - 1) // st + 1 for size, st in zip((h, w), cv.short_strides,
+                                                          strict=True)]
+        a2 = gemm_tma.Im2colOperand((cv.short_channels, w, h, cv.batch), (p, q), (1, 1),
+                                    (cv.short_strides[0], cv.short_strides[1]), (0, 0, 0, 0),
+                                    (1, 1), operand=3) if walked == [p, q] else None
+        try:
+            if a2 is not None:
+                a2.tensor_map(64)
+        except ValueError:  # strides past what a 4-d map takes
+            a2 = None
+    return (plain[0], a2, b) if a2 is not None and b is not None else None
+
+
+def _shortcut_tactics(params: dict, cv: _Conv, arch: str | None, sms: int) -> list[dict]:
+    """A shortcut conv's tactics: TMA tiles (the only loop that reads a second A), the cost
+    model's best `SHORTCUT_TOP` and its best two of two blocks a multiprocessor (short K: the
+    loads and the epilogue take the time); none off sm_90 or where the copy engine cannot read
+    it."""
+    dtype = params["out_dtypes"][0]
+    if not _tensor_core(params) or not gemm_wgmma.targets(arch) \
+            or _shortcut_operands(cv, dtype) is None:
+        return []
+    tiles = gemm_tma.ranked(cv.positions, cv.mg, cv.k_total + cv.short_channels, 1, sms)
+    found = tiles[:SHORTCUT_TOP]
+    found += [t for t in tiles if t.tile.resident == 2][:2]
+    return [g.tactic() for g in dict.fromkeys(found)]
+
+
+SHORTCUT_TOP = 4  # TMA tiles the autotuner times for a shortcut conv (and two two-resident ones)
+
+
 def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     """A 1x1 NHWC conv as a GEMM on wgmma fed by the copy engine (`gemm_tma`): FP16/BF16
     operands, or int8 as pairs (`cv` then counts channels in pairs), the tactic names it; an
-    FP16/BF16 conv with taps, strides or padding through an im2col map (`_im2col_operands`)."""
-    operands = _tma_operands(cv) or _im2col_operands(cv, dtype)
+    FP16/BF16 conv with taps, strides or padding through an im2col map (`_im2col_operands`);
+    a shortcut conv with its second input through a third map (`_shortcut_operands`)."""
+    second = None
+    if cv.shortcut is not None:
+        found = _shortcut_operands(cv, dtype)
+        if found is None:
+            raise UnsupportedError(
+                "CUDA conv: a shortcut conv runs on the copy engine: FP16/BF16 NHWC, its first "
+                "input a 1x1 stride-1 unpadded conv's, both inputs' channels a multiple of 64, "
+                "static sizes, the second input's pixels every stride-th of the output's")
+        a1, a2, b1 = found
+        operands: tuple | None = (a1, b1)
+        second = (cv.k_total, a2)
+    else:
+        operands = _tma_operands(cv) or _im2col_operands(cv, dtype)
     if operands is None:
         raise ValueError("tactic tma needs an NHWC conv that is a plain GEMM (1x1, stride 1, no "
                          "padding, one group, rows of channels a multiple of 16 bytes) or, in "
@@ -429,16 +502,22 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         staged = stored == dtype and gemm_epilogue.row_store(
             params, dtype, n_size, [cv.cout], index, lambda n: n,
             (lambda n: load_float(f"in2[{n}]", dtype)) if cv.has_bias else None)
-    body = gemm_tma.mainloop(gemm, m_size, n_size, cv.k_total, a_t, b_t, dtype,
+    k_size = cv.k_total + (cv.short_channels if second else 0)
+    body = gemm_tma.mainloop(gemm, m_size, n_size, k_size, a_t, b_t, dtype,
                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}",
-                             staged or store)
-    im2col = isinstance(a_t, gemm_tma.Im2colOperand)
+                             staged or store, second)
+    im2col = any(isinstance(a, gemm_tma.Im2colOperand)
+                 for a in (a_t, *(second[1:] if second else ())))
     helpers = gemm_tma.helpers(dtype, tile.bn) + (gemm_tma.IM2COL_LOAD if im2col else "")
     if staged:
         helpers += gemm_epilogue.helpers(stored)
-    k = cv.k_total * (2 if int8 else 1)
+    k = k_size * (2 if int8 else 1)
     what = ("implicit GEMM, the input read through an im2col tensor map (one copy per tap and "
-            "64 channels)" if im2col else "1x1 conv as a GEMM")
+            "64 channels)" if im2col and not second else "1x1 conv as a GEMM")
+    if second:
+        what += (f" over both inputs' channels (the shortcut's {cv.short_channels} through "
+                 f"{'a strided im2col' if im2col else 'a third'} tensor map, strides "
+                 f"{cv.short_strides})")
     text = source(_title(params, _Conv(params) if int8 else cv,
                          "int8 -> int32" if int8 else dtype),
                   [f"tactic: {what} on {'INT8 ' if int8 else ''}tensor cores "
@@ -449,13 +528,14 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                    gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
                             launch_bounds=(tile.threads, tile.resident), halves=True,
-                            tensor_maps=gemm_tma.parameters()),
+                            tensor_maps=gemm_tma.parameters(second is not None)),
                   body, prelude=uses_mod(params), helpers=helpers)
     grid = gemm.grid(m_size, n_size, 1)
     if grid[1] > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
-                      tensor_maps=(a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn)))
+    maps = (a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn),
+            *((second[1].tensor_map(tile.bm),) if second else ()))
+    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), tensor_maps=maps)
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
@@ -752,6 +832,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
     build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
     the multiprocessors the cost models fill."""
+    if params.get("shortcut") is not None:
+        return _shortcut_tactics(params, _Conv(params), arch, sms)
     if _int8(params):
         try:
             cv = _int8_conv(params)
@@ -804,6 +886,14 @@ def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if params.get("shortcut") is not None:  # only the TMA loop reads a second A
+        if not gemm_tma.is_tma(params.get("tactic")) or not _tensor_core(params) \
+                or params.get("layout") != "NHWC":
+            raise UnsupportedError(
+                f"CUDA conv: a shortcut conv (fuse-shortcut-convs) runs on a TMA tactic, FP16/"
+                f"BF16 in NHWC; this one has tactic {params.get('tactic')}, types "
+                f"{sorted(set(params['in_dtypes']))}, layout {params.get('layout', 'NCHW')}")
+        return _gemm_tma(name, params, _Conv(params), dtype)
     if _int8(params):
         return _gemm_int8(name, params)
     wgmma = "wgmma" in (params.get("tactic") or {})

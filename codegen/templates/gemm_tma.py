@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ember.codegen.symbolic import is_sym
+from ember.codegen.symbolic import is_sym, typical
 from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
+from ember.codegen.templates.gemm_tiles import SM_COUNT
 from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
 from ember.runtime.tensor_maps import Im2colMap, TensorMap
 
@@ -39,7 +40,8 @@ SHARED_LIMIT = 227 * 1024  # sm_90: the most dynamic shared memory one block may
 class TmaTile(gemm_wgmma.WgmmaTile):
     """A `gemm_wgmma.WgmmaTile` (BM = 64 x consumer warpgroups rows, BN columns per wgmma,
     wgmma's rules on both) fed by the copy engine: `stages` k-tiles in flight, one producer
-    warp beside the consumer warpgroups, one block a multiprocessor."""
+    warp beside the consumer warpgroups; two blocks a multiprocessor where their shared memory
+    fits (`WgmmaTile.resident`), so one block's epilogue overlaps the other's loads."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,10 +56,6 @@ class TmaTile(gemm_wgmma.WgmmaTile):
     @property
     def threads(self) -> int:
         return self.consumers + PRODUCER_THREADS
-
-    @property
-    def resident(self) -> int:
-        return 1
 
     def stage_bytes(self) -> int:
         return (self.bm + self.bn) * ROW_BYTES
@@ -83,6 +81,12 @@ TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
     (TmaTile(64, 128, 8), 0.7),
     (TmaTile(64, 96, 8), 0.6),
     (TmaTile(64, 64, 8), 0.5),
+    # two blocks a multiprocessor (the twins of wgmma's): short K, where a tile's loads and
+    # epilogue, not its wgmmas, take the time (ResNet-50's layer1 convs; the shortcut convs of
+    # fuse-shortcut-convs). Ranked below their deeper siblings by the cost model, timed where
+    # their twins are candidates.
+    (TmaTile(128, 128, 3), 0.85),
+    (TmaTile(128, 64, 4), 0.65),
 )
 
 
@@ -98,6 +102,14 @@ class TmaGemm(gemm_wgmma.WgmmaGemm):
 
     def tactic(self) -> dict:
         return {"wgmma": self.tile.as_list(), "copy": COPY}
+
+
+def ranked(m: int, n: int, k: int, batch: int = 1, sms: int = SM_COUNT) -> list[TmaGemm]:
+    """The TMA tiles by `gemm_wgmma.estimated_cost`, best first."""
+    m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
+    scored = sorted((gemm_wgmma.estimated_cost(t, e, m, n, k, batch, sms), i, TmaGemm(t))
+                    for i, (t, e) in enumerate(TMA_TILES))
+    return [g for _, _, g in scored]
 
 
 def is_tma(tactic: dict | None) -> bool:
@@ -166,8 +178,8 @@ class Im2colOperand:
     output pixel m is (n, p, q) over (N, P, Q), `out` = (P, Q); its window starts at input
     (p * stride_h - pad_h, q * stride_w - pad_w); K walks blocks of 64 channels, all `kernel`
     = (R, S) taps of one block in turn (`gemm_wgmma.tap_order`), so B's k-tile of tap t and
-    block c sits at (t * C / 64 + c) * 64. Buffer 0 of the step, 2-byte elements, `channels` a
-    multiple of 64."""
+    block c sits at (t * C / 64 + c) * 64. Buffer `operand` of the step (0: the conv's input;
+    3: a shortcut conv's second input), 2-byte elements, `channels` a multiple of 64."""
 
     dims: tuple[int, int, int, int]  # C, W, H, N of the input
     out: tuple[int, int]  # P, Q (N is dims[3])
@@ -175,12 +187,13 @@ class Im2colOperand:
     strides: tuple[int, int]  # h, w
     pads: tuple[int, int, int, int]  # top, left, bottom, right
     dilations: tuple[int, int]  # h, w
+    operand: int = 0
 
     def tensor_map(self, box_rows: int) -> Im2colMap:
         c, w, h, _ = self.dims
         (r, s), (dh, dw) = self.kernel, self.dilations
         top, left, bottom, right = self.pads
-        return Im2colMap(0, self.dims, (c * 2, w * c * 2, h * w * c * 2), (-left, -top),
+        return Im2colMap(self.operand, self.dims, (c * 2, w * c * 2, h * w * c * 2), (-left, -top),
                          (right - (s - 1) * dw, bottom - (r - 1) * dh),
                          (self.strides[1], self.strides[0]), ROW_BYTES // 2, box_rows)
 
@@ -191,13 +204,14 @@ class Im2colOperand:
                 f"const int w_ = q_ * {self.strides[1]} - {self.pads[1]}, "
                 f"h_ = p_ * {self.strides[0]} - {self.pads[0]};"]
 
-    def copy(self, dst: str, kt: str, bar: str) -> tuple[list[str], str, str]:
-        """(lines, A's copy of k-tile `kt`, B's k offset of that tile)."""
+    def copy(self, dst: str, kt: str, bar: str, tmap: str = "tmap_a"
+             ) -> tuple[list[str], str, str]:
+        """(lines, A's copy of k-tile `kt` through map `tmap`, B's k offset of that tile)."""
         taps = self.kernel[0] * self.kernel[1]
         per_tap = self.dims[0] // (ROW_BYTES // 2)
         s, (dh, dw) = self.kernel[1], self.dilations
         lines = [f"const int tap_ = {kt} % {taps}, cb_ = {kt} / {taps};"]
-        load = (f"tma_load_im2col({dst}, &tmap_a, cb_ * {ROW_BYTES // 2}, w_, h_, img_, "
+        load = (f"tma_load_im2col({dst}, &{tmap}, cb_ * {ROW_BYTES // 2}, w_, h_, img_, "
                 f"(unsigned short)((tap_ % {s}) * {dw}), (unsigned short)((tap_ / {s}) * {dh}), "
                 f"{bar});")
         return lines, load, f"(tap_ * {per_tap} + cb_) * {ROW_BYTES // 2}"
@@ -288,14 +302,23 @@ __device__ __forceinline__ void tma_load(void* dst, const TmaDesc* map, int col,
 
 def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperand,
              b: TmaOperand, dtype: str, m0: str, n0: str,
-             store: Callable[[str, str, str, str], list[str]] | RowStore) -> list[str]:
+             store: Callable[[str, str, str, str], list[str]] | RowStore,
+             second: tuple[int, TmaOperand | Im2colOperand] | None = None) -> list[str]:
     """The body of a TMA-fed wgmma GEMM kernel for rows [m0, m0 + BM) x columns [n0, n0 + BN)
     of batch item `b` (a C variable the caller defined) of C; `k` counted in 2-byte elements;
     the kernel takes the maps as `tmap_a`, `tmap_b`. `store` as `gemm_wgmma.mainloop`'s. An
     `Im2colOperand` A (a conv's activation) comes through its im2col map, one copy per tap and
-    block of channels."""
+    block of channels. `second` = (k1, A2): A's columns from k1 (a multiple of 64) on are
+    another operand's, read through map `tmap_a2` from its column 0 (a shortcut conv's second
+    input: a plain `TmaOperand` A over the same rows, or a 1x1 im2col over strided pixels);
+    B's k-tile kt stays at kt * 64."""
     if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
         raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
+    if second is not None and (isinstance(a, Im2colOperand) or second[0] % 64
+                               or isinstance(second[1], Im2colOperand)
+                               and second[1].kernel != (1, 1)):
+        raise ValueError("a second A operand follows a plain A at a multiple of 64 columns, "
+                         "and an im2col one has a 1x1 filter")
     tile = gemm.tile
     bm, bn, stages, warps = tile.bm, tile.bn, tile.stages, tile.consumers // 32
     bk = ROW_BYTES // 2  # 2-byte elements per k-tile
@@ -314,6 +337,21 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         a_lines = [f"                tma_load(As + s * {a_stage}, &tmap_a, kt * {bk}, a_row, "
                    "&full[s]);"]
         b_k = f"kt * {bk}"
+    if second is not None:
+        k1, a2 = second
+        if isinstance(a2, Im2colOperand):
+            a_setup += [f"            {line}" for line in a2.producer_setup("m0")]
+            pre, copy2, _ = a2.copy(f"As + s * {a_stage}", "kt2", "&full[s]", "tmap_a2")
+        else:
+            a_setup.append(f"            const int a2_row = {a2.first_row('b', 'm0')};")
+            pre, copy2 = [], (f"tma_load(As + s * {a_stage}, &tmap_a2, kt2 * {bk}, a2_row, "
+                              "&full[s]);")
+        a_lines = [f"                if (kt < {k1 // bk}) {{",
+                   *(f"    {line}" for line in a_lines),
+                   "                } else {",
+                   f"                    const int kt2 = kt - {k1 // bk};",
+                   *(f"                    {line}" for line in [*pre, copy2]),
+                   "                }"]
     lines = [
         "    extern __shared__ __align__(16) unsigned char smem_raw[];",
         f"    __shared__ __align__(8) unsigned long long full[{stages}], empty[{stages}];",
@@ -396,6 +434,8 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     return lines
 
 
-def parameters() -> list[str]:
-    """The kernel's tensor-map arguments, in `mainloop`'s names (after the pointers)."""
-    return ["const __grid_constant__ TmaDesc tmap_a", "const __grid_constant__ TmaDesc tmap_b"]
+def parameters(second: bool = False) -> list[str]:
+    """The kernel's tensor-map arguments, in `mainloop`'s names (after the pointers); `second`:
+    also A's second operand's map (`mainloop`'s `second`), last."""
+    return ["const __grid_constant__ TmaDesc tmap_a", "const __grid_constant__ TmaDesc tmap_b",
+            *(["const __grid_constant__ TmaDesc tmap_a2"] if second else [])]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.errors import PlanError
 from ember.runtime.cpu_kernels.common import accumulate_dtype, out_dtype
 from ember.runtime.cpu_kernels.elementwise import with_epilogue
 from ember.runtime.cpu_kernels.layout import pack, unpack
@@ -44,7 +45,9 @@ def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     `layout: NHWC`: x is [N, H, W, C], w is OHWI [K, R, S, C/g], the result [N, P, Q, K].
     `layout: NC4HW4`: x is [N, ceil(C/4), H, W, 4] (`channels` = C), the result [N, ceil(K/4), P,
     Q, 4] (pad lanes zero here; readers ignore them); w is OIHW, or with `weight_layout: C4RS4`
-    (depthwise) [ceil(C/4), R, S, 4]."""
+    (depthwise) [ceil(C/4), R, S, 4]. With `shortcut`: `_shortcut_conv`."""
+    if params.get("shortcut") is not None:
+        return [_shortcut_conv(inputs, params)]
     if params.get("layout") == "NC4HW4":
         channels = int(params["channels"])
         x, w = unpack(inputs[0], channels), inputs[1]
@@ -91,6 +94,26 @@ def conv(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     if len(inputs) > 2:
         out = out + inputs[2].astype(acc).reshape(1, m, *([1] * nd))
     return [np.ascontiguousarray(out.astype(dtype))]
+
+
+def _shortcut_conv(inputs: list[np.ndarray], params: dict[str, Any]) -> np.ndarray:
+    """fuse-shortcut-convs' conv: two 1x1 NHWC convs summed, x [N, H, W, C1] and x2 [N, H2,
+    W2, C2] read every `shortcut["strides"]`-th pixel, w [K, 1, 1, C1 + C2] (x's channels
+    first), bias [K]; one sum per output, in the accumulation type, rounded once."""
+    x, w, bias, x2 = inputs
+    if params.get("layout") != "NHWC" or w.shape[1:3] != (1, 1) \
+            or list(params["strides"]) != [1, 1] or any(params["pads"]):
+        raise PlanError("conv: a shortcut conv is two 1x1 NHWC convs, the first of stride 1 "
+                        f"without padding (layout {params.get('layout')}, weight "
+                        f"{list(w.shape)}, strides {list(params['strides'])})")
+    dtype = out_dtype(params) or np.result_type(x, w)
+    acc = accumulate_dtype(dtype)
+    sh, sw = (int(v) for v in params["shortcut"]["strides"])
+    w2d = w.reshape(w.shape[0], -1).astype(acc)
+    c1 = x.shape[-1]
+    out = (x.astype(acc) @ w2d[:, :c1].T + x2[:, ::sh, ::sw].astype(acc) @ w2d[:, c1:].T
+           + bias.astype(acc))
+    return np.ascontiguousarray(out.astype(dtype))
 
 
 def conv_transpose(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
