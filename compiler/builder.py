@@ -1356,8 +1356,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         names.insert(names.index("assign-layouts") + 1, "fold-channel-pad")
     if config.target_arch is not None and "space-to-depth-stem" not in names:
         names.insert(names.index("fold-channel-pad") + 1, "space-to-depth-stem")
-    names += [n for n in ("fuse-elementwise", "fuse-epilogues", "fuse-strided-reads")
-              if n not in names]
+    names += [n for n in ("fuse-elementwise", "fuse-epilogues", "cancel-requantize",
+                          "fuse-strided-reads") if n not in names]
     if _hopper(config.target_arch) and "fuse-shortcut-convs" not in names:
         names.insert(names.index("fuse-epilogues") + 1, "fuse-shortcut-convs")
     if config.target_arch is not None and "select-tactics" not in names:

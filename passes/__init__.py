@@ -22,6 +22,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
     from ember.passes.assign_precision import AssignPrecision
+    from ember.passes.cancel_requantize import CancelRequantize
     from ember.passes.cancel_transposes import CancelTransposes
     from ember.passes.canonicalize import Canonicalize
     from ember.passes.choose_formats import ChooseFormats
@@ -47,7 +48,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.space_to_depth_stem import SpaceToDepthStem
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
-            ConvertNNToKernel, FuseElementwise, FuseEpilogues, FuseShortcutConvs,
+            ConvertNNToKernel, FuseElementwise, FuseEpilogues, FuseShortcutConvs, CancelRequantize,
             CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
@@ -74,14 +75,15 @@ PIPELINES: dict[str, list[str]] = {
     "unoptimized": ["convert-onnx-to-nn", "fold-constants", "convert-nn-to-kernel"],
     # default, then each nn op becomes the kernel that runs it, each 4-D activation gets the
     # format its kernels prefer (reformats where they differ), elementwise chains fused, and
-    # those that post-process a conv / matmul moved into it as its epilogue, transposes and
+    # those that post-process a conv / matmul moved into it as its epilogue, int8 values
+    # dequantized and quantized again at the same scale left as they were, transposes and
     # slices read by an elementwise kernel through strides; each conv / matmul
     # then gets the cost model's tactic (printed as its `tactic` attribute)
     "kernels": ["convert-onnx-to-nn", "fold-constants", "fold-batch-norm", "fold-scale-shift",
                 "fold-pad", "cancel-transposes", "fuse-normalization", "canonicalize", "cse", "dce",
                 "merge-parallel-matmuls", "fuse-attention", "convert-nn-to-kernel",
-                "assign-layouts", "fuse-elementwise", "fuse-epilogues", "fuse-strided-reads",
-                "select-tactics"],
+                "assign-layouts", "fuse-elementwise", "fuse-epilogues", "cancel-requantize",
+                "fuse-strided-reads", "select-tactics"],
     "none": [],
 }
 

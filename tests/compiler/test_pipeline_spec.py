@@ -22,8 +22,13 @@ def _names(config: BuilderConfig) -> list[str]:
 def test_default_build_pipeline_ends_with_the_kernel_passes():
     names = _names(BuilderConfig())
     assert names[0] == "convert-onnx-to-nn"
-    assert names[-6:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
-                          "fuse-epilogues", "fuse-strided-reads", "plan-memory"]
+    assert names[-7:] == ["convert-nn-to-kernel", "assign-layouts", "fuse-elementwise",
+                          "fuse-epilogues", "cancel-requantize", "fuse-strided-reads",
+                          "plan-memory"]
+    hopper = _names(BuilderConfig(target_arch="sm_90"))
+    assert hopper[hopper.index("fuse-epilogues") + 1:][:2] == ["fuse-shortcut-convs",
+                                                               "cancel-requantize"]
+    assert "fuse-shortcut-convs" not in _names(BuilderConfig(target_arch="sm_80"))
 
 
 def test_assign_layouts_takes_the_config_as_options():

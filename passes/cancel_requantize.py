@@ -1,0 +1,112 @@
+"""cancel-requantize: an int8 value dequantized, passed through a ReLU (or nothing) and quantized
+again at the same scale is that int8 value's ReLU (or itself): the division, the multiply and
+the rounding's work go.
+
+A QDQ model from onnxruntime's quantizer puts a QuantizeLinear / DequantizeLinear pair on every
+activation, so a conv followed by Relu becomes, once fold-qdq and fuse-epilogues have run, one
+epilogue region ending in
+
+    q = cast(clip(round(v / s)))          quantize the conv's output (int8)
+    r = round(relu(cast(q) * s) / s)      dequantize, ReLU, quantize at the same scale s
+
+and `round(relu(q * s) / s)` is `relu(q)` for every int8 q and every positive normal s: q * s
+and the division each round by at most half an ulp, so the quotient is within a few ulps of the
+integer relu(q) (|q| <= 255: far less than the 0.5 the rounding forgives), and relu(q) * s is
++0 exactly where relu(q) is. The rewrite is exact: results are bit for bit what they were.
+
+After this pass no scalar region (a `kernel.elementwise` body or a launch's epilogue) has a
+`round` of `div(x, s)` where x is `mul(cast(q), s)` or `relu` of it, q of an integer type of at
+most 16 bits, and s the same operand both times, a constant whose every value is a positive
+float in [2^-100, 2^100] (no underflow or overflow in q * s). The round's users read
+`cast(q)` (or a new `relu` of it) instead; ops left without users are erased. Runs after
+fuse-epilogues (the pair is inside one region only once the kernels have fused).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ember.dialects.attributes import attribute_value
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp
+from ember.dialects.weights import weights_of
+from ember.passes.convert_onnx_to_nn.builder import traced_value
+
+SCALE_RANGE = (2.0 ** -100, 2.0 ** 100)  # q * s and its quotient by s stay normal floats
+INT_BITS = 16  # |q| < 2^16: the quotient is far closer than 0.5 to the integer
+
+
+def _scalar(value: SSAValue, fn: str) -> ScalarOp | None:
+    op = value.owner
+    return op if isinstance(op, ScalarOp) and op.fn.data == fn else None
+
+
+def _operands(region_op: Operation) -> list[SSAValue | None]:
+    """The value each argument of `region_op`'s block reads (None: the launch's own result)."""
+    if isinstance(region_op, ElementwiseOp):
+        return list(region_op.inputs)
+    own = len(attribute_value(region_op.params)["in_shapes"])
+    return [None, *region_op.inputs[own:]]
+
+
+def _scale_ok(value: SSAValue | None, store) -> bool:
+    """Whether `value` is a constant of positive floats within `SCALE_RANGE`."""
+    while value is not None and isinstance(value.owner, ViewOp):
+        value = value.owner.input
+    if value is None:
+        return False
+    array, _ = traced_value(value, store)
+    if array is None or array.dtype.kind != "f" or array.size == 0:
+        return False
+    array = np.asarray(array, np.float64)
+    return bool(np.all((array >= SCALE_RANGE[0]) & (array <= SCALE_RANGE[1])))
+
+
+def _integer_cast(value: SSAValue) -> ScalarOp | None:
+    """`value`'s `cast` op where it converts an integer of at most INT_BITS bits."""
+    cast = _scalar(value, "cast")
+    if cast is None:
+        return None
+    source = cast.args[0].type
+    return cast if isinstance(source, IntegerType) and source.width.data <= INT_BITS else None
+
+
+def _cancel(block: Block, operands: list[SSAValue | None], store) -> None:
+    for rnd in [op for op in block.ops if isinstance(op, ScalarOp) and op.fn.data == "round"]:
+        div = _scalar(rnd.args[0], "div")
+        if div is None or not isinstance(div.args[1], BlockArgument):
+            continue
+        scale = div.args[1]
+        relu = _scalar(div.args[0], "relu")
+        mul = _scalar(relu.args[0] if relu else div.args[0], "mul")
+        if mul is None or mul.args[1] is not scale:
+            continue
+        cast = _integer_cast(mul.args[0])
+        if cast is None or not _scale_ok(operands[scale.index], store):
+            continue
+        value = cast.result
+        if relu is not None:
+            new = ScalarOp.create(operands=[value], result_types=[value.type],
+                                  properties={"fn": StringAttr("relu")})
+            Rewriter.insert_op(new, InsertPoint.before(rnd))
+            value = new.result
+        rnd.result.replace_all_uses_with(value)
+        for dead in (rnd, div, relu, mul):
+            if dead is not None and not dead.result.uses:
+                Rewriter.erase_op(dead)
+
+
+class CancelRequantize(ModulePass):
+    name = "cancel-requantize"
+
+    def apply(self, ctx: Context, module: ModuleOp) -> None:
+        store = weights_of(module)
+        for op in list(module.walk()):
+            if isinstance(op, ElementwiseOp):
+                _cancel(op.body.block, _operands(op), store)
+            elif isinstance(op, LaunchOp) and op.epilogue is not None:
+                _cancel(op.epilogue.block, _operands(op), store)
