@@ -20,7 +20,7 @@ from ember.codegen.templates import (
     signature,
     source,
 )
-from ember.codegen.templates.gemm_epilogue import chunk, helpers, store16
+from ember.codegen.templates.gemm_epilogue import STORE16, chunk, helpers, store16
 from ember.codegen.templates.half import cast_to, is_float, stored
 from ember.errors import UnsupportedError
 
@@ -45,6 +45,8 @@ def emit(name: str, params: dict) -> KernelSpec:
                                f"{4 + packed}-D input, got {list(x_shape)}")
     if packed and dtype == "float32":
         return _emit_packed(name, params, fn, kernel, strides, pads, dilations, include_pad, p)
+    if nhwc and fn == "max" and dtype in _BYTE_MAX and x_shape[3] % 16 == 0:
+        return _emit_nhwc_bytes(name, params, kernel, strides, pads, dilations)
     if nhwc and fn in ("max", "avg") and dtype in ("float16", "bfloat16", "float32") \
             and x_shape[3] % chunk(dtype) == 0:
         return _emit_nhwc_chunks(name, params, fn, kernel, strides, pads, dilations,
@@ -225,6 +227,48 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
                    "window, 16-byte loads and stores, grid-stride loop, block 256"],
                   signature(name, params["in_dtypes"][:1], [dtype], halves=True), body,
                   helpers=helpers(dtype))
+    return KernelSpec(text, grid, block, 0)
+
+
+# 8-bit max pooling four lanes to a word: the SIMD max and the word of four lanes' minimum
+_BYTE_MAX = {"int8": ("__vmaxs4", "0x80808080u"), "uint8": ("__vmaxu4", "0u")}
+
+
+def _emit_nhwc_bytes(name: str, params: dict, kernel: list[int], strides: list[int],
+                     pads: list[int], dilations: list[int]) -> KernelSpec:
+    """max in NHWC over int8 / uint8 whose channels come in 16-byte chunks (a QDQ ResNet's max
+    pool): one thread per 16 channels of an output pixel, one 16-byte load per window position,
+    four SIMD byte maxima (`__vmaxs4` / `__vmaxu4`) and one 16-byte store."""
+    x_shape, out_shape = list(params["in_shapes"][0]), list(params["out_shapes"][0])
+    dtype = params["out_dtypes"][0]
+    vmax, lowest = _BYTE_MAX[dtype]
+    nd, spatial, channels = len(kernel), x_shape[1:3], x_shape[3]
+    shape = [*out_shape[:-1], channels // 16]  # c3: the chunk
+    n = prod(shape)
+    itype = index_type(n * 16, prod(x_shape))
+    body = [grid_stride_loop(n, itype)]
+    body += decompose("i", shape, "c", "        ", itype)
+    body += [f"        const {c_type(dtype)}* x = in0 + (size_t)c0 * "
+             f"{prod(spatial) * channels} + c3 * 16;",
+             f"        uint4 acc = make_uint4({lowest}, {lowest}, {lowest}, {lowest});"]
+    indent = _window_loops(body, "max", kernel, strides, pads, dilations, 1)
+    inside, index = _window_position(body, indent, "max", spatial, channels, pads, False)
+    # a position outside the input reads lanes of the type's minimum: no branch around the max
+    body += [f"{indent}uint4 xv = make_uint4({lowest}, {lowest}, {lowest}, {lowest});",
+             f"{indent}if ({inside}) xv = __ldg((const uint4*)&x[{index}]);",
+             *(f"{indent}acc.{w} = {vmax}(acc.{w}, xv.{w});" for w in "xyzw")]
+    for _ in range(nd):
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    body += [f"        {store16('&out0[i * 16]', 'acc')}", "    }"]
+    grid, block = grid_1d(n)
+    text = source(f"pool max {nd}-d NHWC {x_shape} -> {out_shape} kernel={kernel} "
+                  f"strides={strides} pads={pads} dilations={dilations}",
+                  [f"tactic: one thread per 16 {dtype} channels of an output pixel walking "
+                   f"its window, 16-byte loads and stores, {vmax} on four lanes a word, "
+                   "grid-stride loop, block 256"],
+                  signature(name, params["in_dtypes"][:1], [dtype]), body,
+                  helpers=STORE16)
     return KernelSpec(text, grid, block, 0)
 
 

@@ -61,6 +61,22 @@ template <typename T> static inline T __ldg(const T* p) { return *p; }
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) {
     return {x, y, z, w};
 }
+static inline unsigned __vmaxs4(unsigned a, unsigned b) {  // four signed bytes' maxima
+    unsigned r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const signed char x = (signed char)(a >> i), y = (signed char)(b >> i);
+        r |= (unsigned)(unsigned char)(x > y ? x : y) << i;
+    }
+    return r;
+}
+static inline unsigned __vmaxu4(unsigned a, unsigned b) {  // four unsigned bytes' maxima
+    unsigned r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const unsigned x = (a >> i) & 0xffu, y = (b >> i) & 0xffu;
+        r |= (x > y ? x : y) << i;
+    }
+    return r;
+}
 static inline void ember_store16(void* p, uint4 v) {  // st.global.v4
     if ((uintptr_t)p % 16) {
         fprintf(stderr, "st.global.v4: a 16-byte store not 16-byte aligned\n");

@@ -110,3 +110,30 @@ def test_nhwc_pool_takes_a_chunk_of_channels_per_thread(dtype: str, fn: str, inc
     # summed in float, not float64)
     np.testing.assert_allclose(out.astype(np.float64), ref.astype(np.float64),
                                rtol=2e-5 if dtype == "float32" else 0, atol=0)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("size, pads", [(9, [1, 1, 1, 1]), (8, [0, 0, 1, 1])])
+def test_nhwc_byte_max_pool_takes_sixteen_channels_per_thread(dtype: str, size: int, pads,
+                                                              tmp_path) -> None:
+    """int8 / uint8 max pooling over chunks of 16 channels (four SIMD byte maxima a word):
+    windows over the pads (whose lanes read the type's minimum), the extremes of the type."""
+    from ember.codegen.templates import pool
+    from ember.runtime.cpu_kernels.reduction import pool as pool_reference
+
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(3).integers(info.min, info.max + 1, (2, size, size, 32),
+                                          dtype=dtype)
+    x[0, 0, 0, :4] = [info.min, info.max, info.min, info.max]
+    attrs = {"fn": "max", "kernel": [3, 3], "strides": [2, 2], "pads": pads,
+             "dilations": [1, 1], "ceil_mode": False}
+    out_size = (size + pads[0] + pads[2] - 3) // 2 + 1
+    out_shape = [2, out_size, out_size, 32]
+    params = {**attrs, "in_shapes": [list(x.shape)], "in_dtypes": [dtype],
+              "out_shapes": [out_shape], "out_dtypes": [dtype], "layout": "NHWC"}
+    spec = pool.emit("k", params)
+    assert ("__vmaxs4" if dtype == "int8" else "__vmaxu4") in spec.source
+    out = simt_emulator.run(spec, "k", [x], out_shape, np.dtype(dtype), tmp_path)
+    (ref,) = pool_reference([x.transpose(0, 3, 1, 2)], attrs)
+    np.testing.assert_array_equal(out, ref.transpose(0, 2, 3, 1))
