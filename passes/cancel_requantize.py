@@ -17,7 +17,9 @@ integer relu(q) (|q| <= 255: far less than the 0.5 the rounding forgives), and r
 After this pass no scalar region (a `kernel.elementwise` body or a launch's epilogue) has a
 `round` of `div(x, s)` where x is `mul(cast(q), s)` or `relu` of it, q of an integer type of at
 most 16 bits, and s the same operand both times, a constant whose every value is a positive
-float in [2^-100, 2^100] (no underflow or overflow in q * s). The round's users read
+float in [2^-100, 2^100] (no underflow or overflow in q * s), the arithmetic in float32 or
+float64 (in float16 q * s may overflow, in bfloat16 the quotient may round to the next
+integer), s no weight a REFIT build could change. The round's users read
 `cast(q)` (or a new `relu` of it) instead; ops left without users are erased. Runs after
 fuse-epilogues (the pair is inside one region only once the kernels have fused).
 """
@@ -26,17 +28,19 @@ from __future__ import annotations
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerType, ModuleOp, StringAttr
+from xdsl.dialects.builtin import Float32Type, Float64Type, IntegerType, ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.attributes import attribute_value
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp
+from ember.dialects.nn.elementwise import WeightOp
 from ember.dialects.weights import weights_of
 from ember.passes.convert_onnx_to_nn.builder import traced_value
 
 SCALE_RANGE = (2.0 ** -100, 2.0 ** 100)  # q * s and its quotient by s stay normal floats
+FLOATS = (Float32Type, Float64Type)  # the arithmetic's types where the identity is exact
 INT_BITS = 16  # |q| < 2^16: the quotient is far closer than 0.5 to the integer
 
 
@@ -54,10 +58,11 @@ def _operands(region_op: Operation) -> list[SSAValue | None]:
 
 
 def _scale_ok(value: SSAValue | None, store) -> bool:
-    """Whether `value` is a constant of positive floats within `SCALE_RANGE`."""
+    """Whether `value` is a constant of positive floats within `SCALE_RANGE` (not a weight a
+    REFIT build may change)."""
     while value is not None and isinstance(value.owner, ViewOp):
         value = value.owner.input
-    if value is None:
+    if value is None or store.refit is not None and isinstance(value.owner, WeightOp):
         return False
     array, _ = traced_value(value, store)
     if array is None or array.dtype.kind != "f" or array.size == 0:
@@ -86,7 +91,9 @@ def _cancel(block: Block, operands: list[SSAValue | None], store) -> None:
         if mul is None or mul.args[1] is not scale:
             continue
         cast = _integer_cast(mul.args[0])
-        if cast is None or not _scale_ok(operands[scale.index], store):
+        arithmetic = [op.result for op in (cast, mul, relu, div, rnd) if op is not None]
+        if cast is None or any(not isinstance(v.type, FLOATS) for v in arithmetic) \
+                or not _scale_ok(operands[scale.index], store):
             continue
         value = cast.result
         if relu is not None:

@@ -8,17 +8,18 @@ channels, `[y | x strided] @ [W3 | Wd]^T + (b3 + bd)`: no downsample kernel, no 
 result through memory (ResNet-50 b32 FP16 on an H100: the four downsample convs took 0.11 ms
 and their results 77 MB of conv3's reads).
 
-After this pass no `kernel.launch "conv"` (1x1, stride 1, no padding, one group, NHWC) has an
-epilogue whose first op adds the conv's own value to the result of another such 1x1 conv
-(any stride; no epilogue of its own; this sum its only user; the same FP16/BF16 type and output
-shape) where the template can run the pair as one (`codegen.templates.conv.tactics` has some:
-an sm_90 `arch`, whose copy engine reads the second input through a third tensor map; channels
-multiples of 64, static sizes). Each such pair becomes one conv with params `shortcut =
-{strides}` and inputs (y, W, b, x): W = [W3 | Wd] along the input channels (a new weight
-`<W3>.shortcut`), b = b3 + bd (zeros for a conv without one, summed in FP32, rounded once); the
-epilogue loses the add, keeping the rest (the ReLU). The sum of the two convs is rounded once
-instead of the downsample's being rounded to FP16 first. REFIT builds keep the pair apart (their
-weights refit one by one). Runs after fuse-epilogues, before select-tactics.
+After this pass no `kernel.launch "conv"` (1x1, no padding, one group, NHWC) has an epilogue
+whose first op adds the conv's own value to the result of another such 1x1 conv (no epilogue
+of its own; this sum its only user; the same FP16/BF16 type and output shape), one of the two
+of stride 1, where the template can run the pair as one (`codegen.templates.conv.tactics` has
+some: an sm_90 `arch`, whose copy engine reads the second input through a third tensor map;
+channels multiples of 64, static sizes). Each such pair becomes one conv with params `shortcut
+= {strides}` (the other conv's) and inputs (y, W, b, x), y the stride-1 conv's input (conv3's
+in a ResNet, whichever operand of the Add it is): W = [W3 | Wd] along the input channels (a new
+weight `<W3>.shortcut`), b = b3 + bd (zeros for a conv without one, summed in FP32, rounded
+once); the epilogue loses the add, keeping the rest (the ReLU). The sum of the two convs is
+rounded once instead of the downsample's being rounded to FP16 first. REFIT builds keep the
+pair apart (their weights refit one by one). Runs after fuse-epilogues, before select-tactics.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _weight(value: SSAValue) -> WeightOp | None:
     return op if isinstance(op, WeightOp) else None
 
 
-def _plain_1x1(conv: Operation) -> dict | None:
+def _plain_1x1(conv: Operation, store: WeightStore) -> dict | None:
     """The params of a 1x1 NHWC FP16/BF16 conv of one group, no padding or dilation, static
     sizes, its weight (and bias) in the store; None otherwise."""
     if not isinstance(conv, LaunchOp) or conv.template.data != "conv":
@@ -67,7 +68,8 @@ def _plain_1x1(conv: Operation) -> dict | None:
             or {*p["in_dtypes"], *p["out_dtypes"]} - set(HALVES) \
             or len({*p["in_dtypes"], *p["out_dtypes"]}) != 1 \
             or any(not isinstance(d, int) for s in shapes for d in s) \
-            or any(_weight(v) is None for v in conv.inputs[1:len(p["in_shapes"])]):
+            or any(_weight(v) is None or _weight(v).ref.data not in store
+                   for v in conv.inputs[1:len(p["in_shapes"])]):
         return None
     return p
 
@@ -117,8 +119,8 @@ class FuseShortcutConvs(ModulePass):
             return
         order = _program_order(module)
         for conv in [op for op in module.walk() if isinstance(op, LaunchOp)]:
-            p = _plain_1x1(conv)
-            if p is None or list(p["strides"]) != [1, 1]:
+            p = _plain_1x1(conv, store)
+            if p is None:
                 continue
             own = len(p["in_shapes"])
             found = _added(conv, own)
@@ -126,14 +128,22 @@ class FuseShortcutConvs(ModulePass):
                 continue
             j, add = found
             short = conv.inputs[own + j].owner
-            q = _plain_1x1(short)
+            q = _plain_1x1(short, store)
             if q is None or short.epilogue is not None \
                     or q["in_dtypes"][0] != p["in_dtypes"][0] or q["out_shapes"] != p["out_shapes"]:
                 continue
-            params = self._params(p, q)
+            # the GEMM's rows are the stride-1 conv's pixels, whichever of the two the add's
+            # epilogue went to (Add(conv3, downsample) or Add(downsample, conv3))
+            pair = [(conv, p), (short, q)]
+            if list(p["strides"]) != [1, 1]:
+                pair.reverse()
+            (first, pf), (second, ps) = pair
+            if list(pf["strides"]) != [1, 1]:
+                continue
+            params = self._params(pf, ps)
             if not conv_template.tactics(params, self.arch):
                 continue
-            self._rewrite(conv, short, p, q, params, j, add, store, order)
+            self._rewrite(conv, short, pair, params, j, add, store, order)
 
     @staticmethod
     def _params(p: dict, q: dict) -> dict:
@@ -143,25 +153,29 @@ class FuseShortcutConvs(ModulePass):
                     in_dtypes=[dtype] * 4, shortcut={"strides": list(q["strides"])})
 
     @staticmethod
-    def _rewrite(conv: LaunchOp, short: LaunchOp, p: dict, q: dict, params: dict, j: int,
-                 add: ScalarOp, store: WeightStore, order: dict[str, int]) -> None:
-        own = len(p["in_shapes"])
-        k = int(p["in_shapes"][1][0])
-        w3, wd = _weight(conv.inputs[1]), _weight(short.inputs[1])
-        weight = np.concatenate([store[w3.ref.data].reshape(k, -1),
-                                 store[wd.ref.data].reshape(k, -1)], axis=1)
+    def _rewrite(conv: LaunchOp, short: LaunchOp, pair: list[tuple[LaunchOp, dict]],
+                 params: dict, j: int, add: ScalarOp, store: WeightStore,
+                 order: dict[str, int]) -> None:
+        """`conv` (its epilogue adds `short`'s result) and `short` as one conv over `pair`'s
+        inputs, the stride-1 conv's first."""
+        own = len(attribute_value(conv.params)["in_shapes"])
+        (first, pf), (second, ps) = pair
+        k = int(pf["in_shapes"][1][0])
+        w1, w2 = _weight(first.inputs[1]), _weight(second.inputs[1])
+        weight = np.concatenate([store[w1.ref.data].reshape(k, -1),
+                                 store[w2.ref.data].reshape(k, -1)], axis=1)
         dtype = weight.dtype
         bias = np.zeros(k, np.float32)
-        for launch, ps in ((conv, p), (short, q)):
-            if len(ps["in_shapes"]) == 3:
+        for launch, lp in pair:
+            if len(lp["in_shapes"]) == 3:
                 bias += store[_weight(launch.inputs[2]).ref.data].astype(np.float32)
         element = element_type_of(conv.inputs[1])
         w_op = WeightOp.create(
-            properties={"ref": StringAttr(store.add(f"{w3.ref.data}.shortcut",
+            properties={"ref": StringAttr(store.add(f"{w1.ref.data}.shortcut",
                                                     weight.reshape(k, 1, 1, -1)))},
             result_types=[tensor_type([k, weight.shape[1], 1, 1], element, "NHWC")])
         b_op = WeightOp.create(
-            properties={"ref": StringAttr(store.add(f"{w3.ref.data}.shortcut_bias",
+            properties={"ref": StringAttr(store.add(f"{w1.ref.data}.shortcut_bias",
                                                     bias.astype(dtype)))},
             result_types=[tensor_type([k], element)])
         Rewriter.insert_op([w_op, b_op], InsertPoint.before(conv))
@@ -173,7 +187,7 @@ class FuseShortcutConvs(ModulePass):
         if names:
             props["origin"] = ArrayAttr([StringAttr(n) for n in names])
         fused = LaunchOp.create(
-            operands=[conv.inputs[0], w_op.results[0], b_op.results[0], short.inputs[0],
+            operands=[first.inputs[0], w_op.results[0], b_op.results[0], second.inputs[0],
                       *extra],
             result_types=[conv.outputs[0].type], properties=props,
             attributes=dict(conv.attributes),
@@ -181,10 +195,10 @@ class FuseShortcutConvs(ModulePass):
         set_origin(fused, names)
         Rewriter.insert_op(fused, InsertPoint.before(conv))
         conv.outputs[0].replace_all_uses_with(fused.outputs[0])
-        dead = [conv, short, *(v.owner for v in (*conv.inputs[1:own], *short.inputs[1:]))]
+        dead = [v.owner for launch, lp in pair for v in launch.inputs[1:len(lp["in_shapes"])]]
         Rewriter.erase_op(conv)
         Rewriter.erase_op(short)
-        for op in dead[2:]:  # the weights and views no one else reads
+        for op in dead:  # the weights and views no one else reads
             if isinstance(op, Operation) and op.parent is not None and not op.results[0].uses:
                 under = op.input.owner if isinstance(op, ViewOp) else None
                 Rewriter.erase_op(op)

@@ -31,43 +31,55 @@ BLOCKS = {
 
 
 def _block(y_shape, x_shape, k: int, stride: int, dtype: str, seed: int, *,
-           relu_before_add: bool = False, d_kernel: int = 1):
-    """relu(conv(y, W3) + b3 + conv(x, Wd, stride) + bd), both inputs the network's."""
+           relu_before_add: bool = False, d_kernel: int = 1, downsample_first: bool = False,
+           tail: str = "relu", biases: bool = True):
+    """tail(conv(y, W3) + b3 + conv(x, Wd, stride) + bd), both inputs the network's; `tail`:
+    "relu", "none" or "scale_relu" (relu of the sum times a per-channel constant: a second
+    epilogue input beside the residual); `downsample_first`: Add(d, c3)."""
     rng = np.random.default_rng(seed)
     t, np_t = ONNX_TYPES[dtype], NP_TYPES[dtype]
     w3 = (rng.standard_normal((k, y_shape[1], 1, 1)) / np.sqrt(y_shape[1])).astype(np_t)
     wd = (rng.standard_normal((k, x_shape[1], d_kernel, d_kernel))
           / np.sqrt(x_shape[1] * d_kernel ** 2)).astype(np_t)
     b3, bd = (rng.standard_normal(k).astype(np_t) for _ in range(2))
+    scale = (rng.uniform(0.5, 2.0, (1, k, 1, 1))).astype(np_t)
     pad = (d_kernel - 1) // 2
-    nodes = [helper.make_node("Conv", ["y", "w3", "b3"], ["c3"]),
-             helper.make_node("Conv", ["x", "wd", "bd"], ["d"], strides=[stride, stride],
-                              pads=[pad] * 4)]
+    nodes = [helper.make_node("Conv", ["y", "w3", *(["b3"] if biases else [])], ["c3"]),
+             helper.make_node("Conv", ["x", "wd", *(["bd"] if biases else [])], ["d"],
+                              strides=[stride, stride], pads=[pad] * 4)]
     added = "d"
     if relu_before_add:
         nodes.append(helper.make_node("Relu", ["d"], ["dr"]))
         added = "dr"
-    nodes += [helper.make_node("Add", ["c3", added], ["s"]),
-              helper.make_node("Relu", ["s"], ["out"])]
+    nodes.append(helper.make_node("Add", [added, "c3"] if downsample_first else ["c3", added],
+                                  ["s" if tail != "none" else "out"]))
+    if tail == "scale_relu":
+        nodes += [helper.make_node("Mul", ["s", "scale"], ["sm"]),
+                  helper.make_node("Relu", ["sm"], ["out"])]
+    elif tail == "relu":
+        nodes.append(helper.make_node("Relu", ["s"], ["out"]))
+    weights = {"w3": w3, "wd": wd, **({"b3": b3, "bd": bd} if biases else {}),
+               **({"scale": scale} if tail == "scale_relu" else {})}
     graph = helper.make_graph(
         nodes, "block", [helper.make_tensor_value_info("y", t, y_shape),
                          helper.make_tensor_value_info("x", t, x_shape)],
         [helper.make_tensor_value_info("out", t, None)],
-        [numpy_helper.from_array(a, n) for a, n in ((w3, "w3"), (b3, "b3"), (wd, "wd"),
-                                                     (bd, "bd"))])
+        [numpy_helper.from_array(a, n) for n, a in weights.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     feed = {"y": rng.standard_normal(y_shape).astype(np_t),
             "x": rng.standard_normal(x_shape).astype(np_t)}
-    weights = {"w3": w3, "b3": b3, "wd": wd, "bd": bd}
-    return model, feed, weights
+    return model, feed, {**weights, "tail": tail}
 
 
 def _reference(feed: dict, weights: dict, stride: int) -> np.ndarray:
     """The block in float64, NCHW (1x1 convs)."""
-    f = {n: a.astype(np.float64) for n, a in {**feed, **weights}.items()}
+    f = {n: a.astype(np.float64) for n, a in {**feed, **weights}.items() if n != "tail"}
     c3 = np.einsum("nchw,kc->nkhw", f["y"], f["w3"][:, :, 0, 0])
     d = np.einsum("nchw,kc->nkhw", f["x"][:, :, ::stride, ::stride], f["wd"][:, :, 0, 0])
-    return np.maximum(c3 + d + (f["b3"] + f["bd"])[:, None, None], 0)
+    bias = f.get("b3", np.zeros(c3.shape[1])) + f.get("bd", np.zeros(c3.shape[1]))
+    s = c3 + d + bias[:, None, None]
+    tail = weights.get("tail", "relu")
+    return s if tail == "none" else np.maximum(s * f["scale"] if tail == "scale_relu" else s, 0)
 
 
 def _config(arch: str = "sm_90", flags: int = 0) -> BuilderConfig:
@@ -129,6 +141,25 @@ def test_the_cpu_executor_runs_the_fused_step_like_float64(case: str, dtype: str
     assert _convs(manifest)[0]["params"]["shortcut"]
     out = _run(manifest, sections, feed, "cpu")
     assert _relative_l2(out, _reference(feed, weights, stride)) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("variant", [
+    {"downsample_first": True},  # Add(downsample, conv3): the epilogue lands on the strided one
+    {"tail": "none"},  # nothing left of the epilogue but the value itself
+    {"tail": "scale_relu"},  # a second epilogue input beside the residual
+    {"biases": False},  # the fused bias is zeros
+])
+def test_variants_of_the_block_fuse_and_match_float64(variant: dict) -> None:
+    y_shape, x_shape, k, stride = BLOCKS["stride2"]
+    model, feed, weights = _block(y_shape, x_shape, k, stride, "float16", seed=7, **variant)
+    manifest, sections = build_model(model, _config())
+    (step,) = _convs(manifest)
+    assert step["params"]["shortcut"] == {"strides": [2, 2]}
+    assert step["params"]["in_shapes"][0][-1] == y_shape[1]  # conv3's input first
+    out = _run(manifest, sections, feed, "cpu")
+    assert _relative_l2(out, _reference(feed, weights, stride)) < TOLERANCE["float16"]
+    compile_cuda(sections["cuda_source"].decode(), name=step["cuda"]["kernel"], arch="sm_90a",
+                 cache=False)
 
 
 @pytest.mark.parametrize("why, kwargs", [

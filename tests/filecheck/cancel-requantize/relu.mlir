@@ -58,9 +58,9 @@ builtin.module {
 // Left alone: the scale of the multiply is not the divisor's (%1 vs %2); a scale that is not a
 // constant of the build (a function argument); a scale below 2^-100 (q * s would lose bits); a
 // quotient that is not rounded (the result would differ by an ulp); the product of a float
-// that is not an integer's.
+// that is not an integer's; arithmetic in float16 (100 x 1000 overflows there).
 builtin.module {
-  func.func @kept(%q: tensor<64xi8>, %t: tensor<f32>, %x: tensor<64xf32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>) {
+  func.func @kept(%q: tensor<64xi8>, %t: tensor<f32>, %x: tensor<64xf32>) -> (tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf16>) {
     %s = nn.constant dense<0.5> : tensor<f32>
     %u = nn.constant dense<0.25> : tensor<f32>
     %tiny = nn.constant dense<1.0e-31> : tensor<f32>
@@ -102,9 +102,18 @@ builtin.module {
       %6 = kernel.scalar "round" %5 : (f32) -> f32
       kernel.yield %6 : f32
     }
-    func.return %a, %b, %c, %d, %e : tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>
+    %big = nn.constant dense<1000.0> : tensor<f16>
+    %f = kernel.elementwise(%q, %big) : (tensor<64xi8>, tensor<f16>) -> tensor<64xf16> {
+    ^bb0(%0: i8, %1: f16):
+      %3 = kernel.scalar "cast" %0 : (i8) -> f16
+      %4 = kernel.scalar "mul" %3, %1 : (f16, f16) -> f16
+      %5 = kernel.scalar "div" %4, %1 : (f16, f16) -> f16
+      %6 = kernel.scalar "round" %5 : (f16) -> f16
+      kernel.yield %6 : f16
+    }
+    func.return %a, %b, %c, %d, %e, %f : tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf32>, tensor<64xf16>
   }
 }
 
 // CHECK-LABEL: func.func @kept
-// CHECK-COUNT-5: kernel.scalar "div"
+// CHECK-COUNT-6: kernel.scalar "div"
