@@ -213,6 +213,15 @@ def grid_stride_loop(n: int, itype: str) -> str:
             f"i += ({itype})blockDim.x * gridDim.x) {{")
 
 
+def close_loops(body: list[str], indent: str, count: int) -> str:
+    """Append the closing braces of `count` nested loops opened at 4 spaces each, the innermost
+    body at `indent`; returns the indent outside them."""
+    for _ in range(count):
+        indent = indent[:-4]
+        body.append(f"{indent}}}")
+    return indent
+
+
 def block_size_for(n: int, lo: int = 32, hi: int = 256) -> int:
     """The power-of-two block size for a cooperative reduction over `n` values."""
     b, n = lo, upper(n)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -52,9 +53,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     at = " + ".join(f"(e{d} / {strides[d]}) * {prod(counts[d + 1:])}" for d in range(nd))
     element = f"cols[(size_t)({tap}) * {x_shape[2]} + {at}]"
     body.append(f"{indent}sum += {load_float(element, dtype)};")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     body.append(f"        out0[i] = {cast_to('sum', dtype)};")
     body.append("    }")
     grid, block_dims = grid_1d(n)

@@ -35,6 +35,7 @@ from ember.codegen.scalar_c import (
 from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     gemm_epilogue,
     gemm_mma,
@@ -507,7 +508,7 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                              f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}",
                              staged or store, second)
     im2col = any(isinstance(a, gemm_tma.Im2colOperand)
-                 for a in (a_t, *(second[1:] if second else ())))
+                 for a in (a_t, second[1] if second else None))
     helpers = gemm_tma.helpers(dtype, tile.bn) + (gemm_tma.IM2COL_LOAD if im2col else "")
     if staged:
         helpers += gemm_epilogue.helpers(stored)
@@ -711,9 +712,7 @@ def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
              f"{indent}const float4 k = w[{tap}];",
              f"{indent}acc.x += v.x * k.x; acc.y += v.y * k.y; "
              "acc.z += v.z * k.z; acc.w += v.w * k.w;"]
-    for _ in range(cv.nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, cv.nd)
     lanes = ("x", "y", "z", "w")
     if cv.has_bias:
         for lane, name_ in enumerate(lanes):

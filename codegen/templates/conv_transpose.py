@@ -7,6 +7,7 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_type
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -62,9 +63,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         index_w = f"({index_w}) * {kernel[d]} + k{d}" if d else f"k{d}"
         indent += "    "
     body.append(f"{indent}acc += x[{index_x}] * w[{index_w}];")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     body.append("        }")
     if has_bias:
         body.append("        acc += in2[o1];")

@@ -10,6 +10,7 @@ from ember.codegen.scalar_c import load_float, store_from_float
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -132,9 +133,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         weight = " * ".join(f"w{d}[j{d}]" for d in range(r))
         body.append(f"{indent}if (ok{r - 1}) acc += {weight} * ({ftype})"
                     f"{load_float(f'in0[xbase + {at}]', dtype)};")
-        for _ in range(r):
-            indent = indent[:-4]
-            body.append(f"{indent}}}")
+        indent = close_loops(body, indent, r)
     body += [f"        out0[i] = {store_from_float('acc', dtype)};", "    }"]
     grid, block = grid_1d(n)
     text = source(f"grid_sample {mode} padding={padding} align_corners={int(align)} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -52,9 +53,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     body.append(f"{indent}    const {acc_t} v = {load_float(f'x[{row_major}]', dtype)};")
     body.append(f"{indent}    if (at < 0 || v > acc) {{ acc = v; at = {flat}; }}")
     body.append(f"{indent}}}")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     body.append(f"        out0[i] = {stored('acc', dtype)};")
     body.append("        out1[i] = at < 0 ? -1 : base + at;")
     body.append("    }")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_type, is_half, storage_type
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -57,9 +58,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     at = " + ".join(f"(long long)q{d} * {prod(pooled[d + 1:])}" for d in range(nd))
     body.append(f"{indent}const long long p = first + {at};")
     body.append(f"{indent}if (in1[p] == me) value = in0[p];")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     body.append("        }")
     body.append("        out0[i] = value;")
     body.append("    }")

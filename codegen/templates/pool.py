@@ -12,6 +12,7 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_literal, c_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -93,9 +94,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         ab = "fabsf" if acc_t == "float" else "fabs"
         body.append(f"{indent}    acc += {pw}({ab}(v), ({acc_t}){p!r});")
     body.append(f"{indent}}}")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     if fn == "avg":
         body.append(f"        out0[i] = {cast_to(f'(acc / ({acc_t})count)', dtype)};")
     elif fn == "lp":
@@ -151,9 +150,7 @@ def _emit_packed(name: str, params: dict, fn: str, kernel: list[int], strides: l
     else:
         body.append(f"{indent}        acc[l] += powf(fabsf(v[l]), {p!r}f);")
     body += [f"{indent}    }}", f"{indent}}}"]
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     if fn == "avg":
         body.append("        const float4 r = make_float4(acc[0] / (float)count, acc[1] / "
                     "(float)count, acc[2] / (float)count, acc[3] / (float)count);")
@@ -210,9 +207,7 @@ def _emit_nhwc_chunks(name: str, params: dict, fn: str, kernel: list[int], strid
              f"{indent}}}"]
     if fn == "avg" and not include_pad:
         body.append(f"{indent}count += ({inside});")
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     value = "acc[e]" if fn == "max" else "acc[e] / (float)count"
     body += ["        pack16 h;",
              "        #pragma unroll",
@@ -257,9 +252,7 @@ def _emit_nhwc_bytes(name: str, params: dict, kernel: list[int], strides: list[i
     body += [f"{indent}uint4 xv = make_uint4({lowest}, {lowest}, {lowest}, {lowest});",
              f"{indent}if ({inside}) xv = __ldg((const uint4*)&x[{index}]);",
              *(f"{indent}acc.{w} = {vmax}(acc.{w}, xv.{w});" for w in "xyzw")]
-    for _ in range(nd):
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, nd)
     body += [f"        {store16('&out0[i * 16]', 'acc')}", "    }"]
     grid, block = grid_1d(n)
     text = source(f"pool max {nd}-d NHWC {x_shape} -> {out_shape} kernel={kernel} "

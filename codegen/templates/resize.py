@@ -21,6 +21,7 @@ from ember.codegen.scalar_c import (
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
     KernelSpec,
+    close_loops,
     decompose,
     grid_1d,
     grid_stride_loop,
@@ -130,9 +131,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     weight = " * ".join(f"weight{a}[e{a}]" for a in terms) or "1.0"
     at = " + ".join(f"(size_t)index{a}[e{a}] * {in_st[a]}" for a in terms) or "0"
     body.append(f"{indent}acc += {weight} * (double){load_float(f'in0[base + {at}]', dtype)};")
-    for _ in terms:
-        indent = indent[:-4]
-        body.append(f"{indent}}}")
+    indent = close_loops(body, indent, len(terms))
     if extrapolate:
         # the last axis whose coordinate falls outside the roi sets the value to the
         # extrapolation value; the later axes only scale it by their weight sums
