@@ -143,23 +143,38 @@ def test_the_cpu_executor_runs_the_fused_step_like_float64(case: str, dtype: str
     assert _relative_l2(out, _reference(feed, weights, stride)) < TOLERANCE[dtype]
 
 
-@pytest.mark.parametrize("variant", [
+VARIANTS = [
     {"downsample_first": True},  # Add(downsample, conv3): the epilogue lands on the strided one
     {"tail": "none"},  # nothing left of the epilogue but the value itself
     {"tail": "scale_relu"},  # a second epilogue input beside the residual
     {"biases": False},  # the fused bias is zeros
-])
-def test_variants_of_the_block_fuse_and_match_float64(variant: dict) -> None:
+]
+
+
+def _check_variant(variant: dict, device: str) -> None:
     y_shape, x_shape, k, stride = BLOCKS["stride2"]
     model, feed, weights = _block(y_shape, x_shape, k, stride, "float16", seed=7, **variant)
     manifest, sections = build_model(model, _config())
     (step,) = _convs(manifest)
     assert step["params"]["shortcut"] == {"strides": [2, 2]}
     assert step["params"]["in_shapes"][0][-1] == y_shape[1]  # conv3's input first
-    out = _run(manifest, sections, feed, "cpu")
+    out = _run(manifest, sections, feed, device)
     assert _relative_l2(out, _reference(feed, weights, stride)) < TOLERANCE["float16"]
-    compile_cuda(sections["cuda_source"].decode(), name=step["cuda"]["kernel"], arch="sm_90a",
-                 cache=False)
+    if device == "cpu":
+        compile_cuda(sections["cuda_source"].decode(), name=step["cuda"]["kernel"],
+                     arch="sm_90a", cache=False)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_variants_of_the_block_fuse_and_match_float64(variant: dict) -> None:
+    _check_variant(variant, "cpu")
+
+
+@pytest.mark.cuda
+@needs_gpu
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_variants_of_the_block_match_float64_on_the_gpu(variant: dict) -> None:
+    _check_variant(variant, "cuda")
 
 
 @pytest.mark.parametrize("why, kwargs", [
