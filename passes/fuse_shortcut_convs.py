@@ -81,7 +81,8 @@ def _added(conv: LaunchOp, own: int) -> tuple[int, ScalarOp] | None:
     if block is None or block.args[0].uses.get_length() != 1:
         return None
     add = next(iter(block.args[0].uses)).operation
-    if not isinstance(add, ScalarOp) or add.fn.data != "add" or len(add.operands) != 2:
+    if not isinstance(add, ScalarOp) or add.fn.data != "add" or len(add.operands) != 2 \
+            or add.result.type != block.args[0].type:  # the sum stands in for the value
         return None
     other = [v for v in add.operands if v is not block.args[0]]
     if len(other) != 1 or other[0] not in block.args or other[0].uses.get_length() != 1:
