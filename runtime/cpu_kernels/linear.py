@@ -100,18 +100,24 @@ def _shortcut_conv(inputs: list[np.ndarray], params: dict[str, Any]) -> np.ndarr
     """fuse-shortcut-convs' conv: two 1x1 NHWC convs summed, x [N, H, W, C1] and x2 [N, H2,
     W2, C2] read every `shortcut["strides"]`-th pixel, w [K, 1, 1, C1 + C2] (x's channels
     first), bias [K]; one sum per output, in the accumulation type, rounded once."""
+    if len(inputs) != 4:
+        raise PlanError(f"conv: a shortcut conv takes 4 inputs (x, w, bias, x2), not "
+                        f"{len(inputs)}")
     x, w, bias, x2 = inputs
+    sh, sw = (int(v) for v in params["shortcut"]["strides"])
+    strided = x2[:, ::sh, ::sw]
     if params.get("layout") != "NHWC" or w.shape[1:3] != (1, 1) \
-            or list(params["strides"]) != [1, 1] or any(params["pads"]):
-        raise PlanError("conv: a shortcut conv is two 1x1 NHWC convs, the first of stride 1 "
-                        f"without padding (layout {params.get('layout')}, weight "
+            or list(params["strides"]) != [1, 1] or any(params["pads"]) \
+            or strided.shape[:3] != x.shape[:3] or w.shape[3] != x.shape[3] + x2.shape[3]:
+        raise PlanError("conv: a shortcut conv is two 1x1 NHWC convs over the same pixels, the "
+                        f"first of stride 1 without padding (layout {params.get('layout')}, x "
+                        f"{list(x.shape)}, x2 {list(x2.shape)} every {[sh, sw]}, weight "
                         f"{list(w.shape)}, strides {list(params['strides'])})")
     dtype = out_dtype(params) or np.result_type(x, w)
     acc = accumulate_dtype(dtype)
-    sh, sw = (int(v) for v in params["shortcut"]["strides"])
     w2d = w.reshape(w.shape[0], -1).astype(acc)
     c1 = x.shape[-1]
-    out = (x.astype(acc) @ w2d[:, :c1].T + x2[:, ::sh, ::sw].astype(acc) @ w2d[:, c1:].T
+    out = (x.astype(acc) @ w2d[:, :c1].T + strided.astype(acc) @ w2d[:, c1:].T
            + bias.astype(acc))
     return np.ascontiguousarray(out.astype(dtype))
 

@@ -248,3 +248,22 @@ def test_the_fused_conv_matches_float64_on_the_gpu(case: str, dtype: str,
     assert step["params"]["tactic"] == gemm_tma.TmaGemm(tile).tactic()
     out = _run(manifest, sections, feed, "cuda")
     assert _relative_l2(out, _reference(feed, weights, stride)) < TOLERANCE[dtype]
+
+
+def test_the_cpu_kernel_refuses_a_malformed_shortcut_step() -> None:
+    """A plan whose shortcut step's buffers disagree (the weight's channels are not both
+    inputs', the second input's strided pixels not the first's) is a PlanError, not a numpy
+    error."""
+    from ember.errors import PlanError
+    from ember.runtime.cpu_kernels.linear import conv as cpu_conv
+
+    params = {"layout": "NHWC", "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+              "groups": 1, "shortcut": {"strides": [2, 2]}, "out_dtypes": ["float32"]}
+    x, w, b = np.ones((1, 4, 4, 8), np.float32), np.ones((3, 1, 1, 16), np.float32), \
+        np.zeros(3, np.float32)
+    assert cpu_conv([x, w, b, np.ones((1, 7, 7, 8), np.float32)], params)[0].shape == (1, 4, 4, 3)
+    for x2 in (np.ones((1, 8, 8, 4), np.float32), np.ones((1, 10, 10, 8), np.float32)):
+        with pytest.raises(PlanError, match="over the same pixels"):
+            cpu_conv([x, w, b, x2], params)
+    with pytest.raises(PlanError, match="takes 4 inputs"):
+        cpu_conv([x, w, b], params)
