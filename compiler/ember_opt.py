@@ -116,6 +116,8 @@ class EmberOptMain(xDSLOptMain):
 def main() -> None:
     import sys
 
+    from xdsl.utils.exceptions import DiagnosticException
+
     from ember.errors import EmberError
 
     try:
@@ -124,7 +126,8 @@ def main() -> None:
                      "(resolved beside the input; `ember build --dump-dir` writes one); "
                      "the output elides them unless --print-weights. An input with "
                      "locations (loc(...)) prints them back.").run()
-    except EmberError as e:
+    except (EmberError, DiagnosticException) as e:
+        # IR that does not verify (a bad param, say) prints with the op marked, as xDSL made it
         print(f"ember-opt: error: {e}", file=sys.stderr)
         sys.exit(1)
 

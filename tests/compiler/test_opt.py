@@ -90,3 +90,21 @@ def test_ember_opt_driver_runs_passes_on_mlir(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ember.compiler.ember_opt", str(src), "-p", "cse"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.count('nn.unary "relu"') == 1
+
+
+def test_ember_opt_reports_ir_that_does_not_verify_without_traceback(tmp_path):
+    """A launch with a param its template does not take: one error naming it, the op marked."""
+    src = tmp_path / "bad.mlir"
+    src.write_text("""builtin.module {
+  func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+    %y = kernel.launch "transpose"(%x) {params = {foo = 1 : i64, in_shapes = [array<i64: 4>], \
+in_dtypes = ["float32"], out_shapes = [array<i64: 4>], out_dtypes = ["float32"]}} \
+: (tensor<4xf32>) -> tensor<4xf32>
+    func.return %y : tensor<4xf32>
+  }
+}""")
+    done = subprocess.run([sys.executable, "-m", "ember.compiler.ember_opt", str(src)],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("ember-opt: error: ")
+    assert "unknown param 'foo'" in done.stderr and "Traceback" not in done.stderr
