@@ -1374,7 +1374,7 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                 **({} if config.sm_count is None else {"sms": config.sm_count}),
                 **({} if limit is None else {"workspace": int(limit)})))
         elif name == "fuse-shortcut-convs" and config.target_arch is not None:
-            from ember.passes.fuse_shortcut_convs import FuseShortcutConvs
+            from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
 
             passes.append(FuseShortcutConvs(arch=config.target_arch))
         elif name == "fold-qdq" and config.target_arch is not None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     DenseArrayBase,
     DictionaryAttr,
     FusedLoc,
+    ModuleOp,
     NameLoc,
     NoneAttr,
     StringAttr,
@@ -47,6 +49,26 @@ def origin_of(op: Operation) -> list[str]:
         return [n for child in loc.locations.data if isinstance(child, NameLoc)
                 for n in [child.desc.data]]
     return []
+
+
+def kernel_origin(op: Operation) -> list[str]:
+    """The ONNX nodes behind a kernel op: its location, else its `origin` property (the one
+    `kernel.launch` and `kernel.elementwise` carry; none for a `kernel.view`)."""
+    names = origin_of(op)
+    origin = op.properties.get("origin")
+    if not names and isinstance(origin, ArrayAttr):
+        names = [a.data for a in origin.data if isinstance(a, StringAttr)]
+    return names
+
+
+def program_order(module: ModuleOp) -> dict[str, int]:
+    """Each origin name's place in the order the module's ops first name it (what fusing passes
+    sort a fused op's origins by)."""
+    order: dict[str, int] = {}
+    for op in module.walk():
+        for name in kernel_origin(op):
+            order.setdefault(name, len(order))
+    return order
 
 
 def node_outputs(op: Operation) -> dict[str, list[int]]:

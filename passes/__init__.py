@@ -16,9 +16,10 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
-    # select-tactics reads the templates' tactic spaces and emit-cuda runs them, so they live
-    # in codegen (DESIGN §1)
+    # select-tactics and fuse-shortcut-convs read the templates' tactic spaces and emit-cuda
+    # runs them, so they live in codegen (DESIGN §1)
     from ember.codegen.emit_cuda import EmitCuda
+    from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
     from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
     from ember.passes.assign_precision import AssignPrecision
@@ -38,7 +39,6 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_elementwise import FuseElementwise
     from ember.passes.fuse_epilogues import FuseEpilogues
     from ember.passes.fuse_normalization import FuseNormalization
-    from ember.passes.fuse_shortcut_convs import FuseShortcutConvs
     from ember.passes.fuse_strided_reads import FuseStridedReads
     from ember.passes.infer_shapes import InferShapes
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights

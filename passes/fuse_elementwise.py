@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
+from xdsl.ir import Block, BlockArgument, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -32,20 +32,10 @@ from xdsl.pattern_rewriter import (
 
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, YieldOp
-from ember.dialects.origin import origin_of, set_origin
+from ember.dialects.origin import kernel_origin, origin_of, set_origin
 from ember.dialects.tensor_types import element_type_of, plan_dims
 
 GEMM_TEMPLATES = ("conv", "matmul")  # the launches fuse-epilogues gives an epilogue
-
-
-def _origin_names(op: Operation) -> list[str]:
-    """The ONNX nodes behind a kernel op: its location, else its `origin` property (none for a
-    `kernel.view`)."""
-    names = origin_of(op)
-    origin = op.properties.get("origin")
-    if not names and isinstance(origin, ArrayAttr):
-        names = [a.data for a in origin.data if isinstance(a, StringAttr)]
-    return names
 
 
 def _bytes(value: SSAValue) -> int:
@@ -190,7 +180,7 @@ class FuseElementwiseProducer(RewritePattern):
 
     def _take_names(self, op: ElementwiseOp) -> set[str]:
         names = self.names.pop(op, None)
-        return set(_origin_names(op)) if names is None else names
+        return set(kernel_origin(op)) if names is None else names
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ElementwiseOp, rewriter: PatternRewriter) -> None:
@@ -226,7 +216,7 @@ class FuseElementwiseProducer(RewritePattern):
 def _program_order(module: ModuleOp) -> dict[str, int]:
     order: dict[str, int] = {}
     for op in module.walk():
-        for name in _origin_names(op) if isinstance(op, ElementwiseOp) else origin_of(op):
+        for name in kernel_origin(op) if isinstance(op, ElementwiseOp) else origin_of(op):
             order.setdefault(name, len(order))
     return order
 

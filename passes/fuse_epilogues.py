@@ -45,9 +45,8 @@ from xdsl.pattern_rewriter import (
 
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
 from ember.dialects.kernel_templates import TEMPLATES
-from ember.dialects.origin import origin_of, set_origin
+from ember.dialects.origin import kernel_origin, program_order, set_origin
 from ember.dialects.tensor_types import element_type_of, same_type_with
-from ember.passes.fuse_elementwise import _origin_names
 
 EPILOGUE_TEMPLATES = tuple(name for name, d in TEMPLATES.items() if d.epilogue)
 # the types an epilogue may store instead of the launch's own: the templates compute each of
@@ -135,7 +134,7 @@ class FuseEpilogue(RewritePattern):
         acc = view.output if view is not None else launch.outputs[0]
         extra = list(dict.fromkeys(v for v in op.inputs if v is not acc))
         block = _epilogue_block(op, acc, extra)
-        names = list(dict.fromkeys([*_origin_names(launch), *_origin_names(op)]))
+        names = list(dict.fromkeys([*kernel_origin(launch), *kernel_origin(op)]))
         names.sort(key=lambda n: self.order.get(n, len(self.order)))
         props = dict(launch.properties)
         if names:
@@ -160,19 +159,10 @@ class FuseEpilogue(RewritePattern):
         rewriter.erase(launch)
 
 
-def _program_order(module: ModuleOp) -> dict[str, int]:
-    order: dict[str, int] = {}
-    for op in module.walk():
-        kernel = isinstance(op, ElementwiseOp | LaunchOp)
-        for name in _origin_names(op) if kernel else origin_of(op):  # type: ignore[arg-type]
-            order.setdefault(name, len(order))
-    return order
-
-
 class FuseEpilogues(ModulePass):
     name = "fuse-epilogues"
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
-        pattern = FuseEpilogue(_program_order(module))
+        pattern = FuseEpilogue(program_order(module))
         PatternRewriteWalker(GreedyRewritePatternApplier([pattern]),
                              apply_recursively=True).rewrite_module(module)

@@ -31,9 +31,9 @@ from xdsl.rewriter import Rewriter
 
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ViewOp
-from ember.dialects.origin import set_origin
+from ember.dialects.origin import kernel_origin, set_origin
 from ember.dialects.tensor_types import format_of, shape_of
-from ember.passes.fuse_elementwise import _bytes, _origin_names
+from ember.passes.fuse_elementwise import _bytes
 from ember.runtime.formats import NCHW
 
 MOVEMENT = ("transpose", "slice")
@@ -168,8 +168,8 @@ def _absorb(op: ElementwiseOp) -> bool:
         erased += links
     if not erased:
         return False
-    names = [n for link in reversed(erased) for n in _origin_names(link)]
-    names = list(dict.fromkeys(names + _origin_names(op)))
+    names = [n for link in reversed(erased) for n in kernel_origin(link)]
+    names = list(dict.fromkeys(names + kernel_origin(op)))
     op.operands = operands
     if names:  # the absorbed kernels' nodes first, as they ran before it
         op.properties["origin"] = ArrayAttr([StringAttr(n) for n in names])

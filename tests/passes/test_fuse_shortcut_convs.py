@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
 from ember.codegen.nvrtc import compile_cuda
 from ember.codegen.templates import conv, gemm_tma
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.errors import PassError, UnsupportedError
-from ember.passes.fuse_shortcut_convs import FuseShortcutConvs
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes

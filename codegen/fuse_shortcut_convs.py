@@ -19,7 +19,9 @@ in a ResNet, whichever operand of the Add it is): W = [W3 | Wd] along the input 
 weight `<W3>.shortcut`), b = b3 + bd (zeros for a conv without one, summed in FP32, rounded
 once); the epilogue loses the add, keeping the rest (the ReLU). The sum of the two convs is
 rounded once instead of the downsample's being rounded to FP16 first. REFIT builds keep the
-pair apart (their weights refit one by one). Runs after fuse-epilogues, before select-tactics.
+pair apart (their weights refit one by one). Runs after fuse-epilogues, before select-tactics;
+it lives in codegen beside select-tactics (DESIGN §1: passes/ does not import codegen), since
+whether a pair fuses is whether the conv template has tactics for it.
 """
 
 from __future__ import annotations
@@ -37,12 +39,10 @@ from ember.codegen.templates import conv as conv_template
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp, ScalarOp, ViewOp
 from ember.dialects.nn.elementwise import WeightOp
-from ember.dialects.origin import set_origin
+from ember.dialects.origin import kernel_origin, program_order, set_origin
 from ember.dialects.tensor_types import element_type_of, tensor_type
 from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError
-from ember.passes.fuse_elementwise import _origin_names
-from ember.passes.fuse_epilogues import _program_order
 
 HALVES = ("float16", "bfloat16")
 
@@ -118,7 +118,7 @@ class FuseShortcutConvs(ModulePass):
         store = weights_of(module)
         if store.refit is not None:  # each conv's weights refit on their own
             return
-        order = _program_order(module)
+        order = program_order(module)
         for conv in [op for op in module.walk() if isinstance(op, LaunchOp)]:
             p = _plain_1x1(conv, store)
             if p is None:
@@ -181,7 +181,7 @@ class FuseShortcutConvs(ModulePass):
             result_types=[tensor_type([k], element)])
         Rewriter.insert_op([w_op, b_op], InsertPoint.before(conv))
 
-        names = list(dict.fromkeys([*_origin_names(conv), *_origin_names(short)]))
+        names = list(dict.fromkeys([*kernel_origin(conv), *kernel_origin(short)]))
         names.sort(key=lambda n: order.get(n, len(order)))
         extra = [v for i, v in enumerate(conv.inputs[own:]) if i != j]
         props = dict(conv.properties, params=to_attribute(params))
