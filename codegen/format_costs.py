@@ -136,7 +136,8 @@ def conv_seconds(cv: ConvGeometry, fmt: str, arch: str | None) -> float:
         m, n = cv.positions, cv.mg
     else:
         m, n = cv.mg, cv.positions
-    if cv.dtypes == {"int8", "int32"}:  # INT8 tensor cores: NHWC over 16k channels only
+    if cv.dtypes in ({"int8", "int32"}, {"float8_e4m3fn", "float32"}):
+        # INT8 / FP8 tensor cores: NHWC over 16k channels only
         if fmt == NHWC and cv.chunks(16) and cv.groups == 1:
             return _mma_seconds(m, n, cv.k // 2, cv.groups) / INT8_SPEEDUP
         return cv.positions * cv.cout * cv.k / HOST_MACS

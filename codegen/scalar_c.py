@@ -96,14 +96,78 @@ __device__ __forceinline__ float ember_round_half(float f) { return ember_load(e
 __device__ __forceinline__ float ember_round_bf16(float f) { return ember_load(ember_to_bf16(f)); }
 """
 _HALF_NAMES = re.compile(r"\bember_(half|bf16|load|to_half|to_bf16|round_half|round_bf16)\b")
-_TO = {"float16": "ember_to_half", "bfloat16": "ember_to_bf16"}
-_ROUND = {"float16": "ember_round_half", "bfloat16": "ember_round_bf16"}
+
+# float8 dtype name -> its C storage type (FLOAT8_PRELUDE): stored, computed in float like the
+# halves (a float holding a value of the type), converted at the edges
+FLOAT8_TYPES: dict[str, str] = {"float8_e4m3fn": "ember_e4m3"}
+
+# E4M3 (ONNX's float8e4m3fn: bias 7, no infinities, 0x7f / 0xff NaN, largest finite 448)
+# without cuda_fp8.h: decoded exactly with integer ops; encoded to nearest even by the
+# conversion unit on sm_89+ (`cvt.rn.satfinite.e4m3x2.f32`), in integer ops before. Saturating
+# (ONNX's saturate=1): beyond +-448, infinities included, the largest finite value of the sign;
+# the plain conversion (saturate=0) makes a magnitude over 464 (rounding past 448) a NaN, as
+# ml_dtypes does. A NaN stays a NaN.
+FLOAT8_PRELUDE = """\
+struct __align__(1) ember_e4m3 { unsigned char bits; };
+__device__ __forceinline__ float ember_load(ember_e4m3 v) {
+    const unsigned b = v.bits, e = (b >> 3) & 15u, m = b & 7u;
+    const float mag = (b & 0x7fu) == 0x7fu ? __int_as_float(0x7fffffff)
+        : e ? __uint_as_float(((e + 120u) << 23) | (m << 20)) : (float)m * 0.001953125f;
+    return (b & 0x80u) ? -mag : mag;
+}
+#if __CUDA_ARCH__ >= 890
+#define EMBER_CVT_E4M3 1
+__device__ __forceinline__ unsigned char ember_cvt_e4m3(float f) {
+    unsigned short pair;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(f));
+    return (unsigned char)(pair & 0xffu);
+}
+#endif
+__device__ __forceinline__ ember_e4m3 ember_to_e4m3(float f) {  // nearest even, saturating
+    ember_e4m3 r;
+#ifdef EMBER_CVT_E4M3
+    r.bits = ember_cvt_e4m3(f);
+#else
+    const float a = fabsf(f);
+    unsigned b;
+    if (a != a) {
+        b = 0x7fu;
+    } else if (a >= 448.0f) {
+        b = 0x7eu;
+    } else if (a < 0.015625f) {  // subnormal: multiples of 2^-9
+        b = (unsigned)__float2int_rn(a * 512.0f);
+    } else {  // 3 mantissa bits of 23, nearest even; a carry moves the exponent
+        unsigned u = __float_as_uint(a);
+        u += 0x7ffffu + ((u >> 20) & 1u);
+        b = (((u >> 23) - 120u) << 3) | ((u >> 20) & 7u);
+    }
+    r.bits = (unsigned char)(((__float_as_uint(f) >> 24) & 0x80u) | b);
+#endif
+    return r;
+}
+__device__ __forceinline__ ember_e4m3 ember_to_e4m3_nosat(float f) {
+    if (!(fabsf(f) <= 464.0f)) {  // rounds past 448 (or NaN): NaN of the sign
+        ember_e4m3 r;
+        r.bits = (unsigned char)(((__float_as_uint(f) >> 24) & 0x80u) | 0x7fu);
+        return r;
+    }
+    return ember_to_e4m3(f);
+}
+__device__ __forceinline__ float ember_round_e4m3(float f) { return ember_load(ember_to_e4m3(f)); }
+__device__ __forceinline__ float ember_round_e4m3_nosat(float f) {
+    return ember_load(ember_to_e4m3_nosat(f));
+}
+"""
+_FLOAT8_NAMES = re.compile(r"\bember_(e4m3|to_e4m3|to_e4m3_nosat|round_e4m3|round_e4m3_nosat)\b")
+_TO = {"float16": "ember_to_half", "bfloat16": "ember_to_bf16", "float8_e4m3fn": "ember_to_e4m3"}
+_ROUND = {"float16": "ember_round_half", "bfloat16": "ember_round_bf16",
+          "float8_e4m3fn": "ember_round_e4m3"}
 
 
 def dtype_name(dtype: str) -> str:
     """numpy's name of a dtype ("bfloat16" without needing ml_dtypes registered)."""
     text = str(dtype)
-    return text if text in HALF_TYPES else np.dtype(dtype).name
+    return text if text in HALF_TYPES or text in FLOAT8_TYPES else np.dtype(dtype).name
 
 
 def is_half(dtype: str) -> bool:
@@ -111,16 +175,28 @@ def is_half(dtype: str) -> bool:
     return str(dtype) in HALF_TYPES
 
 
+def is_float8(dtype: str) -> bool:
+    """Whether `dtype` is a float8 type CUDA kernels store (`FLOAT8_TYPES`)."""
+    return str(dtype) in FLOAT8_TYPES
+
+
+def _stored_in_float(name: str) -> bool:
+    """The halves and the float8 types: stored as structs, computed in float."""
+    return name in HALF_TYPES or name in FLOAT8_TYPES
+
+
 def storage_type(dtype: str) -> str:
     """The C type of one element in memory: `ember_half` / `ember_bf16` (2-byte structs) for the
-    halves, `c_type` otherwise. Pointers, shared tiles of stored values, and plain copies use it."""
+    halves, `ember_e4m3` (a 1-byte struct) for float8, `c_type` otherwise. Pointers, shared
+    tiles of stored values, and plain copies use it."""
     name = dtype_name(dtype)
-    return HALF_TYPES[name] if name in HALF_TYPES else c_type(name)
+    return {**HALF_TYPES, **FLOAT8_TYPES}.get(name) or c_type(name)
 
 
 def compute_type(dtype: str) -> str:
-    """The C type a kernel computes `dtype` values in: float for the halves, `c_type` otherwise."""
-    return "float" if is_half(dtype_name(dtype)) else c_type(dtype)
+    """The C type a kernel computes `dtype` values in: float for the halves and float8,
+    `c_type` otherwise."""
+    return "float" if _stored_in_float(dtype_name(dtype)) else c_type(dtype)
 
 
 def _primary(expr: str) -> str:
@@ -129,15 +205,15 @@ def _primary(expr: str) -> str:
 
 def load_float(expr: str, dtype: str) -> str:
     """`expr` (an element of `storage_type(dtype)`) as a `compute_type(dtype)` expression: exact
-    (float) for the halves, `expr` itself otherwise."""
-    return f"ember_load({expr})" if is_half(dtype_name(dtype)) else expr
+    (float) for the halves and float8, `expr` itself otherwise."""
+    return f"ember_load({expr})" if _stored_in_float(dtype_name(dtype)) else expr
 
 
 def store_from_float(value: str, dtype: str) -> str:
     """A `storage_type(dtype)` expression of `value` (a float, or any C arithmetic value): rounded
     to nearest even for the halves (a double goes through float), a C cast otherwise."""
     name = dtype_name(dtype)
-    if name in HALF_TYPES:
+    if name in HALF_TYPES or name in FLOAT8_TYPES:
         return f"{_TO[name]}({value})"
     return f"({c_type(name)}){_primary(value)}"
 
@@ -146,11 +222,14 @@ def round_to(value: str, dtype: str) -> str:
     """`value` (float) rounded to the precision of `dtype`, still a float, for the halves (what
     storing and loading again gives); `value` itself otherwise."""
     name = dtype_name(dtype)
-    return f"{_ROUND[name]}({value})" if name in HALF_TYPES else value
+    return f"{_ROUND[name]}({value})" if _stored_in_float(name) else value
 
 
 def half_prelude(text: str) -> str:
-    """HALF_PRELUDE where kernel text `text` uses its names, else ""."""
+    """HALF_PRELUDE where kernel text `text` uses its names, and FLOAT8_PRELUDE where it uses
+    theirs (it needs HALF_PRELUDE's `ember_load` overloads beside its own), else ""."""
+    if _FLOAT8_NAMES.search(text):
+        return HALF_PRELUDE + FLOAT8_PRELUDE
     return HALF_PRELUDE if _HALF_NAMES.search(text) else ""
 
 
@@ -181,6 +260,9 @@ def c_literal(value: float | int | bool, dtype: str) -> str:
     name = dtype_name(dtype)
     if name in HALF_TYPES:
         return c_literal(rounded_to_half(float(value), name), "float32")
+    if name in FLOAT8_TYPES:
+        import ml_dtypes  # (an onnx dependency)
+        return c_literal(float(np.float32(value).astype(getattr(ml_dtypes, name))), "float32")
     if name == "bool":
         return "true" if value else "false"
     if name in ("float32", "float64"):
@@ -392,6 +474,9 @@ def scalar_expr(fn: str, args: Sequence[str], arg_dtypes: Sequence[str], out_dty
     half result is computed in float and rounded to the half (`round_to`), so a chain of half
     ops rounds after each op as the numpy reference does."""
     out_name = dtype_name(out_dtype)
+    if fn in ("cast", "saturate_cast") and is_float8(out_name):  # ONNX's saturate: float8 only
+        nosat = "" if fn == "saturate_cast" else "_nosat"
+        return f"ember_round_e4m3{nosat}((float)({args[0]}))"
     if fn == "cast":
         if out_name == "bool":
             return f"({args[0]} != 0)"

@@ -40,7 +40,7 @@ NOT_IMPLEMENTED = {
     "--useDLACore": "ember has no DLA",
     "--allowGPUFallback": "ember has no DLA; its counterpart, BuilderFlag.GPU_FALLBACK for "
                           "layers placed on the CPU, is set through the Python API",
-    "--fp8": "ember has no FP8", "--int4": "ember has no INT4",
+    "--int4": "ember has no INT4",
     "--sparsity": "ember has no structured sparsity",
     "--setPluginsToSerialize": "a plan carries no plugin code: each plugin's CUDA kernel is "
                                "compiled into it, and the process that loads it registers the "
@@ -58,7 +58,7 @@ GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no tra
 PERCENTILES = "90,95,99"  # trtexec's default --percentile
 # builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
-                              "int8", "calib", "best", "stronglyTyped", "inputIOFormats",
+                              "int8", "fp8", "calib", "best", "stronglyTyped", "inputIOFormats",
                               "outputIOFormats", "memPoolSize", "timingCacheFile",
                               "noBuilderCache", "errorOnTimingCacheMiss",
                               "builderOptimizationLevel")}
@@ -100,6 +100,9 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--calib", metavar="FILE",
                    help="the INT8 calibration cache (ember build --int8 --calib-data DIR "
                         "--calib-cache FILE writes one)")
+    g.add_argument("--fp8", action="store_true",
+                   help="BuilderFlag.FP8 (TensorRT 10's): plugins may take and give float8 "
+                        "tensors; E4M3 Q/DQ nodes need no flag")
     g.add_argument("--best", action="store_true", help="--int8 --fp16 (TF32 stays allowed)")
     g.add_argument("--stronglyTyped", action="store_true",
                    help="a strongly typed network (TensorRT's STRONGLY_TYPED): each layer "
@@ -351,6 +354,8 @@ def build(args: argparse.Namespace, arch: str | None, log: Log) -> tuple[dict, d
         config.set_flag(BuilderFlag.DISABLE_TIMING_CACHE)
     if args.errorOnTimingCacheMiss:
         config.set_flag(BuilderFlag.ERROR_ON_TIMING_CACHE_MISS)
+    if args.fp8:
+        config.set_flag(BuilderFlag.FP8)
     precision_config(config, fp16=args.fp16 or args.best, bf16=args.bf16,
                      tf32=args.tf32 is not False,
                      layer_precisions=args.layer_precisions,

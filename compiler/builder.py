@@ -67,8 +67,10 @@ class BuilderFlag(Numbered):
     REFIT (and REFIT_IDENTICAL, the same here): a plan `ember.Refitter` updates; STRIP_PLAN:
     one without its refittable weights, refit at deployment (compiler/refit_build.py).
     INT8: a model without Q/DQ nodes is calibrated with `config.int8_calibrator` into one
-    with them (compiler/calibrate.py). Every other flag is an error naming it when set
-    (`IMPLEMENTED`)."""
+    with them (compiler/calibrate.py). FP8 (TensorRT 10's meaning): plugins may take and give
+    float8 tensors; E4M3 Q/DQ nodes need no flag (fold-qdq runs their convs and matmuls on
+    FP8 tensor cores from sm_89 on), as INT8 ones need none. Every other flag is an error
+    naming it when set (`IMPLEMENTED`)."""
 
     FP16 = 0
     INT8 = 1
@@ -134,7 +136,7 @@ def _mask(flags: BuilderFlag | int) -> int:
 
 # the flags a build honours; why each of the others is refused
 IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.TF32,
-                               BuilderFlag.INT8,
+                               BuilderFlag.INT8, BuilderFlag.FP8,
                                BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                                BuilderFlag.PREFER_PRECISION_CONSTRAINTS,
                                BuilderFlag.DISABLE_TIMING_CACHE,
@@ -149,7 +151,6 @@ IMPLEMENTED_FLAGS = frozenset({BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.T
 # REFIT (any new weights refit, identical ones too); STRIP_PLAN implies it
 REFIT_FLAGS = BuilderFlag.REFIT | BuilderFlag.REFIT_IDENTICAL | BuilderFlag.STRIP_PLAN
 _WHY_NOT = {
-    BuilderFlag.FP8: "FP8 builds are not implemented",
     BuilderFlag.INT4: "INT4 builds are not implemented",
     BuilderFlag.FP4: "FP4 builds are not implemented",
     BuilderFlag.REFIT_INDIVIDUAL: "weights are not marked refittable one by one; "
@@ -1040,6 +1041,7 @@ def _build_phases(model: onnx.ModelProto | str | os.PathLike | bytes, config: Bu
                            exclude=sorted(config.layer_precisions))
     proto, symbols = _apply_profiles(proto, config)
     module = import_onnx(proto)
+    _check_fp8_plugins(module, config)
     if symbols:  # passes read the profile from the module (fold-constants, emit-cuda, ...)
         set_symbol_ranges(module, symbols)
     refit = config.flags & REFIT_FLAGS
@@ -1380,7 +1382,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         elif name == "fold-qdq" and config.target_arch is not None:
             from ember.passes.fold_qdq import FoldQDQ
 
-            passes.append(FoldQDQ(multiple=16))
+            # E4M3 convs and matmuls on FP8 tensor cores: sm_89 and newer
+            passes.append(FoldQDQ(multiple=16, fp8=_fp8_tensor_cores(config.target_arch)))
         elif name == "choose-formats" and config.target_arch is not None:
             from ember.passes.choose_formats import ChooseFormats
 
@@ -1407,6 +1410,33 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
 
 
 FORMAT_CHOICES = ("measured", "model", "preferred")
+
+
+def _check_fp8_plugins(module: Any, config: BuilderConfig) -> None:
+    """TensorRT 10's BuilderFlag.FP8: a plugin with a float8 input or output needs it."""
+    if config.get_flag(BuilderFlag.FP8):
+        return
+    from ember.dialects.dtypes import FLOAT8_SATURATING
+    from ember.dialects.nn.plugin import PluginOp
+    from ember.dialects.origin import origin_of
+    from ember.dialects.tensor_types import element_type_of
+
+    for op in module.walk():
+        if isinstance(op, PluginOp) and any(
+                isinstance(element_type_of(v), FLOAT8_SATURATING)
+                for v in (*op.operands, *op.results)):
+            name = ", ".join(origin_of(op)) or "<unnamed>"
+            raise UnsupportedError(f"plugin node '{name}' ({op.plugin.data}) takes or gives a "
+                                   "float8 tensor: set "
+                                   "BuilderFlag.FP8 to allow plugins with FP8 inputs and "
+                                   "outputs (ember build --fp8), as TensorRT 10 asks")
+
+
+def _fp8_tensor_cores(arch: str) -> bool:
+    """Whether `arch` has FP8 (E4M3) tensor cores (sm_89 and newer: fold-qdq's FP8 convs)."""
+    from ember.runtime.arch import parse_arch
+
+    return parse_arch(arch) >= (8, 9)
 
 
 def _hopper(arch: str | None) -> bool:

@@ -53,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
               min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
               max_shapes=args.max_shapes, dump_dir=args.dump_dir,
               timing_cache=args.timing_cache, quiet=args.quiet, refit=args.refit,
-              strip_weights=args.strip_weights, int8=args.int8,
+              strip_weights=args.strip_weights, int8=args.int8, fp8=args.fp8,
               calib_data=args.calib_data, calibrator=args.calibrator,
               calib_cache=args.calib_cache, report=args.report,
               hardware_compatibility=args.hardware_compatibility, **_precision(args))
@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("INT8 (calibration writes Q/DQ nodes; a Q/DQ model needs none)")
     group.add_argument("--int8", action="store_true",
                        help="quantize: a model with Q/DQ nodes as they say, else calibrated")
+    group.add_argument("--fp8", action="store_true",
+                       help="BuilderFlag.FP8 (TensorRT 10's): plugins may take and give float8 "
+                            "tensors (E4M3 Q/DQ nodes need no flag: they run on FP8 tensor "
+                            "cores from sm_89 on)")
     group.add_argument("--calib-data", metavar="NPZ_OR_DIR",
                        help="calibration batches: an .npz of arrays by input name (samples along "
                             "the first axis, a multiple of the input's batch) or a folder of them")

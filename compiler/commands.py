@@ -78,7 +78,8 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
           refit: bool = False, strip_weights: bool = False,
           int8: bool = False, calib_data: str | os.PathLike | None = None,
           calibrator: str | None = None, calib_cache: str | os.PathLike | None = None,
-          report: bool = False, hardware_compatibility: str = "none", **precision) -> dict:
+          report: bool = False, hardware_compatibility: str = "none", fp8: bool = False,
+          **precision) -> dict:
     """ONNX -> plan file (written atomically: a failed build leaves no file). `dump_dir`: write
     each stage of the pipeline there, with `pipeline.txt` and the weights (`StageDump`).
     `timing_cache`: a timing cache file the build reads and writes back extended (atomically;
@@ -90,11 +91,13 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
     refittable weights (STRIP_PLAN), refit at deployment. `int8`: quantize (a model without
     Q/DQ nodes is calibrated on `calib_data`, an .npz or a folder of them, with `calibrator`
     "entropy" / "minmax" / "percentile", or from the cache file `calib_cache`, which a
-    calibration writes). `hardware_compatibility`: "ampere+" (TensorRT's AMPERE_PLUS: sm_80
-    code that runs on any GPU from sm_80 up), "none" or "sameComputeCapability" (the arch's
-    own). `report` (with `int8`): print each output's and each quantized layer's
-    error against FP32 after the build (`compiler/int8_report.py`; inputs: the first
-    calibration batch, else seeded random ones of `shapes`/the model's shapes)."""
+    calibration writes). `fp8`: BuilderFlag.FP8 (plugins with float8 inputs and outputs
+    allowed, as TensorRT 10 means it). `hardware_compatibility`: "ampere+" (TensorRT's
+    AMPERE_PLUS: sm_80 code that runs on any GPU from sm_80 up), "none" or
+    "sameComputeCapability" (the arch's own). `report` (with `int8`): print each output's
+    and each quantized layer's error against FP32 after the build
+    (`compiler/int8_report.py`; inputs: the first calibration batch, else seeded random ones
+    of `shapes`/the model's shapes)."""
     from ember.codegen import timing_cache as tc
     from ember.compiler.progress import PhaseTimes, terminal_bars
     from ember.runtime.plan import write_plan
@@ -113,7 +116,8 @@ def build(model: str | os.PathLike, output: str | os.PathLike, *, arch: str | No
         raise EmberError(f"hardware compatibility {hardware_compatibility!r}: one of "
                          f"{', '.join(levels)}")
     config.hardware_compatibility_level = levels[hardware_compatibility]
-    for flag, on in ((BuilderFlag.REFIT, refit), (BuilderFlag.STRIP_PLAN, strip_weights)):
+    for flag, on in ((BuilderFlag.REFIT, refit), (BuilderFlag.STRIP_PLAN, strip_weights),
+                     (BuilderFlag.FP8, fp8)):
         if on:
             config.set_flag(flag)
     profile = profile_from_flags(shapes, min_shapes, opt_shapes, max_shapes)

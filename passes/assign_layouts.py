@@ -104,8 +104,9 @@ def preferred_format(op: LaunchOp | ElementwiseOp, *, conv_nhwc: bool = True,
             # tensor-core convs around it (MobileNetV2's) need no reformats
             return (NHWC if (p.get("groups") == 1 or depthwise(op)) and shape[1] % 8 == 0
                     else NCHW)
-        if half_conv_nhwc and p["in_dtypes"][:2] == ["int8", "int8"]:
-            # the INT8 tensor-core conv reads 16 channels (16 bytes) at a time, NHWC only
+        if half_conv_nhwc and p["in_dtypes"][:2] in (["int8", "int8"],
+                                                     ["float8_e4m3fn", "float8_e4m3fn"]):
+            # the INT8 / FP8 tensor-core conv reads 16 channels (16 bytes) at a time, NHWC only
             return NHWC if p.get("groups") == 1 and shape[1] % 16 == 0 else NCHW
         if half_conv_nhwc and p.get("tf32"):  # TF32 tensor cores read 4-channel chunks
             return NHWC if p.get("groups") == 1 and shape[1] % 4 == 0 else NCHW

@@ -189,7 +189,9 @@ class _Assigner:
                 raise PassError(f"assign-precision: {op.name} does not compute in "
                                 f"{precision_name(precision)} ({inferred})")
             if (self.spec.tf32 and op.name in TF32_OPS and precision == F32
-                    and all(element_type_of(r) == F32 for r in op.results)):
+                    and all(element_type_of(r) == F32 for r in op.results)
+                    and all(element_type_of(v) == F32 for v in op.operands[:2])):
+                # (not fold-qdq's FP8 convs and matmuls: E4M3 operands, float32 sums)
                 op.properties["tf32"] = UnitAttr()
         self._output_types(op)
 

@@ -28,6 +28,7 @@ from ember.passes.convert_onnx_to_nn.builder import (
     traced_value,
     weight_name,
 )
+from ember.runtime.cpu_kernels.common import is_storage_only
 from ember.runtime.refit_recipes import apply, node
 
 
@@ -60,7 +61,7 @@ class FoldBatchNorm(ModulePass):
         bias, b_recipe = traced_value(conv.bias, store) if conv.bias is not None else (None, None)
         (gamma, g), (beta, be), (mean, m), (var, v) = params
         if weight is None or (conv.bias is not None and bias is None) \
-                or weight.shape[0] != gamma.size:
+                or weight.shape[0] != gamma.size or is_storage_only(weight.dtype):
             return False
         eps, dtype = bn.epsilon.value.data, weight.dtype
         w = apply("bn_conv_weight", [weight, gamma, var], eps=eps)

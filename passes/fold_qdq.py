@@ -26,6 +26,12 @@ dequantize and a quantize of the same scale and zero point runs on the int8 data
 quantizer's Q/DQ pairs around a BERT's reshapes and transposes: they move 1 byte an element,
 not 4, and no Q/DQ arithmetic is left around them).
 
+E4M3 (float8e4m3fn) Q/DQ, as NVIDIA's ModelOpt writes FP8 models, fold the same way (option
+`fp8`: GPU builds for sm_89 and newer, whose tensor cores multiply E4M3; CPU builds): the conv
+or matmul takes the E4M3 input and weight and sums their products in float32 (`ember.qdq_math`:
+they stay so under FP16), the scale multiply and bias follow; a quantize to E4M3 becomes
+cast(x / s) (saturating as the node says), a dequantize cast(q) * s.
+
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
 activation scales, blocked scales, a weight that is not a constant, and (option `multiple`)
@@ -43,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerType, ModuleOp, Signedness, UnitAttr, f32
+from xdsl.dialects.builtin import Float8E4M3FNType, IntegerType, ModuleOp, Signedness, UnitAttr, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -78,6 +84,7 @@ from ember.passes.convert_onnx_to_nn.builder import (
 from ember.passes.precision_policy import QDQ_MATH
 
 I8 = IntegerType(8, Signedness.SIGNLESS)
+E4M3 = Float8E4M3FNType()
 # ops that only move elements (their data is operand 0): quantize(op(dequantize(q))) with one
 # scale and zero point is op(q)
 MOVEMENT = (ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, SliceOp, ExpandOp, TileOp, GatherOp)
@@ -92,6 +99,11 @@ class FoldQDQ(ModulePass):
     with a multiple > 1 only ungrouped convs (GPU builds: 16, what the INT8 tensor cores read
     at a time; the others stay float)."""
 
+    fp8: bool = True
+    """Fold E4M3 (float8e4m3fn) Q/DQ convs and matmuls too, onto float32 sums of E4M3
+    products (GPU builds: targets with FP8 tensor cores, sm_89 and newer; CPU builds: always).
+    Off, they run dequantized, in floating point."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.multiple < 1:
             raise PassError(f"fold-qdq: multiple={self.multiple} must be at least 1")
@@ -102,7 +114,7 @@ class FoldQDQ(ModulePass):
                 if w is None or not isinstance(w[1], int) \
                         or self.multiple > 1 and op.prop("groups", 1) != 1:
                     continue  # (the INT8 tensor-core conv runs ungrouped, NHWC)
-                _fold(op, store, weight_axis=0, out_axis=1,
+                _fold(op, store, self._types, weight_axis=0, out_axis=1,
                       pad_channels=-(-w[1] // self.multiple) * self.multiple)
             elif isinstance(op, MatMulOp) and not op.prop("transpose_a", False):
                 w_shape = shape_of(op.rhs)
@@ -110,13 +122,19 @@ class FoldQDQ(ModulePass):
                     transposed = bool(op.prop("transpose_b", False))
                     if not _multiple(w_shape[1 if transposed else 0], self.multiple):
                         continue
-                    _fold(op, store, weight_axis=0 if transposed else 1, out_axis=-1)
+                    _fold(op, store, self._types, weight_axis=0 if transposed else 1,
+                          out_axis=-1)
         for op in list(module.walk()):
             if isinstance(op, QuantizeOp) and op.parent is not None:
                 _int8_through(op, store)
         for op in list(module.walk()):
             if isinstance(op, QuantizeOp | DequantizeOp) and op.parent is not None:
                 _expand(op, store)
+
+    @property
+    def _types(self) -> tuple:
+        """The 8-bit operand types a conv or matmul folds onto."""
+        return (I8, E4M3) if self.fp8 else (I8,)
 
 
 def _int8_through(q: QuantizeOp, store: WeightStore) -> None:
@@ -160,15 +178,19 @@ def _expand(op: QuantizeOp | DequantizeOp, store: WeightStore) -> None:
     """A per-tensor float32 <-> 8/16-bit quantize or dequantize with constant scale and zero
     point as elementwise arithmetic, so it fuses with its neighbours (into a conv's epilogue):
     quantize(x) = cast(clip(round(x / s) + zp, lo, hi)), dequantize(q) = (cast(q) - zp) * s,
-    in float32 as the quantize kernels compute them."""
+    in float32 as the quantize kernels compute them; to and from E4M3 (zero point 0):
+    quantize(x) = cast(x / s) (saturating unless the node says saturate=0: the cast rounds to
+    nearest even), dequantize(q) = cast(q) * s."""
     scale, zp = _scalar(op.scale, store), _scalar(op.zero_point, store)
     if scale is None or zp is None or op.prop("block_size", 0):
         return
     quantize = isinstance(op, QuantizeOp)
     real, integer = (op.input, op.output) if quantize else (op.output, op.input)
     int_type = element_type_of(integer)
-    if element_type_of(real) != f32 or not isinstance(int_type, IntegerType) \
-            or int_type.width.data not in (8, 16):
+    float8 = int_type == E4M3  # no rounding to an integer: the cast rounds (and saturates)
+    if element_type_of(real) != f32 or float8 and zp \
+            or not float8 and not (isinstance(int_type, IntegerType)
+                                   and int_type.width.data in (8, 16)):
         return
     made: list[Operation] = []
 
@@ -181,7 +203,11 @@ def _expand(op: QuantizeOp | DequantizeOp, store: WeightStore) -> None:
         made.append(new)
         return new.results[0]
 
-    if quantize:
+    if quantize and float8:
+        y = emit(build(BinaryOp, [op.input, const(scale)], {"fn": "div"}))
+        saturate = UnitAttr() if op.prop("saturate", 1) else None
+        y = emit(build(CastOp, [y], {"to": int_type, "saturate": saturate}))
+    elif quantize:
         info = np.iinfo(numpy_dtype(int_type))
         y = emit(build(BinaryOp, [op.input, const(scale)], {"fn": "div"}))
         y = emit(build(UnaryOp, [y], {"fn": "round"}))
@@ -208,9 +234,11 @@ def _multiple(dim: object, multiple: int) -> bool:
     return isinstance(dim, int) and dim % multiple == 0
 
 
-def _per_tensor_int8(dq: Operation, store: WeightStore) -> tuple[SSAValue, float] | None:
-    """(the int8 input, its one scale) of a dequantize with zero point 0 (or none)."""
-    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != I8 \
+def _per_tensor(dq: Operation, store: WeightStore, types: tuple
+                ) -> tuple[SSAValue, float] | None:
+    """(the int8 or E4M3 input (one of `types`), its one scale) of a dequantize with zero point 0
+    (or none)."""
+    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) not in types \
             or dq.prop("block_size", 0):
         return None
     scale = constant_value(dq.scale, store)
@@ -219,11 +247,11 @@ def _per_tensor_int8(dq: Operation, store: WeightStore) -> tuple[SSAValue, float
     return dq.input, float(np.asarray(scale, np.float64).reshape(()))
 
 
-def _weight_int8(dq: Operation, store: WeightStore, axis: int
-                 ) -> tuple[SSAValue, np.ndarray] | None:
-    """(the constant int8 weight, its scales: one, or one per index of `axis`) of a dequantize
-    with zero point 0 (or none)."""
-    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) != I8 \
+def _weight(dq: Operation, store: WeightStore, axis: int, types: tuple
+            ) -> tuple[SSAValue, np.ndarray] | None:
+    """(the constant int8 or E4M3 weight (one of `types`), its scales: one, or one per index of
+    `axis`) of a dequantize with zero point 0 (or none)."""
+    if not isinstance(dq, DequantizeOp) or element_type_of(dq.input) not in types \
             or dq.prop("block_size", 0) or constant_value(dq.input, store) is None:
         return None
     scale = constant_value(dq.scale, store)
@@ -257,13 +285,14 @@ def _zero(dq: DequantizeOp, store: WeightStore) -> bool:
     return zp is not None and not np.any(zp)
 
 
-def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_axis: int,
-          pad_channels: int = 0) -> None:
+def _fold(op: ConvOp | MatMulOp, store: WeightStore, types: tuple, *, weight_axis: int,
+          out_axis: int, pad_channels: int = 0) -> None:
     x_dq, w_dq = op.operands[0].owner, op.operands[1].owner
-    x = _per_tensor_int8(x_dq, store)
-    w = _weight_int8(w_dq, store, weight_axis)
+    x = _per_tensor(x_dq, store, types)
+    w = _weight(w_dq, store, weight_axis, types)
     out = shape_of(op.results[0])
-    if x is None or w is None or out is None:
+    if x is None or w is None or out is None \
+            or element_type_of(x[0]) != element_type_of(w[0]):  # int8 with int8, E4M3 with E4M3
         return
     (xq, sx), (wq, sw) = x, w
     channels = out[out_axis]
@@ -294,7 +323,11 @@ def _fold(op: ConvOp | MatMulOp, store: WeightStore, *, weight_axis: int, out_ax
     integer = type(op).create(operands=[xq, wq], properties=dict(op.properties),
                               result_types=[op.results[0].type])
     set_result_types(integer, integer.infer())
-    made += [integer, build(CastOp, [integer.results[0]], {"to": float_type})]
+    if element_type_of(integer.results[0]) == f32:  # E4M3 products summed in float32: they
+        integer.attributes[QDQ_MATH] = UnitAttr()  # stay so under FP16 (assign-precision)
+    made.append(integer)  # int32 sums (int8), float32 sums (E4M3): cast to the model's type
+    if element_type_of(integer.results[0]) != float_type:
+        made.append(build(CastOp, [integer.results[0]], {"to": float_type}))
     scale = np.broadcast_to(sx * sw, (channels,)).astype(dtype).reshape(shape)
     made.append(make_constant(scale, store, "qdq.scale"))
     made.append(build(BinaryOp, [made[-2].results[0], made[-1].results[0]], {"fn": "mul"}))

@@ -36,7 +36,7 @@ from ember.passes.convert_onnx_to_nn.builder import (
     traced_value,
     weight_name,
 )
-from ember.runtime.cpu_kernels.common import is_floating
+from ember.runtime.cpu_kernels.common import is_floating, is_storage_only
 from ember.runtime.refit_recipes import Recipe, apply, node
 
 SCALES, SHIFTS = ("mul", "div"), ("add", "sub")
@@ -128,7 +128,7 @@ class FoldScaleShift(ModulePass):
         weight, w_recipe = traced_value(conv.weight, store)
         bias, b_recipe = traced_value(conv.bias, store) if conv.bias is not None else (None, None)
         if weight is None or (conv.bias is not None and bias is None) \
-                or not is_floating(weight.dtype):
+                or not is_floating(weight.dtype) or is_storage_only(weight.dtype):
             return None
         dtype = weight.dtype.name
         extra = [] if bias is None else [bias]
@@ -149,7 +149,8 @@ class FoldScaleShift(ModulePass):
     def _matmul(self, op: BinaryOp, mm: MatMulOp, fn: str, v: np.ndarray, v_recipe: Recipe,
                 store: WeightStore) -> Operation | None:
         weight, w_recipe = traced_value(mm.rhs, store)
-        if weight is None or weight.ndim != 2 or not is_floating(weight.dtype):
+        if weight is None or weight.ndim != 2 or not is_floating(weight.dtype) \
+                or is_storage_only(weight.dtype):
             return None
         transposed = mm.transpose_b is not None and mm.transpose_b.value.data
         axis = 0 if transposed else 1

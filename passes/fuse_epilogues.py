@@ -27,11 +27,13 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
+    Float8E4M3FNType,
     Float16Type,
     Float32Type,
     IntegerType,
     ModuleOp,
     StringAttr,
+    f32,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
@@ -64,16 +66,21 @@ def _only_user(value: SSAValue, op: Operation) -> bool:
 STORES_ANY = ("layer_norm", "softmax")
 
 
-def _stores(own: Attribute, wanted: Attribute, template: str) -> bool:
+def _stores(own: Attribute, wanted: Attribute, template: str, fp8_sums: bool = False) -> bool:
     """Whether a launch of `template` whose result is of type `own` can store `wanted` instead:
     the same type, or the same shape and format in another of the STORED_TYPES (8-bit integers
-    too from int32 sums and from STORES_ANY's templates)."""
+    too from int32 sums and from STORES_ANY's templates; E4M3 too from the float32 sums of E4M3
+    operands, `fp8_sums`)."""
     if own == wanted:
         return True
     own_e, want_e = element_type_of(own), element_type_of(wanted)
     if same_type_with(own, element_type=want_e) != wanted:
         return False
     int8 = isinstance(want_e, IntegerType) and want_e.width.data == 8
+    if fp8_sums and own_e == f32:
+        # an FP8 conv / matmul's float32 sums, dequantized by the epilogue (and maybe
+        # requantized to E4M3 for the next layer)
+        return isinstance(want_e, STORED_TYPES) or int8 or isinstance(want_e, Float8E4M3FNType)
     if own_e == IntegerType(32):
         # an int8 conv / matmul's int32 sums, dequantized to a float by the epilogue (and maybe
         # requantized to 8 bits for the next layer)
@@ -98,9 +105,11 @@ def _fusible_launch(op: ElementwiseOp) -> tuple[LaunchOp, ViewOp | None] | None:
         if not _only_user(launch.outputs[0], view or op):
             continue
         template = launch.template.data
-        if view is None and _stores(launch.outputs[0].type, op.output.type, template):
+        fp8 = template in ("conv", "matmul") and len(launch.inputs) >= 2 and all(
+            isinstance(element_type_of(v), Float8E4M3FNType) for v in launch.inputs[:2])
+        if view is None and _stores(launch.outputs[0].type, op.output.type, template, fp8):
             return launch, None
-        if view is not None and _stores(view.output.type, op.output.type, template):
+        if view is not None and _stores(view.output.type, op.output.type, template, fp8):
             return launch, view
     return None
 

@@ -33,7 +33,9 @@ HALF = ("f16", "bf16")
 
 
 def _int8(op: MatMulOp) -> bool:
-    return all(str(element_type_of(v)) == "i8" for v in (op.lhs, op.rhs))
+    """8-bit operands (int8, or fold-qdq's E4M3): the 8-bit tensor cores read both K-major."""
+    return any(all(str(element_type_of(v)) == t for v in (op.lhs, op.rhs))
+               for t in ("i8", "f8E4M3FN"))
 
 
 class KMajorMatmulWeights(ModulePass):

@@ -40,7 +40,8 @@ class LayerInformationFormat(enum.Enum):
 
 
 _PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64",
-              "int8": "int8", "int32": "int32", "int64": "int64", "bool": "bool"}
+              "int8": "int8", "int32": "int32", "int64": "int64", "bool": "bool",
+              "float8_e4m3fn": "fp8"}
 
 
 def _as_format(fmt: LayerInformationFormat | str) -> LayerInformationFormat:
@@ -73,7 +74,10 @@ def tensor_format(buffer: Mapping[str, Any] | None,
 def _precision(params: Mapping[str, Any], outs: Sequence[Mapping[str, Any]]) -> str:
     """What a kernel computes in: its op's own result type (`out_dtypes`, before an epilogue
     that may cast it; an elementwise kernel's last non-cast op's), else its output buffer's;
-    "tf32" for an FP32 conv/matmul that may use TF32."""
+    "tf32" for an FP32 conv/matmul that may use TF32; "fp8" for one over E4M3 operands."""
+    ins = params.get("in_dtypes")
+    if isinstance(ins, list) and ins[:2] == ["float8_e4m3fn"] * 2:
+        return "fp8"  # E4M3 products summed in float32 (fold-qdq's FP8 convs and matmuls)
     names = params.get("out_dtypes")
     dtype = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else (
         outs[0]["dtype"] if outs else None)
@@ -81,7 +85,7 @@ def _precision(params: Mapping[str, Any], outs: Sequence[Mapping[str, Any]]) -> 
     if isinstance(region, Mapping) and isinstance(region.get("ops"), list):
         # an elementwise kernel computes in its last op's type, casts to its output aside
         computed = [op.get("dtype") for op in region["ops"]
-                    if isinstance(op, Mapping) and op.get("fn") != "cast"]
+                    if isinstance(op, Mapping) and op.get("fn") not in ("cast", "saturate_cast")]
         if computed and isinstance(computed[-1], str):
             dtype = computed[-1]
     if dtype is None:

@@ -48,14 +48,16 @@ class DataType(Numbered):
 
     @property
     def dtype(self) -> np.dtype:
-        """The numpy dtype (bfloat16 through ml_dtypes; FP8/INT4/FP4 have none: TypeError)."""
-        if self is DataType.BF16:
+        """The numpy dtype (bfloat16 and FP8, TensorRT's E4M3, through ml_dtypes; INT4/FP4
+        have none: TypeError)."""
+        if self in (DataType.BF16, DataType.FP8):
             try:
-                import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy; an onnx dependency)
+                import ml_dtypes  # (registers its types with numpy; an onnx dependency)
             except ImportError:
-                raise TypeError("DataType.BF16 needs the ml_dtypes package for a numpy "
+                raise TypeError(f"DataType.{self.name} needs the ml_dtypes package for a numpy "
                                 "dtype") from None
-            return np.dtype("bfloat16")
+            return np.dtype(ml_dtypes.bfloat16 if self is DataType.BF16
+                            else ml_dtypes.float8_e4m3fn)
         name = _NUMPY.get(self)
         if name is None:
             raise TypeError(f"DataType.{self.name} has no numpy dtype")
@@ -76,7 +78,8 @@ class DataType(Numbered):
 _NUMPY = {DataType.FLOAT: "float32", DataType.HALF: "float16", DataType.INT8: "int8",
           DataType.INT32: "int32", DataType.BOOL: "bool", DataType.UINT8: "uint8",
           DataType.INT64: "int64"}
-_FROM_NUMPY = {v: k for k, v in _NUMPY.items()} | {"bfloat16": DataType.BF16}
+_FROM_NUMPY = {v: k for k, v in _NUMPY.items()} | {"bfloat16": DataType.BF16,
+                                                   "float8_e4m3fn": DataType.FP8}
 _ITEMSIZE = {DataType.FLOAT: 4, DataType.HALF: 2, DataType.INT8: 1, DataType.INT32: 4,
              DataType.BOOL: 1, DataType.UINT8: 1, DataType.FP8: 1, DataType.BF16: 2,
              DataType.INT64: 8, DataType.INT4: 0.5, DataType.FP4: 0.5}

@@ -480,7 +480,7 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     a_t, b_t = operands
     gemm = gemm_tma.tma_for(params["tactic"])
     tile = gemm.tile
-    int8 = dtype == gemm_wgmma.INT8
+    int8 = dtype in gemm_mma.BYTE_OPERANDS  # 8-bit operands: int8 or E4M3 pairs
     stored = stored_dtype(params)
     m_size, n_size = cv.positions, cv.mg
 
@@ -488,9 +488,10 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         return f"(size_t){m} * {cv.cout} + {n}"
 
     if int8:
-        store = gemm_epilogue.int32_store(params, index, lambda n: n)
-        staged = gemm_epilogue.int8_row_store(params, n_size, [cv.cout], index, lambda n: n,
-                                              tile.shared_bytes() - 1024, tile.bm, tile.bn)
+        store = gemm_epilogue.sums_store(params, index, lambda n: n, gemm_mma.sums_type(dtype))
+        staged = gemm_epilogue.byte_row_store(params, n_size, [cv.cout], index, lambda n: n,
+                                              tile.shared_bytes() - 1024, tile.bm, tile.bn,
+                                              gemm_mma.staged_sums(dtype))
     else:
         def store(m: str, n: str, value: str, indent: str) -> list[str]:
             bias = ([f"{indent}acc += {load_float(f'in2[{n}]', dtype)};"] if cv.has_bias
@@ -519,12 +520,13 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         what += (f" over both inputs' channels (the shortcut's {cv.short_channels} through "
                  f"{'a strided im2col' if im2col else 'a third'} tensor map, strides "
                  f"{cv.short_strides})")
+    kind, _, _, sums = _BYTE_NAMES.get(dtype, ("", "", "", "FP32"))
     text = source(_title(params, _Conv(params) if int8 else cv,
-                         "int8 -> int32" if int8 else dtype),
-                  [f"tactic: {what} on {'INT8 ' if int8 else ''}tensor cores "
-                   f"(NHWC, weights OHWI), {gemm}, {'int32' if int8 else 'FP32'} accumulation",
+                         f"{dtype} -> {sums}" if int8 else dtype),
+                  [f"tactic: {what} on {kind + ' ' if int8 else ''}tensor cores "
+                   f"(NHWC, weights OHWI), {gemm}, {sums} accumulation",
                    f"GEMM: M={m_size} N={n_size} K={k}",
-                   *([gemm_epilogue.STAGED_INT8] if int8 and staged else []),
+                   *([gemm_epilogue.staged_comment(dtype)] if int8 and staged else []),
                    *epilogue_summary(params),
                    gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
@@ -736,38 +738,53 @@ def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
     return KernelSpec(text, grid, block, 0)
 
 
+# 8-bit operand type -> its names in the kernels' comments:
+# (what the comments call them, the instructions' type, a K pair's unit, the sums' type)
+_BYTE_NAMES = {gemm_mma.INT8: ("INT8", "s8", "int8", "int32"),
+               gemm_mma.E4M3: ("FP8", "e4m3", "e4m3", "float32")}
+
+
+def _bytes(params: dict) -> str | None:
+    """The 8-bit operand type of a conv on 8-bit tensor cores: "int8" (int8 input and weight
+    summed into int32: fold-qdq's, ONNX ConvInteger without zero points) or E4M3 (summed into
+    float32: fold-qdq's FP8 convs); else None."""
+    for dtype, sums in ((gemm_mma.INT8, "int32"), (gemm_mma.E4M3, "float32")):
+        if params["in_dtypes"][:2] == [dtype, dtype] and params["out_dtypes"][0] == sums:
+            return dtype
+    return None
+
+
 def _int8(params: dict) -> bool:
-    """int8 input and weight summed into int32 (fold-qdq's; ONNX ConvInteger without zero
-    points)."""
-    return params["in_dtypes"][:2] == ["int8", "int8"] and params["out_dtypes"][0] == "int32"
+    return _bytes(params) == gemm_mma.INT8
 
 
 def _int8_conv(params: dict) -> _Conv:
-    """An INT8 conv's sizes with its channels counted in int8 pairs (16-bit units), as the
+    """An 8-bit conv's sizes with its channels counted in byte pairs (16-bit units), as the
     tensor-core loop reads them: NHWC input, OHWI weight, channels (per group) % 16 == 0; else
     UnsupportedError."""
     cv = _Conv(params)
     if not cv.nhwc or cv.cg % 16 or cv.channels % 16 or cv.has_bias:
         raise UnsupportedError(
-            f"CUDA conv: INT8 needs NHWC, channels per group in multiples of 16 and no bias "
-            f"(layout {params.get('layout', 'NCHW')}, {cv.cg} channels per group)")
+            f"CUDA conv: {_bytes(params)} operands need NHWC, channels per group in multiples "
+            f"of 16 and no bias (layout {params.get('layout', 'NCHW')}, {cv.cg} channels per "
+            "group)")
     x_shape, w_shape = (list(s) for s in params["in_shapes"][:2])
     pairs = dict(params, in_shapes=[[*x_shape[:-1], x_shape[-1] // 2],
                                     [*w_shape[:-1], w_shape[-1] // 2]])
     return _Conv(pairs)
 
 
-def _gemm_int8(name: str, params: dict) -> KernelSpec:
-    """INT8 implicit GEMM on tensor cores (s8 x s8 -> s32, exact sums): the mma.sync m16n8k32
-    loop, or on sm_90 the wgmma k32 loop where the tactic names it, over int8 pairs as 16-bit
-    elements (NHWC im2col, OHWI weights, 16-byte chunks), the dequantizing epilogue fold-qdq
-    leaves fused."""
+def _gemm_int8(name: str, params: dict, dtype: str) -> KernelSpec:
+    """8-bit implicit GEMM on tensor cores: INT8 (s8 x s8 -> s32, exact sums) or E4M3 (-> f32
+    sums): the mma.sync m16n8k32 loop, or on sm_90 the wgmma k32 loop where the tactic names
+    it, over byte pairs as 16-bit elements (NHWC im2col, OHWI weights, 16-byte chunks), the
+    dequantizing epilogue fold-qdq leaves fused."""
     cv = _int8_conv(params)
     if gemm_tma.is_tma(params.get("tactic")):
-        return _gemm_tma(name, params, cv, gemm_wgmma.INT8)
+        return _gemm_tma(name, params, cv, dtype)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
     a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
-    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, gemm_wgmma.INT8, a_op, b_op, m_size,
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m_size,
                                               n_size, cv.k_total, cv.groups, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
@@ -777,11 +794,12 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     def column(n: str) -> str:
         return f"g * {cv.mg} + {n}"
 
-    store = gemm_epilogue.int32_store(params, index, column)
-    # int8 results: the sums staged through shared memory, 16-byte stores
-    staged = gemm_epilogue.int8_row_store(params, n_size, [cv.cout, cv.mg], index, column,
+    store = gemm_epilogue.sums_store(params, index, column, gemm_mma.sums_type(dtype))
+    # 8-bit results: the sums staged through shared memory, 16-byte stores
+    staged = gemm_epilogue.byte_row_store(params, n_size, [cv.cout, cv.mg], index, column,
                                           tile.shared_bytes() - (1024 if wgmma else 0),
-                                          tile.bm, tile.bn)
+                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype))
+    kind, ptx, unit, sums = _BYTE_NAMES[dtype]
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",
@@ -789,20 +807,20 @@ def _gemm_int8(name: str, params: dict) -> KernelSpec:
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
         body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op,
-                                    gemm_wgmma.INT8, m0, n0, staged or store)
-        helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
+                                    dtype, m0, n0, staged or store)
+        helpers, loop = gemm_wgmma.helpers(dtype, tile.bn), f"{gemm}, k32 {ptx}"
     else:
-        body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, gemm_mma.INT8,
+        body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
                                   m0, n0, staged or store)
-        helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
+        helpers, loop = gemm_mma.helpers(dtype), f"mma.sync m16n8k32 {ptx}, {tile}"
     if staged:
         helpers += gemm_epilogue.helpers(stored)
-    text = source(_title(params, _Conv(params), "int8 -> int32"),
-                  [f"tactic: implicit GEMM on INT8 tensor cores (NHWC, weights OHWI), "
-                   f"{loop} (K in int8 pairs), int32 accumulation, "
+    text = source(_title(params, _Conv(params), f"{dtype} -> {sums}"),
+                  [f"tactic: implicit GEMM on {kind} tensor cores (NHWC, weights OHWI), "
+                   f"{loop} (K in {unit} pairs), {sums} accumulation, "
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
-                   *([gemm_epilogue.STAGED_INT8] if staged else []),
+                   *([gemm_epilogue.staged_comment(dtype)] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
@@ -833,7 +851,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     the multiprocessors the cost models fill."""
     if params.get("shortcut") is not None:
         return _shortcut_tactics(params, _Conv(params), arch, sms)
-    if _int8(params):
+    if _bytes(params):
         try:
             cv = _int8_conv(params)
         except UnsupportedError:
@@ -841,10 +859,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.candidates(*sizes, split_k=False, sms=sms,
-                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
-                                                                      gemm_wgmma.INT8),
-                                   tma=hopper and _tma_operands(cv) is not None)
+        return gemm_mma.byte_candidates(_bytes(params), hopper, gemm_mma.candidates(
+            *sizes, split_k=False, sms=sms,
+            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, _bytes(params)),
+            tma=hopper and _tma_operands(cv) is not None))
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -893,8 +911,8 @@ def emit(name: str, params: dict) -> KernelSpec:
                 f"BF16 in NHWC; this one has tactic {params.get('tactic')}, types "
                 f"{sorted(set(params['in_dtypes']))}, layout {params.get('layout', 'NCHW')}")
         return _gemm_tma(name, params, _Conv(params), dtype)
-    if _int8(params):
-        return _gemm_int8(name, params)
+    if _bytes(params):
+        return _gemm_int8(name, params, _bytes(params))
     wgmma = "wgmma" in (params.get("tactic") or {})
     if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)

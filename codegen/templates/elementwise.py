@@ -13,6 +13,7 @@ from ember.codegen import quantize_c
 from ember.codegen.scalar_c import (
     c_type,
     compute_type,
+    is_float8,
     is_half,
     load_float,
     round_to,
@@ -150,7 +151,11 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
                           uniform=_uniform(epilogue["in_shapes"], first=1, pointer_first=first))
     last = f"e{epilogue['result']}"
     target = result or value
-    if is_half(stored):
+    ops = epilogue["ops"]
+    if is_float8(stored) and ops and ops[-1]["dtype"] == stored and epilogue["result"] == \
+            len(ops) + len(epilogue["in_shapes"]):
+        lines.append(f"{indent}{target} = {last};")  # its last op rounded it to E4M3 already
+    elif is_half(stored) or is_float8(stored):
         lines.append(f"{indent}{target} = {round_to(last, stored)};")
     else:
         lines.append(f"{indent}{target} = ({c_type(stored)}){last};")

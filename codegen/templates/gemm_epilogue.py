@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.scalar_c import (
+    c_type,
     compute_type,
     is_half,
     load_float,
@@ -44,9 +45,15 @@ VECTOR_BYTES = 16  # one store, one chunk
 STAGED_INT8 = "int8 results staged in shared memory (16-byte stores)"  # the kernels' comment
 
 
+def staged_comment(dtype: str) -> str:
+    """The comment of a kernel whose `dtype` (8-bit operands') sums `byte_row_store` stages."""
+    return STAGED_INT8 if dtype == "int8" else "FP8 sums staged in shared memory (16-byte stores)"
+
+
 BYTE_TYPES = ("int8", "uint8")
 # bytes of an element of the types a staged tile or its outputs hold
-_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1, "uint8": 1}
+_SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1, "uint8": 1,
+          "float8_e4m3fn": 1}
 
 
 def _size(dtype: str) -> int:
@@ -97,27 +104,31 @@ def row_store(params: dict, dtype: str, n: int | str, row_starts: list[int],
     return RowStore(params, dtype, index, column, bias)
 
 
-def int8_row_store(params: dict, n: int | str, row_starts: list[int],
+def byte_row_store(params: dict, n: int | str, row_starts: list[int],
                    index: Callable[[str, str], str], column: Callable[[str], str],
-                   room: int, bm: int, bn: int) -> RowStore | None:
-    """A `RowStore` for an INT8 GEMM's int32 sums whose epilogue stores int8, where N and each
-    of `row_starts` are static multiples of 16 and the staged BM x BN int32 tile fits in the
+                   room: int, bm: int, bn: int, sums: str = "int32") -> RowStore | None:
+    """A `RowStore` for an 8-bit GEMM's whole sums (`sums`: INT8's "int32", E4M3's "float32")
+    whose epilogue stores 8-bit results (E4M3's: any result type), where N and each of
+    `row_starts` are static multiples of 16 and the staged BM x BN tile of sums fits in the
     main loop's `room` bytes of shared memory; else None (the sums are stored one by one)."""
-    if stored_dtype(params) not in BYTE_TYPES or not params.get("epilogue") or is_sym(n) \
-            or int(n) % chunk("int8") \
+    stored = stored_dtype(params)
+    if not params.get("epilogue") or is_sym(n) or int(n) % chunk("int8") \
+            or stored not in (BYTE_TYPES if sums == "int32" else _SIZES) \
             or any(is_sym(s) or int(s) % chunk("int8") for s in row_starts):
         return None
-    store = RowStore(params, stored_dtype(params), index, column, staged="int32")
+    store = RowStore(params, stored, index, column, staged=sums)
     return store if store.shared_bytes(bm, bn) <= room else None
 
 
 def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: int | str,
                bn: int, indent: str) -> list[str]:
     """Lines writing one thread's accumulator pair (tile row `row`, columns `col`, `col` + 1)
-    into the staged tile `Cs`, bias added and rounded to the output type (int32 sums: as they
-    are)."""
+    into the staged tile `Cs`, bias added and rounded to the output type (staged sums, int32 or
+    float32: as they are)."""
     if st.staged is not None:
-        return [f"{indent}*(int2*)&Cs[({row}) * {st.ld(bn)} + {col}] = make_int2({v0}, {v1});"]
+        pair = "int2" if st.staged == "int32" else "float2"
+        return [f"{indent}*({pair}*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
+                f"make_{pair}({v0}, {v1});"]
     lines = [f"{indent}{{", f"{indent}    float v0 = {v0}, v1 = {v1};"]
     if st.bias is not None:
         lines += [f"{indent}    if ({n0} + {col} < {n}) {{",
@@ -264,19 +275,19 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
                 m0: str, n0: str) -> list[str]:
     """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
     `int32_store` puts each one through it) into one 16-byte store of int8 results."""
-    params, size = st.params, chunk(st.dtype)
+    params, size, sums = st.params, chunk(st.dtype), c_type(str(st.staged))
     ind = "                "
     loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "            ", "[u]")
     across = _across_rows(bm, bn // size)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
-        f"            union {{ int4 v[{size // 4}]; int e[{size}]; }} s_;",
+        f"            union {{ int4 v[{size // 4}]; {sums} e[{size}]; }} s_;",
         "            #pragma unroll",
         f"            for (int k = 0; k < {size // 4}; ++k) s_.v[k] = s4[k];",
         "            pack16 h;",
         "            #pragma unroll",
         f"            for (int e = 0; e < {size}; ++e) {{",
-        f"{ind}const int acc = s_.e[e];",
+        f"{ind}const {sums} acc = s_.e[e];",
         f"{ind}{compute_type(st.dtype)} res;",
         *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
@@ -327,13 +338,14 @@ def store16(pointer: str, value: str) -> str:
     return f"ember_store16({pointer}, {value});"
 
 
-def int32_store(params: dict, index: Callable[[str, str], str],
-                column: Callable[[str], str]) -> Callable[[str, str, str, str], list[str]]:
-    """An INT8 GEMM's `store(row, col, value, indent)`: the int32 sum stored as it is, or put
-    through the epilogue (which dequantizes it, and may requantize to int8) into the stored
-    dtype. `index(row, col)`: the output element's flat index; `column(col)`: its innermost
-    coordinate, by which extra inputs broadcast along all other dims (per-channel scales, a
-    bias) are read, with no division of the flat index."""
+def sums_store(params: dict, index: Callable[[str, str], str],
+               column: Callable[[str], str], sums: str = "int"
+               ) -> Callable[[str, str, str, str], list[str]]:
+    """An 8-bit GEMM's `store(row, col, value, indent)`: the whole sum (`sums`: INT8's int,
+    E4M3's float) stored as it is, or put through the epilogue (which dequantizes it, and may
+    requantize to 8 bits) into the stored dtype. `index(row, col)`: the output element's flat
+    index; `column(col)`: its innermost coordinate, by which extra inputs broadcast along all
+    other dims (per-channel scales, a bias) are read, with no division of the flat index."""
     stored = stored_dtype(params)
     epilogue = params.get("epilogue")
     out_shape = list(params["out_shapes"][0])
@@ -345,7 +357,7 @@ def int32_store(params: dict, index: Callable[[str, str], str],
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
         lines = [f"{indent}const size_t oi = {index(row, col)};",
-                 f"{indent}const int acc = {value};"]
+                 f"{indent}const {sums} acc = {value};"]
         if not epilogue:
             return lines + [f"{indent}out0[oi] = acc;"]
         loaded = {k: load_float(f"in{first + k}[{column(col)}]", dt) for k, dt in innermost}

@@ -203,11 +203,51 @@ __device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {
 
 
 INT8 = "int8"
+E4M3 = "float8_e4m3fn"  # FP8 operands: read as byte pairs like int8, summed in float32
+BYTE_OPERANDS = (INT8, E4M3)  # 8-bit operands: K-major, K counted in pairs, m16n8k32
+_BYTE_PTX = {INT8: "s8", E4M3: "e4m3"}
+
+
+def byte_candidates(dtype: str, hopper: bool, found: list[dict]) -> list[dict]:
+    """`candidates` for 8-bit operands: on Hopper, E4M3's wgmma tactics (native FP8, QGMMA)
+    ahead of its mma.sync ones (which Hopper runs as FP16 HMMA), so a build without timing
+    takes one; INT8's as the cost model ranks them."""
+    if dtype != E4M3 or not hopper:
+        return found
+    return sorted(found, key=lambda t: "wgmma" not in t)
+
+
+def sums_type(dtype: str) -> str:
+    """The C type of the accumulators of `dtype` operands: int (INT8's exact s32), else float."""
+    return "int" if dtype == INT8 else "float"
+
+
+def staged_sums(dtype: str) -> str:
+    """The dtype a staged epilogue (`gemm_epilogue.byte_row_store`) keeps 8-bit operands' sums
+    in: int32 for INT8, float32 for E4M3."""
+    return "int32" if dtype == INT8 else "float32"
+
+
+def mma_name(dtype: str) -> str:
+    """The `helpers` function one MMA of `dtype` operands calls."""
+    return f"mma_16832_{_BYTE_PTX[dtype]}" if dtype in BYTE_OPERANDS else "mma_16816"
 
 
 def helpers(dtype: str) -> str:
     """`async_helpers` plus the MMA of `dtype` operands: m16n8k16 with f32 accumulators for
-    FP16/BF16, m16n8k32 with s32 accumulators for INT8."""
+    FP16/BF16, m16n8k32 with s32 accumulators for INT8 and f32 ones for E4M3 (sm_89 and newer;
+    Hopper runs it at FP16 rate: its native FP8 is wgmma's)."""
+    if dtype == E4M3:
+        return async_helpers() + """\
+// c += a (16x32, row) * b (32x8, col), e4m3 operands, f32 accumulators
+__device__ __forceinline__ void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0,
+                                               unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+"""
     if dtype == INT8:
         return async_helpers() + """\
 // c += a (16x32, row) * b (32x8, col), s8 operands, s32 accumulators (exact)
@@ -280,17 +320,18 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     declares `extern __shared__` memory of `tile.shared_bytes()`; with split-K its last
     arguments are `counters` and `ws`.
 
-    INT8 (`dtype` "int8"): both operands K-major, read as 16-bit pairs of int8 along K (`k`
-    and the operands count those pairs, so a BK of 32 pairs is 64 int8), and each m16n8k16
-    fragment of pairs is an m16n8k32 int8 fragment (the byte layouts agree); the accumulators
-    are int (s32, exact) and `value` an int expression; a staged store must stage them as
-    int32 (`gemm_epilogue.int8_row_store`). No split-K."""
+    INT8 (`dtype` "int8") and E4M3: both operands K-major, read as 16-bit pairs of bytes
+    along K (`k` and the operands count those pairs, so a BK of 32 pairs is 64 bytes), and each
+    m16n8k16 fragment of pairs is an m16n8k32 byte fragment (the byte layouts agree); INT8's
+    accumulators are int (s32, exact) and `value` an int expression, E4M3's float; a staged
+    store must stage them as `staged_sums` (`gemm_epilogue.byte_row_store`). No split-K."""
     tile, splits = gemm.tile, gemm.splits
-    integer = dtype == INT8
-    if integer and (splits > 1 or isinstance(store, RowStore) and store.staged != "int32"
-                    or not a.k_contiguous or not b.k_contiguous):
-        raise ValueError("INT8 tensor cores need K-major operands, no split-K, and a staged "
-                         "store of int32 sums (gemm_epilogue.int8_row_store) where they stage")
+    narrow = dtype in BYTE_OPERANDS
+    if narrow and (splits > 1
+                   or isinstance(store, RowStore) and store.staged != staged_sums(dtype)
+                   or not a.k_contiguous or not b.k_contiguous):
+        raise ValueError("8-bit tensor cores need K-major operands, no split-K, and a staged "
+                         "store of whole sums (gemm_epilogue.byte_row_store) where they stage")
     bm, bn, bk = tile.bm, tile.bn, tile.bk
     wtm, wtn = bm // tile.wm, bn // tile.wn
     mi_n, ni_n = tile.mi, tile.ni
@@ -314,13 +355,13 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     else:
         lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
     lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
-              f"    {'int' if integer else 'float'} frag[{mi_n}][{ni_n}][4];",
+              f"    {sums_type(dtype)} frag[{mi_n}][{ni_n}][4];",
               "    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
               "        #pragma unroll",
               f"        for (int j = 0; j < {ni_n}; ++j)",
               "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = "
-              f"{'0' if integer else '0.f'};"]
+              f"{'0' if dtype == INT8 else '0.f'};"]
 
     def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
              kmaj: bool, indent: str) -> list[str]:
@@ -393,7 +434,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               f"            for (int i = 0; i < {mi_n}; ++i)",
               "                #pragma unroll",
               f"                for (int j = 0; j < {ni_n}; ++j)",
-              f"                    {'mma_16832_s8' if integer else 'mma_16816'}(frag[i][j], "
+              f"                    {mma_name(dtype)}(frag[i][j], "
               "af[i], bf[j][0], bf[j][1]);",
               "        }",
               "    }",

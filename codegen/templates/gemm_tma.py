@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ember.codegen.symbolic import is_sym, typical
 from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
+from ember.codegen.templates.gemm_mma import BYTE_OPERANDS, staged_sums
 from ember.codegen.templates.gemm_tiles import SM_COUNT
 from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
 from ember.runtime.tensor_maps import Im2colMap, TensorMap
@@ -312,8 +313,10 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     another operand's, read through map `tmap_a2` from its column 0 (a shortcut conv's second
     input: a plain `TmaOperand` A over the same rows, or a 1x1 im2col over strided pixels);
     B's k-tile kt stays at kt * 64."""
-    if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
-        raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
+    narrow = dtype in BYTE_OPERANDS
+    if narrow and isinstance(store, RowStore) and store.staged != staged_sums(dtype):
+        raise ValueError("8-bit wgmma: a staged store must stage the whole sums "
+                         "(gemm_mma.staged_sums)")
     if second is not None and (isinstance(a, Im2colOperand) or second[0] % 64
                                or isinstance(second[1], Im2colOperand)
                                and second[1].kernel != (1, 1)):
@@ -327,8 +330,8 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES
     acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
     if isinstance(a, Im2colOperand):
-        if dtype == INT8:
-            raise ValueError("an im2col TMA operand takes FP16/BF16 channels, not int8 pairs")
+        if narrow:
+            raise ValueError("an im2col TMA operand takes FP16/BF16 channels, not byte pairs")
         a_setup = [f"            {line}" for line in a.producer_setup("m0")]
         pre, a_copy, b_k = a.copy(f"As + s * {a_stage}", "kt", "&full[s]")
         a_lines = [f"                {line}" for line in [*pre, a_copy]]

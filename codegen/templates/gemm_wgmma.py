@@ -47,8 +47,9 @@ ROW_BYTES = 128  # one swizzle row: the K extent of a stage
 SHARED_PER_SM = 228 * 1024  # sm_90: shared memory per multiprocessor (1 KB of it per block)
 # operand dtype -> (wgmma operand type, bytes of the unit the copies count K in: int8 in pairs)
 WGMMA_TYPES = {"float16": ("f16", 2), "bfloat16": ("bf16", 2), "float32": ("tf32", 4),
-               "int8": ("s8", 2)}
-INT8 = "int8"
+               "int8": ("s8", 2), "float8_e4m3fn": ("e4m3", 2)}
+INT8 = gemm_mma.INT8
+E4M3 = gemm_mma.E4M3  # FP8: byte pairs like int8, float32 sums (QGMMA)
 
 
 @dataclass(frozen=True)
@@ -308,15 +309,15 @@ def helpers(dtype: str, bn: int) -> str:
     """`async_helpers` plus the descriptor, fences and the wgmma instruction (m64n{bn}, 32 bytes
     of k) of `dtype` operands."""
     ptx, size = WGMMA_TYPES[dtype]
-    integer = dtype == INT8
-    kk = 32 if integer else 32 // size
+    integer, narrow = dtype == INT8, dtype in gemm_mma.BYTE_OPERANDS
+    kk = 32 if narrow else 32 // size
     regs = bn // 2
     acc, reg, sums = ("int", "r", "s32") if integer else ("float", "f", "f32")
     outs = ", ".join(f"%{i}" for i in range(regs))
     binds = ", ".join(f'"+{reg}"(d[{i}])' for i in range(regs))
     # scale-a, scale-b (and for the halves transpose-a, transpose-b: both K-major); the integer
-    # form has none
-    imm = "" if integer else ", 1, 1, 0, 0" if size == 2 else ", 1, 1"
+    # form has none, FP8 and TF32 no transposes (K-major only)
+    imm = "" if integer else ", 1, 1, 0, 0" if size == 2 and not narrow else ", 1, 1"
     types = "s32.s8.s8" if integer else f"f32.{ptx}.{ptx}"
     return async_helpers() + f"""\
 // shared-memory matrix descriptor: 128-byte swizzle, 1024-byte stride between 8-row atoms
@@ -380,11 +381,13 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     one for INT8), or a `RowStore` stages them through shared memory (`gemm_epilogue`; INT8's
     int32 sums only as int32, `gemm_epilogue.int8_row_store`). `order` (`tap_order`): k-tile
     kt reads the K range of tile (kt % taps) * per_tap + kt / taps."""
-    if dtype == INT8 and isinstance(store, RowStore) and store.staged != "int32":
-        raise ValueError("INT8 wgmma: a staged store must stage the int32 sums as int32")
+    narrow = dtype in gemm_mma.BYTE_OPERANDS
+    if narrow and isinstance(store, RowStore) and store.staged != gemm_mma.staged_sums(dtype):
+        raise ValueError("8-bit wgmma: a staged store must stage the whole sums "
+                         "(gemm_mma.staged_sums)")
     tile, splits = gemm.tile, gemm.splits
-    if splits > 1 and dtype == INT8:
-        raise ValueError("INT8 wgmma kernels split no K (their drains take whole int32 sums)")
+    if splits > 1 and narrow:
+        raise ValueError("8-bit wgmma kernels split no K (their drains take whole sums)")
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]
     bk, chunk = ROW_BYTES // size, 16 // size  # elements of k per stage and per 16 bytes

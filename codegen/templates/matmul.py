@@ -52,9 +52,23 @@ def _geometry(params: dict) -> tuple:
     return m, n, k, a_shape, b_shape, ta, tb, batch
 
 
+# 8-bit operand type -> (what the comments call them, the instructions' type, the sums' type)
+_BYTE_NAMES = {gemm_mma.INT8: ("INT8", "s8", "int32"), gemm_mma.E4M3: ("FP8", "e4m3", "float32")}
+
+
+def _bytes(params: dict) -> str | None:
+    """The 8-bit operand type of a matmul on 8-bit tensor cores: "int8" (int8 x int8 -> int32:
+    fold-qdq's, ONNX MatMulInteger's without zero points) or E4M3 (-> float32: fold-qdq's FP8
+    matmuls); else None."""
+    for dtype, (*_, sums) in _BYTE_NAMES.items():
+        if params["in_dtypes"][:2] == [dtype, dtype] and params["out_dtypes"][0] == sums:
+            return dtype
+    return None
+
+
 def _int8(params: dict) -> bool:
-    """int8 x int8 -> int32 (fold-qdq's, ONNX MatMulInteger's without zero points)."""
-    return params["in_dtypes"][:2] == ["int8", "int8"] and params["out_dtypes"][0] == "int32"
+    """8-bit operands (`_bytes`): K-major byte pairs on the 8-bit tensor cores."""
+    return _bytes(params) is not None
 
 
 def _int8_geometry(params: dict) -> tuple:
@@ -63,7 +77,8 @@ def _int8_geometry(params: dict) -> tuple:
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     if ta or not tb or k % 16:
         raise UnsupportedError(
-            f"CUDA matmul: INT8 needs both operands K-major (A [M, K], B [N, K]: transpose_b) "
+            f"CUDA matmul: 8-bit operands need both operands K-major (A [M, K], B [N, K]: "
+            f"transpose_b) "
             f"and K % 16 == 0 (transpose_a={int(ta)}, transpose_b={int(tb)}, K={k})")
     return m, n, k // 2, a_shape, b_shape, batch
 
@@ -134,10 +149,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         a_op, b_op = _int8_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.candidates(*sizes, split_k=False, sms=sms,
-                                   wgmma=hopper and gemm_wgmma.usable(a_op, b_op,
-                                                                      gemm_wgmma.INT8),
-                                   tma=hopper and _tma_operands(params, pairs=True) is not None)
+        return gemm_mma.byte_candidates(_bytes(params), hopper, gemm_mma.candidates(
+            *sizes, split_k=False, sms=sms,
+            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, _bytes(params)),
+            tma=hopper and _tma_operands(params, pairs=True) is not None))
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         hopper = gemm_wgmma.targets(arch)
@@ -239,8 +254,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
 def _emit_tma(name: str, params: dict) -> KernelSpec:
     """FP16/BF16 or INT8 (as 16-bit pairs) operands on wgmma, fed by the copy engine through
     tensor maps (`gemm_tma`): the tactic names it."""
-    int8 = _int8(params)
-    dtype = gemm_wgmma.INT8 if int8 else params["out_dtypes"][0]
+    int8 = _int8(params)  # 8-bit operands, int8 or E4M3
+    dtype = _bytes(params) or params["out_dtypes"][0]
     if dtype == "float32":
         raise ValueError("a TMA tactic takes FP16/BF16 or INT8 operands, not FP32 (TF32)")
     gemm = gemm_tma.tma_for(params["tactic"])
@@ -256,9 +271,11 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
     stored = stored_dtype(params)
     index = _output_index(m, n)
     if int8:
-        store = gemm_epilogue.int32_store(params, index, lambda col: col)
-        staged = gemm_epilogue.int8_row_store(params, n, [], index, lambda col: col,
-                                              tile.shared_bytes() - 1024, tile.bm, tile.bn)
+        store = gemm_epilogue.sums_store(params, index, lambda col: col,
+                                         gemm_mma.sums_type(dtype))
+        staged = gemm_epilogue.byte_row_store(params, n, [], index, lambda col: col,
+                                              tile.shared_bytes() - 1024, tile.bm, tile.bn,
+                                              gemm_mma.staged_sums(dtype))
     else:
         store = _element_store(params, m, n, "float")
         staged = stored == dtype and gemm_epilogue.row_store(params, dtype, n, [], index,
@@ -273,12 +290,12 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
                     launch_bounds=(tile.threads, tile.resident), halves=True,
                     tensor_maps=gemm_tma.parameters())
-    kind = "INT8" if int8 else dtype
+    kind, _, sums = _BYTE_NAMES.get(dtype, (dtype, "", "FP32"))
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
-                  + ("int8 -> int32" if int8 else dtype),
+                  + (f"{dtype} -> {sums}" if int8 else dtype),
                   [f"tactic: {kind} tensor cores, {gemm}, "
-                   f"{'int32' if int8 else 'FP32'} accumulation; batch on grid z",
-                   *([gemm_epilogue.STAGED_INT8] if int8 and staged else []),
+                   f"{sums} accumulation; batch on grid z",
+                   *([gemm_epilogue.staged_comment(dtype)] if int8 and staged else []),
                    *epilogue_summary(params),
                    gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
                   sig, body, prelude=uses_mod(params), helpers=helpers)
@@ -290,8 +307,11 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
 
 
 def _emit_int8(name: str, params: dict) -> KernelSpec:
-    """INT8 tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums); the epilogue (the
-    dequantizing multiply, bias, activation: fold-qdq's, fused) applied to each int32 sum."""
+    """8-bit tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums) or e4m3 x e4m3 -> f32
+    (or wgmma's k32 forms); the epilogue (the dequantizing multiply, bias, activation:
+    fold-qdq's, fused) applied to each sum."""
+    dtype = _bytes(params)
+    kind, ptx, sums = _BYTE_NAMES[dtype]
     m, n, pairs, a_shape, b_shape, batch = _int8_geometry(params)
     if gemm_tma.is_tma(params.get("tactic")):
         return _emit_tma(name, params)
@@ -301,15 +321,16 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
     b_bs = ([s * b_shape[-2] * b_shape[-1] // 2 for s in broadcast_strides(b_shape[:-2], batch)]
             if batch else [])
     a_op, b_op = _int8_operands(m, n, pairs)
-    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, gemm_wgmma.INT8, a_op, b_op, m, n, pairs,
+    gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m, n, pairs,
                                               nbatch, split_k=False)
     tile = gemm.tile
     stored = stored_dtype(params)
-    store = gemm_epilogue.int32_store(params, _output_index(m, n), lambda col: col)
-    # int8 results: the sums staged through shared memory, 16-byte stores
-    staged = gemm_epilogue.int8_row_store(params, n, [], _output_index(m, n), lambda col: col,
+    store = gemm_epilogue.sums_store(params, _output_index(m, n), lambda col: col,
+                                     gemm_mma.sums_type(dtype))
+    # 8-bit results: the sums staged through shared memory, 16-byte stores
+    staged = gemm_epilogue.byte_row_store(params, n, [], _output_index(m, n), lambda col: col,
                                           tile.shared_bytes() - (1024 if wgmma else 0),
-                                          tile.bm, tile.bn)
+                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype))
 
     body = ["    const int b = blockIdx.z;",
             "    const unsigned short* a16 = (const unsigned short*)in0;",
@@ -317,22 +338,22 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
     body += _batch_offsets(batch, a_bs, b_bs)
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
-        body += gemm_wgmma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_wgmma.INT8, m0, n0,
+        body += gemm_wgmma.mainloop(gemm, m, n, pairs, a_op, b_op, dtype, m0, n0,
                                     staged or store)
-        helpers, loop = gemm_wgmma.helpers(gemm_wgmma.INT8, tile.bn), f"{gemm}, k32 s8"
+        helpers, loop = gemm_wgmma.helpers(dtype, tile.bn), f"{gemm}, k32 {ptx}"
     else:
-        body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, gemm_mma.INT8, m0, n0,
+        body += gemm_mma.mainloop(gemm, m, n, pairs, a_op, b_op, dtype, m0, n0,
                                   staged or store)
-        helpers, loop = gemm_mma.helpers(gemm_mma.INT8), f"mma.sync m16n8k32 s8, {tile}"
+        helpers, loop = gemm_mma.helpers(dtype), f"mma.sync m16n8k32 {ptx}, {tile}"
     if staged:
         helpers += gemm_epilogue.helpers(stored)
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
                     launch_bounds=(tile.threads, tile.resident), halves=True)
     k = pairs * 2
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
-                  "int8 -> int32",
-                  [f"tactic: INT8 tensor cores, {loop}, int32 accumulation; batch on grid z",
-                   *([gemm_epilogue.STAGED_INT8] if staged else []),
+                  f"{dtype} -> {sums}",
+                  [f"tactic: {kind} tensor cores, {loop}, {sums} accumulation; batch on grid z",
+                   *([gemm_epilogue.staged_comment(dtype)] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   sig, body, prelude=uses_mod(params), helpers=helpers)

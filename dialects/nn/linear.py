@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import string
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, StringAttr, UnitAttr
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float8E4M3FNType,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    UnitAttr,
+    f32,
+)
 from xdsl.ir import Attribute
 from xdsl.irdl import (
     irdl_op_definition,
@@ -40,11 +48,14 @@ I32 = IntegerType(32)
 
 def accumulated_type(op: NNOp, *indices: int) -> Attribute:
     """The result element type of a matmul / conv over `indices`: 8-bit integer operands (int8
-    or uint8, mixed as ONNX MatMulInteger / ConvInteger allow) accumulate into int32; otherwise
-    the operands' common type."""
+    or uint8, mixed as ONNX MatMulInteger / ConvInteger allow) accumulate into int32, E4M3
+    operands (fold-qdq's FP8 convs and matmuls) into float32; otherwise the operands' common
+    type."""
     types = [element_type_of(op.operands[i]) for i in indices]
     if all(isinstance(t, IntegerType) and t.width.data == 8 for t in types):
         return I32
+    if all(isinstance(t, Float8E4M3FNType) for t in types):
+        return f32
     return _same_element_type(op, *indices)
 
 

@@ -28,6 +28,12 @@ def is_floating(dtype: np.dtype) -> bool:
         or dtype.name.startswith(("float8", "float4", "float6"))
 
 
+def is_storage_only(dtype: np.dtype) -> bool:
+    """ml_dtypes' float8 / float4 / float6: stored, cast and quantized to, never computed in (a
+    weight of such a type takes no folded scale: fold-qdq's E4M3 convs sum its values)."""
+    return np.dtype(dtype).name.startswith(("float8", "float4", "float6"))
+
+
 def accumulate_dtype(dtype: np.dtype) -> np.dtype:
     """Floats accumulate in float64: this is the reference semantics, and a sum computed the
     same way for every output element keeps equal inputs giving bit-equal outputs (BLAS blocking

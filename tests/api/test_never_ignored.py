@@ -69,6 +69,9 @@ def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
         with pytest.raises(EmberError, match="no Q/DQ nodes and the config no int8_calibrator"):
             build_model(_model(), config)
         return
+    if flag is BuilderFlag.FP8:  # TensorRT 10's: plugins may take and give float8 tensors
+        _check_fp8_plugins(config)
+        return
     if flag in TIMING_CACHE_FLAGS:  # they change what the autotuner reads, not the pipeline
         from tests.api.test_timing_cache import check_timing_cache_flag
 
@@ -101,6 +104,38 @@ def test_every_builder_flag_takes_effect_or_is_refused_by_name(flag):
                                                    "implemented"):
             set_it()
         assert (config.flags, _pipeline(config)) == before  # never stored
+
+
+def _check_fp8_plugins(config: BuilderConfig) -> None:
+    """A plugin giving an E4M3 tensor builds with BuilderFlag.FP8 only; the model's E4M3 Q/DQ
+    nodes around it need no flag."""
+    import ember.plugin as trtp
+    from ember.runtime import plugins as registry
+
+    name = "test.fp8::ToE4M3"
+
+    @trtp.register(name)
+    def to_e4m3(x: trtp.TensorDesc) -> trtp.TensorDesc:
+        return x.like()  # (E4M3 in: E4M3 out)
+
+    try:
+        x = h.make_tensor_value_info("x", T.FLOAT, [2, 4])
+        y = h.make_tensor_value_info("y", T.FLOAT, [2, 4])
+        nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                 h.make_node("ToE4M3", ["q"], ["p"], name="to_e4m3", domain="test.fp8"),
+                 h.make_node("DequantizeLinear", ["p", "s", "z"], ["y"])]
+        inits = [numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+                 h.make_tensor("z", T.FLOAT8E4M3FN, [], [0.0])]
+        model = h.make_model(h.make_graph(nodes, "g", [x], [y], inits),
+                             opset_imports=[h.make_opsetid("", 19), h.make_opsetid("test.fp8", 1)])
+        with pytest.raises(UnsupportedError, match="plugin node 'to_e4m3' .*float8.*"
+                                                   "BuilderFlag.FP8"):
+            build_model(model, config)
+        config.set_flag(BuilderFlag.FP8)
+        manifest, _ = build_model(model, config)
+        assert any(s["template"] == "plugin" for s in manifest["steps"])
+    finally:
+        registry.deregister(name)
 
 
 def test_flags_are_a_bit_field_as_tensorrts():

@@ -94,6 +94,7 @@ static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 static inline float __frcp_rn(float a) { return 1.0f / a; }
+static inline int __float2int_rn(float a) { return (int)nearbyintf(a); }  // to nearest even
 
 // half storage, conversions rounding to nearest even (as cvt.rn)
 struct alignas(2) ember_half { unsigned short bits; };
@@ -247,6 +248,35 @@ static inline void mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned
             const unsigned ra = x_reg[w][4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)];
             const unsigned rb = x_reg[w][4 * col + (k % 16) / 4][4 + (k >= 16)];
             acc += s8_of(ra, k % 4) * s8_of(rb, k % 4);
+        }
+        out[e] = acc;
+    }
+    warp_sync();
+    for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+// m16n8k32 e4m3 (row.col): the s8 fragment layout, E4M3 bytes, float accumulators
+static inline float e4m3_of(unsigned reg, int byte) {
+    const unsigned b = (reg >> (8 * byte)) & 0xffu, e = (b >> 3) & 15u, m = b & 7u;
+    const float mag = (b & 0x7fu) == 0x7fu ? NAN : e ? ldexpf(1.0f + m / 8.0f, (int)e - 7)
+                                                    : ldexpf((float)m, -9);
+    return (b & 0x80u) ? -mag : mag;
+}
+static inline void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    const int w = my_warp(), l = my_lane();
+    for (int i = 0; i < 4; ++i) x_reg[w][l][i] = a[i];
+    x_reg[w][l][4] = b0;
+    x_reg[w][l][5] = b1;
+    warp_sync();
+    float out[4];
+    const int g = l / 4, t = l % 4;
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+        float acc = c[e];
+        for (int k = 0; k < 32; ++k) {
+            const unsigned ra = x_reg[w][4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)];
+            const unsigned rb = x_reg[w][4 * col + (k % 16) / 4][4 + (k >= 16)];
+            acc += e4m3_of(ra, k % 4) * e4m3_of(rb, k % 4);
         }
         out[e] = acc;
     }

@@ -112,11 +112,18 @@ def test_cast_to_e8m0_rounds_up_only():
         build_model(model, BuilderConfig())
 
 
-def test_cuda_build_runs_storage_casts_on_the_host_and_says_why():
-    model = _cast_model(TensorProto.FLOAT8E4M3FN)
+@pytest.mark.parametrize("to, dtype", [(TensorProto.FLOAT8E4M3FN, ml_dtypes.float8_e4m3fn),
+                                       (TensorProto.FLOAT8E5M2, ml_dtypes.float8_e5m2)])
+def test_cuda_build_runs_e4m3_casts_on_the_gpu_and_other_storage_casts_on_the_host(to, dtype):
+    """E4M3 has CUDA storage (scalar_c.FLOAT8_TYPES: FP8 models' type); the other storage
+    types run on the host and the plan says why."""
+    model = _cast_model(to)
     manifest, out = _run(model, {"x": X}, arch="sm_90")
     want = ReferenceEvaluator(model).run(None, {"x": X})[0]
     _same(out["y"], want)
     (step,) = manifest["steps"]
-    assert step["device"] == "cpu" and "saturate_cast" in step["fallback"]
-    assert out["y"].dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    if to == TensorProto.FLOAT8E4M3FN:
+        assert "device" not in step and step["cuda"]["kernel"].startswith("elementwise_")
+    else:
+        assert step["device"] == "cpu" and "saturate_cast" in step["fallback"]
+    assert out["y"].dtype == np.dtype(dtype)
