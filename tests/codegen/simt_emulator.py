@@ -233,55 +233,40 @@ static inline void mma_16816(float* c, const unsigned* a, unsigned b0, unsigned 
 // m16n8k32 s8 (row.col), lane = 4 g + t: A a0 (row g, k 4t..4t + 3, one byte each), a1 (row
 // g + 8), a2 (k + 16), a3 (both); B b0 (k 4t..4t + 3, column g), b1 (k + 16); C as m16n8k16
 static inline int s8_of(unsigned reg, int byte) { return (signed char)(reg >> (8 * byte)); }
-static inline void mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1) {
-    const int w = my_warp(), l = my_lane();
-    for (int i = 0; i < 4; ++i) x_reg[w][l][i] = a[i];
-    x_reg[w][l][4] = b0;
-    x_reg[w][l][5] = b1;
-    warp_sync();
-    int out[4];
-    const int g = l / 4, t = l % 4;
-    for (int e = 0; e < 4; ++e) {
-        const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
-        int acc = c[e];
-        for (int k = 0; k < 32; ++k) {
-            const unsigned ra = x_reg[w][4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)];
-            const unsigned rb = x_reg[w][4 * col + (k % 16) / 4][4 + (k >= 16)];
-            acc += s8_of(ra, k % 4) * s8_of(rb, k % 4);
-        }
-        out[e] = acc;
-    }
-    warp_sync();
-    for (int e = 0; e < 4; ++e) c[e] = out[e];
-}
-
-// m16n8k32 e4m3 (row.col): the s8 fragment layout, E4M3 bytes, float accumulators
+// the same fragment layout over E4M3 bytes (float accumulators)
 static inline float e4m3_of(unsigned reg, int byte) {
     const unsigned b = (reg >> (8 * byte)) & 0xffu, e = (b >> 3) & 15u, m = b & 7u;
     const float mag = (b & 0x7fu) == 0x7fu ? NAN : e ? ldexpf(1.0f + m / 8.0f, (int)e - 7)
                                                     : ldexpf((float)m, -9);
     return (b & 0x80u) ? -mag : mag;
 }
-static inline void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+template <typename T, typename F>
+static inline void mma_16832(T* c, const unsigned* a, unsigned b0, unsigned b1, F value_of) {
     const int w = my_warp(), l = my_lane();
     for (int i = 0; i < 4; ++i) x_reg[w][l][i] = a[i];
     x_reg[w][l][4] = b0;
     x_reg[w][l][5] = b1;
     warp_sync();
-    float out[4];
+    T out[4];
     const int g = l / 4, t = l % 4;
     for (int e = 0; e < 4; ++e) {
         const int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
-        float acc = c[e];
+        T acc = c[e];
         for (int k = 0; k < 32; ++k) {
             const unsigned ra = x_reg[w][4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)];
             const unsigned rb = x_reg[w][4 * col + (k % 16) / 4][4 + (k >= 16)];
-            acc += e4m3_of(ra, k % 4) * e4m3_of(rb, k % 4);
+            acc += value_of(ra, k % 4) * value_of(rb, k % 4);
         }
         out[e] = acc;
     }
     warp_sync();
     for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+static inline void mma_16832_s8(int* c, const unsigned* a, unsigned b0, unsigned b1) {
+    mma_16832(c, a, b0, b1, s8_of);
+}
+static inline void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    mma_16832(c, a, b0, b1, e4m3_of);
 }
 
 template <typename F>

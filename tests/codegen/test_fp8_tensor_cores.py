@@ -229,12 +229,7 @@ def test_every_fp8_matmul_tactic_on_the_gpu(m, n, k, epilogue):
         inputs += [scale, bias, np.float32(0.05)]
         want = _tail(acc, scale, bias, 0.05, epilogue)
         dtype = F8 if epilogue == E4M3 else dtype
-    tactics = matmul.tactics(params, "sm_90")
-    assert any("wgmma" in t for t in tactics)
-    for tactic in tactics + matmul.tactics(params, "sm_89")[:1]:
-        spec = matmul.emit("k", {**params, "tactic": tactic})
-        got = _run_on_gpu(spec, "k", inputs, want.shape, np.uint8 if dtype == F8 else dtype)
-        _close(got, want, dtype, str(tactic))
+    _each_tactic_on_the_gpu(matmul, params, inputs, want, dtype)
 
 
 @needs_gpu
@@ -243,9 +238,16 @@ def test_every_fp8_matmul_tactic_on_the_gpu(m, n, k, epilogue):
 def test_every_fp8_conv_tactic_on_the_gpu(stride, epilogue):
     params = _conv_params(4, 17, 64, 64, stride, epilogue)
     inputs, want, dtype = _conv_case(params, 7)
-    tactics = conv.tactics(params, "sm_90")
+    _each_tactic_on_the_gpu(conv, params, inputs, want, dtype)
+
+
+def _each_tactic_on_the_gpu(template, params: dict, inputs: list, want: np.ndarray,
+                            dtype: np.dtype) -> None:
+    """Every sm_90 candidate of `template` (a wgmma one among them) and the first sm_89 one
+    (mma.sync e4m3) run on the GPU against `want`."""
+    tactics = template.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
-    for tactic in tactics + conv.tactics(params, "sm_89")[:1]:
-        spec = conv.emit("k", {**params, "tactic": tactic})
+    for tactic in tactics + template.tactics(params, "sm_89")[:1]:
+        spec = template.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", inputs, want.shape, np.uint8 if dtype == F8 else dtype)
         _close(got, want, dtype, str(tactic))
