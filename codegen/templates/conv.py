@@ -754,11 +754,7 @@ def _bytes(params: dict) -> str | None:
     return None
 
 
-def _int8(params: dict) -> bool:
-    return _bytes(params) == gemm_mma.INT8
-
-
-def _int8_conv(params: dict) -> _Conv:
+def _byte_conv(params: dict) -> _Conv:
     """An 8-bit conv's sizes with its channels counted in byte pairs (16-bit units), as the
     tensor-core loop reads them: NHWC input, OHWI weight, channels (per group) % 16 == 0; else
     UnsupportedError."""
@@ -774,12 +770,12 @@ def _int8_conv(params: dict) -> _Conv:
     return _Conv(pairs)
 
 
-def _gemm_int8(name: str, params: dict, dtype: str) -> KernelSpec:
+def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     """8-bit implicit GEMM on tensor cores: INT8 (s8 x s8 -> s32, exact sums) or E4M3 (-> f32
     sums): the mma.sync m16n8k32 loop, or on sm_90 the wgmma k32 loop where the tactic names
     it, over byte pairs as 16-bit elements (NHWC im2col, OHWI weights, 16-byte chunks), the
     dequantizing epilogue fold-qdq leaves fused."""
-    cv = _int8_conv(params)
+    cv = _byte_conv(params)
     if gemm_tma.is_tma(params.get("tactic")):
         return _gemm_tma(name, params, cv, dtype)
     m_size, n_size, a_op, b_op = _mma_operands(cv)
@@ -853,7 +849,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         return _shortcut_tactics(params, _Conv(params), arch, sms)
     if _bytes(params):
         try:
-            cv = _int8_conv(params)
+            cv = _byte_conv(params)
         except UnsupportedError:
             return []
         _, _, a_op, b_op = _mma_operands(cv)
@@ -912,7 +908,7 @@ def emit(name: str, params: dict) -> KernelSpec:
                 f"{sorted(set(params['in_dtypes']))}, layout {params.get('layout', 'NCHW')}")
         return _gemm_tma(name, params, _Conv(params), dtype)
     if _bytes(params):
-        return _gemm_int8(name, params, _bytes(params))
+        return _gemm_bytes(name, params, _bytes(params))
     wgmma = "wgmma" in (params.get("tactic") or {})
     if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)

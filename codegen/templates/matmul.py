@@ -66,13 +66,8 @@ def _bytes(params: dict) -> str | None:
     return None
 
 
-def _int8(params: dict) -> bool:
-    """8-bit operands (`_bytes`): K-major byte pairs on the 8-bit tensor cores."""
-    return _bytes(params) is not None
-
-
-def _int8_geometry(params: dict) -> tuple:
-    """An INT8 matmul's geometry with K counted in int8 pairs (16-bit units): the tensor-core
+def _byte_geometry(params: dict) -> tuple:
+    """An 8-bit matmul's geometry with K counted in byte pairs (16-bit units): the tensor-core
     loop reads both operands K-major, 16 bytes at a time; else UnsupportedError."""
     m, n, k, a_shape, b_shape, ta, tb, batch = _geometry(params)
     if ta or not tb or k % 16:
@@ -83,8 +78,8 @@ def _int8_geometry(params: dict) -> tuple:
     return m, n, k // 2, a_shape, b_shape, batch
 
 
-def _int8_operands(m: int, n: int, pairs: int) -> tuple:
-    """(A, B) of an INT8 matmul: int8 pairs as 16-bit elements, rows of K / 2 pairs (K % 16 == 0:
+def _byte_operands(m: int, n: int, pairs: int) -> tuple:
+    """(A, B) of an 8-bit matmul: byte pairs as 16-bit elements, rows of K / 2 pairs (K % 16 == 0:
     16-byte chunks of 8 pairs)."""
     return (dense("a16", m, pairs, pairs, 1, "a_base", vec8=True),
             dense("b16", n, pairs, pairs, 1, "b_base", vec8=True))
@@ -144,9 +139,9 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     multiprocessors the cost models fill."""
     m, n, k, *_, batch = _geometry(params)
     dtype = params["out_dtypes"][0]
-    if _int8(params):
-        m, n, pairs, *_, batch = _int8_geometry(params)
-        a_op, b_op = _int8_operands(m, n, pairs)
+    if _bytes(params):
+        m, n, pairs, *_, batch = _byte_geometry(params)
+        a_op, b_op = _byte_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
         hopper = gemm_wgmma.targets(arch)
         return gemm_mma.byte_candidates(_bytes(params), hopper, gemm_mma.candidates(
@@ -254,7 +249,7 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
 def _emit_tma(name: str, params: dict) -> KernelSpec:
     """FP16/BF16 or INT8 (as 16-bit pairs) operands on wgmma, fed by the copy engine through
     tensor maps (`gemm_tma`): the tactic names it."""
-    int8 = _int8(params)  # 8-bit operands, int8 or E4M3
+    int8 = _bytes(params) is not None  # 8-bit operands, int8 or E4M3
     dtype = _bytes(params) or params["out_dtypes"][0]
     if dtype == "float32":
         raise ValueError("a TMA tactic takes FP16/BF16 or INT8 operands, not FP32 (TF32)")
@@ -306,13 +301,13 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
                       tensor_maps=(a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn)))
 
 
-def _emit_int8(name: str, params: dict) -> KernelSpec:
+def _emit_bytes(name: str, params: dict) -> KernelSpec:
     """8-bit tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums) or e4m3 x e4m3 -> f32
     (or wgmma's k32 forms); the epilogue (the dequantizing multiply, bias, activation:
     fold-qdq's, fused) applied to each sum."""
     dtype = _bytes(params)
     kind, ptx, sums = _BYTE_NAMES[dtype]
-    m, n, pairs, a_shape, b_shape, batch = _int8_geometry(params)
+    m, n, pairs, a_shape, b_shape, batch = _byte_geometry(params)
     if gemm_tma.is_tma(params.get("tactic")):
         return _emit_tma(name, params)
     nbatch = prod(batch)
@@ -320,7 +315,7 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
             if batch else [])
     b_bs = ([s * b_shape[-2] * b_shape[-1] // 2 for s in broadcast_strides(b_shape[:-2], batch)]
             if batch else [])
-    a_op, b_op = _int8_operands(m, n, pairs)
+    a_op, b_op = _byte_operands(m, n, pairs)
     gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m, n, pairs,
                                               nbatch, split_k=False)
     tile = gemm.tile
@@ -365,8 +360,8 @@ def _emit_int8(name: str, params: dict) -> KernelSpec:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
-    if _int8(params):
-        return _emit_int8(name, params)
+    if _bytes(params):
+        return _emit_bytes(name, params)
     if _tensor_core(params) or dtype == "float32" and "wgmma" in (params.get("tactic") or {}):
         return _emit_mma(name, params)
     if dtype not in ("float32", "float64"):
