@@ -806,7 +806,7 @@ class Peaks:
 
 # FLOPs per clock per multiprocessor (dense): FP32 SIMT, TF32 and FP16/BF16 tensor cores
 _PER_SM_CLOCK = {(8, 0): {"fp32": 128, "tf32": 1024, "fp16": 2048, "int8": 4096},
-                 (9, 0): {"fp32": 256, "tf32": 2048, "fp16": 4096, "int8": 8192}}
+                 (9, 0): {"fp32": 256, "tf32": 2048, "fp16": 4096, "int8": 8192, "fp8": 8192}}
 
 
 def gpu_peaks() -> Peaks:
@@ -1008,7 +1008,8 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 runners[0].context.profiler = None
             values = {**_symbol_values(engine, shapes),
                       **runners[0].context.data_dependent_values}
-            peaks = (Peaks({k: args.peakTflops * 1e12 for k in ("fp32", "tf32", "fp16", "int8")},
+            peaks = (Peaks({k: args.peakTflops * 1e12
+                            for k in ("fp32", "tf32", "fp16", "int8", "fp8")},
                            args.peakBandwidth * 1e9, "given")
                      if args.peakTflops is not None else gpu_peaks() if on == "cuda" else None)
             if peaks is not None and not peaks.flops:

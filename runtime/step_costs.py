@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.runtime.manifest import ML_DTYPES
 from ember.runtime.symbolic import dim_value
 
 # per-element FLOPs of the templates that are not a product of sizes: an approximation of the
@@ -24,8 +25,8 @@ _PER_INPUT_ELEMENT = {"softmax": 5, "reduce": 1, "arg_reduce": 1, "batch_norm": 
 @dataclass(frozen=True)
 class StepCost:
     """One step's work: `flops` (None where a dim is unknown) and `bytes` moved; `math`: the
-    unit the FLOPs run on ("int8" for 8-bit integer operands, "fp16" for half types, "tf32" for
-    FP32 on tensor cores, "fp32")."""
+    unit the FLOPs run on ("int8" for 8-bit integer operands, "fp8" for E4M3 ones, "fp16" for
+    half types, "tf32" for FP32 on tensor cores, "fp32")."""
 
     flops: int | None
     bytes: int | None
@@ -45,6 +46,8 @@ def _nbytes(shapes: Sequence[Any], dtypes: Sequence[str], values: Mapping[str, i
         n = _numel(shape, values)
         if n is None:
             return None
+        if dtype in ML_DTYPES:  # numpy knows their names once ml_dtypes is imported
+            import ml_dtypes  # noqa: F401  (an onnx dependency)
         total += n * np.dtype(dtype).itemsize
     return total
 
@@ -138,6 +141,8 @@ def step_cost(step: Mapping[str, Any], values: Mapping[str, int] | None = None) 
     on_tensor_cores = isinstance(tactic, Mapping) and any(k in tactic for k in ("mma", "wgmma"))
     if dtypes & {"int8", "uint8"}:
         unit = "int8"
+    elif "float8_e4m3fn" in in_dtypes[:2]:
+        unit = "fp8"  # fold-qdq's FP8 convs and matmuls (E4M3 operands, float32 sums)
     elif dtypes & {"float16", "bfloat16"}:
         unit = "fp16"
     elif params.get("tf32") and on_tensor_cores:

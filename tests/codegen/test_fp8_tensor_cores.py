@@ -212,6 +212,34 @@ def test_e4m3_casts_on_the_gpu_match_the_cpu(fn):
     assert np.isnan(got[nan].view(F8).astype(np.float32)).all()
 
 
+# Hopper's FP8 wgmma does not sum in full float32: each k32 step keeps about 13-14 mantissa
+# bits of its sum (DeepSeek-V3's report measured ~14 on the H800). On an H100 (session 21) the
+# wgmma tactics were off by up to 2^-12 of sum(|a b|) at K = 512 and 576 (0.3% of the outputs'
+# size), the mma.sync ones (HMMA over E4M3 made FP16: float32 sums) as float32 sums are. The GPU
+# checks allow 2^-FP8_STEP_BITS of sum(|a b|) per k32 step, through the epilogue (monotonic:
+# positive scales, relu, a saturating round).
+FP8_STEP_BITS = 13
+
+
+def _interval(acc: np.ndarray, abs_sums: np.ndarray, k: int, tail: tuple | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest result a kernel may give for exact sums `acc` whose products'
+    magnitudes sum to `abs_sums` over K = `k`, through `tail` = (scale, bias, s_out, to)."""
+    err = np.ceil(k / 32) * 2.0 ** -FP8_STEP_BITS * abs_sums + 2.0 ** -20 * np.abs(acc)
+    if tail is None:
+        return acc - err, acc + err
+    return _tail(acc - err, *tail), _tail(acc + err, *tail)
+
+
+def _inside(got: np.ndarray, lo: np.ndarray, hi: np.ndarray, dtype: np.dtype, what: str) -> None:
+    g = (got.view(F8) if dtype == F8 else got).astype(np.float64)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    slack = 0.0 if dtype == F8 else 1e-6 * np.maximum(np.abs(lo), np.abs(hi)) + 1e-6
+    bad = ~((g >= lo - slack) & (g <= hi + slack))
+    assert not bad.any(), (f"{what}: {int(bad.sum())} of {g.size} outside their interval, e.g. "
+                           f"{g[bad][:3]} not in [{lo[bad][:3]}, {hi[bad][:3]}]")
+
+
 @needs_gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("m, n, k, epilogue", [(256, 192, 512, ""), (130, 80, 272, E4M3),
@@ -221,15 +249,14 @@ def test_every_fp8_matmul_tactic_on_the_gpu(m, n, k, epilogue):
     params = _mm_params([], m, n, k, epilogue)
     rng = np.random.default_rng(4)
     a, b = _e4m3(rng, (m, k), 2.0), _e4m3(rng, (n, k), 2.0)
-    acc, inputs, dtype = _mm_reference(a, b), [a, b], np.dtype(np.float32)
-    want = acc
+    acc, abs_sums = _mm_reference(a, b), _mm_reference(np.abs(a), np.abs(b))
+    inputs, dtype, tail = [a, b], np.dtype(np.float32), None
     if epilogue:
-        scale = (rng.random((1, n)) * 0.05 + 0.01).astype(np.float32)
-        bias = rng.standard_normal(n).astype(np.float32)
-        inputs += [scale, bias, np.float32(0.05)]
-        want = _tail(acc, scale, bias, 0.05, epilogue)
-        dtype = F8 if epilogue == E4M3 else dtype
-    _each_tactic_on_the_gpu(matmul, params, inputs, want, dtype)
+        tail = ((rng.random((1, n)) * 0.05 + 0.01).astype(np.float32),
+                rng.standard_normal(n).astype(np.float32), 0.05, epilogue)
+        inputs += [tail[0], tail[1], np.float32(0.05)]
+        dtype = np.dtype(F8) if epilogue == E4M3 else dtype
+    _each_tactic_on_the_gpu(matmul, params, inputs, _interval(acc, abs_sums, k, tail), dtype)
 
 
 @needs_gpu
@@ -237,17 +264,29 @@ def test_every_fp8_matmul_tactic_on_the_gpu(m, n, k, epilogue):
 @pytest.mark.parametrize("stride, epilogue", [(1, ""), (2, E4M3), (1, E4M3)])
 def test_every_fp8_conv_tactic_on_the_gpu(stride, epilogue):
     params = _conv_params(4, 17, 64, 64, stride, epilogue)
-    inputs, want, dtype = _conv_case(params, 7)
-    _each_tactic_on_the_gpu(conv, params, inputs, want, dtype)
+    rng = np.random.default_rng(7)
+    x, w = _e4m3(rng, params["in_shapes"][0], 2.0), _e4m3(rng, params["in_shapes"][1], 2.0)
+    sums = {**{k: v for k, v in params.items() if k != "epilogue"}, "out_dtypes": ["float64"]}
+    (acc,) = reference_conv([x, w], sums)
+    (abs_sums,) = reference_conv([np.abs(x.astype(np.float32)), np.abs(w.astype(np.float32))],
+                                 sums)
+    inputs, dtype, tail = [x, w], np.dtype(np.float32), None
+    if epilogue:
+        tail = ((rng.random((1, 1, 1, 64)) * 0.05 + 0.01).astype(np.float32),
+                rng.standard_normal((1, 1, 1, 64)).astype(np.float32), 0.05, epilogue)
+        inputs += [tail[0], tail[1], np.float32(0.05)]
+        dtype = np.dtype(F8)
+    _each_tactic_on_the_gpu(conv, params, inputs, _interval(acc, abs_sums, 9 * 64, tail), dtype)
 
 
-def _each_tactic_on_the_gpu(template, params: dict, inputs: list, want: np.ndarray,
-                            dtype: np.dtype) -> None:
+def _each_tactic_on_the_gpu(template, params: dict, inputs: list,
+                            interval: tuple[np.ndarray, np.ndarray], dtype: np.dtype) -> None:
     """Every sm_90 candidate of `template` (a wgmma one among them) and the first sm_89 one
-    (mma.sync e4m3) run on the GPU against `want`."""
+    (mma.sync e4m3) run on the GPU, each result within its `interval`."""
     tactics = template.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
+    lo, hi = interval
     for tactic in tactics + template.tactics(params, "sm_89")[:1]:
         spec = template.emit("k", {**params, "tactic": tactic})
-        got = _run_on_gpu(spec, "k", inputs, want.shape, np.uint8 if dtype == F8 else dtype)
-        _close(got, want, dtype, str(tactic))
+        got = _run_on_gpu(spec, "k", inputs, lo.shape, np.uint8 if dtype == F8 else dtype)
+        _inside(got, lo, hi, dtype, str(tactic))

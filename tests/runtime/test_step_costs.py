@@ -54,3 +54,10 @@ def test_int8_operands_count_on_the_integer_unit():
     cost = step_cost({"template": "matmul", "params": params})
     assert cost.math == "int8" and cost.flops == 2 * 4 * 8 * 32
     assert cost.bytes == 4 * 32 + 32 * 8 + 4 * 8 * 4
+
+
+def test_e4m3_operands_count_on_the_fp8_unit():
+    params = {"in_shapes": [[4, 32], [32, 8]], "in_dtypes": ["float8_e4m3fn"] * 2,
+              "out_shapes": [[4, 8]], "out_dtypes": ["float32"], "tf32": True}
+    cost = step_cost({"template": "matmul", "params": params})
+    assert cost.math == "fp8" and cost.flops == 2 * 4 * 8 * 32
