@@ -21,6 +21,8 @@
 #   tools        tools/check_tools_models.py: `polygraphy run --ember --onnxrt` and `ember
 #                compare` (ember-cuda, ember-cpu, onnxruntime) on TOOL_MODELS (default
 #                resnet50,mobilenet_v2,bert; batch 1)                     a few minutes
+#   fp8          an E4M3 Q/DQ GEMM 4096^3 and the FP32 one built --fp16, each through `ember bench
+#                --dumpProfile` (benchmarks/fp8_gemm_models.py): the matmul steps' times  ~1 min
 #   tactics      tools/tactic_probe.py: each Hopper GEMM tactic (cp.async and TMA-fed wgmma)
 #                alone on PROBE_SHAPES (default: BERT's GEMMs, 4096^3, a ragged one) and
 #                PROBE_DTYPES (default float16,int8), checked and timed, then torch   ~1-2 min
@@ -47,7 +49,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels tactics}
+PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels fp8 tactics}
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -160,6 +162,19 @@ if want kernels BENCH KERNELS; then
     --io "${KERNEL_IO:-model}" --repeats "$REPEATS" 2>&1 | tee "$OUT/bench_kernels.log" \
     | grep --line-buffered -vE '^  File|^    |^Traceback'
   finish kernels "${PIPESTATUS[0]}" "$OUT/bench_kernels.log"
+fi
+if want fp8; then
+  echo "== FP8 (E4M3 Q/DQ) GEMM 4096^3 against ember FP16 (benchmarks/fp8_gemm_models.py; log: fp8.log)"
+  start=$SECONDS
+  python3 benchmarks/fp8_gemm_models.py /tmp > "$OUT/fp8.log" 2>&1
+  rc=$?
+  for m in fp8 fp16; do
+    flag=""; [ "$m" = fp16 ] && flag=--fp16
+    ember bench --onnx=/tmp/${m}_gemm.onnx $flag --dumpProfile --iterations 50 >> "$OUT/fp8.log" 2>&1 \
+      || rc=1
+  done
+  grep -E "GPU Compute Time|matmul_" "$OUT/fp8.log"
+  finish fp8 "$rc" "$OUT/fp8.log"
 fi
 if want tactics; then
   echo "== each Hopper GEMM tactic alone (tools/tactic_probe.py; log: tactics.log)"; start=$SECONDS
