@@ -45,9 +45,13 @@ VECTOR_BYTES = 16  # one store, one chunk
 STAGED_INT8 = "int8 results staged in shared memory (16-byte stores)"  # the kernels' comment
 
 
-def staged_comment(dtype: str) -> str:
-    """The comment of a kernel whose `dtype` (8-bit operands') sums `byte_row_store` stages."""
-    return STAGED_INT8 if dtype == "int8" else "FP8 sums staged in shared memory (16-byte stores)"
+def staged_comment(dtype: str, stored: str = "int8") -> str:
+    """The comment of a kernel whose `dtype` (8-bit operands') sums `byte_row_store` stages
+    for results of type `stored`."""
+    if dtype == "int8":
+        return STAGED_INT8 if stored in BYTE_TYPES else \
+            f"int32 sums staged in shared memory ({stored} results, 16-byte stores)"
+    return "FP8 sums staged in shared memory (16-byte stores)"
 
 
 BYTE_TYPES = ("int8", "uint8")
@@ -108,12 +112,13 @@ def byte_row_store(params: dict, n: int | str, row_starts: list[int],
                    index: Callable[[str, str], str], column: Callable[[str], str],
                    room: int, bm: int, bn: int, sums: str = "int32") -> RowStore | None:
     """A `RowStore` for an 8-bit GEMM's whole sums (`sums`: INT8's "int32", E4M3's "float32")
-    whose epilogue stores 8-bit results (E4M3's: any result type), where N and each of
-    `row_starts` are static multiples of 16 and the staged BM x BN tile of sums fits in the
-    main loop's `room` bytes of shared memory; else None (the sums are stored one by one)."""
+    put through an epilogue (8-bit results, or a dequantized FP16/BF16/FP32 one: an INT8
+    MobileNetV2's expand convs feed FP16 depthwise ones), where N and each of `row_starts` are
+    static multiples of 16 and the staged BM x BN tile of sums fits in the main loop's `room`
+    bytes of shared memory; else None (the sums are stored one by one)."""
     stored = stored_dtype(params)
     if not params.get("epilogue") or is_sym(n) or int(n) % chunk("int8") \
-            or stored not in (BYTE_TYPES if sums == "int32" else _SIZES) \
+            or stored not in _SIZES or stored == "int32" \
             or any(is_sym(s) or int(s) % chunk("int8") for s in row_starts):
         return None
     store = RowStore(params, stored, index, column, staged=sums)

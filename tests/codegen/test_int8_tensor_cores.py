@@ -91,7 +91,9 @@ def test_int8_epilogue_reads_per_column_inputs_by_column():
     for tactic in matmul.tactics(_params([], 64, 96, 128), "sm_90"):
         source = matmul.emit("k", {**_params([], 64, 96, 128, epilogue=True),
                                    "tactic": tactic}).source
-        assert "in2[n]" in source and "in3[n]" in source and "ecrest" not in source, tactic
+        # (n + e: the e-th sum of a staged chunk that starts at column n)
+        assert re.search(r"in2\[n( \+ e)?\]", source) and re.search(r"in3\[n( \+ e)?\]", source) \
+            and "ecrest" not in source, tactic
     conv_params = _conv_params(2, 9, 32, 24, 2, epilogue=True)
     for tactic in conv.tactics(conv_params, "sm_90"):
         source = conv.emit("c", {**conv_params, "tactic": tactic}).source
@@ -99,7 +101,7 @@ def test_int8_epilogue_reads_per_column_inputs_by_column():
     whole = _params([], 64, 96, 128, epilogue=True)
     whole["epilogue"] = _dequantize_relu([[1, 96], [64, 96]])
     source = matmul.emit("k", whole).source
-    assert "in2[n]" in source and "in3[oi]" in source
+    assert re.search(r"in2\[n( \+ e)?\]", source) and "in3[oi]" in source
 
 
 def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
@@ -354,6 +356,35 @@ def test_int8_conv_results_stage_through_shared_memory(groups, tmp_path):
         assert "staged in shared memory" in spec.source, tactic
         got = simt_emulator.run(spec, "k", [x, w, scale, residual], out, np.int8, tmp_path)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+@needs_gxx
+@pytest.mark.parametrize("out", ["float16", "float32"])
+def test_int8_conv_with_a_dequantized_result_stages_its_sums(out, tmp_path):
+    """An INT8 conv whose tail dequantizes (scale, bias, relu) and stores FP16 or FP32 (an INT8
+    MobileNetV2's expand convs feed FP16 depthwise ones): its int32 sums are staged in shared
+    memory and the results leave as 16-byte stores, for the mma.sync tactics."""
+    from ember.codegen.templates import conv
+    from ember.runtime.cpu_kernels.linear import conv as reference
+
+    params = _conv_params(2, 9, 32, 32, 1, epilogue=True)
+    if out == "float16":
+        params["epilogue"]["ops"].append({"fn": "cast", "args": [6], "dtype": "float16"})
+        params["epilogue"].update(result=7, out_dtype="float16")
+    rng = np.random.default_rng(12)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    scale = (rng.random((1, 1, 1, 32)) * 1e-3).astype(np.float32)
+    bias = rng.standard_normal((1, 1, 1, 32)).astype(np.float32)
+    (acc,) = reference([x, w], {k: v for k, v in params.items() if k != "epilogue"})
+    want = np.maximum(acc.astype(np.float32) * scale + bias, 0).astype(out)
+    for tactic in conv.tactics(params, "sm_80")[:2]:
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        assert f"int32 sums staged in shared memory ({out} results" in spec.source, tactic
+        got = simt_emulator.run(spec, "k", [x, w, scale, bias], params["out_shapes"][0], out,
+                                tmp_path)
+        np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32),
+                                   rtol=1e-3 if out == "float16" else 1e-6, atol=1e-6,
+                                   err_msg=str(tactic))
 
 
 def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarray:
