@@ -14,6 +14,14 @@ and the division each round by at most half an ulp, so the quotient is within a 
 integer relu(q) (|q| <= 255: far less than the 0.5 the rounding forgives), and relu(q) * s is
 +0 exactly where relu(q) is. The rewrite is exact: results are bit for bit what they were.
 
+A `clip(lo, hi)` in the ReLU's place (MobileNetV2's ReLU6: DQ -> Clip(0, 6) -> Q) is not
+exact by that argument (6 / s need not be an integer), so it is decided by evaluating: for a
+one-value scale, every value q of the integer type goes through the region's own float
+arithmetic (q * s, the clip, the division, the rounding; numpy's IEEE float32 or float64 is the
+CPU executor's and the kernels' arithmetic, and the kernels' division rounds to the same
+integer: quantize_c), and where the results are clip(q, A, B) for two integers A <= B the
+chain becomes that clip of cast(q): bit for bit the same results again.
+
 After this pass no scalar region (a `kernel.elementwise` body or a launch's epilogue) has a
 `round` of `div(x, s)` where x is `mul(cast(q), s)` or `relu` of it, q of an integer type of at
 most 16 bits, and s the same operand both times, a constant whose every value is a positive
@@ -28,7 +36,15 @@ from __future__ import annotations
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import Float32Type, Float64Type, IntegerType, ModuleOp, StringAttr
+from xdsl.dialects.builtin import (
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+    f64,
+)
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -86,25 +102,65 @@ def _cancel(block: Block, operands: list[SSAValue | None], store) -> None:
         if div is None or not isinstance(div.args[1], BlockArgument):
             continue
         scale = div.args[1]
-        relu = _scalar(div.args[0], "relu")
-        mul = _scalar(relu.args[0] if relu else div.args[0], "mul")
+        middle = _scalar(div.args[0], "relu") or _scalar(div.args[0], "clip")
+        mul = _scalar(middle.args[0] if middle else div.args[0], "mul")
         if mul is None or mul.args[1] is not scale:
             continue
         cast = _integer_cast(mul.args[0])
-        arithmetic = [op.result for op in (cast, mul, relu, div, rnd) if op is not None]
+        arithmetic = [op.result for op in (cast, mul, middle, div, rnd) if op is not None]
         if cast is None or any(not isinstance(v.type, FLOATS) for v in arithmetic) \
                 or not _scale_ok(operands[scale.index], store):
             continue
+        props = {"fn": StringAttr("relu")} if middle is not None else None
+        if middle is not None and middle.fn.data == "clip":
+            bounds = _clip_bounds(cast, middle, operands[scale.index], store)
+            if bounds is None:
+                continue
+            props = {"fn": StringAttr("clip"), "alpha": FloatAttr(bounds[0], f64),
+                     "beta": FloatAttr(bounds[1], f64)}
         value = cast.result
-        if relu is not None:
-            new = ScalarOp.create(operands=[value], result_types=[value.type],
-                                  properties={"fn": StringAttr("relu")})
+        if props is not None:
+            new = ScalarOp.create(operands=[value], result_types=[value.type], properties=props)
             Rewriter.insert_op(new, InsertPoint.before(rnd))
             value = new.result
         rnd.result.replace_all_uses_with(value)
-        for dead in (rnd, div, relu, mul):
+        for dead in (rnd, div, middle, mul):
             if dead is not None and not dead.result.uses:
                 Rewriter.erase_op(dead)
+
+
+def _clip_bounds(cast: ScalarOp, clip: ScalarOp, scale: SSAValue | None, store
+                 ) -> tuple[float, float] | None:
+    """`clip_bounds` of a region's cast, clip and scale operand (None where the scale has
+    more than one value or the clip's bounds are not constants)."""
+    while scale is not None and isinstance(scale.owner, ViewOp):
+        scale = scale.owner.input
+    array = traced_value(scale, store)[0] if scale is not None else None
+    lo, hi = (attribute_value(a) if a is not None else None for a in (clip.alpha, clip.beta))
+    if array is None or array.size != 1 or not all(isinstance(v, float) for v in (lo, hi)):
+        return None
+    width = cast.args[0].type
+    unsigned = width.signedness.data.name == "UNSIGNED"
+    return clip_bounds(np.dtype(f"{'u' if unsigned else ''}int{width.width.data}"),
+                       np.dtype(np.float32 if isinstance(clip.result.type, Float32Type)
+                                else np.float64),
+                       float(np.asarray(array).reshape(())), lo, hi)
+
+
+def clip_bounds(int_dtype: np.dtype, float_dtype: np.dtype, scale: float, lo: float,
+                hi: float) -> tuple[float, float] | None:
+    """(A, B) where round(clip(q * s, lo, hi) / s), computed in `float_dtype` (IEEE, as the CPU
+    executor and the kernels do), is clip(q, A, B) for every value q of `int_dtype`; else None."""
+    info = np.iinfo(int_dtype)
+    q = np.arange(info.min, info.max + 1, dtype=np.int64)
+    s = float_dtype.type(scale)
+    with np.errstate(all="ignore"):
+        got = np.rint(np.clip(q.astype(float_dtype) * s, float_dtype.type(lo),
+                              float_dtype.type(hi)) / s)
+    low, high = float(got[0]), float(got[-1])
+    if low > high or not np.array_equal(got, np.clip(q, low, high).astype(float_dtype)):
+        return None
+    return low, high
 
 
 class CancelRequantize(ModulePass):

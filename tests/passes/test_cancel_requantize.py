@@ -13,7 +13,27 @@ from ember.passes import cancel_requantize
 from ember.passes.cancel_requantize import SCALE_RANGE, CancelRequantize
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
-from tests.passes.test_fold_qdq import _projection, _quantized, _residual
+from tests.passes.test_fold_qdq import _init, _projection, _quantized, _residual
+
+
+def _relu6() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """conv -> Clip(0, 6) twice (MobileNetV2's ReLU6): the quantizer's DQ -> Clip -> Q pairs."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(6)
+    bounds = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0),
+                                                                               ("hi", 6.0))]
+    nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             h.make_node("Clip", ["c0", "lo", "hi"], ["r0"]),
+             h.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Clip", ["c1", "lo", "hi"], ["y"])]
+    weights = [_init(rng, "w0", 32, 16, 3, 3, scale=1.0), _init(rng, "b0", 32),
+               _init(rng, "w1", 32, 32, 3, 3, scale=0.5), _init(rng, "b1", 32), *bounds]
+    graph = h.make_graph(nodes, "relu6", [h.make_tensor_value_info("x", T.FLOAT, [2, 16, 8, 8])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 32, 8, 8])], weights)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 16, 8, 8)}
 
 
 def _scales(count: int) -> np.ndarray:
@@ -39,7 +59,8 @@ def test_round_of_relu_of_q_times_s_over_s_is_relu_of_q(dtype) -> None:
 
 
 @pytest.mark.parametrize("arch", [None, "sm_90"], ids=["cpu", "sm90"])
-@pytest.mark.parametrize("make", [_residual, _projection], ids=["residual", "projection"])
+@pytest.mark.parametrize("make", [_residual, _projection, _relu6],
+                         ids=["residual", "projection", "relu6"])
 def test_a_qdq_block_gives_the_same_bits_without_its_requantize_pairs(tmp_path, arch, make,
                                                                       monkeypatch) -> None:
     _, qdq, shapes = _quantized(tmp_path, make, symmetric=True)
@@ -73,3 +94,23 @@ def test_the_scale_must_be_a_constant_in_range() -> None:
         const = make_constant(np.array(value, np.float32), store)
         assert cancel_requantize._scale_ok(const.results[0], store) is ok, value
     assert not cancel_requantize._scale_ok(None, store)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("bounds", [(0.0, 6.0), (-1.0, 0.7), (0.0, 1e9)])
+def test_clip_bounds_are_what_every_integer_gives(dtype, bounds) -> None:
+    """`clip_bounds`' table against the same arithmetic in numpy, over quantizer-like scales:
+    round(clip(q * s, lo, hi) / s) is clip(q, A, B) with the A, B it returns."""
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1).astype(np.float32)
+    lo, hi = np.float32(bounds[0]), np.float32(bounds[1])
+    for s in _scales(200)[200:]:  # the quantizer-like ones and the fixed ones
+        found = cancel_requantize.clip_bounds(np.dtype(dtype), np.dtype(np.float32), float(s),
+                                              *bounds)
+        with np.errstate(all="ignore"):
+            want = np.rint(np.clip(q * s, lo, hi) / s)
+        assert found is not None, s
+        assert np.array_equal(np.clip(q, *found), want), (s, found)
+    # a table that is no clip of q: the scale's quotient rounds off the integers (s = 0)
+    assert cancel_requantize.clip_bounds(np.dtype(dtype), np.dtype(np.float32), 0.0,
+                                         *bounds) is None
