@@ -193,7 +193,8 @@ def run_backend(name: str, model: onnx.ModelProto, feed: Mapping[str, np.ndarray
             session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
                                            providers=["CPUExecutionProvider"])
             names = [o.name for o in session.get_outputs()]
-            values = session.run(names, dict(feed))
+            values = [_ort_value(v, o.type) for v, o in zip(
+                session.run(names, dict(feed)), session.get_outputs(), strict=True)]
         else:
             from onnx.reference import ReferenceEvaluator
 
@@ -206,6 +207,24 @@ def run_backend(name: str, model: onnx.ModelProto, feed: Mapping[str, np.ndarray
                          f"--backends)") from None
     return BackendRun(dict(zip(names, (np.asarray(v) for v in values), strict=True)),
                       time.perf_counter() - start)
+
+
+# onnxruntime's float8 outputs come back as their bytes (uint8): their ml_dtypes types
+_ORT_FLOAT8 = {"tensor(float8e4m3fn)": "float8_e4m3fn", "tensor(float8e4m3fnuz)":
+               "float8_e4m3fnuz", "tensor(float8e5m2)": "float8_e5m2",
+               "tensor(float8e5m2fnuz)": "float8_e5m2fnuz"}
+
+
+def _ort_value(value: Any, onnx_type: str) -> Any:
+    """An onnxruntime output as its values: a float8 tensor's bytes viewed as ml_dtypes' type
+    (compared with ember's and onnx.reference's float8 arrays by value, not by byte)."""
+    name = _ORT_FLOAT8.get(onnx_type)
+    value = np.asarray(value)
+    if name is None or value.dtype != np.uint8:
+        return value
+    import ml_dtypes  # (an onnx dependency)
+
+    return value.view(getattr(ml_dtypes, name))
 
 
 # -- per layer ---------------------------------------------------------------------------------

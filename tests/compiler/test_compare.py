@@ -462,3 +462,17 @@ def test_models_reach_onnxruntime_in_an_ir_version_it_reads(monkeypatch):
     assert lowered.ir_version == 9 and model.ir_version == onnx.IR_VERSION  # a copy
     old = helper.make_model(graph, ir_version=8)
     assert ort_compat.for_onnxruntime(old) is old
+
+
+def test_onnxruntime_float8_outputs_compare_by_value():
+    """onnxruntime gives a float8 tensor as its bytes; ember's and the reference's are
+    ml_dtypes arrays: compared by value (1.0 is E4M3's 0x38), other outputs untouched."""
+    import ml_dtypes
+
+    from ember.compiler.compare import _ort_value
+
+    got = _ort_value(np.array([0x38, 0xB8, 0x7E], np.uint8), "tensor(float8e4m3fn)")
+    assert got.dtype == ml_dtypes.float8_e4m3fn
+    assert got.astype(np.float32).tolist() == [1.0, -1.0, 448.0]
+    plain = np.array([1, 2], np.uint8)
+    assert _ort_value(plain, "tensor(uint8)").dtype == np.uint8
