@@ -126,7 +126,8 @@ __device__ __forceinline__ unsigned char ember_cvt_e4m3(float f) {
 __device__ __forceinline__ ember_e4m3 ember_to_e4m3(float f) {  // nearest even, saturating
     ember_e4m3 r;
 #ifdef EMBER_CVT_E4M3
-    r.bits = ember_cvt_e4m3(f);
+    r.bits = f != f ? (unsigned char)(((__float_as_uint(f) >> 24) & 0x80u) | 0x7fu)
+                    : ember_cvt_e4m3(f);  // (a NaN keeps its sign, as ml_dtypes)
 #else
     const float a = fabsf(f);
     unsigned b;

@@ -92,7 +92,9 @@ class EmberRunnerArgs(BaseRunnerArgs):
                    if dest in _NEVER or not with_trt]
         if refused:
             G_LOGGER.critical(f"--ember does not implement {', '.join(refused)} (ember builds "
-                              "FP32/TF32/FP16/BF16 and runs Q/DQ models as they are)")
+                              "FP32/TF32/FP16/BF16 and runs Q/DQ models, int8 and FP8 ones, as "
+                              "their nodes say; BuilderFlag.FP8, TensorRT 10's plugins with FP8 "
+                              "I/O, is ember build's --fp8)")
         config = self.arg_groups[TrtConfigArgs]
         onnx_args = self.arg_groups[OnnxLoadArgs]
         # with --ember-outputs, --onnx-outputs marks tensors for the other runners only

@@ -9,7 +9,14 @@ avg and lp sum in float) and rounded once on the store."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type, is_half, load_float, storage_type
+from ember.codegen.scalar_c import (
+    c_literal,
+    c_type,
+    is_float8,
+    is_half,
+    load_float,
+    storage_type,
+)
 from ember.codegen.templates import (
     KernelSpec,
     close_loops,
@@ -59,12 +66,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     first = 1 if nhwc else 2
     n = prod(out_shape)
     itype = index_type(n, prod(x_shape))
-    half = is_half(dtype)
+    half = is_half(dtype) or is_float8(dtype)  # stored as a struct, computed in float
     t = storage_type(dtype) if half else c_type(dtype)
     acc_t = ("float" if half else t) if fn == "max" else ("double" if dtype == "float64"
                                                            else "float")
     if fn == "max":
-        init = (c_literal(float("-inf"), "float32" if half else dtype) if is_float(dtype)
+        init = (c_literal(float("-inf"), "float32" if half else dtype) if is_float(dtype) or half
                 else f"({t})({'0' if dtype == 'bool' else _int_min(dtype)})")
     else:
         init = "0"

@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from ember.errors import ShapeError
-from ember.runtime.cpu_kernels.common import UNKNOWN, is_floating, normalize_axis
+from ember.runtime.cpu_kernels.common import (
+    UNKNOWN,
+    is_floating,
+    is_storage_only,
+    normalize_axis,
+)
 from ember.runtime.cpu_kernels.elementwise import with_epilogue
 from ember.runtime.cpu_kernels.layout import pack, unpack
 
@@ -192,7 +197,8 @@ def pool_array(x: np.ndarray, fn: str, kernel: list[int], strides: list[int], pa
         need = (outs[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
         widths.append((pads[i], max(0, need - sizes[i] - pads[i])))
     if fn == "max":
-        data = x
+        # float8 / float4 (ml_dtypes) in float32: E4M3 has no -inf to pad with (a NaN it would be)
+        data = x.astype(np.float32) if is_storage_only(x.dtype) else x
         if x.dtype == np.bool_:
             fill = False
         elif np.issubdtype(x.dtype, np.integer):

@@ -221,11 +221,14 @@ def test_e4m3_casts_on_the_gpu_match_the_cpu(fn):
 FP8_STEP_BITS = 13
 
 
-def _interval(acc: np.ndarray, abs_sums: np.ndarray, k: int, tail: tuple | None
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _interval(acc: np.ndarray, abs_sums: np.ndarray, k: int, tail: tuple | None,
+              wgmma: bool) -> tuple[np.ndarray, np.ndarray]:
     """The lowest and highest result a kernel may give for exact sums `acc` whose products'
-    magnitudes sum to `abs_sums` over K = `k`, through `tail` = (scale, bias, s_out, to)."""
-    err = np.ceil(k / 32) * 2.0 ** -FP8_STEP_BITS * abs_sums + 2.0 ** -20 * np.abs(acc)
+    magnitudes sum to `abs_sums` over K = `k`, through `tail` = (scale, bias, s_out, to):
+    `wgmma`, Hopper's FP8 sums (2^-FP8_STEP_BITS of sum|ab| a k32 step), else float32 sums
+    (k roundings of 2^-24)."""
+    bound = np.ceil(k / 32) * 2.0 ** -FP8_STEP_BITS if wgmma else k * 2.0 ** -24
+    err = bound * abs_sums + 2.0 ** -20 * np.abs(acc)
     if tail is None:
         return acc - err, acc + err
     return _tail(acc - err, *tail), _tail(acc + err, *tail)
@@ -256,7 +259,7 @@ def test_every_fp8_matmul_tactic_on_the_gpu(m, n, k, epilogue):
                 rng.standard_normal(n).astype(np.float32), 0.05, epilogue)
         inputs += [tail[0], tail[1], np.float32(0.05)]
         dtype = np.dtype(F8) if epilogue == E4M3 else dtype
-    _each_tactic_on_the_gpu(matmul, params, inputs, _interval(acc, abs_sums, k, tail), dtype)
+    _each_tactic_on_the_gpu(matmul, params, inputs, (acc, abs_sums, k, tail), dtype)
 
 
 @needs_gpu
@@ -276,17 +279,44 @@ def test_every_fp8_conv_tactic_on_the_gpu(stride, epilogue):
                 rng.standard_normal((1, 1, 1, 64)).astype(np.float32), 0.05, epilogue)
         inputs += [tail[0], tail[1], np.float32(0.05)]
         dtype = np.dtype(F8)
-    _each_tactic_on_the_gpu(conv, params, inputs, _interval(acc, abs_sums, 9 * 64, tail), dtype)
+    _each_tactic_on_the_gpu(conv, params, inputs, (acc, abs_sums, 9 * 64, tail), dtype)
 
 
-def _each_tactic_on_the_gpu(template, params: dict, inputs: list,
-                            interval: tuple[np.ndarray, np.ndarray], dtype: np.dtype) -> None:
+def _each_tactic_on_the_gpu(template, params: dict, inputs: list, case: tuple,
+                            dtype: np.dtype) -> None:
     """Every sm_90 candidate of `template` (a wgmma one among them) and the first sm_89 one
-    (mma.sync e4m3) run on the GPU, each result within its `interval`."""
+    (mma.sync e4m3) run on the GPU, each result within its `_interval` of `case` = (exact
+    sums, sum|ab|, K, tail)."""
     tactics = template.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
-    lo, hi = interval
     for tactic in tactics + template.tactics(params, "sm_89")[:1]:
+        lo, hi = _interval(*case, wgmma="wgmma" in tactic)
         spec = template.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", inputs, lo.shape, np.uint8 if dtype == F8 else dtype)
         _inside(got, lo, hi, dtype, str(tactic))
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_every_fp8_tactic_sums_small_integers_exactly_on_the_gpu():
+    """Operands in -3..3 (exact in E4M3): every partial sum is an integer below 2^13, which
+    Hopper's FP8 sums hold exactly too, so any tactic, wgmma's included, must give the int64
+    sums to the bit (a lost or doubled product is off by at least 1)."""
+    rng = np.random.default_rng(9)
+    m, n, k = 256, 192, 512
+    a = rng.integers(-3, 4, (m, k)).astype(np.float32).astype(F8)
+    b = rng.integers(-3, 4, (n, k)).astype(np.float32).astype(F8)
+    want = a.astype(np.int64) @ b.astype(np.int64).T
+    params = _mm_params([], m, n, k)
+    for tactic in matmul.tactics(params, "sm_90") + matmul.tactics(params, "sm_89")[:1]:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", [a, b], want.shape, np.float32)
+        np.testing.assert_array_equal(got, want.astype(np.float32), err_msg=str(tactic))
+    cparams = _conv_params(4, 17, 64, 64, 1)
+    x = rng.integers(-3, 4, cparams["in_shapes"][0]).astype(np.float32).astype(F8)
+    w = rng.integers(-3, 4, cparams["in_shapes"][1]).astype(np.float32).astype(F8)
+    (sums,) = reference_conv([x.astype(np.int64), w.astype(np.int64)], cparams)
+    for tactic in conv.tactics(cparams, "sm_90") + conv.tactics(cparams, "sm_89")[:1]:
+        spec = conv.emit("k", {**cparams, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", [x, w], sums.shape, np.float32)
+        np.testing.assert_array_equal(got, sums.astype(np.float32), err_msg=str(tactic))

@@ -24,9 +24,11 @@ from ember.runtime.plan import plan_bytes
 F8 = ml_dtypes.float8_e4m3fn
 
 
-def _fp8_net(channels: int = 16, size: int = 16) -> onnx.ModelProto:
-    """Q/DQ(E4M3) -> conv 3x3 (+bias) -> relu -> Q/DQ -> conv 1x1 -> Q/DQ -> global pool ->
-    Q/DQ -> matmul: weights quantized per output channel (axis 0; the matmul's per column)."""
+def _fp8_net(channels: int = 16, size: int = 16, pool: bool = False) -> onnx.ModelProto:
+    """Q/DQ(E4M3) -> conv 3x3 (+bias) -> relu -> Q/DQ [-> max pool -> Q/DQ at the same scale]
+    -> conv 1x1 -> Q/DQ -> global pool -> Q/DQ -> matmul: weights quantized per output channel
+    (axis 0; the matmul's per column). `channels` 3: an image's, padded to 16 for the tensor
+    cores."""
     rng = np.random.default_rng(0)
     nodes, inits = [], []
 
@@ -62,6 +64,10 @@ def _fp8_net(channels: int = 16, size: int = 16) -> onnx.ModelProto:
     nodes += [h.make_node("Conv", [a, w1, b1], ["c1_y"], pads=[1, 1, 1, 1]),
               h.make_node("Relu", ["c1_y"], ["c1_r"])]
     a = qdq("c1_r", 0.05, "r1")
+    if pool:  # the quantizer's Q/DQ around a max pool, one scale: the pool moves E4M3 bytes
+        nodes.append(h.make_node("MaxPool", [a], ["mp"], kernel_shape=[3, 3], pads=[1] * 4,
+                                 strides=[2, 2]))
+        a = qdq("mp", 0.05, "p1")
     w2 = weight(rng.standard_normal((64, 32, 1, 1)) * 0.2, "c2", 0)
     nodes.append(h.make_node("Conv", [a, w2], ["c2_y"]))
     a = qdq("c2_y", 0.05, "r2")
@@ -76,8 +82,8 @@ def _fp8_net(channels: int = 16, size: int = 16) -> onnx.ModelProto:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 19)])
 
 
-def _input() -> np.ndarray:
-    return np.random.default_rng(1).standard_normal((2, 16, 16, 16)).astype(np.float32)
+def _input(channels: int = 16) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((2, channels, 16, 16)).astype(np.float32)
 
 
 def _reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -135,8 +141,12 @@ def test_fold_qdq_prints_e4m3_convs_with_float32_sums():
     assert "tensor<32x16x3x3xf8E4M3FN>) ->" not in off
 
 
-def test_sm90_plan_runs_every_step_on_the_gpu_with_fp8_wgmma_tactics():
-    model = _fp8_net()
+@pytest.mark.parametrize("channels, pool", [(16, False), (3, True)],
+                         ids=["16-channels", "image-and-max-pool"])
+def test_sm90_plan_runs_every_step_on_the_gpu_with_fp8_wgmma_tactics(channels, pool):
+    """Every step has a kernel: the E4M3 convs and matmul on wgmma, the casts, the reformat
+    to NHWC (padding an image's 3 channels to 16 with E4M3 zeros) and the max pool on E4M3."""
+    model = _fp8_net(channels, pool=pool)
     manifest, sections = _build(model, "sm_90")
     assert all("device" not in s for s in manifest["steps"]), \
         [s["name"] for s in manifest["steps"] if "device" in s]
@@ -149,7 +159,10 @@ def test_sm90_plan_runs_every_step_on_the_gpu_with_fp8_wgmma_tactics():
     table = layers.get_engine_information()
     rows = [line for line in table.splitlines() if line.strip().startswith(("conv_", "matmul_"))]
     assert len(rows) == 3 and all(" fp8 " in row for row in rows), table
-    x = _input()  # the CPU executor runs the GPU plan's steps
+    if pool:
+        assert any(s["template"] == "pool" and s["params"]["in_dtypes"] == ["float8_e4m3fn"]
+                   for s in manifest["steps"])
+    x = _input(channels)  # the CPU executor runs the GPU plan's steps
     got = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
         .create_execution_context().execute({"x": x})["y"]
     assert _rel(got, _reference(model, x)) < 1e-6
@@ -169,13 +182,14 @@ def test_sm80_plans_run_fp8_models_dequantized():
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 @pytest.mark.cuda
-@pytest.mark.parametrize("fp16", [False, True])
-def test_fp8_model_on_the_gpu_matches_the_reference(fp16):
+@pytest.mark.parametrize("fp16, channels, pool", [(False, 16, False), (True, 16, False),
+                                                (False, 3, True)])
+def test_fp8_model_on_the_gpu_matches_the_reference(fp16, channels, pool):
     from ember.compiler.builder import detect_arch
 
-    model = _fp8_net()
+    model = _fp8_net(channels, pool=pool)
     manifest, sections = _build(model, detect_arch(), fp16)
-    x = _input()
+    x = _input(channels)
     got = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections)) \
         .create_execution_context().execute({"x": x})["y"]
     assert _rel(got, _reference(model, x)) < 2e-2
