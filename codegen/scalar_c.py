@@ -181,7 +181,7 @@ def is_float8(dtype: str) -> bool:
     return str(dtype) in FLOAT8_TYPES
 
 
-def _stored_in_float(name: str) -> bool:
+def stored_in_float(name: str) -> bool:
     """The halves and the float8 types: stored as structs, computed in float."""
     return name in HALF_TYPES or name in FLOAT8_TYPES
 
@@ -197,7 +197,7 @@ def storage_type(dtype: str) -> str:
 def compute_type(dtype: str) -> str:
     """The C type a kernel computes `dtype` values in: float for the halves and float8,
     `c_type` otherwise."""
-    return "float" if _stored_in_float(dtype_name(dtype)) else c_type(dtype)
+    return "float" if stored_in_float(dtype_name(dtype)) else c_type(dtype)
 
 
 def _primary(expr: str) -> str:
@@ -207,7 +207,7 @@ def _primary(expr: str) -> str:
 def load_float(expr: str, dtype: str) -> str:
     """`expr` (an element of `storage_type(dtype)`) as a `compute_type(dtype)` expression: exact
     (float) for the halves and float8, `expr` itself otherwise."""
-    return f"ember_load({expr})" if _stored_in_float(dtype_name(dtype)) else expr
+    return f"ember_load({expr})" if stored_in_float(dtype_name(dtype)) else expr
 
 
 def store_from_float(value: str, dtype: str) -> str:
@@ -223,7 +223,7 @@ def round_to(value: str, dtype: str) -> str:
     """`value` (float) rounded to the precision of `dtype`, still a float, for the halves (what
     storing and loading again gives); `value` itself otherwise."""
     name = dtype_name(dtype)
-    return f"{_ROUND[name]}({value})" if _stored_in_float(name) else value
+    return f"{_ROUND[name]}({value})" if stored_in_float(name) else value
 
 
 def half_prelude(text: str) -> str:

@@ -73,14 +73,20 @@ def _operands(region_op: Operation) -> list[SSAValue | None]:
     return [None, *region_op.inputs[own:]]
 
 
-def _scale_ok(value: SSAValue | None, store) -> bool:
-    """Whether `value` is a constant of positive floats within `SCALE_RANGE` (not a weight a
-    REFIT build may change)."""
+def _constant(value: SSAValue | None, store) -> np.ndarray | None:
+    """The constant `value` reads through views, or None (none, or a weight a REFIT build may
+    change)."""
     while value is not None and isinstance(value.owner, ViewOp):
         value = value.owner.input
     if value is None or store.refit is not None and isinstance(value.owner, WeightOp):
-        return False
-    array, _ = traced_value(value, store)
+        return None
+    return traced_value(value, store)[0]
+
+
+def _scale_ok(value: SSAValue | None, store) -> bool:
+    """Whether `value` is a constant of positive floats within `SCALE_RANGE` (not a weight a
+    REFIT build may change)."""
+    array = _constant(value, store)
     if array is None or array.dtype.kind != "f" or array.size == 0:
         return False
     array = np.asarray(array, np.float64)
@@ -133,9 +139,7 @@ def _clip_bounds(cast: ScalarOp, clip: ScalarOp, scale: SSAValue | None, store
                  ) -> tuple[float, float] | None:
     """`clip_bounds` of a region's cast, clip and scale operand (None where the scale has
     more than one value or the clip's bounds are not constants)."""
-    while scale is not None and isinstance(scale.owner, ViewOp):
-        scale = scale.owner.input
-    array = traced_value(scale, store)[0] if scale is not None else None
+    array = _constant(scale, store)
     lo, hi = (attribute_value(a) if a is not None else None for a in (clip.alpha, clip.beta))
     if array is None or array.size != 1 or not all(isinstance(v, float) for v in (lo, hi)):
         return None

@@ -520,7 +520,7 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         what += (f" over both inputs' channels (the shortcut's {cv.short_channels} through "
                  f"{'a strided im2col' if im2col else 'a third'} tensor map, strides "
                  f"{cv.short_strides})")
-    kind, _, _, sums = _BYTE_NAMES.get(dtype, ("", "", "", "FP32"))
+    kind, _, _, sums = gemm_mma.BYTE_NAMES.get(dtype, ("", "", "", "FP32"))
     text = source(_title(params, _Conv(params) if int8 else cv,
                          f"{dtype} -> {sums}" if int8 else dtype),
                   [f"tactic: {what} on {kind + ' ' if int8 else ''}tensor cores "
@@ -738,22 +738,6 @@ def _direct_packed(name: str, params: dict, cv: _Conv) -> KernelSpec:
     return KernelSpec(text, grid, block, 0)
 
 
-# 8-bit operand type -> its names in the kernels' comments:
-# (what the comments call them, the instructions' type, a K pair's unit, the sums' type)
-_BYTE_NAMES = {gemm_mma.INT8: ("INT8", "s8", "int8", "int32"),
-               gemm_mma.E4M3: ("FP8", "e4m3", "e4m3", "float32")}
-
-
-def _bytes(params: dict) -> str | None:
-    """The 8-bit operand type of a conv on 8-bit tensor cores: "int8" (int8 input and weight
-    summed into int32: fold-qdq's, ONNX ConvInteger without zero points) or E4M3 (summed into
-    float32: fold-qdq's FP8 convs); else None."""
-    for dtype, sums in ((gemm_mma.INT8, "int32"), (gemm_mma.E4M3, "float32")):
-        if params["in_dtypes"][:2] == [dtype, dtype] and params["out_dtypes"][0] == sums:
-            return dtype
-    return None
-
-
 def _byte_conv(params: dict) -> _Conv:
     """An 8-bit conv's sizes with its channels counted in byte pairs (16-bit units), as the
     tensor-core loop reads them: NHWC input, OHWI weight, channels (per group) % 16 == 0; else
@@ -761,9 +745,9 @@ def _byte_conv(params: dict) -> _Conv:
     cv = _Conv(params)
     if not cv.nhwc or cv.cg % 16 or cv.channels % 16 or cv.has_bias:
         raise UnsupportedError(
-            f"CUDA conv: {_bytes(params)} operands need NHWC, channels per group in multiples "
-            f"of 16 and no bias (layout {params.get('layout', 'NCHW')}, {cv.cg} channels per "
-            "group)")
+            f"CUDA conv: {gemm_mma.byte_operands(params)} operands need NHWC, channels per "
+            f"group in multiples of 16 and no bias (layout {params.get('layout', 'NCHW')}, "
+            f"{cv.cg} channels per group)")
     x_shape, w_shape = (list(s) for s in params["in_shapes"][:2])
     pairs = dict(params, in_shapes=[[*x_shape[:-1], x_shape[-1] // 2],
                                     [*w_shape[:-1], w_shape[-1] // 2]])
@@ -795,7 +779,7 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     staged = gemm_epilogue.byte_row_store(params, n_size, [cv.cout, cv.mg], index, column,
                                           tile.shared_bytes() - (1024 if wgmma else 0),
                                           tile.bm, tile.bn, gemm_mma.staged_sums(dtype))
-    kind, ptx, unit, sums = _BYTE_NAMES[dtype]
+    kind, ptx, unit, sums = gemm_mma.BYTE_NAMES[dtype]
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",
@@ -847,7 +831,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     the multiprocessors the cost models fill."""
     if params.get("shortcut") is not None:
         return _shortcut_tactics(params, _Conv(params), arch, sms)
-    if _bytes(params):
+    narrow = gemm_mma.byte_operands(params)
+    if narrow:
         try:
             cv = _byte_conv(params)
         except UnsupportedError:
@@ -855,9 +840,9 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.byte_candidates(_bytes(params), hopper, gemm_mma.candidates(
+        return gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
             *sizes, split_k=False, sms=sms,
-            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, _bytes(params)),
+            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, narrow),
             tma=hopper and _tma_operands(cv) is not None))
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
@@ -907,8 +892,9 @@ def emit(name: str, params: dict) -> KernelSpec:
                 f"BF16 in NHWC; this one has tactic {params.get('tactic')}, types "
                 f"{sorted(set(params['in_dtypes']))}, layout {params.get('layout', 'NCHW')}")
         return _gemm_tma(name, params, _Conv(params), dtype)
-    if _bytes(params):
-        return _gemm_bytes(name, params, _bytes(params))
+    narrow = gemm_mma.byte_operands(params)
+    if narrow:
+        return _gemm_bytes(name, params, narrow)
     wgmma = "wgmma" in (params.get("tactic") or {})
     if (_tensor_core(params) or wgmma and dtype == "float32") and _Conv(params).mg >= DIRECT_BELOW:
         return _gemm_mma(name, params, _Conv(params), dtype)

@@ -20,6 +20,7 @@ from ember.codegen.scalar_c import (
     scalar_expr,
     storage_type,
     store_from_float,
+    stored_in_float,
 )
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
@@ -155,7 +156,7 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     if is_float8(stored) and ops and ops[-1]["dtype"] == stored and epilogue["result"] == \
             len(ops) + len(epilogue["in_shapes"]):
         lines.append(f"{indent}{target} = {last};")  # its last op rounded it to E4M3 already
-    elif is_half(stored) or is_float8(stored):
+    elif stored_in_float(stored):
         lines.append(f"{indent}{target} = {round_to(last, stored)};")
     else:
         lines.append(f"{indent}{target} = ({c_type(stored)}){last};")

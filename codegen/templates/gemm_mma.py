@@ -205,7 +205,19 @@ __device__ __forceinline__ void ldsm_x4_trans(unsigned* r, const void* p) {
 INT8 = "int8"
 E4M3 = "float8_e4m3fn"  # FP8 operands: read as byte pairs like int8, summed in float32
 BYTE_OPERANDS = (INT8, E4M3)  # 8-bit operands: K-major, K counted in pairs, m16n8k32
-_BYTE_PTX = {INT8: "s8", E4M3: "e4m3"}
+# each one's (name in the kernels' comments, the instructions' type, a K pair's unit, the dtype
+# of its sums)
+BYTE_NAMES = {INT8: ("INT8", "s8", "int8", "int32"), E4M3: ("FP8", "e4m3", "e4m3", "float32")}
+
+
+def byte_operands(params: dict) -> str | None:
+    """The 8-bit operand type of a conv / matmul step on 8-bit tensor cores: "int8" (int8 input
+    and weight summed into int32: fold-qdq's, ONNX ConvInteger / MatMulInteger without zero
+    points) or E4M3 (summed into float32: fold-qdq's FP8 convs and matmuls); else None."""
+    for dtype, (*_, sums) in BYTE_NAMES.items():
+        if params["in_dtypes"][:2] == [dtype, dtype] and params["out_dtypes"][0] == sums:
+            return dtype
+    return None
 
 
 def byte_candidates(dtype: str, hopper: bool, found: list[dict]) -> list[dict]:
@@ -225,12 +237,12 @@ def sums_type(dtype: str) -> str:
 def staged_sums(dtype: str) -> str:
     """The dtype a staged epilogue (`gemm_epilogue.byte_row_store`) keeps 8-bit operands' sums
     in: int32 for INT8, float32 for E4M3."""
-    return "int32" if dtype == INT8 else "float32"
+    return BYTE_NAMES[dtype][3]
 
 
 def mma_name(dtype: str) -> str:
     """The `helpers` function one MMA of `dtype` operands calls."""
-    return f"mma_16832_{_BYTE_PTX[dtype]}" if dtype in BYTE_OPERANDS else "mma_16816"
+    return f"mma_16832_{BYTE_NAMES[dtype][1]}" if dtype in BYTE_OPERANDS else "mma_16816"
 
 
 def helpers(dtype: str) -> str:

@@ -5,12 +5,13 @@ float64 text unchanged otherwise."""
 
 from __future__ import annotations
 
-from ember.codegen.scalar_c import c_literal, c_type, is_float8, is_half, store_from_float
-
-
-def _in_float(dtype: str) -> bool:
-    """The halves and E4M3: stored as structs, computed in float."""
-    return is_half(dtype) or is_float8(dtype)
+from ember.codegen.scalar_c import (
+    c_literal,
+    c_type,
+    is_half,
+    store_from_float,
+    stored_in_float,
+)
 
 
 def is_float(dtype: str) -> bool:
@@ -21,21 +22,21 @@ def is_float(dtype: str) -> bool:
 def stored(value: str, dtype: str) -> str:
     """What to assign to a `dtype` element from computed `value`: converted (round to nearest
     even) for a half or E4M3, `value` itself otherwise (C converts on assignment)."""
-    return store_from_float(value, dtype) if _in_float(dtype) else value
+    return store_from_float(value, dtype) if stored_in_float(dtype) else value
 
 
 def cast_to(value: str, dtype: str) -> str:
     """Computed `value` as a stored `dtype` element: converted for a half or E4M3, `(T)value`
     otherwise (parenthesize `value` unless it is one term)."""
-    return store_from_float(value, dtype) if _in_float(dtype) else f"({c_type(dtype)}){value}"
+    return store_from_float(value, dtype) if stored_in_float(dtype) else f"({c_type(dtype)}){value}"
 
 
 def compute_literal(value: float, dtype: str) -> str:
     """A literal of `value` in the type `dtype` is computed in (float for a half, not rounded to
     the half: the reference computes with it in float64)."""
-    return c_literal(value, "float32" if _in_float(dtype) else dtype)
+    return c_literal(value, "float32" if stored_in_float(dtype) else dtype)
 
 
 def zero(dtype: str) -> str:
     """A stored zero of `dtype` (`({T})0`, or the half's or E4M3's zero bits)."""
-    return store_from_float("0.0f", dtype) if _in_float(dtype) else f"({c_type(dtype)})0"
+    return store_from_float("0.0f", dtype) if stored_in_float(dtype) else f"({c_type(dtype)})0"

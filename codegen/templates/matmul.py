@@ -52,20 +52,6 @@ def _geometry(params: dict) -> tuple:
     return m, n, k, a_shape, b_shape, ta, tb, batch
 
 
-# 8-bit operand type -> (what the comments call them, the instructions' type, the sums' type)
-_BYTE_NAMES = {gemm_mma.INT8: ("INT8", "s8", "int32"), gemm_mma.E4M3: ("FP8", "e4m3", "float32")}
-
-
-def _bytes(params: dict) -> str | None:
-    """The 8-bit operand type of a matmul on 8-bit tensor cores: "int8" (int8 x int8 -> int32:
-    fold-qdq's, ONNX MatMulInteger's without zero points) or E4M3 (-> float32: fold-qdq's FP8
-    matmuls); else None."""
-    for dtype, (*_, sums) in _BYTE_NAMES.items():
-        if params["in_dtypes"][:2] == [dtype, dtype] and params["out_dtypes"][0] == sums:
-            return dtype
-    return None
-
-
 def _byte_geometry(params: dict) -> tuple:
     """An 8-bit matmul's geometry with K counted in byte pairs (16-bit units): the tensor-core
     loop reads both operands K-major, 16 bytes at a time; else UnsupportedError."""
@@ -139,14 +125,15 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     multiprocessors the cost models fill."""
     m, n, k, *_, batch = _geometry(params)
     dtype = params["out_dtypes"][0]
-    if _bytes(params):
+    narrow = gemm_mma.byte_operands(params)
+    if narrow:
         m, n, pairs, *_, batch = _byte_geometry(params)
         a_op, b_op = _byte_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.byte_candidates(_bytes(params), hopper, gemm_mma.candidates(
+        return gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
             *sizes, split_k=False, sms=sms,
-            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, _bytes(params)),
+            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, narrow),
             tma=hopper and _tma_operands(params, pairs=True) is not None))
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
@@ -249,8 +236,8 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
 def _emit_tma(name: str, params: dict) -> KernelSpec:
     """FP16/BF16 or INT8 (as 16-bit pairs) operands on wgmma, fed by the copy engine through
     tensor maps (`gemm_tma`): the tactic names it."""
-    int8 = _bytes(params) is not None  # 8-bit operands, int8 or E4M3
-    dtype = _bytes(params) or params["out_dtypes"][0]
+    narrow = gemm_mma.byte_operands(params)  # 8-bit operands, int8 or E4M3
+    int8, dtype = narrow is not None, narrow or params["out_dtypes"][0]
     if dtype == "float32":
         raise ValueError("a TMA tactic takes FP16/BF16 or INT8 operands, not FP32 (TF32)")
     gemm = gemm_tma.tma_for(params["tactic"])
@@ -285,7 +272,7 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
                     launch_bounds=(tile.threads, tile.resident), halves=True,
                     tensor_maps=gemm_tma.parameters())
-    kind, _, sums = _BYTE_NAMES.get(dtype, (dtype, "", "FP32"))
+    kind, _, _, sums = gemm_mma.BYTE_NAMES.get(dtype, (dtype, "", "", "FP32"))
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
                   + (f"{dtype} -> {sums}" if int8 else dtype),
                   [f"tactic: {kind} tensor cores, {gemm}, "
@@ -305,8 +292,8 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     """8-bit tensor cores: mma.sync m16n8k32 s8 x s8 -> s32 (exact sums) or e4m3 x e4m3 -> f32
     (or wgmma's k32 forms); the epilogue (the dequantizing multiply, bias, activation:
     fold-qdq's, fused) applied to each sum."""
-    dtype = _bytes(params)
-    kind, ptx, sums = _BYTE_NAMES[dtype]
+    dtype = gemm_mma.byte_operands(params)
+    kind, ptx, _, sums = gemm_mma.BYTE_NAMES[dtype]
     m, n, pairs, a_shape, b_shape, batch = _byte_geometry(params)
     if gemm_tma.is_tma(params.get("tactic")):
         return _emit_tma(name, params)
@@ -360,7 +347,7 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
-    if _bytes(params):
+    if gemm_mma.byte_operands(params):
         return _emit_bytes(name, params)
     if _tensor_core(params) or dtype == "float32" and "wgmma" in (params.get("tactic") or {}):
         return _emit_mma(name, params)

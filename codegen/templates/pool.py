@@ -12,10 +12,9 @@ from __future__ import annotations
 from ember.codegen.scalar_c import (
     c_literal,
     c_type,
-    is_float8,
-    is_half,
     load_float,
     storage_type,
+    stored_in_float,
 )
 from ember.codegen.templates import (
     KernelSpec,
@@ -66,7 +65,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     first = 1 if nhwc else 2
     n = prod(out_shape)
     itype = index_type(n, prod(x_shape))
-    half = is_half(dtype) or is_float8(dtype)  # stored as a struct, computed in float
+    half = stored_in_float(dtype)  # the halves and E4M3: structs, computed in float
     t = storage_type(dtype) if half else c_type(dtype)
     acc_t = ("float" if half else t) if fn == "max" else ("double" if dtype == "float64"
                                                            else "float")
