@@ -61,8 +61,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|tactics) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools tactics)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics)"
        exit 2 ;;
   esac
 done
