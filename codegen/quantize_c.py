@@ -43,6 +43,7 @@ column scales) takes the same form with its `__frcp_rn` computed per element.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from ember.codegen.scalar_c import c_literal, load_float
@@ -64,13 +65,18 @@ FP16_SIZE = (2.0 ** -24, 65504.0)
 # wherever `ember_div_near` takes it (margins of 2**5 on each side of the exact bounds)
 SAFE_DIVISOR = (2.0 ** -90, 2.0 ** 120)
 HOISTED = "  // once per thread"  # the mark of a line `templates.source` moves to the top
+ROUNDS = ("rint_clipped", "rint_unsigned")  # the forms of a round (its clip first)
 
 
 def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     """{op position: (form, value, bounds)} for the ops of `region` (over values of `dtypes`,
     the region's arguments first) that print in a cheaper exact form: "rint_clipped" (`value`
-    clipped to `bounds`, then rounded: a round, its clip's bounds), "copy" (`value` itself),
-    "to_int" (a cast of `value`, an integral float32 within `bounds`), "unsigned_zero" (`value`,
+    clipped to `bounds`, then rounded: a round, its clip's bounds; "rint_unsigned" where only
+    casts to integers read it, `_unsigned_rounds`), "copy" (`value` itself: a round's clip, a
+    clip of an integral float that clips nothing, a cast back from "rint_unsigned"),
+    "to_int" (a cast of `value`, an integral float32 within `bounds`), "rounded_to_int" (a
+    cast to an integer of `value` rounded to `bounds`, and "rint_unsigned" for a ReLU of such a
+    round: `_fold_rounds`), "unsigned_zero" (`value`,
     an integral float32, with a zero made +0: its cast to an integer and back) and "from_int"
     (a cast of `value`, an 8- or 16-bit integer, to float32)."""
     ops = region["ops"]
@@ -81,15 +87,14 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     out: dict[int, Rewrite] = {}
     for i, op in enumerate(ops):
         value, fn, args = first + i, op["fn"], op["args"]
-        if fn == "clip" and op["dtype"] == "float32" and _integral_bounds(op):
-            arg = args[0]
-            producer = arg - first
-            if producer >= 0 and ops[producer]["fn"] == "round" and \
-                    ops[producer]["dtype"] == "float32":
-                bounds = integral[value] = (op["alpha"], op["beta"])
-                if uses[arg] == 1:
-                    out[producer] = ("rint_clipped", ops[producer]["args"][0], bounds)
-                    out[i] = ("copy", arg, bounds)
+        producer = args[0] - first if args else -1
+        if fn == "clip" and op["dtype"] == "float32" and _integral_bounds(op) and \
+                producer >= 0 and ops[producer]["fn"] == "round" and \
+                ops[producer]["dtype"] == "float32":
+            bounds = integral[value] = (op["alpha"], op["beta"])
+            if uses[args[0]] == 1:
+                out[producer] = ("rint_clipped", ops[producer]["args"][0], bounds)
+                out[i] = ("copy", args[0], bounds)
         elif fn == "cast" and op["dtype"] in _INT_RANGES and args[0] in integral:
             lo, hi = integral[args[0]]
             low, high = _INT_RANGES[op["dtype"]]
@@ -102,7 +107,68 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
         elif fn == "cast" and op["dtype"] == "float32" and dtype_of[args[0]] in _SMALL_INTS:
             integral[value] = _INT_RANGES[dtype_of[args[0]]]
             out[i] = ("from_int", args[0], integral[value])
+        elif fn == "relu" and op["dtype"] == "float32" and args[0] in integral:
+            lo, hi = integral[args[0]]
+            integral[value] = (max(lo, 0.0), max(hi, 0.0))
+        elif fn == "clip" and op["dtype"] == "float32" and args[0] in integral \
+                and _integral_bounds(op):
+            lo, hi = integral[args[0]]
+            if op["alpha"] <= lo and hi <= op["beta"]:  # it clips nothing
+                integral[value] = (lo, hi)
+                out[i] = ("copy", args[0], (lo, hi))
+            elif max(lo, op["alpha"]) <= min(hi, op["beta"]):
+                integral[value] = (max(lo, op["alpha"]), min(hi, op["beta"]))
+    _unsigned_rounds(ops, first, uses, out)
+    _fold_rounds(ops, first, out)
     return out
+
+
+def _fold_rounds(ops: Sequence[dict], first: int, out: dict[int, Rewrite]) -> None:
+    """Where a value is an unsigned round of `x` to [lo, hi] (through copies): a ReLU of it is
+    that round of `x` to [max(lo, 0), hi] (a clip in place of the ReLU after the round; the
+    first round is then often unused), a clip to integers that round of `x` to the bounds'
+    intersection, and a cast of it to an integer takes the bits of the
+    clipped `x` plus 1.5 * 2**23 (the sum the round computed) without subtracting and adding
+    that back ("rounded_to_int")."""
+    rounded: dict[int, tuple[int, tuple[float, float]]] = {}  # value -> (x, (lo, hi))
+    for j, op in enumerate(ops):
+        value, form = first + j, out.get(j)
+        if form is not None and form[0] == "rint_unsigned":
+            rounded[value] = (form[1], form[2])
+        elif form is not None and form[0] == "copy" and form[1] in rounded:
+            rounded[value] = rounded[form[1]]
+        elif form is not None and form[0] == "to_int" and form[1] in rounded:
+            x, bounds = rounded[form[1]]
+            out[j] = ("rounded_to_int", x, bounds)
+        elif form is None and op["dtype"] == "float32" and op["args"][:1] and \
+                op["args"][0] in rounded and (op["fn"] == "relu" or op["fn"] == "clip"
+                                              and _integral_bounds(op)):
+            x, (lo, hi) = rounded[op["args"][0]]
+            low, high = (0.0, math.inf) if op["fn"] == "relu" else (op["alpha"], op["beta"])
+            if max(lo, low) <= min(hi, high):
+                out[j] = ("rint_unsigned", x, (max(lo, low), min(hi, high)))
+                rounded[value] = (x, out[j][2])
+
+
+def _unsigned_rounds(ops: Sequence[dict], first: int, uses: Sequence[int],
+                     out: dict[int, Rewrite]) -> None:
+    """Where every use of a "rint_clipped" round's clip is a "to_int" cast, the zero's sign
+    is nobody's business: the round prints as "rint_unsigned" (no copysign: a zero comes out
+    +0, as through the integer) and the casts back to float that read it ("unsigned_zero") as
+    copies."""
+    for p, (form, _, _) in list(out.items()):
+        if form != "rint_clipped":
+            continue
+        clip = next(j for j, (f, v, _) in out.items()
+                    if f == "copy" and v == first + p and ops[j]["fn"] == "clip")
+        users = [j for j, op in enumerate(ops) if first + clip in op["args"]]
+        if len(users) != uses[first + clip] or \
+                any(out.get(j, ("",))[0] != "to_int" for j in users):
+            continue
+        out[p] = ("rint_unsigned",) + out[p][1:]
+        for j, (f, v, b) in list(out.items()):
+            if f == "unsigned_zero" and v == first + clip:
+                out[j] = ("copy", v, b)
 
 
 def _types_and_uses(region: dict, dtypes: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -126,10 +192,14 @@ def expression(form: str, value: int, bounds: tuple[float, float], prefix: str,
         return x
     if form == "unsigned_zero":
         return f"__fadd_rn({x}, 0.0f)"
-    if form == "rint_clipped":
-        return rint_clipped(x, c_literal(bounds[0], "float32"), c_literal(bounds[1], "float32"))
+    if form in ROUNDS:
+        return rint_clipped(x, c_literal(bounds[0], "float32"), c_literal(bounds[1], "float32"),
+                            signed=form == "rint_clipped")
     if form == "to_int":
         return to_int(x, c_type)
+    if form == "rounded_to_int":
+        lo, hi = (c_literal(b, "float32") for b in bounds)
+        return f"({c_type})(__float_as_int(ember_rint_magic({x}, {lo}, {hi})) - {MAGIC_BITS})"
     if form == "from_int":
         return f"__fsub_rn(__int_as_float({MAGIC_BITS} + (int)({x})), {MAGIC})"
     raise ValueError(f"quantize_c: unknown form {form!r}")
@@ -141,6 +211,15 @@ PRELUDE = """\
 __device__ __forceinline__ float ember_rint_clipped(float x, float lo, float hi) {
     const float c = fminf(fmaxf(x, lo), hi);
     return copysignf(__fsub_rn(__fadd_rn(c, 12582912.0f), 12582912.0f), c);
+}
+// x clipped to [lo, hi] plus 1.5 * 2^23: the rounded integer's bits plus 0x4B400000
+__device__ __forceinline__ float ember_rint_magic(float x, float lo, float hi) {
+    return __fadd_rn(fminf(fmaxf(x, lo), hi), 12582912.0f);
+}
+// ember_rint_clipped with a zero's sign dropped (+0 for -0.3, as rintf's value cast to an
+// integer and back): for casts to integers
+__device__ __forceinline__ float ember_rint_unsigned(float x, float lo, float hi) {
+    return __fsub_rn(ember_rint_magic(x, lo, hi), 12582912.0f);
 }
 // x / s rounded to nearest (IEEE) from y = __frcp_rn(s): one Markstein correction of x * y
 __device__ __forceinline__ float ember_div_by(float x, float s, float y) {
@@ -160,18 +239,24 @@ __device__ __forceinline__ float ember_div_near(float x, float s, float y) {
     const float r = __fmaf_rn(__fmaf_rn(-q, s, x), y, q);
     return fabsf(x) >= 0x1p-96f && aq >= 0x1p-100f && aq <= 0x1p125f ? r : q;
 }
+// the same where the quotient is only rounded to an integer and |x| / |s| <= 2^124 (see
+// quantize_c.unguarded): Markstein's step, unguarded
+__device__ __forceinline__ float ember_div_round(float x, float s, float y) {
+    const float q = __fmul_rn(x, y);
+    return __fmaf_rn(__fmaf_rn(-q, s, x), y, q);
+}
 """
 
 
-def div_by(x: str, s: str, y: str | None, near: bool = False) -> str:
+def div_by(x: str, s: str, y: str | None, near: bool = False, rounded: bool = False) -> str:
     """C: float32 `x / s` whose reciprocal `__frcp_rn(s)` is `y` (`PRELUDE`); `near`: the
-    branch-free form where `divisions` allows it; `y` None: a divisor that varies by element,
-    which `divisions` allowed (its reciprocal computed here: `__frcp_rn`, whose slow path keeps
-    a branch; an approximate reciprocal with one Newton step would not, but is not proven to
-    round as `__frcp_rn` does for every divisor)."""
-    if y is None:
-        return f"ember_div_near({x}, {s}, __frcp_rn({s}))"
-    return f"ember_div_{'near' if near else 'by'}({x}, {s}, {y})"
+    branch-free form where `divisions` allows it, `rounded` too: Markstein's step alone, where
+    `unguarded` allows it; `y` None: a divisor that varies by element, which `divisions`
+    allowed (its reciprocal computed here: `__frcp_rn`, whose slow path keeps a branch; an
+    approximate reciprocal with one Newton step would not, but is not proven to round as
+    `__frcp_rn` does for every divisor)."""
+    form = "round" if near and rounded else "near" if near or y is None else "by"
+    return f"ember_div_{form}({x}, {s}, {y or f'__frcp_rn({s})'})"
 
 
 def reciprocal(pointer: str, dtype: str = "float32") -> tuple[str, str]:
@@ -186,7 +271,8 @@ def reciprocal(pointer: str, dtype: str = "float32") -> tuple[str, str]:
 def prelude(text: str) -> str:
     """PRELUDE where kernel text `text` calls its functions, else ""."""
     return PRELUDE if any(f"{fn}(" in text for fn in (
-        "ember_div_by", "ember_div_near", "ember_rint_clipped")) else ""
+        "ember_div_by", "ember_div_near", "ember_div_round", "ember_rint_clipped",
+        "ember_rint_unsigned", "ember_rint_magic")) else ""
 
 
 def hoist(body: Sequence[str]) -> list[str]:
@@ -214,7 +300,7 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
               for k, (a, b) in (region.get("constant_ranges") or {}).items()}
     ops, first = region["ops"], len(dtypes)
     dtype_of, uses = _types_and_uses(region, dtypes)
-    rounded = {form[1] for form in cheaper.values() if form[0] == "rint_clipped"}
+    rounded = {form[1] for form in cheaper.values() if form[0] in ROUNDS}
     # value -> (a, b): every element is 0, not finite (inf, NaN: x * y is x / s there too) or
     # of a magnitude within [a, b]
     size = {v: FP16_SIZE for v, t in enumerate(dtype_of) if t == "float16"}
@@ -250,10 +336,83 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     return out
 
 
-def rint_clipped(x: str, lo: str, hi: str) -> str:
+def unguarded(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite],
+              near: set[int]) -> set[int]:
+    """The positions among `near` (`divisions`) whose quotient is only rounded to an integer
+    (a quantize: `cheaper` clips it first) and whose dividend is finite with |x| / min|s| <=
+    2**124 (`magnitudes`): `ember_div_round`, Markstein's step without `ember_div_near`'s
+    guards. Where they would take x * y instead (a dividend below 2**-96, a quotient below
+    2**-100), x / s is below 2**-6 and so is the step's result (|x * y| plus a correction of
+    at most |x * y| again, the rest below 2**-120): both round to a zero; the guard against
+    a huge, infinite or NaN quotient is what the bound makes needless."""
+    ranges = {int(k): (float(a), float(b))
+              for k, (a, b) in (region.get("constant_ranges") or {}).items()}
+    rounded = {form[1] for form in cheaper.values() if form[0] in ROUNDS}
+    first = len(dtypes)
+    _, uses = _types_and_uses(region, dtypes)
+    size = magnitudes(region, dtypes, cheaper)
+    out = set()
+    for i in near:
+        op = region["ops"][i]
+        x, s = op["args"]
+        if first + i in rounded and uses[first + i] == 1 and s in ranges and \
+                ranges[s][0] > 0 and size.get(x, math.inf) / ranges[s][0] <= 2.0 ** 124:
+            out.add(i)
+    return out
+
+
+def magnitudes(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite]
+               ) -> dict[int, float]:
+    """{value: a finite bound on |every element|} of the float32 values of `region` over
+    `dtypes` that have one: integers cast to float32, constants of the build
+    (`constant_ranges`), the integral floats of `cheaper`, and sums, differences, products
+    and quotients by constants of those (each widened by 2**-22 for its rounding), ReLUs,
+    negations, absolute values and clips of them, and any clip to finite bounds (CUDA's
+    fminf/fmaxf take a NaN to a bound)."""
+    widen = 1 + 2.0 ** -22
+    ranges = {int(k): (float(lo), float(hi))
+              for k, (lo, hi) in (region.get("constant_ranges") or {}).items()}
+    size = {k: hi for k, (_, hi) in ranges.items()}
+    size.update({k: _int_size(t) for k, t in enumerate(dtypes) if t in _INT_RANGES})
+    first = len(dtypes)
+    dtype_of = list(dtypes) + [op["dtype"] for op in region["ops"]]
+    for i, op in enumerate(region["ops"]):
+        value, fn, args = first + i, op["fn"], op["args"]
+        known = [size[a] for a in args if a in size]
+        bound = None
+        if i in cheaper:
+            bound = max(abs(v) for v in cheaper[i][2])
+        elif op["dtype"] in _INT_RANGES:
+            bound = _int_size(op["dtype"])
+        elif op["dtype"] != "float32":
+            continue
+        elif fn == "clip" and all(math.isfinite(op.get(k) if op.get(k) is not None
+                                                else math.inf) for k in ("alpha", "beta")):
+            bound = min([max(abs(op["alpha"]), abs(op["beta"])), *known])
+        elif len(known) != len(args):
+            continue
+        elif fn in ("relu", "neg", "abs", "clip") or fn == "cast" and \
+                dtype_of[args[0]] in ("float32", *_INT_RANGES):
+            bound = known[0]
+        elif fn in ("add", "sub"):
+            bound = (known[0] + known[1]) * widen
+        elif fn == "mul":
+            bound = known[0] * known[1] * widen
+        elif fn == "div" and ranges.get(args[1], (0.0, 0.0))[0] > 0:
+            bound = known[0] / ranges[args[1]][0] * widen
+        if bound is not None and math.isfinite(bound):
+            size[value] = bound
+    return {v: b for v, b in size.items() if math.isfinite(b)}
+
+
+def _int_size(dtype: str) -> float:
+    return float(max(abs(v) for v in _INT_RANGES[dtype]))
+
+
+def rint_clipped(x: str, lo: str, hi: str, signed: bool = True) -> str:
     """C: `x` clipped to [lo, hi] (integers within 2**22) and rounded to nearest even
-    (`PRELUDE`)."""
-    return f"ember_rint_clipped({x}, {lo}, {hi})"
+    (`PRELUDE`); not `signed`: a zero comes out +0 whatever its sign."""
+    return f"ember_rint_{'clipped' if signed else 'unsigned'}({x}, {lo}, {hi})"
 
 
 def to_int(x: str, c_type: str) -> str:

@@ -98,6 +98,7 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
     dtypes, lines, uniform = list(dtypes), [], uniform or {}
     cheaper = quantize_c.rewrites(region, dtypes)
     near = quantize_c.divisions(region, dtypes, cheaper)
+    bare = quantize_c.unguarded(region, dtypes, cheaper, near)
     for i, op in enumerate(region["ops"]):
         args = [f"{prefix}{a}" for a in op["args"]]
         if i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
@@ -107,9 +108,11 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
             divisor = op["args"][1]
             rcp, line = quantize_c.reciprocal(uniform[divisor], dtypes[divisor])
             lines.append(line)
-            expr = round_to(quantize_c.div_by(*args, rcp, near=i in near), op["dtype"])
+            expr = round_to(quantize_c.div_by(*args, rcp, near=i in near, rounded=i in bare),
+                            op["dtype"])
         elif i in near:  # by a constant that varies by element: a merged GEMM's column scales
-            expr = round_to(quantize_c.div_by(*args, None), op["dtype"])
+            expr = round_to(quantize_c.div_by(*args, None, near=True, rounded=i in bare),
+                            op["dtype"])
         else:
             expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
                                op.get("alpha"), op.get("beta"))

@@ -163,8 +163,10 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     the epilogue and stores them."""
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
-    loads, loaded = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ", "[u]")
+    loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ",
+                                         "[u]")
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+        *spans,
         f"            pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
         *_epilogue_loop(st.params, st.dtype, "h", loaded, "            "),
         f"            {store16('&out0[oi]', 'h.v')}"])
@@ -178,9 +180,10 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     16 bytes at once; those broadcast along all but the innermost dim, by `column`."""
     if params.get("epilogue") is None:
         return []
-    loads, loaded = _chunk_inputs(params, dtype, column, indent)
+    loads, loaded, spans = _chunk_inputs(params, dtype, column, indent)
     declared = [f"{indent}pack16 {name};" for name in loads]
-    return [*declared, *loads.values(), *_epilogue_loop(params, dtype, values, loaded, indent)]
+    return [*declared, *loads.values(), *spans,
+            *_epilogue_loop(params, dtype, values, loaded, indent)]
 
 
 def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str],
@@ -196,21 +199,25 @@ def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str]
 
 
 def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str = ""
-                  ) -> tuple[dict[str, str], dict[int, str]]:
+                  ) -> tuple[dict[str, str], dict[int, str], list[str]]:
     """The epilogue's extra inputs a 16-byte chunk of outputs at `oi` (innermost coordinate
-    from `column`) reads without index arithmetic: the 16-byte loads of those of the output's
-    shape and element size (an int8 residual of an int8 output), as {pack16 variable: line
-    loading it into `variable{slot}`}, and the expression of each of those and of the ones
-    broadcast along all but the innermost dim at chunk element `e` (input k -> expression);
-    the others `epilogue_lines` reads itself."""
+    from `column`, a multiple of the chunk) reads without index arithmetic: the 16-byte loads
+    of those of the output's shape and element size (an int8 residual of an int8 output), as
+    {pack16 variable: line loading it into `variable{slot}`}; the expression of each of those
+    and of the ones broadcast along all but the innermost dim at chunk element `e` (input k ->
+    expression); and lines (at `indent`) that read the chunk's span of each broadcast one in
+    16-byte loads where that span is whole 16-byte words (an INT8 conv's per-channel scales
+    and bias: 4 loads of 16 bytes for 16 outputs, not 16 of 4). The others `epilogue_lines`
+    reads itself."""
     epilogue = params.get("epilogue")
     if epilogue is None:
-        return {}, {}
+        return {}, {}, []
     t = storage_type(dtype)
     out_shape = list(params["out_shapes"][0])
     first = len(params["in_shapes"])
     loads: dict[str, str] = {}
     loaded: dict[int, str] = {}
+    spans: list[str] = []
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
         if list(shape) == out_shape and storage_type(dt) == t:
@@ -218,8 +225,17 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
                               f"in{first + k}[oi]);")
             loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
         elif _innermost_only(list(shape), out_shape):  # per channel / column
-            loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
-    return loads, loaded
+            words, rest = divmod(chunk(dtype) * _SIZES.get(dt, 0), VECTOR_BYTES)
+            if rest or not words:
+                loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
+                continue
+            spans += [f"{indent}union {{ uint4 v[{words}]; {storage_type(dt)} "
+                      f"e[{chunk(dtype)}]; }} pc{k};",
+                      f"{indent}#pragma unroll",
+                      f"{indent}for (int w = 0; w < {words}; ++w) pc{k}.v[w] = "
+                      f"__ldg((const uint4*)&in{first + k}[{column}] + w);"]
+            loaded[k] = load_float(f"pc{k}.e[e]", dt)
+    return loads, loaded, spans
 
 
 # chunks a thread drains at once: its 16-byte loads of extra inputs for all of them are issued
@@ -282,9 +298,11 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
     `int32_store` puts each one through it) into one 16-byte store of int8 results."""
     params, size, sums = st.params, chunk(st.dtype), c_type(str(st.staged))
     ind = "                "
-    loads, loaded = _chunk_inputs(params, st.dtype, st.column("n"), "            ", "[u]")
+    loads, loaded, spans = _chunk_inputs(params, st.dtype, st.column("n"), "            ",
+                                         "[u]")
     across = _across_rows(bm, bn // size)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+        *spans,
         f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
         f"            union {{ int4 v[{size // 4}]; {sums} e[{size}]; }} s_;",
         "            #pragma unroll",

@@ -95,7 +95,9 @@ def test_the_fake_quantize_prints_without_conversions():
     body = spec.source.split("void fq", 1)[1]
     assert "rintf" not in body and "(signed char)(v" not in body and " / " not in body
     assert "ember_div_by(v0, v1, ember_rcp_in1)" in body
-    assert "ember_rint_clipped(v2, -128.0f, 127.0f)" in body
+    # only the cast to int8 reads the round: the zero's sign is dropped (+0, as through int8)
+    assert "ember_rint_unsigned(v2, -128.0f, 127.0f)" in body
+    assert "const float v6 = v4;  // cast" in body
     # the scale's reciprocal is computed once per thread, before the loop
     top = body.split("{", 1)[1].lstrip().splitlines()[0]
     assert top == "const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread"
@@ -104,6 +106,11 @@ def test_the_fake_quantize_prints_without_conversions():
 
 def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bounds():
     forms = quantize_c.rewrites(FAKE_QUANT, ["float32", "float32"])
+    assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_unsigned", 2: "copy",
+                                                        3: "rounded_to_int", 4: "copy"}
+    # the clip is the region's result too: the round keeps the zero's sign, the cast back
+    # makes it +0
+    forms = quantize_c.rewrites({**FAKE_QUANT, "result": 4}, ["float32", "float32"])
     assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_clipped", 2: "copy",
                                                         3: "to_int", 4: "unsigned_zero"}
     # the rounded value has a second user (an add): the round keeps rintf
@@ -121,6 +128,22 @@ def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bou
     forms = quantize_c.rewrites(narrow, ["float32"] * 2)
     assert {i: f for i, (f, _, _) in forms.items()} == {1: "rint_clipped", 2: "copy",
                                                         4: "from_int"}
+    # the ReLU of the rounded value rounds the quotient to [0, 127] itself; the clip after it
+    # clips nothing (a copy); the casts to int8 take the bits of the round's sum
+    forms = quantize_c.rewrites(REQUANT, ["int32", "float32", "float32"])
+    assert forms == {3: ("rint_unsigned", 5, (-128.0, 127.0)), 4: ("copy", 6, (-128.0, 127.0)),
+                     5: ("rounded_to_int", 5, (-128.0, 127.0)),
+                     6: ("copy", 7, (-128.0, 127.0)), 7: ("rint_unsigned", 5, (0.0, 127.0)),
+                     8: ("copy", 10, (0.0, 127.0)), 9: ("rounded_to_int", 5, (0.0, 127.0))}
+    clipped = {"ops": [dict(op) for op in REQUANT["ops"]], "result": REQUANT["result"]}
+    clipped["ops"][8].update(alpha=0.0, beta=100.0)  # a clip that clips: one more round
+    forms = quantize_c.rewrites(clipped, ["int32", "float32", "float32"])
+    assert forms[8] == ("rint_unsigned", 5, (0.0, 100.0))
+    assert forms[9] == ("rounded_to_int", 5, (0.0, 100.0))
+    # the round of a float32 region result keeps its sign: nothing folds into it
+    signed = {"ops": REQUANT["ops"][:5], "result": 7}
+    forms = quantize_c.rewrites(signed, ["int32", "float32", "float32"])
+    assert forms == {3: ("rint_clipped", 5, (-128.0, 127.0)), 4: ("copy", 6, (-128.0, 127.0))}
 
 
 @pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
@@ -240,6 +263,90 @@ COLUMN_QUANTIZE = {"ops": [{"fn": "div", "args": [0, 1], "dtype": "float32"},
                             "beta": 127.0},
                            {"fn": "cast", "args": [4], "dtype": "int8"}],
                    "result": 5}
+
+
+# int32 sums dequantized by a per-channel constant, requantized to int8 by a constant scale,
+# then a ReLU and the clip and cast of a quantize at the same scale (an INT8 conv's tail)
+REQUANT = {"ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                   {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                   {"fn": "div", "args": [4, 2], "dtype": "float32"},
+                   {"fn": "round", "args": [5], "dtype": "float32"},
+                   {"fn": "clip", "args": [6], "dtype": "float32", "alpha": -128.0,
+                    "beta": 127.0},
+                   {"fn": "cast", "args": [7], "dtype": "int8"},
+                   {"fn": "cast", "args": [8], "dtype": "float32"},
+                   {"fn": "relu", "args": [9], "dtype": "float32"},
+                   {"fn": "clip", "args": [10], "dtype": "float32", "alpha": -128.0,
+                    "beta": 127.0},
+                   {"fn": "cast", "args": [11], "dtype": "int8"}],
+           "result": 12}
+
+
+def test_a_bounded_dividend_divides_for_a_round_without_the_guards():
+    def bare(region, dtypes, ranges):
+        region = {**region, "constant_ranges": ranges}
+        cheaper = quantize_c.rewrites(region, dtypes)
+        return quantize_c.unguarded(region, dtypes, cheaper,
+                                    quantize_c.divisions(region, dtypes, cheaper))
+
+    ints = ["int32", "float32", "float32"]
+    assert bare(REQUANT, ints, {"1": [1e-5, 1e-3], "2": [0.02, 0.02]}) == {2}
+    # |x| / s past 2**124 (int32 sums times 2**100, over 2**-60): the guards stay
+    assert bare(REQUANT, ints, {"1": [1.0, 2.0 ** 100], "2": [2.0 ** -60] * 2}) == set()
+    # a per-channel factor read at run time, or float32 sums: no bound, the guards stay
+    assert bare(REQUANT, ints, {"2": [0.02, 0.02]}) == set()
+    assert bare(REQUANT, ["float32"] * 3, {"1": [1e-5, 1e-3], "2": [0.02, 0.02]}) == set()
+    # a quotient used beside its round keeps them (and is not `near` either)
+    assert bare(TWO_USES, ["float32", "float32"], {"0": [1.0, 4.0], "1": [0.5, 0.5]}) == set()
+    spec = elementwise.emit("rq", _requant_case([1e-3], 0.02)[0])
+    assert "ember_div_round(v4, v2, ember_rcp_in2)" in spec.source
+    assert "(signed char)(__float_as_int(ember_rint_magic(v5, 0.0f, 127.0f)) - 0x4B400000)" \
+        in spec.source
+
+
+def _requant_case(factors: list[float], scale: float):
+    """int32 sums at and beside every sum whose quotient is a rounding midpoint for each
+    per-channel factor, and int32's edges, through `REQUANT`."""
+    a = np.array(factors, np.float32)
+    k = np.arange(-140, 141, dtype=np.float64) + 0.5
+    mid = np.round(k[:, None] * scale / a.astype(np.float64)[None, :])  # [k, channel]
+    x = np.concatenate([mid + d for d in (-2, -1, 0, 1, 2)]
+                       + [np.full((4, a.size), v) for v in (2 ** 31 - 1, -2 ** 31, 0, -1)])
+    x = np.clip(x, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    size = np.abs(a.astype(np.float64))
+    region = {**REQUANT, "constant_ranges": {"1": [size.min(), size.max()],
+                                             "2": [abs(scale)] * 2}}
+    params = {"region": region, "in_shapes": [list(x.shape), [a.size], []],
+              "in_dtypes": ["int32", "float32", "float32"], "out_shapes": [list(x.shape)],
+              "out_dtypes": ["int8"]}
+    inputs = [x, a, np.array(scale, np.float32)]
+    (want,) = KERNELS["elementwise"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+REQUANT_CASES = [([1e-3, 7.3e-4, 2.1e-3, 1.7e-2], 0.0244584288),
+                 ([3.1e-5, 1.0, 0.5, 2.0 ** -20], 1.37e-3), ([6e-8, 2e-7], 3e-5)]
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("factors,scale", REQUANT_CASES)
+def test_an_int8_requantize_divides_without_the_guards_bit_for_bit_on_emulated_threads(
+        factors, scale, tmp_path):
+    params, inputs, want = _requant_case(factors, scale)
+    spec = elementwise.emit("rq", params)
+    assert "ember_div_round(" in spec.source
+    _same(simt_emulator.run(spec, "rq", inputs, list(want.shape), want.dtype, tmp_path), want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("factors,scale", REQUANT_CASES)
+def test_an_int8_requantize_divides_without_the_guards_bit_for_bit_on_the_gpu(factors, scale):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _requant_case(factors, scale)
+    got = _run_on_gpu(elementwise.emit("rq", params), "rq", inputs, want.shape, want.dtype)
+    _same(got, want)
 
 
 def _dequant_case(scale: float, divisor: float):
