@@ -778,7 +778,8 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     # 8-bit results: the sums staged through shared memory, 16-byte stores
     staged = gemm_epilogue.byte_row_store(params, n_size, [cv.cout, cv.mg], index, column,
                                           tile.shared_bytes() - (1024 if wgmma else 0),
-                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype))
+                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
+                                          band=None if wgmma else tile.bm // tile.wm)
     kind, ptx, unit, sums = gemm_mma.BYTE_NAMES[dtype]
 
     body = ["    const int g = blockIdx.z;  // group",

@@ -26,6 +26,7 @@ eighth used), and an int8 residual read with one 16-byte load.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,6 +84,7 @@ class RowStore:
     column: Callable[[str], str]
     bias: Callable[[str], str] | None = None
     staged: str | None = None
+    band: int | None = None  # rows staged at a time (`byte_row_store`'s bands); None: all
 
     @property
     def tile_dtype(self) -> str:
@@ -110,19 +112,30 @@ def row_store(params: dict, dtype: str, n: int | str, row_starts: list[int],
 
 def byte_row_store(params: dict, n: int | str, row_starts: list[int],
                    index: Callable[[str, str], str], column: Callable[[str], str],
-                   room: int, bm: int, bn: int, sums: str = "int32") -> RowStore | None:
+                   room: int, bm: int, bn: int, sums: str = "int32",
+                   band: int | None = None) -> RowStore | None:
     """A `RowStore` for an 8-bit GEMM's whole sums (`sums`: INT8's "int32", E4M3's "float32")
     put through an epilogue (8-bit results, or a dequantized FP16/BF16/FP32 one: an INT8
     MobileNetV2's expand convs feed FP16 depthwise ones), where N and each of `row_starts` are
     static multiples of 16 and the staged BM x BN tile of sums fits in the main loop's `room`
-    bytes of shared memory; else None (the sums are stored one by one)."""
+    bytes of shared memory; else None (the sums are stored one by one). `band`: a loop that
+    can stage its rows that many at a time (a warp row of an mma.sync tile) stages the fewest
+    bands of a multiple of it that fit (an INT8 128x256 tile's 133 KB of sums, in the 92 KB of
+    its pipeline, as two bands of 64 rows)."""
     stored = stored_dtype(params)
     if not params.get("epilogue") or is_sym(n) or int(n) % chunk("int8") \
             or stored not in _SIZES or stored == "int32" \
             or any(is_sym(s) or int(s) % chunk("int8") for s in row_starts):
         return None
     store = RowStore(params, stored, index, column, staged=sums)
-    return store if store.shared_bytes(bm, bn) <= room else None
+    if store.shared_bytes(bm, bn) <= room:
+        return store
+    rows = bm // 2
+    while band and rows >= band and rows % band == 0 and bm % rows == 0:
+        if store.shared_bytes(rows, bn) <= room:
+            return dataclasses.replace(store, band=rows)
+        rows //= 2
+    return None
 
 
 def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: int | str,

@@ -476,19 +476,28 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
     g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4)."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
-    assert st.shared_bytes(tile.bm, tile.bn) <= tile.shared_bytes(), tile
-    return [*gemm_epilogue.declare(st, "smem"),
+    band = st.band or tile.bm
+    assert band % wtm == 0 and st.shared_bytes(band, tile.bn) <= tile.shared_bytes(), tile
+    lines = gemm_epilogue.declare(st, "smem")
+    for first in range(0, tile.bm, band):  # a band of rows at a time: its warps stage them
+        if first:
+            lines.append("    __syncthreads();  // the last band is drained: stage the next")
+        row = f"wm * {wtm} + i * 16 + (lane >> 2) + h * 8" + (f" - {first}" if first else "")
+        pair = gemm_epilogue.stage_pair(
+            st, row, f"wn * {wtn} + j * 8 + (lane & 3) * 2", "frag[i][j][2 * h]",
+            "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                ")
+        lines += ([f"    if (wm * {wtm} / {band} == {first // band}) {{  // rows {first}.."
+                   f"{first + band - 1}"] if band < tile.bm else ["    {"]) + [
             "    #pragma unroll",
             f"    for (int i = 0; i < {tile.mi}; ++i)",
             "        #pragma unroll",
             f"        for (int j = 0; j < {tile.ni}; ++j)",
             "            #pragma unroll",
             "            for (int h = 0; h < 2; ++h)",
-            *gemm_epilogue.stage_pair(
-                st, f"wm * {wtm} + i * 16 + (lane >> 2) + h * 8",
-                f"wn * {wtn} + j * 8 + (lane & 3) * 2", "frag[i][j][2 * h]",
-                "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                "),
-            *gemm_epilogue.drain(st, tile.bm, tile.bn, tile.threads, m, n, "m0", "n0")]
+            *pair, "    }",
+            *gemm_epilogue.drain(st, band, tile.bn, tile.threads, m, n,
+                                 f"(m0 + {first})" if first else "m0", "n0")]
+    return lines
 
 
 def _split_k_reduce(gemm: MmaGemm) -> list[str]:

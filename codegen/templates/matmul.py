@@ -312,7 +312,8 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     # 8-bit results: the sums staged through shared memory, 16-byte stores
     staged = gemm_epilogue.byte_row_store(params, n, [], _output_index(m, n), lambda col: col,
                                           tile.shared_bytes() - (1024 if wgmma else 0),
-                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype))
+                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
+                                          band=None if wgmma else tile.bm // tile.wm)
 
     body = ["    const int b = blockIdx.z;",
             "    const unsigned short* a16 = (const unsigned short*)in0;",

@@ -331,6 +331,22 @@ def test_int8_results_stage_through_shared_memory_where_n_allows(batch, m, n, st
 
 
 @needs_gxx
+@pytest.mark.parametrize("tactic, bands", [([128, 256, 32, 2, 4, 3], ["rows 64..127"]),
+                                           ([256, 128, 32, 4, 2, 3], ["rows 128..255"])])
+def test_int8_tiles_too_big_to_stage_at_once_stage_by_bands(tactic, bands, tmp_path):
+    """An mma.sync tile whose int32 sums outgrow its pipeline's shared memory (128 x 256 x 4
+    bytes against 92 KB) stages them a band of warp rows at a time: 16-byte stores, exact,
+    with M short of the tile."""
+    params, inputs, want = _requantize_case(150, 256, 64, seed=13)
+    spec = matmul.emit("k", {**params, "tactic": {"mma": tactic, "splits": 1}})
+    assert "staged in shared memory" in spec.source
+    assert all(f"// {b}" in spec.source for b in bands)
+    assert spec.shared_bytes < 128 * 256 * 4  # the pipeline's, not the whole tile's sums
+    got = simt_emulator.run(spec, "k", inputs, [150, 256], np.int8, tmp_path)
+    np.testing.assert_array_equal(got, want)
+
+
+@needs_gxx
 @pytest.mark.parametrize("groups", [1, 2])
 def test_int8_conv_results_stage_through_shared_memory(groups, tmp_path):
     """An NHWC conv (C_out 32; also as 2 groups of 16, each group's columns at g * 16) with the
