@@ -62,8 +62,9 @@ def _only_user(value: SSAValue, op: Operation) -> bool:
 
 # templates whose kernels store each element through `epilogue_store`, so any scalar type: a
 # layer norm's output quantized to int8 for the next GEMM, a softmax's probabilities for an
-# int8 attention GEMM
-STORES_ANY = ("layer_norm", "softmax")
+# int8 attention GEMM, an FP16 matmul's (a QDQ attention's P x V, quantized for the output
+# projection)
+STORES_ANY = ("layer_norm", "softmax", "matmul")
 
 
 def _stores(own: Attribute, wanted: Attribute, template: str, fp8_sums: bool = False) -> bool:

@@ -330,6 +330,62 @@ def test_int8_results_stage_through_shared_memory_where_n_allows(batch, m, n, st
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
+def _fp16_quantizing_case(m: int, n: int, k: int, batch: tuple = ()):
+    """An FP16 matmul ([*batch, m, k] x [*batch, k, n], as a QDQ attention's P x V) whose
+    epilogue quantizes the result to int8 (fuse-epilogues): params, inputs, the CPU executor's
+    int8 result."""
+    from ember.runtime.cpu_kernels import KERNELS
+
+    params = {"in_shapes": [[*batch, m, k], [*batch, k, n]], "in_dtypes": ["float16"] * 2,
+              "out_shapes": [[*batch, m, n]], "out_dtypes": ["float16"],
+              "epilogue": {"in_shapes": [[]], "in_dtypes": ["float32"], "out_dtype": "int8",
+                           "result": 6, "ops": [
+                               {"fn": "cast", "args": [0], "dtype": "float32"},
+                               {"fn": "div", "args": [2, 1], "dtype": "float32"},
+                               {"fn": "round", "args": [3], "dtype": "float32"},
+                               {"fn": "clip", "args": [4], "dtype": "float32",
+                                "alpha": -128.0, "beta": 127.0},
+                               {"fn": "cast", "args": [5], "dtype": "int8"}]}}
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal((*batch, m, k)).astype(np.float16)
+    b = rng.standard_normal((*batch, k, n)).astype(np.float16)
+    inputs = [a, b, np.array(0.05, np.float32)]
+    (want,) = KERNELS["matmul"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+def _within_a_step(got: np.ndarray, want: np.ndarray) -> None:
+    """The same int8 codes but where the FP16-rounded sum (float32 sums in another order than
+    numpy's) lands across a rounding boundary of the quantize: one step, rarely."""
+    assert got.dtype == want.dtype == np.int8
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 100
+    assert (np.abs(want.astype(int)) == 128).any() or (want == 127).any()  # some saturate
+
+
+@needs_gxx
+def test_an_fp16_matmul_stores_its_quantized_result_for_every_tactic(tmp_path):
+    """An FP16 matmul whose epilogue quantizes to int8 declares its output int8 and stores the
+    codes (no FP16 round trip through memory), every mma.sync tactic on emulated warps."""
+    params, inputs, want = _fp16_quantizing_case(64, 48, 64, batch=(2,))
+    tactics = matmul.tactics(params, "sm_80")
+    assert tactics
+    for tactic in tactics:
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        assert "signed char* __restrict__ out0" in spec.source, tactic
+        got = simt_emulator.run(spec, "k", inputs, list(want.shape), np.int8, tmp_path)
+        _within_a_step(got, want)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_an_fp16_matmul_stores_its_quantized_result_on_the_gpu_for_every_tactic():
+    params, inputs, want = _fp16_quantizing_case(128, 64, 128, batch=(3,))
+    for tactic in matmul.tactics(params, "sm_90"):
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        _within_a_step(_run_on_gpu(spec, "k", inputs, want.shape, np.int8), want)
+
+
 @needs_gxx
 @pytest.mark.parametrize("tactic, bands", [([128, 256, 32, 2, 4, 3], ["rows 64..127"]),
                                            ([256, 128, 32, 4, 2, 3], ["rows 128..255"])])

@@ -382,6 +382,14 @@ def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path, arch):
         any(o.endswith("attention/self/value/MatMul") for o in s["origin"])
         and s["params"]["in_dtypes"] == ["int8", "int8"] and stored_dtype(s["params"]) == "int8"
         and s["params"]["out_shapes"][0][-1] == 3 * 64 for s in qkv)
+    # the attention's P x V runs in float (its operands are fake-quantized) and stores the
+    # quantize of its output for the output projection itself (fuse-epilogues)
+    pv = [s for s in manifest["steps"] if s["template"] == "matmul"
+          and any(o.endswith("attention/self/MatMul_1") for o in s["origin"])]
+    assert len(pv) == 2 and all(
+        s["params"]["in_dtypes"][0] != "int8" and stored_dtype(s["params"]) == "int8"
+        and any(o.endswith("MatMul_1_output_0_QuantizeLinear") for o in s["origin"])
+        for s in pv)
     if arch is not None and not cuda_available():
         return  # the GPU build's structure is checked; its numbers need the GPU
     feed = feeds[0]
