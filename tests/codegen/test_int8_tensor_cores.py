@@ -381,7 +381,9 @@ def test_an_fp16_matmul_stores_its_quantized_result_for_every_tactic(tmp_path):
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 def test_an_fp16_matmul_stores_its_quantized_result_on_the_gpu_for_every_tactic():
     params, inputs, want = _fp16_quantizing_case(128, 64, 128, batch=(3,))
-    for tactic in matmul.tactics(params, "sm_90"):
+    tactics = matmul.tactics(params, "sm_90")
+    assert any(t.get("splits", 1) > 1 for t in tactics)  # split-K: the last block's epilogue
+    for tactic in tactics:
         spec = matmul.emit("k", {**params, "tactic": tactic})
         _within_a_step(_run_on_gpu(spec, "k", inputs, want.shape, np.int8), want)
 
@@ -473,6 +475,9 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
     bufs = [cuda.DeviceBuffer(max(x.nbytes, 1)) for x in inputs] + [cuda.DeviceBuffer(out.nbytes)]
     for buf, x in zip(bufs, inputs, strict=False):
         buf.upload(np.ascontiguousarray(x))
+    if spec.workspace_bytes:  # a split-K tactic: its arrival counters (zeroed), its partials
+        bufs += [cuda.DeviceBuffer(spec.counter_bytes), cuda.DeviceBuffer(spec.workspace_bytes)]
+        bufs[-2].zero()
     function = module.function(name)
     if spec.shared_bytes > 48 * 1024:
         function.set_max_dynamic_shared(spec.shared_bytes)
@@ -480,7 +485,7 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
     cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, None,
                 cuda.pack_args([("ptr", p) for p in pointers]
                                + arguments(spec.tensor_maps, pointers, name)))
-    got = bufs[-1].download(out)
+    got = bufs[len(inputs)].download(out)
     module.unload()
     return got
 
