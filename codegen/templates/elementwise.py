@@ -252,6 +252,66 @@ def _pair_lines(params: dict, itype: str) -> list[str]:
     return body
 
 
+QUAD = 4  # elements per thread of a kernel storing 8-bit results from 4-byte ones (a quantize)
+_QUAD_IN = {"float32": "float4", "int8": "char4", "uint8": "uchar4"}
+_QUAD_OUT = {"int8": "char4", "uint8": "uchar4"}
+_LANES = "xyzw"
+
+
+def _quads_ok(params: dict) -> bool:
+    """Whether four neighbouring elements per thread fit: an 8-bit result (a quantize, a
+    requantize) of float32 / 8-bit inputs, no half involved (halves go in pairs), static sizes,
+    the last output dim a multiple of 4, and every input read whole along it (one 16- or
+    4-byte load at an index that is a multiple of 4) or broadcast along it (one value for the
+    four); none through strides (`in_views`). One element per thread left a quantize of an
+    image waiting on its loads (ResNet-50 INT8's input, 24 MB: 20.7 us on an H100)."""
+    out_shape = params["out_shapes"][0]
+    if params.get("in_views") or not out_shape or params["out_dtypes"][0] not in _QUAD_OUT:
+        return False
+    if any(t not in _QUAD_IN for t in params["in_dtypes"]) or any(is_sym(d) for d in out_shape):
+        return False
+    last = out_shape[-1]
+    if last <= 0 or last % QUAD:
+        return False
+    for shape in params["in_shapes"]:
+        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+        if padded[-1] not in (1, last) or any(is_sym(d) for d in shape):
+            return False
+    return True
+
+
+def _quad_lines(params: dict, itype: str) -> list[str]:
+    """The loop body of the four-element path: elements i = 4·q .. i + 3, each lane's region
+    over values named `l<lane>_<n>`."""
+    in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
+    out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    region = params["region"]
+    ind = "        "
+    body = [f"{ind}const {itype} i = {QUAD} * q;"]
+    if _needs_coords(in_shapes, out_shape):
+        body += decompose("i", out_shape, "c", ind, itype)
+    for k, (shape, dt) in enumerate(zip(in_shapes, in_dtypes, strict=True)):
+        at = _at(shape, out_shape, "i", "")
+        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+        ct = compute_type(dt)
+        if prod(shape) == 1 or padded[-1] == 1:  # one value for the four elements
+            body.append(f"{ind}const {ct} l0_{k} = {load_float(f'in{k}[{at}]', dt)};")
+            body += [f"{ind}const {ct} l{lane}_{k} = l0_{k};" for lane in range(1, QUAD)]
+        else:
+            vec = _QUAD_IN[dt]
+            body.append(f"{ind}const {vec} w{k} = *(const {vec}*)(in{k} + {at});")
+            body += [f"{ind}const {ct} l{lane}_{k} = w{k}.{_LANES[lane]};"
+                     for lane in range(QUAD)]
+    uniform = _uniform(in_shapes)
+    for lane in range(QUAD):
+        body += region_lines(region, in_dtypes, f"l{lane}_", ind, uniform=uniform)
+    results = ", ".join(store_from_float(f"l{lane}_{region['result']}", out_dtype)
+                        for lane in range(QUAD))
+    vec = _QUAD_OUT[out_dtype]
+    body.append(f"{ind}*({vec}*)(out0 + i) = make_{vec}({results});")
+    return body
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
     out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
@@ -268,6 +328,14 @@ def emit(name: str, params: dict) -> KernelSpec:
         tactic = ("tactic: two neighbouring elements per thread (4-byte loads and stores of "
                   "half pairs), computed in float; grid-stride loop, block 256;")
         grid, block = grid_1d(pairs)
+    elif _quads_ok(params):
+        quads = n // QUAD
+        body = [f"    for ({itype} q = ({itype})blockIdx.x * blockDim.x + threadIdx.x; "
+                f"q < {quads}; q += ({itype})blockDim.x * gridDim.x) {{"]
+        body += _quad_lines(params, itype)
+        tactic = (f"tactic: {QUAD} neighbouring elements per thread (one load of each input's "
+                  f"{QUAD}, one {QUAD}-byte store); grid-stride loop, block 256;")
+        grid, block = grid_1d(quads)
     else:
         body = [grid_stride_loop(n, itype)]
         body += read_inputs(0, in_shapes, in_dtypes, out_shape, "i", "v", "        ", itype,

@@ -46,6 +46,16 @@ struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(8) int2 { int x, y; };
 struct alignas(16) int4 { int x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(4) char4 { signed char x, y, z, w; };
+struct alignas(4) uchar4 { unsigned char x, y, z, w; };
+static inline char4 make_char4(signed char x, signed char y, signed char z, signed char w) {
+    return {x, y, z, w};
+}
+static inline uchar4 make_uchar4(unsigned char x, unsigned char y, unsigned char z,
+                                 unsigned char w) {
+    return {x, y, z, w};
+}
 static inline int2 make_int2(int x, int y) { return {x, y}; }
 static inline float2 make_float2(float x, float y) { return {x, y}; }
 thread_local Dim3 threadIdx, blockIdx;

@@ -90,6 +90,63 @@ def _same(got: np.ndarray, want: np.ndarray) -> None:
                           f"vs {want[bad[:5]]}"
 
 
+def _quad_case(scale: float, constant: bool):
+    """`QUANTIZE` over `_values(scale)` (padded to whole fours) as rows of 8 elements."""
+    params, inputs, want = _case(QUANTIZE, "int8", scale, constant)
+    x, pad = inputs[0], -inputs[0].size % 8
+    x = np.concatenate([x, np.zeros(pad, np.float32)]).reshape(-1, 8)
+    with np.errstate(all="ignore"):
+        want = np.concatenate([want, np.zeros(pad, np.int8)]).reshape(-1, 8)
+    params = {**params, "in_shapes": [list(x.shape), []], "out_shapes": [list(x.shape)]}
+    return params, [x, inputs[1]], want
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("scale", SCALES)
+def test_a_quantize_runs_four_elements_a_thread_bit_for_bit_on_emulated_threads(
+        scale, constant, tmp_path):
+    """A float32 -> int8 quantize whose rows hold whole fours: one 16-byte load and one 4-byte
+    store a thread, each element's arithmetic as before."""
+    params, inputs, want = _quad_case(scale, constant)
+    spec = elementwise.emit("q4", params)
+    assert "4 neighbouring elements per thread" in spec.source
+    assert "*(const float4*)(in0 + i)" in spec.source and "*(char4*)(out0 + i)" in spec.source
+    got = simt_emulator.run(spec, "q4", inputs, list(want.shape), want.dtype, tmp_path)
+    _same(got, want)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_an_int8_requantize_by_rows_runs_four_elements_a_thread(tmp_path):
+    """int8 -> int8 through a per-row factor (broadcast along the last dim: one value for the
+    four) and a constant scale: 4-byte loads and stores, the elementwise kernel's results."""
+    region = {**REQUANT, "ops": [dict(REQUANT["ops"][0], args=[0])] + REQUANT["ops"][1:]}
+    x = np.tile(np.arange(-128, 128, dtype=np.int8), 6).reshape(-1, 12)
+    factor = np.linspace(0.3, 2.5, x.shape[0]).astype(np.float32).reshape(-1, 1)
+    params = {"region": {**region, "constant_ranges": {"1": [0.3, 2.5], "2": [0.7, 0.7]}},
+              "in_shapes": [list(x.shape), list(factor.shape), []],
+              "in_dtypes": ["int8", "float32", "float32"], "out_shapes": [list(x.shape)],
+              "out_dtypes": ["int8"]}
+    inputs = [x, factor, np.array(0.7, np.float32)]
+    (want,) = KERNELS["elementwise"](inputs, params)
+    spec = elementwise.emit("rq4", params)
+    assert "*(const char4*)(in0 + i)" in spec.source and "l3_1 = l0_1" in spec.source
+    got = simt_emulator.run(spec, "rq4", inputs, list(x.shape), np.int8, tmp_path)
+    _same(got, np.asarray(want))
+
+
+def test_quantizes_stay_one_element_a_thread_where_fours_do_not_fit():
+    params, _, _ = _case(QUANTIZE, "int8", 0.5)
+    odd = {**params, "in_shapes": [[7], []], "out_shapes": [[7]]}
+    assert "4 neighbouring" not in elementwise.emit("q", odd).source
+    rows = {**params, "in_shapes": [[3, 8], []], "out_shapes": [[3, 8]]}
+    assert "4 neighbouring" in elementwise.emit("q", rows).source
+    for change in ({"out_dtypes": ["float32"]}, {"in_dtypes": ["float16", "float32"]},
+                   {"in_shapes": [[3, 8], [3, 2]], "out_shapes": [[3, 8]]},
+                   {"out_shapes": [[3, 6]], "in_shapes": [[3, 6], []]}):
+        assert "4 neighbouring" not in elementwise.emit("q", {**rows, **change}).source, change
+
+
 def test_the_fake_quantize_prints_without_conversions():
     spec = elementwise.emit("fq", _case(FAKE_QUANT, "float32", 0.5)[0])
     body = spec.source.split("void fq", 1)[1]
