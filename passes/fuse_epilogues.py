@@ -15,7 +15,8 @@ An int8 conv / matmul (int32 sums, fold-qdq's) takes the region that dequantizes
 float the same way, and one that quantizes the result back to int8 for the next layer. A layer
 norm takes an epilogue too (its kernels store each element through it): in a QDQ transformer,
 the quantize of its output for the next int8 GEMM, so it stores int8; so does a softmax (a QDQ
-attention's fake-quantize of the probabilities).
+attention's fake-quantize of the probabilities), and a float matmul (a QDQ attention's P x V,
+quantized for the output projection).
 A region reading nothing but a `kernel.view` of the launch (conv -> flatten -> cast) fuses too:
 the view moves after the launch. Launches that already have an epilogue and elementwise ops with a
 tactic or strided reads (`views`, fuse-strided-reads') are left alone.
