@@ -214,19 +214,32 @@ def _pairs_ok(params: dict) -> bool:
     return not is_sym(last) and last > 0 and last % 2 == 0
 
 
+def _group_reads(params: dict, itype: str, width: int, counter: str, ind: str
+                 ) -> tuple[list[str], list[tuple[int, str, str, bool]]]:
+    """The head of a loop body taking `width` neighbouring elements from i = width · counter:
+    its lines (i, and its coordinates where a broadcast read needs them) and, per input, (k,
+    dtype, index of element i, whether it is one value for the group: broadcast along the
+    last dim)."""
+    in_shapes, out_shape = params["in_shapes"], params["out_shapes"][0]
+    body = [f"{ind}const {itype} i = {width} * {counter};"]
+    if _needs_coords(in_shapes, out_shape):
+        body += decompose("i", out_shape, "c", ind, itype)
+    reads = []
+    for k, (shape, dt) in enumerate(zip(in_shapes, params["in_dtypes"], strict=True)):
+        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+        reads.append((k, dt, _at(shape, out_shape, "i", ""),
+                      prod(shape) == 1 or padded[-1] == 1))
+    return body, reads
+
+
 def _pair_lines(params: dict, itype: str) -> list[str]:
     """The loop body of the paired path: element i = 2·p and i + 1."""
     in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
-    out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    out_dtype = params["out_dtypes"][0]
     region = params["region"]
     ind = "        "
-    body = [f"{ind}const {itype} i = 2 * p;"]
-    if _needs_coords(in_shapes, out_shape):
-        body += decompose("i", out_shape, "c", ind, itype)
-    for k, (shape, dt) in enumerate(zip(in_shapes, in_dtypes, strict=True)):
-        at = _at(shape, out_shape, "i", "")
-        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
-        single = prod(shape) == 1 or padded[-1] == 1  # one value for both elements
+    body, reads = _group_reads(params, itype, 2, "p", ind)
+    for k, dt, at, single in reads:  # single: one value for both elements
         ct = compute_type(dt)
         if single:
             body.append(f"{ind}const {ct} a{k} = {load_float(f'in{k}[{at}]', dt)}, b{k} = a{k};")
@@ -284,17 +297,13 @@ def _quad_lines(params: dict, itype: str) -> list[str]:
     """The loop body of the four-element path: elements i = 4·q .. i + 3, each lane's region
     over values named `l<lane>_<n>`."""
     in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
-    out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    out_dtype = params["out_dtypes"][0]
     region = params["region"]
     ind = "        "
-    body = [f"{ind}const {itype} i = {QUAD} * q;"]
-    if _needs_coords(in_shapes, out_shape):
-        body += decompose("i", out_shape, "c", ind, itype)
-    for k, (shape, dt) in enumerate(zip(in_shapes, in_dtypes, strict=True)):
-        at = _at(shape, out_shape, "i", "")
-        padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+    body, reads = _group_reads(params, itype, QUAD, "q", ind)
+    for k, dt, at, single in reads:
         ct = compute_type(dt)
-        if prod(shape) == 1 or padded[-1] == 1:  # one value for the four elements
+        if single:  # one value for the four elements
             body.append(f"{ind}const {ct} l0_{k} = {load_float(f'in{k}[{at}]', dt)};")
             body += [f"{ind}const {ct} l{lane}_{k} = l0_{k};" for lane in range(1, QUAD)]
         else:
