@@ -339,7 +339,8 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
 def unguarded(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite],
               near: set[int]) -> set[int]:
     """The positions among `near` (`divisions`) whose quotient is only rounded to an integer
-    (a quantize: `cheaper` clips it first) and whose dividend is finite with |x| / min|s| <=
+    whose zero's sign nobody reads (a quantize: `cheaper`'s "rint_unsigned") and whose
+    dividend is finite with |x| / min|s| <=
     2**124 (`magnitudes`): `ember_div_round`, Markstein's step without `ember_div_near`'s
     guards. Where they would take x * y instead (a dividend below 2**-96, a quotient below
     2**-100), x / s is below 2**-6 and so is the step's result (|x * y| plus a correction of
@@ -347,7 +348,10 @@ def unguarded(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     a huge, infinite or NaN quotient is what the bound makes needless."""
     ranges = {int(k): (float(a), float(b))
               for k, (a, b) in (region.get("constant_ranges") or {}).items()}
-    rounded = {form[1] for form in cheaper.values() if form[0] in ROUNDS}
+    # unsigned rounds only: the step gives +0 for a dividend of -0 (x * y: -0), which a round
+    # that keeps the zero's sign would show
+    rounded = {form[1] for form in cheaper.values() if form[0] == "rint_unsigned"} - {
+        form[1] for form in cheaper.values() if form[0] == "rint_clipped"}
     first = len(dtypes)
     _, uses = _types_and_uses(region, dtypes)
     size = magnitudes(region, dtypes, cheaper)

@@ -86,8 +86,8 @@ def _same(got: np.ndarray, want: np.ndarray) -> None:
     else:
         ok = got == want
     bad = np.flatnonzero(~ok)
-    assert bad.size == 0, f"{bad.size} values differ, first at {bad[:5]}: {got[bad[:5]]} " \
-                          f"vs {want[bad[:5]]}"
+    assert bad.size == 0, f"{bad.size} values differ, first at {bad[:5]}: " \
+                          f"{got.ravel()[bad[:5]]} vs {want.ravel()[bad[:5]]}"
 
 
 def _quad_case(scale: float, constant: bool):
@@ -355,13 +355,22 @@ def test_a_bounded_dividend_divides_for_a_round_without_the_guards():
     assert bare(REQUANT, ["float32"] * 3, {"1": [1e-5, 1e-3], "2": [0.02, 0.02]}) == set()
     # a quotient used beside its round keeps them (and is not `near` either)
     assert bare(TWO_USES, ["float32", "float32"], {"0": [1.0, 4.0], "1": [0.5, 0.5]}) == set()
+    # a round whose float result is read keeps the zero's sign: a dividend of -0 (a zero sum
+    # times a negative factor) must round to -0, which only the guarded form gives
+    assert bare(SIGNED_REQUANT, ints, {"1": [1e-5, 1e-3], "2": [0.02, 0.02]}) == set()
     spec = elementwise.emit("rq", _requant_case([1e-3], 0.02)[0])
     assert "ember_div_round(v4, v2, ember_rcp_in2)" in spec.source
     assert "(signed char)(__float_as_int(ember_rint_magic(v5, 0.0f, 127.0f)) - 0x4B400000)" \
         in spec.source
 
 
-def _requant_case(factors: list[float], scale: float):
+# the same quantize read back as a float (a fake-quantize): round(float(acc) * a / s) * s
+SIGNED_REQUANT = {"ops": REQUANT["ops"][:5] + [{"fn": "mul", "args": [7, 2], "dtype": "float32"}],
+                  "result": 8}
+
+
+def _requant_case(factors: list[float], scale: float, region: dict = REQUANT,
+                  out_dtype: str = "int8"):
     """int32 sums at and beside every sum whose quotient is a rounding midpoint for each
     per-channel factor, and int32's edges, through `REQUANT`."""
     a = np.array(factors, np.float32)
@@ -371,18 +380,18 @@ def _requant_case(factors: list[float], scale: float):
                        + [np.full((4, a.size), v) for v in (2 ** 31 - 1, -2 ** 31, 0, -1)])
     x = np.clip(x, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
     size = np.abs(a.astype(np.float64))
-    region = {**REQUANT, "constant_ranges": {"1": [size.min(), size.max()],
-                                             "2": [abs(scale)] * 2}}
+    region = {**region, "constant_ranges": {"1": [size.min(), size.max()],
+                                            "2": [abs(scale)] * 2}}
     params = {"region": region, "in_shapes": [list(x.shape), [a.size], []],
               "in_dtypes": ["int32", "float32", "float32"], "out_shapes": [list(x.shape)],
-              "out_dtypes": ["int8"]}
+              "out_dtypes": [out_dtype]}
     inputs = [x, a, np.array(scale, np.float32)]
     (want,) = KERNELS["elementwise"](inputs, params)
     return params, inputs, np.asarray(want)
 
 
-REQUANT_CASES = [([1e-3, 7.3e-4, 2.1e-3, 1.7e-2], 0.0244584288),
-                 ([3.1e-5, 1.0, 0.5, 2.0 ** -20], 1.37e-3), ([6e-8, 2e-7], 3e-5)]
+REQUANT_CASES = [([1e-3, 7.3e-4, -2.1e-3, 1.7e-2], 0.0244584288),
+                 ([3.1e-5, 1.0, -0.5, 2.0 ** -20], 1.37e-3), ([6e-8, -2e-7], 3e-5)]
 
 
 @pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
@@ -393,6 +402,18 @@ def test_an_int8_requantize_divides_without_the_guards_bit_for_bit_on_emulated_t
     spec = elementwise.emit("rq", params)
     assert "ember_div_round(" in spec.source
     _same(simt_emulator.run(spec, "rq", inputs, list(want.shape), want.dtype, tmp_path), want)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_a_fake_quantize_of_int32_sums_keeps_a_zeros_sign_bit_for_bit(tmp_path):
+    """round(float(acc) * a / s) * s with negative factors: a zero sum is a dividend of -0 and
+    its quotient rounds to -0 (the guarded division: x * y there, as the reference)."""
+    params, inputs, want = _requant_case([-1e-3, 2e-3], 0.02, SIGNED_REQUANT, "float32")
+    assert np.signbit(want[want == 0]).any()  # some -0 results to keep
+    spec = elementwise.emit("fq", params)
+    body = spec.source.split("void fq")[1]
+    assert "ember_div_near(" in body and "ember_div_round(" not in body
+    _same(simt_emulator.run(spec, "fq", inputs, list(want.shape), want.dtype, tmp_path), want)
 
 
 @pytest.mark.cuda
