@@ -296,8 +296,7 @@ def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     Why x * y serves a round: where the step is not taken, |x| < 2**-96 (so |x / s| < 2**-6:
     both round to a zero of x / s's sign), or |x * y| < 2**-100 (likewise), or |x * y| > 2**125,
     infinite or NaN (so is x / s within a factor 1 + 2**-22: both clip to the same bound)."""
-    ranges = {int(k): (float(a), float(b))
-              for k, (a, b) in (region.get("constant_ranges") or {}).items()}
+    ranges = _ranges(region)
     ops, first = region["ops"], len(dtypes)
     dtype_of, uses = _types_and_uses(region, dtypes)
     rounded = {form[1] for form in cheaper.values() if form[0] in ROUNDS}
@@ -346,8 +345,7 @@ def unguarded(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite
     2**-100), x / s is below 2**-6 and so is the step's result (|x * y| plus a correction of
     at most |x * y| again, the rest below 2**-120): both round to a zero; the guard against
     a huge, infinite or NaN quotient is what the bound makes needless."""
-    ranges = {int(k): (float(a), float(b))
-              for k, (a, b) in (region.get("constant_ranges") or {}).items()}
+    ranges = _ranges(region)
     # unsigned rounds only: the step gives +0 for a dividend of -0 (x * y: -0), which a round
     # that keeps the zero's sign would show
     rounded = {form[1] for form in cheaper.values() if form[0] == "rint_unsigned"} - {
@@ -374,8 +372,7 @@ def magnitudes(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrit
     negations, absolute values and clips of them, and any clip to finite bounds (CUDA's
     fminf/fmaxf take a NaN to a bound)."""
     widen = 1 + 2.0 ** -22
-    ranges = {int(k): (float(lo), float(hi))
-              for k, (lo, hi) in (region.get("constant_ranges") or {}).items()}
+    ranges = _ranges(region)
     size = {k: hi for k, (_, hi) in ranges.items()}
     size.update({k: _int_size(t) for k, t in enumerate(dtypes) if t in _INT_RANGES})
     first = len(dtypes)
@@ -407,6 +404,13 @@ def magnitudes(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrit
         if bound is not None and math.isfinite(bound):
             size[value] = bound
     return {v: b for v, b in size.items() if math.isfinite(b)}
+
+
+def _ranges(region: dict) -> dict[int, tuple[float, float]]:
+    """The region's `constant_ranges` by value number: (min, max) of each constant's
+    magnitudes."""
+    return {int(k): (float(a), float(b))
+            for k, (a, b) in (region.get("constant_ranges") or {}).items()}
 
 
 def _int_size(dtype: str) -> float:

@@ -63,7 +63,7 @@ def _only_user(value: SSAValue, op: Operation) -> bool:
 
 # templates whose kernels store each element through `epilogue_store`, so any scalar type: a
 # layer norm's output quantized to int8 for the next GEMM, a softmax's probabilities for an
-# int8 attention GEMM, an FP16 matmul's (a QDQ attention's P x V, quantized for the output
+# int8 attention GEMM, a float matmul's (a QDQ attention's P x V, quantized for the output
 # projection)
 STORES_ANY = ("layer_norm", "softmax", "matmul")
 
