@@ -333,7 +333,9 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+    shared = (gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store) if wgmma
+              else gemm_mma.kernel_shared(gemm, cv.k_total, staged or store))
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
                       *gemm.workspace_bytes(m_size, n_size, cv.groups))
 
 
@@ -538,7 +540,8 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
     maps = (a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn),
             *((second[1].tensor_map(tile.bm),) if second else ()))
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(), tensor_maps=maps)
+    shared = gemm_wgmma.kernel_shared(gemm, k_size, dtype, staged or store)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared, tensor_maps=maps)
 
 
 def _direct(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
@@ -810,7 +813,9 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes())
+    shared = (gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store) if wgmma
+              else gemm_mma.kernel_shared(gemm, cv.k_total, staged or store))
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
 
 
 def _title(params: dict, cv: _Conv, dtype: str) -> str:

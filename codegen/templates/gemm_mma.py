@@ -31,6 +31,7 @@ from ember.codegen.templates.gemm_tiles import (
     SM_COUNT,
     Gemm,
     Operand,
+    buffers,
     split_choices,
     split_k_partials,
 )
@@ -68,10 +69,12 @@ class MmaTile:
     def ni(self) -> int:  # 8-column MMA fragments per warp
         return self.bn // self.wn // 8
 
-    def shared_bytes(self) -> int:
+    def shared_bytes(self, k_tiles: int | None = None) -> int:
         """Dynamic shared memory: every stage's A and B tiles (either layout: the padded
-        k-major form is the larger one for BK <= BMN)."""
-        return self.stages * (self.stage_elems(self.bm) + self.stage_elems(self.bn)) * 2
+        k-major form is the larger one for BK <= BMN); with `k_tiles` (each block's, a static
+        K) only the stages those fill (`gemm_tiles.buffers`)."""
+        return (buffers(self.stages, k_tiles)
+                * (self.stage_elems(self.bm) + self.stage_elems(self.bn)) * 2)
 
     def stage_elems(self, rows: int) -> int:
         return max(rows * (self.bk + 8), self.bk * (rows + 8))
@@ -105,6 +108,10 @@ class MmaGemm(Gemm):
 
     def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:  # type: ignore[override]
         return super().workspace_bytes(m, n, batch, 4)
+
+    def k_tiles(self, k: int | str) -> int | None:
+        """The most k-tiles a block walks (its K slice's); None for a symbolic K."""
+        return None if is_sym(k) else -(-self.k_slice(k) // self.tile.bk)
 
     def tactic(self) -> dict:
         """The tactic as a kernel op's `tactic` attribute / a plan step's params record it."""
@@ -329,7 +336,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
     (`value` is a float expression); a `RowStore` stages the outputs through shared memory
     instead (`gemm_epilogue`; the kernel then needs `gemm_epilogue.helpers`). The kernel
-    declares `extern __shared__` memory of `tile.shared_bytes()`; with split-K its last
+    declares `extern __shared__` memory of `kernel_shared(gemm, k, store)`; with split-K its last
     arguments are `counters` and `ws`.
 
     INT8 (`dtype` "int8") and E4M3: both operands K-major, read as 16-bit pairs of bytes
@@ -356,7 +363,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     b_ld = bk + 8 if b_kmaj else bn + 8
     lines = ["    extern __shared__ __align__(16) unsigned short smem[];",
              "    unsigned short* As = smem;",
-             f"    unsigned short* Bs = smem + {tile.stages * a_stage};",
+             f"    unsigned short* Bs = smem + {buffers(tile.stages, gemm.k_tiles(k)) * a_stage};",
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
              f"    const int wm = warp / {tile.wn}, wn = warp % {tile.wn};",
              f"    const int m0 = {m0}, n0 = {n0};"]
@@ -469,6 +476,16 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     lines += store("m", "n", "frag[i][j][e]", "                ")
     lines += ["            }"]
     return lines
+
+
+def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
+    """Dynamic shared memory of a `mainloop` kernel: the stage buffers its blocks fill, or the
+    staged outputs' rows (a band of them where `store` stages by bands) where more: they reuse
+    the buffers once the main loop is done."""
+    tile = gemm.tile
+    staged = (store.shared_bytes(store.band or tile.bm, tile.bn) if isinstance(store, RowStore)
+              else 0)
+    return max(tile.shared_bytes(gemm.k_tiles(k)), staged)
 
 
 def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:

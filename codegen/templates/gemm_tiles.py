@@ -138,6 +138,14 @@ def ranked(m: int, n: int, k: int, batch: int = 1, split_k: bool = True,
     return [g for _, _, g in sorted(scored)]
 
 
+def buffers(stages: int, k_tiles: int | None) -> int:
+    """The stage buffers a pipelined main loop fills: k-tile kt lands in buffer kt % stages,
+    so blocks that each walk fewer k-tiles than the tile has stages (a static K: a 1x1 conv over
+    64 channels walks one) fill only the first `k_tiles`, and the kernel need not allocate the
+    rest (more blocks fit a multiprocessor). None (a symbolic K): every stage."""
+    return stages if k_tiles is None else max(1, min(stages, k_tiles))
+
+
 def split_choices(kind: type, tile, k: int, split_k: bool = True) -> list:
     """The distinct split-K tactics (`kind(tile, splits)`: a `Gemm` or a tensor-core one) of one
     tile for K: `slice_counts` of K in whole BK steps; no split when `split_k` is off."""

@@ -28,7 +28,7 @@ from ember.codegen.symbolic import is_sym, typical
 from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import BYTE_OPERANDS, staged_sums
-from ember.codegen.templates.gemm_tiles import SM_COUNT
+from ember.codegen.templates.gemm_tiles import SM_COUNT, buffers
 from ember.codegen.templates.gemm_wgmma import INT8, ROW_BYTES, WGMMA_TYPES
 from ember.runtime.tensor_maps import Im2colMap, TensorMap
 
@@ -61,9 +61,10 @@ class TmaTile(gemm_wgmma.WgmmaTile):
     def stage_bytes(self) -> int:
         return (self.bm + self.bn) * ROW_BYTES
 
-    def shared_bytes(self) -> int:
-        # the stages, 1 KB to align the first to a swizzle atom (the barriers are static)
-        return self.stages * self.stage_bytes() + 1024
+    def shared_bytes(self, k_tiles: int | None = None) -> int:
+        # the stages (with `k_tiles`: those a static K fills, `gemm_tiles.buffers`), 1 KB to
+        # align the first to a swizzle atom (the barriers are static)
+        return buffers(self.stages, k_tiles) * self.stage_bytes() + 1024
 
     def __str__(self) -> str:
         return (f"{self.bm}x{self.bn} tile x 128 bytes of k, {self.groups} warpgroup(s) of "
@@ -362,7 +363,7 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         "    // accesses through it stay shared-memory instructions)",
         "    unsigned char* As = smem_raw + ((0u - (unsigned)__cvta_generic_to_shared(smem_raw)) & "
         "1023u);",
-        f"    unsigned char* Bs = As + {stages * a_stage};",
+        f"    unsigned char* Bs = As + {buffers(stages, gemm.k_tiles(k, dtype)) * a_stage};",
         "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
         "    const int group = warp >> 2;  // consumer warpgroup",
         "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",

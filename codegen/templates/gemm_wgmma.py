@@ -38,6 +38,7 @@ from ember.codegen.templates.gemm_tiles import (
     SM_COUNT,
     SPLITS,
     Operand,
+    buffers,
     slice_counts,
     split_k_partials,
 )
@@ -77,15 +78,17 @@ class WgmmaTile:
     def threads(self) -> int:
         return 128 * self.groups
 
-    def shared_bytes(self) -> int:
-        # stages of A and B tiles, plus 1 KB to align the first to a swizzle atom
-        return self.stages * (self.bm + self.bn) * ROW_BYTES + 1024
+    def shared_bytes(self, k_tiles: int | None = None) -> int:
+        # stages of A and B tiles (with `k_tiles`, each block's for a static K: only those it
+        # fills, `gemm_tiles.buffers`), plus 1 KB to align the first to a swizzle atom
+        return buffers(self.stages, k_tiles) * (self.bm + self.bn) * ROW_BYTES + 1024
 
     @property
     def resident(self) -> int:
         """Blocks per multiprocessor the tile is compiled for (`__launch_bounds__`): two where
         their shared memory fits, so one block's prologue and epilogue overlap the other's
-        main loop (short-K GEMMs: BERT's)."""
+        main loop (short-K GEMMs: BERT's). Counted for every stage: a short K that fills fewer
+        still gets the tile's registers."""
         return 2 if self.shared_bytes() <= SHARED_PER_SM // 2 - 1024 else 1
 
     def as_list(self) -> list[int]:
@@ -140,6 +143,14 @@ class WgmmaGemm:
     def tactic(self) -> dict:
         return {"wgmma": self.tile.as_list(), **({"splits": self.splits} if self.splits > 1
                                                  else {})}
+
+    def k_tiles(self, k: int | str, dtype: str) -> int | None:
+        """The most k-tiles (128 bytes of K) a block walks (its slice's); None for a symbolic
+        K."""
+        if not isinstance(k, int):
+            return None
+        tiles = -(-k // (ROW_BYTES // WGMMA_TYPES[dtype][1]))
+        return -(-tiles // self.splits)
 
     def __str__(self) -> str:
         return (f"wgmma (sm_90a), {self.tile}"
@@ -399,7 +410,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
              "    // accesses through it stay shared-memory instructions)",
              "    unsigned char* As = smem_raw + ((0u - (unsigned)__cvta_generic_to_shared("
              "smem_raw)) & 1023u);",
-             f"    unsigned char* Bs = As + {stages * a_stage};",
+             f"    unsigned char* Bs = As + {buffers(stages, gemm.k_tiles(k, dtype)) * a_stage};",
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
              "    const int group = warp >> 2;  // warpgroup",
              "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
@@ -505,6 +516,15 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     lines += store("m", "n", "frag[i]", "        ")
     lines += ["    }"]
     return lines
+
+
+def kernel_shared(gemm: WgmmaGemm, k: int | str, dtype: str, store: object) -> int:
+    """Dynamic shared memory of a `mainloop` kernel (or `gemm_tma`'s): the stage buffers its
+    blocks fill, or the staged outputs where more (they reuse the buffers after the main
+    loop), with the 1 KB that aligns them to a swizzle atom."""
+    staged = (store.shared_bytes(gemm.tile.bm, gemm.tile.bn) + 1024
+              if isinstance(store, RowStore) else 0)
+    return max(gemm.tile.shared_bytes(gemm.k_tiles(k, dtype)), staged)
 
 
 def _split_k_reduce(gemm: WgmmaGemm) -> list[str]:

@@ -229,7 +229,9 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+    shared = (gemm_wgmma.kernel_shared(gemm, k, dtype, staged or store) if wgmma
+              else gemm_mma.kernel_shared(gemm, k, staged or store))
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
                       *gemm.workspace_bytes(m, n, nbatch))
 
 
@@ -284,7 +286,8 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if grid[1] > 65535 or grid[2] > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes(),
+    shared = gemm_wgmma.kernel_shared(gemm, a_t.row_elems, dtype, staged or store)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
                       tensor_maps=(a_t.tensor_map(tile.bm), b_t.tensor_map(tile.bn)))
 
 
@@ -343,7 +346,9 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    return KernelSpec(text, grid, (tile.threads, 1, 1), tile.shared_bytes())
+    shared = (gemm_wgmma.kernel_shared(gemm, pairs, dtype, staged or store) if wgmma
+              else gemm_mma.kernel_shared(gemm, pairs, staged or store))
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
 
 
 def emit(name: str, params: dict) -> KernelSpec:

@@ -3,7 +3,9 @@ thread per CUDA thread, `__syncthreads` and the warp collectives (`__shfl_xor_sy
 x4 with and without .trans, `mma.sync.m16n8k16` with FP32 accumulation, `m16n8k32` s8 with
 s32 accumulation) emulated per the PTX
 ISA's fragment layouts, `cp.async` copies deferred to the `cp.async.wait_group` that covers them
-(the latest the hardware may do them) and shared memory filled with NaNs. The kernel's inline-PTX
+(the latest the hardware may do them) and shared memory filled with NaNs: exactly the kernel's
+`shared_bytes`, followed by a guard whose bytes are checked after every block (a kernel that
+writes past what it allocates fails the run). The kernel's inline-PTX
 helpers are dropped and replaced by these; the emulation of the layouts is itself checked on
 `gemm_mma`'s GPU-verified GEMM (tests/codegen/test_attention_mma.py)."""
 
@@ -62,7 +64,15 @@ thread_local Dim3 threadIdx, blockIdx;
 static Dim3 blockDim, gridDim;
 static std::barrier<>* g_block_bar;
 static std::barrier<>* g_warp_bar[32];
-alignas(16) static unsigned char g_smem[256 * 1024];
+// the kernel's dynamic shared memory: its last g_smem_bytes (EMU_SHARED_BYTES) before a guard
+#ifndef EMU_SHARED_BYTES
+#define EMU_SHARED_BYTES (256 * 1024)
+#endif
+static const int g_smem_bytes = EMU_SHARED_BYTES;
+static const int g_guard_bytes = 64 * 1024;
+alignas(16) static unsigned char g_arena[256 * 1024 + 64 * 1024];
+static unsigned char* const g_smem = g_arena + ((256 * 1024 - g_smem_bytes) & ~15);
+static unsigned char* const g_guard = g_smem + g_smem_bytes;
 static inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
 static inline int my_lane() { return threadIdx.x & 31; }
 static inline int my_warp() { return threadIdx.x >> 5; }
@@ -294,7 +304,8 @@ static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
             warps.push_back(new std::barrier<>(32));
             g_warp_bar[w] = warps.back();
         }
-        memset(g_smem, 0xff, sizeof g_smem);  // NaN halves: what no copy wrote
+        memset(g_smem, 0xff, g_smem_bytes);  // NaN halves: what no copy wrote
+        memset(g_guard, 0xa5, g_guard_bytes);
         std::vector<std::thread> threads;
         for (int t = 0; t < n; ++t)
             threads.emplace_back([=] {
@@ -304,6 +315,12 @@ static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
             });
         for (std::thread& t : threads) t.join();
         for (std::barrier<>* b : warps) delete b;
+        for (int i = 0; i < g_guard_bytes; ++i)
+            if (g_guard[i] != 0xa5) {
+                fprintf(stderr, "shared memory written past the kernel's %d bytes (byte %d)\n",
+                        g_smem_bytes, g_smem_bytes + i);
+                exit(3);
+            }
     }
 }
 """
@@ -381,6 +398,9 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
     main += ["    return 0;", "}"]
     program = "\n".join([HEADER, source, *main])
     flags = ["-DEMU_BF16"] if ".bf16.bf16.f32" in spec.source else []
+    if "extern __shared__" in spec.source:
+        assert 0 < spec.shared_bytes <= 256 * 1024, spec.shared_bytes
+        flags.append(f"-DEMU_SHARED_BYTES={spec.shared_bytes}")
     key = hashlib.sha256((program + " ".join(flags)).encode()).hexdigest()[:16]
     exe = workdir / f"emu_{key}"
     if not exe.exists():

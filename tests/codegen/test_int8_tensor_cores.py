@@ -635,3 +635,68 @@ def test_drains_batch_chunks_only_when_they_have_loads_to_overlap():
     batch = gemm_epilogue._batch(128 * 128 // 8, 256)
     assert batch == gemm_epilogue.DRAIN_BATCH
     assert f"pack16 r0[{batch}];" in with_loads and f"c0 += {256 * batch})" in with_loads
+
+
+def _conv1x1_params(n: int, hw: int, c: int, k: int) -> dict:
+    return {"in_shapes": [[n, hw, hw, c], [k, 1, 1, c]], "in_dtypes": ["int8", "int8"],
+            "out_shapes": [[n, hw, hw, k]], "out_dtypes": ["int32"], "layout": "NHWC",
+            "strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "groups": 1}
+
+
+def _short_k_case():
+    """ResNet-50 layer1's conv3 in small: a 1x1 INT8 conv over 64 channels with the
+    requantizing residual tail; (params, inputs, want)."""
+    params = _conv1x1_params(2, 12, 64, 64)
+    out = params["out_shapes"][0]
+    rng = np.random.default_rng(31)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    residual = _int8(rng, out)
+    scale = (rng.random((1, 1, 1, 64)) * 2e-3 + 5e-4).astype(np.float32)
+    acc = np.einsum("nhwc,kc->nhwk", x.astype(np.int64), w[:, 0, 0].astype(np.int64))
+    params["epilogue"] = _requantize_residual(64, out)
+    params["epilogue"]["in_shapes"][0] = [1, 1, 1, 64]
+    return params, [x, w, scale, residual], _requantized(acc, scale, residual)
+
+
+SHORT_K_TACTICS = ({"mma": [128, 64, 32, 2, 2, 4], "splits": 1}, {"wgmma": [128, 64, 4]},
+                   {"wgmma": [128, 64, 8], "copy": "tma"})
+
+
+@needs_gxx
+def test_a_short_k_conv_allocates_only_the_stages_it_fills(tmp_path):
+    """The 1x1 conv over 64 channels walks one k-tile: its kernel allocates one stage instead
+    of the tile's four (then the staged int32 sums, which reuse that memory after the main
+    loop, are the larger), so more blocks fit a multiprocessor; exact on emulated warps, whose
+    shared memory is the kernel's `shared_bytes` followed by a guard. The wgmma and TMA-fed
+    tiles (sm_90) alike."""
+    from ember.codegen.templates import conv, gemm_mma, gemm_tma, gemm_wgmma
+
+    params, inputs, want = _short_k_case()
+    tile = gemm_mma.MmaTile(128, 64, 32, 2, 2, 4)
+    spec = conv.emit("k", {**params, "tactic": SHORT_K_TACTICS[0]})
+    sums = 128 * (64 + 4) * 4  # the staged tile of int32 sums, rows padded by a 16-byte chunk
+    assert spec.shared_bytes == sums == max(tile.shared_bytes(1), sums) < tile.shared_bytes()
+    assert f"Bs = smem + {tile.stage_elems(128)};" in spec.source  # B's one stage after A's
+    got = simt_emulator.run(spec, "k", inputs, want.shape, np.int8, tmp_path)
+    np.testing.assert_array_equal(got, want)
+
+    for tactic, tile in zip(SHORT_K_TACTICS[1:], (gemm_wgmma.WgmmaTile(128, 64, 4),
+                                                  gemm_tma.TmaTile(128, 64, 8)), strict=True):
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        assert spec.shared_bytes == sums + 1024 < tile.shared_bytes(), tactic
+        assert f"Bs = As + {128 * 128};" in spec.source, tactic
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_a_short_k_conv_with_one_stage_sums_exactly_on_the_gpu():
+    """The same kernels on the GPU (wgmma's and TMA's on sm_90 only): exact."""
+    from ember.codegen.templates import conv
+    from ember.compiler.builder import detect_arch
+
+    params, inputs, want = _short_k_case()
+    tactics = SHORT_K_TACTICS if detect_arch() == "sm_90" else SHORT_K_TACTICS[:1]
+    for tactic in tactics:
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", inputs, want.shape, np.int8)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
