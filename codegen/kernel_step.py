@@ -15,7 +15,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from ember.dialects.attributes import attribute_value
 from ember.dialects.constants import dense_to_numpy
 from ember.dialects.dtypes import numpy_dtype
-from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
+from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, ViewOp, YieldOp
 from ember.dialects.nn.elementwise import ConstantOp, WeightOp
 from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 from ember.dialects.weights import WeightStore, weights_of
@@ -78,7 +78,8 @@ def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[fl
     """{str(first + k): [a, b]} for the values that are float constants of the build with
     every element finite and of a magnitude within [a, b], at most `RANGE_LIMIT` of them (an
     `nn.constant`: a QDQ scale; an `nn.weight` of a build that cannot refit it: a GELU's
-    sqrt(2) initializer, a merged Q/K/V GEMM's per-column scales): a region's
+    sqrt(2) initializer, a merged Q/K/V GEMM's per-column scales), also through views of
+    them (`kernel.view`: an INT8 conv's per-channel scale and bias as [1, 1, 1, C]): a region's
     `constant_ranges`, which codegen reads to prove where
     a division needs no full divide (`quantize_c.divisions`). The kernel still reads the
     values from their buffers, so kernels whose ranges lead to the same forms (each layer's
@@ -86,6 +87,8 @@ def constant_ranges(values: Sequence[SSAValue], first: int) -> dict[str, list[fl
     out: dict[str, list[float]] = {}
     for k, v in enumerate(values):
         owner = v.owner
+        while isinstance(owner, ViewOp):  # the same values, another shape
+            owner = owner.input.owner
         if str(element_type_of(v)) not in ("f32", "f16", "bf16") or \
                 not isinstance(owner, ConstantOp | WeightOp):
             continue

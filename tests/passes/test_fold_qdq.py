@@ -4,6 +4,8 @@ kernels where the channels allow), and give onnxruntime's results."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -249,6 +251,24 @@ def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
     got = engine.create_execution_context().execute(feed)["y"]
     want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5
+
+
+def test_int8_conv_requantizes_divide_without_guards(tmp_path):
+    """The residual block's INT8 convs requantize (x * scale[c] + bias[c]) / s: codegen sees
+    the per-channel scale and bias through their [1, 1, 1, C] views (`kernel_step.
+    constant_ranges`), bounds the dividend and takes Markstein's step without guards
+    (`ember_div_round`) for every division; without those ranges the first one of each conv
+    kept `ember_div_near`'s compares."""
+    _, qdq, _ = _quantized(tmp_path, _residual, symmetric=True)
+    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
+                                                                   autotune=False))
+    convs = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert len(convs) == 3
+    for step in convs:
+        kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
+        text = bytes(sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]])
+        calls = re.findall(rb"= (ember_div_\w+)\(e", text)
+        assert calls and set(calls) == {b"ember_div_round"}, (step["name"], calls)
 
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
