@@ -176,13 +176,12 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     the epilogue and stores them."""
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
-    loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ",
-                                         "[u]")
+    loads, loaded, spans, prelude = _drain_inputs(st, bm, bn, threads, n, n0, False)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         *spans,
         f"            pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
         *_epilogue_loop(st.params, st.dtype, "h", loaded, "            "),
-        f"            {store16('&out0[oi]', 'h.v')}"])
+        f"            {store16('&out0[oi]', 'h.v')}"], prelude=prelude)
 
 
 def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: str
@@ -197,6 +196,35 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     declared = [f"{indent}pack16 {name};" for name in loads]
     return [*declared, *loads.values(), *spans,
             *_epilogue_loop(params, dtype, values, loaded, indent)]
+
+
+def _drain_inputs(st: RowStore, bm: int, bn: int, threads: int, n: int | str, n0: str,
+                  across: bool) -> tuple[dict[str, str], dict[int, str], list[str], list[str]]:
+    """`_chunk_inputs` for a drain's chunks (their loads, loaded expressions and spans) and the
+    lines that go before its loop: where every chunk a thread drains starts at the same column
+    (`_chunks`' placement with `threads` a multiple of a row's chunks, or of its groups of 4
+    across rows), the per-channel spans are read there once (at a column clamped into the
+    matrix: a thread whose chunks all lie past N reads a real row's and stores none), not once
+    a chunk."""
+    size = chunk(st.dtype)
+    per_row = bn // size
+    if across:
+        invariant = (threads // 32) % (per_row // 4) == 0
+        first = f"((tid >> 5) % {per_row // 4} * 4 + ((tid & 31) >> 3)) * {size}"
+    else:
+        invariant = threads % per_row == 0
+        first = f"tid % {per_row} * {size}"
+    if not invariant or is_sym(n):
+        loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"),
+                                             "            ", "[u]")
+        return loads, loaded, spans, []
+    loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("hn"), "    ", "[u]")
+    if not spans:
+        return loads, loaded, [], []
+    prelude = ["    // every chunk this thread drains starts at this column: its per-channel "
+               "inputs, once",
+               f"    const int hn = min({n0} + {first}, {int(n) - size});", *spans]
+    return loads, loaded, [], prelude
 
 
 def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str],
@@ -264,7 +292,7 @@ def _batch(total: int, threads: int) -> int:
 
 def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
             m0: str, n0: str, loads: dict[str, str], body: list[str],
-            across_rows: bool = False) -> list[str]:
+            across_rows: bool = False, prelude: list[str] = ()) -> list[str]:
     """After a barrier, the loop over the staged tile's 16-byte output chunks, `_batch` chunks
     per thread at a time where there are `loads` (else one): first `loads` (lines loading the
     extra inputs of chunk `u` into `variable[u]`) for each of them, then `body` for each (tile
@@ -290,7 +318,8 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
             f"            const int m = {m0} + r, n = {n0} + cc;",
             f"            if (m >= {m} || n >= {n}) continue;",
             f"            const size_t oi = {st.index('m', 'n')};"]
-    lines = ["    __syncthreads();",
+    # a prelude's names in a scope of their own (a banded drain runs once a band)
+    lines = ["    __syncthreads();", *(["    {", *prelude] if prelude else []),
              f"    for (int c0 = tid; c0 < {total}; c0 += {threads * batch}) {{"]
     if loads:
         lines += [*(f"        pack16 {name}[{batch}];" for name in loads),
@@ -302,7 +331,7 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
                     f"        for (int u = 0; u < {batch}; ++u) {{",
                     *head, *body,
                     "        }",
-                    "    }"]
+                    "    }", *(["    }"] if prelude else [])]
 
 
 def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
@@ -311,9 +340,8 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
     `int32_store` puts each one through it) into one 16-byte store of int8 results."""
     params, size, sums = st.params, chunk(st.dtype), c_type(str(st.staged))
     ind = "                "
-    loads, loaded, spans = _chunk_inputs(params, st.dtype, st.column("n"), "            ",
-                                         "[u]")
     across = _across_rows(bm, bn // size)
+    loads, loaded, spans, prelude = _drain_inputs(st, bm, bn, threads, n, n0, across)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         *spans,
         f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
@@ -328,7 +356,7 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
         *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
         "            }",
-        f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across)
+        f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude)
 
 
 def _across_rows(bm: int, per_row: int) -> bool:

@@ -91,17 +91,19 @@ def test_int8_epilogue_reads_per_column_inputs_by_column():
     for tactic in matmul.tactics(_params([], 64, 96, 128), "sm_90"):
         source = matmul.emit("k", {**_params([], 64, 96, 128, epilogue=True),
                                    "tactic": tactic}).source
-        # (n + e: the e-th sum of a staged chunk that starts at column n)
-        assert re.search(r"in2\[n( \+ e)?\]", source) and re.search(r"in3\[n( \+ e)?\]", source) \
+        # (n + e: the e-th sum of a staged chunk that starts at column n; hn: the column every
+        # chunk a thread drains starts at, its per-column inputs read once)
+        assert re.search(r"in2\[h?n( \+ e)?\]", source) and \
+            re.search(r"in3\[h?n( \+ e)?\]", source) \
             and "ecrest" not in source, tactic
     conv_params = _conv_params(2, 9, 32, 24, 2, epilogue=True)
     for tactic in conv.tactics(conv_params, "sm_90"):
         source = conv.emit("c", {**conv_params, "tactic": tactic}).source
-        assert "in2[g * 24 + n]" in source and "ecrest" not in source, tactic
+        assert re.search(r"in2\[g \* 24 \+ h?n\]", source) and "ecrest" not in source, tactic
     whole = _params([], 64, 96, 128, epilogue=True)
     whole["epilogue"] = _dequantize_relu([[1, 96], [64, 96]])
     source = matmul.emit("k", whole).source
-    assert re.search(r"in2\[n( \+ e)?\]", source) and "in3[oi]" in source
+    assert re.search(r"in2\[h?n( \+ e)?\]", source) and "in3[oi]" in source
 
 
 def test_int8_kernels_compile_with_nvrtc_and_issue_the_s8_mma():
@@ -668,7 +670,7 @@ def test_a_short_k_conv_allocates_only_the_stages_it_fills(tmp_path):
     of the tile's four (then the staged int32 sums, which reuse that memory after the main
     loop, are the larger), so more blocks fit a multiprocessor; exact on emulated warps, whose
     shared memory is the kernel's `shared_bytes` followed by a guard. The wgmma and TMA-fed
-    tiles (sm_90) alike."""
+    tiles (sm_90) alike. Its drain reads the per-channel scale once a thread."""
     from ember.codegen.templates import conv, gemm_mma, gemm_tma, gemm_wgmma
 
     params, inputs, want = _short_k_case()
@@ -677,6 +679,8 @@ def test_a_short_k_conv_allocates_only_the_stages_it_fills(tmp_path):
     sums = 128 * (64 + 4) * 4  # the staged tile of int32 sums, rows padded by a 16-byte chunk
     assert spec.shared_bytes == sums == max(tile.shared_bytes(1), sums) < tile.shared_bytes()
     assert f"Bs = smem + {tile.stage_elems(128)};" in spec.source  # B's one stage after A's
+    # each thread drains 4 chunks of one column: the per-channel scale read once, not 4 times
+    assert "const int hn = " in spec.source and spec.source.count("in2[g * 64 + hn]") == 1
     got = simt_emulator.run(spec, "k", inputs, want.shape, np.int8, tmp_path)
     np.testing.assert_array_equal(got, want)
 
