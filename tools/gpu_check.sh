@@ -26,6 +26,14 @@
 #   tactics      tools/tactic_probe.py: each Hopper GEMM tactic (cp.async and TMA-fed wgmma)
 #                alone on PROBE_SHAPES (default: BERT's GEMMs, 4096^3, a ragged one) and
 #                PROBE_DTYPES (default float16,int8), checked and timed, then torch   ~1-2 min
+#   ncu          Nsight Compute over one run of each of NCU_MODELS (default resnet50,bert) at
+#                NCU_PRECISION (default int8: the QDQ model built --int8 --fp16; fp16 or bf16:
+#                the FP32 model built with that flag), the benchmark's large batches
+#                (benchmarks/save_models.py), the plan built for the GPU there and profiled:
+#                per kernel time, throughputs, occupancy, registers (tools/ncu_steps.py
+#                --by-kernel, NCU_TOP rows) in ncu.log, the raw CSVs in ncu.tgz. ncu reads
+#                the counters on the Firecracker H100s, not on gVisor machines (KINDS.md);
+#                the pieces ran in session 23, the part as written has not      ~2-4 min
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -50,6 +58,7 @@ OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels fp8 tactics}
+# (ncu is not among the defaults: ask for it by name)
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -61,8 +70,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu)"
        exit 2 ;;
   esac
 done
@@ -181,6 +190,36 @@ if want tactics; then
   python3 tools/tactic_probe.py ${PROBE_SHAPES:+--shapes "$PROBE_SHAPES"} \
     --dtypes "${PROBE_DTYPES:-float16,int8}" 2>&1 | tee "$OUT/tactics.log"
   finish tactics "${PIPESTATUS[0]}" "$OUT/tactics.log"
+fi
+if want ncu; then
+  echo "== Nsight Compute over the benchmark models' plans (tools/ncu_steps.py; log: ncu.log)"
+  start=$SECONDS
+  (set -e; d=/tmp/ember-ncu; rm -rf $d; mkdir -p $d/csv
+   models=${NCU_MODELS:-resnet50,bert}
+   python3 -W ignore benchmarks/save_models.py $d --models "$models" > $d/save.log 2>&1 \
+     || { tail -5 $d/save.log; exit 1; }
+   arch=$(python3 -c "from ember.compiler.builder import detect_arch; print(detect_arch())")
+   for m in ${models//,/ }; do
+     for p in $(echo "${NCU_PRECISION:-int8}" | tr , ' '); do
+       if [ "$p" = int8 ]; then src=$d/${m}_qdq.onnx; flags="--int8 --fp16"; else
+         src=$d/$m.onnx; flags=--$p; fi
+       plan=$d/${m}_$p.plan
+       # shellcheck disable=SC2086  # flags is a list
+       python3 -m ember.compiler.cli build "$src" -o "$plan" --arch "$arch" -q $flags
+       python3 -m ember.compiler.cli inspect "$plan" > $d/csv/${m}_$p.inspect.txt
+       ncu --clock-control none --csv --page details --section SpeedOfLight \
+         --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
+         --section WarpStateStats python3 -m ember.compiler.cli run "$plan" --device cuda \
+         --load-inputs $d/${m}_in.npz > $d/csv/${m}_$p.ncu.csv
+       echo "== $m $p"
+       python3 tools/ncu_steps.py $d/csv/${m}_$p.ncu.csv $d/csv/${m}_$p.inspect.txt \
+         --by-kernel --top "${NCU_TOP:-25}"
+     done
+   done
+   tar czf "$OUT/ncu.tgz" -C $d csv) > "$OUT/ncu.log" 2>&1
+  status=$?
+  grep -E "^== |^total|^ +[0-9]" "$OUT/ncu.log" | head -80
+  finish ncu $status "$OUT/ncu.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== FAILED parts: ${failed[*]} (logs in \$OUT)"
