@@ -214,13 +214,11 @@ def _drain_inputs(st: RowStore, bm: int, bn: int, threads: int, n: int | str, n0
     else:
         invariant = threads % per_row == 0
         first = f"tid % {per_row} * {size}"
-    if not invariant or is_sym(n):
-        loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"),
-                                             "            ", "[u]")
+    loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ",
+                                         "[u]")
+    if not invariant or is_sym(n) or not spans:  # (no spans: nothing to read once)
         return loads, loaded, spans, []
     loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("hn"), "    ", "[u]")
-    if not spans:
-        return loads, loaded, [], []
     prelude = ["    // every chunk this thread drains starts at this column: its per-channel "
                "inputs, once",
                f"    const int hn = min({n0} + {first}, {int(n) - size});", *spans]

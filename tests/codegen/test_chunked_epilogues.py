@@ -137,3 +137,38 @@ def test_nhwc_byte_max_pool_takes_sixteen_channels_per_thread(dtype: str, size: 
     out = simt_emulator.run(spec, "k", [x], out_shape, np.dtype(dtype), tmp_path)
     (ref,) = pool_reference([x.transpose(0, 3, 1, 2)], attrs)
     np.testing.assert_array_equal(out, ref.transpose(0, 2, 3, 1))
+
+
+@needs_gxx
+def test_a_per_column_input_read_by_element_drains_in_every_tactic(tmp_path) -> None:
+    """An FP16 matmul whose epilogue adds a per-column int8 input (8 bytes a chunk of 8 halves:
+    no whole 16-byte word, so it is read element by element, not once a thread with the words
+    of per-channel scales): every tactic's kernel compiles (NVRTC, sm_90 / sm_90a) and the
+    whole-K mma.sync ones give numpy's sums on emulated warps."""
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import matmul
+
+    params = {"in_shapes": [[64, 128], [96, 128]], "in_dtypes": ["float16", "float16"],
+              "out_shapes": [[64, 96]], "out_dtypes": ["float16"], "transpose_b": True,
+              "epilogue": {"in_shapes": [[1, 96]], "in_dtypes": ["int8"],
+                           "ops": [{"fn": "cast", "args": [1], "dtype": "float32"},
+                                   {"fn": "add", "args": [0, 2], "dtype": "float32"}],
+                           "result": 3}}
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((64, 128)) * 0.1).astype(np.float16)
+    b = (rng.standard_normal((96, 128)) * 0.1).astype(np.float16)
+    col = rng.integers(-100, 100, (1, 96)).astype(np.int8)
+    want = a.astype(np.float64) @ b.astype(np.float64).T + col
+    tactics = matmul.tactics(params, "sm_90")
+    specs = [matmul.emit(f"k{i}", {**params, "tactic": t}) for i, t in enumerate(tactics)]
+    assert len(compile_many([(f"k{i}", s.source) for i, s in enumerate(specs)],
+                            arch="sm_90")) == len(specs)
+    ran = 0
+    for i, (tactic, spec) in enumerate(zip(tactics, specs, strict=True)):
+        if "mma" not in tactic or tactic.get("splits", 1) > 1:
+            continue  # the emulator runs no wgmma, and this runner passes no split-K scratch
+        got = simt_emulator.run(spec, f"k{i}", [a, b, col], [64, 96], np.float16, tmp_path)
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2e-3, atol=2e-2,
+                                   err_msg=str(tactic))
+        ran += 1
+    assert ran >= 1
