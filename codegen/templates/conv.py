@@ -333,8 +333,7 @@ def _gemm_mma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    shared = (gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store) if wgmma
-              else gemm_mma.kernel_shared(gemm, cv.k_total, staged or store))
+    shared = gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store)
     return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
                       *gemm.workspace_bytes(m_size, n_size, cv.groups))
 
@@ -813,8 +812,7 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    shared = (gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store) if wgmma
-              else gemm_mma.kernel_shared(gemm, cv.k_total, staged or store))
+    shared = gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store)
     return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
 
 

@@ -518,10 +518,15 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     return lines
 
 
-def kernel_shared(gemm: WgmmaGemm, k: int | str, dtype: str, store: object) -> int:
-    """Dynamic shared memory of a `mainloop` kernel (or `gemm_tma`'s): the stage buffers its
-    blocks fill, or the staged outputs where more (they reuse the buffers after the main
-    loop), with the 1 KB that aligns them to a swizzle atom."""
+def kernel_shared(gemm: gemm_mma.MmaGemm | WgmmaGemm, k: int | str, dtype: str,
+                  store: object) -> int:
+    """Dynamic shared memory of a kernel from a `tensor_core_gemm` tactic of either family (or
+    `gemm_tma`'s) over K = `k` (in the loop's units: int8 pairs) and its `store`: mma.sync's
+    `gemm_mma.kernel_shared`; a wgmma one's, the stage buffers its blocks fill, or the staged
+    outputs where more (they reuse the buffers after the main loop), with the 1 KB that aligns
+    them to a swizzle atom."""
+    if isinstance(gemm, gemm_mma.MmaGemm):
+        return gemm_mma.kernel_shared(gemm, k, store)
     staged = (store.shared_bytes(gemm.tile.bm, gemm.tile.bn) + 1024
               if isinstance(store, RowStore) else 0)
     return max(gemm.tile.shared_bytes(gemm.k_tiles(k, dtype)), staged)

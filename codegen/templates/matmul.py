@@ -229,8 +229,7 @@ def _emit_mma(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    shared = (gemm_wgmma.kernel_shared(gemm, k, dtype, staged or store) if wgmma
-              else gemm_mma.kernel_shared(gemm, k, staged or store))
+    shared = gemm_wgmma.kernel_shared(gemm, k, dtype, staged or store)
     return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
                       *gemm.workspace_bytes(m, n, nbatch))
 
@@ -346,8 +345,7 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     grid = gemm.grid(m, n, nbatch)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
-    shared = (gemm_wgmma.kernel_shared(gemm, pairs, dtype, staged or store) if wgmma
-              else gemm_mma.kernel_shared(gemm, pairs, staged or store))
+    shared = gemm_wgmma.kernel_shared(gemm, pairs, dtype, staged or store)
     return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
 
 
