@@ -321,6 +321,108 @@ def _quad_lines(params: dict, itype: str) -> list[str]:
     return body
 
 
+WIDE_BYTES = 16  # the widest load / store a thread issues on the strided path
+_ITEM_BYTES = {"float64": 8, "int64": 8, "uint64": 8, "float32": 4, "int32": 4, "uint32": 4,
+               "float16": 2, "bfloat16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1,
+               "bool": 1}
+VEC_HELPER = """\
+// N elements of T as one aligned load / store
+template <typename T, int N> struct alignas(sizeof(T) * N) ember_vec { T v[N]; };
+"""
+
+
+def item_bytes(dtype: str) -> int:
+    """An element's bytes in memory (0 for a type the vector paths do not take)."""
+    return 1 if is_float8(dtype) else _ITEM_BYTES.get(dtype, 0)
+
+
+def _wide_reads(params: dict) -> list[str] | None:
+    """How each input of a kernel reading some of them through strides (`in_views`) is read by a
+    group of neighbouring outputs along the last dim: "single" (one value for the group:
+    broadcast along it), "vector" (whole and contiguous along it: a view of stride 1 there, or
+    an input of the output's last dim) or None where some input is neither (read across it,
+    as a transpose reads)."""
+    out_shape = params["out_shapes"][0]
+    views = {int(v["input"]): v for v in params.get("in_views") or ()}
+    kinds = []
+    for k, shape in enumerate(params["in_shapes"]):
+        if k in views:
+            last = int(views[k]["strides"][-1]) if views[k]["strides"] else 0
+            kinds.append({0: "single", 1: "vector"}.get(last))
+        else:
+            padded = [1] * (len(out_shape) - len(shape)) + list(shape)
+            kinds.append("single" if padded[-1] == 1 else "vector")
+    return None if None in kinds else kinds
+
+
+def _wide_width(params: dict) -> int:
+    """Elements per thread of the strided path, 0 where it does not apply: a kernel reading some
+    input through strides (`in_views`, which the paths above refuse) whose inputs are each read
+    whole along the last output dim or broadcast along it (`_wide_reads`); static sizes. The
+    width is the most elements whose widest vector (the result, each input read whole) fits
+    16 bytes, dividing the last dim and every view's offset and outer strides, so that each vector
+    is one aligned load or store; at least 2. One element per thread left BERT's INT8
+    Q/K/V dequantizes (int8 [B, S, 3·H·D] read as [B, H, S, D]) at 5-7 us where their bytes
+    move in about one."""
+    out_shape, views = params["out_shapes"][0], params.get("in_views") or ()
+    kinds = _wide_reads(params) if views and out_shape else None
+    if kinds is None or any(is_sym(d) for s in [out_shape, *params["in_shapes"]] for d in s):
+        return 0
+    sizes = [item_bytes(params["out_dtypes"][0])] + [
+        item_bytes(dt) for dt, kind in zip(params["in_dtypes"], kinds, strict=True)
+        if kind == "vector"]
+    if min(sizes) == 0:
+        return 0
+    aligned = [int(out_shape[-1])]
+    for v in views:
+        aligned += [int(v["offset"]), *(int(s) for s in v["strides"][:-1])]
+    width = WIDE_BYTES // max(sizes)
+    while width >= 2 and any(a % width for a in aligned):
+        width //= 2
+    return width if width >= 2 else 0
+
+
+def _wide_lines(params: dict, itype: str, width: int) -> list[str]:
+    """The loop body of the strided path: elements i = width·g .. i + width - 1, each vector
+    input read by one load at element i's index, each lane's region over `l<lane>_<n>`, the
+    results stored by one store."""
+    in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
+    out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
+    region = params["region"]
+    views = {int(v["input"]): v for v in params.get("in_views") or ()}
+    ind = "        "
+    body = [f"{ind}const {itype} i = {width} * g;"]
+    if views or _needs_coords(in_shapes, out_shape):
+        body += decompose("i", out_shape, "c", ind, itype)
+    for k, ((shape, dt), kind) in enumerate(zip(zip(in_shapes, in_dtypes, strict=True),
+                                                  _wide_reads(params), strict=True)):
+        if k in views:
+            offset = int(views[k]["offset"])
+            at = linear("c", [int(x) for x in views[k]["strides"]])
+            at = f"{offset} + {at}" if offset else at
+        else:
+            at = _at(shape, out_shape, "i", "")
+        ct, st = compute_type(dt), storage_type(dt)
+        if kind == "single":
+            body.append(f"{ind}const {ct} l0_{k} = {load_float(f'in{k}[{at}]', dt)};")
+            body += [f"{ind}const {ct} l{lane}_{k} = l0_{k};" for lane in range(1, width)]
+        else:
+            vec = f"ember_vec<{st}, {width}>"
+            body.append(f"{ind}const {vec} w{k} = *(const {vec}*)(in{k} + {at});")
+            body += [f"{ind}const {ct} l{lane}_{k} = {load_float(f'w{k}.v[{lane}]', dt)};"
+                     for lane in range(width)]
+    uniform = _uniform(in_shapes, views=views)
+    for lane in range(width):
+        body += region_lines(region, in_dtypes, f"l{lane}_", ind, uniform=uniform)
+    vec = f"ember_vec<{storage_type(out_dtype)}, {width}>"
+    result = region["result"]
+    body.append(f"{ind}{vec} o;")
+    body += [f"{ind}o.v[{lane}] = {store_from_float(f'l{lane}_{result}', out_dtype)};"
+             for lane in range(width)]
+    body.append(f"{ind}*({vec}*)(out0 + i) = o;")
+    return body
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     in_shapes, in_dtypes = params["in_shapes"], params["in_dtypes"]
     out_shape, out_dtype = params["out_shapes"][0], params["out_dtypes"][0]
@@ -329,7 +431,18 @@ def emit(name: str, params: dict) -> KernelSpec:
     views = {int(v["input"]): v for v in params.get("in_views") or ()}
     itype = index_type(n, *(prod(in_shapes[k]) for k in views))
     fns = ", ".join(op["fn"] for op in region["ops"]) or "copy"
-    if _pairs_ok(params):
+    helpers = ""
+    if width := _wide_width(params):
+        groups = n // width
+        body = [f"    for ({itype} g = ({itype})blockIdx.x * blockDim.x + threadIdx.x; "
+                f"g < {groups}; g += ({itype})blockDim.x * gridDim.x) {{"]
+        body += _wide_lines(params, itype, width)
+        tactic = (f"tactic: {width} neighbouring elements per thread (inputs read through "
+                  "strides, each one load of its elements or one value for them; one store); "
+                  "grid-stride loop, block 256;")
+        grid, block = grid_1d(groups)
+        helpers = VEC_HELPER
+    elif _pairs_ok(params):
         pairs = prod(out_shape[:-1]) * (out_shape[-1] // 2)
         body = [f"    for ({itype} p = ({itype})blockIdx.x * blockDim.x + threadIdx.x; "
                 f"p < {pairs}; p += ({itype})blockDim.x * gridDim.x) {{"]
@@ -362,5 +475,5 @@ def emit(name: str, params: dict) -> KernelSpec:
                       f"{v['offset']} of its {list(in_shapes[k])} (fuse-strided-reads)"
                       for k, v in sorted(views.items())],
                   signature(name, in_dtypes, [out_dtype], halves=True), body,
-                  prelude=any(op["fn"] == "mod" for op in region["ops"]))
+                  prelude=any(op["fn"] == "mod" for op in region["ops"]), helpers=helpers)
     return KernelSpec(text, grid, block, 0)
