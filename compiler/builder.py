@@ -1345,7 +1345,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
         # Q/DQ convs and matmuls run on int8 (on the GPU: those the INT8 tensor cores take)
         names.insert(names.index("convert-onnx-to-nn") + 1, "fold-qdq")
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
-        names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights") if n not in names]
+        names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights",
+                              "kmajor-matmul-operands") if n not in names]
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     source = _format_source(config)
     if source == "model" and config.sm_count is not None:

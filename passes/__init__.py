@@ -41,6 +41,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fuse_normalization import FuseNormalization
     from ember.passes.fuse_strided_reads import FuseStridedReads
     from ember.passes.infer_shapes import InferShapes
+    from ember.passes.kmajor_matmul_operands import KMajorMatmulOperands
     from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
     from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
     from ember.passes.pad_conv_channels import PadConvChannels
@@ -52,6 +53,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
+            KMajorMatmulOperands,
             PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
             EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 
