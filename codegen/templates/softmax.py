@@ -1,6 +1,7 @@
 """softmax: exp(x - max) / sum along one axis (log: (x - max) - log(sum)). Rows along the last
 axis of at most `WARP_ROW_MAX` elements (attention scores: 128 a row): one warp per row, the row
-in registers (read once), max and sum by warp shuffles, the exponentials kept for the store.
+in registers (read once; a lane's elements neighbours, one vector, where the row is 32 whole
+vectors), max and sum by warp shuffles, the exponentials kept for the store.
 Other rows: one thread block per row (a position of the other dims); threads stride along the
 axis, max and sum by block trees. float16 / bfloat16 are loaded into floats and computed in
 float, rounded once on the store. Either kernel stores each element through the step's epilogue
@@ -20,8 +21,10 @@ from ember.codegen.templates import (
     source,
 )
 from ember.codegen.templates.elementwise import (
+    VEC_HELPER,
     epilogue_dtypes,
     epilogue_summary,
+    item_bytes,
     uses_mod,
 )
 from ember.codegen.templates.half import compute_literal, is_float
@@ -103,12 +106,46 @@ def emit(name: str, params: dict) -> KernelSpec:
 
 def _warp_rows(name: str, params: dict, shape: list, axis: int, rows: int, length: int,
                dtype: str, log: bool) -> KernelSpec:
-    """`emit` with one warp per row (the last axis): lane l holds x[l], x[l + 32], ..."""
+    """`emit` with one warp per row (the last axis): lane l holds x[l], x[l + 32], ..., or,
+    where the row is 32 whole vectors (`_lane_vector`), x[per·l .. per·l + per - 1], read and
+    stored as one vector each (attention's 128-wide FP16 rows: 8 bytes a lane, where 2-byte
+    accesses left the kernel waiting on four loads a lane)."""
     per = -(-length // 32)
     st = storage_type(dtype) if is_half(dtype) else "float"
     out = stored_dtype(params)
     ot = storage_type(out) if is_half(out) else c_type(out)
     result = "(v[i] - m) - logf(s)" if log else "v[i] * inv"
+    vector = _lane_vector(length, dtype, out)
+    if vector:
+        load = [f"        const ember_vec<{st}, {per}> xv = "
+                f"*(const ember_vec<{st}, {per}>*)(x + {per} * lane);",
+                "        #pragma unroll",
+                f"        for (int i = 0; i < {per}; ++i) {{",
+                f"            v[i] = {load_float('xv.v[i]', dtype)};",
+                "            if (v[i] > mx || v[i] != v[i]) mx = v[i];",
+                "        }"]
+        store = [f"        ember_vec<{ot}, {per}> yv;",
+                 "        #pragma unroll",
+                 f"        for (int i = 0; i < {per}; ++i) {{",
+                 f"            const int j = {per} * lane + i;",
+                 *store_lines(result, params, length, at="yv.v[i]"),
+                 "        }",
+                 f"        *(ember_vec<{ot}, {per}>*)(y + {per} * lane) = yv;"]
+        counted = "s += e;"
+    else:
+        load = ["        #pragma unroll",
+                f"        for (int i = 0; i < {per}; ++i) {{",
+                "            const int j = lane + 32 * i;",
+                f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : "
+                "-__int_as_float(0x7f800000);",
+                "            if (v[i] > mx || v[i] != v[i]) mx = v[i];",
+                "        }"]
+        store = ["        #pragma unroll",
+                 f"        for (int i = 0; i < {per}; ++i) {{",
+                 "            const int j = lane + 32 * i;",
+                 *_guarded(store_lines(result, params, length), f"j < {length}"),
+                 "        }"]
+        counted = f"if (lane + 32 * i < {length}) s += e;"
     body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
             f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
             f"row += gridDim.x * {WARPS}) {{",
@@ -116,34 +153,35 @@ def _warp_rows(name: str, params: dict, shape: list, axis: int, rows: int, lengt
             f"        {ot}* y = out0 + (size_t)row * {length};",
             f"        float v[{per}];",
             "        float mx = -__int_as_float(0x7f800000);",
-            "        #pragma unroll",
-            f"        for (int i = 0; i < {per}; ++i) {{",
-            "            const int j = lane + 32 * i;",
-            f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : "
-            "-__int_as_float(0x7f800000);",
-            "            if (v[i] > mx || v[i] != v[i]) mx = v[i];",
-            "        }",
+            *load,
             "        const float m = warp_max(mx);",
             "        float s = 0;",
             "        #pragma unroll",
             f"        for (int i = 0; i < {per}; ++i) {{",
             "            const float e = expf(v[i] - m);",
-            f"            if (lane + 32 * i < {length}) s += e;",
+            f"            {counted}",
             *([] if log else ["            v[i] = e;"]),
             "        }",
             "        s = warp_sum(s);",
             *([] if log else ["        const float inv = 1.0f / s;"]),
-            "        #pragma unroll",
-            f"        for (int i = 0; i < {per}; ++i) {{",
-            "            const int j = lane + 32 * i;",
-            *_guarded(store_lines(result, params, length), f"j < {length}"),
-            "        }",
+            *store,
             "    }"]
+    held = (f"{per} neighbouring elements a lane, one vector load and store" if vector
+            else f"{per} a lane")
     text = source(f"{'log_' if log else ''}softmax axis {axis} of {shape} {dtype}",
                   [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
-                   f"the row in registers ({per} a lane), max and sum by warp shuffles",
+                   f"the row in registers ({held}), max and sum by warp shuffles",
                    *epilogue_summary(params)],
                   _signature(name, params), body, prelude=uses_mod(params),
-                  helpers=WARP_MAX_SUM)
+                  helpers=WARP_MAX_SUM + (VEC_HELPER if vector else ""))
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
+
+
+def _lane_vector(length: int, dtype: str, out: str) -> bool:
+    """Whether a row is 32 lanes' whole vectors: length = 32 · per with per in 2..8, the per
+    elements of the input and of the stored result each at most 16 bytes."""
+    per = length // 32
+    if length % 32 or per not in (2, 4, 8):
+        return False
+    return all(0 < per * item_bytes(t) <= 16 for t in (dtype, out))

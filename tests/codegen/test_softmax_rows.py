@@ -14,6 +14,7 @@ from ember.runtime.cuda import cuda_available
 from tests.codegen import simt_emulator
 
 CASES = [("float32", [2, 3, 128], False), ("float16", [9, 100], False),
+         ("float16", [6, 128], False), ("float16", [3, 256], True),
          ("float32", [5, 1000], True), ("bfloat16", [4, 2, 64], False),
          ("float32", [3, 33], False)]
 
@@ -63,6 +64,22 @@ def test_other_rows_keep_the_block_per_row_kernel():
     assert "one block of" in softmax.emit("sm", params([2, WARP_ROW_MAX + 32], 1)).source
     assert "one block of" in softmax.emit("sm", params([2, 8, 3], 1)).source  # not the last
     assert "one warp per row" in softmax.emit("sm", params([2, WARP_ROW_MAX], 1)).source
+
+
+@pytest.mark.parametrize("dtype, length, out, vector", [
+    ("float16", 128, "float16", True), ("float16", 256, "float16", True),
+    ("float32", 128, "float32", True), ("float32", 256, "float32", False),  # 32 bytes a lane
+    ("float16", 100, "float16", False), ("float16", 32, "float16", False),
+    ("float16", 128, "int8", True)])
+def test_rows_of_whole_lane_vectors_are_read_as_vectors(dtype, length, out, vector):
+    """A row of 32 · per elements (per 2..8, each lane's at most 16 bytes in and out): lane l
+    reads and stores elements per·l.. as one vector."""
+    assert softmax._lane_vector(length, dtype, out) is vector
+    if out == dtype:  # (an int8 result comes from an epilogue: the quantizing cases below)
+        params = {"axis": 1, "in_shapes": [[2, length]], "in_dtypes": [dtype],
+                  "out_shapes": [[2, length]], "out_dtypes": [dtype]}
+        text = softmax.emit("sm", params).source
+        assert ("neighbouring elements a lane, one vector load and store" in text) is vector
 
 
 @pytest.mark.cuda
