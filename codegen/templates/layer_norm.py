@@ -7,6 +7,7 @@ float16 / bfloat16 operands are loaded into floats and the row computed in float
 
 from __future__ import annotations
 
+from ember.codegen.quantize_c import HOISTED
 from ember.codegen.scalar_c import compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
@@ -21,10 +22,12 @@ from ember.codegen.templates import (
     source,
 )
 from ember.codegen.templates.elementwise import (
+    VEC_HELPER,
     epilogue_dtypes,
     epilogue_lines,
     epilogue_store,
     epilogue_summary,
+    item_bytes,
     uses_mod,
 )
 from ember.codegen.templates.half import compute_literal, is_float, stored
@@ -58,18 +61,21 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 
 
 def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
-                    affine: list[str], centred: bool = True) -> KernelSpec:
+                    affine: list[str], centred: bool = True, lane: tuple = ()) -> KernelSpec:
     """Rows of `length`: `mean` (0 unless `centred`) and `inv` = 1 / sqrt(mean of
     (x - mean)² + eps), then the `affine` lines (which read `XJ`, x[j] as a computing-type
     expression, and `mean`, `inv`, `j`) store y[j]: a warp per row where the row fits its
-    registers (`_warp_rows`), else a block per row with block trees."""
+    registers (`_warp_rows`), else a block per row with block trees. `lane` = (width, the
+    parameters read as vectors), where `lane_width` gave the width and the `affine` lines were
+    made for it (`pv<k>.v[e]`, stored as `yv.v[e]`): the warp kernel's lanes then hold
+    neighbouring elements, `width` at a time."""
     dtype = params["out_dtypes"][0]
     if not is_float(dtype) or any(not is_float(d) for d in params["in_dtypes"]):
         raise UnsupportedError(f"CUDA {what}: element types {params['in_dtypes']} -> {dtype} "
                                "are not supported")
     if isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX \
             and compute_type(dtype) == "float":
-        return _warp_rows(name, params, rows, length, what, affine, centred)
+        return _warp_rows(name, params, rows, length, what, affine, centred, lane)
     t = compute_type(dtype)
     f = "" if dtype == "float64" else "f"
     eps = compute_literal(float(params["epsilon"]), dtype)
@@ -108,9 +114,14 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
 
 
 def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
-               affine: list[str], centred: bool) -> KernelSpec:
+               affine: list[str], centred: bool, lane: tuple = ()) -> KernelSpec:
     """`normalized_rows` with one warp per row: lane l holds x[l], x[l + 32], ... in registers
-    (read once), the sums are warp shuffles, then it stores its own elements."""
+    (read once), the sums are warp shuffles, then it stores its own elements. With `lane`
+    (width W, vector parameters), lane l holds x[W·l ..] of each 32·W chunk instead, reading
+    and storing each W as one vector (BERT's 768-wide FP16 rows: 3 16-byte loads a lane where
+    24 2-byte loads of x, 24 of each parameter and 24 stores left the kernel latency-bound)."""
+    if lane:
+        return _lane_rows(name, params, rows, length, what, affine, centred, *lane)
     dtype = params["out_dtypes"][0]
     eps = compute_literal(float(params["epsilon"]), dtype)
     per = -(-length // 32)
@@ -190,13 +201,108 @@ def emit(name: str, params: dict) -> KernelSpec:
     axis = int(params["axis"])
     inner = shape[axis:]
     rows, length = prod(shape[:axis]), prod(inner)
-    affine: list[str] = []
     rms = bool(params.get("rms", False))
-    s_idx = param_index(list(params["in_shapes"][1]), inner, affine, 1)
-    expr = f"{'XJ' if rms else '(XJ - mean)'} * inv * {param(params, 1, s_idx)}"
-    if len(params["in_shapes"]) > 2:
-        b_idx = param_index(list(params["in_shapes"][2]), inner, affine, 2)
-        expr += f" + {param(params, 2, b_idx)}"
-    affine += store_lines(expr, params, length)
     what = f"{'rms_norm' if rms else 'layer_norm'} axis {axis}"
-    return normalized_rows(name, params, rows, length, what, affine, centred=not rms)
+    ks = range(1, len(params["in_shapes"]))
+    whole = [k for k in ks if param_index(list(params["in_shapes"][k]), inner, [], k) == "j"]
+    width = lane_width(params, rows, length, whole)
+    affine: list[str] = []
+    reads = {}
+    for k in ks:
+        index = param_index(list(params["in_shapes"][k]), inner, affine, k)
+        reads[k] = (load_float(f"pv{k}.v[e]", params["in_dtypes"][k]) if width and k in whole
+                    else param(params, k, index))
+    expr = f"{'XJ' if rms else '(XJ - mean)'} * inv * {reads[1]}"
+    if len(params["in_shapes"]) > 2:
+        expr += f" + {reads[2]}"
+    affine += store_lines(expr, params, length, at="yv.v[e]" if width else "y[j]")
+    return normalized_rows(name, params, rows, length, what, affine, centred=not rms,
+                           lane=(width, whole) if width else ())
+
+
+def lane_width(params: dict, rows: int, length: int, vector_params: list[int]) -> int:
+    """Elements a lane of the warp kernel takes at a time as one vector: the most (2..16)
+    whose bytes of x, of the stored result and of each of `vector_params` (parameters indexed
+    like x) fit 16 and whose 32 lanes divide the row; 0 where the warp kernel does not run
+    or none does."""
+    dtype = params["out_dtypes"][0]
+    if not (isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX
+            and compute_type(dtype) == "float"):
+        return 0
+    types = [dtype, stored_dtype(params), *(params["in_dtypes"][k] for k in vector_params)]
+    sizes = [item_bytes(t) for t in types]
+    if min(sizes) == 0:
+        return 0
+    width = 16 // max(sizes)
+    while width >= 2 and length % (32 * width):
+        width //= 2
+    return width if width >= 2 else 0
+
+
+def _lane_rows(name: str, params: dict, rows: int, length: int, what: str,
+               affine: list[str], centred: bool, width: int, vector_params: list[int]
+               ) -> KernelSpec:
+    """`_warp_rows` over chunks of 32 · width: lane l's elements of chunk c are
+    j = 32·width·c + width·l + e (e < width), x and each vector parameter read and y stored
+    one vector a chunk."""
+    dtype = params["out_dtypes"][0]
+    eps = compute_literal(float(params["epsilon"]), dtype)
+    per, chunks = length // 32, length // (32 * width)
+    st = storage_type(dtype) if is_half(dtype) else "float"
+    ot = storage_type(stored_dtype(params))
+    mean = (f"        const float mean = warp_sum(s) / (float){length};" if centred
+            else "        const float mean = 0;")
+    at = f"{32 * width} * c + {width} * lane"
+    vx = f"ember_vec<{st}, {width}>"
+    preload = []
+    for k in vector_params:
+        pt = storage_type(params["in_dtypes"][k])
+        preload.append(f"            const ember_vec<{pt}, {width}> pv{k} = "
+                       f"*(const ember_vec<{pt}, {width}>*)(in{k} + {at});")
+    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
+            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
+            f"row += gridDim.x * {WARPS}) {{",
+            f"        const {st}* x = in0 + (size_t)row * {length};",
+            f"        {ot}* y = out0 + (size_t)row * {length};",
+            f"        float v[{per}];",
+            *(["        float s = 0;"] if centred else []),
+            "        #pragma unroll",
+            f"        for (int c = 0; c < {chunks}; ++c) {{",
+            f"            const {vx} xv = *(const {vx}*)(x + {at});",
+            "            #pragma unroll",
+            f"            for (int e = 0; e < {width}; ++e) {{",
+            f"                v[{width} * c + e] = {load_float('xv.v[e]', dtype)};",
+            *([f"                s += v[{width} * c + e];"] if centred else []),
+            "            }",
+            "        }",
+            mean,
+            "        float q = 0;",
+            "        #pragma unroll",
+            f"        for (int i = 0; i < {per}; ++i) {{",
+            "            const float d = v[i] - mean;",
+            "            q += d * d;",
+            "        }",
+            f"        const float inv = rsqrtf(warp_sum(q) / (float){length} + {eps});",
+            "        #pragma unroll",
+            f"        for (int c = 0; c < {chunks}; ++c) {{",
+            *preload,
+            f"            ember_vec<{ot}, {width}> yv;",
+            "            #pragma unroll",
+            f"            for (int e = 0; e < {width}; ++e) {{",
+            f"                const int j = {at} + e;",
+            *[("" if line.endswith(HOISTED) else "    ") + line.replace("XJ", f"v[{width} * c + e]")
+              for line in affine],
+            "            }",
+            f"            *(ember_vec<{ot}, {width}>*)(y + {at}) = yv;",
+            "        }",
+            "    }"]
+    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
+                  [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
+                   f"the row in registers ({per} a lane, {width} neighbouring elements a "
+                   "vector load / store), "
+                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
+                   "by warp shuffles", *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params),
+                  helpers=WARP_SUM + VEC_HELPER)
+    blocks = min(-(-rows // WARPS), 65535)
+    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)

@@ -12,7 +12,7 @@ from ember.runtime.cuda import cuda_available
 from tests.codegen import simt_emulator
 
 CASES = [("float32", 13, 768, False), ("float16", 9, 100, False), ("float32", 5, 64, True),
-         ("bfloat16", 8, 1024, False)]
+         ("bfloat16", 8, 1024, False), ("float16", 6, 768, False), ("float16", 4, 96, True)]
 
 
 def _case(dtype: str, rows: int, length: int, rms: bool):
@@ -44,6 +44,22 @@ def test_warp_rows_match_the_cpu_kernel_on_emulated_warps(dtype, rows, length, r
     tol = _tolerance(dtype)
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
                                atol=tol)
+
+
+@pytest.mark.parametrize("dtype, length, width", [
+    ("float16", 768, 8), ("float32", 768, 4), ("float32", 64, 2), ("float16", 96, 0),
+    ("bfloat16", 1024, 8), ("float16", 100, 0)])
+def test_lanes_take_neighbouring_elements_where_rows_are_whole_vectors(dtype, length, width):
+    """A row of 32 lanes' whole vectors (x, the scale / bias and the result each at most 16
+    bytes a vector): lane l reads x, the scale and the bias at width·l of each chunk of
+    32·width, one vector each, and stores one."""
+    params, _, _ = _case(dtype, 2, length, False)
+    assert layer_norm.lane_width(params, 2, length, [1, 2]) == width
+    text = layer_norm.emit("ln", params).source
+    assert (f"{width} neighbouring elements a vector load / store" in text) is bool(width)
+    if width:
+        assert text.count(f"ember_vec<{text.split('ember_vec<')[1].split(',')[0]}, {width}>") \
+            >= 3  # x, scale, bias
 
 
 def test_long_rows_keep_the_block_per_row_kernel():
