@@ -1,18 +1,18 @@
-"""kmajor-matmul-operands: a matmul's run-time B operand that a transpose lays out [..., K, N]
-from data stored with N's axis last but one and K's last is laid out [..., N, K] instead.
+"""kmajor-matmul-operands: a matmul's run-time B operand whose K axis a transpose takes from
+its input's contiguous last axis is laid out [..., N, K] instead, and read with transpose_b.
 
 Recognized: `nn.matmul(A, B)` (B read [..., K, N]: no `transpose_b`) with
-B = e_n(...e_1(transpose(X, perm))) where each e_i is an elementwise op (`nn.cast`, `nn.unary`, or `nn.binary` whose other operand holds one value) and
-every value of the chain has no other user, and perm's last entry is not X's last axis while
-its last but one is: B's rows (K) then run along X's contiguous last axis, so the copy the
-transpose becomes reads across rows, one element at a time. After this pass the transpose's
-last two entries are swapped (the chain's values are [..., N, K], read row by row; the
-transpose is gone where that leaves the identity) and the matmul's `transpose_b` is set. So
-BERT's K = transpose(reshape(k), [0, 2, 3, 1]) feeding Q Kᵀ (left unfused by fuse-attention
-where Q/DQ sits in the chain) becomes the same contiguous [0, 2, 1, 3] copy as Q's and V's
-(a vectorized elementwise kernel), and the matmul reads both operands K-major, as the 8-bit
-and Hopper tactics need. Results are unchanged (elementwise ops commute with transposes).
-GPU builds run it after kmajor-matmul-weights.
+B = e_n(...e_1(transpose(X, perm))), each e_i an elementwise op (`nn.cast`, `nn.unary`, or
+`nn.binary` whose other operand holds one value), every value of the chain used once, and
+perm[-2] X's last axis while perm[-1] is not: the copy the transpose becomes then reads
+across X's rows, one element at a time. After this pass the transpose's last two entries are
+swapped (X's last axis stays last; the chain's values are [..., N, K]; the transpose is gone
+where that leaves the identity) and the matmul's `transpose_b` is set. So BERT's
+K = transpose(reshape(k), [0, 2, 3, 1]) feeding Q Kᵀ (left unfused by fuse-attention where
+Q/DQ sits in the chain) becomes the same contiguous [0, 2, 1, 3] copy as Q's and V's (a
+vectorized elementwise kernel), and the matmul reads both operands K-major, as the 8-bit and
+Hopper tactics need. Results are unchanged (elementwise ops commute with transposes). GPU
+builds run it after kmajor-matmul-weights.
 """
 
 from __future__ import annotations
