@@ -64,6 +64,8 @@ def region_descriptor(block: Block) -> dict[str, Any]:
         for k in ("alpha", "beta"):
             if k in s.properties:
                 entry[k] = attribute_value(s.properties[k])
+        if s.table is not None:
+            entry["table"] = [int(v) for v in s.table.get_values()]
         index[s.result] = len(block.args) + len(ops)
         ops.append(entry)
     return {"ops": ops, "result": result}

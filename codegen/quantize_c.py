@@ -65,6 +65,7 @@ FP16_SIZE = (2.0 ** -24, 65504.0)
 # wherever `ember_div_near` takes it (margins of 2**5 on each side of the exact bounds)
 SAFE_DIVISOR = (2.0 ** -90, 2.0 ** 120)
 HOISTED = "  // once per thread"  # the mark of a line `templates.source` moves to the top
+FILE_SCOPE = "  // file scope"  # the mark of a line `templates.source` moves before the kernel
 ROUNDS = ("rint_clipped", "rint_unsigned")  # the forms of a round (its clip first)
 
 
@@ -280,6 +281,13 @@ def hoist(body: Sequence[str]) -> list[str]:
     of first appearance)."""
     top = list(dict.fromkeys(line for line in body if line.endswith(HOISTED)))
     return top + [line for line in body if not line.endswith(HOISTED)] if top else list(body)
+
+
+def file_scope(body: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the lines carrying the `FILE_SCOPE` mark, stripped of indentation, once each; the rest
+    of `body`)."""
+    top = list(dict.fromkeys(line.strip() for line in body if line.endswith(FILE_SCOPE)))
+    return top, [line for line in body if not line.endswith(FILE_SCOPE)]
 
 
 def divisions(region: dict, dtypes: Sequence[str], cheaper: Mapping[int, Rewrite]) -> set[int]:

@@ -1363,6 +1363,9 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
                           "fuse-strided-reads") if n not in names]
     if _hopper(config.target_arch) and "fuse-shortcut-convs" not in names:
         names.insert(names.index("fuse-epilogues") + 1, "fuse-shortcut-convs")
+    if config.target_arch is not None and "tabulate-int8-chains" not in names \
+            and "cancel-requantize" in names:
+        names.insert(names.index("cancel-requantize") + 1, "tabulate-int8-chains")
     if config.target_arch is not None and "select-tactics" not in names:
         names.append("select-tactics")
     passes: list[ModulePass] = []

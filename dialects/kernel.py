@@ -38,6 +38,7 @@ from xdsl.dialects.builtin import (
     DictionaryAttr,
     IntAttr,
     IntegerAttr,
+    IntegerType,
     StringAttr,
     i64,
 )
@@ -74,8 +75,9 @@ from ember.dialects.nn.functions import BINARY, UNARY
 from ember.dialects.tensor_types import shape_of
 from ember.runtime.cpu_kernels.elementwise import view_reach
 
-# kernel.scalar functions beyond the nn tables: select(c, a, b) and cast (to the result type)
-SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1}
+# kernel.scalar functions beyond the nn tables: select(c, a, b), cast (to the result type) and
+# lookup (an 8-bit integer's entry of the op's `table`: tabulate-int8-chains)
+SCALAR_EXTRA = {"select": 3, "cast": 1, "saturate_cast": 1, "lookup": 1}
 
 
 # templates whose kernel does more than compute its results (an assertion that fails the run):
@@ -206,12 +208,15 @@ def _verify_arena(op: IRDLOperation, arena: DenseArrayBase | None) -> None:
 
 @irdl_op_definition
 class ScalarOp(IRDLOperation):
-    """`fn` of scalars: a function of nn's UNARY/BINARY tables, `select` or `cast`."""
+    """`fn` of scalars: a function of nn's UNARY/BINARY tables, `select`, `cast` or `lookup`:
+    entry q - min of `table` for an 8-bit integer q (the table's 2^bits entries are the result
+    type's values, floats as their bit patterns)."""
 
     name = "kernel.scalar"
     fn = prop_def(StringAttr)
     alpha = opt_prop_def(Attribute)
     beta = opt_prop_def(Attribute)
+    table = opt_prop_def(DenseArrayBase)
     args = var_operand_def()
     result = result_def()
     traits = traits_def(Pure(), HasParent(ElementwiseOp, LaunchOp))
@@ -225,6 +230,14 @@ class ScalarOp(IRDLOperation):
             raise VerifyException(f"kernel.scalar: unknown function '{fn}'")
         if len(self.args) != arity:
             raise VerifyException(f"kernel.scalar {fn}: takes {arity} argument(s)")
+        if (fn == "lookup") != (self.table is not None):
+            raise VerifyException(f"kernel.scalar {fn}: a table belongs to lookup, and only it")
+        if fn == "lookup":
+            source = self.args[0].type
+            if not isinstance(source, IntegerType) or source.width.data != 8 \
+                    or len(self.table.get_values()) != 256:
+                raise VerifyException("kernel.scalar lookup: reads a 256-entry table at an "
+                                      f"8-bit integer, not {source}")
 
 
 @irdl_op_definition

@@ -47,13 +47,14 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.pad_conv_channels import PadConvChannels
     from ember.passes.plan_memory import PlanMemory
     from ember.passes.space_to_depth_stem import SpaceToDepthStem
+    from ember.passes.tabulate_int8_chains import TabulateInt8Chains
 
     return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
             ConvertNNToKernel, FuseElementwise, FuseEpilogues, FuseShortcutConvs, CancelRequantize,
             CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            KMajorMatmulOperands,
+            KMajorMatmulOperands, TabulateInt8Chains,
             PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
             EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 

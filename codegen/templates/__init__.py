@@ -184,6 +184,8 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
     body = quantize_c.hoist(body)  # values computed once per thread go first
+    tables, body = quantize_c.file_scope(body)  # lookup tables go before the kernel
+    helpers = "\n".join([helpers, *tables]) if tables else helpers
     text = "\n".join([helpers, sig, *body])
     for needed in (half_prelude(text), quantize_c.prelude(text)):
         if needed:

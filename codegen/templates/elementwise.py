@@ -7,12 +7,17 @@ two neighbouring elements with 4-byte loads and stores of the half pairs.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 
+import numpy as np
+
 from ember.codegen import quantize_c
+from ember.codegen.quantize_c import FILE_SCOPE
 from ember.codegen.scalar_c import (
     c_type,
     compute_type,
+    dtype_name,
     is_float8,
     is_half,
     load_float,
@@ -101,7 +106,10 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
     bare = quantize_c.unguarded(region, dtypes, cheaper, near)
     for i, op in enumerate(region["ops"]):
         args = [f"{prefix}{a}" for a in op["args"]]
-        if i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
+        if op["fn"] == "lookup":  # an 8-bit integer's entry of a table at file scope
+            table_line, expr = lookup_c(op, dtypes[op["args"][0]], args[0])
+            lines.append(table_line)
+        elif i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
             expr = quantize_c.expression(*cheaper[i], prefix, c_type(op["dtype"]))
         elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] in quantize_c.FLOATS \
                 and all(dtypes[a] in quantize_c.FLOATS for a in op["args"]):
@@ -120,6 +128,26 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
                      f"  // {op['fn']}")
         dtypes.append(op["dtype"])
     return lines
+
+
+def lookup_c(op: dict, source: str, arg: str) -> tuple[str, str]:
+    """(the file-scope line defining a `lookup` op's table, its C expression at `arg`): the
+    entries as the result's compute type (floats kept as their bit patterns, converted at the
+    read), named by a hash of the table so that one definition serves every use."""
+    out = dtype_name(op["dtype"])
+    table = [int(v) for v in op["table"]]
+    bits = is_half(out) or out == "float32"
+    ctype = "unsigned" if bits else c_type(out)
+    name = "ember_lut_" + hashlib.sha1(f"{out}:{table}".encode()).hexdigest()[:12]
+    if is_half(out):  # a half's bits -> the float holding that half
+        from ember.runtime.cpu_kernels.elementwise import table_values
+
+        table = [int(v) for v in table_values(table, out).astype(np.float32).view(np.uint32)]
+    items = ", ".join(str(v) + ("u" if bits else "") for v in table)
+    line = f"__device__ const {ctype} {name}[256] = {{{items}}};{FILE_SCOPE}"
+    index = f"(int)({arg}) + 128" if source == "int8" else f"(int)({arg})"
+    read = f"__ldg(&{name}[{index}])"
+    return line, f"__uint_as_float({read})" if bits else read
 
 
 def epilogue_lines(params: dict, value: str, index: str, indent: str,

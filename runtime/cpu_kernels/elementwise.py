@@ -127,6 +127,9 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
         values[view["input"]] = strided(values[view["input"]], view, out_shape(params))
     for op in region["ops"]:
         dtype = np.dtype(op["dtype"]) if op.get("dtype") else None
+        if op["fn"] == "lookup":
+            values.append(lookup(values[op["args"][0]], op["table"], dtype))
+            continue
         values.append(scalar_fn(op["fn"], [values[i] for i in op["args"]], dtype,
                                 op.get("alpha"), op.get("beta")))
     result = to_dtype(values[region["result"]], out_dtype(params))
@@ -134,6 +137,24 @@ def elementwise(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.nda
     if shape is not None and all(isinstance(d, int) for d in shape):
         result = np.broadcast_to(result, tuple(shape))
     return [result]
+
+
+def table_values(table: list[int], dtype: np.dtype) -> np.ndarray:
+    """A lookup table's entries as `dtype` values (floats are stored as their bit patterns)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" or dtype.name == "bfloat16":
+        return np.asarray(table, np.uint64).astype(f"uint{8 * dtype.itemsize}").view(dtype)
+    return np.asarray(table, np.int64).astype(dtype)
+
+
+def lookup(codes: np.ndarray, table: list[int], dtype: np.dtype) -> np.ndarray:
+    """Entry q - min of `table` for each 8-bit integer q (a `lookup` scalar op)."""
+    codes = np.asarray(codes)
+    if codes.dtype not in (np.int8, np.uint8) or len(table) != 256:
+        raise PlanError(f"lookup: reads a 256-entry table at 8-bit integers, not {codes.dtype} "
+                        f"with {len(table)} entries")
+    low = -128 if codes.dtype == np.int8 else 0
+    return table_values(table, dtype)[codes.astype(np.int64) - low]
 
 
 def view_reach(offset: int, strides: list[int], shape: Any) -> tuple[int, int]:

@@ -26,8 +26,10 @@ def test_default_build_pipeline_ends_with_the_kernel_passes():
                           "fuse-epilogues", "cancel-requantize", "fuse-strided-reads",
                           "plan-memory"]
     hopper = _names(BuilderConfig(target_arch="sm_90"))
-    assert hopper[hopper.index("fuse-epilogues") + 1:][:2] == ["fuse-shortcut-convs",
-                                                               "cancel-requantize"]
+    assert hopper[hopper.index("fuse-epilogues") + 1:][:3] == ["fuse-shortcut-convs",
+                                                               "cancel-requantize",
+                                                               "tabulate-int8-chains"]
+    assert "tabulate-int8-chains" not in names  # GPU builds only
     assert "fuse-shortcut-convs" not in _names(BuilderConfig(target_arch="sm_80"))
 
 
