@@ -290,16 +290,16 @@ def split_k_arrival(splits: int) -> list[str]:
 
 
 def split_k_partials(splits: int, size: int, threads: int, count: int, values: str,
-                     index: str, setup: tuple[str, ...] = ()) -> list[str]:
-    """Lines after the main loop of a tensor-core split-K block whose `count` FP32 accumulators
-    per thread are `values[index]` (after the `setup` lines; `size` = BM x BN): store this
-    slice's partial tile; the last block of the tile to arrive sums all slices in slice order
-    back into them, the others return."""
+                     index: str, setup: tuple[str, ...] = (), t: str = "float") -> list[str]:
+    """Lines after the main loop of a tensor-core split-K block whose `count` accumulators of
+    C type `t` (FP32; INT8's exact int32) per thread are `values[index]` (after the `setup`
+    lines; `size` = BM x BN): store this slice's partial tile; the last block of the tile to
+    arrive sums all slices in slice order back into them, the others return."""
     return [
         "    // split-K: partial tiles meet in the workspace; the last block sums them in order",
         f"    const int tile_id = (blockIdx.z / {splits} * gridDim.y + blockIdx.y) * gridDim.x"
         " + blockIdx.x;",
-        f"    float* part = (float*)ws + (size_t)tile_id * {splits * size};",
+        f"    {t}* part = ({t}*)ws + (size_t)tile_id * {splits * size};",
         *setup,
         "    #pragma unroll",
         f"    for (int {index} = 0; {index} < {count}; ++{index})",
@@ -308,7 +308,7 @@ def split_k_partials(splits: int, size: int, threads: int, count: int, values: s
         *split_k_arrival(splits),
         "    #pragma unroll",
         f"    for (int {index} = 0; {index} < {count}; ++{index}) {{",
-        "        float v = 0.f;",
+        f"        {t} v = 0;",
         f"        for (int s = 0; s < {splits}; ++s)",
         f"            v += __ldcg(&part[(size_t)s * {size} + {index} * {threads} + tid]);",
         f"        {values}[{index}] = v;",

@@ -16,9 +16,10 @@ warpgroups read them. For TF32 each thread first rounds its own landed chunks to
 (`cvt.rna.tf32`): the tensor cores alone would truncate each operand, a bias that grows with
 depth (ResNet-50's softmax moved 1.1e-2 rel-L2 from FP32 with truncation).
 
-With split-K (`WgmmaGemm.splits`, FP16/BF16/TF32 only) block z % splits walks its slice of the
-k-tiles, stores its FP32 accumulators to the workspace, and the tile's last block to arrive sums
-the slices in slice order before the epilogue (`_split_k_reduce`).
+With split-K (`WgmmaGemm.splits`: FP16/BF16/TF32, and INT8 matmuls) block z % splits walks its
+slice of the k-tiles, stores its FP32 (INT8: int32) accumulators to the workspace, and the
+tile's last block to arrive sums the slices in slice order before the epilogue
+(`_split_k_reduce`): an INT8 drain then requantizes whole, exact sums as without the split.
 
 Kernels using this loop compile only for sm_90a (`ARCH_SPECIFIC`); `gemm_mma` stays the
 tactic for every other target.
@@ -397,8 +398,9 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
         raise ValueError("8-bit wgmma: a staged store must stage the whole sums "
                          "(gemm_mma.staged_sums)")
     tile, splits = gemm.tile, gemm.splits
-    if splits > 1 and narrow:
-        raise ValueError("8-bit wgmma kernels split no K (their drains take whole sums)")
+    if splits > 1 and narrow and dtype != INT8:
+        raise ValueError("E4M3 wgmma kernels split no K (only INT8's exact int32 sums meet "
+                         "in the workspace)")
     bm, bn, stages, threads = tile.bm, tile.bn, tile.stages, tile.threads
     size = WGMMA_TYPES[dtype][1]
     bk, chunk = ROW_BYTES // size, 16 // size  # elements of k per stage and per 16 bytes
@@ -496,7 +498,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               "    // accumulator i: row wr + lane / 4 (+ 8 for i % 4 >= 2), column "
               "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
     if splits > 1:
-        lines += _split_k_reduce(gemm)
+        lines += _split_k_reduce(gemm, gemm_mma.sums_type(dtype))
     if isinstance(store, RowStore):
         assert store.shared_bytes(bm, bn) <= tile.shared_bytes(), tile
         return lines + [
@@ -532,11 +534,12 @@ def kernel_shared(gemm: gemm_mma.MmaGemm | WgmmaGemm, k: int | str, dtype: str,
     return max(gemm.tile.shared_bytes(gemm.k_tiles(k, dtype)), staged)
 
 
-def _split_k_reduce(gemm: WgmmaGemm) -> list[str]:
-    """After the main loop of a split-K block: `gemm_tiles.split_k_partials` over frag."""
+def _split_k_reduce(gemm: WgmmaGemm, t: str) -> list[str]:
+    """After the main loop of a split-K block: `gemm_tiles.split_k_partials` over frag (of C
+    type `t`: float, or INT8's int)."""
     tile = gemm.tile
     return split_k_partials(gemm.splits, tile.bm * tile.bn, tile.threads, tile.bn // 2,
-                            "frag", "i")
+                            "frag", "i", t=t)
 
 
 def _origin(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ember.codegen.scalar_c import c_type, is_half
-from ember.codegen.symbolic import upper
+from ember.codegen.symbolic import is_sym, upper
 from ember.codegen.templates import (
     KernelSpec,
     broadcast_strides,
@@ -131,10 +131,15 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         a_op, b_op = _byte_operands(m, n, pairs)
         sizes = (m, n, pairs, prod(batch))
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
-            *sizes, split_k=False, sms=sms,
-            wgmma=hopper and gemm_wgmma.usable(a_op, b_op, narrow),
+        wgmma = hopper and gemm_wgmma.usable(a_op, b_op, narrow)
+        found = gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
+            *sizes, split_k=False, sms=sms, wgmma=wgmma,
             tma=hopper and _tma_operands(params, pairs=True) is not None))
+        split = gemm_wgmma.split_candidate(*sizes, sms) \
+            if wgmma and narrow == gemm_mma.INT8 and not any(is_sym(x) for x in sizes) else None
+        # INT8's wgmma split-K (int32 partials summed before the drain) is timed, last: a
+        # GEMM whose whole tiles leave most multiprocessors idle (BERT's FFN2, K = 3072)
+        return found + ([split[1].tactic()] if split is not None else [])
     if _tensor_core(params):
         a_op, b_op, *_ = _operands(params)
         hopper = gemm_wgmma.targets(arch)
@@ -317,7 +322,7 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
                                           tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
                                           band=None if wgmma else tile.bm // tile.wm)
 
-    body = ["    const int b = blockIdx.z;",
+    body = [f"    const int b = blockIdx.z / {gemm.splits};",
             "    const unsigned short* a16 = (const unsigned short*)in0;",
             "    const unsigned short* b16 = (const unsigned short*)in1;"]
     body += _batch_offsets(batch, a_bs, b_bs)
@@ -333,7 +338,8 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     if staged:
         helpers += gemm_epilogue.helpers(stored)
     sig = signature(name, [*params["in_dtypes"][:2], *epilogue_dtypes(params)], [stored],
-                    launch_bounds=(tile.threads, tile.resident), halves=True)
+                    launch_bounds=(tile.threads, tile.resident),
+                    workspace=gemm.splits > 1, halves=True)
     k = pairs * 2
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
                   f"{dtype} -> {sums}",
@@ -346,7 +352,8 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA matmul: grid {grid} is too large (M {m}, batch {nbatch})")
     shared = gemm_wgmma.kernel_shared(gemm, pairs, dtype, staged or store)
-    return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
+    return KernelSpec(text, grid, (tile.threads, 1, 1), shared,
+                      *gemm.workspace_bytes(m, n, nbatch))
 
 
 def emit(name: str, params: dict) -> KernelSpec:

@@ -167,10 +167,11 @@ def test_matmul_integer_builds_to_the_int8_tensor_core_kernel_for_sm90():
 
 
 @pytest.mark.parametrize("m, k, n", [(200, 512, 136), (8, 2048, 64)])
-def test_int8_tactics_never_split_k(m, k, n):
-    """Few output tiles over a long K: the FP16 cost model would split K, the INT8 kernels
-    cannot, so the INT8 candidates and the untuned choice keep K whole (a CUDA step, not a
-    host fallback)."""
+def test_int8_tactics_split_k_only_on_wgmma_and_only_when_timed(m, k, n):
+    """Few output tiles over a long K: the FP16 cost model would split K; INT8's mma.sync
+    kernels cannot (their drains take whole sums in registers) and the untuned choice keeps K
+    whole (a CUDA step, not a host fallback); on sm_90 a split-K wgmma tactic (int32 partials
+    summed before the drain) may come last, for the autotuner to time."""
     from ember.codegen.templates import matmul
     from ember.compiler.builder import BuilderConfig, build_model
 
@@ -178,9 +179,12 @@ def test_int8_tactics_never_split_k(m, k, n):
     manifest, _ = build_model(model, BuilderConfig(target_arch="sm_90", autotune=False))
     (step,) = manifest["steps"]
     assert "device" not in step and step["cuda"]["kernel"].startswith("matmul_")
+    assert step["params"]["tactic"].get("splits", 1) == 1
     params = {k: v for k, v in step["params"].items() if k != "tactic"}
-    tactics = matmul.tactics(params, "sm_90") + matmul.tactics(params, "sm_80")
-    assert tactics and all(t.get("splits", 1) == 1 for t in tactics)  # wgmma splits none
+    assert all(t.get("splits", 1) == 1 for t in matmul.tactics(params, "sm_80"))
+    hopper = matmul.tactics(params, "sm_90")
+    assert hopper and all(t.get("splits", 1) == 1 for t in hopper[:-1])
+    assert hopper[-1].get("splits", 1) == 1 or "wgmma" in hopper[-1]
 
 
 @needs_gpu
@@ -495,17 +499,19 @@ def _run_on_gpu(spec, name: str, inputs: list, out_shape, out_dtype) -> np.ndarr
 @needs_gpu
 @pytest.mark.cuda
 @pytest.mark.parametrize("batch, m, n, k", [([], 256, 192, 512), ([2], 37, 40, 48),
-                                            ([], 130, 72, 272)],
-                         ids=["aligned", "batch-ragged", "ragged-deep"])
+                                            ([], 130, 72, 272), ([2], 200, 192, 4096)],
+                         ids=["aligned", "batch-ragged", "ragged-deep", "split-k"])
 def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k):
     """Each candidate of an sm_90 build (wgmma k32 s8 tiles, always one among them, and
-    mma.sync ones) on the GPU; K = 48 fills part of one 128-byte stage."""
+    mma.sync ones) on the GPU; K = 48 fills part of one 128-byte stage; K = 4096 over few
+    tiles brings a split-K wgmma tactic (int32 partials in the workspace, two batches)."""
     params = _params(batch, m, n, k)
     rng = np.random.default_rng(6)
     a, b = _int8(rng, (*batch, m, k)), _int8(rng, (n, k))
     want = np.matmul(a.astype(np.int64), b.astype(np.int64).T)
     tactics = matmul.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
+    assert any("splits" in t for t in tactics) is (k == 4096)
     for tactic in tactics + matmul.tactics(params, "sm_80")[:1]:
         spec = matmul.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", [a, b], want.shape, np.int32)
@@ -514,10 +520,11 @@ def test_every_int8_matmul_tactic_sums_exactly_on_the_gpu(batch, m, n, k):
 
 @needs_gpu
 @pytest.mark.cuda
-@pytest.mark.parametrize("m, n, k", [(256, 192, 512), (130, 80, 272)])
+@pytest.mark.parametrize("m, n, k", [(256, 192, 512), (130, 80, 272), (256, 192, 4096)])
 def test_every_int8_matmul_tactic_requantizes_exactly_on_the_gpu(m, n, k):
     """The int8-storing tail with an int8 residual (staged through shared memory: N is a
-    multiple of 16) for each wgmma and mma.sync candidate, against numpy."""
+    multiple of 16) for each wgmma and mma.sync candidate, against numpy; K = 4096: a split-K
+    tactic's drain requantizes the summed slices."""
     params, inputs, want = _requantize_case(m, n, k, seed=10)
     tactics = matmul.tactics(params, "sm_90")
     assert any("wgmma" in t for t in tactics)
@@ -581,9 +588,10 @@ def test_int8_candidates_on_sm90_rank_wgmma_by_the_cost_model():
         assert all(("wgmma" in t) != ("mma" in t) for t in on_hopper), on_hopper
         on_ampere = tactics_of(params, "sm_80")
         assert on_ampere and all("mma" in t for t in on_ampere), on_ampere
-    # whole int32 sums: no split-K candidate where an FP16 GEMM of the shape gets one (FFN2)
+    # FFN2's shape: the split-K wgmma candidate (int32 partials) comes last, timed only
     ffn2 = matmul.tactics(_params([], 1024, 768, 3072), "sm_90")
-    assert ffn2 and not any(t.get("splits", 1) > 1 for t in ffn2), ffn2
+    assert not any(t.get("splits", 1) > 1 for t in ffn2[:-1]), ffn2
+    assert ffn2[-1].get("splits", 1) > 1 and "wgmma" in ffn2[-1], ffn2
 
 
 @pytest.mark.parametrize("bm, bn, threads", [(64, 64, 128), (128, 128, 256), (64, 256, 128),
@@ -704,3 +712,21 @@ def test_a_short_k_conv_with_one_stage_sums_exactly_on_the_gpu():
         spec = conv.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", inputs, want.shape, np.int8)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+
+
+def test_an_int8_split_k_wgmma_kernel_compiles_with_its_workspace():
+    """NVRTC on the CPU: BERT's FFN2 (1024 x 768 x 3072) with its INT8 split-K candidate and
+    the requantizing tail: int32 partials (`int* part`), the slices summed before the drain,
+    a workspace of one int32 tile a slice."""
+    from ember.codegen.nvrtc import compile_cuda, kernel_arch
+
+    params, _, _ = _requantize_case(1024, 768, 3072, seed=1)
+    (split,) = [t for t in matmul.tactics(params, "sm_90") if "splits" in t]
+    spec = matmul.emit("k", {**params, "tactic": split})
+    tile, splits = split["wgmma"], split["splits"]
+    assert "int* part = (int*)ws" in spec.source and "int v = 0;" in spec.source
+    assert f"const int b = blockIdx.z / {splits};" in spec.source
+    tiles = -(-1024 // tile[0]) * -(-768 // tile[1])
+    assert (spec.counter_bytes, spec.workspace_bytes) == (
+        tiles * 4, tiles * splits * tile[0] * tile[1] * 4)
+    assert compile_cuda(spec.source, name="k", arch=kernel_arch("k", spec.source, "sm_90")).cubin

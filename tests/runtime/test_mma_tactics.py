@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ember.codegen.templates import gemm_mma, gemm_tiles, gemm_tma, gemm_wgmma
+from ember.codegen.templates import gemm_mma, gemm_tiles, gemm_tma, gemm_wgmma, matmul
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.runtime.cpu_kernels.linear import conv as conv_reference
 from ember.runtime.cuda import cuda_available
@@ -554,8 +554,8 @@ def test_half_conv_matches_float64(case: str, dtype: str) -> None:
 def test_split_k_wgmma_is_a_timed_candidate_not_the_cost_models_choice() -> None:
     """A GEMM whose whole wgmma tiles leave most multiprocessors idle (BERT's FFN2, 1024 x 768
     x 3072: 128 blocks only on the small 64x96 tile) gets the best tile with K in slices as a
-    last candidate for the autotuner; the cost model's own choice (the first) stays whole-K,
-    and the INT8 kernels, whose drains take whole int32 sums, get none."""
+    last candidate for the autotuner; the cost model's own choice (the first) stays whole-K.
+    INT8 matmuls get theirs too (int32 partials, summed whole before the drain); E4M3's none."""
     fp16 = gemm_mma.candidates(1024, 768, 3072, 1, wgmma=True, tma=True)
     assert fp16[-1] == {"wgmma": [128, 192, 4], "splits": 4}, fp16
     assert not any("splits" in t for t in fp16[:-1] if "wgmma" in t)
@@ -564,11 +564,15 @@ def test_split_k_wgmma_is_a_timed_candidate_not_the_cost_models_choice() -> None
                    if "wgmma" in t)
     assert not any("splits" in t for t in gemm_mma.candidates(1024, 768, 3072, 1, wgmma=True,
                                                               split_k=False) if "wgmma" in t)
+    int8 = matmul.tactics({"in_shapes": [[1024, 3072], [768, 3072]], "transpose_b": True,
+                           "in_dtypes": ["int8", "int8"], "out_shapes": [[1024, 768]],
+                           "out_dtypes": ["int32"]}, "sm_90")
+    assert "splits" in int8[-1] and not any("splits" in t for t in int8[:-1]), int8
     gemm = gemm_wgmma.wgmma_for({"wgmma": [128, 192, 4], "splits": 4})
     assert gemm.grid(1024, 768, 1) == (4, 8, 4)
     assert gemm.workspace_bytes(1024, 768, 1) == (32 * 4, 32 * 4 * 128 * 192 * 4)
-    with pytest.raises(ValueError, match="split no K"):
-        gemm_wgmma.mainloop(gemm, 1024, 768, 3072, None, None, gemm_wgmma.INT8, "0", "0",
+    with pytest.raises(ValueError, match="E4M3 wgmma kernels split no K"):
+        gemm_wgmma.mainloop(gemm, 1024, 768, 3072, None, None, gemm_mma.E4M3, "0", "0",
                             lambda *a: [])
     # one spelling per tactic (a whole-K one names no splits), no empty slices, no TMA split
     with pytest.raises(ValueError, match="names no 'splits'"):
