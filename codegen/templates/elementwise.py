@@ -91,7 +91,8 @@ def read_inputs(first: int, shapes: Sequence[Sequence[int]], dtypes: Sequence[st
 
 
 def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
-                 uniform: Mapping[int, str] | None = None) -> list[str]:
+                 uniform: Mapping[int, str] | None = None,
+                 reciprocals: Mapping[int, str] | None = None) -> list[str]:
     """C lines computing a region's ops over values `<prefix>0..` (of `dtypes`), each op's result
     the next numbered value; the result is `<prefix><region["result"]>`. A value of a half type
     is a float holding a value of that type. `uniform`: the arguments that hold the same value
@@ -99,8 +100,10 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
     one multiplies by its reciprocal, computed once per thread, and corrects: exactly,
     `quantize_c.div_by`); quantize arithmetic prints in `quantize_c`'s cheaper exact forms, and
     divisions by constants of the build without a branch where `quantize_c.divisions` proves
-    that exact (the region's `constant_ranges`)."""
-    dtypes, lines, uniform = list(dtypes), [], uniform or {}
+    that exact (the region's `constant_ranges`); a division by a value that varies by element
+    takes its reciprocal from `reciprocals` (value -> C expression) where the caller computed
+    it once, else calls `__frcp_rn` there."""
+    dtypes, lines, uniform, reciprocals = list(dtypes), [], uniform or {}, reciprocals or {}
     cheaper = quantize_c.rewrites(region, dtypes)
     near = quantize_c.divisions(region, dtypes, cheaper)
     bare = quantize_c.unguarded(region, dtypes, cheaper, near)
@@ -119,8 +122,8 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
             expr = round_to(quantize_c.div_by(*args, rcp, near=i in near, rounded=i in bare),
                             op["dtype"])
         elif i in near:  # by a constant that varies by element: a merged GEMM's column scales
-            expr = round_to(quantize_c.div_by(*args, None, near=True, rounded=i in bare),
-                            op["dtype"])
+            expr = round_to(quantize_c.div_by(*args, reciprocals.get(op["args"][1]), near=True,
+                                              rounded=i in bare), op["dtype"])
         else:
             expr = scalar_expr(op["fn"], args, [dtypes[a] for a in op["args"]], op["dtype"],
                                op.get("alpha"), op.get("beta"))
@@ -151,8 +154,8 @@ def lookup_c(op: dict, source: str, arg: str) -> tuple[str, str]:
 
 
 def epilogue_lines(params: dict, value: str, index: str, indent: str,
-                   loaded: Mapping[int, str] | None = None, result: str | None = None
-                   ) -> list[str]:
+                   loaded: Mapping[int, str] | None = None, result: str | None = None,
+                   reciprocals: Mapping[int, str] | None = None) -> list[str]:
     """C lines applying a launch's `epilogue` to `value` (the output element at flat output
     index `index`), assigning the result back to `value`; none without an epilogue. Its extra
     inputs are the kernel's last pointer arguments (declare them with `epilogue_dtypes` and
@@ -167,7 +170,8 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     and declares `out0` of type S — as it does with no epilogue (where these lines are empty and
     S is T). Extra inputs of half types are loaded into floats (`loaded`: as `read_inputs`').
     `result`: another lvalue (of S's compute type) to leave the result in, where `value` cannot
-    hold it (an integer GEMM's int32 sum dequantized to float).
+    hold it (an integer GEMM's int32 sum dequantized to float). `reciprocals`: region values
+    (1 + k for extra input k) whose `__frcp_rn` the caller computed already (`region_lines`).
     Kernels using it get the half prelude from `source` automatically."""
     epilogue = params.get("epilogue")
     if epilogue is None:
@@ -180,7 +184,8 @@ def epilogue_lines(params: dict, value: str, index: str, indent: str,
     lines += read_inputs(first, epilogue["in_shapes"], epilogue["in_dtypes"], out_shape,
                          index, "e", indent, "size_t", number_from=1, loaded=loaded)
     lines += region_lines(epilogue, [dtype, *epilogue["in_dtypes"]], "e", indent,
-                          uniform=_uniform(epilogue["in_shapes"], first=1, pointer_first=first))
+                          uniform=_uniform(epilogue["in_shapes"], first=1, pointer_first=first),
+                          reciprocals=reciprocals)
     last = f"e{epilogue['result']}"
     target = result or value
     ops = epilogue["ops"]

@@ -176,11 +176,11 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
     the epilogue and stores them."""
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
-    loads, loaded, spans, prelude = _drain_inputs(st, bm, bn, threads, n, n0, False)
+    loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         *spans,
         f"            pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
-        *_epilogue_loop(st.params, st.dtype, "h", loaded, "            "),
+        *_epilogue_loop(st.params, st.dtype, "h", loaded, "            ", rcps),
         f"            {store16('&out0[oi]', 'h.v')}"], prelude=prelude)
 
 
@@ -199,13 +199,15 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
 
 
 def _drain_inputs(st: RowStore, bm: int, bn: int, threads: int, n: int | str, n0: str,
-                  across: bool) -> tuple[dict[str, str], dict[int, str], list[str], list[str]]:
+                  across: bool) -> tuple[dict[str, str], dict[int, str], list[str], list[str],
+                                         dict[int, str]]:
     """`_chunk_inputs` for a drain's chunks (their loads, loaded expressions and spans) and the
     lines that go before its loop: where every chunk a thread drains starts at the same column
     (`_chunks`' placement with `threads` a multiple of a row's chunks, or of its groups of 4
     across rows), the per-channel spans are read there once (at a column clamped into the
     matrix: a thread whose chunks all lie past N reads a real row's and stores none), not once
-    a chunk."""
+    a chunk, with the reciprocals of those the epilogue divides by (`_hoisted_reciprocals`:
+    the last value, region value -> expression)."""
     size = chunk(st.dtype)
     per_row = bn // size
     if across:
@@ -217,22 +219,44 @@ def _drain_inputs(st: RowStore, bm: int, bn: int, threads: int, n: int | str, n0
     loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("n"), "            ",
                                          "[u]")
     if not invariant or is_sym(n) or not spans:  # (no spans: nothing to read once)
-        return loads, loaded, spans, []
+        return loads, loaded, spans, [], {}
     loads, loaded, spans = _chunk_inputs(st.params, st.dtype, st.column("hn"), "    ", "[u]")
     prelude = ["    // every chunk this thread drains starts at this column: its per-channel "
                "inputs, once",
                f"    const int hn = min({n0} + {first}, {int(n) - size});", *spans]
-    return loads, loaded, [], prelude
+    lines, reciprocals = _hoisted_reciprocals(st.params, size, loaded)
+    return loads, loaded, [], prelude + lines, reciprocals
+
+
+def _hoisted_reciprocals(params: dict, size: int, loaded: dict[int, str]
+                         ) -> tuple[list[str], dict[int, str]]:
+    """Where a drain reads per-channel inputs once (`_drain_inputs`), the reciprocals of the
+    float32 ones an epilogue divides by (a merged Q/K/V GEMM's per-column output scales),
+    computed there once too: lines, and {region value of input k: its reciprocal at chunk
+    element e}. Each division by such a column value otherwise calls `__frcp_rn` (with its
+    slow-path branch) for every output."""
+    epilogue = params["epilogue"]
+    divisors = {op["args"][1] for op in epilogue["ops"] if op["fn"] == "div"}
+    lines, out = [], {}
+    for k, dt in enumerate(epilogue["in_dtypes"]):
+        if 1 + k not in divisors or dt != "float32" or loaded.get(k) != f"pc{k}.e[e]":
+            continue
+        lines += [f"    float pr{k}[{size}];",
+                  "    #pragma unroll",
+                  f"    for (int e = 0; e < {size}; ++e) pr{k}[e] = __frcp_rn(pc{k}.e[e]);"]
+        out[1 + k] = f"pr{k}[e]"
+    return lines, out
 
 
 def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str],
-                   indent: str) -> list[str]:
+                   indent: str, reciprocals: dict[int, str] | None = None) -> list[str]:
     if params.get("epilogue") is None:
         return []
     return [f"{indent}#pragma unroll",
             f"{indent}for (int e = 0; e < {chunk(dtype)}; ++e) {{",
             f"{indent}    float acc = {load_float(f'{values}.e[e]', dtype)};",
-            *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded),
+            *epilogue_lines(params, "acc", "oi + e", indent + "    ", loaded=loaded,
+                            reciprocals=reciprocals),
             f"{indent}    {values}.e[e] = {store_from_float('acc', dtype)};",
             f"{indent}}}"]
 
@@ -339,7 +363,7 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
     params, size, sums = st.params, chunk(st.dtype), c_type(str(st.staged))
     ind = "                "
     across = _across_rows(bm, bn // size)
-    loads, loaded, spans, prelude = _drain_inputs(st, bm, bn, threads, n, n0, across)
+    loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, across)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         *spans,
         f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
@@ -351,7 +375,8 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
         f"            for (int e = 0; e < {size}; ++e) {{",
         f"{ind}const {sums} acc = s_.e[e];",
         f"{ind}{compute_type(st.dtype)} res;",
-        *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res"),
+        *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res",
+                        reciprocals=rcps),
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
         "            }",
         f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude)

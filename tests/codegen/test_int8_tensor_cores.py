@@ -730,3 +730,57 @@ def test_an_int8_split_k_wgmma_kernel_compiles_with_its_workspace():
     assert (spec.counter_bytes, spec.workspace_bytes) == (
         tiles * 4, tiles * splits * tile[0] * tile[1] * 4)
     assert compile_cuda(spec.source, name="k", arch=kernel_arch("k", spec.source, "sm_90")).cubin
+
+
+def _column_divisor_case(m: int, n: int, k: int, seed: int) -> tuple[dict, list, np.ndarray]:
+    """A merged Q/K/V GEMM's tail: int8 = clip(round(float(acc) * scale[n] / out_scale[n])),
+    the output scales differing by column (each of Q, K, V its own): params, inputs and the CPU
+    executor's result."""
+    from ember.runtime.cpu_kernels import KERNELS
+
+    params = _params([], m, n, k)
+    params["epilogue"] = {
+        "in_shapes": [[1, n], [1, n]], "in_dtypes": ["float32", "float32"],
+        "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                {"fn": "mul", "args": [3, 1], "dtype": "float32"},
+                {"fn": "div", "args": [4, 2], "dtype": "float32"},
+                {"fn": "round", "args": [5], "dtype": "float32"},
+                {"fn": "clip", "args": [6], "dtype": "float32", "alpha": -128.0, "beta": 127.0},
+                {"fn": "cast", "args": [7], "dtype": "int8"}],
+        "result": 8, "out_dtype": "int8"}
+    rng = np.random.default_rng(seed)
+    a, b = _int8(rng, (m, k)), _int8(rng, (n, k))
+    scale = (rng.random((1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    out_scale = np.repeat(np.array([0.031, 0.047, 0.0229], np.float32), -(-n // 3))[:n]
+    inputs = [a, b, scale, out_scale.reshape(1, n)]
+    (want,) = KERNELS["matmul"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+@needs_gxx
+def test_per_column_divisors_take_reciprocals_once_a_thread(tmp_path):
+    """Where a drain reads its per-column inputs once a thread, it computes the reciprocals of
+    those it divides by there too (a merged Q/K/V GEMM's output scales: `__frcp_rn` with its
+    slow-path branch for every output before); every mma.sync tactic stays exact."""
+    params, inputs, want = _column_divisor_case(64, 96, 128, seed=21)
+    assert len(np.unique(want)) > 50  # the results spread over the int8 range
+    hoisted = 0
+    for tactic in matmul.tactics(params, "sm_80"):
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        if "once a thread" in spec.source or "its per-channel inputs, once" in spec.source:
+            hoisted += 1
+            assert "pr1[e] = __frcp_rn(pc1.e[e])" in spec.source, tactic
+            assert "__frcp_rn(e" not in spec.source, tactic  # none left in the element loop
+        got = simt_emulator.run(spec, "k", inputs, [64, 96], np.int8, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
+    assert hoisted
+
+
+@needs_gpu
+@pytest.mark.cuda
+def test_per_column_divisors_on_the_gpu():
+    params, inputs, want = _column_divisor_case(256, 2304, 768, seed=22)
+    for tactic in matmul.tactics(params, "sm_90"):
+        spec = matmul.emit("k", {**params, "tactic": tactic})
+        got = _run_on_gpu(spec, "k", inputs, want.shape, np.int8)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
