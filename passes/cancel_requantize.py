@@ -65,7 +65,7 @@ def _scalar(value: SSAValue, fn: str) -> ScalarOp | None:
     return op if isinstance(op, ScalarOp) and op.fn.data == fn else None
 
 
-def _operands(region_op: Operation) -> list[SSAValue | None]:
+def region_operands(region_op: Operation) -> list[SSAValue | None]:
     """The value each argument of `region_op`'s block reads (None: the launch's own result)."""
     if isinstance(region_op, ElementwiseOp):
         return list(region_op.inputs)
@@ -73,7 +73,7 @@ def _operands(region_op: Operation) -> list[SSAValue | None]:
     return [None, *region_op.inputs[own:]]
 
 
-def _constant(value: SSAValue | None, store) -> np.ndarray | None:
+def region_constant(value: SSAValue | None, store) -> np.ndarray | None:
     """The constant `value` reads through views, or None (none, or a weight a REFIT build may
     change)."""
     while value is not None and isinstance(value.owner, ViewOp):
@@ -86,7 +86,7 @@ def _constant(value: SSAValue | None, store) -> np.ndarray | None:
 def _scale_ok(value: SSAValue | None, store) -> bool:
     """Whether `value` is a constant of positive floats within `SCALE_RANGE` (not a weight a
     REFIT build may change)."""
-    array = _constant(value, store)
+    array = region_constant(value, store)
     if array is None or array.dtype.kind != "f" or array.size == 0:
         return False
     array = np.asarray(array, np.float64)
@@ -139,7 +139,7 @@ def _clip_bounds(cast: ScalarOp, clip: ScalarOp, scale: SSAValue | None, store
                  ) -> tuple[float, float] | None:
     """`clip_bounds` of a region's cast, clip and scale operand (None where the scale has
     more than one value or the clip's bounds are not constants)."""
-    array = _constant(scale, store)
+    array = region_constant(scale, store)
     lo, hi = (attribute_value(a) if a is not None else None for a in (clip.alpha, clip.beta))
     if array is None or array.size != 1 or not all(isinstance(v, float) for v in (lo, hi)):
         return None
@@ -174,6 +174,6 @@ class CancelRequantize(ModulePass):
         store = weights_of(module)
         for op in list(module.walk()):
             if isinstance(op, ElementwiseOp):
-                _cancel(op.body.block, _operands(op), store)
+                _cancel(op.body.block, region_operands(op), store)
             elif isinstance(op, LaunchOp) and op.epilogue is not None:
-                _cancel(op.epilogue.block, _operands(op), store)
+                _cancel(op.epilogue.block, region_operands(op), store)

@@ -33,7 +33,7 @@ from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
-from ember.passes.cancel_requantize import _constant, _operands
+from ember.passes.cancel_requantize import region_constant, region_operands
 from ember.runtime.cpu_kernels.elementwise import lookup as _lookup
 from ember.runtime.cpu_kernels.elementwise import scalar_fn
 
@@ -50,7 +50,7 @@ def _constants(block: Block, operands: list, store) -> dict[SSAValue, np.ndarray
     """The block arguments reading one-value constants: each as a 0-d array of its type."""
     out = {}
     for arg in block.args:
-        array = _constant(operands[arg.index], store)
+        array = region_constant(operands[arg.index], store)
         if array is not None and np.asarray(array).size == 1:
             out[arg] = np.asarray(array).reshape(()).astype(numpy_dtype(arg.type))
     return out
@@ -152,6 +152,6 @@ class TabulateInt8Chains(ModulePass):
         store = weights_of(module)
         for op in list(module.walk()):
             if isinstance(op, ElementwiseOp):
-                _tabulate(op.body.block, _operands(op), store)
+                _tabulate(op.body.block, region_operands(op), store)
             elif isinstance(op, LaunchOp) and op.epilogue is not None:
-                _tabulate(op.epilogue.block, _operands(op), store)
+                _tabulate(op.epilogue.block, region_operands(op), store)
