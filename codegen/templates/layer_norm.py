@@ -76,6 +76,8 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     if isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX \
             and compute_type(dtype) == "float":
         return _warp_rows(name, params, rows, length, what, affine, centred, lane)
+    if lane:
+        raise ValueError(f"{what}: lane vectors belong to the warp-per-row kernel (lane_width)")
     t = compute_type(dtype)
     f = "" if dtype == "float64" else "f"
     eps = compute_literal(float(params["epsilon"]), dtype)
