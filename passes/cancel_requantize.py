@@ -167,13 +167,22 @@ def clip_bounds(int_dtype: np.dtype, float_dtype: np.dtype, scale: float, lo: fl
     return low, high
 
 
+def scalar_regions(module: ModuleOp) -> list[tuple[Block, list[SSAValue | None]]]:
+    """Each scalar region of `module` (a `kernel.elementwise` body, a launch's epilogue) with
+    the values its block arguments read (`region_operands`)."""
+    out = []
+    for op in module.walk():
+        if isinstance(op, ElementwiseOp):
+            out.append((op.body.block, region_operands(op)))
+        elif isinstance(op, LaunchOp) and op.epilogue is not None:
+            out.append((op.epilogue.block, region_operands(op)))
+    return out
+
+
 class CancelRequantize(ModulePass):
     name = "cancel-requantize"
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         store = weights_of(module)
-        for op in list(module.walk()):
-            if isinstance(op, ElementwiseOp):
-                _cancel(op.body.block, region_operands(op), store)
-            elif isinstance(op, LaunchOp) and op.epilogue is not None:
-                _cancel(op.epilogue.block, region_operands(op), store)
+        for block, operands in scalar_regions(module):
+            _cancel(block, operands, store)

@@ -30,10 +30,10 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.dialects.attributes import attribute_value
 from ember.dialects.dtypes import numpy_dtype
-from ember.dialects.kernel import ElementwiseOp, LaunchOp, ScalarOp, YieldOp
+from ember.dialects.kernel import ScalarOp, YieldOp
 from ember.dialects.weights import weights_of
 from ember.errors import EmberError
-from ember.passes.cancel_requantize import region_constant, region_operands
+from ember.passes.cancel_requantize import region_constant, scalar_regions
 from ember.runtime.cpu_kernels.elementwise import lookup as _lookup
 from ember.runtime.cpu_kernels.elementwise import scalar_fn
 
@@ -150,8 +150,5 @@ class TabulateInt8Chains(ModulePass):
 
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         store = weights_of(module)
-        for op in list(module.walk()):
-            if isinstance(op, ElementwiseOp):
-                _tabulate(op.body.block, region_operands(op), store)
-            elif isinstance(op, LaunchOp) and op.epilogue is not None:
-                _tabulate(op.epilogue.block, region_operands(op), store)
+        for block, operands in scalar_regions(module):
+            _tabulate(block, operands, store)

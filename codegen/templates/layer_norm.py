@@ -115,55 +115,99 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     return KernelSpec(text, (grid_blocks(rows), 1, 1), (block, 1, 1), 0)
 
 
+def warp_row_head(rows: int, length: int, in_type: str, out_type: str) -> list[str]:
+    """The opening lines of a warp-per-row kernel (layer_norm's, softmax's): the lane, the
+    grid-stride loop over rows (`WARPS` a block) and the row's input `x` and output `y`."""
+    return ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
+            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
+            f"row += gridDim.x * {WARPS}) {{",
+            f"        const {in_type}* x = in0 + (size_t)row * {length};",
+            f"        {out_type}* y = out0 + (size_t)row * {length};"]
+
+
 def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
                affine: list[str], centred: bool, lane: tuple = ()) -> KernelSpec:
     """`normalized_rows` with one warp per row: lane l holds x[l], x[l + 32], ... in registers
     (read once), the sums are warp shuffles, then it stores its own elements. With `lane`
-    (width W, vector parameters), lane l holds x[W·l ..] of each 32·W chunk instead, reading
-    and storing each W as one vector (BERT's 768-wide FP16 rows: 3 16-byte loads a lane where
-    24 2-byte loads of x, 24 of each parameter and 24 stores left the kernel latency-bound)."""
-    if lane:
-        return _lane_rows(name, params, rows, length, what, affine, centred, *lane)
+    (width W, vector parameters), lane l holds x[W·l ..] of each 32·W chunk c instead (element
+    i = W·c + e is j = 32·W·c + W·l + e), reading x and each vector parameter and storing y one
+    vector a chunk (BERT's 768-wide FP16 rows: 9 16-byte loads a lane where 72 2-byte ones and
+    24 stores left the kernel latency-bound)."""
     dtype = params["out_dtypes"][0]
     eps = compute_literal(float(params["epsilon"]), dtype)
     per = -(-length // 32)
     st = storage_type(dtype) if is_half(dtype) else "float"
+    ot = storage_type(stored_dtype(params))
     mean = (f"        const float mean = warp_sum(s) / (float){length};" if centred
             else "        const float mean = 0;")
-    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
-            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
-            f"row += gridDim.x * {WARPS}) {{",
-            f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {storage_type(stored_dtype(params))}* y = out0 + (size_t)row * {length};",
+    summed = ["            s += v[i];"] if centred else []
+    if lane:
+        width, vector_params = lane
+        at = f"{32 * width} * c + {width} * lane"
+        vec = f"ember_vec<{st}, {width}>"
+        load = ["        #pragma unroll",
+                f"        for (int c = 0; c < {length // (32 * width)}; ++c) {{",
+                f"            const {vec} xv = *(const {vec}*)(x + {at});",
+                "            #pragma unroll",
+                f"            for (int e = 0; e < {width}; ++e) {{",
+                f"                const int i = {width} * c + e;",
+                f"                v[i] = {load_float('xv.v[e]', dtype)};",
+                *["    " + line for line in summed],
+                "            }",
+                "        }"]
+        counted = "q += d * d;"
+        preload = [f"            const ember_vec<{storage_type(params['in_dtypes'][k])}, {width}> "
+                   f"pv{k} = *(const ember_vec<{storage_type(params['in_dtypes'][k])}, "
+                   f"{width}>*)(in{k} + {at});" for k in vector_params]
+        store = ["        #pragma unroll",
+                 f"        for (int c = 0; c < {length // (32 * width)}; ++c) {{",
+                 *preload,
+                 f"            ember_vec<{ot}, {width}> yv;",
+                 "            #pragma unroll",
+                 f"            for (int e = 0; e < {width}; ++e) {{",
+                 f"                const int i = {width} * c + e, j = {at} + e;",
+                 *[("" if line.endswith(HOISTED) else "    ") + line.replace("XJ", "v[i]")
+                   for line in affine],
+                 "            }",
+                 f"            *(ember_vec<{ot}, {width}>*)(y + {at}) = yv;",
+                 "        }"]
+        held = f"{per} a lane, {width} neighbouring elements a vector load / store"
+    else:
+        load = ["        #pragma unroll",
+                f"        for (int i = 0; i < {per}; ++i) {{",
+                "            const int j = lane + 32 * i;",
+                f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : 0.0f;",
+                *summed,
+                "        }"]
+        counted = f"if (lane + 32 * i < {length}) q += d * d;"
+        store = ["        #pragma unroll",
+                 f"        for (int i = 0; i < {per}; ++i) {{",
+                 "            const int j = lane + 32 * i;",
+                 f"            if (j >= {length}) continue;",
+                 *[line.replace("XJ", "v[i]") for line in affine],
+                 "        }"]
+        held = f"{per} a lane"
+    body = [*warp_row_head(rows, length, st, ot),
             f"        float v[{per}];",
             *(["        float s = 0;"] if centred else []),
-            "        #pragma unroll",
-            f"        for (int i = 0; i < {per}; ++i) {{",
-            "            const int j = lane + 32 * i;",
-            f"            v[i] = j < {length} ? {load_float('x[j]', dtype)} : 0.0f;",
-            *(["            s += v[i];"] if centred else []),
-            "        }",
+            *load,
             mean,
             "        float q = 0;",
             "        #pragma unroll",
             f"        for (int i = 0; i < {per}; ++i) {{",
             "            const float d = v[i] - mean;",
-            f"            if (lane + 32 * i < {length}) q += d * d;",
+            f"            {counted}",
             "        }",
             f"        const float inv = rsqrtf(warp_sum(q) / (float){length} + {eps});",
-            "        #pragma unroll",
-            f"        for (int i = 0; i < {per}; ++i) {{",
-            "            const int j = lane + 32 * i;",
-            f"            if (j >= {length}) continue;",
-            *[line.replace("XJ", "v[i]") for line in affine],
-            "        }",
+            *store,
             "    }"]
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
                   [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
-                   f"the row in registers ({per} a lane), "
+                   f"the row in registers ({held}), "
                    f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
                    "by warp shuffles", *epilogue_summary(params)],
-                  _signature(name, params), body, prelude=uses_mod(params), helpers=WARP_SUM)
+                  _signature(name, params), body, prelude=uses_mod(params),
+                  helpers=WARP_SUM + (VEC_HELPER if lane else ""))
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
 
@@ -239,72 +283,3 @@ def lane_width(params: dict, rows: int, length: int, vector_params: list[int]) -
     while width >= 2 and length % (32 * width):
         width //= 2
     return width if width >= 2 else 0
-
-
-def _lane_rows(name: str, params: dict, rows: int, length: int, what: str,
-               affine: list[str], centred: bool, width: int, vector_params: list[int]
-               ) -> KernelSpec:
-    """`_warp_rows` over chunks of 32 · width: lane l's elements of chunk c are
-    j = 32·width·c + width·l + e (e < width), x and each vector parameter read and y stored
-    one vector a chunk."""
-    dtype = params["out_dtypes"][0]
-    eps = compute_literal(float(params["epsilon"]), dtype)
-    per, chunks = length // 32, length // (32 * width)
-    st = storage_type(dtype) if is_half(dtype) else "float"
-    ot = storage_type(stored_dtype(params))
-    mean = (f"        const float mean = warp_sum(s) / (float){length};" if centred
-            else "        const float mean = 0;")
-    at = f"{32 * width} * c + {width} * lane"
-    vx = f"ember_vec<{st}, {width}>"
-    preload = []
-    for k in vector_params:
-        pt = storage_type(params["in_dtypes"][k])
-        preload.append(f"            const ember_vec<{pt}, {width}> pv{k} = "
-                       f"*(const ember_vec<{pt}, {width}>*)(in{k} + {at});")
-    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
-            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
-            f"row += gridDim.x * {WARPS}) {{",
-            f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {ot}* y = out0 + (size_t)row * {length};",
-            f"        float v[{per}];",
-            *(["        float s = 0;"] if centred else []),
-            "        #pragma unroll",
-            f"        for (int c = 0; c < {chunks}; ++c) {{",
-            f"            const {vx} xv = *(const {vx}*)(x + {at});",
-            "            #pragma unroll",
-            f"            for (int e = 0; e < {width}; ++e) {{",
-            f"                v[{width} * c + e] = {load_float('xv.v[e]', dtype)};",
-            *([f"                s += v[{width} * c + e];"] if centred else []),
-            "            }",
-            "        }",
-            mean,
-            "        float q = 0;",
-            "        #pragma unroll",
-            f"        for (int i = 0; i < {per}; ++i) {{",
-            "            const float d = v[i] - mean;",
-            "            q += d * d;",
-            "        }",
-            f"        const float inv = rsqrtf(warp_sum(q) / (float){length} + {eps});",
-            "        #pragma unroll",
-            f"        for (int c = 0; c < {chunks}; ++c) {{",
-            *preload,
-            f"            ember_vec<{ot}, {width}> yv;",
-            "            #pragma unroll",
-            f"            for (int e = 0; e < {width}; ++e) {{",
-            f"                const int j = {at} + e;",
-            *[("" if line.endswith(HOISTED) else "    ") + line.replace("XJ", f"v[{width} * c + e]")
-              for line in affine],
-            "            }",
-            f"            *(ember_vec<{ot}, {width}>*)(y + {at}) = yv;",
-            "        }",
-            "    }"]
-    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
-                  [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
-                   f"the row in registers ({per} a lane, {width} neighbouring elements a "
-                   "vector load / store), "
-                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
-                   "by warp shuffles", *epilogue_summary(params)],
-                  _signature(name, params), body, prelude=uses_mod(params),
-                  helpers=WARP_SUM + VEC_HELPER)
-    blocks = min(-(-rows // WARPS), 65535)
-    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)

@@ -28,7 +28,13 @@ from ember.codegen.templates.elementwise import (
     uses_mod,
 )
 from ember.codegen.templates.half import compute_literal, is_float
-from ember.codegen.templates.layer_norm import WARP_ROW_MAX, WARP_SUM, WARPS, store_lines
+from ember.codegen.templates.layer_norm import (
+    WARP_ROW_MAX,
+    WARP_SUM,
+    WARPS,
+    store_lines,
+    warp_row_head,
+)
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
@@ -146,11 +152,7 @@ def _warp_rows(name: str, params: dict, shape: list, axis: int, rows: int, lengt
                  *_guarded(store_lines(result, params, length), f"j < {length}"),
                  "        }"]
         counted = f"if (lane + 32 * i < {length}) s += e;"
-    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
-            f"    for (int row = blockIdx.x * {WARPS} + warp; row < {rows}; "
-            f"row += gridDim.x * {WARPS}) {{",
-            f"        const {st}* x = in0 + (size_t)row * {length};",
-            f"        {ot}* y = out0 + (size_t)row * {length};",
+    body = [*warp_row_head(rows, length, st, ot),
             f"        float v[{per}];",
             "        float mx = -__int_as_float(0x7f800000);",
             *load,
