@@ -101,11 +101,13 @@ def _tabulate(block: Block, operands: list, store) -> None:
         except (ValueError, TypeError, ArithmeticError, EmberError):
             continue  # a function the evaluator does not take: the kernel computes it
         inside = {op.result for op in ops}
+        # each value's ops behind it, counted before any of them becomes a table read
+        behind = {op.result: len(_ancestors(op.result, source)) for op in ops}
         for op in ops:
             result = op.result
             if not _used_outside(result, inside) \
                     or numpy_dtype(result.type).name not in RESULTS \
-                    or len(_ancestors(result, source)) < MIN_OPS:
+                    or behind[result] < MIN_OPS:
                 continue
             table = ScalarOp.create(
                 operands=[source], result_types=[result.type],

@@ -43,9 +43,27 @@ def _gelu_mlp() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (4, 16, 32)}
 
 
-def _lookups(manifest: dict) -> list[dict]:
+def _silu_cnn() -> tuple[onnx.ModelProto, dict[str, tuple]]:
+    """Conv, SiLU (x * Sigmoid(x), EfficientNet's), Conv, pooling and a Gemm."""
+    rng = np.random.default_rng(3)
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             h.make_node("Sigmoid", ["c1"], ["s1"]), h.make_node("Mul", ["c1", "s1"], ["a1"]),
+             h.make_node("Conv", ["a1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+             h.make_node("GlobalAveragePool", ["c2"], ["p"]), h.make_node("Flatten", ["p"], ["f"]),
+             h.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1)]
+    graph = h.make_graph(
+        nodes, "silu", [h.make_tensor_value_info("x", T.FLOAT, [2, 16, 8, 8])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2, 10])],
+        [_init(rng, "w1", 32, 16, 3, 3), _init(rng, "b1", 32), _init(rng, "w2", 32, 32, 3, 3),
+         _init(rng, "b2", 32), _init(rng, "fc", 10, 32), _init(rng, "fcb", 10)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), {"x": (2, 16, 8, 8)}
+
+
+def _lookups(manifest: dict, template: str | None = None) -> list[dict]:
     out = []
     for step in manifest["steps"]:
+        if template is not None and step["template"] != template:
+            continue
         params = step["params"]
         for region in (params.get("region"), params.get("epilogue")):
             out += [op for op in (region or {}).get("ops", ()) if op["fn"] == "lookup"]
@@ -75,6 +93,20 @@ def test_a_qdq_gelu_reads_a_table_and_its_results_stand(tmp_path, monkeypatch, f
     monkeypatch.setattr(tabulate_int8_chains, "MIN_OPS", 10 ** 6)  # no chain is long enough
     plain, plain_sections = build_model(onnx.load(qdq), _config(fp16))
     assert not _lookups(plain)
+    np.testing.assert_array_equal(got, _run(plain, plain_sections, feed))
+
+
+def test_a_qdq_silu_after_a_conv_reads_a_table_in_the_conv_epilogue(tmp_path, monkeypatch):
+    """A conv's epilogue (its CUDA C compiled by NVRTC in the build) holds the table of
+    SiLU's tail; the results are the same bits as without the pass."""
+    _, qdq, shapes = _quantized(tmp_path, _silu_cnn, symmetric=True)
+    feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
+    manifest, sections = build_model(onnx.load(qdq), _config(True))
+    assert _lookups(manifest, "conv")
+    assert b"__device__ const" in sections["cuda_source"]
+    got = _run(manifest, sections, feed)
+    monkeypatch.setattr(tabulate_int8_chains, "MIN_OPS", 10 ** 6)
+    plain, plain_sections = build_model(onnx.load(qdq), _config(True))
     np.testing.assert_array_equal(got, _run(plain, plain_sections, feed))
 
 
@@ -126,10 +158,11 @@ def test_a_lookup_of_a_wider_integer_is_refused():
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
 @pytest.mark.parametrize("fp16", [False, True])
-def test_a_qdq_gelu_table_on_the_gpu(tmp_path, fp16):
+@pytest.mark.parametrize("make", [_gelu_mlp, _silu_cnn], ids=["gelu", "silu"])
+def test_a_qdq_table_on_the_gpu(tmp_path, fp16, make):
     from ember.compiler.builder import detect_arch
 
-    _, qdq, shapes = _quantized(tmp_path, _gelu_mlp, symmetric=True)
+    _, qdq, shapes = _quantized(tmp_path, make, symmetric=True)
     feed = {"x": np.random.default_rng(6).standard_normal(shapes["x"]).astype(np.float32)}
     manifest, sections = build_model(onnx.load(qdq), _config(fp16, detect_arch(), True))
     assert _lookups(manifest)
