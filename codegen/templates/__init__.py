@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from ember.codegen import quantize_c
-from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, storage_type
+from ember.codegen.scalar_c import PRELUDE, c_type, half_prelude, is_float8, storage_type
 from ember.codegen.symbolic import C_PREFIX, cdiv, is_sym, smin, upper
 from ember.dialects.kernel_templates import descriptor
 from ember.errors import UnsupportedError
@@ -230,6 +230,34 @@ def block_size_for(n: int, lo: int = 32, hi: int = 256) -> int:
     while b < hi and b < n:
         b *= 2
     return b
+
+
+VECTOR_BYTES = 16  # the widest load / store one thread issues
+VEC_HELPER = """\
+// N elements of T as one aligned load / store
+template <typename T, int N> struct alignas(sizeof(T) * N) ember_vec { T v[N]; };
+"""
+_ITEM_BYTES = {"float64": 8, "int64": 8, "uint64": 8, "float32": 4, "int32": 4, "uint32": 4,
+               "float16": 2, "bfloat16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1,
+               "bool": 1}
+
+
+def item_bytes(dtype: str) -> int:
+    """An element's bytes in memory (0 for a type the vector paths do not take)."""
+    return 1 if is_float8(dtype) else _ITEM_BYTES.get(dtype, 0)
+
+
+def vector_width(sizes: Sequence[int], aligned: Sequence[int], most: int = 16) -> int:
+    """Elements a thread moves as one `ember_vec` each of types of `sizes` bytes: the most (up
+    to `most`) whose widest vector fits `VECTOR_BYTES` and that divide every one of `aligned`
+    (a row's length, offsets, strides: so each vector starts aligned), halving from there; 0
+    where that is under 2 or a size is unknown (0)."""
+    if not sizes or min(sizes) == 0:
+        return 0
+    width = min(most, VECTOR_BYTES // max(sizes))
+    while width >= 2 and any(a % width for a in aligned):
+        width //= 2
+    return width if width >= 2 else 0
 
 
 BLOCK_REDUCE = """\

@@ -29,18 +29,22 @@ from ember.codegen.scalar_c import (
 )
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
+    VEC_HELPER,
     KernelSpec,
     broadcast_strides,
     decompose,
     grid_1d,
     grid_stride_loop,
     index_type,
+    item_bytes,
     linear,
     prod,
     signature,
     source,
+    vector_width,
 )
 from ember.runtime.cpu_kernels.common import stored_dtype
+from ember.runtime.cpu_kernels.elementwise import table_values
 
 
 def _at(shape: Sequence[int], out_shape: Sequence[int], index: str, prefix: str) -> str:
@@ -143,8 +147,6 @@ def lookup_c(op: dict, source: str, arg: str) -> tuple[str, str]:
     ctype = "unsigned" if bits else c_type(out)
     name = "ember_lut_" + hashlib.sha1(f"{out}:{table}".encode()).hexdigest()[:12]
     if is_half(out):  # a half's bits -> the float holding that half
-        from ember.runtime.cpu_kernels.elementwise import table_values
-
         table = [int(v) for v in table_values(table, out).astype(np.float32).view(np.uint32)]
     items = ", ".join(str(v) + ("u" if bits else "") for v in table)
     line = f"__device__ const {ctype} {name}[256] = {{{items}}};{FILE_SCOPE}"
@@ -354,21 +356,6 @@ def _quad_lines(params: dict, itype: str) -> list[str]:
     return body
 
 
-WIDE_BYTES = 16  # the widest load / store a thread issues on the strided path
-_ITEM_BYTES = {"float64": 8, "int64": 8, "uint64": 8, "float32": 4, "int32": 4, "uint32": 4,
-               "float16": 2, "bfloat16": 2, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1,
-               "bool": 1}
-VEC_HELPER = """\
-// N elements of T as one aligned load / store
-template <typename T, int N> struct alignas(sizeof(T) * N) ember_vec { T v[N]; };
-"""
-
-
-def item_bytes(dtype: str) -> int:
-    """An element's bytes in memory (0 for a type the vector paths do not take)."""
-    return 1 if is_float8(dtype) else _ITEM_BYTES.get(dtype, 0)
-
-
 def _wide_reads(params: dict) -> list[str] | None:
     """How each input of a kernel reading some of them through strides (`in_views`) is read by a
     group of neighbouring outputs along the last dim: "single" (one value for the group:
@@ -404,15 +391,10 @@ def _wide_width(params: dict) -> int:
     sizes = [item_bytes(params["out_dtypes"][0])] + [
         item_bytes(dt) for dt, kind in zip(params["in_dtypes"], kinds, strict=True)
         if kind == "vector"]
-    if min(sizes) == 0:
-        return 0
     aligned = [int(out_shape[-1])]
     for v in views:
         aligned += [int(v["offset"]), *(int(s) for s in v["strides"][:-1])]
-    width = WIDE_BYTES // max(sizes)
-    while width >= 2 and any(a % width for a in aligned):
-        width //= 2
-    return width if width >= 2 else 0
+    return vector_width(sizes, aligned)
 
 
 def _wide_lines(params: dict, itype: str, width: int) -> list[str]:

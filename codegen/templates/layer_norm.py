@@ -11,23 +11,24 @@ from ember.codegen.quantize_c import HOISTED
 from ember.codegen.scalar_c import compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
+    VEC_HELPER,
     KernelSpec,
     block_size_for,
     broadcast_strides,
     decompose,
     grid_blocks,
+    item_bytes,
     linear,
     prod,
     signature,
     source,
+    vector_width,
 )
 from ember.codegen.templates.elementwise import (
-    VEC_HELPER,
     epilogue_dtypes,
     epilogue_lines,
     epilogue_store,
     epilogue_summary,
-    item_bytes,
     uses_mod,
 )
 from ember.codegen.templates.half import compute_literal, is_float, stored
@@ -249,15 +250,13 @@ def emit(name: str, params: dict) -> KernelSpec:
     rows, length = prod(shape[:axis]), prod(inner)
     rms = bool(params.get("rms", False))
     what = f"{'rms_norm' if rms else 'layer_norm'} axis {axis}"
-    ks = range(1, len(params["in_shapes"]))
-    whole = [k for k in ks if param_index(list(params["in_shapes"][k]), inner, [], k) == "j"]
-    width = lane_width(params, rows, length, whole)
     affine: list[str] = []
-    reads = {}
-    for k in ks:
-        index = param_index(list(params["in_shapes"][k]), inner, affine, k)
-        reads[k] = (load_float(f"pv{k}.v[e]", params["in_dtypes"][k]) if width and k in whole
-                    else param(params, k, index))
+    indices = {k: param_index(list(params["in_shapes"][k]), inner, affine, k)
+               for k in range(1, len(params["in_shapes"]))}
+    whole = [k for k, index in indices.items() if index == "j"]
+    width = lane_width(params, rows, length, whole)
+    reads = {k: load_float(f"pv{k}.v[e]", params["in_dtypes"][k]) if width and k in whole
+             else param(params, k, index) for k, index in indices.items()}
     expr = f"{'XJ' if rms else '(XJ - mean)'} * inv * {reads[1]}"
     if len(params["in_shapes"]) > 2:
         expr += f" + {reads[2]}"
@@ -276,10 +275,5 @@ def lane_width(params: dict, rows: int, length: int, vector_params: list[int]) -
             and compute_type(dtype) == "float"):
         return 0
     types = [dtype, stored_dtype(params), *(params["in_dtypes"][k] for k in vector_params)]
-    sizes = [item_bytes(t) for t in types]
-    if min(sizes) == 0:
-        return 0
-    width = 16 // max(sizes)
-    while width >= 2 and length % (32 * width):
-        width //= 2
-    return width if width >= 2 else 0
+    width = vector_width([item_bytes(t) for t in types], [length // 32])
+    return width if length % 32 == 0 else 0

@@ -13,18 +13,18 @@ from __future__ import annotations
 from ember.codegen.scalar_c import c_type, compute_type, is_half, load_float, storage_type
 from ember.codegen.templates import (
     BLOCK_REDUCE,
+    VEC_HELPER,
     KernelSpec,
     block_size_for,
     grid_blocks,
+    item_bytes,
     prod,
     signature,
     source,
 )
 from ember.codegen.templates.elementwise import (
-    VEC_HELPER,
     epilogue_dtypes,
     epilogue_summary,
-    item_bytes,
     uses_mod,
 )
 from ember.codegen.templates.half import compute_literal, is_float

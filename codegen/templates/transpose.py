@@ -12,16 +12,18 @@ from __future__ import annotations
 from ember.codegen.scalar_c import storage_type
 from ember.codegen.symbolic import is_sym
 from ember.codegen.templates import (
+    VEC_HELPER,
     KernelSpec,
     decompose,
     grid_1d,
     index_type,
+    item_bytes,
     prod,
     signature,
     source,
     strides_of,
+    vector_width,
 )
-from ember.codegen.templates.elementwise import VEC_HELPER, WIDE_BYTES, item_bytes
 from ember.codegen.templates.expand import copy_kernel
 
 TILE = 32  # rows and columns of a tile
@@ -66,11 +68,7 @@ def _row_width(params: dict, perm: list[int]) -> int:
     shape = list(params["in_shapes"][0])
     if not perm or perm[-1] != len(perm) - 1 or any(is_sym(d) for d in shape):
         return 0
-    item = item_bytes(params["out_dtypes"][0])
-    width = WIDE_BYTES // item if item else 0
-    while width >= 2 and shape[-1] % width:
-        width //= 2
-    return width if width >= 2 else 0
+    return vector_width([item_bytes(params["out_dtypes"][0])], [shape[-1]])
 
 
 def _rows(name: str, params: dict, strides: list[int], perm: list[int], width: int
