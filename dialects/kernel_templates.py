@@ -341,6 +341,10 @@ _DESCRIPTORS = [
     _template("attention", {"num_heads": req(INT), "head_dim": req(INT), "scale": req(FLOAT),
                             "q_offset": opt(INT), "k_offset": opt(INT), "v_offset": opt(INT),
                             "masked_value": opt(FLOAT), **TF32}),
+    # fuse-attention-kernels: the kernels of an attention chain that fuse-attention left apart
+    # (Q/DQ inside), run as one; each stage is a replaced kernel with its template and params
+    _template("attention_chain", {"stages": req(list_of(dict_of({
+        "name": req(STR), "template": req(STR), "inputs": req(STRS), "params": req(ATTRS)})))}),
     # reductions and normalizations
     _template("reduce", {"fn": req(STR, REDUCE_FUNCTIONS), "axes": opt(INTS),
                          "keepdims": req(BOOL), **DYNAMIC},

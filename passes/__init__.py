@@ -16,9 +16,10 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
-    # select-tactics and fuse-shortcut-convs read the templates' tactic spaces and emit-cuda
+    # select-tactics, fuse-shortcut-convs and fuse-attention-kernels read the templates' tactic spaces and emit-cuda
     # runs them, so they live in codegen (DESIGN §1)
     from ember.codegen.emit_cuda import EmitCuda
+    from ember.codegen.fuse_attention_kernels import FuseAttentionKernels
     from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
     from ember.codegen.select_tactics import SelectTactics
     from ember.passes.assign_layouts import AssignLayouts
@@ -54,7 +55,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             CommonSubexpressionElimination,
             DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            KMajorMatmulOperands, TabulateInt8Chains,
+            KMajorMatmulOperands, TabulateInt8Chains, FuseAttentionKernels,
             PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
             EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
 

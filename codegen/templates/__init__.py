@@ -55,7 +55,7 @@ TEMPLATES: tuple[str, ...] = (
     "quantize", "dequantize", "range", "fill", "attention", "reformat", "shape_of", "bitcast",
     "plugin", "grid_sample", "rnn", "lstm", "max_pool_indices", "max_unpool",
     "tensor_scatter", "col2im", "topk", "gather_nd", "roi_align",
-    "deform_conv",
+    "deform_conv", "attention_chain",
 )
 
 

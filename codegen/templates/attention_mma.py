@@ -43,7 +43,7 @@ def shared_bytes(dim: int) -> int:
     return (1 + 2 + 2) * BLOCK_Q * (dim + 8) * 2
 
 
-def _pack_helper(dtype: str) -> str:
+def pack_helper(dtype: str) -> str:
     ptx = PTX_TYPE[dtype]
     return f"""\
 // two floats rounded (to nearest even) into one register of {ptx} pair: lo in bits 0-15, as
@@ -343,5 +343,5 @@ def emit(name: str, params: dict) -> KernelSpec:
          f"scale {compute_literal(scale, dtype)}"],
         signature(name, params["in_dtypes"], [dtype], launch_bounds=(WARPS * 32, 1),
                   halves=True), body,
-        helpers=helpers(dtype) + _pack_helper(dtype))
+        helpers=helpers(dtype) + pack_helper(dtype))
     return KernelSpec(text, (blocks, 1, 1), (WARPS * 32, 1, 1), shared_bytes(dim))

@@ -49,4 +49,24 @@ def attention(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarr
                                  .astype(q.dtype))]
 
 
-KERNELS = {"attention": attention}
+def attention_chain(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """An attention chain fused into one kernel by fuse-attention-kernels: params["stages"] are
+    the kernels it replaced (each {name, template, inputs, params}: their own templates and
+    params), run in order; a stage's `inputs` name the chain's operands ("in<i>") or earlier
+    stages. The result is the last stage's, so the CPU results are those of the unfused
+    kernels, bit for bit."""
+    from ember.runtime.cpu_kernels import KERNELS as ALL
+
+    values = {f"in{i}": x for i, x in enumerate(inputs)}
+    for stage in params["stages"]:
+        args = []
+        for name in stage["inputs"]:
+            if name not in values:
+                raise ShapeError(f"attention_chain: stage '{stage['name']}' reads '{name}', "
+                                 "which no operand or earlier stage gives")
+            args.append(values[name])
+        (values[stage["name"]],) = ALL[stage["template"]](args, stage["params"])
+    return [values[params["stages"][-1]["name"]]]
+
+
+KERNELS = {"attention": attention, "attention_chain": attention_chain}
