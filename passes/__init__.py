@@ -16,8 +16,8 @@ from ember.errors import PipelineError
 
 
 def _ember_passes() -> list[type[ModulePass]]:
-    # select-tactics, fuse-shortcut-convs and fuse-attention-kernels read the templates' tactic spaces and emit-cuda
-    # runs them, so they live in codegen (DESIGN §1)
+    # select-tactics, fuse-shortcut-convs and fuse-attention-kernels read the templates (tactic
+    # spaces, kernel steps) and emit-cuda runs them, so they live in codegen (DESIGN §1)
     from ember.codegen.emit_cuda import EmitCuda
     from ember.codegen.fuse_attention_kernels import FuseAttentionKernels
     from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
