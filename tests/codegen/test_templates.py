@@ -35,6 +35,50 @@ UNARY_FLOAT = [fn for fn in SCALAR_C if fn not in (
     "le", "ge", "and", "or", "xor", "bitwise_and", "bitwise_or", "bitwise_xor", "shl", "shr",
     "select", "not", "bitwise_not", "isnan", "isinf", "isposinf", "isneginf")]
 
+def _attention_chain() -> dict:
+    """fuse-attention-kernels' launch for 2 heads of 16 over 32 tokens of a packed [1, 32, 96]
+    int8 tensor: dequantizes, scores scaled with a mask added, softmax, P V quantized, the
+    transpose."""
+    heads4, out4 = [1, 2, 32, 16], [1, 2, 32, 32]
+    dequant = {"ops": [{"fn": "cast", "args": [0], "dtype": F},
+                       {"fn": "mul", "args": [2, 1], "dtype": F},
+                       {"fn": "cast", "args": [3], "dtype": "float16"}], "result": 4}
+
+    def heads(offset: int, scale: str) -> dict:
+        return {"name": "qkv"[offset // 32], "template": "elementwise", "inputs": ["in0", scale],
+                "params": _p([[1, 32, 96], []], [heads4], ["int8", F], ["float16"],
+                             region=dequant, in_views=[{"input": 0, "offset": offset,
+                                                        "strides": [3072, 16, 96, 1]}])}
+
+    def epilogue(ops: list, shapes: list, result: int, out_dtype: str | None = None) -> dict:
+        e = {"ops": ops, "result": result, "in_shapes": shapes, "in_dtypes": [F] * len(shapes)}
+        return {**e, "out_dtype": out_dtype} if out_dtype else e
+
+    scaled = epilogue([{"fn": "cast", "args": [0], "dtype": F},
+                       {"fn": "mul", "args": [3, 1], "dtype": F},
+                       {"fn": "add", "args": [4, 2], "dtype": F},
+                       {"fn": "cast", "args": [5], "dtype": "float16"}], [[], [1, 1, 1, 32]], 6)
+    quantized = epilogue([{"fn": "cast", "args": [0], "dtype": F},
+                          {"fn": "div", "args": [2, 1], "dtype": F},
+                          {"fn": "round", "args": [3], "dtype": F},
+                          {"fn": "clip", "args": [4], "dtype": F, "alpha": -128.0, "beta": 127.0},
+                          {"fn": "cast", "args": [5], "dtype": "int8"}], [[]], 6, "int8")
+    half = ["float16", "float16"]
+    stages = [heads(0, "in1"), heads(32, "in1"), heads(64, "in1"),
+              {"name": "scores", "template": "matmul", "inputs": ["q", "k", "in2", "in3"],
+               "params": _p([heads4, heads4], [out4], half, ["float16"], transpose_b=True,
+                            epilogue=scaled)},
+              {"name": "softmax", "template": "softmax", "inputs": ["scores"],
+               "params": _p([out4], [out4], ["float16"], ["float16"], axis=3, log=False)},
+              {"name": "pv", "template": "matmul", "inputs": ["softmax", "v", "in4"],
+               "params": _p([out4, heads4], [heads4], half, ["float16"], epilogue=quantized)},
+              {"name": "out", "template": "transpose", "inputs": ["pv"],
+               "params": _p([heads4], [[1, 32, 2, 16]], ["int8"], ["int8"],
+                            perm=[0, 2, 1, 3])}]
+    return _p([[1, 32, 96], [], [], [1, 1, 1, 32], []], [[1, 32, 2, 16]],
+              ["int8", F, F, F, F], ["int8"], stages=stages)
+
+
 CASES: dict[str, list[dict]] = {
     "elementwise": [
         _p([[2, 3, 4]], [[2, 3, 4]], region=_region(UNARY_FLOAT)),
@@ -193,6 +237,7 @@ CASES: dict[str, list[dict]] = {
         _p([[3, 5, 24], [3, 9, 24], [3, 9, 24]], [[3, 5, 24]], dtypes=["float64"] * 3,
            out_dtypes=["float64"], num_heads=3, head_dim=8, scale=0.35),
     ],
+    "attention_chain": [_attention_chain()],
     "reformat": [
         _p([[2, 6, 5, 7]], [[2, 2, 5, 7, 4]], reformat="NCHW->NC4HW4", channels=6),
         _p([[2, 2, 5, 7, 4]], [[2, 6, 5, 7]], reformat="NC4HW4->NCHW", channels=6),
