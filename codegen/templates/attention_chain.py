@@ -72,9 +72,12 @@ def _region(region: dict, dtypes: list[str], values: dict[int, str], prefix: str
 
 
 def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str
-           ) -> tuple[list[str], list[str]]:
-    """(lines before, lines of) the load of `rows` rows of this head from row `row0` (clamped
-    into the sequence) through the stage's region into shared tile `tile` (rows of D + 8)."""
+           ) -> tuple[list[str], list[str], list[str]]:
+    """(lines before, loads, conversions) of `rows` rows of this head from row `row0`
+    (clamped into the sequence) through the stage's region into shared tile `tile` (rows of
+    D + 8 halves): each thread's 16-byte chunks c = tid + 128 i are loaded into registers
+    first (`<prefix>raw[i]`), all of Q's, K's and V's before any is converted, so the loads
+    are in flight together."""
     p = stage["params"]
     view = p["in_views"][0]
     kv = view["input"]
@@ -90,20 +93,36 @@ def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str
     uniform = {i: uniform[j] for j, i in enumerate(others)}
     dtypes = list(p["in_dtypes"])
     chunks = dim // 16
+    total = rows * chunks
+    per = -(-total // (WARPS * 32))
     st = storage_type(src_t)
+    raw = f"{prefix}raw"
+    guard = "" if total % (WARPS * 32) == 0 else f"if (c < {total}) "
+
+    def chunk(i: str) -> list[str]:
+        return [f"        const int c = tid + {i} * {WARPS * 32};",
+                f"        const int r = c / {chunks}, col = c % {chunks} * 16;"]
 
     def element(at: str, target: str) -> list[str]:
         lines, result = _region(p["region"], dtypes, {**values, kv: f"({st})bytes[{at}]"},
                                 prefix, "                ", uniform)
         return ["            {", *lines, f"                {target} = {result};", "            }"]
 
-    body = [
-        f"    for (int c = tid; c < {rows * chunks}; c += {WARPS * 32}) {{",
-        f"        const int r = c / {chunks}, col = c % {chunks} * 16;",
+    loads = [
+        f"    uint4 {raw}[{per}];",
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {per}; ++i) {{",
+        *chunk("i"),
         f"        const int row = min({row0} + r, {seq - 1});",
-        f"        const uint4 raw = __ldg((const uint4*)({src} + ((size_t)b * {seq} + row) * "
+        f"        {guard}{raw}[i] = __ldg((const uint4*)({src} + ((size_t)b * {seq} + row) * "
         f"{width} + {view['offset']} + h * {dim} + col));",
-        f"        const {st}* bytes = (const {st}*)&raw;",
+        "    }"]
+    convert = [
+        "    #pragma unroll",
+        f"    for (int i = 0; i < {per}; ++i) {{",
+        *chunk("i"),
+        *([f"        if (c >= {total}) break;"] if guard else []),
+        f"        const {st}* bytes = (const {st}*)&{raw}[i];",
         "        unsigned packed[8];",
         "        #pragma unroll",
         "        for (int e = 0; e < 16; e += 2) {",
@@ -115,9 +134,8 @@ def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str
         f"        uint4* dst = (uint4*)&{tile}[r * {dim + 8} + col];",
         "        dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);",
         "        dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);",
-        "    }",
-    ]
-    return setup, body
+        "    }"]
+    return setup, loads, convert
 
 
 def _epilogue(stage: dict, own: str, value: str, coords: tuple[str, str, str, str],
@@ -181,12 +199,14 @@ def emit(name: str, params: dict) -> KernelSpec:
     score_t, soft_t, out_t = (s["params"]["out_dtypes"][0] for s in (sc, sm, pv))
     setup: list[str] = []
     loads: list[str] = []
+    converts: list[str] = []
     for stage, tile, rows, row0, prefix in ((q, "Qs", BLOCK_Q, "q0", "xq"),
                                             (k, "Ks", seq_k, "0", "xk"),
                                             (v, "Vs", seq_k, "0", "xv")):
-        before, body = _heads(stage, tile, rows, row0, prefix)
+        before, load, convert = _heads(stage, tile, rows, row0, prefix)
         setup += before
-        loads += body
+        loads += load
+        converts += convert
     coords_s = ("b", "h", "qc", "key")
     s_setup, s_lines = _epilogue(sc, score_t, "sc[j][e]", coords_s, "es", "                ",
                                  "sc[j][e]", 2)
@@ -209,8 +229,10 @@ def emit(name: str, params: dict) -> KernelSpec:
         "    const int g = lane >> 2, t = lane & 3;",
         f"    const int q0 = tile * {BLOCK_Q};",
         *setup, *s_setup, *p_setup, *o_setup,
-        "    // this head's Q rows, K and V rows through their stages' regions into shared tiles",
+        "    // this head's Q rows, K and V rows: loaded, then through their stages' regions",
+        "    // into shared tiles",
         *loads,
+        *converts,
         "    __syncthreads();",
         f"    unsigned qf[{ks}][4];",
         "    #pragma unroll",
