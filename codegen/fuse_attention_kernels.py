@@ -40,9 +40,12 @@ from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.dtypes import numpy_dtype
 from ember.dialects.kernel import ElementwiseOp, LaunchOp
 from ember.dialects.origin import kernel_origin, program_order, set_origin
-from ember.dialects.tensor_types import element_type_of, shape_of
+from ember.dialects.tensor_types import element_type_of, format_of, shape_of
 
 HALVES = ("float16", "bfloat16")
+SOURCES = ("int8", "uint8")  # the 8-bit integers the kernel loads and converts
+STORED = ("int8", "uint8", "float32")  # what it stores besides Q/K/V's half type
+PLAIN = ("", "NCHW")  # row-major [B, H, S, D] / [B, S, H, D] (assign-layouts' NCHW for 4-D)
 MAX_KEYS = 128  # a warp's 16 rows of scores stay in registers: 64 floats a thread at 128
 MAX_HEAD_DIM = 128
 LOAD_BYTES = 16
@@ -64,8 +67,11 @@ def _static(value: SSAValue) -> list[int] | None:
 
 
 def _launch(value: SSAValue, template: str) -> LaunchOp | None:
+    """The launch of `template` giving `value` (its only use), row-major, not yet given a
+    tactic (a tactic would be lost in the fused kernel)."""
     op = value.owner
-    if isinstance(op, LaunchOp) and op.template.data == template and _only_use(value):
+    if isinstance(op, LaunchOp) and op.template.data == template and _only_use(value) \
+            and op.tactic is None and op.small_tactics is None and format_of(value) in PLAIN:
         return op
     return None
 
@@ -83,12 +89,14 @@ def _heads(value: SSAValue) -> ElementwiseOp | None:
     out = _static(value)
     if not isinstance(op, ElementwiseOp) or not _only_use(value) or op.views is None \
             or len(op.views.data) != 1 or out is None or len(out) != 4 \
-            or _dtype(value) not in HALVES:
+            or _dtype(value) not in HALVES or format_of(value) not in PLAIN \
+            or op.tactic is not None:
         return None
     view = attribute_value(op.views.data[0])
     k = view["input"]
     src = _static(op.inputs[k])
-    if src is None or len(src) != 3 or numpy_dtype(element_type_of(op.inputs[k])).itemsize != 1:
+    if src is None or len(src) != 3 or _dtype(op.inputs[k]) not in SOURCES \
+            or format_of(op.inputs[k]) not in PLAIN:
         return None
     b, h, s, d = out
     w = src[2]
@@ -104,7 +112,8 @@ def _heads(value: SSAValue) -> ElementwiseOp | None:
 
 def _match(tr: LaunchOp) -> dict | None:
     """The chain ending in transpose `tr`: {name: kernel op}, or None."""
-    if tr.template.data != "transpose" or attribute_value(tr.params).get("perm") != [0, 2, 1, 3]:
+    if tr.template.data != "transpose" or attribute_value(tr.params).get("perm") != [0, 2, 1, 3] \
+            or tr.tactic is not None or format_of(tr.outputs[0]) not in PLAIN:
         return None
     pv = _launch(tr.inputs[0], "matmul")
     if pv is None or _own(pv) != 2:
@@ -129,9 +138,13 @@ def _match(tr: LaunchOp) -> dict | None:
     q, k = _heads(sc.inputs[0]), _heads(sc.inputs[1])
     if q is None or k is None:
         return None
-    types = {_dtype(x.output) for x in (q, k, v)} | {scp["out_dtypes"][0], pp["out_dtypes"][0]}
+    # one half type for Q, K, V, the scores and P (own and stored), P V's own; P V stores it,
+    # 8-bit integers or float32
+    types = {_dtype(x.output) for x in (q, k, v)} | {scp["out_dtypes"][0], pp["out_dtypes"][0],
+                                                     _dtype(sc.outputs[0]), smp["out_dtypes"][0],
+                                                     _dtype(sm.outputs[0])}
     shapes = [_static(x) for x in (q.output, k.output, v.output, sc.outputs[0])]
-    if len(types) != 1 or None in shapes:
+    if len(types) != 1 or None in shapes or _dtype(tr.outputs[0]) not in (*types, *STORED):
         return None
     (b, h, sq, d), (kb, kh, sk, kd), vshape, _ = shapes
     if [kb, kh, kd] != [b, h, d] or vshape != [b, h, sk, d] or sk % 16 or sk > MAX_KEYS:
@@ -163,7 +176,7 @@ def _fuse(chain: dict, order: dict[str, int]) -> None:
 
     stages = []
     for stage, op in chain.items():
-        template, params = kernel_step(op, {}, codegen=True)
+        template, params = kernel_step(op, {})
         stages.append({"name": stage, "template": template,
                        "inputs": [name(x) for x in op.operands], "params": params})
     out = chain["out"]

@@ -142,6 +142,8 @@ def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, i
             stored = _dtype(op.outputs[0])
             if stored != params["out_dtypes"][0]:  # the epilogue ends in a cast
                 params["epilogue"]["out_dtype"] = stored
+        if codegen and op.template.data == "attention_chain":
+            params["stages"] = [_stage_ranges(stage, op.inputs) for stage in params["stages"]]
         return op.template.data, params
     region = region_descriptor(op.body.block)
     ranges = constant_ranges(op.inputs, first=0) if codegen else {}
@@ -156,6 +158,27 @@ def kernel_step(op: LaunchOp | ElementwiseOp, symbols: Mapping[str, tuple[int, i
     if op.views is not None:  # inputs read through strides (fuse-strided-reads)
         params["in_views"] = attribute_value(op.views)
     return "elementwise", params
+
+
+def _stage_ranges(stage: dict, operands: Sequence[SSAValue]) -> dict:
+    """A fused attention chain's stage with its region's `constant_ranges` (an elementwise
+    stage's region over its inputs, a launch's epilogue over its extra inputs), from the
+    launch's operands that its inputs name ("in<i>"; the others are earlier stages)."""
+    params = dict(stage["params"])
+    key, first = ("region", 0) if stage["template"] == "elementwise" else ("epilogue", None)
+    region = params.get(key)
+    if region is None:
+        return stage
+    names = stage["inputs"]
+    if first is None:  # the epilogue's value 1 is the launch's first extra input
+        first = 1 - (len(names) - len(region["in_shapes"]))
+    ranges = {}
+    for i, name in enumerate(names):
+        if name.startswith("in") and i + first >= 0:
+            ranges.update(constant_ranges([operands[int(name[2:])]], first=i + first))
+    if ranges:
+        params[key] = {**region, "constant_ranges": ranges}
+    return {**stage, "params": params}
 
 
 def _dtype(value: SSAValue) -> str:

@@ -30,6 +30,7 @@ from ember.codegen.templates import KernelSpec, broadcast_strides, prod, signatu
 from ember.codegen.templates.attention_mma import pack_helper
 from ember.codegen.templates.elementwise import region_lines
 from ember.codegen.templates.gemm_mma import helpers
+from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
 WARPS = 4
@@ -196,6 +197,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     nj, ks, ns = seq_k // 8, dim // 16, dim // 8
     q_tiles = -(-seq_q // BLOCK_Q)
     stored = params["out_dtypes"][0]
+    sources = {s["params"]["in_dtypes"][s["params"]["in_views"][0]["input"]] for s in (q, k, v)}
+    if stored not in (half, "int8", "uint8", "float32") or not sources <= {"int8", "uint8"}:
+        raise UnsupportedError(f"attention_chain: stores {half} (Q/K/V's), int8, uint8 or "
+                               f"float32 and reads 8-bit integer heads, not {stored} from "
+                               f"{', '.join(sorted(sources))} (fuse-attention-kernels fuses "
+                               "only those)")
     score_t, soft_t, out_t = (s["params"]["out_dtypes"][0] for s in (sc, sm, pv))
     setup: list[str] = []
     loads: list[str] = []
