@@ -524,6 +524,32 @@ class BuilderConfig(ContextManaged):
         if self.int8_calibrator is not None and not self.get_flag(BuilderFlag.INT8):
             raise EmberError("BuilderConfig.int8_calibrator is set but BuilderFlag.INT8 is not: "
                              "set_flag(BuilderFlag.INT8) to calibrate")
+        self._check_tensor_core_precisions()
+
+    def _check_tensor_core_precisions(self) -> None:
+        """Refuse FP16 / BF16 (flags or per-layer precisions) and INT8 in a build for a GPU
+        older than sm_80: ember runs those convs and matmuls on tensor-core kernels only
+        (mma.sync m16n8k16 / m16n8k32, cp.async: sm_80 and newer), with no CUDA-core path.
+        (An AMPERE_PLUS build compiles for sm_80 whatever target_arch names.)"""
+        if self.target_arch is None \
+                or self.hardware_compatibility_level is HardwareCompatibilityLevel.AMPERE_PLUS \
+                or tensor_core_target(self.target_arch):
+            return
+        asked = [f"{name} (BuilderFlag.{name}, --{name.lower()})"
+                 for name in ("FP16", "BF16", "INT8") if self.get_flag(BuilderFlag[name])]
+        halves = [f"'{node}'" for node, p in self.layer_precisions.items()
+                  if p in ("fp16", "bf16")]
+        if halves:
+            asked.append(f"per-layer FP16/BF16 precision for {', '.join(halves[:3])}"
+                         + (f" and {len(halves) - 3} more" if len(halves) > 3 else ""))
+        if asked:
+            arch = self.target_arch
+            raise UnsupportedError(
+                f"target {arch}: {' and '.join(asked)} "
+                f"{'needs' if len(asked) == 1 else 'need'} sm_80 or newer in ember (its "
+                "FP16/BF16 and INT8 convs and matmuls run only on tensor-core kernels: "
+                f"mma.sync, cp.async); build FP32 for {arch} (without --fp16/--bf16/--int8 "
+                "or per-layer FP16/BF16), or target sm_80 or newer")
 
     @property
     def precision_constraints(self) -> str:
@@ -1390,7 +1416,10 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
             from ember.passes.fold_qdq import FoldQDQ
 
             # E4M3 convs and matmuls on FP8 tensor cores: sm_89 and newer
-            passes.append(FoldQDQ(multiple=16, fp8=_fp8_tensor_cores(config.target_arch)))
+            # int8 convs and matmuls on INT8 tensor cores: sm_80 and newer (older targets run
+            # them dequantized, in FP32)
+            passes.append(FoldQDQ(multiple=16, fp8=_fp8_tensor_cores(config.target_arch),
+                                  int8=tensor_core_target(config.target_arch)))
         elif name == "choose-formats" and config.target_arch is not None:
             from ember.passes.choose_formats import ChooseFormats
 
@@ -1437,6 +1466,15 @@ def _check_fp8_plugins(module: Any, config: BuilderConfig) -> None:
                                    "float8 tensor: set "
                                    "BuilderFlag.FP8 to allow plugins with FP8 inputs and "
                                    "outputs (ember build --fp8), as TensorRT 10 asks")
+
+
+def tensor_core_target(arch: str) -> bool:
+    """Whether `arch` runs ember's tensor-core kernels (sm_80 and newer: mma.sync m16n8k16 and
+    m16n8k32, cp.async): its FP16/BF16 convs and matmuls, and fold-qdq's INT8 ones. Older
+    targets build FP32 only (`BuilderConfig.check` refuses the rest)."""
+    from ember.runtime.arch import parse_arch
+
+    return parse_arch(arch) >= (8, 0)
 
 
 def _fp8_tensor_cores(arch: str) -> bool:

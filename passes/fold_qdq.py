@@ -32,6 +32,9 @@ or matmul takes the E4M3 input and weight and sums their products in float32 (`e
 they stay so under FP16), the scale multiply and bias follow; a quantize to E4M3 becomes
 cast(x / s) (saturating as the node says), a dequantize cast(q) * s.
 
+Int8 convs and matmuls fold likewise only with option `int8` (GPU builds: sm_80 and newer,
+whose INT8 tensor cores ember's int8 kernels use; CPU builds): off, they run dequantized.
+
 Not folded (they keep running in floating point, as the model's arithmetic says): zero points
 other than 0 (TensorRT refuses them; ember runs them dequantized), uint8 data, per-channel
 activation scales, blocked scales, a weight that is not a constant, and (option `multiple`)
@@ -104,11 +107,16 @@ class FoldQDQ(ModulePass):
     products (GPU builds: targets with FP8 tensor cores, sm_89 and newer; CPU builds: always).
     Off, they run dequantized, in floating point."""
 
+    int8: bool = True
+    """Fold int8 Q/DQ convs and matmuls onto int8 operands with int32 sums (GPU builds: targets
+    with INT8 tensor cores, sm_80 and newer; CPU builds: always). Off, they run dequantized,
+    in floating point (the Q/DQ nodes still become float32 arithmetic)."""
+
     def apply(self, ctx: Context, module: ModuleOp) -> None:
         if self.multiple < 1:
             raise PassError(f"fold-qdq: multiple={self.multiple} must be at least 1")
         store = weights_of(module)
-        for op in list(module.walk()):
+        for op in list(module.walk()) if self._types else []:
             if isinstance(op, ConvOp):
                 w = shape_of(op.weight)
                 if w is None or not isinstance(w[1], int) \
@@ -134,7 +142,7 @@ class FoldQDQ(ModulePass):
     @property
     def _types(self) -> tuple:
         """The 8-bit operand types a conv or matmul folds onto."""
-        return (I8, E4M3) if self.fp8 else (I8,)
+        return (I8,) * self.int8 + (E4M3,) * self.fp8
 
 
 def _int8_through(q: QuantizeOp, store: WeightStore) -> None:

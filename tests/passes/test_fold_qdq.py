@@ -126,9 +126,12 @@ def test_asymmetric_uint8_model_keeps_float_arithmetic_and_matches(tmp_path):
 
 def test_gpu_builds_fold_what_the_int8_tensor_cores_take():
     assert "fold-qdq" in [p.name for p in pipeline_for(BuilderConfig())]
-    for arch, fp8 in (("sm_90", "true"), ("sm_89", "true"), ("sm_86", "false")):
-        # E4M3 convs and matmuls where the tensor cores multiply E4M3 (test_fold_qdq_fp8.py)
-        assert f'fold-qdq{{multiple=16 fp8={fp8}}}' in pipeline_text(pipeline_for(
+    for arch, fp8, int8 in (("sm_90", "true", "true"), ("sm_89", "true", "true"),
+                            ("sm_86", "false", "true"), ("sm_80", "false", "true"),
+                            ("sm_75", "false", "false")):
+        # E4M3 convs and matmuls where the tensor cores multiply E4M3 (test_fold_qdq_fp8.py),
+        # int8 ones where they take int8 (tests/compiler/test_pre_ampere_targets.py)
+        assert f'fold-qdq{{multiple=16 fp8={fp8} int8={int8}}}' in pipeline_text(pipeline_for(
             BuilderConfig(target_arch=arch, autotune=False)))
 
 

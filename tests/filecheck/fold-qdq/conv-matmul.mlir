@@ -1,5 +1,6 @@
 // RUN: ember-opt %s -p fold-qdq | filecheck %s
 // RUN: ember-opt %s -p 'fold-qdq{multiple=16}' | filecheck %s --check-prefix=GPU
+// RUN: ember-opt %s -p 'fold-qdq{multiple=16 int8=false}' | filecheck %s --check-prefix=PRE
 
 // A conv between dequantizes of an int8 activation (one scale, zero point 0) and an int8
 // weight (a scale per output channel) becomes the integer conv (int32 sums), a cast, a
@@ -50,3 +51,12 @@ builtin.module {
 // GPU:      nn.pad %xq {{.*}} -> tensor<1x16x4x4xi8>
 // GPU:      nn.conv {{.*}} : (tensor<1x16x4x4xi8>, tensor<2x16x3x3xi8>) -> tensor<1x2x2x2xi32>
 // GPU:      nn.matmul %a, %m : (tensor<3x4xf32>, tensor<4x2xf32>)
+
+// With int8=false (GPU builds for targets before sm_80: no INT8 tensor cores) nothing folds onto
+// int8: the conv and matmul take the dequantized input and weight, in float32.
+// PRE-NOT:  xi32>
+// PRE:      %[[X:.*]] = nn.binary "mul" {{.*}} {ember.qdq_math}
+// PRE:      %[[W:.*]] = nn.dequantize %wq
+// PRE:      nn.conv %[[X]], %[[W]], %b {{.*}} -> tensor<1x2x2x2xf32>
+// PRE:      nn.matmul %a, %m : (tensor<3x4xf32>, tensor<4x2xf32>)
+// PRE-NOT:  xi32>
