@@ -666,8 +666,9 @@ class Builder(ContextManaged):
     # -- the platform ----------------------------------------------------------------------------
     @property
     def platform_has_fast_fp16(self) -> bool:
-        """A GPU with native FP16 arithmetic is present (sm_53 and newer)."""
-        return _arch_number() >= 53
+        """A GPU whose tensor cores run ember's FP16 kernels (mma.sync m16n8k16: sm_80 and
+        newer; builds for older targets refuse FP16, `BuilderConfig.check`) is present."""
+        return _arch_number() >= 80
 
     @property
     def platform_has_tf32(self) -> bool:
@@ -1392,7 +1393,8 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None and "tabulate-int8-chains" not in names \
             and "cancel-requantize" in names:
         names.insert(names.index("cancel-requantize") + 1, "tabulate-int8-chains")
-    if _mma_halves(config.target_arch) and "fuse-attention-kernels" not in names \
+    if config.target_arch is not None and tensor_core_target(config.target_arch) \
+            and "fuse-attention-kernels" not in names \
             and "fuse-strided-reads" in names:
         names.insert(names.index("fuse-strided-reads") + 1, "fuse-attention-kernels")
     if config.target_arch is not None and "select-tactics" not in names:
@@ -1482,14 +1484,6 @@ def _fp8_tensor_cores(arch: str) -> bool:
     from ember.runtime.arch import parse_arch
 
     return parse_arch(arch) >= (8, 9)
-
-
-def _mma_halves(arch: str | None) -> bool:
-    """Whether `arch` multiplies FP16 with mma.sync m16n8k16 (sm_80 and newer:
-    fuse-attention-kernels' kernel)."""
-    from ember.runtime.arch import parse_arch
-
-    return arch is not None and parse_arch(arch) >= (8, 0)
 
 
 def _hopper(arch: str | None) -> bool:

@@ -14,6 +14,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
+from ember.codegen import fuse_attention_kernels
 from ember.codegen.emit_cuda import emit_step
 from ember.compiler import builder
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
@@ -142,7 +143,7 @@ def test_a_qdq_attention_runs_as_one_kernel_with_the_same_cpu_results(tmp_path, 
     assert step["params"]["out_dtypes"] == ["int8"]  # P V's quantize, stored transposed
     assert b"attention_chain" in sections["cuda_source"]  # NVRTC compiled it for sm_90
     got = _run(manifest, sections, feed)
-    monkeypatch.setattr(builder, "_mma_halves", lambda arch: False)
+    monkeypatch.setattr(fuse_attention_kernels, "_match", lambda op: None)  # the pass off
     plain, plain_sections = build_model(onnx.load(qdq), _config())
     assert "attention_chain" not in _templates(plain) and "softmax" in _templates(plain)
     np.testing.assert_array_equal(got, _run(plain, plain_sections, feed))
@@ -162,8 +163,9 @@ def test_cpu_builds_keep_the_kernels(tmp_path):
     cpu.set_flag(BuilderFlag.INT8)
     manifest, _ = build_model(onnx.load(qdq), cpu)
     assert "attention_chain" not in _templates(manifest)
-    # mma.sync m16n8k16 (FP16) is sm_80's
-    assert [builder._mma_halves(a) for a in ("sm_75", "sm_80", "sm_90")] == [False, True, True]
+    # mma.sync m16n8k16 (FP16) is sm_80's: older targets build FP32 only
+    assert [builder.tensor_core_target(a) for a in ("sm_75", "sm_80", "sm_90")] == \
+        [False, True, True]
 
 
 @pytest.mark.parametrize("case", CASES)
