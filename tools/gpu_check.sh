@@ -34,6 +34,10 @@
 #                --by-kernel, NCU_TOP rows) in ncu.log, the raw CSVs in ncu.tgz. ncu reads
 #                the counters on the Firecracker H100s, not on gVisor machines (KINDS.md);
 #                the pieces ran in session 23, the part as written has not      ~2-4 min
+#   ab           tools/pass_ab.py: the benchmark's INT8 BERT (benchmarks/save_models.py, the
+#                QDQ model at batch 8) built with its whole pipeline and without AB_WITHOUT
+#                (default fuse-attention-kernels), both timed with CUDA graphs and compared
+#                (AB_MODELS, default bert; AB_FLAGS, default "--int8 --fp16")      ~2-3 min
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -58,7 +62,7 @@ OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels fp8 tactics}
-# (ncu is not among the defaults: ask for it by name)
+# (ncu and ab are not among the defaults: ask for them by name)
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -70,8 +74,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu|ab) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu ab)"
        exit 2 ;;
   esac
 done
@@ -220,6 +224,20 @@ if want ncu; then
   status=$?
   grep -E "^== |^total|^ +[0-9]" "$OUT/ncu.log" | head -80
   finish ncu $status "$OUT/ncu.log"
+fi
+if want ab; then
+  echo "== one pass's worth (tools/pass_ab.py; log: ab.log)"; start=$SECONDS
+  (set -e; d=/tmp/ember-ab; rm -rf $d; mkdir -p $d
+   models=${AB_MODELS:-bert}
+   python3 -W ignore benchmarks/save_models.py $d --models "$models" > $d/save.log 2>&1 \
+     || { tail -5 $d/save.log; exit 1; }
+   for m in ${models//,/ }; do
+     echo "== $m"
+     # shellcheck disable=SC2086  # AB_FLAGS is a list
+     python3 -W ignore tools/pass_ab.py $d/${m}_qdq.onnx --load-inputs $d/${m}_in.npz \
+       --without "${AB_WITHOUT:-fuse-attention-kernels}" ${AB_FLAGS:---int8 --fp16}
+   done) 2>&1 | tee "$OUT/ab.log"
+  finish ab "${PIPESTATUS[0]}" "$OUT/ab.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== FAILED parts: ${failed[*]} (logs in \$OUT)"
