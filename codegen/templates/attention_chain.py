@@ -27,7 +27,7 @@ from ember.codegen.scalar_c import (
     stored_in_float,
 )
 from ember.codegen.templates import KernelSpec, broadcast_strides, prod, signature, source
-from ember.codegen.templates.attention_mma import pack_helper
+from ember.codegen.templates.attention_mma import block_coordinates, pack_helper
 from ember.codegen.templates.elementwise import region_lines
 from ember.codegen.templates.gemm_mma import helpers
 from ember.errors import UnsupportedError
@@ -172,6 +172,22 @@ def _epilogue(stage: dict, own: str, value: str, coords: tuple[str, str, str, st
     return setup, [f"{indent[:-4]}{{", *lines, f"{indent[:-4]}}}"]
 
 
+def _each_score(fragments: int, seq_q: int, lines: list[str]) -> list[str]:
+    """`lines` for each score element sc[j][e] of this thread, with its query row `qc`
+    (clamped into Sq: rows past it are computed, never stored) and `key`."""
+    return [
+        "    #pragma unroll",
+        f"    for (int j = 0; j < {fragments}; ++j) {{",
+        "        #pragma unroll",
+        "        for (int e = 0; e < 4; ++e) {",
+        f"            const int qc = min(q0 + warp * 16 + g + 8 * (e >> 1), {seq_q - 1});",
+        "            const int key = j * 8 + 2 * t + (e & 1);",
+        "            (void)qc; (void)key;",
+        *lines,
+        "        }",
+        "    }"]
+
+
 def _store(stored: str, heads: int, dim: int, seq_q: int) -> list[str]:
     """Each lane's two neighbouring outputs (columns 8 j + 2 t, + 1) of rows g and g + 8 to
     out0 [B, Sq, H, D]."""
@@ -227,14 +243,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    unsigned short* Qs = smem;  // [{BLOCK_Q}][{ld}]",
         f"    unsigned short* Ks = smem + {BLOCK_Q * ld};  // [{seq_k}][{ld}]",
         f"    unsigned short* Vs = smem + {(BLOCK_Q + seq_k) * ld};  // [{seq_k}][{ld}]",
-        f"    const int tile = blockIdx.x % {q_tiles};",
-        f"    const int h = (blockIdx.x / {q_tiles}) % {heads};",
-        f"    const int b = blockIdx.x / {q_tiles * heads};",
-        "    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;",
-        "    // fragment coordinates: lane = 4 g + t; C element e of n8 fragment j is row",
-        "    // g + 8 (e >> 1), column 8 j + 2 t + (e & 1)",
-        "    const int g = lane >> 2, t = lane & 3;",
-        f"    const int q0 = tile * {BLOCK_Q};",
+        *block_coordinates(q_tiles, heads),
         *setup, *s_setup, *p_setup, *o_setup,
         "    // this head's Q rows, K and V rows: loaded, then through their stages' regions",
         "    // into shared tiles",
@@ -262,16 +271,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        }",
         "    }",
         "    // the scores stage's epilogue on each score (rows past Sq read row Sq - 1's inputs)",
-        "    #pragma unroll",
-        f"    for (int j = 0; j < {nj}; ++j) {{",
-        "        #pragma unroll",
-        "        for (int e = 0; e < 4; ++e) {",
-        f"            const int qc = min(q0 + warp * 16 + g + 8 * (e >> 1), {seq_q - 1});",
-        "            const int key = j * 8 + 2 * t + (e & 1);",
-        "            (void)qc; (void)key;",
-        *s_lines,
-        "        }",
-        "    }",
+        *_each_score(nj, seq_q, s_lines),
         "    // softmax over each row (rows g and g + 8: the quad's four lanes hold it)",
         "    float inv[2];",
         "    #pragma unroll",
@@ -294,16 +294,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        inv[r] = 1.0f / s;",
         "    }",
         "    // P: each probability rounded to its type, then the softmax stage's epilogue",
-        "    #pragma unroll",
-        f"    for (int j = 0; j < {nj}; ++j) {{",
-        "        #pragma unroll",
-        "        for (int e = 0; e < 4; ++e) {",
-        f"            const int qc = min(q0 + warp * 16 + g + 8 * (e >> 1), {seq_q - 1});",
-        "            const int key = j * 8 + 2 * t + (e & 1);",
-        "            (void)qc; (void)key;",
-        *p_lines,
-        "        }",
-        "    }",
+        *_each_score(nj, seq_q, p_lines),
         "    // O = P V: S fragments 2 kk, 2 kk + 1 are the A fragment of k16 step kk; V rows",
         "    // [key][d] are the row-major B operand (ldmatrix .trans)",
         f"    float o[{ns}][4];",

@@ -56,6 +56,20 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {{
 """
 
 
+def block_coordinates(q_tiles: int, heads: int) -> list[str]:
+    """Lines naming a block's (batch b, head h, query tile from row q0) for blocks numbered
+    tile-fastest, its thread's warp and lane, and the lane's fragment coordinates g, t."""
+    return [
+        f"    const int tile = blockIdx.x % {q_tiles};",
+        f"    const int h = (blockIdx.x / {q_tiles}) % {heads};",
+        f"    const int b = blockIdx.x / {q_tiles * heads};",
+        "    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;",
+        "    // fragment coordinates: lane = 4 g + t; C element e of n8 fragment j is row",
+        "    // g + 8 (e >> 1), column 8 j + 2 t + (e & 1)",
+        "    const int g = lane >> 2, t = lane & 3;",
+        f"    const int q0 = tile * {BLOCK_Q};"]
+
+
 def _chunks(dim: int) -> tuple[int, bool]:
     """A tile's rows are dim / 8 chunks of 16 bytes, 8·dim in all: dim / 16 per thread. Where
     the 128 threads cover whole rows (dim / 8 divides 128), each thread keeps one column and
@@ -189,14 +203,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    unsigned short* Qs = smem;  // [{BLOCK_Q}][{ld}]",
         f"    unsigned short* Ks = smem + {BLOCK_Q * ld};  // [2][{BLOCK_K}][{ld}]",
         f"    unsigned short* Vs = smem + {(BLOCK_Q + 2 * BLOCK_K) * ld};  // [2][{BLOCK_K}][{ld}]",
-        f"    const int tile = blockIdx.x % {q_tiles};",
-        f"    const int h = (blockIdx.x / {q_tiles}) % {heads};",
-        f"    const int b = blockIdx.x / {q_tiles * heads};",
-        "    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;",
-        "    // fragment coordinates: lane = 4 g + t; C element e of n8 fragment j is row",
-        "    // g + 8 (e >> 1), column 8 j + 2 t + (e & 1)",
-        "    const int g = lane >> 2, t = lane & 3;",
-        f"    const int q0 = tile * {BLOCK_Q};",
+        *block_coordinates(q_tiles, heads),
         f"    const int kv_tiles = {kv_tiles};",
         *_copy_setup([("qg", "in0", f"b * {sq}", wq, qo), ("kg", "in1", f"b * {sk}", wk, ko),
                       ("vg", "in2", f"b * {sk}", wv, vo)], dim, in_t),
