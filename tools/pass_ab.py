@@ -17,7 +17,6 @@ tools/qdq_model.py makes them).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections import Counter
@@ -27,6 +26,8 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_models import time_it  # noqa: E402
 from qdq_model import random_feed  # noqa: E402
 
 
@@ -40,24 +41,12 @@ def _config(args: argparse.Namespace, arch: str | None):
     return config
 
 
-def _median_ms(run, sync, repeats: int) -> float:
-    run()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
-
-
 def _time(engine, feed: dict[str, np.ndarray], device: str, repeats: int) -> float:
     """Median ms of one inference: on the GPU with inputs and outputs on the device, replayed
     as a CUDA graph; on the CPU the executor's run."""
     if device == "cpu":
         ctx = engine.create_execution_context()
-        return _median_ms(lambda: ctx.execute(feed), lambda: None, repeats)
+        return time_it(lambda: ctx.execute(feed), repeats)
     from ember.runtime import cuda
 
     ctx = engine.create_execution_context(cuda_graph=True)
@@ -70,7 +59,7 @@ def _time(engine, feed: dict[str, np.ndarray], device: str, repeats: int) -> flo
         ctx.set_tensor_address(name, buffer.ptr)
         buffers.append(buffer)
     stream = cuda.Stream()
-    return _median_ms(lambda: ctx.execute_async_v3(stream.handle), stream.synchronize, repeats)
+    return time_it(lambda: ctx.execute_async_v3(stream.handle), repeats, stream.synchronize)
 
 
 def main(argv: list[str] | None = None) -> int:
