@@ -14,10 +14,12 @@ the softmax with P's fake-quantize; P V with the output quantize; the transpose 
     o = kernel.launch "matmul"(p, v, ...)                 epilogue: anything
     y = kernel.launch "transpose"(o) {perm [0, 2, 1, 3]}
 
-where each value inside has no other user, x is a [B, S, W] tensor of 8-bit integers read at
+where each value inside has no other user, x is a [B, S, W] int8 / uint8 tensor read at
 columns offset + h·D.. (offset and W multiples of 16, so 16-byte loads), D a multiple of 16 up
 to 128 and Sk a multiple of 16 up to 128 (a warp holds whole score rows in registers: the
-softmax's result is needed whole before P's quantize), static shapes, half Q/K/V. The fused
+softmax's result is needed whole before P's quantize), static shapes (the chain's other
+inputs too), one half type for Q, K, V, the scores and P, P V storing that type, int8, uint8
+or float32, row-major values, and no op given a tactic yet (none would survive). The fused
 launch's params hold the replaced kernels as `stages` ({name, template, inputs, params}: what
 `kernel_step` gives for each), its operands are the chain's outside inputs (deduplicated), and
 its CPU kernel runs the stages in order, so the CPU results do not change; the CUDA kernel
@@ -174,6 +176,11 @@ def _fuse(chain: dict, order: dict[str, int]) -> None:
             operands.append(value)
         return f"in{operands.index(value)}"
 
+    for op in chain.values():  # the chain's outside inputs, in first-use order
+        for x in op.operands:
+            name(x)
+    if any(_static(x) is None for x in operands):
+        return
     stages = []
     for stage, op in chain.items():
         template, params = kernel_step(op, {})

@@ -2,9 +2,10 @@
 BF16 tensor cores. One block of 4 warps per (batch, head, 64 query rows), each warp 16 rows
 holding whole score rows (Sk <= 128 keys: 4·Sk/32 floats a thread):
 
-- Q's 64 rows, and K's and V's Sk rows, of this head: 16 8-bit values a thread at a time
-  (one 16-byte load), each through its stage's region (a dequantize) into a half, stored in
-  shared memory as the FP16 path's tiles (rows of D + 8 halves);
+- Q's 64 rows, and K's and V's Sk rows, of this head: each thread's 16-byte chunks (16 8-bit
+  values each) all loaded into registers first, then each value through its stage's region (a
+  dequantize) into a half, stored in shared memory as the FP16 path's tiles (rows of D + 8
+  halves);
 - S = Q Kᵀ by `mma.sync.m16n8k16` (FP32 accumulation), then each score through the scores
   stage's epilogue (fake-quantizes, the scale, the mask) in registers;
 - the softmax over each row (its four lanes of a quad: max and sum by shuffles, `expf(x - m)
@@ -44,7 +45,8 @@ def _stages(params: dict) -> dict[str, dict]:
 def _arg(name: str) -> str:
     """A stage input naming a chain operand ("in3") as the kernel argument."""
     if not name.startswith("in"):
-        raise ValueError(f"attention_chain: '{name}' is not an operand")
+        raise UnsupportedError(f"attention_chain: a stage reads '{name}' where the kernel "
+                               "takes one of the chain's operands (in<i>)")
     return name
 
 

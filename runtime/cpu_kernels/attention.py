@@ -65,6 +65,9 @@ def attention_chain(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np
                 raise ShapeError(f"attention_chain: stage '{stage['name']}' reads '{name}', "
                                  "which no operand or earlier stage gives")
             args.append(values[name])
+        if stage["template"] not in ALL:
+            raise ShapeError(f"attention_chain: stage '{stage['name']}' names no kernel "
+                             f"template '{stage['template']}'")
         (values[stage["name"]],) = ALL[stage["template"]](args, stage["params"])
     return [values[params["stages"][-1]["name"]]]
 
