@@ -28,7 +28,7 @@ from ember.codegen.scalar_c import (
     stored_in_float,
 )
 from ember.codegen.templates import KernelSpec, broadcast_strides, prod, signature, source
-from ember.codegen.templates.attention_mma import block_coordinates, pack_helper
+from ember.codegen.templates.attention_mma import block_coordinates, p_times_v, pack_helper
 from ember.codegen.templates.elementwise import region_lines
 from ember.codegen.templates.gemm_mma import helpers
 from ember.errors import UnsupportedError
@@ -302,21 +302,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    float o[{ns}][4];",
         "    #pragma unroll",
         f"    for (int j = 0; j < {ns}; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;",
-        "    #pragma unroll",
-        f"    for (int kk = 0; kk < {seq_k // 16}; ++kk) {{",
-        "        const unsigned pa[4] = {pack2(sc[2 * kk][0], sc[2 * kk][1]),",
-        "                                pack2(sc[2 * kk][2], sc[2 * kk][3]),",
-        "                                pack2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),",
-        "                                pack2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};",
-        "        #pragma unroll",
-        f"        for (int j = 0; j < {ns}; j += 2) {{",
-        "            unsigned vb[4];",
-        f"            ldsm_x4_trans(vb, &Vs[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * "
-        f"{ld} + j * 8 + (lane >> 4) * 8]);",
-        "            mma_16816(o[j], pa, vb[0], vb[1]);",
-        "            mma_16816(o[j + 1], pa, vb[2], vb[3]);",
-        "        }",
-        "    }",
+        *p_times_v(seq_k, ns, ld, "Vs", "    "),
         "    // each output through the last matmul's epilogue, stored at [b, row, h, column]",
         "    #pragma unroll",
         "    for (int r = 0; r < 2; ++r) {",

@@ -70,6 +70,31 @@ def block_coordinates(q_tiles: int, heads: int) -> list[str]:
         f"    const int q0 = tile * {BLOCK_Q};"]
 
 
+def p_times_v(keys: int, fragments: int, ld: int, tile: str, indent: str) -> list[str]:
+    """O += P V over `keys` keys: the C fragments of S fragments 2 kk, 2 kk + 1 (`sc`), rounded
+    to pairs, are the A fragment of k16 step kk; V's rows [key][d] in shared `tile` (rows of
+    `ld` halves) are the row-major B operand, read by ldmatrix .trans (matrices keys +0 / +8
+    at d +0: b0 b1 of fragment j, then at d +8: fragment j + 1) into `fragments` n8 fragments
+    of `o`."""
+    lines = [
+        "#pragma unroll",
+        f"for (int kk = 0; kk < {keys // 16}; ++kk) {{",
+        "    const unsigned pa[4] = {pack2(sc[2 * kk][0], sc[2 * kk][1]),",
+        "                            pack2(sc[2 * kk][2], sc[2 * kk][3]),",
+        "                            pack2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),",
+        "                            pack2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};",
+        "    #pragma unroll",
+        f"    for (int j = 0; j < {fragments}; j += 2) {{",
+        "        unsigned vb[4];",
+        f"        ldsm_x4_trans(vb, &{tile}[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * "
+        f"{ld} + j * 8 + (lane >> 4) * 8]);",
+        "        mma_16816(o[j], pa, vb[0], vb[1]);",
+        "        mma_16816(o[j + 1], pa, vb[2], vb[3]);",
+        "    }",
+        "}"]
+    return [indent + line for line in lines]
+
+
 def _chunks(dim: int) -> tuple[int, bool]:
     """A tile's rows are dim / 8 chunks of 16 bytes, 8·dim in all: dim / 16 per thread. Where
     the 128 threads cover whole rows (dim / 8 divides 128), each thread keeps one column and
@@ -302,21 +327,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        // keys +0 / +8 at d +0 (b0 b1 of fragment j), then at d +8 (fragment j + 1)",
         "        cp_async_wait<2>();",
         "        __syncthreads();  // V tile kt landed",
-        "        #pragma unroll",
-        f"        for (int kk = 0; kk < {BLOCK_K // 16}; ++kk) {{",
-        "            const unsigned pa[4] = {pack2(sc[2 * kk][0], sc[2 * kk][1]),",
-        "                                    pack2(sc[2 * kk][2], sc[2 * kk][3]),",
-        "                                    pack2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),",
-        "                                    pack2(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};",
-        "            #pragma unroll",
-        f"            for (int j = 0; j < {ns}; j += 2) {{",
-        "                unsigned vb[4];",
-        f"                ldsm_x4_trans(vb, &vs[(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * "
-        f"{ld} + j * 8 + (lane >> 4) * 8]);",
-        "                mma_16816(o[j], pa, vb[0], vb[1]);",
-        "                mma_16816(o[j + 1], pa, vb[2], vb[3]);",
-        "            }",
-        "        }",
+        *p_times_v(BLOCK_K, ns, ld, "vs", "        "),
         "    }",
         "    #pragma unroll",
         "    for (int r = 0; r < 2; ++r) {",
