@@ -391,7 +391,7 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
     cell.engine = engine
     if cell.device == "cuda":
         for name, graph in (("ember (device I/O)", False), ("ember (device I/O, graph)", True)):
-            ms = failures.attempt(cell, name, _time_bound, engine, feed, repeats, graph)
+            ms = failures.attempt(cell, name, time_device_io, engine, feed, repeats, graph)
             if ms is not None:
                 cell.times[name] = ms
     if layers:
@@ -424,7 +424,7 @@ def _ember_host(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
     return engine
 
 
-def _time_bound(engine, feed: dict[str, np.ndarray], repeats: int,
+def time_device_io(engine, feed: dict[str, np.ndarray], repeats: int,
                 cuda_graph: bool = False) -> float:
     """ember with inputs and outputs already on the GPU (TensorRT's execute_async_v3 path),
     optionally replaying its kernels as one CUDA graph."""

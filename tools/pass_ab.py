@@ -27,7 +27,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_models import time_it  # noqa: E402
+from bench_models import time_device_io, time_it  # noqa: E402
 from qdq_model import random_feed  # noqa: E402
 
 
@@ -43,23 +43,11 @@ def _config(args: argparse.Namespace, arch: str | None):
 
 def _time(engine, feed: dict[str, np.ndarray], device: str, repeats: int) -> float:
     """Median ms of one inference: on the GPU with inputs and outputs on the device, replayed
-    as a CUDA graph; on the CPU the executor's run."""
+    as a CUDA graph (the models benchmark's own timing); on the CPU the executor's run."""
     if device == "cpu":
         ctx = engine.create_execution_context()
         return time_it(lambda: ctx.execute(feed), repeats)
-    from ember.runtime import cuda
-
-    ctx = engine.create_execution_context(cuda_graph=True)
-    buffers = []
-    for name in engine.input_names + engine.output_names:
-        shape, dtype = engine.get_tensor_shape(name), engine.get_tensor_dtype(name)
-        buffer = cuda.DeviceBuffer(max(int(np.prod(shape)) * dtype.itemsize, 1))
-        if name in feed:
-            buffer.upload(np.ascontiguousarray(feed[name]))
-        ctx.set_tensor_address(name, buffer.ptr)
-        buffers.append(buffer)
-    stream = cuda.Stream()
-    return time_it(lambda: ctx.execute_async_v3(stream.handle), repeats, stream.synchronize)
+    return time_device_io(engine, feed, repeats, cuda_graph=True)
 
 
 def main(argv: list[str] | None = None) -> int:
