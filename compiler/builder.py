@@ -1374,6 +1374,12 @@ def pipeline_for(config: BuilderConfig) -> list[ModulePass]:
     if config.target_arch is not None:  # tensor cores read whole 16-byte chunks, K-major
         names += [n for n in ("pad-conv-channels", "kmajor-matmul-weights",
                               "kmajor-matmul-operands") if n not in names]
+    if config.target_arch is not None and tensor_core_target(config.target_arch) \
+            and "fold-qdq" in names and "fold-quantize-scales" not in names:
+        # INT8 kernels compute quantizes as TensorRT's do: the scales folded
+        at = names.index("convert-nn-to-kernel") if "convert-nn-to-kernel" in names \
+            else len(names)
+        names.insert(at, "fold-quantize-scales")
     names += [n for n in ("convert-nn-to-kernel", "assign-layouts") if n not in names]
     source = _format_source(config)
     if source == "model" and config.sm_count is not None:

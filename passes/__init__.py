@@ -35,6 +35,7 @@ def _ember_passes() -> list[type[ModulePass]]:
     from ember.passes.fold_constants import FoldConstants
     from ember.passes.fold_pad import FoldPad
     from ember.passes.fold_qdq import FoldQDQ
+    from ember.passes.fold_quantize_scales import FoldQuantizeScales
     from ember.passes.fold_scale_shift import FoldScaleShift
     from ember.passes.fuse_attention import FuseAttention
     from ember.passes.fuse_elementwise import FuseElementwise
@@ -57,7 +58,7 @@ def _ember_passes() -> list[type[ModulePass]]:
             FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
             KMajorMatmulOperands, TabulateInt8Chains, FuseAttentionKernels,
             PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
-            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ]
+            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ, FoldQuantizeScales]
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -256,22 +256,35 @@ def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
     assert _rel(got, want) < 1e-5
 
 
+def _division_calls(manifest: dict, sections, template: str) -> dict[str, list[bytes]]:
+    """Each `template` step's kernel: the division helpers its epilogue calls."""
+    out = {}
+    for step in manifest["steps"]:
+        if step["template"] == template:
+            kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
+            text = bytes(sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]])
+            out[step["name"]] = re.findall(rb"= (ember_div_\w+)\(e", text)
+    return out
+
+
 def test_int8_conv_requantizes_divide_without_guards(tmp_path):
-    """The residual block's INT8 convs requantize (x * scale[c] + bias[c]) / s: codegen sees
-    the per-channel scale and bias through their [1, 1, 1, C] views (`kernel_step.
-    constant_ranges`), bounds the dividend and takes Markstein's step without guards
-    (`ember_div_round`) for every division; without those ranges the first one of each conv
-    kept `ember_div_near`'s compares."""
+    """The residual block's INT8 convs requantize (x * scale[c] + bias[c]) / s. A GPU build
+    folds the division into the scale and bias (fold-quantize-scales): no division is left.
+    Built without that pass, codegen sees the per-channel scale and bias through their
+    [1, 1, 1, C] views (`kernel_step.constant_ranges`), bounds the dividend and takes
+    Markstein's step without guards (`ember_div_round`) for every division; without those
+    ranges the first one of each conv kept `ember_div_near`'s compares."""
     _, qdq, _ = _quantized(tmp_path, _residual, symmetric=True)
-    manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
-                                                                   autotune=False))
-    convs = [s for s in manifest["steps"] if s["template"] == "conv"]
-    assert len(convs) == 3
-    for step in convs:
-        kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
-        text = bytes(sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]])
-        calls = re.findall(rb"= (ember_div_\w+)\(e", text)
-        assert calls and set(calls) == {b"ember_div_round"}, (step["name"], calls)
+    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    manifest, sections = build_model(onnx.load(qdq), config)
+    calls = _division_calls(manifest, sections, "conv")
+    assert len(calls) == 3 and not any(calls.values()), calls
+    passes = [p for p in pipeline_for(config) if p.name != "fold-quantize-scales"]
+    manifest, sections = build_model(onnx.load(qdq), config, passes=passes)
+    calls = _division_calls(manifest, sections, "conv")
+    assert len(calls) == 3, calls
+    for name, found in calls.items():
+        assert found and set(found) == {b"ember_div_round"}, (name, found)
 
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
