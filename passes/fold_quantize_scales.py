@@ -75,22 +75,25 @@ def _single_use(value: SSAValue) -> bool:
     return value.uses.get_length() == 1
 
 
-def _scalable(value: SSAValue, store: WeightStore, depth: int = 0) -> bool:
+def _scalable(value: SSAValue, store: WeightStore, per_element: bool, top: SSAValue,
+              depth: int = 0) -> bool:
     """Whether `value / s` can be written by dividing constants only: `value` is a constant, a
     multiply by a constant, or (through ops with no other user) a sum / difference of such terms
-    or a ReLU of one."""
+    or a ReLU of one. With a divisor of several values (`per_element`), every op must have the
+    dividend's (`top`'s) shape, so that no constant divided by it broadcasts a smaller one."""
     if _constant(value, store) is not None:
         return True
     op = value.owner
     if depth > MAX_DEPTH or not _single_use(value) or \
-            not isinstance(element_type_of(value), Float32Type):
+            not isinstance(element_type_of(value), Float32Type) or \
+            per_element and value.type != top.type:
         return False
     if isinstance(op, BinaryOp) and op.fn.data == "mul":
         return any(_constant(v, store) is not None for v in (op.lhs, op.rhs))
     if isinstance(op, BinaryOp) and op.fn.data in ("add", "sub"):
-        return all(_scalable(v, store, depth + 1) for v in (op.lhs, op.rhs))
+        return all(_scalable(v, store, per_element, top, depth + 1) for v in (op.lhs, op.rhs))
     if isinstance(op, UnaryOp) and op.fn.data == "relu":
-        return _scalable(op.input, store, depth + 1)
+        return _scalable(op.input, store, per_element, top, depth + 1)
     return False
 
 
@@ -164,7 +167,7 @@ class FoldQuantizeScales(ModulePass):
         store = weights_of(module)
         for div, s in _quantize_divisions(module, store):
             names = origin_of(div)
-            if _scalable(div.lhs, store):
+            if _scalable(div.lhs, store, s.size > 1, div.lhs):
                 result = _divide(div.lhs, s, store, div, names)
             else:
                 reciprocal = make_constant((1.0 / s.astype(np.float64)).astype(np.float32),

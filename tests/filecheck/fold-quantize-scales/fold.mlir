@@ -93,3 +93,37 @@ builtin.module {
 // CHECK:         %[[D:.*]] = nn.binary "div" %{{.*}}, %[[S]] {ember.qdq_math}
 // CHECK-NEXT:    nn.unary "round" %[[D]]
 // CHECK:         func.return %[[R1]], %[[R2]], %[[X]]
+
+// A divisor with one value per column (a merged Q/K/V GEMM's output scales) folds into terms
+// of the dividend's shape (0.5 / [0.25, 2] = [2, 0.25]); a term of another shape would take
+// the columns' values (a [4, 1] multiply becoming [4, 2]): that division multiplies by the
+// reciprocals ([4, 0.5]) instead.
+builtin.module {
+  func.func @columns(%a: tensor<4x2xi32>, %b: tensor<4x1xf32>) -> (tensor<4x2xf32>, tensor<4x2xf32>) {
+    %c = nn.constant dense<0.5> : tensor<f32>
+    %s = nn.constant dense<[0.25, 2.0]> : tensor<2xf32>
+    %0 = nn.cast %a {ember.qdq_math, to = f32} : tensor<4x2xi32> -> tensor<4x2xf32>
+    %1 = nn.binary "mul" %0, %c {ember.qdq_math} : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %2 = nn.binary "div" %1, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<2xf32> -> tensor<4x2xf32>
+    %3 = nn.unary "round" %2 {ember.qdq_math} : tensor<4x2xf32> -> tensor<4x2xf32>
+    %4 = nn.binary "mul" %b, %c : tensor<4x1xf32>, tensor<f32> -> tensor<4x1xf32>
+    %5 = nn.cast %a {ember.qdq_math, to = f32} : tensor<4x2xi32> -> tensor<4x2xf32>
+    %6 = nn.binary "mul" %5, %c : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+    %7 = nn.binary "add" %6, %4 : tensor<4x2xf32>, tensor<4x1xf32> -> tensor<4x2xf32>
+    %8 = nn.binary "div" %7, %s {ember.qdq_math} : tensor<4x2xf32>, tensor<2xf32> -> tensor<4x2xf32>
+    %9 = nn.unary "round" %8 {ember.qdq_math} : tensor<4x2xf32> -> tensor<4x2xf32>
+    func.return %3, %9 : tensor<4x2xf32>, tensor<4x2xf32>
+  }
+}
+
+// CHECK-LABEL: func.func @columns
+// CHECK:         %[[Q:.*]] = nn.constant dense<[2.000000e+00, 2.500000e-01]> : tensor<2xf32>
+// CHECK-NEXT:    %[[M:.*]] = nn.binary "mul" %{{.*}}, %[[Q]] {ember.qdq_math} : tensor<4x2xf32>, tensor<2xf32> -> tensor<4x2xf32>
+// CHECK-NEXT:    %[[R1:.*]] = nn.unary "round" %[[M]]
+// CHECK:         %[[B:.*]] = nn.binary "mul" %b, %c : tensor<4x1xf32>, tensor<f32> -> tensor<4x1xf32>
+// CHECK:         %[[T:.*]] = nn.binary "mul" %{{.*}}, %c : tensor<4x2xf32>, tensor<f32> -> tensor<4x2xf32>
+// CHECK-NEXT:    %[[A:.*]] = nn.binary "add" %[[T]], %[[B]]
+// CHECK-NEXT:    %[[Y:.*]] = nn.constant dense<[4.000000e+00, 5.000000e-01]> : tensor<2xf32>
+// CHECK-NEXT:    %[[M2:.*]] = nn.binary "mul" %[[A]], %[[Y]] {ember.qdq_math}
+// CHECK-NEXT:    %[[R2:.*]] = nn.unary "round" %[[M2]]
+// CHECK:         func.return %[[R1]], %[[R2]]
