@@ -34,10 +34,11 @@
 #                --by-kernel, NCU_TOP rows) in ncu.log, the raw CSVs in ncu.tgz. ncu reads
 #                the counters on the Firecracker H100s, not on gVisor machines (KINDS.md);
 #                the pieces ran in session 23, the part as written has not      ~2-4 min
-#   ab           tools/pass_ab.py: the benchmark's INT8 BERT (benchmarks/save_models.py, the
-#                QDQ model at batch 8) built with its whole pipeline and without AB_WITHOUT
-#                (default fuse-attention-kernels), both timed with CUDA graphs and compared
-#                (AB_MODELS, default bert; AB_FLAGS, default "--int8 --fp16")      ~2-3 min
+#   ab           tools/pass_ab.py: the benchmark's INT8 models (benchmarks/save_models.py: the
+#                QDQ BERT at batch 8, ResNet-50 at 32) built with their whole pipeline and
+#                without AB_WITHOUT (default fold-quantize-scales), both timed with CUDA graphs
+#                and compared (AB_MODELS, default bert,resnet50; AB_FLAGS, default
+#                "--int8 --fp16")                                                  ~3-4 min
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -228,14 +229,14 @@ fi
 if want ab; then
   echo "== one pass's worth (tools/pass_ab.py; log: ab.log)"; start=$SECONDS
   (set -e; d=/tmp/ember-ab; rm -rf $d; mkdir -p $d
-   models=${AB_MODELS:-bert}
+   models=${AB_MODELS:-bert,resnet50}
    python3 -W ignore benchmarks/save_models.py $d --models "$models" > $d/save.log 2>&1 \
      || { tail -5 $d/save.log; exit 1; }
    for m in ${models//,/ }; do
      echo "== $m"
      # shellcheck disable=SC2086  # AB_FLAGS is a list
      python3 -W ignore tools/pass_ab.py $d/${m}_qdq.onnx --load-inputs $d/${m}_in.npz \
-       --without "${AB_WITHOUT:-fuse-attention-kernels}" ${AB_FLAGS:---int8 --fp16}
+       --without "${AB_WITHOUT:-fold-quantize-scales}" ${AB_FLAGS:---int8 --fp16}
    done) 2>&1 | tee "$OUT/ab.log"
   finish ab "${PIPESTATUS[0]}" "$OUT/ab.log"
 fi
