@@ -13,7 +13,7 @@ spreads them (session 13's notes: 0 values at 1 layer, 4.4e-2 rel-L2 at 4 layers
 ember-cpu,onnxruntime --per-layer` (the first diverging layer).
 
     python tools/qdq_drift.py [--layers 4] [--hidden 768] [--heads 12] [--seq 128] [--batch 1]
-        [--fp16] [--save model.qdq.onnx]
+        [--fp16] [--arch sm_90] [--save model.qdq.onnx]
 """
 
 from __future__ import annotations
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--fp16", action="store_true", help="build ember's plan with FP16 too")
+    p.add_argument("--arch", help="build ember's plan for this GPU target (e.g. sm_90: its INT8 "
+                   "arithmetic, fold-quantize-scales' folded scales) and run it on the CPU "
+                   "executor; default: a CPU plan")
     p.add_argument("--save", help="write the QDQ model here")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -146,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu = ["CPUExecutionProvider"]
     want = ort.InferenceSession(str(qdq), providers=cpu).run(None, feed)[0]
     ref = ort.InferenceSession(str(fp32), providers=cpu).run(None, feed)[0]
-    config = BuilderConfig()
+    config = BuilderConfig(target_arch=args.arch, autotune=False)
     if args.fp16:
         config.set_flag(BuilderFlag.FP16)
     manifest, sections = build_model(onnx.load(qdq), config)
     context = Runtime("cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context()
     got = next(iter(context.execute(feed).values()))
-    what = "INT8+FP16" if args.fp16 else "INT8"
+    what = ("INT8+FP16" if args.fp16 else "INT8") + (f" ({args.arch} plan)" if args.arch else "")
     print(f"onnxruntime QDQ vs float: {rel(want, ref):.3e}")
     print(f"ember CPU {what} vs onnxruntime QDQ: {rel(got, want):.3e}; vs float: "
           f"{rel(got, ref):.3e}")
