@@ -1,7 +1,8 @@
 """select-tactics: each conv/matmul kernel op gets its tactic as an attribute that prints.
 
 After this pass every `kernel.launch` of a template with tactic choices (conv, matmul: tile and
-split-K) and static shapes carries `tactic = {splits = ..., tile = [...]}`, the cost model's
+split-K; attention_chain: whole score rows a warp or keys split over two) and static shapes
+carries `tactic = {splits = ..., tile = [...]}`, the cost model's
 choice (the template's best-estimated candidate, what codegen would pick by itself), and codegen
 emits exactly that tactic; where there were several, `tactic_candidates` lists them (best
 estimated first: what the choice beat, for `ember inspect --explain`). Steps with symbolic
@@ -18,7 +19,8 @@ kernel whose tactic the timing chose carries `tactic_chosen_by = "autotune"`.
 
 Options: `arch`, the build's target; `sms`, the multiprocessors the cost models fill (FP32,
 mma.sync and wgmma tiles alike; `gemm_tiles.SM_COUNT`, an H100/H200's 132, unless given);
-`tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced on every conv/matmul without split-K,
+`tile`, one FP32 register tile ("BM,BN,BK,TM,TN") forced on every conv/matmul without split-K
+(other tunable kernels keep the cost model's choice),
 for a tactic sweep (`benchmarks/bench_kernels.py --sweep`); `autotune`, time candidates on the
 GPU present, which must be `arch`. An option that cannot take effect on a kernel (a forced tile
 it has no such tactic for or that does not fit it, another SM count for symbolic kernels, whose
@@ -48,6 +50,7 @@ from ember.runtime.symbolic import params_symbolic
 
 # templates whose module offers `tactics(params, arch, sms)`, best estimated first
 TUNABLE = tuple(name for name, d in TEMPLATES.items() if d.tactics)
+FORCEABLE = ("conv", "matmul")  # the GEMMs a forced `tile` applies to
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class SelectTactics(ModulePass):
                                                                 self.sms)
             if self.workspace >= 0:
                 options = within_workspace(op.template.data, params, options, self.workspace)
-            if forced is not None:
+            if forced is not None and op.template.data in FORCEABLE:
                 op.properties["tactic"] = to_attribute(_forced(op, forced, params, options))
             elif options:
                 op.properties["tactic"] = to_attribute(options[0])

@@ -344,7 +344,8 @@ _DESCRIPTORS = [
     # fuse-attention-kernels: the kernels of an attention chain that fuse-attention left apart
     # (Q/DQ inside), run as one; each stage is a replaced kernel with its template and params
     _template("attention_chain", {"stages": req(list_of(dict_of({
-        "name": req(STR), "template": req(STR), "inputs": req(STRS), "params": req(ATTRS)})))}),
+        "name": req(STR), "template": req(STR), "inputs": req(STRS), "params": req(ATTRS)})))},
+              tactics=True),
     # reductions and normalizations
     _template("reduce", {"fn": req(STR, REDUCE_FUNCTIONS), "axes": opt(INTS),
                          "keepdims": req(BOOL), **DYNAMIC},

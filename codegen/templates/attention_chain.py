@@ -1,21 +1,27 @@
 """attention_chain (fuse-attention-kernels): the kernels of an attention chain as one, on FP16 /
-BF16 tensor cores. One block of 4 warps per (batch, head, 64 query rows), each warp 16 rows
-holding whole score rows (Sk <= 128 keys: 4·Sk/32 floats a thread):
+BF16 tensor cores. One block per (batch, head, 64 query rows): 4 query warps of 16 rows, each
+holding whole score rows (Sk <= 128 keys) in registers; or (tactic `key_split` 2, where Sk is
+a multiple of 32) 8 warps, each query warp's keys split over two, so that twice the warps hold
+half the scores each. `tactics` offers both (whole rows first: the form measured faster so
+far); a build for the GPU present times them (the autotuner):
 
 - Q's 64 rows, and K's and V's Sk rows, of this head: each thread's 16-byte chunks (16 8-bit
   values each) all loaded into registers first, then each value through its stage's region (a
   dequantize) into a half, stored in shared memory as the FP16 path's tiles (rows of D + 8
   halves);
-- S = Q Kᵀ by `mma.sync.m16n8k16` (FP32 accumulation), then each score through the scores
-  stage's epilogue (fake-quantizes, the scale, the mask) in registers;
-- the softmax over each row (its four lanes of a quad: max and sum by shuffles, `expf(x - m)
-  * (1 / s)` as the softmax kernel computes), rounded to its type, then the softmax stage's
-  epilogue (P's fake-quantize);
-- O = P V (P from the registers, V by `ldmatrix.trans`), each output through the last matmul's
-  epilogue (the quantize) and stored where the transpose puts it, [B, Sq, H, D].
+- S = Q Kᵀ by `mma.sync.m16n8k16` (FP32 accumulation) over the warp's keys, then each score
+  through the scores stage's epilogue (fake-quantizes, the scale, the mask) in registers;
+- the softmax over each row (max and sum over its quad's four lanes by shuffles, then over the
+  key halves' warps through shared memory; `expf(x - m) * (1 / s)` as the softmax kernel
+  computes), rounded to its type, then the softmax stage's epilogue (P's fake-quantize);
+- O = P V over the warp's keys (P from the registers, V by `ldmatrix.trans`); with split keys
+  each warp of a pair adds its partner's partial sums for half of the columns (through shared
+  memory, over K's dead tile); each output through the last matmul's epilogue (the quantize)
+  and stored where the transpose puts it, [B, Sq, H, D].
 
 Each stage's value is rounded where the unfused kernel rounded it (its own type, then its
-epilogue's), so only the softmax's summation order differs from the kernels it replaces."""
+epilogue's), so only the summation orders differ from the kernels it replaces (the softmax's
+sum, and P V's over two key halves)."""
 
 from __future__ import annotations
 
@@ -34,8 +40,25 @@ from ember.codegen.templates.gemm_mma import helpers
 from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
-WARPS = 4
+WARPS = 4  # query warps: 16 rows each
 BLOCK_Q = 16 * WARPS
+
+
+def tactics(params: dict, arch: str | None = None, sms: int = 0) -> list[dict]:
+    """The kernel's forms, the cost model's choice first: whole score rows a warp
+    (`key_split` 1), and where Sk is a multiple of 32 each query warp's keys over two warps."""
+    seq_k = _stages(params)["k"]["params"]["out_shapes"][0][2]
+    return [{"key_split": 1}] + ([{"key_split": 2}] if seq_k % 32 == 0 else [])
+
+
+def key_split(params: dict, seq_k: int) -> int:
+    """The warps a query warp's keys are split over, as the step's tactic says (1 without)."""
+    tactic = dict(params.get("tactic") or {"key_split": 1})
+    split = tactic.pop("key_split", None)
+    if tactic or split not in (1, 2) or split == 2 and seq_k % 32:
+        raise UnsupportedError(f"attention_chain: tactic {params.get('tactic')} is none of "
+                               f"{tactics(params)} (Sk {seq_k})")
+    return split
 
 
 def _stages(params: dict) -> dict[str, dict]:
@@ -74,11 +97,11 @@ def _region(region: dict, dtypes: list[str], values: dict[int, str], prefix: str
     return lines, f"{prefix}{region['result']}"
 
 
-def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str
+def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str, threads: int
            ) -> tuple[list[str], list[str], list[str]]:
     """(lines before, loads, conversions) of `rows` rows of this head from row `row0`
     (clamped into the sequence) through the stage's region into shared tile `tile` (rows of
-    D + 8 halves): each thread's 16-byte chunks c = tid + 128 i are loaded into registers
+    D + 8 halves): each thread's 16-byte chunks c = tid + threads i are loaded into registers
     first (`<prefix>raw[i]`), all of Q's, K's and V's before any is converted, so the loads
     are in flight together."""
     p = stage["params"]
@@ -97,13 +120,13 @@ def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str
     dtypes = list(p["in_dtypes"])
     chunks = dim // 16
     total = rows * chunks
-    per = -(-total // (WARPS * 32))
+    per = -(-total // threads)
     st = storage_type(src_t)
     raw = f"{prefix}raw"
-    guard = "" if total % (WARPS * 32) == 0 else f"if (c < {total}) "
+    guard = "" if total % threads == 0 else f"if (c < {total}) "
 
     def chunk(i: str) -> list[str]:
-        return [f"        const int c = tid + {i} * {WARPS * 32};",
+        return [f"        const int c = tid + {i} * {threads};",
                 f"        const int r = c / {chunks}, col = c % {chunks} * 16;"]
 
     def element(at: str, target: str) -> list[str]:
@@ -176,14 +199,15 @@ def _epilogue(stage: dict, own: str, value: str, coords: tuple[str, str, str, st
 
 def _each_score(fragments: int, seq_q: int, lines: list[str]) -> list[str]:
     """`lines` for each score element sc[j][e] of this thread, with its query row `qc`
-    (clamped into Sq: rows past it are computed, never stored) and `key`."""
+    (clamped into Sq: rows past it are computed, never stored) and `key` (from the warp's
+    first key k0)."""
     return [
         "    #pragma unroll",
         f"    for (int j = 0; j < {fragments}; ++j) {{",
         "        #pragma unroll",
         "        for (int e = 0; e < 4; ++e) {",
-        f"            const int qc = min(q0 + warp * 16 + g + 8 * (e >> 1), {seq_q - 1});",
-        "            const int key = j * 8 + 2 * t + (e & 1);",
+        f"            const int qc = min(q0 + qw * 16 + g + 8 * (e >> 1), {seq_q - 1});",
+        "            const int key = k0 + j * 8 + 2 * t + (e & 1);",
         "            (void)qc; (void)key;",
         *lines,
         "        }",
@@ -205,6 +229,88 @@ def _store(stored: str, heads: int, dim: int, seq_q: int) -> list[str]:
             f"{heads} + h) * {dim} + col) = {put};"]
 
 
+def _softmax(nj: int, split: int) -> list[str]:
+    """Each row's max and sum over its quad's four lanes (shuffles) and, with the keys split
+    over `split` warps, over those warps (shared `red`: each warp's value of its two rows, then
+    combined in key order; one barrier for the maxima, one for the sums), leaving the scores
+    exp(x - m) and inv[r] = 1 / s."""
+    def across(value: str, combine: str, slot: int) -> list[str]:
+        if split == 1:
+            return []
+        row = "qw * 16 + g + 8 * r"
+        return [
+            "    #pragma unroll",
+            "    for (int r = 0; r < 2; ++r)",
+            f"        if (t == 0) red[{slot}][kh][{row}] = {value}[r];",
+            "    __syncthreads();",
+            "    #pragma unroll",
+            "    for (int r = 0; r < 2; ++r) {",
+            f"        {value}[r] = red[{slot}][0][{row}];",
+            f"        for (int w = 1; w < {split}; ++w) "
+            f"{value}[r] = {combine.format(f'{value}[r]', f'red[{slot}][w][{row}]')};",
+            "    }"]
+    return [
+        "    float m[2], s[2], inv[2];",
+        "    #pragma unroll",
+        "    for (int r = 0; r < 2; ++r) {",
+        "        m[r] = sc[0][2 * r];",
+        "        #pragma unroll",
+        f"        for (int j = 0; j < {nj}; ++j) m[r] = fmaxf(m[r], fmaxf(sc[j][2 * r], "
+        "sc[j][2 * r + 1]));",
+        "        m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 1));",
+        "        m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 2));",
+        "    }",
+        *across("m", "fmaxf({}, {})", 0),
+        "    #pragma unroll",
+        "    for (int r = 0; r < 2; ++r) {",
+        "        s[r] = 0.f;",
+        "        #pragma unroll",
+        f"        for (int j = 0; j < {nj}; ++j) {{",
+        "            sc[j][2 * r] = expf(sc[j][2 * r] - m[r]);",
+        "            sc[j][2 * r + 1] = expf(sc[j][2 * r + 1] - m[r]);",
+        "            s[r] += sc[j][2 * r] + sc[j][2 * r + 1];",
+        "        }",
+        "        s[r] += __shfl_xor_sync(0xffffffffu, s[r], 1);",
+        "        s[r] += __shfl_xor_sync(0xffffffffu, s[r], 2);",
+        "    }",
+        *across("s", "{} + {}", 1),
+        "    #pragma unroll",
+        "    for (int r = 0; r < 2; ++r) inv[r] = 1.0f / s[r];"]
+
+
+def _sum_halves(ns: int, split: int, xs: str) -> list[str]:
+    """With the keys split over two warps, each keeps half of the O columns (fragments
+    kh·ns/2 on): it puts the other half's partial sums in shared `xs` (its own slot), adds its
+    partner's for its half (partial sums in key order) and leaves them in o[0 .. ns/2)
+    (constant register indices: each branch names its fragments)."""
+    if split == 1:
+        return []
+    half = ns // 2
+    mine = f"{xs}[((warp * {half} + jj) * 4 + e) * 32 + lane]"
+    partner = f"{xs}[((((1 - kh) * {WARPS} + qw) * {half} + jj) * 4 + e) * 32 + lane]"
+
+    def each(line: str) -> list[str]:
+        return ["        #pragma unroll",
+                f"        for (int jj = 0; jj < {half}; ++jj)",
+                "            #pragma unroll",
+                "            for (int e = 0; e < 4; ++e)",
+                f"                {line}"]
+    return [
+        "    // the key halves' partial sums: each warp keeps half of the columns",
+        "    __syncthreads();  // every warp is past Q Kᵀ: Ks is free",
+        "    if (kh == 0) {",
+        *each(f"{mine} = o[{half} + jj][e];"),
+        "    } else {",
+        *each(f"{mine} = o[jj][e];"),
+        "    }",
+        "    __syncthreads();",
+        "    if (kh == 0) {",
+        *each(f"o[jj][e] = o[jj][e] + {partner};"),
+        "    } else {",
+        *each(f"o[jj][e] = {partner} + o[{half} + jj][e];"),
+        "    }"]
+
+
 def emit(name: str, params: dict) -> KernelSpec:
     st = _stages(params)
     q, k, v, sc, sm, pv = (st[n] for n in ("q", "k", "v", "scores", "softmax", "pv"))
@@ -212,7 +318,10 @@ def emit(name: str, params: dict) -> KernelSpec:
     seq_k = k["params"]["out_shapes"][0][2]
     half = q["params"]["out_dtypes"][0]
     ld = dim + 8
-    nj, ks, ns = seq_k // 8, dim // 16, dim // 8
+    split = key_split(params, seq_k)
+    threads = WARPS * split * 32
+    keys = seq_k // split  # a warp's keys
+    nj, ks, ns = keys // 8, dim // 16, dim // 8
     q_tiles = -(-seq_q // BLOCK_Q)
     stored = params["out_dtypes"][0]
     sources = {s["params"]["in_dtypes"][s["params"]["in_views"][0]["input"]] for s in (q, k, v)}
@@ -228,7 +337,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     for stage, tile, rows, row0, prefix in ((q, "Qs", BLOCK_Q, "q0", "xq"),
                                             (k, "Ks", seq_k, "0", "xk"),
                                             (v, "Vs", seq_k, "0", "xv")):
-        before, load, convert = _heads(stage, tile, rows, row0, prefix)
+        before, load, convert = _heads(stage, tile, rows, row0, prefix, threads)
         setup += before
         loads += load
         converts += convert
@@ -240,12 +349,24 @@ def emit(name: str, params: dict) -> KernelSpec:
     o_setup, o_lines = _epilogue(pv, out_t, "o[j][2 * r + i]", ("b", "h", "qc", "col + i"),
                                  "eo", "                ", "y[i]", 2)
     y_t = "float" if stored_in_float(stored) else c_type(stored)
+    tiles = (BLOCK_Q + 2 * seq_k) * ld * 2  # bytes of Q, K and V
+    exchange = WARPS * split * (ns // 2) * 4 * 32 * 4 if split > 1 else 0  # floats over Ks
+    shared = max(tiles, BLOCK_Q * ld * 2 + exchange)
+    shared_red = f"    __shared__ float red[2][{split}][{BLOCK_Q}];  // rows' max, sum per warp"
+    own = ns // split  # the O fragments a warp stores: o[0 .. own) from column kh·own·8
     body = [
         "    extern __shared__ __align__(16) unsigned short smem[];",
         f"    unsigned short* Qs = smem;  // [{BLOCK_Q}][{ld}]",
         f"    unsigned short* Ks = smem + {BLOCK_Q * ld};  // [{seq_k}][{ld}]",
         f"    unsigned short* Vs = smem + {(BLOCK_Q + seq_k) * ld};  // [{seq_k}][{ld}]",
+        *([shared_red, "    float* xs = (float*)Ks;  // after Q Kᵀ: P V's partial sums"]
+          if split > 1 else []),
         *block_coordinates(q_tiles, heads),
+        *([f"    // warp = kh * {WARPS} + qw: query rows q0 + 16 qw, keys k0 = {keys} kh on",
+           f"    const int qw = warp % {WARPS}, kh = warp / {WARPS}, k0 = kh * {keys};"]
+          if split > 1 else
+          ["    const int qw = warp, kh = 0, k0 = 0;  // query rows q0 + 16 qw, every key"]),
+        "    (void)kh;",
         *setup, *s_setup, *p_setup, *o_setup,
         "    // this head's Q rows, K and V rows: loaded, then through their stages' regions",
         "    // into shared tiles",
@@ -255,9 +376,9 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    unsigned qf[{ks}][4];",
         "    #pragma unroll",
         f"    for (int kk = 0; kk < {ks}; ++kk)",
-        f"        ldsm_x4(qf[kk], &Qs[(warp * 16 + (lane & 15)) * {ld} + kk * 16 + "
+        f"        ldsm_x4(qf[kk], &Qs[(qw * 16 + (lane & 15)) * {ld} + kk * 16 + "
         "(lane >> 4) * 8]);",
-        "    // S = Q Kᵀ over all keys: K rows [key][d] are the col-major B operand",
+        "    // S = Q Kᵀ over the warp's keys: K rows [key][d] are the col-major B operand",
         f"    float sc[{nj}][4];",
         "    #pragma unroll",
         f"    for (int j = 0; j < {nj}; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;",
@@ -266,7 +387,7 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        #pragma unroll",
         f"        for (int j = 0; j < {nj}; j += 2) {{",
         "            unsigned kb[4];",
-        f"            ldsm_x4(kb, &Ks[(j * 8 + (lane >> 4) * 8 + (lane & 7)) * {ld} + "
+        f"            ldsm_x4(kb, &Ks[(k0 + j * 8 + (lane >> 4) * 8 + (lane & 7)) * {ld} + "
         "kk * 16 + ((lane >> 3) & 1) * 8]);",
         "            mma_16816(sc[j], qf[kk], kb[0], kb[1]);",
         "            mma_16816(sc[j + 1], qf[kk], kb[2], kb[3]);",
@@ -274,27 +395,9 @@ def emit(name: str, params: dict) -> KernelSpec:
         "    }",
         "    // the scores stage's epilogue on each score (rows past Sq read row Sq - 1's inputs)",
         *_each_score(nj, seq_q, s_lines),
-        "    // softmax over each row (rows g and g + 8: the quad's four lanes hold it)",
-        "    float inv[2];",
-        "    #pragma unroll",
-        "    for (int r = 0; r < 2; ++r) {",
-        "        float m = sc[0][2 * r];",
-        "        #pragma unroll",
-        f"        for (int j = 0; j < {nj}; ++j) m = fmaxf(m, fmaxf(sc[j][2 * r], "
-        "sc[j][2 * r + 1]));",
-        "        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));",
-        "        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));",
-        "        float s = 0.f;",
-        "        #pragma unroll",
-        f"        for (int j = 0; j < {nj}; ++j) {{",
-        "            sc[j][2 * r] = expf(sc[j][2 * r] - m);",
-        "            sc[j][2 * r + 1] = expf(sc[j][2 * r + 1] - m);",
-        "            s += sc[j][2 * r] + sc[j][2 * r + 1];",
-        "        }",
-        "        s += __shfl_xor_sync(0xffffffffu, s, 1);",
-        "        s += __shfl_xor_sync(0xffffffffu, s, 2);",
-        "        inv[r] = 1.0f / s;",
-        "    }",
+        "    // softmax over each row (rows g and g + 8: the quad's four lanes hold the warp's",
+        "    // part of it)",
+        *_softmax(nj, split),
         "    // P: each probability rounded to its type, then the softmax stage's epilogue",
         *_each_score(nj, seq_q, p_lines),
         "    // O = P V: S fragments 2 kk, 2 kk + 1 are the A fragment of k16 step kk; V rows",
@@ -302,16 +405,17 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"    float o[{ns}][4];",
         "    #pragma unroll",
         f"    for (int j = 0; j < {ns}; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;",
-        *p_times_v(seq_k, ns, ld, "Vs", "    "),
+        *p_times_v(keys, ns, ld, f"(Vs + k0 * {ld})", "    "),
+        *_sum_halves(ns, split, "xs"),
         "    // each output through the last matmul's epilogue, stored at [b, row, h, column]",
         "    #pragma unroll",
         "    for (int r = 0; r < 2; ++r) {",
-        "        const int qi = q0 + warp * 16 + g + 8 * r;",
+        "        const int qi = q0 + qw * 16 + g + 8 * r;",
         f"        if (qi >= {seq_q}) continue;",
         "        const int qc = qi;",
         "        #pragma unroll",
-        f"        for (int j = 0; j < {ns}; ++j) {{",
-        "            const int col = j * 8 + 2 * t;",
+        f"        for (int j = 0; j < {own}; ++j) {{",
+        f"            const int col = (kh * {own} + j) * 8 + 2 * t;",
         f"            {y_t} y[2];",
         "            #pragma unroll",
         "            for (int i = 0; i < 2; ++i) {",
@@ -321,16 +425,16 @@ def emit(name: str, params: dict) -> KernelSpec:
         "        }",
         "    }",
     ]
-    shared = (BLOCK_Q + 2 * seq_k) * ld * 2
     in_dtypes = params["in_dtypes"]
     text = source(
         f"attention_chain [{b_}, {heads} heads, {seq_q} queries, {seq_k} keys, dim {dim}] "
         f"{half}",
-        [f"tactic: tensor cores (mma.sync m16n8k16, FP32 accumulation): one block of {WARPS} "
-         f"warps per (batch, head, {BLOCK_Q} queries), whole score rows in registers",
+        [f"tactic: tensor cores (mma.sync m16n8k16, FP32 accumulation): one block of "
+         f"{WARPS * split} warps per (batch, head, {BLOCK_Q} queries), each warp 16 rows of "
+         f"scores over {keys} keys in registers",
          "stages: " + ", ".join(f"{s['name']} ({s['template']})" for s in params["stages"]),
          f"stored as {stored} [B, Sq, H, D]"],
-        signature(name, in_dtypes, [stored], launch_bounds=(WARPS * 32, 1), halves=True),
+        signature(name, in_dtypes, [stored], launch_bounds=(threads, 1), halves=True),
         body, helpers=helpers(half) + pack_helper(half))
     blocks = b_ * heads * q_tiles
-    return KernelSpec(text, (blocks, 1, 1), (WARPS * 32, 1, 1), shared)
+    return KernelSpec(text, (blocks, 1, 1), (threads, 1, 1), shared)

@@ -16,8 +16,10 @@ from onnx import numpy_helper
 
 from ember.codegen import fuse_attention_kernels
 from ember.codegen.emit_cuda import emit_step
+from ember.codegen.templates import attention_chain
 from ember.compiler import builder
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
+from ember.errors import UnsupportedError
 from ember.runtime import cpu_kernels
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
@@ -175,12 +177,35 @@ def test_the_kernel_on_emulated_warps_gives_the_cpu_stages_results(tmp_path, mon
     _, qdq, shapes = _quantized(tmp_path, _attention(*CASES[case]), symmetric=True)
     manifest, sections = build_model(onnx.load(qdq), _config())
     step, args, want = _stage_io(manifest, sections, _feed(shapes), monkeypatch)
-    name, spec = emit_step(step)
-    got = simt_emulator.run(spec, name, args, list(want.shape), want.dtype, tmp_path)
-    # the softmax sums in another order than the CPU's float64: a quantized output may move by
-    # one step where a value sits at a rounding boundary
-    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
-    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    for tactic in _tactics(step):
+        name, spec = emit_step(dict(step, params={**step["params"], "tactic": tactic}))
+        got = simt_emulator.run(spec, name, args, list(want.shape), want.dtype, tmp_path)
+        # the softmax (and, keys split, P V) sums in another order than the CPU stages: a
+        # quantized output may move by one step where a value sits at a rounding boundary
+        diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99, tactic
+
+
+def _tactics(step: dict) -> list[dict]:
+    """The kernel's forms for this step: whole rows a warp, and keys split over two warps
+    where Sk is a multiple of 32 (S 64 and 128 here, not 80)."""
+    tactics = attention_chain.tactics(step["params"])
+    seq_k = step["params"]["stages"][1]["params"]["out_shapes"][0][2]
+    assert tactics == [{"key_split": 1}, {"key_split": 2}][:2 if seq_k % 32 == 0 else 1]
+    return tactics
+
+
+def test_select_tactics_gives_the_whole_row_form_and_lists_the_split_one(tmp_path):
+    _, qdq, _ = _quantized(tmp_path, _attention(*CASES["s64_d64"]), symmetric=True)
+    manifest, _ = build_model(onnx.load(qdq), _config())
+    (step,) = [s for s in manifest["steps"] if s["template"] == "attention_chain"]
+    assert step["params"]["tactic"] == {"key_split": 1}  # the cost model's (no GPU timing)
+    assert step["cuda"]["block"][0] == 128
+    split = emit_step(dict(step, params={**step["params"], "tactic": {"key_split": 2}}))[1]
+    assert split.block == (256, 1, 1) and split.grid == (step["cuda"]["grid"][0], 1, 1)
+    for bad in ({"key_split": 3}, {"key_split": 1, "tile": [64, 64]}):
+        with pytest.raises(UnsupportedError, match="attention_chain: tactic"):
+            emit_step(dict(step, params={**step["params"], "tactic": bad}))
 
 
 @pytest.mark.cuda
@@ -199,7 +224,8 @@ def test_the_kernel_on_the_gpu_gives_the_cpu_stages_results(tmp_path, monkeypatc
     assert rel < 2e-2
     # the fused kernel alone, on the CPU run's inputs
     step, args, out = _stage_io(manifest, sections, feed, monkeypatch)
-    name, spec = emit_step(step)
-    got_step = _launch(spec, name, args, list(out.shape), out.dtype)
-    diff = np.abs(got_step.astype(np.int32) - out.astype(np.int32))
-    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    for tactic in _tactics(step):
+        name, spec = emit_step(dict(step, params={**step["params"], "tactic": tactic}))
+        got_step = _launch(spec, name, args, list(out.shape), out.dtype)
+        diff = np.abs(got_step.astype(np.int32) - out.astype(np.int32))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99, tactic
