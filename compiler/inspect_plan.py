@@ -271,6 +271,9 @@ _RECOGNIZED = {  # templates that passes recognize from several ONNX nodes
     "layer_norm": "fuse-normalization recognized the layer-norm pattern (ReduceMean, Sub, Pow, "
                   "ReduceMean, Add, Sqrt, Div, Mul, Add) and made it one kernel",
     "group_norm": "fuse-normalization recognized a group norm",
+    "attention_chain": "fuse-attention-kernels ran the kernels of a Q/DQ attention chain (Q/K/V "
+                       "dequantizes, Q Kᵀ, softmax, P V, the transpose) as one kernel, each a "
+                       "stage",
 }
 
 

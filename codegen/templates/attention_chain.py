@@ -41,24 +41,45 @@ from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
 WARPS = 4  # query warps: 16 rows each
+MAX_SHARED = 99 * 1024  # a block's dynamic shared memory on every sm_80+ GPU (sm_86/89's)
 BLOCK_Q = 16 * WARPS
 
 
 def tactics(params: dict, arch: str | None = None, sms: int = 0) -> list[dict]:
     """The kernel's forms, the cost model's choice first: whole score rows a warp
-    (`key_split` 1), and where Sk is a multiple of 32 each query warp's keys over two warps."""
+    (`key_split` 1), and where Sk is a multiple of 32 each query warp's keys over two warps;
+    each with Q/K/V loaded into registers, or (`staged` 1) copied into shared memory by
+    cp.async first, where the block's shared memory still fits a multiprocessor."""
     seq_k = _stages(params)["k"]["params"]["out_shapes"][0][2]
-    return [{"key_split": 1}] + ([{"key_split": 2}] if seq_k % 32 == 0 else [])
+    splits = [1, 2] if seq_k % 32 == 0 else [1]
+    out = [{"key_split": k} for k in splits]
+    return out + [{"key_split": k, "staged": 1} for k in splits
+                  if _shared_bytes(params, k, True) <= MAX_SHARED]
 
 
-def key_split(params: dict, seq_k: int) -> int:
-    """The warps a query warp's keys are split over, as the step's tactic says (1 without)."""
-    tactic = dict(params.get("tactic") or {"key_split": 1})
-    split = tactic.pop("key_split", None)
-    if tactic or split not in (1, 2) or split == 2 and seq_k % 32:
-        raise UnsupportedError(f"attention_chain: tactic {params.get('tactic')} is none of "
+def _form(params: dict, seq_k: int) -> tuple[int, bool]:
+    """(the warps a query warp's keys are split over, whether Q/K/V are staged in shared
+    memory), as the step's tactic says (whole rows, loaded into registers, without one)."""
+    tactic = params.get("tactic") or {"key_split": 1}
+    if tactic not in tactics(params):
+        raise UnsupportedError(f"attention_chain: tactic {tactic} is none of "
                                f"{tactics(params)} (Sk {seq_k})")
-    return split
+    return tactic["key_split"], bool(tactic.get("staged", 0))
+
+
+def _shared_bytes(params: dict, split: int, staged: bool) -> int:
+    """The block's dynamic shared memory: the Q, K and V tiles (halves), P V's partial sums
+    over K's tile where the keys are split (past it if they need more), the 8-bit Q/K/V
+    staging after them."""
+    st = _stages(params)
+    _, _, _, dim = st["q"]["params"]["out_shapes"][0]
+    seq_k = st["k"]["params"]["out_shapes"][0][2]
+    ld = dim + 8
+    tiles = (BLOCK_Q + 2 * seq_k) * ld * 2
+    ns = dim // 8
+    exchange = WARPS * split * (ns // 2) * 4 * 32 * 4 if split > 1 else 0
+    halves = max(tiles, BLOCK_Q * ld * 2 + exchange)
+    return halves + ((BLOCK_Q + 2 * seq_k) * dim if staged else 0)
 
 
 def _stages(params: dict) -> dict[str, dict]:
@@ -97,13 +118,15 @@ def _region(region: dict, dtypes: list[str], values: dict[int, str], prefix: str
     return lines, f"{prefix}{region['result']}"
 
 
-def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str, threads: int
-           ) -> tuple[list[str], list[str], list[str]]:
+def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str, threads: int,
+           staging: str | None) -> tuple[list[str], list[str], list[str]]:
     """(lines before, loads, conversions) of `rows` rows of this head from row `row0`
     (clamped into the sequence) through the stage's region into shared tile `tile` (rows of
     D + 8 halves): each thread's 16-byte chunks c = tid + threads i are loaded into registers
     first (`<prefix>raw[i]`), all of Q's, K's and V's before any is converted, so the loads
-    are in flight together."""
+    are in flight together; or, with `staging` (a shared byte array, rows of D bytes), copied
+    there by cp.async (all in flight whatever the compiler schedules; the caller waits for
+    them) and read back 16 bytes at a time to convert."""
     p = stage["params"]
     view = p["in_views"][0]
     kv = view["input"]
@@ -134,21 +157,27 @@ def _heads(stage: dict, tile: str, rows: int, row0: str, prefix: str, threads: i
                                 prefix, "                ", uniform)
         return ["            {", *lines, f"                {target} = {result};", "            }"]
 
+    address = (f"{src} + ((size_t)b * {seq} + row) * {width} + {view['offset']} + h * {dim} "
+               "+ col")
+    load = (f"cp_async16(&{staging}[c * 16], {address}, true);" if staging else
+            f"{raw}[i] = __ldg((const uint4*)({address}));")
     loads = [
-        f"    uint4 {raw}[{per}];",
+        *([] if staging else [f"    uint4 {raw}[{per}];"]),
         "    #pragma unroll",
         f"    for (int i = 0; i < {per}; ++i) {{",
         *chunk("i"),
         f"        const int row = min({row0} + r, {seq - 1});",
-        f"        {guard}{raw}[i] = __ldg((const uint4*)({src} + ((size_t)b * {seq} + row) * "
-        f"{width} + {view['offset']} + h * {dim} + col));",
+        f"        {guard}{load}",
         "    }"]
+    read = ([f"        const uint4 chunk16 = *(const uint4*)&{staging}[c * 16];",
+             f"        const {st}* bytes = (const {st}*)&chunk16;"] if staging else
+            [f"        const {st}* bytes = (const {st}*)&{raw}[i];"])
     convert = [
         "    #pragma unroll",
         f"    for (int i = 0; i < {per}; ++i) {{",
         *chunk("i"),
         *([f"        if (c >= {total}) break;"] if guard else []),
-        f"        const {st}* bytes = (const {st}*)&{raw}[i];",
+        *read,
         "        unsigned packed[8];",
         "        #pragma unroll",
         "        for (int e = 0; e < 16; e += 2) {",
@@ -318,7 +347,7 @@ def emit(name: str, params: dict) -> KernelSpec:
     seq_k = k["params"]["out_shapes"][0][2]
     half = q["params"]["out_dtypes"][0]
     ld = dim + 8
-    split = key_split(params, seq_k)
+    split, staged = _form(params, seq_k)
     threads = WARPS * split * 32
     keys = seq_k // split  # a warp's keys
     nj, ks, ns = keys // 8, dim // 16, dim // 8
@@ -334,10 +363,12 @@ def emit(name: str, params: dict) -> KernelSpec:
     setup: list[str] = []
     loads: list[str] = []
     converts: list[str] = []
+    staging = {"xq": 0, "xk": BLOCK_Q * dim, "xv": (BLOCK_Q + seq_k) * dim}
     for stage, tile, rows, row0, prefix in ((q, "Qs", BLOCK_Q, "q0", "xq"),
                                             (k, "Ks", seq_k, "0", "xk"),
                                             (v, "Vs", seq_k, "0", "xv")):
-        before, load, convert = _heads(stage, tile, rows, row0, prefix, threads)
+        before, load, convert = _heads(stage, tile, rows, row0, prefix, threads,
+                                       f"(raw8 + {staging[prefix]})" if staged else None)
         setup += before
         loads += load
         converts += convert
@@ -349,9 +380,8 @@ def emit(name: str, params: dict) -> KernelSpec:
     o_setup, o_lines = _epilogue(pv, out_t, "o[j][2 * r + i]", ("b", "h", "qc", "col + i"),
                                  "eo", "                ", "y[i]", 2)
     y_t = "float" if stored_in_float(stored) else c_type(stored)
-    tiles = (BLOCK_Q + 2 * seq_k) * ld * 2  # bytes of Q, K and V
-    exchange = WARPS * split * (ns // 2) * 4 * 32 * 4 if split > 1 else 0  # floats over Ks
-    shared = max(tiles, BLOCK_Q * ld * 2 + exchange)
+    shared = _shared_bytes(params, split, staged)
+    halves = _shared_bytes(params, split, False)  # the staging starts after the halves' tiles
     shared_red = f"    __shared__ float red[2][{split}][{BLOCK_Q}];  // rows' max, sum per warp"
     own = ns // split  # the O fragments a warp stores: o[0 .. own) from column kh·own·8
     body = [
@@ -370,7 +400,11 @@ def emit(name: str, params: dict) -> KernelSpec:
         *setup, *s_setup, *p_setup, *o_setup,
         "    // this head's Q rows, K and V rows: loaded, then through their stages' regions",
         "    // into shared tiles",
+        *([f"    unsigned char* raw8 = (unsigned char*)smem + {halves};  // 8-bit Q, K, V rows"]
+          if staged else []),
         *loads,
+        *(["    cp_async_commit();", "    cp_async_wait<0>();", "    __syncthreads();"]
+          if staged else []),
         *converts,
         "    __syncthreads();",
         f"    unsigned qf[{ks}][4];",
@@ -431,7 +465,8 @@ def emit(name: str, params: dict) -> KernelSpec:
         f"{half}",
         [f"tactic: tensor cores (mma.sync m16n8k16, FP32 accumulation): one block of "
          f"{WARPS * split} warps per (batch, head, {BLOCK_Q} queries), each warp 16 rows of "
-         f"scores over {keys} keys in registers",
+         f"scores over {keys} keys in registers"
+         + ("; Q/K/V copied into shared memory by cp.async first" if staged else ""),
          "stages: " + ", ".join(f"{s['name']} ({s['template']})" for s in params["stages"]),
          f"stored as {stored} [B, Sq, H, D]"],
         signature(name, in_dtypes, [stored], launch_bounds=(threads, 1), halves=True),

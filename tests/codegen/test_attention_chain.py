@@ -19,6 +19,7 @@ from ember.codegen.emit_cuda import emit_step
 from ember.codegen.templates import attention_chain
 from ember.compiler import builder
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
+from ember.compiler.inspect_plan import PlanReport
 from ember.errors import UnsupportedError
 from ember.runtime import cpu_kernels
 from ember.runtime.cuda import cuda_available
@@ -188,22 +189,34 @@ def test_the_kernel_on_emulated_warps_gives_the_cpu_stages_results(tmp_path, mon
 
 def _tactics(step: dict) -> list[dict]:
     """The kernel's forms for this step: whole rows a warp, and keys split over two warps
-    where Sk is a multiple of 32 (S 64 and 128 here, not 80)."""
+    where Sk is a multiple of 32 (S 64 and 128 here, not 80); each with Q/K/V loaded into
+    registers or staged in shared memory by cp.async."""
     tactics = attention_chain.tactics(step["params"])
     seq_k = step["params"]["stages"][1]["params"]["out_shapes"][0][2]
-    assert tactics == [{"key_split": 1}, {"key_split": 2}][:2 if seq_k % 32 == 0 else 1]
+    splits = [1, 2] if seq_k % 32 == 0 else [1]
+    assert tactics == [{"key_split": k} for k in splits] + \
+        [{"key_split": k, "staged": 1} for k in splits]
     return tactics
 
 
-def test_select_tactics_gives_the_whole_row_form_and_lists_the_split_one(tmp_path):
+def test_select_tactics_gives_the_whole_row_form_and_lists_the_others(tmp_path):
     _, qdq, _ = _quantized(tmp_path, _attention(*CASES["s64_d64"]), symmetric=True)
-    manifest, _ = build_model(onnx.load(qdq), _config())
+    manifest, sections = build_model(onnx.load(qdq), _config())
     (step,) = [s for s in manifest["steps"] if s["template"] == "attention_chain"]
     assert step["params"]["tactic"] == {"key_split": 1}  # the cost model's (no GPU timing)
+    explained = PlanReport(plan_bytes(manifest, sections)).explain_text(step["name"])
+    assert "fuse-attention-kernels ran the kernels of a Q/DQ attention chain" in explained
+    assert "beat: key_split=1,staged=1" in explained
     assert step["cuda"]["block"][0] == 128
     split = emit_step(dict(step, params={**step["params"], "tactic": {"key_split": 2}}))[1]
     assert split.block == (256, 1, 1) and split.grid == (step["cuda"]["grid"][0], 1, 1)
-    for bad in ({"key_split": 3}, {"key_split": 1, "tile": [64, 64]}):
+    staged = emit_step(dict(step, params={**step["params"],
+                                          "tactic": {"key_split": 1, "staged": 1}}))[1]
+    # the 8-bit Q (64 rows), K and V (64 rows each) of D 64 after the halves' tiles
+    assert staged.shared_bytes == step["cuda"]["shared"] + (64 + 2 * 64) * 64
+    assert staged.source.count("cp_async16(&(raw8 + ") == 3
+    for bad in ({"key_split": 3}, {"key_split": 1, "tile": [64, 64]},
+                {"key_split": 1, "staged": 2}):
         with pytest.raises(UnsupportedError, match="attention_chain: tactic"):
             emit_step(dict(step, params={**step["params"], "tactic": bad}))
 
