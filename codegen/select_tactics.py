@@ -1,8 +1,9 @@
-"""select-tactics: each conv/matmul kernel op gets its tactic as an attribute that prints.
+"""select-tactics: each tunable kernel op (conv, matmul, attention_chain) gets its tactic as an
+attribute that prints.
 
 After this pass every `kernel.launch` of a template with tactic choices (conv, matmul: tile and
 split-K; attention_chain: whole score rows a warp or keys split over two) and static shapes
-carries `tactic = {splits = ..., tile = [...]}`, the cost model's
+carries `tactic = {...}` (a GEMM's `{splits = ..., tile = [...]}`), the cost model's
 choice (the template's best-estimated candidate, what codegen would pick by itself), and codegen
 emits exactly that tactic; where there were several, `tactic_candidates` lists them (best
 estimated first: what the choice beat, for `ember inspect --explain`). Steps with symbolic

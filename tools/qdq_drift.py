@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
+    from ember.errors import EmberError
     from ember.runtime.engine import Runtime
     from ember.runtime.plan import plan_bytes
 
@@ -149,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     cpu = ["CPUExecutionProvider"]
     want = ort.InferenceSession(str(qdq), providers=cpu).run(None, feed)[0]
     ref = ort.InferenceSession(str(fp32), providers=cpu).run(None, feed)[0]
-    config = BuilderConfig(target_arch=args.arch, autotune=False)
-    if args.fp16:
-        config.set_flag(BuilderFlag.FP16)
-    manifest, sections = build_model(onnx.load(qdq), config)
+    try:
+        config = BuilderConfig(target_arch=args.arch, autotune=False)
+        if args.fp16:
+            config.set_flag(BuilderFlag.FP16)
+        manifest, sections = build_model(onnx.load(qdq), config)
+    except EmberError as e:
+        p.error(str(e))
     context = Runtime("cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context()
     got = next(iter(context.execute(feed).values()))

@@ -2,13 +2,14 @@
 BF16 tensor cores. One block per (batch, head, 64 query rows): 4 query warps of 16 rows, each
 holding whole score rows (Sk <= 128 keys) in registers; or (tactic `key_split` 2, where Sk is
 a multiple of 32) 8 warps, each query warp's keys split over two, so that twice the warps hold
-half the scores each. `tactics` offers both (whole rows first: the form measured faster so
-far); a build for the GPU present times them (the autotuner):
+half the scores each. Either form loads Q/K/V into registers, or (`staged` 1) copies them into
+shared memory by cp.async first. `tactics` offers the forms (whole rows, registers first: the
+form measured so far); a build for the GPU present times them (the autotuner):
 
 - Q's 64 rows, and K's and V's Sk rows, of this head: each thread's 16-byte chunks (16 8-bit
-  values each) all loaded into registers first, then each value through its stage's region (a
-  dequantize) into a half, stored in shared memory as the FP16 path's tiles (rows of D + 8
-  halves);
+  values each) all loaded into registers (or staged) first, then each value through its
+  stage's region (a dequantize) into a half, stored in shared memory as the FP16 path's tiles
+  (rows of D + 8 halves);
 - S = Q Kᵀ by `mma.sync.m16n8k16` (FP32 accumulation) over the warp's keys, then each score
   through the scores stage's epilogue (fake-quantizes, the scale, the mask) in registers;
 - the softmax over each row (max and sum over its quad's four lanes by shuffles, then over the
@@ -41,7 +42,7 @@ from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels.common import stored_dtype
 
 WARPS = 4  # query warps: 16 rows each
-MAX_SHARED = 99 * 1024  # a block's dynamic shared memory on every sm_80+ GPU (sm_86/89's)
+MAX_SHARED = 99 * 1024  # a block's shared memory on every sm_80+ GPU (sm_86/89's)
 BLOCK_Q = 16 * WARPS
 
 
@@ -54,7 +55,12 @@ def tactics(params: dict, arch: str | None = None, sms: int = 0) -> list[dict]:
     splits = [1, 2] if seq_k % 32 == 0 else [1]
     out = [{"key_split": k} for k in splits]
     return out + [{"key_split": k, "staged": 1} for k in splits
-                  if _shared_bytes(params, k, True) <= MAX_SHARED]
+                  if _shared_bytes(params, k, True) + _static_bytes(k) <= MAX_SHARED]
+
+
+def _static_bytes(split: int) -> int:
+    """The split form's static shared array `red`: each warp's row maxima and sums."""
+    return 2 * split * BLOCK_Q * 4 if split > 1 else 0
 
 
 def _form(params: dict, seq_k: int) -> tuple[int, bool]:
