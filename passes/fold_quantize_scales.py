@@ -170,14 +170,13 @@ class FoldQuantizeScales(ModulePass):
             if _scalable(div.lhs, store, s.size > 1, div.lhs):
                 result = _divide(div.lhs, s, store, div, names)
             else:
-                reciprocal = make_constant((1.0 / s.astype(np.float64)).astype(np.float32),
-                                           store, "qdq.const")
-                mul = build(BinaryOp, [div.lhs, reciprocal.results[0]], {"fn": "mul"})
+                reciprocal = _new_constant((1.0 / s.astype(np.float64)).astype(np.float32),
+                                           store, div, names)
+                mul = build(BinaryOp, [div.lhs, reciprocal], {"fn": "mul"})
                 mul.attributes[QDQ_MATH] = UnitAttr()
-                for new in (reciprocal, mul):
-                    Rewriter.insert_op(new, InsertPoint.before(div))
-                    if names:
-                        set_origin(new, names)
+                Rewriter.insert_op(mul, InsertPoint.before(div))
+                if names:
+                    set_origin(mul, names)
                 result = mul.output
             div.output.replace_all_uses_with(result)
             Rewriter.erase_op(div)

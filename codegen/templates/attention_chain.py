@@ -402,7 +402,6 @@ def emit(name: str, params: dict) -> KernelSpec:
            f"    const int qw = warp % {WARPS}, kh = warp / {WARPS}, k0 = kh * {keys};"]
           if split > 1 else
           ["    const int qw = warp, kh = 0, k0 = 0;  // query rows q0 + 16 qw, every key"]),
-        "    (void)kh;",
         *setup, *s_setup, *p_setup, *o_setup,
         "    // this head's Q rows, K and V rows: loaded, then through their stages' regions",
         "    // into shared tiles",
