@@ -94,7 +94,10 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
                 ops[producer]["dtype"] == "float32":
             bounds = integral[value] = (op["alpha"], op["beta"])
             if uses[args[0]] == 1:
-                out[producer] = ("rint_clipped", ops[producer]["args"][0], bounds)
+                x, bounds = _through_relu(ops, first, dtype_of, uses,
+                                          ops[producer]["args"][0], bounds)
+                integral[value] = bounds
+                out[producer] = ("rint_clipped", x, bounds)
                 out[i] = ("copy", args[0], bounds)
         elif fn == "cast" and op["dtype"] in _INT_RANGES and args[0] in integral:
             lo, hi = integral[args[0]]
@@ -122,6 +125,24 @@ def rewrites(region: dict, dtypes: Sequence[str]) -> dict[int, Rewrite]:
     _unsigned_rounds(ops, first, uses, out)
     _fold_rounds(ops, first, out)
     return out
+
+
+def _through_relu(ops: Sequence[dict], first: int, dtype_of: Sequence[str],
+                  uses: Sequence[int], x: int, bounds: tuple[float, float]
+                  ) -> tuple[int, tuple[float, float]]:
+    """(the value a round clipped to `bounds` reads, its bounds): where `x` is a float32 ReLU
+    read by that round alone, the ReLU's own argument clipped to [max(lo, 0), hi] (one clip
+    instead of a ReLU and a clip: `fminf(fmaxf(y, max(lo, 0)), hi)` is
+    `fminf(fmaxf(fmaxf(y, 0), lo), hi)` for every y, NaN and zeros included, as both take the
+    same `fmaxf(y, 0)` first where lo <= 0); else (x, bounds)."""
+    j = x - first
+    if j < 0 or ops[j]["fn"] != "relu" or ops[j]["dtype"] != "float32" or uses[x] != 1:
+        return x, bounds
+    y = ops[j]["args"][0]
+    if dtype_of[y] != "float32":
+        return x, bounds
+    lo, hi = max(bounds[0], 0.0), bounds[1]
+    return (y, (lo, hi)) if lo <= hi else (x, bounds)
 
 
 def _fold_rounds(ops: Sequence[dict], first: int, out: dict[int, Rewrite]) -> None:

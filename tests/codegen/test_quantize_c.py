@@ -34,9 +34,19 @@ NO_INT = {"ops": FAKE_QUANT["ops"][:3] + [{"fn": "mul", "args": [4, 1], "dtype":
 # int8 and back gives +0
 TWO_USES = {"ops": FAKE_QUANT["ops"][:5] + [{"fn": "add", "args": [6, 3], "dtype": "float32"}],
             "result": 7}
+# a quantize of a ReLU (a residual's sum): the round clips the quotient to [0, 127] itself
+RELU_QUANT = {"ops": [FAKE_QUANT["ops"][0], {"fn": "relu", "args": [2], "dtype": "float32"},
+                      {"fn": "round", "args": [3], "dtype": "float32"},
+                      {"fn": "clip", "args": [4], "dtype": "float32", "alpha": -128.0,
+                       "beta": 127.0},
+                      {"fn": "cast", "args": [5], "dtype": "int8"}],
+              "result": 6}
+# the same rounded value kept as float32 (its zero's sign printed too)
+RELU_ROUND = {"ops": RELU_QUANT["ops"][:4], "result": 5}
 REGIONS = {"fake_quant": (FAKE_QUANT, "float32"), "quantize": (QUANTIZE, "int8"),
            "divide": (DIVIDE, "float32"), "no_int": (NO_INT, "float32"),
-           "two_uses": (TWO_USES, "float32")}
+           "two_uses": (TWO_USES, "float32"), "relu_quant": (RELU_QUANT, "int8"),
+           "relu_round": (RELU_ROUND, "float32")}
 INT_CASTS = ["int8", "uint8", "int16", "uint16"]
 SCALES = [0.0163002536, -0.37, 3.0, 1e-30, 2.0 ** -130, 0.0, np.inf, 7e37]
 
@@ -74,6 +84,8 @@ def _case(region: dict, out_dtype: str, scale: float, constant: bool = False):
             # as before quantize_c, and so here
             nan = np.isnan(x / np.float32(scale))
             want[nan] = np.float32(-128) * np.float32(scale) if want.dtype.kind == "f" else -128
+        if region["ops"][1:2] and region["ops"][1]["fn"] == "relu":  # CUDA's ReLU (fmaxf) takes a NaN to 0
+            want[np.isnan(x / np.float32(scale))] = 0
     return params, inputs, want
 
 
@@ -197,6 +209,15 @@ def test_rewrites_need_the_clip_to_be_the_rounds_only_user_and_small_integer_bou
     forms = quantize_c.rewrites(clipped, ["int32", "float32", "float32"])
     assert forms[8] == ("rint_unsigned", 5, (0.0, 100.0))
     assert forms[9] == ("rounded_to_int", 5, (0.0, 100.0))
+    # a ReLU read by the round alone: the round clips the ReLU's argument to [0, 127] (one
+    # clip, the ReLU unused); read twice, the ReLU stays
+    forms = quantize_c.rewrites(RELU_QUANT, ["float32", "float32"])
+    assert forms == {2: ("rint_unsigned", 2, (0.0, 127.0)), 3: ("copy", 4, (0.0, 127.0)),
+                     4: ("rounded_to_int", 2, (0.0, 127.0))}
+    twice = {"ops": RELU_QUANT["ops"] + [{"fn": "add", "args": [3, 3], "dtype": "float32"}],
+             "result": 7}
+    assert quantize_c.rewrites(twice, ["float32", "float32"])[2] == \
+        ("rint_unsigned", 3, (-128.0, 127.0))
     # the round of a float32 region result keeps its sign: nothing folds into it
     signed = {"ops": REQUANT["ops"][:5], "result": 7}
     forms = quantize_c.rewrites(signed, ["int32", "float32", "float32"])
@@ -290,7 +311,7 @@ def test_constant_scales_divide_without_a_branch_bit_for_bit_on_emulated_threads
     spec = elementwise.emit("fq", params)
     safe = quantize_c.SAFE_DIVISOR[0] <= abs(scale) <= quantize_c.SAFE_DIVISOR[1]
     assert ("ember_div_near(" in spec.source.split("void fq")[1]) == (
-        safe and region in ("fake_quant", "quantize", "no_int"))
+        safe and region in ("fake_quant", "quantize", "no_int", "relu_quant", "relu_round"))
     got = simt_emulator.run(spec, "fq", inputs, list(want.shape), want.dtype, tmp_path)
     _same(got, want)
 
