@@ -99,6 +99,11 @@ MMA_TILES: tuple[tuple[MmaTile, float], ...] = (
     (MmaTile(64, 32, 32, 2, 1, 4), 0.4),
     (MmaTile(32, 64, 32, 1, 2, 4), 0.4),
 )
+# the mma.sync tiles a short-K GEMM also times (`candidates`): fewer sums a thread, smaller
+# staged outputs, so more blocks a multiprocessor
+SHORT_K_TILES = (MmaTile(64, 64, 32, 2, 2, 4), MmaTile(64, 128, 32, 2, 2, 4))
+
+
 @dataclass(frozen=True)
 class MmaGemm(Gemm):
     """A tensor-core tactic: the tile and how many slices K is split into (`Gemm`'s split-K,
@@ -170,14 +175,22 @@ def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
     select-tactics/autotune; with `wgmma` (an sm_90 build, both operands K-major in 16-byte
     chunks) Hopper's tiles compete too, with `tma` (the copy engine can read both operands,
     `gemm_tma`) also its TMA-fed ones; without `split_k`, none splits K."""
+    from ember.codegen.templates import gemm_wgmma
+
     mma = ranked(typical(m), typical(n), typical(k), typical(batch),
                  split_k and not is_sym(k), sms)
     if wgmma:
-        from ember.codegen.templates import gemm_wgmma
-
-        return gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms, tma=tma,
-                                            split_k=split_k and not is_sym(k))
-    return [g.tactic() for g in mma[:top]]
+        found = gemm_wgmma.merged_candidates(mma[:top], m, n, k, batch, top, sms, tma=tma,
+                                             split_k=split_k and not is_sym(k))
+    else:
+        found = [g.tactic() for g in mma[:top]]
+    if top and typical(k) <= gemm_wgmma.SHORT_K:
+        # a short K leaves a block little but its loads and its epilogue (an INT8 1x1 conv
+        # over 64 channels: one k-tile), which the cost model does not count: the small tiles,
+        # with more blocks resident to overlap them, are timed too
+        found += [t for t in (MmaGemm(tile).tactic() for tile in SHORT_K_TILES)
+                  if t not in found]
+    return found
 
 
 def async_helpers() -> str:

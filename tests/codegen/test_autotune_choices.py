@@ -163,3 +163,10 @@ def test_a_short_k_gemm_also_times_a_tile_two_blocks_share():
     assert pairs(short) and pairs(short)[0] not in short[:4], short  # appended to the 4
     long_k = gemm_mma.candidates(100352, 256, 4 * SHORT_K, 1, wgmma=True, tma=True)
     assert not pairs(long_k), long_k
+    # and the small mma.sync tiles (more blocks a multiprocessor), with or without wgmma
+    small = [{"mma": t.as_list(), "splits": 1} for t in gemm_mma.SHORT_K_TILES]
+    for wgmma in (True, False):
+        found = gemm_mma.candidates(100352, 256, SHORT_K // 2, 1, wgmma=wgmma, top=4)
+        assert all(t in found for t in small), found
+        assert not any(t in gemm_mma.candidates(100352, 256, 4 * SHORT_K, 1, wgmma=wgmma)
+                       for t in small)

@@ -704,6 +704,20 @@ def test_a_short_k_conv_allocates_only_the_stages_it_fills(tmp_path):
         assert f"Bs = As + {128 * 128};" in spec.source, tactic
 
 
+@needs_gxx
+@pytest.mark.parametrize("tile", ["64x64", "64x128"])
+def test_a_short_k_conv_on_the_small_tiles_it_also_times_is_exact(tile, tmp_path):
+    """The mma.sync tiles `gemm_mma.candidates` adds for a short K (more blocks a
+    multiprocessor) run the requantizing residual conv exactly on emulated warps."""
+    from ember.codegen.templates import conv, gemm_mma
+
+    params, inputs, want = _short_k_case()
+    (found,) = [t for t in gemm_mma.SHORT_K_TILES if f"{t.bm}x{t.bn}" == tile]
+    spec = conv.emit("k", {**params, "tactic": {"mma": found.as_list(), "splits": 1}})
+    got = simt_emulator.run(spec, "k", inputs, want.shape, np.int8, tmp_path)
+    np.testing.assert_array_equal(got, want)
+
+
 @needs_gpu
 @pytest.mark.cuda
 def test_a_short_k_conv_with_one_stage_sums_exactly_on_the_gpu():
@@ -712,8 +726,11 @@ def test_a_short_k_conv_with_one_stage_sums_exactly_on_the_gpu():
     from ember.compiler.builder import detect_arch
 
     params, inputs, want = _short_k_case()
+    from ember.codegen.templates import gemm_mma
+
     tactics = SHORT_K_TACTICS if detect_arch() == "sm_90" else SHORT_K_TACTICS[:1]
-    for tactic in tactics:
+    small = tuple({"mma": t.as_list(), "splits": 1} for t in gemm_mma.SHORT_K_TILES)
+    for tactic in tactics + small:
         spec = conv.emit("k", {**params, "tactic": tactic})
         got = _run_on_gpu(spec, "k", inputs, want.shape, np.int8)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
