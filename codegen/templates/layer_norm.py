@@ -157,12 +157,20 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
                 "            }",
                 "        }"]
         counted = "q += d * d;"
-        preload = [f"            const ember_vec<{storage_type(params['in_dtypes'][k])}, {width}> "
-                   f"pv{k} = *(const ember_vec<{storage_type(params['in_dtypes'][k])}, "
-                   f"{width}>*)(in{k} + {at});" for k in vector_params]
+        chunks = length // (32 * width)
+        pvec = {k: f"ember_vec<{storage_type(params['in_dtypes'][k])}, {width}>"
+                for k in vector_params}
+        # the parameters' vectors are read with x, before the sums: their latency overlaps
+        # x's instead of following the second shuffle tree
+        early = [line for k in vector_params for line in (
+            f"        {pvec[k]} pvs{k}[{chunks}];",
+            "        #pragma unroll",
+            f"        for (int c = 0; c < {chunks}; ++c) "
+            f"pvs{k}[c] = *(const {pvec[k]}*)(in{k} + {at});")]
+        load = early + load
         store = ["        #pragma unroll",
-                 f"        for (int c = 0; c < {length // (32 * width)}; ++c) {{",
-                 *preload,
+                 f"        for (int c = 0; c < {chunks}; ++c) {{",
+                 *[f"            const {pvec[k]} pv{k} = pvs{k}[c];" for k in vector_params],
                  f"            ember_vec<{ot}, {width}> yv;",
                  "            #pragma unroll",
                  f"            for (int e = 0; e < {width}; ++e) {{",
@@ -225,11 +233,13 @@ def store_line(value: str, dtype: str) -> str:
 
 
 def store_lines(value: str, params: dict, length: int | str, at: str = "y[j]",
-                index: str | None = None, ind: str = "            ") -> list[str]:
+                index: str | None = None, ind: str = "            ",
+                loaded: dict[int, str] | None = None) -> list[str]:
     """The lines storing `value` (a float expression) as `at` (y[j]): rounded to the result
     dtype, or through the step's epilogue (fuse-epilogues': a quantize for the next GEMM) into
     the type it stores. `at` is output element `index` (element j of the row `row`: row *
-    length + j), where the epilogue's inputs are read. softmax's kernels store this way too."""
+    length + j), where the epilogue's inputs are read (`loaded`: those the caller read already,
+    as `epilogue_lines` takes them). softmax's kernels store this way too."""
     if not params.get("epilogue"):
         return [f"{ind}{at} = {stored(value, params['out_dtypes'][0])};"]
     out, own = stored_dtype(params), compute_type(params["out_dtypes"][0])
@@ -239,7 +249,7 @@ def store_lines(value: str, params: dict, length: int | str, at: str = "y[j]",
         result = "res"
         lines.append(f"{ind}{compute_type(out)} res;")
     lines += epilogue_lines(params, "r", index or f"(size_t)row * {length} + j", ind,
-                            result=result)
+                            loaded=loaded, result=result)
     return lines + [f"{ind}{at} = {epilogue_store(params, result or 'r')};"]
 
 
@@ -260,9 +270,27 @@ def emit(name: str, params: dict) -> KernelSpec:
     expr = f"{'XJ' if rms else '(XJ - mean)'} * inv * {reads[1]}"
     if len(params["in_shapes"]) > 2:
         expr += f" + {reads[2]}"
-    affine += store_lines(expr, params, length, at="yv.v[e]" if width else "y[j]")
+    loaded = _uniform_reads(params, affine) if width else {}
+    affine += store_lines(expr, params, length, at="yv.v[e]" if width else "y[j]",
+                          loaded=loaded)
     return normalized_rows(name, params, rows, length, what, affine, centred=not rms,
                            lane=(width, whole) if width else ())
+
+
+def _uniform_reads(params: dict, lines: list[str]) -> dict[int, str]:
+    """{epilogue input k: its value} for the epilogue's one-element inputs (a quantize's
+    scale), each read once per thread at the kernel's top (a `HOISTED` line added to `lines`):
+    read where the epilogue is, after the row's sums, its load was one more memory round trip
+    on the warp's chain."""
+    epilogue, first = params.get("epilogue"), len(params["in_shapes"])
+    out: dict[int, str] = {}
+    for k, (shape, dtype) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
+                                           strict=True) if epilogue else ()):
+        if prod(shape) == 1:
+            out[k] = f"ember_u{first + k}"
+            lines.append(f"    const {compute_type(dtype)} {out[k]} = "
+                         f"{load_float(f'in{first + k}[0]', dtype)};{HOISTED}")
+    return out
 
 
 def lane_width(params: dict, rows: int, length: int, vector_params: list[int]) -> int:

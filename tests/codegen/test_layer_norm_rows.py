@@ -158,3 +158,49 @@ def test_an_epilogue_with_mod_compiles_in_both_kernels(length):
     spec = layer_norm.emit("ln", params)
     assert "ember_mod(e0, e1)" in spec.source and "epilogue fused: [mod]" in spec.source
     assert compile_cuda(spec.source, name="ln", arch="sm_90").cubin
+
+
+def _quantizing_case():
+    """BERT's quantizing LayerNorm in small: FP16 rows of 768, the result times a scalar
+    (fold-quantize-scales' reciprocal of the next quantize's scale), rounded to int8."""
+    params, inputs, _ = _case("float16", 6, 768, False)
+    params["epilogue"] = {
+        "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                {"fn": "mul", "args": [2, 1], "dtype": "float32"},
+                {"fn": "round", "args": [3], "dtype": "float32"},
+                {"fn": "clip", "args": [4], "dtype": "float32", "alpha": -128.0, "beta": 127.0},
+                {"fn": "cast", "args": [5], "dtype": "int8"}],
+        "result": 6, "in_shapes": [[]], "in_dtypes": ["float32"], "out_dtype": "int8"}
+    inputs = [*inputs, np.array(1 / 0.031, np.float32)]
+    (want,) = KERNELS["layer_norm"](inputs, params)
+    return params, inputs, np.asarray(want)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_a_quantizing_row_reads_its_parameters_before_the_sums(tmp_path):
+    """The scale and bias vectors are read with x, before the first shuffle tree, and the
+    epilogue's scalar once per thread at the top (read where they are used, each was one more
+    memory round trip after the sums); the int8 results equal the CPU kernel's, but for a
+    value within FP16 rounding of a .5 boundary (the GPU's and numpy's sums differ in order)."""
+    params, inputs, want = _quantizing_case()
+    text = layer_norm.emit("ln", params).source
+    body = text.split("__global__")[1]
+    assert body.index("ember_u3 = in3[0]") < body.index("for (int row")
+    assert body.index("pvs1[c] = ") < body.index("warp_sum(") and \
+        body.index("pvs2[c] = ") < body.index("warp_sum(")
+    assert "in1 + " not in body.split("warp_sum(")[1]  # nothing read from them after the sums
+    got = simt_emulator.run(layer_norm.emit("ln", params), "ln", inputs, want.shape, np.int8,
+                            tmp_path)
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 500, np.count_nonzero(diff)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+def test_a_quantizing_row_on_the_gpu():
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _quantizing_case()
+    got = _run_on_gpu(layer_norm.emit("ln", params), "ln", inputs, want.shape, np.int8)
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 500, np.count_nonzero(diff)
