@@ -84,7 +84,8 @@ def _case(region: dict, out_dtype: str, scale: float, constant: bool = False):
             # as before quantize_c, and so here
             nan = np.isnan(x / np.float32(scale))
             want[nan] = np.float32(-128) * np.float32(scale) if want.dtype.kind == "f" else -128
-        if region["ops"][1:2] and region["ops"][1]["fn"] == "relu":  # CUDA's ReLU (fmaxf) takes a NaN to 0
+        if region["ops"][1:2] and region["ops"][1]["fn"] == "relu":
+            # CUDA's ReLU (fmaxf) takes a NaN to 0
             want[np.isnan(x / np.float32(scale))] = 0
     return params, inputs, want
 
