@@ -1,8 +1,9 @@
-"""select-tactics: each tunable kernel op (conv, matmul, attention_chain) gets its tactic as an
-attribute that prints.
+"""select-tactics: each tunable kernel op (conv, matmul, attention_chain, layer_norm) gets its
+tactic as an attribute that prints.
 
 After this pass every `kernel.launch` of a template with tactic choices (conv, matmul: tile and
-split-K; attention_chain: whole score rows a warp or keys split over two) and static shapes
+split-K; attention_chain: whole score rows a warp or keys split over two; layer_norm: the warps
+sharing a row) and static shapes
 carries `tactic = {...}` (a GEMM's `{splits = ..., tile = [...]}`), the cost model's
 choice (the template's best-estimated candidate, what codegen would pick by itself), and codegen
 emits exactly that tactic; where there were several, `tactic_candidates` lists them (best

@@ -398,7 +398,7 @@ _DESCRIPTORS = [
     _template("assert", {"message": req(STR)}, cuda=None),
     _template("batch_norm", {"epsilon": req(FLOAT)}),
     _template("layer_norm", {"axis": req(INT), "epsilon": req(FLOAT), "rms": opt(BOOL)},
-              epilogue=True),
+              epilogue=True, tactics=True),
     _template("group_norm", {"groups": req(INT), "epsilon": req(FLOAT)}),
     _template("lrn", {"size": req(INT), "alpha": req(FLOAT), "beta": req(FLOAT),
                       "bias": req(FLOAT)}),

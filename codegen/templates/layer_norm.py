@@ -74,6 +74,12 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     if not is_float(dtype) or any(not is_float(d) for d in params["in_dtypes"]):
         raise UnsupportedError(f"CUDA {what}: element types {params['in_dtypes']} -> {dtype} "
                                "are not supported")
+    split = row_warps(params)
+    if split > 1:
+        if not lane or (length // (32 * lane[0])) % split:
+            raise UnsupportedError(f"CUDA {what}: tactic row_warps {split} needs rows of whole "
+                                   f"vector chunks a multiple of {split} (rows of {length})")
+        return _split_rows(name, params, rows, length, what, affine, centred, lane, split)
     if isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX \
             and compute_type(dtype) == "float":
         return _warp_rows(name, params, rows, length, what, affine, centred, lane)
@@ -219,6 +225,131 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
                   helpers=WARP_SUM + (VEC_HELPER if lane else ""))
     blocks = min(-(-rows // WARPS), 65535)
     return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
+
+
+def row_warps(params: dict) -> int:
+    """The warps that share a row (the step's tactic `row_warps`; 1 without one)."""
+    split = (params.get("tactic") or {}).get("row_warps", 1)
+    if not isinstance(split, int) or split < 1:
+        raise ValueError(f"layer_norm: tactic row_warps {split!r} is not a positive integer")
+    return split
+
+
+def tactics(params: dict, arch: str | None = None, sms: int = 0) -> list[dict]:
+    """The row forms worth timing: one warp a row (`row_warps` 1, the measured default), and
+    where the warp kernel reads whole vectors (`lane_width`), 2, 3 or 4 warps of a block
+    sharing each row (its vector chunks split evenly): BERT's 1024 rows of 768 are 8 warps a
+    multiprocessor one way, 24 with three warps a row, each a third of the chain. `arch` and
+    `sms` change nothing (select-tactics' interface). Layer norms of symbolic or long rows,
+    and RMS norms (their own template options), have none."""
+    shape = list(params["in_shapes"][0])
+    axis = int(params["axis"])
+    rows, length = prod(shape[:axis]), prod(shape[axis:])
+    if params.get("rms") or not isinstance(rows, int) or not isinstance(length, int):
+        return []
+    whole = [k for k in range(1, len(params["in_shapes"]))
+             if prod(params["in_shapes"][k]) == length]
+    width = lane_width(params, rows, length, whole)
+    if not width:
+        return []
+    chunks = length // (32 * width)
+    return [{"row_warps": r} for r in (1, 2, 3, 4) if chunks % r == 0 and r <= chunks]
+
+
+def _split_rows(name: str, params: dict, rows: int, length: int, what: str,
+                affine: list[str], centred: bool, lane: tuple, split: int) -> KernelSpec:
+    """The lane-vector warp kernel with `split` warps of a block sharing each row: warp h of a
+    row holds chunks [h·C/split, (h+1)·C/split) of its C vector chunks (and those of the
+    vector parameters, read before the sums), each sum is a warp shuffle tree then the
+    `split` warps' partial sums added in order through shared memory (one barrier each);
+    `ROWS_A_BLOCK(split)` rows a block. The block's warps walk the rows together (a warp
+    past the last row computes on the last one and stores nothing), so every barrier is
+    reached by all."""
+    width, vector_params = lane
+    dtype = params["out_dtypes"][0]
+    eps = compute_literal(float(params["epsilon"]), dtype)
+    st = storage_type(dtype) if is_half(dtype) else "float"
+    ot = storage_type(stored_dtype(params))
+    chunks = length // (32 * width)
+    mine = chunks // split  # chunks a warp holds
+    per = mine * width
+    block_rows = max(1, WARPS // split)
+    at = f"{32 * width} * c + {width} * lane"
+    vec = f"ember_vec<{st}, {width}>"
+    pvec = {k: f"ember_vec<{storage_type(params['in_dtypes'][k])}, {width}>"
+            for k in vector_params}
+
+    def each_chunk(lines: list[str]) -> list[str]:
+        return ["        #pragma unroll",
+                f"        for (int cc = 0; cc < {mine}; ++cc) {{",
+                "            const int c = c0 + cc;",
+                *lines,
+                "        }"]
+
+    def combined(partial: str, table: str, result: str) -> list[str]:
+        return [f"        const float {partial}_w = warp_sum({partial});",
+                f"        if (lane == 0) {table}[slot][h] = {partial}_w;",
+                "        __syncthreads();",
+                f"        float {result} = 0;",
+                "        #pragma unroll",
+                f"        for (int k = 0; k < {split}; ++k) {result} += {table}[slot][k];"]
+
+    body = ["    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;",
+            f"    const int h = warp % {split}, slot = warp / {split}, c0 = h * {mine};",
+            f"    __shared__ float red_s[{block_rows}][{split}], red_q[{block_rows}][{split}];",
+            f"    for (int base = blockIdx.x * {block_rows}; base < {rows}; "
+            f"base += gridDim.x * {block_rows}) {{",
+            f"        const bool live = base + slot < {rows};",
+            f"        const int row = live ? base + slot : {rows} - 1;",
+            f"        const {st}* x = in0 + (size_t)row * {length};",
+            f"        {ot}* y = out0 + (size_t)row * {length};",
+            *[line for k in vector_params for line in (
+                f"        {pvec[k]} pvs{k}[{mine}];",
+                "        #pragma unroll",
+                f"        for (int cc = 0; cc < {mine}; ++cc) pvs{k}[cc] = "
+                f"*(const {pvec[k]}*)(in{k} + {32 * width} * (c0 + cc) + {width} * lane);")],
+            f"        float v[{per}];",
+            "        float s = 0;",
+            *each_chunk([f"            const {vec} xv = *(const {vec}*)(x + {at});",
+                         "            #pragma unroll",
+                         f"            for (int e = 0; e < {width}; ++e) {{",
+                         f"                const int i = {width} * cc + e;",
+                         f"                v[i] = {load_float('xv.v[e]', dtype)};",
+                         "                s += v[i];",
+                         "            }"])]
+    if centred:
+        body += [*combined("s", "red_s", "total"),
+                 f"        const float mean = total / (float){length};"]
+    else:
+        body += ["        const float mean = 0;"]
+    body += ["        float q = 0;",
+             "        #pragma unroll",
+             f"        for (int i = 0; i < {per}; ++i) {{",
+             "            const float d = v[i] - mean;",
+             "            q += d * d;",
+             "        }",
+             *combined("q", "red_q", "squares"),
+             f"        const float inv = rsqrtf(squares / (float){length} + {eps});",
+             *each_chunk([*[f"            const {pvec[k]} pv{k} = pvs{k}[cc];"
+                            for k in vector_params],
+                           f"            ember_vec<{ot}, {width}> yv;",
+                           "            #pragma unroll",
+                           f"            for (int e = 0; e < {width}; ++e) {{",
+                           f"                const int i = {width} * cc + e, j = {at} + e;",
+                           *[("" if line.endswith(HOISTED) else "    ")
+                             + line.replace("XJ", "v[i]") for line in affine],
+                           "            }",
+                           f"            if (live) *(ember_vec<{ot}, {width}>*)(y + {at}) = yv;"]),
+             "    }"]
+    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
+                  [f"tactic: {split} warps per row ({rows} rows of {length}, {block_rows} rows "
+                   f"a block), each {per} elements a lane in {width}-element vectors, "
+                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} by "
+                   "warp shuffles and shared-memory partial sums", *epilogue_summary(params)],
+                  _signature(name, params), body, prelude=uses_mod(params),
+                  helpers=WARP_SUM + VEC_HELPER)
+    blocks = min(-(-rows // block_rows), 65535)
+    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * split * block_rows, 1, 1), 0)
 
 
 def _signature(name: str, params: dict) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ember.codegen.templates import layer_norm
+from ember.errors import UnsupportedError
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cuda import cuda_available
 from tests.codegen import simt_emulator
@@ -204,3 +205,61 @@ def test_a_quantizing_row_on_the_gpu():
     got = _run_on_gpu(layer_norm.emit("ln", params), "ln", inputs, want.shape, np.int8)
     diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
     assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 500, np.count_nonzero(diff)
+
+
+SPLIT_CASES = [("float32", 13, 768, 2), ("float32", 13, 768, 3), ("float16", 7, 768, 3),
+               ("bfloat16", 9, 1024, 4), ("bfloat16", 9, 1024, 2)]
+
+
+def test_the_row_forms_offered_are_those_that_split_a_rows_chunks_evenly():
+    params, _, _ = _case("float16", 6, 768, False)  # 3 chunks of 8 halves a lane
+    assert layer_norm.tactics(params) == [{"row_warps": 1}, {"row_warps": 3}]
+    params, _, _ = _case("bfloat16", 8, 1024, False)
+    assert layer_norm.tactics(params) == [{"row_warps": 1}, {"row_warps": 2}, {"row_warps": 4}]
+    params, _, _ = _case("float16", 9, 100, False)  # no whole vectors: the plain warp kernel
+    assert layer_norm.tactics(params) == []
+    params, _, _ = _case("float16", 4, 96, True)  # RMS: none
+    assert layer_norm.tactics(params) == []
+    with pytest.raises(UnsupportedError, match="row_warps 2"):
+        layer_norm.emit("ln", {**_case("float16", 6, 768, False)[0],
+                               "tactic": {"row_warps": 2}})
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+@pytest.mark.parametrize("dtype, rows, length, split", SPLIT_CASES)
+def test_rows_shared_by_several_warps_match_the_cpu_kernel_on_emulated_warps(
+        dtype, rows, length, split, tmp_path):
+    """Each row's chunks split over `split` warps of a block, partial sums through shared
+    memory; a row count that leaves the last block's later warps without a row (they compute
+    on the last row and store nothing)."""
+    params, inputs, want = _case(dtype, rows, length, False)
+    spec = layer_norm.emit("ln", {**params, "tactic": {"row_warps": split}})
+    assert f"{split} warps per row" in spec.source
+    assert rows % (spec.block[0] // 32 // split), "the case leaves a block part-filled"
+    got = simt_emulator.run(spec, "ln", inputs, [rows, length], want.dtype, tmp_path)
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)
+
+
+@pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
+def test_a_quantizing_row_over_three_warps_on_emulated_warps(tmp_path):
+    params, inputs, want = _quantizing_case()
+    spec = layer_norm.emit("ln", {**params, "tactic": {"row_warps": 3}})
+    got = simt_emulator.run(spec, "ln", inputs, want.shape, np.int8, tmp_path)
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= want.size // 500, np.count_nonzero(diff)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
+@pytest.mark.parametrize("dtype, rows, length, split", SPLIT_CASES)
+def test_rows_shared_by_several_warps_on_the_gpu(dtype, rows, length, split):
+    from tests.codegen.test_int8_tensor_cores import _run_on_gpu
+
+    params, inputs, want = _case(dtype, rows, length, False)
+    spec = layer_norm.emit("ln", {**params, "tactic": {"row_warps": split}})
+    got = _run_on_gpu(spec, "ln", inputs, want.shape, want.dtype)
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                               atol=tol)

@@ -362,13 +362,14 @@ def test_float64_tactics_fit_shared_memory_and_compile():
 
 def test_the_tactics_query_reaches_every_template_module():
     """Templates whose module name differs from the template's (range -> range_) too; only
-    the tunable ones (conv, matmul, attention_chain: tests/codegen/test_attention_chain.py)
+    the tunable ones (conv, matmul, attention_chain: tests/codegen/test_attention_chain.py,
+    layer_norm: tests/codegen/test_layer_norm_rows.py)
     offer tactics."""
     from ember.codegen.autotune import _tactics
     from ember.codegen.select_tactics import TUNABLE
     from ember.codegen.templates import TEMPLATES
 
-    assert sorted(TUNABLE) == ["attention_chain", "conv", "matmul"]
+    assert sorted(TUNABLE) == ["attention_chain", "conv", "layer_norm", "matmul"]
     assert _tactics({"template": "range", "params": {}}, "sm_90") == []
     for template in TEMPLATES:
         if template not in TUNABLE:
