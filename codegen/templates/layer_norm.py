@@ -216,15 +216,26 @@ def _warp_rows(name: str, params: dict, rows: int, length: int, what: str,
             f"        const float inv = rsqrtf(warp_sum(q) / (float){length} + {eps});",
             *store,
             "    }"]
+    return _rows_kernel(name, params, what, body, rows, WARPS, 1, bool(lane),
+                        f"one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
+                        f"the row in registers ({held}), {_passes(centred)} by warp shuffles")
+
+
+def _passes(centred: bool) -> str:
+    return "two-pass mean / variance" if centred else "one-pass mean square"
+
+
+def _rows_kernel(name: str, params: dict, what: str, body: list[str], rows: int,
+                 block_rows: int, split: int, vectors: bool, tactic: str) -> KernelSpec:
+    """The warp kernels' source (its `tactic` line) and launch: `block_rows` rows of `split`
+    warps a block."""
+    dtype = params["out_dtypes"][0]
     text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
-                  [f"tactic: one warp per row ({rows} rows of {length}, {WARPS} rows a block), "
-                   f"the row in registers ({held}), "
-                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} "
-                   "by warp shuffles", *epilogue_summary(params)],
+                  [f"tactic: {tactic}", *epilogue_summary(params)],
                   _signature(name, params), body, prelude=uses_mod(params),
-                  helpers=WARP_SUM + (VEC_HELPER if lane else ""))
-    blocks = min(-(-rows // WARPS), 65535)
-    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * WARPS, 1, 1), 0)
+                  helpers=WARP_SUM + (VEC_HELPER if vectors else ""))
+    blocks = min(-(-rows // block_rows), 65535)
+    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * split * block_rows, 1, 1), 0)
 
 
 def row_warps(params: dict) -> int:
@@ -341,15 +352,10 @@ def _split_rows(name: str, params: dict, rows: int, length: int, what: str,
                            "            }",
                            f"            if (live) *(ember_vec<{ot}, {width}>*)(y + {at}) = yv;"]),
              "    }"]
-    text = source(f"{what} of {params['in_shapes'][0]} eps={float(params['epsilon'])} {dtype}",
-                  [f"tactic: {split} warps per row ({rows} rows of {length}, {block_rows} rows "
-                   f"a block), each {per} elements a lane in {width}-element vectors, "
-                   f"{'two-pass mean / variance' if centred else 'one-pass mean square'} by "
-                   "warp shuffles and shared-memory partial sums", *epilogue_summary(params)],
-                  _signature(name, params), body, prelude=uses_mod(params),
-                  helpers=WARP_SUM + VEC_HELPER)
-    blocks = min(-(-rows // block_rows), 65535)
-    return KernelSpec(text, (max(1, blocks), 1, 1), (32 * split * block_rows, 1, 1), 0)
+    return _rows_kernel(name, params, what, body, rows, block_rows, split, True,
+                        f"{split} warps per row ({rows} rows of {length}, {block_rows} rows a "
+                        f"block), each {per} elements a lane in {width}-element vectors, "
+                        f"{_passes(centred)} by warp shuffles and shared-memory partial sums")
 
 
 def _signature(name: str, params: dict) -> str:
