@@ -77,8 +77,10 @@ def normalized_rows(name: str, params: dict, rows: int, length: int, what: str,
     split = row_warps(params)
     if split > 1:
         if not lane or (length // (32 * lane[0])) % split:
-            raise UnsupportedError(f"CUDA {what}: tactic row_warps {split} needs rows of whole "
-                                   f"vector chunks a multiple of {split} (rows of {length})")
+            raise UnsupportedError(
+                f"CUDA {what}: tactic row_warps {split} needs the warp kernel's vector lanes "
+                f"(a static row count, rows of whole 16-byte vectors) in chunks a multiple of "
+                f"{split} ({rows} rows of {length})")
         return _split_rows(name, params, rows, length, what, affine, centred, lane, split)
     if isinstance(length, int) and isinstance(rows, int) and length <= WARP_ROW_MAX \
             and compute_type(dtype) == "float":
@@ -273,7 +275,7 @@ def _split_rows(name: str, params: dict, rows: int, length: int, what: str,
     row holds chunks [h·C/split, (h+1)·C/split) of its C vector chunks (and those of the
     vector parameters, read before the sums), each sum is a warp shuffle tree then the
     `split` warps' partial sums added in order through shared memory (one barrier each);
-    `ROWS_A_BLOCK(split)` rows a block. The block's warps walk the rows together (a warp
+    WARPS // `split` rows a block. The block's warps walk the rows together (a warp
     past the last row computes on the last one and stores nothing), so every barrier is
     reached by all."""
     width, vector_params = lane

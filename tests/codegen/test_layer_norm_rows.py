@@ -223,6 +223,13 @@ def test_the_row_forms_offered_are_those_that_split_a_rows_chunks_evenly():
     with pytest.raises(UnsupportedError, match="row_warps 2"):
         layer_norm.emit("ln", {**_case("float16", 6, 768, False)[0],
                                "tactic": {"row_warps": 2}})
+    # a symbolic row count: none offered, and a forced one refused (the autotuner's filter for
+    # a dynamic-shape kernel timed at its opt shapes)
+    dynamic = {**params, "in_shapes": [["N", 768], [768], [768]], "out_shapes": [["N", 768]]}
+    dynamic.pop("rms")
+    assert layer_norm.tactics(dynamic) == []
+    with pytest.raises(UnsupportedError, match="static row count"):
+        layer_norm.emit("ln", {**dynamic, "tactic": {"row_warps": 3}})
 
 
 @pytest.mark.skipif(not simt_emulator.available(), reason="g++ not found: the emulator needs it")
