@@ -1,7 +1,8 @@
 """How the autotuner times one candidate kernel (`autotune._time`), on a stand-in CUDA module
 whose kernels take a fixed time per launch: a short kernel is warmed up and timed over
-REPEATS launches; a long one over about BUDGET_MS of launches; one already SLOWER times slower
-than the best so far after its first timed launch is not timed further."""
+REPEATS launches (or, shorter than a host launch, as a captured graph); a long one over about
+BUDGET_MS of launches; one already SLOWER times slower than the best so far after its first
+timed launch is not timed further."""
 
 from __future__ import annotations
 
@@ -127,3 +128,63 @@ def test_int8_candidates_must_agree_exactly_and_unwritten_integers_show():
                      np.random.default_rng(0))
     ints, halves = uploaded
     assert ints.dtype == np.int32 and len(np.unique(ints)) > 900 and np.isnan(halves).all()
+
+
+class _HostBound(_Cuda):
+    """Launches from the host take at least `host` ms each (the GPU waits for the next one);
+    a captured graph replays its launches back to back, `ms` each."""
+
+    def __init__(self, ms: float, host: float, fails: bool = False) -> None:
+        super().__init__(ms)
+        self.host, self.fails, self.capturing, self.captured = host, fails, False, 0
+
+    def launch(self, function, grid, block, shared, stream, args) -> None:
+        if self.capturing:
+            self.captured += 1
+            return
+        self.launches += 1
+        self.clock += max(self.ms, self.host)
+
+    def capture(self, stream):
+        from contextlib import contextmanager
+
+        from ember.errors import CudaError
+
+        cuda = self
+
+        class Exec:
+            closed = False
+
+            def launch(self, stream) -> None:
+                cuda.clock += cuda.captured * cuda.ms
+
+            def close(self) -> None:
+                self.closed = True
+
+        @contextmanager
+        def capturing():
+            if cuda.fails:
+                raise CudaError("cuStreamBeginCapture: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
+            holder = SimpleNamespace(exec=None)
+            cuda.capturing = True
+            try:
+                yield holder
+            finally:
+                cuda.capturing = False
+            holder.exec = cuda.graph = Exec()
+
+        return capturing()
+
+
+def test_a_kernel_shorter_than_a_host_launch_is_timed_as_a_graph():
+    """A 4 us kernel launched from a host that needs 9 us a launch: one launch at a time the
+    loop would read the host's 9 us; GRAPHED launches captured as one graph read the kernel's
+    4 us. A longer kernel keeps the loop; where capture fails, so does a short one."""
+    cuda = _HostBound(0.004, 0.009)
+    assert autotune._time(SPEC, object(), [], cuda, stream=None) == pytest.approx(0.004)
+    assert cuda.captured == autotune.GRAPHED and cuda.graph.closed
+    long_kernel = _HostBound(0.2, 0.009)
+    assert autotune._time(SPEC, object(), [], long_kernel, stream=None) == pytest.approx(0.2)
+    assert long_kernel.captured == 0
+    failing = _HostBound(0.004, 0.009, fails=True)
+    assert autotune._time(SPEC, object(), [], failing, stream=None) == pytest.approx(0.009)
