@@ -722,12 +722,10 @@ def test_a_short_k_conv_on_the_small_tiles_it_also_times_is_exact(tile, tmp_path
 @pytest.mark.cuda
 def test_a_short_k_conv_with_one_stage_sums_exactly_on_the_gpu():
     """The same kernels on the GPU (wgmma's and TMA's on sm_90 only): exact."""
-    from ember.codegen.templates import conv
+    from ember.codegen.templates import conv, gemm_mma
     from ember.compiler.builder import detect_arch
 
     params, inputs, want = _short_k_case()
-    from ember.codegen.templates import gemm_mma
-
     tactics = SHORT_K_TACTICS if detect_arch() == "sm_90" else SHORT_K_TACTICS[:1]
     small = tuple({"mma": t.as_list(), "splits": 1} for t in gemm_mma.SHORT_K_TILES)
     for tactic in tactics + small:
