@@ -256,11 +256,8 @@ def _graphed(launch: Callable[[], None], cuda, stream) -> float | None:
     """The ms per launch of GRAPHED `launch()`es captured as one CUDA graph, replayed once to
     warm up and once timed; None where the runtime cannot capture them (the caller then times
     launches one by one, as before graphs were used here)."""
-    capture = getattr(cuda, "capture", None)
-    if capture is None:
-        return None
     try:
-        with capture(stream) as graph:
+        with cuda.capture(stream) as graph:
             for _ in range(GRAPHED):
                 launch()
         try:

@@ -241,8 +241,14 @@ def _rows_kernel(name: str, params: dict, what: str, body: list[str], rows: int,
 
 
 def row_warps(params: dict) -> int:
-    """The warps that share a row (the step's tactic `row_warps`; 1 without one)."""
-    split = (params.get("tactic") or {}).get("row_warps", 1)
+    """The warps that share a row (the step's tactic `row_warps`; 1 without one). A tactic
+    naming anything else is refused, not ignored."""
+    tactic = params.get("tactic") or {}
+    unknown = sorted(set(tactic) - {"row_warps"})
+    if unknown:
+        raise UnsupportedError(f"layer_norm: tactic {tactic} names {', '.join(unknown)}: "
+                               "a layer norm's only tactic is row_warps")
+    split = tactic.get("row_warps", 1)
     if not isinstance(split, int) or split < 1:
         raise ValueError(f"layer_norm: tactic row_warps {split!r} is not a positive integer")
     return split

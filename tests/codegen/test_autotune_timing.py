@@ -27,6 +27,12 @@ class _Cuda:
     def pack_args(self, args):
         return args
 
+    def capture(self, stream):
+        """A runtime that cannot capture graphs: the launches are timed one by one."""
+        from ember.errors import CudaError
+
+        raise CudaError("cuStreamBeginCapture: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
+
     def Event(self):  # noqa: N802 (the runtime's name)
         cuda = self
 
@@ -148,8 +154,8 @@ class _HostBound(_Cuda):
     def capture(self, stream):
         from contextlib import contextmanager
 
-        from ember.errors import CudaError
-
+        if self.fails:
+            return super().capture(stream)
         cuda = self
 
         class Exec:
@@ -163,8 +169,6 @@ class _HostBound(_Cuda):
 
         @contextmanager
         def capturing():
-            if cuda.fails:
-                raise CudaError("cuStreamBeginCapture: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
             holder = SimpleNamespace(exec=None)
             cuda.capturing = True
             try:

@@ -223,6 +223,9 @@ def test_the_row_forms_offered_are_those_that_split_a_rows_chunks_evenly():
     with pytest.raises(UnsupportedError, match="row_warps 2"):
         layer_norm.emit("ln", {**_case("float16", 6, 768, False)[0],
                                "tactic": {"row_warps": 2}})
+    with pytest.raises(UnsupportedError, match="names tile"):  # not a layer norm's tactic
+        layer_norm.emit("ln", {**_case("float16", 6, 768, False)[0],
+                               "tactic": {"row_warps": 1, "tile": [64, 64]}})
     # a symbolic row count: none offered, and a forced one refused (the autotuner's filter for
     # a dynamic-shape kernel timed at its opt shapes)
     dynamic = {**params, "in_shapes": [["N", 768], [768], [768]], "out_shapes": [["N", 768]]}
