@@ -527,7 +527,8 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
                   [f"tactic: {what} on {kind + ' ' if int8 else ''}tensor cores "
                    f"(NHWC, weights OHWI), {gemm}, {sums} accumulation",
                    f"GEMM: M={m_size} N={n_size} K={k}",
-                   *([gemm_epilogue.staged_comment(dtype, stored)] if int8 and staged else []),
+                   *([gemm_epilogue.staged_comment(dtype, stored, staged)]
+                     if int8 and staged else []),
                    *epilogue_summary(params),
                    gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],
@@ -803,7 +804,7 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
                    f"{loop} (K in {unit} pairs), {sums} accumulation, "
                    "im2col gathered on the fly; group on grid z",
                    f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
-                   *([gemm_epilogue.staged_comment(dtype, stored)] if staged else []),
+                   *([gemm_epilogue.staged_comment(dtype, stored, staged)] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   signature(name, [*params["in_dtypes"], *epilogue_dtypes(params)], [stored],

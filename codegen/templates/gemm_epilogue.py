@@ -39,6 +39,7 @@ from ember.codegen.scalar_c import (
     store_from_float,
 )
 from ember.codegen.symbolic import is_sym
+from ember.codegen.templates import epilogue_split
 from ember.codegen.templates.elementwise import epilogue_lines, epilogue_store
 from ember.runtime.cpu_kernels.common import stored_dtype
 
@@ -46,9 +47,12 @@ VECTOR_BYTES = 16  # one store, one chunk
 STAGED_INT8 = "int8 results staged in shared memory (16-byte stores)"  # the kernels' comment
 
 
-def staged_comment(dtype: str, stored: str = "int8") -> str:
+def staged_comment(dtype: str, stored: str = "int8", store: RowStore | None = None) -> str:
     """The comment of a kernel whose `dtype` (8-bit operands') sums `byte_row_store` stages
-    for results of type `stored`."""
+    for results of type `stored` (`store`: the `RowStore` it made)."""
+    if store is not None and store.head is not None:
+        return (f"quantized to {store.staged} in registers, staged in shared memory "
+                f"({stored} results, 16-byte stores)")
     if dtype == "int8":
         return STAGED_INT8 if stored in BYTE_TYPES else \
             f"int32 sums staged in shared memory ({stored} results, 16-byte stores)"
@@ -76,7 +80,10 @@ class RowStore:
     C[m, n] (a C expression, consecutive along n); `column(n)` the output's innermost
     coordinate of column n; `bias(n)` the float expression of column n's bias, or None;
     `params` the launch's (its `epilogue` and `out_shapes`); `staged` the type of the shared
-    tile where it is not the output's (an INT8 GEMM's "int32" sums, see `int8_row_store`)."""
+    tile where it is not the output's (an INT8 GEMM's "int32" sums, see `byte_row_store`).
+    `head`: where the epilogue splits at a quantize (`epilogue_split`), the params whose
+    epilogue the fragments apply before staging (`staged` is then that quantize's 8-bit type
+    and `params` the tail's, which the drain applies)."""
 
     params: dict
     dtype: str
@@ -85,6 +92,12 @@ class RowStore:
     bias: Callable[[str], str] | None = None
     staged: str | None = None
     band: int | None = None  # rows staged at a time (`byte_row_store`'s bands); None: all
+    head: dict | None = None
+
+    def takes_sums(self, sums: str) -> bool:
+        """Whether this store stages what an 8-bit GEMM with `sums` (`gemm_mma.staged_sums`)
+        gives it: those whole sums, or the bytes its `head` computes from them."""
+        return self.head is not None or self.staged == sums
 
     @property
     def tile_dtype(self) -> str:
@@ -121,13 +134,23 @@ def byte_row_store(params: dict, n: int | str, row_starts: list[int],
     bytes of shared memory; else None (the sums are stored one by one). `band`: a loop that
     can stage its rows that many at a time (a warp row of an mma.sync tile) stages the fewest
     bands of a multiple of it that fit (an INT8 128x256 tile's 133 KB of sums, in the 92 KB of
-    its pipeline, as two bands of 64 rows)."""
+    its pipeline, as two bands of 64 rows).
+
+    INT8 sums whose epilogue quantizes them before it reads anything of the output's shape
+    (`epilogue_split`: a QDQ conv's result, quantized before the residual is added) stage that
+    quantized byte instead, the fragments applying the epilogue up to it (`stage_pair`) and the
+    drain the rest: a quarter of the shared-memory traffic."""
     stored = stored_dtype(params)
     if not params.get("epilogue") or is_sym(n) or int(n) % chunk("int8") \
             or stored not in _SIZES or stored == "int32" \
             or any(is_sym(s) or int(s) % chunk("int8") for s in row_starts):
         return None
-    store = RowStore(params, stored, index, column, staged=sums)
+    parts = epilogue_split.split(params) if sums == "int32" else None
+    if parts is not None:
+        tail = parts.tail or {**params, "epilogue": None, "out_dtypes": [parts.dtype]}
+        store = RowStore(tail, stored, index, column, staged=parts.dtype, head=parts.head)
+    else:
+        store = RowStore(params, stored, index, column, staged=sums)
     if store.shared_bytes(bm, bn) <= room:
         return store
     rows = bm // 2
@@ -142,7 +165,9 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
                bn: int, indent: str) -> list[str]:
     """Lines writing one thread's accumulator pair (tile row `row`, columns `col`, `col` + 1)
     into the staged tile `Cs`, bias added and rounded to the output type (staged sums, int32 or
-    float32: as they are)."""
+    float32: as they are; bytes a `head` computed from them)."""
+    if st.head is not None:
+        return _stage_head_pair(st, row, col, v0, v1, n0, n, bn, indent)
     if st.staged is not None:
         pair = "int2" if st.staged == "int32" else "float2"
         return [f"{indent}*({pair}*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
@@ -162,6 +187,51 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
     return lines + [f"{indent}}}"]
 
 
+def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str,
+                     n: int | str, bn: int, indent: str) -> list[str]:
+    """`stage_pair` for a split epilogue: the head on both sums (their per-column inputs read at
+    the pair's columns, clamped into the matrix, with the reciprocals of those it divides by:
+    the loop over a thread's rows reads the same columns, and NVRTC computes each once), the
+    two bytes written as one 16-bit word."""
+    params = st.head
+    epilogue = params["epilogue"]
+    first = len(params["in_shapes"])
+    out_shape = list(params["out_shapes"][0])
+    used = epilogue_split.reads(params)
+    lines = [f"{indent}{{", f"{indent}    const int hc = min({n0} + {col}, {int(n) - 2});"]
+    loaded: list[dict[int, str]] = [{}, {}]
+    reciprocals: list[dict[int, str]] = [{}, {}]
+    divisors = {op["args"][1] for op in epilogue["ops"] if op["fn"] == "div"}
+    for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
+                                        strict=True)):
+        if k not in used:
+            loaded[0][k] = loaded[1][k] = "0"
+        elif _innermost_only(list(shape), out_shape) and out_shape[-1] != 1:
+            at = f"in{first + k}[{st.column('hc')}]"
+            if dt == "float32":
+                lines.append(f"{indent}    const float2 hv{k} = __ldg((const float2*)&{at});")
+                loaded[0][k], loaded[1][k] = f"hv{k}.x", f"hv{k}.y"
+                if 1 + k in divisors:  # (the same column's for every row: computed once)
+                    lines.append(f"{indent}    const float2 hr{k} = make_float2("
+                                 f"__frcp_rn(hv{k}.x), __frcp_rn(hv{k}.y));")
+                    reciprocals[0][1 + k], reciprocals[1][1 + k] = f"hr{k}.x", f"hr{k}.y"
+            else:
+                for h in (0, 1):
+                    value = load_float(f"in{first + k}[{st.column(f'hc + {h}')}]", dt)
+                    lines.append(f"{indent}    const {compute_type(dt)} hv{k}_{h} = {value};")
+                loaded[0][k], loaded[1][k] = f"hv{k}_0", f"hv{k}_1"
+    t = c_type(str(st.staged))
+    for h, v in enumerate((v0, v1)):
+        lines += [f"{indent}    {t} q{h};", f"{indent}    {{",
+                  f"{indent}        const int acc = {v};",
+                  *epilogue_lines(params, "acc", "0", f"{indent}        ", loaded=loaded[h],
+                                  result=f"q{h}", reciprocals=reciprocals[h]),
+                  f"{indent}    }}"]
+    return lines + [f"{indent}    *(unsigned short*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
+                    f"(unsigned short)((unsigned char)q0 | ((unsigned)(unsigned char)q1 << 8));",
+                    f"{indent}}}"]
+
+
 def declare(st: RowStore, smem: str) -> list[str]:
     """The staged tile over the pipeline's shared memory `smem` (a pointer expression), after a
     barrier: every warp is done reading the last stage."""
@@ -174,6 +244,8 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
           m0: str, n0: str) -> list[str]:
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
     the epilogue and stores them."""
+    if st.head is not None:
+        return _drain_bytes(st, bm, bn, threads, m, n, m0, n0)
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
     loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
@@ -189,7 +261,8 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     """Lines applying a launch's epilogue in place to `values`, a `pack16` of stored `dtype`
     outputs at flat indices `oi`, `oi` + 1, ... whose innermost coordinate starts at `column`
     (none without an epilogue). Extra inputs of the output's shape and element size are read
-    16 bytes at once; those broadcast along all but the innermost dim, by `column`."""
+    16 bytes at once; those broadcast along all but the innermost dim, by `column`; those no op
+    reads, not at all."""
     if params.get("epilogue") is None:
         return []
     loads, loaded, spans = _chunk_inputs(params, dtype, column, indent)
@@ -270,7 +343,8 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
     and of the ones broadcast along all but the innermost dim at chunk element `e` (input k ->
     expression); and lines (at `indent`) that read the chunk's span of each broadcast one in
     16-byte loads where that span is whole 16-byte words (an INT8 conv's per-channel scales
-    and bias: 4 loads of 16 bytes for 16 outputs, not 16 of 4). The others `epilogue_lines`
+    and bias: 4 loads of 16 bytes for 16 outputs, not 16 of 4). Those no op reads are "0"
+    (a split epilogue's tail: its head read the column scales); the others `epilogue_lines`
     reads itself."""
     epilogue = params.get("epilogue")
     if epilogue is None:
@@ -281,9 +355,12 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
     loads: dict[str, str] = {}
     loaded: dict[int, str] = {}
     spans: list[str] = []
+    used = epilogue_split.reads(params)
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
-        if list(shape) == out_shape and storage_type(dt) == t:
+        if k not in used:  # (a split epilogue's tail: the head read its column scales)
+            loaded[k] = "0"
+        elif list(shape) == out_shape and storage_type(dt) == t:
             loads[f"r{k}"] = (f"{indent}r{k}{slot}.v = __ldg((const uint4*)&"
                               f"in{first + k}[oi]);")
             loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
@@ -380,6 +457,35 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
         "            }",
         f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude)
+
+
+def _drain_bytes(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
+                 m0: str, n0: str) -> list[str]:
+    """`drain` for a split epilogue's staged bytes: a chunk's values (16 int8 results: one
+    16-byte read) through the tail, or stored as they are where the quantize was the result."""
+    params, size = st.params, chunk(st.dtype)
+    word = {16: "uint4", 8: "uint2", 4: "unsigned"}[size]
+    read = f"*(const {word}*)&Cs[r * {st.ld(bn)} + cc]"
+    if params.get("epilogue") is None:  # the staged bytes are the results
+        return _chunks(st, bm, bn, threads, m, n, m0, n0, {}, [
+            f"            {store16('&out0[oi]', read)}"])
+    ind = "                "
+    t = c_type(str(st.staged))
+    loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
+    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+        *spans,
+        f"            union {{ {word} v; {t} e[{size}]; }} s_;",
+        f"            s_.v = {read};",
+        "            pack16 h;",
+        "            #pragma unroll",
+        f"            for (int e = 0; e < {size}; ++e) {{",
+        f"{ind}const {t} acc = s_.e[e];",
+        f"{ind}{compute_type(st.dtype)} res;",
+        *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res",
+                        reciprocals=rcps),
+        f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
+        "            }",
+        f"            {store16('&out0[oi]', 'h.v')}"], prelude=prelude)
 
 
 def _across_rows(bm: int, per_row: int) -> bool:

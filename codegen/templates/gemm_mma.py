@@ -360,7 +360,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     tile, splits = gemm.tile, gemm.splits
     narrow = dtype in BYTE_OPERANDS
     if narrow and (splits > 1
-                   or isinstance(store, RowStore) and store.staged != staged_sums(dtype)
+                   or isinstance(store, RowStore) and not store.takes_sums(staged_sums(dtype))
                    or not a.k_contiguous or not b.k_contiguous):
         raise ValueError("8-bit tensor cores need K-major operands, no split-K, and a staged "
                          "store of whole sums (gemm_epilogue.byte_row_store) where they stage")

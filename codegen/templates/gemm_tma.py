@@ -315,7 +315,7 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     input: a plain `TmaOperand` A over the same rows, or a 1x1 im2col over strided pixels);
     B's k-tile kt stays at kt * 64."""
     narrow = dtype in BYTE_OPERANDS
-    if narrow and isinstance(store, RowStore) and store.staged != staged_sums(dtype):
+    if narrow and isinstance(store, RowStore) and not store.takes_sums(staged_sums(dtype)):
         raise ValueError("8-bit wgmma: a staged store must stage the whole sums "
                          "(gemm_mma.staged_sums)")
     if second is not None and (isinstance(a, Im2colOperand) or second[0] % 64

@@ -394,7 +394,8 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     int32 sums only as int32, `gemm_epilogue.int8_row_store`). `order` (`tap_order`): k-tile
     kt reads the K range of tile (kt % taps) * per_tap + kt / taps."""
     narrow = dtype in gemm_mma.BYTE_OPERANDS
-    if narrow and isinstance(store, RowStore) and store.staged != gemm_mma.staged_sums(dtype):
+    if narrow and isinstance(store, RowStore) \
+            and not store.takes_sums(gemm_mma.staged_sums(dtype)):
         raise ValueError("8-bit wgmma: a staged store must stage the whole sums "
                          "(gemm_mma.staged_sums)")
     tile, splits = gemm.tile, gemm.splits

@@ -283,7 +283,8 @@ def _emit_tma(name: str, params: dict) -> KernelSpec:
                   + (f"{dtype} -> {sums}" if int8 else dtype),
                   [f"tactic: {kind} tensor cores, {gemm}, "
                    f"{sums} accumulation; batch on grid z",
-                   *([gemm_epilogue.staged_comment(dtype, stored)] if int8 and staged else []),
+                   *([gemm_epilogue.staged_comment(dtype, stored, staged)]
+                     if int8 and staged else []),
                    *epilogue_summary(params),
                    gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")],
                   sig, body, prelude=uses_mod(params), helpers=helpers)
@@ -344,7 +345,7 @@ def _emit_bytes(name: str, params: dict) -> KernelSpec:
     text = source(f"matmul [{nbatch} x ({m} x {k}) @ ({k} x {n})] transpose_a=0 transpose_b=1 "
                   f"{dtype} -> {sums}",
                   [f"tactic: {kind} tensor cores, {loop}, {sums} accumulation; batch on grid z",
-                   *([gemm_epilogue.staged_comment(dtype, stored)] if staged else []),
+                   *([gemm_epilogue.staged_comment(dtype, stored, staged)] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
                   sig, body, prelude=uses_mod(params), helpers=helpers)

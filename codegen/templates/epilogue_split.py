@@ -1,0 +1,111 @@
+"""An INT8 GEMM's fused epilogue split at a quantize: the part a thread can apply to its own
+accumulators in registers, and the rest.
+
+A QDQ model quantizes every conv's result before anything else reads it: ResNet-50's residual
+conv is `q = quantize(acc * scale[n] + bias[n])`, then `requantize(relu(dequantize(q) +
+dequantize(residual)))`. The staged epilogue (`gemm_epilogue.byte_row_store`) used to stage the
+int32 sums (4 bytes an output, written and read again through shared memory: layer1's
+conv3 + residual was bound by its shared-memory unit) and apply the whole epilogue in the drain.
+Split at `q`, the head (`acc` and per-column or one-element inputs only) runs on the fragments,
+the int8 `q` is staged (a byte an output), and the drain applies the tail to `q` with the
+residual. The values are the same: the tail reads `q` only through casts to float, which give
+the float `q` came from (the integer's value exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+BYTE_TYPES = ("int8", "uint8")
+
+
+@dataclass(frozen=True)
+class Split:
+    """`head`: the launch's params whose epilogue ends at the quantize (result `dtype`, computed
+    from the accumulator); `tail`: the params whose epilogue reads that quantized value as its
+    own value 0 (its `out_dtypes[0]` is `dtype`), or None where the quantize is the epilogue's
+    result (the staged values are the outputs)."""
+
+    head: dict
+    tail: dict | None
+    dtype: str
+
+
+def split(params: dict) -> Split | None:
+    """The split of `params`' epilogue at its last cast to an 8-bit integer whose value depends
+    on the accumulator and on nothing but one-element inputs and inputs broadcast along every
+    dim but the output's innermost (per-column scales and biases), where no other op reads what
+    that cast is computed from and only casts to float read the cast; else None."""
+    epilogue = params.get("epilogue")
+    if not epilogue or not epilogue.get("ops"):
+        return None
+    ops, result = epilogue["ops"], epilogue["result"]
+    first = 1 + len(epilogue["in_shapes"])
+    out_shape = list(params["out_shapes"][0])
+    local = {0} | {1 + k for k, shape in enumerate(epilogue["in_shapes"])
+                   if _per_column(list(shape), out_shape)}
+    for pos in reversed(range(len(ops))):
+        op, value = ops[pos], first + pos
+        if op["fn"] != "cast" or op["dtype"] not in BYTE_TYPES:
+            continue
+        cone = _cone(ops, first, value)
+        if 0 not in cone or any(v < first and v not in local for v in cone):
+            continue
+        rest = [p for p in range(len(ops)) if first + p not in cone]
+        reads = [(ops[p], a) for p in rest for a in ops[p]["args"]]
+        if any(a in cone and (a != value or o["fn"] != "cast" or o["dtype"] != "float32")
+               for o, a in reads):
+            continue
+        if result in cone and result != value:
+            continue
+        return _parts(params, cone, rest, value, op["dtype"])
+    return None
+
+
+def _per_column(shape: list, out_shape: list) -> bool:
+    if prod(int(d) for d in shape) == 1:
+        return True
+    lead = [1] * (len(out_shape) - len(shape)) + shape
+    return lead[-1] == out_shape[-1] and all(d == 1 for d in lead[:-1])
+
+
+def _cone(ops: list[dict], first: int, value: int) -> set[int]:
+    """`value` and every value it is computed from (inputs and ops)."""
+    seen, todo = set(), [value]
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v >= first:
+            todo += ops[v - first]["args"]
+    return seen
+
+
+def _parts(params: dict, cone: set[int], rest: list[int], value: int, dtype: str) -> Split:
+    epilogue = params["epilogue"]
+    ops, first = epilogue["ops"], 1 + len(epilogue["in_shapes"])
+    head_pos = [p for p in range(len(ops)) if first + p in cone]
+    renumber = {first + p: first + i for i, p in enumerate(head_pos)}
+    head_ops = [_remapped(ops[p], renumber) for p in head_pos]
+    head = {**params, "epilogue": {**epilogue, "ops": head_ops, "result": renumber[value],
+                                   "out_dtype": dtype}}
+    if epilogue["result"] == value:
+        return Split(head, None, dtype)
+    renumber = {value: 0, **{first + p: first + i for i, p in enumerate(rest)}}
+    tail_ops = [_remapped(ops[p], renumber) for p in rest]
+    tail = {**params, "out_dtypes": [dtype, *params["out_dtypes"][1:]],
+            "epilogue": {**epilogue, "ops": tail_ops, "result": renumber[epilogue["result"]]}}
+    return Split(head, tail, dtype)
+
+
+def _remapped(op: dict, renumber: dict[int, int]) -> dict:
+    return {**op, "args": [renumber.get(a, a) for a in op["args"]]}
+
+
+def reads(params: dict) -> set[int]:
+    """The extra inputs (k, for value 1 + k) the ops of `params`' epilogue read."""
+    epilogue = params.get("epilogue") or {}
+    n = len(epilogue.get("in_shapes", ()))
+    return {a - 1 for op in epilogue.get("ops", ()) for a in op["args"] if 1 <= a <= n}
