@@ -405,7 +405,9 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
     exe = workdir / f"emu_{key}"
     if not exe.exists():
         (workdir / f"emu_{key}.cpp").write_text(program)
-        subprocess.run(["g++", "-std=c++20", "-O1", "-pthread", "-w", *flags,
+        # (no fused multiply-adds: the tests' numpy references round each float op, and g++
+        # contracts a * b + c where the host has an FMA instruction, aarch64's by default)
+        subprocess.run(["g++", "-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w", *flags,
                         str(workdir / f"emu_{key}.cpp"), "-o", str(exe)], check=True)
     paths = []
     for i, a in enumerate(inputs):

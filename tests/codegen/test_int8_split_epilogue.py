@@ -160,6 +160,41 @@ def test_the_residual_conv_stages_a_byte_an_output(tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=str(tile))
 
 
+@needs_gxx
+def test_a_quantized_result_dequantized_to_fp16_stages_bytes(tmp_path):
+    """A conv quantized and then dequantized to FP16 for an FP16 consumer (an INT8 MobileNetV2's
+    expand convs feed FP16 depthwise ones): the int8 bytes are staged, 8 a chunk, and the drain
+    dequantizes them into one 16-byte store of halves."""
+    params = _conv1x1_params(2, 12, 64, 64)
+    out = params["out_shapes"][0]
+    col = [1, 1, 1, 64]
+    clip = {"fn": "clip", "dtype": "float32", "alpha": -128.0, "beta": 127.0}
+    params["epilogue"] = {  # fp16(float(Q(acc * scale + bias)) * s1)
+        "in_shapes": [col, col, []], "in_dtypes": ["float32"] * 3, "out_dtype": "float16",
+        "result": 12, "ops": [{"fn": "cast", "args": [0], "dtype": "float32"},
+                              {"fn": "mul", "args": [4, 1], "dtype": "float32"},
+                              {"fn": "add", "args": [5, 2], "dtype": "float32"},
+                              {"fn": "round", "args": [6], "dtype": "float32"},
+                              {**clip, "args": [7]},
+                              {"fn": "cast", "args": [8], "dtype": "int8"},
+                              {"fn": "cast", "args": [9], "dtype": "float32"},
+                              {"fn": "mul", "args": [10, 3], "dtype": "float32"},
+                              {"fn": "cast", "args": [11], "dtype": "float16"}]}
+    rng = np.random.default_rng(6)
+    x, w = _int8(rng, params["in_shapes"][0]), _int8(rng, params["in_shapes"][1])
+    scale, bias, s1, _, _ = _inputs(rng, 64, out)
+    acc = np.einsum("nhwc,kc->nhwk", x.astype(np.int64), w[:, 0, 0].astype(np.int64))
+    q = np.clip(np.rint(acc.astype(np.float32) * scale + bias), -128, 127)
+    want = (q.astype(np.float32) * s1).astype(np.float16)
+    tile = gemm_mma.MmaTile(128, 64, 32, 2, 2, 4)
+    spec = conv.emit("k", {**params, "tactic": {"mma": tile.as_list(), "splits": 1}})
+    assert "quantized to int8 in registers, staged in shared memory (float16 results" \
+        in spec.source
+    assert "union { uint2 v; signed char e[8]; } s_;" in spec.source
+    got = simt_emulator.run(spec, "k", [x, w, scale, bias, s1], out, np.float16, tmp_path)
+    np.testing.assert_array_equal(got, want)
+
+
 def _unsplit(monkeypatch, emit, params: dict):
     """The kernel `emit` makes for `params` with the epilogue kept whole (the int32 sums
     staged, the whole epilogue in the drain): what ember compiled before the split."""
