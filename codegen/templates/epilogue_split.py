@@ -15,7 +15,6 @@ the float `q` came from (the integer's value exactly).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 BYTE_TYPES = ("int8", "uint8")
 
@@ -44,7 +43,7 @@ def split(params: dict) -> Split | None:
     first = 1 + len(epilogue["in_shapes"])
     out_shape = list(params["out_shapes"][0])
     local = {0} | {1 + k for k, shape in enumerate(epilogue["in_shapes"])
-                   if _per_column(list(shape), out_shape)}
+                   if all(d == 1 for d in shape) or per_column(list(shape), out_shape)}
     for pos in reversed(range(len(ops))):
         op, value = ops[pos], first + pos
         if op["fn"] != "cast" or op["dtype"] not in BYTE_TYPES:
@@ -63,11 +62,11 @@ def split(params: dict) -> Split | None:
     return None
 
 
-def _per_column(shape: list, out_shape: list) -> bool:
-    if prod(int(d) for d in shape) == 1:
-        return True
-    lead = [1] * (len(out_shape) - len(shape)) + shape
-    return lead[-1] == out_shape[-1] and all(d == 1 for d in lead[:-1])
+def per_column(shape: list, out_shape: list) -> bool:
+    """Whether an input broadcasts along every dim but the output's innermost, which it has
+    whole (a bias or a per-channel scale of an NHWC conv)."""
+    lead = [1] * (len(out_shape) - len(shape)) + list(shape)
+    return len(shape) >= 1 and lead[-1] == out_shape[-1] and all(d == 1 for d in lead[:-1])
 
 
 def _cone(ops: list[dict], first: int, value: int) -> set[int]:

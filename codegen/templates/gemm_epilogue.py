@@ -201,12 +201,12 @@ def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str
     lines = [f"{indent}{{", f"{indent}    const int hc = min({n0} + {col}, {int(n) - 2});"]
     loaded: list[dict[int, str]] = [{}, {}]
     reciprocals: list[dict[int, str]] = [{}, {}]
-    divisors = {op["args"][1] for op in epilogue["ops"] if op["fn"] == "div"}
+    divisors = _divisors(epilogue)
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
         if k not in used:
             loaded[0][k] = loaded[1][k] = "0"
-        elif _innermost_only(list(shape), out_shape) and out_shape[-1] != 1:
+        elif epilogue_split.per_column(list(shape), out_shape) and out_shape[-1] != 1:
             at = f"in{first + k}[{st.column('hc')}]"
             if dt == "float32":
                 lines.append(f"{indent}    const float2 hv{k} = __ldg((const float2*)&{at});")
@@ -244,8 +244,6 @@ def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | s
           m0: str, n0: str) -> list[str]:
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
     the epilogue and stores them."""
-    if st.head is not None:
-        return _drain_bytes(st, bm, bn, threads, m, n, m0, n0)
     if st.staged is not None:
         return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
     loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
@@ -309,7 +307,7 @@ def _hoisted_reciprocals(params: dict, size: int, loaded: dict[int, str]
     element e}. Each division by such a column value otherwise calls `__frcp_rn` (with its
     slow-path branch) for every output."""
     epilogue = params["epilogue"]
-    divisors = {op["args"][1] for op in epilogue["ops"] if op["fn"] == "div"}
+    divisors = _divisors(epilogue)
     lines, out = [], {}
     for k, dt in enumerate(epilogue["in_dtypes"]):
         if 1 + k not in divisors or dt != "float32" or loaded.get(k) != f"pc{k}.e[e]":
@@ -319,6 +317,11 @@ def _hoisted_reciprocals(params: dict, size: int, loaded: dict[int, str]
                   f"    for (int e = 0; e < {size}; ++e) pr{k}[e] = __frcp_rn(pc{k}.e[e]);"]
         out[1 + k] = f"pr{k}[e]"
     return lines, out
+
+
+def _divisors(epilogue: dict) -> set[int]:
+    """The region values an epilogue divides by."""
+    return {op["args"][1] for op in epilogue["ops"] if op["fn"] == "div"}
 
 
 def _epilogue_loop(params: dict, dtype: str, values: str, loaded: dict[int, str],
@@ -364,7 +367,7 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
             loads[f"r{k}"] = (f"{indent}r{k}{slot}.v = __ldg((const uint4*)&"
                               f"in{first + k}[oi]);")
             loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
-        elif _innermost_only(list(shape), out_shape):  # per channel / column
+        elif epilogue_split.per_column(list(shape), out_shape):  # per channel / column
             words, rest = divmod(chunk(dtype) * _SIZES.get(dt, 0), VECTOR_BYTES)
             if rest or not words:
                 loaded[k] = load_float(f"in{first + k}[{column} + e]", dt)
@@ -435,18 +438,31 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
 
 def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
                 m0: str, n0: str) -> list[str]:
-    """`drain` for staged int32 sums: 16 of them per chunk through the epilogue (as
-    `int32_store` puts each one through it) into one 16-byte store of int8 results."""
+    """`drain` for staged 8-bit GEMM values: whole int32 (or E4M3's float32) sums, or the bytes
+    a split epilogue's head computed (`RowStore.head`), a chunk's worth (16 for int8 results)
+    through the epilogue (as `sums_store` puts each one through it) into one 16-byte store;
+    the bytes stored as they are where the head's quantize was the result."""
     params, size, sums = st.params, chunk(st.dtype), c_type(str(st.staged))
+    if _size(str(st.staged)) == 4:  # a chunk's sums: 64 bytes, read across rows
+        across = _across_rows(bm, bn // size)
+        read = [f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
+                f"            union {{ int4 v[{size // 4}]; {sums} e[{size}]; }} s_;",
+                "            #pragma unroll",
+                f"            for (int k = 0; k < {size // 4}; ++k) s_.v[k] = s4[k];"]
+    else:  # a chunk's bytes: one 16-, 8- or 4-byte word
+        across = False
+        word = {16: "uint4", 8: "uint2", 4: "unsigned"}[size]
+        at = f"*(const {word}*)&Cs[r * {st.ld(bn)} + cc]"
+        if params.get("epilogue") is None:  # the staged bytes are the results
+            return _chunks(st, bm, bn, threads, m, n, m0, n0, {}, [
+                f"            {store16('&out0[oi]', at)}"])
+        read = [f"            union {{ {word} v; {sums} e[{size}]; }} s_;",
+                f"            s_.v = {at};"]
     ind = "                "
-    across = _across_rows(bm, bn // size)
     loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, across)
     return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
         *spans,
-        f"            const int4* s4 = (const int4*)&Cs[r * {st.ld(bn)} + cc];",
-        f"            union {{ int4 v[{size // 4}]; {sums} e[{size}]; }} s_;",
-        "            #pragma unroll",
-        f"            for (int k = 0; k < {size // 4}; ++k) s_.v[k] = s4[k];",
+        *read,
         "            pack16 h;",
         "            #pragma unroll",
         f"            for (int e = 0; e < {size}; ++e) {{",
@@ -459,35 +475,6 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
         f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude)
 
 
-def _drain_bytes(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-                 m0: str, n0: str) -> list[str]:
-    """`drain` for a split epilogue's staged bytes: a chunk's values (16 int8 results: one
-    16-byte read) through the tail, or stored as they are where the quantize was the result."""
-    params, size = st.params, chunk(st.dtype)
-    word = {16: "uint4", 8: "uint2", 4: "unsigned"}[size]
-    read = f"*(const {word}*)&Cs[r * {st.ld(bn)} + cc]"
-    if params.get("epilogue") is None:  # the staged bytes are the results
-        return _chunks(st, bm, bn, threads, m, n, m0, n0, {}, [
-            f"            {store16('&out0[oi]', read)}"])
-    ind = "                "
-    t = c_type(str(st.staged))
-    loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
-    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
-        *spans,
-        f"            union {{ {word} v; {t} e[{size}]; }} s_;",
-        f"            s_.v = {read};",
-        "            pack16 h;",
-        "            #pragma unroll",
-        f"            for (int e = 0; e < {size}; ++e) {{",
-        f"{ind}const {t} acc = s_.e[e];",
-        f"{ind}{compute_type(st.dtype)} res;",
-        *epilogue_lines(params, "acc", "oi + e", ind, loaded=loaded, result="res",
-                        reciprocals=rcps),
-        f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
-        "            }",
-        f"            {store16('&out0[oi]', 'h.v')}"], prelude=prelude)
-
-
 def _across_rows(bm: int, per_row: int) -> bool:
     """Whether a staged int32 tile is drained `across_rows`: a chunk's 16 sums are 64 bytes, so
     threads on consecutive chunks of a row read shared memory 64 bytes apart, and the 8 lanes a
@@ -497,13 +484,6 @@ def _across_rows(bm: int, per_row: int) -> bool:
     pads each row by 16 bytes), and a row's 4 chunks still leave as 64 contiguous bytes. Needs
     whole groups of 4 chunks a row and of 8 rows."""
     return per_row % 4 == 0 and bm % 8 == 0
-
-
-def _innermost_only(shape: list, out_shape: list) -> bool:
-    """Whether an input broadcasts along every dim but the output's innermost, which it has
-    whole (a bias or a per-channel scale of an NHWC conv)."""
-    lead = [1] * (len(out_shape) - len(shape)) + list(shape)
-    return len(shape) >= 1 and lead[-1] == out_shape[-1] and all(d == 1 for d in lead[:-1])
 
 
 def helpers(dtype: str) -> str:
@@ -546,7 +526,7 @@ def sums_store(params: dict, index: Callable[[str, str], str],
     innermost = [] if epilogue is None else [
         (k, dt) for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"],
                                                     epilogue["in_dtypes"], strict=True))
-        if _innermost_only(list(shape), out_shape) and out_shape[-1] != 1]
+        if epilogue_split.per_column(list(shape), out_shape) and out_shape[-1] != 1]
 
     def store(row: str, col: str, value: str, indent: str) -> list[str]:
         lines = [f"{indent}const size_t oi = {index(row, col)};",
