@@ -22,6 +22,11 @@ rounded once instead of the downsample's being rounded to FP16 first. REFIT buil
 pair apart (their weights refit one by one). Runs after fuse-epilogues, before select-tactics;
 it lives in codegen beside select-tactics (DESIGN §1: passes/ does not import codegen), since
 whether a pair fuses is whether the conv template has tactics for it.
+
+INT8 (QDQ) blocks take another form (`shortcut_sums`): each conv's result is quantized on its
+own before the Add, so the two sums stay apart: one launch over both inputs, `shortcut =
+{strides, sums: k}`, the downsample's epilogue and then conv3's in its region (mma.sync tiles,
+any target with INT8 tensor cores).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from ember.codegen import shortcut_sums
 from ember.codegen.templates import conv as conv_template
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp, ScalarOp, ViewOp
@@ -120,8 +126,11 @@ class FuseShortcutConvs(ModulePass):
             return
         order = program_order(module)
         for conv in [op for op in module.walk() if isinstance(op, LaunchOp)]:
+            if conv.parent is None:  # (a pair's other conv, fused already)
+                continue
             p = _plain_1x1(conv, store)
             if p is None:
+                self._sums(conv, store, order)
                 continue
             own = len(p["in_shapes"])
             found = _added(conv, own)
@@ -145,6 +154,17 @@ class FuseShortcutConvs(ModulePass):
             if not conv_template.tactics(params, self.arch):
                 continue
             self._rewrite(conv, short, pair, params, j, add, store, order)
+
+    def _sums(self, conv: LaunchOp, store: WeightStore, order: dict[str, int]) -> None:
+        """The INT8 form (`shortcut_sums`), where `conv` takes part in one."""
+        found = shortcut_sums.find(conv, store)
+        if found is None:
+            return
+        k, short = found
+        params = shortcut_sums.fused_params(attribute_value(conv.params),
+                                            attribute_value(short.params), k)
+        if conv_template.tactics(params, self.arch):
+            shortcut_sums.rewrite(conv, short, k, params, store, order)
 
     @staticmethod
     def _params(p: dict, q: dict) -> dict:

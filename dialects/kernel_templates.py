@@ -330,8 +330,9 @@ _DESCRIPTORS = [
     _template("conv", {**_CONV, **TF32,
                        "layout": opt(STR, FORMATS), "channels": opt(INT),
                        "weight_layout": opt(STR, ("C4RS4",)),
-                       # fuse-shortcut-convs': a second input's 1x1 conv summed in (NHWC)
-                       "shortcut": opt(dict_of({"strides": req(INTS)}))},
+                       # fuse-shortcut-convs': a second input's 1x1 conv summed in (NHWC), or
+                       # (INT8, `sums`) its sums kept apart as that epilogue input's value
+                       "shortcut": opt(dict_of({"strides": req(INTS), "sums": opt(INT)}))},
               layout=Layout.NHWC_FORM, nhwc=_nhwc_layout, packable=_conv_packable,
               packed=_packed_conv, epilogue=True, tactics=True),
     _template("matmul", {"transpose_a": opt(BOOL), "transpose_b": opt(BOOL), **TF32},

@@ -36,6 +36,7 @@ from ember.codegen.symbolic import upper
 from ember.codegen.templates import (
     KernelSpec,
     close_loops,
+    conv_sums,
     decompose,
     gemm_epilogue,
     gemm_mma,
@@ -103,7 +104,7 @@ class _Conv:
         # a shortcut conv (fuse-shortcut-convs): a second input's 1x1 conv, its channels the
         # weights' last ones, summed into the same result
         self.shortcut = params.get("shortcut")
-        if self.shortcut is not None:
+        if self.shortcut is not None and self.shortcut.get("sums") is None:
             x2 = list(params["in_shapes"][3])
             self.short_channels, self.short_spatial = x2[-1], x2[1:-1]
             self.short_strides = list(self.shortcut["strides"])
@@ -762,13 +763,24 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     sums): the mma.sync m16n8k32 loop, or on sm_90 the wgmma k32 loop where the tactic names
     it, over byte pairs as 16-bit elements (NHWC im2col, OHWI weights, 16-byte chunks), the
     dequantizing epilogue fold-qdq leaves fused."""
-    cv = _byte_conv(params)
-    if gemm_tma.is_tma(params.get("tactic")):
-        return _gemm_tma(name, params, cv, dtype)
-    m_size, n_size, a_op, b_op = _mma_operands(cv)
-    a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
+    shortcut = conv_sums.gemm(params) if conv_sums.is_sums(params) else None
+    if shortcut is not None:  # (y's conv: the rows, the output)
+        y, w = params["in_shapes"][:2]
+        cv = _byte_conv(dict(params, in_shapes=[y, [w[0], 1, 1, y[-1]]]))
+        m_size, n_size, k_size = shortcut.m, shortcut.n, shortcut.k
+        a_op, b_op = shortcut.a, shortcut.b
+    else:
+        cv = _byte_conv(params)
+        if gemm_tma.is_tma(params.get("tactic")):
+            return _gemm_tma(name, params, cv, dtype)
+        m_size, n_size, a_op, b_op = _mma_operands(cv)
+        a_op, b_op = dataclasses.replace(a_op, ptr="x16"), dataclasses.replace(b_op, ptr="w16")
+        k_size = cv.k_total
     gemm, wgmma = gemm_wgmma.tensor_core_gemm(params, dtype, a_op, b_op, m_size,
-                                              n_size, cv.k_total, cv.groups, split_k=False)
+                                              n_size, k_size, cv.groups, split_k=False)
+    if shortcut is not None and (wgmma or dtype != gemm_mma.INT8):
+        raise UnsupportedError(f"CUDA conv: shortcut sums run on an INT8 mma.sync tactic, not "
+                               f"{params.get('tactic')} ({dtype})")
     tile = gemm.tile
     stored = stored_dtype(params)
     def index(m: str, n: str) -> str:
@@ -779,31 +791,44 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
 
     store = gemm_epilogue.sums_store(params, index, column, gemm_mma.sums_type(dtype))
     # 8-bit results: the sums staged through shared memory, 16-byte stores
-    staged = gemm_epilogue.byte_row_store(params, n_size, [cv.cout, cv.mg], index, column,
-                                          tile.shared_bytes() - (1024 if wgmma else 0),
-                                          tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
-                                          band=None if wgmma else tile.bm // tile.wm)
-    kind, ptx, unit, sums = gemm_mma.BYTE_NAMES[dtype]
+    staged = gemm_epilogue.byte_row_store(
+        conv_sums.kernel_params(params) if shortcut else params, n_size, [cv.cout, cv.mg],
+        index, column, tile.shared_bytes() - (1024 if wgmma else 0), tile.bm, tile.bn,
+        gemm_mma.staged_sums(dtype), band=None if wgmma else tile.bm // tile.wm)
+    if shortcut is not None and (staged is None or staged.head is None or staged.params.get(
+            "epilogue") is not None):
+        raise UnsupportedError("CUDA conv: shortcut sums need the whole epilogue in the "
+                               "fragments (one-element and per-column inputs) and a staged "
+                               "tile of the results")
+    kind, ptx, unit, sums_t = gemm_mma.BYTE_NAMES[dtype]
 
     body = ["    const int g = blockIdx.z;  // group",
             "    const unsigned short* x16 = (const unsigned short*)in0;",
             "    const unsigned short* w16 = (const unsigned short*)in1;"]
+    if shortcut is not None:
+        body.append("    const unsigned short* s16 = (const unsigned short*)"
+                    f"in{2 + shortcut.input};  // the shortcut conv's input")
     m0, n0 = f"blockIdx.y * {tile.bm}", f"blockIdx.x * {tile.bn}"
     if wgmma:
-        body += gemm_wgmma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op,
+        body += gemm_wgmma.mainloop(gemm, m_size, n_size, k_size, a_op, b_op,
                                     dtype, m0, n0, staged or store)
         helpers, loop = gemm_wgmma.helpers(dtype, tile.bn), f"{gemm}, k32 {ptx}"
     else:
-        body += gemm_mma.mainloop(gemm, m_size, n_size, cv.k_total, a_op, b_op, dtype,
-                                  m0, n0, staged or store)
+        body += gemm_mma.mainloop(gemm, m_size, n_size, k_size, a_op, b_op, dtype,
+                                  m0, n0, staged or store,
+                                  shortcut.second if shortcut else None)
         helpers, loop = gemm_mma.helpers(dtype), f"mma.sync m16n8k32 {ptx}, {tile}"
     if staged:
         helpers += gemm_epilogue.helpers(stored)
-    text = source(_title(params, _Conv(params), f"{dtype} -> {sums}"),
+    text = source(_title(params, _Conv(params), f"{dtype} -> {sums_t}"),
                   [f"tactic: implicit GEMM on {kind} tensor cores (NHWC, weights OHWI), "
-                   f"{loop} (K in {unit} pairs), {sums} accumulation, "
+                   f"{loop} (K in {unit} pairs), {sums_t} accumulation, "
                    "im2col gathered on the fly; group on grid z",
-                   f"GEMM per group: M={m_size} N={n_size} K={cv.k_total * 2}",
+                   f"GEMM per group: M={m_size} N={n_size} K={k_size * 2}",
+                   *([f"shortcut sums: K's first {shortcut.second * 2} from input "
+                      f"{2 + shortcut.input} every {params['shortcut']['strides']} pixels, "
+                      "summed apart"]
+                     if shortcut else []),
                    *([gemm_epilogue.staged_comment(dtype, stored, staged)] if staged else []),
                    *epilogue_summary(params),
                    *([gemm_wgmma.ARCH_SPECIFIC.removeprefix("// ")] if wgmma else [])],
@@ -813,7 +838,7 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     grid = gemm.grid(m_size, n_size, cv.groups)
     if upper(grid[1]) > 65535 or upper(grid[2]) > 65535:
         raise UnsupportedError(f"CUDA conv: grid {grid} is too large")
-    shared = gemm_wgmma.kernel_shared(gemm, cv.k_total, dtype, staged or store)
+    shared = gemm_wgmma.kernel_shared(gemm, k_size, dtype, staged or store)
     return KernelSpec(text, grid, (tile.threads, 1, 1), shared)
 
 
@@ -834,6 +859,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     """The GEMM tactics worth timing for this step (none for the direct tactic); `arch`: the
     build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
     the multiprocessors the cost models fill."""
+    if conv_sums.is_sums(params):
+        return conv_sums.tactics(params, sms)
     if params.get("shortcut") is not None:
         return _shortcut_tactics(params, _Conv(params), arch, sms)
     narrow = gemm_mma.byte_operands(params)
@@ -889,6 +916,8 @@ def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:
 
 def emit(name: str, params: dict) -> KernelSpec:
     dtype = params["out_dtypes"][0]
+    if conv_sums.is_sums(params):
+        return _gemm_bytes(name, params, gemm_mma.INT8)
     if params.get("shortcut") is not None:  # only the TMA loop reads a second A
         if not gemm_tma.is_tma(params.get("tactic")) or not _tensor_core(params) \
                 or params.get("layout") != "NHWC":

@@ -33,8 +33,9 @@ class Split:
 
 def split(params: dict) -> Split | None:
     """The split of `params`' epilogue at its last cast to an 8-bit integer whose value depends
-    on the accumulator and on nothing but one-element inputs and inputs broadcast along every
-    dim but the output's innermost (per-column scales and biases), where no other op reads what
+    on the accumulator and on nothing but one-element inputs, inputs broadcast along every
+    dim but the output's innermost (per-column scales and biases) and a second GEMM's sums
+    (`second_sums`), where no other op reads what
     that cast is computed from and only casts to float read the cast; else None."""
     epilogue = params.get("epilogue")
     if not epilogue or not epilogue.get("ops"):
@@ -44,6 +45,9 @@ def split(params: dict) -> Split | None:
     out_shape = list(params["out_shapes"][0])
     local = {0} | {1 + k for k, shape in enumerate(epilogue["in_shapes"])
                    if all(d == 1 for d in shape) or per_column(list(shape), out_shape)}
+    second = second_sums(params)
+    if second is not None:  # (in registers beside the accumulator)
+        local.add(1 + second)
     for pos in reversed(range(len(ops))):
         op, value = ops[pos], first + pos
         if op["fn"] != "cast" or op["dtype"] not in BYTE_TYPES:
@@ -60,6 +64,13 @@ def split(params: dict) -> Split | None:
             continue
         return _parts(params, cone, rest, value, op["dtype"])
     return None
+
+
+def second_sums(params: dict) -> int | None:
+    """The extra input whose value is a second GEMM's sums, in the fragments beside the
+    accumulator (fuse-shortcut-convs' INT8 form: `shortcut["sums"]`), or None."""
+    sums = (params.get("shortcut") or {}).get("sums")
+    return None if sums is None else int(sums)
 
 
 def per_column(shape: list, out_shape: list) -> bool:

@@ -162,12 +162,15 @@ def byte_row_store(params: dict, n: int | str, row_starts: list[int],
 
 
 def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: int | str,
-               bn: int, indent: str) -> list[str]:
+               bn: int, indent: str, second: tuple[str, str] | None = None) -> list[str]:
     """Lines writing one thread's accumulator pair (tile row `row`, columns `col`, `col` + 1)
     into the staged tile `Cs`, bias added and rounded to the output type (staged sums, int32 or
-    float32: as they are; bytes a `head` computed from them)."""
+    float32: as they are; bytes a `head` computed from them). `second`: the pair's sums of a
+    second GEMM, the value of the head's `epilogue_split.second_sums` input."""
     if st.head is not None:
-        return _stage_head_pair(st, row, col, v0, v1, n0, n, bn, indent)
+        return _stage_head_pair(st, row, col, v0, v1, n0, n, bn, indent, second)
+    if second is not None:
+        raise ValueError("a second GEMM's sums go to a split epilogue's head")
     if st.staged is not None:
         pair = "int2" if st.staged == "int32" else "float2"
         return [f"{indent}*({pair}*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
@@ -188,11 +191,12 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
 
 
 def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str,
-                     n: int | str, bn: int, indent: str) -> list[str]:
+                     n: int | str, bn: int, indent: str,
+                     second: tuple[str, str] | None = None) -> list[str]:
     """`stage_pair` for a split epilogue: the head on both sums (their per-column inputs read at
     the pair's columns, clamped into the matrix, with the reciprocals of those it divides by:
-    the loop over a thread's rows reads the same columns, and NVRTC computes each once), the
-    two bytes written as one 16-bit word."""
+    the loop over a thread's rows reads the same columns, and NVRTC computes each once; a
+    second GEMM's sums from `second`), the two bytes written as one 16-bit word."""
     params = st.head
     epilogue = params["epilogue"]
     first = len(params["in_shapes"])
@@ -202,10 +206,16 @@ def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str
     loaded: list[dict[int, str]] = [{}, {}]
     reciprocals: list[dict[int, str]] = [{}, {}]
     divisors = _divisors(epilogue)
+    sums = epilogue_split.second_sums(params)
+    if (sums is None) != (second is None):
+        raise ValueError("a second GEMM's sums: the epilogue reads them (shortcut sums) where "
+                         "the main loop keeps them, and only there")
     for k, (shape, dt) in enumerate(zip(epilogue["in_shapes"], epilogue["in_dtypes"],
                                         strict=True)):
         if k not in used:
             loaded[0][k] = loaded[1][k] = "0"
+        elif k == sums:
+            loaded[0][k], loaded[1][k] = second
         elif epilogue_split.per_column(list(shape), out_shape) and out_shape[-1] != 1:
             at = f"in{first + k}[{st.column('hc')}]"
             if dt == "float32":

@@ -343,8 +343,8 @@ def _loads(op: Operand, rows: int, tile: MmaTile, name: str, origin: str
 
 
 def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
-             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore
-             ) -> list[str]:
+             m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore,
+             second: int | None = None) -> list[str]:
     """The body of a tensor-core GEMM kernel computing rows [m0, m0 + BM) x columns
     [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
     (`value` is a float expression); a `RowStore` stages the outputs through shared memory
@@ -356,9 +356,17 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     along K (`k` and the operands count those pairs, so a BK of 32 pairs is 64 bytes), and each
     m16n8k16 fragment of pairs is an m16n8k32 byte fragment (the byte layouts agree); INT8's
     accumulators are int (s32, exact) and `value` an int expression, E4M3's float; a staged
-    store must stage them as `staged_sums` (`gemm_epilogue.byte_row_store`). No split-K."""
+    store must stage them as `staged_sums` (`gemm_epilogue.byte_row_store`). No split-K.
+
+    `second` (a multiple of BK): K's first `second` elements are a second GEMM's (an INT8
+    shortcut conv's, fuse-shortcut-convs), its sums kept apart in `frag2` for the staged
+    store's epilogue (`gemm_epilogue.stage_pair`'s `second`); `frag` holds the rest's."""
     tile, splits = gemm.tile, gemm.splits
     narrow = dtype in BYTE_OPERANDS
+    if second is not None and (splits > 1 or second % tile.bk or not isinstance(store, RowStore)
+                               or is_sym(k) or not 0 < second < int(k)):
+        raise ValueError("a second GEMM's sums: a whole-K loop, its K a multiple of BK within "
+                         "K, and a staged store")
     if narrow and (splits > 1
                    or isinstance(store, RowStore) and not store.takes_sums(staged_sums(dtype))
                    or not a.k_contiguous or not b.k_contiguous):
@@ -394,6 +402,8 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               f"        for (int j = 0; j < {ni_n}; ++j)",
               "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = "
               f"{'0' if dtype == INT8 else '0.f'};"]
+    if second is not None:
+        lines.append(f"    {sums_type(dtype)} frag2[{mi_n}][{ni_n}][4];")
 
     def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
              kmaj: bool, indent: str) -> list[str]:
@@ -468,13 +478,27 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               f"                for (int j = 0; j < {ni_n}; ++j)",
               f"                    {mma_name(dtype)}(frag[i][j], "
               "af[i], bf[j][0], bf[j][1]);",
-              "        }",
-              "    }",
+              "        }"]
+    if second is not None:
+        zero = "0" if dtype == INT8 else "0.f"
+        lines += [f"        if (kt == {second // tile.bk - 1}) {{  // the second GEMM's sums are "
+                  "whole: keep them apart",
+                  "            #pragma unroll",
+                  f"            for (int i = 0; i < {mi_n}; ++i)",
+                  "                #pragma unroll",
+                  f"                for (int j = 0; j < {ni_n}; ++j)",
+                  "                    #pragma unroll",
+                  "                    for (int e = 0; e < 4; ++e) {",
+                  "                        frag2[i][j][e] = frag[i][j][e];",
+                  f"                        frag[i][j][e] = {zero};",
+                  "                    }",
+                  "        }"]
+    lines += ["    }",
               "    cp_async_wait<0>();"]
     if splits > 1:
         lines += _split_k_reduce(gemm)
     if isinstance(store, RowStore):
-        return lines + _staged_store(gemm, m, n, store)
+        return lines + _staged_store(gemm, m, n, store, second is not None)
     # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
     lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
@@ -501,9 +525,11 @@ def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
     return max(tile.shared_bytes(gemm.k_tiles(k)), staged)
 
 
-def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
+def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore, second: bool = False
+                  ) -> list[str]:
     """The outputs through shared memory (`gemm_epilogue`): fragment (i, j) pair h holds row
-    g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4)."""
+    g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4);
+    `second`: `frag2` holds a second GEMM's sums alike."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
     band = st.band or tile.bm
@@ -515,7 +541,8 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore) -> list[str]:
         row = f"wm * {wtm} + i * 16 + (lane >> 2) + h * 8" + (f" - {first}" if first else "")
         pair = gemm_epilogue.stage_pair(
             st, row, f"wn * {wtn} + j * 8 + (lane & 3) * 2", "frag[i][j][2 * h]",
-            "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                ")
+            "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                ",
+            second=("frag2[i][j][2 * h]", "frag2[i][j][2 * h + 1]") if second else None)
         lines += ([f"    if (wm * {wtm} / {band} == {first // band}) {{  // rows {first}.."
                    f"{first + band - 1}"] if band < tile.bm else ["    {"]) + [
             "    #pragma unroll",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ember.errors import PlanError
-from ember.runtime.cpu_kernels.common import accumulate_dtype, out_dtype
-from ember.runtime.cpu_kernels.elementwise import with_epilogue
+from ember.runtime.cpu_kernels.common import accumulate_dtype, out_dtype, stored_dtype
+from ember.runtime.cpu_kernels.elementwise import elementwise, with_epilogue
 from ember.runtime.cpu_kernels.layout import pack, unpack
 
 
@@ -122,6 +122,49 @@ def _shortcut_conv(inputs: list[np.ndarray], params: dict[str, Any]) -> np.ndarr
     return np.ascontiguousarray(out.astype(dtype))
 
 
+def _shortcut_sums(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """fuse-shortcut-convs' INT8 form (`shortcut["sums"]` = k): two 1x1 NHWC INT8 convs over
+    the same output pixels, y [N, H, W, C1] at stride 1 and the epilogue's extra input k, x [N,
+    H2, W2, C2], read every `shortcut["strides"]`-th pixel; w [K, 1, 1, C2 + C1] (x's channels
+    first). The epilogue's value 0 is y's exact int32 sum, its value k + 1 x's."""
+    epilogue = params.get("epilogue")
+    k = int(params["shortcut"]["sums"])
+    extras = len(epilogue["in_shapes"]) if epilogue else 0
+    if len(inputs) != 2 + extras or not 0 <= k < extras:
+        raise PlanError(f"conv: a shortcut-sums conv takes y, w and its epilogue's inputs, the "
+                        f"second conv's input among them (input {k} of {extras})")
+    y, w, rest = inputs[0], inputs[1], list(inputs[2:])
+    x = rest[k]
+    sh, sw = (int(v) for v in params["shortcut"]["strides"])
+    strided = x[:, ::sh, ::sw] if x.ndim == 4 else x
+    if params.get("layout") != "NHWC" or w.ndim != 4 or w.shape[1:3] != (1, 1) \
+            or list(params["strides"]) != [1, 1] or any(params["pads"]) or y.ndim != 4 \
+            or strided.shape[:3] != y.shape[:3] or w.shape[3] != y.shape[3] + x.shape[-1] \
+            or {y.dtype, w.dtype, x.dtype} != {np.dtype(np.int8)}:
+        raise PlanError("conv: a shortcut-sums conv is two int8 1x1 NHWC convs over the same "
+                        f"pixels, the first of stride 1 without padding (layout "
+                        f"{params.get('layout')}, y {list(y.shape)}, x {list(x.shape)} every "
+                        f"{[sh, sw]}, weight {list(w.shape)})")
+    c2 = x.shape[-1]
+    w2d = w.reshape(w.shape[0], -1).astype(np.int64)
+    rest[k] = (strided.astype(np.int64) @ w2d[:, :c2].T).astype(np.int32)
+    sums = (y.astype(np.int64) @ w2d[:, c2:].T).astype(np.int32)
+    region = {"ops": epilogue["ops"], "result": epilogue["result"]}
+    (out,) = elementwise([sums, *rest],
+                         {**params, "region": region, "out_dtypes": [stored_dtype(params)]})
+    return [np.ascontiguousarray(out)]
+
+
+def _conv_step(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
+    """The conv template's CPU kernel: `conv` with its epilogue, or `_shortcut_sums`."""
+    if (params.get("shortcut") or {}).get("sums") is not None:
+        return _shortcut_sums(inputs, params)
+    return _conv_with_epilogue(inputs, params)
+
+
+_conv_with_epilogue = with_epilogue(conv)
+
+
 def conv_transpose(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     """ONNX ConvTranspose with explicit pads (a negative pad adds zeros on that side)."""
     x, w = inputs[0], inputs[1]
@@ -173,5 +216,5 @@ def det(inputs: list[np.ndarray], params: dict[str, Any]) -> list[np.ndarray]:
     return [np.asarray(np.linalg.det(x.astype(np.float64))).astype(x.dtype)]
 
 
-KERNELS = {"det": det, "matmul": with_epilogue(matmul), "conv": with_epilogue(conv),
+KERNELS = {"det": det, "matmul": with_epilogue(matmul), "conv": _conv_step,
            "conv_transpose": conv_transpose, "einsum": einsum}
