@@ -791,10 +791,14 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
 
     store = gemm_epilogue.sums_store(params, index, column, gemm_mma.sums_type(dtype))
     # 8-bit results: the sums staged through shared memory, 16-byte stores
+    # a shortcut's sums: their own quantize at the end of their K (bytes in registers), the
+    # rest of the epilogue in the staged store's head
+    packed = conv_sums.packed(params) if shortcut else None
     staged = gemm_epilogue.byte_row_store(
-        conv_sums.kernel_params(params) if shortcut else params, n_size, [cv.cout, cv.mg],
-        index, column, tile.shared_bytes() - (1024 if wgmma else 0), tile.bm, tile.bn,
-        gemm_mma.staged_sums(dtype), band=None if wgmma else tile.bm // tile.wm)
+        (packed.tail if packed else conv_sums.kernel_params(params)) if shortcut else params,
+        n_size, [cv.cout, cv.mg], index, column, tile.shared_bytes() - (1024 if wgmma else 0),
+        tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
+        band=None if wgmma else tile.bm // tile.wm)
     if shortcut is not None and (staged is None or staged.head is None or staged.params.get(
             "epilogue") is not None):
         raise UnsupportedError("CUDA conv: shortcut sums need the whole epilogue in the "
@@ -814,9 +818,14 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
                                     dtype, m0, n0, staged or store)
         helpers, loop = gemm_wgmma.helpers(dtype, tile.bn), f"{gemm}, k32 {ptx}"
     else:
+        def second_head(col: str, v0: str, v1: str, indent: str) -> list[str]:
+            return gemm_epilogue.head_pair(packed.head, column, packed.dtype, col, v0, v1,
+                                           "n0", n_size, indent, second=(v0, v1))
+
         body += gemm_mma.mainloop(gemm, m_size, n_size, k_size, a_op, b_op, dtype,
                                   m0, n0, staged or store,
-                                  shortcut.second if shortcut else None)
+                                  shortcut.second if shortcut else None,
+                                  second_head if packed else None)
         helpers, loop = gemm_mma.helpers(dtype), f"mma.sync m16n8k32 {ptx}, {tile}"
     if staged:
         helpers += gemm_epilogue.helpers(stored)

@@ -112,6 +112,17 @@ def _accumulators(tile: list) -> int:
     return bm * bn // (wm * wn * 32)
 
 
+# the main loop keeps the downsample's quantized bytes, not its int32 sums, where its quantize
+# splits off (`epilogue_split.split_second`): layer1's 128x64 tile 230 -> N registers
+PACK = True
+
+
+def packed(params: dict) -> epilogue_split.Split | None:
+    """The epilogue split at the shortcut sums' own quantize where `PACK` and it splits: the
+    head the main loop applies at the end of their K, the tail the staged store's."""
+    return epilogue_split.split_second(params) if PACK else None
+
+
 def kernel_params(params: dict) -> dict:
     """`params` as the staged store reads its epilogue: input `sums` is an int32 value of the
     output's shape (the downsample's sums, in registers), not x."""

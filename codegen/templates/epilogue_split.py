@@ -66,6 +66,52 @@ def split(params: dict) -> Split | None:
     return None
 
 
+def split_second(params: dict) -> Split | None:
+    """Where a second GEMM's sums (`second_sums`: input k) are quantized on their own (the
+    downsample conv's result in a fused QDQ ResNet block): the epilogue split at that cast to
+    an 8-bit integer, whose value depends on input k and on nothing but one-element and
+    per-column inputs (not the accumulator), where no other op reads what it is computed from
+    and only casts to float read it. `head`: its ops (value 0 unread; input k the sums, int32);
+    `tail`: the rest, input k the quantized value (of the output's shape and that 8-bit type),
+    so the main loop can keep a byte an output, not the int32 sum. None otherwise."""
+    k = second_sums(params)
+    epilogue = params.get("epilogue")
+    if k is None or not epilogue or not epilogue.get("ops"):
+        return None
+    ops, result = epilogue["ops"], epilogue["result"]
+    first = 1 + len(epilogue["in_shapes"])
+    out_shape = list(params["out_shapes"][0])
+    local = {1 + k} | {1 + i for i, shape in enumerate(epilogue["in_shapes"])
+                       if all(d == 1 for d in shape) or per_column(list(shape), out_shape)}
+    for pos, op in enumerate(ops):
+        value = first + pos
+        if op["fn"] != "cast" or op["dtype"] not in BYTE_TYPES or value == result:
+            continue
+        cone = _cone(ops, first, value)
+        if 1 + k not in cone or any(v < first and v not in local for v in cone):
+            continue
+        rest = [p for p in range(len(ops)) if first + p not in cone]
+        if any(a in cone and (a != value or ops[p]["fn"] != "cast"
+                              or ops[p]["dtype"] != "float32")
+               for p in rest for a in ops[p]["args"]):
+            continue
+        head_pos = [p for p in range(len(ops)) if first + p in cone]
+        renumber = {first + p: first + i for i, p in enumerate(head_pos)}
+        shapes, dtypes = list(epilogue["in_shapes"]), list(epilogue["in_dtypes"])
+        shapes[k], dtypes[k] = out_shape, "int32"
+        head = {**params, "epilogue": {
+            **epilogue, "ops": [_remapped(ops[p], renumber) for p in head_pos],
+            "result": renumber[value], "out_dtype": op["dtype"], "in_shapes": shapes,
+            "in_dtypes": dtypes}}
+        renumber = {value: 1 + k, **{first + p: first + i for i, p in enumerate(rest)}}
+        dtypes = [*dtypes[:k], op["dtype"], *dtypes[k + 1:]]
+        tail = {**params, "epilogue": {
+            **epilogue, "ops": [_remapped(ops[p], renumber) for p in rest],
+            "result": renumber[result], "in_shapes": shapes, "in_dtypes": dtypes}}
+        return Split(head, tail, op["dtype"])
+    return None
+
+
 def second_sums(params: dict) -> int | None:
     """The extra input whose value is a second GEMM's sums, in the fragments beside the
     accumulator (fuse-shortcut-convs' INT8 form: `shortcut["sums"]`), or None."""

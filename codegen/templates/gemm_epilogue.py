@@ -193,16 +193,29 @@ def stage_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str, n: i
 def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str,
                      n: int | str, bn: int, indent: str,
                      second: tuple[str, str] | None = None) -> list[str]:
-    """`stage_pair` for a split epilogue: the head on both sums (their per-column inputs read at
-    the pair's columns, clamped into the matrix, with the reciprocals of those it divides by:
-    the loop over a thread's rows reads the same columns, and NVRTC computes each once; a
-    second GEMM's sums from `second`), the two bytes written as one 16-bit word."""
-    params = st.head
+    """`stage_pair` for a split epilogue: `head_pair`, the two bytes written as one 16-bit
+    word."""
+    return [f"{indent}{{",
+            *head_pair(st.head, st.column, str(st.staged), col, v0, v1, n0, n,
+                       indent + "    ", second),
+            f"{indent}    *(unsigned short*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
+            f"(unsigned short)((unsigned char)q0 | ((unsigned)(unsigned char)q1 << 8));",
+            f"{indent}}}"]
+
+
+def head_pair(params: dict, column: Callable[[str], str], dtype: str, col: str, v0: str,
+              v1: str, n0: str, n: int | str, indent: str,
+              second: tuple[str, str] | None = None) -> list[str]:
+    """Lines declaring `q0`, `q1` (of `dtype`): `params`' epilogue (a split's head) on one
+    thread's accumulator pair `v0`, `v1` at tile columns `col`, `col` + 1 (per-column inputs
+    read at those columns of the output, `column(c)` their index, clamped into the matrix, with
+    the reciprocals of those it divides by: the loop over a thread's rows reads the same
+    columns, and NVRTC computes each once; a second GEMM's sums from `second`)."""
     epilogue = params["epilogue"]
     first = len(params["in_shapes"])
     out_shape = list(params["out_shapes"][0])
     used = epilogue_split.reads(params)
-    lines = [f"{indent}{{", f"{indent}    const int hc = min({n0} + {col}, {int(n) - 2});"]
+    lines = [f"{indent}const int hc = min({n0} + {col}, {int(n) - 2});"]
     loaded: list[dict[int, str]] = [{}, {}]
     reciprocals: list[dict[int, str]] = [{}, {}]
     divisors = _divisors(epilogue)
@@ -217,29 +230,27 @@ def _stage_head_pair(st: RowStore, row: str, col: str, v0: str, v1: str, n0: str
         elif k == sums:
             loaded[0][k], loaded[1][k] = second
         elif epilogue_split.per_column(list(shape), out_shape) and out_shape[-1] != 1:
-            at = f"in{first + k}[{st.column('hc')}]"
+            at = f"in{first + k}[{column('hc')}]"
             if dt == "float32":
-                lines.append(f"{indent}    const float2 hv{k} = __ldg((const float2*)&{at});")
+                lines.append(f"{indent}const float2 hv{k} = __ldg((const float2*)&{at});")
                 loaded[0][k], loaded[1][k] = f"hv{k}.x", f"hv{k}.y"
                 if 1 + k in divisors:  # (the same column's for every row: computed once)
-                    lines.append(f"{indent}    const float2 hr{k} = make_float2("
+                    lines.append(f"{indent}const float2 hr{k} = make_float2("
                                  f"__frcp_rn(hv{k}.x), __frcp_rn(hv{k}.y));")
                     reciprocals[0][1 + k], reciprocals[1][1 + k] = f"hr{k}.x", f"hr{k}.y"
             else:
                 for h in (0, 1):
-                    value = load_float(f"in{first + k}[{st.column(f'hc + {h}')}]", dt)
-                    lines.append(f"{indent}    const {compute_type(dt)} hv{k}_{h} = {value};")
+                    value = load_float(f"in{first + k}[{column(f'hc + {h}')}]", dt)
+                    lines.append(f"{indent}const {compute_type(dt)} hv{k}_{h} = {value};")
                 loaded[0][k], loaded[1][k] = f"hv{k}_0", f"hv{k}_1"
-    t = c_type(str(st.staged))
+    t = c_type(dtype)
     for h, v in enumerate((v0, v1)):
-        lines += [f"{indent}    {t} q{h};", f"{indent}    {{",
-                  f"{indent}        const int acc = {v};",
-                  *epilogue_lines(params, "acc", "0", f"{indent}        ", loaded=loaded[h],
+        lines += [f"{indent}{t} q{h};", f"{indent}{{",
+                  f"{indent}    const int acc = {v};",
+                  *epilogue_lines(params, "acc", "0", f"{indent}    ", loaded=loaded[h],
                                   result=f"q{h}", reciprocals=reciprocals[h]),
-                  f"{indent}    }}"]
-    return lines + [f"{indent}    *(unsigned short*)&Cs[({row}) * {st.ld(bn)} + {col}] = "
-                    f"(unsigned short)((unsigned char)q0 | ((unsigned)(unsigned char)q1 << 8));",
-                    f"{indent}}}"]
+                  f"{indent}}}"]
+    return lines
 
 
 def declare(st: RowStore, smem: str) -> list[str]:

@@ -344,7 +344,9 @@ def _loads(op: Operand, rows: int, tile: MmaTile, name: str, origin: str
 
 def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtype: str,
              m0: str, n0: str, store: Callable[[str, str, str, str], list[str]] | RowStore,
-             second: int | None = None) -> list[str]:
+             second: int | None = None,
+             second_head: Callable[[str, str, str, str], list[str]] | None = None
+             ) -> list[str]:
     """The body of a tensor-core GEMM kernel computing rows [m0, m0 + BM) x columns
     [n0, n0 + BN) of C. `store(m, n, value, indent)` gives the lines storing one in-range output
     (`value` is a float expression); a `RowStore` stages the outputs through shared memory
@@ -360,7 +362,10 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
 
     `second` (a multiple of BK): K's first `second` elements are a second GEMM's (an INT8
     shortcut conv's, fuse-shortcut-convs), its sums kept apart in `frag2` for the staged
-    store's epilogue (`gemm_epilogue.stage_pair`'s `second`); `frag` holds the rest's."""
+    store's epilogue (`gemm_epilogue.stage_pair`'s `second`); `frag` holds the rest's. With
+    `second_head(col, v0, v1, indent)` (lines declaring bytes `q0`, `q1` from a pair of those
+    sums at tile columns `col`, `col` + 1: their own quantize) the loop keeps those bytes
+    instead, four to a register (`frag2q`: a quarter of the registers)."""
     tile, splits = gemm.tile, gemm.splits
     narrow = dtype in BYTE_OPERANDS
     if second is not None and (splits > 1 or second % tile.bk or not isinstance(store, RowStore)
@@ -403,7 +408,8 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = "
               f"{'0' if dtype == INT8 else '0.f'};"]
     if second is not None:
-        lines.append(f"    {sums_type(dtype)} frag2[{mi_n}][{ni_n}][4];")
+        lines.append(f"    unsigned frag2q[{mi_n}][{ni_n}];" if second_head else
+                     f"    {sums_type(dtype)} frag2[{mi_n}][{ni_n}][4];")
 
     def copy(op: Operand, copies, vec: bool, arr: str, stage_elems: int, ld: int,
              kmaj: bool, indent: str) -> list[str]:
@@ -486,19 +492,34 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
                   "            #pragma unroll",
                   f"            for (int i = 0; i < {mi_n}; ++i)",
                   "                #pragma unroll",
-                  f"                for (int j = 0; j < {ni_n}; ++j)",
-                  "                    #pragma unroll",
-                  "                    for (int e = 0; e < 4; ++e) {",
-                  "                        frag2[i][j][e] = frag[i][j][e];",
-                  f"                        frag[i][j][e] = {zero};",
-                  "                    }",
+                  f"                for (int j = 0; j < {ni_n}; ++j) {{"]
+        if second_head:  # their own quantize, a byte each, four to a register
+            col = f"wn * {wtn} + j * 8 + (lane & 3) * 2"
+            lines += ["                    frag2q[i][j] = 0u;",
+                      "                    #pragma unroll",
+                      "                    for (int h = 0; h < 2; ++h) {",
+                      *second_head(col, "frag[i][j][2 * h]", "frag[i][j][2 * h + 1]",
+                                   " " * 24),
+                      "                        frag2q[i][j] |= ((unsigned)(unsigned char)q0 | "
+                      "((unsigned)(unsigned char)q1 << 8)) << (16 * h);",
+                      "                    }"]
+        else:
+            lines += ["                    #pragma unroll",
+                      "                    for (int e = 0; e < 4; ++e) "
+                      "frag2[i][j][e] = frag[i][j][e];"]
+        lines += ["                    #pragma unroll",
+                  f"                    for (int e = 0; e < 4; ++e) frag[i][j][e] = {zero};",
+                  "                }",
                   "        }"]
     lines += ["    }",
               "    cp_async_wait<0>();"]
     if splits > 1:
         lines += _split_k_reduce(gemm)
     if isinstance(store, RowStore):
-        return lines + _staged_store(gemm, m, n, store, second is not None)
+        return lines + _staged_store(gemm, m, n, store, None if second is None else (
+            ("(signed char)(frag2q[i][j] >> (16 * h))",
+             "(signed char)(frag2q[i][j] >> (16 * h + 8))") if second_head else
+            ("frag2[i][j][2 * h]", "frag2[i][j][2 * h + 1]")))
     # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
     lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
@@ -525,11 +546,11 @@ def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
     return max(tile.shared_bytes(gemm.k_tiles(k)), staged)
 
 
-def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore, second: bool = False
-                  ) -> list[str]:
+def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore,
+                  second: tuple[str, str] | None = None) -> list[str]:
     """The outputs through shared memory (`gemm_epilogue`): fragment (i, j) pair h holds row
     g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4);
-    `second`: `frag2` holds a second GEMM's sums alike."""
+    `second`: a second GEMM's values of pair h alike (`mainloop`'s `frag2` or `frag2q`)."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
     band = st.band or tile.bm
@@ -541,8 +562,7 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore, second: bool = Fa
         row = f"wm * {wtm} + i * 16 + (lane >> 2) + h * 8" + (f" - {first}" if first else "")
         pair = gemm_epilogue.stage_pair(
             st, row, f"wn * {wtn} + j * 8 + (lane & 3) * 2", "frag[i][j][2 * h]",
-            "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                ",
-            second=("frag2[i][j][2 * h]", "frag2[i][j][2 * h + 1]") if second else None)
+            "frag[i][j][2 * h + 1]", "n0", n, tile.bn, "                ", second=second)
         lines += ([f"    if (wm * {wtm} / {band} == {first // band}) {{  // rows {first}.."
                    f"{first + band - 1}"] if band < tile.bm else ["    {"]) + [
             "    #pragma unroll",

@@ -89,22 +89,28 @@ def test_the_cpu_executor_sums_both_convs_apart(name):
 
 
 @needs_gxx
+@pytest.mark.parametrize("pack", [True, False], ids=["bytes", "sums"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_every_tactic_is_exact_on_emulated_warps(name, tmp_path):
+def test_every_tactic_is_exact_on_emulated_warps(name, pack, tmp_path, monkeypatch):
+    """The main loop keeping the downsample's quantized bytes (the default) or its sums."""
+    monkeypatch.setattr(conv_sums, "PACK", pack)
     params, inputs, want = _case(name, seed=2)
     tactics = conv.tactics(params, "sm_90")
     assert tactics and all(set(t) == {"mma", "splits"} for t in tactics)
     for tactic in tactics:
         spec = conv.emit("k", {**params, "tactic": tactic})
-        assert "int frag2[" in spec.source and "shortcut sums: K's first" in spec.source
+        kept = "unsigned frag2q[" if pack else "int frag2["
+        assert kept in spec.source and "shortcut sums: K's first" in spec.source
         got = simt_emulator.run(spec, "k", inputs, want.shape, np.int8, tmp_path)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
 @pytest.mark.cuda
 @needs_gpu
+@pytest.mark.parametrize("pack", [True, False], ids=["bytes", "sums"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_every_tactic_is_exact_on_the_gpu(name):
+def test_every_tactic_is_exact_on_the_gpu(name, pack, monkeypatch):
+    monkeypatch.setattr(conv_sums, "PACK", pack)
     params, inputs, want = _case(name, seed=3)
     for tactic in conv.tactics(params, "sm_90"):
         spec = conv.emit("k", {**params, "tactic": tactic})
