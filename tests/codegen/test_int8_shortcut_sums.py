@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ember.codegen.templates import conv, conv_sums
+from ember.codegen.templates import conv, conv_sums, epilogue_split
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model, pipeline_for
 from ember.errors import PlanError, UnsupportedError
 from ember.runtime.cpu_kernels.linear import KERNELS
@@ -78,6 +78,27 @@ def _case(name: str, seed: int):
     q = np.clip(np.rint(main.astype(f) * scale + bias), -128, 127)
     want = np.clip(np.rint(np.maximum(q.astype(f) * s3 + qd.astype(f) * s5, f(0))), -128, 127)
     return params, [y, w, scale, bias, s3, x, s5, sd, bd], want.astype(np.int8)
+
+
+def test_the_downsample_quantize_splits_off_for_the_main_loop():
+    """split_second: the head is the downsample's own quantize of its sums (input 3, int32 in
+    the fragments); the tail conv3's epilogue reading that byte as input 3."""
+    params, _, _ = _case("stride1", seed=0)
+    parts = epilogue_split.split_second(params)
+    head, tail = parts.head["epilogue"], parts.tail["epilogue"]
+    assert parts.dtype == "int8"
+    assert [op["fn"] for op in head["ops"]] == ["cast", "mul", "add", "round", "clip", "cast"]
+    assert [op["args"] for op in head["ops"]] == [[4], [8, 6], [9, 7], [10], [11], [12]]
+    assert head["result"] == 13 and head["in_dtypes"][3] == "int32"
+    assert tail["in_dtypes"][3] == "int8" and tail["in_shapes"][3] == [2, 9, 9, 96]
+    assert [op["args"] for op in tail["ops"][:2]] == [[4], [8, 5]]  # the byte, times s5
+    assert tail["result"] == 22 and len(tail["ops"]) == 15
+    # no shortcut sums, or a downsample result read other than through a cast to float
+    assert epilogue_split.split_second({**params, "shortcut": {"strides": [1, 1]}}) is None
+    ops = list(params["epilogue"]["ops"])
+    ops[6] = {"fn": "cast", "args": [13], "dtype": "float16"}
+    assert epilogue_split.split_second(
+        {**params, "epilogue": {**params["epilogue"], "ops": ops}}) is None
 
 
 @pytest.mark.parametrize("name", list(CASES))
