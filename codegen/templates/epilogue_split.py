@@ -33,10 +33,10 @@ class Split:
 
 def split(params: dict) -> Split | None:
     """The split of `params`' epilogue at its last cast to an 8-bit integer whose value depends
-    on the accumulator and on nothing but one-element inputs, inputs broadcast along every
-    dim but the output's innermost (per-column scales and biases) and a second GEMM's sums
-    (`second_sums`), where no other op reads what
-    that cast is computed from and only casts to float read the cast; else None."""
+    on the accumulator and on nothing but one-element inputs, inputs broadcast along every dim
+    but the output's innermost (per-column scales and biases) and a second GEMM's sums
+    (`second_sums`), where no other op reads what that cast is computed from and only casts to
+    float read the cast; else None."""
     epilogue = params.get("epilogue")
     if not epilogue or not epilogue.get("ops"):
         return None
