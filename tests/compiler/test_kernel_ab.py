@@ -1,0 +1,83 @@
+"""tools/kernel_ab.py: text variants of an emitted INT8 residual conv (ResNet-50 layer1's
+conv3 in small) each rewrite the part they name and compile with NVRTC; a variant that does not
+apply, an unknown step and a machine without a GPU are one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ember.codegen.nvrtc import compile_many
+from ember.codegen.templates import conv
+from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
+from ember.runtime.cuda import cuda_available
+from ember.runtime.plan import plan_bytes
+from tests.codegen.test_int8_split_epilogue import _conv_case
+from tests.codegen.test_int8_shortcut_sums import _qdq_block
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "kernel_ab.py"
+_spec = importlib.util.spec_from_file_location("kernel_ab", TOOL)
+kernel_ab = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernel_ab)
+
+
+def _kernel():
+    params, _, _ = _conv_case(seed=1)
+    return conv.emit("k", {**params, "tactic": {"mma": [64, 64, 32, 2, 2, 4], "splits": 1}})
+
+
+def test_each_variant_rewrites_its_part_and_compiles():
+    spec = _kernel()
+    sources = {name: kernel_ab.variant(name, spec)[0]
+               for name in ("base", "pre", "notail", "nohead", "bare", "lb6", "persist8")}
+    assert sources["base"] == spec.source
+    assert "res = acc ^ r3[u].e[e];" in sources["notail"] and \
+        "res = acc ^ r3[u].e[e];" not in sources["nohead"]
+    assert "q0 = (signed char)acc;" in sources["nohead"]
+    assert "__launch_bounds__(128, 6)" in sources["lb6"]
+    assert "for (int mt = blockIdx.y; mt <" in sources["persist8"]
+    # pre: the residual's loads before the main loop
+    assert sources["pre"].index("__ldg((const uint4*)&in5") < sources["pre"].index("frag[")
+    assert kernel_ab.variant("persist8", spec)[1].grid[1] == 8
+    assert len({*sources.values()}) == len(sources)
+    compile_many([("k", s) for s in sources.values()], "sm_90", cache=False)
+
+
+def test_a_variant_that_does_not_apply_is_named():
+    params, _, _ = _conv_case(seed=1)
+    plain = conv.emit("k", {**{k: v for k, v in params.items() if k != "epilogue"},
+                            "tactic": {"mma": [64, 64, 32, 2, 2, 4], "splits": 1}})
+    with pytest.raises(kernel_ab.VariantError, match="notail"):
+        kernel_ab.variant("notail", plain)
+    with pytest.raises(kernel_ab.VariantError, match="one of base"):
+        kernel_ab.variant("fast", plain)
+
+
+def test_at_batch_scales_the_tiles_not_the_columns():
+    params, _, _ = _conv_case(seed=1)
+    step = kernel_ab.at_batch({"name": "c", "template": "conv", "params": params}, 32)
+    p = step["params"]
+    assert p["in_shapes"][0][0] == 32 and p["out_shapes"][0][0] == 32
+    assert [s[0] if s else None for s in p["epilogue"]["in_shapes"]] == [1, 1, None, 32, None]
+    assert params["out_shapes"][0][0] == 2  # (a copy)
+
+
+def test_errors_are_one_line(tmp_path):
+    model, _ = _qdq_block(tmp_path, "stride1", seed=7)
+    config = BuilderConfig(target_arch="sm_90", autotune=False)
+    config.set_flag(BuilderFlag.INT8)
+    manifest, sections = build_model(model, config)
+    plan = tmp_path / "block.plan"
+    plan.write_bytes(plan_bytes(manifest, sections))
+    done = subprocess.run([sys.executable, str(TOOL), str(plan), "nope"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "no step 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
+    if not cuda_available():
+        done = subprocess.run([sys.executable, str(TOOL), str(plan), "conv_4"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "kernel_ab: needs a GPU" in done.stderr

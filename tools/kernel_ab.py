@@ -1,0 +1,260 @@
+"""Where a kernel's time goes: one plan step's CUDA kernel and text variants of it, on the GPU.
+
+The step (by name) of a plan, its batch set to `--batch`, each of its candidate tactics (or the
+`--tactics` given, JSON separated by ";"), and for each the kernel as emitted ("base") and its
+`--variants`, compiled with NVRTC, run on the same seeded operands, compared with the base
+kernel and timed with CUDA events (the best of 3 x `--repeats` back-to-back launches).
+
+Variants (for staged 8-bit GEMM kernels, the form `gemm_epilogue` writes; one that does not
+apply to a kernel is an error naming it):
+  pre       the drain's loads of extra inputs (a residual) issued at the kernel's start
+  notail    the drain's epilogue replaced by a byte XOR of staged value and residual
+  nohead    the fragments' epilogue (a split's head) replaced by a cast of the sum
+  bare      notail and nohead: the main loop, staging and copies alone
+  lbN       __launch_bounds__ asking N blocks a multiprocessor (fewer registers)
+  persistN  each block loops over the M tiles, grid y = N (a persistent grid, no overlap)
+
+    python tools/kernel_ab.py PLAN STEP [--batch 32] [--tactics '{"mma": [64, 128, 32, 2, 2,
+        4], "splits": 1}'] [--variants notail,nohead,bare,lb6] [--repeats 100] [--seed 0]
+
+Session 29 (H100, layer1's INT8 conv3 + residual at batch 32, mma 64x128): base 37.2 us,
+notail 31.5, nohead 32.8, bare 30.3, pre 38.9, lb6 35.2: the structure, not the epilogue's
+arithmetic or the occupancy, keeps it from the ~19 us its bytes take to copy. Needs a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import re
+import sys
+
+import numpy as np
+
+VARIANTS = ("pre", "notail", "nohead", "bare")
+
+
+class VariantError(ValueError):
+    """A variant that does not apply to a kernel's text."""
+
+
+def pre(src: str) -> str:
+    """The drain's first batch of extra-input loads hoisted to just after `m0`, `n0` (a drain
+    of one pass: every chunk a thread drains is in that batch)."""
+    lines = src.split("\n")
+    at = [k for k, line in enumerate(lines) if re.match(r"\s+pack16 r\d+\[\d+\];", line)]
+    if not at or "for (int c0 = tid;" not in lines[at[0] - 1]:
+        raise VariantError("pre: no drain loading extra inputs in batches")
+    i = at[0]
+    total, step = re.search(r"c0 < (\d+); c0 \+= (\d+)", lines[i - 1]).groups()
+    if int(total) > int(step):
+        raise VariantError("pre: the drain takes more than one pass")
+    j, depth = i + 1, 0
+    while True:  # the load loop: '#pragma unroll', 'for (...) {' ... '}'
+        depth += lines[j].count("{") - lines[j].count("}")
+        if depth == 0 and "}" in lines[j]:
+            break
+        j += 1
+    block = lines[i:j + 1]
+    del lines[i:j + 1]
+    start = next(k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line))
+    lines[start + 1:start + 1] = ["    " + block[0].strip(), "    {", "    const int c0 = tid;",
+                                  *block[1:], "    }"]
+    return "\n".join(lines)
+
+
+def notail(src: str) -> str:
+    out, n = re.subn(r"(signed char res;\n)(.*?)(\n\s+h\.e\[e\] = res;)",
+                     lambda m: m.group(1) + "                res = acc ^ r3[u].e[e];"
+                     + m.group(3), src, flags=re.S)
+    if n != 1:
+        raise VariantError("notail: no drain applying an epilogue to staged bytes with a "
+                           "residual (r3)")
+    return out
+
+
+def nohead(src: str) -> str:
+    out, n = re.subn(r"(const int acc = [^\n]*\n)(.*?)(\n\s+q(\d) = \(signed char\)e\d+;)",
+                     lambda m: m.group(1) + f"                        q{m.group(4)} = "
+                     "(signed char)acc;", src, flags=re.S)
+    if n < 2:
+        raise VariantError("nohead: no split epilogue's head in the fragments")
+    return out
+
+
+def bare(src: str) -> str:
+    return notail(nohead(src))
+
+
+def launch_bounds(src: str, blocks: int) -> str:
+    out, n = re.subn(r"__launch_bounds__\((\d+), \d+\)",
+                     lambda m: f"__launch_bounds__({m.group(1)}, {blocks})", src)
+    if n != 1:
+        raise VariantError("lbN: no __launch_bounds__")
+    return out
+
+
+def persistent(src: str, tiles: int) -> str:
+    """Each block loops over the M tiles `blockIdx.y`, `+ gridDim.y`, ... below `tiles`."""
+    out, n = re.subn(r"    const int m0 = blockIdx\.y \* (\d+), n0 = blockIdx\.x \* (\d+);",
+                     lambda m: f"    for (int mt = blockIdx.y; mt < {tiles}; mt += gridDim.y) "
+                     f"{{\n    const int m0 = mt * {m.group(1)}, n0 = blockIdx.x * "
+                     f"{m.group(2)};", src)
+    if n != 1:
+        raise VariantError("persistN: no M tile on grid y (`m0 = blockIdx.y * BM`)")
+    end = out.rindex("}")
+    return out[:end] + "    __syncthreads();\n    }\n}\n"
+
+
+def variant(name: str, spec):
+    """(source, spec) of variant `name` of an emitted kernel `spec`."""
+    if name == "base":
+        return spec.source, spec
+    if name in VARIANTS:
+        return globals()[name](spec.source), spec
+    if re.fullmatch(r"lb\d+", name):
+        return launch_bounds(spec.source, int(name[2:])), spec
+    if re.fullmatch(r"persist\d+", name):
+        blocks = int(name[7:])
+        grid = (spec.grid[0], blocks, spec.grid[2])
+        return persistent(spec.source, spec.grid[1]), dataclasses.replace(spec, grid=grid)
+    raise VariantError(f"variant {name!r}: one of base, {', '.join(VARIANTS)}, lbN, persistN")
+
+
+def at_batch(step: dict, batch: int) -> dict:
+    """The step with its leading (batch) dim `batch`: its first input's, its output's, and that
+    of each epilogue input of the output's rank and leading dim that is not per-column (a
+    residual, a shortcut conv's input)."""
+    step = copy.deepcopy(step)
+    params = step["params"]
+    out = params["out_shapes"][0]
+    old, rank = out[0], len(out)
+    params["in_shapes"][0][0] = out[0] = batch
+    for shape in (params.get("epilogue") or {}).get("in_shapes", []):
+        if len(shape) == rank and shape[0] == old and any(d != 1 for d in shape[1:-1]):
+            shape[0] = batch
+    return step
+
+
+def operands(params: dict, rng: np.random.Generator) -> list[np.ndarray]:
+    """Seeded operands for a step: integers for integer inputs, small positive floats (scales)
+    for per-column float inputs, floats near 0.5 for one-element ones."""
+    epilogue = params.get("epilogue") or {"in_shapes": [], "in_dtypes": []}
+    out = []
+    for shape, dtype in [*zip(params["in_shapes"], params["in_dtypes"], strict=True),
+                         *zip(epilogue["in_shapes"], epilogue["in_dtypes"], strict=True)]:
+        if np.dtype(dtype).kind in "iu":
+            info = np.iinfo(dtype)
+            out.append(rng.integers(max(info.min, -128), min(info.max, 127) + 1,
+                                    shape).astype(dtype))
+        elif int(np.prod(shape)) == 1:
+            out.append(np.full(shape, 0.5 + 0.3 * rng.random(), dtype))
+        else:
+            out.append((rng.random(shape) * 2e-3 + 5e-4).astype(dtype))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan")
+    parser.add_argument("step")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--tactics", help="JSON tactics separated by ';' (default: the step's "
+                        "candidates)")
+    parser.add_argument("--variants", default="", help="comma list (see the module's help)")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from ember.codegen.emit_cuda import emit_step
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import conv, matmul
+    from ember.compiler.builder import detect_arch
+    from ember.errors import EmberError
+    from ember.runtime import cuda
+    from ember.runtime.cuda import cuda_available
+    from ember.runtime.plan import read_plan
+    from ember.runtime.tensor_maps import arguments
+
+    try:
+        steps = {s["name"]: s for s in read_plan(args.plan).manifest["steps"]}
+    except (EmberError, OSError) as e:
+        raise SystemExit(f"kernel_ab: {e}") from None
+    if args.step not in steps:
+        raise SystemExit(f"kernel_ab: no step {args.step!r} in {args.plan} (its steps: "
+                         f"{', '.join(steps)})")
+    if not cuda_available():
+        raise SystemExit("kernel_ab: needs a GPU")
+    arch = detect_arch()
+    step = steps[args.step] if args.batch is None else at_batch(steps[args.step], args.batch)
+    template = {"conv": conv, "matmul": matmul}.get(step["template"])
+    if args.tactics:
+        tactics = [json.loads(t) for t in args.tactics.split(";")]
+    elif template is not None:
+        tactics = template.tactics(step["params"], arch)
+    else:
+        tactics = [step["params"].get("tactic")]
+    names = ["base", *(v for v in args.variants.split(",") if v and v != "base")]
+    jobs = []
+    for tactic in tactics:
+        params = {**step["params"], "tactic": tactic} if tactic else step["params"]
+        kname, spec = emit_step({**step, "params": params})
+        for name in names:
+            try:
+                source, vspec = variant(name, spec)
+            except VariantError as e:
+                raise SystemExit(f"kernel_ab: {e} ({kname}, tactic {tactic})") from None
+            jobs.append((tactic, name, kname, vspec, source, params))
+    compiled = compile_many([(kname, source) for _, _, kname, _, source, _ in jobs], arch)
+    rng = np.random.default_rng(args.seed)
+    inputs = operands(step["params"], rng)
+    out_shape = step["params"]["out_shapes"][0]
+    out_dtype = np.dtype((step["params"].get("epilogue") or {}).get("out_dtype")
+                         or step["params"]["out_dtypes"][0])
+    buffers = [cuda.DeviceBuffer(a.nbytes) for a in inputs]
+    buffers.append(cuda.DeviceBuffer(int(np.prod(out_shape)) * out_dtype.itemsize))
+    for buffer, a in zip(buffers, inputs, strict=False):
+        buffer.upload(np.ascontiguousarray(a))
+    pointers = [b.ptr for b in buffers]
+    stream = cuda.Stream()
+    base = None
+    print(f"# {args.step} ({step['template']}) of {args.plan}, out {out_shape} {out_dtype}, "
+          f"on {arch}")
+    for (tactic, name, kname, spec, _, _), kernel in zip(jobs, compiled, strict=True):
+        module = cuda.Module.load(kernel.cubin, kernel.ptx, name=kname)
+        function = module.function(kname)
+        if spec.shared_bytes > 48 * 1024:
+            function.set_max_dynamic_shared(spec.shared_bytes)
+        packed = cuda.pack_args([("ptr", p) for p in pointers]
+                                + arguments(spec.tensor_maps, pointers, kname))
+
+        def launch(function=function, spec=spec, packed=packed) -> None:
+            cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, packed)
+
+        launch()
+        stream.synchronize()
+        got = buffers[-1].download(np.empty(out_shape, out_dtype))
+        if name == "base":
+            base, check = got, "base"
+        else:
+            check = "same" if np.array_equal(got, base) else "differs"
+        for _ in range(5):
+            launch()
+        times = []
+        for _ in range(3):
+            start, end = cuda.Event(), cuda.Event()
+            start.record(stream)
+            for _ in range(args.repeats):
+                launch()
+            end.record(stream)
+            times.append(start.elapsed_ms(end) * 1e3 / args.repeats)
+        print(f"{json.dumps(tactic):45s} {name:10s} {min(times):8.2f} us  registers "
+              f"{function.num_regs:3d}  {check}", flush=True)
+        module.unload()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
