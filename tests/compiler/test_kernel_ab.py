@@ -16,8 +16,8 @@ from ember.codegen.templates import conv
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.runtime.cuda import cuda_available
 from ember.runtime.plan import plan_bytes
-from tests.codegen.test_int8_split_epilogue import _conv_case
 from tests.codegen.test_int8_shortcut_sums import _qdq_block
+from tests.codegen.test_int8_split_epilogue import _conv_case
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "kernel_ab.py"
 _spec = importlib.util.spec_from_file_location("kernel_ab", TOOL)
