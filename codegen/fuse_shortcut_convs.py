@@ -164,7 +164,7 @@ class FuseShortcutConvs(ModulePass):
         params = shortcut_sums.fused_params(attribute_value(conv.params),
                                             attribute_value(short.params), k)
         if conv_template.tactics(params, self.arch):
-            shortcut_sums.rewrite(conv, short, k, params, store, order)
+            shortcut_sums.rewrite(conv, short, k, params, store, order, self.arch)
 
     @staticmethod
     def _params(p: dict, q: dict) -> dict:

@@ -24,7 +24,8 @@ from xdsl.dialects.builtin import ArrayAttr, StringAttr, i32
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from ember.codegen.kernel_step import plan_shape
+from ember.codegen.kernel_step import kernel_step, plan_shape
+from ember.codegen.templates import conv as conv_template
 from ember.codegen.templates import epilogue_split
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp, ViewOp, YieldOp
@@ -32,6 +33,7 @@ from ember.dialects.nn.elementwise import WeightOp
 from ember.dialects.origin import kernel_origin, set_origin
 from ember.dialects.tensor_types import element_type_of, shape_of, tensor_type
 from ember.dialects.weights import WeightStore
+from ember.errors import UnsupportedError
 
 
 def _weight(value: SSAValue) -> WeightOp | None:
@@ -41,10 +43,10 @@ def _weight(value: SSAValue) -> WeightOp | None:
     return op if isinstance(op, WeightOp) else None
 
 
-def byte_1x1(conv: object, store: WeightStore, quantized: bool = True) -> dict | None:
+def byte_1x1(conv: object, store: WeightStore) -> dict | None:
     """The params of an INT8 1x1 NHWC conv of one group (int32 sums, no padding or dilation,
-    static sizes, its weight in the store) with an epilogue, which `quantized` ends in a cast to
-    int8; None otherwise."""
+    static sizes, its weight in the store) whose epilogue ends in a cast to int8; None
+    otherwise."""
     if not isinstance(conv, LaunchOp) or conv.template.data != "conv" or conv.epilogue is None:
         return None
     p = attribute_value(conv.params)
@@ -56,7 +58,7 @@ def byte_1x1(conv: object, store: WeightStore, quantized: bool = True) -> dict |
             or list(p["in_dtypes"]) != ["int8", "int8"] or list(p["out_dtypes"]) != ["int32"] \
             or any(not isinstance(d, int) for s in shapes for d in s) \
             or not isinstance(block.last_op, YieldOp) \
-            or quantized and str(block.last_op.value.type) != "i8" \
+            or str(block.last_op.value.type) != "i8" \
             or _weight(conv.inputs[1]) is None or _weight(conv.inputs[1]).ref.data not in store:
         return None
     return p
@@ -79,8 +81,10 @@ def find(conv: LaunchOp, store: WeightStore) -> tuple[int, LaunchOp] | None:
     """(k, the downsample conv) where `conv` is an INT8 1x1 stride-1 conv whose epilogue reads
     extra input k, of its output's shape and int8, from another INT8 1x1 conv (any stride)
     that nothing else reads, both convs' other epilogue inputs one-element or per-column, the
-    downsample's input channels a multiple of 64 (its K ends on a k-tile) and conv3's of 16."""
-    p = byte_1x1(conv, store, quantized=False)
+    downsample's input channels a multiple of 64 (its K ends on a k-tile) and conv3's of 16,
+    and both results quantized to int8 (a block whose output a table dequantizes, a model's
+    last, cannot stage its bytes: tabulate-int8-chains, after this pass, writes that table)."""
+    p = byte_1x1(conv, store)
     if p is None or list(p["strides"]) != [1, 1] or p["in_shapes"][0][-1] % 16:
         return None
     out_shape = list(p["out_shapes"][0])
@@ -109,19 +113,49 @@ def fused_params(p: dict, q: dict, k: int) -> dict:
 
 
 def rewrite(conv: LaunchOp, short: LaunchOp, k: int, params: dict, store: WeightStore,
-            order: dict[str, int]) -> None:
-    """`conv` (its epilogue's input k is `short`'s result) and `short` as one launch."""
+            order: dict[str, int], arch: str) -> bool:
+    """`conv` (its epilogue's input k is `short`'s result) and `short` as one launch, where
+    the conv template emits it for `arch` (its epilogue quantized in the fragments: a model
+    whose block output is dequantized by a table, not cast, keeps the pair apart); whether it
+    did."""
     n = int(params["in_shapes"][1][0])
     w3, wd = _weight(conv.inputs[1]), _weight(short.inputs[1])
+    weight_type = tensor_type([n, params["in_shapes"][1][3], 1, 1],
+                              element_type_of(conv.inputs[1]), "NHWC")
+    probe = WeightOp.create(properties={"ref": StringAttr(w3.ref.data)},
+                            result_types=[weight_type])
+    fused = _launch(conv, short, k, params, probe.results[0], order)
+    if not _emits(fused, arch):
+        fused.erase()
+        probe.erase()
+        return False
     weight = np.concatenate([store[wd.ref.data].reshape(n, -1),
                              store[w3.ref.data].reshape(n, -1)], axis=1)
     w_op = WeightOp.create(
         properties={"ref": StringAttr(store.add(f"{w3.ref.data}.shortcut_sums",
                                                 weight.reshape(n, 1, 1, -1)))},
-        result_types=[tensor_type([n, weight.shape[1], 1, 1], element_type_of(conv.inputs[1]),
-                                  "NHWC")])
-    Rewriter.insert_op(w_op, InsertPoint.before(conv))
+        result_types=[weight_type])
+    Rewriter.insert_op([w_op, fused], InsertPoint.before(conv))
+    fused.operands[1] = w_op.results[0]
+    probe.erase()
+    conv.outputs[0].replace_all_uses_with(fused.outputs[0])
+    dead = [conv.inputs[1], short.inputs[1]]
+    Rewriter.erase_op(conv)
+    Rewriter.erase_op(short)
+    for value in dead:  # the weights (and their views) no one else reads
+        op = value.owner
+        if op.parent is not None and not op.results[0].uses:
+            under = op.input.owner if isinstance(op, ViewOp) else None
+            Rewriter.erase_op(op)
+            if isinstance(under, WeightOp) and not under.results[0].uses:
+                Rewriter.erase_op(under)
+    return True
 
+
+def _launch(conv: LaunchOp, short: LaunchOp, k: int, params: dict, weight: SSAValue,
+            order: dict[str, int]) -> LaunchOp:
+    """The fused launch (not yet in a block): operands y, `weight`, conv3's epilogue inputs
+    with x for the residual, the downsample's; the downsample's epilogue, then conv3's."""
     main, down = conv.epilogue.block, short.epilogue.block
     types = [main.args[0].type, *(i32 if i == k else a.type for i, a in enumerate(main.args[1:])),
              *(a.type for a in down.args[1:])]
@@ -147,19 +181,21 @@ def rewrite(conv: LaunchOp, short: LaunchOp, k: int, params: dict, store: Weight
     if names:
         props["origin"] = ArrayAttr([StringAttr(name) for name in names])
     fused = LaunchOp.create(
-        operands=[conv.inputs[0], w_op.results[0], *extras, *short.epilogue_inputs],
+        operands=[conv.inputs[0], weight, *extras, *short.epilogue_inputs],
         result_types=[conv.outputs[0].type], properties=props,
         attributes=dict(conv.attributes), regions=[Region(block)])
     set_origin(fused, names)
-    Rewriter.insert_op(fused, InsertPoint.before(conv))
-    conv.outputs[0].replace_all_uses_with(fused.outputs[0])
-    dead = [conv.inputs[1], short.inputs[1]]
-    Rewriter.erase_op(conv)
-    Rewriter.erase_op(short)
-    for value in dead:  # the weights (and their views) no one else reads
-        op = value.owner
-        if op.parent is not None and not op.results[0].uses:
-            under = op.input.owner if isinstance(op, ViewOp) else None
-            Rewriter.erase_op(op)
-            if isinstance(under, WeightOp) and not under.results[0].uses:
-                Rewriter.erase_op(under)
+    return fused
+
+
+def _emits(fused: LaunchOp, arch: str) -> bool:
+    """Whether the conv template has tactics for `fused` on `arch` and emits the first."""
+    _, params = kernel_step(fused, {})
+    tactics = conv_template.tactics(params, arch)
+    if not tactics:
+        return False
+    try:
+        conv_template.emit("probe", {**params, "tactic": tactics[0]})
+    except UnsupportedError:
+        return False
+    return True

@@ -38,6 +38,7 @@ from ember.codegen.templates import (
     close_loops,
     conv_sums,
     decompose,
+    epilogue_split,
     gemm_epilogue,
     gemm_mma,
     gemm_tma,
@@ -799,11 +800,11 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
         n_size, [cv.cout, cv.mg], index, column, tile.shared_bytes() - (1024 if wgmma else 0),
         tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
         band=None if wgmma else tile.bm // tile.wm)
-    if shortcut is not None and (staged is None or staged.head is None or staged.params.get(
-            "epilogue") is not None):
-        raise UnsupportedError("CUDA conv: shortcut sums need the whole epilogue in the "
-                               "fragments (one-element and per-column inputs) and a staged "
-                               "tile of the results")
+    if shortcut is not None and (staged is None or staged.head is None or shortcut.input in
+                                 epilogue_split.reads(staged.params)):
+        raise UnsupportedError("CUDA conv: shortcut sums need their epilogue quantized in the "
+                               "fragments (one-element and per-column inputs besides the sums) "
+                               "and a staged tile of its bytes")
     kind, ptx, unit, sums_t = gemm_mma.BYTE_NAMES[dtype]
 
     body = ["    const int g = blockIdx.z;  // group",

@@ -48,6 +48,12 @@ def split(params: dict) -> Split | None:
     second = second_sums(params)
     if second is not None:  # (in registers beside the accumulator)
         local.add(1 + second)
+        # the kernel has the second sums in registers only: its whole epilogue is the head
+        # where the result is 8-bit (a ReLU as a table after the requantize, say)
+        cone = _cone(ops, first, result)
+        if result >= first and ops[result - first]["dtype"] in BYTE_TYPES \
+                and all(v >= first or v in local for v in cone):
+            return _parts(params, cone, [], result, ops[result - first]["dtype"])
     for pos in reversed(range(len(ops))):
         op, value = ops[pos], first + pos
         if op["fn"] != "cast" or op["dtype"] not in BYTE_TYPES:

@@ -153,7 +153,8 @@ def test_malformed_steps_are_refused():
 
 
 def _qdq_block(tmp_path, name: str, seed: int):
-    """A ResNet block's conv3 + downsample + add + relu in FP32 (NCHW), quantized by
+    """A ResNet block's conv3 + downsample + add + relu in FP32 (NCHW), then the next block's
+    first conv (so the block's output is an int8 tensor, as inside a ResNet), quantized by
     onnxruntime's quantize_static as tools/qdq_model.py does (QDQ, symmetric int8, weights per
     channel); (QDQ model, feed)."""
     from onnxruntime.quantization import (
@@ -169,16 +170,18 @@ def _qdq_block(tmp_path, name: str, seed: int):
     w3 = (rng.standard_normal((n, nchw[0][1], 1, 1)) / 8).astype(np.float32)
     wd = (rng.standard_normal((n, nchw[1][1], 1, 1)) / 8).astype(np.float32)
     b3, bd = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    w4 = (rng.standard_normal((16, n, 1, 1)) / 8).astype(np.float32)
     nodes = [helper.make_node("Conv", ["y", "w3", "b3"], ["c3"], name="conv3"),
              helper.make_node("Conv", ["x", "wd", "bd"], ["d"], name="down", strides=[s, s]),
              helper.make_node("Add", ["c3", "d"], ["sum"], name="add"),
-             helper.make_node("Relu", ["sum"], ["out"], name="relu")]
+             helper.make_node("Relu", ["sum"], ["block"], name="relu"),
+             helper.make_node("Conv", ["block", "w4"], ["out"], name="next")]
     graph = helper.make_graph(
         nodes, "block", [helper.make_tensor_value_info("y", TensorProto.FLOAT, nchw[0]),
                          helper.make_tensor_value_info("x", TensorProto.FLOAT, nchw[1])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(a, k) for k, a in
-         {"w3": w3, "wd": wd, "b3": b3, "bd": bd}.items()])
+         {"w3": w3, "wd": wd, "b3": b3, "bd": bd, "w4": w4}.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     src, dst = tmp_path / "block.onnx", tmp_path / "block_qdq.onnx"
     import onnx
@@ -218,15 +221,43 @@ def test_a_qdq_block_fuses_and_runs_as_before(name, tmp_path):
     fused, sections = build_model(model, _config())
     convs = [s for s in fused["steps"] if s["template"] == "conv"]
     assert [s["params"].get("shortcut") for s in convs] == [
-        {"strides": [CASES[name][3]] * 2, "sums": 3}]
+        {"strides": [CASES[name][3]] * 2, "sums": 3}, None]
+    assert all("cuda" in s for s in fused["steps"])  # (no step left to the host)
     assert {"conv3", "down", "add"} <= set(convs[0]["origin"])
     passes = [p for p in pipeline_for(_config()) if p.name != "fuse-shortcut-convs"]
     apart, apart_sections = build_model(model, _config(), passes=passes)
-    assert len([s for s in apart["steps"] if s["template"] == "conv"]) == 2
+    assert len([s for s in apart["steps"] if s["template"] == "conv"]) == 3
     got = _run(fused, sections, feed, "cpu")
     want = _run(apart, apart_sections, feed, "cpu")
     assert np.unique(want).size > 20
     np.testing.assert_array_equal(got, want)
+
+
+@needs_gxx
+def test_the_qdq_blocks_fused_step_is_exact_on_emulated_warps(tmp_path):
+    """The fused step as the builder leaves it (its ReLU a table after the requantize: the
+    whole epilogue in the fragments), every tactic against the CPU executor."""
+    model, _ = _qdq_block(tmp_path, "stride2", seed=8)
+    manifest, _ = build_model(model, _config())
+    (step,) = [s for s in manifest["steps"] if (s["params"].get("shortcut") or {}).get("sums")]
+    params = {k: v for k, v in step["params"].items() if k != "tactic"}
+    assert params["epilogue"]["ops"][-1]["fn"] == "lookup"
+    rng = np.random.default_rng(9)
+    epilogue = params["epilogue"]
+    inputs = [_int8(rng, shape) for shape in params["in_shapes"]]
+    for shape, dtype in zip(epilogue["in_shapes"], epilogue["in_dtypes"], strict=True):
+        if dtype == "int8":
+            inputs.append(_int8(rng, shape))
+        elif int(np.prod(shape)) == 1:  # a dequantize's scale over a quantize's
+            inputs.append(np.array(rng.uniform(0.5, 1.0), np.float32).reshape(shape))
+        else:  # per-channel scales and biases of the sums
+            inputs.append((rng.random(shape) * 2e-3 + 5e-4).astype(np.float32))
+    (want,) = KERNELS["conv"](inputs, params)
+    assert np.unique(want).size > 64 and 0 < (want == 0).mean() < 0.9
+    for tactic in conv.tactics(params, "sm_90"):
+        spec = conv.emit("k", {**params, "tactic": tactic})
+        got = simt_emulator.run(spec, "k", inputs, want.shape, np.int8, tmp_path)
+        np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 
 @pytest.mark.cuda
