@@ -41,6 +41,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ember.codegen import shortcut_sums
+from ember.codegen.shortcut_sums import weight_op
 from ember.codegen.templates import conv as conv_template
 from ember.dialects.attributes import attribute_value, to_attribute
 from ember.dialects.kernel import LaunchOp, ScalarOp, ViewOp
@@ -51,14 +52,6 @@ from ember.dialects.weights import WeightStore, weights_of
 from ember.errors import PassError
 
 HALVES = ("float16", "bfloat16")
-
-
-def _weight(value: SSAValue) -> WeightOp | None:
-    """The weight op behind a conv's weight or bias (itself, or under a `kernel.view`)."""
-    op = value.owner
-    if isinstance(op, ViewOp):
-        op = op.input.owner
-    return op if isinstance(op, WeightOp) else None
 
 
 def _plain_1x1(conv: Operation, store: WeightStore) -> dict | None:
@@ -74,7 +67,7 @@ def _plain_1x1(conv: Operation, store: WeightStore) -> dict | None:
             or {*p["in_dtypes"], *p["out_dtypes"]} - set(HALVES) \
             or len({*p["in_dtypes"], *p["out_dtypes"]}) != 1 \
             or any(not isinstance(d, int) for s in shapes for d in s) \
-            or any(_weight(v) is None or _weight(v).ref.data not in store
+            or any(weight_op(v) is None or weight_op(v).ref.data not in store
                    for v in conv.inputs[1:len(p["in_shapes"])]):
         return None
     return p
@@ -182,14 +175,14 @@ class FuseShortcutConvs(ModulePass):
         own = len(attribute_value(conv.params)["in_shapes"])
         (first, pf), (second, ps) = pair
         k = int(pf["in_shapes"][1][0])
-        w1, w2 = _weight(first.inputs[1]), _weight(second.inputs[1])
+        w1, w2 = weight_op(first.inputs[1]), weight_op(second.inputs[1])
         weight = np.concatenate([store[w1.ref.data].reshape(k, -1),
                                  store[w2.ref.data].reshape(k, -1)], axis=1)
         dtype = weight.dtype
         bias = np.zeros(k, np.float32)
         for launch, lp in pair:
             if len(lp["in_shapes"]) == 3:
-                bias += store[_weight(launch.inputs[2]).ref.data].astype(np.float32)
+                bias += store[weight_op(launch.inputs[2]).ref.data].astype(np.float32)
         element = element_type_of(conv.inputs[1])
         w_op = WeightOp.create(
             properties={"ref": StringAttr(store.add(f"{w1.ref.data}.shortcut",

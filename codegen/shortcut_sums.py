@@ -36,7 +36,8 @@ from ember.dialects.weights import WeightStore
 from ember.errors import UnsupportedError
 
 
-def _weight(value: SSAValue) -> WeightOp | None:
+def weight_op(value: SSAValue) -> WeightOp | None:
+    """The weight op behind a conv's weight or bias (itself, or under a `kernel.view`)."""
     op = value.owner
     if isinstance(op, ViewOp):
         op = op.input.owner
@@ -59,7 +60,7 @@ def byte_1x1(conv: object, store: WeightStore) -> dict | None:
             or any(not isinstance(d, int) for s in shapes for d in s) \
             or not isinstance(block.last_op, YieldOp) \
             or str(block.last_op.value.type) != "i8" \
-            or _weight(conv.inputs[1]) is None or _weight(conv.inputs[1]).ref.data not in store:
+            or weight_op(conv.inputs[1]) is None or weight_op(conv.inputs[1]).ref.data not in store:
         return None
     return p
 
@@ -119,7 +120,7 @@ def rewrite(conv: LaunchOp, short: LaunchOp, k: int, params: dict, store: Weight
     whose block output is dequantized by a table, not cast, keeps the pair apart); whether it
     did."""
     n = int(params["in_shapes"][1][0])
-    w3, wd = _weight(conv.inputs[1]), _weight(short.inputs[1])
+    w3, wd = weight_op(conv.inputs[1]), weight_op(short.inputs[1])
     weight_type = tensor_type([n, params["in_shapes"][1][3], 1, 1],
                               element_type_of(conv.inputs[1]), "NHWC")
     probe = WeightOp.create(properties={"ref": StringAttr(w3.ref.data)},
