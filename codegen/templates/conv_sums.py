@@ -1,9 +1,11 @@
 """fuse-shortcut-convs' INT8 form (`shortcut = {strides, sums: k}`, `codegen.shortcut_sums`)
 as one mma.sync GEMM over byte pairs: A's first K2 columns are the downsample's input x read
 every `strides`-th pixel (the epilogue's extra input k), the rest conv3's input y; B is the
-weight [Wd | W3]. The main loop keeps the first K2's sums apart (`gemm_mma.mainloop`'s
-`second`) and the staged store's head applies the whole epilogue to both in registers: the
-downsample's quantize on its sums, then conv3's with that where it read the residual.
+weight [Wd | W3]. At the end of the first K2 the main loop applies the downsample's own
+quantize to those sums (`epilogue_split.split_second`) and keeps the bytes, four to a register
+(`gemm_mma.mainloop`'s `second`, `second_head`; or, with `PACK` off, the int32 sums); the
+staged store's head applies the rest of the epilogue in registers, conv3's requantized sum
+with that byte where it read the residual, and the drain copies bytes.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def tactics(params: dict, sms: int) -> list[dict]:
             and _accumulators(t["mma"]) <= MAX_ACCUMULATORS][:TOP]
 
 
-# a thread keeps two tiles' sums (the loop's and the shortcut's): tiles of at most 64 a thread
-# (layer1's 128x64: 230 registers, no spills; a 128x128's 2 x 128 would spill), the best 4
+# a thread keeps the loop's sums and the shortcut's (as bytes, or as int32 sums with `PACK` off:
+# layer1's 128x64, 64 sums a thread, then takes 230 registers without spills; a 128x128's
+# 2 x 128 would spill): tiles of at most 64 sums a thread, the best 4
 MAX_ACCUMULATORS = 64
 TOP = 4
 
@@ -113,7 +116,7 @@ def _accumulators(tile: list) -> int:
 
 
 # the main loop keeps the downsample's quantized bytes, not its int32 sums, where its quantize
-# splits off (`epilogue_split.split_second`): layer1's 128x64 tile 230 -> N registers
+# splits off (`epilogue_split.split_second`): layer1's 128x64 tile 230 -> 168 registers
 PACK = True
 
 
