@@ -8,7 +8,9 @@
   block argument 0 is the kernel's own value, the rest are the trailing extra operands' elements
   (broadcast to the output shape); it ends with `kernel.yield`. The launch's result has the
   yielded type, which an epilogue ending in a cast makes differ from `out_dtypes` (the type the
-  template computes its own value in).
+  template computes its own value in). One exception: a conv with params `shortcut = {strides,
+  sums: k}` (fuse-shortcut-convs' INT8 form) has extra operand k a second conv's input and
+  block argument k + 1 that conv's int32 sum for the output element, not an element of it.
 - `kernel.elementwise (%a, %b) {...} ({ ^bb0(%s0: f32, %s1: f32): ... kernel.yield %r })`: one
   output element computed from the inputs' elements (broadcast to the output shape) by a scalar
   region of `kernel.scalar` ops. Fusion moves scalar ops into these regions. Its optional

@@ -796,7 +796,7 @@ def _gemm_bytes(name: str, params: dict, dtype: str) -> KernelSpec:
     # rest of the epilogue in the staged store's head
     packed = conv_sums.packed(params) if shortcut else None
     staged = gemm_epilogue.byte_row_store(
-        (packed.tail if packed else conv_sums.kernel_params(params)) if shortcut else params,
+        conv_sums.staged_params(params, packed) if shortcut else params,
         n_size, [cv.cout, cv.mg], index, column, tile.shared_bytes() - (1024 if wgmma else 0),
         tile.bm, tile.bn, gemm_mma.staged_sums(dtype),
         band=None if wgmma else tile.bm // tile.wm)

@@ -126,11 +126,7 @@ def packed(params: dict) -> epilogue_split.Split | None:
     return epilogue_split.split_second(params) if PACK else None
 
 
-def kernel_params(params: dict) -> dict:
-    """`params` as the staged store reads its epilogue: input `sums` is an int32 value of the
-    output's shape (the downsample's sums, in registers), not x."""
-    k = epilogue_split.second_sums(params)
-    epilogue = params["epilogue"]
-    shapes, dtypes = list(epilogue["in_shapes"]), list(epilogue["in_dtypes"])
-    shapes[k], dtypes[k] = list(params["out_shapes"][0]), "int32"
-    return {**params, "epilogue": {**epilogue, "in_shapes": shapes, "in_dtypes": dtypes}}
+def staged_params(params: dict, packed: epilogue_split.Split | None) -> dict:
+    """The params whose epilogue the staged store applies: the tail after the bytes the main
+    loop keeps (`packed`), else the whole epilogue on the int32 sums it keeps."""
+    return packed.tail if packed else epilogue_split.sums_in_registers(params)

@@ -103,19 +103,28 @@ def split_second(params: dict) -> Split | None:
             continue
         head_pos = [p for p in range(len(ops)) if first + p in cone]
         renumber = {first + p: first + i for i, p in enumerate(head_pos)}
-        shapes, dtypes = list(epilogue["in_shapes"]), list(epilogue["in_dtypes"])
-        shapes[k], dtypes[k] = out_shape, "int32"
+        held = sums_in_registers(params)["epilogue"]
         head = {**params, "epilogue": {
-            **epilogue, "ops": [_remapped(ops[p], renumber) for p in head_pos],
-            "result": renumber[value], "out_dtype": op["dtype"], "in_shapes": shapes,
-            "in_dtypes": dtypes}}
+            **held, "ops": [_remapped(ops[p], renumber) for p in head_pos],
+            "result": renumber[value], "out_dtype": op["dtype"]}}
         renumber = {value: 1 + k, **{first + p: first + i for i, p in enumerate(rest)}}
-        dtypes = [*dtypes[:k], op["dtype"], *dtypes[k + 1:]]
+        dtypes = list(held["in_dtypes"])
+        dtypes[k] = op["dtype"]
         tail = {**params, "epilogue": {
-            **epilogue, "ops": [_remapped(ops[p], renumber) for p in rest],
-            "result": renumber[result], "in_shapes": shapes, "in_dtypes": dtypes}}
+            **held, "ops": [_remapped(ops[p], renumber) for p in rest],
+            "result": renumber[result], "in_dtypes": dtypes}}
         return Split(head, tail, op["dtype"])
     return None
+
+
+def sums_in_registers(params: dict) -> dict:
+    """`params` with the `second_sums` input as the fragments hold it: an int32 value of the
+    output's shape (the operand itself is the second GEMM's input, another shape)."""
+    k = second_sums(params)
+    epilogue = params["epilogue"]
+    shapes, dtypes = list(epilogue["in_shapes"]), list(epilogue["in_dtypes"])
+    shapes[k], dtypes[k] = list(params["out_shapes"][0]), "int32"
+    return {**params, "epilogue": {**epilogue, "in_shapes": shapes, "in_dtypes": dtypes}}
 
 
 def second_sums(params: dict) -> int | None:
