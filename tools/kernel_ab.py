@@ -13,9 +13,12 @@ apply to a kernel is an error naming it):
   bare      notail and nohead: the main loop, staging and copies alone
   lbN       __launch_bounds__ asking N blocks a multiprocessor (fewer registers)
   persistN  each block loops over the M tiles, grid y = N (a persistent grid, no overlap)
+  copy      not the kernel: a grid-stride copy touching the same bytes (every input read
+            once, the output written once, 16 bytes a thread at a time): the floor
 
-    python tools/kernel_ab.py PLAN STEP [--batch 32] [--tactics '{"mma": [64, 128, 32, 2, 2,
-        4], "splits": 1}'] [--variants notail,nohead,bare,lb6] [--repeats 100] [--seed 0]
+    python tools/kernel_ab.py PLAN|MANIFEST.json STEP [--batch 32]
+        [--tactics '{"mma": [64, 128, 32, 2, 2, 4], "splits": 1}']
+        [--variants notail,nohead,bare,lb6,copy] [--repeats 100] [--seed 0]
 
 Session 29 (H100, layer1's INT8 conv3 + residual at batch 32, mma 64x128): base 37.2 us,
 notail 31.5, nohead 32.8, bare 30.3, pre 38.9, lb6 35.2: the structure, not the epilogue's
@@ -34,6 +37,7 @@ import sys
 import numpy as np
 
 VARIANTS = ("pre", "notail", "nohead", "bare")
+COPY_GRID = (132 * 8, 1, 1)  # blocks of 256 threads: 8 per multiprocessor of an H100/H200
 
 
 class VariantError(ValueError):
@@ -108,8 +112,36 @@ def persistent(src: str, tiles: int) -> str:
     return out[:end] + "    __syncthreads();\n    }\n}\n"
 
 
-def variant(name: str, spec):
-    """(source, spec) of variant `name` of an emitted kernel `spec`."""
+def copy_kernel(name: str, sizes: list[int], out_size: int) -> str:
+    """A kernel `name` with the pointer parameters of a step (`sizes`: each input's bytes, then
+    the output of `out_size`) that reads every input once and writes the output once, 16 bytes
+    at a time (an input's tail of under 16 bytes is not read): XOR of what it read, so the
+    loads are not dropped."""
+    params = [f"const uint4* __restrict__ p{i}" for i in range(len(sizes))]
+    chunks = [s // 16 for s in sizes]
+    reads = "\n".join(f"        if (i < {c}) {{ uint4 t = p{i}[i]; v.x ^= t.x; v.y ^= t.y; "
+                      f"v.z ^= t.z; v.w ^= t.w; }}" for i, c in enumerate(chunks))
+    last = max([*chunks, out_size // 16])
+    return f"""extern "C" __global__ void {name}({", ".join(params)}, uint4* __restrict__ out) {{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < {last};
+         i += (long long)gridDim.x * blockDim.x) {{
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+{reads}
+        if (i < {out_size // 16}) out[i] = v;
+    }}
+}}
+"""
+
+
+def variant(name: str, spec, kname: str = "", sizes: list[int] | None = None,
+            out_size: int = 0):
+    """(source, spec) of variant `name` of an emitted kernel `spec` (`kname`, its name, and
+    `sizes`, `out_size`, the step's buffers' bytes: for "copy")."""
+    if name == "copy":
+        if spec.tensor_maps or spec.counter_bytes or spec.workspace_bytes or spec.size_args:
+            raise VariantError("copy: the kernel takes more than its pointers")
+        return copy_kernel(kname, sizes or [], out_size), dataclasses.replace(
+            spec, grid=COPY_GRID, block=(256, 1, 1), shared_bytes=0)
     if name == "base":
         return spec.source, spec
     if name in VARIANTS:
@@ -120,7 +152,8 @@ def variant(name: str, spec):
         blocks = int(name[7:])
         grid = (spec.grid[0], blocks, spec.grid[2])
         return persistent(spec.source, spec.grid[1]), dataclasses.replace(spec, grid=grid)
-    raise VariantError(f"variant {name!r}: one of base, {', '.join(VARIANTS)}, lbN, persistN")
+    raise VariantError(f"variant {name!r}: one of base, {', '.join(VARIANTS)}, lbN, persistN, "
+                       "copy")
 
 
 def at_batch(step: dict, batch: int) -> dict:
@@ -179,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     from ember.runtime.tensor_maps import arguments
 
     try:
-        steps = {s["name"]: s for s in read_plan(args.plan).manifest["steps"]}
-    except (EmberError, OSError) as e:
+        if args.plan.endswith(".json"):  # a manifest: the plan's steps without its weights
+            with open(args.plan) as f:
+                manifest = json.load(f)
+        else:
+            manifest = read_plan(args.plan).manifest
+        steps = {s["name"]: s for s in manifest["steps"]}
+    except (EmberError, OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"kernel_ab: {e}") from None
     if args.step not in steps:
         raise SystemExit(f"kernel_ab: no step {args.step!r} in {args.plan} (its steps: "
@@ -197,24 +235,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tactics = [step["params"].get("tactic")]
     names = ["base", *(v for v in args.variants.split(",") if v and v != "base")]
+    rng = np.random.default_rng(args.seed)
+    inputs = operands(step["params"], rng)
+    out_shape = step["params"]["out_shapes"][0]
+    out_dtype = np.dtype((step["params"].get("epilogue") or {}).get("out_dtype")
+                         or step["params"]["out_dtypes"][0])
+    out_size = int(np.prod(out_shape)) * out_dtype.itemsize
     jobs = []
     for tactic in tactics:
         params = {**step["params"], "tactic": tactic} if tactic else step["params"]
         kname, spec = emit_step({**step, "params": params})
         for name in names:
             try:
-                source, vspec = variant(name, spec)
+                source, vspec = variant(name, spec, kname, [a.nbytes for a in inputs],
+                                        out_size)
             except VariantError as e:
                 raise SystemExit(f"kernel_ab: {e} ({kname}, tactic {tactic})") from None
             jobs.append((tactic, name, kname, vspec, source, params))
     compiled = compile_many([(kname, source) for _, _, kname, _, source, _ in jobs], arch)
-    rng = np.random.default_rng(args.seed)
-    inputs = operands(step["params"], rng)
-    out_shape = step["params"]["out_shapes"][0]
-    out_dtype = np.dtype((step["params"].get("epilogue") or {}).get("out_dtype")
-                         or step["params"]["out_dtypes"][0])
     buffers = [cuda.DeviceBuffer(a.nbytes) for a in inputs]
-    buffers.append(cuda.DeviceBuffer(int(np.prod(out_shape)) * out_dtype.itemsize))
+    buffers.append(cuda.DeviceBuffer(out_size))
     for buffer, a in zip(buffers, inputs, strict=False):
         buffer.upload(np.ascontiguousarray(a))
     pointers = [b.ptr for b in buffers]

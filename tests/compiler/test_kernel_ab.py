@@ -5,6 +5,7 @@ apply, an unknown step and a machine without a GPU are one-line errors."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,18 @@ def test_each_variant_rewrites_its_part_and_compiles():
     compile_many([("k", s) for s in sources.values()], "sm_90", cache=False)
 
 
+def test_copy_touches_each_buffer_once():
+    spec = _kernel()
+    source, copy = kernel_ab.variant("copy", spec, "k", [64, 4096, 8], 2048)
+    assert copy.grid == kernel_ab.COPY_GRID and copy.block == (256, 1, 1)
+    assert copy.shared_bytes == 0
+    # one 16-byte read of each whole chunk of each input, up to the largest; the 8-byte input
+    # has none; the output written where it has chunks
+    assert "if (i < 4) {" in source and "if (i < 256) {" in source and \
+        "if (i < 0) {" in source and "i < 256;" in source and "if (i < 128) out[i] = v;" in source
+    compile_many([("k", source)], "sm_90", cache=False)
+
+
 def test_a_variant_that_does_not_apply_is_named():
     params, _, _ = _conv_case(seed=1)
     plain = conv.emit("k", {**{k: v for k, v in params.items() if k != "epilogue"},
@@ -77,6 +90,13 @@ def test_errors_are_one_line(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 1 and "no step 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+    # a manifest alone (no weights) names the same steps; a file that is not one is an error
+    (tmp_path / "block.json").write_text(json.dumps(manifest))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    for path, said in (("block.json", "no step 'nope'"), ("bad.json", "kernel_ab: ")):
+        done = subprocess.run([sys.executable, str(TOOL), str(tmp_path / path), "nope"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr
     if not cuda_available():
         done = subprocess.run([sys.executable, str(TOOL), str(plan), "conv_4"],
                               capture_output=True, text=True, timeout=120)
