@@ -110,9 +110,18 @@ class MmaGemm(Gemm):
     with FP32 partial tiles whatever the element type)."""
 
     tile: MmaTile
+    # a persistent grid (`mainloop`'s persistent form): this many blocks a multiprocessor on
+    # grid y, each walking the M tiles blockIdx.y, + gridDim.y, ... with B resident; 0: one
+    # block a tile
+    persist: int = 0
 
     def workspace_bytes(self, m: int, n: int, batch: int) -> tuple[int, int]:  # type: ignore[override]
         return super().workspace_bytes(m, n, batch, 4)
+
+    def grid(self, m: int, n: int, batch: int) -> tuple[int, int, int]:
+        x, y, z = super().grid(m, n, batch)
+        return (x, min(y, max(1, self.persist * SM_COUNT // (x * z))), z) if self.persist \
+            else (x, y, z)
 
     def k_tiles(self, k: int | str) -> int | None:
         """The most k-tiles a block walks (its K slice's); None for a symbolic K."""
@@ -120,11 +129,14 @@ class MmaGemm(Gemm):
 
     def tactic(self) -> dict:
         """The tactic as a kernel op's `tactic` attribute / a plan step's params record it."""
-        return {"mma": self.tile.as_list(), "splits": self.splits}
+        return {"mma": self.tile.as_list(), "splits": self.splits,
+                **({"persist": self.persist} if self.persist else {})}
 
     def __str__(self) -> str:
         return (f"mma.sync m16n8k16, {self.tile}"
-                + (f", split-K x{self.splits}" if self.splits > 1 else ""))
+                + (f", split-K x{self.splits}" if self.splits > 1 else "")
+                + (f", persistent ({self.persist} blocks a multiprocessor)" if self.persist
+                   else ""))
 
 
 def estimated_cost(gemm: MmaGemm, eff: float, m: int, n: int, k: int, batch: int,
@@ -153,6 +165,7 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int,
     model's choice (at the profile's opt shapes; no split-K along a symbolic K, nor where
     `split_k` is False: the INT8 kernels have none)."""
     split_k = split_k and not is_sym(k)
+    static = not is_sym(m) and not is_sym(k)
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
     tactic = params.get("tactic")
     if not tactic or "mma" not in tactic:
@@ -161,11 +174,29 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int,
     if tile not in [t for t, _ in MMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the tensor-core tiles")
     splits = int(tactic.get("splits", 1))
+    persist = int(tactic.get("persist", 0))
+    if persist and not (static and persistent_fits(MmaGemm(tile, splits), m, k)):
+        raise ValueError(f"tactic persist x{persist}: a persistent grid needs a static M and "
+                         f"K of at most {PERSIST_K_TILES} k-tiles, no split-K")
     if splits > 1 and not split_k and not is_sym(k):
         raise UnsupportedError(f"tactic split-K x{splits}: the INT8 kernels split no K")
     if not 1 <= splits <= -(-k // tile.bk) or (splits > 1 and not split_k):
         raise ValueError(f"tactic split-K x{splits} does not fit K = {k}")
-    return MmaGemm(tile, splits)
+    if not 0 <= persist <= 8:
+        raise ValueError(f"tactic persist x{persist}: 1 to 8 blocks a multiprocessor")
+    return MmaGemm(tile, splits, persist)
+
+
+# the most k-tiles a persistent block keeps resident (B once, A twice: this tile's and the
+# next's)
+PERSIST_K_TILES = 4
+
+
+def persistent_fits(gemm: MmaGemm, m: int | str, k: int | str) -> bool:
+    """Whether `gemm` may run a persistent grid: a static M and K, K of at most
+    PERSIST_K_TILES k-tiles, whole."""
+    return (gemm.splits == 1 and not is_sym(m) and not is_sym(k)
+            and -(-int(k) // gemm.tile.bk) <= PERSIST_K_TILES)
 
 
 def candidates(m: int, n: int, k: int, batch: int, top: int = 4,
@@ -387,26 +418,39 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     a_stage, b_stage = tile.stage_elems(bm), tile.stage_elems(bn)
     a_ld = bk + 8 if a_kmaj else bm + 8  # leading dim of a stage's tile
     b_ld = bk + 8 if b_kmaj else bn + 8
+    if gemm.persist:
+        if not persistent_fits(gemm, m, k) or m0 != f"blockIdx.y * {bm}" or \
+                not isinstance(store, RowStore):
+            raise ValueError("a persistent grid: a whole K of at most PERSIST_K_TILES k-tiles "
+                             "in the stage buffers, M tiles on grid y, and a staged store")
+        kt_n = gemm.k_tiles(k)
+        a_bufs = 2 * kt_n  # this tile's A and the next one's
+    else:
+        kt_n, a_bufs = None, buffers(tile.stages, gemm.k_tiles(k))
     lines = ["    extern __shared__ __align__(16) unsigned short smem[];",
              "    unsigned short* As = smem;",
-             f"    unsigned short* Bs = smem + {buffers(tile.stages, gemm.k_tiles(k)) * a_stage};",
+             f"    unsigned short* Bs = smem + {a_bufs * a_stage};",
              "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
-             f"    const int wm = warp / {tile.wn}, wn = warp % {tile.wn};",
-             f"    const int m0 = {m0}, n0 = {n0};"]
-    lines += a_setup + b_setup
+             f"    const int wm = warp / {tile.wn}, wn = warp % {tile.wn};"]
+    if gemm.persist:
+        lines += [f"    const int n0 = {n0};", *b_setup]
+    else:
+        lines += [f"    const int m0 = {m0}, n0 = {n0};", *a_setup, *b_setup]
     if splits > 1:
         lines += [f"    const int k_begin = (int)(blockIdx.z % {splits}) * {gemm.k_slice(k)};",
                   f"    const int k_end = min({k}, k_begin + {gemm.k_slice(k)});"]
     else:
         lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
+    zero = "0" if dtype == INT8 else "0.f"
+    clear = ["    #pragma unroll",
+             f"    for (int i = 0; i < {mi_n}; ++i)",
+             "        #pragma unroll",
+             f"        for (int j = 0; j < {ni_n}; ++j)",
+             f"            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = {zero};"]
     lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
-              f"    {sums_type(dtype)} frag[{mi_n}][{ni_n}][4];",
-              "    #pragma unroll",
-              f"    for (int i = 0; i < {mi_n}; ++i)",
-              "        #pragma unroll",
-              f"        for (int j = 0; j < {ni_n}; ++j)",
-              "            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = "
-              f"{'0' if dtype == INT8 else '0.f'};"]
+              f"    {sums_type(dtype)} frag[{mi_n}][{ni_n}][4];"]
+    if not gemm.persist:
+        lines += clear
     if second is not None:
         lines.append(f"    unsigned frag2q[{mi_n}][{ni_n}];" if second_head else
                      f"    {sums_type(dtype)} frag2[{mi_n}][{ni_n}][4];")
@@ -430,52 +474,33 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
             out.append(f"{indent}}}")
         return out
 
-    load_tile = (copy(a, a_copies, a_vec, "As", a_stage, a_ld, a_kmaj, "        ")
-                 + copy(b, b_copies, b_vec, "Bs", b_stage, b_ld, b_kmaj, "        "))
-    lines += ["    // prologue: the first stages' copies in flight",
-              "    #pragma unroll",
-              f"    for (int s = 0; s < {tile.stages - 1}; ++s) {{",
-              "        if (s < k_tiles) {",
-              f"            const int st = s, k0 = k_begin + s * {bk};",
-              *("    " + x for x in load_tile),
-              "        }",
-              "        cp_async_commit();",
-              "    }",
-              "    for (int kt = 0; kt < k_tiles; ++kt) {",
-              f"        cp_async_wait<{tile.stages - 2}>();",
-              "        __syncthreads();  // stage kt landed; stage kt - 1 is free",
-              f"        if (kt + {tile.stages - 1} < k_tiles) {{",
-              f"            const int st = (kt + {tile.stages - 1}) % {tile.stages};",
-              f"            const int k0 = k_begin + (kt + {tile.stages - 1}) * {bk};",
-              *("    " + x for x in load_tile),
-              "        }",
-              "        cp_async_commit();",
-              f"        const unsigned short* as = As + (kt % {tile.stages}) * {a_stage};",
-              f"        const unsigned short* bs = Bs + (kt % {tile.stages}) * {b_stage};",
-              "        #pragma unroll",
-              f"        for (int kk = 0; kk < {bk}; kk += 16) {{",
-              f"            unsigned af[{mi_n}][4], bf[{ni_n}][2];",
-              "            #pragma unroll",
-              f"            for (int i = 0; i < {mi_n}; ++i) {{",
-              f"                const int r = wm * {wtm} + i * 16;"]
+    load_a = copy(a, a_copies, a_vec, "As", a_stage, a_ld, a_kmaj, "        ")
+    load_b = copy(b, b_copies, b_vec, "Bs", b_stage, b_ld, b_kmaj, "        ")
+    # one k-tile's MMAs from the stage at `as`, `bs`
+    steps = ["        #pragma unroll",
+             f"        for (int kk = 0; kk < {bk}; kk += 16) {{",
+             f"            unsigned af[{mi_n}][4], bf[{ni_n}][2];",
+             "            #pragma unroll",
+             f"            for (int i = 0; i < {mi_n}; ++i) {{",
+             f"                const int r = wm * {wtm} + i * 16;"]
     if a_kmaj:  # lanes 0-15 rows at k, 16-31 rows at k + 8
-        lines.append(f"                ldsm_x4(af[i], &as[(r + (lane & 15)) * {a_ld} + kk + "
+        steps.append(f"                ldsm_x4(af[i], &as[(r + (lane & 15)) * {a_ld} + kk + "
                      "(lane >> 4) * 8]);")
     else:  # [k][m]: matrix j = lane / 8 covers k + (j / 2) * 8, m + (j % 2) * 8
-        lines.append(f"                ldsm_x4_trans(af[i], &as[(kk + (lane >> 4) * 8 + "
+        steps.append(f"                ldsm_x4_trans(af[i], &as[(kk + (lane >> 4) * 8 + "
                      f"(lane & 7)) * {a_ld} + r + ((lane >> 3) & 1) * 8]);")
-    lines += ["            }",
+    steps += ["            }",
               "            #pragma unroll",
               f"            for (int j = 0; j < {ni_n}; j += 2) {{",
               f"                const int c = wn * {wtn} + j * 8;",
               "                unsigned q[4];"]
     if b_kmaj:  # matrix j: n + (j / 2) * 8, k + (j % 2) * 8
-        lines.append(f"                ldsm_x4(q, &bs[(c + (lane >> 4) * 8 + (lane & 7)) * "
+        steps.append(f"                ldsm_x4(q, &bs[(c + (lane >> 4) * 8 + (lane & 7)) * "
                      f"{b_ld} + kk + ((lane >> 3) & 1) * 8]);")
     else:  # [k][n]: matrix j covers k + (j % 2) * 8, n + (j / 2) * 8
-        lines.append(f"                ldsm_x4_trans(q, &bs[(kk + ((lane >> 3) & 1) * 8 + "
+        steps.append(f"                ldsm_x4_trans(q, &bs[(kk + ((lane >> 3) & 1) * 8 + "
                      f"(lane & 7)) * {b_ld} + c + (lane >> 4) * 8]);")
-    lines += ["                bf[j][0] = q[0]; bf[j][1] = q[1];",
+    steps += ["                bf[j][0] = q[0]; bf[j][1] = q[1];",
               "                bf[j + 1][0] = q[2]; bf[j + 1][1] = q[3];",
               "            }",
               "            #pragma unroll",
@@ -486,8 +511,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
               "af[i], bf[j][0], bf[j][1]);",
               "        }"]
     if second is not None:
-        zero = "0" if dtype == INT8 else "0.f"
-        lines += [f"        if (kt == {second // tile.bk - 1}) {{  // the second GEMM's sums are "
+        steps += [f"        if (kt == {second // tile.bk - 1}) {{  // the second GEMM's sums are "
                   "whole: keep them apart",
                   "            #pragma unroll",
                   f"            for (int i = 0; i < {mi_n}; ++i)",
@@ -495,7 +519,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
                   f"                for (int j = 0; j < {ni_n}; ++j) {{"]
         if second_head:  # their own quantize, a byte each, four to a register
             col = f"wn * {wtn} + j * 8 + (lane & 3) * 2"
-            lines += ["                    frag2q[i][j] = 0u;",
+            steps += ["                    frag2q[i][j] = 0u;",
                       "                    #pragma unroll",
                       "                    for (int h = 0; h < 2; ++h) {",
                       *second_head(col, "frag[i][j][2 * h]", "frag[i][j][2 * h + 1]",
@@ -504,22 +528,47 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
                       "((unsigned)(unsigned char)q1 << 8)) << (16 * h);",
                       "                    }"]
         else:
-            lines += ["                    #pragma unroll",
+            steps += ["                    #pragma unroll",
                       "                    for (int e = 0; e < 4; ++e) "
                       "frag2[i][j][e] = frag[i][j][e];"]
-        lines += ["                    #pragma unroll",
+        steps += ["                    #pragma unroll",
                   f"                    for (int e = 0; e < 4; ++e) frag[i][j][e] = {zero};",
                   "                }",
                   "        }"]
-    lines += ["    }",
+    staged_second = None if second is None else (
+        ("(signed char)(frag2q[i][j] >> (16 * h))",
+         "(signed char)(frag2q[i][j] >> (16 * h + 8))") if second_head else
+        ("frag2[i][j][2 * h]", "frag2[i][j][2 * h + 1]"))
+    if gemm.persist:
+        return lines + _persistent(gemm, m, n, store, kt_n, a_setup, load_a, load_b, clear,
+                                   steps, a_stage, b_stage, staged_second)
+    lines += ["    // prologue: the first stages' copies in flight",
+              "    #pragma unroll",
+              f"    for (int s = 0; s < {tile.stages - 1}; ++s) {{",
+              "        if (s < k_tiles) {",
+              f"            const int st = s, k0 = k_begin + s * {bk};",
+              *("    " + x for x in load_a + load_b),
+              "        }",
+              "        cp_async_commit();",
+              "    }",
+              "    for (int kt = 0; kt < k_tiles; ++kt) {",
+              f"        cp_async_wait<{tile.stages - 2}>();",
+              "        __syncthreads();  // stage kt landed; stage kt - 1 is free",
+              f"        if (kt + {tile.stages - 1} < k_tiles) {{",
+              f"            const int st = (kt + {tile.stages - 1}) % {tile.stages};",
+              f"            const int k0 = k_begin + (kt + {tile.stages - 1}) * {bk};",
+              *("    " + x for x in load_a + load_b),
+              "        }",
+              "        cp_async_commit();",
+              f"        const unsigned short* as = As + (kt % {tile.stages}) * {a_stage};",
+              f"        const unsigned short* bs = Bs + (kt % {tile.stages}) * {b_stage};",
+              *steps,
+              "    }",
               "    cp_async_wait<0>();"]
     if splits > 1:
         lines += _split_k_reduce(gemm)
     if isinstance(store, RowStore):
-        return lines + _staged_store(gemm, m, n, store, None if second is None else (
-            ("(signed char)(frag2q[i][j] >> (16 * h))",
-             "(signed char)(frag2q[i][j] >> (16 * h + 8))") if second_head else
-            ("frag2[i][j][2 * h]", "frag2[i][j][2 * h + 1]")))
+        return lines + _staged_store(gemm, m, n, store, staged_second)
     # fragment (i, j) element e: row g (+ 8 for e >= 2), columns 2 t, 2 t + 1 (g = lane / 4)
     lines += ["    #pragma unroll",
               f"    for (int i = 0; i < {mi_n}; ++i)",
@@ -536,6 +585,50 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     return lines
 
 
+def _persistent(gemm: MmaGemm, m: int, n: int, store: RowStore, kt_n: int,
+                a_setup: list[str], load_a: list[str], load_b: list[str], clear: list[str],
+                steps: list[str], a_stage: int, b_stage: int,
+                second: tuple[str, str] | None) -> list[str]:
+    """`mainloop`'s persistent form: B's whole K copied once; A's for the block's first M tile,
+    then in each tile, before its MMAs and epilogue, the next tile's A into the other half of
+    the A buffers (its copies land under this tile's epilogue); the outputs staged apart from
+    the buffers (`kernel_shared`)."""
+    tile = gemm.tile
+    m_tiles = -(-int(m) // tile.bm)
+
+    def a_tiles(buf: str) -> list[str]:
+        return [f"    for (int s = 0; s < {kt_n}; ++s) {{",
+                f"        const int st = {buf} * {kt_n} + s, k0 = s * {tile.bk};",
+                *load_a, "    }"]
+
+    lines = ["    // B's whole K, once",
+             "    #pragma unroll",
+             f"    for (int s = 0; s < {kt_n}; ++s) {{",
+             f"        const int st = s, k0 = s * {tile.bk};", *load_b, "    }",
+             "    {  // the first M tile's A",
+             f"    const int m0 = blockIdx.y * {tile.bm};",
+             *a_setup, "    #pragma unroll", *a_tiles("0"), "    }",
+             "    cp_async_commit();",
+             f"    for (int mt = blockIdx.y, buf = 0; mt < {m_tiles}; "
+             "mt += gridDim.y, buf ^= 1) {",
+             f"    const int m0 = mt * {tile.bm};",
+             "    cp_async_wait<0>();",
+             "    __syncthreads();  // this tile's A landed; the last tile's outputs are drained",
+             f"    if (mt + gridDim.y < {m_tiles}) {{  // the next tile's A, under this one's "
+             "epilogue",
+             f"    const int m0 = (mt + gridDim.y) * {tile.bm};",
+             *a_setup, "    #pragma unroll", *a_tiles("(buf ^ 1)"), "    }",
+             "    cp_async_commit();",
+             *clear,
+             "    #pragma unroll",
+             f"    for (int kt = 0; kt < {kt_n}; ++kt) {{",
+             f"        const unsigned short* as = As + (buf * {kt_n} + kt) * {a_stage};",
+             f"        const unsigned short* bs = Bs + kt * {b_stage};",
+             *steps, "    }"]
+    return lines + _staged_store(gemm, m, n, store, second,
+                                 f"smem + {2 * kt_n * a_stage + kt_n * b_stage}") + ["    }"]
+
+
 def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
     """Dynamic shared memory of a `mainloop` kernel: the stage buffers its blocks fill, or the
     staged outputs' rows (a band of them where `store` stages by bands) where more: they reuse
@@ -543,19 +636,28 @@ def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
     tile = gemm.tile
     staged = (store.shared_bytes(store.band or tile.bm, tile.bn) if isinstance(store, RowStore)
               else 0)
+    if gemm.persist:  # A's k-tiles twice, B's once, the staged outputs apart
+        kt_n = gemm.k_tiles(k)
+        return (2 * kt_n * tile.stage_elems(tile.bm) + kt_n * tile.stage_elems(tile.bn)) * 2 \
+            + staged
     return max(tile.shared_bytes(gemm.k_tiles(k)), staged)
 
 
 def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore,
-                  second: tuple[str, str] | None = None) -> list[str]:
+                  second: tuple[str, str] | None = None, apart: str | None = None
+                  ) -> list[str]:
     """The outputs through shared memory (`gemm_epilogue`): fragment (i, j) pair h holds row
     g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4);
-    `second`: a second GEMM's values of pair h alike (`mainloop`'s `frag2` or `frag2q`)."""
+    `second`: a second GEMM's values of pair h alike (`mainloop`'s `frag2` or `frag2q`). Staged
+    over the stage buffers after a barrier, or at `apart` (a shared-memory pointer expression:
+    the persistent form's own staging, free without one)."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
     band = st.band or tile.bm
-    assert band % wtm == 0 and st.shared_bytes(band, tile.bn) <= tile.shared_bytes(), tile
-    lines = gemm_epilogue.declare(st, "smem")
+    assert band % wtm == 0 and (apart or st.shared_bytes(band, tile.bn)
+                                <= tile.shared_bytes()), tile
+    lines = (gemm_epilogue.declare(st, "smem") if apart is None
+             else gemm_epilogue.declare(st, apart)[1:])
     for first in range(0, tile.bm, band):  # a band of rows at a time: its warps stage them
         if first:
             lines.append("    __syncthreads();  // the last band is drained: stage the next")
