@@ -11,6 +11,8 @@ apply to a kernel is an error naming it):
   notail    the drain's epilogue replaced by a byte XOR of staged value and residual
   nohead    the fragments' epilogue (a split's head) replaced by a cast of the sum
   bare      notail and nohead: the main loop, staging and copies alone
+  magic     the head's int32 sums to float by an integer add and a float subtract (exact for
+            |sum| < 2^22, as a short K's are) instead of a conversion instruction
   lbN       __launch_bounds__ asking N blocks a multiprocessor (fewer registers)
   persistN  each block loops over the M tiles, grid y = N (a persistent grid, no overlap)
   copy      not the kernel: a grid-stride copy touching the same bytes (every input read
@@ -36,7 +38,7 @@ import sys
 
 import numpy as np
 
-VARIANTS = ("pre", "notail", "nohead", "bare")
+VARIANTS = ("pre", "notail", "nohead", "bare", "magic")
 COPY_GRID = (132 * 8, 1, 1)  # blocks of 256 threads: 8 per multiprocessor of an H100/H200
 
 
@@ -90,6 +92,18 @@ def nohead(src: str) -> str:
 
 def bare(src: str) -> str:
     return notail(nohead(src))
+
+
+def magic(src: str) -> str:
+    """The head's int32 sum to float through the 1.5 * 2^23 constant (an integer add and a
+    float subtract, exact for |sum| < 2^22) instead of a conversion instruction (I2F)."""
+    out, n = re.subn(r"const int (e\d+) = acc;(.*?)= \(float\)\(\1\);",
+                     lambda m: f"const int {m.group(1)} = acc;{m.group(2)}= __fsub_rn("
+                     f"__int_as_float(0x4B400000 + {m.group(1)}), 12582912.0f);", src,
+                     flags=re.S)
+    if n < 2:
+        raise VariantError("magic: no head converting its int32 sum to float")
+    return out
 
 
 def launch_bounds(src: str, blocks: int) -> str:

@@ -870,7 +870,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     build's target (sm_90 adds Hopper's wgmma tiles for NHWC convs over 8k channels); `sms`:
     the multiprocessors the cost models fill."""
     if conv_sums.is_sums(params):
-        return conv_sums.tactics(params, sms)
+        return _with_persistent(params, conv_sums.tactics(params, sms))
     if params.get("shortcut") is not None:
         return _shortcut_tactics(params, _Conv(params), arch, sms)
     narrow = gemm_mma.byte_operands(params)
@@ -882,10 +882,11 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
         _, _, a_op, b_op = _mma_operands(cv)
         sizes = (cv.positions, cv.mg, cv.k_total, cv.groups)
         hopper = gemm_wgmma.targets(arch)
-        return gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
+        found = gemm_mma.byte_candidates(narrow, hopper, gemm_mma.candidates(
             *sizes, split_k=False, sms=sms,
             wgmma=hopper and gemm_wgmma.usable(a_op, b_op, narrow),
             tma=hopper and _tma_operands(cv) is not None))
+        return _with_persistent(params, found)
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
             params.get("layout", "NCHW") not in ("NCHW", "NHWC", "NC4HW4"):
@@ -912,6 +913,35 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
     if _tf32_wgmma(params, cv, arch):
         return gemm_wgmma.tf32_candidates(fp32, m, n, cv.k_total, cv.groups, sms=sms)
     return fp32
+
+
+# the persistent forms an INT8 conv of short K also times (`gemm_mma`'s "persist"): each
+# short-K tile at the blocks a multiprocessor its registers allow (~150 for the 64x128 and
+# 128x64 tiles' persistent loop: 3 of 128 threads; the 64x64's fewer: 4)
+PERSISTENT = ((gemm_mma.MmaTile(64, 128, 32, 2, 2, 4), 3),
+              (gemm_mma.MmaTile(128, 64, 32, 2, 2, 4), 3),
+              (gemm_mma.MmaTile(64, 64, 32, 2, 2, 4), 4))
+
+
+def _with_persistent(params: dict, found: list[dict]) -> list[dict]:
+    """`found` and, for an INT8 step with a staged result, the `PERSISTENT` tactics of the
+    mma.sync tiles among them that emit (a static M, K of at most `gemm_mma.PERSIST_K_TILES`
+    k-tiles), timed after the rest (the cost model's choice stays first)."""
+    if gemm_mma.byte_operands(params) != gemm_mma.INT8:
+        return found
+    tiles = [gemm_mma.MmaTile(*t["mma"]) for t in found if "mma" in t]
+    extra = []
+    for tile, blocks in PERSISTENT:
+        if tile not in tiles:
+            continue
+        tactic = {"mma": tile.as_list(), "splits": 1, "persist": blocks}
+        try:
+            spec = emit("k", {**params, "tactic": tactic})
+        except (ValueError, UnsupportedError):
+            continue
+        if "for (int mt = blockIdx.y" in spec.source:
+            extra.append(tactic)
+    return found + extra
 
 
 def _tf32_wgmma(params: dict, cv: _Conv, arch: str | None) -> bool:

@@ -34,11 +34,14 @@ def _kernel():
 def test_each_variant_rewrites_its_part_and_compiles():
     spec = _kernel()
     sources = {name: kernel_ab.variant(name, spec)[0]
-               for name in ("base", "pre", "notail", "nohead", "bare", "lb6", "persist8")}
+               for name in ("base", "pre", "notail", "nohead", "bare", "magic", "lb6",
+                            "persist8")}
     assert sources["base"] == spec.source
     assert "res = acc ^ r3[u].e[e];" in sources["notail"] and \
         "res = acc ^ r3[u].e[e];" not in sources["nohead"]
     assert "q0 = (signed char)acc;" in sources["nohead"]
+    assert "__int_as_float(0x4B400000 + e0)" in sources["magic"] and \
+        "(float)(e0)" in sources["base"] and "(float)(e0)" not in sources["magic"]
     assert "__launch_bounds__(128, 6)" in sources["lb6"]
     assert "for (int mt = blockIdx.y; mt <" in sources["persist8"]
     # pre: the residual's loads before the main loop
