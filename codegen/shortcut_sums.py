@@ -78,13 +78,21 @@ def _local(values: list[SSAValue], out_shape: list[int]) -> bool:
     return True
 
 
+# the most input channels (bytes of K) the fused GEMM may sum over: ResNet-50 b32 on an H100
+# (session 30, Nsight Compute): layer1's pair (64 + 64) fused 53.7 us against 63 apart; layer2's
+# (128 + 256) 50.6 against ~47, layer3's (256 + 512) 39.8 against ~33, layer4's (512 + 1024)
+# 40.3 against ~27 — a long K on the fused form's mma.sync tiles loses to the wgmma ones
+MAX_K = 256
+
+
 def find(conv: LaunchOp, store: WeightStore) -> tuple[int, LaunchOp] | None:
     """(k, the downsample conv) where `conv` is an INT8 1x1 stride-1 conv whose epilogue reads
     extra input k, of its output's shape and int8, from another INT8 1x1 conv (any stride)
     that nothing else reads, both convs' other epilogue inputs one-element or per-column, the
     downsample's input channels a multiple of 64 (its K ends on a k-tile) and conv3's of 16,
     and both results quantized to int8 (a block whose output a table dequantizes, a model's
-    last, cannot stage its bytes: tabulate-int8-chains, after this pass, writes that table)."""
+    last, cannot stage its bytes: tabulate-int8-chains, after this pass, writes that table),
+    the two convs' input channels together at most `MAX_K`."""
     p = byte_1x1(conv, store)
     if p is None or list(p["strides"]) != [1, 1] or p["in_shapes"][0][-1] % 16:
         return None
@@ -97,7 +105,8 @@ def find(conv: LaunchOp, store: WeightStore) -> tuple[int, LaunchOp] | None:
                 or sum(v is value for v in extras) != 1:
             continue
         q = byte_1x1(short, store)
-        if q is None or list(q["out_shapes"][0]) != out_shape or q["in_shapes"][0][-1] % 64:
+        if q is None or list(q["out_shapes"][0]) != out_shape or q["in_shapes"][0][-1] % 64 \
+                or p["in_shapes"][0][-1] + q["in_shapes"][0][-1] > MAX_K:
             continue
         if not _local([v for i, v in enumerate(extras) if i != k], out_shape) \
                 or not _local(list(short.epilogue_inputs), out_shape):

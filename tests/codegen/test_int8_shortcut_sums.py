@@ -183,7 +183,8 @@ def _qdq_block(tmp_path, name: str, seed: int):
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(a, k) for k, a in
          {"w3": w3, "wd": wd, "b3": b3, "bd": bd, "w4": w4}.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # (IR 8 for opset 17, not this onnx's newest: the GPU host's onnxruntime reads IR <= 13)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     src, dst = tmp_path / "block.onnx", tmp_path / "block_qdq.onnx"
     import onnx
 
@@ -232,6 +233,19 @@ def test_a_qdq_block_fuses_and_runs_as_before(name, tmp_path):
     want = _run(apart, apart_sections, feed, "cpu")
     assert np.unique(want).size > 20
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_block_summing_over_more_channels_stays_apart(tmp_path, monkeypatch):
+    """Both convs' input channels together over `shortcut_sums.MAX_K` (ResNet-50's layer2
+    pair, 128 + 256: slower fused on an H100): three conv steps, as without the pass."""
+    from ember.codegen import shortcut_sums
+
+    monkeypatch.setitem(CASES, "layer2", ([2, 4, 4, 128], [2, 7, 7, 256], 64, 2))
+    assert 128 + 256 > shortcut_sums.MAX_K
+    model, _ = _qdq_block(tmp_path, "layer2", seed=5)
+    manifest, _ = build_model(model, _config())
+    convs = [s for s in manifest["steps"] if s["template"] == "conv"]
+    assert len(convs) == 3 and not any(s["params"].get("shortcut") for s in convs)
 
 
 @needs_gxx
