@@ -48,8 +48,7 @@ class VariantError(ValueError):
 
 def pre(src: str) -> str:
     """The drain's first batch of extra-input loads hoisted to just after `m0`, `n0` (a drain
-    of one pass: every chunk a thread drains is in that batch); in a persistent kernel, after
-    its M tile's `m0` in the loop over tiles."""
+    of one pass: every chunk a thread drains is in that batch)."""
     lines = src.split("\n")
     at = [k for k, line in enumerate(lines) if re.match(r"\s+pack16 r\d+\[\d+\];", line)]
     if not at or "for (int c0 = tid;" not in lines[at[0] - 1]:
@@ -66,10 +65,7 @@ def pre(src: str) -> str:
         j += 1
     block = lines[i:j + 1]
     del lines[i:j + 1]
-    # a persistent kernel's: its M tile's own m0 (in the loop over tiles)
-    anchors = [k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = mt \* ", line)] \
-        or [k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line)]
-    start = anchors[0]
+    start = next(k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line))
     lines[start + 1:start + 1] = ["    " + block[0].strip(), "    {", "    const int c0 = tid;",
                                   *block[1:], "    }"]
     return "\n".join(lines)

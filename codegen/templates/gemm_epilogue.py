@@ -262,13 +262,15 @@ def declare(st: RowStore, smem: str) -> list[str]:
 
 
 def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-          m0: str, n0: str) -> list[str]:
+          m0: str, n0: str, early: list[str] | None = None) -> list[str]:
     """After `stage_pair` wrote the whole tile: each thread takes 16-byte chunks of it, applies
-    the epilogue and stores them."""
+    the epilogue and stores them. `early`: where the drain is one pass, the lines loading its
+    extra inputs (a residual) go there instead (the caller places them before the main loop,
+    with `m0` and `n0` known: a persistent kernel's loop over M tiles)."""
     if st.staged is not None:
-        return _drain_sums(st, bm, bn, threads, m, n, m0, n0)
+        return _drain_sums(st, bm, bn, threads, m, n, m0, n0, early)
     loads, loaded, spans, prelude, rcps = _drain_inputs(st, bm, bn, threads, n, n0, False)
-    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, [
+    return _chunks(st, bm, bn, threads, m, n, m0, n0, loads, early=early, body=[
         *spans,
         f"            pack16 h;  h.v = *(const uint4*)&Cs[r * {st.ld(bn)} + cc];",
         *_epilogue_loop(st.params, st.dtype, "h", loaded, "            ", rcps),
@@ -415,7 +417,8 @@ def _batch(total: int, threads: int) -> int:
 
 def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
             m0: str, n0: str, loads: dict[str, str], body: list[str],
-            across_rows: bool = False, prelude: list[str] = ()) -> list[str]:
+            across_rows: bool = False, prelude: list[str] = (),
+            early: list[str] | None = None) -> list[str]:
     """After a barrier, the loop over the staged tile's 16-byte output chunks, `_batch` chunks
     per thread at a time where there are `loads` (else one): first `loads` (lines loading the
     extra inputs of chunk `u` into `variable[u]`) for each of them, then `body` for each (tile
@@ -444,7 +447,16 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
     # a prelude's names in a scope of their own (a banded drain runs once a band)
     lines = ["    __syncthreads();", *(["    {", *prelude] if prelude else []),
              f"    for (int c0 = tid; c0 < {total}; c0 += {threads * batch}) {{"]
-    if loads:
+    if loads and early is not None and not prelude and total <= threads * batch:
+        early += [*(f"    pack16 {name}[{batch}];" for name in loads),
+                  "    {  // the drain's extra inputs, early",
+                  "        const int c0 = tid;",
+                  "        #pragma unroll",
+                  f"        for (int u = 0; u < {batch}; ++u) {{",
+                  *head, *loads.values(),
+                  "        }",
+                  "    }"]
+    elif loads:
         lines += [*(f"        pack16 {name}[{batch}];" for name in loads),
                   "        #pragma unroll",
                   f"        for (int u = 0; u < {batch}; ++u) {{",
@@ -458,7 +470,7 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
 
 
 def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,
-                m0: str, n0: str) -> list[str]:
+                m0: str, n0: str, early: list[str] | None = None) -> list[str]:
     """`drain` for staged 8-bit GEMM values: whole int32 (or E4M3's float32) sums, or the bytes
     a split epilogue's head computed (`RowStore.head`), a chunk's worth (16 for int8 results)
     through the epilogue (as `sums_store` puts each one through it) into one 16-byte store;
@@ -493,7 +505,8 @@ def _drain_sums(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: i
                         reciprocals=rcps),
         f"{ind}h.e[e] = {epilogue_store(params, 'res')};",
         "            }",
-        f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude)
+        f"            {store16('&out0[oi]', 'h.v')}"], across_rows=across, prelude=prelude,
+        early=early)
 
 
 def _across_rows(bm: int, per_row: int) -> bool:

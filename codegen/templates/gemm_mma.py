@@ -590,8 +590,9 @@ def _persistent(gemm: MmaGemm, m: int, n: int, store: RowStore, kt_n: int,
                 steps: list[str], a_stage: int, b_stage: int,
                 second: tuple[str, str] | None) -> list[str]:
     """`mainloop`'s persistent form: B's whole K copied once; A's for the block's first M tile,
-    then in each tile, before its MMAs and epilogue, the next tile's A into the other half of
-    the A buffers (its copies land under this tile's epilogue); the outputs staged apart from
+    then in each tile, before its MMAs and epilogue, the drain's extra inputs (a residual: in
+    flight under the MMAs and the fragments' epilogue) and the next tile's A into the other
+    half of the A buffers (landing under this tile's epilogue); the outputs staged apart from
     the buffers (`kernel_shared`)."""
     tile = gemm.tile
     m_tiles = -(-int(m) // tile.bm)
@@ -601,6 +602,9 @@ def _persistent(gemm: MmaGemm, m: int, n: int, store: RowStore, kt_n: int,
                 f"        const int st = {buf} * {kt_n} + s, k0 = s * {tile.bk};",
                 *load_a, "    }"]
 
+    early: list[str] = []  # the drain's residual loads, at the top of each tile
+    stores = _staged_store(gemm, m, n, store, second,
+                           f"smem + {2 * kt_n * a_stage + kt_n * b_stage}", early)
     lines = ["    // B's whole K, once",
              "    #pragma unroll",
              f"    for (int s = 0; s < {kt_n}; ++s) {{",
@@ -612,6 +616,7 @@ def _persistent(gemm: MmaGemm, m: int, n: int, store: RowStore, kt_n: int,
              f"    for (int mt = blockIdx.y, buf = 0; mt < {m_tiles}; "
              "mt += gridDim.y, buf ^= 1) {",
              f"    const int m0 = mt * {tile.bm};",
+             *early,
              "    cp_async_wait<0>();",
              "    __syncthreads();  // this tile's A landed; the last tile's outputs are drained",
              f"    if (mt + gridDim.y < {m_tiles}) {{  // the next tile's A, under this one's "
@@ -625,8 +630,7 @@ def _persistent(gemm: MmaGemm, m: int, n: int, store: RowStore, kt_n: int,
              f"        const unsigned short* as = As + (buf * {kt_n} + kt) * {a_stage};",
              f"        const unsigned short* bs = Bs + kt * {b_stage};",
              *steps, "    }"]
-    return lines + _staged_store(gemm, m, n, store, second,
-                                 f"smem + {2 * kt_n * a_stage + kt_n * b_stage}") + ["    }"]
+    return lines + stores + ["    }"]
 
 
 def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
@@ -644,13 +648,14 @@ def kernel_shared(gemm: MmaGemm, k: int | str, store: object) -> int:
 
 
 def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore,
-                  second: tuple[str, str] | None = None, apart: str | None = None
-                  ) -> list[str]:
+                  second: tuple[str, str] | None = None, apart: str | None = None,
+                  early: list[str] | None = None) -> list[str]:
     """The outputs through shared memory (`gemm_epilogue`): fragment (i, j) pair h holds row
     g + 8 h, columns 2 t and 2 t + 1 of the warp's 16 x 8 piece (g = lane / 4, t = lane % 4);
     `second`: a second GEMM's values of pair h alike (`mainloop`'s `frag2` or `frag2q`). Staged
     over the stage buffers after a barrier, or at `apart` (a shared-memory pointer expression:
-    the persistent form's own staging, free without one)."""
+    the persistent form's own staging, free without one). `early`: `gemm_epilogue.drain`'s, for
+    a tile staged whole."""
     tile = gemm.tile
     wtm, wtn = tile.bm // tile.wm, tile.bn // tile.wn
     band = st.band or tile.bm
@@ -675,7 +680,8 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore,
             "            for (int h = 0; h < 2; ++h)",
             *pair, "    }",
             *gemm_epilogue.drain(st, band, tile.bn, tile.threads, m, n,
-                                 f"(m0 + {first})" if first else "m0", "n0")]
+                                 f"(m0 + {first})" if first else "m0", "n0",
+                                 early if band == tile.bm else None)]
     return lines
 
 

@@ -47,6 +47,18 @@ def test_the_shared_memory_holds_a_twice_b_once_and_the_staged_tile():
         assert spec.shared_bytes == 2 * a + b + tile.bm * (tile.bn + 16), tile
 
 
+def test_each_tiles_residual_is_loaded_at_the_top_of_its_loop():
+    """The drain's residual loads come before the wait for the tile's A (in flight under the
+    MMAs and the fragments' epilogue), and the drain reads what they loaded."""
+    params, _, _ = _conv_case(seed=1)
+    source = _persistent(params, gemm_mma.MmaTile(64, 64, 32, 2, 2, 4)).source
+    loop = source.index("const int m0 = mt * 64;")
+    load = source.index("__ldg((const uint4*)&in5")
+    assert loop < load < source.index("cp_async_wait<0>();", loop)
+    assert source.count("__ldg((const uint4*)&in5") == 1
+    assert source.index("r3[u].e[e]") > source.index("__syncthreads();", load)
+
+
 def test_tactics_it_cannot_take_are_refused():
     params, _, _ = _conv_case(seed=1)
     tile = [64, 64, 32, 2, 2, 4]

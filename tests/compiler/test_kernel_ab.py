@@ -51,17 +51,6 @@ def test_each_variant_rewrites_its_part_and_compiles():
     compile_many([("k", s) for s in sources.values()], "sm_90", cache=False)
 
 
-def test_pre_in_a_persistent_kernel_loads_each_tiles_residual_in_its_loop():
-    params, _, _ = _conv_case(seed=1)
-    spec = conv.emit("k", {**params, "tactic": {"mma": [64, 64, 32, 2, 2, 4], "splits": 1,
-                                                "persist": 2}})
-    source = kernel_ab.variant("pre", spec)[0]
-    loop = source.index("const int m0 = mt * 64;")
-    assert loop < source.index("__ldg((const uint4*)&in5") < source.index("cp_async_wait<0>();",
-                                                                          loop)
-    compile_many([("k", source)], "sm_90", cache=False)
-
-
 def test_copy_touches_each_buffer_once():
     spec = _kernel()
     source, copy = kernel_ab.variant("copy", spec, "k", [64, 4096, 8], 2048)
