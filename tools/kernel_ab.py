@@ -8,6 +8,8 @@ kernel and timed with CUDA events (the best of 3 x `--repeats` back-to-back laun
 Variants (for staged 8-bit GEMM kernels, the form `gemm_epilogue` writes; one that does not
 apply to a kernel is an error naming it):
   pre       the drain's loads of extra inputs (a residual) issued at the kernel's start
+  cpre      those loads as cp.async copies into shared memory at the kernel's start (no
+            registers held), the drain reading them there
   notail    the drain's epilogue replaced by a byte XOR of staged value and residual
   nohead    the fragments' epilogue (a split's head) replaced by a cast of the sum
   bare      notail and nohead: the main loop, staging and copies alone
@@ -38,7 +40,7 @@ import sys
 
 import numpy as np
 
-VARIANTS = ("pre", "notail", "nohead", "bare", "magic")
+VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic")
 COPY_GRID = (132 * 8, 1, 1)  # blocks of 256 threads: 8 per multiprocessor of an H100/H200
 
 
@@ -68,6 +70,48 @@ def pre(src: str) -> str:
     start = next(k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line))
     lines[start + 1:start + 1] = ["    " + block[0].strip(), "    {", "    const int c0 = tid;",
                                   *block[1:], "    }"]
+    return "\n".join(lines)
+
+
+def cpre(src: str) -> str:
+    """The drain's extra inputs (16-byte loads of a residual) copied into shared memory by
+    `cp.async` at the kernel's start, with the first k-tiles' operands (no registers held),
+    and the drain reading them there (a drain of one pass)."""
+    lines = src.split("\n")
+    at = [k for k, line in enumerate(lines) if re.match(r"\s+pack16 r\d+\[\d+\];", line)]
+    if not at or "for (int c0 = tid;" not in lines[at[0] - 1]:
+        raise VariantError("cpre: no drain loading extra inputs in batches")
+    i = at[0]
+    total, step = (int(v) for v in re.search(r"c0 < (\d+); c0 \+= (\d+)", lines[i - 1]).groups())
+    if total > step:
+        raise VariantError("cpre: the drain takes more than one pass")
+    j, depth = i + 1, 0
+    while True:  # the load loop: '#pragma unroll', 'for (...) {' ... '}'
+        depth += lines[j].count("{") - lines[j].count("}")
+        if depth == 0 and "}" in lines[j]:
+            break
+        j += 1
+    load = re.compile(r"(\s+)(r\d+)\[u\]\.v = __ldg\(\(const uint4\*\)&(in\d+)\[oi\]\);")
+    names = [m.group(2) for m in map(load.fullmatch, lines[i + 1:j + 1]) if m]
+    if not names or any(re.search(r"__ldg|\[oi\]", line) and not load.fullmatch(line)
+                        for line in lines[i + 1:j + 1]):
+        raise VariantError("cpre: the drain's loads are not 16-byte loads of whole chunks")
+    copies = [load.sub(lambda m: f"{m.group(1)}cp_async16(&Rs_{m.group(2)}[c * 16], "
+                       f"&{m.group(3)}[oi], true);", line) for line in lines[i + 1:j + 1]]
+    for k in range(i + 1, j + 1):
+        lines[k] = load.sub(lambda m: f"{m.group(1)}{m.group(2)}[u].v = "
+                            f"*(const uint4*)&Rs_{m.group(2)}[c * 16];", lines[k])
+    if "void cp_async16(" not in src or "void cp_async_wait(" not in src and \
+            "cp_async_wait()" not in src:
+        raise VariantError("cpre: the kernel has no cp.async helpers (a TMA-fed loop)")
+    # every thread's copies landed before the drain's barrier (a loop that waited on them
+    # already: a no-op)
+    lines[i - 2:i - 2] = ["    cp_async_wait<0>();"]
+    start = next(k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line))
+    lines[start + 1:start + 1] = [
+        *(f"    __shared__ __align__(16) unsigned char Rs_{name}[{total * 16}];"
+          for name in names),
+        "    {", "    const int c0 = tid;", *copies, "    }", "    cp_async_commit();"]
     return "\n".join(lines)
 
 

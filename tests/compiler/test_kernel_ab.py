@@ -4,12 +4,14 @@ apply, an unknown step and a machine without a GPU are one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ember.codegen.nvrtc import compile_many
@@ -17,8 +19,10 @@ from ember.codegen.templates import conv
 from ember.compiler.builder import BuilderConfig, BuilderFlag, build_model
 from ember.runtime.cuda import cuda_available
 from ember.runtime.plan import plan_bytes
+from tests.codegen import simt_emulator
 from tests.codegen.test_int8_shortcut_sums import _qdq_block
 from tests.codegen.test_int8_split_epilogue import _conv_case
+from tests.codegen.test_int8_tensor_cores import needs_gxx
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "kernel_ab.py"
 _spec = importlib.util.spec_from_file_location("kernel_ab", TOOL)
@@ -34,7 +38,7 @@ def _kernel():
 def test_each_variant_rewrites_its_part_and_compiles():
     spec = _kernel()
     sources = {name: kernel_ab.variant(name, spec)[0]
-               for name in ("base", "pre", "notail", "nohead", "bare", "magic", "lb6",
+               for name in ("base", "pre", "cpre", "notail", "nohead", "bare", "magic", "lb6",
                             "persist8")}
     assert sources["base"] == spec.source
     assert "res = acc ^ r3[u].e[e];" in sources["notail"] and \
@@ -47,8 +51,23 @@ def test_each_variant_rewrites_its_part_and_compiles():
     # pre: the residual's loads before the main loop
     assert sources["pre"].index("__ldg((const uint4*)&in5") < sources["pre"].index("frag[")
     assert kernel_ab.variant("persist8", spec)[1].grid[1] == 8
+    # cpre: the residual copied to shared memory before the main loop, the drain reading it
+    cpre = sources["cpre"]
+    assert cpre.index("cp_async16(&Rs_r3[c * 16], &in5[oi], true);") < cpre.index("frag[")
+    assert "r3[u].v = *(const uint4*)&Rs_r3[c * 16];" in cpre and "__ldg((const uint4*)&in5" \
+        not in cpre and "cp_async_wait<0>();\n    __syncthreads();\n    for (int c0" in cpre
     assert len({*sources.values()}) == len(sources)
     compile_many([("k", s) for s in sources.values()], "sm_90", cache=False)
+
+
+@needs_gxx
+def test_cpre_computes_what_the_kernel_does(tmp_path):
+    """The residual read from shared memory, where cp.async put it: the same results."""
+    params, inputs, want = _conv_case(seed=5)
+    source, spec = kernel_ab.variant("cpre", _kernel())
+    got = simt_emulator.run(dataclasses.replace(spec, source=source), "k", inputs, want.shape,
+                            np.int8, tmp_path)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_copy_touches_each_buffer_once():
