@@ -396,7 +396,11 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     store's epilogue (`gemm_epilogue.stage_pair`'s `second`); `frag` holds the rest's. With
     `second_head(col, v0, v1, indent)` (lines declaring bytes `q0`, `q1` from a pair of those
     sums at tile columns `col`, `col` + 1: their own quantize) the loop keeps those bytes
-    instead, four to a register (`frag2q`: a quarter of the registers)."""
+    instead, four to a register (`frag2q`: a quarter of the registers).
+
+    A persistent tactic (`gemm.persist`: a short static K, M tiles on grid y as `m0` says, a
+    staged store) walks the M tiles blockIdx.y, + gridDim.y, ... in one block (`_persistent`);
+    `kernel_shared` counts its buffers."""
     tile, splits = gemm.tile, gemm.splits
     narrow = dtype in BYTE_OPERANDS
     if second is not None and (splits > 1 or second % tile.bk or not isinstance(store, RowStore)
