@@ -170,6 +170,10 @@ def mma_for(params: dict, m: int, n: int, k: int, batch: int,
     tactic = params.get("tactic")
     if not tactic or "mma" not in tactic:
         return ranked(m, n, k, batch, split_k)[0]
+    if not set(tactic) <= {"mma", "splits", "persist"}:
+        raise ValueError(f"tactic {tactic} has keys an mma.sync tactic does not take "
+                         "({'mma': [bm, bn, bk, wm, wn, stages], 'splits': n} and, for a "
+                         "persistent grid, 'persist': blocks a multiprocessor)")
     tile = MmaTile(*(int(v) for v in tactic["mma"]))
     if tile not in [t for t, _ in MMA_TILES]:
         raise ValueError(f"tactic tile {tile} is not one of the tensor-core tiles")

@@ -65,6 +65,8 @@ def test_tactics_it_cannot_take_are_refused():
     long_k = {**params, "in_shapes": [[2, 12, 12, 640], [64, 1, 1, 640]]}  # 10 k-tiles
     with pytest.raises(ValueError, match="persist x1"):
         conv.emit("k", {**long_k, "tactic": {"mma": tile, "splits": 1, "persist": 1}})
+    with pytest.raises(ValueError, match="keys an mma.sync tactic does not take"):
+        conv.emit("k", {**params, "tactic": {"mma": tile, "splits": 1, "persistent": 2}})
     with pytest.raises(ValueError, match="persist x9"):
         conv.emit("k", {**params, "tactic": {"mma": tile, "splits": 1, "persist": 9}})
     with pytest.raises(ValueError, match="persist x2"), symbol_bounds({"N": (1, 4, 8)}):
