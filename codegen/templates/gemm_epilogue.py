@@ -253,12 +253,13 @@ def head_pair(params: dict, column: Callable[[str], str], dtype: str, col: str, 
     return lines
 
 
-def declare(st: RowStore, smem: str) -> list[str]:
+def declare(st: RowStore, smem: str, barrier: bool = True) -> list[str]:
     """The staged tile over the pipeline's shared memory `smem` (a pointer expression), after a
-    barrier: every warp is done reading the last stage."""
+    barrier (every warp is done reading the last stage); without `barrier`, for a tile staged
+    apart from the pipeline's buffers."""
     t = storage_type(st.tile_dtype)
-    return ["    __syncthreads();  // the pipeline's shared memory is free: stage the outputs",
-            f"    {t}* Cs = ({t}*)({smem});"]
+    return ["    __syncthreads();  // the pipeline's shared memory is free: stage the outputs"
+            ] * barrier + [f"    {t}* Cs = ({t}*)({smem});"]
 
 
 def drain(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int | str,

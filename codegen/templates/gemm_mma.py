@@ -669,8 +669,7 @@ def _staged_store(gemm: MmaGemm, m: int, n: int, st: RowStore,
     band = st.band or tile.bm
     assert band % wtm == 0 and (apart or st.shared_bytes(band, tile.bn)
                                 <= tile.shared_bytes()), tile
-    lines = (gemm_epilogue.declare(st, "smem") if apart is None
-             else gemm_epilogue.declare(st, apart)[1:])
+    lines = gemm_epilogue.declare(st, apart or "smem", barrier=apart is None)
     for first in range(0, tile.bm, band):  # a band of rows at a time: its warps stage them
         if first:
             lines.append("    __syncthreads();  // the last band is drained: stage the next")
