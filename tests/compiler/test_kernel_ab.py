@@ -112,6 +112,9 @@ def test_errors_are_one_line(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 1 and "no step 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, str(TOOL), str(plan), "conv_4", "--variants",
+                           "bare,fast"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "unknown variant(s) fast" in done.stderr
     # a manifest alone (no weights) names the same steps; a file that is not one is an error
     (tmp_path / "block.json").write_text(json.dumps(manifest))
     (tmp_path / "bad.json").write_text("[1, 2]")
