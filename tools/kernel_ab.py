@@ -50,23 +50,31 @@ class VariantError(ValueError):
     """A variant that does not apply to a kernel's text."""
 
 
-def pre(src: str) -> str:
-    """The drain's first batch of extra-input loads hoisted to just after `m0`, `n0` (a drain
-    of one pass: every chunk a thread drains is in that batch)."""
+def _drain_loads(src: str, name: str) -> tuple[list[str], int, int, int]:
+    """(the kernel's lines, the first and last line of its drain's extra-input loads — the
+    `pack16` declaration, then the load loop —, the drain's chunk count), for variant `name`:
+    a drain of one pass (every chunk a thread drains in that batch)."""
     lines = src.split("\n")
     at = [k for k, line in enumerate(lines) if re.match(r"\s+pack16 r\d+\[\d+\];", line)]
     if not at or "for (int c0 = tid;" not in lines[at[0] - 1]:
-        raise VariantError("pre: no drain loading extra inputs in batches")
+        raise VariantError(f"{name}: no drain loading extra inputs in batches")
     i = at[0]
-    total, step = re.search(r"c0 < (\d+); c0 \+= (\d+)", lines[i - 1]).groups()
-    if int(total) > int(step):
-        raise VariantError("pre: the drain takes more than one pass")
+    total, step = (int(v) for v in re.search(r"c0 < (\d+); c0 \+= (\d+)", lines[i - 1]).groups())
+    if total > step:
+        raise VariantError(f"{name}: the drain takes more than one pass")
     j, depth = i + 1, 0
     while True:  # the load loop: '#pragma unroll', 'for (...) {' ... '}'
         depth += lines[j].count("{") - lines[j].count("}")
         if depth == 0 and "}" in lines[j]:
             break
         j += 1
+    return lines, i, j, total
+
+
+def pre(src: str) -> str:
+    """The drain's first batch of extra-input loads hoisted to just after `m0`, `n0` (a drain
+    of one pass: every chunk a thread drains is in that batch)."""
+    lines, i, j, _ = _drain_loads(src, "pre")
     block = lines[i:j + 1]
     del lines[i:j + 1]
     start = next(k for k, line in enumerate(lines) if re.match(r"\s+const int m0 = ", line))
@@ -79,20 +87,7 @@ def cpre(src: str) -> str:
     """The drain's extra inputs (16-byte loads of a residual) copied into shared memory by
     `cp.async` at the kernel's start, with the first k-tiles' operands (no registers held),
     and the drain reading them there (a drain of one pass)."""
-    lines = src.split("\n")
-    at = [k for k, line in enumerate(lines) if re.match(r"\s+pack16 r\d+\[\d+\];", line)]
-    if not at or "for (int c0 = tid;" not in lines[at[0] - 1]:
-        raise VariantError("cpre: no drain loading extra inputs in batches")
-    i = at[0]
-    total, step = (int(v) for v in re.search(r"c0 < (\d+); c0 \+= (\d+)", lines[i - 1]).groups())
-    if total > step:
-        raise VariantError("cpre: the drain takes more than one pass")
-    j, depth = i + 1, 0
-    while True:  # the load loop: '#pragma unroll', 'for (...) {' ... '}'
-        depth += lines[j].count("{") - lines[j].count("}")
-        if depth == 0 and "}" in lines[j]:
-            break
-        j += 1
+    lines, i, j, total = _drain_loads(src, "cpre")
     load = re.compile(r"(\s+)(r\d+)\[u\]\.v = __ldg\(\(const uint4\*\)&(in\d+)\[oi\]\);")
     names = [m.group(2) for m in map(load.fullmatch, lines[i + 1:j + 1]) if m]
     if not names or any(re.search(r"__ldg|\[oi\]", line) and not load.fullmatch(line)
