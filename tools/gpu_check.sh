@@ -34,6 +34,10 @@
 #                --by-kernel, NCU_TOP rows) in ncu.log, the raw CSVs in ncu.tgz. ncu reads
 #                the counters on the Firecracker H100s, not on gVisor machines (KINDS.md);
 #                the pieces ran in session 23, the part as written has not      ~2-4 min
+#   kab          tools/kernel_ab.py on the light QDQ ResNet-50 (tools/qdq_model.py, built here
+#                --int8 --fp16): each residual conv's kernel (KAB_STEPS, default the first of
+#                each size: layer1-4's conv3 + residual) at batch 32, each candidate tactic as
+#                emitted and in KAB_VARIANTS (default bare,copy,cpre)               ~1-2 min
 #   ab           tools/pass_ab.py: the benchmark's INT8 models (benchmarks/save_models.py: the
 #                QDQ BERT at batch 8, ResNet-50 at 32) built with their whole pipeline and
 #                without AB_WITHOUT (default fold-quantize-scales), both timed with CUDA graphs
@@ -63,7 +67,7 @@ OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels fp8 tactics}
-# (ncu and ab are not among the defaults: ask for them by name)
+# (ncu, kab and ab are not among the defaults: ask for them by name)
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -75,8 +79,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu|ab) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu ab)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu|kab|ab) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu kab ab)"
        exit 2 ;;
   esac
 done
@@ -225,6 +229,20 @@ if want ncu; then
   status=$?
   grep -E "^== |^total|^ +[0-9]" "$OUT/ncu.log" | head -80
   finish ncu $status "$OUT/ncu.log"
+fi
+if want kab; then
+  echo "== residual convs' kernels and variants (tools/kernel_ab.py; log: kab.log)"; start=$SECONDS
+  (set -e; d=/tmp/ember-kab; rm -rf $d; mkdir -p $d
+   r50=$(python3 -c "from ember.compiler.models import light_model_path as p; print(p('resnet50'))")
+   python3 tools/qdq_model.py "$r50" $d/r50q.onnx --samples 4 >/dev/null 2>&1
+   arch=$(python3 -c "from ember.compiler.builder import detect_arch; print(detect_arch())")
+   python3 -m ember.compiler.cli build $d/r50q.onnx -o $d/r50q.plan --arch "$arch" -q --int8 --fp16
+   steps=${KAB_STEPS:-$(python3 tools/kernel_ab.py $d/r50q.plan --residual-convs)}
+   for step in ${steps//,/ }; do
+     python3 tools/kernel_ab.py $d/r50q.plan "$step" --batch 32 \
+       --variants "${KAB_VARIANTS:-bare,copy,cpre}"
+   done) 2>&1 | tee "$OUT/kab.log"
+  finish kab "${PIPESTATUS[0]}" "$OUT/kab.log"
 fi
 if want ab; then
   echo "== one pass's worth (tools/pass_ab.py; log: ab.log)"; start=$SECONDS

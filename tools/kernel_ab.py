@@ -20,7 +20,7 @@ apply to a kernel is an error naming it):
   copy      not the kernel: a grid-stride copy touching the same bytes (every input read
             once, the output written once, 16 bytes a thread at a time): the floor
 
-    python tools/kernel_ab.py PLAN|MANIFEST.json STEP [--batch 32]
+    python tools/kernel_ab.py PLAN|MANIFEST.json STEP|--residual-convs [--batch 32]
         [--tactics '{"mma": [64, 128, 32, 2, 2, 4], "splits": 1}']
         [--variants notail,nohead,bare,lb6,copy] [--repeats 100] [--seed 0]
 
@@ -217,6 +217,21 @@ def variant(name: str, spec, kname: str = "", sizes: list[int] | None = None,
                        "copy")
 
 
+def residual_convs(steps: list[dict]) -> list[str]:
+    """The first conv step of each output shape whose epilogue reads an input of that shape (a
+    residual), not one computing a shortcut conv's sums: a ResNet's conv3 + residual of each
+    stage."""
+    found: dict[tuple, str] = {}
+    for step in steps:
+        params = step["params"]
+        out = tuple(params["out_shapes"][0])
+        extras = (params.get("epilogue") or {}).get("in_shapes") or []
+        if step.get("template") == "conv" and not params.get("shortcut") \
+                and any(tuple(shape) == out for shape in extras):
+            found.setdefault(out, step["name"])
+    return list(found.values())
+
+
 def at_batch(step: dict, batch: int) -> dict:
     """The step with its leading (batch) dim `batch`: its first input's, its output's, and that
     of each epilogue input of the output's rank and leading dim that is not per-column (a
@@ -253,7 +268,10 @@ def operands(params: dict, rng: np.random.Generator) -> list[np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plan")
-    parser.add_argument("step")
+    parser.add_argument("step", nargs="?")
+    parser.add_argument("--residual-convs", action="store_true",
+                        help="print the first residual conv step of each output size (comma "
+                        "separated) and stop: no GPU needed")
     parser.add_argument("--batch", type=int)
     parser.add_argument("--tactics", help="JSON tactics separated by ';' (default: the step's "
                         "candidates)")
@@ -286,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         steps = {s["name"]: s for s in manifest["steps"]}
     except (EmberError, OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"kernel_ab: {e}") from None
+    if args.residual_convs:
+        print(",".join(residual_convs(manifest["steps"])))
+        return 0
+    if args.step is None:
+        raise SystemExit("kernel_ab: a STEP to time (or --residual-convs)")
     if args.step not in steps:
         raise SystemExit(f"kernel_ab: no step {args.step!r} in {args.plan} (its steps: "
                          f"{', '.join(steps)})")

@@ -70,6 +70,22 @@ def test_cpre_computes_what_the_kernel_does(tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+def test_residual_convs_are_the_first_of_each_size():
+    def conv_step(name, out, extras, **more):
+        return {"name": name, "template": "conv",
+                "params": {"out_shapes": [out], "epilogue": {"in_shapes": extras}, **more}}
+
+    col = [1, 1, 1, 256]
+    steps = [conv_step("c0", [1, 8, 8, 64], [[1, 1, 1, 64]]),              # no residual
+             conv_step("c1", [1, 8, 8, 256], [col, [1, 8, 8, 256]], shortcut={"sums": 3}),
+             conv_step("c2", [1, 8, 8, 256], [col, [1, 8, 8, 256]]),
+             conv_step("c3", [1, 8, 8, 256], [col, [1, 8, 8, 256]]),
+             {"name": "e4", "template": "elementwise", "params": {
+                 "out_shapes": [[1, 4, 4, 512]], "epilogue": {"in_shapes": [[1, 4, 4, 512]]}}},
+             conv_step("c5", [1, 4, 4, 512], [[1, 1, 1, 512], [1, 4, 4, 512]])]
+    assert kernel_ab.residual_convs(steps) == ["c2", "c5"]
+
+
 def test_copy_touches_each_buffer_once():
     spec = _kernel()
     source, copy = kernel_ab.variant("copy", spec, "k", [64, 4096, 8], 2048)
