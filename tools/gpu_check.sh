@@ -34,8 +34,8 @@
 #                --by-kernel, NCU_TOP rows) in ncu.log, the raw CSVs in ncu.tgz. ncu reads
 #                the counters on the Firecracker H100s, not on gVisor machines (KINDS.md);
 #                the pieces ran in session 23, the part as written has not      ~2-4 min
-#   kab          tools/kernel_ab.py on the light QDQ ResNet-50 (tools/qdq_model.py, built here
-#                --int8 --fp16): each residual conv's kernel (KAB_STEPS, default the first of
+#   kab          tools/kernel_ab.py on the light QDQ ResNet-50 (tools/qdq_model.py, built for
+#                sm_90 --int8 --fp16): each residual conv's kernel (KAB_STEPS, default the first of
 #                each size: layer1-4's conv3 + residual) at batch 32, each candidate tactic as
 #                emitted and in KAB_VARIANTS (default bare,copy,cpre)               ~1-2 min
 #   ab           tools/pass_ab.py: the benchmark's INT8 models (benchmarks/save_models.py: the
@@ -235,8 +235,7 @@ if want kab; then
   (set -e; d=/tmp/ember-kab; rm -rf $d; mkdir -p $d
    r50=$(python3 -c "from ember.compiler.models import light_model_path as p; print(p('resnet50'))")
    python3 tools/qdq_model.py "$r50" $d/r50q.onnx --samples 4 >/dev/null 2>&1
-   arch=$(python3 -c "from ember.compiler.builder import detect_arch; print(detect_arch())")
-   python3 -m ember.compiler.cli build $d/r50q.onnx -o $d/r50q.plan --arch "$arch" -q --int8 --fp16
+   python3 -m ember.compiler.cli build $d/r50q.onnx -o $d/r50q.plan --arch sm_90 -q --int8 --fp16
    steps=${KAB_STEPS:-$(python3 tools/kernel_ab.py $d/r50q.plan --residual-convs)}
    for step in ${steps//,/ }; do
      python3 tools/kernel_ab.py $d/r50q.plan "$step" --batch 32 \
