@@ -447,7 +447,7 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
     if splits > 1:
         lines += [f"    const int k_begin = (int)(blockIdx.z % {splits}) * {gemm.k_slice(k)};",
                   f"    const int k_end = min({k}, k_begin + {gemm.k_slice(k)});"]
-    else:
+    elif not gemm.persist:  # (the persistent form walks its static K's `kt_n` k-tiles)
         lines += ["    const int k_begin = 0;", f"    const int k_end = {k};"]
     zero = "0" if dtype == INT8 else "0.f"
     clear = ["    #pragma unroll",
@@ -455,8 +455,9 @@ def mainloop(gemm: MmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dtyp
              "        #pragma unroll",
              f"        for (int j = 0; j < {ni_n}; ++j)",
              f"            frag[i][j][0] = frag[i][j][1] = frag[i][j][2] = frag[i][j][3] = {zero};"]
-    lines += [f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};",
-              f"    {sums_type(dtype)} frag[{mi_n}][{ni_n}][4];"]
+    if not gemm.persist:
+        lines.append(f"    const int k_tiles = (k_end - k_begin + {bk - 1}) / {bk};")
+    lines.append(f"    {sums_type(dtype)} frag[{mi_n}][{ni_n}][4];")
     if not gemm.persist:
         lines += clear
     if second is not None:
