@@ -37,7 +37,7 @@
 #   kab          tools/kernel_ab.py on the light QDQ ResNet-50 (tools/qdq_model.py, built for
 #                sm_90 --int8 --fp16): each residual conv's kernel (KAB_STEPS, default the first of
 #                each size: layer1-4's conv3 + residual) at batch 32, each candidate tactic as
-#                emitted and in KAB_VARIANTS (default bare,copy,cpre)               ~1-2 min
+#                emitted and in KAB_VARIANTS (default bare,copy,noload,nomma)               ~1-2 min
 #   ab           tools/pass_ab.py: the benchmark's INT8 models (benchmarks/save_models.py: the
 #                QDQ BERT at batch 8, ResNet-50 at 32) built with their whole pipeline and
 #                without AB_WITHOUT (default fold-quantize-scales), both timed with CUDA graphs
@@ -239,7 +239,7 @@ if want kab; then
    steps=${KAB_STEPS:-$(python3 tools/kernel_ab.py $d/r50q.plan --residual-convs)}
    for step in ${steps//,/ }; do
      python3 tools/kernel_ab.py $d/r50q.plan "$step" --batch 32 \
-       --variants "${KAB_VARIANTS:-bare,copy,cpre}"
+       --variants "${KAB_VARIANTS:-bare,copy,noload,nomma}"
    done) 2>&1 | tee "$OUT/kab.log"
   finish kab "${PIPESTATUS[0]}" "$OUT/kab.log"
 fi

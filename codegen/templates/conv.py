@@ -372,12 +372,14 @@ def _tma_operands(cv: _Conv) -> tuple[gemm_tma.TmaOperand, gemm_tma.TmaOperand] 
 def _im2col_operands(cv: _Conv, dtype: str
                      ) -> tuple[gemm_tma.Im2colOperand, gemm_tma.TmaOperand] | None:
     """(A, B) where the copy engine reads a 2-d NHWC conv that is not a plain GEMM (taps,
-    strides or padding) through an im2col map (`gemm_tma.Im2colOperand`): FP16/BF16, one
-    group, channels a multiple of 64 (whole 128-byte rows), static sizes, the output's pixels
-    the windows the map walks, the filter's reach and the window corners within the copy's
-    ranges; None otherwise."""
+    strides or padding) through an im2col map (`gemm_tma.Im2colOperand`): FP16/BF16, or INT8
+    with `cv` counting its channels in byte pairs (`_byte_conv`: the map's 2-byte elements, zero
+    bytes off the image), one group, channels a multiple of 64 (whole 128-byte rows: 128 INT8
+    channels), static sizes, the output's pixels the windows the map walks, the filter's reach
+    and the window corners within the copy's ranges; None otherwise."""
     sizes = [cv.batch, cv.channels, *cv.spatial, *cv.out_spatial, cv.cout]
-    if not cv.nhwc or cv.nd != 2 or cv.groups != 1 or dtype not in gemm_mma.HALF_TYPES \
+    if not cv.nhwc or cv.nd != 2 or cv.groups != 1 \
+            or dtype not in (*gemm_mma.HALF_TYPES, gemm_mma.INT8) \
             or _tma_operands(cv) is not None or any(not isinstance(v, int) for v in sizes) \
             or cv.channels % (gemm_wgmma.ROW_BYTES // 2) or cv.positions >= 2**31:
         return None
@@ -477,8 +479,8 @@ def _gemm_tma(name: str, params: dict, cv: _Conv, dtype: str) -> KernelSpec:
     if operands is None:
         raise ValueError("tactic tma needs an NHWC conv that is a plain GEMM (1x1, stride 1, no "
                          "padding, one group, rows of channels a multiple of 16 bytes) or, in "
-                         "FP16/BF16, a 2-d one with one group, channels a multiple of 64, "
-                         "static sizes, a filter reaching at most "
+                         "FP16/BF16 or INT8, a 2-d one with one group, channels in whole "
+                         "128-byte rows, static sizes, a filter reaching at most "
                          f"{gemm_tma.IM2COL_OFFSET_MAX} pixels and pads within 127")
     a_t, b_t = operands
     gemm = gemm_tma.tma_for(params["tactic"])
@@ -886,6 +888,8 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             *sizes, split_k=False, sms=sms,
             wgmma=hopper and gemm_wgmma.usable(a_op, b_op, narrow),
             tma=hopper and _tma_operands(cv) is not None))
+        if hopper and _im2col_operands(cv, narrow) is not None:
+            found += gemm_tma.twins(found)  # as FP16's below: timed after the rest
         return _with_persistent(params, found)
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \

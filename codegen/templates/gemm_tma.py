@@ -241,13 +241,21 @@ __device__ __forceinline__ void tma_load_im2col(void* dst, const TmaDesc* map, i
 
 def twins(tactics: list[dict]) -> list[dict]:
     """The TMA tactic of the same BM x BN as each cp.async wgmma tactic among `tactics` (where
-    `TMA_TILES` has one), in their order, none already there."""
-    by_shape = {(t.bm, t.bn): TmaGemm(t).tactic() for t, _ in TMA_TILES}
+    `TMA_TILES` has one; of those, the one nearest its stages, the deeper on a tie: a 6-stage
+    128x128 tile's twin is the 6-stage TMA tile, not the two-resident 3-stage one), in their
+    order, none already there."""
     out: list[dict] = []
     for t in tactics:
-        twin = by_shape.get(tuple(t["wgmma"][:2])) if "wgmma" in t and not is_tma(t) else None
-        if twin is not None and twin not in tactics and twin not in out:
-            out.append(twin)
+        if "wgmma" not in t or is_tma(t):
+            continue
+        bm, bn, stages = (int(v) for v in t["wgmma"])
+        same = [tile for tile, _ in TMA_TILES if (tile.bm, tile.bn) == (bm, bn)]
+        if not same:
+            continue
+        twin = TmaGemm(min(same, key=lambda tile: (abs(tile.stages - stages), -tile.stages)))
+        tactic = twin.tactic()
+        if tactic not in tactics and tactic not in out:
+            out.append(tactic)
     return out
 
 
@@ -331,8 +339,9 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES
     acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
     if isinstance(a, Im2colOperand):
-        if narrow:
-            raise ValueError("an im2col TMA operand takes FP16/BF16 channels, not byte pairs")
+        if narrow and dtype != INT8:
+            raise ValueError(f"an im2col TMA operand takes FP16/BF16 channels or INT8 pairs, "
+                             f"not {dtype}")
         a_setup = [f"            {line}" for line in a.producer_setup("m0")]
         pre, a_copy, b_k = a.copy(f"As + s * {a_stage}", "kt", "&full[s]")
         a_lines = [f"                {line}" for line in [*pre, a_copy]]
