@@ -83,6 +83,7 @@ TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
     (TmaTile(64, 128, 8), 0.7),
     (TmaTile(64, 96, 8), 0.6),
     (TmaTile(64, 64, 8), 0.5),
+    (TmaTile(64, 256, 4), 0.85),  # gemm_wgmma's twin: one warpgroup of m64n256
     # two blocks a multiprocessor (the twins of wgmma's): short K, where a tile's loads and
     # epilogue, not its wgmmas, take the time (ResNet-50's layer1 convs; the shortcut convs of
     # fuse-shortcut-convs). Ranked below their deeper siblings by the cost model, timed where

@@ -117,6 +117,10 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     (WgmmaTile(64, 64, 8), 0.5),
     # N = 768 with M = 1024 (BERT's FFN2 and attention output) in 128 blocks
     (WgmmaTile(64, 96, 8), 0.6),
+    # one warpgroup of m64n256: as many blocks as 128x128 where N = 256 (ResNet-50's layer3),
+    # each wgmma twice the columns (an INT8 m64n128k32 took ~165 cycles on an H100, m64n256k32
+    # ~236: 40% more a multiprocessor)
+    (WgmmaTile(64, 256, 4), 0.85),
 )
 
 
