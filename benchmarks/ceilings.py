@@ -47,13 +47,14 @@ def bench_ms(fn, n: int = 50, device: str = "cuda") -> float:
 
 def matmul_ceiling(precision: str, device: str = "cuda") -> tuple[float, str]:
     """The best TFLOP/s (int8: TOP/s) of a square torch.matmul in `precision` (TF32 as it says;
-    int8: torch._int_mm, int8 x int8 -> int32) over CEILING_SIZES, and which size gave it."""
+    int8: torch._int_mm, int8 x int8 -> int32, its second operand column-major) over
+    CEILING_SIZES, and which size gave it."""
     dtype = set_torch_precision(precision)
     best, where = 0.0, ""
     for size in CEILING_SIZES[device]:
         if precision == "int8":
             a = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
-            b = torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
+            b = _column_major(size, size, device)
             op = torch._int_mm
         else:
             a = torch.randn(size, size, device=device).to(dtype)
@@ -66,6 +67,14 @@ def matmul_ceiling(precision: str, device: str = "cuda") -> tuple[float, str]:
             best, where = tflops, f"{size}^3"
         del a, b
     return best, where
+
+
+def _column_major(k: int, n: int, device: str) -> torch.Tensor:
+    """A K x N int8 matrix stored column-major (the transposed view of a contiguous N x K one):
+    the layout cuBLASLt's int8 tensor-core GEMMs take. A row-major one sends torch._int_mm to a
+    slow kernel (pytorch/pytorch#165230; session 31's H100 runs gave a row-major 8192^3 130
+    TOP/s, under ember's own INT8 models' rate)."""
+    return torch.randint(-128, 128, (n, k), dtype=torch.int8, device=device).t()
 
 
 def copy_bandwidth(device: str = "cuda") -> float:
@@ -86,7 +95,7 @@ def main() -> None:
         if precision == "int8":  # cuBLAS's int8 GEMMs through torch._int_mm; no int8 conv
             for m, n, k in GEMMS:
                 a = torch.randint(-128, 128, (m, k), dtype=torch.int8, device="cuda")
-                b = torch.randint(-128, 128, (k, n), dtype=torch.int8, device="cuda")
+                b = _column_major(k, n, "cuda")
                 t = bench_ms(lambda a=a, b=b: torch._int_mm(a, b))
                 print(f"int8 gemm {m}x{n}x{k}: {t * 1e3:.1f} us "
                       f"{2 * m * n * k / t / 1e9:.1f} TOP/s")
