@@ -37,12 +37,14 @@
 #   kab          tools/kernel_ab.py on the light QDQ ResNet-50 (tools/qdq_model.py, built for
 #                sm_90 --int8 --fp16): each residual conv's kernel (KAB_STEPS, default the first of
 #                each size: layer1-4's conv3 + residual) at batch 32, each candidate tactic as
-#                emitted and in KAB_VARIANTS (default bare,copy,noload,nomma)               ~1-2 min
+#                emitted and in KAB_VARIANTS (default bare,copy,noload,nomma)   ~1-2 min
 #   ab           tools/pass_ab.py: the benchmark's INT8 models (benchmarks/save_models.py: the
 #                QDQ BERT at batch 8, ResNet-50 at 32) built with their whole pipeline and
 #                without AB_WITHOUT (default fold-quantize-scales), both timed with CUDA graphs
 #                and compared (AB_MODELS, default bert,resnet50; AB_FLAGS, default
 #                "--int8 --fp16")                                                  ~3-4 min
+#   wgmma        tools/wgmma_rate.py: the multiprocessor's rate on ember's wgmma batches alone (no
+#                loads, no epilogue; INT8 and FP16, N 64-256, 1-2 warpgroups), SM cycles  ~20 s
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -67,7 +69,7 @@ OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PARTS=${PARTS:-tests demo conformance symbolic sass dynamic models tools kernels fp8 tactics}
-# (ncu, kab and ab are not among the defaults: ask for them by name)
+# (ncu, kab, ab and wgmma are not among the defaults: ask for them by name)
 REPEATS=${REPEATS:-10}
 failed=()
 ran=()
@@ -79,8 +81,8 @@ want() {  # want PART SWITCH...: PART is in PARTS and none of the switches is 0
   for switch in "$@"; do [ "${!switch:-1}" = 1 ] || return 1; done
 }
 for part in $PARTS; do
-  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu|kab|ab) ;;
-    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu kab ab)"
+  case $part in tests|demo|conformance|symbolic|dynamic|models|kernels|sass|tools|fp8|tactics|ncu|kab|ab|wgmma) ;;
+    *) echo "PARTS: unknown part '$part' (tests demo conformance symbolic dynamic models kernels sass tools fp8 tactics ncu kab ab wgmma)"
        exit 2 ;;
   esac
 done
@@ -256,6 +258,11 @@ if want ab; then
        --without "${AB_WITHOUT:-fold-quantize-scales}" ${AB_FLAGS:---int8 --fp16}
    done) 2>&1 | tee "$OUT/ab.log"
   finish ab "${PIPESTATUS[0]}" "$OUT/ab.log"
+fi
+if want wgmma; then
+  echo "== wgmma rate alone (tools/wgmma_rate.py; log: wgmma.log)"; start=$SECONDS
+  python3 tools/wgmma_rate.py --depths 0,1 2>&1 | tee "$OUT/wgmma.log"
+  finish wgmma "${PIPESTATUS[0]}" "$OUT/wgmma.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "== FAILED parts: ${failed[*]} (logs in \$OUT)"

@@ -22,9 +22,9 @@ apply to a kernel is an error naming it):
   nomma     (a TMA kernel) the consumers' wgmmas dropped: the loads, barriers and epilogue
   noload    (a TMA kernel) the producer's copies dropped (it arrives on each stage instead):
             the wgmmas on whatever the buffers hold, barriers and epilogue
-  yN        the kernel as emitted on its first N M tiles only (grid y = N): a one-wave grid
-            at half its blocks runs each block as fast as its multiprocessor allows where the
-            blocks contend for L2, as fast as before where each is bound on its own
+  yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
+            grid's blocks contend for L2, fewer of them finish sooner; where each block is
+            bound on its own, they take as long
   copy      not the kernel: a grid-stride copy touching the same bytes (every input read
             once, the output written once, 16 bytes a thread at a time): the floor
 
