@@ -44,7 +44,7 @@
 #                and compared (AB_MODELS, default bert,resnet50; AB_FLAGS, default
 #                "--int8 --fp16")                                                  ~3-4 min
 #   wgmma        tools/wgmma_rate.py: the multiprocessor's rate on ember's wgmma batches alone (no
-#                loads, no epilogue; INT8 and FP16, N 64-256, 1-2 warpgroups), SM cycles  ~20 s
+#                loads, no epilogue; INT8/FP16, N 64-256, 1-2 warpgroups, A shared/registers)  ~30 s
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -261,7 +261,7 @@ if want ab; then
 fi
 if want wgmma; then
   echo "== wgmma rate alone (tools/wgmma_rate.py; log: wgmma.log)"; start=$SECONDS
-  python3 tools/wgmma_rate.py --depths 0,1 2>&1 | tee "$OUT/wgmma.log"
+  python3 tools/wgmma_rate.py --depths 0,1 --a-from shared,registers 2>&1 | tee "$OUT/wgmma.log"
   finish wgmma "${PIPESTATUS[0]}" "$OUT/wgmma.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then

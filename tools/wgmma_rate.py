@@ -8,7 +8,12 @@ multiply-adds a cycle per multiprocessor and their % of the tensor cores' dense 
 2048 FP16/BF16 and 4096 INT8/E4M3 multiply-adds a cycle per multiprocessor).
 
     python tools/wgmma_rate.py [--dtypes int8,float16] [--columns 64,128,256]
-        [--warpgroups 1,2] [--depths 0,1] [--k-tiles 512] [--blocks 132]
+        [--warpgroups 1,2] [--depths 0,1] [--a-from shared,registers] [--k-tiles 512]
+        [--blocks 132]
+
+`--a-from registers` times the same instruction with A from four registers a thread (wgmma's
+RS form, as CUTLASS's register-sourced mainloops issue it): if it runs faster than the
+shared-memory form, the operands' shared-memory reads are what limits the rate.
 
 Session 31 found ember's INT8 3x3 convs bound by their wgmmas (`kernel_ab.py --variants
 noload`: ~165 cycles an m64n128k32, 40% of the rate): this separates the instruction's own rate
@@ -26,10 +31,40 @@ PEAK = {"float16": 2048, "bfloat16": 2048, "int8": 4096, "float8_e4m3fn": 4096}
 STAGES = 4
 
 
-def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_tiles: int) -> str:
+def rs_helper(dtype: str, bn: int) -> str:
+    """`wgmma_rs_{bn}(d, a, db)`: the wgmma of `gemm_wgmma.helpers` with A from four registers a
+    thread (64 x 32 bytes of A over the warpgroup's 128 threads) instead of shared memory."""
+    from ember.codegen.templates import gemm_wgmma
+
+    ptx = gemm_wgmma.WGMMA_TYPES[dtype][0]
+    integer, narrow = dtype == "int8", ptx in ("s8", "e4m3")
+    kk = 32 if narrow else 16
+    regs = bn // 2
+    acc, reg = ("int", "r") if integer else ("float", "f")
+    outs = ", ".join(f"%{i}" for i in range(regs))
+    binds = ", ".join(f'"+{reg}"(d[{i}])' for i in range(regs))
+    # integer: no scales; FP8: scale-a, scale-b; halves: and transpose-b (A in registers is
+    # never transposed)
+    imm = "" if integer else ", 1, 1" if narrow else ", 1, 1, 0"
+    types = "s32.s8.s8" if integer else f"f32.{ptx}.{ptx}"
+    a = ", ".join(f"%{regs + i}" for i in range(4))
+    return f"""\
+__device__ __forceinline__ void wgmma_rs_{bn}({acc}* d, const unsigned* a,
+                                            unsigned long long db) {{
+    asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
+                 "wgmma.mma_async.sync.aligned.m64n{bn}k{kk}.{types} "
+                 "{{{outs}}}, {{{a}}}, %{regs + 4}, p{imm};\\n}}"
+                 : {binds}
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}}
+"""
+
+
+def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_tiles: int,
+                  a_registers: bool = False) -> str:
     """A kernel `name(unsigned long long* cycles, int* sink)`: `groups` warpgroups, each
-    `k_tiles` k-tiles of four wgmma m64n{bn} over STAGES stage buffers, its cycles in
-    cycles[block * groups + group]."""
+    `k_tiles` k-tiles of four wgmma m64n{bn} over STAGES stage buffers (`a_registers`: A from
+    registers, only B from the buffers), its cycles in cycles[block * groups + group]."""
     from ember.codegen.templates import gemm_wgmma
 
     if not 0 <= depth <= 7:
@@ -40,7 +75,14 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     row = gemm_wgmma.ROW_BYTES
     a_stage, b_stage = 64 * groups * row, bn * row
     acc, zero = ("int", "0") if dtype == "int8" else ("float", "0.f")
-    return gemm_wgmma.ARCH_SPECIFIC + "\n" + gemm_wgmma.helpers(dtype, bn) + f"""
+    if a_registers:
+        call = f"wgmma_rs_{bn}(frag, a_frag[ks], wgmma_desc(bs + ks * 32));"
+    else:
+        call = f"wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));"
+    a_frag = ("    unsigned a_frag[4][4];\n    #pragma unroll\n    for (int i = 0; i < 16; ++i) "
+              "a_frag[i / 4][i % 4] = threadIdx.x * 0u;\n") if a_registers else ""
+    helpers = gemm_wgmma.helpers(dtype, bn) + (rs_helper(dtype, bn) if a_registers else "")
+    return gemm_wgmma.ARCH_SPECIFIC + "\n" + helpers + f"""
 extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
 {name}(unsigned long long* __restrict__ cycles, int* __restrict__ sink) {{
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -53,14 +95,14 @@ extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
     {acc} frag[{bn // 2}];
     #pragma unroll
     for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};
-    const long long t0 = clock64();
+{a_frag}    const long long t0 = clock64();
     for (int kt = 0; kt < {k_tiles}; ++kt) {{
         const unsigned char* as = As + (kt % {STAGES}) * {a_stage} + group * {64 * row};
         const unsigned char* bs = Bs + (kt % {STAGES}) * {b_stage};
         wgmma_fence();
         #pragma unroll
         for (int ks = 0; ks < 4; ++ks)
-            wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));
+            {call}
         wgmma_commit();
         wgmma_wait<{depth}>();
     }}
@@ -87,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--columns", default="64,128,192,256", help="wgmma N, comma list")
     parser.add_argument("--warpgroups", default="1,2", help="consumer warpgroups a block")
     parser.add_argument("--depths", default="1", help="wgmma batches left in flight")
+    parser.add_argument("--a-from", default="shared", help="shared, registers or both")
     parser.add_argument("--k-tiles", type=int, default=512)
     parser.add_argument("--blocks", type=int, default=132, help="one a multiprocessor")
     args = parser.parse_args(argv)
@@ -95,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [d for d in dtypes if d not in PEAK]
         if unknown:
             raise ValueError(f"--dtypes: {', '.join(unknown)} (one of {', '.join(PEAK)})")
-        cases = [(d, int(n), int(w), int(depth)) for d in dtypes
+        sources_of_a = args.a_from.split(",")
+        if not set(sources_of_a) <= {"shared", "registers"}:
+            raise ValueError(f"--a-from: {args.a_from} (shared, registers or both)")
+        cases = [(d, int(n), int(w), int(depth), a) for d in dtypes
                  for n in args.columns.split(",") for w in args.warpgroups.split(",")
-                 for depth in args.depths.split(",")]
-        sources = [(f"rate_{i}", kernel_source(f"rate_{i}", d, n, w, depth, args.k_tiles))
-                   for i, (d, n, w, depth) in enumerate(cases)]
+                 for depth in args.depths.split(",") for a in sources_of_a]
+        sources = [(f"rate_{i}", kernel_source(f"rate_{i}", d, n, w, depth, args.k_tiles,
+                                               a == "registers"))
+                   for i, (d, n, w, depth, a) in enumerate(cases)]
     except ValueError as e:
         raise SystemExit(f"wgmma_rate: {e}") from None
 
@@ -112,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     compiled = compile_many(sources, "sm_90")
     print(f"# {args.blocks} blocks, {args.k_tiles} k-tiles each (4 wgmmas a warpgroup), "
           "cycles by clock64")
-    print(f"{'dtype':14s} {'wgmma':10s} {'groups':>6s} {'depth':>5s} {'cyc/k-tile':>10s} "
+    print(f"{'dtype':14s} {'wgmma':10s} {'A':9s} {'groups':>6s} {'depth':>5s} {'cyc/k-tile':>10s} "
           f"{'SM cyc/wgmma':>12s} {'MAC/cyc/SM':>10s} {'% peak':>7s}")
-    for (dtype, bn, groups, depth), (name, _), kernel in zip(cases, sources, compiled,
-                                                              strict=True):
+    for (dtype, bn, groups, depth, a), (name, _), kernel in zip(cases, sources, compiled,
+                                                                 strict=True):
         module = cuda.Module.load(kernel.cubin, kernel.ptx, name=name)
         function = module.function(name)
-        shared = shared_bytes(groups, bn)
+        # at least 120 KB: one block a multiprocessor, whatever the stages take
+        shared = max(shared_bytes(groups, bn), 120 * 1024)
         if shared > 48 * 1024:
             function.set_max_dynamic_shared(shared)
         out = cuda.DeviceBuffer(args.blocks * groups * 8)
@@ -133,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         k = 128 if dtype in ("int8", "float8_e4m3fn") else 64  # elements a 128-byte k-tile
         macs = groups * 64 * bn * k / per_tile
         kk = 32 if k == 128 else 16
-        print(f"{dtype:14s} m64n{bn}k{kk:<4d} {groups:6d} {depth:5d} {per_tile:10.1f} "
+        print(f"{dtype:14s} m64n{bn}k{kk:<4d} {a:9s} {groups:6d} {depth:5d} {per_tile:10.1f} "
               f"{per_tile / (4 * groups):12.1f} {macs:10.0f} {100 * macs / PEAK[dtype]:6.1f}%",
               flush=True)
     return 0

@@ -21,13 +21,16 @@ wgmma_rate = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(wgmma_rate)
 
 
+@pytest.mark.parametrize("a_registers", [False, True], ids=["A shared", "A registers"])
 @pytest.mark.parametrize("dtype, bn, groups, instruction", [
     ("int8", 128, 2, rb"wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8"),
     ("int8", 256, 1, rb"wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8"),
     ("float16", 64, 3, rb"wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"),
     ("float8_e4m3fn", 192, 2, rb"wgmma.mma_async.sync.aligned.m64n192k32.f32.e4m3.e4m3")])
-def test_each_probe_compiles_to_its_wgmma(dtype, bn, groups, instruction):
-    source = wgmma_rate.kernel_source("k", dtype, bn, groups, 1, 64)
+def test_each_probe_compiles_to_its_wgmma(dtype, bn, groups, instruction, a_registers):
+    source = wgmma_rate.kernel_source("k", dtype, bn, groups, 1, 64, a_registers)
+    # the register form names four A registers where the shared form names a descriptor
+    assert ("wgmma_rs_" in source) is a_registers
     assert "wgmma_wait<1>();" in source and f"__launch_bounds__({128 * groups}, 1)" in source
     (kernel,) = compile_many([("k", source)], "sm_90", cache=False)
     found = len(re.findall(instruction, kernel.ptx))
@@ -41,7 +44,8 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ValueError, match="m64n100"):
         wgmma_rate.kernel_source("k", "int8", 100, 1, 1, 64)
     for argv, message in ((["--dtypes", "int4"], "--dtypes: int4"),
-                          (["--columns", "100"], "m64n100")):
+                          (["--columns", "100"], "m64n100"),
+                          (["--a-from", "global"], "--a-from: global")):
         with pytest.raises(SystemExit, match=message):
             wgmma_rate.main(argv)
 
