@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [d for d in dtypes if d not in PEAK]
         if unknown:
             raise ValueError(f"--dtypes: {', '.join(unknown)} (one of {', '.join(PEAK)})")
+        if args.k_tiles < 1 or args.blocks < 1:
+            raise ValueError("--k-tiles and --blocks: 1 or more")
         sources_of_a = args.a_from.split(",")
         if not set(sources_of_a) <= {"shared", "registers"}:
             raise ValueError(f"--a-from: {args.a_from} (shared, registers or both)")

@@ -45,7 +45,8 @@ def test_bad_arguments_are_one_line_errors():
         wgmma_rate.kernel_source("k", "int8", 100, 1, 1, 64)
     for argv, message in ((["--dtypes", "int4"], "--dtypes: int4"),
                           (["--columns", "100"], "m64n100"),
-                          (["--a-from", "global"], "--a-from: global")):
+                          (["--a-from", "global"], "--a-from: global"),
+                          (["--k-tiles", "0"], "--k-tiles and --blocks")):
         with pytest.raises(SystemExit, match=message):
             wgmma_rate.main(argv)
 
