@@ -81,6 +81,8 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
         call = f"wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));"
     a_frag = ("    unsigned a_frag[4][4];\n    #pragma unroll\n    for (int i = 0; i < 16; ++i) "
               "a_frag[i / 4][i % 4] = threadIdx.x * 0u;\n") if a_registers else ""
+    a_line = "" if a_registers else (f"        const unsigned char* as = As + (kt % {STAGES}) * "
+                                     f"{a_stage} + group * {64 * row};\n")
     helpers = gemm_wgmma.helpers(dtype, bn) + (rs_helper(dtype, bn) if a_registers else "")
     return gemm_wgmma.ARCH_SPECIFIC + "\n" + helpers + f"""
 extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
@@ -97,8 +99,7 @@ extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
     for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};
 {a_frag}    const long long t0 = clock64();
     for (int kt = 0; kt < {k_tiles}; ++kt) {{
-        const unsigned char* as = As + (kt % {STAGES}) * {a_stage} + group * {64 * row};
-        const unsigned char* bs = Bs + (kt % {STAGES}) * {b_stage};
+{a_line}        const unsigned char* bs = Bs + (kt % {STAGES}) * {b_stage};
         wgmma_fence();
         #pragma unroll
         for (int ks = 0; ks < 4; ++ks)
