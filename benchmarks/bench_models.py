@@ -394,6 +394,13 @@ def bench_ember(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
             ms = failures.attempt(cell, name, time_device_io, engine, feed, repeats, graph)
             if ms is not None:
                 cell.times[name] = ms
+        without = cell.times.get("ember (device I/O, graph)")
+        if without is not None:  # what programmatic dependent launch would buy (sm_90+ plans)
+            ms = failures.attempt(cell, "ember (device I/O, graph, PDL)", time_device_io,
+                                  engine, feed, repeats, True, True)
+            if ms is not None:
+                print(f"# {cell.label} ember device I/O + graph: {without:.3f} ms, with "
+                      f"programmatic dependent launch {ms:.3f} ms", flush=True)
     if layers:
         report = failures.attempt(cell, "ember --layers", slowest_layers, engine, feed, layers,
                                   min(repeats, 10))
@@ -425,12 +432,13 @@ def _ember_host(cell: Cell, onnx_bytes: bytes, feed: dict[str, np.ndarray], repe
 
 
 def time_device_io(engine, feed: dict[str, np.ndarray], repeats: int,
-                cuda_graph: bool = False) -> float:
+                   cuda_graph: bool = False, pdl: bool = False) -> float:
     """ember with inputs and outputs already on the GPU (TensorRT's execute_async_v3 path),
-    optionally replaying its kernels as one CUDA graph."""
+    optionally replaying its kernels as one CUDA graph, optionally with programmatic dependent
+    launch."""
     from ember.runtime import cuda
 
-    ctx = engine.create_execution_context(cuda_graph=cuda_graph)
+    ctx = engine.create_execution_context(cuda_graph=cuda_graph, pdl=pdl)
     buffers = []
     for name in engine.input_names + engine.output_names:
         shape, dtype = engine.get_tensor_shape(name), engine.get_tensor_dtype(name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ember.codegen import progress
 from ember.codegen.nvrtc import compile_many, nvrtc_version
-from ember.codegen.templates import KernelSpec
+from ember.codegen.templates import PDL_WAIT, KernelSpec
 from ember.runtime.arch import parse_arch
 
 SECTION_ALIGN = 256
@@ -73,9 +73,9 @@ def compile_cuda_kernels(steps: Sequence[Sequence[StepKernel] | None], arch: str
         if not kernels:
             launches.append(None)
             continue
-        launch = launch_record(kernels[0][1], kernels[0][2])
+        launch = launch_record(kernels[0][1], kernels[0][2], major)
         if len(kernels) > 1:
-            launch["variants"] = [{"when": when, **launch_record(name, spec)}
+            launch["variants"] = [{"when": when, **launch_record(name, spec, major)}
                                   for when, name, spec in kernels[1:]]
         launches.append(launch)
     nv_major, nv_minor = nvrtc_version()
@@ -84,8 +84,10 @@ def compile_cuda_kernels(steps: Sequence[Sequence[StepKernel] | None], arch: str
         {"cubin": bytes(cubin), "ptx": bytes(ptx), "cuda_source": bytes(src)})
 
 
-def launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:
-    """A kernel's launch as the manifest stores it."""
+def launch_record(name: str, spec: KernelSpec, arch_major: int = 0) -> dict[str, Any]:
+    """A kernel's launch as the manifest stores it; "pdl" where the kernel, built for an sm_90+
+    `arch_major`, waits for the kernel before it (`templates.PDL_LINES`), so the runtime may
+    launch it programmatically."""
     record: dict[str, Any] = {"kernel": name, "grid": list(spec.grid),
                               "block": list(spec.block), "shared": int(spec.shared_bytes)}
     if spec.size_args:  # symbols whose values follow the kernel's pointers
@@ -95,4 +97,6 @@ def launch_record(name: str, spec: KernelSpec) -> dict[str, Any]:
     if spec.workspace_bytes:
         record["counters"] = int(spec.counter_bytes)
         record["workspace"] = int(spec.workspace_bytes)
+    if arch_major >= 9 and PDL_WAIT in spec.source:
+        record["pdl"] = True
     return record

@@ -54,7 +54,7 @@ NOT_IMPLEMENTED = {
 }
 # GPU-only flags -> what they would act on (on the CPU executor each is reported n/a)
 GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no transfers to skip",
-            "useSpinWait": "no GPU to wait on"}
+            "useSpinWait": "no GPU to wait on", "pdl": "no kernel launches"}
 PERCENTILES = "90,95,99"  # trtexec's default --percentile
 # builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
@@ -153,6 +153,9 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--noDataTransfers", action="store_true", help="no H2D/D2H copies")
     g.add_argument("--useSpinWait", action="store_true",
                    help="poll for the GPU instead of blocking")
+    g.add_argument("--pdl", action="store_true",
+                   help="programmatic dependent launch (sm_90+ plans): each kernel's blocks start "
+                        "while the one before finishes, and wait for it in the kernel")
     g.add_argument("--infStreams", type=int, default=1, metavar="N",
                    help="N execution contexts run at once, each on its stream and thread")
     g.add_argument("--loadInputs", metavar="SPEC",
@@ -583,11 +586,11 @@ class _CudaRunner:
     set_tensor_address (TensorRT's path): events time H2D, compute and D2H."""
 
     def __init__(self, engine, feed: Mapping[str, np.ndarray], clock: Callable[[], float],
-                 *, cuda_graph: bool, transfers: bool, spin: bool) -> None:
+                 *, cuda_graph: bool, transfers: bool, spin: bool, pdl: bool = False) -> None:
         from ember.runtime import cuda
 
         self.cuda = cuda
-        self.context = engine.create_execution_context(cuda_graph=cuda_graph)
+        self.context = engine.create_execution_context(cuda_graph=cuda_graph, pdl=pdl)
         self.feed, self.clock, self.transfers, self.spin = feed, clock, transfers, spin
         self.stream = cuda.Stream()
         for name, array in feed.items():
@@ -988,7 +991,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
             else:
                 runners.append(_CudaRunner(engine, feed, clock, cuda_graph=args.useCudaGraph,
                                            transfers=not args.noDataTransfers,
-                                           spin=args.useSpinWait))
+                                           spin=args.useSpinWait, pdl=args.pdl))
         profiling = bool(args.dumpProfile or args.exportProfile or args.plot)
         times = LayerTimes()
         if profiling and not args.separateProfileRun:

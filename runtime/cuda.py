@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -701,6 +702,31 @@ def _dim3(d, what: str) -> tuple[int, int, int]:
     return t + (1,) * (3 - len(t))  # type: ignore[return-value]
 
 
+# launch configurations of programmatic launches, by (grid, block, shared bytes, stream): made
+# once each (building one takes microseconds of Python)
+_PROGRAMMATIC: dict[tuple, Any] = {}
+
+
+def _programmatic_config(dims: tuple[int, ...], shared: int, stream) -> Any:
+    key = (*dims, shared, int(stream) if stream is not None else 0)
+    config = _PROGRAMMATIC.get(key)
+    if config is None:
+        attr = cu.CUlaunchAttribute()
+        attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        config = cu.CUlaunchConfig()
+        (config.gridDimX, config.gridDimY, config.gridDimZ,
+         config.blockDimX, config.blockDimY, config.blockDimZ) = dims
+        config.sharedMemBytes = shared
+        config.hStream = stream if stream is not None else cu.CUstream(0)
+        config.attrs = [attr]
+        config.numAttrs = 1
+        if len(_PROGRAMMATIC) >= 4096:
+            _PROGRAMMATIC.clear()
+        _PROGRAMMATIC[key] = config
+    return config
+
+
 def launch(
     function: Function,
     grid,
@@ -710,25 +736,23 @@ def launch(
     args: PackedArgs,
     *,
     what: str | None = None,
+    programmatic: bool = False,
 ) -> None:
     """cuLaunchKernel. ``grid``/``block``: int or 1-3 ints. ``what`` names the step in errors
-    (e.g. ``"step 3 (conv_0)"``); the message then reads ``launch of step 3 (conv_0): ...``."""
+    (e.g. ``"step 3 (conv_0)"``); the message then reads ``launch of step 3 (conv_0): ...``.
+    ``programmatic``: cuLaunchKernelEx with programmatic stream serialization (sm_90+): the
+    kernel may start before the kernel ahead of it in the stream has finished, so it must wait
+    for it itself (``griddepcontrol.wait``, as ember's kernels do: codegen/templates)."""
     gx, gy, gz = _dim3(grid, what or function.name)
     bx, by, bz = _dim3(block, what or function.name)
     function.device.set_current()
-    result = cu.cuLaunchKernel(
-        function.handle,
-        gx,
-        gy,
-        gz,
-        bx,
-        by,
-        bz,
-        int(shared_bytes),
-        stream.handle if stream is not None else 0,
-        args.address,
-        0,
-    )
+    handle = stream.handle if stream is not None else None
+    if programmatic:
+        config = _programmatic_config((gx, gy, gz, bx, by, bz), int(shared_bytes), handle)
+        result = cu.cuLaunchKernelEx(config, function.handle, args.address, 0)
+    else:
+        result = cu.cuLaunchKernel(function.handle, gx, gy, gz, bx, by, bz, int(shared_bytes),
+                                   handle if handle is not None else 0, args.address, 0)
     if int(result[0]) != 0:
         check(
             result,

@@ -161,6 +161,7 @@ class _Launch:
     first_size: int = 0                # index of the first size argument
     # tensor maps: (argument index, map, buffer it reads), encoded over the buffer's address
     tmaps: tuple[tuple[int, TensorMap | Im2colMap, int], ...] = ()
+    pdl: bool = False  # the kernel waits for the one before it: it may launch programmatically
 
     @property
     def empty(self) -> bool:
@@ -169,11 +170,14 @@ class _Launch:
 
 
 class CudaExecutor:
-    def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False, pdl: bool = False) -> None:
         self.engine = engine
         # replay the launches as one CUDA graph (captured at the first run, again after a bind);
         # plans with host steps cannot be captured and launch one by one
         self.cuda_graph = cuda_graph
+        # launch the kernels whose records allow it programmatically (each may start before
+        # the one ahead of it has finished, and waits for it itself); not in profiled runs
+        self.pdl = pdl
         self._graph: cuda.GraphExec | None = None
         self._events: list[cuda.Event] | None = None  # made at the first profiled run
         self.state = _EngineState.of(engine)
@@ -329,8 +333,11 @@ class CudaExecutor:
         if shared > 48 * 1024:
             function.set_max_dynamic_shared(shared)
         static = all(isinstance(g, int) for g in grid_exprs)
+        pdl = launch.get("pdl", False)
+        if pdl is not False and pdl is not True:
+            raise PlanError(f"{what}: bad 'pdl' {pdl!r} (true or absent)")
         return _Launch(function, grid_exprs if static else (1,), block, shared, args, what,
-                       () if static else grid_exprs, sizes, first_size, tmaps)
+                       () if static else grid_exprs, sizes, first_size, tmaps, pdl)
 
     def _bind(self, values: Mapping[str, int]) -> None:
         """Make the launches ready for these symbol values (once per new binding): each
@@ -500,7 +507,7 @@ class CudaExecutor:
                 continue
             if not ln.empty:
                 cuda.launch(ln.function, ln.grid, ln.block, ln.shared, self.stream, ln.args,
-                            what=ln.what)
+                            what=ln.what, programmatic=self.pdl and ln.pdl)
             i += 1
 
     def _launch_timed(self) -> None:

@@ -319,14 +319,18 @@ class Engine(ContextManaged):
     def inspector(self) -> EngineInspector:
         return self.create_engine_inspector()
 
-    def create_execution_context(self, *, cuda_graph: bool = False) -> ExecutionContext:
-        """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines)."""
+    def create_execution_context(self, *, cuda_graph: bool = False,
+                                 pdl: bool = False) -> ExecutionContext:
+        """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines).
+        `pdl`: launch the kernels that allow it (sm_90+ plans) programmatically, each starting
+        before the one ahead of it has finished and waiting for it in the kernel (CUDA engines;
+        off by default until measured on a GPU: NOTES.md, session 32)."""
         if self.needs_refit:
             raise EmberError("the plan was built with BuilderFlag.STRIP_PLAN: its weights are "
                              "not in it. Refit it from the ONNX model first "
                              "(ember.OnnxParserRefitter(ember.Refitter(engine, logger), logger)"
                              ".refit_from_file(path), or `ember refit PLAN MODEL.onnx -o OUT`)")
-        return ExecutionContext(self, cuda_graph=cuda_graph)
+        return ExecutionContext(self, cuda_graph=cuda_graph, pdl=pdl)
 
     def __call__(self, inputs: Mapping[str, np.ndarray] | None = None, /,
                  **named: np.ndarray) -> dict[str, np.ndarray]:
@@ -410,7 +414,7 @@ class ExecutionContext(ContextManaged):
             raise UnsupportedError(f"ExecutionContext has no setting '{name}'")
         object.__setattr__(self, name, value)
 
-    def __init__(self, engine: Engine, *, cuda_graph: bool = False) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False, pdl: bool = False) -> None:
         self.engine = engine
         self.name = ""
         self._host_addresses: dict[str, int | np.ndarray] = {}
@@ -432,7 +436,7 @@ class ExecutionContext(ContextManaged):
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 
-            self._executor = CudaExecutor(engine, cuda_graph=cuda_graph)
+            self._executor = CudaExecutor(engine, cuda_graph=cuda_graph, pdl=pdl)
         else:
             from ember.runtime.cpu_executor import CpuExecutor
 

@@ -178,7 +178,8 @@ class CudaLaunch:
     """A step's CUDA kernel launch: the kernel's name (an entry of `Manifest.kernels`), grid,
     block, dynamic shared bytes, the symbols passed after its pointers (`sizes`), split-K scratch
     (`counters` and `workspace` bytes), the tensor maps the runtime encodes over its operands
-    (`tmaps`, ember.runtime.tensor_maps), and the kernels tuned for small symbol values
+    (`tmaps`, ember.runtime.tensor_maps), whether the kernel may launch programmatically
+    (`pdl`: it waits for the kernel before it), and the kernels tuned for small symbol values
     (`variants`, each with `when`: symbol -> the largest value it runs for)."""
 
     kernel: str
@@ -192,9 +193,11 @@ class CudaLaunch:
     when: dict[str, int] | None = None  # a variant's
     # passed after the pointers and workspace
     tmaps: tuple[TensorMap | Im2colMap, ...] | None = None
+    # the kernel waits for the one before it (griddepcontrol): it may launch programmatically
+    pdl: bool = False
 
     _KEYS = ("when", "kernel", "grid", "block", "shared", "sizes", "counters", "workspace",
-             "tmaps", "variants")
+             "tmaps", "pdl", "variants")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -209,6 +212,8 @@ class CudaLaunch:
             out["workspace"] = self.workspace
         if self.tmaps is not None:
             out["tmaps"] = [t.to_json() for t in self.tmaps]
+        if self.pdl:
+            out["pdl"] = True
         if self.variants is not None:
             out["variants"] = [v.to_json() for v in self.variants]
         return out
@@ -246,6 +251,8 @@ class CudaLaunch:
                 raise PlanError(f"manifest: {what}'s tmaps must be a non-empty list")
             tmaps = tuple(TensorMap.from_json(t, f"tensor map #{k} of {what}")
                           for k, t in enumerate(d["tmaps"]))
+        if "pdl" in d and d["pdl"] is not True:
+            raise PlanError(f"manifest: {what}'s pdl must be true where present")
         variants = None
         if "variants" in d:
             if not isinstance(d["variants"], list):
@@ -260,7 +267,7 @@ class CudaLaunch:
                 raise PlanError(f"manifest: {what}'s 'when' must map symbols to integers ≥ 1")
             when = dict(w)
         return CudaLaunch(kernel, grid, block, shared, sizes, counters, workspace, variants,
-                          when, tmaps)
+                          when, tmaps, "pdl" in d)
 
 
 @dataclass(frozen=True)

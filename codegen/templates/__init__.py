@@ -176,11 +176,32 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
     return f'extern "C" __global__ void {bounds}{name}({", ".join(args)})'
 
 
+# Programmatic dependent launch (sm_90+, `griddepcontrol`): every kernel first waits until the
+# kernel before it in the stream has finished and its writes are visible, then lets the next
+# one's blocks launch, so that they take free multiprocessors and run up to their own wait while
+# this one runs. The runtime launches a kernel programmatically (before the one ahead has
+# finished) only where its launch record says "pdl" (`plan_kernels.launch_record`: kernels whose
+# text holds the wait, for an sm_90+ target); elsewhere the instructions are no-ops, and for
+# older targets the preprocessor drops them.
+PDL_WAIT = "griddepcontrol.wait;"
+PDL_SYNC = "ember_pdl_sync();"  # a kernel body's first line
+PDL_PRELUDE = f"""\
+// programmatic dependent launch (sm_90+): wait for the kernel before this one, then let the
+// next one launch
+__device__ __forceinline__ void ember_pdl_sync() {{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("{PDL_WAIT}" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}}"""
+
+
 def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[str],
            prelude: bool = False, helpers: str = "") -> str:
     """A kernel's full text: the tactic comment, helpers, the signature and body (and the half
     types' definitions where the kernel uses them); body lines marked `quantize_c.HOISTED`
-    (a scalar argument's reciprocal) move to the body's top, once each."""
+    (a scalar argument's reciprocal) move to the body's top, once each, after the wait for
+    the kernel before (`PDL_SYNC`), which every kernel body starts with."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
     body = quantize_c.hoist(body)  # values computed once per thread go first
@@ -194,7 +215,7 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
         parts += [PRELUDE]
     if helpers:
         parts += [helpers]
-    parts += [sig + " {", *body, "}", ""]
+    parts += [PDL_PRELUDE, sig + " {", f"    {PDL_SYNC}", *body, "}", ""]
     return "\n".join(parts)
 
 

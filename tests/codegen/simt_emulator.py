@@ -74,6 +74,7 @@ alignas(16) static unsigned char g_arena[256 * 1024 + 64 * 1024];
 static unsigned char* const g_smem = g_arena + ((256 * 1024 - g_smem_bytes) & ~15);
 static unsigned char* const g_guard = g_smem + g_smem_bytes;
 static inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
+static inline void ember_pdl_sync() {}  // a kernel runs alone here: nothing to wait for
 static inline int my_lane() { return threadIdx.x & 31; }
 static inline int my_warp() { return threadIdx.x >> 5; }
 static inline void warp_sync() { g_warp_bar[my_warp()]->arrive_and_wait(); }

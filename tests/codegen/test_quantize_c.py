@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ember.codegen import quantize_c
-from ember.codegen.templates import elementwise
+from ember.codegen.templates import PDL_SYNC, elementwise
 from ember.runtime.cpu_kernels import KERNELS
 from ember.runtime.cuda import cuda_available
 from tests.codegen import simt_emulator
@@ -168,8 +168,11 @@ def test_the_fake_quantize_prints_without_conversions():
     # only the cast to int8 reads the round: the zero's sign is dropped (+0, as through int8)
     assert "ember_rint_unsigned(v2, -128.0f, 127.0f)" in body
     assert "const float v6 = v4;  // cast" in body
-    # the scale's reciprocal is computed once per thread, before the loop
-    top = body.split("{", 1)[1].lstrip().splitlines()[0]
+    # the scale's reciprocal is computed once per thread, before the loop (after the wait for
+    # the kernel before, which reads of inputs follow)
+    lines = body.split("{", 1)[1].lstrip().splitlines()
+    assert lines[0] == PDL_SYNC
+    top = lines[1].strip()
     assert top == "const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread"
     assert body.count("__frcp_rn(") == 1
 

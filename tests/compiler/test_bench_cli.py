@@ -516,8 +516,8 @@ def test_plan_flags_and_gpu_flags(models, tmp_path):
     both = bench(f"--loadEngine={plan}", f"--onnx={models / 'static.onnx'}", check=False)
     assert both.returncode == 1 and "one of them" in both.stderr
     cpu = bench(f"--loadEngine={plan}", "--useCudaGraph", "--noDataTransfers", "--useSpinWait",
-                "--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu")
-    for flag in ("useCudaGraph", "noDataTransfers", "useSpinWait"):
+                "--pdl", "--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu")
+    for flag in ("useCudaGraph", "noDataTransfers", "useSpinWait", "pdl"):
         assert re.search(rf"\[W\] --{flag}: n/a on the CPU executor", cpu.stdout)
     data = np.zeros((2, 3, 8, 8), np.float32)
     np.save(tmp_path / "x.npy", data)
@@ -578,7 +578,7 @@ def test_gpu_benchmark_with_cuda_graph(models, tmp_path):
 @_gpu
 def test_gpu_no_transfers_spin_wait_streams_profile(models, tmp_path):
     ran = bench(f"--onnx={models / 'static.onnx'}", "--noDataTransfers", "--useSpinWait",
-                "--infStreams=2", "--iterations=20", "--warmUp=0", "--duration=0",
+                "--pdl", "--infStreams=2", "--iterations=20", "--warmUp=0", "--duration=0",
                 "--device=cuda", "--dumpProfile", "--separateProfileRun",
                 f"--exportProfile={tmp_path / 'p.json'}")
     stats = summary(ran.stdout)

@@ -105,6 +105,8 @@ def _first_variant(m: dict) -> dict:
     ("resnet50-sm_90", lambda m: _first_launch(m).update(shared=1.5), "shared"),
     ("resnet50-sm_90", lambda m: _first_launch(m).pop("counters"), "'counters'"),
     ("resnet50-sm_90", lambda m: _first_launch(m).pop("block"), "cuda launch lacks"),
+    ("resnet50-sm_90", lambda m: _first_launch(m).update(pdl=False), "pdl must be true"),
+    ("resnet50-sm_90", lambda m: _first_launch(m).update(pdl=1), "pdl must be true"),
     ("resnet50-sm_90", lambda m: m["steps"][0].update(device="gpu"), "device must be 'cpu'"),
     ("resnet50-sm_90", lambda m: m["steps"][0].update(fallback=1), "fallback"),
     ("bert_dynamic-sm_90", lambda m: _first_variant(m).pop("when"), "variant #0 .* lacks"),

@@ -16,6 +16,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KA:arg_reduce_[0-9a-f]{12}]]"(%[[A]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x1xi64> {
 // CHECK-NEXT: | // arg_reduce argmax axis 1 of [2, 5] float32 select_last_index=0
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, long long* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 2; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const float* line = in0 + (i / 1) * 5 + i % 1;
 // CHECK-NEXT: |         long long best_j = 0;
@@ -31,6 +32,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KB:arg_reduce_[0-9a-f]{12}]]"(%[[B]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x3xi64> {
 // CHECK-NEXT: | // arg_reduce argmin axis 1 of [2, 4, 3] float32 select_last_index=1
 // CHECK:      | extern "C" __global__ void [[KB]](const float* __restrict__ in0, long long* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 6; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const float* line = in0 + (i / 3) * 12 + i % 3;
 // CHECK-NEXT: |         long long best_j = 3;

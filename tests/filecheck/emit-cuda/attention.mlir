@@ -14,4 +14,5 @@ builtin.module {
 // CHECK-NEXT: | // tactic: one block of 4 warps per (1 batch, 2 heads, 1 tiles of 16 queries); 32-key K/V tiles in shared memory; online softmax per row
 // CHECK-NEXT: | // q cols 0+ of 4, k cols 0+ of 4, v cols 0+ of 4; scale 0.5f
 // CHECK:      | extern "C" __global__ void __launch_bounds__(128, 1) [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, const float* __restrict__ in3, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     __shared__ float Qs[16][2];

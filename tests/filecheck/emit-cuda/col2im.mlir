@@ -16,6 +16,7 @@ builtin.module {
 // CHECK-NEXT: | // col2im [1, 8, 9] -> [1, 2, 5, 5] block=[2, 2] strides=[2, 2] pads=[1, 1, 1, 1] dilations=[1, 1]
 // CHECK-NEXT: | // tactic: one thread per image element gathering its columns, grid-stride loop, block 256
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 50; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float* cols = in0 + ((size_t)c0 * 8 + (size_t)c1 * 4) * 9;
 // CHECK-NEXT: |         float sum = 0;

@@ -34,6 +34,7 @@ builtin.module {
 
 // CHECK:      kernel.cuda "[[KA:elementwise_[0-9a-f]{12}]]"
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const float* __restrict__ in1, signed char* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread
 // CHECK-NEXT: |     for (int q
 // CHECK:      |         const float l0_2 = ember_div_near(l0_0, l0_1, ember_rcp_in1);  // div
@@ -41,6 +42,7 @@ builtin.module {
 
 // CHECK:      kernel.cuda "[[KB:elementwise_[0-9a-f]{12}]]"
 // CHECK:      | extern "C" __global__ void [[KB]](const float* __restrict__ in0, const float* __restrict__ in1, signed char* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     const float ember_rcp_in1 = __frcp_rn(in1[0]);  // once per thread
 // CHECK-NEXT: |     for (int q
 // CHECK:      |         const float l0_2 = ember_div_by(l0_0, l0_1, ember_rcp_in1);  // div

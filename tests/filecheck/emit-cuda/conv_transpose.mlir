@@ -21,6 +21,7 @@ builtin.module {
 // CHECK-NEXT: | // conv_transpose 2-d x[1, 2, 3, 3] w[2, 2, 3, 3] -> [1, 4, 6, 7] strides=[2, 1] pads=[1, 0, 1, 0] dilations=[1, 2] output_padding=[1, 0] groups=2 bias=1 float32
 // CHECK-NEXT: | // tactic: direct gather, one thread per output element (grid-stride loop, block 256):
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 168; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const int g = (int)o1 / 2, m = (int)o1 % 2;
 // CHECK-NEXT: |         float acc = 0;

@@ -17,6 +17,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KE:expand_[0-9a-f]{12}]]"(%[[E]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x3x4xf32> {
 // CHECK-NEXT: | // expand: [3, 1] -> [2, 3, 4] float32
 // CHECK:      | extern "C" __global__ void [[KE]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 24; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         int crest = i;
 // CHECK-NEXT: |         int c2 = crest % 4;
@@ -31,6 +32,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KT:tile_[0-9a-f]{12}]]"(%[[R]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<4x6xf32> {
 // CHECK-NEXT: | // tile repeats=[2, 2]: [2, 3] -> [4, 6] float32
 // CHECK:      | extern "C" __global__ void [[KT]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 24; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         int crest = i;
 // CHECK-NEXT: |         int c1 = crest % 6;
@@ -43,6 +45,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KG:gather_elements_[0-9a-f]{12}]]"(%[[G]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x4x3xf32> {
 // CHECK-NEXT: | // gather_elements axis 1: data [2, 5, 3], indices [2, 4, 3] float32
 // CHECK:      | extern "C" __global__ void [[KG]](const float* __restrict__ in0, const long long* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 24; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         int rest = i;
 // CHECK-NEXT: |         size_t at = 0;

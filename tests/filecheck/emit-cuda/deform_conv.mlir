@@ -21,6 +21,7 @@ builtin.module {
 // CHECK:      |             if (yy < 0 || yy >= 4 || xx < 0 || xx >= 4) continue;
 // CHECK-NEXT: |             const float w = (1 - fabs(y - yy)) * (1 - fabs(x - xx));
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, const float* __restrict__ in3, const float* __restrict__ in4, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 75; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |             const int og = c / 1;
 // CHECK:      |                     const size_t tap = ((size_t)c0 * 2 + og) * 4 + ky * 2 + kx;

@@ -18,6 +18,7 @@ builtin.module {
 // CHECK-NEXT: | // tactic: one thread per output element (grid-stride loop, block 256) sums over the labels ['j'] (4 terms);
 // CHECK-NEXT: | // label sizes: b=2, i=3, j=4, k=5; operand strides per label: [{'b': 12, 'i': 4, 'j': 1}, {'b': 20, 'j': 5, 'k': 1}]
 // CHECK:      | extern "C" __global__ void [[KM]](const float* __restrict__ in0, const float* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 30; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float* a0 = in0 + (size_t)o0 * 12 + (size_t)o1 * 4;
 // CHECK-NEXT: |         const float* a1 = in1 + (size_t)o0 * 20 + (size_t)o2 * 1;
@@ -34,6 +35,7 @@ builtin.module {
 // CHECK-NEXT: | // einsum 'ii->i' {{\[\[}}3, 3]] -> [3] float32
 // CHECK:      | // label sizes: i=3; operand strides per label: [{'i': 4}]
 // CHECK:      | extern "C" __global__ void [[KG]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 3; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float* a0 = in0 + (size_t)o0 * 4;
 // CHECK-NEXT: |         float acc = 0;

@@ -19,6 +19,7 @@ builtin.module {
 // CHECK-NEXT: | // elementwise [add, relu] -> float32[2, 3]
 // CHECK-NEXT: | // tactic: one thread per output element, grid-stride loop, block 256;
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 6; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float v1 = in1[vc1];
 // CHECK-NEXT: |         const float v2 = (v0 + v1);  // add

@@ -16,6 +16,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KA:gather_nd_[0-9a-f]{12}]]"(%[[A]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<5x4xf32> {
 // CHECK-NEXT: | // gather_nd batch_dims 0: data [2, 3, 4], indices [5, 2] float32
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const long long* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 20; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const int r = i % 4;
 // CHECK-NEXT: |         const int row = i / 4;
@@ -36,6 +37,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KB:gather_nd_[0-9a-f]{12}]]"(%[[B]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x5x4xf32> {
 // CHECK-NEXT: | // gather_nd batch_dims 1: data [2, 3, 4], indices [2, 5, 1] float32
 // CHECK:      | extern "C" __global__ void [[KB]](const float* __restrict__ in0, const long long* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 40; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const int batch = row / 5;
 // CHECK-NEXT: |         size_t offset = (size_t)batch * 12 + r;

@@ -21,6 +21,7 @@ builtin.module {
 // CHECK-NEXT: | __device__ __forceinline__ int gs_index(int k, int size, float lo, float hi, bool& ok) {
 // CHECK-NEXT: |     ok = ok && k >= 0 && k < size;
 // CHECK:      | extern "C" __global__ void [[KL]](const float* __restrict__ in0, const float* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 18; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const size_t gbase = (size_t)o0 * 18 + (size_t)o2 * 6 + (size_t)o3 * 2;
 // CHECK-NEXT: |         const size_t xbase = (size_t)o0 * 32 + (size_t)o1 * 16;

@@ -26,6 +26,7 @@ builtin.module {
 // CHECK-NEXT: |     ember_half h;
 // CHECK-NEXT: |     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
 // CHECK:      | extern "C" __global__ void [[KH]](const float* __restrict__ in0, ember_half* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 6; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const float v0 = in0[i];
 // CHECK-NEXT: |         const float v1 = ember_round_half((float)(v0));  // cast
@@ -43,6 +44,7 @@ builtin.module {
 // CHECK:      |     u += 0x7fffu + ((u >> 16) & 1u);
 // CHECK-NEXT: |     h.bits = (unsigned short)(u >> 16);
 // CHECK:      | extern "C" __global__ void [[KR]](const ember_bf16* __restrict__ in0, const ember_bf16* __restrict__ in1, ember_bf16* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int p = (int)blockIdx.x * blockDim.x + threadIdx.x; p < 4; p += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const int i = 2 * p;
 // CHECK:      |         int c1 = crest % 4;

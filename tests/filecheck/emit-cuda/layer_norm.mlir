@@ -19,6 +19,7 @@ builtin.module {
 // CHECK-NEXT: | // layer_norm axis 1 of [2, 8] eps=1e-05 float32
 // CHECK-NEXT: | // tactic: one warp per row (2 rows of 8, 8 rows a block), the row in registers (1 a lane), two-pass mean / variance by warp shuffles
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 // CHECK-NEXT: |     for (int row = blockIdx.x * 8 + warp; row < 2; row += gridDim.x * 8) {
 // CHECK:      |             v[i] = j < 8 ? x[j] : 0.0f;

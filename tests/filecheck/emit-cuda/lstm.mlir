@@ -25,6 +25,7 @@ builtin.module {
 // CHECK-NEXT: | __device__ __forceinline__ float act0_1(float x) { return tanh(x); }
 // CHECK-NEXT: | __device__ __forceinline__ float act0_2(float x) { return tanh(x); }
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, const float* __restrict__ in3, const int* __restrict__ in4, float* __restrict__ out0, float* __restrict__ out1, float* __restrict__ out2) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     const int b = blockIdx.x, d = blockIdx.y;
 // CHECK-NEXT: |     const bool reverse = d == 1;
 // CHECK:      |     const int len = (int)in4[b];

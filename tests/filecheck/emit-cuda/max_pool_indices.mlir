@@ -17,6 +17,7 @@ builtin.module {
 // CHECK-NEXT: | // max_pool_indices 2-d [1, 2, 5, 5] -> [1, 2, 3, 3] kernel=[3, 3] strides=[2, 2] pads=[1, 1, 1, 1] dilations=[1, 1] storage_order=1
 // CHECK-NEXT: | // tactic: one thread per output element walking its window, grid-stride loop, block 256
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, float* __restrict__ out0, long long* __restrict__ out1) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 18; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const long long base = ((long long)c0 * 2 + c1) * 25;
 // CHECK-NEXT: |         const float* x = in0 + base;

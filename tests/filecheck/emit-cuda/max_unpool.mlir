@@ -20,6 +20,7 @@ builtin.module {
 // CHECK-NEXT: | // max_unpool 2-d [1, 2, 2, 2] -> [1, 2, 4, 4] kernel=[2, 2] strides=[2, 2] pads=[0, 0, 0, 0]
 // CHECK-NEXT: | // tactic: one thread per output element gathering from the windows that cover it, grid-stride loop, block 256
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const long long* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 32; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         float value = (float)0;
 // CHECK-NEXT: |         if (o2 < 4 && o3 < 4) {

@@ -26,6 +26,7 @@ builtin.module {
 // CHECK-NEXT: | // batch_norm [1, 2, 3, 3] eps=1e-05 float32
 // CHECK-NEXT: | // tactic: one thread per element, grid-stride loop, block 256
 // CHECK:      | extern "C" __global__ void [[B]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, const float* __restrict__ in3, const float* __restrict__ in4, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 18; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const int c = (int)((i / 9) % 2);
 // CHECK-NEXT: |         // inputs: x, scale, bias, mean, var
@@ -53,6 +54,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[L:lrn_[0-9a-f]{12}]]"(%[[LRN]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<1x4x2x2xf32> {
 // CHECK-NEXT: | // lrn [1, 4, 2, 2] size=4 alpha=0.0004 beta=0.75 bias=2.0 float32
 // CHECK:      | extern "C" __global__ void [[L]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 16; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const int c = (int)((i / 4) % 4);
 // CHECK-NEXT: |         const int base = i - (int)c * 4;  // channel 0, same position

@@ -23,6 +23,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KA:quantize_[0-9a-f]{12}]]"(%[[A]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x4xi8> {
 // CHECK-NEXT: | // quantize [2, 4] float32 -> int8, scale per tensor, zero point
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const float* __restrict__ in1, const signed char* __restrict__ in2, signed char* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 8; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const long long q = (long long)rintf((float)in0[i] / (float)in1[0]) + (long long)in2[0];
 // CHECK-NEXT: |         out0[i] = (signed char)(q < -128LL ? -128LL : q > 127LL ? 127LL : q);
@@ -32,6 +33,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KB:dequantize_[0-9a-f]{12}]]"(%[[B]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x4xf32> {
 // CHECK-NEXT: | // dequantize [2, 4] uint8 -> float32, scale per axis 0, zero point
 // CHECK:      | extern "C" __global__ void [[KB]](const unsigned char* __restrict__ in0, const float* __restrict__ in1, const unsigned char* __restrict__ in2, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 8; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         out0[i] = (float)((float)((float)(float)in0[i] - (float)in2[(i / 4) % 2]) * (float)in1[(i / 4) % 2]);
 // CHECK-NEXT: |     }
@@ -40,6 +42,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KC:dequantize_[0-9a-f]{12}]]"(%[[C]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x4xf32> {
 // CHECK-NEXT: | // dequantize [2, 4] uint8 -> float32, scale per block of 2 along axis 1
 // CHECK:      | extern "C" __global__ void [[KC]](const unsigned char* __restrict__ in0, const float* __restrict__ in1, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 8; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         int crest = i;
 // CHECK-NEXT: |         int c1 = crest % 4;

@@ -22,7 +22,8 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[K:rnn_[0-9a-f]{12}]]"(%[[Y]], %[[YH]]) grid [1, 1, 1] block [256, 1, 1] shared 48 : tensor<5x1x1x3xf32>, tensor<1x1x3xf32> {
 // CHECK-NEXT: | // rnn reverse hidden=3 seq=5 batch=1 in=2 layout=0 float32
 // CHECK:      | __device__ __forceinline__ float act0_0(float x) { return tanh(x); }
-// CHECK-NEXT: | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1) {
+// CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, const float* __restrict__ in1, const float* __restrict__ in2, float* __restrict__ out0, float* __restrict__ out1) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     const int b = blockIdx.x, d = blockIdx.y;
 // CHECK-NEXT: |     const bool reverse = true;
 // CHECK:      |         const int rt = reverse ? len - 1 - t : t;
@@ -38,7 +39,7 @@ builtin.module {
 // CHECK-NEXT: | // gru forward hidden=3 seq=5 batch=1 in=2 layout=0 float32
 // CHECK:      | __device__ __forceinline__ float act0_0(float x) { return (float)1 / (1 + exp(-x)); }
 // CHECK-NEXT: | __device__ __forceinline__ float act0_1(float x) { return tanh(x); }
-// CHECK-NEXT: | extern "C" __global__ void [[KG]](
+// CHECK:      | extern "C" __global__ void [[KG]](
 // CHECK:      |         for (int j = threadIdx.x; j < 9; j += blockDim.x) {
 // CHECK:      |             const float z = act0_0(gx[j] + gh[j]);
 // CHECK-NEXT: |             const float rr = act0_0(gx[3 + j] + gh[3 + j]);

@@ -18,6 +18,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KA:roi_align_[0-9a-f]{12}]]"(%[[A]]) grid ["min(cdiv(8*R, 256), 65536)", 1, 1] block [256, 1, 1] shared 0 sizes ["R"] : tensor<?x2x2x2xf32, #nn.layout<["R"]>> {
 // CHECK-NEXT: | // roi_align avg [1, 2, 8, 8] -> [sz_R, 2, 2, 2] scale=0.5 sampling_ratio=2 half_pixel
 // CHECK:      | extern "C" __global__ void [[KA]](const float* __restrict__ in0, const float* __restrict__ in1, const long long* __restrict__ in2, float* __restrict__ out0, const int sz_R) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < (sz_R*8); i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const float* roi = in1 + (size_t)c0 * 4;
 // CHECK-NEXT: |         const long long b = in2[c0];
@@ -38,6 +39,7 @@ builtin.module {
 // CHECK-NEXT: | // roi_align max [1, 2, 8, 8] -> [3, 2, 2, 2] scale=1.0 sampling_ratio=0 output_half_pixel
 // CHECK:      | static __device__ __forceinline__ double nan_max(double a, double b) {
 // CHECK:      | extern "C" __global__ void [[KM]](const float* __restrict__ in0, const float* __restrict__ in1, const long long* __restrict__ in2, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 24; i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const double shift = 0.0;
 // CHECK:      |         rw = rw > 1.0 ? rw : 1.0; rh = rh > 1.0 ? rh : 1.0;

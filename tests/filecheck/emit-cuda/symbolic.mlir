@@ -15,6 +15,7 @@ builtin.module {
 // CHECK:      %[[Y:.*]] = kernel.elementwise(%x)
 // CHECK:      kernel.cuda "[[K:elementwise_[0-9a-f]{12}]]"(%[[Y]]) grid ["min(cdiv(8*N, 256), 65536)", 1, 1] block [256, 1, 1] shared 0 sizes ["N"] : tensor<?x8xf32, #nn.layout<["N"]>> {
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, float* __restrict__ out0, const int sz_N) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < (sz_N*8); i += (int)blockDim.x * gridDim.x) {
 
 // NORANGE: error: emit-cuda: kernel.elementwise (kernel 0) has symbolic sizes ['N'] that the module's profile (ember.symbols) does not bound: give their ranges, as in emit-cuda{symbols="N=MIN:OPT:MAX"}

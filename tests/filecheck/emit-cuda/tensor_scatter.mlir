@@ -17,6 +17,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KC:tensor_scatter_[0-9a-f]{12}]]"(%[[C]]) grid ["min(cdiv(64*N, 256), 65536)", 1, 1] block [256, 1, 1] shared 0 sizes ["N"] : tensor<?x2x8x4xf32, #nn.layout<["N"]>> {
 // CHECK-NEXT: | // tensor_scatter circular axis 2: past [sz_N, 2, 8, 4], update [sz_N, 2, 3, 4] float32
 // CHECK:      | extern "C" __global__ void [[KC]](const float* __restrict__ in0, const float* __restrict__ in1, const long long* __restrict__ in2, float* __restrict__ out0, const int sz_N) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < (sz_N*64); i += (int)blockDim.x * gridDim.x) {
 // CHECK:      |         const long long w = in2[c0];
 // CHECK-NEXT: |         long long rel = (long long)c2 - w;

@@ -26,6 +26,7 @@ builtin.module attributes {ember.symbols = {N = [1, 4, 64]}, ember.data_symbols 
 // CHECK-NEXT: |     if (!na && a != b) return a > b;
 // CHECK-NEXT: |     return ia < ib;
 // CHECK:      | extern "C" __global__ void [[K]](const float* __restrict__ in0, float* __restrict__ out0, long long* __restrict__ out1, const int sz_N) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     extern __shared__ __align__(16) unsigned char smem[];
 // CHECK-NEXT: |     long long* si = (long long*)smem;
 // CHECK-NEXT: |     float* sv = (float*)(smem + 256 * sizeof(long long));

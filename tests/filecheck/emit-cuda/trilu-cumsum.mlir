@@ -19,6 +19,7 @@ builtin.module {
 // CHECK-NEXT: kernel.cuda "[[KU:trilu_[0-9a-f]{12}]]"(%[[U]]) grid [1, 1, 1] block [256, 1, 1] shared 0 : tensor<2x4x4xf32> {
 // CHECK-NEXT: | // trilu upper k=1 of [2, 4, 4] float32
 // CHECK:      | extern "C" __global__ void [[KU]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 32; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const long long col = i % 4;
 // CHECK-NEXT: |         const long long row = (i / 4) % 4;
@@ -35,6 +36,7 @@ builtin.module {
 // CHECK-NEXT: | // cumsum axis 1 of [2, 5] float32 exclusive=0 reverse=0
 // CHECK-NEXT: | // tactic: one thread per line (2 lines of 5, stride 1), sequential sum in the element type
 // CHECK:      | extern "C" __global__ void [[KS]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 2; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const size_t base = (size_t)(i / 1) * 5 + i % 1;
 // CHECK-NEXT: |         const float* line = in0 + base;
@@ -51,6 +53,7 @@ builtin.module {
 // CHECK-NEXT: | // cumsum axis 0 of [3, 4] float32 exclusive=1 reverse=1
 // CHECK-NEXT: | // tactic: one thread per line (4 lines of 3, stride 4)
 // CHECK:      | extern "C" __global__ void [[KX]](const float* __restrict__ in0, float* __restrict__ out0) {
+// CHECK-NEXT: |     ember_pdl_sync();
 // CHECK-NEXT: |     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < 4; i += (int)blockDim.x * gridDim.x) {
 // CHECK-NEXT: |         const size_t base = (size_t)(i / 4) * 12 + i % 4;
 // CHECK:      |         float acc = 0;

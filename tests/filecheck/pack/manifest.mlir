@@ -33,7 +33,7 @@ builtin.module {
 
 // GPU:      "target": {"device": "cuda", "arch": "sm_90", "nvrtc": [{{[0-9]+}}, {{[0-9]+}}]},
 // GPU:      "steps": [
-// GPU-NEXT:   {"name": "matmul_0", "template": "matmul", "params": {{{.*}} "tactic": {"tile": [16, 16, 16, 1, 1], "splits": 3}, "epilogue": {{{.*}}}}, "inputs": [0, 1], "outputs": [2], "origin": [], "cuda": {"kernel": "[[K:matmul_[0-9a-f]{12}]]", "grid": [8, 4, 3], "block": [256, 1, 1], "shared": 0, "counters": 128, "workspace": 98304}}
+// GPU-NEXT:   {"name": "matmul_0", "template": "matmul", "params": {{{.*}} "tactic": {"tile": [16, 16, 16, 1, 1], "splits": 3}, "epilogue": {{{.*}}}}, "inputs": [0, 1], "outputs": [2], "origin": [], "cuda": {"kernel": "[[K:matmul_[0-9a-f]{12}]]", "grid": [8, 4, 3], "block": [256, 1, 1], "shared": 0, "counters": 128, "workspace": 98304, "pdl": true}}
 // GPU-NEXT: ],
 // GPU-NEXT: "kernels": [
 // GPU-NEXT:   {"name": "[[K]]", "cubin_offset": 0, "cubin_size": {{[0-9]+}}, "ptx_offset": 0, "ptx_size": {{[0-9]+}}, "source_offset": 0, "source_size": {{[0-9]+}}}
