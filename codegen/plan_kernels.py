@@ -86,7 +86,7 @@ def compile_cuda_kernels(steps: Sequence[Sequence[StepKernel] | None], arch: str
 
 def launch_record(name: str, spec: KernelSpec, arch_major: int = 0) -> dict[str, Any]:
     """A kernel's launch as the manifest stores it; "pdl" where the kernel, built for an sm_90+
-    `arch_major`, waits for the kernel before it (`templates.PDL_LINES`), so the runtime may
+    `arch_major`, waits for the kernel before it (`templates.PDL_PRELUDE`), so the runtime may
     launch it programmatically."""
     record: dict[str, Any] = {"kernel": name, "grid": list(spec.grid),
                               "block": list(spec.block), "shared": int(spec.shared_bytes)}

@@ -333,11 +333,9 @@ class CudaExecutor:
         if shared > 48 * 1024:
             function.set_max_dynamic_shared(shared)
         static = all(isinstance(g, int) for g in grid_exprs)
-        pdl = launch.get("pdl", False)
-        if pdl is not False and pdl is not True:
-            raise PlanError(f"{what}: bad 'pdl' {pdl!r} (true or absent)")
         return _Launch(function, grid_exprs if static else (1,), block, shared, args, what,
-                       () if static else grid_exprs, sizes, first_size, tmaps, pdl)
+                       () if static else grid_exprs, sizes, first_size, tmaps,
+                       launch.get("pdl") is True)  # (the manifest schema checked it)
 
     def _bind(self, values: Mapping[str, int]) -> None:
         """Make the launches ready for these symbol values (once per new binding): each
