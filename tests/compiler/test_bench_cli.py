@@ -583,6 +583,10 @@ def test_gpu_no_transfers_spin_wait_streams_profile(models, tmp_path):
                 f"--exportProfile={tmp_path / 'p.json'}")
     stats = summary(ran.stdout)
     assert stats["H2D Latency"]["max"] == 0 and stats["D2H Latency"]["max"] == 0
+    from ember.runtime.cuda import Device
+
+    # the GPU's own plan: its kernels launch programmatically from sm_90 on, else a warning
+    assert ("--pdl:" in ran.stdout) == (Device(0).compute_capability < (9, 0))
     assert "roofline: " in ran.stdout and "roofline: n/a" not in ran.stdout
     rows = json.loads((tmp_path / "p.json").read_text())[1:]
     assert rows and all(r["rooflinePercent"] is not None and r["rooflinePercent"] > 0
