@@ -82,7 +82,7 @@ def test_programmatic_launches_give_the_results_of_serial_ones(graph):
 
     major, minor = Device(0).compute_capability
     model = _chain(12, 128, 256)
-    manifest, sections = build_model(model.SerializeToString(),
+    manifest, sections = build_model(model.SerializeToString(),  # strict FP32 (no TF32)
                                      BuilderConfig(target_arch=f"sm_{major}{minor}"))
     assert all(s["cuda"].get("pdl", False) == (major >= 9)
                for s in manifest["steps"] if "cuda" in s)
