@@ -265,6 +265,7 @@ def test_cuda_pool_nhwc_numbers_on_host(case, tmp_path):
     params, want = _pool_params(x, *case)
     source = emitter("pool")("k", params).source
     source = ("#include <math.h>\n#include <stddef.h>\n#define __int_as_float(v) INFINITY\n"
+              "#define __device__\n#define __forceinline__ static inline\n"
               "struct d { int x; }; static struct d blockIdx = {0}, blockDim = {1}, "
               "threadIdx = {0}, gridDim = {1};\n"
               + source.replace('extern "C" __global__ void', "void")

@@ -253,6 +253,8 @@ def test_packed_chains_on_gpu(case, c):
 
 _HOST_PRELUDE = """#include <math.h>
 #include <stddef.h>
+#define __device__
+#define __forceinline__ static inline
 #define __int_as_float(v) INFINITY
 #define __longlong_as_double(v) INFINITY
 typedef struct { float x, y, z, w; } float4;
