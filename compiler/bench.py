@@ -908,7 +908,7 @@ def export_output(path: str, outputs: Mapping[str, np.ndarray]) -> None:
 # -- the command ---------------------------------------------------------------------------------
 def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """What `ember bench ARGS` does (see the module docstring); 0 when it passed."""
-    from ember.runtime.engine import Engine, launches
+    from ember.runtime.engine import Engine
     from ember.runtime.plan import plan_bytes, read_plan, write_plan
 
     out = out or sys.stdout
@@ -974,8 +974,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for flag, why in GPU_ONLY.items():
             if getattr(args, flag):
                 log(f"--{flag}: n/a on the CPU executor ({why})", "W")
-    elif args.pdl and not any(launch.get("pdl") for step in engine.steps
-                              for launch in launches(step)):
+    elif args.pdl and not engine.pdl_launches:
         arch = engine.manifest.get("target", {}).get("arch")
         log(f"--pdl: no kernel of this plan (built for {arch}) waits for the one before it "
             "(sm_90+ plans do): each launches after the one before has finished", "W")

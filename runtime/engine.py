@@ -319,6 +319,12 @@ class Engine(ContextManaged):
     def inspector(self) -> EngineInspector:
         return self.create_engine_inspector()
 
+    @property
+    def pdl_launches(self) -> int:
+        """The plan's kernel launches that may start programmatically: sm_90+ kernels that wait
+        for the kernel before them ("pdl" in their launch records)."""
+        return sum(1 for step in self.steps for launch in launches(step) if launch.get("pdl"))
+
     def create_execution_context(self, *, cuda_graph: bool = False,
                                  pdl: bool = False) -> ExecutionContext:
         """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines).
@@ -433,6 +439,12 @@ class ExecutionContext(ContextManaged):
         self._allocated: dict[str, Any] = {}
         self._bound_outputs: set[str] = set()
         self._profile = 0
+        if pdl and (engine.device != "cuda" or not engine.pdl_launches):
+            where = ("the CPU executor" if engine.device != "cuda" else
+                     f"no kernel of this plan (built for {engine.manifest['target']['arch']}) "
+                     "waits for the one before it; sm_90+ kernels do")
+            emit(engine.logger, Severity.WARNING, f"pdl=True: nothing launches programmatically "
+                 f"({where}): each kernel runs after the one before")
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 

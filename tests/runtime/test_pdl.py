@@ -16,6 +16,7 @@ from ember.codegen.templates import PDL_SYNC, PDL_WAIT
 from ember.compiler.builder import BuilderConfig, build_model
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
+from ember.runtime.logger import ILogger
 from ember.runtime.plan import plan_bytes
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible")
@@ -72,6 +73,29 @@ def test_older_targets_launch_one_after_another():
                                      BuilderConfig(target_arch="sm_80"))
     assert not any("pdl" in s.get("cuda", {}) for s in manifest["steps"])
     assert PDL_WAIT not in sections["ptx"].decode(errors="replace")  # the #if drops it
+
+
+class _Recorder(ILogger):
+    def __init__(self) -> None:
+        ILogger.__init__(self)
+        self.messages: list[str] = []
+
+    def log(self, severity, msg) -> None:
+        self.messages.append(msg)
+
+
+def test_asking_for_pdl_where_nothing_can_use_it_says_so():
+    # an sm_90 plan on the CPU executor: its kernels' "pdl" does not apply there
+    plan = plan_bytes(*build_model(_chain(2).SerializeToString(),
+                                   BuilderConfig(target_arch="sm_90")))
+    logger = _Recorder()
+    engine = Runtime(logger, device="cpu").deserialize_cuda_engine(plan)
+    assert engine.pdl_launches >= 2
+    engine.create_execution_context()
+    assert not any("pdl" in m for m in logger.messages)
+    engine.create_execution_context(pdl=True)
+    assert any(m.startswith("pdl=True: nothing launches programmatically (the CPU executor)")
+               for m in logger.messages)
 
 
 @needs_gpu
