@@ -45,7 +45,9 @@
 #                and compared (AB_MODELS, default bert,resnet50; AB_FLAGS, default
 #                "--int8 --fp16")                                                  ~3-4 min
 #   wgmma        tools/wgmma_rate.py: the multiprocessor's rate on ember's wgmma batches alone (no
-#                loads, no epilogue; INT8/FP16, N 64-256, 1-2 warpgroups, A shared/registers)  ~30 s
+#                loads, no epilogue; INT8/FP16, N 64-256, 1-2 warpgroups, A shared/registers,
+#                descriptors computed each time or stepped from a base; WGMMA_ARGS replaces
+#                the default arguments)                                          ~30 s
 # The older switches still skip parts: CONFORMANCE=0, SYMBOLIC=0, DYNAMIC=0, BENCH=0 (models and
 # kernels); so do TESTS=0, DEMO=0, MODELS=0, KERNELS=0. REPEATS (default 10) goes to the
 # benchmarks. Logs: $OUT/<part>.log. A part that fails is named at the end and the script exits 1.
@@ -167,7 +169,7 @@ if want models BENCH MODELS; then
     --repeats "$REPEATS" ${LAYERS:+--layers "$LAYERS"} \
     ${FORMAT_CHOICE:+--format-choice "$FORMAT_CHOICE"} 2>&1 \
     | grep --line-buffered -vE 'torch.onnx.export|Warning' | tee "$OUT/bench_models.log" \
-    | grep --line-buffered -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   '
+    | grep --line-buffered -E '^\||^# (GPU|copy)|ceiling|figure to beat|FAILED|WARNING|^#   |programmatic'
   finish models "${PIPESTATUS[0]}" "$OUT/bench_models.log"
 fi
 if want tools TOOLS; then
@@ -262,7 +264,9 @@ if want ab; then
 fi
 if want wgmma; then
   echo "== wgmma rate alone (tools/wgmma_rate.py; log: wgmma.log)"; start=$SECONDS
-  python3 tools/wgmma_rate.py --depths 0,1 --a-from shared,registers 2>&1 | tee "$OUT/wgmma.log"
+  # shellcheck disable=SC2086  # WGMMA_ARGS is a list
+  python3 tools/wgmma_rate.py ${WGMMA_ARGS:---depths 1 --a-from shared,registers --desc computed,precomputed} \
+    2>&1 | tee "$OUT/wgmma.log"
   finish wgmma "${PIPESTATUS[0]}" "$OUT/wgmma.log"
 fi
 if [ ${#failed[@]} -gt 0 ]; then

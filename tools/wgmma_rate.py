@@ -8,8 +8,8 @@ multiply-adds a cycle per multiprocessor and their % of the tensor cores' dense 
 2048 FP16/BF16 and 4096 INT8/E4M3 multiply-adds a cycle per multiprocessor).
 
     python tools/wgmma_rate.py [--dtypes int8,float16] [--columns 64,128,256]
-        [--warpgroups 1,2] [--depths 0,1] [--a-from shared,registers] [--k-tiles 512]
-        [--blocks 132]
+        [--warpgroups 1,2] [--depths 0,1] [--a-from shared,registers]
+        [--desc computed,precomputed] [--k-tiles 512] [--blocks 132]
 
 `--a-from registers` times the same instruction with A from four registers a thread (wgmma's
 RS form, as CUTLASS's register-sourced mainloops issue it): if it runs faster than the
@@ -61,10 +61,12 @@ __device__ __forceinline__ void wgmma_rs_{bn}({acc}* d, const unsigned* a,
 
 
 def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_tiles: int,
-                  a_registers: bool = False) -> str:
+                  a_registers: bool = False, precomputed: bool = False) -> str:
     """A kernel `name(unsigned long long* cycles, int* sink)`: `groups` warpgroups, each
     `k_tiles` k-tiles of four wgmma m64n{bn} over STAGES stage buffers (`a_registers`: A from
-    registers, only B from the buffers), its cycles in cycles[block * groups + group]."""
+    registers, only B from the buffers), its cycles in cycles[block * groups + group].
+    `precomputed`: each descriptor is a base made once before the loop plus the stage's and the
+    step's offsets (as CUTLASS steps them), not `wgmma_desc` of a generic pointer each time."""
     from ember.codegen.templates import gemm_wgmma
 
     if not 0 <= depth <= 7:
@@ -75,14 +77,27 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     row = gemm_wgmma.ROW_BYTES
     a_stage, b_stage = 64 * groups * row, bn * row
     acc, zero = ("int", "0") if dtype == "int8" else ("float", "0.f")
-    if a_registers:
-        call = f"wgmma_rs_{bn}(frag, a_frag[ks], wgmma_desc(bs + ks * 32));"
+    if precomputed:  # descriptors count 16-byte units in their low bits
+        da, db = "da + ks * 2", "db + ks * 2"
     else:
-        call = f"wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));"
+        da, db = "wgmma_desc(as + ks * 32)", "wgmma_desc(bs + ks * 32)"
+    if a_registers:
+        call = f"wgmma_rs_{bn}(frag, a_frag[ks], {db});"
+    else:
+        call = f"wgmma_{bn}(frag, {da}, {db});"
     a_frag = ("    unsigned a_frag[4][4];\n    #pragma unroll\n    for (int i = 0; i < 16; ++i) "
               "a_frag[i / 4][i % 4] = threadIdx.x * 0u;\n") if a_registers else ""
-    a_line = "" if a_registers else (f"        const unsigned char* as = As + (kt % {STAGES}) * "
-                                     f"{a_stage} + group * {64 * row};\n")
+    if precomputed:
+        bases = ("    const unsigned long long da0 = wgmma_desc(As + group * "
+                 f"{64 * row}), db0 = wgmma_desc(Bs);\n")
+        a_line = (f"        const unsigned long long da = da0 + (kt % {STAGES}) * {a_stage // 16}"
+                  f", db = db0 + (kt % {STAGES}) * {b_stage // 16};\n")
+        b_line = ""
+    else:
+        bases = ""
+        a_line = "" if a_registers else (f"        const unsigned char* as = As + (kt % {STAGES})"
+                                         f" * {a_stage} + group * {64 * row};\n")
+        b_line = f"        const unsigned char* bs = Bs + (kt % {STAGES}) * {b_stage};\n"
     helpers = gemm_wgmma.helpers(dtype, bn) + (rs_helper(dtype, bn) if a_registers else "")
     return gemm_wgmma.ARCH_SPECIFIC + "\n" + helpers + f"""
 extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
@@ -97,10 +112,9 @@ extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
     {acc} frag[{bn // 2}];
     #pragma unroll
     for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};
-{a_frag}    const long long t0 = clock64();
+{a_frag}{bases}    const long long t0 = clock64();
     for (int kt = 0; kt < {k_tiles}; ++kt) {{
-{a_line}        const unsigned char* bs = Bs + (kt % {STAGES}) * {b_stage};
-        wgmma_fence();
+{a_line}{b_line}        wgmma_fence();
         #pragma unroll
         for (int ks = 0; ks < 4; ++ks)
             {call}
@@ -131,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warpgroups", default="1,2", help="consumer warpgroups a block")
     parser.add_argument("--depths", default="1", help="wgmma batches left in flight")
     parser.add_argument("--a-from", default="shared", help="shared, registers or both")
+    parser.add_argument("--desc", default="computed",
+                        help="computed (wgmma_desc of each address, as ember's loops), "
+                        "precomputed (a base plus offsets) or both")
     parser.add_argument("--k-tiles", type=int, default=512)
     parser.add_argument("--blocks", type=int, default=132, help="one a multiprocessor")
     args = parser.parse_args(argv)
@@ -144,12 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         sources_of_a = args.a_from.split(",")
         if not set(sources_of_a) <= {"shared", "registers"}:
             raise ValueError(f"--a-from: {args.a_from} (shared, registers or both)")
-        cases = [(d, int(n), int(w), int(depth), a) for d in dtypes
+        descs = args.desc.split(",")
+        if not set(descs) <= {"computed", "precomputed"}:
+            raise ValueError(f"--desc: {args.desc} (computed, precomputed or both)")
+        cases = [(d, int(n), int(w), int(depth), a, desc) for d in dtypes
                  for n in args.columns.split(",") for w in args.warpgroups.split(",")
-                 for depth in args.depths.split(",") for a in sources_of_a]
+                 for depth in args.depths.split(",") for a in sources_of_a for desc in descs]
         sources = [(f"rate_{i}", kernel_source(f"rate_{i}", d, n, w, depth, args.k_tiles,
-                                               a == "registers"))
-                   for i, (d, n, w, depth, a) in enumerate(cases)]
+                                               a == "registers", desc == "precomputed"))
+                   for i, (d, n, w, depth, a, desc) in enumerate(cases)]
     except ValueError as e:
         raise SystemExit(f"wgmma_rate: {e}") from None
 
@@ -162,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     compiled = compile_many(sources, "sm_90")
     print(f"# {args.blocks} blocks, {args.k_tiles} k-tiles each (4 wgmmas a warpgroup), "
           "cycles by clock64")
-    print(f"{'dtype':14s} {'wgmma':10s} {'A':9s} {'groups':>6s} {'depth':>5s} {'cyc/k-tile':>10s} "
+    print(f"{'dtype':14s} {'wgmma':10s} {'A':9s} {'desc':11s} {'groups':>6s} {'depth':>5s} "
+          f"{'cyc/k-tile':>10s} "
           f"{'SM cyc/wgmma':>12s} {'MAC/cyc/SM':>10s} {'% peak':>7s}")
-    for (dtype, bn, groups, depth, a), (name, _), kernel in zip(cases, sources, compiled,
+    for (dtype, bn, groups, depth, a, desc), (name, _), kernel in zip(cases, sources, compiled,
                                                                  strict=True):
         module = cuda.Module.load(kernel.cubin, kernel.ptx, name=name)
         function = module.function(name)
@@ -184,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         k = 128 if dtype in ("int8", "float8_e4m3fn") else 64  # elements a 128-byte k-tile
         macs = groups * 64 * bn * k / per_tile
         kk = 32 if k == 128 else 16
-        print(f"{dtype:14s} m64n{bn}k{kk:<4d} {a:9s} {groups:6d} {depth:5d} {per_tile:10.1f} "
+        print(f"{dtype:14s} m64n{bn}k{kk:<4d} {a:9s} {desc:11s} {groups:6d} {depth:5d} "
+              f"{per_tile:10.1f} "
               f"{per_tile / (4 * groups):12.1f} {macs:10.0f} {100 * macs / PEAK[dtype]:6.1f}%",
               flush=True)
     return 0

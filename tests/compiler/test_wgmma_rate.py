@@ -38,6 +38,17 @@ def test_each_probe_compiles_to_its_wgmma(dtype, bn, groups, instruction, a_regi
     assert wgmma_rate.shared_bytes(groups, bn) == 4 * (64 * groups + bn) * 128 + 1024
 
 
+@pytest.mark.parametrize("a_registers", [False, True], ids=["A shared", "A registers"])
+def test_stepped_descriptors_are_made_before_the_timed_loop(a_registers):
+    source = wgmma_rate.kernel_source("k", "int8", 128, 2, 1, 64, a_registers, True)
+    loop = source[source.index("clock64()"):]
+    assert "wgmma_desc(" not in loop and "db + ks * 2" in loop
+    assert ("da + ks * 2" in loop) is not a_registers
+    (kernel,) = compile_many([("k", source)], "sm_90", cache=False)
+    # the same instructions, 16-byte steps: the descriptors' low bits count 16-byte units
+    assert len(re.findall(rb"wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8", kernel.ptx)) >= 4
+
+
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ValueError, match="depth 9"):
         wgmma_rate.kernel_source("k", "int8", 128, 1, 9, 64)
@@ -46,6 +57,7 @@ def test_bad_arguments_are_one_line_errors():
     for argv, message in ((["--dtypes", "int4"], "--dtypes: int4"),
                           (["--columns", "100"], "m64n100"),
                           (["--a-from", "global"], "--a-from: global"),
+                          (["--desc", "cached"], "--desc: cached"),
                           (["--k-tiles", "0"], "--k-tiles and --blocks")):
         with pytest.raises(SystemExit, match=message):
             wgmma_rate.main(argv)
