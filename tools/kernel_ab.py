@@ -22,6 +22,8 @@ apply to a kernel is an error naming it):
   nomma     (a TMA kernel) the consumers' wgmmas dropped: the loads, barriers and epilogue
   noload    (a TMA kernel) the producer's copies dropped (it arrives on each stage instead):
             the wgmmas on whatever the buffers hold, barriers and epilogue
+  descs     (a wgmma kernel) each wgmma's descriptors converted from its address, as before
+            session 33, not stepped from bases made once
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
             bound on its own, they take as long
@@ -56,7 +58,8 @@ import sys
 
 import numpy as np
 
-VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload")
+VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
+            "descs")
 COPY_GRID = (132 * 8, 1, 1)  # blocks of 256 threads: 8 per multiprocessor of an H100/H200
 
 
@@ -174,9 +177,26 @@ def tiledA(src: str) -> str:  # noqa: N802 (the variant's name)
 
 def nomma(src: str) -> str:
     out, n = re.subn(r"\n\s*#pragma unroll\n\s*for \(int ks = 0; ks < 4; \+\+ks\)[^\n]*\n"
-                     r"\s*wgmma_\d+\(frag, wgmma_desc\(as \+ ks \* 32\), [^;]*\);", "", src)
+                     r"\s*wgmma_\d+\(frag, da \+ ks \* 2, [^;]*\);", "", src)
     if n != 1 or "mbar_wait(&full[s]" not in out:
         raise VariantError("nomma: no TMA consumer loop of wgmmas")
+    return out
+
+
+def descs(src: str) -> str:
+    """Each wgmma's descriptors converted from its generic address (`wgmma_desc(as + ks * 32)`,
+    ember's loops before session 33) instead of stepped from the bases made before the loop."""
+    stages = re.search(r"const unsigned long long da = a_desc \+ (.+?) \* (\d+), "
+                       r"db = b_desc \+ \1 \* (\d+);", src)
+    if stages is None or "wgmma_desc(As + group * 8192)" not in src:
+        raise VariantError("descs: no wgmma loop stepping base descriptors")
+    stage, a_units, b_units = stages.groups()
+    out, n = re.subn(r"(wgmma_\d+\(frag, )da \+ ks \* 2, db \+ ks \* 2\);",
+                     lambda m: f"{m.group(1)}wgmma_desc(As + ({stage}) * {int(a_units) * 16} + "
+                     f"group * 8192 + ks * 32), wgmma_desc(Bs + ({stage}) * "
+                     f"{int(b_units) * 16} + ks * 32));", src)
+    if n != 1:
+        raise VariantError("descs: no batch of wgmmas on stepped descriptors")
     return out
 
 

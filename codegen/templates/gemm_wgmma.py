@@ -321,6 +321,27 @@ def split_candidate(m: int, n: int, k: int, batch: int, sms: int = SM_COUNT
     return None if best is None else (best[0], best[2])
 
 
+def base_descriptors() -> list[str]:
+    """Lines making the descriptors of a consumer warpgroup's first A rows and of B in stage 0
+    (`As`, `Bs`, `group` defined), once, before the main loop: the loop steps them by offsets
+    instead of converting an address each wgmma (as CUTLASS steps its descriptors)."""
+    return [f"    const unsigned long long a_desc = wgmma_desc(As + group * {64 * ROW_BYTES}), "
+            "b_desc = wgmma_desc(Bs);"]
+
+
+def stage_descriptors(stage: str, a_stage: int, b_stage: int) -> list[str]:
+    """Lines defining `da`, `db`: `base_descriptors` stepped to stage `stage` (a C expression)
+    of `a_stage`- and `b_stage`-byte buffers. A descriptor's low 14 bits hold the address in
+    16-byte units, and shared memory ends below 2^18 bytes: offsets add without a carry."""
+    return [f"    const unsigned long long da = a_desc + {stage} * {a_stage // 16}, "
+            f"db = b_desc + {stage} * {b_stage // 16};"]
+
+
+def batch_call(bn: int) -> str:
+    """The wgmma of step `ks` (32 bytes of k: 2 descriptor units) of a k-tile."""
+    return f"wgmma_{bn}(frag, da + ks * 2, db + ks * 2);"
+
+
 def helpers(dtype: str, bn: int) -> str:
     """`async_helpers` plus the descriptor, fences and the wgmma instruction (m64n{bn}, 32 bytes
     of k) of `dtype` operands."""
@@ -462,6 +483,7 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
     lines += [f"    {acc} frag[{bn // 2}];",
               "    #pragma unroll",
               f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};",
+              *base_descriptors(),
               "    // copies run S - 2 tiles ahead, one wgmma batch stays in flight: the barrier",
               "    // after every thread waited for its wgmma of tile kt - 2 frees that stage",
               "    #pragma unroll",
@@ -486,13 +508,12 @@ def mainloop(gemm: WgmmaGemm, m: int, n: int, k: int, a: Operand, b: Operand, dt
               *("    " + c for c in copies),
               "        }",
               "        cp_async_commit();",
-              f"        const unsigned char* as = As + (kt % {stages}) * {a_stage} + "
-              f"group * {64 * ROW_BYTES};",
-              f"        const unsigned char* bs = Bs + (kt % {stages}) * {b_stage};",
+              *(f"    {line}" for line in stage_descriptors(f"(kt % {stages})", a_stage,
+                                                       b_stage)),
               "        wgmma_fence();",
               "        #pragma unroll",
               "        for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
-              f"            wgmma_{bn}(frag, wgmma_desc(as + ks * 32), wgmma_desc(bs + ks * 32));",
+              f"            {batch_call(bn)}",
               "        wgmma_commit();",
               "        wgmma_wait<1>();",
               "    }",

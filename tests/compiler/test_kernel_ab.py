@@ -62,8 +62,9 @@ def test_each_variant_rewrites_its_part_and_compiles():
 
 def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     """An INT8 3x3 conv on the im2col TMA loop (128x128): tiledA reads A as B's rows through
-    B's tiled map, nomma drops the wgmmas, noload the copies (the producer arrives instead);
-    yN runs the first N M tiles; none of these applies to an mma.sync kernel."""
+    B's tiled map, nomma drops the wgmmas, noload the copies (the producer arrives instead),
+    descs converts each wgmma's descriptors from its address; yN runs the first N M tiles;
+    none of these applies to an mma.sync kernel."""
     from ember.codegen.templates import gemm_tma
     from tests.codegen.test_int8_im2col_tma import _params
 
@@ -71,7 +72,8 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
               "out_shapes": [[2, 9, 9, 128]]}
     spec = conv.emit("k", {**params, "tactic": gemm_tma.TmaGemm(
         gemm_tma.TmaTile(128, 128, 6)).tactic()})
-    sources = {name: kernel_ab.variant(name, spec)[0] for name in ("tiledA", "nomma", "noload")}
+    sources = {name: kernel_ab.variant(name, spec)[0]
+               for name in ("tiledA", "nomma", "noload", "descs")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -79,10 +81,14 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert "wgmma_commit();" in sources["nomma"]
     assert "mbar_arrive(&full[s]);" in sources["noload"] and "tma_load" not in \
         sources["noload"].split("// the producer")[1].split("} else {")[0]
+    # the emitted loop steps descriptors made once; descs converts addresses as before
+    assert "wgmma_128(frag, da + ks * 2, db + ks * 2);" in spec.source
+    assert "wgmma_128(frag, wgmma_desc(As + (s) * 16384 + group * 8192 + ks * 32), " \
+        "wgmma_desc(Bs + (s) * 16384 + ks * 32));" in sources["descs"]
     assert kernel_ab.variant("y1", spec)[1].grid == (spec.grid[0], 1, spec.grid[2])
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
-    for name in ("tiledA", "nomma", "noload"):
+    for name in ("tiledA", "nomma", "noload", "descs"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
