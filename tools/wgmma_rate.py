@@ -74,6 +74,10 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     if not 8 <= bn <= 256 or bn % (8 if bn <= 24 else 16) or not 1 <= groups <= 4:
         raise ValueError(f"wgmma m64n{bn} x {groups} warpgroup(s): N 8, 16, 24 or a multiple "
                          "of 16 up to 256, 1 to 4 warpgroups")
+    if not fits(bn, groups):
+        raise ValueError(f"wgmma m64n{bn} x {groups} warpgroups: {bn // 2} accumulator "
+                         f"registers a thread, and {128 * groups} threads get at most "
+                         f"{65536 // (128 * groups)} each")
     row = gemm_wgmma.ROW_BYTES
     a_stage, b_stage = 64 * groups * row, bn * row
     acc, zero = ("int", "0") if dtype == "int8" else ("float", "0.f")
@@ -90,8 +94,9 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     if precomputed:
         bases = ("    const unsigned long long da0 = wgmma_desc(As + group * "
                  f"{64 * row}), db0 = wgmma_desc(Bs);\n")
-        a_line = (f"        const unsigned long long da = da0 + (kt % {STAGES}) * {a_stage // 16}"
-                  f", db = db0 + (kt % {STAGES}) * {b_stage // 16};\n")
+        a_line = ("" if a_registers else f"        const unsigned long long da = da0 + (kt % "
+                  f"{STAGES}) * {a_stage // 16};\n") + \
+            f"        const unsigned long long db = db0 + (kt % {STAGES}) * {b_stage // 16};\n"
         b_line = ""
     else:
         bases = ""
@@ -134,6 +139,12 @@ extern "C" __global__ void __launch_bounds__({128 * groups}, 1)
 """
 
 
+def fits(bn: int, groups: int) -> bool:
+    """Whether `groups` warpgroups of m64n{bn} accumulators (bn / 2 registers a thread, plus
+    ~30 for the rest) fit a multiprocessor's 64K registers (at most 255 a thread)."""
+    return bn // 2 + 30 <= min(255, 65536 // (128 * groups))
+
+
 def shared_bytes(groups: int, bn: int) -> int:
     return STAGES * (64 * groups + bn) * 128 + 1024
 
@@ -167,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(d, int(n), int(w), int(depth), a, desc) for d in dtypes
                  for n in args.columns.split(",") for w in args.warpgroups.split(",")
                  for depth in args.depths.split(",") for a in sources_of_a for desc in descs]
+        unfit = sorted({(n, w) for _, n, w, *_ in cases if not fits(n, w)})
+        cases = [c for c in cases if fits(c[1], c[2])]
+        if not cases:
+            raise ValueError("no case fits the registers (m64nN x warpgroups)")
         sources = [(f"rate_{i}", kernel_source(f"rate_{i}", d, n, w, depth, args.k_tiles,
                                                a == "registers", desc == "precomputed"))
                    for i, (d, n, w, depth, a, desc) in enumerate(cases)]
@@ -182,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     compiled = compile_many(sources, "sm_90")
     print(f"# {args.blocks} blocks, {args.k_tiles} k-tiles each (4 wgmmas a warpgroup), "
           "cycles by clock64")
+    for n, w in unfit:
+        print(f"# not run: m64n{n} x {w} warpgroups ({n // 2} accumulator registers a thread "
+              "do not fit)")
     print(f"{'dtype':14s} {'wgmma':10s} {'A':9s} {'desc':11s} {'groups':>6s} {'depth':>5s} "
           f"{'cyc/k-tile':>10s} "
           f"{'SM cyc/wgmma':>12s} {'MAC/cyc/SM':>10s} {'% peak':>7s}")

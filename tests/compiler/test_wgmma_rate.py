@@ -54,6 +54,8 @@ def test_bad_arguments_are_one_line_errors():
         wgmma_rate.kernel_source("k", "int8", 128, 1, 9, 64)
     with pytest.raises(ValueError, match="m64n100"):
         wgmma_rate.kernel_source("k", "int8", 100, 1, 1, 64)
+    with pytest.raises(ValueError, match="128 accumulator registers a thread, and 512 threads"):
+        wgmma_rate.kernel_source("k", "int8", 256, 4, 1, 64)
     for argv, message in ((["--dtypes", "int4"], "--dtypes: int4"),
                           (["--columns", "100"], "m64n100"),
                           (["--a-from", "global"], "--a-from: global"),
