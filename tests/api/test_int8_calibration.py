@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
@@ -36,6 +35,7 @@ from ember.errors import EmberError
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.ort_qdq import run_as_written
 
 
 def _init(rng, name, *shape, scale=0.2):
@@ -137,10 +137,6 @@ def _execute(manifest: dict, sections: dict, feed: dict, device: str = "cpu") ->
     return engine.create_execution_context().execute(feed)["y"]
 
 
-def _onnxruntime(model: onnx.ModelProto, feed: dict) -> np.ndarray:
-    session = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, feed)[0]
 
 
 def _float64(model: onnx.ModelProto, feed: dict) -> np.ndarray:
@@ -194,7 +190,7 @@ def test_each_calibrator_puts_convs_and_matmuls_on_int8(name, base):
     qdq = int8_model(model, again)
     assert again.calls == 0
     assert {n.op_type for n in qdq.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
-    assert _rel(got, _onnxruntime(qdq, feed)) < 1e-5  # integer sums: float rounding only
+    assert _rel(got, run_as_written(qdq, feed)) < 1e-5  # integer sums: float rounding only
     # INT8 against float64: 8-bit symmetric steps are ~1/127 of each tensor's range; over the
     # 4-6 quantized tensors of these nets that adds up to 1-3% (measured 1.0e-2 to 2.8e-2)
     assert _rel(got, _float64(model, feed)) < 5e-2
@@ -237,7 +233,7 @@ def test_calibration_equals_onnxruntimes_quantize_static(tmp_path, name, base, m
                                    **options})
     feed = {"x": np.random.default_rng(99).standard_normal(_shape(model)).astype(np.float32)}
     got = _execute(*build_model(model, _int8_config(calibrator(base, batches))), feed)
-    assert _rel(got, _onnxruntime(onnx.load(tmp_path / "qdq.onnx"), feed)) < 1e-5
+    assert _rel(got, run_as_written(onnx.load(tmp_path / "qdq.onnx"), feed)) < 1e-5
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -475,7 +471,7 @@ def test_calibration_from_device_pointers_on_the_gpu(name):
     assert {s["params"]["in_dtypes"][0] for s in _linear(manifest)} == {"int8"}
     feed = {"x": np.random.default_rng(99).standard_normal(_shape(model)).astype(np.float32)}
     got = _execute(manifest, sections, feed, "cuda")
-    assert _rel(got, _onnxruntime(qdq, feed)) < 1e-5
+    assert _rel(got, run_as_written(qdq, feed)) < 1e-5
     assert _rel(got, _float64(model, feed)) < 5e-2
 
 

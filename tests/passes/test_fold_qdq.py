@@ -27,6 +27,7 @@ from ember.runtime.cpu_kernels.common import stored_dtype
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
 from ember.runtime.plan import plan_bytes
+from tests.ort_qdq import run_as_written
 
 
 def _init(rng, name, *shape, scale=0.2):
@@ -106,7 +107,7 @@ def test_symmetric_int8_model_runs_its_convs_and_matmuls_on_int8(tmp_path, make,
     for step in steps:  # int8 in, int32 sums out; dequantized by the elementwise step after
         assert step["params"]["in_dtypes"][:2] == ["int8", "int8"]
         assert step["params"]["out_dtypes"] == ["int32"]
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     reference = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     assert _rel(got, want) < 1e-5  # onnxruntime's integer arithmetic, up to float rounding
     assert _rel(got, reference) < 5e-2  # and an INT8 model's distance from FP32
@@ -120,7 +121,7 @@ def test_asymmetric_uint8_model_keeps_float_arithmetic_and_matches(tmp_path):
     manifest, got = _run(qdq, feed)
     assert all(s["params"]["in_dtypes"][0] == "float32" for s in manifest["steps"]
                if s["template"] in ("conv", "matmul"))
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     assert _rel(got, want) < 2e-2
 
 
@@ -174,7 +175,7 @@ def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     assert _rel(got, want) < 1e-5
 
 
@@ -252,7 +253,7 @@ def test_data_stays_int8_between_layers(tmp_path, arch, make, kernels):
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     assert _rel(got, want) < 1e-5
 
 
@@ -300,7 +301,7 @@ def test_int8_model_on_the_gpu_matches_onnxruntime(tmp_path, make):
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cuda").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
-    want = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     assert _rel(got, want) < 1e-5
 
 
@@ -323,8 +324,7 @@ def test_expanded_qdq_arithmetic_stays_fp32_under_fp16(tmp_path):
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     # a = 2x of about 1e-4: q = round(a / 1e-6) near +-100, y = q / 100 near +-1
     x = (np.random.default_rng(3).standard_normal((4, 8)) * 3e-5).astype(np.float32)
-    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
-                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = run_as_written(model, {"x": x})
     config = BuilderConfig()
     config.set_flag(BuilderFlag.FP16)
     module_text = []
@@ -361,8 +361,7 @@ def test_an_int8_sums_dequantize_stays_fp32_under_fp16(tmp_path, arch):
                          [h.make_tensor_value_info("y", T.FLOAT, [8, 16])], inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     x = np.full((8, 64), 1.0, np.float32)  # quantizes to 100
-    want = ort.InferenceSession(for_onnxruntime(model).SerializeToString(),
-                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = run_as_written(model, {"x": x})
     np.testing.assert_allclose(want, 64.0, rtol=1e-6)
     config = BuilderConfig(target_arch=arch, autotune=False)
     config.set_flag(BuilderFlag.FP16)
@@ -431,8 +430,7 @@ def test_a_quantized_berts_reshapes_and_transposes_move_int8(tmp_path, arch):
     feed = feeds[0]
     got = Runtime("cuda" if arch else "cpu").deserialize_cuda_engine(
         plan_bytes(manifest, sections)).create_execution_context().execute(feed)["y"]
-    want = ort.InferenceSession(for_onnxruntime(onnx.load(qdq)).SerializeToString(),
-                                providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    want = run_as_written(qdq, feed)
     assert _rel(got, want) < (2e-2 if arch else 1e-5)
 
 
