@@ -209,6 +209,11 @@ def run_backend(name: str, model: onnx.ModelProto, feed: Mapping[str, np.ndarray
                       time.perf_counter() - start)
 
 
+# ops onnxruntime's CPU provider runs on (or fuses into) its u8 x s8 integer kernels
+INT8_ON_ONNXRUNTIME = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                       "ConvInteger", "MatMulInteger")
+
+
 # onnxruntime's float8 outputs come back as their bytes (uint8): their ml_dtypes types
 _ORT_FLOAT8 = {"tensor(float8e4m3fn)": "float8_e4m3fn", "tensor(float8e4m3fnuz)":
                "float8_e4m3fnuz", "tensor(float8e5m2)": "float8_e5m2",
@@ -415,6 +420,15 @@ def compare(model: str | onnx.ModelProto, *, backends: Sequence[str] | None = No
                       "QLinearConv), so onnxruntime's layers here may differ from its own "
                       "unmarked run by an int8 step; the first diverging layer is checked "
                       "again with only its tensor marked\n")
+    if "onnxruntime" in backends and any(n.op_type in INT8_ON_ONNXRUNTIME
+                                         for n in proto.graph.node):
+        from ember.compiler.ort_compat import saturating_int8_kernels
+
+        if saturating_int8_kernels():
+            out.write("note: this CPU has AVX2 without VNNI, where onnxruntime's fused INT8 "
+                      "kernels clip u8 x s8 pair sums to int16 (its \"u8s8 saturation\"): its "
+                      "results on this quantized model can differ from the model's arithmetic "
+                      "(ember's) by more than an int8 step\n")
     union = list(dict.fromkeys(layer.tensor for layers in marked.values() for layer in layers))
     runs: dict[str, BackendRun] = {}
     for b in backends:

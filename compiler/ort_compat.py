@@ -1,5 +1,6 @@
 """Models handed to onnxruntime (the calibrator and quantizer, `ember compare`, `ember debug`'s
-reference) in the newest IR version the installed onnxruntime reads. The onnx package may be
+reference) in the newest IR version the installed onnxruntime reads, and what its integer kernels
+do on this CPU. The onnx package may be
 newer than onnxruntime: onnx 1.23's helper writes IR version 14, which onnxruntime 1.30 refuses
 ("Unsupported model IR version: 14, max supported IR version: 13") although the model uses
 nothing of it. The version is found once by asking onnxruntime to load a one-node model."""
@@ -7,6 +8,8 @@ nothing of it. The version is found once by asking onnxruntime to load a one-nod
 from __future__ import annotations
 
 import functools
+import platform
+from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
@@ -47,4 +50,27 @@ def for_onnxruntime(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-__all__ = ["for_onnxruntime", "max_ir_version"]
+def saturating_int8_kernels(cpuinfo: str | None = None) -> bool:
+    """Whether onnxruntime's fused INT8 kernels (QLinearConv, QLinearMatMul: what its graph
+    optimizations make of DequantizeLinear -> Conv/MatMul -> QuantizeLinear) may saturate on this
+    CPU: an x86 CPU with AVX2 but neither VNNI nor AMX multiplies u8 x s8 pairs with VPMADDUBSW,
+    whose int16 pair sums clip (onnxruntime's documented "u8s8 saturation"), so its results on a
+    Q/DQ model differ from the model's own arithmetic there (6e-2 to 3e-1 rel-L2 on ember's test
+    models, on an AMD EPYC with AVX2 only). Read from /proc/cpuinfo (`cpuinfo`: its text); False
+    where it cannot be read."""
+    if cpuinfo is None:
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            return False
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+__all__ = ["for_onnxruntime", "max_ir_version", "saturating_int8_kernels"]

@@ -476,3 +476,48 @@ def test_onnxruntime_float8_outputs_compare_by_value():
     assert got.astype(np.float32).tolist() == [1.0, -1.0, 448.0]
     plain = np.array([1, 2], np.uint8)
     assert _ort_value(plain, "tensor(uint8)").dtype == np.uint8
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma bmi2\n"
+
+
+@pytest.mark.parametrize("cpuinfo, saturates", [
+    (AVX2_ONLY, True),
+    ("flags\t\t: fpu avx2 avx512f avx512_vnni\n", False),
+    ("flags\t\t: fpu avx2 avx_vnni\n", False),
+    ("flags\t\t: fpu avx2 amx_int8\n", False),
+    ("flags\t\t: fpu sse4_2 avx\n", False),  # no AVX2: onnxruntime's SSE kernels widen first
+    ("model name\t: something without flags\n", False)])
+def test_saturating_int8_kernels_reads_the_cpu_flags(cpuinfo, saturates):
+    from ember.compiler.ort_compat import saturating_int8_kernels
+
+    assert saturating_int8_kernels(cpuinfo) is saturates
+
+
+def test_compare_says_where_onnxruntimes_int8_kernels_saturate(small, monkeypatch):
+    """On a CPU with AVX2 and no VNNI, `ember compare` against onnxruntime on a quantized model
+    says its fused INT8 kernels saturate there; not elsewhere, not on a float model, not
+    without onnxruntime."""
+    from onnx import helper, numpy_helper
+
+    from ember.compiler import ort_compat
+
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(np.array(np.float32(0.05)), "s"),
+         numpy_helper.from_array(np.array(np.int8(0)), "z")])
+    # (opset 21: onnx.reference has no DequantizeLinear older than 19)
+    qdq = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    note = "onnxruntime's fused INT8 kernels clip u8 x s8 pair sums to int16"
+    for saturates, model, backends, said in (
+            (True, qdq, ["ember-cpu", "onnxruntime"], True),
+            (False, qdq, ["ember-cpu", "onnxruntime"], False),
+            (True, str(small / "cnn.onnx"), ["ember-cpu", "onnxruntime"], False),
+            (True, qdq, ["ember-cpu", "reference"], False)):
+        monkeypatch.setattr(ort_compat, "saturating_int8_kernels", lambda s=saturates: s)
+        out = io.StringIO()
+        assert compare(model, backends=backends, out=out).passed
+        assert (note in out.getvalue()) is said, (saturates, backends)
