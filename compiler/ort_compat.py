@@ -1,9 +1,9 @@
 """Models handed to onnxruntime (the calibrator and quantizer, `ember compare`, `ember debug`'s
-reference) in the newest IR version the installed onnxruntime reads, and what its integer kernels
-do on this CPU. The onnx package may be
-newer than onnxruntime: onnx 1.23's helper writes IR version 14, which onnxruntime 1.30 refuses
-("Unsupported model IR version: 14, max supported IR version: 13") although the model uses
-nothing of it. The version is found once by asking onnxruntime to load a one-node model."""
+reference) in the newest IR version the installed onnxruntime reads, and whether its integer
+kernels saturate on this CPU. The onnx package may be newer than onnxruntime: onnx 1.23's helper
+writes IR version 14, which onnxruntime 1.30 refuses ("Unsupported model IR version: 14, max
+supported IR version: 13") although the model uses nothing of it. The version is found once by
+asking onnxruntime to load a one-node model."""
 
 from __future__ import annotations
 

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", default="1", help="wgmma batches left in flight")
     parser.add_argument("--a-from", default="shared", help="shared, registers or both")
     parser.add_argument("--desc", default="computed",
-                        help="computed (wgmma_desc of each address, as ember's loops), "
-                        "precomputed (a base plus offsets) or both")
+                        help="computed (wgmma_desc of each address: ember's loops before "
+                        "session 33), precomputed (a base plus offsets, as they are now) or both")
     parser.add_argument("--k-tiles", type=int, default=512)
     parser.add_argument("--blocks", type=int, default=132, help="one a multiprocessor")
     args = parser.parse_args(argv)
