@@ -43,8 +43,12 @@ apply to one tactic's kernel is listed as not timed. Needs a GPU.
 Session 31 (H100, INT8 at batch 32): cpre lost on every residual conv (layer3's conv3 18.0 ->
 18.4 us, layer4's 10.6 -> 11.0). Layer3's 3x3 conv on the im2col TMA loop (128x128x6): base
 14.0 us, y1 (one block alone) 13.7, tiledA 14.1, nomma 9.9, noload 13.6: each block is bound
-on its own by its wgmmas (about 165 cycles a m64n128k32, 40% of the tensor cores' rate), not by
-L2, the im2col copies or the loads.
+on its own (about 165 cycles of kernel a m64n128k32), not by L2, the im2col copies or the loads.
+Session 33 (H100): the instructions alone run at the dense rate (tools/wgmma_rate.py), so what
+bounds the block is the loop and epilogue around them. descs (the per-address descriptors of
+before) against the stepped ones, us, 300 launches: layer3 3x3 128x128x6 13.94 / 12.98, 64x256x4
+12.44 / 12.21; layer4 3x3 64x128x8 14.31 / 13.43; BERT-base's INT8 Q/K/V GEMM at batch 8
+128x128x3 11.34 / 10.17, 64x64x8 12.70 / 12.82.
 """
 
 from __future__ import annotations

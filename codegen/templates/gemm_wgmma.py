@@ -118,8 +118,9 @@ WGMMA_TILES: tuple[tuple[WgmmaTile, float], ...] = (
     # N = 768 with M = 1024 (BERT's FFN2 and attention output) in 128 blocks
     (WgmmaTile(64, 96, 8), 0.6),
     # one warpgroup of m64n256: as many blocks as 128x128 where N = 256 (ResNet-50's layer3),
-    # each wgmma twice the columns (an INT8 m64n128k32 took ~165 cycles on an H100, m64n256k32
-    # ~236: 40% more a multiprocessor)
+    # each wgmma twice the columns (layer3's INT8 3x3 conv, whole kernel over its wgmmas: ~165
+    # cycles an m64n128k32 on an H100, ~236 an m64n256k32; the instructions alone run at the
+    # dense rate, 64 and 128: tools/wgmma_rate.py)
     (WgmmaTile(64, 256, 4), 0.85),
 )
 
