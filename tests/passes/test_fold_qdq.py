@@ -109,7 +109,7 @@ def test_symmetric_int8_model_runs_its_convs_and_matmuls_on_int8(tmp_path, make,
         assert step["params"]["out_dtypes"] == ["int32"]
     want = run_as_written(qdq, feed)
     reference = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    assert _rel(got, want) < 1e-5  # onnxruntime's integer arithmetic, up to float rounding
+    assert _rel(got, want) < 1e-5  # the graph's arithmetic (onnxruntime unfused), float rounding
     assert _rel(got, reference) < 5e-2  # and an INT8 model's distance from FP32
 
 
@@ -171,7 +171,7 @@ def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(
         kernel = next(k for k in manifest["kernels"] if k["name"] == step["cuda"]["kernel"])
         text = sections["cuda_source"][kernel["source_offset"]:][:kernel["source_size"]]
         assert b"mma_16832_s8(frag" in text
-    # the same plan on the CPU executor: onnxruntime's integer results
+    # the same plan on the CPU executor: the graph's arithmetic (onnxruntime unfused)
     feed = {"x": np.random.default_rng(7).standard_normal(shapes["x"]).astype(np.float32)}
     engine = Runtime("cpu").deserialize_cuda_engine(plan_bytes(manifest, sections))
     got = engine.create_execution_context().execute(feed)["y"]
