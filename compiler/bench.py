@@ -995,7 +995,9 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
             else:
                 runners.append(_CudaRunner(engine, feed, clock, cuda_graph=args.useCudaGraph,
                                            transfers=not args.noDataTransfers,
-                                           spin=args.useSpinWait, pdl=args.pdl))
+                                           spin=args.useSpinWait,
+                                           # (where nothing can, the warning above said so)
+                                           pdl=args.pdl and engine.pdl_launches > 0))
         profiling = bool(args.dumpProfile or args.exportProfile or args.plot)
         times = LayerTimes()
         if profiling and not args.separateProfileRun:
