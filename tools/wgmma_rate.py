@@ -86,7 +86,7 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     row = gemm_wgmma.ROW_BYTES
     a_stage, b_stage = 64 * groups * row, bn * row
     acc, zero = ("int", "0") if dtype == "int8" else ("float", "0.f")
-    if precomputed:  # descriptors count 16-byte units in their low bits
+    if precomputed:  # ember's own lines (gemm_wgmma): bases made once, stepped in the loop
         da, db = "da + ks * 2", "db + ks * 2"
     else:
         da, db = "wgmma_desc(as + ks * 32)", "wgmma_desc(bs + ks * 32)"
@@ -97,11 +97,9 @@ def kernel_source(name: str, dtype: str, bn: int, groups: int, depth: int, k_til
     a_frag = ("    unsigned a_frag[4][4];\n    #pragma unroll\n    for (int i = 0; i < 16; ++i) "
               "a_frag[i / 4][i % 4] = threadIdx.x * 0u;\n") if a_registers else ""
     if precomputed:
-        bases = ("    const unsigned long long da0 = wgmma_desc(As + group * "
-                 f"{64 * row}), db0 = wgmma_desc(Bs);\n")
-        a_line = ("" if a_registers else f"        const unsigned long long da = da0 + (kt % "
-                  f"{STAGES}) * {a_stage // 16};\n") + \
-            f"        const unsigned long long db = db0 + (kt % {STAGES}) * {b_stage // 16};\n"
+        bases = "\n".join(gemm_wgmma.base_descriptors()) + "\n"
+        a_line = "".join(f"    {line}\n" for line in gemm_wgmma.stage_descriptors(
+            f"(kt % {STAGES})", a_stage, b_stage))
         b_line = ""
     else:
         bases = ""
