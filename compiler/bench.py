@@ -54,7 +54,7 @@ NOT_IMPLEMENTED = {
 }
 # GPU-only flags -> what they would act on (on the CPU executor each is reported n/a)
 GPU_ONLY = {"useCudaGraph": "no launches to capture", "noDataTransfers": "no transfers to skip",
-            "useSpinWait": "no GPU to wait on", "pdl": "no kernel launches"}
+            "useSpinWait": "no GPU to wait on", "noPDL": "no kernel launches"}
 PERCENTILES = "90,95,99"  # trtexec's default --percentile
 # builder-side flags (argparse dest -> trtexec's spelling): with --loadEngine, an error
 BUILD_FLAGS = {f: f for f in ("saveEngine", "minShapes", "optShapes", "maxShapes", "fp16", "bf16",
@@ -153,9 +153,10 @@ def build_parser(prog: str = "ember-trtexec") -> argparse.ArgumentParser:
     g.add_argument("--noDataTransfers", action="store_true", help="no H2D/D2H copies")
     g.add_argument("--useSpinWait", action="store_true",
                    help="poll for the GPU instead of blocking")
-    g.add_argument("--pdl", action="store_true",
-                   help="programmatic dependent launch (sm_90+ plans): each kernel's blocks start "
-                        "while the one before finishes, and wait for it in the kernel")
+    g.add_argument("--noPDL", action="store_true",
+                   help="no programmatic dependent launch: by default (sm_90+ plans) each "
+                        "kernel's blocks start while the one before finishes, and wait for it "
+                        "in the kernel; with this flag each starts after the one before")
     g.add_argument("--infStreams", type=int, default=1, metavar="N",
                    help="N execution contexts run at once, each on its stream and thread")
     g.add_argument("--loadInputs", metavar="SPEC",
@@ -586,7 +587,7 @@ class _CudaRunner:
     set_tensor_address (TensorRT's path): events time H2D, compute and D2H."""
 
     def __init__(self, engine, feed: Mapping[str, np.ndarray], clock: Callable[[], float],
-                 *, cuda_graph: bool, transfers: bool, spin: bool, pdl: bool = False) -> None:
+                 *, cuda_graph: bool, transfers: bool, spin: bool, pdl: bool = True) -> None:
         from ember.runtime import cuda
 
         self.cuda = cuda
@@ -974,10 +975,13 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for flag, why in GPU_ONLY.items():
             if getattr(args, flag):
                 log(f"--{flag}: n/a on the CPU executor ({why})", "W")
-    elif args.pdl and not engine.pdl_launches:
+    else:
         arch = engine.manifest.get("target", {}).get("arch")
-        log(f"--pdl: no kernel of this plan (built for {arch}) waits for the one before it "
-            "(sm_90+ plans do): each launches after the one before has finished", "W")
+        log("Programmatic dependent launch: " + (
+            "off (--noPDL)" if args.noPDL else
+            f"on ({engine.pdl_launches} kernel launch(es))" if engine.pdl_launches else
+            f"n/a (no kernel of this plan, built for {arch}, waits for the one before it; "
+            "sm_90+ plans' kernels do)"))
     shapes = _run_shapes(engine, args.shapes)
     feed = _load_inputs(args.loadInputs, engine, shapes)
     log(f"Selected Device: {_device_name(on)}")
@@ -996,8 +1000,7 @@ def bench(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 runners.append(_CudaRunner(engine, feed, clock, cuda_graph=args.useCudaGraph,
                                            transfers=not args.noDataTransfers,
                                            spin=args.useSpinWait,
-                                           # (where nothing can, the warning above said so)
-                                           pdl=args.pdl and engine.pdl_launches > 0))
+                                           pdl=not args.noPDL))
         profiling = bool(args.dumpProfile or args.exportProfile or args.plot)
         times = LayerTimes()
         if profiling and not args.separateProfileRun:

@@ -170,7 +170,7 @@ class _Launch:
 
 
 class CudaExecutor:
-    def __init__(self, engine: Engine, *, cuda_graph: bool = False, pdl: bool = False) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False, pdl: bool = True) -> None:
         self.engine = engine
         # replay the launches as one CUDA graph (captured at the first run, again after a bind);
         # plans with host steps cannot be captured and launch one by one

@@ -326,11 +326,12 @@ class Engine(ContextManaged):
         return sum(1 for step in self.steps for launch in launches(step) if launch.get("pdl"))
 
     def create_execution_context(self, *, cuda_graph: bool = False,
-                                 pdl: bool = False) -> ExecutionContext:
+                                 pdl: bool | None = None) -> ExecutionContext:
         """`cuda_graph`: replay the step list as one captured CUDA graph (CUDA engines).
         `pdl`: launch the kernels that allow it (sm_90+ plans) programmatically, each starting
-        before the one ahead of it has finished and waiting for it in the kernel (CUDA engines;
-        off by default until measured on a GPU: NOTES.md, session 32)."""
+        before the one ahead of it has finished and waiting for it in the kernel. None (the
+        default): wherever the plan allows; True: the same, with a warning where nothing can;
+        False: every kernel after the one before has finished (NOTES.md, sessions 32-34)."""
         if self.needs_refit:
             raise EmberError("the plan was built with BuilderFlag.STRIP_PLAN: its weights are "
                              "not in it. Refit it from the ONNX model first "
@@ -420,7 +421,8 @@ class ExecutionContext(ContextManaged):
             raise UnsupportedError(f"ExecutionContext has no setting '{name}'")
         object.__setattr__(self, name, value)
 
-    def __init__(self, engine: Engine, *, cuda_graph: bool = False, pdl: bool = False) -> None:
+    def __init__(self, engine: Engine, *, cuda_graph: bool = False,
+                 pdl: bool | None = None) -> None:
         self.engine = engine
         self.name = ""
         self._host_addresses: dict[str, int | np.ndarray] = {}
@@ -439,7 +441,7 @@ class ExecutionContext(ContextManaged):
         self._allocated: dict[str, Any] = {}
         self._bound_outputs: set[str] = set()
         self._profile = 0
-        if pdl and (engine.device != "cuda" or not engine.pdl_launches):
+        if pdl is True and (engine.device != "cuda" or not engine.pdl_launches):
             where = ("the CPU executor" if engine.device != "cuda" else
                      f"no kernel of this plan (built for {engine.manifest['target']['arch']}) "
                      "waits for the one before it; sm_90+ kernels do")
@@ -448,7 +450,7 @@ class ExecutionContext(ContextManaged):
         if engine.device == "cuda":
             from ember.runtime.cuda_executor import CudaExecutor
 
-            self._executor = CudaExecutor(engine, cuda_graph=cuda_graph, pdl=pdl)
+            self._executor = CudaExecutor(engine, cuda_graph=cuda_graph, pdl=pdl is not False)
         else:
             from ember.runtime.cpu_executor import CpuExecutor
 

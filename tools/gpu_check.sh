@@ -13,7 +13,8 @@
 #                (default eager,compile,ort), COMPILE_MODES (default default,reduce-overhead);
 #                LAYERS=N prints ember's N slowest kernels (with their tactics) per model;
 #                FORMAT_CHOICE=measured|model|preferred: how ember's build picks formats;
-#                each cell also prints ember's time with programmatic dependent launch (PDL)
+#                each cell times ember with programmatic dependent launch (PDL, the default on
+#                sm_90+) and prints the time without it (`create_execution_context(pdl=False)`)
 #   sass         builds light ResNet-50 and the tiny BERT (FP16, and INT8 from their
 #                tools/qdq_model.py QDQ forms) for this GPU and lists what their kernels issue
 #                (tools/sass_check.py: HMMA/HGMMA/IMMA, LDL/STL)                ~2 min

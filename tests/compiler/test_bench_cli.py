@@ -516,8 +516,8 @@ def test_plan_flags_and_gpu_flags(models, tmp_path):
     both = bench(f"--loadEngine={plan}", f"--onnx={models / 'static.onnx'}", check=False)
     assert both.returncode == 1 and "one of them" in both.stderr
     cpu = bench(f"--loadEngine={plan}", "--useCudaGraph", "--noDataTransfers", "--useSpinWait",
-                "--pdl", "--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu")
-    for flag in ("useCudaGraph", "noDataTransfers", "useSpinWait", "pdl"):
+                "--noPDL", "--iterations=2", "--warmUp=0", "--duration=0", "--device=cpu")
+    for flag in ("useCudaGraph", "noDataTransfers", "useSpinWait", "noPDL"):
         assert re.search(rf"\[W\] --{flag}: n/a on the CPU executor", cpu.stdout)
     data = np.zeros((2, 3, 8, 8), np.float32)
     np.save(tmp_path / "x.npy", data)
@@ -554,10 +554,12 @@ def test_gpu_benchmark_with_cuda_graph(models, tmp_path):
           "--device=cuda")
     x = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
     x.tofile(tmp_path / "x.bin")
-    ran = bench(f"--loadEngine={plan}", "--useCudaGraph", "--iterations=50", "--warmUp=0",
-                "--duration=0", "--device=cuda", f"--loadInputs=x:{tmp_path / 'x.bin'}",
-                f"--exportOutput={tmp_path / 'o.json'}", f"--exportTimes={tmp_path / 't.json'}")
+    ran = bench(f"--loadEngine={plan}", "--useCudaGraph", "--noPDL", "--iterations=50",
+                "--warmUp=0", "--duration=0", "--device=cuda",
+                f"--loadInputs=x:{tmp_path / 'x.bin'}", f"--exportOutput={tmp_path / 'o.json'}",
+                f"--exportTimes={tmp_path / 't.json'}")
     out = ran.stdout
+    assert "Programmatic dependent launch: off (--noPDL)" in out
     assert re.search(rf"Latency:.*percentile\(99%\) = {NUMBER} ms", out)
     stats = summary(out)
     assert set(stats) == {"Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time",
@@ -578,15 +580,17 @@ def test_gpu_benchmark_with_cuda_graph(models, tmp_path):
 @_gpu
 def test_gpu_no_transfers_spin_wait_streams_profile(models, tmp_path):
     ran = bench(f"--onnx={models / 'static.onnx'}", "--noDataTransfers", "--useSpinWait",
-                "--pdl", "--infStreams=2", "--iterations=20", "--warmUp=0", "--duration=0",
+                "--infStreams=2", "--iterations=20", "--warmUp=0", "--duration=0",
                 "--device=cuda", "--dumpProfile", "--separateProfileRun",
                 f"--exportProfile={tmp_path / 'p.json'}")
     stats = summary(ran.stdout)
     assert stats["H2D Latency"]["max"] == 0 and stats["D2H Latency"]["max"] == 0
     from ember.runtime.cuda import Device
 
-    # the GPU's own plan: its kernels launch programmatically from sm_90 on, else a warning
-    assert ("--pdl:" in ran.stdout) == (Device(0).compute_capability < (9, 0))
+    # the GPU's own plan: its kernels launch programmatically from sm_90 on, unless --noPDL
+    on = Device(0).compute_capability >= (9, 0)
+    assert re.search(r"Programmatic dependent launch: on \(\d+ kernel launch" if on else
+                     r"Programmatic dependent launch: n/a \(no kernel of this plan", ran.stdout)
     assert "roofline: " in ran.stdout and "roofline: n/a" not in ran.stdout
     rows = json.loads((tmp_path / "p.json").read_text())[1:]
     assert rows and all(r["rooflinePercent"] is not None and r["rooflinePercent"] > 0

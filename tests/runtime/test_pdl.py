@@ -114,10 +114,12 @@ def test_programmatic_launches_give_the_results_of_serial_ones(graph):
     x = np.random.default_rng(5).standard_normal((256, 128)).astype(np.float32)
     (want,) = ReferenceEvaluator(model).run(None, {"x": x})
     got = {}
-    for pdl in (True, False):
+    for pdl in (None, True, False):  # None, the default: wherever the plan allows
         ctx = engine.create_execution_context(cuda_graph=graph, pdl=pdl)
+        assert ctx._executor.pdl is (pdl is not False)
         runs = [ctx.execute({"x": x})["y"] for _ in range(3)]
         assert all(np.array_equal(runs[0], r) for r in runs[1:])
         got[pdl] = runs[0]
     np.testing.assert_array_equal(got[True], got[False])
+    np.testing.assert_array_equal(got[None], got[False])
     np.testing.assert_allclose(got[True], want, rtol=1e-4, atol=1e-5)
