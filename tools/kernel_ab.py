@@ -24,6 +24,12 @@ apply to a kernel is an error naming it):
             the wgmmas on whatever the buffers hold, barriers and epilogue
   descs     (a wgmma kernel) each wgmma's descriptors converted from its address, as before
             session 33, not stepped from bases made once
+  clocks    (a TMA kernel) the kernel as emitted, its thread 0 reading the SM's clock at its
+            start, when the first stage is full, after its warpgroup's loop, after every
+            consumer's loop and at its end (after a barrier), and the global timer at start and
+            end: each phase's cycles a block (median and slowest), the clock rate, the blocks'
+            start spread and the kernel's span; it takes one more argument (the record)
+  A+B       variants applied in turn (e.g. noload+clocks)
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
             bound on its own, they take as long
@@ -63,7 +69,12 @@ import sys
 import numpy as np
 
 VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
-            "descs")
+            "descs", "clocks")
+# what `clocks` records a block, in its order: global timer at start and end (ns), then the SM
+# clock (cycles since the block's start) at each phase's end, and the multiprocessor
+CLOCK_FIELDS = ("start_ns", "end_ns", "first_full", "loop", "all_loops", "end", "sm")
+CLOCK_PHASES = (("fill", "first_full", None), ("main loop", "loop", "first_full"),
+                ("other warpgroups", "all_loops", "loop"), ("epilogue", "end", "all_loops"))
 COPY_GRID = (132 * 8, 1, 1)  # blocks of 256 threads: 8 per multiprocessor of an H100/H200
 
 
@@ -204,6 +215,75 @@ def descs(src: str) -> str:
     return out
 
 
+def clocks(src: str) -> str:
+    """The kernel with thread 0's phase clocks written to one more argument, `ember_clocks_`
+    (`CLOCK_FIELDS`, 8 words a block, at its linear block index). Where the epilogue stages no
+    outputs, a barrier after the loops (one the kernel has not) marks every consumer's end."""
+    head = re.search(r"(extern \"C\" __global__ void (?:__launch_bounds__\([^)]*\) )?\w+\([^)]*)"
+                     r"\) \{\n"
+                     r"(\s*ember_pdl_sync\(\);\n)?", src)
+    wait = re.search(r"\n(\s*)mbar_wait\(&full\[s\], [^;]*\);\n", src)
+    fence = re.search(r"\n(\s*)for \(int i = 0; i < \d+; \+\+i\) "
+                      r"fence_operand\(frag\[i\]\);\n", src)
+    staged = re.search(r"\n    __syncthreads\(\);  // the pipeline's shared memory is free[^\n]*\n",
+                       src)
+    after = staged or re.search(r"\n    const bool consumer = warp < \d+;\n", src)
+    if head is None or wait is None or fence is None or after is None \
+            or re.search(r"\breturn\b", src[head.end():]):
+        raise VariantError("clocks: no TMA consumer loop in a kernel with one exit")
+    timer = 'asm volatile("mov.u64 %0, %globaltimer;" : "=l"(ck_gt_[{0}]));'
+    record = [
+        "    __syncthreads();",
+        "    if (tid == 0) {",
+        "        ck_[4] = clock64();",
+        f"        {timer.format(1)}",
+        '        unsigned sm_; asm volatile("mov.u32 %0, %smid;" : "=r"(sm_));',
+        "        long long* o_ = ember_clocks_ + 8 * (blockIdx.x + gridDim.x * (blockIdx.y "
+        "+ gridDim.y * blockIdx.z));",
+        "        o_[0] = (long long)ck_gt_[0]; o_[1] = (long long)ck_gt_[1];",
+        "        for (int i = 1; i < 5; ++i) o_[i + 1] = ck_[i] - ck_[0];",
+        "        o_[6] = sm_; o_[7] = 0;",
+        "    }"]
+    marks = [
+        (head.end(), "    long long ck_[5]; unsigned long long ck_gt_[2];\n"
+         f"    ck_[0] = clock64();\n    {timer.format(0)}\n"),
+        (wait.end(), f"{wait.group(1)}if (kt == 0 && tid == 0) ck_[1] = clock64();\n"),
+        (fence.end(), f"{fence.group(1)}if (tid == 0) ck_[2] = clock64();\n"),
+        (after.end(), ("" if staged else "    __syncthreads();\n")
+         + "    if (tid == 0) ck_[3] = clock64();\n"),
+        (src.rindex("\n}\n") + 1, "\n".join(record) + "\n")]
+    for at, text in sorted(marks, reverse=True):
+        src = src[:at] + text + src[at:]
+    return src.replace(head.group(1) + ")", head.group(1) + ", long long* __restrict__ "
+                       "ember_clocks_)", 1)
+
+
+def k_tiles(src: str) -> int:
+    """The k-tiles of a TMA kernel's loop (its `k_tiles` line)."""
+    found = re.search(r"const int k_tiles = \((\d+) \+ (\d+)\) / (\d+);", src)
+    return -(-int(found.group(1)) // int(found.group(3))) if found else 1
+
+
+def clock_report(words: np.ndarray, k_tiles: int) -> list[str]:
+    """The lines `clocks` prints from its record (`CLOCK_FIELDS` x blocks)."""
+    rec = {f: words[:, i].astype(np.float64) for i, f in enumerate(CLOCK_FIELDS)}
+    ns = rec["end_ns"] - rec["start_ns"]
+    ghz = float(np.median(rec["end"][ns > 0] / ns[ns > 0])) if (ns > 0).any() else float("nan")
+    lines = []
+    for label, stop, start in CLOCK_PHASES:
+        cycles = rec[stop] - (rec[start] if start else 0.0)
+        extra = f", {np.median(cycles) / k_tiles:.0f} a k-tile" if label == "main loop" else ""
+        lines.append(f"#   {label:17s} median {np.median(cycles):8.0f} cycles, slowest "
+                     f"{cycles.max():8.0f}{extra}")
+    span = (rec["end_ns"].max() - rec["start_ns"].min()) / 1e3
+    spread = (rec["start_ns"].max() - rec["start_ns"].min()) / 1e3
+    lines.append(f"#   block median {np.median(rec['end']):.0f} cycles at {ghz:.3f} GHz "
+                 f"({np.median(ns) / 1e3:.2f} us); {len(ns)} blocks on "
+                 f"{len(np.unique(rec['sm']))} SMs start within {spread:.2f} us; first start "
+                 f"to last end {span:.2f} us")
+    return lines
+
+
 def noload(src: str) -> str:
     out, n = re.subn(r"mbar_expect_tx\(&full\[s\], \d+\);", "mbar_arrive(&full[s]);", src)
     out, m = re.subn(r"\n\s*tma_load(_im2col)?\([^;]*&full\[s\]\);", "", out)
@@ -254,15 +334,25 @@ def copy_kernel(name: str, sizes: list[int], out_size: int) -> str:
 
 
 def known(name: str) -> bool:
-    """Whether `name` is a variant this tool makes."""
-    return name in ("base", "copy", *VARIANTS) \
-        or re.fullmatch(r"(lb|persist|y)\d+", name) is not None
+    """Whether `name` is a variant this tool makes (or variants joined by '+')."""
+    return all(part in ("base", "copy", *VARIANTS)
+               or re.fullmatch(r"(lb|persist|y)\d+", part) is not None
+               for part in name.split("+"))
 
 
 def variant(name: str, spec, kname: str = "", sizes: list[int] | None = None,
             out_size: int = 0):
     """(source, spec) of variant `name` of an emitted kernel `spec` (`kname`, its name, and
-    `sizes`, `out_size`, the step's buffers' bytes: for "copy")."""
+    `sizes`, `out_size`, the step's buffers' bytes: for "copy"); "A+B": A, then B on its
+    result."""
+    if "+" in name:
+        parts = name.split("+")
+        if "copy" in parts or "base" in parts:
+            raise VariantError(f"{name}: copy and base are not combined with other variants")
+        source = spec.source
+        for part in parts:
+            source, spec = variant(part, dataclasses.replace(spec, source=source), kname)
+        return source, spec
     if name == "copy":
         if spec.tensor_maps or spec.counter_bytes or spec.workspace_bytes or spec.size_args:
             raise VariantError("copy: the kernel takes more than its pointers")
@@ -428,13 +518,16 @@ def main(argv: list[str] | None = None) -> int:
           f"on {arch}")
     for line in skipped:
         print(line)
-    for (tactic, name, kname, spec, _, _), kernel in zip(jobs, compiled, strict=True):
+    for (tactic, name, kname, spec, source, _), kernel in zip(jobs, compiled, strict=True):
         module = cuda.Module.load(kernel.cubin, kernel.ptx, name=kname)
         function = module.function(kname)
         if spec.shared_bytes > 48 * 1024:
             function.set_max_dynamic_shared(spec.shared_bytes)
+        blocks = spec.grid[0] * spec.grid[1] * spec.grid[2]
+        record = cuda.DeviceBuffer(blocks * 8 * 8) if "clocks" in name.split("+") else None
         packed = cuda.pack_args([("ptr", p) for p in pointers]
-                                + arguments(spec.tensor_maps, pointers, kname))
+                                + arguments(spec.tensor_maps, pointers, kname)
+                                + ([("ptr", record.ptr)] if record else []))
 
         def launch(function=function, spec=spec, packed=packed) -> None:
             cuda.launch(function, spec.grid, spec.block, spec.shared_bytes, stream, packed)
@@ -463,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
             times.append(start.elapsed_ms(end) * 1e3 / args.repeats)
         print(f"{json.dumps(tactic):45s} {name:10s} {min(times):8.2f} us  registers "
               f"{function.num_regs:3d}  {check}", flush=True)
+        if record is not None:  # the last launch's record
+            words = record.download(np.empty((blocks, 8), np.int64))
+            for line in clock_report(words[:, :len(CLOCK_FIELDS)], k_tiles(source)):
+                print(line, flush=True)
         module.unload()
     return 0
 

@@ -70,10 +70,10 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
 
     params = {**_params("3x3_pad1"), "in_shapes": [[2, 9, 9, 128], [128, 3, 3, 128]],
               "out_shapes": [[2, 9, 9, 128]]}
-    spec = conv.emit("k", {**params, "tactic": gemm_tma.TmaGemm(
-        gemm_tma.TmaTile(128, 128, 6)).tactic()})
+    tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 128, 6)).tactic()
+    spec = conv.emit("k", {**params, "tactic": tactic})
     sources = {name: kernel_ab.variant(name, spec)[0]
-               for name in ("tiledA", "nomma", "noload", "descs")}
+               for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -85,10 +85,37 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert "wgmma_128(frag, da + ks * 2, db + ks * 2);" in spec.source
     assert "wgmma_128(frag, wgmma_desc(As + (s) * 16384 + group * 8192 + ks * 32), " \
         "wgmma_desc(Bs + (s) * 16384 + ks * 32));" in sources["descs"]
+    # clocks: the phase clocks of thread 0, written to one more argument after the maps
+    timed = sources["clocks"]
+    assert "TmaDesc tmap_b, long long* __restrict__ ember_clocks_) {" in timed
+    marks = ["ck_[0] = clock64();", "if (kt == 0 && tid == 0) ck_[1] = clock64();",
+             "if (tid == 0) ck_[2] = clock64();", "if (tid == 0) ck_[3] = clock64();",
+             "ck_[4] = clock64();", "o_[6] = sm_;"]
+    at = [timed.index(mark) for mark in marks]
+    assert at == sorted(at) and timed.index("wgmma_wait<0>();") < at[2]
+    # no staged outputs: a barrier after the loops marks every consumer's end
+    assert "const bool consumer = warp < 8;\n    __syncthreads();\n    if (tid == 0) ck_[3]" \
+        in timed
+    # staged outputs: their barrier does
+    from tests.codegen.test_int8_im2col_tma import _requantize_residual
+
+    out = params["out_shapes"][0]
+    staged = {**params, "epilogue": _requantize_residual(out[-1], out)}
+    staged["epilogue"]["in_shapes"][0] = [1, 1, 1, out[-1]]
+    staged = kernel_ab.variant("clocks", conv.emit("k", {**staged, "tactic": tactic}))[0]
+    assert "shared memory is free: stage the outputs\n    if (tid == 0) ck_[3] = clock64();" \
+        in staged and staged.count("__syncthreads();") == 4
+    sources["staged"] = staged
+    both = sources["noload+clocks"]
+    assert "mbar_arrive(&full[s]);" in both and "ember_clocks_" in both
+    with pytest.raises(kernel_ab.VariantError, match="copy\\+clocks"):
+        kernel_ab.variant("copy+clocks", spec)
+    assert kernel_ab.known("noload+clocks") and not kernel_ab.known("noload+fast")
+    assert kernel_ab.k_tiles(spec.source) == 9  # 128 int8 channels: a 128-byte k-tile a tap
     assert kernel_ab.variant("y1", spec)[1].grid == (spec.grid[0], 1, spec.grid[2])
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
-    for name in ("tiledA", "nomma", "noload", "descs"):
+    for name in ("tiledA", "nomma", "noload", "descs", "clocks"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
@@ -103,6 +130,18 @@ def test_cpre_computes_what_the_kernel_does(tmp_path):
     got = simt_emulator.run(dataclasses.replace(spec, source=source), "k", inputs, want.shape,
                             np.int8, tmp_path)
     np.testing.assert_array_equal(got, want)
+
+
+def test_clock_report_reads_phases_rate_and_spread():
+    # two blocks on two SMs, each 16000 cycles over 10 us (1.6 GHz), starting 1 us apart
+    words = np.array([[5_000, 15_000, 1_000, 10_000, 10_500, 16_000, 3],
+                      [6_000, 16_000, 3_000, 12_000, 12_100, 16_000, 7]], np.int64)
+    lines = kernel_ab.clock_report(words, 9)
+    assert "fill              median     2000 cycles, slowest     3000" in lines[0]
+    assert "main loop         median     9000 cycles" in lines[1] and "1000 a k-tile" in lines[1]
+    assert lines[2].split()[4] == "300" and lines[3].split()[3] == "4700"
+    assert "at 1.600 GHz (10.00 us); 2 blocks on 2 SMs start within 1.00 us; first start to " \
+        "last end 11.00 us" in lines[4]
 
 
 def test_residual_convs_are_the_first_of_each_size():
