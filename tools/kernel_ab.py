@@ -1,6 +1,6 @@
 """Where a kernel's time goes: one plan step's CUDA kernel and text variants of it, on the GPU.
 
-The step (by name) of a plan, its batch set to `--batch`, each of its candidate tactics (or the
+The step (by name) of a plan, at batch `--batch` (`at_batch`), each of its candidate tactics (or the
 `--tactics` given, JSON separated by ";"), and for each the kernel as emitted ("base") and its
 `--variants`, compiled with NVRTC, run on the same seeded operands, compared with the base
 kernel and timed with CUDA events (the best of 3 x `--repeats` back-to-back launches).
@@ -392,18 +392,24 @@ def residual_convs(steps: list[dict]) -> list[str]:
     return list(found.values())
 
 
-def at_batch(step: dict, batch: int) -> dict:
-    """The step with its leading (batch) dim `batch`: its first input's, its output's, and that
+def at_batch(step: dict, batch: int, plan_batch: int = 1) -> dict:
+    """The step at batch `batch` (the plan's being `plan_batch`): its leading dim set to
+    `batch` where the step keeps a batch dim (rank 3 and up), scaled by `batch / plan_batch`
+    where it is 2-D (a matmul over batch x sequence rows); so are its first input's, and those
     of each epilogue input of the output's rank and leading dim that is not per-column (a
     residual, a shortcut conv's input)."""
     step = copy.deepcopy(step)
     params = step["params"]
     out = params["out_shapes"][0]
     old, rank = out[0], len(out)
-    params["in_shapes"][0][0] = out[0] = batch
+    new = batch if rank > 2 else old * batch // plan_batch
+    if rank == 2 and (old * batch) % plan_batch:
+        raise ValueError(f"{step['name']}: {old} rows at batch {plan_batch} make no whole rows "
+                         f"at batch {batch}")
+    params["in_shapes"][0][0] = out[0] = new
     for shape in (params.get("epilogue") or {}).get("in_shapes", []):
-        if len(shape) == rank and shape[0] == old and any(d != 1 for d in shape[1:-1]):
-            shape[0] = batch
+        if len(shape) == rank and shape[0] == old and any(d != 1 for d in shape[:-1]):
+            shape[0] = new
     return step
 
 
@@ -475,7 +481,15 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda_available():
         raise SystemExit("kernel_ab: needs a GPU")
     arch = detect_arch()
-    step = steps[args.step] if args.batch is None else at_batch(steps[args.step], args.batch)
+    if args.batch is None:
+        step = steps[args.step]
+    else:
+        plan_batch = ((manifest.get("inputs") or [{}])[0].get("shape") or [1])[0]
+        try:
+            step = at_batch(steps[args.step], args.batch,
+                            plan_batch if isinstance(plan_batch, int) and plan_batch > 0 else 1)
+        except ValueError as e:
+            raise SystemExit(f"kernel_ab: --batch: {e}") from None
     template = {"conv": conv, "matmul": matmul}.get(step["template"])
     if args.tactics:
         try:

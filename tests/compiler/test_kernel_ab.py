@@ -189,6 +189,15 @@ def test_at_batch_scales_the_tiles_not_the_columns():
     assert p["in_shapes"][0][0] == 32 and p["out_shapes"][0][0] == 32
     assert [s[0] if s else None for s in p["epilogue"]["in_shapes"]] == [1, 1, None, 32, None]
     assert params["out_shapes"][0][0] == 2  # (a copy)
+    # a 2-D matmul's rows are batch x sequence: scaled from the plan's batch
+    rows = {"name": "m", "template": "matmul", "params": {
+        "in_shapes": [[256, 768], [3072, 768]], "out_shapes": [[256, 3072]],
+        "epilogue": {"in_shapes": [[1, 3072], [256, 3072], []]}}}
+    p = kernel_ab.at_batch(rows, 8, plan_batch=2)["params"]
+    assert p["in_shapes"] == [[1024, 768], [3072, 768]] and p["out_shapes"] == [[1024, 3072]]
+    assert p["epilogue"]["in_shapes"] == [[1, 3072], [1024, 3072], []]
+    with pytest.raises(ValueError, match="no whole rows"):
+        kernel_ab.at_batch(rows, 2, plan_batch=3)
 
 
 def test_errors_are_one_line(tmp_path):
