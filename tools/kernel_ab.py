@@ -29,6 +29,8 @@ apply to a kernel is an error naming it):
             consumer's loop and at its end (after a barrier), and the global timer at start and
             end: each phase's cycles a block (median and slowest), the clock rate, the blocks'
             start spread and the kernel's span; it takes one more argument (the record)
+  prefetch  (a TMA kernel) its producer thread prefetching the tensor maps
+            (`prefetch.tensormap`) before the barriers are made, not at its first copy
   A+B       variants applied in turn (e.g. noload+clocks)
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
@@ -69,7 +71,7 @@ import sys
 import numpy as np
 
 VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
-            "descs", "clocks")
+            "descs", "clocks", "prefetch")
 # what `clocks` records a block, in its order: global timer at start and end (ns), then the SM
 # clock (cycles since the block's start) at each phase's end, and the multiprocessor
 CLOCK_FIELDS = ("start_ns", "end_ns", "first_full", "loop", "all_loops", "end", "sm")
@@ -282,6 +284,18 @@ def clock_report(words: np.ndarray, k_tiles: int) -> list[str]:
                  f"{len(np.unique(rec['sm']))} SMs start within {spread:.2f} us; first start "
                  f"to last end {span:.2f} us")
     return lines
+
+
+def prefetch(src: str) -> str:
+    maps = re.findall(r"const __grid_constant__ TmaDesc (\w+)", src)
+    at = re.search(r"\n    const int k_tiles = [^\n]*\n", src)
+    producer = re.search(r"if \(warp == (\d+)\) \{\n\s*// the producer", src)
+    if not maps or at is None or producer is None:
+        raise VariantError("prefetch: no TMA producer reading tensor maps")
+    lines = "".join(f'        asm volatile("prefetch.tensormap [%0];" :: "l"(&{m}) : "memory");\n'
+                    for m in maps)
+    return (src[:at.end()] + f"    if (warp == {producer.group(1)} && lane == 0) {{\n{lines}"
+            "    }\n" + src[at.end():])
 
 
 def noload(src: str) -> str:

@@ -73,7 +73,8 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 128, 6)).tactic()
     spec = conv.emit("k", {**params, "tactic": tactic})
     sources = {name: kernel_ab.variant(name, spec)[0]
-               for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks")}
+               for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks",
+                            "prefetch")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -106,6 +107,10 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert "shared memory is free: stage the outputs\n    if (tid == 0) ck_[3] = clock64();" \
         in staged and staged.count("__syncthreads();") == 4
     sources["staged"] = staged
+    # prefetch: the producer thread fetches both maps before the barriers are made
+    fetched = sources["prefetch"]
+    assert fetched.index('prefetch.tensormap [%0];" :: "l"(&tmap_b)') < fetched.index("mbar_init(&full")
+    assert fetched.count("prefetch.tensormap") == 2 and "if (warp == 8 && lane == 0) {" in fetched
     both = sources["noload+clocks"]
     assert "mbar_arrive(&full[s]);" in both and "ember_clocks_" in both
     with pytest.raises(kernel_ab.VariantError, match="copy\\+clocks"):
@@ -115,7 +120,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert kernel_ab.variant("y1", spec)[1].grid == (spec.grid[0], 1, spec.grid[2])
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
-    for name in ("tiledA", "nomma", "noload", "descs", "clocks"):
+    for name in ("tiledA", "nomma", "noload", "descs", "clocks", "prefetch"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
