@@ -115,7 +115,7 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
         args = [f"{prefix}{a}" for a in op["args"]]
         if op["fn"] == "lookup":  # an 8-bit integer's entry of a table at file scope
             table_line, expr = lookup_c(op, dtypes[op["args"][0]], args[0])
-            lines.append(table_line)
+            lines += [table_line] if table_line else []
         elif i in cheaper:  # the same value, without the conversion unit (quantize arithmetic)
             expr = quantize_c.expression(*cheaper[i], prefix, c_type(op["dtype"]))
         elif op["fn"] == "div" and op["args"][1] in uniform and op["dtype"] in quantize_c.FLOATS \
@@ -140,9 +140,15 @@ def region_lines(region: dict, dtypes: Sequence[str], prefix: str, indent: str,
 def lookup_c(op: dict, source: str, arg: str) -> tuple[str, str]:
     """(the file-scope line defining a `lookup` op's table, its C expression at `arg`): the
     entries as the result's compute type (floats kept as their bit patterns, converted at the
-    read), named by a hash of the table so that one definition serves every use."""
+    read), named by a hash of the table so that one definition serves every use. A table of
+    integers that is its index clamped to a range (a ReLU, a clip in the integer domain) is
+    that clamp instead: no table, no load ("" for the line)."""
     out = dtype_name(op["dtype"])
     table = [int(v) for v in op["table"]]
+    clamp = clamp_range(table, source, out)
+    if clamp is not None:
+        lo, hi = clamp
+        return "", f"({c_type(out)})min(max((int)({arg}), {lo}), {hi})"
     bits = is_half(out) or out == "float32"
     ctype = "unsigned" if bits else c_type(out)
     name = "ember_lut_" + hashlib.sha1(f"{out}:{table}".encode()).hexdigest()[:12]
@@ -153,6 +159,20 @@ def lookup_c(op: dict, source: str, arg: str) -> tuple[str, str]:
     index = f"(int)({arg}) + 128" if source == "int8" else f"(int)({arg})"
     read = f"__ldg(&{name}[{index}])"
     return line, f"__uint_as_float({read})" if bits else read
+
+
+def clamp_range(table: list[int], source: str, out: str) -> tuple[int, int] | None:
+    """(lo, hi) where a lookup table from 8-bit `source` integers to integers of type `out` maps
+    each index v to min(max(v, lo), hi); else None."""
+    if out not in ("int8", "uint8", "int16", "uint16", "int32", "uint32") or \
+            source not in ("int8", "uint8"):
+        return None
+    first = -128 if source == "int8" else 0
+    values = range(first, first + 256)
+    lo, hi = min(table), max(table)
+    if all(t == min(max(v, lo), hi) for v, t in zip(values, table, strict=True)):
+        return lo, hi
+    return None
 
 
 def epilogue_lines(params: dict, value: str, index: str, indent: str,

@@ -150,6 +150,32 @@ def test_the_kernels_lookup_reads_the_cpu_kernels_entries(source, out, tmp_path)
     np.testing.assert_array_equal(got.view(np.uint8), np.asarray(want).view(np.uint8))
 
 
+@pytest.mark.parametrize("source, out, lo, hi", [("int8", "int8", 0, 127),   # a ReLU
+                                                  ("int8", "int8", -20, 35),
+                                                  ("uint8", "uint8", 3, 255),
+                                                  ("int8", "int32", -128, 127)])
+def test_a_clamping_table_is_a_clamp_with_the_same_entries(source, out, lo, hi, tmp_path):
+    """A table that clamps its index to [lo, hi] (a ReLU folded into an int8 chain) becomes
+    min/max arithmetic, no table at file scope and no load; the kernel reads what the table
+    holds."""
+    if not simt_emulator.available():
+        pytest.skip("g++ not found: the emulator compiles the kernel's CUDA C with it")
+    info = np.iinfo(source)
+    table = [min(max(v, lo), hi) for v in range(info.min, info.max + 1)]
+    params = _lookup_params(source, out, table)
+    name, spec = emit_step({"name": "elementwise", "template": "elementwise", "params": params})
+    assert "[256] = {" not in spec.source and "min(max((int)(" in spec.source
+    assert f"), {lo}), {hi})" in spec.source
+    x = np.arange(info.min, info.max + 1).astype(source).reshape(4, 64)
+    got = simt_emulator.run(spec, name, [x], [4, 64], np.dtype(out), tmp_path)
+    np.testing.assert_array_equal(got, lookup(x, table, np.dtype(out)))
+    # one entry off the clamp: a table again
+    table[5] += 1
+    _, spec = emit_step({"name": "elementwise", "template": "elementwise",
+                         "params": _lookup_params(source, out, table)})
+    assert spec.source.count("[256] = {") == 1
+
+
 def test_a_lookup_of_a_wider_integer_is_refused():
     with pytest.raises(Exception, match="256-entry table at 8-bit integers"):
         lookup(np.arange(4, dtype=np.int16), list(range(256)), np.dtype("int8"))
