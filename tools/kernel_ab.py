@@ -31,6 +31,14 @@ apply to a kernel is an error naming it):
             start spread and the kernel's span; it takes one more argument (the record)
   prefetch  (a TMA kernel) its producer thread prefetching the tensor maps
             (`prefetch.tensormap`) before the barriers are made, not at its first copy
+  nowaitfull  (a TMA kernel) its consumers not waiting for a stage's copies (with noload: the
+            loop and the consumers' frees alone)
+  nosync    (a TMA kernel) nowaitfull, no frees and no producer loop: the wgmmas and their
+            waits alone (wrong sums)
+  relaxed   (a TMA kernel) the consumers free stages by relaxed arrives (their wgmmas' reads
+            are done at `wgmma_wait`), not release ones
+  depth2    (a TMA kernel, 3 stages or more) two batches of wgmmas left in flight, each
+            stage freed two k-tiles later
   A+B       variants applied in turn (e.g. noload+clocks)
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
@@ -71,7 +79,8 @@ import sys
 import numpy as np
 
 VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
-            "descs", "clocks", "prefetch")
+            "descs", "clocks", "prefetch", "nowaitfull", "nosync", "relaxed",
+            "depth2")
 # what `clocks` records a block, in its order: global timer at start and end (ns), then the SM
 # clock (cycles since the block's start) at each phase's end, and the multiprocessor
 CLOCK_FIELDS = ("start_ns", "end_ns", "first_full", "loop", "all_loops", "end", "sm")
@@ -296,6 +305,55 @@ def prefetch(src: str) -> str:
                     for m in maps)
     return (src[:at.end()] + f"    if (warp == {producer.group(1)} && lane == 0) {{\n{lines}"
             "    }\n" + src[at.end():])
+
+
+def nowaitfull(src: str) -> str:
+    out, n = re.subn(r"\n\s*mbar_wait\(&full\[s\], [^;]*\);(?=\n)", "", src)
+    if n != 1:
+        raise VariantError("nowaitfull: no consumer waiting on a full stage")
+    return out
+
+
+def nosync(src: str) -> str:
+    try:
+        out = nowaitfull(src)
+    except VariantError:
+        raise VariantError("nosync: no consumer waiting on a full stage") from None
+    out, n = re.subn(r"\n\s*if \(kt > 0 && lane == 0\) mbar_arrive\(&empty\[[^;]*\);(?=\n)", "",
+                     out)
+    out, m = re.subn(r"(// the producer[^\n]*\n(?:.*\n){0,12}?\s*for \(int kt = 0; kt < )k_tiles;",
+                     r"\g<1>0;", out)
+    if n != 1 or m != 1:
+        raise VariantError("nosync: no consumer freeing stages and producer loop")
+    return out
+
+
+def depth2(src: str) -> str:
+    out, n = re.subn(r"wgmma_wait<1>\(\);(.*)\n(\s*)if \(kt > 0 && lane == 0\) (mbar_arrive\w*)"
+                     r"\(&empty\[\(kt - 1\) % (\d+)\]\);",
+                     lambda m: f"wgmma_wait<2>();{m.group(1)}\n{m.group(2)}if (kt > 1 && "
+                     f"lane == 0) {m.group(3)}(&empty[(kt - 2) % {m.group(4)}]);"
+                     if int(m.group(4)) >= 3 else m.group(0), src)
+    if n != 1 or "wgmma_wait<2>" not in out:
+        raise VariantError("depth2: no TMA consumer loop of 3 stages or more")
+    return out
+
+
+RELAXED_ARRIVE = """\
+__device__ __forceinline__ void mbar_arrive_relaxed(unsigned long long* bar) {
+    asm volatile("mbarrier.arrive.relaxed.cta.shared::cta.b64 _, [%0];" :: "r"(smem_addr(bar))
+                 : "memory");
+}
+"""
+
+
+def relaxed(src: str) -> str:
+    out, n = re.subn(r"(if \(kt > 0 && lane == 0\) )mbar_arrive\(&empty",
+                     r"\1mbar_arrive_relaxed(&empty", src)
+    head = out.find('extern "C" __global__')
+    if n != 1 or head < 0:
+        raise VariantError("relaxed: no consumer freeing stages")
+    return out[:head] + RELAXED_ARRIVE + out[head:]
 
 
 def noload(src: str) -> str:

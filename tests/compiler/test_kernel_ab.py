@@ -74,7 +74,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     spec = conv.emit("k", {**params, "tactic": tactic})
     sources = {name: kernel_ab.variant(name, spec)[0]
                for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks",
-                            "prefetch")}
+                            "prefetch", "nowaitfull", "nosync", "relaxed", "depth2")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -109,8 +109,19 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     sources["staged"] = staged
     # prefetch: the producer thread fetches both maps before the barriers are made
     fetched = sources["prefetch"]
-    assert fetched.index('prefetch.tensormap [%0];" :: "l"(&tmap_b)') < fetched.index("mbar_init(&full")
+    assert fetched.index('prefetch.tensormap [%0];" :: "l"(&tmap_b)') < \
+        fetched.index("mbar_init(&full")
     assert fetched.count("prefetch.tensormap") == 2 and "if (warp == 8 && lane == 0) {" in fetched
+    # the consumers' handshake: without the wait for copies, without frees and producer loop,
+    # with relaxed frees, two batches in flight
+    assert "mbar_wait(&full[s]" not in sources["nowaitfull"] and \
+        "mbar_arrive(&empty[(kt - 1) % 6]);" in sources["nowaitfull"]
+    assert "mbar_arrive(&empty" not in sources["nosync"] and \
+        "for (int kt = 0; kt < 0; ++kt) {" in sources["nosync"]
+    assert "if (kt > 0 && lane == 0) mbar_arrive_relaxed(&empty[(kt - 1) % 6]);" in \
+        sources["relaxed"] and "mbarrier.arrive.relaxed.cta" in sources["relaxed"]
+    assert "wgmma_wait<2>();" in sources["depth2"] and \
+        "if (kt > 1 && lane == 0) mbar_arrive(&empty[(kt - 2) % 6]);" in sources["depth2"]
     both = sources["noload+clocks"]
     assert "mbar_arrive(&full[s]);" in both and "ember_clocks_" in both
     with pytest.raises(kernel_ab.VariantError, match="copy\\+clocks"):
@@ -120,7 +131,8 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert kernel_ab.variant("y1", spec)[1].grid == (spec.grid[0], 1, spec.grid[2])
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
-    for name in ("tiledA", "nomma", "noload", "descs", "clocks", "prefetch"):
+    for name in ("tiledA", "nomma", "noload", "descs", "clocks", "prefetch", "nowaitfull",
+                 "nosync", "relaxed", "depth2"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
