@@ -9,8 +9,8 @@ the stage's bytes on `full[s]` and issues two `cp.async.bulk.tensor` copies (A's
 BN rows of the tile; the copy engine swizzles them into the 128-byte pattern the wgmma
 descriptors name and fills what lies outside the tensors with zeros). The consumers wait on
 `full[s]`, issue the tile's four wgmmas, keep one batch in flight, and free the stage of the
-batch before. No barrier among all threads until the epilogue, where the producer warp helps to
-drain the staged outputs.
+batch before. No barrier among all threads until the epilogue, whose staged outputs the
+consumers drain.
 
 The operands are read through tensor maps (`ember.runtime.tensor_maps`), one per operand,
 taken as `__grid_constant__` arguments: both operands dense and K-major, each row a multiple of
@@ -426,6 +426,13 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         "(i / 4) * 8 + (lane % 4) * 2 + i % 2"]
     if isinstance(store, RowStore):
         assert store.shared_bytes(bm, bn) <= tile.shared_bytes() - 1024, tile
+        # the consumers drain the staged tile, the producer warp does not: with a multiple of
+        # 128 threads every chunk a thread drains starts at one column, so its per-column
+        # inputs (scales, bias) are read once, not once a chunk (each read an L2 round trip
+        # the drain waits for: NOTES.md, session 34)
+        drain = gemm_epilogue.drain(store, bm, bn, tile.consumers, m, n, "m0", "n0")
+        assert drain[0] == "    __syncthreads();" and \
+            not any("__syncthreads" in line for line in drain[1:]), drain
         return lines + [
             *gemm_epilogue.declare(store, "As"),
             "    if (consumer) {",
@@ -436,7 +443,10 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
                 "(i >> 2) * 8 + (lane & 3) * 2", "frag[i]", "frag[i + 1]", "n0", n, bn,
                 "            "),
             "    }",
-            *gemm_epilogue.drain(store, bm, bn, tile.threads, m, n, "m0", "n0")]
+            drain[0],
+            "    if (consumer) {",
+            *drain[1:],
+            "    }"]
     lines += ["    if (consumer) {",
               "    #pragma unroll",
               f"    for (int i = 0; i < {bn // 2}; ++i) {{",
