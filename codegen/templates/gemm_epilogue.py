@@ -61,6 +61,9 @@ def staged_comment(dtype: str, stored: str = "int8", store: RowStore | None = No
 
 BYTE_TYPES = ("int8", "uint8")
 # bytes of an element of the types a staged tile or its outputs hold
+# a chunk's span of a narrower extra input -> the word one load reads it as (8 bytes: the int8
+# residual of a chunk of 8 halves)
+NARROW_WORDS = {8: "uint2"}
 _SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1, "uint8": 1,
           "float8_e4m3fn": 1}
 
@@ -288,7 +291,7 @@ def chunk_epilogue(params: dict, dtype: str, values: str, column: str, indent: s
     if params.get("epilogue") is None:
         return []
     loads, loaded, spans = _chunk_inputs(params, dtype, column, indent)
-    declared = [f"{indent}pack16 {name};" for name in loads]
+    declared = [f"{indent}{declaration};" for declaration in loads]
     return [*declared, *loads.values(), *spans,
             *_epilogue_loop(params, dtype, values, loaded, indent)]
 
@@ -365,8 +368,10 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
                   ) -> tuple[dict[str, str], dict[int, str], list[str]]:
     """The epilogue's extra inputs a 16-byte chunk of outputs at `oi` (innermost coordinate
     from `column`, a multiple of the chunk) reads without index arithmetic: the 16-byte loads
-    of those of the output's shape and element size (an int8 residual of an int8 output), as
-    {pack16 variable: line loading it into `variable{slot}`}; the expression of each of those
+    of those of the output's shape and element size (an int8 residual of an int8 output), and
+    the 8-byte loads of those of its shape in narrower elements (an int8 residual of a half
+    output), as {declaration of the variable ("pack16 r5"): line loading it into
+    `variable{slot}`}; the expression of each of those
     and of the ones broadcast along all but the innermost dim at chunk element `e` (input k ->
     expression); and lines (at `indent`) that read the chunk's span of each broadcast one in
     16-byte loads where that span is whole 16-byte words (an INT8 conv's per-channel scales
@@ -388,8 +393,15 @@ def _chunk_inputs(params: dict, dtype: str, column: str, indent: str, slot: str 
         if k not in used:  # (a split epilogue's tail: the head read its column scales)
             loaded[k] = "0"
         elif list(shape) == out_shape and storage_type(dt) == t:
-            loads[f"r{k}"] = (f"{indent}r{k}{slot}.v = __ldg((const uint4*)&"
-                              f"in{first + k}[oi]);")
+            loads[f"pack16 r{k}"] = (f"{indent}r{k}{slot}.v = __ldg((const uint4*)&"
+                                     f"in{first + k}[oi]);")
+            loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
+        elif list(shape) == out_shape and chunk(dtype) * _SIZES.get(dt, 0) in NARROW_WORDS:
+            # of the output's shape in narrower elements (an int8 residual of a half output):
+            # the chunk's span in one 8-byte load, batched with the others
+            word = NARROW_WORDS[chunk(dtype) * _SIZES[dt]]
+            loads[f"union {{ {word} v; {storage_type(dt)} e[{chunk(dtype)}]; }} r{k}"] = (
+                f"{indent}r{k}{slot}.v = __ldg((const {word}*)&in{first + k}[oi]);")
             loaded[k] = load_float(f"r{k}{slot}.e[e]", dt)
         elif epilogue_split.per_column(list(shape), out_shape):  # per channel / column
             words, rest = divmod(chunk(dtype) * _SIZES.get(dt, 0), VECTOR_BYTES)
@@ -449,7 +461,7 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
     lines = ["    __syncthreads();", *(["    {", *prelude] if prelude else []),
              f"    for (int c0 = tid; c0 < {total}; c0 += {threads * batch}) {{"]
     if loads and early is not None and not prelude and total <= threads * batch:
-        early += [*(f"    pack16 {name}[{batch}];" for name in loads),
+        early += [*(f"    {declaration}[{batch}];" for declaration in loads),
                   "    {  // the drain's extra inputs, early",
                   "        const int c0 = tid;",
                   "        #pragma unroll",
@@ -458,7 +470,7 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
                   "        }",
                   "    }"]
     elif loads:
-        lines += [*(f"        pack16 {name}[{batch}];" for name in loads),
+        lines += [*(f"        {declaration}[{batch}];" for declaration in loads),
                   "        #pragma unroll",
                   f"        for (int u = 0; u < {batch}; ++u) {{",
                   *head, *loads.values(),

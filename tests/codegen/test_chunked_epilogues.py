@@ -172,3 +172,45 @@ def test_a_per_column_input_read_by_element_drains_in_every_tactic(tmp_path) -> 
                                    err_msg=str(tactic))
         ran += 1
     assert ran >= 1
+
+
+@needs_gxx
+@pytest.mark.parametrize("out_dtype, word", [("float16", "uint2"), ("bfloat16", "uint2")])
+def test_a_narrower_residual_is_read_a_chunk_at_once(out_dtype: str, word: str, tmp_path) -> None:
+    """A half matmul adding an int8 input of its output's shape (an INT8 model's residual
+    before a half output): each chunk's span of it in one 8-byte load, batched
+    with the chunk's other loads ahead of the epilogues, not a byte a time in them; every
+    tactic compiles (NVRTC, sm_90 / sm_90a) and the whole-K mma.sync ones give numpy's sums
+    on emulated warps."""
+    from ember.codegen.nvrtc import compile_many
+    from ember.codegen.templates import matmul
+
+    params = {"in_shapes": [[64, 128], [96, 128]], "in_dtypes": ["float16", "float16"],
+              "out_shapes": [[64, 96]], "out_dtypes": [out_dtype], "transpose_b": True,
+              "epilogue": {"in_shapes": [[64, 96]], "in_dtypes": ["int8"],
+                           "ops": [{"fn": "cast", "args": [1], "dtype": "float32"},
+                                   {"fn": "add", "args": [0, 2], "dtype": "float32"}],
+                           "result": 3}}
+    params["in_dtypes"] = [out_dtype, out_dtype]
+    rng = np.random.default_rng(6)
+    npt = NP[params["in_dtypes"][0]]
+    a = (rng.standard_normal((64, 128)) * 0.1).astype(npt)
+    b = (rng.standard_normal((96, 128)) * 0.1).astype(npt)
+    res = rng.integers(-100, 100, (64, 96)).astype(np.int8)
+    want = (a.astype(np.float64) @ b.astype(np.float64).T).astype(npt).astype(np.float64) + res
+    tactics = matmul.tactics(params, "sm_90")
+    specs = [matmul.emit(f"k{i}", {**params, "tactic": t}) for i, t in enumerate(tactics)]
+    staged = [s for s in specs if "stage the outputs" in s.source]
+    assert staged and all(f"union {{ {word} v; signed char e[" in s.source and
+                          f"__ldg((const {word}*)&in2[oi]);" in s.source for s in staged)
+    assert len(compile_many([(f"k{i}", s.source) for i, s in enumerate(specs)],
+                            arch="sm_90")) == len(specs)
+    ran = 0
+    for i, (tactic, spec) in enumerate(zip(tactics, specs, strict=True)):
+        if "mma" not in tactic or tactic.get("splits", 1) > 1 or spec not in staged:
+            continue  # the emulator runs no wgmma, and this runner passes no split-K scratch
+        got = simt_emulator.run(spec, f"k{i}", [a, b, res], [64, 96], NP[out_dtype], tmp_path)
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=8e-3, atol=2e-2,
+                                   err_msg=str(tactic))
+        ran += 1
+    assert ran >= 1
