@@ -644,7 +644,7 @@ def test_drains_batch_chunks_only_when_they_have_loads_to_overlap():
                                    lambda n: n)
     bare = "\n".join(gemm_epilogue._chunks(store, 128, 128, 256, 4096, 4096, "0", "0", {}, []))
     assert "for (int u = 0; u < 1; ++u)" in bare and "c0 += 256)" in bare, bare
-    loads = {"r0": "            r0[u].v = __ldg((const uint4*)&in3[oi]);"}
+    loads = {"pack16 r0": "            r0[u].v = __ldg((const uint4*)&in3[oi]);"}
     with_loads = "\n".join(gemm_epilogue._chunks(store, 128, 128, 256, 4096, 4096, "0", "0",
                                                  loads, []))
     batch = gemm_epilogue._batch(128 * 128 // 8, 256)
