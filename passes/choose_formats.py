@@ -103,8 +103,29 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
         if int(p.get("groups", 1)) != 1 and not depthwise(op):
             return [f for f in flex if f != NHWC]
         return flex
+    if _image_pad(op):
+        return [NCHW]
     pref = preferred_format(op, conv_nhwc=True)
     return flex if pref is None else [pref]
+
+
+# the most channels a pad of an image's channels pads (space-to-depth-stem's limit)
+IMAGE_CHANNELS = 4
+
+
+def _image_pad(op: LaunchOp) -> bool:
+    """Whether `op` zero-pads a few-channel tensor's channels (an image's, for a tensor-core
+    conv: pad-conv-channels, fold-qdq). It runs in NCHW: fold-channel-pad merges it with the
+    reformat after it into one kernel (and space-to-depth-stem reads a stem conv's image as
+    blocks through that reformat), which needs the pad next to the reformat; in NHWC the
+    reformat may land before an elementwise kernel ahead of it (the image's quantize) and
+    nothing folds (ResNet-50 INT8's stem: a transpose, a pad and a 7x7 conv instead of one
+    reformat and a 4x4 one, +0.1 ms at batch 32 on an H100, NOTES.md session 34)."""
+    padded = channel_pad(op)
+    if padded is None:
+        return False
+    channels = attribute_value(op.params)["in_shapes"][0][1]
+    return isinstance(channels, int) and channels <= IMAGE_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,28 @@ def _cnn16() -> tuple[onnx.ModelProto, dict[str, tuple]]:
     return model, shapes
 
 
+def test_the_image_pad_folds_whatever_the_quantize_would_cost_in_nhwc(tmp_path, monkeypatch):
+    """Where the costs make the image's quantize cheaper in NHWC (a measured build's noise:
+    ResNet-50 INT8 on an H100, session 34), choose-formats still keeps it and the channel pad
+    in NCHW, so the pad and the reformat fold into one (and a stem conv reads the image as
+    space-to-depth blocks): not a transpose, a quantize and a pad."""
+    from ember.codegen import format_costs
+
+    kernel = format_costs.ModelCosts.kernel
+
+    def nhwc_first(self, op, fmt):  # every layout-free kernel: NCHW half again as dear
+        cost = kernel(self, op, fmt)
+        flexible = getattr(getattr(op, "template", None), "data", "elementwise") != "conv"
+        return cost * 1.5 if flexible and fmt == "NCHW" else cost
+
+    monkeypatch.setattr(format_costs.ModelCosts, "kernel", nhwc_first)
+    _, qdq, _ = _quantized(tmp_path, _cnn16, symmetric=True)
+    manifest, _ = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
+                                                            autotune=False))
+    assert [s["template"] for s in manifest["steps"]][:3] == ["elementwise", "reformat", "conv"]
+    assert manifest["steps"][1]["params"]["padded_channels"] == 16
+
+
 def test_int8_convs_and_matmuls_of_a_gpu_build_run_the_int8_tensor_core_kernels(tmp_path):
     _, qdq, shapes = _quantized(tmp_path, _cnn16, symmetric=True)
     manifest, sections = build_model(onnx.load(qdq), BuilderConfig(target_arch="sm_90",
