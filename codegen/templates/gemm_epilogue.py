@@ -435,9 +435,9 @@ def _chunks(st: RowStore, bm: int, bn: int, threads: int, m: int | str, n: int |
     """After a barrier, the loop over the staged tile's 16-byte output chunks, `_batch` chunks
     per thread at a time where there are `loads` (else one): first `loads` ({declaration of
     `variable`: line loading chunk `u`'s extra input into `variable[u]`}) for each of them,
-    then `body` for each (tile row `r`, column `cc`, output `oi` in both). Consecutive threads take consecutive chunks
-    along a row; `across_rows` (`_across_rows`): each 8 of a warp's lanes take one column of 8
-    rows, its 4 groups 4 neighbouring columns."""
+    then `body` for each (tile row `r`, column `cc`, output `oi` in both). Consecutive threads
+    take consecutive chunks along a row; `across_rows` (`_across_rows`): each 8 of a warp's
+    lanes take one column of 8 rows, its 4 groups 4 neighbouring columns."""
     size = chunk(st.dtype)
     per_row = bn // size
     total = bm * per_row
