@@ -39,6 +39,9 @@ apply to a kernel is an error naming it):
             are done at `wgmma_wait`), not release ones
   depth2    (a TMA kernel, 3 stages or more) two batches of wgmmas left in flight, each
             stage freed two k-tiles later
+  warpwait  (a TMA kernel) one lane of each consumer warp waits for a stage's copies, the
+            others meet it at __syncwarp (session 34: the consumers' wait cost ~150 cycles a
+            k-tile with the stage already full)
   A+B       variants applied in turn (e.g. noload+clocks)
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
@@ -80,7 +83,7 @@ import numpy as np
 
 VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
             "descs", "clocks", "prefetch", "nowaitfull", "nosync", "relaxed",
-            "depth2")
+            "depth2", "warpwait")
 # what `clocks` records a block, in its order: global timer at start and end (ns), then the SM
 # clock (cycles since the block's start) at each phase's end, and the multiprocessor
 CLOCK_FIELDS = ("start_ns", "end_ns", "first_full", "loop", "all_loops", "end", "sm")
@@ -311,6 +314,15 @@ def nowaitfull(src: str) -> str:
     out, n = re.subn(r"\n\s*mbar_wait\(&full\[s\], [^;]*\);(?=\n)", "", src)
     if n != 1:
         raise VariantError("nowaitfull: no consumer waiting on a full stage")
+    return out
+
+
+def warpwait(src: str) -> str:
+    out, n = re.subn(r"\n(\s*)(mbar_wait\(&full\[s\], [^;]*\);)(?=\n)",
+                     lambda m: f"\n{m.group(1)}if (lane == 0) {m.group(2)}\n"
+                     f"{m.group(1)}__syncwarp();", src)
+    if n != 1:
+        raise VariantError("warpwait: no consumer waiting on a full stage")
     return out
 
 

@@ -74,7 +74,8 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     spec = conv.emit("k", {**params, "tactic": tactic})
     sources = {name: kernel_ab.variant(name, spec)[0]
                for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks",
-                            "prefetch", "nowaitfull", "nosync", "relaxed", "depth2")}
+                            "prefetch", "nowaitfull", "nosync", "relaxed", "depth2",
+                            "warpwait")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -120,6 +121,8 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
         "for (int kt = 0; kt < 0; ++kt) {" in sources["nosync"]
     assert "if (kt > 0 && lane == 0) mbar_arrive_relaxed(&empty[(kt - 1) % 6]);" in \
         sources["relaxed"] and "mbarrier.arrive.relaxed.cta" in sources["relaxed"]
+    assert "if (lane == 0) mbar_wait(&full[s], (kt / 6) & 1);\n            __syncwarp();" in \
+        sources["warpwait"]
     assert "wgmma_wait<2>();" in sources["depth2"] and \
         "if (kt > 1 && lane == 0) mbar_arrive(&empty[(kt - 2) % 6]);" in sources["depth2"]
     both = sources["noload+clocks"]
@@ -132,7 +135,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
     for name in ("tiledA", "nomma", "noload", "descs", "clocks", "prefetch", "nowaitfull",
-                 "nosync", "relaxed", "depth2"):
+                 "nosync", "relaxed", "depth2", "warpwait"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
