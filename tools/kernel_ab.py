@@ -68,6 +68,10 @@ bounds the block is the loop and epilogue around them. descs (the per-address de
 before) against the stepped ones, us, 300 launches: layer3 3x3 128x128x6 13.94 / 12.98, 64x256x4
 12.44 / 12.21; layer4 3x3 64x128x8 14.31 / 13.43; BERT-base's INT8 Q/K/V GEMM at batch 8
 128x128x3 11.34 / 10.17, 64x64x8 12.70 / 12.82.
+Session 34 (H100, clocks): a block's fill 1500-2200 cycles, epilogue 1800-7500; layer4's 3x3
+(one warpgroup of m64n128) 429 cycles a k-tile without loads, 283 with nowaitfull, 264 with
+nosync (ideal 256); relaxed and depth2 changed nothing: the consumers' wait on a full stage is
+the cost (benchmarks/RESULTS.md, session 34).
 """
 
 from __future__ import annotations
