@@ -121,8 +121,7 @@ def _image_pad(op: LaunchOp) -> bool:
     reformat may land before an elementwise kernel ahead of it (the image's quantize) and
     nothing folds (ResNet-50 INT8's stem: a transpose, a pad and a 7x7 conv instead of one
     reformat and a 4x4 one, +0.1 ms at batch 32 on an H100, NOTES.md session 34)."""
-    padded = channel_pad(op)
-    if padded is None:
+    if channel_pad(op) is None:
         return False
     channels = attribute_value(op.params)["in_shapes"][0][1]
     return isinstance(channels, int) and channels <= IMAGE_CHANNELS

@@ -60,10 +60,10 @@ def staged_comment(dtype: str, stored: str = "int8", store: RowStore | None = No
 
 
 BYTE_TYPES = ("int8", "uint8")
-# bytes of an element of the types a staged tile or its outputs hold
 # a chunk's span of a narrower extra input -> the word one load reads it as (8 bytes: the int8
 # residual of a chunk of 8 halves)
 NARROW_WORDS = {8: "uint2"}
+# bytes of an element of the types a staged tile or its outputs hold
 _SIZES = {"float16": 2, "bfloat16": 2, "float32": 4, "int32": 4, "int8": 1, "uint8": 1,
           "float8_e4m3fn": 1}
 

@@ -138,6 +138,10 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
                  "nosync", "relaxed", "depth2", "warpwait"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
+    from ember.codegen.nvrtc import nvrtc_version
+
+    if nvrtc_version() < (12, 8):  # mbarrier.arrive.relaxed: PTX ISA 8.6 (CUDA 12.8)
+        del sources["relaxed"]
     compile_many([(f"k{i}", s.replace("void k(", f"void k{i}("))
                   for i, s in enumerate(sources.values())], "sm_90", cache=False)
 
