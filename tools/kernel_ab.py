@@ -36,7 +36,7 @@ apply to a kernel is an error naming it):
   nosync    (a TMA kernel) nowaitfull, no frees and no producer loop: the wgmmas and their
             waits alone (wrong sums)
   relaxed   (a TMA kernel) the consumers free stages by relaxed arrives (their wgmmas' reads
-            are done at `wgmma_wait`), not release ones
+            are done at `wgmma_wait`), not release ones (PTX ISA 8.6: NVRTC 12.8 or later)
   depth2    (a TMA kernel, 3 stages or more) two batches of wgmmas left in flight, each
             stage freed two k-tiles later
   warpwait  (a TMA kernel) one lane of each consumer warp waits for a stage's copies, the
