@@ -42,6 +42,9 @@ apply to a kernel is an error naming it):
   warpwait  (a TMA kernel) one lane of each consumer warp waits for a stage's copies, the
             others meet it at __syncwarp (session 34: the consumers' wait cost ~150 cycles a
             k-tile with the stage already full)
+  prewait   (a TMA kernel) each consumer tests the next stage's barrier (`mbarrier.test_wait`,
+            not blocking) between committing a batch and waiting for the one before, and
+            waits at the loop's top only where it was not yet full (CUTLASS's consumer_try_wait)
   A+B       variants applied in turn (e.g. noload+clocks)
   yN        the kernel as emitted on its first N M tiles only (grid y = N): where a one-wave
             grid's blocks contend for L2, fewer of them finish sooner; where each block is
@@ -87,7 +90,7 @@ import numpy as np
 
 VARIANTS = ("pre", "cpre", "notail", "nohead", "bare", "magic", "tiledA", "nomma", "noload",
             "descs", "clocks", "prefetch", "nowaitfull", "nosync", "relaxed",
-            "depth2", "warpwait")
+            "depth2", "warpwait", "prewait")
 # what `clocks` records a block, in its order: global timer at start and end (ns), then the SM
 # clock (cycles since the block's start) at each phase's end, and the multiprocessor
 CLOCK_FIELDS = ("start_ns", "end_ns", "first_full", "loop", "all_loops", "end", "sm")
@@ -328,6 +331,35 @@ def warpwait(src: str) -> str:
     if n != 1:
         raise VariantError("warpwait: no consumer waiting on a full stage")
     return out
+
+
+MBAR_TEST = """\
+__device__ __forceinline__ bool mbar_test(unsigned long long* bar, unsigned parity) {
+    unsigned done;
+    asm volatile("{\\n.reg .pred p;\\n"
+                 "mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\\n"
+                 "selp.u32 %0, 1, 0, p;\\n}" : "=r"(done) : "r"(smem_addr(bar)), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+"""
+
+
+def prewait(src: str) -> str:
+    loop = re.search(r"\n(\s*)for \(int kt = 0; kt < k_tiles; \+\+kt\) \{\n"
+                     r"\s*const int s = kt % (\d+);\n(\s*)mbar_wait\(&full\[s\], ", src)
+    commit = re.search(r"\n(\s*)wgmma_commit\(\);\n(?=\s*wgmma_wait<\d>\(\);)", src)
+    head = src.find('extern "C" __global__')
+    if loop is None or commit is None or head < 0 or loop.start() < head:
+        raise VariantError("prewait: no TMA consumer loop waiting on full stages")
+    stages, ind = loop.group(2), commit.group(1)
+    probe = (f"{ind}if (kt + 1 < k_tiles) ready_ = mbar_test(&full[(kt + 1) % {stages}], "
+             f"((kt + 1) / {stages}) & 1);\n")
+    out = src[:commit.end()] + probe + src[commit.end():]
+    wait_at = loop.end() - len("mbar_wait(&full[s], ")
+    out = (out[:loop.start()] + f"\n{loop.group(1)}bool ready_ = mbar_test(&full[0], 0);"
+           + out[loop.start():wait_at] + "if (!ready_) " + out[wait_at:])
+    return out[:head] + MBAR_TEST + out[head:]
 
 
 def nosync(src: str) -> str:

@@ -75,7 +75,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     sources = {name: kernel_ab.variant(name, spec)[0]
                for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks",
                             "prefetch", "nowaitfull", "nosync", "relaxed", "depth2",
-                            "warpwait")}
+                            "warpwait", "prewait")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
         in sources["tiledA"]
@@ -123,6 +123,11 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
         sources["relaxed"] and "mbarrier.arrive.relaxed.cta" in sources["relaxed"]
     assert "if (lane == 0) mbar_wait(&full[s], (kt / 6) & 1);\n            __syncwarp();" in \
         sources["warpwait"]
+    early = sources["prewait"]  # the next stage tested before waiting for the batch before
+    assert early.index("bool ready_ = mbar_test(&full[0], 0);") < \
+        early.index("if (!ready_) mbar_wait(&full[s], (kt / 6) & 1);") < \
+        early.index("wgmma_commit();\n            if (kt + 1 < k_tiles) ready_ = mbar_test("
+                    "&full[(kt + 1) % 6], ((kt + 1) / 6) & 1);\n            wgmma_wait<1>();")
     assert "wgmma_wait<2>();" in sources["depth2"] and \
         "if (kt > 1 && lane == 0) mbar_arrive(&empty[(kt - 2) % 6]);" in sources["depth2"]
     both = sources["noload+clocks"]
@@ -135,7 +140,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     with pytest.raises(kernel_ab.VariantError, match="y99"):
         kernel_ab.variant("y99", spec)
     for name in ("tiledA", "nomma", "noload", "descs", "clocks", "prefetch", "nowaitfull",
-                 "nosync", "relaxed", "depth2", "warpwait"):
+                 "nosync", "relaxed", "depth2", "warpwait", "prewait"):
         with pytest.raises(kernel_ab.VariantError, match=name):
             kernel_ab.variant(name, _kernel())
     from ember.codegen.nvrtc import nvrtc_version
