@@ -41,7 +41,7 @@ from ember.dialects.nn.elementwise import ConstantOp, FillOp, WeightOp
 from ember.dialects.origin import origin_of
 from ember.dialects.tensor_types import static_shape
 from ember.errors import PassError
-from ember.passes import assign_layouts
+from ember.passes import assign_layouts, space_to_depth_stem
 from ember.passes.assign_layouts import depthwise, is_reformat, packable, preferred_format
 from ember.passes.fold_channel_pad import channel_pad
 from ember.passes.format_choice import (
@@ -109,22 +109,18 @@ def candidates(op: ElementwiseOp | LaunchOp, packed: bool) -> list[str]:
     return flex if pref is None else [pref]
 
 
-# the most channels a pad of an image's channels pads (space-to-depth-stem's limit)
-IMAGE_CHANNELS = 4
-
-
 def _image_pad(op: LaunchOp) -> bool:
-    """Whether `op` zero-pads a few-channel tensor's channels (an image's, for a tensor-core
-    conv: pad-conv-channels, fold-qdq). It runs in NCHW: fold-channel-pad merges it with the
-    reformat after it into one kernel (and space-to-depth-stem reads a stem conv's image as
-    blocks through that reformat), which needs the pad next to the reformat; in NHWC the
-    reformat may land before an elementwise kernel ahead of it (the image's quantize) and
-    nothing folds (ResNet-50 INT8's stem: a transpose, a pad and a 7x7 conv instead of one
-    reformat and a 4x4 one, +0.1 ms at batch 32 on an H100, NOTES.md session 34)."""
+    """Whether `op` zero-pads the channels of a tensor with no more than space-to-depth-stem
+    rewrites (an image's, for a tensor-core conv: pad-conv-channels, fold-qdq). It runs in NCHW:
+    fold-channel-pad merges it with the reformat after it into one kernel (and space-to-depth-stem
+    reads a stem conv's image as blocks through that reformat), which needs the pad next to the
+    reformat; in NHWC the reformat may land before an elementwise kernel ahead of it (the image's
+    quantize) and nothing folds (ResNet-50 INT8's stem: a transpose, a pad and a 7x7 conv instead of
+    one reformat and a 4x4 one, +0.1 ms at batch 32 on an H100, NOTES.md session 34)."""
     if channel_pad(op) is None:
         return False
     channels = attribute_value(op.params)["in_shapes"][0][1]
-    return isinstance(channels, int) and channels <= IMAGE_CHANNELS
+    return isinstance(channels, int) and channels <= space_to_depth_stem.MAX_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ from ember.runtime.cpu_kernels.layout import space_to_depth_weight
 from ember.runtime.refit_recipes import node
 
 BLOCK = 2  # the stride this pass rewrites (both axes)
+# the most image channels it rewrites: a block's (BLOCK x BLOCK pixels) within 16 channels
+MAX_CHANNELS = 16 // (BLOCK * BLOCK)
 HALVES = ("float16", "bfloat16")
 # the input types of tensor-core convs, and their channels per 16-byte chunk
 CHUNK = {"float16": 8, "bfloat16": 8, "int8": 16}
@@ -81,7 +83,7 @@ def _stem(conv: LaunchOp) -> tuple[LaunchOp, dict, dict] | None:
             or min(kernel_shape[1:3]) < BLOCK or not isinstance(conv.inputs[1].owner, WeightOp):
         return None
     image = _image_reformat(conv)
-    if image is None or BLOCK * BLOCK * int(image[1]["channels"]) > 16:
+    if image is None or int(image[1]["channels"]) > MAX_CHANNELS:
         return None
     return (*image, p)
 
