@@ -285,7 +285,7 @@ def k_tiles(src: str) -> int:
     return -(-int(found.group(1)) // int(found.group(3))) if found else 1
 
 
-def clock_report(words: np.ndarray, k_tiles: int) -> list[str]:
+def clock_report(words: np.ndarray, tiles: int) -> list[str]:
     """The lines `clocks` prints from its record (`CLOCK_FIELDS` x blocks)."""
     rec = {f: words[:, i].astype(np.float64) for i, f in enumerate(CLOCK_FIELDS)}
     ns = rec["end_ns"] - rec["start_ns"]
@@ -293,7 +293,7 @@ def clock_report(words: np.ndarray, k_tiles: int) -> list[str]:
     lines = []
     for label, stop, start in CLOCK_PHASES:
         cycles = rec[stop] - (rec[start] if start else 0.0)
-        extra = f", {np.median(cycles) / k_tiles:.0f} a k-tile" if label == "main loop" else ""
+        extra = f", {np.median(cycles) / tiles:.0f} a k-tile" if label == "main loop" else ""
         lines.append(f"#   {label:17s} median {np.median(cycles):8.0f} cycles, slowest "
                      f"{cycles.max():8.0f}{extra}")
     span = (rec["end_ns"].max() - rec["start_ns"].min()) / 1e3
