@@ -7,7 +7,19 @@ ISA's fragment layouts, `cp.async` copies deferred to the `cp.async.wait_group` 
 `shared_bytes`, followed by a guard whose bytes are checked after every block (a kernel that
 writes past what it allocates fails the run). The kernel's inline-PTX
 helpers are dropped and replaced by these; the emulation of the layouts is itself checked on
-`gemm_mma`'s GPU-verified GEMM (tests/codegen/test_attention_mma.py)."""
+`gemm_mma`'s GPU-verified GEMM (tests/codegen/test_attention_mma.py).
+
+Hopper's forms too (the part after "Hopper" in HEADER): mbarriers (arrivals, transaction
+bytes, phases; a wait that no phase completes within `DEADLOCK_SECONDS` is a deadlock and fails
+the run), the bulk tensor copy engine (`cp.async.bulk.tensor` tiled and im2col copies, done when
+a thread tests their barrier — the latest the engine may, so a reader that does not wait reads
+none — into the 128-byte swizzle pattern by shared-memory address bits, out-of-range elements
+as zeros, completing their bytes on the barrier) over tensor maps the harness builds from the
+spec's `tensor_maps`, and `wgmma.mma_async` from 128-byte-swizzled shared-memory descriptors
+(each thread's accumulators by the PTX ISA's m64nN layout), deferred to the `wgmma.wait_group`
+that covers it — the latest the hardware may read its operands, so a stage freed too early is
+caught — after which the warpgroup meets (the wait is warpgroup-wide). Checked on the
+GPU-verified TMA and wgmma kernels (tests/codegen/test_hopper_emulated.py)."""
 
 from __future__ import annotations
 
@@ -24,11 +36,16 @@ from ember.codegen.templates import KernelSpec
 
 HEADER = r"""
 #include <barrier>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 using std::max;
@@ -70,7 +87,7 @@ static std::barrier<>* g_warp_bar[32];
 #endif
 static const int g_smem_bytes = EMU_SHARED_BYTES;
 static const int g_guard_bytes = 64 * 1024;
-alignas(16) static unsigned char g_arena[256 * 1024 + 64 * 1024];
+alignas(1024) static unsigned char g_arena[256 * 1024 + 64 * 1024];
 static unsigned char* const g_smem = g_arena + ((256 * 1024 - g_smem_bytes) & ~15);
 static unsigned char* const g_guard = g_smem + g_smem_bytes;
 static inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
@@ -290,6 +307,232 @@ static inline void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0, unsi
     mma_16832(c, a, b0, b1, e4m3_of);
 }
 
+// ---- Hopper: mbarriers, the bulk tensor copy engine, wgmma --------------------------------------
+#define __grid_constant__
+#ifndef EMU_DEADLOCK_SECONDS
+#define EMU_DEADLOCK_SECONDS 60
+#endif
+// a shared-memory address: the byte offset from the arena (1024-byte aligned, as the hardware's
+// shared window is), so the kernels' alignment of a stage to a swizzle atom is what it is there
+static inline unsigned emu_shared(const void* p) {
+    return (unsigned)((const unsigned char*)p - g_arena);
+}
+static inline size_t __cvta_generic_to_shared(const void* p) { return emu_shared(p); }
+static inline unsigned smem_addr(const void* p) { return emu_shared(p); }
+static inline void async_proxy_fence() {}
+static inline void prefetch_tensormap(const void*) {}
+static inline void mbar_init_fence() {}
+static inline void tf32_round4(float4* p) {  // cvt.rna.tf32.f32: to nearest, ties away
+    float* v = &p->x;
+    for (int i = 0; i < 4; ++i) {
+        unsigned u = __float_as_uint(v[i]);
+        if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & ~0x1fffu;
+        v[i] = __uint_as_float(u);
+    }
+}
+
+// mbarriers, by address: arrivals pending of the count, transaction bytes, phases completed
+struct EmuBar { int count, pending; long long tx; unsigned phase; };
+static std::mutex g_bar_mu;
+static std::condition_variable g_bar_cv;
+static std::map<const void*, EmuBar> g_bars;
+static EmuBar& emu_bar(const void* p) {  // (g_bar_mu held)
+    auto it = g_bars.find(p);
+    if (it == g_bars.end()) { fprintf(stderr, "mbarrier used before its init\n"); abort(); }
+    return it->second;
+}
+static void emu_bar_settle(EmuBar& b) {  // (g_bar_mu held) the phase completes
+    if (b.pending == 0 && b.tx == 0) {
+        ++b.phase;
+        b.pending = b.count;
+        g_bar_cv.notify_all();
+    }
+}
+static inline void mbar_init(unsigned long long* bar, unsigned count) {
+    std::lock_guard<std::mutex> l(g_bar_mu);
+    g_bars[bar] = EmuBar{(int)count, (int)count, 0, 0};
+}
+static void emu_arrive(const void* bar, long long bytes) {
+    std::lock_guard<std::mutex> l(g_bar_mu);
+    EmuBar& b = emu_bar(bar);
+    if (b.pending <= 0) { fprintf(stderr, "mbarrier: an arrival past its count\n"); abort(); }
+    b.tx += bytes;
+    --b.pending;
+    emu_bar_settle(b);
+}
+static inline void mbar_arrive(unsigned long long* bar) { emu_arrive(bar, 0); }
+static inline void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
+    emu_arrive(bar, bytes);
+}
+// the bulk copies completing on each barrier, not yet done: the copy engine does them when a
+// thread tests the barrier (the latest it may, so a reader that does not wait reads no copy)
+static std::map<const void*, std::vector<std::function<long long()>>> g_copies;
+static void emu_copy_later(const void* bar, std::function<long long()> copy) {
+    std::lock_guard<std::mutex> l(g_bar_mu);
+    g_copies[bar].push_back(std::move(copy));
+    g_bar_cv.notify_all();
+}
+static bool emu_phase_done(const void* bar, unsigned parity) {  // (g_bar_mu held)
+    auto it = g_copies.find(bar);
+    if (it != g_copies.end()) {
+        std::vector<std::function<long long()>> copies = std::move(it->second);
+        g_copies.erase(it);
+        EmuBar& b = emu_bar(bar);
+        for (auto& copy : copies) b.tx -= copy();
+        emu_bar_settle(b);
+    }
+    return (emu_bar(bar).phase & 1u) != (parity & 1u);
+}
+// try_wait.parity / test_wait.parity: the phase of that parity has completed
+static inline bool mbar_test(unsigned long long* bar, unsigned parity) {
+    std::lock_guard<std::mutex> l(g_bar_mu);
+    return emu_phase_done(bar, parity);
+}
+static inline void mbar_wait(unsigned long long* bar, unsigned parity) {
+    std::unique_lock<std::mutex> l(g_bar_mu);
+    if (!g_bar_cv.wait_for(l, std::chrono::seconds(EMU_DEADLOCK_SECONDS),
+                           [&] { return emu_phase_done(bar, parity); })) {
+        fprintf(stderr, "mbarrier wait: no phase completed in %d s (a deadlock)\n",
+                EMU_DEADLOCK_SECONDS);
+        abort();
+    }
+}
+
+// the 128-byte swizzle by address bits: 16-byte chunk c of a 128-byte row r (of a 1024-byte
+// atom) sits at chunk c ^ (r % 8)
+static inline unsigned emu_swizzle(unsigned a) { return a ^ (((a >> 7) & 7u) << 4); }
+// tensor maps as the harness writes them (w[0]: 1 tiled, 2 im2col; w[1] the address)
+static void emu_box_row(unsigned dst, int row, const unsigned char* src, int bytes) {
+    for (int i = 0; i < 128; i += bytes)  // elements of `bytes` stay within one 16-byte chunk
+        memcpy(g_arena + emu_swizzle(dst + row * 128 + i), src + i, bytes);
+}
+static inline void tma_load(void* dst, const void* map, int col, int row,
+                            unsigned long long* bar) {
+    const unsigned long long* w = (const unsigned long long*)map;
+    const unsigned d = emu_shared(dst);
+    if (w[0] != 1 || d % 128 || w[2] * w[6] != 128) {
+        fprintf(stderr, "cp.async.bulk.tensor.2d: not a 128-byte swizzled tiled copy into a "
+                        "128-byte aligned destination\n");
+        abort();
+    }
+    const unsigned char* base = (const unsigned char*)w[1];
+    const long long size = w[2], d0 = w[3], d1 = w[4], pitch = w[5], b0 = w[6], b1 = w[7];
+    emu_copy_later(bar, [=] {
+        unsigned char line[128];
+        for (long long r = 0; r < b1; ++r) {
+            for (long long e = 0; e < b0; ++e) {
+                const long long x = col + e, y = row + r;
+                if (x >= 0 && x < d0 && y >= 0 && y < d1)
+                    memcpy(line + e * size, base + y * pitch + x * size, size);
+                else memset(line + e * size, 0, size);
+            }
+            emu_box_row(d, (int)r, line, (int)size);
+        }
+        return b0 * b1 * size;
+    });
+}
+// `pixels` output pixels from the one whose window starts at (x, y) of image n, channels
+// [c, c + channels) at filter offset (ox, oy): the pixels walk W by the traversal stride up to
+// the upper corner (W - 1 + upper), then H, then N, each starting again at the lower corner
+static inline void tma_load_im2col(void* dst, const void* map, int c, int x, int y, int n,
+                                   unsigned short ox, unsigned short oy,
+                                   unsigned long long* bar) {
+    const unsigned long long* w = (const unsigned long long*)map;
+    const unsigned d = emu_shared(dst);
+    const long long C = w[2], W = w[3], H = w[4], N = w[5], sw = w[6], sh = w[7], sn = w[8];
+    const long long lw = (long long)w[9], lh = (long long)w[10], uw = (long long)w[11],
+                    uh = (long long)w[12], tw = w[13], th = w[14];
+    const long long channels = w[15] & 0xffffffffu, pixels = w[15] >> 32;
+    if (w[0] != 2 || d % 128 || channels * 2 != 128) {
+        fprintf(stderr, "cp.async.bulk.tensor.4d.im2col: not 64 2-byte channels into a "
+                        "128-byte aligned destination\n");
+        abort();
+    }
+    const unsigned char* base = (const unsigned char*)w[1];
+    emu_copy_later(bar, [=] {
+        unsigned char line[128];
+        long long px = x, py = y, pn = n;
+        for (long long p = 0; p < pixels; ++p) {
+            const long long ix = px + ox, iy = py + oy;
+            for (long long e = 0; e < channels; ++e) {
+                const long long ch = c + e;
+                if (ch >= 0 && ch < C && ix >= 0 && ix < W && iy >= 0 && iy < H && pn >= 0
+                        && pn < N)
+                    memcpy(line + 2 * e, base + pn * sn + iy * sh + ix * sw + ch * 2, 2);
+                else memset(line + 2 * e, 0, 2);
+            }
+            emu_box_row(d, (int)p, line, 2);
+            px += tw;
+            if (px > W - 1 + uw) {
+                px = lw;
+                py += th;
+                if (py > H - 1 + uh) { py = lh; ++pn; }
+            }
+        }
+        return pixels * channels * 2;
+    });
+}
+
+// wgmma.mma_async m64nNk(32 bytes): kinds 0 f16, 1 bf16, 2 tf32, 3 s8 (int sums), 4 e4m3
+struct EmuWgmma { void* d; unsigned long long da, db; int n, kind; };
+thread_local std::vector<EmuWgmma> t_wg_open;
+thread_local std::vector<std::vector<EmuWgmma>> t_wg_groups;
+static std::barrier<>* g_warpgroup_bar[8];
+// byte `byte` of row `row` of the K-major operand a descriptor names: 128-byte swizzle, 8-row
+// atoms 1024 bytes apart (the one form ember's descriptors take)
+static inline const unsigned char* emu_operand(unsigned long long desc, int row, int byte) {
+    if (((desc >> 16) & 0x3FFF) != 1 || ((desc >> 32) & 0x3FFF) != 64 || (desc >> 62) != 1) {
+        fprintf(stderr, "wgmma: a descriptor not of 128-byte swizzle and 1024-byte atoms\n");
+        abort();
+    }
+    const unsigned a = ((unsigned)(desc & 0x3FFF) << 4) + (row / 8) * 1024 + (row % 8) * 128 + byte;
+    return g_arena + emu_swizzle(a);
+}
+static inline float emu_value(int kind, const unsigned char* p) {
+    unsigned short h;
+    switch (kind) {
+    case 0: memcpy(&h, p, 2); return ember_load(ember_half{h});
+    case 1: memcpy(&h, p, 2); return ember_load(ember_bf16{h});
+    case 2: { float f; memcpy(&f, p, 4); return __uint_as_float(__float_as_uint(f) & ~0x1fffu); }
+    default: return e4m3_of(*p, 0);
+    }
+}
+static void emu_wgmma_run(const EmuWgmma& op) {
+    const int wr = (my_warp() % 4) * 16, lane = my_lane();
+    const int size = op.kind == 2 ? 4 : op.kind <= 1 ? 2 : 1, k = 32 / size;
+    for (int i = 0; i < op.n / 2; ++i) {
+        const int row = wr + lane / 4 + 8 * ((i >> 1) & 1);
+        const int col = (i >> 2) * 8 + (lane % 4) * 2 + (i & 1);
+        if (op.kind == 3) {
+            int acc = ((int*)op.d)[i];
+            for (int e = 0; e < k; ++e)
+                acc += (int)(signed char)*emu_operand(op.da, row, e) *
+                       (int)(signed char)*emu_operand(op.db, col, e);
+            ((int*)op.d)[i] = acc;
+        } else {
+            float acc = ((float*)op.d)[i];
+            for (int e = 0; e < k; ++e)
+                acc += emu_value(op.kind, emu_operand(op.da, row, e * size)) *
+                       emu_value(op.kind, emu_operand(op.db, col, e * size));
+            ((float*)op.d)[i] = acc;
+        }
+    }
+}
+static inline void emu_wgmma(void* d, unsigned long long da, unsigned long long db, int n,
+                             int kind) {
+    t_wg_open.push_back({d, da, db, n, kind});
+}
+static inline void wgmma_fence() {}
+static inline void wgmma_commit() { t_wg_groups.push_back(t_wg_open); t_wg_open.clear(); }
+template <int N> static inline void wgmma_wait() {
+    while ((int)t_wg_groups.size() > N) {
+        for (const EmuWgmma& op : t_wg_groups.front()) emu_wgmma_run(op);
+        t_wg_groups.erase(t_wg_groups.begin());
+    }
+    g_warpgroup_bar[my_warp() / 4]->arrive_and_wait();
+}
+template <typename T> static inline void fence_operand(T&) {}
+
 template <typename F>
 static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
     gridDim = grid;
@@ -305,6 +548,12 @@ static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
             warps.push_back(new std::barrier<>(32));
             g_warp_bar[w] = warps.back();
         }
+        for (int g = 0; g < n / 128; ++g) {
+            warps.push_back(new std::barrier<>(128));
+            g_warpgroup_bar[g] = warps.back();
+        }
+        g_bars.clear();
+        g_copies.clear();
         memset(g_smem, 0xff, g_smem_bytes);  // NaN halves: what no copy wrote
         memset(g_guard, 0xa5, g_guard_bytes);
         std::vector<std::thread> threads;
@@ -327,8 +576,48 @@ static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
 """
 
 
+DEADLOCK_SECONDS = 60  # an mbarrier wait this long fails the run (HOPPER's mbar_wait)
+
+
+class EmulatorError(RuntimeError):
+    """The emulated program failed (an abort: its message, e.g. a deadlock or a misaligned
+    copy, is the error's)."""
+
+
 def available() -> bool:
     return shutil.which("g++") is not None
+
+
+# wgmma operand types -> the emulation's kinds (HOPPER's `emu_value`)
+_WGMMA_KINDS = {"f16": 0, "bf16": 1, "tf32": 2, "s8": 3, "e4m3": 4}
+
+
+def _wgmma_shim(helper: str) -> list[str]:
+    """For a dropped helper issuing `wgmma.mma_async` (`gemm_wgmma.helpers`' `wgmma_{bn}`), the
+    function of the same name that queues its emulation; nothing for any other helper."""
+    name = re.search(r"void (wgmma_\d+)\((int|float)\* d, unsigned long long da,", helper)
+    if name is None:
+        assert "wgmma.mma_async" not in helper, "a wgmma form the emulator does not know"
+        return []
+    ptx = re.search(r"wgmma\.mma_async\.sync\.aligned\.m64n(\d+)k(\d+)\.(\w+)\.(\w+)\.(\w+) ",
+                    helper)
+    assert ptx and ptx.group(4) == ptx.group(5), helper
+    return [f"static inline void {name.group(1)}({name.group(2)}* d, unsigned long long da, "
+            "unsigned long long db) {",
+            f"    emu_wgmma(d, da, db, {ptx.group(1)}, {_WGMMA_KINDS[ptx.group(4)]});", "}"]
+
+
+def _map_words(tmap, pointer: str) -> list[str]:
+    """The 16 words of HOPPER's tensor map for `tmap` (`ember.runtime.tensor_maps`) over the
+    C expression `pointer`."""
+    from ember.runtime.tensor_maps import ELEMENT_BYTES, Im2colMap
+
+    if isinstance(tmap, Im2colMap):
+        words = [2, pointer, *tmap.dims, *tmap.strides, *tmap.lower, *tmap.upper,
+                 *tmap.traversal, f"{tmap.channels}ull | ((unsigned long long){tmap.pixels} << 32)"]
+    else:
+        words = [1, pointer, ELEMENT_BYTES[tmap.dtype], *tmap.dims, tmap.row_bytes, *tmap.box]
+    return [f"(unsigned long long)(long long)({w})" for w in words]
 
 
 def _without_ptx_helpers(source: str) -> str:
@@ -345,6 +634,8 @@ def _without_ptx_helpers(source: str) -> str:
             if depth == 0 and "{" in "".join(block):
                 if "asm" not in "\n".join(block):
                     kept += block
+                else:
+                    kept += _wgmma_shim("\n".join(block))
                 block = []
             continue
         kept.append(line)
@@ -372,8 +663,12 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
     sig = re.search(r"void (?:__launch_bounds__\(\d+, \d+\) )?" + name + r"\((.*?)\) \{",
                     source)
     assert sig, "no kernel signature"
+    params = [arg.strip() for arg in sig.group(1).split(",")]
     types = [arg.rsplit("*", 1)[0].replace("__restrict__", "").strip()
-             for arg in sig.group(1).split(",")]
+             for arg in params if "*" in arg]
+    maps = [arg for arg in params if "TmaDesc" in arg]
+    assert len(types) + len(maps) == len(params), params  # (no size arguments)
+    assert len(maps) == len(spec.tensor_maps), (maps, spec.tensor_maps)
     n_out = len(out_shapes)
     assert len(types) == len(inputs) + n_out, types
     out_bytes = [int(np.prod(shape)) * np.dtype(dt).itemsize
@@ -390,6 +685,12 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
     main += [f"    std::vector<unsigned char> out{k}({n}, 0xff);" for k, n in enumerate(out_bytes)]
     args = [f"({t}*)bufs[{i}].data()" for i, t in enumerate(types[: len(inputs)])]
     args += [f"({t}*)out{k}.data()" for k, t in enumerate(types[len(inputs):])]
+    for j, tmap in enumerate(spec.tensor_maps):  # HOPPER's tensor maps over their buffers
+        buffer = (f"bufs[{tmap.operand}].data()" if tmap.operand < len(inputs)
+                  else f"out{tmap.operand - len(inputs)}.data()")
+        main += [f"    TmaDesc map{j};", f"    memset(&map{j}, 0, sizeof map{j});"]
+        main += [f"    map{j}.w[{i}] = {w};" for i, w in enumerate(_map_words(tmap, buffer))]
+        args.append(f"map{j}")
     (gx, gy, gz), (bx, by, bz) = spec.grid, spec.block
     main += [f"    emu_launch({{{gx}, {gy}, {gz}}}, {{{bx}, {by}, {bz}}}, [&] {{ "
              f"{name}({', '.join(args)}); }});"]
@@ -398,7 +699,9 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
                  f"      fwrite(out{k}.data(), 1, {n}, f); fclose(f); }}"]
     main += ["    return 0;", "}"]
     program = "\n".join([HEADER, source, *main])
-    flags = ["-DEMU_BF16"] if ".bf16.bf16.f32" in spec.source else []
+    bf16 = ".bf16.bf16.f32" in spec.source or ".f32.bf16.bf16" in spec.source  # mma, wgmma
+    flags = ["-DEMU_BF16"] if bf16 else []
+    flags.append(f"-DEMU_DEADLOCK_SECONDS={DEADLOCK_SECONDS}")
     if "extern __shared__" in spec.source:
         assert 0 < spec.shared_bytes <= 256 * 1024, spec.shared_bytes
         flags.append(f"-DEMU_SHARED_BYTES={spec.shared_bytes}")
@@ -408,13 +711,18 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
         (workdir / f"emu_{key}.cpp").write_text(program)
         # (no fused multiply-adds: the tests' numpy references round each float op, and g++
         # contracts a * b + c where the host has an FMA instruction, aarch64's by default)
-        subprocess.run(["g++", "-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w", *flags,
-                        str(workdir / f"emu_{key}.cpp"), "-o", str(exe)], check=True)
+        subprocess.run(["g++", "-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w",
+                        "-Wno-psabi", *flags, str(workdir / f"emu_{key}.cpp"), "-o", str(exe)],
+                       check=True)
     paths = []
     for i, a in enumerate(inputs):
         paths.append(workdir / f"in{i}.bin")
         np.ascontiguousarray(a).tofile(paths[-1])
     outs = [workdir / f"out{k}.bin" for k in range(n_out)]
-    subprocess.run([str(exe), *map(str, paths), *map(str, outs)], check=True, timeout=600)
+    done = subprocess.run([str(exe), *map(str, paths), *map(str, outs)], capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode:
+        raise EmulatorError(f"emulated kernel {name} failed ({done.returncode}): "
+                            f"{done.stderr.strip()[-2000:]}")
     return [np.fromfile(path, dtype=dt).reshape(shape)
             for path, shape, dt in zip(outs, out_shapes, out_dtypes, strict=True)]
