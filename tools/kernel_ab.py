@@ -29,8 +29,8 @@ apply to a kernel is an error naming it):
             consumer's loop and at its end (after a barrier), and the global timer at start and
             end: each phase's cycles a block (median and slowest), the clock rate, the blocks'
             start spread and the kernel's span; it takes one more argument (the record)
-  prefetch  (a TMA kernel) its producer thread prefetching the tensor maps
-            (`prefetch.tensormap`) before the barriers are made, not at its first copy
+  prefetch  (a TMA kernel of before session 35, which did not) its producer thread
+            prefetching the tensor maps (`prefetch.tensormap`) before the barriers are made
   nowaitfull  (a TMA kernel) its consumers not waiting for a stage's copies (with noload: the
             loop and the consumers' frees alone)
   nosync    (a TMA kernel) nowaitfull, no frees and no producer loop: the wgmmas and their
@@ -311,6 +311,8 @@ def prefetch(src: str) -> str:
     producer = re.search(r"if \(warp == (\d+)\) \{\n\s*// the producer", src)
     if not maps or at is None or producer is None:
         raise VariantError("prefetch: no TMA producer reading tensor maps")
+    if "prefetch_tensormap(" in src:
+        raise VariantError("prefetch: the kernel prefetches its maps already (session 35)")
     lines = "".join(f'        asm volatile("prefetch.tensormap [%0];" :: "l"(&{m}) : "memory");\n'
                     for m in maps)
     return (src[:at.end()] + f"    if (warp == {producer.group(1)} && lane == 0) {{\n{lines}"

@@ -184,7 +184,9 @@ def signature(name: str, in_dtypes: Sequence[str], out_dtypes: Sequence[str],
 # text holds the wait, for an sm_90+ target); elsewhere the instructions are no-ops, and for
 # older targets the preprocessor drops them.
 PDL_WAIT = "griddepcontrol.wait;"
-PDL_SYNC = "ember_pdl_sync();"  # a kernel body's first line
+# a kernel body's first line, or (a template placing it itself: `source`) the line after what a
+# kernel may do before the kernel ahead has finished: no global memory read or written
+PDL_SYNC = "ember_pdl_sync();"
 PDL_PRELUDE = f"""\
 // programmatic dependent launch (sm_90+): wait for the kernel before this one, then let the
 // next one launch
@@ -201,10 +203,18 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
     """A kernel's full text: the tactic comment, helpers, the signature and body (and the half
     types' definitions where the kernel uses them); body lines marked `quantize_c.HOISTED`
     (a scalar argument's reciprocal) move to the body's top, once each, after the wait for
-    the kernel before (`PDL_SYNC`), which every kernel body starts with."""
+    the kernel before (`PDL_SYNC`), which every kernel body starts with — unless the body
+    holds that line itself (once, indented), after a prologue that touches no global memory
+    (the TMA kernels' barriers: under programmatic launch it overlaps the kernel ahead)."""
     head = [f"// {line}" for line in [tactic, *header_lines]]
     parts = ["\n".join(head), ""]
-    body = quantize_c.hoist(body)  # values computed once per thread go first
+    waits = [i for i, line in enumerate(body) if line.strip() == PDL_SYNC]
+    if len(waits) > 1:
+        raise ValueError(f"a kernel body waits for the kernel before once, not {len(waits)} times")
+    prologue = list(body[:waits[0] + 1]) if waits else [f"    {PDL_SYNC}"]
+    if any(line.endswith((quantize_c.HOISTED, quantize_c.FILE_SCOPE)) for line in prologue):
+        raise ValueError("hoisted or file-scope lines before the wait for the kernel before")
+    body = prologue + quantize_c.hoist(body[waits[0] + 1:] if waits else body)
     tables, body = quantize_c.file_scope(body)  # lookup tables go before the kernel
     helpers = "\n".join([helpers, *tables]) if tables else helpers
     text = "\n".join([helpers, sig, *body])
@@ -215,7 +225,7 @@ def source(tactic: str, header_lines: Sequence[str], sig: str, body: Sequence[st
         parts += [PRELUDE]
     if helpers:
         parts += [helpers]
-    parts += [PDL_PRELUDE, sig + " {", f"    {PDL_SYNC}", *body, "}", ""]
+    parts += [PDL_PRELUDE, sig + " {", *body, "}", ""]
     return "\n".join(parts)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.codegen.symbolic import is_sym, typical
-from ember.codegen.templates import gemm_epilogue, gemm_wgmma, prod
+from ember.codegen.templates import PDL_SYNC, gemm_epilogue, gemm_wgmma, prod
 from ember.codegen.templates.gemm_epilogue import RowStore
 from ember.codegen.templates.gemm_mma import BYTE_OPERANDS, staged_sums
 from ember.codegen.templates.gemm_tiles import SM_COUNT, buffers
@@ -281,6 +281,10 @@ struct __align__(64) TmaDesc { unsigned long long w[16]; };  // a CUtensorMap, b
 __device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_addr(bar)), "r"(count));
 }
+// a tensor map into the cache its copies read it from (an argument: no global memory)
+__device__ __forceinline__ void prefetch_tensormap(const TmaDesc* map) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"((unsigned long long)map) : "memory");
+}
 __device__ __forceinline__ void mbar_init_fence() {
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 }
@@ -386,7 +390,13 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         "        }",
         "        mbar_init_fence();",
         "    }",
+        f"    if (warp == {warps} && lane == 0) {{  // the producer: its maps into the cache",
+        *(f"        prefetch_tensormap(&{m});" for m in _maps(second is not None)),
+        "    }",
         "    __syncthreads();",
+        "    // what comes before touches no global memory: under programmatic launch it overlaps",
+        "    // the kernel ahead, which this waits for here",
+        f"    {PDL_SYNC}",
         f"    {acc} frag[{bn // 2}];",
         "    #pragma unroll",
         f"    for (int i = 0; i < {bn // 2}; ++i) frag[i] = {zero};",
@@ -458,8 +468,11 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     return lines
 
 
+def _maps(second: bool) -> list[str]:
+    return ["tmap_a", "tmap_b", *(["tmap_a2"] if second else [])]
+
+
 def parameters(second: bool = False) -> list[str]:
     """The kernel's tensor-map arguments, in `mainloop`'s names (after the pointers); `second`:
     also A's second operand's map (`mainloop`'s `second`), last."""
-    return ["const __grid_constant__ TmaDesc tmap_a", "const __grid_constant__ TmaDesc tmap_b",
-            *(["const __grid_constant__ TmaDesc tmap_a2"] if second else [])]
+    return [f"const __grid_constant__ TmaDesc {m}" for m in _maps(second)]

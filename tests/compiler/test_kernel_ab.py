@@ -74,7 +74,7 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     spec = conv.emit("k", {**params, "tactic": tactic})
     sources = {name: kernel_ab.variant(name, spec)[0]
                for name in ("tiledA", "nomma", "noload", "descs", "clocks", "noload+clocks",
-                            "prefetch", "nowaitfull", "nosync", "relaxed", "depth2",
+                            "nowaitfull", "nosync", "relaxed", "depth2",
                             "warpwait", "prewait")}
     assert "tma_load_im2col(As" in spec.source and "tma_load_im2col(As" not in sources["tiledA"]
     assert "tma_load(As + s * 16384, &tmap_b, (tap_ * 1 + cb_) * 64, b_row, &full[s]);" \
@@ -108,11 +108,12 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
     assert "shared memory is free: stage the outputs\n    if (tid == 0) ck_[3] = clock64();" \
         in staged and staged.count("__syncthreads();") == 4
     sources["staged"] = staged
-    # prefetch: the producer thread fetches both maps before the barriers are made
-    fetched = sources["prefetch"]
-    assert fetched.index('prefetch.tensormap [%0];" :: "l"(&tmap_b)') < \
-        fetched.index("mbar_init(&full")
-    assert fetched.count("prefetch.tensormap") == 2 and "if (warp == 8 && lane == 0) {" in fetched
+    # prefetch: the kernel's producer fetches both maps itself now (session 35), before its
+    # wait for the kernel ahead; the variant says so
+    assert spec.source.index("prefetch_tensormap(&tmap_b);") < spec.source.index(
+        "    ember_pdl_sync();\n")
+    with pytest.raises(kernel_ab.VariantError, match="prefetches its maps already"):
+        kernel_ab.variant("prefetch", spec)
     # the consumers' handshake: without the wait for copies, without frees and producer loop,
     # with relaxed frees, two batches in flight
     assert "mbar_wait(&full[s]" not in sources["nowaitfull"] and \

@@ -1,10 +1,13 @@
 """Programmatic dependent launch: an sm_90+ plan's kernels wait for the kernel before them
-(`griddepcontrol.wait`, `templates.PDL_SYNC` first in every body), their launch records say
+(`griddepcontrol.wait`, `templates.PDL_SYNC` first in every body, or in a TMA kernel after
+its barriers are made, nothing before it touching global memory), their launch records say
 "pdl", and the CUDA executor launches them with programmatic stream serialization (each may
 start before the one ahead has finished); the results are those of launches one after
 another. Plans for older GPUs carry no "pdl" and their kernels no such instruction."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import onnx
@@ -12,7 +15,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ember.codegen.templates import PDL_SYNC, PDL_WAIT
+from ember.codegen.nvrtc import compile_cuda
+from ember.codegen.templates import PDL_SYNC, PDL_WAIT, gemm_tma, matmul, source
 from ember.compiler.builder import BuilderConfig, build_model
 from ember.runtime.cuda import cuda_available
 from ember.runtime.engine import Runtime
@@ -66,6 +70,31 @@ def test_sm90_launches_are_programmatic_and_their_kernels_wait():
     ptx = sections["ptx"].decode(errors="replace")
     assert ptx.count(PDL_WAIT) == ptx.count(".entry") == len(manifest["kernels"])
     assert ptx.count("griddepcontrol.launch_dependents;") == len(manifest["kernels"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_a_tma_kernel_makes_its_barriers_before_it_waits(dtype):
+    """The barriers' init and the tensor maps' prefetch come before the wait (under
+    programmatic launch they overlap the kernel ahead); no global load, store or copy does."""
+    params = {"in_shapes": [[256, 512], [192, 512]], "in_dtypes": [dtype] * 2,
+              "out_shapes": [[256, 192]], "out_dtypes": ["int32" if dtype == "int8" else dtype],
+              "transpose_b": True,
+              "tactic": gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()}
+    spec = matmul.emit("k", params)
+    body = spec.source.split(") {\n", 1)[1].split("\n")
+    assert [line.strip() for line in body].count(PDL_SYNC) == 1
+    ptx = compile_cuda(spec.source, name="k", arch="sm_90a", cache=False).ptx.decode()
+    entry = ptx[ptx.index(".entry"):]
+    before, after = entry.split(PDL_WAIT, 1)
+    assert "mbarrier.init" in before and before.count("prefetch.tensormap") == 2
+    assert not re.search(r"\b(ld\.global|st\.global|cp\.async|atom\.|red\.)", before)
+    assert "cp.async.bulk.tensor" in after and "griddepcontrol.launch_dependents" in after
+
+
+def test_a_body_waits_once():
+    body = [f"    {PDL_SYNC}", "    int x = 0;", f"    {PDL_SYNC}"]
+    with pytest.raises(ValueError, match="once, not 2 times"):
+        source("t", [], 'extern "C" __global__ void k()', body)
 
 
 def test_older_targets_launch_one_after_another():
