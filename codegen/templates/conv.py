@@ -890,6 +890,7 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
             tma=hopper and _tma_operands(cv) is not None))
         if hopper and _im2col_operands(cv, narrow) is not None:
             found += gemm_tma.twins(found)  # as FP16's below: timed after the rest
+            found += gemm_tma.paired(found, cv.k_total)
         return _with_persistent(params, found)
     tensor_core = _tensor_core(params)
     if params["out_dtypes"][0] not in ("float32", "float64") and not tensor_core or \
@@ -910,8 +911,10 @@ def tactics(params: dict, arch: str | None = None, sms: int = SM_COUNT) -> list[
                                     tma=hopper and _tma_operands(cv) is not None)
         if hopper and _im2col_operands(cv, dtype) is not None:
             # timed after the rest (the cost model's choice stays the cp.async loop): each
-            # wgmma tile's twin reading the input through an im2col map
+            # wgmma tile's twin reading the input through an im2col map (and a one-warpgroup
+            # twin's with two k-tiles a stage)
             found += gemm_tma.twins(found)
+            found += gemm_tma.paired(found, cv.k_total)
         return found
     fp32 = candidates(m, n, cv.k_total, cv.groups, params, sms=sms)
     if _tf32_wgmma(params, cv, arch):

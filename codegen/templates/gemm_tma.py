@@ -42,10 +42,18 @@ class TmaTile(gemm_wgmma.WgmmaTile):
     """A `gemm_wgmma.WgmmaTile` (BM = 64 x consumer warpgroups rows, BN columns per wgmma,
     wgmma's rules on both) fed by the copy engine: `stages` k-tiles in flight, one producer
     warp beside the consumer warpgroups; two blocks a multiprocessor where their shared memory
-    fits (`WgmmaTile.resident`), so one block's epilogue overlaps the other's loads."""
+    fits (`WgmmaTile.resident`), so one block's epilogue overlaps the other's loads.
+    `stage_tiles` = 2 (one consumer warpgroup only): each stage holds two k-tiles side by
+    side, so the consumers wait, issue 8 wgmmas and free once per 256 bytes of k (session 34:
+    one warpgroup's wait for a full stage cost ~150 cycles a k-tile on its critical path)."""
+
+    stage_tiles: int = 1  # 128-byte k-tiles a stage holds
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.stage_tiles not in (1, 2) or self.stage_tiles == 2 and self.groups != 1:
+            raise ValueError(f"TMA tile {self.bm}x{self.bn}x{self.stages}: a stage holds one "
+                             "k-tile, or two for one consumer warpgroup")
         if self.stages < 2 or self.shared_bytes() > SHARED_LIMIT:
             raise ValueError(f"TMA tile {self.bm}x{self.bn}x{self.stages}: 2 or more stages "
                              f"within {SHARED_LIMIT} bytes of shared memory")
@@ -59,15 +67,20 @@ class TmaTile(gemm_wgmma.WgmmaTile):
         return self.consumers + PRODUCER_THREADS
 
     def stage_bytes(self) -> int:
-        return (self.bm + self.bn) * ROW_BYTES
+        return (self.bm + self.bn) * ROW_BYTES * self.stage_tiles
+
+    def buffers(self, k_tiles: int | None) -> int:
+        """The stages a block fills walking `k_tiles` k-tiles (`gemm_tiles.buffers`)."""
+        return buffers(self.stages, None if k_tiles is None else -(-k_tiles // self.stage_tiles))
 
     def shared_bytes(self, k_tiles: int | None = None) -> int:
-        # the stages (with `k_tiles`: those a static K fills, `gemm_tiles.buffers`), 1 KB to
-        # align the first to a swizzle atom (the barriers are static)
-        return buffers(self.stages, k_tiles) * self.stage_bytes() + 1024
+        # the stages (with `k_tiles`: those a static K fills), 1 KB to align the first to a
+        # swizzle atom (the barriers are static)
+        return self.buffers(k_tiles) * self.stage_bytes() + 1024
 
     def __str__(self) -> str:
-        return (f"{self.bm}x{self.bn} tile x 128 bytes of k, {self.groups} warpgroup(s) of "
+        k = "two 128-byte k-tiles a stage" if self.stage_tiles == 2 else "128 bytes of k"
+        return (f"{self.bm}x{self.bn} tile x {k}, {self.groups} warpgroup(s) of "
                 f"m64n{self.bn} fed by a TMA producer warp, {self.stages} stages")
 
 
@@ -93,6 +106,13 @@ TMA_TILES: tuple[tuple[TmaTile, float], ...] = (
 )
 
 
+# the one-warpgroup tiles with two k-tiles a stage (the same k-tiles in flight): timed beside
+# their one-k-tile twins where K spans PAIRS_FROM_K_TILES k-tiles or more (`paired`)
+PAIRED_TILES: tuple[TmaTile, ...] = tuple(
+    TmaTile(t.bm, t.bn, t.stages // 2, 2) for t, _ in TMA_TILES if t.groups == 1)
+PAIRS_FROM_K_TILES = 8
+
+
 @dataclass(frozen=True)
 class TmaGemm(gemm_wgmma.WgmmaGemm):
     """`gemm_wgmma.WgmmaGemm`'s grid (no split-K, no scratch) over a `TmaTile`."""
@@ -104,7 +124,8 @@ class TmaGemm(gemm_wgmma.WgmmaGemm):
             raise ValueError("a TMA-fed wgmma tactic splits no K")
 
     def tactic(self) -> dict:
-        return {"wgmma": self.tile.as_list(), "copy": COPY}
+        paired = {"stage_tiles": 2} if self.tile.stage_tiles == 2 else {}
+        return {"wgmma": self.tile.as_list(), "copy": COPY, **paired}
 
 
 def ranked(m: int, n: int, k: int, batch: int = 1, sms: int = SM_COUNT) -> list[TmaGemm]:
@@ -120,12 +141,32 @@ def is_tma(tactic: dict | None) -> bool:
 
 
 def tma_for(tactic: dict) -> TmaGemm:
-    if set(tactic) != {"wgmma", "copy"} or tactic["copy"] != COPY:
+    if not {"wgmma", "copy"} <= set(tactic) <= {"wgmma", "copy", "stage_tiles"} \
+            or tactic["copy"] != COPY or tactic.get("stage_tiles", 2) != 2:
         raise ValueError(f"tactic {tactic} is not a TMA wgmma tactic")
-    tile = TmaTile(*(int(v) for v in tactic["wgmma"]))
-    if tile not in [t for t, _ in TMA_TILES]:
+    tile = TmaTile(*(int(v) for v in tactic["wgmma"]), tactic.get("stage_tiles", 1))
+    if tile not in [t for t, _ in TMA_TILES] + list(PAIRED_TILES):
         raise ValueError(f"tactic tile {tile} is not one of the TMA tiles")
     return TmaGemm(tile)
+
+
+def paired(tactics: list[dict], k: int) -> list[dict]:
+    """The two-k-tiles-a-stage twin (`PAIRED_TILES`: half the stages) of each one-warpgroup
+    TMA tactic among `tactics`, in their order, none already there, where K (2-byte units)
+    spans `PAIRS_FROM_K_TILES` k-tiles or more: timed after the rest."""
+    if is_sym(k) or -(-k // (ROW_BYTES // 2)) < PAIRS_FROM_K_TILES:
+        return []
+    out: list[dict] = []
+    for t in tactics:
+        if not is_tma(t) or "stage_tiles" in t:
+            continue
+        bm, bn, stages = (int(v) for v in t["wgmma"])
+        twin = TmaTile(bm, bn, stages // 2, 2) if bm == 64 else None
+        if twin in PAIRED_TILES:
+            tactic = TmaGemm(twin).tactic()
+            if tactic not in tactics and tactic not in out:
+                out.append(tactic)
+    return out
 
 
 @dataclass(frozen=True)
@@ -341,29 +382,31 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     bk = ROW_BYTES // 2  # 2-byte elements per k-tile
     if WGMMA_TYPES[dtype][1] != 2:
         raise ValueError(f"TMA wgmma takes 2-byte elements, not {dtype}")
-    a_stage, b_stage = bm * ROW_BYTES, bn * ROW_BYTES
+    pair = tile.stage_tiles == 2  # a stage: k-tile 2 j at its start, 2 j + 1 after A's, B's
+    a_half, b_half = bm * ROW_BYTES, bn * ROW_BYTES  # one k-tile's A, B in a stage
+    a_stage, b_stage = a_half * tile.stage_tiles, b_half * tile.stage_tiles
+    a_dst = f"As + s * {a_stage}" + (f" + h * {a_half}" if pair else "")
+    b_dst = f"Bs + s * {b_stage}" + (f" + h * {b_half}" if pair else "")
     acc, zero = ("int", "0") if dtype == INT8 else ("float", "0.f")
     if isinstance(a, Im2colOperand):
         if narrow and dtype != INT8:
             raise ValueError(f"an im2col TMA operand takes FP16/BF16 channels or INT8 pairs, "
                              f"not {dtype}")
         a_setup = [f"            {line}" for line in a.producer_setup("m0")]
-        pre, a_copy, b_k = a.copy(f"As + s * {a_stage}", "kt", "&full[s]")
+        pre, a_copy, b_k = a.copy(a_dst, "kt", "&full[s]")
         a_lines = [f"                {line}" for line in [*pre, a_copy]]
     else:
         a_setup = [f"            const int a_row = {a.first_row('b', 'm0')};"]
-        a_lines = [f"                tma_load(As + s * {a_stage}, &tmap_a, kt * {bk}, a_row, "
-                   "&full[s]);"]
+        a_lines = [f"                tma_load({a_dst}, &tmap_a, kt * {bk}, a_row, &full[s]);"]
         b_k = f"kt * {bk}"
     if second is not None:
         k1, a2 = second
         if isinstance(a2, Im2colOperand):
             a_setup += [f"            {line}" for line in a2.producer_setup("m0")]
-            pre, copy2, _ = a2.copy(f"As + s * {a_stage}", "kt2", "&full[s]", "tmap_a2")
+            pre, copy2, _ = a2.copy(a_dst, "kt2", "&full[s]", "tmap_a2")
         else:
             a_setup.append(f"            const int a2_row = {a2.first_row('b', 'm0')};")
-            pre, copy2 = [], (f"tma_load(As + s * {a_stage}, &tmap_a2, kt2 * {bk}, a2_row, "
-                              "&full[s]);")
+            pre, copy2 = [], f"tma_load({a_dst}, &tmap_a2, kt2 * {bk}, a2_row, &full[s]);"
         a_lines = [f"                if (kt < {k1 // bk}) {{",
                    *(f"    {line}" for line in a_lines),
                    "                } else {",
@@ -377,12 +420,13 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         "    // accesses through it stay shared-memory instructions)",
         "    unsigned char* As = smem_raw + ((0u - (unsigned)__cvta_generic_to_shared(smem_raw)) & "
         "1023u);",
-        f"    unsigned char* Bs = As + {buffers(stages, gemm.k_tiles(k, dtype)) * a_stage};",
+        f"    unsigned char* Bs = As + {tile.buffers(gemm.k_tiles(k, dtype)) * a_stage};",
         "    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;",
         "    const int group = warp >> 2;  // consumer warpgroup",
         "    const int wr = (warp & 3) * 16;  // the warp's first row in its warpgroup",
         f"    const int m0 = {m0}, n0 = {n0};",
         f"    const int k_tiles = ({k} + {bk - 1}) / {bk};",
+        *(["    const int k_stages = (k_tiles + 1) / 2;  // two k-tiles a stage"] if pair else []),
         "    if (tid == 0) {",
         f"        for (int s = 0; s < {stages}; ++s) {{",
         "            mbar_init(&full[s], 1);",
@@ -405,28 +449,30 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
         "        if (lane == 0) {",
         *a_setup,
         f"            const int b_row = {b.first_row('b', 'n0')};",
-        "            for (int kt = 0; kt < k_tiles; ++kt) {",
-        f"                const int s = kt % {stages};",
-        f"                if (kt >= {stages}) mbar_wait(&empty[s], ((kt / {stages}) - 1) & 1);",
-        f"                mbar_expect_tx(&full[s], {tile.stage_bytes()});",
-        *a_lines,
-        f"                tma_load(Bs + s * {b_stage}, &tmap_b, {b_k}, b_row, &full[s]);",
-        "            }",
+        *(_paired_producer(tile, a_lines, b_dst, b_k) if pair else [
+            "            for (int kt = 0; kt < k_tiles; ++kt) {",
+            f"                const int s = kt % {stages};",
+            f"                if (kt >= {stages}) mbar_wait(&empty[s], ((kt / {stages}) - 1) & 1);",
+            f"                mbar_expect_tx(&full[s], {tile.stage_bytes()});",
+            *a_lines,
+            f"                tma_load({b_dst}, &tmap_b, {b_k}, b_row, &full[s]);",
+            "            }"]),
         "        }",
         "    } else {",
         *(f"    {line}" for line in gemm_wgmma.base_descriptors()),
-        "        for (int kt = 0; kt < k_tiles; ++kt) {",
-        f"            const int s = kt % {stages};",
-        f"            mbar_wait(&full[s], (kt / {stages}) & 1);",
-        *(f"        {line}" for line in gemm_wgmma.stage_descriptors("s", a_stage, b_stage)),
-        "            wgmma_fence();",
-        "            #pragma unroll",
-        "            for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
-        f"                {gemm_wgmma.batch_call(bn)}",
-        "            wgmma_commit();",
-        "            wgmma_wait<1>();  // the batch before is done: its stage is free",
-        f"            if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % {stages}]);",
-        "        }",
+        *(_paired_consumer(tile, a_stage, b_stage) if pair else [
+            "        for (int kt = 0; kt < k_tiles; ++kt) {",
+            f"            const int s = kt % {stages};",
+            f"            mbar_wait(&full[s], (kt / {stages}) & 1);",
+            *(f"        {line}" for line in gemm_wgmma.stage_descriptors("s", a_stage, b_stage)),
+            "            wgmma_fence();",
+            "            #pragma unroll",
+            "            for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
+            f"                {gemm_wgmma.batch_call(bn)}",
+            "            wgmma_commit();",
+            "            wgmma_wait<1>();  // the batch before is done: its stage is free",
+            f"            if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % {stages}]);",
+            "        }"]),
         "        wgmma_wait<0>();",
         "        #pragma unroll",
         f"        for (int i = 0; i < {bn // 2}; ++i) fence_operand(frag[i]);",
@@ -466,6 +512,52 @@ def mainloop(gemm: TmaGemm, m: int, n: int, k: int, a: TmaOperand | Im2colOperan
     lines += store("m", "n", "frag[i]", "        ")
     lines += ["    }", "    }"]
     return lines
+
+
+def _paired_producer(tile: TmaTile, a_lines: list[str], b_dst: str, b_k: str) -> list[str]:
+    """The producer's loop over stages of two k-tiles (`TmaTile.stage_tiles`): a stage's
+    bytes announced for the k-tiles K has (the last stage of an odd count holds one), each
+    k-tile's A and B copied into its half (`h`)."""
+    stages, one = tile.stages, tile.stage_bytes() // 2
+    return [
+        "            for (int j = 0; j < k_stages; ++j) {",
+        f"                const int s = j % {stages};",
+        f"                if (j >= {stages}) mbar_wait(&empty[s], ((j / {stages}) - 1) & 1);",
+        f"                mbar_expect_tx(&full[s], (2 * j + 1 < k_tiles ? 2 : 1) * {one});",
+        "                #pragma unroll",
+        "                for (int h = 0; h < 2; ++h) {",
+        "                    const int kt = 2 * j + h;",
+        "                    if (kt >= k_tiles) break;",
+        *(f"    {line}" for line in a_lines),
+        f"                    tma_load({b_dst}, &tmap_b, {b_k}, b_row, &full[s]);",
+        "                }",
+        "            }"]
+
+
+def _paired_consumer(tile: TmaTile, a_stage: int, b_stage: int) -> list[str]:
+    """The consumers' loop over stages of two k-tiles: one wait, 8 wgmmas (4 where the last
+    stage of an odd count holds one k-tile), one commit and one free a stage."""
+    stages, bn = tile.stages, tile.bn
+    return [
+        "        for (int j = 0; j < k_stages; ++j) {",
+        f"            const int s = j % {stages};",
+        f"            mbar_wait(&full[s], (j / {stages}) & 1);",
+        *(f"        {line}" for line in gemm_wgmma.stage_descriptors("s", a_stage, b_stage)),
+        f"            const unsigned long long da2 = da + {a_stage // 32}, "
+        f"db2 = db + {b_stage // 32};  // the stage's second k-tile",
+        "            wgmma_fence();",
+        "            #pragma unroll",
+        "            for (int ks = 0; ks < 4; ++ks)  // 32 bytes of k each",
+        f"                {gemm_wgmma.batch_call(bn)}",
+        "            if (2 * j + 1 < k_tiles) {",
+        "                #pragma unroll",
+        "                for (int ks = 0; ks < 4; ++ks)",
+        f"                    {gemm_wgmma.batch_call(bn, 'da2', 'db2')}",
+        "            }",
+        "            wgmma_commit();",
+        "            wgmma_wait<1>();  // the batch before is done: its stage is free",
+        f"            if (j > 0 && lane == 0) mbar_arrive(&empty[(j - 1) % {stages}]);",
+        "        }"]
 
 
 def _maps(second: bool) -> list[str]:

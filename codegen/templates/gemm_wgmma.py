@@ -215,7 +215,9 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
     the best tile of which two blocks share a multiprocessor is there too. With `tma`, each
     cp.async wgmma tile among them also brings its TMA-fed twin (same BM x BN), and the best
     TMA tile is always there: where the epilogue, not the main loop, decides (an INT8 GEMM's
-    requantizing GELU), the autotuner compares the two copy engines tile for tile. With
+    requantizing GELU), the autotuner compares the two copy engines tile for tile; each
+    one-warpgroup TMA tile among them brings its two-k-tiles-a-stage twin where K is deep
+    (`gemm_tma.paired`). With
     `split_k`, the best split-K tile (`split_candidate`) comes last where it is estimated
     cheaper than every whole-K wgmma tile: timed, never the cost model's own choice."""
     m, n, k, batch = typical(m), typical(n), typical(k), typical(batch)
@@ -247,6 +249,7 @@ def merged_candidates(mma: list, m: int, n: int, k: int, batch: int, top: int = 
                 best.append(twin)
         if not any("copy" in t for t in best):
             best.append(min(fed, key=lambda s: (s[0], s[1]))[2])
+        best += gemm_tma.paired(best, k)
     split = split_candidate(m, n, k, batch, sms) if top and split_k else None
     if split is not None and split[0] < min(c for c, _, _ in hopper) * SPEEDUP_OVER_MMA:
         best.append(split[1].tactic())
@@ -338,9 +341,10 @@ def stage_descriptors(stage: str, a_stage: int, b_stage: int) -> list[str]:
             f"db = b_desc + {stage} * {b_stage // 16};"]
 
 
-def batch_call(bn: int) -> str:
-    """The wgmma of step `ks` (32 bytes of k: 2 descriptor units) of a k-tile."""
-    return f"wgmma_{bn}(frag, da + ks * 2, db + ks * 2);"
+def batch_call(bn: int, da: str = "da", db: str = "db") -> str:
+    """The wgmma of step `ks` (32 bytes of k: 2 descriptor units) of the k-tile whose
+    descriptors are `da`, `db`."""
+    return f"wgmma_{bn}(frag, {da} + ks * 2, {db} + ks * 2);"
 
 
 def helpers(dtype: str, bn: int) -> str:

@@ -43,11 +43,13 @@ def _relative_l2(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.linalg.norm(got - want) / np.linalg.norm(want))
 
 
-@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES], ids=str)
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES] + list(gemm_tma.PAIRED_TILES),
+                         ids=str)
 def test_every_tma_tile_matches_float64_on_emulated_warps(tile, tmp_path) -> None:
     """A batched A (two matrices back to back through one map) against one B; M, N short of a
-    tile and K short of a k-tile (the copy engine's zero fill), FP16 out."""
-    batch, m, n, k = [2], 100, 200, 200
+    tile and K short of a k-tile (the copy engine's zero fill), FP16 out; K of 5 k-tiles (an
+    odd count: the last of a two-k-tile tile's stages holds one)."""
+    batch, m, n, k = [2], 100, 200, 300
     rng = np.random.default_rng(1)
     a = rng.standard_normal((*batch, m, k)).astype(np.float16)
     b = rng.standard_normal((n, k)).astype(np.float16)
@@ -59,7 +61,8 @@ def test_every_tma_tile_matches_float64_on_emulated_warps(tile, tmp_path) -> Non
 
 
 @pytest.mark.parametrize("tile", [gemm_tma.TmaTile(128, 256, 4), gemm_tma.TmaTile(64, 96, 8),
-                                  gemm_tma.TmaTile(128, 64, 4)], ids=str)
+                                  gemm_tma.TmaTile(128, 64, 4), gemm_tma.TmaTile(64, 96, 4, 2)],
+                         ids=str)
 def test_int8_tma_tiles_sum_exactly_on_emulated_warps(tile, tmp_path) -> None:
     """INT8 read as byte pairs, 12 k-tiles through fewer stages (each stage refilled)."""
     m, n, k = 72, 136, 1536
@@ -73,7 +76,7 @@ def test_int8_tma_tiles_sum_exactly_on_emulated_warps(tile, tmp_path) -> None:
 def _conv_tiles(case: str) -> list[gemm_tma.TmaTile]:
     if case == "3x5_mixed":
         return [gemm_tma.TmaTile(128, 64, 8), gemm_tma.TmaTile(64, 256, 4),
-                gemm_tma.TmaTile(256, 64, 5)]
+                gemm_tma.TmaTile(256, 64, 5), gemm_tma.TmaTile(64, 128, 4, 2)]
     return [gemm_tma.TmaTile(128, 64, 8)]
 
 

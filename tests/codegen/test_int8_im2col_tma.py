@@ -52,13 +52,16 @@ def _params(case: str, dtype: str = "int8") -> dict:
 
 def test_int8_convs_over_whole_rows_time_their_im2col_twins() -> None:
     """A 3x3 INT8 conv over 128 channels (one 128-byte row a pixel): each cp.async wgmma
-    candidate's TMA twin comes last, its input through an im2col map over byte pairs (64 pairs a
-    pixel, pixels 128 bytes apart). Over 64 channels, in E4M3 or off sm_90: no TMA."""
+    candidate's TMA twin comes last (a one-warpgroup twin's two-k-tile form after them), its
+    input through an im2col map over byte pairs (64 pairs a pixel, pixels 128 bytes apart).
+    Over 64 channels, in E4M3 or off sm_90: no TMA."""
     params = _params("3x3_pad1")
     tactics = conv.tactics(params, "sm_90")
     fed = [i for i, t in enumerate(tactics) if gemm_tma.is_tma(t)]
     assert fed and fed == list(range(len(tactics) - len(fed), len(tactics)))
-    assert tactics[len(tactics) - len(fed):] == gemm_tma.twins(tactics[:-len(fed)])
+    twins = gemm_tma.twins(tactics[:-len(fed)])  # then the one-warpgroup ones' paired forms
+    assert tactics[len(tactics) - len(fed):] == twins + gemm_tma.paired(twins, 9 * 64)
+    assert any("stage_tiles" in t for t in tactics)  # 9 k-tiles: deep enough to pair
     assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_80"))
     tactic = gemm_tma.TmaGemm(gemm_tma.TmaTile(128, 64, 8)).tactic()
     spec = conv.emit("k", {**params, "tactic": tactic})
@@ -108,7 +111,8 @@ def test_a_conv_over_256_output_channels_times_one_warpgroup_of_m64n256() -> Non
 def test_every_int8_im2col_tile_compiles_to_the_im2col_copy_and_s8_wgmma() -> None:
     params = _params("3x5_mixed")
     sources = [(f"k{i}", conv.emit(f"k{i}", {**params, "tactic": gemm_tma.TmaGemm(t).tactic()})
-                .source) for i, (t, _) in enumerate(gemm_tma.TMA_TILES)]
+                .source) for i, t in enumerate([t for t, _ in gemm_tma.TMA_TILES]
+                                               + list(gemm_tma.PAIRED_TILES))]
     for entry in compile_many(sources, arch="sm_90"):
         assert b"cp.async.bulk.tensor.4d.shared::cluster.global.im2col" in entry.ptx
         assert re.search(rb"wgmma.mma_async.sync.aligned.m64n\d+k32.s32.s8.s8", entry.ptx)
@@ -126,7 +130,7 @@ def _sums(params: dict, seed: int) -> tuple[list, np.ndarray]:
 def _tiles(case: str) -> list[gemm_tma.TmaTile]:
     """Every TMA tile on the plain 3x3 and the mixed filter; one on the other cases."""
     if case in ("3x3_pad1", "3x5_mixed"):
-        return [t for t, _ in gemm_tma.TMA_TILES]
+        return [t for t, _ in gemm_tma.TMA_TILES] + list(gemm_tma.PAIRED_TILES)
     return [gemm_tma.TmaTile(128, 64, 8)]
 
 

@@ -54,7 +54,8 @@ def test_the_cost_model_prefers_tma_where_k_spans_several_tiles() -> None:
     assert not any(gemm_tma.is_tma(t) for t in matmul.tactics(params))
 
 
-@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES], ids=str)
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES] + list(gemm_tma.PAIRED_TILES),
+                         ids=str)
 def test_every_tma_tile_emits_its_maps_and_compiles_for_sm90a(tile: gemm_tma.TmaTile) -> None:
     params = {**_params([4, 300, 200], [264, 200]),
               "tactic": gemm_tma.TmaGemm(tile).tactic()}
@@ -71,6 +72,30 @@ def test_every_tma_tile_emits_its_maps_and_compiles_for_sm90a(tile: gemm_tma.Tma
                           options=["--ptxas-options=-v"])
     assert "cp.async.bulk.tensor" in kernel.ptx.decode()
     assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in kernel.log
+
+
+def test_one_warpgroup_tiles_bring_their_two_k_tile_twins_where_k_is_deep() -> None:
+    """BERT's FFN2 (K = 3072: 48 k-tiles): each one-warpgroup TMA candidate's twin holding two
+    k-tiles a stage (half the stages), timed after the rest; none for a K of a few k-tiles or
+    a tile of two warpgroups; the tactic round-trips and a bad one is refused."""
+    tactics = matmul.tactics(_params([1024, 3072], [768, 3072]), "sm_90")
+    paired = [t for t in tactics if "stage_tiles" in t]
+    assert {"wgmma": [64, 96, 4], "copy": "tma", "stage_tiles": 2} in paired
+    assert all(gemm_tma.tma_for(t).tile.groups == 1 and gemm_tma.tma_for(t).tactic() == t
+               and {"wgmma": [64, t["wgmma"][1], t["wgmma"][2] * 2], "copy": "tma"} in tactics
+               for t in paired)
+    first = tactics.index(paired[0])
+    assert all("stage_tiles" in t or "splits" in t for t in tactics[first:])
+    assert gemm_tma.paired([{"wgmma": [64, 96, 8], "copy": "tma"}], 7 * 64) == []
+    assert gemm_tma.paired([{"wgmma": [128, 64, 8], "copy": "tma"}], 48 * 64) == []
+    tile = gemm_tma.TmaTile(64, 96, 4, 2)
+    assert tile.stage_bytes() == 2 * gemm_tma.TmaTile(64, 96, 8).stage_bytes()
+    assert tile.shared_bytes(3) == 2 * tile.stage_bytes() + 1024  # 3 k-tiles fill 2 stages
+    for bad in ({"wgmma": [64, 96, 4], "copy": "tma", "stage_tiles": 3},
+                {"wgmma": [128, 64, 4], "copy": "tma", "stage_tiles": 2},
+                {"wgmma": [64, 96, 3], "copy": "tma", "stage_tiles": 2}):
+        with pytest.raises(ValueError):
+            gemm_tma.tma_for(bad)
 
 
 def test_int8_tma_reads_pairs_and_stages_int8_results() -> None:
@@ -167,7 +192,8 @@ def _force_tma(monkeypatch, tile: gemm_tma.TmaTile) -> None:
 @pytest.mark.cuda
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES], ids=str)
+@pytest.mark.parametrize("tile", [t for t, _ in gemm_tma.TMA_TILES] + list(gemm_tma.PAIRED_TILES),
+                         ids=str)
 def test_every_tma_tile_matches_float64(tile: gemm_tma.TmaTile, dtype: str,
                                         monkeypatch) -> None:
     """Partial tiles in M, N and K, K over many stages (the producer wraps around the ring),
@@ -236,8 +262,8 @@ def test_tma_maps_follow_io_bound_to_the_callers_memory(monkeypatch) -> None:
 def test_which_convs_take_tma_and_through_which_maps() -> None:
     """A plain 1x1 NHWC conv: both operands through tiled maps. A 3x3 (or a strided 1x1) one in
     FP16 over channels in whole 128-byte rows: its input through an im2col map, each wgmma
-    tile's TMA twin timed after the cp.async tiles (the cost model's choice stays cp.async);
-    over 32 channels, or grouped: no TMA."""
+    tile's TMA twin timed after the cp.async tiles (the cost model's choice stays cp.async),
+    a one-warpgroup twin's two-k-tile form after them; over 32 channels, or grouped: no TMA."""
     from ember.codegen.templates import conv
     from ember.runtime.tensor_maps import Im2colMap
 
@@ -256,8 +282,12 @@ def test_which_convs_take_tma_and_through_which_maps() -> None:
         fed = [i for i, t in enumerate(tactics) if gemm_tma.is_tma(t)]
         # the TMA twins come last, after every cp.async and mma.sync candidate
         assert fed and fed == list(range(len(tactics) - len(fed), len(tactics)))
-        assert tactics[len(tactics) - len(fed):] == gemm_tma.twins(tactics[:-len(fed)])
+        # the twins, then (K of 9 k-tiles: deep enough) the one-warpgroup twins' paired forms
+        twins = gemm_tma.twins(tactics[:-len(fed)])
+        assert tactics[len(tactics) - len(fed):] == twins + gemm_tma.paired(twins, 576) \
+            if params is three else twins
         assert not any(gemm_tma.is_tma(t) for t in conv.tactics(params, "sm_80"))
+    assert any("stage_tiles" in t for t in conv.tactics(three, "sm_90"))
     # the copy engine walks the windows its corners and strides give: an output shape that is
     # not those, or a filter reaching past the copy's offsets, runs no TMA
     wrong_out = {**three, "out_shapes": [[2, 5, 5, 96]]}
@@ -371,7 +401,8 @@ IM2COL_CONVS = {  # (x shape NCHW, w shape, attributes)
                                                     "dilations": [2, 1]}),
 }
 IM2COL_TILES = [gemm_tma.TmaTile(128, 64, 8), gemm_tma.TmaTile(256, 128, 4),
-                gemm_tma.TmaTile(256, 64, 5), gemm_tma.TmaTile(64, 128, 8)]
+                gemm_tma.TmaTile(256, 64, 5), gemm_tma.TmaTile(64, 128, 8),
+                gemm_tma.TmaTile(64, 128, 4, 2)]
 
 
 @pytest.mark.cuda
