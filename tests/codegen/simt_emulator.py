@@ -11,22 +11,25 @@ helpers are dropped and replaced by these; the emulation of the layouts is itsel
 
 Hopper's forms too (the part after "Hopper" in HEADER): mbarriers (arrivals, transaction
 bytes, phases; a wait that no phase completes within `DEADLOCK_SECONDS` is a deadlock and fails
-the run), the bulk tensor copy engine (`cp.async.bulk.tensor` tiled and im2col copies, done when
-a thread tests their barrier — the latest the engine may, so a reader that does not wait reads
-none — into the 128-byte swizzle pattern by shared-memory address bits, out-of-range elements
-as zeros, completing their bytes on the barrier) over tensor maps the harness builds from the
-spec's `tensor_maps`, and `wgmma.mma_async` from 128-byte-swizzled shared-memory descriptors
-(each thread's accumulators by the PTX ISA's m64nN layout), deferred to the `wgmma.wait_group`
-that covers it — the latest the hardware may read its operands, so a stage freed too early is
-caught — after which the warpgroup meets (the wait is warpgroup-wide). Checked on the
-GPU-verified TMA and wgmma kernels (tests/codegen/test_hopper_emulated.py)."""
+the run), the bulk tensor copy engine (`cp.async.bulk.tensor` tiled and im2col copies into the
+128-byte swizzle pattern by shared-memory address bits, out-of-range elements as zeros,
+completing their bytes on the barrier) over tensor maps the harness builds from the spec's
+`tensor_maps`, and `wgmma.mma_async` from 128-byte-swizzled shared-memory descriptors (each
+thread's accumulators by the PTX ISA's m64nN layout), deferred to the `wgmma.wait_group` that
+covers it (the latest the hardware may read its operands), after which the warpgroup meets (the
+wait is warpgroup-wide). The copies land when a thread tests their barrier (the latest the
+engine may: a reader that does not wait reads none) or, with `COPIES_AT_ISSUE`, when issued,
+each wgmma wait slowed (a stage freed before its wgmmas are done is overwritten first). Checked
+on the GPU-verified TMA and wgmma kernels (tests/codegen/test_hopper_emulated.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +84,13 @@ thread_local Dim3 threadIdx, blockIdx;
 static Dim3 blockDim, gridDim;
 static std::barrier<>* g_block_bar;
 static std::barrier<>* g_warp_bar[32];
-// the kernel's dynamic shared memory: its last g_smem_bytes (EMU_SHARED_BYTES) before a guard
-#ifndef EMU_SHARED_BYTES
-#define EMU_SHARED_BYTES (256 * 1024)
-#endif
-static const int g_smem_bytes = EMU_SHARED_BYTES;
+// what the program sets (after this header, precompiled once: `_header`): the kernel's dynamic
+// shared memory (the arena's last g_smem_bytes before a guard), whether its 16-bit operands are
+// bfloat16, how long an mbarrier wait may take, whether bulk copies land when issued
+extern const int g_smem_bytes;
+extern const bool g_bf16;
+extern const int g_deadlock_seconds;
+extern const bool g_copies_at_issue;
 static const int g_guard_bytes = 64 * 1024;
 alignas(1024) static unsigned char g_arena[256 * 1024 + 64 * 1024];
 static unsigned char* const g_smem = g_arena + ((256 * 1024 - g_smem_bytes) & ~15);
@@ -171,13 +176,12 @@ static inline ember_bf16 ember_to_bf16(float f) {
 }
 static inline float ember_round_half(float f) { return ember_load(ember_to_half(f)); }
 static inline float ember_round_bf16(float f) { return ember_load(ember_to_bf16(f)); }
-#ifdef EMU_BF16
-static inline float op_float(unsigned short b) { return ember_load(ember_bf16{b}); }
-static inline unsigned short op_bits(float f) { return ember_to_bf16(f).bits; }
-#else
-static inline float op_float(unsigned short b) { return ember_load(ember_half{b}); }
-static inline unsigned short op_bits(float f) { return ember_to_half(f).bits; }
-#endif
+static inline float op_float(unsigned short b) {
+    return g_bf16 ? ember_load(ember_bf16{b}) : ember_load(ember_half{b});
+}
+static inline unsigned short op_bits(float f) {
+    return g_bf16 ? ember_to_bf16(f).bits : ember_to_half(f).bits;
+}
 static inline unsigned pack2(float lo, float hi) {
     return op_bits(lo) | ((unsigned)op_bits(hi) << 16);
 }
@@ -309,9 +313,6 @@ static inline void mma_16832_e4m3(float* c, const unsigned* a, unsigned b0, unsi
 
 // ---- Hopper: mbarriers, the bulk tensor copy engine, wgmma --------------------------------------
 #define __grid_constant__
-#ifndef EMU_DEADLOCK_SECONDS
-#define EMU_DEADLOCK_SECONDS 60
-#endif
 // a shared-memory address: the byte offset from the arena (1024-byte aligned, as the hardware's
 // shared window is), so the kernels' alignment of a stage to a swizzle atom is what it is there
 static inline unsigned emu_shared(const void* p) {
@@ -369,7 +370,13 @@ static inline void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
 static std::map<const void*, std::vector<std::function<long long()>>> g_copies;
 static void emu_copy_later(const void* bar, std::function<long long()> copy) {
     std::lock_guard<std::mutex> l(g_bar_mu);
-    g_copies[bar].push_back(std::move(copy));
+    if (g_copies_at_issue) {  // (COPIES_AT_ISSUE) the other bound: as soon as issued
+        EmuBar& b = emu_bar(bar);
+        b.tx -= copy();
+        emu_bar_settle(b);
+    } else {
+        g_copies[bar].push_back(std::move(copy));
+    }
     g_bar_cv.notify_all();
 }
 static bool emu_phase_done(const void* bar, unsigned parity) {  // (g_bar_mu held)
@@ -390,10 +397,10 @@ static inline bool mbar_test(unsigned long long* bar, unsigned parity) {
 }
 static inline void mbar_wait(unsigned long long* bar, unsigned parity) {
     std::unique_lock<std::mutex> l(g_bar_mu);
-    if (!g_bar_cv.wait_for(l, std::chrono::seconds(EMU_DEADLOCK_SECONDS),
+    if (!g_bar_cv.wait_for(l, std::chrono::seconds(g_deadlock_seconds),
                            [&] { return emu_phase_done(bar, parity); })) {
         fprintf(stderr, "mbarrier wait: no phase completed in %d s (a deadlock)\n",
-                EMU_DEADLOCK_SECONDS);
+                g_deadlock_seconds);
         abort();
     }
 }
@@ -525,6 +532,9 @@ static inline void emu_wgmma(void* d, unsigned long long da, unsigned long long 
 static inline void wgmma_fence() {}
 static inline void wgmma_commit() { t_wg_groups.push_back(t_wg_open); t_wg_open.clear(); }
 template <int N> static inline void wgmma_wait() {
+    // (COPIES_AT_ISSUE) the tensor cores slow: the other threads run first, a producer's
+    // copies into a stage freed too early land before its wgmmas read it
+    if (g_copies_at_issue) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     while ((int)t_wg_groups.size() > N) {
         for (const EmuWgmma& op : t_wg_groups.front()) emu_wgmma_run(op);
         t_wg_groups.erase(t_wg_groups.begin());
@@ -577,11 +587,41 @@ static void emu_launch(Dim3 grid, Dim3 block, F kernel) {
 
 
 DEADLOCK_SECONDS = 60  # an mbarrier wait this long fails the run (HOPPER's mbar_wait)
+# bulk copies land when a thread tests their barrier (the latest: a reader that does not wait
+# reads none); True: when issued, each wgmma wait first sleeping (a stage freed early is then
+# overwritten before its wgmmas read it)
+COPIES_AT_ISSUE = False
 
 
 class EmulatorError(RuntimeError):
     """The emulated program failed (an abort: its message, e.g. a deadlock or a misaligned
     copy, is the error's)."""
+
+
+# (no fused multiply-adds: the tests' numpy references round each float op, and g++ contracts
+# a * b + c where the host has an FMA instruction, aarch64's by default)
+FLAGS = ["-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w", "-Wno-psabi"]
+
+
+def _header() -> Path:
+    """HEADER as a file with its precompiled form beside it (`-include` picks the .gch), made
+    once per machine in the temporary directory, named by its text and FLAGS (each program
+    compiles in a third of the time: most of it was the header's C++ library)."""
+    key = hashlib.sha256((HEADER + " ".join(FLAGS)).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"ember-emulator-{key}"
+    header = folder / "emu_header.hpp"
+    if not (folder / "emu_header.hpp.gch").exists():
+        folder.mkdir(exist_ok=True)
+        part = folder / f"part{os.getpid()}"  # workers in parallel: each writes its own, then
+        part.mkdir(exist_ok=True)            # renames (the last rename wins, all alike)
+        (part / "emu_header.hpp").write_text(HEADER)
+        subprocess.run(["g++", *FLAGS, "-x", "c++-header", str(part / "emu_header.hpp"), "-o",
+                        str(part / "emu_header.hpp.gch")], check=True)
+        if not header.exists():
+            os.replace(part / "emu_header.hpp", header)
+        os.replace(part / "emu_header.hpp.gch", folder / "emu_header.hpp.gch")
+        shutil.rmtree(part, ignore_errors=True)
+    return header
 
 
 def available() -> bool:
@@ -698,22 +738,23 @@ def run_outputs(spec: KernelSpec, name: str, inputs: list[np.ndarray],
         main += [f"    {{ FILE* f = fopen(argv[{len(inputs) + 1 + k}], \"wb\");",
                  f"      fwrite(out{k}.data(), 1, {n}, f); fclose(f); }}"]
     main += ["    return 0;", "}"]
-    program = "\n".join([HEADER, source, *main])
     bf16 = ".bf16.bf16.f32" in spec.source or ".f32.bf16.bf16" in spec.source  # mma, wgmma
-    flags = ["-DEMU_BF16"] if bf16 else []
-    flags.append(f"-DEMU_DEADLOCK_SECONDS={DEADLOCK_SECONDS}")
+    smem = 256 * 1024
     if "extern __shared__" in spec.source:
         assert 0 < spec.shared_bytes <= 256 * 1024, spec.shared_bytes
-        flags.append(f"-DEMU_SHARED_BYTES={spec.shared_bytes}")
-    key = hashlib.sha256((program + " ".join(flags)).encode()).hexdigest()[:16]
+        smem = spec.shared_bytes
+    settings = [f"extern const int g_smem_bytes = {smem};",
+                f"extern const bool g_bf16 = {'true' if bf16 else 'false'};",
+                f"extern const int g_deadlock_seconds = {DEADLOCK_SECONDS};",
+                f"extern const bool g_copies_at_issue = {str(COPIES_AT_ISSUE).lower()};"]
+    program = "\n".join([*settings, source, *main])
+    header = _header()
+    key = hashlib.sha256((header.name + program).encode()).hexdigest()[:16]
     exe = workdir / f"emu_{key}"
     if not exe.exists():
         (workdir / f"emu_{key}.cpp").write_text(program)
-        # (no fused multiply-adds: the tests' numpy references round each float op, and g++
-        # contracts a * b + c where the host has an FMA instruction, aarch64's by default)
-        subprocess.run(["g++", "-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-w",
-                        "-Wno-psabi", *flags, str(workdir / f"emu_{key}.cpp"), "-o", str(exe)],
-                       check=True)
+        subprocess.run(["g++", *FLAGS, "-include", str(header), str(workdir / f"emu_{key}.cpp"),
+                        "-o", str(exe)], check=True)
     paths = []
     for i, a in enumerate(inputs):
         paths.append(workdir / f"in{i}.bin")
