@@ -9,7 +9,8 @@ from ember.dialects import xdsl_fixes  # noqa: F401  (printing/parsing fixes, ap
 
 def ember_context() -> Context:
     """A context with every dialect ember's IR may hold (builtin, func, arith, math, onnx, nn,
-    kernel)."""
+    kernel). `onnx` (made from onnx's schemas: ~2 s to import onnx and build) loads at the
+    first op of it the context is asked for, so IR below it parses without it."""
     from xdsl.dialects.arith import Arith
     from xdsl.dialects.builtin import Builtin
     from xdsl.dialects.func import Func
@@ -17,9 +18,15 @@ def ember_context() -> Context:
 
     from ember.dialects.kernel import KERNEL
     from ember.dialects.nn import NN
-    from ember.dialects.onnx import ONNX
 
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, Math, ONNX, NN, KERNEL):
+    for dialect in (Builtin, Func, Arith, Math, NN, KERNEL):
         ctx.load_dialect(dialect)
+    ctx.register_dialect("onnx", _onnx)
     return ctx
+
+
+def _onnx():
+    from ember.dialects.onnx import ONNX
+
+    return ONNX

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from onnx import TensorProto
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
@@ -31,7 +30,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute
 from xdsl.utils.exceptions import VerifyException
 
-from ember.dialects.dtypes import element_type_from_onnx, is_supported_onnx_dtype, numpy_dtype
+from ember.dialects.dtypes import numpy_dtype, numpy_dtype_names
 from ember.dialects.tensor_types import element_type_of
 from ember.errors import EmberError
 from ember.runtime.cpu_kernels import KERNELS, Kernel
@@ -73,12 +72,7 @@ def _is_shape(a: Attribute) -> bool:
     return isinstance(a, ArrayAttr) and all(_is_dim(d) for d in a.data)
 
 
-def _dtype_names() -> frozenset[str]:
-    return frozenset(numpy_dtype(element_type_from_onnx(d)).name
-                     for d in TensorProto.DataType.values() if is_supported_onnx_dtype(d))
-
-
-DTYPE_NAMES = _dtype_names()
+DTYPE_NAMES = numpy_dtype_names()
 
 INT = Kind("an int (i64)", _is_int)
 FLOAT = Kind("a float", lambda a: isinstance(a, FloatAttr))

@@ -6,64 +6,69 @@ A pipeline is a list of pass names; `--passes a,b,c` spells one by hand. Every p
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 from xdsl.passes import ModulePass
-from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
-from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
 from ember.errors import PipelineError
 
+# pass name -> (module, class), imported when the pass is asked for: an IR test's `ember-opt`
+# runs one or two, and importing all of them (onnx's dialect among what they read) took ~2 s of
+# its start. select-tactics, fuse-shortcut-convs, fuse-attention-kernels and emit-cuda read the
+# templates (tactic spaces, kernel steps), so they live in codegen (DESIGN §1). A value may also
+# be the class itself. tests/passes/test_pass_registry.py checks each name against its class.
+REGISTRY: dict[str, tuple[str, str] | type[ModulePass]] = {
+    "convert-onnx-to-nn": ("ember.passes.convert_onnx_to_nn", "ConvertOnnxToNN"),
+    "infer-shapes": ("ember.passes.infer_shapes", "InferShapes"),
+    "fold-constants": ("ember.passes.fold_constants", "FoldConstants"),
+    "fold-batch-norm": ("ember.passes.fold_batch_norm", "FoldBatchNorm"),
+    "canonicalize": ("ember.passes.canonicalize", "Canonicalize"),
+    "convert-nn-to-kernel": ("ember.passes.convert_nn_to_kernel", "ConvertNNToKernel"),
+    "fuse-elementwise": ("ember.passes.fuse_elementwise", "FuseElementwise"),
+    "fuse-epilogues": ("ember.passes.fuse_epilogues", "FuseEpilogues"),
+    "fuse-shortcut-convs": ("ember.codegen.fuse_shortcut_convs", "FuseShortcutConvs"),
+    "cancel-requantize": ("ember.passes.cancel_requantize", "CancelRequantize"),
+    "cse": ("xdsl.transforms.common_subexpression_elimination",
+            "CommonSubexpressionElimination"),
+    "dce": ("xdsl.transforms.dead_code_elimination", "DeadCodeElimination"),
+    "assign-layouts": ("ember.passes.assign_layouts", "AssignLayouts"),
+    "fold-pad": ("ember.passes.fold_pad", "FoldPad"),
+    "cancel-transposes": ("ember.passes.cancel_transposes", "CancelTransposes"),
+    "merge-parallel-matmuls": ("ember.passes.merge_parallel_matmuls", "MergeParallelMatmuls"),
+    "fuse-attention": ("ember.passes.fuse_attention", "FuseAttention"),
+    "fuse-normalization": ("ember.passes.fuse_normalization", "FuseNormalization"),
+    "fold-scale-shift": ("ember.passes.fold_scale_shift", "FoldScaleShift"),
+    "select-tactics": ("ember.codegen.select_tactics", "SelectTactics"),
+    "kmajor-matmul-weights": ("ember.passes.kmajor_matmul_weights", "KMajorMatmulWeights"),
+    "kmajor-matmul-operands": ("ember.passes.kmajor_matmul_operands", "KMajorMatmulOperands"),
+    "tabulate-int8-chains": ("ember.passes.tabulate_int8_chains", "TabulateInt8Chains"),
+    "fuse-attention-kernels": ("ember.codegen.fuse_attention_kernels", "FuseAttentionKernels"),
+    "pad-conv-channels": ("ember.passes.pad_conv_channels", "PadConvChannels"),
+    "fold-channel-pad": ("ember.passes.fold_channel_pad", "FoldChannelPad"),
+    "space-to-depth-stem": ("ember.passes.space_to_depth_stem", "SpaceToDepthStem"),
+    "fuse-strided-reads": ("ember.passes.fuse_strided_reads", "FuseStridedReads"),
+    "emit-cuda": ("ember.codegen.emit_cuda", "EmitCuda"),
+    "assign-precision": ("ember.passes.assign_precision", "AssignPrecision"),
+    "choose-formats": ("ember.passes.choose_formats", "ChooseFormats"),
+    "plan-memory": ("ember.passes.plan_memory", "PlanMemory"),
+    "fold-qdq": ("ember.passes.fold_qdq", "FoldQDQ"),
+    "fold-quantize-scales": ("ember.passes.fold_quantize_scales", "FoldQuantizeScales"),
+}
 
-def _ember_passes() -> list[type[ModulePass]]:
-    # select-tactics, fuse-shortcut-convs and fuse-attention-kernels read the templates (tactic
-    # spaces, kernel steps) and emit-cuda runs them, so they live in codegen (DESIGN §1)
-    from ember.codegen.emit_cuda import EmitCuda
-    from ember.codegen.fuse_attention_kernels import FuseAttentionKernels
-    from ember.codegen.fuse_shortcut_convs import FuseShortcutConvs
-    from ember.codegen.select_tactics import SelectTactics
-    from ember.passes.assign_layouts import AssignLayouts
-    from ember.passes.assign_precision import AssignPrecision
-    from ember.passes.cancel_requantize import CancelRequantize
-    from ember.passes.cancel_transposes import CancelTransposes
-    from ember.passes.canonicalize import Canonicalize
-    from ember.passes.choose_formats import ChooseFormats
-    from ember.passes.convert_nn_to_kernel import ConvertNNToKernel
-    from ember.passes.convert_onnx_to_nn import ConvertOnnxToNN
-    from ember.passes.fold_batch_norm import FoldBatchNorm
-    from ember.passes.fold_channel_pad import FoldChannelPad
-    from ember.passes.fold_constants import FoldConstants
-    from ember.passes.fold_pad import FoldPad
-    from ember.passes.fold_qdq import FoldQDQ
-    from ember.passes.fold_quantize_scales import FoldQuantizeScales
-    from ember.passes.fold_scale_shift import FoldScaleShift
-    from ember.passes.fuse_attention import FuseAttention
-    from ember.passes.fuse_elementwise import FuseElementwise
-    from ember.passes.fuse_epilogues import FuseEpilogues
-    from ember.passes.fuse_normalization import FuseNormalization
-    from ember.passes.fuse_strided_reads import FuseStridedReads
-    from ember.passes.infer_shapes import InferShapes
-    from ember.passes.kmajor_matmul_operands import KMajorMatmulOperands
-    from ember.passes.kmajor_matmul_weights import KMajorMatmulWeights
-    from ember.passes.merge_parallel_matmuls import MergeParallelMatmuls
-    from ember.passes.pad_conv_channels import PadConvChannels
-    from ember.passes.plan_memory import PlanMemory
-    from ember.passes.space_to_depth_stem import SpaceToDepthStem
-    from ember.passes.tabulate_int8_chains import TabulateInt8Chains
 
-    return [ConvertOnnxToNN, InferShapes, FoldConstants, FoldBatchNorm, Canonicalize,
-            ConvertNNToKernel, FuseElementwise, FuseEpilogues, FuseShortcutConvs, CancelRequantize,
-            CommonSubexpressionElimination,
-            DeadCodeElimination, AssignLayouts, FoldPad, CancelTransposes, MergeParallelMatmuls,
-            FuseAttention, FuseNormalization, FoldScaleShift, SelectTactics, KMajorMatmulWeights,
-            KMajorMatmulOperands, TabulateInt8Chains, FuseAttentionKernels,
-            PadConvChannels, FoldChannelPad, SpaceToDepthStem, FuseStridedReads,
-            EmitCuda, AssignPrecision, ChooseFormats, PlanMemory, FoldQDQ, FoldQuantizeScales]
+def _load(entry: Any) -> type[ModulePass]:
+    if isinstance(entry, type):
+        return entry
+    module, cls = entry
+    return getattr(importlib.import_module(module), cls)
 
 
 def available_passes() -> dict[str, Callable[[], type[ModulePass]]]:
-    """Pass name -> a function returning its class (xDSL's registry shape)."""
-    return {p.name: (lambda p=p: p) for p in _ember_passes()}
+    """Pass name -> a function returning its class (xDSL's registry shape; the class's module
+    is imported when it is called)."""
+    return {name: (lambda entry=entry: _load(entry)) for name, entry in REGISTRY.items()}
 
 
 PIPELINES: dict[str, list[str]] = {

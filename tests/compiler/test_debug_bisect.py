@@ -109,8 +109,7 @@ class PerturbWeights(ModulePass):
 
 
 def test_a_test_only_pass_in_the_pipeline_text_is_named(monkeypatch) -> None:
-    registered = ember.passes._ember_passes
-    monkeypatch.setattr(ember.passes, "_ember_passes", lambda: [*registered(), PerturbWeights])
+    monkeypatch.setitem(ember.passes.REGISTRY, "test-perturb-weights", PerturbWeights)
     # a hand-written list without plan-memory: kernel stages get a memory plan on a copy
     passes = parse_pipeline_text("convert-onnx-to-nn,fold-constants,convert-nn-to-kernel,"
                                  "test-perturb-weights{factor=2.0},fuse-elementwise")
