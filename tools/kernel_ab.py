@@ -243,7 +243,8 @@ def clocks(src: str) -> str:
     head = re.search(r"(extern \"C\" __global__ void (?:__launch_bounds__\([^)]*\) )?\w+\([^)]*)"
                      r"\) \{\n"
                      r"(\s*ember_pdl_sync\(\);\n)?", src)
-    wait = re.search(r"\n(\s*)mbar_wait\(&full\[s\], [^;]*\);\n", src)
+    wait = re.search(r"for \(int (\w+) = 0; \w+ < k_(?:tiles|stages); \+\+\w+\) \{\n"
+                     r"\s*const int s = \w+ % \d+;\n(\s*)mbar_wait\(&full\[s\], [^;]*\);\n", src)
     fence = re.search(r"\n(\s*)for \(int i = 0; i < \d+; \+\+i\) "
                       r"fence_operand\(frag\[i\]\);\n", src)
     staged = re.search(r"\n    __syncthreads\(\);  // the pipeline's shared memory is free[^\n]*\n",
@@ -268,7 +269,8 @@ def clocks(src: str) -> str:
     marks = [
         (head.end(), "    long long ck_[5]; unsigned long long ck_gt_[2];\n"
          f"    ck_[0] = clock64();\n    {timer.format(0)}\n"),
-        (wait.end(), f"{wait.group(1)}if (kt == 0 && tid == 0) ck_[1] = clock64();\n"),
+        (wait.end(), f"{wait.group(2)}if ({wait.group(1)} == 0 && tid == 0) "
+                     "ck_[1] = clock64();\n"),
         (fence.end(), f"{fence.group(1)}if (tid == 0) ck_[2] = clock64();\n"),
         (after.end(), ("" if staged else "    __syncthreads();\n")
          + "    if (tid == 0) ck_[3] = clock64();\n"),

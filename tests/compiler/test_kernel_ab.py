@@ -131,6 +131,11 @@ def test_the_tma_loop_variants_drop_the_part_they_name_and_compile():
                     "&full[(kt + 1) % 6], ((kt + 1) / 6) & 1);\n            wgmma_wait<1>();")
     assert "wgmma_wait<2>();" in sources["depth2"] and \
         "if (kt > 1 && lane == 0) mbar_arrive(&empty[(kt - 2) % 6]);" in sources["depth2"]
+    # a tile of two k-tiles a stage: its loop counts stages (j), clocks marks the first
+    paired = conv.emit("k", {**params, "tactic": gemm_tma.TmaGemm(
+        gemm_tma.TmaTile(64, 128, 4, 2)).tactic()})
+    sources["paired"] = kernel_ab.variant("clocks", paired)[0]
+    assert "if (j == 0 && tid == 0) ck_[1] = clock64();" in sources["paired"]
     both = sources["noload+clocks"]
     assert "mbar_arrive(&full[s]);" in both and "ember_clocks_" in both
     with pytest.raises(kernel_ab.VariantError, match="copy\\+clocks"):
