@@ -16,13 +16,9 @@ import pytest
 from ember.codegen.templates import conv, gemm_tma, gemm_wgmma, matmul
 from ember.runtime.tensor_maps import Im2colMap
 from tests.codegen import simt_emulator
-from tests.codegen.test_int8_im2col_tma import CASES, _sums
+from tests.codegen.test_int8_im2col_tma import CASES, _sums, requantize_case
 from tests.codegen.test_int8_im2col_tma import _params as _conv_params
-from tests.codegen.test_int8_tensor_cores import (
-    _int8,
-    _requantize_residual,
-    _requantized,
-)
+from tests.codegen.test_int8_tensor_cores import _int8
 
 pytestmark = pytest.mark.skipif(
     not simt_emulator.available(),
@@ -96,22 +92,13 @@ def test_int8_im2col_convs_sum_exactly_on_emulated_warps(case, tmp_path) -> None
 def test_the_int8_drain_requantizes_with_its_residual_on_emulated_warps(tmp_path) -> None:
     """The staged int8 tail (per-channel scale, int8 residual, round, clip) after the im2col
     main loop, on each TMA tactic the build would time."""
-    params = _conv_params("3x3_stride2_256ch")
-    (x, w), acc = _sums(params, seed=12)
-    out, n = params["out_shapes"][0], params["out_shapes"][0][-1]
-    params["epilogue"] = _requantize_residual(n, out)
-    params["epilogue"]["in_shapes"][0] = [1, 1, 1, n]
-    rng = np.random.default_rng(13)
-    scale = (rng.random((1, 1, 1, n)) * 2e-3 + 5e-4).astype(np.float32)
-    residual = _int8(rng, out)
-    want = _requantized(acc, scale, residual)
+    params, inputs, want = requantize_case()
     assert (np.abs(want.astype(int)) == 127).any() and (want == -128).any()  # both clips
     tactics = [t for t in conv.tactics(params, "sm_90") if gemm_tma.is_tma(t)]
     assert tactics
     for tactic in tactics:
         spec = conv.emit("k", {**params, "tactic": tactic})
-        got = simt_emulator.run(spec, "k", [x, w, scale, residual], list(want.shape), np.int8,
-                                tmp_path)
+        got = simt_emulator.run(spec, "k", inputs, list(want.shape), np.int8, tmp_path)
         np.testing.assert_array_equal(got, want, err_msg=str(tactic))
 
 

@@ -127,6 +127,20 @@ def _sums(params: dict, seed: int) -> tuple[list, np.ndarray]:
     return [x, w], acc
 
 
+def requantize_case() -> tuple[dict, list[np.ndarray], np.ndarray]:
+    """The strided 3x3 conv over 256 channels with the staged int8 tail (per-channel scale,
+    int8 residual, round, clip): params, inputs (x, w, scale, residual), the int8 result."""
+    params = _params("3x3_stride2_256ch")
+    (x, w), acc = _sums(params, seed=12)
+    out, n = params["out_shapes"][0], params["out_shapes"][0][-1]
+    params["epilogue"] = _requantize_residual(n, out)
+    params["epilogue"]["in_shapes"][0] = [1, 1, 1, n]
+    rng = np.random.default_rng(13)
+    scale = (rng.random((1, 1, 1, n)) * 2e-3 + 5e-4).astype(np.float32)
+    residual = _int8(rng, out)
+    return params, [x, w, scale, residual], _requantized(acc, scale, residual)
+
+
 def _tiles(case: str) -> list[gemm_tma.TmaTile]:
     """Every TMA tile on the plain 3x3 and the mixed filter; one on the other cases."""
     if case in ("3x3_pad1", "3x5_mixed"):
@@ -155,15 +169,7 @@ def test_int8_im2col_convs_sum_exactly_on_the_gpu(case: str) -> None:
 def test_an_int8_im2col_conv_requantizes_with_its_residual_on_the_gpu() -> None:
     """The staged int8 tail (per-channel scale, int8 residual, round, clip) after the im2col
     main loop, every candidate the build times (the cp.async ones and their TMA twins)."""
-    params = _params("3x3_stride2_256ch")
-    (x, w), acc = _sums(params, seed=12)
-    out, n = params["out_shapes"][0], params["out_shapes"][0][-1]
-    params["epilogue"] = _requantize_residual(n, out)
-    params["epilogue"]["in_shapes"][0] = [1, 1, 1, n]
-    rng = np.random.default_rng(13)
-    scale = (rng.random((1, 1, 1, n)) * 2e-3 + 5e-4).astype(np.float32)
-    residual = _int8(rng, out)
-    want = _requantized(acc, scale, residual)
+    params, (x, w, scale, residual), want = requantize_case()
     tactics = conv.tactics(params, "sm_90")
     assert any(gemm_tma.is_tma(t) for t in tactics)
     for tactic in tactics:
