@@ -2,7 +2,8 @@
 # The one GPU-host script: install ember there (from the carried `.gpu-wheels`), then run the
 # parts PARTS names, in this order (default: all of them):
 #   tests        pytest -m cuda over TEST_PATHS (default tests), with PYTEST_ARGS (default
-#                "-n 8 --timeout 300": pytest-xdist and pytest-timeout are on the host). Serially
+#                "-n 8 --timeout 300": pytest-xdist and pytest-timeout are on the host; "-n 0"
+#                runs serially, an empty value takes pyproject's -n auto, every core). Serially
 #                all of tests took ~7 min on the H200 (session 6); with -n 8 it fits one call
 #   demo         ember demo --device cuda                         ~10 s
 #   conformance  tools/backend_conformance.py --device cuda       ~30 s
