@@ -150,11 +150,16 @@ def tma_for(tactic: dict) -> TmaGemm:
     return TmaGemm(tile)
 
 
+def k_tiles(k: int) -> int:
+    """The 128-byte k-tiles of a K of `k` 2-byte units."""
+    return -(-k // (ROW_BYTES // 2))
+
+
 def paired(tactics: list[dict], k: int) -> list[dict]:
     """The two-k-tiles-a-stage twin (`PAIRED_TILES`: half the stages) of each one-warpgroup
     TMA tactic among `tactics`, in their order, none already there, where K (2-byte units)
     spans `PAIRS_FROM_K_TILES` k-tiles or more: timed after the rest."""
-    if is_sym(k) or -(-k // (ROW_BYTES // 2)) < PAIRS_FROM_K_TILES:
+    if is_sym(k) or k_tiles(k) < PAIRS_FROM_K_TILES:
         return []
     out: list[dict] = []
     for t in tactics:
@@ -312,7 +317,7 @@ PAYS_FROM_K_TILES = 4
 
 def speedup(k: int) -> float:
     """The TMA loop's estimated speed-up over the cp.async loop at depth `k` (2-byte units)."""
-    return SPEEDUP_OVER_CP_ASYNC if -(-k // (ROW_BYTES // 2)) >= PAYS_FROM_K_TILES else 0.95
+    return SPEEDUP_OVER_CP_ASYNC if k_tiles(k) >= PAYS_FROM_K_TILES else 0.95
 
 
 def helpers(dtype: str, bn: int) -> str:
